@@ -1,0 +1,377 @@
+//! Administration commands that act on a deployment's store directly: credentials, keys, audit
+//! log, schema. They work while the servers run (SQLite in WAL mode, PostgreSQL as usual).
+
+use anyhow::{anyhow, bail, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ims_identity::credentials::{Credentials, NewSecret};
+use ims_identity::model::{Context, Organization};
+use ims_identity::service::Ims;
+use ims_identity::store::{AuditQuery, OrgStore as _};
+use ims_identity::Now;
+use ims_store::SqlStore;
+use ims_wire::{CredentialSecret, CredentialSummary, SecretSummary};
+
+use crate::config::Config;
+use crate::{server, up};
+
+/// Where an administration command finds the deployment.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Target {
+    /// Data directory of `ims up` (default ./ims-data unless --database-url or --config is given).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database of a deployment (sqlite://... or postgres://...).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema, with --database-url.
+    #[arg(long, global = true)]
+    pub database_schema: Option<String>,
+    /// Organisation id (default: the only one).
+    #[arg(long, global = true)]
+    pub org: Option<String>,
+}
+
+impl Target {
+    pub fn config(&self, base: Config) -> Result<Config> {
+        let mut config = base;
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+            config.database_schema = self.database_schema.clone();
+            return Ok(config);
+        }
+        if config.database_url.is_some() && self.data_dir.is_none() {
+            return Ok(config);
+        }
+        let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("ims-data"));
+        let up = up::read_up_file(&dir)?;
+        config.database_url = Some(up.database_url);
+        config.database_schema = None;
+        if config.master_key.is_none() {
+            let key = dir.join("master.key");
+            if key.exists() {
+                config.master_key = Some(std::fs::read_to_string(key)?.trim().to_owned());
+            }
+        }
+        Ok(config)
+    }
+}
+
+pub async fn org(store: &SqlStore, wanted: Option<&str>) -> Result<Organization> {
+    let orgs = store.orgs().await?;
+    match wanted {
+        Some(id) => orgs
+            .into_iter()
+            .find(|o| o.org_id == id)
+            .ok_or_else(|| anyhow!("no organisation {id}")),
+        None => match orgs.len() {
+            0 => bail!("the store has no organisation yet: start the IMS once"),
+            1 => Ok(orgs
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("no organisation"))?),
+            _ => bail!("several organisations: choose one with --org"),
+        },
+    }
+}
+
+pub fn cli_context() -> Context {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Context::new(Now::system(), format!("cli:{user}"))
+}
+
+fn secret_json(n: &NewSecret) -> CredentialSecret {
+    CredentialSecret {
+        client_id: n.client.client_id.clone(),
+        client_secret: n.secret.expose().to_owned(),
+        secret_id: n.record.secret_id.clone(),
+        technical_account_id: n.client.technical_account_id.clone(),
+        technical_account_email: n.client.technical_account_email.clone(),
+        org_id: n.client.org_id.clone(),
+        scopes: n.client.scopes.clone(),
+        expires_at: n.record.expires_at.map(Now::millis),
+    }
+}
+
+fn print_secret(n: &NewSecret, json: bool) -> Result<()> {
+    let out = secret_json(n);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("client_id               {}", out.client_id);
+        println!(
+            "client_secret           {}   (shown once: store it now)",
+            out.client_secret
+        );
+        println!("secret_id               {}", out.secret_id);
+        println!("technical_account_id    {}", out.technical_account_id);
+        println!("technical_account_email {}", out.technical_account_email);
+        println!("org_id                  {}", out.org_id);
+        println!("scopes                  {}", out.scopes.join(","));
+    }
+    Ok(())
+}
+
+/// Scopes a new credential may request unless others are given: what the vendor grants an
+/// OAuth server-to-server credential by default.
+pub const DEFAULT_SCOPES: &[&str] = &["openid", "AdobeID", "read_organizations"];
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CredentialCommand {
+    /// Create a technical account with its first client secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Scope the credential may request (repeatable; default openid, AdobeID, read_organizations).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List credentials (secrets appear as hints only).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a credential: its secrets stop working and its tokens stop validating at once.
+    Disable {
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Enable a disabled credential again.
+    Enable {
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Add or remove client secrets (rotation: add the new one, move clients, remove the old one).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretCommand {
+    Add {
+        #[arg(long)]
+        client_id: String,
+        /// Make the secret expire after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    Remove {
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        secret_id: String,
+    },
+}
+
+pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config) -> Result<()> {
+    let config = target.config(config)?;
+    let store = server::open_store(&config).await?;
+    let creds = Credentials::new(
+        store.clone() as Arc<dyn ims_identity::store::Store>,
+        config.domain.clone(),
+    );
+    let ctx = cli_context();
+    match cmd {
+        CredentialCommand::Create { name, scopes, json } => {
+            let org = org(&store, target.org.as_deref()).await?;
+            let scopes = if scopes.is_empty() {
+                DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
+            } else {
+                scopes
+            };
+            let created = creds.create_credential(&org.org_id, &name, scopes, &ctx).await?;
+            print_secret(&created, json)?;
+        }
+        CredentialCommand::List { json } => {
+            let org = org(&store, target.org.as_deref()).await?;
+            let list: Vec<CredentialSummary> = creds
+                .credentials(&org.org_id)
+                .await?
+                .into_iter()
+                .map(|(c, secrets)| CredentialSummary {
+                    client_id: c.client_id,
+                    name: c.name,
+                    technical_account_id: c.technical_account_id,
+                    technical_account_email: c.technical_account_email,
+                    org_id: c.org_id,
+                    scopes: c.scopes,
+                    disabled: c.disabled,
+                    created_at: c.created_at.millis(),
+                    secrets: secrets
+                        .into_iter()
+                        .map(|s| SecretSummary {
+                            secret_id: s.secret_id,
+                            hint: s.hint,
+                            created_at: s.created_at.millis(),
+                            expires_at: s.expires_at.map(Now::millis),
+                        })
+                        .collect(),
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<34} {:<9} {:<8} name", "client_id", "state", "secrets");
+                for c in list {
+                    let state = if c.disabled { "disabled" } else { "enabled" };
+                    println!(
+                        "{:<34} {:<9} {:<8} {}",
+                        c.client_id,
+                        state,
+                        c.secrets.len(),
+                        c.name
+                    );
+                }
+            }
+        }
+        CredentialCommand::Disable { client_id } => {
+            creds.set_credential_disabled(&client_id, true, &ctx).await?;
+            println!("credential {client_id} disabled");
+        }
+        CredentialCommand::Enable { client_id } => {
+            creds.set_credential_disabled(&client_id, false, &ctx).await?;
+            println!("credential {client_id} enabled");
+        }
+        CredentialCommand::Secret(SecretCommand::Add {
+            client_id,
+            expires_in_days,
+            json,
+        }) => {
+            let expires = expires_in_days.map(|d| ctx.now.plus_secs(i64::from(d) * 86_400));
+            let added = creds.add_secret(&client_id, expires, &ctx).await?;
+            print_secret(&added, json)?;
+        }
+        CredentialCommand::Secret(SecretCommand::Remove { client_id, secret_id }) => {
+            creds.remove_secret(&client_id, &secret_id, &ctx).await?;
+            println!("secret {secret_id} of {client_id} removed");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Add a signing key: published now, signing after key_publish_secs (or at once).
+    Rotate {
+        /// RS256, ES256 or EdDSA (default: the configured signing_alg).
+        #[arg(long)]
+        alg: Option<String>,
+        /// Sign with the new key at once (verifiers that cached the JWKS refetch on the new kid).
+        #[arg(long)]
+        immediate: bool,
+    },
+    /// List signing keys and their state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn keys(cmd: KeysCommand, target: &Target, config: Config) -> Result<()> {
+    let config = target.config(config)?;
+    let store = server::open_store(&config).await?;
+    let ctx = cli_context();
+    let ims = Ims::start(
+        store.clone(),
+        server::master_key(&config)?,
+        server::settings(&config, "")?,
+        &ctx,
+    )
+    .await?;
+    match cmd {
+        KeysCommand::Rotate { alg, immediate } => {
+            let alg = alg
+                .map(|a| a.parse())
+                .transpose()
+                .map_err(|e: ims_identity::Error| anyhow!("{e}"))?;
+            let kid = ims.rotate_key(alg, immediate, &ctx).await?;
+            println!("new signing key {kid}");
+        }
+        KeysCommand::List { json } => {
+            let states = ims.key_states(ctx.now).await?;
+            if json {
+                let v: Vec<serde_json::Value> = states
+                    .iter()
+                    .map(|(kid, alg, act, signing, published)| {
+                        serde_json::json!({"kid": kid, "alg": alg.as_str(), "activates_at": act.millis(), "signing": signing, "published": published})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (kid, alg, act, signing, published) in states {
+                    let state = if signing {
+                        "signing"
+                    } else if published {
+                        "published"
+                    } else {
+                        "retired"
+                    };
+                    println!("{kid:<24} {alg:<6} {state:<10} activates_at={}", act.millis());
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+pub async fn audit(
+    target: &Target,
+    config: Config,
+    action: Option<String>,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    let config = target.config(config)?;
+    let store = server::open_store(&config).await?;
+    let events = ims_identity::store::AuditStore::audit(
+        &*store,
+        &AuditQuery {
+            action_prefix: action,
+            limit,
+        },
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+    } else {
+        for e in events {
+            println!(
+                "{} {:<28} {:<8} actor={} target={} source={} request={} {}",
+                e.at.millis(),
+                e.action,
+                e.outcome,
+                e.actor,
+                e.target,
+                e.source.unwrap_or_default(),
+                e.request_id.unwrap_or_default(),
+                e.details
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+pub async fn db(migrate: bool, target: &Target, config: Config) -> Result<()> {
+    let mut config = target.config(config)?;
+    config.auto_migrate = false;
+    let store = server::open_store(&config).await?;
+    let pending = ims_identity::store::SchemaStore::pending_migrations(&*store).await?;
+    if migrate {
+        let done = store.migrate(Now::system()).await?;
+        println!("applied {} migration(s)", done.len());
+    } else if pending.is_empty() {
+        println!("schema up to date");
+    } else {
+        println!("pending migrations: {}", pending.join(", "));
+    }
+    store.close().await;
+    Ok(())
+}

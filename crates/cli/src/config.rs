@@ -1,0 +1,298 @@
+//! Configuration of the IMS: defaults, then a TOML file, then `IMS_*` environment variables. One
+//! source of truth, resolved once at start. Unknown keys are refused wherever they come from, and
+//! every secret may also be given as `<key>_file` (`IMS_<KEY>_FILE`) naming a file that holds it.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Every key: its type (for environment values) and whether it is a secret.
+const KEYS: &[(&str, Kind, bool)] = &[
+    ("database_url", Kind::Str, true),
+    ("database_schema", Kind::Str, false),
+    ("database_max_connections", Kind::Int, false),
+    ("auto_migrate", Kind::Bool, false),
+    ("listen", Kind::Str, false),
+    ("ops_listen", Kind::Str, false),
+    ("public_url", Kind::Str, false),
+    ("tls", Kind::Bool, false),
+    ("tls_cert", Kind::Str, false),
+    ("tls_key", Kind::Str, false),
+    ("master_key", Kind::Str, true),
+    ("signing_alg", Kind::Str, false),
+    ("access_token_secs", Kind::Int, false),
+    ("key_publish_secs", Kind::Int, false),
+    ("key_refresh_secs", Kind::Int, false),
+    ("domain", Kind::Str, false),
+    ("org_name", Kind::Str, false),
+    ("admin_email", Kind::Str, false),
+    ("log", Kind::Str, false),
+    ("log_format", Kind::Str, false),
+];
+
+/// Environment variables of ours that are not configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["IMS_CONFIG"];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    pub database_url: Option<String>,
+    /// PostgreSQL schema (created if missing).
+    pub database_schema: Option<String>,
+    pub database_max_connections: u32,
+    /// Apply pending schema migrations at start (otherwise readiness fails until `ims db migrate`).
+    pub auto_migrate: bool,
+    pub listen: String,
+    /// Separate listener for health and metrics; on the main listener when unset.
+    pub ops_listen: Option<String>,
+    /// Base URL clients use; the issuer of every token. Derived from the bound address when unset.
+    pub public_url: Option<String>,
+    pub tls: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// 32 bytes (base64 or hex) that encrypt signing keys at rest.
+    pub master_key: Option<String>,
+    pub signing_alg: String,
+    pub access_token_secs: i64,
+    pub key_publish_secs: i64,
+    pub key_refresh_secs: i64,
+    pub domain: String,
+    pub org_name: String,
+    pub admin_email: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`, optionally per target (`info,ims::access=warn`).
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            database_schema: None,
+            database_max_connections: 16,
+            auto_migrate: true,
+            listen: "127.0.0.1:8443".into(),
+            ops_listen: None,
+            public_url: None,
+            tls: true,
+            tls_cert: None,
+            tls_key: None,
+            master_key: None,
+            signing_alg: "RS256".into(),
+            access_token_secs: 86_400,
+            key_publish_secs: 600,
+            key_refresh_secs: 30,
+            domain: "ims.local".into(),
+            org_name: "Default organisation".into(),
+            admin_email: "admin@ims.local".into(),
+            log: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+fn kind_of(key: &str) -> Option<(Kind, bool)> {
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, kind, secret)| (*kind, *secret))
+}
+
+fn env_value(name: &str, key: &str, kind: Kind, raw: &str) -> Result<toml::Value> {
+    Ok(match kind {
+        Kind::Str => toml::Value::String(raw.to_owned()),
+        Kind::Int => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| anyhow!("{name}: {key} must be an integer, got {raw:?}"))?,
+        ),
+        Kind::Bool => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => bail!("{name}: {key} must be true or false, got {raw:?}"),
+        }),
+    })
+}
+
+fn read_secret_file(path: &str, origin: &str) -> Result<toml::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read {path}"))?;
+    Ok(toml::Value::String(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+impl Config {
+    /// Resolves the configuration from an optional file and the given environment.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            for key in table.keys() {
+                let base = key
+                    .strip_suffix("_file")
+                    .filter(|b| kind_of(b).is_some_and(|(_, s)| s));
+                if kind_of(key).is_none() && base.is_none() {
+                    bail!("{}: unknown key {key:?}", path.display());
+                }
+            }
+            resolve_secret_files(&mut table, &path.display().to_string())?;
+        }
+        let mut from_env = toml::Table::new();
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("IMS_") else {
+                continue;
+            };
+            if ENV_NOT_KEYS.contains(&name.as_str()) {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase();
+            if let Some(base) = key
+                .strip_suffix("_file")
+                .filter(|b| kind_of(b).is_some_and(|(_, s)| s))
+            {
+                from_env.insert(format!("{base}_file"), toml::Value::String(raw));
+                continue;
+            }
+            let Some((kind, _)) = kind_of(&key) else {
+                bail!("environment variable {name} is not a configuration key of ims");
+            };
+            from_env.insert(key.clone(), env_value(&name, &key, kind, &raw)?);
+        }
+        resolve_secret_files(&mut from_env, "environment")?;
+        for (k, v) in from_env {
+            table.insert(k, v);
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| anyhow!("configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.access_token_secs < 60 || self.access_token_secs > 7 * 86_400 {
+            bail!("access_token_secs must be between 60 and 604800");
+        }
+        if self.key_publish_secs < 0 || self.key_refresh_secs < 1 {
+            bail!("key_publish_secs must be >= 0 and key_refresh_secs >= 1");
+        }
+        if self.key_refresh_secs > self.key_publish_secs.max(1) {
+            tracing::warn!("key_refresh_secs exceeds key_publish_secs: other nodes may meet a new key late");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format must be text or json");
+        }
+        self.signing_alg
+            .parse::<ims_identity::keys::Algorithm>()
+            .map_err(|e| anyhow!("signing_alg: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Replaces `<key>_file` entries by the file's content; both forms at once is an error.
+fn resolve_secret_files(table: &mut toml::Table, origin: &str) -> Result<()> {
+    let file_keys: Vec<String> = table.keys().filter(|k| k.ends_with("_file")).cloned().collect();
+    for fk in file_keys {
+        let base = fk.trim_end_matches("_file").to_owned();
+        if table.contains_key(&base) {
+            bail!("{origin}: give {base} or {fk}, not both");
+        }
+        let Some(toml::Value::String(path)) = table.remove(&fk) else {
+            bail!("{origin}: {fk} must be a path");
+        };
+        table.insert(base, read_secret_file(&path, origin)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ims.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\naccess_token_secs = 3600\n").unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[
+                ("IMS_ACCESS_TOKEN_SECS", "7200"),
+                ("IMS_TLS", "false"),
+                ("PATH", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.access_token_secs, 7200);
+        assert!(!c.tls);
+        assert_eq!(c.signing_alg, "RS256");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ims.toml");
+        std::fs::write(&f, "listne = \"x\"\n").unwrap();
+        let err = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("listne"), "{err}");
+        let err = Config::load(None, env(&[("IMS_LISTNE", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IMS_LISTNE"), "{err}");
+        assert!(Config::load(None, env(&[("IMS_TLS", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("mk");
+        std::fs::write(&key, "c2VjcmV0\n").unwrap();
+        let c = Config::load(None, env(&[("IMS_MASTER_KEY_FILE", key.to_str().unwrap())])).unwrap();
+        assert_eq!(c.master_key.as_deref(), Some("c2VjcmV0"));
+        let f = dir.path().join("ims.toml");
+        std::fs::write(&f, format!("database_url_file = {:?}\n", key.to_str().unwrap())).unwrap();
+        assert_eq!(
+            Config::load(Some(&f), env(&[])).unwrap().database_url.as_deref(),
+            Some("c2VjcmV0")
+        );
+        let both = env(&[
+            ("IMS_MASTER_KEY", "a"),
+            ("IMS_MASTER_KEY_FILE", key.to_str().unwrap()),
+        ]);
+        assert!(Config::load(None, both).is_err());
+        // Non-secret keys have no _file form.
+        assert!(Config::load(None, env(&[("IMS_LISTEN_FILE", "x")])).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load(None, env(&[("IMS_SIGNING_ALG", "HS256")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("signing_alg"), "{err}");
+        let err = Config::load(None, env(&[("IMS_ACCESS_TOKEN_SECS", "ten")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("integer"), "{err}");
+    }
+}

@@ -1,0 +1,183 @@
+//! `ims`: runs the IMS (alone against a database, or everything embedded with `ims up`) and
+//! administers it.
+
+mod admin;
+mod config;
+mod files;
+mod pki;
+mod server;
+mod up;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ims",
+    version,
+    about = "Identity management system: token service, consoles, migration"
+)]
+struct Cli {
+    /// Configuration file (TOML); IMS_* environment variables override it.
+    #[arg(long, global = true, env = "IMS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything embedded on SQLite under a data directory and write DIR/up.json.
+    Up {
+        #[arg(long, default_value = "ims-data")]
+        data_dir: PathBuf,
+        /// Port of the IMS; 0 picks a free one (kept across restarts when still free).
+        #[arg(long, conflicts_with = "port_base")]
+        port: Option<u16>,
+        /// First port of the services (the IMS listens on it).
+        #[arg(long)]
+        port_base: Option<u16>,
+        /// Serve plain HTTP on loopback instead of HTTPS (benchmarks, debugging).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Run the IMS alone against the configured database (several nodes may share PostgreSQL).
+    Serve,
+    /// Technical accounts (OAuth server-to-server credentials).
+    Credential {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::CredentialCommand,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// Read the audit log, newest first.
+    Audit {
+        #[command(flatten)]
+        target: admin::Target,
+        /// Only actions starting with this (e.g. credential.)
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Database schema.
+    Db {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Apply pending migrations.
+    Migrate,
+    /// Show pending migrations.
+    Status,
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = config
+        .log
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    // Query strings and bodies never reach the logs (see ims_http::observe); sqlx's statement log
+    // is kept at warn so parameters are not echoed either.
+    let filter = filter.with_target("sqlx", tracing::Level::WARN);
+    let registry = tracing_subscriber::registry().with(filter);
+    if config.log_format == "json" {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    init_logging(&config);
+    match cli.command {
+        Command::Up {
+            data_dir,
+            port,
+            port_base,
+            plain_http,
+        } => {
+            up::run(up::UpArgs {
+                data_dir,
+                port,
+                port_base,
+                plain_http,
+                config,
+            })
+            .await
+        }
+        Command::Serve => {
+            let store = server::open_store(&config).await?;
+            if let Some((org, password)) = server::bootstrap(&store, &config).await? {
+                // Shown once on the terminal, never logged.
+                println!(
+                    "created organisation {} with administrator {}",
+                    org.org_id, config.admin_email
+                );
+                println!("administrator password (shown once): {}", password.expose());
+            }
+            let listener = server::bind(&config.listen, config.tls).await?;
+            let prepared = server::prepare(&config, store, listener).await?;
+            tracing::info!(issuer = %prepared.issuer, "IMS listening");
+            server::run(prepared).await
+        }
+        Command::Credential { target, command } => admin::credential(command, &target, config).await,
+        Command::Keys { target, command } => admin::keys(command, &target, config).await,
+        Command::Audit {
+            target,
+            action,
+            limit,
+            json,
+        } => admin::audit(&target, config, action, limit, json).await,
+        Command::Db { target, command } => {
+            admin::db(matches!(command, DbCommand::Migrate), &target, config).await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ims: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ims: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Starting the IMS from a resolved configuration: open the store, bootstrap the first organisation,
+//! load the keys, bind, serve until a signal. Dependencies are wired here explicitly.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+use ims_http::{AppState, Metrics};
+use ims_identity::keys::MasterKey;
+use ims_identity::model::{Context, Organization};
+use ims_identity::secret::Secret;
+use ims_identity::service::{self, Ims, Settings};
+use ims_identity::Now;
+use ims_store::{Options, SqlStore};
+
+use crate::config::Config;
+
+pub fn store_options(config: &Config) -> Result<Options> {
+    let url = config
+        .database_url
+        .clone()
+        .ok_or_else(|| anyhow!("database_url is not set (IMS_DATABASE_URL)"))?;
+    let mut opts = Options::new(url);
+    opts.schema = config.database_schema.clone();
+    opts.max_connections = config.database_max_connections;
+    opts.migrate = config.auto_migrate;
+    Ok(opts)
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<SqlStore>> {
+    let store = SqlStore::open(&store_options(config)?, Now::system())
+        .await
+        .context("opening the store")?;
+    Ok(Arc::new(store))
+}
+
+pub fn settings(config: &Config, issuer: &str) -> Result<Settings> {
+    let mut s = Settings::new(issuer);
+    s.access_token_secs = config.access_token_secs;
+    s.signing_alg = config
+        .signing_alg
+        .parse()
+        .map_err(|e| anyhow!("signing_alg: {e}"))?;
+    s.key_publish_secs = config.key_publish_secs;
+    s.key_refresh_secs = config.key_refresh_secs;
+    s.domain = config.domain.clone();
+    Ok(s)
+}
+
+pub fn master_key(config: &Config) -> Result<MasterKey> {
+    let text = config.master_key.as_deref().ok_or_else(|| {
+        anyhow!("master_key is not set (IMS_MASTER_KEY or IMS_MASTER_KEY_FILE); it encrypts signing keys")
+    })?;
+    MasterKey::parse(text).map_err(|e| anyhow!("{e}"))
+}
+
+/// Creates the first organisation and administrator when the store has none.
+pub async fn bootstrap(store: &SqlStore, config: &Config) -> Result<Option<(Organization, Secret)>> {
+    let ctx = Context::new(Now::system(), "system");
+    let created = service::bootstrap(store, &config.org_name, &config.admin_email, &ctx).await?;
+    Ok(created.map(|(org, _admin, password)| (org, password)))
+}
+
+/// Binds `addr`, refusing plain HTTP off loopback.
+pub async fn bind(addr: &str, tls: bool) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    if !tls && !ims_http::serve::plain_http_allowed(&local) {
+        bail!("plain HTTP is allowed on loopback only; {local} is not (set tls = true with a certificate)");
+    }
+    Ok(listener)
+}
+
+pub struct Prepared {
+    pub listener: TcpListener,
+    pub ops_listener: Option<TcpListener>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub issuer: String,
+    pub state: AppState,
+}
+
+/// Everything up to serving: store, keys, listeners.
+pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListener) -> Result<Prepared> {
+    let tls = if config.tls {
+        let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+            bail!("tls is on but tls_cert / tls_key are not set (or set tls = false on loopback)");
+        };
+        let cert_pem = std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+        let key_pem = std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+        Some(ims_http::serve::tls_config(&cert_pem, &key_pem).context("TLS configuration")?)
+    } else {
+        None
+    };
+    let local: SocketAddr = listener.local_addr()?;
+    let issuer = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("{}://{}", if tls.is_some() { "https" } else { "http" }, local),
+    };
+    let ops_listener = match &config.ops_listen {
+        Some(addr) => Some(bind(addr, false).await?),
+        None => None,
+    };
+    let ctx = Context::new(Now::system(), "system");
+    let ims = Ims::start(store, master_key(config)?, settings(config, &issuer)?, &ctx).await?;
+    let state = AppState {
+        ims: Arc::new(ims),
+        metrics: Arc::new(Metrics::default()),
+    };
+    Ok(Prepared {
+        listener,
+        ops_listener,
+        tls,
+        issuer,
+        state,
+    })
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn run(p: Prepared) -> Result<()> {
+    let public = ims_http::public_router(p.state.clone());
+    let ops = ims_http::ops_router(p.state.clone());
+    spawn_housekeeping(p.state.clone());
+    match p.ops_listener {
+        Some(ops_listener) => {
+            let ops_task = tokio::spawn(ims_http::serve::serve(ops_listener, ops, None, shutdown_signal()));
+            ims_http::serve::serve(p.listener, public, p.tls, shutdown_signal()).await?;
+            ops_task.abort();
+        }
+        None => ims_http::serve::serve(p.listener, public.merge(ops), p.tls, shutdown_signal()).await?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Drops revocation records of tokens that have expired anyway.
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match state.ims.store().purge_revocations(Now::system()).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired revocation records removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging revocation records failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

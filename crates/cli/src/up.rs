@@ -1,0 +1,137 @@
+//! `ims up`: everything embedded on SQLite under one data directory. First start creates the
+//! organisation, the administrator, the master key, the private CA and the server certificate;
+//! every start writes `up.json` with what was actually bound.
+
+use anyhow::{Context as _, Result};
+use std::path::{Path, PathBuf};
+
+use ims_identity::keys::MasterKey;
+use ims_wire::UpFile;
+
+use crate::config::Config;
+use crate::{files, pki, server};
+
+pub struct UpArgs {
+    pub data_dir: PathBuf,
+    /// Explicit port (0 = a free one, keeping the previous run's port when it is still free).
+    pub port: Option<u16>,
+    pub port_base: Option<u16>,
+    pub plain_http: bool,
+    pub config: Config,
+}
+
+pub const DEFAULT_PORT_BASE: u16 = 8443;
+
+pub fn up_file(dir: &Path) -> PathBuf {
+    dir.join("up.json")
+}
+
+pub fn read_up_file(dir: &Path) -> Result<UpFile> {
+    let path = up_file(dir);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (has `ims up --data-dir {}` run?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid up.json", path.display()))
+}
+
+fn master_key(dir: &Path) -> Result<String> {
+    let path = dir.join("master.key");
+    if path.exists() {
+        return Ok(std::fs::read_to_string(&path)?.trim().to_owned());
+    }
+    let key = MasterKey::generate().to_base64();
+    files::write_private(&path, key.as_bytes())?;
+    Ok(key)
+}
+
+/// The configuration `up` runs with: the user's, with the data directory's pieces filled in.
+pub fn embedded_config(mut config: Config, dir: &Path) -> Result<Config> {
+    let db = dir.join("ims.db");
+    config.database_url = Some(format!("sqlite://{}", db.display()));
+    config.database_schema = None;
+    if config.master_key.is_none() {
+        config.master_key = Some(master_key(dir)?);
+    }
+    Ok(config)
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    files::private_dir(&args.data_dir)?;
+    let dir = std::fs::canonicalize(&args.data_dir)?;
+    let previous = read_up_file(&dir).ok();
+    let mut config = embedded_config(args.config, &dir)?;
+    let pki = pki::ensure(&dir)?;
+    config.tls = !args.plain_http;
+    config.tls_cert = Some(pki.server_cert.clone());
+    config.tls_key = Some(pki.server_key.clone());
+
+    let port = match (args.port, args.port_base) {
+        (Some(p), _) => p,
+        (None, Some(base)) => base,
+        (None, None) => DEFAULT_PORT_BASE,
+    };
+    let listener = if port == 0 {
+        // Keep the previous run's port when free: the issuer, and so every token, stays valid.
+        let previous_port = previous.as_ref().and_then(|p| url_port(&p.ims_url));
+        match previous_port {
+            Some(p) => match server::bind(&format!("127.0.0.1:{p}"), config.tls).await {
+                Ok(l) => l,
+                Err(_) => server::bind("127.0.0.1:0", config.tls).await?,
+            },
+            None => server::bind("127.0.0.1:0", config.tls).await?,
+        }
+    } else {
+        server::bind(&format!("127.0.0.1:{port}"), config.tls).await?
+    };
+    config.listen = listener.local_addr()?.to_string();
+
+    let store = server::open_store(&config).await?;
+    let created = server::bootstrap(&store, &config).await?;
+    let prepared = server::prepare(&config, store.clone(), listener).await?;
+    let org = match &created {
+        Some((org, _)) => org.clone(),
+        None => ims_identity::store::OrgStore::orgs(&*store)
+            .await?
+            .into_iter()
+            .next()
+            .context("the store has no organisation")?,
+    };
+    let admin_password = match (&created, &previous) {
+        (Some((_, pw)), _) => pw.expose().to_owned(),
+        (None, Some(prev)) => prev.admin_password.clone(),
+        (None, None) => String::new(),
+    };
+    let up = UpFile {
+        ims_url: prepared.issuer.clone(),
+        org_id: org.org_id.clone(),
+        admin_email: config.admin_email.clone(),
+        admin_password,
+        ca_cert: pki.ca_cert.display().to_string(),
+        database_url: config.database_url.clone().unwrap_or_default(),
+        pid: std::process::id(),
+    };
+    files::write_private(&up_file(&dir), serde_json::to_string_pretty(&up)?.as_bytes())?;
+    println!("ims is up");
+    println!("  IMS            {}", up.ims_url);
+    println!("  organisation   {} ({})", org.org_id, org.name);
+    println!(
+        "  administrator  {} (password in {})",
+        up.admin_email,
+        up_file(&dir).display()
+    );
+    println!("  CA certificate {}", up.ca_cert);
+    println!("  data           {}", dir.display());
+    println!(
+        "Create a technical account: ims credential create --data-dir {} --name NAME",
+        dir.display()
+    );
+    server::run(prepared).await
+}
+
+fn url_port(url: &str) -> Option<u16> {
+    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}

@@ -1,0 +1,192 @@
+//! HTTP surface of the IMS. Handlers are thin: extract, call one domain method, map the result.
+//! The public router carries the OAuth/OIDC and vendor-shaped IMS endpoints; the operations router
+//! carries health and metrics, so a deployment can put it on a private listener.
+
+pub mod error;
+pub mod metrics;
+mod oauth;
+pub mod params;
+pub mod serve;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ims_identity::model::Context;
+use ims_identity::service::Ims;
+use ims_identity::Now;
+
+pub use metrics::Metrics;
+
+/// Largest request body the IMS reads (token requests are a few hundred bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub ims: Arc<Ims>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A request id, from `X-Request-Id` when the caller sent a sane one, generated otherwise.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// What every handler needs about its request: one clock reading, the peer, the request id.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub now: Now,
+    pub source: Option<String>,
+    pub request_id: String,
+}
+
+impl Meta {
+    pub fn context(&self, actor: impl Into<String>) -> Context {
+        let mut ctx = Context::new(self.now, actor);
+        ctx.source = self.source.clone();
+        ctx.request_id = Some(self.request_id.clone());
+        ctx
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip().to_string());
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(ims_identity::model::uuid_like);
+        Ok(Meta {
+            now: Now::system(),
+            source,
+            request_id,
+        })
+    }
+}
+
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+}
+
+/// Assigns the request id, echoes it, logs one line per request (path only: query strings may hold
+/// secrets) and feeds the metrics.
+async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(sane_request_id)
+        .unwrap_or_else(ims_identity::model::uuid_like);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    metrics.observe_request(&route, &method, resp.status().as_u16(), elapsed);
+    tracing::info!(
+        target: "ims::access",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// The public surface: OAuth/OIDC and the vendor-shaped IMS endpoints.
+pub fn public_router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/ims/keys", get(oauth::jwks))
+        .route("/ims/validate_token/v1", post(oauth::validate_token))
+        .route("/ims/introspect/v1", post(oauth::introspect))
+        .route("/ims/revoke/v1", post(oauth::revoke))
+        .route("/ims/invalidate_token/v2", post(oauth::invalidate_token))
+        .route("/ims/organizations/v6", get(oauth::organizations));
+    for v in ["v1", "v2", "v3"] {
+        router = router
+            .route(&format!("/ims/token/{v}"), post(oauth::token))
+            .route(&format!("/ims/token/{v}/"), post(oauth::token));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            observe,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Operations: liveness, readiness, metrics.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"})),
+    )
+        .into_response()
+}
+
+async fn ready(State(app): State<AppState>) -> Response {
+    match app.ims.store().pending_migrations().await {
+        Ok(pending) if pending.is_empty() => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(pending) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "migrations pending", "pending_migrations": pending})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "store unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn render_metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,292 @@
+//! Handlers of the token family: token, validation, introspection, revocation, organisations,
+//! discovery and JWKS.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Uri};
+use serde_json::{json, Value};
+
+use ims_identity::service::{ClientAuth, TokenRequest};
+use ims_identity::Error;
+use ims_wire::{ImsOrganization, OrgRef, TokenResponse};
+
+use crate::error::{no_store, BearerError, OAuthError};
+use crate::params;
+use crate::{AppState, Meta};
+
+fn actor_of(auth: &ClientAuth) -> String {
+    match auth {
+        ClientAuth::Basic { client_id, .. }
+        | ClientAuth::Post { client_id, .. }
+        | ClientAuth::None { client_id } => {
+            format!("client:{}", client_id.chars().take(64).collect::<String>())
+        }
+        ClientAuth::Missing => "anonymous".to_owned(),
+    }
+}
+
+pub(crate) async fn token(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let parsed = async {
+        let params = params::collect(&headers, uri.query(), body).await?;
+        let auth = params::client_auth(&headers, &params)?;
+        Ok::<_, Error>(TokenRequest {
+            grant_type: params.get("grant_type")?.map(str::to_owned),
+            scope: params.get("scope")?.map(str::to_owned),
+            org_id: params.get("org_id")?.map(str::to_owned),
+            auth,
+        })
+    }
+    .await;
+    let result = match parsed {
+        Ok(req) => app.ims.token(&req, &meta.context(actor_of(&req.auth))).await,
+        Err(e) => {
+            app.ims
+                .record_token_failure(&meta.context("anonymous"), None, None, &e)
+                .await;
+            Err(e)
+        }
+    };
+    match result {
+        Ok(issued) => {
+            app.metrics.token_issued("client_credentials");
+            let mut resp = Json(TokenResponse {
+                access_token: issued.access_token.expose().to_owned(),
+                token_type: "bearer".into(),
+                expires_in: issued.expires_in,
+            })
+            .into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => {
+            app.metrics.token_failed(e.code());
+            OAuthError(e).into_response()
+        }
+    }
+}
+
+/// The bearer token of a request: `Authorization: Bearer` only (scheme case-insensitive); a token
+/// in the query string is refused, since URLs end up in logs and histories.
+fn bearer_token(headers: &HeaderMap, uri: &Uri) -> Result<String, Error> {
+    if let Some(q) = uri.query() {
+        if url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token") {
+            return Err(Error::invalid_request(
+                "access tokens are not accepted in the query string",
+            ));
+        }
+    }
+    let value = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::InvalidToken("missing bearer token".into()))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| Error::InvalidToken("malformed Authorization header".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Error::InvalidToken("expected a Bearer token".into()));
+    }
+    Ok(token.trim().to_owned())
+}
+
+/// The vendor's `validate_token`: always 200, `valid` says the verdict.
+pub(crate) async fn validate_token(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let verdict = async {
+        let params = params::collect(&headers, uri.query(), body)
+            .await
+            .map_err(OAuthError)?;
+        let token = match bearer_token(&headers, &uri) {
+            Ok(t) => t,
+            Err(Error::InvalidToken(_)) => match params.get("token").map_err(OAuthError)? {
+                Some(t) => t.to_owned(),
+                None => return Ok(json!({"valid": false, "reason": "no token"})),
+            },
+            Err(e) => return Err(OAuthError(e)),
+        };
+        let valid = match app.ims.validate_access_token(&token, meta.now).await {
+            Ok(v) => v,
+            Err(Error::InvalidToken(reason)) => return Ok(json!({"valid": false, "reason": reason})),
+            Err(e) => return Err(OAuthError(e)),
+        };
+        if let Some(t) = params.get("type").map_err(OAuthError)? {
+            if valid.claims.get("type").and_then(Value::as_str) != Some(t) {
+                return Ok(json!({"valid": false, "reason": "token type mismatch"}));
+            }
+        }
+        if let Some(c) = params.get("client_id").map_err(OAuthError)? {
+            if c != valid.client_id {
+                return Ok(json!({"valid": false, "reason": "client_id mismatch"}));
+            }
+        }
+        Ok(json!({"valid": true, "token": Value::Object(valid.claims)}))
+    }
+    .await;
+    match verdict {
+        Ok(body) => {
+            let mut resp = Json(body).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn introspect(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let params = params::collect(&headers, uri.query(), body).await?;
+        let auth = params::client_auth(&headers, &params)?;
+        let token = params.get("token")?.unwrap_or_default().to_owned();
+        app.ims
+            .introspect(&auth, &token, &meta.context(actor_of(&auth)))
+            .await
+    }
+    .await;
+    match result {
+        Ok(body) => {
+            let mut resp = Json(body).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => OAuthError(e).into_response(),
+    }
+}
+
+async fn revoke_common(app: &AppState, meta: &Meta, headers: &HeaderMap, uri: &Uri, body: Bytes) -> Response {
+    let result = async {
+        let params = params::collect(headers, uri.query(), body).await?;
+        let auth = params::client_auth(headers, &params)?;
+        let token = params.get("token")?.unwrap_or_default().to_owned();
+        app.ims
+            .revoke(&auth, &token, &meta.context(actor_of(&auth)))
+            .await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let mut resp = Json(json!({})).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => OAuthError(e).into_response(),
+    }
+}
+
+/// RFC 7009.
+pub(crate) async fn revoke(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    revoke_common(&app, &meta, &headers, &uri, body).await
+}
+
+/// The vendor's form of revocation (`token_type`, `token`, `cascading`, client credentials).
+pub(crate) async fn invalidate_token(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    revoke_common(&app, &meta, &headers, &uri, body).await
+}
+
+pub(crate) async fn organizations(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let result = async {
+        let token = bearer_token(&headers, &uri)?;
+        let valid = app.ims.validate_access_token(&token, meta.now).await?;
+        let org = app.ims.organization(&valid.org_id).await?;
+        Ok::<_, Error>(vec![ImsOrganization {
+            org_name: org.name.clone(),
+            org_ref: OrgRef {
+                ident: org.ident().to_owned(),
+                auth_src: "AdobeOrg".into(),
+            },
+            org_type: "Enterprise".into(),
+            groups: Vec::new(),
+        }])
+    }
+    .await;
+    match result {
+        Ok(orgs) => {
+            let mut resp = Json(orgs).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e @ Error::InvalidRequest(_)) => OAuthError(e).into_response(),
+        Err(e) => BearerError(e).into_response(),
+    }
+}
+
+pub(crate) async fn discovery(State(app): State<AppState>) -> Response {
+    let iss = app.ims.settings().issuer.trim_end_matches('/').to_owned();
+    let algs: Vec<&str> = ims_identity::keys::Algorithm::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    let doc = json!({
+        "issuer": app.ims.settings().issuer,
+        "token_endpoint": format!("{iss}/ims/token/v3"),
+        "jwks_uri": format!("{iss}/ims/keys"),
+        "introspection_endpoint": format!("{iss}/ims/introspect/v1"),
+        "revocation_endpoint": format!("{iss}/ims/revoke/v1"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "subject_types_supported": ["public"],
+        "scopes_supported": ["openid", "AdobeID", "read_organizations"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat"],
+    });
+    let mut resp = Json(doc).into_response();
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// Published keys. Cached by clients for at most five minutes: less than the delay between
+/// publishing a new key and signing with it, so no verifier meets a kid it has not seen.
+pub(crate) async fn jwks(State(app): State<AppState>, meta: Meta) -> Response {
+    match app.ims.jwks(meta.now).await {
+        Ok(doc) => {
+            let mut resp = Json(doc).into_response();
+            resp.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            resp
+        }
+        Err(e) => OAuthError(e).into_response(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Administration of technical accounts (server-to-server credentials) and their secrets. Needs
+//! the store only: no signing keys, so the CLI can run it against a live deployment's database.
+
+use serde_json::json;
+use std::sync::Arc;
+
+use crate::clock::Now;
+use crate::error::{Error, Result};
+use crate::model::{uuid_like, ClientSecretRecord, Context, OAuthClient};
+use crate::secret::{self, Secret, CLIENT_SECRET_PREFIX};
+use crate::store::Store;
+
+/// A credential just created or a secret just added: the only time the secret is seen.
+#[derive(Clone, Debug)]
+pub struct NewSecret {
+    pub client: OAuthClient,
+    pub secret: Secret,
+    pub record: ClientSecretRecord,
+}
+
+pub struct Credentials {
+    store: Arc<dyn Store>,
+    /// Domain of technical account emails: `<id>@techacct.<domain>`.
+    domain: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    pub fn new(store: Arc<dyn Store>, domain: impl Into<String>) -> Self {
+        Credentials {
+            store,
+            domain: domain.into(),
+        }
+    }
+
+    pub async fn create_credential(
+        &self,
+        org_id: &str,
+        name: &str,
+        scopes: Vec<String>,
+        ctx: &Context,
+    ) -> Result<NewSecret> {
+        self.store
+            .org(org_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))?;
+        let client = OAuthClient::new_technical_account(org_id, name, scopes, &self.domain, ctx.now)?;
+        let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
+        let event = ctx.event(
+            "credential.create",
+            &client.client_id,
+            "success",
+            json!({"name": client.name, "technical_account_id": client.technical_account_id, "scopes": client.scopes, "secret_id": record.secret_id}),
+        );
+        self.store.create_client(&client, &record, &event).await?;
+        Ok(NewSecret {
+            client,
+            secret,
+            record,
+        })
+    }
+
+    pub async fn credentials(&self, org_id: &str) -> Result<Vec<(OAuthClient, Vec<ClientSecretRecord>)>> {
+        let mut out = Vec::new();
+        for client in self.store.clients(org_id).await? {
+            let secrets = self.store.secrets(&client.client_id).await?;
+            out.push((client, secrets));
+        }
+        Ok(out)
+    }
+
+    pub async fn set_credential_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        ctx: &Context,
+    ) -> Result<()> {
+        let action = if disabled {
+            "credential.disable"
+        } else {
+            "credential.enable"
+        };
+        let event = ctx.event(action, client_id, "success", json!({}));
+        if !self
+            .store
+            .set_client_disabled(client_id, disabled, ctx.now, &event)
+            .await?
+        {
+            return Err(Error::NotFound(format!(
+                "no credential with client id {client_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn add_secret(
+        &self,
+        client_id: &str,
+        expires_at: Option<Now>,
+        ctx: &Context,
+    ) -> Result<NewSecret> {
+        let client = self
+            .store
+            .client(client_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no credential with client id {client_id}")))?;
+        if expires_at.is_some_and(|e| e <= ctx.now) {
+            return Err(Error::invalid_request("a secret's expiry must be in the future"));
+        }
+        let (secret, record) = new_secret_record(client_id, expires_at, ctx.now);
+        let event = ctx.event(
+            "credential.secret.add",
+            client_id,
+            "success",
+            json!({"secret_id": record.secret_id}),
+        );
+        self.store.add_secret(&record, &event).await?;
+        Ok(NewSecret {
+            client,
+            secret,
+            record,
+        })
+    }
+
+    pub async fn remove_secret(&self, client_id: &str, secret_id: &str, ctx: &Context) -> Result<()> {
+        let event = ctx.event(
+            "credential.secret.remove",
+            client_id,
+            "success",
+            json!({"secret_id": secret_id}),
+        );
+        if !self.store.remove_secret(client_id, secret_id, &event).await? {
+            return Err(Error::NotFound(format!(
+                "credential {client_id} has no secret {secret_id}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn new_secret_record(client_id: &str, expires_at: Option<Now>, now: Now) -> (Secret, ClientSecretRecord) {
+    let secret = secret::generate(CLIENT_SECRET_PREFIX);
+    let record = ClientSecretRecord {
+        secret_id: uuid_like(),
+        client_id: client_id.to_owned(),
+        digest: secret::digest_hex(secret.expose()),
+        hint: secret::hint(secret.expose()),
+        created_at: now,
+        expires_at,
+    };
+    (secret, record)
+}

@@ -1,0 +1,18 @@
+//! The IMS domain: organisations, technical accounts and their secrets, signing keys, and the token
+//! service. No HTTP and no SQL here: storage is reached through the traits in [`store`], the wire
+//! through the HTTP crate.
+
+pub mod clock;
+pub mod credentials;
+pub mod error;
+pub mod jose;
+pub mod keys;
+pub mod model;
+pub mod password;
+pub mod scope;
+pub mod secret;
+pub mod service;
+pub mod store;
+
+pub use clock::Now;
+pub use error::{Error, Result, StoreError};

@@ -1,0 +1,254 @@
+//! The records the IMS keeps: organisations, technical accounts (OAuth clients) with their secrets,
+//! the bootstrap administrator, and audit events.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Now;
+use crate::error::{Error, Result};
+use crate::secret::random_hex_upper;
+
+/// Suffix of organisation ids. A wire value the vendor's clients check, kept for compatibility.
+pub const ORG_SUFFIX: &str = "@AdobeOrg";
+
+/// An organisation: the tenant that owns users, profiles and credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// `XXXXXXXXXXXXXXXXXXXXXXXX@AdobeOrg`.
+    pub org_id: String,
+    /// The numeric id the Developer Console API uses in its paths.
+    pub numeric_id: i64,
+    pub name: String,
+    pub created_at: Now,
+}
+
+impl Organization {
+    pub fn new(name: &str, now: Now) -> Self {
+        let digits = u64::from_be_bytes(crate::secret::random_bytes::<8>());
+        Organization {
+            org_id: format!("{}{ORG_SUFFIX}", random_hex_upper(12)),
+            numeric_id: i64::try_from(100_000 + digits % 900_000).unwrap_or(100_000),
+            name: name.to_owned(),
+            created_at: now,
+        }
+    }
+
+    /// The part before `@AdobeOrg`, as `organizations/v6` reports it (`orgRef.ident`).
+    pub fn ident(&self) -> &str {
+        self.org_id.strip_suffix(ORG_SUFFIX).unwrap_or(&self.org_id)
+    }
+}
+
+/// Grants a client may use. Technical accounts hold `client_credentials` only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+    AuthorizationCode,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            "authorization_code" => Some(GrantType::AuthorizationCode),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+/// An OAuth client. For server-to-server credentials it carries the technical account whose
+/// identity its tokens hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub org_id: String,
+    pub name: String,
+    pub technical_account_id: String,
+    pub technical_account_email: String,
+    /// Scopes the client may ask for.
+    pub scopes: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub disabled: bool,
+    pub created_at: Now,
+    pub updated_at: Now,
+}
+
+impl OAuthClient {
+    /// A new server-to-server credential. `domain` is the IMS's own domain: technical account
+    /// emails read `<id>@techacct.<domain>`.
+    pub fn new_technical_account(
+        org_id: &str,
+        name: &str,
+        scopes: Vec<String>,
+        domain: &str,
+        now: Now,
+    ) -> Result<Self> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(Error::invalid_request(
+                "credential name must be 1 to 200 printable characters",
+            ));
+        }
+        for s in &scopes {
+            crate::scope::validate_token(s)?;
+        }
+        let ta = random_hex_upper(12);
+        Ok(OAuthClient {
+            client_id: crate::secret::random_hex(16),
+            org_id: org_id.to_owned(),
+            name: name.to_owned(),
+            technical_account_id: format!("{ta}@techacct.{domain}"),
+            technical_account_email: format!("{}@techacct.{domain}", uuid_like()),
+            scopes,
+            grant_types: vec![GrantType::ClientCredentials],
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+/// A client secret as stored: only its digest and a non-secret hint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSecretRecord {
+    pub secret_id: String,
+    pub client_id: String,
+    #[serde(skip_serializing)]
+    pub digest: String,
+    pub hint: String,
+    pub created_at: Now,
+    pub expires_at: Option<Now>,
+}
+
+impl ClientSecretRecord {
+    pub fn is_live(&self, now: Now) -> bool {
+        self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// A person of the organisation. The people sign-in issue grows this record; the foundation needs
+/// only the bootstrap system administrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub org_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// Argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub system_admin: bool,
+    pub created_at: Now,
+}
+
+/// One line of the audit log. Never holds secret material.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: Now,
+    /// Who acted: `cli:<unix user>`, `admin:<email>`, `client:<client id>`, `system`.
+    pub actor: String,
+    /// Stable code, e.g. `credential.create`, `token.client_credentials`.
+    pub action: String,
+    pub target: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Source address, when the change came over the network.
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// Who is acting and from where: the part of a request the audit log needs.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub now: Now,
+    pub actor: String,
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Context {
+    pub fn new(now: Now, actor: impl Into<String>) -> Self {
+        Context {
+            now,
+            actor: actor.into(),
+            source: None,
+            request_id: None,
+        }
+    }
+
+    pub fn event(&self, action: &str, target: &str, outcome: &str, details: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            at: self.now,
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            source: self.source.clone(),
+            request_id: self.request_id.clone(),
+            details,
+        }
+    }
+}
+
+/// 128 random bits in the 8-4-4-4-12 layout (version 4 bits set), for ids that look like UUIDs.
+pub fn uuid_like() -> String {
+    let mut b = crate::secret::random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::secret::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_id_has_vendor_shape() {
+        let o = Organization::new("Acme", Now::from_millis(0));
+        let (ident, suffix) = o.org_id.split_at(24);
+        assert_eq!(suffix, "@AdobeOrg");
+        assert!(ident
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        assert_eq!(o.ident(), ident);
+        assert!(o.numeric_id >= 100_000);
+    }
+
+    #[test]
+    fn technical_account_shape() {
+        let c = OAuthClient::new_technical_account(
+            "X@AdobeOrg",
+            "n",
+            vec!["openid".into()],
+            "ims.test",
+            Now::from_millis(0),
+        )
+        .unwrap();
+        assert!(c.technical_account_id.ends_with("@techacct.ims.test"));
+        assert_eq!(c.client_id.len(), 32);
+        assert!(OAuthClient::new_technical_account("X", " ", vec![], "d", Now::from_millis(0)).is_err());
+        assert!(
+            OAuthClient::new_technical_account("X", "n", vec!["a b".into()], "d", Now::from_millis(0))
+                .is_err()
+        );
+    }
+}

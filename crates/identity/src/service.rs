@@ -1,0 +1,575 @@
+//! The token service: client authentication, `client_credentials`, access-token validation,
+//! introspection and revocation, plus the administration of technical accounts and signing keys.
+//! One method per use case; each reads the clock from its [`Context`] and writes its audit line
+//! in the same transaction as its change.
+
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::clock::Now;
+use crate::error::{Error, Result};
+use crate::jose::{self, Expectations, JwtError};
+use crate::keys::{self, Algorithm, KeyRing, MasterKey};
+use crate::model::{uuid_like, Context, GrantType, OAuthClient, Organization, User};
+use crate::secret::{self, Secret};
+use crate::store::{AuditQuery, Store};
+
+/// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.
+pub const AUTHORITY: &str = "ims-na1";
+
+/// Tunables of the token service (from configuration).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Base URL of this IMS; the `iss` of every token and the discovery issuer.
+    pub issuer: String,
+    pub access_token_secs: i64,
+    pub signing_alg: Algorithm,
+    /// How long a new key is published before it signs (must exceed JWKS cache times).
+    pub key_publish_secs: i64,
+    /// How often each node rereads the key table (so rotations made elsewhere are seen).
+    pub key_refresh_secs: i64,
+    /// Domain of technical account emails: `<id>@techacct.<domain>`.
+    pub domain: String,
+}
+
+impl Settings {
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Settings {
+            issuer: issuer.into(),
+            access_token_secs: 86_400,
+            signing_alg: Algorithm::RS256,
+            key_publish_secs: 600,
+            key_refresh_secs: 30,
+            domain: "ims.local".into(),
+        }
+    }
+
+    /// A key keeps being published this long after it stopped signing.
+    fn key_retention_secs(&self) -> i64 {
+        self.access_token_secs + jose::LEEWAY_SECS
+    }
+}
+
+/// How the client presented its credentials at the token, introspection or revocation endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`
+    Basic {
+        client_id: String,
+        secret: Secret,
+    },
+    /// `client_secret_post` (or the query string, which the vendor's clients use)
+    Post {
+        client_id: String,
+        secret: Secret,
+    },
+    /// Only a `client_id`, no secret.
+    None {
+        client_id: String,
+    },
+    Missing,
+}
+
+impl ClientAuth {
+    fn is_basic(&self) -> bool {
+        matches!(self, ClientAuth::Basic { .. })
+    }
+
+    fn client_id(&self) -> Option<&str> {
+        match self {
+            ClientAuth::Basic { client_id, .. }
+            | ClientAuth::Post { client_id, .. }
+            | ClientAuth::None { client_id } => Some(client_id),
+            ClientAuth::Missing => None,
+        }
+    }
+}
+
+/// A token endpoint request, as parsed from the wire.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub auth: ClientAuth,
+    pub scope: Option<String>,
+    pub org_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    pub access_token: Secret,
+    pub expires_in: i64,
+    pub scope: Vec<String>,
+    pub token_id: String,
+    pub client_id: String,
+}
+
+/// A validated access token.
+#[derive(Clone, Debug)]
+pub struct ValidToken {
+    pub claims: Map<String, Value>,
+    pub client_id: String,
+    pub org_id: String,
+    pub token_id: String,
+}
+
+pub struct Ims {
+    store: Arc<dyn Store>,
+    master: MasterKey,
+    settings: Settings,
+    ring: RwLock<Arc<KeyRing>>,
+    ring_loaded_at: AtomicI64,
+    last_forced_reload: AtomicI64,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Ims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ims")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ims {
+    /// Loads the key ring and makes sure a key of the configured algorithm can sign.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        settings: Settings,
+        ctx: &Context,
+    ) -> Result<Self> {
+        let ims = Ims {
+            store,
+            master,
+            settings,
+            ring: RwLock::new(Arc::new(KeyRing::load(Vec::new(), &MasterKey::generate(), None)?)),
+            ring_loaded_at: AtomicI64::new(i64::MIN),
+            last_forced_reload: AtomicI64::new(i64::MIN),
+            reload: tokio::sync::Mutex::new(()),
+        };
+        ims.reload_keys(ctx.now).await?;
+        let alg = ims.settings.signing_alg;
+        if ims.current_ring().signer(alg, ctx.now).is_none() && !ims.current_ring().has_pending(alg, ctx.now)
+        {
+            // First key of this algorithm: nothing was signed before it, so it may sign at once.
+            let key = keys::generate(alg, &ims.master, ctx.now, ctx.now)?;
+            let event = ctx.event(
+                "key.create",
+                &key.kid,
+                "success",
+                json!({"alg": alg.as_str(), "activates_at": ctx.now.millis()}),
+            );
+            ims.store.insert_key(&key, &event).await?;
+            ims.reload_keys(ctx.now).await?;
+        }
+        Ok(ims)
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn current_ring(&self) -> Arc<KeyRing> {
+        match self.ring.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    async fn reload_keys(&self, now: Now) -> Result<()> {
+        let _guard = self.reload.lock().await;
+        let stored = self.store.keys().await?;
+        let previous = self.current_ring();
+        let ring = Arc::new(KeyRing::load(stored, &self.master, Some(&previous))?);
+        match self.ring.write() {
+            Ok(mut g) => *g = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+        self.ring_loaded_at.store(now.millis(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The ring, reread when older than the refresh period.
+    async fn ring(&self, now: Now) -> Result<Arc<KeyRing>> {
+        let age = now
+            .millis()
+            .saturating_sub(self.ring_loaded_at.load(Ordering::Relaxed));
+        if age >= self.settings.key_refresh_secs.saturating_mul(1000) {
+            self.reload_keys(now).await?;
+        }
+        Ok(self.current_ring())
+    }
+
+    /// Published keys (the JWKS document).
+    pub async fn jwks(&self, now: Now) -> Result<Value> {
+        Ok(self
+            .ring(now)
+            .await?
+            .jwks(now, self.settings.key_retention_secs()))
+    }
+
+    // ----- client authentication -------------------------------------------------------------
+
+    /// Checks a client's credentials. Every failure looks the same to the caller.
+    pub async fn authenticate_client(&self, auth: &ClientAuth, now: Now) -> Result<OAuthClient> {
+        let basic = auth.is_basic();
+        let (client_id, presented) = match auth {
+            ClientAuth::Basic { client_id, secret } | ClientAuth::Post { client_id, secret } => {
+                (client_id, secret)
+            }
+            ClientAuth::None { .. } | ClientAuth::Missing => return Err(Error::InvalidClient { basic }),
+        };
+        let Some((client, secrets)) = self.store.client_with_secrets(client_id).await? else {
+            return Err(Error::InvalidClient { basic });
+        };
+        let digest = secret::digest_hex(presented.expose());
+        // Compare against every live secret without stopping early, so timing says nothing about
+        // which secret (if any) matched.
+        let matched = secrets
+            .iter()
+            .filter(|s| s.is_live(now))
+            .fold(false, |acc, s| secret::equal_ct(&s.digest, &digest) | acc);
+        if !matched || client.disabled {
+            return Err(Error::InvalidClient { basic });
+        }
+        Ok(client)
+    }
+
+    // ----- token endpoint ----------------------------------------------------------------------
+
+    /// `POST /ims/token/*`. Failures are audited (without any secret) before they are returned.
+    pub async fn token(&self, req: &TokenRequest, ctx: &Context) -> Result<IssuedToken> {
+        let result = self.token_inner(req, ctx).await;
+        if let Err(e) = &result {
+            self.record_token_failure(ctx, req.auth.client_id(), req.grant_type.as_deref(), e)
+                .await;
+        }
+        result
+    }
+
+    /// Audits a refused token request: who asked, for which grant, which error. Never a secret.
+    pub async fn record_token_failure(
+        &self,
+        ctx: &Context,
+        client_id: Option<&str>,
+        grant: Option<&str>,
+        e: &Error,
+    ) {
+        let clip = |s: &str| s.chars().take(64).collect::<String>();
+        let target = client_id.map(clip).unwrap_or_default();
+        let event = ctx.event(
+            "token.issue",
+            &target,
+            "failure",
+            json!({"error": e.code(), "grant_type": grant.map(clip)}),
+        );
+        if let Err(audit_err) = self.store.append_audit(&event).await {
+            tracing::error!(error = %audit_err, "could not audit a token failure");
+        }
+    }
+
+    async fn token_inner(&self, req: &TokenRequest, ctx: &Context) -> Result<IssuedToken> {
+        let grant = req
+            .grant_type
+            .as_deref()
+            .ok_or_else(|| Error::invalid_request("grant_type is required"))?;
+        let client = self.authenticate_client(&req.auth, ctx.now).await?;
+        match GrantType::parse(grant) {
+            Some(g) if !client.grant_types.contains(&g) => Err(Error::UnauthorizedClient(format!(
+                "this client may not use the {grant} grant"
+            ))),
+            Some(GrantType::ClientCredentials) => self.client_credentials(&client, req, ctx).await,
+            _ => Err(Error::UnsupportedGrantType(format!(
+                "grant type {:?} is not supported",
+                grant.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+
+    async fn client_credentials(
+        &self,
+        client: &OAuthClient,
+        req: &TokenRequest,
+        ctx: &Context,
+    ) -> Result<IssuedToken> {
+        if let Some(org) = req.org_id.as_deref() {
+            if org != client.org_id {
+                return Err(Error::invalid_request(
+                    "org_id does not match the client's organisation",
+                ));
+            }
+        }
+        let scope = crate::scope::grant(req.scope.as_deref(), &client.scopes)?;
+        self.issue_access_token(client, &client.technical_account_id, scope, ctx.now)
+            .await
+    }
+
+    async fn issue_access_token(
+        &self,
+        client: &OAuthClient,
+        user_id: &str,
+        scope: Vec<String>,
+        now: Now,
+    ) -> Result<IssuedToken> {
+        let life = self.settings.access_token_secs;
+        let token_id = format!("{}_{}", now.millis(), uuid_like());
+        let claims = json!({
+            "id": token_id,
+            "type": "access_token",
+            "client_id": client.client_id,
+            "user_id": user_id,
+            "as": AUTHORITY,
+            "org": client.org_id,
+            "scope": scope.join(","),
+            "created_at": now.millis().to_string(),
+            "expires_in": (life * 1000).to_string(),
+            "iss": self.settings.issuer,
+            "sub": user_id,
+            "aud": client.client_id,
+            "iat": now.secs(),
+            "exp": now.secs() + life,
+            "jti": token_id,
+        });
+        let ring = self.ring(now).await?;
+        let key = ring
+            .signer(self.settings.signing_alg, now)
+            .ok_or_else(|| Error::internal(format!("no active {} signing key", self.settings.signing_alg)))?;
+        let token = jose::sign(&claims, key)?;
+        Ok(IssuedToken {
+            access_token: Secret::new(token),
+            expires_in: life,
+            scope,
+            token_id,
+            client_id: client.client_id.clone(),
+        })
+    }
+
+    // ----- validation, introspection, revocation ------------------------------------------------
+
+    /// Verifies signature and time, then that the token is an access token, not revoked, and its
+    /// client still enabled.
+    pub async fn validate_access_token(&self, token: &str, now: Now) -> Result<ValidToken> {
+        let claims = self
+            .verify_signed(token, now)
+            .await
+            .map_err(|e| Error::InvalidToken(e.to_string()))?;
+        if claims.get("type").and_then(Value::as_str) != Some("access_token") {
+            return Err(Error::InvalidToken("not an access token".into()));
+        }
+        let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let (Some(token_id), Some(client_id)) = (str_claim("id"), str_claim("client_id")) else {
+            return Err(Error::InvalidToken("token lacks id or client_id".into()));
+        };
+        if self.store.is_revoked(&token_id).await? {
+            return Err(Error::InvalidToken("token revoked".into()));
+        }
+        let client = self.store.client(&client_id).await?;
+        let Some(client) = client.filter(|c| !c.disabled) else {
+            return Err(Error::InvalidToken("client disabled or removed".into()));
+        };
+        Ok(ValidToken {
+            claims,
+            client_id,
+            org_id: client.org_id,
+            token_id,
+        })
+    }
+
+    async fn verify_signed(
+        &self,
+        token: &str,
+        now: Now,
+    ) -> std::result::Result<Map<String, Value>, JwtError> {
+        let expect = Expectations {
+            issuer: &self.settings.issuer,
+            audience: None,
+            now,
+        };
+        let ring = self
+            .ring(now)
+            .await
+            .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
+        match jose::verify(token, &ring, &expect) {
+            Err(JwtError::UnknownKey(kid)) => {
+                // Another node may have rotated; reread at most once a second.
+                let last = self.last_forced_reload.load(Ordering::Relaxed);
+                if now.millis().saturating_sub(last) < 1000 {
+                    return Err(JwtError::UnknownKey(kid));
+                }
+                self.last_forced_reload.store(now.millis(), Ordering::Relaxed);
+                self.reload_keys(now)
+                    .await
+                    .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
+                jose::verify(token, &self.current_ring(), &expect)
+            }
+            other => other,
+        }
+    }
+
+    /// RFC 7662. Inactive, expired, revoked, foreign and garbage tokens all answer `{"active": false}`.
+    pub async fn introspect(&self, auth: &ClientAuth, token: &str, ctx: &Context) -> Result<Value> {
+        let caller = self.authenticate_client(auth, ctx.now).await?;
+        let Ok(valid) = self.validate_access_token(token, ctx.now).await else {
+            return Ok(json!({"active": false}));
+        };
+        if valid.org_id != caller.org_id {
+            return Ok(json!({"active": false}));
+        }
+        let c = &valid.claims;
+        let scope = c
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .replace(',', " ");
+        Ok(json!({
+            "active": true,
+            "scope": scope,
+            "client_id": valid.client_id,
+            "username": c.get("user_id"),
+            "token_type": "Bearer",
+            "exp": c.get("exp"),
+            "iat": c.get("iat"),
+            "sub": c.get("sub"),
+            "aud": c.get("aud"),
+            "iss": c.get("iss"),
+            "jti": valid.token_id,
+        }))
+    }
+
+    /// RFC 7009 (and the vendor's `invalidate_token`): the caller may revoke only its own tokens;
+    /// anything else, garbage included, is accepted and changes nothing.
+    pub async fn revoke(&self, auth: &ClientAuth, token: &str, ctx: &Context) -> Result<()> {
+        let caller = self.authenticate_client(auth, ctx.now).await?;
+        let Ok(claims) = self.verify_signed(token, ctx.now).await else {
+            return Ok(());
+        };
+        let owner = claims.get("client_id").and_then(Value::as_str);
+        let (Some(token_id), Some(exp)) = (
+            claims.get("id").and_then(Value::as_str),
+            claims.get("exp").and_then(Value::as_i64),
+        ) else {
+            return Ok(());
+        };
+        if owner != Some(caller.client_id.as_str()) {
+            return Ok(());
+        }
+        let expires = Now::from_millis(exp.saturating_add(jose::LEEWAY_SECS).saturating_mul(1000));
+        self.store
+            .revoke_token(token_id, &caller.client_id, expires, ctx.now)
+            .await?;
+        let event = ctx.event(
+            "token.revoke",
+            &caller.client_id,
+            "success",
+            json!({"token_id": token_id}),
+        );
+        self.store.append_audit(&event).await?;
+        Ok(())
+    }
+
+    pub async fn organization(&self, org_id: &str) -> Result<Organization> {
+        self.store
+            .org(org_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
+    }
+
+    // ----- administration ---------------------------------------------------------------------
+
+    /// Adds a key that will sign after the publication delay (or at once when `immediate`), and
+    /// deletes keys whose tokens have all expired. Returns the new kid.
+    pub async fn rotate_key(&self, alg: Option<Algorithm>, immediate: bool, ctx: &Context) -> Result<String> {
+        let alg = alg.unwrap_or(self.settings.signing_alg);
+        let activates = if immediate {
+            ctx.now
+        } else {
+            ctx.now.plus_secs(self.settings.key_publish_secs)
+        };
+        let key = keys::generate(alg, &self.master, ctx.now, activates)?;
+        let kid = key.kid.clone();
+        let event = ctx.event(
+            "key.rotate",
+            &kid,
+            "success",
+            json!({"alg": alg.as_str(), "activates_at": activates.millis()}),
+        );
+        self.store.insert_key(&key, &event).await?;
+        self.reload_keys(ctx.now).await?;
+        let expired = self
+            .current_ring()
+            .expired(ctx.now, self.settings.key_retention_secs());
+        if !expired.is_empty() {
+            let event = ctx.event(
+                "key.delete",
+                &expired.join(","),
+                "success",
+                json!({"reason": "every token it signed has expired"}),
+            );
+            self.store.delete_keys(&expired, &event).await?;
+            self.reload_keys(ctx.now).await?;
+        }
+        Ok(kid)
+    }
+
+    /// Keys with their state at `now`: (kid, alg, activates_at, signing, published).
+    pub async fn key_states(&self, now: Now) -> Result<Vec<(String, Algorithm, Now, bool, bool)>> {
+        let ring = self.ring(now).await?;
+        let published: Vec<String> = ring
+            .published(now, self.settings.key_retention_secs())
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in self.store.keys().await? {
+            let signing = ring.signer(key.alg, now).is_some_and(|s| s.kid == key.kid);
+            let is_published = published.contains(&key.kid);
+            out.push((key.kid, key.alg, key.activates_at, signing, is_published));
+        }
+        Ok(out)
+    }
+
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<crate::model::AuditEvent>> {
+        Ok(self.store.audit(query).await?)
+    }
+}
+
+/// Creates the first organisation and its system administrator, unless one exists. Returns them
+/// with the administrator's generated password (shown once) when it created them.
+pub async fn bootstrap(
+    store: &dyn Store,
+    org_name: &str,
+    admin_email: &str,
+    ctx: &Context,
+) -> Result<Option<(Organization, User, Secret)>> {
+    if !store.orgs().await?.is_empty() {
+        return Ok(None);
+    }
+    let org = Organization::new(org_name, ctx.now);
+    let password = secret::generate("");
+    let admin = User {
+        user_id: format!("{}@AdobeID", secret::random_hex_upper(12)),
+        org_id: org.org_id.clone(),
+        email: admin_email.to_owned(),
+        first_name: "System".into(),
+        last_name: "Administrator".into(),
+        password_hash: Some(crate::password::hash(&password).await?),
+        system_admin: true,
+        created_at: ctx.now,
+    };
+    let event = ctx.event(
+        "org.bootstrap",
+        &org.org_id,
+        "success",
+        json!({"name": org.name, "admin": admin.email}),
+    );
+    if store.bootstrap(&org, &admin, &event).await? {
+        Ok(Some((org, admin, password)))
+    } else {
+        Ok(None)
+    }
+}

@@ -1,0 +1,715 @@
+//! Storage of the IMS: the domain's store traits implemented on SQLite (embedded, the default) and
+//! PostgreSQL (shared by several nodes).
+//!
+//! Both backends run the same statements through sqlx's `Any` driver: the SQL is kept to what both
+//! dialects accept (`$n` parameters, `ON CONFLICT`, 64-bit integers for times and flags), so there
+//! is one implementation to test rather than two to keep in step by hand. What differs, the DDL,
+//! lives in the numbered migrations of each backend (see [`migrate`]).
+
+pub mod migrate;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Row as _};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use ims_identity::error::StoreError;
+use ims_identity::keys::StoredKey;
+use ims_identity::model::{AuditEvent, ClientSecretRecord, GrantType, OAuthClient, Organization, User};
+use ims_identity::store::{
+    AuditQuery, AuditStore, ClientStore, KeyStore, OrgStore, RevocationStore, SchemaStore, StoreResult,
+    UserStore,
+};
+use ims_identity::Now;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Backend(
+                "database URL must start with sqlite:// or postgres://".into(),
+            ))
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub url: String,
+    /// PostgreSQL only: the schema to use (created if missing). Lets several services or test runs
+    /// share one database without colliding.
+    pub schema: Option<String>,
+    pub max_connections: u32,
+    /// Apply pending migrations on open. When false, open still succeeds and readiness reports
+    /// the pending steps.
+    pub migrate: bool,
+}
+
+impl Options {
+    pub fn new(url: impl Into<String>) -> Self {
+        Options {
+            url: url.into(),
+            schema: None,
+            max_connections: 16,
+            migrate: true,
+        }
+    }
+}
+
+pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn valid_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The one store implementation (see the module docs).
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    pub async fn open(opts: &Options, now: Now) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(&opts.url)?;
+        let url = match backend {
+            Backend::Sqlite if !opts.url.contains("mode=") => {
+                let sep = if opts.url.contains('?') { '&' } else { '?' };
+                format!("{}{sep}mode=rwc", opts.url)
+            }
+            _ => opts.url.clone(),
+        };
+        let schema = match (&opts.schema, backend) {
+            (Some(s), Backend::Postgres) if valid_schema_name(s) => Some(s.clone()),
+            (Some(s), Backend::Postgres) => {
+                return Err(StoreError::Backend(format!(
+                    "schema name {s:?}: use lower-case letters, digits and _"
+                )))
+            }
+            (Some(_), Backend::Sqlite) => {
+                return Err(StoreError::Backend("a schema applies to PostgreSQL only".into()))
+            }
+            (None, _) => None,
+        };
+        let connect = AnyConnectOptions::from_str(&url).map_err(backend_error)?;
+        // Session settings every connection needs, dedicated migration connection included.
+        let init: Vec<String> = match backend {
+            Backend::Sqlite => vec![
+                "PRAGMA journal_mode = WAL".into(),
+                "PRAGMA busy_timeout = 10000".into(),
+                "PRAGMA foreign_keys = ON".into(),
+                "PRAGMA synchronous = NORMAL".into(),
+            ],
+            Backend::Postgres => match &schema {
+                Some(s) => vec![
+                    format!("CREATE SCHEMA IF NOT EXISTS {s}"),
+                    format!("SET search_path TO {s}"),
+                ],
+                None => Vec::new(),
+            },
+        };
+        if opts.migrate {
+            let mut conn = AnyConnection::connect_with(&connect)
+                .await
+                .map_err(backend_error)?;
+            for stmt in &init {
+                sqlx::query(stmt)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(backend_error)?;
+            }
+            migrate::run(&mut conn, backend, now.millis()).await?;
+            conn.close().await.map_err(backend_error)?;
+        }
+        let init_for_pool = init.clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                let init = init_for_pool.clone();
+                Box::pin(async move {
+                    for stmt in &init {
+                        sqlx::query(stmt).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(backend_error)?;
+        let store = SqlStore { pool, backend };
+        migrate::check_not_newer(&migrate::applied(&store.pool).await?)?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations (for `ims db migrate` against a store opened without them).
+    pub async fn migrate(&self, now: Now) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend_error)?;
+        migrate::run(&mut conn, self.backend, now.millis()).await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Drops the PostgreSQL schema this store lives in (tests clean up after themselves).
+    pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres || !valid_schema_name(schema) {
+            return Err(StoreError::Backend("not a PostgreSQL schema".into()));
+        }
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    /// Table and column names of the live schema, for the test that both backends' migrations
+    /// produce the same shape.
+    pub async fn schema_shape(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2"
+            }
+            Backend::Postgres => {
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() ORDER BY 1, 2"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0).map_err(backend_error)?,
+                    r.try_get::<String, _>(1).map_err(backend_error)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+async fn audit_in<'c, E>(exec: E, e: &AuditEvent) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, outcome, source, request_id, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.at.millis())
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.outcome)
+    .bind(e.source.clone())
+    .bind(e.request_id.clone())
+    .bind(e.details.to_string())
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
+fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col).map_err(backend_error)
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn org_from(row: &AnyRow) -> StoreResult<Organization> {
+    Ok(Organization {
+        org_id: get(row, "org_id")?,
+        numeric_id: get(row, "numeric_id")?,
+        name: get(row, "name")?,
+        created_at: Now::from_millis(get(row, "created_at")?),
+    })
+}
+
+fn user_from(row: &AnyRow) -> StoreResult<User> {
+    Ok(User {
+        user_id: get(row, "user_id")?,
+        org_id: get(row, "org_id")?,
+        email: get(row, "email")?,
+        first_name: get(row, "first_name")?,
+        last_name: get(row, "last_name")?,
+        password_hash: get(row, "password_hash")?,
+        system_admin: get::<i64>(row, "system_admin")? != 0,
+        created_at: Now::from_millis(get(row, "created_at")?),
+    })
+}
+
+const CLIENT_COLUMNS: &str =
+    "client_id, org_id, name, technical_account_id, technical_account_email, scopes, \
+                              grant_types, disabled, created_at, updated_at";
+
+fn client_from(row: &AnyRow) -> StoreResult<OAuthClient> {
+    let grants: String = get(row, "grant_types")?;
+    Ok(OAuthClient {
+        client_id: get(row, "client_id")?,
+        org_id: get(row, "org_id")?,
+        name: get(row, "name")?,
+        technical_account_id: get(row, "technical_account_id")?,
+        technical_account_email: get(row, "technical_account_email")?,
+        scopes: words(&get::<String>(row, "scopes")?),
+        grant_types: words(&grants)
+            .iter()
+            .filter_map(|g| GrantType::parse(g))
+            .collect(),
+        disabled: get::<i64>(row, "disabled")? != 0,
+        created_at: Now::from_millis(get(row, "created_at")?),
+        updated_at: Now::from_millis(get(row, "updated_at")?),
+    })
+}
+
+fn secret_from(row: &AnyRow) -> StoreResult<ClientSecretRecord> {
+    Ok(ClientSecretRecord {
+        secret_id: get(row, "secret_id")?,
+        client_id: get(row, "client_id")?,
+        digest: get(row, "digest")?,
+        hint: get(row, "hint")?,
+        created_at: Now::from_millis(get(row, "created_at")?),
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(Now::from_millis),
+    })
+}
+
+fn key_from(row: &AnyRow) -> StoreResult<StoredKey> {
+    let alg: String = get(row, "alg")?;
+    Ok(StoredKey {
+        kid: get(row, "kid")?,
+        alg: alg
+            .parse()
+            .map_err(|_| StoreError::Backend(format!("stored key has unknown alg {alg:?}")))?,
+        public_jwk: get(row, "public_jwk")?,
+        sealed_private: get(row, "sealed_private")?,
+        created_at: Now::from_millis(get(row, "created_at")?),
+        activates_at: Now::from_millis(get(row, "activates_at")?),
+    })
+}
+
+async fn insert_secret<'c, E>(exec: E, s: &ClientSecretRecord) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO client_secrets (secret_id, client_id, digest, hint, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&s.secret_id)
+    .bind(&s.client_id)
+    .bind(&s.digest)
+    .bind(&s.hint)
+    .bind(s.created_at.millis())
+    .bind(s.expires_at.map(Now::millis))
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl OrgStore for SqlStore {
+    async fn bootstrap(&self, org: &Organization, admin: &User, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let existing = sqlx::query("SELECT org_id FROM organizations LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if existing.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO organizations (org_id, numeric_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&org.org_id)
+        .bind(org.numeric_id)
+        .bind(&org.name)
+        .bind(org.created_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        sqlx::query(
+            "INSERT INTO users (user_id, org_id, email, email_lower, first_name, last_name, password_hash,
+             system_admin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&admin.user_id)
+        .bind(&admin.org_id)
+        .bind(&admin.email)
+        .bind(admin.email.to_lowercase())
+        .bind(&admin.first_name)
+        .bind(&admin.last_name)
+        .bind(admin.password_hash.clone())
+        .bind(i64::from(admin.system_admin))
+        .bind(admin.created_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+
+    async fn org(&self, org_id: &str) -> StoreResult<Option<Organization>> {
+        let row =
+            sqlx::query("SELECT org_id, numeric_id, name, created_at FROM organizations WHERE org_id = $1")
+                .bind(org_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend_error)?;
+        row.as_ref().map(org_from).transpose()
+    }
+
+    async fn orgs(&self) -> StoreResult<Vec<Organization>> {
+        let rows = sqlx::query(
+            "SELECT org_id, numeric_id, name, created_at FROM organizations ORDER BY created_at, org_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(org_from).collect()
+    }
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn user_by_email(&self, org_id: &str, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT user_id, org_id, email, first_name, last_name, password_hash, system_admin, created_at
+             FROM users WHERE org_id = $1 AND email_lower = $2",
+        )
+        .bind(org_id)
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(user_from).transpose()
+    }
+}
+
+#[async_trait]
+impl ClientStore for SqlStore {
+    async fn create_client(
+        &self,
+        c: &OAuthClient,
+        secret: &ClientSecretRecord,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+        sqlx::query(&format!(
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&c.client_id)
+        .bind(&c.org_id)
+        .bind(&c.name)
+        .bind(&c.technical_account_id)
+        .bind(&c.technical_account_email)
+        .bind(c.scopes.join(" "))
+        .bind(grants.join(" "))
+        .bind(i64::from(c.disabled))
+        .bind(c.created_at.millis())
+        .bind(c.updated_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        insert_secret(&mut *tx, secret).await?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn client_with_secrets(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<(OAuthClient, Vec<ClientSecretRecord>)>> {
+        // One statement: the client row repeated for each of its secrets (or once, with nulls).
+        let rows = sqlx::query(
+            "SELECT c.client_id, c.org_id, c.name, c.technical_account_id, c.technical_account_email, c.scopes,
+                    c.grant_types, c.disabled, c.created_at, c.updated_at,
+                    s.secret_id, s.digest, s.hint, s.created_at AS s_created_at, s.expires_at
+             FROM oauth_clients c LEFT JOIN client_secrets s ON s.client_id = c.client_id
+             WHERE c.client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let client = client_from(first)?;
+        let mut secrets = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(secret_id) = get::<Option<String>>(row, "secret_id")? else {
+                continue;
+            };
+            secrets.push(ClientSecretRecord {
+                secret_id,
+                client_id: client.client_id.clone(),
+                digest: get(row, "digest")?,
+                hint: get(row, "hint")?,
+                created_at: Now::from_millis(get(row, "s_created_at")?),
+                expires_at: get::<Option<i64>>(row, "expires_at")?.map(Now::from_millis),
+            });
+        }
+        Ok(Some((client, secrets)))
+    }
+
+    async fn clients(&self, org_id: &str) -> StoreResult<Vec<OAuthClient>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE org_id = $1 ORDER BY created_at, client_id"
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(client_from).collect()
+    }
+
+    async fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let done =
+            sqlx::query("UPDATE oauth_clients SET disabled = $1, updated_at = $2 WHERE client_id = $3")
+                .bind(i64::from(disabled))
+                .bind(now.millis())
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?
+                .rows_affected()
+                > 0;
+        if done {
+            audit_in(&mut *tx, audit).await?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(done)
+    }
+
+    async fn secrets(&self, client_id: &str) -> StoreResult<Vec<ClientSecretRecord>> {
+        let rows = sqlx::query(
+            "SELECT secret_id, client_id, digest, hint, created_at, expires_at FROM client_secrets
+             WHERE client_id = $1 ORDER BY created_at, secret_id",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(secret_from).collect()
+    }
+
+    async fn add_secret(&self, secret: &ClientSecretRecord, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        insert_secret(&mut *tx, secret).await?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn remove_secret(&self, client_id: &str, secret_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND secret_id = $2")
+            .bind(client_id)
+            .bind(secret_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected()
+            > 0;
+        if done {
+            audit_in(&mut *tx, audit).await?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(done)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqlStore {
+    async fn insert_key(&self, k: &StoredKey, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_jwk, sealed_private, created_at, activates_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&k.kid)
+        .bind(k.alg.as_str())
+        .bind(&k.public_jwk)
+        .bind(&k.sealed_private)
+        .bind(k.created_at.millis())
+        .bind(k.activates_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, public_jwk, sealed_private, created_at, activates_at FROM signing_keys
+             ORDER BY activates_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(key_from).collect()
+    }
+
+    async fn delete_keys(&self, kids: &[String], audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        for kid in kids {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+}
+
+#[async_trait]
+impl RevocationStore for SqlStore {
+    async fn revoke_token(
+        &self,
+        token_id: &str,
+        client_id: &str,
+        expires_at: Now,
+        now: Now,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (token_id, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (token_id) DO NOTHING",
+        )
+        .bind(token_id)
+        .bind(client_id)
+        .bind(expires_at.millis())
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, token_id: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM revoked_tokens WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?
+            .is_some())
+    }
+
+    async fn purge_revocations(&self, now: Now) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        audit_in(&self.pool, event).await
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let limit = i64::from(if q.limit == 0 { 100 } else { q.limit.min(10_000) });
+        let prefix = format!(
+            "{}%",
+            q.action_prefix.as_deref().unwrap_or("").replace(['%', '_'], "")
+        );
+        let rows = sqlx::query(
+            "SELECT at, actor, action, target, outcome, source, request_id, details FROM audit_log
+             WHERE action LIKE $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                let details: String = get(r, "details")?;
+                Ok(AuditEvent {
+                    at: Now::from_millis(get(r, "at")?),
+                    actor: get(r, "actor")?,
+                    action: get(r, "action")?,
+                    target: get(r, "target")?,
+                    outcome: get(r, "outcome")?,
+                    source: get(r, "source")?,
+                    request_id: get(r, "request_id")?,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl SchemaStore for SqlStore {
+    async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let applied = migrate::applied(&self.pool).await?;
+        Ok(migrate::MIGRATIONS
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{:04}_{}", m.version, m.name))
+            .collect())
+    }
+}

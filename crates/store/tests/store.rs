@@ -1,0 +1,429 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The storage suite. Every test runs on SQLite and on PostgreSQL (`TEST_POSTGRES_URL`, default
+//! the local test database; set it to `skip` to skip PostgreSQL loudly). Each PostgreSQL run gets a
+//! schema of its own, so parallel runs do not collide.
+
+use ims_identity::error::StoreError;
+use ims_identity::keys::{self, Algorithm, MasterKey};
+use ims_identity::model::{AuditEvent, ClientSecretRecord, Context, OAuthClient, Organization, User};
+use ims_identity::store::{
+    AuditQuery, AuditStore, ClientStore, KeyStore, OrgStore, RevocationStore, SchemaStore, UserStore,
+};
+use ims_identity::Now;
+use ims_store::{migrate, Backend, Options, SqlStore};
+use serde_json::json;
+
+const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+struct Fixture {
+    store: SqlStore,
+    url: String,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    /// Runs a statement on a connection of its own, outside the store's API.
+    async fn raw(&self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await?;
+        if let Some(schema) = &self.schema {
+            sqlx::query(&format!("SET search_path TO {schema}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        sqlx::query(sql).execute(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn cleanup(self) {
+        if let Some(schema) = &self.schema {
+            self.store.drop_schema(schema).await.unwrap();
+        }
+        self.store.close().await;
+    }
+}
+
+fn now() -> Now {
+    Now::from_millis(1_750_000_000_000)
+}
+
+fn pg_url() -> Option<String> {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(v) if v == "skip" => {
+            eprintln!("!!! SKIPPED: PostgreSQL storage tests (TEST_POSTGRES_URL=skip)");
+            None
+        }
+        Ok(v) => Some(v),
+        Err(_) => Some(DEFAULT_PG.to_owned()),
+    }
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ims.db").display());
+    let store = SqlStore::open(&Options::new(url.clone()), now()).await.unwrap();
+    Fixture {
+        store,
+        url,
+        schema: None,
+        _dir: Some(dir),
+    }
+}
+
+fn fresh_schema() -> String {
+    format!("t_{}", ims_identity::secret::random_hex(8))
+}
+
+async fn postgres() -> Option<Fixture> {
+    let url = pg_url()?;
+    let schema = fresh_schema();
+    let mut opts = Options::new(url.clone());
+    opts.schema = Some(schema.clone());
+    opts.max_connections = 4;
+    let store = SqlStore::open(&opts, now()).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this suite (set TEST_POSTGRES_URL=skip to skip): {e}")
+    });
+    Some(Fixture {
+        store,
+        url,
+        schema: Some(schema),
+        _dir: None,
+    })
+}
+
+async fn each_backend() -> Vec<Fixture> {
+    let mut out = vec![sqlite().await];
+    out.extend(postgres().await);
+    out
+}
+
+fn ctx() -> Context {
+    Context::new(now(), "test")
+}
+
+fn event(action: &str) -> AuditEvent {
+    ctx().event(action, "t", "success", json!({"k": 1}))
+}
+
+async fn seeded(store: &SqlStore) -> (Organization, OAuthClient, ClientSecretRecord) {
+    let org = Organization::new("Acme", now());
+    let admin = User {
+        user_id: "A1@AdobeID".into(),
+        org_id: org.org_id.clone(),
+        email: "Admin@Example.com".into(),
+        first_name: "A".into(),
+        last_name: "D".into(),
+        password_hash: Some("$argon2id$fake".into()),
+        system_admin: true,
+        created_at: now(),
+    };
+    assert!(store
+        .bootstrap(&org, &admin, &event("org.bootstrap"))
+        .await
+        .unwrap());
+    let client = OAuthClient::new_technical_account(
+        &org.org_id,
+        "Integration é",
+        vec!["openid".into(), "AdobeID".into()],
+        "ims.test",
+        now(),
+    )
+    .unwrap();
+    let secret = ClientSecretRecord {
+        secret_id: "s1".into(),
+        client_id: client.client_id.clone(),
+        digest: "d1".into(),
+        hint: "imscs_...abcd".into(),
+        created_at: now(),
+        expires_at: None,
+    };
+    store
+        .create_client(&client, &secret, &event("credential.create"))
+        .await
+        .unwrap();
+    (org, client, secret)
+}
+
+#[tokio::test]
+async fn bootstrap_happens_once_and_users_match_case_insensitively() {
+    for f in each_backend().await {
+        let (org, _, _) = seeded(&f.store).await;
+        let other = Organization::new("Second", now());
+        let admin = User {
+            user_id: "B@AdobeID".into(),
+            org_id: other.org_id.clone(),
+            email: "b@example.com".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            password_hash: None,
+            system_admin: true,
+            created_at: now(),
+        };
+        assert!(!f
+            .store
+            .bootstrap(&other, &admin, &event("org.bootstrap"))
+            .await
+            .unwrap());
+        assert_eq!(f.store.orgs().await.unwrap(), vec![org.clone()]);
+        let u = f
+            .store
+            .user_by_email(&org.org_id, "ADMIN@example.COM")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.email, "Admin@Example.com", "stored as entered");
+        assert!(u.system_admin);
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn clients_and_secrets_round_trip() {
+    for f in each_backend().await {
+        let (org, client, secret) = seeded(&f.store).await;
+        assert_eq!(f.store.client(&client.client_id).await.unwrap().unwrap(), client);
+        let (c, secrets) = f
+            .store
+            .client_with_secrets(&client.client_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((c, secrets), (client.clone(), vec![secret.clone()]));
+        let second = ClientSecretRecord {
+            secret_id: "s2".into(),
+            digest: "d2".into(),
+            expires_at: Some(now().plus_secs(60)),
+            ..secret.clone()
+        };
+        f.store
+            .add_secret(&second, &event("credential.secret.add"))
+            .await
+            .unwrap();
+        assert_eq!(f.store.secrets(&client.client_id).await.unwrap().len(), 2);
+        assert!(f
+            .store
+            .remove_secret(&client.client_id, "s1", &event("credential.secret.remove"))
+            .await
+            .unwrap());
+        assert!(!f
+            .store
+            .remove_secret(&client.client_id, "s1", &event("credential.secret.remove"))
+            .await
+            .unwrap());
+        assert_eq!(f.store.secrets(&client.client_id).await.unwrap(), vec![second]);
+        assert!(f
+            .store
+            .set_client_disabled(&client.client_id, true, now(), &event("credential.disable"))
+            .await
+            .unwrap());
+        assert!(f.store.client(&client.client_id).await.unwrap().unwrap().disabled);
+        assert!(!f
+            .store
+            .set_client_disabled("nope", true, now(), &event("credential.disable"))
+            .await
+            .unwrap());
+        assert_eq!(f.store.clients(&org.org_id).await.unwrap().len(), 1);
+        assert!(f.store.client_with_secrets("nope").await.unwrap().is_none());
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn duplicate_and_dangling_writes_are_conflicts_and_write_nothing() {
+    for f in each_backend().await {
+        let (_, client, secret) = seeded(&f.store).await;
+        let before = f
+            .store
+            .audit(&AuditQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len();
+        let err = f
+            .store
+            .create_client(&client, &secret, &event("credential.create"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let orphan = ClientSecretRecord {
+            secret_id: "s9".into(),
+            client_id: "missing".into(),
+            ..secret
+        };
+        let err = f
+            .store
+            .add_secret(&orphan, &event("credential.secret.add"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let after = f
+            .store
+            .audit(&AuditQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(before, after, "a refused change leaves no audit line");
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn keys_are_stored_sealed_and_reload() {
+    for f in each_backend().await {
+        let master = MasterKey::generate();
+        let k = keys::generate(Algorithm::ES256, &master, now(), now()).unwrap();
+        f.store.insert_key(&k, &event("key.create")).await.unwrap();
+        let loaded = f.store.keys().await.unwrap();
+        assert_eq!(loaded, vec![k.clone()]);
+        assert!(!loaded[0].sealed_private.contains("PRIVATE"));
+        let ring = keys::KeyRing::load(loaded, &master, None).unwrap();
+        assert!(ring.signer(Algorithm::ES256, now()).is_some());
+        f.store
+            .delete_keys(std::slice::from_ref(&k.kid), &event("key.delete"))
+            .await
+            .unwrap();
+        assert!(f.store.keys().await.unwrap().is_empty());
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn revocations_are_recorded_idempotently_and_purged() {
+    for f in each_backend().await {
+        f.store
+            .revoke_token("t1", "c", now().plus_secs(10), now())
+            .await
+            .unwrap();
+        f.store
+            .revoke_token("t1", "c", now().plus_secs(10), now())
+            .await
+            .unwrap();
+        assert!(f.store.is_revoked("t1").await.unwrap());
+        assert!(!f.store.is_revoked("t2").await.unwrap());
+        assert_eq!(f.store.purge_revocations(now().plus_secs(11)).await.unwrap(), 1);
+        assert!(!f.store.is_revoked("t1").await.unwrap());
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn audit_log_is_append_only() {
+    for f in each_backend().await {
+        seeded(&f.store).await;
+        let mut e = event("credential.disable");
+        e.source = Some("127.0.0.1".into());
+        e.request_id = Some("r-1".into());
+        f.store.append_audit(&e).await.unwrap();
+        let got = f
+            .store
+            .audit(&AuditQuery {
+                action_prefix: Some("credential.".into()),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.first(), Some(&e), "newest first");
+        assert!(got.iter().all(|x| x.action.starts_with("credential.")));
+        // No API rewrites it, and the database itself refuses to.
+        let pool_err = f.raw("UPDATE audit_log SET actor = 'x'").await;
+        assert!(pool_err.is_err(), "update must be refused");
+        let pool_err = f.raw("DELETE FROM audit_log").await;
+        assert!(pool_err.is_err(), "delete must be refused");
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn migrations_match_across_backends_and_refuse_newer_schema() {
+    for m in migrate::MIGRATIONS {
+        assert!(
+            !m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty(),
+            "{} has both texts",
+            m.name
+        );
+    }
+    let versions: Vec<i64> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+    assert_eq!(versions, expected, "numbered 1..n without gaps");
+
+    let lite = sqlite().await;
+    let lite_shape = lite.store.schema_shape().await.unwrap();
+    assert!(lite.store.pending_migrations().await.unwrap().is_empty());
+    if let Some(pg) = postgres().await {
+        assert_eq!(
+            pg.store.schema_shape().await.unwrap(),
+            lite_shape,
+            "same tables and columns on both backends"
+        );
+        pg.cleanup().await;
+    }
+
+    // A database that has a step this build does not know is refused.
+    lite.raw("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
+        .await
+        .unwrap();
+    let err = SqlStore::open(&Options::new(lite.url.clone()), now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Schema(ref m) if m.contains("newer")),
+        "{err:?}"
+    );
+    lite.cleanup().await;
+}
+
+#[tokio::test]
+async fn migrations_keep_data_and_rerun_is_a_no_op() {
+    for f in each_backend().await {
+        let (org, client, _) = seeded(&f.store).await;
+        assert!(
+            f.store.migrate(now()).await.unwrap().is_empty(),
+            "nothing left to apply"
+        );
+        assert_eq!(f.store.org(&org.org_id).await.unwrap().unwrap(), org);
+        assert_eq!(f.store.client(&client.client_id).await.unwrap().unwrap(), client);
+        f.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn unmigrated_store_reports_pending_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(format!("sqlite://{}", dir.path().join("x.db").display()));
+    opts.migrate = false;
+    let store = SqlStore::open(&opts, now()).await.unwrap();
+    assert_eq!(
+        store.pending_migrations().await.unwrap(),
+        vec!["0001_foundation".to_owned()]
+    );
+    store.migrate(now()).await.unwrap();
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+    if let Some(url) = pg_url() {
+        let schema = fresh_schema();
+        let mut opts = Options::new(url);
+        opts.schema = Some(schema.clone());
+        opts.migrate = false;
+        let store = SqlStore::open(&opts, now()).await.unwrap();
+        assert_eq!(
+            store.pending_migrations().await.unwrap().len(),
+            migrate::MIGRATIONS.len()
+        );
+        store.migrate(now()).await.unwrap();
+        assert!(store.pending_migrations().await.unwrap().is_empty());
+        store.drop_schema(&schema).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn backend_is_chosen_by_url() {
+    assert_eq!(Backend::of_url("sqlite://x").unwrap(), Backend::Sqlite);
+    assert_eq!(Backend::of_url("postgres://x").unwrap(), Backend::Postgres);
+    assert!(Backend::of_url("mysql://x").is_err());
+}
