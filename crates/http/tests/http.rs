@@ -1,0 +1,1057 @@
+//! The IMS's HTTP surface through `Router::oneshot`: the token family, the vendor endpoints and
+//! the security behaviours they must show. Storage is real: SQLite by default, and the flows that
+//! touch every table also run on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::body::Body;
+use axum::Router;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt as _;
+
+use ims_http::{ops_router, public_router, AppState, Metrics};
+use ims_identity::credentials::{Credentials, NewSecret};
+use ims_identity::keys::{Algorithm, MasterKey};
+use ims_identity::model::Context;
+use ims_identity::service::{self, Ims, Settings};
+use ims_identity::store::{AuditQuery, Store};
+use ims_identity::Now;
+use ims_store::{Options, SqlStore};
+
+const ISSUER: &str = "https://ims.test";
+
+struct Harness {
+    app: Router,
+    ops: Router,
+    state: AppState,
+    store: Arc<SqlStore>,
+    creds: Credentials,
+    org_id: String,
+    master: MasterKey,
+    schema: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+fn settings(alg: Algorithm) -> Settings {
+    let mut s = Settings::new(ISSUER);
+    s.signing_alg = alg;
+    s.access_token_secs = 3600;
+    s
+}
+
+async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
+    let dir = tempfile::tempdir().unwrap();
+    let (opts, schema) = match db {
+        Db::Sqlite => (
+            Options::new(format!("sqlite://{}", dir.path().join("ims.db").display())),
+            None,
+        ),
+        Db::Postgres => {
+            let url = std::env::var("TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            if url == "skip" {
+                eprintln!("!!! SKIPPED: PostgreSQL variant (TEST_POSTGRES_URL=skip)");
+                return None;
+            }
+            let schema = format!("h_{}", ims_identity::secret::random_hex(8));
+            let mut o = Options::new(url);
+            o.schema = Some(schema.clone());
+            o.max_connections = 4;
+            (o, Some(schema))
+        }
+    };
+    let store = Arc::new(SqlStore::open(&opts, Now::system()).await.unwrap());
+    let ctx = Context::new(Now::system(), "test");
+    let (org, _, _) = service::bootstrap(&*store, "Acme", "admin@acme.test", &ctx)
+        .await
+        .unwrap()
+        .unwrap();
+    let master = MasterKey::generate();
+    let ims = Ims::start(store.clone(), master.clone(), settings(alg), &ctx)
+        .await
+        .unwrap();
+    let state = AppState {
+        ims: Arc::new(ims),
+        metrics: Arc::new(Metrics::default()),
+    };
+    Some(Harness {
+        app: public_router(state.clone()),
+        ops: ops_router(state.clone()),
+        state,
+        creds: Credentials::new(store.clone() as Arc<dyn Store>, "ims.test"),
+        store,
+        org_id: org.org_id,
+        master,
+        schema,
+        _dir: dir,
+    })
+}
+
+async fn harness() -> Harness {
+    harness_on(Db::Sqlite, Algorithm::ES256).await.unwrap()
+}
+
+impl Harness {
+    async fn cleanup(self) {
+        if let Some(s) = &self.schema {
+            self.store.drop_schema(s).await.unwrap();
+        }
+    }
+
+    async fn credential(&self, scopes: &[&str]) -> NewSecret {
+        let ctx = Context::new(Now::system(), "test");
+        self.creds
+            .create_credential(
+                &self.org_id,
+                "integration",
+                scopes.iter().map(|s| s.to_string()).collect(),
+                &ctx,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn call(&self, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+        send(&self.app, req).await
+    }
+
+    async fn token(&self, c: &NewSecret, scope: &str) -> String {
+        let (status, _, body) = self
+            .call(form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &c.client.client_id),
+                    ("client_secret", c.secret.expose()),
+                    ("scope", scope),
+                ],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn audit(&self, prefix: &str) -> Vec<ims_identity::model::AuditEvent> {
+        self.state
+            .ims
+            .audit(&AuditQuery {
+                action_prefix: Some(prefix.into()),
+                limit: 1000,
+            })
+            .await
+            .unwrap()
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, headers, body)
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn form(path: &str, pairs: &[(&str, &str)]) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(encode(pairs)))
+        .unwrap()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn header(token: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
+}
+
+fn get_bearer(path: &str, auth: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", auth)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn client_credentials_issues_a_vendor_shaped_token() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(h) = harness_on(db, Algorithm::ES256).await else {
+            continue;
+        };
+        let c = h.credential(&["openid", "AdobeID", "read_organizations"]).await;
+        let before = Now::system().millis();
+        let (status, headers, body) = h
+            .call(form(
+                "/ims/token/v2",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &c.client.client_id),
+                    ("client_secret", c.secret.expose()),
+                    ("scope", "openid,AdobeID"),
+                ],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{db:?}: {body}");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(body["token_type"], "bearer");
+        assert_eq!(body["expires_in"], 3600);
+        assert!(
+            body.get("refresh_token").is_none(),
+            "client_credentials never yields a refresh token"
+        );
+        let token = body["access_token"].as_str().unwrap();
+        let cl = claims(token);
+        assert_eq!(cl["type"], "access_token");
+        assert_eq!(cl["as"], "ims-na1");
+        assert_eq!(cl["client_id"], c.client.client_id.as_str());
+        assert_eq!(cl["user_id"], c.client.technical_account_id.as_str());
+        assert_eq!(cl["sub"], c.client.technical_account_id.as_str());
+        assert_eq!(cl["aud"], c.client.client_id.as_str());
+        assert_eq!(cl["iss"], ISSUER);
+        assert_eq!(cl["scope"], "openid,AdobeID");
+        assert_eq!(cl["org"], h.org_id.as_str());
+        let created: i64 = cl["created_at"].as_str().unwrap().parse().unwrap();
+        assert!(created >= before && created <= Now::system().millis());
+        assert_eq!(cl["expires_in"], "3600000", "milliseconds, as a string");
+        assert_eq!(cl["exp"].as_i64().unwrap() - cl["iat"].as_i64().unwrap(), 3600);
+        // The header names a key that the JWKS publishes.
+        let kid = header(token)["kid"].as_str().unwrap().to_owned();
+        assert_eq!(header(token)["alg"], "ES256");
+        let (_, _, jwks) = h
+            .call(Request::get("/ims/keys").body(Body::empty()).unwrap())
+            .await;
+        assert!(jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid.as_str()));
+        h.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn every_token_path_and_encoding_is_accepted() {
+    let h = harness().await;
+    let c = h.credential(&["openid"]).await;
+    let (id, secret) = (c.client.client_id.as_str(), c.secret.expose());
+    for path in [
+        "/ims/token/v1",
+        "/ims/token/v1/",
+        "/ims/token/v2/",
+        "/ims/token/v3",
+        "/ims/token/v3/",
+    ] {
+        let (status, _, body) = h
+            .call(form(
+                path,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id),
+                    ("client_secret", secret),
+                ],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // HTTP Basic.
+    let req = Request::post("/ims/token/v3")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", basic(id, secret))
+        .body(Body::from("grant_type=client_credentials&scope=openid"))
+        .unwrap();
+    assert_eq!(h.call(req).await.0, StatusCode::OK);
+    // multipart/form-data, as aio-lib-ims sends it.
+    let body = format!(
+        "--b1\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n--b1\r\nContent-Disposition: form-data; name=\"client_id\"\r\n\r\n{id}\r\n--b1\r\nContent-Disposition: form-data; name=\"client_secret\"\r\n\r\n{secret}\r\n--b1\r\nContent-Disposition: form-data; name=\"org_id\"\r\n\r\n{}\r\n--b1--\r\n",
+        h.org_id
+    );
+    let req = Request::post("/ims/token/v2")
+        .header("content-type", "multipart/form-data; boundary=b1")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, b) = h.call(req).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    // Query string.
+    let q = encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+        ("scope", "openid"),
+    ]);
+    let req = Request::post(format!("/ims/token/v3?{q}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.call(req).await.0, StatusCode::OK);
+    // Space-separated scopes.
+    let (status, _, body) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("scope", "openid openid"),
+            ],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["scope"], "openid");
+}
+
+#[tokio::test]
+async fn client_authentication_failures() {
+    let h = harness().await;
+    let c = h.credential(&["openid"]).await;
+    let id = c.client.client_id.as_str();
+    let cases: Vec<(Request<Body>, bool)> = vec![
+        (
+            form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id),
+                    ("client_secret", "imscs_wrong"),
+                ],
+            ),
+            false,
+        ),
+        (
+            form(
+                "/ims/token/v3",
+                &[("grant_type", "client_credentials"), ("client_id", id)],
+            ),
+            false,
+        ),
+        (
+            form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", "unknown"),
+                    ("client_secret", c.secret.expose()),
+                ],
+            ),
+            false,
+        ),
+        (
+            form("/ims/token/v3", &[("grant_type", "client_credentials")]),
+            false,
+        ),
+        (
+            Request::post("/ims/token/v3")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", basic(id, "nope"))
+                .body(Body::from("grant_type=client_credentials"))
+                .unwrap(),
+            true,
+        ),
+    ];
+    for (req, is_basic) in cases {
+        let (status, headers, body) = h.call(req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(
+            headers.contains_key("www-authenticate"),
+            is_basic,
+            "Basic attempts get a Basic challenge"
+        );
+    }
+    // Two methods at once.
+    let req = Request::post("/ims/token/v3")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", basic(id, c.secret.expose()))
+        .body(Body::from(encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", c.secret.expose()),
+        ])))
+        .unwrap();
+    let (status, _, body) = h.call(req).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    // A repeated parameter.
+    let body = format!(
+        "grant_type=client_credentials&client_id={id}&client_secret={}&scope=openid&scope=openid",
+        c.secret.expose()
+    );
+    let req = Request::post("/ims/token/v3")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, body) = h.call(req).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    // Failures are audited, with the error code and without the secret.
+    let failures = h.audit("token.issue").await;
+    assert!(failures.len() >= 5);
+    assert!(failures.iter().all(|e| e.outcome == "failure"));
+    let dump = serde_json::to_string(&failures).unwrap();
+    assert!(!dump.contains(c.secret.expose()) && !dump.contains("imscs_wrong"));
+    assert!(failures
+        .iter()
+        .any(|e| e.details["error"] == "invalid_client" && e.target == id));
+}
+
+#[tokio::test]
+async fn grant_types_and_scopes() {
+    let h = harness().await;
+    let c = h.credential(&["openid", "AdobeID"]).await;
+    let (id, secret) = (c.client.client_id.as_str(), c.secret.expose());
+    let expect = |grant: &str, error: &str| (grant.to_owned(), error.to_owned());
+    for (grant, error) in [
+        expect("password", "unsupported_grant_type"),
+        expect(
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "unsupported_grant_type",
+        ),
+        expect("authorization_code", "unauthorized_client"),
+        expect("refresh_token", "unauthorized_client"),
+    ] {
+        let (status, _, body) = h
+            .call(form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", &grant),
+                    ("client_id", id),
+                    ("client_secret", secret),
+                ],
+            ))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(error.as_str())),
+            "{grant}"
+        );
+    }
+    let (status, _, body) = h
+        .call(form(
+            "/ims/token/v3",
+            &[("client_id", id), ("client_secret", secret)],
+        ))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let (status, _, body) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("scope", "openid,user_management_sdk"),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+    let (status, _, body) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("org_id", "OTHER@AdobeOrg"),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    // No scope asked: every allowed scope granted.
+    let (_, _, body) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["scope"],
+        "openid,AdobeID"
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_credential_stops_tokens_and_issued_tokens_at_once() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(h) = harness_on(db, Algorithm::ES256).await else {
+            continue;
+        };
+        let c = h.credential(&["openid"]).await;
+        let observer = h.credential(&["openid"]).await;
+        let token = h.token(&c, "openid").await;
+        let ctx = Context::new(Now::system(), "test");
+        h.creds
+            .set_credential_disabled(&c.client.client_id, true, &ctx)
+            .await
+            .unwrap();
+        let (status, _, body) = h
+            .call(form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &c.client.client_id),
+                    ("client_secret", c.secret.expose()),
+                ],
+            ))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+        );
+        let (_, _, body) = h
+            .call(form(
+                "/ims/introspect/v1",
+                &[
+                    ("token", &token),
+                    ("client_id", &observer.client.client_id),
+                    ("client_secret", observer.secret.expose()),
+                ],
+            ))
+            .await;
+        assert_eq!(body, json!({"active": false}));
+        let (status, _, _) = h
+            .call(get_bearer("/ims/organizations/v6", &format!("Bearer {token}")))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        h.creds
+            .set_credential_disabled(&c.client.client_id, false, &ctx)
+            .await
+            .unwrap();
+        h.token(&c, "openid").await;
+        assert!(h
+            .audit("credential.")
+            .await
+            .iter()
+            .any(|e| e.action == "credential.disable"));
+        h.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn secret_rotation_overlaps_and_removal_is_immediate() {
+    let h = harness().await;
+    let c = h.credential(&["openid"]).await;
+    let ctx = Context::new(Now::system(), "test");
+    let second = h.creds.add_secret(&c.client.client_id, None, &ctx).await.unwrap();
+    assert_ne!(second.secret, c.secret);
+    // Both valid during the overlap.
+    h.token(&c, "openid").await;
+    h.token(
+        &NewSecret {
+            client: c.client.clone(),
+            ..second.clone()
+        },
+        "openid",
+    )
+    .await;
+    h.creds
+        .remove_secret(&c.client.client_id, &c.record.secret_id, &ctx)
+        .await
+        .unwrap();
+    let (status, _, _) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.client.client_id),
+                ("client_secret", c.secret.expose()),
+            ],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a removed secret fails at once");
+    h.token(
+        &NewSecret {
+            client: c.client.clone(),
+            ..second
+        },
+        "openid",
+    )
+    .await;
+    // Stored as digests only.
+    let stored = ims_identity::store::ClientStore::secrets(&*h.store, &c.client.client_id)
+        .await
+        .unwrap();
+    assert!(stored
+        .iter()
+        .all(|s| s.digest.len() == 64 && !s.digest.contains("imscs_")));
+    // An expired secret fails.
+    let soon = Now::system().plus_millis(1);
+    let expiring = h
+        .creds
+        .add_secret(
+            &c.client.client_id,
+            Some(soon.plus_millis(50)),
+            &Context::new(Now::system(), "t"),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _, _) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.client.client_id),
+                ("client_secret", expiring.secret.expose()),
+            ],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn revocation_and_introspection() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(h) = harness_on(db, Algorithm::ES256).await else {
+            continue;
+        };
+        let a = h.credential(&["openid"]).await;
+        let b = h.credential(&["openid"]).await;
+        let (a_id, a_secret) = (a.client.client_id.as_str(), a.secret.expose());
+        let (b_id, b_secret) = (b.client.client_id.as_str(), b.secret.expose());
+        let ta = h.token(&a, "openid").await;
+        let introspect = |token: String, id: String, secret: String| {
+            form(
+                "/ims/introspect/v1",
+                &[("token", &token), ("client_id", &id), ("client_secret", &secret)],
+            )
+        };
+        let (_, headers, body) = h.call(introspect(ta.clone(), b_id.into(), b_secret.into())).await;
+        assert_eq!(body["active"], true);
+        assert_eq!(body["client_id"], a_id);
+        assert_eq!(body["scope"], "openid");
+        assert_eq!(headers["cache-control"], "no-store");
+        // Introspection needs client authentication.
+        let (status, _, _) = h.call(form("/ims/introspect/v1", &[("token", &ta)])).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Garbage, and a token signed by someone else, are just inactive.
+        for junk in ["garbage", "a.b.c", "", &ta[..ta.len() - 4]] {
+            let (status, _, body) = h
+                .call(introspect(junk.into(), b_id.into(), b_secret.into()))
+                .await;
+            assert_eq!((status, body), (StatusCode::OK, json!({"active": false})));
+        }
+        // Revoking another client's token answers 200 and revokes nothing.
+        let (status, _, _) = h
+            .call(form(
+                "/ims/revoke/v1",
+                &[("token", &ta), ("client_id", b_id), ("client_secret", b_secret)],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            h.call(introspect(ta.clone(), b_id.into(), b_secret.into()))
+                .await
+                .2["active"],
+            true
+        );
+        // Garbage answers 200; without client authentication: 401.
+        let (status, _, _) = h
+            .call(form(
+                "/ims/revoke/v1",
+                &[
+                    ("token", "garbage"),
+                    ("client_id", a_id),
+                    ("client_secret", a_secret),
+                ],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, body) = h.call(form("/ims/revoke/v1", &[("token", &ta)])).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+        );
+        // The owner revokes: inactive from then on, everywhere.
+        let (status, _, _) = h
+            .call(form(
+                "/ims/revoke/v1",
+                &[("token", &ta), ("client_id", a_id), ("client_secret", a_secret)],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            h.call(introspect(ta.clone(), b_id.into(), b_secret.into()))
+                .await
+                .2,
+            json!({"active": false})
+        );
+        let (_, _, v) = h
+            .call(form(
+                "/ims/validate_token/v1",
+                &[("type", "access_token"), ("client_id", a_id), ("token", &ta)],
+            ))
+            .await;
+        assert_eq!(v["valid"], false);
+        // The vendor's invalidate_token does the same.
+        let tb = h.token(&b, "openid").await;
+        let (status, _, _) = h
+            .call(form(
+                "/ims/invalidate_token/v2",
+                &[
+                    ("token_type", "access_token"),
+                    ("token", &tb),
+                    ("cascading", "all"),
+                    ("client_id", b_id),
+                    ("client_secret", b_secret),
+                ],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            h.call(introspect(tb, a_id.into(), a_secret.into())).await.2,
+            json!({"active": false})
+        );
+        h.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn expired_tokens_are_inactive() {
+    let h = harness().await;
+    let c = h.credential(&["openid"]).await;
+    let t = h.token(&c, "openid").await;
+    let ims = &h.state.ims;
+    assert!(
+        ims.validate_access_token(&t, Now::system().plus_secs(3600 + 59))
+            .await
+            .is_ok(),
+        "leeway"
+    );
+    let err = ims
+        .validate_access_token(&t, Now::system().plus_secs(3600 + 61))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_token");
+}
+
+#[tokio::test]
+async fn validate_token_and_organizations_speak_the_vendor_shape() {
+    let h = harness().await;
+    let c = h.credential(&["openid", "read_organizations"]).await;
+    let t = h.token(&c, "openid,read_organizations").await;
+    let multipart = |token_type: &str, client_id: &str| {
+        let body = format!(
+            "--zz\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\n{token_type}\r\n--zz\r\nContent-Disposition: form-data; name=\"client_id\"\r\n\r\n{client_id}\r\n--zz--\r\n"
+        );
+        Request::post("/ims/validate_token/v1")
+            .header("content-type", "multipart/form-data; boundary=zz")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, body) = h.call(multipart("access_token", &c.client.client_id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["valid"], true);
+    assert_eq!(body["token"]["client_id"], c.client.client_id.as_str());
+    let (status, _, body) = h.call(multipart("refresh_token", &c.client.client_id)).await;
+    assert_eq!((status, body["valid"].as_bool()), (StatusCode::OK, Some(false)));
+    let (_, _, body) = h.call(multipart("access_token", "someone-else")).await;
+    assert_eq!(body["valid"], false);
+
+    // organizations/v6: the Bearer scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let (status, _, body) = h
+            .call(get_bearer("/ims/organizations/v6", &format!("{scheme} {t}")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{scheme}");
+        let ident = h.org_id.trim_end_matches("@AdobeOrg");
+        assert_eq!(body[0]["orgRef"], json!({"ident": ident, "authSrc": "AdobeOrg"}));
+        assert_eq!(body[0]["orgName"], "Acme");
+    }
+    // Missing or bad tokens: 401 with a Bearer challenge naming invalid_token.
+    for auth in [None, Some("Bearer nope".to_owned()), Some(format!("Basic {t}"))] {
+        let mut req = Request::get("/ims/organizations/v6");
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let (status, headers, _) = h.call(req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
+            "{challenge}"
+        );
+    }
+    // Tokens in the query string are refused.
+    let (status, _, body) = h
+        .call(
+            Request::get(format!("/ims/organizations/v6?access_token={t}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn jwks_publishes_public_keys_only_and_rotation_keeps_old_tokens_valid() {
+    let h = harness_on(Db::Sqlite, Algorithm::RS256).await.unwrap();
+    let c = h.credential(&["openid"]).await;
+    let before = h.token(&c, "openid").await;
+    assert_eq!(header(&before)["alg"], "RS256");
+    let ctx = Context::new(Now::system(), "test");
+    // A scheduled rotation publishes first and keeps signing with the old key.
+    let next = h.state.ims.rotate_key(None, false, &ctx).await.unwrap();
+    let (_, _, jwks) = h
+        .call(Request::get("/ims/keys").body(Body::empty()).unwrap())
+        .await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(kids.contains(&next.as_str()), "published before it signs");
+    assert_ne!(header(&h.token(&c, "openid").await)["kid"], next.as_str());
+    // An immediate rotation signs with the new key; tokens of the old one stay valid.
+    let now_kid = h
+        .state
+        .ims
+        .rotate_key(Some(Algorithm::ES256), true, &ctx)
+        .await
+        .unwrap();
+    let _ = now_kid;
+    let (_, _, jwks) = h
+        .call(Request::get("/ims/keys").body(Body::empty()).unwrap())
+        .await;
+    let keys = jwks["keys"].as_array().unwrap();
+    let mut kids: Vec<&str> = keys.iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    let n = kids.len();
+    kids.sort_unstable();
+    kids.dedup();
+    assert_eq!(kids.len(), n, "kids are unique");
+    for k in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(k.get(private).is_none(), "no private or symmetric material: {k}");
+        }
+    }
+    assert!(h
+        .state
+        .ims
+        .validate_access_token(&before, Now::system())
+        .await
+        .is_ok());
+    assert!(h.audit("key.").await.iter().any(|e| e.action == "key.rotate"));
+}
+
+#[tokio::test]
+async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(h) = harness_on(db, Algorithm::ES256).await else {
+            continue;
+        };
+        let c = h.credential(&["openid"]).await;
+        let t = h.token(&c, "openid").await;
+        // A new service on the same store and master key (a restart, or another node).
+        let ctx = Context::new(Now::system(), "test");
+        let other = Ims::start(
+            h.store.clone(),
+            h.master.clone(),
+            settings(Algorithm::ES256),
+            &ctx,
+        )
+        .await
+        .unwrap();
+        assert!(other.validate_access_token(&t, Now::system()).await.is_ok());
+        // The second node rotates; the first sees the new kid on first contact.
+        let kid = other.rotate_key(None, true, &ctx).await.unwrap();
+        let other_state = AppState {
+            ims: Arc::new(other),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let (_, _, body) = send(
+            &public_router(other_state),
+            form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &c.client.client_id),
+                    ("client_secret", c.secret.expose()),
+                ],
+            ),
+        )
+        .await;
+        let t2 = body["access_token"].as_str().unwrap();
+        assert_eq!(header(t2)["kid"], kid.as_str());
+        assert!(h.state.ims.validate_access_token(t2, Now::system()).await.is_ok());
+        // A wrong master key cannot load the keys.
+        let wrong = Ims::start(
+            h.store.clone(),
+            MasterKey::generate(),
+            settings(Algorithm::ES256),
+            &ctx,
+        )
+        .await;
+        assert!(wrong.is_err(), "keys are encrypted at rest");
+        h.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn discovery_health_and_metrics() {
+    let h = harness().await;
+    let (status, _, d) = h
+        .call(
+            Request::get("/.well-known/openid-configuration")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["issuer"], ISSUER);
+    assert_eq!(d["jwks_uri"], format!("{ISSUER}/ims/keys"));
+    assert_eq!(d["token_endpoint"], format!("{ISSUER}/ims/token/v3"));
+    let c = h.credential(&["openid"]).await;
+    h.token(&c, "openid").await;
+    let _ = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "x"),
+                ("client_secret", "y"),
+            ],
+        ))
+        .await;
+    let (status, _, _) = send(&h.ops, Request::get("/health/live").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(&h.ops, Request::get("/health/ready").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let (_, _, metrics) = send(&h.ops, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("ims_tokens_issued_total{grant_type=\"client_credentials\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("ims_token_failures_total{error=\"invalid_client\"} 1"));
+    assert!(
+        text.contains("ims_http_requests_total{route=\"/ims/token/v3\",method=\"POST\",status=\"200\"} 1")
+    );
+    // Unknown paths are a JSON 404; request ids are echoed.
+    let req = Request::get("/nope")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let req = Request::get("/ims/keys")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn readiness_fails_while_migrations_are_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ims.db").display());
+    let migrated = Arc::new(
+        SqlStore::open(&Options::new(url.clone()), Now::system())
+            .await
+            .unwrap(),
+    );
+    let ctx = Context::new(Now::system(), "test");
+    service::bootstrap(&*migrated, "Acme", "a@b.c", &ctx)
+        .await
+        .unwrap();
+    let ims = Ims::start(
+        migrated.clone(),
+        MasterKey::generate(),
+        settings(Algorithm::ES256),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    // Forget the applied step: the service now sees its schema as behind.
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM schema_migrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let state = AppState {
+        ims: Arc::new(ims),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let (status, _, body) = send(
+        &ops_router(state),
+        Request::get("/health/ready").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["pending_migrations"], json!(["0001_foundation"]));
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_get_oauth_errors() {
+    let h = harness().await;
+    let big = "a=".to_owned() + &"x".repeat(70 * 1024);
+    let req = Request::post("/ims/token/v3")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(big))
+        .unwrap();
+    let (status, _, _) = h.call(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let req = Request::post("/ims/token/v3")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, _, body) = h.call(req).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let req = Request::post("/ims/token/v3")
+        .header("content-type", "multipart/form-data; boundary=q")
+        .body(Body::from("--q\r\ngarbage"))
+        .unwrap();
+    let (status, _, body) = h.call(req).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
