@@ -1,0 +1,555 @@
+//! The `ims` binary end to end: `up` and its contract file, the administration commands, restarts,
+//! two nodes on one PostgreSQL database, configuration refusals, and logs free of secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const IMS: &str = env!("CARGO_BIN_EXE_ims");
+
+fn ims() -> Command {
+    let mut c = Command::new(IMS);
+    // Tests choose their configuration; nothing leaks in from the environment running them.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IMS_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn stop(mut self) -> String {
+        // SIGTERM: the server shuts down gracefully.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut cmd: Command, log: &Path) -> Server {
+    let file = std::fs::File::create(log).unwrap();
+    let child = cmd
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap();
+    Server {
+        child,
+        log: log.to_owned(),
+    }
+}
+
+/// Starts `ims up` and waits for the up.json this process wrote.
+fn up(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, Value) {
+    let mut cmd = ims();
+    cmd.args(["up", "--data-dir", dir.to_str().unwrap(), "--port", "0"]);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let log = dir.with_extension(format!("log{}", std::process::id() ^ rand_u32()));
+    let server = spawn(cmd, &log);
+    let pid = server.child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("up.json")) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if v["pid"] == pid {
+                    wait_ready(
+                        &client(Some(Path::new(v["ca_cert"].as_str().unwrap()))),
+                        v["ims_url"].as_str().unwrap(),
+                    );
+                    return (server, v);
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ims up did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rand_u32() -> u32 {
+    u32::from_str_radix(&ims_identity::secret::random_hex(4), 16).unwrap()
+}
+
+fn client(ca: Option<&Path>) -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).unwrap();
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn wait_ready(http: &reqwest::blocking::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health/ready")).send() {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn token(http: &reqwest::blocking::Client, base: &str, cred: &Value) -> String {
+    let r = http
+        .post(format!("{base}/ims/token/v3"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", cred["client_id"].as_str().unwrap()),
+            ("client_secret", cred["client_secret"].as_str().unwrap()),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn introspect(http: &reqwest::blocking::Client, base: &str, cred: &Value, token: &str) -> Value {
+    http.post(format!("{base}/ims/introspect/v1"))
+        .basic_auth(
+            cred["client_id"].as_str().unwrap(),
+            cred["client_secret"].as_str(),
+        )
+        .form(&[("token", token)])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn json_of(out: &str) -> Value {
+    serde_json::from_str(out).unwrap()
+}
+
+#[test]
+fn up_writes_its_contract_and_tokens_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (server, upj) = up(&dir, &[]);
+    for key in ["ims_url", "org_id", "admin_email", "admin_password", "ca_cert"] {
+        assert!(
+            upj[key].as_str().is_some_and(|s| !s.is_empty()),
+            "up.json lacks {key}: {upj}"
+        );
+    }
+    let base = upj["ims_url"].as_str().unwrap().to_owned();
+    assert!(base.starts_with("https://127.0.0.1:"));
+    assert!(upj["org_id"].as_str().unwrap().ends_with("@AdobeOrg"));
+    assert!(Path::new(upj["ca_cert"].as_str().unwrap()).is_absolute());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(dir.join("up.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // The CLI works against the running service.
+    let d = dir.to_str().unwrap();
+    let cred = json_of(&run_ok(ims().args([
+        "credential",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "CRM sync",
+        "--scope",
+        "openid",
+        "--json",
+    ])));
+    for key in [
+        "client_id",
+        "client_secret",
+        "technical_account_id",
+        "technical_account_email",
+        "org_id",
+    ] {
+        assert!(cred[key].as_str().is_some_and(|s| !s.is_empty()), "{key}: {cred}");
+    }
+    assert_eq!(cred["org_id"], upj["org_id"]);
+    let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
+    let t = token(&http, &base, &cred);
+    let listed = json_of(&run_ok(ims().args([
+        "credential",
+        "list",
+        "--data-dir",
+        d,
+        "--json",
+    ])));
+    assert_eq!(listed[0]["client_id"], cred["client_id"]);
+    assert!(
+        !listed
+            .to_string()
+            .contains(cred["client_secret"].as_str().unwrap()),
+        "listings never show a secret"
+    );
+
+    // Restart: same port, same keys, the token still validates.
+    server.stop();
+    let (server, upj2) = up(&dir, &[]);
+    assert_eq!(upj2["ims_url"], upj["ims_url"]);
+    assert_eq!(upj2["admin_password"], upj["admin_password"]);
+    assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
+
+    // Rotation from the CLI: a second secret works beside the first, then the first is removed.
+    let added = json_of(&run_ok(ims().args([
+        "credential",
+        "secret",
+        "add",
+        "--data-dir",
+        d,
+        "--client-id",
+        cred["client_id"].as_str().unwrap(),
+        "--json",
+    ])));
+    token(&http, &base, &added);
+    token(&http, &base, &cred);
+    run_ok(ims().args([
+        "credential",
+        "secret",
+        "remove",
+        "--data-dir",
+        d,
+        "--client-id",
+        cred["client_id"].as_str().unwrap(),
+        "--secret-id",
+        cred["secret_id"].as_str().unwrap(),
+    ]));
+    let r = http
+        .post(format!("{base}/ims/token/v3"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", cred["client_id"].as_str().unwrap()),
+            ("client_secret", cred["client_secret"].as_str().unwrap()),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let observer = json_of(&run_ok(ims().args([
+        "credential",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "observer",
+        "--json",
+    ])));
+    assert_eq!(introspect(&http, &base, &observer, &t)["active"], true);
+    run_ok(ims().args([
+        "credential",
+        "disable",
+        "--data-dir",
+        d,
+        "--client-id",
+        cred["client_id"].as_str().unwrap(),
+    ]));
+    assert_eq!(
+        introspect(&http, &base, &observer, &t)["active"],
+        false,
+        "a disabled credential's tokens die at once"
+    );
+    let audit = run_ok(ims().args(["audit", "--data-dir", d, "--json"]));
+    for action in [
+        "credential.create",
+        "credential.secret.add",
+        "credential.secret.remove",
+        "credential.disable",
+        "org.bootstrap",
+    ] {
+        assert!(audit.contains(action), "audit lacks {action}");
+    }
+    assert!(audit.contains("cli:"), "the CLI is named as the actor");
+    server.stop();
+}
+
+#[test]
+fn logs_hold_no_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (server, upj) = up(&dir, &[("IMS_LOG", "trace")]);
+    let base = upj["ims_url"].as_str().unwrap().to_owned();
+    let d = dir.to_str().unwrap();
+    let cred = json_of(&run_ok(ims().args([
+        "credential",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "planted",
+        "--json",
+    ])));
+    let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
+    let t = token(&http, &base, &cred);
+    let planted = "imscs_PLANTEDsecretVALUE0000000000000000000000";
+    let id = cred["client_id"].as_str().unwrap();
+    // Secrets in bodies, query strings, Basic headers and bearer tokens, good and bad.
+    let _ = http
+        .post(format!("{base}/ims/token/v3"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", planted),
+        ])
+        .send();
+    let _ = http
+        .post(format!(
+            "{base}/ims/token/v3?client_secret={planted}&client_id={id}&grant_type=client_credentials"
+        ))
+        .send();
+    let _ = http
+        .post(format!("{base}/ims/token/v3"))
+        .basic_auth(id, Some(planted))
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    let _ = http
+        .get(format!("{base}/ims/organizations/v6"))
+        .bearer_auth(&t)
+        .send();
+    let _ = http
+        .get(format!("{base}/ims/organizations/v6?access_token={t}"))
+        .send();
+    let _ = http
+        .get(format!("{base}/ims/organizations/v6"))
+        .bearer_auth(format!("{t}x"))
+        .send();
+    let _ = http
+        .post(format!("{base}/ims/revoke/v1"))
+        .basic_auth(id, cred["client_secret"].as_str())
+        .form(&[("token", &t)])
+        .send();
+    let logs = server.stop();
+    assert!(logs.contains("request"), "the server did log requests: {logs}");
+    let admin_password = upj["admin_password"].as_str().unwrap();
+    let audit = run_ok(ims().args(["audit", "--data-dir", d, "--json"]));
+    for (what, secret) in [
+        ("planted secret", planted),
+        ("client secret", cred["client_secret"].as_str().unwrap()),
+        ("access token", &t),
+        ("admin password", admin_password),
+    ] {
+        assert!(!logs.contains(secret), "the log holds the {what}");
+        assert!(!audit.contains(secret), "the audit log holds the {what}");
+    }
+    // Not even the signature part of the token.
+    assert!(!logs.contains(t.rsplit('.').next().unwrap()));
+}
+
+#[test]
+fn configuration_is_validated() {
+    let out = ims()
+        .args(["credential", "list"])
+        .env("IMS_LISTNE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMS_LISTNE"));
+    // Plain HTTP off loopback is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("mk");
+    std::fs::write(&key, ims_identity::keys::MasterKey::generate().to_base64()).unwrap();
+    let out = ims()
+        .arg("serve")
+        .env(
+            "IMS_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("x.db").display()),
+        )
+        .env("IMS_MASTER_KEY_FILE", &key)
+        .env("IMS_TLS", "false")
+        .env("IMS_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No master key, no start.
+    let out = ims()
+        .arg("serve")
+        .env(
+            "IMS_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("y.db").display()),
+        )
+        .env("IMS_TLS", "false")
+        .env("IMS_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master_key"));
+}
+
+/// Two `ims serve` nodes on one PostgreSQL database.
+#[test]
+fn two_nodes_share_one_postgres_database() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: two nodes on PostgreSQL (TEST_POSTGRES_URL=skip)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = format!("n_{}", ims_identity::secret::random_hex(8));
+    let key = tmp.path().join("master.key");
+    std::fs::write(&key, ims_identity::keys::MasterKey::generate().to_base64()).unwrap();
+    let ports = [free_port(), free_port()];
+    let issuer = "http://ims.cluster.test";
+    let node = |i: usize| {
+        let mut cmd = ims();
+        cmd.arg("serve")
+            .env("IMS_DATABASE_URL", &url)
+            .env("IMS_DATABASE_SCHEMA", &schema)
+            .env("IMS_MASTER_KEY_FILE", &key)
+            .env("IMS_TLS", "false")
+            .env("IMS_LISTEN", format!("127.0.0.1:{}", ports[i]))
+            .env("IMS_PUBLIC_URL", issuer)
+            .env("IMS_SIGNING_ALG", "ES256")
+            .env("IMS_KEY_REFRESH_SECS", "2");
+        spawn(cmd, &tmp.path().join(format!("node{i}.log")))
+    };
+    let a = node(0);
+    let http = client(None);
+    let base_a = format!("http://127.0.0.1:{}", ports[0]);
+    let base_b = format!("http://127.0.0.1:{}", ports[1]);
+    wait_ready(&http, &base_a);
+    let b = node(1);
+    wait_ready(&http, &base_b);
+    let target = [
+        "--database-url",
+        url.as_str(),
+        "--database-schema",
+        schema.as_str(),
+    ];
+    let cred = json_of(&run_ok(
+        ims()
+            .args(["credential", "create", "--name", "n", "--json"])
+            .args(target),
+    ));
+    let observer = json_of(&run_ok(
+        ims()
+            .args(["credential", "create", "--name", "o", "--json"])
+            .args(target),
+    ));
+
+    // Issued on A, valid on B.
+    let t = token(&http, &base_a, &cred);
+    assert_eq!(introspect(&http, &base_b, &observer, &t)["active"], true);
+    // Revoked on A, dead on B.
+    let r = http
+        .post(format!("{base_a}/ims/revoke/v1"))
+        .basic_auth(
+            cred["client_id"].as_str().unwrap(),
+            cred["client_secret"].as_str(),
+        )
+        .form(&[("token", &t)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(introspect(&http, &base_b, &observer, &t)["active"], false);
+    // A rotation made from the CLI: A starts signing with the new key at its next reread of the key
+    // table; B, which has not reread yet, learns the kid when it first meets it.
+    let rotated = run_ok(
+        ims()
+            .args(["keys", "rotate", "--immediate"])
+            .args(target)
+            .env("IMS_MASTER_KEY_FILE", &key)
+            .env("IMS_SIGNING_ALG", "ES256"),
+    );
+    let kid = rotated.trim().rsplit(' ').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let fresh = loop {
+        let t = token(&http, &base_a, &cred);
+        if t.split('.')
+            .next()
+            .map(|h| String::from_utf8(base64_url(h)).unwrap().contains(&kid))
+            .unwrap_or(false)
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "node A never signed with {kid}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(introspect(&http, &base_b, &observer, &fresh)["active"], true);
+    let jwks: Value = http
+        .get(format!("{base_b}/ims/keys"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(jwks.to_string().contains(&kid));
+    a.stop();
+    b.stop();
+    let _ = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .output();
+}
+
+fn base64_url(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
