@@ -16,7 +16,7 @@ function imsClient () {
 
 test('getAccessTokenByClientCredentials yields a token the library accepts', async () => {
   const ims = imsClient()
-  const result = await ims.getAccessTokenByClientCredentials(cred.client_id, cred.client_secret, up.org_id, ['openid', 'AdobeID'])
+  const result = await ims.getAccessTokenByClientCredentials(cred.client_id, cred.client_secret, up.org_id, ['openid', 'AdobeID', 'read_organizations'])
   const token = result.access_token.token
   assert.ok(token, 'an access token')
   // The library computes expiry from created_at + expires_in (milliseconds as strings).
@@ -27,7 +27,7 @@ test('getAccessTokenByClientCredentials yields a token the library accepts', asy
   assert.equal(data.client_id, cred.client_id)
   assert.equal(data.user_id, cred.technical_account_id)
   assert.equal(data.as, 'ims-na1')
-  assert.equal(data.scope, 'openid,AdobeID')
+  assert.equal(data.scope, 'openid,AdobeID,read_organizations')
 
   const validation = await ims.validateToken(token)
   assert.equal(validation.valid, true)

@@ -5,13 +5,14 @@ use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ims_identity::credentials::{Credentials, NewSecret};
+use ims_http::admin::{secret_body, summary, DEFAULT_SCOPES};
+use ims_identity::credentials::Credentials;
 use ims_identity::model::{Context, Organization};
 use ims_identity::service::Ims;
 use ims_identity::store::{AuditQuery, OrgStore as _};
 use ims_identity::Now;
 use ims_store::SqlStore;
-use ims_wire::{CredentialSecret, CredentialSummary, SecretSummary};
+use ims_wire::{CredentialSecret, CredentialSummary};
 
 use crate::config::Config;
 use crate::{server, up};
@@ -31,6 +32,13 @@ pub struct Target {
     /// Organisation id (default: the only one).
     #[arg(long, global = true)]
     pub org: Option<String>,
+    /// Base URL of a running IMS: administer it through its API (administrator email and password
+    /// from `admin_email` / `admin_password` in the configuration, or from --data-dir's up.json).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// CA certificate (PEM) to trust for --url.
+    #[arg(long, global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Target {
@@ -81,23 +89,9 @@ pub fn cli_context() -> Context {
     Context::new(Now::system(), format!("cli:{user}"))
 }
 
-fn secret_json(n: &NewSecret) -> CredentialSecret {
-    CredentialSecret {
-        client_id: n.client.client_id.clone(),
-        client_secret: n.secret.expose().to_owned(),
-        secret_id: n.record.secret_id.clone(),
-        technical_account_id: n.client.technical_account_id.clone(),
-        technical_account_email: n.client.technical_account_email.clone(),
-        org_id: n.client.org_id.clone(),
-        scopes: n.client.scopes.clone(),
-        expires_at: n.record.expires_at.map(Now::millis),
-    }
-}
-
-fn print_secret(n: &NewSecret, json: bool) -> Result<()> {
-    let out = secret_json(n);
+fn print_secret(out: &CredentialSecret, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(out)?);
     } else {
         println!("client_id               {}", out.client_id);
         println!(
@@ -113,9 +107,24 @@ fn print_secret(n: &NewSecret, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Scopes a new credential may request unless others are given: what the vendor grants an
-/// OAuth server-to-server credential by default.
-pub const DEFAULT_SCOPES: &[&str] = &["openid", "AdobeID", "read_organizations"];
+fn print_list(list: &[CredentialSummary], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+    } else {
+        println!("{:<34} {:<9} {:<8} name", "client_id", "state", "secrets");
+        for c in list {
+            let state = if c.disabled { "disabled" } else { "enabled" };
+            println!(
+                "{:<34} {:<9} {:<8} {}",
+                c.client_id,
+                state,
+                c.secrets.len(),
+                c.name
+            );
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CredentialCommand {
@@ -169,6 +178,10 @@ pub enum SecretCommand {
 }
 
 pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config) -> Result<()> {
+    if let Some(url) = &target.url {
+        let remote = crate::remote::Remote::new(url, target, &config)?;
+        return credential_remote(cmd, &remote).await;
+    }
     let config = target.config(config)?;
     let store = server::open_store(&config).await?;
     let creds = Credentials::new(
@@ -185,7 +198,7 @@ pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config)
                 scopes
             };
             let created = creds.create_credential(&org.org_id, &name, scopes, &ctx).await?;
-            print_secret(&created, json)?;
+            print_secret(&secret_body(&created), json)?;
         }
         CredentialCommand::List { json } => {
             let org = org(&store, target.org.as_deref()).await?;
@@ -193,41 +206,9 @@ pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config)
                 .credentials(&org.org_id)
                 .await?
                 .into_iter()
-                .map(|(c, secrets)| CredentialSummary {
-                    client_id: c.client_id,
-                    name: c.name,
-                    technical_account_id: c.technical_account_id,
-                    technical_account_email: c.technical_account_email,
-                    org_id: c.org_id,
-                    scopes: c.scopes,
-                    disabled: c.disabled,
-                    created_at: c.created_at.millis(),
-                    secrets: secrets
-                        .into_iter()
-                        .map(|s| SecretSummary {
-                            secret_id: s.secret_id,
-                            hint: s.hint,
-                            created_at: s.created_at.millis(),
-                            expires_at: s.expires_at.map(Now::millis),
-                        })
-                        .collect(),
-                })
+                .map(|(c, s)| summary(c, s))
                 .collect();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                println!("{:<34} {:<9} {:<8} name", "client_id", "state", "secrets");
-                for c in list {
-                    let state = if c.disabled { "disabled" } else { "enabled" };
-                    println!(
-                        "{:<34} {:<9} {:<8} {}",
-                        c.client_id,
-                        state,
-                        c.secrets.len(),
-                        c.name
-                    );
-                }
-            }
+            print_list(&list, json)?;
         }
         CredentialCommand::Disable { client_id } => {
             creds.set_credential_disabled(&client_id, true, &ctx).await?;
@@ -244,7 +225,7 @@ pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config)
         }) => {
             let expires = expires_in_days.map(|d| ctx.now.plus_secs(i64::from(d) * 86_400));
             let added = creds.add_secret(&client_id, expires, &ctx).await?;
-            print_secret(&added, json)?;
+            print_secret(&secret_body(&added), json)?;
         }
         CredentialCommand::Secret(SecretCommand::Remove { client_id, secret_id }) => {
             creds.remove_secret(&client_id, &secret_id, &ctx).await?;
@@ -252,6 +233,36 @@ pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config)
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn credential_remote(cmd: CredentialCommand, remote: &crate::remote::Remote) -> Result<()> {
+    match cmd {
+        CredentialCommand::Create { name, scopes, json } => {
+            let scopes = (!scopes.is_empty()).then_some(scopes);
+            print_secret(&remote.create(&name, scopes).await?, json)?;
+        }
+        CredentialCommand::List { json } => print_list(&remote.list().await?, json)?,
+        CredentialCommand::Disable { client_id } => {
+            remote.set_disabled(&client_id, true).await?;
+            println!("credential {client_id} disabled");
+        }
+        CredentialCommand::Enable { client_id } => {
+            remote.set_disabled(&client_id, false).await?;
+            println!("credential {client_id} enabled");
+        }
+        CredentialCommand::Secret(SecretCommand::Add {
+            client_id,
+            expires_in_days,
+            json,
+        }) => {
+            print_secret(&remote.add_secret(&client_id, expires_in_days).await?, json)?;
+        }
+        CredentialCommand::Secret(SecretCommand::Remove { client_id, secret_id }) => {
+            remote.remove_secret(&client_id, &secret_id).await?;
+            println!("secret {secret_id} of {client_id} removed");
+        }
+    }
     Ok(())
 }
 

@@ -33,6 +33,7 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("domain", Kind::Str, false),
     ("org_name", Kind::Str, false),
     ("admin_email", Kind::Str, false),
+    ("admin_password", Kind::Str, true),
     ("log", Kind::Str, false),
     ("log_format", Kind::Str, false),
 ];
@@ -67,6 +68,9 @@ pub struct Config {
     pub domain: String,
     pub org_name: String,
     pub admin_email: String,
+    /// The administrator's password: used by `ims serve` at first start (generated when unset) and
+    /// by `ims credential --url`.
+    pub admin_password: Option<String>,
     /// `error`, `warn`, `info`, `debug` or `trace`, optionally per target (`info,ims::access=warn`).
     pub log: String,
     /// `text` or `json`.
@@ -94,6 +98,7 @@ impl Default for Config {
             domain: "ims.local".into(),
             org_name: "Default organisation".into(),
             admin_email: "admin@ims.local".into(),
+            admin_password: None,
             log: "info".into(),
             log_format: "text".into(),
         }

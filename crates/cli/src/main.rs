@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod files;
 mod pki;
+mod remote;
 mod server;
 mod up;
 
@@ -143,7 +144,9 @@ async fn run(cli: Cli) -> Result<()> {
                     "created organisation {} with administrator {}",
                     org.org_id, config.admin_email
                 );
-                println!("administrator password (shown once): {}", password.expose());
+                if config.admin_password.is_none() {
+                    println!("administrator password (shown once): {}", password.expose());
+                }
             }
             let listener = server::bind(&config.listen, config.tls).await?;
             let prepared = server::prepare(&config, store, listener).await?;

@@ -58,7 +58,14 @@ pub fn master_key(config: &Config) -> Result<MasterKey> {
 /// Creates the first organisation and administrator when the store has none.
 pub async fn bootstrap(store: &SqlStore, config: &Config) -> Result<Option<(Organization, Secret)>> {
     let ctx = Context::new(Now::system(), "system");
-    let created = service::bootstrap(store, &config.org_name, &config.admin_email, &ctx).await?;
+    let created = service::bootstrap(
+        store,
+        &config.org_name,
+        &config.admin_email,
+        config.admin_password.clone().map(Secret::new),
+        &ctx,
+    )
+    .await?;
     Ok(created.map(|(org, _admin, password)| (org, password)))
 }
 
@@ -121,7 +128,8 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(p: Prepared) -> Result<()> {
     let public = ims_http::public_router(p.state.clone());
-    let ops = ims_http::ops_router(p.state.clone());
+    // Administration and operations share the private listener when there is one.
+    let ops = ims_http::ops_router(p.state.clone()).merge(ims_http::admin::router(p.state.clone()));
     spawn_housekeeping(p.state.clone());
     match p.ops_listener {
         Some(ops_listener) => {

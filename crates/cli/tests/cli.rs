@@ -242,6 +242,38 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     assert_eq!(upj2["admin_password"], upj["admin_password"]);
     assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
 
+    // The same administration through the running IMS's API.
+    let remote = json_of(&run_ok(ims().args([
+        "credential",
+        "create",
+        "--url",
+        &base,
+        "--data-dir",
+        d,
+        "--name",
+        "via API",
+        "--scope",
+        "openid",
+        "--json",
+    ])));
+    token(&http, &base, &remote);
+    let listed = run_ok(ims().args(["credential", "list", "--url", &base, "--data-dir", d, "--json"]));
+    assert!(listed.contains(remote["client_id"].as_str().unwrap()));
+    let out = ims()
+        .args([
+            "credential",
+            "list",
+            "--url",
+            &base,
+            "--ca-cert",
+            upj["ca_cert"].as_str().unwrap(),
+        ])
+        .env("IMS_ADMIN_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+
     // Rotation from the CLI: a second secret works beside the first, then the first is removed.
     let added = json_of(&run_ok(ims().args([
         "credential",

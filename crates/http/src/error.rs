@@ -19,6 +19,7 @@ fn status_of(e: &Error) -> StatusCode {
         | Error::UnsupportedGrantType(_)
         | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
         Error::InvalidClient { .. } | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +104,17 @@ impl IntoResponse for BearerError {
                 no_store(&mut resp);
                 resp
             }
+            Error::InsufficientScope(scope) => {
+                let body = json!({ "error": "insufficient_scope", "error_description": format!("this resource needs the {scope} scope") });
+                let mut resp = (StatusCode::FORBIDDEN, Json(body)).into_response();
+                let challenge =
+                    format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\"");
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+                }
+                no_store(&mut resp);
+                resp
+            }
             other => OAuthError(other).into_response(),
         }
     }
@@ -118,4 +130,48 @@ pub fn no_store(resp: &mut Response) {
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut()
         .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// Error of the administration API: problem details (RFC 9457) with our stable code.
+#[derive(Debug)]
+pub struct Problem(pub Error);
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        Problem(e)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            Error::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            // Within the admin API a malformed scope is a bad request like any other field.
+            other => status_of(other),
+        };
+        let body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": match &e {
+                Error::InvalidClient { .. } => "administrator authentication failed".to_owned(),
+                other => public_description(other),
+            },
+            "code": e.code(),
+        });
+        let mut resp = (status, Json(body)).into_response();
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        no_store(&mut resp);
+        if matches!(e, Error::InvalidClient { .. }) {
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ims-admin\""),
+            );
+        }
+        resp
+    }
 }

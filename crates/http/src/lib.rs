@@ -2,6 +2,7 @@
 //! The public router carries the OAuth/OIDC and vendor-shaped IMS endpoints; the operations router
 //! carries health and metrics, so a deployment can put it on a private listener.
 
+pub mod admin;
 pub mod error;
 pub mod metrics;
 mod oauth;
@@ -83,7 +84,7 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
 
 /// Assigns the request id, echoes it, logs one line per request (path only: query strings may hold
 /// secrets) and feeds the metrics.
-async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()

@@ -214,6 +214,9 @@ pub(crate) async fn invalidate_token(
     revoke_common(&app, &meta, &headers, &uri, body).await
 }
 
+/// The scope `organizations/v6` needs, as the vendor's IMS asks for it.
+const ORGANIZATIONS_SCOPE: &str = "read_organizations";
+
 pub(crate) async fn organizations(
     State(app): State<AppState>,
     meta: Meta,
@@ -223,6 +226,7 @@ pub(crate) async fn organizations(
     let result = async {
         let token = bearer_token(&headers, &uri)?;
         let valid = app.ims.validate_access_token(&token, meta.now).await?;
+        valid.require_scope(ORGANIZATIONS_SCOPE)?;
         let org = app.ims.organization(&valid.org_id).await?;
         Ok::<_, Error>(vec![ImsOrganization {
             org_name: org.name.clone(),

@@ -17,12 +17,14 @@ use ims_http::{ops_router, public_router, AppState, Metrics};
 use ims_identity::credentials::{Credentials, NewSecret};
 use ims_identity::keys::{Algorithm, MasterKey};
 use ims_identity::model::Context;
+use ims_identity::secret::Secret;
 use ims_identity::service::{self, Ims, Settings};
 use ims_identity::store::{AuditQuery, Store};
 use ims_identity::Now;
 use ims_store::{Options, SqlStore};
 
 const ISSUER: &str = "https://ims.test";
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 struct Harness {
     app: Router,
@@ -72,10 +74,16 @@ async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
     };
     let store = Arc::new(SqlStore::open(&opts, Now::system()).await.unwrap());
     let ctx = Context::new(Now::system(), "test");
-    let (org, _, _) = service::bootstrap(&*store, "Acme", "admin@acme.test", &ctx)
-        .await
-        .unwrap()
-        .unwrap();
+    let (org, _, _) = service::bootstrap(
+        &*store,
+        "Acme",
+        "admin@acme.test",
+        Some(Secret::new(ADMIN_PASSWORD)),
+        &ctx,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let master = MasterKey::generate();
     let ims = Ims::start(store.clone(), master.clone(), settings(alg), &ctx)
         .await
@@ -811,6 +819,21 @@ async fn validate_token_and_organizations_speak_the_vendor_shape() {
             "{challenge}"
         );
     }
+    // A valid token without read_organizations: 403 naming the scope.
+    let narrow = h.token(&c, "openid").await;
+    let (status, headers, body) = h
+        .call(get_bearer("/ims/organizations/v6", &format!("Bearer {narrow}")))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"read_organizations\""),
+        "{challenge}"
+    );
     // Tokens in the query string are refused.
     let (status, _, body) = h
         .call(
@@ -994,7 +1017,7 @@ async fn readiness_fails_while_migrations_are_pending() {
             .unwrap(),
     );
     let ctx = Context::new(Now::system(), "test");
-    service::bootstrap(&*migrated, "Acme", "a@b.c", &ctx)
+    service::bootstrap(&*migrated, "Acme", "a@b.c", None, &ctx)
         .await
         .unwrap();
     let ims = Ims::start(
@@ -1054,4 +1077,182 @@ async fn oversized_and_malformed_bodies_get_oauth_errors() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
+}
+
+fn admin_router(h: &Harness) -> Router {
+    ims_http::admin::router(h.state.clone())
+}
+
+fn admin_req(method: &str, path: &str, auth: Option<(&str, &str)>, body: Option<Value>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some((u, p)) = auth {
+        b = b.header("authorization", basic(u, p));
+    }
+    match body {
+        Some(v) => b
+            .header("content-type", "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn admin_api_denies_by_default_and_administers_credentials() {
+    let h = harness().await;
+    let admin = admin_router(&h);
+    let good = Some(("admin@acme.test", ADMIN_PASSWORD));
+    // Every route refuses without administrator credentials, and with wrong ones.
+    let routes = [
+        ("GET", "/admin/v1/credentials"),
+        ("POST", "/admin/v1/credentials"),
+        ("POST", "/admin/v1/credentials/x/disable"),
+        ("POST", "/admin/v1/credentials/x/enable"),
+        ("POST", "/admin/v1/credentials/x/secrets"),
+        ("DELETE", "/admin/v1/credentials/x/secrets/y"),
+    ];
+    for (method, path) in routes {
+        for auth in [
+            None,
+            Some(("admin@acme.test", "wrong")),
+            Some(("nobody@acme.test", ADMIN_PASSWORD)),
+        ] {
+            let (status, headers, body) =
+                send(&admin, admin_req(method, path, auth, Some(json!({"name": "n"})))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} {auth:?}");
+            assert_eq!(headers["content-type"], "application/problem+json");
+            assert_eq!(headers["www-authenticate"], "Basic realm=\"ims-admin\"");
+            assert_eq!(body["code"], "invalid_client");
+        }
+    }
+    // A technical account's own credentials are not an administrator's.
+    let c = h.credential(&["openid"]).await;
+    let (status, _, _) = send(
+        &admin,
+        admin_req(
+            "GET",
+            "/admin/v1/credentials",
+            Some((&c.client.client_id, c.secret.expose())),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Create, use, list, rotate, disable.
+    let (status, headers, created) = send(
+        &admin,
+        admin_req(
+            "POST",
+            "/admin/v1/credentials",
+            good,
+            Some(json!({"name": "From the API", "scopes": ["openid"]})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let (status, _, _) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", created["client_secret"].as_str().unwrap()),
+            ],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, list) = send(&admin, admin_req("GET", "/admin/v1/credentials", good, None)).await;
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["client_id"] == id.as_str()));
+    assert!(!list
+        .to_string()
+        .contains(created["client_secret"].as_str().unwrap()));
+    let (status, _, second) = send(
+        &admin,
+        admin_req(
+            "POST",
+            &format!("/admin/v1/credentials/{id}/secrets"),
+            good,
+            Some(json!({"expires_in_days": 30})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(second["expires_at"].as_i64().is_some());
+    let old = created["secret_id"].as_str().unwrap();
+    let (status, _, _) = send(
+        &admin,
+        admin_req(
+            "DELETE",
+            &format!("/admin/v1/credentials/{id}/secrets/{old}"),
+            good,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) = send(
+        &admin,
+        admin_req(
+            "DELETE",
+            &format!("/admin/v1/credentials/{id}/secrets/{old}"),
+            good,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _, _) = send(
+        &admin,
+        admin_req("POST", &format!("/admin/v1/credentials/{id}/disable"), good, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = h
+        .call(form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", second["client_secret"].as_str().unwrap()),
+            ],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Bad input: problem details, nothing created.
+    for body in [
+        json!({"nom": "x"}),
+        json!({"name": ""}),
+        json!({"name": "x", "scopes": ["a b"]}),
+        json!([1]),
+    ] {
+        let (status, headers, problem) = send(
+            &admin,
+            admin_req("POST", "/admin/v1/credentials", good, Some(body.clone())),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+    }
+    let (status, _, _) = send(
+        &admin,
+        admin_req("POST", "/admin/v1/credentials/unknown/disable", good, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The audit log names the administrator.
+    let events = h.audit("credential.").await;
+    assert!(events
+        .iter()
+        .any(|e| e.actor == "admin:admin@acme.test" && e.action == "credential.create"));
+    assert!(events.iter().all(|e| !e.details.to_string().contains("imscs_")));
 }

@@ -22,6 +22,8 @@ pub struct Credentials {
     store: Arc<dyn Store>,
     /// Domain of technical account emails: `<id>@techacct.<domain>`.
     domain: String,
+    /// When set, only this organisation's credentials exist for the caller.
+    org: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -37,7 +39,29 @@ impl Credentials {
         Credentials {
             store,
             domain: domain.into(),
+            org: None,
         }
+    }
+
+    /// Credentials of one organisation only: others answer "not found".
+    pub fn for_org(store: Arc<dyn Store>, domain: impl Into<String>, org_id: &str) -> Self {
+        Credentials {
+            org: Some(org_id.to_owned()),
+            ..Credentials::new(store, domain)
+        }
+    }
+
+    fn visible(&self, org_id: &str) -> bool {
+        self.org.as_deref().is_none_or(|o| o == org_id)
+    }
+
+    /// The client, if it exists and is visible to the caller.
+    pub async fn credential(&self, client_id: &str) -> Result<OAuthClient> {
+        self.store
+            .client(client_id)
+            .await?
+            .filter(|c| self.visible(&c.org_id))
+            .ok_or_else(|| Error::NotFound(format!("no credential with client id {client_id}")))
     }
 
     pub async fn create_credential(
@@ -50,6 +74,7 @@ impl Credentials {
         self.store
             .org(org_id)
             .await?
+            .filter(|o| self.visible(&o.org_id))
             .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))?;
         let client = OAuthClient::new_technical_account(org_id, name, scopes, &self.domain, ctx.now)?;
         let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
@@ -68,6 +93,9 @@ impl Credentials {
     }
 
     pub async fn credentials(&self, org_id: &str) -> Result<Vec<(OAuthClient, Vec<ClientSecretRecord>)>> {
+        if !self.visible(org_id) {
+            return Err(Error::NotFound(format!("organisation {org_id}")));
+        }
         let mut out = Vec::new();
         for client in self.store.clients(org_id).await? {
             let secrets = self.store.secrets(&client.client_id).await?;
@@ -87,6 +115,7 @@ impl Credentials {
         } else {
             "credential.enable"
         };
+        self.credential(client_id).await?;
         let event = ctx.event(action, client_id, "success", json!({}));
         if !self
             .store
@@ -106,11 +135,7 @@ impl Credentials {
         expires_at: Option<Now>,
         ctx: &Context,
     ) -> Result<NewSecret> {
-        let client = self
-            .store
-            .client(client_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no credential with client id {client_id}")))?;
+        let client = self.credential(client_id).await?;
         if expires_at.is_some_and(|e| e <= ctx.now) {
             return Err(Error::invalid_request("a secret's expiry must be in the future"));
         }
@@ -130,6 +155,7 @@ impl Credentials {
     }
 
     pub async fn remove_secret(&self, client_id: &str, secret_id: &str, ctx: &Context) -> Result<()> {
+        self.credential(client_id).await?;
         let event = ctx.event(
             "credential.secret.remove",
             client_id,

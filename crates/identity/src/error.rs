@@ -36,6 +36,9 @@ pub enum Error {
     /// A bearer token is missing, malformed, expired, revoked or not ours.
     #[error("{0}")]
     InvalidToken(String),
+    /// A valid token without the scope this resource needs (the scope is named).
+    #[error("this resource needs the {0} scope")]
+    InsufficientScope(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -58,6 +61,7 @@ impl Error {
             Error::UnsupportedGrantType(_) => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
             Error::InvalidToken(_) => "invalid_token",
+            Error::InsufficientScope(_) => "insufficient_scope",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Unavailable(_) => "temporarily_unavailable",

@@ -2,6 +2,7 @@
 //! service. No HTTP and no SQL here: storage is reached through the traits in [`store`], the wire
 //! through the HTTP crate.
 
+pub mod admin;
 pub mod clock;
 pub mod credentials;
 pub mod error;

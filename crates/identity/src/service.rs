@@ -113,6 +113,26 @@ pub struct ValidToken {
     pub token_id: String,
 }
 
+impl ValidToken {
+    /// Scopes the token carries.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn require_scope(&self, scope: &str) -> Result<()> {
+        if self.scopes().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(Error::InsufficientScope(scope.to_owned()))
+        }
+    }
+}
+
 pub struct Ims {
     store: Arc<dyn Store>,
     master: MasterKey,
@@ -544,13 +564,14 @@ pub async fn bootstrap(
     store: &dyn Store,
     org_name: &str,
     admin_email: &str,
+    admin_password: Option<Secret>,
     ctx: &Context,
 ) -> Result<Option<(Organization, User, Secret)>> {
     if !store.orgs().await?.is_empty() {
         return Ok(None);
     }
     let org = Organization::new(org_name, ctx.now);
-    let password = secret::generate("");
+    let password = admin_password.unwrap_or_else(|| secret::generate(""));
     let admin = User {
         user_id: format!("{}@AdobeID", secret::random_hex_upper(12)),
         org_id: org.org_id.clone(),

@@ -1,0 +1,121 @@
+//! `ims credential --url`: the same administration through a running IMS's `/admin/v1` API,
+//! authenticated as a system administrator.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::json;
+
+use ims_wire::{CredentialSecret, CredentialSummary};
+
+use crate::admin::Target;
+use crate::config::Config;
+
+pub struct Remote {
+    http: reqwest::Client,
+    base: String,
+    email: String,
+    password: String,
+}
+
+impl Remote {
+    pub fn new(url: &str, target: &Target, config: &Config) -> Result<Self> {
+        let up = target
+            .data_dir
+            .as_deref()
+            .map(crate::up::read_up_file)
+            .transpose()?;
+        let email = up
+            .as_ref()
+            .map(|u| u.admin_email.clone())
+            .unwrap_or_else(|| config.admin_email.clone());
+        let password = match (&up, &config.admin_password) {
+            (_, Some(p)) => p.clone(),
+            (Some(u), None) => u.admin_password.clone(),
+            (None, None) => {
+                bail!("--url needs the administrator's password: set IMS_ADMIN_PASSWORD_FILE (or --data-dir)")
+            }
+        };
+        let ca = target
+            .ca_cert
+            .clone()
+            .or_else(|| up.as_ref().map(|u| u.ca_cert.clone().into()));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(&ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(Remote {
+            http: builder.build()?,
+            base: url.trim_end_matches('/').to_owned(),
+            email,
+            password,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req
+            .basic_auth(&self.email, Some(&self.password))
+            .send()
+            .await
+            .context("calling the IMS")?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        Err(anyhow!(
+            "{status}: {}",
+            body["detail"].as_str().unwrap_or("request refused")
+        ))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/admin/v1/credentials{path}", self.base)
+    }
+
+    pub async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret> {
+        let body = json!({ "name": name, "scopes": scopes });
+        Ok(self
+            .send(self.http.post(self.url("")).json(&body))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn list(&self) -> Result<Vec<CredentialSummary>> {
+        Ok(self.send(self.http.get(self.url(""))).await?.json().await?)
+    }
+
+    pub async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
+        let action = if disabled { "disable" } else { "enable" };
+        self.send(self.http.post(self.url(&format!("/{client_id}/{action}"))))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn add_secret(
+        &self,
+        client_id: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<CredentialSecret> {
+        let body = json!({ "expires_in_days": expires_in_days });
+        Ok(self
+            .send(
+                self.http
+                    .post(self.url(&format!("/{client_id}/secrets")))
+                    .json(&body),
+            )
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/{client_id}/secrets/{secret_id}"))),
+        )
+        .await?;
+        Ok(())
+    }
+}
