@@ -2,7 +2,7 @@
 // client_credentials grant, client_secret_basic, JWT access tokens signed with BENCH_ALG, in-memory
 // store, plain HTTP on loopback.
 import Provider from 'oidc-provider'
-import { generateKeyPair, exportJWK } from 'node:crypto'
+import { generateKeyPair } from 'node:crypto'
 import { promisify } from 'node:util'
 
 const alg = process.env.BENCH_ALG || 'RS256'
@@ -20,7 +20,8 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
-    token_endpoint_auth_method: 'client_secret_basic'
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: alg
   }],
   jwks: { keys: [jwk] },
   features: {

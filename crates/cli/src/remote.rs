@@ -38,7 +38,7 @@ impl Remote {
             .ca_cert
             .clone()
             .or_else(|| up.as_ref().map(|u| u.ca_cert.clone().into()));
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
         if let Some(ca) = ca {
             let pem = std::fs::read(&ca).with_context(|| format!("cannot read {}", ca.display()))?;

@@ -114,7 +114,7 @@ fn rand_u32() -> u32 {
 }
 
 fn client(ca: Option<&Path>) -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20));
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).unwrap();

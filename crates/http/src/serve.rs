@@ -29,7 +29,7 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<rustls::Ser
     }
     let key = rustls_pemfile::private_key(&mut &key_pem[..])?
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no private key in the PEM file"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?

@@ -268,8 +268,8 @@ mod tests {
         let header = json!({"alg": "HS256", "kid": signer.kid});
         let unsigned = forge(header.clone(), &claims(), b"");
         let input = unsigned.rsplit_once('.').unwrap().0;
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.as_bytes());
-        let mac = ring::hmac::sign(&key, input.as_bytes());
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, public.as_bytes());
+        let mac = aws_lc_rs::hmac::sign(&key, input.as_bytes());
         let tok = forge(header, &claims(), mac.as_ref());
         assert_eq!(
             verify(&tok, &r, &expect(now())),

@@ -6,10 +6,10 @@
 //! until every token it signed has expired. Which key signs is derived from the stored activation
 //! times alone, so every node that has loaded the same rows makes the same choice.
 
+use aws_lc_rs::aead;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ring::aead;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use serde_json::json;
 use std::fmt;
 use std::str::FromStr;
@@ -190,12 +190,8 @@ impl SigningKey {
                 RsaKeyPair::from_pkcs8(der).map_err(|e| Error::internal(format!("RSA key {kid}: {e}")))?,
             ),
             Algorithm::ES256 => Signer::Ec(
-                EcdsaKeyPair::from_pkcs8(
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    der,
-                    &ring::rand::SystemRandom::new(),
-                )
-                .map_err(|e| Error::internal(format!("EC key {kid}: {e}")))?,
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|e| Error::internal(format!("EC key {kid}: {e}")))?,
             ),
             Algorithm::EdDSA => Signer::Ed(
                 Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
@@ -206,10 +202,10 @@ impl SigningKey {
     }
 
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
-        let rng = ring::rand::SystemRandom::new();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         match &self.signer {
             Signer::Rsa(k) => {
-                let mut sig = vec![0u8; k.public().modulus_len()];
+                let mut sig = vec![0u8; k.public_modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
                     .map_err(|_| Error::internal("RSA signing failed"))?;
                 Ok(sig)
@@ -304,30 +300,28 @@ impl VerifyingKey {
 /// Generates a key of `alg`, sealed under `master`, active from `activates_at`.
 pub fn generate(alg: Algorithm, master: &MasterKey, now: Now, activates_at: Now) -> Result<StoredKey> {
     let kid = format!("{}-{}", alg.as_str().to_ascii_lowercase(), random_hex(8));
-    let rng = ring::rand::SystemRandom::new();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
     let (pkcs8, jwk): (Zeroizing<Vec<u8>>, serde_json::Value) = match alg {
         Algorithm::RS256 => {
-            use rsa::pkcs8::EncodePrivateKey as _;
-            use rsa::traits::PublicKeyParts as _;
-            let mut rand = rand::rngs::OsRng;
-            let key = rsa::RsaPrivateKey::new(&mut rand, 2048)
-                .map_err(|e| Error::internal(format!("RSA key generation: {e}")))?;
-            let der = key
-                .to_pkcs8_der()
-                .map_err(|e| Error::internal(format!("RSA key encoding: {e}")))?;
+            use aws_lc_rs::encoding::AsDer as _;
+            let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| Error::internal("RSA key generation failed"))?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair
+                .as_der()
+                .map_err(|_| Error::internal("RSA key encoding failed"))?;
+            let public = pair.public_key();
             let jwk = json!({
                 "kty": "RSA",
-                "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-                "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+                "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+                "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
             });
-            (Zeroizing::new(der.as_bytes().to_vec()), jwk)
+            (Zeroizing::new(der.as_ref().to_vec()), jwk)
         }
         Algorithm::ES256 => {
             let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                 .map_err(|_| Error::internal("EC key generation failed"))?;
-            let pair =
-                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
-                    .map_err(|e| Error::internal(format!("EC key: {e}")))?;
+            let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+                .map_err(|e| Error::internal(format!("EC key: {e}")))?;
             let point = pair.public_key().as_ref();
             let jwk = json!({
                 "kty": "EC",

@@ -1,10 +1,10 @@
 //! Secrets in memory and at rest: a redacting newtype, generation of high-entropy values with a
 //! recognisable prefix (so secret scanners can spot a leaked one), and digests compared in constant time.
 
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
