@@ -1256,3 +1256,65 @@ async fn admin_api_denies_by_default_and_administers_credentials() {
         .any(|e| e.actor == "admin:admin@acme.test" && e.action == "credential.create"));
     assert!(events.iter().all(|e| !e.details.to_string().contains("imscs_")));
 }
+
+#[tokio::test]
+async fn a_change_made_elsewhere_reaches_the_token_endpoint() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(h) = harness_on(db, Algorithm::ES256).await else {
+            continue;
+        };
+        let c = h.credential(&["openid"]).await;
+        // Warm the in-memory client, then disable it through another connection (the CLI, a node).
+        h.token(&c, "openid").await;
+        h.token(&c, "openid").await;
+        let url = match db {
+            Db::Sqlite => format!("sqlite://{}", h._dir.path().join("ims.db").display()),
+            Db::Postgres => std::env::var("TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        };
+        let mut opts = Options::new(url);
+        opts.schema = h.schema.clone();
+        let elsewhere = Arc::new(SqlStore::open(&opts, Now::system()).await.unwrap());
+        let creds = Credentials::new(elsewhere.clone() as Arc<dyn Store>, "ims.test");
+        creds
+            .set_credential_disabled(
+                &c.client.client_id,
+                true,
+                &Context::new(Now::system(), "elsewhere"),
+            )
+            .await
+            .unwrap();
+        let refused_after = async {
+            let started = std::time::Instant::now();
+            loop {
+                let (status, _, _) = h
+                    .call(form(
+                        "/ims/token/v3",
+                        &[
+                            ("grant_type", "client_credentials"),
+                            ("client_id", &c.client.client_id),
+                            ("client_secret", c.secret.expose()),
+                        ],
+                    ))
+                    .await;
+                if status == StatusCode::UNAUTHORIZED {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(2),
+                    "{db:?}: still issuing after 2 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        .await;
+        if matches!(db, Db::Sqlite) {
+            assert!(
+                refused_after < std::time::Duration::from_millis(5),
+                "SQLite sees the change on the next request"
+            );
+        }
+        elsewhere.close().await;
+        h.cleanup().await;
+    }
+}

@@ -133,8 +133,21 @@ impl ValidToken {
     }
 }
 
+/// Clients with their secrets, kept while the store's change signal stays put.
+#[derive(Default)]
+struct ClientCache {
+    generation: Option<u64>,
+    entries: std::collections::HashMap<String, Arc<ClientEntry>>,
+}
+
+type ClientEntry = (OAuthClient, Vec<crate::model::ClientSecretRecord>);
+
+/// Most clients kept in memory; past it the cache starts over.
+const CLIENT_CACHE_MAX: usize = 10_000;
+
 pub struct Ims {
     store: Arc<dyn Store>,
+    clients: std::sync::Mutex<ClientCache>,
     master: MasterKey,
     settings: Settings,
     ring: RwLock<Arc<KeyRing>>,
@@ -164,6 +177,7 @@ impl Ims {
             master,
             settings,
             ring: RwLock::new(Arc::new(KeyRing::load(Vec::new(), &MasterKey::generate(), None)?)),
+            clients: std::sync::Mutex::new(ClientCache::default()),
             ring_loaded_at: AtomicI64::new(i64::MIN),
             last_forced_reload: AtomicI64::new(i64::MIN),
             reload: tokio::sync::Mutex::new(()),
@@ -233,7 +247,47 @@ impl Ims {
             .jwks(now, self.settings.key_retention_secs()))
     }
 
-    // ----- client authentication -------------------------------------------------------------
+    // ----- client lookup and authentication ---------------------------------------------------
+
+    fn with_cache<R>(&self, f: impl FnOnce(&mut ClientCache) -> R) -> R {
+        match self.clients.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// A client and its secrets, from memory while the store's change signal says nothing
+    /// changed, from the store otherwise. The signal is read before the store, so a change that
+    /// lands during the read moves the signal and the entry is dropped at the next lookup.
+    async fn client_entry(&self, client_id: &str) -> Result<Option<Arc<ClientEntry>>> {
+        let generation = self.store.client_generation();
+        let hit = self.with_cache(|c| {
+            if c.generation != generation || generation.is_none() {
+                c.entries.clear();
+                c.generation = generation;
+                return None;
+            }
+            c.entries.get(client_id).cloned()
+        });
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        let Some(found) = self.store.client_with_secrets(client_id).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(found);
+        if generation.is_some() {
+            self.with_cache(|c| {
+                if c.generation == generation {
+                    if c.entries.len() >= CLIENT_CACHE_MAX {
+                        c.entries.clear();
+                    }
+                    c.entries.insert(client_id.to_owned(), Arc::clone(&entry));
+                }
+            });
+        }
+        Ok(Some(entry))
+    }
 
     /// Checks a client's credentials. Every failure looks the same to the caller.
     pub async fn authenticate_client(&self, auth: &ClientAuth, now: Now) -> Result<OAuthClient> {
@@ -244,9 +298,10 @@ impl Ims {
             }
             ClientAuth::None { .. } | ClientAuth::Missing => return Err(Error::InvalidClient { basic }),
         };
-        let Some((client, secrets)) = self.store.client_with_secrets(client_id).await? else {
+        let Some(entry) = self.client_entry(client_id).await? else {
             return Err(Error::InvalidClient { basic });
         };
+        let (client, secrets) = entry.as_ref();
         let digest = secret::digest_hex(presented.expose());
         // Compare against every live secret without stopping early, so timing says nothing about
         // which secret (if any) matched.
@@ -257,7 +312,7 @@ impl Ims {
         if !matched || client.disabled {
             return Err(Error::InvalidClient { basic });
         }
-        Ok(client)
+        Ok(client.clone())
     }
 
     // ----- token endpoint ----------------------------------------------------------------------
@@ -388,8 +443,8 @@ impl Ims {
         if self.store.is_revoked(&token_id).await? {
             return Err(Error::InvalidToken("token revoked".into()));
         }
-        let client = self.store.client(&client_id).await?;
-        let Some(client) = client.filter(|c| !c.disabled) else {
+        let entry = self.client_entry(&client_id).await?;
+        let Some(client) = entry.map(|e| e.0.clone()).filter(|c| !c.disabled) else {
             return Err(Error::InvalidToken("client disabled or removed".into()));
         };
         Ok(ValidToken {

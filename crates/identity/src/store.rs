@@ -97,13 +97,36 @@ pub trait SchemaStore: Send + Sync {
     async fn pending_migrations(&self) -> StoreResult<Vec<String>>;
 }
 
+/// How a node learns, without a query, that clients or their secrets may have changed, whoever
+/// changed them (this process, the CLI, another node). Lets the token path keep clients in memory
+/// and still refuse a disabled client or a removed secret straight away.
+pub trait ClientChangeSignal: Send + Sync {
+    /// A value that differs whenever a client or secret may have changed since it was last read;
+    /// `None` when the backend cannot tell right now, and then nothing may be cached.
+    fn client_generation(&self) -> Option<u64>;
+}
+
 /// Everything the IMS token service uses.
 pub trait Store:
-    OrgStore + UserStore + ClientStore + KeyStore + RevocationStore + AuditStore + SchemaStore
+    OrgStore
+    + UserStore
+    + ClientStore
+    + KeyStore
+    + RevocationStore
+    + AuditStore
+    + SchemaStore
+    + ClientChangeSignal
 {
 }
 
 impl<T> Store for T where
-    T: OrgStore + UserStore + ClientStore + KeyStore + RevocationStore + AuditStore + SchemaStore
+    T: OrgStore
+        + UserStore
+        + ClientStore
+        + KeyStore
+        + RevocationStore
+        + AuditStore
+        + SchemaStore
+        + ClientChangeSignal
 {
 }

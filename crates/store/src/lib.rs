@@ -7,19 +7,21 @@
 //! lives in the numbered migrations of each backend (see [`migrate`]).
 
 pub mod migrate;
+pub mod signal;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Connection as _, Row as _};
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ims_identity::error::StoreError;
 use ims_identity::keys::StoredKey;
 use ims_identity::model::{AuditEvent, ClientSecretRecord, GrantType, OAuthClient, Organization, User};
 use ims_identity::store::{
-    AuditQuery, AuditStore, ClientStore, KeyStore, OrgStore, RevocationStore, SchemaStore, StoreResult,
-    UserStore,
+    AuditQuery, AuditStore, ClientChangeSignal, ClientStore, KeyStore, OrgStore, RevocationStore,
+    SchemaStore, StoreResult, UserStore,
 };
 use ims_identity::Now;
 
@@ -88,6 +90,19 @@ fn valid_schema_name(s: &str) -> bool {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    signal: Arc<signal::Signal>,
+    listener: Option<Arc<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        // The last clone stops the change listener.
+        if let Some(l) = self.listener.take() {
+            if let Ok(handle) = Arc::try_unwrap(l) {
+                handle.abort();
+            }
+        }
+    }
 }
 
 impl SqlStore {
@@ -159,7 +174,28 @@ impl SqlStore {
             .connect_with(connect)
             .await
             .map_err(backend_error)?;
-        let store = SqlStore { pool, backend };
+        let (signal, listener) = match backend {
+            Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or_default();
+                if path.is_empty() || path.contains(":memory:") {
+                    (signal::Signal::None, None)
+                } else {
+                    (signal::Signal::Sqlite(signal::SqliteSignal::new(path)), None)
+                }
+            }
+            Backend::Postgres => {
+                let pg = Arc::new(signal::PgSignal::default());
+                let task = tokio::spawn(Arc::clone(&pg).listen(opts.url.clone(), schema.clone()));
+                (signal::Signal::Postgres(pg), Some(Arc::new(task)))
+            }
+        };
+        let store = SqlStore {
+            pool,
+            backend,
+            signal: Arc::new(signal),
+            listener,
+        };
         migrate::check_not_newer(&migrate::applied(&store.pool).await?)?;
         Ok(store)
     }
@@ -175,6 +211,9 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(l) = &self.listener {
+            l.abort();
+        }
         self.pool.close().await;
     }
 
@@ -451,7 +490,9 @@ impl ClientStore for SqlStore {
         .map_err(backend_error)?;
         insert_secret(&mut *tx, secret).await?;
         audit_in(&mut *tx, audit).await?;
-        tx.commit().await.map_err(backend_error)
+        tx.commit().await.map_err(backend_error)?;
+        self.signal.changed_here();
+        Ok(())
     }
 
     async fn client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
@@ -535,6 +576,7 @@ impl ClientStore for SqlStore {
             audit_in(&mut *tx, audit).await?;
         }
         tx.commit().await.map_err(backend_error)?;
+        self.signal.changed_here();
         Ok(done)
     }
 
@@ -554,7 +596,9 @@ impl ClientStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         insert_secret(&mut *tx, secret).await?;
         audit_in(&mut *tx, audit).await?;
-        tx.commit().await.map_err(backend_error)
+        tx.commit().await.map_err(backend_error)?;
+        self.signal.changed_here();
+        Ok(())
     }
 
     async fn remove_secret(&self, client_id: &str, secret_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
@@ -571,6 +615,7 @@ impl ClientStore for SqlStore {
             audit_in(&mut *tx, audit).await?;
         }
         tx.commit().await.map_err(backend_error)?;
+        self.signal.changed_here();
         Ok(done)
     }
 }
@@ -711,5 +756,11 @@ impl SchemaStore for SqlStore {
             .filter(|m| !applied.contains(&m.version))
             .map(|m| format!("{:04}_{}", m.version, m.name))
             .collect())
+    }
+}
+
+impl ClientChangeSignal for SqlStore {
+    fn client_generation(&self) -> Option<u64> {
+        self.signal.generation()
     }
 }

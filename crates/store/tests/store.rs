@@ -427,3 +427,47 @@ async fn backend_is_chosen_by_url() {
     assert_eq!(Backend::of_url("postgres://x").unwrap(), Backend::Postgres);
     assert!(Backend::of_url("mysql://x").is_err());
 }
+
+/// Waits up to five seconds for the change signal to satisfy `pred`.
+async fn signal_until(store: &SqlStore, pred: impl Fn(Option<u64>) -> bool) -> Option<u64> {
+    use ims_identity::store::ClientChangeSignal as _;
+    for _ in 0..100 {
+        let g = store.client_generation();
+        if pred(g) {
+            return g;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the change signal never moved");
+}
+
+#[tokio::test]
+async fn client_changes_by_another_connection_move_the_signal() {
+    for f in each_backend().await {
+        let (_, client, _) = seeded(&f.store).await;
+        // A second store on the same database stands for the CLI or another node.
+        let mut opts = Options::new(f.url.clone());
+        opts.schema = f.schema.clone();
+        opts.max_connections = 2;
+        let other = SqlStore::open(&opts, now()).await.unwrap();
+        let before = signal_until(&f.store, |g| g.is_some()).await;
+        other
+            .set_client_disabled(&client.client_id, true, now(), &event("credential.disable"))
+            .await
+            .unwrap();
+        let after = signal_until(&f.store, |g| g.is_some() && g != before).await;
+        assert_ne!(before, after);
+        // Our own writes move it at once, on every backend.
+        let here = ims_identity::store::ClientChangeSignal::client_generation(&f.store);
+        f.store
+            .set_client_disabled(&client.client_id, false, now(), &event("credential.enable"))
+            .await
+            .unwrap();
+        assert_ne!(
+            ims_identity::store::ClientChangeSignal::client_generation(&f.store),
+            here
+        );
+        other.close().await;
+        f.cleanup().await;
+    }
+}

@@ -83,3 +83,17 @@ END;
 $$;
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+
+-- Every change to clients or their secrets tells the nodes, which keep clients in memory (see
+-- the store's signal module). The payload is the schema, so deployments sharing a database can
+-- tell their changes apart.
+CREATE FUNCTION notify_client_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ims_client_changes', TG_TABLE_SCHEMA);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER oauth_clients_changed AFTER INSERT OR UPDATE OR DELETE ON oauth_clients
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_client_change();
+CREATE TRIGGER client_secrets_changed AFTER INSERT OR UPDATE OR DELETE ON client_secrets
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_client_change();
