@@ -386,3 +386,15 @@ pub async fn db(migrate: bool, target: &Target, config: Config) -> Result<()> {
     store.close().await;
     Ok(())
 }
+
+pub async fn backup(target: &Target, config: Config, to: &std::path::Path) -> Result<()> {
+    let config = target.config(config)?;
+    let store = server::open_store(&config).await?;
+    let path = to
+        .to_str()
+        .ok_or_else(|| anyhow!("the backup path must be UTF-8"))?;
+    store.backup_to(path).await?;
+    store.close().await;
+    println!("database copied to {path}; restoring it also needs the master key");
+    Ok(())
+}

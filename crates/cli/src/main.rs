@@ -89,6 +89,12 @@ enum DbCommand {
     Migrate,
     /// Show pending migrations.
     Status,
+    /// Copy the SQLite database, consistently, while the IMS runs (keep master.key beside it:
+    /// signing keys stay encrypted in the copy). PostgreSQL: use pg_dump.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -161,9 +167,11 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
             json,
         } => admin::audit(&target, config, action, limit, json).await,
-        Command::Db { target, command } => {
-            admin::db(matches!(command, DbCommand::Migrate), &target, config).await
-        }
+        Command::Db { target, command } => match command {
+            DbCommand::Backup { to } => admin::backup(&target, config, &to).await,
+            DbCommand::Migrate => admin::db(true, &target, config).await,
+            DbCommand::Status => admin::db(false, &target, config).await,
+        },
     }
 }
 

@@ -17,7 +17,7 @@ use ims_identity::Error;
 use ims_wire::{CredentialSecret, CredentialSummary, SecretSummary};
 
 use crate::error::Problem;
-use crate::{AppState, Meta};
+use crate::{AppState, Body, Meta};
 
 /// Extracts the administrator from HTTP Basic credentials (email and password).
 pub struct Admin(pub SystemAdmin);
@@ -117,7 +117,7 @@ async fn create(
     State(app): State<AppState>,
     meta: Meta,
     Admin(admin): Admin,
-    body: bytes::Bytes,
+    Body(body, _): Body<Problem>,
 ) -> Result<Response, Problem> {
     let req: CreateCredential = json_body(&body)?;
     let scopes = req
@@ -167,7 +167,7 @@ async fn add_secret(
     meta: Meta,
     Admin(admin): Admin,
     Path(id): Path<String>,
-    body: bytes::Bytes,
+    Body(body, _): Body<Problem>,
 ) -> Result<Response, Problem> {
     let req: AddSecret = if body.is_empty() {
         AddSecret::default()

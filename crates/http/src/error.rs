@@ -19,6 +19,7 @@ fn status_of(e: &Error) -> StatusCode {
         | Error::UnsupportedGrantType(_)
         | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
         Error::InvalidClient { .. } | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,

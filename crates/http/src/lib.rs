@@ -77,6 +77,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     }
 }
 
+/// The raw body of a request, refused in the endpoint's own error convention `E` (OAuth JSON,
+/// problem details) rather than axum's plain-text rejection when it is too large or unreadable.
+pub struct Body<E>(pub bytes::Bytes, std::marker::PhantomData<E>);
+
+impl<S, E> axum::extract::FromRequest<S> for Body<E>
+where
+    S: Send + Sync,
+    E: From<ims_identity::Error> + IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b, std::marker::PhantomData)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(E::from(
+                ims_identity::Error::TooLarge(format!("the request body exceeds {MAX_BODY} bytes")),
+            )),
+            Err(_) => Err(E::from(ims_identity::Error::invalid_request(
+                "the request body could not be read",
+            ))),
+        }
+    }
+}
+
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())

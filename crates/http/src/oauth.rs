@@ -15,7 +15,7 @@ use ims_wire::{ImsOrganization, OrgRef, TokenResponse};
 
 use crate::error::{no_store, BearerError, OAuthError};
 use crate::params;
-use crate::{AppState, Meta};
+use crate::{AppState, Body, Meta};
 
 fn actor_of(auth: &ClientAuth) -> String {
     match auth {
@@ -33,7 +33,7 @@ pub(crate) async fn token(
     meta: Meta,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body, _): Body<OAuthError>,
 ) -> Response {
     let parsed = async {
         let params = params::collect(&headers, uri.query(), body).await?;
@@ -104,7 +104,7 @@ pub(crate) async fn validate_token(
     meta: Meta,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body, _): Body<OAuthError>,
 ) -> Response {
     let verdict = async {
         let params = params::collect(&headers, uri.query(), body)
@@ -151,7 +151,7 @@ pub(crate) async fn introspect(
     meta: Meta,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body, _): Body<OAuthError>,
 ) -> Response {
     let result = async {
         let params = params::collect(&headers, uri.query(), body).await?;
@@ -198,7 +198,7 @@ pub(crate) async fn revoke(
     meta: Meta,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body, _): Body<OAuthError>,
 ) -> Response {
     revoke_common(&app, &meta, &headers, &uri, body).await
 }
@@ -209,7 +209,7 @@ pub(crate) async fn invalidate_token(
     meta: Meta,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body, _): Body<OAuthError>,
 ) -> Response {
     revoke_common(&app, &meta, &headers, &uri, body).await
 }

@@ -939,6 +939,24 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
         let t2 = body["access_token"].as_str().unwrap();
         assert_eq!(header(t2)["kid"], kid.as_str());
         assert!(h.state.ims.validate_access_token(t2, Now::system()).await.is_ok());
+        // A backup restored into an empty place validates the tokens issued before it.
+        if matches!(db, Db::Sqlite) {
+            let copy = h._dir.path().join("backup.db");
+            h.store.backup_to(copy.to_str().unwrap()).await.unwrap();
+            let restored = Arc::new(
+                SqlStore::open(
+                    &Options::new(format!("sqlite://{}", copy.display())),
+                    Now::system(),
+                )
+                .await
+                .unwrap(),
+            );
+            let ims = Ims::start(restored, h.master.clone(), settings(Algorithm::ES256), &ctx)
+                .await
+                .unwrap();
+            assert!(ims.validate_access_token(&t, Now::system()).await.is_ok());
+            assert!(ims.validate_access_token(t2, Now::system()).await.is_ok());
+        }
         // A wrong master key cannot load the keys.
         let wrong = Ims::start(
             h.store.clone(),
@@ -1057,8 +1075,12 @@ async fn oversized_and_malformed_bodies_get_oauth_errors() {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(big))
         .unwrap();
-    let (status, _, _) = h.call(req).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, headers, body) = h.call(req).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("invalid_request"))
+    );
+    assert_eq!(headers["cache-control"], "no-store");
     let req = Request::post("/ims/token/v3")
         .header("content-type", "application/json")
         .body(Body::from("{}"))

@@ -33,6 +33,9 @@ pub enum Error {
     UnsupportedGrantType(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// The request is larger than the endpoint accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// A bearer token is missing, malformed, expired, revoked or not ours.
     #[error("{0}")]
     InvalidToken(String),
@@ -55,7 +58,7 @@ impl Error {
     /// Stable, searchable code of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidRequest(_) => "invalid_request",
+            Error::InvalidRequest(_) | Error::TooLarge(_) => "invalid_request",
             Error::InvalidClient { .. } => "invalid_client",
             Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::UnsupportedGrantType(_) => "unsupported_grant_type",

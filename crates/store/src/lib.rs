@@ -210,6 +210,24 @@ impl SqlStore {
         migrate::run(&mut conn, self.backend, now.millis()).await
     }
 
+    /// Writes a consistent copy of an SQLite database to `path` while it is in use (`VACUUM INTO`).
+    /// Signing keys stay encrypted in the copy: restoring needs the same master key. PostgreSQL
+    /// deployments back up with their own tools (`pg_dump`).
+    pub async fn backup_to(&self, path: &str) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::Backend("back up PostgreSQL with pg_dump".into()));
+        }
+        if std::path::Path::new(path).exists() {
+            return Err(StoreError::Backend(format!("{path} exists already")));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         if let Some(l) = &self.listener {
             l.abort();
