@@ -177,78 +177,93 @@ pub enum SecretCommand {
     },
 }
 
+/// Credential administration as the CLI drives it: on the database, or through a running IMS.
+#[async_trait::async_trait]
+pub trait CredentialAdmin: Send + Sync {
+    async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret>;
+    async fn list(&self) -> Result<Vec<CredentialSummary>>;
+    async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()>;
+    async fn add_secret(&self, client_id: &str, expires_in_days: Option<u32>) -> Result<CredentialSecret>;
+    async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()>;
+}
+
+/// On the database directly, as the local operator.
+struct Local {
+    creds: Credentials,
+    org_id: String,
+    ctx: Context,
+}
+
+#[async_trait::async_trait]
+impl CredentialAdmin for Local {
+    async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret> {
+        let scopes = scopes.unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
+        Ok(secret_body(
+            &self
+                .creds
+                .create_credential(&self.org_id, name, scopes, &self.ctx)
+                .await?,
+        ))
+    }
+
+    async fn list(&self) -> Result<Vec<CredentialSummary>> {
+        let all = self.creds.credentials(&self.org_id).await?;
+        Ok(all.into_iter().map(|(c, s)| summary(c, s)).collect())
+    }
+
+    async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
+        Ok(self
+            .creds
+            .set_credential_disabled(client_id, disabled, &self.ctx)
+            .await?)
+    }
+
+    async fn add_secret(&self, client_id: &str, expires_in_days: Option<u32>) -> Result<CredentialSecret> {
+        let expires = expires_in_days.map(|d| self.ctx.now.plus_secs(i64::from(d) * 86_400));
+        Ok(secret_body(
+            &self.creds.add_secret(client_id, expires, &self.ctx).await?,
+        ))
+    }
+
+    async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()> {
+        Ok(self.creds.remove_secret(client_id, secret_id, &self.ctx).await?)
+    }
+}
+
 pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config) -> Result<()> {
     if let Some(url) = &target.url {
         let remote = crate::remote::Remote::new(url, target, &config)?;
-        return credential_remote(cmd, &remote).await;
+        return run_credential(cmd, &remote).await;
     }
     let config = target.config(config)?;
     let store = server::open_store(&config).await?;
-    let creds = Credentials::new(
-        store.clone() as Arc<dyn ims_identity::store::Store>,
-        config.domain.clone(),
-    );
-    let ctx = cli_context();
-    match cmd {
-        CredentialCommand::Create { name, scopes, json } => {
-            let org = org(&store, target.org.as_deref()).await?;
-            let scopes = if scopes.is_empty() {
-                DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
-            } else {
-                scopes
-            };
-            let created = creds.create_credential(&org.org_id, &name, scopes, &ctx).await?;
-            print_secret(&secret_body(&created), json)?;
-        }
-        CredentialCommand::List { json } => {
-            let org = org(&store, target.org.as_deref()).await?;
-            let list: Vec<CredentialSummary> = creds
-                .credentials(&org.org_id)
-                .await?
-                .into_iter()
-                .map(|(c, s)| summary(c, s))
-                .collect();
-            print_list(&list, json)?;
-        }
-        CredentialCommand::Disable { client_id } => {
-            creds.set_credential_disabled(&client_id, true, &ctx).await?;
-            println!("credential {client_id} disabled");
-        }
-        CredentialCommand::Enable { client_id } => {
-            creds.set_credential_disabled(&client_id, false, &ctx).await?;
-            println!("credential {client_id} enabled");
-        }
-        CredentialCommand::Secret(SecretCommand::Add {
-            client_id,
-            expires_in_days,
-            json,
-        }) => {
-            let expires = expires_in_days.map(|d| ctx.now.plus_secs(i64::from(d) * 86_400));
-            let added = creds.add_secret(&client_id, expires, &ctx).await?;
-            print_secret(&secret_body(&added), json)?;
-        }
-        CredentialCommand::Secret(SecretCommand::Remove { client_id, secret_id }) => {
-            creds.remove_secret(&client_id, &secret_id, &ctx).await?;
-            println!("secret {secret_id} of {client_id} removed");
-        }
-    }
+    let org = org(&store, target.org.as_deref()).await?;
+    let local = Local {
+        creds: Credentials::new(
+            store.clone() as Arc<dyn ims_identity::store::Store>,
+            config.domain.clone(),
+        ),
+        org_id: org.org_id,
+        ctx: cli_context(),
+    };
+    let result = run_credential(cmd, &local).await;
     store.close().await;
-    Ok(())
+    result
 }
 
-async fn credential_remote(cmd: CredentialCommand, remote: &crate::remote::Remote) -> Result<()> {
+async fn run_credential(cmd: CredentialCommand, admin: &dyn CredentialAdmin) -> Result<()> {
     match cmd {
         CredentialCommand::Create { name, scopes, json } => {
             let scopes = (!scopes.is_empty()).then_some(scopes);
-            print_secret(&remote.create(&name, scopes).await?, json)?;
+            print_secret(&admin.create(&name, scopes).await?, json)?;
         }
-        CredentialCommand::List { json } => print_list(&remote.list().await?, json)?,
+        CredentialCommand::List { json } => print_list(&admin.list().await?, json)?,
         CredentialCommand::Disable { client_id } => {
-            remote.set_disabled(&client_id, true).await?;
+            admin.set_disabled(&client_id, true).await?;
             println!("credential {client_id} disabled");
         }
         CredentialCommand::Enable { client_id } => {
-            remote.set_disabled(&client_id, false).await?;
+            admin.set_disabled(&client_id, false).await?;
             println!("credential {client_id} enabled");
         }
         CredentialCommand::Secret(SecretCommand::Add {
@@ -256,10 +271,10 @@ async fn credential_remote(cmd: CredentialCommand, remote: &crate::remote::Remot
             expires_in_days,
             json,
         }) => {
-            print_secret(&remote.add_secret(&client_id, expires_in_days).await?, json)?;
+            print_secret(&admin.add_secret(&client_id, expires_in_days).await?, json)?;
         }
         CredentialCommand::Secret(SecretCommand::Remove { client_id, secret_id }) => {
-            remote.remove_secret(&client_id, &secret_id).await?;
+            admin.remove_secret(&client_id, &secret_id).await?;
             println!("secret {secret_id} of {client_id} removed");
         }
     }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use ims_wire::{CredentialSecret, CredentialSummary};
 
-use crate::admin::Target;
+use crate::admin::{CredentialAdmin, Target};
 use crate::config::Config;
 
 pub struct Remote {
@@ -72,8 +72,11 @@ impl Remote {
     fn url(&self, path: &str) -> String {
         format!("{}/admin/v1/credentials{path}", self.base)
     }
+}
 
-    pub async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret> {
+#[async_trait::async_trait]
+impl CredentialAdmin for Remote {
+    async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret> {
         let body = json!({ "name": name, "scopes": scopes });
         Ok(self
             .send(self.http.post(self.url("")).json(&body))
@@ -82,22 +85,18 @@ impl Remote {
             .await?)
     }
 
-    pub async fn list(&self) -> Result<Vec<CredentialSummary>> {
+    async fn list(&self) -> Result<Vec<CredentialSummary>> {
         Ok(self.send(self.http.get(self.url(""))).await?.json().await?)
     }
 
-    pub async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
+    async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
         let action = if disabled { "disable" } else { "enable" };
         self.send(self.http.post(self.url(&format!("/{client_id}/{action}"))))
             .await?;
         Ok(())
     }
 
-    pub async fn add_secret(
-        &self,
-        client_id: &str,
-        expires_in_days: Option<u32>,
-    ) -> Result<CredentialSecret> {
+    async fn add_secret(&self, client_id: &str, expires_in_days: Option<u32>) -> Result<CredentialSecret> {
         let body = json!({ "expires_in_days": expires_in_days });
         Ok(self
             .send(
@@ -110,7 +109,7 @@ impl Remote {
             .await?)
     }
 
-    pub async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()> {
+    async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()> {
         self.send(
             self.http
                 .delete(self.url(&format!("/{client_id}/secrets/{secret_id}"))),

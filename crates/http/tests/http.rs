@@ -133,17 +133,25 @@ impl Harness {
         send(&self.app, req).await
     }
 
+    /// A client_credentials request for `id` / `secret`, plus any other parameters.
+    async fn cc(
+        &self,
+        id: &str,
+        secret: &str,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut pairs = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ];
+        pairs.extend_from_slice(extra);
+        self.call(form("/ims/token/v3", &pairs)).await
+    }
+
     async fn token(&self, c: &NewSecret, scope: &str) -> String {
         let (status, _, body) = self
-            .call(form(
-                "/ims/token/v3",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &c.client.client_id),
-                    ("client_secret", c.secret.expose()),
-                    ("scope", scope),
-                ],
-            ))
+            .cc(&c.client.client_id, c.secret.expose(), &[("scope", scope)])
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["access_token"].as_str().unwrap().to_owned()
@@ -315,17 +323,7 @@ async fn every_token_path_and_encoding_is_accepted() {
         .unwrap();
     assert_eq!(h.call(req).await.0, StatusCode::OK);
     // Space-separated scopes.
-    let (status, _, body) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-                ("scope", "openid openid"),
-            ],
-        ))
-        .await;
+    let (status, _, body) = h.cc(id, secret, &[("scope", "openid openid")]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(claims(body["access_token"].as_str().unwrap())["scope"], "openid");
 }
@@ -469,47 +467,18 @@ async fn grant_types_and_scopes() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
-    let (status, _, body) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-                ("scope", "openid,user_management_sdk"),
-            ],
-        ))
-        .await;
+    let (status, _, body) = h.cc(id, secret, &[("scope", "openid,user_management_sdk")]).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_scope"))
     );
-    let (status, _, body) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-                ("org_id", "OTHER@AdobeOrg"),
-            ],
-        ))
-        .await;
+    let (status, _, body) = h.cc(id, secret, &[("org_id", "OTHER@AdobeOrg")]).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
     // No scope asked: every allowed scope granted.
-    let (_, _, body) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-            ],
-        ))
-        .await;
+    let (_, _, body) = h.cc(id, secret, &[]).await;
     assert_eq!(
         claims(body["access_token"].as_str().unwrap())["scope"],
         "openid,AdobeID"
@@ -530,16 +499,7 @@ async fn disabling_a_credential_stops_tokens_and_issued_tokens_at_once() {
             .set_credential_disabled(&c.client.client_id, true, &ctx)
             .await
             .unwrap();
-        let (status, _, body) = h
-            .call(form(
-                "/ims/token/v3",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &c.client.client_id),
-                    ("client_secret", c.secret.expose()),
-                ],
-            ))
-            .await;
+        let (status, _, body) = h.cc(&c.client.client_id, c.secret.expose(), &[]).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (StatusCode::UNAUTHORIZED, Some("invalid_client"))
@@ -594,16 +554,7 @@ async fn secret_rotation_overlaps_and_removal_is_immediate() {
         .remove_secret(&c.client.client_id, &c.record.secret_id, &ctx)
         .await
         .unwrap();
-    let (status, _, _) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &c.client.client_id),
-                ("client_secret", c.secret.expose()),
-            ],
-        ))
-        .await;
+    let (status, _, _) = h.cc(&c.client.client_id, c.secret.expose(), &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a removed secret fails at once");
     h.token(
         &NewSecret {
@@ -632,16 +583,7 @@ async fn secret_rotation_overlaps_and_removal_is_immediate() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (status, _, _) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &c.client.client_id),
-                ("client_secret", expiring.secret.expose()),
-            ],
-        ))
-        .await;
+    let (status, _, _) = h.cc(&c.client.client_id, expiring.secret.expose(), &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -986,16 +928,7 @@ async fn discovery_health_and_metrics() {
     assert_eq!(d["token_endpoint"], format!("{ISSUER}/ims/token/v3"));
     let c = h.credential(&["openid"]).await;
     h.token(&c, "openid").await;
-    let _ = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", "x"),
-                ("client_secret", "y"),
-            ],
-        ))
-        .await;
+    let _ = h.cc("x", "y", &[]).await;
     let (status, _, _) = send(&h.ops, Request::get("/health/live").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, body) = send(&h.ops, Request::get("/health/ready").body(Body::empty()).unwrap()).await;
@@ -1175,16 +1108,7 @@ async fn admin_api_denies_by_default_and_administers_credentials() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(headers["cache-control"], "no-store");
     let id = created["client_id"].as_str().unwrap().to_owned();
-    let (status, _, _) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &id),
-                ("client_secret", created["client_secret"].as_str().unwrap()),
-            ],
-        ))
-        .await;
+    let (status, _, _) = h.cc(&id, created["client_secret"].as_str().unwrap(), &[]).await;
     assert_eq!(status, StatusCode::OK);
     let (_, _, list) = send(&admin, admin_req("GET", "/admin/v1/credentials", good, None)).await;
     assert!(list
@@ -1239,16 +1163,7 @@ async fn admin_api_denies_by_default_and_administers_credentials() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = h
-        .call(form(
-            "/ims/token/v3",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &id),
-                ("client_secret", second["client_secret"].as_str().unwrap()),
-            ],
-        ))
-        .await;
+    let (status, _, _) = h.cc(&id, second["client_secret"].as_str().unwrap(), &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Bad input: problem details, nothing created.
     for body in [
@@ -1309,16 +1224,7 @@ async fn a_change_made_elsewhere_reaches_the_token_endpoint() {
         let refused_after = async {
             let started = std::time::Instant::now();
             loop {
-                let (status, _, _) = h
-                    .call(form(
-                        "/ims/token/v3",
-                        &[
-                            ("grant_type", "client_credentials"),
-                            ("client_id", &c.client.client_id),
-                            ("client_secret", c.secret.expose()),
-                        ],
-                    ))
-                    .await;
+                let (status, _, _) = h.cc(&c.client.client_id, c.secret.expose(), &[]).await;
                 if status == StatusCode::UNAUTHORIZED {
                     return started.elapsed();
                 }
