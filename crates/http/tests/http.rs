@@ -690,6 +690,16 @@ async fn revocation_and_introspection() {
             h.call(introspect(tb, a_id.into(), a_secret.into())).await.2,
             json!({"active": false})
         );
+        let revocations = h.audit("token.revoke").await;
+        assert_eq!(
+            revocations.len(),
+            2,
+            "one audit line per revocation that took effect"
+        );
+        assert!(
+            revocations.iter().all(|e| !e.details.to_string().contains('.')),
+            "the token itself is never audited"
+        );
         h.cleanup().await;
     }
 }

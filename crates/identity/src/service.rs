@@ -1,7 +1,7 @@
 //! The token service: client authentication, `client_credentials`, access-token validation,
-//! introspection and revocation, plus the administration of technical accounts and signing keys.
-//! One method per use case; each reads the clock from its [`Context`] and writes its audit line
-//! in the same transaction as its change.
+//! introspection and revocation, signing-key rotation, and the first-start bootstrap. One method
+//! per use case; each reads the clock from its [`Context`] and writes its audit line in the same
+//! transaction as its change. (Credential administration lives in [`crate::credentials`].)
 
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -534,16 +534,15 @@ impl Ims {
             return Ok(());
         }
         let expires = Now::from_millis(exp.saturating_add(jose::LEEWAY_SECS).saturating_mul(1000));
-        self.store
-            .revoke_token(token_id, &caller.client_id, expires, ctx.now)
-            .await?;
         let event = ctx.event(
             "token.revoke",
             &caller.client_id,
             "success",
             json!({"token_id": token_id}),
         );
-        self.store.append_audit(&event).await?;
+        self.store
+            .revoke_token(token_id, &caller.client_id, expires, ctx.now, &event)
+            .await?;
         Ok(())
     }
 

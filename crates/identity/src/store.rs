@@ -72,6 +72,7 @@ pub trait RevocationStore: Send + Sync {
         client_id: &str,
         expires_at: Now,
         now: Now,
+        audit: &AuditEvent,
     ) -> StoreResult<()>;
     async fn is_revoked(&self, token_id: &str) -> StoreResult<bool>;
     async fn purge_revocations(&self, now: Now) -> StoreResult<u64>;

@@ -692,7 +692,9 @@ impl RevocationStore for SqlStore {
         client_id: &str,
         expires_at: Now,
         now: Now,
+        audit: &AuditEvent,
     ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
         sqlx::query(
             "INSERT INTO revoked_tokens (token_id, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (token_id) DO NOTHING",
@@ -701,10 +703,11 @@ impl RevocationStore for SqlStore {
         .bind(client_id)
         .bind(expires_at.millis())
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
-        Ok(())
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
     }
 
     async fn is_revoked(&self, token_id: &str) -> StoreResult<bool> {

@@ -298,11 +298,11 @@ async fn keys_are_stored_sealed_and_reload() {
 async fn revocations_are_recorded_idempotently_and_purged() {
     for f in each_backend().await {
         f.store
-            .revoke_token("t1", "c", now().plus_secs(10), now())
+            .revoke_token("t1", "c", now().plus_secs(10), now(), &event("token.revoke"))
             .await
             .unwrap();
         f.store
-            .revoke_token("t1", "c", now().plus_secs(10), now())
+            .revoke_token("t1", "c", now().plus_secs(10), now(), &event("token.revoke"))
             .await
             .unwrap();
         assert!(f.store.is_revoked("t1").await.unwrap());
