@@ -206,12 +206,21 @@ async fn ready(State(app): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(app): State<AppState>) -> Response {
+    let mut text = app.metrics.render();
+    text.push_str(
+        "# HELP ims_key_forced_reloads_total Key table rereads caused by tokens naming an unknown key.\n",
+    );
+    text.push_str("# TYPE ims_key_forced_reloads_total counter\n");
+    text.push_str(&format!(
+        "ims_key_forced_reloads_total {}\n",
+        app.ims.forced_key_reloads()
+    ));
     (
         [(
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        text,
     )
         .into_response()
 }

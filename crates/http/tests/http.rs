@@ -1256,3 +1256,40 @@ async fn a_change_made_elsewhere_reaches_the_token_endpoint() {
         h.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn unknown_kids_trigger_a_rate_limited_reread() {
+    let h = harness().await;
+    // A token signed by a key this IMS never had, with a kid it does not know.
+    let master = MasterKey::generate();
+    let now = Now::system();
+    let foreign = ims_identity::keys::KeyRing::load(
+        vec![ims_identity::keys::generate(Algorithm::ES256, &master, now, now).unwrap()],
+        &master,
+        None,
+    )
+    .unwrap();
+    let claims =
+        json!({"iss": ISSUER, "type": "access_token", "id": "x", "client_id": "c", "exp": now.secs() + 600});
+    let forged = ims_identity::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
+    let before = h.state.ims.forced_key_reloads();
+    for _ in 0..20 {
+        let err = h
+            .state
+            .ims
+            .validate_access_token(&forged, Now::system())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_token");
+    }
+    assert_eq!(
+        h.state.ims.forced_key_reloads() - before,
+        1,
+        "at most one reread a second"
+    );
+    let (_, _, metrics) = send(&h.ops, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains("ims_key_forced_reloads_total 1"));
+}

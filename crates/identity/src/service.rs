@@ -153,6 +153,7 @@ pub struct Ims {
     ring: RwLock<Arc<KeyRing>>,
     ring_loaded_at: AtomicI64,
     last_forced_reload: AtomicI64,
+    forced_reloads: std::sync::atomic::AtomicU64,
     reload: tokio::sync::Mutex<()>,
 }
 
@@ -180,6 +181,7 @@ impl Ims {
             clients: std::sync::Mutex::new(ClientCache::default()),
             ring_loaded_at: AtomicI64::new(i64::MIN),
             last_forced_reload: AtomicI64::new(i64::MIN),
+            forced_reloads: std::sync::atomic::AtomicU64::new(0),
             reload: tokio::sync::Mutex::new(()),
         };
         ims.reload_keys(ctx.now).await?;
@@ -237,6 +239,11 @@ impl Ims {
             self.reload_keys(now).await?;
         }
         Ok(self.current_ring())
+    }
+
+    /// How many times a token naming an unknown key made this node reread the key table.
+    pub fn forced_key_reloads(&self) -> u64 {
+        self.forced_reloads.load(Ordering::Relaxed)
     }
 
     /// Published keys (the JWKS document).
@@ -477,6 +484,7 @@ impl Ims {
                     return Err(JwtError::UnknownKey(kid));
                 }
                 self.last_forced_reload.store(now.millis(), Ordering::Relaxed);
+                self.forced_reloads.fetch_add(1, Ordering::Relaxed);
                 self.reload_keys(now)
                     .await
                     .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
