@@ -382,6 +382,10 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    pub fn empty() -> Self {
+        KeyRing { entries: Vec::new() }
+    }
+
     /// Builds the ring from stored rows. Keys already decrypted in `previous` are reused, so a
     /// periodic reload costs one query, not one RSA key parse per key.
     pub fn load(stored: Vec<StoredKey>, master: &MasterKey, previous: Option<&KeyRing>) -> Result<Self> {

@@ -177,14 +177,14 @@ impl Ims {
             store,
             master,
             settings,
-            ring: RwLock::new(Arc::new(KeyRing::load(Vec::new(), &MasterKey::generate(), None)?)),
+            ring: RwLock::new(Arc::new(KeyRing::empty())),
             clients: std::sync::Mutex::new(ClientCache::default()),
             ring_loaded_at: AtomicI64::new(i64::MIN),
             last_forced_reload: AtomicI64::new(i64::MIN),
             forced_reloads: std::sync::atomic::AtomicU64::new(0),
             reload: tokio::sync::Mutex::new(()),
         };
-        ims.reload_keys(ctx.now).await?;
+        ims.reload_keys(ctx.now, true).await?;
         let alg = ims.settings.signing_alg;
         if ims.current_ring().signer(alg, ctx.now).is_none() && !ims.current_ring().has_pending(alg, ctx.now)
         {
@@ -197,7 +197,7 @@ impl Ims {
                 json!({"alg": alg.as_str(), "activates_at": ctx.now.millis()}),
             );
             ims.store.insert_key(&key, &event).await?;
-            ims.reload_keys(ctx.now).await?;
+            ims.reload_keys(ctx.now, true).await?;
         }
         Ok(ims)
     }
@@ -217,8 +217,20 @@ impl Ims {
         }
     }
 
-    async fn reload_keys(&self, now: Now) -> Result<()> {
+    fn ring_is_stale(&self, now: Now) -> bool {
+        let age = now
+            .millis()
+            .saturating_sub(self.ring_loaded_at.load(Ordering::Relaxed));
+        age >= self.settings.key_refresh_secs.saturating_mul(1000)
+    }
+
+    /// Rereads the key table. Unless `force`d, a caller that waited for another's reread does
+    /// not repeat it.
+    async fn reload_keys(&self, now: Now, force: bool) -> Result<()> {
         let _guard = self.reload.lock().await;
+        if !force && !self.ring_is_stale(now) {
+            return Ok(());
+        }
         let stored = self.store.keys().await?;
         let previous = self.current_ring();
         let ring = Arc::new(KeyRing::load(stored, &self.master, Some(&previous))?);
@@ -232,11 +244,8 @@ impl Ims {
 
     /// The ring, reread when older than the refresh period.
     async fn ring(&self, now: Now) -> Result<Arc<KeyRing>> {
-        let age = now
-            .millis()
-            .saturating_sub(self.ring_loaded_at.load(Ordering::Relaxed));
-        if age >= self.settings.key_refresh_secs.saturating_mul(1000) {
-            self.reload_keys(now).await?;
+        if self.ring_is_stale(now) {
+            self.reload_keys(now, false).await?;
         }
         Ok(self.current_ring())
     }
@@ -485,7 +494,7 @@ impl Ims {
                 }
                 self.last_forced_reload.store(now.millis(), Ordering::Relaxed);
                 self.forced_reloads.fetch_add(1, Ordering::Relaxed);
-                self.reload_keys(now)
+                self.reload_keys(now, true)
                     .await
                     .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
                 jose::verify(token, &self.current_ring(), &expect)
@@ -581,7 +590,7 @@ impl Ims {
             json!({"alg": alg.as_str(), "activates_at": activates.millis()}),
         );
         self.store.insert_key(&key, &event).await?;
-        self.reload_keys(ctx.now).await?;
+        self.reload_keys(ctx.now, true).await?;
         let expired = self
             .current_ring()
             .expired(ctx.now, self.settings.key_retention_secs());
@@ -593,7 +602,7 @@ impl Ims {
                 json!({"reason": "every token it signed has expired"}),
             );
             self.store.delete_keys(&expired, &event).await?;
-            self.reload_keys(ctx.now).await?;
+            self.reload_keys(ctx.now, true).await?;
         }
         Ok(kid)
     }
