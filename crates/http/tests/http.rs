@@ -1293,3 +1293,74 @@ async fn unknown_kids_trigger_a_rate_limited_reread() {
         .unwrap()
         .contains("ims_key_forced_reloads_total 1"));
 }
+
+#[test]
+fn token_endpoint_answers_any_input_in_the_oauth_shape() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(harness());
+    let c = rt.block_on(h.credential(&["openid"]));
+    let id = c.client.client_id.clone();
+    let secret = c.secret.expose().to_owned();
+    let names = prop::sample::select(vec![
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "scope",
+        "org_id",
+        "other",
+    ]);
+    let values = prop_oneof![
+        Just(id.clone()),
+        Just(secret.clone()),
+        Just("client_credentials".to_owned()),
+        ".{0,40}".prop_map(|s: String| s),
+    ];
+    let content_types = prop::sample::select(vec![
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=b",
+        "application/json",
+        "text/plain",
+    ]);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(200));
+    runner
+        .run(
+            &(
+                proptest::collection::vec((names, values), 0..7),
+                content_types,
+                any::<bool>(),
+            ),
+            |(pairs, ct, with_basic)| {
+                let body = if ct.starts_with("multipart") {
+                    let mut b = String::new();
+                    for (k, v) in &pairs {
+                        b.push_str(&format!(
+                            "--b\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                        ));
+                    }
+                    b + "--b--\r\n"
+                } else {
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+                        .finish()
+                };
+                let mut req = Request::post("/ims/token/v2").header("content-type", ct);
+                if with_basic {
+                    req = req.header("authorization", basic(&id, &secret));
+                }
+                let (status, headers, body) = rt.block_on(h.call(req.body(Body::from(body)).unwrap()));
+                prop_assert!(
+                    status.is_success() || status.is_client_error(),
+                    "{status}: {body}"
+                );
+                prop_assert_eq!(headers["cache-control"].to_str().unwrap(), "no-store");
+                if status.is_success() {
+                    prop_assert!(body["access_token"].is_string());
+                } else {
+                    prop_assert!(body["error"].is_string(), "{}", body);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
