@@ -1,7 +1,12 @@
-//! The Campaign instance's access layer: build versions and what they allow; later operators,
-//! groups, named rights, sessions and restrictions. No HTTP and no SQL here.
+//! The Campaign instance's access layer: build versions and what they allow, operators, groups,
+//! named rights, sessions, usage evidence, the `where` language of queries. No HTTP and no SQL.
 
+pub mod fault;
+pub mod model;
 pub mod query;
+pub mod rights;
+pub mod service;
+pub mod store;
 pub mod version;
 
 pub use version::{Build, NativeAuth};

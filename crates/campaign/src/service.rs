@@ -1,0 +1,285 @@
+//! The instance's sign-in and sessions: native `Logon`, session checks, `Logoff`, and the user
+//! information clients read after signing in. Every decision that depends on the build is taken
+//! through [`crate::version::Build`].
+
+use std::sync::Arc;
+
+use ims_identity::secret::{self, Secret};
+use ims_identity::Now;
+
+use crate::fault::Fault;
+use crate::model::{AuthPath, AuthType, Operator, Session, UsageEvent};
+use crate::store::InstanceStore;
+use crate::version::{Build, NativeAuth};
+
+/// Prefixes of generated tokens: the vendor's clients recognise `___` and `@`; ours follows.
+pub const SESSION_PREFIX: &str = "___ims_";
+pub const SECURITY_PREFIX: &str = "@ims_";
+
+/// Operators that may still sign in natively where native sign-in is otherwise refused (the
+/// default allow-list; `internal|monitoring` is one entry listing two operators).
+pub const DEFAULT_ALLOW_LIST: &[&str] = &[
+    "admin",
+    "aemserver",
+    "campaign-loginmonitor",
+    "internal|monitoring",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceKind {
+    Marketing,
+    MessageCenter,
+}
+
+/// What an instance is.
+#[derive(Clone, Debug)]
+pub struct InstanceInfo {
+    pub name: String,
+    pub kind: InstanceKind,
+    pub build: Build,
+    /// The build number `/r/test` and `serverInfo` report.
+    pub build_number: u32,
+    pub session_secs: i64,
+    pub remember_me_secs: i64,
+    pub allow_list: Vec<String>,
+}
+
+impl InstanceInfo {
+    pub fn new(name: &str, kind: InstanceKind, build: Build) -> Self {
+        InstanceInfo {
+            name: name.to_owned(),
+            kind,
+            build,
+            build_number: 9_000 + u32::from(build.minor) * 100 + u32::from(build.patch),
+            session_secs: 24 * 3600,
+            remember_me_secs: 30 * 24 * 3600,
+            allow_list: DEFAULT_ALLOW_LIST.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Whether `login` is on the allow-list (`a|b` entries list alternatives).
+    pub fn allow_listed(&self, login: &str) -> bool {
+        self.allow_list
+            .iter()
+            .any(|entry| entry.split('|').any(|name| name == login))
+    }
+}
+
+/// Tokens handed out at sign-in: shown to the client once, stored as digests.
+#[derive(Clone, Debug)]
+pub struct SessionTokens {
+    pub session: Secret,
+    pub security: Secret,
+}
+
+/// One sign-in attempt or call, as the usage record describes it.
+struct Call<'a> {
+    now: Now,
+    action: &'a str,
+    path: AuthPath,
+    caller: &'a Caller,
+}
+
+/// Who made a request, from where, with which client.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub source: Option<String>,
+    pub client: Option<String>,
+}
+
+pub struct Instance {
+    store: Arc<dyn InstanceStore>,
+    info: InstanceInfo,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    pub fn new(store: Arc<dyn InstanceStore>, info: InstanceInfo) -> Self {
+        Instance { store, info }
+    }
+
+    pub fn info(&self) -> &InstanceInfo {
+        &self.info
+    }
+
+    pub fn store(&self) -> &Arc<dyn InstanceStore> {
+        &self.store
+    }
+
+    async fn record(&self, call: &Call<'_>, op: Option<&Operator>, login: &str, outcome: &str) {
+        let event = UsageEvent {
+            at: call.now,
+            operator_id: op.map(|o| o.id),
+            login: login.chars().take(128).collect(),
+            action: call.action.to_owned(),
+            auth_path: call.path,
+            source: call.caller.source.clone(),
+            client: call.caller.client.clone(),
+            outcome: outcome.to_owned(),
+        };
+        if let Err(e) = self.store.record_usage(&event).await {
+            tracing::warn!(error = %e, "usage could not be recorded");
+        }
+    }
+
+    /// Whether this build lets `op` sign in natively at all.
+    fn native_allowed(&self, op: &Operator) -> bool {
+        match self.info.build.native_auth() {
+            NativeAuth::Allowed => true,
+            NativeAuth::AllowListOnly => self.allow_listed_login(&op.login),
+        }
+    }
+
+    fn allow_listed_login(&self, login: &str) -> bool {
+        self.info.allow_listed(login)
+    }
+
+    /// `xtk:session#Logon`. Unknown login, wrong password, disabled or non-native operator and a
+    /// build that refuses native sign-in all give the same fault after the same work.
+    pub async fn logon(
+        &self,
+        login: &str,
+        password: &Secret,
+        remember_me: bool,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(SessionTokens, Operator), Fault> {
+        let call = Call {
+            now,
+            action: "xtk:session#Logon",
+            path: AuthPath::Native,
+            caller,
+        };
+        let found = self.store.operator_by_login(login).await?;
+        let hash = match found.as_ref().and_then(|o| o.password_hash.clone()) {
+            Some(h) => h,
+            None => decoy_hash().await?,
+        };
+        let password_ok = ims_identity::password::verify(password, &hash)
+            .await
+            .map_err(|_| Fault::internal())?;
+        let op = match found {
+            Some(op)
+                if password_ok
+                    && !op.disabled
+                    && op.auth_type == AuthType::Native
+                    && self.native_allowed(&op) =>
+            {
+                op
+            }
+            other => {
+                self.record(&call, other.as_ref(), login, "refused").await;
+                return Err(Fault::invalid_login());
+            }
+        };
+        let tokens = self.open_session(&op, AuthPath::Native, remember_me, now).await?;
+        self.record(&call, Some(&op), &op.login, "success").await;
+        Ok((tokens, op))
+    }
+
+    async fn open_session(
+        &self,
+        op: &Operator,
+        path: AuthPath,
+        remember_me: bool,
+        now: Now,
+    ) -> Result<SessionTokens, Fault> {
+        let tokens = SessionTokens {
+            session: secret::generate(SESSION_PREFIX),
+            security: secret::generate(SECURITY_PREFIX),
+        };
+        let life = if remember_me {
+            self.info.remember_me_secs
+        } else {
+            self.info.session_secs
+        };
+        let session = Session {
+            session_digest: secret::digest_hex(tokens.session.expose()),
+            security_digest: secret::digest_hex(tokens.security.expose()),
+            operator_id: op.id,
+            auth_path: path,
+            created_at: now,
+            expires_at: now.plus_secs(life),
+        };
+        self.store.insert_session(&session).await?;
+        Ok(tokens)
+    }
+
+    /// The operator behind a session token (and, when given, its security token). A session of
+    /// an operator who has since been disabled, or whose native sign-in the build now refuses, is
+    /// refused like an expired one.
+    pub async fn session_operator(
+        &self,
+        session_token: &str,
+        security_token: Option<&str>,
+        now: Now,
+    ) -> Result<(Operator, Session), Fault> {
+        let digest = secret::digest_hex(session_token);
+        let session = self
+            .store
+            .session(&digest)
+            .await?
+            .ok_or_else(Fault::session_expired)?;
+        if session.expires_at <= now {
+            return Err(Fault::session_expired());
+        }
+        if let Some(sec) = security_token.filter(|s| !s.is_empty()) {
+            if !secret::equal_ct(&secret::digest_hex(sec), &session.security_digest) {
+                return Err(Fault::session_expired());
+            }
+        }
+        let op = self
+            .store
+            .operator(session.operator_id)
+            .await?
+            .ok_or_else(Fault::session_expired)?;
+        let still_allowed = match session.auth_path {
+            AuthPath::Native => op.auth_type == AuthType::Native && self.native_allowed(&op),
+            AuthPath::Bearer => true,
+        };
+        if op.disabled || !still_allowed {
+            return Err(Fault::session_expired());
+        }
+        Ok((op, session))
+    }
+
+    /// `xtk:session#Logoff`: ends the session; an unknown token is not an error.
+    pub async fn logoff(&self, session_token: &str) -> Result<(), Fault> {
+        self.store
+            .delete_session(&secret::digest_hex(session_token))
+            .await?;
+        Ok(())
+    }
+
+    /// Rights of an operator: direct ones and those of its groups.
+    pub async fn effective_rights(&self, op: &Operator) -> Result<Vec<String>, Fault> {
+        let groups = self.store.groups().await?;
+        let mut rights: Vec<String> = op.rights.clone();
+        for g in groups.iter().filter(|g| op.groups.contains(&g.name)) {
+            for r in &g.rights {
+                if !rights.contains(r) {
+                    rights.push(r.clone());
+                }
+            }
+        }
+        Ok(rights)
+    }
+}
+
+async fn decoy_hash() -> Result<String, Fault> {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(h) = DECOY.get() {
+        return Ok(h.clone());
+    }
+    let h = ims_identity::password::hash(&secret::generate(""))
+        .await
+        .map_err(|_| Fault::internal())?;
+    Ok(DECOY.get_or_init(|| h).clone())
+}

@@ -1,0 +1,39 @@
+//! What an instance needs from storage. Implemented for SQLite and PostgreSQL in `ims-store`,
+//! in the instance's own database.
+
+use async_trait::async_trait;
+use ims_identity::store::StoreResult;
+use ims_identity::Now;
+
+use crate::model::{Operator, OperatorGroup, Session, UsageEvent};
+
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>>;
+    async fn operator(&self, id: i64) -> StoreResult<Option<Operator>>;
+    /// Inserts the operator (its `id` is ignored) with its groups and direct rights; returns the id.
+    async fn create_operator(&self, op: &Operator) -> StoreResult<i64>;
+    async fn operator_count(&self) -> StoreResult<i64>;
+    async fn groups(&self) -> StoreResult<Vec<OperatorGroup>>;
+    /// Creates the group unless one of that name exists.
+    async fn ensure_group(&self, name: &str, label: &str, rights: &[&str]) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    async fn session(&self, session_digest: &str) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, session_digest: &str) -> StoreResult<bool>;
+    async fn purge_sessions(&self, now: Now) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    async fn record_usage(&self, event: &UsageEvent) -> StoreResult<()>;
+    /// Newest first.
+    async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>>;
+}
+
+pub trait InstanceStore: OperatorStore + SessionStore + UsageStore {}
+
+impl<T: OperatorStore + SessionStore + UsageStore> InstanceStore for T {}
