@@ -6,6 +6,7 @@
 //! is one implementation to test rather than two to keep in step by hand. What differs, the DDL,
 //! lives in the numbered migrations of each backend (see [`migrate`]).
 
+pub mod instance;
 pub mod migrate;
 pub mod signal;
 
@@ -78,7 +79,7 @@ pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn valid_schema_name(s: &str) -> bool {
+pub(crate) fn valid_schema_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -105,75 +106,105 @@ impl Drop for SqlStore {
     }
 }
 
-impl SqlStore {
-    pub async fn open(opts: &Options, now: Now) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = Backend::of_url(&opts.url)?;
-        let url = match backend {
-            Backend::Sqlite if !opts.url.contains("mode=") => {
-                let sep = if opts.url.contains('?') { '&' } else { '?' };
-                format!("{}{sep}mode=rwc", opts.url)
-            }
-            _ => opts.url.clone(),
-        };
-        let schema = match (&opts.schema, backend) {
-            (Some(s), Backend::Postgres) if valid_schema_name(s) => Some(s.clone()),
-            (Some(s), Backend::Postgres) => {
-                return Err(StoreError::Backend(format!(
-                    "schema name {s:?}: use lower-case letters, digits and _"
-                )))
-            }
-            (Some(_), Backend::Sqlite) => {
-                return Err(StoreError::Backend("a schema applies to PostgreSQL only".into()))
-            }
-            (None, _) => None,
-        };
-        let connect = AnyConnectOptions::from_str(&url).map_err(backend_error)?;
-        // Session settings every connection needs, dedicated migration connection included.
-        let init: Vec<String> = match backend {
-            Backend::Sqlite => vec![
-                "PRAGMA journal_mode = WAL".into(),
-                "PRAGMA busy_timeout = 10000".into(),
-                "PRAGMA foreign_keys = ON".into(),
-                "PRAGMA synchronous = NORMAL".into(),
-            ],
-            Backend::Postgres => match &schema {
-                Some(s) => vec![
-                    format!("CREATE SCHEMA IF NOT EXISTS {s}"),
-                    format!("SET search_path TO {s}"),
-                ],
-                None => Vec::new(),
-            },
-        };
-        if opts.migrate {
-            let mut conn = AnyConnection::connect_with(&connect)
-                .await
-                .map_err(backend_error)?;
-            for stmt in &init {
-                sqlx::query(stmt)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(backend_error)?;
-            }
-            migrate::run(&mut conn, backend, now.millis()).await?;
-            conn.close().await.map_err(backend_error)?;
+/// A pool on a migrated database.
+pub(crate) struct Connected {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    /// The URL as connected (SQLite: with its open mode).
+    pub(crate) url: String,
+    pub(crate) schema: Option<String>,
+}
+
+/// Opens a pool on `opts.url`, applying `set`'s pending migrations first when asked to.
+pub(crate) async fn connect(
+    opts: &Options,
+    now: Now,
+    set: &'static [migrate::Migration],
+) -> Result<Connected, StoreError> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(&opts.url)?;
+    let url = match backend {
+        Backend::Sqlite if !opts.url.contains("mode=") => {
+            let sep = if opts.url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}mode=rwc", opts.url)
         }
-        let init_for_pool = init.clone();
-        let pool = AnyPoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                let init = init_for_pool.clone();
-                Box::pin(async move {
-                    for stmt in &init {
-                        sqlx::query(stmt).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(connect)
+        _ => opts.url.clone(),
+    };
+    let schema = match (&opts.schema, backend) {
+        (Some(s), Backend::Postgres) if valid_schema_name(s) => Some(s.clone()),
+        (Some(s), Backend::Postgres) => {
+            return Err(StoreError::Backend(format!(
+                "schema name {s:?}: use lower-case letters, digits and _"
+            )))
+        }
+        (Some(_), Backend::Sqlite) => {
+            return Err(StoreError::Backend("a schema applies to PostgreSQL only".into()))
+        }
+        (None, _) => None,
+    };
+    let connect = AnyConnectOptions::from_str(&url).map_err(backend_error)?;
+    // Session settings every connection needs, dedicated migration connection included.
+    let init: Vec<String> = match backend {
+        Backend::Sqlite => vec![
+            "PRAGMA journal_mode = WAL".into(),
+            "PRAGMA busy_timeout = 10000".into(),
+            "PRAGMA foreign_keys = ON".into(),
+            "PRAGMA synchronous = NORMAL".into(),
+        ],
+        Backend::Postgres => match &schema {
+            Some(s) => vec![
+                format!("CREATE SCHEMA IF NOT EXISTS {s}"),
+                format!("SET search_path TO {s}"),
+            ],
+            None => Vec::new(),
+        },
+    };
+    if opts.migrate {
+        let mut conn = AnyConnection::connect_with(&connect)
             .await
             .map_err(backend_error)?;
+        for stmt in &init {
+            sqlx::query(stmt)
+                .execute(&mut conn)
+                .await
+                .map_err(backend_error)?;
+        }
+        migrate::run(&mut conn, backend, now.millis(), set).await?;
+        conn.close().await.map_err(backend_error)?;
+    }
+    let init_for_pool = init.clone();
+    let pool = AnyPoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            let init = init_for_pool.clone();
+            Box::pin(async move {
+                for stmt in &init {
+                    sqlx::query(stmt).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await
+        .map_err(backend_error)?;
+    migrate::check_not_newer(&migrate::applied(&pool).await?, set)?;
+    Ok(Connected {
+        pool,
+        backend,
+        url,
+        schema,
+    })
+}
+
+impl SqlStore {
+    pub async fn open(opts: &Options, now: Now) -> Result<Self, StoreError> {
+        let Connected {
+            pool,
+            backend,
+            url,
+            schema,
+        } = connect(opts, now, migrate::MIGRATIONS).await?;
         let (signal, listener) = match backend {
             Backend::Sqlite => {
                 let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
@@ -190,14 +221,12 @@ impl SqlStore {
                 (signal::Signal::Postgres(pg), Some(Arc::new(task)))
             }
         };
-        let store = SqlStore {
+        Ok(SqlStore {
             pool,
             backend,
             signal: Arc::new(signal),
             listener,
-        };
-        migrate::check_not_newer(&migrate::applied(&store.pool).await?)?;
-        Ok(store)
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -207,7 +236,7 @@ impl SqlStore {
     /// Applies pending migrations (for `ims db migrate` against a store opened without them).
     pub async fn migrate(&self, now: Now) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend_error)?;
-        migrate::run(&mut conn, self.backend, now.millis()).await
+        migrate::run(&mut conn, self.backend, now.millis(), migrate::MIGRATIONS).await
     }
 
     /// Writes a consistent copy of an SQLite database to `path` while it is in use (`VACUUM INTO`).

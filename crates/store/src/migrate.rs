@@ -25,12 +25,21 @@ impl Migration {
     }
 }
 
-/// Every migration this build knows, in order. Append only; never edit a released step.
+/// Every migration of the IMS database this build knows, in order. Append only; never edit a
+/// released step.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "foundation",
     sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
     postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// The migrations of an instance's database (its own database: no part reads another's tables).
+pub const INSTANCE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "instance",
+    sqlite: include_str!("../migrations/instance/sqlite/0001_instance.sql"),
+    postgres: include_str!("../migrations/instance/postgres/0001_instance.sql"),
 }];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).
@@ -59,8 +68,8 @@ where
 }
 
 /// Refuses a database that has steps this build does not know.
-pub(crate) fn check_not_newer(applied: &[i64]) -> Result<(), StoreError> {
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+pub(crate) fn check_not_newer(applied: &[i64], set: &[Migration]) -> Result<(), StoreError> {
+    let known = set.last().map_or(0, |m| m.version);
     match applied.iter().max() {
         Some(&newest) if newest > known => Err(StoreError::Schema(format!(
             "the database schema is at version {newest}, newer than this build knows ({known}); upgrade ims"
@@ -79,6 +88,7 @@ pub(crate) async fn run(
     conn: &mut AnyConnection,
     backend: Backend,
     now_ms: i64,
+    set: &[Migration],
 ) -> Result<Vec<i64>, StoreError> {
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -87,7 +97,7 @@ pub(crate) async fn run(
             .await
             .map_err(backend_error)?;
     }
-    let result = run_locked(conn, backend, now_ms).await;
+    let result = run_locked(conn, backend, now_ms, set).await;
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(PG_LOCK_KEY)
@@ -98,15 +108,20 @@ pub(crate) async fn run(
     result
 }
 
-async fn run_locked(conn: &mut AnyConnection, backend: Backend, now_ms: i64) -> Result<Vec<i64>, StoreError> {
+async fn run_locked(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+    set: &[Migration],
+) -> Result<Vec<i64>, StoreError> {
     sqlx::query(CREATE_LEDGER)
         .execute(&mut *conn)
         .await
         .map_err(backend_error)?;
     let before = applied(&mut *conn).await?;
-    check_not_newer(&before)?;
+    check_not_newer(&before, set)?;
     let mut done = Vec::new();
-    for m in MIGRATIONS {
+    for m in set {
         if before.contains(&m.version) {
             continue;
         }

@@ -471,3 +471,344 @@ async fn client_changes_by_another_connection_move_the_signal() {
         f.cleanup().await;
     }
 }
+
+// ----- the instance database --------------------------------------------------------------------
+
+mod instance {
+    use super::*;
+    use ims_campaign::model::{AuthPath, AuthType, Operator, UsageEvent};
+    use ims_campaign::rights::DEFAULT_GROUPS;
+    use ims_campaign::service::{Caller, Instance, InstanceInfo, InstanceKind};
+    use ims_campaign::store::{OperatorStore, SessionStore, UsageStore};
+    use ims_campaign::Build;
+    use ims_identity::secret::Secret;
+    use ims_store::instance::SqlInstanceStore;
+    use std::sync::Arc;
+
+    struct Inst {
+        store: Arc<SqlInstanceStore>,
+        schema: Option<String>,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    impl Inst {
+        async fn cleanup(self) {
+            if let Some(s) = &self.schema {
+                self.store.drop_schema(s).await.unwrap();
+            }
+            self.store.close().await;
+        }
+    }
+
+    async fn each() -> Vec<Inst> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("instance.db").display());
+        let mut out = vec![Inst {
+            store: Arc::new(SqlInstanceStore::open(&Options::new(url), now()).await.unwrap()),
+            schema: None,
+            _dir: Some(dir),
+        }];
+        if let Some(url) = pg_url() {
+            let schema = fresh_schema();
+            let mut opts = Options::new(url);
+            opts.schema = Some(schema.clone());
+            opts.max_connections = 4;
+            out.push(Inst {
+                store: Arc::new(SqlInstanceStore::open(&opts, now()).await.unwrap()),
+                schema: Some(schema),
+                _dir: None,
+            });
+        }
+        for i in &out {
+            for g in DEFAULT_GROUPS {
+                i.store.ensure_group(g.name, g.label, g.rights).await.unwrap();
+            }
+        }
+        out
+    }
+
+    async fn operator(login: &str, password: Option<&str>, groups: &[&str]) -> Operator {
+        let hash = match password {
+            Some(p) => Some(ims_identity::password::hash(&Secret::new(p)).await.unwrap()),
+            None => None,
+        };
+        Operator {
+            id: 0,
+            login: login.into(),
+            label: format!("{login} label"),
+            email: Some(format!("{login}@example.com")),
+            auth_type: AuthType::Native,
+            disabled: false,
+            forbid_rich_client: false,
+            trusted_ip_mask: None,
+            security_zone: None,
+            rights: vec!["export".into()],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            password_hash: hash,
+            ims_id: None,
+            builtin: false,
+            created_at: now(),
+            modified_at: now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn operators_groups_and_rights_round_trip() {
+        for i in each().await {
+            let op = operator("jdoe", Some("pw-1234567"), &["deliveryOperators", "admin"]).await;
+            let id = i.store.create_operator(&op).await.unwrap();
+            let got = i.store.operator_by_login("jdoe").await.unwrap().unwrap();
+            assert_eq!(got.id, id);
+            assert_eq!(
+                got.groups,
+                vec!["admin".to_owned(), "deliveryOperators".to_owned()]
+            );
+            assert_eq!(got.rights, vec!["export".to_owned()]);
+            assert_eq!(i.store.operator(id).await.unwrap().unwrap(), got);
+            let err = i.store.create_operator(&op).await.unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "duplicate login: {err:?}");
+            let ghost = operator("ghost", None, &["noSuchGroup"]).await;
+            assert!(matches!(
+                i.store.create_operator(&ghost).await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(
+                i.store.operator_by_login("ghost").await.unwrap().is_none(),
+                "nothing half-created"
+            );
+            let groups = i.store.groups().await.unwrap();
+            assert_eq!(groups.len(), DEFAULT_GROUPS.len());
+            let delivery = groups.iter().find(|g| g.name == "deliveryOperators").unwrap();
+            assert_eq!(
+                delivery.rights,
+                vec!["prepareDelivery".to_owned(), "startDelivery".to_owned()]
+            );
+            assert_eq!(i.store.operator_count().await.unwrap(), 1);
+            i.cleanup().await;
+        }
+    }
+
+    fn instance(store: &Arc<SqlInstanceStore>, build: &str) -> Instance {
+        Instance::new(
+            store.clone(),
+            InstanceInfo::new("prod", InstanceKind::Marketing, build.parse::<Build>().unwrap()),
+        )
+    }
+
+    #[tokio::test]
+    async fn native_logon_sessions_and_logoff() {
+        for i in each().await {
+            i.store
+                .create_operator(&operator("jdoe", Some("right password"), &["deliveryOperators"]).await)
+                .await
+                .unwrap();
+            let inst = instance(&i.store, "7.4.1");
+            let caller = Caller {
+                source: Some("127.0.0.1".into()),
+                client: Some("ACC-SDK-Auth: UserPassword jdoe".into()),
+            };
+            let (tokens, op) = inst
+                .logon("jdoe", &Secret::new("right password"), false, now(), &caller)
+                .await
+                .unwrap();
+            assert!(
+                tokens.session.expose().starts_with("___ims_")
+                    && tokens.security.expose().starts_with("@ims_")
+            );
+            assert_eq!(op.login, "jdoe");
+            let rights = inst.effective_rights(&op).await.unwrap();
+            assert!(rights.contains(&"export".to_owned()) && rights.contains(&"startDelivery".to_owned()));
+            // The session works with and without its security token; a wrong one is refused.
+            inst.session_operator(tokens.session.expose(), Some(tokens.security.expose()), now())
+                .await
+                .unwrap();
+            inst.session_operator(tokens.session.expose(), None, now())
+                .await
+                .unwrap();
+            assert_eq!(
+                inst.session_operator(tokens.session.expose(), Some("@ims_wrong"), now())
+                    .await
+                    .unwrap_err()
+                    .code,
+                "XSV-350008"
+            );
+            // Expiry.
+            let later = now().plus_secs(24 * 3600);
+            assert_eq!(
+                inst.session_operator(tokens.session.expose(), None, later)
+                    .await
+                    .unwrap_err()
+                    .code,
+                "XSV-350008"
+            );
+            // Stored as digests only.
+            assert!(i.store.session(tokens.session.expose()).await.unwrap().is_none());
+            // Logoff ends it.
+            inst.logoff(tokens.session.expose()).await.unwrap();
+            assert!(inst
+                .session_operator(tokens.session.expose(), None, now())
+                .await
+                .is_err());
+            // Wrong password and unknown login: the same fault.
+            let bad = inst
+                .logon("jdoe", &Secret::new("wrong"), false, now(), &caller)
+                .await
+                .unwrap_err();
+            let unknown = inst
+                .logon("nobody", &Secret::new("wrong"), false, now(), &caller)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (bad.code, bad.message.clone()),
+                (unknown.code, unknown.message.clone())
+            );
+            assert_eq!(bad.code, "XSV-350024");
+            // Every attempt is evidence.
+            let usage: Vec<UsageEvent> = i.store.usage(Some("jdoe"), 10).await.unwrap();
+            assert_eq!(usage.len(), 2);
+            assert_eq!(usage[0].outcome, "refused");
+            assert_eq!(usage[1].outcome, "success");
+            assert_eq!(usage[1].auth_path, AuthPath::Native);
+            assert_eq!(usage[1].source.as_deref(), Some("127.0.0.1"));
+            // rememberMe lasts longer.
+            let (long, _) = inst
+                .logon("jdoe", &Secret::new("right password"), true, now(), &caller)
+                .await
+                .unwrap();
+            inst.session_operator(long.session.expose(), None, later)
+                .await
+                .unwrap();
+            i.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn disabled_and_non_native_operators_cannot_logon_and_lose_their_sessions() {
+        let i = each().await.remove(0);
+        let mut disabled = operator("gone", Some("pw-pw-pw-pw"), &[]).await;
+        disabled.disabled = true;
+        i.store.create_operator(&disabled).await.unwrap();
+        let mut ims_op = operator("person", Some("pw-pw-pw-pw"), &[]).await;
+        ims_op.auth_type = AuthType::Ims;
+        i.store.create_operator(&ims_op).await.unwrap();
+        let inst = instance(&i.store, "7.4.1");
+        for login in ["gone", "person"] {
+            let err = inst
+                .logon(
+                    login,
+                    &Secret::new("pw-pw-pw-pw"),
+                    false,
+                    now(),
+                    &Caller::default(),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, "XSV-350024", "{login}");
+        }
+        i.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn native_logon_follows_the_build_matrix() {
+        let i = each().await.remove(0);
+        for login in ["admin", "internal", "jdoe"] {
+            i.store
+                .create_operator(&operator(login, Some("pw-pw-pw-pw"), &[]).await)
+                .await
+                .unwrap();
+        }
+        for (build, jdoe_allowed) in [
+            ("7.3.1", true),
+            ("7.4.1", true),
+            ("8.5.2", true),
+            ("8.6.0", false),
+            ("9.0", false),
+        ] {
+            let inst = instance(&i.store, build);
+            let jdoe = inst
+                .logon(
+                    "jdoe",
+                    &Secret::new("pw-pw-pw-pw"),
+                    false,
+                    now(),
+                    &Caller::default(),
+                )
+                .await;
+            assert_eq!(jdoe.is_ok(), jdoe_allowed, "{build}: jdoe");
+            // The allow-list (`internal|monitoring` names two operators) still signs in.
+            for listed in ["admin", "internal"] {
+                assert!(
+                    inst.logon(
+                        listed,
+                        &Secret::new("pw-pw-pw-pw"),
+                        false,
+                        now(),
+                        &Caller::default()
+                    )
+                    .await
+                    .is_ok(),
+                    "{build}: {listed}"
+                );
+            }
+        }
+        // A session opened on 8.5 stops working once the instance runs 8.6.
+        let (tokens, _) = instance(&i.store, "8.5.2")
+            .logon(
+                "jdoe",
+                &Secret::new("pw-pw-pw-pw"),
+                false,
+                now(),
+                &Caller::default(),
+            )
+            .await
+            .unwrap();
+        assert!(instance(&i.store, "8.6.0")
+            .session_operator(tokens.session.expose(), None, now())
+            .await
+            .is_err());
+        i.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn instance_migrations_match_across_backends() {
+        for m in migrate::INSTANCE_MIGRATIONS {
+            assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
+        }
+        let mut all = each().await;
+        let shapes: Vec<Vec<(String, String)>> = {
+            let mut v = Vec::new();
+            for i in &all {
+                v.push(instance_shape(i).await);
+            }
+            v
+        };
+        if shapes.len() == 2 {
+            assert_eq!(shapes[0], shapes[1], "same tables and columns on both backends");
+        }
+        assert!(shapes[0].iter().any(|(t, _)| t == "operators"));
+        while let Some(i) = all.pop() {
+            i.cleanup().await;
+        }
+    }
+
+    async fn instance_shape(i: &Inst) -> Vec<(String, String)> {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let (url, sql) = match &i._dir {
+            Some(d) => (
+                format!("sqlite://{}", d.path().join("instance.db").display()),
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2".to_owned(),
+            ),
+            None => (
+                pg_url().unwrap(),
+                format!("SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = '{}' ORDER BY 1, 2", i.schema.as_deref().unwrap()),
+            ),
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let rows = sqlx::query(&sql).fetch_all(&mut conn).await.unwrap();
+        use sqlx::Row as _;
+        rows.iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+            .collect()
+    }
+}

@@ -1,0 +1,360 @@
+//! An instance's database: the campaign domain's store traits on SQLite and PostgreSQL, with the
+//! same one-implementation approach as the IMS store (see the crate docs).
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row as _};
+
+use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
+use ims_campaign::store::{OperatorStore, SessionStore, UsageStore};
+use ims_identity::error::StoreError;
+use ims_identity::store::StoreResult;
+use ims_identity::Now;
+
+use crate::{backend_error, connect, migrate, Backend, Connected, Options};
+
+#[derive(Clone, Debug)]
+pub struct SqlInstanceStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col).map_err(backend_error)
+}
+
+const OPERATOR_COLUMNS: &str = "operator_id, login, label, email, auth_type, disabled, forbid_rich_client, \
+     trusted_ip_mask, security_zone, password_hash, ims_id, builtin, created_at, modified_at";
+
+impl SqlInstanceStore {
+    pub async fn open(opts: &Options, now: Now) -> Result<Self, StoreError> {
+        let Connected { pool, backend, .. } = connect(opts, now, migrate::INSTANCE_MIGRATIONS).await?;
+        Ok(SqlInstanceStore { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres || !crate::valid_schema_name(schema) {
+            return Err(StoreError::Backend("not a PostgreSQL schema".into()));
+        }
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn complete(&self, row: &AnyRow) -> StoreResult<Operator> {
+        let id: i64 = get(row, "operator_id")?;
+        let auth: String = get(row, "auth_type")?;
+        let groups = sqlx::query(
+            "SELECT g.name FROM operator_group_members m JOIN operator_groups g ON g.group_id = m.group_id
+             WHERE m.operator_id = $1 ORDER BY g.name",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let rights =
+            sqlx::query("SELECT right_name FROM operator_rights WHERE operator_id = $1 ORDER BY right_name")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
+        Ok(Operator {
+            id,
+            login: get(row, "login")?,
+            label: get(row, "label")?,
+            email: get(row, "email")?,
+            auth_type: AuthType::parse(&auth)
+                .ok_or_else(|| StoreError::Backend(format!("unknown auth type {auth:?}")))?,
+            disabled: get::<i64>(row, "disabled")? != 0,
+            forbid_rich_client: get::<i64>(row, "forbid_rich_client")? != 0,
+            trusted_ip_mask: get(row, "trusted_ip_mask")?,
+            security_zone: get(row, "security_zone")?,
+            rights: rights
+                .iter()
+                .map(|r| get(r, "right_name"))
+                .collect::<StoreResult<_>>()?,
+            groups: groups
+                .iter()
+                .map(|r| get(r, "name"))
+                .collect::<StoreResult<_>>()?,
+            password_hash: get(row, "password_hash")?,
+            ims_id: get(row, "ims_id")?,
+            builtin: get::<i64>(row, "builtin")? != 0,
+            created_at: Now::from_millis(get(row, "created_at")?),
+            modified_at: Now::from_millis(get(row, "modified_at")?),
+        })
+    }
+}
+
+#[async_trait]
+impl OperatorStore for SqlInstanceStore {
+    async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>> {
+        let row = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE login = $1"
+        ))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        match row {
+            Some(r) => Ok(Some(self.complete(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn operator(&self, id: i64) -> StoreResult<Option<Operator>> {
+        let row = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE operator_id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        match row {
+            Some(r) => Ok(Some(self.complete(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn create_operator(&self, op: &Operator) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let row = sqlx::query(
+            "INSERT INTO operators (login, label, email, auth_type, disabled, forbid_rich_client, trusted_ip_mask,
+             security_zone, password_hash, ims_id, builtin, created_at, modified_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING operator_id",
+        )
+        .bind(&op.login)
+        .bind(&op.label)
+        .bind(op.email.clone())
+        .bind(op.auth_type.as_str())
+        .bind(i64::from(op.disabled))
+        .bind(i64::from(op.forbid_rich_client))
+        .bind(op.trusted_ip_mask.clone())
+        .bind(op.security_zone.clone())
+        .bind(op.password_hash.clone())
+        .bind(op.ims_id.clone())
+        .bind(i64::from(op.builtin))
+        .bind(op.created_at.millis())
+        .bind(op.modified_at.millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        let id: i64 = get(&row, "operator_id")?;
+        for group in &op.groups {
+            let done = sqlx::query(
+                "INSERT INTO operator_group_members (operator_id, group_id)
+                 SELECT $1, group_id FROM operator_groups WHERE name = $2",
+            )
+            .bind(id)
+            .bind(group)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("no operator group {group:?}")));
+            }
+        }
+        for right in &op.rights {
+            sqlx::query("INSERT INTO operator_rights (operator_id, right_name) VALUES ($1, $2)")
+                .bind(id)
+                .bind(right)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(id)
+    }
+
+    async fn operator_count(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM operators")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        get(&row, "n")
+    }
+
+    async fn groups(&self) -> StoreResult<Vec<OperatorGroup>> {
+        let rows = sqlx::query(
+            "SELECT g.group_id, g.name, g.label, r.right_name FROM operator_groups g
+             LEFT JOIN group_rights r ON r.group_id = g.group_id ORDER BY g.name, r.right_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let mut out: Vec<OperatorGroup> = Vec::new();
+        for row in &rows {
+            let id: i64 = get(row, "group_id")?;
+            if out.last().is_none_or(|g| g.id != id) {
+                out.push(OperatorGroup {
+                    id,
+                    name: get(row, "name")?,
+                    label: get(row, "label")?,
+                    rights: Vec::new(),
+                });
+            }
+            if let (Some(g), Some(right)) = (out.last_mut(), get::<Option<String>>(row, "right_name")?) {
+                g.rights.push(right);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ensure_group(&self, name: &str, label: &str, rights: &[&str]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO operator_groups (name, label) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(label)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected();
+        if inserted > 0 {
+            for right in rights {
+                sqlx::query(
+                    "INSERT INTO group_rights (group_id, right_name) SELECT group_id, $1 FROM operator_groups WHERE name = $2",
+                )
+                .bind(*right)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            }
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlInstanceStore {
+    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (session_digest, security_digest, operator_id, auth_path, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.session_digest)
+        .bind(&s.security_digest)
+        .bind(s.operator_id)
+        .bind(s.auth_path.as_str())
+        .bind(s.created_at.millis())
+        .bind(s.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn session(&self, digest: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT session_digest, security_digest, operator_id, auth_path, created_at, expires_at
+             FROM sessions WHERE session_digest = $1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let path: String = get(&row, "auth_path")?;
+        Ok(Some(Session {
+            session_digest: get(&row, "session_digest")?,
+            security_digest: get(&row, "security_digest")?,
+            operator_id: get(&row, "operator_id")?,
+            auth_path: AuthPath::parse(&path)
+                .ok_or_else(|| StoreError::Backend(format!("unknown auth path {path:?}")))?,
+            created_at: Now::from_millis(get(&row, "created_at")?),
+            expires_at: Now::from_millis(get(&row, "expires_at")?),
+        }))
+    }
+
+    async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE session_digest = $1")
+            .bind(digest)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn purge_sessions(&self, now: Now) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
+impl UsageStore for SqlInstanceStore {
+    async fn record_usage(&self, e: &UsageEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO usage_events (at, operator_id, login, action, auth_path, source, client, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.at.millis())
+        .bind(e.operator_id)
+        .bind(&e.login)
+        .bind(&e.action)
+        .bind(e.auth_path.as_str())
+        .bind(e.source.clone())
+        .bind(e.client.clone())
+        .bind(&e.outcome)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>> {
+        let limit = i64::from(limit.clamp(1, 10_000));
+        let rows = match login {
+            Some(l) => sqlx::query(
+                "SELECT at, operator_id, login, action, auth_path, source, client, outcome FROM usage_events
+                 WHERE login = $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(l)
+            .bind(limit),
+            None => sqlx::query(
+                "SELECT at, operator_id, login, action, auth_path, source, client, outcome FROM usage_events
+                 ORDER BY seq DESC LIMIT $1",
+            )
+            .bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                let path: String = get(r, "auth_path")?;
+                Ok(UsageEvent {
+                    at: Now::from_millis(get(r, "at")?),
+                    operator_id: get(r, "operator_id")?,
+                    login: get(r, "login")?,
+                    action: get(r, "action")?,
+                    auth_path: AuthPath::parse(&path)
+                        .ok_or_else(|| StoreError::Backend(format!("unknown auth path {path:?}")))?,
+                    source: get(r, "source")?,
+                    client: get(r, "client")?,
+                    outcome: get(r, "outcome")?,
+                })
+            })
+            .collect()
+    }
+}
