@@ -7,6 +7,7 @@ pub mod query;
 pub mod rights;
 pub mod service;
 pub mod store;
+pub mod time;
 pub mod version;
 
 pub use version::{Build, NativeAuth};

@@ -283,3 +283,59 @@ async fn decoy_hash() -> Result<String, Fault> {
         .map_err(|_| Fault::internal())?;
     Ok(DECOY.get_or_init(|| h).clone())
 }
+
+impl Instance {
+    /// `<serverInfo .../>` of the session information.
+    pub fn server_info_xml(&self) -> String {
+        use ims_wire::soap::escape;
+        let b = &self.info.build;
+        format!(
+            "<serverInfo buildNumber=\"{}\" majNumber=\"{}\" minNumber=\"{}\" servicePack=\"{}\" instanceName=\"{}\"/>",
+            self.info.build_number,
+            b.major,
+            b.minor,
+            b.patch,
+            escape(&self.info.name)
+        )
+    }
+
+    /// `<userInfo .../>` for an operator, with its groups, effective rights and packages.
+    pub async fn user_info_xml(&self, op: &Operator) -> Result<String, Fault> {
+        use ims_wire::soap::escape;
+        let groups = self.store.groups().await?;
+        let rights = self.effective_rights(op).await?;
+        let mut xml = format!(
+            "<userInfo login=\"{}\" loginId=\"{}\" loginCS=\"{} ({})\" timezone=\"UTC\" instanceLocale=\"en\" locale=\"en\">",
+            escape(&op.login),
+            op.id,
+            escape(&op.label),
+            escape(&op.login)
+        );
+        for g in groups.iter().filter(|g| op.groups.contains(&g.name)) {
+            xml.push_str(&format!(
+                "<login-group id=\"{}\" name=\"{}\" label=\"{}\"/>",
+                g.id,
+                escape(&g.name),
+                escape(&g.label)
+            ));
+        }
+        for r in &rights {
+            xml.push_str(&format!("<login-right right=\"{}\"/>", escape(r)));
+        }
+        xml.push_str("<installed-package name=\"core\" namespace=\"nms\"/>");
+        if self.info.kind == InstanceKind::MessageCenter {
+            xml.push_str("<installed-package name=\"messageCenter\" namespace=\"nms\"/>");
+        }
+        xml.push_str("</userInfo>");
+        Ok(xml)
+    }
+
+    /// `<sessionInfo>` returned by `Logon` and `BearerTokenLogon`.
+    pub async fn session_info_xml(&self, op: &Operator) -> Result<String, Fault> {
+        Ok(format!(
+            "<sessionInfo>{}{}</sessionInfo>",
+            self.server_info_xml(),
+            self.user_info_xml(op).await?
+        ))
+    }
+}

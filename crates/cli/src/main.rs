@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod files;
+mod instance;
 mod pki;
 mod remote;
 mod server;

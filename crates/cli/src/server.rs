@@ -127,6 +127,20 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(p: Prepared) -> Result<()> {
+    run_with(p, Vec::new()).await
+}
+
+/// Serves the IMS and the `extra` listeners (instances) until SIGINT or SIGTERM.
+pub async fn run_with(p: Prepared, extra: Vec<(TcpListener, axum::Router)>) -> Result<()> {
+    let mut extra_tasks = Vec::new();
+    for (listener, router) in extra {
+        extra_tasks.push(tokio::spawn(ims_http::serve::serve(
+            listener,
+            router,
+            p.tls.clone(),
+            shutdown_signal(),
+        )));
+    }
     let public = ims_http::public_router(p.state.clone());
     // Administration and operations share the private listener when there is one.
     let ops = ims_http::ops_router(p.state.clone()).merge(ims_http::admin::router(p.state.clone()));
@@ -138,6 +152,9 @@ pub async fn run(p: Prepared) -> Result<()> {
             ops_task.abort();
         }
         None => ims_http::serve::serve(p.listener, public.merge(ops), p.tls, shutdown_signal()).await?,
+    }
+    for task in extra_tasks {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -5,8 +5,10 @@
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
 
+use ims_campaign::service::InstanceKind;
+use ims_campaign::Build;
 use ims_identity::keys::MasterKey;
-use ims_wire::UpFile;
+use ims_wire::{UpFile, UpInstance};
 
 use crate::config::Config;
 use crate::{files, pki, server};
@@ -92,6 +94,38 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let store = server::open_store(&config).await?;
     let created = server::bootstrap(&store, &config).await?;
     let prepared = server::prepare(&config, store.clone(), listener).await?;
+
+    // The marketing instance, on the next port (or a free one, kept across restarts).
+    let name = MARKETING_INSTANCE;
+    let previous_instance = previous
+        .as_ref()
+        .and_then(|p| p.instances.iter().find(|i| i.name == name).cloned());
+    let instance_listener = if port == 0 {
+        let keep = previous_instance.as_ref().and_then(|i| url_port(&i.url));
+        match keep {
+            Some(p) => match server::bind(&format!("127.0.0.1:{p}"), config.tls).await {
+                Ok(l) => l,
+                Err(_) => server::bind("127.0.0.1:0", config.tls).await?,
+            },
+            None => server::bind("127.0.0.1:0", config.tls).await?,
+        }
+    } else {
+        server::bind(&format!("127.0.0.1:{}", port.saturating_add(1)), config.tls).await?
+    };
+    let build: Build = DEMO_BUILD.parse()?;
+    let (instance, created_admin) =
+        crate::instance::open_embedded(&dir, name, InstanceKind::Marketing, build).await?;
+    let instance_url = format!(
+        "{}://{}",
+        if config.tls { "https" } else { "http" },
+        instance_listener.local_addr()?
+    );
+    let instance_password = match (created_admin, previous_instance) {
+        (Some(p), _) => p.expose().to_owned(),
+        (None, Some(prev)) => prev.admin_password,
+        (None, None) => String::new(),
+    };
+    let instance_router = ims_http::campaign::router(ims_http::campaign::InstanceState { instance });
     let org = match &created {
         Some((org, _)) => org.clone(),
         None => ims_identity::store::OrgStore::orgs(&*store)
@@ -113,6 +147,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ca_cert: pki.ca_cert.display().to_string(),
         database_url: config.database_url.clone().unwrap_or_default(),
         pid: std::process::id(),
+        instances: vec![UpInstance {
+            name: name.to_owned(),
+            url: instance_url.clone(),
+            build: build.to_string(),
+            admin_login: "admin".to_owned(),
+            admin_password: instance_password,
+        }],
     };
     files::write_private(&up_file(&dir), serde_json::to_string_pretty(&up)?.as_bytes())?;
     println!("ims is up");
@@ -123,14 +164,20 @@ pub async fn run(args: UpArgs) -> Result<()> {
         up.admin_email,
         up_file(&dir).display()
     );
+    println!("  instance       {name} (build {build}) at {instance_url}");
     println!("  CA certificate {}", up.ca_cert);
     println!("  data           {}", dir.display());
     println!(
         "Create a technical account: ims credential create --data-dir {} --name NAME",
         dir.display()
     );
-    server::run(prepared).await
+    server::run_with(prepared, vec![(instance_listener, instance_router)]).await
 }
+
+/// The demo marketing instance `ims up` runs.
+pub const MARKETING_INSTANCE: &str = "marketing";
+/// Its build: the one the vendor recommends migrating from.
+pub const DEMO_BUILD: &str = "7.4.1";
 
 fn url_port(url: &str) -> Option<u16> {
     url.rsplit(':').next()?.trim_end_matches('/').parse().ok()

@@ -184,6 +184,17 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     let base = upj["ims_url"].as_str().unwrap().to_owned();
     assert!(base.starts_with("https://127.0.0.1:"));
     assert!(upj["org_id"].as_str().unwrap().ends_with("@AdobeOrg"));
+    let inst = &upj["instances"][0];
+    assert_eq!(
+        (
+            inst["name"].as_str(),
+            inst["build"].as_str(),
+            inst["admin_login"].as_str()
+        ),
+        (Some("marketing"), Some("7.4.1"), Some("admin"))
+    );
+    assert!(inst["url"].as_str().unwrap().starts_with("https://127.0.0.1:"));
+    assert!(!inst["admin_password"].as_str().unwrap().is_empty());
     assert!(Path::new(upj["ca_cert"].as_str().unwrap()).is_absolute());
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
@@ -240,6 +251,10 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     let (server, upj2) = up(&dir, &[]);
     assert_eq!(upj2["ims_url"], upj["ims_url"]);
     assert_eq!(upj2["admin_password"], upj["admin_password"]);
+    assert_eq!(
+        upj2["instances"], upj["instances"],
+        "the instance keeps its port and admin password"
+    );
     assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
 
     // The same administration through the running IMS's API.

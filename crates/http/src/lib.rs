@@ -3,6 +3,7 @@
 //! carries health and metrics, so a deployment can put it on a private listener.
 
 pub mod admin;
+pub mod campaign;
 pub mod error;
 pub mod metrics;
 mod oauth;

@@ -1361,3 +1361,316 @@ fn token_endpoint_answers_any_input_in_the_oauth_shape() {
         )
         .unwrap();
 }
+
+// ----- the instance's SOAP surface ---------------------------------------------------------------
+
+mod instance {
+    use super::*;
+    use ims_campaign::model::{AuthType, Operator};
+    use ims_campaign::rights::DEFAULT_GROUPS;
+    use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
+    use ims_campaign::store::OperatorStore as _;
+    use ims_http::campaign::{router, InstanceState};
+    use ims_store::instance::SqlInstanceStore;
+
+    const PASSWORD: &str = "operator password 1";
+
+    async fn instance_app() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("i.db").display());
+        let store = Arc::new(
+            SqlInstanceStore::open(&Options::new(url), Now::system())
+                .await
+                .unwrap(),
+        );
+        for g in DEFAULT_GROUPS {
+            store.ensure_group(g.name, g.label, g.rights).await.unwrap();
+        }
+        let now = Now::system();
+        store
+            .create_operator(&Operator {
+                id: 0,
+                login: "jdoe".into(),
+                label: "J. Doe".into(),
+                email: Some("jdoe@example.com".into()),
+                auth_type: AuthType::Native,
+                disabled: false,
+                forbid_rich_client: false,
+                trusted_ip_mask: None,
+                security_zone: None,
+                rights: vec![],
+                groups: vec!["deliveryOperators".into()],
+                password_hash: Some(
+                    ims_identity::password::hash(&Secret::new(PASSWORD))
+                        .await
+                        .unwrap(),
+                ),
+                ims_id: None,
+                builtin: false,
+                created_at: now,
+                modified_at: now,
+            })
+            .await
+            .unwrap();
+        let inst = Instance::new(
+            store,
+            InstanceInfo::new("prod", InstanceKind::Marketing, "7.4.1".parse().unwrap()),
+        );
+        (
+            router(InstanceState {
+                instance: Arc::new(inst),
+            }),
+            dir,
+        )
+    }
+
+    fn envelope(method: &str, urn: &str, params: &str) -> String {
+        format!(
+            r#"<SOAP-ENV:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:{method} xmlns:m="urn:{urn}" SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        )
+    }
+
+    fn logon_body(login: &str, password: &str) -> String {
+        envelope(
+            "Logon",
+            "xtk:session",
+            &format!(
+                r#"<sessiontoken xsi:type="xsd:string"></sessiontoken><login xsi:type="xsd:string">{login}</login><password xsi:type="xsd:string">{password}</password><parameters xsi:type="ns:Element"/>"#
+            ),
+        )
+    }
+
+    fn soap_req(action: &str) -> http::request::Builder {
+        Request::post(format!(
+            "/nl/jsp/soaprouter.jsp?soapAction={}",
+            url::form_urlencoded::byte_serialize(action.as_bytes()).collect::<String>()
+        ))
+        .header("content-type", "application/soap+xml;charset=UTF-8")
+        .header("soapaction", action)
+    }
+
+    async fn call(
+        app: &Router,
+        action: &str,
+        body: String,
+        extra: &[(&str, String)],
+    ) -> (StatusCode, String) {
+        let mut b = soap_req(action);
+        for (k, v) in extra {
+            b = b.header(*k, v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(b.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    fn value(xml: &str, element: &str) -> String {
+        let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).unwrap();
+        let body = root.element("Body").unwrap();
+        let resp = body.elements().next().unwrap();
+        resp.element(element).map(|e| e.text()).unwrap_or_default()
+    }
+
+    fn fault_code(xml: &str) -> Option<String> {
+        let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).ok()?;
+        let f = root.element("Body")?.element("Fault")?;
+        Some(f.element("faultstring")?.text().split(' ').next()?.to_owned())
+    }
+
+    #[tokio::test]
+    async fn logon_then_calls_with_the_session_wherever_the_client_puts_it() {
+        let (app, _dir) = instance_app().await;
+        let (status, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{xml}");
+        assert!(xml.contains("<LogonResponse xmlns='urn:xtk:session'"), "{xml}");
+        assert!(xml.contains("<serverInfo ") && xml.contains("<userInfo login=\"jdoe\""));
+        assert!(xml.contains("<login-right right=\"startDelivery\"/>"));
+        let session = value(&xml, "pstrSessionToken");
+        let security = value(&xml, "pstrSecurityToken");
+        assert!(session.starts_with("___ims_") && security.starts_with("@ims_"));
+        let info = envelope("GetUserInfo", "xtk:session", "<sessiontoken/>");
+        let ways: Vec<Vec<(&str, String)>> = vec![
+            vec![
+                ("x-session-token", session.clone()),
+                ("x-security-token", security.clone()),
+            ],
+            vec![("cookie", format!("other=1; __sessiontoken={session}"))],
+        ];
+        for extra in ways {
+            let (_, xml) = call(&app, "xtk:session#GetUserInfo", info.clone(), &extra).await;
+            assert!(
+                xml.contains("<GetUserInfoResponse") && xml.contains("login=\"jdoe\""),
+                "{extra:?}: {xml}"
+            );
+        }
+        // In the SOAP Header, and as the first parameter.
+        let in_header = info.replace("<SOAP-ENV:Body>", &format!("<SOAP-ENV:Header><Cookie>__sessiontoken={session}</Cookie><X-Security-Token>{security}</X-Security-Token></SOAP-ENV:Header><SOAP-ENV:Body>"));
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", in_header, &[]).await;
+        assert!(xml.contains("<GetUserInfoResponse"), "{xml}");
+        let as_param = envelope(
+            "GetServerTime",
+            "xtk:session",
+            &format!("<sessiontoken>{session}</sessiontoken>"),
+        );
+        let (_, xml) = call(&app, "xtk:session#GetServerTime", as_param, &[]).await;
+        assert!(xml.contains("xsi:type='xsd:dateTime'"), "{xml}");
+        // A wrong security token is refused as an expired session.
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            info.clone(),
+            &[
+                ("x-session-token", session.clone()),
+                ("x-security-token", "@ims_forged".into()),
+            ],
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"));
+        // Logoff ends the session.
+        let (_, xml) = call(
+            &app,
+            "xtk:session#Logoff",
+            envelope("Logoff", "xtk:session", "<sessiontoken/>"),
+            &[("x-session-token", session.clone())],
+        )
+        .await;
+        assert!(xml.contains("<LogoffResponse"), "{xml}");
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            info,
+            &[("x-session-token", session)],
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"));
+    }
+
+    #[tokio::test]
+    async fn faults_carry_the_vendor_codes() {
+        let (app, _dir) = instance_app().await;
+        let (status, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", "wrong"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(xml.contains("<faultcode>SOAP-ENV:Client</faultcode>"));
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
+        let (_, xml) = call(&app, "xtk:session#Logon", logon_body("nobody", "wrong"), &[]).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
+        // No session: expired-session fault, which the reference client turns into a reconnect.
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+            &[],
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"));
+        // Unknown method, once signed in.
+        let (_, logon) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        let session = value(&logon, "pstrSessionToken");
+        let (_, xml) = call(
+            &app,
+            "xtk:session#Frobnicate",
+            envelope("Frobnicate", "xtk:session", "<sessiontoken/>"),
+            &[("x-session-token", session)],
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("SOP-330006"), "{xml}");
+    }
+
+    #[tokio::test]
+    async fn the_operation_comes_from_the_body_and_must_agree_with_soapaction() {
+        let (app, _dir) = instance_app().await;
+        let (_, xml) = call(&app, "xtk:session#Logoff", logon_body("jdoe", PASSWORD), &[]).await;
+        assert!(
+            fault_code(&xml).is_some() && !xml.contains("pstrSessionToken"),
+            "{xml}"
+        );
+        // Interface form of the action, without the header: the URL parameter alone.
+        let req = Request::post("/nl/jsp/soaprouter.jsp?soapAction=xtk%3Apersist%7Cxtk%3Asession%23Logon")
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(Body::from(logon_body("jdoe", PASSWORD)))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(text.contains("pstrSessionToken"), "{text}");
+        // Doubled slashes from an endpoint with a trailing slash.
+        let req = Request::get("//r/test").body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_and_a_session_token_together_are_a_fault() {
+        let (app, _dir) = instance_app().await;
+        let (_, logon) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        let session = value(&logon, "pstrSessionToken");
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+            &[
+                ("x-session-token", session),
+                ("authorization", "Bearer abc.def.ghi".into()),
+            ],
+        )
+        .await;
+        assert!(xml.contains("either a bearer token or a session token"), "{xml}");
+    }
+
+    /// SECURITY.md item 33, against the real router.
+    #[tokio::test]
+    async fn the_xml_battery() {
+        let (app, _dir) = instance_app().await;
+        let logon = logon_body("jdoe", PASSWORD);
+        let cases: Vec<(&str, String)> = vec![
+            ("entity expansion", format!("<!DOCTYPE x [<!ENTITY a \"{}\">]>{}", "A".repeat(50_000), logon.replace("jdoe", "&a;"))),
+            ("XXE", format!("<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}", logon.replace("jdoe", "&e;"))),
+            ("billion laughs", format!("<!DOCTYPE l [<!ENTITY l \"lol\"><!ENTITY l2 \"&l;&l;&l;&l;&l;&l;&l;&l;&l;&l;\"><!ENTITY l3 \"&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;\">]>{}", logon.replace("jdoe", "&l3;"))),
+            ("deep nesting", logon.replace("<parameters xsi:type=\"ns:Element\"/>", &format!("<parameters>{}{}</parameters>", "<a>".repeat(100_000), "</a>".repeat(100_000)))),
+            ("10^5 xmlns", logon.replace("<m:Logon ", &format!("<m:Logon {}", (0..100_000).map(|i| format!("xmlns:p{i}=\"urn:{i}\" ")).collect::<String>()))),
+            ("two body children", logon.replace("</SOAP-ENV:Body>", "<m:Logoff xmlns:m=\"urn:xtk:session\"/></SOAP-ENV:Body>")),
+            ("credentials split by a comment", logon.replace("jdoe", "jd<!-- -->oe")),
+            ("UTF-16 declaration", format!("<?xml version=\"1.0\" encoding=\"UTF-16\"?>{logon}")),
+            ("UTF-7 declaration", format!("<?xml version=\"1.0\" encoding=\"UTF-7\"?>{logon}")),
+            ("duplicate credential elements", logon.replace("<parameters", &format!("<password>{PASSWORD}</password><parameters"))),
+            ("processing instruction", logon.replace("<SOAP-ENV:Body>", "<SOAP-ENV:Body><?php system('id'); ?>")),
+        ];
+        for (what, body) in cases {
+            let (status, xml) = call(&app, "xtk:session#Logon", body, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{what}");
+            assert!(
+                fault_code(&xml).is_some(),
+                "{what} must be a fault: {}",
+                &xml[..xml.len().min(300)]
+            );
+            assert!(!xml.contains("pstrSessionToken"), "{what} must not sign in");
+        }
+        // CDATA is ordinary text: the same credentials sign in.
+        let (_, xml) = call(
+            &app,
+            "xtk:session#Logon",
+            logon.replace(">jdoe<", "><![CDATA[jd]]>oe<"),
+            &[],
+        )
+        .await;
+        assert!(xml.contains("pstrSessionToken"), "{xml}");
+        // A 50 MB body is refused before parsing; non-UTF-8 bytes are a fault.
+        let big = format!("{}{}", logon, " ".repeat(50 * 1024 * 1024));
+        let (status, xml) = call(&app, "xtk:session#Logon", big, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(fault_code(&xml).is_some());
+        let mut latin1 = logon.clone().into_bytes();
+        latin1.push(0xE9);
+        let resp = app
+            .clone()
+            .oneshot(soap_req("xtk:session#Logon").body(Body::from(latin1)).unwrap())
+            .await
+            .unwrap();
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(fault_code(&text).is_some());
+    }
+}

@@ -89,4 +89,19 @@ pub struct UpFile {
     pub database_url: String,
     /// Process id of the `ims up` that wrote the file.
     pub pid: u32,
+    /// The Campaign instances `ims up` runs.
+    #[serde(default)]
+    pub instances: Vec<UpInstance>,
+}
+
+/// One instance in `up.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpInstance {
+    pub name: String,
+    /// Base URL, e.g. `https://127.0.0.1:8444` (the SOAP router is `{url}/nl/jsp/soaprouter.jsp`).
+    pub url: String,
+    pub build: String,
+    /// The instance's `admin` operator.
+    pub admin_login: String,
+    pub admin_password: String,
 }

@@ -1,0 +1,328 @@
+//! The instance's HTTP surface: the SOAP router, `/r/test` and `ping.jsp`. Faults are sent with
+//! HTTP 200, the choice that lets the reference client parse them into errors with their codes
+//! (protocols/campaign-soap.md, "Faults").
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use std::sync::Arc;
+
+use ims_campaign::fault::Fault;
+use ims_campaign::model::Operator;
+use ims_campaign::service::{Caller, Instance};
+use ims_campaign::time;
+use ims_identity::secret::Secret;
+use ims_identity::Now;
+use ims_wire::soap::{self, Envelope, Limits, Value};
+
+use crate::{Body, Meta};
+
+/// Largest SOAP request read (checked before parsing).
+pub const MAX_SOAP_BODY: usize = 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct InstanceState {
+    pub instance: Arc<Instance>,
+}
+
+/// A fault as an HTTP response.
+#[derive(Debug)]
+pub struct SoapFault(pub Fault);
+
+impl From<ims_identity::Error> for SoapFault {
+    fn from(e: ims_identity::Error) -> Self {
+        SoapFault(Fault::bad_request(e.to_string()))
+    }
+}
+
+impl IntoResponse for SoapFault {
+    fn into_response(self) -> Response {
+        xml(soap::fault(self.0.client, &self.0.to_string(), &self.0.message))
+    }
+}
+
+fn xml(body: String) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml;charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Collapses repeated slashes: the reference client concatenates its endpoint and paths, so a
+/// trailing slash in the endpoint yields `//nl/jsp/...`.
+async fn normalise_slashes(mut req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    if path.contains("//") {
+        let mut clean = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && clean.ends_with('/')) {
+                clean.push(c);
+            }
+        }
+        let pq = match req.uri().query() {
+            Some(q) => format!("{clean}?{q}"),
+            None => clean,
+        };
+        if let Ok(uri) = pq.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    next.run(req).await
+}
+
+pub fn router(state: InstanceState) -> Router {
+    let inner = Router::new()
+        .route("/nl/jsp/soaprouter.jsp", post(soap_router))
+        .route("/r/test", get(r_test))
+        .route("/nl/jsp/ping.jsp", get(ping))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
+        .with_state(state);
+    // Slashes are normalised before routing, so this layer wraps the whole router.
+    Router::new()
+        .fallback_service(inner)
+        .layer(axum::middleware::from_fn(normalise_slashes))
+}
+
+async fn r_test(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {
+    let info = st.instance.info();
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let body = format!(
+        "<redir status='OK' date='{}' build='{}' version='{}.{}.{}' instance='{}' sourceIP='{}' host='{}' localHost='{}'/>",
+        time::server_date(meta.now),
+        info.build_number,
+        info.build.major,
+        info.build.minor,
+        info.build.patch,
+        soap::escape(&info.name),
+        soap::escape(meta.source.as_deref().unwrap_or_default()),
+        soap::escape(host),
+        soap::escape(&info.name)
+    );
+    xml(body)
+}
+
+async fn ping(meta: Meta) -> Response {
+    let mut resp = format!("OK\n{}\n", time::server_date(meta.now)).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain;charset=utf-8"),
+    );
+    resp
+}
+
+/// Credentials a request carries, from wherever the reference client puts them.
+#[derive(Debug, Default)]
+struct Presented {
+    session: Option<String>,
+    security: Option<String>,
+    bearer: Option<String>,
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.split(';').map(str::trim).find_map(|kv| {
+                kv.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(str::to_owned)
+            })
+        })
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn presented(headers: &HeaderMap, env: &Envelope) -> Presented {
+    let soap_cookie = env.header_text("Cookie").and_then(|c| {
+        c.split(';')
+            .map(str::trim)
+            .find_map(|kv| kv.strip_prefix("__sessiontoken=").map(str::to_owned))
+    });
+    let first_param = env
+        .params()
+        .first()
+        .filter(|p| p.name.eq_ignore_ascii_case("sessiontoken"))
+        .map(|p| p.text());
+    let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    Presented {
+        session: non_empty(header(headers, "x-session-token"))
+            .or_else(|| non_empty(cookie(headers, "__sessiontoken")))
+            .or_else(|| non_empty(soap_cookie))
+            .or_else(|| non_empty(first_param)),
+        security: non_empty(header(headers, "x-security-token"))
+            .or_else(|| non_empty(env.header_text("X-Security-Token"))),
+        bearer: header(headers, "authorization").and_then(|a| {
+            let (scheme, token) = a.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        }),
+    }
+}
+
+/// Client headers kept as usage evidence.
+fn client_headers(headers: &HeaderMap) -> Option<String> {
+    let keep = [
+        "acc-sdk-auth",
+        "acc-sdk-version",
+        "acc-sdk-client-app",
+        "x-query-source",
+        "user-agent",
+    ];
+    let parts: Vec<String> = keep
+        .iter()
+        .filter_map(|k| {
+            header(headers, k).map(|v| format!("{k}: {}", v.chars().take(120).collect::<String>()))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+async fn soap_router(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body, _): Body<SoapFault>,
+) -> Response {
+    match handle(&st, &meta, &headers, &uri, &body).await {
+        Ok(xml_body) => xml(xml_body),
+        Err(fault) => SoapFault(fault).into_response(),
+    }
+}
+
+async fn handle(
+    st: &InstanceState,
+    meta: &Meta,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<String, Fault> {
+    let text = std::str::from_utf8(body).map_err(|_| Fault::bad_request("the request must be UTF-8"))?;
+    let env = soap::parse_envelope(text, Limits::default()).map_err(|e| Fault::bad_request(e.0))?;
+    let action = header(headers, "soapaction").or_else(|| {
+        uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "soapAction")
+                .map(|(_, v)| v.into_owned())
+        })
+    });
+    if let Some(action) = &action {
+        if !soap::action_matches(action, &env) {
+            return Err(Fault::bad_request(
+                "the SOAPAction does not name the operation in the Body",
+            ));
+        }
+    }
+    let creds = presented(headers, &env);
+    if creds.bearer.is_some() && creds.session.is_some() {
+        return Err(Fault::bad_request(
+            "send either a bearer token or a session token, not both",
+        ));
+    }
+    let caller = Caller {
+        source: meta.source.clone(),
+        client: client_headers(headers),
+    };
+    let operation = env.operation();
+    let inst = &st.instance;
+    let params = env.params();
+    match operation.as_str() {
+        "xtk:session#Logon" => {
+            let login = params.get(1).map(|p| p.text()).unwrap_or_default();
+            let password = Secret::new(params.get(2).map(|p| p.text()).unwrap_or_default());
+            let remember = params
+                .get(3)
+                .and_then(|p| p.attr("rememberMe"))
+                .is_some_and(|v| v == "true");
+            if params.len() > 4 {
+                return Err(Fault::bad_request("Logon takes at most four parameters"));
+            }
+            let (tokens, op) = inst.logon(&login, &password, remember, meta.now, &caller).await?;
+            logon_response(
+                "Logon",
+                inst,
+                &op,
+                tokens.session.expose(),
+                tokens.security.expose(),
+            )
+            .await
+        }
+        "xtk:session#Logoff" => {
+            if let Some(session) = &creds.session {
+                inst.logoff(session).await?;
+            }
+            Ok(soap::response("Logoff", "urn:xtk:session", &[]))
+        }
+        "xtk:session#GetServerTime" => {
+            authenticated(inst, &creds, meta.now).await?;
+            Ok(soap::response(
+                "GetServerTime",
+                "urn:xtk:session",
+                &[("pdtTime", Value::DateTime(time::iso8601(meta.now)))],
+            ))
+        }
+        "xtk:session#GetUserInfo" => {
+            let op = authenticated(inst, &creds, meta.now).await?;
+            let info = inst.user_info_xml(&op).await?;
+            Ok(soap::response(
+                "GetUserInfo",
+                "urn:xtk:session",
+                &[("pUserInfo", Value::Element(info))],
+            ))
+        }
+        _ => {
+            authenticated(inst, &creds, meta.now).await?;
+            Err(Fault::unknown_method(&env.method.name, &env.method.ns))
+        }
+    }
+}
+
+async fn authenticated(inst: &Instance, creds: &Presented, now: Now) -> Result<Operator, Fault> {
+    if creds.bearer.is_some() {
+        return Err(Fault::forbidden(
+            "this instance does not accept bearer tokens yet",
+        ));
+    }
+    let session = creds.session.as_deref().ok_or_else(Fault::session_expired)?;
+    let (op, _) = inst
+        .session_operator(session, creds.security.as_deref(), now)
+        .await?;
+    Ok(op)
+}
+
+async fn logon_response(
+    method: &str,
+    inst: &Instance,
+    op: &Operator,
+    session: &str,
+    security: &str,
+) -> Result<String, Fault> {
+    Ok(soap::response(
+        method,
+        "urn:xtk:session",
+        &[
+            ("pstrSessionToken", Value::String(session.to_owned())),
+            ("pSessionInfo", Value::Element(inst.session_info_xml(op).await?)),
+            ("pstrSecurityToken", Value::String(security.to_owned())),
+        ],
+    ))
+}
