@@ -39,3 +39,24 @@ test('a wrong password is the SDK structured error with the code', async () => {
     return true
   })
 })
+
+test('bearer logon with a token from the IMS token service', async () => {
+  const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CREDENTIAL, 'utf8'))
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid' })
+  const res = await fetch(`${up.ims_url}/ims/token/v3`, { method: 'POST', body: form })
+  assert.equal(res.status, 200)
+  const token = (await res.json()).access_token
+  const client = await sdk.init(sdk.ConnectionParameters.ofBearerToken(instance.url, token))
+  await client.logon()
+  const info = client.getSessionInfo('SimpleJson')
+  assert.equal(info.userInfo.login, cred.technical_account_email, 'the technical account operator, created at its first call')
+  assert.equal((await client.ping()).status, 'OK')
+  await client.logoff()
+  // A tampered token takes the SDK's session-expired path.
+  const forged = await sdk.init(sdk.ConnectionParameters.ofBearerToken(instance.url, token.slice(0, -4) + 'AAAA'))
+  await assert.rejects(forged.logon(), (e) => {
+    assert.equal(e.errorCode, 'SDK-000012', 'the SDK\'s SESSION_EXPIRED')
+    assert.equal(e.statusCode, 401)
+    return true
+  })
+})

@@ -1,6 +1,7 @@
 //! The Campaign instance's access layer: build versions and what they allow, operators, groups,
 //! named rights, sessions, usage evidence, the `where` language of queries. No HTTP and no SQL.
 
+pub mod bearer;
 pub mod fault;
 pub mod model;
 pub mod query;

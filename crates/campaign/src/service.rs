@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ims_identity::secret::{self, Secret};
 use ims_identity::Now;
 
+use crate::bearer::TrustedIssuer;
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator, Session, UsageEvent};
 use crate::store::InstanceStore;
@@ -42,6 +43,9 @@ pub struct InstanceInfo {
     pub session_secs: i64,
     pub remember_me_secs: i64,
     pub allow_list: Vec<String>,
+    /// Groups a technical account operator gets when it is created at its first call (until
+    /// product profiles decide).
+    pub technical_account_groups: Vec<String>,
 }
 
 impl InstanceInfo {
@@ -54,6 +58,7 @@ impl InstanceInfo {
             session_secs: 24 * 3600,
             remember_me_secs: 30 * 24 * 3600,
             allow_list: DEFAULT_ALLOW_LIST.iter().map(|s| s.to_string()).collect(),
+            technical_account_groups: Vec::new(),
         }
     }
 
@@ -90,6 +95,7 @@ pub struct Caller {
 pub struct Instance {
     store: Arc<dyn InstanceStore>,
     info: InstanceInfo,
+    bearer: Option<Arc<TrustedIssuer>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -102,7 +108,17 @@ impl std::fmt::Debug for Instance {
 
 impl Instance {
     pub fn new(store: Arc<dyn InstanceStore>, info: InstanceInfo) -> Self {
-        Instance { store, info }
+        Instance {
+            store,
+            info,
+            bearer: None,
+        }
+    }
+
+    /// Accepts access tokens of this IMS (`Authorization: Bearer`, `BearerTokenLogon`).
+    pub fn with_bearer(mut self, issuer: Arc<TrustedIssuer>) -> Self {
+        self.bearer = Some(issuer);
+        self
     }
 
     pub fn info(&self) -> &InstanceInfo {
@@ -248,6 +264,119 @@ impl Instance {
             return Err(Fault::session_expired());
         }
         Ok((op, session))
+    }
+
+    /// The operator an IMS access token stands for. A technical account's operator is created at
+    /// its first call, named by the technical account's email; a person's token needs an operator
+    /// already linked to that identity.
+    pub async fn bearer_operator(
+        &self,
+        token: &str,
+        action: &str,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<Operator, Fault> {
+        let call = Call {
+            now,
+            action,
+            path: AuthPath::Bearer,
+            caller,
+        };
+        if !self.info.build.accepts_bearer_tokens() {
+            self.record(&call, None, "", "refused").await;
+            return Err(Fault::forbidden(format!(
+                "build {} does not accept bearer tokens; builds that do: {}",
+                self.info.build,
+                Build::BEARER_BUILDS
+            )));
+        }
+        let Some(issuer) = &self.bearer else {
+            return Err(Fault::forbidden(
+                "this instance has no IMS configured for bearer tokens",
+            ));
+        };
+        let claims = match issuer.verify(token, now).await {
+            Ok(c) => c,
+            Err(reason) => {
+                tracing::debug!(%reason, "bearer token refused");
+                self.record(&call, None, "", "refused").await;
+                return Err(Fault::session_expired());
+            }
+        };
+        let claim = |name: &str| {
+            claims
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let user_id = claim("user_id").ok_or_else(Fault::session_expired)?;
+        let op = match self.store.operator_by_ims_id(&user_id).await? {
+            Some(op) => op,
+            None if user_id.contains("@techacct.") => {
+                let login = claim("email").unwrap_or_else(|| user_id.clone());
+                self.create_technical_operator(&login, &user_id, now).await?
+            }
+            None => {
+                self.record(&call, None, &user_id, "refused").await;
+                return Err(Fault::forbidden("no operator is linked to this identity"));
+            }
+        };
+        if op.disabled {
+            self.record(&call, Some(&op), &op.login, "refused").await;
+            return Err(Fault::session_expired());
+        }
+        self.record(&call, Some(&op), &op.login, "success").await;
+        Ok(op)
+    }
+
+    async fn create_technical_operator(
+        &self,
+        login: &str,
+        ims_id: &str,
+        now: Now,
+    ) -> Result<Operator, Fault> {
+        let op = Operator {
+            id: 0,
+            login: login.to_owned(),
+            label: format!("Technical account {login}"),
+            email: Some(login.to_owned()),
+            auth_type: AuthType::TechnicalAccount,
+            disabled: false,
+            forbid_rich_client: true,
+            trusted_ip_mask: None,
+            security_zone: None,
+            rights: Vec::new(),
+            groups: self.info.technical_account_groups.clone(),
+            password_hash: None,
+            ims_id: Some(ims_id.to_owned()),
+            builtin: false,
+            created_at: now,
+            modified_at: now,
+        };
+        match self.store.create_operator(&op).await {
+            Ok(_) => {}
+            // Two first calls at once: the other one created it.
+            Err(ims_identity::error::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store
+            .operator_by_ims_id(ims_id)
+            .await?
+            .ok_or_else(Fault::internal)
+    }
+
+    /// `xtk:session#BearerTokenLogon`: a session for the token's operator.
+    pub async fn bearer_logon(
+        &self,
+        token: &str,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(SessionTokens, Operator), Fault> {
+        let op = self
+            .bearer_operator(token, "xtk:session#BearerTokenLogon", now, caller)
+            .await?;
+        let tokens = self.open_session(&op, AuthPath::Bearer, false, now).await?;
+        Ok((tokens, op))
     }
 
     /// `xtk:session#Logoff`: ends the session; an unknown token is not an error.

@@ -11,6 +11,8 @@ use crate::model::{Operator, OperatorGroup, Session, UsageEvent};
 pub trait OperatorStore: Send + Sync {
     async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>>;
     async fn operator(&self, id: i64) -> StoreResult<Option<Operator>>;
+    /// The operator linked to an IMS identity (user id or technical account id).
+    async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>>;
     /// Inserts the operator (its `id` is ignored) with its groups and direct rights; returns the id.
     async fn create_operator(&self, op: &Operator) -> StoreResult<i64>;
     async fn operator_count(&self) -> StoreResult<i64>;

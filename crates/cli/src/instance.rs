@@ -22,7 +22,7 @@ pub async fn open_embedded(
     name: &str,
     kind: InstanceKind,
     build: Build,
-) -> Result<(Arc<Instance>, Option<Secret>)> {
+) -> Result<(Instance, Option<Secret>)> {
     let url = format!("sqlite://{}", dir.join(format!("instance-{name}.db")).display());
     let now = Now::system();
     let store = Arc::new(
@@ -68,6 +68,44 @@ pub async fn open_embedded(
                 .await?;
         }
     }
-    let instance = Instance::new(store, InstanceInfo::new(name, kind, build));
-    Ok((Arc::new(instance), admin_password))
+    Ok((
+        Instance::new(store, InstanceInfo::new(name, kind, build)),
+        admin_password,
+    ))
+}
+
+/// The IMS's published keys, fetched over HTTPS (the instance trusts the same CA as its clients).
+pub struct HttpJwks {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl HttpJwks {
+    pub fn new(url: String, ca_pem: Option<&[u8]>) -> Result<Self> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+        if let Some(pem) = ca_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+        }
+        Ok(HttpJwks {
+            http: builder.build()?,
+            url,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ims_campaign::bearer::JwksSource for HttpJwks {
+    async fn fetch(&self) -> Result<serde_json::Value, String> {
+        let resp = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", self.url))?;
+        if !resp.status().is_success() {
+            return Err(format!("{} answered {}", self.url, resp.status()));
+        }
+        resp.json().await.map_err(|e| format!("{}: {e}", self.url))
+    }
 }

@@ -115,6 +115,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let build: Build = DEMO_BUILD.parse()?;
     let (instance, created_admin) =
         crate::instance::open_embedded(&dir, name, InstanceKind::Marketing, build).await?;
+    // Bearer tokens of this IMS, verified against its published keys.
+    let ca_pem = std::fs::read(&pki.ca_cert)?;
+    let jwks = crate::instance::HttpJwks::new(format!("{}/ims/keys", prepared.issuer), Some(&ca_pem))?;
+    let issuer = ims_campaign::bearer::TrustedIssuer::new(prepared.issuer.clone(), std::sync::Arc::new(jwks));
+    let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(issuer)));
     let instance_url = format!(
         "{}://{}",
         if config.tls { "https" } else { "http" },

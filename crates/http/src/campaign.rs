@@ -266,6 +266,21 @@ async fn handle(
             )
             .await
         }
+        "xtk:session#BearerTokenLogon" => {
+            let token = params.get(1).map(|p| p.text()).unwrap_or_default();
+            if params.len() > 2 {
+                return Err(Fault::bad_request("BearerTokenLogon takes two parameters"));
+            }
+            let (tokens, op) = inst.bearer_logon(token.trim(), meta.now, &caller).await?;
+            logon_response(
+                "BearerTokenLogon",
+                inst,
+                &op,
+                tokens.session.expose(),
+                tokens.security.expose(),
+            )
+            .await
+        }
         "xtk:session#Logoff" => {
             if let Some(session) = &creds.session {
                 inst.logoff(session).await?;
@@ -273,7 +288,7 @@ async fn handle(
             Ok(soap::response("Logoff", "urn:xtk:session", &[]))
         }
         "xtk:session#GetServerTime" => {
-            authenticated(inst, &creds, meta.now).await?;
+            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
             Ok(soap::response(
                 "GetServerTime",
                 "urn:xtk:session",
@@ -281,7 +296,7 @@ async fn handle(
             ))
         }
         "xtk:session#GetUserInfo" => {
-            let op = authenticated(inst, &creds, meta.now).await?;
+            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
             let info = inst.user_info_xml(&op).await?;
             Ok(soap::response(
                 "GetUserInfo",
@@ -290,17 +305,22 @@ async fn handle(
             ))
         }
         _ => {
-            authenticated(inst, &creds, meta.now).await?;
+            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
             Err(Fault::unknown_method(&env.method.name, &env.method.ns))
         }
     }
 }
 
-async fn authenticated(inst: &Instance, creds: &Presented, now: Now) -> Result<Operator, Fault> {
-    if creds.bearer.is_some() {
-        return Err(Fault::forbidden(
-            "this instance does not accept bearer tokens yet",
-        ));
+/// The operator a call runs as: the bearer token's, or the session's.
+async fn authenticated(
+    inst: &Instance,
+    creds: &Presented,
+    operation: &str,
+    now: Now,
+    caller: &Caller,
+) -> Result<Operator, Fault> {
+    if let Some(token) = &creds.bearer {
+        return inst.bearer_operator(token, operation, now, caller).await;
     }
     let session = creds.session.as_deref().ok_or_else(Fault::session_expired)?;
     let (op, _) = inst

@@ -1376,6 +1376,40 @@ mod instance {
     const PASSWORD: &str = "operator password 1";
 
     async fn instance_app() -> (Router, tempfile::TempDir) {
+        let (inst, dir) = instance_with("7.4.1").await;
+        (
+            router(InstanceState {
+                instance: Arc::new(inst),
+            }),
+            dir,
+        )
+    }
+
+    /// The IMS's keys, read in-process (the server reads them over HTTPS).
+    struct ImsKeys(Arc<Ims>);
+
+    #[async_trait::async_trait]
+    impl ims_campaign::bearer::JwksSource for ImsKeys {
+        async fn fetch(&self) -> Result<Value, String> {
+            self.0.jwks(Now::system()).await.map_err(|e| e.to_string())
+        }
+    }
+
+    /// An instance of `build` that trusts the harness's IMS.
+    pub(super) async fn bearer_app(h: &Harness, build: &str) -> (Router, Arc<Instance>, tempfile::TempDir) {
+        let (inst, dir) = instance_with(build).await;
+        let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(h.state.ims.clone())));
+        let inst = Arc::new(inst.with_bearer(Arc::new(issuer)));
+        (
+            router(InstanceState {
+                instance: inst.clone(),
+            }),
+            inst,
+            dir,
+        )
+    }
+
+    async fn instance_with(build: &str) -> (Instance, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("i.db").display());
         let store = Arc::new(
@@ -1414,17 +1448,12 @@ mod instance {
             .unwrap();
         let inst = Instance::new(
             store,
-            InstanceInfo::new("prod", InstanceKind::Marketing, "7.4.1".parse().unwrap()),
+            InstanceInfo::new("prod", InstanceKind::Marketing, build.parse().unwrap()),
         );
-        (
-            router(InstanceState {
-                instance: Arc::new(inst),
-            }),
-            dir,
-        )
+        (inst, dir)
     }
 
-    fn envelope(method: &str, urn: &str, params: &str) -> String {
+    pub(super) fn envelope(method: &str, urn: &str, params: &str) -> String {
         format!(
             r#"<SOAP-ENV:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:{method} xmlns:m="urn:{urn}" SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
         )
@@ -1449,7 +1478,7 @@ mod instance {
         .header("soapaction", action)
     }
 
-    async fn call(
+    pub(super) async fn call(
         app: &Router,
         action: &str,
         body: String,
@@ -1469,14 +1498,14 @@ mod instance {
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
-    fn value(xml: &str, element: &str) -> String {
+    pub(super) fn value(xml: &str, element: &str) -> String {
         let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).unwrap();
         let body = root.element("Body").unwrap();
         let resp = body.elements().next().unwrap();
         resp.element(element).map(|e| e.text()).unwrap_or_default()
     }
 
-    fn fault_code(xml: &str) -> Option<String> {
+    pub(super) fn fault_code(xml: &str) -> Option<String> {
         let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).ok()?;
         let f = root.element("Body")?.element("Fault")?;
         Some(f.element("faultstring")?.text().split(' ').next()?.to_owned())
@@ -1672,5 +1701,152 @@ mod instance {
             .unwrap();
         let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert!(fault_code(&text).is_some());
+    }
+}
+
+mod bearer {
+    use super::instance::*;
+    use super::*;
+
+    fn user_info(token: &str) -> (String, Vec<(&'static str, String)>) {
+        (
+            envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+            vec![("authorization", format!("Bearer {token}"))],
+        )
+    }
+
+    #[tokio::test]
+    async fn a_technical_account_operator_is_created_at_its_first_call() {
+        let h = harness().await;
+        let c = h.credential(&["openid"]).await;
+        let token = h.token(&c, "openid").await;
+        let (app, inst, _dir) = bearer_app(&h, "7.4.1").await;
+        let ta = c.client.technical_account_id.clone();
+        assert!(
+            inst.store().operator_by_ims_id(&ta).await.unwrap().is_none(),
+            "no operator before the first call"
+        );
+        let (body, headers) = user_info(&token);
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", body.clone(), &headers).await;
+        assert!(xml.contains("<GetUserInfoResponse"), "{xml}");
+        let op = inst
+            .store()
+            .operator_by_ims_id(&ta)
+            .await
+            .unwrap()
+            .expect("created by the first call");
+        assert_eq!(
+            op.login, c.client.technical_account_email,
+            "named by the technical account email"
+        );
+        assert_eq!(op.auth_type, ims_campaign::model::AuthType::TechnicalAccount);
+        assert!(op.password_hash.is_none());
+        // Later calls map to the same operator; usage records the bearer path.
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
+        assert!(xml.contains(&format!("loginId=\"{}\"", op.id)));
+        let usage = inst.store().usage(Some(&op.login), 10).await.unwrap();
+        assert_eq!(usage.len(), 2);
+        assert!(usage
+            .iter()
+            .all(|u| u.auth_path == ims_campaign::model::AuthPath::Bearer && u.outcome == "success"));
+        // BearerTokenLogon opens a session for it.
+        let logon = envelope(
+            "BearerTokenLogon",
+            "xtk:session",
+            &format!("<sessiontoken/><bearerToken xsi:type=\"xsd:string\">{token}</bearerToken>"),
+        );
+        let (_, xml) = call(&app, "xtk:session#BearerTokenLogon", logon, &[]).await;
+        assert!(
+            xml.contains("<BearerTokenLogonResponse") && xml.contains("pstrSecurityToken"),
+            "{xml}"
+        );
+        let session = value(&xml, "pstrSessionToken");
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+            &[("x-session-token", session)],
+        )
+        .await;
+        assert!(xml.contains(&c.client.technical_account_email), "{xml}");
+    }
+
+    #[tokio::test]
+    async fn bad_tokens_are_refused_with_a_fault() {
+        let h = harness().await;
+        let c = h.credential(&["openid"]).await;
+        let good = h.token(&c, "openid").await;
+        let (app, _inst, _dir) = bearer_app(&h, "7.4.1").await;
+        let now = Now::system();
+        // Signed by a key the IMS never published.
+        let master = MasterKey::generate();
+        let foreign = ims_identity::keys::KeyRing::load(
+            vec![ims_identity::keys::generate(Algorithm::ES256, &master, now, now).unwrap()],
+            &master,
+            None,
+        )
+        .unwrap();
+        let mut claims = claims(&good);
+        let other_key =
+            ims_identity::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
+        // Re-signed with the IMS's own key, claims altered.
+        let ring = ims_identity::keys::KeyRing::load(
+            ims_identity::store::KeyStore::keys(&*h.store).await.unwrap(),
+            &h.master,
+            None,
+        )
+        .unwrap();
+        let signer = ring.signer(Algorithm::ES256, now).unwrap();
+        claims["exp"] = json!(now.secs() - 3600);
+        let expired = ims_identity::jose::sign(&claims, signer).unwrap();
+        let mut c2 = super::claims(&good);
+        c2["iss"] = json!("https://evil.example");
+        let wrong_issuer = ims_identity::jose::sign(&c2, signer).unwrap();
+        let mut c3 = super::claims(&good);
+        c3["type"] = json!("id_token");
+        let other_type = ims_identity::jose::sign(&c3, signer).unwrap();
+        for (what, token) in [
+            ("other key", other_key),
+            ("expired", expired),
+            ("wrong issuer", wrong_issuer),
+            ("id token", other_type),
+            ("garbage", "a.b.c".to_owned()),
+        ] {
+            let (body, headers) = user_info(&token);
+            let (status, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{what}: {xml}");
+        }
+        // The good one passes.
+        let (body, headers) = user_info(&good);
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
+        assert!(xml.contains("<GetUserInfoResponse"), "{xml}");
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_follow_the_build_matrix() {
+        let h = harness().await;
+        let c = h.credential(&["openid"]).await;
+        let token = h.token(&c, "openid").await;
+        for (build, accepted) in [
+            ("7.3.1", false),
+            ("7.3.2.IMS", true),
+            ("7.3.4", false),
+            ("7.3.5", true),
+            ("7.4.1", true),
+            ("8.5.2", true),
+            ("8.6.0", true),
+        ] {
+            let (app, _inst, _dir) = bearer_app(&h, build).await;
+            let (body, headers) = user_info(&token);
+            let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
+            assert_eq!(xml.contains("<GetUserInfoResponse"), accepted, "{build}: {xml}");
+            if !accepted {
+                assert!(
+                    xml.contains("7.4.1 and later"),
+                    "the fault names the builds that accept bearer tokens"
+                );
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::clock::Now;
-use crate::keys::{Algorithm, KeyRing, SigningKey};
+use crate::keys::{Algorithm, KeyRing, SigningKey, VerifyingKey};
 
 /// Leeway applied to `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECS: i64 = 60;
@@ -129,9 +129,57 @@ pub struct Expectations<'a> {
 }
 
 /// Checks signature and time claims; returns the claims.
+/// Where a verifier finds the public key named by a token's `kid`: our own key ring, or the
+/// keys another service published (a JWKS).
+pub trait KeyLookup {
+    fn key(&self, kid: &str) -> Option<&VerifyingKey>;
+}
+
+impl KeyLookup for KeyRing {
+    fn key(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.verifier(kid)
+    }
+}
+
+/// Public keys read from a JWKS document. Entries we cannot use (other key types, private
+/// material) are skipped, never trusted.
+#[derive(Debug, Clone, Default)]
+pub struct PublicKeys {
+    keys: Vec<VerifyingKey>,
+}
+
+impl PublicKeys {
+    pub fn from_jwks(doc: &Value) -> Self {
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| VerifyingKey::from_jwk(k).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        PublicKeys { keys }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl KeyLookup for PublicKeys {
+    fn key(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
 pub fn verify(
     token: &str,
-    ring: &KeyRing,
+    ring: &dyn KeyLookup,
     expect: &Expectations<'_>,
 ) -> Result<Map<String, Value>, JwtError> {
     let parsed = parse(token)?;
@@ -147,7 +195,7 @@ pub fn verify(
         .as_deref()
         .ok_or(JwtError::Malformed("header lacks kid"))?;
     let key = ring
-        .verifier(kid)
+        .key(kid)
         .ok_or_else(|| JwtError::UnknownKey(kid.to_owned()))?;
     if key.alg != alg {
         return Err(JwtError::KeyAlgorithmMismatch);

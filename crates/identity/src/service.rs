@@ -416,6 +416,8 @@ impl Ims {
             "user_id": user_id,
             "as": AUTHORITY,
             "org": client.org_id,
+            // The technical account's email: instances name its operator after it.
+            "email": client.technical_account_email,
             "scope": scope.join(","),
             "created_at": now.millis().to_string(),
             "expires_in": (life * 1000).to_string(),
@@ -485,7 +487,7 @@ impl Ims {
             .ring(now)
             .await
             .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
-        match jose::verify(token, &ring, &expect) {
+        match jose::verify(token, ring.as_ref(), &expect) {
             Err(JwtError::UnknownKey(kid)) => {
                 // Another node may have rotated; reread at most once a second.
                 let last = self.last_forced_reload.load(Ordering::Relaxed);
@@ -497,7 +499,7 @@ impl Ims {
                 self.reload_keys(now, true)
                     .await
                     .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
-                jose::verify(token, &self.current_ring(), &expect)
+                jose::verify(token, self.current_ring().as_ref(), &expect)
             }
             other => other,
         }

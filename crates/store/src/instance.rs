@@ -129,6 +129,20 @@ impl OperatorStore for SqlInstanceStore {
         }
     }
 
+    async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>> {
+        let row = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE ims_id = $1"
+        ))
+        .bind(ims_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        match row {
+            Some(r) => Ok(Some(self.complete(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn create_operator(&self, op: &Operator) -> StoreResult<i64> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         let row = sqlx::query(

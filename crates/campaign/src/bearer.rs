@@ -1,0 +1,117 @@
+//! Bearer tokens from the IMS, verified offline: the instance keeps the IMS's published keys
+//! (JWKS), rereads them every few minutes and when a token names a key it has not seen (at most
+//! once every few seconds), and accepts only access tokens of the pinned issuer.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ims_identity::jose::{self, Expectations, JwtError, PublicKeys};
+use ims_identity::Now;
+
+/// Where the published keys come from (the IMS's JWKS endpoint, in production).
+#[async_trait]
+pub trait JwksSource: Send + Sync {
+    async fn fetch(&self) -> Result<Value, String>;
+}
+
+/// Reread the keys this often even when every kid is known.
+pub const REFRESH_SECS: i64 = 300;
+/// At most one reread for an unknown kid in this many seconds.
+pub const UNKNOWN_KID_INTERVAL_SECS: i64 = 5;
+
+pub struct TrustedIssuer {
+    issuer: String,
+    source: Arc<dyn JwksSource>,
+    keys: RwLock<Arc<PublicKeys>>,
+    fetched_at: AtomicI64,
+    last_forced: AtomicI64,
+    fetch: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TrustedIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedIssuer")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustedIssuer {
+    pub fn new(issuer: impl Into<String>, source: Arc<dyn JwksSource>) -> Self {
+        TrustedIssuer {
+            issuer: issuer.into(),
+            source,
+            keys: RwLock::new(Arc::new(PublicKeys::default())),
+            fetched_at: AtomicI64::new(i64::MIN),
+            last_forced: AtomicI64::new(i64::MIN),
+            fetch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn current(&self) -> Arc<PublicKeys> {
+        match self.keys.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    async fn refetch(&self, now: Now, force: bool) -> Result<(), String> {
+        let _guard = self.fetch.lock().await;
+        let age = now
+            .millis()
+            .saturating_sub(self.fetched_at.load(Ordering::Relaxed));
+        if !force && age < REFRESH_SECS * 1000 {
+            return Ok(());
+        }
+        let doc = self.source.fetch().await?;
+        let keys = Arc::new(PublicKeys::from_jwks(&doc));
+        match self.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(p) => *p.into_inner() = keys,
+        }
+        self.fetched_at.store(now.millis(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The claims of a valid access token of this issuer; otherwise why not.
+    pub async fn verify(&self, token: &str, now: Now) -> Result<Map<String, Value>, String> {
+        if now
+            .millis()
+            .saturating_sub(self.fetched_at.load(Ordering::Relaxed))
+            >= REFRESH_SECS * 1000
+        {
+            // A failed periodic reread keeps the keys we have.
+            if let Err(e) = self.refetch(now, false).await {
+                tracing::warn!(error = %e, "the IMS keys could not be reread");
+            }
+        }
+        let expect = Expectations {
+            issuer: &self.issuer,
+            audience: None,
+            now,
+        };
+        let claims = match jose::verify(token, self.current().as_ref(), &expect) {
+            Err(JwtError::UnknownKey(_)) => {
+                let last = self.last_forced.load(Ordering::Relaxed);
+                if now.millis().saturating_sub(last) < UNKNOWN_KID_INTERVAL_SECS * 1000 {
+                    return Err("unknown signing key".into());
+                }
+                self.last_forced.store(now.millis(), Ordering::Relaxed);
+                self.refetch(now, true).await?;
+                jose::verify(token, self.current().as_ref(), &expect)
+            }
+            other => other,
+        }
+        .map_err(|e| e.to_string())?;
+        if claims.get("type").and_then(Value::as_str) != Some("access_token") {
+            return Err("not an access token".into());
+        }
+        Ok(claims)
+    }
+}
