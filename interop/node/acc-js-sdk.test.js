@@ -60,3 +60,48 @@ test('bearer logon with a token from the IMS token service', async () => {
     return true
   })
 })
+
+function operatorQuery (client, operation, extra) {
+  return client.NLWS.xtkQueryDef.create(Object.assign({
+    schema: 'xtk:operator',
+    operation,
+    select: { node: [{ expr: '@id' }, { expr: '@name' }] }
+  }, extra || {})).executeQuery()
+}
+
+async function queries (client) {
+  const all = await operatorQuery(client, 'select', { lineCount: 10, orderBy: { node: [{ expr: '@name' }] } })
+  const names = all.operator.map((o) => o.name)
+  assert.ok(names.includes('admin') && names.includes('webapp'), names.join(','))
+  assert.deepEqual([...names].sort(), names, 'ordered by name')
+  const one = await operatorQuery(client, 'get', { where: { condition: [{ expr: "@name = 'admin'" }] } })
+  assert.equal(one.name, 'admin')
+  const none = await operatorQuery(client, 'getIfExists', { where: { condition: [{ expr: "@name = 'x'' or 1=1 --'" }] } })
+  assert.equal(none, null, 'the injection attempt is a value that matches nothing')
+  const count = await client.NLWS.xtkQueryDef.create({ schema: 'xtk:operator', operation: 'count' }).executeQuery()
+  assert.ok(Number(count.count) >= 6)
+}
+
+test('queries on xtk:operator, signed in with a password, then with the session token alone and with both tokens', async () => {
+  const client = await sdk.init(sdk.ConnectionParameters.ofUserAndPassword(instance.url, instance.admin_login, instance.admin_password))
+  await client.logon()
+  await queries(client)
+  const sessionToken = client._sessionToken
+  const securityToken = client._securityToken
+  for (const params of [
+    sdk.ConnectionParameters.ofSessionToken(instance.url, sessionToken),
+    sdk.ConnectionParameters.ofSessionAndSecurityToken(instance.url, sessionToken, securityToken)
+  ]) {
+    const again = await sdk.init(params)
+    await again.logon()
+    await queries(again)
+  }
+  await client.logoff()
+  // The session is over: the token-only client gets the SDK's session-expired error.
+  const stale = await sdk.init(sdk.ConnectionParameters.ofSessionToken(instance.url, sessionToken))
+  await stale.logon()
+  await assert.rejects(operatorQuery(stale, 'count'), (e) => {
+    assert.equal(e.errorCode, 'SDK-000012')
+    return true
+  })
+})

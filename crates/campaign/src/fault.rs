@@ -48,6 +48,10 @@ impl Fault {
         Fault::client("XSV-350122", message)
     }
 
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Fault::client("XSV-350123", message)
+    }
+
     pub fn internal() -> Self {
         Fault {
             code: "XSV-350000",

@@ -6,6 +6,7 @@ pub mod fault;
 pub mod model;
 pub mod query;
 pub mod rights;
+pub mod schemas;
 pub mod service;
 pub mod store;
 pub mod time;

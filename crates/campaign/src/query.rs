@@ -508,3 +508,135 @@ mod tests {
         }
     }
 }
+
+/// What kind of answer a query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Select,
+    Get,
+    GetIfExists,
+    Count,
+}
+
+/// A `<queryDef>` document, read and checked against the schema's whitelist.
+#[derive(Debug, Clone)]
+pub struct QueryDef {
+    pub schema: &'static crate::schemas::QuerySchema,
+    pub operation: Operation,
+    /// (attribute, column) pairs to return.
+    pub select: Vec<(String, &'static str)>,
+    pub filter: Option<Expr>,
+    /// (column, descending)
+    pub order: Vec<(&'static str, bool)>,
+    pub line_count: Option<u32>,
+    pub start_line: u32,
+}
+
+/// Most rows one query returns.
+pub const MAX_LINES: u32 = 10_000;
+
+fn attr_of(expr: &str) -> Result<&str, QueryError> {
+    let name = expr
+        .trim()
+        .strip_prefix('@')
+        .ok_or_else(|| qerr(format!("{expr:?}: only @attribute expressions are supported")))?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(qerr(format!("{expr:?} is not an attribute")));
+    }
+    Ok(name)
+}
+
+impl QueryDef {
+    /// Reads a `<queryDef>` element.
+    pub fn from_element(el: &ims_wire::soap::Element) -> Result<Self, QueryError> {
+        if el.name != "queryDef" {
+            return Err(qerr("expected a queryDef document"));
+        }
+        let schema_id = el.attr("schema").ok_or_else(|| qerr("queryDef has no schema"))?;
+        let schema = crate::schemas::query_schema(schema_id)
+            .ok_or_else(|| qerr(format!("schema {schema_id} cannot be queried")))?;
+        let operation = match el.attr("operation").unwrap_or("select") {
+            "select" => Operation::Select,
+            "get" => Operation::Get,
+            "getIfExists" => Operation::GetIfExists,
+            "count" => Operation::Count,
+            other => return Err(qerr(format!("unsupported operation {other:?}"))),
+        };
+        let number = |name: &str| -> Result<Option<u32>, QueryError> {
+            el.attr(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .map_err(|_| qerr(format!("{name} must be a number")))
+                })
+                .transpose()
+        };
+        let mut select = Vec::new();
+        if let Some(sel) = el.element("select") {
+            for node in sel.elements().filter(|n| n.name == "node") {
+                let attr = attr_of(node.attr("expr").unwrap_or_default())?;
+                let column = schema
+                    .column(attr)
+                    .ok_or_else(|| qerr(format!("unknown attribute @{attr} in {}", schema.id)))?;
+                select.push((attr.to_owned(), column));
+            }
+        }
+        if select.is_empty() && operation != Operation::Count {
+            select = schema
+                .attributes
+                .iter()
+                .take(2)
+                .map(|(a, c)| ((*a).to_owned(), *c))
+                .collect();
+        }
+        let mut filter: Option<Expr> = None;
+        if let Some(w) = el.element("where") {
+            for cond in w.elements().filter(|c| c.name == "condition") {
+                let expr = parse(cond.attr("expr").unwrap_or_default())?;
+                filter = Some(
+                    match (
+                        filter,
+                        cond.attr("boolOperator").map(str::to_ascii_uppercase).as_deref(),
+                    ) {
+                        (None, _) => expr,
+                        (Some(prev), Some("OR")) => Expr::Or(Box::new(prev), Box::new(expr)),
+                        (Some(prev), _) => Expr::And(Box::new(prev), Box::new(expr)),
+                    },
+                );
+            }
+        }
+        let mut order = Vec::new();
+        if let Some(o) = el.element("orderBy") {
+            for node in o.elements().filter(|n| n.name == "node") {
+                let attr = attr_of(node.attr("expr").unwrap_or_default())?;
+                let column = schema
+                    .column(attr)
+                    .ok_or_else(|| qerr(format!("unknown attribute @{attr} in {}", schema.id)))?;
+                order.push((column, node.attr("sortDesc").is_some_and(|v| v == "true")));
+            }
+        }
+        let line_count = number("lineCount")?.map(|n| n.min(MAX_LINES));
+        Ok(QueryDef {
+            schema,
+            operation,
+            select,
+            filter,
+            order,
+            line_count,
+            start_line: number("startLine")?.unwrap_or(0),
+        })
+    }
+
+    /// The `where` clause as SQL with its parameters.
+    pub fn where_sql(&self) -> Result<Option<Sql>, QueryError> {
+        let schema = self.schema;
+        self.filter
+            .as_ref()
+            .map(|f| to_sql(f, &|a| schema.column(a), 1))
+            .transpose()
+    }
+}

@@ -468,3 +468,71 @@ impl Instance {
         ))
     }
 }
+
+impl Instance {
+    /// `xtk:queryDef#ExecuteQuery` on a schema we serve, for `op`: the answer document.
+    pub async fn execute_query(&self, op: &Operator, doc: &ims_wire::soap::Element) -> Result<String, Fault> {
+        use crate::query::{Operation, QueryDef};
+        use ims_wire::soap::escape;
+        let q = QueryDef::from_element(doc).map_err(|e| Fault::bad_request(e.0))?;
+        if let Some(right) = q.schema.right {
+            let rights = self.effective_rights(op).await?;
+            if !rights.iter().any(|r| r == right || r == "admin") {
+                return Err(Fault::forbidden(format!(
+                    "reading {} needs the {right} right",
+                    q.schema.id
+                )));
+            }
+        }
+        let filter = q.where_sql().map_err(|e| Fault::bad_request(e.0))?;
+        let element = q.schema.element;
+        if q.operation == Operation::Count {
+            let n = self.store.count(q.schema.table, filter.as_ref()).await?;
+            return Ok(format!("<{element} count=\"{n}\"/>"));
+        }
+        let columns: Vec<&'static str> = q.select.iter().map(|(_, c)| *c).collect();
+        let limit = match q.operation {
+            Operation::Get | Operation::GetIfExists => Some(1),
+            _ => q.line_count,
+        };
+        let rows = self
+            .store
+            .select(
+                q.schema.table,
+                &columns,
+                filter.as_ref(),
+                &q.order,
+                limit,
+                q.start_line,
+            )
+            .await?;
+        let render = |row: &Vec<Option<String>>| {
+            let mut xml = format!("<{element}");
+            for ((attr, _), value) in q.select.iter().zip(row) {
+                if let Some(v) = value {
+                    xml.push_str(&format!(" {attr}=\"{}\"", escape(v)));
+                }
+            }
+            xml.push_str("/>");
+            xml
+        };
+        match q.operation {
+            Operation::Get => rows
+                .first()
+                .map(render)
+                .ok_or_else(|| Fault::not_found(format!("No {element} matches the query"))),
+            Operation::GetIfExists => Ok(rows
+                .first()
+                .map(render)
+                .unwrap_or_else(|| format!("<{element}/>"))),
+            _ => {
+                let mut xml = format!("<{element}-collection>");
+                for row in &rows {
+                    xml.push_str(&render(row));
+                }
+                xml.push_str(&format!("</{element}-collection>"));
+                Ok(xml)
+            }
+        }
+    }
+}

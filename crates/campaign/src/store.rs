@@ -6,6 +6,7 @@ use ims_identity::store::StoreResult;
 use ims_identity::Now;
 
 use crate::model::{Operator, OperatorGroup, Session, UsageEvent};
+use crate::query::Sql;
 
 #[async_trait]
 pub trait OperatorStore: Send + Sync {
@@ -36,6 +37,23 @@ pub trait UsageStore: Send + Sync {
     async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>>;
 }
 
-pub trait InstanceStore: OperatorStore + SessionStore + UsageStore {}
+/// Queries built from `xtk:queryDef` documents. Table and column names come from the schema
+/// whitelist ([`crate::schemas`]), never from the caller; values are bound parameters.
+#[async_trait]
+pub trait QueryStore: Send + Sync {
+    /// Rows as text (absent values as `None`), columns in the order asked.
+    async fn select(
+        &self,
+        table: &'static str,
+        columns: &[&'static str],
+        filter: Option<&Sql>,
+        order: &[(&'static str, bool)],
+        limit: Option<u32>,
+        offset: u32,
+    ) -> StoreResult<Vec<Vec<Option<String>>>>;
+    async fn count(&self, table: &'static str, filter: Option<&Sql>) -> StoreResult<i64>;
+}
 
-impl<T: OperatorStore + SessionStore + UsageStore> InstanceStore for T {}
+pub trait InstanceStore: OperatorStore + SessionStore + UsageStore + QueryStore {}
+
+impl<T: OperatorStore + SessionStore + UsageStore + QueryStore> InstanceStore for T {}

@@ -304,6 +304,32 @@ async fn handle(
                 &[("pUserInfo", Value::Element(info))],
             ))
         }
+        "xtk:persist#GetEntityIfMoreRecent" => {
+            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
+            let pk = params.get(1).map(|p| p.text()).unwrap_or_default();
+            let doc = match pk.split_once('|') {
+                Some(("xtk:schema", id)) => ims_campaign::schemas::compiled(id).unwrap_or_default(),
+                _ => "",
+            };
+            Ok(soap::response(
+                "GetEntityIfMoreRecent",
+                "urn:wpp:default",
+                &[("pdomDoc", Value::Element(doc.to_owned()))],
+            ))
+        }
+        "xtk:queryDef#ExecuteQuery" => {
+            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
+            let doc = params
+                .get(1)
+                .and_then(|p| p.elements().next())
+                .ok_or_else(|| Fault::bad_request("ExecuteQuery needs a queryDef document"))?;
+            let output = inst.execute_query(&op, doc).await?;
+            Ok(soap::response(
+                "ExecuteQuery",
+                "urn:xtk:queryDef",
+                &[("pdomOutput", Value::Element(output))],
+            ))
+        }
         _ => {
             authenticated(inst, &creds, &operation, meta.now, &caller).await?;
             Err(Fault::unknown_method(&env.method.name, &env.method.ns))

@@ -1650,6 +1650,128 @@ mod instance {
         assert!(xml.contains("either a bearer token or a session token"), "{xml}");
     }
 
+    fn query(def: &str) -> String {
+        envelope(
+            "ExecuteQuery",
+            "xtk:queryDef",
+            &format!(
+                r#"<sessiontoken/><document xsi:type="" SOAP-ENV:encodingStyle="http://xml.apache.org/xml-soap/literalxml">{def}</document>"#
+            ),
+        )
+    }
+
+    fn output(xml: &str) -> ims_wire::soap::Element {
+        let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).unwrap();
+        let resp = root
+            .element("Body")
+            .unwrap()
+            .element("ExecuteQueryResponse")
+            .unwrap_or_else(|| panic!("{xml}"));
+        let out = resp
+            .element("pdomOutput")
+            .unwrap()
+            .elements()
+            .next()
+            .unwrap()
+            .clone();
+        out
+    }
+
+    #[tokio::test]
+    async fn schemas_and_queries_with_rights() {
+        let (inst, _dir) = instance_with("7.4.1").await;
+        let store = inst.store().clone();
+        // An administrator besides jdoe (who holds delivery rights only).
+        let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        boss.login = "boss".into();
+        boss.groups = vec!["admin".into()];
+        store.create_operator(&boss).await.unwrap();
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+        });
+        let sign_in = |login: &'static str| {
+            let app = app.clone();
+            async move {
+                let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, PASSWORD), &[]).await;
+                vec![("x-session-token", value(&xml, "pstrSessionToken"))]
+            }
+        };
+        let boss_s = sign_in("boss").await;
+        let jdoe_s = sign_in("jdoe").await;
+        // Compiled schemas; an unknown one is an empty document.
+        let get_schema = |pk: &str| {
+            envelope(
+                "GetEntityIfMoreRecent",
+                "xtk:persist",
+                &format!("<sessiontoken/><pk>xtk:schema|{pk}</pk><md5></md5><mustExist>false</mustExist>"),
+            )
+        };
+        let (_, xml) = call(
+            &app,
+            "xtk:persist#GetEntityIfMoreRecent",
+            get_schema("xtk:queryDef"),
+            &boss_s,
+        )
+        .await;
+        assert!(
+            xml.contains("<GetEntityIfMoreRecentResponse xmlns='urn:wpp:default'")
+                && xml.contains("name=\"ExecuteQuery\""),
+            "{xml}"
+        );
+        let (_, xml) = call(
+            &app,
+            "xtk:persist#GetEntityIfMoreRecent",
+            get_schema("nms:nothing"),
+            &boss_s,
+        )
+        .await;
+        assert!(xml.contains("<pdomDoc") && !xml.contains("<schema"), "{xml}");
+        // select with where, order and paging.
+        let def = r#"<queryDef schema="xtk:operator" operation="select" lineCount="1" startLine="1"><select><node expr="@name"/><node expr="@email"/></select><where><condition expr="@name like '%o%'"/></where><orderBy><node expr="@name" sortDesc="true"/></orderBy></queryDef>"#;
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(def), &boss_s).await;
+        let out = output(&xml);
+        assert_eq!(out.name, "operator-collection");
+        let rows: Vec<_> = out.elements().collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].attr("name"),
+            Some("boss"),
+            "by name descending jdoe comes first; startLine=1 skips it"
+        );
+        // count, get, getIfExists.
+        let (_, xml) = call(
+            &app,
+            "xtk:queryDef#ExecuteQuery",
+            query(r#"<queryDef schema="xtk:operator" operation="count"/>"#),
+            &boss_s,
+        )
+        .await;
+        assert_eq!(output(&xml).attr("count"), Some("2"));
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(r#"<queryDef schema="xtk:operator" operation="get"><select><node expr="@id"/></select><where><condition expr="@name='zzz'"/></where></queryDef>"#), &boss_s).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350123"));
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(r#"<queryDef schema="xtk:operator" operation="getIfExists"><where><condition expr="@name='zzz'"/></where></queryDef>"#), &boss_s).await;
+        assert_eq!(output(&xml).attributes_len(), 0);
+        // Bad input is a fault, never SQL.
+        for bad in [
+            r#"<queryDef schema="xtk:operator"><select><node expr="@password_hash"/></select></queryDef>"#,
+            r#"<queryDef schema="xtk:operator"><where><condition expr="1=1; DROP TABLE operators"/></where></queryDef>"#,
+            r#"<queryDef schema="xtk:secret" operation="select"/>"#,
+            r#"<queryDef schema="xtk:operator" operation="delete"/>"#,
+        ] {
+            let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(bad), &boss_s).await;
+            assert!(fault_code(&xml).is_some(), "{bad}: {xml}");
+        }
+        // Operators are readable with the admin right only.
+        let (_, xml) = call(
+            &app,
+            "xtk:queryDef#ExecuteQuery",
+            query(r#"<queryDef schema="xtk:operator" operation="count"/>"#),
+            &jdoe_s,
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
+    }
+
     /// SECURITY.md item 33, against the real router.
     #[tokio::test]
     async fn the_xml_battery() {

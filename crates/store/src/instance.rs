@@ -6,7 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
-use ims_campaign::store::{OperatorStore, SessionStore, UsageStore};
+use ims_campaign::query::{Sql, SqlValue};
+use ims_campaign::store::{OperatorStore, QueryStore, SessionStore, UsageStore};
 use ims_identity::error::StoreError;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
@@ -370,5 +371,77 @@ impl UsageStore for SqlInstanceStore {
                 })
             })
             .collect()
+    }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    sql: Option<&'q Sql>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for p in sql.map(|s| s.params.as_slice()).unwrap_or_default() {
+        q = match p {
+            SqlValue::Text(t) => q.bind(t.as_str()),
+            SqlValue::Int(i) => q.bind(*i),
+            SqlValue::Float(f) => q.bind(*f),
+        };
+    }
+    q
+}
+
+#[async_trait]
+impl QueryStore for SqlInstanceStore {
+    async fn select(
+        &self,
+        table: &'static str,
+        columns: &[&'static str],
+        filter: Option<&Sql>,
+        order: &[(&'static str, bool)],
+        limit: Option<u32>,
+        offset: u32,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST({c} AS TEXT) AS c_{c}"))
+            .collect();
+        let mut text = format!("SELECT {} FROM {table}", cols.join(", "));
+        if let Some(f) = filter {
+            text.push_str(&format!(" WHERE {}", f.text));
+        }
+        if !order.is_empty() {
+            let by: Vec<String> = order
+                .iter()
+                .map(|(c, desc)| format!("{c}{}", if *desc { " DESC" } else { "" }))
+                .collect();
+            text.push_str(&format!(" ORDER BY {}", by.join(", ")));
+        }
+        // Both dialects take LIMIT/OFFSET as literals we format from integers.
+        text.push_str(&format!(
+            " LIMIT {} OFFSET {offset}",
+            limit.unwrap_or(ims_campaign::query::MAX_LINES)
+        ));
+        let rows = bind_all(sqlx::query(&text), filter)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| get::<Option<String>>(r, &format!("c_{c}")))
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn count(&self, table: &'static str, filter: Option<&Sql>) -> StoreResult<i64> {
+        let mut text = format!("SELECT COUNT(*) AS n FROM {table}");
+        if let Some(f) = filter {
+            text.push_str(&format!(" WHERE {}", f.text));
+        }
+        let row = bind_all(sqlx::query(&text), filter)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        get(&row, "n")
     }
 }

@@ -60,6 +60,10 @@ pub enum Node {
 }
 
 impl Element {
+    pub fn attributes_len(&self) -> usize {
+        self.attrs.len()
+    }
+
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
