@@ -109,3 +109,154 @@ impl ims_campaign::bearer::JwksSource for HttpJwks {
         resp.json().await.map_err(|e| format!("{}: {e}", self.url))
     }
 }
+
+/// `ims instance ...`: administration of the instances of an `ims up` data directory.
+#[derive(Debug, clap::Subcommand)]
+pub enum InstanceCommand {
+    /// Operators of an instance.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// The recorded sign-ins and calls (usage evidence), newest first.
+    Usage {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        login: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Create a native operator.
+    Create {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        login: String,
+        /// File holding the password (first line).
+        #[arg(long)]
+        password_file: std::path::PathBuf,
+        /// Operator group (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
+    let up = crate::up::read_up_file(data_dir)?;
+    if !up.instances.iter().any(|i| i.name == name) {
+        anyhow::bail!(
+            "no instance {name:?} in {} (known: {})",
+            data_dir.display(),
+            up.instances
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let url = format!(
+        "sqlite://{}",
+        data_dir.join(format!("instance-{name}.db")).display()
+    );
+    let mut opts = Options::new(url);
+    opts.migrate = false;
+    Ok(SqlInstanceStore::open(&opts, Now::system()).await?)
+}
+
+pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
+    match cmd {
+        InstanceCommand::Operator(OperatorCommand::Create {
+            instance,
+            login,
+            password_file,
+            groups,
+            email,
+            label,
+            json,
+        }) => {
+            let login = login.trim().to_owned();
+            if login.is_empty()
+                || login.len() > 64
+                || login.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                anyhow::bail!("a login is 1 to 64 characters without spaces");
+            }
+            let text = std::fs::read_to_string(&password_file)
+                .with_context(|| format!("cannot read {}", password_file.display()))?;
+            let password = Secret::new(text.lines().next().unwrap_or_default());
+            if password.expose().chars().count() < 8 {
+                anyhow::bail!("the password must have at least 8 characters");
+            }
+            let store = open_store(data_dir, &instance).await?;
+            let now = Now::system();
+            let op = Operator {
+                id: 0,
+                label: label.unwrap_or_else(|| login.clone()),
+                login,
+                email,
+                auth_type: AuthType::Native,
+                disabled: false,
+                forbid_rich_client: false,
+                trusted_ip_mask: None,
+                security_zone: None,
+                rights: Vec::new(),
+                groups,
+                password_hash: Some(ims_identity::password::hash(&password).await?),
+                ims_id: None,
+                builtin: false,
+                created_at: now,
+                modified_at: now,
+            };
+            let id = store
+                .create_operator(&op)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let out = serde_json::json!({"instance": instance, "id": id, "login": op.login, "email": op.email, "groups": op.groups});
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("operator {} ({id}) created in {instance}", op.login);
+            }
+            store.close().await;
+        }
+        InstanceCommand::Usage {
+            instance,
+            login,
+            limit,
+            json,
+        } => {
+            use ims_campaign::store::UsageStore as _;
+            let store = open_store(data_dir, &instance).await?;
+            let events = store.usage(login.as_deref(), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                for e in events {
+                    println!(
+                        "{} {:<32} {:<7} {:<8} {} from {} [{}]",
+                        ims_campaign::time::iso8601(e.at),
+                        e.action,
+                        e.auth_path.as_str(),
+                        e.outcome,
+                        e.login,
+                        e.source.unwrap_or_default(),
+                        e.client.unwrap_or_default()
+                    );
+                }
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}

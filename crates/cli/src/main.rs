@@ -75,6 +75,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The Campaign instances of an `ims up` data directory.
+    Instance {
+        #[arg(long, default_value = "ims-data", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: instance::InstanceCommand,
+    },
     /// Database schema.
     Db {
         #[command(flatten)]
@@ -168,6 +175,7 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
             json,
         } => admin::audit(&target, config, action, limit, json).await,
+        Command::Instance { data_dir, command } => instance::command(command, &data_dir).await,
         Command::Db { target, command } => match command {
             DbCommand::Backup { to } => admin::backup(&target, config, &to).await,
             DbCommand::Migrate => admin::db(true, &target, config).await,

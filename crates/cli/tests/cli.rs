@@ -257,6 +257,76 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     );
     assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
 
+    // A native operator created from the CLI signs in to the running instance, and the sign-in is
+    // recorded as usage evidence.
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "jdoe's password 1\n").unwrap();
+    let created = json_of(&run_ok(ims().args([
+        "instance",
+        "operator",
+        "create",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--login",
+        "jdoe",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--group",
+        "deliveryOperators",
+        "--email",
+        "jdoe@example.com",
+        "--json",
+    ])));
+    assert_eq!(created["login"], "jdoe");
+    let bad = ims()
+        .args([
+            "instance",
+            "operator",
+            "create",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+            "--login",
+            "x",
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--group",
+            "noSuchGroup",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let instance_url = upj2["instances"][0]["url"].as_str().unwrap().to_owned();
+    let logon = r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>jdoe</login><password>jdoe's password 1</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#;
+    let answer = http
+        .post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
+        .header("SOAPAction", "xtk:session#Logon")
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("ACC-SDK-Auth", "UserPassword jdoe")
+        .body(logon)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(answer.contains("pstrSessionToken"), "{answer}");
+    let usage = json_of(&run_ok(ims().args([
+        "instance",
+        "usage",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--login",
+        "jdoe",
+        "--json",
+    ])));
+    assert_eq!(usage[0]["action"], "xtk:session#Logon");
+    assert_eq!(usage[0]["outcome"], "success");
+    assert!(usage[0]["client"].as_str().unwrap().contains("UserPassword jdoe"));
+
     // The same administration through the running IMS's API.
     let remote = json_of(&run_ok(ims().args([
         "credential",
