@@ -80,6 +80,20 @@ async function queries (client) {
   assert.equal(none, null, 'the injection attempt is a value that matches nothing')
   const count = await client.NLWS.xtkQueryDef.create({ schema: 'xtk:operator', operation: 'count' }).executeQuery()
   assert.ok(Number(count.count) >= 6)
+  // The recipients of the demo population.
+  const recipients = await client.NLWS.xtkQueryDef.create({
+    schema: 'nms:recipient', operation: 'select', lineCount: 5,
+    select: { node: [{ expr: '@id' }, { expr: '@email' }] },
+    where: { condition: [{ expr: "@email like '%@example.com'" }] }
+  }).executeQuery()
+  assert.equal(recipients.recipient.length, 5)
+  const first = await client.NLWS.xtkQueryDef.create({
+    schema: 'nms:recipient', operation: 'get', select: { node: [{ expr: '@email' }] },
+    where: { condition: [{ expr: `@id = ${recipients.recipient[0].id}` }] }
+  }).executeQuery()
+  assert.equal(first.email, recipients.recipient[0].email)
+  const n = await client.NLWS.xtkQueryDef.create({ schema: 'nms:recipient', operation: 'count' }).executeQuery()
+  assert.ok(Number(n.count) >= 10)
 }
 
 test('queries on xtk:operator, signed in with a password, then with the session token alone and with both tokens', async () => {

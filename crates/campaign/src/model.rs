@@ -122,3 +122,15 @@ pub struct UsageEvent {
     pub client: Option<String>,
     pub outcome: String,
 }
+
+/// A recipient (`nms:recipient`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub id: i64,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub folder_id: Option<i64>,
+    pub created_at: Now,
+    pub modified_at: Now,
+}

@@ -41,7 +41,23 @@ pub const OPERATOR: QuerySchema = QuerySchema {
     right: Some("admin"),
 };
 
-pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR];
+pub const RECIPIENT: QuerySchema = QuerySchema {
+    id: "nms:recipient",
+    element: "recipient",
+    table: "recipients",
+    attributes: &[
+        ("id", "recipient_id"),
+        ("email", "email"),
+        ("firstName", "first_name"),
+        ("lastName", "last_name"),
+        ("folder-id", "folder_id"),
+        ("created", "created_at"),
+        ("lastModified", "modified_at"),
+    ],
+    right: None,
+};
+
+pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR, &RECIPIENT];
 
 pub fn query_schema(id: &str) -> Option<&'static QuerySchema> {
     QUERY_SCHEMAS.iter().copied().find(|s| s.id == id)
@@ -76,6 +92,13 @@ pub fn compiled(id: &str) -> Option<&'static str> {
             r#"<attribute name="builtin" type="boolean"/><attribute name="created" type="datetime"/><attribute name="lastModified" type="datetime"/>"#,
             r#"</element></schema>"#
         ),
+        "nms:recipient" => concat!(
+            r#"<schema name="recipient" namespace="nms"><element name="recipient">"#,
+            r#"<attribute name="id" type="long"/><attribute name="email" type="string"/><attribute name="firstName" type="string"/>"#,
+            r#"<attribute name="lastName" type="string"/><attribute name="folder-id" type="long"/>"#,
+            r#"<attribute name="created" type="datetime"/><attribute name="lastModified" type="datetime"/>"#,
+            r#"</element></schema>"#
+        ),
         _ => return None,
     })
 }
@@ -86,7 +109,13 @@ mod tests {
 
     #[test]
     fn compiled_schemas_are_well_formed_and_queryable_ones_are_served() {
-        for id in ["xtk:session", "xtk:persist", "xtk:queryDef", "xtk:operator"] {
+        for id in [
+            "xtk:session",
+            "xtk:persist",
+            "xtk:queryDef",
+            "xtk:operator",
+            "nms:recipient",
+        ] {
             let xml = compiled(id).unwrap();
             let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).unwrap();
             assert_eq!(root.name, "schema");

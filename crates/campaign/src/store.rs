@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
 
-use crate::model::{Operator, OperatorGroup, Session, UsageEvent};
+use crate::model::{Operator, OperatorGroup, Recipient, Session, UsageEvent};
 use crate::query::Sql;
 
 #[async_trait]
@@ -37,6 +37,14 @@ pub trait UsageStore: Send + Sync {
     async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>>;
 }
 
+/// The recipients of the small data model, filed in folders.
+#[async_trait]
+pub trait RecipientStore: Send + Sync {
+    /// Creates the folder unless it exists; returns its id.
+    async fn ensure_folder(&self, name: &str, label: &str) -> StoreResult<i64>;
+    async fn create_recipient(&self, r: &Recipient) -> StoreResult<i64>;
+}
+
 /// Queries built from `xtk:queryDef` documents. Table and column names come from the schema
 /// whitelist ([`crate::schemas`]), never from the caller; values are bound parameters.
 #[async_trait]
@@ -54,6 +62,6 @@ pub trait QueryStore: Send + Sync {
     async fn count(&self, table: &'static str, filter: Option<&Sql>) -> StoreResult<i64>;
 }
 
-pub trait InstanceStore: OperatorStore + SessionStore + UsageStore + QueryStore {}
+pub trait InstanceStore: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore {}
 
-impl<T: OperatorStore + SessionStore + UsageStore + QueryStore> InstanceStore for T {}
+impl<T: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore> InstanceStore for T {}

@@ -35,6 +35,7 @@ pub async fn open_embedded(
     }
     let mut admin_password = None;
     if store.operator_count().await? == 0 {
+        seed_recipients(&store, now).await?;
         for (login, label) in BUILTIN_OPERATORS {
             // Only `admin` gets a usable password; the other built-ins are service accounts whose
             // credentials an administrator sets when the service is installed.
@@ -72,6 +73,36 @@ pub async fn open_embedded(
         Instance::new(store, InstanceInfo::new(name, kind, build)),
         admin_password,
     ))
+}
+
+/// Demo recipients of a new instance, in the default recipients folder.
+async fn seed_recipients(store: &SqlInstanceStore, now: Now) -> Result<()> {
+    use ims_campaign::store::RecipientStore as _;
+    const FIRST: &[&str] = &[
+        "Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun",
+    ];
+    const LAST: &[&str] = &["Abe", "Berg", "Costa", "Dahl", "Egan"];
+    let folder = store.ensure_folder("nmsRootRecipient", "Recipients").await?;
+    for (i, first) in FIRST.iter().enumerate() {
+        for last in LAST.iter().take(1 + i % LAST.len()) {
+            store
+                .create_recipient(&ims_campaign::model::Recipient {
+                    id: 0,
+                    email: Some(format!(
+                        "{}.{}@example.com",
+                        first.to_lowercase(),
+                        last.to_lowercase()
+                    )),
+                    first_name: Some((*first).to_owned()),
+                    last_name: Some((*last).to_owned()),
+                    folder_id: Some(folder),
+                    created_at: now,
+                    modified_at: now,
+                })
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The IMS's published keys, fetched over HTTPS (the instance trusts the same CA as its clients).

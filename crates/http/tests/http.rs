@@ -1446,6 +1446,31 @@ mod instance {
             })
             .await
             .unwrap();
+        {
+            use ims_campaign::store::RecipientStore as _;
+            let folder = store
+                .ensure_folder("nmsRootRecipient", "Recipients")
+                .await
+                .unwrap();
+            for (first, email) in [
+                ("Ana", "ana@example.com"),
+                ("Bo", "bo@example.com"),
+                ("Chen", "chen@example.com"),
+            ] {
+                store
+                    .create_recipient(&ims_campaign::model::Recipient {
+                        id: 0,
+                        email: Some(email.into()),
+                        first_name: Some(first.into()),
+                        last_name: Some("Test".into()),
+                        folder_id: Some(folder),
+                        created_at: now,
+                        modified_at: now,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
         let inst = Instance::new(
             store,
             InstanceInfo::new("prod", InstanceKind::Marketing, build.parse().unwrap()),
@@ -1761,6 +1786,13 @@ mod instance {
             let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(bad), &boss_s).await;
             assert!(fault_code(&xml).is_some(), "{bad}: {xml}");
         }
+        // Recipients are readable by any signed-in operator.
+        let def = r#"<queryDef schema="nms:recipient" operation="select"><select><node expr="@email"/><node expr="@firstName"/></select><where><condition expr="@email like 'b%'"/><condition expr="@firstName = 'Chen'" boolOperator="OR"/></where><orderBy><node expr="@email"/></orderBy></queryDef>"#;
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(def), &jdoe_s).await;
+        let out = output(&xml);
+        assert_eq!(out.name, "recipient-collection");
+        let emails: Vec<&str> = out.elements().filter_map(|r| r.attr("email")).collect();
+        assert_eq!(emails, vec!["bo@example.com", "chen@example.com"]);
         // Operators are readable with the admin right only.
         let (_, xml) = call(
             &app,

@@ -5,9 +5,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
+use ims_campaign::model::Recipient;
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
 use ims_campaign::query::{Sql, SqlValue};
-use ims_campaign::store::{OperatorStore, QueryStore, SessionStore, UsageStore};
+use ims_campaign::store::{OperatorStore, QueryStore, RecipientStore, SessionStore, UsageStore};
 use ims_identity::error::StoreError;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
@@ -443,5 +444,40 @@ impl QueryStore for SqlInstanceStore {
             .await
             .map_err(backend_error)?;
         get(&row, "n")
+    }
+}
+
+#[async_trait]
+impl RecipientStore for SqlInstanceStore {
+    async fn ensure_folder(&self, name: &str, label: &str) -> StoreResult<i64> {
+        sqlx::query("INSERT INTO folders (name, label) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(label)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let row = sqlx::query("SELECT folder_id FROM folders WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        get(&row, "folder_id")
+    }
+
+    async fn create_recipient(&self, r: &Recipient) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO recipients (email, first_name, last_name, folder_id, created_at, modified_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING recipient_id",
+        )
+        .bind(r.email.clone())
+        .bind(r.first_name.clone())
+        .bind(r.last_name.clone())
+        .bind(r.folder_id)
+        .bind(r.created_at.millis())
+        .bind(r.modified_at.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        get(&row, "recipient_id")
     }
 }

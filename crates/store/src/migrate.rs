@@ -35,12 +35,20 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).
-pub const INSTANCE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "instance",
-    sqlite: include_str!("../migrations/instance/sqlite/0001_instance.sql"),
-    postgres: include_str!("../migrations/instance/postgres/0001_instance.sql"),
-}];
+pub const INSTANCE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "instance",
+        sqlite: include_str!("../migrations/instance/sqlite/0001_instance.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0001_instance.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "recipients",
+        sqlite: include_str!("../migrations/instance/sqlite/0002_recipients.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0002_recipients.sql"),
+    },
+];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).
 const PG_LOCK_KEY: i64 = 0x1a5_0001;
