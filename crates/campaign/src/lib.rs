@@ -10,6 +10,7 @@ pub mod schemas;
 pub mod service;
 pub mod store;
 pub mod time;
+pub mod usage;
 pub mod version;
 
 pub use version::{Build, NativeAuth};

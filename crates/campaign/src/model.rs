@@ -71,7 +71,7 @@ pub struct OperatorGroup {
 }
 
 /// How a session or a call was authenticated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthPath {
     /// `Logon` with login and password.

@@ -11,6 +11,7 @@ use crate::bearer::TrustedIssuer;
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator, Session, UsageEvent};
 use crate::store::InstanceStore;
+use crate::usage::{UsageKey, UsageRecorder};
 use crate::version::{Build, NativeAuth};
 
 /// Prefixes of generated tokens: the vendor's clients recognise `___` and `@`; ours follows.
@@ -96,6 +97,7 @@ pub struct Instance {
     store: Arc<dyn InstanceStore>,
     info: InstanceInfo,
     bearer: Option<Arc<TrustedIssuer>>,
+    usage: UsageRecorder,
 }
 
 impl std::fmt::Debug for Instance {
@@ -112,6 +114,7 @@ impl Instance {
             store,
             info,
             bearer: None,
+            usage: UsageRecorder::default(),
         }
     }
 
@@ -325,8 +328,46 @@ impl Instance {
             self.record(&call, Some(&op), &op.login, "refused").await;
             return Err(Fault::session_expired());
         }
-        self.record(&call, Some(&op), &op.login, "success").await;
+        if action == "xtk:session#BearerTokenLogon" {
+            self.record(&call, Some(&op), &op.login, "success").await;
+        } else {
+            self.note_call(&op, action, AuthPath::Bearer, caller, now);
+        }
         Ok(op)
+    }
+
+    /// Counts a successful call as usage evidence (written by [`Instance::flush_usage`]).
+    pub fn note_call(&self, op: &Operator, action: &str, path: AuthPath, caller: &Caller, now: Now) {
+        let key = UsageKey {
+            login: op.login.clone(),
+            operator_id: Some(op.id),
+            action: action.chars().take(128).collect(),
+            auth_path: path,
+            source: caller.source.clone().unwrap_or_default(),
+            client: caller.client.clone().unwrap_or_default(),
+            outcome: "success".into(),
+        };
+        self.usage.record(key, now);
+    }
+
+    /// Writes the calls counted since the last flush; on failure keeps them for the next one.
+    pub async fn flush_usage(&self) -> Result<usize, Fault> {
+        let (rows, dropped) = self.usage.drain();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "usage keys dropped: too many distinct callers between two flushes"
+            );
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = rows.len();
+        if let Err(e) = self.store.add_usage(&rows).await {
+            self.usage.restore(rows);
+            return Err(e.into());
+        }
+        Ok(n)
     }
 
     async fn create_technical_operator(

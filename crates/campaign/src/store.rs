@@ -7,6 +7,7 @@ use ims_identity::Now;
 
 use crate::model::{Operator, OperatorGroup, Recipient, Session, UsageEvent};
 use crate::query::Sql;
+use crate::usage::UsageSummary;
 
 #[async_trait]
 pub trait OperatorStore: Send + Sync {
@@ -35,6 +36,10 @@ pub trait UsageStore: Send + Sync {
     async fn record_usage(&self, event: &UsageEvent) -> StoreResult<()>;
     /// Newest first.
     async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>>;
+    /// Adds counted calls to the running totals, in one transaction.
+    async fn add_usage(&self, rows: &[UsageSummary]) -> StoreResult<()>;
+    /// Running totals, most recently seen first.
+    async fn usage_summary(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageSummary>>;
 }
 
 /// The recipients of the small data model, filed in folders.

@@ -151,6 +151,9 @@ pub enum InstanceCommand {
     Usage {
         #[arg(long)]
         instance: String,
+        /// Running totals of calls instead of sign-in events.
+        #[arg(long)]
+        calls: bool,
         #[arg(long)]
         login: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -263,6 +266,36 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
         }
         InstanceCommand::Usage {
             instance,
+            calls: true,
+            login,
+            limit,
+            json,
+        } => {
+            use ims_campaign::store::UsageStore as _;
+            let store = open_store(data_dir, &instance).await?;
+            let rows = store.usage_summary(login.as_deref(), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    println!(
+                        "{} .. {} {:>8} calls {:<32} {:<7} {} from {} [{}]",
+                        ims_campaign::time::iso8601(r.counts.first_at),
+                        ims_campaign::time::iso8601(r.counts.last_at),
+                        r.counts.calls,
+                        r.key.action,
+                        r.key.auth_path.as_str(),
+                        r.key.login,
+                        r.key.source,
+                        r.key.client
+                    );
+                }
+            }
+            store.close().await;
+        }
+        InstanceCommand::Usage {
+            instance,
+            calls: false,
             login,
             limit,
             json,

@@ -130,7 +130,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
         (None, Some(prev)) => prev.admin_password,
         (None, None) => String::new(),
     };
-    let instance_router = ims_http::campaign::router(ims_http::campaign::InstanceState { instance });
+    spawn_usage_flush(instance.clone());
+    let instance_router = ims_http::campaign::router(ims_http::campaign::InstanceState {
+        instance: instance.clone(),
+    });
     let org = match &created {
         Some((org, _)) => org.clone(),
         None => ims_identity::store::OrgStore::orgs(&*store)
@@ -176,7 +179,27 @@ pub async fn run(args: UpArgs) -> Result<()> {
         "Create a technical account: ims credential create --data-dir {} --name NAME",
         dir.display()
     );
-    server::run_with(prepared, vec![(instance_listener, instance_router)]).await
+    let served = server::run_with(prepared, vec![(instance_listener, instance_router)]).await;
+    // What was counted since the last flush is written before the process ends.
+    if let Err(e) = instance.flush_usage().await {
+        tracing::warn!(error = %e, "usage could not be flushed at shutdown");
+    }
+    served
+}
+
+/// How often counted calls are written to the instance's usage summary.
+const USAGE_FLUSH_SECS: u64 = 5;
+
+fn spawn_usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
+        loop {
+            tick.tick().await;
+            if let Err(e) = instance.flush_usage().await {
+                tracing::warn!(error = %e, "usage flush failed; kept for the next one");
+            }
+        }
+    });
 }
 
 /// The demo marketing instance `ims up` runs.

@@ -349,9 +349,10 @@ async fn authenticated(
         return inst.bearer_operator(token, operation, now, caller).await;
     }
     let session = creds.session.as_deref().ok_or_else(Fault::session_expired)?;
-    let (op, _) = inst
+    let (op, session) = inst
         .session_operator(session, creds.security.as_deref(), now)
         .await?;
+    inst.note_call(&op, operation, session.auth_path, caller, now);
     Ok(op)
 }
 

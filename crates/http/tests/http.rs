@@ -1898,11 +1898,24 @@ mod bearer {
         // Later calls map to the same operator; usage records the bearer path.
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
         assert!(xml.contains(&format!("loginId=\"{}\"", op.id)));
-        let usage = inst.store().usage(Some(&op.login), 10).await.unwrap();
-        assert_eq!(usage.len(), 2);
-        assert!(usage
-            .iter()
-            .all(|u| u.auth_path == ims_campaign::model::AuthPath::Bearer && u.outcome == "success"));
+        // Calls are counted, not written one by one; a flush writes the running total.
+        assert!(inst.store().usage(Some(&op.login), 10).await.unwrap().is_empty());
+        assert_eq!(inst.flush_usage().await.unwrap(), 1);
+        let summary = inst.store().usage_summary(Some(&op.login), 10).await.unwrap();
+        assert_eq!(summary.len(), 1);
+        assert_eq!(summary[0].counts.calls, 2);
+        assert_eq!(summary[0].key.action, "xtk:session#GetUserInfo");
+        assert_eq!(summary[0].key.auth_path, ims_campaign::model::AuthPath::Bearer);
+        // The next calls add to the same total.
+        let (body, headers) = user_info(&token);
+        call(&app, "xtk:session#GetUserInfo", body, &headers).await;
+        inst.flush_usage().await.unwrap();
+        assert_eq!(
+            inst.store().usage_summary(Some(&op.login), 10).await.unwrap()[0]
+                .counts
+                .calls,
+            3
+        );
         // BearerTokenLogon opens a session for it.
         let logon = envelope(
             "BearerTokenLogon",

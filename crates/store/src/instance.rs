@@ -9,6 +9,7 @@ use ims_campaign::model::Recipient;
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
 use ims_campaign::query::{Sql, SqlValue};
 use ims_campaign::store::{OperatorStore, QueryStore, RecipientStore, SessionStore, UsageStore};
+use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
 use ims_identity::error::StoreError;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
@@ -336,6 +337,72 @@ impl UsageStore for SqlInstanceStore {
         .await
         .map_err(backend_error)?;
         Ok(())
+    }
+
+    async fn add_usage(&self, rows: &[UsageSummary]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        for r in rows {
+            let k = &r.key;
+            sqlx::query(
+                "INSERT INTO usage_summary (login, operator_id, action, auth_path, source, client, outcome, calls, first_at, last_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (login, action, auth_path, source, client, outcome) DO UPDATE SET
+                   calls = usage_summary.calls + excluded.calls,
+                   operator_id = excluded.operator_id,
+                   first_at = CASE WHEN excluded.first_at < usage_summary.first_at THEN excluded.first_at ELSE usage_summary.first_at END,
+                   last_at = CASE WHEN excluded.last_at > usage_summary.last_at THEN excluded.last_at ELSE usage_summary.last_at END",
+            )
+            .bind(&k.login)
+            .bind(k.operator_id)
+            .bind(&k.action)
+            .bind(k.auth_path.as_str())
+            .bind(&k.source)
+            .bind(&k.client)
+            .bind(&k.outcome)
+            .bind(r.counts.calls)
+            .bind(r.counts.first_at.millis())
+            .bind(r.counts.last_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn usage_summary(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageSummary>> {
+        let limit = i64::from(limit.clamp(1, 10_000));
+        const COLS: &str = "SELECT login, operator_id, action, auth_path, source, client, outcome, calls, first_at, last_at FROM usage_summary";
+        let by_login = format!("{COLS} WHERE login = $1 ORDER BY last_at DESC LIMIT $2");
+        let all = format!("{COLS} ORDER BY last_at DESC LIMIT $1");
+        let rows = match login {
+            Some(l) => sqlx::query(&by_login).bind(l.to_owned()).bind(limit),
+            None => sqlx::query(&all).bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                let path: String = get(r, "auth_path")?;
+                Ok(UsageSummary {
+                    key: UsageKey {
+                        login: get(r, "login")?,
+                        operator_id: get(r, "operator_id")?,
+                        action: get(r, "action")?,
+                        auth_path: AuthPath::parse(&path)
+                            .ok_or_else(|| StoreError::Backend(format!("unknown auth path {path:?}")))?,
+                        source: get(r, "source")?,
+                        client: get(r, "client")?,
+                        outcome: get(r, "outcome")?,
+                    },
+                    counts: UsageCounts {
+                        calls: get(r, "calls")?,
+                        first_at: Now::from_millis(get(r, "first_at")?),
+                        last_at: Now::from_millis(get(r, "last_at")?),
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>> {

@@ -48,6 +48,12 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/instance/sqlite/0002_recipients.sql"),
         postgres: include_str!("../migrations/instance/postgres/0002_recipients.sql"),
     },
+    Migration {
+        version: 3,
+        name: "usage_summary",
+        sqlite: include_str!("../migrations/instance/sqlite/0003_usage_summary.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0003_usage_summary.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).

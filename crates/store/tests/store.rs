@@ -683,6 +683,39 @@ mod instance {
     }
 
     #[tokio::test]
+    async fn usage_totals_add_up_on_both_backends() {
+        use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
+        for i in each().await {
+            let key = UsageKey {
+                login: "tech@techacct.ims.test".into(),
+                operator_id: Some(7),
+                action: "xtk:queryDef#ExecuteQuery".into(),
+                auth_path: AuthPath::Bearer,
+                source: "10.1.2.3".into(),
+                client: String::new(),
+                outcome: "success".into(),
+            };
+            let row = |calls, first, last| UsageSummary {
+                key: key.clone(),
+                counts: UsageCounts {
+                    calls,
+                    first_at: now().plus_secs(first),
+                    last_at: now().plus_secs(last),
+                },
+            };
+            i.store.add_usage(&[row(3, 10, 20)]).await.unwrap();
+            i.store.add_usage(&[row(2, 5, 15)]).await.unwrap();
+            let got = i
+                .store
+                .usage_summary(Some("tech@techacct.ims.test"), 10)
+                .await
+                .unwrap();
+            assert_eq!(got, vec![row(5, 5, 20)]);
+            i.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
     async fn disabled_and_non_native_operators_cannot_logon_and_lose_their_sessions() {
         let i = each().await.remove(0);
         let mut disabled = operator("gone", Some("pw-pw-pw-pw"), &[]).await;
