@@ -42,6 +42,13 @@ pub trait UsageStore: Send + Sync {
     async fn usage_summary(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageSummary>>;
 }
 
+/// The instance's own settings (name, type, build).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+}
+
 /// The recipients of the small data model, filed in folders.
 #[async_trait]
 pub trait RecipientStore: Send + Sync {
@@ -67,6 +74,12 @@ pub trait QueryStore: Send + Sync {
     async fn count(&self, table: &'static str, filter: Option<&Sql>) -> StoreResult<i64>;
 }
 
-pub trait InstanceStore: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore {}
+pub trait InstanceStore:
+    OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore
+{
+}
 
-impl<T: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore> InstanceStore for T {}
+impl<T> InstanceStore for T where
+    T: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore
+{
+}

@@ -73,6 +73,36 @@ impl Build {
         }
     }
 
+    /// What moving from `self` to `to` changes, in words an administrator reads; an error when
+    /// `to` is not newer (instances never go back).
+    pub fn upgrade_changes(&self, to: &Build) -> Result<Vec<String>, String> {
+        if to <= self {
+            return Err(format!(
+                "{to} is not newer than {self}: an instance only moves forward"
+            ));
+        }
+        let mut out = Vec::new();
+        if !self.accepts_bearer_tokens() && to.accepts_bearer_tokens() {
+            out.push("technical accounts may now call with IMS access tokens".to_owned());
+        }
+        if self.accepts_bearer_tokens() && !to.accepts_bearer_tokens() {
+            out.push(format!(
+                "IMS access tokens are no longer accepted (builds that accept them: {})",
+                Build::BEARER_BUILDS
+            ));
+        }
+        if !self.supports_restrictions() && to.supports_restrictions() {
+            out.push("the imsConfig restriction switches become available".to_owned());
+        }
+        if self.native_auth() == NativeAuth::Allowed && to.native_auth() == NativeAuth::AllowListOnly {
+            out.push("native sign-in is refused for every operator outside the allow-list, and the restrictions are always on".to_owned());
+        }
+        if out.is_empty() {
+            out.push("no change to sign-in".to_owned());
+        }
+        Ok(out)
+    }
+
     /// Builds to name when a feature is missing.
     pub const BEARER_BUILDS: &'static str = "7.3.2.IMS, 7.3.3.IMS, 7.3.5, 7.4.1 and later 7.x, 8.5 and later";
     pub const RESTRICTION_BUILDS: &'static str = "7.4.1 and later 7.x, 8.5 and later";
@@ -187,6 +217,19 @@ mod tests {
             assert_eq!(v.supports_restrictions(), restrictions, "{s} restrictions");
             assert_eq!(v.native_auth(), native, "{s} native");
         }
+    }
+
+    #[test]
+    fn upgrades_move_forward_and_say_what_changes() {
+        assert!(b("7.4.1").upgrade_changes(&b("7.3.5")).is_err());
+        assert!(b("7.4.1").upgrade_changes(&b("7.4.1")).is_err());
+        let to_86 = b("7.4.1").upgrade_changes(&b("8.6.0")).unwrap();
+        assert!(to_86.iter().any(|c| c.contains("allow-list")), "{to_86:?}");
+        let to_741 = b("7.3.1").upgrade_changes(&b("7.4.1")).unwrap();
+        assert_eq!(to_741.len(), 2, "{to_741:?}");
+        // 7.3.5 accepts bearer tokens, 7.4.0 does not: the loss is said, not hidden.
+        let to_740 = b("7.3.5").upgrade_changes(&b("7.4.0")).unwrap();
+        assert!(to_740[0].contains("no longer accepted"), "{to_740:?}");
     }
 
     #[test]

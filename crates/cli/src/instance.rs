@@ -69,6 +69,15 @@ pub async fn open_embedded(
                 .await?;
         }
     }
+    use ims_campaign::store::SettingsStore as _;
+    // The build given applies at creation; afterwards the stored one (moved by `upgrade`) wins.
+    let build = match store.setting("build").await? {
+        Some(stored) => stored.parse::<Build>()?,
+        None => {
+            store.set_setting("build", &build.to_string()).await?;
+            build
+        }
+    };
     Ok((
         Instance::new(store, InstanceInfo::new(name, kind, build)),
         admin_password,
@@ -147,6 +156,14 @@ pub enum InstanceCommand {
     /// Operators of an instance.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Move an instance to a newer build (never back) and say what changes. Takes effect when the
+    /// instance next starts.
+    Upgrade {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        to: String,
+    },
     /// The recorded sign-ins and calls (usage evidence), newest first.
     Usage {
         #[arg(long)]
@@ -210,6 +227,23 @@ async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
 
 pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
     match cmd {
+        InstanceCommand::Upgrade { instance, to } => {
+            use ims_campaign::store::SettingsStore as _;
+            let to: Build = to.parse()?;
+            let store = open_store(data_dir, &instance).await?;
+            let from: Build = store
+                .setting("build")
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("instance {instance} has no recorded build"))?
+                .parse()?;
+            let changes = from.upgrade_changes(&to).map_err(|e| anyhow::anyhow!(e))?;
+            store.set_setting("build", &to.to_string()).await?;
+            println!("{instance}: {from} -> {to} (restart to apply)");
+            for c in changes {
+                println!("  - {c}");
+            }
+            store.close().await;
+        }
         InstanceCommand::Operator(OperatorCommand::Create {
             instance,
             login,

@@ -120,6 +120,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let jwks = crate::instance::HttpJwks::new(format!("{}/ims/keys", prepared.issuer), Some(&ca_pem))?;
     let issuer = ims_campaign::bearer::TrustedIssuer::new(prepared.issuer.clone(), std::sync::Arc::new(jwks));
     let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(issuer)));
+    let instance_build = instance.info().build;
     let instance_url = format!(
         "{}://{}",
         if config.tls { "https" } else { "http" },
@@ -158,7 +159,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         instances: vec![UpInstance {
             name: name.to_owned(),
             url: instance_url.clone(),
-            build: build.to_string(),
+            build: instance_build.to_string(),
             admin_login: "admin".to_owned(),
             admin_password: instance_password,
         }],
@@ -172,7 +173,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         up.admin_email,
         up_file(&dir).display()
     );
-    println!("  instance       {name} (build {build}) at {instance_url}");
+    println!("  instance       {name} (build {instance_build}) at {instance_url}");
     println!("  CA certificate {}", up.ca_cert);
     println!("  data           {}", dir.display());
     println!(

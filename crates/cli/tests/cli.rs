@@ -428,6 +428,62 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     }
     assert!(audit.contains("cli:"), "the CLI is named as the actor");
     server.stop();
+
+    // Upgrades move forward only, say what changes, and apply at the next start: on 8.6 native
+    // sign-in is refused outside the allow-list.
+    let back = ims()
+        .args([
+            "instance",
+            "upgrade",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+            "--to",
+            "7.3.1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(back.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&back.stderr).contains("only moves forward"));
+    let said = run_ok(ims().args([
+        "instance",
+        "upgrade",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--to",
+        "8.6.0",
+    ]));
+    assert!(
+        said.contains("7.4.1 -> 8.6.0") && said.contains("allow-list"),
+        "{said}"
+    );
+    let (server, upj3) = up(&dir, &[]);
+    assert_eq!(upj3["instances"][0]["build"], "8.6.0");
+    let soap_logon = |login: &str, password: &str| {
+        let body = format!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>{login}</login><password>{password}</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        );
+        http.post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
+            .header("SOAPAction", "xtk:session#Logon")
+            .body(body)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    assert!(
+        soap_logon("jdoe", "jdoe's password 1").contains("XSV-350024"),
+        "jdoe is not on the allow-list"
+    );
+    assert!(
+        soap_logon("admin", upj3["instances"][0]["admin_password"].as_str().unwrap())
+            .contains("pstrSessionToken"),
+        "admin is"
+    );
+    server.stop();
 }
 
 #[test]

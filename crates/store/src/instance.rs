@@ -8,7 +8,9 @@ use sqlx::{AnyPool, Row as _};
 use ims_campaign::model::Recipient;
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
 use ims_campaign::query::{Sql, SqlValue};
-use ims_campaign::store::{OperatorStore, QueryStore, RecipientStore, SessionStore, UsageStore};
+use ims_campaign::store::{
+    OperatorStore, QueryStore, RecipientStore, SessionStore, SettingsStore, UsageStore,
+};
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
 use ims_identity::error::StoreError;
 use ims_identity::store::StoreResult;
@@ -546,5 +548,30 @@ impl RecipientStore for SqlInstanceStore {
         .await
         .map_err(backend_error)?;
         get(&row, "recipient_id")
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqlInstanceStore {
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM instance_settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        row.map(|r| get(&r, "value")).transpose()
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO instance_settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
     }
 }

@@ -54,6 +54,12 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/instance/sqlite/0003_usage_summary.sql"),
         postgres: include_str!("../migrations/instance/postgres/0003_usage_summary.sql"),
     },
+    Migration {
+        version: 4,
+        name: "settings",
+        sqlite: include_str!("../migrations/instance/sqlite/0004_settings.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0004_settings.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).
