@@ -57,7 +57,21 @@ pub const RECIPIENT: QuerySchema = QuerySchema {
     right: None,
 };
 
-pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR, &RECIPIENT];
+pub const RT_EVENT: QuerySchema = QuerySchema {
+    id: "nms:rtEvent",
+    element: "rtEvent",
+    table: "rt_events",
+    attributes: &[
+        ("id", "event_id"),
+        ("type", "event_type"),
+        ("email", "email"),
+        ("status", "status"),
+        ("created", "created_at"),
+    ],
+    right: Some("messageCenter"),
+};
+
+pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR, &RECIPIENT, &RT_EVENT];
 
 pub fn query_schema(id: &str) -> Option<&'static QuerySchema> {
     QUERY_SCHEMAS.iter().copied().find(|s| s.id == id)
@@ -99,6 +113,14 @@ pub fn compiled(id: &str) -> Option<&'static str> {
             r#"<attribute name="created" type="datetime"/><attribute name="lastModified" type="datetime"/>"#,
             r#"</element></schema>"#
         ),
+        "nms:rtEvent" => concat!(
+            r#"<schema name="rtEvent" namespace="nms"><element name="rtEvent">"#,
+            r#"<attribute name="id" type="int64"/><attribute name="type" type="string"/><attribute name="email" type="string"/>"#,
+            r#"<attribute name="status" type="string"/><attribute name="created" type="datetime"/><element name="ctx"/>"#,
+            r#"</element><methods>"#,
+            r#"<method name="PushEvent" static="true"><parameters><param name="domEvent" type="DOMElement"/><param inout="out" name="plId" type="int64"/></parameters></method>"#,
+            r#"</methods></schema>"#
+        ),
         _ => return None,
     })
 }
@@ -115,6 +137,7 @@ mod tests {
             "xtk:queryDef",
             "xtk:operator",
             "nms:recipient",
+            "nms:rtEvent",
         ] {
             let xml = compiled(id).unwrap();
             let root = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).unwrap();

@@ -577,3 +577,67 @@ impl Instance {
         }
     }
 }
+
+/// Largest real-time event context accepted, in bytes of XML.
+pub const MAX_EVENT_CTX: usize = 64 * 1024;
+/// Queue size `mcPing.jsp` reports against.
+pub const EVENT_QUEUE_SIZE: i64 = 400;
+
+impl Instance {
+    /// `nms:rtEvent#PushEvent` on a Message Center instance, for an operator holding the
+    /// Message Center right (or ADMINISTRATION). Returns the event id.
+    pub async fn push_event(
+        &self,
+        op: &Operator,
+        event: &ims_wire::soap::Element,
+        now: Now,
+    ) -> Result<i64, Fault> {
+        if self.info.kind != InstanceKind::MessageCenter {
+            return Err(Fault::unknown_method("PushEvent", "urn:nms:rtEvent"));
+        }
+        let rights = self.effective_rights(op).await?;
+        if !rights.iter().any(|r| r == "messageCenter" || r == "admin") {
+            return Err(Fault::forbidden("pushing events needs the Message Center right"));
+        }
+        if event.name != "rtEvent" {
+            return Err(Fault::bad_request("the event must be an <rtEvent> element"));
+        }
+        let event_type = event
+            .attr("type")
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| Fault::bad_request("the event has no type"))?;
+        let ctx = serialize(event);
+        if ctx.len() > MAX_EVENT_CTX {
+            return Err(Fault::bad_request(format!(
+                "the event exceeds {MAX_EVENT_CTX} bytes"
+            )));
+        }
+        Ok(self
+            .store
+            .push_event(event_type, event.attr("email"), &ctx, op.id, now)
+            .await?)
+    }
+
+    /// `mcPing.jsp`: pending events and the queue size.
+    pub async fn mc_ping(&self) -> Result<(i64, i64), Fault> {
+        Ok((self.store.pending_events().await?, EVENT_QUEUE_SIZE))
+    }
+}
+
+/// Writes an element back as XML (the stored context of an event).
+fn serialize(el: &ims_wire::soap::Element) -> String {
+    use ims_wire::soap::{escape, Node};
+    let mut out = format!("<{}", el.name);
+    for (k, v) in &el.attrs {
+        out.push_str(&format!(" {k}=\"{}\"", escape(v)));
+    }
+    out.push('>');
+    for child in &el.children {
+        match child {
+            Node::Element(e) => out.push_str(&serialize(e)),
+            Node::Text(t) => out.push_str(&escape(t)),
+        }
+    }
+    out.push_str(&format!("</{}>", el.name));
+    out
+}

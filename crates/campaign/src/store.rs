@@ -49,6 +49,22 @@ pub trait SettingsStore: Send + Sync {
     async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
 }
 
+/// Real-time events of a Message Center instance.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores a pushed event; returns its id.
+    async fn push_event(
+        &self,
+        event_type: &str,
+        email: Option<&str>,
+        ctx: &str,
+        pushed_by: i64,
+        now: Now,
+    ) -> StoreResult<i64>;
+    /// Events waiting to be processed.
+    async fn pending_events(&self) -> StoreResult<i64>;
+}
+
 /// The recipients of the small data model, filed in folders.
 #[async_trait]
 pub trait RecipientStore: Send + Sync {
@@ -75,11 +91,11 @@ pub trait QueryStore: Send + Sync {
 }
 
 pub trait InstanceStore:
-    OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore
+    OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore + EventStore
 {
 }
 
 impl<T> InstanceStore for T where
-    T: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore
+    T: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore + EventStore
 {
 }

@@ -22,6 +22,7 @@ pub async fn open_embedded(
     name: &str,
     kind: InstanceKind,
     build: Build,
+    technical_account_groups: Vec<String>,
 ) -> Result<(Instance, Option<Secret>)> {
     let url = format!("sqlite://{}", dir.join(format!("instance-{name}.db")).display());
     let now = Now::system();
@@ -78,10 +79,9 @@ pub async fn open_embedded(
             build
         }
     };
-    Ok((
-        Instance::new(store, InstanceInfo::new(name, kind, build)),
-        admin_password,
-    ))
+    let mut info = InstanceInfo::new(name, kind, build);
+    info.technical_account_groups = technical_account_groups;
+    Ok((Instance::new(store, info), admin_password))
 }
 
 /// Demo recipients of a new instance, in the default recipients folder.

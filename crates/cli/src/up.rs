@@ -95,46 +95,24 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let created = server::bootstrap(&store, &config).await?;
     let prepared = server::prepare(&config, store.clone(), listener).await?;
 
-    // The marketing instance, on the next port (or a free one, kept across restarts).
-    let name = MARKETING_INSTANCE;
-    let previous_instance = previous
-        .as_ref()
-        .and_then(|p| p.instances.iter().find(|i| i.name == name).cloned());
-    let instance_listener = if port == 0 {
-        let keep = previous_instance.as_ref().and_then(|i| url_port(&i.url));
-        match keep {
-            Some(p) => match server::bind(&format!("127.0.0.1:{p}"), config.tls).await {
-                Ok(l) => l,
-                Err(_) => server::bind("127.0.0.1:0", config.tls).await?,
-            },
-            None => server::bind("127.0.0.1:0", config.tls).await?,
-        }
-    } else {
-        server::bind(&format!("127.0.0.1:{}", port.saturating_add(1)), config.tls).await?
-    };
-    let build: Build = DEMO_BUILD.parse()?;
-    let (instance, created_admin) =
-        crate::instance::open_embedded(&dir, name, InstanceKind::Marketing, build).await?;
-    // Bearer tokens of this IMS, verified against its published keys.
+    // The instances, on the next ports (or free ones, kept across restarts).
     let ca_pem = std::fs::read(&pki.ca_cert)?;
-    let jwks = crate::instance::HttpJwks::new(format!("{}/ims/keys", prepared.issuer), Some(&ca_pem))?;
-    let issuer = ims_campaign::bearer::TrustedIssuer::new(prepared.issuer.clone(), std::sync::Arc::new(jwks));
-    let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(issuer)));
-    let instance_build = instance.info().build;
-    let instance_url = format!(
-        "{}://{}",
-        if config.tls { "https" } else { "http" },
-        instance_listener.local_addr()?
-    );
-    let instance_password = match (created_admin, previous_instance) {
-        (Some(p), _) => p.expose().to_owned(),
-        (None, Some(prev)) => prev.admin_password,
-        (None, None) => String::new(),
-    };
-    spawn_usage_flush(instance.clone());
-    let instance_router = ims_http::campaign::router(ims_http::campaign::InstanceState {
-        instance: instance.clone(),
-    });
+    let mut started = Vec::new();
+    for (offset, spec) in (1u16..).zip(DEMO_INSTANCES) {
+        let bind_port = if port == 0 { 0 } else { port.saturating_add(offset) };
+        started.push(
+            start_instance(
+                spec,
+                &dir,
+                bind_port,
+                previous.as_ref(),
+                &config,
+                &prepared.issuer,
+                &ca_pem,
+            )
+            .await?,
+        );
+    }
     let org = match &created {
         Some((org, _)) => org.clone(),
         None => ims_identity::store::OrgStore::orgs(&*store)
@@ -156,13 +134,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         ca_cert: pki.ca_cert.display().to_string(),
         database_url: config.database_url.clone().unwrap_or_default(),
         pid: std::process::id(),
-        instances: vec![UpInstance {
-            name: name.to_owned(),
-            url: instance_url.clone(),
-            build: instance_build.to_string(),
-            admin_login: "admin".to_owned(),
-            admin_password: instance_password,
-        }],
+        instances: started.iter().map(|s| s.up.clone()).collect(),
     };
     files::write_private(&up_file(&dir), serde_json::to_string_pretty(&up)?.as_bytes())?;
     println!("ims is up");
@@ -173,19 +145,122 @@ pub async fn run(args: UpArgs) -> Result<()> {
         up.admin_email,
         up_file(&dir).display()
     );
-    println!("  instance       {name} (build {instance_build}) at {instance_url}");
+    for s in &started {
+        println!(
+            "  instance       {} (build {}) at {}",
+            s.up.name, s.up.build, s.up.url
+        );
+    }
     println!("  CA certificate {}", up.ca_cert);
     println!("  data           {}", dir.display());
     println!(
         "Create a technical account: ims credential create --data-dir {} --name NAME",
         dir.display()
     );
-    let served = server::run_with(prepared, vec![(instance_listener, instance_router)]).await;
+    let mut serving = Vec::new();
+    let mut instances = Vec::new();
+    for s in started {
+        spawn_usage_flush(s.instance.clone());
+        let router = ims_http::campaign::router(ims_http::campaign::InstanceState {
+            instance: s.instance.clone(),
+        });
+        serving.push((s.listener, router));
+        instances.push(s.instance);
+    }
+    let served = server::run_with(prepared, serving).await;
     // What was counted since the last flush is written before the process ends.
-    if let Err(e) = instance.flush_usage().await {
-        tracing::warn!(error = %e, "usage could not be flushed at shutdown");
+    for instance in instances {
+        if let Err(e) = instance.flush_usage().await {
+            tracing::warn!(error = %e, "usage could not be flushed at shutdown");
+        }
     }
     served
+}
+
+/// An instance `ims up` runs: name, type, and the groups its technical account operators get
+/// until product profiles decide.
+struct InstanceSpec {
+    name: &'static str,
+    kind: InstanceKind,
+    technical_account_groups: &'static [&'static str],
+}
+
+/// The demo instances: a marketing instance and its Message Center instance, where integrations
+/// push real-time events.
+const DEMO_INSTANCES: &[InstanceSpec] = &[
+    InstanceSpec {
+        name: MARKETING_INSTANCE,
+        kind: InstanceKind::Marketing,
+        technical_account_groups: &[],
+    },
+    InstanceSpec {
+        name: MESSAGE_CENTER_INSTANCE,
+        kind: InstanceKind::MessageCenter,
+        technical_account_groups: &["messageCenterAgents"],
+    },
+];
+
+struct StartedInstance {
+    listener: tokio::net::TcpListener,
+    instance: std::sync::Arc<ims_campaign::service::Instance>,
+    up: UpInstance,
+}
+
+async fn start_instance(
+    spec: &InstanceSpec,
+    dir: &Path,
+    port: u16,
+    previous: Option<&UpFile>,
+    config: &Config,
+    issuer: &str,
+    ca_pem: &[u8],
+) -> Result<StartedInstance> {
+    let previous_instance = previous.and_then(|p| p.instances.iter().find(|i| i.name == spec.name).cloned());
+    let listener = if port == 0 {
+        match previous_instance.as_ref().and_then(|i| url_port(&i.url)) {
+            Some(p) => match server::bind(&format!("127.0.0.1:{p}"), config.tls).await {
+                Ok(l) => l,
+                Err(_) => server::bind("127.0.0.1:0", config.tls).await?,
+            },
+            None => server::bind("127.0.0.1:0", config.tls).await?,
+        }
+    } else {
+        server::bind(&format!("127.0.0.1:{port}"), config.tls).await?
+    };
+    let build: Build = DEMO_BUILD.parse()?;
+    let tech_groups: Vec<String> = spec
+        .technical_account_groups
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+    let (instance, created_admin) =
+        crate::instance::open_embedded(dir, spec.name, spec.kind, build, tech_groups).await?;
+    // Bearer tokens of this IMS, verified against its published keys.
+    let jwks = crate::instance::HttpJwks::new(format!("{issuer}/ims/keys"), Some(ca_pem))?;
+    let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, std::sync::Arc::new(jwks));
+    let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(trusted)));
+    let url = format!(
+        "{}://{}",
+        if config.tls { "https" } else { "http" },
+        listener.local_addr()?
+    );
+    let admin_password = match (created_admin, previous_instance) {
+        (Some(p), _) => p.expose().to_owned(),
+        (None, Some(prev)) => prev.admin_password,
+        (None, None) => String::new(),
+    };
+    let up = UpInstance {
+        name: spec.name.to_owned(),
+        url,
+        build: instance.info().build.to_string(),
+        admin_login: "admin".to_owned(),
+        admin_password,
+    };
+    Ok(StartedInstance {
+        listener,
+        instance,
+        up,
+    })
 }
 
 /// How often counted calls are written to the instance's usage summary.
@@ -205,6 +280,8 @@ fn spawn_usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) 
 
 /// The demo marketing instance `ims up` runs.
 pub const MARKETING_INSTANCE: &str = "marketing";
+/// Its Message Center instance.
+pub const MESSAGE_CENTER_INSTANCE: &str = "mc";
 /// Its build: the one the vendor recommends migrating from.
 pub const DEMO_BUILD: &str = "7.4.1";
 

@@ -81,6 +81,7 @@ pub fn router(state: InstanceState) -> Router {
         .route("/nl/jsp/soaprouter.jsp", post(soap_router))
         .route("/r/test", get(r_test))
         .route("/nl/jsp/ping.jsp", get(ping))
+        .route("/nl/jsp/mcPing.jsp", get(mc_ping))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
@@ -112,6 +113,26 @@ async fn r_test(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap)
 
 async fn ping(meta: Meta) -> Response {
     let mut resp = format!("OK\n{}\n", time::server_date(meta.now)).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain;charset=utf-8"),
+    );
+    resp
+}
+
+/// The Message Center queue: `Ok`, the time and the pending events, or `Error` when full.
+async fn mc_ping(State(st): State<InstanceState>, meta: Meta) -> Response {
+    let text = match st.instance.mc_ping().await {
+        Ok((pending, size)) if pending < size => {
+            format!(
+                "Ok\n{}\n{pending}/{size} pending events\n",
+                time::server_date(meta.now)
+            )
+        }
+        Ok((pending, size)) => format!("Error\nThe queue is full ({pending}/{size})\n"),
+        Err(_) => "Error\nThe event queue cannot be read\n".to_owned(),
+    };
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain;charset=utf-8"),
@@ -315,6 +336,25 @@ async fn handle(
                 "GetEntityIfMoreRecent",
                 "urn:wpp:default",
                 &[("pdomDoc", Value::Element(doc.to_owned()))],
+            ))
+        }
+        "nms:rtEvent#PushEvent" => {
+            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
+            let event = params
+                .get(1)
+                .and_then(|p| {
+                    if p.name == "rtEvent" {
+                        Some(*p)
+                    } else {
+                        p.elements().next()
+                    }
+                })
+                .ok_or_else(|| Fault::bad_request("PushEvent needs an rtEvent element"))?;
+            let id = inst.push_event(&op, event, meta.now).await?;
+            Ok(soap::response(
+                "PushEvent",
+                "urn:nms:rtEvent",
+                &[("plId", Value::Int64(id))],
             ))
         }
         "xtk:queryDef#ExecuteQuery" => {

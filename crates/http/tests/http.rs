@@ -1410,6 +1410,10 @@ mod instance {
     }
 
     async fn instance_with(build: &str) -> (Instance, tempfile::TempDir) {
+        instance_of(build, InstanceKind::Marketing).await
+    }
+
+    async fn instance_of(build: &str, kind: InstanceKind) -> (Instance, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("i.db").display());
         let store = Arc::new(
@@ -1471,10 +1475,7 @@ mod instance {
                     .unwrap();
             }
         }
-        let inst = Instance::new(
-            store,
-            InstanceInfo::new("prod", InstanceKind::Marketing, build.parse().unwrap()),
-        );
+        let inst = Instance::new(store, InstanceInfo::new("prod", kind, build.parse().unwrap()));
         (inst, dir)
     }
 
@@ -1802,6 +1803,69 @@ mod instance {
         )
         .await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
+    }
+
+    fn push(event: &str) -> String {
+        envelope(
+            "PushEvent",
+            "nms:rtEvent",
+            &format!("<sessiontoken/><domEvent>{event}</domEvent>"),
+        )
+    }
+
+    #[tokio::test]
+    async fn message_center_events() {
+        let (inst, _dir) = instance_of("7.4.1", InstanceKind::MessageCenter).await;
+        let store = inst.store().clone();
+        let mut agent = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        agent.login = "agent".into();
+        agent.groups = vec!["messageCenterAgents".into()];
+        store.create_operator(&agent).await.unwrap();
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+        });
+        let session = |login: &'static str| {
+            let app = app.clone();
+            async move {
+                let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, PASSWORD), &[]).await;
+                vec![("x-session-token", value(&xml, "pstrSessionToken"))]
+            }
+        };
+        let agent_s = session("agent").await;
+        let event = r#"<rtEvent type="ORDER" email="jane@example.com"><ctx><orderId>A&amp;1</orderId></ctx></rtEvent>"#;
+        let (_, xml) = call(&app, "nms:rtEvent#PushEvent", push(event), &agent_s).await;
+        assert!(xml.contains("<plId xsi:type='xsd:long'>1</plId>"), "{xml}");
+        let (_, xml) = call(&app, "nms:rtEvent#PushEvent", push(event), &agent_s).await;
+        assert!(xml.contains("<plId xsi:type='xsd:long'>2</plId>"), "{xml}");
+        // The events are queryable by the agent.
+        let def = r#"<queryDef schema="nms:rtEvent" operation="select"><select><node expr="@id"/><node expr="@type"/><node expr="@email"/></select></queryDef>"#;
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(def), &agent_s).await;
+        assert_eq!(output(&xml).elements().count(), 2, "{xml}");
+        // Without the right, with a bad event, or with no event: faults.
+        let jdoe_s = session("jdoe").await;
+        let (_, xml) = call(&app, "nms:rtEvent#PushEvent", push(event), &jdoe_s).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"));
+        for bad in [r#"<rtEvent email="x@y.z"/>"#, r#"<other type="x"/>"#, ""] {
+            let (_, xml) = call(&app, "nms:rtEvent#PushEvent", push(bad), &agent_s).await;
+            assert!(fault_code(&xml).is_some(), "{bad}: {xml}");
+        }
+        // mcPing reports the queue.
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/nl/jsp/mcPing.jsp").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(
+            text.starts_with("Ok\n") && text.contains("0/400 pending events"),
+            "{text}"
+        );
+        // A marketing instance has no PushEvent.
+        let (app2, _dir2) = instance_app().await;
+        let (_, xml) = call(&app2, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        let s2 = vec![("x-session-token", value(&xml, "pstrSessionToken"))];
+        let (_, xml) = call(&app2, "nms:rtEvent#PushEvent", push(event), &s2).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("SOP-330006"));
     }
 
     /// SECURITY.md item 33, against the real router.

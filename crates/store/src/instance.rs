@@ -9,7 +9,7 @@ use ims_campaign::model::Recipient;
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
 use ims_campaign::query::{Sql, SqlValue};
 use ims_campaign::store::{
-    OperatorStore, QueryStore, RecipientStore, SessionStore, SettingsStore, UsageStore,
+    EventStore, OperatorStore, QueryStore, RecipientStore, SessionStore, SettingsStore, UsageStore,
 };
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
 use ims_identity::error::StoreError;
@@ -573,5 +573,40 @@ impl SettingsStore for SqlInstanceStore {
         .await
         .map_err(backend_error)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for SqlInstanceStore {
+    async fn push_event(
+        &self,
+        event_type: &str,
+        email: Option<&str>,
+        ctx: &str,
+        pushed_by: i64,
+        now: Now,
+    ) -> StoreResult<i64> {
+        // Events are handed to delivery as they arrive: there is no queue to wait in here.
+        let row = sqlx::query(
+            "INSERT INTO rt_events (event_type, email, ctx, status, pushed_by, created_at)
+             VALUES ($1, $2, $3, 'processed', $4, $5) RETURNING event_id",
+        )
+        .bind(event_type)
+        .bind(email.map(str::to_owned))
+        .bind(ctx)
+        .bind(pushed_by)
+        .bind(now.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        get(&row, "event_id")
+    }
+
+    async fn pending_events(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM rt_events WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        get(&row, "n")
     }
 }

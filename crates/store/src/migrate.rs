@@ -60,6 +60,12 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/instance/sqlite/0004_settings.sql"),
         postgres: include_str!("../migrations/instance/postgres/0004_settings.sql"),
     },
+    Migration {
+        version: 5,
+        name: "rt_events",
+        sqlite: include_str!("../migrations/instance/sqlite/0005_rt_events.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0005_rt_events.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).
