@@ -37,6 +37,9 @@ pub async fn open_embedded(
     let mut admin_password = None;
     if store.operator_count().await? == 0 {
         seed_recipients(&store, now).await?;
+        if kind == InstanceKind::Marketing {
+            crate::seed::legacy_population(&store, now).await?;
+        }
         for (login, label) in BUILTIN_OPERATORS {
             // Only `admin` gets a usable password; the other built-ins are service accounts whose
             // credentials an administrator sets when the service is installed.
@@ -164,6 +167,13 @@ pub enum InstanceCommand {
         #[arg(long)]
         to: String,
     },
+    /// Add a generated population of native operators (scale tests).
+    Seed {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        operators: u64,
+    },
     /// The recorded sign-ins and calls (usage evidence), newest first.
     Usage {
         #[arg(long)]
@@ -227,6 +237,16 @@ async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
 
 pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
     match cmd {
+        InstanceCommand::Seed { instance, operators } => {
+            let store = open_store(data_dir, &instance).await?;
+            let started = std::time::Instant::now();
+            let n = crate::seed::scale_population(&store, operators, Now::system()).await?;
+            println!(
+                "{n} operators added to {instance} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            store.close().await;
+        }
         InstanceCommand::Upgrade { instance, to } => {
             use ims_campaign::store::SettingsStore as _;
             let to: Build = to.parse()?;

@@ -7,6 +7,7 @@ mod files;
 mod instance;
 mod pki;
 mod remote;
+mod seed;
 mod server;
 mod up;
 

@@ -257,6 +257,47 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     );
     assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
 
+    // The legacy population: technical operators with recorded API usage.
+    let crm = json_of(&run_ok(ims().args([
+        "instance",
+        "usage",
+        "--calls",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--login",
+        "crm-sync",
+        "--json",
+    ])));
+    assert!(crm[0]["calls"].as_i64().unwrap() >= 1_000, "{crm}");
+    assert_eq!(crm[0]["source"], "10.20.0.15");
+    let logons = json_of(&run_ok(ims().args([
+        "instance",
+        "usage",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--login",
+        "crm-sync",
+        "--json",
+    ])));
+    assert_eq!(logons.as_array().unwrap().len(), 5);
+
+    // A generated population for scale tests.
+    let seeded = run_ok(ims().args([
+        "instance",
+        "seed",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--operators",
+        "200",
+    ]));
+    assert!(seeded.contains("200 operators added"), "{seeded}");
+
     // A native operator created from the CLI signs in to the running instance, and the sign-in is
     // recorded as usage evidence.
     let pw = tmp.path().join("pw");
