@@ -119,3 +119,24 @@ test('queries on xtk:operator, signed in with a password, then with the session 
     return true
   })
 })
+
+test('IMS bearer mode, with and without sessionInfo: every call carries the token', async () => {
+  const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CREDENTIAL, 'utf8'))
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid' })
+  const token = (await (await fetch(`${up.ims_url}/ims/token/v3`, { method: 'POST', body: form })).json()).access_token
+  for (const options of [{}, { sessionInfo: true }]) {
+    const client = await sdk.init(sdk.ConnectionParameters.ofImsBearerToken(instance.url, token, options))
+    await client.logon()
+    if (options.sessionInfo) {
+      assert.equal(client.getSessionInfo('SimpleJson').userInfo.login, cred.technical_account_email)
+    }
+    const n = await client.NLWS.xtkQueryDef.create({ schema: 'nms:recipient', operation: 'count' }).executeQuery()
+    assert.ok(Number(n.count) >= 10)
+    // Operators are not readable without the ADMINISTRATION right: a fault with its code.
+    await assert.rejects(
+      client.NLWS.xtkQueryDef.create({ schema: 'xtk:operator', operation: 'count' }).executeQuery(),
+      (e) => { assert.equal(e.errorCode, 'XSV-350122'); return true }
+    )
+    await client.logoff()
+  }
+})
