@@ -58,3 +58,25 @@ def test_authlib_refuses_a_forged_token():
     except Exception:  # noqa: BLE001 - any refusal is the expected outcome
         return
     raise AssertionError("a forged token verified")
+
+
+def test_zeep_reads_the_wsdl_and_pushes_an_event_with_a_bearer_token():
+    import zeep
+    from lxml import etree
+    from zeep.transports import Transport
+
+    mc = next(i for i in UP["instances"] if i["name"] == "mc")
+    cred = json.load(open(os.environ["INTEROP_CREDENTIAL"]))
+    token = requests.post(
+        UP["ims_url"] + "/ims/token/v3",
+        data={"grant_type": "client_credentials", "client_id": cred["client_id"], "client_secret": cred["client_secret"], "scope": "openid"},
+        verify=CA,
+    ).json()["access_token"]
+    session = requests.Session()
+    session.trust_env = False  # the machine's CA bundle variables would override ours
+    session.verify = CA
+    session.headers["Authorization"] = "Bearer " + token
+    client = zeep.Client(mc["url"] + "/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent", transport=Transport(session=session))
+    event = etree.fromstring('<rtEvent type="ORDER_CONFIRMATION" email="zeep@example.com"><ctx><orderId>Z-1</orderId></ctx></rtEvent>')
+    event_id = client.service.PushEvent(sessiontoken="", domEvent={"_value_1": event})
+    assert int(event_id) > 0

@@ -12,5 +12,6 @@ pub mod store;
 pub mod time;
 pub mod usage;
 pub mod version;
+pub mod wsdl;
 
 pub use version::{Build, NativeAuth};

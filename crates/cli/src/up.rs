@@ -163,6 +163,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         spawn_usage_flush(s.instance.clone());
         let router = ims_http::campaign::router(ims_http::campaign::InstanceState {
             instance: s.instance.clone(),
+            tls: config.tls,
         });
         serving.push((s.listener, router));
         instances.push(s.instance);

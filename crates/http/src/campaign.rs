@@ -25,6 +25,8 @@ pub const MAX_SOAP_BODY: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct InstanceState {
     pub instance: Arc<Instance>,
+    /// Served over HTTPS (for the addresses the WSDL gives).
+    pub tls: bool,
 }
 
 /// A fault as an HTTP response.
@@ -82,6 +84,7 @@ pub fn router(state: InstanceState) -> Router {
         .route("/r/test", get(r_test))
         .route("/nl/jsp/ping.jsp", get(ping))
         .route("/nl/jsp/mcPing.jsp", get(mc_ping))
+        .route("/nl/jsp/schemawsdl.jsp", get(schema_wsdl).post(schema_wsdl))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
@@ -140,6 +143,56 @@ async fn mc_ping(State(st): State<InstanceState>, meta: Meta) -> Response {
     resp
 }
 
+/// WSDL of a schema we serve, for a signed-in caller (session or bearer).
+async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap, uri: Uri) -> Response {
+    let schema = uri
+        .query()
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "schema")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default();
+    let creds = Presented {
+        session: header(&headers, "x-session-token").or_else(|| cookie(&headers, "__sessiontoken")),
+        security: header(&headers, "x-security-token"),
+        bearer: bearer_of(&headers),
+    };
+    let caller = Caller {
+        source: meta.source.clone(),
+        client: client_headers(&headers),
+    };
+    if let Err(fault) = authenticated(&st.instance, &creds, "schemawsdl.jsp", meta.now, &caller).await {
+        return SoapFault(fault).into_response();
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if st.tls { "https" } else { "http" };
+    let location = format!("{scheme}://{host}/nl/jsp/soaprouter.jsp");
+    match ims_campaign::wsdl::wsdl(&schema, &location) {
+        Some(doc) => xml(doc),
+        None => {
+            let mut resp = (StatusCode::NOT_FOUND, format!("no schema {schema:?}")).into_response();
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain;charset=utf-8"),
+            );
+            resp
+        }
+    }
+}
+
+fn bearer_of(headers: &HeaderMap) -> Option<String> {
+    header(headers, "authorization").and_then(|a| {
+        let (scheme, token) = a.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    })
+}
+
 /// Credentials a request carries, from wherever the reference client puts them.
 #[derive(Debug, Default)]
 struct Presented {
@@ -190,12 +243,7 @@ fn presented(headers: &HeaderMap, env: &Envelope) -> Presented {
             .or_else(|| non_empty(first_param)),
         security: non_empty(header(headers, "x-security-token"))
             .or_else(|| non_empty(env.header_text("X-Security-Token"))),
-        bearer: header(headers, "authorization").and_then(|a| {
-            let (scheme, token) = a.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        }),
+        bearer: bearer_of(headers),
     }
 }
 

@@ -1380,6 +1380,7 @@ mod instance {
         (
             router(InstanceState {
                 instance: Arc::new(inst),
+                tls: false,
             }),
             dir,
         )
@@ -1403,6 +1404,7 @@ mod instance {
         (
             router(InstanceState {
                 instance: inst.clone(),
+                tls: false,
             }),
             inst,
             dir,
@@ -1714,6 +1716,7 @@ mod instance {
         store.create_operator(&boss).await.unwrap();
         let app = router(InstanceState {
             instance: Arc::new(inst),
+            tls: false,
         });
         let sign_in = |login: &'static str| {
             let app = app.clone();
@@ -1823,6 +1826,7 @@ mod instance {
         store.create_operator(&agent).await.unwrap();
         let app = router(InstanceState {
             instance: Arc::new(inst),
+            tls: false,
         });
         let session = |login: &'static str| {
             let app = app.clone();
@@ -1849,6 +1853,25 @@ mod instance {
             let (_, xml) = call(&app, "nms:rtEvent#PushEvent", push(bad), &agent_s).await;
             assert!(fault_code(&xml).is_some(), "{bad}: {xml}");
         }
+        // WSDL of the schema, for a signed-in caller only.
+        let wsdl = |auth: Option<(&'static str, String)>| {
+            let app = app.clone();
+            async move {
+                let mut req = Request::get("/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent");
+                if let Some((k, v)) = auth {
+                    req = req.header(k, v);
+                }
+                let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+                String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+            }
+        };
+        let doc = wsdl(Some(("x-session-token", agent_s[0].1.clone()))).await;
+        assert!(
+            doc.contains("soapAction=\"nms:rtEvent#PushEvent\"")
+                && doc.contains("<soap:address location=\"http://"),
+            "{doc}"
+        );
+        assert_eq!(fault_code(&wsdl(None).await).as_deref(), Some("XSV-350008"));
         // mcPing reports the queue.
         let resp = app
             .clone()
