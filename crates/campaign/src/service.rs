@@ -641,3 +641,18 @@ fn serialize(el: &ims_wire::soap::Element) -> String {
     out.push_str(&format!("</{}>", el.name));
     out
 }
+
+impl Instance {
+    /// `xtk:session#GetOption`: the options integrations read (string values).
+    pub fn option(&self, name: &str) -> Option<String> {
+        match name {
+            "XtkInstanceName" => Some(self.info.name.clone()),
+            "XtkBuildNumber" => Some(self.info.build_number.to_string()),
+            "XtkBuildVersion" => Some(self.info.build.to_string()),
+            "NmsMessageCenter_Enabled" => {
+                Some(u8::from(self.info.kind == InstanceKind::MessageCenter).to_string())
+            }
+            _ => None,
+        }
+    }
+}

@@ -364,6 +364,20 @@ async fn handle(
                 &[("pdtTime", Value::DateTime(time::iso8601(meta.now)))],
             ))
         }
+        "xtk:session#GetOption" => {
+            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
+            let name = params.get(1).map(|p| p.text()).unwrap_or_default();
+            // Unknown options answer an empty value of type 0, as the vendor's server does.
+            let (value, kind) = inst.option(&name).map_or((String::new(), 0), |v| (v, 6));
+            Ok(soap::response(
+                "GetOption",
+                "urn:xtk:session",
+                &[
+                    ("pstrValue", Value::String(value)),
+                    ("pbtType", Value::Byte(kind)),
+                ],
+            ))
+        }
         "xtk:session#GetUserInfo" => {
             let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
             let info = inst.user_info_xml(&op).await?;

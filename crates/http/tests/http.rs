@@ -1588,6 +1588,34 @@ mod instance {
         )
         .await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"));
+        // GetOption: known and unknown options.
+        let opt = |name: &str| {
+            envelope(
+                "GetOption",
+                "xtk:session",
+                &format!("<sessiontoken/><name>{name}</name>"),
+            )
+        };
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetOption",
+            opt("XtkBuildVersion"),
+            &[("x-session-token", session.clone())],
+        )
+        .await;
+        assert_eq!(value(&xml, "pstrValue"), "7.4.1");
+        assert_eq!(value(&xml, "pbtType"), "6");
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetOption",
+            opt("NoSuchOption"),
+            &[("x-session-token", session.clone())],
+        )
+        .await;
+        assert_eq!(
+            (value(&xml, "pstrValue"), value(&xml, "pbtType")),
+            (String::new(), "0".to_owned())
+        );
         // Logoff ends the session.
         let (_, xml) = call(
             &app,
