@@ -2,6 +2,7 @@
 //! named rights, sessions, usage evidence, the `where` language of queries. No HTTP and no SQL.
 
 pub mod bearer;
+pub mod config;
 pub mod fault;
 pub mod model;
 pub mod query;

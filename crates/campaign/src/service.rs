@@ -47,6 +47,8 @@ pub struct InstanceInfo {
     /// Groups a technical account operator gets when it is created at its first call (until
     /// product profiles decide).
     pub technical_account_groups: Vec<String>,
+    /// The `imsConfig` switches of `serverConf.xml`.
+    pub switches: crate::config::ImsSwitches,
 }
 
 impl InstanceInfo {
@@ -60,13 +62,19 @@ impl InstanceInfo {
             remember_me_secs: 30 * 24 * 3600,
             allow_list: DEFAULT_ALLOW_LIST.iter().map(|s| s.to_string()).collect(),
             technical_account_groups: Vec::new(),
+            switches: crate::config::ImsSwitches::default(),
         }
     }
 
-    /// Whether `login` is on the allow-list (`a|b` entries list alternatives).
+    /// Whether `login` is on the allow-list (`a|b` entries list alternatives): the one in
+    /// `serverConf.xml` when it names any operator, the default otherwise.
     pub fn allow_listed(&self, login: &str) -> bool {
-        self.allow_list
-            .iter()
+        let list = if self.switches.allow_list.is_empty() {
+            &self.allow_list
+        } else {
+            &self.switches.allow_list
+        };
+        list.iter()
             .any(|entry| entry.split('|').any(|name| name == login))
     }
 }
@@ -148,12 +156,12 @@ impl Instance {
         }
     }
 
-    /// Whether this build lets `op` sign in natively at all.
+    /// Whether `op` may sign in natively: always, unless the build (8.6 and later) or the
+    /// `nonIMSAuthnAPI disableAPI` switch limits native sign-in to the allow-list.
     fn native_allowed(&self, op: &Operator) -> bool {
-        match self.info.build.native_auth() {
-            NativeAuth::Allowed => true,
-            NativeAuth::AllowListOnly => self.allow_listed_login(&op.login),
-        }
+        let limited = self.info.build.native_auth() == NativeAuth::AllowListOnly
+            || self.info.switches.native_api_disabled;
+        !limited || self.allow_listed_login(&op.login)
     }
 
     fn allow_listed_login(&self, login: &str) -> bool {

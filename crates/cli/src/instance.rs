@@ -24,6 +24,7 @@ pub async fn open_embedded(
     build: Build,
     technical_account_groups: Vec<String>,
 ) -> Result<(Instance, Option<Secret>)> {
+    let conf_dir = dir.join("conf");
     let url = format!("sqlite://{}", dir.join(format!("instance-{name}.db")).display());
     let now = Now::system();
     let store = Arc::new(
@@ -84,7 +85,81 @@ pub async fn open_embedded(
     };
     let mut info = InstanceInfo::new(name, kind, build);
     info.technical_account_groups = technical_account_groups;
+    info.switches = read_configuration(&conf_dir, name, &build)?;
     Ok((Instance::new(store, info), admin_password))
+}
+
+/// Reads `conf/serverConf.xml` (created with the defaults on first start) and checks
+/// `conf/config-<name>.xml` when present. Any error stops the start, naming file, line and key.
+fn read_configuration(
+    conf_dir: &Path,
+    name: &str,
+    build: &Build,
+) -> Result<ims_campaign::config::ImsSwitches> {
+    crate::files::private_dir(conf_dir)?;
+    let server_conf = conf_dir.join("serverConf.xml");
+    if !server_conf.exists() {
+        crate::files::write_public(&server_conf, ims_campaign::config::DEFAULT_SERVER_CONF.as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&server_conf)
+        .with_context(|| format!("cannot read {}", server_conf.display()))?;
+    let switches = ims_campaign::config::read_server_conf(&server_conf.display().to_string(), &text, build)?;
+    let instance_conf = conf_dir.join(format!("config-{name}.xml"));
+    if instance_conf.exists() {
+        let text = std::fs::read_to_string(&instance_conf)
+            .with_context(|| format!("cannot read {}", instance_conf.display()))?;
+        ims_campaign::config::read_instance_conf(&instance_conf.display().to_string(), &text)?;
+    }
+    Ok(switches)
+}
+
+/// `ims instance config -instance:<name> -setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>`,
+/// the vendor's `nlserver config` syntax: stores the instance's own IMS credential, the secret
+/// sealed under the data directory's master key.
+pub fn config_command(data_dir: &Path, args: &[String]) -> Result<()> {
+    let mut instance = None;
+    let mut oauth = None;
+    for a in args {
+        if let Some(v) = a.strip_prefix("-instance:") {
+            instance = Some(v.to_owned());
+        } else if let Some(v) = a.strip_prefix("-setimsoauth:") {
+            oauth = Some(ims_campaign::config::parse_setimsoauth(v).map_err(|e| anyhow::anyhow!(e))?);
+        } else {
+            anyhow::bail!("unknown argument {a:?} (expected -instance:<name> and -setimsoauth:<org>/<client>/<account>/<secret>)");
+        }
+    }
+    let name = instance.ok_or_else(|| anyhow::anyhow!("-instance:<name> is required"))?;
+    let (org_id, client_id, technical_account_id, secret) = oauth.ok_or_else(|| {
+        anyhow::anyhow!("nothing to do: give -setimsoauth:<org>/<client>/<account>/<secret>")
+    })?;
+    let up = crate::up::read_up_file(data_dir)?;
+    if !up.instances.iter().any(|i| i.name == name) {
+        anyhow::bail!("no instance {name:?} in {}", data_dir.display());
+    }
+    let master_text = std::fs::read_to_string(data_dir.join("master.key"))
+        .context("the data directory has no master.key")?;
+    let master = ims_identity::keys::MasterKey::parse(&master_text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let label = format!("imsoauth:{name}");
+    let sealed = format!(
+        "enc:{}",
+        master
+            .seal(&label, secret.expose().as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    );
+    let conf = ims_campaign::config::ImsOAuth {
+        org_id,
+        client_id,
+        technical_account_id,
+        sealed_secret: sealed,
+    };
+    let path = data_dir.join("conf").join(format!("config-{name}.xml"));
+    crate::files::private_dir(&data_dir.join("conf"))?;
+    crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
+    println!(
+        "IMS credential of {name} stored in {} (secret sealed)",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Demo recipients of a new instance, in the default recipients folder.
@@ -159,6 +234,11 @@ pub enum InstanceCommand {
     /// Operators of an instance.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// The vendor's configuration syntax: `-instance:<name> -setimsoauth:<org>/<client>/<account>/<secret>`.
+    Config {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<String>,
+    },
     /// Move an instance to a newer build (never back) and say what changes. Takes effect when the
     /// instance next starts.
     Upgrade {
@@ -237,6 +317,7 @@ async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
 
 pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
     match cmd {
+        InstanceCommand::Config { args } => config_command(data_dir, &args)?,
         InstanceCommand::Seed { instance, operators } => {
             let store = open_store(data_dir, &instance).await?;
             let started = std::time::Instant::now();

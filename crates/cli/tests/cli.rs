@@ -470,6 +470,92 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     assert!(audit.contains("cli:"), "the CLI is named as the actor");
     server.stop();
 
+    // The instance's own IMS credential, in the vendor's syntax: stored sealed, never in clear.
+    run_ok(ims().args([
+        "instance",
+        "--data-dir",
+        d,
+        "config",
+        "-instance:marketing",
+        &format!(
+            "-setimsoauth:{}/cid123/TA1@techacct.ims.local/planted-secret-xyz",
+            upj["org_id"].as_str().unwrap()
+        ),
+    ]));
+    let conf = dir.join("conf").join("config-marketing.xml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("clientId=\"cid123\"")
+            && text.contains("clientSecret=\"enc:")
+            && !text.contains("planted-secret-xyz"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bad = ims()
+        .args([
+            "instance",
+            "--data-dir",
+            d,
+            "config",
+            "-instance:marketing",
+            "-setimsoauth:not-an-org/c/t/s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    // A configuration error stops the start and names file, line and key.
+    let server_conf = dir.join("conf").join("serverConf.xml");
+    let original = std::fs::read_to_string(&server_conf).unwrap();
+    std::fs::write(
+        &server_conf,
+        original.replace("disableAPI=\"false\"", "disableApi=\"false\""),
+    )
+    .unwrap();
+    let refused = ims()
+        .args(["up", "--data-dir", d, "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("serverConf.xml:5") && message.contains("nonIMSAuthnAPI/@disableApi"),
+        "{message}"
+    );
+    // The API restriction switched on: native sign-in for the allow-list only.
+    std::fs::write(
+        &server_conf,
+        original.replace("disableAPI=\"false\"", "disableAPI=\"true\""),
+    )
+    .unwrap();
+    let (server, upj_r) = up(&dir, &[]);
+    let soap_logon = |login: &str, password: &str| {
+        let body = format!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>{login}</login><password>{password}</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        );
+        http.post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
+            .header("SOAPAction", "xtk:session#Logon")
+            .body(body)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    assert!(
+        soap_logon("jdoe", "jdoe's password 1").contains("XSV-350024"),
+        "disableAPI refuses jdoe"
+    );
+    assert!(
+        soap_logon("admin", upj_r["instances"][0]["admin_password"].as_str().unwrap())
+            .contains("pstrSessionToken"),
+        "the allow-list still signs in"
+    );
+    server.stop();
+    std::fs::write(&server_conf, &original).unwrap();
+
     // Upgrades move forward only, say what changes, and apply at the next start: on 8.6 native
     // sign-in is refused outside the allow-list.
     let back = ims()

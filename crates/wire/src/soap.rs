@@ -51,6 +51,17 @@ pub struct Element {
     /// Attributes by local name (namespace declarations left out), in document order.
     pub attrs: Vec<(String, String)>,
     pub children: Vec<Node>,
+    /// Byte offset of the element's start tag in the source (see [`line_of`]).
+    pub offset: usize,
+}
+
+/// The 1-based line of a byte offset in `text` (for messages that point into a file).
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +157,7 @@ impl Builder {
         &mut self,
         ns: Result<String, EnvelopeError>,
         start: &BytesStart<'_>,
+        offset: usize,
     ) -> Result<Element, EnvelopeError> {
         self.elements += 1;
         if self.elements > self.limits.max_elements {
@@ -182,6 +194,7 @@ impl Builder {
             name: start.local_name().as_ref().to_owned(),
             attrs,
             children: Vec::new(),
+            offset,
         })
     }
 
@@ -235,9 +248,15 @@ pub fn parse_document(xml: &str, limits: Limits) -> Result<Element, EnvelopeErro
     };
     let mut first = true;
     loop {
-        let (ns, event) = reader
-            .read_resolved_event()
-            .map_err(|e| err(format!("malformed XML: {e}")))?;
+        let offset = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let read = reader.read_resolved_event().map_err(|e| e.to_string());
+        let (ns, event) = match read {
+            Ok(pair) => pair,
+            Err(e) => {
+                let at = usize::try_from(reader.error_position()).unwrap_or(offset);
+                return Err(err(format!("malformed XML at line {}: {e}", line_of(xml, at))));
+            }
+        };
         let ns = match ns {
             ResolveResult::Bound(n) => Ok(n.as_ref().to_owned()),
             ResolveResult::Unbound => Ok(String::new()),
@@ -252,11 +271,11 @@ pub fn parse_document(xml: &str, limits: Limits) -> Result<Element, EnvelopeErro
             Event::Comment(_) if b.stack.is_empty() => {}
             Event::Comment(_) => return Err(err("comments are not allowed inside the envelope")),
             Event::Start(s) => {
-                let el = b.open(ns, &s)?;
+                let el = b.open(ns, &s, offset)?;
                 b.stack.push(el);
             }
             Event::Empty(s) => {
-                let el = b.open(ns, &s)?;
+                let el = b.open(ns, &s, offset)?;
                 b.close(el)?;
             }
             Event::End(_) => {

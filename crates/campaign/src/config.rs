@@ -1,0 +1,372 @@
+//! The instance's configuration in the vendor's form: `serverConf.xml` (shared by the instances
+//! of a server: the `imsConfig` switches) and `config-<instance>.xml` (one instance: its own IMS
+//! credential, set with `-setimsoauth`). Read strictly: an unknown element or attribute, a value
+//! that is not what the key takes, or broken XML is an error naming the file, the line and the key,
+//! and the instance does not start on a guess.
+
+use ims_identity::secret::Secret;
+use ims_wire::soap::{escape, line_of, parse_document, Element, Limits};
+
+use crate::version::Build;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// The `imsConfig` switches of `serverConf.xml`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImsSwitches {
+    /// `nonIMSOperatorMgmtInClientConsole/@nonIMSOperatorMgmtInClientConsoleRestricted`
+    pub operator_management_restricted: bool,
+    /// `nonIMSAuthnAPI/@disableAPI`
+    pub native_api_disabled: bool,
+    /// `nonIMSAuthnAPI/allowOperator/@name`, each entry possibly `a|b`; empty means the default.
+    pub allow_list: Vec<String>,
+}
+
+/// The instance's own IMS credential (`-setimsoauth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImsOAuth {
+    pub org_id: String,
+    pub client_id: String,
+    pub technical_account_id: String,
+    /// As stored: sealed under the data directory's master key (`enc:...`).
+    pub sealed_secret: String,
+}
+
+struct Reader<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Reader<'_> {
+    fn error(&self, el: &Element, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: line_of(self.text, el.offset),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn parse(&self) -> Result<Element, ConfigError> {
+        parse_document(self.text, Limits::default()).map_err(|e| ConfigError {
+            file: self.file.to_owned(),
+            line: e
+                .0
+                .split("line ")
+                .nth(1)
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
+            key: "(document)".into(),
+            message: e.0,
+        })
+    }
+
+    /// Refuses attributes other than `allowed`.
+    fn only_attrs(&self, el: &Element, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+        match el.attrs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            Some((k, _)) => Err(self.error(el, &format!("{path}/@{k}"), "unknown attribute")),
+            None => Ok(()),
+        }
+    }
+
+    fn only_children(&self, el: &Element, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+        match el.elements().find(|c| !allowed.contains(&c.name.as_str())) {
+            Some(c) => Err(self.error(c, &format!("{path}/{}", c.name), "unknown element")),
+            None => Ok(()),
+        }
+    }
+
+    fn boolean(&self, el: &Element, path: &str, attr: &str) -> Result<bool, ConfigError> {
+        match el.attr(attr) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(self.error(
+                el,
+                &format!("{path}/@{attr}"),
+                format!("expected true or false, found {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Reads `serverConf.xml`. `build` decides whether the switches may be set at all.
+pub fn read_server_conf(file: &str, text: &str, build: &Build) -> Result<ImsSwitches, ConfigError> {
+    let r = Reader { file, text };
+    let root = r.parse()?;
+    if root.name != "serverConf" {
+        return Err(r.error(&root, &root.name, "the root element must be serverConf"));
+    }
+    r.only_children(&root, "serverConf", &["shared"])?;
+    let mut switches = ImsSwitches::default();
+    let Some(shared) = root.element("shared") else {
+        return Ok(switches);
+    };
+    r.only_children(shared, "serverConf/shared", &["imsConfig"])?;
+    let Some(ims) = shared.element("imsConfig") else {
+        return Ok(switches);
+    };
+    let base = "serverConf/shared/imsConfig";
+    r.only_attrs(ims, base, &[])?;
+    r.only_children(
+        ims,
+        base,
+        &["nonIMSOperatorMgmtInClientConsole", "nonIMSAuthnAPI"],
+    )?;
+    if let Some(ui) = ims.element("nonIMSOperatorMgmtInClientConsole") {
+        let path = format!("{base}/nonIMSOperatorMgmtInClientConsole");
+        r.only_attrs(ui, &path, &["nonIMSOperatorMgmtInClientConsoleRestricted"])?;
+        switches.operator_management_restricted =
+            r.boolean(ui, &path, "nonIMSOperatorMgmtInClientConsoleRestricted")?;
+        if switches.operator_management_restricted && !build.supports_restrictions() {
+            return Err(r.error(
+                ui,
+                &path,
+                format!(
+                    "build {build} has no restriction switches; builds that do: {}",
+                    Build::RESTRICTION_BUILDS
+                ),
+            ));
+        }
+    }
+    if let Some(api) = ims.element("nonIMSAuthnAPI") {
+        let path = format!("{base}/nonIMSAuthnAPI");
+        r.only_attrs(api, &path, &["disableAPI"])?;
+        r.only_children(api, &path, &["allowOperator"])?;
+        switches.native_api_disabled = r.boolean(api, &path, "disableAPI")?;
+        if switches.native_api_disabled && !build.supports_restrictions() {
+            return Err(r.error(
+                api,
+                &path,
+                format!(
+                    "build {build} has no restriction switches; builds that do: {}",
+                    Build::RESTRICTION_BUILDS
+                ),
+            ));
+        }
+        for allow in api.elements() {
+            let apath = format!("{path}/allowOperator");
+            r.only_attrs(allow, &apath, &["name"])?;
+            let name = allow.attr("name").map(str::trim).unwrap_or_default();
+            let valid = !name.is_empty()
+                && name
+                    .split('|')
+                    .all(|n| !n.is_empty() && !n.chars().any(char::is_whitespace));
+            if !valid {
+                return Err(r.error(
+                    allow,
+                    &format!("{apath}/@name"),
+                    "an operator name, or names separated by |",
+                ));
+            }
+            switches.allow_list.push(name.to_owned());
+        }
+    }
+    Ok(switches)
+}
+
+/// Reads `config-<instance>.xml`: the instance's IMS credential, if set.
+pub fn read_instance_conf(file: &str, text: &str) -> Result<Option<ImsOAuth>, ConfigError> {
+    let r = Reader { file, text };
+    let root = r.parse()?;
+    if root.name != "serverConf" {
+        return Err(r.error(&root, &root.name, "the root element must be serverConf"));
+    }
+    r.only_children(&root, "serverConf", &["shared"])?;
+    let Some(shared) = root.element("shared") else {
+        return Ok(None);
+    };
+    r.only_children(shared, "serverConf/shared", &["imsConfig"])?;
+    let Some(ims) = shared.element("imsConfig") else {
+        return Ok(None);
+    };
+    let base = "serverConf/shared/imsConfig";
+    r.only_children(ims, base, &["imsOAuth"])?;
+    let Some(o) = ims.element("imsOAuth") else {
+        return Ok(None);
+    };
+    let path = format!("{base}/imsOAuth");
+    r.only_attrs(
+        o,
+        &path,
+        &["orgId", "clientId", "technicalAccountId", "clientSecret"],
+    )?;
+    let get = |k: &str| -> Result<String, ConfigError> {
+        o.attr(k)
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| r.error(o, &format!("{path}/@{k}"), "missing"))
+    };
+    let oauth = ImsOAuth {
+        org_id: get("orgId")?,
+        client_id: get("clientId")?,
+        technical_account_id: get("technicalAccountId")?,
+        sealed_secret: get("clientSecret")?,
+    };
+    if !oauth.org_id.ends_with("@AdobeOrg") {
+        return Err(r.error(
+            o,
+            &format!("{path}/@orgId"),
+            "an organisation id ends with @AdobeOrg",
+        ));
+    }
+    if !oauth.sealed_secret.starts_with("enc:") {
+        return Err(r.error(
+            o,
+            &format!("{path}/@clientSecret"),
+            "the secret must be stored sealed (set it with -setimsoauth)",
+        ));
+    }
+    Ok(Some(oauth))
+}
+
+/// `config-<instance>.xml` holding `oauth`.
+pub fn write_instance_conf(oauth: &ImsOAuth) -> String {
+    format!(
+        "<serverConf>\n  <shared>\n    <imsConfig>\n      <imsOAuth orgId=\"{}\" clientId=\"{}\" technicalAccountId=\"{}\" clientSecret=\"{}\"/>\n    </imsConfig>\n  </shared>\n</serverConf>\n",
+        escape(&oauth.org_id),
+        escape(&oauth.client_id),
+        escape(&oauth.technical_account_id),
+        escape(&oauth.sealed_secret)
+    )
+}
+
+/// Parses the vendor's `-setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>`.
+pub fn parse_setimsoauth(value: &str) -> Result<(String, String, String, Secret), String> {
+    let parts: Vec<&str> = value.splitn(4, '/').collect();
+    match parts.as_slice() {
+        [org, client, ta, secret] if ![org, client, ta, secret].iter().any(|p| p.trim().is_empty()) => {
+            if !org.ends_with("@AdobeOrg") {
+                return Err(format!("{org:?} is not an organisation id (…@AdobeOrg)"));
+            }
+            Ok((
+                org.to_string(),
+                client.to_string(),
+                ta.to_string(),
+                Secret::new(*secret),
+            ))
+        }
+        _ => Err("expected -setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>".into()),
+    }
+}
+
+/// The `serverConf.xml` a new installation starts with: switches present and off.
+pub const DEFAULT_SERVER_CONF: &str = r#"<serverConf>
+  <shared>
+    <imsConfig>
+      <nonIMSOperatorMgmtInClientConsole nonIMSOperatorMgmtInClientConsoleRestricted="false"/>
+      <nonIMSAuthnAPI disableAPI="false">
+        <allowOperator name="admin"/>
+        <allowOperator name="aemserver"/>
+        <allowOperator name="campaign-loginmonitor"/>
+        <allowOperator name="internal|monitoring"/>
+      </nonIMSAuthnAPI>
+    </imsConfig>
+  </shared>
+</serverConf>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Build {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_default_reads_back() {
+        let s = read_server_conf("serverConf.xml", DEFAULT_SERVER_CONF, &b("7.4.1")).unwrap();
+        assert!(!s.native_api_disabled && !s.operator_management_restricted);
+        assert_eq!(
+            s.allow_list,
+            vec![
+                "admin",
+                "aemserver",
+                "campaign-loginmonitor",
+                "internal|monitoring"
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let typo = DEFAULT_SERVER_CONF.replace("disableAPI=\"false\"", "disableApi=\"false\"");
+        let e = read_server_conf("serverConf.xml", &typo, &b("7.4.1")).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.line, e.key.as_str()),
+            (
+                "serverConf.xml",
+                5,
+                "serverConf/shared/imsConfig/nonIMSAuthnAPI/@disableApi"
+            )
+        );
+        let bad_value = DEFAULT_SERVER_CONF.replace("disableAPI=\"false\"", "disableAPI=\"yes\"");
+        let e = read_server_conf("serverConf.xml", &bad_value, &b("7.4.1")).unwrap_err();
+        assert!(e.message.contains("true or false") && e.line == 5, "{e}");
+        let broken = DEFAULT_SERVER_CONF.replace("</imsConfig>", "");
+        let e = read_server_conf("serverConf.xml", &broken, &b("7.4.1")).unwrap_err();
+        assert!(e.to_string().starts_with("serverConf.xml:"), "{e}");
+        let unknown = DEFAULT_SERVER_CONF.replace("<shared>", "<shared>\n    <mystery/>");
+        let e = read_server_conf("serverConf.xml", &unknown, &b("7.4.1")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "serverConf/shared/mystery"));
+    }
+
+    #[test]
+    fn switches_need_a_build_that_has_them() {
+        let on = DEFAULT_SERVER_CONF.replace("disableAPI=\"false\"", "disableAPI=\"true\"");
+        let e = read_server_conf("serverConf.xml", &on, &b("7.3.5")).unwrap_err();
+        assert!(e.message.contains("7.4.1 and later"), "{e}");
+        assert!(
+            read_server_conf("serverConf.xml", &on, &b("8.5.2"))
+                .unwrap()
+                .native_api_disabled
+        );
+    }
+
+    #[test]
+    fn imsoauth_round_trip_and_parsing() {
+        let (org, client, ta, secret) = parse_setimsoauth("ABC@AdobeOrg/cid/TA@techacct.x/s3cr/et").unwrap();
+        assert_eq!(
+            (org.as_str(), client.as_str(), ta.as_str(), secret.expose()),
+            ("ABC@AdobeOrg", "cid", "TA@techacct.x", "s3cr/et")
+        );
+        assert!(parse_setimsoauth("ABC/cid/ta/s").is_err());
+        assert!(parse_setimsoauth("ABC@AdobeOrg/cid/ta").is_err());
+        let o = ImsOAuth {
+            org_id: org,
+            client_id: client,
+            technical_account_id: ta,
+            sealed_secret: "enc:abc".into(),
+        };
+        assert_eq!(
+            read_instance_conf("config-x.xml", &write_instance_conf(&o)).unwrap(),
+            Some(o)
+        );
+        let plain = write_instance_conf(&ImsOAuth {
+            sealed_secret: "plain".into(),
+            ..read_instance_conf(
+                "c",
+                &write_instance_conf(&ImsOAuth {
+                    org_id: "A@AdobeOrg".into(),
+                    client_id: "c".into(),
+                    technical_account_id: "t".into(),
+                    sealed_secret: "enc:x".into(),
+                }),
+            )
+            .unwrap()
+            .unwrap()
+        });
+        assert!(
+            read_instance_conf("config-x.xml", &plain).is_err(),
+            "secrets are stored sealed"
+        );
+    }
+}
