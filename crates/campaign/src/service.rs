@@ -402,7 +402,13 @@ impl Instance {
             created_at: now,
             modified_at: now,
         };
-        match self.store.create_operator(&op).await {
+        let audit = ims_identity::model::Context::new(now, format!("technical-account:{ims_id}")).event(
+            "operator.create",
+            login,
+            "success",
+            serde_json::json!({"auth_type": "technical_account", "reason": "first call with an IMS access token", "groups": op.groups}),
+        );
+        match self.store.create_operator(&op, &audit).await {
             Ok(_) => {}
             // Two first calls at once: the other one created it.
             Err(ims_identity::error::StoreError::Conflict(_)) => {}

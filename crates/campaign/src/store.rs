@@ -2,6 +2,7 @@
 //! in the instance's own database.
 
 use async_trait::async_trait;
+use ims_identity::model::AuditEvent;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
 
@@ -15,8 +16,9 @@ pub trait OperatorStore: Send + Sync {
     async fn operator(&self, id: i64) -> StoreResult<Option<Operator>>;
     /// The operator linked to an IMS identity (user id or technical account id).
     async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>>;
-    /// Inserts the operator (its `id` is ignored) with its groups and direct rights; returns the id.
-    async fn create_operator(&self, op: &Operator) -> StoreResult<i64>;
+    /// Inserts the operator (its `id` is ignored) with its groups and direct rights, and its
+    /// audit line, in one transaction; returns the id.
+    async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64>;
     async fn operator_count(&self) -> StoreResult<i64>;
     async fn groups(&self) -> StoreResult<Vec<OperatorGroup>>;
     /// Creates the group unless one of that name exists.
@@ -46,7 +48,7 @@ pub trait UsageStore: Send + Sync {
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
     async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
-    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+    async fn set_setting(&self, key: &str, value: &str, audit: &AuditEvent) -> StoreResult<()>;
 }
 
 /// Real-time events of a Message Center instance.
@@ -91,11 +93,25 @@ pub trait QueryStore: Send + Sync {
 }
 
 pub trait InstanceStore:
-    OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore + EventStore
+    OperatorStore
+    + SessionStore
+    + UsageStore
+    + QueryStore
+    + RecipientStore
+    + SettingsStore
+    + EventStore
+    + ims_identity::store::AuditStore
 {
 }
 
 impl<T> InstanceStore for T where
-    T: OperatorStore + SessionStore + UsageStore + QueryStore + RecipientStore + SettingsStore + EventStore
+    T: OperatorStore
+        + SessionStore
+        + UsageStore
+        + QueryStore
+        + RecipientStore
+        + SettingsStore
+        + EventStore
+        + ims_identity::store::AuditStore
 {
 }

@@ -10,6 +10,7 @@ use ims_campaign::rights::{BUILTIN_OPERATORS, DEFAULT_GROUPS};
 use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
 use ims_campaign::store::OperatorStore as _;
 use ims_campaign::Build;
+use ims_identity::model::Context;
 use ims_identity::secret::{self, Secret};
 use ims_identity::Now;
 use ims_store::instance::SqlInstanceStore;
@@ -52,25 +53,34 @@ pub async fn open_embedded(
             } else {
                 (None, Vec::new())
             };
+            let audit = Context::new(now, "system").event(
+                "operator.create",
+                login,
+                "success",
+                serde_json::json!({"reason": "built-in operator, created at installation"}),
+            );
             store
-                .create_operator(&Operator {
-                    id: 0,
-                    login: (*login).to_owned(),
-                    label: (*label).to_owned(),
-                    email: None,
-                    auth_type: AuthType::Native,
-                    disabled: false,
-                    forbid_rich_client: false,
-                    trusted_ip_mask: None,
-                    security_zone: None,
-                    rights: Vec::new(),
-                    groups,
-                    password_hash: hash,
-                    ims_id: None,
-                    builtin: true,
-                    created_at: now,
-                    modified_at: now,
-                })
+                .create_operator(
+                    &Operator {
+                        id: 0,
+                        login: (*login).to_owned(),
+                        label: (*label).to_owned(),
+                        email: None,
+                        auth_type: AuthType::Native,
+                        disabled: false,
+                        forbid_rich_client: false,
+                        trusted_ip_mask: None,
+                        security_zone: None,
+                        rights: Vec::new(),
+                        groups,
+                        password_hash: hash,
+                        ims_id: None,
+                        builtin: true,
+                        created_at: now,
+                        modified_at: now,
+                    },
+                    &audit,
+                )
                 .await?;
         }
     }
@@ -79,7 +89,13 @@ pub async fn open_embedded(
     let build = match store.setting("build").await? {
         Some(stored) => stored.parse::<Build>()?,
         None => {
-            store.set_setting("build", &build.to_string()).await?;
+            let audit = Context::new(Now::system(), "system").event(
+                "instance.build",
+                name,
+                "success",
+                serde_json::json!({"build": build.to_string(), "reason": "installation"}),
+            );
+            store.set_setting("build", &build.to_string(), &audit).await?;
             build
         }
     };
@@ -116,7 +132,7 @@ fn read_configuration(
 /// `ims instance config -instance:<name> -setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>`,
 /// the vendor's `nlserver config` syntax: stores the instance's own IMS credential, the secret
 /// sealed under the data directory's master key.
-pub fn config_command(data_dir: &Path, args: &[String]) -> Result<()> {
+pub fn config_command(data_dir: &Path, args: &[String]) -> Result<String> {
     let mut instance = None;
     let mut oauth = None;
     for a in args {
@@ -159,6 +175,17 @@ pub fn config_command(data_dir: &Path, args: &[String]) -> Result<()> {
         "IMS credential of {name} stored in {} (secret sealed)",
         path.display()
     );
+    Ok(name)
+}
+
+/// Records a configuration change made outside the database in the instance's audit log.
+pub async fn audit_config_change(data_dir: &Path, name: &str, details: serde_json::Value) -> Result<()> {
+    use ims_identity::store::AuditStore as _;
+    let store = open_store(data_dir, name).await?;
+    store
+        .append_audit(&crate::admin::cli_context().event("instance.config", name, "success", details))
+        .await?;
+    store.close().await;
     Ok(())
 }
 
@@ -254,6 +281,15 @@ pub enum InstanceCommand {
         #[arg(long)]
         operators: u64,
     },
+    /// The instance's audit log (operator and configuration changes), newest first.
+    Audit {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// The recorded sign-ins and calls (usage evidence), newest first.
     Usage {
         #[arg(long)]
@@ -317,7 +353,26 @@ async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
 
 pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
     match cmd {
-        InstanceCommand::Config { args } => config_command(data_dir, &args)?,
+        InstanceCommand::Config { args } => {
+            let name = config_command(data_dir, &args)?;
+            audit_config_change(data_dir, &name, serde_json::json!({"set": "imsOAuth"})).await?;
+        }
+        InstanceCommand::Audit {
+            instance,
+            action,
+            limit,
+        } => {
+            use ims_identity::store::AuditStore as _;
+            let store = open_store(data_dir, &instance).await?;
+            let events = store
+                .audit(&ims_identity::store::AuditQuery {
+                    action_prefix: action,
+                    limit,
+                })
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&events)?);
+            store.close().await;
+        }
         InstanceCommand::Seed { instance, operators } => {
             let store = open_store(data_dir, &instance).await?;
             let started = std::time::Instant::now();
@@ -338,7 +393,13 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("instance {instance} has no recorded build"))?
                 .parse()?;
             let changes = from.upgrade_changes(&to).map_err(|e| anyhow::anyhow!(e))?;
-            store.set_setting("build", &to.to_string()).await?;
+            let audit = crate::admin::cli_context().event(
+                "instance.upgrade",
+                &instance,
+                "success",
+                serde_json::json!({"from": from.to_string(), "to": to.to_string()}),
+            );
+            store.set_setting("build", &to.to_string(), &audit).await?;
             println!("{instance}: {from} -> {to} (restart to apply)");
             for c in changes {
                 println!("  - {c}");
@@ -387,8 +448,14 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
                 created_at: now,
                 modified_at: now,
             };
+            let audit = crate::admin::cli_context().event(
+                "operator.create",
+                &op.login,
+                "success",
+                serde_json::json!({"auth_type": "native", "groups": op.groups, "email": op.email}),
+            );
             let id = store
-                .create_operator(&op)
+                .create_operator(&op, &audit)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let out = serde_json::json!({"instance": instance, "id": id, "login": op.login, "email": op.email, "groups": op.groups});

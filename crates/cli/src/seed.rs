@@ -43,6 +43,16 @@ fn operator(login: String, email: Option<String>, groups: Vec<String>, hash: &st
     }
 }
 
+/// The audit line of a generated operator.
+fn seeded(login: &str, now: Now) -> ims_identity::model::AuditEvent {
+    ims_identity::model::Context::new(now, "system:seed").event(
+        "operator.create",
+        login,
+        "success",
+        serde_json::json!({"reason": "generated population"}),
+    )
+}
+
 /// The legacy population of the demo marketing instance: people across the default groups, some
 /// without email, two sharing an email in different case, one disabled, direct named rights on a
 /// few, and three technical operators with recorded API usage. Their passwords are random and
@@ -73,27 +83,33 @@ pub async fn legacy_population(store: &SqlInstanceStore, now: Now) -> Result<()>
                 // Rights held directly, outside any group.
                 op.rights = vec!["export".into(), "sql".into()];
             }
-            store.create_operator(&op).await?;
+            store.create_operator(&op, &seeded(&op.login, now)).await?;
         }
     }
     // Two accounts of one person: the same email in different case.
     store
-        .create_operator(&operator(
-            "pat.lee".into(),
-            Some("Pat.Lee@example.com".into()),
-            vec!["deliveryOperators".into()],
-            &hash,
-            now,
-        ))
+        .create_operator(
+            &operator(
+                "pat.lee".into(),
+                Some("Pat.Lee@example.com".into()),
+                vec!["deliveryOperators".into()],
+                &hash,
+                now,
+            ),
+            &seeded("pat.lee", now),
+        )
         .await?;
     store
-        .create_operator(&operator(
-            "plee".into(),
-            Some("pat.lee@EXAMPLE.com".into()),
-            vec!["reportAccess".into()],
-            &hash,
-            now,
-        ))
+        .create_operator(
+            &operator(
+                "plee".into(),
+                Some("pat.lee@EXAMPLE.com".into()),
+                vec!["reportAccess".into()],
+                &hash,
+                now,
+            ),
+            &seeded("plee", now),
+        )
         .await?;
     // Technical operators: integrations that sign in with a password and call the API.
     let integrations = [
@@ -111,7 +127,7 @@ pub async fn legacy_population(store: &SqlInstanceStore, now: Now) -> Result<()>
         );
         op.label = format!("Integration {login}");
         op.rights = vec!["export".into()];
-        let id = store.create_operator(&op).await?;
+        let id = store.create_operator(&op, &seeded(&op.login, now)).await?;
         let client = format!("acc-sdk-auth: UserPassword {login}; user-agent: {login}/2.{i}");
         let day = 86_400;
         for d in (1..=5).rev() {
@@ -161,7 +177,10 @@ pub async fn scale_population(store: &SqlInstanceStore, count: u64, now: Now) ->
         let email = (i % 10 != 9).then(|| format!("{login}@scale.example.com"));
         let groups = vec![GROUPS[(i % GROUPS.len() as u64) as usize].to_owned()];
         store
-            .create_operator(&operator(login, email, groups, &hash, now))
+            .create_operator(
+                &operator(login.clone(), email, groups, &hash, now),
+                &seeded(&login, now),
+            )
             .await?;
     }
     Ok(count)

@@ -494,6 +494,20 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    for action in ["instance.config", "operator.create", "instance.build"] {
+        let audit = run_ok(ims().args([
+            "instance",
+            "audit",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+            "--action",
+            action,
+        ]));
+        assert!(audit.contains(action), "the instance audit log lacks {action}");
+        assert!(!audit.contains("planted-secret-xyz"));
+    }
     let bad = ims()
         .args([
             "instance",

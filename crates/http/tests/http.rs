@@ -1428,28 +1428,36 @@ mod instance {
         }
         let now = Now::system();
         store
-            .create_operator(&Operator {
-                id: 0,
-                login: "jdoe".into(),
-                label: "J. Doe".into(),
-                email: Some("jdoe@example.com".into()),
-                auth_type: AuthType::Native,
-                disabled: false,
-                forbid_rich_client: false,
-                trusted_ip_mask: None,
-                security_zone: None,
-                rights: vec![],
-                groups: vec!["deliveryOperators".into()],
-                password_hash: Some(
-                    ims_identity::password::hash(&Secret::new(PASSWORD))
-                        .await
-                        .unwrap(),
+            .create_operator(
+                &Operator {
+                    id: 0,
+                    login: "jdoe".into(),
+                    label: "J. Doe".into(),
+                    email: Some("jdoe@example.com".into()),
+                    auth_type: AuthType::Native,
+                    disabled: false,
+                    forbid_rich_client: false,
+                    trusted_ip_mask: None,
+                    security_zone: None,
+                    rights: vec![],
+                    groups: vec!["deliveryOperators".into()],
+                    password_hash: Some(
+                        ims_identity::password::hash(&Secret::new(PASSWORD))
+                            .await
+                            .unwrap(),
+                    ),
+                    ims_id: None,
+                    builtin: false,
+                    created_at: now,
+                    modified_at: now,
+                },
+                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    "operator.create",
+                    "t",
+                    "success",
+                    serde_json::json!({}),
                 ),
-                ims_id: None,
-                builtin: false,
-                created_at: now,
-                modified_at: now,
-            })
+            )
             .await
             .unwrap();
         {
@@ -1741,7 +1749,18 @@ mod instance {
         let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
         boss.login = "boss".into();
         boss.groups = vec!["admin".into()];
-        store.create_operator(&boss).await.unwrap();
+        store
+            .create_operator(
+                &boss,
+                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    "operator.create",
+                    "t",
+                    "success",
+                    serde_json::json!({}),
+                ),
+            )
+            .await
+            .unwrap();
         let app = router(InstanceState {
             instance: Arc::new(inst),
             tls: false,
@@ -1851,7 +1870,18 @@ mod instance {
         let mut agent = store.operator_by_login("jdoe").await.unwrap().unwrap();
         agent.login = "agent".into();
         agent.groups = vec!["messageCenterAgents".into()];
-        store.create_operator(&agent).await.unwrap();
+        store
+            .create_operator(
+                &agent,
+                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    "operator.create",
+                    "t",
+                    "success",
+                    serde_json::json!({}),
+                ),
+            )
+            .await
+            .unwrap();
         let app = router(InstanceState {
             instance: Arc::new(inst),
             tls: false,
@@ -2007,6 +2037,22 @@ mod bearer {
         assert_eq!(
             op.login, c.client.technical_account_email,
             "named by the technical account email"
+        );
+        let created = ims_identity::store::AuditStore::audit(
+            inst.store().as_ref(),
+            &AuditQuery {
+                action_prefix: Some("operator.create".into()),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            created
+                .iter()
+                .any(|e| e.target == c.client.technical_account_email
+                    && e.actor.starts_with("technical-account:")),
+            "the creation is audited"
         );
         assert_eq!(op.auth_type, ims_campaign::model::AuthType::TechnicalAccount);
         assert!(op.password_hash.is_none());

@@ -13,7 +13,8 @@ use ims_campaign::store::{
 };
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
 use ims_identity::error::StoreError;
-use ims_identity::store::StoreResult;
+use ims_identity::model::AuditEvent;
+use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
 use ims_identity::Now;
 
 use crate::{backend_error, connect, migrate, Backend, Connected, Options};
@@ -148,7 +149,7 @@ impl OperatorStore for SqlInstanceStore {
         }
     }
 
-    async fn create_operator(&self, op: &Operator) -> StoreResult<i64> {
+    async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         let row = sqlx::query(
             "INSERT INTO operators (login, label, email, auth_type, disabled, forbid_rich_client, trusted_ip_mask,
@@ -194,6 +195,7 @@ impl OperatorStore for SqlInstanceStore {
                 .await
                 .map_err(backend_error)?;
         }
+        crate::audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         Ok(id)
     }
@@ -562,17 +564,19 @@ impl SettingsStore for SqlInstanceStore {
         row.map(|r| get(&r, "value")).transpose()
     }
 
-    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+    async fn set_setting(&self, key: &str, value: &str, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
         sqlx::query(
             "INSERT INTO instance_settings (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
-        Ok(())
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
     }
 }
 
@@ -608,5 +612,16 @@ impl EventStore for SqlInstanceStore {
             .await
             .map_err(backend_error)?;
         get(&row, "n")
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqlInstanceStore {
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        crate::audit_in(&self.pool, event).await
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        crate::audit_query(&self.pool, q).await
     }
 }

@@ -304,7 +304,7 @@ impl SqlStore {
     }
 }
 
-async fn audit_in<'c, E>(exec: E, e: &AuditEvent) -> StoreResult<()>
+pub(crate) async fn audit_in<'c, E>(exec: E, e: &AuditEvent) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -765,36 +765,41 @@ impl AuditStore for SqlStore {
     }
 
     async fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let limit = i64::from(if q.limit == 0 { 100 } else { q.limit.min(10_000) });
-        let prefix = format!(
-            "{}%",
-            q.action_prefix.as_deref().unwrap_or("").replace(['%', '_'], "")
-        );
-        let rows = sqlx::query(
-            "SELECT at, actor, action, target, outcome, source, request_id, details FROM audit_log
-             WHERE action LIKE $1 ORDER BY seq DESC LIMIT $2",
-        )
-        .bind(prefix)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                let details: String = get(r, "details")?;
-                Ok(AuditEvent {
-                    at: Now::from_millis(get(r, "at")?),
-                    actor: get(r, "actor")?,
-                    action: get(r, "action")?,
-                    target: get(r, "target")?,
-                    outcome: get(r, "outcome")?,
-                    source: get(r, "source")?,
-                    request_id: get(r, "request_id")?,
-                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
-                })
-            })
-            .collect()
+        audit_query(&self.pool, q).await
     }
+}
+
+/// Reads an `audit_log` table (the IMS's and each instance's have the same shape).
+pub(crate) async fn audit_query(pool: &AnyPool, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+    let limit = i64::from(if q.limit == 0 { 100 } else { q.limit.min(10_000) });
+    let prefix = format!(
+        "{}%",
+        q.action_prefix.as_deref().unwrap_or("").replace(['%', '_'], "")
+    );
+    let rows = sqlx::query(
+        "SELECT at, actor, action, target, outcome, source, request_id, details FROM audit_log
+         WHERE action LIKE $1 ORDER BY seq DESC LIMIT $2",
+    )
+    .bind(prefix)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(backend_error)?;
+    rows.iter()
+        .map(|r| {
+            let details: String = get(r, "details")?;
+            Ok(AuditEvent {
+                at: Now::from_millis(get(r, "at")?),
+                actor: get(r, "actor")?,
+                action: get(r, "action")?,
+                target: get(r, "target")?,
+                outcome: get(r, "outcome")?,
+                source: get(r, "source")?,
+                request_id: get(r, "request_id")?,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+            })
+        })
+        .collect()
 }
 
 #[async_trait]

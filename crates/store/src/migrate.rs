@@ -66,6 +66,12 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/instance/sqlite/0005_rt_events.sql"),
         postgres: include_str!("../migrations/instance/postgres/0005_rt_events.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit",
+        sqlite: include_str!("../migrations/instance/sqlite/0006_audit.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0006_audit.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).

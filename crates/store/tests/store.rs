@@ -556,7 +556,19 @@ mod instance {
     async fn operators_groups_and_rights_round_trip() {
         for i in each().await {
             let op = operator("jdoe", Some("pw-1234567"), &["deliveryOperators", "admin"]).await;
-            let id = i.store.create_operator(&op).await.unwrap();
+            let id = i
+                .store
+                .create_operator(
+                    &op,
+                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                        "operator.create",
+                        "t",
+                        "success",
+                        serde_json::json!({}),
+                    ),
+                )
+                .await
+                .unwrap();
             let got = i.store.operator_by_login("jdoe").await.unwrap().unwrap();
             assert_eq!(got.id, id);
             assert_eq!(
@@ -565,11 +577,33 @@ mod instance {
             );
             assert_eq!(got.rights, vec!["export".to_owned()]);
             assert_eq!(i.store.operator(id).await.unwrap().unwrap(), got);
-            let err = i.store.create_operator(&op).await.unwrap_err();
+            let err = i
+                .store
+                .create_operator(
+                    &op,
+                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                        "operator.create",
+                        "t",
+                        "success",
+                        serde_json::json!({}),
+                    ),
+                )
+                .await
+                .unwrap_err();
             assert!(matches!(err, StoreError::Conflict(_)), "duplicate login: {err:?}");
             let ghost = operator("ghost", None, &["noSuchGroup"]).await;
             assert!(matches!(
-                i.store.create_operator(&ghost).await,
+                i.store
+                    .create_operator(
+                        &ghost,
+                        &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                            "operator.create",
+                            "t",
+                            "success",
+                            serde_json::json!({})
+                        )
+                    )
+                    .await,
                 Err(StoreError::Conflict(_))
             ));
             assert!(
@@ -599,7 +633,15 @@ mod instance {
     async fn native_logon_sessions_and_logoff() {
         for i in each().await {
             i.store
-                .create_operator(&operator("jdoe", Some("right password"), &["deliveryOperators"]).await)
+                .create_operator(
+                    &operator("jdoe", Some("right password"), &["deliveryOperators"]).await,
+                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                        "operator.create",
+                        "t",
+                        "success",
+                        serde_json::json!({}),
+                    ),
+                )
                 .await
                 .unwrap();
             let inst = instance(&i.store, "7.4.1");
@@ -683,6 +725,48 @@ mod instance {
     }
 
     #[tokio::test]
+    async fn instance_audit_log_is_append_only() {
+        use ims_identity::store::AuditStore as _;
+        for i in each().await {
+            i.store
+                .create_operator(&operator("audited", None, &[]).await, &event("operator.create"))
+                .await
+                .unwrap();
+            let got = i
+                .store
+                .audit(&AuditQuery {
+                    action_prefix: Some("operator.".into()),
+                    limit: 10,
+                })
+                .await
+                .unwrap();
+            assert_eq!(got.len(), 1);
+            // Outside the store's API, on a connection of its own, the database itself refuses.
+            use sqlx::Connection as _;
+            let url = match &i._dir {
+                Some(d) => format!("sqlite://{}", d.path().join("instance.db").display()),
+                None => pg_url().unwrap(),
+            };
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            if let Some(schema) = &i.schema {
+                sqlx::query(&format!("SET search_path TO {schema}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            assert!(sqlx::query("UPDATE audit_log SET actor = 'x'")
+                .execute(&mut conn)
+                .await
+                .is_err());
+            assert!(sqlx::query("DELETE FROM audit_log")
+                .execute(&mut conn)
+                .await
+                .is_err());
+            i.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
     async fn usage_totals_add_up_on_both_backends() {
         use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
         for i in each().await {
@@ -720,10 +804,32 @@ mod instance {
         let i = each().await.remove(0);
         let mut disabled = operator("gone", Some("pw-pw-pw-pw"), &[]).await;
         disabled.disabled = true;
-        i.store.create_operator(&disabled).await.unwrap();
+        i.store
+            .create_operator(
+                &disabled,
+                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    "operator.create",
+                    "t",
+                    "success",
+                    serde_json::json!({}),
+                ),
+            )
+            .await
+            .unwrap();
         let mut ims_op = operator("person", Some("pw-pw-pw-pw"), &[]).await;
         ims_op.auth_type = AuthType::Ims;
-        i.store.create_operator(&ims_op).await.unwrap();
+        i.store
+            .create_operator(
+                &ims_op,
+                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    "operator.create",
+                    "t",
+                    "success",
+                    serde_json::json!({}),
+                ),
+            )
+            .await
+            .unwrap();
         let inst = instance(&i.store, "7.4.1");
         for login in ["gone", "person"] {
             let err = inst
@@ -746,7 +852,15 @@ mod instance {
         let i = each().await.remove(0);
         for login in ["admin", "internal", "jdoe"] {
             i.store
-                .create_operator(&operator(login, Some("pw-pw-pw-pw"), &[]).await)
+                .create_operator(
+                    &operator(login, Some("pw-pw-pw-pw"), &[]).await,
+                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                        "operator.create",
+                        "t",
+                        "success",
+                        serde_json::json!({}),
+                    ),
+                )
                 .await
                 .unwrap();
         }
