@@ -500,6 +500,16 @@ mod instance {
         }
     }
 
+    /// The SQLite instance store alone (tests about domain rules, not storage).
+    async fn sqlite_only() -> Inst {
+        let mut all = each().await;
+        let first = all.remove(0);
+        for other in all {
+            other.cleanup().await;
+        }
+        first
+    }
+
     async fn each() -> Vec<Inst> {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("instance.db").display());
@@ -801,7 +811,7 @@ mod instance {
 
     #[tokio::test]
     async fn disabled_and_non_native_operators_cannot_logon_and_lose_their_sessions() {
-        let i = each().await.remove(0);
+        let i = sqlite_only().await;
         let mut disabled = operator("gone", Some("pw-pw-pw-pw"), &[]).await;
         disabled.disabled = true;
         i.store
@@ -849,7 +859,7 @@ mod instance {
 
     #[tokio::test]
     async fn native_logon_follows_the_build_matrix() {
-        let i = each().await.remove(0);
+        let i = sqlite_only().await;
         for login in ["admin", "internal", "jdoe"] {
             i.store
                 .create_operator(
