@@ -62,6 +62,36 @@ pub struct Operator {
     pub modified_at: Now,
 }
 
+impl Operator {
+    /// A native operator (login and password stored in the instance), not yet stored.
+    pub fn native(
+        login: &str,
+        email: Option<String>,
+        groups: Vec<String>,
+        password_hash: Option<String>,
+        now: Now,
+    ) -> Self {
+        Operator {
+            id: 0,
+            login: login.to_owned(),
+            label: login.to_owned(),
+            email,
+            auth_type: AuthType::Native,
+            disabled: false,
+            forbid_rich_client: false,
+            trusted_ip_mask: None,
+            security_zone: None,
+            rights: Vec::new(),
+            groups,
+            password_hash,
+            ims_id: None,
+            builtin: false,
+            created_at: now,
+            modified_at: now,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorGroup {
     pub id: i64,

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use std::path::Path;
 use std::sync::Arc;
 
-use ims_campaign::model::{AuthType, Operator};
+use ims_campaign::model::Operator;
 use ims_campaign::rights::{BUILTIN_OPERATORS, DEFAULT_GROUPS};
 use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
 use ims_campaign::store::OperatorStore as _;
@@ -62,22 +62,9 @@ pub async fn open_embedded(
             store
                 .create_operator(
                     &Operator {
-                        id: 0,
-                        login: (*login).to_owned(),
                         label: (*label).to_owned(),
-                        email: None,
-                        auth_type: AuthType::Native,
-                        disabled: false,
-                        forbid_rich_client: false,
-                        trusted_ip_mask: None,
-                        security_zone: None,
-                        rights: Vec::new(),
-                        groups,
-                        password_hash: hash,
-                        ims_id: None,
                         builtin: true,
-                        created_at: now,
-                        modified_at: now,
+                        ..Operator::native(login, None, groups, hash, now)
                     },
                     &audit,
                 )
@@ -430,24 +417,11 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
             }
             let store = open_store(data_dir, &instance).await?;
             let now = Now::system();
-            let op = Operator {
-                id: 0,
-                label: label.unwrap_or_else(|| login.clone()),
-                login,
-                email,
-                auth_type: AuthType::Native,
-                disabled: false,
-                forbid_rich_client: false,
-                trusted_ip_mask: None,
-                security_zone: None,
-                rights: Vec::new(),
-                groups,
-                password_hash: Some(ims_identity::password::hash(&password).await?),
-                ims_id: None,
-                builtin: false,
-                created_at: now,
-                modified_at: now,
-            };
+            let hash = ims_identity::password::hash(&password).await?;
+            let mut op = Operator::native(&login, email, groups, Some(hash), now);
+            if let Some(label) = label {
+                op.label = label;
+            }
             let audit = crate::admin::cli_context().event(
                 "operator.create",
                 &op.login,

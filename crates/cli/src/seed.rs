@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use ims_campaign::model::{AuthPath, AuthType, Operator, UsageEvent};
+use ims_campaign::model::{AuthPath, Operator, UsageEvent};
 use ims_campaign::store::{OperatorStore as _, UsageStore as _};
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
 use ims_identity::secret::{self};
@@ -23,24 +23,7 @@ const GROUPS: &[&str] = &[
 ];
 
 fn operator(login: String, email: Option<String>, groups: Vec<String>, hash: &str, now: Now) -> Operator {
-    Operator {
-        id: 0,
-        label: login.clone(),
-        login,
-        email,
-        auth_type: AuthType::Native,
-        disabled: false,
-        forbid_rich_client: false,
-        trusted_ip_mask: None,
-        security_zone: None,
-        rights: Vec::new(),
-        groups,
-        password_hash: Some(hash.to_owned()),
-        ims_id: None,
-        builtin: false,
-        created_at: now,
-        modified_at: now,
-    }
+    Operator::native(&login, email, groups, Some(hash.to_owned()), now)
 }
 
 /// The audit line of a generated operator.

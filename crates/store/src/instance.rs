@@ -19,6 +19,12 @@ use ims_identity::Now;
 
 use crate::{backend_error, connect, migrate, Backend, Connected, Options};
 
+/// A lookup key of one of the operators' unique columns.
+enum Key<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
 #[derive(Clone, Debug)]
 pub struct SqlInstanceStore {
     pool: AnyPool,
@@ -58,6 +64,19 @@ impl SqlInstanceStore {
             .await
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    /// The operator whose unique `column` (one of ours) equals `key`.
+    async fn operator_where(&self, column: &'static str, key: Key<'_>) -> StoreResult<Option<Operator>> {
+        let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE {column} = $1");
+        let query = match key {
+            Key::Text(t) => sqlx::query(&sql).bind(t.to_owned()),
+            Key::Int(i) => sqlx::query(&sql).bind(i),
+        };
+        match query.fetch_optional(&self.pool).await.map_err(backend_error)? {
+            Some(r) => Ok(Some(self.complete(&r).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn complete(&self, row: &AnyRow) -> StoreResult<Operator> {
@@ -108,45 +127,15 @@ impl SqlInstanceStore {
 #[async_trait]
 impl OperatorStore for SqlInstanceStore {
     async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>> {
-        let row = sqlx::query(&format!(
-            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE login = $1"
-        ))
-        .bind(login)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        match row {
-            Some(r) => Ok(Some(self.complete(&r).await?)),
-            None => Ok(None),
-        }
+        self.operator_where("login", Key::Text(login)).await
     }
 
     async fn operator(&self, id: i64) -> StoreResult<Option<Operator>> {
-        let row = sqlx::query(&format!(
-            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE operator_id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        match row {
-            Some(r) => Ok(Some(self.complete(&r).await?)),
-            None => Ok(None),
-        }
+        self.operator_where("operator_id", Key::Int(id)).await
     }
 
     async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>> {
-        let row = sqlx::query(&format!(
-            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE ims_id = $1"
-        ))
-        .bind(ims_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        match row {
-            Some(r) => Ok(Some(self.complete(&r).await?)),
-            None => Ok(None),
-        }
+        self.operator_where("ims_id", Key::Text(ims_id)).await
     }
 
     async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64> {
