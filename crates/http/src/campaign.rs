@@ -287,14 +287,14 @@ async fn handle(
 ) -> Result<String, Fault> {
     let text = std::str::from_utf8(body).map_err(|_| Fault::bad_request("the request must be UTF-8"))?;
     let env = soap::parse_envelope(text, Limits::default()).map_err(|e| Fault::bad_request(e.0))?;
-    let action = header(headers, "soapaction").or_else(|| {
-        uri.query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "soapAction")
-                .map(|(_, v)| v.into_owned())
-        })
+    // The operation is the Body's; every action the request names (header, URL parameter) must
+    // agree with it, so nothing upstream can route or authorise on a different one.
+    let from_url = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "soapAction")
+            .map(|(_, v)| v.into_owned())
     });
-    if let Some(action) = &action {
+    for action in [header(headers, "soapaction"), from_url].iter().flatten() {
         if !soap::action_matches(action, &env) {
             return Err(Fault::bad_request(
                 "the SOAPAction does not name the operation in the Body",

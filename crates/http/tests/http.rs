@@ -1690,6 +1690,17 @@ mod instance {
         let resp = app.clone().oneshot(req).await.unwrap();
         let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert!(text.contains("pstrSessionToken"), "{text}");
+        // Header and URL parameter must both agree with the Body.
+        let req = Request::post("/nl/jsp/soaprouter.jsp?soapAction=xtk%3Asession%23Logoff")
+            .header("soapaction", "xtk:session#Logon")
+            .body(Body::from(logon_body("jdoe", PASSWORD)))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(
+            fault_code(&text).is_some() && !text.contains("pstrSessionToken"),
+            "{text}"
+        );
         // Doubled slashes from an endpoint with a trailing slash.
         let req = Request::get("//r/test").body(Body::empty()).unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
