@@ -10,6 +10,15 @@ use std::sync::{Arc, RwLock};
 use ims_identity::jose::{self, Expectations, JwtError, PublicKeys};
 use ims_identity::Now;
 
+/// Why a bearer token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    /// The token is not valid here (signature, time, issuer, type): the caller's problem.
+    Refused(String),
+    /// The IMS's keys could not be fetched: nothing to say about the token yet.
+    Unavailable(String),
+}
+
 /// Where the published keys come from (the IMS's JWKS endpoint, in production).
 #[async_trait]
 pub trait JwksSource: Send + Sync {
@@ -80,7 +89,7 @@ impl TrustedIssuer {
     }
 
     /// The claims of a valid access token of this issuer; otherwise why not.
-    pub async fn verify(&self, token: &str, now: Now) -> Result<Map<String, Value>, String> {
+    pub async fn verify(&self, token: &str, now: Now) -> Result<Map<String, Value>, BearerError> {
         if now
             .millis()
             .saturating_sub(self.fetched_at.load(Ordering::Relaxed))
@@ -100,17 +109,17 @@ impl TrustedIssuer {
             Err(JwtError::UnknownKey(_)) => {
                 let last = self.last_forced.load(Ordering::Relaxed);
                 if now.millis().saturating_sub(last) < UNKNOWN_KID_INTERVAL_SECS * 1000 {
-                    return Err("unknown signing key".into());
+                    return Err(BearerError::Refused("unknown signing key".into()));
                 }
                 self.last_forced.store(now.millis(), Ordering::Relaxed);
-                self.refetch(now, true).await?;
+                self.refetch(now, true).await.map_err(BearerError::Unavailable)?;
                 jose::verify(token, self.current().as_ref(), &expect)
             }
             other => other,
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BearerError::Refused(e.to_string()))?;
         if claims.get("type").and_then(Value::as_str) != Some("access_token") {
-            return Err("not an access token".into());
+            return Err(BearerError::Refused("not an access token".into()));
         }
         Ok(claims)
     }

@@ -52,6 +52,14 @@ impl Fault {
         Fault::client("XSV-350123", message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Fault {
+            code: "XSV-350001",
+            message: message.into(),
+            client: false,
+        }
+    }
+
     pub fn internal() -> Self {
         Fault {
             code: "XSV-350000",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ims_identity::secret::{self, Secret};
 use ims_identity::Now;
 
-use crate::bearer::TrustedIssuer;
+use crate::bearer::{BearerError, TrustedIssuer};
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator, Session, UsageEvent};
 use crate::store::InstanceStore;
@@ -308,10 +308,17 @@ impl Instance {
         };
         let claims = match issuer.verify(token, now).await {
             Ok(c) => c,
-            Err(reason) => {
+            Err(BearerError::Refused(reason)) => {
                 tracing::debug!(%reason, "bearer token refused");
                 self.record(&call, None, "", "refused").await;
                 return Err(Fault::session_expired());
+            }
+            // Not the caller's fault: a server-side fault, so clients do not loop on re-sign-in.
+            Err(BearerError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "the IMS keys are unavailable; bearer tokens cannot be checked");
+                return Err(Fault::unavailable(
+                    "the identity service's keys cannot be read; retry later",
+                ));
             }
         };
         let claim = |name: &str| {
@@ -668,5 +675,12 @@ impl Instance {
             }
             _ => None,
         }
+    }
+}
+
+impl Instance {
+    /// Deletes sessions past their expiry; returns how many.
+    pub async fn purge_expired_sessions(&self, now: Now) -> Result<u64, Fault> {
+        Ok(self.store.purge_sessions(now).await?)
     }
 }

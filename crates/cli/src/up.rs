@@ -270,10 +270,18 @@ const USAGE_FLUSH_SECS: u64 = 5;
 fn spawn_usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
             if let Err(e) = instance.flush_usage().await {
                 tracing::warn!(error = %e, "usage flush failed; kept for the next one");
+            }
+            // About hourly: expired sessions are of no use to anyone.
+            ticks += 1;
+            if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
+                if let Err(e) = instance.purge_expired_sessions(ims_identity::Now::system()).await {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
             }
         }
     });

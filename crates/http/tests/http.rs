@@ -1411,7 +1411,7 @@ mod instance {
         )
     }
 
-    async fn instance_with(build: &str) -> (Instance, tempfile::TempDir) {
+    pub(super) async fn instance_with(build: &str) -> (Instance, tempfile::TempDir) {
         instance_of(build, InstanceKind::Marketing).await
     }
 
@@ -2160,6 +2160,32 @@ mod bearer {
         let (body, headers) = user_info(&good);
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
         assert!(xml.contains("<GetUserInfoResponse"), "{xml}");
+    }
+
+    struct DownKeys;
+
+    #[async_trait::async_trait]
+    impl ims_campaign::bearer::JwksSource for DownKeys {
+        async fn fetch(&self) -> Result<Value, String> {
+            Err("connection refused".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_ims_is_a_server_fault_not_an_expired_session() {
+        let h = harness().await;
+        let c = h.credential(&["openid"]).await;
+        let token = h.token(&c, "openid").await;
+        let (inst, _dir) = super::instance::instance_with("7.4.1").await;
+        let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(DownKeys));
+        let app = ims_http::campaign::router(ims_http::campaign::InstanceState {
+            instance: Arc::new(inst.with_bearer(Arc::new(issuer))),
+            tls: false,
+        });
+        let (body, headers) = user_info(&token);
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350001"), "{xml}");
+        assert!(xml.contains("<faultcode>SOAP-ENV:Server</faultcode>"));
     }
 
     #[tokio::test]

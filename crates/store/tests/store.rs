@@ -730,6 +730,13 @@ mod instance {
             inst.session_operator(long.session.expose(), None, later)
                 .await
                 .unwrap();
+            // Past every expiry the remaining (rememberMe) session is purged; the other ended at Logoff.
+            assert_eq!(
+                inst.purge_expired_sessions(now().plus_secs(31 * 86_400))
+                    .await
+                    .unwrap(),
+                1
+            );
             i.cleanup().await;
         }
     }
