@@ -640,3 +640,47 @@ impl QueryDef {
             .transpose()
     }
 }
+
+/// `filter AND column IN (ids)`, with the ids bound as parameters after the filter's own.
+pub fn and_in(filter: Option<Sql>, column: &'static str, ids: &[i64]) -> Sql {
+    let mut sql = filter.unwrap_or(Sql {
+        text: String::new(),
+        params: Vec::new(),
+    });
+    let clause = if ids.is_empty() {
+        "(1 = 0)".to_owned()
+    } else {
+        let first = sql.params.len() + 1;
+        let marks: Vec<String> = (first..first + ids.len()).map(|n| format!("${n}")).collect();
+        sql.params.extend(ids.iter().map(|i| SqlValue::Int(*i)));
+        format!("({column} IN ({}))", marks.join(", "))
+    };
+    sql.text = if sql.text.is_empty() {
+        clause
+    } else {
+        format!("({} AND {clause})", sql.text)
+    };
+    sql
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::*;
+
+    #[test]
+    fn folder_clause_binds_after_the_filter() {
+        let f = to_sql(
+            &parse("@email = 'a'").unwrap(),
+            &|a| (a == "email").then_some("email"),
+            1,
+        )
+        .unwrap();
+        let sql = and_in(Some(f), "folder_id", &[3, 7]);
+        assert_eq!(sql.text, "((email = $1) AND (folder_id IN ($2, $3)))");
+        assert_eq!(
+            sql.params,
+            vec![SqlValue::Text("a".into()), SqlValue::Int(3), SqlValue::Int(7)]
+        );
+        assert_eq!(and_in(None, "folder_id", &[]).text, "(1 = 0)");
+    }
+}

@@ -15,6 +15,9 @@ pub struct QuerySchema {
     pub attributes: &'static [(&'static str, &'static str)],
     /// Named right needed to read it (`None`: any signed-in operator).
     pub right: Option<&'static str>,
+    /// The column naming a row's folder: rows are then visible only in folders the reader may
+    /// read (ADMINISTRATION sees every folder).
+    pub folder_column: Option<&'static str>,
 }
 
 impl QuerySchema {
@@ -39,6 +42,7 @@ pub const OPERATOR: QuerySchema = QuerySchema {
         ("lastModified", "modified_at"),
     ],
     right: Some("admin"),
+    folder_column: None,
 };
 
 pub const RECIPIENT: QuerySchema = QuerySchema {
@@ -55,6 +59,7 @@ pub const RECIPIENT: QuerySchema = QuerySchema {
         ("lastModified", "modified_at"),
     ],
     right: None,
+    folder_column: Some("folder_id"),
 };
 
 pub const RT_EVENT: QuerySchema = QuerySchema {
@@ -69,6 +74,7 @@ pub const RT_EVENT: QuerySchema = QuerySchema {
         ("created", "created_at"),
     ],
     right: Some("messageCenter"),
+    folder_column: None,
 };
 
 pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR, &RECIPIENT, &RT_EVENT];

@@ -546,7 +546,14 @@ impl Instance {
                 )));
             }
         }
-        let filter = q.where_sql().map_err(|e| Fault::bad_request(e.0))?;
+        let mut filter = q.where_sql().map_err(|e| Fault::bad_request(e.0))?;
+        if let Some(column) = q.schema.folder_column {
+            let rights = self.effective_rights(op).await?;
+            if !rights.iter().any(|r| r == "admin") {
+                let folders = self.store.readable_folders(op.id).await?;
+                filter = Some(crate::query::and_in(filter, column, &folders));
+            }
+        }
         let element = q.schema.element;
         if q.operation == Operation::Count {
             let n = self.store.count(q.schema.table, filter.as_ref()).await?;

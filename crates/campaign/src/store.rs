@@ -72,6 +72,17 @@ pub trait EventStore: Send + Sync {
 pub trait RecipientStore: Send + Sync {
     /// Creates the folder unless it exists; returns its id.
     async fn ensure_folder(&self, name: &str, label: &str) -> StoreResult<i64>;
+    /// Grants (or changes) a group's rights on a folder, with its audit line.
+    async fn grant_folder_to_group(
+        &self,
+        folder_id: i64,
+        group: &str,
+        read: bool,
+        write: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Folders `operator_id` may read, directly or through its groups.
+    async fn readable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>>;
     async fn create_recipient(&self, r: &Recipient) -> StoreResult<i64>;
 }
 

@@ -184,6 +184,24 @@ async fn seed_recipients(store: &SqlInstanceStore, now: Now) -> Result<()> {
     ];
     const LAST: &[&str] = &["Abe", "Berg", "Costa", "Dahl", "Egan"];
     let folder = store.ensure_folder("nmsRootRecipient", "Recipients").await?;
+    // Who works with recipients may read them; those who prepare deliveries and run campaigns
+    // may change them.
+    for (group, write) in [
+        ("deliveryOperators", true),
+        ("campaignManagers", true),
+        ("reportAccess", false),
+        ("messageCenterAgents", false),
+    ] {
+        let audit = Context::new(now, "system").event(
+            "folder.grant",
+            "nmsRootRecipient",
+            "success",
+            serde_json::json!({"group": group, "read": true, "write": write, "reason": "installation"}),
+        );
+        store
+            .grant_folder_to_group(folder, group, true, write, &audit)
+            .await?;
+    }
     for (i, first) in FIRST.iter().enumerate() {
         for last in LAST.iter().take(1 + i % LAST.len()) {
             store

@@ -192,7 +192,7 @@ const DEMO_INSTANCES: &[InstanceSpec] = &[
     InstanceSpec {
         name: MARKETING_INSTANCE,
         kind: InstanceKind::Marketing,
-        technical_account_groups: &[],
+        technical_account_groups: &["deliveryOperators"],
     },
     InstanceSpec {
         name: MESSAGE_CENTER_INSTANCE,

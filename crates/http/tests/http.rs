@@ -1466,6 +1466,21 @@ mod instance {
                 .ensure_folder("nmsRootRecipient", "Recipients")
                 .await
                 .unwrap();
+            store
+                .grant_folder_to_group(
+                    folder,
+                    "deliveryOperators",
+                    true,
+                    false,
+                    &ims_identity::model::Context::new(now, "test").event(
+                        "folder.grant",
+                        "nmsRootRecipient",
+                        "success",
+                        serde_json::json!({}),
+                    ),
+                )
+                .await
+                .unwrap();
             for (first, email) in [
                 ("Ana", "ana@example.com"),
                 ("Bo", "bo@example.com"),
@@ -1855,6 +1870,31 @@ mod instance {
         assert_eq!(out.name, "recipient-collection");
         let emails: Vec<&str> = out.elements().filter_map(|r| r.attr("email")).collect();
         assert_eq!(emails, vec!["bo@example.com", "chen@example.com"]);
+        // An operator whose groups have no right on the folder sees no recipient; an administrator
+        // sees them all.
+        let mut outsider = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        outsider.login = "outsider".into();
+        outsider.groups = vec!["reportAccess".into()];
+        store
+            .create_operator(
+                &outsider,
+                &ims_identity::model::Context::new(Now::system(), "test").event(
+                    "operator.create",
+                    "outsider",
+                    "success",
+                    json!({}),
+                ),
+            )
+            .await
+            .unwrap();
+        let outsider_s = sign_in("outsider").await;
+        let count = r#"<queryDef schema="nms:recipient" operation="count"/>"#;
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(count), &outsider_s).await;
+        assert_eq!(output(&xml).attr("count"), Some("0"));
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(count), &boss_s).await;
+        assert_eq!(output(&xml).attr("count"), Some("3"));
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(count), &jdoe_s).await;
+        assert_eq!(output(&xml).attr("count"), Some("3"));
         // Operators are readable with the admin right only.
         let (_, xml) = call(
             &app,

@@ -524,6 +524,50 @@ impl RecipientStore for SqlInstanceStore {
         get(&row, "folder_id")
     }
 
+    async fn grant_folder_to_group(
+        &self,
+        folder_id: i64,
+        group: &str,
+        read: bool,
+        write: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let done = sqlx::query(
+            "INSERT INTO folder_rights (folder_id, grantee_type, grantee_id, can_read, can_write)
+             SELECT $1, 'group', group_id, $2, $3 FROM operator_groups WHERE name = $4
+             ON CONFLICT (folder_id, grantee_type, grantee_id) DO UPDATE SET can_read = excluded.can_read, can_write = excluded.can_write",
+        )
+        .bind(folder_id)
+        .bind(i64::from(read))
+        .bind(i64::from(write))
+        .bind(group)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("no operator group {group:?}")));
+        }
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn readable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.folder_id FROM folder_rights r
+             WHERE r.can_read = 1 AND (
+               (r.grantee_type = 'operator' AND r.grantee_id = $1)
+               OR (r.grantee_type = 'group' AND r.grantee_id IN
+                   (SELECT group_id FROM operator_group_members WHERE operator_id = $1)))
+             ORDER BY r.folder_id",
+        )
+        .bind(operator_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(|r| get(r, "folder_id")).collect()
+    }
+
     async fn create_recipient(&self, r: &Recipient) -> StoreResult<i64> {
         let row = sqlx::query(
             "INSERT INTO recipients (email, first_name, last_name, folder_id, created_at, modified_at)

@@ -72,6 +72,12 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/instance/sqlite/0006_audit.sql"),
         postgres: include_str!("../migrations/instance/postgres/0006_audit.sql"),
     },
+    Migration {
+        version: 7,
+        name: "folder_rights",
+        sqlite: include_str!("../migrations/instance/sqlite/0007_folder_rights.sql"),
+        postgres: include_str!("../migrations/instance/postgres/0007_folder_rights.sql"),
+    },
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).

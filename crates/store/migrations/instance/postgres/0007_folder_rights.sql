@@ -1,0 +1,9 @@
+-- Who may read or write a folder's content: operators directly, or through their groups.
+CREATE TABLE folder_rights (
+    folder_id    BIGINT NOT NULL REFERENCES folders(folder_id),
+    grantee_type TEXT NOT NULL,
+    grantee_id   BIGINT NOT NULL,
+    can_read     BIGINT NOT NULL,
+    can_write    BIGINT NOT NULL,
+    PRIMARY KEY (folder_id, grantee_type, grantee_id)
+);
