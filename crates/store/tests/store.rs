@@ -742,6 +742,63 @@ mod instance {
     }
 
     #[tokio::test]
+    async fn folder_rights_through_groups_on_both_backends() {
+        use ims_campaign::store::RecipientStore as _;
+        for i in each().await {
+            let folder = i
+                .store
+                .ensure_folder("nmsRootRecipient", "Recipients")
+                .await
+                .unwrap();
+            assert_eq!(
+                i.store
+                    .ensure_folder("nmsRootRecipient", "Recipients")
+                    .await
+                    .unwrap(),
+                folder,
+                "idempotent"
+            );
+            let other = i.store.ensure_folder("archive", "Archive").await.unwrap();
+            let reader = i
+                .store
+                .create_operator(
+                    &operator("reader", None, &["reportAccess"]).await,
+                    &event("operator.create"),
+                )
+                .await
+                .unwrap();
+            let nobody = i
+                .store
+                .create_operator(&operator("nobody", None, &[]).await, &event("operator.create"))
+                .await
+                .unwrap();
+            i.store
+                .grant_folder_to_group(folder, "reportAccess", true, false, &event("folder.grant"))
+                .await
+                .unwrap();
+            i.store
+                .grant_folder_to_group(other, "reportAccess", false, false, &event("folder.grant"))
+                .await
+                .unwrap();
+            assert_eq!(i.store.readable_folders(reader).await.unwrap(), vec![folder]);
+            assert!(i.store.readable_folders(nobody).await.unwrap().is_empty());
+            // A second grant changes the first.
+            i.store
+                .grant_folder_to_group(other, "reportAccess", true, true, &event("folder.grant"))
+                .await
+                .unwrap();
+            assert_eq!(i.store.readable_folders(reader).await.unwrap().len(), 2);
+            assert!(matches!(
+                i.store
+                    .grant_folder_to_group(folder, "noSuchGroup", true, true, &event("folder.grant"))
+                    .await,
+                Err(StoreError::Conflict(_))
+            ));
+            i.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
     async fn instance_audit_log_is_append_only() {
         use ims_identity::store::AuditStore as _;
         for i in each().await {
