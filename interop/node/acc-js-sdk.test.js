@@ -140,3 +140,21 @@ test('IMS bearer mode, with and without sessionInfo: every call carries the toke
     await client.logoff()
   }
 })
+
+test('xtk:session#Write on nms:recipient: insert, update by email, delete by id', async () => {
+  const client = await sdk.init(sdk.ConnectionParameters.ofUserAndPassword(instance.url, instance.admin_login, instance.admin_password))
+  await client.logon()
+  const email = `written.${Date.now()}@example.com`
+  const find = (select) => client.NLWS.xtkQueryDef.create({
+    schema: 'nms:recipient', operation: 'getIfExists', select: { node: select.map((expr) => ({ expr })) },
+    where: { condition: [{ expr: `@email = '${email}'` }] }
+  }).executeQuery()
+  await client.NLWS.xtkSession.write({ xtkschema: 'nms:recipient', _operation: 'insert', email, firstName: 'Written', lastName: 'ByTheSdk' })
+  const inserted = await find(['@id', '@firstName'])
+  assert.equal(inserted.firstName, 'Written')
+  await client.NLWS.xtkSession.write({ xtkschema: 'nms:recipient', _operation: 'update', _key: '@email', email, firstName: 'Updated' })
+  assert.equal((await find(['@firstName'])).firstName, 'Updated')
+  await client.NLWS.xtkSession.write({ xtkschema: 'nms:recipient', _operation: 'delete', id: inserted.id })
+  assert.equal(await find(['@id']), null)
+  await client.logoff()
+})

@@ -691,3 +691,102 @@ impl Instance {
         Ok(self.store.purge_sessions(now).await?)
     }
 }
+
+/// Folder new recipients go to unless the document names one.
+pub const DEFAULT_RECIPIENT_FOLDER: &str = "nmsRootRecipient";
+
+impl Instance {
+    /// `xtk:session#Write` (the `xtk:persist` interface) of an `nms:recipient` document:
+    /// `_operation` insert, update, insertOrUpdate (the default) or delete, `_key` `@id` (the
+    /// default) or `@email`. Needs the write right on the folder written to and, for a change, on
+    /// the folder the recipient is in (ADMINISTRATION writes everywhere).
+    pub async fn write(&self, op: &Operator, doc: &ims_wire::soap::Element, now: Now) -> Result<(), Fault> {
+        use crate::model::Recipient;
+        use crate::store::RecipientKey;
+        let schema = doc.attr("xtkschema").unwrap_or_default();
+        if schema != "nms:recipient" || doc.name != "recipient" {
+            return Err(Fault::bad_request(format!(
+                "this instance writes nms:recipient documents only, not {schema:?}"
+            )));
+        }
+        let admin = self.effective_rights(op).await?.iter().any(|r| r == "admin");
+        let writable = if admin {
+            Vec::new()
+        } else {
+            self.store.writable_folders(op.id).await?
+        };
+        let may_write = |folder: Option<i64>| admin || folder.is_some_and(|f| writable.contains(&f));
+        let key = match doc.attr("_key").unwrap_or("@id") {
+            "@id" => RecipientKey::Id,
+            "@email" => RecipientKey::Email,
+            other => return Err(Fault::bad_request(format!("_key {other:?}: use @id or @email"))),
+        };
+        let key_value = match key {
+            RecipientKey::Id => doc.attr("id"),
+            RecipientKey::Email => doc.attr("email"),
+        };
+        let existing = match key_value {
+            Some(v) => self.store.recipient_by(key, v).await?,
+            None => None,
+        };
+        let folder = match doc.attr("folder-id") {
+            Some(f) => Some(
+                f.trim()
+                    .parse::<i64>()
+                    .map_err(|_| Fault::bad_request("folder-id must be a number"))?,
+            ),
+            None => match &existing {
+                Some(r) => r.folder_id,
+                None => self.store.folder_by_name(DEFAULT_RECIPIENT_FOLDER).await?,
+            },
+        };
+        let text = |name: &str, old: Option<String>| doc.attr(name).map(str::to_owned).or(old);
+        let operation = doc.attr("_operation").unwrap_or("insertOrUpdate");
+        match (operation, existing) {
+            ("delete", Some(r)) => {
+                if !may_write(r.folder_id) {
+                    return Err(Fault::forbidden("no write right on the recipient's folder"));
+                }
+                self.store.delete_recipient(r.id).await?;
+            }
+            ("delete", None) => return Err(Fault::not_found("No recipient matches the key")),
+            ("update" | "insertOrUpdate", Some(r)) => {
+                if !may_write(r.folder_id) || !may_write(folder) {
+                    return Err(Fault::forbidden("no write right on the recipient's folder"));
+                }
+                let updated = Recipient {
+                    email: text("email", r.email.clone()),
+                    first_name: text("firstName", r.first_name.clone()),
+                    last_name: text("lastName", r.last_name.clone()),
+                    folder_id: folder,
+                    modified_at: now,
+                    ..r
+                };
+                self.store.update_recipient(&updated).await?;
+            }
+            ("update", None) => return Err(Fault::not_found("No recipient matches the key")),
+            ("insert" | "insertOrUpdate", _) => {
+                if !may_write(folder) {
+                    return Err(Fault::forbidden("no write right on the folder"));
+                }
+                let email = doc.attr("email").map(str::trim).filter(|e| !e.is_empty());
+                if email.is_some_and(|e| e.len() > 320 || !e.contains('@')) {
+                    return Err(Fault::bad_request("email is not an email address"));
+                }
+                self.store
+                    .create_recipient(&Recipient {
+                        id: 0,
+                        email: email.map(str::to_owned),
+                        first_name: doc.attr("firstName").map(str::to_owned),
+                        last_name: doc.attr("lastName").map(str::to_owned),
+                        folder_id: folder,
+                        created_at: now,
+                        modified_at: now,
+                    })
+                    .await?;
+            }
+            (other, _) => return Err(Fault::bad_request(format!("unsupported _operation {other:?}"))),
+        }
+        Ok(())
+    }
+}

@@ -67,6 +67,13 @@ pub trait EventStore: Send + Sync {
     async fn pending_events(&self) -> StoreResult<i64>;
 }
 
+/// How a written recipient is found (`_key`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecipientKey {
+    Id,
+    Email,
+}
+
 /// The recipients of the small data model, filed in folders.
 #[async_trait]
 pub trait RecipientStore: Send + Sync {
@@ -84,6 +91,13 @@ pub trait RecipientStore: Send + Sync {
     /// Folders `operator_id` may read, directly or through its groups.
     async fn readable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>>;
     async fn create_recipient(&self, r: &Recipient) -> StoreResult<i64>;
+    /// Folders `operator_id` may write, directly or through its groups.
+    async fn writable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>>;
+    async fn folder_by_name(&self, name: &str) -> StoreResult<Option<i64>>;
+    /// The recipient whose `id` or `email` (the only keys) equals `value`; the first by id.
+    async fn recipient_by(&self, key: RecipientKey, value: &str) -> StoreResult<Option<Recipient>>;
+    async fn update_recipient(&self, r: &Recipient) -> StoreResult<()>;
+    async fn delete_recipient(&self, id: i64) -> StoreResult<()>;
 }
 
 /// Queries built from `xtk:queryDef` documents. Table and column names come from the schema

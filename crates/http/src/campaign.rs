@@ -400,6 +400,15 @@ async fn handle(
                 &[("pdomDoc", Value::Element(doc.to_owned()))],
             ))
         }
+        "xtk:session#Write" | "xtk:persist#Write" | "xtk:persist|xtk:session#Write" => {
+            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
+            let doc = params
+                .get(1)
+                .and_then(|p| p.elements().next())
+                .ok_or_else(|| Fault::bad_request("Write needs a document"))?;
+            inst.write(&op, doc, meta.now).await?;
+            Ok(soap::response("Write", &env.method.ns, &[]))
+        }
         "nms:rtEvent#PushEvent" => {
             let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
             let event = params

@@ -1895,6 +1895,30 @@ mod instance {
         assert_eq!(output(&xml).attr("count"), Some("3"));
         let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(count), &jdoe_s).await;
         assert_eq!(output(&xml).attr("count"), Some("3"));
+        // Writes need the folder's write right: jdoe's delivery operators may only read it here.
+        let write = |doc: &str| {
+            envelope(
+                "Write",
+                "xtk:persist|xtk:session",
+                &format!("<sessiontoken/><domDoc>{doc}</domDoc>"),
+            )
+        };
+        let insert = r#"<recipient xtkschema="nms:recipient" _operation="insert" email="w@example.com" firstName="W"/>"#;
+        let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(insert), &jdoe_s).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
+        let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(insert), &boss_s).await;
+        assert!(xml.contains("<WriteResponse"), "{xml}");
+        let (_, xml) = call(&app, "xtk:queryDef#ExecuteQuery", query(count), &boss_s).await;
+        assert_eq!(output(&xml).attr("count"), Some("4"));
+        for bad in [
+            r#"<operator xtkschema="xtk:operator" _operation="insert" name="x"/>"#,
+            r#"<recipient xtkschema="nms:recipient" _operation="merge"/>"#,
+            r#"<recipient xtkschema="nms:recipient" _operation="delete" id="999999"/>"#,
+            r#"<recipient xtkschema="nms:recipient" _key="@password" id="1"/>"#,
+        ] {
+            let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(bad), &boss_s).await;
+            assert!(fault_code(&xml).is_some(), "{bad}: {xml}");
+        }
         // Operators are readable with the admin right only.
         let (_, xml) = call(
             &app,

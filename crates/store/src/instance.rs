@@ -8,6 +8,7 @@ use sqlx::{AnyPool, Row as _};
 use ims_campaign::model::Recipient;
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, UsageEvent};
 use ims_campaign::query::{Sql, SqlValue};
+use ims_campaign::store::RecipientKey;
 use ims_campaign::store::{
     EventStore, OperatorStore, QueryStore, RecipientStore, SessionStore, SettingsStore, UsageStore,
 };
@@ -566,6 +567,91 @@ impl RecipientStore for SqlInstanceStore {
         .await
         .map_err(backend_error)?;
         rows.iter().map(|r| get(r, "folder_id")).collect()
+    }
+
+    async fn writable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.folder_id FROM folder_rights r
+             WHERE r.can_write = 1 AND (
+               (r.grantee_type = 'operator' AND r.grantee_id = $1)
+               OR (r.grantee_type = 'group' AND r.grantee_id IN
+                   (SELECT group_id FROM operator_group_members WHERE operator_id = $1)))
+             ORDER BY r.folder_id",
+        )
+        .bind(operator_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(|r| get(r, "folder_id")).collect()
+    }
+
+    async fn folder_by_name(&self, name: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT folder_id FROM folders WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        row.map(|r| get(&r, "folder_id")).transpose()
+    }
+
+    async fn recipient_by(&self, key: RecipientKey, value: &str) -> StoreResult<Option<Recipient>> {
+        let base = "SELECT recipient_id, email, first_name, last_name, folder_id, created_at, modified_at FROM recipients";
+        let row = match key {
+            RecipientKey::Id => {
+                let Ok(id) = value.trim().parse::<i64>() else {
+                    return Ok(None);
+                };
+                sqlx::query(&format!("{base} WHERE recipient_id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+            }
+            RecipientKey::Email => {
+                sqlx::query(&format!("{base} WHERE email = $1 ORDER BY recipient_id LIMIT 1"))
+                    .bind(value.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await
+            }
+        }
+        .map_err(backend_error)?;
+        row.map(|r| {
+            Ok(Recipient {
+                id: get(&r, "recipient_id")?,
+                email: get(&r, "email")?,
+                first_name: get(&r, "first_name")?,
+                last_name: get(&r, "last_name")?,
+                folder_id: get(&r, "folder_id")?,
+                created_at: Now::from_millis(get(&r, "created_at")?),
+                modified_at: Now::from_millis(get(&r, "modified_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn update_recipient(&self, r: &Recipient) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE recipients SET email = $1, first_name = $2, last_name = $3, folder_id = $4, modified_at = $5
+             WHERE recipient_id = $6",
+        )
+        .bind(r.email.clone())
+        .bind(r.first_name.clone())
+        .bind(r.last_name.clone())
+        .bind(r.folder_id)
+        .bind(r.modified_at.millis())
+        .bind(r.id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn delete_recipient(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM recipients WHERE recipient_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
     }
 
     async fn create_recipient(&self, r: &Recipient) -> StoreResult<i64> {

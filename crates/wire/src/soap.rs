@@ -342,12 +342,15 @@ pub fn action_matches(action: &str, envelope: &Envelope) -> bool {
     let Some((schemas, method)) = action.rsplit_once('#') else {
         return false;
     };
-    let body_schema = envelope
+    let body = envelope
         .method
         .ns
         .strip_prefix("urn:")
         .unwrap_or(&envelope.method.ns);
-    method == envelope.method.name && schemas.split('|').any(|s| s == body_schema)
+    // Interface methods name `interface|schema` on either side (`xtk:persist|xtk:session`).
+    let same =
+        schemas == body || schemas.split('|').any(|s| s == body) || body.split('|').any(|s| s == schemas);
+    method == envelope.method.name && same
 }
 
 // ----- writing --------------------------------------------------------------------------------
