@@ -464,6 +464,14 @@ impl Instance {
     }
 }
 
+/// The named right that grants every other one.
+const ADMINISTRATION: &str = "admin";
+
+/// Whether `rights` grant `right` (ADMINISTRATION grants everything).
+fn holds(rights: &[String], right: &str) -> bool {
+    rights.iter().any(|r| r == right || r == ADMINISTRATION)
+}
+
 async fn decoy_hash() -> Result<String, Fault> {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(h) = DECOY.get() {
@@ -537,9 +545,9 @@ impl Instance {
         use crate::query::{Operation, QueryDef};
         use ims_wire::soap::escape;
         let q = QueryDef::from_element(doc).map_err(|e| Fault::bad_request(e.0))?;
+        let rights = self.effective_rights(op).await?;
         if let Some(right) = q.schema.right {
-            let rights = self.effective_rights(op).await?;
-            if !rights.iter().any(|r| r == right || r == "admin") {
+            if !holds(&rights, right) {
                 return Err(Fault::forbidden(format!(
                     "reading {} needs the {right} right",
                     q.schema.id
@@ -548,8 +556,7 @@ impl Instance {
         }
         let mut filter = q.where_sql().map_err(|e| Fault::bad_request(e.0))?;
         if let Some(column) = q.schema.folder_column {
-            let rights = self.effective_rights(op).await?;
-            if !rights.iter().any(|r| r == "admin") {
+            if !holds(&rights, ADMINISTRATION) {
                 let folders = self.store.readable_folders(op.id).await?;
                 filter = Some(crate::query::and_in(filter, column, &folders));
             }
@@ -623,8 +630,7 @@ impl Instance {
         if self.info.kind != InstanceKind::MessageCenter {
             return Err(Fault::unknown_method("PushEvent", "urn:nms:rtEvent"));
         }
-        let rights = self.effective_rights(op).await?;
-        if !rights.iter().any(|r| r == "messageCenter" || r == "admin") {
+        if !holds(&self.effective_rights(op).await?, "messageCenter") {
             return Err(Fault::forbidden("pushing events needs the Message Center right"));
         }
         if event.name != "rtEvent" {
@@ -709,7 +715,7 @@ impl Instance {
                 "this instance writes nms:recipient documents only, not {schema:?}"
             )));
         }
-        let admin = self.effective_rights(op).await?.iter().any(|r| r == "admin");
+        let admin = holds(&self.effective_rights(op).await?, ADMINISTRATION);
         let writable = if admin {
             Vec::new()
         } else {

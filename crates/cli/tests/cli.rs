@@ -166,6 +166,20 @@ fn introspect(http: &reqwest::blocking::Client, base: &str, cred: &Value, token:
         .unwrap()
 }
 
+/// `xtk:session#Logon` on an instance; the raw answer.
+fn soap_logon(http: &reqwest::blocking::Client, instance_url: &str, login: &str, password: &str) -> String {
+    let body = format!(
+        r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>{login}</login><password>{password}</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+    );
+    http.post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
+        .header("SOAPAction", "xtk:session#Logon")
+        .body(body)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 fn json_of(out: &str) -> Value {
     serde_json::from_str(out).unwrap()
 }
@@ -546,25 +560,18 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     )
     .unwrap();
     let (server, upj_r) = up(&dir, &[]);
-    let soap_logon = |login: &str, password: &str| {
-        let body = format!(
-            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>{login}</login><password>{password}</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
-        );
-        http.post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
-            .header("SOAPAction", "xtk:session#Logon")
-            .body(body)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
-    };
     assert!(
-        soap_logon("jdoe", "jdoe's password 1").contains("XSV-350024"),
+        soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
         "disableAPI refuses jdoe"
     );
     assert!(
-        soap_logon("admin", upj_r["instances"][0]["admin_password"].as_str().unwrap())
-            .contains("pstrSessionToken"),
+        soap_logon(
+            &http,
+            &instance_url,
+            "admin",
+            upj_r["instances"][0]["admin_password"].as_str().unwrap()
+        )
+        .contains("pstrSessionToken"),
         "the allow-list still signs in"
     );
     server.stop();
@@ -603,25 +610,18 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     );
     let (server, upj3) = up(&dir, &[]);
     assert_eq!(upj3["instances"][0]["build"], "8.6.0");
-    let soap_logon = |login: &str, password: &str| {
-        let body = format!(
-            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>{login}</login><password>{password}</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
-        );
-        http.post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
-            .header("SOAPAction", "xtk:session#Logon")
-            .body(body)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
-    };
     assert!(
-        soap_logon("jdoe", "jdoe's password 1").contains("XSV-350024"),
+        soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
         "jdoe is not on the allow-list"
     );
     assert!(
-        soap_logon("admin", upj3["instances"][0]["admin_password"].as_str().unwrap())
-            .contains("pstrSessionToken"),
+        soap_logon(
+            &http,
+            &instance_url,
+            "admin",
+            upj3["instances"][0]["admin_password"].as_str().unwrap()
+        )
+        .contains("pstrSessionToken"),
         "admin is"
     );
     server.stop();

@@ -20,6 +20,12 @@ use ims_identity::Now;
 
 use crate::{backend_error, connect, migrate, Backend, Connected, Options};
 
+#[derive(Clone, Copy)]
+enum FolderRight {
+    Read,
+    Write,
+}
+
 /// A lookup key of one of the operators' unique columns.
 enum Key<'a> {
     Text(&'a str),
@@ -65,6 +71,27 @@ impl SqlInstanceStore {
             .await
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    /// Folders where `operator_id` holds `right`, directly or through one of its groups.
+    async fn folders_with(&self, operator_id: i64, right: FolderRight) -> StoreResult<Vec<i64>> {
+        let column = match right {
+            FolderRight::Read => "can_read",
+            FolderRight::Write => "can_write",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT r.folder_id FROM folder_rights r
+             WHERE r.{column} = 1 AND (
+               (r.grantee_type = 'operator' AND r.grantee_id = $1)
+               OR (r.grantee_type = 'group' AND r.grantee_id IN
+                   (SELECT group_id FROM operator_group_members WHERE operator_id = $1)))
+             ORDER BY r.folder_id"
+        ))
+        .bind(operator_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(|r| get(r, "folder_id")).collect()
     }
 
     /// The operator whose unique `column` (one of ours) equals `key`.
@@ -554,35 +581,11 @@ impl RecipientStore for SqlInstanceStore {
     }
 
     async fn readable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT r.folder_id FROM folder_rights r
-             WHERE r.can_read = 1 AND (
-               (r.grantee_type = 'operator' AND r.grantee_id = $1)
-               OR (r.grantee_type = 'group' AND r.grantee_id IN
-                   (SELECT group_id FROM operator_group_members WHERE operator_id = $1)))
-             ORDER BY r.folder_id",
-        )
-        .bind(operator_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter().map(|r| get(r, "folder_id")).collect()
+        self.folders_with(operator_id, FolderRight::Read).await
     }
 
     async fn writable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT r.folder_id FROM folder_rights r
-             WHERE r.can_write = 1 AND (
-               (r.grantee_type = 'operator' AND r.grantee_id = $1)
-               OR (r.grantee_type = 'group' AND r.grantee_id IN
-                   (SELECT group_id FROM operator_group_members WHERE operator_id = $1)))
-             ORDER BY r.folder_id",
-        )
-        .bind(operator_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter().map(|r| get(r, "folder_id")).collect()
+        self.folders_with(operator_id, FolderRight::Write).await
     }
 
     async fn folder_by_name(&self, name: &str) -> StoreResult<Option<i64>> {
