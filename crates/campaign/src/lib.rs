@@ -5,6 +5,7 @@ pub mod bearer;
 pub mod config;
 pub mod fault;
 pub mod model;
+pub mod operators;
 pub mod query;
 pub mod rights;
 pub mod schemas;

@@ -77,7 +77,17 @@ pub const RT_EVENT: QuerySchema = QuerySchema {
     folder_column: None,
 };
 
-pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR, &RECIPIENT, &RT_EVENT];
+/// Operator groups (`xtk:group`); their named rights are read with the operators'.
+pub const GROUP: QuerySchema = QuerySchema {
+    id: "xtk:group",
+    element: "group",
+    table: "operator_groups",
+    attributes: &[("id", "group_id"), ("name", "name"), ("label", "label")],
+    right: Some("admin"),
+    folder_column: None,
+};
+
+pub const QUERY_SCHEMAS: &[&QuerySchema] = &[&OPERATOR, &GROUP, &RECIPIENT, &RT_EVENT];
 
 pub fn query_schema(id: &str) -> Option<&'static QuerySchema> {
     QUERY_SCHEMAS.iter().copied().find(|s| s.id == id)
@@ -110,6 +120,15 @@ pub fn compiled(id: &str) -> Option<&'static str> {
             r#"<attribute name="id" type="long"/><attribute name="name" type="string"/><attribute name="label" type="string"/>"#,
             r#"<attribute name="email" type="string"/><attribute name="authType" type="string"/><attribute name="disabled" type="boolean"/>"#,
             r#"<attribute name="builtin" type="boolean"/><attribute name="created" type="datetime"/><attribute name="lastModified" type="datetime"/>"#,
+            r#"<attribute name="password" type="string"/><attribute name="forbidRichClient" type="boolean"/>"#,
+            r#"<attribute name="trustedIpMask" type="string"/><attribute name="securityZone" type="string"/>"#,
+            r#"<element name="group" unbound="true"><attribute name="name" type="string"/></element>"#,
+            r#"<element name="right" unbound="true"><attribute name="name" type="string"/></element>"#,
+            r#"</element></schema>"#
+        ),
+        "xtk:group" => concat!(
+            r#"<schema name="group" namespace="xtk"><element name="group">"#,
+            r#"<attribute name="id" type="long"/><attribute name="name" type="string"/><attribute name="label" type="string"/>"#,
             r#"</element></schema>"#
         ),
         "nms:recipient" => concat!(
@@ -142,6 +161,7 @@ mod tests {
             "xtk:persist",
             "xtk:queryDef",
             "xtk:operator",
+            "xtk:group",
             "nms:recipient",
             "nms:rtEvent",
         ] {

@@ -702,18 +702,35 @@ impl Instance {
 pub const DEFAULT_RECIPIENT_FOLDER: &str = "nmsRootRecipient";
 
 impl Instance {
-    /// `xtk:session#Write` (the `xtk:persist` interface) of an `nms:recipient` document:
+    /// `xtk:session#Write` (the `xtk:persist` interface) of an `xtk:operator` document (see
+    /// [`crate::operators::parse_document`]) or an `nms:recipient` document. For recipients:
     /// `_operation` insert, update, insertOrUpdate (the default) or delete, `_key` `@id` (the
     /// default) or `@email`. Needs the write right on the folder written to and, for a change, on
     /// the folder the recipient is in (ADMINISTRATION writes everywhere).
-    pub async fn write(&self, op: &Operator, doc: &ims_wire::soap::Element, now: Now) -> Result<(), Fault> {
+    pub async fn write(
+        &self,
+        op: &Operator,
+        doc: &ims_wire::soap::Element,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(), Fault> {
         use crate::model::Recipient;
         use crate::store::RecipientKey;
         let schema = doc.attr("xtkschema").unwrap_or_default();
-        if schema != "nms:recipient" || doc.name != "recipient" {
-            return Err(Fault::bad_request(format!(
-                "this instance writes nms:recipient documents only, not {schema:?}"
-            )));
+        match (schema, doc.name.as_str()) {
+            ("nms:recipient", "recipient") => {}
+            ("xtk:operator", "operator") => {
+                let d = crate::operators::parse_document(doc)?;
+                return self
+                    .change_operator(op, &d.key, d.mode, d.edit, now, caller)
+                    .await
+                    .map(drop);
+            }
+            _ => {
+                return Err(Fault::bad_request(format!(
+                    "this instance writes nms:recipient and xtk:operator documents, not {schema:?}"
+                )))
+            }
         }
         let admin = holds(&self.effective_rights(op).await?, ADMINISTRATION);
         let writable = if admin {
@@ -794,5 +811,36 @@ impl Instance {
             (other, _) => return Err(Fault::bad_request(format!("unsupported _operation {other:?}"))),
         }
         Ok(())
+    }
+}
+
+impl Instance {
+    /// Creates, changes (`mode`) or deletes (`None`) an operator on behalf of `actor`, who needs
+    /// the ADMINISTRATION right. The one path the SOAP API and the console share.
+    pub async fn change_operator(
+        &self,
+        actor: &Operator,
+        key: &crate::operators::OperatorKey,
+        mode: Option<crate::operators::WriteMode>,
+        edit: crate::operators::OperatorEdit,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<crate::operators::Written, Fault> {
+        if !holds(&self.effective_rights(actor).await?, ADMINISTRATION) {
+            return Err(Fault::forbidden(
+                "managing operators needs the ADMINISTRATION right",
+            ));
+        }
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: format!("operator:{}", actor.login),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        let store = self.store.as_ref();
+        match mode {
+            Some(mode) => crate::operators::save(store, key, mode, edit, &ctx).await,
+            None => crate::operators::delete(store, key, Some(actor.id), &ctx).await,
+        }
     }
 }

@@ -19,6 +19,22 @@ pub trait OperatorStore: Send + Sync {
     /// Inserts the operator (its `id` is ignored) with its groups and direct rights, and its
     /// audit line, in one transaction; returns the id.
     async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64>;
+    /// Replaces the operator's fields, groups and direct rights (found by `id`), with its audit
+    /// line, in one transaction; with `end_sessions`, its sessions end in the same transaction.
+    /// A login taken by another operator is a conflict.
+    async fn update_operator(&self, op: &Operator, end_sessions: bool, audit: &AuditEvent)
+        -> StoreResult<()>;
+    /// Removes the operator, its memberships, direct and folder rights and sessions, with its
+    /// audit line, in one transaction. Its usage evidence stays.
+    async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()>;
+    /// One page of operators by login, those whose login, label or email contains `search`
+    /// (case-insensitively), and how many match in all.
+    async fn operators_page(
+        &self,
+        search: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<Operator>, i64)>;
     async fn operator_count(&self) -> StoreResult<i64>;
     async fn groups(&self) -> StoreResult<Vec<OperatorGroup>>;
     /// Creates the group unless one of that name exists.

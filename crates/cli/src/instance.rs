@@ -420,36 +420,35 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
             label,
             json,
         }) => {
-            let login = login.trim().to_owned();
-            if login.is_empty()
-                || login.len() > 64
-                || login.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                anyhow::bail!("a login is 1 to 64 characters without spaces");
-            }
+            use ims_campaign::operators::{self, OperatorEdit, OperatorKey, WriteMode, Written};
             let text = std::fs::read_to_string(&password_file)
                 .with_context(|| format!("cannot read {}", password_file.display()))?;
-            let password = Secret::new(text.lines().next().unwrap_or_default());
-            if password.expose().chars().count() < 8 {
-                anyhow::bail!("the password must have at least 8 characters");
-            }
+            let edit = OperatorEdit {
+                login: Some(login.clone()),
+                label,
+                email: Some(email),
+                password: Some(Secret::new(text.lines().next().unwrap_or_default())),
+                groups: Some(groups),
+                ..OperatorEdit::default()
+            };
             let store = open_store(data_dir, &instance).await?;
-            let now = Now::system();
-            let hash = ims_identity::password::hash(&password).await?;
-            let mut op = Operator::native(&login, email, groups, Some(hash), now);
-            if let Some(label) = label {
-                op.label = label;
-            }
-            let audit = crate::admin::cli_context().event(
-                "operator.create",
-                &op.login,
-                "success",
-                serde_json::json!({"auth_type": "native", "groups": op.groups, "email": op.email}),
-            );
-            let id = store
-                .create_operator(&op, &audit)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ctx = crate::admin::cli_context();
+            let written = operators::save(
+                &store,
+                &OperatorKey::Login(login.clone()),
+                WriteMode::Insert,
+                edit,
+                &ctx,
+            )
+            .await
+            .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+            let Written::Created(id) = written else {
+                anyhow::bail!("operator {login} was not created");
+            };
+            let op = store
+                .operator(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("operator {login} was not created"))?;
             let out = serde_json::json!({"instance": instance, "id": id, "login": op.login, "email": op.email, "groups": op.groups});
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);

@@ -406,7 +406,7 @@ async fn handle(
                 .get(1)
                 .and_then(|p| p.elements().next())
                 .ok_or_else(|| Fault::bad_request("Write needs a document"))?;
-            inst.write(&op, doc, meta.now).await?;
+            inst.write(&op, doc, meta.now, &caller).await?;
             Ok(soap::response("Write", &env.method.ns, &[]))
         }
         "nms:rtEvent#PushEvent" => {

@@ -1930,6 +1930,188 @@ mod instance {
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
     }
 
+    #[tokio::test]
+    async fn operators_are_written_through_the_api_by_administrators_only() {
+        let (inst, _dir) = instance_with("7.4.1").await;
+        let store = inst.store().clone();
+        let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        boss.login = "boss".into();
+        boss.groups = vec!["admin".into()];
+        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        let boss_id = store
+            .create_operator(&boss, &ctx.event("operator.create", "boss", "success", json!({})))
+            .await
+            .unwrap();
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let logon = |login: &'static str, password: &'static str| {
+            let app = app.clone();
+            async move {
+                let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, password), &[]).await;
+                (
+                    fault_code(&xml),
+                    vec![("x-session-token", value(&xml, "pstrSessionToken"))],
+                )
+            }
+        };
+        let write = |doc: String| {
+            envelope(
+                "Write",
+                "xtk:persist|xtk:session",
+                &format!("<sessiontoken/><domDoc>{doc}</domDoc>"),
+            )
+        };
+        let (_, boss_s) = logon("boss", PASSWORD).await;
+        let (_, jdoe_s) = logon("jdoe", PASSWORD).await;
+        let w = |doc: String, s: Vec<(&'static str, String)>| {
+            let app = app.clone();
+            async move {
+                let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(doc), &s).await;
+                fault_code(&xml)
+            }
+        };
+        let newbie = r#"<operator xtkschema="xtk:operator" _operation="insert" name="newbie" label="New Bie" email="New@Example.com" password="first-pass-1"><group name="reportAccess"/><right name="export"/></operator>"#;
+        assert_eq!(
+            w(newbie.into(), jdoe_s.clone()).await.as_deref(),
+            Some("XSV-350122"),
+            "jdoe holds no ADMINISTRATION"
+        );
+        assert_eq!(w(newbie.into(), boss_s.clone()).await, None);
+        assert_eq!(
+            w(newbie.into(), boss_s.clone()).await.as_deref(),
+            Some("SOP-330011"),
+            "insert of an existing name"
+        );
+        let created = store.operator_by_login("newbie").await.unwrap().unwrap();
+        assert_eq!(created.label, "New Bie");
+        assert_eq!(
+            created.email.as_deref(),
+            Some("New@Example.com"),
+            "stored as entered"
+        );
+        assert_eq!(created.groups, vec!["reportAccess"]);
+        assert_eq!(created.rights, vec!["export"]);
+        assert_eq!(created.auth_type, AuthType::Native);
+        assert!(created
+            .password_hash
+            .as_deref()
+            .is_some_and(|h| h.starts_with("$argon2id$")));
+        let (fault, newbie_s) = logon("newbie", "first-pass-1").await;
+        assert_eq!(fault, None);
+        // Disabling ends its sessions and refuses sign-in.
+        let disable =
+            r#"<operator xtkschema="xtk:operator" _operation="update" name="newbie" disabled="true"/>"#;
+        assert_eq!(w(disable.into(), boss_s.clone()).await, None);
+        let info = envelope("GetUserInfo", "xtk:session", "<sessiontoken/>");
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", info.clone(), &newbie_s).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        assert_eq!(
+            logon("newbie", "first-pass-1").await.0.as_deref(),
+            Some("XSV-350024")
+        );
+        // Enable again with a new password (by id); groups replaced, rights emptied.
+        let id = created.id;
+        let change = format!(
+            r#"<operator xtkschema="xtk:operator" _key="@id" id="{id}" disabled="false" password="second-pass-2"><group name="campaignManagers"/><rights/></operator>"#
+        );
+        assert_eq!(w(change, boss_s.clone()).await, None);
+        assert_eq!(
+            logon("newbie", "first-pass-1").await.0.as_deref(),
+            Some("XSV-350024")
+        );
+        assert_eq!(logon("newbie", "second-pass-2").await.0, None);
+        let changed = store.operator_by_login("newbie").await.unwrap().unwrap();
+        assert_eq!(changed.groups, vec!["campaignManagers"]);
+        assert!(changed.rights.is_empty());
+        assert_eq!(changed.label, "New Bie", "fields not named stay");
+        // Refused changes leave the operator as it was.
+        for (bad, code) in [
+            (
+                r#"<operator xtkschema="xtk:operator" name="newbie"><group name="nope"/></operator>"#
+                    .to_owned(),
+                "SOP-330011",
+            ),
+            (
+                r#"<operator xtkschema="xtk:operator" name="newbie"><right name="godMode"/></operator>"#
+                    .to_owned(),
+                "SOP-330011",
+            ),
+            (
+                format!(r#"<operator xtkschema="xtk:operator" _key="@id" id="{id}" name="jdoe"/>"#),
+                "SOP-330011",
+            ),
+            (
+                r#"<operator xtkschema="xtk:operator" name="newbie" email="not an email"/>"#.to_owned(),
+                "SOP-330011",
+            ),
+            (
+                r#"<operator xtkschema="xtk:operator" name="newbie" password="short"/>"#.to_owned(),
+                "SOP-330011",
+            ),
+            (
+                r#"<operator xtkschema="xtk:operator" _operation="update" name="ghost" label="x"/>"#
+                    .to_owned(),
+                "XSV-350123",
+            ),
+            (
+                format!(
+                    r#"<operator xtkschema="xtk:operator" _operation="delete" _key="@id" id="{boss_id}"/>"#
+                ),
+                "XSV-350122",
+            ),
+        ] {
+            assert_eq!(
+                w(bad.clone(), boss_s.clone()).await.as_deref(),
+                Some(code),
+                "{bad}"
+            );
+        }
+        assert_eq!(store.operator_by_login("newbie").await.unwrap().unwrap(), changed);
+        // groups are queryable by administrators.
+        let (_, xml) = call(
+            &app,
+            "xtk:queryDef#ExecuteQuery",
+            query(r#"<queryDef schema="xtk:group" operation="count"/>"#),
+            &boss_s,
+        )
+        .await;
+        assert_eq!(
+            output(&xml).attr("count"),
+            Some(DEFAULT_GROUPS.len().to_string().as_str())
+        );
+        // Delete: sign-in refused, the operator gone, its usage evidence kept.
+        let delete = r#"<operator xtkschema="xtk:operator" _operation="delete" name="newbie"/>"#;
+        assert_eq!(w(delete.into(), boss_s.clone()).await, None);
+        assert!(store.operator_by_login("newbie").await.unwrap().is_none());
+        assert_eq!(
+            logon("newbie", "second-pass-2").await.0.as_deref(),
+            Some("XSV-350024")
+        );
+        assert!(!store.usage(Some("newbie"), 10).await.unwrap().is_empty());
+        let audit = store
+            .audit(&ims_identity::store::AuditQuery {
+                action_prefix: Some("operator.".into()),
+                limit: 50,
+            })
+            .await
+            .unwrap();
+        let by_boss: Vec<&str> = audit
+            .iter()
+            .filter(|e| e.actor == "operator:boss" && e.target == "newbie")
+            .map(|e| e.action.as_str())
+            .collect();
+        assert_eq!(by_boss.len(), 4, "{by_boss:?}");
+        for action in ["operator.create", "operator.update", "operator.delete"] {
+            assert!(by_boss.contains(&action), "{action} audited: {by_boss:?}");
+        }
+        assert!(
+            !audit.iter().any(|e| e.details.to_string().contains("pass-")),
+            "no password in the audit log"
+        );
+    }
+
     fn push(event: &str) -> String {
         envelope(
             "PushEvent",

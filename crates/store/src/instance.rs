@@ -152,6 +152,37 @@ impl SqlInstanceStore {
     }
 }
 
+/// Adds the operator's groups (which must exist) and direct rights.
+async fn insert_memberships(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    op: &Operator,
+) -> StoreResult<()> {
+    for group in &op.groups {
+        let done = sqlx::query(
+            "INSERT INTO operator_group_members (operator_id, group_id)
+             SELECT $1, group_id FROM operator_groups WHERE name = $2",
+        )
+        .bind(id)
+        .bind(group)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("no operator group {group:?}")));
+        }
+    }
+    for right in &op.rights {
+        sqlx::query("INSERT INTO operator_rights (operator_id, right_name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(right)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl OperatorStore for SqlInstanceStore {
     async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>> {
@@ -190,31 +221,142 @@ impl OperatorStore for SqlInstanceStore {
         .await
         .map_err(backend_error)?;
         let id: i64 = get(&row, "operator_id")?;
-        for group in &op.groups {
-            let done = sqlx::query(
-                "INSERT INTO operator_group_members (operator_id, group_id)
-                 SELECT $1, group_id FROM operator_groups WHERE name = $2",
-            )
-            .bind(id)
-            .bind(group)
-            .execute(&mut *tx)
+        insert_memberships(&mut tx, id, op).await?;
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(id)
+    }
+
+    async fn update_operator(
+        &self,
+        op: &Operator,
+        end_sessions: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let taken = sqlx::query("SELECT operator_id FROM operators WHERE login = $1 AND operator_id <> $2")
+            .bind(&op.login)
+            .bind(op.id)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!("no operator group {group:?}")));
-            }
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "an operator named {:?} already exists",
+                op.login
+            )));
         }
-        for right in &op.rights {
-            sqlx::query("INSERT INTO operator_rights (operator_id, right_name) VALUES ($1, $2)")
-                .bind(id)
-                .bind(right)
+        let done = sqlx::query(
+            "UPDATE operators SET login = $1, label = $2, email = $3, disabled = $4, forbid_rich_client = $5,
+             trusted_ip_mask = $6, security_zone = $7, password_hash = $8, ims_id = $9, modified_at = $10
+             WHERE operator_id = $11",
+        )
+        .bind(&op.login)
+        .bind(&op.label)
+        .bind(op.email.clone())
+        .bind(i64::from(op.disabled))
+        .bind(i64::from(op.forbid_rich_client))
+        .bind(op.trusted_ip_mask.clone())
+        .bind(op.security_zone.clone())
+        .bind(op.password_hash.clone())
+        .bind(op.ims_id.clone())
+        .bind(op.modified_at.millis())
+        .bind(op.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "operator {} no longer exists",
+                op.id
+            )));
+        }
+        let mut clear = vec![
+            "DELETE FROM operator_group_members WHERE operator_id = $1",
+            "DELETE FROM operator_rights WHERE operator_id = $1",
+        ];
+        if end_sessions {
+            clear.push("DELETE FROM sessions WHERE operator_id = $1");
+        }
+        for sql in clear {
+            sqlx::query(sql)
+                .bind(op.id)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend_error)?;
         }
+        insert_memberships(&mut tx, op.id, op).await?;
         crate::audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
-        Ok(id)
+        Ok(())
+    }
+
+    async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        for sql in [
+            "DELETE FROM sessions WHERE operator_id = $1",
+            "DELETE FROM operator_group_members WHERE operator_id = $1",
+            "DELETE FROM operator_rights WHERE operator_id = $1",
+            "DELETE FROM folder_rights WHERE grantee_type = 'operator' AND grantee_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        let done = sqlx::query("DELETE FROM operators WHERE operator_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("operator {id} no longer exists")));
+        }
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn operators_page(
+        &self,
+        search: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<Operator>, i64)> {
+        // LIKE wildcards in the search are matched literally.
+        let pattern = search.map(|s| {
+            let escaped = s
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let filter = if pattern.is_some() {
+            "WHERE LOWER(login) LIKE $1 ESCAPE '\\' OR LOWER(label) LIKE $1 ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE $1 ESCAPE '\\'"
+        } else {
+            ""
+        };
+        let count_sql = format!("SELECT COUNT(*) AS n FROM operators {filter}");
+        let page_sql = format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators {filter} ORDER BY login LIMIT {} OFFSET {}",
+            limit.min(1000),
+            offset
+        );
+        let mut count = sqlx::query(&count_sql);
+        let mut page = sqlx::query(&page_sql);
+        if let Some(p) = &pattern {
+            count = count.bind(p.clone());
+            page = page.bind(p.clone());
+        }
+        let total: i64 = get(&count.fetch_one(&self.pool).await.map_err(backend_error)?, "n")?;
+        let rows = page.fetch_all(&self.pool).await.map_err(backend_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(self.complete(row).await?);
+        }
+        Ok((out, total))
     }
 
     async fn operator_count(&self) -> StoreResult<i64> {

@@ -632,6 +632,120 @@ mod instance {
         }
     }
 
+    #[tokio::test]
+    async fn operator_updates_deletes_and_pages_on_both_backends() {
+        use ims_campaign::store::RecipientStore as _;
+        for i in each().await {
+            let audit = |action: &str| {
+                ims_identity::model::Context::new(now(), "test").event(
+                    action,
+                    "t",
+                    "success",
+                    serde_json::json!({}),
+                )
+            };
+            let mut ids = Vec::new();
+            for login in ["ana", "bob", "carla_x", "dan%"] {
+                let op = operator(login, Some("pw-1234567"), &["deliveryOperators"]).await;
+                ids.push(
+                    i.store
+                        .create_operator(&op, &audit("operator.create"))
+                        .await
+                        .unwrap(),
+                );
+            }
+            // A page, a search (wildcards taken literally, case-insensitive), the total.
+            let (page, total) = i.store.operators_page(None, 1, 2).await.unwrap();
+            assert_eq!(total, 4);
+            assert_eq!(
+                page.iter().map(|o| o.login.as_str()).collect::<Vec<_>>(),
+                ["bob", "carla_x"]
+            );
+            assert_eq!(page[0].groups, ["deliveryOperators"], "groups come with the page");
+            let (found, n) = i.store.operators_page(Some("A_X"), 0, 10).await.unwrap();
+            assert_eq!((found.len(), n), (1, 1));
+            let (found, _) = i.store.operators_page(Some("%"), 0, 10).await.unwrap();
+            assert_eq!(
+                found.iter().map(|o| o.login.as_str()).collect::<Vec<_>>(),
+                ["dan%"]
+            );
+            let (found, _) = i.store.operators_page(Some("BOB@EXAMPLE"), 0, 10).await.unwrap();
+            assert_eq!(found.len(), 1, "email is searched");
+            // Update replaces fields and sets; with end_sessions the sessions go too.
+            let mut bob = i.store.operator(ids[1]).await.unwrap().unwrap();
+            let session = |digest: &str, op: i64| ims_campaign::model::Session {
+                session_digest: digest.into(),
+                security_digest: "s".into(),
+                operator_id: op,
+                auth_path: ims_campaign::model::AuthPath::Native,
+                created_at: now(),
+                expires_at: now().plus_secs(60),
+            };
+            i.store.insert_session(&session("bob-1", bob.id)).await.unwrap();
+            bob.label = "Bob B".into();
+            bob.groups = vec!["admin".into(), "reportAccess".into()];
+            bob.rights = vec![];
+            bob.disabled = true;
+            i.store
+                .update_operator(&bob, false, &audit("operator.update"))
+                .await
+                .unwrap();
+            assert_eq!(i.store.operator(bob.id).await.unwrap().unwrap(), bob);
+            assert!(
+                i.store.session("bob-1").await.unwrap().is_some(),
+                "kept without end_sessions"
+            );
+            i.store
+                .update_operator(&bob, true, &audit("operator.update"))
+                .await
+                .unwrap();
+            assert!(i.store.session("bob-1").await.unwrap().is_none());
+            // A taken login or an unknown group changes nothing.
+            let mut clash = bob.clone();
+            clash.login = "ana".into();
+            clash.label = "changed".into();
+            assert!(matches!(
+                i.store
+                    .update_operator(&clash, false, &audit("operator.update"))
+                    .await,
+                Err(StoreError::Conflict(_))
+            ));
+            let mut ghost_group = bob.clone();
+            ghost_group.groups = vec!["nope".into()];
+            assert!(matches!(
+                i.store
+                    .update_operator(&ghost_group, false, &audit("operator.update"))
+                    .await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert_eq!(
+                i.store.operator(bob.id).await.unwrap().unwrap(),
+                bob,
+                "nothing half-applied"
+            );
+            // Delete takes memberships, rights, folder rights and sessions with it.
+            let folder = i.store.ensure_folder("f", "F").await.unwrap();
+            i.store
+                .grant_folder_to_group(folder, "admin", true, true, &audit("folder.grant"))
+                .await
+                .unwrap();
+            i.store.insert_session(&session("bob-2", bob.id)).await.unwrap();
+            i.store
+                .delete_operator(bob.id, &audit("operator.delete"))
+                .await
+                .unwrap();
+            assert!(i.store.operator(bob.id).await.unwrap().is_none());
+            assert!(i.store.session("bob-2").await.unwrap().is_none());
+            assert!(i.store.writable_folders(bob.id).await.unwrap().is_empty());
+            assert!(matches!(
+                i.store.delete_operator(bob.id, &audit("operator.delete")).await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert_eq!(i.store.operators_page(None, 0, 10).await.unwrap().1, 3);
+            i.cleanup().await;
+        }
+    }
+
     fn instance(store: &Arc<SqlInstanceStore>, build: &str) -> Instance {
         Instance::new(
             store.clone(),
