@@ -24,6 +24,15 @@ impl AuthType {
         }
     }
 
+    /// What the console's Authentication Type column shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthType::Native => "Native",
+            AuthType::Ims => "IMS",
+            AuthType::TechnicalAccount => "Technical account",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "native" => Some(AuthType::Native),

@@ -79,6 +79,16 @@ impl InstanceInfo {
     }
 }
 
+/// The usage action of a sign-in to the instance console.
+pub const CONSOLE_LOGON: &str = "console#Logon";
+
+/// Where a native sign-in comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    Api,
+    Console,
+}
+
 /// Tokens handed out at sign-in: shown to the client once, stored as digests.
 #[derive(Clone, Debug)]
 pub struct SessionTokens {
@@ -178,9 +188,38 @@ impl Instance {
         now: Now,
         caller: &Caller,
     ) -> Result<(SessionTokens, Operator), Fault> {
+        self.logon_through(Channel::Api, login, password, remember_me, now, caller)
+            .await
+    }
+
+    /// Sign-in to the instance console: as `Logon`, recorded as a console sign-in (evidence of a
+    /// person), and refused to operators whose rich-client access is forbidden.
+    pub async fn console_logon(
+        &self,
+        login: &str,
+        password: &Secret,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(SessionTokens, Operator), Fault> {
+        self.logon_through(Channel::Console, login, password, false, now, caller)
+            .await
+    }
+
+    async fn logon_through(
+        &self,
+        channel: Channel,
+        login: &str,
+        password: &Secret,
+        remember_me: bool,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(SessionTokens, Operator), Fault> {
         let call = Call {
             now,
-            action: "xtk:session#Logon",
+            action: match channel {
+                Channel::Api => "xtk:session#Logon",
+                Channel::Console => CONSOLE_LOGON,
+            },
             path: AuthPath::Native,
             caller,
         };
@@ -206,6 +245,12 @@ impl Instance {
                 return Err(Fault::invalid_login());
             }
         };
+        if channel == Channel::Console && op.forbid_rich_client {
+            self.record(&call, Some(&op), &op.login, "refused").await;
+            return Err(Fault::forbidden(
+                "this operator may not use the console (rich-client access is forbidden)",
+            ));
+        }
         let tokens = self.open_session(&op, AuthPath::Native, remember_me, now).await?;
         self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op))
@@ -465,10 +510,10 @@ impl Instance {
 }
 
 /// The named right that grants every other one.
-const ADMINISTRATION: &str = "admin";
+pub const ADMINISTRATION: &str = "admin";
 
 /// Whether `rights` grant `right` (ADMINISTRATION grants everything).
-fn holds(rights: &[String], right: &str) -> bool {
+pub fn holds(rights: &[String], right: &str) -> bool {
     rights.iter().any(|r| r == right || r == ADMINISTRATION)
 }
 

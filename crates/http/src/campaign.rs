@@ -85,6 +85,7 @@ pub fn router(state: InstanceState) -> Router {
         .route("/nl/jsp/ping.jsp", get(ping))
         .route("/nl/jsp/mcPing.jsp", get(mc_ping))
         .route("/nl/jsp/schemawsdl.jsp", get(schema_wsdl).post(schema_wsdl))
+        .merge(crate::console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
@@ -201,7 +202,7 @@ struct Presented {
     bearer: Option<String>,
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -248,7 +249,7 @@ fn presented(headers: &HeaderMap, env: &Envelope) -> Presented {
 }
 
 /// Client headers kept as usage evidence.
-fn client_headers(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn client_headers(headers: &HeaderMap) -> Option<String> {
     let keep = [
         "acc-sdk-auth",
         "acc-sdk-version",

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod campaign;
+pub mod console;
 pub mod error;
 pub mod metrics;
 mod oauth;

@@ -2112,6 +2112,345 @@ mod instance {
         );
     }
 
+    /// A browser's view of one console request: status, headers, body.
+    async fn page(
+        app: &Router,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut b = Request::builder().method(method).uri(path);
+        if !cookie.is_empty() {
+            b = b.header("cookie", cookie);
+        }
+        if method == "POST" {
+            b = b.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let resp = app
+            .clone()
+            .oneshot(b.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    fn set_cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+        headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+
+    fn cookie_value(line: &str) -> String {
+        line.split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned()
+    }
+
+    fn csrf_in(html: &str) -> String {
+        let at = html
+            .find(r#"name="csrf" value=""#)
+            .expect("a form with a csrf field")
+            + 19;
+        html[at..].split('"').next().unwrap().to_owned()
+    }
+
+    /// Signs in to the console; returns the cookie header and a page's CSRF token.
+    async fn console_sign_in(
+        app: &Router,
+        login: &str,
+        password: &str,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let (_, headers, html) = page(app, "GET", "/console/login", "", &[]).await;
+        let pre = cookie_value(set_cookie(&headers, "ims_console_login").unwrap());
+        let csrf = csrf_in(&html);
+        page(
+            app,
+            "POST",
+            "/console/login",
+            &format!("ims_console_login={pre}"),
+            &[("csrf", &csrf), ("login", login), ("password", password)],
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_console_signs_operators_in_and_lets_administrators_manage_operators() {
+        let (inst, _dir) = instance_with("7.4.1").await;
+        let store = inst.store().clone();
+        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        boss.login = "boss".into();
+        boss.label = "Boss".into();
+        boss.email = Some("boss@example.com".into());
+        boss.groups = vec!["admin".into()];
+        store
+            .create_operator(&boss, &ctx.event("operator.create", "boss", "success", json!({})))
+            .await
+            .unwrap();
+        let mut api_only = boss.clone();
+        api_only.login = "api-only".into();
+        api_only.email = None;
+        api_only.forbid_rich_client = true;
+        store
+            .create_operator(
+                &api_only,
+                &ctx.event("operator.create", "api-only", "success", json!({})),
+            )
+            .await
+            .unwrap();
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        // Not signed in: to the sign-in page.
+        let (status, headers, _) = page(&app, "GET", "/console/operators", "", &[]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers["location"], "/console/login");
+        // The sign-in page: hardened headers, a double-submit token.
+        let (status, headers, html) = page(&app, "GET", "/console/login", "", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["cache-control"], "no-store");
+        let pre = set_cookie(&headers, "ims_console_login").unwrap();
+        assert!(
+            pre.contains("HttpOnly") && pre.contains("SameSite=Lax") && pre.contains("Path=/console"),
+            "{pre}"
+        );
+        assert_eq!(csrf_in(&html), cookie_value(pre));
+        // A forged sign-in (no matching token) is refused before any password check.
+        let (status, headers, _) = page(
+            &app,
+            "POST",
+            "/console/login",
+            "ims_console_login=abc",
+            &[("csrf", "xyz"), ("login", "boss"), ("password", PASSWORD)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(set_cookie(&headers, "ims_console").is_none());
+        let (status, _, html) = console_sign_in(&app, "boss", "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(html.contains("Invalid login or password"), "{html}");
+        // Rich-client access forbidden: no console, though the API still signs it in.
+        let (status, headers, html) = console_sign_in(&app, "api-only", PASSWORD).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+        assert!(html.contains("rich-client access is forbidden"));
+        assert!(set_cookie(&headers, "ims_console").is_none());
+        let (_, xml) = call(&app, "xtk:session#Logon", logon_body("api-only", PASSWORD), &[]).await;
+        assert_eq!(fault_code(&xml), None, "{xml}");
+        // The administrator signs in.
+        let (status, headers, _) = console_sign_in(&app, "boss", PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers["location"], "/console/");
+        let line = set_cookie(&headers, "ims_console").unwrap();
+        assert!(
+            line.contains("HttpOnly") && line.contains("SameSite=Lax"),
+            "{line}"
+        );
+        let boss_c = format!("ims_console={}", cookie_value(line));
+        let (status, _, html) = page(&app, "GET", "/console/operators", &boss_c, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        for column in [
+            "Authentication Type",
+            "Account Disabled",
+            ">boss</a>",
+            ">jdoe</a>",
+            ">Native<",
+        ] {
+            assert!(html.contains(column), "{column} in {html}");
+        }
+        let csrf = csrf_in(&html);
+        // Search narrows the list.
+        let (_, _, html) = page(&app, "GET", "/console/operators?q=JDO", &boss_c, &[]).await;
+        assert!(
+            html.contains(">jdoe</a>") && !html.contains(">boss</a>"),
+            "{html}"
+        );
+        // Create through the form; markup in a label is shown, never run.
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("login", "web1"),
+            ("label", "<script>alert(1)</script>"),
+            ("email", "web1@example.com"),
+            ("password", "web-pass-1"),
+            ("group", "reportAccess"),
+            ("right", "export"),
+        ];
+        let (status, _, _) = page(&app, "POST", "/console/operators", &boss_c, &form[1..]).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a form without its token changes nothing"
+        );
+        assert!(store.operator_by_login("web1").await.unwrap().is_none());
+        let (status, headers, html) = page(&app, "POST", "/console/operators", &boss_c, &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let web1 = store.operator_by_login("web1").await.unwrap().unwrap();
+        assert_eq!(
+            headers["location"],
+            format!("/console/operators/{}?saved=1", web1.id)
+        );
+        assert_eq!(
+            (web1.groups.as_slice(), web1.rights.as_slice()),
+            (&["reportAccess".to_owned()][..], &["export".to_owned()][..])
+        );
+        let (_, _, html) = page(
+            &app,
+            "GET",
+            &format!("/console/operators/{}?saved=1", web1.id),
+            &boss_c,
+            &[],
+        )
+        .await;
+        assert!(
+            html.contains("Saved.") && (html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;")),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"), "escaped");
+        // A refused change shows the form again with what was typed and why.
+        let edit = |email: &'static str, disabled: bool| {
+            let mut f = vec![
+                ("csrf", csrf.clone()),
+                ("login", "web1".into()),
+                ("label", "Web One".into()),
+                ("email", email.into()),
+                ("group", "reportAccess".into()),
+            ];
+            if disabled {
+                f.push(("disabled", "1".into()));
+            }
+            f
+        };
+        let path = format!("/console/operators/{}", web1.id);
+        let f = edit("not an email", false);
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, html) = page(&app, "POST", &path, &boss_c, &pairs).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            html.contains("is not an email address") && html.contains(r#"value="not an email""#),
+            "{html}"
+        );
+        assert_eq!(
+            store.operator_by_login("web1").await.unwrap().unwrap().label,
+            web1.label
+        );
+        // Disable it: the list says so; its rights are replaced by the form's.
+        let f = edit("web1@example.com", true);
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, _) = page(&app, "POST", &path, &boss_c, &pairs).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let changed = store.operator_by_login("web1").await.unwrap().unwrap();
+        assert!(changed.disabled && changed.rights.is_empty() && changed.label == "Web One");
+        let (_, _, html) = page(&app, "GET", "/console/operators?q=web1", &boss_c, &[]).await;
+        assert!(
+            html.contains(r#"<tr class="disabled">"#) && html.contains("<td>Yes</td>"),
+            "{html}"
+        );
+        // Groups and named rights pages.
+        let (_, _, html) = page(&app, "GET", "/console/groups", &boss_c, &[]).await;
+        assert!(
+            html.contains("deliveryOperators") && html.contains("PREPARE DELIVERIES"),
+            "{html}"
+        );
+        let (_, _, html) = page(&app, "GET", "/console/rights", &boss_c, &[]).await;
+        assert!(
+            html.contains("MESSAGE CENTER") && html.contains("messageCenterAgents"),
+            "{html}"
+        );
+        // Delete.
+        let (status, headers, _) = page(
+            &app,
+            "POST",
+            &format!("{path}/delete"),
+            &boss_c,
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers["location"], "/console/operators?deleted=web1");
+        assert!(store.operator_by_login("web1").await.unwrap().is_none());
+        let (status, _, _) = page(&app, "GET", &path, &boss_c, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // An operator without ADMINISTRATION has a home page and nothing more.
+        let (_, headers, _) = console_sign_in(&app, "jdoe", PASSWORD).await;
+        let jdoe_c = format!(
+            "ims_console={}",
+            cookie_value(set_cookie(&headers, "ims_console").unwrap())
+        );
+        let (status, _, html) = page(&app, "GET", "/console/", &jdoe_c, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains("PREPARE DELIVERIES") && !html.contains("/console/operators"),
+            "{html}"
+        );
+        for path in [
+            "/console/operators",
+            "/console/groups",
+            "/console/rights",
+            "/console/operators/new",
+        ] {
+            let (status, _, _) = page(&app, "GET", path, &jdoe_c, &[]).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        }
+        let jdoe_csrf = csrf_in(&page(&app, "GET", "/console/", &jdoe_c, &[]).await.2);
+        let (status, _, _) = page(
+            &app,
+            "POST",
+            "/console/operators",
+            &jdoe_c,
+            &[
+                ("csrf", &jdoe_csrf),
+                ("login", "sneaky"),
+                ("password", "sneaky-pass"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(store.operator_by_login("sneaky").await.unwrap().is_none());
+        // The console cookie is no SOAP credential.
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+            &[("cookie", boss_c.clone())],
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        // Sign-ins are recorded as console sign-ins (evidence of a person).
+        let usage = store.usage(Some("boss"), 10).await.unwrap();
+        assert!(
+            usage
+                .iter()
+                .any(|u| u.action == "console#Logon" && u.outcome == "success"),
+            "{usage:?}"
+        );
+        // Signing out ends the session.
+        let (status, _, _) = page(&app, "POST", "/console/logout", &boss_c, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (status, headers, _) = page(&app, "GET", "/console/", &boss_c, &[]).await;
+        assert_eq!(
+            (status, headers["location"].to_str().unwrap()),
+            (StatusCode::SEE_OTHER, "/console/login")
+        );
+    }
+
     fn push(event: &str) -> String {
         envelope(
             "PushEvent",

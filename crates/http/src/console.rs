@@ -1,0 +1,830 @@
+//! The instance console: server-rendered pages where an operator signs in, and where an
+//! administrator (ADMINISTRATION right) lists operators with their authentication type and
+//! whether the account is disabled (the view that shows who a migration affects), edits them, and
+//! reads the groups and named rights. Pages work without JavaScript; every change goes through the
+//! same operator write path as the SOAP API.
+//!
+//! A console session is an ordinary instance session, kept in an HttpOnly cookie scoped to
+//! `/console` (so it is never a SOAP credential); forms carry a token derived from it (CSRF).
+
+use askama::Template;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use ims_campaign::fault::Fault;
+use ims_campaign::model::{AuthPath, AuthType, Operator};
+use ims_campaign::operators::{OperatorEdit, OperatorKey, WriteMode, Written};
+use ims_campaign::rights::NAMED_RIGHTS;
+use ims_campaign::service::{holds, Caller, InstanceKind, ADMINISTRATION};
+use ims_identity::secret::{self, Secret};
+use ims_identity::Now;
+
+use crate::campaign::{client_headers, cookie, InstanceState};
+use crate::Meta;
+
+const SESSION_COOKIE: &str = "ims_console";
+/// Double-submit token of the sign-in form (there is no session yet to derive one from).
+const LOGIN_CSRF_COOKIE: &str = "ims_console_login";
+const PAGE_SIZE: u32 = 50;
+
+pub fn routes() -> Router<InstanceState> {
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/", get(home))
+        .route("/console/login", get(login_page).post(login_submit))
+        .route("/console/logout", post(logout))
+        .route("/console/operators", get(operators).post(operator_create))
+        .route("/console/operators/new", get(operator_new))
+        .route(
+            "/console/operators/{id}",
+            get(operator_show).post(operator_update),
+        )
+        .route("/console/operators/{id}/delete", post(operator_delete))
+        .route("/console/groups", get(groups))
+        .route("/console/rights", get(rights))
+        .route("/console/static/console.css", get(stylesheet))
+        .layer(axum::middleware::map_response(page_headers))
+}
+
+/// Pages are never cached, framed, or given a referrer; nothing runs but our stylesheet.
+async fn page_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !h.contains_key(http::header::CACHE_CONTROL) {
+        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/css;charset=utf-8"),
+            (http::header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../static/console.css"),
+    )
+        .into_response()
+}
+
+/// What the frame of every page shows.
+struct Shell {
+    instance: String,
+    build: String,
+    message_center: bool,
+    operator: Option<String>,
+    admin: bool,
+    csrf: String,
+    notice: Option<String>,
+}
+
+impl Shell {
+    fn anonymous(st: &InstanceState) -> Self {
+        let info = st.instance.info();
+        Shell {
+            instance: info.name.clone(),
+            build: info.build.to_string(),
+            message_center: info.kind == InstanceKind::MessageCenter,
+            operator: None,
+            admin: false,
+            csrf: String::new(),
+            notice: None,
+        }
+    }
+
+    fn of(st: &InstanceState, who: &SignedIn) -> Self {
+        Shell {
+            operator: Some(who.op.login.clone()),
+            admin: who.admin(),
+            csrf: csrf_for(&who.token),
+            ..Shell::anonymous(st)
+        }
+    }
+
+    fn with_notice(mut self, notice: Option<&str>) -> Self {
+        self.notice = notice.map(str::to_owned);
+        self
+    }
+}
+
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (
+            status,
+            [(http::header::CONTENT_TYPE, "text/html;charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page could not be rendered");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    shell: Shell,
+    heading: String,
+    message: String,
+}
+
+/// A refusal as a page, with the status that says what kind it is. Server faults keep their
+/// details in the log.
+fn fault_page(shell: Shell, fault: &Fault) -> Response {
+    let (status, heading) = match fault.code {
+        "XSV-350122" => (StatusCode::FORBIDDEN, "Not allowed"),
+        "XSV-350123" => (StatusCode::NOT_FOUND, "Not found"),
+        "XSV-350008" => (StatusCode::UNAUTHORIZED, "Signed out"),
+        _ if fault.client => (StatusCode::UNPROCESSABLE_ENTITY, "Not saved"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+    };
+    render(
+        status,
+        &ErrorPage {
+            shell,
+            heading: heading.into(),
+            message: fault.message.clone(),
+        },
+    )
+}
+
+/// The anti-forgery token of a signed-in console: derived from the session token, which only the
+/// browser holding the HttpOnly cookie knows.
+fn csrf_for(session_token: &str) -> String {
+    secret::digest_hex(&format!("console-csrf\u{0}{session_token}"))
+}
+
+fn caller(meta: &Meta, headers: &HeaderMap) -> Caller {
+    Caller {
+        source: meta.source.clone(),
+        client: client_headers(headers),
+    }
+}
+
+fn set_cookie(st: &InstanceState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let secure = if st.tls { "; Secure" } else { "" };
+    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
+    let line = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Lax{secure}{age}");
+    HeaderValue::from_str(&line).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
+    let mut resp = Redirect::to(to).into_response();
+    for c in cookies {
+        resp.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// A submitted form, keeping repeated fields (checkbox groups).
+struct FormData(Vec<(String, String)>);
+
+impl FormData {
+    fn parse(body: &[u8]) -> Self {
+        FormData(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self, name: &str) -> String {
+        self.get(name).unwrap_or_default().to_owned()
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn checked(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// A signed-in operator, from the console cookie. Obtaining one is the only way into a page.
+struct SignedIn {
+    op: Operator,
+    token: String,
+    rights: Vec<String>,
+}
+
+impl SignedIn {
+    fn admin(&self) -> bool {
+        holds(&self.rights, ADMINISTRATION)
+    }
+
+    /// Checks a form's anti-forgery token.
+    fn check_form(&self, form: &FormData) -> Result<(), Fault> {
+        let sent = form.get("csrf").unwrap_or_default();
+        if secret::equal_ct(sent, &csrf_for(&self.token)) {
+            Ok(())
+        } else {
+            Err(Fault::forbidden(
+                "the form is out of date; reload the page and try again",
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<InstanceState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &InstanceState) -> Result<Self, Response> {
+        let meta = Meta::from_request_parts(parts, st)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let to_login = || see_other("/console/login", vec![]);
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
+        let inst = &st.instance;
+        let (op, session) = inst
+            .session_operator(&token, None, meta.now)
+            .await
+            .map_err(|_| to_login())?;
+        // Forbidding rich-client access takes effect on open console sessions too.
+        if op.forbid_rich_client || session.auth_path != AuthPath::Native {
+            return Err(to_login());
+        }
+        let rights = inst
+            .effective_rights(&op)
+            .await
+            .map_err(|f| fault_page(Shell::anonymous(st), &f))?;
+        inst.note_call(
+            &op,
+            "console",
+            session.auth_path,
+            &caller(&meta, &parts.headers),
+            meta.now,
+        );
+        Ok(SignedIn { op, token, rights })
+    }
+}
+
+/// A signed-in operator holding ADMINISTRATION: what the operator pages need.
+struct Administrator(SignedIn);
+
+impl FromRequestParts<InstanceState> for Administrator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &InstanceState) -> Result<Self, Response> {
+        let who = SignedIn::from_request_parts(parts, st).await?;
+        if !who.admin() {
+            return Err(fault_page(
+                Shell::of(st, &who),
+                &Fault::forbidden("managing operators needs the ADMINISTRATION right"),
+            ));
+        }
+        Ok(Administrator(who))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    shell: Shell,
+    csrf: String,
+    login: String,
+    error: Option<String>,
+}
+
+fn login_form(st: &InstanceState, status: StatusCode, login: String, error: Option<String>) -> Response {
+    let csrf = secret::generate("").expose().to_owned();
+    let mut resp = render(
+        status,
+        &LoginPage {
+            shell: Shell::anonymous(st),
+            csrf: csrf.clone(),
+            login,
+            error,
+        },
+    );
+    resp.headers_mut().append(
+        http::header::SET_COOKIE,
+        set_cookie(st, LOGIN_CSRF_COOKIE, &csrf, Some(3600)),
+    );
+    resp
+}
+
+async fn login_page(State(st): State<InstanceState>) -> Response {
+    login_form(&st, StatusCode::OK, String::new(), None)
+}
+
+async fn login_submit(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    let login = form.text("login").trim().to_owned();
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let sent = form.get("csrf").unwrap_or_default();
+    if expected.is_empty() || !secret::equal_ct(sent, &expected) {
+        return login_form(
+            &st,
+            StatusCode::FORBIDDEN,
+            login,
+            Some("The sign-in form expired; please try again.".into()),
+        );
+    }
+    let password = Secret::new(form.text("password"));
+    match st
+        .instance
+        .console_logon(&login, &password, meta.now, &caller(&meta, &headers))
+        .await
+    {
+        Ok((tokens, _)) => see_other(
+            "/console/",
+            vec![
+                set_cookie(&st, SESSION_COOKIE, tokens.session.expose(), None),
+                set_cookie(&st, LOGIN_CSRF_COOKIE, "", Some(0)),
+            ],
+        ),
+        Err(f) => {
+            let status = if f.code == "XSV-350024" {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            login_form(&st, status, login, Some(f.message))
+        }
+    }
+}
+
+async fn logout(State(st): State<InstanceState>, who: SignedIn, body: bytes::Bytes) -> Response {
+    if let Err(f) = who.check_form(&FormData::parse(&body)) {
+        return fault_page(Shell::of(&st, &who), &f);
+    }
+    if let Err(f) = st.instance.logoff(&who.token).await {
+        return fault_page(Shell::of(&st, &who), &f);
+    }
+    see_other(
+        "/console/login",
+        vec![set_cookie(&st, SESSION_COOKIE, "", Some(0))],
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/home.html")]
+struct HomePage {
+    shell: Shell,
+    login: String,
+    label: String,
+    auth_type: &'static str,
+    groups: Vec<String>,
+    rights: Vec<String>,
+}
+
+async fn home(State(st): State<InstanceState>, who: SignedIn) -> Response {
+    let mut rights: Vec<String> = who.rights.iter().map(|r| right_label(r).to_owned()).collect();
+    rights.sort();
+    render(
+        StatusCode::OK,
+        &HomePage {
+            shell: Shell::of(&st, &who),
+            login: who.op.login.clone(),
+            label: who.op.label.clone(),
+            auth_type: who.op.auth_type.label(),
+            groups: who.op.groups.clone(),
+            rights,
+        },
+    )
+}
+
+fn right_label(name: &str) -> &str {
+    ims_campaign::rights::right(name).map_or(name, |r| r.label)
+}
+
+struct OperatorRow {
+    id: i64,
+    login: String,
+    label: String,
+    email: String,
+    auth_type: &'static str,
+    disabled: bool,
+    builtin: bool,
+    groups: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/operators.html")]
+struct OperatorsPage {
+    shell: Shell,
+    search: String,
+    total: i64,
+    rows: Vec<OperatorRow>,
+    page: u32,
+    pages: u32,
+    previous: Option<u32>,
+    next: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    page: Option<u32>,
+    deleted: Option<String>,
+}
+
+async fn operators(
+    State(st): State<InstanceState>,
+    Administrator(who): Administrator,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let search = q.q.unwrap_or_default().trim().to_owned();
+    let page = q.page.unwrap_or(1).max(1);
+    let offset = (page - 1).saturating_mul(PAGE_SIZE);
+    let found = st
+        .instance
+        .store()
+        .operators_page((!search.is_empty()).then_some(search.as_str()), offset, PAGE_SIZE)
+        .await;
+    let (ops, total) = match found {
+        Ok(r) => r,
+        Err(e) => return fault_page(Shell::of(&st, &who), &Fault::from(e)),
+    };
+    let pages = u32::try_from(
+        u64::try_from(total.max(1))
+            .unwrap_or(1)
+            .div_ceil(u64::from(PAGE_SIZE)),
+    )
+    .unwrap_or(u32::MAX);
+    let notice = q.deleted.map(|login| format!("Operator {login} deleted."));
+    render(
+        StatusCode::OK,
+        &OperatorsPage {
+            shell: Shell::of(&st, &who).with_notice(notice.as_deref()),
+            search,
+            total,
+            rows: ops
+                .into_iter()
+                .map(|o| OperatorRow {
+                    id: o.id,
+                    login: o.login,
+                    label: o.label,
+                    email: o.email.unwrap_or_default(),
+                    auth_type: o.auth_type.label(),
+                    disabled: o.disabled,
+                    builtin: o.builtin,
+                    groups: o.groups.join(", "),
+                })
+                .collect(),
+            page,
+            pages,
+            previous: (page > 1).then(|| page - 1),
+            next: (page < pages).then(|| page + 1),
+        },
+    )
+}
+
+struct Choice {
+    name: String,
+    label: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/operator.html")]
+struct OperatorPage {
+    shell: Shell,
+    id: Option<i64>,
+    login: String,
+    label: String,
+    email: String,
+    auth_type: &'static str,
+    ims_id: String,
+    native: bool,
+    builtin: bool,
+    disabled: bool,
+    forbid_rich_client: bool,
+    trusted_ip_mask: String,
+    security_zone: String,
+    groups: Vec<Choice>,
+    rights: Vec<Choice>,
+    created: String,
+    modified: String,
+    error: Option<String>,
+}
+
+/// The operator form: from the stored operator, or (after a refused change) from what was sent.
+async fn operator_form(
+    st: &InstanceState,
+    shell: Shell,
+    stored: Option<&Operator>,
+    sent: Option<&FormData>,
+    error: Option<String>,
+) -> Response {
+    let all_groups = match st.instance.store().groups().await {
+        Ok(g) => g,
+        Err(e) => return fault_page(shell, &Fault::from(e)),
+    };
+    let blank = Operator::native("", None, Vec::new(), None, Now::from_millis(0));
+    let op = stored.unwrap_or(&blank);
+    let text = |field: &str, stored: String| sent.map_or(stored, |f| f.text(field));
+    let checked = |field: &str, stored: bool| sent.map_or(stored, |f| f.checked(field));
+    let chosen = |field: &str, stored: &[String]| sent.map_or_else(|| stored.to_vec(), |f| f.all(field));
+    let groups_on = chosen("group", &op.groups);
+    let rights_on = chosen("right", &op.rights);
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &OperatorPage {
+            shell,
+            id: stored.map(|o| o.id),
+            login: text("login", op.login.clone()),
+            label: text("label", op.label.clone()),
+            email: text("email", op.email.clone().unwrap_or_default()),
+            auth_type: op.auth_type.label(),
+            ims_id: op.ims_id.clone().unwrap_or_default(),
+            native: op.auth_type == AuthType::Native,
+            builtin: op.builtin,
+            disabled: checked("disabled", op.disabled),
+            forbid_rich_client: checked("forbidRichClient", op.forbid_rich_client),
+            trusted_ip_mask: text("trustedIpMask", op.trusted_ip_mask.clone().unwrap_or_default()),
+            security_zone: text("securityZone", op.security_zone.clone().unwrap_or_default()),
+            groups: all_groups
+                .iter()
+                .map(|g| Choice {
+                    name: g.name.clone(),
+                    label: g.label.clone(),
+                    checked: groups_on.contains(&g.name),
+                })
+                .collect(),
+            rights: NAMED_RIGHTS
+                .iter()
+                .map(|r| Choice {
+                    name: r.name.into(),
+                    label: r.label.into(),
+                    checked: rights_on.iter().any(|n| n == r.name),
+                })
+                .collect(),
+            created: ims_campaign::time::iso8601(op.created_at),
+            modified: ims_campaign::time::iso8601(op.modified_at),
+            error,
+        },
+    )
+    .into_response()
+}
+
+/// The change a submitted operator form asks for: every field of the form, as it stands.
+fn edit_from(form: &FormData, native: bool) -> OperatorEdit {
+    let password = form.text("password");
+    OperatorEdit {
+        login: Some(form.text("login")),
+        label: Some(form.text("label")),
+        email: Some(Some(form.text("email"))),
+        password: (native && !password.is_empty()).then(|| Secret::new(password)),
+        disabled: Some(form.checked("disabled")),
+        forbid_rich_client: Some(form.checked("forbidRichClient")),
+        trusted_ip_mask: Some(Some(form.text("trustedIpMask"))),
+        security_zone: Some(Some(form.text("securityZone"))),
+        groups: Some(form.all("group")),
+        rights: Some(form.all("right")),
+    }
+}
+
+async fn operator_new(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
+    operator_form(&st, Shell::of(&st, &who), None, None, None).await
+}
+
+async fn operator_create(
+    State(st): State<InstanceState>,
+    Administrator(who): Administrator,
+    meta: Meta,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(f) = who.check_form(&form) {
+        return fault_page(Shell::of(&st, &who), &f);
+    }
+    let login = form.text("login").trim().to_owned();
+    let result = st
+        .instance
+        .change_operator(
+            &who.op,
+            &OperatorKey::Login(login),
+            Some(WriteMode::Insert),
+            edit_from(&form, true),
+            meta.now,
+            &caller(&meta, &headers),
+        )
+        .await;
+    match result {
+        Ok(Written::Created(id)) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
+        Ok(_) => see_other("/console/operators", vec![]),
+        Err(f) if f.client && f.code != "XSV-350122" => {
+            operator_form(&st, Shell::of(&st, &who), None, Some(&form), Some(f.message)).await
+        }
+        Err(f) => fault_page(Shell::of(&st, &who), &f),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ShowQuery {
+    saved: Option<String>,
+}
+
+async fn stored_operator(st: &InstanceState, who: &SignedIn, id: i64) -> Result<Operator, Response> {
+    match st.instance.store().operator(id).await {
+        Ok(Some(op)) => Ok(op),
+        Ok(None) => Err(fault_page(
+            Shell::of(st, who),
+            &Fault::not_found(format!("There is no operator {id}.")),
+        )),
+        Err(e) => Err(fault_page(Shell::of(st, who), &Fault::from(e))),
+    }
+}
+
+async fn operator_show(
+    State(st): State<InstanceState>,
+    Administrator(who): Administrator,
+    Path(id): Path<i64>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    let op = match stored_operator(&st, &who, id).await {
+        Ok(op) => op,
+        Err(resp) => return resp,
+    };
+    let shell = Shell::of(&st, &who).with_notice(q.saved.is_some().then_some("Saved."));
+    operator_form(&st, shell, Some(&op), None, None).await
+}
+
+async fn operator_update(
+    State(st): State<InstanceState>,
+    Administrator(who): Administrator,
+    Path(id): Path<i64>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(f) = who.check_form(&form) {
+        return fault_page(Shell::of(&st, &who), &f);
+    }
+    let op = match stored_operator(&st, &who, id).await {
+        Ok(op) => op,
+        Err(resp) => return resp,
+    };
+    let result = st
+        .instance
+        .change_operator(
+            &who.op,
+            &OperatorKey::Id(id),
+            Some(WriteMode::Update),
+            edit_from(&form, op.auth_type == AuthType::Native),
+            meta.now,
+            &caller(&meta, &headers),
+        )
+        .await;
+    match result {
+        Ok(_) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
+        Err(f) if f.client && f.code != "XSV-350122" => {
+            operator_form(&st, Shell::of(&st, &who), Some(&op), Some(&form), Some(f.message)).await
+        }
+        Err(f) => fault_page(Shell::of(&st, &who), &f),
+    }
+}
+
+async fn operator_delete(
+    State(st): State<InstanceState>,
+    Administrator(who): Administrator,
+    Path(id): Path<i64>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Err(f) = who.check_form(&FormData::parse(&body)) {
+        return fault_page(Shell::of(&st, &who), &f);
+    }
+    let op = match stored_operator(&st, &who, id).await {
+        Ok(op) => op,
+        Err(resp) => return resp,
+    };
+    let result = st
+        .instance
+        .change_operator(
+            &who.op,
+            &OperatorKey::Id(id),
+            None,
+            OperatorEdit::default(),
+            meta.now,
+            &caller(&meta, &headers),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            let login: String = url::form_urlencoded::byte_serialize(op.login.as_bytes()).collect();
+            see_other(&format!("/console/operators?deleted={login}"), vec![])
+        }
+        Err(f) => fault_page(Shell::of(&st, &who), &f),
+    }
+}
+
+struct GroupRow {
+    name: String,
+    label: String,
+    rights: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/groups.html")]
+struct GroupsPage {
+    shell: Shell,
+    rows: Vec<GroupRow>,
+}
+
+async fn groups(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
+    let all = match st.instance.store().groups().await {
+        Ok(g) => g,
+        Err(e) => return fault_page(Shell::of(&st, &who), &Fault::from(e)),
+    };
+    let rows = all
+        .into_iter()
+        .map(|g| GroupRow {
+            rights: g
+                .rights
+                .iter()
+                .map(|r| right_label(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            name: g.name,
+            label: g.label,
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &GroupsPage {
+            shell: Shell::of(&st, &who),
+            rows,
+        },
+    )
+}
+
+struct RightRow {
+    name: &'static str,
+    label: &'static str,
+    groups: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/rights.html")]
+struct RightsPage {
+    shell: Shell,
+    rows: Vec<RightRow>,
+}
+
+async fn rights(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
+    let all = match st.instance.store().groups().await {
+        Ok(g) => g,
+        Err(e) => return fault_page(Shell::of(&st, &who), &Fault::from(e)),
+    };
+    let rows = NAMED_RIGHTS
+        .iter()
+        .map(|r| RightRow {
+            name: r.name,
+            label: r.label,
+            groups: all
+                .iter()
+                .filter(|g| g.rights.iter().any(|n| n == r.name))
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &RightsPage {
+            shell: Shell::of(&st, &who),
+            rows,
+        },
+    )
+}
