@@ -158,3 +158,40 @@ test('xtk:session#Write on nms:recipient: insert, update by email, delete by id'
   assert.equal(await find(['@id']), null)
   await client.logoff()
 })
+
+test('xtk:session#Write on xtk:operator: create with groups, sign in as it, disable, delete', async () => {
+  const admin = await sdk.init(sdk.ConnectionParameters.ofUserAndPassword(instance.url, instance.admin_login, instance.admin_password))
+  await admin.logon()
+  const login = `sdk-op-${Date.now()}`
+  const password = 'written-by-the-sdk-1'
+  await admin.NLWS.xtkSession.write({
+    xtkschema: 'xtk:operator', _operation: 'insert', name: login, label: 'Written by the SDK', email: `${login}@example.com`, password,
+    group: [{ name: 'reportAccess' }, { name: 'deliveryOperators' }]
+  })
+  const found = await admin.NLWS.xtkQueryDef.create({
+    schema: 'xtk:operator', operation: 'get', select: { node: [{ expr: '@id' }, { expr: '@authType' }, { expr: '@disabled' }] },
+    where: { condition: [{ expr: `@name = '${login}'` }] }
+  }).executeQuery()
+  assert.equal(found.authType, 'native')
+  const operator = await sdk.init(sdk.ConnectionParameters.ofUserAndPassword(instance.url, login, password))
+  await operator.logon()
+  assert.equal(operator.getSessionInfo('SimpleJson').userInfo.login, login)
+  // Not an administrator: it may not manage operators.
+  await assert.rejects(operator.NLWS.xtkSession.write({ xtkschema: 'xtk:operator', name: login, label: 'self-promoted', group: [{ name: 'admin' }] }), (e) => {
+    assert.equal(e.errorCode, 'XSV-350122')
+    return true
+  })
+  await admin.NLWS.xtkSession.write({ xtkschema: 'xtk:operator', _operation: 'update', _key: '@id', id: found.id, disabled: 'true' })
+  await assert.rejects(operator.ping().then(() => operator.NLWS.xtkSession.getServerTime()), (e) => {
+    assert.equal(e.errorCode, 'SDK-000012', 'the disabled operator\'s session has ended')
+    return true
+  })
+  const again = await sdk.init(sdk.ConnectionParameters.ofUserAndPassword(instance.url, login, password))
+  await assert.rejects(again.logon(), (e) => e.errorCode === 'XSV-350024')
+  await admin.NLWS.xtkSession.write({ xtkschema: 'xtk:operator', _operation: 'delete', name: login })
+  const gone = await admin.NLWS.xtkQueryDef.create({
+    schema: 'xtk:operator', operation: 'count', where: { condition: [{ expr: `@name = '${login}'` }] }
+  }).executeQuery()
+  assert.equal(Number(gone.count), 0)
+  await admin.logoff()
+})
