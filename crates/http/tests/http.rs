@@ -2451,6 +2451,59 @@ mod instance {
         );
     }
 
+    /// SECURITY 27: the console's sign-in and sessions follow the same decisions as SOAP `Logon`.
+    #[tokio::test]
+    async fn console_sign_in_applies_the_same_decisions_as_logon() {
+        // 8.6: native sign-in only for the allow-list, on both paths.
+        let (inst, _dir) = instance_with("8.6.0").await;
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let (status, headers, _) = console_sign_in(&app, "jdoe", PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(set_cookie(&headers, "ims_console").is_none());
+        let (_, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
+        // 7.4.1: signed in, then disabled: the console session is refused at once.
+        let (inst, _dir) = instance_with("7.4.1").await;
+        let store = inst.store().clone();
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let (status, headers, _) = console_sign_in(&app, "jdoe", PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let jdoe_c = format!(
+            "ims_console={}",
+            cookie_value(set_cookie(&headers, "ims_console").unwrap())
+        );
+        assert_eq!(
+            page(&app, "GET", "/console/", &jdoe_c, &[]).await.0,
+            StatusCode::OK
+        );
+        let mut jdoe = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        jdoe.disabled = true;
+        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        store
+            .update_operator(
+                &jdoe,
+                false,
+                &ctx.event("operator.update", "jdoe", "success", json!({})),
+            )
+            .await
+            .unwrap();
+        let (status, headers, _) = page(&app, "GET", "/console/", &jdoe_c, &[]).await;
+        assert_eq!(
+            (status, headers["location"].to_str().unwrap()),
+            (StatusCode::SEE_OTHER, "/console/login")
+        );
+        assert_eq!(
+            console_sign_in(&app, "jdoe", PASSWORD).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
     fn push(event: &str) -> String {
         envelope(
             "PushEvent",
