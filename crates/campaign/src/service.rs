@@ -518,14 +518,9 @@ pub fn holds(rights: &[String], right: &str) -> bool {
 }
 
 async fn decoy_hash() -> Result<String, Fault> {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if let Some(h) = DECOY.get() {
-        return Ok(h.clone());
-    }
-    let h = ims_identity::password::hash(&secret::generate(""))
+    ims_identity::password::decoy_hash()
         .await
-        .map_err(|_| Fault::internal())?;
-    Ok(DECOY.get_or_init(|| h).clone())
+        .map_err(|_| Fault::internal())
 }
 
 impl Instance {

@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod files;
 mod instance;
+mod people;
 mod pki;
 mod remote;
 mod seed;
@@ -56,6 +57,20 @@ enum Command {
         target: admin::Target,
         #[command(subcommand)]
         command: admin::CredentialCommand,
+    },
+    /// People of the organisation.
+    User {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: people::UserCommand,
+    },
+    /// Applications that sign people in (OpenID Connect clients).
+    Client {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: people::ClientCommand,
     },
     /// Signing keys.
     Keys {
@@ -169,6 +184,8 @@ async fn run(cli: Cli) -> Result<()> {
             server::run(prepared).await
         }
         Command::Credential { target, command } => admin::credential(command, &target, config).await,
+        Command::User { target, command } => people::user(command, &target, config).await,
+        Command::Client { target, command } => people::client(command, &target, config).await,
         Command::Keys { target, command } => admin::keys(command, &target, config).await,
         Command::Audit {
             target,

@@ -25,6 +25,7 @@ use ims_identity::secret::{self, Secret};
 use ims_identity::Now;
 
 use crate::campaign::{client_headers, cookie, InstanceState};
+use crate::pages::{self, render, see_other, stylesheet, FormData};
 use crate::Meta;
 
 const SESSION_COOKIE: &str = "ims_console";
@@ -48,42 +49,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/console/groups", get(groups))
         .route("/console/rights", get(rights))
         .route("/console/static/console.css", get(stylesheet))
-        .layer(axum::middleware::map_response(page_headers))
-}
-
-/// Pages are never cached, framed, or given a referrer; nothing runs but our stylesheet.
-async fn page_headers(mut resp: Response) -> Response {
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        http::header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        http::header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if !h.contains_key(http::header::CACHE_CONTROL) {
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    resp
-}
-
-async fn stylesheet() -> Response {
-    (
-        [
-            (http::header::CONTENT_TYPE, "text/css;charset=utf-8"),
-            (http::header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        include_str!("../static/console.css"),
-    )
-        .into_response()
+        .layer(axum::middleware::map_response(console_headers))
 }
 
 /// What the frame of every page shows.
@@ -123,21 +89,6 @@ impl Shell {
     fn with_notice(mut self, notice: Option<&str>) -> Self {
         self.notice = notice.map(str::to_owned);
         self
-    }
-}
-
-fn render(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => (
-            status,
-            [(http::header::CONTENT_TYPE, "text/html;charset=utf-8")],
-            html,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "a console page could not be rendered");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
     }
 }
 
@@ -183,47 +134,12 @@ fn caller(meta: &Meta, headers: &HeaderMap) -> Caller {
 }
 
 fn set_cookie(st: &InstanceState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let secure = if st.tls { "; Secure" } else { "" };
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
-    let line = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Lax{secure}{age}");
-    HeaderValue::from_str(&line).unwrap_or_else(|_| HeaderValue::from_static(""))
+    pages::cookie_line(name, value, "/console", st.tls, max_age)
 }
 
-fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
-    let mut resp = Redirect::to(to).into_response();
-    for c in cookies {
-        resp.headers_mut().append(http::header::SET_COOKIE, c);
-    }
-    resp
-}
-
-/// A submitted form, keeping repeated fields (checkbox groups).
-struct FormData(Vec<(String, String)>);
-
-impl FormData {
-    fn parse(body: &[u8]) -> Self {
-        FormData(url::form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self, name: &str) -> String {
-        self.get(name).unwrap_or_default().to_owned()
-    }
-
-    fn all(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    fn checked(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
+/// Forms post to the console only, and redirects stay on it.
+async fn console_headers(resp: Response) -> Response {
+    pages::harden(resp, "form-action 'self'; ")
 }
 
 /// A signed-in operator, from the console cookie. Obtaining one is the only way into a page.

@@ -17,8 +17,11 @@ fn status_of(e: &Error) -> StatusCode {
         Error::InvalidRequest(_)
         | Error::UnauthorizedClient(_)
         | Error::UnsupportedGrantType(_)
-        | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
-        Error::InvalidClient { .. } | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        | Error::InvalidScope(_)
+        | Error::InvalidGrant(_) => StatusCode::BAD_REQUEST,
+        Error::InvalidClient { .. } | Error::InvalidToken(_) | Error::InvalidCredentials => {
+            StatusCode::UNAUTHORIZED
+        }
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,

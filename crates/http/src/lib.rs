@@ -8,8 +8,10 @@ pub mod console;
 pub mod error;
 pub mod metrics;
 mod oauth;
+mod pages;
 pub mod params;
 pub mod serve;
+mod signin;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -158,7 +160,26 @@ pub fn public_router(state: AppState) -> Router {
             .route(&format!("/ims/token/{v}"), post(oauth::token))
             .route(&format!("/ims/token/{v}/"), post(oauth::token));
     }
+    let pages = Router::new()
+        .route(
+            "/ims/authorize/v1",
+            get(signin::authorize).post(signin::authorize),
+        )
+        .route(
+            "/ims/authorize/v2",
+            get(signin::authorize).post(signin::authorize),
+        )
+        .route(
+            "/ims/signin/{flow}",
+            get(signin::signin_page).post(signin::signin_submit),
+        )
+        .route("/ims/logout/v1", get(signin::logout).post(signin::logout))
+        .route("/ims/static/ims.css", get(pages::stylesheet))
+        .layer(axum::middleware::map_response(signin::signin_headers));
     router
+        .merge(pages)
+        .route("/ims/userinfo/v2", get(signin::userinfo).post(signin::userinfo))
+        .route("/ims/userinfo", get(signin::userinfo).post(signin::userinfo))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             observe,

@@ -38,10 +38,15 @@ pub(crate) async fn token(
     let parsed = async {
         let params = params::collect(&headers, uri.query(), body).await?;
         let auth = params::client_auth(&headers, &params)?;
+        let text = |name: &str| params.get(name).map(|v| v.map(str::to_owned));
         Ok::<_, Error>(TokenRequest {
-            grant_type: params.get("grant_type")?.map(str::to_owned),
-            scope: params.get("scope")?.map(str::to_owned),
-            org_id: params.get("org_id")?.map(str::to_owned),
+            grant_type: text("grant_type")?,
+            scope: text("scope")?,
+            org_id: text("org_id")?,
+            code: text("code")?,
+            redirect_uri: text("redirect_uri")?,
+            code_verifier: text("code_verifier")?,
+            refresh_token: text("refresh_token")?,
             auth,
         })
     }
@@ -57,11 +62,15 @@ pub(crate) async fn token(
     };
     match result {
         Ok(issued) => {
-            app.metrics.token_issued("client_credentials");
+            app.metrics.token_issued(issued.grant.as_str());
+            let people = issued.grant != ims_identity::model::GrantType::ClientCredentials;
             let mut resp = Json(TokenResponse {
                 access_token: issued.access_token.expose().to_owned(),
                 token_type: "bearer".into(),
                 expires_in: issued.expires_in,
+                refresh_token: issued.refresh_token.as_ref().map(|t| t.expose().to_owned()),
+                id_token: issued.id_token.clone(),
+                scope: people.then(|| issued.scope.join(" ")),
             })
             .into_response();
             no_store(&mut resp);
@@ -76,7 +85,7 @@ pub(crate) async fn token(
 
 /// The bearer token of a request: `Authorization: Bearer` only (scheme case-insensitive); a token
 /// in the query string is refused, since URLs end up in logs and histories.
-fn bearer_token(headers: &HeaderMap, uri: &Uri) -> Result<String, Error> {
+pub(crate) fn bearer_token(headers: &HeaderMap, uri: &Uri) -> Result<String, Error> {
     if let Some(q) = uri.query() {
         if url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token") {
             return Err(Error::invalid_request(
@@ -258,18 +267,27 @@ pub(crate) async fn discovery(State(app): State<AppState>) -> Response {
         .collect();
     let doc = json!({
         "issuer": app.ims.settings().issuer,
+        "authorization_endpoint": format!("{iss}/ims/authorize/v2"),
         "token_endpoint": format!("{iss}/ims/token/v3"),
+        "userinfo_endpoint": format!("{iss}/ims/userinfo/v2"),
+        "end_session_endpoint": format!("{iss}/ims/logout/v1"),
         "jwks_uri": format!("{iss}/ims/keys"),
         "introspection_endpoint": format!("{iss}/ims/introspect/v1"),
         "revocation_endpoint": format!("{iss}/ims/revoke/v1"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login"],
+        "id_token_signing_alg_values_supported": [app.ims.settings().id_token_alg.as_str()],
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "subject_types_supported": ["public"],
-        "scopes_supported": ["openid", "AdobeID", "read_organizations"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat"],
+        "scopes_supported": ["openid", "email", "profile", "AdobeID", "read_organizations"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "email", "email_verified", "name", "given_name", "family_name"],
     });
     let mut resp = Json(doc).into_response();
     resp.headers_mut().insert(

@@ -1007,7 +1007,7 @@ async fn readiness_fails_while_migrations_are_pending() {
     )
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["pending_migrations"], json!(["0001_foundation"]));
+    assert_eq!(body["pending_migrations"], json!(["0001_foundation", "0002_people"]));
 }
 
 #[tokio::test]
@@ -2851,5 +2851,305 @@ mod bearer {
                 );
             }
         }
+    }
+}
+
+/// People sign in through the browser: authorization code with PKCE, sessions, refresh, userinfo.
+mod people {
+    use super::*;
+    use ims_identity::model::ClientType;
+    use ims_identity::people::{self, NewUser};
+
+    pub(super) const PASSWORD: &str = "a long enough passphrase";
+    pub(super) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    pub(super) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    pub(super) const REDIRECT: &str = "https://app.test/cb";
+
+    /// A browser: its cookies, kept across requests.
+    #[derive(Default, Clone)]
+    pub(super) struct Browser {
+        cookies: Vec<(String, String)>,
+    }
+
+    impl Browser {
+        fn header(&self) -> String {
+            self.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+
+        fn keep(&mut self, headers: &http::HeaderMap) {
+            for line in headers
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+            {
+                let pair = line.split(';').next().unwrap();
+                let (k, v) = pair.split_once('=').unwrap();
+                self.cookies.retain(|(n, _)| n != k);
+                if !v.is_empty() && !line.contains("Max-Age=0") {
+                    self.cookies.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        }
+
+        pub(super) fn has(&self, name: &str) -> bool {
+            self.cookies.iter().any(|(k, _)| k == name)
+        }
+
+        pub(super) async fn get(
+            &mut self,
+            app: &Router,
+            path: &str,
+        ) -> (StatusCode, http::HeaderMap, String) {
+            let req = Request::get(path)
+                .header("cookie", self.header())
+                .body(Body::empty())
+                .unwrap();
+            self.send(app, req).await
+        }
+
+        pub(super) async fn post(
+            &mut self,
+            app: &Router,
+            path: &str,
+            pairs: &[(&str, &str)],
+        ) -> (StatusCode, http::HeaderMap, String) {
+            let req = Request::post(path)
+                .header("cookie", self.header())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(encode(pairs)))
+                .unwrap();
+            self.send(app, req).await
+        }
+
+        async fn send(&mut self, app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            self.keep(&headers);
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+
+    pub(super) fn location(headers: &http::HeaderMap) -> String {
+        headers["location"].to_str().unwrap().to_owned()
+    }
+
+    pub(super) fn csrf_in(html: &str) -> String {
+        let at = html.find(r#"name="csrf" value=""#).expect("a form") + 19;
+        html[at..].split('"').next().unwrap().to_owned()
+    }
+
+    pub(super) fn query_of(uri: &str) -> std::collections::HashMap<String, String> {
+        url::Url::parse(uri).unwrap().query_pairs().into_owned().collect()
+    }
+
+    pub(super) fn claims(jwt: &str) -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+    }
+
+    impl Harness {
+        pub(super) async fn person(&self, email: &str) -> ims_identity::model::User {
+            people::create_user(
+                self.store.as_ref(),
+                &self.org_id,
+                NewUser {
+                    email: email.into(),
+                    first_name: "Jane".into(),
+                    last_name: "Doe".into(),
+                    country: Some("fr".into()),
+                    identity_type: ims_identity::model::IdentityType::EnterpriseId,
+                    password: Some(Secret::new(PASSWORD)),
+                },
+                &Context::new(Now::system(), "test"),
+            )
+            .await
+            .unwrap()
+        }
+
+        /// A public client (PKCE only) redirecting to [`REDIRECT`].
+        pub(super) async fn app_client(&self) -> String {
+            let (c, secret) = self
+                .creds
+                .create_people_client(
+                    &self.org_id,
+                    "Example app",
+                    ClientType::Public,
+                    vec![REDIRECT.into(), "http://127.0.0.1/native".into()],
+                    vec![
+                        "openid".into(),
+                        "email".into(),
+                        "profile".into(),
+                        "AdobeID".into(),
+                    ],
+                    false,
+                    &Context::new(Now::system(), "test"),
+                )
+                .await
+                .unwrap();
+            assert!(secret.is_none(), "public clients have no secret");
+            c.client_id
+        }
+    }
+
+    pub(super) fn authorize_path(client_id: &str, extra: &[(&str, &str)]) -> String {
+        let mut pairs = vec![
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid email profile"),
+            ("state", "st-1"),
+            ("nonce", "n-1"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(n, _)| n != k);
+            pairs.push((k, v));
+        }
+        format!("/ims/authorize/v2?{}", encode(&pairs))
+    }
+
+    /// Runs the sign-in pages to the end; returns the redirect to the client.
+    pub(super) async fn sign_in(
+        h: &Harness,
+        b: &mut Browser,
+        client_id: &str,
+        email: &str,
+        password: &str,
+    ) -> (StatusCode, String) {
+        let (status, headers, _) = b.get(&h.app, &authorize_path(client_id, &[])).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let page = location(&headers);
+        assert!(page.starts_with("/ims/signin/imsfl_"), "{page}");
+        let (_, _, html) = b.get(&h.app, &page).await;
+        let (status, headers, _) = b
+            .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("email", email)])
+            .await;
+        assert_eq!(
+            (status, location(&headers)),
+            (StatusCode::SEE_OTHER, page.clone())
+        );
+        let (_, _, html) = b.get(&h.app, &page).await;
+        assert!(html.contains(r#"type="password""#), "{html}");
+        let (status, headers, html) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", &csrf_in(&html)), ("password", password)],
+            )
+            .await;
+        if status == StatusCode::SEE_OTHER {
+            (status, location(&headers))
+        } else {
+            (status, html)
+        }
+    }
+
+    pub(super) async fn redeem(h: &Harness, client_id: &str, code: &str) -> (StatusCode, Value) {
+        let (status, _, body) = h
+            .call(form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", client_id),
+                    ("code", code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                ],
+            ))
+            .await;
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn code_flow_with_pkce_id_token_userinfo_and_a_second_client_without_prompt() {
+        let h = harness().await;
+        let user = h.person("Jane.Doe@Example.com").await;
+        let client = h.app_client().await;
+        let mut b = Browser::default();
+        let (status, html) = sign_in(&h, &mut b, &client, "jane.doe@example.com", "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(html.contains("incorrect"), "{html}");
+        let (status, to) = sign_in(&h, &mut b, &client, "jane.doe@example.com", PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(to.starts_with(REDIRECT), "{to}");
+        let q = query_of(&to);
+        assert_eq!(q["state"], "st-1");
+        assert_eq!(q["iss"], ISSUER);
+        assert!(b.has("ims_sid") && b.has("ims_browser"));
+        let (status, body) = redeem(&h, &client, &q["code"]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let id = claims(body["id_token"].as_str().unwrap());
+        assert_eq!(id["iss"], ISSUER);
+        assert_eq!(id["sub"], user.user_id.as_str());
+        assert_eq!(id["aud"], client.as_str());
+        assert_eq!(id["nonce"], "n-1");
+        assert_eq!(id["amr"], json!(["pwd"]));
+        assert!(id["auth_time"].as_i64().is_some() && id["exp"].as_i64() > id["iat"].as_i64());
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(body["id_token"].as_str().unwrap().split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], "RS256", "ID tokens are RS256 by default");
+        let at = claims(body["access_token"].as_str().unwrap());
+        assert_eq!(at["type"], "access_token");
+        assert_eq!(at["user_id"], user.user_id.as_str());
+        assert_eq!(at["as"], "ims-na1");
+        assert!(at["created_at"].is_string() && at["expires_in"].is_string());
+        assert!(body["refresh_token"].as_str().unwrap().starts_with("imsrt_"));
+        // userinfo, GET and POST: the same sub, claims of the granted scopes only.
+        let token = body["access_token"].as_str().unwrap();
+        for method in ["GET", "POST"] {
+            let req = Request::builder()
+                .method(method)
+                .uri("/ims/userinfo/v2")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let (status, _, info) = h.call(req).await;
+            assert_eq!(status, StatusCode::OK, "{info}");
+            assert_eq!(info["sub"], id["sub"]);
+            assert_eq!(info["email"], "Jane.Doe@Example.com");
+            assert_eq!(info["given_name"], "Jane");
+            assert!(info.get("account_type").is_none(), "AdobeID was not granted");
+        }
+        // An ID token is not an access token.
+        let req = Request::get("/ims/userinfo/v2")
+            .header(
+                "authorization",
+                format!("Bearer {}", body["id_token"].as_str().unwrap()),
+            )
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(h.call(req).await.0, StatusCode::UNAUTHORIZED);
+        // The same browser signs in again without a page; prompt=login asks again.
+        let (status, headers, _) = b
+            .get(&h.app, &authorize_path(&client, &[("state", "st-2")]))
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let again = query_of(&location(&headers));
+        assert_eq!(again["state"], "st-2");
+        assert!(again.contains_key("code"));
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&client, &[("prompt", "login")]))
+            .await;
+        assert!(location(&headers).starts_with("/ims/signin/"));
+        // Another browser with prompt=none: login_required, state and iss kept.
+        let (_, headers, _) = Browser::default()
+            .get(&h.app, &authorize_path(&client, &[("prompt", "none")]))
+            .await;
+        let q = query_of(&location(&headers));
+        assert_eq!(
+            (q["error"].as_str(), q["state"].as_str(), q["iss"].as_str()),
+            ("login_required", "st-1", ISSUER)
+        );
+        h.cleanup().await;
     }
 }

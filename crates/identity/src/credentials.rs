@@ -84,12 +84,54 @@ impl Credentials {
             "success",
             json!({"name": client.name, "technical_account_id": client.technical_account_id, "scopes": client.scopes, "secret_id": record.secret_id}),
         );
-        self.store.create_client(&client, &record, &event).await?;
+        self.store.create_client(&client, Some(&record), &event).await?;
         Ok(NewSecret {
             client,
             secret,
             record,
         })
+    }
+
+    /// Registers an application that signs people in. A confidential client gets its first
+    /// secret (returned once); a public one has none.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_people_client(
+        &self,
+        org_id: &str,
+        name: &str,
+        client_type: crate::model::ClientType,
+        redirect_uris: Vec<String>,
+        scopes: Vec<String>,
+        first_party: bool,
+        ctx: &Context,
+    ) -> Result<(OAuthClient, Option<Secret>)> {
+        self.store
+            .org(org_id)
+            .await?
+            .filter(|o| self.visible(&o.org_id))
+            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))?;
+        let mut client = OAuthClient::new_people_client(
+            org_id,
+            name,
+            client_type,
+            redirect_uris,
+            scopes,
+            &self.domain,
+            ctx.now,
+        )?;
+        client.first_party = first_party;
+        let secret = (client_type == crate::model::ClientType::Confidential)
+            .then(|| new_secret_record(&client.client_id, None, ctx.now));
+        let event = ctx.event(
+            "client.create",
+            &client.client_id,
+            "success",
+            json!({"name": client.name, "type": client_type.as_str(), "redirect_uris": client.redirect_uris, "scopes": client.scopes, "first_party": first_party}),
+        );
+        self.store
+            .create_client(&client, secret.as_ref().map(|(_, r)| r), &event)
+            .await?;
+        Ok((client, secret.map(|(s, _)| s)))
     }
 
     pub async fn credentials(&self, org_id: &str) -> Result<Vec<(OAuthClient, Vec<ClientSecretRecord>)>> {

@@ -33,6 +33,13 @@ pub enum Error {
     UnsupportedGrantType(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// A code or refresh token that is unknown, spent, expired, revoked or someone else's.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// A person's sign-in failed. One message whatever the reason (unknown email, wrong password,
+    /// locked, disabled), so the answer says nothing about the account.
+    #[error("the email address or password is incorrect, or the account cannot sign in now")]
+    InvalidCredentials,
     /// The request is larger than the endpoint accepts.
     #[error("{0}")]
     TooLarge(String),
@@ -63,6 +70,8 @@ impl Error {
             Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::UnsupportedGrantType(_) => "unsupported_grant_type",
             Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidGrant(_) => "invalid_grant",
+            Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidToken(_) => "invalid_token",
             Error::InsufficientScope(_) => "insufficient_scope",
             Error::NotFound(_) => "not_found",

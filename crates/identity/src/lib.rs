@@ -6,14 +6,18 @@ pub mod admin;
 pub mod clock;
 pub mod credentials;
 pub mod error;
+pub mod grants;
 pub mod jose;
 pub mod keys;
 pub mod model;
+pub mod oidc;
 pub mod password;
+pub mod people;
 pub mod scope;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod totp;
 
 pub use clock::Now;
 pub use error::{Error, Result, StoreError};

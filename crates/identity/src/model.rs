@@ -66,8 +66,41 @@ impl GrantType {
     }
 }
 
-/// An OAuth client. For server-to-server credentials it carries the technical account whose
-/// identity its tokens hold.
+/// What kind of client an OAuth client is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    /// A server-to-server credential: its tokens stand for its technical account.
+    TechnicalAccount,
+    /// An application that signs people in and keeps a secret (a web server).
+    Confidential,
+    /// An application that signs people in and cannot keep a secret (browser, native app): PKCE
+    /// only.
+    Public,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::TechnicalAccount => "technical_account",
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "technical_account" => Some(ClientType::TechnicalAccount),
+            "confidential" => Some(ClientType::Confidential),
+            "public" => Some(ClientType::Public),
+            _ => None,
+        }
+    }
+}
+
+/// An OAuth client. Every client carries a technical account identity (the subject of its
+/// `client_credentials` tokens, when it may use that grant); clients that sign people in carry
+/// their registered redirect URIs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthClient {
     pub client_id: String,
@@ -81,6 +114,10 @@ pub struct OAuthClient {
     pub disabled: bool,
     pub created_at: Now,
     pub updated_at: Now,
+    pub client_type: ClientType,
+    /// Our own applications (consoles, instances): people are not asked for consent.
+    pub first_party: bool,
+    pub redirect_uris: Vec<String>,
 }
 
 impl OAuthClient {
@@ -114,7 +151,39 @@ impl OAuthClient {
             disabled: false,
             created_at: now,
             updated_at: now,
+            client_type: ClientType::TechnicalAccount,
+            first_party: false,
+            redirect_uris: Vec::new(),
         })
+    }
+
+    /// A new application that signs people in with the authorization code flow (and refresh
+    /// tokens). Redirect URIs are checked by [`crate::oidc::check_redirect_uri_registration`].
+    pub fn new_people_client(
+        org_id: &str,
+        name: &str,
+        client_type: ClientType,
+        redirect_uris: Vec<String>,
+        scopes: Vec<String>,
+        domain: &str,
+        now: Now,
+    ) -> Result<Self> {
+        if client_type == ClientType::TechnicalAccount {
+            return Err(Error::invalid_request(
+                "a technical account does not sign people in",
+            ));
+        }
+        if redirect_uris.is_empty() {
+            return Err(Error::invalid_request("register at least one redirect URI"));
+        }
+        for uri in &redirect_uris {
+            crate::oidc::check_redirect_uri_registration(uri)?;
+        }
+        let mut client = OAuthClient::new_technical_account(org_id, name, scopes, domain, now)?;
+        client.client_type = client_type;
+        client.grant_types = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
+        client.redirect_uris = redirect_uris;
+        Ok(client)
     }
 }
 
@@ -136,12 +205,81 @@ impl ClientSecretRecord {
     }
 }
 
-/// A person of the organisation. The people sign-in issue grows this record; the foundation needs
-/// only the bootstrap system administrator.
+/// How a person's identity is held, in the vendor's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IdentityType {
+    /// A personal identity the person owns.
+    #[serde(rename = "adobeID")]
+    AdobeId,
+    /// An identity the organisation owns and holds the password of.
+    #[serde(rename = "enterpriseID")]
+    EnterpriseId,
+    /// An identity whose password another identity provider holds.
+    #[serde(rename = "federatedID")]
+    FederatedId,
+}
+
+impl IdentityType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityType::AdobeId => "adobeID",
+            IdentityType::EnterpriseId => "enterpriseID",
+            IdentityType::FederatedId => "federatedID",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "adobeID" => Some(IdentityType::AdobeId),
+            "enterpriseID" => Some(IdentityType::EnterpriseId),
+            "federatedID" => Some(IdentityType::FederatedId),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a person may sign in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    /// Switched off by an administrator.
+    Disabled,
+    /// Locked by an administrator until unlocked (temporary lock-outs after failed sign-ins are
+    /// kept apart, in the failure counters).
+    Locked,
+    /// Removed from the organisation; kept so its id is never reused.
+    Removed,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+            UserStatus::Locked => "locked",
+            UserStatus::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(UserStatus::Active),
+            "disabled" => Some(UserStatus::Disabled),
+            "locked" => Some(UserStatus::Locked),
+            "removed" => Some(UserStatus::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// A person of the organisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
+    /// `<24 hex>@AdobeID`: the `user_id` claim and the stable `sub`.
     pub user_id: String,
     pub org_id: String,
+    /// As entered; unique case-insensitively within the organisation.
     pub email: String,
     pub first_name: String,
     pub last_name: String,
@@ -149,6 +287,40 @@ pub struct User {
     pub password_hash: Option<String>,
     pub system_admin: bool,
     pub created_at: Now,
+    pub identity_type: IdentityType,
+    pub status: UserStatus,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    /// The TOTP secret sealed under the master key, when enrolled.
+    pub totp_sealed: Option<String>,
+    /// Digests of the recovery codes not used yet.
+    pub recovery_codes: Vec<String>,
+    /// Browser sessions and refresh tokens issued before this time are void.
+    pub sessions_valid_after: Now,
+    pub updated_at: Now,
+}
+
+impl User {
+    /// A new active person with a fresh id.
+    pub fn new(org_id: &str, email: &str, first_name: &str, last_name: &str, now: Now) -> Self {
+        User {
+            user_id: format!("{}@AdobeID", random_hex_upper(12)),
+            org_id: org_id.to_owned(),
+            email: email.to_owned(),
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            password_hash: None,
+            system_admin: false,
+            created_at: now,
+            identity_type: IdentityType::AdobeId,
+            status: UserStatus::Active,
+            country: None,
+            totp_sealed: None,
+            recovery_codes: Vec::new(),
+            sessions_valid_after: Now::from_millis(0),
+            updated_at: now,
+        }
+    }
 }
 
 /// One line of the audit log. Never holds secret material.

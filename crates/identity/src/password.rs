@@ -54,6 +54,16 @@ pub async fn verify(password: &Secret, phc: &str) -> Result<bool> {
     .map_err(Error::internal)?
 }
 
+/// A hash of a random password, made once: verifying against it when an account is unknown (or
+/// has no password) takes as long as a real check, so timing does not tell accounts apart.
+pub async fn decoy_hash() -> Result<String> {
+    static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DECOY
+        .get_or_try_init(|| async { hash(&crate::secret::generate("")).await })
+        .await
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

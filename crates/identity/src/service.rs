@@ -15,6 +15,12 @@ use crate::model::{uuid_like, Context, GrantType, OAuthClient, Organization, Use
 use crate::secret::{self, Secret};
 use crate::store::{AuditQuery, Store};
 
+mod code_flow;
+mod signin;
+
+pub use code_flow::UserInfo;
+pub use signin::{Authorized, SignInPage, SignInStep, StepOutcome};
+
 /// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.
 pub const AUTHORITY: &str = "ims-na1";
 
@@ -31,6 +37,17 @@ pub struct Settings {
     pub key_refresh_secs: i64,
     /// Domain of technical account emails: `<id>@techacct.<domain>`.
     pub domain: String,
+    /// Access tokens issued to people (shorter than technical accounts': refresh tokens renew
+    /// them).
+    pub people_access_token_secs: i64,
+    /// ID tokens are signed with RS256 unless configured otherwise (OpenID Connect's default).
+    pub id_token_alg: Algorithm,
+    /// Absolute lifetime of a refresh token family, however often it rotates.
+    pub refresh_token_secs: i64,
+    /// Lifetime of an IMS browser session.
+    pub browser_session_secs: i64,
+    /// Time to finish a sign-in once started.
+    pub sign_in_flow_secs: i64,
 }
 
 impl Settings {
@@ -42,12 +59,17 @@ impl Settings {
             key_publish_secs: 600,
             key_refresh_secs: 30,
             domain: "ims.local".into(),
+            people_access_token_secs: 3600,
+            id_token_alg: Algorithm::RS256,
+            refresh_token_secs: 30 * 86_400,
+            browser_session_secs: 12 * 3600,
+            sign_in_flow_secs: 15 * 60,
         }
     }
 
     /// A key keeps being published this long after it stopped signing.
     fn key_retention_secs(&self) -> i64 {
-        self.access_token_secs + jose::LEEWAY_SECS
+        self.access_token_secs.max(self.people_access_token_secs) + jose::LEEWAY_SECS
     }
 }
 
@@ -93,6 +115,12 @@ pub struct TokenRequest {
     pub auth: ClientAuth,
     pub scope: Option<String>,
     pub org_id: Option<String>,
+    /// `authorization_code`: the code, the redirect URI it was issued for, the PKCE verifier.
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    /// `refresh_token`: the token.
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +130,9 @@ pub struct IssuedToken {
     pub scope: Vec<String>,
     pub token_id: String,
     pub client_id: String,
+    pub grant: GrantType,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<String>,
 }
 
 /// A validated access token.
@@ -185,7 +216,15 @@ impl Ims {
             reload: tokio::sync::Mutex::new(()),
         };
         ims.reload_keys(ctx.now, true).await?;
-        let alg = ims.settings.signing_alg;
+        for alg in [ims.settings.signing_alg, ims.settings.id_token_alg] {
+            ims.ensure_signing_key(alg, ctx).await?;
+        }
+        Ok(ims)
+    }
+
+    /// Makes sure a key of `alg` signs or is about to.
+    async fn ensure_signing_key(&self, alg: Algorithm, ctx: &Context) -> Result<()> {
+        let ims = self;
         if ims.current_ring().signer(alg, ctx.now).is_none() && !ims.current_ring().has_pending(alg, ctx.now)
         {
             // First key of this algorithm: nothing was signed before it, so it may sign at once.
@@ -199,7 +238,16 @@ impl Ims {
             ims.store.insert_key(&key, &event).await?;
             ims.reload_keys(ctx.now, true).await?;
         }
-        Ok(ims)
+        Ok(())
+    }
+
+    /// Signs `claims` with the current key of `alg`.
+    async fn sign_with(&self, claims: &Value, alg: Algorithm, now: Now) -> Result<String> {
+        let ring = self.ring(now).await?;
+        let key = ring
+            .signer(alg, now)
+            .ok_or_else(|| Error::internal(format!("no active {alg} signing key")))?;
+        jose::sign(claims, key)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -369,13 +417,22 @@ impl Ims {
             .grant_type
             .as_deref()
             .ok_or_else(|| Error::invalid_request("grant_type is required"))?;
-        let client = self.authenticate_client(&req.auth, ctx.now).await?;
-        match GrantType::parse(grant) {
+        let parsed = GrantType::parse(grant);
+        let client = match parsed {
+            // Clients that sign people in may be public: PKCE stands in for their secret.
+            Some(GrantType::AuthorizationCode | GrantType::RefreshToken) => {
+                self.authenticate_people_client(&req.auth, ctx.now).await?
+            }
+            _ => self.authenticate_client(&req.auth, ctx.now).await?,
+        };
+        match parsed {
             Some(g) if !client.grant_types.contains(&g) => Err(Error::UnauthorizedClient(format!(
                 "this client may not use the {grant} grant"
             ))),
             Some(GrantType::ClientCredentials) => self.client_credentials(&client, req, ctx).await,
-            _ => Err(Error::UnsupportedGrantType(format!(
+            Some(GrantType::AuthorizationCode) => self.authorization_code(&client, req, ctx).await,
+            Some(GrantType::RefreshToken) => self.refresh(&client, req, ctx).await,
+            None => Err(Error::UnsupportedGrantType(format!(
                 "grant type {:?} is not supported",
                 grant.chars().take(64).collect::<String>()
             ))),
@@ -428,17 +485,16 @@ impl Ims {
             "exp": now.secs() + life,
             "jti": token_id,
         });
-        let ring = self.ring(now).await?;
-        let key = ring
-            .signer(self.settings.signing_alg, now)
-            .ok_or_else(|| Error::internal(format!("no active {} signing key", self.settings.signing_alg)))?;
-        let token = jose::sign(&claims, key)?;
+        let token = self.sign_with(&claims, self.settings.signing_alg, now).await?;
         Ok(IssuedToken {
             access_token: Secret::new(token),
             expires_in: life,
             scope,
             token_id,
             client_id: client.client_id.clone(),
+            grant: GrantType::ClientCredentials,
+            refresh_token: None,
+            id_token: None,
         })
     }
 
@@ -645,16 +701,9 @@ pub async fn bootstrap(
     }
     let org = Organization::new(org_name, ctx.now);
     let password = admin_password.unwrap_or_else(|| secret::generate(""));
-    let admin = User {
-        user_id: format!("{}@AdobeID", secret::random_hex_upper(12)),
-        org_id: org.org_id.clone(),
-        email: admin_email.to_owned(),
-        first_name: "System".into(),
-        last_name: "Administrator".into(),
-        password_hash: Some(crate::password::hash(&password).await?),
-        system_admin: true,
-        created_at: ctx.now,
-    };
+    let mut admin = User::new(&org.org_id, admin_email, "System", "Administrator", ctx.now);
+    admin.password_hash = Some(crate::password::hash(&password).await?);
+    admin.system_admin = true;
     let event = ctx.event(
         "org.bootstrap",
         &org.org_id,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::clock::Now;
 use crate::error::StoreError;
+use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
 use crate::keys::StoredKey;
 use crate::model::{AuditEvent, ClientSecretRecord, OAuthClient, Organization, User};
 
@@ -25,14 +26,81 @@ pub trait OrgStore: Send + Sync {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn user_by_email(&self, org_id: &str, email: &str) -> StoreResult<Option<User>>;
+    async fn user(&self, user_id: &str) -> StoreResult<Option<User>>;
+    /// A taken email (case-insensitively, within the organisation) is a conflict.
+    async fn create_user(&self, user: &User, audit: &AuditEvent) -> StoreResult<()>;
+    /// Replaces the user's record (found by id). With `end_sessions`, its browser sessions and
+    /// refresh tokens end in the same transaction.
+    async fn update_user(&self, user: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()>;
+}
+
+/// Failed sign-ins, counted per organisation and lower-cased email.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Counts one more failure (starting over when the last one is older than `reset_secs`) and
+    /// returns the count and the lock already in force.
+    async fn add_failure(
+        &self,
+        org_id: &str,
+        email_lower: &str,
+        now: Now,
+        reset_secs: i64,
+    ) -> StoreResult<(u32, Now)>;
+    async fn set_lock(&self, org_id: &str, email_lower: &str, until: Now) -> StoreResult<()>;
+    /// Failures so far and the lock in force, if any failures are recorded.
+    async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>>;
+    async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()>;
+}
+
+/// Sign-in flows, browser sessions, codes and refresh tokens (see [`crate::grants`]).
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    async fn insert_flow(&self, flow: &SignInFlow) -> StoreResult<()>;
+    async fn flow(&self, flow_digest: &str) -> StoreResult<Option<SignInFlow>>;
+    async fn update_flow(&self, flow: &SignInFlow) -> StoreResult<()>;
+    async fn delete_flow(&self, flow_digest: &str) -> StoreResult<()>;
+
+    async fn insert_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
+    async fn browser_session(&self, session_digest: &str) -> StoreResult<Option<BrowserSession>>;
+    async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()>;
+
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    async fn code(&self, code_digest: &str) -> StoreResult<Option<AuthorizationCode>>;
+    async fn mark_code_replayed(&self, code_digest: &str, now: Now) -> StoreResult<()>;
+    /// Marks the code consumed unless it already was, atomically: of concurrent calls exactly one
+    /// gets `true`. Returns the code as it was before this call.
+    async fn consume_code(
+        &self,
+        code_digest: &str,
+        now: Now,
+    ) -> StoreResult<Option<(AuthorizationCode, bool)>>;
+    /// Records the access token a redemption issued.
+    async fn set_code_access_token(&self, code_digest: &str, access_token_id: &str) -> StoreResult<()>;
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Marks `token_digest` used and stores `next`, in one transaction, if the token is live;
+    /// otherwise says what it found. Of concurrent rotations of one token exactly one succeeds.
+    async fn rotate_refresh_token(
+        &self,
+        token_digest: &str,
+        next: &RefreshToken,
+        now: Now,
+    ) -> StoreResult<Rotation>;
+    async fn refresh_token(&self, token_digest: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Revokes every token of the family; returns the access tokens they carried (id, expiry)
+    /// so that those can be revoked too.
+    async fn revoke_family(&self, family_id: &str, now: Now) -> StoreResult<Vec<(String, Now)>>;
+    /// Purges expired flows, codes, sessions and refresh families.
+    async fn purge_grants(&self, now: Now) -> StoreResult<u64>;
 }
 
 #[async_trait]
 pub trait ClientStore: Send + Sync {
+    /// Creates a client with its redirect URIs and its first secret (public clients have none).
     async fn create_client(
         &self,
         client: &OAuthClient,
-        secret: &ClientSecretRecord,
+        secret: Option<&ClientSecretRecord>,
         audit: &AuditEvent,
     ) -> StoreResult<()>;
     async fn client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>>;
@@ -111,6 +179,8 @@ pub trait ClientChangeSignal: Send + Sync {
 pub trait Store:
     OrgStore
     + UserStore
+    + ThrottleStore
+    + GrantStore
     + ClientStore
     + KeyStore
     + RevocationStore
@@ -123,6 +193,8 @@ pub trait Store:
 impl<T> Store for T where
     T: OrgStore
         + UserStore
+        + ThrottleStore
+        + GrantStore
         + ClientStore
         + KeyStore
         + RevocationStore

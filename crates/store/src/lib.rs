@@ -8,6 +8,7 @@
 
 pub mod instance;
 pub mod migrate;
+mod people;
 pub mod signal;
 
 use async_trait::async_trait;
@@ -19,10 +20,13 @@ use std::time::Duration;
 
 use ims_identity::error::StoreError;
 use ims_identity::keys::StoredKey;
-use ims_identity::model::{AuditEvent, ClientSecretRecord, GrantType, OAuthClient, Organization, User};
+use ims_identity::model::{
+    AuditEvent, ClientSecretRecord, ClientType, GrantType, IdentityType, OAuthClient, Organization, User,
+    UserStatus,
+};
 use ims_identity::store::{
     AuditQuery, AuditStore, ClientChangeSignal, ClientStore, KeyStore, OrgStore, RevocationStore,
-    SchemaStore, StoreResult, UserStore,
+    SchemaStore, StoreResult,
 };
 use ims_identity::Now;
 
@@ -326,14 +330,14 @@ where
     Ok(())
 }
 
-fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
+pub(crate) fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get::<T, _>(col).map_err(backend_error)
 }
 
-fn words(s: &str) -> Vec<String> {
+pub(crate) fn words(s: &str) -> Vec<String> {
     s.split(' ')
         .filter(|w| !w.is_empty())
         .map(str::to_owned)
@@ -349,7 +353,12 @@ fn org_from(row: &AnyRow) -> StoreResult<Organization> {
     })
 }
 
-fn user_from(row: &AnyRow) -> StoreResult<User> {
+pub(crate) const USER_COLUMNS: &str = "user_id, org_id, email, first_name, last_name, password_hash, system_admin, \
+     created_at, identity_type, status, country, totp_sealed, recovery_codes, sessions_valid_after, updated_at";
+
+pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
+    let identity: String = get(row, "identity_type")?;
+    let status: String = get(row, "status")?;
     Ok(User {
         user_id: get(row, "user_id")?,
         org_id: get(row, "org_id")?,
@@ -359,12 +368,52 @@ fn user_from(row: &AnyRow) -> StoreResult<User> {
         password_hash: get(row, "password_hash")?,
         system_admin: get::<i64>(row, "system_admin")? != 0,
         created_at: Now::from_millis(get(row, "created_at")?),
+        identity_type: IdentityType::parse(&identity)
+            .ok_or_else(|| StoreError::Backend(format!("unknown identity type {identity:?}")))?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Backend(format!("unknown user status {status:?}")))?,
+        country: get(row, "country")?,
+        totp_sealed: get(row, "totp_sealed")?,
+        recovery_codes: words(&get::<String>(row, "recovery_codes")?),
+        sessions_valid_after: Now::from_millis(get(row, "sessions_valid_after")?),
+        updated_at: Now::from_millis(get(row, "updated_at")?),
     })
+}
+
+/// Inserts a user; a taken email (case-insensitively, within the organisation) is a conflict.
+pub(crate) async fn insert_user<'c, E>(exec: E, u: &User) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(&format!(
+        "INSERT INTO users ({USER_COLUMNS}, email_lower)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ))
+    .bind(&u.user_id)
+    .bind(&u.org_id)
+    .bind(&u.email)
+    .bind(&u.first_name)
+    .bind(&u.last_name)
+    .bind(u.password_hash.clone())
+    .bind(i64::from(u.system_admin))
+    .bind(u.created_at.millis())
+    .bind(u.identity_type.as_str())
+    .bind(u.status.as_str())
+    .bind(u.country.clone())
+    .bind(u.totp_sealed.clone())
+    .bind(u.recovery_codes.join(" "))
+    .bind(u.sessions_valid_after.millis())
+    .bind(u.updated_at.millis())
+    .bind(u.email.to_lowercase())
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
 }
 
 const CLIENT_COLUMNS: &str =
     "client_id, org_id, name, technical_account_id, technical_account_email, scopes, \
-                              grant_types, disabled, created_at, updated_at";
+     grant_types, disabled, created_at, updated_at, client_type, first_party";
 
 fn client_from(row: &AnyRow) -> StoreResult<OAuthClient> {
     let grants: String = get(row, "grant_types")?;
@@ -382,7 +431,29 @@ fn client_from(row: &AnyRow) -> StoreResult<OAuthClient> {
         disabled: get::<i64>(row, "disabled")? != 0,
         created_at: Now::from_millis(get(row, "created_at")?),
         updated_at: Now::from_millis(get(row, "updated_at")?),
+        client_type: {
+            let t: String = get(row, "client_type")?;
+            ClientType::parse(&t).ok_or_else(|| StoreError::Backend(format!("unknown client type {t:?}")))?
+        },
+        first_party: get::<i64>(row, "first_party")? != 0,
+        // Filled in by `with_redirect_uris` for clients that sign people in.
+        redirect_uris: Vec::new(),
     })
+}
+
+impl SqlStore {
+    /// Reads the registered redirect URIs of a client that signs people in.
+    async fn with_redirect_uris(&self, mut c: OAuthClient) -> StoreResult<OAuthClient> {
+        if c.client_type != ClientType::TechnicalAccount {
+            let rows = sqlx::query("SELECT uri FROM client_redirect_uris WHERE client_id = $1 ORDER BY uri")
+                .bind(&c.client_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
+            c.redirect_uris = rows.iter().map(|r| get(r, "uri")).collect::<StoreResult<_>>()?;
+        }
+        Ok(c)
+    }
 }
 
 fn secret_from(row: &AnyRow) -> StoreResult<ClientSecretRecord> {
@@ -451,22 +522,7 @@ impl OrgStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
-        sqlx::query(
-            "INSERT INTO users (user_id, org_id, email, email_lower, first_name, last_name, password_hash,
-             system_admin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&admin.user_id)
-        .bind(&admin.org_id)
-        .bind(&admin.email)
-        .bind(admin.email.to_lowercase())
-        .bind(&admin.first_name)
-        .bind(&admin.last_name)
-        .bind(admin.password_hash.clone())
-        .bind(i64::from(admin.system_admin))
-        .bind(admin.created_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
+        insert_user(&mut *tx, admin).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         Ok(true)
@@ -494,33 +550,17 @@ impl OrgStore for SqlStore {
 }
 
 #[async_trait]
-impl UserStore for SqlStore {
-    async fn user_by_email(&self, org_id: &str, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(
-            "SELECT user_id, org_id, email, first_name, last_name, password_hash, system_admin, created_at
-             FROM users WHERE org_id = $1 AND email_lower = $2",
-        )
-        .bind(org_id)
-        .bind(email.to_lowercase())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        row.as_ref().map(user_from).transpose()
-    }
-}
-
-#[async_trait]
 impl ClientStore for SqlStore {
     async fn create_client(
         &self,
         c: &OAuthClient,
-        secret: &ClientSecretRecord,
+        secret: Option<&ClientSecretRecord>,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(&format!(
-            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&c.client_id)
         .bind(&c.org_id)
@@ -532,10 +572,22 @@ impl ClientStore for SqlStore {
         .bind(i64::from(c.disabled))
         .bind(c.created_at.millis())
         .bind(c.updated_at.millis())
+        .bind(c.client_type.as_str())
+        .bind(i64::from(c.first_party))
         .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
-        insert_secret(&mut *tx, secret).await?;
+        for uri in &c.redirect_uris {
+            sqlx::query("INSERT INTO client_redirect_uris (client_id, uri) VALUES ($1, $2)")
+                .bind(&c.client_id)
+                .bind(uri)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        if let Some(secret) = secret {
+            insert_secret(&mut *tx, secret).await?;
+        }
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         self.signal.changed_here();
@@ -550,7 +602,10 @@ impl ClientStore for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend_error)?;
-        row.as_ref().map(client_from).transpose()
+        match row.as_ref().map(client_from).transpose()? {
+            Some(c) => Ok(Some(self.with_redirect_uris(c).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn client_with_secrets(
@@ -560,7 +615,7 @@ impl ClientStore for SqlStore {
         // One statement: the client row repeated for each of its secrets (or once, with nulls).
         let rows = sqlx::query(
             "SELECT c.client_id, c.org_id, c.name, c.technical_account_id, c.technical_account_email, c.scopes,
-                    c.grant_types, c.disabled, c.created_at, c.updated_at,
+                    c.grant_types, c.disabled, c.created_at, c.updated_at, c.client_type, c.first_party,
                     s.secret_id, s.digest, s.hint, s.created_at AS s_created_at, s.expires_at
              FROM oauth_clients c LEFT JOIN client_secrets s ON s.client_id = c.client_id
              WHERE c.client_id = $1",
@@ -572,7 +627,7 @@ impl ClientStore for SqlStore {
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let client = client_from(first)?;
+        let client = self.with_redirect_uris(client_from(first)?).await?;
         let mut secrets = Vec::with_capacity(rows.len());
         for row in &rows {
             let Some(secret_id) = get::<Option<String>>(row, "secret_id")? else {
@@ -598,7 +653,11 @@ impl ClientStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
-        rows.iter().map(client_from).collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(self.with_redirect_uris(client_from(row)?).await?);
+        }
+        Ok(out)
     }
 
     async fn set_client_disabled(

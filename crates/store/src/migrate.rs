@@ -27,12 +27,20 @@ impl Migration {
 
 /// Every migration of the IMS database this build knows, in order. Append only; never edit a
 /// released step.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "people",
+        sqlite: include_str!("../migrations/sqlite/0002_people.sql"),
+        postgres: include_str!("../migrations/postgres/0002_people.sql"),
+    },
+];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).
 pub const INSTANCE_MIGRATIONS: &[Migration] = &[

@@ -109,16 +109,10 @@ fn event(action: &str) -> AuditEvent {
 
 async fn seeded(store: &SqlStore) -> (Organization, OAuthClient, ClientSecretRecord) {
     let org = Organization::new("Acme", now());
-    let admin = User {
-        user_id: "A1@AdobeID".into(),
-        org_id: org.org_id.clone(),
-        email: "Admin@Example.com".into(),
-        first_name: "A".into(),
-        last_name: "D".into(),
-        password_hash: Some("$argon2id$fake".into()),
-        system_admin: true,
-        created_at: now(),
-    };
+    let mut admin = User::new(&org.org_id, "Admin@Example.com", "A", "D", now());
+    admin.user_id = "A1@AdobeID".into();
+    admin.password_hash = Some("$argon2id$fake".into());
+    admin.system_admin = true;
     assert!(store
         .bootstrap(&org, &admin, &event("org.bootstrap"))
         .await
@@ -140,7 +134,7 @@ async fn seeded(store: &SqlStore) -> (Organization, OAuthClient, ClientSecretRec
         expires_at: None,
     };
     store
-        .create_client(&client, &secret, &event("credential.create"))
+        .create_client(&client, Some(&secret), &event("credential.create"))
         .await
         .unwrap();
     (org, client, secret)
@@ -151,16 +145,9 @@ async fn bootstrap_happens_once_and_users_match_case_insensitively() {
     for f in each_backend().await {
         let (org, _, _) = seeded(&f.store).await;
         let other = Organization::new("Second", now());
-        let admin = User {
-            user_id: "B@AdobeID".into(),
-            org_id: other.org_id.clone(),
-            email: "b@example.com".into(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password_hash: None,
-            system_admin: true,
-            created_at: now(),
-        };
+        let mut admin = User::new(&other.org_id, "b@example.com", "", "", now());
+        admin.user_id = "B@AdobeID".into();
+        admin.system_admin = true;
         assert!(!f
             .store
             .bootstrap(&other, &admin, &event("org.bootstrap"))
@@ -245,7 +232,7 @@ async fn duplicate_and_dangling_writes_are_conflicts_and_write_nothing() {
             .len();
         let err = f
             .store
-            .create_client(&client, &secret, &event("credential.create"))
+            .create_client(&client, Some(&secret), &event("credential.create"))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -401,7 +388,7 @@ async fn unmigrated_store_reports_pending_steps() {
     let store = SqlStore::open(&opts, now()).await.unwrap();
     assert_eq!(
         store.pending_migrations().await.unwrap(),
-        vec!["0001_foundation".to_owned()]
+        vec!["0001_foundation".to_owned(), "0002_people".to_owned()]
     );
     store.migrate(now()).await.unwrap();
     assert!(store.pending_migrations().await.unwrap().is_empty());

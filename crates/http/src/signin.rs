@@ -1,0 +1,367 @@
+//! People sign in through the browser: the authorization endpoint, the sign-in pages (email, then
+//! password, then a one-time code when enrolled), userinfo and sign-out. Pages are server-rendered
+//! and work without JavaScript; every POST answers with 303 or with the page again.
+//!
+//! Two cookies, both HttpOnly and `SameSite=Lax`, path `/ims`, Secure over TLS: `ims_browser`
+//! binds a sign-in flow to the browser that started it (and keys the forms' anti-forgery token);
+//! `ims_sid` is the IMS session, issued fresh at each sign-in.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use ims_identity::secret::{self, Secret};
+use ims_identity::service::{Authorized, SignInStep, StepOutcome};
+use ims_identity::Error;
+
+use crate::campaign::cookie;
+use crate::error::{no_store, BearerError};
+use crate::pages::{self, render, see_other, FormData};
+use crate::{AppState, Meta};
+
+const BROWSER_COOKIE: &str = "ims_browser";
+const SESSION_COOKIE: &str = "ims_sid";
+/// The browser binding outlives sessions; a year, renewed when it is set again.
+const BROWSER_COOKIE_SECS: i64 = 365 * 86_400;
+
+/// Sign-in pages: their forms may end in a redirect to the client, so no `form-action`.
+pub(crate) async fn signin_headers(resp: Response) -> Response {
+    pages::harden(resp, "")
+}
+
+fn secure(app: &AppState) -> bool {
+    app.ims.settings().issuer.starts_with("https://")
+}
+
+/// The browser's binding token, and the cookie to set when it had none.
+fn browser(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookie(headers, BROWSER_COOKIE).filter(|b| b.len() >= 32 && b.len() <= 128) {
+        Some(b) => (b, None),
+        None => {
+            let b = secret::generate("").expose().to_owned();
+            let line = pages::cookie_line(BROWSER_COOKIE, &b, "/ims", secure(app), Some(BROWSER_COOKIE_SECS));
+            (b, Some(line))
+        }
+    }
+}
+
+fn csrf_for(purpose: &str, key: &str, browser: &str) -> String {
+    secret::digest_hex(&format!("{purpose}\u{0}{key}\u{0}{browser}"))
+}
+
+#[derive(Template)]
+#[template(path = "ims/message.html")]
+struct MessagePage {
+    heading: String,
+    message: String,
+}
+
+fn message(status: StatusCode, heading: &str, text: &str) -> Response {
+    render(
+        status,
+        &MessagePage {
+            heading: heading.into(),
+            message: text.into(),
+        },
+    )
+}
+
+fn error_page(e: &Error) -> Response {
+    match e {
+        Error::NotFound(m) => message(StatusCode::BAD_REQUEST, "Sign-in expired", m),
+        Error::InvalidRequest(m) => message(StatusCode::BAD_REQUEST, "Cannot sign in", m),
+        Error::Internal(detail) => {
+            tracing::error!(error = %detail, "sign-in failed");
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The sign-in could not be completed; try again.",
+            )
+        }
+        other => message(StatusCode::BAD_REQUEST, "Cannot sign in", &other.to_string()),
+    }
+}
+
+/// The request's parameters: the query string for GET, the form body for POST.
+fn authorize_params(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Error> {
+    if method == Method::POST {
+        let form = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if !form {
+            return Err(Error::invalid_request(
+                "send the authorization request as application/x-www-form-urlencoded",
+            ));
+        }
+        return Ok(FormData::parse(body).0);
+    }
+    Ok(FormData::parse(uri.query().unwrap_or_default().as_bytes()).0)
+}
+
+/// `GET|POST /ims/authorize/v1|v2`.
+pub(crate) async fn authorize(
+    State(app): State<AppState>,
+    meta: Meta,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let params = match authorize_params(&method, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err(e) => return error_page(&e),
+    };
+    let (browser, new_cookie) = browser(&app, &headers);
+    let session = cookie(&headers, SESSION_COOKIE);
+    let result = app
+        .ims
+        .authorize(&params, &browser, session.as_deref(), &meta.context("anonymous"))
+        .await;
+    let cookies: Vec<HeaderValue> = new_cookie.into_iter().collect();
+    match result {
+        Ok(Authorized::Redirect(to)) => see_other(&to, cookies),
+        Ok(Authorized::SignIn(flow)) => see_other(&format!("/ims/signin/{}", flow.expose()), cookies),
+        Ok(Authorized::ErrorPage(why)) => message(StatusCode::BAD_REQUEST, "Cannot sign in", &why),
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ims/signin.html")]
+struct SignInPageView {
+    flow: String,
+    csrf: String,
+    stage: &'static str,
+    email: String,
+    client_name: String,
+    error: Option<String>,
+}
+
+async fn show(
+    app: &AppState,
+    flow: &str,
+    browser: &str,
+    status: StatusCode,
+    error: Option<String>,
+    now: ims_identity::Now,
+) -> Response {
+    match app.ims.sign_in_page(flow, browser, now).await {
+        Ok(page) => render(
+            status,
+            &SignInPageView {
+                flow: flow.to_owned(),
+                csrf: csrf_for("signin", flow, browser),
+                stage: page.stage.as_str(),
+                email: page.email.unwrap_or_default(),
+                client_name: page.client_name,
+                error,
+            },
+        ),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `GET /ims/signin/{flow}`: the flow's current page.
+pub(crate) async fn signin_page(
+    State(app): State<AppState>,
+    meta: Meta,
+    Path(flow): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(browser) = cookie(&headers, BROWSER_COOKIE) else {
+        return error_page(&Error::NotFound(
+            "this sign-in has expired; start again from the application".into(),
+        ));
+    };
+    show(&app, &flow, &browser, StatusCode::OK, None, meta.now).await
+}
+
+/// `POST /ims/signin/{flow}`: one step.
+pub(crate) async fn signin_submit(
+    State(app): State<AppState>,
+    meta: Meta,
+    Path(flow): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let Some(browser) = cookie(&headers, BROWSER_COOKIE) else {
+        return error_page(&Error::NotFound(
+            "this sign-in has expired; start again from the application".into(),
+        ));
+    };
+    let form = FormData::parse(&body);
+    if !secret::equal_ct(
+        form.get("csrf").unwrap_or_default(),
+        &csrf_for("signin", &flow, &browser),
+    ) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Cannot sign in",
+            "The form is out of date; go back to the application and start again.",
+        );
+    }
+    let step = if form.checked("restart") {
+        SignInStep::Restart
+    } else if let Some(e) = form.get("email") {
+        SignInStep::Email(e.to_owned())
+    } else if let Some(p) = form.get("password") {
+        SignInStep::Password(Secret::new(p))
+    } else if let Some(c) = form.get("code") {
+        SignInStep::Code(c.to_owned())
+    } else {
+        return show(
+            &app,
+            &flow,
+            &browser,
+            StatusCode::BAD_REQUEST,
+            Some("Fill in the form.".into()),
+            meta.now,
+        )
+        .await;
+    };
+    let ctx = meta.context("anonymous");
+    match app.ims.sign_in_step(&flow, &browser, step, &ctx).await {
+        Ok(StepOutcome::Next) => see_other(&format!("/ims/signin/{flow}"), vec![]),
+        Ok(StepOutcome::Done { session, redirect }) => {
+            app.metrics.token_issued("sign_in");
+            let line = pages::cookie_line(SESSION_COOKIE, session.expose(), "/ims", secure(&app), None);
+            see_other(&redirect, vec![line])
+        }
+        Err(e @ Error::InvalidCredentials) => {
+            show(
+                &app,
+                &flow,
+                &browser,
+                StatusCode::UNAUTHORIZED,
+                Some(e.to_string()),
+                meta.now,
+            )
+            .await
+        }
+        Err(Error::InvalidRequest(m)) => {
+            show(&app, &flow, &browser, StatusCode::BAD_REQUEST, Some(m), meta.now).await
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `GET|POST /ims/userinfo/v2` (and `/ims/userinfo`): the person's claims for the token's scopes.
+pub(crate) async fn userinfo(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let result = async {
+        let token = crate::oauth::bearer_token(&headers, &uri)?;
+        app.ims.userinfo(&token, meta.now).await
+    }
+    .await;
+    match result {
+        Ok(claims) => {
+            let mut resp = Json(claims).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => BearerError(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ims/logout.html")]
+struct LogoutPage {
+    csrf: String,
+    post_logout_redirect_uri: Option<String>,
+    client_id: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET|POST /ims/logout/v1`: RP-initiated logout (`id_token_hint`, `post_logout_redirect_uri`
+/// or the vendor's `redirect_uri`, `client_id`, `state`). With a valid ID token hint the session
+/// ends at once; otherwise the person confirms with a form (a link alone cannot sign anyone out).
+pub(crate) async fn logout(
+    State(app): State<AppState>,
+    meta: Meta,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let params = match authorize_params(&method, &uri, &headers, &body) {
+        Ok(p) => FormData(p),
+        Err(e) => return error_page(&e),
+    };
+    let (browser, new_cookie) = browser(&app, &headers);
+    let param = |name: &str| params.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    let target = param("post_logout_redirect_uri").or_else(|| param("redirect_uri"));
+    let hint = param("id_token_hint");
+    let redirect = match app
+        .ims
+        .post_logout_redirect(
+            hint.as_deref(),
+            param("client_id").as_deref(),
+            target.as_deref(),
+            meta.now,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return error_page(&e),
+    };
+    let confirmed = method == Method::POST
+        && secret::equal_ct(
+            params.get("csrf").unwrap_or_default(),
+            &csrf_for("logout", "", &browser),
+        );
+    let hinted = hint.is_some() && redirect.is_some();
+    if !confirmed && !hinted {
+        let mut resp = render(
+            StatusCode::OK,
+            &LogoutPage {
+                csrf: csrf_for("logout", "", &browser),
+                post_logout_redirect_uri: target,
+                client_id: param("client_id"),
+                state: param("state"),
+            },
+        );
+        if let Some(c) = new_cookie {
+            resp.headers_mut().append(http::header::SET_COOKIE, c);
+        }
+        return resp;
+    }
+    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = app
+            .ims
+            .end_browser_session(&session, &meta.context("anonymous"))
+            .await
+        {
+            return error_page(&e);
+        }
+    }
+    let clear = pages::cookie_line(SESSION_COOKIE, "", "/ims", secure(&app), Some(0));
+    match redirect {
+        Some(to) => {
+            let to = match (param("state"), url::Url::parse(&to)) {
+                (Some(state), Ok(mut u)) => {
+                    u.query_pairs_mut().append_pair("state", &state);
+                    u.to_string()
+                }
+                _ => to,
+            };
+            see_other(&to, vec![clear])
+        }
+        None => {
+            let mut resp = message(StatusCode::OK, "Signed out", "You are signed out.");
+            resp.headers_mut().append(http::header::SET_COOKIE, clear);
+            resp
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! People of an organisation: creating them, the password policy, and the changes that end their
+//! sessions (disabling, a new password, an administrator's "end sessions").
+
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result, StoreError};
+use crate::model::{Context, IdentityType, User, UserStatus};
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// The password policy (NIST SP 800-63B, OWASP ASVS): at least 8 characters (15 recommended),
+/// long passphrases welcome, no composition rules, never truncated, and not one of the common
+/// passwords we ship.
+pub const MIN_PASSWORD: usize = 8;
+pub const RECOMMENDED_PASSWORD: usize = 15;
+/// Longer is refused only to bound the hashing work, far above anything typed.
+pub const MAX_PASSWORD: usize = 1024;
+
+fn common_passwords() -> &'static HashSet<&'static str> {
+    static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("../data/common-passwords.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
+    })
+}
+
+/// Checks a new password; the error says what to change.
+pub fn check_password(password: &Secret, email: &str) -> Result<()> {
+    let p = password.expose();
+    let n = p.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(Error::invalid_request(format!(
+            "a password has at least {MIN_PASSWORD} characters ({RECOMMENDED_PASSWORD} or more recommended)"
+        )));
+    }
+    if n > MAX_PASSWORD {
+        return Err(Error::invalid_request(format!(
+            "a password has at most {MAX_PASSWORD} characters"
+        )));
+    }
+    let lower = p.to_lowercase();
+    if common_passwords().contains(lower.as_str()) {
+        return Err(Error::invalid_request(
+            "this password is among the most common ones; choose another",
+        ));
+    }
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    if lower == email.to_lowercase() || (local.len() >= 4 && lower == local) {
+        return Err(Error::invalid_request("a password is not the email address"));
+    }
+    Ok(())
+}
+
+/// An email address as people type it: one `@`, text either side, a dot in the domain, no spaces.
+pub fn check_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.len() <= 64
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "{email:?} is not an email address"
+        )))
+    }
+}
+
+fn check_name(field: &str, value: &str) -> Result<()> {
+    if value.chars().count() > 255 || value.chars().any(char::is_control) {
+        return Err(Error::invalid_request(format!(
+            "{field} has at most 255 characters and no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A person to create.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub country: Option<String>,
+    pub identity_type: IdentityType,
+    /// Federated identities have none: another provider signs them in.
+    pub password: Option<Secret>,
+}
+
+/// Creates a person in `org_id`. The email is kept as entered and must be unused in the
+/// organisation whatever its case.
+pub async fn create_user(store: &dyn Store, org_id: &str, new: NewUser, ctx: &Context) -> Result<User> {
+    let email = new.email.trim();
+    check_email(email)?;
+    check_name("first name", &new.first_name)?;
+    check_name("last name", &new.last_name)?;
+    let country = match new.country.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => Some(c.to_ascii_uppercase()),
+        Some(c) => {
+            return Err(Error::invalid_request(format!(
+                "country {c:?} is not a two-letter ISO 3166 code"
+            )))
+        }
+        None => None,
+    };
+    let mut user = User::new(
+        org_id,
+        email,
+        new.first_name.trim(),
+        new.last_name.trim(),
+        ctx.now,
+    );
+    user.identity_type = new.identity_type;
+    user.country = country;
+    match (&new.password, new.identity_type) {
+        (Some(_), IdentityType::FederatedId) => {
+            return Err(Error::invalid_request(
+                "a federated identity signs in at its own identity provider and has no password here",
+            ))
+        }
+        (Some(p), _) => {
+            check_password(p, email)?;
+            user.password_hash = Some(crate::password::hash(p).await?);
+        }
+        (None, _) => {}
+    }
+    if store.user_by_email(org_id, email).await?.is_some() {
+        return Err(Error::Conflict(format!("a user with email {email} exists")));
+    }
+    let event = ctx.event(
+        "user.create",
+        &user.user_id,
+        "success",
+        json!({"email": user.email, "identity_type": user.identity_type.as_str()}),
+    );
+    match store.create_user(&user, &event).await {
+        Ok(()) => Ok(user),
+        Err(StoreError::Conflict(_)) => Err(Error::Conflict(format!("a user with email {email} exists"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What changes a person's standing.
+#[derive(Clone, Debug)]
+pub enum UserChange {
+    SetStatus(UserStatus),
+    SetPassword(Secret),
+    /// Ends every browser session and refresh token, as of now.
+    EndSessions,
+}
+
+/// Applies a change; disabling, locking, removing, a new password and "end sessions" end the
+/// person's browser sessions and refresh tokens in the same transaction.
+pub async fn change_user(
+    store: &dyn Store,
+    user_id: &str,
+    change: UserChange,
+    ctx: &Context,
+) -> Result<User> {
+    let mut user = store
+        .user(user_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+    let (action, details, end) = match &change {
+        UserChange::SetStatus(status) => {
+            user.status = *status;
+            (
+                "user.status",
+                json!({"status": status.as_str()}),
+                *status != UserStatus::Active,
+            )
+        }
+        UserChange::SetPassword(p) => {
+            if user.identity_type == IdentityType::FederatedId {
+                return Err(Error::invalid_request(
+                    "a federated identity has no password here",
+                ));
+            }
+            check_password(p, &user.email)?;
+            user.password_hash = Some(crate::password::hash(p).await?);
+            ("user.password", json!({}), true)
+        }
+        UserChange::EndSessions => ("user.end_sessions", json!({}), true),
+    };
+    user.updated_at = ctx.now;
+    if end {
+        user.sessions_valid_after = ctx.now;
+    }
+    let event = ctx.event(action, &user.user_id, "success", details);
+    store.update_user(&user, end, &event).await?;
+    Ok(user)
+}
+
+/// What a TOTP enrolment hands to the person, once.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+    pub recovery_codes: Vec<Secret>,
+}
+
+/// Enrols (or re-enrols) a person in TOTP: a new secret, sealed under the master key, and ten
+/// new recovery codes (the old ones stop working).
+pub async fn enrol_totp(
+    store: &dyn Store,
+    master: &crate::keys::MasterKey,
+    user_id: &str,
+    issuer_name: &str,
+    ctx: &Context,
+) -> Result<TotpEnrolment> {
+    let mut user = store
+        .user(user_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+    let e = crate::totp::enrol();
+    user.totp_sealed = Some(master.seal(&crate::totp::seal_label(&user.user_id), &e.key)?);
+    user.recovery_codes = e
+        .recovery_codes
+        .iter()
+        .map(|c| crate::totp::recovery_digest(c.expose()))
+        .collect();
+    user.updated_at = ctx.now;
+    let event = ctx.event("user.totp_enrol", &user.user_id, "success", json!({}));
+    store.update_user(&user, false, &event).await?;
+    Ok(TotpEnrolment {
+        secret_base32: crate::totp::base32(&e.key),
+        otpauth_uri: crate::totp::otpauth_uri(issuer_name, &user.email, &e.key),
+        recovery_codes: e.recovery_codes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_policy() {
+        let check = |p: &str| check_password(&Secret::new(p), "jane.doe@example.com");
+        assert!(
+            check("correct horse battery staple").is_ok(),
+            "passphrases with spaces"
+        );
+        assert!(check("tq8#Lm2v").is_ok(), "8 characters, no composition rule");
+        assert!(check("tq8#Lm2").is_err(), "7 characters");
+        for common in [
+            "password",
+            "PASSWORD",
+            "Password1",
+            "12345678",
+            "trustno1",
+            "iloveyou123",
+        ] {
+            assert!(check(common).is_err(), "{common} is common, whatever the case");
+        }
+        assert!(check("jane.doe@example.com").is_err(), "not the email");
+        assert!(check("JANE.DOE").is_err(), "not the email's local part");
+        assert!(check(&"x".repeat(200)).is_ok(), "long passwords welcome");
+        assert!(check(&"x".repeat(MAX_PASSWORD + 1)).is_err());
+        assert!(check("ünïcödé-pässwörd").is_ok());
+        assert!(common_passwords().len() > 10_000);
+    }
+
+    #[test]
+    fn emails() {
+        for good in ["a@b.co", "Jane.Doe+tag@Example.COM"] {
+            assert!(check_email(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b.co.", "a@b@c.co",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+}

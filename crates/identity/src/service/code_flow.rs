@@ -1,0 +1,403 @@
+//! The token endpoint's grants for people: `authorization_code` (single use, PKCE, bound to its
+//! client and redirect URI; a second redemption revokes what the first issued) and
+//! `refresh_token` (rotated on every use; reuse revokes the family; an absolute lifetime), with
+//! ID tokens and the access tokens people carry; and userinfo.
+
+use serde_json::{json, Map, Value};
+
+use super::Ims;
+use super::{ClientAuth, IssuedToken, TokenRequest, AUTHORITY};
+use crate::clock::Now;
+use crate::error::{Error, Result};
+use crate::grants::{RefreshToken, Rotation};
+use crate::jose::{self, Expectations};
+use crate::model::{ClientType, Context, GrantType, OAuthClient, User, UserStatus};
+use crate::secret::{self, Secret};
+
+/// What userinfo answers: the claims of the scopes the token carries.
+pub type UserInfo = Map<String, Value>;
+
+impl Ims {
+    /// Client authentication for the people grants: a confidential client proves itself with its
+    /// secret; a public one names itself (its proof is the PKCE verifier or the refresh token).
+    pub(super) async fn authenticate_people_client(
+        &self,
+        auth: &ClientAuth,
+        now: Now,
+    ) -> Result<OAuthClient> {
+        if let ClientAuth::None { client_id } = auth {
+            let entry = self.client_entry(client_id).await?;
+            return match entry.map(|e| e.0.clone()) {
+                Some(c) if c.client_type == ClientType::Public && !c.disabled => Ok(c),
+                _ => Err(Error::InvalidClient { basic: false }),
+            };
+        }
+        let client = self.authenticate_client(auth, now).await?;
+        if client.client_type == ClientType::Public {
+            // A public client has no secret; one that sends something is confused or forged.
+            return Err(Error::InvalidClient { basic: false });
+        }
+        Ok(client)
+    }
+
+    pub(super) async fn authorization_code(
+        &self,
+        client: &OAuthClient,
+        req: &TokenRequest,
+        ctx: &Context,
+    ) -> Result<IssuedToken> {
+        let code = req
+            .code
+            .as_deref()
+            .ok_or_else(|| Error::invalid_request("code is required"))?;
+        let verifier = req
+            .code_verifier
+            .as_deref()
+            .ok_or_else(|| Error::InvalidGrant("PKCE: code_verifier is required".into()))?;
+        let digest = secret::digest_hex(code);
+        let refused =
+            || Error::InvalidGrant("the code is invalid, expired, used, or not issued to this client".into());
+        let Some(seen) = self.store.code(&digest).await? else {
+            return Err(refused());
+        };
+        // Someone else's code proves nothing and is left alone, so it cannot be burnt by others.
+        if seen.client_id != client.client_id {
+            return Err(refused());
+        }
+        if seen.consumed_at.is_some() {
+            self.code_replayed(&seen, ctx).await?;
+            return Err(refused());
+        }
+        if seen.expires_at <= ctx.now
+            || Some(seen.redirect_uri.as_str()) != req.redirect_uri.as_deref()
+            || !crate::oidc::pkce_matches(verifier, &seen.code_challenge)
+        {
+            return Err(refused());
+        }
+        // The conditional update decides between concurrent redemptions.
+        let Some((found, true)) = self.store.consume_code(&digest, ctx.now).await? else {
+            self.code_replayed(&seen, ctx).await?;
+            return Err(refused());
+        };
+        let user = self.active_user(&found.user_id, found.auth_time).await?;
+        let issued = self
+            .issue_people_tokens(
+                client,
+                &user,
+                PeopleGrant {
+                    scope: found.scope.clone(),
+                    nonce: found.nonce.clone(),
+                    auth_time: found.auth_time,
+                    amr: found.amr.clone(),
+                    family_id: found.grant_id.clone(),
+                    family_expires_at: ctx.now.plus_secs(self.settings.refresh_token_secs),
+                    grant: GrantType::AuthorizationCode,
+                },
+                None,
+                ctx,
+            )
+            .await?;
+        self.store
+            .set_code_access_token(&digest, &issued.token_id)
+            .await?;
+        // A replay seen while this redemption ran: what it issued is revoked too.
+        if self
+            .store
+            .code(&digest)
+            .await?
+            .is_some_and(|c| c.replayed_at.is_some())
+        {
+            self.revoke_grant(&found.grant_id, Some(&issued.token_id), ctx)
+                .await?;
+        }
+        Ok(issued)
+    }
+
+    /// A second redemption of a code: flags it and revokes what the first one issued (whatever
+    /// it has issued by now; the first redemption checks the flag when it is done).
+    async fn code_replayed(&self, code: &crate::grants::AuthorizationCode, ctx: &Context) -> Result<()> {
+        self.store.mark_code_replayed(&code.code_digest, ctx.now).await?;
+        let access = self
+            .store
+            .code(&code.code_digest)
+            .await?
+            .and_then(|c| c.access_token_id);
+        self.revoke_grant(&code.grant_id, access.as_deref(), ctx).await
+    }
+
+    pub(super) async fn refresh(
+        &self,
+        client: &OAuthClient,
+        req: &TokenRequest,
+        ctx: &Context,
+    ) -> Result<IssuedToken> {
+        let token = req
+            .refresh_token
+            .as_deref()
+            .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
+        let refused = || Error::InvalidGrant("the refresh token is invalid, expired, revoked or used".into());
+        let digest = secret::digest_hex(token);
+        let Some(current) = self.store.refresh_token(&digest).await? else {
+            return Err(refused());
+        };
+        // Another client's token: refused, and left as it is (it proves nothing about its owner).
+        if current.client_id != client.client_id {
+            return Err(refused());
+        }
+        if current.used_at.is_some() || current.revoked_at.is_some() {
+            self.revoke_grant(&current.family_id, None, ctx).await?;
+            return Err(refused());
+        }
+        if current.family_expires_at <= ctx.now {
+            return Err(refused());
+        }
+        let scope = match req.scope.as_deref() {
+            Some(s) => crate::scope::grant(Some(s), &current.scope)?,
+            None => current.scope.clone(),
+        };
+        // A failed check above does not consume the token; from here one rotation wins.
+        let user = self.active_user(&current.user_id, current.created_at).await?;
+        let grant = PeopleGrant {
+            scope,
+            nonce: None,
+            auth_time: current.auth_time,
+            amr: current.amr.clone(),
+            family_id: current.family_id.clone(),
+            family_expires_at: current.family_expires_at,
+            grant: GrantType::RefreshToken,
+        };
+        let issued = self
+            .issue_people_tokens(client, &user, grant, Some(&digest), ctx)
+            .await?;
+        Ok(issued)
+    }
+
+    /// The person a grant was made for, while it is active and nothing ended its sessions since
+    /// `since`.
+    async fn active_user(&self, user_id: &str, since: Now) -> Result<User> {
+        match self.store.user(user_id).await? {
+            Some(u) if u.status == UserStatus::Active && since >= u.sessions_valid_after => Ok(u),
+            _ => Err(Error::InvalidGrant("the account can no longer sign in".into())),
+        }
+    }
+
+    /// Revokes a refresh token family and every access token issued with it.
+    async fn revoke_grant(
+        &self,
+        family_id: &str,
+        access_token_id: Option<&str>,
+        ctx: &Context,
+    ) -> Result<()> {
+        let mut access = self.store.revoke_family(family_id, ctx.now).await?;
+        if let Some(id) = access_token_id {
+            access.push((
+                id.to_owned(),
+                ctx.now.plus_secs(self.settings.people_access_token_secs),
+            ));
+        }
+        for (token_id, expires) in &access {
+            let event = ctx.event(
+                "token.revoke",
+                token_id,
+                "success",
+                json!({"reason": "a code or refresh token was used twice", "family": family_id}),
+            );
+            self.store
+                .revoke_token(
+                    token_id,
+                    "",
+                    expires.plus_secs(jose::LEEWAY_SECS),
+                    ctx.now,
+                    &event,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Access token, refresh token (rotating `rotate_from` when given) and ID token.
+    async fn issue_people_tokens(
+        &self,
+        client: &OAuthClient,
+        user: &User,
+        g: PeopleGrant,
+        rotate_from: Option<&str>,
+        ctx: &Context,
+    ) -> Result<IssuedToken> {
+        let now = ctx.now;
+        let life = self.settings.people_access_token_secs;
+        let token_id = format!("{}_{}", now.millis(), crate::model::uuid_like());
+        let claims = json!({
+            "id": token_id,
+            "type": "access_token",
+            "client_id": client.client_id,
+            "user_id": user.user_id,
+            "as": AUTHORITY,
+            "scope": g.scope.join(","),
+            "created_at": now.millis().to_string(),
+            "expires_in": (life * 1000).to_string(),
+            "iss": self.settings.issuer,
+            "sub": user.user_id,
+            "aud": client.client_id,
+            "iat": now.secs(),
+            "exp": now.secs() + life,
+            "jti": token_id,
+            "auth_time": g.auth_time.secs(),
+        });
+        let access = self.sign_with(&claims, self.settings.signing_alg, now).await?;
+        let refresh = if client.grant_types.contains(&GrantType::RefreshToken) {
+            let value = secret::generate("imsrt_");
+            let next = RefreshToken {
+                token_digest: secret::digest_hex(value.expose()),
+                family_id: g.family_id.clone(),
+                client_id: client.client_id.clone(),
+                user_id: user.user_id.clone(),
+                scope: g.scope.clone(),
+                auth_time: g.auth_time,
+                amr: g.amr.clone(),
+                access_token_id: token_id.clone(),
+                access_expires_at: now.plus_secs(life),
+                created_at: now,
+                family_expires_at: g.family_expires_at,
+                used_at: None,
+                revoked_at: None,
+            };
+            match rotate_from {
+                Some(old) => match self.store.rotate_refresh_token(old, &next, now).await? {
+                    Rotation::Rotated(_) => {}
+                    // Lost a race with a concurrent refresh, or replayed: the family ends.
+                    Rotation::Spent(t) => {
+                        self.revoke_grant(&t.family_id, Some(&token_id), ctx).await?;
+                        return Err(Error::InvalidGrant("the refresh token was already used".into()));
+                    }
+                    Rotation::Unknown => return Err(Error::InvalidGrant("unknown refresh token".into())),
+                },
+                None => self.store.insert_refresh_token(&next).await?,
+            }
+            Some(value)
+        } else {
+            None
+        };
+        let id_token = if g.scope.iter().any(|s| s == "openid") {
+            let mut id = json!({
+                "iss": self.settings.issuer,
+                "sub": user.user_id,
+                "aud": client.client_id,
+                "azp": client.client_id,
+                "iat": now.secs(),
+                "exp": now.secs() + life,
+                "auth_time": g.auth_time.secs(),
+                "amr": g.amr,
+                "type": "id_token",
+            });
+            if let (Some(nonce), Some(obj)) = (&g.nonce, id.as_object_mut()) {
+                obj.insert("nonce".into(), json!(nonce));
+            }
+            if let Some(obj) = id.as_object_mut() {
+                obj.extend(scope_claims(user, &g.scope));
+            }
+            Some(self.sign_with(&id, self.settings.id_token_alg, now).await?)
+        } else {
+            None
+        };
+        let event = ctx.event(
+            "token.issue",
+            &client.client_id,
+            "success",
+            json!({"grant_type": g.grant.as_str(), "user_id": user.user_id, "token_id": token_id}),
+        );
+        self.store.append_audit(&event).await?;
+        Ok(IssuedToken {
+            access_token: Secret::new(access),
+            expires_in: life,
+            scope: g.scope,
+            token_id,
+            client_id: client.client_id.clone(),
+            grant: g.grant,
+            refresh_token: refresh,
+            id_token,
+        })
+    }
+
+    /// `GET|POST /ims/userinfo/*`: the claims of the scopes the person's access token carries.
+    pub async fn userinfo(&self, access_token: &str, now: Now) -> Result<UserInfo> {
+        let valid = self.validate_access_token(access_token, now).await?;
+        let user_id = valid
+            .claims
+            .get("user_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let user = self
+            .store
+            .user(user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or_else(|| {
+                Error::InvalidToken("the token does not stand for a person who can sign in".into())
+            })?;
+        let scopes: Vec<String> = valid.scopes().map(str::to_owned).collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(Error::InsufficientScope("openid".into()));
+        }
+        let mut out = Map::new();
+        out.insert("sub".into(), json!(user.user_id));
+        out.extend(scope_claims(&user, &scopes));
+        Ok(out)
+    }
+
+    /// The client an ID token (possibly expired) was issued to, when its signature is ours.
+    pub(super) async fn id_token_client(&self, token: &str, now: Now) -> Option<String> {
+        let ring = self.ring(now).await.ok()?;
+        // Verified as of its own issue time: an expired hint still names its audience.
+        let iat = jose::parse(token).ok()?.claims.get("iat")?.as_i64()?;
+        let expect = Expectations {
+            issuer: &self.settings.issuer,
+            audience: None,
+            now: Now::from_millis(iat.saturating_mul(1000)),
+        };
+        let claims = jose::verify(token, ring.as_ref(), &expect).ok()?;
+        if claims.get("type").and_then(Value::as_str) != Some("id_token") {
+            return None;
+        }
+        claims.get("aud").and_then(Value::as_str).map(str::to_owned)
+    }
+}
+
+/// What a people grant carries into the tokens.
+struct PeopleGrant {
+    scope: Vec<String>,
+    nonce: Option<String>,
+    auth_time: Now,
+    amr: Vec<String>,
+    family_id: String,
+    family_expires_at: Now,
+    grant: GrantType,
+}
+
+/// Claims released for the granted scopes (OpenID Connect section 5.4, and the vendor's
+/// `AdobeID` scope).
+fn scope_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
+    let mut out = Map::new();
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    if has("email") {
+        out.insert("email".into(), json!(user.email));
+        // Accounts are created by administrators with the email they control.
+        out.insert("email_verified".into(), json!(true));
+    }
+    if has("profile") {
+        let name = format!("{} {}", user.first_name, user.last_name)
+            .trim()
+            .to_owned();
+        out.insert("name".into(), json!(name));
+        out.insert("given_name".into(), json!(user.first_name));
+        out.insert("family_name".into(), json!(user.last_name));
+    }
+    if has("AdobeID") {
+        out.insert("account_type".into(), json!(user.identity_type.as_str()));
+        out.insert("user_id".into(), json!(user.user_id));
+        if let Some(c) = &user.country {
+            out.insert("countryCode".into(), json!(c));
+        }
+    }
+    out
+}

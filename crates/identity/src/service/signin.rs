@@ -1,0 +1,518 @@
+//! The authorization endpoint and the sign-in it may start: a state machine of email, password
+//! and (when enrolled) one-time code, kept server-side per flow and bound to the browser that
+//! started it; failures counted per organisation and email with growing lock-outs; an IMS browser
+//! session at the end, so the next client signs in without a prompt.
+//!
+//! Lock-out numbers (SECURITY.md 24): failures are counted per organisation and lower-cased
+//! email (case variants share one counter, unknown emails are counted like known ones), and start
+//! over after [`FAILURE_RESET_SECS`] without a failure. From the [`FREE_FAILURES`]th failure on,
+//! sign-in is locked for 30 s, doubling with each further failure up to [`MAX_LOCK_SECS`]. While
+//! locked, even the right password is refused, with the same answer as a wrong one.
+
+use serde_json::json;
+
+use super::Ims;
+use crate::clock::Now;
+use crate::error::{Error, Result};
+use crate::grants::{AuthorizationCode, BrowserSession, FlowStage, SignInFlow};
+use crate::model::{ClientType, Context, IdentityType, OAuthClient, User, UserStatus};
+use crate::oidc::{self, AuthorizationRequest, AuthorizeError, Prompt};
+use crate::secret::{self, Secret};
+
+/// Failures before the first lock.
+pub const FREE_FAILURES: u32 = 5;
+/// The first lock; each further failure doubles it.
+pub const FIRST_LOCK_SECS: i64 = 30;
+pub const MAX_LOCK_SECS: i64 = 15 * 60;
+/// A counter starts over after this long without a failure.
+pub const FAILURE_RESET_SECS: i64 = 12 * 3600;
+/// Codes live at most this long (SECURITY.md 10).
+pub const CODE_SECS: i64 = 60;
+
+/// How long the `n`th failure locks sign-in.
+pub fn lock_secs(failures: u32) -> i64 {
+    if failures < FREE_FAILURES {
+        return 0;
+    }
+    let doublings = (failures - FREE_FAILURES).min(16);
+    FIRST_LOCK_SECS.saturating_mul(1 << doublings).min(MAX_LOCK_SECS)
+}
+
+/// What the authorization endpoint answers.
+#[derive(Debug)]
+pub enum Authorized {
+    /// 303 to the client: its redirect URI with a code or an error.
+    Redirect(String),
+    /// The client or redirect URI cannot be trusted: say so on a page.
+    ErrorPage(String),
+    /// Sign in first: the flow's token goes in the sign-in page's path.
+    SignIn(Secret),
+}
+
+/// What a sign-in page shows.
+#[derive(Debug, Clone)]
+pub struct SignInPage {
+    pub stage: FlowStage,
+    pub email: Option<String>,
+    pub client_name: String,
+}
+
+/// One submitted step.
+#[derive(Debug)]
+pub enum SignInStep {
+    Email(String),
+    Password(Secret),
+    Code(String),
+    /// Start again with another email.
+    Restart,
+}
+
+/// The outcome of a step.
+#[derive(Debug)]
+pub enum StepOutcome {
+    /// Show the flow's next page.
+    Next,
+    /// Signed in: set the session cookie, send the browser to the client.
+    Done { session: Secret, redirect: String },
+}
+
+impl Ims {
+    /// `GET|POST /ims/authorize/*`. `browser` is the browser's binding token; `session` its IMS
+    /// session cookie, if any.
+    pub async fn authorize(
+        &self,
+        params: &[(String, String)],
+        browser: &str,
+        session: Option<&str>,
+        ctx: &Context,
+    ) -> Result<Authorized> {
+        let ids: Vec<&str> = params
+            .iter()
+            .filter(|(k, _)| k == "client_id")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let client = match ids.as_slice() {
+            [one] => self.client_entry(one).await?.map(|e| e.0.clone()),
+            _ => None,
+        };
+        let req = match oidc::validate(params, |_| client.clone()) {
+            Ok(r) => r,
+            Err(AuthorizeError::Page(why)) => return Ok(Authorized::ErrorPage(why)),
+            Err(AuthorizeError::Redirect {
+                redirect_uri,
+                error,
+                description,
+                state,
+            }) => {
+                return Ok(Authorized::Redirect(oidc::response_uri(
+                    &redirect_uri,
+                    &self.settings.issuer,
+                    &[("error", error), ("error_description", &description)],
+                    state.as_deref(),
+                )))
+            }
+        };
+        let Some(client) = client else {
+            return Ok(Authorized::ErrorPage("unknown client".into()));
+        };
+        if req.prompt != Some(Prompt::Login) {
+            if let Some((user, s)) = self.live_session(session, ctx.now).await? {
+                let fresh_enough = req
+                    .max_age
+                    .is_none_or(|age| ctx.now.millis() - s.auth_time.millis() <= age.saturating_mul(1000));
+                if fresh_enough && user.org_id == client.org_id {
+                    let redirect = self.issue_code(&req, &user, &s, ctx).await?;
+                    return Ok(Authorized::Redirect(redirect));
+                }
+            }
+        }
+        if req.prompt == Some(Prompt::None) {
+            return Ok(Authorized::Redirect(oidc::response_uri(
+                &req.redirect_uri,
+                &self.settings.issuer,
+                &[
+                    ("error", "login_required"),
+                    ("error_description", "nobody is signed in"),
+                ],
+                req.state.as_deref(),
+            )));
+        }
+        let token = secret::generate("imsfl_");
+        let flow = SignInFlow {
+            flow_digest: secret::digest_hex(token.expose()),
+            browser_digest: secret::digest_hex(browser),
+            request: serde_json::to_string(&req).map_err(Error::internal)?,
+            stage: FlowStage::Email,
+            email: req.login_hint.clone(),
+            user_id: None,
+            created_at: ctx.now,
+            expires_at: ctx.now.plus_secs(self.settings.sign_in_flow_secs),
+        };
+        self.store.insert_flow(&flow).await?;
+        Ok(Authorized::SignIn(token))
+    }
+
+    /// The person behind a browser session cookie, while the session and the person are good.
+    pub async fn live_session(
+        &self,
+        session: Option<&str>,
+        now: Now,
+    ) -> Result<Option<(User, BrowserSession)>> {
+        let Some(token) = session.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(s) = self.store.browser_session(&secret::digest_hex(token)).await? else {
+            return Ok(None);
+        };
+        if s.expires_at <= now {
+            return Ok(None);
+        }
+        let Some(user) = self.store.user(&s.user_id).await? else {
+            return Ok(None);
+        };
+        if user.status != UserStatus::Active || s.created_at < user.sessions_valid_after {
+            return Ok(None);
+        }
+        Ok(Some((user, s)))
+    }
+
+    /// The flow behind a sign-in page, if it is this browser's and still open.
+    async fn open_flow(
+        &self,
+        flow_token: &str,
+        browser: &str,
+        now: Now,
+    ) -> Result<(SignInFlow, AuthorizationRequest)> {
+        let expired = || Error::NotFound("this sign-in has expired; start again from the application".into());
+        let flow = self
+            .store
+            .flow(&secret::digest_hex(flow_token))
+            .await?
+            .ok_or_else(expired)?;
+        if flow.expires_at <= now || !secret::equal_ct(&flow.browser_digest, &secret::digest_hex(browser)) {
+            return Err(expired());
+        }
+        let req: AuthorizationRequest = serde_json::from_str(&flow.request).map_err(Error::internal)?;
+        Ok((flow, req))
+    }
+
+    /// What the sign-in page of a flow shows.
+    pub async fn sign_in_page(&self, flow_token: &str, browser: &str, now: Now) -> Result<SignInPage> {
+        let (flow, req) = self.open_flow(flow_token, browser, now).await?;
+        let client_name = self
+            .client_entry(&req.client_id)
+            .await?
+            .map(|e| e.0.name.clone())
+            .unwrap_or_default();
+        Ok(SignInPage {
+            stage: flow.stage,
+            email: flow.email,
+            client_name,
+        })
+    }
+
+    /// Handles one submitted step of a flow.
+    pub async fn sign_in_step(
+        &self,
+        flow_token: &str,
+        browser: &str,
+        step: SignInStep,
+        ctx: &Context,
+    ) -> Result<StepOutcome> {
+        let (mut flow, req) = self.open_flow(flow_token, browser, ctx.now).await?;
+        let client = self
+            .client_entry(&req.client_id)
+            .await?
+            .map(|e| e.0.clone())
+            .filter(|c| !c.disabled)
+            .ok_or_else(|| Error::NotFound("the application is no longer available".into()))?;
+        match (flow.stage, step) {
+            (_, SignInStep::Restart) => {
+                flow.stage = FlowStage::Email;
+                flow.user_id = None;
+                self.store.update_flow(&flow).await?;
+                Ok(StepOutcome::Next)
+            }
+            (FlowStage::Email, SignInStep::Email(email)) => {
+                let email = email.trim().to_owned();
+                if email.is_empty() || email.len() > 254 {
+                    return Err(Error::invalid_request("enter your email address"));
+                }
+                flow.email = Some(email);
+                flow.stage = FlowStage::Password;
+                self.store.update_flow(&flow).await?;
+                Ok(StepOutcome::Next)
+            }
+            (FlowStage::Password, SignInStep::Password(password)) => {
+                let email = flow.email.clone().unwrap_or_default();
+                let user = self.check_password(&client, &email, &password, ctx).await?;
+                if user.totp_sealed.is_some() {
+                    flow.stage = FlowStage::Totp;
+                    flow.user_id = Some(user.user_id.clone());
+                    self.store.update_flow(&flow).await?;
+                    return Ok(StepOutcome::Next);
+                }
+                self.finish(&flow, &req, &user, vec!["pwd".into()], ctx).await
+            }
+            (FlowStage::Totp, SignInStep::Code(code)) => {
+                let user_id = flow.user_id.clone().unwrap_or_default();
+                let user = self.check_second_factor(&client, &user_id, &code, ctx).await?;
+                self.finish(
+                    &flow,
+                    &req,
+                    &user,
+                    vec!["pwd".into(), "otp".into(), "mfa".into()],
+                    ctx,
+                )
+                .await
+            }
+            // A form from another stage (back button, second tab): show the current page.
+            _ => Ok(StepOutcome::Next),
+        }
+    }
+
+    /// Checks an email and password under the lock-out rules. Every refusal is
+    /// [`Error::InvalidCredentials`] after an Argon2id verification, whatever the reason.
+    async fn check_password(
+        &self,
+        client: &OAuthClient,
+        email: &str,
+        password: &Secret,
+        ctx: &Context,
+    ) -> Result<User> {
+        let org = &client.org_id;
+        let email_lower = email.to_lowercase();
+        let locked = self
+            .store
+            .failures(org, &email_lower)
+            .await?
+            .is_some_and(|(_, _, until)| until > ctx.now);
+        let user = self.store.user_by_email(org, email).await?;
+        let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
+            Some(h) => h,
+            None => crate::password::decoy_hash().await?,
+        };
+        let matches = crate::password::verify(password, &hash).await?;
+        let user = match user {
+            Some(u)
+                if matches
+                    && !locked
+                    && u.status == UserStatus::Active
+                    && u.identity_type != IdentityType::FederatedId =>
+            {
+                u
+            }
+            other => {
+                self.count_failure(org, &email_lower, other.as_ref(), "password", locked, ctx)
+                    .await?;
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        Ok(user)
+    }
+
+    /// The one-time code (or a recovery code) of the person the flow's password step accepted.
+    async fn check_second_factor(
+        &self,
+        client: &OAuthClient,
+        user_id: &str,
+        code: &str,
+        ctx: &Context,
+    ) -> Result<User> {
+        let mut user = self
+            .store
+            .user(user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(Error::InvalidCredentials)?;
+        let email_lower = user.email.to_lowercase();
+        let locked = self
+            .store
+            .failures(&client.org_id, &email_lower)
+            .await?
+            .is_some_and(|(_, _, until)| until > ctx.now);
+        let code = code.trim().replace(' ', "");
+        let totp_ok = match &user.totp_sealed {
+            Some(sealed) => {
+                let key = self
+                    .master
+                    .open(&crate::totp::seal_label(&user.user_id), sealed)?;
+                crate::totp::verify(&key, &code, ctx.now)
+            }
+            None => false,
+        };
+        let recovery = !totp_ok && crate::totp::take_recovery_code(&mut user.recovery_codes, &code);
+        if locked || !(totp_ok || recovery) {
+            self.count_failure(&client.org_id, &email_lower, Some(&user), "totp", locked, ctx)
+                .await?;
+            return Err(Error::InvalidCredentials);
+        }
+        if recovery {
+            user.updated_at = ctx.now;
+            let event = ctx.event(
+                "user.recovery_code",
+                &user.user_id,
+                "success",
+                json!({"left": user.recovery_codes.len()}),
+            );
+            self.store.update_user(&user, false, &event).await?;
+        }
+        Ok(user)
+    }
+
+    /// Counts a failure, locks when the count calls for it, and audits it.
+    async fn count_failure(
+        &self,
+        org: &str,
+        email_lower: &str,
+        user: Option<&User>,
+        factor: &str,
+        was_locked: bool,
+        ctx: &Context,
+    ) -> Result<()> {
+        let (failures, _) = self
+            .store
+            .add_failure(org, email_lower, ctx.now, FAILURE_RESET_SECS)
+            .await?;
+        let lock = lock_secs(failures);
+        if lock > 0 {
+            self.store
+                .set_lock(org, email_lower, ctx.now.plus_secs(lock))
+                .await?;
+        }
+        let event = ctx.event(
+            "user.sign_in",
+            user.map_or(email_lower, |u| u.user_id.as_str()),
+            "failure",
+            json!({"factor": factor, "failures": failures, "locked_for_secs": lock, "was_locked": was_locked}),
+        );
+        self.store.append_audit(&event).await?;
+        Ok(())
+    }
+
+    /// Ends a successful sign-in: a new browser session (a fresh token, whatever the browser
+    /// held before), the flow closed, a code for the client.
+    async fn finish(
+        &self,
+        flow: &SignInFlow,
+        req: &AuthorizationRequest,
+        user: &User,
+        amr: Vec<String>,
+        ctx: &Context,
+    ) -> Result<StepOutcome> {
+        self.store
+            .clear_failures(&user.org_id, &user.email.to_lowercase())
+            .await?;
+        self.store.delete_flow(&flow.flow_digest).await?;
+        let token = secret::generate("imsid_");
+        let session = BrowserSession {
+            session_digest: secret::digest_hex(token.expose()),
+            user_id: user.user_id.clone(),
+            auth_time: ctx.now,
+            amr,
+            created_at: ctx.now,
+            expires_at: ctx.now.plus_secs(self.settings.browser_session_secs),
+        };
+        self.store.insert_browser_session(&session).await?;
+        let event = ctx.event(
+            "user.sign_in",
+            &user.user_id,
+            "success",
+            json!({"client_id": req.client_id, "amr": session.amr}),
+        );
+        self.store.append_audit(&event).await?;
+        let redirect = self.issue_code(req, user, &session, ctx).await?;
+        Ok(StepOutcome::Done {
+            session: token,
+            redirect,
+        })
+    }
+
+    /// A code for the client, as the redirect that carries it.
+    async fn issue_code(
+        &self,
+        req: &AuthorizationRequest,
+        user: &User,
+        session: &BrowserSession,
+        ctx: &Context,
+    ) -> Result<String> {
+        let code = secret::generate("imsac_");
+        self.store
+            .insert_code(&AuthorizationCode {
+                code_digest: secret::digest_hex(code.expose()),
+                client_id: req.client_id.clone(),
+                user_id: user.user_id.clone(),
+                redirect_uri: req.redirect_uri.clone(),
+                scope: req.scope.clone(),
+                nonce: req.nonce.clone(),
+                code_challenge: req.code_challenge.clone(),
+                auth_time: session.auth_time,
+                amr: session.amr.clone(),
+                created_at: ctx.now,
+                expires_at: ctx.now.plus_secs(CODE_SECS),
+                consumed_at: None,
+                grant_id: crate::model::uuid_like(),
+                access_token_id: None,
+                replayed_at: None,
+            })
+            .await?;
+        Ok(oidc::response_uri(
+            &req.redirect_uri,
+            &self.settings.issuer,
+            &[("code", code.expose())],
+            req.state.as_deref(),
+        ))
+    }
+
+    /// Ends the browser session (sign-out).
+    pub async fn end_browser_session(&self, session: &str, ctx: &Context) -> Result<()> {
+        let digest = secret::digest_hex(session);
+        if let Some(s) = self.store.browser_session(&digest).await? {
+            self.store.delete_browser_session(&digest).await?;
+            let event = ctx.event("user.sign_out", &s.user_id, "success", json!({}));
+            self.store.append_audit(&event).await?;
+        }
+        Ok(())
+    }
+
+    /// Where to send the browser after sign-out: `post_logout_redirect_uri` when it is a
+    /// registered redirect URI of the client the ID token hint names (RP-initiated logout).
+    pub async fn post_logout_redirect(
+        &self,
+        id_token_hint: Option<&str>,
+        client_id: Option<&str>,
+        uri: Option<&str>,
+        now: Now,
+    ) -> Result<Option<String>> {
+        let Some(uri) = uri.filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let hinted = match id_token_hint.filter(|h| !h.is_empty()) {
+            // An expired ID token still names its client; its signature must hold.
+            Some(hint) => self.id_token_client(hint, now).await,
+            None => None,
+        };
+        let Some(client_id) = hinted.as_deref().or(client_id) else {
+            return Ok(None);
+        };
+        let client = self.client_entry(client_id).await?.map(|e| e.0.clone());
+        Ok(client
+            .filter(|c| {
+                c.client_type != ClientType::TechnicalAccount
+                    && oidc::redirect_uri_matches(&c.redirect_uris, uri)
+            })
+            .map(|_| uri.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_out_numbers() {
+        let got: Vec<i64> = (1..=12).map(lock_secs).collect();
+        assert_eq!(got, vec![0, 0, 0, 0, 30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(lock_secs(u32::MAX), MAX_LOCK_SECS);
+    }
+}

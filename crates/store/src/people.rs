@@ -1,0 +1,562 @@
+//! People and their sign-in on both backends: users, failed sign-in counters, sign-in flows,
+//! browser sessions, authorization codes and refresh tokens.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use ims_identity::error::StoreError;
+use ims_identity::grants::{
+    AuthorizationCode, BrowserSession, FlowStage, RefreshToken, Rotation, SignInFlow,
+};
+use ims_identity::model::{AuditEvent, User};
+use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
+use ims_identity::Now;
+
+use crate::{audit_in, backend_error, get, insert_user, user_from, words, SqlStore, USER_COLUMNS};
+
+fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<Now>> {
+    Ok(get::<Option<i64>>(row, col)?.map(Now::from_millis))
+}
+
+fn time(row: &AnyRow, col: &str) -> StoreResult<Now> {
+    Ok(Now::from_millis(get(row, col)?))
+}
+
+impl SqlStore {
+    async fn user_where(&self, filter: &str, args: &[&str]) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {filter}");
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = q.bind(a.to_string());
+        }
+        let row = q.fetch_optional(&self.pool).await.map_err(backend_error)?;
+        row.as_ref().map(user_from).transpose()
+    }
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn user_by_email(&self, org_id: &str, email: &str) -> StoreResult<Option<User>> {
+        self.user_where(
+            "org_id = $1 AND email_lower = $2",
+            &[org_id, &email.to_lowercase()],
+        )
+        .await
+    }
+
+    async fn user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        self.user_where("user_id = $1", &[user_id]).await
+    }
+
+    async fn create_user(&self, user: &User, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        insert_user(&mut *tx, user).await?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn update_user(&self, u: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let done = sqlx::query(
+            "UPDATE users SET email = $1, email_lower = $2, first_name = $3, last_name = $4, password_hash = $5,
+             system_admin = $6, identity_type = $7, status = $8, country = $9, totp_sealed = $10,
+             recovery_codes = $11, sessions_valid_after = $12, updated_at = $13 WHERE user_id = $14",
+        )
+        .bind(&u.email)
+        .bind(u.email.to_lowercase())
+        .bind(&u.first_name)
+        .bind(&u.last_name)
+        .bind(u.password_hash.clone())
+        .bind(i64::from(u.system_admin))
+        .bind(u.identity_type.as_str())
+        .bind(u.status.as_str())
+        .bind(u.country.clone())
+        .bind(u.totp_sealed.clone())
+        .bind(u.recovery_codes.join(" "))
+        .bind(u.sessions_valid_after.millis())
+        .bind(u.updated_at.millis())
+        .bind(&u.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "user {} no longer exists",
+                u.user_id
+            )));
+        }
+        if end_sessions {
+            sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1")
+                .bind(&u.user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(u.updated_at.millis())
+            .bind(&u.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for SqlStore {
+    async fn add_failure(
+        &self,
+        org_id: &str,
+        email_lower: &str,
+        now: Now,
+        reset_secs: i64,
+    ) -> StoreResult<(u32, Now)> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        // Start over when the previous failure is older than the reset period.
+        let stale = now.millis().saturating_sub(reset_secs.saturating_mul(1000));
+        sqlx::query(
+            "INSERT INTO sign_in_failures (org_id, email_lower, failures, last_failure, locked_until)
+             VALUES ($1, $2, 1, $3, 0)
+             ON CONFLICT (org_id, email_lower) DO UPDATE SET
+               failures = CASE WHEN sign_in_failures.last_failure < $4 THEN 1 ELSE sign_in_failures.failures + 1 END,
+               locked_until = CASE WHEN sign_in_failures.last_failure < $4 THEN 0 ELSE sign_in_failures.locked_until END,
+               last_failure = $3",
+        )
+        .bind(org_id)
+        .bind(email_lower)
+        .bind(now.millis())
+        .bind(stale)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        let row = sqlx::query(
+            "SELECT failures, locked_until FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2",
+        )
+        .bind(org_id)
+        .bind(email_lower)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        let n: i64 = get(&row, "failures")?;
+        Ok((u32::try_from(n).unwrap_or(u32::MAX), time(&row, "locked_until")?))
+    }
+
+    async fn set_lock(&self, org_id: &str, email_lower: &str, until: Now) -> StoreResult<()> {
+        sqlx::query("UPDATE sign_in_failures SET locked_until = $1 WHERE org_id = $2 AND email_lower = $3")
+            .bind(until.millis())
+            .bind(org_id)
+            .bind(email_lower)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>> {
+        let row = sqlx::query(
+            "SELECT failures, last_failure, locked_until FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2",
+        )
+        .bind(org_id)
+        .bind(email_lower)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.map(|r| {
+            let n: i64 = get(&r, "failures")?;
+            Ok((
+                u32::try_from(n).unwrap_or(u32::MAX),
+                time(&r, "last_failure")?,
+                time(&r, "locked_until")?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2")
+            .bind(org_id)
+            .bind(email_lower)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+}
+
+const FLOW_COLUMNS: &str =
+    "flow_digest, browser_digest, request, stage, email, user_id, created_at, expires_at";
+
+fn flow_from(row: &AnyRow) -> StoreResult<SignInFlow> {
+    let stage: String = get(row, "stage")?;
+    Ok(SignInFlow {
+        flow_digest: get(row, "flow_digest")?,
+        browser_digest: get(row, "browser_digest")?,
+        request: get(row, "request")?,
+        stage: FlowStage::parse(&stage)
+            .ok_or_else(|| StoreError::Backend(format!("unknown flow stage {stage:?}")))?,
+        email: get(row, "email")?,
+        user_id: get(row, "user_id")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+    })
+}
+
+const CODE_COLUMNS: &str =
+    "code_digest, client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, \
+     created_at, expires_at, consumed_at, grant_id, access_token_id, replayed_at";
+
+fn code_from(row: &AnyRow) -> StoreResult<AuthorizationCode> {
+    Ok(AuthorizationCode {
+        code_digest: get(row, "code_digest")?,
+        client_id: get(row, "client_id")?,
+        user_id: get(row, "user_id")?,
+        redirect_uri: get(row, "redirect_uri")?,
+        scope: words(&get::<String>(row, "scope")?),
+        nonce: get(row, "nonce")?,
+        code_challenge: get(row, "code_challenge")?,
+        auth_time: time(row, "auth_time")?,
+        amr: words(&get::<String>(row, "amr")?),
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+        consumed_at: opt_time(row, "consumed_at")?,
+        grant_id: get(row, "grant_id")?,
+        access_token_id: get(row, "access_token_id")?,
+        replayed_at: opt_time(row, "replayed_at")?,
+    })
+}
+
+const REFRESH_COLUMNS: &str =
+    "token_digest, family_id, client_id, user_id, scope, auth_time, amr, access_token_id, \
+     access_expires_at, created_at, family_expires_at, used_at, revoked_at";
+
+fn refresh_from(row: &AnyRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        token_digest: get(row, "token_digest")?,
+        family_id: get(row, "family_id")?,
+        client_id: get(row, "client_id")?,
+        user_id: get(row, "user_id")?,
+        scope: words(&get::<String>(row, "scope")?),
+        auth_time: time(row, "auth_time")?,
+        amr: words(&get::<String>(row, "amr")?),
+        access_token_id: get(row, "access_token_id")?,
+        access_expires_at: time(row, "access_expires_at")?,
+        created_at: time(row, "created_at")?,
+        family_expires_at: time(row, "family_expires_at")?,
+        used_at: opt_time(row, "used_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+    })
+}
+
+async fn insert_refresh<'c, E>(exec: E, t: &RefreshToken) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(&format!(
+        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(&t.token_digest)
+    .bind(&t.family_id)
+    .bind(&t.client_id)
+    .bind(&t.user_id)
+    .bind(t.scope.join(" "))
+    .bind(t.auth_time.millis())
+    .bind(t.amr.join(" "))
+    .bind(&t.access_token_id)
+    .bind(t.access_expires_at.millis())
+    .bind(t.created_at.millis())
+    .bind(t.family_expires_at.millis())
+    .bind(t.used_at.map(Now::millis))
+    .bind(t.revoked_at.map(Now::millis))
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    async fn insert_flow(&self, f: &SignInFlow) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO sign_in_flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&f.flow_digest)
+        .bind(&f.browser_digest)
+        .bind(&f.request)
+        .bind(f.stage.as_str())
+        .bind(f.email.clone())
+        .bind(f.user_id.clone())
+        .bind(f.created_at.millis())
+        .bind(f.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn flow(&self, flow_digest: &str) -> StoreResult<Option<SignInFlow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FLOW_COLUMNS} FROM sign_in_flows WHERE flow_digest = $1"
+        ))
+        .bind(flow_digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(flow_from).transpose()
+    }
+
+    async fn update_flow(&self, f: &SignInFlow) -> StoreResult<()> {
+        sqlx::query("UPDATE sign_in_flows SET stage = $1, email = $2, user_id = $3 WHERE flow_digest = $4")
+            .bind(f.stage.as_str())
+            .bind(f.email.clone())
+            .bind(f.user_id.clone())
+            .bind(&f.flow_digest)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn delete_flow(&self, flow_digest: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sign_in_flows WHERE flow_digest = $1")
+            .bind(flow_digest)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn insert_browser_session(&self, s: &BrowserSession) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO browser_sessions (session_digest, user_id, auth_time, amr, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.session_digest)
+        .bind(&s.user_id)
+        .bind(s.auth_time.millis())
+        .bind(s.amr.join(" "))
+        .bind(s.created_at.millis())
+        .bind(s.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn browser_session(&self, session_digest: &str) -> StoreResult<Option<BrowserSession>> {
+        let row = sqlx::query(
+            "SELECT session_digest, user_id, auth_time, amr, created_at, expires_at
+             FROM browser_sessions WHERE session_digest = $1",
+        )
+        .bind(session_digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.map(|r| {
+            Ok(BrowserSession {
+                session_digest: get(&r, "session_digest")?,
+                user_id: get(&r, "user_id")?,
+                auth_time: time(&r, "auth_time")?,
+                amr: words(&get::<String>(&r, "amr")?),
+                created_at: time(&r, "created_at")?,
+                expires_at: time(&r, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM browser_sessions WHERE session_digest = $1")
+            .bind(session_digest)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn insert_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&c.code_digest)
+        .bind(&c.client_id)
+        .bind(&c.user_id)
+        .bind(&c.redirect_uri)
+        .bind(c.scope.join(" "))
+        .bind(c.nonce.clone())
+        .bind(&c.code_challenge)
+        .bind(c.auth_time.millis())
+        .bind(c.amr.join(" "))
+        .bind(c.created_at.millis())
+        .bind(c.expires_at.millis())
+        .bind(c.consumed_at.map(Now::millis))
+        .bind(&c.grant_id)
+        .bind(c.access_token_id.clone())
+        .bind(c.replayed_at.map(Now::millis))
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn code(&self, code_digest: &str) -> StoreResult<Option<AuthorizationCode>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"
+        ))
+        .bind(code_digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(code_from).transpose()
+    }
+
+    async fn mark_code_replayed(&self, code_digest: &str, now: Now) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE authorization_codes SET replayed_at = $1 WHERE code_digest = $2 AND replayed_at IS NULL",
+        )
+        .bind(now.millis())
+        .bind(code_digest)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn consume_code(
+        &self,
+        code_digest: &str,
+        now: Now,
+    ) -> StoreResult<Option<(AuthorizationCode, bool)>> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        // The conditional update is the arbiter: only one transaction sees a null consumed_at.
+        let won = sqlx::query(
+            "UPDATE authorization_codes SET consumed_at = $1 WHERE code_digest = $2 AND consumed_at IS NULL",
+        )
+        .bind(now.millis())
+        .bind(code_digest)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"
+        ))
+        .bind(code_digest)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut code = code_from(&row)?;
+        if won {
+            code.consumed_at = None;
+        }
+        Ok(Some((code, won)))
+    }
+
+    async fn set_code_access_token(&self, code_digest: &str, access_token_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2")
+            .bind(access_token_id)
+            .bind(code_digest)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        insert_refresh(&self.pool, t).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_digest: &str,
+        next: &RefreshToken,
+        now: Now,
+    ) -> StoreResult<Rotation> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let won = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1
+             WHERE token_digest = $2 AND used_at IS NULL AND revoked_at IS NULL AND family_expires_at > $1",
+        )
+        .bind(now.millis())
+        .bind(token_digest)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest = $1"
+        ))
+        .bind(token_digest)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        let Some(row) = row else {
+            return Ok(Rotation::Unknown);
+        };
+        let found = refresh_from(&row)?;
+        if !won {
+            return Ok(Rotation::Spent(found));
+        }
+        insert_refresh(&mut *tx, next).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(Rotation::Rotated(found))
+    }
+
+    async fn refresh_token(&self, token_digest: &str) -> StoreResult<Option<RefreshToken>> {
+        let row = sqlx::query(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest = $1"
+        ))
+        .bind(token_digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(refresh_from).transpose()
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: Now) -> StoreResult<Vec<(String, Now)>> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+            .bind(now.millis())
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        let rows =
+            sqlx::query("SELECT access_token_id, access_expires_at FROM refresh_tokens WHERE family_id = $1")
+                .bind(family_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "access_token_id")?, time(r, "access_expires_at")?)))
+            .collect()
+    }
+
+    async fn purge_grants(&self, now: Now) -> StoreResult<u64> {
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM sign_in_flows WHERE expires_at <= $1",
+            "DELETE FROM browser_sessions WHERE expires_at <= $1",
+            "DELETE FROM authorization_codes WHERE expires_at <= $1",
+            "DELETE FROM refresh_tokens WHERE family_expires_at <= $1",
+        ] {
+            n += sqlx::query(sql)
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(backend_error)?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+}
