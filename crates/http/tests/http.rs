@@ -1007,7 +1007,10 @@ async fn readiness_fails_while_migrations_are_pending() {
     )
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["pending_migrations"], json!(["0001_foundation", "0002_people"]));
+    assert_eq!(
+        body["pending_migrations"],
+        json!(["0001_foundation", "0002_people"])
+    );
 }
 
 #[tokio::test]
@@ -3150,6 +3153,662 @@ mod people {
             (q["error"].as_str(), q["state"].as_str(), q["iss"].as_str()),
             ("login_required", "st-1", ISSUER)
         );
+        h.cleanup().await;
+    }
+}
+
+/// SECURITY.md 1-11, 16, 18, 21, 23-26 through raw HTTP (and the domain where time must move).
+mod people_security {
+    use super::people::*;
+    use super::*;
+    use ims_identity::service::{ClientAuth, TokenRequest};
+    use ims_identity::store::ThrottleStore as _;
+
+    use super::people::claims;
+
+    fn ctx_at(offset_secs: i64) -> Context {
+        Context::new(Now::system().plus_secs(offset_secs), "test")
+    }
+
+    fn code_request(client_id: &str, code: &str) -> TokenRequest {
+        TokenRequest {
+            grant_type: Some("authorization_code".into()),
+            auth: ClientAuth::None {
+                client_id: client_id.into(),
+            },
+            scope: None,
+            org_id: None,
+            code: Some(code.into()),
+            redirect_uri: Some(REDIRECT.into()),
+            code_verifier: Some(VERIFIER.into()),
+            refresh_token: None,
+        }
+    }
+
+    async fn refresh(h: &Harness, client_id: &str, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
+        let mut pairs = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", token),
+        ];
+        if let Some(s) = scope {
+            pairs.push(("scope", s));
+        }
+        let (status, _, body) = h.call(form("/ims/token/v3", &pairs)).await;
+        (status, body)
+    }
+
+    async fn userinfo_status(h: &Harness, token: &str) -> StatusCode {
+        let req = Request::get("/ims/userinfo/v2")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        h.call(req).await.0
+    }
+
+    /// Signs in and returns a fresh code.
+    async fn code_for(h: &Harness, client: &str) -> String {
+        let mut b = Browser::default();
+        let (status, to) = sign_in(h, &mut b, client, "jane@example.com", PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+        query_of(&to)["code"].clone()
+    }
+
+    #[tokio::test]
+    async fn authorization_errors_are_pages_until_the_redirect_is_trusted() {
+        let h = harness().await;
+        let client = h.app_client().await;
+        let mut b = Browser::default();
+        // SECURITY 2: unknown client, unregistered redirect URI: a page, never a redirect.
+        let (status, headers, _) = b.get(&h.app, &authorize_path("nobody", &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(headers.get("location").is_none());
+        // SECURITY 1: every variant of the registered URI is refused; a loopback port may vary.
+        for bad in [
+            "https://app.test/cb/",
+            "https://app.test/cb?x=1",
+            "https://app.test/cb#f",
+            "https://APP.test/cb",
+            "https://app.test:8443/cb",
+            "https://user@app.test/cb",
+            "https://app.test/CB",
+            "http://app.test/cb",
+        ] {
+            let (status, headers, _) = b
+                .get(&h.app, &authorize_path(&client, &[("redirect_uri", bad)]))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(headers.get("location").is_none(), "{bad}");
+        }
+        let (status, headers, _) = b
+            .get(
+                &h.app,
+                &authorize_path(&client, &[("redirect_uri", "http://127.0.0.1:61234/native")]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(location(&headers).starts_with("/ims/signin/"));
+        // SECURITY 3, 4, 5: errors go back with state and iss.
+        for (extra, error) in [
+            (vec![("response_type", "token")], "unsupported_response_type"),
+            (
+                vec![("response_type", "code id_token")],
+                "unsupported_response_type",
+            ),
+            (vec![("response_type", "")], "invalid_request"),
+        ] {
+            let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &extra)).await;
+            let q = query_of(&location(&headers));
+            assert_eq!(
+                (q["error"].as_str(), q["state"].as_str(), q["iss"].as_str()),
+                (error, "st-1", ISSUER),
+                "{extra:?}"
+            );
+        }
+        let repeated = format!("{}&scope=openid", authorize_path(&client, &[]));
+        let (_, headers, _) = b.get(&h.app, &repeated).await;
+        assert_eq!(query_of(&location(&headers))["error"], "invalid_request");
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&client, &[("unknown_param", "x")]))
+            .await;
+        assert!(
+            location(&headers).starts_with("/ims/signin/"),
+            "unknown parameters are ignored"
+        );
+        // SECURITY 6: the sign-in pages' headers, nothing third-party, no script; POST answers 303.
+        let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &[])).await;
+        let page = location(&headers);
+        let (status, headers, html) = b.get(&h.app, &page).await;
+        assert_eq!(status, StatusCode::OK);
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+            "{csp}"
+        );
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert!(
+            !html.contains("<script") && !html.contains("http://") && !html.contains("https://"),
+            "{html}"
+        );
+        let (status, _, _) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", "forged"), ("email", "jane@example.com")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "CSRF token required");
+        let (status, _, _) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", &csrf_in(&html)), ("email", "jane@example.com")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        // A flow is bound to its browser.
+        let (status, _, _) = Browser::default().get(&h.app, &page).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        h.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn pkce_codes_and_their_bindings() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let other = h.app_client().await;
+        let mut b = Browser::default();
+        // SECURITY 8: no challenge, plain, or a malformed one: refused at the authorization endpoint.
+        for extra in [
+            vec![("code_challenge", "")],
+            vec![("code_challenge_method", "plain")],
+            vec![("code_challenge_method", "")],
+            vec![("code_challenge", "tooshort")],
+        ] {
+            let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &extra)).await;
+            assert_eq!(
+                query_of(&location(&headers))["error"],
+                "invalid_request",
+                "{extra:?}"
+            );
+        }
+        let code = code_for(&h, &client).await;
+        let attempt = |pairs: Vec<(&'static str, String)>| {
+            let h = &h;
+            async move {
+                let p: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let (status, _, body) = h.call(form("/ims/token/v3", &p)).await;
+                (status, body["error"].as_str().unwrap_or_default().to_owned())
+            }
+        };
+        let base = |client: &str, verifier: &str, redirect: &str| {
+            vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("client_id", client.to_owned()),
+                ("code", code.clone()),
+                ("redirect_uri", redirect.to_owned()),
+                ("code_verifier", verifier.to_owned()),
+            ]
+        };
+        let wrong_verifier = "x".repeat(43);
+        for (pairs, why) in [
+            (base(&client, &wrong_verifier, REDIRECT), "wrong verifier"),
+            (base(&client, "short", REDIRECT), "verifier too short"),
+            (
+                base(&client, VERIFIER, "http://127.0.0.1/native"),
+                "another redirect URI",
+            ),
+            (base(&other, VERIFIER, REDIRECT), "another client"),
+            (
+                base(&client, VERIFIER, REDIRECT)
+                    .into_iter()
+                    .filter(|(k, _)| *k != "code_verifier")
+                    .collect(),
+                "no verifier",
+            ),
+        ] {
+            assert_eq!(
+                attempt(pairs).await,
+                (StatusCode::BAD_REQUEST, "invalid_grant".to_owned()),
+                "{why}"
+            );
+        }
+        // None of those consumed the code; SECURITY 10: a code dies after 60 s.
+        let late = h
+            .state
+            .ims
+            .token(&code_request(&client, &code), &ctx_at(61))
+            .await;
+        assert!(
+            matches!(late, Err(ims_identity::Error::InvalidGrant(_))),
+            "{late:?}"
+        );
+        let (status, body) = redeem(&h, &client, &code).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // SECURITY 11: 256-bit codes, recognisable prefix.
+        assert!(code.starts_with("imsac_") && code.len() >= 6 + 43, "{code}");
+        h.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_reused_code_fails_and_revokes_what_it_issued() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some(h) = harness_on(db, Algorithm::ES256).await else {
+                continue;
+            };
+            h.person("jane@example.com").await;
+            let client = h.app_client().await;
+            let code = code_for(&h, &client).await;
+            let (status, first) = redeem(&h, &client, &code).await;
+            assert_eq!(status, StatusCode::OK);
+            let access = first["access_token"].as_str().unwrap().to_owned();
+            assert_eq!(userinfo_status(&h, &access).await, StatusCode::OK);
+            let (status, again) = redeem(&h, &client, &code).await;
+            assert_eq!(
+                (status, again["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+                "{db:?}"
+            );
+            assert_eq!(
+                userinfo_status(&h, &access).await,
+                StatusCode::UNAUTHORIZED,
+                "{db:?}: access token revoked"
+            );
+            let (status, body) = refresh(&h, &client, first["refresh_token"].as_str().unwrap(), None).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+                "{db:?}: refresh revoked"
+            );
+            // SECURITY 9: 50 redemptions at once, exactly one success.
+            let code = code_for(&h, &client).await;
+            let mut tasks = Vec::new();
+            for _ in 0..50 {
+                let app = h.app.clone();
+                let client = client.clone();
+                let code = code.clone();
+                tasks.push(tokio::spawn(async move {
+                    let req = form(
+                        "/ims/token/v3",
+                        &[
+                            ("grant_type", "authorization_code"),
+                            ("client_id", &client),
+                            ("code", &code),
+                            ("redirect_uri", REDIRECT),
+                            ("code_verifier", VERIFIER),
+                        ],
+                    );
+                    send(&app, req).await.0
+                }));
+            }
+            let mut ok = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    StatusCode::OK => ok += 1,
+                    StatusCode::BAD_REQUEST => {}
+                    other => panic!("{db:?}: unexpected {other}"),
+                }
+            }
+            assert_eq!(ok, 1, "{db:?}");
+            h.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some(h) = harness_on(db, Algorithm::ES256).await else {
+                continue;
+            };
+            h.person("jane@example.com").await;
+            let client = h.app_client().await;
+            let other = h.app_client().await;
+            let (_, first) = redeem(&h, &client, &code_for(&h, &client).await).await;
+            let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+            // Another client's refresh attempt fails and does not consume the token.
+            let (status, body) = refresh(&h, &other, &rt1, None).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+            );
+            // A wider scope fails and does not consume it either; a narrower one is granted.
+            let (status, body) = refresh(&h, &client, &rt1, Some("openid email AdobeID")).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_scope")),
+                "{body}"
+            );
+            let (status, second) = refresh(&h, &client, &rt1, Some("openid email")).await;
+            assert_eq!(status, StatusCode::OK, "{second}");
+            assert_eq!(second["scope"], "openid email");
+            let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
+            assert_ne!(rt1, rt2, "rotated");
+            // Replaying rt1 revokes the whole family: rt2 and its access token too.
+            let (status, _) = refresh(&h, &client, &rt1, None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            let (status, _) = refresh(&h, &client, &rt2, None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{db:?}: family revoked");
+            assert_eq!(
+                userinfo_status(&h, second["access_token"].as_str().unwrap()).await,
+                StatusCode::UNAUTHORIZED
+            );
+            // Concurrent refreshes of one token: one success.
+            let (_, fresh) = redeem(&h, &client, &code_for(&h, &client).await).await;
+            let rt = fresh["refresh_token"].as_str().unwrap().to_owned();
+            let mut tasks = Vec::new();
+            for _ in 0..10 {
+                let app = h.app.clone();
+                let (client, rt) = (client.clone(), rt.clone());
+                tasks.push(tokio::spawn(async move {
+                    send(
+                        &app,
+                        form(
+                            "/ims/token/v3",
+                            &[
+                                ("grant_type", "refresh_token"),
+                                ("client_id", &client),
+                                ("refresh_token", &rt),
+                            ],
+                        ),
+                    )
+                    .await
+                    .0
+                }));
+            }
+            let mut ok = 0;
+            for t in tasks {
+                if t.await.unwrap() == StatusCode::OK {
+                    ok += 1;
+                }
+            }
+            assert_eq!(ok, 1, "{db:?}");
+            // The absolute lifetime holds however often it rotates.
+            let (_, fresh) = redeem(&h, &client, &code_for(&h, &client).await).await;
+            let req = TokenRequest {
+                grant_type: Some("refresh_token".into()),
+                refresh_token: fresh["refresh_token"].as_str().map(str::to_owned),
+                code: None,
+                redirect_uri: None,
+                code_verifier: None,
+                ..code_request(&client, "")
+            };
+            let late = h.state.ims.token(&req, &ctx_at(31 * 86_400)).await;
+            assert!(
+                matches!(late, Err(ims_identity::Error::InvalidGrant(_))),
+                "{late:?}"
+            );
+            h.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn disabling_a_password_change_or_end_sessions_end_sessions_and_refresh_tokens() {
+        use ims_identity::people::{change_user, UserChange};
+        let h = harness().await;
+        let user = h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let ctx = Context::new(Now::system(), "test");
+        for change in [
+            UserChange::EndSessions,
+            UserChange::SetPassword(Secret::new(PASSWORD)),
+            UserChange::SetStatus(ims_identity::model::UserStatus::Disabled),
+        ] {
+            let mut b = Browser::default();
+            let (_, to) = sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
+            let (_, tokens) = redeem(&h, &client, &query_of(&to)["code"]).await;
+            // Sessions count from the millisecond after the change.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let label = format!("{change:?}");
+            change_user(h.store.as_ref(), &user.user_id, change, &ctx)
+                .await
+                .unwrap();
+            let (status, _) = refresh(&h, &client, tokens["refresh_token"].as_str().unwrap(), None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
+            let (_, headers, _) = b
+                .get(&h.app, &authorize_path(&client, &[("prompt", "none")]))
+                .await;
+            assert_eq!(
+                query_of(&location(&headers))["error"],
+                "login_required",
+                "{label}: browser session ended"
+            );
+            change_user(
+                h.store.as_ref(),
+                &user.user_id,
+                UserChange::SetStatus(ims_identity::model::UserStatus::Active),
+                &ctx,
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        h.cleanup().await;
+    }
+
+    /// SECURITY 23 and 24: the lock-out numbers, one counter for every case of an email, and one
+    /// answer (status, body) for unknown email, wrong password, locked and disabled accounts.
+    #[tokio::test]
+    async fn lock_out_and_no_enumeration() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let disabled = h.person("gone@example.com").await;
+        ims_identity::people::change_user(
+            h.store.as_ref(),
+            &disabled.user_id,
+            ims_identity::people::UserChange::SetStatus(ims_identity::model::UserStatus::Disabled),
+            &Context::new(Now::system(), "test"),
+        )
+        .await
+        .unwrap();
+        let client = h.app_client().await;
+        let strip = |html: &str| {
+            html.replace(char::is_whitespace, "")
+                .split("<formmethod")
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let mut answers = Vec::new();
+        for (email, password) in [
+            ("nobody@example.com", PASSWORD),
+            ("jane@example.com", "wrong password"),
+            ("gone@example.com", PASSWORD),
+        ] {
+            let (status, html) = sign_in(&h, &mut Browser::default(), &client, email, password).await;
+            answers.push((status, strip(&html).replace(email, "EMAIL")));
+        }
+        assert!(answers.iter().all(|a| a == &answers[0]), "{answers:#?}");
+        assert_eq!(answers[0].0, StatusCode::UNAUTHORIZED);
+        // Four more failures in other cases of the email: the fifth locks for 30 s.
+        for email in [
+            "JANE@example.com",
+            "Jane@Example.com",
+            "jane@EXAMPLE.com",
+            "jAnE@example.com",
+        ] {
+            sign_in(&h, &mut Browser::default(), &client, email, "wrong password").await;
+        }
+        let (failures, _, until) = h
+            .store
+            .failures(&h.org_id, "jane@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(failures, 5);
+        let lock = until.millis() - Now::system().millis();
+        assert!((25_000..=30_000).contains(&lock), "locked for {lock} ms");
+        let (status, html) =
+            sign_in(&h, &mut Browser::default(), &client, "jane@example.com", PASSWORD).await;
+        assert_eq!(
+            (status, strip(&html).replace("jane@example.com", "EMAIL")),
+            answers[0].clone(),
+            "locked: the right password gets the same answer"
+        );
+        // The sixth failure doubles the lock.
+        let (failures, _, until) = h
+            .store
+            .failures(&h.org_id, "jane@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(failures, 6);
+        assert!(until.millis() - Now::system().millis() > 55_000);
+        h.cleanup().await;
+    }
+
+    /// SECURITY 23, timing: an unknown email and a wrong password both cost one Argon2id
+    /// verification. Tolerance: medians within 50 % of each other, plus 25 ms of scheduling noise.
+    #[tokio::test]
+    async fn unknown_email_and_wrong_password_take_about_as_long() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let mut median = Vec::new();
+        for email in ["nobody@example.com", "jane@example.com"] {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let mut b = Browser::default();
+                let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &[])).await;
+                let page = location(&headers);
+                let (_, _, html) = b.get(&h.app, &page).await;
+                b.post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("email", email)])
+                    .await;
+                let (_, _, html) = b.get(&h.app, &page).await;
+                let started = std::time::Instant::now();
+                b.post(
+                    &h.app,
+                    &page,
+                    &[("csrf", &csrf_in(&html)), ("password", "wrong password")],
+                )
+                .await;
+                times.push(started.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            median.push(times[2]);
+        }
+        let (a, b) = (median[0], median[1]);
+        assert!(
+            (a - b).abs() <= 0.5 * a.max(b) + 0.025,
+            "unknown {a:.3} s vs wrong password {b:.3} s"
+        );
+        h.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn one_time_codes_after_the_password() {
+        let h = harness().await;
+        let user = h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let e = ims_identity::people::enrol_totp(
+            h.store.as_ref(),
+            &h.master,
+            &user.user_id,
+            "Acme",
+            &Context::new(Now::system(), "test"),
+        )
+        .await
+        .unwrap();
+        let key = base32_decode(&e.secret_base32);
+        let mut b = Browser::default();
+        let (status, html) = sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
+        assert_eq!(
+            status,
+            StatusCode::SEE_OTHER,
+            "the password step moves on: {html}"
+        );
+        let page = html;
+        let (_, _, html) = b.get(&h.app, &page).await;
+        assert!(html.contains(r#"name="code""#), "{html}");
+        let (status, _, html) = b
+            .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("code", "000000")])
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let step = Now::system().secs() / ims_identity::totp::STEP_SECS;
+        let code = ims_identity::totp::code_at(&key, step);
+        let (status, headers, _) = b
+            .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("code", &code)])
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, tokens) = redeem(&h, &client, &query_of(&location(&headers))["code"]).await;
+        assert_eq!(
+            claims(tokens["id_token"].as_str().unwrap())["amr"],
+            json!(["pwd", "otp", "mfa"])
+        );
+        // A recovery code works once.
+        let recovery = e.recovery_codes[0].expose().to_owned();
+        for expected in [StatusCode::SEE_OTHER, StatusCode::UNAUTHORIZED] {
+            let mut b = Browser::default();
+            let (_, page) = sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
+            let (_, _, html) = b.get(&h.app, &page).await;
+            let (status, _, _) = b
+                .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("code", &recovery)])
+                .await;
+            assert_eq!(status, expected);
+        }
+        h.cleanup().await;
+    }
+
+    fn base32_decode(s: &str) -> Vec<u8> {
+        let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+        for c in s.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'2'..=b'7' => c - b'2' + 26,
+                _ => panic!("not base32"),
+            };
+            buffer = (buffer << 5) | u32::from(v);
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((buffer >> bits) as u8);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn rp_initiated_logout() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let mut b = Browser::default();
+        let (_, to) = sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
+        let (_, tokens) = redeem(&h, &client, &query_of(&to)["code"]).await;
+        let id_token = tokens["id_token"].as_str().unwrap();
+        // Without a hint: a confirmation form, nobody signed out by a link.
+        let (status, _, html) = b.get(&h.app, "/ims/logout/v1").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("Sign out?"));
+        assert!(b.has("ims_sid"));
+        // An unregistered post-logout URI is not followed.
+        let path = format!(
+            "/ims/logout/v1?{}",
+            encode(&[
+                ("id_token_hint", id_token),
+                ("post_logout_redirect_uri", "https://evil.test/"),
+                ("state", "s")
+            ])
+        );
+        let (status, _, _) = b.get(&h.app, &path).await;
+        assert_eq!(status, StatusCode::OK, "confirmation page, no redirect");
+        let path = format!(
+            "/ims/logout/v1?{}",
+            encode(&[
+                ("id_token_hint", id_token),
+                ("post_logout_redirect_uri", REDIRECT),
+                ("state", "s")
+            ])
+        );
+        let (status, headers, _) = b.get(&h.app, &path).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(location(&headers), format!("{REDIRECT}?state=s"));
+        assert!(!b.has("ims_sid"));
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&client, &[("prompt", "none")]))
+            .await;
+        assert_eq!(query_of(&location(&headers))["error"], "login_required");
         h.cleanup().await;
     }
 }
