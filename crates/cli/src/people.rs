@@ -58,6 +58,11 @@ pub enum UserCommand {
         #[arg(long)]
         password_file: PathBuf,
     },
+    /// A one-time link (24 hours) where the person chooses a new password; hand it over yourself.
+    ResetLink {
+        #[arg(long)]
+        email: String,
+    },
     /// Enrol a person in one-time codes (TOTP); prints the secret and recovery codes once.
     EnrolTotp {
         #[arg(long)]
@@ -172,6 +177,24 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
             let p = read_password(&password_file)?;
             people::change_user(dyn_store, &u.user_id, UserChange::SetPassword(p), &ctx).await?;
             println!("password of {} set; sessions and refresh tokens ended", u.email);
+        }
+        UserCommand::ResetLink { email } => {
+            let u = find(email).await?;
+            let token = people::password_reset_link(dyn_store, &u.user_id, &ctx).await?;
+            let data_dir = match (&target.data_dir, &target.database_url) {
+                (Some(dir), _) => Some(dir.clone()),
+                (None, None) => Some(PathBuf::from("ims-data")),
+                (None, Some(_)) => None,
+            };
+            let base = data_dir
+                .and_then(|dir| crate::up::read_up_file(&dir).ok().map(|up| up.ims_url))
+                .or_else(|| config.public_url.clone())
+                .unwrap_or_default();
+            println!("{}/ims/reset/{}", base.trim_end_matches('/'), token.expose());
+            eprintln!(
+                "(works once, for 24 hours; it is not sent anywhere: hand it to {})",
+                u.email
+            );
         }
         UserCommand::EnrolTotp { email, json } => {
             let u = find(email).await?;

@@ -174,6 +174,11 @@ pub fn public_router(state: AppState) -> Router {
             get(signin::signin_page).post(signin::signin_submit),
         )
         .route("/ims/logout/v1", get(signin::logout).post(signin::logout))
+        .route("/ims/reset/{token}", get(signin::reset).post(signin::reset))
+        .route(
+            "/ims/account/password",
+            get(signin::change_password).post(signin::change_password),
+        )
         .route("/ims/static/ims.css", get(pages::stylesheet))
         .layer(axum::middleware::map_response(signin::signin_headers));
     router

@@ -365,3 +365,159 @@ pub(crate) async fn logout(
         }
     }
 }
+
+#[derive(Template)]
+#[template(path = "ims/password.html")]
+struct PasswordPage {
+    reset: bool,
+    action: String,
+    csrf: String,
+    email: String,
+    error: Option<String>,
+}
+
+/// Checks a password form's token and its two copies of the new password.
+fn new_password(form: &FormData, expected_csrf: &str) -> Result<Secret, (StatusCode, String)> {
+    if !secret::equal_ct(form.get("csrf").unwrap_or_default(), expected_csrf) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "The form is out of date; reload the page.".into(),
+        ));
+    }
+    let (p, c) = (form.text("password"), form.text("confirm"));
+    if p != c {
+        return Err((StatusCode::BAD_REQUEST, "The two passwords differ.".into()));
+    }
+    Ok(Secret::new(p))
+}
+
+fn password_page(
+    status: StatusCode,
+    reset: bool,
+    action: String,
+    csrf: String,
+    email: String,
+    error: Option<String>,
+) -> Response {
+    render(
+        status,
+        &PasswordPage {
+            reset,
+            action,
+            csrf,
+            email,
+            error,
+        },
+    )
+}
+
+/// `GET|POST /ims/reset/{token}`: a one-time link an administrator handed over.
+pub(crate) async fn reset(
+    State(app): State<AppState>,
+    meta: Meta,
+    method: Method,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let (browser, new_cookie) = browser(&app, &headers);
+    let ctx = meta.context("anonymous");
+    let store = app.ims.store().as_ref();
+    let user = match ims_identity::people::reset_link_user(store, &token, &ctx).await {
+        Ok(u) => u,
+        Err(e) => return error_page(&e),
+    };
+    let csrf = csrf_for("reset", &token, &browser);
+    let action = format!("/ims/reset/{token}");
+    let mut resp = if method == Method::POST {
+        match new_password(&FormData::parse(&body), &csrf) {
+            Err((status, why)) => password_page(status, true, action, csrf, user.email, Some(why)),
+            Ok(p) => match ims_identity::people::reset_password(store, &token, p, &ctx).await {
+                Ok(_) => message(
+                    StatusCode::OK,
+                    "Password saved",
+                    "Your password is set. Sign in from your application.",
+                ),
+                Err(Error::InvalidRequest(why)) => {
+                    password_page(StatusCode::BAD_REQUEST, true, action, csrf, user.email, Some(why))
+                }
+                Err(e) => error_page(&e),
+            },
+        }
+    } else {
+        password_page(StatusCode::OK, true, action, csrf, user.email, None)
+    };
+    if let Some(c) = new_cookie {
+        resp.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// `GET|POST /ims/account/password`: a signed-in person changes their password.
+pub(crate) async fn change_password(
+    State(app): State<AppState>,
+    meta: Meta,
+    method: Method,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let session = cookie(&headers, SESSION_COOKIE);
+    let Ok(Some((user, _))) = app.ims.live_session(session.as_deref(), meta.now).await else {
+        return message(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in",
+            "Sign in from your application first.",
+        );
+    };
+    let (browser, _) = browser(&app, &headers);
+    let token = session.unwrap_or_default();
+    let csrf = csrf_for("password", &token, &browser);
+    let action = "/ims/account/password".to_owned();
+    if method != Method::POST {
+        return password_page(StatusCode::OK, false, action, csrf, user.email, None);
+    }
+    let form = FormData::parse(&body);
+    let new = match new_password(&form, &csrf) {
+        Ok(p) => p,
+        Err((status, why)) => return password_page(status, false, action, csrf, user.email, Some(why)),
+    };
+    let current = Secret::new(form.text("current"));
+    match app
+        .ims
+        .change_own_password(
+            Some(&token),
+            &current,
+            new,
+            &meta.context(format!("user:{}", user.user_id)),
+        )
+        .await
+    {
+        Ok(_) => {
+            let mut resp = message(
+                StatusCode::OK,
+                "Password changed",
+                "Your password is changed and every session has ended. Sign in again.",
+            );
+            let clear = pages::cookie_line(SESSION_COOKIE, "", "/ims", secure(&app), Some(0));
+            resp.headers_mut().append(http::header::SET_COOKIE, clear);
+            resp
+        }
+        Err(e @ Error::InvalidCredentials) => password_page(
+            StatusCode::UNAUTHORIZED,
+            false,
+            action,
+            csrf,
+            user.email,
+            Some(e.to_string()),
+        ),
+        Err(Error::InvalidRequest(why)) => password_page(
+            StatusCode::BAD_REQUEST,
+            false,
+            action,
+            csrf,
+            user.email,
+            Some(why),
+        ),
+        Err(e) => error_page(&e),
+    }
+}

@@ -2871,7 +2871,7 @@ mod people {
     /// A browser: its cookies, kept across requests.
     #[derive(Default, Clone)]
     pub(super) struct Browser {
-        cookies: Vec<(String, String)>,
+        pub(super) cookies: Vec<(String, String)>,
     }
 
     impl Browser {
@@ -3809,6 +3809,166 @@ mod people_security {
             .get(&h.app, &authorize_path(&client, &[("prompt", "none")]))
             .await;
         assert_eq!(query_of(&location(&headers))["error"], "login_required");
+        h.cleanup().await;
+    }
+
+    /// SECURITY 25 and 26: the session cookie's flags, a new session at every sign-in, the
+    /// password change page and an administrator's one-time reset link.
+    #[tokio::test]
+    async fn sessions_password_change_and_reset_links() {
+        let h = harness().await;
+        let user = h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let mut b = Browser::default();
+        let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &[])).await;
+        let line = headers["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            line.starts_with("ims_browser=")
+                && line.contains("Secure")
+                && line.contains("HttpOnly")
+                && line.contains("SameSite=Lax"),
+            "{line}"
+        );
+        let sid = |b: &Browser| {
+            b.cookies
+                .iter()
+                .find(|(k, _)| k == "ims_sid")
+                .map(|(_, v)| v.clone())
+        };
+        sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
+        let first = sid(&b).unwrap();
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&client, &[("prompt", "login")]))
+            .await;
+        let page = location(&headers);
+        let (_, _, html) = b.get(&h.app, &page).await;
+        b.post(
+            &h.app,
+            &page,
+            &[("csrf", &csrf_in(&html)), ("email", "jane@example.com")],
+        )
+        .await;
+        let (_, _, html) = b.get(&h.app, &page).await;
+        let (_, headers, _) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", &csrf_in(&html)), ("password", PASSWORD)],
+            )
+            .await;
+        let set = headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|l| l.starts_with("ims_sid="))
+            .unwrap();
+        assert!(
+            set.contains("Secure") && set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+            "{set}"
+        );
+        assert_ne!(sid(&b).unwrap(), first, "a new session at each sign-in");
+        // The password change page: the current password is checked, then the policy.
+        let (status, _, html) = b.get(&h.app, "/ims/account/password").await;
+        assert_eq!(status, StatusCode::OK);
+        let csrf = csrf_in(&html);
+        let change = |current: &'static str, new: &'static str, confirm: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("current", current.to_owned()),
+                ("password", new.to_owned()),
+                ("confirm", confirm.to_owned()),
+            ]
+        };
+        for (form, status) in [
+            (
+                change("wrong one", "another long passphrase", "another long passphrase"),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                change(PASSWORD, "another long passphrase", "different"),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                change(PASSWORD, "password1", "password1"),
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(b.post(&h.app, "/ims/account/password", &pairs).await.0, status);
+        }
+        let form = change(PASSWORD, "another long passphrase", "another long passphrase");
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, html) = b.post(&h.app, "/ims/account/password", &pairs).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(!b.has("ims_sid"), "every session ended");
+        let (status, _) = sign_in(&h, &mut Browser::default(), &client, "jane@example.com", PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "the old password is gone");
+        // A reset link: policy failures keep it usable, success uses it up.
+        let token = ims_identity::people::password_reset_link(
+            h.store.as_ref(),
+            &user.user_id,
+            &Context::new(Now::system(), "test"),
+        )
+        .await
+        .unwrap();
+        let path = format!("/ims/reset/{}", token.expose());
+        let mut b = Browser::default();
+        let (status, _, html) = b.get(&h.app, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("jane@example.com"));
+        let csrf = csrf_in(&html);
+        assert_eq!(
+            b.post(
+                &h.app,
+                &path,
+                &[
+                    ("csrf", &csrf),
+                    ("password", "qwertyuiop"),
+                    ("confirm", "qwertyuiop")
+                ]
+            )
+            .await
+            .0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            b.post(
+                &h.app,
+                &path,
+                &[
+                    ("csrf", "forged"),
+                    ("password", "a reset passphrase"),
+                    ("confirm", "a reset passphrase")
+                ]
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            b.post(
+                &h.app,
+                &path,
+                &[
+                    ("csrf", &csrf),
+                    ("password", "a reset passphrase"),
+                    ("confirm", "a reset passphrase")
+                ]
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(b.get(&h.app, &path).await.0, StatusCode::BAD_REQUEST, "used up");
+        let (status, _) = sign_in(
+            &h,
+            &mut Browser::default(),
+            &client,
+            "jane@example.com",
+            "a reset passphrase",
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
         h.cleanup().await;
     }
 }

@@ -201,6 +201,65 @@ pub async fn change_user(
     Ok(user)
 }
 
+/// How long an administrator's password reset link works.
+pub const RESET_LINK_SECS: i64 = 24 * 3600;
+
+/// A one-time password reset link for a person (no email is sent: the administrator hands it
+/// over). Returns the token that goes in `/ims/reset/{token}`.
+pub async fn password_reset_link(store: &dyn Store, user_id: &str, ctx: &Context) -> Result<Secret> {
+    let user = store
+        .user(user_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+    if user.identity_type == IdentityType::FederatedId {
+        return Err(Error::invalid_request(
+            "a federated identity has no password here",
+        ));
+    }
+    let token = crate::secret::generate("imspr_");
+    let event = ctx.event(
+        "user.password_reset_link",
+        &user.user_id,
+        "success",
+        json!({"expires_in_secs": RESET_LINK_SECS}),
+    );
+    store
+        .insert_password_reset(
+            &crate::secret::digest_hex(token.expose()),
+            &user.user_id,
+            ctx.now,
+            ctx.now.plus_secs(RESET_LINK_SECS),
+            &event,
+        )
+        .await?;
+    Ok(token)
+}
+
+/// The person a reset link is for, while it works.
+pub async fn reset_link_user(store: &dyn Store, token: &str, ctx: &Context) -> Result<User> {
+    let expired =
+        || Error::NotFound("this link has expired or was used; ask your administrator for a new one".into());
+    let user_id = store
+        .password_reset(&crate::secret::digest_hex(token), ctx.now)
+        .await?
+        .ok_or_else(expired)?;
+    store.user(&user_id).await?.ok_or_else(expired)
+}
+
+/// Sets a new password through a reset link. A password the policy refuses leaves the link
+/// usable; a good one uses it up and ends every session.
+pub async fn reset_password(store: &dyn Store, token: &str, password: Secret, ctx: &Context) -> Result<User> {
+    let user = reset_link_user(store, token, ctx).await?;
+    check_password(&password, &user.email)?;
+    store
+        .take_password_reset(&crate::secret::digest_hex(token), ctx.now)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound("this link has expired or was used; ask your administrator for a new one".into())
+        })?;
+    change_user(store, &user.user_id, UserChange::SetPassword(password), ctx).await
+}
+
 /// What a TOTP enrolment hands to the person, once.
 #[derive(Debug)]
 pub struct TotpEnrolment {

@@ -32,6 +32,19 @@ pub trait UserStore: Send + Sync {
     /// Replaces the user's record (found by id). With `end_sessions`, its browser sessions and
     /// refresh tokens end in the same transaction.
     async fn update_user(&self, user: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()>;
+    /// Stores a one-time password reset link (its digest) with its audit line.
+    async fn insert_password_reset(
+        &self,
+        token_digest: &str,
+        user_id: &str,
+        now: Now,
+        expires_at: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The user a reset link is for, while it is unused and unexpired.
+    async fn password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
+    /// Uses up a reset link: of concurrent calls one gets the user id.
+    async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
 }
 
 /// Failed sign-ins, counted per organisation and lower-cased email.

@@ -103,6 +103,63 @@ impl UserStore for SqlStore {
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
+
+    async fn insert_password_reset(
+        &self,
+        token_digest: &str,
+        user_id: &str,
+        now: Now,
+        expires_at: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query("INSERT INTO password_resets (token_digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_digest)
+            .bind(user_id)
+            .bind(now.millis())
+            .bind(expires_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT user_id FROM password_resets WHERE token_digest = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_digest)
+        .bind(now.millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.map(|r| get(&r, "user_id")).transpose()
+    }
+
+    async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let won = sqlx::query(
+            "UPDATE password_resets SET used_at = $1 WHERE token_digest = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now.millis())
+        .bind(token_digest)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected()
+            == 1;
+        if !won {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT user_id FROM password_resets WHERE token_digest = $1")
+            .bind(token_digest)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(Some(get(&row, "user_id")?))
+    }
 }
 
 #[async_trait]

@@ -464,6 +464,51 @@ impl Ims {
         ))
     }
 
+    /// A signed-in person changes their password: the current one is checked under the lock-out
+    /// rules, the new one against the policy; every session (this one too) and refresh token
+    /// ends.
+    pub async fn change_own_password(
+        &self,
+        session: Option<&str>,
+        current: &Secret,
+        new: crate::secret::Secret,
+        ctx: &Context,
+    ) -> Result<User> {
+        let (user, _) = self
+            .live_session(session, ctx.now)
+            .await?
+            .ok_or_else(|| Error::NotFound("you are not signed in".into()))?;
+        let email_lower = user.email.to_lowercase();
+        let locked = self
+            .store
+            .failures(&user.org_id, &email_lower)
+            .await?
+            .is_some_and(|(_, _, until)| until > ctx.now);
+        let hash = match &user.password_hash {
+            Some(h) => h.clone(),
+            None => crate::password::decoy_hash().await?,
+        };
+        if locked || !crate::password::verify(current, &hash).await? || user.password_hash.is_none() {
+            self.count_failure(
+                &user.org_id,
+                &email_lower,
+                Some(&user),
+                "password_change",
+                locked,
+                ctx,
+            )
+            .await?;
+            return Err(Error::InvalidCredentials);
+        }
+        crate::people::change_user(
+            self.store.as_ref(),
+            &user.user_id,
+            crate::people::UserChange::SetPassword(new),
+            ctx,
+        )
+        .await
+    }
+
     /// Ends the browser session (sign-out).
     pub async fn end_browser_session(&self, session: &str, ctx: &Context) -> Result<()> {
         let digest = secret::digest_hex(session);

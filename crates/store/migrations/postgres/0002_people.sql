@@ -95,3 +95,12 @@ CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
 -- Redirect URIs are part of what nodes cache about a client.
 CREATE TRIGGER client_redirect_uris_changed AFTER INSERT OR UPDATE OR DELETE ON client_redirect_uris
     FOR EACH STATEMENT EXECUTE FUNCTION notify_client_change();
+
+-- One-time password reset links an administrator hands to a person.
+CREATE TABLE password_resets (
+    token_digest TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users(user_id),
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    used_at      BIGINT
+);
