@@ -312,6 +312,150 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     ]));
     assert!(seeded.contains("200 operators added"), "{seeded}");
 
+    // People and their applications, created from the CLI while the IMS runs.
+    let base = upj2["ims_url"].as_str().unwrap().to_owned();
+    let ppw = tmp.path().join("person-pw");
+    std::fs::write(&ppw, "a person's long passphrase\n").unwrap();
+    let person = json_of(&run_ok(ims().args([
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "Ana.Lima@Example.com",
+        "--password-file",
+        ppw.to_str().unwrap(),
+        "--first-name",
+        "Ana",
+        "--json",
+    ])));
+    assert!(
+        person["user_id"].as_str().unwrap().ends_with("@AdobeID"),
+        "{person}"
+    );
+    assert_eq!(person["email"], "Ana.Lima@Example.com");
+    let twice = ims()
+        .args([
+            "user",
+            "create",
+            "--data-dir",
+            d,
+            "--email",
+            "ana.lima@example.com",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        twice.status.code(),
+        Some(2),
+        "an email is unique whatever its case"
+    );
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("exists"));
+    std::fs::write(tmp.path().join("weak"), "password1\n").unwrap();
+    let weak = ims()
+        .args([
+            "user",
+            "create",
+            "--data-dir",
+            d,
+            "--email",
+            "b@example.com",
+            "--password-file",
+        ])
+        .arg(tmp.path().join("weak"))
+        .output()
+        .unwrap();
+    assert_eq!(weak.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("common"),
+        "{}",
+        String::from_utf8_lossy(&weak.stderr)
+    );
+    let web = json_of(&run_ok(ims().args([
+        "client",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "Web app",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--json",
+    ])));
+    assert!(
+        web["client_secret"].as_str().unwrap().starts_with("imscs_"),
+        "{web}"
+    );
+    let spa = json_of(&run_ok(ims().args([
+        "client",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "SPA",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--json",
+    ])));
+    assert!(spa.get("client_secret").is_none(), "{spa}");
+    let bad_uri = ims()
+        .args([
+            "client",
+            "create",
+            "--data-dir",
+            d,
+            "--name",
+            "x",
+            "--redirect-uri",
+            "http://app.example/cb",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad_uri.status.code(),
+        Some(2),
+        "plain http off loopback is refused"
+    );
+    let reset = run_ok(ims().args([
+        "user",
+        "reset-link",
+        "--data-dir",
+        d,
+        "--email",
+        "ana.lima@example.com",
+    ]));
+    assert!(
+        reset.trim().starts_with(&format!("{base}/ims/reset/imspr_")),
+        "{reset}"
+    );
+    // The running IMS knows the new client at once.
+    let no_redirect = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(upj["ca_cert"].as_str().unwrap()).unwrap())
+                .unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = no_redirect
+        .get(format!("{base}/ims/authorize/v2"))
+        .query(&[
+            ("client_id", web["client_id"].as_str().unwrap()),
+            ("redirect_uri", "https://app.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(authorize.status(), 303);
+    assert!(authorize.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ims/signin/"));
+
     // A native operator created from the CLI signs in to the running instance, and the sign-in is
     // recorded as usage evidence.
     let pw = tmp.path().join("pw");
