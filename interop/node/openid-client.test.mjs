@@ -70,7 +70,10 @@ test('a person signs in in Chromium: code + PKCE, ID token, userinfo, refresh, l
   await page.fill('#email', person.email)
   await page.click('button[type=submit]')
   await page.fill('#password', person.password)
-  await Promise.all([page.waitForURL(`${redirectUri}**`), page.click('button[type=submit]')])
+  await page.click('button[type=submit]')
+  // A third-party application: the person allows what it asks, once.
+  assert.match(await page.textContent('main'), /would like to/)
+  await Promise.all([page.waitForURL(`${redirectUri}**`), page.click('button[value=allow]')])
   const tokens = await client.authorizationCodeGrant(config, new URL(page.url()), {
     pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true
   })

@@ -142,7 +142,21 @@ struct SignInPageView {
     stage: &'static str,
     email: String,
     client_name: String,
+    /// The consent page's list: what each requested scope lets the application do.
+    permissions: Vec<&'static str>,
     error: Option<String>,
+}
+
+/// What a scope lets an application do, in words a person reads on the consent page.
+fn permission(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "know who you are",
+        "email" => "see your email address",
+        "profile" => "see your name",
+        "AdobeID" => "see your account type and country",
+        "offline_access" => "keep access while you are away",
+        _ => "use your account for other purposes",
+    }
 }
 
 async fn show(
@@ -162,6 +176,7 @@ async fn show(
                 stage: page.stage.as_str(),
                 email: page.email.unwrap_or_default(),
                 client_name: page.client_name,
+                permissions: page.scopes.iter().map(|s| permission(s)).collect(),
                 error,
             },
         ),
@@ -210,6 +225,8 @@ pub(crate) async fn signin_submit(
     }
     let step = if form.checked("restart") {
         SignInStep::Restart
+    } else if let Some(answer) = form.get("consent") {
+        SignInStep::Consent(answer == "allow")
     } else if let Some(e) = form.get("email") {
         SignInStep::Email(e.to_owned())
     } else if let Some(p) = form.get("password") {
@@ -228,12 +245,24 @@ pub(crate) async fn signin_submit(
         .await;
     };
     let ctx = meta.context("anonymous");
-    match app.ims.sign_in_step(&flow, &browser, step, &ctx).await {
+    let session = cookie(&headers, SESSION_COOKIE);
+    let session_cookie =
+        |s: &Secret| pages::cookie_line(SESSION_COOKIE, s.expose(), "/ims", secure(&app), None);
+    match app
+        .ims
+        .sign_in_step(&flow, &browser, session.as_deref(), step, &ctx)
+        .await
+    {
         Ok(StepOutcome::Next) => see_other(&format!("/ims/signin/{flow}"), vec![]),
-        Ok(StepOutcome::Done { session, redirect }) => {
+        Ok(StepOutcome::Consent { session }) => {
             app.metrics.token_issued("sign_in");
-            let line = pages::cookie_line(SESSION_COOKIE, session.expose(), "/ims", secure(&app), None);
-            see_other(&redirect, vec![line])
+            see_other(&format!("/ims/signin/{flow}"), vec![session_cookie(&session)])
+        }
+        Ok(StepOutcome::Done { session, redirect }) => {
+            if session.is_some() {
+                app.metrics.token_issued("sign_in");
+            }
+            see_other(&redirect, session.iter().map(session_cookie).collect())
         }
         Err(e @ Error::InvalidCredentials) => {
             show(

@@ -2976,6 +2976,10 @@ mod people {
 
         /// A public client (PKCE only) redirecting to [`REDIRECT`].
         pub(super) async fn app_client(&self) -> String {
+            self.people_client(true).await
+        }
+
+        pub(super) async fn people_client(&self, first_party: bool) -> String {
             let (c, secret) = self
                 .creds
                 .create_people_client(
@@ -2989,7 +2993,7 @@ mod people {
                         "profile".into(),
                         "AdobeID".into(),
                     ],
-                    false,
+                    first_party,
                     &Context::new(Now::system(), "test"),
                 )
                 .await
@@ -3969,6 +3973,64 @@ mod people_security {
         )
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
+        h.cleanup().await;
+    }
+
+    /// Third-party applications ask once for what they request; first-party ones never do.
+    #[tokio::test]
+    async fn third_party_applications_ask_for_consent_once() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let third = h.people_client(false).await;
+        let mut b = Browser::default();
+        let (status, page) = sign_in(&h, &mut b, &third, "jane@example.com", PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            page.starts_with("/ims/signin/"),
+            "the consent page, not the client: {page}"
+        );
+        assert!(b.has("ims_sid"), "signed in already");
+        let (_, _, html) = b.get(&h.app, &page).await;
+        assert!(
+            html.contains("Example app") && html.contains("see your email address"),
+            "{html}"
+        );
+        // Denied: back to the client with access_denied.
+        let (_, headers, _) = b
+            .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("consent", "deny")])
+            .await;
+        let q = query_of(&location(&headers));
+        assert_eq!(
+            (q["error"].as_str(), q["state"].as_str()),
+            ("access_denied", "st-1")
+        );
+        // prompt=none cannot ask: consent_required.
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&third, &[("prompt", "none")]))
+            .await;
+        assert_eq!(query_of(&location(&headers))["error"], "consent_required");
+        // Asked again (the session stands, no password), allowed, remembered.
+        let (_, headers, _) = b.get(&h.app, &authorize_path(&third, &[])).await;
+        let page = location(&headers);
+        let (_, _, html) = b.get(&h.app, &page).await;
+        assert!(html.contains(r#"value="allow""#), "{html}");
+        let (_, headers, _) = b
+            .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("consent", "allow")])
+            .await;
+        let code = query_of(&location(&headers))["code"].clone();
+        assert_eq!(redeem(&h, &third, &code).await.0, StatusCode::OK);
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&third, &[("prompt", "none")]))
+            .await;
+        assert!(query_of(&location(&headers)).contains_key("code"), "remembered");
+        // A wider request asks again.
+        let (_, headers, _) = b
+            .get(
+                &h.app,
+                &authorize_path(&third, &[("scope", "openid email AdobeID")]),
+            )
+            .await;
+        assert!(location(&headers).starts_with("/ims/signin/"));
         h.cleanup().await;
     }
 }

@@ -16,6 +16,8 @@ pub enum FlowStage {
     Password,
     /// Password accepted; asking for the one-time code.
     Totp,
+    /// Signed in; asking a third-party application's permissions.
+    Consent,
 }
 
 impl FlowStage {
@@ -24,6 +26,7 @@ impl FlowStage {
             FlowStage::Email => "email",
             FlowStage::Password => "password",
             FlowStage::Totp => "totp",
+            FlowStage::Consent => "consent",
         }
     }
 
@@ -32,6 +35,7 @@ impl FlowStage {
             "email" => Some(FlowStage::Email),
             "password" => Some(FlowStage::Password),
             "totp" => Some(FlowStage::Totp),
+            "consent" => Some(FlowStage::Consent),
             _ => None,
         }
     }

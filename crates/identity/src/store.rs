@@ -73,6 +73,17 @@ pub trait GrantStore: Send + Sync {
     async fn update_flow(&self, flow: &SignInFlow) -> StoreResult<()>;
     async fn delete_flow(&self, flow_digest: &str) -> StoreResult<()>;
 
+    /// Scopes a person allowed a client, if asked before.
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<Vec<String>>>;
+    async fn set_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+
     async fn insert_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
     async fn browser_session(&self, session_digest: &str) -> StoreResult<Option<BrowserSession>>;
     async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()>;

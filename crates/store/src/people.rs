@@ -386,6 +386,40 @@ impl GrantStore for SqlStore {
         Ok(())
     }
 
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<Vec<String>>> {
+        let row = sqlx::query("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        row.map(|r| Ok(words(&get::<String>(&r, "scopes")?))).transpose()
+    }
+
+    async fn set_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query(
+            "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scopes.join(" "))
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
     async fn insert_browser_session(&self, s: &BrowserSession) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO browser_sessions (session_digest, user_id, auth_time, amr, created_at, expires_at)

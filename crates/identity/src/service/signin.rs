@@ -55,6 +55,8 @@ pub struct SignInPage {
     pub stage: FlowStage,
     pub email: Option<String>,
     pub client_name: String,
+    /// What the application asks (shown on the consent page).
+    pub scopes: Vec<String>,
 }
 
 /// One submitted step.
@@ -63,6 +65,8 @@ pub enum SignInStep {
     Email(String),
     Password(Secret),
     Code(String),
+    /// The answer to a third-party application's request: allow or deny.
+    Consent(bool),
     /// Start again with another email.
     Restart,
 }
@@ -72,8 +76,15 @@ pub enum SignInStep {
 pub enum StepOutcome {
     /// Show the flow's next page.
     Next,
-    /// Signed in: set the session cookie, send the browser to the client.
-    Done { session: Secret, redirect: String },
+    /// Signed in: send the browser to the client (setting the new session cookie, when the step
+    /// opened a session).
+    Done {
+        session: Option<Secret>,
+        redirect: String,
+    },
+    /// Signed in, a third-party application's permissions still to ask: set the session cookie
+    /// and show the flow's (consent) page.
+    Consent { session: Secret },
 }
 
 impl Ims {
@@ -121,8 +132,27 @@ impl Ims {
                     .max_age
                     .is_none_or(|age| ctx.now.millis() - s.auth_time.millis() <= age.saturating_mul(1000));
                 if fresh_enough && user.org_id == client.org_id {
-                    let redirect = self.issue_code(&req, &user, &s, ctx).await?;
-                    return Ok(Authorized::Redirect(redirect));
+                    if self.consented(&client, &user, &req).await? {
+                        let redirect = self.issue_code(&req, &user, &s, ctx).await?;
+                        return Ok(Authorized::Redirect(redirect));
+                    }
+                    if req.prompt == Some(Prompt::None) {
+                        return Ok(Authorized::Redirect(oidc::response_uri(
+                            &req.redirect_uri,
+                            &self.settings.issuer,
+                            &[
+                                ("error", "consent_required"),
+                                (
+                                    "error_description",
+                                    "the application's permissions were not granted",
+                                ),
+                            ],
+                            req.state.as_deref(),
+                        )));
+                    }
+                    return self
+                        .start_flow(&req, browser, FlowStage::Consent, Some(&user), ctx)
+                        .await;
                 }
             }
         }
@@ -137,19 +167,41 @@ impl Ims {
                 req.state.as_deref(),
             )));
         }
+        self.start_flow(&req, browser, FlowStage::Email, None, ctx).await
+    }
+
+    /// Opens a sign-in flow for `req`, bound to `browser`, at `stage`.
+    async fn start_flow(
+        &self,
+        req: &AuthorizationRequest,
+        browser: &str,
+        stage: FlowStage,
+        user: Option<&User>,
+        ctx: &Context,
+    ) -> Result<Authorized> {
         let token = secret::generate("imsfl_");
         let flow = SignInFlow {
             flow_digest: secret::digest_hex(token.expose()),
             browser_digest: secret::digest_hex(browser),
-            request: serde_json::to_string(&req).map_err(Error::internal)?,
-            stage: FlowStage::Email,
-            email: req.login_hint.clone(),
-            user_id: None,
+            request: serde_json::to_string(req).map_err(Error::internal)?,
+            stage,
+            email: user.map(|u| u.email.clone()).or_else(|| req.login_hint.clone()),
+            user_id: user.map(|u| u.user_id.clone()),
             created_at: ctx.now,
             expires_at: ctx.now.plus_secs(self.settings.sign_in_flow_secs),
         };
         self.store.insert_flow(&flow).await?;
         Ok(Authorized::SignIn(token))
+    }
+
+    /// Whether the person has allowed everything the request asks (first-party applications
+    /// are not asked).
+    async fn consented(&self, client: &OAuthClient, user: &User, req: &AuthorizationRequest) -> Result<bool> {
+        if client.first_party {
+            return Ok(true);
+        }
+        let granted = self.store.consent(&user.user_id, &client.client_id).await?;
+        Ok(granted.is_some_and(|g| req.scope.iter().all(|s| g.contains(s))))
     }
 
     /// The person behind a browser session cookie, while the session and the person are good.
@@ -208,6 +260,7 @@ impl Ims {
             stage: flow.stage,
             email: flow.email,
             client_name,
+            scopes: req.scope,
         })
     }
 
@@ -216,6 +269,7 @@ impl Ims {
         &self,
         flow_token: &str,
         browser: &str,
+        session: Option<&str>,
         step: SignInStep,
         ctx: &Context,
     ) -> Result<StepOutcome> {
@@ -252,19 +306,25 @@ impl Ims {
                     self.store.update_flow(&flow).await?;
                     return Ok(StepOutcome::Next);
                 }
-                self.finish(&flow, &req, &user, vec!["pwd".into()], ctx).await
+                self.finish(&mut flow, &req, &client, &user, vec!["pwd".into()], ctx)
+                    .await
             }
             (FlowStage::Totp, SignInStep::Code(code)) => {
                 let user_id = flow.user_id.clone().unwrap_or_default();
                 let user = self.check_second_factor(&client, &user_id, &code, ctx).await?;
                 self.finish(
-                    &flow,
+                    &mut flow,
                     &req,
+                    &client,
                     &user,
                     vec!["pwd".into(), "otp".into(), "mfa".into()],
                     ctx,
                 )
                 .await
+            }
+            (FlowStage::Consent, SignInStep::Consent(allow)) => {
+                self.answer_consent(&flow, &req, &client, session, allow, ctx)
+                    .await
             }
             // A form from another stage (back button, second tab): show the current page.
             _ => Ok(StepOutcome::Next),
@@ -394,8 +454,9 @@ impl Ims {
     /// held before), the flow closed, a code for the client.
     async fn finish(
         &self,
-        flow: &SignInFlow,
+        flow: &mut SignInFlow,
         req: &AuthorizationRequest,
+        client: &OAuthClient,
         user: &User,
         amr: Vec<String>,
         ctx: &Context,
@@ -403,7 +464,6 @@ impl Ims {
         self.store
             .clear_failures(&user.org_id, &user.email.to_lowercase())
             .await?;
-        self.store.delete_flow(&flow.flow_digest).await?;
         let token = secret::generate("imsid_");
         let session = BrowserSession {
             session_digest: secret::digest_hex(token.expose()),
@@ -421,9 +481,66 @@ impl Ims {
             json!({"client_id": req.client_id, "amr": session.amr}),
         );
         self.store.append_audit(&event).await?;
+        if !self.consented(client, user, req).await? {
+            flow.stage = FlowStage::Consent;
+            flow.user_id = Some(user.user_id.clone());
+            self.store.update_flow(flow).await?;
+            return Ok(StepOutcome::Consent { session: token });
+        }
+        self.store.delete_flow(&flow.flow_digest).await?;
         let redirect = self.issue_code(req, user, &session, ctx).await?;
         Ok(StepOutcome::Done {
-            session: token,
+            session: Some(token),
+            redirect,
+        })
+    }
+
+    /// The person's answer to a third-party application: remembered when allowed; either way the
+    /// browser goes back to the application (with a code, or `access_denied`).
+    async fn answer_consent(
+        &self,
+        flow: &SignInFlow,
+        req: &AuthorizationRequest,
+        client: &OAuthClient,
+        session: Option<&str>,
+        allow: bool,
+        ctx: &Context,
+    ) -> Result<StepOutcome> {
+        let user_id = flow.user_id.clone().unwrap_or_default();
+        let (user, session) = match self.live_session(session, ctx.now).await? {
+            Some((user, s)) if user.user_id == user_id => (user, s),
+            _ => {
+                return Err(Error::NotFound(
+                    "you are no longer signed in; start again from the application".into(),
+                ))
+            }
+        };
+        self.store.delete_flow(&flow.flow_digest).await?;
+        let details = json!({"client_id": client.client_id, "scopes": req.scope});
+        if !allow {
+            let event = ctx.event("user.consent", &user.user_id, "failure", details);
+            self.store.append_audit(&event).await?;
+            let redirect = oidc::response_uri(
+                &req.redirect_uri,
+                &self.settings.issuer,
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "the person declined"),
+                ],
+                req.state.as_deref(),
+            );
+            return Ok(StepOutcome::Done {
+                session: None,
+                redirect,
+            });
+        }
+        let event = ctx.event("user.consent", &user.user_id, "success", details);
+        self.store
+            .set_consent(&user.user_id, &client.client_id, &req.scope, ctx.now, &event)
+            .await?;
+        let redirect = self.issue_code(req, &user, &session, ctx).await?;
+        Ok(StepOutcome::Done {
+            session: None,
             redirect,
         })
     }

@@ -104,3 +104,12 @@ CREATE TABLE password_resets (
     expires_at   BIGINT NOT NULL,
     used_at      BIGINT
 );
+
+-- What a person allowed a third-party application (first-party ones are not asked).
+CREATE TABLE consents (
+    user_id    TEXT NOT NULL REFERENCES users(user_id),
+    client_id  TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    granted_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);

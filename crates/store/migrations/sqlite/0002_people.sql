@@ -100,3 +100,12 @@ CREATE TABLE password_resets (
     expires_at   INTEGER NOT NULL,
     used_at      INTEGER
 );
+
+-- What a person allowed a third-party application (first-party ones are not asked).
+CREATE TABLE consents (
+    user_id    TEXT NOT NULL REFERENCES users(user_id),
+    client_id  TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
