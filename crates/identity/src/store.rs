@@ -89,6 +89,27 @@ pub trait GrantStore: Send + Sync {
     async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()>;
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// The end of a successful sign-in, in one transaction: the email's failure counter cleared,
+    /// the new browser session and its audit line, and, when the flow is over, the flow closed
+    /// and the client's code stored.
+    async fn complete_sign_in(
+        &self,
+        org_id: &str,
+        email_lower: &str,
+        session: &BrowserSession,
+        audit: &AuditEvent,
+        finished: Option<(&str, &AuthorizationCode)>,
+    ) -> StoreResult<()>;
+    /// What a code's redemption issued, in one transaction: the access token id on the code, the
+    /// first refresh token of the family, the audit line. Returns whether a replay of the code was
+    /// seen meanwhile (then what was issued must be revoked).
+    async fn record_redemption(
+        &self,
+        code_digest: &str,
+        access_token_id: &str,
+        refresh: Option<&RefreshToken>,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
     async fn code(&self, code_digest: &str) -> StoreResult<Option<AuthorizationCode>>;
     async fn mark_code_replayed(&self, code_digest: &str, now: Now) -> StoreResult<()>;
     /// Marks the code consumed unless it already was, atomically: of concurrent calls exactly one
@@ -98,10 +119,7 @@ pub trait GrantStore: Send + Sync {
         code_digest: &str,
         now: Now,
     ) -> StoreResult<Option<(AuthorizationCode, bool)>>;
-    /// Records the access token a redemption issued.
-    async fn set_code_access_token(&self, code_digest: &str, access_token_id: &str) -> StoreResult<()>;
 
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Marks `token_digest` used and stores `next`, in one transaction, if the token is live;
     /// otherwise says what it found. Of concurrent rotations of one token exactly one succeeds.
     async fn rotate_refresh_token(

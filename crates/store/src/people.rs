@@ -334,6 +334,54 @@ where
     Ok(())
 }
 
+async fn insert_code<'c, E>(exec: E, c: &AuthorizationCode) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(&format!(
+        "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ))
+    .bind(&c.code_digest)
+    .bind(&c.client_id)
+    .bind(&c.user_id)
+    .bind(&c.redirect_uri)
+    .bind(c.scope.join(" "))
+    .bind(c.nonce.clone())
+    .bind(&c.code_challenge)
+    .bind(c.auth_time.millis())
+    .bind(c.amr.join(" "))
+    .bind(c.created_at.millis())
+    .bind(c.expires_at.millis())
+    .bind(c.consumed_at.map(Now::millis))
+    .bind(&c.grant_id)
+    .bind(c.access_token_id.clone())
+    .bind(c.replayed_at.map(Now::millis))
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
+async fn insert_session<'c, E>(exec: E, s: &BrowserSession) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO browser_sessions (session_digest, user_id, auth_time, amr, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&s.session_digest)
+    .bind(&s.user_id)
+    .bind(s.auth_time.millis())
+    .bind(s.amr.join(" "))
+    .bind(s.created_at.millis())
+    .bind(s.expires_at.millis())
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl GrantStore for SqlStore {
     async fn insert_flow(&self, f: &SignInFlow) -> StoreResult<()> {
@@ -421,20 +469,7 @@ impl GrantStore for SqlStore {
     }
 
     async fn insert_browser_session(&self, s: &BrowserSession) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO browser_sessions (session_digest, user_id, auth_time, amr, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&s.session_digest)
-        .bind(&s.user_id)
-        .bind(s.auth_time.millis())
-        .bind(s.amr.join(" "))
-        .bind(s.created_at.millis())
-        .bind(s.expires_at.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(())
+        insert_session(&self.pool, s).await
     }
 
     async fn browser_session(&self, session_digest: &str) -> StoreResult<Option<BrowserSession>> {
@@ -469,28 +504,65 @@ impl GrantStore for SqlStore {
     }
 
     async fn insert_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(&c.code_digest)
-        .bind(&c.client_id)
-        .bind(&c.user_id)
-        .bind(&c.redirect_uri)
-        .bind(c.scope.join(" "))
-        .bind(c.nonce.clone())
-        .bind(&c.code_challenge)
-        .bind(c.auth_time.millis())
-        .bind(c.amr.join(" "))
-        .bind(c.created_at.millis())
-        .bind(c.expires_at.millis())
-        .bind(c.consumed_at.map(Now::millis))
-        .bind(&c.grant_id)
-        .bind(c.access_token_id.clone())
-        .bind(c.replayed_at.map(Now::millis))
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(())
+        insert_code(&self.pool, c).await
+    }
+
+    async fn complete_sign_in(
+        &self,
+        org_id: &str,
+        email_lower: &str,
+        s: &BrowserSession,
+        audit: &AuditEvent,
+        finished: Option<(&str, &AuthorizationCode)>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query("DELETE FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2")
+            .bind(org_id)
+            .bind(email_lower)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        insert_session(&mut *tx, s).await?;
+        audit_in(&mut *tx, audit).await?;
+        if let Some((flow_digest, code)) = finished {
+            sqlx::query("DELETE FROM sign_in_flows WHERE flow_digest = $1")
+                .bind(flow_digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            insert_code(&mut *tx, code).await?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn record_redemption(
+        &self,
+        code_digest: &str,
+        access_token_id: &str,
+        refresh: Option<&RefreshToken>,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query("UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2")
+            .bind(access_token_id)
+            .bind(code_digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if let Some(t) = refresh {
+            insert_refresh(&mut *tx, t).await?;
+        }
+        audit_in(&mut *tx, audit).await?;
+        let row = sqlx::query("SELECT replayed_at FROM authorization_codes WHERE code_digest = $1")
+            .bind(code_digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(match row {
+            Some(r) => opt_time(&r, "replayed_at")?.is_some(),
+            None => false,
+        })
     }
 
     async fn code(&self, code_digest: &str) -> StoreResult<Option<AuthorizationCode>> {
@@ -549,20 +621,6 @@ impl GrantStore for SqlStore {
             code.consumed_at = None;
         }
         Ok(Some((code, won)))
-    }
-
-    async fn set_code_access_token(&self, code_digest: &str, access_token_id: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2")
-            .bind(access_token_id)
-            .bind(code_digest)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
-    }
-
-    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
-        insert_refresh(&self.pool, t).await
     }
 
     async fn rotate_refresh_token(

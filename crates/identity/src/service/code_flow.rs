@@ -93,24 +93,16 @@ impl Ims {
                     family_expires_at: ctx.now.plus_secs(self.settings.refresh_token_secs),
                     grant: GrantType::AuthorizationCode,
                 },
-                None,
+                Persist::Redemption(&digest),
                 ctx,
             )
             .await?;
-        self.store
-            .set_code_access_token(&digest, &issued.token_id)
-            .await?;
         // A replay seen while this redemption ran: what it issued is revoked too.
-        if self
-            .store
-            .code(&digest)
-            .await?
-            .is_some_and(|c| c.replayed_at.is_some())
-        {
-            self.revoke_grant(&found.grant_id, Some(&issued.token_id), ctx)
+        if issued.replayed {
+            self.revoke_grant(&found.grant_id, Some(&issued.token.token_id), ctx)
                 .await?;
         }
-        Ok(issued)
+        Ok(issued.token)
     }
 
     /// A second redemption of a code: flags it and revokes what the first one issued (whatever
@@ -167,9 +159,9 @@ impl Ims {
             grant: GrantType::RefreshToken,
         };
         let issued = self
-            .issue_people_tokens(client, &user, grant, Some(&digest), ctx)
+            .issue_people_tokens(client, &user, grant, Persist::Rotation(&digest), ctx)
             .await?;
-        Ok(issued)
+        Ok(issued.token)
     }
 
     /// The person a grant was made for, while it is active and nothing ended its sessions since
@@ -221,9 +213,9 @@ impl Ims {
         client: &OAuthClient,
         user: &User,
         g: PeopleGrant,
-        rotate_from: Option<&str>,
+        persist: Persist<'_>,
         ctx: &Context,
-    ) -> Result<IssuedToken> {
+    ) -> Result<Issued> {
         let now = ctx.now;
         let life = self.settings.people_access_token_secs;
         let token_id = format!("{}_{}", now.millis(), crate::model::uuid_like());
@@ -245,6 +237,7 @@ impl Ims {
             "auth_time": g.auth_time.secs(),
         });
         let access = self.sign_with(&claims, self.settings.signing_alg, now).await?;
+        let mut first_refresh = None;
         let refresh = if client.grant_types.contains(&GrantType::RefreshToken) {
             let value = secret::generate("imsrt_");
             let next = RefreshToken {
@@ -262,8 +255,8 @@ impl Ims {
                 used_at: None,
                 revoked_at: None,
             };
-            match rotate_from {
-                Some(old) => match self.store.rotate_refresh_token(old, &next, now).await? {
+            match persist {
+                Persist::Rotation(old) => match self.store.rotate_refresh_token(old, &next, now).await? {
                     Rotation::Rotated(_) => {}
                     // Lost a race with a concurrent refresh, or replayed: the family ends.
                     Rotation::Spent(t) => {
@@ -272,7 +265,8 @@ impl Ims {
                     }
                     Rotation::Unknown => return Err(Error::InvalidGrant("unknown refresh token".into())),
                 },
-                None => self.store.insert_refresh_token(&next).await?,
+                // Stored with the rest of the redemption, below.
+                Persist::Redemption(_) => first_refresh = Some(next),
             }
             Some(value)
         } else {
@@ -306,16 +300,29 @@ impl Ims {
             "success",
             json!({"grant_type": g.grant.as_str(), "user_id": user.user_id, "token_id": token_id}),
         );
-        self.store.append_audit(&event).await?;
-        Ok(IssuedToken {
-            access_token: Secret::new(access),
-            expires_in: life,
-            scope: g.scope,
-            token_id,
-            client_id: client.client_id.clone(),
-            grant: g.grant,
-            refresh_token: refresh,
-            id_token,
+        let replayed = match persist {
+            Persist::Redemption(code) => {
+                self.store
+                    .record_redemption(code, &token_id, first_refresh.as_ref(), &event)
+                    .await?
+            }
+            Persist::Rotation(_) => {
+                self.store.append_audit(&event).await?;
+                false
+            }
+        };
+        Ok(Issued {
+            token: IssuedToken {
+                access_token: Secret::new(access),
+                expires_in: life,
+                scope: g.scope,
+                token_id,
+                client_id: client.client_id.clone(),
+                grant: g.grant,
+                refresh_token: refresh,
+                id_token,
+            },
+            replayed,
         })
     }
 
@@ -361,6 +368,21 @@ impl Ims {
         }
         claims.get("aud").and_then(Value::as_str).map(str::to_owned)
     }
+}
+
+/// Where the tokens of a people grant are recorded.
+#[derive(Clone, Copy)]
+enum Persist<'a> {
+    /// A code's redemption (its digest): the first refresh token of a new family.
+    Redemption(&'a str),
+    /// A refresh token's rotation (the old token's digest).
+    Rotation(&'a str),
+}
+
+/// Tokens issued, and whether the code was replayed while they were.
+struct Issued {
+    token: IssuedToken,
+    replayed: bool,
 }
 
 /// What a people grant carries into the tokens.

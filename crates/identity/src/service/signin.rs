@@ -461,9 +461,6 @@ impl Ims {
         amr: Vec<String>,
         ctx: &Context,
     ) -> Result<StepOutcome> {
-        self.store
-            .clear_failures(&user.org_id, &user.email.to_lowercase())
-            .await?;
         let token = secret::generate("imsid_");
         let session = BrowserSession {
             session_digest: secret::digest_hex(token.expose()),
@@ -473,25 +470,36 @@ impl Ims {
             created_at: ctx.now,
             expires_at: ctx.now.plus_secs(self.settings.browser_session_secs),
         };
-        self.store.insert_browser_session(&session).await?;
         let event = ctx.event(
             "user.sign_in",
             &user.user_id,
             "success",
             json!({"client_id": req.client_id, "amr": session.amr}),
         );
-        self.store.append_audit(&event).await?;
+        let email_lower = user.email.to_lowercase();
         if !self.consented(client, user, req).await? {
+            self.store
+                .complete_sign_in(&user.org_id, &email_lower, &session, &event, None)
+                .await?;
             flow.stage = FlowStage::Consent;
             flow.user_id = Some(user.user_id.clone());
             self.store.update_flow(flow).await?;
             return Ok(StepOutcome::Consent { session: token });
         }
-        self.store.delete_flow(&flow.flow_digest).await?;
-        let redirect = self.issue_code(req, user, &session, ctx).await?;
+        // The common case in one transaction: it is most of a sign-in's database work.
+        let (code, record) = self.new_code(req, user, &session, ctx);
+        self.store
+            .complete_sign_in(
+                &user.org_id,
+                &email_lower,
+                &session,
+                &event,
+                Some((&flow.flow_digest, &record)),
+            )
+            .await?;
         Ok(StepOutcome::Done {
             session: Some(token),
-            redirect,
+            redirect: self.code_redirect(req, &code),
         })
     }
 
@@ -553,32 +561,48 @@ impl Ims {
         session: &BrowserSession,
         ctx: &Context,
     ) -> Result<String> {
-        let code = secret::generate("imsac_");
-        self.store
-            .insert_code(&AuthorizationCode {
-                code_digest: secret::digest_hex(code.expose()),
-                client_id: req.client_id.clone(),
-                user_id: user.user_id.clone(),
-                redirect_uri: req.redirect_uri.clone(),
-                scope: req.scope.clone(),
-                nonce: req.nonce.clone(),
-                code_challenge: req.code_challenge.clone(),
-                auth_time: session.auth_time,
-                amr: session.amr.clone(),
-                created_at: ctx.now,
-                expires_at: ctx.now.plus_secs(CODE_SECS),
-                consumed_at: None,
-                grant_id: crate::model::uuid_like(),
-                access_token_id: None,
-                replayed_at: None,
-            })
-            .await?;
-        Ok(oidc::response_uri(
+        let (code, record) = self.new_code(req, user, session, ctx);
+        self.store.insert_code(&record).await?;
+        Ok(self.code_redirect(req, &code))
+    }
+
+    /// The redirect that carries a code to the client.
+    fn code_redirect(&self, req: &AuthorizationRequest, code: &Secret) -> String {
+        oidc::response_uri(
             &req.redirect_uri,
             &self.settings.issuer,
             &[("code", code.expose())],
             req.state.as_deref(),
-        ))
+        )
+    }
+
+    /// A new code for `req` and the record it is stored as.
+    fn new_code(
+        &self,
+        req: &AuthorizationRequest,
+        user: &User,
+        session: &BrowserSession,
+        ctx: &Context,
+    ) -> (Secret, AuthorizationCode) {
+        let code = secret::generate("imsac_");
+        let record = AuthorizationCode {
+            code_digest: secret::digest_hex(code.expose()),
+            client_id: req.client_id.clone(),
+            user_id: user.user_id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            scope: req.scope.clone(),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.clone(),
+            auth_time: session.auth_time,
+            amr: session.amr.clone(),
+            created_at: ctx.now,
+            expires_at: ctx.now.plus_secs(CODE_SECS),
+            consumed_at: None,
+            grant_id: crate::model::uuid_like(),
+            access_token_id: None,
+            replayed_at: None,
+        };
+        (code, record)
     }
 
     /// A signed-in person changes their password: the current one is checked under the lock-out
