@@ -4033,4 +4033,38 @@ mod people_security {
         assert!(location(&headers).starts_with("/ims/signin/"));
         h.cleanup().await;
     }
+
+    /// SECURITY 7: max_age forces a new sign-in once the session is older; auth_time says when.
+    #[tokio::test]
+    async fn max_age_forces_a_fresh_sign_in() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let mut b = Browser::default();
+        sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let (_, headers, _) = b
+            .get(&h.app, &authorize_path(&client, &[("max_age", "3600")]))
+            .await;
+        let q = query_of(&location(&headers));
+        let (_, tokens) = redeem(&h, &client, &q["code"]).await;
+        let id = claims(tokens["id_token"].as_str().unwrap());
+        assert!(
+            id["auth_time"].as_i64().unwrap() < id["iat"].as_i64().unwrap(),
+            "the original sign-in time"
+        );
+        let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &[("max_age", "0")])).await;
+        assert!(
+            location(&headers).starts_with("/ims/signin/"),
+            "too old: sign in again"
+        );
+        let (_, headers, _) = b
+            .get(
+                &h.app,
+                &authorize_path(&client, &[("max_age", "0"), ("prompt", "none")]),
+            )
+            .await;
+        assert_eq!(query_of(&location(&headers))["error"], "login_required");
+        h.cleanup().await;
+    }
 }
