@@ -3740,6 +3740,14 @@ mod people_security {
             claims(tokens["id_token"].as_str().unwrap())["amr"],
             json!(["pwd", "otp", "mfa"])
         );
+        // The same one-time code is accepted once.
+        let mut again = Browser::default();
+        let (_, page) = sign_in(&h, &mut again, &client, "jane@example.com", PASSWORD).await;
+        let (_, _, html) = again.get(&h.app, &page).await;
+        let (status, _, _) = again
+            .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("code", &code)])
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a replayed one-time code");
         // A recovery code works once.
         let recovery = e.recovery_codes[0].expose().to_owned();
         for expected in [StatusCode::SEE_OTHER, StatusCode::UNAUTHORIZED] {

@@ -293,6 +293,8 @@ pub struct User {
     pub country: Option<String>,
     /// The TOTP secret sealed under the master key, when enrolled.
     pub totp_sealed: Option<String>,
+    /// The time step of the last one-time code accepted (RFC 6238 section 5.2: once only).
+    pub totp_last_step: i64,
     /// Digests of the recovery codes not used yet.
     pub recovery_codes: Vec<String>,
     /// Browser sessions and refresh tokens issued before this time are void.
@@ -316,6 +318,7 @@ impl User {
             status: UserStatus::Active,
             country: None,
             totp_sealed: None,
+            totp_last_step: 0,
             recovery_codes: Vec::new(),
             sessions_valid_after: Now::from_millis(0),
             updated_at: now,

@@ -28,15 +28,22 @@ pub fn code_at(key: &[u8], step: i64) -> String {
     format!("{:0width$}", bin % 10u32.pow(DIGITS), width = DIGITS as usize)
 }
 
-/// Whether `code` is the code of the current step or of the one before or after it.
-pub fn verify(key: &[u8], code: &str, now: Now) -> bool {
+/// The step whose code `code` is, among the current one and the one before or after it, if it
+/// is later than `last_used` (a code is accepted once, RFC 6238 section 5.2).
+pub fn verify(key: &[u8], code: &str, now: Now, last_used: i64) -> Option<i64> {
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     let step = now.secs().div_euclid(STEP_SECS);
-    [step - 1, step, step + 1]
-        .iter()
-        .fold(false, |acc, s| secret::equal_ct(&code_at(key, *s), code) | acc)
+    // Every candidate is computed and compared, whichever matches.
+    [step - 1, step, step + 1].iter().fold(None, |found, s| {
+        let hit = secret::equal_ct(&code_at(key, *s), code) && *s > last_used;
+        if hit {
+            Some(*s)
+        } else {
+            found
+        }
+    })
 }
 
 /// RFC 4648 base32 without padding, as authenticator apps take secrets.
@@ -130,17 +137,20 @@ mod tests {
             assert_eq!(code_at(key, t / STEP_SECS), code, "t={t}");
         }
         let now = Now::from_millis(59_000);
-        assert!(verify(key, "287082", now));
-        assert!(
-            verify(key, "287082", Now::from_millis(59_000 + 30_000)),
+        assert_eq!(verify(key, "287082", now, 0), Some(1));
+        assert_eq!(
+            verify(key, "287082", Now::from_millis(59_000 + 30_000), 0),
+            Some(1),
             "one step late"
         );
-        assert!(
-            !verify(key, "287082", Now::from_millis(59_000 + 90_000)),
+        assert_eq!(
+            verify(key, "287082", Now::from_millis(59_000 + 90_000), 0),
+            None,
             "three steps late"
         );
-        assert!(!verify(key, "28708", now));
-        assert!(!verify(key, "28708a", now));
+        assert_eq!(verify(key, "287082", now, 1), None, "used once already");
+        assert_eq!(verify(key, "28708", now, 0), None);
+        assert_eq!(verify(key, "28708a", now, 0), None);
     }
 
     #[test]

@@ -354,7 +354,8 @@ fn org_from(row: &AnyRow) -> StoreResult<Organization> {
 }
 
 pub(crate) const USER_COLUMNS: &str = "user_id, org_id, email, first_name, last_name, password_hash, system_admin, \
-     created_at, identity_type, status, country, totp_sealed, recovery_codes, sessions_valid_after, updated_at";
+     created_at, identity_type, status, country, totp_sealed, recovery_codes, sessions_valid_after, updated_at, \
+     totp_last_step";
 
 pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
     let identity: String = get(row, "identity_type")?;
@@ -374,6 +375,7 @@ pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
             .ok_or_else(|| StoreError::Backend(format!("unknown user status {status:?}")))?,
         country: get(row, "country")?,
         totp_sealed: get(row, "totp_sealed")?,
+        totp_last_step: get(row, "totp_last_step")?,
         recovery_codes: words(&get::<String>(row, "recovery_codes")?),
         sessions_valid_after: Now::from_millis(get(row, "sessions_valid_after")?),
         updated_at: Now::from_millis(get(row, "updated_at")?),
@@ -387,7 +389,7 @@ where
 {
     sqlx::query(&format!(
         "INSERT INTO users ({USER_COLUMNS}, email_lower)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(&u.user_id)
     .bind(&u.org_id)
@@ -404,6 +406,7 @@ where
     .bind(u.recovery_codes.join(" "))
     .bind(u.sessions_valid_after.millis())
     .bind(u.updated_at.millis())
+    .bind(u.totp_last_step)
     .bind(u.email.to_lowercase())
     .execute(exec)
     .await

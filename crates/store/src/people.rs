@@ -60,7 +60,7 @@ impl UserStore for SqlStore {
         let done = sqlx::query(
             "UPDATE users SET email = $1, email_lower = $2, first_name = $3, last_name = $4, password_hash = $5,
              system_admin = $6, identity_type = $7, status = $8, country = $9, totp_sealed = $10,
-             recovery_codes = $11, sessions_valid_after = $12, updated_at = $13 WHERE user_id = $14",
+             recovery_codes = $11, sessions_valid_after = $12, updated_at = $13, totp_last_step = $14 WHERE user_id = $15",
         )
         .bind(&u.email)
         .bind(u.email.to_lowercase())
@@ -75,6 +75,7 @@ impl UserStore for SqlStore {
         .bind(u.recovery_codes.join(" "))
         .bind(u.sessions_valid_after.millis())
         .bind(u.updated_at.millis())
+        .bind(u.totp_last_step)
         .bind(&u.user_id)
         .execute(&mut *tx)
         .await

@@ -392,31 +392,36 @@ impl Ims {
             .await?
             .is_some_and(|(_, _, until)| until > ctx.now);
         let code = code.trim().replace(' ', "");
-        let totp_ok = match &user.totp_sealed {
+        let step = match &user.totp_sealed {
             Some(sealed) => {
                 let key = self
                     .master
                     .open(&crate::totp::seal_label(&user.user_id), sealed)?;
-                crate::totp::verify(&key, &code, ctx.now)
+                crate::totp::verify(&key, &code, ctx.now, user.totp_last_step)
             }
-            None => false,
+            None => None,
         };
+        let totp_ok = step.is_some();
         let recovery = !totp_ok && crate::totp::take_recovery_code(&mut user.recovery_codes, &code);
         if locked || !(totp_ok || recovery) {
             self.count_failure(&client.org_id, &email_lower, Some(&user), "totp", locked, ctx)
                 .await?;
             return Err(Error::InvalidCredentials);
         }
-        if recovery {
-            user.updated_at = ctx.now;
-            let event = ctx.event(
+        let event = match step {
+            Some(s) => {
+                user.totp_last_step = s;
+                ctx.event("user.totp", &user.user_id, "success", json!({}))
+            }
+            None => ctx.event(
                 "user.recovery_code",
                 &user.user_id,
                 "success",
                 json!({"left": user.recovery_codes.len()}),
-            );
-            self.store.update_user(&user, false, &event).await?;
-        }
+            ),
+        };
+        user.updated_at = ctx.now;
+        self.store.update_user(&user, false, &event).await?;
         Ok(user)
     }
 

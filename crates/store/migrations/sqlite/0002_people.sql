@@ -8,6 +8,8 @@ ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
 ALTER TABLE users ADD COLUMN country TEXT;
 ALTER TABLE users ADD COLUMN totp_sealed TEXT;
 ALTER TABLE users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '';
+-- The last one-time code's time step: a code is accepted once.
+ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN sessions_valid_after INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
 
