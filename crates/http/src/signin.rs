@@ -332,7 +332,7 @@ pub(crate) async fn logout(
     let param = |name: &str| params.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
     let target = param("post_logout_redirect_uri").or_else(|| param("redirect_uri"));
     let hint = param("id_token_hint");
-    let redirect = match app
+    let checked = match app
         .ims
         .post_logout_redirect(
             hint.as_deref(),
@@ -345,12 +345,23 @@ pub(crate) async fn logout(
         Ok(r) => r,
         Err(e) => return error_page(&e),
     };
+    let redirect = checked.redirect.clone();
+    let session = cookie(&headers, SESSION_COOKIE);
+    let signed_in = match app.ims.live_session(session.as_deref(), meta.now).await {
+        Ok(s) => s.map(|(user, _)| user.user_id),
+        Err(e) => return error_page(&e),
+    };
     let confirmed = method == Method::POST
         && secret::equal_ct(
             params.get("csrf").unwrap_or_default(),
             &csrf_for("logout", "", &browser),
         );
-    let hinted = hint.is_some() && redirect.is_some();
+    // Without the form, only an ID token of the very person signed in ends the session (a link
+    // alone cannot sign anyone out); with nobody signed in there is nothing to end.
+    let hinted = match &signed_in {
+        Some(user) => checked.hint_subject.as_deref() == Some(user.as_str()),
+        None => true,
+    };
     if !confirmed && !hinted {
         let mut resp = render(
             StatusCode::OK,
@@ -366,7 +377,7 @@ pub(crate) async fn logout(
         }
         return resp;
     }
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(session) = session {
         if let Err(e) = app
             .ims
             .end_browser_session(&session, &meta.context("anonymous"))

@@ -3169,6 +3169,7 @@ mod people_security {
     use ims_identity::store::ThrottleStore as _;
 
     use super::people::claims;
+    use ims_identity::service::FREE_FAILURES;
 
     fn ctx_at(offset_secs: i64) -> Context {
         Context::new(Now::system().plus_secs(offset_secs), "test")
@@ -3650,16 +3651,58 @@ mod people_security {
             answers[0].clone(),
             "locked: the right password gets the same answer"
         );
-        // The sixth failure doubles the lock.
-        let (failures, _, until) = h
+        // An attempt refused by the lock changes nothing.
+        let (failures, _, still) = h
             .store
             .failures(&h.org_id, "jane@example.com")
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(failures, 6);
-        assert!(until.millis() - Now::system().millis() > 55_000);
+        assert_eq!((failures, still), (5, until));
         h.cleanup().await;
+    }
+
+    /// Attempts are counted before the password is checked, in one statement: a burst of
+    /// concurrent guesses gets exactly five verifications before the lock, on both backends.
+    #[tokio::test]
+    async fn concurrent_guesses_are_let_in_five_at_a_time() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some(h) = harness_on(db, Algorithm::ES256).await else {
+                continue;
+            };
+            let client = h.app_client().await;
+            let mut tasks = Vec::new();
+            for _ in 0..20 {
+                let mut b = Browser::default();
+                let app = h.app.clone();
+                let path = authorize_path(&client, &[]);
+                tasks.push(tokio::spawn(async move {
+                    let (_, headers, _) = b.get(&app, &path).await;
+                    let page = location(&headers);
+                    let (_, _, html) = b.get(&app, &page).await;
+                    b.post(
+                        &app,
+                        &page,
+                        &[("csrf", &csrf_in(&html)), ("email", "burst@example.com")],
+                    )
+                    .await;
+                    b.post(&app, &page, &[("csrf", &csrf_in(&html)), ("password", "a guess")])
+                        .await
+                        .0
+                }));
+            }
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
+            }
+            let (failures, _, _) = h
+                .store
+                .failures(&h.org_id, "burst@example.com")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(failures, FREE_FAILURES, "only five attempts were let in");
+            h.cleanup().await;
+        }
     }
 
     /// SECURITY 23, timing: an unknown email and a wrong password both cost one Argon2id
@@ -3794,6 +3837,25 @@ mod people_security {
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("Sign out?"));
         assert!(b.has("ims_sid"));
+        // A link naming the client but no valid ID token of this person signs nobody out.
+        h.person("mallory@example.com").await;
+        let mut mallory = Browser::default();
+        let (_, to) = sign_in(&h, &mut mallory, &client, "mallory@example.com", PASSWORD).await;
+        let (_, theirs) = redeem(&h, &client, &query_of(&to)["code"]).await;
+        for hint in ["garbage", theirs["id_token"].as_str().unwrap()] {
+            let path = format!(
+                "/ims/logout/v1?{}",
+                encode(&[
+                    ("id_token_hint", hint),
+                    ("client_id", client.as_str()),
+                    ("post_logout_redirect_uri", REDIRECT)
+                ])
+            );
+            let (status, _, html) = b.get(&h.app, &path).await;
+            assert_eq!(status, StatusCode::OK, "a confirmation page");
+            assert!(html.contains("Sign out?"));
+            assert!(b.has("ims_sid"), "still signed in");
+        }
         // An unregistered post-logout URI is not followed.
         let path = format!(
             "/ims/logout/v1?{}",

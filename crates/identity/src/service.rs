@@ -19,7 +19,7 @@ mod code_flow;
 mod signin;
 
 pub use code_flow::UserInfo;
-pub use signin::{Authorized, SignInPage, SignInStep, StepOutcome};
+pub use signin::{Authorized, PostLogout, SignInPage, SignInStep, StepOutcome, FREE_FAILURES};
 
 /// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.
 pub const AUTHORITY: &str = "ims-na1";

@@ -43,6 +43,17 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<()>;
     /// The user a reset link is for, while it is unused and unexpired.
     async fn password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
+    /// Records the use of a second factor unless it was used meanwhile: the one-time code's time
+    /// step (only if later than the stored one) or the remaining recovery codes (only if they are
+    /// still `before`). Returns whether it was recorded.
+    async fn use_second_factor(
+        &self,
+        user_id: &str,
+        totp_step: Option<i64>,
+        recovery: Option<(&[String], &[String])>,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Uses up a reset link: of concurrent calls one gets the user id.
     async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
 }
@@ -50,16 +61,20 @@ pub trait UserStore: Send + Sync {
 /// Failed sign-ins, counted per organisation and lower-cased email.
 #[async_trait]
 pub trait ThrottleStore: Send + Sync {
-    /// Counts one more failure (starting over when the last one is older than `reset_secs`) and
-    /// returns the count and the lock already in force.
-    async fn add_failure(
+    /// Lets one sign-in attempt in unless a lock is in force, in one statement, so that
+    /// concurrent attempts are decided one at a time. An admitted attempt counts as a failure
+    /// until a success clears the counter, and locks for `lock_ms[count - 1]` from now (the last
+    /// entry beyond); a refused one changes nothing. A counter starts over after `reset_secs`
+    /// without attempts. Returns whether this attempt (`attempt_id`) was let in, and the count.
+    async fn admit_attempt(
         &self,
         org_id: &str,
         email_lower: &str,
         now: Now,
         reset_secs: i64,
-    ) -> StoreResult<(u32, Now)>;
-    async fn set_lock(&self, org_id: &str, email_lower: &str, until: Now) -> StoreResult<()>;
+        lock_ms: &[i64],
+        attempt_id: &str,
+    ) -> StoreResult<(bool, u32)>;
     /// Failures so far and the lock in force, if any failures are recorded.
     async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>>;
     async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()>;

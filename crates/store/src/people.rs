@@ -138,6 +138,51 @@ impl UserStore for SqlStore {
         row.map(|r| get(&r, "user_id")).transpose()
     }
 
+    async fn use_second_factor(
+        &self,
+        user_id: &str,
+        totp_step: Option<i64>,
+        recovery: Option<(&[String], &[String])>,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut done = true;
+        if let Some(step) = totp_step {
+            done &= sqlx::query(
+                "UPDATE users SET totp_last_step = $1, updated_at = $2 WHERE user_id = $3 AND totp_last_step < $1",
+            )
+            .bind(step)
+            .bind(now.millis())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected()
+                == 1;
+        }
+        if let Some((before, after)) = recovery {
+            done &= sqlx::query(
+                "UPDATE users SET recovery_codes = $1, updated_at = $2 WHERE user_id = $3 AND recovery_codes = $4",
+            )
+            .bind(after.join(" "))
+            .bind(now.millis())
+            .bind(user_id)
+            .bind(before.join(" "))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected()
+                == 1;
+        }
+        if !done {
+            return Ok(false);
+        }
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+
     async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         let won = sqlx::query(
@@ -165,33 +210,52 @@ impl UserStore for SqlStore {
 
 #[async_trait]
 impl ThrottleStore for SqlStore {
-    async fn add_failure(
+    async fn admit_attempt(
         &self,
         org_id: &str,
         email_lower: &str,
         now: Now,
         reset_secs: i64,
-    ) -> StoreResult<(u32, Now)> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        // Start over when the previous failure is older than the reset period.
-        let stale = now.millis().saturating_sub(reset_secs.saturating_mul(1000));
-        sqlx::query(
-            "INSERT INTO sign_in_failures (org_id, email_lower, failures, last_failure, locked_until)
-             VALUES ($1, $2, 1, $3, 0)
+        lock_ms: &[i64],
+        attempt_id: &str,
+    ) -> StoreResult<(bool, u32)> {
+        // The lock an attempt that brings the count to n sets, as a CASE over numbers of ours.
+        let mut lock = String::from("CASE sign_in_failures.failures + 1");
+        for (i, ms) in lock_ms.iter().enumerate() {
+            lock.push_str(&format!(" WHEN {} THEN {ms}", i + 1));
+        }
+        lock.push_str(&format!(" ELSE {} END", lock_ms.last().copied().unwrap_or(0)));
+        let first = lock_ms.first().copied().unwrap_or(0);
+        // $3 now, $4 the oldest last attempt that still counts, $5 this attempt. Every right-hand
+        // side reads the row as it was: stale counters start over, a lock in force refuses and
+        // changes nothing, otherwise the attempt counts and sets its lock.
+        let sql = format!(
+            "INSERT INTO sign_in_failures (org_id, email_lower, failures, last_failure, locked_until, admitted)
+             VALUES ($1, $2, 1, $3, $3 + {first}, $5)
              ON CONFLICT (org_id, email_lower) DO UPDATE SET
-               failures = CASE WHEN sign_in_failures.last_failure < $4 THEN 1 ELSE sign_in_failures.failures + 1 END,
-               locked_until = CASE WHEN sign_in_failures.last_failure < $4 THEN 0 ELSE sign_in_failures.locked_until END,
-               last_failure = $3",
-        )
-        .bind(org_id)
-        .bind(email_lower)
-        .bind(now.millis())
-        .bind(stale)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
+               failures = CASE WHEN sign_in_failures.last_failure < $4 THEN 1
+                               WHEN sign_in_failures.locked_until > $3 THEN sign_in_failures.failures
+                               ELSE sign_in_failures.failures + 1 END,
+               locked_until = CASE WHEN sign_in_failures.last_failure < $4 THEN $3 + {first}
+                                   WHEN sign_in_failures.locked_until > $3 THEN sign_in_failures.locked_until
+                                   ELSE $3 + ({lock}) END,
+               admitted = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
+                               THEN sign_in_failures.admitted ELSE $5 END,
+               last_failure = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
+                                   THEN sign_in_failures.last_failure ELSE $3 END"
+        );
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query(&sql)
+            .bind(org_id)
+            .bind(email_lower)
+            .bind(now.millis())
+            .bind(now.millis().saturating_sub(reset_secs.saturating_mul(1000)))
+            .bind(attempt_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
         let row = sqlx::query(
-            "SELECT failures, locked_until FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2",
+            "SELECT failures, admitted FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2",
         )
         .bind(org_id)
         .bind(email_lower)
@@ -200,18 +264,8 @@ impl ThrottleStore for SqlStore {
         .map_err(backend_error)?;
         tx.commit().await.map_err(backend_error)?;
         let n: i64 = get(&row, "failures")?;
-        Ok((u32::try_from(n).unwrap_or(u32::MAX), time(&row, "locked_until")?))
-    }
-
-    async fn set_lock(&self, org_id: &str, email_lower: &str, until: Now) -> StoreResult<()> {
-        sqlx::query("UPDATE sign_in_failures SET locked_until = $1 WHERE org_id = $2 AND email_lower = $3")
-            .bind(until.millis())
-            .bind(org_id)
-            .bind(email_lower)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+        let admitted: String = get(&row, "admitted")?;
+        Ok((admitted == attempt_id, u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
     async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>> {

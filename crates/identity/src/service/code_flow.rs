@@ -353,7 +353,8 @@ impl Ims {
     }
 
     /// The client an ID token (possibly expired) was issued to, when its signature is ours.
-    pub(super) async fn id_token_client(&self, token: &str, now: Now) -> Option<String> {
+    /// The client (audience) and person (subject) of one of our ID tokens, possibly expired.
+    pub(super) async fn id_token_parties(&self, token: &str, now: Now) -> Option<(String, String)> {
         let ring = self.ring(now).await.ok()?;
         // Verified as of its own issue time: an expired hint still names its audience.
         let iat = jose::parse(token).ok()?.claims.get("iat")?.as_i64()?;
@@ -366,7 +367,9 @@ impl Ims {
         if claims.get("type").and_then(Value::as_str) != Some("id_token") {
             return None;
         }
-        claims.get("aud").and_then(Value::as_str).map(str::to_owned)
+        let aud = claims.get("aud").and_then(Value::as_str)?;
+        let sub = claims.get("sub").and_then(Value::as_str)?;
+        Some((aud.to_owned(), sub.to_owned()))
     }
 }
 

@@ -3,11 +3,13 @@
 //! started it; failures counted per organisation and email with growing lock-outs; an IMS browser
 //! session at the end, so the next client signs in without a prompt.
 //!
-//! Lock-out numbers (SECURITY.md 24): failures are counted per organisation and lower-cased
-//! email (case variants share one counter, unknown emails are counted like known ones), and start
-//! over after [`FAILURE_RESET_SECS`] without a failure. From the [`FREE_FAILURES`]th failure on,
-//! sign-in is locked for 30 s, doubling with each further failure up to [`MAX_LOCK_SECS`]. While
-//! locked, even the right password is refused, with the same answer as a wrong one.
+//! Lock-out numbers (SECURITY.md 24): attempts are counted per organisation and lower-cased
+//! email (case variants share one counter, unknown emails are counted like known ones) before the
+//! password or code is checked, so that concurrent attempts cannot slip past the count; a success
+//! clears the counter, and it starts over after [`FAILURE_RESET_SECS`] without an attempt. From
+//! the [`FREE_FAILURES`]th failure on, sign-in is locked for 30 s, doubling with each further
+//! failure up to [`MAX_LOCK_SECS`]. While locked, even the right password is refused, with the
+//! same answer as a wrong one, and the refused attempt changes nothing.
 
 use serde_json::json;
 
@@ -36,6 +38,16 @@ pub fn lock_secs(failures: u32) -> i64 {
     }
     let doublings = (failures - FREE_FAILURES).min(16);
     FIRST_LOCK_SECS.saturating_mul(1 << doublings).min(MAX_LOCK_SECS)
+}
+
+/// What an RP-initiated logout request names, once checked.
+#[derive(Debug, Clone)]
+pub struct PostLogout {
+    /// Where to send the browser afterwards: a registered redirect URI of the client.
+    pub redirect: Option<String>,
+    /// The person a verified ID token hint was issued to: only that person's session ends
+    /// without asking.
+    pub hint_subject: Option<String>,
 }
 
 /// What the authorization endpoint answers.
@@ -342,11 +354,7 @@ impl Ims {
     ) -> Result<User> {
         let org = &client.org_id;
         let email_lower = email.to_lowercase();
-        let locked = self
-            .store
-            .failures(org, &email_lower)
-            .await?
-            .is_some_and(|(_, _, until)| until > ctx.now);
+        let (admitted, failures) = self.admit(org, &email_lower, ctx).await?;
         let user = self.store.user_by_email(org, email).await?;
         let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
             Some(h) => h,
@@ -356,14 +364,14 @@ impl Ims {
         let user = match user {
             Some(u)
                 if matches
-                    && !locked
+                    && admitted
                     && u.status == UserStatus::Active
                     && u.identity_type != IdentityType::FederatedId =>
             {
                 u
             }
             other => {
-                self.count_failure(org, &email_lower, other.as_ref(), "password", locked, ctx)
+                self.refused(&email_lower, other.as_ref(), "password", failures, admitted, ctx)
                     .await?;
                 return Err(Error::InvalidCredentials);
             }
@@ -379,18 +387,14 @@ impl Ims {
         code: &str,
         ctx: &Context,
     ) -> Result<User> {
-        let mut user = self
+        let user = self
             .store
             .user(user_id)
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(Error::InvalidCredentials)?;
         let email_lower = user.email.to_lowercase();
-        let locked = self
-            .store
-            .failures(&client.org_id, &email_lower)
-            .await?
-            .is_some_and(|(_, _, until)| until > ctx.now);
+        let (admitted, failures) = self.admit(&client.org_id, &email_lower, ctx).await?;
         let code = code.trim().replace(' ', "");
         let step = match &user.totp_sealed {
             Some(sealed) => {
@@ -401,55 +405,62 @@ impl Ims {
             }
             None => None,
         };
-        let totp_ok = step.is_some();
-        let recovery = !totp_ok && crate::totp::take_recovery_code(&mut user.recovery_codes, &code);
-        if locked || !(totp_ok || recovery) {
-            self.count_failure(&client.org_id, &email_lower, Some(&user), "totp", locked, ctx)
+        let mut left = user.recovery_codes.clone();
+        let recovery = step.is_none() && crate::totp::take_recovery_code(&mut left, &code);
+        // Recorded with conditional updates: a code used meanwhile (a concurrent submission)
+        // does not count twice, and nothing else of the person is rewritten.
+        let recorded = if admitted && (step.is_some() || recovery) {
+            let event = match step {
+                Some(_) => ctx.event("user.totp", &user.user_id, "success", json!({})),
+                None => ctx.event(
+                    "user.recovery_code",
+                    &user.user_id,
+                    "success",
+                    json!({"left": left.len()}),
+                ),
+            };
+            let codes = recovery.then_some((user.recovery_codes.as_slice(), left.as_slice()));
+            self.store
+                .use_second_factor(&user.user_id, step, codes, ctx.now, &event)
+                .await?
+        } else {
+            false
+        };
+        if !recorded {
+            self.refused(&email_lower, Some(&user), "totp", failures, admitted, ctx)
                 .await?;
             return Err(Error::InvalidCredentials);
         }
-        let event = match step {
-            Some(s) => {
-                user.totp_last_step = s;
-                ctx.event("user.totp", &user.user_id, "success", json!({}))
-            }
-            None => ctx.event(
-                "user.recovery_code",
-                &user.user_id,
-                "success",
-                json!({"left": user.recovery_codes.len()}),
-            ),
-        };
-        user.updated_at = ctx.now;
-        self.store.update_user(&user, false, &event).await?;
         Ok(user)
     }
 
-    /// Counts a failure, locks when the count calls for it, and audits it.
-    async fn count_failure(
+    /// Lets one attempt in unless a lock is in force (see the module's lock-out numbers).
+    async fn admit(&self, org: &str, email_lower: &str, ctx: &Context) -> Result<(bool, u32)> {
+        let schedule: Vec<i64> = (1..=FREE_FAILURES + 6)
+            .map(|n| lock_secs(n).saturating_mul(1000))
+            .collect();
+        let attempt = crate::model::uuid_like();
+        Ok(self
+            .store
+            .admit_attempt(org, email_lower, ctx.now, FAILURE_RESET_SECS, &schedule, &attempt)
+            .await?)
+    }
+
+    /// Audits a refused attempt (the attempt was counted when it was let in).
+    async fn refused(
         &self,
-        org: &str,
         email_lower: &str,
         user: Option<&User>,
         factor: &str,
-        was_locked: bool,
+        failures: u32,
+        admitted: bool,
         ctx: &Context,
     ) -> Result<()> {
-        let (failures, _) = self
-            .store
-            .add_failure(org, email_lower, ctx.now, FAILURE_RESET_SECS)
-            .await?;
-        let lock = lock_secs(failures);
-        if lock > 0 {
-            self.store
-                .set_lock(org, email_lower, ctx.now.plus_secs(lock))
-                .await?;
-        }
         let event = ctx.event(
             "user.sign_in",
             user.map_or(email_lower, |u| u.user_id.as_str()),
             "failure",
-            json!({"factor": factor, "failures": failures, "locked_for_secs": lock, "was_locked": was_locked}),
+            json!({"factor": factor, "failures": failures, "locked_for_secs": lock_secs(failures), "was_locked": !admitted}),
         );
         self.store.append_audit(&event).await?;
         Ok(())
@@ -625,27 +636,24 @@ impl Ims {
             .await?
             .ok_or_else(|| Error::NotFound("you are not signed in".into()))?;
         let email_lower = user.email.to_lowercase();
-        let locked = self
-            .store
-            .failures(&user.org_id, &email_lower)
-            .await?
-            .is_some_and(|(_, _, until)| until > ctx.now);
+        let (admitted, failures) = self.admit(&user.org_id, &email_lower, ctx).await?;
         let hash = match &user.password_hash {
             Some(h) => h.clone(),
             None => crate::password::decoy_hash().await?,
         };
-        if locked || !crate::password::verify(current, &hash).await? || user.password_hash.is_none() {
-            self.count_failure(
-                &user.org_id,
+        if !admitted || !crate::password::verify(current, &hash).await? || user.password_hash.is_none() {
+            self.refused(
                 &email_lower,
                 Some(&user),
                 "password_change",
-                locked,
+                failures,
+                admitted,
                 ctx,
             )
             .await?;
             return Err(Error::InvalidCredentials);
         }
+        self.store.clear_failures(&user.org_id, &email_lower).await?;
         crate::people::change_user(
             self.store.as_ref(),
             &user.user_id,
@@ -674,25 +682,30 @@ impl Ims {
         client_id: Option<&str>,
         uri: Option<&str>,
         now: Now,
-    ) -> Result<Option<String>> {
-        let Some(uri) = uri.filter(|u| !u.is_empty()) else {
-            return Ok(None);
-        };
+    ) -> Result<PostLogout> {
         let hinted = match id_token_hint.filter(|h| !h.is_empty()) {
-            // An expired ID token still names its client; its signature must hold.
-            Some(hint) => self.id_token_client(hint, now).await,
+            // An expired ID token still names its client and person; its signature must hold.
+            Some(hint) => self.id_token_parties(hint, now).await,
             None => None,
         };
-        let Some(client_id) = hinted.as_deref().or(client_id) else {
-            return Ok(None);
+        let hint_subject = hinted.as_ref().map(|(_, sub)| sub.clone());
+        let client_id = hinted.as_ref().map(|(aud, _)| aud.as_str()).or(client_id);
+        let redirect = match (uri.filter(|u| !u.is_empty()), client_id) {
+            (Some(uri), Some(client_id)) => self
+                .client_entry(client_id)
+                .await?
+                .map(|e| e.0.clone())
+                .filter(|c| {
+                    c.client_type != ClientType::TechnicalAccount
+                        && oidc::redirect_uri_matches(&c.redirect_uris, uri)
+                })
+                .map(|_| uri.to_owned()),
+            _ => None,
         };
-        let client = self.client_entry(client_id).await?.map(|e| e.0.clone());
-        Ok(client
-            .filter(|c| {
-                c.client_type != ClientType::TechnicalAccount
-                    && oidc::redirect_uri_matches(&c.redirect_uris, uri)
-            })
-            .map(|_| uri.to_owned()))
+        Ok(PostLogout {
+            redirect,
+            hint_subject,
+        })
     }
 }
 

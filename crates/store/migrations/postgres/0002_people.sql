@@ -13,13 +13,15 @@ ALTER TABLE users ADD COLUMN totp_last_step BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN sessions_valid_after BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;
 
--- Failed sign-ins per organisation and lower-cased email (case variants share one counter).
+-- Sign-in attempts per organisation and lower-cased email (case variants share one counter): each
+-- admitted attempt counts until a success clears the row; `admitted` names the last one let in.
 CREATE TABLE sign_in_failures (
     org_id       TEXT NOT NULL,
     email_lower  TEXT NOT NULL,
     failures     BIGINT NOT NULL,
     last_failure BIGINT NOT NULL,
     locked_until BIGINT NOT NULL,
+    admitted     TEXT NOT NULL,
     PRIMARY KEY (org_id, email_lower)
 );
 
