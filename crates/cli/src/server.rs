@@ -160,16 +160,23 @@ pub async fn run_with(p: Prepared, extra: Vec<(TcpListener, axum::Router)>) -> R
     Ok(())
 }
 
-/// Drops revocation records of tokens that have expired anyway.
+/// Drops what has expired anyway: revocation records of dead tokens, and sign-in flows, browser
+/// sessions, codes and refresh token families past their end.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            match state.ims.store().purge_revocations(Now::system()).await {
+            let store = state.ims.store();
+            match store.purge_revocations(Now::system()).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired revocation records removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging revocation records failed"),
+            }
+            match store.purge_grants(Now::system()).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired sign-in records removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired sign-in records failed"),
             }
         }
     });
