@@ -243,6 +243,23 @@ impl SqlStore {
         migrate::run(&mut conn, self.backend, now.millis(), migrate::MIGRATIONS).await
     }
 
+    /// Applies pending migrations up to `version` only: how the suite proves that each step
+    /// carries the data written under the one before.
+    pub async fn migrate_to(&self, version: i64, now: Now) -> Result<Vec<i64>, StoreError> {
+        let upto = migrate::MIGRATIONS
+            .iter()
+            .take_while(|m| m.version <= version)
+            .count();
+        let mut conn = self.pool.acquire().await.map_err(backend_error)?;
+        migrate::run(
+            &mut conn,
+            self.backend,
+            now.millis(),
+            &migrate::MIGRATIONS[..upto],
+        )
+        .await
+    }
+
     /// Writes a consistent copy of an SQLite database to `path` while it is in use (`VACUUM INTO`).
     /// Signing keys stay encrypted in the copy: restoring needs the same master key. PostgreSQL
     /// deployments back up with their own tools (`pg_dump`).

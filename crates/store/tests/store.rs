@@ -617,6 +617,68 @@ async fn migrations_keep_data_and_rerun_is_a_no_op() {
     }
 }
 
+/// Every step after the first, applied to data written under the schema before it.
+#[tokio::test]
+async fn each_migration_carries_the_data_of_the_step_before() {
+    for f in each_backend().await {
+        // A fresh database of the same backend, migrated to the first step only.
+        let mut opts = Options::new(f.url.clone());
+        opts.migrate = false;
+        let (dir, schema) = match f.store.backend() {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                opts.url = format!("sqlite://{}", dir.path().join("old.db").display());
+                (Some(dir), None)
+            }
+            Backend::Postgres => {
+                let schema = fresh_schema();
+                opts.schema = Some(schema.clone());
+                (None, Some(schema))
+            }
+        };
+        let old = Fixture {
+            store: SqlStore::open(&opts, now()).await.unwrap(),
+            url: opts.url.clone(),
+            schema,
+            _dir: dir,
+        };
+        assert_eq!(old.store.migrate_to(1, now()).await.unwrap(), vec![1]);
+        let org = Organization::new("Acme", now());
+        // Written as the first schema knew them: no identity type, status or client type.
+        for sql in [
+            format!("INSERT INTO organizations (org_id, numeric_id, name, created_at) VALUES ('{}', {}, 'Acme', 1)", org.org_id, org.numeric_id),
+            format!("INSERT INTO users (user_id, org_id, email, email_lower, first_name, last_name, password_hash, system_admin, created_at) VALUES ('U1@AdobeID', '{}', 'A@B.c', 'a@b.c', 'A', 'B', 'h', 1, 2)", org.org_id),
+            format!("INSERT INTO oauth_clients (client_id, org_id, name, technical_account_id, technical_account_email, scopes, grant_types, disabled, created_at, updated_at) VALUES ('c1', '{}', 'n', 'T@techacct.x', 't@techacct.x', 'openid', 'client_credentials', 0, 3, 3)", org.org_id),
+            "INSERT INTO client_secrets (secret_id, client_id, digest, hint, created_at) VALUES ('s1', 'c1', 'd', 'h', 4)".to_owned(),
+        ] {
+            old.raw(&sql).await.unwrap();
+        }
+        let applied = old.store.migrate(now()).await.unwrap();
+        assert_eq!(
+            applied,
+            migrate::MIGRATIONS
+                .iter()
+                .skip(1)
+                .map(|m| m.version)
+                .collect::<Vec<_>>()
+        );
+        let user = old.store.user("U1@AdobeID").await.unwrap().unwrap();
+        assert_eq!((user.email.as_str(), user.system_admin), ("A@B.c", true));
+        assert_eq!(user.identity_type, ims_identity::model::IdentityType::AdobeId);
+        assert_eq!(user.status, ims_identity::model::UserStatus::Active);
+        assert!(user.totp_sealed.is_none() && user.recovery_codes.is_empty());
+        let (client, secrets) = old.store.client_with_secrets("c1").await.unwrap().unwrap();
+        assert_eq!(
+            client.client_type,
+            ims_identity::model::ClientType::TechnicalAccount
+        );
+        assert!(client.redirect_uris.is_empty() && !client.first_party);
+        assert_eq!(secrets.len(), 1);
+        old.cleanup().await;
+        f.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn unmigrated_store_reports_pending_steps() {
     let dir = tempfile::tempdir().unwrap();
