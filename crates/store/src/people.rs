@@ -14,6 +14,18 @@ use ims_identity::Now;
 
 use crate::{audit_in, backend_error, get, insert_user, user_from, words, SqlStore, USER_COLUMNS};
 
+/// The one row whose key column (in `sql`, as `$1`) equals `key`.
+async fn row_by<'c, E>(exec: E, sql: &str, key: &str) -> StoreResult<Option<AnyRow>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(sql)
+        .bind(key.to_owned())
+        .fetch_optional(exec)
+        .await
+        .map_err(backend_error)
+}
+
 fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<Now>> {
     Ok(get::<Option<i64>>(row, col)?.map(Now::from_millis))
 }
@@ -458,13 +470,12 @@ impl GrantStore for SqlStore {
     }
 
     async fn flow(&self, flow_digest: &str) -> StoreResult<Option<SignInFlow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {FLOW_COLUMNS} FROM sign_in_flows WHERE flow_digest = $1"
-        ))
-        .bind(flow_digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
+        let row = row_by(
+            &self.pool,
+            &format!("SELECT {FLOW_COLUMNS} FROM sign_in_flows WHERE flow_digest = $1"),
+            flow_digest,
+        )
+        .await?;
         row.as_ref().map(flow_from).transpose()
     }
 
@@ -621,13 +632,12 @@ impl GrantStore for SqlStore {
     }
 
     async fn code(&self, code_digest: &str) -> StoreResult<Option<AuthorizationCode>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"
-        ))
-        .bind(code_digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
+        let row = row_by(
+            &self.pool,
+            &format!("SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"),
+            code_digest,
+        )
+        .await?;
         row.as_ref().map(code_from).transpose()
     }
 
@@ -660,13 +670,12 @@ impl GrantStore for SqlStore {
         .map_err(backend_error)?
         .rows_affected()
             == 1;
-        let row = sqlx::query(&format!(
-            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"
-        ))
-        .bind(code_digest)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend_error)?;
+        let row = row_by(
+            &mut *tx,
+            &format!("SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"),
+            code_digest,
+        )
+        .await?;
         tx.commit().await.map_err(backend_error)?;
         let Some(row) = row else {
             return Ok(None);
@@ -696,13 +705,12 @@ impl GrantStore for SqlStore {
         .map_err(backend_error)?
         .rows_affected()
             == 1;
-        let row = sqlx::query(&format!(
-            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest = $1"
-        ))
-        .bind(token_digest)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend_error)?;
+        let row = row_by(
+            &mut *tx,
+            &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest = $1"),
+            token_digest,
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(Rotation::Unknown);
         };
@@ -716,13 +724,12 @@ impl GrantStore for SqlStore {
     }
 
     async fn refresh_token(&self, token_digest: &str) -> StoreResult<Option<RefreshToken>> {
-        let row = sqlx::query(&format!(
-            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest = $1"
-        ))
-        .bind(token_digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
+        let row = row_by(
+            &self.pool,
+            &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest = $1"),
+            token_digest,
+        )
+        .await?;
         row.as_ref().map(refresh_from).transpose()
     }
 
