@@ -826,8 +826,105 @@ fn logs_hold_no_secrets() {
         .basic_auth(id, cred["client_secret"].as_str())
         .form(&[("token", &t)])
         .send();
+    // People: a password posted to the sign-in page, a reset link and a sign-in flow in paths.
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "a person's planted passphrase\n").unwrap();
+    run_ok(ims().args([
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "p@example.com",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]));
+    let reset = run_ok(ims().args(["user", "reset-link", "--data-dir", d, "--email", "p@example.com"]));
+    let reset = reset.trim().to_owned();
+    let _ = http.get(&reset).send();
+    let app = json_of(&run_ok(ims().args([
+        "client",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "a",
+        "--first-party",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--json",
+    ])));
+    let no_redirect = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(upj["ca_cert"].as_str().unwrap()).unwrap())
+                .unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = no_redirect
+        .get(format!("{base}/ims/authorize/v2"))
+        .query(&[
+            ("client_id", app["client_id"].as_str().unwrap()),
+            ("redirect_uri", "https://app.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .unwrap();
+    let flow = authorize.headers()["location"].to_str().unwrap().to_owned();
+    let browser = authorize.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = no_redirect
+        .get(format!("{base}{flow}"))
+        .header("cookie", &browser)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _ = no_redirect
+        .post(format!("{base}{flow}"))
+        .header("cookie", &browser)
+        .form(&[("csrf", csrf.as_str()), ("email", "p@example.com")])
+        .send();
+    let _ = no_redirect
+        .post(format!("{base}{flow}"))
+        .header("cookie", &browser)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("password", "a person's planted passphrase"),
+        ])
+        .send();
     let logs = server.stop();
     assert!(logs.contains("request"), "the server did log requests: {logs}");
+    assert!(
+        logs.contains("/ims/signin/{flow}"),
+        "routes are logged by their template"
+    );
+    let reset_token = reset.rsplit('/').next().unwrap();
+    let flow_token = flow.rsplit('/').next().unwrap();
+    for (what, secret) in [
+        ("reset link", reset_token),
+        ("sign-in flow", flow_token),
+        ("person's password", "planted passphrase"),
+    ] {
+        assert!(!logs.contains(secret), "the log holds the {what}");
+    }
     let admin_password = upj["admin_password"].as_str().unwrap();
     let audit = run_ok(ims().args(["audit", "--data-dir", d, "--json"]));
     for (what, secret) in [

@@ -110,8 +110,9 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
 }
 
-/// Assigns the request id, echoes it, logs one line per request (path only: query strings may hold
-/// secrets) and feeds the metrics.
+/// Assigns the request id, echoes it, logs one line per request and feeds the metrics. The line
+/// names the route's template (`/ims/signin/{flow}`), never the path as sent: query strings and
+/// path segments may hold secrets (flow tokens, reset links).
 pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
@@ -126,7 +127,11 @@ pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Reques
         .map_or("unmatched", |m| m.as_str())
         .to_owned();
     let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
+    let path = if route == "unmatched" {
+        req.uri().path().chars().take(256).collect()
+    } else {
+        route.clone()
+    };
     let mut resp = next.run(req).await;
     let elapsed = started.elapsed();
     metrics.observe_request(&route, &method, resp.status().as_u16(), elapsed);
