@@ -58,6 +58,18 @@ impl SqlInstanceStore {
         self.backend
     }
 
+    /// Applies the instance's pending migrations up to `version` (see `SqlStore::migrate_to`).
+    pub async fn migrate_to(&self, version: i64, now: Now) -> Result<Vec<i64>, StoreError> {
+        migrate::run_to(
+            &self.pool,
+            self.backend,
+            now,
+            migrate::INSTANCE_MIGRATIONS,
+            version,
+        )
+        .await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -246,18 +246,7 @@ impl SqlStore {
     /// Applies pending migrations up to `version` only: how the suite proves that each step
     /// carries the data written under the one before.
     pub async fn migrate_to(&self, version: i64, now: Now) -> Result<Vec<i64>, StoreError> {
-        let upto = migrate::MIGRATIONS
-            .iter()
-            .take_while(|m| m.version <= version)
-            .count();
-        let mut conn = self.pool.acquire().await.map_err(backend_error)?;
-        migrate::run(
-            &mut conn,
-            self.backend,
-            now.millis(),
-            &migrate::MIGRATIONS[..upto],
-        )
-        .await
+        migrate::run_to(&self.pool, self.backend, now, migrate::MIGRATIONS, version).await
     }
 
     /// Writes a consistent copy of an SQLite database to `path` while it is in use (`VACUUM INTO`).

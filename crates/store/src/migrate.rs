@@ -128,6 +128,20 @@ fn is_missing_table(message: &str) -> bool {
     message.contains("no such table") || message.contains("does not exist")
 }
 
+/// Applies the pending steps of `set` up to `version` (tests prove each step on data written
+/// under the one before).
+pub(crate) async fn run_to(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+    now: ims_identity::Now,
+    set: &[Migration],
+    version: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let upto = set.iter().take_while(|m| m.version <= version).count();
+    let mut conn = pool.acquire().await.map_err(backend_error)?;
+    run(&mut conn, backend, now.millis(), &set[..upto]).await
+}
+
 /// Applies every pending step on a dedicated connection; returns the versions applied. On
 /// PostgreSQL a session lock makes concurrent migrators (several nodes starting) take turns.
 pub(crate) async fn run(

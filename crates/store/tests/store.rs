@@ -1412,6 +1412,68 @@ mod instance {
         }
     }
 
+    /// The instance's later steps applied to data written under its first one.
+    #[tokio::test]
+    async fn instance_migrations_carry_the_data_of_the_first_step() {
+        use sqlx::Connection as _;
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut opts, schema) = match backend {
+                Backend::Sqlite => (
+                    Options::new(format!("sqlite://{}", dir.path().join("old.db").display())),
+                    None,
+                ),
+                Backend::Postgres => {
+                    let Some(url) = pg_url() else { continue };
+                    let schema = fresh_schema();
+                    let mut o = Options::new(url);
+                    o.schema = Some(schema.clone());
+                    (o, Some(schema))
+                }
+            };
+            opts.migrate = false;
+            let store = SqlInstanceStore::open(&opts, now()).await.unwrap();
+            assert_eq!(store.migrate_to(1, now()).await.unwrap(), vec![1]);
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&opts.url).await.unwrap();
+            if let Some(s) = &schema {
+                sqlx::query(&format!("SET search_path TO {s}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            for sql in [
+                "INSERT INTO operator_groups (name, label) VALUES ('admin', 'Administrator')",
+                "INSERT INTO group_rights (group_id, right_name) SELECT group_id, 'admin' FROM operator_groups",
+                "INSERT INTO operators (login, label, email, auth_type, password_hash, created_at, modified_at) VALUES ('old', 'Old', 'old@example.com', 'native', 'h', 1, 2)",
+                "INSERT INTO operator_group_members (operator_id, group_id) SELECT o.operator_id, g.group_id FROM operators o, operator_groups g",
+                "INSERT INTO usage_events (at, operator_id, login, action, auth_path, outcome) SELECT 5, operator_id, 'old', 'xtk:session#Logon', 'native', 'success' FROM operators",
+            ] {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            let applied = store.migrate_to(i64::MAX, now()).await.unwrap();
+            assert_eq!(
+                applied,
+                migrate::INSTANCE_MIGRATIONS
+                    .iter()
+                    .skip(1)
+                    .map(|m| m.version)
+                    .collect::<Vec<_>>()
+            );
+            let op = store.operator_by_login("old").await.unwrap().unwrap();
+            assert_eq!(
+                (op.email.as_deref(), op.groups.as_slice()),
+                (Some("old@example.com"), &["admin".to_owned()][..])
+            );
+            assert_eq!(store.usage(Some("old"), 10).await.unwrap().len(), 1);
+            assert_eq!(store.groups().await.unwrap()[0].rights, vec!["admin"]);
+            if let Some(s) = &schema {
+                store.drop_schema(s).await.unwrap();
+            }
+            store.close().await;
+        }
+    }
+
     async fn instance_shape(i: &Inst) -> Vec<(String, String)> {
         use sqlx::Connection as _;
         sqlx::any::install_default_drivers();
