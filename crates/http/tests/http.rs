@@ -4137,4 +4137,51 @@ mod people_security {
         assert_eq!(query_of(&location(&headers))["error"], "login_required");
         h.cleanup().await;
     }
+
+    /// RFC 7009 for people's tokens: a public client revokes its refresh token by naming itself;
+    /// the family and its access tokens end; another client's attempt changes nothing.
+    #[tokio::test]
+    async fn a_public_client_revokes_its_refresh_token() {
+        let h = harness().await;
+        h.person("jane@example.com").await;
+        let client = h.app_client().await;
+        let other = h.app_client().await;
+        let (_, tokens) = redeem(&h, &client, &code_for(&h, &client).await).await;
+        let rt = tokens["refresh_token"].as_str().unwrap();
+        let access = tokens["access_token"].as_str().unwrap();
+        let revoke = |id: &str| {
+            form(
+                "/ims/revoke/v1",
+                &[
+                    ("client_id", id),
+                    ("token", rt),
+                    ("token_type_hint", "refresh_token"),
+                ],
+            )
+        };
+        let (status, _, _) = h.call(revoke(&other)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            userinfo_status(&h, access).await,
+            StatusCode::OK,
+            "another client's revocation changed nothing"
+        );
+        let (status, _, _) = h.call(revoke(&client)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(refresh(&h, &client, rt, None).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            userinfo_status(&h, access).await,
+            StatusCode::UNAUTHORIZED,
+            "its access token ended with it"
+        );
+        // A client that is not public still has to authenticate.
+        let (status, _, body) = h
+            .call(form("/ims/revoke/v1", &[("client_id", "unknown"), ("token", rt)]))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+        );
+        h.cleanup().await;
+    }
 }

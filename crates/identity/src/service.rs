@@ -593,8 +593,16 @@ impl Ims {
 
     /// RFC 7009 (and the vendor's `invalidate_token`): the caller may revoke only its own tokens;
     /// anything else, garbage included, is accepted and changes nothing.
+    /// Refresh tokens too: revoking one ends its whole family and the access tokens issued with
+    /// it. Public clients name themselves (RFC 7009 section 2.1).
     pub async fn revoke(&self, auth: &ClientAuth, token: &str, ctx: &Context) -> Result<()> {
-        let caller = self.authenticate_client(auth, ctx.now).await?;
+        let caller = match auth {
+            ClientAuth::None { .. } => self.authenticate_people_client(auth, ctx.now).await?,
+            _ => self.authenticate_client(auth, ctx.now).await?,
+        };
+        if token.starts_with("imsrt_") {
+            return self.revoke_refresh_token(&caller, token, ctx).await;
+        }
         let Ok(claims) = self.verify_signed(token, ctx.now).await else {
             return Ok(());
         };

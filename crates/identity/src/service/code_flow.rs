@@ -14,6 +14,9 @@ use crate::jose::{self, Expectations};
 use crate::model::{ClientType, Context, GrantType, OAuthClient, User, UserStatus};
 use crate::secret::{self, Secret};
 
+/// Why a family is revoked when a code or refresh token comes back.
+const REUSED: &str = "a code or refresh token was used twice";
+
 /// What userinfo answers: the claims of the scopes the token carries.
 pub type UserInfo = Map<String, Value>;
 
@@ -99,7 +102,7 @@ impl Ims {
             .await?;
         // A replay seen while this redemption ran: what it issued is revoked too.
         if issued.replayed {
-            self.revoke_grant(&found.grant_id, Some(&issued.token.token_id), ctx)
+            self.revoke_grant(&found.grant_id, Some(&issued.token.token_id), REUSED, ctx)
                 .await?;
         }
         Ok(issued.token)
@@ -114,7 +117,8 @@ impl Ims {
             .code(&code.code_digest)
             .await?
             .and_then(|c| c.access_token_id);
-        self.revoke_grant(&code.grant_id, access.as_deref(), ctx).await
+        self.revoke_grant(&code.grant_id, access.as_deref(), REUSED, ctx)
+            .await
     }
 
     pub(super) async fn refresh(
@@ -137,7 +141,7 @@ impl Ims {
             return Err(refused());
         }
         if current.used_at.is_some() || current.revoked_at.is_some() {
-            self.revoke_grant(&current.family_id, None, ctx).await?;
+            self.revoke_grant(&current.family_id, None, REUSED, ctx).await?;
             return Err(refused());
         }
         if current.family_expires_at <= ctx.now {
@@ -173,11 +177,28 @@ impl Ims {
         }
     }
 
+    /// RFC 7009 for a refresh token: the caller's own only (anything else changes nothing).
+    pub(super) async fn revoke_refresh_token(
+        &self,
+        caller: &OAuthClient,
+        token: &str,
+        ctx: &Context,
+    ) -> Result<()> {
+        match self.store.refresh_token(&secret::digest_hex(token)).await? {
+            Some(t) if t.client_id == caller.client_id => {
+                self.revoke_grant(&t.family_id, None, "revoked by the client", ctx)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Revokes a refresh token family and every access token issued with it.
     async fn revoke_grant(
         &self,
         family_id: &str,
         access_token_id: Option<&str>,
+        reason: &str,
         ctx: &Context,
     ) -> Result<()> {
         let mut access = self.store.revoke_family(family_id, ctx.now).await?;
@@ -192,7 +213,7 @@ impl Ims {
                 "token.revoke",
                 token_id,
                 "success",
-                json!({"reason": "a code or refresh token was used twice", "family": family_id}),
+                json!({"reason": reason, "family": family_id}),
             );
             self.store
                 .revoke_token(
@@ -260,7 +281,8 @@ impl Ims {
                     Rotation::Rotated(_) => {}
                     // Lost a race with a concurrent refresh, or replayed: the family ends.
                     Rotation::Spent(t) => {
-                        self.revoke_grant(&t.family_id, Some(&token_id), ctx).await?;
+                        self.revoke_grant(&t.family_id, Some(&token_id), REUSED, ctx)
+                            .await?;
                         return Err(Error::InvalidGrant("the refresh token was already used".into()));
                     }
                     Rotation::Unknown => return Err(Error::InvalidGrant("unknown refresh token".into())),
