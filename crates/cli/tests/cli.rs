@@ -123,6 +123,31 @@ fn client(ca: Option<&Path>) -> reqwest::blocking::Client {
     b.build().unwrap()
 }
 
+/// A client trusting `ims up`'s CA that does not follow redirects (to read `Location`).
+fn no_redirect_client(upj: &Value) -> reqwest::blocking::Client {
+    let pem = std::fs::read(upj["ca_cert"].as_str().unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// An authorization request of the code flow for `client_id` (redirect `https://app.example/cb`).
+fn authorize(http: &reqwest::blocking::Client, base: &str, client_id: &str) -> reqwest::blocking::Response {
+    http.get(format!("{base}/ims/authorize/v2"))
+        .query(&[
+            ("client_id", client_id),
+            ("redirect_uri", "https://app.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .unwrap()
+}
+
 fn wait_ready(http: &reqwest::blocking::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -430,26 +455,8 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "{reset}"
     );
     // The running IMS knows the new client at once.
-    let no_redirect = reqwest::blocking::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(upj["ca_cert"].as_str().unwrap()).unwrap())
-                .unwrap(),
-        )
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let authorize = no_redirect
-        .get(format!("{base}/ims/authorize/v2"))
-        .query(&[
-            ("client_id", web["client_id"].as_str().unwrap()),
-            ("redirect_uri", "https://app.example/cb"),
-            ("response_type", "code"),
-            ("scope", "openid"),
-            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-            ("code_challenge_method", "S256"),
-        ])
-        .send()
-        .unwrap();
+    let no_redirect = no_redirect_client(&upj);
+    let authorize = authorize(&no_redirect, &base, web["client_id"].as_str().unwrap());
     assert_eq!(authorize.status(), 303);
     assert!(authorize.headers()["location"]
         .to_str()
@@ -854,26 +861,8 @@ fn logs_hold_no_secrets() {
         "https://app.example/cb",
         "--json",
     ])));
-    let no_redirect = reqwest::blocking::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(upj["ca_cert"].as_str().unwrap()).unwrap())
-                .unwrap(),
-        )
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let authorize = no_redirect
-        .get(format!("{base}/ims/authorize/v2"))
-        .query(&[
-            ("client_id", app["client_id"].as_str().unwrap()),
-            ("redirect_uri", "https://app.example/cb"),
-            ("response_type", "code"),
-            ("scope", "openid"),
-            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-            ("code_challenge_method", "S256"),
-        ])
-        .send()
-        .unwrap();
+    let no_redirect = no_redirect_client(&upj);
+    let authorize = authorize(&no_redirect, &base, app["client_id"].as_str().unwrap());
     let flow = authorize.headers()["location"].to_str().unwrap().to_owned();
     let browser = authorize.headers()["set-cookie"]
         .to_str()

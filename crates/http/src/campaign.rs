@@ -17,6 +17,7 @@ use ims_identity::secret::Secret;
 use ims_identity::Now;
 use ims_wire::soap::{self, Envelope, Limits, Value};
 
+use crate::pages::cookie;
 use crate::{Body, Meta};
 
 /// Largest SOAP request read (checked before parsing).
@@ -200,20 +201,6 @@ struct Presented {
     session: Option<String>,
     security: Option<String>,
     bearer: Option<String>,
-}
-
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            c.split(';').map(str::trim).find_map(|kv| {
-                kv.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix('='))
-                    .map(str::to_owned)
-            })
-        })
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

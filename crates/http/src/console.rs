@@ -24,8 +24,8 @@ use ims_campaign::service::{holds, Caller, InstanceKind, ADMINISTRATION};
 use ims_identity::secret::{self, Secret};
 use ims_identity::Now;
 
-use crate::campaign::{client_headers, cookie, InstanceState};
-use crate::pages::{self, render, see_other, stylesheet, FormData};
+use crate::campaign::{client_headers, InstanceState};
+use crate::pages::{self, cookie, render, see_other, stylesheet, FormData};
 use crate::Meta;
 
 const SESSION_COOKIE: &str = "ims_console";
@@ -123,7 +123,7 @@ fn fault_page(shell: Shell, fault: &Fault) -> Response {
 /// The anti-forgery token of a signed-in console: derived from the session token, which only the
 /// browser holding the HttpOnly cookie knows.
 fn csrf_for(session_token: &str) -> String {
-    secret::digest_hex(&format!("console-csrf\u{0}{session_token}"))
+    pages::form_token("console-csrf", &[session_token])
 }
 
 fn caller(meta: &Meta, headers: &HeaderMap) -> Caller {

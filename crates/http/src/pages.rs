@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::response::{IntoResponse, Redirect, Response};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 /// The consoles' and sign-in pages' one stylesheet.
 pub(crate) async fn stylesheet() -> Response {
@@ -54,6 +54,32 @@ pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// A cookie the request carries.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.split(';').map(str::trim).find_map(|kv| {
+                kv.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(str::to_owned)
+            })
+        })
+}
+
+/// An anti-forgery token for a form: a digest of what only the legitimate browser holds (its
+/// session or binding cookie) and what the form is for, so the server keeps nothing for it.
+pub(crate) fn form_token(purpose: &str, parts: &[&str]) -> String {
+    let mut text = purpose.to_owned();
+    for p in parts {
+        text.push('\u{0}');
+        text.push_str(p);
+    }
+    ims_identity::secret::digest_hex(&text)
 }
 
 /// A `Set-Cookie` line: HttpOnly, SameSite=Lax, Secure when served over TLS.

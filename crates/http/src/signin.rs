@@ -16,9 +16,8 @@ use ims_identity::secret::{self, Secret};
 use ims_identity::service::{Authorized, SignInStep, StepOutcome};
 use ims_identity::Error;
 
-use crate::campaign::cookie;
 use crate::error::{no_store, BearerError};
-use crate::pages::{self, render, see_other, FormData};
+use crate::pages::{self, cookie, render, see_other, FormData};
 use crate::{AppState, Meta};
 
 const BROWSER_COOKIE: &str = "ims_browser";
@@ -48,7 +47,7 @@ fn browser(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>)
 }
 
 fn csrf_for(purpose: &str, key: &str, browser: &str) -> String {
-    secret::digest_hex(&format!("{purpose}\u{0}{key}\u{0}{browser}"))
+    pages::form_token(purpose, &[key, browser])
 }
 
 #[derive(Template)]

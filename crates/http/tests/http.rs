@@ -1507,6 +1507,31 @@ mod instance {
         (inst, dir)
     }
 
+    /// Adds an operator like jdoe (same password and profile) under another login and groups.
+    pub(super) async fn add_like_jdoe(
+        store: &Arc<dyn ims_campaign::store::InstanceStore>,
+        login: &str,
+        groups: &[&str],
+    ) -> i64 {
+        let mut op = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        op.login = login.into();
+        op.groups = groups.iter().map(|g| g.to_string()).collect();
+        let ctx = ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test");
+        store
+            .create_operator(
+                &op,
+                &ctx.event("operator.create", login, "success", serde_json::json!({})),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Signs in with the shared password; the header that carries the session afterwards.
+    pub(super) async fn session_of(app: &Router, login: &str) -> Vec<(&'static str, String)> {
+        let (_, xml) = call(app, "xtk:session#Logon", logon_body(login, PASSWORD), &[]).await;
+        vec![("x-session-token", value(&xml, "pstrSessionToken"))]
+    }
+
     pub(super) fn envelope(method: &str, urn: &str, params: &str) -> String {
         format!(
             r#"<SOAP-ENV:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:{method} xmlns:m="urn:{urn}" SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
@@ -1775,31 +1800,14 @@ mod instance {
         let (inst, _dir) = instance_with("7.4.1").await;
         let store = inst.store().clone();
         // An administrator besides jdoe (who holds delivery rights only).
-        let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
-        boss.login = "boss".into();
-        boss.groups = vec!["admin".into()];
-        store
-            .create_operator(
-                &boss,
-                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
-                    "operator.create",
-                    "t",
-                    "success",
-                    serde_json::json!({}),
-                ),
-            )
-            .await
-            .unwrap();
+        add_like_jdoe(&store, "boss", &["admin"]).await;
         let app = router(InstanceState {
             instance: Arc::new(inst),
             tls: false,
         });
         let sign_in = |login: &'static str| {
             let app = app.clone();
-            async move {
-                let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, PASSWORD), &[]).await;
-                vec![("x-session-token", value(&xml, "pstrSessionToken"))]
-            }
+            async move { session_of(&app, login).await }
         };
         let boss_s = sign_in("boss").await;
         let jdoe_s = sign_in("jdoe").await;
@@ -2519,31 +2527,14 @@ mod instance {
     async fn message_center_events() {
         let (inst, _dir) = instance_of("7.4.1", InstanceKind::MessageCenter).await;
         let store = inst.store().clone();
-        let mut agent = store.operator_by_login("jdoe").await.unwrap().unwrap();
-        agent.login = "agent".into();
-        agent.groups = vec!["messageCenterAgents".into()];
-        store
-            .create_operator(
-                &agent,
-                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
-                    "operator.create",
-                    "t",
-                    "success",
-                    serde_json::json!({}),
-                ),
-            )
-            .await
-            .unwrap();
+        add_like_jdoe(&store, "agent", &["messageCenterAgents"]).await;
         let app = router(InstanceState {
             instance: Arc::new(inst),
             tls: false,
         });
         let session = |login: &'static str| {
             let app = app.clone();
-            async move {
-                let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, PASSWORD), &[]).await;
-                vec![("x-session-token", value(&xml, "pstrSessionToken"))]
-            }
+            async move { session_of(&app, login).await }
         };
         let agent_s = session("agent").await;
         let event = r#"<rtEvent type="ORDER" email="jane@example.com"><ctx><orderId>A&amp;1</orderId></ctx></rtEvent>"#;

@@ -303,6 +303,12 @@ pub struct User {
 }
 
 impl User {
+    /// Whether what was issued to the person at `issued` (a session, a refresh token family)
+    /// still stands: the person is active and nothing ended their sessions since.
+    pub fn holds_since(&self, issued: Now) -> bool {
+        self.status == UserStatus::Active && issued >= self.sessions_valid_after
+    }
+
     /// A new active person with a fresh id.
     pub fn new(org_id: &str, email: &str, first_name: &str, last_name: &str, now: Now) -> Self {
         User {

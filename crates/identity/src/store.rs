@@ -99,7 +99,6 @@ pub trait GrantStore: Send + Sync {
         audit: &AuditEvent,
     ) -> StoreResult<()>;
 
-    async fn insert_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
     async fn browser_session(&self, session_digest: &str) -> StoreResult<Option<BrowserSession>>;
     async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()>;
 

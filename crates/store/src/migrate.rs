@@ -25,67 +25,35 @@ impl Migration {
     }
 }
 
+/// One step: its number, name, and the file of the same stem under each backend's folder
+/// (`dir` is empty for the IMS database, `instance/` for instances').
+macro_rules! step {
+    ($version:literal, $name:literal, $dir:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../migrations/", $dir, "sqlite/", $file, ".sql")),
+            postgres: include_str!(concat!("../migrations/", $dir, "postgres/", $file, ".sql")),
+        }
+    };
+}
+
 /// Every migration of the IMS database this build knows, in order. Append only; never edit a
 /// released step.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "foundation",
-        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "people",
-        sqlite: include_str!("../migrations/sqlite/0002_people.sql"),
-        postgres: include_str!("../migrations/postgres/0002_people.sql"),
-    },
+    step!(1, "foundation", "", "0001_foundation"),
+    step!(2, "people", "", "0002_people"),
 ];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).
 pub const INSTANCE_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "instance",
-        sqlite: include_str!("../migrations/instance/sqlite/0001_instance.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0001_instance.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "recipients",
-        sqlite: include_str!("../migrations/instance/sqlite/0002_recipients.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0002_recipients.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "usage_summary",
-        sqlite: include_str!("../migrations/instance/sqlite/0003_usage_summary.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0003_usage_summary.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "settings",
-        sqlite: include_str!("../migrations/instance/sqlite/0004_settings.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0004_settings.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "rt_events",
-        sqlite: include_str!("../migrations/instance/sqlite/0005_rt_events.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0005_rt_events.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "audit",
-        sqlite: include_str!("../migrations/instance/sqlite/0006_audit.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0006_audit.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "folder_rights",
-        sqlite: include_str!("../migrations/instance/sqlite/0007_folder_rights.sql"),
-        postgres: include_str!("../migrations/instance/postgres/0007_folder_rights.sql"),
-    },
+    step!(1, "instance", "instance/", "0001_instance"),
+    step!(2, "recipients", "instance/", "0002_recipients"),
+    step!(3, "usage_summary", "instance/", "0003_usage_summary"),
+    step!(4, "settings", "instance/", "0004_settings"),
+    step!(5, "rt_events", "instance/", "0005_rt_events"),
+    step!(6, "audit", "instance/", "0006_audit"),
+    step!(7, "folder_rights", "instance/", "0007_folder_rights"),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).

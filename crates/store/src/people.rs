@@ -534,10 +534,6 @@ impl GrantStore for SqlStore {
         tx.commit().await.map_err(backend_error)
     }
 
-    async fn insert_browser_session(&self, s: &BrowserSession) -> StoreResult<()> {
-        insert_session(&self.pool, s).await
-    }
-
     async fn browser_session(&self, session_digest: &str) -> StoreResult<Option<BrowserSession>> {
         let row = sqlx::query(
             "SELECT session_digest, user_id, auth_time, amr, created_at, expires_at

@@ -172,7 +172,7 @@ impl Ims {
     /// `since`.
     async fn active_user(&self, user_id: &str, since: Now) -> Result<User> {
         match self.store.user(user_id).await? {
-            Some(u) if u.status == UserStatus::Active && since >= u.sessions_valid_after => Ok(u),
+            Some(u) if u.holds_since(since) => Ok(u),
             _ => Err(Error::InvalidGrant("the account can no longer sign in".into())),
         }
     }

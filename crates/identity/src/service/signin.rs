@@ -234,7 +234,7 @@ impl Ims {
         let Some(user) = self.store.user(&s.user_id).await? else {
             return Ok(None);
         };
-        if user.status != UserStatus::Active || s.created_at < user.sessions_valid_after {
+        if !user.holds_since(s.created_at) {
             return Ok(None);
         }
         Ok(Some((user, s)))
