@@ -19,7 +19,7 @@ pub struct ConfigError {
 }
 
 /// The `imsConfig` switches of `serverConf.xml`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ImsSwitches {
     /// `nonIMSOperatorMgmtInClientConsole/@nonIMSOperatorMgmtInClientConsoleRestricted`
     pub operator_management_restricted: bool,
@@ -97,89 +97,104 @@ impl Reader<'_> {
     }
 }
 
-/// Reads `serverConf.xml`. `build` decides whether the switches may be set at all.
-pub fn read_server_conf(file: &str, text: &str, build: &Build) -> Result<ImsSwitches, ConfigError> {
-    let r = Reader { file, text };
-    let root = r.parse()?;
-    if root.name != "serverConf" {
-        return Err(r.error(&root, &root.name, "the root element must be serverConf"));
+/// The restriction elements one file sets. `config-<instance>.xml` may carry them too: each
+/// element it has replaces the shared one from `serverConf.xml` for that instance, as the
+/// vendor's instance files override the server's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct SwitchElements {
+    /// `nonIMSOperatorMgmtInClientConsole`, when present.
+    pub operator_management_restricted: Option<bool>,
+    /// `nonIMSAuthnAPI` (`disableAPI` and its allow-list), when present.
+    pub native_api: Option<(bool, Vec<String>)>,
+}
+
+impl SwitchElements {
+    /// `base` with these elements laid over it.
+    pub fn over(&self, base: &ImsSwitches) -> ImsSwitches {
+        let mut out = base.clone();
+        if let Some(ui) = self.operator_management_restricted {
+            out.operator_management_restricted = ui;
+        }
+        if let Some((disabled, allow)) = &self.native_api {
+            out.native_api_disabled = *disabled;
+            out.allow_list = allow.clone();
+        }
+        out
     }
-    r.only_children(&root, "serverConf", &["shared"])?;
-    let mut switches = ImsSwitches::default();
-    let Some(shared) = root.element("shared") else {
-        return Ok(switches);
+
+    /// Every element, as `switches` has them.
+    pub fn all(switches: &ImsSwitches) -> Self {
+        SwitchElements {
+            operator_management_restricted: Some(switches.operator_management_restricted),
+            native_api: Some((switches.native_api_disabled, switches.allow_list.clone())),
+        }
+    }
+}
+
+/// The restriction elements under `imsConfig`; `build` decides whether they may be switched on.
+fn read_switch_elements(
+    r: &Reader<'_>,
+    ims: &Element,
+    base: &str,
+    build: &Build,
+) -> Result<SwitchElements, ConfigError> {
+    let mut out = SwitchElements::default();
+    let refuse_on_build = |el: &Element, path: &str| {
+        r.error(
+            el,
+            path,
+            format!(
+                "build {build} has no restriction switches; builds that do: {}",
+                Build::RESTRICTION_BUILDS
+            ),
+        )
     };
-    r.only_children(shared, "serverConf/shared", &["imsConfig"])?;
-    let Some(ims) = shared.element("imsConfig") else {
-        return Ok(switches);
-    };
-    let base = "serverConf/shared/imsConfig";
-    r.only_attrs(ims, base, &[])?;
-    r.only_children(
-        ims,
-        base,
-        &["nonIMSOperatorMgmtInClientConsole", "nonIMSAuthnAPI"],
-    )?;
     if let Some(ui) = ims.element("nonIMSOperatorMgmtInClientConsole") {
         let path = format!("{base}/nonIMSOperatorMgmtInClientConsole");
         r.only_attrs(ui, &path, &["nonIMSOperatorMgmtInClientConsoleRestricted"])?;
-        switches.operator_management_restricted =
-            r.boolean(ui, &path, "nonIMSOperatorMgmtInClientConsoleRestricted")?;
-        if switches.operator_management_restricted && !build.supports_restrictions() {
-            return Err(r.error(
-                ui,
-                &path,
-                format!(
-                    "build {build} has no restriction switches; builds that do: {}",
-                    Build::RESTRICTION_BUILDS
-                ),
-            ));
+        let on = r.boolean(ui, &path, "nonIMSOperatorMgmtInClientConsoleRestricted")?;
+        if on && !build.supports_restrictions() {
+            return Err(refuse_on_build(ui, &path));
         }
+        out.operator_management_restricted = Some(on);
     }
     if let Some(api) = ims.element("nonIMSAuthnAPI") {
         let path = format!("{base}/nonIMSAuthnAPI");
         r.only_attrs(api, &path, &["disableAPI"])?;
         r.only_children(api, &path, &["allowOperator"])?;
-        switches.native_api_disabled = r.boolean(api, &path, "disableAPI")?;
-        if switches.native_api_disabled && !build.supports_restrictions() {
-            return Err(r.error(
-                api,
-                &path,
-                format!(
-                    "build {build} has no restriction switches; builds that do: {}",
-                    Build::RESTRICTION_BUILDS
-                ),
-            ));
+        let disabled = r.boolean(api, &path, "disableAPI")?;
+        if disabled && !build.supports_restrictions() {
+            return Err(refuse_on_build(api, &path));
         }
+        let mut allow_list = Vec::new();
         for allow in api.elements() {
             let apath = format!("{path}/allowOperator");
             r.only_attrs(allow, &apath, &["name"])?;
             let name = allow.attr("name").map(str::trim).unwrap_or_default();
-            let valid = !name.is_empty()
-                && name
-                    .split('|')
-                    .all(|n| !n.is_empty() && !n.chars().any(char::is_whitespace));
-            if !valid {
+            if !crate::restrictions::valid_allow_entry(name) {
                 return Err(r.error(
                     allow,
                     &format!("{apath}/@name"),
                     "an operator name, or names separated by |",
                 ));
             }
-            switches.allow_list.push(name.to_owned());
+            allow_list.push(name.to_owned());
         }
+        out.native_api = Some((disabled, allow_list));
     }
-    Ok(switches)
+    Ok(out)
 }
 
-/// Reads `config-<instance>.xml`: the instance's IMS credential, if set.
-pub fn read_instance_conf(file: &str, text: &str) -> Result<Option<ImsOAuth>, ConfigError> {
-    let r = Reader { file, text };
-    let root = r.parse()?;
+/// The `imsConfig` element of a configuration file, if any.
+fn ims_config<'e>(
+    r: &Reader<'_>,
+    root: &'e Element,
+    allowed: &[&str],
+) -> Result<Option<&'e Element>, ConfigError> {
     if root.name != "serverConf" {
-        return Err(r.error(&root, &root.name, "the root element must be serverConf"));
+        return Err(r.error(root, &root.name, "the root element must be serverConf"));
     }
-    r.only_children(&root, "serverConf", &["shared"])?;
+    r.only_children(root, "serverConf", &["shared"])?;
     let Some(shared) = root.element("shared") else {
         return Ok(None);
     };
@@ -187,12 +202,49 @@ pub fn read_instance_conf(file: &str, text: &str) -> Result<Option<ImsOAuth>, Co
     let Some(ims) = shared.element("imsConfig") else {
         return Ok(None);
     };
-    let base = "serverConf/shared/imsConfig";
-    r.only_children(ims, base, &["imsOAuth"])?;
-    let Some(o) = ims.element("imsOAuth") else {
-        return Ok(None);
+    r.only_attrs(ims, IMS_CONFIG, &[])?;
+    r.only_children(ims, IMS_CONFIG, allowed)?;
+    Ok(Some(ims))
+}
+
+const IMS_CONFIG: &str = "serverConf/shared/imsConfig";
+const SWITCH_ELEMENTS: [&str; 2] = ["nonIMSOperatorMgmtInClientConsole", "nonIMSAuthnAPI"];
+
+/// Reads `serverConf.xml`. `build` decides whether the switches may be set at all.
+pub fn read_server_conf(file: &str, text: &str, build: &Build) -> Result<ImsSwitches, ConfigError> {
+    let r = Reader { file, text };
+    let root = r.parse()?;
+    match ims_config(&r, &root, &SWITCH_ELEMENTS)? {
+        Some(ims) => Ok(read_switch_elements(&r, ims, IMS_CONFIG, build)?.over(&ImsSwitches::default())),
+        None => Ok(ImsSwitches::default()),
+    }
+}
+
+/// What `config-<instance>.xml` holds: the instance's IMS credential and its own restriction
+/// elements.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceConf {
+    pub oauth: Option<ImsOAuth>,
+    pub switches: SwitchElements,
+}
+
+/// Reads `config-<instance>.xml`.
+pub fn read_instance_conf(file: &str, text: &str, build: &Build) -> Result<InstanceConf, ConfigError> {
+    let r = Reader { file, text };
+    let root = r.parse()?;
+    let mut allowed = SWITCH_ELEMENTS.to_vec();
+    allowed.push("imsOAuth");
+    let Some(ims) = ims_config(&r, &root, &allowed)? else {
+        return Ok(InstanceConf::default());
     };
-    let path = format!("{base}/imsOAuth");
+    let switches = read_switch_elements(&r, ims, IMS_CONFIG, build)?;
+    let Some(o) = ims.element("imsOAuth") else {
+        return Ok(InstanceConf {
+            oauth: None,
+            switches,
+        });
+    };
+    let path = format!("{IMS_CONFIG}/imsOAuth");
     r.only_attrs(
         o,
         &path,
@@ -224,18 +276,59 @@ pub fn read_instance_conf(file: &str, text: &str) -> Result<Option<ImsOAuth>, Co
             "the secret must be stored sealed (set it with -setimsoauth)",
         ));
     }
-    Ok(Some(oauth))
+    Ok(InstanceConf {
+        oauth: Some(oauth),
+        switches,
+    })
 }
 
-/// `config-<instance>.xml` holding `oauth`.
-pub fn write_instance_conf(oauth: &ImsOAuth) -> String {
-    format!(
-        "<serverConf>\n  <shared>\n    <imsConfig>\n      <imsOAuth orgId=\"{}\" clientId=\"{}\" technicalAccountId=\"{}\" clientSecret=\"{}\"/>\n    </imsConfig>\n  </shared>\n</serverConf>\n",
-        escape(&oauth.org_id),
-        escape(&oauth.client_id),
-        escape(&oauth.technical_account_id),
-        escape(&oauth.sealed_secret)
-    )
+/// The restriction elements as XML lines under `imsConfig`.
+fn switch_xml(elements: &SwitchElements) -> String {
+    let mut out = String::new();
+    if let Some(ui) = elements.operator_management_restricted {
+        out.push_str(&format!(
+            "      <nonIMSOperatorMgmtInClientConsole nonIMSOperatorMgmtInClientConsoleRestricted=\"{ui}\"/>\n"
+        ));
+    }
+    if let Some((disabled, allow_list)) = &elements.native_api {
+        out.push_str(&format!("      <nonIMSAuthnAPI disableAPI=\"{disabled}\">\n"));
+        let entries: Vec<&str> = if allow_list.is_empty() {
+            crate::restrictions::DEFAULT_ALLOW_LIST.to_vec()
+        } else {
+            allow_list.iter().map(String::as_str).collect()
+        };
+        for entry in entries {
+            out.push_str(&format!("        <allowOperator name=\"{}\"/>\n", escape(entry)));
+        }
+        out.push_str("      </nonIMSAuthnAPI>\n");
+    }
+    out
+}
+
+fn conf_file(ims_config: &str) -> String {
+    format!("<serverConf>\n  <shared>\n    <imsConfig>\n{ims_config}    </imsConfig>\n  </shared>\n</serverConf>\n")
+}
+
+/// `config-<instance>.xml` holding `conf`.
+pub fn write_instance_conf(conf: &InstanceConf) -> String {
+    let mut inner = String::new();
+    if let Some(oauth) = &conf.oauth {
+        inner.push_str(&format!(
+            "      <imsOAuth orgId=\"{}\" clientId=\"{}\" technicalAccountId=\"{}\" clientSecret=\"{}\"/>\n",
+            escape(&oauth.org_id),
+            escape(&oauth.client_id),
+            escape(&oauth.technical_account_id),
+            escape(&oauth.sealed_secret)
+        ));
+    }
+    inner.push_str(&switch_xml(&conf.switches));
+    conf_file(&inner)
+}
+
+/// `serverConf.xml` holding `switches` (the file holds nothing else the reader accepts, so it is
+/// written whole). An empty allow-list is written as the default one, which it stands for.
+pub fn write_server_conf(switches: &ImsSwitches) -> String {
+    conf_file(&switch_xml(&SwitchElements::all(switches)))
 }
 
 /// Parses the vendor's `-setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>`.
@@ -297,6 +390,21 @@ mod tests {
     }
 
     #[test]
+    fn written_switches_read_back() {
+        assert_eq!(write_server_conf(&ImsSwitches::default()), DEFAULT_SERVER_CONF);
+        let switches = ImsSwitches {
+            operator_management_restricted: true,
+            native_api_disabled: true,
+            allow_list: vec!["admin".into(), "svc-a|svc-b".into()],
+        };
+        let text = write_server_conf(&switches);
+        assert_eq!(
+            read_server_conf("serverConf.xml", &text, &b("8.5.2")).unwrap(),
+            switches
+        );
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let typo = DEFAULT_SERVER_CONF.replace("disableAPI=\"false\"", "disableApi=\"false\"");
         let e = read_server_conf("serverConf.xml", &typo, &b("7.4.1")).unwrap_err();
@@ -346,27 +454,49 @@ mod tests {
             technical_account_id: ta,
             sealed_secret: "enc:abc".into(),
         };
+        let conf = InstanceConf {
+            oauth: Some(o.clone()),
+            switches: SwitchElements::default(),
+        };
+        let build = b("7.4.1");
         assert_eq!(
-            read_instance_conf("config-x.xml", &write_instance_conf(&o)).unwrap(),
-            Some(o)
+            read_instance_conf("config-x.xml", &write_instance_conf(&conf), &build).unwrap(),
+            conf
         );
-        let plain = write_instance_conf(&ImsOAuth {
-            sealed_secret: "plain".into(),
-            ..read_instance_conf(
-                "c",
-                &write_instance_conf(&ImsOAuth {
-                    org_id: "A@AdobeOrg".into(),
-                    client_id: "c".into(),
-                    technical_account_id: "t".into(),
-                    sealed_secret: "enc:x".into(),
-                }),
-            )
-            .unwrap()
-            .unwrap()
+        let plain = write_instance_conf(&InstanceConf {
+            oauth: Some(ImsOAuth {
+                sealed_secret: "plain".into(),
+                ..o
+            }),
+            switches: SwitchElements::default(),
         });
         assert!(
-            read_instance_conf("config-x.xml", &plain).is_err(),
+            read_instance_conf("config-x.xml", &plain, &build).is_err(),
             "secrets are stored sealed"
         );
+    }
+
+    #[test]
+    fn an_instance_file_overrides_the_shared_elements_it_has() {
+        let shared = ImsSwitches {
+            operator_management_restricted: true,
+            native_api_disabled: false,
+            allow_list: vec!["admin".into()],
+        };
+        let conf = InstanceConf {
+            oauth: None,
+            switches: SwitchElements {
+                operator_management_restricted: None,
+                native_api: Some((true, vec!["ops|svc".into()])),
+            },
+        };
+        let text = write_instance_conf(&conf);
+        let read = read_instance_conf("config-x.xml", &text, &b("8.5.2")).unwrap();
+        assert_eq!(read, conf);
+        let effective = read.switches.over(&shared);
+        assert!(effective.operator_management_restricted && effective.native_api_disabled);
+        assert_eq!(effective.allow_list, vec!["ops|svc".to_owned()]);
+        let e = read_instance_conf("config-x.xml", &text, &b("7.4.0")).unwrap_err();
+        assert!(e.message.contains("7.4.1 and later"), "{e}");
     }
 }

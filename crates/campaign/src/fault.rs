@@ -48,6 +48,12 @@ impl Fault {
         Fault::client("XSV-350122", message)
     }
 
+    /// A change or sign-in the lock-down restrictions refuse
+    /// ([`crate::restrictions::RESTRICTED_CODE`]).
+    pub fn restricted(message: impl Into<String>) -> Self {
+        Fault::client(crate::restrictions::RESTRICTED_CODE, message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Fault::client("XSV-350123", message)
     }

@@ -7,6 +7,7 @@ use ims_identity::secret::Secret;
 
 use crate::fault::Fault;
 use crate::model::{AuthType, Operator};
+use crate::restrictions::Restrictions;
 use crate::rights;
 use crate::store::InstanceStore;
 
@@ -199,20 +200,30 @@ async fn check_groups(store: &dyn InstanceStore, groups: &[String]) -> Result<()
 }
 
 /// Creates or changes an operator as `ctx.actor`. The caller has decided the actor may manage
-/// operators; this decides whether the change itself is allowed.
+/// operators; this decides whether the change itself is allowed, the lock-down restrictions
+/// first.
 pub async fn save(
     store: &dyn InstanceStore,
+    restrictions: &Restrictions,
     key: &OperatorKey,
     mode: WriteMode,
     edit: OperatorEdit,
     ctx: &Context,
 ) -> Result<Written, Fault> {
     let edit = edit.normalised();
+    let existing = find(store, key).await?;
+    let creating = existing.is_none() && mode != WriteMode::Update;
+    if creating || existing.is_some() {
+        // Writes change no operator's authentication type; only creation makes native ones.
+        let after_native = existing
+            .as_ref()
+            .is_none_or(|op| op.auth_type == AuthType::Native);
+        restrictions.check_operator_change(existing.as_ref(), after_native)?;
+    }
     edit.check()?;
     if let Some(groups) = &edit.groups {
         check_groups(store, groups).await?;
     }
-    let existing = find(store, key).await?;
     match (mode, existing) {
         (WriteMode::Insert, Some(op)) => Err(Fault::bad_request(format!(
             "an operator named {:?} already exists",
@@ -375,6 +386,7 @@ async fn update(
 /// operators and the actor itself cannot be deleted.
 pub async fn delete(
     store: &dyn InstanceStore,
+    restrictions: &Restrictions,
     key: &OperatorKey,
     actor_id: Option<i64>,
     ctx: &Context,
@@ -382,6 +394,7 @@ pub async fn delete(
     let op = find(store, key)
         .await?
         .ok_or_else(|| Fault::not_found("No operator matches the key"))?;
+    restrictions.check_operator_change(Some(&op), false)?;
     if op.builtin {
         return Err(Fault::forbidden(format!(
             "{} is a built-in operator and cannot be deleted",

@@ -2,30 +2,23 @@
 //! information clients read after signing in. Every decision that depends on the build is taken
 //! through [`crate::version::Build`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ims_identity::secret::{self, Secret};
 use ims_identity::Now;
 
 use crate::bearer::{BearerError, TrustedIssuer};
+use crate::config::ImsSwitches;
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator, Session, UsageEvent};
+use crate::restrictions::Restrictions;
 use crate::store::InstanceStore;
 use crate::usage::{UsageKey, UsageRecorder};
-use crate::version::{Build, NativeAuth};
+use crate::version::Build;
 
 /// Prefixes of generated tokens: the vendor's clients recognise `___` and `@`; ours follows.
 pub const SESSION_PREFIX: &str = "___ims_";
 pub const SECURITY_PREFIX: &str = "@ims_";
-
-/// Operators that may still sign in natively where native sign-in is otherwise refused (the
-/// default allow-list; `internal|monitoring` is one entry listing two operators).
-pub const DEFAULT_ALLOW_LIST: &[&str] = &[
-    "admin",
-    "aemserver",
-    "campaign-loginmonitor",
-    "internal|monitoring",
-];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstanceKind {
@@ -43,12 +36,9 @@ pub struct InstanceInfo {
     pub build_number: u32,
     pub session_secs: i64,
     pub remember_me_secs: i64,
-    pub allow_list: Vec<String>,
     /// Groups a technical account operator gets when it is created at its first call (until
     /// product profiles decide).
     pub technical_account_groups: Vec<String>,
-    /// The `imsConfig` switches of `serverConf.xml`.
-    pub switches: crate::config::ImsSwitches,
 }
 
 impl InstanceInfo {
@@ -60,22 +50,8 @@ impl InstanceInfo {
             build_number: 9_000 + u32::from(build.minor) * 100 + u32::from(build.patch),
             session_secs: 24 * 3600,
             remember_me_secs: 30 * 24 * 3600,
-            allow_list: DEFAULT_ALLOW_LIST.iter().map(|s| s.to_string()).collect(),
             technical_account_groups: Vec::new(),
-            switches: crate::config::ImsSwitches::default(),
         }
-    }
-
-    /// Whether `login` is on the allow-list (`a|b` entries list alternatives): the one in
-    /// `serverConf.xml` when it names any operator, the default otherwise.
-    pub fn allow_listed(&self, login: &str) -> bool {
-        let list = if self.switches.allow_list.is_empty() {
-            &self.allow_list
-        } else {
-            &self.switches.allow_list
-        };
-        list.iter()
-            .any(|entry| entry.split('|').any(|name| name == login))
     }
 }
 
@@ -116,6 +92,9 @@ pub struct Instance {
     info: InstanceInfo,
     bearer: Option<Arc<TrustedIssuer>>,
     usage: UsageRecorder,
+    /// The `imsConfig` switches as last read, with their effect on this build; replaced whole
+    /// on reload so every request sees one consistent state.
+    restrictions: RwLock<Arc<Restrictions>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -128,18 +107,80 @@ impl std::fmt::Debug for Instance {
 
 impl Instance {
     pub fn new(store: Arc<dyn InstanceStore>, info: InstanceInfo) -> Self {
+        let restrictions = Restrictions::effective(&info.build, &ImsSwitches::default());
         Instance {
             store,
             info,
             bearer: None,
             usage: UsageRecorder::default(),
+            restrictions: RwLock::new(Arc::new(restrictions)),
         }
+    }
+
+    /// Starts with the `imsConfig` switches of `serverConf.xml`.
+    pub fn with_switches(self, switches: &ImsSwitches) -> Self {
+        *self.restrictions.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Restrictions::effective(&self.info.build, switches));
+        self
+    }
+
+    /// The restrictions in effect now.
+    pub fn restrictions(&self) -> Arc<Restrictions> {
+        self.restrictions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies switches read again from `serverConf.xml` (a reload). Logs and audits the change
+    /// as `ctx.actor`; returns whether anything changed. From the next request on, sign-ins,
+    /// sessions and operator changes follow the new state.
+    pub async fn apply_switches(
+        &self,
+        switches: &ImsSwitches,
+        ctx: &ims_identity::model::Context,
+    ) -> Result<bool, Fault> {
+        let next = Restrictions::effective(&self.info.build, switches);
+        let before = self.restrictions();
+        if before.switches == next.switches {
+            return Ok(false);
+        }
+        let describe = |r: &Restrictions| {
+            serde_json::json!({
+                "operator_management_restricted": r.switches.operator_management_restricted,
+                "native_api_disabled": r.switches.native_api_disabled,
+                "allow_list": r.allow_list,
+                "effective_operator_management": r.operator_management,
+                "effective_native_api": r.native_api,
+            })
+        };
+        let audit = ctx.event(
+            "instance.restrictions",
+            &self.info.name,
+            "success",
+            serde_json::json!({"before": describe(&before), "after": describe(&next)}),
+        );
+        self.store.append_audit(&audit).await?;
+        tracing::info!(
+            instance = %self.info.name,
+            operator_management = next.operator_management,
+            native_api = next.native_api,
+            allow_list = ?next.allow_list,
+            "restrictions changed"
+        );
+        *self.restrictions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(true)
     }
 
     /// Accepts access tokens of this IMS (`Authorization: Bearer`, `BearerTokenLogon`).
     pub fn with_bearer(mut self, issuer: Arc<TrustedIssuer>) -> Self {
         self.bearer = Some(issuer);
         self
+    }
+
+    /// The IMS this instance trusts, when it has one.
+    pub fn ims_url(&self) -> Option<&str> {
+        self.bearer.as_deref().map(TrustedIssuer::issuer)
     }
 
     pub fn info(&self) -> &InstanceInfo {
@@ -169,13 +210,7 @@ impl Instance {
     /// Whether `op` may sign in natively: always, unless the build (8.6 and later) or the
     /// `nonIMSAuthnAPI disableAPI` switch limits native sign-in to the allow-list.
     fn native_allowed(&self, op: &Operator) -> bool {
-        let limited = self.info.build.native_auth() == NativeAuth::AllowListOnly
-            || self.info.switches.native_api_disabled;
-        !limited || self.allow_listed_login(&op.login)
-    }
-
-    fn allow_listed_login(&self, login: &str) -> bool {
-        self.info.allow_listed(login)
+        self.restrictions().allows_native(&op.login)
     }
 
     /// `xtk:session#Logon`. Unknown login, wrong password, disabled or non-native operator and a
@@ -878,9 +913,10 @@ impl Instance {
             request_id: None,
         };
         let store = self.store.as_ref();
+        let restrictions = self.restrictions();
         match mode {
-            Some(mode) => crate::operators::save(store, key, mode, edit, &ctx).await,
-            None => crate::operators::delete(store, key, Some(actor.id), &ctx).await,
+            Some(mode) => crate::operators::save(store, &restrictions, key, mode, edit, &ctx).await,
+            None => crate::operators::delete(store, &restrictions, key, Some(actor.id), &ctx).await,
         }
     }
 }

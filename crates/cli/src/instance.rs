@@ -88,32 +88,113 @@ pub async fn open_embedded(
     };
     let mut info = InstanceInfo::new(name, kind, build);
     info.technical_account_groups = technical_account_groups;
-    info.switches = read_configuration(&conf_dir, name, &build)?;
-    Ok((Instance::new(store, info), admin_password))
-}
-
-/// Reads `conf/serverConf.xml` (created with the defaults on first start) and checks
-/// `conf/config-<name>.xml` when present. Any error stops the start, naming file, line and key.
-fn read_configuration(
-    conf_dir: &Path,
-    name: &str,
-    build: &Build,
-) -> Result<ims_campaign::config::ImsSwitches> {
-    crate::files::private_dir(conf_dir)?;
+    crate::files::private_dir(&conf_dir)?;
     let server_conf = conf_dir.join("serverConf.xml");
     if !server_conf.exists() {
         crate::files::write_public(&server_conf, ims_campaign::config::DEFAULT_SERVER_CONF.as_bytes())?;
     }
+    let loaded = read_configuration(dir, name, &build)?;
+    let instance = Instance::new(store, info).with_switches(&loaded.switches);
+    record_loaded(&instance, &loaded, "start").await?;
+    Ok((instance, admin_password))
+}
+
+/// The configuration of one instance as read from its files.
+pub struct Loaded {
+    /// `serverConf.xml` with `config-<name>.xml` laid over it.
+    pub switches: ims_campaign::config::ImsSwitches,
+    /// The instance file alone.
+    pub instance: ims_campaign::config::InstanceConf,
+    /// Digest of both files' text: what a reload reports having applied.
+    pub digest: String,
+}
+
+/// Reads `conf/serverConf.xml` and `conf/config-<name>.xml` (when present) for an instance of
+/// `build`. Any error names file, line and key; a start stops on it, a reload keeps the state
+/// it had.
+pub fn read_configuration(dir: &Path, name: &str, build: &Build) -> Result<Loaded> {
+    let (server_conf, instance_conf) = conf_paths(dir, name);
     let text = std::fs::read_to_string(&server_conf)
         .with_context(|| format!("cannot read {}", server_conf.display()))?;
-    let switches = ims_campaign::config::read_server_conf(&server_conf.display().to_string(), &text, build)?;
-    let instance_conf = conf_dir.join(format!("config-{name}.xml"));
-    if instance_conf.exists() {
-        let text = std::fs::read_to_string(&instance_conf)
-            .with_context(|| format!("cannot read {}", instance_conf.display()))?;
-        ims_campaign::config::read_instance_conf(&instance_conf.display().to_string(), &text)?;
+    let shared = ims_campaign::config::read_server_conf(&server_conf.display().to_string(), &text, build)?;
+    let instance_text = match std::fs::read_to_string(&instance_conf) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", instance_conf.display())),
+    };
+    let instance = if instance_text.is_empty() {
+        ims_campaign::config::InstanceConf::default()
+    } else {
+        ims_campaign::config::read_instance_conf(&instance_conf.display().to_string(), &instance_text, build)?
+    };
+    Ok(Loaded {
+        switches: instance.switches.over(&shared),
+        digest: secret::digest_hex(&format!("{text}\u{0}{instance_text}")),
+        instance,
+    })
+}
+
+/// `conf/serverConf.xml` (shared by the instances) and `conf/config-<name>.xml`.
+pub fn conf_paths(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let conf = dir.join("conf");
+    (
+        conf.join("serverConf.xml"),
+        conf.join(format!("config-{name}.xml")),
+    )
+}
+
+/// The instance setting where a start or reload records which configuration it applied (or
+/// why it could not), for `ims instance reload` and `restrictions status` to read.
+pub const LOADED_SETTING: &str = "config.loaded";
+
+async fn record_loaded(instance: &Instance, loaded: &Loaded, how: &str) -> Result<()> {
+    let value =
+        serde_json::json!({"digest": loaded.digest, "at": Now::system().millis(), "by": how, "error": null});
+    let audit = Context::new(Now::system(), "system").event(
+        "instance.reload",
+        &instance.info().name,
+        "success",
+        serde_json::json!({"by": how, "digest": loaded.digest}),
+    );
+    instance
+        .store()
+        .set_setting(LOADED_SETTING, &value.to_string(), &audit)
+        .await?;
+    Ok(())
+}
+
+/// Reads the instance's configuration again and applies it (`SIGHUP`, `ims instance reload`).
+/// A file that does not read leaves the running state as it was; the error is recorded for the
+/// command that asked and logged.
+pub async fn reload(dir: &Path, instance: &Instance) -> Result<()> {
+    let name = instance.info().name.clone();
+    let now = Now::system();
+    match read_configuration(dir, &name, &instance.info().build) {
+        Ok(loaded) => {
+            let ctx = Context::new(now, "system:reload");
+            instance
+                .apply_switches(&loaded.switches, &ctx)
+                .await
+                .map_err(|f| anyhow::anyhow!("{f}"))?;
+            record_loaded(instance, &loaded, "reload").await?;
+            tracing::info!(instance = %name, "configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(instance = %name, error = %format!("{e:#}"), "configuration not reloaded; the previous one stays in effect");
+            let value = serde_json::json!({"digest": null, "at": now.millis(), "by": "reload", "error": format!("{e:#}")});
+            let audit = Context::new(now, "system:reload").event(
+                "instance.reload",
+                &name,
+                "failure",
+                serde_json::json!({"error": format!("{e:#}")}),
+            );
+            instance
+                .store()
+                .set_setting(LOADED_SETTING, &value.to_string(), &audit)
+                .await?;
+        }
     }
-    Ok(switches)
+    Ok(())
 }
 
 /// `ims instance config -instance:<name> -setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>`,
@@ -149,20 +230,37 @@ pub fn config_command(data_dir: &Path, args: &[String]) -> Result<String> {
             .seal(&label, secret.expose().as_bytes())
             .map_err(|e| anyhow::anyhow!("{e}"))?
     );
-    let conf = ims_campaign::config::ImsOAuth {
+    let oauth = ims_campaign::config::ImsOAuth {
         org_id,
         client_id,
         technical_account_id,
         sealed_secret: sealed,
     };
-    let path = data_dir.join("conf").join(format!("config-{name}.xml"));
+    let (_, path) = conf_paths(data_dir, &name);
     crate::files::private_dir(&data_dir.join("conf"))?;
+    // The file's restriction elements stay as they are.
+    let mut conf = read_instance_file(&path)?;
+    conf.oauth = Some(oauth);
     crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
     println!(
         "IMS credential of {name} stored in {} (secret sealed)",
         path.display()
     );
     Ok(name)
+}
+
+/// `config-<name>.xml` as it stands (empty when absent). Read without a build: whether its
+/// switches suit the instance is decided where they are applied.
+pub fn read_instance_file(path: &Path) -> Result<ims_campaign::config::InstanceConf> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(ims_campaign::config::read_instance_conf(
+            &path.display().to_string(),
+            &text,
+            &Build::new(99, 0, 0),
+        )?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// Records a configuration change made outside the database in the instance's audit log.
@@ -295,6 +393,15 @@ pub enum InstanceCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// The lock-down restrictions: enable, disable, status, verify.
+    #[command(subcommand)]
+    Restrictions(crate::restrictions::RestrictionsCommand),
+    /// Make the running `ims up` read its instances' configuration files again (`SIGHUP`) and
+    /// wait until each instance reports having applied them.
+    Reload {
+        #[arg(long)]
+        instance: Option<String>,
+    },
     /// The recorded sign-ins and calls (usage evidence), newest first.
     Usage {
         #[arg(long)]
@@ -334,7 +441,7 @@ pub enum OperatorCommand {
     },
 }
 
-async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
+pub async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore> {
     let up = crate::up::read_up_file(data_dir)?;
     if !up.instances.iter().any(|i| i.name == name) {
         anyhow::bail!(
@@ -361,6 +468,18 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
         InstanceCommand::Config { args } => {
             let name = config_command(data_dir, &args)?;
             audit_config_change(data_dir, &name, serde_json::json!({"set": "imsOAuth"})).await?;
+        }
+        InstanceCommand::Restrictions(cmd) => crate::restrictions::command(cmd, data_dir).await?,
+        InstanceCommand::Reload { instance } => {
+            let names = match instance {
+                Some(n) => vec![n],
+                None => crate::up::read_up_file(data_dir)?
+                    .instances
+                    .into_iter()
+                    .map(|i| i.name)
+                    .collect(),
+            };
+            crate::restrictions::reload_running(data_dir, &names).await?;
         }
         InstanceCommand::Audit {
             instance,
@@ -433,8 +552,10 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
             };
             let store = open_store(data_dir, &instance).await?;
             let ctx = crate::admin::cli_context();
+            let restrictions = crate::restrictions::effective(data_dir, &instance).await?;
             let written = operators::save(
                 &store,
+                &restrictions,
                 &OperatorKey::Login(login.clone()),
                 WriteMode::Insert,
                 edit,

@@ -8,6 +8,7 @@ mod instance;
 mod people;
 mod pki;
 mod remote;
+mod restrictions;
 mod seed;
 mod server;
 mod up;
@@ -215,7 +216,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ims: {e:#}");
-            ExitCode::from(2)
+            if e.downcast_ref::<restrictions::ProbesFailed>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -168,6 +168,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         serving.push((s.listener, router));
         instances.push(s.instance);
     }
+    spawn_reload_on_hangup(dir.clone(), instances.clone())?;
     let served = server::run_with(prepared, serving).await;
     // What was counted since the last flush is written before the process ends.
     for instance in instances {
@@ -262,6 +263,26 @@ async fn start_instance(
         instance,
         up,
     })
+}
+
+/// `SIGHUP` reads every instance's configuration files again and applies them, as the vendor's
+/// `config -reload` does; `ims instance reload` sends it.
+fn spawn_reload_on_hangup(
+    dir: PathBuf,
+    instances: Vec<std::sync::Arc<ims_campaign::service::Instance>>,
+) -> Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            for instance in &instances {
+                if let Err(e) = crate::instance::reload(&dir, instance).await {
+                    tracing::error!(instance = %instance.info().name, error = %format!("{e:#}"), "reload failed");
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// How often counted calls are written to the instance's usage summary.

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use ims_campaign::fault::Fault;
 use ims_campaign::model::{AuthPath, AuthType, Operator};
 use ims_campaign::operators::{OperatorEdit, OperatorKey, WriteMode, Written};
+use ims_campaign::restrictions::RESTRICTED_CODE;
 use ims_campaign::rights::NAMED_RIGHTS;
 use ims_campaign::service::{holds, Caller, InstanceKind, ADMINISTRATION};
 use ims_identity::secret::{self, Secret};
@@ -48,6 +49,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/console/operators/{id}/delete", post(operator_delete))
         .route("/console/groups", get(groups))
         .route("/console/rights", get(rights))
+        .route("/console/restrictions", get(restrictions))
         .route("/console/static/console.css", get(stylesheet))
         .layer(axum::middleware::map_response(console_headers))
 }
@@ -61,6 +63,8 @@ struct Shell {
     admin: bool,
     csrf: String,
     notice: Option<String>,
+    /// Where people are managed once native operator management is restricted.
+    admin_console: String,
 }
 
 impl Shell {
@@ -74,6 +78,10 @@ impl Shell {
             admin: false,
             csrf: String::new(),
             notice: None,
+            admin_console: st
+                .instance
+                .ims_url()
+                .map_or_else(String::new, |u| format!("{u}/admin/")),
         }
     }
 
@@ -105,6 +113,7 @@ struct ErrorPage {
 fn fault_page(shell: Shell, fault: &Fault) -> Response {
     let (status, heading) = match fault.code {
         "XSV-350122" => (StatusCode::FORBIDDEN, "Not allowed"),
+        RESTRICTED_CODE => (StatusCode::FORBIDDEN, "Restricted"),
         "XSV-350123" => (StatusCode::NOT_FOUND, "Not found"),
         "XSV-350008" => (StatusCode::UNAUTHORIZED, "Signed out"),
         _ if fault.client => (StatusCode::UNPROCESSABLE_ENTITY, "Not saved"),
@@ -350,6 +359,8 @@ struct OperatorRow {
 #[template(path = "console/operators.html")]
 struct OperatorsPage {
     shell: Shell,
+    /// New operators would be native: the restriction forbids creating them.
+    creation_restricted: bool,
     search: String,
     total: i64,
     rows: Vec<OperatorRow>,
@@ -393,6 +404,7 @@ async fn operators(
     render(
         StatusCode::OK,
         &OperatorsPage {
+            creation_restricted: st.instance.restrictions().operator_management,
             shell: Shell::of(&st, &who).with_notice(notice.as_deref()),
             search,
             total,
@@ -444,6 +456,11 @@ struct OperatorPage {
     created: String,
     modified: String,
     error: Option<String>,
+    /// The restriction forbids changing this operator (or creating one): the form is shown
+    /// read-only with the reason.
+    locked: bool,
+    /// The build, not the configuration, keeps the restrictions on.
+    forced_by_build: bool,
 }
 
 /// The operator form: from the stored operator, or (after a refused change) from what was sent.
@@ -459,6 +476,7 @@ async fn operator_form(
         Err(e) => return fault_page(shell, &Fault::from(e)),
     };
     let blank = Operator::native("", None, Vec::new(), None, Now::from_millis(0));
+    let restrictions = st.instance.restrictions();
     let op = stored.unwrap_or(&blank);
     let text = |field: &str, stored: String| sent.map_or(stored, |f| f.text(field));
     let checked = |field: &str, stored: bool| sent.map_or(stored, |f| f.checked(field));
@@ -505,6 +523,10 @@ async fn operator_form(
             created: ims_campaign::time::iso8601(op.created_at),
             modified: ims_campaign::time::iso8601(op.modified_at),
             error,
+            locked: restrictions
+                .check_operator_change(stored, op.auth_type == AuthType::Native)
+                .is_err(),
+            forced_by_build: restrictions.forced_by_build,
         },
     )
     .into_response()
@@ -557,7 +579,7 @@ async fn operator_create(
     match result {
         Ok(Written::Created(id)) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
         Ok(_) => see_other("/console/operators", vec![]),
-        Err(f) if f.client && f.code != "XSV-350122" => {
+        Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
             operator_form(&st, Shell::of(&st, &who), None, Some(&form), Some(f.message)).await
         }
         Err(f) => fault_page(Shell::of(&st, &who), &f),
@@ -623,7 +645,7 @@ async fn operator_update(
         .await;
     match result {
         Ok(_) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
-        Err(f) if f.client && f.code != "XSV-350122" => {
+        Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
             operator_form(&st, Shell::of(&st, &who), Some(&op), Some(&form), Some(f.message)).await
         }
         Err(f) => fault_page(Shell::of(&st, &who), &f),
@@ -741,6 +763,38 @@ async fn rights(State(st): State<InstanceState>, Administrator(who): Administrat
         &RightsPage {
             shell: Shell::of(&st, &who),
             rows,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/restrictions.html")]
+struct RestrictionsPage {
+    shell: Shell,
+    operator_management: bool,
+    native_api: bool,
+    forced_by_build: bool,
+    configured_operator_management: bool,
+    configured_native_api: bool,
+    allow_list: Vec<String>,
+    blocks: Vec<String>,
+}
+
+/// The lock-down state: what is switched on, by the configuration or by the build, the
+/// allow-list, and what it blocks.
+async fn restrictions(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
+    let r = st.instance.restrictions();
+    render(
+        StatusCode::OK,
+        &RestrictionsPage {
+            shell: Shell::of(&st, &who),
+            operator_management: r.operator_management,
+            native_api: r.native_api,
+            forced_by_build: r.forced_by_build,
+            configured_operator_management: r.switches.operator_management_restricted,
+            configured_native_api: r.switches.native_api_disabled,
+            allow_list: r.allow_list.clone(),
+            blocks: r.blocks(),
         },
     )
 }

@@ -51,13 +51,14 @@ fn settings(alg: Algorithm) -> Settings {
     s
 }
 
-async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
-    let dir = tempfile::tempdir().unwrap();
-    let (opts, schema) = match db {
-        Db::Sqlite => (
-            Options::new(format!("sqlite://{}", dir.path().join("ims.db").display())),
+/// Store options on `db`: a file under `dir`, or a fresh schema of the test PostgreSQL (`None`
+/// when the run skips PostgreSQL, said loudly).
+fn db_options(db: Db, dir: &std::path::Path) -> Option<(Options, Option<String>)> {
+    match db {
+        Db::Sqlite => Some((
+            Options::new(format!("sqlite://{}", dir.join("store.db").display())),
             None,
-        ),
+        )),
         Db::Postgres => {
             let url = std::env::var("TEST_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -69,9 +70,14 @@ async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
             let mut o = Options::new(url);
             o.schema = Some(schema.clone());
             o.max_connections = 4;
-            (o, Some(schema))
+            Some((o, Some(schema)))
         }
-    };
+    }
+}
+
+async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
+    let dir = tempfile::tempdir().unwrap();
+    let (opts, schema) = db_options(db, dir.path())?;
     let store = Arc::new(SqlStore::open(&opts, Now::system()).await.unwrap());
     let ctx = Context::new(Now::system(), "test");
     let (org, _, _) = service::bootstrap(
@@ -1218,7 +1224,7 @@ async fn a_change_made_elsewhere_reaches_the_token_endpoint() {
         h.token(&c, "openid").await;
         h.token(&c, "openid").await;
         let url = match db {
-            Db::Sqlite => format!("sqlite://{}", h._dir.path().join("ims.db").display()),
+            Db::Sqlite => format!("sqlite://{}", h._dir.path().join("store.db").display()),
             Db::Postgres => std::env::var("TEST_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
         };
@@ -1376,7 +1382,7 @@ mod instance {
     use ims_http::campaign::{router, InstanceState};
     use ims_store::instance::SqlInstanceStore;
 
-    const PASSWORD: &str = "operator password 1";
+    pub(super) const PASSWORD: &str = "operator password 1";
 
     async fn instance_app() -> (Router, tempfile::TempDir) {
         let (inst, dir) = instance_with("7.4.1").await;
@@ -1419,13 +1425,23 @@ mod instance {
     }
 
     async fn instance_of(build: &str, kind: InstanceKind) -> (Instance, tempfile::TempDir) {
+        let (inst, dir, _) = instance_on(Db::Sqlite, build, kind).await.unwrap();
+        (inst, dir)
+    }
+
+    /// A PostgreSQL schema to drop when a test is done.
+    pub(super) type Cleanup = Option<(Arc<SqlInstanceStore>, String)>;
+
+    /// An instance on `db` with jdoe, three recipients and the default groups (`None` when the
+    /// run skips PostgreSQL).
+    pub(super) async fn instance_on(
+        db: Db,
+        build: &str,
+        kind: InstanceKind,
+    ) -> Option<(Instance, tempfile::TempDir, Cleanup)> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("i.db").display());
-        let store = Arc::new(
-            SqlInstanceStore::open(&Options::new(url), Now::system())
-                .await
-                .unwrap(),
-        );
+        let (opts, schema) = db_options(db, dir.path())?;
+        let store = Arc::new(SqlInstanceStore::open(&opts, Now::system()).await.unwrap());
         for g in DEFAULT_GROUPS {
             store.ensure_group(g.name, g.label, g.rights).await.unwrap();
         }
@@ -1503,8 +1519,9 @@ mod instance {
                     .unwrap();
             }
         }
+        let cleanup = schema.map(|s| (store.clone(), s));
         let inst = Instance::new(store, InstanceInfo::new("prod", kind, build.parse().unwrap()));
-        (inst, dir)
+        Some((inst, dir, cleanup))
     }
 
     /// Adds an operator like jdoe (same password and profile) under another login and groups.
@@ -1538,7 +1555,7 @@ mod instance {
         )
     }
 
-    fn logon_body(login: &str, password: &str) -> String {
+    pub(super) fn logon_body(login: &str, password: &str) -> String {
         envelope(
             "Logon",
             "xtk:session",
@@ -2124,7 +2141,7 @@ mod instance {
     }
 
     /// A browser's view of one console request: status, headers, body.
-    async fn page(
+    pub(super) async fn page(
         app: &Router,
         method: &str,
         path: &str,
@@ -2152,7 +2169,7 @@ mod instance {
         (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
-    fn set_cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    pub(super) fn set_cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         headers
             .get_all("set-cookie")
             .iter()
@@ -2160,7 +2177,7 @@ mod instance {
             .find(|v| v.starts_with(&format!("{name}=")))
     }
 
-    fn cookie_value(line: &str) -> String {
+    pub(super) fn cookie_value(line: &str) -> String {
         line.split(';')
             .next()
             .unwrap()
@@ -2170,7 +2187,7 @@ mod instance {
             .to_owned()
     }
 
-    fn csrf_in(html: &str) -> String {
+    pub(super) fn csrf_in(html: &str) -> String {
         let at = html
             .find(r#"name="csrf" value=""#)
             .expect("a form with a csrf field")
@@ -2179,7 +2196,7 @@ mod instance {
     }
 
     /// Signs in to the console; returns the cookie header and a page's CSRF token.
-    async fn console_sign_in(
+    pub(super) async fn console_sign_in(
         app: &Router,
         login: &str,
         password: &str,
@@ -4174,5 +4191,454 @@ mod people_security {
             (StatusCode::UNAUTHORIZED, Some("invalid_client"))
         );
         h.cleanup().await;
+    }
+}
+
+/// The lock-down restrictions through the SOAP API and the console, on both backends.
+mod restrictions {
+    use super::instance::*;
+    use super::*;
+    use ims_campaign::config::ImsSwitches;
+    use ims_campaign::restrictions::RESTRICTED_CODE;
+    use ims_campaign::service::{Instance, InstanceKind};
+    use ims_http::campaign::{router, InstanceState};
+
+    fn switches(ui: bool, api: bool) -> ImsSwitches {
+        ImsSwitches {
+            operator_management_restricted: ui,
+            native_api_disabled: api,
+            allow_list: vec!["admin".into(), "svc-a|svc-b".into()],
+        }
+    }
+
+    /// An instance on `db` that trusts the harness's IMS, with jdoe (native, no rights to
+    /// manage), `admin` (native, ADMINISTRATION, allow-listed) and `svc-b` (native, allow-listed
+    /// through a `|` entry).
+    async fn restricted(
+        h: &Harness,
+        db: Db,
+        build: &str,
+    ) -> Option<(Router, Arc<Instance>, tempfile::TempDir, Cleanup)> {
+        let (inst, dir, cleanup) = instance_on(db, build, InstanceKind::Marketing).await?;
+        let issuer =
+            ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeysOf(h.state.ims.clone())));
+        let inst = Arc::new(inst.with_bearer(Arc::new(issuer)));
+        add_like_jdoe(inst.store(), "admin", &["admin"]).await;
+        add_like_jdoe(inst.store(), "svc-b", &[]).await;
+        let app = router(InstanceState {
+            instance: inst.clone(),
+            tls: false,
+        });
+        Some((app, inst, dir, cleanup))
+    }
+
+    struct ImsKeysOf(Arc<Ims>);
+
+    #[async_trait::async_trait]
+    impl ims_campaign::bearer::JwksSource for ImsKeysOf {
+        async fn fetch(&self) -> Result<Value, String> {
+            self.0.jwks(Now::system()).await.map_err(|e| e.to_string())
+        }
+    }
+
+    async fn logon(app: &Router, login: &str) -> (Option<String>, Vec<(&'static str, String)>) {
+        let (_, xml) = call(app, "xtk:session#Logon", logon_body(login, PASSWORD), &[]).await;
+        (
+            fault_code(&xml),
+            vec![("x-session-token", value(&xml, "pstrSessionToken"))],
+        )
+    }
+
+    async fn user_info(app: &Router, headers: &[(&str, String)]) -> Option<String> {
+        let body = envelope("GetUserInfo", "xtk:session", "<sessiontoken/>");
+        let (_, xml) = call(app, "xtk:session#GetUserInfo", body, headers).await;
+        fault_code(&xml)
+    }
+
+    async fn write(app: &Router, session: &[(&str, String)], doc: &str) -> Option<String> {
+        let body = envelope(
+            "Write",
+            "xtk:persist|xtk:session",
+            &format!("<sessiontoken/><domDoc>{doc}</domDoc>"),
+        );
+        let (_, xml) = call(app, "xtk:persist|xtk:session#Write", body, session).await;
+        fault_code(&xml)
+    }
+
+    async fn finish(cleanup: Cleanup) {
+        if let Some((store, schema)) = cleanup {
+            store.drop_schema(&schema).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_switches_take_effect_on_reload_through_the_soap_api() {
+        let h = harness().await;
+        let c = h.credential(&["openid"]).await;
+        let token = h.token(&c, "openid").await;
+        let bearer = vec![("authorization", format!("Bearer {token}"))];
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
+                continue;
+            };
+            let (none, jdoe_session) = logon(&app, "jdoe").await;
+            assert_eq!(none, None, "{db:?}: native sign-in works before the lock-down");
+            let (_, admin) = logon(&app, "admin").await;
+            assert_eq!(user_info(&app, &bearer).await, None, "{db:?}");
+            let ta = inst
+                .store()
+                .operator_by_ims_id(&c.client.technical_account_id)
+                .await
+                .unwrap()
+                .unwrap();
+
+            let ctx = Context::new(Now::system(), "test:reload");
+            assert!(inst.apply_switches(&switches(true, true), &ctx).await.unwrap());
+            assert!(
+                !inst.apply_switches(&switches(true, true), &ctx).await.unwrap(),
+                "the same switches again change nothing"
+            );
+            let audit = ims_identity::store::AuditStore::audit(
+                inst.store().as_ref(),
+                &AuditQuery {
+                    action_prefix: Some("instance.restrictions".into()),
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(audit.len(), 1, "{db:?}: one audit line for one change");
+            assert_eq!(audit[0].actor, "test:reload");
+            assert_eq!(audit[0].details["after"]["native_api_disabled"], true);
+
+            // Native sign-in: refused outside the allow-list, existing sessions end with it.
+            assert_eq!(
+                logon(&app, "jdoe").await.0.as_deref(),
+                Some("XSV-350024"),
+                "{db:?}"
+            );
+            assert_eq!(
+                user_info(&app, &jdoe_session).await.as_deref(),
+                Some("XSV-350008"),
+                "{db:?}: jdoe's native session stopped working"
+            );
+            assert_eq!(
+                logon(&app, "admin").await.0,
+                None,
+                "{db:?}: admin is allow-listed"
+            );
+            assert_eq!(
+                logon(&app, "svc-b").await.0,
+                None,
+                "{db:?}: svc-a|svc-b names svc-b"
+            );
+            assert_eq!(
+                user_info(&app, &admin).await,
+                None,
+                "{db:?}: admin's session stays"
+            );
+            assert_eq!(user_info(&app, &bearer).await, None, "{db:?}: bearer unaffected");
+
+            // Native operators: not created, changed or deleted; others still managed.
+            let jdoe_before = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+            for (doc, what) in [
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="insert" name="newbie" password="first-pass-1"/>"#,
+                    "create",
+                ),
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="update" name="jdoe" label="Renamed"/>"#,
+                    "label",
+                ),
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="update" name="jdoe" email="other@example.com"/>"#,
+                    "email",
+                ),
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="update" name="jdoe" password="another-pass-2"/>"#,
+                    "password",
+                ),
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="update" name="jdoe" disabled="true"/>"#,
+                    "disable",
+                ),
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="insertOrUpdate" name="jdoe"><group name="admin"/></operator>"#,
+                    "groups",
+                ),
+                (
+                    r#"<operator xtkschema="xtk:operator" _operation="delete" name="jdoe"/>"#,
+                    "delete",
+                ),
+            ] {
+                assert_eq!(
+                    write(&app, &admin, doc).await.as_deref(),
+                    Some(RESTRICTED_CODE),
+                    "{db:?}: {what}"
+                );
+            }
+            assert_eq!(
+                inst.store().operator_by_login("jdoe").await.unwrap().unwrap(),
+                jdoe_before,
+                "{db:?}: nothing changed"
+            );
+            assert!(inst.store().operator_by_login("newbie").await.unwrap().is_none());
+            let ta_doc = format!(
+                r#"<operator xtkschema="xtk:operator" _operation="update" name="{}"><group name="reportAccess"/></operator>"#,
+                ta.login
+            );
+            assert_eq!(
+                write(&app, &admin, &ta_doc).await,
+                None,
+                "{db:?}: technical accounts are still managed"
+            );
+
+            // The management restriction alone leaves native sign-in as it was.
+            inst.apply_switches(&switches(true, false), &ctx).await.unwrap();
+            assert_eq!(logon(&app, "jdoe").await.0, None, "{db:?}");
+            let create = r#"<operator xtkschema="xtk:operator" _operation="insert" name="newbie" password="first-pass-1"/>"#;
+            assert_eq!(
+                write(&app, &admin, create).await.as_deref(),
+                Some(RESTRICTED_CODE)
+            );
+            // Both off: everything is back.
+            inst.apply_switches(&switches(false, false), &ctx).await.unwrap();
+            assert_eq!(write(&app, &admin, create).await, None, "{db:?}");
+            finish(cleanup).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn builds_from_8_6_keep_both_restrictions_on_whatever_the_file_says() {
+        let h = harness().await;
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "8.6.0").await else {
+                continue;
+            };
+            let r = inst.restrictions();
+            assert!(r.forced_by_build && r.operator_management && r.native_api);
+            assert_eq!(
+                logon(&app, "jdoe").await.0.as_deref(),
+                Some("XSV-350024"),
+                "{db:?}"
+            );
+            let (ok, admin) = logon(&app, "admin").await;
+            assert_eq!(ok, None, "{db:?}: the default allow-list holds admin");
+            let doc = r#"<operator xtkschema="xtk:operator" _operation="update" name="jdoe" label="x"/>"#;
+            assert_eq!(write(&app, &admin, doc).await.as_deref(), Some(RESTRICTED_CODE));
+            // An allow-list in the file still applies.
+            let ctx = Context::new(Now::system(), "test");
+            inst.apply_switches(&switches(false, false), &ctx).await.unwrap();
+            assert!(inst.restrictions().native_api, "{db:?}: still forced");
+            assert_eq!(logon(&app, "svc-b").await.0, None, "{db:?}");
+            assert_eq!(logon(&app, "jdoe").await.0.as_deref(), Some("XSV-350024"));
+            finish(cleanup).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_console_shows_the_restrictions_and_refuses_what_they_block() {
+        let h = harness().await;
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
+                continue;
+            };
+            let (_, headers, _) = console_sign_in(&app, "admin", PASSWORD).await;
+            let cookie = format!(
+                "ims_console={}",
+                cookie_value(set_cookie(&headers, "ims_console").unwrap())
+            );
+            let jdoe = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+            let (_, _, html) = page(
+                &app,
+                "GET",
+                &format!("/console/operators/{}", jdoe.id),
+                &cookie,
+                &[],
+            )
+            .await;
+            assert!(!html.contains("id=\"restricted\""), "{db:?}: unrestricted form");
+            let csrf = csrf_in(&html);
+
+            let ctx = Context::new(Now::system(), "test");
+            inst.apply_switches(&switches(true, true), &ctx).await.unwrap();
+            let (status, _, html) = page(&app, "GET", "/console/operators", &cookie, &[]).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                html.contains(r#"<button type="button" disabled aria-describedby="creation-restricted">New operator</button>"#),
+                "{db:?}: {html}"
+            );
+            assert!(!html.contains("href=\"/console/operators/new\""));
+            assert!(
+                html.contains(&format!("href=\"{ISSUER}/admin/\"")),
+                "a link to the Admin Console"
+            );
+            let (_, _, html) = page(
+                &app,
+                "GET",
+                &format!("/console/operators/{}", jdoe.id),
+                &cookie,
+                &[],
+            )
+            .await;
+            assert!(html.contains("id=\"restricted\""), "{html}");
+            assert!(html.contains("<fieldset disabled aria-describedby=\"restricted\">"));
+            assert!(html
+                .contains(r#"<button type="submit" disabled aria-describedby="restricted">Save</button>"#));
+            assert!(html.contains(r#"disabled aria-describedby="restricted">Delete operator jdoe</button>"#));
+            // A form sent anyway is refused, and nothing changes.
+            let (status, _, html) = page(
+                &app,
+                "POST",
+                &format!("/console/operators/{}", jdoe.id),
+                &cookie,
+                &[
+                    ("csrf", &csrf),
+                    ("login", "jdoe"),
+                    ("label", "Renamed"),
+                    ("email", ""),
+                ],
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{db:?}: {html}");
+            assert!(html.contains("Restricted"));
+            let (status, _, _) = page(
+                &app,
+                "POST",
+                &format!("/console/operators/{}/delete", jdoe.id),
+                &cookie,
+                &[("csrf", &csrf)],
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            let (status, _, _) = page(
+                &app,
+                "POST",
+                "/console/operators",
+                &cookie,
+                &[("csrf", &csrf), ("login", "newbie"), ("password", "first-pass-1")],
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(
+                inst.store().operator_by_login("jdoe").await.unwrap().unwrap(),
+                jdoe
+            );
+            assert!(inst.store().operator_by_login("newbie").await.unwrap().is_none());
+            // The state, the allow-list and what is blocked.
+            let (_, _, html) = page(&app, "GET", "/console/restrictions", &cookie, &[]).await;
+            assert!(
+                html.contains(r#"<td id="operator-management">On</td>"#)
+                    && html.contains(r#"<td id="native-api">On</td>"#),
+                "{html}"
+            );
+            assert!(html.contains("<code>svc-a|svc-b</code>") && !html.contains("id=\"forced\""));
+            // jdoe may no longer sign in to the console either.
+            let (status, _, _) = console_sign_in(&app, "jdoe", PASSWORD).await;
+            assert_ne!(status, StatusCode::SEE_OTHER, "{db:?}");
+            finish(cleanup).await;
+        }
+        // On 8.6 the console says the build keeps the restrictions on.
+        let (app, _inst, _dir, _) = restricted(&h, Db::Sqlite, "8.6.0").await.unwrap();
+        let (_, headers, _) = console_sign_in(&app, "admin", PASSWORD).await;
+        let cookie = format!(
+            "ims_console={}",
+            cookie_value(set_cookie(&headers, "ims_console").unwrap())
+        );
+        let (_, _, html) = page(&app, "GET", "/console/restrictions", &cookie, &[]).await;
+        assert!(
+            html.contains("id=\"forced\"") && html.contains("Build 8.6.0 keeps both restrictions on"),
+            "{html}"
+        );
+    }
+
+    #[tokio::test]
+    async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing() {
+        let h = harness().await;
+        let c = h.credential(&["openid"]).await;
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((_app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
+                continue;
+            };
+            let count = inst.store().operator_count().await.unwrap();
+            let audit_len = || async {
+                ims_identity::store::AuditStore::audit(
+                    inst.store().as_ref(),
+                    &AuditQuery {
+                        action_prefix: None,
+                        limit: 1000,
+                    },
+                )
+                .await
+                .unwrap()
+                .len()
+            };
+            let audited = audit_len().await;
+            let token = h.token(&c, "openid").await;
+            let run = |on: bool| {
+                let store = inst.store().clone();
+                let token = Secret::new(token.clone());
+                let ims = h.state.ims.clone();
+                async move {
+                    let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeysOf(ims)));
+                    ims_campaign::probe::verify(
+                        store,
+                        ims_campaign::probe::ProbeInput {
+                            info: ims_campaign::service::InstanceInfo::new(
+                                "prod",
+                                InstanceKind::Marketing,
+                                "7.4.1".parse().unwrap(),
+                            ),
+                            switches: switches(on, on),
+                            bearer: Some((Arc::new(issuer), token)),
+                        },
+                    )
+                    .await
+                }
+            };
+            let locked = run(true).await;
+            assert!(locked.iter().all(|r| r.passed), "{db:?}: {locked:#?}");
+            assert_eq!(locked.len(), 7);
+            let open = run(false).await;
+            let failed: Vec<&str> = open
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.probe.as_str())
+                .collect();
+            assert_eq!(
+                failed.len(),
+                5,
+                "{db:?}: every restriction probe fails on an open instance: {open:#?}"
+            );
+            assert_eq!(
+                inst.store().operator_count().await.unwrap(),
+                count,
+                "{db:?}: no operator created"
+            );
+            assert!(
+                inst.store()
+                    .operator_by_ims_id(&c.client.technical_account_id)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{db:?}: the bearer probe created no operator"
+            );
+            assert_eq!(
+                audit_len().await,
+                audited,
+                "{db:?}: nothing audited, nothing written"
+            );
+            let admin = inst.store().operator_by_login("admin").await.unwrap().unwrap();
+            assert!(
+                ims_identity::password::verify(
+                    &Secret::new(PASSWORD),
+                    admin.password_hash.as_deref().unwrap()
+                )
+                .await
+                .unwrap(),
+                "admin's password is untouched"
+            );
+            finish(cleanup).await;
+        }
     }
 }

@@ -1,0 +1,532 @@
+//! Verification probes of the lock-down: each effect of the restrictions is tried through the
+//! instance's own code paths (native `Logon`, session checks, bearer tokens, the operator write
+//! path) against its real data, with every write held in memory by [`ProbeStore`], so a probe
+//! that finds a hole cannot change anything either.
+
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ims_identity::error::StoreError;
+use ims_identity::model::AuditEvent;
+use ims_identity::secret::{self, Secret};
+use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
+use ims_identity::Now;
+
+use crate::config::ImsSwitches;
+use crate::model::{AuthPath, AuthType, Operator, OperatorGroup, Recipient, Session, UsageEvent};
+use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
+use crate::query::Sql;
+use crate::restrictions::{allow_listed, RESTRICTED_CODE};
+use crate::service::{Caller, Instance, InstanceInfo};
+use crate::store::*;
+use crate::usage::UsageSummary;
+
+/// Writes a probe made, kept here and dropped with it.
+#[derive(Default)]
+struct Overlay {
+    operators: HashMap<i64, Operator>,
+    deleted: HashSet<i64>,
+    sessions: HashMap<String, Session>,
+    next_id: i64,
+}
+
+/// An instance store that reads through to the real one and keeps every write in memory.
+pub struct ProbeStore {
+    inner: Arc<dyn InstanceStore>,
+    overlay: Mutex<Overlay>,
+}
+
+impl ProbeStore {
+    pub fn new(inner: Arc<dyn InstanceStore>) -> Self {
+        ProbeStore {
+            inner,
+            overlay: Mutex::new(Overlay::default()),
+        }
+    }
+
+    fn overlay(&self) -> std::sync::MutexGuard<'_, Overlay> {
+        self.overlay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stored operator as the probe's writes left it.
+    fn seen(&self, found: Option<Operator>) -> Option<Operator> {
+        let o = self.overlay();
+        let op = found?;
+        if o.deleted.contains(&op.id) {
+            return None;
+        }
+        Some(o.operators.get(&op.id).cloned().unwrap_or(op))
+    }
+
+    fn own(&self, pick: impl Fn(&Operator) -> bool) -> Option<Operator> {
+        let o = self.overlay();
+        o.operators
+            .values()
+            .find(|op| !o.deleted.contains(&op.id) && pick(op))
+            .cloned()
+    }
+
+    fn refuse<T>(what: &str) -> StoreResult<T> {
+        Err(StoreError::Backend(format!(
+            "{what}: a verification probe never writes"
+        )))
+    }
+}
+
+#[async_trait]
+impl OperatorStore for ProbeStore {
+    async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>> {
+        if let Some(op) = self.own(|op| op.login == login) {
+            return Ok(Some(op));
+        }
+        let found = self.seen(self.inner.operator_by_login(login).await?);
+        // Renamed by the probe: no longer found under the old name.
+        Ok(found.filter(|op| op.login == login))
+    }
+    async fn operator(&self, id: i64) -> StoreResult<Option<Operator>> {
+        if let Some(op) = self.own(|op| op.id == id) {
+            return Ok(Some(op));
+        }
+        Ok(self.seen(self.inner.operator(id).await?))
+    }
+    async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>> {
+        if let Some(op) = self.own(|op| op.ims_id.as_deref() == Some(ims_id)) {
+            return Ok(Some(op));
+        }
+        Ok(self.seen(self.inner.operator_by_ims_id(ims_id).await?))
+    }
+    async fn create_operator(&self, op: &Operator, _audit: &AuditEvent) -> StoreResult<i64> {
+        if self.operator_by_login(&op.login).await?.is_some() {
+            return Err(StoreError::Conflict(format!("{} exists", op.login)));
+        }
+        let mut o = self.overlay();
+        // Negative ids never meet a stored operator's.
+        o.next_id -= 1;
+        let id = o.next_id;
+        o.operators.insert(id, Operator { id, ..op.clone() });
+        Ok(id)
+    }
+    async fn update_operator(
+        &self,
+        op: &Operator,
+        end_sessions: bool,
+        _audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut o = self.overlay();
+        if end_sessions {
+            o.sessions.retain(|_, s| s.operator_id != op.id);
+        }
+        o.operators.insert(op.id, op.clone());
+        Ok(())
+    }
+    async fn delete_operator(&self, id: i64, _audit: &AuditEvent) -> StoreResult<()> {
+        let mut o = self.overlay();
+        o.sessions.retain(|_, s| s.operator_id != id);
+        o.deleted.insert(id);
+        Ok(())
+    }
+    async fn operators_page(
+        &self,
+        search: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<Operator>, i64)> {
+        self.inner.operators_page(search, offset, limit).await
+    }
+    async fn operator_count(&self) -> StoreResult<i64> {
+        self.inner.operator_count().await
+    }
+    async fn groups(&self) -> StoreResult<Vec<OperatorGroup>> {
+        self.inner.groups().await
+    }
+    async fn ensure_group(&self, _name: &str, _label: &str, _rights: &[&str]) -> StoreResult<()> {
+        Self::refuse("ensure_group")
+    }
+}
+
+#[async_trait]
+impl SessionStore for ProbeStore {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        self.overlay()
+            .sessions
+            .insert(session.session_digest.clone(), session.clone());
+        Ok(())
+    }
+    async fn session(&self, digest: &str) -> StoreResult<Option<Session>> {
+        Ok(self.overlay().sessions.get(digest).cloned())
+    }
+    async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
+        Ok(self.overlay().sessions.remove(digest).is_some())
+    }
+    async fn purge_sessions(&self, _now: Now) -> StoreResult<u64> {
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl UsageStore for ProbeStore {
+    /// Probes are not usage: nothing is recorded.
+    async fn record_usage(&self, _event: &UsageEvent) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>> {
+        self.inner.usage(login, limit).await
+    }
+    async fn add_usage(&self, _rows: &[UsageSummary]) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn usage_summary(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageSummary>> {
+        self.inner.usage_summary(login, limit).await
+    }
+}
+
+#[async_trait]
+impl QueryStore for ProbeStore {
+    async fn select(
+        &self,
+        table: &'static str,
+        columns: &[&'static str],
+        filter: Option<&Sql>,
+        order: &[(&'static str, bool)],
+        limit: Option<u32>,
+        offset: u32,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        self.inner
+            .select(table, columns, filter, order, limit, offset)
+            .await
+    }
+    async fn count(&self, table: &'static str, filter: Option<&Sql>) -> StoreResult<i64> {
+        self.inner.count(table, filter).await
+    }
+}
+
+#[async_trait]
+impl RecipientStore for ProbeStore {
+    async fn ensure_folder(&self, _name: &str, _label: &str) -> StoreResult<i64> {
+        Self::refuse("ensure_folder")
+    }
+    async fn grant_folder_to_group(
+        &self,
+        _f: i64,
+        _g: &str,
+        _r: bool,
+        _w: bool,
+        _a: &AuditEvent,
+    ) -> StoreResult<()> {
+        Self::refuse("grant_folder_to_group")
+    }
+    async fn readable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>> {
+        self.inner.readable_folders(operator_id).await
+    }
+    async fn create_recipient(&self, _r: &Recipient) -> StoreResult<i64> {
+        Self::refuse("create_recipient")
+    }
+    async fn writable_folders(&self, operator_id: i64) -> StoreResult<Vec<i64>> {
+        self.inner.writable_folders(operator_id).await
+    }
+    async fn folder_by_name(&self, name: &str) -> StoreResult<Option<i64>> {
+        self.inner.folder_by_name(name).await
+    }
+    async fn recipient_by(&self, key: RecipientKey, value: &str) -> StoreResult<Option<Recipient>> {
+        self.inner.recipient_by(key, value).await
+    }
+    async fn update_recipient(&self, _r: &Recipient) -> StoreResult<()> {
+        Self::refuse("update_recipient")
+    }
+    async fn delete_recipient(&self, _id: i64) -> StoreResult<()> {
+        Self::refuse("delete_recipient")
+    }
+}
+
+#[async_trait]
+impl SettingsStore for ProbeStore {
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        self.inner.setting(key).await
+    }
+    async fn set_setting(&self, _key: &str, _value: &str, _audit: &AuditEvent) -> StoreResult<()> {
+        Self::refuse("set_setting")
+    }
+}
+
+#[async_trait]
+impl EventStore for ProbeStore {
+    async fn push_event(
+        &self,
+        _t: &str,
+        _e: Option<&str>,
+        _c: &str,
+        _by: i64,
+        _now: Now,
+    ) -> StoreResult<i64> {
+        Self::refuse("push_event")
+    }
+    async fn pending_events(&self) -> StoreResult<i64> {
+        self.inner.pending_events().await
+    }
+}
+
+#[async_trait]
+impl AuditStore for ProbeStore {
+    /// What a probe would have audited did not happen.
+    async fn append_audit(&self, _event: &AuditEvent) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        self.inner.audit(query).await
+    }
+}
+
+/// One probe's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeResult {
+    pub probe: String,
+    pub expected: String,
+    pub observed: String,
+    pub passed: bool,
+}
+
+/// What the probes need besides the instance's data.
+pub struct ProbeInput {
+    pub info: InstanceInfo,
+    pub switches: ImsSwitches,
+    /// Checks bearer tokens as the instance does; `None` skips the bearer probe.
+    pub bearer: Option<(Arc<crate::bearer::TrustedIssuer>, Secret)>,
+}
+
+/// "accepted", or "refused (CODE)".
+fn outcome<T>(r: &Result<T, crate::fault::Fault>) -> String {
+    match r {
+        Ok(_) => "accepted".to_owned(),
+        Err(f) => format!("refused ({})", f.code),
+    }
+}
+
+/// A login for the probes' own native operator, unlikely to exist and never allow-listed.
+const PROBE_LOGIN: &str = "ims-restrictions-probe";
+
+/// Runs every probe against `store` (read only) with the restrictions `input` describes.
+pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<ProbeResult> {
+    let probe_store = Arc::new(ProbeStore::new(store));
+    let mut instance = Instance::new(probe_store.clone(), input.info).with_switches(&input.switches);
+    let bearer_token = match input.bearer {
+        Some((issuer, token)) => {
+            instance = instance.with_bearer(issuer);
+            Some(token)
+        }
+        None => None,
+    };
+    let restrictions = instance.restrictions();
+    let now = Now::system();
+    let caller = Caller {
+        source: Some("verification probe".into()),
+        client: None,
+    };
+    let password = secret::generate("probe-");
+    let hash = match ims_identity::password::hash(&password).await {
+        Ok(h) => h,
+        Err(e) => {
+            return vec![ProbeResult {
+                probe: "set up".into(),
+                expected: "a probe password".into(),
+                observed: e.to_string(),
+                passed: false,
+            }]
+        }
+    };
+    let mut out = Vec::new();
+    let mut record = |probe: &str, expected: &str, observed: String, passed: bool| {
+        out.push(ProbeResult {
+            probe: probe.into(),
+            expected: expected.into(),
+            observed,
+            passed,
+        })
+    };
+    let ctx = ims_identity::model::Context::new(now, "system:probe");
+
+    // A native operator outside the allow-list, known only to the probe.
+    let outsider = if allow_listed(&restrictions.allow_list, PROBE_LOGIN) {
+        None
+    } else {
+        let op = Operator::native(PROBE_LOGIN, None, Vec::new(), Some(hash.clone()), now);
+        probe_store
+            .create_operator(
+                &op,
+                &ctx.event("probe", PROBE_LOGIN, "success", serde_json::json!({})),
+            )
+            .await
+            .ok()
+    };
+    match outsider {
+        Some(_) => {
+            let r = instance.logon(PROBE_LOGIN, &password, false, now, &caller).await;
+            record(
+                "native Logon, operator outside the allow-list",
+                "refused",
+                outcome(&r),
+                r.is_err(),
+            );
+        }
+        None => record(
+            "native Logon, operator outside the allow-list",
+            "refused",
+            format!("not probed: {PROBE_LOGIN} is on the allow-list"),
+            false,
+        ),
+    }
+
+    // An existing native session of that operator stops working.
+    if let Some(id) = outsider {
+        let token = secret::generate(crate::service::SESSION_PREFIX);
+        let session = Session {
+            session_digest: secret::digest_hex(token.expose()),
+            security_digest: secret::digest_hex("none"),
+            operator_id: id,
+            auth_path: AuthPath::Native,
+            created_at: now,
+            expires_at: now.plus_secs(3600),
+        };
+        let _ = probe_store.insert_session(&session).await;
+        let r = instance.session_operator(token.expose(), None, now).await;
+        record(
+            "existing native session, operator outside the allow-list",
+            "refused",
+            outcome(&r),
+            r.is_err(),
+        );
+    }
+
+    // An allow-listed operator still signs in: the first that exists, signs in natively and is
+    // enabled, with a password only the probe knows.
+    let mut allowed = None;
+    for name in restrictions.allow_list.iter().flat_map(|e| e.split('|')) {
+        if let Ok(Some(op)) = probe_store.operator_by_login(name).await {
+            if op.auth_type == AuthType::Native && !op.disabled {
+                allowed = Some(op);
+                break;
+            }
+        }
+    }
+    match &allowed {
+        Some(op) => {
+            let with_probe_password = Operator {
+                password_hash: Some(hash.clone()),
+                ..op.clone()
+            };
+            let _ = probe_store
+                .update_operator(
+                    &with_probe_password,
+                    false,
+                    &ctx.event("probe", &op.login, "success", serde_json::json!({})),
+                )
+                .await;
+            let r = instance.logon(&op.login, &password, false, now, &caller).await;
+            record(
+                &format!("native Logon, allow-listed operator {}", op.login),
+                "signed in",
+                if r.is_ok() {
+                    "signed in".into()
+                } else {
+                    outcome(&r)
+                },
+                r.is_ok(),
+            );
+        }
+        None => record(
+            "native Logon, allow-listed operator",
+            "signed in",
+            "no enabled native operator of the allow-list exists".into(),
+            false,
+        ),
+    }
+
+    // Bearer tokens keep working.
+    match &bearer_token {
+        Some(token) => {
+            let r = instance
+                .bearer_operator(token.expose(), "xtk:session#GetUserInfo", now, &caller)
+                .await;
+            record(
+                "IMS access token (Authorization: Bearer)",
+                "accepted",
+                match &r {
+                    Ok(op) => format!("accepted as {}", op.login),
+                    Err(f) => format!("refused ({} {})", f.code, f.message),
+                },
+                r.is_ok(),
+            );
+        }
+        None => record(
+            "IMS access token (Authorization: Bearer)",
+            "accepted",
+            "not probed: no credential given".into(),
+            false,
+        ),
+    }
+
+    // Operator management, as an administrator would try it.
+    let actor = match &allowed {
+        Some(op) => Some(op.clone()),
+        None => probe_store.operator_by_login("admin").await.ok().flatten(),
+    };
+    let Some(actor) = actor else {
+        record(
+            "operator management",
+            "refused",
+            "not probed: no administrator operator exists".into(),
+            false,
+        );
+        return out;
+    };
+    let expect_restricted = |r: &Result<crate::operators::Written, crate::fault::Fault>| matches!(r, Err(f) if f.code == RESTRICTED_CODE);
+    let create = instance
+        .change_operator(
+            &actor,
+            &OperatorKey::Login(format!("{PROBE_LOGIN}-new")),
+            Some(WriteMode::Insert),
+            OperatorEdit {
+                password: Some(secret::generate("probe-")),
+                ..OperatorEdit::default()
+            },
+            now,
+            &caller,
+        )
+        .await;
+    record(
+        "create a native operator",
+        &format!("refused ({RESTRICTED_CODE})"),
+        outcome(&create),
+        expect_restricted(&create),
+    );
+    let target = outsider.map(OperatorKey::Id).unwrap_or(OperatorKey::Id(actor.id));
+    let edit = instance
+        .change_operator(
+            &actor,
+            &target,
+            Some(WriteMode::Update),
+            OperatorEdit {
+                label: Some("changed by a probe".into()),
+                ..OperatorEdit::default()
+            },
+            now,
+            &caller,
+        )
+        .await;
+    record(
+        "edit a native operator",
+        &format!("refused ({RESTRICTED_CODE})"),
+        outcome(&edit),
+        expect_restricted(&edit),
+    );
+    let delete = instance
+        .change_operator(&actor, &target, None, OperatorEdit::default(), now, &caller)
+        .await;
+    record(
+        "delete a native operator",
+        &format!("refused ({RESTRICTED_CODE})"),
+        outcome(&delete),
+        expect_restricted(&delete),
+    );
+    out
+}
