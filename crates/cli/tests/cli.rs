@@ -1097,3 +1097,184 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `ims instance restrictions`: the switches are edited, the running instance reloads them on
+/// the command's signal, the status and the probes report them, and a broken file keeps the
+/// running state.
+#[test]
+fn restrictions_are_switched_reloaded_and_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
+    let instance_url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
+    let admin_password = upj["instances"][0]["admin_password"].as_str().unwrap().to_owned();
+    let pw = tmp.path().join("jdoe.pw");
+    std::fs::write(&pw, "jdoe's password 1\n").unwrap();
+    let create_jdoe = |login: &str| {
+        ims()
+            .args([
+                "instance",
+                "--data-dir",
+                d,
+                "operator",
+                "create",
+                "--instance",
+                "marketing",
+            ])
+            .args(["--login", login, "--password-file", pw.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert!(create_jdoe("jdoe").status.success());
+    let cred = tmp.path().join("cred.json");
+    std::fs::write(
+        &cred,
+        run_ok(ims().args([
+            "credential",
+            "create",
+            "--data-dir",
+            d,
+            "--name",
+            "probe",
+            "--json",
+        ])),
+    )
+    .unwrap();
+    let instance = |args: &[&str]| {
+        let mut c = ims();
+        c.args(["instance", "--data-dir", d]).args(args);
+        c.output().unwrap()
+    };
+    let verify = || {
+        instance(&[
+            "restrictions",
+            "verify",
+            "--instance",
+            "marketing",
+            "--credential",
+            cred.to_str().unwrap(),
+        ])
+    };
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // Open: the probes fail (exit code 1) and say which.
+    let open = verify();
+    assert_eq!(open.status.code(), Some(1), "{}", text(&open));
+    assert!(text(&open).contains("FAIL  native Logon, operator outside the allow-list"));
+
+    let on = instance(&["restrictions", "enable", "--instance", "marketing"]);
+    assert!(on.status.success(), "{}", text(&on));
+    assert!(text(&on).contains("marketing: reloaded"), "{}", text(&on));
+    assert!(
+        soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
+        "the running instance refuses jdoe at once"
+    );
+    assert!(soap_logon(&http, &instance_url, "admin", &admin_password).contains("pstrSessionToken"));
+    let refused = create_jdoe("jdoe2");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused).contains("native operators can no longer be created"),
+        "{}",
+        text(&refused)
+    );
+
+    let status = instance(&["restrictions", "status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["instance"], "marketing");
+    assert_eq!(status[0]["operator_management_restricted"], true);
+    assert_eq!(status[0]["native_api_disabled"], true);
+    assert_eq!(status[0]["running"], "running with these files");
+    assert_eq!(status[1]["instance"], "mc");
+    assert_eq!(
+        status[1]["native_api_disabled"], false,
+        "only marketing was locked"
+    );
+
+    let audit_before = run_ok(ims().args(["instance", "audit", "--data-dir", d, "--instance", "marketing"]));
+    let locked = verify();
+    assert_eq!(locked.status.code(), Some(0), "{}", text(&locked));
+    assert!(text(&locked).contains("8 passed, 0 failed"), "{}", text(&locked));
+    let audit_after = run_ok(ims().args(["instance", "audit", "--data-dir", d, "--instance", "marketing"]));
+    assert_eq!(audit_before, audit_after, "the probes changed nothing");
+    for action in ["instance.restrictions", "instance.config", "instance.reload"] {
+        let a = run_ok(ims().args([
+            "instance",
+            "audit",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+            "--action",
+            action,
+        ]));
+        assert!(a.contains(action), "{action} is audited");
+    }
+
+    // A file that does not read: the reload is refused and the running state stays.
+    let conf = dir.join("conf").join("config-marketing.xml");
+    let good = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, good.replace("disableAPI=\"true\"", "disableAPI=\"maybe\"")).unwrap();
+    let reload = instance(&["reload", "--instance", "marketing"]);
+    assert_eq!(reload.status.code(), Some(2));
+    assert!(
+        text(&reload).contains("reload was refused") && text(&reload).contains("config-marketing.xml:"),
+        "{}",
+        text(&reload)
+    );
+    assert!(soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"));
+    std::fs::write(&conf, &good).unwrap();
+
+    let bad_allow = instance(&["restrictions", "enable", "--api", "--allow", "two words"]);
+    assert_eq!(bad_allow.status.code(), Some(2));
+    // Without --instance the shared serverConf.xml changes: mc, which sets nothing itself,
+    // follows; marketing keeps what its own file says.
+    let shared = instance(&["restrictions", "enable", "--api"]);
+    assert!(
+        text(&shared).contains("mc: reloaded") && text(&shared).contains("marketing: reloaded"),
+        "{}",
+        text(&shared)
+    );
+    let status: Value =
+        serde_json::from_slice(&instance(&["restrictions", "status", "--json"]).stdout).unwrap();
+    assert_eq!(status[1]["native_api_disabled"], true);
+    let off = instance(&["restrictions", "disable", "--instance", "marketing"]);
+    assert!(off.status.success(), "{}", text(&off));
+    assert!(soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("pstrSessionToken"));
+    assert!(create_jdoe("jdoe2").status.success(), "creation is back");
+    server.stop();
+
+    // Not running: the change waits for the next start, which applies it.
+    let later = instance(&[
+        "restrictions",
+        "enable",
+        "--instance",
+        "marketing",
+        "--api",
+        "--allow",
+        "admin",
+        "--allow",
+        "jdoe|svc",
+    ]);
+    assert!(
+        text(&later).contains("applies at its next start"),
+        "{}",
+        text(&later)
+    );
+    let (server, upj) = up(&dir, &[]);
+    let instance_url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
+    assert!(
+        soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("pstrSessionToken"),
+        "jdoe|svc lists jdoe"
+    );
+    assert!(soap_logon(&http, &instance_url, "jdoe2", "jdoe's password 1").contains("XSV-350024"));
+    assert!(soap_logon(&http, &instance_url, "admin", &admin_password).contains("pstrSessionToken"));
+    server.stop();
+}
