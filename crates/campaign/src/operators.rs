@@ -212,8 +212,8 @@ pub async fn save(
 ) -> Result<Written, Fault> {
     let edit = edit.normalised();
     let existing = find(store, key).await?;
-    let creating = existing.is_none() && mode != WriteMode::Update;
-    if creating || existing.is_some() {
+    // An update of nobody is "not found", whatever the restrictions.
+    if existing.is_some() || mode != WriteMode::Update {
         // Writes change no operator's authentication type; only creation makes native ones.
         let after_native = existing
             .as_ref()

@@ -347,7 +347,7 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
 
     // A native operator outside the allow-list, known only to the probe.
     let outsider = if allow_listed(&restrictions.allow_list, PROBE_LOGIN) {
-        None
+        Err(format!("not probed: {PROBE_LOGIN} is on the allow-list"))
     } else {
         let op = Operator::native(PROBE_LOGIN, None, Vec::new(), Some(hash.clone()), now);
         probe_store
@@ -356,28 +356,22 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
                 &ctx.event("probe", PROBE_LOGIN, "success", serde_json::json!({})),
             )
             .await
-            .ok()
+            .map_err(|e| format!("not probed: {e}"))
     };
-    match outsider {
-        Some(_) => {
-            let r = instance.logon(PROBE_LOGIN, &password, false, now, &caller).await;
-            record(
-                "native Logon, operator outside the allow-list",
-                "refused",
-                outcome(&r),
-                r.is_err(),
-            );
-        }
-        None => record(
-            "native Logon, operator outside the allow-list",
-            "refused",
-            format!("not probed: {PROBE_LOGIN} is on the allow-list"),
-            false,
-        ),
-    }
+    let observed = match &outsider {
+        Ok(_) => outcome(&instance.logon(PROBE_LOGIN, &password, false, now, &caller).await),
+        Err(why) => why.clone(),
+    };
+    let refused_it = observed.starts_with("refused");
+    record(
+        "native Logon, operator outside the allow-list",
+        "refused",
+        observed,
+        refused_it,
+    );
 
     // An existing native session of that operator stops working.
-    if let Some(id) = outsider {
+    if let Ok(id) = outsider {
         let token = secret::generate(crate::service::SESSION_PREFIX);
         let session = Session {
             session_digest: secret::digest_hex(token.expose()),

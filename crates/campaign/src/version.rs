@@ -103,6 +103,10 @@ impl Build {
         Ok(out)
     }
 
+    /// Newer than any build: reading a configuration file for it checks the file's form, not
+    /// whether some build may carry its switches (that is checked where they are applied).
+    pub const NEWEST: Build = Build::new(u16::MAX, 0, 0);
+
     /// Builds to name when a feature is missing.
     pub const BEARER_BUILDS: &'static str = "7.3.2.IMS, 7.3.3.IMS, 7.3.5, 7.4.1 and later 7.x, 8.5 and later";
     pub const RESTRICTION_BUILDS: &'static str = "7.4.1 and later 7.x, 8.5 and later";

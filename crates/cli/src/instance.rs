@@ -256,7 +256,7 @@ pub fn read_instance_file(path: &Path) -> Result<ims_campaign::config::InstanceC
         Ok(text) => Ok(ims_campaign::config::read_instance_conf(
             &path.display().to_string(),
             &text,
-            &Build::new(99, 0, 0),
+            &Build::NEWEST,
         )?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),

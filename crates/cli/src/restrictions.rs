@@ -105,11 +105,10 @@ async fn switch(data_dir: &Path, args: SwitchArgs, on: bool) -> Result<()> {
         Some(name) => vec![name.clone()],
         None => instance_names(data_dir)?,
     };
-    let any_build = Build::new(99, 0, 0);
     let (server_conf, _) = conf_paths(data_dir, "");
     let shared_text =
         std::fs::read_to_string(&server_conf).unwrap_or_else(|_| config::DEFAULT_SERVER_CONF.to_owned());
-    let shared = config::read_server_conf(&server_conf.display().to_string(), &shared_text, &any_build)?;
+    let shared = config::read_server_conf(&server_conf.display().to_string(), &shared_text, &Build::NEWEST)?;
     let change = |current: &ImsSwitches| {
         let mut next = current.clone();
         if ui {

@@ -136,6 +136,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
         pid: std::process::id(),
         instances: started.iter().map(|s| s.up.clone()).collect(),
     };
+    // Listening for SIGHUP before up.json names this process: a reload sent as soon as the file
+    // appears must not meet the default action, which ends the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     files::write_private(&up_file(&dir), serde_json::to_string_pretty(&up)?.as_bytes())?;
     println!("ims is up");
     println!("  IMS            {}", up.ims_url);
@@ -168,7 +172,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         serving.push((s.listener, router));
         instances.push(s.instance);
     }
-    spawn_reload_on_hangup(dir.clone(), instances.clone())?;
+    spawn_reload_on_hangup(hangups, dir.clone(), instances.clone());
     let served = server::run_with(prepared, serving).await;
     // What was counted since the last flush is written before the process ends.
     for instance in instances {
@@ -268,11 +272,10 @@ async fn start_instance(
 /// `SIGHUP` reads every instance's configuration files again and applies them, as the vendor's
 /// `config -reload` does; `ims instance reload` sends it.
 fn spawn_reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
     dir: PathBuf,
     instances: Vec<std::sync::Arc<ims_campaign::service::Instance>>,
-) -> Result<()> {
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot listen for SIGHUP")?;
+) {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             for instance in &instances {
@@ -282,7 +285,6 @@ fn spawn_reload_on_hangup(
             }
         }
     });
-    Ok(())
 }
 
 /// How often counted calls are written to the instance's usage summary.

@@ -1015,7 +1015,7 @@ async fn readiness_fails_while_migrations_are_pending() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         body["pending_migrations"],
-        json!(["0001_foundation", "0002_people"])
+        json!(["0001_foundation", "0002_people", "0003_directory"])
     );
 }
 

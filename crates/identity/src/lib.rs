@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod clock;
 pub mod credentials;
+pub mod directory;
 pub mod error;
 pub mod grants;
 pub mod jose;
@@ -18,6 +19,7 @@ pub mod secret;
 pub mod service;
 pub mod store;
 pub mod totp;
+pub mod umapi;
 
 pub use clock::Now;
 pub use error::{Error, Result, StoreError};

@@ -5,12 +5,15 @@
 //! describes it and writes both in one transaction: a change without its audit line cannot exist.
 
 use async_trait::async_trait;
+use std::collections::BTreeSet;
 
 use crate::clock::Now;
+use crate::directory::{Group, HeldProfile, Membership, ProductInstance, RoleGrant};
 use crate::error::StoreError;
 use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
 use crate::keys::StoredKey;
 use crate::model::{AuditEvent, ClientSecretRecord, OAuthClient, Organization, User};
+use crate::umapi::{Change, Snapshot};
 
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
@@ -231,6 +234,55 @@ pub trait ClientChangeSignal: Send + Sync {
     fn client_generation(&self) -> Option<u64>;
 }
 
+/// Users with the names of their groups, and whether more pages follow.
+pub type UsersPage = (Vec<(User, Vec<String>)>, bool);
+
+/// Product instances, product profiles, user groups, memberships and administrator roles.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
+    /// The product instance of that context and name, created when missing.
+    async fn ensure_product_instance(
+        &self,
+        org_id: &str,
+        product_context: &str,
+        name: &str,
+        label: &str,
+        now: Now,
+    ) -> StoreResult<ProductInstance>;
+    async fn product_instances(&self, org_id: &str) -> StoreResult<Vec<ProductInstance>>;
+    /// Every group of the organisation with its number of direct members, by name.
+    async fn groups(&self, org_id: &str) -> StoreResult<Vec<(Group, i64)>>;
+    /// What an action request plans against: every group with its members and links, and the
+    /// users of `emails` (lower-cased).
+    async fn directory_snapshot(&self, org_id: &str, emails: &BTreeSet<String>) -> StoreResult<Snapshot>;
+    /// Applies one entry's changes and audit lines in one transaction: all or nothing.
+    async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()>;
+    /// One page of the organisation's users (removed ones aside) by email, each with the names
+    /// of its groups (direct ones, and with `!direct_only` the profiles it holds through user
+    /// groups); only members of `group` when given (`None`: no such group). The flag says
+    /// whether more pages follow.
+    async fn users_page(
+        &self,
+        org_id: &str,
+        group: Option<&str>,
+        direct_only: bool,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<Option<UsersPage>>;
+    /// A user's memberships, direct and through user groups.
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+    /// The product profiles a user holds (directly or through user groups), for one product
+    /// context or all.
+    async fn held_profiles(
+        &self,
+        user_id: &str,
+        product_context: Option<&str>,
+    ) -> StoreResult<Vec<HeldProfile>>;
+    async fn role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrant>>;
+    /// Grants (`true`) or withdraws a role, with its audit line.
+    async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()>;
+}
+
 /// Everything the IMS token service uses.
 pub trait Store:
     OrgStore
@@ -243,6 +295,7 @@ pub trait Store:
     + AuditStore
     + SchemaStore
     + ClientChangeSignal
+    + DirectoryStore
 {
 }
 
@@ -257,5 +310,6 @@ impl<T> Store for T where
         + AuditStore
         + SchemaStore
         + ClientChangeSignal
+        + DirectoryStore
 {
 }

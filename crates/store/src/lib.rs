@@ -6,6 +6,7 @@
 //! is one implementation to test rather than two to keep in step by hand. What differs, the DDL,
 //! lives in the numbered migrations of each backend (see [`migrate`]).
 
+mod directory;
 pub mod instance;
 pub mod migrate;
 mod people;

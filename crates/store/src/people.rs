@@ -34,6 +34,58 @@ fn time(row: &AnyRow, col: &str) -> StoreResult<Now> {
     Ok(Now::from_millis(get(row, col)?))
 }
 
+/// Writes every field of a user (found by id) inside `tx`; with `end_sessions`, its browser
+/// sessions and refresh tokens end in the same transaction.
+pub(crate) async fn write_user(
+    tx: &mut sqlx::AnyConnection,
+    u: &User,
+    end_sessions: bool,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE users SET email = $1, email_lower = $2, first_name = $3, last_name = $4, password_hash = $5,
+         system_admin = $6, identity_type = $7, status = $8, country = $9, totp_sealed = $10,
+         recovery_codes = $11, sessions_valid_after = $12, updated_at = $13, totp_last_step = $14 WHERE user_id = $15",
+    )
+    .bind(&u.email)
+    .bind(u.email.to_lowercase())
+    .bind(&u.first_name)
+    .bind(&u.last_name)
+    .bind(u.password_hash.clone())
+    .bind(i64::from(u.system_admin))
+    .bind(u.identity_type.as_str())
+    .bind(u.status.as_str())
+    .bind(u.country.clone())
+    .bind(u.totp_sealed.clone())
+    .bind(u.recovery_codes.join(" "))
+    .bind(u.sessions_valid_after.millis())
+    .bind(u.updated_at.millis())
+    .bind(u.totp_last_step)
+    .bind(&u.user_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_error)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "user {} no longer exists",
+            u.user_id
+        )));
+    }
+    if end_sessions {
+        sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1")
+            .bind(&u.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(u.updated_at.millis())
+            .bind(&u.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     async fn user_where(&self, filter: &str, args: &[&str]) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {filter}");
@@ -69,50 +121,7 @@ impl UserStore for SqlStore {
 
     async fn update_user(&self, u: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let done = sqlx::query(
-            "UPDATE users SET email = $1, email_lower = $2, first_name = $3, last_name = $4, password_hash = $5,
-             system_admin = $6, identity_type = $7, status = $8, country = $9, totp_sealed = $10,
-             recovery_codes = $11, sessions_valid_after = $12, updated_at = $13, totp_last_step = $14 WHERE user_id = $15",
-        )
-        .bind(&u.email)
-        .bind(u.email.to_lowercase())
-        .bind(&u.first_name)
-        .bind(&u.last_name)
-        .bind(u.password_hash.clone())
-        .bind(i64::from(u.system_admin))
-        .bind(u.identity_type.as_str())
-        .bind(u.status.as_str())
-        .bind(u.country.clone())
-        .bind(u.totp_sealed.clone())
-        .bind(u.recovery_codes.join(" "))
-        .bind(u.sessions_valid_after.millis())
-        .bind(u.updated_at.millis())
-        .bind(u.totp_last_step)
-        .bind(&u.user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "user {} no longer exists",
-                u.user_id
-            )));
-        }
-        if end_sessions {
-            sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1")
-                .bind(&u.user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-            sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(u.updated_at.millis())
-            .bind(&u.user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        }
+        write_user(&mut tx, u, end_sessions).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }

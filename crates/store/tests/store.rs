@@ -687,7 +687,11 @@ async fn unmigrated_store_reports_pending_steps() {
     let store = SqlStore::open(&opts, now()).await.unwrap();
     assert_eq!(
         store.pending_migrations().await.unwrap(),
-        vec!["0001_foundation".to_owned(), "0002_people".to_owned()]
+        vec![
+            "0001_foundation".to_owned(),
+            "0002_people".to_owned(),
+            "0003_directory".to_owned()
+        ]
     );
     store.migrate(now()).await.unwrap();
     assert!(store.pending_migrations().await.unwrap().is_empty());
@@ -1493,5 +1497,232 @@ mod instance {
         rows.iter()
             .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
             .collect()
+    }
+}
+
+/// The directory: groups of both kinds in one namespace, memberships direct and through user
+/// groups, paging, entries applied whole, roles; the same on both backends.
+#[tokio::test]
+async fn directory_on_both_backends() {
+    use ims_identity::directory::{AdminRole, Group, GroupKind, RoleGrant, CAMPAIGN_PRODUCT_CONTEXT};
+    use ims_identity::store::DirectoryStore;
+    use ims_identity::umapi::{parse_request, plan_entry, Change};
+    for f in each_backend().await {
+        let (org, _, _) = seeded(&f.store).await;
+        let o = org.org_id.as_str();
+        let marketing = f
+            .store
+            .ensure_product_instance(o, CAMPAIGN_PRODUCT_CONTEXT, "marketing", "Marketing", now())
+            .await
+            .unwrap();
+        let again = f
+            .store
+            .ensure_product_instance(o, CAMPAIGN_PRODUCT_CONTEXT, "marketing", "Marketing", now())
+            .await
+            .unwrap();
+        assert_eq!(marketing, again, "ensured once");
+        let mut profile = Group::product_profile(o, "campaign - marketing - admin", &marketing, now());
+        profile.permissions = vec!["admin".into(), "export".into()];
+        profile.license_quota = Some(5);
+        f.store
+            .apply_changes(
+                o,
+                &[Change::CreateGroup(profile.clone())],
+                &[event("profile.create")],
+            )
+            .await
+            .unwrap();
+        let twin = Group::user_group(o, "CAMPAIGN - Marketing - Admin", "", now());
+        assert!(
+            matches!(
+                f.store.apply_changes(o, &[Change::CreateGroup(twin)], &[]).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "profiles and user groups share one namespace, case-insensitively"
+        );
+
+        // Users and a user group linked to the profile, planned as the API plans them.
+        let mut body = String::from("[");
+        for i in 0..7 {
+            body.push_str(&format!(
+                r#"{{"user":"p{i}@example.com","do":[{{"createEnterpriseID":{{"email":"p{i}@example.com","firstname":"P","lastname":"{i}","country":"fr"}}}}]}},"#
+            ));
+        }
+        body.push_str(r#"{"usergroup":"Marketers","do":[{"createUserGroup":{"description":"people who market"}},{"add":{"user":["p1@example.com","p2@example.com"]}},{"add":{"productConfiguration":["campaign - marketing - admin"]}}]},"#);
+        body.push_str(
+            r#"{"user":"p0@example.com","do":[{"add":{"group":["campaign - marketing - admin"]}}]}]"#,
+        );
+        let entries = parse_request(body.as_bytes()).unwrap();
+        let mut snap = f
+            .store
+            .directory_snapshot(o, &ims_identity::umapi::Snapshot::emails_named(&entries))
+            .await
+            .unwrap();
+        for e in &entries {
+            let changes = plan_entry(&mut snap, e, now()).unwrap();
+            f.store
+                .apply_changes(o, &changes, &[event("umapi.action")])
+                .await
+                .unwrap();
+        }
+        // The planner's view and the stored one agree.
+        let reloaded = f
+            .store
+            .directory_snapshot(o, &snap.users.keys().cloned().collect())
+            .await
+            .unwrap();
+        // Ids of new groups are the database's to give.
+        let without_ids = |s: &ims_identity::umapi::Snapshot| {
+            let mut g = s.groups.clone();
+            g.values_mut().for_each(|state| state.group.id = 0);
+            g
+        };
+        assert_eq!(without_ids(&reloaded), without_ids(&snap));
+        assert_eq!(reloaded.users.len(), snap.users.len());
+
+        // Paging by email, removed users aside; 8 users (the admin and p0..p6).
+        let (first, more) = f.store.users_page(o, None, true, 0, 5).await.unwrap().unwrap();
+        assert!(more && first.len() == 5);
+        let (rest, more) = f.store.users_page(o, None, true, 5, 5).await.unwrap().unwrap();
+        assert!(!more && rest.len() == 3);
+        let emails: Vec<String> = first
+            .iter()
+            .chain(&rest)
+            .map(|(u, _)| u.email.to_lowercase())
+            .collect();
+        let mut sorted = emails.clone();
+        sorted.sort();
+        assert_eq!(emails, sorted);
+        let p1 = first
+            .iter()
+            .chain(&rest)
+            .find(|(u, _)| u.email == "p1@example.com")
+            .unwrap();
+        assert_eq!(p1.1, vec!["Marketers".to_owned()], "direct memberships only");
+        let (inherited, _) = f.store.users_page(o, None, false, 0, 10).await.unwrap().unwrap();
+        let p1 = inherited
+            .iter()
+            .find(|(u, _)| u.email == "p1@example.com")
+            .unwrap();
+        assert_eq!(
+            p1.1,
+            vec!["Marketers".to_owned(), "campaign - marketing - admin".to_owned()]
+        );
+        // Members of the profile: p0 directly; with inheritance p1 and p2 too.
+        let (direct, _) = f
+            .store
+            .users_page(o, Some("Campaign - Marketing - Admin"), true, 0, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(direct.len(), 1);
+        let (all, _) = f
+            .store
+            .users_page(o, Some("campaign - marketing - admin"), false, 0, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(f
+            .store
+            .users_page(o, Some("nobody"), true, 0, 10)
+            .await
+            .unwrap()
+            .is_none());
+
+        let p1_id = snap.users["p1@example.com"].user_id.clone();
+        let held = f
+            .store
+            .held_profiles(&p1_id, Some(CAMPAIGN_PRODUCT_CONTEXT))
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            (
+                held[0].instance.as_str(),
+                held[0].permissions.clone(),
+                held[0].through.clone()
+            ),
+            (
+                "marketing",
+                vec!["admin".to_owned(), "export".to_owned()],
+                vec!["Marketers".to_owned()]
+            )
+        );
+        assert!(f
+            .store
+            .held_profiles(&p1_id, Some("other_context"))
+            .await
+            .unwrap()
+            .is_empty());
+        let m = f.store.memberships(&p1_id).await.unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(m
+            .iter()
+            .any(|x| x.kind == GroupKind::ProductProfile && x.through.as_deref() == Some("Marketers")));
+
+        let groups = f.store.groups(o).await.unwrap();
+        let counts: Vec<(String, i64)> = groups.iter().map(|(g, n)| (g.name.clone(), *n)).collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("campaign - marketing - admin".to_owned(), 1),
+                ("Marketers".to_owned(), 2)
+            ]
+        );
+        assert_eq!(
+            groups[0].0.permissions,
+            vec!["admin".to_owned(), "export".to_owned()]
+        );
+        assert_eq!(groups[0].0.license_quota, Some(5));
+
+        // An entry whose last change cannot apply leaves nothing behind.
+        let bad = vec![
+            Change::CreateGroup(Group::user_group(o, "Half", "", now())),
+            Change::AddMember {
+                group: "Half".into(),
+                user_id: p1_id.clone(),
+            },
+            Change::AddMember {
+                group: "Gone".into(),
+                user_id: p1_id.clone(),
+            },
+        ];
+        assert!(f.store.apply_changes(o, &bad, &[event("x")]).await.is_err());
+        assert_eq!(f.store.groups(o).await.unwrap().len(), 2, "nothing half-applied");
+
+        // Deleting the user group ends its members' inherited profile.
+        f.store
+            .apply_changes(
+                o,
+                &[Change::DeleteGroup {
+                    name: "marketers".into(),
+                }],
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(f.store.held_profiles(&p1_id, None).await.unwrap().is_empty());
+
+        let grant = RoleGrant {
+            user_id: p1_id.clone(),
+            role: AdminRole::ProfileAdmin,
+            target: groups[0].0.id.to_string(),
+        };
+        f.store
+            .set_role(&grant, true, now(), &event("role.grant"))
+            .await
+            .unwrap();
+        f.store
+            .set_role(&grant, true, now(), &event("role.grant"))
+            .await
+            .unwrap();
+        assert_eq!(f.store.role_grants(&p1_id).await.unwrap(), vec![grant.clone()]);
+        f.store
+            .set_role(&grant, false, now(), &event("role.revoke"))
+            .await
+            .unwrap();
+        assert!(f.store.role_grants(&p1_id).await.unwrap().is_empty());
+        f.cleanup().await;
     }
 }

@@ -1,0 +1,550 @@
+//! The directory on both backends: product instances, product profiles and user groups (one
+//! table, one namespace of names per organisation), direct memberships, user groups linked to
+//! profiles, and administrator roles. Changes planned by the User Management API are applied one
+//! entry per transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+use ims_identity::directory::{
+    AdminRole, Group, GroupKind, HeldProfile, Membership, ProductInstance, RoleGrant,
+};
+use ims_identity::error::StoreError;
+use ims_identity::model::AuditEvent;
+use ims_identity::store::{DirectoryStore, StoreResult, UsersPage};
+use ims_identity::umapi::{Change, GroupState, Snapshot};
+use ims_identity::Now;
+
+use crate::people::write_user;
+use crate::{audit_in, backend_error, get, insert_user, user_from, words, SqlStore, USER_COLUMNS};
+
+const GROUP_COLUMNS: &str = "g.group_id, g.org_id, g.name, g.kind, g.description, g.instance_id, \
+     g.license_quota, g.permissions, g.created_at, g.updated_at";
+
+fn group_from(row: &AnyRow) -> StoreResult<Group> {
+    let kind: String = get(row, "kind")?;
+    Ok(Group {
+        id: get(row, "group_id")?,
+        org_id: get(row, "org_id")?,
+        name: get(row, "name")?,
+        kind: GroupKind::parse(&kind)
+            .ok_or_else(|| StoreError::Backend(format!("unknown group kind {kind:?}")))?,
+        description: get(row, "description")?,
+        product_instance_id: get(row, "instance_id")?,
+        license_quota: get(row, "license_quota")?,
+        permissions: words(&get::<String>(row, "permissions")?),
+        created_at: Now::from_millis(get(row, "created_at")?),
+        updated_at: Now::from_millis(get(row, "updated_at")?),
+    })
+}
+
+fn instance_from(row: &AnyRow) -> StoreResult<ProductInstance> {
+    Ok(ProductInstance {
+        id: get(row, "instance_id")?,
+        org_id: get(row, "org_id")?,
+        product_context: get(row, "product_context")?,
+        name: get(row, "name")?,
+        label: get(row, "label")?,
+        created_at: Now::from_millis(get(row, "created_at")?),
+    })
+}
+
+/// The id of the group named `name` (case-insensitively) in `tx`; a conflict when it has gone
+/// since the entry was planned.
+async fn group_id(tx: &mut AnyConnection, org_id: &str, name: &str) -> StoreResult<i64> {
+    let row = sqlx::query("SELECT group_id FROM directory_groups WHERE org_id = $1 AND name_lower = $2")
+        .bind(org_id)
+        .bind(name.to_lowercase())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    match row {
+        Some(r) => get(&r, "group_id"),
+        None => Err(StoreError::Conflict(format!("group {name:?} no longer exists"))),
+    }
+}
+
+/// `$first, $first+1, ...`: placeholders for a list bound one value each.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreResult<()> {
+    match change {
+        Change::CreateUser(u) => insert_user(&mut *tx, u).await?,
+        Change::UpdateUser { user, end_sessions } => write_user(tx, user, *end_sessions).await?,
+        Change::AddMember { group, user_id } => {
+            let id = group_id(tx, org_id, group).await?;
+            sqlx::query(
+                "INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (group_id, user_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(user_id.clone())
+            .bind(Now::system().millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        Change::RemoveMember { group, user_id } => {
+            let id = group_id(tx, org_id, group).await?;
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        Change::CreateGroup(g) => {
+            insert_group(tx, g).await?;
+        }
+        Change::UpdateGroup { name, group } => {
+            let id = group_id(tx, org_id, name).await?;
+            sqlx::query(
+                "UPDATE directory_groups SET name = $1, name_lower = $2, description = $3, license_quota = $4,
+                 permissions = $5, updated_at = $6 WHERE group_id = $7",
+            )
+            .bind(group.name.clone())
+            .bind(group.name.to_lowercase())
+            .bind(group.description.clone())
+            .bind(group.license_quota)
+            .bind(group.permissions.join(" "))
+            .bind(group.updated_at.millis())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_conflict)?;
+        }
+        Change::DeleteGroup { name } => {
+            let id = group_id(tx, org_id, name).await?;
+            // Explicit deletes: SQLite enforces no cascades unless told to.
+            for sql in [
+                "DELETE FROM group_members WHERE group_id = $1",
+                "DELETE FROM group_links WHERE user_group_id = $1 OR profile_id = $1",
+                "DELETE FROM admin_roles WHERE target = CAST($1 AS TEXT) AND role IN ('profile_admin', 'user_group_admin')",
+                "DELETE FROM directory_groups WHERE group_id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+            }
+        }
+        Change::Link { user_group, profile } | Change::Unlink { user_group, profile } => {
+            let ug = group_id(tx, org_id, user_group).await?;
+            let p = group_id(tx, org_id, profile).await?;
+            let sql = if matches!(change, Change::Link { .. }) {
+                "INSERT INTO group_links (user_group_id, profile_id) VALUES ($1, $2)
+                 ON CONFLICT (user_group_id, profile_id) DO NOTHING"
+            } else {
+                "DELETE FROM group_links WHERE user_group_id = $1 AND profile_id = $2"
+            };
+            sqlx::query(sql)
+                .bind(ug)
+                .bind(p)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// A taken name is a conflict the caller reports; anything else is the backend's.
+fn unique_conflict(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.message().to_lowercase().contains("unique") => {
+            StoreError::Conflict(d.message().to_owned())
+        }
+        _ => backend_error(e),
+    }
+}
+
+async fn insert_group(tx: &mut AnyConnection, g: &Group) -> StoreResult<i64> {
+    let row = sqlx::query(
+        "INSERT INTO directory_groups (org_id, name, name_lower, kind, description, instance_id, license_quota,
+         permissions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING group_id",
+    )
+    .bind(g.org_id.clone())
+    .bind(g.name.clone())
+    .bind(g.name.to_lowercase())
+    .bind(g.kind.as_str())
+    .bind(g.description.clone())
+    .bind(g.product_instance_id)
+    .bind(g.license_quota)
+    .bind(g.permissions.join(" "))
+    .bind(g.created_at.millis())
+    .bind(g.updated_at.millis())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(unique_conflict)?;
+    get(&row, "group_id")
+}
+
+impl SqlStore {
+    /// `(user id, group name)` pairs for the users of `ids`: direct memberships, and with
+    /// `inherited` the profiles their user groups are linked to.
+    async fn group_names_of(&self, ids: &[String], inherited: bool) -> StoreResult<Vec<(String, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = placeholders(1, ids.len());
+        let mut sql = format!(
+            "SELECT m.user_id, g.name FROM group_members m JOIN directory_groups g ON g.group_id = m.group_id
+             WHERE m.user_id IN ({list})"
+        );
+        if inherited {
+            sql.push_str(&format!(
+                " UNION SELECT m.user_id, p.name FROM group_members m
+                 JOIN group_links l ON l.user_group_id = m.group_id
+                 JOIN directory_groups p ON p.group_id = l.profile_id WHERE m.user_id IN ({list})"
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(backend_error)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "user_id")?, get(r, "name")?)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for SqlStore {
+    async fn ensure_product_instance(
+        &self,
+        org_id: &str,
+        product_context: &str,
+        name: &str,
+        label: &str,
+        now: Now,
+    ) -> StoreResult<ProductInstance> {
+        sqlx::query(
+            "INSERT INTO product_instances (org_id, product_context, name, label, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (org_id, product_context, name) DO NOTHING",
+        )
+        .bind(org_id)
+        .bind(product_context)
+        .bind(name)
+        .bind(label)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let row = sqlx::query(
+            "SELECT instance_id, org_id, product_context, name, label, created_at FROM product_instances
+             WHERE org_id = $1 AND product_context = $2 AND name = $3",
+        )
+        .bind(org_id)
+        .bind(product_context)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        instance_from(&row)
+    }
+
+    async fn product_instances(&self, org_id: &str) -> StoreResult<Vec<ProductInstance>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, org_id, product_context, name, label, created_at FROM product_instances
+             WHERE org_id = $1 ORDER BY product_context, name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(instance_from).collect()
+    }
+
+    async fn groups(&self, org_id: &str) -> StoreResult<Vec<(Group, i64)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS}, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.group_id) AS members
+             FROM directory_groups g WHERE g.org_id = $1 ORDER BY g.name_lower"
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| Ok((group_from(r)?, get(r, "members")?)))
+            .collect()
+    }
+
+    async fn directory_snapshot(&self, org_id: &str, emails: &BTreeSet<String>) -> StoreResult<Snapshot> {
+        let mut groups = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
+        for (g, _) in self.groups(org_id).await? {
+            by_id.insert(g.id, g.name.to_lowercase());
+            groups.insert(
+                g.name.to_lowercase(),
+                GroupState {
+                    group: g,
+                    members: BTreeSet::new(),
+                    profiles: BTreeSet::new(),
+                },
+            );
+        }
+        let members = sqlx::query(
+            "SELECT m.group_id, m.user_id FROM group_members m JOIN directory_groups g ON g.group_id = m.group_id
+             WHERE g.org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        for r in &members {
+            let id: i64 = get(r, "group_id")?;
+            if let Some(state) = by_id.get(&id).and_then(|n| groups.get_mut(n)) {
+                state.members.insert(get(r, "user_id")?);
+            }
+        }
+        let links = sqlx::query(
+            "SELECT l.user_group_id, l.profile_id FROM group_links l JOIN directory_groups g ON g.group_id = l.user_group_id
+             WHERE g.org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        for r in &links {
+            let ug: i64 = get(r, "user_group_id")?;
+            let p: i64 = get(r, "profile_id")?;
+            if let (Some(ug), Some(p)) = (by_id.get(&ug), by_id.get(&p).cloned()) {
+                if let Some(state) = groups.get_mut(ug) {
+                    state.profiles.insert(p);
+                }
+            }
+        }
+        let mut users = BTreeMap::new();
+        for email in emails {
+            let row = sqlx::query(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND email_lower = $2"
+            ))
+            .bind(org_id)
+            .bind(email.clone())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+            if let Some(r) = row {
+                users.insert(email.clone(), user_from(&r)?);
+            }
+        }
+        Ok(Snapshot {
+            org_id: org_id.to_owned(),
+            users,
+            groups,
+        })
+    }
+
+    async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        for change in changes {
+            apply(&mut tx, org_id, change).await?;
+        }
+        for a in audit {
+            audit_in(&mut *tx, a).await?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn users_page(
+        &self,
+        org_id: &str,
+        group: Option<&str>,
+        direct_only: bool,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<Option<UsersPage>> {
+        let mut filter = String::from("u.org_id = $1 AND u.status <> 'removed'");
+        let mut group_key = None;
+        if let Some(name) = group {
+            let row =
+                sqlx::query("SELECT group_id FROM directory_groups WHERE org_id = $1 AND name_lower = $2")
+                    .bind(org_id)
+                    .bind(name.to_lowercase())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend_error)?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            group_key = Some(get::<i64>(&row, "group_id")?);
+            filter.push_str(" AND (u.user_id IN (SELECT user_id FROM group_members WHERE group_id = $2)");
+            if !direct_only {
+                filter.push_str(
+                    " OR u.user_id IN (SELECT m.user_id FROM group_members m JOIN group_links l
+                     ON l.user_group_id = m.group_id WHERE l.profile_id = $2)",
+                );
+            }
+            filter.push(')');
+        }
+        // Placeholders in ascending order of appearance: SQLite numbers them that way.
+        let next = if group_key.is_some() { 3 } else { 2 };
+        let columns = USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM users u WHERE {filter} ORDER BY u.email_lower LIMIT ${next} OFFSET ${}",
+            next + 1
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        if let Some(g) = group_key {
+            q = q.bind(g);
+        }
+        let rows = q
+            .bind(i64::from(limit) + 1)
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let more = rows.len() > limit as usize;
+        let users = rows
+            .iter()
+            .take(limit as usize)
+            .map(user_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let ids: Vec<String> = users.iter().map(|u| u.user_id.clone()).collect();
+        let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (user, group) in self.group_names_of(&ids, !direct_only).await? {
+            names.entry(user).or_default().insert(group);
+        }
+        Ok(Some((
+            users
+                .into_iter()
+                .map(|u| {
+                    let groups = names.remove(&u.user_id).unwrap_or_default().into_iter().collect();
+                    (u, groups)
+                })
+                .collect(),
+            more,
+        )))
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let rows = sqlx::query(
+            "SELECT g.name, g.kind, NULL AS through FROM group_members m JOIN directory_groups g ON g.group_id = m.group_id
+             WHERE m.user_id = $1
+             UNION ALL
+             SELECT p.name, p.kind, ug.name AS through FROM group_members m
+             JOIN directory_groups ug ON ug.group_id = m.group_id
+             JOIN group_links l ON l.user_group_id = ug.group_id
+             JOIN directory_groups p ON p.group_id = l.profile_id
+             WHERE m.user_id = $1
+             ORDER BY 1, 3",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = get(r, "kind")?;
+                Ok(Membership {
+                    group: get(r, "name")?,
+                    kind: GroupKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Backend(format!("unknown group kind {kind:?}")))?,
+                    through: get(r, "through")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn held_profiles(
+        &self,
+        user_id: &str,
+        product_context: Option<&str>,
+    ) -> StoreResult<Vec<HeldProfile>> {
+        let rows = sqlx::query(
+            "SELECT p.name, p.permissions, i.product_context, i.name AS instance, NULL AS through
+             FROM group_members m JOIN directory_groups p ON p.group_id = m.group_id
+             JOIN product_instances i ON i.instance_id = p.instance_id
+             WHERE m.user_id = $1 AND p.kind = 'PRODUCT_PROFILE'
+             UNION ALL
+             SELECT p.name, p.permissions, i.product_context, i.name AS instance, ug.name AS through
+             FROM group_members m JOIN directory_groups ug ON ug.group_id = m.group_id
+             JOIN group_links l ON l.user_group_id = ug.group_id
+             JOIN directory_groups p ON p.group_id = l.profile_id
+             JOIN product_instances i ON i.instance_id = p.instance_id
+             WHERE m.user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let mut held: BTreeMap<String, HeldProfile> = BTreeMap::new();
+        for r in &rows {
+            let context: String = get(r, "product_context")?;
+            if product_context.is_some_and(|c| c != context) {
+                continue;
+            }
+            let name: String = get(r, "name")?;
+            let entry = held.entry(name.clone()).or_insert_with(|| HeldProfile {
+                product_context: context.clone(),
+                instance: String::new(),
+                profile: name,
+                permissions: Vec::new(),
+                through: Vec::new(),
+            });
+            entry.instance = get(r, "instance")?;
+            entry.permissions = words(&get::<String>(r, "permissions")?);
+            if let Some(t) = get::<Option<String>>(r, "through")? {
+                entry.through.push(t);
+            }
+        }
+        Ok(held.into_values().collect())
+    }
+
+    async fn role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrant>> {
+        let rows = sqlx::query(
+            "SELECT user_id, role, target FROM admin_roles WHERE user_id = $1 ORDER BY role, target",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                let role: String = get(r, "role")?;
+                Ok(RoleGrant {
+                    user_id: get(r, "user_id")?,
+                    role: AdminRole::parse(&role)
+                        .ok_or_else(|| StoreError::Backend(format!("unknown role {role:?}")))?,
+                    target: get(r, "target")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let q = if held {
+            sqlx::query(
+                "INSERT INTO admin_roles (user_id, role, target, granted_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, role, target) DO NOTHING",
+            )
+            .bind(grant.user_id.clone())
+            .bind(grant.role.as_str())
+            .bind(grant.target.clone())
+            .bind(now.millis())
+        } else {
+            sqlx::query("DELETE FROM admin_roles WHERE user_id = $1 AND role = $2 AND target = $3")
+                .bind(grant.user_id.clone())
+                .bind(grant.role.as_str())
+                .bind(grant.target.clone())
+        };
+        q.execute(&mut *tx).await.map_err(backend_error)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+}
