@@ -135,6 +135,10 @@ pub enum CredentialCommand {
         /// Scope the credential may request (repeatable; default openid, AdobeID, read_organizations).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// An API the credential is subscribed to (repeatable): `user-management` grants the
+        /// User Management API's scope, as the vendor's subscription does.
+        #[arg(long = "service", value_parser = ["user-management"])]
+        services: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -253,7 +257,28 @@ pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config)
 
 async fn run_credential(cmd: CredentialCommand, admin: &dyn CredentialAdmin) -> Result<()> {
     match cmd {
-        CredentialCommand::Create { name, scopes, json } => {
+        CredentialCommand::Create {
+            name,
+            mut scopes,
+            services,
+            json,
+        } => {
+            if !services.is_empty() {
+                for base in ["openid", "AdobeID"] {
+                    if !scopes.iter().any(|s| s == base) {
+                        scopes.push(base.to_owned());
+                    }
+                }
+            }
+            for service in &services {
+                let scope = match service.as_str() {
+                    "user-management" => ims_identity::service::directory::UMAPI_SCOPE,
+                    other => anyhow::bail!("unknown service {other:?}"),
+                };
+                if !scopes.iter().any(|s| s == scope) {
+                    scopes.push(scope.to_owned());
+                }
+            }
             let scopes = (!scopes.is_empty()).then_some(scopes);
             print_secret(&admin.create(&name, scopes).await?, json)?;
         }

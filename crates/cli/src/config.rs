@@ -31,6 +31,8 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("key_publish_secs", Kind::Int, false),
     ("key_refresh_secs", Kind::Int, false),
     ("domain", Kind::Str, false),
+    ("umapi_page_size", Kind::Int, false),
+    ("umapi_requests_per_minute", Kind::Int, false),
     ("org_name", Kind::Str, false),
     ("admin_email", Kind::Str, false),
     ("admin_password", Kind::Str, true),
@@ -66,6 +68,11 @@ pub struct Config {
     pub key_publish_secs: i64,
     pub key_refresh_secs: i64,
     pub domain: String,
+    /// Users or groups per page of the User Management API.
+    pub umapi_page_size: u32,
+    /// Calls a minute each client may make to the User Management API (0: no limit); over it the
+    /// API answers 429 with `Retry-After`. Counted per node.
+    pub umapi_requests_per_minute: u32,
     pub org_name: String,
     pub admin_email: String,
     /// The administrator's password: used by `ims serve` at first start (generated when unset) and
@@ -96,6 +103,8 @@ impl Default for Config {
             key_publish_secs: 600,
             key_refresh_secs: 30,
             domain: "ims.local".into(),
+            umapi_page_size: 200,
+            umapi_requests_per_minute: 600,
             org_name: "Default organisation".into(),
             admin_email: "admin@ims.local".into(),
             admin_password: None,
@@ -189,6 +198,9 @@ impl Config {
     fn validate(&self) -> Result<()> {
         if self.access_token_secs < 60 || self.access_token_secs > 7 * 86_400 {
             bail!("access_token_secs must be between 60 and 604800");
+        }
+        if !(1..=2000).contains(&self.umapi_page_size) {
+            bail!("umapi_page_size must be between 1 and 2000");
         }
         if self.key_publish_secs < 0 || self.key_refresh_secs < 1 {
             bail!("key_publish_secs must be >= 0 and key_refresh_secs >= 1");

@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod directory;
 mod files;
 mod instance;
 mod people;
@@ -65,6 +66,20 @@ enum Command {
         target: admin::Target,
         #[command(subcommand)]
         command: people::UserCommand,
+    },
+    /// Product profiles of the product instances (and user groups, listed with them).
+    Profile {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: directory::ProfileCommand,
+    },
+    /// Administrator roles of people.
+    Role {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: directory::RoleCommand,
     },
     /// Applications that sign people in (OpenID Connect clients).
     Client {
@@ -187,6 +202,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Credential { target, command } => admin::credential(command, &target, config).await,
         Command::User { target, command } => people::user(command, &target, config).await,
         Command::Client { target, command } => people::client(command, &target, config).await,
+        Command::Profile { target, command } => directory::profile(command, &target, config).await,
+        Command::Role { target, command } => directory::role(command, &target, config).await,
         Command::Keys { target, command } => admin::keys(command, &target, config).await,
         Command::Audit {
             target,

@@ -45,6 +45,8 @@ pub fn settings(config: &Config, issuer: &str) -> Result<Settings> {
     s.key_publish_secs = config.key_publish_secs;
     s.key_refresh_secs = config.key_refresh_secs;
     s.domain = config.domain.clone();
+    s.umapi_page_size = config.umapi_page_size;
+    s.umapi_requests_per_minute = config.umapi_requests_per_minute;
     Ok(s)
 }
 

@@ -121,6 +121,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
             .next()
             .context("the store has no organisation")?,
     };
+    // Each instance is a product instance of the Campaign product context: profiles grant it.
+    for s in &started {
+        ims_identity::store::DirectoryStore::ensure_product_instance(
+            store.as_ref(),
+            &org.org_id,
+            ims_identity::directory::CAMPAIGN_PRODUCT_CONTEXT,
+            &s.up.name,
+            &format!("Campaign ({})", s.up.name),
+            ims_identity::Now::system(),
+        )
+        .await?;
+    }
     let admin_password = match (&created, &previous) {
         (Some((_, pw)), _) => pw.expose().to_owned(),
         (None, Some(prev)) => prev.admin_password.clone(),

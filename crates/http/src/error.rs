@@ -23,7 +23,7 @@ fn status_of(e: &Error) -> StatusCode {
             StatusCode::UNAUTHORIZED
         }
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
+        Error::InsufficientScope(_) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

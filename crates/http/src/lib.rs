@@ -12,6 +12,7 @@ mod pages;
 pub mod params;
 pub mod serve;
 mod signin;
+pub mod umapi;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -188,6 +189,7 @@ pub fn public_router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(signin::signin_headers));
     router
         .merge(pages)
+        .merge(umapi::routes())
         .route("/ims/userinfo/v2", get(signin::userinfo).post(signin::userinfo))
         .route("/ims/userinfo", get(signin::userinfo).post(signin::userinfo))
         .layer(axum::middleware::from_fn_with_state(

@@ -49,6 +49,9 @@ pub enum Error {
     /// A valid token without the scope this resource needs (the scope is named).
     #[error("this resource needs the {0} scope")]
     InsufficientScope(String),
+    /// Authenticated, but the caller's role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -74,6 +77,7 @@ impl Error {
             Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidToken(_) => "invalid_token",
             Error::InsufficientScope(_) => "insufficient_scope",
+            Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Unavailable(_) => "temporarily_unavailable",

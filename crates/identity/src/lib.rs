@@ -18,6 +18,7 @@ pub mod scope;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod totp;
 pub mod umapi;
 

@@ -16,6 +16,7 @@ use crate::secret::{self, Secret};
 use crate::store::{AuditQuery, Store};
 
 mod code_flow;
+pub mod directory;
 mod signin;
 
 pub use code_flow::UserInfo;
@@ -48,6 +49,10 @@ pub struct Settings {
     pub browser_session_secs: i64,
     /// Time to finish a sign-in once started.
     pub sign_in_flow_secs: i64,
+    /// Users or groups per page of the User Management API.
+    pub umapi_page_size: u32,
+    /// Calls a minute each client may make to the User Management API (0: no limit).
+    pub umapi_requests_per_minute: u32,
 }
 
 impl Settings {
@@ -64,6 +69,8 @@ impl Settings {
             refresh_token_secs: 30 * 86_400,
             browser_session_secs: 12 * 3600,
             sign_in_flow_secs: 15 * 60,
+            umapi_page_size: 200,
+            umapi_requests_per_minute: 600,
         }
     }
 
@@ -186,6 +193,7 @@ pub struct Ims {
     last_forced_reload: AtomicI64,
     forced_reloads: std::sync::atomic::AtomicU64,
     reload: tokio::sync::Mutex<()>,
+    umapi_budget: crate::throttle::RateLimiter,
 }
 
 impl std::fmt::Debug for Ims {
@@ -204,6 +212,7 @@ impl Ims {
         settings: Settings,
         ctx: &Context,
     ) -> Result<Self> {
+        let umapi_budget = crate::throttle::RateLimiter::new(settings.umapi_requests_per_minute);
         let ims = Ims {
             store,
             master,
@@ -213,6 +222,7 @@ impl Ims {
             ring_loaded_at: AtomicI64::new(i64::MIN),
             last_forced_reload: AtomicI64::new(i64::MIN),
             forced_reloads: std::sync::atomic::AtomicU64::new(0),
+            umapi_budget,
             reload: tokio::sync::Mutex::new(()),
         };
         ims.reload_keys(ctx.now, true).await?;

@@ -387,6 +387,30 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// One line for the audit log (user ids, never secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Change::CreateUser(u) => {
+                format!("create {} {} ({})", u.identity_type.as_str(), u.email, u.user_id)
+            }
+            Change::UpdateUser { user, end_sessions } => format!(
+                "update {} ({}){}",
+                user.email,
+                user.status.as_str(),
+                if *end_sessions { ", sessions ended" } else { "" }
+            ),
+            Change::AddMember { group, user_id } => format!("add {user_id} to {group}"),
+            Change::RemoveMember { group, user_id } => format!("remove {user_id} from {group}"),
+            Change::CreateGroup(g) => format!("create {} {}", g.kind.as_str(), g.name),
+            Change::UpdateGroup { name, group } => format!("update {name} as {}", group.name),
+            Change::DeleteGroup { name } => format!("delete {name}"),
+            Change::Link { user_group, profile } => format!("link {user_group} to {profile}"),
+            Change::Unlink { user_group, profile } => format!("unlink {user_group} from {profile}"),
+        }
+    }
+}
+
 /// Why an entry failed: at which step (0-based), with the API's error code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepError {

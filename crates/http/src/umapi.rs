@@ -1,0 +1,286 @@
+//! The User Management API at `/v2/usermanagement`, shaped as the vendor's clients expect
+//! (protocols/ims.md): bearer token plus `x-api-key`, JSON results with a `result` field, a 404
+//! that means "not found" on queries, 429 with `Retry-After` when a client exceeds its budget.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use ims_identity::service::directory::Administrator;
+use ims_identity::Error;
+
+use crate::error::{bearer_challenge, no_store};
+use crate::{AppState, Body, Meta};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2/usermanagement/users/{org}/{page}", get(users))
+        .route(
+            "/v2/usermanagement/users/{org}/{page}/{group}",
+            get(users_in_group),
+        )
+        .route("/v2/usermanagement/groups/{org}/{page}", get(groups))
+        .route("/v2/usermanagement/organizations/{org}/users/{user}", get(user))
+        .route("/v2/usermanagement/action/{org}", post(action))
+}
+
+/// An error in the API's convention.
+#[derive(Debug)]
+pub enum UmapiError {
+    /// From authentication and the domain.
+    Domain(Error),
+    /// The organisation in the path is not the caller's, or does not exist.
+    BadOrg,
+    /// A query found nothing.
+    NotFound(&'static str, String),
+    /// The request was refused whole (`result` carries the code).
+    Request(&'static str, String),
+    /// Over budget: wait this many seconds.
+    Throttled(u64),
+}
+
+impl From<Error> for UmapiError {
+    fn from(e: Error) -> Self {
+        UmapiError::Domain(e)
+    }
+}
+
+impl From<ims_identity::umapi::RequestError> for UmapiError {
+    fn from(e: ims_identity::umapi::RequestError) -> Self {
+        UmapiError::Request(e.code, e.message)
+    }
+}
+
+impl IntoResponse for UmapiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            UmapiError::Domain(Error::InvalidToken(reason)) => {
+                tracing::debug!(%reason, "user management call refused");
+                let mut resp = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
+                no_store(&mut resp);
+                return resp;
+            }
+            UmapiError::Domain(e @ (Error::Forbidden(_) | Error::InsufficientScope(_))) => (
+                StatusCode::FORBIDDEN,
+                json!({"error_code": "403003", "message": e.to_string()}),
+            ),
+            UmapiError::Domain(Error::TooLarge(m)) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"result": "error.request.too_large", "message": m}),
+            ),
+            UmapiError::Domain(Error::InvalidRequest(m)) => (
+                StatusCode::BAD_REQUEST,
+                json!({"result": "error.request.malformed", "message": m}),
+            ),
+            UmapiError::Domain(e) => {
+                tracing::error!(error = %e, "user management call failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"result": "error.internal", "message": "the server could not complete the request"}),
+                )
+            }
+            UmapiError::BadOrg => (
+                StatusCode::BAD_REQUEST,
+                json!({"result": "error.organization.invalid_id", "message": "Bad organization Id"}),
+            ),
+            UmapiError::NotFound(code, message) => {
+                (StatusCode::NOT_FOUND, json!({"result": code, "message": message}))
+            }
+            UmapiError::Request(code, message) => (
+                StatusCode::BAD_REQUEST,
+                json!({"result": code, "message": message}),
+            ),
+            UmapiError::Throttled(secs) => {
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error_code": "429050", "message": "Too many requests"})),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+                return resp;
+            }
+        };
+        let mut resp = (status, Json(body)).into_response();
+        no_store(&mut resp);
+        resp
+    }
+}
+
+/// An authenticated caller within its budget: obtaining one is the only way into a handler.
+pub struct Caller(pub Administrator);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = UmapiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let meta = Meta::from_request_parts(parts, app)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let token = crate::oauth::bearer_token(&parts.headers, &parts.uri)?;
+        let api_key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let admin = app.ims.umapi_caller(&token, api_key, meta.now).await?;
+        app.ims
+            .umapi_admit(&admin.client_id, meta.now)
+            .map_err(UmapiError::Throttled)?;
+        Ok(Caller(admin))
+    }
+}
+
+impl Caller {
+    /// The caller's own organisation, as the path names it.
+    async fn org(&self, app: &AppState, org: &str) -> Result<(), UmapiError> {
+        if org == self.0.org_id {
+            return Ok(());
+        }
+        if app.ims.org_exists(org).await? {
+            return Err(Error::Forbidden("this organisation is not the caller's".into()).into());
+        }
+        Err(UmapiError::BadOrg)
+    }
+}
+
+fn page_number(raw: &str) -> Result<u32, UmapiError> {
+    raw.parse::<u32>()
+        .map_err(|_| UmapiError::Request("error.request.malformed", format!("{raw:?} is not a page number")))
+}
+
+#[derive(Debug, Deserialize)]
+struct UsersQuery {
+    #[serde(rename = "directOnly")]
+    direct_only: Option<String>,
+    /// Accepted: every user of ours carries its domain in its email.
+    #[allow(dead_code)]
+    domain: Option<String>,
+}
+
+/// `directOnly` as Python's clients write booleans (`True`/`False`), in any case.
+fn direct_only(q: &UsersQuery) -> Result<bool, UmapiError> {
+    match q.direct_only.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(UmapiError::Request(
+            "error.request.malformed",
+            format!("directOnly is true or false, not {other:?}"),
+        )),
+    }
+}
+
+fn success(key: &str, items: Vec<Value>, last_page: bool) -> Response {
+    let mut resp = Json(json!({"result": "success", "lastPage": last_page, key: items})).into_response();
+    no_store(&mut resp);
+    resp
+}
+
+async fn list_users(
+    app: &AppState,
+    caller: &Caller,
+    org: &str,
+    page: &str,
+    group: Option<&str>,
+    q: &UsersQuery,
+) -> Result<Response, UmapiError> {
+    caller.org(app, org).await?;
+    let page = page_number(page)?;
+    match app.ims.umapi_users(org, page, group, direct_only(q)?).await? {
+        Some((users, last)) => Ok(success("users", users, last)),
+        None => Err(UmapiError::NotFound(
+            "error.group.not_found",
+            format!("no group named {:?}", group.unwrap_or_default()),
+        )),
+    }
+}
+
+async fn users(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, page)): Path<(String, String)>,
+    Query(q): Query<UsersQuery>,
+) -> Result<Response, UmapiError> {
+    list_users(&app, &caller, &org, &page, None, &q).await
+}
+
+async fn users_in_group(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, page, group)): Path<(String, String, String)>,
+    Query(q): Query<UsersQuery>,
+) -> Result<Response, UmapiError> {
+    list_users(&app, &caller, &org, &page, Some(&group), &q).await
+}
+
+async fn groups(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, page)): Path<(String, String)>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    let (groups, last) = app.ims.umapi_groups(&org, page_number(&page)?).await?;
+    Ok(success("groups", groups, last))
+}
+
+async fn user(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, email)): Path<(String, String)>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    match app.ims.umapi_user(&org, &email).await? {
+        Some(u) => {
+            let mut resp = Json(json!({"result": "success", "user": u})).into_response();
+            no_store(&mut resp);
+            Ok(resp)
+        }
+        None => Err(UmapiError::NotFound(
+            "error.user.nonexistent",
+            format!("no user {email}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionQuery {
+    #[serde(rename = "testOnly")]
+    test_only: Option<String>,
+}
+
+async fn action(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: Meta,
+    Path(org): Path<String>,
+    Query(q): Query<ActionQuery>,
+    Body(body, _): Body<UmapiError>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    let test_only = match q.test_only.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(UmapiError::Request(
+                "error.request.malformed",
+                format!("testOnly is true or false, not {other:?}"),
+            ))
+        }
+    };
+    let ctx = meta.context(caller.0.actor.clone());
+    let result = app.ims.umapi_action(&caller.0, &body, test_only, &ctx).await?;
+    let mut resp = Json(result).into_response();
+    no_store(&mut resp);
+    Ok(resp)
+}

@@ -1,0 +1,347 @@
+//! The User Management API (`/v2/usermanagement`) and the administrator roles behind it: who is
+//! calling (a technical account whose credential holds the API's scope, or a person holding the
+//! system administrator role), listing users and groups, and running action requests one entry
+//! at a time, each applied whole or not at all.
+
+use serde_json::{json, Value};
+
+use super::{Ims, Result};
+use crate::directory::{AdminRole, Group, GroupKind, ProductInstance, RoleGrant};
+use crate::error::Error;
+use crate::model::{ClientType, Context, User, UserStatus};
+use crate::store::Store;
+use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
+use crate::Now;
+
+/// The scope the vendor grants credentials subscribed to the User Management API.
+pub const UMAPI_SCOPE: &str = "user_management_sdk";
+
+/// An authenticated administrator: a technical account or a person, with the roles it holds.
+#[derive(Clone, Debug)]
+pub struct Administrator {
+    pub org_id: String,
+    /// `client:<client id>` or `admin:<email>`, for the audit log.
+    pub actor: String,
+    pub client_id: String,
+    /// The person, when a person is calling.
+    pub person: Option<User>,
+    pub roles: Vec<RoleGrant>,
+}
+
+impl Administrator {
+    /// Holds `role` for the whole organisation (or is a system administrator, who holds all).
+    pub fn holds(&self, role: AdminRole) -> bool {
+        self.roles
+            .iter()
+            .any(|g| g.role == AdminRole::SystemAdmin || (g.role == role && g.target.is_empty()))
+    }
+}
+
+/// A listing page: items, and whether it is the last.
+pub type Page = (Vec<Value>, bool);
+
+impl Ims {
+    /// Who is calling the User Management API with this bearer token and `x-api-key`.
+    /// Technical accounts need the API's scope; people need the system administrator role.
+    pub async fn umapi_caller(&self, token: &str, api_key: Option<&str>, now: Now) -> Result<Administrator> {
+        let valid = self.validate_access_token(token, now).await?;
+        if api_key != Some(valid.client_id.as_str()) {
+            return Err(Error::Forbidden(
+                "x-api-key must be the client id the access token was issued to".into(),
+            ));
+        }
+        let client = self
+            .store
+            .client(&valid.client_id)
+            .await?
+            .ok_or_else(|| Error::InvalidToken("client removed".into()))?;
+        if client.client_type == ClientType::TechnicalAccount {
+            valid.require_scope(UMAPI_SCOPE)?;
+            return Ok(Administrator {
+                org_id: valid.org_id,
+                actor: format!("client:{}", valid.client_id),
+                client_id: valid.client_id,
+                person: None,
+                // A credential subscribed to the API administers the organisation's users, as
+                // the vendor's do.
+                roles: vec![RoleGrant {
+                    user_id: client.technical_account_id.clone(),
+                    role: AdminRole::SystemAdmin,
+                    target: String::new(),
+                }],
+            });
+        }
+        let user_id = valid
+            .claims
+            .get("user_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::InvalidToken("token names no user".into()))?;
+        let admin = self.administrator(user_id, &valid.client_id).await?;
+        if !admin.holds(AdminRole::SystemAdmin) {
+            return Err(Error::Forbidden(
+                "the User Management API needs the system administrator role".into(),
+            ));
+        }
+        Ok(admin)
+    }
+
+    /// A person as an administrator, with their roles (the bootstrap administrator holds the
+    /// system administrator role). Only active people count.
+    pub async fn administrator(&self, user_id: &str, client_id: &str) -> Result<Administrator> {
+        let user = self
+            .store
+            .user(user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or_else(|| Error::InvalidToken("the person cannot sign in".into()))?;
+        let mut roles = self.store.role_grants(user_id).await?;
+        if user.system_admin {
+            roles.push(RoleGrant {
+                user_id: user_id.to_owned(),
+                role: AdminRole::SystemAdmin,
+                target: String::new(),
+            });
+        }
+        Ok(Administrator {
+            org_id: user.org_id.clone(),
+            actor: format!("admin:{}", user.email),
+            client_id: client_id.to_owned(),
+            person: Some(user),
+            roles,
+        })
+    }
+
+    /// Takes one call from the client's budget, or says how many seconds to wait.
+    pub fn umapi_admit(&self, client_id: &str, now: Now) -> std::result::Result<(), u64> {
+        self.umapi_budget.admit(client_id, now)
+    }
+
+    pub fn umapi_page_size(&self) -> u32 {
+        self.settings.umapi_page_size.max(1)
+    }
+
+    /// Users of the organisation, one page, optionally members of one group; `None` when the
+    /// group does not exist.
+    pub async fn umapi_users(
+        &self,
+        org_id: &str,
+        page: u32,
+        group: Option<&str>,
+        direct_only: bool,
+    ) -> Result<Option<Page>> {
+        let size = self.umapi_page_size();
+        let offset = page.saturating_mul(size);
+        let Some((users, more)) = self
+            .store
+            .users_page(org_id, group, direct_only, offset, size)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            users.iter().map(|(u, g)| user_json(u, g)).collect(),
+            !more,
+        )))
+    }
+
+    /// One user by email, with its direct groups; `None` when there is none (or it was removed).
+    pub async fn umapi_user(&self, org_id: &str, email: &str) -> Result<Option<Value>> {
+        let Some(user) = self
+            .store
+            .user_by_email(org_id, email)
+            .await?
+            .filter(|u| u.status != UserStatus::Removed)
+        else {
+            return Ok(None);
+        };
+        let groups: Vec<String> = self
+            .store
+            .memberships(&user.user_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.through.is_none())
+            .map(|m| m.group)
+            .collect();
+        Ok(Some(user_json(&user, &groups)))
+    }
+
+    /// Groups of the organisation (profiles and user groups), one page.
+    pub async fn umapi_groups(&self, org_id: &str, page: u32) -> Result<Page> {
+        let size = self.umapi_page_size() as usize;
+        let instances = self.store.product_instances(org_id).await?;
+        let all = self.store.groups(org_id).await?;
+        let start = (page as usize).saturating_mul(size);
+        let items = all
+            .iter()
+            .skip(start)
+            .take(size)
+            .map(|(g, n)| group_json(g, *n, &instances))
+            .collect();
+        Ok((items, start.saturating_add(size) >= all.len()))
+    }
+
+    /// Runs an action request for `admin`: each entry planned against the directory as the
+    /// entries before it left it, and (unless `test_only`) applied in its own transaction with
+    /// its audit line. The body is the API's result document.
+    pub async fn umapi_action(
+        &self,
+        admin: &Administrator,
+        body: &[u8],
+        test_only: bool,
+        ctx: &Context,
+    ) -> std::result::Result<Value, RequestError> {
+        let entries = umapi::parse_request(body)?;
+        let internal = |e: Error| {
+            tracing::error!(error = %e, "action request failed in the store");
+            RequestError {
+                code: "error.internal",
+                message: "the server could not complete the request".into(),
+            }
+        };
+        let emails = Snapshot::emails_named(&entries);
+        let mut snap = self
+            .store
+            .directory_snapshot(&admin.org_id, &emails)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            let outcome = match umapi::plan_entry(&mut snap, entry, ctx.now) {
+                Err(e) => EntryOutcome::Failed(e),
+                Ok(_) if test_only => EntryOutcome::Done,
+                Ok(changes) => {
+                    let audit = entry_audit(ctx, entry, index, &changes);
+                    match self.store.apply_changes(&admin.org_id, &changes, &[audit]).await {
+                        Ok(()) => EntryOutcome::Done,
+                        Err(e) => {
+                            // Someone else changed the directory in between: this entry is
+                            // refused whole and the next ones plan against what is stored.
+                            tracing::warn!(error = %e, index, "action entry not applied");
+                            snap = self
+                                .store
+                                .directory_snapshot(&admin.org_id, &emails)
+                                .await
+                                .map_err(|e| internal(e.into()))?;
+                            EntryOutcome::Failed(StepError {
+                                step: entry.steps.len().saturating_sub(1),
+                                code: "error.entry.conflict",
+                                message:
+                                    "the directory changed while the entry ran; nothing of it was applied"
+                                        .into(),
+                            })
+                        }
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(umapi::response(&entries, &outcomes, test_only))
+    }
+
+    /// The organisation a path names, when it exists.
+    pub async fn org_exists(&self, org_id: &str) -> Result<bool> {
+        Ok(self.store.org(org_id).await?.is_some())
+    }
+}
+
+/// A product profile, created by an administrator (the API creates user groups only).
+pub async fn create_product_profile(
+    store: &dyn Store,
+    instance: &ProductInstance,
+    name: &str,
+    permissions: Vec<String>,
+    license_quota: Option<i64>,
+    ctx: &Context,
+) -> Result<Group> {
+    crate::directory::check_group_name(name).map_err(Error::InvalidRequest)?;
+    if license_quota.is_some_and(|q| q < 0) {
+        return Err(Error::invalid_request("a licence quota is 0 or more"));
+    }
+    let mut g = Group::product_profile(&instance.org_id, name, instance, ctx.now);
+    g.permissions = permissions;
+    g.license_quota = license_quota;
+    let audit = ctx.event(
+        "profile.create",
+        name,
+        "success",
+        json!({"product_context": instance.product_context, "instance": instance.name, "permissions": g.permissions, "license_quota": license_quota}),
+    );
+    store
+        .apply_changes(&instance.org_id, &[Change::CreateGroup(g.clone())], &[audit])
+        .await
+        .map_err(|e| match e {
+            crate::error::StoreError::Conflict(_) => {
+                Error::Conflict(format!("a group named {name:?} exists"))
+            }
+            other => other.into(),
+        })?;
+    Ok(g)
+}
+
+fn entry_audit(ctx: &Context, entry: &Entry, index: usize, changes: &[Change]) -> crate::model::AuditEvent {
+    let (action, target) = match &entry.target {
+        Target::User(u) => ("umapi.user", u.as_str()),
+        Target::UserGroup(g) => ("umapi.usergroup", g.as_str()),
+    };
+    ctx.event(
+        action,
+        target,
+        "success",
+        json!({
+            "index": index,
+            "requestID": entry.request_id,
+            "changes": changes.iter().map(Change::describe).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// A user as the API shows it.
+pub fn user_json(u: &User, groups: &[String]) -> Value {
+    let domain = u
+        .email
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_lowercase())
+        .unwrap_or_default();
+    let mut v = json!({
+        "id": u.user_id,
+        "email": u.email,
+        "status": u.status.as_str(),
+        "username": u.email,
+        "domain": domain,
+        "firstname": u.first_name,
+        "lastname": u.last_name,
+        "type": u.identity_type.as_str(),
+        "groups": groups,
+    });
+    if let Some(c) = &u.country {
+        v["country"] = json!(c);
+    }
+    v
+}
+
+/// A group as the API shows it.
+pub fn group_json(g: &Group, members: i64, instances: &[ProductInstance]) -> Value {
+    let mut v = json!({
+        "groupId": g.id,
+        "groupName": g.name,
+        "type": g.kind.as_str(),
+        "memberCount": members,
+    });
+    match g.kind {
+        GroupKind::ProductProfile => {
+            let instance = instances.iter().find(|i| Some(i.id) == g.product_instance_id);
+            v["productProfileName"] = json!(g.name);
+            v["licenseQuota"] = json!(g
+                .license_quota
+                .map_or_else(|| "UNLIMITED".to_owned(), |q| q.to_string()));
+            if let Some(i) = instance {
+                v["productName"] = json!(i.label);
+                v["productContext"] = json!(i.product_context);
+            }
+        }
+        GroupKind::UserGroup => {
+            v["userGroupName"] = json!(g.name);
+        }
+    }
+    v
+}
