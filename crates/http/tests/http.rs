@@ -76,6 +76,10 @@ fn db_options(db: Db, dir: &std::path::Path) -> Option<(Options, Option<String>)
 }
 
 async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
+    harness_with(db, settings(alg)).await
+}
+
+async fn harness_with(db: Db, settings: Settings) -> Option<Harness> {
     let dir = tempfile::tempdir().unwrap();
     let (opts, schema) = db_options(db, dir.path())?;
     let store = Arc::new(SqlStore::open(&opts, Now::system()).await.unwrap());
@@ -91,7 +95,7 @@ async fn harness_on(db: Db, alg: Algorithm) -> Option<Harness> {
     .unwrap()
     .unwrap();
     let master = MasterKey::generate();
-    let ims = Ims::start(store.clone(), master.clone(), settings(alg), &ctx)
+    let ims = Ims::start(store.clone(), master.clone(), settings, &ctx)
         .await
         .unwrap();
     let state = AppState {
@@ -4639,6 +4643,618 @@ mod restrictions {
                 "admin's password is untouched"
             );
             finish(cleanup).await;
+        }
+    }
+}
+
+/// The User Management API: who may call it, what it answers, and action requests checked
+/// against a reference model.
+mod umapi {
+    use super::people::*;
+    use super::*;
+    use ims_identity::service::directory::UMAPI_SCOPE;
+    use ims_identity::store::AuditStore as _;
+    use proptest::prelude::*;
+
+    /// A person's access token from the sign-in flow (people tokens are issued to a people
+    /// client, whose id is the token's `client_id`).
+    async fn person_token(h: &Harness, email: &str, password: &str) -> (String, String) {
+        let client = h.app_client().await;
+        let mut b = Browser::default();
+        let (status, to) = sign_in(h, &mut b, &client, email, password).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+        let q = query_of(&to);
+        let (status, body) = redeem(h, &client, &q["code"]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (body["access_token"].as_str().unwrap().to_owned(), client)
+    }
+
+    fn req(
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        api_key: Option<&str>,
+        body: Option<&str>,
+    ) -> Request<Body> {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(k) = api_key {
+            b = b.header("x-api-key", k);
+        }
+        b = b.header("content-type", "application/json");
+        b.body(Body::from(body.unwrap_or_default().to_owned())).unwrap()
+    }
+
+    /// Every route of the admin surface, with a harmless request for each.
+    fn routes(org: &str) -> Vec<(&'static str, String, Option<&'static str>)> {
+        vec![
+            ("GET", format!("/v2/usermanagement/users/{org}/0"), None),
+            (
+                "GET",
+                format!("/v2/usermanagement/users/{org}/0/Some%20Group?directOnly=False"),
+                None,
+            ),
+            ("GET", format!("/v2/usermanagement/groups/{org}/0"), None),
+            (
+                "GET",
+                format!("/v2/usermanagement/organizations/{org}/users/admin@acme.test"),
+                None,
+            ),
+            (
+                "POST",
+                format!("/v2/usermanagement/action/{org}?testOnly=true"),
+                Some(r#"[{"usergroup":"Probe","do":[{"createUserGroup":{}}]}]"#),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_route_denies_without_the_right_caller() {
+        let h = harness().await;
+        let org = h.org_id.clone();
+        let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let um_token = h.token(&um, &format!("openid,{UMAPI_SCOPE}")).await;
+        let other = h.credential(&["openid", "AdobeID"]).await;
+        let other_token = h.token(&other, "openid").await;
+        h.person("worker@acme.test").await;
+        let (worker, worker_client) = person_token(&h, "worker@acme.test", PASSWORD).await;
+        let (admin, admin_client) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let um_id = um.client.client_id.clone();
+        let other_id = other.client.client_id.clone();
+        for (method, path, body) in routes(&org) {
+            let cases: Vec<(&str, Option<&str>, Option<&str>, StatusCode)> = vec![
+                ("no token", None, None, StatusCode::UNAUTHORIZED),
+                (
+                    "garbage token",
+                    Some("not.a.token"),
+                    Some(&um_id),
+                    StatusCode::UNAUTHORIZED,
+                ),
+                ("no api key", Some(&um_token), None, StatusCode::FORBIDDEN),
+                (
+                    "another client's api key",
+                    Some(&um_token),
+                    Some(&other_id),
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a credential without the API",
+                    Some(&other_token),
+                    Some(&other_id),
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a person without the role",
+                    Some(&worker),
+                    Some(&worker_client),
+                    StatusCode::FORBIDDEN,
+                ),
+            ];
+            for (what, token, key, expected) in cases {
+                let (status, headers, body_out) = h.call(req(method, &path, token, key, body)).await;
+                assert_eq!(status, expected, "{method} {path}: {what}: {body_out}");
+                if expected == StatusCode::UNAUTHORIZED {
+                    assert!(headers["www-authenticate"]
+                        .to_str()
+                        .unwrap()
+                        .contains("invalid_token"));
+                }
+            }
+            for (what, token, key) in [
+                ("the credential", um_token.as_str(), um_id.as_str()),
+                ("a system administrator", admin.as_str(), admin_client.as_str()),
+            ] {
+                let (status, headers, out) = h.call(req(method, &path, Some(token), Some(key), body)).await;
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                    "{method} {path} as {what}: {status} {out}"
+                );
+                assert!(headers.contains_key("x-request-id"));
+            }
+            // Another organisation: refused whatever the caller may do in its own.
+            let foreign = path.replace(&org, "FFFFFFFFFFFFFFFFFFFFFFFF@AdobeOrg");
+            let (status, _, out) = h
+                .call(req(method, &foreign, Some(&um_token), Some(&um_id), body))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+            assert_eq!(out["result"], "error.organization.invalid_id");
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_paging_not_found_and_the_request_id() {
+        let mut settings = super::settings(Algorithm::ES256);
+        settings.umapi_page_size = 2;
+        let h = harness_with(Db::Sqlite, settings).await.unwrap();
+        let org = h.org_id.clone();
+        let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let token = h.token(&um, UMAPI_SCOPE).await;
+        let id = um.client.client_id.clone();
+        let call = |method: &'static str, path: String, body: Option<&'static str>| {
+            let h = &h;
+            let token = token.clone();
+            let id = id.clone();
+            async move { h.call(req(method, &path, Some(&token), Some(&id), body)).await }
+        };
+        let (status, _, out) = call(
+            "POST",
+            format!("/v2/usermanagement/action/{org}"),
+            Some(r#"[{"user":"b@acme.test","do":[{"createEnterpriseID":{"email":"b@acme.test","firstname":"B","country":"de"}}]},
+                    {"user":"c@acme.test","do":[{"createFederatedID":{"email":"c@acme.test","country":"FR"}}]},
+                    {"user":"d@acme.test","do":[{"addAdobeID":{"email":"d@acme.test"}}]},
+                    {"usergroup":"Team","do":[{"createUserGroup":{"description":"t"}},{"add":{"user":["b@acme.test","c@acme.test"]}}]}]"#),
+        )
+        .await;
+        assert_eq!(
+            (status, out["result"].as_str(), out["completed"].as_i64()),
+            (StatusCode::OK, Some("success"), Some(4)),
+            "{out}"
+        );
+        let mut seen = Vec::new();
+        for page in 0.. {
+            let (status, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/{page}"), None).await;
+            assert_eq!(status, StatusCode::OK);
+            let users = out["users"].as_array().unwrap();
+            assert!(users.len() <= 2);
+            seen.extend(users.iter().map(|u| u["email"].as_str().unwrap().to_owned()));
+            if out["lastPage"] == true {
+                break;
+            }
+        }
+        assert_eq!(
+            seen,
+            ["admin@acme.test", "b@acme.test", "c@acme.test", "d@acme.test"]
+        );
+        let (_, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/9"), None).await;
+        assert_eq!(
+            (out["lastPage"].as_bool(), out["users"].as_array().map(Vec::len)),
+            (Some(true), Some(0)),
+            "past the end: an empty last page"
+        );
+        let (status, _, out) = call(
+            "GET",
+            format!("/v2/usermanagement/organizations/{org}/users/B@ACME.test"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(out["user"]["type"], "enterpriseID");
+        assert_eq!(out["user"]["country"], "DE");
+        assert_eq!(out["user"]["groups"], json!(["Team"]));
+        let (status, _, _) = call(
+            "GET",
+            format!("/v2/usermanagement/organizations/{org}/users/zz@acme.test"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) = call(
+            "GET",
+            format!("/v2/usermanagement/users/{org}/0/NoSuchGroup"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "an unknown group is not found, which the client reads as empty"
+        );
+        let (_, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/0/team"), None).await;
+        assert_eq!(out["users"].as_array().unwrap().len(), 2);
+        let (status, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/x"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+
+        // Whole-request refusals, in the API's convention.
+        for (body, code) in [
+            ("{", "error.request.malformed"),
+            ("{}", "error.request.malformed"),
+            ("[]", "error.request.malformed"),
+            (r#"[{"do":[]}]"#, "error.request.malformed"),
+        ] {
+            let (status, _, out) = h
+                .call(req(
+                    "POST",
+                    &format!("/v2/usermanagement/action/{org}"),
+                    Some(&token),
+                    Some(&id),
+                    Some(body),
+                ))
+                .await;
+            assert_eq!(
+                (status, out["result"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{body}"
+            );
+        }
+        let eleven = format!("[{}]", [r#"{"user":"x@acme.test","do":[]}"#; 11].join(","));
+        let (status, _, out) = h
+            .call(req(
+                "POST",
+                &format!("/v2/usermanagement/action/{org}"),
+                Some(&token),
+                Some(&id),
+                Some(&eleven),
+            ))
+            .await;
+        assert_eq!(
+            (status, out["result"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("error.request.too_many_entries"))
+        );
+
+        // The request id is echoed and lands in the audit log with the change.
+        let resp = h
+            .app
+            .clone()
+            .oneshot({
+                let mut r = req(
+                    "POST",
+                    &format!("/v2/usermanagement/action/{org}"),
+                    Some(&token),
+                    Some(&id),
+                    Some(
+                        r#"[{"user":"d@acme.test","requestID":"r-1","do":[{"update":{"firstname":"Dee"}}]}]"#,
+                    ),
+                );
+                r.headers_mut()
+                    .insert("x-request-id", "f00d-1234_1".parse().unwrap());
+                r
+            })
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-request-id"], "f00d-1234_1");
+        let audit = h
+            .store
+            .audit(&AuditQuery {
+                action_prefix: Some("umapi.".into()),
+                limit: 50,
+            })
+            .await
+            .unwrap();
+        let line = audit
+            .iter()
+            .find(|e| e.request_id.as_deref() == Some("f00d-1234_1"))
+            .expect("audited with its request id");
+        assert_eq!(
+            (line.action.as_str(), line.target.as_str(), line.actor.clone()),
+            ("umapi.user", "d@acme.test", format!("client:{id}"))
+        );
+        assert_eq!(line.details["requestID"], "r-1");
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_budget_gets_429_with_retry_after() {
+        let mut settings = super::settings(Algorithm::ES256);
+        settings.umapi_requests_per_minute = 5;
+        let h = harness_with(Db::Sqlite, settings).await.unwrap();
+        let a = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let b = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let path = format!("/v2/usermanagement/groups/{}/0", h.org_id);
+        let ta = h.token(&a, UMAPI_SCOPE).await;
+        let tb = h.token(&b, UMAPI_SCOPE).await;
+        for _ in 0..5 {
+            let (status, _, _) = h
+                .call(req("GET", &path, Some(&ta), Some(&a.client.client_id), None))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, headers, out) = h
+            .call(req("GET", &path, Some(&ta), Some(&a.client.client_id), None))
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=12).contains(&wait), "{wait}");
+        assert_eq!(out["error_code"], "429050");
+        let (status, _, _) = h
+            .call(req("GET", &path, Some(&tb), Some(&b.client.client_id), None))
+            .await;
+        assert_eq!(status, StatusCode::OK, "budgets are per client");
+    }
+
+    // ----- action requests against a reference model ------------------------------------------
+
+    const EMAILS: [&str; 3] = ["u0@acme.test", "u1@acme.test", "u2@acme.test"];
+    const GROUPS: [&str; 2] = ["G0", "G1"];
+    /// A product profile with room for two members.
+    const PROFILE: &str = "P0";
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(u8),
+        AddGroup(usize),
+        RemoveGroup(usize),
+        RemoveAll,
+        RemoveFromOrg,
+        CreateGroup(u8),
+        DeleteGroup,
+        AddUser(usize),
+        RemoveUser(usize),
+        LinkProfile,
+        Unknown,
+    }
+
+    #[derive(Clone, Debug)]
+    struct GenEntry {
+        user: bool,
+        target: usize,
+        ops: Vec<Op>,
+    }
+
+    fn entry_strategy() -> impl Strategy<Value = GenEntry> {
+        let user_op = prop_oneof![
+            (0u8..3).prop_map(Op::Create),
+            (0usize..3).prop_map(Op::AddGroup),
+            (0usize..3).prop_map(Op::RemoveGroup),
+            Just(Op::RemoveAll),
+            Just(Op::RemoveFromOrg),
+            Just(Op::Unknown),
+        ];
+        let group_op = prop_oneof![
+            (0u8..3).prop_map(Op::CreateGroup),
+            Just(Op::DeleteGroup),
+            (0usize..3).prop_map(Op::AddUser),
+            (0usize..3).prop_map(Op::RemoveUser),
+            Just(Op::LinkProfile),
+            Just(Op::Unknown),
+        ];
+        prop_oneof![
+            (0usize..3, prop::collection::vec(user_op, 1..4)).prop_map(|(target, ops)| GenEntry {
+                user: true,
+                target,
+                ops
+            }),
+            (0usize..2, prop::collection::vec(group_op, 1..4)).prop_map(|(target, ops)| GenEntry {
+                user: false,
+                target,
+                ops
+            }),
+        ]
+    }
+
+    /// Groups a user op names: the two user groups and the profile.
+    fn group_name(i: usize) -> &'static str {
+        [GROUPS[0], GROUPS[1], PROFILE][i]
+    }
+
+    fn option(o: u8) -> Value {
+        match o {
+            0 => json!({}),
+            1 => json!({"option": "ignoreIfAlreadyExists"}),
+            _ => json!({"option": "updateIfAlreadyExists"}),
+        }
+    }
+
+    fn wire(e: &GenEntry) -> Value {
+        let steps: Vec<Value> = e
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Create(o) => {
+                    let mut args = option(*o);
+                    args["email"] = json!(EMAILS[e.target]);
+                    json!({ "createEnterpriseID": args })
+                }
+                Op::AddGroup(g) => json!({"add": {"group": [group_name(*g)]}}),
+                Op::RemoveGroup(g) => json!({"remove": {"group": [group_name(*g)]}}),
+                Op::RemoveAll => json!({"remove": "all"}),
+                Op::RemoveFromOrg => json!({"removeFromOrg": {"deleteAccount": false}}),
+                Op::CreateGroup(o) => json!({ "createUserGroup": option(*o) }),
+                Op::DeleteGroup => json!({"deleteUserGroup": {}}),
+                Op::AddUser(u) => json!({"add": {"user": [EMAILS[*u]]}}),
+                Op::RemoveUser(u) => json!({"remove": {"user": [EMAILS[*u]]}}),
+                Op::LinkProfile => json!({"add": {"productConfiguration": [PROFILE]}}),
+                Op::Unknown => json!({"teleport": {}}),
+            })
+            .collect();
+        if e.user {
+            json!({"user": EMAILS[e.target], "do": steps})
+        } else {
+            json!({"usergroup": GROUPS[e.target], "do": steps})
+        }
+    }
+
+    /// The reference: what the API's documentation says each step does, written plainly.
+    #[derive(Clone, Debug, PartialEq, Eq, Default)]
+    struct Model {
+        active: std::collections::BTreeSet<usize>,
+        /// Group name -> members (email indexes); user groups present only while they exist.
+        groups: std::collections::BTreeMap<&'static str, std::collections::BTreeSet<usize>>,
+    }
+
+    impl Model {
+        fn new() -> Self {
+            let mut m = Model::default();
+            m.groups.insert(PROFILE, Default::default());
+            m
+        }
+
+        /// Runs one entry: `Err(step)` at the first step that fails, nothing kept.
+        fn run(&mut self, e: &GenEntry) -> Result<(), usize> {
+            let mut next = self.clone();
+            for (i, op) in e.ops.iter().enumerate() {
+                let u = e.target;
+                let ok = match op {
+                    Op::Create(o) => {
+                        if next.active.contains(&u) {
+                            *o != 0
+                        } else {
+                            next.active.insert(u);
+                            true
+                        }
+                    }
+                    Op::AddGroup(g) => {
+                        let name = group_name(*g);
+                        let full = name == PROFILE
+                            && next
+                                .groups
+                                .get(name)
+                                .is_some_and(|m| m.len() >= 2 && !m.contains(&u));
+                        if !next.active.contains(&u) || !next.groups.contains_key(name) || full {
+                            false
+                        } else {
+                            next.groups.get_mut(name).unwrap().insert(u);
+                            true
+                        }
+                    }
+                    Op::RemoveGroup(g) => {
+                        let name = group_name(*g);
+                        if !next.active.contains(&u) || !next.groups.contains_key(name) {
+                            false
+                        } else {
+                            next.groups.get_mut(name).unwrap().remove(&u);
+                            true
+                        }
+                    }
+                    Op::RemoveAll | Op::RemoveFromOrg => {
+                        if !next.active.contains(&u) {
+                            false
+                        } else {
+                            next.groups.values_mut().for_each(|m| {
+                                m.remove(&u);
+                            });
+                            if matches!(op, Op::RemoveFromOrg) {
+                                next.active.remove(&u);
+                            }
+                            true
+                        }
+                    }
+                    Op::CreateGroup(o) => {
+                        let name = GROUPS[e.target];
+                        if next.groups.contains_key(name) {
+                            *o != 0
+                        } else {
+                            next.groups.insert(name, Default::default());
+                            true
+                        }
+                    }
+                    Op::DeleteGroup => next.groups.remove(GROUPS[e.target]).is_some(),
+                    Op::AddUser(x) | Op::RemoveUser(x) => {
+                        let name = GROUPS[e.target];
+                        if !next.groups.contains_key(name) || !next.active.contains(x) {
+                            false
+                        } else {
+                            let members = next.groups.get_mut(name).unwrap();
+                            if matches!(op, Op::AddUser(_)) {
+                                members.insert(*x);
+                            } else {
+                                members.remove(x);
+                            }
+                            true
+                        }
+                    }
+                    Op::LinkProfile => next.groups.contains_key(GROUPS[e.target]),
+                    Op::Unknown => false,
+                };
+                if !ok {
+                    return Err(i);
+                }
+            }
+            *self = next;
+            Ok(())
+        }
+    }
+
+    /// Who is in which group, as the API lists it.
+    async fn observed(h: &Harness, token: &str, id: &str) -> Model {
+        let mut m = Model::default();
+        let (_, _, out) = h
+            .call(req(
+                "GET",
+                &format!("/v2/usermanagement/groups/{}/0", h.org_id),
+                Some(token),
+                Some(id),
+                None,
+            ))
+            .await;
+        for g in out["groups"].as_array().unwrap() {
+            let name = [GROUPS[0], GROUPS[1], PROFILE]
+                .into_iter()
+                .find(|n| *n == g["groupName"])
+                .unwrap();
+            m.groups.insert(name, Default::default());
+        }
+        let (_, _, out) = h
+            .call(req(
+                "GET",
+                &format!("/v2/usermanagement/users/{}/0", h.org_id),
+                Some(token),
+                Some(id),
+                None,
+            ))
+            .await;
+        for u in out["users"].as_array().unwrap() {
+            let Some(i) = EMAILS.iter().position(|e| *e == u["email"]) else {
+                continue;
+            };
+            m.active.insert(i);
+            for g in u["groups"].as_array().unwrap() {
+                if let Some(members) = m.groups.iter_mut().find(|(n, _)| **n == g).map(|(_, v)| v) {
+                    members.insert(i);
+                }
+            }
+        }
+        m
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+        /// Batches of valid and invalid entries: `testOnly` changes nothing and reports what the
+        /// real run then does; results and the resulting directory match the reference model.
+        #[test]
+        fn action_batches_match_the_reference_model(batches in prop::collection::vec(prop::collection::vec(entry_strategy(), 1..6), 1..4)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let h = harness().await;
+                let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+                let token = h.token(&um, UMAPI_SCOPE).await;
+                let id = um.client.client_id.clone();
+                let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
+                    h.store.as_ref(), &h.org_id, "dma_campaign_classic", "marketing", "Campaign", Now::system()).await.unwrap();
+                ims_identity::service::directory::create_product_profile(
+                    h.store.as_ref(), &marketing, PROFILE, vec!["admin".into()], Some(2), &Context::new(Now::system(), "test")).await.unwrap();
+                let mut model = Model::new();
+                for batch in &batches {
+                    let body = Value::Array(batch.iter().map(wire).collect()).to_string();
+                    let path = format!("/v2/usermanagement/action/{}", h.org_id);
+                    let before = observed(&h, &token, &id).await;
+                    let (status, _, dry) = h.call(req("POST", &format!("{path}?testOnly=true"), Some(&token), Some(&id), Some(&body))).await;
+                    assert_eq!(status, StatusCode::OK, "{dry}");
+                    assert_eq!(observed(&h, &token, &id).await, before, "testOnly changed something");
+                    let (status, _, real) = h.call(req("POST", &path, Some(&token), Some(&id), Some(&body))).await;
+                    assert_eq!(status, StatusCode::OK, "{real}");
+                    let expected: Vec<Result<(), usize>> = batch.iter().map(|e| model.run(e)).collect();
+                    let failures = |out: &Value| -> Vec<(u64, u64)> {
+                        out["errors"].as_array().map(|a| a.iter().map(|e| (e["index"].as_u64().unwrap(), e["step"].as_u64().unwrap())).collect()).unwrap_or_default()
+                    };
+                    let want: Vec<(u64, u64)> = expected.iter().enumerate().filter_map(|(i, r)| r.err().map(|s| (i as u64, s as u64))).collect();
+                    assert_eq!(failures(&real), want, "{body}\n{real}");
+                    assert_eq!(failures(&dry), want, "testOnly reports what the run does: {dry}");
+                    let ok = expected.iter().filter(|r| r.is_ok()).count() as u64;
+                    assert_eq!((real["completed"].as_u64(), dry["completedInTestMode"].as_u64(), dry["completed"].as_u64()), (Some(ok), Some(ok), Some(0)));
+                    assert_eq!(observed(&h, &token, &id).await, model, "{body}");
+                }
+            });
         }
     }
 }
