@@ -3,6 +3,7 @@
 //! carries health and metrics, so a deployment can put it on a private listener.
 
 pub mod admin;
+pub mod admin_console;
 pub mod campaign;
 pub mod console;
 pub mod error;
@@ -190,6 +191,7 @@ pub fn public_router(state: AppState) -> Router {
     router
         .merge(pages)
         .merge(umapi::routes())
+        .merge(admin_console::routes())
         .route("/ims/userinfo/v2", get(signin::userinfo).post(signin::userinfo))
         .route("/ims/userinfo", get(signin::userinfo).post(signin::userinfo))
         .layer(axum::middleware::from_fn_with_state(

@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/usermanagement/groups/{org}/{page}", get(groups))
         .route("/v2/usermanagement/organizations/{org}/users/{user}", get(user))
         .route("/v2/usermanagement/action/{org}", post(action))
+        .route("/v2/usermanagement/audit/{org}/{page}", get(audit))
 }
 
 /// An error in the API's convention.
@@ -283,4 +284,31 @@ async fn action(
     let mut resp = Json(result).into_response();
     no_store(&mut resp);
     Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    /// Only actions starting with this (`umapi.`, `profile.`, `user.`...).
+    action: Option<String>,
+}
+
+/// Our extension: the audit log, newest first, paged like the listings (who, what, when, from
+/// where, request id). System administrators and credentials of the API only.
+async fn audit(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, page)): Path<(String, String)>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    let size = app.ims.umapi_page_size();
+    let (events, last) = app
+        .ims
+        .audit_page(
+            q.action.as_deref().filter(|a| !a.is_empty()),
+            page_number(&page)?,
+            size,
+        )
+        .await?;
+    Ok(success("events", events, last))
 }

@@ -4652,8 +4652,9 @@ mod restrictions {
 mod umapi {
     use super::people::*;
     use super::*;
+    use ims_identity::directory::AdminRole;
     use ims_identity::service::directory::UMAPI_SCOPE;
-    use ims_identity::store::AuditStore as _;
+    use ims_identity::store::{AuditStore as _, UserStore as _};
     use proptest::prelude::*;
 
     /// A person's access token from the sign-in flow (people tokens are issued to a people
@@ -4707,7 +4708,368 @@ mod umapi {
                 format!("/v2/usermanagement/action/{org}?testOnly=true"),
                 Some(r#"[{"usergroup":"Probe","do":[{"createUserGroup":{}}]}]"#),
             ),
+            (
+                "GET",
+                format!("/v2/usermanagement/audit/{org}/0?action=umapi."),
+                None,
+            ),
         ]
+    }
+
+    /// Every page of the Admin Console and the role it needs (`None`: any administrator).
+    fn console_routes() -> Vec<(&'static str, &'static str, Option<AdminRole>)> {
+        vec![
+            ("GET", "/admin/", None),
+            ("GET", "/admin/users", Some(AdminRole::SystemAdmin)),
+            ("POST", "/admin/users", Some(AdminRole::SystemAdmin)),
+            (
+                "GET",
+                "/admin/users/admin%40acme.test",
+                Some(AdminRole::SystemAdmin),
+            ),
+            (
+                "POST",
+                "/admin/users/admin%40acme.test",
+                Some(AdminRole::SystemAdmin),
+            ),
+            ("GET", "/admin/profiles", Some(AdminRole::ProfileAdmin)),
+            ("POST", "/admin/profiles", Some(AdminRole::ProfileAdmin)),
+            ("GET", "/admin/profiles/P", Some(AdminRole::ProfileAdmin)),
+            ("POST", "/admin/profiles/P", Some(AdminRole::ProfileAdmin)),
+            ("GET", "/admin/groups", Some(AdminRole::UserGroupAdmin)),
+            ("POST", "/admin/groups", Some(AdminRole::SystemAdmin)),
+            ("GET", "/admin/groups/G", Some(AdminRole::UserGroupAdmin)),
+            ("POST", "/admin/groups/G", Some(AdminRole::UserGroupAdmin)),
+            ("GET", "/admin/roles", Some(AdminRole::SystemAdmin)),
+            ("POST", "/admin/roles", Some(AdminRole::SystemAdmin)),
+            ("GET", "/admin/import", Some(AdminRole::SystemAdmin)),
+            ("POST", "/admin/import", Some(AdminRole::SystemAdmin)),
+            ("GET", "/admin/audit", Some(AdminRole::SystemAdmin)),
+            ("POST", "/admin/logout", None),
+        ]
+    }
+
+    async fn page_as(
+        h: &Harness,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        form: &str,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header("cookie", format!("ims_admin={t}"));
+        }
+        if method == "POST" {
+            b = b.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let resp = h
+            .app
+            .clone()
+            .oneshot(b.body(Body::from(form.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn every_console_page_needs_its_role() {
+        use ims_identity::directory::RoleGrant;
+        use ims_identity::store::DirectoryStore as _;
+        let h = harness().await;
+        let ctx = Context::new(Now::system(), "test");
+        let marketing = h
+            .store
+            .ensure_product_instance(
+                &h.org_id,
+                "dma_campaign_classic",
+                "marketing",
+                "Campaign",
+                Now::system(),
+            )
+            .await
+            .unwrap();
+        let profile = ims_identity::service::directory::create_product_profile(
+            h.store.as_ref(),
+            &marketing,
+            "P",
+            vec![],
+            None,
+            &ctx,
+        )
+        .await
+        .unwrap();
+        h.store
+            .apply_changes(
+                &h.org_id,
+                &[ims_identity::umapi::Change::CreateGroup(
+                    ims_identity::directory::Group::user_group(&h.org_id, "G", "", Now::system()),
+                )],
+                &[],
+            )
+            .await
+            .unwrap();
+        let group_id = h
+            .store
+            .groups(&h.org_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(g, _)| g.name == "G")
+            .unwrap()
+            .0
+            .id;
+        let mut tokens = Vec::new();
+        for (email, role, target) in [
+            ("nobody@acme.test", None, String::new()),
+            (
+                "groups@acme.test",
+                Some(AdminRole::UserGroupAdmin),
+                group_id.to_string(),
+            ),
+            (
+                "profiles@acme.test",
+                Some(AdminRole::ProfileAdmin),
+                profile.id.to_string(),
+            ),
+        ] {
+            let u = h.person(email).await;
+            if let Some(role) = role {
+                let grant = RoleGrant {
+                    user_id: u.user_id.clone(),
+                    role,
+                    target,
+                };
+                h.store
+                    .set_role(
+                        &grant,
+                        true,
+                        Now::system(),
+                        &ctx.event("role.grant", email, "success", json!({})),
+                    )
+                    .await
+                    .unwrap();
+            }
+            tokens.push((role, person_token(&h, email, PASSWORD).await.0));
+        }
+        let (admin, _) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let credential = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let machine = h.token(&credential, "openid").await;
+        for (method, path, needs) in console_routes() {
+            // Nobody signed in: sent to sign in, never served.
+            let (status, headers, _) = page_as(&h, method, path, None, "").await;
+            assert_eq!(
+                (status, headers.get("location").and_then(|v| v.to_str().ok())),
+                (StatusCode::SEE_OTHER, Some("/admin/login")),
+                "{method} {path}"
+            );
+            // A technical account's token is no person's session.
+            let (status, _, _) = page_as(&h, method, path, Some(&machine), "").await;
+            assert_eq!(
+                status,
+                StatusCode::SEE_OTHER,
+                "{method} {path} with a machine token"
+            );
+            for (role, token) in &tokens {
+                let allowed = match (needs, role) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(n), Some(r)) => n == *r,
+                };
+                let (status, _, body) = page_as(&h, method, path, Some(token), "").await;
+                if allowed {
+                    assert_ne!(status, StatusCode::SEE_OTHER, "{method} {path} as {role:?}");
+                    if method == "POST" {
+                        assert_eq!(
+                            status,
+                            StatusCode::FORBIDDEN,
+                            "{method} {path} as {role:?} without the form token: {body}"
+                        );
+                    } else {
+                        assert_eq!(status, StatusCode::OK, "{method} {path} as {role:?}: {body}");
+                    }
+                } else {
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{method} {path} as {role:?}: {body}"
+                    );
+                }
+            }
+            // The system administrator gets every page (posts still need the form token).
+            let (status, _, body) = page_as(&h, method, path, Some(&admin), "").await;
+            let expected = if method == "POST" {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(
+                status, expected,
+                "{method} {path} as system administrator: {body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn console_changes_land_in_the_directory_and_the_audit_log() {
+        let h = harness().await;
+        let ctx = Context::new(Now::system(), "test");
+        let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
+            h.store.as_ref(),
+            &h.org_id,
+            "dma_campaign_classic",
+            "marketing",
+            "Campaign",
+            Now::system(),
+        )
+        .await
+        .unwrap();
+        let (admin, _) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let (_, _, html) = page_as(&h, "GET", "/admin/profiles", Some(&admin), "").await;
+        let at = html.find(r#"name="csrf" value=""#).unwrap() + 19;
+        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        let post = |path: &'static str, pairs: Vec<(&'static str, String)>| {
+            let h = &h;
+            let admin = admin.clone();
+            let csrf = csrf.clone();
+            async move {
+                let mut all = vec![("csrf", csrf)];
+                all.extend(pairs);
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(all)
+                    .finish();
+                page_as(h, "POST", path, Some(&admin), &body).await
+            }
+        };
+        let (status, headers, body) = post(
+            "/admin/profiles",
+            vec![
+                ("instance", marketing.id.to_string()),
+                ("name", "campaign - marketing - ops".into()),
+                ("permissions", "export admin".into()),
+                ("quota", "3".into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        assert!(headers["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/admin/profiles/campaign"));
+        let (status, _, _) = post(
+            "/admin/users",
+            vec![
+                ("email", "ops@acme.test".into()),
+                ("firstname", "O".into()),
+                ("type", "enterpriseID".into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (status, _, _) = post(
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            vec![("action", "add_member".into()), ("email", "ops@acme.test".into())],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let ops = h
+            .store
+            .user_by_email(&h.org_id, "ops@acme.test")
+            .await
+            .unwrap()
+            .unwrap();
+        let held = ims_identity::store::DirectoryStore::held_profiles(
+            h.store.as_ref(),
+            &ops.user_id,
+            Some("dma_campaign_classic"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].permissions, vec!["admin".to_owned(), "export".to_owned()]);
+        // A refused change says why and changes nothing.
+        let (status, _, body) = post(
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            vec![
+                ("action", "add_member".into()),
+                ("email", "nobody@acme.test".into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains("error.user.nonexistent"), "{body}");
+        // CSV import: a preview changes nothing, then the import applies.
+        let csv = "email,firstname,lastname,country,type,groups\nbulk1@acme.test,B,One,FR,enterpriseID,campaign - marketing - ops\nbad-address,X,Y,,enterpriseID,\n".to_owned();
+        let (status, _, body) =
+            post("/admin/import", vec![("csv", csv.clone()), ("apply", "0".into())]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("will be imported") && body.contains("error.user.invalid_email"),
+            "{body}"
+        );
+        assert!(
+            h.store
+                .user_by_email(&h.org_id, "bulk1@acme.test")
+                .await
+                .unwrap()
+                .is_none(),
+            "a preview changes nothing"
+        );
+        let (_, _, body) = post("/admin/import", vec![("csv", csv), ("apply", "1".into())]).await;
+        assert!(body.contains("1 row(s) imported, 1 refused"), "{body}");
+        assert!(h
+            .store
+            .user_by_email(&h.org_id, "bulk1@acme.test")
+            .await
+            .unwrap()
+            .is_some());
+        // Roles, then the audit log page and its API.
+        let (status, _, body) = post(
+            "/admin/roles",
+            vec![
+                ("action", "grant".into()),
+                ("email", "ops@acme.test".into()),
+                ("role", "profile_admin".into()),
+                ("target", "campaign - marketing - ops".into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let (_, _, html) = page_as(&h, "GET", "/admin/audit", Some(&admin), "").await;
+        for action in ["profile.create", "umapi.user", "role.grant"] {
+            assert!(html.contains(action), "{action} is on the audit page");
+        }
+        assert!(html.contains("admin:admin@acme.test"));
+        let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let token = h.token(&um, UMAPI_SCOPE).await;
+        let (status, _, out) = h
+            .call(req(
+                "GET",
+                &format!("/v2/usermanagement/audit/{}/0?action=role.", h.org_id),
+                Some(&token),
+                Some(&um.client.client_id),
+                None,
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let event = &out["events"][0];
+        assert_eq!(
+            (
+                event["action"].as_str(),
+                event["target"].as_str(),
+                event["actor"].as_str()
+            ),
+            (
+                Some("role.grant"),
+                Some("ops@acme.test"),
+                Some("admin:admin@acme.test")
+            )
+        );
+        assert!(event["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+        let _ = ctx;
     }
 
     #[tokio::test]

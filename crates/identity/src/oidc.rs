@@ -131,15 +131,17 @@ pub fn valid_challenge(c: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
-/// Whether `verifier` answers `challenge` (S256), in constant time.
-pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+/// The S256 challenge of a verifier (for the IMS's own clients).
+pub fn pkce_challenge(verifier: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    if !valid_verifier(verifier) {
-        return false;
-    }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    crate::secret::equal_ct(&URL_SAFE_NO_PAD.encode(digest.as_ref()), challenge)
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// Whether `verifier` answers `challenge` (S256), in constant time.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    valid_verifier(verifier) && crate::secret::equal_ct(&pkce_challenge(verifier), challenge)
 }
 
 /// The request's parameters, each at most once.

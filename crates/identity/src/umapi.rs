@@ -538,7 +538,18 @@ impl Planner<'_> {
                             }
                         }
                     }
-                    // A removed user comes back as a new identity: ids are never reused.
+                    // Someone removed from the organisation comes back as the same identity
+                    // (emails are unique in an organisation), active again with no groups.
+                    if let Some(removed) = self.snap.users.get(&email.to_lowercase()).cloned() {
+                        let mut u = removed;
+                        u.status = UserStatus::Active;
+                        u.identity_type = *kind;
+                        u.first_name = first_name.clone().unwrap_or_default();
+                        u.last_name = last_name.clone().unwrap_or_default();
+                        u.country = country;
+                        self.update_user(u, false);
+                        continue;
+                    }
                     let mut u = User::new(
                         &self.snap.org_id,
                         new_email,
@@ -980,6 +991,23 @@ mod tests {
         let e = plan_entry(&mut s, &over_quota, Now::from_millis(3)).unwrap_err();
         assert_eq!((e.step, e.code), (1, "error.group.quota_exceeded"));
         assert_eq!(s, before, "the created user is not kept");
+    }
+
+    #[test]
+    fn someone_removed_comes_back_as_the_same_identity() {
+        let mut s = snap();
+        let add = entry(
+            r#"[{"user":"a@example.com","do":[{"createEnterpriseID":{"email":"a@example.com"}},{"removeFromOrg":{}}]}]"#,
+        );
+        plan_entry(&mut s, &add, Now::from_millis(2)).unwrap();
+        let id = s.users["a@example.com"].user_id.clone();
+        let again = entry(
+            r#"[{"user":"a@example.com","do":[{"createEnterpriseID":{"email":"a@example.com","option":"ignoreIfAlreadyExists"}}]}]"#,
+        );
+        let changes = plan_entry(&mut s, &again, Now::from_millis(3)).unwrap();
+        assert!(
+            matches!(&changes[..], [Change::UpdateUser { user, .. }] if user.user_id == id && user.status == UserStatus::Active)
+        );
     }
 
     #[test]

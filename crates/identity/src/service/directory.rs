@@ -13,6 +13,9 @@ use crate::store::Store;
 use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
 use crate::Now;
 
+/// The name of the Admin Console's client in each organisation.
+pub const ADMIN_CONSOLE_CLIENT: &str = "Admin Console";
+
 /// The scope the vendor grants credentials subscribed to the User Management API.
 pub const UMAPI_SCOPE: &str = "user_management_sdk";
 
@@ -238,6 +241,54 @@ impl Ims {
         Ok(umapi::response(&entries, &outcomes, test_only))
     }
 
+    /// The Admin Console's own client in `org_id` (first-party, public, PKCE), created on first
+    /// use: the console signs administrators in through the IMS like any application.
+    pub async fn admin_console_client(&self, org_id: &str, ctx: &Context) -> Result<String> {
+        let redirect = format!("{}/admin/callback", self.settings.issuer);
+        let existing = self.store.clients(org_id).await?.into_iter().find(|c| {
+            c.name == ADMIN_CONSOLE_CLIENT
+                && c.first_party
+                && !c.disabled
+                && c.redirect_uris.contains(&redirect)
+        });
+        if let Some(c) = existing {
+            return Ok(c.client_id);
+        }
+        let creds = crate::credentials::Credentials::new(self.store.clone(), &self.settings.domain);
+        let (client, _) = creds
+            .create_people_client(
+                org_id,
+                ADMIN_CONSOLE_CLIENT,
+                ClientType::Public,
+                vec![redirect],
+                vec!["openid".into(), "email".into(), "profile".into()],
+                true,
+                ctx,
+            )
+            .await?;
+        Ok(client.client_id)
+    }
+
+    /// The audit log of the organisation's directory and people, newest first, one page.
+    pub async fn audit_page(&self, action_prefix: Option<&str>, page: u32, size: u32) -> Result<Page> {
+        let wanted = page.saturating_add(1).saturating_mul(size).saturating_add(1);
+        let events = self
+            .store
+            .audit(&crate::store::AuditQuery {
+                action_prefix: action_prefix.map(str::to_owned),
+                limit: wanted,
+            })
+            .await?;
+        let start = (page as usize).saturating_mul(size as usize);
+        let items: Vec<Value> = events
+            .iter()
+            .skip(start)
+            .take(size as usize)
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect();
+        Ok((items, events.len() <= start.saturating_add(size as usize)))
+    }
+
     /// The organisation a path names, when it exists.
     pub async fn org_exists(&self, org_id: &str) -> Result<bool> {
         Ok(self.store.org(org_id).await?.is_some())
@@ -275,7 +326,54 @@ pub async fn create_product_profile(
             }
             other => other.into(),
         })?;
-    Ok(g)
+    // As stored, with the id the database gave it.
+    store
+        .groups(&instance.org_id)
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .find(|g| g.name == name)
+        .ok_or_else(|| Error::internal(format!("profile {name:?} vanished after creation")))
+}
+
+/// Changes a product profile's permission items and licence quota.
+pub async fn update_product_profile(
+    store: &dyn Store,
+    profile: &Group,
+    permissions: Vec<String>,
+    license_quota: Option<i64>,
+    ctx: &Context,
+) -> Result<()> {
+    if profile.kind != GroupKind::ProductProfile {
+        return Err(Error::invalid_request(format!(
+            "{:?} is not a product profile",
+            profile.name
+        )));
+    }
+    if license_quota.is_some_and(|q| q < 0) {
+        return Err(Error::invalid_request("a licence quota is 0 or more"));
+    }
+    let mut g = profile.clone();
+    g.permissions = permissions;
+    g.license_quota = license_quota;
+    g.updated_at = ctx.now;
+    let audit = ctx.event(
+        "profile.update",
+        &g.name,
+        "success",
+        json!({"permissions": g.permissions, "license_quota": license_quota, "before": {"permissions": profile.permissions, "license_quota": profile.license_quota}}),
+    );
+    store
+        .apply_changes(
+            &profile.org_id,
+            &[Change::UpdateGroup {
+                name: profile.name.clone(),
+                group: g,
+            }],
+            &[audit],
+        )
+        .await?;
+    Ok(())
 }
 
 fn entry_audit(ctx: &Context, entry: &Entry, index: usize, changes: &[Change]) -> crate::model::AuditEvent {
