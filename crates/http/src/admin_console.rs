@@ -490,8 +490,9 @@ fn with_notice(mut shell: Shell, q: &ListQuery) -> Shell {
     shell
 }
 
+/// A name as one path segment (`+` would stay a plus there, so no form encoding).
 fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 // ----- users -----------------------------------------------------------------------------------

@@ -161,7 +161,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/ims/introspect/v1", post(oauth::introspect))
         .route("/ims/revoke/v1", post(oauth::revoke))
         .route("/ims/invalidate_token/v2", post(oauth::invalidate_token))
-        .route("/ims/organizations/v6", get(oauth::organizations));
+        .route("/ims/organizations/v6", get(oauth::organizations))
+        .route("/ims/profile/v1", get(oauth::profile));
     for v in ["v1", "v2", "v3"] {
         router = router
             .route(&format!("/ims/token/{v}"), post(oauth::token))

@@ -226,6 +226,41 @@ pub(crate) async fn invalidate_token(
 /// The scope `organizations/v6` needs, as the vendor's IMS asks for it.
 const ORGANIZATIONS_SCOPE: &str = "read_organizations";
 
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ProfileQuery {
+    product_context: Option<String>,
+}
+
+/// `GET /ims/profile/v1[?product_context=...]`: the token's person and the product profiles
+/// it holds (the vendor's `projectedProductContext`).
+pub(crate) async fn profile(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Query(q): axum::extract::Query<ProfileQuery>,
+) -> Response {
+    let result = async {
+        let token = bearer_token(&headers, &uri)?;
+        app.ims
+            .product_profile_claims(
+                &token,
+                q.product_context.as_deref().filter(|c| !c.is_empty()),
+                meta.now,
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            let mut resp = Json(v).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => BearerError(e).into_response(),
+    }
+}
+
 pub(crate) async fn organizations(
     State(app): State<AppState>,
     meta: Meta,

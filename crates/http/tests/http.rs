@@ -4776,6 +4776,85 @@ mod umapi {
     }
 
     #[tokio::test]
+    async fn a_person_token_shows_the_profiles_held_for_a_product_context() {
+        let h = harness().await;
+        let ctx = Context::new(Now::system(), "test");
+        let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
+            h.store.as_ref(),
+            &h.org_id,
+            "dma_campaign_classic",
+            "marketing",
+            "Campaign",
+            Now::system(),
+        )
+        .await
+        .unwrap();
+        ims_identity::service::directory::create_product_profile(
+            h.store.as_ref(),
+            &marketing,
+            "campaign - marketing - admin",
+            vec!["admin".into()],
+            None,
+            &ctx,
+        )
+        .await
+        .unwrap();
+        h.person("jane@acme.test").await;
+        let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let token = h.token(&um, UMAPI_SCOPE).await;
+        let body = r#"[{"usergroup":"Marketers","do":[{"createUserGroup":{}},{"add":{"user":["jane@acme.test"]}},{"add":{"productConfiguration":["campaign - marketing - admin"]}}]}]"#;
+        let (status, _, out) = h
+            .call(req(
+                "POST",
+                &format!("/v2/usermanagement/action/{}", h.org_id),
+                Some(&token),
+                Some(&um.client.client_id),
+                Some(body),
+            ))
+            .await;
+        assert_eq!(
+            (status, out["result"].as_str()),
+            (StatusCode::OK, Some("success")),
+            "{out}"
+        );
+        let (jane, _) = person_token(&h, "jane@acme.test", PASSWORD).await;
+        let get = |q: &'static str, t: String| {
+            let h = &h;
+            async move {
+                h.call(
+                    Request::get(format!("/ims/profile/v1{q}"))
+                        .header("authorization", format!("Bearer {t}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+            }
+        };
+        let (status, _, out) = get("?product_context=dma_campaign_classic", jane.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        assert_eq!(out["email"], "jane@acme.test");
+        let ctx0 = &out["projectedProductContext"][0]["prodCtx"];
+        assert_eq!(
+            (
+                ctx0["serviceCode"].as_str(),
+                ctx0["label"].as_str(),
+                ctx0["instance"].as_str()
+            ),
+            (
+                Some("dma_campaign_classic"),
+                Some("campaign - marketing - admin"),
+                Some("marketing")
+            )
+        );
+        assert_eq!(ctx0["permissions"], json!(["admin"]));
+        assert_eq!(ctx0["through"], json!(["Marketers"]));
+        let (_, _, out) = get("?product_context=another_product", jane).await;
+        assert_eq!(out["projectedProductContext"], json!([]));
+        let (status, _, _) = get("", "garbage".into()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
     async fn every_console_page_needs_its_role() {
         use ims_identity::directory::RoleGrant;
         use ims_identity::store::DirectoryStore as _;
@@ -4955,10 +5034,14 @@ mod umapi {
         )
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-        assert!(headers["location"]
-            .to_str()
-            .unwrap()
-            .starts_with("/admin/profiles/campaign"));
+        let location = headers["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with("/admin/profiles/campaign%20"), "{location}");
+        let (status, _, html) = page_as(&h, "GET", &location, Some(&admin), "").await;
+        assert_eq!(status, StatusCode::OK, "the page the console sends to exists");
+        assert!(
+            html.contains("<h1>campaign - marketing - ops</h1>") && html.contains("Product profile created."),
+            "{html}"
+        );
         let (status, _, _) = post(
             "/admin/users",
             vec![

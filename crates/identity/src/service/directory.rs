@@ -289,6 +289,45 @@ impl Ims {
         Ok((items, events.len() <= start.saturating_add(size as usize)))
     }
 
+    /// `GET /ims/profile/v1`: who the token stands for and the product profiles it holds for
+    /// `product_context` (all contexts when `None`), in the vendor's `projectedProductContext`
+    /// shape, so an instance maps profiles to its groups without calling the API.
+    pub async fn product_profile_claims(
+        &self,
+        token: &str,
+        product_context: Option<&str>,
+        now: Now,
+    ) -> Result<Value> {
+        let valid = self.validate_access_token(token, now).await?;
+        let user_id = valid
+            .claims
+            .get("user_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::InvalidToken("token names no user".into()))?
+            .to_owned();
+        let person = self.store.user(&user_id).await?;
+        if person.as_ref().is_some_and(|u| u.status != UserStatus::Active) {
+            return Err(Error::InvalidToken("the person cannot sign in".into()));
+        }
+        // Technical accounts hold profiles through their credential (Developer Console); a
+        // person through memberships.
+        let held = match &person {
+            Some(_) => self.store.held_profiles(&user_id, product_context).await?,
+            None => Vec::new(),
+        };
+        Ok(json!({
+            "userId": user_id,
+            "email": person.as_ref().map(|u| u.email.clone()).or_else(|| valid.claims.get("email").and_then(Value::as_str).map(str::to_owned)),
+            "projectedProductContext": held.iter().map(|p| json!({"prodCtx": {
+                "serviceCode": p.product_context,
+                "instance": p.instance,
+                "label": p.profile,
+                "permissions": p.permissions,
+                "through": p.through,
+            }})).collect::<Vec<_>>(),
+        }))
+    }
+
     /// The organisation a path names, when it exists.
     pub async fn org_exists(&self, org_id: &str) -> Result<bool> {
         Ok(self.store.org(org_id).await?.is_some())
