@@ -986,6 +986,8 @@ struct ProfilePage {
     quota: String,
     members: Vec<MemberRow>,
     linked_groups: Vec<String>,
+    /// Technical account credentials (client ids) holding the profile.
+    credentials: Vec<String>,
 }
 
 /// The group of that name (case-insensitively) and its product context, if it is a profile.
@@ -1077,10 +1079,15 @@ async fn profile_page(
             .unwrap_or_default(),
         Err(e) => return error_page(Some(shell), &e.into()),
     };
+    let credentials = match store.profile_credentials(&who.admin.org_id, &profile.name).await {
+        Ok(c) => c,
+        Err(e) => return error_page(Some(shell), &e.into()),
+    };
     render(
         StatusCode::OK,
         &ProfilePage {
             shell,
+            credentials,
             action: format!("/admin/profiles/{}", enc(&profile.name)),
             permissions: profile.permissions.join(" "),
             quota: profile.license_quota.map(|q| q.to_string()).unwrap_or_default(),
@@ -1154,6 +1161,17 @@ async fn profile_change(
             )
             .await
         }
+        action @ ("add_credential" | "remove_credential") => app
+            .ims
+            .set_profile_credential(
+                &who.admin.org_id,
+                &profile,
+                form.text("client_id").trim(),
+                action == "add_credential",
+                &who.context(&meta),
+            )
+            .await
+            .map(|()| "Saved."),
         other => Err(Error::invalid_request(format!("unknown action {other:?}"))),
     };
     match outcome {

@@ -4776,7 +4776,7 @@ mod umapi {
     }
 
     #[tokio::test]
-    async fn a_person_token_shows_the_profiles_held_for_a_product_context() {
+    async fn a_token_shows_the_profiles_held_for_a_product_context() {
         let h = harness().await;
         let ctx = Context::new(Now::system(), "test");
         let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
@@ -4850,6 +4850,34 @@ mod umapi {
         assert_eq!(ctx0["through"], json!(["Marketers"]));
         let (_, _, out) = get("?product_context=another_product", jane).await;
         assert_eq!(out["projectedProductContext"], json!([]));
+        // A technical account holds profiles through its credential.
+        let profile = ims_identity::store::DirectoryStore::groups(h.store.as_ref(), &h.org_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(g, _)| g)
+            .find(|g| g.name == "campaign - marketing - admin")
+            .unwrap();
+        let machine = h.credential(&["openid"]).await;
+        let machine_token = h.token(&machine, "openid").await;
+        let (_, _, out) = get("?product_context=dma_campaign_classic", machine_token.clone()).await;
+        assert_eq!(out["projectedProductContext"], json!([]), "{out}");
+        h.state
+            .ims
+            .set_profile_credential(&h.org_id, &profile, &machine.client.client_id, true, &ctx)
+            .await
+            .unwrap();
+        let (_, _, out) = get("?product_context=dma_campaign_classic", machine_token).await;
+        assert_eq!(
+            out["projectedProductContext"][0]["prodCtx"]["label"], "campaign - marketing - admin",
+            "{out}"
+        );
+        assert!(h
+            .state
+            .ims
+            .set_profile_credential(&h.org_id, &profile, "no-such-client", true, &ctx)
+            .await
+            .is_err());
         let (status, _, _) = get("", "garbage".into()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
@@ -5073,6 +5101,29 @@ mod umapi {
         .unwrap();
         assert_eq!(held.len(), 1);
         assert_eq!(held[0].permissions, vec!["admin".to_owned(), "export".to_owned()]);
+        // A technical account's credential holds the profile too.
+        let machine = h.credential(&["openid"]).await;
+        let (status, _, _) = post(
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            vec![
+                ("action", "add_credential".into()),
+                ("client_id", machine.client.client_id.clone()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, _, html) = page_as(
+            &h,
+            "GET",
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            Some(&admin),
+            "",
+        )
+        .await;
+        assert!(
+            html.contains(&format!("<code>{}</code>", machine.client.client_id)),
+            "{html}"
+        );
         // A refused change says why and changes nothing.
         let (status, _, body) = post(
             "/admin/profiles/campaign%20-%20marketing%20-%20ops",

@@ -278,6 +278,25 @@ pub trait DirectoryStore: Send + Sync {
         user_id: &str,
         product_context: Option<&str>,
     ) -> StoreResult<Vec<HeldProfile>>;
+    /// Gives (`true`) or takes a product profile to a technical account's credential, with its
+    /// audit line; the profile is named case-insensitively.
+    async fn set_profile_credential(
+        &self,
+        org_id: &str,
+        profile: &str,
+        client_id: &str,
+        held: bool,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The product profiles a credential holds, for one product context or all.
+    async fn credential_profiles(
+        &self,
+        client_id: &str,
+        product_context: Option<&str>,
+    ) -> StoreResult<Vec<HeldProfile>>;
+    /// The credentials (client ids) holding a profile.
+    async fn profile_credentials(&self, org_id: &str, profile: &str) -> StoreResult<Vec<String>>;
     async fn role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrant>>;
     /// Grants (`true`) or withdraws a role, with its audit line.
     async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()>;

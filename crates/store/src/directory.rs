@@ -127,6 +127,7 @@ async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreRe
             for sql in [
                 "DELETE FROM group_members WHERE group_id = $1",
                 "DELETE FROM group_links WHERE user_group_id = $1 OR profile_id = $1",
+                "DELETE FROM profile_credentials WHERE group_id = $1",
                 "DELETE FROM admin_roles WHERE target = CAST($1 AS TEXT) AND role IN ('profile_admin', 'user_group_admin')",
                 "DELETE FROM directory_groups WHERE group_id = $1",
             ] {
@@ -503,6 +504,80 @@ impl DirectoryStore for SqlStore {
             }
         }
         Ok(held.into_values().collect())
+    }
+
+    async fn set_profile_credential(
+        &self,
+        org_id: &str,
+        profile: &str,
+        client_id: &str,
+        held: bool,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let id = group_id(&mut tx, org_id, profile).await?;
+        let q = if held {
+            sqlx::query(
+                "INSERT INTO profile_credentials (group_id, client_id, added_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (group_id, client_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(client_id.to_owned())
+            .bind(now.millis())
+        } else {
+            sqlx::query("DELETE FROM profile_credentials WHERE group_id = $1 AND client_id = $2")
+                .bind(id)
+                .bind(client_id.to_owned())
+        };
+        q.execute(&mut *tx).await.map_err(unique_conflict)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn credential_profiles(
+        &self,
+        client_id: &str,
+        product_context: Option<&str>,
+    ) -> StoreResult<Vec<HeldProfile>> {
+        let rows = sqlx::query(
+            "SELECT p.name, p.permissions, i.product_context, i.name AS instance FROM profile_credentials c
+             JOIN directory_groups p ON p.group_id = c.group_id
+             JOIN product_instances i ON i.instance_id = p.instance_id
+             WHERE c.client_id = $1 ORDER BY p.name_lower",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let context: String = get(r, "product_context")?;
+            if product_context.is_some_and(|c| c != context) {
+                continue;
+            }
+            out.push(HeldProfile {
+                product_context: context,
+                instance: get(r, "instance")?,
+                profile: get(r, "name")?,
+                permissions: words(&get::<String>(r, "permissions")?),
+                through: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn profile_credentials(&self, org_id: &str, profile: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT c.client_id FROM profile_credentials c JOIN directory_groups p ON p.group_id = c.group_id
+             WHERE p.org_id = $1 AND p.name_lower = $2 ORDER BY c.client_id",
+        )
+        .bind(org_id)
+        .bind(profile.to_lowercase())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(|r| get(r, "client_id")).collect()
     }
 
     async fn role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrant>> {

@@ -309,11 +309,15 @@ impl Ims {
         if person.as_ref().is_some_and(|u| u.status != UserStatus::Active) {
             return Err(Error::InvalidToken("the person cannot sign in".into()));
         }
-        // Technical accounts hold profiles through their credential (Developer Console); a
-        // person through memberships.
+        // A person holds profiles through memberships; a technical account through its
+        // credential.
         let held = match &person {
             Some(_) => self.store.held_profiles(&user_id, product_context).await?,
-            None => Vec::new(),
+            None => {
+                self.store
+                    .credential_profiles(&valid.client_id, product_context)
+                    .await?
+            }
         };
         Ok(json!({
             "userId": user_id,
@@ -326,6 +330,47 @@ impl Ims {
                 "through": p.through,
             }})).collect::<Vec<_>>(),
         }))
+    }
+
+    /// Gives or takes a product profile to a technical account's credential of the organisation.
+    pub async fn set_profile_credential(
+        &self,
+        org_id: &str,
+        profile: &Group,
+        client_id: &str,
+        held: bool,
+        ctx: &Context,
+    ) -> Result<()> {
+        if profile.kind != GroupKind::ProductProfile {
+            return Err(Error::invalid_request(format!(
+                "{:?} is not a product profile",
+                profile.name
+            )));
+        }
+        let client = self
+            .store
+            .client(client_id)
+            .await?
+            .filter(|c| c.org_id == org_id && c.client_type == ClientType::TechnicalAccount)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no technical account credential {client_id:?} in this organisation"
+                ))
+            })?;
+        let audit = ctx.event(
+            if held {
+                "profile.credential.add"
+            } else {
+                "profile.credential.remove"
+            },
+            &profile.name,
+            "success",
+            json!({"client_id": client.client_id, "technical_account_id": client.technical_account_id}),
+        );
+        Ok(self
+            .store
+            .set_profile_credential(org_id, &profile.name, &client.client_id, held, ctx.now, &audit)
+            .await?)
     }
 
     /// The organisation a path names, when it exists.

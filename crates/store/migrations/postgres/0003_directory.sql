@@ -42,6 +42,15 @@ CREATE TABLE group_links (
 );
 CREATE INDEX group_links_profile ON group_links(profile_id);
 
+-- Technical accounts hold product profiles through their credential (the client).
+CREATE TABLE profile_credentials (
+    group_id  BIGINT NOT NULL REFERENCES directory_groups(group_id) ON DELETE CASCADE,
+    client_id TEXT NOT NULL REFERENCES oauth_clients(client_id),
+    added_at  BIGINT NOT NULL,
+    PRIMARY KEY (group_id, client_id)
+);
+CREATE INDEX profile_credentials_client ON profile_credentials(client_id);
+
 CREATE TABLE admin_roles (
     user_id    TEXT NOT NULL REFERENCES users(user_id),
     role       TEXT NOT NULL,
