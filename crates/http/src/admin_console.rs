@@ -104,6 +104,16 @@ fn error_page(shell: Option<Shell>, e: &Error) -> Response {
     message(status, shell, heading, &e.to_string())
 }
 
+/// The value, or (from the handler) the error page for the failure.
+macro_rules! or_page {
+    ($result:expr, $who:expr) => {
+        match $result {
+            Ok(v) => v,
+            Err(e) => return error_page(Some($who.shell()), &e.into()),
+        }
+    };
+}
+
 /// A signed-in administrator, from the console cookie.
 pub struct Signed {
     admin: Administrator,
@@ -126,6 +136,13 @@ impl Signed {
             csrf: form_token("admin", &[&self.token]),
             notice: None,
         }
+    }
+
+    /// The form of a POST, once its anti-forgery token is checked.
+    fn form(&self, body: &[u8]) -> Result<FormData, Error> {
+        let form = FormData::parse(body);
+        self.check_form(&form)?;
+        Ok(form)
     }
 
     fn check_form(&self, form: &FormData) -> Result<(), Error> {
@@ -417,9 +434,9 @@ async fn home(State(app): State<AppState>, who: Signed) -> Response {
     let org = who.admin.org_id.clone();
     let counts = async {
         let groups = app.ims.store().groups(&org).await?;
-        let users = app.ims.store().users_page(&org, None, true, 0, 10_000).await?;
-        Ok::<_, ims_identity::error::StoreError>((
-            users.map_or(0, |(u, _)| u.len()),
+        let users = everyone(&app, &org, None, true).await?;
+        Ok::<_, Error>((
+            users.len(),
             groups
                 .iter()
                 .filter(|(g, _)| g.kind == GroupKind::ProductProfile)
@@ -441,7 +458,7 @@ async fn home(State(app): State<AppState>, who: Signed) -> Response {
                 groups,
             },
         ),
-        Err(e) => error_page(Some(who.shell()), &e.into()),
+        Err(e) => error_page(Some(who.shell()), &e),
     }
 }
 
@@ -527,16 +544,7 @@ async fn users(
     let page = q.page.unwrap_or(0);
     let search = q.q.clone().unwrap_or_default().trim().to_lowercase();
     // Search filters the organisation's users by email or name.
-    let found = app
-        .ims
-        .store()
-        .users_page(&who.admin.org_id, None, true, 0, 100_000)
-        .await;
-    let all = match found {
-        Ok(Some((users, _))) => users,
-        Ok(None) => Vec::new(),
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
+    let all = or_page!(everyone(&app, &who.admin.org_id, None, true).await, who);
     let matching: Vec<_> = all
         .into_iter()
         .filter(|(u, _)| {
@@ -580,10 +588,7 @@ async fn user_create(
     meta: Meta,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
+    let form = or_page!(who.form(&body), who);
     let email = form.text("email").trim().to_owned();
     let command = match form.text("type").as_str() {
         "adobeID" => "addAdobeID",
@@ -655,10 +660,7 @@ async fn user_view(
         Ok(_) => return error_page(Some(shell), &Error::NotFound(format!("no user {email}"))),
         Err(e) => return error_page(Some(shell), &e.into()),
     };
-    let memberships = match store.memberships(&user.user_id).await {
-        Ok(m) => m,
-        Err(e) => return error_page(Some(shell), &e.into()),
-    };
+    let memberships = or_page!(store.memberships(&user.user_id).await, who);
     let groups = match store.groups(&who.admin.org_id).await {
         Ok(g) => g.into_iter().map(|(g, _)| g.name).collect(),
         Err(e) => return error_page(Some(shell), &e.into()),
@@ -697,10 +699,7 @@ async fn user_change(
     Path(email): Path<String>,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
+    let form = or_page!(who.form(&body), who);
     let here = format!("/admin/users/{}", enc(&email));
     let store = app.ims.store();
     let user = match store.user_by_email(&who.admin.org_id, &email).await {
@@ -829,13 +828,13 @@ async fn profiles(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let store = app.ims.store();
-    let (instances, groups) = match tokio::try_join!(
-        store.product_instances(&who.admin.org_id),
-        store.groups(&who.admin.org_id)
-    ) {
-        Ok(r) => r,
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
+    let (instances, groups) = or_page!(
+        tokio::try_join!(
+            store.product_instances(&who.admin.org_id),
+            store.groups(&who.admin.org_id)
+        ),
+        who
+    );
     let context_of = |g: &Group| {
         instances
             .iter()
@@ -915,14 +914,8 @@ async fn profile_create(
     meta: Meta,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
-    let instances = match app.ims.store().product_instances(&who.admin.org_id).await {
-        Ok(i) => i,
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
+    let form = or_page!(who.form(&body), who);
+    let instances = or_page!(app.ims.store().product_instances(&who.admin.org_id).await, who);
     let Some(instance) = instances
         .iter()
         .find(|i| i.id.to_string() == form.text("instance"))
@@ -1009,6 +1002,49 @@ async fn find_group(app: &AppState, org: &str, name: &str) -> Result<(Group, Str
     Ok((group, context))
 }
 
+/// Every user of the organisation (members of `group` when given; an unknown group has none),
+/// with their groups.
+async fn everyone(
+    app: &AppState,
+    org: &str,
+    group: Option<&str>,
+    direct_only: bool,
+) -> Result<Vec<(ims_identity::model::User, Vec<String>)>, Error> {
+    Ok(app
+        .ims
+        .store()
+        .users_page(org, group, direct_only, 0, u32::MAX - 1)
+        .await?
+        .map(|(users, _)| users)
+        .unwrap_or_default())
+}
+
+/// The product profile of that name, if `who` administers it.
+async fn managed_profile(app: &AppState, who: &Signed, name: &str) -> Result<Group, Error> {
+    let (profile, context) = find_group(app, &who.admin.org_id, name).await?;
+    if profile.kind != GroupKind::ProductProfile {
+        return Err(Error::NotFound(format!("{name:?} is not a product profile")));
+    }
+    if !who.may_manage_profile(&profile, &context) {
+        return Err(Error::Forbidden(
+            "you do not administer this product profile".into(),
+        ));
+    }
+    Ok(profile)
+}
+
+/// The user group of that name, if `who` administers it.
+async fn managed_user_group(app: &AppState, who: &Signed, name: &str) -> Result<Group, Error> {
+    let (group, _) = find_group(app, &who.admin.org_id, name).await?;
+    if group.kind != GroupKind::UserGroup {
+        return Err(Error::NotFound(format!("{name:?} is not a user group")));
+    }
+    if !who.may_manage_group(&group) {
+        return Err(Error::Forbidden("you do not administer this user group".into()));
+    }
+    Ok(group)
+}
+
 async fn profile_page(
     State(app): State<AppState>,
     ProfileAdministrator(who): ProfileAdministrator,
@@ -1016,31 +1052,12 @@ async fn profile_page(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let shell = with_notice(who.shell(), &q);
-    let (profile, context) = match find_group(&app, &who.admin.org_id, &name).await {
-        Ok(g) if g.0.kind == GroupKind::ProductProfile => g,
-        Ok(_) => {
-            return error_page(
-                Some(shell),
-                &Error::NotFound(format!("{name:?} is not a product profile")),
-            )
-        }
-        Err(e) => return error_page(Some(shell), &e),
-    };
-    if !who.may_manage_profile(&profile, &context) {
-        return error_page(
-            Some(shell),
-            &Error::Forbidden("you do not administer this product profile".into()),
-        );
-    }
+    let profile = or_page!(managed_profile(&app, &who, &name).await, who);
     let store = app.ims.store();
-    let members = match store
-        .users_page(&who.admin.org_id, Some(&profile.name), false, 0, 100_000)
-        .await
-    {
-        Ok(Some((m, _))) => m,
-        Ok(None) => Vec::new(),
-        Err(e) => return error_page(Some(shell), &e.into()),
-    };
+    let members = or_page!(
+        everyone(&app, &who.admin.org_id, Some(&profile.name), false).await,
+        who
+    );
     let mut rows = Vec::new();
     for (u, _) in members {
         let through = match store.memberships(&u.user_id).await {
@@ -1058,13 +1075,12 @@ async fn profile_page(
             through,
         });
     }
-    let snapshot = match store
-        .directory_snapshot(&who.admin.org_id, &Default::default())
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return error_page(Some(shell), &e.into()),
-    };
+    let snapshot = or_page!(
+        store
+            .directory_snapshot(&who.admin.org_id, &Default::default())
+            .await,
+        who
+    );
     let linked_groups = snapshot
         .groups
         .values()
@@ -1079,10 +1095,10 @@ async fn profile_page(
             .unwrap_or_default(),
         Err(e) => return error_page(Some(shell), &e.into()),
     };
-    let credentials = match store.profile_credentials(&who.admin.org_id, &profile.name).await {
-        Ok(c) => c,
-        Err(e) => return error_page(Some(shell), &e.into()),
-    };
+    let credentials = or_page!(
+        store.profile_credentials(&who.admin.org_id, &profile.name).await,
+        who
+    );
     render(
         StatusCode::OK,
         &ProfilePage {
@@ -1106,26 +1122,8 @@ async fn profile_change(
     Path(name): Path<String>,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
-    let (profile, context) = match find_group(&app, &who.admin.org_id, &name).await {
-        Ok(g) if g.0.kind == GroupKind::ProductProfile => g,
-        Ok(_) => {
-            return error_page(
-                Some(who.shell()),
-                &Error::NotFound(format!("{name:?} is not a product profile")),
-            )
-        }
-        Err(e) => return error_page(Some(who.shell()), &e),
-    };
-    if !who.may_manage_profile(&profile, &context) {
-        return error_page(
-            Some(who.shell()),
-            &Error::Forbidden("you do not administer this product profile".into()),
-        );
-    }
+    let form = or_page!(who.form(&body), who);
+    let profile = or_page!(managed_profile(&app, &who, &name).await, who);
     let here = format!("/admin/profiles/{}", enc(&profile.name));
     let member = form.text("email").trim().to_owned();
     let outcome = match form.text("action").as_str() {
@@ -1201,10 +1199,7 @@ async fn groups(
     GroupAdministrator(who): GroupAdministrator,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let groups = match app.ims.store().groups(&who.admin.org_id).await {
-        Ok(g) => g,
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
+    let groups = or_page!(app.ims.store().groups(&who.admin.org_id).await, who);
     let rows = groups
         .iter()
         .filter(|(g, _)| g.kind == GroupKind::UserGroup && who.may_manage_group(g))
@@ -1230,10 +1225,7 @@ async fn group_create(
     meta: Meta,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
+    let form = or_page!(who.form(&body), who);
     let name = form.text("name").trim().to_owned();
     let entries =
         json!([{"usergroup": name, "do": [{"createUserGroup": {"description": form.text("description")}}]}]);
@@ -1262,38 +1254,18 @@ async fn group_page(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let shell = with_notice(who.shell(), &q);
-    let group = match find_group(&app, &who.admin.org_id, &name).await {
-        Ok((g, _)) if g.kind == GroupKind::UserGroup => g,
-        Ok(_) => {
-            return error_page(
-                Some(shell),
-                &Error::NotFound(format!("{name:?} is not a user group")),
-            )
-        }
-        Err(e) => return error_page(Some(shell), &e),
-    };
-    if !who.may_manage_group(&group) {
-        return error_page(
-            Some(shell),
-            &Error::Forbidden("you do not administer this user group".into()),
-        );
-    }
+    let group = or_page!(managed_user_group(&app, &who, &name).await, who);
     let store = app.ims.store();
-    let members = match store
-        .users_page(&who.admin.org_id, Some(&group.name), true, 0, 100_000)
-        .await
-    {
-        Ok(Some((m, _))) => m,
-        Ok(None) => Vec::new(),
-        Err(e) => return error_page(Some(shell), &e.into()),
-    };
-    let snapshot = match store
-        .directory_snapshot(&who.admin.org_id, &Default::default())
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return error_page(Some(shell), &e.into()),
-    };
+    let members = or_page!(
+        everyone(&app, &who.admin.org_id, Some(&group.name), true).await,
+        who
+    );
+    let snapshot = or_page!(
+        store
+            .directory_snapshot(&who.admin.org_id, &Default::default())
+            .await,
+        who
+    );
     let profiles = snapshot
         .groups
         .get(&group.name.to_lowercase())
@@ -1338,26 +1310,8 @@ async fn group_change(
     Path(name): Path<String>,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
-    let group = match find_group(&app, &who.admin.org_id, &name).await {
-        Ok((g, _)) if g.kind == GroupKind::UserGroup => g,
-        Ok(_) => {
-            return error_page(
-                Some(who.shell()),
-                &Error::NotFound(format!("{name:?} is not a user group")),
-            )
-        }
-        Err(e) => return error_page(Some(who.shell()), &e),
-    };
-    if !who.may_manage_group(&group) {
-        return error_page(
-            Some(who.shell()),
-            &Error::Forbidden("you do not administer this user group".into()),
-        );
-    }
+    let form = or_page!(who.form(&body), who);
+    let group = or_page!(managed_user_group(&app, &who, &name).await, who);
     let here = format!("/admin/groups/{}", enc(&group.name));
     let step = match form.text("action").as_str() {
         "add_member" => json!({"add": {"user": [form.text("email").trim()]}}),
@@ -1441,15 +1395,8 @@ async fn roles(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let store = app.ims.store();
-    let users = match store.users_page(&who.admin.org_id, None, true, 0, 100_000).await {
-        Ok(Some((u, _))) => u,
-        Ok(None) => Vec::new(),
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
-    let groups = match store.groups(&who.admin.org_id).await {
-        Ok(g) => g,
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
+    let users = or_page!(everyone(&app, &who.admin.org_id, None, true).await, who);
+    let groups = or_page!(store.groups(&who.admin.org_id).await, who);
     let mut rows = Vec::new();
     for (u, _) in &users {
         if u.system_admin {
@@ -1461,10 +1408,7 @@ async fn roles(
                 target_key: String::new(),
             });
         }
-        let grants = match store.role_grants(&u.user_id).await {
-            Ok(g) => g,
-            Err(e) => return error_page(Some(who.shell()), &e.into()),
-        };
+        let grants = or_page!(store.role_grants(&u.user_id).await, who);
         for g in grants {
             let target = match g.role {
                 AdminRole::ProfileAdmin | AdminRole::UserGroupAdmin => groups
@@ -1504,10 +1448,7 @@ async fn role_change(
     meta: Meta,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
+    let form = or_page!(who.form(&body), who);
     let outcome = async {
         let store = app.ims.store();
         let held = match form.text("action").as_str() {
@@ -1654,24 +1595,15 @@ async fn import_run(
     meta: Meta,
     body: bytes::Bytes,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(e) = who.check_form(&form) {
-        return error_page(Some(who.shell()), &e);
-    }
+    let form = or_page!(who.form(&body), who);
     let csv = form.text("csv");
     let apply = form.text("apply") == "1";
-    let entries = match import_entries(&csv) {
-        Ok(e) => e,
-        Err(e) => return error_page(Some(who.shell()), &e),
-    };
+    let entries = or_page!(import_entries(&csv), who);
     let mut rows = Vec::new();
     // Ten entries per request, as the API takes them; the preview runs in test mode.
     for chunk in entries.chunks(ims_identity::umapi::MAX_ENTRIES) {
         let batch = Value::Array(chunk.iter().map(|(_, _, e)| e.clone()).collect());
-        let result = match act(&app, &who, &meta, batch, !apply).await {
-            Ok(r) => r,
-            Err(e) => return error_page(Some(who.shell()), &e),
-        };
+        let result = or_page!(act(&app, &who, &meta, batch, !apply).await, who);
         let errors = result["errors"].as_array().cloned().unwrap_or_default();
         for (i, (line, email, _)) in chunk.iter().enumerate() {
             let error = errors.iter().find(|e| e["index"].as_u64() == Some(i as u64));
@@ -1748,10 +1680,7 @@ async fn audit(
             limit: 200,
         })
         .await;
-    let events = match events {
-        Ok(e) => e,
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
-    };
+    let events = or_page!(events, who);
     render(
         StatusCode::OK,
         &AuditPage {

@@ -25,13 +25,11 @@ const GROUP_COLUMNS: &str = "g.group_id, g.org_id, g.name, g.kind, g.description
      g.license_quota, g.permissions, g.created_at, g.updated_at";
 
 fn group_from(row: &AnyRow) -> StoreResult<Group> {
-    let kind: String = get(row, "kind")?;
     Ok(Group {
         id: get(row, "group_id")?,
         org_id: get(row, "org_id")?,
         name: get(row, "name")?,
-        kind: GroupKind::parse(&kind)
-            .ok_or_else(|| StoreError::Backend(format!("unknown group kind {kind:?}")))?,
+        kind: kind_of(row)?,
         description: get(row, "description")?,
         product_instance_id: get(row, "instance_id")?,
         license_quota: get(row, "license_quota")?,
@@ -39,6 +37,11 @@ fn group_from(row: &AnyRow) -> StoreResult<Group> {
         created_at: Now::from_millis(get(row, "created_at")?),
         updated_at: Now::from_millis(get(row, "updated_at")?),
     })
+}
+
+fn kind_of(row: &AnyRow) -> StoreResult<GroupKind> {
+    let kind: String = get(row, "kind")?;
+    GroupKind::parse(&kind).ok_or_else(|| StoreError::Backend(format!("unknown group kind {kind:?}")))
 }
 
 fn instance_from(row: &AnyRow) -> StoreResult<ProductInstance> {
@@ -450,11 +453,9 @@ impl DirectoryStore for SqlStore {
         .map_err(backend_error)?;
         rows.iter()
             .map(|r| {
-                let kind: String = get(r, "kind")?;
                 Ok(Membership {
                     group: get(r, "name")?,
-                    kind: GroupKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Backend(format!("unknown group kind {kind:?}")))?,
+                    kind: kind_of(r)?,
                     through: get(r, "through")?,
                 })
             })
