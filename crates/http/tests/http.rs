@@ -4965,6 +4965,10 @@ mod umapi {
         let (admin, _) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
         let credential = h.credential(&["openid", UMAPI_SCOPE]).await;
         let machine = h.token(&credential, "openid").await;
+        for m in ["POST", "PUT", "DELETE"] {
+            let (status, _, _) = page_as(&h, m, "/admin/audit", Some(&admin), "").await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} /admin/audit: the log only reads");
+        }
         for (method, path, needs) in console_routes() {
             // Nobody signed in: sent to sign in, never served.
             let (status, headers, _) = page_as(&h, method, path, None, "").await;
@@ -5268,6 +5272,13 @@ mod umapi {
                     "{method} {path} as {what}: {status} {out}"
                 );
                 assert!(headers.contains_key("x-request-id"));
+            }
+            // Nothing rewrites the audit log: its routes only read.
+            if path.contains("/audit/") {
+                for m in ["POST", "PUT", "PATCH", "DELETE"] {
+                    let (status, _, _) = h.call(req(m, &path, Some(&um_token), Some(&um_id), Some("[]"))).await;
+                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+                }
             }
             // Another organisation: refused whatever the caller may do in its own.
             let foreign = path.replace(&org, "FFFFFFFFFFFFFFFFFFFFFFFF@AdobeOrg");
