@@ -210,6 +210,18 @@ impl FromRequestParts<AppState> for Signed {
             Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
             Err(e) => return Err(NotSigned::Refused(e)),
         };
+        // Only a token issued to the console itself: an access token another application holds
+        // for the same person does not open the console.
+        let console_client = app
+            .ims
+            .store()
+            .client(&valid.client_id)
+            .await
+            .map_err(|e| NotSigned::Refused(e.into()))?
+            .is_some_and(|c| c.first_party && c.name == dir::ADMIN_CONSOLE_CLIENT);
+        if !console_client {
+            return Err(NotSigned::SignIn);
+        }
         let user_id = valid
             .claims
             .get("user_id")

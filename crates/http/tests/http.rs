@@ -4688,6 +4688,44 @@ mod umapi {
         b.body(Body::from(body.unwrap_or_default().to_owned())).unwrap()
     }
 
+    /// Signs in to the Admin Console as a browser does (the console's client, the IMS sign-in
+    /// pages, the callback); returns the console's cookie value.
+    async fn console_token(h: &Harness, email: &str, password: &str) -> String {
+        let mut b = Browser::default();
+        let (status, headers, _) = b.get(&h.app, "/admin/login").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, headers, _) = b.get(&h.app, &location(&headers)).await;
+        let page = location(&headers);
+        assert!(page.starts_with("/ims/signin/"), "{page}");
+        let (_, _, html) = b.get(&h.app, &page).await;
+        b.post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("email", email)])
+            .await;
+        let (_, _, html) = b.get(&h.app, &page).await;
+        let (status, headers, html) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", &csrf_in(&html)), ("password", password)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let callback = location(&headers);
+        let local = callback.strip_prefix(ISSUER).expect("back to the console");
+        assert!(local.starts_with("/admin/callback?"), "{callback}");
+        let (status, headers, body) = b.get(&h.app, local).await;
+        assert_eq!(
+            (status, location(&headers).as_str()),
+            (StatusCode::SEE_OTHER, "/admin/"),
+            "{body}"
+        );
+        b.cookies
+            .iter()
+            .find(|(k, _)| k == "ims_admin")
+            .expect("the console cookie")
+            .1
+            .clone()
+    }
+
     /// Every route of the admin surface, with a harmless request for each.
     fn routes(org: &str) -> Vec<(&'static str, String, Option<&'static str>)> {
         vec![
@@ -4960,14 +4998,25 @@ mod umapi {
                     .await
                     .unwrap();
             }
-            tokens.push((role, person_token(&h, email, PASSWORD).await.0));
+            tokens.push((role, console_token(&h, email, PASSWORD).await));
         }
-        let (admin, _) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let admin = console_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        // Another application's token for the same administrator does not open the console.
+        let (elsewhere, _) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let (status, headers, _) = page_as(&h, "GET", "/admin/", Some(&elsewhere), "").await;
+        assert_eq!(
+            (status, location(&headers).as_str()),
+            (StatusCode::SEE_OTHER, "/admin/login")
+        );
         let credential = h.credential(&["openid", UMAPI_SCOPE]).await;
         let machine = h.token(&credential, "openid").await;
         for m in ["POST", "PUT", "DELETE"] {
             let (status, _, _) = page_as(&h, m, "/admin/audit", Some(&admin), "").await;
-            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} /admin/audit: the log only reads");
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{m} /admin/audit: the log only reads"
+            );
         }
         for (method, path, needs) in console_routes() {
             // Nobody signed in: sent to sign in, never served.
@@ -5038,7 +5087,7 @@ mod umapi {
         )
         .await
         .unwrap();
-        let (admin, _) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let admin = console_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
         let (_, _, html) = page_as(&h, "GET", "/admin/profiles", Some(&admin), "").await;
         let at = html.find(r#"name="csrf" value=""#).unwrap() + 19;
         let csrf = html[at..].split('"').next().unwrap().to_owned();
@@ -5276,7 +5325,9 @@ mod umapi {
             // Nothing rewrites the audit log: its routes only read.
             if path.contains("/audit/") {
                 for m in ["POST", "PUT", "PATCH", "DELETE"] {
-                    let (status, _, _) = h.call(req(m, &path, Some(&um_token), Some(&um_id), Some("[]"))).await;
+                    let (status, _, _) = h
+                        .call(req(m, &path, Some(&um_token), Some(&um_id), Some("[]")))
+                        .await;
                     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
                 }
             }
