@@ -1087,18 +1087,7 @@ async fn profile_page(
             through,
         });
     }
-    let snapshot = or_page!(
-        store
-            .directory_snapshot(&who.admin.org_id, &Default::default())
-            .await,
-        who
-    );
-    let linked_groups = snapshot
-        .groups
-        .values()
-        .filter(|s| s.profiles.contains(&profile.name.to_lowercase()))
-        .map(|s| s.group.name.clone())
-        .collect();
+    let linked_groups = or_page!(store.linked(&who.admin.org_id, &profile.name).await, who);
     let instance = match store.product_instances(&who.admin.org_id).await {
         Ok(i) => i
             .into_iter()
@@ -1272,27 +1261,11 @@ async fn group_page(
         everyone(&app, &who.admin.org_id, Some(&group.name), true).await,
         who
     );
-    let snapshot = or_page!(
-        store
-            .directory_snapshot(&who.admin.org_id, &Default::default())
-            .await,
-        who
-    );
-    let profiles = snapshot
-        .groups
-        .get(&group.name.to_lowercase())
-        .map(|s| {
-            s.profiles
-                .iter()
-                .filter_map(|p| snapshot.groups.get(p).map(|g| g.group.name.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let all_profiles = snapshot
-        .groups
-        .values()
-        .filter(|s| s.group.kind == GroupKind::ProductProfile)
-        .map(|s| s.group.name.clone())
+    let profiles = or_page!(store.linked(&who.admin.org_id, &group.name).await, who);
+    let all_profiles = or_page!(store.groups(&who.admin.org_id).await, who)
+        .into_iter()
+        .filter(|(g, _)| g.kind == GroupKind::ProductProfile)
+        .map(|(g, _)| g.name)
         .collect();
     render(
         StatusCode::OK,

@@ -252,9 +252,18 @@ pub trait DirectoryStore: Send + Sync {
     async fn product_instances(&self, org_id: &str) -> StoreResult<Vec<ProductInstance>>;
     /// Every group of the organisation with its number of direct members, by name.
     async fn groups(&self, org_id: &str) -> StoreResult<Vec<(Group, i64)>>;
-    /// What an action request plans against: every group with its members and links, and the
-    /// users of `emails` (lower-cased).
-    async fn directory_snapshot(&self, org_id: &str, emails: &BTreeSet<String>) -> StoreResult<Snapshot>;
+    /// What an action request plans against: the users of `emails`, the groups of `groups` and
+    /// those the users are in (all lower-cased), each with its member count, which of the users
+    /// are members, and its links.
+    async fn directory_snapshot(
+        &self,
+        org_id: &str,
+        emails: &BTreeSet<String>,
+        groups: &BTreeSet<String>,
+    ) -> StoreResult<Snapshot>;
+    /// For a user group, the profiles it is linked to; for a profile, the user groups linked to
+    /// it (names).
+    async fn linked(&self, org_id: &str, group: &str) -> StoreResult<Vec<String>>;
     /// Applies one entry's changes and audit lines in one transaction: all or nothing.
     async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()>;
     /// One page of the organisation's users (removed ones aside) by email, each with the names

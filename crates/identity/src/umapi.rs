@@ -304,14 +304,17 @@ pub fn parse_request(body: &[u8]) -> Result<Vec<Entry>, RequestError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupState {
     pub group: Group,
-    /// Direct members (user ids).
+    /// How many direct members it has in all (licence quotas count them).
+    pub member_count: i64,
+    /// Which of the users the request names are direct members (user ids).
     pub members: BTreeSet<String>,
     /// Linked product profiles (lower-cased names), for user groups.
     pub profiles: BTreeSet<String>,
 }
 
-/// The part of the directory a request can touch: every group of the organisation, and the
-/// users the request names.
+/// The part of the directory a request can touch, and no more (a request's cost does not grow
+/// with the organisation): the users it names, the groups it names or they belong to, each with
+/// its member count and which named users are in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub org_id: String,
@@ -322,6 +325,30 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Lower-cased group names a request names (targets, groups and profiles in steps, new
+    /// names), to load.
+    pub fn groups_named(entries: &[Entry]) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for e in entries {
+            if let Target::UserGroup(g) = &e.target {
+                out.insert(g.to_lowercase());
+            }
+            for s in &e.steps {
+                match s {
+                    Step::AddGroups(gs)
+                    | Step::RemoveGroups(Groups::Named(gs))
+                    | Step::AddProfiles(gs)
+                    | Step::RemoveProfiles(gs) => out.extend(gs.iter().map(|g| g.to_lowercase())),
+                    Step::UpdateUserGroup { name: Some(n), .. } => {
+                        out.insert(n.to_lowercase());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
     /// Lower-cased emails a request names (entry users and users listed in steps), to load.
     pub fn emails_named(entries: &[Entry]) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
@@ -458,7 +485,7 @@ impl Planner<'_> {
             return Ok(());
         }
         if let Some(quota) = state.group.license_quota {
-            if i64::try_from(state.members.len()).unwrap_or(i64::MAX) >= quota {
+            if state.member_count >= quota {
                 return Err(self.fail(
                     "error.group.quota_exceeded",
                     format!("{group:?} has no licence left (quota {quota})"),
@@ -468,6 +495,7 @@ impl Planner<'_> {
         let name = state.group.name.clone();
         if let Some(s) = self.snap.groups.get_mut(&group.to_lowercase()) {
             s.members.insert(user_id.to_owned());
+            s.member_count += 1;
         }
         self.changes.push(Change::AddMember {
             group: name,
@@ -478,11 +506,13 @@ impl Planner<'_> {
 
     fn remove_member(&mut self, group: &str, user_id: &str) -> Result<(), StepError> {
         let name = self.group(group)?.group.name.clone();
-        let removed = self
-            .snap
-            .groups
-            .get_mut(&group.to_lowercase())
-            .is_some_and(|s| s.members.remove(user_id));
+        let removed = self.snap.groups.get_mut(&group.to_lowercase()).is_some_and(|s| {
+            let was = s.members.remove(user_id);
+            if was {
+                s.member_count -= 1;
+            }
+            was
+        });
         if removed {
             self.changes.push(Change::RemoveMember {
                 group: name,
@@ -737,6 +767,7 @@ impl Planner<'_> {
                         current.to_lowercase(),
                         GroupState {
                             group: g.clone(),
+                            member_count: 0,
                             members: BTreeSet::new(),
                             profiles: BTreeSet::new(),
                         },
@@ -965,6 +996,7 @@ mod tests {
             "campaign users".into(),
             GroupState {
                 group: profile,
+                member_count: 0,
                 members: BTreeSet::new(),
                 profiles: BTreeSet::new(),
             },

@@ -84,7 +84,7 @@ async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreRe
         Change::UpdateUser { user, end_sessions } => write_user(tx, user, *end_sessions).await?,
         Change::AddMember { group, user_id } => {
             let id = group_id(tx, org_id, group).await?;
-            sqlx::query(
+            let added = sqlx::query(
                 "INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)
                  ON CONFLICT (group_id, user_id) DO NOTHING",
             )
@@ -94,15 +94,38 @@ async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreRe
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?;
+            if added.rows_affected() == 1 {
+                // The quota holds even against a concurrent request planned on the same count.
+                let counted = sqlx::query(
+                    "UPDATE directory_groups SET member_count = member_count + 1
+                     WHERE group_id = $1 AND (license_quota IS NULL OR member_count < license_quota)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+                if counted.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!("{group:?} has no licence left")));
+                }
+            }
         }
         Change::RemoveMember { group, user_id } => {
             let id = group_id(tx, org_id, group).await?;
-            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            let removed = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(backend_error)?;
+            if removed.rows_affected() == 1 {
+                sqlx::query(
+                    "UPDATE directory_groups SET member_count = member_count - 1 WHERE group_id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            }
         }
         Change::CreateGroup(g) => {
             insert_group(tx, g).await?;
@@ -271,7 +294,7 @@ impl DirectoryStore for SqlStore {
 
     async fn groups(&self, org_id: &str) -> StoreResult<Vec<(Group, i64)>> {
         let rows = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS}, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.group_id) AS members
+            "SELECT {GROUP_COLUMNS}, g.member_count AS members
              FROM directory_groups g WHERE g.org_id = $1 ORDER BY g.name_lower"
         ))
         .bind(org_id)
@@ -283,51 +306,14 @@ impl DirectoryStore for SqlStore {
             .collect()
     }
 
-    async fn directory_snapshot(&self, org_id: &str, emails: &BTreeSet<String>) -> StoreResult<Snapshot> {
-        let mut groups = BTreeMap::new();
-        let mut by_id = BTreeMap::new();
-        for (g, _) in self.groups(org_id).await? {
-            by_id.insert(g.id, g.name.to_lowercase());
-            groups.insert(
-                g.name.to_lowercase(),
-                GroupState {
-                    group: g,
-                    members: BTreeSet::new(),
-                    profiles: BTreeSet::new(),
-                },
-            );
-        }
-        let members = sqlx::query(
-            "SELECT m.group_id, m.user_id FROM group_members m JOIN directory_groups g ON g.group_id = m.group_id
-             WHERE g.org_id = $1",
-        )
-        .bind(org_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        for r in &members {
-            let id: i64 = get(r, "group_id")?;
-            if let Some(state) = by_id.get(&id).and_then(|n| groups.get_mut(n)) {
-                state.members.insert(get(r, "user_id")?);
-            }
-        }
-        let links = sqlx::query(
-            "SELECT l.user_group_id, l.profile_id FROM group_links l JOIN directory_groups g ON g.group_id = l.user_group_id
-             WHERE g.org_id = $1",
-        )
-        .bind(org_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        for r in &links {
-            let ug: i64 = get(r, "user_group_id")?;
-            let p: i64 = get(r, "profile_id")?;
-            if let (Some(ug), Some(p)) = (by_id.get(&ug), by_id.get(&p).cloned()) {
-                if let Some(state) = groups.get_mut(ug) {
-                    state.profiles.insert(p);
-                }
-            }
-        }
+    async fn directory_snapshot(
+        &self,
+        org_id: &str,
+        emails: &BTreeSet<String>,
+        names: &BTreeSet<String>,
+    ) -> StoreResult<Snapshot> {
+        // One transaction: the users, their groups and the counts are read as of one moment.
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
         let mut users = BTreeMap::new();
         for email in emails {
             let row = sqlx::query(&format!(
@@ -335,18 +321,117 @@ impl DirectoryStore for SqlStore {
             ))
             .bind(org_id)
             .bind(email.clone())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend_error)?;
             if let Some(r) = row {
                 users.insert(email.clone(), user_from(&r)?);
             }
         }
+        let ids: Vec<String> = users.values().map(|u| u.user_id.clone()).collect();
+        let names: Vec<&String> = names.iter().collect();
+        // The groups named, and those the named users are in.
+        let by_name = if names.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            format!("g.name_lower IN ({})", placeholders(2, names.len()))
+        };
+        let by_member = if ids.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            format!(
+                "g.group_id IN (SELECT group_id FROM group_members WHERE user_id IN ({}))",
+                placeholders(2 + names.len(), ids.len())
+            )
+        };
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS}, g.member_count AS members
+             FROM directory_groups g WHERE g.org_id = $1 AND ({by_name} OR {by_member})"
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for n in &names {
+            q = q.bind((*n).clone());
+        }
+        for id in &ids {
+            q = q.bind(id.clone());
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(backend_error)?;
+        let mut groups = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
+        for r in &rows {
+            let g = group_from(r)?;
+            by_id.insert(g.id, g.name.to_lowercase());
+            groups.insert(
+                g.name.to_lowercase(),
+                GroupState {
+                    member_count: get(r, "members")?,
+                    group: g,
+                    members: BTreeSet::new(),
+                    profiles: BTreeSet::new(),
+                },
+            );
+        }
+        if !ids.is_empty() {
+            let sql = format!(
+                "SELECT group_id, user_id FROM group_members WHERE user_id IN ({})",
+                placeholders(1, ids.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &ids {
+                q = q.bind(id.clone());
+            }
+            for r in &q.fetch_all(&mut *tx).await.map_err(backend_error)? {
+                let id: i64 = get(r, "group_id")?;
+                if let Some(state) = by_id.get(&id).and_then(|n| groups.get_mut(n)) {
+                    state.members.insert(get(r, "user_id")?);
+                }
+            }
+        }
+        let group_ids: Vec<i64> = by_id.keys().copied().collect();
+        if !group_ids.is_empty() {
+            let sql = format!(
+                "SELECT l.user_group_id, p.name_lower FROM group_links l JOIN directory_groups p ON p.group_id = l.profile_id
+                 WHERE l.user_group_id IN ({})",
+                placeholders(1, group_ids.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &group_ids {
+                q = q.bind(*id);
+            }
+            for r in &q.fetch_all(&mut *tx).await.map_err(backend_error)? {
+                let ug: i64 = get(r, "user_group_id")?;
+                if let Some(state) = by_id.get(&ug).and_then(|n| groups.get_mut(n)) {
+                    state.profiles.insert(get(r, "name_lower")?);
+                }
+            }
+        }
+        tx.commit().await.map_err(backend_error)?;
         Ok(Snapshot {
             org_id: org_id.to_owned(),
             users,
             groups,
         })
+    }
+
+    async fn linked(&self, org_id: &str, group: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT p.name FROM group_links l
+             JOIN directory_groups ug ON ug.group_id = l.user_group_id
+             JOIN directory_groups p ON p.group_id = l.profile_id
+             WHERE ug.org_id = $1 AND ug.name_lower = $2
+             UNION
+             SELECT ug.name FROM group_links l
+             JOIN directory_groups ug ON ug.group_id = l.user_group_id
+             JOIN directory_groups p ON p.group_id = l.profile_id
+             WHERE p.org_id = $1 AND p.name_lower = $2
+             ORDER BY 1",
+        )
+        .bind(org_id)
+        .bind(group.to_lowercase())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(|r| get(r, "name")).collect()
     }
 
     async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()> {

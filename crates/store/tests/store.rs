@@ -1555,7 +1555,11 @@ async fn directory_on_both_backends() {
         let entries = parse_request(body.as_bytes()).unwrap();
         let mut snap = f
             .store
-            .directory_snapshot(o, &ims_identity::umapi::Snapshot::emails_named(&entries))
+            .directory_snapshot(
+                o,
+                &ims_identity::umapi::Snapshot::emails_named(&entries),
+                &ims_identity::umapi::Snapshot::groups_named(&entries),
+            )
             .await
             .unwrap();
         for e in &entries {
@@ -1568,7 +1572,11 @@ async fn directory_on_both_backends() {
         // The planner's view and the stored one agree.
         let reloaded = f
             .store
-            .directory_snapshot(o, &snap.users.keys().cloned().collect())
+            .directory_snapshot(
+                o,
+                &snap.users.keys().cloned().collect(),
+                &snap.groups.keys().cloned().collect(),
+            )
             .await
             .unwrap();
         // Ids of new groups are the database's to give.
@@ -1676,6 +1684,42 @@ async fn directory_on_both_backends() {
         );
         assert_eq!(groups[0].0.license_quota, Some(5));
 
+        // The quota holds at the database too (two requests planned on the same count).
+        let mut tight = Group::product_profile(o, "tight", &marketing, now());
+        tight.license_quota = Some(1);
+        f.store
+            .apply_changes(o, &[Change::CreateGroup(tight)], &[])
+            .await
+            .unwrap();
+        let p2_id = snap.users["p2@example.com"].user_id.clone();
+        f.store
+            .apply_changes(
+                o,
+                &[Change::AddMember {
+                    group: "tight".into(),
+                    user_id: p1_id.clone(),
+                }],
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.store
+                .apply_changes(
+                    o,
+                    &[Change::AddMember {
+                        group: "tight".into(),
+                        user_id: p2_id
+                    }],
+                    &[]
+                )
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        f.store
+            .apply_changes(o, &[Change::DeleteGroup { name: "tight".into() }], &[])
+            .await
+            .unwrap();
         // An entry whose last change cannot apply leaves nothing behind.
         let bad = vec![
             Change::CreateGroup(Group::user_group(o, "Half", "", now())),

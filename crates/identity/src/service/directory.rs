@@ -205,9 +205,10 @@ impl Ims {
             }
         };
         let emails = Snapshot::emails_named(&entries);
+        let groups = Snapshot::groups_named(&entries);
         let mut snap = self
             .store
-            .directory_snapshot(&admin.org_id, &emails)
+            .directory_snapshot(&admin.org_id, &emails, &groups)
             .await
             .map_err(|e| internal(e.into()))?;
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -225,7 +226,7 @@ impl Ims {
                             tracing::warn!(error = %e, index, "action entry not applied");
                             snap = self
                                 .store
-                                .directory_snapshot(&admin.org_id, &emails)
+                                .directory_snapshot(&admin.org_id, &emails, &groups)
                                 .await
                                 .map_err(|e| internal(e.into()))?;
                             EntryOutcome::Failed(StepError {

@@ -22,6 +22,8 @@ CREATE TABLE directory_groups (
     license_quota BIGINT,
     -- Permission items, space-separated.
     permissions   TEXT NOT NULL,
+    -- Direct members, kept with every membership change (quotas and listings read it).
+    member_count  BIGINT NOT NULL DEFAULT 0,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,
     UNIQUE (org_id, name_lower)

@@ -22,6 +22,8 @@ CREATE TABLE directory_groups (
     license_quota INTEGER,
     -- Permission items, space-separated.
     permissions   TEXT NOT NULL,
+    -- Direct members, kept with every membership change (quotas and listings read it).
+    member_count  INTEGER NOT NULL DEFAULT 0,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
     UNIQUE (org_id, name_lower)
