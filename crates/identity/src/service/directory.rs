@@ -349,12 +349,7 @@ impl Ims {
         held: bool,
         ctx: &Context,
     ) -> Result<()> {
-        if profile.kind != GroupKind::ProductProfile {
-            return Err(Error::invalid_request(format!(
-                "{:?} is not a product profile",
-                profile.name
-            )));
-        }
+        must_be_profile(profile)?;
         let client = self
             .store
             .client(client_id)
@@ -387,6 +382,24 @@ impl Ims {
     }
 }
 
+fn must_be_profile(g: &Group) -> Result<()> {
+    if g.kind == GroupKind::ProductProfile {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "{:?} is not a product profile",
+            g.name
+        )))
+    }
+}
+
+fn check_quota(quota: Option<i64>) -> Result<()> {
+    if quota.is_some_and(|q| q < 0) {
+        return Err(Error::invalid_request("a licence quota is 0 or more"));
+    }
+    Ok(())
+}
+
 /// A product profile, created by an administrator (the API creates user groups only).
 pub async fn create_product_profile(
     store: &dyn Store,
@@ -397,9 +410,7 @@ pub async fn create_product_profile(
     ctx: &Context,
 ) -> Result<Group> {
     crate::directory::check_group_name(name).map_err(Error::InvalidRequest)?;
-    if license_quota.is_some_and(|q| q < 0) {
-        return Err(Error::invalid_request("a licence quota is 0 or more"));
-    }
+    check_quota(license_quota)?;
     let mut g = Group::product_profile(&instance.org_id, name, instance, ctx.now);
     g.permissions = permissions;
     g.license_quota = license_quota;
@@ -436,15 +447,8 @@ pub async fn update_product_profile(
     license_quota: Option<i64>,
     ctx: &Context,
 ) -> Result<()> {
-    if profile.kind != GroupKind::ProductProfile {
-        return Err(Error::invalid_request(format!(
-            "{:?} is not a product profile",
-            profile.name
-        )));
-    }
-    if license_quota.is_some_and(|q| q < 0) {
-        return Err(Error::invalid_request("a licence quota is 0 or more"));
-    }
+    must_be_profile(profile)?;
+    check_quota(license_quota)?;
     let mut g = profile.clone();
     g.permissions = permissions;
     g.license_quota = license_quota;
