@@ -1499,7 +1499,7 @@ async fn role_change(
 // ----- CSV import ------------------------------------------------------------------------------
 
 struct ImportRow {
-    line: usize,
+    line: u64,
     email: String,
     outcome: String,
     ok: bool,
@@ -1528,52 +1528,6 @@ async fn import_page(SystemAdministrator(who): SystemAdministrator) -> Response 
     )
 }
 
-/// Most rows one import takes.
-const MAX_IMPORT_ROWS: usize = 1000;
-
-/// One entry per CSV row: `email,firstname,lastname,country,type,groups` (groups separated by
-/// `;`), header first.
-fn import_entries(csv: &str) -> Result<Vec<(usize, String, Value)>, Error> {
-    let mut lines = csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else {
-        return Err(Error::invalid_request("the CSV is empty"));
-    };
-    let columns: Vec<String> = header.split(',').map(|c| c.trim().to_lowercase()).collect();
-    let col = |name: &str| columns.iter().position(|c| c == name);
-    let email_col = col("email").ok_or_else(|| Error::invalid_request("the header needs an email column"))?;
-    let mut out = Vec::new();
-    for (n, line) in lines {
-        if out.len() >= MAX_IMPORT_ROWS {
-            return Err(Error::invalid_request(format!(
-                "at most {MAX_IMPORT_ROWS} rows per import"
-            )));
-        }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let cell = |i: Option<usize>| i.and_then(|i| cells.get(i)).copied().unwrap_or_default();
-        let email = cell(Some(email_col)).to_owned();
-        let command = match cell(col("type")) {
-            "adobeID" => "addAdobeID",
-            "federatedID" => "createFederatedID",
-            _ => "createEnterpriseID",
-        };
-        let mut args = json!({"email": email, "firstname": cell(col("firstname")), "lastname": cell(col("lastname")), "option": "updateIfAlreadyExists"});
-        if !cell(col("country")).is_empty() {
-            args["country"] = json!(cell(col("country")));
-        }
-        let mut steps = vec![json!({ command: args })];
-        let groups: Vec<&str> = cell(col("groups"))
-            .split(';')
-            .map(str::trim)
-            .filter(|g| !g.is_empty())
-            .collect();
-        if !groups.is_empty() {
-            steps.push(json!({"add": {"group": groups}}));
-        }
-        out.push((n + 1, email.clone(), json!({"user": email, "do": steps})));
-    }
-    Ok(out)
-}
-
 async fn import_run(
     State(app): State<AppState>,
     SystemAdministrator(who): SystemAdministrator,
@@ -1583,18 +1537,18 @@ async fn import_run(
     let form = or_page!(who.form(&body), who);
     let csv = form.text("csv");
     let apply = form.text("apply") == "1";
-    let entries = or_page!(import_entries(&csv), who);
+    let entries = or_page!(ims_identity::import::parse_users_csv(&csv), who);
     let mut rows = Vec::new();
     // Ten entries per request, as the API takes them; the preview runs in test mode.
     for chunk in entries.chunks(ims_identity::umapi::MAX_ENTRIES) {
-        let batch = Value::Array(chunk.iter().map(|(_, _, e)| e.clone()).collect());
+        let batch = Value::Array(chunk.iter().map(|r| r.entry.clone()).collect());
         let result = or_page!(act(&app, &who, &meta, batch, !apply).await, who);
         let errors = result["errors"].as_array().cloned().unwrap_or_default();
-        for (i, (line, email, _)) in chunk.iter().enumerate() {
+        for (i, row) in chunk.iter().enumerate() {
             let error = errors.iter().find(|e| e["index"].as_u64() == Some(i as u64));
             rows.push(ImportRow {
-                line: *line,
-                email: email.clone(),
+                line: row.line,
+                email: row.email.clone(),
                 ok: error.is_none(),
                 outcome: match error {
                     None if apply => "imported".into(),

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod directory;
 pub mod error;
 pub mod grants;
+pub mod import;
 pub mod jose;
 pub mod keys;
 pub mod model;
