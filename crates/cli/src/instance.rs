@@ -473,11 +473,7 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
         InstanceCommand::Reload { instance } => {
             let names = match instance {
                 Some(n) => vec![n],
-                None => crate::up::read_up_file(data_dir)?
-                    .instances
-                    .into_iter()
-                    .map(|i| i.name)
-                    .collect(),
+                None => crate::restrictions::instance_names(data_dir)?,
             };
             crate::restrictions::reload_running(data_dir, &names).await?;
         }

@@ -85,7 +85,7 @@ async fn stored_build(data_dir: &Path, name: &str) -> Result<Build> {
     Ok(build)
 }
 
-fn instance_names(data_dir: &Path) -> Result<Vec<String>> {
+pub fn instance_names(data_dir: &Path) -> Result<Vec<String>> {
     Ok(crate::up::read_up_file(data_dir)?
         .instances
         .into_iter()
@@ -445,10 +445,7 @@ pub async fn command(cmd: RestrictionsCommand, data_dir: &Path) -> Result<()> {
         RestrictionsCommand::Enable(args) => switch(data_dir, args, true).await,
         RestrictionsCommand::Disable(args) => switch(data_dir, args, false).await,
         RestrictionsCommand::Status { instance, json } => {
-            let names = match instance {
-                Some(n) => vec![n],
-                None => instance_names(data_dir)?,
-            };
+            let names = instance.map_or_else(|| instance_names(data_dir), |n| Ok(vec![n]))?;
             if json {
                 let mut all = Vec::new();
                 for n in &names {

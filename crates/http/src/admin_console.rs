@@ -25,6 +25,7 @@ use ims_identity::store::AuditQuery;
 use ims_identity::Error;
 
 use crate::pages::{self, cookie, cookie_line, form_token, render, see_other, FormData};
+use crate::signin::secure;
 use crate::{AppState, Meta};
 
 const COOKIE: &str = "ims_admin";
@@ -50,10 +51,6 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(|r: Response| async move {
             pages::harden(r, "form-action 'self'; ")
         }))
-}
-
-fn secure(app: &AppState) -> bool {
-    app.ims.settings().issuer.starts_with("https://")
 }
 
 /// The frame of every page.
@@ -212,14 +209,7 @@ impl FromRequestParts<AppState> for Signed {
         };
         // Only a token issued to the console itself: an access token another application holds
         // for the same person does not open the console.
-        let console_client = app
-            .ims
-            .store()
-            .client(&valid.client_id)
-            .await
-            .map_err(|e| NotSigned::Refused(e.into()))?
-            .is_some_and(|c| c.first_party && c.name == dir::ADMIN_CONSOLE_CLIENT);
-        if !console_client {
+        if !(valid.client.first_party && valid.client.name == dir::ADMIN_CONSOLE_CLIENT) {
             return Err(NotSigned::SignIn);
         }
         let user_id = valid
@@ -487,7 +477,7 @@ async fn act(
     let body = entries.to_string();
     app.ims
         .umapi_action(&who.admin, body.as_bytes(), test_only, &who.context(meta))
-        .await
+        .await?
         .map_err(|e| Error::InvalidRequest(e.message))
 }
 
@@ -998,19 +988,20 @@ struct ProfilePage {
 /// The group of that name (case-insensitively) and its product context, if it is a profile.
 async fn find_group(app: &AppState, org: &str, name: &str) -> Result<(Group, String), Error> {
     let store = app.ims.store();
-    let instances = store.product_instances(org).await?;
     let group = store
-        .groups(org)
+        .group(org, name)
         .await?
-        .into_iter()
-        .map(|(g, _)| g)
-        .find(|g| g.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| Error::NotFound(format!("no group named {name:?}")))?;
-    let context = instances
-        .iter()
-        .find(|i| Some(i.id) == group.product_instance_id)
-        .map(|i| i.product_context.clone())
-        .unwrap_or_default();
+    let context = match group.product_instance_id {
+        Some(id) => store
+            .product_instances(org)
+            .await?
+            .into_iter()
+            .find(|i| i.id == id)
+            .map(|i| i.product_context)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     Ok((group, context))
 }
 

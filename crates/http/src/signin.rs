@@ -30,7 +30,8 @@ pub(crate) async fn signin_headers(resp: Response) -> Response {
     pages::harden(resp, "")
 }
 
-fn secure(app: &AppState) -> bool {
+/// Cookies are `Secure` when the IMS is served over TLS.
+pub(crate) fn secure(app: &AppState) -> bool {
     app.ims.settings().issuer.starts_with("https://")
 }
 

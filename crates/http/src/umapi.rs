@@ -280,7 +280,7 @@ async fn action(
         }
     };
     let ctx = meta.context(caller.0.actor.clone());
-    let result = app.ims.umapi_action(&caller.0, &body, test_only, &ctx).await?;
+    let result = app.ims.umapi_action(&caller.0, &body, test_only, &ctx).await??;
     let mut resp = Json(result).into_response();
     no_store(&mut resp);
     Ok(resp)

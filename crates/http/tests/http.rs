@@ -4688,6 +4688,43 @@ mod umapi {
         b.body(Body::from(body.unwrap_or_default().to_owned())).unwrap()
     }
 
+    /// The `marketing` Campaign product instance, with a product profile of it when `profile`
+    /// is given (name, permission items, licence quota).
+    async fn marketing(
+        h: &Harness,
+        profile: Option<(&str, Vec<String>, Option<i64>)>,
+    ) -> (
+        ims_identity::directory::ProductInstance,
+        Option<ims_identity::directory::Group>,
+    ) {
+        let instance = ims_identity::store::DirectoryStore::ensure_product_instance(
+            h.store.as_ref(),
+            &h.org_id,
+            "dma_campaign_classic",
+            "marketing",
+            "Campaign",
+            Now::system(),
+        )
+        .await
+        .unwrap();
+        let group = match profile {
+            Some((name, permissions, quota)) => Some(
+                ims_identity::service::directory::create_product_profile(
+                    h.store.as_ref(),
+                    &instance,
+                    name,
+                    permissions,
+                    quota,
+                    &Context::new(Now::system(), "test"),
+                )
+                .await
+                .unwrap(),
+            ),
+            None => None,
+        };
+        (instance, group)
+    }
+
     /// Signs in to the Admin Console as a browser does (the console's client, the IMS sign-in
     /// pages, the callback); returns the console's cookie value.
     async fn console_token(h: &Harness, email: &str, password: &str) -> String {
@@ -4817,26 +4854,11 @@ mod umapi {
     async fn a_token_shows_the_profiles_held_for_a_product_context() {
         let h = harness().await;
         let ctx = Context::new(Now::system(), "test");
-        let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
-            h.store.as_ref(),
-            &h.org_id,
-            "dma_campaign_classic",
-            "marketing",
-            "Campaign",
-            Now::system(),
+        marketing(
+            &h,
+            Some(("campaign - marketing - admin", vec!["admin".into()], None)),
         )
-        .await
-        .unwrap();
-        ims_identity::service::directory::create_product_profile(
-            h.store.as_ref(),
-            &marketing,
-            "campaign - marketing - admin",
-            vec!["admin".into()],
-            None,
-            &ctx,
-        )
-        .await
-        .unwrap();
+        .await;
         h.person("jane@acme.test").await;
         let um = h.credential(&["openid", UMAPI_SCOPE]).await;
         let token = h.token(&um, UMAPI_SCOPE).await;
@@ -4926,27 +4948,7 @@ mod umapi {
         use ims_identity::store::DirectoryStore as _;
         let h = harness().await;
         let ctx = Context::new(Now::system(), "test");
-        let marketing = h
-            .store
-            .ensure_product_instance(
-                &h.org_id,
-                "dma_campaign_classic",
-                "marketing",
-                "Campaign",
-                Now::system(),
-            )
-            .await
-            .unwrap();
-        let profile = ims_identity::service::directory::create_product_profile(
-            h.store.as_ref(),
-            &marketing,
-            "P",
-            vec![],
-            None,
-            &ctx,
-        )
-        .await
-        .unwrap();
+        let profile = marketing(&h, Some(("P", vec![], None))).await.1.unwrap();
         h.store
             .apply_changes(
                 &h.org_id,
@@ -5077,20 +5079,10 @@ mod umapi {
     async fn console_changes_land_in_the_directory_and_the_audit_log() {
         let h = harness().await;
         let ctx = Context::new(Now::system(), "test");
-        let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
-            h.store.as_ref(),
-            &h.org_id,
-            "dma_campaign_classic",
-            "marketing",
-            "Campaign",
-            Now::system(),
-        )
-        .await
-        .unwrap();
+        let (marketing, _) = marketing(&h, None).await;
         let admin = console_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
         let (_, _, html) = page_as(&h, "GET", "/admin/profiles", Some(&admin), "").await;
-        let at = html.find(r#"name="csrf" value=""#).unwrap() + 19;
-        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        let csrf = csrf_in(&html);
         let post = |path: &'static str, pairs: Vec<(&'static str, String)>| {
             let h = &h;
             let admin = admin.clone();
@@ -5787,10 +5779,7 @@ mod umapi {
                 let um = h.credential(&["openid", UMAPI_SCOPE]).await;
                 let token = h.token(&um, UMAPI_SCOPE).await;
                 let id = um.client.client_id.clone();
-                let marketing = ims_identity::store::DirectoryStore::ensure_product_instance(
-                    h.store.as_ref(), &h.org_id, "dma_campaign_classic", "marketing", "Campaign", Now::system()).await.unwrap();
-                ims_identity::service::directory::create_product_profile(
-                    h.store.as_ref(), &marketing, PROFILE, vec!["admin".into()], Some(2), &Context::new(Now::system(), "test")).await.unwrap();
+                marketing(&h, Some((PROFILE, vec!["admin".into()], Some(2)))).await;
                 let mut model = Model::new();
                 for batch in &batches {
                     let body = Value::Array(batch.iter().map(wire).collect()).to_string();

@@ -76,6 +76,20 @@ pub fn check_email(email: &str) -> Result<()> {
     }
 }
 
+/// A country as people type it: empty for none, else two letters (ISO 3166-1 alpha-2), kept in
+/// upper case.
+pub fn country_code(country: Option<&str>) -> Result<Option<String>> {
+    match country.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Ok(Some(c.to_ascii_uppercase()))
+        }
+        Some(c) => Err(Error::invalid_request(format!(
+            "country {c:?} is not a two-letter ISO 3166 code"
+        ))),
+        None => Ok(None),
+    }
+}
+
 fn check_name(field: &str, value: &str) -> Result<()> {
     if value.chars().count() > 255 || value.chars().any(char::is_control) {
         return Err(Error::invalid_request(format!(
@@ -104,15 +118,7 @@ pub async fn create_user(store: &dyn Store, org_id: &str, new: NewUser, ctx: &Co
     check_email(email)?;
     check_name("first name", &new.first_name)?;
     check_name("last name", &new.last_name)?;
-    let country = match new.country.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => Some(c.to_ascii_uppercase()),
-        Some(c) => {
-            return Err(Error::invalid_request(format!(
-                "country {c:?} is not a two-letter ISO 3166 code"
-            )))
-        }
-        None => None,
-    };
+    let country = country_code(new.country.as_deref())?;
     let mut user = User::new(
         org_id,
         email,

@@ -149,6 +149,8 @@ pub struct ValidToken {
     pub client_id: String,
     pub org_id: String,
     pub token_id: String,
+    /// The client the token was issued to, as validation found it (from the client cache).
+    pub client: OAuthClient,
 }
 
 impl ValidToken {
@@ -534,8 +536,9 @@ impl Ims {
         Ok(ValidToken {
             claims,
             client_id,
-            org_id: client.org_id,
+            org_id: client.org_id.clone(),
             token_id,
+            client,
         })
     }
 

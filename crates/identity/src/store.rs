@@ -250,6 +250,8 @@ pub trait DirectoryStore: Send + Sync {
         now: Now,
     ) -> StoreResult<ProductInstance>;
     async fn product_instances(&self, org_id: &str) -> StoreResult<Vec<ProductInstance>>;
+    /// The group of that name (case-insensitively).
+    async fn group(&self, org_id: &str, name: &str) -> StoreResult<Option<Group>>;
     /// Every group of the organisation with its number of direct members, by name.
     async fn groups(&self, org_id: &str) -> StoreResult<Vec<(Group, i64)>>;
     /// What an action request plans against: the users of `emails`, the groups of `groups` and

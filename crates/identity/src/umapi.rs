@@ -541,7 +541,8 @@ impl Planner<'_> {
                             format!("the step creates {new_email:?} in an entry for {email:?}"),
                         ));
                     }
-                    check_email(new_email).map_err(|m| self.fail("error.user.invalid_email", m))?;
+                    crate::people::check_email(new_email)
+                        .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
                     let country = normalise_country(country.as_deref(), *kind)
                         .map_err(|m| self.fail("error.user.invalid_country", m))?;
                     if let Some(existing) = self.live_user(email).cloned() {
@@ -607,7 +608,8 @@ impl Planner<'_> {
                         ));
                     }
                     if let Some(e) = new_email {
-                        check_email(e).map_err(|m| self.fail("error.user.invalid_email", m))?;
+                        crate::people::check_email(e)
+                            .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
                         if !e.eq_ignore_ascii_case(&u.email) && self.live_user(e).is_some() {
                             return Err(self.fail(
                                 "error.user.already_exists",
@@ -902,28 +904,11 @@ pub fn plan_entry(snap: &mut Snapshot, entry: &Entry, now: Now) -> Planned {
     Ok(changes)
 }
 
-fn check_email(email: &str) -> Result<(), String> {
-    let ok = email.len() <= 320
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{email:?} is not an email address"))
-    }
-}
-
-/// Two upper-case letters; required for Federated IDs (the vendor's rule).
+/// A country code as people's records take it; required for Federated IDs (the vendor's rule).
 fn normalise_country(country: Option<&str>, kind: IdentityType) -> Result<Option<String>, String> {
-    match country.map(str::trim).filter(|c| !c.is_empty()) {
-        Some(c) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => {
-            Ok(Some(c.to_ascii_uppercase()))
-        }
-        Some(c) => Err(format!("{c:?} is not a two-letter country code")),
+    match crate::people::country_code(country).map_err(|e| e.to_string())? {
         None if kind == IdentityType::FederatedId => Err("a Federated ID needs a country".into()),
-        None => Ok(None),
+        other => Ok(other),
     }
 }
 

@@ -292,6 +292,18 @@ impl DirectoryStore for SqlStore {
         rows.iter().map(instance_from).collect()
     }
 
+    async fn group(&self, org_id: &str, name: &str) -> StoreResult<Option<Group>> {
+        let row = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM directory_groups g WHERE g.org_id = $1 AND g.name_lower = $2"
+        ))
+        .bind(org_id)
+        .bind(name.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(group_from).transpose()
+    }
+
     async fn groups(&self, org_id: &str) -> StoreResult<Vec<(Group, i64)>> {
         let rows = sqlx::query(&format!(
             "SELECT {GROUP_COLUMNS}, g.member_count AS members

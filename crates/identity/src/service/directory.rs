@@ -56,11 +56,7 @@ impl Ims {
                 "x-api-key must be the client id the access token was issued to".into(),
             ));
         }
-        let client = self
-            .store
-            .client(&valid.client_id)
-            .await?
-            .ok_or_else(|| Error::InvalidToken("client removed".into()))?;
+        let client = &valid.client;
         if client.client_type == ClientType::TechnicalAccount {
             valid.require_scope(UMAPI_SCOPE)?;
             return Ok(Administrator {
@@ -188,29 +184,25 @@ impl Ims {
 
     /// Runs an action request for `admin`: each entry planned against the directory as the
     /// entries before it left it, and (unless `test_only`) applied in its own transaction with
-    /// its audit line. The body is the API's result document.
+    /// its audit line. The body is the API's result document; a request refused whole is the
+    /// inner error, a failure of the store the outer one.
     pub async fn umapi_action(
         &self,
         admin: &Administrator,
         body: &[u8],
         test_only: bool,
         ctx: &Context,
-    ) -> std::result::Result<Value, RequestError> {
-        let entries = umapi::parse_request(body)?;
-        let internal = |e: Error| {
-            tracing::error!(error = %e, "action request failed in the store");
-            RequestError {
-                code: "error.internal",
-                message: "the server could not complete the request".into(),
-            }
+    ) -> Result<std::result::Result<Value, RequestError>> {
+        let entries = match umapi::parse_request(body) {
+            Ok(e) => e,
+            Err(refused) => return Ok(Err(refused)),
         };
         let emails = Snapshot::emails_named(&entries);
         let groups = Snapshot::groups_named(&entries);
         let mut snap = self
             .store
             .directory_snapshot(&admin.org_id, &emails, &groups)
-            .await
-            .map_err(|e| internal(e.into()))?;
+            .await?;
         let mut outcomes = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
             let outcome = match umapi::plan_entry(&mut snap, entry, ctx.now) {
@@ -220,15 +212,14 @@ impl Ims {
                     let audit = entry_audit(ctx, entry, index, &changes);
                     match self.store.apply_changes(&admin.org_id, &changes, &[audit]).await {
                         Ok(()) => EntryOutcome::Done,
-                        Err(e) => {
+                        Err(e @ crate::error::StoreError::Conflict(_)) => {
                             // Someone else changed the directory in between: this entry is
                             // refused whole and the next ones plan against what is stored.
                             tracing::warn!(error = %e, index, "action entry not applied");
                             snap = self
                                 .store
                                 .directory_snapshot(&admin.org_id, &emails, &groups)
-                                .await
-                                .map_err(|e| internal(e.into()))?;
+                                .await?;
                             EntryOutcome::Failed(StepError {
                                 step: entry.steps.len().saturating_sub(1),
                                 code: "error.entry.conflict",
@@ -237,12 +228,13 @@ impl Ims {
                                         .into(),
                             })
                         }
+                        Err(other) => return Err(other.into()),
                     }
                 }
             };
             outcomes.push(outcome);
         }
-        Ok(umapi::response(&entries, &outcomes, test_only))
+        Ok(Ok(umapi::response(&entries, &outcomes, test_only)))
     }
 
     /// The Admin Console's own client in `org_id` (first-party, public, PKCE), created on first
@@ -431,11 +423,8 @@ pub async fn create_product_profile(
         })?;
     // As stored, with the id the database gave it.
     store
-        .groups(&instance.org_id)
+        .group(&instance.org_id, name)
         .await?
-        .into_iter()
-        .map(|(g, _)| g)
-        .find(|g| g.name == name)
         .ok_or_else(|| Error::internal(format!("profile {name:?} vanished after creation")))
 }
 
