@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ims_http::admin::{secret_body, summary, DEFAULT_SCOPES};
 use ims_identity::credentials::Credentials;
+use ims_identity::developer::Service;
 use ims_identity::model::{Context, Organization};
 use ims_identity::service::Ims;
 use ims_identity::store::{AuditQuery, OrgStore as _};
@@ -135,9 +136,10 @@ pub enum CredentialCommand {
         /// Scope the credential may request (repeatable; default openid, AdobeID, read_organizations).
         #[arg(long = "scope")]
         scopes: Vec<String>,
-        /// An API the credential is subscribed to (repeatable): `user-management` grants the
-        /// User Management API's scope, as the vendor's subscription does.
-        #[arg(long = "service", value_parser = ["user-management"])]
+        /// An API the credential is subscribed to (repeatable), with the scopes the subscription
+        /// brings: `campaign` (the Campaign API), `io-management` (the Developer Console API),
+        /// `user-management` (the User Management API).
+        #[arg(long = "service", value_parser = ["campaign", "io-management", "user-management"])]
         services: Vec<String>,
         #[arg(long)]
         json: bool,
@@ -184,7 +186,12 @@ pub enum SecretCommand {
 /// Credential administration as the CLI drives it: on the database, or through a running IMS.
 #[async_trait::async_trait]
 pub trait CredentialAdmin: Send + Sync {
-    async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret>;
+    async fn create(
+        &self,
+        name: &str,
+        scopes: Option<Vec<String>>,
+        services: &[Service],
+    ) -> Result<CredentialSecret>;
     async fn list(&self) -> Result<Vec<CredentialSummary>>;
     async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()>;
     async fn add_secret(&self, client_id: &str, expires_in_days: Option<u32>) -> Result<CredentialSecret>;
@@ -200,12 +207,17 @@ struct Local {
 
 #[async_trait::async_trait]
 impl CredentialAdmin for Local {
-    async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret> {
+    async fn create(
+        &self,
+        name: &str,
+        scopes: Option<Vec<String>>,
+        services: &[Service],
+    ) -> Result<CredentialSecret> {
         let scopes = scopes.unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
         Ok(secret_body(
             &self
                 .creds
-                .create_credential(&self.org_id, name, scopes, &self.ctx)
+                .create_credential(&self.org_id, name, scopes, services, &self.ctx)
                 .await?,
         ))
     }
@@ -259,28 +271,19 @@ async fn run_credential(cmd: CredentialCommand, admin: &dyn CredentialAdmin) -> 
     match cmd {
         CredentialCommand::Create {
             name,
-            mut scopes,
+            scopes,
             services,
             json,
         } => {
-            if !services.is_empty() {
-                for base in ["openid", "AdobeID"] {
-                    if !scopes.iter().any(|s| s == base) {
-                        scopes.push(base.to_owned());
-                    }
-                }
-            }
-            for service in &services {
-                let scope = match service.as_str() {
-                    "user-management" => ims_identity::service::directory::UMAPI_SCOPE,
-                    other => anyhow::bail!("unknown service {other:?}"),
-                };
-                if !scopes.iter().any(|s| s == scope) {
-                    scopes.push(scope.to_owned());
-                }
-            }
-            let scopes = (!scopes.is_empty()).then_some(scopes);
-            print_secret(&admin.create(&name, scopes).await?, json)?;
+            let services: Vec<Service> = services
+                .iter()
+                .map(|name| {
+                    Service::by_cli_name(name).ok_or_else(|| anyhow::anyhow!("unknown service {name:?}"))
+                })
+                .collect::<Result<_>>()?;
+            // A subscription brings its own scopes; the defaults are for a bare credential.
+            let scopes = (!scopes.is_empty() || !services.is_empty()).then_some(scopes);
+            print_secret(&admin.create(&name, scopes, &services).await?, json)?;
         }
         CredentialCommand::List { json } => print_list(&admin.list().await?, json)?,
         CredentialCommand::Disable { client_id } => {

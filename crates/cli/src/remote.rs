@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::json;
 
+use ims_identity::developer::Service;
 use ims_wire::{CredentialSecret, CredentialSummary};
 
 use crate::admin::{CredentialAdmin, Target};
@@ -76,8 +77,14 @@ impl Remote {
 
 #[async_trait::async_trait]
 impl CredentialAdmin for Remote {
-    async fn create(&self, name: &str, scopes: Option<Vec<String>>) -> Result<CredentialSecret> {
-        let body = json!({ "name": name, "scopes": scopes });
+    async fn create(
+        &self,
+        name: &str,
+        scopes: Option<Vec<String>>,
+        services: &[Service],
+    ) -> Result<CredentialSecret> {
+        let codes: Vec<&str> = services.iter().map(|s| s.code).collect();
+        let body = json!({ "name": name, "scopes": scopes, "services": codes });
         Ok(self
             .send(self.http.post(self.url("")).json(&body))
             .await?

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use ims_identity::admin::{self, SystemAdmin};
 use ims_identity::credentials::{Credentials, NewSecret};
+use ims_identity::developer::Service;
 use ims_identity::model::{ClientSecretRecord, OAuthClient};
 use ims_identity::Error;
 use ims_wire::{CredentialSecret, CredentialSummary, SecretSummary};
@@ -66,6 +67,9 @@ struct CreateCredential {
     name: String,
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// Services (sdk codes) to subscribe the credential to.
+    #[serde(default)]
+    services: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -123,9 +127,16 @@ async fn create(
     let scopes = req
         .scopes
         .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
+    let services = req
+        .services
+        .iter()
+        .map(|code| {
+            Service::by_code(code).ok_or_else(|| Error::invalid_request(format!("unknown service {code:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let ctx = meta.context(admin.actor());
     let n = credentials(&app, &admin)
-        .create_credential(admin.org_id(), &req.name, scopes, &ctx)
+        .create_credential(admin.org_id(), &req.name, scopes, &services, &ctx)
         .await?;
     Ok(created(&n))
 }

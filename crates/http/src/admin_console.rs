@@ -54,12 +54,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The frame of every page.
-struct Shell {
-    who: String,
-    roles: Vec<&'static str>,
-    system: bool,
-    csrf: String,
-    notice: Option<String>,
+pub(crate) struct Shell {
+    pub(crate) who: String,
+    pub(crate) roles: Vec<&'static str>,
+    pub(crate) system: bool,
+    /// May open the Developer Console.
+    pub(crate) developer: bool,
+    pub(crate) csrf: String,
+    pub(crate) notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -70,7 +72,7 @@ struct MessagePage {
     message: String,
 }
 
-fn message(status: StatusCode, shell: Option<Shell>, heading: &str, message: &str) -> Response {
+pub(crate) fn message(status: StatusCode, shell: Option<Shell>, heading: &str, message: &str) -> Response {
     render(
         status,
         &MessagePage {
@@ -82,7 +84,7 @@ fn message(status: StatusCode, shell: Option<Shell>, heading: &str, message: &st
 }
 
 /// A refusal or failure as a page; server errors keep their detail in the log.
-fn error_page(shell: Option<Shell>, e: &Error) -> Response {
+pub(crate) fn error_page(shell: Option<Shell>, e: &Error) -> Response {
     let (status, heading) = match e {
         Error::Forbidden(_) | Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "Not allowed"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
@@ -113,12 +115,12 @@ macro_rules! or_page {
 
 /// A signed-in administrator, from the console cookie.
 pub struct Signed {
-    admin: Administrator,
+    pub(crate) admin: Administrator,
     token: String,
 }
 
 impl Signed {
-    fn shell(&self) -> Shell {
+    pub(crate) fn shell(&self) -> Shell {
         let mut roles: Vec<&'static str> = self.admin.roles.iter().map(|g| g.role.label()).collect();
         roles.sort_unstable();
         roles.dedup();
@@ -130,13 +132,14 @@ impl Signed {
                 .map_or_else(|| self.admin.actor.clone(), |p| p.email.clone()),
             roles,
             system: self.admin.holds(AdminRole::SystemAdmin),
+            developer: self.admin.holds(AdminRole::SystemAdmin) || self.admin.holds(AdminRole::Developer),
             csrf: form_token("admin", &[&self.token]),
             notice: None,
         }
     }
 
     /// The form of a POST, once its anti-forgery token is checked.
-    fn form(&self, body: &[u8]) -> Result<FormData, Error> {
+    pub(crate) fn form(&self, body: &[u8]) -> Result<FormData, Error> {
         let form = FormData::parse(body);
         self.check_form(&form)?;
         Ok(form)
@@ -153,7 +156,7 @@ impl Signed {
         }
     }
 
-    fn context(&self, meta: &Meta) -> Context {
+    pub(crate) fn context(&self, meta: &Meta) -> Context {
         meta.context(self.admin.actor.clone())
     }
 
@@ -276,6 +279,17 @@ role_extractor!(
     GroupAdministrator,
     AdminRole::UserGroupAdmin
 );
+role_extractor!(
+    /// The Developer Console: projects and credentials.
+    Developer,
+    AdminRole::Developer
+);
+
+impl Developer {
+    pub(crate) fn signed(&self) -> &Signed {
+        &self.0
+    }
+}
 
 // ----- signing in ----------------------------------------------------------------------------
 

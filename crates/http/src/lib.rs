@@ -6,6 +6,8 @@ pub mod admin;
 pub mod admin_console;
 pub mod campaign;
 pub mod console;
+pub mod developer_api;
+pub mod developer_console;
 pub mod error;
 pub mod metrics;
 mod oauth;
@@ -188,10 +190,13 @@ pub fn public_router(state: AppState) -> Router {
             get(signin::change_password).post(signin::change_password),
         )
         .route("/ims/static/ims.css", get(pages::stylesheet))
+        .route("/ims/static/copy.js", get(developer_console::copy_script))
         .layer(axum::middleware::map_response(signin::signin_headers));
     router
         .merge(pages)
         .merge(umapi::routes())
+        .merge(developer_api::routes())
+        .merge(developer_console::routes())
         .merge(admin_console::routes())
         .route("/ims/userinfo/v2", get(signin::userinfo).post(signin::userinfo))
         .route("/ims/userinfo", get(signin::userinfo).post(signin::userinfo))

@@ -133,6 +133,7 @@ impl Harness {
                 &self.org_id,
                 "integration",
                 scopes.iter().map(|s| s.to_string()).collect(),
+                &[],
                 &ctx,
             )
             .await
@@ -1019,7 +1020,12 @@ async fn readiness_fails_while_migrations_are_pending() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         body["pending_migrations"],
-        json!(["0001_foundation", "0002_people", "0003_directory"])
+        json!([
+            "0001_foundation",
+            "0002_people",
+            "0003_directory",
+            "0004_developer"
+        ])
     );
 }
 
@@ -4659,7 +4665,7 @@ mod umapi {
 
     /// A person's access token from the sign-in flow (people tokens are issued to a people
     /// client, whose id is the token's `client_id`).
-    async fn person_token(h: &Harness, email: &str, password: &str) -> (String, String) {
+    pub(super) async fn person_token(h: &Harness, email: &str, password: &str) -> (String, String) {
         let client = h.app_client().await;
         let mut b = Browser::default();
         let (status, to) = sign_in(h, &mut b, &client, email, password).await;
@@ -4670,7 +4676,7 @@ mod umapi {
         (body["access_token"].as_str().unwrap().to_owned(), client)
     }
 
-    fn req(
+    pub(super) fn req(
         method: &str,
         path: &str,
         token: Option<&str>,
@@ -4690,7 +4696,7 @@ mod umapi {
 
     /// The `marketing` Campaign product instance, with a product profile of it when `profile`
     /// is given (name, permission items, licence quota).
-    async fn marketing(
+    pub(super) async fn marketing(
         h: &Harness,
         profile: Option<(&str, Vec<String>, Option<i64>)>,
     ) -> (
@@ -4727,7 +4733,7 @@ mod umapi {
 
     /// Signs in to the Admin Console as a browser does (the console's client, the IMS sign-in
     /// pages, the callback); returns the console's cookie value.
-    async fn console_token(h: &Harness, email: &str, password: &str) -> String {
+    pub(super) async fn console_token(h: &Harness, email: &str, password: &str) -> String {
         let mut b = Browser::default();
         let (status, headers, _) = b.get(&h.app, "/admin/login").await;
         assert_eq!(status, StatusCode::SEE_OTHER);
@@ -4824,7 +4830,7 @@ mod umapi {
         ]
     }
 
-    async fn page_as(
+    pub(super) async fn page_as(
         h: &Harness,
         method: &str,
         path: &str,
@@ -5803,5 +5809,614 @@ mod umapi {
                 }
             });
         }
+    }
+}
+
+mod developer {
+    use super::people::*;
+    use super::umapi::{console_token, marketing, page_as, person_token, req};
+    use super::*;
+    use ims_identity::developer::Service;
+    use ims_identity::directory::{AdminRole, RoleGrant};
+    use ims_identity::store::DirectoryStore as _;
+
+    async fn developer(h: &Harness, email: &str) -> (String, String) {
+        let u = h.person(email).await;
+        let ctx = Context::new(Now::system(), "test");
+        h.store
+            .set_role(
+                &RoleGrant {
+                    user_id: u.user_id.clone(),
+                    role: AdminRole::Developer,
+                    target: String::new(),
+                },
+                true,
+                Now::system(),
+                &ctx.event("role.grant", email, "success", json!({})),
+            )
+            .await
+            .unwrap();
+        person_token(h, email, PASSWORD).await
+    }
+
+    struct Api<'a> {
+        h: &'a Harness,
+        token: String,
+        key: String,
+        org: String,
+    }
+
+    impl Api<'_> {
+        async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+            let path = path.replace("{org}", &self.org);
+            let body = body.map(|b| b.to_string());
+            let (status, _, v) = self
+                .h
+                .call(req(
+                    method,
+                    &path,
+                    Some(&self.token),
+                    Some(&self.key),
+                    body.as_deref(),
+                ))
+                .await;
+            (status, v)
+        }
+
+        async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+            let (status, v) = self.call(method, path, body).await;
+            assert!(status.is_success(), "{method} {path}: {status} {v}");
+            v
+        }
+    }
+
+    async fn numeric_org(h: &Harness) -> String {
+        h.state
+            .ims
+            .organization(&h.org_id)
+            .await
+            .unwrap()
+            .numeric_id
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn projects_credentials_subscriptions_secrets_and_deletion() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some(h) = harness_on(db, Algorithm::RS256).await else {
+                continue;
+            };
+            let (_, profile) = marketing(
+                &h,
+                Some((
+                    "campaign - marketing - messagecenter",
+                    vec!["messagecenter".into()],
+                    None,
+                )),
+            )
+            .await;
+            let profile = profile.unwrap();
+            let (token, key) = developer(&h, "dev@acme.test").await;
+            let org = numeric_org(&h).await;
+            let dev = Api {
+                h: &h,
+                token,
+                key,
+                org: org.clone(),
+            };
+
+            // Who may call: no token, another key, a person without the role.
+            let (status, _, _) = h
+                .call(req("GET", "/console/organizations", None, None, None))
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{db:?}");
+            let (status, _, _) = h
+                .call(req(
+                    "GET",
+                    "/console/organizations",
+                    Some(&dev.token),
+                    Some("someone-else"),
+                    None,
+                ))
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            h.person("nobody@acme.test").await;
+            let (plain, plain_key) = person_token(&h, "nobody@acme.test", PASSWORD).await;
+            let (status, _, body) = h
+                .call(req(
+                    "GET",
+                    "/console/organizations",
+                    Some(&plain),
+                    Some(&plain_key),
+                    None,
+                ))
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+            let orgs = dev.ok("GET", "/console/organizations", None).await;
+            assert_eq!(orgs[0]["id"], json!(org));
+            assert_eq!(orgs[0]["code"], json!(h.org_id));
+            let (status, _) = dev.call("GET", "/console/organizations/999/projects", None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "another organisation's path");
+
+            // A project with its default workspace; names are checked and unique.
+            let (status, made) = dev
+                .call(
+                    "POST",
+                    "/console/organizations/{org}/projects",
+                    Some(json!({"name": "sync-job", "title": "Sync job", "description": "nightly", "type": "default"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{made}");
+            let (p, w) = (
+                made["projectId"].as_str().unwrap().to_owned(),
+                made["workspaceId"].as_str().unwrap().to_owned(),
+            );
+            let (status, _) = dev
+                .call(
+                    "POST",
+                    "/console/organizations/{org}/projects",
+                    Some(json!({"name": "sync-job", "title": "again"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT);
+            let (status, body) = dev
+                .call(
+                    "POST",
+                    "/console/organizations/{org}/projects",
+                    Some(json!({"name": "no spaces please"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            let listed = dev.ok("GET", "/console/organizations/{org}/projects", None).await;
+            assert_eq!(listed.as_array().unwrap().len(), 1);
+            assert_eq!(listed[0]["who_created"], json!("admin:dev@acme.test"));
+            let spaces = dev
+                .ok(
+                    "GET",
+                    &format!("/console/organizations/{{org}}/projects/{p}/workspaces"),
+                    None,
+                )
+                .await;
+            assert_eq!(spaces[0]["id"], json!(w));
+            assert_eq!(spaces[0]["name"], json!("Production"));
+
+            // The services offer the Campaign profiles as license configs.
+            let services = dev.ok("GET", "/console/organizations/{org}/services", None).await;
+            let campaign = services
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["code"] == "CampaignSDK")
+                .unwrap();
+            let config = &campaign["properties"]["licenseConfigs"][0];
+            assert_eq!(config["name"], json!("campaign - marketing - messagecenter"));
+            assert_eq!(config["id"], json!(profile.id.to_string()));
+
+            // A credential in the workspace, then subscribed with the profile.
+            let base = format!("/console/organizations/{{org}}/projects/{p}/workspaces/{w}");
+            let cred = dev
+                .ok(
+                    "POST",
+                    &format!("{base}/credentials/oauth-server-to-server"),
+                    Some(json!({"name": "Sync job", "description": "pushes events"})),
+                )
+                .await;
+            let id = cred["id"].as_str().unwrap().to_owned();
+            assert_eq!(cred["apiKey"], json!(id));
+            let creds = dev.ok("GET", &format!("{base}/credentials"), None).await;
+            assert_eq!(creds[0]["id_integration"], json!(id));
+            assert_eq!(creds[0]["integration_type"], json!("oauth_server_to_server"));
+            let subscription = json!([
+                {"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": config["id"], "productId": config["productId"], "op": "add"}], "roles": null},
+                {"sdkCode": "AdobeIOManagementAPISDK", "licenseConfigs": null, "roles": null},
+            ]);
+            let (status, body) = dev
+                .call(
+                    "PUT",
+                    &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
+                    Some(subscription),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["sdkList"], json!(["AdobeIOManagementAPISDK", "CampaignSDK"]));
+            // A developer cannot open the User Management API; an unknown profile is refused whole.
+            let (status, _) = dev
+                .call(
+                    "PUT",
+                    &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
+                    Some(json!([{"sdkCode": "UserMgmtSDK"}])),
+                )
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            let (status, _) = dev
+                .call(
+                    "PUT",
+                    &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
+                    Some(json!([{"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": "424242", "op": "add"}]}])),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+
+            let detail = dev
+                .ok(
+                    "GET",
+                    &format!("/console/organizations/{{org}}/integrations/{id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                detail["technicalAccountId"].as_str().unwrap().split('@').nth(1),
+                Some("techacct.ims.local")
+            );
+            let campaign_props = detail["serviceProperties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["sdkCode"] == "CampaignSDK")
+                .unwrap();
+            assert_eq!(
+                campaign_props["licenseConfigs"][0]["name"],
+                json!("campaign - marketing - messagecenter")
+            );
+            assert!(detail["scopes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("adobeio_api")));
+
+            // The first secret is shown once, to one reader.
+            let secrets_path = format!("/console/organizations/{{org}}/integrations/{id}/secrets");
+            let first = dev.ok("GET", &secrets_path, None).await;
+            let secret = first["client_secrets"][0]["client_secret"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let first_uuid = first["client_secrets"][0]["uuid"].as_str().unwrap().to_owned();
+            assert!(secret.starts_with("imscs_") && secret.len() > 40, "{first}");
+            let again = dev.ok("GET", &secrets_path, None).await;
+            assert_eq!(again["client_secrets"][0]["masked"], json!(true));
+            assert!(!again.to_string().contains(&secret));
+
+            // The secret works; the token carries the profile.
+            let (status, _, t) = h
+                .cc(
+                    &id,
+                    &secret,
+                    &[("scope", "openid,AdobeID,additional_info.projectedProductContext")],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{t}");
+            let ta_token = t["access_token"].as_str().unwrap().to_owned();
+            let (_, _, profile_body) = h
+                .call(get_bearer("/ims/profile/v1", &format!("Bearer {ta_token}")))
+                .await;
+            assert_eq!(
+                profile_body["projectedProductContext"][0]["prodCtx"]["label"],
+                json!("campaign - marketing - messagecenter"),
+                "{profile_body}"
+            );
+
+            // Rotation: two secrets at once, the removed one fails at once, the last one stays.
+            let added = dev
+                .ok(
+                    "POST",
+                    &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+                    None,
+                )
+                .await;
+            let second = added["client_secret"].as_str().unwrap().to_owned();
+            for s in [&secret, &second] {
+                let (status, _, body) = h.cc(&id, s, &[]).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+            dev.ok(
+                "DELETE",
+                &format!("/console/organizations/{{org}}/credentials/{id}/secrets/{first_uuid}"),
+                None,
+            )
+            .await;
+            let (status, _, _) = h.cc(&id, &secret, &[]).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "a removed secret fails at once");
+            let (status, _, _) = h.cc(&id, &second, &[]).await;
+            assert_eq!(status, StatusCode::OK);
+            let second_uuid = added["uuid"].as_str().unwrap();
+            let (status, _) = dev
+                .call(
+                    "DELETE",
+                    &format!("/console/organizations/{{org}}/credentials/{id}/secrets/{second_uuid}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT, "the last secret stays");
+
+            // The workspace download names the credential; its secret is no longer shown.
+            let download = dev.ok("GET", &format!("{base}/download"), None).await;
+            let c = &download["project"]["workspace"]["details"]["credentials"][0]["oauth_server_to_server"];
+            assert_eq!(c["client_id"], json!(id));
+            assert_eq!(download["project"]["org"]["ims_org_id"], json!(h.org_id));
+            assert!(!download.to_string().contains(&second));
+
+            // The credential's own token (I/O Management API) drives the console too.
+            let own = Api {
+                h: &h,
+                token: h
+                    .cc(
+                        &id,
+                        &second,
+                        &[("scope", "openid,adobeio_api,read_client_secret")],
+                    )
+                    .await
+                    .2["access_token"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                key: id.clone(),
+                org: org.clone(),
+            };
+            own.ok("GET", "/console/organizations/{org}/projects", None).await;
+            let (status, _) = own
+                .call(
+                    "POST",
+                    &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "adding secrets needs manage_client_secrets"
+            );
+
+            // Deletion: the token endpoint refuses at once and issued tokens stop validating.
+            dev.ok("DELETE", &format!("{base}/credentials/{id}"), None).await;
+            let (status, _, _) = h.cc(&id, &second, &[]).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            let (_, _, v) = h
+                .call(form(
+                    "/ims/validate_token/v1",
+                    &[("type", "access_token"), ("client_id", &id), ("token", &ta_token)],
+                ))
+                .await;
+            assert_eq!(v["valid"], json!(false), "{v}");
+            let (status, _) = dev
+                .call(
+                    "GET",
+                    &format!("/console/organizations/{{org}}/integrations/{id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+
+            let actions: Vec<String> = h.audit("").await.iter().map(|e| e.action.clone()).collect();
+            for a in [
+                "project.create",
+                "credential.create",
+                "credential.subscribe",
+                "credential.secret.show",
+                "credential.secret.add",
+                "credential.secret.remove",
+                "credential.delete",
+            ] {
+                assert!(actions.iter().any(|x| x == a), "{db:?}: no {a} in the audit log");
+            }
+            h.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_organisation_form_and_system_administrators() {
+        let h = harness().await;
+        marketing(
+            &h,
+            Some(("campaign - marketing - Administrator", vec!["admin".into()], None)),
+        )
+        .await;
+        let (token, key) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let admin = Api {
+            h: &h,
+            token,
+            key,
+            org: numeric_org(&h).await,
+        };
+        let services = admin
+            .ok("GET", "/console/organizations/{org}/services", None)
+            .await;
+        let config = services
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"] == "CampaignSDK")
+            .unwrap()["properties"]["licenseConfigs"][0]
+            .clone();
+        let (status, made) = admin
+            .call(
+                "POST",
+                "/console/organizations/{org}/credentials/oauth-server-to-server",
+                Some(json!({"name": "Directory sync", "description": "", "services": [
+                    {"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": config["id"], "productId": config["productId"], "op": "add"}]},
+                    {"sdkCode": "UserMgmtSDK", "licenseConfigs": null}
+                ]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        assert_eq!(
+            made["subscriptionResult"]["sdkList"],
+            json!(["CampaignSDK", "UserMgmtSDK"])
+        );
+        let (id, p) = (made["id"].as_str().unwrap(), made["projectId"].as_str().unwrap());
+        let project = admin
+            .ok(
+                "GET",
+                &format!("/console/organizations/{{org}}/projects/{p}"),
+                None,
+            )
+            .await;
+        assert!(
+            project["name"].as_str().unwrap().starts_with("Directory-sync-"),
+            "{project}"
+        );
+        let placed = admin
+            .ok(
+                "GET",
+                &format!("/console/organizations/{{org}}/projects_workspaces/credentials/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(placed["projectId"], json!(p));
+        // The organisation-level subscription call, then the credential holds both APIs' scopes.
+        let list = admin
+            .ok(
+                "PUT",
+                &format!("/console/organizations/{{org}}/credentials/oauth-server-to-server/{id}/services"),
+                Some(json!([{"sdkCode": "AdobeIOManagementAPISDK"}])),
+            )
+            .await;
+        assert_eq!(list["sdkList"].as_array().unwrap().len(), 3);
+        let held = h.store.credential_profiles(id, None).await.unwrap();
+        assert_eq!(held[0].profile, "campaign - marketing - Administrator");
+        // Concurrent readers of a secret never shown: exactly one of them sees it.
+        let path = format!("/console/organizations/{}/integrations/{id}/secrets", admin.org);
+        let reads = futures_util::future::join_all(
+            (0..6).map(|_| h.call(req("GET", &path, Some(&admin.token), Some(&admin.key), None))),
+        )
+        .await;
+        let shown = reads
+            .iter()
+            .filter(|(_, _, v)| v["client_secrets"][0]["masked"] == json!(false))
+            .count();
+        assert_eq!(shown, 1, "{reads:?}");
+        // Every service listed is one we know.
+        for s in services.as_array().unwrap() {
+            assert!(Service::by_code(s["code"].as_str().unwrap()).is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_console_pages_create_a_project_an_api_credential_and_a_token() {
+        let h = harness().await;
+        let (_, profile) = marketing(
+            &h,
+            Some(("campaign - marketing - Administrator", vec!["admin".into()], None)),
+        )
+        .await;
+        let profile = profile.unwrap();
+        developer(&h, "dev@acme.test").await;
+        let dev = console_token(&h, "dev@acme.test", PASSWORD).await;
+        let (status, headers, html) = page_as(&h, "GET", "/admin/developer", Some(&dev), "").await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+            "{csp}"
+        );
+        // A product profile administrator holds a role but not this one.
+        let u = h.person("profiles@acme.test").await;
+        h.store
+            .set_role(
+                &RoleGrant {
+                    user_id: u.user_id,
+                    role: AdminRole::ProfileAdmin,
+                    target: profile.id.to_string(),
+                },
+                true,
+                Now::system(),
+                &Context::new(Now::system(), "test").event("role.grant", "p", "success", json!({})),
+            )
+            .await
+            .unwrap();
+        let other = console_token(&h, "profiles@acme.test", PASSWORD).await;
+        let (status, _, _) = page_as(&h, "GET", "/admin/developer", Some(&other), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let csrf = csrf_in(&html);
+        let (status, _, _) = page_as(
+            &h,
+            "POST",
+            "/admin/developer",
+            Some(&dev),
+            "csrf=forged&name=nightly-sync",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "a forged form changes nothing");
+        let (status, headers, _) = page_as(
+            &h,
+            "POST",
+            "/admin/developer",
+            Some(&dev),
+            &format!("csrf={csrf}&name=nightly-sync&title=Nightly+sync"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let project = location(&headers);
+        let (_, _, html) = page_as(&h, "GET", &project, Some(&dev), "").await;
+        assert!(
+            html.contains("campaign - marketing - Administrator") && html.contains("OAuth Server-to-Server"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"value="UserMgmtSDK" disabled"#),
+            "a developer cannot add the User Management API"
+        );
+        let form = format!("csrf={csrf}&service=CampaignSDK&authentication=oauth-server-to-server&profile={}&name=Nightly+sync", profile.id);
+        let (status, headers, body) = page_as(&h, "POST", &project, Some(&dev), &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let page = location(&headers);
+        let id = page.rsplit('/').next().unwrap().to_owned();
+        let (_, _, html) = page_as(&h, "GET", &page, Some(&dev), "").await;
+        let secret = html
+            .split(r#"class="secret">"#)
+            .nth(1)
+            .expect("the secret, shown once")
+            .split('<')
+            .next()
+            .unwrap()
+            .to_owned();
+        let text = html.replace("&#x27;", "'").replace("&#39;", "'");
+        assert!(
+            text.contains(&format!("client_secret='{secret}'")),
+            "the token command carries the secret"
+        );
+        let (status, _, t) = h.cc(&id, &secret, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{t}");
+        let (_, _, again) = page_as(&h, "GET", &page, Some(&dev), "").await;
+        assert!(!again.contains(&secret) && again.contains("$CLIENT_SECRET"));
+        let (status, _, html) = page_as(
+            &h,
+            "POST",
+            &page,
+            Some(&dev),
+            &format!("csrf={csrf}&action=token"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let token = html
+            .split(r#"<pre id="test-token">"#)
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        let (_, _, profile_body) = h
+            .call(get_bearer("/ims/profile/v1", &format!("Bearer {token}")))
+            .await;
+        assert_eq!(
+            profile_body["projectedProductContext"][0]["prodCtx"]["label"],
+            json!("campaign - marketing - Administrator")
+        );
+        assert!(
+            html.contains("Authorization: Bearer "),
+            "the SOAP command carries the token"
+        );
+        let (status, headers, _) = page_as(
+            &h,
+            "POST",
+            &page,
+            Some(&dev),
+            &format!("csrf={csrf}&action=delete"),
+        )
+        .await;
+        assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, project));
+        let (status, _, _) = h.cc(&id, &secret, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }

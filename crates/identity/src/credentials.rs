@@ -5,6 +5,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::clock::Now;
+use crate::developer::{self, Service};
 use crate::error::{Error, Result};
 use crate::model::{uuid_like, ClientSecretRecord, Context, OAuthClient};
 use crate::secret::{self, Secret, CLIENT_SECRET_PREFIX};
@@ -64,11 +65,14 @@ impl Credentials {
             .ok_or_else(|| Error::NotFound(format!("no credential with client id {client_id}")))
     }
 
+    /// A new technical account with its first secret, subscribed to `services` (their scopes are
+    /// added to `scopes`).
     pub async fn create_credential(
         &self,
         org_id: &str,
         name: &str,
         scopes: Vec<String>,
+        services: &[Service],
         ctx: &Context,
     ) -> Result<NewSecret> {
         self.store
@@ -76,15 +80,19 @@ impl Credentials {
             .await?
             .filter(|o| self.visible(&o.org_id))
             .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))?;
+        let scopes = developer::scopes_with(&scopes, services);
         let client = OAuthClient::new_technical_account(org_id, name, scopes, &self.domain, ctx.now)?;
         let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
+        let codes: Vec<String> = services.iter().map(|s| s.code.to_owned()).collect();
         let event = ctx.event(
             "credential.create",
             &client.client_id,
             "success",
-            json!({"name": client.name, "technical_account_id": client.technical_account_id, "scopes": client.scopes, "secret_id": record.secret_id}),
+            json!({"name": client.name, "technical_account_id": client.technical_account_id, "scopes": client.scopes, "services": codes, "secret_id": record.secret_id}),
         );
-        self.store.create_client(&client, Some(&record), &event).await?;
+        self.store
+            .create_technical_account(&client, &record, None, None, &codes, &[], &event)
+            .await?;
         Ok(NewSecret {
             client,
             secret,
@@ -213,7 +221,11 @@ impl Credentials {
     }
 }
 
-fn new_secret_record(client_id: &str, expires_at: Option<Now>, now: Now) -> (Secret, ClientSecretRecord) {
+pub(crate) fn new_secret_record(
+    client_id: &str,
+    expires_at: Option<Now>,
+    now: Now,
+) -> (Secret, ClientSecretRecord) {
     let secret = secret::generate(CLIENT_SECRET_PREFIX);
     let record = ClientSecretRecord {
         secret_id: uuid_like(),

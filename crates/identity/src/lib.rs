@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod clock;
 pub mod credentials;
+pub mod developer;
 pub mod directory;
 pub mod error;
 pub mod grants;

@@ -16,6 +16,7 @@ use crate::secret::{self, Secret};
 use crate::store::{AuditQuery, Store};
 
 mod code_flow;
+pub mod developer;
 pub mod directory;
 mod signin;
 

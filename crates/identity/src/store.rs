@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use std::collections::BTreeSet;
 
 use crate::clock::Now;
+use crate::developer::{Project, Workspace};
 use crate::directory::{Group, HeldProfile, Membership, ProductInstance, RoleGrant};
 use crate::error::StoreError;
 use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
@@ -313,6 +314,64 @@ pub trait DirectoryStore: Send + Sync {
     async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()>;
 }
 
+/// Developer Console projects, workspaces, and where each technical account credential sits,
+/// which services it is subscribed to, and its secrets not shown yet.
+#[async_trait]
+pub trait DeveloperStore: Send + Sync {
+    /// Creates a project with its first workspace. A project name taken in the organisation is
+    /// a conflict.
+    async fn create_project(
+        &self,
+        project: &Project,
+        workspace: &Workspace,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    async fn projects(&self, org_id: &str) -> StoreResult<Vec<Project>>;
+    async fn project(&self, org_id: &str, project_id: &str) -> StoreResult<Option<Project>>;
+    /// A workspace name taken in the project is a conflict.
+    async fn create_workspace(&self, workspace: &Workspace, audit: &AuditEvent) -> StoreResult<()>;
+    async fn workspaces(&self, project_id: &str) -> StoreResult<Vec<Workspace>>;
+    /// Creates a technical account credential with its first secret, in one transaction: placed
+    /// in a workspace when `placement` (workspace id, description) is given, subscribed to
+    /// `services` (sdk codes), and holding the product profiles `profiles` (group ids). `unshown`
+    /// is the secret sealed under the master key, kept until it is shown once.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_technical_account(
+        &self,
+        client: &OAuthClient,
+        secret: &ClientSecretRecord,
+        unshown: Option<&str>,
+        placement: Option<(&str, &str)>,
+        services: &[String],
+        profiles: &[i64],
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The credentials (client ids) of a workspace, oldest first.
+    async fn workspace_credentials(&self, workspace_id: &str) -> StoreResult<Vec<String>>;
+    /// Where a credential sits: project id, workspace id and its description.
+    async fn credential_placement(&self, client_id: &str) -> StoreResult<Option<(String, String, String)>>;
+    /// The services (sdk codes) a credential is subscribed to.
+    async fn credential_services(&self, client_id: &str) -> StoreResult<Vec<String>>;
+    /// Subscribes a credential, in one transaction: `services` added, its scopes replaced by
+    /// `scopes`, each profile (group id) given (`true`) or taken, with the audit lines.
+    #[allow(clippy::too_many_arguments)]
+    async fn subscribe(
+        &self,
+        client_id: &str,
+        services: &[String],
+        scopes: &[String],
+        profiles: &[(i64, bool)],
+        now: Now,
+        audit: &[AuditEvent],
+    ) -> StoreResult<()>;
+    /// Takes the sealed copies of a credential's secrets that were never shown (secret id,
+    /// sealed value): each is handed out to exactly one caller, then gone.
+    async fn take_unshown_secrets(&self, client_id: &str) -> StoreResult<Vec<(String, String)>>;
+    /// Deletes a credential with its secrets, services, profiles and placement. False when no
+    /// such credential exists.
+    async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
+}
+
 /// Everything the IMS token service uses.
 pub trait Store:
     OrgStore
@@ -326,6 +385,7 @@ pub trait Store:
     + SchemaStore
     + ClientChangeSignal
     + DirectoryStore
+    + DeveloperStore
 {
 }
 
@@ -341,5 +401,6 @@ impl<T> Store for T where
         + SchemaStore
         + ClientChangeSignal
         + DirectoryStore
+        + DeveloperStore
 {
 }

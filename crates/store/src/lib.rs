@@ -6,6 +6,7 @@
 //! is one implementation to test rather than two to keep in step by hand. What differs, the DDL,
 //! lives in the numbered migrations of each backend (see [`migrate`]).
 
+mod developer;
 mod directory;
 pub mod instance;
 pub mod migrate;
@@ -511,6 +512,38 @@ where
     Ok(())
 }
 
+/// Inserts a client with its redirect URIs inside `tx`.
+async fn insert_client(tx: &mut sqlx::AnyConnection, c: &OAuthClient) -> StoreResult<()> {
+    let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+    sqlx::query(&format!(
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&c.client_id)
+        .bind(&c.org_id)
+        .bind(&c.name)
+        .bind(&c.technical_account_id)
+        .bind(&c.technical_account_email)
+        .bind(c.scopes.join(" "))
+        .bind(grants.join(" "))
+        .bind(i64::from(c.disabled))
+        .bind(c.created_at.millis())
+        .bind(c.updated_at.millis())
+        .bind(c.client_type.as_str())
+        .bind(i64::from(c.first_party))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    for uri in &c.redirect_uris {
+        sqlx::query("INSERT INTO client_redirect_uris (client_id, uri) VALUES ($1, $2)")
+            .bind(&c.client_id)
+            .bind(uri)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl OrgStore for SqlStore {
     async fn bootstrap(&self, org: &Organization, admin: &User, audit: &AuditEvent) -> StoreResult<bool> {
@@ -568,33 +601,7 @@ impl ClientStore for SqlStore {
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
-        sqlx::query(&format!(
-            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(&c.client_id)
-        .bind(&c.org_id)
-        .bind(&c.name)
-        .bind(&c.technical_account_id)
-        .bind(&c.technical_account_email)
-        .bind(c.scopes.join(" "))
-        .bind(grants.join(" "))
-        .bind(i64::from(c.disabled))
-        .bind(c.created_at.millis())
-        .bind(c.updated_at.millis())
-        .bind(c.client_type.as_str())
-        .bind(i64::from(c.first_party))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-        for uri in &c.redirect_uris {
-            sqlx::query("INSERT INTO client_redirect_uris (client_id, uri) VALUES ($1, $2)")
-                .bind(&c.client_id)
-                .bind(uri)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-        }
+        insert_client(&mut tx, c).await?;
         if let Some(secret) = secret {
             insert_secret(&mut *tx, secret).await?;
         }

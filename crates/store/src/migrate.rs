@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     step!(1, "foundation", "", "0001_foundation"),
     step!(2, "people", "", "0002_people"),
     step!(3, "directory", "", "0003_directory"),
+    step!(4, "developer", "", "0004_developer"),
 ];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).

@@ -690,7 +690,8 @@ async fn unmigrated_store_reports_pending_steps() {
         vec![
             "0001_foundation".to_owned(),
             "0002_people".to_owned(),
-            "0003_directory".to_owned()
+            "0003_directory".to_owned(),
+            "0004_developer".to_owned()
         ]
     );
     store.migrate(now()).await.unwrap();

@@ -1,0 +1,769 @@
+//! The Developer Console API at `/console`, shaped as `@adobe/aio-lib-console` expects
+//! (protocols/ims.md): bearer token plus `x-api-key`, organisations named in paths by their
+//! numeric id, projects and workspaces, OAuth Server-to-Server credentials, their services and
+//! license configs (product profiles), their secrets, the workspace download.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use http::request::Parts;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use ims_campaign::time::iso8601;
+use ims_identity::developer::{Project, Service, ServiceRequest, Workspace};
+use ims_identity::model::{ClientSecretRecord, Organization};
+use ims_identity::service::developer::{ConsoleCaller, Integration, LicenseConfig, ListedSecret};
+use ims_identity::{Error, Now};
+
+use crate::error::{bearer_challenge, no_store};
+use crate::{AppState, Body, Meta};
+
+const ORG: &str = "/console/organizations/{org}";
+
+pub fn routes() -> Router<AppState> {
+    let r = |tail: &str| format!("{ORG}{tail}");
+    Router::new()
+        .route("/console/organizations", get(organizations))
+        .route(&r("/projects"), get(projects).post(create_project))
+        .route(&r("/projects/{project}"), get(project))
+        .route(
+            &r("/projects/{project}/workspaces"),
+            get(workspaces).post(create_workspace),
+        )
+        .route(&r("/projects/{project}/workspaces/{workspace}"), get(workspace))
+        .route(
+            &r("/projects/{project}/workspaces/{workspace}/credentials"),
+            get(credentials),
+        )
+        .route(
+            &r("/projects/{project}/workspaces/{workspace}/credentials/oauth-server-to-server"),
+            post(create_in_workspace),
+        )
+        .route(
+            &r("/projects/{project}/workspaces/{workspace}/credentials/{kind}/{credential}/services"),
+            put(subscribe_in_workspace),
+        )
+        .route(
+            &r("/projects/{project}/workspaces/{workspace}/credentials/{credential}"),
+            delete(delete_in_workspace),
+        )
+        .route(
+            &r("/projects/{project}/workspaces/{workspace}/download"),
+            get(download),
+        )
+        .route(
+            &r("/credentials/oauth-server-to-server"),
+            post(create_integration),
+        )
+        .route(
+            &r("/credentials/oauth-server-to-server/{credential}/services"),
+            put(subscribe),
+        )
+        .route(
+            &r("/credentials/{credential}/secrets"),
+            get(secrets).post(add_secret),
+        )
+        .route(
+            &r("/credentials/{credential}/secrets/{secret}"),
+            delete(remove_secret),
+        )
+        .route(
+            &r("/projects_workspaces/credentials/{credential}"),
+            get(placement),
+        )
+        .route(&r("/services"), get(services))
+        .route(&r("/integrations"), get(integrations))
+        .route(
+            &r("/integrations/{credential}"),
+            get(integration).delete(delete_integration),
+        )
+        .route(&r("/integrations/{credential}/secrets"), get(secrets))
+}
+
+/// An error in the console API's convention: the status and a JSON body naming it.
+#[derive(Debug)]
+pub struct ConsoleError(Error);
+
+impl From<Error> for ConsoleError {
+    fn from(e: Error) -> Self {
+        ConsoleError(e)
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self.0 {
+            Error::InvalidToken(reason) => {
+                tracing::debug!(%reason, "console call refused");
+                let mut resp = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
+                no_store(&mut resp);
+                return resp;
+            }
+            Error::Forbidden(_) | Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "403003"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "404001"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "409001"),
+            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "400001"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "413001"),
+            other => {
+                tracing::error!(error = %other, "console call failed");
+                let mut resp = (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error_code": "500001", "message": "the server could not complete the request"})),
+                )
+                    .into_response();
+                no_store(&mut resp);
+                return resp;
+            }
+        };
+        let mut resp = (
+            status,
+            Json(json!({"error_code": code, "message": self.0.to_string()})),
+        )
+            .into_response();
+        no_store(&mut resp);
+        resp
+    }
+}
+
+type Answer = Result<Response, ConsoleError>;
+
+fn ok(status: StatusCode, body: Value) -> Answer {
+    let mut resp = (status, Json(body)).into_response();
+    no_store(&mut resp);
+    Ok(resp)
+}
+
+/// An authenticated caller: obtaining one is the only way into a handler.
+pub struct Caller(ConsoleCaller, Meta);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let meta = Meta::from_request_parts(parts, app)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let token = crate::oauth::bearer_token(&parts.headers, &parts.uri)?;
+        let api_key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let caller = app.ims.console_caller(&token, api_key, meta.now).await?;
+        Ok(Caller(caller, meta))
+    }
+}
+
+impl Caller {
+    async fn org(&self, app: &AppState, named: &str) -> Result<Organization, ConsoleError> {
+        Ok(app.ims.console_org(&self.0, named).await?)
+    }
+
+    fn ctx(&self) -> ims_identity::model::Context {
+        self.1.context(self.0.actor.clone())
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConsoleError> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::invalid_request(format!("the request body is not the expected JSON: {e}")).into())
+}
+
+fn date(now: Now) -> String {
+    iso8601(now)
+}
+
+pub fn org_json(org: &Organization, caller: &ConsoleCaller) -> Value {
+    json!({
+        "id": org.numeric_id.to_string(),
+        "code": org.org_id,
+        "name": org.name,
+        "description": org.name,
+        "type": "entp",
+        "roles": [if caller.system_admin { "ADMIN" } else { "DEVELOPER" }],
+    })
+}
+
+pub fn project_json(org: &Organization, p: &Project) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "title": p.title,
+        "description": p.description,
+        "type": p.project_type,
+        "org_id": org.numeric_id,
+        "who_created": p.who_created,
+        "date_created": date(p.created_at),
+        "date_last_modified": date(p.created_at),
+        "deleted": 0,
+    })
+}
+
+fn workspace_json(w: &Workspace) -> Value {
+    json!({
+        "id": w.id,
+        "name": w.name,
+        "title": w.title,
+        "description": w.description,
+        "date_created": date(w.created_at),
+    })
+}
+
+fn license_config_json(c: &LicenseConfig) -> Value {
+    json!({
+        "id": c.profile.id.to_string(),
+        "name": c.profile.name,
+        "productId": c.instance.id.to_string(),
+        "description": c.profile.description,
+    })
+}
+
+/// The credential's service properties: per subscribed service, its scopes and the license
+/// configs the credential holds.
+fn service_properties(i: &Integration) -> Vec<Value> {
+    i.services
+        .iter()
+        .map(|s| {
+            let configs: Vec<Value> = i
+                .profiles
+                .iter()
+                .filter(|c| Some(c.instance.product_context.as_str()) == s.product_context)
+                .map(license_config_json)
+                .collect();
+            json!({
+                "sdkCode": s.code,
+                "name": s.name,
+                "roles": null,
+                "scopes": s.scopes,
+                "licenseConfigs": if s.product_context.is_some() { json!(configs) } else { Value::Null },
+            })
+        })
+        .collect()
+}
+
+pub fn integration_json(org: &Organization, i: &Integration) -> Value {
+    let c = &i.client;
+    json!({
+        "id": c.client_id,
+        "apikey": c.client_id,
+        "orgId": org.org_id,
+        "name": c.name,
+        "description": i.placement.as_ref().map(|p| p.2.clone()).unwrap_or_default(),
+        "type": "entp",
+        "integration_type": "oauth_server_to_server",
+        "technicalAccountId": c.technical_account_id,
+        "technicalAccountEmail": c.technical_account_email,
+        "disabled": c.disabled,
+        "createdDate": date(c.created_at),
+        "sdkList": i.services.iter().map(|s| s.code).collect::<Vec<_>>(),
+        "scopes": c.scopes,
+        "serviceProperties": service_properties(i),
+        "projectId": i.placement.as_ref().map(|p| p.0.clone()),
+        "workspaceId": i.placement.as_ref().map(|p| p.1.clone()),
+    })
+}
+
+/// A secret in a listing: in full the one time it is shown, masked after.
+pub fn secret_json(s: &ListedSecret) -> Value {
+    json!({
+        "uuid": s.record.secret_id,
+        "client_secret": s.value.as_ref().map_or_else(|| s.record.hint.clone(), |v| v.expose().to_owned()),
+        "masked": s.value.is_none(),
+        "created_at": date(s.record.created_at),
+        "expires_at": s.record.expires_at.map(date),
+    })
+}
+
+fn secrets_json(client_id: &str, listed: &[ListedSecret]) -> Value {
+    json!({
+        "client_id": client_id,
+        "client_secrets": listed.iter().map(secret_json).collect::<Vec<_>>(),
+    })
+}
+
+// ----- organisations, projects, workspaces ------------------------------------------------------
+
+async fn organizations(State(app): State<AppState>, caller: Caller) -> Answer {
+    let org = app.ims.organization(&caller.0.org_id).await?;
+    ok(StatusCode::OK, json!([org_json(&org, &caller.0)]))
+}
+
+async fn projects(State(app): State<AppState>, caller: Caller, Path(org): Path<String>) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let list = app.ims.console_projects(&org).await?;
+    ok(
+        StatusCode::OK,
+        json!(list.iter().map(|p| project_json(&org, p)).collect::<Vec<_>>()),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct NewProject {
+    name: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "type")]
+    project_type: Option<String>,
+}
+
+async fn create_project(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let req: NewProject = json_body(&body)?;
+    let project = Project::new(
+        &org.org_id,
+        &req.name,
+        &req.title,
+        req.description.as_deref().unwrap_or_default(),
+        req.project_type.as_deref().unwrap_or_default(),
+        &caller.0.actor,
+        caller.1.now,
+    )?;
+    let (project, workspace) = app.ims.create_project(project, &caller.ctx()).await?;
+    ok(
+        StatusCode::CREATED,
+        json!({"projectId": project.id, "workspaceId": workspace.id, "projectType": project.project_type}),
+    )
+}
+
+async fn project(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let project = app.ims.console_project(&org, &project).await?;
+    ok(StatusCode::OK, project_json(&org, &project))
+}
+
+async fn workspaces(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let project = app.ims.console_project(&org, &project).await?;
+    let list = app.ims.console_workspaces(&project).await?;
+    ok(
+        StatusCode::OK,
+        json!(list.iter().map(workspace_json).collect::<Vec<_>>()),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct NewWorkspace {
+    name: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn create_workspace(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let req: NewWorkspace = json_body(&body)?;
+    let w = app
+        .ims
+        .create_workspace(
+            &org,
+            &project,
+            &req.name,
+            &req.title,
+            req.description.as_deref().unwrap_or_default(),
+            &caller.ctx(),
+        )
+        .await?;
+    ok(
+        StatusCode::CREATED,
+        json!({"projectId": w.project_id, "workspaceId": w.id}),
+    )
+}
+
+async fn workspace(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project, workspace)): Path<(String, String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let (_, w) = app.ims.console_workspace(&org, &project, &workspace).await?;
+    ok(StatusCode::OK, workspace_json(&w))
+}
+
+// ----- credentials ---------------------------------------------------------------------------
+
+async fn credentials(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project, workspace)): Path<(String, String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let (_, w) = app.ims.console_workspace(&org, &project, &workspace).await?;
+    let list = app.ims.workspace_integrations(&org, &w).await?;
+    ok(
+        StatusCode::OK,
+        json!(list
+            .iter()
+            .map(|i| json!({
+                "id_workspace": w.id,
+                "id_integration": i.client.client_id,
+                "name": i.client.name,
+                "flow_type": "entp",
+                "integration_type": "oauth_server_to_server",
+                "credential_type": "oauth_server_to_server",
+            }))
+            .collect::<Vec<_>>()),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct NewCredential {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    services: Option<Vec<ServiceRequest>>,
+    /// Accepted and ignored: no templates here.
+    #[serde(default, rename = "templateId")]
+    #[allow(dead_code)]
+    template_id: Option<String>,
+}
+
+async fn create_in_workspace(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project, workspace)): Path<(String, String, String)>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let placement = app.ims.console_workspace(&org, &project, &workspace).await?;
+    let req: NewCredential = json_body(&body)?;
+    let made = app
+        .ims
+        .create_console_credential(
+            &caller.0,
+            &org,
+            Some(placement),
+            &req.name,
+            req.description.as_deref().unwrap_or_default(),
+            req.services.as_deref().unwrap_or_default(),
+            &caller.ctx(),
+        )
+        .await?;
+    let id = &made.integration.client.client_id;
+    ok(
+        StatusCode::OK,
+        json!({"id": id, "apiKey": id, "orgId": org.org_id}),
+    )
+}
+
+async fn create_integration(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let req: NewCredential = json_body(&body)?;
+    let made = app
+        .ims
+        .create_console_credential(
+            &caller.0,
+            &org,
+            None,
+            &req.name,
+            req.description.as_deref().unwrap_or_default(),
+            req.services.as_deref().unwrap_or_default(),
+            &caller.ctx(),
+        )
+        .await?;
+    let c = &made.integration.client;
+    ok(
+        StatusCode::CREATED,
+        json!({
+            "id": c.client_id,
+            "apiKey": c.client_id,
+            "orgId": org.org_id,
+            "technicalAccountId": c.technical_account_id,
+            "projectId": made.project.id,
+            "workspaceId": made.workspace.id,
+            "subscriptionResult": {"sdkList": made.subscribed, "errorList": []},
+        }),
+    )
+}
+
+async fn subscribe_body(
+    app: &AppState,
+    caller: &Caller,
+    org: &Organization,
+    credential: &str,
+    body: &[u8],
+) -> Answer {
+    let requests: Vec<ServiceRequest> = json_body(body)?;
+    let list = app
+        .ims
+        .subscribe_credential(&caller.0, org, credential, &requests, &caller.ctx())
+        .await?;
+    ok(StatusCode::OK, json!({"sdkList": list}))
+}
+
+async fn subscribe_in_workspace(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project, workspace, kind, credential)): Path<(String, String, String, String, String)>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    if kind != "oauth_server_to_server" && kind != "oauth-server-to-server" {
+        return Err(Error::invalid_request(format!(
+            "credential type {:?} is not supported; OAuth Server-to-Server is",
+            kind.chars().take(32).collect::<String>()
+        ))
+        .into());
+    }
+    in_workspace(&app, &org, &project, &workspace, &credential).await?;
+    subscribe_body(&app, &caller, &org, &credential, &body).await
+}
+
+async fn subscribe(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    subscribe_body(&app, &caller, &org, &credential, &body).await
+}
+
+/// The credential, when it sits in that workspace of that project.
+async fn in_workspace(
+    app: &AppState,
+    org: &Organization,
+    project: &str,
+    workspace: &str,
+    credential: &str,
+) -> Result<Integration, ConsoleError> {
+    app.ims.console_workspace(org, project, workspace).await?;
+    let i = app.ims.integration(org, credential).await?;
+    match &i.placement {
+        Some((p, w, _)) if p == project && w == workspace => Ok(i),
+        _ => Err(Error::NotFound(format!("no credential {credential:?} in this workspace")).into()),
+    }
+}
+
+async fn delete_in_workspace(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project, workspace, credential)): Path<(String, String, String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    in_workspace(&app, &org, &project, &workspace, &credential).await?;
+    app.ims
+        .delete_console_credential(&org, &credential, &caller.ctx())
+        .await?;
+    ok(
+        StatusCode::OK,
+        json!({"projectId": project, "workspaceId": workspace}),
+    )
+}
+
+async fn delete_integration(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let placement = app
+        .ims
+        .delete_console_credential(&org, &credential, &caller.ctx())
+        .await?;
+    ok(
+        StatusCode::OK,
+        json!({"projectId": placement.as_ref().map(|p| &p.0), "workspaceId": placement.as_ref().map(|p| &p.1)}),
+    )
+}
+
+async fn placement(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let i = app.ims.integration(&org, &credential).await?;
+    let Some((project, workspace, _)) = i.placement else {
+        return Err(Error::NotFound("this credential sits in no project".into()).into());
+    };
+    ok(
+        StatusCode::OK,
+        json!({"projectId": project, "workspaceId": workspace}),
+    )
+}
+
+async fn integrations(State(app): State<AppState>, caller: Caller, Path(org): Path<String>) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let mut out = Vec::new();
+    for c in app.ims.integrations(&org).await? {
+        out.push(integration_json(
+            &org,
+            &app.ims.integration(&org, &c.client_id).await?,
+        ));
+    }
+    ok(
+        StatusCode::OK,
+        json!({"content": out, "page": 0, "size": out.len(), "total": out.len()}),
+    )
+}
+
+async fn integration(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let i = app.ims.integration(&org, &credential).await?;
+    ok(StatusCode::OK, integration_json(&org, &i))
+}
+
+async fn services(State(app): State<AppState>, caller: Caller, Path(org): Path<String>) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let mut out = Vec::new();
+    for s in Service::ALL {
+        let configs = app.ims.license_configs(&org, s).await?;
+        out.push(json!({
+            "name": s.name,
+            "code": s.code,
+            "description": s.description,
+            "enabled": true,
+            "type": "entp",
+            "properties": s.product_context.map(|_| json!({"licenseConfigs": configs.iter().map(license_config_json).collect::<Vec<_>>()})),
+            "requiresApproval": false,
+            "requiresSystemAdministrator": s.system_admin_only,
+        }));
+    }
+    ok(StatusCode::OK, json!(out))
+}
+
+// ----- secrets and the workspace download ----------------------------------------------------------
+
+async fn secrets(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let (client, listed) = app
+        .ims
+        .credential_secrets(&caller.0, &org, &credential, &caller.ctx())
+        .await?;
+    ok(StatusCode::OK, secrets_json(&client.client_id, &listed))
+}
+
+pub fn added_secret_json(record: &ClientSecretRecord, value: &str) -> Value {
+    json!({
+        "uuid": record.secret_id,
+        "client_secret": value,
+        "created_at": date(record.created_at),
+        "expires_at": record.expires_at.map(date),
+        "expires_at_str": record.expires_at.map(date),
+    })
+}
+
+async fn add_secret(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let added = app
+        .ims
+        .add_credential_secret(&caller.0, &org, &credential, &caller.ctx())
+        .await?;
+    ok(
+        StatusCode::OK,
+        added_secret_json(&added.record, added.secret.expose()),
+    )
+}
+
+async fn remove_secret(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential, secret)): Path<(String, String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    app.ims
+        .remove_credential_secret(&caller.0, &org, &credential, &secret, &caller.ctx())
+        .await?;
+    ok(StatusCode::OK, json!({}))
+}
+
+async fn download(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project, workspace)): Path<(String, String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let (project, workspace) = app.ims.console_workspace(&org, &project, &workspace).await?;
+    let mut credentials = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
+    for i in app.ims.workspace_integrations(&org, &workspace).await? {
+        let (_, listed) = app
+            .ims
+            .credential_secrets(&caller.0, &org, &i.client.client_id, &caller.ctx())
+            .await?;
+        for s in &i.services {
+            if !services.contains(s) {
+                services.push(*s);
+            }
+        }
+        let c = &i.client;
+        credentials.push(json!({
+            "id": c.client_id,
+            "name": c.name,
+            "integration_type": "oauth_server_to_server",
+            "oauth_server_to_server": {
+                "client_id": c.client_id,
+                "client_secrets": listed.iter().map(|s| s.value.as_ref().map_or_else(|| s.record.hint.clone(), |v| v.expose().to_owned())).collect::<Vec<_>>(),
+                "technical_account_email": c.technical_account_email,
+                "technical_account_id": c.technical_account_id,
+                "scopes": c.scopes,
+            },
+        }));
+    }
+    ok(
+        StatusCode::OK,
+        json!({"project": {
+            "id": project.id,
+            "name": project.name,
+            "title": project.title,
+            "org": {"id": org.numeric_id.to_string(), "name": org.name, "ims_org_id": org.org_id},
+            "workspace": {
+                "id": workspace.id,
+                "name": workspace.name,
+                "title": workspace.title,
+                "details": {
+                    "credentials": credentials,
+                    "services": services.iter().map(|s| json!({"code": s.code, "name": s.name})).collect::<Vec<_>>(),
+                },
+            },
+        }}),
+    )
+}

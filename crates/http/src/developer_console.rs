@@ -1,0 +1,523 @@
+//! The Developer Console's pages at `/admin/developer`: projects, adding an API with an OAuth
+//! Server-to-Server credential and product profiles, the credential's details (its first secret
+//! shown once, with copy buttons and ready-to-run curl commands), a test access token, secret
+//! rotation and deletion. Signed in like the Admin Console (same cookie); open to developers and
+//! system administrators. The same domain calls as the `/console` API, so both write the same
+//! audit lines.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+
+use ims_identity::developer::{LicenseConfigOp, Project, Service, ServiceRequest};
+use ims_identity::model::Organization;
+use ims_identity::service::developer::{ConsoleCaller, Integration, ListedSecret};
+use ims_identity::Error;
+
+use crate::admin_console::{error_page, Developer, Shell};
+use crate::pages::{self, render, see_other};
+use crate::{AppState, Meta};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/developer", get(home).post(create_project))
+        .route("/admin/developer/projects/{project}", get(project).post(add_api))
+        .route(
+            "/admin/developer/credentials/{credential}",
+            get(credential).post(credential_change),
+        )
+        .layer(axum::middleware::map_response(|r: Response| async move {
+            // The copy buttons are our one script, served from our origin.
+            pages::harden(r, "form-action 'self'; script-src 'self'; ")
+        }))
+}
+
+/// The copy buttons: each copies the text of the element its `data-copy` names.
+pub(crate) async fn copy_script() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/javascript;charset=utf-8"),
+            (http::header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../static/copy.js"),
+    )
+        .into_response()
+}
+
+fn caller(dev: &Developer) -> ConsoleCaller {
+    let admin = &dev.signed().admin;
+    let email = admin
+        .person
+        .as_ref()
+        .map(|p| p.email.as_str())
+        .unwrap_or_default();
+    ConsoleCaller::person(&admin.org_id, email, dev.signed().shell().system)
+}
+
+async fn org(app: &AppState, dev: &Developer) -> Result<Organization, Error> {
+    app.ims.organization(&dev.signed().admin.org_id).await
+}
+
+/// The value, or (from the handler) the error page for the failure.
+macro_rules! or_page {
+    ($result:expr, $dev:expr) => {
+        match $result {
+            Ok(v) => v,
+            Err(e) => return error_page(Some($dev.signed().shell()), &e),
+        }
+    };
+}
+
+// ----- projects ------------------------------------------------------------------------------
+
+struct ProjectRow {
+    id: String,
+    name: String,
+    title: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/developer_home.html")]
+struct HomePage {
+    shell: Shell,
+    projects: Vec<ProjectRow>,
+}
+
+async fn home(State(app): State<AppState>, dev: Developer) -> Response {
+    let org = or_page!(org(&app, &dev).await, dev);
+    let projects = or_page!(app.ims.console_projects(&org).await, dev);
+    render(
+        StatusCode::OK,
+        &HomePage {
+            shell: dev.signed().shell(),
+            projects: projects
+                .into_iter()
+                .map(|p| ProjectRow {
+                    created: ims_campaign::time::iso8601(p.created_at),
+                    id: p.id,
+                    name: p.name,
+                    title: p.title,
+                })
+                .collect(),
+        },
+    )
+}
+
+async fn create_project(
+    State(app): State<AppState>,
+    meta: Meta,
+    dev: Developer,
+    body: bytes::Bytes,
+) -> Response {
+    let form = or_page!(dev.signed().form(&body), dev);
+    let org = or_page!(org(&app, &dev).await, dev);
+    let who = caller(&dev);
+    let project = or_page!(
+        Project::new(
+            &org.org_id,
+            form.text("name").trim(),
+            &form.text("title"),
+            &form.text("description"),
+            "default",
+            &who.actor,
+            meta.now,
+        ),
+        dev
+    );
+    let (project, _) = or_page!(
+        app.ims
+            .create_project(project, &dev.signed().context(&meta))
+            .await,
+        dev
+    );
+    see_other(&format!("/admin/developer/projects/{}", project.id), vec![])
+}
+
+struct CredentialRow {
+    id: String,
+    name: String,
+    services: String,
+}
+
+struct ServiceChoice {
+    code: &'static str,
+    name: &'static str,
+    description: &'static str,
+    allowed: bool,
+}
+
+struct ProfileChoice {
+    id: String,
+    name: String,
+    instance: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/developer_project.html")]
+struct ProjectPage {
+    shell: Shell,
+    project: Project,
+    workspace: String,
+    credentials: Vec<CredentialRow>,
+    services: Vec<ServiceChoice>,
+    profiles: Vec<ProfileChoice>,
+}
+
+async fn project(State(app): State<AppState>, dev: Developer, Path(id): Path<String>) -> Response {
+    let org = or_page!(org(&app, &dev).await, dev);
+    let project = or_page!(app.ims.console_project(&org, &id).await, dev);
+    let workspaces = or_page!(app.ims.console_workspaces(&project).await, dev);
+    let mut credentials = Vec::new();
+    for w in &workspaces {
+        for i in or_page!(app.ims.workspace_integrations(&org, w).await, dev) {
+            credentials.push(CredentialRow {
+                services: i.services.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                id: i.client.client_id,
+                name: i.client.name,
+            });
+        }
+    }
+    let system = dev.signed().shell().system;
+    let campaign = Service::by_code(ims_identity::developer::CAMPAIGN_SERVICE)
+        .ok_or(Error::internal("no Campaign service"));
+    let campaign = or_page!(campaign, dev);
+    let configs = or_page!(app.ims.license_configs(&org, campaign).await, dev);
+    render(
+        StatusCode::OK,
+        &ProjectPage {
+            shell: dev.signed().shell(),
+            workspace: workspaces.first().map(|w| w.name.clone()).unwrap_or_default(),
+            credentials,
+            services: Service::ALL
+                .iter()
+                .map(|s| ServiceChoice {
+                    code: s.code,
+                    name: s.name,
+                    description: s.description,
+                    allowed: system || !s.system_admin_only,
+                })
+                .collect(),
+            profiles: configs
+                .into_iter()
+                .map(|c| ProfileChoice {
+                    id: c.profile.id.to_string(),
+                    name: c.profile.name,
+                    instance: c.instance.name,
+                })
+                .collect(),
+            project,
+        },
+    )
+}
+
+/// The services and profiles a form asks for, as the API's subscription request.
+fn requests_of(form: &pages::FormData) -> Vec<ServiceRequest> {
+    let profiles: Vec<LicenseConfigOp> = form
+        .all("profile")
+        .into_iter()
+        .map(|id| LicenseConfigOp {
+            id,
+            product_id: None,
+            op: Some("add".into()),
+        })
+        .collect();
+    form.all("service")
+        .into_iter()
+        .map(|code| {
+            let campaign = code == ims_identity::developer::CAMPAIGN_SERVICE;
+            ServiceRequest {
+                sdk_code: code,
+                license_configs: campaign.then(|| profiles.clone()),
+                roles: None,
+                atlas_plan_code: None,
+            }
+        })
+        .collect()
+}
+
+async fn add_api(
+    State(app): State<AppState>,
+    meta: Meta,
+    dev: Developer,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> Response {
+    let form = or_page!(dev.signed().form(&body), dev);
+    let org = or_page!(org(&app, &dev).await, dev);
+    if form.text("authentication") != "oauth-server-to-server" {
+        return error_page(
+            Some(dev.signed().shell()),
+            &Error::invalid_request("choose OAuth Server-to-Server: it is the one credential type offered"),
+        );
+    }
+    let requests = requests_of(&form);
+    if requests.is_empty() {
+        return error_page(
+            Some(dev.signed().shell()),
+            &Error::invalid_request("choose an API to add"),
+        );
+    }
+    let project = or_page!(app.ims.console_project(&org, &id).await, dev);
+    let workspaces = or_page!(app.ims.console_workspaces(&project).await, dev);
+    let Some(workspace) = workspaces.into_iter().next() else {
+        return error_page(
+            Some(dev.signed().shell()),
+            &Error::NotFound("the project has no workspace".into()),
+        );
+    };
+    let name = form.text("name");
+    let name = if name.trim().is_empty() {
+        project.title.clone()
+    } else {
+        name
+    };
+    let made = or_page!(
+        app.ims
+            .create_console_credential(
+                &caller(&dev),
+                &org,
+                Some((project, workspace)),
+                &name,
+                &form.text("description"),
+                &requests,
+                &dev.signed().context(&meta),
+            )
+            .await,
+        dev
+    );
+    see_other(
+        &format!(
+            "/admin/developer/credentials/{}",
+            made.integration.client.client_id
+        ),
+        vec![],
+    )
+}
+
+// ----- a credential ----------------------------------------------------------------------------
+
+struct SecretRow {
+    uuid: String,
+    /// In full: only the one time it is shown.
+    value: Option<String>,
+    hint: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/developer_credential.html")]
+struct CredentialPage {
+    shell: Shell,
+    id: String,
+    name: String,
+    project: Option<String>,
+    technical_account_id: String,
+    technical_account_email: String,
+    org_id: String,
+    scopes: String,
+    services: Vec<String>,
+    profiles: Vec<String>,
+    secrets: Vec<SecretRow>,
+    token_curl: String,
+    test_token: Option<String>,
+    soap_curl: String,
+    subscribable: Vec<ServiceChoice>,
+    profile_choices: Vec<ProfileChoice>,
+}
+
+const SOAP_SAMPLE: &str = "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:urn=\"urn:xtk:session\"><soapenv:Header/><soapenv:Body><urn:GetUserInfo><urn:sessiontoken/></urn:GetUserInfo></soapenv:Body></soapenv:Envelope>";
+
+/// Quotes a value for a POSIX shell.
+fn sh(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn credential_page(
+    app: &AppState,
+    dev: &Developer,
+    org: &Organization,
+    i: Integration,
+    listed: Vec<ListedSecret>,
+    test_token: Option<String>,
+    notice: Option<String>,
+) -> Response {
+    let issuer = &app.ims.settings().issuer;
+    let shown = listed
+        .iter()
+        .find_map(|s| s.value.as_ref().map(|v| v.expose().to_owned()));
+    let scope = i.client.scopes.join(",");
+    let token_curl = format!(
+        "curl -sS -X POST {} -d grant_type=client_credentials -d client_id={} -d client_secret={} -d scope={}",
+        sh(&format!("{issuer}/ims/token/v3")),
+        sh(&i.client.client_id),
+        shown.as_deref().map_or_else(|| "\"$CLIENT_SECRET\"".to_owned(), sh),
+        sh(&scope),
+    );
+    let soap_curl = format!(
+        "curl -sS -X POST \"$INSTANCE_URL/nl/jsp/soaprouter.jsp\" -H {} -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: xtk:session#GetUserInfo' --data {}",
+        test_token
+            .as_deref()
+            .map_or_else(|| "\"Authorization: Bearer $ACCESS_TOKEN\"".to_owned(), |t| sh(&format!("Authorization: Bearer {t}"))),
+        sh(SOAP_SAMPLE),
+    );
+    let system = dev.signed().shell().system;
+    let campaign = Service::by_code(ims_identity::developer::CAMPAIGN_SERVICE);
+    let configs = match campaign {
+        Some(c) => app.ims.license_configs(org, c).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut shell = dev.signed().shell();
+    shell.notice = notice;
+    render(
+        StatusCode::OK,
+        &CredentialPage {
+            shell,
+            project: i.placement.as_ref().map(|p| p.0.clone()),
+            technical_account_id: i.client.technical_account_id.clone(),
+            technical_account_email: i.client.technical_account_email.clone(),
+            org_id: org.org_id.clone(),
+            scopes: i.client.scopes.join(", "),
+            services: i.services.iter().map(|s| s.name.to_owned()).collect(),
+            profiles: i.profiles.iter().map(|c| c.profile.name.clone()).collect(),
+            secrets: listed
+                .into_iter()
+                .map(|s| SecretRow {
+                    uuid: s.record.secret_id.clone(),
+                    value: s.value.map(|v| v.expose().to_owned()),
+                    hint: s.record.hint.clone(),
+                    created: ims_campaign::time::iso8601(s.record.created_at),
+                })
+                .collect(),
+            token_curl,
+            test_token,
+            soap_curl,
+            subscribable: Service::ALL
+                .iter()
+                .map(|s| ServiceChoice {
+                    code: s.code,
+                    name: s.name,
+                    description: s.description,
+                    allowed: system || !s.system_admin_only,
+                })
+                .collect(),
+            profile_choices: configs
+                .into_iter()
+                .filter(|c| !i.profiles.iter().any(|h| h.profile.id == c.profile.id))
+                .map(|c| ProfileChoice {
+                    id: c.profile.id.to_string(),
+                    name: c.profile.name,
+                    instance: c.instance.name,
+                })
+                .collect(),
+            id: i.client.client_id,
+            name: i.client.name,
+        },
+    )
+}
+
+async fn credential(
+    State(app): State<AppState>,
+    meta: Meta,
+    dev: Developer,
+    Path(id): Path<String>,
+) -> Response {
+    let org = or_page!(org(&app, &dev).await, dev);
+    let who = caller(&dev);
+    let (_, listed) = or_page!(
+        app.ims
+            .credential_secrets(&who, &org, &id, &dev.signed().context(&meta))
+            .await,
+        dev
+    );
+    let i = or_page!(app.ims.integration(&org, &id).await, dev);
+    credential_page(&app, &dev, &org, i, listed, None, None).await
+}
+
+async fn credential_change(
+    State(app): State<AppState>,
+    meta: Meta,
+    dev: Developer,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> Response {
+    let form = or_page!(dev.signed().form(&body), dev);
+    let org = or_page!(org(&app, &dev).await, dev);
+    let who = caller(&dev);
+    let ctx = dev.signed().context(&meta);
+    let here = format!("/admin/developer/credentials/{id}");
+    let mut token = None;
+    let mut added = None;
+    let notice = match form.text("action").as_str() {
+        "token" => {
+            let issued = or_page!(app.ims.console_test_token(&org, &id, &ctx).await, dev);
+            token = Some(issued.access_token.expose().to_owned());
+            format!(
+                "Test access token generated; it expires in {} s.",
+                issued.expires_in
+            )
+        }
+        "add_secret" => {
+            added = Some(or_page!(
+                app.ims.add_credential_secret(&who, &org, &id, &ctx).await,
+                dev
+            ));
+            "Secret added: copy it now, it is not shown again.".to_owned()
+        }
+        "remove_secret" => {
+            or_page!(
+                app.ims
+                    .remove_credential_secret(&who, &org, &id, &form.text("uuid"), &ctx)
+                    .await,
+                dev
+            );
+            return see_other(&here, vec![]);
+        }
+        "subscribe" => {
+            or_page!(
+                app.ims
+                    .subscribe_credential(&who, &org, &id, &requests_of(&form), &ctx)
+                    .await,
+                dev
+            );
+            return see_other(&here, vec![]);
+        }
+        "delete" => {
+            let placement = or_page!(app.ims.delete_console_credential(&org, &id, &ctx).await, dev);
+            return see_other(
+                &placement.map_or_else(
+                    || "/admin/developer".to_owned(),
+                    |(p, _)| format!("/admin/developer/projects/{p}"),
+                ),
+                vec![],
+            );
+        }
+        other => {
+            return error_page(
+                Some(dev.signed().shell()),
+                &Error::invalid_request(format!(
+                    "unknown action {:?}",
+                    other.chars().take(32).collect::<String>()
+                )),
+            )
+        }
+    };
+    let i = or_page!(app.ims.integration(&org, &id).await, dev);
+    // Listed without showing anything: the page shows at most the secret just added.
+    let listed = i
+        .secrets
+        .iter()
+        .map(|record| ListedSecret {
+            value: added
+                .as_ref()
+                .filter(|a| a.record.secret_id == record.secret_id)
+                .map(|a| a.secret.clone()),
+            record: record.clone(),
+        })
+        .collect();
+    credential_page(&app, &dev, &org, i, listed, token, Some(notice)).await
+}

@@ -1,0 +1,704 @@
+//! The Developer Console behind its API (`/console`) and its pages: who may use it (a person
+//! holding the developer or system administrator role, or a technical account subscribed to the
+//! I/O Management API), projects and workspaces, OAuth Server-to-Server credentials (the token
+//! service's technical accounts, placed in a workspace), their subscriptions to services with
+//! product profiles, and their secrets.
+//!
+//! Secrets are stored as digests. A credential created here has nobody to hand its first secret
+//! to at once (the vendor's create call answers ids only, and clients read the secret next), so
+//! that secret is also kept sealed under the master key until it is shown once, by whichever
+//! read comes first (the secrets listing, the workspace download, the console page); the sealed
+//! copy is then gone and later reads show a masked hint. Secrets added later are shown in the
+//! answer that adds them and never kept.
+
+use serde_json::json;
+
+use super::{Ims, IssuedToken, Result};
+use crate::credentials::{new_secret_record, NewSecret};
+use crate::developer::{
+    self, Project, Service, ServiceRequest, Workspace, CONSOLE_API_SCOPE, DEFAULT_WORKSPACE,
+    MANAGE_SECRETS_SCOPE, READ_SECRETS_SCOPE,
+};
+use crate::directory::{AdminRole, Group, GroupKind, ProductInstance};
+use crate::error::Error;
+use crate::model::{ClientSecretRecord, ClientType, Context, OAuthClient, Organization};
+use crate::secret::Secret;
+use crate::Now;
+
+/// Who calls the Developer Console (API or pages).
+#[derive(Clone, Debug)]
+pub struct ConsoleCaller {
+    pub org_id: String,
+    /// `admin:<email>` or `client:<client id>`, for the audit log and `who_created`.
+    pub actor: String,
+    /// Holds the system administrator role (a person only): may subscribe credentials to the
+    /// services that administer the whole organisation.
+    pub system_admin: bool,
+    /// A technical account: what it may do with secrets follows its scopes.
+    technical_scopes: Option<Vec<String>>,
+}
+
+impl ConsoleCaller {
+    /// A person signed in to the console, already known to hold a role.
+    pub fn person(org_id: &str, email: &str, system_admin: bool) -> Self {
+        ConsoleCaller {
+            org_id: org_id.to_owned(),
+            actor: format!("admin:{email}"),
+            system_admin,
+            technical_scopes: None,
+        }
+    }
+
+    fn may(&self, scope: &str) -> Result<()> {
+        match &self.technical_scopes {
+            Some(scopes) if !scopes.iter().any(|s| s == scope) => {
+                Err(Error::InsufficientScope(scope.to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A credential as the console shows it.
+#[derive(Clone, Debug)]
+pub struct Integration {
+    pub client: OAuthClient,
+    /// Project id, workspace id and description, for credentials created in a workspace.
+    pub placement: Option<(String, String, String)>,
+    pub services: Vec<Service>,
+    /// The product profiles it holds, with their product instances.
+    pub profiles: Vec<LicenseConfig>,
+    pub secrets: Vec<ClientSecretRecord>,
+}
+
+/// A product profile offered as a service's license config.
+#[derive(Clone, Debug)]
+pub struct LicenseConfig {
+    pub profile: Group,
+    pub instance: ProductInstance,
+}
+
+/// A secret in a listing: its value only the first time it is shown.
+#[derive(Clone, Debug)]
+pub struct ListedSecret {
+    pub record: ClientSecretRecord,
+    pub value: Option<Secret>,
+}
+
+/// A credential just created, and where.
+#[derive(Clone, Debug)]
+pub struct CreatedCredential {
+    pub integration: Integration,
+    pub project: Project,
+    pub workspace: Workspace,
+    pub subscribed: Vec<String>,
+}
+
+/// What a subscription request resolves to before anything is written.
+struct Subscription {
+    services: Vec<Service>,
+    profiles: Vec<(LicenseConfig, bool)>,
+}
+
+fn unshown_label(secret_id: &str) -> String {
+    format!("client-secret:{secret_id}")
+}
+
+impl Ims {
+    /// Who is calling the Developer Console API with this token and `x-api-key`.
+    pub async fn console_caller(
+        &self,
+        token: &str,
+        api_key: Option<&str>,
+        now: Now,
+    ) -> Result<ConsoleCaller> {
+        let valid = self.validate_access_token(token, now).await?;
+        if api_key != Some(valid.client_id.as_str()) {
+            return Err(Error::Forbidden(
+                "x-api-key must be the client id the access token was issued to".into(),
+            ));
+        }
+        if valid.client.client_type == ClientType::TechnicalAccount {
+            valid.require_scope(CONSOLE_API_SCOPE)?;
+            return Ok(ConsoleCaller {
+                org_id: valid.org_id.clone(),
+                actor: format!("client:{}", valid.client_id),
+                system_admin: false,
+                technical_scopes: Some(valid.scopes().map(str::to_owned).collect()),
+            });
+        }
+        let user_id = valid
+            .claims
+            .get("user_id")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| Error::InvalidToken("token names no user".into()))?;
+        let admin = self.administrator(user_id, &valid.client_id).await?;
+        if !(admin.holds(AdminRole::SystemAdmin) || admin.holds(AdminRole::Developer)) {
+            return Err(Error::Forbidden(
+                "the Developer Console needs the developer or system administrator role".into(),
+            ));
+        }
+        Ok(ConsoleCaller {
+            org_id: admin.org_id.clone(),
+            actor: admin.actor.clone(),
+            system_admin: admin.holds(AdminRole::SystemAdmin),
+            technical_scopes: None,
+        })
+    }
+
+    /// The caller's organisation, named in a path by its numeric id or its `...@AdobeOrg` code.
+    pub async fn console_org(&self, caller: &ConsoleCaller, named: &str) -> Result<Organization> {
+        let org = self.organization(&caller.org_id).await?;
+        if org.numeric_id.to_string() == named || org.org_id == named {
+            return Ok(org);
+        }
+        Err(Error::Forbidden(format!(
+            "organisation {:?} is not the caller's",
+            named.chars().take(64).collect::<String>()
+        )))
+    }
+
+    pub async fn console_projects(&self, org: &Organization) -> Result<Vec<Project>> {
+        Ok(self.store.projects(&org.org_id).await?)
+    }
+
+    pub async fn console_project(&self, org: &Organization, project_id: &str) -> Result<Project> {
+        self.store
+            .project(&org.org_id, project_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no project {project_id:?} in this organisation")))
+    }
+
+    /// A workspace of a project of the organisation.
+    pub async fn console_workspace(
+        &self,
+        org: &Organization,
+        project_id: &str,
+        workspace_id: &str,
+    ) -> Result<(Project, Workspace)> {
+        let project = self.console_project(org, project_id).await?;
+        let workspace = self
+            .store
+            .workspaces(&project.id)
+            .await?
+            .into_iter()
+            .find(|w| w.id == workspace_id)
+            .ok_or_else(|| Error::NotFound(format!("no workspace {workspace_id:?} in this project")))?;
+        Ok((project, workspace))
+    }
+
+    pub async fn console_workspaces(&self, project: &Project) -> Result<Vec<Workspace>> {
+        Ok(self.store.workspaces(&project.id).await?)
+    }
+
+    /// A new project (built by [`Project::new`] for the caller's organisation) with its
+    /// default workspace.
+    pub async fn create_project(&self, project: Project, ctx: &Context) -> Result<(Project, Workspace)> {
+        let workspace = Workspace::new(&project.id, DEFAULT_WORKSPACE, DEFAULT_WORKSPACE, "", ctx.now)?;
+        let event = ctx.event(
+            "project.create",
+            &project.id,
+            "success",
+            json!({"name": project.name, "title": project.title, "workspace_id": workspace.id}),
+        );
+        self.store
+            .create_project(&project, &workspace, &event)
+            .await
+            .map_err(|e| conflict_as(e, format!("a project named {:?} exists already", project.name)))?;
+        Ok((project, workspace))
+    }
+
+    pub async fn create_workspace(
+        &self,
+        org: &Organization,
+        project_id: &str,
+        name: &str,
+        title: &str,
+        description: &str,
+        ctx: &Context,
+    ) -> Result<Workspace> {
+        let project = self.console_project(org, project_id).await?;
+        let workspace = Workspace::new(&project.id, name, title, description, ctx.now)?;
+        let event = ctx.event(
+            "workspace.create",
+            &workspace.id,
+            "success",
+            json!({"project_id": project.id, "name": workspace.name}),
+        );
+        self.store
+            .create_workspace(&workspace, &event)
+            .await
+            .map_err(|e| {
+                conflict_as(
+                    e,
+                    format!("the project has a workspace named {:?}", workspace.name),
+                )
+            })?;
+        Ok(workspace)
+    }
+
+    /// The product profiles a service offers as license configs: those of the product
+    /// instances of its product context.
+    pub async fn license_configs(&self, org: &Organization, service: Service) -> Result<Vec<LicenseConfig>> {
+        let Some(context) = service.product_context else {
+            return Ok(Vec::new());
+        };
+        let instances: Vec<ProductInstance> = self
+            .store
+            .product_instances(&org.org_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.product_context == context)
+            .collect();
+        let mut out = Vec::new();
+        for (group, _) in self.store.groups(&org.org_id).await? {
+            if group.kind != GroupKind::ProductProfile {
+                continue;
+            }
+            if let Some(instance) = instances.iter().find(|i| Some(i.id) == group.product_instance_id) {
+                out.push(LicenseConfig {
+                    profile: group,
+                    instance: instance.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves a subscription request whole, or refuses it whole.
+    async fn resolve(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        requests: &[ServiceRequest],
+    ) -> Result<Subscription> {
+        let mut services = Vec::new();
+        let mut profiles = Vec::new();
+        for req in requests {
+            let service = req.service()?;
+            if service.system_admin_only && !caller.system_admin {
+                return Err(Error::Forbidden(format!(
+                    "only a system administrator may subscribe a credential to the {}",
+                    service.name
+                )));
+            }
+            let ops = req.license_configs.as_deref().unwrap_or_default();
+            if !ops.is_empty() {
+                let offered = self.license_configs(org, service).await?;
+                if offered.is_empty() && service.product_context.is_none() {
+                    return Err(Error::invalid_request(format!(
+                        "the {} has no license configs",
+                        service.name
+                    )));
+                }
+                for op in ops {
+                    let config = offered
+                        .iter()
+                        .find(|c| c.profile.id.to_string() == op.id)
+                        .ok_or_else(|| {
+                            Error::invalid_request(format!(
+                                "license config {:?} is not a product profile of the {}",
+                                op.id.chars().take(32).collect::<String>(),
+                                service.name
+                            ))
+                        })?;
+                    if op
+                        .product_id
+                        .as_deref()
+                        .is_some_and(|p| p != config.instance.id.to_string())
+                    {
+                        return Err(Error::invalid_request(format!(
+                            "license config {} belongs to product {}, not {:?}",
+                            op.id,
+                            config.instance.id,
+                            op.product_id.as_deref().unwrap_or_default()
+                        )));
+                    }
+                    profiles.push((config.clone(), op.adds()?));
+                }
+            }
+            if !services.contains(&service) {
+                services.push(service);
+            }
+        }
+        Ok(Subscription { services, profiles })
+    }
+
+    /// An OAuth Server-to-Server credential in a workspace (or, with `placement` `None`, in a
+    /// new project of its own, as the vendor's organisation-level form does), subscribed to
+    /// `requests`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_console_credential(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        placement: Option<(Project, Workspace)>,
+        name: &str,
+        description: &str,
+        requests: &[ServiceRequest],
+        ctx: &Context,
+    ) -> Result<CreatedCredential> {
+        developer::check_text("a credential description", description, 1000)?;
+        let sub = self.resolve(caller, org, requests).await?;
+        let scopes = developer::scopes_with(&[], &sub.services);
+        let client =
+            OAuthClient::new_technical_account(&org.org_id, name, scopes, &self.settings.domain, ctx.now)?;
+        let (project, workspace) = match placement {
+            Some(p) => p,
+            None => {
+                let project_name = project_name_for(&client.name);
+                let title: String = client.name.chars().take(45).collect();
+                let project = Project::new(
+                    &org.org_id,
+                    &project_name,
+                    &title,
+                    description,
+                    "default",
+                    &caller.actor,
+                    ctx.now,
+                )?;
+                self.create_project(project, ctx).await?
+            }
+        };
+        let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
+        let sealed = self
+            .master
+            .seal(&unshown_label(&record.secret_id), secret.expose().as_bytes())?;
+        let codes: Vec<String> = sub.services.iter().map(|s| s.code.to_owned()).collect();
+        let given: Vec<i64> = sub
+            .profiles
+            .iter()
+            .filter(|(_, add)| *add)
+            .map(|(c, _)| c.profile.id)
+            .collect();
+        let event = ctx.event(
+            "credential.create",
+            &client.client_id,
+            "success",
+            json!({
+                "name": client.name,
+                "technical_account_id": client.technical_account_id,
+                "project_id": project.id,
+                "workspace_id": workspace.id,
+                "services": codes,
+                "profiles": sub.profiles.iter().filter(|(_, add)| *add).map(|(c, _)| &c.profile.name).collect::<Vec<_>>(),
+                "scopes": client.scopes,
+                "secret_id": record.secret_id,
+            }),
+        );
+        self.store
+            .create_technical_account(
+                &client,
+                &record,
+                Some(&sealed),
+                Some((&workspace.id, description)),
+                &codes,
+                &given,
+                &event,
+            )
+            .await?;
+        drop(secret);
+        let integration = self.integration(org, &client.client_id).await?;
+        Ok(CreatedCredential {
+            integration,
+            project,
+            workspace,
+            subscribed: codes,
+        })
+    }
+
+    /// The organisation's technical account credentials (console-made or not), oldest first.
+    pub async fn integrations(&self, org: &Organization) -> Result<Vec<OAuthClient>> {
+        Ok(self
+            .store
+            .clients(&org.org_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.client_type == ClientType::TechnicalAccount)
+            .collect())
+    }
+
+    /// One credential of the organisation with what the console shows of it.
+    pub async fn integration(&self, org: &Organization, client_id: &str) -> Result<Integration> {
+        let client = self
+            .store
+            .client(client_id)
+            .await?
+            .filter(|c| c.org_id == org.org_id && c.client_type == ClientType::TechnicalAccount)
+            .ok_or_else(|| Error::NotFound(format!("no credential {client_id:?} in this organisation")))?;
+        let services = self
+            .store
+            .credential_services(client_id)
+            .await?
+            .iter()
+            .filter_map(|code| Service::by_code(code))
+            .collect();
+        let held = self.store.credential_profiles(client_id, None).await?;
+        let mut profiles = Vec::new();
+        for service in Service::ALL {
+            for config in self.license_configs(org, service).await? {
+                if held.iter().any(|h| h.profile == config.profile.name) {
+                    profiles.push(config);
+                }
+            }
+        }
+        Ok(Integration {
+            placement: self.store.credential_placement(client_id).await?,
+            secrets: self.store.secrets(client_id).await?,
+            client,
+            services,
+            profiles,
+        })
+    }
+
+    /// The credentials of a workspace.
+    pub async fn workspace_integrations(
+        &self,
+        org: &Organization,
+        workspace: &Workspace,
+    ) -> Result<Vec<Integration>> {
+        let mut out = Vec::new();
+        for client_id in self.store.workspace_credentials(&workspace.id).await? {
+            out.push(self.integration(org, &client_id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Subscribes a credential to services, giving or taking product profiles; answers the
+    /// services it is subscribed to afterwards. Refused whole on any bad part.
+    pub async fn subscribe_credential(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        client_id: &str,
+        requests: &[ServiceRequest],
+        ctx: &Context,
+    ) -> Result<Vec<String>> {
+        let integration = self.integration(org, client_id).await?;
+        let sub = self.resolve(caller, org, requests).await?;
+        let scopes = developer::scopes_with(&integration.client.scopes, &sub.services);
+        let codes: Vec<String> = sub.services.iter().map(|s| s.code.to_owned()).collect();
+        let names = |add: bool| -> Vec<&str> {
+            sub.profiles
+                .iter()
+                .filter(|(_, a)| *a == add)
+                .map(|(c, _)| c.profile.name.as_str())
+                .collect()
+        };
+        let event = ctx.event(
+            "credential.subscribe",
+            client_id,
+            "success",
+            json!({"services": codes, "profiles_added": names(true), "profiles_removed": names(false), "scopes": scopes}),
+        );
+        let ops: Vec<(i64, bool)> = sub.profiles.iter().map(|(c, add)| (c.profile.id, *add)).collect();
+        self.store
+            .subscribe(client_id, &codes, &scopes, &ops, ctx.now, &[event])
+            .await?;
+        Ok(self.store.credential_services(client_id).await?)
+    }
+
+    /// The credential's secrets; a secret never shown before is shown now, once.
+    pub async fn credential_secrets(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        client_id: &str,
+        ctx: &Context,
+    ) -> Result<(OAuthClient, Vec<ListedSecret>)> {
+        caller.may(READ_SECRETS_SCOPE)?;
+        let integration = self.integration(org, client_id).await?;
+        let taken = self.store.take_unshown_secrets(client_id).await?;
+        let mut shown = Vec::new();
+        let mut listed = Vec::with_capacity(integration.secrets.len());
+        for record in integration.secrets {
+            let value = match taken.iter().find(|(id, _)| *id == record.secret_id) {
+                Some((id, sealed)) => {
+                    let plain = self.master.open(&unshown_label(id), sealed)?;
+                    shown.push(id.clone());
+                    Some(Secret::new(String::from_utf8_lossy(&plain).into_owned()))
+                }
+                None => None,
+            };
+            listed.push(ListedSecret { record, value });
+        }
+        if !shown.is_empty() {
+            let event = ctx.event(
+                "credential.secret.show",
+                client_id,
+                "success",
+                json!({"secret_ids": shown}),
+            );
+            self.store.append_audit(&event).await?;
+        }
+        Ok((integration.client, listed))
+    }
+
+    /// Adds a secret (rotation: add, move the integration, then remove the old one).
+    pub async fn add_credential_secret(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        client_id: &str,
+        ctx: &Context,
+    ) -> Result<NewSecret> {
+        caller.may(MANAGE_SECRETS_SCOPE)?;
+        self.integration(org, client_id).await?;
+        crate::credentials::Credentials::for_org(self.store.clone(), &self.settings.domain, &org.org_id)
+            .add_secret(client_id, None, ctx)
+            .await
+    }
+
+    /// Removes a secret: the token endpoint refuses it at once. The last secret stays: a
+    /// credential without one could never be used again (disable or delete it instead).
+    pub async fn remove_credential_secret(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        client_id: &str,
+        secret_id: &str,
+        ctx: &Context,
+    ) -> Result<()> {
+        caller.may(MANAGE_SECRETS_SCOPE)?;
+        let integration = self.integration(org, client_id).await?;
+        if !integration.secrets.iter().any(|s| s.secret_id == secret_id) {
+            return Err(Error::NotFound(format!(
+                "the credential has no secret {secret_id:?}"
+            )));
+        }
+        if integration.secrets.len() == 1 {
+            return Err(Error::Conflict(
+                "this is the credential's only secret: add a new one first, or delete the credential".into(),
+            ));
+        }
+        crate::credentials::Credentials::for_org(self.store.clone(), &self.settings.domain, &org.org_id)
+            .remove_secret(client_id, secret_id, ctx)
+            .await
+    }
+
+    /// Deletes a credential: its secrets stop working and its tokens stop validating at once
+    /// (offline verifiers such as instances stop at the tokens' expiry, at most
+    /// `access_token_secs`). Answers where it was.
+    pub async fn delete_console_credential(
+        &self,
+        org: &Organization,
+        client_id: &str,
+        ctx: &Context,
+    ) -> Result<Option<(String, String)>> {
+        let integration = self.integration(org, client_id).await?;
+        let event = ctx.event(
+            "credential.delete",
+            client_id,
+            "success",
+            json!({
+                "name": integration.client.name,
+                "technical_account_id": integration.client.technical_account_id,
+                "project_id": integration.placement.as_ref().map(|p| &p.0),
+                "workspace_id": integration.placement.as_ref().map(|p| &p.1),
+            }),
+        );
+        if !self.store.delete_client(client_id, &event).await? {
+            return Err(Error::NotFound(format!(
+                "no credential {client_id:?} in this organisation"
+            )));
+        }
+        Ok(integration.placement.map(|(p, w, _)| (p, w)))
+    }
+
+    /// A test access token for a credential, as the console's "generate access token" button
+    /// gives: every scope the credential may request. Audited like any token.
+    pub async fn console_test_token(
+        &self,
+        org: &Organization,
+        client_id: &str,
+        ctx: &Context,
+    ) -> Result<IssuedToken> {
+        let integration = self.integration(org, client_id).await?;
+        let client = integration.client;
+        if client.disabled {
+            return Err(Error::Conflict("the credential is disabled".into()));
+        }
+        let issued = self
+            .issue_access_token(
+                &client,
+                &client.technical_account_id,
+                client.scopes.clone(),
+                ctx.now,
+            )
+            .await?;
+        let event = ctx.event(
+            "token.issue",
+            &client.client_id,
+            "success",
+            json!({"grant_type": "console", "token_id": issued.token_id}),
+        );
+        self.store.append_audit(&event).await?;
+        Ok(issued)
+    }
+}
+
+/// A project name for a credential created at organisation level: its name's usable
+/// characters and a random suffix, so two credentials of one name get two projects.
+fn project_name_for(credential: &str) -> String {
+    let stem: String = credential
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(30)
+        .collect();
+    let stem = if stem.len() < 3 {
+        "integration".to_owned()
+    } else {
+        stem
+    };
+    format!("{stem}-{}", crate::secret::random_hex(3))
+}
+
+fn conflict_as(e: crate::error::StoreError, message: String) -> Error {
+    match e {
+        crate::error::StoreError::Conflict(_) => Error::Conflict(message),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organisation_level_credentials_get_a_valid_project_name() {
+        for name in [
+            "Campaign sync",
+            "ü",
+            "--x",
+            "a very long credential name that goes on and on",
+            "ok_name",
+        ] {
+            let p = project_name_for(name);
+            developer::check_name("project", &p).unwrap_or_else(|e| panic!("{name:?} -> {p:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn technical_accounts_need_the_secret_scopes_and_people_do_not() {
+        let tech = ConsoleCaller {
+            org_id: "O".into(),
+            actor: "client:x".into(),
+            system_admin: false,
+            technical_scopes: Some(vec![CONSOLE_API_SCOPE.into(), READ_SECRETS_SCOPE.into()]),
+        };
+        tech.may(READ_SECRETS_SCOPE).unwrap();
+        assert!(matches!(
+            tech.may(MANAGE_SECRETS_SCOPE),
+            Err(Error::InsufficientScope(_))
+        ));
+        let person = ConsoleCaller::person("O", "dev@example.com", false);
+        person.may(MANAGE_SECRETS_SCOPE).unwrap();
+    }
+}
