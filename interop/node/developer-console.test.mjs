@@ -1,6 +1,7 @@
 // The Developer Console in headless Chromium: a developer signs in through the IMS sign-in pages,
 // creates a project, adds the Campaign API with an OAuth Server-to-Server credential and a
-// product profile, copies the curl command for a token, and running it returns a token.
+// product profile, copies the curl command for a token (running it returns a token) and the one
+// for a SOAP call with a test token (running it reaches the instance as the technical account).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -12,7 +13,7 @@ const developer = JSON.parse(fs.readFileSync(process.env.INTEROP_DEVELOPER, 'utf
 const profileName = process.env.INTEROP_UMAPI_PROFILE
 const run = Math.random().toString(16).slice(2, 10)
 
-test('a developer creates a project with the Campaign API and runs the copied curl command', async (t) => {
+test('a developer creates a project with the Campaign API and runs the copied curl commands', async (t) => {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH, headless: true, args: ['--no-sandbox'] })
   t.after(() => browser.close())
   const context = await browser.newContext({ ignoreHTTPSErrors: true })
@@ -53,6 +54,15 @@ test('a developer creates a project with the Campaign API and runs the copied cu
   assert.equal(body.token_type, 'bearer')
   const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1], 'base64url'))
   assert.equal(claims.client_id, clientId)
+
+  // A test token, and the SOAP call to the instance the profile grants, run as copied.
+  await page.click('#generate-token button[type=submit]')
+  await page.click('button[data-copy=soap-curl-1]')
+  const soap = await page.evaluate(() => navigator.clipboard.readText())
+  assert.match(soap, /soaprouter\.jsp/)
+  const answer = execFileSync('sh', ['-c', `${soap} --cacert "$CA"`], { env: { ...process.env, CA: process.env.NODE_EXTRA_CA_CERTS } }).toString()
+  assert.match(answer, /GetUserInfoResponse/, answer)
+  assert.ok(answer.includes(claims.email), 'the instance knows the technical account by its email')
 
   // Shown once: a reload no longer shows the secret.
   await page.reload()

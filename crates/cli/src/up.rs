@@ -129,6 +129,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             ims_identity::directory::CAMPAIGN_PRODUCT_CONTEXT,
             &s.up.name,
             &format!("Campaign ({})", s.up.name),
+            &s.up.url,
             ims_identity::Now::system(),
         )
         .await?;

@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use ims_campaign::time::iso8601;
 use ims_identity::developer::{Project, Service, ServiceRequest, Workspace};
 use ims_identity::model::{ClientSecretRecord, Organization};
-use ims_identity::service::developer::{ConsoleCaller, Integration, LicenseConfig, ListedSecret};
+use ims_identity::service::developer::{
+    ConsoleCaller, CreatedCredential, Integration, LicenseConfig, ListedSecret,
+};
 use ims_identity::{Error, Now};
 
 use crate::error::{bearer_challenge, no_store};
@@ -152,12 +154,7 @@ impl FromRequestParts<AppState> for Caller {
         let meta = Meta::from_request_parts(parts, app)
             .await
             .unwrap_or_else(|never| match never {});
-        let token = crate::oauth::bearer_token(&parts.headers, &parts.uri)?;
-        let api_key = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        let (token, api_key) = crate::oauth::bearer_and_api_key(parts)?;
         let caller = app.ims.console_caller(&token, api_key, meta.now).await?;
         Ok(Caller(caller, meta))
     }
@@ -456,19 +453,7 @@ async fn create_in_workspace(
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
     let placement = app.ims.console_workspace(&org, &project, &workspace).await?;
-    let req: NewCredential = json_body(&body)?;
-    let made = app
-        .ims
-        .create_console_credential(
-            &caller.0,
-            &org,
-            Some(placement),
-            &req.name,
-            req.description.as_deref().unwrap_or_default(),
-            req.services.as_deref().unwrap_or_default(),
-            &caller.ctx(),
-        )
-        .await?;
+    let made = create_credential(&app, &caller, &org, Some(placement), &body).await?;
     let id = &made.integration.client.client_id;
     ok(
         StatusCode::OK,
@@ -476,6 +461,7 @@ async fn create_in_workspace(
     )
 }
 
+/// The organisation-level form: the credential comes with a project of its own.
 async fn create_integration(
     State(app): State<AppState>,
     caller: Caller,
@@ -483,19 +469,7 @@ async fn create_integration(
     Body(body, _): Body<ConsoleError>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let req: NewCredential = json_body(&body)?;
-    let made = app
-        .ims
-        .create_console_credential(
-            &caller.0,
-            &org,
-            None,
-            &req.name,
-            req.description.as_deref().unwrap_or_default(),
-            req.services.as_deref().unwrap_or_default(),
-            &caller.ctx(),
-        )
-        .await?;
+    let made = create_credential(&app, &caller, &org, None, &body).await?;
     let c = &made.integration.client;
     ok(
         StatusCode::CREATED,
@@ -509,6 +483,28 @@ async fn create_integration(
             "subscriptionResult": {"sdkList": made.subscribed, "errorList": []},
         }),
     )
+}
+
+async fn create_credential(
+    app: &AppState,
+    caller: &Caller,
+    org: &Organization,
+    placement: Option<(Project, Workspace)>,
+    body: &[u8],
+) -> Result<CreatedCredential, ConsoleError> {
+    let req: NewCredential = json_body(body)?;
+    Ok(app
+        .ims
+        .create_console_credential(
+            &caller.0,
+            org,
+            placement,
+            &req.name,
+            req.description.as_deref().unwrap_or_default(),
+            req.services.as_deref().unwrap_or_default(),
+            &caller.ctx(),
+        )
+        .await?)
 }
 
 async fn subscribe_body(
@@ -578,7 +574,7 @@ async fn delete_in_workspace(
     let org = caller.org(&app, &org).await?;
     in_workspace(&app, &org, &project, &workspace, &credential).await?;
     app.ims
-        .delete_console_credential(&org, &credential, &caller.ctx())
+        .delete_console_credential(&caller.0, &org, &credential, &caller.ctx())
         .await?;
     ok(
         StatusCode::OK,
@@ -594,7 +590,7 @@ async fn delete_integration(
     let org = caller.org(&app, &org).await?;
     let placement = app
         .ims
-        .delete_console_credential(&org, &credential, &caller.ctx())
+        .delete_console_credential(&caller.0, &org, &credential, &caller.ctx())
         .await?;
     ok(
         StatusCode::OK,

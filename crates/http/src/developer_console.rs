@@ -150,6 +150,19 @@ struct ServiceChoice {
     allowed: bool,
 }
 
+/// Every service, and whether this caller may add it.
+fn service_choices(system_admin: bool) -> Vec<ServiceChoice> {
+    Service::ALL
+        .iter()
+        .map(|s| ServiceChoice {
+            code: s.code,
+            name: s.name,
+            description: s.description,
+            allowed: system_admin || !s.system_admin_only,
+        })
+        .collect()
+}
+
 struct ProfileChoice {
     id: String,
     name: String,
@@ -192,15 +205,7 @@ async fn project(State(app): State<AppState>, dev: Developer, Path(id): Path<Str
             shell: dev.signed().shell(),
             workspace: workspaces.first().map(|w| w.name.clone()).unwrap_or_default(),
             credentials,
-            services: Service::ALL
-                .iter()
-                .map(|s| ServiceChoice {
-                    code: s.code,
-                    name: s.name,
-                    description: s.description,
-                    allowed: system || !s.system_admin_only,
-                })
-                .collect(),
+            services: service_choices(system),
             profiles: configs
                 .into_iter()
                 .map(|c| ProfileChoice {
@@ -324,7 +329,8 @@ struct CredentialPage {
     secrets: Vec<SecretRow>,
     token_curl: String,
     test_token: Option<String>,
-    soap_curl: String,
+    /// Per instance (its name, empty for the placeholder address), the command.
+    soap_curls: Vec<(String, String)>,
     subscribable: Vec<ServiceChoice>,
     profile_choices: Vec<ProfileChoice>,
 }
@@ -358,18 +364,45 @@ async fn credential_page(
         shown.as_deref().map_or_else(|| "\"$CLIENT_SECRET\"".to_owned(), sh),
         sh(&scope),
     );
-    let soap_curl = format!(
-        "curl -sS -X POST \"$INSTANCE_URL/nl/jsp/soaprouter.jsp\" -H {} -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: xtk:session#GetUserInfo' --data {}",
-        test_token
-            .as_deref()
-            .map_or_else(|| "\"Authorization: Bearer $ACCESS_TOKEN\"".to_owned(), |t| sh(&format!("Authorization: Bearer {t}"))),
-        sh(SOAP_SAMPLE),
+    let authorization = test_token.as_deref().map_or_else(
+        || "\"Authorization: Bearer $ACCESS_TOKEN\"".to_owned(),
+        |t| sh(&format!("Authorization: Bearer {t}")),
     );
+    let soap_curl = |router: &str| {
+        format!(
+            "curl -sS -X POST {router} -H {authorization} -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: xtk:session#GetUserInfo' --data {}",
+            sh(SOAP_SAMPLE),
+        )
+    };
     let system = dev.signed().shell().system;
     let campaign = Service::by_code(ims_identity::developer::CAMPAIGN_SERVICE);
     let configs = match campaign {
         Some(c) => app.ims.license_configs(org, c).await.unwrap_or_default(),
         None => Vec::new(),
+    };
+    // The instances its profiles grant, else every Campaign instance; addresses as they said.
+    let granted = if i.profiles.is_empty() {
+        &configs
+    } else {
+        &i.profiles
+    };
+    let mut instances: Vec<(String, String)> = Vec::new();
+    for c in granted {
+        let known = instances.iter().any(|(name, _)| *name == c.instance.name);
+        if !known && !c.instance.url.is_empty() {
+            instances.push((c.instance.name.clone(), c.instance.url.clone()));
+        }
+    }
+    let soap_curls: Vec<(String, String)> = if instances.is_empty() {
+        vec![(
+            String::new(),
+            soap_curl("\"$INSTANCE_URL/nl/jsp/soaprouter.jsp\""),
+        )]
+    } else {
+        instances
+            .into_iter()
+            .map(|(name, url)| (name, soap_curl(&sh(&format!("{url}/nl/jsp/soaprouter.jsp")))))
+            .collect()
     };
     let mut shell = dev.signed().shell();
     shell.notice = notice;
@@ -395,16 +428,8 @@ async fn credential_page(
                 .collect(),
             token_curl,
             test_token,
-            soap_curl,
-            subscribable: Service::ALL
-                .iter()
-                .map(|s| ServiceChoice {
-                    code: s.code,
-                    name: s.name,
-                    description: s.description,
-                    allowed: system || !s.system_admin_only,
-                })
-                .collect(),
+            soap_curls,
+            subscribable: service_choices(system),
             profile_choices: configs
                 .into_iter()
                 .filter(|c| !i.profiles.iter().any(|h| h.profile.id == c.profile.id))
@@ -454,7 +479,7 @@ async fn credential_change(
     let mut added = None;
     let notice = match form.text("action").as_str() {
         "token" => {
-            let issued = or_page!(app.ims.console_test_token(&org, &id, &ctx).await, dev);
+            let issued = or_page!(app.ims.console_test_token(&who, &org, &id, &ctx).await, dev);
             token = Some(issued.access_token.expose().to_owned());
             format!(
                 "Test access token generated; it expires in {} s.",
@@ -487,7 +512,10 @@ async fn credential_change(
             return see_other(&here, vec![]);
         }
         "delete" => {
-            let placement = or_page!(app.ims.delete_console_credential(&org, &id, &ctx).await, dev);
+            let placement = or_page!(
+                app.ims.delete_console_credential(&who, &org, &id, &ctx).await,
+                dev
+            );
             return see_other(
                 &placement.map_or_else(
                     || "/admin/developer".to_owned(),

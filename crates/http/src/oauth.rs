@@ -85,6 +85,17 @@ pub(crate) async fn token(
 
 /// The bearer token of a request: `Authorization: Bearer` only (scheme case-insensitive); a token
 /// in the query string is refused, since URLs end up in logs and histories.
+/// The bearer token and the `x-api-key` header of an API call (the vendor's APIs take both).
+pub(crate) fn bearer_and_api_key(parts: &http::request::Parts) -> Result<(String, Option<&str>), Error> {
+    let token = bearer_token(&parts.headers, &parts.uri)?;
+    let api_key = parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    Ok((token, api_key))
+}
+
 pub(crate) fn bearer_token(headers: &HeaderMap, uri: &Uri) -> Result<String, Error> {
     if let Some(q) = uri.query() {
         if url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token") {

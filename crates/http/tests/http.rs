@@ -4709,6 +4709,7 @@ mod umapi {
             "dma_campaign_classic",
             "marketing",
             "Campaign",
+            "https://127.0.0.1:1",
             Now::system(),
         )
         .await
@@ -6274,6 +6275,36 @@ mod developer {
         assert_eq!(list["sdkList"].as_array().unwrap().len(), 3);
         let held = h.store.credential_profiles(id, None).await.unwrap();
         assert_eq!(held[0].profile, "campaign - marketing - Administrator");
+        // A developer cannot take, add or remove the secrets of a credential that opens the
+        // User Management API, nor delete it: that would hand them its powers.
+        let (token, key) = developer(&h, "dev@acme.test").await;
+        let dev = Api {
+            h: &h,
+            token,
+            key,
+            org: admin.org.clone(),
+        };
+        for (method, path) in [
+            (
+                "GET",
+                format!("/console/organizations/{{org}}/integrations/{id}/secrets"),
+            ),
+            (
+                "POST",
+                format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+            ),
+            (
+                "DELETE",
+                format!("/console/organizations/{{org}}/integrations/{id}"),
+            ),
+            (
+                "PUT",
+                format!("/console/organizations/{{org}}/credentials/oauth-server-to-server/{id}/services"),
+            ),
+        ] {
+            let (status, body) = dev.call(method, &path, Some(json!([]))).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        }
         // Concurrent readers of a secret never shown: exactly one of them sees it.
         let path = format!("/console/organizations/{}/integrations/{id}/secrets", admin.org);
         let reads = futures_util::future::join_all(
@@ -6403,9 +6434,17 @@ mod developer {
             profile_body["projectedProductContext"][0]["prodCtx"]["label"],
             json!("campaign - marketing - Administrator")
         );
+        let text = html
+            .replace("&#x27;", "'")
+            .replace("&#39;", "'")
+            .replace("&quot;", "\"");
         assert!(
-            html.contains("Authorization: Bearer "),
+            text.contains(&format!("'Authorization: Bearer {token}'")),
             "the SOAP command carries the token"
+        );
+        assert!(
+            text.contains("'https://127.0.0.1:1/nl/jsp/soaprouter.jsp'"),
+            "and the address of the instance its profile grants"
         );
         let (status, headers, _) = page_as(
             &h,

@@ -156,6 +156,20 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Checks a project's or workspace's name, title and description; answers the title to keep
+/// (the name when none is given).
+fn checked<'a>(what: &str, name: &'a str, title: &'a str, description: &str) -> Result<&'a str> {
+    check_name(what, name)?;
+    let title = if title.trim().is_empty() {
+        name
+    } else {
+        title.trim()
+    };
+    check_text(&format!("a {what} title"), title, 45)?;
+    check_text(&format!("a {what} description"), description, 1000)?;
+    Ok(title)
+}
+
 /// A title or description: printable, bounded.
 pub fn check_text(what: &str, text: &str, max: usize) -> Result<()> {
     if text.chars().count() > max || text.chars().any(|c| c.is_control() && c != '\n') {
@@ -176,14 +190,7 @@ impl Project {
         who_created: &str,
         now: Now,
     ) -> Result<Self> {
-        check_name("project", name)?;
-        let title = if title.trim().is_empty() {
-            name
-        } else {
-            title.trim()
-        };
-        check_text("a project title", title, 45)?;
-        check_text("a project description", description, 1000)?;
+        let title = checked("project", name, title, description)?;
         let project_type = match project_type {
             "" | "default" => "default",
             "jaeger" => "jaeger",
@@ -209,14 +216,7 @@ impl Project {
 
 impl Workspace {
     pub fn new(project_id: &str, name: &str, title: &str, description: &str, now: Now) -> Result<Self> {
-        check_name("workspace", name)?;
-        let title = if title.trim().is_empty() {
-            name
-        } else {
-            title.trim()
-        };
-        check_text("a workspace title", title, 45)?;
-        check_text("a workspace description", description, 1000)?;
+        let title = checked("workspace", name, title, description)?;
         Ok(Workspace {
             id: new_id(),
             project_id: project_id.to_owned(),

@@ -20,6 +20,9 @@ pub struct ProductInstance {
     /// The instance's name, e.g. `marketing`.
     pub name: String,
     pub label: String,
+    /// Where the instance answers (its SOAP router is `{url}/nl/jsp/soaprouter.jsp`); empty
+    /// when it has not said.
+    pub url: String,
     pub created_at: Now,
 }
 

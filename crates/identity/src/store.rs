@@ -241,13 +241,15 @@ pub type UsersPage = (Vec<(User, Vec<String>)>, bool);
 /// Product instances, product profiles, user groups, memberships and administrator roles.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
-    /// The product instance of that context and name, created when missing.
+    /// The product instance of that context and name, created when missing; its label and
+    /// address are set to these.
     async fn ensure_product_instance(
         &self,
         org_id: &str,
         product_context: &str,
         name: &str,
         label: &str,
+        url: &str,
         now: Now,
     ) -> StoreResult<ProductInstance>;
     async fn product_instances(&self, org_id: &str) -> StoreResult<Vec<ProductInstance>>;

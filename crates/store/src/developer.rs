@@ -70,7 +70,8 @@ async fn add_service(tx: &mut AnyConnection, client_id: &str, code: &str, now: N
     Ok(())
 }
 
-async fn set_profile(
+/// Gives (`held`) or takes a product profile to a credential inside `tx`.
+pub(crate) async fn set_profile(
     tx: &mut AnyConnection,
     client_id: &str,
     group_id: i64,

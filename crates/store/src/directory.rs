@@ -51,6 +51,7 @@ fn instance_from(row: &AnyRow) -> StoreResult<ProductInstance> {
         product_context: get(row, "product_context")?,
         name: get(row, "name")?,
         label: get(row, "label")?,
+        url: get(row, "url")?,
         created_at: Now::from_millis(get(row, "created_at")?),
     })
 }
@@ -253,22 +254,24 @@ impl DirectoryStore for SqlStore {
         product_context: &str,
         name: &str,
         label: &str,
+        url: &str,
         now: Now,
     ) -> StoreResult<ProductInstance> {
         sqlx::query(
-            "INSERT INTO product_instances (org_id, product_context, name, label, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (org_id, product_context, name) DO NOTHING",
+            "INSERT INTO product_instances (org_id, product_context, name, label, url, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (org_id, product_context, name) DO UPDATE SET label = excluded.label, url = excluded.url",
         )
         .bind(org_id)
         .bind(product_context)
         .bind(name)
         .bind(label)
+        .bind(url)
         .bind(now.millis())
         .execute(&self.pool)
         .await
         .map_err(backend_error)?;
         let row = sqlx::query(
-            "SELECT instance_id, org_id, product_context, name, label, created_at FROM product_instances
+            "SELECT instance_id, org_id, product_context, name, label, url, created_at FROM product_instances
              WHERE org_id = $1 AND product_context = $2 AND name = $3",
         )
         .bind(org_id)
@@ -282,7 +285,7 @@ impl DirectoryStore for SqlStore {
 
     async fn product_instances(&self, org_id: &str) -> StoreResult<Vec<ProductInstance>> {
         let rows = sqlx::query(
-            "SELECT instance_id, org_id, product_context, name, label, created_at FROM product_instances
+            "SELECT instance_id, org_id, product_context, name, label, url, created_at FROM product_instances
              WHERE org_id = $1 ORDER BY product_context, name",
         )
         .bind(org_id)
@@ -615,20 +618,7 @@ impl DirectoryStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         let id = group_id(&mut tx, org_id, profile).await?;
-        let q = if held {
-            sqlx::query(
-                "INSERT INTO profile_credentials (group_id, client_id, added_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (group_id, client_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(client_id.to_owned())
-            .bind(now.millis())
-        } else {
-            sqlx::query("DELETE FROM profile_credentials WHERE group_id = $1 AND client_id = $2")
-                .bind(id)
-                .bind(client_id.to_owned())
-        };
-        q.execute(&mut *tx).await.map_err(unique_conflict)?;
+        crate::developer::set_profile(&mut tx, client_id, id, held, now).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }

@@ -1513,15 +1513,33 @@ async fn directory_on_both_backends() {
         let o = org.org_id.as_str();
         let marketing = f
             .store
-            .ensure_product_instance(o, CAMPAIGN_PRODUCT_CONTEXT, "marketing", "Marketing", now())
+            .ensure_product_instance(
+                o,
+                CAMPAIGN_PRODUCT_CONTEXT,
+                "marketing",
+                "Marketing",
+                "https://marketing.test",
+                now(),
+            )
             .await
             .unwrap();
         let again = f
             .store
-            .ensure_product_instance(o, CAMPAIGN_PRODUCT_CONTEXT, "marketing", "Marketing", now())
+            .ensure_product_instance(
+                o,
+                CAMPAIGN_PRODUCT_CONTEXT,
+                "marketing",
+                "Marketing",
+                "https://moved.test",
+                now(),
+            )
             .await
             .unwrap();
-        assert_eq!(marketing, again, "ensured once");
+        assert_eq!(
+            (marketing.id, again.url.as_str()),
+            (again.id, "https://moved.test"),
+            "ensured once, its address kept current"
+        );
         let mut profile = Group::product_profile(o, "campaign - marketing - admin", &marketing, now());
         profile.permissions = vec!["admin".into(), "export".into()];
         profile.license_quota = Some(5);

@@ -451,6 +451,31 @@ impl Ims {
         })
     }
 
+    /// A credential the caller may change or read secrets of. A credential subscribed to a
+    /// service only a system administrator may add (or holding its scope) is theirs alone:
+    /// otherwise a developer could take its secret and act with its powers.
+    async fn managed(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        client_id: &str,
+    ) -> Result<Integration> {
+        let integration = self.integration(org, client_id).await?;
+        let admin_only = integration.services.iter().any(|s| s.system_admin_only)
+            || Service::ALL
+                .iter()
+                .filter(|s| s.system_admin_only)
+                .flat_map(|s| s.scopes.iter())
+                .filter(|scope| !["openid", "AdobeID"].contains(scope))
+                .any(|scope| integration.client.scopes.iter().any(|have| have == scope));
+        if admin_only && !caller.system_admin {
+            return Err(Error::Forbidden(
+                "this credential opens an API only system administrators manage".into(),
+            ));
+        }
+        Ok(integration)
+    }
+
     /// The credentials of a workspace.
     pub async fn workspace_integrations(
         &self,
@@ -474,7 +499,7 @@ impl Ims {
         requests: &[ServiceRequest],
         ctx: &Context,
     ) -> Result<Vec<String>> {
-        let integration = self.integration(org, client_id).await?;
+        let integration = self.managed(caller, org, client_id).await?;
         let sub = self.resolve(caller, org, requests).await?;
         let scopes = developer::scopes_with(&integration.client.scopes, &sub.services);
         let codes: Vec<String> = sub.services.iter().map(|s| s.code.to_owned()).collect();
@@ -507,7 +532,7 @@ impl Ims {
         ctx: &Context,
     ) -> Result<(OAuthClient, Vec<ListedSecret>)> {
         caller.may(READ_SECRETS_SCOPE)?;
-        let integration = self.integration(org, client_id).await?;
+        let integration = self.managed(caller, org, client_id).await?;
         let taken = self.store.take_unshown_secrets(client_id).await?;
         let mut shown = Vec::new();
         let mut listed = Vec::with_capacity(integration.secrets.len());
@@ -543,7 +568,7 @@ impl Ims {
         ctx: &Context,
     ) -> Result<NewSecret> {
         caller.may(MANAGE_SECRETS_SCOPE)?;
-        self.integration(org, client_id).await?;
+        self.managed(caller, org, client_id).await?;
         crate::credentials::Credentials::for_org(self.store.clone(), &self.settings.domain, &org.org_id)
             .add_secret(client_id, None, ctx)
             .await
@@ -560,7 +585,7 @@ impl Ims {
         ctx: &Context,
     ) -> Result<()> {
         caller.may(MANAGE_SECRETS_SCOPE)?;
-        let integration = self.integration(org, client_id).await?;
+        let integration = self.managed(caller, org, client_id).await?;
         if !integration.secrets.iter().any(|s| s.secret_id == secret_id) {
             return Err(Error::NotFound(format!(
                 "the credential has no secret {secret_id:?}"
@@ -581,11 +606,12 @@ impl Ims {
     /// `access_token_secs`). Answers where it was.
     pub async fn delete_console_credential(
         &self,
+        caller: &ConsoleCaller,
         org: &Organization,
         client_id: &str,
         ctx: &Context,
     ) -> Result<Option<(String, String)>> {
-        let integration = self.integration(org, client_id).await?;
+        let integration = self.managed(caller, org, client_id).await?;
         let event = ctx.event(
             "credential.delete",
             client_id,
@@ -609,11 +635,12 @@ impl Ims {
     /// gives: every scope the credential may request. Audited like any token.
     pub async fn console_test_token(
         &self,
+        caller: &ConsoleCaller,
         org: &Organization,
         client_id: &str,
         ctx: &Context,
     ) -> Result<IssuedToken> {
-        let integration = self.integration(org, client_id).await?;
+        let integration = self.managed(caller, org, client_id).await?;
         let client = integration.client;
         if client.disabled {
             return Err(Error::Conflict("the credential is disabled".into()));

@@ -1,6 +1,6 @@
 -- Developer Console projects and their workspaces; where each technical account credential
 -- sits, which services (APIs) it is subscribed to; a console credential's first secret kept
--- sealed until it is shown once.
+-- sealed until it is shown once; where each product instance answers.
 CREATE TABLE projects (
     project_id   TEXT PRIMARY KEY,
     org_id       TEXT NOT NULL REFERENCES organizations(org_id),
@@ -38,3 +38,5 @@ CREATE TABLE credential_services (
 );
 
 ALTER TABLE client_secrets ADD COLUMN unshown TEXT;
+
+ALTER TABLE product_instances ADD COLUMN url TEXT NOT NULL DEFAULT '';
