@@ -110,7 +110,20 @@ impl IntoResponse for ConsoleError {
                 no_store(&mut resp);
                 return resp;
             }
-            Error::Forbidden(_) | Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "403003"),
+            Error::InsufficientScope(scope) => {
+                let mut resp = (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({"error_code": "403003", "message": self.0.to_string()})),
+                )
+                    .into_response();
+                let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+                if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                }
+                no_store(&mut resp);
+                return resp;
+            }
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "403003"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "404001"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "409001"),
             Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "400001"),

@@ -6188,6 +6188,11 @@ mod developer {
                 .await;
             assert_eq!(status, StatusCode::NOT_FOUND);
 
+            let audit = serde_json::to_string(&h.audit("").await).unwrap();
+            assert!(
+                !audit.contains(&secret) && !audit.contains(&second),
+                "{db:?}: no secret in the audit log"
+            );
             let actions: Vec<String> = h.audit("").await.iter().map(|e| e.action.clone()).collect();
             for a in [
                 "project.create",
@@ -6457,5 +6462,123 @@ mod developer {
         assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, project));
         let (status, _, _) = h.cc(&id, &secret, &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    /// Every route of the Developer Console API, with a harmless request for each.
+    fn console_routes(org: &str) -> Vec<(&'static str, String)> {
+        let o = format!("/console/organizations/{org}");
+        let w = format!("{o}/projects/1/workspaces/2");
+        vec![
+            ("GET", "/console/organizations".to_owned()),
+            ("GET", format!("{o}/projects")),
+            ("POST", format!("{o}/projects")),
+            ("GET", format!("{o}/projects/1")),
+            ("GET", format!("{o}/projects/1/workspaces")),
+            ("POST", format!("{o}/projects/1/workspaces")),
+            ("GET", w.clone()),
+            ("GET", format!("{w}/credentials")),
+            ("POST", format!("{w}/credentials/oauth-server-to-server")),
+            (
+                "PUT",
+                format!("{w}/credentials/oauth_server_to_server/3/services"),
+            ),
+            ("DELETE", format!("{w}/credentials/3")),
+            ("GET", format!("{w}/download")),
+            ("POST", format!("{o}/credentials/oauth-server-to-server")),
+            (
+                "PUT",
+                format!("{o}/credentials/oauth-server-to-server/3/services"),
+            ),
+            ("GET", format!("{o}/credentials/3/secrets")),
+            ("POST", format!("{o}/credentials/3/secrets")),
+            ("DELETE", format!("{o}/credentials/3/secrets/4")),
+            ("GET", format!("{o}/projects_workspaces/credentials/3")),
+            ("GET", format!("{o}/services")),
+            ("GET", format!("{o}/integrations")),
+            ("GET", format!("{o}/integrations/3")),
+            ("DELETE", format!("{o}/integrations/3")),
+            ("GET", format!("{o}/integrations/3/secrets")),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_console_route_denies_by_default() {
+        let h = harness().await;
+        let org = numeric_org(&h).await;
+        h.person("nobody@acme.test").await;
+        let (person, person_key) = person_token(&h, "nobody@acme.test", PASSWORD).await;
+        let (dev, dev_key) = developer(&h, "dev@acme.test").await;
+        let bare = h.credential(&["openid", "AdobeID"]).await;
+        let bare_token = h.token(&bare, "openid").await;
+        let audit_before = h.audit("").await.len();
+        for (method, path) in console_routes(&org) {
+            let body = Some("{}");
+            let (status, headers, _) = h.call(req(method, &path, None, None, body)).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without a token"
+            );
+            assert!(headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token"));
+            let (status, _, _) = h.call(req(method, &path, Some("garbage"), Some("x"), body)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with garbage");
+            let (status, _, _) = h
+                .call(req(method, &path, Some(&person), Some(&person_key), body))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} as a person without the role"
+            );
+            let (status, _, _) = h
+                .call(req(method, &path, Some(&dev), Some(&person_key), body))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with another client's key"
+            );
+            let (status, headers, _) = h
+                .call(req(
+                    method,
+                    &path,
+                    Some(&bare_token),
+                    Some(&bare.client.client_id),
+                    body,
+                ))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} as a credential without the console API"
+            );
+            assert!(headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("insufficient_scope"));
+            // With the role, the route exists (whatever it then says about the made-up ids).
+            let (status, headers, _) = h.call(req(method, &path, Some(&dev), Some(&dev_key), body)).await;
+            assert!(
+                [
+                    StatusCode::OK,
+                    StatusCode::CREATED,
+                    StatusCode::BAD_REQUEST,
+                    StatusCode::NOT_FOUND
+                ]
+                .contains(&status),
+                "{method} {path} as a developer: {status}"
+            );
+            assert_eq!(headers["cache-control"], "no-store", "{method} {path}");
+        }
+        // The refusals changed nothing.
+        let changes: Vec<String> = h.audit("").await[..h.audit("").await.len() - audit_before]
+            .iter()
+            .map(|e| e.action.clone())
+            .filter(|a| !a.starts_with("token.") && !a.starts_with("signin.") && !a.starts_with("role."))
+            .collect();
+        assert!(changes.is_empty(), "{changes:?}");
     }
 }
