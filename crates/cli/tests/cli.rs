@@ -285,6 +285,30 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "listings never show a secret"
     );
 
+    // A credential subscribed to the I/O Management API drives the Developer Console API; the
+    // bare one above does not.
+    let io = json_of(&run_ok(ims().args([
+        "credential",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "Console automation",
+        "--service",
+        "io-management",
+        "--json",
+    ])));
+    let console = |cred: &Value| {
+        http.get(format!("{base}/console/organizations"))
+            .bearer_auth(token(&http, &base, cred))
+            .header("x-api-key", cred["client_id"].as_str().unwrap())
+            .send()
+            .unwrap()
+    };
+    let orgs: Value = console(&io).json().unwrap();
+    assert_eq!(orgs[0]["code"], upj["org_id"]);
+    assert_eq!(console(&cred).status(), 403);
+
     // Restart: same port, same keys, the token still validates.
     server.stop();
     let (server, upj2) = up(&dir, &[]);
