@@ -30,7 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/organizations", get(organizations))
         .route(&r("/projects"), get(projects).post(create_project))
-        .route(&r("/projects/{project}"), get(project))
+        .route(&r("/projects/{project}"), get(project).delete(delete_project))
         .route(
             &r("/projects/{project}/workspaces"),
             get(workspaces).post(create_workspace),
@@ -359,6 +359,16 @@ async fn project(
     let org = caller.org(&app, &org).await?;
     let project = app.ims.console_project(&org, &project).await?;
     ok(StatusCode::OK, project_json(&org, &project))
+}
+
+async fn delete_project(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    app.ims.delete_project(&org, &project, &caller.ctx()).await?;
+    ok(StatusCode::OK, json!({"projectId": project}))
 }
 
 async fn workspaces(

@@ -6168,7 +6168,16 @@ mod developer {
                 "adding secrets needs manage_client_secrets"
             );
 
-            // Deletion: the token endpoint refuses at once and issued tokens stop validating.
+            // A project holding a credential stays; deleting the credential stops the token
+            // endpoint at once and issued tokens stop validating; then the project goes.
+            let (status, _) = dev
+                .call(
+                    "DELETE",
+                    &format!("/console/organizations/{{org}}/projects/{p}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT);
             dev.ok("DELETE", &format!("{base}/credentials/{id}"), None).await;
             let (status, _, _) = h.cc(&id, &second, &[]).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -6187,6 +6196,14 @@ mod developer {
                 )
                 .await;
             assert_eq!(status, StatusCode::NOT_FOUND);
+            dev.ok(
+                "DELETE",
+                &format!("/console/organizations/{{org}}/projects/{p}"),
+                None,
+            )
+            .await;
+            let (status, _) = dev.call("GET", &format!("{base}/credentials"), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "its workspaces are gone with it");
 
             let audit = serde_json::to_string(&h.audit("").await).unwrap();
             assert!(
@@ -6202,6 +6219,7 @@ mod developer {
                 "credential.secret.add",
                 "credential.secret.remove",
                 "credential.delete",
+                "project.delete",
             ] {
                 assert!(actions.iter().any(|x| x == a), "{db:?}: no {a} in the audit log");
             }
@@ -6473,6 +6491,7 @@ mod developer {
             ("GET", format!("{o}/projects")),
             ("POST", format!("{o}/projects")),
             ("GET", format!("{o}/projects/1")),
+            ("DELETE", format!("{o}/projects/1")),
             ("GET", format!("{o}/projects/1/workspaces")),
             ("POST", format!("{o}/projects/1/workspaces")),
             ("GET", w.clone()),

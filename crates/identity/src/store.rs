@@ -369,6 +369,10 @@ pub trait DeveloperStore: Send + Sync {
     /// Takes the sealed copies of a credential's secrets that were never shown (secret id,
     /// sealed value): each is handed out to exactly one caller, then gone.
     async fn take_unshown_secrets(&self, client_id: &str) -> StoreResult<Vec<(String, String)>>;
+    /// Deletes a project with its workspaces. A project that still holds credentials is a
+    /// conflict (they are deleted one by one, each stopping an integration); false when no such
+    /// project exists in the organisation.
+    async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
     /// Deletes a credential with its secrets, services, profiles and placement. False when no
     /// such credential exists.
     async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool>;

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 use ims_identity::developer::{Project, Workspace};
+use ims_identity::error::StoreError;
 use ims_identity::model::{AuditEvent, ClientSecretRecord, OAuthClient};
 use ims_identity::store::{DeveloperStore, StoreResult};
 use ims_identity::Now;
@@ -304,6 +305,47 @@ impl DeveloperStore for SqlStore {
         }
         tx.commit().await.map_err(backend_error)?;
         Ok(taken)
+    }
+
+    async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let held: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM workspace_credentials c JOIN workspaces w ON w.workspace_id = c.workspace_id
+             WHERE w.project_id = $1",
+        )
+        .bind(project_id.to_owned())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend_error)
+        .and_then(|r| get(&r, "n"))?;
+        if held > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the project holds {held} credential(s): delete them first"
+            )));
+        }
+        let found = sqlx::query("SELECT project_id FROM projects WHERE org_id = $1 AND project_id = $2")
+            .bind(org_id.to_owned())
+            .bind(project_id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .is_some();
+        if !found {
+            return Ok(false);
+        }
+        for statement in [
+            "DELETE FROM workspaces WHERE project_id = $1",
+            "DELETE FROM projects WHERE project_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(project_id.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
     }
 
     async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool> {

@@ -237,6 +237,27 @@ impl Ims {
         Ok(workspace)
     }
 
+    /// Deletes a project and its workspaces once it holds no credential.
+    pub async fn delete_project(&self, org: &Organization, project_id: &str, ctx: &Context) -> Result<()> {
+        let project = self.console_project(org, project_id).await?;
+        let event = ctx.event(
+            "project.delete",
+            &project.id,
+            "success",
+            json!({"name": project.name}),
+        );
+        if !self
+            .store
+            .delete_project(&org.org_id, &project.id, &event)
+            .await?
+        {
+            return Err(Error::NotFound(format!(
+                "no project {project_id:?} in this organisation"
+            )));
+        }
+        Ok(())
+    }
+
     /// The product profiles a service offers as license configs: those of the product
     /// instances of its product context.
     pub async fn license_configs(&self, org: &Organization, service: Service) -> Result<Vec<LicenseConfig>> {
