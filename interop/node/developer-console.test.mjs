@@ -42,6 +42,8 @@ test('a developer creates a project with the Campaign API and runs the copied cu
   await page.click('#add-api button[type=submit]')
   assert.match(await page.textContent('#profiles'), new RegExp(profileName))
   const clientId = (await page.textContent('#client-id')).trim()
+  // The first secret is shown on request, once.
+  await page.click('#show-secret button[type=submit]')
 
   await page.click('button[data-copy=token-curl]')
   const copied = await page.evaluate(() => navigator.clipboard.readText())
@@ -64,8 +66,9 @@ test('a developer creates a project with the Campaign API and runs the copied cu
   assert.match(answer, /GetUserInfoResponse/, answer)
   assert.ok(answer.includes(claims.email), 'the instance knows the technical account by its email')
 
-  // Shown once: a reload no longer shows the secret.
-  await page.reload()
+  // Shown once: the credential's page no longer offers or shows it.
+  await page.goto(`${up.ims_url}/admin/developer/credentials/${clientId}`)
   assert.equal(await page.locator('code.secret').count(), 0)
+  assert.equal(await page.locator('#show-secret').count(), 0)
   assert.match(await page.textContent('#token-curl'), /\$CLIENT_SECRET/)
 })

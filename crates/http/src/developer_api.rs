@@ -3,7 +3,7 @@
 //! numeric id, projects and workspaces, OAuth Server-to-Server credentials, their services and
 //! license configs (product profiles), their secrets, the workspace download.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -18,7 +18,7 @@ use ims_identity::model::{ClientSecretRecord, Organization};
 use ims_identity::service::developer::{
     ConsoleCaller, CreatedCredential, Integration, LicenseConfig, ListedSecret,
 };
-use ims_identity::{Error, Now};
+use ims_identity::Error;
 
 use crate::error::{bearer_challenge, no_store};
 use crate::{AppState, Body, Meta};
@@ -66,7 +66,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             &r("/credentials/{credential}/secrets"),
-            get(secrets).post(add_secret),
+            get(credential_secrets).post(add_secret),
         )
         .route(
             &r("/credentials/{credential}/secrets/{secret}"),
@@ -82,7 +82,7 @@ pub fn routes() -> Router<AppState> {
             &r("/integrations/{credential}"),
             get(integration).delete(delete_integration),
         )
-        .route(&r("/integrations/{credential}/secrets"), get(secrets))
+        .route(&r("/integrations/{credential}/secrets"), get(integration_secrets))
 }
 
 /// An error in the console API's convention: the status and a JSON body naming it.
@@ -128,6 +128,7 @@ impl IntoResponse for ConsoleError {
             Error::Conflict(_) => (StatusCode::CONFLICT, "409001"),
             Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "400001"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "413001"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "503001"),
             other => {
                 tracing::error!(error = %other, "console call failed");
                 let mut resp = (
@@ -179,17 +180,13 @@ impl Caller {
     }
 
     fn ctx(&self) -> ims_identity::model::Context {
-        self.1.context(self.0.actor.clone())
+        self.1.context(self.0.actor())
     }
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConsoleError> {
     serde_json::from_slice(body)
         .map_err(|e| Error::invalid_request(format!("the request body is not the expected JSON: {e}")).into())
-}
-
-fn date(now: Now) -> String {
-    iso8601(now)
 }
 
 pub fn org_json(org: &Organization, caller: &ConsoleCaller) -> Value {
@@ -199,7 +196,7 @@ pub fn org_json(org: &Organization, caller: &ConsoleCaller) -> Value {
         "name": org.name,
         "description": org.name,
         "type": "entp",
-        "roles": [if caller.system_admin { "ADMIN" } else { "DEVELOPER" }],
+        "roles": [if caller.system_admin() { "ADMIN" } else { "DEVELOPER" }],
     })
 }
 
@@ -210,11 +207,11 @@ pub fn project_json(org: &Organization, p: &Project) -> Value {
         "title": p.title,
         "description": p.description,
         "type": p.project_type,
-        "org_id": org.numeric_id,
+        "org_id": org.numeric_id.to_string(),
         "who_created": p.who_created,
-        "date_created": date(p.created_at),
-        "date_last_modified": date(p.created_at),
-        "deleted": 0,
+        "date_created": iso8601(p.created_at),
+        "date_last_modified": iso8601(p.created_at),
+        "deleted": false,
     })
 }
 
@@ -224,7 +221,7 @@ fn workspace_json(w: &Workspace) -> Value {
         "name": w.name,
         "title": w.title,
         "description": w.description,
-        "date_created": date(w.created_at),
+        "date_created": iso8601(w.created_at),
     })
 }
 
@@ -267,43 +264,40 @@ pub fn integration_json(org: &Organization, i: &Integration) -> Value {
         "apikey": c.client_id,
         "orgId": org.org_id,
         "name": c.name,
-        "description": i.placement.as_ref().map(|p| p.2.clone()).unwrap_or_default(),
+        "description": i.placement.as_ref().map(|p| p.description.clone()).unwrap_or_default(),
         "type": "entp",
         "integration_type": "oauth_server_to_server",
         "technicalAccountId": c.technical_account_id,
         "technicalAccountEmail": c.technical_account_email,
         "disabled": c.disabled,
-        "createdDate": date(c.created_at),
+        "createdDate": iso8601(c.created_at),
         "sdkList": i.services.iter().map(|s| s.code).collect::<Vec<_>>(),
         "scopes": c.scopes,
         "serviceProperties": service_properties(i),
-        "projectId": i.placement.as_ref().map(|p| p.0.clone()),
-        "workspaceId": i.placement.as_ref().map(|p| p.1.clone()),
+        "status": if c.disabled { "DISABLED" } else { "ENABLED" },
+        "lastModified": iso8601(c.updated_at),
+        "production": true,
+        "projectId": i.placement.as_ref().map(|p| p.project_id.clone()),
+        "workspaceId": i.placement.as_ref().map(|p| p.workspace_id.clone()),
     })
 }
 
-/// A secret in a listing: in full the one time it is shown, masked after.
+/// A secret in a listing: its value the one time it is shown; otherwise `null`, with its hint
+/// (never a hint where a secret is expected, which a client would store as the secret).
 pub fn secret_json(s: &ListedSecret) -> Value {
     json!({
         "uuid": s.record.secret_id,
-        "client_secret": s.value.as_ref().map_or_else(|| s.record.hint.clone(), |v| v.expose().to_owned()),
-        "masked": s.value.is_none(),
-        "created_at": date(s.record.created_at),
-        "expires_at": s.record.expires_at.map(date),
-    })
-}
-
-fn secrets_json(client_id: &str, listed: &[ListedSecret]) -> Value {
-    json!({
-        "client_id": client_id,
-        "client_secrets": listed.iter().map(secret_json).collect::<Vec<_>>(),
+        "client_secret": s.value.as_ref().map(|v| v.expose().to_owned()),
+        "hint": s.record.hint,
+        "created_at": iso8601(s.record.created_at),
+        "expires_at": s.record.expires_at.map(iso8601),
     })
 }
 
 // ----- organisations, projects, workspaces ------------------------------------------------------
 
 async fn organizations(State(app): State<AppState>, caller: Caller) -> Answer {
-    let org = app.ims.organization(&caller.0.org_id).await?;
+    let org = app.ims.organization(caller.0.org_id()).await?;
     ok(StatusCode::OK, json!([org_json(&org, &caller.0)]))
 }
 
@@ -341,7 +335,7 @@ async fn create_project(
         &req.title,
         req.description.as_deref().unwrap_or_default(),
         req.project_type.as_deref().unwrap_or_default(),
-        &caller.0.actor,
+        caller.0.actor(),
         caller.1.now,
     )?;
     let (project, workspace) = app.ims.create_project(project, &caller.ctx()).await?;
@@ -584,7 +578,7 @@ async fn in_workspace(
     app.ims.console_workspace(org, project, workspace).await?;
     let i = app.ims.integration(org, credential).await?;
     match &i.placement {
-        Some((p, w, _)) if p == project && w == workspace => Ok(i),
+        Some(p) if p.project_id == project && p.workspace_id == workspace => Ok(i),
         _ => Err(Error::NotFound(format!("no credential {credential:?} in this workspace")).into()),
     }
 }
@@ -611,14 +605,12 @@ async fn delete_integration(
     Path((org, credential)): Path<(String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let placement = app
-        .ims
+    app.ims
         .delete_console_credential(&caller.0, &org, &credential, &caller.ctx())
         .await?;
-    ok(
-        StatusCode::OK,
-        json!({"projectId": placement.as_ref().map(|p| &p.0), "workspaceId": placement.as_ref().map(|p| &p.1)}),
-    )
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    no_store(&mut resp);
+    Ok(resp)
 }
 
 async fn placement(
@@ -628,27 +620,44 @@ async fn placement(
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
     let i = app.ims.integration(&org, &credential).await?;
-    let Some((project, workspace, _)) = i.placement else {
+    let Some(p) = i.placement else {
         return Err(Error::NotFound("this credential sits in no project".into()).into());
     };
     ok(
         StatusCode::OK,
-        json!({"projectId": project, "workspaceId": workspace}),
+        json!([{"projectId": p.project_id, "workspaceId": p.workspace_id, "credentialId": credential}]),
     )
 }
 
-async fn integrations(State(app): State<AppState>, caller: Caller, Path(org): Path<String>) -> Answer {
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+    size: Option<usize>,
+}
+
+/// Most integrations in one page, as the vendor's API allows.
+const MAX_PAGE: usize = 50;
+
+async fn integrations(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let mut out = Vec::new();
-    for c in app.ims.integrations(&org).await? {
-        out.push(integration_json(
+    let all = app.ims.integrations(&org).await?;
+    let size = q.size.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let page = q.page.unwrap_or(0);
+    let mut content = Vec::new();
+    for c in all.iter().skip(page.saturating_mul(size)).take(size) {
+        content.push(integration_json(
             &org,
             &app.ims.integration(&org, &c.client_id).await?,
         ));
     }
     ok(
         StatusCode::OK,
-        json!({"content": out, "page": 0, "size": out.len(), "total": out.len()}),
+        json!({"content": content, "page": page, "size": size, "total": all.len(), "pages": all.len().div_ceil(size)}),
     )
 }
 
@@ -683,26 +692,47 @@ async fn services(State(app): State<AppState>, caller: Caller, Path(org): Path<S
 
 // ----- secrets and the workspace download ----------------------------------------------------------
 
-async fn secrets(
+/// `integrations/{id}/secrets`: a first secret not shown yet is shown, once.
+async fn integration_secrets(
     State(app): State<AppState>,
     caller: Caller,
     Path((org, credential)): Path<(String, String)>,
 ) -> Answer {
-    let org = caller.org(&app, &org).await?;
-    let (client, listed) = app
+    list_secrets(&app, &caller, &org, &credential, true).await
+}
+
+/// `credentials/{id}/secrets`: the secrets' ids and times (the vendor's listing has no values),
+/// so a rotation script can list them without using up a first secret.
+async fn credential_secrets(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, credential)): Path<(String, String)>,
+) -> Answer {
+    list_secrets(&app, &caller, &org, &credential, false).await
+}
+
+async fn list_secrets(app: &AppState, caller: &Caller, org: &str, credential: &str, show: bool) -> Answer {
+    let org = caller.org(app, org).await?;
+    let (integration, listed) = app
         .ims
-        .credential_secrets(&caller.0, &org, &credential, &caller.ctx())
+        .credential_secrets(&caller.0, &org, credential, show, &caller.ctx())
         .await?;
-    ok(StatusCode::OK, secrets_json(&client.client_id, &listed))
+    ok(
+        StatusCode::OK,
+        json!({
+            "client_id": integration.client.client_id,
+            "client_secrets": listed.iter().map(secret_json).collect::<Vec<_>>(),
+        }),
+    )
 }
 
 pub fn added_secret_json(record: &ClientSecretRecord, value: &str) -> Value {
     json!({
         "uuid": record.secret_id,
         "client_secret": value,
-        "created_at": date(record.created_at),
-        "expires_at": record.expires_at.map(date),
-        "expires_at_str": record.expires_at.map(date),
+        "created_at": iso8601(record.created_at),
+        "expires_at": record.expires_at.map(iso8601),
+        "expires_at_str": record.expires_at.map(iso8601),
     })
 }
 
@@ -743,11 +773,11 @@ async fn download(
     let (project, workspace) = app.ims.console_workspace(&org, &project, &workspace).await?;
     let mut credentials = Vec::new();
     let mut services: Vec<Service> = Vec::new();
-    for i in app.ims.workspace_integrations(&org, &workspace).await? {
-        let (_, listed) = app
-            .ims
-            .credential_secrets(&caller.0, &org, &i.client.client_id, &caller.ctx())
-            .await?;
+    for (i, listed) in app
+        .ims
+        .workspace_download(&caller.0, &org, &workspace, &caller.ctx())
+        .await?
+    {
         for s in &i.services {
             if !services.contains(s) {
                 services.push(*s);
@@ -760,7 +790,8 @@ async fn download(
             "integration_type": "oauth_server_to_server",
             "oauth_server_to_server": {
                 "client_id": c.client_id,
-                "client_secrets": listed.iter().map(|s| s.value.as_ref().map_or_else(|| s.record.hint.clone(), |v| v.expose().to_owned())).collect::<Vec<_>>(),
+                // Only a secret shown now: the others are not ours to give again.
+                "client_secrets": listed.iter().filter_map(|s| s.value.as_ref().map(|v| v.expose().to_owned())).collect::<Vec<_>>(),
                 "technical_account_email": c.technical_account_email,
                 "technical_account_id": c.technical_account_id,
                 "scopes": c.scopes,

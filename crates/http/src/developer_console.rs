@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
 
-use ims_identity::developer::{LicenseConfigOp, Project, Service, ServiceRequest};
+use ims_identity::developer::{LicenseConfigOp, Project, Service, ServiceRequest, CAMPAIGN_SERVICE};
+use ims_identity::directory::AdminRole;
 use ims_identity::model::Organization;
 use ims_identity::service::developer::{ConsoleCaller, Integration, ListedSecret};
 use ims_identity::Error;
@@ -47,14 +48,8 @@ pub(crate) async fn copy_script() -> Response {
         .into_response()
 }
 
-fn caller(dev: &Developer) -> ConsoleCaller {
-    let admin = &dev.signed().admin;
-    let email = admin
-        .person
-        .as_ref()
-        .map(|p| p.email.as_str())
-        .unwrap_or_default();
-    ConsoleCaller::person(&admin.org_id, email, dev.signed().shell().system)
+fn caller(dev: &Developer) -> Result<ConsoleCaller, Error> {
+    ConsoleCaller::from_administrator(&dev.signed().admin)
 }
 
 async fn org(app: &AppState, dev: &Developer) -> Result<Organization, Error> {
@@ -115,7 +110,7 @@ async fn create_project(
 ) -> Response {
     let form = or_page!(dev.signed().form(&body), dev);
     let org = or_page!(org(&app, &dev).await, dev);
-    let who = caller(&dev);
+    let who = or_page!(caller(&dev), dev);
     let project = or_page!(
         Project::new(
             &org.org_id,
@@ -123,7 +118,7 @@ async fn create_project(
             &form.text("title"),
             &form.text("description"),
             "default",
-            &who.actor,
+            who.actor(),
             meta.now,
         ),
         dev
@@ -194,9 +189,8 @@ async fn project(State(app): State<AppState>, dev: Developer, Path(id): Path<Str
             });
         }
     }
-    let system = dev.signed().shell().system;
-    let campaign = Service::by_code(ims_identity::developer::CAMPAIGN_SERVICE)
-        .ok_or(Error::internal("no Campaign service"));
+    let system = dev.signed().admin.holds(AdminRole::SystemAdmin);
+    let campaign = Service::by_code(CAMPAIGN_SERVICE).ok_or(Error::internal("no Campaign service"));
     let campaign = or_page!(campaign, dev);
     let configs = or_page!(app.ims.license_configs(&org, campaign).await, dev);
     render(
@@ -219,7 +213,8 @@ async fn project(State(app): State<AppState>, dev: Developer, Path(id): Path<Str
     )
 }
 
-/// The services and profiles a form asks for, as the API's subscription request.
+/// The services and profiles a form asks for, as the API's subscription request. Profiles are
+/// the Campaign API's license configs: ticking one asks for that API too.
 fn requests_of(form: &pages::FormData) -> Vec<ServiceRequest> {
     let profiles: Vec<LicenseConfigOp> = form
         .all("profile")
@@ -228,17 +223,20 @@ fn requests_of(form: &pages::FormData) -> Vec<ServiceRequest> {
             id,
             product_id: None,
             op: Some("add".into()),
+            selected: None,
         })
         .collect();
-    form.all("service")
+    let mut codes = form.all("service");
+    if !profiles.is_empty() && !codes.iter().any(|c| c == CAMPAIGN_SERVICE) {
+        codes.push(CAMPAIGN_SERVICE.to_owned());
+    }
+    codes
         .into_iter()
         .map(|code| {
-            let campaign = code == ims_identity::developer::CAMPAIGN_SERVICE;
+            let campaign = code == CAMPAIGN_SERVICE;
             ServiceRequest {
                 sdk_code: code,
                 license_configs: campaign.then(|| profiles.clone()),
-                roles: None,
-                atlas_plan_code: None,
             }
         })
         .collect()
@@ -283,7 +281,7 @@ async fn add_api(
     let made = or_page!(
         app.ims
             .create_console_credential(
-                &caller(&dev),
+                &or_page!(caller(&dev), dev),
                 &org,
                 Some((project, workspace)),
                 &name,
@@ -333,6 +331,8 @@ struct CredentialPage {
     soap_curls: Vec<(String, String)>,
     subscribable: Vec<ServiceChoice>,
     profile_choices: Vec<ProfileChoice>,
+    /// A first secret waits to be shown.
+    unshown: bool,
 }
 
 const SOAP_SAMPLE: &str = "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:urn=\"urn:xtk:session\"><soapenv:Header/><soapenv:Body><urn:GetUserInfo><urn:sessiontoken/></urn:GetUserInfo></soapenv:Body></soapenv:Envelope>";
@@ -374,12 +374,12 @@ async fn credential_page(
             sh(SOAP_SAMPLE),
         )
     };
-    let system = dev.signed().shell().system;
-    let campaign = Service::by_code(ims_identity::developer::CAMPAIGN_SERVICE);
-    let configs = match campaign {
-        Some(c) => app.ims.license_configs(org, c).await.unwrap_or_default(),
+    let system = dev.signed().admin.holds(AdminRole::SystemAdmin);
+    let configs = match Service::by_code(CAMPAIGN_SERVICE) {
+        Some(c) => or_page!(app.ims.license_configs(org, c).await, dev),
         None => Vec::new(),
     };
+    let unshown = or_page!(app.ims.has_unshown_secret(&i.client.client_id).await, dev);
     // The instances its profiles grant, else every Campaign instance; addresses as they said.
     let granted = if i.profiles.is_empty() {
         &configs
@@ -410,7 +410,8 @@ async fn credential_page(
         StatusCode::OK,
         &CredentialPage {
             shell,
-            project: i.placement.as_ref().map(|p| p.0.clone()),
+            project: i.placement.as_ref().map(|p| p.project_id.clone()),
+            unshown,
             technical_account_id: i.client.technical_account_id.clone(),
             technical_account_email: i.client.technical_account_email.clone(),
             org_id: org.org_id.clone(),
@@ -452,14 +453,15 @@ async fn credential(
     Path(id): Path<String>,
 ) -> Response {
     let org = or_page!(org(&app, &dev).await, dev);
-    let who = caller(&dev);
-    let (_, listed) = or_page!(
+    let who = or_page!(caller(&dev), dev);
+    // Listing shows nothing: a first secret is shown by the form below it (a GET anyone can
+    // make a browser send must not use it up).
+    let (i, listed) = or_page!(
         app.ims
-            .credential_secrets(&who, &org, &id, &dev.signed().context(&meta))
+            .credential_secrets(&who, &org, &id, false, &dev.signed().context(&meta))
             .await,
         dev
     );
-    let i = or_page!(app.ims.integration(&org, &id).await, dev);
     credential_page(&app, &dev, &org, i, listed, None, None).await
 }
 
@@ -472,12 +474,21 @@ async fn credential_change(
 ) -> Response {
     let form = or_page!(dev.signed().form(&body), dev);
     let org = or_page!(org(&app, &dev).await, dev);
-    let who = caller(&dev);
+    let who = or_page!(caller(&dev), dev);
     let ctx = dev.signed().context(&meta);
     let here = format!("/admin/developer/credentials/{id}");
     let mut token = None;
     let mut added = None;
     let notice = match form.text("action").as_str() {
+        "show" => {
+            let (i, listed) = or_page!(app.ims.credential_secrets(&who, &org, &id, true, &ctx).await, dev);
+            let notice = if listed.iter().any(|s| s.value.is_some()) {
+                "Copy the secret now: it is not shown again."
+            } else {
+                "The secret was shown already (or waited more than a day): add a new one."
+            };
+            return credential_page(&app, &dev, &org, i, listed, None, Some(notice.to_owned())).await;
+        }
         "token" => {
             let issued = or_page!(app.ims.console_test_token(&who, &org, &id, &ctx).await, dev);
             token = Some(issued.access_token.expose().to_owned());
@@ -519,7 +530,7 @@ async fn credential_change(
             return see_other(
                 &placement.map_or_else(
                     || "/admin/developer".to_owned(),
-                    |(p, _)| format!("/admin/developer/projects/{p}"),
+                    |p| format!("/admin/developer/projects/{}", p.project_id),
                 ),
                 vec![],
             );

@@ -83,8 +83,6 @@ pub(crate) async fn token(
     }
 }
 
-/// The bearer token of a request: `Authorization: Bearer` only (scheme case-insensitive); a token
-/// in the query string is refused, since URLs end up in logs and histories.
 /// The bearer token and the `x-api-key` header of an API call (the vendor's APIs take both).
 pub(crate) fn bearer_and_api_key(parts: &http::request::Parts) -> Result<(String, Option<&str>), Error> {
     let token = bearer_token(&parts.headers, &parts.uri)?;
@@ -96,6 +94,8 @@ pub(crate) fn bearer_and_api_key(parts: &http::request::Parts) -> Result<(String
     Ok((token, api_key))
 }
 
+/// The bearer token of a request: `Authorization: Bearer` only (scheme case-insensitive); a token
+/// in the query string is refused, since URLs end up in logs and histories.
 pub(crate) fn bearer_token(headers: &HeaderMap, uri: &Uri) -> Result<String, Error> {
     if let Some(q) = uri.query() {
         if url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token") {

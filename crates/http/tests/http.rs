@@ -5819,7 +5819,7 @@ mod developer {
     use super::*;
     use ims_identity::developer::Service;
     use ims_identity::directory::{AdminRole, RoleGrant};
-    use ims_identity::store::DirectoryStore as _;
+    use ims_identity::store::{ClientStore as _, DirectoryStore as _};
 
     async fn developer(h: &Harness, email: &str) -> (String, String) {
         let u = h.person(email).await;
@@ -6075,7 +6075,11 @@ mod developer {
             let first_uuid = first["client_secrets"][0]["uuid"].as_str().unwrap().to_owned();
             assert!(secret.starts_with("imscs_") && secret.len() > 40, "{first}");
             let again = dev.ok("GET", &secrets_path, None).await;
-            assert_eq!(again["client_secrets"][0]["masked"], json!(true));
+            assert_eq!(again["client_secrets"][0]["client_secret"], Value::Null);
+            assert!(again["client_secrets"][0]["hint"]
+                .as_str()
+                .unwrap()
+                .starts_with("imscs_..."));
             assert!(!again.to_string().contains(&secret));
 
             // The secret works; the token carries the profile.
@@ -6286,7 +6290,10 @@ mod developer {
                 None,
             )
             .await;
-        assert_eq!(placed["projectId"], json!(p));
+        assert_eq!(
+            (&placed[0]["projectId"], &placed[0]["credentialId"]),
+            (&json!(p), &json!(id))
+        );
         // The organisation-level subscription call, then the credential holds both APIs' scopes.
         let list = admin
             .ok(
@@ -6336,7 +6343,7 @@ mod developer {
         .await;
         let shown = reads
             .iter()
-            .filter(|(_, _, v)| v["client_secrets"][0]["masked"] == json!(false))
+            .filter(|(_, _, v)| v["client_secrets"][0]["client_secret"].is_string())
             .count();
         assert_eq!(shown, 1, "{reads:?}");
         // Every service listed is one we know.
@@ -6416,7 +6423,15 @@ mod developer {
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
         let page = location(&headers);
         let id = page.rsplit('/').next().unwrap().to_owned();
+        // Viewing the page shows nothing; its form shows the secret, once.
         let (_, _, html) = page_as(&h, "GET", &page, Some(&dev), "").await;
+        assert!(
+            !html.contains(r#"class="secret""#) && html.contains(r#"id="show-secret""#),
+            "{html}"
+        );
+        let (status, _, html) =
+            page_as(&h, "POST", &page, Some(&dev), &format!("csrf={csrf}&action=show")).await;
+        assert_eq!(status, StatusCode::OK);
         let secret = html
             .split(r#"class="secret">"#)
             .nth(1)
@@ -6432,8 +6447,11 @@ mod developer {
         );
         let (status, _, t) = h.cc(&id, &secret, &[]).await;
         assert_eq!(status, StatusCode::OK, "{t}");
-        let (_, _, again) = page_as(&h, "GET", &page, Some(&dev), "").await;
-        assert!(!again.contains(&secret) && again.contains("$CLIENT_SECRET"));
+        let (_, _, again) = page_as(&h, "POST", &page, Some(&dev), &format!("csrf={csrf}&action=show")).await;
+        assert!(
+            !again.contains(&secret) && again.contains("$CLIENT_SECRET") && again.contains("shown already")
+        );
+        assert!(!again.contains(r#"id="show-secret""#));
         let (status, _, html) = page_as(
             &h,
             "POST",
@@ -6599,5 +6617,162 @@ mod developer {
             .filter(|a| !a.starts_with("token.") && !a.starts_with("signin.") && !a.starts_with("role."))
             .collect();
         assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[tokio::test]
+    async fn secrets_are_listed_without_being_used_up_and_removals_cannot_race_to_none() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some(h) = harness_on(db, Algorithm::ES256).await else {
+                continue;
+            };
+            let org = numeric_org(&h).await;
+            let (token, key) = developer(&h, "dev@acme.test").await;
+            let dev = Api {
+                h: &h,
+                token,
+                key,
+                org: org.clone(),
+            };
+            let made = dev
+                .ok(
+                    "POST",
+                    "/console/organizations/{org}/credentials/oauth-server-to-server",
+                    Some(json!({"name": "Race", "services": [{"sdkCode": "CampaignSDK"}]})),
+                )
+                .await;
+            let id = made["id"].as_str().unwrap().to_owned();
+            // The credential listing carries ids and times only; the integration's shows the
+            // first secret, once.
+            let listing = dev
+                .ok(
+                    "GET",
+                    &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                listing["client_secrets"][0]["client_secret"],
+                Value::Null,
+                "{db:?}"
+            );
+            let shown = dev
+                .ok(
+                    "GET",
+                    &format!("/console/organizations/{{org}}/integrations/{id}/secrets"),
+                    None,
+                )
+                .await;
+            let first = shown["client_secrets"][0]["client_secret"]
+                .as_str()
+                .expect("shown now")
+                .to_owned();
+            let first_id = shown["client_secrets"][0]["uuid"].as_str().unwrap().to_owned();
+            let added = dev
+                .ok(
+                    "POST",
+                    &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+                    None,
+                )
+                .await;
+            let second = added["client_secret"].as_str().unwrap().to_owned();
+            let second_id = added["uuid"].as_str().unwrap().to_owned();
+            // Both removed at once: one goes, the last one stays.
+            let path = |sid: &str| format!("/console/organizations/{org}/credentials/{id}/secrets/{sid}");
+            let (a, b) = tokio::join!(
+                h.call(req(
+                    "DELETE",
+                    &path(&first_id),
+                    Some(&dev.token),
+                    Some(&dev.key),
+                    None
+                )),
+                h.call(req(
+                    "DELETE",
+                    &path(&second_id),
+                    Some(&dev.token),
+                    Some(&dev.key),
+                    None
+                )),
+            );
+            let mut statuses = [a.0, b.0];
+            statuses.sort();
+            assert_eq!(
+                statuses,
+                [StatusCode::OK, StatusCode::CONFLICT],
+                "{db:?}: {a:?} {b:?}"
+            );
+            let mut live = 0;
+            for s in [&first, &second] {
+                if h.cc(&id, s, &[]).await.0 == StatusCode::OK {
+                    live += 1;
+                }
+            }
+            assert_eq!(live, 1, "{db:?}: exactly one secret left, and it works");
+
+            // A system administrator cannot add the User Management API to a credential whose
+            // secrets others know.
+            let (admin_token, admin_key) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+            let admin = Api {
+                h: &h,
+                token: admin_token,
+                key: admin_key,
+                org: org.clone(),
+            };
+            let (status, body) = admin
+                .call(
+                    "PUT",
+                    &format!(
+                        "/console/organizations/{{org}}/credentials/oauth-server-to-server/{id}/services"
+                    ),
+                    Some(json!([{"sdkCode": "UserMgmtSDK"}])),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT, "{db:?}: {body}");
+            assert!(!h
+                .store
+                .client(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .scopes
+                .iter()
+                .any(|s| s == "user_management_sdk"));
+
+            // A credential made outside the console is the system administrators'.
+            let outside = h.credential(&["openid"]).await;
+            let outside_path = format!(
+                "/console/organizations/{{org}}/integrations/{}/secrets",
+                outside.client.client_id
+            );
+            assert_eq!(
+                dev.call("GET", &outside_path, None).await.0,
+                StatusCode::FORBIDDEN
+            );
+            assert_eq!(admin.call("GET", &outside_path, None).await.0, StatusCode::OK);
+
+            // A third-party application a developer consented to does not act for them here.
+            let third = h.people_client(false).await;
+            let mut b = Browser::default();
+            let (_, page) = sign_in(&h, &mut b, &third, "dev@acme.test", PASSWORD).await;
+            let (_, _, html) = b.get(&h.app, &page).await;
+            let (_, headers, _) = b
+                .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("consent", "allow")])
+                .await;
+            let code = query_of(&location(&headers))["code"].clone();
+            let (status, body) = redeem(&h, &third, &code).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let third_token = body["access_token"].as_str().unwrap();
+            let (status, _, _) = h
+                .call(req(
+                    "GET",
+                    "/console/organizations",
+                    Some(third_token),
+                    Some(&third),
+                    None,
+                ))
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{db:?}");
+            h.cleanup().await;
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::developer::{self, Service};
 use crate::error::{Error, Result};
 use crate::model::{uuid_like, ClientSecretRecord, Context, OAuthClient};
 use crate::secret::{self, Secret, CLIENT_SECRET_PREFIX};
-use crate::store::Store;
+use crate::store::{NewTechnicalAccount, Store};
 
 /// A credential just created or a secret just added: the only time the secret is seen.
 #[derive(Clone, Debug)]
@@ -91,7 +91,16 @@ impl Credentials {
             json!({"name": client.name, "technical_account_id": client.technical_account_id, "scopes": client.scopes, "services": codes, "secret_id": record.secret_id}),
         );
         self.store
-            .create_technical_account(&client, &record, None, None, &codes, &[], &event)
+            .create_technical_account(&NewTechnicalAccount {
+                client: &client,
+                secret: &record,
+                unshown: None,
+                new_project: None,
+                placement: None,
+                services: &codes,
+                profiles: &[],
+                audit: std::slice::from_ref(&event),
+            })
             .await?;
         Ok(NewSecret {
             client,

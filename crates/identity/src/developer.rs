@@ -132,6 +132,18 @@ pub struct Workspace {
     pub created_at: Now,
 }
 
+/// Where a credential made in the Developer Console sits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub project_id: String,
+    pub workspace_id: String,
+    pub description: String,
+}
+
+/// How long a new credential's first secret waits to be shown; past it, it never is (add a new
+/// secret instead).
+pub const UNSHOWN_SECRET_SECS: i64 = 24 * 3600;
+
 /// A new numeric id: 18 digits, never starting with 0.
 pub fn new_id() -> String {
     let n = u64::from_be_bytes(crate::secret::random_bytes::<8>());
@@ -238,12 +250,16 @@ pub struct LicenseConfigOp {
     pub product_id: Option<String>,
     #[serde(default)]
     pub op: Option<String>,
+    /// The console's own form of the operation: `false` takes the profile.
+    #[serde(default)]
+    pub selected: Option<bool>,
 }
 
 impl LicenseConfigOp {
     /// `true` to give the profile, `false` to take it.
     pub fn adds(&self) -> Result<bool> {
         match self.op.as_deref() {
+            None if self.selected == Some(false) => Ok(false),
             None | Some("add") => Ok(true),
             Some("remove") => Ok(false),
             Some(other) => Err(Error::invalid_request(format!(
@@ -261,11 +277,6 @@ pub struct ServiceRequest {
     pub sdk_code: String,
     #[serde(default, rename = "licenseConfigs")]
     pub license_configs: Option<Vec<LicenseConfigOp>>,
-    /// Accepted and ignored: our services have no roles.
-    #[serde(default)]
-    pub roles: Option<serde_json::Value>,
-    #[serde(default, rename = "atlasPlanCode")]
-    pub atlas_plan_code: Option<String>,
 }
 
 impl ServiceRequest {
@@ -357,6 +368,8 @@ mod tests {
         let op: LicenseConfigOp = serde_json::from_str(r#"{"id":"7","productId":"3","op":"add"}"#).unwrap();
         assert!(op.adds().unwrap());
         let op: LicenseConfigOp = serde_json::from_str(r#"{"id":"7","op":"remove"}"#).unwrap();
+        assert!(!op.adds().unwrap());
+        let op: LicenseConfigOp = serde_json::from_str(r#"{"id":"7","selected":false}"#).unwrap();
         assert!(!op.adds().unwrap());
         let op: LicenseConfigOp = serde_json::from_str(r#"{"id":"7","op":"grant"}"#).unwrap();
         assert!(op.adds().is_err());

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use std::collections::BTreeSet;
 
 use crate::clock::Now;
-use crate::developer::{Project, Workspace};
+use crate::developer::{Placement, Project, Workspace};
 use crate::directory::{Group, HeldProfile, Membership, ProductInstance, RoleGrant};
 use crate::error::StoreError;
 use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
@@ -316,6 +316,25 @@ pub trait DirectoryStore: Send + Sync {
     async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()>;
 }
 
+/// A technical account credential to create and what comes with it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewTechnicalAccount<'a> {
+    pub client: &'a OAuthClient,
+    pub secret: &'a ClientSecretRecord,
+    /// The secret sealed under the master key, kept until it is shown once.
+    pub unshown: Option<&'a str>,
+    /// A project (with its first workspace) created in the same transaction: the
+    /// organisation-level form gives each credential a project of its own.
+    pub new_project: Option<(&'a Project, &'a Workspace)>,
+    /// The workspace it sits in (id) and its description.
+    pub placement: Option<(&'a str, &'a str)>,
+    /// The services (sdk codes) it is subscribed to.
+    pub services: &'a [String],
+    /// The product profiles (group ids) it holds.
+    pub profiles: &'a [i64],
+    pub audit: &'a [AuditEvent],
+}
+
 /// Developer Console projects, workspaces, and where each technical account credential sits,
 /// which services it is subscribed to, and its secrets not shown yet.
 #[async_trait]
@@ -333,42 +352,48 @@ pub trait DeveloperStore: Send + Sync {
     /// A workspace name taken in the project is a conflict.
     async fn create_workspace(&self, workspace: &Workspace, audit: &AuditEvent) -> StoreResult<()>;
     async fn workspaces(&self, project_id: &str) -> StoreResult<Vec<Workspace>>;
-    /// Creates a technical account credential with its first secret, in one transaction: placed
-    /// in a workspace when `placement` (workspace id, description) is given, subscribed to
-    /// `services` (sdk codes), and holding the product profiles `profiles` (group ids). `unshown`
-    /// is the secret sealed under the master key, kept until it is shown once.
-    #[allow(clippy::too_many_arguments)]
-    async fn create_technical_account(
-        &self,
-        client: &OAuthClient,
-        secret: &ClientSecretRecord,
-        unshown: Option<&str>,
-        placement: Option<(&str, &str)>,
-        services: &[String],
-        profiles: &[i64],
-        audit: &AuditEvent,
-    ) -> StoreResult<()>;
+    /// Creates a technical account credential with everything that comes with it, in one
+    /// transaction (see [`NewTechnicalAccount`]).
+    async fn create_technical_account(&self, new: &NewTechnicalAccount<'_>) -> StoreResult<()>;
     /// The credentials (client ids) of a workspace, oldest first.
     async fn workspace_credentials(&self, workspace_id: &str) -> StoreResult<Vec<String>>;
-    /// Where a credential sits: project id, workspace id and its description.
-    async fn credential_placement(&self, client_id: &str) -> StoreResult<Option<(String, String, String)>>;
+    /// Where a credential sits, when it was made in a workspace.
+    async fn credential_placement(&self, client_id: &str) -> StoreResult<Option<Placement>>;
     /// The services (sdk codes) a credential is subscribed to.
     async fn credential_services(&self, client_id: &str) -> StoreResult<Vec<String>>;
-    /// Subscribes a credential, in one transaction: `services` added, its scopes replaced by
-    /// `scopes`, each profile (group id) given (`true`) or taken, with the audit lines.
-    #[allow(clippy::too_many_arguments)]
+    /// Subscribes a credential, in one transaction with the credential locked: `services`
+    /// added, `scopes` added to those it has, each profile (group id) given (`true`) or taken,
+    /// with the audit line.
     async fn subscribe(
         &self,
         client_id: &str,
         services: &[String],
         scopes: &[String],
         profiles: &[(i64, bool)],
-        now: Now,
-        audit: &[AuditEvent],
+        audit: &AuditEvent,
     ) -> StoreResult<()>;
-    /// Takes the sealed copies of a credential's secrets that were never shown (secret id,
-    /// sealed value): each is handed out to exactly one caller, then gone.
-    async fn take_unshown_secrets(&self, client_id: &str) -> StoreResult<Vec<(String, String)>>;
+    /// The ids of a credential's secrets not shown yet.
+    async fn unshown_secrets(&self, client_id: &str) -> StoreResult<Vec<String>>;
+    /// Takes the sealed copies of a credential's secrets not shown yet and created at
+    /// `not_before` or later (secret id, sealed value); older copies are dropped unseen. Each
+    /// copy goes to exactly one caller, and the one that gets any writes `audit` in the same
+    /// transaction, with the ids under `secret_ids`.
+    async fn take_unshown_secrets(
+        &self,
+        client_id: &str,
+        not_before: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Removes a secret unless it is the credential's last one live at `now` (a conflict),
+    /// with the credential locked so that two removals cannot both pass. False when the
+    /// credential has no such secret.
+    async fn remove_secret_keeping_one(
+        &self,
+        client_id: &str,
+        secret_id: &str,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Deletes a project with its workspaces. A project that still holds credentials is a
     /// conflict (they are deleted one by one, each stopping an integration); false when no such
     /// project exists in the organisation.

@@ -5,13 +5,13 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-use ims_identity::developer::{Project, Workspace};
+use ims_identity::developer::{Placement, Project, Workspace};
 use ims_identity::error::StoreError;
-use ims_identity::model::{AuditEvent, ClientSecretRecord, OAuthClient};
-use ims_identity::store::{DeveloperStore, StoreResult};
+use ims_identity::model::AuditEvent;
+use ims_identity::store::{DeveloperStore, NewTechnicalAccount, StoreResult};
 use ims_identity::Now;
 
-use crate::{audit_in, backend_error, get, insert_client, insert_secret, SqlStore};
+use crate::{audit_in, backend_error, get, insert_client, insert_secret, words, Backend, SqlStore};
 
 fn project_from(row: &AnyRow) -> StoreResult<Project> {
     Ok(Project {
@@ -54,6 +54,42 @@ async fn insert_workspace(tx: &mut AnyConnection, w: &Workspace) -> StoreResult<
     .execute(&mut *tx)
     .await
     .map_err(backend_error)?;
+    Ok(())
+}
+
+async fn insert_project(tx: &mut AnyConnection, p: &Project, w: &Workspace) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO projects ({PROJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(p.id.clone())
+    .bind(p.org_id.clone())
+    .bind(p.name.clone())
+    .bind(p.title.clone())
+    .bind(p.description.clone())
+    .bind(p.project_type.clone())
+    .bind(p.who_created.clone())
+    .bind(p.created_at.millis())
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_error)?;
+    insert_workspace(tx, w).await
+}
+
+/// Locks a credential for the rest of `tx`, so that changes that read before they write (its
+/// scopes, its count of secrets) follow one another. SQLite has one writer at a time: a first
+/// write takes its lock (a statement that changes no row still does); PostgreSQL locks the row.
+async fn lock_client(tx: &mut AnyConnection, backend: Backend, client_id: &str) -> StoreResult<()> {
+    let q = match backend {
+        Backend::Postgres => {
+            sqlx::query("SELECT client_id FROM oauth_clients WHERE client_id = $1 FOR UPDATE")
+                .bind(client_id.to_owned())
+        }
+        Backend::Sqlite => {
+            sqlx::query("UPDATE oauth_clients SET updated_at = updated_at WHERE client_id = $1 AND 0 = 1")
+                .bind(client_id.to_owned())
+        }
+    };
+    q.execute(&mut *tx).await.map_err(backend_error)?;
     Ok(())
 }
 
@@ -100,21 +136,7 @@ pub(crate) async fn set_profile(
 impl DeveloperStore for SqlStore {
     async fn create_project(&self, p: &Project, w: &Workspace, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        sqlx::query(&format!(
-            "INSERT INTO projects ({PROJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind(&p.id)
-        .bind(&p.org_id)
-        .bind(&p.name)
-        .bind(&p.title)
-        .bind(&p.description)
-        .bind(&p.project_type)
-        .bind(&p.who_created)
-        .bind(p.created_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-        insert_workspace(&mut tx, w).await?;
+        insert_project(&mut tx, p, w).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
@@ -160,28 +182,15 @@ impl DeveloperStore for SqlStore {
         rows.iter().map(workspace_from).collect()
     }
 
-    async fn create_technical_account(
-        &self,
-        client: &OAuthClient,
-        secret: &ClientSecretRecord,
-        unshown: Option<&str>,
-        placement: Option<(&str, &str)>,
-        services: &[String],
-        profiles: &[i64],
-        audit: &AuditEvent,
-    ) -> StoreResult<()> {
+    async fn create_technical_account(&self, new: &NewTechnicalAccount<'_>) -> StoreResult<()> {
+        let client = new.client;
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        insert_client(&mut tx, client).await?;
-        insert_secret(&mut *tx, secret).await?;
-        if let Some(sealed) = unshown {
-            sqlx::query("UPDATE client_secrets SET unshown = $1 WHERE secret_id = $2")
-                .bind(sealed.to_owned())
-                .bind(secret.secret_id.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
+        if let Some((project, workspace)) = new.new_project {
+            insert_project(&mut tx, project, workspace).await?;
         }
-        if let Some((workspace_id, description)) = placement {
+        insert_client(&mut tx, client).await?;
+        insert_secret(&mut *tx, new.secret, new.unshown).await?;
+        if let Some((workspace_id, description)) = new.placement {
             sqlx::query(
                 "INSERT INTO workspace_credentials (client_id, workspace_id, description) VALUES ($1, $2, $3)",
             )
@@ -192,13 +201,15 @@ impl DeveloperStore for SqlStore {
             .await
             .map_err(backend_error)?;
         }
-        for code in services {
+        for code in new.services {
             add_service(&mut tx, &client.client_id, code, client.created_at).await?;
         }
-        for &group_id in profiles {
+        for &group_id in new.profiles {
             set_profile(&mut tx, &client.client_id, group_id, true, client.created_at).await?;
         }
-        audit_in(&mut *tx, audit).await?;
+        for event in new.audit {
+            audit_in(&mut *tx, event).await?;
+        }
         tx.commit().await.map_err(backend_error)?;
         self.signal.changed_here();
         Ok(())
@@ -216,7 +227,7 @@ impl DeveloperStore for SqlStore {
         rows.iter().map(|r| get(r, "client_id")).collect()
     }
 
-    async fn credential_placement(&self, client_id: &str) -> StoreResult<Option<(String, String, String)>> {
+    async fn credential_placement(&self, client_id: &str) -> StoreResult<Option<Placement>> {
         let row = sqlx::query(
             "SELECT w.project_id, c.workspace_id, c.description FROM workspace_credentials c
              JOIN workspaces w ON w.workspace_id = c.workspace_id WHERE c.client_id = $1",
@@ -226,11 +237,11 @@ impl DeveloperStore for SqlStore {
         .await
         .map_err(backend_error)?;
         row.map(|r| {
-            Ok((
-                get(&r, "project_id")?,
-                get(&r, "workspace_id")?,
-                get(&r, "description")?,
-            ))
+            Ok(Placement {
+                project_id: get(&r, "project_id")?,
+                workspace_id: get(&r, "workspace_id")?,
+                description: get(&r, "description")?,
+            })
         })
         .transpose()
     }
@@ -252,15 +263,28 @@ impl DeveloperStore for SqlStore {
         services: &[String],
         scopes: &[String],
         profiles: &[(i64, bool)],
-        now: Now,
-        audit: &[AuditEvent],
+        audit: &AuditEvent,
     ) -> StoreResult<()> {
+        let now = audit.at;
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        lock_client(&mut tx, self.backend, client_id).await?;
+        let row = sqlx::query("SELECT scopes FROM oauth_clients WHERE client_id = $1")
+            .bind(client_id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .ok_or_else(|| StoreError::Conflict(format!("credential {client_id} is gone")))?;
+        let mut merged = words(&get::<String>(&row, "scopes")?);
+        for scope in scopes {
+            if !merged.contains(scope) {
+                merged.push(scope.clone());
+            }
+        }
         for code in services {
             add_service(&mut tx, client_id, code, now).await?;
         }
         sqlx::query("UPDATE oauth_clients SET scopes = $1, updated_at = $2 WHERE client_id = $3")
-            .bind(scopes.join(" "))
+            .bind(merged.join(" "))
             .bind(now.millis())
             .bind(client_id.to_owned())
             .execute(&mut *tx)
@@ -269,42 +293,108 @@ impl DeveloperStore for SqlStore {
         for &(group_id, held) in profiles {
             set_profile(&mut tx, client_id, group_id, held, now).await?;
         }
-        for event in audit {
-            audit_in(&mut *tx, event).await?;
-        }
+        audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         self.signal.changed_here();
         Ok(())
     }
 
-    async fn take_unshown_secrets(&self, client_id: &str) -> StoreResult<Vec<(String, String)>> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+    async fn unshown_secrets(&self, client_id: &str) -> StoreResult<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT secret_id FROM client_secrets WHERE client_id = $1 AND unshown IS NOT NULL")
+                .bind(client_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
+        rows.iter().map(|r| get(r, "secret_id")).collect()
+    }
+
+    async fn take_unshown_secrets(
+        &self,
+        client_id: &str,
+        not_before: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<Vec<(String, String)>> {
+        // Read first, outside the transaction; then each copy is cleared only if it is still
+        // the one read, so of two concurrent readers one gets it. The transaction starts with
+        // a write: SQLite then never has to upgrade a read snapshot (which would fail).
         let rows = sqlx::query(
-            "SELECT secret_id, unshown FROM client_secrets WHERE client_id = $1 AND unshown IS NOT NULL",
+            "SELECT secret_id, unshown, created_at FROM client_secrets WHERE client_id = $1 AND unshown IS NOT NULL",
         )
         .bind(client_id.to_owned())
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
-        let mut taken = Vec::with_capacity(rows.len());
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut taken = Vec::new();
         for row in &rows {
             let secret_id: String = get(row, "secret_id")?;
-            // Conditional: of two concurrent readers, the second finds it gone and gets nothing.
-            let won = sqlx::query(
-                "UPDATE client_secrets SET unshown = NULL WHERE secret_id = $1 AND unshown IS NOT NULL",
-            )
-            .bind(secret_id.clone())
+            let sealed: String = get(row, "unshown")?;
+            let won =
+                sqlx::query("UPDATE client_secrets SET unshown = NULL WHERE secret_id = $1 AND unshown = $2")
+                    .bind(secret_id.clone())
+                    .bind(sealed.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?
+                    .rows_affected()
+                    > 0;
+            if won && get::<i64>(row, "created_at")? >= not_before.millis() {
+                taken.push((secret_id, sealed));
+            }
+        }
+        if !taken.is_empty() {
+            let mut event = audit.clone();
+            event.details["secret_ids"] = taken.iter().map(|(id, _)| id.clone()).collect();
+            audit_in(&mut *tx, &event).await?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(taken)
+    }
+
+    async fn remove_secret_keeping_one(
+        &self,
+        client_id: &str,
+        secret_id: &str,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        lock_client(&mut tx, self.backend, client_id).await?;
+        let removed = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND secret_id = $2")
+            .bind(client_id.to_owned())
+            .bind(secret_id.to_owned())
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?
             .rows_affected()
-                > 0;
-            if won {
-                taken.push((secret_id, get(row, "unshown")?));
-            }
+            > 0;
+        if !removed {
+            return Ok(false);
         }
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(client_id.to_owned())
+        .bind(now.millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend_error)
+        .and_then(|r| get(&r, "n"))?;
+        if live == 0 {
+            // Dropping `tx` rolls the removal back.
+            return Err(StoreError::Conflict(
+                "this is the credential's last live secret: add a new one first, or delete the credential"
+                    .into(),
+            ));
+        }
+        audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
-        Ok(taken)
+        self.signal.changed_here();
+        Ok(true)
     }
 
     async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool> {

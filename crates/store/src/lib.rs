@@ -492,13 +492,14 @@ fn key_from(row: &AnyRow) -> StoreResult<StoredKey> {
     })
 }
 
-async fn insert_secret<'c, E>(exec: E, s: &ClientSecretRecord) -> StoreResult<()>
+/// Inserts a secret's record; `unshown` is its sealed copy, kept until it is shown once.
+async fn insert_secret<'c, E>(exec: E, s: &ClientSecretRecord, unshown: Option<&str>) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO client_secrets (secret_id, client_id, digest, hint, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO client_secrets (secret_id, client_id, digest, hint, created_at, expires_at, unshown)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&s.secret_id)
     .bind(&s.client_id)
@@ -506,6 +507,7 @@ where
     .bind(&s.hint)
     .bind(s.created_at.millis())
     .bind(s.expires_at.map(Now::millis))
+    .bind(unshown.map(str::to_owned))
     .execute(exec)
     .await
     .map_err(backend_error)?;
@@ -603,7 +605,7 @@ impl ClientStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         insert_client(&mut tx, c).await?;
         if let Some(secret) = secret {
-            insert_secret(&mut *tx, secret).await?;
+            insert_secret(&mut *tx, secret, None).await?;
         }
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
@@ -717,7 +719,7 @@ impl ClientStore for SqlStore {
 
     async fn add_secret(&self, secret: &ClientSecretRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        insert_secret(&mut *tx, secret).await?;
+        insert_secret(&mut *tx, secret, None).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         self.signal.changed_here();

@@ -1,52 +1,80 @@
 //! The Developer Console behind its API (`/console`) and its pages: who may use it (a person
-//! holding the developer or system administrator role, or a technical account subscribed to the
-//! I/O Management API), projects and workspaces, OAuth Server-to-Server credentials (the token
-//! service's technical accounts, placed in a workspace), their subscriptions to services with
-//! product profiles, and their secrets.
+//! holding the developer or system administrator role, through a first-party client, or a
+//! technical account holding the `adobeio_api` scope, which the I/O Management API brings),
+//! projects and workspaces, OAuth Server-to-Server credentials (the token service's technical
+//! accounts, placed in a workspace), their subscriptions to services with product profiles, and
+//! their secrets.
 //!
 //! Secrets are stored as digests. A credential created here has nobody to hand its first secret
 //! to at once (the vendor's create call answers ids only, and clients read the secret next), so
 //! that secret is also kept sealed under the master key until it is shown once, by whichever
-//! read comes first (the secrets listing, the workspace download, the console page); the sealed
-//! copy is then gone and later reads show a masked hint. Secrets added later are shown in the
-//! answer that adds them and never kept.
+//! read comes first (the integration's secrets, the workspace download, the "show" button of the
+//! console page) and for a day at most; the sealed copy is then gone and later reads show a
+//! hint. Secrets added later are shown in the answer that adds them and never kept.
+//!
+//! A credential that opens an API only system administrators may add (the User Management API)
+//! is theirs alone: nobody else reads its secrets, adds one, changes or deletes it, and such an
+//! API is added only when a credential is created, so no secret known to someone else ever
+//! gains its powers.
 
 use serde_json::json;
 
 use super::{Ims, IssuedToken, Result};
 use crate::credentials::{new_secret_record, NewSecret};
 use crate::developer::{
-    self, Project, Service, ServiceRequest, Workspace, CONSOLE_API_SCOPE, DEFAULT_WORKSPACE,
-    MANAGE_SECRETS_SCOPE, READ_SECRETS_SCOPE,
+    self, Placement, Project, Service, ServiceRequest, Workspace, CONSOLE_API_SCOPE, DEFAULT_WORKSPACE,
+    MANAGE_SECRETS_SCOPE, READ_SECRETS_SCOPE, UNSHOWN_SECRET_SECS,
 };
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance};
 use crate::error::Error;
 use crate::model::{ClientSecretRecord, ClientType, Context, OAuthClient, Organization};
 use crate::secret::Secret;
+use crate::service::directory::Administrator;
+use crate::store::NewTechnicalAccount;
 use crate::Now;
 
-/// Who calls the Developer Console (API or pages).
+/// Who calls the Developer Console (API or pages). Only [`Ims::console_caller`] and
+/// [`ConsoleCaller::from_administrator`] make one.
 #[derive(Clone, Debug)]
 pub struct ConsoleCaller {
-    pub org_id: String,
-    /// `admin:<email>` or `client:<client id>`, for the audit log and `who_created`.
-    pub actor: String,
-    /// Holds the system administrator role (a person only): may subscribe credentials to the
-    /// services that administer the whole organisation.
-    pub system_admin: bool,
+    org_id: String,
+    actor: String,
+    system_admin: bool,
     /// A technical account: what it may do with secrets follows its scopes.
     technical_scopes: Option<Vec<String>>,
 }
 
 impl ConsoleCaller {
-    /// A person signed in to the console, already known to hold a role.
-    pub fn person(org_id: &str, email: &str, system_admin: bool) -> Self {
-        ConsoleCaller {
-            org_id: org_id.to_owned(),
-            actor: format!("admin:{email}"),
+    /// A person signed in to the console pages, holding the developer or system administrator
+    /// role.
+    pub fn from_administrator(admin: &Administrator) -> Result<Self> {
+        let system_admin = admin.holds(AdminRole::SystemAdmin);
+        if !(system_admin || admin.holds(AdminRole::Developer)) {
+            return Err(Error::Forbidden(
+                "the Developer Console needs the developer or system administrator role".into(),
+            ));
+        }
+        Ok(ConsoleCaller {
+            org_id: admin.org_id.clone(),
+            actor: admin.actor.clone(),
             system_admin,
             technical_scopes: None,
-        }
+        })
+    }
+
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// `admin:<email>` or `client:<client id>`, for the audit log and `who_created`.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Holds the system administrator role (people only): may add the APIs that administer the
+    /// whole organisation, and manage the credentials that open them.
+    pub fn system_admin(&self) -> bool {
+        self.system_admin
     }
 
     fn may(&self, scope: &str) -> Result<()> {
@@ -63,8 +91,8 @@ impl ConsoleCaller {
 #[derive(Clone, Debug)]
 pub struct Integration {
     pub client: OAuthClient,
-    /// Project id, workspace id and description, for credentials created in a workspace.
-    pub placement: Option<(String, String, String)>,
+    /// Where it sits, for credentials created in a workspace.
+    pub placement: Option<Placement>,
     pub services: Vec<Service>,
     /// The product profiles it holds, with their product instances.
     pub profiles: Vec<LicenseConfig>,
@@ -132,18 +160,15 @@ impl Ims {
             .get("user_id")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| Error::InvalidToken("token names no user".into()))?;
-        let admin = self.administrator(user_id, &valid.client_id).await?;
-        if !(admin.holds(AdminRole::SystemAdmin) || admin.holds(AdminRole::Developer)) {
+        // A person acts here only through our own applications: a third-party application the
+        // person consented to (for `openid`, say) does not get to create credentials.
+        if !valid.client.first_party {
             return Err(Error::Forbidden(
-                "the Developer Console needs the developer or system administrator role".into(),
+                "people use the Developer Console through a first-party application".into(),
             ));
         }
-        Ok(ConsoleCaller {
-            org_id: admin.org_id.clone(),
-            actor: admin.actor.clone(),
-            system_admin: admin.holds(AdminRole::SystemAdmin),
-            technical_scopes: None,
-        })
+        let admin = self.administrator(user_id, &valid.client_id).await?;
+        ConsoleCaller::from_administrator(&admin)
     }
 
     /// The caller's organisation, named in a path by its numeric id or its `...@AdobeOrg` code.
@@ -194,13 +219,7 @@ impl Ims {
     /// A new project (built by [`Project::new`] for the caller's organisation) with its
     /// default workspace.
     pub async fn create_project(&self, project: Project, ctx: &Context) -> Result<(Project, Workspace)> {
-        let workspace = Workspace::new(&project.id, DEFAULT_WORKSPACE, DEFAULT_WORKSPACE, "", ctx.now)?;
-        let event = ctx.event(
-            "project.create",
-            &project.id,
-            "success",
-            json!({"name": project.name, "title": project.title, "workspace_id": workspace.id}),
-        );
+        let (workspace, event) = default_workspace(&project, ctx)?;
         self.store
             .create_project(&project, &workspace, &event)
             .await
@@ -364,8 +383,10 @@ impl Ims {
         let scopes = developer::scopes_with(&[], &sub.services);
         let client =
             OAuthClient::new_technical_account(&org.org_id, name, scopes, &self.settings.domain, ctx.now)?;
-        let (project, workspace) = match placement {
-            Some(p) => p,
+        // The organisation-level form gives the credential a project of its own, made in the
+        // same transaction.
+        let (project, workspace, project_event) = match placement {
+            Some((p, w)) => (p, w, None),
             None => {
                 let project_name = project_name_for(&client.name);
                 let title: String = client.name.chars().take(45).collect();
@@ -378,21 +399,25 @@ impl Ims {
                     &caller.actor,
                     ctx.now,
                 )?;
-                self.create_project(project, ctx).await?
+                let (workspace, event) = default_workspace(&project, ctx)?;
+                (project, workspace, Some(event))
             }
         };
         let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
         let sealed = self
             .master
             .seal(&unshown_label(&record.secret_id), secret.expose().as_bytes())?;
+        drop(secret);
         let codes: Vec<String> = sub.services.iter().map(|s| s.code.to_owned()).collect();
-        let given: Vec<i64> = sub
+        let given: Vec<&LicenseConfig> = sub
             .profiles
             .iter()
             .filter(|(_, add)| *add)
-            .map(|(c, _)| c.profile.id)
+            .map(|(c, _)| c)
             .collect();
-        let event = ctx.event(
+        let own_project = project_event.is_some();
+        let mut audit: Vec<_> = project_event.into_iter().collect();
+        audit.push(ctx.event(
             "credential.create",
             &client.client_id,
             "success",
@@ -402,23 +427,28 @@ impl Ims {
                 "project_id": project.id,
                 "workspace_id": workspace.id,
                 "services": codes,
-                "profiles": sub.profiles.iter().filter(|(_, add)| *add).map(|(c, _)| &c.profile.name).collect::<Vec<_>>(),
+                "profiles": given.iter().map(|c| &c.profile.name).collect::<Vec<_>>(),
                 "scopes": client.scopes,
                 "secret_id": record.secret_id,
             }),
-        );
-        self.store
-            .create_technical_account(
-                &client,
-                &record,
-                Some(&sealed),
-                Some((&workspace.id, description)),
-                &codes,
-                &given,
-                &event,
+        ));
+        let profile_ids: Vec<i64> = given.iter().map(|c| c.profile.id).collect();
+        let new = NewTechnicalAccount {
+            client: &client,
+            secret: &record,
+            unshown: Some(&sealed),
+            new_project: own_project.then_some((&project, &workspace)),
+            placement: Some((&workspace.id, description)),
+            services: &codes,
+            profiles: &profile_ids,
+            audit: &audit,
+        };
+        self.store.create_technical_account(&new).await.map_err(|e| {
+            conflict_as(
+                e,
+                "the workspace or a product profile changed meanwhile; try again".to_owned(),
             )
-            .await?;
-        drop(secret);
+        })?;
         let integration = self.integration(org, &client.client_id).await?;
         Ok(CreatedCredential {
             integration,
@@ -472,9 +502,11 @@ impl Ims {
         })
     }
 
-    /// A credential the caller may change or read secrets of. A credential subscribed to a
-    /// service only a system administrator may add (or holding its scope) is theirs alone:
-    /// otherwise a developer could take its secret and act with its powers.
+    /// A credential the caller may read the secrets of, change or delete. Developers and
+    /// technical accounts manage the credentials made in the Developer Console; the others
+    /// (made from the command line or the administration API) and those that open an API only
+    /// system administrators may add are system administrators' alone, or a developer could
+    /// take a secret and act with powers they do not hold.
     async fn managed(
         &self,
         caller: &ConsoleCaller,
@@ -482,14 +514,16 @@ impl Ims {
         client_id: &str,
     ) -> Result<Integration> {
         let integration = self.integration(org, client_id).await?;
-        let admin_only = integration.services.iter().any(|s| s.system_admin_only)
-            || Service::ALL
-                .iter()
-                .filter(|s| s.system_admin_only)
-                .flat_map(|s| s.scopes.iter())
-                .filter(|scope| !["openid", "AdobeID"].contains(scope))
-                .any(|scope| integration.client.scopes.iter().any(|have| have == scope));
-        if admin_only && !caller.system_admin {
+        if caller.system_admin {
+            return Ok(integration);
+        }
+        if integration.placement.is_none() {
+            return Err(Error::Forbidden(
+                "this credential was not made in the Developer Console: a system administrator manages it"
+                    .into(),
+            ));
+        }
+        if opens_admin_api(&integration.client, &integration.services) {
             return Err(Error::Forbidden(
                 "this credential opens an API only system administrators manage".into(),
             ));
@@ -511,7 +545,9 @@ impl Ims {
     }
 
     /// Subscribes a credential to services, giving or taking product profiles; answers the
-    /// services it is subscribed to afterwards. Refused whole on any bad part.
+    /// services it is subscribed to afterwards. Refused whole on any bad part. An API only
+    /// system administrators may add comes with a new credential only: its secrets may be known
+    /// to people who should not get its powers.
     pub async fn subscribe_credential(
         &self,
         caller: &ConsoleCaller,
@@ -522,7 +558,17 @@ impl Ims {
     ) -> Result<Vec<String>> {
         let integration = self.managed(caller, org, client_id).await?;
         let sub = self.resolve(caller, org, requests).await?;
-        let scopes = developer::scopes_with(&integration.client.scopes, &sub.services);
+        if let Some(s) = sub
+            .services
+            .iter()
+            .find(|s| s.system_admin_only && !integration.services.contains(s))
+        {
+            return Err(Error::Conflict(format!(
+                "the {} is added when a credential is created: create a new credential for it",
+                s.name
+            )));
+        }
+        let scopes = developer::scopes_with(&[], &sub.services);
         let codes: Vec<String> = sub.services.iter().map(|s| s.code.to_owned()).collect();
         let names = |add: bool| -> Vec<&str> {
             sub.profiles
@@ -535,49 +581,91 @@ impl Ims {
             "credential.subscribe",
             client_id,
             "success",
-            json!({"services": codes, "profiles_added": names(true), "profiles_removed": names(false), "scopes": scopes}),
+            json!({"services": codes, "profiles_added": names(true), "profiles_removed": names(false), "scopes_added": scopes}),
         );
         let ops: Vec<(i64, bool)> = sub.profiles.iter().map(|(c, add)| (c.profile.id, *add)).collect();
         self.store
-            .subscribe(client_id, &codes, &scopes, &ops, ctx.now, &[event])
-            .await?;
+            .subscribe(client_id, &codes, &scopes, &ops, &event)
+            .await
+            .map_err(|e| {
+                conflict_as(
+                    e,
+                    "the credential or a product profile changed meanwhile; try again".to_owned(),
+                )
+            })?;
         Ok(self.store.credential_services(client_id).await?)
     }
 
-    /// The credential's secrets; a secret never shown before is shown now, once.
+    /// The credential's secrets. With `show`, a secret never shown before (and at most a day
+    /// old) is shown now, once; without, every secret is listed by its hint.
     pub async fn credential_secrets(
         &self,
         caller: &ConsoleCaller,
         org: &Organization,
         client_id: &str,
+        show: bool,
         ctx: &Context,
-    ) -> Result<(OAuthClient, Vec<ListedSecret>)> {
+    ) -> Result<(Integration, Vec<ListedSecret>)> {
         caller.may(READ_SECRETS_SCOPE)?;
         let integration = self.managed(caller, org, client_id).await?;
-        let taken = self.store.take_unshown_secrets(client_id).await?;
-        let mut shown = Vec::new();
+        let listed = if show {
+            self.show_secrets(&integration, ctx).await?
+        } else {
+            hints(&integration)
+        };
+        Ok((integration, listed))
+    }
+
+    async fn show_secrets(&self, integration: &Integration, ctx: &Context) -> Result<Vec<ListedSecret>> {
+        let client_id = &integration.client.client_id;
+        let not_before = Now::from_millis(ctx.now.millis().saturating_sub(UNSHOWN_SECRET_SECS * 1000));
+        let event = ctx.event("credential.secret.show", client_id, "success", json!({}));
+        let taken = self
+            .store
+            .take_unshown_secrets(client_id, not_before, &event)
+            .await?;
         let mut listed = Vec::with_capacity(integration.secrets.len());
-        for record in integration.secrets {
+        for record in &integration.secrets {
             let value = match taken.iter().find(|(id, _)| *id == record.secret_id) {
                 Some((id, sealed)) => {
                     let plain = self.master.open(&unshown_label(id), sealed)?;
-                    shown.push(id.clone());
                     Some(Secret::new(String::from_utf8_lossy(&plain).into_owned()))
                 }
                 None => None,
             };
-            listed.push(ListedSecret { record, value });
+            listed.push(ListedSecret {
+                record: record.clone(),
+                value,
+            });
         }
-        if !shown.is_empty() {
-            let event = ctx.event(
-                "credential.secret.show",
-                client_id,
-                "success",
-                json!({"secret_ids": shown}),
-            );
-            self.store.append_audit(&event).await?;
+        Ok(listed)
+    }
+
+    /// Whether the credential has a secret waiting to be shown (the page offers to show it).
+    pub async fn has_unshown_secret(&self, client_id: &str) -> Result<bool> {
+        Ok(!self.store.unshown_secrets(client_id).await?.is_empty())
+    }
+
+    /// The workspace download's credentials: the ones the caller manages with their secrets
+    /// (a first secret shown now, once), the others without any.
+    pub async fn workspace_download(
+        &self,
+        caller: &ConsoleCaller,
+        org: &Organization,
+        workspace: &Workspace,
+        ctx: &Context,
+    ) -> Result<Vec<(Integration, Vec<ListedSecret>)>> {
+        let mut out = Vec::new();
+        for client_id in self.store.workspace_credentials(&workspace.id).await? {
+            match self.credential_secrets(caller, org, &client_id, true, ctx).await {
+                Ok(found) => out.push(found),
+                Err(Error::Forbidden(_) | Error::InsufficientScope(_)) => {
+                    out.push((self.integration(org, &client_id).await?, Vec::new()));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok((integration.client, listed))
+        Ok(out)
     }
 
     /// Adds a secret (rotation: add, move the integration, then remove the old one).
@@ -595,7 +683,7 @@ impl Ims {
             .await
     }
 
-    /// Removes a secret: the token endpoint refuses it at once. The last secret stays: a
+    /// Removes a secret: the token endpoint refuses it at once. The last live secret stays: a
     /// credential without one could never be used again (disable or delete it instead).
     pub async fn remove_credential_secret(
         &self,
@@ -606,20 +694,23 @@ impl Ims {
         ctx: &Context,
     ) -> Result<()> {
         caller.may(MANAGE_SECRETS_SCOPE)?;
-        let integration = self.managed(caller, org, client_id).await?;
-        if !integration.secrets.iter().any(|s| s.secret_id == secret_id) {
+        self.managed(caller, org, client_id).await?;
+        let event = ctx.event(
+            "credential.secret.remove",
+            client_id,
+            "success",
+            json!({"secret_id": secret_id}),
+        );
+        if !self
+            .store
+            .remove_secret_keeping_one(client_id, secret_id, ctx.now, &event)
+            .await?
+        {
             return Err(Error::NotFound(format!(
                 "the credential has no secret {secret_id:?}"
             )));
         }
-        if integration.secrets.len() == 1 {
-            return Err(Error::Conflict(
-                "this is the credential's only secret: add a new one first, or delete the credential".into(),
-            ));
-        }
-        crate::credentials::Credentials::for_org(self.store.clone(), &self.settings.domain, &org.org_id)
-            .remove_secret(client_id, secret_id, ctx)
-            .await
+        Ok(())
     }
 
     /// Deletes a credential: its secrets stop working and its tokens stop validating at once
@@ -631,7 +722,7 @@ impl Ims {
         org: &Organization,
         client_id: &str,
         ctx: &Context,
-    ) -> Result<Option<(String, String)>> {
+    ) -> Result<Option<Placement>> {
         let integration = self.managed(caller, org, client_id).await?;
         let event = ctx.event(
             "credential.delete",
@@ -640,8 +731,8 @@ impl Ims {
             json!({
                 "name": integration.client.name,
                 "technical_account_id": integration.client.technical_account_id,
-                "project_id": integration.placement.as_ref().map(|p| &p.0),
-                "workspace_id": integration.placement.as_ref().map(|p| &p.1),
+                "project_id": integration.placement.as_ref().map(|p| &p.project_id),
+                "workspace_id": integration.placement.as_ref().map(|p| &p.workspace_id),
             }),
         );
         if !self.store.delete_client(client_id, &event).await? {
@@ -649,7 +740,7 @@ impl Ims {
                 "no credential {client_id:?} in this organisation"
             )));
         }
-        Ok(integration.placement.map(|(p, w, _)| (p, w)))
+        Ok(integration.placement)
     }
 
     /// A test access token for a credential, as the console's "generate access token" button
@@ -683,6 +774,46 @@ impl Ims {
         self.store.append_audit(&event).await?;
         Ok(issued)
     }
+}
+
+/// Whether a credential opens an API only system administrators may add: subscribed to it, or
+/// holding a scope only it brings (a credential made with `--scope` rather than `--service`).
+fn opens_admin_api(client: &OAuthClient, services: &[Service]) -> bool {
+    services.iter().any(|s| s.system_admin_only)
+        || Service::ALL
+            .iter()
+            .filter(|s| s.system_admin_only)
+            .flat_map(|s| s.scopes.iter())
+            .filter(|scope| {
+                !Service::ALL
+                    .iter()
+                    .any(|o| !o.system_admin_only && o.scopes.contains(scope))
+            })
+            .any(|scope| client.scopes.iter().any(|have| have == scope))
+}
+
+/// Every secret of a credential by its hint.
+fn hints(integration: &Integration) -> Vec<ListedSecret> {
+    integration
+        .secrets
+        .iter()
+        .map(|record| ListedSecret {
+            record: record.clone(),
+            value: None,
+        })
+        .collect()
+}
+
+/// A project's first workspace, and the audit line of the project's creation.
+fn default_workspace(project: &Project, ctx: &Context) -> Result<(Workspace, crate::model::AuditEvent)> {
+    let workspace = Workspace::new(&project.id, DEFAULT_WORKSPACE, DEFAULT_WORKSPACE, "", ctx.now)?;
+    let event = ctx.event(
+        "project.create",
+        &project.id,
+        "success",
+        json!({"name": project.name, "title": project.title, "workspace_id": workspace.id}),
+    );
+    Ok((workspace, event))
 }
 
 /// A project name for a credential created at organisation level: its name's usable
@@ -746,7 +877,12 @@ mod tests {
             tech.may(MANAGE_SECRETS_SCOPE),
             Err(Error::InsufficientScope(_))
         ));
-        let person = ConsoleCaller::person("O", "dev@example.com", false);
+        let person = ConsoleCaller {
+            org_id: "O".into(),
+            actor: "admin:dev@example.com".into(),
+            system_admin: false,
+            technical_scopes: None,
+        };
         person.may(MANAGE_SECRETS_SCOPE).unwrap();
     }
 }
