@@ -87,17 +87,34 @@ pub fn routes() -> Router<AppState> {
 
 /// An error in the console API's convention: the status and a JSON body naming it.
 #[derive(Debug)]
-pub struct ConsoleError(Error);
+pub enum ConsoleError {
+    Domain(Error),
+    /// Over the client's budget: wait this many seconds.
+    Throttled(u64),
+}
 
 impl From<Error> for ConsoleError {
     fn from(e: Error) -> Self {
-        ConsoleError(e)
+        ConsoleError::Domain(e)
     }
 }
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
+        let e = match self {
+            ConsoleError::Domain(e) => e,
+            ConsoleError::Throttled(secs) => {
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error_code": "429050", "message": "Too many requests"})),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+                return resp;
+            }
+        };
+        let (status, code) = match &e {
             Error::InvalidToken(reason) => {
                 tracing::debug!(%reason, "console call refused");
                 let mut resp = (
@@ -113,7 +130,7 @@ impl IntoResponse for ConsoleError {
             Error::InsufficientScope(scope) => {
                 let mut resp = (
                     StatusCode::FORBIDDEN,
-                    Json(json!({"error_code": "403003", "message": self.0.to_string()})),
+                    Json(json!({"error_code": "403003", "message": e.to_string()})),
                 )
                     .into_response();
                 let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
@@ -142,7 +159,7 @@ impl IntoResponse for ConsoleError {
         };
         let mut resp = (
             status,
-            Json(json!({"error_code": code, "message": self.0.to_string()})),
+            Json(json!({"error_code": code, "message": e.to_string()})),
         )
             .into_response();
         no_store(&mut resp);
@@ -170,6 +187,10 @@ impl FromRequestParts<AppState> for Caller {
             .unwrap_or_else(|never| match never {});
         let (token, api_key) = crate::oauth::bearer_and_api_key(parts)?;
         let caller = app.ims.console_caller(&token, api_key, meta.now).await?;
+        // One budget per client for the vendor's APIs (this one and the User Management API).
+        app.ims
+            .umapi_admit(caller.client_id(), meta.now)
+            .map_err(ConsoleError::Throttled)?;
         Ok(Caller(caller, meta))
     }
 }

@@ -6775,4 +6775,80 @@ mod developer {
             h.cleanup().await;
         }
     }
+
+    #[tokio::test]
+    async fn the_api_budget_and_the_secret_cap_hold() {
+        let mut settings = super::settings(Algorithm::ES256);
+        settings.umapi_requests_per_minute = 4;
+        let h = harness_with(Db::Sqlite, settings).await.unwrap();
+        let (token, key) = developer(&h, "dev@acme.test").await;
+        let dev = Api {
+            h: &h,
+            token,
+            key,
+            org: numeric_org(&h).await,
+        };
+        let made = dev
+            .ok(
+                "POST",
+                "/console/organizations/{org}/credentials/oauth-server-to-server",
+                Some(json!({"name": "Capped"})),
+            )
+            .await;
+        let id = made["id"].as_str().unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(
+                dev.call(
+                    "POST",
+                    &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+                    None,
+                )
+                .await
+                .0,
+            );
+        }
+        let (status, headers, _) = h
+            .call(req(
+                "GET",
+                "/console/organizations",
+                Some(&dev.token),
+                Some(&dev.key),
+                None,
+            ))
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        // Three secrets added within the budget (one call created the credential), then 429s.
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            3,
+            "{statuses:?}"
+        );
+        assert!(statuses
+            .iter()
+            .all(|s| [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS].contains(s)));
+        // The cap, through the domain (no budget there).
+        let caller = h
+            .state
+            .ims
+            .console_caller(&dev.token, Some(&dev.key), Now::system())
+            .await
+            .unwrap();
+        let org = h.state.ims.organization(&h.org_id).await.unwrap();
+        let ctx = Context::new(Now::system(), "test");
+        let mut refused = None;
+        for _ in 0..ims_identity::service::developer::MAX_SECRETS {
+            if let Err(e) = h.state.ims.add_credential_secret(&caller, &org, id, &ctx).await {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(refused, Some(ims_identity::Error::Conflict(_))),
+            "{refused:?}"
+        );
+        let held = h.store.client_with_secrets(id).await.unwrap().unwrap().1.len();
+        assert_eq!(held, ims_identity::service::developer::MAX_SECRETS);
+    }
 }

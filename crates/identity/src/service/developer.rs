@@ -38,6 +38,8 @@ use crate::Now;
 #[derive(Clone, Debug)]
 pub struct ConsoleCaller {
     org_id: String,
+    /// The client the token was issued to (the pages: the Admin Console's).
+    client_id: String,
     actor: String,
     system_admin: bool,
     /// A technical account: what it may do with secrets follows its scopes.
@@ -56,6 +58,7 @@ impl ConsoleCaller {
         }
         Ok(ConsoleCaller {
             org_id: admin.org_id.clone(),
+            client_id: admin.client_id.clone(),
             actor: admin.actor.clone(),
             system_admin,
             technical_scopes: None,
@@ -64,6 +67,10 @@ impl ConsoleCaller {
 
     pub fn org_id(&self) -> &str {
         &self.org_id
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// `admin:<email>` or `client:<client id>`, for the audit log and `who_created`.
@@ -128,6 +135,9 @@ struct Subscription {
     profiles: Vec<(LicenseConfig, bool)>,
 }
 
+/// Most secrets a credential holds at once (rotation needs two).
+pub const MAX_SECRETS: usize = 10;
+
 fn unshown_label(secret_id: &str) -> String {
     format!("client-secret:{secret_id}")
 }
@@ -150,6 +160,7 @@ impl Ims {
             valid.require_scope(CONSOLE_API_SCOPE)?;
             return Ok(ConsoleCaller {
                 org_id: valid.org_id.clone(),
+                client_id: valid.client_id.clone(),
                 actor: format!("client:{}", valid.client_id),
                 system_admin: false,
                 technical_scopes: Some(valid.scopes().map(str::to_owned).collect()),
@@ -677,7 +688,12 @@ impl Ims {
         ctx: &Context,
     ) -> Result<NewSecret> {
         caller.may(MANAGE_SECRETS_SCOPE)?;
-        self.managed(caller, org, client_id).await?;
+        let integration = self.managed(caller, org, client_id).await?;
+        if integration.secrets.len() >= MAX_SECRETS {
+            return Err(Error::Conflict(format!(
+                "a credential holds {MAX_SECRETS} secrets at most: remove one first"
+            )));
+        }
         crate::credentials::Credentials::for_org(self.store.clone(), &self.settings.domain, &org.org_id)
             .add_secret(client_id, None, ctx)
             .await
@@ -868,6 +884,7 @@ mod tests {
     fn technical_accounts_need_the_secret_scopes_and_people_do_not() {
         let tech = ConsoleCaller {
             org_id: "O".into(),
+            client_id: "x".into(),
             actor: "client:x".into(),
             system_admin: false,
             technical_scopes: Some(vec![CONSOLE_API_SCOPE.into(), READ_SECRETS_SCOPE.into()]),
@@ -879,6 +896,7 @@ mod tests {
         ));
         let person = ConsoleCaller {
             org_id: "O".into(),
+            client_id: "console".into(),
             actor: "admin:dev@example.com".into(),
             system_admin: false,
             technical_scopes: None,
