@@ -6750,10 +6750,11 @@ mod developer {
             );
             assert_eq!(admin.call("GET", &outside_path, None).await.0, StatusCode::OK);
 
-            // A third-party application a developer consented to does not act for them here.
+            // A third-party application a system administrator consented to does not act for
+            // them, here or in the User Management API.
             let third = h.people_client(false).await;
             let mut b = Browser::default();
-            let (_, page) = sign_in(&h, &mut b, &third, "dev@acme.test", PASSWORD).await;
+            let (_, page) = sign_in(&h, &mut b, &third, "admin@acme.test", ADMIN_PASSWORD).await;
             let (_, _, html) = b.get(&h.app, &page).await;
             let (_, headers, _) = b
                 .post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("consent", "allow")])
@@ -6762,16 +6763,15 @@ mod developer {
             let (status, body) = redeem(&h, &third, &code).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let third_token = body["access_token"].as_str().unwrap();
-            let (status, _, _) = h
-                .call(req(
-                    "GET",
-                    "/console/organizations",
-                    Some(third_token),
-                    Some(&third),
-                    None,
-                ))
-                .await;
-            assert_eq!(status, StatusCode::FORBIDDEN, "{db:?}");
+            for path in [
+                "/console/organizations".to_owned(),
+                format!("/v2/usermanagement/groups/{}/0", h.org_id),
+            ] {
+                let (status, _, _) = h
+                    .call(req("GET", &path, Some(third_token), Some(&third), None))
+                    .await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{db:?} {path}");
+            }
             h.cleanup().await;
         }
     }

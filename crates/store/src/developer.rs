@@ -11,7 +11,9 @@ use ims_identity::model::AuditEvent;
 use ims_identity::store::{DeveloperStore, NewTechnicalAccount, StoreResult};
 use ims_identity::Now;
 
-use crate::{audit_in, backend_error, get, insert_client, insert_secret, words, Backend, SqlStore};
+use crate::{
+    audit_in, backend_error, begin_write, get, insert_client, insert_secret, words, Backend, SqlStore,
+};
 
 fn project_from(row: &AnyRow) -> StoreResult<Project> {
     Ok(Project {
@@ -76,20 +78,16 @@ async fn insert_project(tx: &mut AnyConnection, p: &Project, w: &Workspace) -> S
 }
 
 /// Locks a credential for the rest of `tx`, so that changes that read before they write (its
-/// scopes, its count of secrets) follow one another. SQLite has one writer at a time: a first
-/// write takes its lock (a statement that changes no row still does); PostgreSQL locks the row.
+/// scopes, its count of secrets) follow one another. On SQLite the write transaction holds the
+/// database's one write lock already; PostgreSQL locks the row.
 async fn lock_client(tx: &mut AnyConnection, backend: Backend, client_id: &str) -> StoreResult<()> {
-    let q = match backend {
-        Backend::Postgres => {
-            sqlx::query("SELECT client_id FROM oauth_clients WHERE client_id = $1 FOR UPDATE")
-                .bind(client_id.to_owned())
-        }
-        Backend::Sqlite => {
-            sqlx::query("UPDATE oauth_clients SET updated_at = updated_at WHERE client_id = $1 AND 0 = 1")
-                .bind(client_id.to_owned())
-        }
-    };
-    q.execute(&mut *tx).await.map_err(backend_error)?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT client_id FROM oauth_clients WHERE client_id = $1 FOR UPDATE")
+            .bind(client_id.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
     Ok(())
 }
 
@@ -135,7 +133,7 @@ pub(crate) async fn set_profile(
 #[async_trait]
 impl DeveloperStore for SqlStore {
     async fn create_project(&self, p: &Project, w: &Workspace, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         insert_project(&mut tx, p, w).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -165,7 +163,7 @@ impl DeveloperStore for SqlStore {
     }
 
     async fn create_workspace(&self, w: &Workspace, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         insert_workspace(&mut tx, w).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -184,7 +182,7 @@ impl DeveloperStore for SqlStore {
 
     async fn create_technical_account(&self, new: &NewTechnicalAccount<'_>) -> StoreResult<()> {
         let client = new.client;
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         if let Some((project, workspace)) = new.new_project {
             insert_project(&mut tx, project, workspace).await?;
         }
@@ -266,7 +264,7 @@ impl DeveloperStore for SqlStore {
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let now = audit.at;
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         lock_client(&mut tx, self.backend, client_id).await?;
         let row = sqlx::query("SELECT scopes FROM oauth_clients WHERE client_id = $1")
             .bind(client_id.to_owned())
@@ -316,8 +314,7 @@ impl DeveloperStore for SqlStore {
         audit: &AuditEvent,
     ) -> StoreResult<Vec<(String, String)>> {
         // Read first, outside the transaction; then each copy is cleared only if it is still
-        // the one read, so of two concurrent readers one gets it. The transaction starts with
-        // a write: SQLite then never has to upgrade a read snapshot (which would fail).
+        // the one read, so of two concurrent readers one gets it.
         let rows = sqlx::query(
             "SELECT secret_id, unshown, created_at FROM client_secrets WHERE client_id = $1 AND unshown IS NOT NULL",
         )
@@ -328,7 +325,7 @@ impl DeveloperStore for SqlStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let mut taken = Vec::new();
         for row in &rows {
             let secret_id: String = get(row, "secret_id")?;
@@ -362,7 +359,7 @@ impl DeveloperStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         lock_client(&mut tx, self.backend, client_id).await?;
         let removed = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND secret_id = $2")
             .bind(client_id.to_owned())
@@ -398,7 +395,7 @@ impl DeveloperStore for SqlStore {
     }
 
     async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let held: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM workspace_credentials c JOIN workspaces w ON w.workspace_id = c.workspace_id
              WHERE w.project_id = $1",
@@ -439,7 +436,7 @@ impl DeveloperStore for SqlStore {
     }
 
     async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         for table in [
             "client_secrets",
             "credential_services",

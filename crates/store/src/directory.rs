@@ -19,7 +19,9 @@ use ims_identity::umapi::{Change, GroupState, Snapshot};
 use ims_identity::Now;
 
 use crate::people::write_user;
-use crate::{audit_in, backend_error, get, insert_user, user_from, words, SqlStore, USER_COLUMNS};
+use crate::{
+    audit_in, backend_error, begin_write, get, insert_user, user_from, words, SqlStore, USER_COLUMNS,
+};
 
 const GROUP_COLUMNS: &str = "g.group_id, g.org_id, g.name, g.kind, g.description, g.instance_id, \
      g.license_quota, g.permissions, g.created_at, g.updated_at";
@@ -328,7 +330,7 @@ impl DirectoryStore for SqlStore {
         names: &BTreeSet<String>,
     ) -> StoreResult<Snapshot> {
         // One transaction: the users, their groups and the counts are read as of one moment.
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let mut users = BTreeMap::new();
         for email in emails {
             let row = sqlx::query(&format!(
@@ -450,7 +452,7 @@ impl DirectoryStore for SqlStore {
     }
 
     async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         for change in changes {
             apply(&mut tx, org_id, change).await?;
         }
@@ -616,7 +618,7 @@ impl DirectoryStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let id = group_id(&mut tx, org_id, profile).await?;
         crate::developer::set_profile(&mut tx, client_id, id, held, now).await?;
         audit_in(&mut *tx, audit).await?;
@@ -690,7 +692,7 @@ impl DirectoryStore for SqlStore {
     }
 
     async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let q = if held {
             sqlx::query(
                 "INSERT INTO admin_roles (user_id, role, target, granted_at) VALUES ($1, $2, $3, $4)

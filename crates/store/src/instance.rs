@@ -18,7 +18,7 @@ use ims_identity::model::AuditEvent;
 use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
 use ims_identity::Now;
 
-use crate::{backend_error, connect, migrate, Backend, Connected, Options};
+use crate::{backend_error, begin_write, connect, migrate, Backend, Connected, Options};
 
 #[derive(Clone, Copy)]
 enum FolderRight {
@@ -210,7 +210,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let row = sqlx::query(
             "INSERT INTO operators (login, label, email, auth_type, disabled, forbid_rich_client, trusted_ip_mask,
              security_zone, password_hash, ims_id, builtin, created_at, modified_at)
@@ -245,7 +245,7 @@ impl OperatorStore for SqlInstanceStore {
         end_sessions: bool,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let taken = sqlx::query("SELECT operator_id FROM operators WHERE login = $1 AND operator_id <> $2")
             .bind(&op.login)
             .bind(op.id)
@@ -304,7 +304,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         for sql in [
             "DELETE FROM sessions WHERE operator_id = $1",
             "DELETE FROM operator_group_members WHERE operator_id = $1",
@@ -406,7 +406,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn ensure_group(&self, name: &str, label: &str, rights: &[&str]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let inserted = sqlx::query(
             "INSERT INTO operator_groups (name, label) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
@@ -515,7 +515,7 @@ impl UsageStore for SqlInstanceStore {
     }
 
     async fn add_usage(&self, rows: &[UsageSummary]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         for r in rows {
             let k = &r.key;
             sqlx::query(
@@ -714,7 +714,7 @@ impl RecipientStore for SqlInstanceStore {
         write: bool,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let done = sqlx::query(
             "INSERT INTO folder_rights (folder_id, grantee_type, grantee_id, can_read, can_write)
              SELECT $1, 'group', group_id, $2, $3 FROM operator_groups WHERE name = $4
@@ -841,7 +841,7 @@ impl SettingsStore for SqlInstanceStore {
     }
 
     async fn set_setting(&self, key: &str, value: &str, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query(
             "INSERT INTO instance_settings (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

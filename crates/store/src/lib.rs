@@ -85,6 +85,21 @@ pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Starts a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`): a transaction that reads first and writes later cannot wait for another writer
+/// (its snapshot may be stale, and SQLite answers "database is locked" at once), while one that
+/// starts with the lock waits its turn (`busy_timeout`).
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+    .map_err(backend_error)
+}
+
 pub(crate) fn valid_schema_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -549,7 +564,7 @@ async fn insert_client(tx: &mut sqlx::AnyConnection, c: &OAuthClient) -> StoreRe
 #[async_trait]
 impl OrgStore for SqlStore {
     async fn bootstrap(&self, org: &Organization, admin: &User, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let existing = sqlx::query("SELECT org_id FROM organizations LIMIT 1")
             .fetch_optional(&mut *tx)
             .await
@@ -602,7 +617,7 @@ impl ClientStore for SqlStore {
         secret: Option<&ClientSecretRecord>,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         insert_client(&mut tx, c).await?;
         if let Some(secret) = secret {
             insert_secret(&mut *tx, secret, None).await?;
@@ -686,7 +701,7 @@ impl ClientStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let done =
             sqlx::query("UPDATE oauth_clients SET disabled = $1, updated_at = $2 WHERE client_id = $3")
                 .bind(i64::from(disabled))
@@ -718,7 +733,7 @@ impl ClientStore for SqlStore {
     }
 
     async fn add_secret(&self, secret: &ClientSecretRecord, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         insert_secret(&mut *tx, secret, None).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
@@ -727,7 +742,7 @@ impl ClientStore for SqlStore {
     }
 
     async fn remove_secret(&self, client_id: &str, secret_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND secret_id = $2")
             .bind(client_id)
             .bind(secret_id)
@@ -748,7 +763,7 @@ impl ClientStore for SqlStore {
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn insert_key(&self, k: &StoredKey, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, public_jwk, sealed_private, created_at, activates_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -778,7 +793,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn delete_keys(&self, kids: &[String], audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         for kid in kids {
             sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
                 .bind(kid)
@@ -801,7 +816,7 @@ impl RevocationStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (token_id, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (token_id) DO NOTHING",

@@ -12,7 +12,9 @@ use ims_identity::model::{AuditEvent, User};
 use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
 use ims_identity::Now;
 
-use crate::{audit_in, backend_error, get, insert_user, user_from, words, SqlStore, USER_COLUMNS};
+use crate::{
+    audit_in, backend_error, begin_write, get, insert_user, user_from, words, SqlStore, USER_COLUMNS,
+};
 
 /// The one row whose key column (in `sql`, as `$1`) equals `key`.
 async fn row_by<'c, E>(exec: E, sql: &str, key: &str) -> StoreResult<Option<AnyRow>>
@@ -113,14 +115,14 @@ impl UserStore for SqlStore {
     }
 
     async fn create_user(&self, user: &User, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         insert_user(&mut *tx, user).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
 
     async fn update_user(&self, u: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         write_user(&mut tx, u, end_sessions).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -134,7 +136,7 @@ impl UserStore for SqlStore {
         expires_at: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query("INSERT INTO password_resets (token_digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_digest)
             .bind(user_id)
@@ -167,7 +169,7 @@ impl UserStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let mut done = true;
         if let Some(step) = totp_step {
             done &= sqlx::query(
@@ -205,7 +207,7 @@ impl UserStore for SqlStore {
     }
 
     async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let won = sqlx::query(
             "UPDATE password_resets SET used_at = $1 WHERE token_digest = $2 AND used_at IS NULL AND expires_at > $1",
         )
@@ -265,7 +267,7 @@ impl ThrottleStore for SqlStore {
                last_failure = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
                                    THEN sign_in_failures.last_failure ELSE $3 END"
         );
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query(&sql)
             .bind(org_id)
             .bind(email_lower)
@@ -527,7 +529,7 @@ impl GrantStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query(
             "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
@@ -586,7 +588,7 @@ impl GrantStore for SqlStore {
         audit: &AuditEvent,
         finished: Option<(&str, &AuthorizationCode)>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query("DELETE FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2")
             .bind(org_id)
             .bind(email_lower)
@@ -613,7 +615,7 @@ impl GrantStore for SqlStore {
         refresh: Option<&RefreshToken>,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query("UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2")
             .bind(access_token_id)
             .bind(code_digest)
@@ -663,7 +665,7 @@ impl GrantStore for SqlStore {
         code_digest: &str,
         now: Now,
     ) -> StoreResult<Option<(AuthorizationCode, bool)>> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         // The conditional update is the arbiter: only one transaction sees a null consumed_at.
         let won = sqlx::query(
             "UPDATE authorization_codes SET consumed_at = $1 WHERE code_digest = $2 AND consumed_at IS NULL",
@@ -698,7 +700,7 @@ impl GrantStore for SqlStore {
         next: &RefreshToken,
         now: Now,
     ) -> StoreResult<Rotation> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         let won = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1
              WHERE token_digest = $2 AND used_at IS NULL AND revoked_at IS NULL AND family_expires_at > $1",
@@ -739,7 +741,7 @@ impl GrantStore for SqlStore {
     }
 
     async fn revoke_family(&self, family_id: &str, now: Now) -> StoreResult<Vec<(String, Now)>> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut tx = begin_write(&self.pool, self.backend).await?;
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
             .bind(now.millis())
             .bind(family_id)

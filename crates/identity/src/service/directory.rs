@@ -78,6 +78,13 @@ impl Ims {
             .get("user_id")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::InvalidToken("token names no user".into()))?;
+        // A person administers only through our own applications, not through a third-party
+        // application they consented to.
+        if !client.first_party {
+            return Err(Error::Forbidden(
+                "people use the User Management API through a first-party application".into(),
+            ));
+        }
         let admin = self.administrator(user_id, &valid.client_id).await?;
         if !admin.holds(AdminRole::SystemAdmin) {
             return Err(Error::Forbidden(
