@@ -7,7 +7,8 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-// aio keeps contexts in its configuration files: a scratch home for them.
+// aio keeps contexts in its configuration files: a scratch home for them (the global ones; a
+// local context would be written to the working directory).
 process.env.XDG_CONFIG_HOME = fs.mkdtempSync(path.join(os.tmpdir(), 'aio-config-'))
 const consoleLib = require('@adobe/aio-lib-console')
 const { Ims, context, getToken, getTokenData } = require('@adobe/aio-lib-ims')
@@ -94,7 +95,7 @@ test('a project, an OAuth Server-to-Server credential with a product profile, an
     technical_account_email: s2s.technical_account_email,
     ims_org_id: up.org_id,
     scopes: s2s.scopes
-  }, true)
+  })
   const token = await getToken('campaign-s2s')
   const data = getTokenData(token)
   assert.equal(data.client_id, credential.id)
