@@ -242,26 +242,39 @@ impl ThrottleStore for SqlStore {
         lock_ms: &[i64],
         attempt_id: &str,
     ) -> StoreResult<(bool, u32)> {
-        // The lock an attempt that brings the count to n sets, as a CASE over numbers of ours.
+        // The lock an attempt that brings the count to n sets (an instant, as a CASE over numbers
+        // of ours). A free attempt sets none (0, not "now"): requests read the clock when they
+        // start, so a later one may carry an earlier instant than one already counted, and a
+        // lock "until now" would refuse it.
+        let until = |ms: i64| {
+            if ms == 0 {
+                "0".to_owned()
+            } else {
+                format!("$3 + {ms}")
+            }
+        };
         let mut lock = String::from("CASE sign_in_failures.failures + 1");
         for (i, ms) in lock_ms.iter().enumerate() {
-            lock.push_str(&format!(" WHEN {} THEN {ms}", i + 1));
+            lock.push_str(&format!(" WHEN {} THEN {}", i + 1, until(*ms)));
         }
-        lock.push_str(&format!(" ELSE {} END", lock_ms.last().copied().unwrap_or(0)));
-        let first = lock_ms.first().copied().unwrap_or(0);
+        lock.push_str(&format!(
+            " ELSE {} END",
+            until(lock_ms.last().copied().unwrap_or(0))
+        ));
+        let first = until(lock_ms.first().copied().unwrap_or(0));
         // $3 now, $4 the oldest last attempt that still counts, $5 this attempt. Every right-hand
         // side reads the row as it was: stale counters start over, a lock in force refuses and
         // changes nothing, otherwise the attempt counts and sets its lock.
         let sql = format!(
             "INSERT INTO sign_in_failures (org_id, email_lower, failures, last_failure, locked_until, admitted)
-             VALUES ($1, $2, 1, $3, $3 + {first}, $5)
+             VALUES ($1, $2, 1, $3, {first}, $5)
              ON CONFLICT (org_id, email_lower) DO UPDATE SET
                failures = CASE WHEN sign_in_failures.last_failure < $4 THEN 1
                                WHEN sign_in_failures.locked_until > $3 THEN sign_in_failures.failures
                                ELSE sign_in_failures.failures + 1 END,
-               locked_until = CASE WHEN sign_in_failures.last_failure < $4 THEN $3 + {first}
+               locked_until = CASE WHEN sign_in_failures.last_failure < $4 THEN {first}
                                    WHEN sign_in_failures.locked_until > $3 THEN sign_in_failures.locked_until
-                                   ELSE $3 + ({lock}) END,
+                                   ELSE {lock} END,
                admitted = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
                                THEN sign_in_failures.admitted ELSE $5 END,
                last_failure = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3

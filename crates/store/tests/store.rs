@@ -238,6 +238,20 @@ async fn people_and_grants_on_both_backends() {
         );
         f.store.clear_failures(&org.org_id, "x@y.z").await.unwrap();
         assert!(f.store.failures(&org.org_id, "x@y.z").await.unwrap().is_none());
+        // Free attempts set no lock: one that read the clock a little earlier than one counted
+        // before it (concurrent requests) is let in.
+        let t = later.plus_secs(9000);
+        for (n, at) in [(1, t.plus_millis(5)), (2, t), (3, t.plus_millis(2))] {
+            assert_eq!(
+                f.store
+                    .admit_attempt(&org.org_id, "x@y.z", at, 3600, &lock_ms, &format!("b{n}"))
+                    .await
+                    .unwrap(),
+                (true, n),
+                "attempt {n}"
+            );
+        }
+        f.store.clear_failures(&org.org_id, "x@y.z").await.unwrap();
         // Codes: one consumption wins.
         let code = AuthorizationCode {
             code_digest: "c1".into(),
