@@ -139,7 +139,7 @@ pub enum CredentialCommand {
         /// An API the credential is subscribed to (repeatable), with the scopes the subscription
         /// brings: `campaign` (the Campaign API), `io-management` (the Developer Console API),
         /// `user-management` (the User Management API).
-        #[arg(long = "service", value_parser = ["campaign", "io-management", "user-management"])]
+        #[arg(long = "service", value_parser = Service::ALL.map(|s| s.cli_name))]
         services: Vec<String>,
         #[arg(long)]
         json: bool,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use ims_campaign::time::iso8601;
 use ims_identity::developer::{Project, Service, ServiceRequest, Workspace};
-use ims_identity::model::{ClientSecretRecord, Organization};
+use ims_identity::model::Organization;
 use ims_identity::service::developer::{
     ConsoleCaller, CreatedCredential, Integration, LicenseConfig, ListedSecret,
 };
@@ -669,13 +669,19 @@ async fn integrations(
     let all = app.ims.integrations(&org).await?;
     let size = q.size.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let page = q.page.unwrap_or(0);
-    let mut content = Vec::new();
-    for c in all.iter().skip(page.saturating_mul(size)).take(size) {
-        content.push(integration_json(
-            &org,
-            &app.ims.integration(&org, &c.client_id).await?,
-        ));
-    }
+    let shown: Vec<_> = all
+        .iter()
+        .skip(page.saturating_mul(size))
+        .take(size)
+        .cloned()
+        .collect();
+    let content: Vec<Value> = app
+        .ims
+        .describe_integrations(&org, shown)
+        .await?
+        .iter()
+        .map(|i| integration_json(&org, i))
+        .collect();
     ok(
         StatusCode::OK,
         json!({"content": content, "page": page, "size": size, "total": all.len(), "pages": all.len().div_ceil(size)}),
@@ -747,16 +753,6 @@ async fn list_secrets(app: &AppState, caller: &Caller, org: &str, credential: &s
     )
 }
 
-pub fn added_secret_json(record: &ClientSecretRecord, value: &str) -> Value {
-    json!({
-        "uuid": record.secret_id,
-        "client_secret": value,
-        "created_at": iso8601(record.created_at),
-        "expires_at": record.expires_at.map(iso8601),
-        "expires_at_str": record.expires_at.map(iso8601),
-    })
-}
-
 async fn add_secret(
     State(app): State<AppState>,
     caller: Caller,
@@ -767,10 +763,13 @@ async fn add_secret(
         .ims
         .add_credential_secret(&caller.0, &org, &credential, &caller.ctx())
         .await?;
-    ok(
-        StatusCode::OK,
-        added_secret_json(&added.record, added.secret.expose()),
-    )
+    // The vendor's answer also names the expiry as `expires_at_str`.
+    let mut body = secret_json(&ListedSecret {
+        value: Some(added.secret),
+        record: added.record,
+    });
+    body["expires_at_str"] = body["expires_at"].clone();
+    ok(StatusCode::OK, body)
 }
 
 async fn remove_secret(

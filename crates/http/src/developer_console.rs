@@ -545,18 +545,18 @@ async fn credential_change(
             )
         }
     };
-    let i = or_page!(app.ims.integration(&org, &id).await, dev);
-    // Listed without showing anything: the page shows at most the secret just added.
-    let listed = i
-        .secrets
-        .iter()
-        .map(|record| ListedSecret {
-            value: added
-                .as_ref()
-                .filter(|a| a.record.secret_id == record.secret_id)
-                .map(|a| a.secret.clone()),
-            record: record.clone(),
-        })
-        .collect();
+    // Listed by their hints: the page shows at most the secret just added.
+    let (i, mut listed) = or_page!(
+        app.ims.credential_secrets(&who, &org, &id, false, &ctx).await,
+        dev
+    );
+    if let Some(new) = added {
+        for s in listed
+            .iter_mut()
+            .filter(|s| s.record.secret_id == new.record.secret_id)
+        {
+            s.value = Some(new.secret.clone());
+        }
+    }
     credential_page(&app, &dev, &org, i, listed, token, Some(notice)).await
 }

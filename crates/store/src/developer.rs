@@ -12,7 +12,7 @@ use ims_identity::store::{DeveloperStore, NewTechnicalAccount, StoreResult};
 use ims_identity::Now;
 
 use crate::{
-    audit_in, backend_error, begin_write, get, insert_client, insert_secret, words, Backend, SqlStore,
+    audit_in, backend_error, begin_write, get, insert_client, insert_secret, lock_client, words, SqlStore,
 };
 
 fn project_from(row: &AnyRow) -> StoreResult<Project> {
@@ -75,20 +75,6 @@ async fn insert_project(tx: &mut AnyConnection, p: &Project, w: &Workspace) -> S
     .await
     .map_err(backend_error)?;
     insert_workspace(tx, w).await
-}
-
-/// Locks a credential for the rest of `tx`, so that changes that read before they write (its
-/// scopes, its count of secrets) follow one another. On SQLite the write transaction holds the
-/// database's one write lock already; PostgreSQL locks the row.
-async fn lock_client(tx: &mut AnyConnection, backend: Backend, client_id: &str) -> StoreResult<()> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT client_id FROM oauth_clients WHERE client_id = $1 FOR UPDATE")
-            .bind(client_id.to_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-    }
-    Ok(())
 }
 
 async fn add_service(tx: &mut AnyConnection, client_id: &str, code: &str, now: Now) -> StoreResult<()> {
@@ -359,39 +345,7 @@ impl DeveloperStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
-        lock_client(&mut tx, self.backend, client_id).await?;
-        let removed = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND secret_id = $2")
-            .bind(client_id.to_owned())
-            .bind(secret_id.to_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?
-            .rows_affected()
-            > 0;
-        if !removed {
-            return Ok(false);
-        }
-        let live: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(client_id.to_owned())
-        .bind(now.millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend_error)
-        .and_then(|r| get(&r, "n"))?;
-        if live == 0 {
-            // Dropping `tx` rolls the removal back.
-            return Err(StoreError::Conflict(
-                "this is the credential's last live secret: add a new one first, or delete the credential"
-                    .into(),
-            ));
-        }
-        audit_in(&mut *tx, audit).await?;
-        tx.commit().await.map_err(backend_error)?;
-        self.signal.changed_here();
-        Ok(true)
+        self.delete_secret(client_id, secret_id, Some(now), audit).await
     }
 
     async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool> {

@@ -742,22 +742,78 @@ impl ClientStore for SqlStore {
     }
 
     async fn remove_secret(&self, client_id: &str, secret_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        self.delete_secret(client_id, secret_id, None, audit).await
+    }
+}
+
+impl SqlStore {
+    /// Deletes a secret with its audit line; false when the credential has no such secret.
+    /// With `keep_one_live_at`, the credential is locked first and the deletion is refused (a
+    /// conflict, nothing changed) when no other secret would be live at that instant, so that
+    /// two concurrent removals cannot both pass.
+    pub(crate) async fn delete_secret(
+        &self,
+        client_id: &str,
+        secret_id: &str,
+        keep_one_live_at: Option<Now>,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
         let mut tx = begin_write(&self.pool, self.backend).await?;
+        if keep_one_live_at.is_some() {
+            lock_client(&mut tx, self.backend, client_id).await?;
+        }
         let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND secret_id = $2")
-            .bind(client_id)
-            .bind(secret_id)
+            .bind(client_id.to_owned())
+            .bind(secret_id.to_owned())
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?
             .rows_affected()
             > 0;
-        if done {
-            audit_in(&mut *tx, audit).await?;
+        if !done {
+            return Ok(false);
         }
+        if let Some(now) = keep_one_live_at {
+            let live: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(client_id.to_owned())
+            .bind(now.millis())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend_error)
+            .and_then(|r| get(&r, "n"))?;
+            if live == 0 {
+                // Dropping `tx` rolls the removal back.
+                return Err(StoreError::Conflict(
+                    "this is the credential's last live secret: add a new one first, or delete the credential"
+                        .into(),
+                ));
+            }
+        }
+        audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         self.signal.changed_here();
-        Ok(done)
+        Ok(true)
     }
+}
+
+/// Locks a credential for the rest of `tx`, so that changes that read before they write (its
+/// scopes, its count of secrets) follow one another. On SQLite the write transaction holds the
+/// database's one write lock already; PostgreSQL locks the row.
+pub(crate) async fn lock_client(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    client_id: &str,
+) -> StoreResult<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT client_id FROM oauth_clients WHERE client_id = $1 FOR UPDATE")
+            .bind(client_id.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -460,7 +460,18 @@ impl Ims {
                 "the workspace or a product profile changed meanwhile; try again".to_owned(),
             )
         })?;
-        let integration = self.integration(org, &client.client_id).await?;
+        // What was just written, as the console shows it (no need to read it back).
+        let integration = Integration {
+            placement: Some(Placement {
+                project_id: project.id.clone(),
+                workspace_id: workspace.id.clone(),
+                description: description.to_owned(),
+            }),
+            services: sub.services.clone(),
+            profiles: given.into_iter().cloned().collect(),
+            secrets: vec![record],
+            client,
+        };
         Ok(CreatedCredential {
             integration,
             project,
@@ -488,6 +499,35 @@ impl Ims {
             .await?
             .filter(|c| c.org_id == org.org_id && c.client_type == ClientType::TechnicalAccount)
             .ok_or_else(|| Error::NotFound(format!("no credential {client_id:?} in this organisation")))?;
+        self.describe(client, &self.offered(org).await?).await
+    }
+
+    /// Credentials of the organisation with what the console shows of them; the organisation's
+    /// license configs are read once for all.
+    pub async fn describe_integrations(
+        &self,
+        org: &Organization,
+        clients: Vec<OAuthClient>,
+    ) -> Result<Vec<Integration>> {
+        let offered = self.offered(org).await?;
+        let mut out = Vec::with_capacity(clients.len());
+        for client in clients {
+            out.push(self.describe(client, &offered).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every license config of every service that has them: the profiles a credential may hold.
+    async fn offered(&self, org: &Organization) -> Result<Vec<LicenseConfig>> {
+        let mut out = Vec::new();
+        for service in Service::ALL.into_iter().filter(|s| s.product_context.is_some()) {
+            out.extend(self.license_configs(org, service).await?);
+        }
+        Ok(out)
+    }
+
+    async fn describe(&self, client: OAuthClient, offered: &[LicenseConfig]) -> Result<Integration> {
+        let client_id = &client.client_id;
         let services = self
             .store
             .credential_services(client_id)
@@ -496,14 +536,11 @@ impl Ims {
             .filter_map(|code| Service::by_code(code))
             .collect();
         let held = self.store.credential_profiles(client_id, None).await?;
-        let mut profiles = Vec::new();
-        for service in Service::ALL {
-            for config in self.license_configs(org, service).await? {
-                if held.iter().any(|h| h.profile == config.profile.name) {
-                    profiles.push(config);
-                }
-            }
-        }
+        let profiles = offered
+            .iter()
+            .filter(|c| held.iter().any(|h| h.profile == c.profile.name))
+            .cloned()
+            .collect();
         Ok(Integration {
             placement: self.store.credential_placement(client_id).await?,
             secrets: self.store.secrets(client_id).await?,
@@ -548,11 +585,16 @@ impl Ims {
         org: &Organization,
         workspace: &Workspace,
     ) -> Result<Vec<Integration>> {
-        let mut out = Vec::new();
+        let mut clients = Vec::new();
         for client_id in self.store.workspace_credentials(&workspace.id).await? {
-            out.push(self.integration(org, &client_id).await?);
+            clients.extend(
+                self.store
+                    .client(&client_id)
+                    .await?
+                    .filter(|c| c.org_id == org.org_id),
+            );
         }
-        Ok(out)
+        self.describe_integrations(org, clients).await
     }
 
     /// Subscribes a credential to services, giving or taking product profiles; answers the
