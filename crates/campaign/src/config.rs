@@ -7,6 +7,7 @@
 use ims_identity::secret::Secret;
 use ims_wire::soap::{escape, line_of, parse_document, Element, Limits};
 
+use crate::connect::{AssociationMask, ImsAccount};
 use crate::version::Build;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -225,6 +226,8 @@ pub fn read_server_conf(file: &str, text: &str, build: &Build) -> Result<ImsSwit
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceConf {
     pub oauth: Option<ImsOAuth>,
+    /// How people sign in through the IMS (`imsAccount`): at most one per instance.
+    pub account: Option<ImsAccount>,
     pub switches: SwitchElements,
 }
 
@@ -233,14 +236,16 @@ pub fn read_instance_conf(file: &str, text: &str, build: &Build) -> Result<Insta
     let r = Reader { file, text };
     let root = r.parse()?;
     let mut allowed = SWITCH_ELEMENTS.to_vec();
-    allowed.push("imsOAuth");
+    allowed.extend(["imsOAuth", ACCOUNT]);
     let Some(ims) = ims_config(&r, &root, &allowed)? else {
         return Ok(InstanceConf::default());
     };
     let switches = read_switch_elements(&r, ims, IMS_CONFIG, build)?;
+    let account = read_account(&r, ims)?;
     let Some(o) = ims.element("imsOAuth") else {
         return Ok(InstanceConf {
             oauth: None,
+            account,
             switches,
         });
     };
@@ -278,8 +283,83 @@ pub fn read_instance_conf(file: &str, text: &str, build: &Build) -> Result<Insta
     }
     Ok(InstanceConf {
         oauth: Some(oauth),
+        account,
         switches,
     })
+}
+
+const ACCOUNT: &str = "imsAccount";
+
+/// The `imsAccount` element: the IMS people sign in through. An instance has exactly one IMS
+/// configuration, so a second element is an error naming both lines.
+fn read_account(r: &Reader<'_>, ims: &Element) -> Result<Option<ImsAccount>, ConfigError> {
+    let mut found = ims.elements().filter(|e| e.name == ACCOUNT);
+    let Some(el) = found.next() else {
+        return Ok(None);
+    };
+    let path = format!("{IMS_CONFIG}/{ACCOUNT}");
+    if let Some(second) = found.next() {
+        return Err(r.error(
+            second,
+            &path,
+            format!(
+                "a second IMS configuration (the first is on line {}); an instance has exactly one",
+                line_of(r.text, el.offset)
+            ),
+        ));
+    }
+    r.only_attrs(
+        el,
+        &path,
+        &[
+            "url",
+            "orgId",
+            "clientId",
+            "clientSecret",
+            "callbackUrl",
+            "associationMask",
+            "productContext",
+            "scopes",
+        ],
+    )?;
+    let required = |k: &str| -> Result<String, ConfigError> {
+        el.attr(k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| r.error(el, &format!("{path}/@{k}"), "missing"))
+    };
+    let optional = |k: &str| {
+        el.attr(k)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let mask = AssociationMask::parse(&required("associationMask")?)
+        .map_err(|m| r.error(el, &format!("{path}/@associationMask"), m))?;
+    let account = ImsAccount {
+        url: required("url")?,
+        org_id: required("orgId")?,
+        client_id: optional("clientId"),
+        sealed_secret: optional("clientSecret"),
+        callback_url: required("callbackUrl")?,
+        mask,
+        product_context: optional("productContext")
+            .unwrap_or_else(|| crate::connect::DEFAULT_PRODUCT_CONTEXT.to_owned()),
+        scopes: match optional("scopes") {
+            Some(list) => list
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => crate::connect::DEFAULT_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        },
+    };
+    crate::connect::check_account(&account).map_err(|(key, m)| r.error(el, &format!("{path}/@{key}"), m))?;
+    Ok(Some(account))
 }
 
 /// The restriction elements as XML lines under `imsConfig`.
@@ -320,6 +400,24 @@ pub fn write_instance_conf(conf: &InstanceConf) -> String {
             escape(&oauth.technical_account_id),
             escape(&oauth.sealed_secret)
         ));
+    }
+    if let Some(a) = &conf.account {
+        let mut attrs = vec![("url", a.url.clone()), ("orgId", a.org_id.clone())];
+        if let (Some(id), Some(secret)) = (&a.client_id, &a.sealed_secret) {
+            attrs.push(("clientId", id.clone()));
+            attrs.push(("clientSecret", secret.clone()));
+        }
+        attrs.extend([
+            ("callbackUrl", a.callback_url.clone()),
+            ("associationMask", a.mask.as_str().to_owned()),
+            ("productContext", a.product_context.clone()),
+            ("scopes", a.scopes.join(",")),
+        ]);
+        inner.push_str("      <imsAccount");
+        for (k, v) in attrs {
+            inner.push_str(&format!("\n          {k}=\"{}\"", escape(&v)));
+        }
+        inner.push_str("/>\n");
     }
     inner.push_str(&switch_xml(&conf.switches));
     conf_file(&inner)
@@ -456,6 +554,7 @@ mod tests {
         };
         let conf = InstanceConf {
             oauth: Some(o.clone()),
+            account: None,
             switches: SwitchElements::default(),
         };
         let build = b("7.4.1");
@@ -468,6 +567,7 @@ mod tests {
                 sealed_secret: "plain".into(),
                 ..o
             }),
+            account: None,
             switches: SwitchElements::default(),
         });
         assert!(
@@ -485,6 +585,7 @@ mod tests {
         };
         let conf = InstanceConf {
             oauth: None,
+            account: None,
             switches: SwitchElements {
                 operator_management_restricted: None,
                 native_api: Some((true, vec!["ops|svc".into()])),
@@ -498,5 +599,62 @@ mod tests {
         assert_eq!(effective.allow_list, vec!["ops|svc".to_owned()]);
         let e = read_instance_conf("config-x.xml", &text, &b("7.4.0")).unwrap_err();
         assert!(e.message.contains("7.4.1 and later"), "{e}");
+    }
+
+    #[test]
+    fn the_ims_account_round_trips_and_is_checked_at_reading() {
+        let account = ImsAccount {
+            url: "https://ims.example.com".into(),
+            org_id: "ABC@AdobeOrg".into(),
+            client_id: Some("instance-client".into()),
+            sealed_secret: Some("enc:abc".into()),
+            callback_url: "https://acc.example.com/console/ims/callback".into(),
+            mask: AssociationMask::parse("campaign - acc & co - (.*)").unwrap(),
+            product_context: "dma_campaign_classic".into(),
+            scopes: vec!["openid".into(), "email".into()],
+        };
+        let conf = InstanceConf {
+            oauth: None,
+            account: Some(account),
+            switches: SwitchElements::default(),
+        };
+        let text = write_instance_conf(&conf);
+        let build = b("7.4.1");
+        assert_eq!(read_instance_conf("config-acc.xml", &text, &build).unwrap(), conf);
+        // Defaults: the product context and scopes; client from -setimsoauth.
+        let minimal = "<serverConf><shared><imsConfig>\n<imsAccount url=\"http://127.0.0.1:9\" orgId=\"A@AdobeOrg\" callbackUrl=\"http://127.0.0.1:10/console/ims/callback\" associationMask=\"campaign - a - (.*)\"/>\n</imsConfig></shared></serverConf>";
+        let a = read_instance_conf("c.xml", minimal, &build)
+            .unwrap()
+            .account
+            .unwrap();
+        assert_eq!(a.product_context, "dma_campaign_classic");
+        assert!(a
+            .scopes
+            .contains(&"additional_info.projectedProductContext".to_owned()));
+        assert_eq!(a.client_id, None);
+        // Exactly one per instance: the second is refused with both lines.
+        let twice = minimal.replace(
+            "</imsConfig>",
+            &format!("{}\n</imsConfig>", minimal.lines().nth(1).unwrap()),
+        );
+        let e = read_instance_conf("c.xml", &twice, &build).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(
+            e.message.contains("line 2") && e.message.contains("exactly one"),
+            "{e}"
+        );
+        // Each rule names its attribute.
+        let no_capture = minimal.replace("(.*)", ".*");
+        let e = read_instance_conf("c.xml", &no_capture, &build).unwrap_err();
+        assert!(e.key.ends_with("imsAccount/@associationMask"), "{e}");
+        let plain_http = minimal.replace("http://127.0.0.1:10", "http://acc.example.com");
+        let e = read_instance_conf("c.xml", &plain_http, &build).unwrap_err();
+        assert!(
+            e.key.ends_with("@callbackUrl") && e.message.contains("https"),
+            "{e}"
+        );
+        let missing = minimal.replace(" orgId=\"A@AdobeOrg\"", "");
+        let e = read_instance_conf("c.xml", &missing, &build).unwrap_err();
+        assert!(e.key.ends_with("@orgId") && e.message == "missing", "{e}");
     }
 }

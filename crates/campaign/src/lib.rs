@@ -3,6 +3,7 @@
 
 pub mod bearer;
 pub mod config;
+pub mod connect;
 pub mod fault;
 pub mod model;
 pub mod operators;

@@ -113,6 +113,10 @@ pub const DEFAULT_GROUPS: &[DefaultGroup] = &[
     },
 ];
 
+/// Product profile names the vendor fixes, and the group each grants: a Message Center
+/// instance's technical accounts hold `campaign - <instance> - messagecenter`.
+pub const PROFILE_GROUP_ALIASES: &[(&str, &str)] = &[("messagecenter", "messageCenterAgents")];
+
 /// Operators that exist from installation, and what they are for.
 pub const BUILTIN_OPERATORS: &[(&str, &str)] = &[
     ("admin", "Administrator"),
