@@ -90,6 +90,41 @@ impl TrustedIssuer {
 
     /// The claims of a valid access token of this issuer; otherwise why not.
     pub async fn verify(&self, token: &str, now: Now) -> Result<Map<String, Value>, BearerError> {
+        let claims = self.verify_signed(token, None, now).await?;
+        if claims.get("type").and_then(Value::as_str) != Some("access_token") {
+            return Err(BearerError::Refused("not an access token".into()));
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a valid ID token of this issuer issued to `client_id` for the sign-in that
+    /// sent `nonce`.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+        now: Now,
+    ) -> Result<Map<String, Value>, BearerError> {
+        let claims = self.verify_signed(token, Some(client_id), now).await?;
+        if claims.get("type").and_then(Value::as_str) != Some("id_token") {
+            return Err(BearerError::Refused("not an ID token".into()));
+        }
+        let sent = claims.get("nonce").and_then(Value::as_str).unwrap_or_default();
+        if !ims_identity::secret::equal_ct(sent, nonce) {
+            return Err(BearerError::Refused(
+                "the ID token answers another sign-in (nonce)".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    async fn verify_signed(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+        now: Now,
+    ) -> Result<Map<String, Value>, BearerError> {
         if now
             .millis()
             .saturating_sub(self.fetched_at.load(Ordering::Relaxed))
@@ -102,10 +137,10 @@ impl TrustedIssuer {
         }
         let expect = Expectations {
             issuer: &self.issuer,
-            audience: None,
+            audience,
             now,
         };
-        let claims = match jose::verify(token, self.current().as_ref(), &expect) {
+        match jose::verify(token, self.current().as_ref(), &expect) {
             Err(JwtError::UnknownKey(_)) => {
                 let last = self.last_forced.load(Ordering::Relaxed);
                 if now.millis().saturating_sub(last) < UNKNOWN_KID_INTERVAL_SECS * 1000 {
@@ -117,10 +152,6 @@ impl TrustedIssuer {
             }
             other => other,
         }
-        .map_err(|e| BearerError::Refused(e.to_string()))?;
-        if claims.get("type").and_then(Value::as_str) != Some("access_token") {
-            return Err(BearerError::Refused("not an access token".into()));
-        }
-        Ok(claims)
+        .map_err(|e| BearerError::Refused(e.to_string()))
     }
 }

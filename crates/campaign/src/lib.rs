@@ -13,6 +13,7 @@ pub mod restrictions;
 pub mod rights;
 pub mod schemas;
 pub mod service;
+pub mod signin;
 pub mod store;
 pub mod time;
 pub mod usage;

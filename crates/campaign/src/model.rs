@@ -117,6 +117,8 @@ pub enum AuthPath {
     Native,
     /// `BearerTokenLogon`, or `Authorization: Bearer` on the call.
     Bearer,
+    /// The console, signed in through the IMS.
+    Ims,
 }
 
 impl AuthPath {
@@ -124,6 +126,7 @@ impl AuthPath {
         match self {
             AuthPath::Native => "native",
             AuthPath::Bearer => "bearer",
+            AuthPath::Ims => "ims",
         }
     }
 
@@ -131,6 +134,7 @@ impl AuthPath {
         match s {
             "native" => Some(AuthPath::Native),
             "bearer" => Some(AuthPath::Bearer),
+            "ims" => Some(AuthPath::Ims),
             _ => None,
         }
     }

@@ -96,6 +96,26 @@ impl OperatorStore for ProbeStore {
         }
         Ok(self.seen(self.inner.operator_by_ims_id(ims_id).await?))
     }
+    async fn operators_by_email(&self, email: &str) -> StoreResult<Vec<Operator>> {
+        let key = crate::connect::email_key(email);
+        let stored = self.inner.operators_by_email(email).await?;
+        let o = self.overlay();
+        // The probe's own versions (created or changed) replace the stored ones.
+        let mut out: Vec<Operator> = stored
+            .into_iter()
+            .filter(|op| !o.deleted.contains(&op.id) && !o.operators.contains_key(&op.id))
+            .collect();
+        out.extend(
+            o.operators
+                .values()
+                .filter(|op| {
+                    !o.deleted.contains(&op.id)
+                        && op.email.as_deref().map(crate::connect::email_key) == Some(key.clone())
+                })
+                .cloned(),
+        );
+        Ok(out)
+    }
     async fn create_operator(&self, op: &Operator, _audit: &AuditEvent) -> StoreResult<i64> {
         if self.operator_by_login(&op.login).await?.is_some() {
             return Err(StoreError::Conflict(format!("{} exists", op.login)));

@@ -9,9 +9,11 @@ use ims_identity::Now;
 
 use crate::bearer::{BearerError, TrustedIssuer};
 use crate::config::ImsSwitches;
+use crate::connect::ImsHttp;
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator, Session, UsageEvent};
 use crate::restrictions::Restrictions;
+use crate::signin::Connection;
 use crate::store::InstanceStore;
 use crate::usage::{UsageKey, UsageRecorder};
 use crate::version::Build;
@@ -39,6 +41,9 @@ pub struct InstanceInfo {
     /// Groups a technical account operator gets when it is created at its first call (until
     /// product profiles decide).
     pub technical_account_groups: Vec<String>,
+    /// With an IMS configuration, a technical account's groups and rights follow its
+    /// credential's product profiles, read again at its first call after this many seconds.
+    pub profile_refresh_secs: i64,
 }
 
 impl InstanceInfo {
@@ -51,6 +56,7 @@ impl InstanceInfo {
             session_secs: 24 * 3600,
             remember_me_secs: 30 * 24 * 3600,
             technical_account_groups: Vec::new(),
+            profile_refresh_secs: crate::signin::PROFILE_REFRESH_SECS,
         }
     }
 }
@@ -95,6 +101,12 @@ pub struct Instance {
     /// The `imsConfig` switches as last read, with their effect on this build; replaced whole
     /// on reload so every request sees one consistent state.
     restrictions: RwLock<Arc<Restrictions>>,
+    /// How people sign in through the IMS, when configured; replaced whole on reload.
+    connection: RwLock<Option<Arc<Connection>>>,
+    /// How the instance reaches the IMS (discovery, tokens, product profiles).
+    ims_http: Option<Arc<dyn ImsHttp>>,
+    /// When each technical account operator's rights were last read from its profiles.
+    pub(crate) profiles_read: crate::signin::ProfileClock,
 }
 
 impl std::fmt::Debug for Instance {
@@ -114,7 +126,53 @@ impl Instance {
             bearer: None,
             usage: UsageRecorder::default(),
             restrictions: RwLock::new(Arc::new(restrictions)),
+            connection: RwLock::new(None),
+            ims_http: None,
+            profiles_read: Default::default(),
         }
+    }
+
+    /// Reaches the IMS through `http` (sign-in, product profiles).
+    pub fn with_ims_http(mut self, http: Arc<dyn ImsHttp>) -> Self {
+        self.ims_http = Some(http);
+        self
+    }
+
+    pub fn ims_http(&self) -> Option<&Arc<dyn ImsHttp>> {
+        self.ims_http.as_ref()
+    }
+
+    /// The IMS configuration in effect, if any.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.connection.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts an IMS configuration in effect (start, reload), audited when it changes; from the
+    /// next request on, sign-ins use it. Returns whether anything changed.
+    pub async fn set_connection(
+        &self,
+        next: Option<Connection>,
+        ctx: &ims_identity::model::Context,
+    ) -> Result<bool, Fault> {
+        let before = self.connection().map(|c| c.describe());
+        let after = next.as_ref().map(Connection::describe);
+        if before == after {
+            // Same settings: a new secret (same client) still takes effect.
+            if let Some(n) = next {
+                *self.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(n));
+            }
+            return Ok(false);
+        }
+        let audit = ctx.event(
+            "instance.ims_account",
+            &self.info.name,
+            "success",
+            serde_json::json!({"before": before, "after": after}),
+        );
+        self.store.append_audit(&audit).await?;
+        tracing::info!(instance = %self.info.name, configured = after.is_some(), "IMS sign-in configuration changed");
+        *self.connection.write().unwrap_or_else(|e| e.into_inner()) = next.map(Arc::new);
+        Ok(true)
     }
 
     /// Starts with the `imsConfig` switches of `serverConf.xml`.
@@ -189,6 +247,27 @@ impl Instance {
 
     pub fn store(&self) -> &Arc<dyn InstanceStore> {
         &self.store
+    }
+
+    /// Records one sign-in attempt or refusal as usage evidence.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record_usage(
+        &self,
+        now: Now,
+        action: &str,
+        path: AuthPath,
+        caller: &Caller,
+        op: Option<&Operator>,
+        login: &str,
+        outcome: &str,
+    ) {
+        let call = Call {
+            now,
+            action,
+            path,
+            caller,
+        };
+        self.record(&call, op, login, outcome).await;
     }
 
     async fn record(&self, call: &Call<'_>, op: Option<&Operator>, login: &str, outcome: &str) {
@@ -291,7 +370,7 @@ impl Instance {
         Ok((tokens, op))
     }
 
-    async fn open_session(
+    pub(crate) async fn open_session(
         &self,
         op: &Operator,
         path: AuthPath,
@@ -349,6 +428,8 @@ impl Instance {
             .ok_or_else(Fault::session_expired)?;
         let still_allowed = match session.auth_path {
             AuthPath::Native => op.auth_type == AuthType::Native && self.native_allowed(&op),
+            // Switched back to native sign-in (a rollback): the IMS session no longer counts.
+            AuthPath::Ims => op.auth_type == AuthType::Ims,
             AuthPath::Bearer => true,
         };
         if op.disabled || !still_allowed {
@@ -423,6 +504,11 @@ impl Instance {
             self.record(&call, Some(&op), &op.login, "refused").await;
             return Err(Fault::session_expired());
         }
+        let op = if op.auth_type == AuthType::TechnicalAccount {
+            self.technical_rights(op, token, now).await?
+        } else {
+            op
+        };
         if action == "xtk:session#BearerTokenLogon" {
             self.record(&call, Some(&op), &op.login, "success").await;
         } else {
@@ -482,7 +568,13 @@ impl Instance {
             trusted_ip_mask: None,
             security_zone: None,
             rights: Vec::new(),
-            groups: self.info.technical_account_groups.clone(),
+            // With an IMS configuration, the credential's product profiles decide (at once,
+            // below); without one, the instance's default groups for technical accounts.
+            groups: if self.connection().is_some() {
+                Vec::new()
+            } else {
+                self.info.technical_account_groups.clone()
+            },
             password_hash: None,
             ims_id: Some(ims_id.to_owned()),
             builtin: false,

@@ -16,10 +16,12 @@ pub trait OperatorStore: Send + Sync {
     async fn operator(&self, id: i64) -> StoreResult<Option<Operator>>;
     /// The operator linked to an IMS identity (user id or technical account id).
     async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>>;
+    /// Operators whose email equals `email` case-insensitively (a few at most).
+    async fn operators_by_email(&self, email: &str) -> StoreResult<Vec<Operator>>;
     /// Inserts the operator (its `id` is ignored) with its groups and direct rights, and its
     /// audit line, in one transaction; returns the id.
     async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64>;
-    /// Replaces the operator's fields, groups and direct rights (found by `id`), with its audit
+    /// Replaces the operator's fields (authentication type included), groups and direct rights (found by `id`), with its audit
     /// line, in one transaction; with `end_sessions`, its sessions end in the same transaction.
     /// A login taken by another operator is a conflict.
     async fn update_operator(&self, op: &Operator, end_sessions: bool, audit: &AuditEvent)

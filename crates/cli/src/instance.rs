@@ -24,6 +24,7 @@ pub async fn open_embedded(
     kind: InstanceKind,
     build: Build,
     technical_account_groups: Vec<String>,
+    ims_http: Option<Arc<dyn ims_campaign::connect::ImsHttp>>,
 ) -> Result<(Instance, Option<Secret>)> {
     let conf_dir = dir.join("conf");
     let url = format!("sqlite://{}", dir.join(format!("instance-{name}.db")).display());
@@ -94,7 +95,15 @@ pub async fn open_embedded(
         crate::files::write_public(&server_conf, ims_campaign::config::DEFAULT_SERVER_CONF.as_bytes())?;
     }
     let loaded = read_configuration(dir, name, &build)?;
-    let instance = Instance::new(store, info).with_switches(&loaded.switches);
+    let mut instance = Instance::new(store, info).with_switches(&loaded.switches);
+    if let Some(http) = ims_http {
+        let connection = crate::connect::connection_of(dir, name, &loaded.instance, http.clone())?;
+        instance = instance.with_ims_http(http);
+        instance
+            .set_connection(connection, &Context::new(now, "system:start"))
+            .await
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+    }
     record_loaded(&instance, &loaded, "start").await?;
     Ok((instance, admin_password))
 }
@@ -169,13 +178,26 @@ async fn record_loaded(instance: &Instance, loaded: &Loaded, how: &str) -> Resul
 pub async fn reload(dir: &Path, instance: &Instance) -> Result<()> {
     let name = instance.info().name.clone();
     let now = Now::system();
-    match read_configuration(dir, &name, &instance.info().build) {
-        Ok(loaded) => {
+    let read = read_configuration(dir, &name, &instance.info().build).and_then(|loaded| {
+        let connection = match instance.ims_http() {
+            Some(http) => crate::connect::connection_of(dir, &name, &loaded.instance, http.clone())?,
+            None => None,
+        };
+        Ok((loaded, connection))
+    });
+    match read {
+        Ok((loaded, connection)) => {
             let ctx = Context::new(now, "system:reload");
             instance
                 .apply_switches(&loaded.switches, &ctx)
                 .await
                 .map_err(|f| anyhow::anyhow!("{f}"))?;
+            if instance.ims_http().is_some() {
+                instance
+                    .set_connection(connection, &ctx)
+                    .await
+                    .map_err(|f| anyhow::anyhow!("{f}"))?;
+            }
             record_loaded(instance, &loaded, "reload").await?;
             tracing::info!(instance = %name, "configuration reloaded");
         }
@@ -322,48 +344,15 @@ async fn seed_recipients(store: &SqlInstanceStore, now: Now) -> Result<()> {
     Ok(())
 }
 
-/// The IMS's published keys, fetched over HTTPS (the instance trusts the same CA as its clients).
-pub struct HttpJwks {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl HttpJwks {
-    pub fn new(url: String, ca_pem: Option<&[u8]>) -> Result<Self> {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
-        if let Some(pem) = ca_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
-        }
-        Ok(HttpJwks {
-            http: builder.build()?,
-            url,
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl ims_campaign::bearer::JwksSource for HttpJwks {
-    async fn fetch(&self) -> Result<serde_json::Value, String> {
-        let resp = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .map_err(|e| format!("{}: {e}", self.url))?;
-        if !resp.status().is_success() {
-            return Err(format!("{} answered {}", self.url, resp.status()));
-        }
-        resp.json().await.map_err(|e| format!("{}: {e}", self.url))
-    }
-}
-
 /// `ims instance ...`: administration of the instances of an `ims up` data directory.
 #[derive(Debug, clap::Subcommand)]
 pub enum InstanceCommand {
     /// Operators of an instance.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// How people sign in to the instance through the IMS: its client, callback URL, association
+    /// mask, product context and scopes. The running `ims up` reloads it.
+    ImsConfig(crate::connect::ImsConfigArgs),
     /// The vendor's configuration syntax: `-instance:<name> -setimsoauth:<org>/<client>/<account>/<secret>`.
     Config {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
@@ -468,6 +457,12 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
         InstanceCommand::Config { args } => {
             let name = config_command(data_dir, &args)?;
             audit_config_change(data_dir, &name, serde_json::json!({"set": "imsOAuth"})).await?;
+        }
+        InstanceCommand::ImsConfig(args) => {
+            let name = args.instance.clone();
+            let summary = crate::connect::ims_config(args, data_dir).await?;
+            audit_config_change(data_dir, &name, summary).await?;
+            crate::restrictions::reload_running(data_dir, &[name]).await?;
         }
         InstanceCommand::Restrictions(cmd) => crate::restrictions::command(cmd, data_dir).await?,
         InstanceCommand::Reload { instance } => {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod connect;
 mod directory;
 mod files;
 mod instance;

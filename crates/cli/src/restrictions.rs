@@ -384,7 +384,10 @@ async fn verify(data_dir: &Path, name: &str, credential: Option<&Path>, json: bo
         Some(path) => {
             let token = credential_token(data_dir, path).await?;
             let ca = std::fs::read(&up.ca_cert)?;
-            let jwks = crate::instance::HttpJwks::new(format!("{}/ims/keys", up.ims_url), Some(&ca))?;
+            let jwks = ims_campaign::connect::HttpKeys {
+                http: Arc::new(crate::connect::HttpIms::new(Some(&ca))?),
+                url: format!("{}/ims/keys", up.ims_url),
+            };
             let issuer = ims_campaign::bearer::TrustedIssuer::new(&up.ims_url, Arc::new(jwks));
             Some((Arc::new(issuer), token))
         }

@@ -252,10 +252,16 @@ async fn start_instance(
         .iter()
         .map(|g| g.to_string())
         .collect();
+    let http: std::sync::Arc<dyn ims_campaign::connect::ImsHttp> =
+        std::sync::Arc::new(crate::connect::HttpIms::new(Some(ca_pem))?);
     let (instance, created_admin) =
-        crate::instance::open_embedded(dir, spec.name, spec.kind, build, tech_groups).await?;
+        crate::instance::open_embedded(dir, spec.name, spec.kind, build, tech_groups, Some(http.clone()))
+            .await?;
     // Bearer tokens of this IMS, verified against its published keys.
-    let jwks = crate::instance::HttpJwks::new(format!("{issuer}/ims/keys"), Some(ca_pem))?;
+    let jwks = ims_campaign::connect::HttpKeys {
+        http,
+        url: format!("{issuer}/ims/keys"),
+    };
     let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, std::sync::Arc::new(jwks));
     let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(trusted)));
     let url = format!(

@@ -12,6 +12,8 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -33,6 +35,12 @@ const SESSION_COOKIE: &str = "ims_console";
 /// Double-submit token of the sign-in form (there is no session yet to derive one from).
 const LOGIN_CSRF_COOKIE: &str = "ims_console_login";
 const PAGE_SIZE: u32 = 50;
+/// What a sign-in through the IMS keeps in the browser between leaving and coming back: state,
+/// nonce and PKCE verifier (the browser's own secrets, HttpOnly, ten minutes).
+const IMS_FLOW_COOKIE: &str = "ims_console_flow";
+const IMS_FLOW_SECS: i64 = 600;
+/// What the last sign-in through the IMS changed, shown once on the home page.
+const NOTICE_COOKIE: &str = "ims_console_notice";
 
 pub fn routes() -> Router<InstanceState> {
     Router::new()
@@ -40,6 +48,8 @@ pub fn routes() -> Router<InstanceState> {
         .route("/console/", get(home))
         .route("/console/login", get(login_page).post(login_submit))
         .route("/console/logout", post(logout))
+        .route("/console/ims/login", get(ims_login))
+        .route("/console/ims/callback", get(ims_callback))
         .route("/console/operators", get(operators).post(operator_create))
         .route("/console/operators/new", get(operator_new))
         .route(
@@ -156,6 +166,7 @@ struct SignedIn {
     op: Operator,
     token: String,
     rights: Vec<String>,
+    path: AuthPath,
 }
 
 impl SignedIn {
@@ -191,7 +202,8 @@ impl FromRequestParts<InstanceState> for SignedIn {
             .await
             .map_err(|_| to_login())?;
         // Forbidding rich-client access takes effect on open console sessions too.
-        if op.forbid_rich_client || session.auth_path != AuthPath::Native {
+        let console_path = matches!(session.auth_path, AuthPath::Native | AuthPath::Ims);
+        if op.forbid_rich_client || !console_path {
             return Err(to_login());
         }
         let rights = inst
@@ -205,7 +217,12 @@ impl FromRequestParts<InstanceState> for SignedIn {
             &caller(&meta, &parts.headers),
             meta.now,
         );
-        Ok(SignedIn { op, token, rights })
+        Ok(SignedIn {
+            op,
+            token,
+            rights,
+            path: session.auth_path,
+        })
     }
 }
 
@@ -234,6 +251,8 @@ struct LoginPage {
     csrf: String,
     login: String,
     error: Option<String>,
+    /// Sign-in through the IMS is configured.
+    ims: bool,
 }
 
 fn login_form(st: &InstanceState, status: StatusCode, login: String, error: Option<String>) -> Response {
@@ -245,6 +264,7 @@ fn login_form(st: &InstanceState, status: StatusCode, login: String, error: Opti
             csrf: csrf.clone(),
             login,
             error,
+            ims: st.instance.connection().is_some(),
         },
     );
     resp.headers_mut().append(
@@ -300,6 +320,13 @@ async fn login_submit(
     }
 }
 
+#[derive(Template)]
+#[template(path = "console/signed_out.html")]
+struct SignedOutPage {
+    shell: Shell,
+    ims_logout: String,
+}
+
 async fn logout(State(st): State<InstanceState>, who: SignedIn, body: bytes::Bytes) -> Response {
     if let Err(f) = who.check_form(&FormData::parse(&body)) {
         return fault_page(Shell::of(&st, &who), &f);
@@ -307,10 +334,109 @@ async fn logout(State(st): State<InstanceState>, who: SignedIn, body: bytes::Byt
     if let Err(f) = st.instance.logoff(&who.token).await {
         return fault_page(Shell::of(&st, &who), &f);
     }
-    see_other(
-        "/console/login",
-        vec![set_cookie(&st, SESSION_COOKIE, "", Some(0))],
-    )
+    let clear = set_cookie(&st, SESSION_COOKIE, "", Some(0));
+    match (who.path, st.instance.connection()) {
+        // Signed in through the IMS: the person may end that session too. A link, not a
+        // redirect: the pages' policy keeps form submissions on the instance.
+        (AuthPath::Ims, Some(conn)) => {
+            let mut resp = render(
+                StatusCode::OK,
+                &SignedOutPage {
+                    shell: Shell::anonymous(&st),
+                    ims_logout: conn.logout_url(),
+                },
+            );
+            resp.headers_mut().append(http::header::SET_COOKIE, clear);
+            resp
+        }
+        _ => see_other("/console/login", vec![clear]),
+    }
+}
+
+/// `GET /console/ims/login`: off to the IMS, with the state, nonce and verifier kept here.
+async fn ims_login(State(st): State<InstanceState>) -> Response {
+    match st.instance.start_ims_sign_in() {
+        Ok(start) => {
+            let kept = format!("{}.{}.{}", start.state, start.nonce, start.verifier);
+            see_other(
+                &start.url,
+                vec![set_cookie(&st, IMS_FLOW_COOKIE, &kept, Some(IMS_FLOW_SECS))],
+            )
+        }
+        Err(f) => fault_page(Shell::anonymous(&st), &f),
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+/// `GET /console/ims/callback`: the IMS sends the browser back with a code (or an error).
+async fn ims_callback(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let refuse = |message: String| {
+        let mut resp = login_form(&st, StatusCode::FORBIDDEN, String::new(), Some(message));
+        resp.headers_mut().append(
+            http::header::SET_COOKIE,
+            set_cookie(&st, IMS_FLOW_COOKIE, "", Some(0)),
+        );
+        resp
+    };
+    let kept = cookie(&headers, IMS_FLOW_COOKIE).unwrap_or_default();
+    let mut parts = kept.splitn(3, '.');
+    let (Some(state), Some(nonce), Some(verifier)) = (parts.next(), parts.next(), parts.next()) else {
+        return refuse("The sign-in expired or was started in another browser; please try again.".into());
+    };
+    // The state ties the answer to the browser that left: a forged callback carries another.
+    if !secret::equal_ct(q.state.as_deref().unwrap_or_default(), state) {
+        return refuse("The sign-in expired or was started in another browser; please try again.".into());
+    }
+    if let Some(error) = q.error.as_deref() {
+        // Only the code is shown: the description is the sender's text.
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || *c == '_')
+            .take(40)
+            .collect();
+        return refuse(format!("The identity service did not sign you in ({code})."));
+    }
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+        return refuse("The identity service sent no sign-in code; please try again.".into());
+    };
+    match st
+        .instance
+        .finish_ims_sign_in(
+            code,
+            verifier,
+            nonce,
+            q.iss.as_deref(),
+            meta.now,
+            &caller(&meta, &headers),
+        )
+        .await
+    {
+        Ok((tokens, _, report)) => {
+            let notice = URL_SAFE_NO_PAD.encode(format!("Signed in through the IMS: {}.", report.summary()));
+            see_other(
+                "/console/",
+                vec![
+                    set_cookie(&st, SESSION_COOKIE, tokens.session.expose(), None),
+                    set_cookie(&st, IMS_FLOW_COOKIE, "", Some(0)),
+                    set_cookie(&st, NOTICE_COOKIE, &notice, Some(60)),
+                ],
+            )
+        }
+        Err(f) if f.client => refuse(f.message),
+        Err(f) => fault_page(Shell::anonymous(&st), &f),
+    }
 }
 
 #[derive(Template)]
@@ -324,20 +450,30 @@ struct HomePage {
     rights: Vec<String>,
 }
 
-async fn home(State(st): State<InstanceState>, who: SignedIn) -> Response {
+async fn home(State(st): State<InstanceState>, headers: HeaderMap, who: SignedIn) -> Response {
     let mut rights: Vec<String> = who.rights.iter().map(|r| right_label(r).to_owned()).collect();
     rights.sort();
-    render(
+    let notice = cookie(&headers, NOTICE_COOKIE)
+        .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let mut resp = render(
         StatusCode::OK,
         &HomePage {
-            shell: Shell::of(&st, &who),
+            shell: Shell::of(&st, &who).with_notice(notice.as_deref()),
             login: who.op.login.clone(),
             label: who.op.label.clone(),
             auth_type: who.op.auth_type.label(),
             groups: who.op.groups.clone(),
             rights,
         },
-    )
+    );
+    if notice.is_some() {
+        resp.headers_mut().append(
+            http::header::SET_COOKIE,
+            set_cookie(&st, NOTICE_COOKIE, "", Some(0)),
+        );
+    }
+    resp
 }
 
 fn right_label(name: &str) -> &str {

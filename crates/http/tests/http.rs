@@ -2542,7 +2542,7 @@ mod instance {
         );
     }
 
-    fn push(event: &str) -> String {
+    pub(super) fn push(event: &str) -> String {
         envelope(
             "PushEvent",
             "nms:rtEvent",
@@ -4275,7 +4275,7 @@ mod restrictions {
         fault_code(&xml)
     }
 
-    async fn finish(cleanup: Cleanup) {
+    pub(super) async fn finish(cleanup: Cleanup) {
         if let Some((store, schema)) = cleanup {
             store.drop_schema(&schema).await.unwrap();
         }
@@ -6850,5 +6850,671 @@ mod developer {
         );
         let held = h.store.client_with_secrets(id).await.unwrap().unwrap().1.len();
         assert_eq!(held, ims_identity::service::developer::MAX_SECRETS);
+    }
+}
+
+/// The instance as an OpenID Connect relying party of the IMS ("Connect with IMS"): people
+/// signing in to the console, groups and rights from product profiles, technical accounts.
+mod connect {
+    use super::instance::*;
+    use super::people::{csrf_in, location, query_of, Browser, PASSWORD};
+    use super::restrictions::finish;
+    use super::umapi::marketing;
+    use super::*;
+    use ims_campaign::connect::{
+        AssociationMask, HttpKeys, ImsAccount, ImsHttp, DEFAULT_SCOPES, NO_MATCHING_RIGHT,
+    };
+    use ims_campaign::model::AuthType;
+    use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
+    use ims_campaign::signin::Connection;
+    use ims_http::campaign::{router, InstanceState};
+    use ims_identity::model::ClientType;
+    use ims_identity::store::DirectoryStore as _;
+    use ims_identity::umapi::Change;
+
+    /// Where the test instance says it is.
+    const INSTANCE: &str = "http://127.0.0.1:1";
+    const CALLBACK: &str = "http://127.0.0.1:1/console/ims/callback";
+
+    /// The IMS as the instance reaches it: the harness's router, in-process.
+    struct InProcessIms(Router);
+
+    impl InProcessIms {
+        async fn send(&self, req: Request<Body>) -> Result<(u16, Value), String> {
+            let resp = self.0.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        }
+
+        fn path(url: &str) -> Result<String, String> {
+            url.strip_prefix(ISSUER)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{url} is not the test IMS"))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ImsHttp for InProcessIms {
+        async fn get(&self, url: &str, bearer: Option<&str>) -> Result<(u16, Value), String> {
+            let mut b = Request::get(Self::path(url)?);
+            if let Some(t) = bearer {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            self.send(b.body(Body::empty()).unwrap()).await
+        }
+
+        async fn post_form(
+            &self,
+            url: &str,
+            basic_auth: Option<(&str, &str)>,
+            pairs: &[(&str, &str)],
+        ) -> Result<(u16, Value), String> {
+            let mut b =
+                Request::post(Self::path(url)?).header("content-type", "application/x-www-form-urlencoded");
+            if let Some((id, secret)) = basic_auth {
+                b = b.header("authorization", basic(id, secret));
+            }
+            self.send(b.body(Body::from(encode(pairs))).unwrap()).await
+        }
+    }
+
+    struct Connected {
+        app: Router,
+        inst: Arc<Instance>,
+        client_id: String,
+        cleanup: Cleanup,
+        _dir: tempfile::TempDir,
+    }
+
+    /// An instance named `prod` whose people sign in through the harness's IMS with the mask
+    /// `campaign - prod - (.*)`, and which accepts its bearer tokens; technical accounts' rights
+    /// are read again after `refresh_secs`.
+    async fn connected(h: &Harness, db: Db, kind: InstanceKind, refresh_secs: i64) -> Option<Connected> {
+        let (inst, dir, cleanup) = instance_on(db, "7.4.1", kind).await?;
+        let ctx = Context::new(Now::system(), "test");
+        let (client, secret) = h
+            .creds
+            .create_people_client(
+                &h.org_id,
+                "Campaign instance prod",
+                ClientType::Confidential,
+                vec![CALLBACK.into()],
+                DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
+                true,
+                &ctx,
+            )
+            .await
+            .unwrap();
+        let http: Arc<dyn ImsHttp> = Arc::new(InProcessIms(h.app.clone()));
+        let mut info = InstanceInfo::new("prod", kind, "7.4.1".parse().unwrap());
+        info.profile_refresh_secs = refresh_secs;
+        let keys = HttpKeys {
+            http: http.clone(),
+            url: format!("{ISSUER}/ims/keys"),
+        };
+        let inst = Instance::new(inst.store().clone(), info)
+            .with_bearer(Arc::new(ims_campaign::bearer::TrustedIssuer::new(
+                ISSUER,
+                Arc::new(keys),
+            )))
+            .with_ims_http(http.clone());
+        let conn = Connection::new(
+            account(&h.org_id, &client.client_id),
+            client.client_id.clone(),
+            secret.unwrap(),
+            http,
+        );
+        assert!(inst.set_connection(Some(conn), &ctx).await.unwrap(), "a change");
+        let inst = Arc::new(inst);
+        Some(Connected {
+            app: router(InstanceState {
+                instance: inst.clone(),
+                tls: false,
+            }),
+            inst,
+            client_id: client.client_id,
+            cleanup,
+            _dir: dir,
+        })
+    }
+
+    fn account(org_id: &str, client_id: &str) -> ImsAccount {
+        ImsAccount {
+            url: ISSUER.into(),
+            org_id: org_id.into(),
+            client_id: Some(client_id.into()),
+            sealed_secret: Some("enc:kept by the test".into()),
+            callback_url: CALLBACK.into(),
+            mask: AssociationMask::parse("campaign - prod - (.*)").unwrap(),
+            product_context: "dma_campaign_classic".into(),
+            scopes: DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    async fn profile(h: &Harness, name: &str, permissions: &[&str]) {
+        let (instance, _) = marketing(h, None).await;
+        ims_identity::service::directory::create_product_profile(
+            h.store.as_ref(),
+            &instance,
+            name,
+            permissions.iter().map(|p| p.to_string()).collect(),
+            None,
+            &Context::new(Now::system(), "test"),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn membership(h: &Harness, user_id: &str, profile: &str, held: bool) {
+        let change = if held {
+            Change::AddMember {
+                group: profile.into(),
+                user_id: user_id.into(),
+            }
+        } else {
+            Change::RemoveMember {
+                group: profile.into(),
+                user_id: user_id.into(),
+            }
+        };
+        h.store.apply_changes(&h.org_id, &[change], &[]).await.unwrap();
+    }
+
+    /// A browser clicks "Connect with IMS", signs in at the IMS and comes back: the instance's
+    /// answer to the callback (status, headers, body).
+    async fn connect_with_ims(
+        h: &Harness,
+        c: &Connected,
+        b: &mut Browser,
+        email: &str,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let (status, headers, _) = b.get(&c.app, "/console/ims/login").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let authorize = location(&headers);
+        let q = query_of(&authorize);
+        assert_eq!(
+            (
+                q["client_id"].as_str(),
+                q["redirect_uri"].as_str(),
+                q["code_challenge_method"].as_str()
+            ),
+            (c.client_id.as_str(), CALLBACK, "S256")
+        );
+        assert!(q["scope"].split(' ').any(|s| s == "openid"));
+        let (status, headers, _) = b.get(&h.app, authorize.strip_prefix(ISSUER).unwrap()).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let page = location(&headers);
+        let (_, _, html) = b.get(&h.app, &page).await;
+        b.post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("email", email)])
+            .await;
+        let (_, _, html) = b.get(&h.app, &page).await;
+        let (status, headers, html) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", &csrf_in(&html)), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let back = location(&headers);
+        assert!(back.starts_with(CALLBACK), "{back}");
+        b.get(&c.app, back.strip_prefix(INSTANCE).unwrap()).await
+    }
+
+    async fn home(c: &Connected, b: &mut Browser) -> String {
+        let (status, _, html) = b.get(&c.app, "/console/").await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        html
+    }
+
+    async fn audit(inst: &Instance, prefix: &str) -> Vec<ims_identity::model::AuditEvent> {
+        ims_identity::store::AuditStore::audit(
+            inst.store().as_ref(),
+            &AuditQuery {
+                action_prefix: Some(prefix.into()),
+                limit: 50,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn people_sign_in_through_the_ims_with_groups_from_their_profiles() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some(h) = harness_on(db, Algorithm::RS256).await else {
+                continue;
+            };
+            let Some(c) = connected(&h, db, InstanceKind::Marketing, 60).await else {
+                continue;
+            };
+            profile(&h, "campaign - prod - Administrator", &["admin"]).await;
+            profile(&h, "campaign - prod - deliveryOperators", &["EXPORT"]).await;
+            profile(&h, "campaign - other - Administrator", &["admin"]).await;
+            let jane = h.person("jane@acme.test").await;
+            for p in [
+                "campaign - prod - Administrator",
+                "campaign - prod - deliveryOperators",
+                "campaign - other - Administrator",
+            ] {
+                membership(&h, &jane.user_id, p, true).await;
+            }
+            // The sign-in page offers it.
+            let (_, _, html) = Browser::default().get(&c.app, "/console/login").await;
+            assert!(
+                html.contains(r#"href="/console/ims/login""#) && html.contains("Connect with IMS"),
+                "{html}"
+            );
+
+            // First sign-in: the operator is created, of type IMS, in the matched groups.
+            let mut b = Browser::default();
+            let (status, headers, body) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+            assert_eq!(
+                (status, location(&headers)),
+                (StatusCode::SEE_OTHER, "/console/".into()),
+                "{body}"
+            );
+            let html = home(&c, &mut b).await;
+            assert!(
+                html.contains("Signed in through the IMS: operator created"),
+                "{html}"
+            );
+            assert!(html.contains("ADMINISTRATION"), "{html}");
+            let op = c
+                .inst
+                .store()
+                .operator_by_ims_id(&jane.user_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (op.login.as_str(), op.auth_type, op.email.as_deref()),
+                ("jane@acme.test", AuthType::Ims, Some("jane@acme.test"))
+            );
+            assert_eq!(
+                op.groups,
+                vec!["admin", "deliveryOperators"],
+                "the other instance's profile grants nothing here"
+            );
+            assert_eq!(
+                op.rights,
+                vec!["admin", "export"],
+                "named rights from the permission items"
+            );
+            let created = audit(&c.inst, "operator.create").await;
+            assert!(created
+                .iter()
+                .any(|e| e.target == "jane@acme.test" && e.details["auth_type"] == "ims"));
+            // An administrator: the operator pages open.
+            let (status, _, _) = b.get(&c.app, "/console/operators").await;
+            assert_eq!(status, StatusCode::OK);
+            // The notice is shown once.
+            assert!(!home(&c, &mut b).await.contains("Signed in through the IMS"));
+
+            // The profile taken away: the group goes at the next sign-in, and the change is said.
+            membership(&h, &jane.user_id, "campaign - prod - Administrator", false).await;
+            let mut b = Browser::default();
+            let (status, _, _) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            let html = home(&c, &mut b).await;
+            assert!(
+                html.contains("groups removed: admin") && html.contains("rights removed: admin"),
+                "{html}"
+            );
+            let op = c
+                .inst
+                .store()
+                .operator_by_ims_id(&jane.user_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (op.groups.clone(), op.rights.clone()),
+                (vec!["deliveryOperators".to_owned()], vec!["export".to_owned()])
+            );
+            let (status, _, _) = b.get(&c.app, "/console/operators").await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "no longer an administrator");
+            let synced = audit(&c.inst, "operator.ims_sync").await;
+            assert_eq!(synced[0].details["changes"]["groups_removed"], json!(["admin"]));
+            assert_eq!(synced[0].actor, format!("ims:{}", jane.user_id));
+
+            // Signing out offers the IMS's sign-out for this client.
+            let (_, _, html) = b.get(&c.app, "/console/").await;
+            let (status, headers, html) = b
+                .post(&c.app, "/console/logout", &[("csrf", &csrf_in(&html))])
+                .await;
+            assert_eq!(status, StatusCode::OK, "{html}");
+            assert!(
+                html.contains(&format!("{ISSUER}/ims/logout/v1?client_id={}", c.client_id)),
+                "{html}"
+            );
+            assert!(headers
+                .get_all("set-cookie")
+                .iter()
+                .any(|v| v.to_str().unwrap().starts_with("ims_console=;")));
+            let (status, headers, _) = b.get(&c.app, "/console/").await;
+            assert_eq!(
+                (status, location(&headers)),
+                (StatusCode::SEE_OTHER, "/console/login".into())
+            );
+
+            // No matching profile left: refused with the vendor's message, audited, no session.
+            membership(&h, &jane.user_id, "campaign - prod - deliveryOperators", false).await;
+            let mut b = Browser::default();
+            let (status, _, html) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert!(html.contains(NO_MATCHING_RIGHT), "{html}");
+            assert!(!b.has("ims_console"));
+            let refused = audit(&c.inst, "operator.ims_sign_in").await;
+            assert_eq!(
+                (refused[0].outcome.as_str(), refused[0].details["reason"].as_str()),
+                ("failure", Some(NO_MATCHING_RIGHT))
+            );
+            // Usage evidence records both outcomes on the IMS path.
+            let usage =
+                ims_campaign::store::UsageStore::usage(c.inst.store().as_ref(), Some("jane@acme.test"), 10)
+                    .await
+                    .unwrap();
+            assert!(usage.iter().any(|u| u.action == "console#ImsLogon"
+                && u.outcome == "success"
+                && u.auth_path == ims_campaign::model::AuthPath::Ims));
+            assert!(usage.iter().any(|u| u.outcome == "refused"));
+
+            // Switched back to native sign-in, the IMS session stops counting.
+            membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+            let mut b = Browser::default();
+            connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+            home(&c, &mut b).await;
+            let op = c
+                .inst
+                .store()
+                .operator_by_ims_id(&jane.user_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let native = ims_campaign::model::Operator {
+                auth_type: AuthType::Native,
+                ..op
+            };
+            let ctx = Context::new(Now::system(), "test");
+            c.inst
+                .store()
+                .update_operator(
+                    &native,
+                    false,
+                    &ctx.event("operator.update", "jane", "success", json!({})),
+                )
+                .await
+                .unwrap();
+            let (status, _, _) = b.get(&c.app, "/console/").await;
+            assert_eq!(
+                status,
+                StatusCode::SEE_OTHER,
+                "the IMS session no longer opens the console"
+            );
+            finish(c.cleanup).await;
+            h.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn forged_or_mixed_up_callbacks_and_other_organisations_are_refused() {
+        let h = harness().await;
+        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
+        let jane = h.person("jane@acme.test").await;
+        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        // No flow started in this browser, or another state: refused before any exchange.
+        let mut b = Browser::default();
+        let (status, _, html) = b.get(&c.app, "/console/ims/callback?code=x&state=y").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("started in another browser"), "{html}");
+        b.get(&c.app, "/console/ims/login").await;
+        let (status, _, _) = b.get(&c.app, "/console/ims/callback?code=x&state=forged").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!b.has("ims_console"));
+        // An error from the IMS is shown by its code only.
+        let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
+        let state = query_of(&location(&headers))["state"].clone();
+        let (status, _, html) = b
+            .get(
+                &c.app,
+                &format!(
+                    "/console/ims/callback?state={state}&error=access_denied&error_description=%3Cb%3Eowned"
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            html.contains("(access_denied)") && !html.contains("owned"),
+            "{html}"
+        );
+        // An answer naming another issuer (RFC 9207).
+        let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
+        let state = query_of(&location(&headers))["state"].clone();
+        let (status, _, html) = b
+            .get(
+                &c.app,
+                &format!("/console/ims/callback?state={state}&code=x&iss=https%3A%2F%2Fevil.test"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("another identity service"), "{html}");
+        // A code for another state of the same browser: the IMS refuses the verifier.
+        let mut b = Browser::default();
+        let (status, _, _) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "the happy path works here");
+        // An instance serving another organisation refuses this organisation's people.
+        let ctx = Context::new(Now::system(), "test");
+        let other = c.inst.connection().unwrap();
+        let conn = Connection::new(
+            ImsAccount {
+                org_id: "0THER0RG@AdobeOrg".into(),
+                ..other.account.clone()
+            },
+            other.client_id.clone(),
+            other.secret().clone(),
+            other.http().clone(),
+        );
+        c.inst.set_connection(Some(conn), &ctx).await.unwrap();
+        let mut b = Browser::default();
+        let (status, _, html) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("another organisation"), "{html}");
+        let changed = audit(&c.inst, "instance.ims_account").await;
+        assert_eq!(changed[0].details["after"]["org_id"], "0THER0RG@AdobeOrg");
+        assert!(
+            !changed[0].details.to_string().contains(other.secret().expose()),
+            "no secret in the audit"
+        );
+        // Without a configuration, no sign-in through the IMS is offered.
+        c.inst.set_connection(None, &ctx).await.unwrap();
+        let (_, _, html) = Browser::default().get(&c.app, "/console/login").await;
+        assert!(!html.contains("Connect with IMS"));
+        let (status, _, _) = Browser::default().get(&c.app, "/console/ims/login").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn emails_link_case_variants_but_never_take_over_an_operator() {
+        let h = harness().await;
+        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - deliveryOperators", &[]).await;
+        let store = c.inst.store().clone();
+        let ctx = Context::new(Now::system(), "test");
+        let add = |login: &'static str, email: &'static str, auth: AuthType, ims_id: Option<&'static str>| {
+            let store = store.clone();
+            let ctx = ctx.clone();
+            async move {
+                let op = ims_campaign::model::Operator {
+                    auth_type: auth,
+                    ims_id: ims_id.map(str::to_owned),
+                    ..ims_campaign::model::Operator::native(
+                        login,
+                        Some(email.into()),
+                        vec![],
+                        None,
+                        Now::system(),
+                    )
+                };
+                store
+                    .create_operator(&op, &ctx.event("operator.create", login, "success", json!({})))
+                    .await
+                    .unwrap()
+            }
+        };
+        let ann_id = add("ann", "ANN.Lee@Acme.TEST", AuthType::Ims, None).await;
+        add(
+            "kim",
+            "kim@acme.test",
+            AuthType::Ims,
+            Some("SOMEONE-ELSE@AdobeID"),
+        )
+        .await;
+        let count = store.operator_count().await.unwrap();
+        for email in ["ann.lee@acme.test", "kim@acme.test", "jdoe@example.com"] {
+            let u = h.person(email).await;
+            membership(&h, &u.user_id, "campaign - prod - deliveryOperators", true).await;
+        }
+        // A case variant of a verified email links the IMS operator waiting for it.
+        let mut b = Browser::default();
+        let (status, _, _) = connect_with_ims(&h, &c, &mut b, "ann.lee@acme.test").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(home(&c, &mut b)
+            .await
+            .contains("operator linked to your identity by its email"));
+        let ann = store.operator(ann_id).await.unwrap().unwrap();
+        assert!(
+            ann.ims_id.is_some() && ann.groups == vec!["deliveryOperators"],
+            "{ann:?}"
+        );
+        // An operator linked to another identity is not taken over.
+        let mut b = Browser::default();
+        let (status, _, html) = connect_with_ims(&h, &c, &mut b, "kim@acme.test").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("linked to another identity"), "{html}");
+        let kim = store.operator_by_login("kim").await.unwrap().unwrap();
+        assert_eq!(kim.ims_id.as_deref(), Some("SOMEONE-ELSE@AdobeID"));
+        // A native operator with the email is not switched by a sign-in.
+        let (status, _, html) = connect_with_ims(&h, &c, &mut Browser::default(), "jdoe@example.com").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("signs in with its login and password"), "{html}");
+        let jdoe = store.operator_by_login("jdoe").await.unwrap().unwrap();
+        assert_eq!((jdoe.auth_type, jdoe.ims_id), (AuthType::Native, None));
+        assert_eq!(
+            store.operator_count().await.unwrap(),
+            count,
+            "no operator created by the refusals"
+        );
+    }
+
+    fn push_as(token: &str) -> (String, Vec<(&'static str, String)>) {
+        let event =
+            r#"<rtEvent type="ORDER" email="jane@example.com"><ctx><orderId>1</orderId></ctx></rtEvent>"#;
+        (push(event), vec![("authorization", format!("Bearer {token}"))])
+    }
+
+    #[tokio::test]
+    async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
+        let h = harness().await;
+        let c = connected(&h, Db::Sqlite, InstanceKind::MessageCenter, 1)
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - messagecenter", &[]).await;
+        let mc = h
+            .store
+            .groups(&h.org_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(g, _)| g)
+            .find(|g| g.name == "campaign - prod - messagecenter")
+            .unwrap();
+        let with = h.credential(&["openid"]).await;
+        let without = h.credential(&["openid"]).await;
+        let ctx = Context::new(Now::system(), "test");
+        h.state
+            .ims
+            .set_profile_credential(&h.org_id, &mc, &with.client.client_id, true, &ctx)
+            .await
+            .unwrap();
+        let push = |token: String| {
+            let app = c.app.clone();
+            async move {
+                let (body, headers) = push_as(&token);
+                call(&app, "nms:rtEvent#PushEvent", body, &headers).await.1
+            }
+        };
+        let with_token = h.token(&with, "openid").await;
+        let xml = push(with_token.clone()).await;
+        assert!(
+            xml.contains("<plId"),
+            "the Message Center profile grants PushEvent: {xml}"
+        );
+        let op = c
+            .inst
+            .store()
+            .operator_by_ims_id(&with.client.technical_account_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(op.groups, vec!["messageCenterAgents"]);
+        let without_token = h.token(&without, "openid").await;
+        let xml = push(without_token.clone()).await;
+        assert_eq!(
+            fault_code(&xml).as_deref(),
+            Some("XSV-350122"),
+            "a rights fault: {xml}"
+        );
+        let op = c
+            .inst
+            .store()
+            .operator_by_ims_id(&without.client.technical_account_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            op.groups.is_empty(),
+            "no default groups once profiles decide: {op:?}"
+        );
+        // The profile given: within the bound (one second here), the next call succeeds; before
+        // it, the instance still goes by what it read.
+        h.state
+            .ims
+            .set_profile_credential(&h.org_id, &mc, &without.client.client_id, true, &ctx)
+            .await
+            .unwrap();
+        let xml = push(without_token.clone()).await;
+        assert_eq!(
+            fault_code(&xml).as_deref(),
+            Some("XSV-350122"),
+            "read less than a second ago"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let xml = push(without_token.clone()).await;
+        assert!(xml.contains("<plId"), "{xml}");
+        let synced = audit(&c.inst, "operator.ims_sync").await;
+        assert!(synced.iter().any(|e| e.actor
+            == format!("technical-account:{}", without.client.technical_account_id)
+            && e.details["changes"]["groups_added"] == json!(["messageCenterAgents"])));
+        // Taken away again: refused after the bound.
+        h.state
+            .ims
+            .set_profile_credential(&h.org_id, &mc, &without.client.client_id, false, &ctx)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let xml = push(without_token).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
     }
 }

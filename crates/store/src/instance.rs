@@ -209,6 +209,23 @@ impl OperatorStore for SqlInstanceStore {
         self.operator_where("ims_id", Key::Text(ims_id)).await
     }
 
+    async fn operators_by_email(&self, email: &str) -> StoreResult<Vec<Operator>> {
+        // lower() folds ASCII on SQLite and more on PostgreSQL; the caller compares the
+        // candidates again with full case folding.
+        let rows = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE lower(email) = lower($1) ORDER BY operator_id LIMIT 20"
+        ))
+        .bind(email.trim().to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.complete(r).await?);
+        }
+        Ok(out)
+    }
+
     async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64> {
         let mut tx = begin_write(&self.pool, self.backend).await?;
         let row = sqlx::query(
@@ -260,7 +277,8 @@ impl OperatorStore for SqlInstanceStore {
         }
         let done = sqlx::query(
             "UPDATE operators SET login = $1, label = $2, email = $3, disabled = $4, forbid_rich_client = $5,
-             trusted_ip_mask = $6, security_zone = $7, password_hash = $8, ims_id = $9, modified_at = $10
+             trusted_ip_mask = $6, security_zone = $7, password_hash = $8, ims_id = $9, modified_at = $10,
+             auth_type = $12
              WHERE operator_id = $11",
         )
         .bind(&op.login)
@@ -274,6 +292,7 @@ impl OperatorStore for SqlInstanceStore {
         .bind(op.ims_id.clone())
         .bind(op.modified_at.millis())
         .bind(op.id)
+        .bind(op.auth_type.as_str())
         .execute(&mut *tx)
         .await
         .map_err(backend_error)?;

@@ -921,13 +921,19 @@ impl AuditStore for SqlStore {
 /// Reads an `audit_log` table (the IMS's and each instance's have the same shape).
 pub(crate) async fn audit_query(pool: &AnyPool, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     let limit = i64::from(if q.limit == 0 { 100 } else { q.limit.min(10_000) });
+    // The prefix is matched literally: `_` and `%` (common in action names) are escaped.
     let prefix = format!(
         "{}%",
-        q.action_prefix.as_deref().unwrap_or("").replace(['%', '_'], "")
+        q.action_prefix
+            .as_deref()
+            .unwrap_or("")
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
     );
     let rows = sqlx::query(
         "SELECT at, actor, action, target, outcome, source, request_id, details FROM audit_log
-         WHERE action LIKE $1 ORDER BY seq DESC LIMIT $2",
+         WHERE action LIKE $1 ESCAPE '\\' ORDER BY seq DESC LIMIT $2",
     )
     .bind(prefix)
     .bind(limit)

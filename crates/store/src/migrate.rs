@@ -56,6 +56,7 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
     step!(5, "rt_events", "instance/", "0005_rt_events"),
     step!(6, "audit", "instance/", "0006_audit"),
     step!(7, "folder_rights", "instance/", "0007_folder_rights"),
+    step!(8, "operator_email", "instance/", "0008_operator_email"),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).

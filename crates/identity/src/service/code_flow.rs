@@ -256,6 +256,8 @@ impl Ims {
             "exp": now.secs() + life,
             "jti": token_id,
             "auth_time": g.auth_time.secs(),
+            // An instance serves one organisation: it checks the person belongs to it.
+            "org": user.org_id,
         });
         let access = self.sign_with(&claims, self.settings.signing_alg, now).await?;
         let mut first_refresh = None;

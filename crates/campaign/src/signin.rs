@@ -1,0 +1,568 @@
+//! People signing in to the instance console through the IMS (authorization code with PKCE), and
+//! the groups and named rights that product profiles give operators, people and technical
+//! accounts alike. The configuration and the pure rules are in [`crate::connect`].
+
+use std::sync::Arc;
+
+use ims_identity::model::Context;
+use ims_identity::secret::{self, Secret};
+use ims_identity::Now;
+use serde_json::{json, Value};
+
+use crate::bearer::{BearerError, TrustedIssuer};
+use crate::connect::{
+    self, endpoint, Endpoint, HeldProfile, HttpKeys, Identity, ImsAccount, ImsHttp, Mapping, Resolution,
+    NO_MATCHING_RIGHT,
+};
+use crate::fault::Fault;
+use crate::model::{AuthPath, AuthType, Operator};
+use crate::service::{Caller, Instance, SessionTokens};
+
+/// How long a technical account's rights read from its product profiles stand before the next
+/// call reads them again: a profile given or taken in the Admin or Developer Console reaches
+/// the instance within this bound.
+pub const PROFILE_REFRESH_SECS: i64 = 60;
+
+/// At most this many technical accounts' read times are kept; past it the oldest are forgotten
+/// (they are read again at their next call).
+const PROFILE_CLOCK_MAX: usize = 10_000;
+
+/// When each technical account operator's rights were last read from its profiles.
+#[derive(Debug, Default)]
+pub struct ProfileClock(std::sync::Mutex<std::collections::HashMap<i64, i64>>);
+
+impl ProfileClock {
+    /// Whether `operator` is due for a reading at `now`; if so, marks it read (so concurrent
+    /// calls do not all ask the IMS).
+    fn due(&self, operator: i64, now: Now, every_secs: i64) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&operator)
+            .is_some_and(|at| now.millis().saturating_sub(*at) < every_secs * 1000)
+        {
+            return false;
+        }
+        if m.len() >= PROFILE_CLOCK_MAX {
+            let cutoff = now.millis().saturating_sub(every_secs * 1000);
+            m.retain(|_, at| *at >= cutoff);
+            if m.len() >= PROFILE_CLOCK_MAX {
+                m.clear();
+            }
+        }
+        m.insert(operator, now.millis());
+        true
+    }
+}
+
+/// The usage action of a console sign-in through the IMS.
+pub const CONSOLE_IMS_LOGON: &str = "console#ImsLogon";
+
+/// The instance's IMS configuration in effect: the file's, with the client secret unsealed and
+/// the IMS's keys for checking ID tokens.
+pub struct Connection {
+    pub account: ImsAccount,
+    pub client_id: String,
+    secret: Secret,
+    keys: TrustedIssuer,
+    http: Arc<dyn ImsHttp>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.account.url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub fn new(account: ImsAccount, client_id: String, secret: Secret, http: Arc<dyn ImsHttp>) -> Self {
+        let keys = TrustedIssuer::new(
+            account.url.clone(),
+            Arc::new(HttpKeys {
+                http: http.clone(),
+                url: endpoint(&account.url, Endpoint::Keys),
+            }),
+        );
+        Connection {
+            account,
+            client_id,
+            secret,
+            keys,
+            http,
+        }
+    }
+
+    pub fn http(&self) -> &Arc<dyn ImsHttp> {
+        &self.http
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// What the audit line of a configuration change shows (no secret).
+    pub fn describe(&self) -> Value {
+        let a = &self.account;
+        json!({
+            "url": a.url, "org_id": a.org_id, "client_id": self.client_id,
+            "callback_url": a.callback_url, "association_mask": a.mask.as_str(),
+            "product_context": a.product_context, "scopes": a.scopes,
+        })
+    }
+
+    /// Where the browser goes to sign in; `state`, `nonce` and the PKCE verifier stay with the
+    /// browser that started.
+    pub fn start(&self) -> SignInStart {
+        let state = secret::generate("").expose().to_owned();
+        let nonce = secret::generate("").expose().to_owned();
+        let verifier = secret::generate("").expose().to_owned();
+        let challenge = ims_identity::oidc::pkce_challenge(&verifier);
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &self.client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", &self.account.callback_url)
+            .append_pair("scope", &self.account.scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        SignInStart {
+            url: format!("{}?{query}", endpoint(&self.account.url, Endpoint::Authorize)),
+            state,
+            nonce,
+            verifier,
+        }
+    }
+
+    /// The IMS's sign-out page for this instance's client.
+    pub fn logout_url(&self) -> String {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &self.client_id)
+            .finish();
+        format!("{}?{query}", endpoint(&self.account.url, Endpoint::Logout))
+    }
+
+    /// Redeems the code and reads who signed in and the product profiles they hold.
+    async fn redeem(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        now: Now,
+    ) -> Result<(Identity, Vec<HeldProfile>), Fault> {
+        let unreachable = |e: String| {
+            tracing::warn!(error = %e, "the identity service could not be reached");
+            Fault::unavailable("the identity service cannot be reached; try again later")
+        };
+        let (status, tokens) = self
+            .http
+            .post_form(
+                &endpoint(&self.account.url, Endpoint::Token),
+                Some((&self.client_id, self.secret.expose())),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", &self.account.callback_url),
+                    ("code_verifier", verifier),
+                ],
+            )
+            .await
+            .map_err(unreachable)?;
+        if status != 200 {
+            let error = tokens
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            tracing::info!(status, error, "the identity service refused the code");
+            return Err(Fault::forbidden(format!(
+                "The identity service refused the sign-in ({error}); sign in again."
+            )));
+        }
+        let text = |k: &str| tokens.get(k).and_then(Value::as_str).unwrap_or_default();
+        let refused = |e: BearerError| match e {
+            BearerError::Refused(why) => {
+                tracing::info!(%why, "a token from the identity service was refused");
+                Fault::forbidden("The identity service's answer could not be verified; sign in again.")
+            }
+            BearerError::Unavailable(why) => unreachable(why),
+        };
+        let id = self
+            .keys
+            .verify_id_token(text("id_token"), &self.client_id, nonce, now)
+            .await
+            .map_err(refused)?;
+        let access = self
+            .keys
+            .verify(text("access_token"), now)
+            .await
+            .map_err(refused)?;
+        let claim =
+            |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+        let user_id = claim(&id, "sub").unwrap_or_default();
+        if user_id.is_empty() || claim(&access, "user_id").as_deref() != Some(user_id.as_str()) {
+            return Err(Fault::forbidden(
+                "The identity service's tokens disagree; sign in again.",
+            ));
+        }
+        if claim(&access, "org").as_deref() != Some(self.account.org_id.as_str()) {
+            return Err(Fault::forbidden(
+                "This identity belongs to another organisation than the one this instance serves.",
+            ));
+        }
+        let profiles = self.profiles(text("access_token")).await?;
+        let identity = Identity {
+            user_id,
+            email: claim(&id, "email"),
+            email_verified: id.get("email_verified").and_then(Value::as_bool) == Some(true),
+            name: claim(&id, "name").filter(|n| !n.trim().is_empty()),
+        };
+        Ok((identity, profiles))
+    }
+
+    /// The product profiles of the instance's product context that the token's holder has.
+    pub async fn profiles(&self, access_token: &str) -> Result<Vec<HeldProfile>, Fault> {
+        let url = format!(
+            "{}?product_context={}",
+            endpoint(&self.account.url, Endpoint::Profile),
+            url::form_urlencoded::byte_serialize(self.account.product_context.as_bytes()).collect::<String>()
+        );
+        match self.http.get(&url, Some(access_token)).await {
+            Ok((200, v)) => Ok(connect::held_profiles(&v, &self.account.product_context)),
+            Ok((status, _)) => {
+                tracing::info!(status, "the identity service refused to list product profiles");
+                Err(Fault::forbidden(
+                    "The identity service refused to list the product profiles.",
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the identity service could not be reached");
+                Err(Fault::unavailable(
+                    "the identity service cannot be reached; try again later",
+                ))
+            }
+        }
+    }
+}
+
+/// A sign-in just started: the browser is sent to `url` and keeps the rest.
+#[derive(Clone, Debug)]
+pub struct SignInStart {
+    pub url: String,
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+}
+
+/// What a sign-in changed on the operator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub created: bool,
+    /// Linked to the identity by this sign-in (by email).
+    pub linked: bool,
+    pub groups_added: Vec<String>,
+    pub groups_removed: Vec<String>,
+    pub rights_added: Vec<String>,
+    pub rights_removed: Vec<String>,
+    /// Matching profiles naming no group of the instance: (profile, captured name).
+    pub unknown_groups: Vec<(String, String)>,
+    pub unknown_rights: Vec<String>,
+}
+
+impl SyncReport {
+    fn between(before: Option<&Operator>, mapping: &Mapping) -> Self {
+        let diff = |new: &[String], old: &[String]| -> Vec<String> {
+            new.iter().filter(|n| !old.contains(n)).cloned().collect()
+        };
+        let (groups, rights) =
+            before.map_or((Vec::new(), Vec::new()), |o| (o.groups.clone(), o.rights.clone()));
+        SyncReport {
+            created: before.is_none(),
+            linked: false,
+            groups_added: diff(&mapping.groups, &groups),
+            groups_removed: diff(&groups, &mapping.groups),
+            rights_added: diff(&mapping.rights, &rights),
+            rights_removed: diff(&rights, &mapping.rights),
+            unknown_groups: mapping.unknown_groups.clone(),
+            unknown_rights: mapping.unknown_rights.clone(),
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.created
+            || self.linked
+            || !(self.groups_added.is_empty()
+                && self.groups_removed.is_empty()
+                && self.rights_added.is_empty()
+                && self.rights_removed.is_empty())
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "created": self.created, "linked": self.linked,
+            "groups_added": self.groups_added, "groups_removed": self.groups_removed,
+            "rights_added": self.rights_added, "rights_removed": self.rights_removed,
+            "unknown_groups": self.unknown_groups, "unknown_rights": self.unknown_rights,
+        })
+    }
+
+    /// One line for the person who signed in.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.created {
+            parts.push("operator created".to_owned());
+        }
+        if self.linked {
+            parts.push("operator linked to your identity by its email".to_owned());
+        }
+        for (what, list) in [
+            ("groups added", &self.groups_added),
+            ("groups removed", &self.groups_removed),
+            ("rights added", &self.rights_added),
+            ("rights removed", &self.rights_removed),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{what}: {}", list.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            "no change".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+impl Instance {
+    /// Starts a console sign-in through the IMS.
+    pub fn start_ims_sign_in(&self) -> Result<SignInStart, Fault> {
+        Ok(self.require_connection()?.start())
+    }
+
+    fn require_connection(&self) -> Result<Arc<Connection>, Fault> {
+        self.connection()
+            .ok_or_else(|| Fault::forbidden("sign-in through the IMS is not configured on this instance"))
+    }
+
+    /// Ends a console sign-in through the IMS: the code from the callback, with what the browser
+    /// kept from the start. Opens a console session for the operator the identity maps to,
+    /// whose groups and named rights are set from the matching product profiles.
+    pub async fn finish_ims_sign_in(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        iss: Option<&str>,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(SessionTokens, Operator, SyncReport), Fault> {
+        let conn = self.require_connection()?;
+        // RFC 9207: an answer naming another issuer is a mix-up, whatever it carries.
+        if iss.is_some_and(|i| i != conn.account.url) {
+            self.record_usage(now, CONSOLE_IMS_LOGON, AuthPath::Ims, caller, None, "", "refused")
+                .await;
+            return Err(Fault::forbidden("The answer came from another identity service."));
+        }
+        let (who, profiles) = conn.redeem(code, verifier, nonce, now).await?;
+        let (op, report) = self
+            .operator_for_identity(&conn, &who, &profiles, now, caller)
+            .await?;
+        let tokens = self.open_session(&op, AuthPath::Ims, false, now).await?;
+        self.record_usage(
+            now,
+            CONSOLE_IMS_LOGON,
+            AuthPath::Ims,
+            caller,
+            Some(&op),
+            &op.login,
+            "success",
+        )
+        .await;
+        Ok((tokens, op, report))
+    }
+
+    async fn refuse_identity(&self, who: &Identity, why: &str, now: Now, caller: &Caller) -> Fault {
+        let login = who.email.clone().unwrap_or_else(|| who.user_id.clone());
+        self.record_usage(
+            now,
+            CONSOLE_IMS_LOGON,
+            AuthPath::Ims,
+            caller,
+            None,
+            &login,
+            "refused",
+        )
+        .await;
+        let audit = Context::new(now, format!("ims:{}", who.user_id)).event(
+            "operator.ims_sign_in",
+            &login,
+            "failure",
+            json!({"reason": why, "user_id": who.user_id}),
+        );
+        if let Err(e) = self.store().append_audit(&audit).await {
+            tracing::warn!(error = %e, "a refused sign-in could not be audited");
+        }
+        Fault::forbidden(why)
+    }
+
+    /// The operator `who` signs in as, created or linked as the rules say, with its groups and
+    /// named rights set to exactly what the matching profiles give.
+    async fn operator_for_identity(
+        &self,
+        conn: &Connection,
+        who: &Identity,
+        profiles: &[HeldProfile],
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(Operator, SyncReport), Fault> {
+        let groups = self.store().groups().await?;
+        let mapping = connect::map_profiles(&conn.account.mask, profiles, &groups);
+        if mapping.matched.is_empty() {
+            return Err(self.refuse_identity(who, NO_MATCHING_RIGHT, now, caller).await);
+        }
+        let linked = self.store().operator_by_ims_id(&who.user_id).await?;
+        let same_email = match (&linked, who.email.as_deref()) {
+            (None, Some(email)) => self.store().operators_by_email(email).await?,
+            _ => Vec::new(),
+        };
+        let actor = format!("ims:{}", who.user_id);
+        let (before, by_email) = match connect::resolve(who, linked, same_email) {
+            Resolution::Refused(why) => return Err(self.refuse_identity(who, &why, now, caller).await),
+            Resolution::Linked(op) => (Some(op), false),
+            Resolution::ByEmail(op) => (Some(op), true),
+            Resolution::Create => (None, false),
+        };
+        let mut report = SyncReport::between(before.as_ref(), &mapping);
+        report.linked = by_email;
+        let details =
+            json!({"profiles": mapping.matched, "changes": report.to_json(), "user_id": who.user_id});
+        let op = match before {
+            Some(op) if op.disabled => {
+                return Err(self
+                    .refuse_identity(who, "This operator is disabled.", now, caller)
+                    .await)
+            }
+            Some(op) => {
+                let next = Operator {
+                    groups: mapping.groups.clone(),
+                    rights: mapping.rights.clone(),
+                    ims_id: Some(who.user_id.clone()),
+                    modified_at: now,
+                    ..op.clone()
+                };
+                if report.changed() {
+                    let audit =
+                        Context::new(now, actor).event("operator.ims_sync", &op.login, "success", details);
+                    self.store().update_operator(&next, false, &audit).await?;
+                }
+                next
+            }
+            None => {
+                self.create_ims_operator(who, &mapping, details, now, caller)
+                    .await?
+            }
+        };
+        if report.changed() {
+            tracing::info!(operator = %op.login, changes = %report.summary(), "operator synchronised from product profiles");
+        }
+        Ok((op, report))
+    }
+
+    async fn create_ims_operator(
+        &self,
+        who: &Identity,
+        mapping: &Mapping,
+        details: Value,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<Operator, Fault> {
+        let login = who.email.clone().unwrap_or_else(|| who.user_id.clone());
+        let new = Operator {
+            label: who.name.clone().unwrap_or_else(|| login.clone()),
+            auth_type: AuthType::Ims,
+            rights: mapping.rights.clone(),
+            ims_id: Some(who.user_id.clone()),
+            ..Operator::native(&login, who.email.clone(), mapping.groups.clone(), None, now)
+        };
+        let audit = Context::new(now, format!("ims:{}", who.user_id)).event(
+            "operator.create",
+            &login,
+            "success",
+            json!({"auth_type": "ims", "reason": "first sign-in through the IMS", "sync": details}),
+        );
+        match self.store().create_operator(&new, &audit).await {
+            Ok(id) => Ok(Operator { id, ..new }),
+            Err(ims_identity::error::StoreError::Conflict(_)) => {
+                // Two first sign-ins at once: the other one created it.
+                if let Some(op) = self.store().operator_by_ims_id(&who.user_id).await? {
+                    return Ok(op);
+                }
+                let why = format!(
+                    "An operator named {login} already exists and is not linked to this identity; \
+                     an administrator links it."
+                );
+                Err(self.refuse_identity(who, &why, now, caller).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A technical account operator with the groups and named rights its credential's product
+    /// profiles give, read with the caller's own token at most every
+    /// [`InstanceInfo::profile_refresh_secs`](crate::service::InstanceInfo). Without an IMS
+    /// configuration the operator keeps what it has. When the IMS cannot be reached the
+    /// operator keeps its last rights until the next reading is due (calls do not wait on an
+    /// unreachable IMS one after another).
+    pub(crate) async fn technical_rights(
+        &self,
+        op: Operator,
+        token: &str,
+        now: Now,
+    ) -> Result<Operator, Fault> {
+        let Some(conn) = self.connection() else {
+            return Ok(op);
+        };
+        if !self
+            .profiles_read
+            .due(op.id, now, self.info().profile_refresh_secs)
+        {
+            return Ok(op);
+        }
+        let profiles = match conn.profiles(token).await {
+            Ok(p) => p,
+            Err(f) => {
+                tracing::warn!(operator = %op.login, fault = %f, "product profiles not read; the operator keeps its rights");
+                return Ok(op);
+            }
+        };
+        let groups = self.store().groups().await?;
+        let mapping = connect::map_profiles(&conn.account.mask, &profiles, &groups);
+        let report = SyncReport {
+            created: false,
+            ..SyncReport::between(Some(&op), &mapping)
+        };
+        if !report.changed() {
+            return Ok(op);
+        }
+        let next = Operator {
+            groups: mapping.groups.clone(),
+            rights: mapping.rights.clone(),
+            modified_at: now,
+            ..op.clone()
+        };
+        let audit = Context::new(
+            now,
+            format!("technical-account:{}", op.ims_id.clone().unwrap_or_default()),
+        )
+        .event(
+            "operator.ims_sync",
+            &op.login,
+            "success",
+            json!({"profiles": mapping.matched, "changes": report.to_json()}),
+        );
+        self.store().update_operator(&next, false, &audit).await?;
+        tracing::info!(operator = %op.login, changes = %report.summary(), "technical account synchronised from product profiles");
+        Ok(next)
+    }
+}
