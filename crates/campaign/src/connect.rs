@@ -367,6 +367,8 @@ pub fn resolve(who: &Identity, linked: Option<Operator>, same_email: Vec<Operato
 #[async_trait]
 pub trait ImsHttp: Send + Sync {
     async fn get(&self, url: &str, bearer: Option<&str>) -> Result<(u16, Value), String>;
+    /// A GET authenticated as a client (HTTP Basic).
+    async fn get_basic(&self, url: &str, client_id: &str, secret: &str) -> Result<(u16, Value), String>;
     async fn post_form(
         &self,
         url: &str,

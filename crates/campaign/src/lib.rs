@@ -4,6 +4,7 @@
 pub mod bearer;
 pub mod config;
 pub mod connect;
+pub mod diagnose;
 pub mod fault;
 pub mod model;
 pub mod operators;

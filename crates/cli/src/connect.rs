@@ -54,6 +54,23 @@ impl ImsHttp for HttpIms {
         Ok(answer(resp).await)
     }
 
+    async fn get_basic(
+        &self,
+        url: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let req = self
+            .http
+            .get(url)
+            .basic_auth(form_encode(client_id), Some(form_encode(secret)));
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", e.without_url()))?;
+        Ok(answer(resp).await)
+    }
+
     async fn post_form(
         &self,
         url: &str,
@@ -313,4 +330,61 @@ async fn register_client(
         (client, Some(secret)) => Ok((client.client_id, secret)),
         (_, None) => bail!("the IMS created the client without a secret"),
     }
+}
+
+/// Rules of the IMS checklist failed (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} rule(s) of the IMS sign-in checklist failed")]
+pub struct ChecksFailed(pub usize);
+
+/// `ims instance ims-check`: the checklist against the instance's files as they are now and
+/// the IMS they name.
+pub async fn ims_check(dir: &Path, name: &str, json: bool) -> Result<()> {
+    let up = crate::up::read_up_file(dir)?;
+    if !up.instances.iter().any(|i| i.name == name) {
+        bail!("no instance {name:?} in {}", dir.display());
+    }
+    let build = crate::restrictions::stored_build(dir, name).await?;
+    let ca = std::fs::read(&up.ca_cert).ok();
+    let http: Arc<dyn ImsHttp> = Arc::new(HttpIms::new(ca.as_deref())?);
+    let connection = crate::instance::read_configuration(dir, name, &build)
+        .and_then(|loaded| connection_of(dir, name, &loaded.instance, http));
+    let report = match connection {
+        Ok(Some(conn)) => {
+            use ims_campaign::store::OperatorStore as _;
+            let store = crate::instance::open_store(dir, name).await?;
+            let groups = store.groups().await?;
+            store.close().await;
+            ims_campaign::diagnose::diagnose(&conn, name, &groups).await
+        }
+        Ok(None) => ims_campaign::diagnose::without_configuration(name, None),
+        Err(e) => ims_campaign::diagnose::without_configuration(name, Some(format!("{e:#}"))),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.checks {
+            let mark = match c.status {
+                ims_campaign::diagnose::Status::Pass => "pass",
+                ims_campaign::diagnose::Status::Fail => "FAIL",
+                ims_campaign::diagnose::Status::Skipped => "skip",
+            };
+            println!("{mark}  {}: {}", c.title, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("      fix: {fix}");
+            }
+        }
+        for p in &report.admin_profiles {
+            println!("warning: product profile {p:?} has \"admin\" in its name; such profiles grant Control Panel access in the vendor's world");
+        }
+    }
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.status == ims_campaign::diagnose::Status::Fail)
+        .count();
+    if failed > 0 {
+        return Err(ChecksFailed(failed).into());
+    }
+    Ok(())
 }

@@ -353,6 +353,14 @@ pub enum InstanceCommand {
     /// How people sign in to the instance through the IMS: its client, callback URL, association
     /// mask, product context and scopes. The running `ims up` reloads it.
     ImsConfig(crate::connect::ImsConfigArgs),
+    /// Test every rule of the IMS sign-in checklist against the IMS and say which fails and how
+    /// to fix it; exit code 1 when one fails.
+    ImsCheck {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The vendor's configuration syntax: `-instance:<name> -setimsoauth:<org>/<client>/<account>/<secret>`.
     Config {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
@@ -463,6 +471,9 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
             let summary = crate::connect::ims_config(args, data_dir).await?;
             audit_config_change(data_dir, &name, summary).await?;
             crate::restrictions::reload_running(data_dir, &[name]).await?;
+        }
+        InstanceCommand::ImsCheck { instance, json } => {
+            crate::connect::ims_check(data_dir, &instance, json).await?
         }
         InstanceCommand::Restrictions(cmd) => crate::restrictions::command(cmd, data_dir).await?,
         InstanceCommand::Reload { instance } => {

@@ -234,7 +234,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ims: {e:#}");
-            if e.downcast_ref::<restrictions::ProbesFailed>().is_some() {
+            if e.downcast_ref::<restrictions::ProbesFailed>().is_some()
+                || e.downcast_ref::<connect::ChecksFailed>().is_some()
+            {
                 ExitCode::from(1)
             } else {
                 ExitCode::from(2)

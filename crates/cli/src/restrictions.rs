@@ -74,7 +74,7 @@ pub async fn effective(data_dir: &Path, name: &str) -> Result<Restrictions> {
 }
 
 /// Build recorded for an instance.
-async fn stored_build(data_dir: &Path, name: &str) -> Result<Build> {
+pub async fn stored_build(data_dir: &Path, name: &str) -> Result<Build> {
     let store = open_store(data_dir, name).await?;
     let build = store
         .setting("build")

@@ -60,6 +60,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/console/groups", get(groups))
         .route("/console/rights", get(rights))
         .route("/console/restrictions", get(restrictions))
+        .route("/console/ims", get(ims_page))
         .route("/console/static/console.css", get(stylesheet))
         .layer(axum::middleware::map_response(console_headers))
 }
@@ -918,6 +919,62 @@ struct RestrictionsPage {
 
 /// The lock-down state: what is switched on, by the configuration or by the build, the
 /// allow-list, and what it blocks.
+#[derive(Template)]
+#[template(path = "console/ims.html")]
+struct ImsPage {
+    shell: Shell,
+    configured: Option<ImsSettings>,
+    report: ims_campaign::diagnose::Report,
+}
+
+/// The configuration in effect, as the page shows it.
+struct ImsSettings {
+    url: String,
+    org_id: String,
+    client_id: String,
+    callback_url: String,
+    mask: String,
+    product_context: String,
+    scopes: String,
+}
+
+/// `GET /console/ims`: the IMS sign-in configuration in effect and the checklist run against
+/// the IMS now (product profiles whose names contain "admin" are warned about).
+async fn ims_page(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
+    let name = st.instance.info().name.clone();
+    let (configured, report) = match st.instance.connection() {
+        Some(conn) => {
+            let groups = match st.instance.store().groups().await {
+                Ok(g) => g,
+                Err(e) => return fault_page(Shell::of(&st, &who), &e.into()),
+            };
+            let a = &conn.account;
+            let settings = ImsSettings {
+                url: a.url.clone(),
+                org_id: a.org_id.clone(),
+                client_id: conn.client_id.clone(),
+                callback_url: a.callback_url.clone(),
+                mask: a.mask.as_str().to_owned(),
+                product_context: a.product_context.clone(),
+                scopes: a.scopes.join(" "),
+            };
+            (
+                Some(settings),
+                ims_campaign::diagnose::diagnose(&conn, &name, &groups).await,
+            )
+        }
+        None => (None, ims_campaign::diagnose::without_configuration(&name, None)),
+    };
+    render(
+        StatusCode::OK,
+        &ImsPage {
+            shell: Shell::of(&st, &who),
+            configured,
+            report,
+        },
+    )
+}
+
 async fn restrictions(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
     let r = st.instance.restrictions();
     render(

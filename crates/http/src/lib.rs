@@ -164,7 +164,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/ims/revoke/v1", post(oauth::revoke))
         .route("/ims/invalidate_token/v2", post(oauth::invalidate_token))
         .route("/ims/organizations/v6", get(oauth::organizations))
-        .route("/ims/profile/v1", get(oauth::profile));
+        .route("/ims/profile/v1", get(oauth::profile))
+        .route("/ims/client/v1", get(oauth::client_registration));
     for v in ["v1", "v2", "v3"] {
         router = router
             .route(&format!("/ims/token/{v}"), post(oauth::token))

@@ -272,6 +272,37 @@ pub(crate) async fn profile(
     }
 }
 
+/// `GET /ims/client/v1[?product_context=...]` with the client's credentials in a Basic header:
+/// the client's own registration (and, for our own applications, the product profiles of the
+/// context), for instances to check their IMS configuration.
+pub(crate) async fn client_registration(
+    State(app): State<AppState>,
+    meta: Meta,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ProfileQuery>,
+) -> Response {
+    let result = async {
+        // Credentials in the header only: a secret in a query string ends up in logs.
+        if !headers.contains_key(http::header::AUTHORIZATION) {
+            return Err(Error::InvalidClient { basic: true });
+        }
+        let auth = params::client_auth(&headers, &params::Params::default())?;
+        let client = app.ims.authenticate_client(&auth, meta.now).await?;
+        app.ims
+            .client_registration(&client, q.product_context.as_deref().filter(|c| !c.is_empty()))
+            .await
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            let mut resp = Json(v).into_response();
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => OAuthError(e).into_response(),
+    }
+}
+
 pub(crate) async fn organizations(
     State(app): State<AppState>,
     meta: Meta,

@@ -6873,8 +6873,8 @@ mod connect {
     use ims_identity::umapi::Change;
 
     /// Where the test instance says it is.
-    const INSTANCE: &str = "http://127.0.0.1:1";
-    const CALLBACK: &str = "http://127.0.0.1:1/console/ims/callback";
+    const INSTANCE: &str = "https://127.0.0.1:1";
+    const CALLBACK: &str = "https://127.0.0.1:1/console/ims/callback";
 
     /// The IMS as the instance reaches it: the harness's router, in-process.
     struct InProcessIms(Router);
@@ -6909,6 +6909,14 @@ mod connect {
             self.send(b.body(Body::empty()).unwrap()).await
         }
 
+        async fn get_basic(&self, url: &str, id: &str, secret: &str) -> Result<(u16, Value), String> {
+            let req = Request::get(Self::path(url)?)
+                .header("authorization", basic(id, secret))
+                .body(Body::empty())
+                .unwrap();
+            self.send(req).await
+        }
+
         async fn post_form(
             &self,
             url: &str,
@@ -6938,6 +6946,8 @@ mod connect {
     async fn connected(h: &Harness, db: Db, kind: InstanceKind, refresh_secs: i64) -> Option<Connected> {
         let (inst, dir, cleanup) = instance_on(db, "7.4.1", kind).await?;
         let ctx = Context::new(Now::system(), "test");
+        // The product instance the IMS knows this instance as (at its address).
+        marketing(h, None).await;
         let (client, secret) = h
             .creds
             .create_people_client(
@@ -7516,5 +7526,137 @@ mod connect {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let xml = push(without_token).await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
+    }
+
+    #[tokio::test]
+    async fn the_checklist_says_which_rule_fails_and_how_to_fix_it() {
+        use ims_campaign::diagnose::{diagnose, Status};
+        let h = harness().await;
+        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
+            .await
+            .unwrap();
+        let groups = c.inst.store().groups().await.unwrap();
+        let conn = c.inst.connection().unwrap();
+        let with = |f: &dyn Fn(&mut ImsAccount), secret: Option<&str>| {
+            let mut a = conn.account.clone();
+            f(&mut a);
+            Connection::new(
+                a,
+                conn.client_id.clone(),
+                secret.map_or_else(|| conn.secret().clone(), Secret::new),
+                conn.http().clone(),
+            )
+        };
+        let failing = |r: &ims_campaign::diagnose::Report| -> Vec<&'static str> {
+            r.checks
+                .iter()
+                .filter(|c| c.status == Status::Fail)
+                .map(|c| c.rule)
+                .collect()
+        };
+        // No profile yet: only the mask fails, with its fix.
+        let r = diagnose(&conn, "prod", &groups).await;
+        assert_eq!(failing(&r), vec!["mask"], "{r:?}");
+        assert!(r.checks[6]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("campaign - prod - (.*)"));
+        // A profile naming no group here fails it too, naming the group.
+        profile(&h, "campaign - prod - ghosts", &[]).await;
+        let r = diagnose(&conn, "prod", &groups).await;
+        assert!(r.checks[6].detail.contains("\"ghosts\""), "{r:?}");
+        // All pass once the profiles name groups; "admin" in a name is warned about.
+        h.store
+            .apply_changes(
+                &h.org_id,
+                &[Change::DeleteGroup {
+                    name: "campaign - prod - ghosts".into(),
+                }],
+                &[],
+            )
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
+        let r = diagnose(&conn, "prod", &groups).await;
+        assert!(r.passed(), "{r:?}");
+        assert_eq!(r.admin_profiles, vec!["campaign - prod - Administrator"]);
+        // A wrong secret: the client rule fails and the rest is not checked.
+        let r = diagnose(&with(&|_| {}, Some("wrong")), "prod", &groups).await;
+        assert_eq!(failing(&r), vec!["client"]);
+        assert!(r.checks[3..].iter().all(|c| c.status == Status::Skipped));
+        // An unreachable IMS.
+        let r = diagnose(
+            &with(&|a| a.url = "https://elsewhere.test".into(), None),
+            "prod",
+            &groups,
+        )
+        .await;
+        assert_eq!(failing(&r), vec!["issuer"]);
+        // A callback the client does not have, scopes it may not ask for, another context.
+        let r = diagnose(
+            &with(
+                &|a| {
+                    a.callback_url = "http://127.0.0.1:2/console/ims/callback".into();
+                    a.scopes.push("user_management_sdk".into());
+                    a.product_context = "another_product".into();
+                },
+                None,
+            ),
+            "prod",
+            &groups,
+        )
+        .await;
+        assert_eq!(
+            failing(&r),
+            vec!["product_context", "callback", "scopes", "mask"],
+            "{r:?}"
+        );
+        assert!(r.checks[5].detail.contains("user_management_sdk"));
+        // The client registration endpoint: its own credentials only.
+        let (status, headers, _) = h
+            .call(Request::get("/ims/client/v1").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(headers.contains_key("www-authenticate"));
+        let machine = h.credential(&["openid"]).await;
+        let (status, _, body) = h
+            .call(
+                Request::get("/ims/client/v1?product_context=dma_campaign_classic")
+                    .header(
+                        "authorization",
+                        basic(&machine.client.client_id, machine.secret.expose()),
+                    )
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.get("product_profiles").is_none(),
+            "a technical account reads no profiles: {body}"
+        );
+        // The console page: administrators only, with the checklist and the warning.
+        profile(&h, "campaign - prod - deliveryOperators", &[]).await;
+        let jane = h.person("jane@acme.test").await;
+        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        let mut b = Browser::default();
+        connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+        let (status, _, html) = b.get(&c.app, "/console/ims").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains("id=\"checklist\"") && !html.contains("<strong>Fail</strong>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Control Panel") && html.contains(&c.client_id),
+            "{html}"
+        );
+        membership(&h, &jane.user_id, "campaign - prod - Administrator", false).await;
+        membership(&h, &jane.user_id, "campaign - prod - deliveryOperators", true).await;
+        let mut b = Browser::default();
+        connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+        let (status, _, _) = b.get(&c.app, "/console/ims").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
     }
 }

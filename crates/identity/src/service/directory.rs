@@ -339,6 +339,56 @@ impl Ims {
         }))
     }
 
+    /// `GET /ims/client/v1`: an authenticated client's own registration (RFC 7591 metadata
+    /// names), so that an application can check its configuration against the IMS. Our own
+    /// applications (first-party, those that sign people in) also see their organisation's
+    /// product profiles of `product_context`, which is how an instance checks its association
+    /// mask.
+    pub async fn client_registration(
+        &self,
+        client: &crate::model::OAuthClient,
+        product_context: Option<&str>,
+    ) -> Result<Value> {
+        let org = self.store.org(&client.org_id).await?;
+        let mut out = json!({
+            "client_id": client.client_id,
+            "client_name": client.name,
+            "org_id": client.org_id,
+            "org_name": org.map(|o| o.name),
+            "client_type": client.client_type.as_str(),
+            "first_party": client.first_party,
+            "redirect_uris": client.redirect_uris,
+            "scope": client.scopes.join(" "),
+            "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        });
+        let people_app =
+            client.first_party && client.client_type != crate::model::ClientType::TechnicalAccount;
+        if let (Some(context), true, Some(obj)) = (product_context, people_app, out.as_object_mut()) {
+            let instances = self.store.product_instances(&client.org_id).await?;
+            let profiles: Vec<Value> = self
+                .store
+                .groups(&client.org_id)
+                .await?
+                .into_iter()
+                .filter_map(|(g, _)| {
+                    let instance = instances
+                        .iter()
+                        .find(|i| Some(i.id) == g.product_instance_id && i.product_context == context)?;
+                    Some(json!({"name": g.name, "instance": instance.name, "permissions": g.permissions}))
+                })
+                .collect();
+            let of_context: Vec<Value> = instances
+                .iter()
+                .filter(|i| i.product_context == context)
+                .map(|i| json!({"name": i.name, "url": i.url}))
+                .collect();
+            obj.insert("product_context".into(), json!(context));
+            obj.insert("product_instances".into(), json!(of_context));
+            obj.insert("product_profiles".into(), json!(profiles));
+        }
+        Ok(out)
+    }
+
     /// Gives or takes a product profile to a technical account's credential of the organisation.
     pub async fn set_profile_credential(
         &self,
