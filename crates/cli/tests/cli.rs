@@ -1302,3 +1302,155 @@ fn restrictions_are_switched_reloaded_and_verified() {
     assert!(soap_logon(&http, &instance_url, "admin", &admin_password).contains("pstrSessionToken"));
     server.stop();
 }
+
+#[test]
+fn ims_sign_in_is_configured_checked_and_reloaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let instance_url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
+    let ims_url = upj["ims_url"].as_str().unwrap().to_owned();
+    let instance = |args: &[&str]| {
+        let mut c = ims();
+        c.args(["instance", "--data-dir", d]).args(args);
+        c.output().unwrap()
+    };
+    let check = || {
+        let out = instance(&["ims-check", "--instance", "marketing", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let failing: Vec<String> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .map(|c| c["rule"].as_str().unwrap().to_owned())
+            .collect();
+        (out.status.code(), failing, report)
+    };
+    let http = no_redirect_client(&upj);
+    let login_page = || {
+        http.get(format!("{instance_url}/console/login"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    // Nothing configured: the checklist says so and how to fix it; no IMS sign-in offered.
+    let (code, failing, report) = check();
+    assert_eq!((code, failing), (Some(1), vec!["configuration".to_owned()]));
+    assert!(report["checks"][0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("--register"));
+    assert!(!login_page().contains("Connect with IMS"));
+
+    // Configured with a client registered at the IMS; the running instance reloads it.
+    let out = instance(&["ims-config", "--instance", "marketing", "--register", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let set: Value =
+        serde_json::from_slice(&out.stdout[..out.stdout.iter().rposition(|b| *b == b'}').unwrap() + 1])
+            .unwrap();
+    assert_eq!(
+        set["callback_url"],
+        format!("{instance_url}/console/ims/callback")
+    );
+    assert_eq!(set["association_mask"], "campaign - marketing - (.*)");
+    let client_id = set["client_id"].as_str().unwrap().to_owned();
+    let file = std::fs::read_to_string(dir.join("conf/config-marketing.xml")).unwrap();
+    assert!(
+        file.contains("<imsAccount") && file.contains("clientSecret=\"enc:"),
+        "{file}"
+    );
+    assert!(login_page().contains("Connect with IMS"));
+    // The button leads to the IMS, which accepts this client and callback.
+    let resp = http
+        .get(format!("{instance_url}/console/ims/login"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        authorize.starts_with(&format!("{ims_url}/ims/authorize/v2?")),
+        "{authorize}"
+    );
+    assert!(authorize.contains(&format!("client_id={client_id}")));
+    let resp = http.get(&authorize).send().unwrap();
+    assert_eq!(
+        resp.status(),
+        303,
+        "the IMS sends the browser to its sign-in page"
+    );
+    assert!(resp.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("/ims/signin/"));
+
+    // Only the mask fails until a profile names a group; then everything passes.
+    let (code, failing, _) = check();
+    assert_eq!((code, failing), (Some(1), vec!["mask".to_owned()]));
+    run_ok(ims().args([
+        "profile",
+        "create",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--name",
+        "campaign - marketing - Administrator",
+        "--permission",
+        "admin",
+    ]));
+    let (code, failing, report) = check();
+    assert_eq!((code, failing), (Some(0), Vec::<String>::new()), "{report}");
+    assert_eq!(
+        report["admin_profiles"][0],
+        "campaign - marketing - Administrator"
+    );
+    let text = instance(&["ims-check", "--instance", "marketing"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Control Panel"));
+
+    // A broken file is refused at reload and the configuration in effect stays.
+    let good = std::fs::read_to_string(dir.join("conf/config-marketing.xml")).unwrap();
+    std::fs::write(
+        dir.join("conf/config-marketing.xml"),
+        good.replace(
+            "associationMask=\"campaign - marketing - (.*)\"",
+            "associationMask=\"campaign - marketing - .*\"",
+        ),
+    )
+    .unwrap();
+    let out = instance(&["reload", "--instance", "marketing"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("associationMask"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        login_page().contains("Connect with IMS"),
+        "the previous configuration stays"
+    );
+    let (code, failing, _) = check();
+    assert_eq!((code, failing), (Some(1), vec!["configuration".to_owned()]));
+    std::fs::write(dir.join("conf/config-marketing.xml"), &good).unwrap();
+
+    // Removed: the instance no longer offers it, and the audit log has each change.
+    let out = instance(&["ims-config", "--instance", "marketing", "--remove"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!login_page().contains("Connect with IMS"));
+    let audit: Value = serde_json::from_slice(
+        &instance(&[
+            "audit",
+            "--instance",
+            "marketing",
+            "--action",
+            "instance.ims_account",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
+    assert!(!audit.to_string().contains("enc:"), "no secret in the audit log");
+    server.stop();
+}
