@@ -313,10 +313,17 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
                 .collect()
         })
         .unwrap_or_default();
-    admin_profiles = names
-        .iter()
-        .filter(|n| n.to_lowercase().contains("admin"))
-        .cloned()
+    // Warned about: this instance's profiles (by the IMS's product instance, or by the mask).
+    let this_instance = here.map(|(name, _)| name.as_str());
+    admin_profiles = profiles
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let name = p.get("name").and_then(Value::as_str)?;
+            let of_here =
+                p.get("instance").and_then(Value::as_str) == this_instance || a.mask.captured(name).is_some();
+            (of_here && name.to_lowercase().contains("admin")).then(|| name.to_owned())
+        })
         .collect();
     let matched: Vec<(&String, &str)> = names
         .iter()

@@ -33,6 +33,7 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("domain", Kind::Str, false),
     ("umapi_page_size", Kind::Int, false),
     ("umapi_requests_per_minute", Kind::Int, false),
+    ("instance_profile_refresh_secs", Kind::Int, false),
     ("org_name", Kind::Str, false),
     ("admin_email", Kind::Str, false),
     ("admin_password", Kind::Str, true),
@@ -73,6 +74,9 @@ pub struct Config {
     /// Calls a minute each client may make to the User Management API (0: no limit); over it the
     /// API answers 429 with `Retry-After`. Counted per node.
     pub umapi_requests_per_minute: u32,
+    /// How long an instance goes by a technical account's product profiles before reading them
+    /// again (the bound on how late a profile given or taken reaches the instance).
+    pub instance_profile_refresh_secs: i64,
     pub org_name: String,
     pub admin_email: String,
     /// The administrator's password: used by `ims serve` at first start (generated when unset) and
@@ -105,6 +109,7 @@ impl Default for Config {
             domain: "ims.local".into(),
             umapi_page_size: 200,
             umapi_requests_per_minute: 600,
+            instance_profile_refresh_secs: ims_campaign::signin::PROFILE_REFRESH_SECS,
             org_name: "Default organisation".into(),
             admin_email: "admin@ims.local".into(),
             admin_password: None,
@@ -198,6 +203,9 @@ impl Config {
     fn validate(&self) -> Result<()> {
         if self.access_token_secs < 60 || self.access_token_secs > 7 * 86_400 {
             bail!("access_token_secs must be between 60 and 604800");
+        }
+        if !(1..=86_400).contains(&self.instance_profile_refresh_secs) {
+            bail!("instance_profile_refresh_secs must be between 1 and 86400");
         }
         if !(1..=2000).contains(&self.umapi_page_size) {
             bail!("umapi_page_size must be between 1 and 2000");

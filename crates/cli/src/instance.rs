@@ -25,6 +25,7 @@ pub async fn open_embedded(
     build: Build,
     technical_account_groups: Vec<String>,
     ims_http: Option<Arc<dyn ims_campaign::connect::ImsHttp>>,
+    profile_refresh_secs: i64,
 ) -> Result<(Instance, Option<Secret>)> {
     let conf_dir = dir.join("conf");
     let url = format!("sqlite://{}", dir.join(format!("instance-{name}.db")).display());
@@ -89,6 +90,7 @@ pub async fn open_embedded(
     };
     let mut info = InstanceInfo::new(name, kind, build);
     info.technical_account_groups = technical_account_groups;
+    info.profile_refresh_secs = profile_refresh_secs;
     crate::files::private_dir(&conf_dir)?;
     let server_conf = conf_dir.join("serverConf.xml");
     if !server_conf.exists() {

@@ -254,9 +254,16 @@ async fn start_instance(
         .collect();
     let http: std::sync::Arc<dyn ims_campaign::connect::ImsHttp> =
         std::sync::Arc::new(crate::connect::HttpIms::new(Some(ca_pem))?);
-    let (instance, created_admin) =
-        crate::instance::open_embedded(dir, spec.name, spec.kind, build, tech_groups, Some(http.clone()))
-            .await?;
+    let (instance, created_admin) = crate::instance::open_embedded(
+        dir,
+        spec.name,
+        spec.kind,
+        build,
+        tech_groups,
+        Some(http.clone()),
+        config.instance_profile_refresh_secs,
+    )
+    .await?;
     // Bearer tokens of this IMS, verified against its published keys.
     let jwks = ims_campaign::connect::HttpKeys {
         http,
