@@ -1,8 +1,8 @@
 // Connect with IMS, in headless Chromium and with the instance's SOAP router: a person in the
 // marketing instance's Administrator profile signs in to its console through the IMS and lands
 // as an operator of the Administrator group; the profile taken away in the Admin Console, the
-// group goes at the next sign-in; someone without a matching profile is refused with the
-// vendor's message. On the Message Center instance, a technical account holding the
+// group goes at the next sign-in; signing out at the IMS ends the instance session; someone
+// without a matching profile is refused with the vendor's message. On the Message Center instance, a technical account holding the
 // messagecenter profile may PushEvent, one without it gets a rights fault until the profile is
 // added in the Developer Console (then within the documented bound).
 // Run by interop/run once both instances have an IMS configuration.
@@ -82,6 +82,12 @@ test('people connect with IMS; their groups follow their product profiles', asyn
   assert.equal((await page.textContent('#groups')).trim(), 'deliveryOperators')
   const refused = await page.goto(`${marketing.url}/console/operators`)
   assert.equal(refused.status(), 403)
+
+  // Signing out at the IMS ends the instance session too (back-channel logout).
+  await page.goto(`${up.ims_url}/ims/logout/v1`)
+  await page.click('button[type=submit]')
+  await page.goto(`${marketing.url}/console/`)
+  assert.equal(page.url(), `${marketing.url}/console/login`)
 
   // No matching profile: the vendor's message.
   const other = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage()

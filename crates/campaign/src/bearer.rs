@@ -119,6 +119,36 @@ impl TrustedIssuer {
         Ok(claims)
     }
 
+    /// The claims of a valid logout token of this issuer for `client_id` (OpenID Connect
+    /// Back-Channel Logout 1.0, section 2.6): the logout event, a subject, no nonce.
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        now: Now,
+    ) -> Result<Map<String, Value>, BearerError> {
+        let claims = self.verify_signed(token, Some(client_id), now).await?;
+        let event = claims
+            .get("events")
+            .and_then(|e| e.get(ims_identity::service::BACKCHANNEL_LOGOUT_EVENT));
+        if claims.get("type").and_then(Value::as_str) != Some("logout_token")
+            || !event.is_some_and(Value::is_object)
+        {
+            return Err(BearerError::Refused("not a logout token".into()));
+        }
+        if claims.contains_key("nonce") {
+            return Err(BearerError::Refused("a logout token carries no nonce".into()));
+        }
+        if claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(BearerError::Refused("the logout token names nobody".into()));
+        }
+        Ok(claims)
+    }
+
     async fn verify_signed(
         &self,
         token: &str,

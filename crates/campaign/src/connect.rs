@@ -12,6 +12,9 @@ use crate::rights::{NAMED_RIGHTS, PROFILE_GROUP_ALIASES};
 /// Where the IMS sends people back after signing in: the instance serves it at this path.
 pub const CALLBACK_PATH: &str = "/console/ims/callback";
 
+/// Where the IMS tells the instance that a person signed out (back-channel logout).
+pub const BACKCHANNEL_LOGOUT_PATH: &str = "/console/ims/backchannel-logout";
+
 /// The product context of the instance's product profiles, unless the configuration says otherwise.
 pub const DEFAULT_PRODUCT_CONTEXT: &str = ims_identity::directory::CAMPAIGN_PRODUCT_CONTEXT;
 

@@ -179,6 +179,9 @@ impl SessionStore for ProbeStore {
     async fn delete_session(&self, digest: &str) -> StoreResult<bool> {
         Ok(self.overlay().sessions.remove(digest).is_some())
     }
+    async fn delete_operator_sessions(&self, _operator_id: i64, _path: AuthPath) -> StoreResult<u64> {
+        Self::refuse("ending an operator's sessions")
+    }
     async fn purge_sessions(&self, _now: Now) -> StoreResult<u64> {
         Ok(0)
     }

@@ -565,4 +565,46 @@ impl Instance {
         tracing::info!(operator = %op.login, changes = %report.summary(), "technical account synchronised from product profiles");
         Ok(next)
     }
+
+    /// Back-channel logout: the IMS says a person signed out; their console sessions opened
+    /// through the IMS end. Returns how many ended.
+    pub async fn backchannel_logout(&self, logout_token: &str, now: Now) -> Result<u64, Fault> {
+        let conn = self.require_connection()?;
+        let claims = match conn
+            .keys
+            .verify_logout_token(logout_token, &conn.client_id, now)
+            .await
+        {
+            Ok(c) => c,
+            Err(BearerError::Refused(why)) => {
+                tracing::info!(%why, "a logout token was refused");
+                return Err(Fault::bad_request(format!(
+                    "the logout token is not valid: {why}"
+                )));
+            }
+            Err(BearerError::Unavailable(why)) => {
+                tracing::warn!(error = %why, "the identity service's keys cannot be read");
+                return Err(Fault::unavailable(
+                    "the identity service's keys cannot be read; retry later",
+                ));
+            }
+        };
+        let user_id = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let Some(op) = self.store().operator_by_ims_id(user_id).await? else {
+            return Ok(0);
+        };
+        let ended = self
+            .store()
+            .delete_operator_sessions(op.id, AuthPath::Ims)
+            .await?;
+        let audit = Context::new(now, format!("ims:{user_id}")).event(
+            "operator.ims_logout",
+            &op.login,
+            "success",
+            json!({"sessions_ended": ended, "reason": "signed out at the IMS"}),
+        );
+        self.store().append_audit(&audit).await?;
+        tracing::info!(operator = %op.login, ended, "signed out at the IMS: console sessions ended");
+        Ok(ended)
+    }
 }

@@ -6,7 +6,7 @@ use ims_identity::model::AuditEvent;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
 
-use crate::model::{Operator, OperatorGroup, Recipient, Session, UsageEvent};
+use crate::model::{AuthPath, Operator, OperatorGroup, Recipient, Session, UsageEvent};
 use crate::query::Sql;
 use crate::usage::UsageSummary;
 
@@ -48,6 +48,8 @@ pub trait SessionStore: Send + Sync {
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn session(&self, session_digest: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, session_digest: &str) -> StoreResult<bool>;
+    /// Ends the operator's sessions opened through `path`; returns how many.
+    async fn delete_operator_sessions(&self, operator_id: i64, path: AuthPath) -> StoreResult<u64>;
     async fn purge_sessions(&self, now: Now) -> StoreResult<u64>;
 }
 

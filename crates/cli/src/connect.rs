@@ -96,6 +96,26 @@ impl ImsHttp for HttpIms {
     }
 }
 
+/// The IMS's side of back-channel logout: logout tokens POSTed to clients over HTTPS.
+#[async_trait::async_trait]
+impl ims_identity::service::LogoutNotifier for HttpIms {
+    async fn deliver(&self, uri: &str, logout_token: &str) -> Result<(), String> {
+        let (status, body) = self
+            .post_form(uri, None, &[("logout_token", logout_token)])
+            .await?;
+        if status == 200 || status == 204 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{uri} answered {status} {}",
+                body.get("error_description")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+            ))
+        }
+    }
+}
+
 /// RFC 6749 section 2.3.1: client id and secret are form-encoded before Basic encoding.
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -314,17 +334,30 @@ async fn register_client(
         store.clone() as Arc<dyn ims_identity::store::Store>,
         config.domain.clone(),
     );
-    let created = creds
-        .create_people_client(
-            &org.org_id,
-            &format!("Campaign instance {name}"),
-            ims_identity::model::ClientType::Confidential,
-            vec![callback_url.to_owned()],
-            scopes.to_vec(),
-            true,
+    let created = async {
+        let (client, secret) = creds
+            .create_people_client(
+                &org.org_id,
+                &format!("Campaign instance {name}"),
+                ims_identity::model::ClientType::Confidential,
+                vec![callback_url.to_owned()],
+                scopes.to_vec(),
+                true,
+                &crate::admin::cli_context(),
+            )
+            .await?;
+        // The instance hears of sign-outs at the IMS beside its callback.
+        let logout_uri = callback_url.replace(connect::CALLBACK_PATH, connect::BACKCHANNEL_LOGOUT_PATH);
+        crate::people::set_backchannel_logout_uri(
+            store.as_ref(),
+            &client.client_id,
+            &logout_uri,
             &crate::admin::cli_context(),
         )
-        .await;
+        .await?;
+        anyhow::Ok((client, secret))
+    }
+    .await;
     store.close().await;
     match created? {
         (client, Some(secret)) => Ok((client.client_id, secret)),

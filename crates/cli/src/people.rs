@@ -90,6 +90,9 @@ pub enum ClientCommand {
         /// Scope it may request (repeatable; default openid, email, profile, AdobeID).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// Where it hears that a person signed out (OpenID Connect back-channel logout).
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -230,8 +233,12 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
             public,
             first_party,
             scopes,
+            backchannel_logout_uri,
             json,
         } => {
+            if let Some(uri) = &backchannel_logout_uri {
+                ims_identity::oidc::check_redirect_uri_registration(uri)?;
+            }
             let creds = Credentials::new(store.clone() as Arc<dyn Store>, config.domain.clone());
             let scopes = if scopes.is_empty() {
                 DEFAULT_PEOPLE_SCOPES.iter().map(|s| s.to_string()).collect()
@@ -246,6 +253,9 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
             let (client, secret) = creds
                 .create_people_client(&org.org_id, &name, kind, redirect_uris, scopes, first_party, &ctx)
                 .await?;
+            if let Some(uri) = &backchannel_logout_uri {
+                set_backchannel_logout_uri(store.as_ref(), &client.client_id, uri, &ctx).await?;
+            }
             let mut out = serde_json::json!({
                 "client_id": client.client_id,
                 "client_type": kind.as_str(),
@@ -268,5 +278,25 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
         }
     }
     store.close().await;
+    Ok(())
+}
+
+/// Registers where a client hears that a person signed out.
+pub async fn set_backchannel_logout_uri(
+    store: &dyn Store,
+    client_id: &str,
+    uri: &str,
+    ctx: &ims_identity::model::Context,
+) -> Result<()> {
+    ims_identity::oidc::check_redirect_uri_registration(uri)?;
+    let audit = ctx.event(
+        "client.update",
+        client_id,
+        "success",
+        serde_json::json!({"backchannel_logout_uri": uri}),
+    );
+    store
+        .set_backchannel_logout_uri(client_id, Some(uri), &audit)
+        .await?;
     Ok(())
 }

@@ -94,6 +94,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let store = server::open_store(&config).await?;
     let created = server::bootstrap(&store, &config).await?;
     let prepared = server::prepare(&config, store.clone(), listener).await?;
+    // Sign-outs reach the instances (back-channel logout) over HTTPS trusting this CA.
+    prepared
+        .state
+        .ims
+        .set_logout_notifier(std::sync::Arc::new(crate::connect::HttpIms::new(Some(
+            &std::fs::read(&pki.ca_cert)?,
+        ))?));
 
     // The instances, on the next ports (or free ones, kept across restarts).
     let ca_pem = std::fs::read(&pki.ca_cert)?;

@@ -50,6 +50,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/console/logout", post(logout))
         .route("/console/ims/login", get(ims_login))
         .route("/console/ims/callback", get(ims_callback))
+        .route("/console/ims/backchannel-logout", post(backchannel_logout))
         .route("/console/operators", get(operators).post(operator_create))
         .route("/console/operators/new", get(operator_new))
         .route(
@@ -352,6 +353,34 @@ async fn logout(State(st): State<InstanceState>, who: SignedIn, body: bytes::Byt
         }
         _ => see_other("/console/login", vec![clear]),
     }
+}
+
+/// `POST /console/ims/backchannel-logout` (form: `logout_token`): the IMS says a person signed
+/// out (OpenID Connect Back-Channel Logout 1.0): 200 once their sessions here ended, 400 with an
+/// OAuth-style error for a token that is not valid.
+async fn backchannel_logout(State(st): State<InstanceState>, meta: Meta, body: bytes::Bytes) -> Response {
+    let form = FormData::parse(&body);
+    let token = form.get("logout_token").unwrap_or_default();
+    let result = if token.is_empty() {
+        Err(Fault::bad_request("logout_token is missing"))
+    } else {
+        st.instance.backchannel_logout(token, meta.now).await
+    };
+    let (status, body) = match result {
+        Ok(_) => (StatusCode::OK, serde_json::json!({})),
+        Err(f) if f.client => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request", "error_description": f.message}),
+        ),
+        Err(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "temporarily_unavailable", "error_description": f.message}),
+        ),
+    };
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// `GET /console/ims/login`: off to the IMS, with the state, nonce and verifier kept here.

@@ -1024,7 +1024,8 @@ async fn readiness_fails_while_migrations_are_pending() {
             "0001_foundation",
             "0002_people",
             "0003_directory",
-            "0004_developer"
+            "0004_developer",
+            "0005_backchannel_logout"
         ])
     );
 }
@@ -6869,7 +6870,7 @@ mod connect {
     use ims_campaign::signin::Connection;
     use ims_http::campaign::{router, InstanceState};
     use ims_identity::model::ClientType;
-    use ims_identity::store::DirectoryStore as _;
+    use ims_identity::store::{DirectoryStore as _, GrantStore as _};
     use ims_identity::umapi::Change;
 
     /// Where the test instance says it is.
@@ -6932,6 +6933,25 @@ mod connect {
         }
     }
 
+    /// The instance as the IMS reaches it to tell of sign-outs: its router, in-process.
+    struct InProcessInstance(Router);
+
+    #[async_trait::async_trait]
+    impl ims_identity::service::LogoutNotifier for InProcessInstance {
+        async fn deliver(&self, uri: &str, logout_token: &str) -> Result<(), String> {
+            let path = uri.strip_prefix(INSTANCE).ok_or("not the test instance")?;
+            let req = Request::post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(encode(&[("logout_token", logout_token)])))
+                .unwrap();
+            let resp = self.0.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+            match resp.status() {
+                StatusCode::OK => Ok(()),
+                other => Err(format!("{other}")),
+            }
+        }
+    }
+
     struct Connected {
         app: Router,
         inst: Arc<Instance>,
@@ -6982,11 +7002,27 @@ mod connect {
         );
         assert!(inst.set_connection(Some(conn), &ctx).await.unwrap(), "a change");
         let inst = Arc::new(inst);
+        let app = router(InstanceState {
+            instance: inst.clone(),
+            tls: false,
+        });
+        // Sign-outs at the IMS reach the instance (back-channel logout).
+        h.store
+            .set_backchannel_logout_uri(
+                &client.client_id,
+                Some(&format!(
+                    "{INSTANCE}{}",
+                    ims_campaign::connect::BACKCHANNEL_LOGOUT_PATH
+                )),
+                &ctx.event("client.update", &client.client_id, "success", json!({})),
+            )
+            .await
+            .unwrap();
+        h.state
+            .ims
+            .set_logout_notifier(Arc::new(InProcessInstance(app.clone())));
         Some(Connected {
-            app: router(InstanceState {
-                instance: inst.clone(),
-                tls: false,
-            }),
+            app,
             inst,
             client_id: client.client_id,
             cleanup,
@@ -7658,5 +7694,66 @@ mod connect {
         connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
         let (status, _, _) = b.get(&c.app, "/console/ims").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn signing_out_at_the_ims_ends_the_instance_session() {
+        let h = harness().await;
+        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
+        let jane = h.person("jane@acme.test").await;
+        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        let mut b = Browser::default();
+        connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+        home(&c, &mut b).await;
+        // Another person's instance session is not touched.
+        let kim = h.person("kim@acme.test").await;
+        membership(&h, &kim.user_id, "campaign - prod - Administrator", true).await;
+        let mut kb = Browser::default();
+        connect_with_ims(&h, &c, &mut kb, "kim@acme.test").await;
+        // Jane signs out at the IMS (its confirmation form).
+        let (_, _, html) = b.get(&h.app, "/ims/logout/v1").await;
+        let (status, _, _) = b
+            .post(&h.app, "/ims/logout/v1", &[("csrf", &csrf_in(&html))])
+            .await;
+        assert!(status.is_redirection() || status == StatusCode::OK, "{status}");
+        let (status, headers, _) = b.get(&c.app, "/console/").await;
+        assert_eq!(
+            (status, location(&headers)),
+            (StatusCode::SEE_OTHER, "/console/login".into()),
+            "the instance session ended with it"
+        );
+        home(&c, &mut kb).await;
+        let told = h.audit("user.sign_out").await;
+        assert_eq!(told[0].details["clients_told"], json!([c.client_id]));
+        let ended = audit(&c.inst, "operator.ims_logout").await;
+        assert_eq!(
+            (
+                ended[0].target.as_str(),
+                ended[0].details["sessions_ended"].as_u64()
+            ),
+            ("jane@acme.test", Some(1))
+        );
+        // What is not a logout token for this instance is refused, and ends nothing.
+        let machine = h.credential(&["openid"]).await;
+        let access_token = h.token(&machine, "openid").await;
+        for token in ["", "garbage", access_token.as_str()] {
+            let resp = c
+                .app
+                .clone()
+                .oneshot(
+                    Request::post("/console/ims/backchannel-logout")
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(Body::from(encode(&[("logout_token", token)])))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{token:.10}");
+            assert_eq!(resp.headers()["cache-control"], "no-store");
+        }
+        home(&c, &mut kb).await;
     }
 }

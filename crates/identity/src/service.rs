@@ -197,7 +197,19 @@ pub struct Ims {
     forced_reloads: std::sync::atomic::AtomicU64,
     reload: tokio::sync::Mutex<()>,
     umapi_budget: crate::throttle::RateLimiter,
+    /// Tells clients that a person signed out (OpenID Connect back-channel logout).
+    logout_notifier: RwLock<Option<Arc<dyn LogoutNotifier>>>,
 }
+
+/// Delivers logout tokens to clients' back-channel logout URIs (over HTTPS in the server).
+#[async_trait::async_trait]
+pub trait LogoutNotifier: Send + Sync {
+    /// POSTs `logout_token` to `uri`; the error says why it was not accepted.
+    async fn deliver(&self, uri: &str, logout_token: &str) -> std::result::Result<(), String>;
+}
+
+/// The event a logout token carries (OpenID Connect Back-Channel Logout 1.0).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 impl std::fmt::Debug for Ims {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -227,12 +239,25 @@ impl Ims {
             forced_reloads: std::sync::atomic::AtomicU64::new(0),
             umapi_budget,
             reload: tokio::sync::Mutex::new(()),
+            logout_notifier: RwLock::new(None),
         };
         ims.reload_keys(ctx.now, true).await?;
         for alg in [ims.settings.signing_alg, ims.settings.id_token_alg] {
             ims.ensure_signing_key(alg, ctx).await?;
         }
         Ok(ims)
+    }
+
+    /// Clients with a back-channel logout URI hear through `notifier` when a person signs out.
+    pub fn set_logout_notifier(&self, notifier: Arc<dyn LogoutNotifier>) {
+        *self.logout_notifier.write().unwrap_or_else(|e| e.into_inner()) = Some(notifier);
+    }
+
+    fn logout_notifier(&self) -> Option<Arc<dyn LogoutNotifier>> {
+        self.logout_notifier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Makes sure a key of `alg` signs or is about to.

@@ -107,6 +107,26 @@ pub trait GrantStore: Send + Sync {
     async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()>;
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// Remembers that `client_id` received a code in the browser session (for back-channel
+    /// logout).
+    async fn note_session_client(
+        &self,
+        session_digest: &str,
+        client_id: &str,
+        user_id: &str,
+        now: Now,
+    ) -> StoreResult<()>;
+    /// The clients that received a code in the browser session and want to hear of its end:
+    /// (client id, person, back-channel logout URI).
+    async fn logout_targets(&self, session_digest: &str) -> StoreResult<Vec<(String, String, String)>>;
+    /// Sets (or clears) where a client hears of sign-outs, with its audit line.
+    async fn set_backchannel_logout_uri(
+        &self,
+        client_id: &str,
+        uri: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    async fn backchannel_logout_uri(&self, client_id: &str) -> StoreResult<Option<String>>;
     /// The end of a successful sign-in, in one transaction: the email's failure counter cleared,
     /// the new browser session and its audit line, and, when the flow is over, the flow closed
     /// and the client's code stored.

@@ -502,6 +502,18 @@ impl SessionStore for SqlInstanceStore {
             > 0)
     }
 
+    async fn delete_operator_sessions(&self, operator_id: i64, path: AuthPath) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
+                .bind(operator_id)
+                .bind(path.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend_error)?
+                .rows_affected(),
+        )
+    }
+
     async fn purge_sessions(&self, now: Now) -> StoreResult<u64> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now.millis())

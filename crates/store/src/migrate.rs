@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     step!(2, "people", "", "0002_people"),
     step!(3, "directory", "", "0003_directory"),
     step!(4, "developer", "", "0004_developer"),
+    step!(5, "backchannel_logout", "", "0005_backchannel_logout"),
 ];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).

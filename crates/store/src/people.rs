@@ -581,16 +581,96 @@ impl GrantStore for SqlStore {
     }
 
     async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM browser_sessions WHERE session_digest = $1")
-            .bind(session_digest)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        for table in ["browser_sessions", "session_clients"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE session_digest = $1"))
+                .bind(session_digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
     }
 
     async fn insert_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
         insert_code(&self.pool, c).await
+    }
+
+    async fn note_session_client(
+        &self,
+        session_digest: &str,
+        client_id: &str,
+        user_id: &str,
+        now: Now,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO session_clients (session_digest, client_id, user_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (session_digest, client_id) DO NOTHING",
+        )
+        .bind(session_digest)
+        .bind(client_id)
+        .bind(user_id)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn logout_targets(&self, session_digest: &str) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT s.client_id, s.user_id, c.backchannel_logout_uri FROM session_clients s
+             JOIN oauth_clients c ON c.client_id = s.client_id
+             WHERE s.session_digest = $1 AND c.backchannel_logout_uri IS NOT NULL AND c.disabled = 0
+             ORDER BY s.client_id",
+        )
+        .bind(session_digest)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    get(r, "client_id")?,
+                    get(r, "user_id")?,
+                    get(r, "backchannel_logout_uri")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn set_backchannel_logout_uri(
+        &self,
+        client_id: &str,
+        uri: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let done = sqlx::query("UPDATE oauth_clients SET backchannel_logout_uri = $1 WHERE client_id = $2")
+            .bind(uri.map(str::to_owned))
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "client {client_id} no longer exists"
+            )));
+        }
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn backchannel_logout_uri(&self, client_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT backchannel_logout_uri FROM oauth_clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        match row {
+            Some(r) => get(&r, "backchannel_logout_uri"),
+            None => Ok(None),
+        }
     }
 
     async fn complete_sign_in(
@@ -780,6 +860,8 @@ impl GrantStore for SqlStore {
             "DELETE FROM browser_sessions WHERE expires_at <= $1",
             "DELETE FROM authorization_codes WHERE expires_at <= $1",
             "DELETE FROM refresh_tokens WHERE family_expires_at <= $1",
+            // Sessions gone, their list of clients goes too.
+            "DELETE FROM session_clients WHERE created_at <= $1 AND session_digest NOT IN (SELECT session_digest FROM browser_sessions)",
         ] {
             n += sqlx::query(sql)
                 .bind(now.millis())

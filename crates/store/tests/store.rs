@@ -705,7 +705,8 @@ async fn unmigrated_store_reports_pending_steps() {
             "0001_foundation".to_owned(),
             "0002_people".to_owned(),
             "0003_directory".to_owned(),
-            "0004_developer".to_owned()
+            "0004_developer".to_owned(),
+            "0005_backchannel_logout".to_owned()
         ]
     );
     store.migrate(now()).await.unwrap();

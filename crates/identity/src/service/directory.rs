@@ -360,6 +360,7 @@ impl Ims {
             "redirect_uris": client.redirect_uris,
             "scope": client.scopes.join(" "),
             "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            "backchannel_logout_uri": self.store.backchannel_logout_uri(&client.client_id).await?,
         });
         let people_app =
             client.first_party && client.client_type != crate::model::ClientType::TechnicalAccount;

@@ -513,6 +513,9 @@ impl Ims {
                 Some((&flow.flow_digest, &record)),
             )
             .await?;
+        self.store
+            .note_session_client(&session.session_digest, &req.client_id, &user.user_id, ctx.now)
+            .await?;
         Ok(StepOutcome::Done {
             session: Some(token),
             redirect: self.code_redirect(req, &code),
@@ -579,6 +582,9 @@ impl Ims {
     ) -> Result<String> {
         let (code, record) = self.new_code(req, user, session, ctx);
         self.store.insert_code(&record).await?;
+        self.store
+            .note_session_client(&session.session_digest, &req.client_id, &user.user_id, ctx.now)
+            .await?;
         Ok(self.code_redirect(req, &code))
     }
 
@@ -663,15 +669,67 @@ impl Ims {
         .await
     }
 
-    /// Ends the browser session (sign-out).
+    /// Ends the browser session (sign-out), and tells the clients that received a code in it
+    /// and registered a back-channel logout URI.
     pub async fn end_browser_session(&self, session: &str, ctx: &Context) -> Result<()> {
         let digest = secret::digest_hex(session);
         if let Some(s) = self.store.browser_session(&digest).await? {
+            let targets = self.store.logout_targets(&digest).await?;
             self.store.delete_browser_session(&digest).await?;
-            let event = ctx.event("user.sign_out", &s.user_id, "success", json!({}));
+            let told: Vec<&str> = targets.iter().map(|(c, _, _)| c.as_str()).collect();
+            let event = ctx.event(
+                "user.sign_out",
+                &s.user_id,
+                "success",
+                json!({"clients_told": told}),
+            );
             self.store.append_audit(&event).await?;
+            self.tell_clients(targets, ctx.now).await;
         }
         Ok(())
+    }
+
+    /// Back-channel logout: a signed logout token to each client, all at once; the sign-out
+    /// waits for the answers (each bounded by the notifier's timeout) so that, when it is done,
+    /// the clients have ended their sessions. A client that does not answer is logged.
+    async fn tell_clients(&self, targets: Vec<(String, String, String)>, now: Now) {
+        let Some(notifier) = self.logout_notifier() else {
+            return;
+        };
+        let mut deliveries = tokio::task::JoinSet::new();
+        for (client_id, user_id, uri) in targets {
+            let claims = json!({
+                "iss": self.settings.issuer,
+                "aud": client_id,
+                "sub": user_id,
+                "iat": now.secs(),
+                "exp": now.secs() + 120,
+                "jti": crate::model::uuid_like(),
+                "events": {super::BACKCHANNEL_LOGOUT_EVENT: {}},
+                "type": "logout_token",
+            });
+            let token = match self.sign_with(&claims, self.settings.id_token_alg, now).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(client_id, error = %e, "no logout token could be signed");
+                    continue;
+                }
+            };
+            let notifier = notifier.clone();
+            deliveries.spawn(async move {
+                let outcome = notifier.deliver(&uri, &token).await;
+                (client_id, outcome)
+            });
+        }
+        while let Some(done) = deliveries.join_next().await {
+            match done {
+                Ok((client_id, Ok(()))) => tracing::info!(client_id, "client told of a sign-out"),
+                Ok((client_id, Err(e))) => {
+                    tracing::warn!(client_id, error = %e, "a client was not told of a sign-out")
+                }
+                Err(e) => tracing::warn!(error = %e, "a sign-out notice was lost"),
+            }
+        }
     }
 
     /// Where to send the browser after sign-out: `post_logout_redirect_uri` when it is a
