@@ -324,8 +324,8 @@ pub fn resolve(who: &Identity, linked: Option<Operator>, same_email: Vec<Operato
         return match op.auth_type {
             AuthType::Ims => Resolution::Linked(op),
             _ => Resolution::Refused(format!(
-                "The operator {} is linked to this identity but signs in with its login and password; \
-                 an administrator switches it to IMS sign-in.",
+                "The operator {} is linked to this identity but signs in with its login and password \
+                 until it is moved to IMS sign-in.",
                 op.login
             )),
         };
@@ -342,7 +342,7 @@ pub fn resolve(who: &Identity, linked: Option<Operator>, same_email: Vec<Operato
         [] => Resolution::Create,
         _ if !who.email_verified => Resolution::Refused(format!(
             "An operator already uses {email}, and the identity service does not mark it verified: \
-             it is not linked. An administrator links the operator."
+             it is not linked, and no other operator is made for it."
         )),
         [op] => {
             if op.ims_id.as_deref().is_some_and(|id| id != who.user_id) {
@@ -351,17 +351,15 @@ pub fn resolve(who: &Identity, linked: Option<Operator>, same_email: Vec<Operato
                 ))
             } else if op.auth_type != AuthType::Ims {
                 Resolution::Refused(format!(
-                    "The operator {} using {email} signs in with its login and password; an \
-                     administrator switches it to IMS sign-in.",
+                    "The operator {} using {email} signs in with its login and password until it \
+                     is moved to IMS sign-in.",
                     op.login
                 ))
             } else {
                 Resolution::ByEmail(op.clone())
             }
         }
-        _ => Resolution::Refused(format!(
-            "Several operators use {email}; an administrator links the right one."
-        )),
+        _ => Resolution::Refused(format!("Several operators use {email}: none is linked by guess.")),
     }
 }
 
@@ -390,7 +388,15 @@ pub struct HttpKeys {
 impl crate::bearer::JwksSource for HttpKeys {
     async fn fetch(&self) -> Result<Value, String> {
         match self.http.get(&self.url, None).await? {
-            (200, v) => Ok(v),
+            // Anything but a key set keeps the keys already known.
+            (200, v)
+                if v.get("keys")
+                    .and_then(Value::as_array)
+                    .is_some_and(|k| !k.is_empty()) =>
+            {
+                Ok(v)
+            }
+            (200, _) => Err(format!("{} answered without keys", self.url)),
             (status, _) => Err(format!("{} answered {status}", self.url)),
         }
     }

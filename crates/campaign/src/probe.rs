@@ -140,6 +140,17 @@ impl OperatorStore for ProbeStore {
         o.operators.insert(op.id, op.clone());
         Ok(())
     }
+    async fn set_operator_access(
+        &self,
+        _id: i64,
+        _groups: &[String],
+        _rights: &[String],
+        _link: Option<&str>,
+        _end_ims_sessions: bool,
+        _audit: &AuditEvent,
+    ) -> StoreResult<Operator> {
+        Self::refuse("synchronising an operator from product profiles")
+    }
     async fn delete_operator(&self, id: i64, _audit: &AuditEvent) -> StoreResult<()> {
         let mut o = self.overlay();
         o.sessions.retain(|_, s| s.operator_id != id);

@@ -489,6 +489,15 @@ impl Instance {
                 .map(str::to_owned)
         };
         let user_id = claim("user_id").ok_or_else(Fault::session_expired)?;
+        // An instance serves one organisation: another's tokens do not reach its operators.
+        if let Some(conn) = self.connection() {
+            if claim("org").as_deref() != Some(conn.account.org_id.as_str()) {
+                self.record(&call, None, &user_id, "refused").await;
+                return Err(Fault::forbidden(
+                    "this token belongs to another organisation than the one this instance serves",
+                ));
+            }
+        }
         let op = match self.store.operator_by_ims_id(&user_id).await? {
             Some(op) => op,
             None if user_id.contains("@techacct.") => {
@@ -504,8 +513,10 @@ impl Instance {
             self.record(&call, Some(&op), &op.login, "refused").await;
             return Err(Fault::session_expired());
         }
-        let op = if op.auth_type == AuthType::TechnicalAccount {
-            self.technical_rights(op, token, now).await?
+        // With an IMS configuration, product profiles decide what the caller may do, people
+        // and technical accounts alike.
+        let op = if matches!(op.auth_type, AuthType::TechnicalAccount | AuthType::Ims) {
+            self.profile_rights(op, token, now).await?
         } else {
             op
         };

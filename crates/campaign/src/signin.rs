@@ -221,7 +221,8 @@ impl Connection {
         Ok((identity, profiles))
     }
 
-    /// The product profiles of the instance's product context that the token's holder has.
+    /// The product profiles of the instance's product context that the token's holder has. A
+    /// refusal by the IMS is a client fault; an IMS that cannot answer, a server fault.
     pub async fn profiles(&self, access_token: &str) -> Result<Vec<HeldProfile>, Fault> {
         let url = format!(
             "{}?product_context={}",
@@ -230,6 +231,12 @@ impl Connection {
         );
         match self.http.get(&url, Some(access_token)).await {
             Ok((200, v)) => Ok(connect::held_profiles(&v, &self.account.product_context)),
+            Ok((status, _)) if status >= 500 => {
+                tracing::warn!(status, "the identity service could not list product profiles");
+                Err(Fault::unavailable(
+                    "the identity service cannot answer; try again later",
+                ))
+            }
             Ok((status, _)) => {
                 tracing::info!(status, "the identity service refused to list product profiles");
                 Err(Fault::forbidden(
@@ -418,10 +425,24 @@ impl Instance {
     ) -> Result<(Operator, SyncReport), Fault> {
         let groups = self.store().groups().await?;
         let mapping = connect::map_profiles(&conn.account.mask, profiles, &groups);
+        let linked = self.store().operator_by_ims_id(&who.user_id).await?;
         if mapping.matched.is_empty() {
+            // No right left: what the operator held through profiles goes now, with its
+            // console sessions, rather than at a sign-in that will never succeed.
+            if let Some(op) = linked.filter(|o| o.auth_type == AuthType::Ims) {
+                let report = SyncReport::between(Some(&op), &mapping);
+                let audit = Context::new(now, format!("ims:{}", who.user_id)).event(
+                    "operator.ims_sync",
+                    &op.login,
+                    "success",
+                    json!({"profiles": [], "changes": report.to_json(), "user_id": who.user_id, "reason": NO_MATCHING_RIGHT}),
+                );
+                self.store()
+                    .set_operator_access(op.id, &[], &[], None, true, &audit)
+                    .await?;
+            }
             return Err(self.refuse_identity(who, NO_MATCHING_RIGHT, now, caller).await);
         }
-        let linked = self.store().operator_by_ims_id(&who.user_id).await?;
         let same_email = match (&linked, who.email.as_deref()) {
             (None, Some(email)) => self.store().operators_by_email(email).await?,
             _ => Vec::new(),
@@ -438,31 +459,46 @@ impl Instance {
         let details =
             json!({"profiles": mapping.matched, "changes": report.to_json(), "user_id": who.user_id});
         let op = match before {
-            Some(op) if op.disabled => {
-                return Err(self
-                    .refuse_identity(who, "This operator is disabled.", now, caller)
-                    .await)
-            }
-            Some(op) => {
-                let next = Operator {
-                    groups: mapping.groups.clone(),
-                    rights: mapping.rights.clone(),
-                    ims_id: Some(who.user_id.clone()),
-                    modified_at: now,
-                    ..op.clone()
-                };
-                if report.changed() {
-                    let audit =
-                        Context::new(now, actor).event("operator.ims_sync", &op.login, "success", details);
-                    self.store().update_operator(&next, false, &audit).await?;
+            Some(op) if report.changed() => {
+                let audit =
+                    Context::new(now, actor).event("operator.ims_sync", &op.login, "success", details);
+                // Only groups, rights and the link are written: an administrator's change made
+                // meanwhile (disabling, say) stays. The link holds only if nobody took it first.
+                match self
+                    .store()
+                    .set_operator_access(
+                        op.id,
+                        &mapping.groups,
+                        &mapping.rights,
+                        Some(&who.user_id),
+                        false,
+                        &audit,
+                    )
+                    .await
+                {
+                    Ok(now_is) => now_is,
+                    Err(ims_identity::error::StoreError::Conflict(_)) => {
+                        let why = "The operator is linked to another identity; it is not taken over.";
+                        return Err(self.refuse_identity(who, why, now, caller).await);
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                next
             }
+            Some(op) => op,
             None => {
                 self.create_ims_operator(who, &mapping, details, now, caller)
                     .await?
             }
         };
+        if op.disabled {
+            return Err(self
+                .refuse_identity(who, "This operator is disabled.", now, caller)
+                .await);
+        }
+        if op.forbid_rich_client {
+            let why = "This operator may not use the console (rich-client access is forbidden).";
+            return Err(self.refuse_identity(who, why, now, caller).await);
+        }
         if report.changed() {
             tracing::info!(operator = %op.login, changes = %report.summary(), "operator synchronised from product profiles");
         }
@@ -477,13 +513,16 @@ impl Instance {
         now: Now,
         caller: &Caller,
     ) -> Result<Operator, Fault> {
-        let login = who.email.clone().unwrap_or_else(|| who.user_id.clone());
+        // An email the IMS does not vouch for is neither the login nor the email: its owner
+        // may sign in later and must not find it taken.
+        let email = who.email.clone().filter(|_| who.email_verified);
+        let login = email.clone().unwrap_or_else(|| who.user_id.clone());
         let new = Operator {
             label: who.name.clone().unwrap_or_else(|| login.clone()),
             auth_type: AuthType::Ims,
             rights: mapping.rights.clone(),
             ims_id: Some(who.user_id.clone()),
-            ..Operator::native(&login, who.email.clone(), mapping.groups.clone(), None, now)
+            ..Operator::native(&login, email, mapping.groups.clone(), None, now)
         };
         let audit = Context::new(now, format!("ims:{}", who.user_id)).event(
             "operator.create",
@@ -500,7 +539,7 @@ impl Instance {
                 }
                 let why = format!(
                     "An operator named {login} already exists and is not linked to this identity; \
-                     an administrator links it."
+                     it is not taken over."
                 );
                 Err(self.refuse_identity(who, &why, now, caller).await)
             }
@@ -508,13 +547,14 @@ impl Instance {
         }
     }
 
-    /// A technical account operator with the groups and named rights its credential's product
-    /// profiles give, read with the caller's own token at most every
+    /// An operator calling with an IMS access token (a technical account, or a person signed
+    /// in through the IMS), with the groups and named rights its product profiles give, read
+    /// with the caller's own token at most every
     /// [`InstanceInfo::profile_refresh_secs`](crate::service::InstanceInfo). Without an IMS
-    /// configuration the operator keeps what it has. When the IMS cannot be reached the
-    /// operator keeps its last rights until the next reading is due (calls do not wait on an
-    /// unreachable IMS one after another).
-    pub(crate) async fn technical_rights(
+    /// configuration the operator keeps what it has. When the IMS cannot answer, the operator
+    /// keeps its last rights until the next reading is due (calls do not wait on an unreachable
+    /// IMS one after another); when it refuses the token, the rights go and the call is refused.
+    pub(crate) async fn profile_rights(
         &self,
         op: Operator,
         token: &str,
@@ -529,8 +569,11 @@ impl Instance {
         {
             return Ok(op);
         }
-        let profiles = match conn.profiles(token).await {
-            Ok(p) => p,
+        let (profiles, refused) = match conn.profiles(token).await {
+            Ok(p) => (p, false),
+            // The IMS no longer accepts the token (credential deleted or disabled, person
+            // removed): nothing is held any more, and this call is refused too.
+            Err(f) if f.client => (Vec::new(), true),
             Err(f) => {
                 tracing::warn!(operator = %op.login, fault = %f, "product profiles not read; the operator keeps its rights");
                 return Ok(op);
@@ -542,28 +585,31 @@ impl Instance {
             created: false,
             ..SyncReport::between(Some(&op), &mapping)
         };
-        if !report.changed() {
-            return Ok(op);
-        }
-        let next = Operator {
-            groups: mapping.groups.clone(),
-            rights: mapping.rights.clone(),
-            modified_at: now,
-            ..op.clone()
+        let op = if report.changed() {
+            let actor = match op.auth_type {
+                AuthType::TechnicalAccount => "technical-account",
+                _ => "ims",
+            };
+            let audit = Context::new(now, format!("{actor}:{}", op.ims_id.clone().unwrap_or_default()))
+                .event(
+                    "operator.ims_sync",
+                    &op.login,
+                    "success",
+                    json!({"profiles": mapping.matched, "changes": report.to_json()}),
+                );
+            let next = self
+                .store()
+                .set_operator_access(op.id, &mapping.groups, &mapping.rights, None, false, &audit)
+                .await?;
+            tracing::info!(operator = %op.login, changes = %report.summary(), "operator synchronised from product profiles");
+            next
+        } else {
+            op
         };
-        let audit = Context::new(
-            now,
-            format!("technical-account:{}", op.ims_id.clone().unwrap_or_default()),
-        )
-        .event(
-            "operator.ims_sync",
-            &op.login,
-            "success",
-            json!({"profiles": mapping.matched, "changes": report.to_json()}),
-        );
-        self.store().update_operator(&next, false, &audit).await?;
-        tracing::info!(operator = %op.login, changes = %report.summary(), "technical account synchronised from product profiles");
-        Ok(next)
+        if refused {
+            return Err(Fault::session_expired());
+        }
+        Ok(op)
     }
 
     /// Back-channel logout: the IMS says a person signed out; their console sessions opened

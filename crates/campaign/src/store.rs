@@ -26,6 +26,21 @@ pub trait OperatorStore: Send + Sync {
     /// A login taken by another operator is a conflict.
     async fn update_operator(&self, op: &Operator, end_sessions: bool, audit: &AuditEvent)
         -> StoreResult<()>;
+    /// Sets only what a sign-in through the IMS or a reading of product profiles decides: the
+    /// operator's groups and direct rights, and its IMS link when `link` is given, with the audit
+    /// line, in one transaction; every other field stays as it is in the store now (an
+    /// administrator's change made meanwhile is kept). The link is set only on an operator linked
+    /// to nobody or to that identity already (a conflict otherwise); with `end_ims_sessions` its
+    /// sessions opened through the IMS end too. Returns the operator as it now is.
+    async fn set_operator_access(
+        &self,
+        id: i64,
+        groups: &[String],
+        rights: &[String],
+        link: Option<&str>,
+        end_ims_sessions: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<Operator>;
     /// Removes the operator, its memberships, direct and folder rights and sessions, with its
     /// audit line, in one transaction. Its usage evidence stays.
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()>;

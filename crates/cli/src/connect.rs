@@ -240,8 +240,34 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
     };
     let mask_text = args
         .association_mask
+        .map(|m| m.trim().to_owned())
         .unwrap_or_else(|| format!("campaign - {name} - (.*)"));
     let mask = AssociationMask::parse(&mask_text).map_err(|e| anyhow!(e))?;
+    let ims_url = args.ims_url.unwrap_or_else(|| up.ims_url.clone());
+    if args.register && ims_url != up.ims_url {
+        bail!("--register creates the client at this data directory's IMS ({}); for another IMS, give --client-id and --client-secret-file", up.ims_url);
+    }
+    let mut account = ImsAccount {
+        url: ims_url,
+        org_id: args.org_id.unwrap_or_else(|| up.org_id.clone()),
+        client_id: None,
+        sealed_secret: None,
+        callback_url,
+        mask,
+        product_context: args.product_context,
+        scopes,
+    };
+    // Checked before anything is registered or written.
+    let client_given = args.register || args.client_id.is_some();
+    if !client_given && conf.oauth.is_none() {
+        bail!("give --register, --client-id with --client-secret-file, or set -setimsoauth first");
+    }
+    let checked = ImsAccount {
+        client_id: client_given.then(|| "client".to_owned()),
+        sealed_secret: client_given.then(|| "enc:secret".to_owned()),
+        ..account.clone()
+    };
+    connect::check_account(&checked).map_err(|(key, m)| anyhow!("{key}: {m}"))?;
     let master = master_key(dir)?;
     let seal = |secret: &Secret| -> Result<String> {
         Ok(format!(
@@ -251,33 +277,24 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
                 .map_err(|e| anyhow!("{e}"))?
         ))
     };
-    let (client_id, sealed, registered) = if args.register {
-        let (id, secret) = register_client(dir, &name, &callback_url, &scopes).await?;
-        (Some(id), Some(seal(&secret)?), true)
-    } else if let (Some(id), Some(file)) = (args.client_id, args.client_secret_file) {
-        let text =
-            std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        let secret = Secret::new(text.lines().next().unwrap_or_default());
-        if secret.is_empty() {
-            bail!("{} holds no secret", file.display());
-        }
-        (Some(id), Some(seal(&secret)?), false)
-    } else if conf.oauth.is_some() {
-        (None, None, false)
+    let registered = if args.register {
+        let (id, secret) = register_client(dir, &name, &account.callback_url, &account.scopes).await?;
+        account.client_id = Some(id);
+        account.sealed_secret = Some(seal(&secret)?);
+        true
     } else {
-        bail!("give --register, --client-id with --client-secret-file, or set -setimsoauth first");
+        if let (Some(id), Some(file)) = (args.client_id, args.client_secret_file) {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let secret = Secret::new(text.lines().next().unwrap_or_default());
+            if secret.is_empty() {
+                bail!("{} holds no secret", file.display());
+            }
+            account.client_id = Some(id);
+            account.sealed_secret = Some(seal(&secret)?);
+        }
+        false
     };
-    let account = ImsAccount {
-        url: args.ims_url.unwrap_or_else(|| up.ims_url.clone()),
-        org_id: args.org_id.unwrap_or_else(|| up.org_id.clone()),
-        client_id,
-        sealed_secret: sealed,
-        callback_url,
-        mask,
-        product_context: args.product_context,
-        scopes,
-    };
-    connect::check_account(&account).map_err(|(key, m)| anyhow!("{key}: {m}"))?;
     let summary = serde_json::json!({
         "instance": name,
         "set": "imsAccount",

@@ -114,6 +114,8 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
     };
     let ctx = Context::new(Now::system(), "system");
     let ims = Ims::start(store, master_key(config)?, settings(config, &issuer)?, &ctx).await?;
+    // Sign-outs reach the clients that asked (back-channel logout); `ims up` adds its CA.
+    ims.set_logout_notifier(Arc::new(crate::connect::HttpIms::new(None)?));
     let state = AppState {
         ims: Arc::new(ims),
         metrics: Arc::new(Metrics::default()),

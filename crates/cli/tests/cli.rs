@@ -1451,6 +1451,12 @@ fn ims_sign_in_is_configured_checked_and_reloaded() {
     )
     .unwrap();
     assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
-    assert!(!audit.to_string().contains("enc:"), "no secret in the audit log");
+    let text = audit.to_string();
+    assert!(
+        !text.contains("secret")
+            && !text.contains("enc:")
+            && audit[1]["details"]["after"]["client_id"] == client_id,
+        "the change, and no secret, in the audit log: {audit}"
+    );
     server.stop();
 }

@@ -422,12 +422,14 @@ async fn ims_callback(
     };
     let kept = cookie(&headers, IMS_FLOW_COOKIE).unwrap_or_default();
     let mut parts = kept.splitn(3, '.');
+    let expired = "The sign-in expired or was started in another browser; please try again.";
     let (Some(state), Some(nonce), Some(verifier)) = (parts.next(), parts.next(), parts.next()) else {
-        return refuse("The sign-in expired or was started in another browser; please try again.".into());
+        return refuse(expired.into());
     };
     // The state ties the answer to the browser that left: a forged callback carries another.
-    if !secret::equal_ct(q.state.as_deref().unwrap_or_default(), state) {
-        return refuse("The sign-in expired or was started in another browser; please try again.".into());
+    let sent_state = q.state.as_deref().unwrap_or_default();
+    if [state, nonce, verifier].iter().any(|p| p.is_empty()) || !secret::equal_ct(sent_state, state) {
+        return refuse(expired.into());
     }
     if let Some(error) = q.error.as_deref() {
         // Only the code is shown: the description is the sender's text.

@@ -6964,6 +6964,17 @@ mod connect {
     /// `campaign - prod - (.*)`, and which accepts its bearer tokens; technical accounts' rights
     /// are read again after `refresh_secs`.
     async fn connected(h: &Harness, db: Db, kind: InstanceKind, refresh_secs: i64) -> Option<Connected> {
+        connected_via(h, db, kind, refresh_secs, Arc::new(InProcessIms(h.app.clone()))).await
+    }
+
+    /// As [`connected`], the instance reaching the IMS through `http`.
+    async fn connected_via(
+        h: &Harness,
+        db: Db,
+        kind: InstanceKind,
+        refresh_secs: i64,
+        http: Arc<dyn ImsHttp>,
+    ) -> Option<Connected> {
         let (inst, dir, cleanup) = instance_on(db, "7.4.1", kind).await?;
         let ctx = Context::new(Now::system(), "test");
         // The product instance the IMS knows this instance as (at its address).
@@ -6981,7 +6992,6 @@ mod connect {
             )
             .await
             .unwrap();
-        let http: Arc<dyn ImsHttp> = Arc::new(InProcessIms(h.app.clone()));
         let mut info = InstanceInfo::new("prod", kind, "7.4.1".parse().unwrap());
         info.profile_refresh_secs = refresh_secs;
         let keys = HttpKeys {
@@ -7262,6 +7272,17 @@ mod connect {
                 (refused[0].outcome.as_str(), refused[0].details["reason"].as_str()),
                 ("failure", Some(NO_MATCHING_RIGHT))
             );
+            let op = c
+                .inst
+                .store()
+                .operator_by_ims_id(&jane.user_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                op.groups.is_empty() && op.rights.is_empty(),
+                "what profiles gave is gone: {op:?}"
+            );
             // Usage evidence records both outcomes on the IMS path.
             let usage =
                 ims_campaign::store::UsageStore::usage(c.inst.store().as_ref(), Some("jane@acme.test"), 10)
@@ -7324,8 +7345,12 @@ mod connect {
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(html.contains("started in another browser"), "{html}");
         b.get(&c.app, "/console/ims/login").await;
-        let (status, _, _) = b.get(&c.app, "/console/ims/callback?code=x&state=forged").await;
+        let (status, _, html) = b.get(&c.app, "/console/ims/callback?code=x&state=forged").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            html.contains("started in another browser"),
+            "refused for its state: {html}"
+        );
         assert!(!b.has("ims_console"));
         // An error from the IMS is shown by its code only.
         let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
@@ -7354,7 +7379,41 @@ mod connect {
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(html.contains("another identity service"), "{html}");
-        // A code for another state of the same browser: the IMS refuses the verifier.
+        // A code from one sign-in brought back with another's state: the verifier does not
+        // match the code's challenge and the IMS refuses it.
+        let mut b = Browser::default();
+        let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
+        let first = location(&headers);
+        let (_, headers, _) = b.get(&h.app, first.strip_prefix(ISSUER).unwrap()).await;
+        let page = location(&headers);
+        let (_, _, html) = b.get(&h.app, &page).await;
+        b.post(
+            &h.app,
+            &page,
+            &[("csrf", &csrf_in(&html)), ("email", "jane@acme.test")],
+        )
+        .await;
+        let (_, _, html) = b.get(&h.app, &page).await;
+        let (_, headers, _) = b
+            .post(
+                &h.app,
+                &page,
+                &[("csrf", &csrf_in(&html)), ("password", PASSWORD)],
+            )
+            .await;
+        let code_of_first = query_of(&location(&headers))["code"].clone();
+        let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
+        let second_state = query_of(&location(&headers))["state"].clone();
+        let (status, _, html) = b
+            .get(
+                &c.app,
+                &format!("/console/ims/callback?code={code_of_first}&state={second_state}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("refused the sign-in (invalid_grant)"), "{html}");
+        assert!(!b.has("ims_console"));
+        // The happy path, for contrast.
         let mut b = Browser::default();
         let (status, _, _) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
         assert_eq!(status, StatusCode::SEE_OTHER, "the happy path works here");
@@ -7473,7 +7532,7 @@ mod connect {
     #[tokio::test]
     async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
         let h = harness().await;
-        let c = connected(&h, Db::Sqlite, InstanceKind::MessageCenter, 1)
+        let c = connected(&h, Db::Sqlite, InstanceKind::MessageCenter, 3)
             .await
             .unwrap();
         profile(&h, "campaign - prod - messagecenter", &[]).await;
@@ -7544,9 +7603,9 @@ mod connect {
         assert_eq!(
             fault_code(&xml).as_deref(),
             Some("XSV-350122"),
-            "read less than a second ago"
+            "read less than three seconds ago"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
         let xml = push(without_token.clone()).await;
         assert!(xml.contains("<plId"), "{xml}");
         let synced = audit(&c.inst, "operator.ims_sync").await;
@@ -7559,9 +7618,23 @@ mod connect {
             .set_profile_credential(&h.org_id, &mc, &without.client.client_id, false, &ctx)
             .await
             .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
         let xml = push(without_token).await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
+        // A token of another organisation than the instance's is refused outright.
+        let conn = c.inst.connection().unwrap();
+        let other = Connection::new(
+            ImsAccount {
+                org_id: "0THER0RG@AdobeOrg".into(),
+                ..conn.account.clone()
+            },
+            conn.client_id.clone(),
+            conn.secret().clone(),
+            conn.http().clone(),
+        );
+        c.inst.set_connection(Some(other), &ctx).await.unwrap();
+        let xml = push(with_token).await;
+        assert!(xml.contains("another organisation"), "{xml}");
     }
 
     #[tokio::test]
@@ -7727,7 +7800,10 @@ mod connect {
         );
         home(&c, &mut kb).await;
         let told = h.audit("user.sign_out").await;
-        assert_eq!(told[0].details["clients_told"], json!([c.client_id]));
+        assert_eq!(
+            told[0].details["clients_told"],
+            json!({c.client_id.clone(): "delivered"})
+        );
         let ended = audit(&c.inst, "operator.ims_logout").await;
         assert_eq!(
             (
@@ -7736,10 +7812,42 @@ mod connect {
             ),
             ("jane@acme.test", Some(1))
         );
-        // What is not a logout token for this instance is refused, and ends nothing.
+        // What is not a logout token for this instance is refused, and ends nothing: among
+        // them this very client's ID token (right issuer, audience and signature).
         let machine = h.credential(&["openid"]).await;
         let access_token = h.token(&machine, "openid").await;
-        for token in ["", "garbage", access_token.as_str()] {
+        let mut kb2 = kb.clone();
+        let (_, headers, _) = kb2.get(&c.app, "/console/ims/login").await;
+        let (_, headers, _) = kb2
+            .get(&h.app, location(&headers).strip_prefix(ISSUER).unwrap())
+            .await;
+        let code = query_of(&location(&headers))["code"].clone();
+        let flow = kb2
+            .cookies
+            .iter()
+            .find(|(k, _)| k == "ims_console_flow")
+            .unwrap()
+            .1
+            .clone();
+        let verifier = flow.split('.').nth(2).unwrap().to_owned();
+        let conn = c.inst.connection().unwrap();
+        let (status, _, tokens) = h
+            .call(
+                Request::post("/ims/token/v3")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("authorization", basic(&conn.client_id, conn.secret().expose()))
+                    .body(Body::from(encode(&[
+                        ("grant_type", "authorization_code"),
+                        ("code", &code),
+                        ("redirect_uri", CALLBACK),
+                        ("code_verifier", &verifier),
+                    ])))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        let id_token = tokens["id_token"].as_str().unwrap().to_owned();
+        for token in ["", "garbage", access_token.as_str(), id_token.as_str()] {
             let resp = c
                 .app
                 .clone()
@@ -7755,5 +7863,127 @@ mod connect {
             assert_eq!(resp.headers()["cache-control"], "no-store");
         }
         home(&c, &mut kb).await;
+    }
+
+    /// An IMS that says emails are not verified: its tokens re-signed with a key of its own
+    /// (which it publishes) with `email_verified: false`, the real IMS behind it.
+    struct UnverifiedEmails {
+        inner: InProcessIms,
+        ring: ims_identity::keys::KeyRing,
+        /// Re-signed access token -> the real one (for the profile endpoint).
+        originals: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    }
+
+    impl UnverifiedEmails {
+        fn new(app: Router) -> Self {
+            let master = MasterKey::generate();
+            let now = Now::system();
+            let key = ims_identity::keys::generate(Algorithm::RS256, &master, now, now).unwrap();
+            UnverifiedEmails {
+                inner: InProcessIms(app),
+                ring: ims_identity::keys::KeyRing::load(vec![key], &master, None).unwrap(),
+                originals: Default::default(),
+            }
+        }
+
+        fn resign(&self, token: &str, change: impl Fn(&mut Value)) -> String {
+            let mut claims = super::people::claims(token);
+            change(&mut claims);
+            let signer = self.ring.signer(Algorithm::RS256, Now::system()).unwrap();
+            ims_identity::jose::sign(&claims, signer).unwrap()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ImsHttp for UnverifiedEmails {
+        async fn get(&self, url: &str, bearer: Option<&str>) -> Result<(u16, Value), String> {
+            if url.ends_with("/ims/keys") {
+                return Ok((200, self.ring.jwks(Now::system(), 3600)));
+            }
+            let real = bearer.map(|b| {
+                self.originals
+                    .lock()
+                    .unwrap()
+                    .get(b)
+                    .cloned()
+                    .unwrap_or_else(|| b.to_owned())
+            });
+            self.inner.get(url, real.as_deref()).await
+        }
+
+        async fn get_basic(&self, url: &str, id: &str, secret: &str) -> Result<(u16, Value), String> {
+            self.inner.get_basic(url, id, secret).await
+        }
+
+        async fn post_form(
+            &self,
+            url: &str,
+            basic_auth: Option<(&str, &str)>,
+            pairs: &[(&str, &str)],
+        ) -> Result<(u16, Value), String> {
+            let (status, mut body) = self.inner.post_form(url, basic_auth, pairs).await?;
+            if status == 200 && url.ends_with("/ims/token/v3") {
+                let id = body["id_token"].as_str().unwrap().to_owned();
+                let access = body["access_token"].as_str().unwrap().to_owned();
+                body["id_token"] = json!(self.resign(&id, |c| c["email_verified"] = json!(false)));
+                let resigned = self.resign(&access, |_| {});
+                self.originals.lock().unwrap().insert(resigned.clone(), access);
+                body["access_token"] = json!(resigned);
+            }
+            Ok((status, body))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unverified_email_never_links_an_operator() {
+        let h = harness().await;
+        let http = Arc::new(UnverifiedEmails::new(h.app.clone()));
+        let c = connected_via(&h, Db::Sqlite, InstanceKind::Marketing, 60, http)
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - deliveryOperators", &[]).await;
+        let store = c.inst.store().clone();
+        let ctx = Context::new(Now::system(), "test");
+        let waiting = ims_campaign::model::Operator {
+            auth_type: AuthType::Ims,
+            ..ims_campaign::model::Operator::native(
+                "ann",
+                Some("Ann@Acme.test".into()),
+                vec![],
+                None,
+                Now::system(),
+            )
+        };
+        let ann_id = store
+            .create_operator(
+                &waiting,
+                &ctx.event("operator.create", "ann", "success", json!({})),
+            )
+            .await
+            .unwrap();
+        for email in ["ann@acme.test", "new@acme.test"] {
+            let u = h.person(email).await;
+            membership(&h, &u.user_id, "campaign - prod - deliveryOperators", true).await;
+        }
+        let (status, _, html) = connect_with_ims(&h, &c, &mut Browser::default(), "ann@acme.test").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("does not mark it verified"), "{html}");
+        let ann = store.operator(ann_id).await.unwrap().unwrap();
+        assert_eq!(
+            (ann.ims_id, ann.groups.len()),
+            (None, 0),
+            "not linked, nothing granted"
+        );
+        // Someone whose email no operator uses still gets an operator of their own.
+        let (status, _, _) = connect_with_ims(&h, &c, &mut Browser::default(), "new@acme.test").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        // ... named by the identity, not by an email nobody vouched for.
+        assert!(store.operator_by_login("new@acme.test").await.unwrap().is_none());
+        let created = store.operators_page(Some("AdobeID"), 0, 10).await.unwrap().0;
+        let new = created
+            .iter()
+            .find(|o| o.auth_type == AuthType::Ims)
+            .expect("created");
+        assert_eq!(new.email, None);
     }
 }

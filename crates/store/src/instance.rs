@@ -322,6 +322,67 @@ impl OperatorStore for SqlInstanceStore {
         Ok(())
     }
 
+    async fn set_operator_access(
+        &self,
+        id: i64,
+        groups: &[String],
+        rights: &[String],
+        link: Option<&str>,
+        end_ims_sessions: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<Operator> {
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let done = match link {
+            Some(ims_id) => sqlx::query(
+                "UPDATE operators SET ims_id = $1, modified_at = $2
+                 WHERE operator_id = $3 AND (ims_id IS NULL OR ims_id = $1)",
+            )
+            .bind(ims_id)
+            .bind(audit.at.millis())
+            .bind(id),
+            None => sqlx::query("UPDATE operators SET modified_at = $1 WHERE operator_id = $2")
+                .bind(audit.at.millis())
+                .bind(id),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "operator {id} no longer exists or is linked to another identity"
+            )));
+        }
+        for sql in [
+            "DELETE FROM operator_group_members WHERE operator_id = $1",
+            "DELETE FROM operator_rights WHERE operator_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        if end_ims_sessions {
+            sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
+                .bind(id)
+                .bind(AuthPath::Ims.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        let access = Operator {
+            groups: groups.to_vec(),
+            rights: rights.to_vec(),
+            ..Operator::native("", None, Vec::new(), None, audit.at)
+        };
+        insert_memberships(&mut tx, id, &access).await?;
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        self.operator(id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("operator {id} no longer exists")))
+    }
+
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, self.backend).await?;
         for sql in [

@@ -676,7 +676,7 @@ impl Ims {
         if let Some(s) = self.store.browser_session(&digest).await? {
             let targets = self.store.logout_targets(&digest).await?;
             self.store.delete_browser_session(&digest).await?;
-            let told: Vec<&str> = targets.iter().map(|(c, _, _)| c.as_str()).collect();
+            let told = self.tell_clients(targets, ctx.now).await;
             let event = ctx.event(
                 "user.sign_out",
                 &s.user_id,
@@ -684,17 +684,24 @@ impl Ims {
                 json!({"clients_told": told}),
             );
             self.store.append_audit(&event).await?;
-            self.tell_clients(targets, ctx.now).await;
         }
         Ok(())
     }
 
     /// Back-channel logout: a signed logout token to each client, all at once; the sign-out
     /// waits for the answers (each bounded by the notifier's timeout) so that, when it is done,
-    /// the clients have ended their sessions. A client that does not answer is logged.
-    async fn tell_clients(&self, targets: Vec<(String, String, String)>, now: Now) {
+    /// the clients have ended their sessions. Returns what became of each (for the audit line).
+    async fn tell_clients(
+        &self,
+        targets: Vec<(String, String, String)>,
+        now: Now,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut told = serde_json::Map::new();
         let Some(notifier) = self.logout_notifier() else {
-            return;
+            for (client_id, _, _) in targets {
+                told.insert(client_id, json!("not sent: no notifier in this server"));
+            }
+            return told;
         };
         let mut deliveries = tokio::task::JoinSet::new();
         for (client_id, user_id, uri) in targets {
@@ -712,6 +719,7 @@ impl Ims {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(client_id, error = %e, "no logout token could be signed");
+                    told.insert(client_id, json!("not sent: not signed"));
                     continue;
                 }
             };
@@ -723,13 +731,18 @@ impl Ims {
         }
         while let Some(done) = deliveries.join_next().await {
             match done {
-                Ok((client_id, Ok(()))) => tracing::info!(client_id, "client told of a sign-out"),
+                Ok((client_id, Ok(()))) => {
+                    tracing::info!(client_id, "client told of a sign-out");
+                    told.insert(client_id, json!("delivered"));
+                }
                 Ok((client_id, Err(e))) => {
-                    tracing::warn!(client_id, error = %e, "a client was not told of a sign-out")
+                    tracing::warn!(client_id, error = %e, "a client was not told of a sign-out");
+                    told.insert(client_id, json!("failed"));
                 }
                 Err(e) => tracing::warn!(error = %e, "a sign-out notice was lost"),
             }
         }
+        told
     }
 
     /// Where to send the browser after sign-out: `post_logout_redirect_uri` when it is a
