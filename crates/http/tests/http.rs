@@ -7621,6 +7621,23 @@ mod connect {
         tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
         let xml = push(without_token).await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{xml}");
+        // The credential disabled at the IMS: its token still verifies here (offline), but the next
+        // reading of its profiles is refused, which takes its rights away and refuses the call.
+        h.creds
+            .set_credential_disabled(&with.client.client_id, true, &ctx)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+        let xml = push(with_token.clone()).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        let op = c
+            .inst
+            .store()
+            .operator_by_ims_id(&with.client.technical_account_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(op.groups.is_empty(), "{op:?}");
         // A token of another organisation than the instance's is refused outright.
         let conn = c.inst.connection().unwrap();
         let other = Connection::new(
