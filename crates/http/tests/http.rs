@@ -7103,6 +7103,14 @@ mod connect {
             (c.client_id.as_str(), CALLBACK, "S256")
         );
         assert!(q["scope"].split(' ').any(|s| s == "openid"));
+        let back = at_the_ims(h, b, &authorize, email).await;
+        assert!(back.starts_with(CALLBACK), "{back}");
+        b.get(&c.app, back.strip_prefix(INSTANCE).unwrap()).await
+    }
+
+    /// The IMS's sign-in pages from `authorize` on: email, then password; where the IMS sends
+    /// the browser back.
+    async fn at_the_ims(h: &Harness, b: &mut Browser, authorize: &str, email: &str) -> String {
         let (status, headers, _) = b.get(&h.app, authorize.strip_prefix(ISSUER).unwrap()).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         let page = location(&headers);
@@ -7118,9 +7126,7 @@ mod connect {
             )
             .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let back = location(&headers);
-        assert!(back.starts_with(CALLBACK), "{back}");
-        b.get(&c.app, back.strip_prefix(INSTANCE).unwrap()).await
+        location(&headers)
     }
 
     async fn home(c: &Connected, b: &mut Browser) -> String {
@@ -7383,25 +7389,8 @@ mod connect {
         // match the code's challenge and the IMS refuses it.
         let mut b = Browser::default();
         let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
-        let first = location(&headers);
-        let (_, headers, _) = b.get(&h.app, first.strip_prefix(ISSUER).unwrap()).await;
-        let page = location(&headers);
-        let (_, _, html) = b.get(&h.app, &page).await;
-        b.post(
-            &h.app,
-            &page,
-            &[("csrf", &csrf_in(&html)), ("email", "jane@acme.test")],
-        )
-        .await;
-        let (_, _, html) = b.get(&h.app, &page).await;
-        let (_, headers, _) = b
-            .post(
-                &h.app,
-                &page,
-                &[("csrf", &csrf_in(&html)), ("password", PASSWORD)],
-            )
-            .await;
-        let code_of_first = query_of(&location(&headers))["code"].clone();
+        let back = at_the_ims(&h, &mut b, &location(&headers), "jane@acme.test").await;
+        let code_of_first = query_of(&back)["code"].clone();
         let (_, headers, _) = b.get(&c.app, "/console/ims/login").await;
         let second_state = query_of(&location(&headers))["state"].clone();
         let (status, _, html) = b
