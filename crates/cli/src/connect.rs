@@ -33,10 +33,15 @@ impl HttpIms {
     }
 }
 
-async fn answer(resp: reqwest::Response) -> (u16, serde_json::Value) {
+/// Sends `req`; the status and the body as JSON (`Null` when it is not).
+async fn answer(url: &str, req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), String> {
+    // The error names the address only: a request error may quote the request.
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", e.without_url()))?;
     let status = resp.status().as_u16();
-    let value = resp.json().await.unwrap_or(serde_json::Value::Null);
-    (status, value)
+    Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
 }
 
 #[async_trait::async_trait]
@@ -46,12 +51,7 @@ impl ImsHttp for HttpIms {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        // The error names the address only: a request error may quote the request.
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", e.without_url()))?;
-        Ok(answer(resp).await)
+        answer(url, req).await
     }
 
     async fn get_basic(
@@ -64,11 +64,7 @@ impl ImsHttp for HttpIms {
             .http
             .get(url)
             .basic_auth(form_encode(client_id), Some(form_encode(secret)));
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", e.without_url()))?;
-        Ok(answer(resp).await)
+        answer(url, req).await
     }
 
     async fn post_form(
@@ -88,11 +84,7 @@ impl ImsHttp for HttpIms {
         if let Some((user, password)) = basic {
             req = req.basic_auth(form_encode(user), Some(form_encode(password)));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", e.without_url()))?;
-        Ok(answer(resp).await)
+        answer(url, req).await
     }
 }
 
