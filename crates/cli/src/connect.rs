@@ -270,7 +270,15 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
         ))
     };
     let registered = if args.register {
-        let (id, secret) = register_client(dir, &name, &account.callback_url, &account.scopes).await?;
+        let previous = conf.account.as_ref().and_then(|a| a.client_id.clone());
+        let (id, secret) = register_client(
+            dir,
+            &name,
+            &account.callback_url,
+            &account.scopes,
+            previous.as_deref(),
+        )
+        .await?;
         account.client_id = Some(id);
         account.sealed_secret = Some(seal(&secret)?);
         true
@@ -322,11 +330,15 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
 }
 
 /// Creates the instance's client at the data directory's IMS.
+/// Creates the instance's client at the data directory's IMS. A client this command registered
+/// for the instance before (`previous`, under the same name) is disabled: its secret is sealed
+/// in no file any more.
 async fn register_client(
     dir: &Path,
     name: &str,
     callback_url: &str,
     scopes: &[String],
+    previous: Option<&str>,
 ) -> Result<(String, Secret)> {
     let target = crate::admin::Target {
         data_dir: Some(dir.to_path_buf()),
@@ -344,10 +356,11 @@ async fn register_client(
         config.domain.clone(),
     );
     let created = async {
+        let client_name = format!("Campaign instance {name}");
         let (client, secret) = creds
             .create_people_client(
                 &org.org_id,
-                &format!("Campaign instance {name}"),
+                &client_name,
                 ims_identity::model::ClientType::Confidential,
                 vec![callback_url.to_owned()],
                 scopes.to_vec(),
@@ -364,6 +377,21 @@ async fn register_client(
             &crate::admin::cli_context(),
         )
         .await?;
+        use ims_identity::store::ClientStore as _;
+        if let Some(old) = previous.filter(|old| *old != client.client_id) {
+            let replaced = store.client(old).await?.filter(|c| c.name == client_name && c.org_id == org.org_id && !c.disabled);
+            if replaced.is_some() {
+                let ctx = crate::admin::cli_context();
+                let audit = ctx.event(
+                    "client.disable",
+                    old,
+                    "success",
+                    serde_json::json!({"reason": format!("replaced by {} for instance {name}", client.client_id)}),
+                );
+                store.set_client_disabled(old, true, ctx.now, &audit).await?;
+                eprintln!("{name}: the client registered before ({old}) is disabled");
+            }
+        }
         anyhow::Ok((client, secret))
     }
     .await;

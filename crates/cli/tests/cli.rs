@@ -1409,6 +1409,16 @@ fn ims_sign_in_is_configured_checked_and_reloaded() {
     );
     let text = instance(&["ims-check", "--instance", "marketing"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("Control Panel"));
+    // Registered again: a new client, the previous one disabled, the checklist still passing.
+    let out = instance(&["ims-config", "--instance", "marketing", "--register"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("({client_id}) is disabled")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, failing, _) = check();
+    assert_eq!((code, failing), (Some(0), Vec::<String>::new()));
 
     // A broken file is refused at reload and the configuration in effect stays.
     let good = std::fs::read_to_string(dir.join("conf/config-marketing.xml")).unwrap();
@@ -1450,12 +1460,12 @@ fn ims_sign_in_is_configured_checked_and_reloaded() {
         .stdout,
     )
     .unwrap();
-    assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
+    assert_eq!(audit.as_array().unwrap().len(), 3, "{audit}");
     let text = audit.to_string();
     assert!(
         !text.contains("secret")
             && !text.contains("enc:")
-            && audit[1]["details"]["after"]["client_id"] == client_id,
+            && audit[2]["details"]["after"]["client_id"] == client_id,
         "the change, and no secret, in the audit log: {audit}"
     );
     server.stop();
