@@ -79,7 +79,13 @@ impl TrustedIssuer {
             return Ok(());
         }
         let doc = self.source.fetch().await?;
-        let keys = Arc::new(PublicKeys::from_jwks(&doc));
+        let keys = PublicKeys::from_jwks(&doc);
+        // An answer without a usable key (a broken page, an empty set) keeps the keys known:
+        // replacing them would refuse every token until the next reading.
+        if keys.is_empty() {
+            return Err("the published key set holds no usable key".into());
+        }
+        let keys = Arc::new(keys);
         match self.keys.write() {
             Ok(mut k) => *k = keys,
             Err(p) => *p.into_inner() = keys,

@@ -142,6 +142,13 @@ impl Instance {
         self.ims_http.as_ref()
     }
 
+    /// Starts with the IMS configuration of the instance's files (a reload changes it with
+    /// [`Instance::set_connection`], audited).
+    pub fn with_connection(self, connection: Option<Connection>) -> Self {
+        *self.connection.write().unwrap_or_else(|e| e.into_inner()) = connection.map(Arc::new);
+        self
+    }
+
     /// The IMS configuration in effect, if any.
     pub fn connection(&self) -> Option<Arc<Connection>> {
         self.connection.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -489,8 +496,10 @@ impl Instance {
                 .map(str::to_owned)
         };
         let user_id = claim("user_id").ok_or_else(Fault::session_expired)?;
+        // Read once for the whole call.
+        let conn = self.connection();
         // An instance serves one organisation: another's tokens do not reach its operators.
-        if let Some(conn) = self.connection() {
+        if let Some(conn) = &conn {
             if claim("org").as_deref() != Some(conn.account.org_id.as_str()) {
                 self.record(&call, None, &user_id, "refused").await;
                 return Err(Fault::forbidden(
@@ -502,7 +511,8 @@ impl Instance {
             Some(op) => op,
             None if user_id.contains("@techacct.") => {
                 let login = claim("email").unwrap_or_else(|| user_id.clone());
-                self.create_technical_operator(&login, &user_id, now).await?
+                self.create_technical_operator(&login, &user_id, conn.is_some(), now)
+                    .await?
             }
             None => {
                 self.record(&call, None, &user_id, "refused").await;
@@ -515,10 +525,11 @@ impl Instance {
         }
         // With an IMS configuration, product profiles decide what the caller may do, people
         // and technical accounts alike.
-        let op = if matches!(op.auth_type, AuthType::TechnicalAccount | AuthType::Ims) {
-            self.profile_rights(op, token, now).await?
-        } else {
-            op
+        let op = match &conn {
+            Some(conn) if matches!(op.auth_type, AuthType::TechnicalAccount | AuthType::Ims) => {
+                self.profile_rights(conn, op, token, now).await?
+            }
+            _ => op,
         };
         if action == "xtk:session#BearerTokenLogon" {
             self.record(&call, Some(&op), &op.login, "success").await;
@@ -566,6 +577,7 @@ impl Instance {
         &self,
         login: &str,
         ims_id: &str,
+        profiles_decide: bool,
         now: Now,
     ) -> Result<Operator, Fault> {
         let op = Operator {
@@ -581,7 +593,7 @@ impl Instance {
             rights: Vec::new(),
             // With an IMS configuration, the credential's product profiles decide (at once,
             // below); without one, the instance's default groups for technical accounts.
-            groups: if self.connection().is_some() {
+            groups: if profiles_decide {
                 Vec::new()
             } else {
                 self.info.technical_account_groups.clone()

@@ -75,6 +75,12 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The IMS could not be reached: logged here, a server fault for the caller.
+fn unreachable(e: String) -> Fault {
+    tracing::warn!(error = %e, "the identity service could not be reached");
+    Fault::unavailable("the identity service cannot be reached; try again later")
+}
+
 impl Connection {
     pub fn new(account: ImsAccount, client_id: String, secret: Secret, http: Arc<dyn ImsHttp>) -> Self {
         let keys = TrustedIssuer::new(
@@ -152,10 +158,6 @@ impl Connection {
         nonce: &str,
         now: Now,
     ) -> Result<(Identity, Vec<HeldProfile>), Fault> {
-        let unreachable = |e: String| {
-            tracing::warn!(error = %e, "the identity service could not be reached");
-            Fault::unavailable("the identity service cannot be reached; try again later")
-        };
         let (status, tokens) = self
             .http
             .post_form(
@@ -243,12 +245,7 @@ impl Connection {
                     "The identity service refused to list the product profiles.",
                 ))
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "the identity service could not be reached");
-                Err(Fault::unavailable(
-                    "the identity service cannot be reached; try again later",
-                ))
-            }
+            Err(e) => Err(unreachable(e)),
         }
     }
 }
@@ -550,19 +547,17 @@ impl Instance {
     /// An operator calling with an IMS access token (a technical account, or a person signed
     /// in through the IMS), with the groups and named rights its product profiles give, read
     /// with the caller's own token at most every
-    /// [`InstanceInfo::profile_refresh_secs`](crate::service::InstanceInfo). Without an IMS
-    /// configuration the operator keeps what it has. When the IMS cannot answer, the operator
+    /// [`InstanceInfo::profile_refresh_secs`](crate::service::InstanceInfo), under the
+    /// configuration in effect `conn`. When the IMS cannot answer, the operator
     /// keeps its last rights until the next reading is due (calls do not wait on an unreachable
     /// IMS one after another); when it refuses the token, the rights go and the call is refused.
     pub(crate) async fn profile_rights(
         &self,
+        conn: &Connection,
         op: Operator,
         token: &str,
         now: Now,
     ) -> Result<Operator, Fault> {
-        let Some(conn) = self.connection() else {
-            return Ok(op);
-        };
         if !self
             .profiles_read
             .due(op.id, now, self.info().profile_refresh_secs)
@@ -581,10 +576,7 @@ impl Instance {
         };
         let groups = self.store().groups().await?;
         let mapping = connect::map_profiles(&conn.account.mask, &profiles, &groups);
-        let report = SyncReport {
-            created: false,
-            ..SyncReport::between(Some(&op), &mapping)
-        };
+        let report = SyncReport::between(Some(&op), &mapping);
         let op = if report.changed() {
             let actor = match op.auth_type {
                 AuthType::TechnicalAccount => "technical-account",

@@ -100,11 +100,7 @@ pub async fn open_embedded(
     let mut instance = Instance::new(store, info).with_switches(&loaded.switches);
     if let Some(http) = ims_http {
         let connection = crate::connect::connection_of(dir, name, &loaded.instance, http.clone())?;
-        instance = instance.with_ims_http(http);
-        instance
-            .set_connection(connection, &Context::new(now, "system:start"))
-            .await
-            .map_err(|f| anyhow::anyhow!("{f}"))?;
+        instance = instance.with_ims_http(http).with_connection(connection);
     }
     record_loaded(&instance, &loaded, "start").await?;
     Ok((instance, admin_password))

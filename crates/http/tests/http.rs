@@ -3048,7 +3048,19 @@ mod people {
         email: &str,
         password: &str,
     ) -> (StatusCode, String) {
-        let (status, headers, _) = b.get(&h.app, &authorize_path(client_id, &[])).await;
+        sign_in_at(h, b, &authorize_path(client_id, &[]), email, password).await
+    }
+
+    /// The IMS sign-in pages from the authorization request at `path` (on the IMS): email,
+    /// then password. The last answer: a redirect and where it goes, or the page.
+    pub(super) async fn sign_in_at(
+        h: &Harness,
+        b: &mut Browser,
+        path: &str,
+        email: &str,
+        password: &str,
+    ) -> (StatusCode, String) {
+        let (status, headers, _) = b.get(&h.app, path).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         let page = location(&headers);
         assert!(page.starts_with("/ims/signin/imsfl_"), "{page}");
@@ -4739,22 +4751,8 @@ mod umapi {
         let mut b = Browser::default();
         let (status, headers, _) = b.get(&h.app, "/admin/login").await;
         assert_eq!(status, StatusCode::SEE_OTHER);
-        let (_, headers, _) = b.get(&h.app, &location(&headers)).await;
-        let page = location(&headers);
-        assert!(page.starts_with("/ims/signin/"), "{page}");
-        let (_, _, html) = b.get(&h.app, &page).await;
-        b.post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("email", email)])
-            .await;
-        let (_, _, html) = b.get(&h.app, &page).await;
-        let (status, headers, html) = b
-            .post(
-                &h.app,
-                &page,
-                &[("csrf", &csrf_in(&html)), ("password", password)],
-            )
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let callback = location(&headers);
+        let (status, callback) = sign_in_at(h, &mut b, &location(&headers), email, password).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{callback}");
         let local = callback.strip_prefix(ISSUER).expect("back to the console");
         assert!(local.starts_with("/admin/callback?"), "{callback}");
         let (status, headers, body) = b.get(&h.app, local).await;
@@ -6858,7 +6856,7 @@ mod developer {
 /// signing in to the console, groups and rights from product profiles, technical accounts.
 mod connect {
     use super::instance::*;
-    use super::people::{csrf_in, location, query_of, Browser, PASSWORD};
+    use super::people::{csrf_in, location, query_of, sign_in_at, Browser, PASSWORD};
     use super::restrictions::finish;
     use super::umapi::marketing;
     use super::*;
@@ -7108,25 +7106,12 @@ mod connect {
         b.get(&c.app, back.strip_prefix(INSTANCE).unwrap()).await
     }
 
-    /// The IMS's sign-in pages from `authorize` on: email, then password; where the IMS sends
-    /// the browser back.
+    /// The IMS's sign-in pages from `authorize` on; where the IMS sends the browser back.
     async fn at_the_ims(h: &Harness, b: &mut Browser, authorize: &str, email: &str) -> String {
-        let (status, headers, _) = b.get(&h.app, authorize.strip_prefix(ISSUER).unwrap()).await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-        let page = location(&headers);
-        let (_, _, html) = b.get(&h.app, &page).await;
-        b.post(&h.app, &page, &[("csrf", &csrf_in(&html)), ("email", email)])
-            .await;
-        let (_, _, html) = b.get(&h.app, &page).await;
-        let (status, headers, html) = b
-            .post(
-                &h.app,
-                &page,
-                &[("csrf", &csrf_in(&html)), ("password", PASSWORD)],
-            )
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        location(&headers)
+        let path = authorize.strip_prefix(ISSUER).unwrap();
+        let (status, to) = sign_in_at(h, b, path, email, PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+        to
     }
 
     async fn home(c: &Connected, b: &mut Browser) -> String {

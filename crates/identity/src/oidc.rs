@@ -50,7 +50,8 @@ pub enum AuthorizeError {
     },
 }
 
-fn is_loopback_host(host: &url::Host<&str>) -> bool {
+/// Whether `host` is the local machine (127.0.0.0/8, ::1, `localhost`).
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
