@@ -6,6 +6,7 @@ pub mod config;
 pub mod connect;
 pub mod diagnose;
 pub mod fault;
+pub mod migration;
 pub mod model;
 pub mod operators;
 pub mod probe;

@@ -165,6 +165,9 @@ impl OperatorStore for ProbeStore {
     ) -> StoreResult<(Vec<Operator>, i64)> {
         self.inner.operators_page(search, offset, limit).await
     }
+    async fn operators_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Operator>> {
+        self.inner.operators_after(after, limit).await
+    }
     async fn operator_count(&self) -> StoreResult<i64> {
         self.inner.operator_count().await
     }
@@ -212,6 +215,9 @@ impl UsageStore for ProbeStore {
     }
     async fn usage_summary(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageSummary>> {
         self.inner.usage_summary(login, limit).await
+    }
+    async fn usage_of_operators(&self, first: i64, last: i64) -> StoreResult<Vec<UsageSummary>> {
+        self.inner.usage_of_operators(first, last).await
     }
 }
 

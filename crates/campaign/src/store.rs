@@ -52,6 +52,9 @@ pub trait OperatorStore: Send + Sync {
         offset: u32,
         limit: u32,
     ) -> StoreResult<(Vec<Operator>, i64)>;
+    /// Up to `limit` operators with ids above `after`, in id order: the way through every
+    /// operator that stays fast whatever their number (a few queries per page).
+    async fn operators_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Operator>>;
     async fn operator_count(&self) -> StoreResult<i64>;
     async fn groups(&self) -> StoreResult<Vec<OperatorGroup>>;
     /// Creates the group unless one of that name exists.
@@ -77,6 +80,10 @@ pub trait UsageStore: Send + Sync {
     async fn add_usage(&self, rows: &[UsageSummary]) -> StoreResult<()>;
     /// Running totals, most recently seen first.
     async fn usage_summary(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageSummary>>;
+    /// Everything recorded of the operators with ids in `first..=last`: the running totals of
+    /// their calls and their sign-ins and refusals summed the same way (count, first and last
+    /// time per action, path, source, client and outcome).
+    async fn usage_of_operators(&self, first: i64, last: i64) -> StoreResult<Vec<UsageSummary>>;
 }
 
 /// The instance's own settings (name, type, build).

@@ -7,6 +7,7 @@ mod connect;
 mod directory;
 mod files;
 mod instance;
+mod migrate;
 mod people;
 mod pki;
 mod remote;
@@ -115,6 +116,13 @@ enum Command {
         #[command(subcommand)]
         command: instance::InstanceCommand,
     },
+    /// Move an instance's operators from native sign-in to the IMS (assess, ...).
+    Migrate {
+        #[command(flatten)]
+        target: migrate::Target,
+        #[command(subcommand)]
+        command: migrate::MigrateCommand,
+    },
     /// Database schema.
     Db {
         #[command(flatten)]
@@ -213,6 +221,7 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => admin::audit(&target, config, action, limit, json).await,
         Command::Instance { data_dir, command } => instance::command(command, &data_dir).await,
+        Command::Migrate { target, command } => migrate::command(command, &target, config).await,
         Command::Db { target, command } => match command {
             DbCommand::Backup { to } => admin::backup(&target, config, &to).await,
             DbCommand::Migrate => admin::db(true, &target, config).await,
@@ -236,6 +245,7 @@ fn main() -> ExitCode {
             eprintln!("ims: {e:#}");
             if e.downcast_ref::<restrictions::ProbesFailed>().is_some()
                 || e.downcast_ref::<connect::ChecksFailed>().is_some()
+                || e.downcast_ref::<migrate::Blocked>().is_some()
             {
                 ExitCode::from(1)
             } else {

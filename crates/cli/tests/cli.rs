@@ -1470,3 +1470,134 @@ fn ims_sign_in_is_configured_checked_and_reloaded() {
     );
     server.stop();
 }
+
+#[test]
+fn migration_assessment_reads_both_services_through_their_apis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let audit = || {
+        run_ok(ims().args([
+            "instance",
+            "audit",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+            "--limit",
+            "1000",
+        ]))
+    };
+    let audit_before = audit();
+    let assess = |extra: &[&str]| {
+        let mut c = ims();
+        c.args(["migrate", "assess"]).args(extra);
+        c.output().unwrap()
+    };
+
+    // The demo population: blockers (missing and case-variant duplicate emails) exit 1.
+    let out = assess(&["--data-dir", d, "--instance", "marketing", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 blocker(s)"));
+    let a: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["build"], "7.4.1");
+    assert_eq!(a["counts"]["people_to_migrate"], 32);
+    assert_eq!(a["counts"]["technical_to_migrate"], 3);
+    assert_eq!(a["counts"]["builtin"], 6);
+    let blocked: Vec<&str> = a["blockers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["operator"].as_str().unwrap())
+        .collect();
+    for login in ["bo.berg", "femi.costa", "jun.abe", "nina.berg", "pat.lee", "plee"] {
+        assert!(blocked.contains(&login), "{login} not among {blocked:?}");
+    }
+    let find = |login: &str| {
+        a["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["login"] == login)
+            .unwrap()
+            .clone()
+    };
+    let crm = find("crm-sync");
+    assert_eq!(crm["class"], "technical");
+    assert_eq!(crm["api"]["sources"], serde_json::json!(["10.20.0.15"]));
+    assert!(crm["api"]["clients"][0]
+        .as_str()
+        .unwrap()
+        .contains("crm-sync/2.0"));
+    assert_eq!(crm["rights_beyond_groups"], serde_json::json!(["export"]));
+    assert!(crm["last_native_sign_in"].as_i64().is_some());
+    assert_eq!(find("plee")["email_status"], "duplicate");
+    assert_eq!(find("dara.abe")["disabled"], true);
+    assert_eq!(find("monitoring")["class"], "builtin");
+    assert_eq!(a["rights_no_group_carries"], serde_json::json!(["export", "sql"]));
+
+    // The engine's IMS credential is made once, kept owner-only, and used again.
+    let cred_file = dir.join("migration-credential.json");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cred_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let table = assess(&["--data-dir", d, "--instance", "marketing"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("blocker (users): plee shares its email"),
+        "{table}"
+    );
+    assert!(table.contains("crm-sync"));
+    let creds = run_ok(ims().args(["credential", "list", "--data-dir", d, "--json"]));
+    let engine: Vec<Value> = serde_json::from_str::<Vec<Value>>(&creds)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c["name"] == "ims migrate")
+        .collect();
+    assert_eq!(engine.len(), 1, "{creds}");
+
+    // CSV, one row per operator.
+    let csv =
+        String::from_utf8(assess(&["--data-dir", d, "--instance", "marketing", "--csv"]).stdout).unwrap();
+    assert!(csv.starts_with("login,label,class,auth_type,disabled,email,email_status"));
+    assert_eq!(csv.lines().count(), 1 + a["operators"].as_array().unwrap().len());
+
+    // Explicit addresses and an operator's password, without the IMS: profiles not checked.
+    let inst = &upj["instances"][0];
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, inst["admin_password"].as_str().unwrap()).unwrap();
+    let explicit = [
+        "--instance-url",
+        inst["url"].as_str().unwrap(),
+        "--login",
+        "admin",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--ca-cert",
+        upj["ca_cert"].as_str().unwrap(),
+        "--json",
+    ];
+    let out = assess(&explicit);
+    assert_eq!(out.status.code(), Some(1));
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["counts"], a["counts"]);
+    assert!(b["warnings"].to_string().contains("the IMS was not asked"));
+
+    // A wrong password is an error (exit 2) in the instance's words; a non-administrator is refused.
+    std::fs::write(&pw, "not the password").unwrap();
+    let out = assess(&explicit);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("XSV-350024"));
+
+    // Reading changed nothing on the instance.
+    assert_eq!(audit(), audit_before);
+    server.stop();
+}

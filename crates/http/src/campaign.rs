@@ -87,6 +87,7 @@ pub fn router(state: InstanceState) -> Router {
         .route("/nl/jsp/mcPing.jsp", get(mc_ping))
         .route("/nl/jsp/schemawsdl.jsp", get(schema_wsdl).post(schema_wsdl))
         .merge(crate::console::routes())
+        .merge(crate::migration_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
@@ -186,7 +187,7 @@ async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: Heade
     }
 }
 
-fn bearer_of(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer_of(headers: &HeaderMap) -> Option<String> {
     header(headers, "authorization").and_then(|a| {
         let (scheme, token) = a.split_once(' ')?;
         scheme
@@ -197,13 +198,13 @@ fn bearer_of(headers: &HeaderMap) -> Option<String> {
 
 /// Credentials a request carries, from wherever the reference client puts them.
 #[derive(Debug, Default)]
-struct Presented {
-    session: Option<String>,
-    security: Option<String>,
-    bearer: Option<String>,
+pub(crate) struct Presented {
+    pub(crate) session: Option<String>,
+    pub(crate) security: Option<String>,
+    pub(crate) bearer: Option<String>,
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -437,7 +438,7 @@ async fn handle(
 }
 
 /// The operator a call runs as: the bearer token's, or the session's.
-async fn authenticated(
+pub(crate) async fn authenticated(
     inst: &Instance,
     creds: &Presented,
     operation: &str,

@@ -10,6 +10,7 @@ pub mod developer_api;
 pub mod developer_console;
 pub mod error;
 pub mod metrics;
+mod migration_api;
 mod oauth;
 mod pages;
 pub mod params;

@@ -7978,3 +7978,109 @@ mod connect {
         assert_eq!(new.email, None);
     }
 }
+
+mod migration_api {
+    use super::instance::{add_like_jdoe, instance_on, session_of};
+    use super::restrictions::finish;
+    use super::*;
+    use ims_campaign::service::InstanceKind;
+    use ims_http::campaign::{router, InstanceState};
+    use ims_wire::migration::{InstanceFacts, OperatorPage};
+
+    async fn get(
+        app: &Router,
+        path: &str,
+        headers: &[(&'static str, String)],
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut b = Request::get(path);
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        send(app, b.body(Body::empty()).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn administrators_read_the_instance_and_every_operator_with_its_evidence() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+                continue;
+            };
+            let inst = Arc::new(inst);
+            add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+            let app = router(InstanceState {
+                instance: inst.clone(),
+                tls: false,
+            });
+
+            // No credentials, then a signed-in operator without ADMINISTRATION.
+            let (status, headers, body) = get(&app, "/nl/migration/v1/operators", &[]).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(headers["content-type"], "application/problem+json");
+            assert_eq!(body["code"], "XSV-350008");
+            let jdoe = session_of(&app, "jdoe").await;
+            for path in ["/nl/migration/v1/instance", "/nl/migration/v1/operators"] {
+                let (status, _, body) = get(&app, path, &jdoe).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+                assert_eq!(body["code"], "XSV-350122");
+            }
+
+            let boss = session_of(&app, "boss").await;
+            let (status, headers, body) = get(&app, "/nl/migration/v1/instance", &boss).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(headers["cache-control"], "no-store");
+            let facts: InstanceFacts = serde_json::from_value(body).unwrap();
+            assert_eq!((facts.name.as_str(), facts.build.as_str()), ("prod", "7.4.1"));
+            assert!(facts.accepts_bearer_tokens && facts.supports_restrictions);
+            assert_eq!(facts.native_auth, "until_switched_off");
+            assert!(!facts.restrictions.native_api_disabled);
+            assert_eq!(facts.operator_count, 2);
+            let admin_group = facts.groups.iter().find(|g| g.name == "admin").unwrap();
+            assert_eq!(admin_group.rights, ["admin"]);
+
+            // Page by page, one operator each: jdoe, boss, then nothing more.
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                let (status, _, body) = get(
+                    &app,
+                    &format!("/nl/migration/v1/operators?after={after}&limit=1"),
+                    &boss,
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let page: OperatorPage = serde_json::from_value(body).unwrap();
+                assert!(page.operators.len() <= 1);
+                seen.extend(page.operators);
+                match page.next_after {
+                    Some(n) => after = n,
+                    None => break,
+                }
+            }
+            let logins: Vec<&str> = seen.iter().map(|o| o.login.as_str()).collect();
+            assert_eq!(logins, ["jdoe", "boss"]);
+            let jdoe_facts = &seen[0];
+            assert_eq!(jdoe_facts.auth_type, "native");
+            assert_eq!(jdoe_facts.groups, ["deliveryOperators"]);
+            assert_eq!(jdoe_facts.email.as_deref(), Some("jdoe@example.com"));
+            // jdoe's sign-in and refusals are its evidence; its refused calls too.
+            let logon = jdoe_facts
+                .usage
+                .iter()
+                .find(|u| u.action == "xtk:session#Logon" && u.outcome == "success")
+                .unwrap();
+            assert_eq!((logon.count, logon.auth_path.as_str()), (1, "native"));
+            let boss_facts = &seen[1];
+            assert!(boss_facts.usage.iter().any(|u| u.action == "xtk:session#Logon"));
+
+            // Bad paging and mixed credentials are refused in the API's shape.
+            let (status, _, body) = get(&app, "/nl/migration/v1/operators?limit=lots", &boss).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(body["code"], "SOP-330011");
+            let mut both = boss.clone();
+            both.push(("authorization", "Bearer x.y.z".into()));
+            let (status, _, _) = get(&app, "/nl/migration/v1/instance", &both).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            finish(cleanup).await;
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! An instance's database: the campaign domain's store traits on SQLite and PostgreSQL, with the
 //! same one-implementation approach as the IMS store (see the crate docs).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
@@ -121,7 +123,6 @@ impl SqlInstanceStore {
 
     async fn complete(&self, row: &AnyRow) -> StoreResult<Operator> {
         let id: i64 = get(row, "operator_id")?;
-        let auth: String = get(row, "auth_type")?;
         let groups = sqlx::query(
             "SELECT g.name FROM operator_group_members m JOIN operator_groups g ON g.group_id = m.group_id
              WHERE m.operator_id = $1 ORDER BY g.name",
@@ -136,32 +137,77 @@ impl SqlInstanceStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend_error)?;
-        Ok(Operator {
-            id,
-            login: get(row, "login")?,
-            label: get(row, "label")?,
-            email: get(row, "email")?,
-            auth_type: AuthType::parse(&auth)
-                .ok_or_else(|| StoreError::Backend(format!("unknown auth type {auth:?}")))?,
-            disabled: get::<i64>(row, "disabled")? != 0,
-            forbid_rich_client: get::<i64>(row, "forbid_rich_client")? != 0,
-            trusted_ip_mask: get(row, "trusted_ip_mask")?,
-            security_zone: get(row, "security_zone")?,
-            rights: rights
-                .iter()
-                .map(|r| get(r, "right_name"))
-                .collect::<StoreResult<_>>()?,
-            groups: groups
+        operator_of(
+            row,
+            groups
                 .iter()
                 .map(|r| get(r, "name"))
                 .collect::<StoreResult<_>>()?,
-            password_hash: get(row, "password_hash")?,
-            ims_id: get(row, "ims_id")?,
-            builtin: get::<i64>(row, "builtin")? != 0,
-            created_at: Now::from_millis(get(row, "created_at")?),
-            modified_at: Now::from_millis(get(row, "modified_at")?),
-        })
+            rights
+                .iter()
+                .map(|r| get(r, "right_name"))
+                .collect::<StoreResult<_>>()?,
+        )
     }
+}
+
+/// An operator row with its groups and direct rights.
+fn operator_of(row: &AnyRow, groups: Vec<String>, rights: Vec<String>) -> StoreResult<Operator> {
+    let auth: String = get(row, "auth_type")?;
+    Ok(Operator {
+        id: get(row, "operator_id")?,
+        login: get(row, "login")?,
+        label: get(row, "label")?,
+        email: get(row, "email")?,
+        auth_type: AuthType::parse(&auth)
+            .ok_or_else(|| StoreError::Backend(format!("unknown auth type {auth:?}")))?,
+        disabled: get::<i64>(row, "disabled")? != 0,
+        forbid_rich_client: get::<i64>(row, "forbid_rich_client")? != 0,
+        trusted_ip_mask: get(row, "trusted_ip_mask")?,
+        security_zone: get(row, "security_zone")?,
+        rights,
+        groups,
+        password_hash: get(row, "password_hash")?,
+        ims_id: get(row, "ims_id")?,
+        builtin: get::<i64>(row, "builtin")? != 0,
+        created_at: Now::from_millis(get(row, "created_at")?),
+        modified_at: Now::from_millis(get(row, "modified_at")?),
+    })
+}
+
+fn auth_path_of(r: &AnyRow) -> StoreResult<AuthPath> {
+    let path: String = get(r, "auth_path")?;
+    AuthPath::parse(&path).ok_or_else(|| StoreError::Backend(format!("unknown auth path {path:?}")))
+}
+
+fn summary_of(r: &AnyRow) -> StoreResult<UsageSummary> {
+    Ok(UsageSummary {
+        key: UsageKey {
+            login: get(r, "login")?,
+            operator_id: get(r, "operator_id")?,
+            action: get(r, "action")?,
+            auth_path: auth_path_of(r)?,
+            source: get(r, "source")?,
+            client: get(r, "client")?,
+            outcome: get(r, "outcome")?,
+        },
+        counts: UsageCounts {
+            calls: get(r, "calls")?,
+            first_at: Now::from_millis(get(r, "first_at")?),
+            last_at: Now::from_millis(get(r, "last_at")?),
+        },
+    })
+}
+
+/// `(operator_id, name)` rows grouped by operator.
+fn names_by_operator(rows: &[AnyRow], column: &str) -> StoreResult<HashMap<i64, Vec<String>>> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    for r in rows {
+        out.entry(get(r, "operator_id")?)
+            .or_default()
+            .push(get(r, column)?);
+    }
+    Ok(out)
 }
 
 /// Adds the operator's groups (which must exist) and direct rights.
@@ -451,6 +497,52 @@ impl OperatorStore for SqlInstanceStore {
         Ok((out, total))
     }
 
+    async fn operators_after(&self, after: i64, limit: u32) -> StoreResult<Vec<Operator>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE operator_id > $1 ORDER BY operator_id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(Vec::new());
+        };
+        let (first, last): (i64, i64) = (get(first, "operator_id")?, get(last, "operator_id")?);
+        let groups = sqlx::query(
+            "SELECT m.operator_id, g.name FROM operator_group_members m
+             JOIN operator_groups g ON g.group_id = m.group_id
+             WHERE m.operator_id BETWEEN $1 AND $2 ORDER BY m.operator_id, g.name",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let rights = sqlx::query(
+            "SELECT operator_id, right_name FROM operator_rights
+             WHERE operator_id BETWEEN $1 AND $2 ORDER BY operator_id, right_name",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let mut groups = names_by_operator(&groups, "name")?;
+        let mut rights = names_by_operator(&rights, "right_name")?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = get(row, "operator_id")?;
+                operator_of(
+                    row,
+                    groups.remove(&id).unwrap_or_default(),
+                    rights.remove(&id).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     async fn operator_count(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM operators")
             .fetch_one(&self.pool)
@@ -648,28 +740,28 @@ impl UsageStore for SqlInstanceStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                let path: String = get(r, "auth_path")?;
-                Ok(UsageSummary {
-                    key: UsageKey {
-                        login: get(r, "login")?,
-                        operator_id: get(r, "operator_id")?,
-                        action: get(r, "action")?,
-                        auth_path: AuthPath::parse(&path)
-                            .ok_or_else(|| StoreError::Backend(format!("unknown auth path {path:?}")))?,
-                        source: get(r, "source")?,
-                        client: get(r, "client")?,
-                        outcome: get(r, "outcome")?,
-                    },
-                    counts: UsageCounts {
-                        calls: get(r, "calls")?,
-                        first_at: Now::from_millis(get(r, "first_at")?),
-                        last_at: Now::from_millis(get(r, "last_at")?),
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(summary_of).collect()
+    }
+
+    async fn usage_of_operators(&self, first: i64, last: i64) -> StoreResult<Vec<UsageSummary>> {
+        // Sign-ins are single events; summed here into the shape of the call totals.
+        let rows = sqlx::query(
+            "SELECT login, operator_id, action, auth_path, source, client, outcome, calls, first_at, last_at
+               FROM usage_summary WHERE operator_id BETWEEN $1 AND $2
+             UNION ALL
+             SELECT login, operator_id, action, auth_path, COALESCE(source, '') AS source,
+                    COALESCE(client, '') AS client, outcome, COUNT(*) AS calls,
+                    MIN(at) AS first_at, MAX(at) AS last_at
+               FROM usage_events WHERE operator_id BETWEEN $1 AND $2
+              GROUP BY login, operator_id, action, auth_path, COALESCE(source, ''), COALESCE(client, ''), outcome
+             ORDER BY operator_id, last_at DESC",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(summary_of).collect()
     }
 
     async fn usage(&self, login: Option<&str>, limit: u32) -> StoreResult<Vec<UsageEvent>> {
@@ -692,14 +784,12 @@ impl UsageStore for SqlInstanceStore {
         .map_err(backend_error)?;
         rows.iter()
             .map(|r| {
-                let path: String = get(r, "auth_path")?;
                 Ok(UsageEvent {
                     at: Now::from_millis(get(r, "at")?),
                     operator_id: get(r, "operator_id")?,
                     login: get(r, "login")?,
                     action: get(r, "action")?,
-                    auth_path: AuthPath::parse(&path)
-                        .ok_or_else(|| StoreError::Backend(format!("unknown auth path {path:?}")))?,
+                    auth_path: auth_path_of(r)?,
                     source: get(r, "source")?,
                     client: get(r, "client")?,
                     outcome: get(r, "outcome")?,

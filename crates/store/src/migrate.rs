@@ -58,6 +58,7 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
     step!(6, "audit", "instance/", "0006_audit"),
     step!(7, "folder_rights", "instance/", "0007_folder_rights"),
     step!(8, "operator_email", "instance/", "0008_operator_email"),
+    step!(9, "usage_by_operator", "instance/", "0009_usage_by_operator"),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).

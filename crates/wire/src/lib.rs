@@ -1,6 +1,7 @@
 //! Request and response bodies of the IMS's public APIs, shared by the servers, the CLI and the
 //! tests. Field names are the wire names the vendor's clients expect.
 
+pub mod migration;
 pub mod soap;
 
 use serde::{Deserialize, Serialize};

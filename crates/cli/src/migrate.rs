@@ -1,0 +1,250 @@
+//! `ims migrate`: the migration engine's commands. The engine reaches the instance and the IMS
+//! through their APIs only; against `ims up`, `--data-dir DIR --instance NAME` finds both (and
+//! the credentials) in `up.json`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+
+use ims_identity::developer::{IO_MANAGEMENT_SERVICE, USER_MANAGEMENT_SERVICE};
+use ims_identity::Now;
+use ims_migration::assess;
+use ims_migration::client::{ImsClient, InstanceClient};
+use ims_migration::report;
+
+use crate::config::Config;
+
+/// Where the instance and the IMS are, and how the engine signs in to each.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Data directory of `ims up`: addresses and credentials come from its up.json.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The instance to migrate (its name in up.json).
+    #[arg(long, global = true)]
+    pub instance: Option<String>,
+    /// Base URL of the instance, without --data-dir.
+    #[arg(long, global = true)]
+    pub instance_url: Option<String>,
+    /// Login of an instance operator holding ADMINISTRATION, without --data-dir.
+    #[arg(long, global = true, env = "IMS_MIGRATE_LOGIN")]
+    pub login: Option<String>,
+    /// File holding that operator's password.
+    #[arg(long, global = true, env = "IMS_MIGRATE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Base URL of the IMS, without --data-dir.
+    #[arg(long, global = true)]
+    pub ims_url: Option<String>,
+    /// The organisation (`...@AdobeOrg`), without --data-dir.
+    #[arg(long, global = true)]
+    pub ims_org: Option<String>,
+    /// OAuth Server-to-Server credential of the organisation holding the User Management and
+    /// I/O Management APIs, without --data-dir.
+    #[arg(long, global = true, env = "IMS_MIGRATE_CLIENT_ID")]
+    pub client_id: Option<String>,
+    #[arg(long, global = true, env = "IMS_MIGRATE_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for both services.
+    #[arg(long, global = true)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Read-only: who the migration touches, how each operator signs in and calls, and what
+    /// blocks each phase. Exit code 1 when something blocks.
+    Assess {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+}
+
+/// Blockers were found: the report says which.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} blocker(s): fix them before migrating (see the report)")]
+pub struct Blocked(pub usize);
+
+/// The two services, signed in.
+pub struct Services {
+    pub instance: InstanceClient,
+    /// Absent when no IMS credential was given (assess still runs, without profiles).
+    pub ims: Option<ImsClient>,
+}
+
+fn read_secret_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(text)
+}
+
+fn http_client(ca: Option<&Path>) -> Result<reqwest::Client> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    Ok(builder.build()?)
+}
+
+/// The engine's own credential at an `ims up` IMS, made once by the administrator through the
+/// administration API and kept (owner-only) beside up.json.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EngineCredential {
+    client_id: String,
+    client_secret: String,
+}
+
+const ENGINE_CREDENTIAL_FILE: &str = "migration-credential.json";
+const ENGINE_CREDENTIAL_NAME: &str = "ims migrate";
+
+async fn engine_credential(dir: &Path, config: &Config) -> Result<EngineCredential> {
+    use crate::admin::CredentialAdmin as _;
+    let path = dir.join(ENGINE_CREDENTIAL_FILE);
+    let up = crate::up::read_up_file(dir)?;
+    let target = crate::admin::Target {
+        data_dir: Some(dir.to_owned()),
+        database_url: None,
+        database_schema: None,
+        org: None,
+        url: Some(up.ims_url.clone()),
+        ca_cert: Some(up.ca_cert.clone().into()),
+    };
+    let admin = crate::remote::Remote::new(&up.ims_url, &target, config)?;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let kept: EngineCredential =
+            serde_json::from_str(&text).with_context(|| format!("{} is not readable", path.display()))?;
+        // Still there and enabled: keep using it.
+        if admin
+            .list()
+            .await?
+            .iter()
+            .any(|c| c.client_id == kept.client_id && !c.disabled)
+        {
+            return Ok(kept);
+        }
+    }
+    let services: Vec<_> = [USER_MANAGEMENT_SERVICE, IO_MANAGEMENT_SERVICE]
+        .iter()
+        .filter_map(|code| ims_identity::developer::Service::by_code(code))
+        .collect();
+    let made = admin.create(ENGINE_CREDENTIAL_NAME, None, &services).await?;
+    let cred = EngineCredential {
+        client_id: made.client_id,
+        client_secret: made.client_secret,
+    };
+    crate::files::write_private(&path, &serde_json::to_vec_pretty(&cred)?)?;
+    Ok(cred)
+}
+
+/// Signs in to the instance and prepares the IMS client, from up.json or the explicit options.
+pub async fn connect(target: &Target, config: &Config) -> Result<Services> {
+    if let Some(dir) = &target.data_dir {
+        let up = crate::up::read_up_file(dir)?;
+        let name = target
+            .instance
+            .as_deref()
+            .context("--instance NAME is needed with --data-dir")?;
+        let inst = up.instances.iter().find(|i| i.name == name).with_context(|| {
+            let names: Vec<&str> = up.instances.iter().map(|i| i.name.as_str()).collect();
+            format!("no instance {name:?} in up.json (it has: {})", names.join(", "))
+        })?;
+        let http = http_client(Some(Path::new(&up.ca_cert)))?;
+        let instance =
+            InstanceClient::sign_in(http.clone(), &inst.url, &inst.admin_login, &inst.admin_password).await?;
+        let cred = engine_credential(dir, config).await?;
+        let ims = ImsClient::new(
+            http,
+            &up.ims_url,
+            &up.org_id,
+            &cred.client_id,
+            &cred.client_secret,
+        );
+        return Ok(Services {
+            instance,
+            ims: Some(ims),
+        });
+    }
+    let http = http_client(target.ca_cert.as_deref())?;
+    let (Some(url), Some(login), Some(password_file)) = (
+        target.instance_url.as_deref(),
+        target.login.as_deref(),
+        target.password_file.as_deref(),
+    ) else {
+        bail!("give --data-dir DIR --instance NAME, or --instance-url, --login and --password-file");
+    };
+    let instance =
+        InstanceClient::sign_in(http.clone(), url, login, &read_secret_file(password_file)?).await?;
+    let ims = match (
+        target.ims_url.as_deref(),
+        target.ims_org.as_deref(),
+        target.client_id.as_deref(),
+        target.client_secret_file.as_deref(),
+    ) {
+        (Some(ims_url), Some(org), Some(client_id), Some(secret_file)) => Some(ImsClient::new(
+            http,
+            ims_url,
+            org,
+            client_id,
+            &read_secret_file(secret_file)?,
+        )),
+        (None, None, None, None) => None,
+        _ => bail!("the IMS needs --ims-url, --ims-org, --client-id and --client-secret-file together"),
+    };
+    Ok(Services { instance, ims })
+}
+
+/// Counts on standard error while a long read runs, when it is a terminal.
+fn progress(what: &'static str) -> impl FnMut(usize) {
+    let tty = std::io::stderr().is_terminal();
+    move |n| {
+        if tty {
+            eprint!("\r{what}: {n}");
+        }
+    }
+}
+
+pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Result<()> {
+    match cmd {
+        MigrateCommand::Assess { json, csv } => {
+            let services = connect(target, &config).await?;
+            let facts = services.instance.facts().await?;
+            let ops = services.instance.operators(progress("operators read")).await?;
+            if std::io::stderr().is_terminal() {
+                eprintln!();
+            }
+            let profiles = match &services.ims {
+                Some(ims) => Some(
+                    ims.profiles()
+                        .await?
+                        .into_iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>(),
+                ),
+                None => None,
+            };
+            let a = assess::assess(&facts, &ops, profiles.as_deref(), Now::system().millis());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else if csv {
+                print!("{}", report::csv(&a)?);
+            } else {
+                print!("{}", report::table(&a));
+            }
+            if a.blockers.is_empty() {
+                Ok(())
+            } else {
+                Err(Blocked(a.blockers.len()).into())
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The instance's migration API (`/nl/migration/v1`): JSON for the migration engine, which
+//! authenticates like any API client (a session token from `Logon` in `X-Session-Token` and
+//! `X-Security-Token`, or `Authorization: Bearer`) as an operator holding ADMINISTRATION.
+//! Errors are problem details (RFC 9457) carrying the instance's fault code.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use ims_campaign::fault::Fault;
+use ims_campaign::model::Operator;
+use ims_wire::migration::MAX_PAGE;
+
+use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
+use crate::Meta;
+
+pub fn routes() -> Router<InstanceState> {
+    Router::new()
+        .route("/nl/migration/v1/instance", get(instance))
+        .route("/nl/migration/v1/operators", get(operators))
+}
+
+/// A fault as problem details; the status says what kind of refusal it is.
+struct ApiFault(Fault);
+
+impl IntoResponse for ApiFault {
+    fn into_response(self) -> Response {
+        let f = self.0;
+        let status = match f.code {
+            "XSV-350008" | "XSV-350024" => StatusCode::UNAUTHORIZED,
+            "XSV-350122" | ims_campaign::restrictions::RESTRICTED_CODE => StatusCode::FORBIDDEN,
+            "XSV-350123" => StatusCode::NOT_FOUND,
+            "XSV-350001" => StatusCode::SERVICE_UNAVAILABLE,
+            _ if f.client => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": f.message,
+            "code": f.code,
+        });
+        let mut resp = (status, Json(body)).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The operator calling, authenticated as for a SOAP call, and recorded as usage under `action`.
+async fn caller(
+    st: &InstanceState,
+    meta: &Meta,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<Operator, Fault> {
+    let creds = Presented {
+        session: header(headers, "x-session-token"),
+        security: header(headers, "x-security-token"),
+        bearer: bearer_of(headers),
+    };
+    if creds.bearer.is_some() && creds.session.is_some() {
+        return Err(Fault::bad_request(
+            "send either a bearer token or a session token, not both",
+        ));
+    }
+    let caller = ims_campaign::service::Caller {
+        source: meta.source.clone(),
+        client: client_headers(headers),
+    };
+    authenticated(&st.instance, &creds, action, meta.now, &caller).await
+}
+
+async fn instance(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {
+    let run = async {
+        let op = caller(&st, &meta, &headers, "migration#Instance").await?;
+        st.instance.migration_facts(&op, meta.now).await
+    };
+    match run.await {
+        Ok(facts) => no_store(Json(facts).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<u32>,
+}
+
+async fn operators(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let run = async {
+        let Query(q) = query.map_err(|_| {
+            Fault::bad_request("after and limit must be whole numbers (a page holds at most 5000 operators)")
+        })?;
+        let op = caller(&st, &meta, &headers, "migration#Operators").await?;
+        st.instance
+            .migration_operators(&op, q.after, q.limit.unwrap_or(MAX_PAGE))
+            .await
+    };
+    match run.await {
+        Ok(page) => no_store(Json(page).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}

@@ -1,0 +1,305 @@
+//! How the engine reaches the two services: only through their public APIs, as a separately
+//! deployed tool would. The instance through its SOAP API (`Logon`) and its migration API; the
+//! IMS through its token endpoint and the User Management API.
+
+use std::sync::Mutex;
+
+use ims_wire::migration::{InstanceFacts, OperatorFacts, OperatorPage, BASE_PATH, MAX_PAGE};
+use ims_wire::soap::{self, Limits};
+use serde::de::DeserializeOwned;
+
+/// Why a call to a service did not give what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{service} cannot be reached at {url}: {reason}")]
+    Unreachable {
+        service: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("{service} refused {what}: {detail}")]
+    Refused {
+        service: &'static str,
+        what: String,
+        detail: String,
+    },
+    #[error("{service} answered {what} with something unexpected: {detail}")]
+    Protocol {
+        service: &'static str,
+        what: String,
+        detail: String,
+    },
+}
+
+const INSTANCE: &str = "the instance";
+const IMS: &str = "the IMS";
+
+fn unreachable(service: &'static str, url: &str, e: &reqwest::Error) -> Error {
+    // reqwest's message names the URL with its query; the cause says what went wrong.
+    let reason = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
+    Error::Unreachable {
+        service,
+        url: url.to_owned(),
+        reason,
+    }
+}
+
+/// The `detail` (problem JSON), `message` (UMAPI) or `error_description` of a refusal.
+fn refusal_detail(status: reqwest::StatusCode, body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let text = ["detail", "message", "error_description", "error"]
+        .iter()
+        .find_map(|k| v[k].as_str())
+        .map(str::to_owned);
+    match text {
+        Some(t) => format!("{status}: {t}"),
+        None => format!("{status}"),
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(
+    service: &'static str,
+    what: &str,
+    resp: reqwest::Response,
+) -> Result<T, Error> {
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| Error::Protocol {
+        service,
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })?;
+    if !status.is_success() {
+        return Err(Error::Refused {
+            service,
+            what: what.to_owned(),
+            detail: refusal_detail(status, &body),
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| Error::Protocol {
+        service,
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// A signed-in administrator of an instance.
+#[derive(Debug)]
+pub struct InstanceClient {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    security: String,
+}
+
+impl InstanceClient {
+    /// Signs in with `xtk:session#Logon`, as the vendor's clients do.
+    pub async fn sign_in(
+        http: reqwest::Client,
+        base: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<Self, Error> {
+        let base = base.trim_end_matches('/').to_owned();
+        let url = format!("{base}/nl/jsp/soaprouter.jsp");
+        let envelope = format!(
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ns="urn:xtk:session">"#,
+                "<SOAP-ENV:Body><ns:Logon><ns:sessiontoken/><ns:strLogin>{}</ns:strLogin>",
+                "<ns:strPassword>{}</ns:strPassword><ns:elemParameters/></ns:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+            ),
+            soap::escape(login),
+            soap::escape(password)
+        );
+        let resp = http
+            .post(&url)
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "xtk:session#Logon")
+            .body(envelope)
+            .send()
+            .await
+            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        let protocol = |detail: String| Error::Protocol {
+            service: INSTANCE,
+            what: "Logon".into(),
+            detail,
+        };
+        let text = resp.text().await.map_err(|e| protocol(e.to_string()))?;
+        let env = soap::parse_envelope(&text, Limits::default()).map_err(|e| protocol(e.0))?;
+        if env.method.name == "Fault" {
+            return Err(Error::Refused {
+                service: INSTANCE,
+                what: format!("the sign-in of {login}"),
+                detail: env
+                    .method
+                    .element("faultstring")
+                    .map(|e| e.text())
+                    .unwrap_or_default(),
+            });
+        }
+        let param = |name: &str| {
+            env.method
+                .element(name)
+                .map(|e| e.text())
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| protocol(format!("no {name} in the answer")))
+        };
+        Ok(InstanceClient {
+            session: param("pstrSessionToken")?,
+            security: param("pstrSecurityToken")?,
+            http,
+            base,
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, Error> {
+        let url = format!("{}{BASE_PATH}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .header("x-session-token", &self.session)
+            .header("x-security-token", &self.security)
+            .send()
+            .await
+            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        read_json(INSTANCE, what, resp).await
+    }
+
+    pub async fn facts(&self) -> Result<InstanceFacts, Error> {
+        self.get("/instance", "the instance's facts").await
+    }
+
+    pub async fn operators_page(&self, after: i64, limit: u32) -> Result<OperatorPage, Error> {
+        self.get(
+            &format!("/operators?after={after}&limit={limit}"),
+            "the operator list",
+        )
+        .await
+    }
+
+    /// Every operator, page by page; `progress` is told how many were read so far.
+    pub async fn operators(&self, mut progress: impl FnMut(usize)) -> Result<Vec<OperatorFacts>, Error> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.operators_page(after, MAX_PAGE).await?;
+            out.extend(page.operators);
+            progress(out.len());
+            match page.next_after {
+                Some(next) if next > after => after = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// The IMS as the engine uses it: an OAuth Server-to-Server credential of the organisation that
+/// holds the User Management API (and the I/O Management API, for technical operators).
+#[derive(Debug)]
+pub struct ImsClient {
+    http: reqwest::Client,
+    base: String,
+    pub org_id: String,
+    client_id: String,
+    client_secret: String,
+    token: Mutex<Option<String>>,
+}
+
+/// A product profile of the organisation, as the User Management API lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ProfileFacts {
+    #[serde(rename = "groupName")]
+    pub name: String,
+    #[serde(rename = "productContext", default)]
+    pub product_context: Option<String>,
+    #[serde(rename = "memberCount", default)]
+    pub members: i64,
+}
+
+impl ImsClient {
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        org_id: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Self {
+        ImsClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            org_id: org_id.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            token: Mutex::new(None),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// An access token of the credential (`client_credentials`, every scope it holds), kept for
+    /// the run.
+    pub async fn token(&self) -> Result<String, Error> {
+        if let Some(t) = self.token.lock().ok().and_then(|t| t.clone()) {
+            return Ok(t);
+        }
+        let url = format!("{}/ims/token/v3", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| unreachable(IMS, &url, &e))?;
+        let token: ims_wire::TokenResponse = read_json(IMS, "the engine's credential", resp).await?;
+        if let Ok(mut slot) = self.token.lock() {
+            *slot = Some(token.access_token.clone());
+        }
+        Ok(token.access_token)
+    }
+
+    async fn umapi_get(&self, path: &str, what: &str) -> Result<serde_json::Value, Error> {
+        let url = format!("{}/v2/usermanagement{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(self.token().await?)
+            .header("x-api-key", &self.client_id)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| unreachable(IMS, &url, &e))?;
+        read_json(IMS, what, resp).await
+    }
+
+    /// The organisation's product profiles (user groups left out).
+    pub async fn profiles(&self) -> Result<Vec<ProfileFacts>, Error> {
+        let mut out = Vec::new();
+        for page in 0.. {
+            let v = self
+                .umapi_get(
+                    &format!("/groups/{}/{page}", self.org_id),
+                    "the list of product profiles",
+                )
+                .await?;
+            for g in v["groups"].as_array().into_iter().flatten() {
+                if g["type"] == "PRODUCT_PROFILE" {
+                    out.push(serde_json::from_value(g.clone()).map_err(|e| Error::Protocol {
+                        service: IMS,
+                        what: "the list of product profiles".into(),
+                        detail: e.to_string(),
+                    })?);
+                }
+            }
+            if v["lastPage"].as_bool() != Some(false) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,7 @@
+//! The migration engine: moves a Campaign instance from native sign-in to the IMS. It talks to
+//! the IMS and to the instance only through their public APIs (`client`), exactly as a
+//! separately deployed tool would; what it decides is pure (`assess`) and shown by `report`.
+
+pub mod assess;
+pub mod client;
+pub mod report;

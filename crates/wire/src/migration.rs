@@ -1,0 +1,104 @@
+//! The instance's migration API (`/nl/migration/v1`): what the migration engine reads from and
+//! asks of an instance. Times are milliseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+
+/// The path prefix of the API on an instance.
+pub const BASE_PATH: &str = "/nl/migration/v1";
+
+/// `GET /nl/migration/v1/instance`: the instance as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFacts {
+    pub name: String,
+    /// `marketing` or `message_center`.
+    pub kind: String,
+    pub build: String,
+    pub accepts_ims_signin: bool,
+    pub accepts_bearer_tokens: bool,
+    pub supports_restrictions: bool,
+    /// Whether the build still lets native operators sign in (`allowed`, `until_switched_off`,
+    /// `allow_list_only`).
+    pub native_auth: String,
+    /// Builds that carry each phase, for the refusal message.
+    pub bearer_builds: String,
+    pub restriction_builds: String,
+    pub restrictions: RestrictionFacts,
+    /// The IMS configuration in effect, if any (no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ims_account: Option<ImsAccountFacts>,
+    pub groups: Vec<GroupFacts>,
+    pub operator_count: i64,
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictionFacts {
+    /// Native operators can no longer be managed in the console.
+    pub operator_management_restricted: bool,
+    /// Native sign-in and API access refused outside the allow-list.
+    pub native_api_disabled: bool,
+    pub allow_list: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImsAccountFacts {
+    pub ims_url: String,
+    pub org_id: String,
+    pub client_id: String,
+    pub association_mask: String,
+    pub product_context: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFacts {
+    pub name: String,
+    pub label: String,
+    pub rights: Vec<String>,
+}
+
+/// `GET /nl/migration/v1/operators?after=ID&limit=N`: operators in id order, with the evidence
+/// of how each signs in and calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorPage {
+    pub operators: Vec<OperatorFacts>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<i64>,
+}
+
+/// Most operators one page holds.
+pub const MAX_PAGE: u32 = 5_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorFacts {
+    pub id: i64,
+    pub login: String,
+    pub label: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `native`, `ims` or `technical_account`.
+    pub auth_type: String,
+    pub disabled: bool,
+    pub builtin: bool,
+    pub groups: Vec<String>,
+    /// Named rights held directly.
+    pub rights: Vec<String>,
+    #[serde(default)]
+    pub ims_id: Option<String>,
+    /// Sign-ins and calls, summed per action, path, source and client.
+    pub usage: Vec<UsageFacts>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageFacts {
+    /// `xtk:session#Logon`, `console#Logon`, `xtk:queryDef#ExecuteQuery`, ...
+    pub action: String,
+    /// `native`, `bearer` or `ims`.
+    pub auth_path: String,
+    pub source: String,
+    pub client: String,
+    pub outcome: String,
+    pub count: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
