@@ -2,17 +2,19 @@
 //! administrator's API: the engine signs in as an operator holding ADMINISTRATION, like any
 //! other tool that works through the instance's API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ims_identity::Now;
 use ims_wire::migration::{
-    GroupFacts, ImsAccountFacts, InstanceFacts, OperatorFacts, OperatorPage, RestrictionFacts, UsageFacts,
-    MAX_PAGE,
+    EmailAssignment, EmailChange, EmailOutcome, EmailProblem, GroupFacts, ImsAccountFacts, InstanceFacts,
+    OperatorFacts, OperatorPage, RestrictionFacts, UsageFacts, MAX_EMAILS, MAX_PAGE,
 };
 
+use crate::connect::email_key;
 use crate::fault::Fault;
-use crate::model::Operator;
-use crate::service::{holds, Instance, InstanceKind, ADMINISTRATION};
+use crate::model::{AuthType, Operator};
+use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
+use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
 use crate::usage::UsageSummary;
 use crate::version::{Build, NativeAuth};
 
@@ -124,6 +126,132 @@ impl Instance {
                 .collect(),
             next_after,
         })
+    }
+}
+
+impl Instance {
+    /// Gives operators their emails. Every assignment is checked first (the operator exists and
+    /// is not a technical account, the address reads as one, no two operators end up sharing an
+    /// email, compared case-insensitively); with any problem nothing is written. Each change is
+    /// then written through the operators' one write path (restrictions, audit line), so a run
+    /// cut short is finished by running it again: what is already set is reported unchanged.
+    pub async fn migration_set_emails(
+        &self,
+        actor: &Operator,
+        assignments: &[EmailAssignment],
+        dry_run: bool,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<EmailOutcome, Fault> {
+        self.require_administration(actor).await?;
+        if assignments.len() > MAX_EMAILS {
+            return Err(Fault::bad_request(format!(
+                "at most {MAX_EMAILS} emails per request"
+            )));
+        }
+        let store = self.store();
+        let mut out = EmailOutcome {
+            dry_run,
+            ..EmailOutcome::default()
+        };
+        let problem = |login: &str, problem: String| EmailProblem {
+            login: login.to_owned(),
+            problem,
+        };
+        // Who holds each email once the request is applied: its current holders that the
+        // request does not move away from it, plus those it gives it to.
+        let mut targets: Vec<(Operator, String)> = Vec::new();
+        let mut logins = HashSet::new();
+        for a in assignments {
+            let email = a.email.trim().to_owned();
+            if !logins.insert(a.login.as_str()) {
+                out.problems
+                    .push(problem(&a.login, "named twice in the request".into()));
+                continue;
+            }
+            if let Err(f) = crate::operators::check_email(&email) {
+                out.problems.push(problem(&a.login, f.message));
+                continue;
+            }
+            match store.operator_by_login(&a.login).await? {
+                None => out
+                    .problems
+                    .push(problem(&a.login, "no operator has this login".into())),
+                Some(op) if op.auth_type == AuthType::TechnicalAccount => out.problems.push(problem(
+                    &a.login,
+                    "a technical account's email is its technical account's".into(),
+                )),
+                Some(op) => targets.push((op, email)),
+            }
+        }
+        let new_key: HashMap<i64, String> = targets.iter().map(|(op, e)| (op.id, email_key(e))).collect();
+        let mut holders: HashMap<String, Vec<String>> = HashMap::new();
+        for (op, email) in &targets {
+            let key = email_key(email);
+            if !holders.contains_key(&key) {
+                let stay = store
+                    .operators_by_email(email)
+                    .await?
+                    .into_iter()
+                    .filter(|o| new_key.get(&o.id).is_none_or(|k| *k == key))
+                    .map(|o| o.login);
+                holders.insert(key.clone(), stay.collect());
+            }
+            let entry = holders.entry(key).or_default();
+            if !entry.contains(&op.login) {
+                entry.push(op.login.clone());
+            }
+        }
+        for (op, email) in &targets {
+            let others: Vec<&String> = holders[&email_key(email)]
+                .iter()
+                .filter(|l| **l != op.login)
+                .collect();
+            if !others.is_empty() {
+                let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+                out.problems.push(problem(
+                    &op.login,
+                    format!("{email} would also be the email of {}", names.join(", ")),
+                ));
+            }
+        }
+        if !out.problems.is_empty() {
+            return Ok(out);
+        }
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: format!("operator:{}", actor.login),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        let restrictions = self.restrictions();
+        for (op, email) in targets {
+            if op.email.as_deref() == Some(email.as_str()) {
+                out.unchanged.push(op.login);
+                continue;
+            }
+            if !dry_run {
+                let edit = OperatorEdit {
+                    email: Some(Some(email.clone())),
+                    ..OperatorEdit::default()
+                };
+                crate::operators::save(
+                    store.as_ref(),
+                    &restrictions,
+                    &OperatorKey::Id(op.id),
+                    WriteMode::Update,
+                    edit,
+                    &ctx,
+                )
+                .await?;
+            }
+            out.changed.push(EmailChange {
+                login: op.login,
+                before: op.email,
+                after: email,
+            });
+        }
+        Ok(out)
     }
 }
 

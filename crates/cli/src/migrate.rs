@@ -12,7 +12,8 @@ use ims_identity::developer::{IO_MANAGEMENT_SERVICE, USER_MANAGEMENT_SERVICE};
 use ims_identity::Now;
 use ims_migration::assess;
 use ims_migration::client::{ImsClient, InstanceClient};
-use ims_migration::report;
+use ims_migration::{prepare, report};
+use ims_wire::migration::{EmailAssignment, EmailOutcome, MAX_EMAILS};
 
 use crate::config::Config;
 
@@ -61,12 +62,25 @@ pub enum MigrateCommand {
         #[arg(long, conflicts_with = "json")]
         csv: bool,
     },
+    /// Get the instance ready: emails from a CSV file (`login,email`), checked against every
+    /// operator before any is written.
+    Prepare {
+        /// CSV file with a header naming the columns `login` and `email`.
+        #[arg(long)]
+        emails: Option<PathBuf>,
+        /// Check everything against the live state; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// Blockers were found: the report says which.
+/// The command ran and refused to go on (blockers, unusable input); the output says why.
+/// Exit code 1, as failed checks elsewhere.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} blocker(s): fix them before migrating (see the report)")]
-pub struct Blocked(pub usize);
+#[error("{0}")]
+pub struct Blocked(pub String);
 
 /// The two services, signed in.
 pub struct Services {
@@ -243,8 +257,100 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             if a.blockers.is_empty() {
                 Ok(())
             } else {
-                Err(Blocked(a.blockers.len()).into())
+                Err(Blocked(format!(
+                    "{} blocker(s): fix them before migrating (see the report)",
+                    a.blockers.len()
+                ))
+                .into())
+            }
+        }
+        MigrateCommand::Prepare {
+            emails,
+            dry_run,
+            json,
+        } => {
+            let Some(file) = emails else {
+                bail!("say what to prepare: --emails FILE.csv");
+            };
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let assignments = match prepare::read_email_csv(&text) {
+                Ok(a) => a,
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{}:{}: {}", file.display(), p.line, p.problem);
+                    }
+                    return Err(Blocked(format!(
+                        "{} unusable line(s) in {}: nothing was written",
+                        problems.len(),
+                        file.display()
+                    ))
+                    .into());
+                }
+            };
+            let services = connect(target, &config).await?;
+            let outcome = set_emails(&services.instance, &assignments, dry_run).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                for c in &outcome.changed {
+                    println!(
+                        "{}: {} -> {}",
+                        c.login,
+                        c.before.as_deref().unwrap_or("(none)"),
+                        c.after
+                    );
+                }
+                for p in &outcome.problems {
+                    println!("{}: {}", p.login, p.problem);
+                }
+                let verb = if dry_run { "would change" } else { "changed" };
+                println!(
+                    "{verb} {}, already set {}, problems {}",
+                    outcome.changed.len(),
+                    outcome.unchanged.len(),
+                    outcome.problems.len()
+                );
+            }
+            if outcome.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Blocked(format!(
+                    "{} problem(s): nothing was written",
+                    outcome.problems.len()
+                ))
+                .into())
             }
         }
     }
+}
+
+/// Checks every batch against the live state, then (unless `dry_run`) writes them: a problem
+/// anywhere stops the whole file before anything is written.
+async fn set_emails(
+    instance: &InstanceClient,
+    assignments: &[EmailAssignment],
+    dry_run: bool,
+) -> Result<EmailOutcome> {
+    let mut checked = EmailOutcome {
+        dry_run,
+        ..EmailOutcome::default()
+    };
+    for batch in assignments.chunks(MAX_EMAILS) {
+        let o = instance.set_emails(batch, true).await?;
+        checked.changed.extend(o.changed);
+        checked.unchanged.extend(o.unchanged);
+        checked.problems.extend(o.problems);
+    }
+    if dry_run || !checked.problems.is_empty() {
+        return Ok(checked);
+    }
+    let mut done = EmailOutcome::default();
+    for batch in assignments.chunks(MAX_EMAILS) {
+        let o = instance.set_emails(batch, false).await?;
+        done.changed.extend(o.changed);
+        done.unchanged.extend(o.unchanged);
+        done.problems.extend(o.problems);
+    }
+    Ok(done)
 }

@@ -1599,5 +1599,85 @@ fn migration_assessment_reads_both_services_through_their_apis() {
 
     // Reading changed nothing on the instance.
     assert_eq!(audit(), audit_before);
+
+    // Emails from a CSV file: a file with a problem, or one clashing with another operator's
+    // email (in another case), writes nothing.
+    let csv_file = tmp.path().join("emails.csv");
+    let prepare = |extra: &[&str]| {
+        let mut c = ims();
+        c.args([
+            "migrate",
+            "prepare",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+            "--emails",
+        ])
+        .arg(&csv_file)
+        .args(extra);
+        c.output().unwrap()
+    };
+    std::fs::write(
+        &csv_file,
+        "login,email\nbo.berg,bo@example.com\njun.abe,BO@example.com\n",
+    )
+    .unwrap();
+    let out = prepare(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":3: BO@example.com is already given on line 2"));
+    std::fs::write(&csv_file, "login,email\nbo.berg,Ana.Abe@example.com\n").unwrap();
+    let out = prepare(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("bo.berg: Ana.Abe@example.com would also be the email of ana.abe"));
+    std::fs::write(
+        &csv_file,
+        "login,email\nbo.berg,bo.berg@example.com\nfemi.costa,femi.costa@example.com\njun.abe,jun.abe@example.com\nnina.berg,nina.berg@example.com\nplee,plee@example.com\n",
+    )
+    .unwrap();
+    let out = prepare(&["--dry-run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would change 5, already set 0"));
+    assert_eq!(audit(), audit_before, "a dry run writes nothing");
+    let out = prepare(&["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["changed"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        done["changed"][4],
+        serde_json::json!({"login": "plee", "before": "pat.lee@EXAMPLE.com", "after": "plee@example.com"})
+    );
+    // Every blocker is gone, and running the file again changes nothing.
+    let out = assess(&["--data-dir", d, "--instance", "marketing", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = prepare(&[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("changed 0, already set 5"));
+    let changes = run_ok(ims().args([
+        "instance",
+        "audit",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--action",
+        "operator.update",
+    ]));
+    assert_eq!(changes.matches("operator:admin").count(), 5, "{changes}");
     server.stop();
 }

@@ -5,7 +5,7 @@
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
-use ims_wire::migration::MAX_PAGE;
+use ims_wire::migration::{EmailRequest, MAX_PAGE};
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
@@ -22,6 +22,7 @@ pub fn routes() -> Router<InstanceState> {
     Router::new()
         .route("/nl/migration/v1/instance", get(instance))
         .route("/nl/migration/v1/operators", get(operators))
+        .route("/nl/migration/v1/emails", post(emails))
 }
 
 /// A fault as problem details; the status says what kind of refusal it is.
@@ -45,15 +46,19 @@ impl IntoResponse for ApiFault {
             "detail": f.message,
             "code": f.code,
         });
-        let mut resp = (status, Json(body)).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
+        problem_response(status, body)
     }
+}
+
+fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn no_store(mut resp: Response) -> Response {
@@ -121,6 +126,51 @@ async fn operators(
     };
     match run.await {
         Ok(page) => no_store(Json(page).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DryRun {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn emails(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    query: Result<Query<DryRun>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
+        let op = caller(&st, &meta, &headers, "migration#Emails").await?;
+        let req: EmailRequest = serde_json::from_slice(&body)
+            .map_err(|e| Fault::bad_request(format!("the body is not an email request: {e}")))?;
+        let caller = ims_campaign::service::Caller {
+            source: meta.source.clone(),
+            client: client_headers(&headers),
+        };
+        st.instance
+            .migration_set_emails(&op, &req.emails, q.dry_run, meta.now, &caller)
+            .await
+    };
+    match run.await {
+        Ok(outcome) if outcome.problems.is_empty() => no_store(Json(outcome).into_response()),
+        // Refused whole: problem details listing every problem.
+        Ok(outcome) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            let body = json!({
+                "type": "about:blank",
+                "title": status.canonical_reason().unwrap_or("error"),
+                "status": status.as_u16(),
+                "detail": format!("{} problem(s): nothing was written", outcome.problems.len()),
+                "code": "SOP-330011",
+                "problems": outcome.problems,
+            });
+            problem_response(status, body)
+        }
         Err(f) => ApiFault(f).into_response(),
     }
 }

@@ -8083,4 +8083,124 @@ mod migration_api {
             finish(cleanup).await;
         }
     }
+
+    async fn post_emails(
+        app: &Router,
+        query: &str,
+        session: &[(&'static str, String)],
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::post(format!("/nl/migration/v1/emails{query}"))
+            .header("content-type", "application/json");
+        for (k, v) in session {
+            b = b.header(*k, v);
+        }
+        let (status, _, body) = send(app, b.body(Body::from(body.to_string())).unwrap()).await;
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn emails_are_checked_whole_against_every_operator_before_any_is_written() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+                continue;
+            };
+            let inst = Arc::new(inst);
+            add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+            add_like_jdoe(inst.store(), "kim", &[]).await;
+            let app = router(InstanceState {
+                instance: inst.clone(),
+                tls: false,
+            });
+            let boss = session_of(&app, "boss").await;
+            let email_of = |login: &'static str| {
+                let inst = inst.clone();
+                async move {
+                    inst.store()
+                        .operator_by_login(login)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .email
+                }
+            };
+
+            let jdoe = session_of(&app, "jdoe").await;
+            let (status, _) = post_emails(&app, "", &jdoe, json!({"emails": []})).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+
+            // Every problem at once, and nothing written: an unknown login, a login named twice,
+            // not an address, and an email another operator keeps (in another case).
+            let (status, body) = post_emails(
+                &app,
+                "",
+                &boss,
+                json!({"emails": [
+                    {"login": "ghost", "email": "ghost@example.com"},
+                    {"login": "kim", "email": "kim@example.com"},
+                    {"login": "kim", "email": "kim2@example.com"},
+                    {"login": "boss", "email": "not an address"},
+                    {"login": "boss", "email": "x@example.com"},
+                ]}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            let problems: Vec<&str> = body["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["login"].as_str().unwrap())
+                .collect();
+            assert_eq!(problems, ["ghost", "kim", "boss", "boss"], "{body}");
+            let (status, body) = post_emails(
+                &app,
+                "",
+                &boss,
+                json!({"emails": [{"login": "kim", "email": "kim@example.com"}, {"login": "boss", "email": "JDOE@example.com"}]}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(
+                body["problems"][0]["problem"],
+                "JDOE@example.com would also be the email of jdoe"
+            );
+            assert_eq!(
+                email_of("kim").await.as_deref(),
+                Some("jdoe@example.com"),
+                "made like jdoe"
+            );
+            // kim and boss share jdoe's email: giving them their own resolves it; a dry run writes
+            // nothing.
+            let (status, body) = post_emails(
+                &app,
+                "?dry_run=true",
+                &boss,
+                json!({"emails": [{"login": "kim", "email": "kim@example.com"}]}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["dry_run"], true);
+            assert_eq!(body["changed"][0]["after"], "kim@example.com");
+            assert_eq!(email_of("kim").await.as_deref(), Some("jdoe@example.com"));
+            let own = json!({"emails": [{"login": "kim", "email": "kim@example.com"}, {"login": "boss", "email": "boss@example.com"}]});
+            let (status, _) = post_emails(&app, "", &boss, own).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(email_of("kim").await.as_deref(), Some("kim@example.com"));
+
+            // Two operators may swap emails in one request; the same request again changes nothing.
+            let swap = json!({"emails": [{"login": "kim", "email": "JDOE@example.com"}, {"login": "jdoe", "email": "kim@example.com"}]});
+            let (status, body) = post_emails(&app, "", &boss, swap.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["changed"].as_array().unwrap().len(), 2);
+            let (_, body) = post_emails(&app, "", &boss, swap).await;
+            assert_eq!(body["unchanged"], json!(["kim", "jdoe"]));
+            assert_eq!(email_of("jdoe").await.as_deref(), Some("kim@example.com"));
+            let (status, body) = post_emails(&app, "", &boss, json!({"nope": 1})).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("SOP-330011"))
+            );
+            finish(cleanup).await;
+        }
+    }
 }

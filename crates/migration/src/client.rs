@@ -4,7 +4,10 @@
 
 use std::sync::Mutex;
 
-use ims_wire::migration::{InstanceFacts, OperatorFacts, OperatorPage, BASE_PATH, MAX_PAGE};
+use ims_wire::migration::{
+    EmailAssignment, EmailOutcome, EmailProblem, EmailRequest, InstanceFacts, OperatorFacts, OperatorPage,
+    BASE_PATH, MAX_PAGE,
+};
 use ims_wire::soap::{self, Limits};
 use serde::de::DeserializeOwned;
 
@@ -175,6 +178,41 @@ impl InstanceClient {
             "the operator list",
         )
         .await
+    }
+
+    /// Gives operators their emails (or, with `dry_run`, checks that it could). Refused whole
+    /// with the problems listed when any assignment cannot be made.
+    pub async fn set_emails(&self, emails: &[EmailAssignment], dry_run: bool) -> Result<EmailOutcome, Error> {
+        let url = format!("{}{BASE_PATH}/emails?dry_run={dry_run}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .header("x-session-token", &self.session)
+            .header("x-security-token", &self.security)
+            .json(&EmailRequest {
+                emails: emails.to_vec(),
+            })
+            .send()
+            .await
+            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        if resp.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+            #[derive(serde::Deserialize)]
+            struct Refused {
+                problems: Vec<EmailProblem>,
+            }
+            let text = resp.text().await.unwrap_or_default();
+            let refused: Refused = serde_json::from_str(&text).map_err(|e| Error::Protocol {
+                service: INSTANCE,
+                what: "the emails".into(),
+                detail: e.to_string(),
+            })?;
+            return Ok(EmailOutcome {
+                dry_run,
+                problems: refused.problems,
+                ..EmailOutcome::default()
+            });
+        }
+        read_json(INSTANCE, "the emails", resp).await
     }
 
     /// Every operator, page by page; `progress` is told how many were read so far.

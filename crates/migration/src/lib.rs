@@ -4,4 +4,5 @@
 
 pub mod assess;
 pub mod client;
+pub mod prepare;
 pub mod report;

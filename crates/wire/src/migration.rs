@@ -102,3 +102,43 @@ pub struct UsageFacts {
     pub first_at: i64,
     pub last_at: i64,
 }
+
+/// `POST /nl/migration/v1/emails[?dry_run=true]`: give operators their emails, all checked
+/// before any is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailRequest {
+    pub emails: Vec<EmailAssignment>,
+}
+
+/// Most assignments one request carries.
+pub const MAX_EMAILS: usize = 1_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAssignment {
+    pub login: String,
+    pub email: String,
+}
+
+/// The answer: what changed (or would, in a dry run), what already had that email, and the
+/// problems that stopped everything (HTTP 422 then; nothing is written).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailOutcome {
+    pub dry_run: bool,
+    pub changed: Vec<EmailChange>,
+    pub unchanged: Vec<String>,
+    pub problems: Vec<EmailProblem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailChange {
+    pub login: String,
+    #[serde(default)]
+    pub before: Option<String>,
+    pub after: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailProblem {
+    pub login: String,
+    pub problem: String,
+}
