@@ -63,11 +63,15 @@ pub enum MigrateCommand {
         csv: bool,
     },
     /// Get the instance ready: emails from a CSV file (`login,email`), checked against every
-    /// operator before any is written.
+    /// operator before any is written; one product profile per operator group at the IMS,
+    /// named by the association mask, carrying the group's named rights.
     Prepare {
         /// CSV file with a header naming the columns `login` and `email`.
         #[arg(long)]
         emails: Option<PathBuf>,
+        /// Create the product profiles (a step of its own: not with --emails).
+        #[arg(long, conflicts_with = "emails")]
+        profiles: bool,
         /// Check everything against the live state; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -265,13 +269,33 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             }
         }
         MigrateCommand::Prepare {
-            emails,
+            profiles: true,
             dry_run,
             json,
+            ..
         } => {
-            let Some(file) = emails else {
-                bail!("say what to prepare: --emails FILE.csv");
-            };
+            let services = connect(target, &config).await?;
+            let ims = services
+                .ims
+                .as_ref()
+                .context("creating product profiles needs the IMS (--ims-url and the engine's credential)")?;
+            let facts = services.instance.facts().await?;
+            let report = prepare_profiles(ims, &facts, dry_run).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for line in report.lines() {
+                    println!("{line}");
+                }
+            }
+            Ok(())
+        }
+        MigrateCommand::Prepare {
+            emails: Some(file),
+            dry_run,
+            json,
+            ..
+        } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let assignments = match prepare::read_email_csv(&text) {
@@ -322,7 +346,96 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 .into())
             }
         }
+        MigrateCommand::Prepare { .. } => bail!("say what to prepare: --emails FILE.csv or --profiles"),
     }
+}
+
+/// What `prepare --profiles` did (or would do) per profile.
+#[derive(Debug, Default, serde::Serialize)]
+struct ProfilesReport {
+    dry_run: bool,
+    mask: String,
+    created: Vec<prepare::ProfileSpec>,
+    present: Vec<prepare::ProfileSpec>,
+    /// Present with other permission items: left as they are, said here.
+    different: Vec<(prepare::ProfileSpec, Vec<String>)>,
+    /// Groups the mask cannot name.
+    unnamed: Vec<String>,
+}
+
+impl ProfilesReport {
+    fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let verb = if self.dry_run { "would create" } else { "created" };
+        for p in &self.created {
+            out.push(format!(
+                "{verb} {:?} (group {}, items {})",
+                p.name,
+                p.group,
+                p.permissions.join(", ")
+            ));
+        }
+        for p in &self.present {
+            out.push(format!("present {:?}", p.name));
+        }
+        for (p, items) in &self.different {
+            out.push(format!(
+                "warning: {:?} exists with items [{}], not the group's [{}]: left as it is",
+                p.name,
+                items.join(", "),
+                p.permissions.join(", ")
+            ));
+        }
+        for g in &self.unnamed {
+            out.push(format!(
+                "warning: the association mask {:?} cannot name a profile for group {g}",
+                self.mask
+            ));
+        }
+        out
+    }
+}
+
+/// One product profile per operator group (the profile of a group that already exists is
+/// left as it is), in the instance's product instance of the configured product context.
+async fn prepare_profiles(
+    ims: &ImsClient,
+    facts: &ims_wire::migration::InstanceFacts,
+    dry_run: bool,
+) -> Result<ProfilesReport> {
+    let account = facts.ims_account.as_ref();
+    let mask = prepare::mask_for(&facts.name, account.map(|a| a.association_mask.as_str()));
+    let context = account.map_or("dma_campaign_classic", |a| a.product_context.as_str());
+    let (specs, unnamed) = prepare::profiles_for(&facts.name, &facts.kind, &mask, &facts.groups);
+    let mut report = ProfilesReport {
+        dry_run,
+        mask,
+        unnamed,
+        ..ProfilesReport::default()
+    };
+    for spec in specs {
+        match ims.profile(&spec.name).await? {
+            Some(p) => {
+                let mut have = p.permissions.clone();
+                let mut want = spec.permissions.clone();
+                have.sort();
+                want.sort();
+                if have == want {
+                    report.present.push(spec);
+                } else {
+                    report.different.push((spec, p.permissions));
+                }
+            }
+            None => {
+                if !dry_run {
+                    ims.create_profile(&spec.name, context, &facts.name, &spec.permissions)
+                        .await?;
+                }
+                report.created.push(spec);
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Checks every batch against the live state, then (unless `dry_run`) writes them: a problem

@@ -1679,5 +1679,66 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         "operator.update",
     ]));
     assert_eq!(changes.matches("operator:admin").count(), 5, "{changes}");
+
+    // One product profile per operator group, named by the default mask, with the group's
+    // rights; an administrator's own version of one is left as it is.
+    run_ok(ims().args([
+        "profile",
+        "create",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--name",
+        "campaign - marketing - reportAccess",
+        "--permission",
+        "reports",
+        "--permission",
+        "export",
+    ]));
+    let profiles = |instance: &str, extra: &[&str]| {
+        let mut c = ims();
+        c.args([
+            "migrate",
+            "prepare",
+            "--data-dir",
+            d,
+            "--instance",
+            instance,
+            "--profiles",
+        ])
+        .args(extra);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dry = profiles("marketing", &["--dry-run", "--json"]);
+    let dry: Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["created"].as_array().unwrap().len(), 5, "{dry}");
+    assert_eq!(
+        dry["different"][0][0]["name"],
+        "campaign - marketing - reportAccess"
+    );
+    let listed = || run_ok(ims().args(["profile", "list", "--data-dir", d, "--json"]));
+    assert!(!listed().contains("campaign - marketing - deliveryOperators"));
+    let made = profiles("marketing", &[]);
+    assert!(made.contains("created \"campaign - marketing - deliveryOperators\" (group deliveryOperators, items prepareDelivery, startDelivery)"), "{made}");
+    assert!(
+        made.contains("warning: \"campaign - marketing - reportAccess\" exists with items [reports, export]"),
+        "{made}"
+    );
+    assert!(listed().contains("campaign - marketing - deliveryOperators"));
+    let again = profiles("marketing", &["--json"]);
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["created"].as_array().unwrap().len(), 0);
+    assert_eq!(again["present"].as_array().unwrap().len(), 5);
+    // A Message Center instance also gets the vendor's fixed messagecenter profile.
+    let mc = profiles("mc", &[]);
+    assert!(
+        mc.contains(
+            "created \"campaign - mc - messagecenter\" (group messageCenterAgents, items messageCenter)"
+        ),
+        "{mc}"
+    );
     server.stop();
 }

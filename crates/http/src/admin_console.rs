@@ -879,12 +879,7 @@ async fn profiles(
         .collect();
     let creatable: Vec<InstanceChoice> = instances
         .iter()
-        .filter(|i| {
-            who.admin.roles.iter().any(|g| {
-                g.role == AdminRole::SystemAdmin
-                    || (g.role == AdminRole::ProductAdmin && g.target == i.product_context)
-            })
-        })
+        .filter(|i| who.admin.administers_product(&i.product_context))
         .map(|i| InstanceChoice {
             id: i.id,
             label: format!("{} ({} / {})", i.label, i.product_context, i.name),
@@ -941,11 +936,7 @@ async fn profile_create(
             &Error::invalid_request("choose a product instance"),
         );
     };
-    let allowed = who.admin.roles.iter().any(|g| {
-        g.role == AdminRole::SystemAdmin
-            || (g.role == AdminRole::ProductAdmin && g.target == instance.product_context)
-    });
-    if !allowed {
+    if !who.admin.administers_product(&instance.product_context) {
         return error_page(
             Some(who.shell()),
             &Error::Forbidden(format!(

@@ -28,6 +28,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/usermanagement/organizations/{org}/users/{user}", get(user))
         .route("/v2/usermanagement/action/{org}", post(action))
         .route("/v2/usermanagement/audit/{org}/{page}", get(audit))
+        .route("/v2/usermanagement/profiles/{org}", post(profile_create))
+        .route("/v2/usermanagement/profiles/{org}/{name}", get(profile))
 }
 
 /// An error in the API's convention.
@@ -79,6 +81,14 @@ impl IntoResponse for UmapiError {
             UmapiError::Domain(Error::TooLarge(m)) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"result": "error.request.too_large", "message": m}),
+            ),
+            UmapiError::Domain(Error::NotFound(m)) => (
+                StatusCode::NOT_FOUND,
+                json!({"result": "error.product.not_found", "message": m}),
+            ),
+            UmapiError::Domain(Error::Conflict(m)) => (
+                StatusCode::CONFLICT,
+                json!({"result": "error.group.exists", "message": m}),
             ),
             UmapiError::Domain(Error::InvalidRequest(m)) => (
                 StatusCode::BAD_REQUEST,
@@ -306,4 +316,47 @@ async fn audit(
         )
         .await?;
     Ok(success("events", events, last))
+}
+
+/// Our extension: one product profile with its product instance and permission items.
+async fn profile(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, name)): Path<(String, String)>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    match app.ims.umapi_profile(&org, &name).await? {
+        Some(p) => {
+            let mut resp = Json(json!({"result": "success", "profile": p})).into_response();
+            no_store(&mut resp);
+            Ok(resp)
+        }
+        None => Err(UmapiError::NotFound(
+            "error.group.not_found",
+            format!("no product profile named {name:?}"),
+        )),
+    }
+}
+
+/// Our extension: creates a product profile (`{"name", "productContext", "instance",
+/// "permissions", "licenseQuota"}`); 201, or 409 when the name is taken.
+async fn profile_create(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: Meta,
+    Path(org): Path<String>,
+    Body(body, _): Body<UmapiError>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    let req: ims_identity::service::directory::ProfileRequest = serde_json::from_slice(&body)
+        .map_err(|e| UmapiError::Request("error.request.malformed", format!("not a profile: {e}")))?;
+    let ctx = meta.context(caller.0.actor.clone());
+    let created = app.ims.umapi_create_profile(&caller.0, &req, &ctx).await?;
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(json!({"result": "success", "profile": created})),
+    )
+        .into_response();
+    no_store(&mut resp);
+    Ok(resp)
 }

@@ -4794,7 +4794,90 @@ mod umapi {
                 format!("/v2/usermanagement/audit/{org}/0?action=umapi."),
                 None,
             ),
+            ("GET", format!("/v2/usermanagement/profiles/{org}/Probe"), None),
+            (
+                "POST",
+                format!("/v2/usermanagement/profiles/{org}"),
+                Some(r#"{"name":"Probe","productContext":"dma_campaign_classic","instance":"none"}"#),
+            ),
         ]
+    }
+
+    #[tokio::test]
+    async fn product_profiles_are_created_and_read_with_their_permission_items() {
+        let h = harness().await;
+        marketing(&h, None).await;
+        let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let token = h.token(&um, UMAPI_SCOPE).await;
+        let key = Some(um.client.client_id.as_str());
+        let create = |body: &'static str| {
+            h.call(req(
+                "POST",
+                &format!("/v2/usermanagement/profiles/{}", h.org_id),
+                Some(&token),
+                key,
+                Some(body),
+            ))
+        };
+        let body = r#"{"name":"campaign - marketing - deliveryOperators","productContext":"dma_campaign_classic","instance":"marketing","permissions":["prepareDelivery","startDelivery"]}"#;
+        let (status, headers, out) = create(body).await;
+        assert_eq!(status, StatusCode::CREATED, "{out}");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(
+            out["profile"]["groupName"],
+            "campaign - marketing - deliveryOperators"
+        );
+        assert_eq!(out["profile"]["instance"], "marketing");
+        assert_eq!(
+            out["profile"]["permissions"],
+            json!(["prepareDelivery", "startDelivery"])
+        );
+        let (status, _, out) = create(body).await;
+        assert_eq!(
+            (status, out["result"].as_str()),
+            (StatusCode::CONFLICT, Some("error.group.exists"))
+        );
+        let (status, _, out) =
+            create(r#"{"name":"x","productContext":"dma_campaign_classic","instance":"nowhere"}"#).await;
+        assert_eq!(
+            (status, out["result"].as_str()),
+            (StatusCode::NOT_FOUND, Some("error.product.not_found"))
+        );
+        let (status, _, _) = create(r#"{"name":"x"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let get = |name: &'static str| {
+            h.call(req(
+                "GET",
+                &format!("/v2/usermanagement/profiles/{}/{name}", h.org_id),
+                Some(&token),
+                key,
+                None,
+            ))
+        };
+        let (status, _, out) = get("campaign%20-%20marketing%20-%20deliveryOperators").await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        assert_eq!(
+            out["profile"]["permissions"],
+            json!(["prepareDelivery", "startDelivery"])
+        );
+        assert_eq!(out["profile"]["memberCount"], 0);
+        let (status, _, out) = get("nothing").await;
+        assert_eq!(
+            (status, out["result"].as_str()),
+            (StatusCode::NOT_FOUND, Some("error.group.not_found"))
+        );
+        // The creation is audited with who made it.
+        let events = h
+            .store
+            .audit(&ims_identity::store::AuditQuery {
+                action_prefix: Some("profile.create".into()),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].actor, format!("client:{}", um.client.client_id));
     }
 
     /// Every page of the Admin Console and the role it needs (`None`: any administrator).

@@ -254,6 +254,32 @@ pub struct ProfileFacts {
     pub members: i64,
 }
 
+/// A product profile with what it grants (our extension of the User Management API).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ProfileDetail {
+    #[serde(rename = "groupName")]
+    pub name: String,
+    #[serde(rename = "productContext", default)]
+    pub product_context: Option<String>,
+    #[serde(default)]
+    pub instance: Option<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// A path segment, percent-encoded (profile names hold spaces).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl ImsClient {
     pub fn new(
         http: reqwest::Client,
@@ -301,18 +327,90 @@ impl ImsClient {
         Ok(token.access_token)
     }
 
-    async fn umapi_get(&self, path: &str, what: &str) -> Result<serde_json::Value, Error> {
+    /// A User Management API call; a 429 or 503 is waited out (`Retry-After`, at most a minute
+    /// each, five times) as the vendor's clients do.
+    async fn umapi(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, Error> {
         let url = format!("{}/v2/usermanagement{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(self.token().await?)
-            .header("x-api-key", &self.client_id)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| unreachable(IMS, &url, &e))?;
+        let token = self.token().await?;
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&token)
+                .header("x-api-key", &self.client_id)
+                .header("accept", "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req.send().await.map_err(|e| unreachable(IMS, &url, &e))?;
+            let status = resp.status();
+            let busy = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+            if !busy || attempt == 5 {
+                return Ok(resp);
+            }
+            attempt += 1;
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 60);
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        }
+    }
+
+    async fn umapi_get(&self, path: &str, what: &str) -> Result<serde_json::Value, Error> {
+        let resp = self.umapi(reqwest::Method::GET, path, None).await?;
         read_json(IMS, what, resp).await
+    }
+
+    /// A product profile with its permission items; `None` when there is none of that name.
+    pub async fn profile(&self, name: &str) -> Result<Option<ProfileDetail>, Error> {
+        let path = format!("/profiles/{}/{}", self.org_id, encode(name));
+        let resp = self.umapi(reqwest::Method::GET, &path, None).await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let v: serde_json::Value = read_json(IMS, "a product profile", resp).await?;
+        serde_json::from_value(v["profile"].clone())
+            .map(Some)
+            .map_err(|e| Error::Protocol {
+                service: IMS,
+                what: "a product profile".into(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// Creates a product profile of the product instance `instance` of `product_context`.
+    pub async fn create_profile(
+        &self,
+        name: &str,
+        product_context: &str,
+        instance: &str,
+        permissions: &[String],
+    ) -> Result<ProfileDetail, Error> {
+        let body = serde_json::json!({
+            "name": name,
+            "productContext": product_context,
+            "instance": instance,
+            "permissions": permissions,
+        });
+        let path = format!("/profiles/{}", self.org_id);
+        let resp = self.umapi(reqwest::Method::POST, &path, Some(&body)).await?;
+        let v: serde_json::Value = read_json(IMS, &format!("the profile {name:?}"), resp).await?;
+        serde_json::from_value(v["profile"].clone()).map_err(|e| Error::Protocol {
+            service: IMS,
+            what: "a product profile".into(),
+            detail: e.to_string(),
+        })
     }
 
     /// The organisation's product profiles (user groups left out).

@@ -147,3 +147,157 @@ mod tests {
         }
     }
 }
+
+/// The mask the instance uses, or the vendor's default for the instance when it has none yet.
+pub fn mask_for(instance: &str, configured: Option<&str>) -> String {
+    configured.map_or_else(|| format!("campaign - {instance} - (.*)"), str::to_owned)
+}
+
+/// The profile name that `mask` maps to `group`: the mask's capture group replaced by the
+/// group's name, the rest taken literally. `None` when the rest is not a literal (a wildcard or
+/// a class outside the capture group) or the name would not map back to the group.
+pub fn profile_name(mask: &str, group: &str) -> Option<String> {
+    let chars: Vec<char> = mask.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut replaced = false;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => {
+                let next = *chars.get(i + 1)?;
+                if next.is_alphanumeric() {
+                    return None; // a class such as \d or \s
+                }
+                out.push(next);
+                i += 2;
+            }
+            '(' if !replaced && chars.get(i + 1) != Some(&'?') => {
+                // Skip to the matching parenthesis, escapes and nesting included.
+                let mut depth = 0;
+                while i < chars.len() {
+                    match chars[i] {
+                        '\\' => i += 1,
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                out.push_str(group);
+                replaced = true;
+                i += 1;
+            }
+            '.' | '*' | '+' | '?' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '(' | ')' => return None,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    let parsed = ims_campaign::connect::AssociationMask::parse(mask).ok()?;
+    (replaced && parsed.captured(&out) == Some(group)).then_some(out)
+}
+
+/// A product profile the instance needs: its name, the operator group it stands for and the
+/// group's named rights as permission items.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProfileSpec {
+    pub name: String,
+    pub group: String,
+    pub permissions: Vec<String>,
+}
+
+/// One profile per operator group, named by `mask`, plus the vendor's fixed `messagecenter`
+/// profile on a Message Center instance. Groups whose name the mask cannot carry are returned
+/// apart.
+pub fn profiles_for(
+    instance: &str,
+    kind: &str,
+    mask: &str,
+    groups: &[ims_wire::migration::GroupFacts],
+) -> (Vec<ProfileSpec>, Vec<String>) {
+    let mut specs = Vec::new();
+    let mut unnamed = Vec::new();
+    for g in groups {
+        match profile_name(mask, &g.name) {
+            Some(name) => specs.push(ProfileSpec {
+                name,
+                group: g.name.clone(),
+                permissions: g.rights.clone(),
+            }),
+            None => unnamed.push(g.name.clone()),
+        }
+    }
+    if kind == "message_center" {
+        for (alias, group) in ims_campaign::rights::PROFILE_GROUP_ALIASES {
+            if let Some(g) = groups.iter().find(|g| g.name == *group) {
+                specs.push(ProfileSpec {
+                    name: format!("campaign - {instance} - {alias}"),
+                    group: g.name.clone(),
+                    permissions: g.rights.clone(),
+                });
+            }
+        }
+    }
+    (specs, unnamed)
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+    use ims_wire::migration::GroupFacts;
+
+    #[test]
+    fn profile_names_follow_the_mask_and_map_back() {
+        let m = mask_for("marketing", None);
+        assert_eq!(m, "campaign - marketing - (.*)");
+        assert_eq!(
+            profile_name(&m, "deliveryOperators").as_deref(),
+            Some("campaign - marketing - deliveryOperators")
+        );
+        assert_eq!(
+            profile_name(r"acc\.prod \(eu\) - ([a-zA-Z]+)", "admin").as_deref(),
+            Some("acc.prod (eu) - admin")
+        );
+        // Not literal outside the group, or not mapping back: no name.
+        assert_eq!(profile_name("campaign - .* - (.*)", "admin"), None);
+        assert_eq!(profile_name(r"campaign\d - (.*)", "admin"), None);
+        assert_eq!(profile_name("campaign - ([a-z]+)", "deliveryOperators"), None);
+        assert_eq!(profile_name("campaign - (?:x)", "admin"), None);
+    }
+
+    #[test]
+    fn one_profile_per_group_and_messagecenter_on_message_center_instances() {
+        let groups = vec![
+            GroupFacts {
+                name: "admin".into(),
+                label: "Administrator".into(),
+                rights: vec!["admin".into()],
+            },
+            GroupFacts {
+                name: "messageCenterAgents".into(),
+                label: "Message Center agents".into(),
+                rights: vec!["messageCenter".into()],
+            },
+        ];
+        let (specs, unnamed) = profiles_for("mc", "message_center", &mask_for("mc", None), &groups);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "campaign - mc - admin",
+                "campaign - mc - messageCenterAgents",
+                "campaign - mc - messagecenter"
+            ]
+        );
+        assert_eq!(specs[2].permissions, ["messageCenter"]);
+        assert!(unnamed.is_empty());
+        let (specs, _) = profiles_for("marketing", "marketing", &mask_for("marketing", None), &groups);
+        assert_eq!(specs.len(), 2);
+    }
+}

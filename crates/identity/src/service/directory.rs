@@ -35,6 +35,14 @@ pub struct Administrator {
 }
 
 impl Administrator {
+    /// Manages the profiles of `product_context`: a system administrator, or that product's.
+    pub fn administers_product(&self, product_context: &str) -> bool {
+        self.roles.iter().any(|g| {
+            g.role == AdminRole::SystemAdmin
+                || (g.role == AdminRole::ProductAdmin && g.target == product_context)
+        })
+    }
+
     /// Holds `role` for the whole organisation (or is a system administrator, who holds all).
     pub fn holds(&self, role: AdminRole) -> bool {
         self.roles
@@ -175,6 +183,63 @@ impl Ims {
     }
 
     /// Groups of the organisation (profiles and user groups), one page.
+    /// A product profile with its permission items (our extension of the API: the vendor's
+    /// lists profiles without them). `None` when no product profile has that name.
+    pub async fn umapi_profile(&self, org_id: &str, name: &str) -> Result<Option<Value>> {
+        let Some(g) = self.store.group(org_id, name).await? else {
+            return Ok(None);
+        };
+        if g.kind != GroupKind::ProductProfile {
+            return Ok(None);
+        }
+        let instances = self.store.product_instances(org_id).await?;
+        let members = self
+            .store
+            .groups(org_id)
+            .await?
+            .into_iter()
+            .find(|(x, _)| x.id == g.id)
+            .map_or(0, |(_, n)| n);
+        Ok(Some(profile_json(&g, members, &instances)))
+    }
+
+    /// Creates a product profile of one product instance (our extension of the API, for
+    /// administrators of that product and system administrators, which credentials holding the
+    /// API are).
+    pub async fn umapi_create_profile(
+        &self,
+        admin: &Administrator,
+        req: &ProfileRequest,
+        ctx: &Context,
+    ) -> Result<Value> {
+        let instances = self.store.product_instances(&admin.org_id).await?;
+        let instance = instances
+            .iter()
+            .find(|i| i.product_context == req.product_context && i.name == req.instance)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no product instance {:?} of {:?} in this organisation",
+                    req.instance, req.product_context
+                ))
+            })?;
+        if !admin.administers_product(&instance.product_context) {
+            return Err(Error::Forbidden(format!(
+                "creating profiles of {} needs its product administrator role",
+                instance.product_context
+            )));
+        }
+        let g = create_product_profile(
+            self.store.as_ref(),
+            instance,
+            &req.name,
+            req.permissions.clone(),
+            req.license_quota,
+            ctx,
+        )
+        .await?;
+        Ok(profile_json(&g, 0, &instances))
+    }
+
     pub async fn umapi_groups(&self, org_id: &str, page: u32) -> Result<Page> {
         let size = self.umapi_page_size() as usize;
         let instances = self.store.product_instances(org_id).await?;
@@ -561,6 +626,30 @@ pub fn user_json(u: &User, groups: &[String]) -> Value {
 }
 
 /// A group as the API shows it.
+/// What `POST /v2/usermanagement/profiles/{org}` takes.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRequest {
+    pub name: String,
+    pub product_context: String,
+    /// The product instance's name (a Campaign instance's name).
+    pub instance: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub license_quota: Option<i64>,
+}
+
+/// A profile as the listing shows it, with its instance and permission items.
+fn profile_json(g: &Group, members: i64, instances: &[ProductInstance]) -> Value {
+    let mut v = group_json(g, members, instances);
+    v["permissions"] = json!(g.permissions);
+    if let Some(i) = instances.iter().find(|i| Some(i.id) == g.product_instance_id) {
+        v["instance"] = json!(i.name);
+    }
+    v
+}
+
 pub fn group_json(g: &Group, members: i64, instances: &[ProductInstance]) -> Value {
     let mut v = json!({
         "groupId": g.id,
