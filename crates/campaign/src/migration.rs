@@ -6,13 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use ims_identity::Now;
 use ims_wire::migration::{
-    EmailAssignment, EmailChange, EmailOutcome, EmailProblem, GroupFacts, ImsAccountFacts, InstanceFacts,
-    OperatorFacts, OperatorPage, RestrictionFacts, UsageFacts, MAX_EMAILS, MAX_PAGE,
+    state_digest, EmailAssignment, EmailChange, EmailOutcome, EmailProblem, GroupFacts, ImsAccountFacts,
+    InstanceFacts, OperatorFacts, OperatorPage, RestrictionFacts, SwitchOutcome, SwitchRequest,
+    SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
 use crate::connect::email_key;
 use crate::fault::Fault;
-use crate::model::{AuthType, Operator};
+use crate::model::{AuthPath, AuthType, Operator};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
 use crate::usage::UsageSummary;
@@ -110,18 +111,9 @@ impl Instance {
         Ok(OperatorPage {
             operators: page
                 .into_iter()
-                .map(|op| OperatorFacts {
-                    usage: usage.remove(&op.id).unwrap_or_default(),
-                    id: op.id,
-                    login: op.login,
-                    label: op.label,
-                    email: op.email,
-                    auth_type: op.auth_type.as_str().to_owned(),
-                    disabled: op.disabled,
-                    builtin: op.builtin,
-                    groups: op.groups,
-                    rights: op.rights,
-                    ims_id: op.ims_id,
+                .map(|op| {
+                    let used = usage.remove(&op.id).unwrap_or_default();
+                    facts_of(op, used)
                 })
                 .collect(),
             next_after,
@@ -252,6 +244,149 @@ impl Instance {
             });
         }
         Ok(out)
+    }
+}
+
+fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
+    OperatorFacts {
+        usage,
+        id: op.id,
+        login: op.login,
+        label: op.label,
+        email: op.email,
+        auth_type: op.auth_type.as_str().to_owned(),
+        disabled: op.disabled,
+        builtin: op.builtin,
+        groups: op.groups,
+        rights: op.rights,
+        ims_id: op.ims_id,
+    }
+}
+
+impl Instance {
+    /// Moves operators to IMS sign-in (linked to their identity; native sessions end) or back
+    /// to native sign-in (link cleared; IMS sessions end). Each operator alone, in its own
+    /// transaction, only if it is still in the state the migration planned from (`state`) and
+    /// still was when read here (compare-and-set on its modification time); one already where
+    /// it is asked to go is left alone. Going back is refused once native operators can no
+    /// longer be managed (the instance is locked down).
+    pub async fn migration_switch(
+        &self,
+        actor: &Operator,
+        req: &SwitchRequest,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<SwitchResponse, Fault> {
+        self.require_administration(actor).await?;
+        let to = match req.to.as_str() {
+            "ims" => AuthType::Ims,
+            "native" => AuthType::Native,
+            other => return Err(Fault::bad_request(format!("to is ims or native, not {other:?}"))),
+        };
+        if req.operators.len() > MAX_SWITCH {
+            return Err(Fault::bad_request(format!(
+                "at most {MAX_SWITCH} operators per request"
+            )));
+        }
+        let store = self.store();
+        let restrictions = self.restrictions();
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: format!("operator:{}", actor.login),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        let mut out = Vec::with_capacity(req.operators.len());
+        for item in &req.operators {
+            let outcome = |outcome: &str, detail: String, state: String| SwitchOutcome {
+                login: item.login.clone(),
+                outcome: outcome.to_owned(),
+                detail,
+                state,
+            };
+            let Some(op) = store.operator_by_login(&item.login).await? else {
+                out.push(outcome(
+                    "missing",
+                    "no operator has this login".into(),
+                    String::new(),
+                ));
+                continue;
+            };
+            let read_at = op.modified_at;
+            let (id, from) = (op.id, op.auth_type);
+            let facts = facts_of(op, Vec::new());
+            let state = state_digest(&facts);
+            let link = match to {
+                AuthType::Ims => item.ims_id.clone(),
+                _ => None,
+            };
+            if from == to && facts.ims_id == link {
+                out.push(outcome("already", String::new(), state));
+                continue;
+            }
+            if state != item.state {
+                out.push(outcome(
+                    "drifted",
+                    format!(
+                        "changed since planned: type {}, email {}, groups [{}], rights [{}], {}",
+                        facts.auth_type,
+                        facts.email.as_deref().unwrap_or("none"),
+                        facts.groups.join(", "),
+                        facts.rights.join(", "),
+                        if facts.disabled { "disabled" } else { "enabled" }
+                    ),
+                    state,
+                ));
+                continue;
+            }
+            let refusal = match (from, to, &link) {
+                (AuthType::Native, AuthType::Ims, None) => {
+                    Some("switching to IMS sign-in needs the identity to link".to_owned())
+                }
+                (AuthType::Native, AuthType::Ims, Some(_)) => None,
+                (AuthType::Ims, AuthType::Native, _) if restrictions.operator_management => Some(
+                    "the instance is locked down: operators can no longer go back to native sign-in"
+                        .to_owned(),
+                ),
+                (AuthType::Ims, AuthType::Native, _) => None,
+                _ => Some(format!(
+                    "a {} operator is not moved by the migration",
+                    facts.auth_type
+                )),
+            };
+            if let Some(r) = refusal {
+                out.push(outcome("refused", r, state));
+                continue;
+            }
+            let end_path = match to {
+                AuthType::Ims => AuthPath::Native,
+                _ => AuthPath::Ims,
+            };
+            let audit = ctx.event(
+                "operator.migrate",
+                &facts.login,
+                "success",
+                serde_json::json!({"from": from.as_str(), "to": to.as_str(), "ims_id": link, "before": facts.ims_id}),
+            );
+            if store
+                .switch_operator(id, read_at, from, to, link.as_deref(), end_path, &audit)
+                .await?
+            {
+                let now_state = store
+                    .operator(id)
+                    .await?
+                    .map(|op| state_digest(&facts_of(op, Vec::new())))
+                    .unwrap_or_default();
+                out.push(outcome("switched", String::new(), now_state));
+            } else {
+                out.push(outcome(
+                    "conflict",
+                    "changed while being switched, or the identity is linked to another operator".into(),
+                    state,
+                ));
+            }
+        }
+        Ok(SwitchResponse { operators: out })
     }
 }
 

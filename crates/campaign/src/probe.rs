@@ -151,6 +151,18 @@ impl OperatorStore for ProbeStore {
     ) -> StoreResult<Operator> {
         Self::refuse("synchronising an operator from product profiles")
     }
+    async fn switch_operator(
+        &self,
+        _id: i64,
+        _read_at: Now,
+        _from: AuthType,
+        _to: AuthType,
+        _link: Option<&str>,
+        _end_path: AuthPath,
+        _audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        Self::refuse("switching an operator's authentication type")
+    }
     async fn delete_operator(&self, id: i64, _audit: &AuditEvent) -> StoreResult<()> {
         let mut o = self.overlay();
         o.sessions.retain(|_, s| s.operator_id != id);

@@ -6,7 +6,7 @@ use ims_identity::model::AuditEvent;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
 
-use crate::model::{AuthPath, Operator, OperatorGroup, Recipient, Session, UsageEvent};
+use crate::model::{AuthPath, AuthType, Operator, OperatorGroup, Recipient, Session, UsageEvent};
 use crate::query::Sql;
 use crate::usage::UsageSummary;
 
@@ -41,6 +41,22 @@ pub trait OperatorStore: Send + Sync {
         end_ims_sessions: bool,
         audit: &AuditEvent,
     ) -> StoreResult<Operator>;
+    /// Switches an operator's authentication type from `from` to `to` and sets its IMS link
+    /// (`None` clears it), provided it is still as the caller read it (`read_at`, its
+    /// `modified_at`): the migration's compare-and-set. Its sessions opened through `end_path`
+    /// end in the same transaction as the change and its audit line. False when the operator
+    /// changed meanwhile, is gone, or the identity is linked to another operator.
+    #[allow(clippy::too_many_arguments)]
+    async fn switch_operator(
+        &self,
+        id: i64,
+        read_at: Now,
+        from: AuthType,
+        to: AuthType,
+        link: Option<&str>,
+        end_path: AuthPath,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Removes the operator, its memberships, direct and folder rights and sessions, with its
     /// audit line, in one transaction. Its usage evidence stays.
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()>;

@@ -44,6 +44,10 @@ const KEYS: &[(&str, Kind, bool)] = &[
 /// Environment variables of ours that are not configuration keys.
 const ENV_NOT_KEYS: &[&str] = &["IMS_CONFIG"];
 
+/// Variables of `ims migrate`'s own options (a separate tool's, not the services'
+/// configuration).
+const ENV_NOT_KEYS_PREFIX: &str = "IMS_MIGRATE_";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -173,7 +177,7 @@ impl Config {
             let Some(rest) = name.strip_prefix("IMS_") else {
                 continue;
             };
-            if ENV_NOT_KEYS.contains(&name.as_str()) {
+            if ENV_NOT_KEYS.contains(&name.as_str()) || name.starts_with(ENV_NOT_KEYS_PREFIX) {
                 continue;
             }
             let key = rest.to_ascii_lowercase();

@@ -12,7 +12,7 @@ use ims_identity::developer::{IO_MANAGEMENT_SERVICE, USER_MANAGEMENT_SERVICE};
 use ims_identity::Now;
 use ims_migration::assess;
 use ims_migration::client::{ImsClient, InstanceClient};
-use ims_migration::{prepare, report};
+use ims_migration::{prepare, report, users};
 use ims_wire::migration::{EmailAssignment, EmailOutcome, MAX_EMAILS};
 
 use crate::config::Config;
@@ -50,6 +50,10 @@ pub struct Target {
     /// CA certificate (PEM) to trust for both services.
     #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
+    /// The engine's journal (sqlite://... or postgres://...); default: beside up.json with
+    /// --data-dir, else ./ims-migration.db.
+    #[arg(long, global = true, env = "IMS_MIGRATE_JOURNAL")]
+    pub journal: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +81,32 @@ pub enum MigrateCommand {
         dry_run: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Write a reviewable plan of a phase, computed from the current state of both services.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Carry out a plan, journaled step by step; refused when the state drifted since it was
+    /// made. Run it again to resume after an interruption (a finished plan writes nothing).
+    Apply {
+        plan: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        /// Operators per journaled batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// The end users: each native person with a usable email gets its IMS user, with the
+    /// profiles of its groups, and is linked and moved to IMS sign-in.
+    Users {
+        /// Where to write the plan (JSON); its summary goes to standard output.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -221,6 +251,61 @@ pub async fn connect(target: &Target, config: &Config) -> Result<Services> {
     Ok(Services { instance, ims })
 }
 
+fn need_ims(services: &Services) -> Result<&ImsClient> {
+    services.ims.as_ref().context(
+        "this step needs the IMS: --ims-url, --ims-org, --client-id and --client-secret-file (or --data-dir)",
+    )
+}
+
+/// The engine's journal: `--journal`, else beside up.json, else in the working directory.
+async fn open_journal(target: &Target) -> Result<ims_store::journal::SqlJournal> {
+    let url = match (&target.journal, &target.data_dir) {
+        (Some(url), _) => url.clone(),
+        (None, Some(dir)) => format!("sqlite://{}", dir.join("migration-journal.db").display()),
+        (None, None) => "sqlite://ims-migration.db".to_owned(),
+    };
+    let opts = ims_store::Options::new(url);
+    Ok(ims_store::journal::SqlJournal::open(&opts, Now::system()).await?)
+}
+
+/// A progress bar per stage, with rate and time left, on standard error when it is a terminal
+/// (hidden otherwise).
+struct Bars {
+    current: Option<(String, indicatif::ProgressBar)>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars { current: None }
+    }
+
+    fn show(&mut self, stage: &str, done: usize, total: usize) {
+        if self.current.as_ref().is_none_or(|(s, _)| s != stage) {
+            self.finish();
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(stage.to_owned());
+            self.current = Some((stage.to_owned(), bar));
+        }
+        if let Some((_, bar)) = &self.current {
+            bar.set_position(done as u64);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((_, bar)) = self.current.take() {
+            bar.finish();
+        }
+    }
+}
+
 /// Counts on standard error while a long read runs, when it is a terminal.
 fn progress(what: &'static str) -> impl FnMut(usize) {
     let tty = std::io::stderr().is_terminal();
@@ -347,6 +432,98 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             }
         }
         MigrateCommand::Prepare { .. } => bail!("say what to prepare: --emails FILE.csv or --profiles"),
+        MigrateCommand::Plan(PlanCommand::Users { out }) => {
+            let services = connect(target, &config).await?;
+            let ims = need_ims(&services)?;
+            let facts = services.instance.facts().await?;
+            let ops = services.instance.operators(progress("operators read")).await?;
+            let profiles: Vec<String> = ims.profiles().await?.into_iter().map(|p| p.name).collect();
+            let users = ims
+                .users()
+                .await?
+                .into_iter()
+                .map(|u| (ims_campaign::connect::email_key(&u.email), u.id))
+                .collect();
+            let plan = users::plan_users(&facts, &ops, &profiles, &users, &ims.org_id, Now::system());
+            crate::files::write_private(&out, &serde_json::to_vec_pretty(&plan)?)?;
+            print!("{}", plan.summary());
+            println!("written to {}", out.display());
+            Ok(())
+        }
+        MigrateCommand::Apply {
+            plan,
+            dry_run,
+            batch,
+            json,
+        } => {
+            let text =
+                std::fs::read_to_string(&plan).with_context(|| format!("cannot read {}", plan.display()))?;
+            let plan: users::UsersPlan =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a plan", plan.display()))?;
+            let services = connect(target, &config).await?;
+            let ims = need_ims(&services)?;
+            let journal = open_journal(target).await?;
+            let opts = users::ApplyOptions {
+                dry_run,
+                batch,
+                fail_at: std::env::var("IMS_MIGRATE_FAIL_AT")
+                    .ok()
+                    .map(|s| users::FailPoint::parse(&s)),
+            };
+            let mut bars = Bars::new();
+            let outcome = users::apply_users(
+                &plan,
+                &journal,
+                &services.instance,
+                ims,
+                &opts,
+                &mut |stage, done, total| bars.show(stage, done, total),
+                Now::system,
+            )
+            .await;
+            bars.finish();
+            journal.close().await;
+            let report = match outcome {
+                Ok(r) => r,
+                Err(users::ApplyError::Drift(items)) => {
+                    for i in &items {
+                        eprintln!("drifted: {}: {}", i.login, i.reason);
+                    }
+                    return Err(Blocked(format!(
+                        "{} operator(s) changed since the plan was made: nothing was applied; plan again",
+                        items.len()
+                    ))
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for f in &report.failed {
+                    println!("failed: {}: {}", f.login, f.reason);
+                }
+                let verb = if dry_run { "would apply" } else { "applied" };
+                println!(
+                    "{verb} {}: identities {}, switched {}, already done {}, failed {}{}",
+                    report.plan_id,
+                    report.identities,
+                    report.switched,
+                    report.already,
+                    report.failed.len(),
+                    if report.complete { ", complete" } else { "" }
+                );
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Blocked(format!(
+                    "{} operator(s) not moved: see above; fix and apply again",
+                    report.failed.len()
+                ))
+                .into())
+            }
+        }
     }
 }
 

@@ -1742,3 +1742,182 @@ fn migration_assessment_reads_both_services_through_their_apis() {
     );
     server.stop();
 }
+
+#[test]
+fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let ims_url = upj["ims_url"].as_str().unwrap().to_owned();
+    let migrate = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = ims();
+        c.arg("migrate")
+            .args(args)
+            .args(["--data-dir", d, "--instance", "marketing"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(migrate(&["prepare", "--profiles"], &[]));
+    let plan_file = tmp.path().join("users.json");
+    let p = plan_file.to_str().unwrap();
+    let summary = ok(migrate(&["plan", "users", "--out", p], &[]));
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let people: Vec<String> = plan["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["login"].as_str().unwrap().to_owned())
+        .collect();
+    // Left as they are, each with its reason: no email, a shared email, disabled, rights no
+    // group carries; the programs and built-in operators are not in the plan at all.
+    let skipped = |login: &str| {
+        plan["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["login"] == login)
+            .map(|s| s["reason"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(skipped("bo.berg").contains("its email is missing"), "{summary}");
+    assert!(skipped("plee").contains("duplicate"));
+    assert!(skipped("dara.abe").starts_with("disabled"));
+    assert!(plan["skipped"]
+        .to_string()
+        .contains("holds rights none of its groups carries (export, sql)"));
+    for login in ["crm-sync", "admin", "monitoring"] {
+        assert!(!people.contains(&login.to_owned()) && skipped(login).is_empty());
+    }
+    assert!(people.contains(&"ana.abe".to_owned()));
+    assert!(summary.contains("ana.abe: IMS user ana.abe@example.com (created) added to [campaign - marketing - campaignManagers]"), "{summary}");
+
+    // A change after the plan (an email) is caught: nothing is applied.
+    let csv = tmp.path().join("e.csv");
+    std::fs::write(&csv, "login,email\nana.dahl,ana.d@example.com\n").unwrap();
+    ok(migrate(&["prepare", "--emails", csv.to_str().unwrap()], &[]));
+    let audit = |what: &[&str]| run_ok(ims().args(what).args(["--data-dir", d]));
+    let instance_audit = || audit(&["instance", "audit", "--instance", "marketing", "--limit", "5000"]);
+    let before = instance_audit();
+    let out = migrate(&["apply", p], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("drifted: ana.dahl: now type native, email ana.d@example.com"));
+    assert_eq!(instance_audit(), before);
+    ok(migrate(&["plan", "users", "--out", p], &[]));
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let people = plan["people"].as_array().unwrap().len();
+    assert!(people > 20, "{plan}");
+
+    // Stopped dead right after the instance switched the first batch, before the journal
+    // recorded it; the next run finishes without doing anything twice.
+    let out = migrate(
+        &["apply", p, "--batch", "10"],
+        &[("IMS_MIGRATE_FAIL_AT", "switch-acted:1")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fail point switch-acted reached"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = ok(migrate(&["apply", p, "--batch", "10", "--json"], &[]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(
+        report["switched"].as_u64().unwrap() + report["already"].as_u64().unwrap(),
+        people as u64
+    );
+    assert_eq!(
+        report["already"], 10,
+        "the batch the crash cut off was found done"
+    );
+    let migrated = audit(&[
+        "instance",
+        "audit",
+        "--instance",
+        "marketing",
+        "--action",
+        "operator.migrate",
+        "--limit",
+        "5000",
+    ]);
+    assert_eq!(
+        migrated
+            .lines()
+            .filter(|l| l.contains("operator.migrate"))
+            .count(),
+        people,
+        "{migrated}"
+    );
+
+    // Both sides agree: each moved operator is linked to the IMS user of its email, which holds
+    // the profiles of its groups.
+    let a: Value = serde_json::from_slice(&migrate(&["assess", "--json"], &[]).stdout).unwrap();
+    let cred: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("migration-credential.json")).unwrap())
+            .unwrap();
+    let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
+    let t = token(&http, &ims_url, &cred);
+    let users: Value = http
+        .get(format!(
+            "{ims_url}/v2/usermanagement/users/{}/0",
+            upj["org_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&t)
+        .header("x-api-key", cred["client_id"].as_str().unwrap())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let moved: Vec<&Value> = a["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["auth_type"] == "ims")
+        .collect();
+    assert_eq!(moved.len(), people);
+    for o in &moved {
+        let user = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| {
+                u["email"]
+                    .as_str()
+                    .unwrap()
+                    .eq_ignore_ascii_case(o["email"].as_str().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no IMS user for {o}"));
+        for g in o["groups"].as_array().unwrap() {
+            let profile = format!("campaign - marketing - {}", g.as_str().unwrap());
+            assert!(
+                user["groups"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::String(profile)),
+                "{user}"
+            );
+        }
+    }
+
+    // A finished plan applied again writes nothing anywhere.
+    let (instance_before, ims_before) = (instance_audit(), audit(&["audit", "--limit", "5000"]));
+    let out = ok(migrate(&["apply", p], &[]));
+    assert!(out.contains("switched 0"), "{out}");
+    assert_eq!(instance_audit(), instance_before);
+    assert_eq!(audit(&["audit", "--limit", "5000"]), ims_before);
+    server.stop();
+}

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
-use ims_wire::migration::{EmailRequest, MAX_PAGE};
+use ims_campaign::service::Caller;
+use ims_wire::migration::{EmailRequest, SwitchRequest, MAX_PAGE};
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
@@ -23,6 +24,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/instance", get(instance))
         .route("/nl/migration/v1/operators", get(operators))
         .route("/nl/migration/v1/emails", post(emails))
+        .route("/nl/migration/v1/switch", post(switch))
 }
 
 /// A fault as problem details; the status says what kind of refusal it is.
@@ -67,13 +69,14 @@ fn no_store(mut resp: Response) -> Response {
     resp
 }
 
-/// The operator calling, authenticated as for a SOAP call, and recorded as usage under `action`.
+/// The operator calling, authenticated as for a SOAP call and recorded as usage under
+/// `action`, with where the call comes from.
 async fn caller(
     st: &InstanceState,
     meta: &Meta,
     headers: &HeaderMap,
     action: &str,
-) -> Result<Operator, Fault> {
+) -> Result<(Operator, Caller), Fault> {
     let creds = Presented {
         session: header(headers, "x-session-token"),
         security: header(headers, "x-security-token"),
@@ -84,16 +87,17 @@ async fn caller(
             "send either a bearer token or a session token, not both",
         ));
     }
-    let caller = ims_campaign::service::Caller {
+    let caller = Caller {
         source: meta.source.clone(),
         client: client_headers(headers),
     };
-    authenticated(&st.instance, &creds, action, meta.now, &caller).await
+    let op = authenticated(&st.instance, &creds, action, meta.now, &caller).await?;
+    Ok((op, caller))
 }
 
 async fn instance(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {
     let run = async {
-        let op = caller(&st, &meta, &headers, "migration#Instance").await?;
+        let (op, _) = caller(&st, &meta, &headers, "migration#Instance").await?;
         st.instance.migration_facts(&op, meta.now).await
     };
     match run.await {
@@ -119,7 +123,7 @@ async fn operators(
         let Query(q) = query.map_err(|_| {
             Fault::bad_request("after and limit must be whole numbers (a page holds at most 5000 operators)")
         })?;
-        let op = caller(&st, &meta, &headers, "migration#Operators").await?;
+        let (op, _) = caller(&st, &meta, &headers, "migration#Operators").await?;
         st.instance
             .migration_operators(&op, q.after, q.limit.unwrap_or(MAX_PAGE))
             .await
@@ -145,13 +149,9 @@ async fn emails(
 ) -> Response {
     let run = async {
         let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
-        let op = caller(&st, &meta, &headers, "migration#Emails").await?;
+        let (op, caller) = caller(&st, &meta, &headers, "migration#Emails").await?;
         let req: EmailRequest = serde_json::from_slice(&body)
             .map_err(|e| Fault::bad_request(format!("the body is not an email request: {e}")))?;
-        let caller = ims_campaign::service::Caller {
-            source: meta.source.clone(),
-            client: client_headers(&headers),
-        };
         st.instance
             .migration_set_emails(&op, &req.emails, q.dry_run, meta.now, &caller)
             .await
@@ -171,6 +171,24 @@ async fn emails(
             });
             problem_response(status, body)
         }
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn switch(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, caller) = caller(&st, &meta, &headers, "migration#Switch").await?;
+        let req: SwitchRequest = serde_json::from_slice(&body)
+            .map_err(|e| Fault::bad_request(format!("the body is not a switch request: {e}")))?;
+        st.instance.migration_switch(&op, &req, meta.now, &caller).await
+    };
+    match run.await {
+        Ok(done) => no_store(Json(done).into_response()),
         Err(f) => ApiFault(f).into_response(),
     }
 }

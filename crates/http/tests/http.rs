@@ -8286,4 +8286,144 @@ mod migration_api {
             finish(cleanup).await;
         }
     }
+
+    #[tokio::test]
+    async fn operators_switch_only_from_the_planned_state_and_back_until_locked_down() {
+        use ims_wire::migration::{state_digest, OperatorPage};
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+                continue;
+            };
+            let inst = Arc::new(inst);
+            add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+            add_like_jdoe(inst.store(), "kim", &[]).await;
+            let app = router(InstanceState {
+                instance: inst.clone(),
+                tls: false,
+            });
+            let boss = session_of(&app, "boss").await;
+            let jdoe_session = session_of(&app, "jdoe").await;
+            let states = || async {
+                let (_, _, body) = get(&app, "/nl/migration/v1/operators", &boss).await;
+                let page: OperatorPage = serde_json::from_value(body).unwrap();
+                page.operators
+                    .into_iter()
+                    .map(|o| (o.login.clone(), (state_digest(&o), o)))
+                    .collect::<std::collections::HashMap<_, _>>()
+            };
+            let switch = |body: Value| {
+                let mut b =
+                    Request::post("/nl/migration/v1/switch").header("content-type", "application/json");
+                for (k, v) in &boss {
+                    b = b.header(*k, v);
+                }
+                let app = app.clone();
+                async move {
+                    let (status, _, out) = send(&app, b.body(Body::from(body.to_string())).unwrap()).await;
+                    assert_eq!(status, StatusCode::OK, "{out}");
+                    out["operators"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|o| {
+                            (
+                                o["login"].as_str().unwrap().to_owned(),
+                                o["outcome"].as_str().unwrap().to_owned(),
+                                o["detail"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                }
+            };
+            let before = states().await;
+            let (jdoe_state, kim_state) = (before["jdoe"].0.clone(), before["kim"].0.clone());
+
+            // jdoe as planned, kim from a state it is no longer in, a ghost, an identity twice.
+            let out = switch(json!({"to": "ims", "operators": [
+                {"login": "jdoe", "ims_id": "U1@AdobeID", "state": jdoe_state},
+                {"login": "kim", "ims_id": "U2@AdobeID", "state": "0000000000000000"},
+                {"login": "ghost", "ims_id": "U3@AdobeID", "state": "x"},
+            ]}))
+            .await;
+            let outcomes: Vec<&str> = out.iter().map(|(_, o, _)| o.as_str()).collect();
+            assert_eq!(outcomes, ["switched", "drifted", "missing"], "{out:?}");
+            let after = states().await;
+            assert_eq!(after["jdoe"].1.auth_type, "ims");
+            assert_eq!(after["jdoe"].1.ims_id.as_deref(), Some("U1@AdobeID"));
+            assert_eq!(after["kim"].1.auth_type, "native");
+            // jdoe's native session ended with the switch.
+            let (_, xml) = super::instance::call(
+                &app,
+                "xtk:session#GetUserInfo",
+                super::instance::envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+                &jdoe_session,
+            )
+            .await;
+            assert_eq!(super::instance::fault_code(&xml).as_deref(), Some("XSV-350008"));
+            // Again: already so. An identity already linked to jdoe cannot link kim.
+            let out = switch(json!({"to": "ims", "operators": [
+                {"login": "jdoe", "ims_id": "U1@AdobeID", "state": jdoe_state},
+                {"login": "kim", "ims_id": "U1@AdobeID", "state": kim_state},
+            ]}))
+            .await;
+            let outcomes: Vec<&str> = out.iter().map(|(_, o, _)| o.as_str()).collect();
+            assert_eq!(outcomes, ["already", "conflict"], "{out:?}");
+
+            // Back to native (the rollback) from the state the switch left, while not locked down.
+            let jdoe_now = states().await["jdoe"].0.clone();
+            let out =
+                switch(json!({"to": "native", "operators": [{"login": "jdoe", "state": jdoe_now}]})).await;
+            assert_eq!(out[0].1, "switched", "{out:?}");
+            let jdoe = &states().await["jdoe"].1;
+            assert_eq!(
+                (jdoe.auth_type.as_str(), jdoe.ims_id.as_deref()),
+                ("native", None)
+            );
+            let (_, xml) = super::instance::call(
+                &app,
+                "xtk:session#Logon",
+                super::instance::logon_body("jdoe", super::instance::PASSWORD),
+                &[],
+            )
+            .await;
+            assert_eq!(
+                super::instance::fault_code(&xml),
+                None,
+                "jdoe signs in natively again"
+            );
+
+            // Locked down: no way back.
+            let jdoe_state = states().await["jdoe"].0.clone();
+            switch(json!({"to": "ims", "operators": [{"login": "jdoe", "ims_id": "U1@AdobeID", "state": jdoe_state}]})).await;
+            inst.apply_switches(
+                &ims_campaign::config::ImsSwitches {
+                    operator_management_restricted: true,
+                    native_api_disabled: false,
+                    allow_list: vec![],
+                },
+                &ims_identity::model::Context::new(Now::system(), "test"),
+            )
+            .await
+            .unwrap();
+            let jdoe_now = states().await["jdoe"].0.clone();
+            let out =
+                switch(json!({"to": "native", "operators": [{"login": "jdoe", "state": jdoe_now}]})).await;
+            assert_eq!(out[0].1, "refused");
+            assert!(out[0].2.contains("locked down"), "{out:?}");
+            let migrated: Vec<String> = {
+                inst.store()
+                    .audit(&ims_identity::store::AuditQuery {
+                        action_prefix: Some("operator.migrate".into()),
+                        limit: 10,
+                    })
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.target)
+                    .collect()
+            };
+            assert_eq!(migrated.len(), 3, "switched, back, switched: {migrated:?}");
+            finish(cleanup).await;
+        }
+    }
 }

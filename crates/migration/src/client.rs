@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use ims_wire::migration::{
     EmailAssignment, EmailOutcome, EmailProblem, EmailRequest, InstanceFacts, OperatorFacts, OperatorPage,
-    BASE_PATH, MAX_PAGE,
+    SwitchItem, SwitchRequest, SwitchResponse, BASE_PATH, MAX_PAGE,
 };
 use ims_wire::soap::{self, Limits};
 use serde::de::DeserializeOwned;
@@ -215,6 +215,24 @@ impl InstanceClient {
         read_json(INSTANCE, "the emails", resp).await
     }
 
+    /// Moves operators to `to` (`ims` or `native`), each only from the state it was planned in.
+    pub async fn switch(&self, to: &str, operators: &[SwitchItem]) -> Result<SwitchResponse, Error> {
+        let url = format!("{}{BASE_PATH}/switch", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .header("x-session-token", &self.session)
+            .header("x-security-token", &self.security)
+            .json(&SwitchRequest {
+                to: to.to_owned(),
+                operators: operators.to_vec(),
+            })
+            .send()
+            .await
+            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        read_json(INSTANCE, "the switch", resp).await
+    }
+
     /// Every operator, page by page; `progress` is told how many were read so far.
     pub async fn operators(&self, mut progress: impl FnMut(usize)) -> Result<Vec<OperatorFacts>, Error> {
         let mut out = Vec::new();
@@ -252,6 +270,16 @@ pub struct ProfileFacts {
     pub product_context: Option<String>,
     #[serde(rename = "memberCount", default)]
     pub members: i64,
+}
+
+/// A person of the organisation, as the User Management API lists them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ImsUser {
+    pub id: String,
+    pub email: String,
+    pub status: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// A product profile with what it grants (our extension of the User Management API).
@@ -370,6 +398,56 @@ impl ImsClient {
     async fn umapi_get(&self, path: &str, what: &str) -> Result<serde_json::Value, Error> {
         let resp = self.umapi(reqwest::Method::GET, path, None).await?;
         read_json(IMS, what, resp).await
+    }
+
+    /// Every user of the organisation: email, id and status.
+    pub async fn users(&self) -> Result<Vec<ImsUser>, Error> {
+        let mut out = Vec::new();
+        for page in 0.. {
+            let v = self
+                .umapi_get(&format!("/users/{}/{page}", self.org_id), "the list of users")
+                .await?;
+            for u in v["users"].as_array().into_iter().flatten() {
+                out.push(serde_json::from_value(u.clone()).map_err(|e| Error::Protocol {
+                    service: IMS,
+                    what: "the list of users".into(),
+                    detail: e.to_string(),
+                })?);
+            }
+            if v["lastPage"].as_bool() != Some(false) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends up to 10 action entries; the errors by entry index (an entry not named succeeded
+    /// whole).
+    pub async fn action(&self, entries: &[serde_json::Value]) -> Result<Vec<(usize, String)>, Error> {
+        let body = serde_json::Value::Array(entries.to_vec());
+        let path = format!("/action/{}", self.org_id);
+        let resp = self.umapi(reqwest::Method::POST, &path, Some(&body)).await?;
+        let v: serde_json::Value = read_json(IMS, "the user actions", resp).await?;
+        let mut failed = Vec::new();
+        for e in v["errors"].as_array().into_iter().flatten() {
+            let index = e["index"].as_u64().and_then(|i| usize::try_from(i).ok());
+            let Some(index) = index else {
+                return Err(Error::Protocol {
+                    service: IMS,
+                    what: "the user actions".into(),
+                    detail: format!("an error without an entry index: {e}"),
+                });
+            };
+            failed.push((
+                index,
+                format!(
+                    "{}: {}",
+                    e["errorCode"].as_str().unwrap_or("error"),
+                    e["message"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(failed)
     }
 
     /// A product profile with its permission items; `None` when there is none of that name.

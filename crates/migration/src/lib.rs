@@ -4,5 +4,7 @@
 
 pub mod assess;
 pub mod client;
+pub mod journal;
 pub mod prepare;
 pub mod report;
+pub mod users;

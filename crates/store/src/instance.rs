@@ -429,6 +429,57 @@ impl OperatorStore for SqlInstanceStore {
             .ok_or_else(|| StoreError::Conflict(format!("operator {id} no longer exists")))
     }
 
+    async fn switch_operator(
+        &self,
+        id: i64,
+        read_at: Now,
+        from: AuthType,
+        to: AuthType,
+        link: Option<&str>,
+        end_path: AuthPath,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        // An identity links one operator at most: a link held elsewhere refuses the switch.
+        if let Some(ims_id) = link {
+            let taken =
+                sqlx::query("SELECT COUNT(*) AS n FROM operators WHERE ims_id = $1 AND operator_id <> $2")
+                    .bind(ims_id)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+            if get::<i64>(&taken, "n")? > 0 {
+                return Ok(false);
+            }
+        }
+        let done = sqlx::query(
+            "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3
+             WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6",
+        )
+        .bind(to.as_str())
+        .bind(link.map(str::to_owned))
+        .bind(audit.at.millis().max(read_at.millis() + 1))
+        .bind(id)
+        .bind(from.as_str())
+        .bind(read_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
+            .bind(id)
+            .bind(end_path.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, self.backend).await?;
         for sql in [

@@ -9,6 +9,7 @@
 mod developer;
 mod directory;
 pub mod instance;
+pub mod journal;
 pub mod migrate;
 mod people;
 pub mod signal;

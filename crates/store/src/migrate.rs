@@ -61,6 +61,9 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
     step!(9, "usage_by_operator", "instance/", "0009_usage_by_operator"),
 ];
 
+/// The migrations of the migration engine's journal (its own database).
+pub const JOURNAL_MIGRATIONS: &[Migration] = &[step!(1, "journal", "journal/", "0001_journal")];
+
 /// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).
 const PG_LOCK_KEY: i64 = 0x1a5_0001;
 

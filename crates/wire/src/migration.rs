@@ -142,3 +142,65 @@ pub struct EmailProblem {
     pub login: String,
     pub problem: String,
 }
+
+/// `POST /nl/migration/v1/switch`: operators moved to IMS sign-in (linked to their identity,
+/// native sessions ended) or, until the instance is locked down, back to native sign-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRequest {
+    /// `ims` or `native`.
+    pub to: String,
+    pub operators: Vec<SwitchItem>,
+}
+
+/// Most operators one switch request carries.
+pub const MAX_SWITCH: usize = 1_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchItem {
+    pub login: String,
+    /// The identity to link (to `ims`); the one expected to be linked now (to `native`).
+    #[serde(default)]
+    pub ims_id: Option<String>,
+    /// The operator's state digest when the change was planned: any other state is drift.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchOutcome {
+    pub login: String,
+    /// `switched`, `already` (nothing to do), `drifted`, `conflict` (the identity is another
+    /// operator's), `missing`, `refused`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The operator's state digest now.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchResponse {
+    pub operators: Vec<SwitchOutcome>,
+}
+
+/// The digest of what the migration compares of an operator (type, link, email, disabled,
+/// groups, direct rights): equal digests, same operator state.
+pub fn state_digest(op: &OperatorFacts) -> String {
+    let mut groups = op.groups.clone();
+    groups.sort();
+    let mut rights = op.rights.clone();
+    rights.sort();
+    let canonical = serde_json::json!([op.auth_type, op.ims_id, op.email, op.disabled, groups, rights]);
+    fnv_hex(canonical.to_string().as_bytes())
+}
+
+/// FNV-1a, 64 bits: a change detector, not a security boundary (both sides compute it from
+/// data the caller may read anyway).
+fn fnv_hex(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,513 @@
+//! The end-user phase: each native person with a usable email gets an IMS user (found or
+//! created through the User Management API) holding the profiles of its groups, and is then
+//! linked to it and moved to IMS sign-in on the instance, its native sessions ended.
+//!
+//! Planning is pure. Applying runs in three stages, each journaled before and after it acts:
+//! identities (action entries `createEnterpriseID` with `ignoreIfAlreadyExists`, then `add` the
+//! profiles: both idempotent), one reading of the organisation's users (ids by email), and the
+//! switch on the instance (conditional on the planned state). Nothing else is written, so a run
+//! cut short anywhere is finished by the next, and a run after success writes nothing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use ims_campaign::connect::email_key;
+use ims_identity::Now;
+use ims_wire::migration::{state_digest, InstanceFacts, OperatorFacts, SwitchItem, MAX_SWITCH};
+use serde::{Deserialize, Serialize};
+
+use crate::assess::{classify, email_statuses, Class, EmailStatus};
+use crate::client::{Error, ImsClient, InstanceClient};
+use crate::journal::{Journal, PlanRecord, StepEnd, StepKey, StepState};
+use crate::prepare::{mask_for, profile_name};
+
+pub const IDENTITY: &str = "identity";
+pub const SWITCH: &str = "switch";
+
+/// A person the plan moves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonStep {
+    pub login: String,
+    pub email: String,
+    pub groups: Vec<String>,
+    /// The product profiles of its groups, which its IMS user is added to.
+    pub profiles: Vec<String>,
+    /// The IMS user with that email when planned (`None`: it is created).
+    pub ims_user: Option<String>,
+    /// The operator's state digest when planned: apply refuses any other.
+    pub state: String,
+}
+
+/// An operator the plan leaves as it is, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub login: String,
+    pub reason: String,
+}
+
+/// The end-user plan: reviewable, stored in the journal when applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersPlan {
+    pub plan_id: String,
+    pub phase: String,
+    pub instance: String,
+    pub created_at: i64,
+    pub org_id: String,
+    pub product_context: String,
+    pub mask: String,
+    pub people: Vec<PersonStep>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl UsersPlan {
+    /// The human summary: what changes on each side, per operator.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "plan {} (end users of {}): {} to move, {} left as they are\n",
+            self.plan_id,
+            self.instance,
+            self.people.len(),
+            self.skipped.len()
+        );
+        for p in &self.people {
+            let user = match &p.ims_user {
+                Some(id) => format!("IMS user {} ({id}, exists)", p.email),
+                None => format!("IMS user {} (created)", p.email),
+            };
+            out.push_str(&format!(
+                "  {}: {user} added to [{}]; operator linked, switched to IMS sign-in, native sessions ended\n",
+                p.login,
+                p.profiles.join(", ")
+            ));
+        }
+        for s in &self.skipped {
+            out.push_str(&format!("  {}: left as it is: {}\n", s.login, s.reason));
+        }
+        out
+    }
+}
+
+/// Plans the end-user phase from the instance's operators, the organisation's profile names
+/// and users (email key -> id).
+pub fn plan_users(
+    facts: &InstanceFacts,
+    ops: &[OperatorFacts],
+    profiles: &[String],
+    users: &HashMap<String, String>,
+    org_id: &str,
+    now: Now,
+) -> UsersPlan {
+    let account = facts.ims_account.as_ref();
+    let mask = mask_for(&facts.name, account.map(|a| a.association_mask.as_str()));
+    let known: HashSet<&str> = profiles.iter().map(String::as_str).collect();
+    let carried: HashMap<&str, &[String]> = facts
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.rights.as_slice()))
+        .collect();
+    let mut people = Vec::new();
+    let mut skipped = Vec::new();
+    for (op, status) in ops.iter().zip(email_statuses(ops)) {
+        let (class, _) = classify(op);
+        if class != Class::Person || op.auth_type != "native" {
+            continue;
+        }
+        let skip = |reason: String| Skipped {
+            login: op.login.clone(),
+            reason,
+        };
+        if op.disabled {
+            skipped.push(skip("disabled: stays native and unable to sign in".into()));
+            continue;
+        }
+        if status != EmailStatus::Ok {
+            skipped.push(skip(format!(
+                "its email is {}: give it one with `ims migrate prepare --emails`",
+                status.as_str()
+            )));
+            continue;
+        }
+        let from_groups: BTreeSet<&str> = op
+            .groups
+            .iter()
+            .filter_map(|g| carried.get(g.as_str()))
+            .flat_map(|r| r.iter().map(String::as_str))
+            .collect();
+        let beyond: Vec<&str> = op
+            .rights
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !from_groups.contains(r))
+            .collect();
+        if !beyond.is_empty() {
+            skipped.push(skip(format!(
+                "holds rights none of its groups carries ({}): its profiles would not give them back",
+                beyond.join(", ")
+            )));
+            continue;
+        }
+        let mut names = Vec::new();
+        let mut missing = Vec::new();
+        for g in &op.groups {
+            match profile_name(&mask, g) {
+                Some(n) if known.contains(n.as_str()) => names.push(n),
+                Some(n) => missing.push(n),
+                None => missing.push(format!("(the mask names no profile for {g})")),
+            }
+        }
+        if !missing.is_empty() {
+            skipped.push(skip(format!(
+                "no profile for its groups at the IMS: {} (run `ims migrate prepare --profiles`)",
+                missing.join(", ")
+            )));
+            continue;
+        }
+        let email = op.email.clone().unwrap_or_default();
+        people.push(PersonStep {
+            login: op.login.clone(),
+            ims_user: users.get(&email_key(&email)).cloned(),
+            email,
+            groups: op.groups.clone(),
+            profiles: names,
+            state: state_digest(op),
+        });
+    }
+    UsersPlan {
+        plan_id: format!("users-{}-{}", facts.name, now.millis()),
+        phase: "users".into(),
+        instance: facts.name.clone(),
+        created_at: now.millis(),
+        org_id: org_id.to_owned(),
+        product_context: account.map_or_else(
+            || "dma_campaign_classic".to_owned(),
+            |a| a.product_context.clone(),
+        ),
+        mask,
+        people,
+        skipped,
+    }
+}
+
+/// Where a test may stop the engine dead (`std::process::abort`, as a `kill -9` would): at a
+/// named boundary, the `nth` time it is reached.
+#[derive(Clone, Debug, Default)]
+pub struct FailPoint {
+    pub name: String,
+    pub nth: u32,
+    reached: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl FailPoint {
+    /// `name` or `name:nth` (`IMS_MIGRATE_FAIL_AT`).
+    pub fn parse(spec: &str) -> Self {
+        let (name, nth) = match spec.split_once(':') {
+            Some((n, k)) => (n, k.parse().unwrap_or(1)),
+            None => (spec, 1),
+        };
+        FailPoint {
+            name: name.to_owned(),
+            nth: nth.max(1),
+            reached: Default::default(),
+        }
+    }
+
+    fn reach(&self, name: &str) {
+        if self.name == name {
+            let n = self.reached.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n == self.nth {
+                eprintln!("fail point {name} reached: stopping dead");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// The step boundaries of applying, in order (for fail points and the crash matrix).
+pub const BOUNDARIES: &[&str] = &[
+    "plan-stored",
+    "identity-begun",
+    "identity-acted",
+    "identity-ended",
+    "users-read",
+    "switch-begun",
+    "switch-acted",
+    "switch-ended",
+];
+
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    pub dry_run: bool,
+    /// Operators per journaled batch on the instance side.
+    pub batch: usize,
+    pub fail_at: Option<FailPoint>,
+}
+
+impl ApplyOptions {
+    fn reach(&self, name: &str) {
+        if let Some(f) = &self.fail_at {
+            f.reach(name);
+        }
+    }
+}
+
+/// What applying did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub plan_id: String,
+    pub dry_run: bool,
+    /// Identities created or updated now.
+    pub identities: usize,
+    pub switched: usize,
+    /// Already done by an earlier run (journal) or found done on the instance.
+    pub already: usize,
+    pub failed: Vec<Skipped>,
+    pub complete: bool,
+}
+
+/// Why applying did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the state drifted since the plan was made; plan again. {}", describe(.0))]
+    Drift(Vec<Skipped>),
+    #[error(transparent)]
+    Service(#[from] Error),
+    #[error("the journal: {0}")]
+    Journal(#[from] ims_identity::error::StoreError),
+}
+
+fn describe(items: &[Skipped]) -> String {
+    items
+        .iter()
+        .map(|s| format!("{}: {}", s.login, s.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Progress of a stage: name, done, total.
+pub type Progress<'a> = &'a mut (dyn FnMut(&str, usize, usize) + Send);
+
+/// Applies an end-user plan (see the module's documentation).
+pub async fn apply_users(
+    plan: &UsersPlan,
+    journal: &dyn Journal,
+    instance: &InstanceClient,
+    ims: &ImsClient,
+    opts: &ApplyOptions,
+    progress: Progress<'_>,
+    now: impl Fn() -> Now,
+) -> Result<ApplyReport, ApplyError> {
+    let mut report = ApplyReport {
+        plan_id: plan.plan_id.clone(),
+        dry_run: opts.dry_run,
+        ..ApplyReport::default()
+    };
+    let stored = journal.plan(&plan.plan_id).await?;
+    if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
+        report.already = plan.people.len();
+        report.complete = true;
+        return Ok(report);
+    }
+    let steps = journal.steps(&plan.plan_id).await?;
+    let done: HashSet<(String, String)> = steps
+        .iter()
+        .filter(|s| s.state == StepState::Done)
+        .map(|s| (s.key.action.clone(), s.key.operator.clone()))
+        .collect();
+    let is_done = |action: &str, login: &str| done.contains(&(action.to_owned(), login.to_owned()));
+
+    // Drift: every operator still to switch must be as planned.
+    let current: HashMap<String, OperatorFacts> = instance
+        .operators(|_| {})
+        .await?
+        .into_iter()
+        .map(|o| (o.login.clone(), o))
+        .collect();
+    let mut drifted = Vec::new();
+    for p in plan.people.iter().filter(|p| !is_done(SWITCH, &p.login)) {
+        match current.get(&p.login) {
+            None => drifted.push(Skipped {
+                login: p.login.clone(),
+                reason: "no longer exists".into(),
+            }),
+            Some(op) if op.auth_type == "ims" && op.ims_id.is_some() => {}
+            Some(op) if state_digest(op) != p.state => drifted.push(Skipped {
+                login: p.login.clone(),
+                reason: format!(
+                    "now type {}, email {}, groups [{}], rights [{}]{}",
+                    op.auth_type,
+                    op.email.as_deref().unwrap_or("none"),
+                    op.groups.join(", "),
+                    op.rights.join(", "),
+                    if op.disabled { ", disabled" } else { "" }
+                ),
+            }),
+            Some(_) => {}
+        }
+    }
+    if !drifted.is_empty() {
+        return Err(ApplyError::Drift(drifted));
+    }
+    if opts.dry_run {
+        report.already = plan.people.iter().filter(|p| is_done(SWITCH, &p.login)).count();
+        return Ok(report);
+    }
+    if stored.is_none() {
+        let body = serde_json::to_string(plan).unwrap_or_default();
+        journal
+            .put_plan(&PlanRecord {
+                plan_id: plan.plan_id.clone(),
+                instance: plan.instance.clone(),
+                phase: plan.phase.clone(),
+                created_at: Now::from_millis(plan.created_at),
+                body,
+                applied_at: None,
+            })
+            .await?;
+    }
+    opts.reach("plan-stored");
+
+    // Stage 1: identities, ten action entries per request (the API's limit).
+    let todo: Vec<&PersonStep> = plan
+        .people
+        .iter()
+        .filter(|p| !is_done(IDENTITY, &p.login) && !is_done(SWITCH, &p.login))
+        .collect();
+    let mut failed_identity: HashSet<String> = HashSet::new();
+    let batch = opts.batch.clamp(10, MAX_SWITCH);
+    let mut n = 0;
+    for chunk in todo.chunks(batch) {
+        let keys: Vec<StepKey> = chunk.iter().map(|p| key(IDENTITY, &p.login)).collect();
+        journal.begin_steps(&plan.plan_id, &keys, now()).await?;
+        opts.reach("identity-begun");
+        let mut ends = Vec::with_capacity(chunk.len());
+        for ten in chunk.chunks(10) {
+            let entries: Vec<serde_json::Value> = ten.iter().map(|p| identity_entry(p)).collect();
+            let errors: HashMap<usize, String> = ims.action(&entries).await?.into_iter().collect();
+            for (i, p) in ten.iter().enumerate() {
+                match errors.get(&i) {
+                    None => ends.push(end(IDENTITY, &p.login, StepState::Done, String::new())),
+                    Some(e) => {
+                        failed_identity.insert(p.login.clone());
+                        report.failed.push(Skipped {
+                            login: p.login.clone(),
+                            reason: format!("the IMS refused its user: {e}"),
+                        });
+                        ends.push(end(IDENTITY, &p.login, StepState::Failed, e.clone()));
+                    }
+                }
+            }
+        }
+        opts.reach("identity-acted");
+        report.identities += ends.iter().filter(|e| e.state == StepState::Done).count();
+        journal.end_steps(&plan.plan_id, &ends, now()).await?;
+        opts.reach("identity-ended");
+        n += chunk.len();
+        progress("identities", n, todo.len());
+    }
+
+    // Stage 2: the users' ids, read once.
+    let to_switch: Vec<&PersonStep> = plan
+        .people
+        .iter()
+        .filter(|p| !is_done(SWITCH, &p.login) && !failed_identity.contains(&p.login))
+        .collect();
+    report.already += plan
+        .people
+        .len()
+        .saturating_sub(to_switch.len() + failed_identity.len());
+    if !to_switch.is_empty() {
+        let ids: HashMap<String, (String, String)> = ims
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| (email_key(&u.email), (u.id, u.status)))
+            .collect();
+        opts.reach("users-read");
+
+        // Stage 3: link and switch, in journaled batches.
+        let mut n = 0;
+        for chunk in to_switch.chunks(batch) {
+            let mut items = Vec::with_capacity(chunk.len());
+            let mut ends = Vec::new();
+            for p in chunk {
+                match ids.get(&email_key(&p.email)) {
+                    Some((id, status)) if status == "active" => items.push(SwitchItem {
+                        login: p.login.clone(),
+                        ims_id: Some(id.clone()),
+                        state: p.state.clone(),
+                    }),
+                    other => {
+                        let why = match other {
+                            Some((_, status)) => format!("its IMS user is {status}"),
+                            None => "its IMS user was not found".to_owned(),
+                        };
+                        report.failed.push(Skipped {
+                            login: p.login.clone(),
+                            reason: why,
+                        });
+                    }
+                }
+            }
+            let keys: Vec<StepKey> = items.iter().map(|i| key(SWITCH, &i.login)).collect();
+            journal.begin_steps(&plan.plan_id, &keys, now()).await?;
+            opts.reach("switch-begun");
+            let answer = instance.switch("ims", &items).await?;
+            opts.reach("switch-acted");
+            for o in answer.operators {
+                match o.outcome.as_str() {
+                    "switched" => {
+                        report.switched += 1;
+                        ends.push(end(SWITCH, &o.login, StepState::Done, String::new()));
+                    }
+                    "already" => {
+                        report.already += 1;
+                        ends.push(end(SWITCH, &o.login, StepState::Done, "already".into()));
+                    }
+                    other => {
+                        let reason = format!("{other}: {}", o.detail);
+                        report.failed.push(Skipped {
+                            login: o.login.clone(),
+                            reason: reason.clone(),
+                        });
+                        ends.push(end(SWITCH, &o.login, StepState::Failed, reason));
+                    }
+                }
+            }
+            journal.end_steps(&plan.plan_id, &ends, now()).await?;
+            opts.reach("switch-ended");
+            n += chunk.len();
+            progress("switch", n, to_switch.len());
+        }
+    }
+    report.complete = report.failed.is_empty();
+    if report.complete {
+        journal.mark_applied(&plan.plan_id, now()).await?;
+    }
+    Ok(report)
+}
+
+fn key(action: &str, login: &str) -> StepKey {
+    StepKey {
+        operator: login.to_owned(),
+        action: action.to_owned(),
+    }
+}
+
+fn end(action: &str, login: &str, state: StepState, detail: String) -> StepEnd {
+    StepEnd {
+        key: key(action, login),
+        state,
+        detail,
+    }
+}
+
+/// The action entry that makes sure a person's IMS user exists and holds its profiles; both
+/// steps change nothing when already so.
+fn identity_entry(p: &PersonStep) -> serde_json::Value {
+    let mut steps = vec![serde_json::json!({
+        "createEnterpriseID": {"email": p.email, "option": "ignoreIfAlreadyExists"}
+    })];
+    if !p.profiles.is_empty() {
+        steps.push(serde_json::json!({"add": {"group": p.profiles}}));
+    }
+    serde_json::json!({"user": p.email, "requestID": format!("migrate-{}", p.login), "do": steps})
+}
