@@ -6,14 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use ims_identity::Now;
 use ims_wire::migration::{
-    state_digest, EmailAssignment, EmailChange, EmailOutcome, EmailProblem, GroupFacts, ImsAccountFacts,
-    InstanceFacts, OperatorFacts, OperatorPage, RestrictionFacts, SwitchOutcome, SwitchRequest,
-    SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
+    state_digest, EmailAssignment, EmailChange, EmailOutcome, GroupFacts, GroupOutcome, GroupRequest,
+    ImsAccountFacts, InstanceFacts, OperatorFacts, OperatorPage, RestrictionFacts, RowProblem, SwitchOutcome,
+    SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
 use crate::connect::email_key;
 use crate::fault::Fault;
-use crate::model::{AuthPath, AuthType, Operator};
+use crate::model::{AuthPath, AuthType, Operator, OperatorGroup};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
 use crate::usage::UsageSummary;
@@ -146,7 +146,7 @@ impl Instance {
             dry_run,
             ..EmailOutcome::default()
         };
-        let problem = |login: &str, problem: String| EmailProblem {
+        let problem = |login: &str, problem: String| RowProblem {
             login: login.to_owned(),
             problem,
         };
@@ -242,6 +242,146 @@ impl Instance {
                 before: op.email,
                 after: email,
             });
+        }
+        Ok(out)
+    }
+}
+
+impl Instance {
+    /// Creates operator groups carrying named rights that operators hold directly, and adds
+    /// those operators to them (their other groups stay). Everything is checked first (a name of
+    /// letters, digits, `-` and `_`; known rights; a group of that name, if any, carrying exactly
+    /// those rights; members that exist and are not technical accounts); with any problem
+    /// nothing is written. Run again, it finds what is done and adds what is missing.
+    pub async fn migration_groups(
+        &self,
+        actor: &Operator,
+        req: &GroupRequest,
+        dry_run: bool,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<GroupOutcome, Fault> {
+        self.require_administration(actor).await?;
+        if req.groups.len() > 100 || req.groups.iter().map(|g| g.members.len()).sum::<usize>() > MAX_EMAILS {
+            return Err(Fault::bad_request(format!(
+                "at most 100 groups and {MAX_EMAILS} members per request"
+            )));
+        }
+        let store = self.store();
+        let existing = store.groups().await?;
+        let mut out = GroupOutcome {
+            dry_run,
+            ..GroupOutcome::default()
+        };
+        let problem = |who: &str, problem: String| RowProblem {
+            login: who.to_owned(),
+            problem,
+        };
+        let mut members: Vec<(Operator, String)> = Vec::new();
+        for g in &req.groups {
+            let name_ok = !g.name.is_empty()
+                && g.name.len() <= 64
+                && g.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !name_ok {
+                out.problems.push(problem(
+                    &g.name,
+                    "a group name is 1 to 64 letters, digits, - or _".into(),
+                ));
+                continue;
+            }
+            if let Some(r) = g.rights.iter().find(|r| crate::rights::right(r).is_none()) {
+                out.problems
+                    .push(problem(&g.name, format!("{r:?} is not a named right")));
+                continue;
+            }
+            let mut want = g.rights.clone();
+            want.sort();
+            want.dedup();
+            if let Some(e) = existing.iter().find(|e| e.name == g.name) {
+                let mut have = e.rights.clone();
+                have.sort();
+                if have != want {
+                    out.problems.push(problem(
+                        &g.name,
+                        format!("exists with other rights: [{}]", have.join(", ")),
+                    ));
+                    continue;
+                }
+            }
+            for login in &g.members {
+                match store.operator_by_login(login).await? {
+                    None => out
+                        .problems
+                        .push(problem(login, "no operator has this login".into())),
+                    Some(op) if op.auth_type == AuthType::TechnicalAccount => out.problems.push(problem(
+                        login,
+                        "a technical account's groups come from its credential's profiles".into(),
+                    )),
+                    Some(op) => members.push((op, g.name.clone())),
+                }
+            }
+        }
+        if !out.problems.is_empty() {
+            return Ok(out);
+        }
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: format!("operator:{}", actor.login),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        for g in &req.groups {
+            if existing.iter().any(|e| e.name == g.name) {
+                out.present.push(g.name.clone());
+                continue;
+            }
+            if !dry_run {
+                let group = OperatorGroup {
+                    id: 0,
+                    name: g.name.clone(),
+                    label: g.label.clone(),
+                    rights: g.rights.clone(),
+                };
+                let audit = ctx.event(
+                    "group.create",
+                    &g.name,
+                    "success",
+                    serde_json::json!({"label": g.label, "rights": g.rights}),
+                );
+                if !store.create_group(&group, &audit).await? {
+                    out.present.push(g.name.clone());
+                    continue;
+                }
+            }
+            out.created.push(g.name.clone());
+        }
+        let restrictions = self.restrictions();
+        // Memberships one operator at a time; re-read so two groups for one operator add up.
+        for (op, group) in members {
+            let current = store.operator(op.id).await?.unwrap_or(op);
+            if current.groups.contains(&group) {
+                continue;
+            }
+            if !dry_run {
+                let mut groups = current.groups.clone();
+                groups.push(group.clone());
+                let edit = OperatorEdit {
+                    groups: Some(groups),
+                    ..OperatorEdit::default()
+                };
+                crate::operators::save(
+                    store.as_ref(),
+                    &restrictions,
+                    &OperatorKey::Id(current.id),
+                    WriteMode::Update,
+                    edit,
+                    &ctx,
+                )
+                .await?;
+            }
+            out.added.push((current.login, group));
         }
         Ok(out)
     }

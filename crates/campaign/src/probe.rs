@@ -189,6 +189,9 @@ impl OperatorStore for ProbeStore {
     async fn ensure_group(&self, _name: &str, _label: &str, _rights: &[&str]) -> StoreResult<()> {
         Self::refuse("ensure_group")
     }
+    async fn create_group(&self, _group: &OperatorGroup, _audit: &AuditEvent) -> StoreResult<bool> {
+        Self::refuse("create_group")
+    }
 }
 
 #[async_trait]

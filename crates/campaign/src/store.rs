@@ -75,6 +75,9 @@ pub trait OperatorStore: Send + Sync {
     async fn groups(&self) -> StoreResult<Vec<OperatorGroup>>;
     /// Creates the group unless one of that name exists.
     async fn ensure_group(&self, name: &str, label: &str, rights: &[&str]) -> StoreResult<()>;
+    /// Creates the group with its rights and its audit line, in one transaction; false (and
+    /// nothing written) when a group of that name exists.
+    async fn create_group(&self, group: &OperatorGroup, audit: &AuditEvent) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -74,8 +74,12 @@ pub enum MigrateCommand {
         #[arg(long)]
         emails: Option<PathBuf>,
         /// Create the product profiles (a step of its own: not with --emails).
-        #[arg(long, conflicts_with = "emails")]
+        #[arg(long, conflicts_with_all = ["emails", "rights"])]
         profiles: bool,
+        /// Create operator groups carrying the rights people hold directly beyond their groups,
+        /// with those people as members (before --profiles, which then names them too).
+        #[arg(long, conflicts_with = "emails")]
+        rights: bool,
         /// Check everything against the live state; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -85,6 +89,26 @@ pub enum MigrateCommand {
     /// Write a reviewable plan of a phase, computed from the current state of both services.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Put people an end-user plan moved back to native sign-in (until the instance is locked
+    /// down): their IMS user leaves the instance's profiles, then the operator is unlinked.
+    Rollback {
+        /// A person to put back (repeatable).
+        #[arg(long = "operator")]
+        operators: Vec<String>,
+        /// Every person this plan moved (its id, as `status` shows it).
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per phase what is done, in progress or blocked (from the journal), the operators by
+    /// authentication type, and the reconciliation of both sides. Exit 1 when they differ.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Carry out a plan, journaled step by step; refused when the state drifted since it was
     /// made. Run it again to resume after an interruption (a finished plan writes nothing).
     Apply {
@@ -249,6 +273,31 @@ pub async fn connect(target: &Target, config: &Config) -> Result<Services> {
         _ => bail!("the IMS needs --ims-url, --ims-org, --client-id and --client-secret-file together"),
     };
     Ok(Services { instance, ims })
+}
+
+/// Both sides of every linked operator, compared (the instance's profiles found by its mask).
+async fn reconciliation(
+    ims: &ImsClient,
+    facts: &ims_wire::migration::InstanceFacts,
+    ops: &[ims_wire::migration::OperatorFacts],
+) -> Result<ims_migration::reconcile::Reconciliation> {
+    let mask_text = prepare::mask_for(
+        &facts.name,
+        facts.ims_account.as_ref().map(|a| a.association_mask.as_str()),
+    );
+    let mask = ims_campaign::connect::AssociationMask::parse(&mask_text).map_err(anyhow::Error::msg)?;
+    let mut profiles = std::collections::HashMap::new();
+    for p in ims.profiles().await? {
+        if mask.captured(&p.name).is_some() {
+            if let Some(detail) = ims.profile(&p.name).await? {
+                profiles.insert(p.name.clone(), detail);
+            }
+        }
+    }
+    let users = ims.users().await?;
+    Ok(ims_migration::reconcile::reconcile(
+        facts, ops, &users, &profiles, &mask,
+    ))
 }
 
 fn need_ims(services: &Services) -> Result<&ImsClient> {
@@ -431,7 +480,63 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 .into())
             }
         }
-        MigrateCommand::Prepare { .. } => bail!("say what to prepare: --emails FILE.csv or --profiles"),
+        MigrateCommand::Prepare {
+            rights: true,
+            dry_run,
+            json,
+            ..
+        } => {
+            let services = connect(target, &config).await?;
+            let facts = services.instance.facts().await?;
+            let ops = services.instance.operators(progress("operators read")).await?;
+            let req = prepare::right_groups(&facts, &ops);
+            let mut outcome = services.instance.groups(&req, true).await?;
+            if !dry_run && outcome.problems.is_empty() {
+                outcome = services.instance.groups(&req, false).await?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                let verb = if dry_run { "would create" } else { "created" };
+                if req.groups.is_empty() {
+                    println!("no one holds named rights beyond their groups");
+                }
+                for g in &req.groups {
+                    let state = if outcome.created.contains(&g.name) {
+                        verb
+                    } else {
+                        "present"
+                    };
+                    println!(
+                        "{state} group {} ({}) for {}",
+                        g.name,
+                        g.label,
+                        g.members.join(", ")
+                    );
+                }
+                for p in &outcome.problems {
+                    println!("{}: {}", p.login, p.problem);
+                }
+                println!(
+                    "groups {verb} {}, present {}, memberships added {}",
+                    outcome.created.len(),
+                    outcome.present.len(),
+                    outcome.added.len()
+                );
+            }
+            if outcome.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Blocked(format!(
+                    "{} problem(s): nothing was written",
+                    outcome.problems.len()
+                ))
+                .into())
+            }
+        }
+        MigrateCommand::Prepare { .. } => {
+            bail!("say what to prepare: --emails FILE.csv, --rights or --profiles")
+        }
         MigrateCommand::Plan(PlanCommand::Users { out }) => {
             let services = connect(target, &config).await?;
             let ims = need_ims(&services)?;
@@ -449,6 +554,109 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             print!("{}", plan.summary());
             println!("written to {}", out.display());
             Ok(())
+        }
+        MigrateCommand::Rollback {
+            operators,
+            plan,
+            dry_run,
+            json,
+        } => {
+            use ims_migration::journal::Journal as _;
+            if operators.is_empty() && plan.is_none() {
+                bail!("say who to put back: --operator LOGIN (repeatable) or --plan PLAN_ID");
+            }
+            let services = connect(target, &config).await?;
+            let ims = need_ims(&services)?;
+            let facts = services.instance.facts().await?;
+            let journal = open_journal(target).await?;
+            let mut plans = Vec::new();
+            for p in journal.plans(&facts.name).await? {
+                if p.phase == "users" && plan.as_ref().is_none_or(|id| *id == p.plan_id) {
+                    plans.push(serde_json::from_str::<users::UsersPlan>(&p.body)?);
+                }
+            }
+            if let (Some(id), true) = (&plan, plans.is_empty()) {
+                bail!("no end-user plan {id} in the journal of {}", facts.name);
+            }
+            let targets = users::rollback_targets(&plans, &operators).map_err(|unknown| {
+                Blocked(format!(
+                    "no applied plan moved {}: nothing was done",
+                    unknown.join(", ")
+                ))
+            })?;
+            let opts = users::ApplyOptions {
+                dry_run,
+                batch: 500,
+                fail_at: std::env::var("IMS_MIGRATE_FAIL_AT")
+                    .ok()
+                    .map(|s| users::FailPoint::parse(&s)),
+            };
+            let id = format!("rollback-{}-{}", facts.name, Now::system().millis());
+            let outcome = users::rollback(
+                &id,
+                &facts.name,
+                &targets,
+                users::Engine {
+                    journal: &journal,
+                    instance: &services.instance,
+                    ims,
+                },
+                &opts,
+                Now::system,
+            )
+            .await;
+            journal.close().await;
+            let report = outcome?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let verb = if dry_run { "would put back" } else { "put back" };
+                for l in &report.restored {
+                    println!("{verb} {l} to native sign-in");
+                }
+                for l in &report.already {
+                    println!("{l} signs in natively already");
+                }
+                for f in &report.failed {
+                    println!("failed: {}: {}", f.login, f.reason);
+                }
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Blocked(format!("{} operator(s) not put back", report.failed.len())).into())
+            }
+        }
+        MigrateCommand::Status { json } => {
+            use ims_migration::journal::Journal as _;
+            let services = connect(target, &config).await?;
+            let facts = services.instance.facts().await?;
+            let ops = services.instance.operators(progress("operators read")).await?;
+            let journal = open_journal(target).await?;
+            let mut plans = Vec::new();
+            for p in journal.plans(&facts.name).await? {
+                let steps = journal.steps(&p.plan_id).await?;
+                plans.push(ims_migration::status::PlanStatus::of(&p, &steps));
+            }
+            journal.close().await;
+            let reconciliation = match &services.ims {
+                Some(ims) => Some(reconciliation(ims, &facts, &ops).await?),
+                None => None,
+            };
+            let status = ims_migration::status::Status::of(&facts, &ops, plans, reconciliation);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.text());
+            }
+            match &status.reconciliation {
+                Some(r) if !r.differences.is_empty() => Err(Blocked(format!(
+                    "{} operator(s) differ between the instance and the IMS",
+                    r.differences.len()
+                ))
+                .into()),
+                _ => Ok(()),
+            }
         }
         MigrateCommand::Apply {
             plan,
@@ -471,11 +679,14 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                     .map(|s| users::FailPoint::parse(&s)),
             };
             let mut bars = Bars::new();
+            let engine = users::Engine {
+                journal: &journal,
+                instance: &services.instance,
+                ims,
+            };
             let outcome = users::apply_users(
                 &plan,
-                &journal,
-                &services.instance,
-                ims,
+                engine,
                 &opts,
                 &mut |stage, done, total| bars.show(stage, done, total),
                 Now::system,

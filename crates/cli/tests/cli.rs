@@ -1803,6 +1803,18 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     assert!(people.contains(&"ana.abe".to_owned()));
     assert!(summary.contains("ana.abe: IMS user ana.abe@example.com (created) added to [campaign - marketing - campaignManagers]"), "{summary}");
 
+    // Rights held beyond groups get a group of their own, with a profile, so they come back.
+    let rights = ok(migrate(&["prepare", "--rights"], &[]));
+    assert!(
+        rights.contains("created group rights-export-sql (Direct rights: EXPORT, SQL SCRIPT EXECUTION) for"),
+        "{rights}"
+    );
+    assert!(
+        ok(migrate(&["prepare", "--rights"], &[])).contains("no one holds named rights beyond their groups")
+    );
+    assert!(ok(migrate(&["prepare", "--profiles"], &[]))
+        .contains("created \"campaign - marketing - rights-export-sql\""));
+
     // A change after the plan (an email) is caught: nothing is applied.
     let csv = tmp.path().join("e.csv");
     std::fs::write(&csv, "login,email\nana.dahl,ana.d@example.com\n").unwrap();
@@ -1819,6 +1831,7 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
     let people = plan["people"].as_array().unwrap().len();
     assert!(people > 20, "{plan}");
+    assert!(!plan["skipped"].to_string().contains("holds rights"), "{plan}");
 
     // Stopped dead right after the instance switched the first batch, before the journal
     // recorded it; the next run finishes without doing anything twice.
@@ -1913,11 +1926,83 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
         }
     }
 
+    // Status: the phase is done and both sides agree, operator by operator.
+    let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"], &[]))).unwrap();
+    assert!(status["plans"][0]["applied_at"].is_i64(), "{status}");
+    assert_eq!(status["by_auth_type"]["ims"], people);
+    let r = &status["reconciliation"];
+    assert_eq!(
+        (r["linked_operators"].as_u64(), r["matching"].as_u64()),
+        (Some(people as u64), Some(people as u64)),
+        "{r}"
+    );
+    assert_eq!(r["differences"], serde_json::json!([]));
+    let text = ok(migrate(&["status"], &[]));
+    assert!(
+        text.contains("phase users: users-marketing-") && text.contains(" done ("),
+        "{text}"
+    );
+    assert!(text.contains("phase technical: not started"));
+
     // A finished plan applied again writes nothing anywhere.
     let (instance_before, ims_before) = (instance_audit(), audit(&["audit", "--limit", "5000"]));
     let out = ok(migrate(&["apply", p], &[]));
     assert!(out.contains("switched 0"), "{out}");
     assert_eq!(instance_audit(), instance_before);
     assert_eq!(audit(&["audit", "--limit", "5000"]), ims_before);
+
+    // One person put back to native sign-in: unlinked, out of the instance's profiles; again:
+    // nothing to do. Everyone else still agrees on both sides.
+    let back = moved[1]["login"].as_str().unwrap().to_owned();
+    let out = ok(migrate(&["rollback", "--operator", &back], &[]));
+    assert!(
+        out.contains(&format!("put back {back} to native sign-in")),
+        "{out}"
+    );
+    assert!(ok(migrate(&["rollback", "--operator", &back], &[]))
+        .contains(&format!("{back} signs in natively already")));
+    let out = migrate(&["rollback", "--operator", "crm-sync"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"], &[]))).unwrap();
+    let r = &status["reconciliation"];
+    assert_eq!(r["linked_operators"].as_u64(), Some(people as u64 - 1), "{r}");
+    assert_eq!(r["differences"], serde_json::json!([]));
+    assert_eq!(
+        r["not_linked_yet"],
+        serde_json::json!([]),
+        "the person left the profiles too"
+    );
+    let a2: Value = serde_json::from_slice(&migrate(&["assess", "--json"], &[]).stdout).unwrap();
+    let op = a2["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["login"] == back.as_str())
+        .unwrap();
+    assert_eq!(op["auth_type"], "native");
+
+    // A profile taken away at the IMS shows as a difference (exit 1), named.
+    let first = moved[0]["email"].as_str().unwrap().to_owned();
+    let group = moved[0]["groups"][0].as_str().unwrap().to_owned();
+    let body = serde_json::json!([{"user": first, "do": [{"remove": {"group": [format!("campaign - marketing - {group}")]}}]}]);
+    let r = http
+        .post(format!(
+            "{ims_url}/v2/usermanagement/action/{}",
+            upj["org_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&t)
+        .header("x-api-key", cred["client_id"].as_str().unwrap())
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = migrate(&["status"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 differences")
+            && text.contains(&format!("differs {}", moved[0]["login"].as_str().unwrap())),
+        "{text}"
+    );
     server.stop();
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
-use ims_wire::migration::{EmailRequest, SwitchRequest, MAX_PAGE};
+use ims_wire::migration::{EmailRequest, GroupRequest, RowProblem, SwitchRequest, MAX_PAGE};
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
@@ -25,6 +25,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/operators", get(operators))
         .route("/nl/migration/v1/emails", post(emails))
         .route("/nl/migration/v1/switch", post(switch))
+        .route("/nl/migration/v1/groups", post(groups))
 }
 
 /// A fault as problem details; the status says what kind of refusal it is.
@@ -50,6 +51,20 @@ impl IntoResponse for ApiFault {
         });
         problem_response(status, body)
     }
+}
+
+/// A request refused whole: problem details listing every problem (nothing was written).
+fn refused_whole(problems: &[RowProblem]) -> Response {
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": format!("{} problem(s): nothing was written", problems.len()),
+        "code": "SOP-330011",
+        "problems": problems,
+    });
+    problem_response(status, body)
 }
 
 fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
@@ -158,19 +173,7 @@ async fn emails(
     };
     match run.await {
         Ok(outcome) if outcome.problems.is_empty() => no_store(Json(outcome).into_response()),
-        // Refused whole: problem details listing every problem.
-        Ok(outcome) => {
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
-            let body = json!({
-                "type": "about:blank",
-                "title": status.canonical_reason().unwrap_or("error"),
-                "status": status.as_u16(),
-                "detail": format!("{} problem(s): nothing was written", outcome.problems.len()),
-                "code": "SOP-330011",
-                "problems": outcome.problems,
-            });
-            problem_response(status, body)
-        }
+        Ok(outcome) => refused_whole(&outcome.problems),
         Err(f) => ApiFault(f).into_response(),
     }
 }
@@ -189,6 +192,29 @@ async fn switch(
     };
     match run.await {
         Ok(done) => no_store(Json(done).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn groups(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    query: Result<Query<DryRun>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
+        let (op, caller) = caller(&st, &meta, &headers, "migration#Groups").await?;
+        let req: GroupRequest = serde_json::from_slice(&body)
+            .map_err(|e| Fault::bad_request(format!("the body is not a group request: {e}")))?;
+        st.instance
+            .migration_groups(&op, &req, q.dry_run, meta.now, &caller)
+            .await
+    };
+    match run.await {
+        Ok(outcome) if outcome.problems.is_empty() => no_store(Json(outcome).into_response()),
+        Ok(outcome) => refused_whole(&outcome.problems),
         Err(f) => ApiFault(f).into_response(),
     }
 }

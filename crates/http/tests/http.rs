@@ -8426,4 +8426,78 @@ mod migration_api {
             finish(cleanup).await;
         }
     }
+
+    #[tokio::test]
+    async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+                continue;
+            };
+            let inst = Arc::new(inst);
+            add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+            let app = router(InstanceState {
+                instance: inst.clone(),
+                tls: false,
+            });
+            let boss = session_of(&app, "boss").await;
+            let post = |query: &'static str, body: Value| {
+                let mut b = Request::post(format!("/nl/migration/v1/groups{query}"))
+                    .header("content-type", "application/json");
+                for (k, v) in &boss {
+                    b = b.header(*k, v);
+                }
+                let app = app.clone();
+                async move {
+                    let (status, _, out) = send(&app, b.body(Body::from(body.to_string())).unwrap()).await;
+                    (status, out)
+                }
+            };
+            let (status, out) = post("", json!({"groups": [
+                {"name": "bad name", "label": "x", "rights": [], "members": []},
+                {"name": "rights-x", "label": "x", "rights": ["nothing"], "members": []},
+                {"name": "admin", "label": "x", "rights": ["export"], "members": []},
+                {"name": "rights-export", "label": "Direct rights: EXPORT", "rights": ["export"], "members": ["ghost"]},
+            ]}))
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+            let who: Vec<&str> = out["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["login"].as_str().unwrap())
+                .collect();
+            assert_eq!(who, ["bad name", "rights-x", "admin", "ghost"]);
+            assert!(!inst
+                .store()
+                .groups()
+                .await
+                .unwrap()
+                .iter()
+                .any(|g| g.name == "rights-export"));
+
+            let good = json!({"groups": [{"name": "rights-export", "label": "Direct rights: EXPORT", "rights": ["export"], "members": ["jdoe"]}]});
+            let (status, out) = post("?dry_run=true", good.clone()).await;
+            assert_eq!(
+                (status, out["created"].clone()),
+                (StatusCode::OK, json!(["rights-export"]))
+            );
+            assert!(!inst
+                .store()
+                .groups()
+                .await
+                .unwrap()
+                .iter()
+                .any(|g| g.name == "rights-export"));
+            let (_, out) = post("", good.clone()).await;
+            assert_eq!(out["added"], json!([["jdoe", "rights-export"]]));
+            let jdoe = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+            assert_eq!(jdoe.groups, ["deliveryOperators", "rights-export"]);
+            let (_, out) = post("", good).await;
+            assert_eq!(
+                (out["present"].clone(), out["added"].clone()),
+                (json!(["rights-export"]), json!([]))
+            );
+            finish(cleanup).await;
+        }
+    }
 }

@@ -5,8 +5,8 @@
 use std::sync::Mutex;
 
 use ims_wire::migration::{
-    EmailAssignment, EmailOutcome, EmailProblem, EmailRequest, InstanceFacts, OperatorFacts, OperatorPage,
-    SwitchItem, SwitchRequest, SwitchResponse, BASE_PATH, MAX_PAGE,
+    EmailAssignment, EmailOutcome, EmailRequest, GroupOutcome, GroupRequest, InstanceFacts, OperatorFacts,
+    OperatorPage, RowProblem, SwitchItem, SwitchRequest, SwitchResponse, BASE_PATH, MAX_PAGE,
 };
 use ims_wire::soap::{self, Limits};
 use serde::de::DeserializeOwned;
@@ -180,39 +180,66 @@ impl InstanceClient {
         .await
     }
 
-    /// Gives operators their emails (or, with `dry_run`, checks that it could). Refused whole
-    /// with the problems listed when any assignment cannot be made.
-    pub async fn set_emails(&self, emails: &[EmailAssignment], dry_run: bool) -> Result<EmailOutcome, Error> {
-        let url = format!("{}{BASE_PATH}/emails?dry_run={dry_run}", self.base);
+    /// A request the instance checks whole: its answer, or (422) the problems that stopped it.
+    async fn post_checked<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        what: &str,
+    ) -> Result<Result<T, Vec<RowProblem>>, Error> {
+        let url = format!("{}{BASE_PATH}{path}", self.base);
         let resp = self
             .http
             .post(&url)
             .header("x-session-token", &self.session)
             .header("x-security-token", &self.security)
-            .json(&EmailRequest {
-                emails: emails.to_vec(),
-            })
+            .json(body)
             .send()
             .await
             .map_err(|e| unreachable(INSTANCE, &url, &e))?;
         if resp.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
             #[derive(serde::Deserialize)]
             struct Refused {
-                problems: Vec<EmailProblem>,
+                problems: Vec<RowProblem>,
             }
             let text = resp.text().await.unwrap_or_default();
             let refused: Refused = serde_json::from_str(&text).map_err(|e| Error::Protocol {
                 service: INSTANCE,
-                what: "the emails".into(),
+                what: what.to_owned(),
                 detail: e.to_string(),
             })?;
-            return Ok(EmailOutcome {
-                dry_run,
-                problems: refused.problems,
-                ..EmailOutcome::default()
-            });
+            return Ok(Err(refused.problems));
         }
-        read_json(INSTANCE, "the emails", resp).await
+        Ok(Ok(read_json(INSTANCE, what, resp).await?))
+    }
+
+    /// Gives operators their emails (or, with `dry_run`, checks that it could). Refused whole
+    /// with the problems listed when any assignment cannot be made.
+    pub async fn set_emails(&self, emails: &[EmailAssignment], dry_run: bool) -> Result<EmailOutcome, Error> {
+        let body = EmailRequest {
+            emails: emails.to_vec(),
+        };
+        Ok(self
+            .post_checked(&format!("/emails?dry_run={dry_run}"), &body, "the emails")
+            .await?
+            .unwrap_or_else(|problems| EmailOutcome {
+                dry_run,
+                problems,
+                ..EmailOutcome::default()
+            }))
+    }
+
+    /// Creates groups carrying directly held rights and adds their members (or, with
+    /// `dry_run`, checks that it could).
+    pub async fn groups(&self, req: &GroupRequest, dry_run: bool) -> Result<GroupOutcome, Error> {
+        Ok(self
+            .post_checked(&format!("/groups?dry_run={dry_run}"), req, "the groups")
+            .await?
+            .unwrap_or_else(|problems| GroupOutcome {
+                dry_run,
+                problems,
+                ..GroupOutcome::default()
+            }))
     }
 
     /// Moves operators to `to` (`ims` or `native`), each only from the state it was planned in.
@@ -400,12 +427,16 @@ impl ImsClient {
         read_json(IMS, what, resp).await
     }
 
-    /// Every user of the organisation: email, id and status.
+    /// Every user of the organisation: email, id, status and every group it belongs to (profiles
+    /// held through user groups included).
     pub async fn users(&self) -> Result<Vec<ImsUser>, Error> {
         let mut out = Vec::new();
         for page in 0.. {
             let v = self
-                .umapi_get(&format!("/users/{}/{page}", self.org_id), "the list of users")
+                .umapi_get(
+                    &format!("/users/{}/{page}?directOnly=False", self.org_id),
+                    "the list of users",
+                )
                 .await?;
             for u in v["users"].as_array().into_iter().flatten() {
                 out.push(serde_json::from_value(u.clone()).map_err(|e| Error::Protocol {

@@ -6,5 +6,7 @@ pub mod assess;
 pub mod client;
 pub mod journal;
 pub mod prepare;
+pub mod reconcile;
 pub mod report;
+pub mod status;
 pub mod users;

@@ -301,3 +301,144 @@ mod profile_tests {
         assert_eq!(specs.len(), 2);
     }
 }
+
+/// Groups that carry the named rights people hold directly beyond their groups, one per set of
+/// such rights (`rights-export-sql`), with those people as members: once the groups exist, their
+/// profiles give the rights back after the move, as every other right comes back.
+pub fn right_groups(
+    facts: &ims_wire::migration::InstanceFacts,
+    ops: &[ims_wire::migration::OperatorFacts],
+) -> ims_wire::migration::GroupRequest {
+    use std::collections::{BTreeMap, BTreeSet};
+    let carried: HashMap<&str, &[String]> = facts
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.rights.as_slice()))
+        .collect();
+    let mut sets: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+    for op in ops {
+        let (class, _) = crate::assess::classify(op);
+        if class != crate::assess::Class::Person || op.auth_type != "native" || op.disabled {
+            continue;
+        }
+        let from_groups: BTreeSet<&str> = op
+            .groups
+            .iter()
+            .filter_map(|g| carried.get(g.as_str()))
+            .flat_map(|r| r.iter().map(String::as_str))
+            .collect();
+        let beyond: BTreeSet<String> = op
+            .rights
+            .iter()
+            .filter(|r| !from_groups.contains(r.as_str()))
+            .cloned()
+            .collect();
+        if !beyond.is_empty() {
+            sets.entry(beyond.into_iter().collect())
+                .or_default()
+                .push(op.login.clone());
+        }
+    }
+    let groups = sets
+        .into_iter()
+        .map(|(rights, members)| {
+            let labels: Vec<&str> = rights
+                .iter()
+                .map(|r| ims_campaign::rights::right(r).map_or(r.as_str(), |n| n.label))
+                .collect();
+            ims_wire::migration::NewGroup {
+                name: format!("rights-{}", rights.join("-")),
+                label: format!("Direct rights: {}", labels.join(", ")),
+                rights,
+                members,
+            }
+        })
+        .collect();
+    ims_wire::migration::GroupRequest { groups }
+}
+
+#[cfg(test)]
+mod right_group_tests {
+    use super::*;
+    use ims_wire::migration::{GroupFacts, InstanceFacts, OperatorFacts, RestrictionFacts, UsageFacts};
+
+    fn op(login: &str, groups: &[&str], rights: &[&str]) -> OperatorFacts {
+        OperatorFacts {
+            id: 0,
+            login: login.into(),
+            label: login.into(),
+            email: Some(format!("{login}@example.com")),
+            auth_type: "native".into(),
+            disabled: false,
+            builtin: false,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            rights: rights.iter().map(|r| r.to_string()).collect(),
+            ims_id: None,
+            usage: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn people_holding_the_same_rights_beyond_their_groups_share_one_group() {
+        let facts = InstanceFacts {
+            name: "prod".into(),
+            kind: "marketing".into(),
+            build: "7.4.1".into(),
+            accepts_ims_signin: true,
+            accepts_bearer_tokens: true,
+            supports_restrictions: true,
+            native_auth: "until_switched_off".into(),
+            bearer_builds: String::new(),
+            restriction_builds: String::new(),
+            restrictions: RestrictionFacts {
+                operator_management_restricted: false,
+                native_api_disabled: false,
+                allow_list: vec![],
+            },
+            ims_account: None,
+            groups: vec![GroupFacts {
+                name: "admin".into(),
+                label: "Administrator".into(),
+                rights: vec!["admin".into()],
+            }],
+            operator_count: 0,
+            now: 0,
+        };
+        let mut program = op("crm-sync", &[], &["export"]);
+        program.usage = vec![UsageFacts {
+            action: "xtk:session#Logon".into(),
+            auth_path: "native".into(),
+            source: "10.0.0.1".into(),
+            client: String::new(),
+            outcome: "success".into(),
+            count: 3,
+            first_at: 0,
+            last_at: 1,
+        }];
+        let mut disabled = op("gone", &[], &["export"]);
+        disabled.disabled = true;
+        let ops = vec![
+            op("ana", &["admin"], &["sql", "export"]),
+            op("bo", &[], &["export", "sql"]),
+            op("kim", &["admin"], &["admin"]),
+            op("lee", &[], &["export"]),
+            program,
+            disabled,
+        ];
+        let req = right_groups(&facts, &ops);
+        let got: Vec<(&str, Vec<&str>)> = req
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.members.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("rights-export", vec!["lee"]),
+                ("rights-export-sql", vec!["ana", "bo"])
+            ]
+        );
+        assert_eq!(req.groups[1].label, "Direct rights: EXPORT, SQL SCRIPT EXECUTION");
+        assert_eq!(req.groups[1].rights, ["export", "sql"]);
+    }
+}

@@ -231,6 +231,7 @@ pub const BOUNDARIES: &[&str] = &[
     "switch-begun",
     "switch-acted",
     "switch-ended",
+    "unassign-ended",
 ];
 
 #[derive(Clone, Debug, Default)]
@@ -282,19 +283,30 @@ fn describe(items: &[Skipped]) -> String {
         .join("; ")
 }
 
+/// What applying works with: the journal and the two services.
+#[derive(Clone, Copy)]
+pub struct Engine<'a> {
+    pub journal: &'a dyn Journal,
+    pub instance: &'a InstanceClient,
+    pub ims: &'a ImsClient,
+}
+
 /// Progress of a stage: name, done, total.
 pub type Progress<'a> = &'a mut (dyn FnMut(&str, usize, usize) + Send);
 
 /// Applies an end-user plan (see the module's documentation).
 pub async fn apply_users(
     plan: &UsersPlan,
-    journal: &dyn Journal,
-    instance: &InstanceClient,
-    ims: &ImsClient,
+    engine: Engine<'_>,
     opts: &ApplyOptions,
     progress: Progress<'_>,
     now: impl Fn() -> Now,
 ) -> Result<ApplyReport, ApplyError> {
+    let Engine {
+        journal,
+        instance,
+        ims,
+    } = engine;
     let mut report = ApplyReport {
         plan_id: plan.plan_id.clone(),
         dry_run: opts.dry_run,
@@ -510,4 +522,184 @@ fn identity_entry(p: &PersonStep) -> serde_json::Value {
         steps.push(serde_json::json!({"add": {"group": p.profiles}}));
     }
     serde_json::json!({"user": p.email, "requestID": format!("migrate-{}", p.login), "do": steps})
+}
+
+pub const UNASSIGN: &str = "unassign";
+pub const NATIVE: &str = "native";
+
+/// An operator to put back to native sign-in, as its plan moved it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackStep {
+    pub login: String,
+    pub email: String,
+    pub profiles: Vec<String>,
+    /// The plan that moved it.
+    pub moved_by: String,
+}
+
+/// What a rollback did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RollbackReport {
+    pub rollback_id: String,
+    pub dry_run: bool,
+    pub restored: Vec<String>,
+    pub already: Vec<String>,
+    pub failed: Vec<Skipped>,
+}
+
+/// The people of `plans` (applied end-user plans) to put back: those named in `logins`, or all
+/// of them when `logins` is empty. Names no plan moved come back as errors.
+pub fn rollback_targets(plans: &[UsersPlan], logins: &[String]) -> Result<Vec<RollbackStep>, Vec<String>> {
+    let mut found: HashMap<&str, RollbackStep> = HashMap::new();
+    for plan in plans {
+        for p in &plan.people {
+            if logins.is_empty() || logins.contains(&p.login) {
+                found.insert(
+                    p.login.as_str(),
+                    RollbackStep {
+                        login: p.login.clone(),
+                        email: p.email.clone(),
+                        profiles: p.profiles.clone(),
+                        moved_by: plan.plan_id.clone(),
+                    },
+                );
+            }
+        }
+    }
+    let unknown: Vec<String> = logins
+        .iter()
+        .filter(|l| !found.contains_key(l.as_str()))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    let mut out: Vec<RollbackStep> = found.into_values().collect();
+    out.sort_by(|a, b| a.login.cmp(&b.login));
+    Ok(out)
+}
+
+/// Puts people back to native sign-in, until the instance is locked down: first their IMS user
+/// leaves this instance's profiles (so that signing in through the IMS can neither reach the
+/// operator nor create a second one), then the instance clears the link and the type, ending
+/// their IMS sessions. Journaled like a plan (`rollback_id`), resumable, idempotent.
+pub async fn rollback(
+    rollback_id: &str,
+    instance_name: &str,
+    targets: &[RollbackStep],
+    engine: Engine<'_>,
+    opts: &ApplyOptions,
+    now: impl Fn() -> Now,
+) -> Result<RollbackReport, ApplyError> {
+    let Engine {
+        journal,
+        instance,
+        ims,
+    } = engine;
+    let mut report = RollbackReport {
+        rollback_id: rollback_id.to_owned(),
+        dry_run: opts.dry_run,
+        ..RollbackReport::default()
+    };
+    let current: HashMap<String, OperatorFacts> = instance
+        .operators(|_| {})
+        .await?
+        .into_iter()
+        .map(|o| (o.login.clone(), o))
+        .collect();
+    let mut todo = Vec::new();
+    for t in targets {
+        match current.get(&t.login) {
+            None => report.failed.push(Skipped {
+                login: t.login.clone(),
+                reason: "no longer exists".into(),
+            }),
+            Some(op) if op.auth_type == "native" => report.already.push(t.login.clone()),
+            Some(op) if op.auth_type == "ims" => todo.push((t, state_digest(op))),
+            Some(op) => report.failed.push(Skipped {
+                login: t.login.clone(),
+                reason: format!("a {} operator is not put back", op.auth_type),
+            }),
+        }
+    }
+    if opts.dry_run {
+        // What would be put back.
+        report.restored = todo.iter().map(|(t, _)| t.login.clone()).collect();
+        return Ok(report);
+    }
+    if todo.is_empty() {
+        return Ok(report);
+    }
+    if journal.plan(rollback_id).await?.is_none() {
+        journal
+            .put_plan(&PlanRecord {
+                plan_id: rollback_id.to_owned(),
+                instance: instance_name.to_owned(),
+                phase: "rollback".into(),
+                created_at: now(),
+                body: serde_json::to_string(targets).unwrap_or_default(),
+                applied_at: None,
+            })
+            .await?;
+    }
+    let batch = opts.batch.clamp(10, MAX_SWITCH);
+    for chunk in todo.chunks(batch) {
+        // The IMS side first: the user leaves the instance's profiles.
+        let keys: Vec<StepKey> = chunk.iter().map(|(t, _)| key(UNASSIGN, &t.login)).collect();
+        journal.begin_steps(rollback_id, &keys, now()).await?;
+        let mut ends = Vec::new();
+        let mut unassigned = Vec::new();
+        for ten in chunk.chunks(10) {
+            let entries: Vec<serde_json::Value> = ten
+                .iter()
+                .map(|(t, _)| serde_json::json!({"user": t.email, "do": [{"remove": {"group": t.profiles}}]}))
+                .collect();
+            let errors: HashMap<usize, String> = ims.action(&entries).await?.into_iter().collect();
+            for (i, (t, state)) in ten.iter().enumerate() {
+                match errors.get(&i) {
+                    // A user that is gone holds no profile either.
+                    Some(e) if !e.starts_with("error.user.nonexistent") => {
+                        report.failed.push(Skipped {
+                            login: t.login.clone(),
+                            reason: format!("the IMS refused: {e}"),
+                        });
+                        ends.push(end(UNASSIGN, &t.login, StepState::Failed, e.clone()));
+                    }
+                    _ => {
+                        ends.push(end(UNASSIGN, &t.login, StepState::Done, String::new()));
+                        unassigned.push(SwitchItem {
+                            login: t.login.clone(),
+                            ims_id: None,
+                            state: state.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        journal.end_steps(rollback_id, &ends, now()).await?;
+        opts.reach("unassign-ended");
+        // Then the instance: back to native sign-in.
+        let keys: Vec<StepKey> = unassigned.iter().map(|i| key(NATIVE, &i.login)).collect();
+        journal.begin_steps(rollback_id, &keys, now()).await?;
+        let answer = instance.switch("native", &unassigned).await?;
+        let mut ends = Vec::new();
+        for o in answer.operators {
+            if o.outcome == "switched" || o.outcome == "already" {
+                report.restored.push(o.login.clone());
+                ends.push(end(NATIVE, &o.login, StepState::Done, o.outcome));
+            } else {
+                let reason = format!("{}: {}", o.outcome, o.detail);
+                report.failed.push(Skipped {
+                    login: o.login.clone(),
+                    reason: reason.clone(),
+                });
+                ends.push(end(NATIVE, &o.login, StepState::Failed, reason));
+            }
+        }
+        journal.end_steps(rollback_id, &ends, now()).await?;
+    }
+    if report.failed.is_empty() {
+        journal.mark_applied(rollback_id, now()).await?;
+    }
+    Ok(report)
 }

@@ -628,6 +628,35 @@ impl OperatorStore for SqlInstanceStore {
         Ok(out)
     }
 
+    async fn create_group(&self, group: &OperatorGroup, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO operator_groups (name, label) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(group.name.clone())
+        .bind(group.label.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        for right in &group.rights {
+            sqlx::query(
+                "INSERT INTO group_rights (group_id, right_name) SELECT group_id, $1 FROM operator_groups WHERE name = $2",
+            )
+            .bind(right.clone())
+            .bind(group.name.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+
     async fn ensure_group(&self, name: &str, label: &str, rights: &[&str]) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, self.backend).await?;
         let inserted = sqlx::query(

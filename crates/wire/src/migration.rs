@@ -126,7 +126,7 @@ pub struct EmailOutcome {
     pub dry_run: bool,
     pub changed: Vec<EmailChange>,
     pub unchanged: Vec<String>,
-    pub problems: Vec<EmailProblem>,
+    pub problems: Vec<RowProblem>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,8 +137,10 @@ pub struct EmailChange {
     pub after: String,
 }
 
+/// Why one row of a request cannot be carried out; `login` names the operator (or the group)
+/// it concerns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailProblem {
+pub struct RowProblem {
     pub login: String,
     pub problem: String,
 }
@@ -203,4 +205,31 @@ fn fnv_hex(bytes: &[u8]) -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// `POST /nl/migration/v1/groups[?dry_run=true]`: operator groups that carry named rights
+/// operators hold directly, so that product profiles can give them back after the move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRequest {
+    pub groups: Vec<NewGroup>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewGroup {
+    pub name: String,
+    pub label: String,
+    pub rights: Vec<String>,
+    /// Operators added to the group (their other groups stay).
+    pub members: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOutcome {
+    pub dry_run: bool,
+    pub created: Vec<String>,
+    pub present: Vec<String>,
+    /// `(login, group)` memberships added.
+    pub added: Vec<(String, String)>,
+    /// Problems that stopped everything (HTTP 422 then; nothing is written).
+    pub problems: Vec<RowProblem>,
 }
