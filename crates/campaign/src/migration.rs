@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use ims_identity::Now;
 use ims_wire::migration::{
-    state_digest, EmailAssignment, EmailChange, EmailOutcome, GroupFacts, GroupOutcome, GroupRequest,
-    ImsAccountFacts, InstanceFacts, OperatorFacts, OperatorPage, RestrictionFacts, RowProblem, SwitchOutcome,
-    SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
+    state_digest, Completion, EmailAssignment, EmailChange, EmailOutcome, GroupFacts, GroupOutcome,
+    GroupRequest, ImsAccountFacts, InstanceFacts, OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts,
+    RowProblem, SwitchOutcome, SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
 use crate::connect::email_key;
@@ -19,7 +19,120 @@ use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
 use crate::usage::UsageSummary;
 use crate::version::{Build, NativeAuth};
 
+/// The instance's environment (`staging`, `production`), its staging twin, and when its
+/// migration was marked complete: instance settings.
+pub const ENVIRONMENT_SETTING: &str = "environment";
+pub const STAGING_TWIN_SETTING: &str = "staging_twin";
+pub const COMPLETE_SETTING: &str = "migration.complete";
+
+/// Writes the instance's configuration files. The process running the instance provides it;
+/// without one, locking down through the API is refused.
+#[async_trait::async_trait]
+pub trait ConfigFiles: Send + Sync {
+    /// Switches both restrictions on in the instance's own configuration file (the allow-list
+    /// replaced when `allow` names operators), then has `instance` read it again.
+    async fn lock_down(&self, instance: &Instance, allow: &[String]) -> Result<(), String>;
+}
+
 impl Instance {
+    /// Locks the instance down: both restrictions on, through its configuration file, in effect
+    /// at once.
+    pub async fn migration_lock_down(
+        &self,
+        actor: &Operator,
+        allow: &[String],
+        now: Now,
+    ) -> Result<InstanceFacts, Fault> {
+        self.require_administration(actor).await?;
+        if let Some(bad) = allow.iter().find(|a| !crate::restrictions::valid_allow_entry(a)) {
+            return Err(Fault::bad_request(format!(
+                "{bad:?} is not an allow-list entry (an operator name, or names separated by |)"
+            )));
+        }
+        if !self.info().build.supports_restrictions() {
+            return Err(Fault::bad_request(format!(
+                "build {} has no lock-down switches; builds that have them: {}",
+                self.info().build,
+                Build::RESTRICTION_BUILDS
+            )));
+        }
+        let files = self
+            .config_files
+            .clone()
+            .ok_or_else(|| Fault::unavailable("this instance's configuration files are not written by the process serving it; lock it down with `ims instance restrictions enable`"))?;
+        files.lock_down(self, allow).await.map_err(|e| {
+            tracing::error!(error = %e, "lock-down not written");
+            Fault::unavailable(format!("the lock-down could not be written: {e}"))
+        })?;
+        self.migration_facts(actor, now).await
+    }
+
+    /// Runs the lock-down probes against the instance as it is (nothing is written).
+    pub async fn migration_verify(
+        &self,
+        actor: &Operator,
+        bearer_token: Option<String>,
+    ) -> Result<Vec<ProbeFacts>, Fault> {
+        self.require_administration(actor).await?;
+        let bearer = match (self.bearer.clone(), bearer_token) {
+            (Some(issuer), Some(token)) => Some((issuer, ims_identity::secret::Secret::new(token))),
+            _ => None,
+        };
+        let input = crate::probe::ProbeInput {
+            info: self.info().clone(),
+            switches: self.restrictions().switches.clone(),
+            bearer,
+        };
+        Ok(crate::probe::verify(self.store().clone(), input)
+            .await
+            .into_iter()
+            .map(|r| ProbeFacts {
+                probe: r.probe,
+                expected: r.expected,
+                observed: r.observed,
+                passed: r.passed,
+            })
+            .collect())
+    }
+
+    /// Marks the migration complete; only a locked-down instance can be.
+    pub async fn migration_complete(
+        &self,
+        actor: &Operator,
+        req: &Completion,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<InstanceFacts, Fault> {
+        self.require_administration(actor).await?;
+        let r = self.restrictions();
+        if !(r.operator_management && r.native_api) {
+            return Err(Fault::bad_request(
+                "the instance is not locked down: switch the restrictions on first",
+            ));
+        }
+        let done = Completion {
+            at: now.millis(),
+            by: format!("operator:{}", actor.login),
+            forced: req.forced,
+            note: req.note.clone(),
+        };
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: done.by.clone(),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        let audit = ctx.event(
+            "instance.migration_complete",
+            &self.info().name,
+            "success",
+            serde_json::json!({"forced": req.forced, "note": req.note}),
+        );
+        let value = serde_json::to_string(&done).map_err(|_| Fault::internal())?;
+        self.store().set_setting(COMPLETE_SETTING, &value, &audit).await?;
+        self.migration_facts(actor, now).await
+    }
+
     async fn require_administration(&self, actor: &Operator) -> Result<(), Fault> {
         if holds(&self.effective_rights(actor).await?, ADMINISTRATION) {
             Ok(())
@@ -81,6 +194,15 @@ impl Instance {
             groups,
             operator_count: store.operator_count().await?,
             now: now.millis(),
+            environment: store
+                .setting(ENVIRONMENT_SETTING)
+                .await?
+                .unwrap_or_else(|| "production".into()),
+            staging_twin: store.setting(STAGING_TWIN_SETTING).await?,
+            migration_complete: store
+                .setting(COMPLETE_SETTING)
+                .await?
+                .and_then(|v| serde_json::from_str(&v).ok()),
         })
     }
 

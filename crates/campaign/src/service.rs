@@ -96,7 +96,7 @@ pub struct Caller {
 pub struct Instance {
     store: Arc<dyn InstanceStore>,
     info: InstanceInfo,
-    bearer: Option<Arc<TrustedIssuer>>,
+    pub(crate) bearer: Option<Arc<TrustedIssuer>>,
     usage: UsageRecorder,
     /// The `imsConfig` switches as last read, with their effect on this build; replaced whole
     /// on reload so every request sees one consistent state.
@@ -107,6 +107,8 @@ pub struct Instance {
     ims_http: Option<Arc<dyn ImsHttp>>,
     /// When each technical account operator's rights were last read from its profiles.
     pub(crate) profiles_read: crate::signin::ProfileClock,
+    /// Who writes the instance's configuration files, when the process that runs it does.
+    pub(crate) config_files: Option<Arc<dyn crate::migration::ConfigFiles>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -129,6 +131,7 @@ impl Instance {
             connection: RwLock::new(None),
             ims_http: None,
             profiles_read: Default::default(),
+            config_files: None,
         }
     }
 
@@ -238,6 +241,12 @@ impl Instance {
     }
 
     /// Accepts access tokens of this IMS (`Authorization: Bearer`, `BearerTokenLogon`).
+    /// Lets the migration API lock the instance down by writing its configuration files.
+    pub fn with_config_files(mut self, files: Arc<dyn crate::migration::ConfigFiles>) -> Self {
+        self.config_files = Some(files);
+        self
+    }
+
     pub fn with_bearer(mut self, issuer: Arc<TrustedIssuer>) -> Self {
         self.bearer = Some(issuer);
         self

@@ -103,6 +103,7 @@ pub async fn open_embedded(
         instance = instance.with_ims_http(http).with_connection(connection);
     }
     record_loaded(&instance, &loaded, "start").await?;
+    let instance = instance.with_config_files(Arc::new(InstanceFiles { dir: dir.to_owned() }));
     Ok((instance, admin_password))
 }
 
@@ -168,6 +169,86 @@ async fn record_loaded(instance: &Instance, loaded: &Loaded, how: &str) -> Resul
         .set_setting(LOADED_SETTING, &value.to_string(), &audit)
         .await?;
     Ok(())
+}
+
+/// Records the instance's environment and staging twin unless they are recorded already (an
+/// administrator's later choice stays).
+pub async fn declare_environment(
+    instance: &Instance,
+    environment: &str,
+    staging_twin: Option<&str>,
+) -> Result<()> {
+    use ims_campaign::migration::ENVIRONMENT_SETTING;
+    let store = instance.store();
+    if store.setting(ENVIRONMENT_SETTING).await?.is_some() {
+        return Ok(());
+    }
+    set_environment(
+        store.as_ref(),
+        &instance.info().name,
+        environment,
+        staging_twin,
+        "system",
+    )
+    .await
+}
+
+async fn set_environment(
+    store: &dyn ims_campaign::store::InstanceStore,
+    name: &str,
+    environment: &str,
+    staging_twin: Option<&str>,
+    actor: &str,
+) -> Result<()> {
+    use ims_campaign::migration::{ENVIRONMENT_SETTING, STAGING_TWIN_SETTING};
+    if !matches!(environment, "staging" | "production") {
+        anyhow::bail!("an environment is staging or production, not {environment:?}");
+    }
+    if environment == "staging" && staging_twin.is_some() {
+        anyhow::bail!("a staging instance has no staging twin");
+    }
+    let audit = Context::new(Now::system(), actor).event(
+        "instance.environment",
+        name,
+        "success",
+        serde_json::json!({"environment": environment, "staging_twin": staging_twin}),
+    );
+    store
+        .set_setting(ENVIRONMENT_SETTING, environment, &audit)
+        .await?;
+    store
+        .set_setting(STAGING_TWIN_SETTING, staging_twin.unwrap_or_default(), &audit)
+        .await?;
+    Ok(())
+}
+
+/// The running process writes its instances' configuration files when the migration locks one
+/// down through the instance's API, then has the instance read them again.
+pub struct InstanceFiles {
+    pub dir: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl ims_campaign::migration::ConfigFiles for InstanceFiles {
+    async fn lock_down(&self, instance: &Instance, allow: &[String]) -> Result<(), String> {
+        let (dir, name, allow) = (self.dir.clone(), instance.info().name.clone(), allow.to_vec());
+        // The file writer's futures are not `Send` (sqlx's generic executors), which this
+        // trait's are: it runs on a blocking thread of its own, driven by the runtime's handle.
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(crate::restrictions::write_switches(
+                &dir,
+                Some(&name),
+                true,
+                (true, true),
+                allow,
+            ))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        reload(&self.dir, instance).await.map_err(|e| format!("{e:#}"))
+    }
 }
 
 /// Reads the instance's configuration again and applies it (`SIGHUP`, `ims instance reload`).
@@ -380,6 +461,17 @@ pub enum InstanceCommand {
         operators: u64,
     },
     /// The instance's audit log (operator and configuration changes), newest first.
+    /// Declare the instance's environment (and a production instance's staging twin, which
+    /// must finish its migration first).
+    Environment {
+        #[arg(long)]
+        instance: String,
+        /// staging or production.
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        staging_twin: Option<String>,
+    },
     Audit {
         #[arg(long)]
         instance: String,
@@ -480,6 +572,21 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
                 None => crate::restrictions::instance_names(data_dir)?,
             };
             crate::restrictions::reload_running(data_dir, &names).await?;
+        }
+        InstanceCommand::Environment {
+            instance,
+            environment,
+            staging_twin,
+        } => {
+            let store = open_store(data_dir, &instance).await?;
+            set_environment(&store, &instance, &environment, staging_twin.as_deref(), "cli").await?;
+            store.close().await;
+            println!(
+                "{instance}: {environment}{}",
+                staging_twin
+                    .map(|t| format!(", staging twin {t}"))
+                    .unwrap_or_default()
+            );
         }
         InstanceCommand::Audit {
             instance,

@@ -12,7 +12,7 @@ use ims_identity::developer::{IO_MANAGEMENT_SERVICE, USER_MANAGEMENT_SERVICE};
 use ims_identity::Now;
 use ims_migration::assess;
 use ims_migration::client::{ImsClient, InstanceClient};
-use ims_migration::{prepare, report, users};
+use ims_migration::{finalize, prepare, report, users};
 use ims_wire::migration::{EmailAssignment, EmailOutcome, MAX_EMAILS};
 
 use crate::config::Config;
@@ -131,6 +131,19 @@ pub enum PlanCommand {
         /// Where to write the plan (JSON); its summary goes to standard output.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// The lock-down: both restrictions on, the probes run, the migration marked complete. A
+    /// production instance waits for its staging twin; nobody may lose native sign-in. Exit 1
+    /// when something blocks, unless --force (recorded).
+    Finalize {
+        #[arg(long)]
+        out: PathBuf,
+        /// Replaces the allow-list (repeatable; default: the vendor's).
+        #[arg(long = "allow", value_name = "LOGIN")]
+        allow: Vec<String>,
+        /// Carry on past the blockers; the plan, the journal and the instance record it.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -298,6 +311,27 @@ async fn reconciliation(
     Ok(ims_migration::reconcile::reconcile(
         facts, ops, &users, &profiles, &mask,
     ))
+}
+
+/// The phase a plan file is for.
+fn plan_phase(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a plan", path.display()))?;
+    Ok(v["phase"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The staging twin's facts, asked as its own administrator (from up.json); `None` when it
+/// cannot be asked.
+async fn twin_facts(target: &Target, name: &str) -> Option<ims_wire::migration::InstanceFacts> {
+    let dir = target.data_dir.as_ref()?;
+    let up = crate::up::read_up_file(dir).ok()?;
+    let inst = up.instances.iter().find(|i| i.name == name)?;
+    let http = http_client(Some(Path::new(&up.ca_cert))).ok()?;
+    let client = InstanceClient::sign_in(http, &inst.url, &inst.admin_login, &inst.admin_password)
+        .await
+        .ok()?;
+    client.facts().await.ok()
 }
 
 fn need_ims(services: &Services) -> Result<&ImsClient> {
@@ -656,6 +690,89 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 ))
                 .into()),
                 _ => Ok(()),
+            }
+        }
+        MigrateCommand::Plan(PlanCommand::Finalize { out, allow, force }) => {
+            let services = connect(target, &config).await?;
+            let facts = services.instance.facts().await?;
+            let ops = services.instance.operators(progress("operators read")).await?;
+            let twin = match facts.staging_twin.as_deref().filter(|t| !t.is_empty()) {
+                Some(name) => twin_facts(target, name).await,
+                None => None,
+            };
+            let plan = finalize::plan_finalize(&facts, &ops, twin.as_ref(), allow, force, Now::system());
+            crate::files::write_private(&out, &serde_json::to_vec_pretty(&plan)?)?;
+            print!("{}", plan.summary());
+            println!("written to {}", out.display());
+            if plan.blockers.is_empty() || plan.forced {
+                Ok(())
+            } else {
+                Err(Blocked(format!(
+                    "{} blocker(s): fix them, or plan again with --force to carry on regardless (recorded)",
+                    plan.blockers.len()
+                ))
+                .into())
+            }
+        }
+        MigrateCommand::Apply {
+            plan, dry_run, json, ..
+        } if plan_phase(&plan)? == "finalize" => {
+            let text = std::fs::read_to_string(&plan)?;
+            let plan: finalize::FinalizePlan =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a plan", plan.display()))?;
+            let services = connect(target, &config).await?;
+            let journal = open_journal(target).await?;
+            let opts = users::ApplyOptions {
+                dry_run,
+                ..users::ApplyOptions::default()
+            };
+            let outcome = finalize::apply_finalize(
+                &plan,
+                &journal,
+                &services.instance,
+                services.ims.as_ref(),
+                &opts,
+                Now::system,
+            )
+            .await;
+            journal.close().await;
+            let report = match outcome {
+                Ok(r) => r,
+                Err(users::ApplyError::Drift(items)) => {
+                    for i in &items {
+                        eprintln!("{}: {}", i.login, i.reason);
+                    }
+                    return Err(Blocked("nothing was applied".into()).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in &report.probes {
+                    println!(
+                        "{} {}: expected {}, observed {}",
+                        if p.passed { "PASS" } else { "FAIL" },
+                        p.probe,
+                        p.expected,
+                        p.observed
+                    );
+                }
+                println!(
+                    "{}: locked down {}, complete {}{}",
+                    report.plan_id,
+                    report.locked_down,
+                    report.complete,
+                    if report.forced { " (forced)" } else { "" }
+                );
+            }
+            if report.complete || dry_run {
+                Ok(())
+            } else {
+                Err(
+                    Blocked("a verification probe failed: the migration is not marked complete".into())
+                        .into(),
+                )
             }
         }
         MigrateCommand::Apply {

@@ -93,14 +93,22 @@ pub fn instance_names(data_dir: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Edits the switches and reloads what runs.
-async fn switch(data_dir: &Path, args: SwitchArgs, on: bool) -> Result<()> {
-    let both = !args.ui && !args.api;
-    let (ui, api) = (args.ui || both, args.api || both);
-    if let Some(bad) = args.allow.iter().find(|a| !valid_allow_entry(a.trim())) {
-        anyhow::bail!("--allow {bad:?}: an operator name, or names separated by | (no spaces)");
-    }
-    let allow: Vec<String> = args.allow.iter().map(|a| a.trim().to_owned()).collect();
+/// Edits the switches (both files' forms checked against every instance's build before
+/// anything is written) and audits the change; what runs is not told. Returns the file written
+/// and the instances it applies to.
+pub async fn write_switches(
+    data_dir: &Path,
+    instance: Option<&str>,
+    on: bool,
+    (ui, api): (bool, bool),
+    allow: Vec<String>,
+) -> Result<(std::path::PathBuf, Vec<String>)> {
+    let args = SwitchArgs {
+        instance: instance.map(str::to_owned),
+        ui,
+        api,
+        allow: allow.clone(),
+    };
     let targets = match &args.instance {
         Some(name) => vec![name.clone()],
         None => instance_names(data_dir)?,
@@ -168,6 +176,18 @@ async fn switch(data_dir: &Path, args: SwitchArgs, on: bool) -> Result<()> {
     for name in &targets {
         crate::instance::audit_config_change(data_dir, name, what.clone()).await?;
     }
+    Ok((path, targets))
+}
+
+/// Edits the switches and reloads what runs.
+async fn switch(data_dir: &Path, args: SwitchArgs, on: bool) -> Result<()> {
+    let both = !args.ui && !args.api;
+    let (ui, api) = (args.ui || both, args.api || both);
+    if let Some(bad) = args.allow.iter().find(|a| !valid_allow_entry(a.trim())) {
+        anyhow::bail!("--allow {bad:?}: an operator name, or names separated by | (no spaces)");
+    }
+    let allow: Vec<String> = args.allow.iter().map(|a| a.trim().to_owned()).collect();
+    let (path, targets) = write_switches(data_dir, args.instance.as_deref(), on, (ui, api), allow).await?;
     println!(
         "{} {} in {}",
         if on { "enabled" } else { "disabled" },

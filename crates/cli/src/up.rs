@@ -209,20 +209,36 @@ struct InstanceSpec {
     name: &'static str,
     kind: InstanceKind,
     technical_account_groups: &'static [&'static str],
+    /// Declared at first start (`ims instance environment` changes it).
+    environment: &'static str,
+    staging_twin: Option<&'static str>,
 }
 
 /// The demo instances: a marketing instance and its Message Center instance, where integrations
 /// push real-time events.
+/// The marketing instance's staging twin (a copy of its legacy population) lets the whole
+/// migration be rehearsed before production.
 const DEMO_INSTANCES: &[InstanceSpec] = &[
     InstanceSpec {
         name: MARKETING_INSTANCE,
         kind: InstanceKind::Marketing,
         technical_account_groups: &["deliveryOperators"],
+        environment: "production",
+        staging_twin: Some(STAGING_INSTANCE),
     },
     InstanceSpec {
         name: MESSAGE_CENTER_INSTANCE,
         kind: InstanceKind::MessageCenter,
         technical_account_groups: &["messageCenterAgents"],
+        environment: "production",
+        staging_twin: None,
+    },
+    InstanceSpec {
+        name: STAGING_INSTANCE,
+        kind: InstanceKind::Marketing,
+        technical_account_groups: &["deliveryOperators"],
+        environment: "staging",
+        staging_twin: None,
     },
 ];
 
@@ -271,6 +287,7 @@ async fn start_instance(
         config.instance_profile_refresh_secs,
     )
     .await?;
+    crate::instance::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
     // Bearer tokens of this IMS, verified against its published keys.
     let jwks = ims_campaign::connect::HttpKeys {
         http,
@@ -347,6 +364,8 @@ fn spawn_usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) 
 pub const MARKETING_INSTANCE: &str = "marketing";
 /// Its Message Center instance.
 pub const MESSAGE_CENTER_INSTANCE: &str = "mc";
+/// The marketing instance's staging twin.
+pub const STAGING_INSTANCE: &str = "marketing-stage";
 /// Its build: the one the vendor recommends migrating from.
 pub const DEMO_BUILD: &str = "7.4.1";
 

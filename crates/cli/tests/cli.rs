@@ -2006,3 +2006,106 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     );
     server.stop();
 }
+
+#[test]
+fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let names: Vec<&str> = upj["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["marketing", "mc", "marketing-stage"]);
+    let migrate = |instance: &str, args: &[&str]| {
+        let mut c = ims();
+        c.arg("migrate")
+            .args(args)
+            .args(["--data-dir", d, "--instance", instance]);
+        c.output().unwrap()
+    };
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let plan = tmp.path().join("fin.json");
+    let p = plan.to_str().unwrap();
+
+    // Production waits for its staging twin; people and programs would lose native sign-in.
+    let out = migrate("marketing", &["plan", "finalize", "--out", p]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("blocker: its staging twin marketing-stage has not finished its migration"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "these programs still sign in natively and would stop working: crm-sync, web-forms, bi-export"
+        ),
+        "{t}"
+    );
+    // An unforced plan with blockers cannot be applied.
+    let out = migrate("marketing", &["apply", p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("--force"));
+
+    // The rehearsal on staging, forced past its blockers: locked down, every probe passing,
+    // complete, and the force recorded.
+    let out = migrate("marketing-stage", &["plan", "finalize", "--out", p, "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("forced past: these people still sign in natively"));
+    let out = migrate("marketing-stage", &["apply", p]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(!t.contains("FAIL "), "{t}");
+    assert!(
+        t.contains("PASS ") && t.contains("locked down true, complete true (forced)"),
+        "{t}"
+    );
+    let status: Value =
+        serde_json::from_slice(&migrate("marketing-stage", &["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["restrictions_on"], true);
+    assert_eq!(status["completion"]["forced"], true);
+    assert!(status["completion"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("would lose it"));
+    let audit = || {
+        run_ok(ims().args([
+            "instance",
+            "audit",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing-stage",
+            "--limit",
+            "5000",
+        ]))
+    };
+    let before = audit();
+    // Applied again: nothing more is written.
+    assert!(migrate("marketing-stage", &["apply", p]).status.success());
+    assert_eq!(audit(), before);
+    // Locked down (the probes showed native sign-in refused outside the allow-list), the engine
+    // still works through it as admin, who is on the allow-list.
+    let out = migrate("marketing-stage", &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("lock-down on")
+            && text(&out).contains("migration complete (forced) by operator:admin"),
+        "{}",
+        text(&out)
+    );
+
+    // Production no longer waits for its twin.
+    let out = migrate("marketing", &["plan", "finalize", "--out", p]);
+    assert!(!text(&out).contains("staging twin"), "{}", text(&out));
+    server.stop();
+}

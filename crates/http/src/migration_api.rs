@@ -5,7 +5,7 @@
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -14,7 +14,10 @@ use serde_json::json;
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
-use ims_wire::migration::{EmailRequest, GroupRequest, RowProblem, SwitchRequest, MAX_PAGE};
+use ims_wire::migration::{
+    Completion, EmailRequest, GroupRequest, LockdownRequest, RowProblem, SwitchRequest, VerifyRequest,
+    MAX_PAGE,
+};
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
@@ -26,6 +29,9 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/emails", post(emails))
         .route("/nl/migration/v1/switch", post(switch))
         .route("/nl/migration/v1/groups", post(groups))
+        .route("/nl/migration/v1/lockdown", post(lockdown))
+        .route("/nl/migration/v1/verify", post(verify))
+        .route("/nl/migration/v1/completion", put(completion))
 }
 
 /// A fault as problem details; the status says what kind of refusal it is.
@@ -165,8 +171,7 @@ async fn emails(
     let run = async {
         let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
         let (op, caller) = caller(&st, &meta, &headers, "migration#Emails").await?;
-        let req: EmailRequest = serde_json::from_slice(&body)
-            .map_err(|e| Fault::bad_request(format!("the body is not an email request: {e}")))?;
+        let req: EmailRequest = body_of(&body, "an email request")?;
         st.instance
             .migration_set_emails(&op, &req.emails, q.dry_run, meta.now, &caller)
             .await
@@ -186,8 +191,7 @@ async fn switch(
 ) -> Response {
     let run = async {
         let (op, caller) = caller(&st, &meta, &headers, "migration#Switch").await?;
-        let req: SwitchRequest = serde_json::from_slice(&body)
-            .map_err(|e| Fault::bad_request(format!("the body is not a switch request: {e}")))?;
+        let req: SwitchRequest = body_of(&body, "a switch request")?;
         st.instance.migration_switch(&op, &req, meta.now, &caller).await
     };
     match run.await {
@@ -206,8 +210,7 @@ async fn groups(
     let run = async {
         let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
         let (op, caller) = caller(&st, &meta, &headers, "migration#Groups").await?;
-        let req: GroupRequest = serde_json::from_slice(&body)
-            .map_err(|e| Fault::bad_request(format!("the body is not a group request: {e}")))?;
+        let req: GroupRequest = body_of(&body, "a group request")?;
         st.instance
             .migration_groups(&op, &req, q.dry_run, meta.now, &caller)
             .await
@@ -215,6 +218,62 @@ async fn groups(
     match run.await {
         Ok(outcome) if outcome.problems.is_empty() => no_store(Json(outcome).into_response()),
         Ok(outcome) => refused_whole(&outcome.problems),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+/// A JSON body, or the instance's fault for one that does not read.
+fn body_of<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Fault> {
+    serde_json::from_slice(body).map_err(|e| Fault::bad_request(format!("the body is not {what}: {e}")))
+}
+
+async fn lockdown(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, _) = caller(&st, &meta, &headers, "migration#Lockdown").await?;
+        let req: LockdownRequest = body_of(&body, "a lock-down request")?;
+        st.instance.migration_lock_down(&op, &req.allow, meta.now).await
+    };
+    match run.await {
+        Ok(facts) => no_store(Json(facts).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn verify(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, _) = caller(&st, &meta, &headers, "migration#Verify").await?;
+        let req: VerifyRequest = body_of(&body, "a verify request")?;
+        st.instance.migration_verify(&op, req.bearer_token).await
+    };
+    match run.await {
+        Ok(probes) => no_store(Json(json!({"probes": probes})).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn completion(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, caller) = caller(&st, &meta, &headers, "migration#Completion").await?;
+        let req: Completion = body_of(&body, "a completion")?;
+        st.instance.migration_complete(&op, &req, meta.now, &caller).await
+    };
+    match run.await {
+        Ok(facts) => no_store(Json(facts).into_response()),
         Err(f) => ApiFault(f).into_response(),
     }
 }

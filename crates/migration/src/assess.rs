@@ -442,41 +442,17 @@ fn build_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ims_wire::migration::{GroupFacts, RestrictionFacts};
     use proptest::prelude::*;
 
     fn facts(build: &str, bearer: bool, restrictions: bool) -> InstanceFacts {
-        InstanceFacts {
-            name: "prod".into(),
-            kind: "marketing".into(),
-            build: build.into(),
-            accepts_ims_signin: true,
-            accepts_bearer_tokens: bearer,
-            supports_restrictions: restrictions,
-            native_auth: "allowed".into(),
-            bearer_builds: "7.3.2.IMS and later".into(),
-            restriction_builds: "7.4.1 and later".into(),
-            restrictions: RestrictionFacts {
-                operator_management_restricted: false,
-                native_api_disabled: false,
-                allow_list: vec!["admin".into()],
-            },
-            ims_account: None,
-            groups: vec![
-                GroupFacts {
-                    name: "admin".into(),
-                    label: "Administrator".into(),
-                    rights: vec!["admin".into()],
-                },
-                GroupFacts {
-                    name: "deliveryOperators".into(),
-                    label: "Delivery operators".into(),
-                    rights: vec!["prepareDelivery".into(), "startDelivery".into()],
-                },
-            ],
-            operator_count: 0,
-            now: 0,
-        }
+        let mut f = crate::testing::facts(&[
+            ("admin", &["admin"]),
+            ("deliveryOperators", &["prepareDelivery", "startDelivery"]),
+        ]);
+        f.build = build.into();
+        f.accepts_bearer_tokens = bearer;
+        f.supports_restrictions = restrictions;
+        f
     }
 
     fn op(login: &str, email: Option<&str>) -> OperatorFacts {

@@ -5,8 +5,9 @@
 use std::sync::Mutex;
 
 use ims_wire::migration::{
-    EmailAssignment, EmailOutcome, EmailRequest, GroupOutcome, GroupRequest, InstanceFacts, OperatorFacts,
-    OperatorPage, RowProblem, SwitchItem, SwitchRequest, SwitchResponse, BASE_PATH, MAX_PAGE,
+    Completion, EmailAssignment, EmailOutcome, EmailRequest, GroupOutcome, GroupRequest, InstanceFacts,
+    LockdownRequest, OperatorFacts, OperatorPage, ProbeFacts, RowProblem, SwitchItem, SwitchRequest,
+    SwitchResponse, VerifyRequest, BASE_PATH, MAX_PAGE,
 };
 use ims_wire::soap::{self, Limits};
 use serde::de::DeserializeOwned;
@@ -242,22 +243,62 @@ impl InstanceClient {
             }))
     }
 
-    /// Moves operators to `to` (`ims` or `native`), each only from the state it was planned in.
-    pub async fn switch(&self, to: &str, operators: &[SwitchItem]) -> Result<SwitchResponse, Error> {
-        let url = format!("{}{BASE_PATH}/switch", self.base);
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &impl serde::Serialize,
+        what: &str,
+    ) -> Result<T, Error> {
+        let url = format!("{}{BASE_PATH}{path}", self.base);
         let resp = self
             .http
-            .post(&url)
+            .request(method, &url)
             .header("x-session-token", &self.session)
             .header("x-security-token", &self.security)
-            .json(&SwitchRequest {
-                to: to.to_owned(),
-                operators: operators.to_vec(),
-            })
+            .json(body)
             .send()
             .await
             .map_err(|e| unreachable(INSTANCE, &url, &e))?;
-        read_json(INSTANCE, "the switch", resp).await
+        read_json(INSTANCE, what, resp).await
+    }
+
+    /// Switches both restrictions on (the allow-list replaced when `allow` names operators).
+    pub async fn lock_down(&self, allow: &[String]) -> Result<InstanceFacts, Error> {
+        let body = LockdownRequest {
+            allow: allow.to_vec(),
+        };
+        self.send_json(reqwest::Method::POST, "/lockdown", &body, "the lock-down")
+            .await
+    }
+
+    /// Runs the lock-down probes (a technical account's token for the bearer probe).
+    pub async fn verify(&self, bearer_token: Option<String>) -> Result<Vec<ProbeFacts>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Probes {
+            probes: Vec<ProbeFacts>,
+        }
+        let body = VerifyRequest { bearer_token };
+        let p: Probes = self
+            .send_json(reqwest::Method::POST, "/verify", &body, "the verification probes")
+            .await?;
+        Ok(p.probes)
+    }
+
+    /// Marks the instance's migration complete.
+    pub async fn complete(&self, c: &Completion) -> Result<InstanceFacts, Error> {
+        self.send_json(reqwest::Method::PUT, "/completion", c, "the completion")
+            .await
+    }
+
+    /// Moves operators to `to` (`ims` or `native`), each only from the state it was planned in.
+    pub async fn switch(&self, to: &str, operators: &[SwitchItem]) -> Result<SwitchResponse, Error> {
+        let body = SwitchRequest {
+            to: to.to_owned(),
+            operators: operators.to_vec(),
+        };
+        self.send_json(reqwest::Method::POST, "/switch", &body, "the switch")
+            .await
     }
 
     /// Every operator, page by page; `progress` is told how many were read so far.

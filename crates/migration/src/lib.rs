@@ -4,9 +4,13 @@
 
 pub mod assess;
 pub mod client;
+pub mod finalize;
 pub mod journal;
 pub mod prepare;
 pub mod reconcile;
 pub mod report;
 pub mod status;
 pub mod users;
+
+#[cfg(test)]
+mod testing;

@@ -360,7 +360,7 @@ pub fn right_groups(
 #[cfg(test)]
 mod right_group_tests {
     use super::*;
-    use ims_wire::migration::{GroupFacts, InstanceFacts, OperatorFacts, RestrictionFacts, UsageFacts};
+    use ims_wire::migration::{OperatorFacts, UsageFacts};
 
     fn op(login: &str, groups: &[&str], rights: &[&str]) -> OperatorFacts {
         OperatorFacts {
@@ -380,30 +380,7 @@ mod right_group_tests {
 
     #[test]
     fn people_holding_the_same_rights_beyond_their_groups_share_one_group() {
-        let facts = InstanceFacts {
-            name: "prod".into(),
-            kind: "marketing".into(),
-            build: "7.4.1".into(),
-            accepts_ims_signin: true,
-            accepts_bearer_tokens: true,
-            supports_restrictions: true,
-            native_auth: "until_switched_off".into(),
-            bearer_builds: String::new(),
-            restriction_builds: String::new(),
-            restrictions: RestrictionFacts {
-                operator_management_restricted: false,
-                native_api_disabled: false,
-                allow_list: vec![],
-            },
-            ims_account: None,
-            groups: vec![GroupFacts {
-                name: "admin".into(),
-                label: "Administrator".into(),
-                rights: vec!["admin".into()],
-            }],
-            operator_count: 0,
-            now: 0,
-        };
+        let facts = crate::testing::facts(&[("admin", &["admin"])]);
         let mut program = op("crm-sync", &[], &["export"]);
         program.usage = vec![UsageFacts {
             action: "xtk:session#Logon".into(),

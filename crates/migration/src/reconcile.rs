@@ -176,40 +176,12 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ims_wire::migration::{GroupFacts, RestrictionFacts};
 
     fn facts() -> InstanceFacts {
-        InstanceFacts {
-            name: "prod".into(),
-            kind: "marketing".into(),
-            build: "7.4.1".into(),
-            accepts_ims_signin: true,
-            accepts_bearer_tokens: true,
-            supports_restrictions: true,
-            native_auth: String::new(),
-            bearer_builds: String::new(),
-            restriction_builds: String::new(),
-            restrictions: RestrictionFacts {
-                operator_management_restricted: false,
-                native_api_disabled: false,
-                allow_list: vec![],
-            },
-            ims_account: None,
-            groups: vec![
-                GroupFacts {
-                    name: "deliveryOperators".into(),
-                    label: "Delivery operators".into(),
-                    rights: vec!["prepareDelivery".into(), "startDelivery".into()],
-                },
-                GroupFacts {
-                    name: "rights-export".into(),
-                    label: "Direct rights: EXPORT".into(),
-                    rights: vec!["export".into()],
-                },
-            ],
-            operator_count: 0,
-            now: 0,
-        }
+        crate::testing::facts(&[
+            ("deliveryOperators", &["prepareDelivery", "startDelivery"]),
+            ("rights-export", &["export"]),
+        ])
     }
 
     fn profile(name: &str, items: &[&str]) -> (String, ProfileDetail) {

@@ -55,6 +55,10 @@ pub struct Status {
     pub build: String,
     pub by_auth_type: BTreeMap<String, usize>,
     pub restrictions_on: bool,
+    pub environment: String,
+    pub staging_twin: Option<String>,
+    /// When the migration was marked complete (and whether it was forced).
+    pub completion: Option<ims_wire::migration::Completion>,
     pub plans: Vec<PlanStatus>,
     pub reconciliation: Option<Reconciliation>,
 }
@@ -76,6 +80,9 @@ impl Status {
             by_auth_type,
             restrictions_on: facts.restrictions.native_api_disabled
                 && facts.restrictions.operator_management_restricted,
+            environment: facts.environment.clone(),
+            staging_twin: facts.staging_twin.clone().filter(|t| !t.is_empty()),
+            completion: facts.migration_complete.clone(),
             plans,
             reconciliation,
         }
@@ -95,6 +102,26 @@ impl Status {
             kinds.join(", "),
             if self.restrictions_on { "on" } else { "off" }
         );
+        match &self.completion {
+            Some(c) => out.push_str(&format!(
+                "migration complete{} by {}{}\n",
+                if c.forced { " (forced)" } else { "" },
+                c.by,
+                if c.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", c.note)
+                }
+            )),
+            None => out.push_str(&format!(
+                "{} instance{}; migration not complete\n",
+                self.environment,
+                self.staging_twin
+                    .as_ref()
+                    .map(|t| format!(", staging twin {t}"))
+                    .unwrap_or_default()
+            )),
+        }
         for phase in ["users", "technical", "finalize"] {
             let of_phase: Vec<&PlanStatus> = self.plans.iter().filter(|p| p.phase == phase).collect();
             if of_phase.is_empty() {

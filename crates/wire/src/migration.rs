@@ -29,6 +29,56 @@ pub struct InstanceFacts {
     pub groups: Vec<GroupFacts>,
     pub operator_count: i64,
     pub now: i64,
+    /// `staging` or `production` (none declared: `production`).
+    #[serde(default = "production")]
+    pub environment: String,
+    /// A production instance's staging twin, which finishes its migration first.
+    #[serde(default)]
+    pub staging_twin: Option<String>,
+    /// When the migration was marked complete, by whom, and whether it was forced.
+    #[serde(default)]
+    pub migration_complete: Option<Completion>,
+}
+
+fn production() -> String {
+    "production".into()
+}
+
+/// `PUT /nl/migration/v1/completion`, and what the instance keeps of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    #[serde(default)]
+    pub at: i64,
+    #[serde(default)]
+    pub by: String,
+    /// Finalised although its staging twin was not: the administrator's decision, recorded.
+    pub forced: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// `POST /nl/migration/v1/lockdown`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockdownRequest {
+    /// Replaces the allow-list (empty: the vendor's default).
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// `POST /nl/migration/v1/verify`: the lock-down probes, with a technical account's token for
+/// the bearer probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeFacts {
+    pub probe: String,
+    pub expected: String,
+    pub observed: String,
+    pub passed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,286 @@
+//! Finalisation: the instance locked down (both restrictions on, through its configuration
+//! file), the lock-down probes run against it and passing, then its migration marked complete.
+//! A production instance waits for its staging twin; people still signing in natively would lose
+//! it. Either is a blocker that only `--force` overrides, and the plan, the journal and the
+//! instance record that it was forced and why.
+
+use ims_identity::Now;
+use ims_wire::migration::{Completion, InstanceFacts, OperatorFacts};
+use serde::{Deserialize, Serialize};
+
+use crate::assess::{classify, Class};
+use crate::client::{ImsClient, InstanceClient};
+use crate::journal::{Journal, PlanRecord, StepEnd, StepKey, StepState};
+use crate::users::{ApplyError, ApplyOptions, Skipped};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalizePlan {
+    pub plan_id: String,
+    pub phase: String,
+    pub instance: String,
+    pub created_at: i64,
+    pub environment: String,
+    pub staging_twin: Option<String>,
+    /// The allow-list the lock-down sets (empty: the vendor's default).
+    pub allow: Vec<String>,
+    /// Operators who sign in natively now and cannot once locked down (allow-list aside).
+    pub losing_native_sign_in: Vec<String>,
+    /// What would stop finalisation; `forced` carries on regardless.
+    pub blockers: Vec<String>,
+    pub forced: bool,
+}
+
+impl FinalizePlan {
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "plan {} (finalise {}, {}): switch both restrictions on (allow-list: {}), run the lock-down probes, mark the migration complete\n",
+            self.plan_id,
+            self.instance,
+            self.environment,
+            if self.allow.is_empty() {
+                "the default".to_owned()
+            } else {
+                self.allow.join(", ")
+            }
+        );
+        for b in &self.blockers {
+            let how = if self.forced { "forced past" } else { "blocker" };
+            out.push_str(&format!("  {how}: {b}\n"));
+        }
+        out
+    }
+}
+
+/// Operators that sign in natively and are not on the allow-list: locked out by finalisation.
+pub fn losing_native(ops: &[OperatorFacts], allow: &[String]) -> Vec<String> {
+    let list: Vec<String> = if allow.is_empty() {
+        ims_campaign::restrictions::DEFAULT_ALLOW_LIST
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        allow.to_vec()
+    };
+    ops.iter()
+        .filter(|o| o.auth_type == "native" && !o.disabled)
+        .filter(|o| !ims_campaign::restrictions::allow_listed(&list, &o.login))
+        .map(|o| o.login.clone())
+        .collect()
+}
+
+/// Plans finalisation. `twin` is the staging twin's facts when the instance names one.
+pub fn plan_finalize(
+    facts: &InstanceFacts,
+    ops: &[OperatorFacts],
+    twin: Option<&InstanceFacts>,
+    allow: Vec<String>,
+    forced: bool,
+    now: Now,
+) -> FinalizePlan {
+    let mut blockers = Vec::new();
+    if !facts.supports_restrictions {
+        blockers.push(format!(
+            "build {} has no lock-down switches; builds that have them: {}",
+            facts.build, facts.restriction_builds
+        ));
+    }
+    if let Some(name) = facts.staging_twin.as_deref().filter(|t| !t.is_empty()) {
+        match twin {
+            Some(t) if t.migration_complete.is_some() => {}
+            Some(_) => blockers.push(format!("its staging twin {name} has not finished its migration")),
+            None => blockers.push(format!("its staging twin {name} could not be asked")),
+        }
+    }
+    let losing = losing_native(ops, &allow);
+    let (mut people, mut programs) = (Vec::new(), Vec::new());
+    for login in &losing {
+        if let Some(op) = ops.iter().find(|o| &o.login == login) {
+            match classify(op).0 {
+                Class::Technical => programs.push(login.clone()),
+                _ => people.push(login.clone()),
+            }
+        }
+    }
+    if !people.is_empty() {
+        blockers.push(format!(
+            "these people still sign in natively and would lose it: {} (move them with `plan users`, or disable them)",
+            people.join(", ")
+        ));
+    }
+    if !programs.is_empty() {
+        blockers.push(format!(
+            "these programs still sign in natively and would stop working: {} (move them to technical accounts first)",
+            programs.join(", ")
+        ));
+    }
+    FinalizePlan {
+        plan_id: format!("finalize-{}-{}", facts.name, now.millis()),
+        phase: "finalize".into(),
+        instance: facts.name.clone(),
+        created_at: now.millis(),
+        environment: facts.environment.clone(),
+        staging_twin: facts.staging_twin.clone().filter(|t| !t.is_empty()),
+        allow,
+        losing_native_sign_in: losing,
+        blockers,
+        forced,
+    }
+}
+
+pub const LOCKDOWN: &str = "lockdown";
+pub const VERIFY: &str = "verify";
+pub const COMPLETE: &str = "complete";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FinalizeReport {
+    pub plan_id: String,
+    pub dry_run: bool,
+    pub locked_down: bool,
+    pub probes: Vec<ims_wire::migration::ProbeFacts>,
+    pub complete: bool,
+    pub forced: bool,
+}
+
+/// Applies a finalisation plan: refused while it has blockers and is not forced, or when the
+/// operators who would lose native sign-in are no longer those planned.
+pub async fn apply_finalize(
+    plan: &FinalizePlan,
+    journal: &dyn Journal,
+    instance: &InstanceClient,
+    ims: Option<&ImsClient>,
+    opts: &ApplyOptions,
+    now: impl Fn() -> Now,
+) -> Result<FinalizeReport, ApplyError> {
+    let mut report = FinalizeReport {
+        plan_id: plan.plan_id.clone(),
+        dry_run: opts.dry_run,
+        forced: plan.forced,
+        ..FinalizeReport::default()
+    };
+    if !plan.blockers.is_empty() && !plan.forced {
+        return Err(ApplyError::Drift(
+            plan.blockers
+                .iter()
+                .map(|b| Skipped {
+                    login: plan.instance.clone(),
+                    reason: format!("blocker: {b} (plan again with --force to carry on regardless)"),
+                })
+                .collect(),
+        ));
+    }
+    let stored = journal.plan(&plan.plan_id).await?;
+    if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
+        report.locked_down = true;
+        report.complete = true;
+        return Ok(report);
+    }
+    let facts = instance.facts().await?;
+    let already_locked =
+        facts.restrictions.native_api_disabled && facts.restrictions.operator_management_restricted;
+    if !already_locked {
+        let ops = instance.operators(|_| {}).await?;
+        let now_losing = losing_native(&ops, &plan.allow);
+        if now_losing != plan.losing_native_sign_in {
+            return Err(ApplyError::Drift(vec![Skipped {
+                login: plan.instance.clone(),
+                reason: format!(
+                    "operators losing native sign-in are now [{}], not the planned [{}]",
+                    now_losing.join(", "),
+                    plan.losing_native_sign_in.join(", ")
+                ),
+            }]));
+        }
+    }
+    if opts.dry_run {
+        report.locked_down = already_locked;
+        return Ok(report);
+    }
+    if stored.is_none() {
+        journal
+            .put_plan(&PlanRecord {
+                plan_id: plan.plan_id.clone(),
+                instance: plan.instance.clone(),
+                phase: plan.phase.clone(),
+                created_at: Now::from_millis(plan.created_at),
+                body: serde_json::to_string(plan).unwrap_or_default(),
+                applied_at: None,
+            })
+            .await?;
+    }
+    let step = |action: &str| StepKey {
+        operator: plan.instance.clone(),
+        action: action.to_owned(),
+    };
+    let ended = |action: &str, state: StepState, detail: String| StepEnd {
+        key: step(action),
+        state,
+        detail,
+    };
+    journal
+        .begin_steps(&plan.plan_id, &[step(LOCKDOWN)], now())
+        .await?;
+    if !already_locked {
+        instance.lock_down(&plan.allow).await?;
+    }
+    report.locked_down = true;
+    journal
+        .end_steps(
+            &plan.plan_id,
+            &[ended(LOCKDOWN, StepState::Done, String::new())],
+            now(),
+        )
+        .await?;
+
+    journal.begin_steps(&plan.plan_id, &[step(VERIFY)], now()).await?;
+    let token = match ims {
+        Some(ims) => Some(ims.token().await?),
+        None => None,
+    };
+    report.probes = instance.verify(token).await?;
+    let failed: Vec<String> = report
+        .probes
+        .iter()
+        .filter(|p| !p.passed)
+        .map(|p| format!("{}: expected {}, observed {}", p.probe, p.expected, p.observed))
+        .collect();
+    if !failed.is_empty() {
+        journal
+            .end_steps(
+                &plan.plan_id,
+                &[ended(VERIFY, StepState::Failed, failed.join("; "))],
+                now(),
+            )
+            .await?;
+        return Ok(report);
+    }
+    journal
+        .end_steps(
+            &plan.plan_id,
+            &[ended(VERIFY, StepState::Done, String::new())],
+            now(),
+        )
+        .await?;
+
+    journal
+        .begin_steps(&plan.plan_id, &[step(COMPLETE)], now())
+        .await?;
+    let note = if plan.forced {
+        format!("forced past: {}", plan.blockers.join("; "))
+    } else {
+        String::new()
+    };
+    instance
+        .complete(&Completion {
+            at: 0,
+            by: String::new(),
+            forced: plan.forced,
+            note: note.clone(),
+        })
+        .await?;
+    journal
+        .end_steps(&plan.plan_id, &[ended(COMPLETE, StepState::Done, note)], now())
+        .await?;
+    journal.mark_applied(&plan.plan_id, now()).await?;
+    report.complete = true;
+    Ok(report)
+}
