@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use ims_identity::Now;
 use ims_wire::migration::{
-    state_digest, Completion, EmailAssignment, EmailChange, EmailOutcome, GroupFacts, GroupOutcome,
-    GroupRequest, ImsAccountFacts, InstanceFacts, OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts,
-    RowProblem, SwitchOutcome, SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
+    state_digest, Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange,
+    EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, InstanceFacts, OperatorFacts,
+    OperatorPage, ProbeFacts, RestrictionFacts, RowProblem, SwitchOutcome, SwitchRequest, SwitchResponse,
+    UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
 use crate::connect::email_key;
@@ -506,6 +507,54 @@ impl Instance {
             out.added.push((current.login, group));
         }
         Ok(out)
+    }
+}
+
+impl Instance {
+    /// Gives a technical account operator what the native operator it replaces holds directly:
+    /// named rights and folder rights (adding only; run again, it adds nothing).
+    pub async fn migration_copy_access(
+        &self,
+        actor: &Operator,
+        req: &CopyAccessRequest,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<CopyAccessOutcome, Fault> {
+        self.require_administration(actor).await?;
+        let store = self.store();
+        let from = store
+            .operator_by_login(&req.from)
+            .await?
+            .ok_or_else(|| Fault::not_found(format!("no operator {:?}", req.from)))?;
+        let to = store.operator_by_login(&req.to).await?.ok_or_else(|| {
+            Fault::not_found(format!(
+                "no operator {:?} (has the technical account made its first call?)",
+                req.to
+            ))
+        })?;
+        if to.auth_type != AuthType::TechnicalAccount {
+            return Err(Fault::bad_request(format!(
+                "{} is not a technical account operator",
+                to.login
+            )));
+        }
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: format!("operator:{}", actor.login),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        let audit = ctx.event(
+            "operator.copy_access",
+            &to.login,
+            "success",
+            serde_json::json!({"from": from.login, "rights": from.rights}),
+        );
+        let (rights_added, folder_rights_added) = store.copy_operator_access(from.id, to.id, &audit).await?;
+        Ok(CopyAccessOutcome {
+            rights_added,
+            folder_rights_added,
+        })
     }
 }
 

@@ -163,6 +163,14 @@ impl OperatorStore for ProbeStore {
     ) -> StoreResult<bool> {
         Self::refuse("switching an operator's authentication type")
     }
+    async fn copy_operator_access(
+        &self,
+        _from: i64,
+        _to: i64,
+        _audit: &AuditEvent,
+    ) -> StoreResult<(u64, u64)> {
+        Self::refuse("copying an operator's rights")
+    }
     async fn delete_operator(&self, id: i64, _audit: &AuditEvent) -> StoreResult<()> {
         let mut o = self.overlay();
         o.sessions.retain(|_, s| s.operator_id != id);

@@ -57,6 +57,11 @@ pub trait OperatorStore: Send + Sync {
         end_path: AuthPath,
         audit: &AuditEvent,
     ) -> StoreResult<bool>;
+    /// Gives operator `to` every direct named right and folder right operator `from` holds that
+    /// `to` lacks (nothing `to` holds is taken or narrowed), in one transaction with the audit
+    /// line, written only when something is added. Returns how many rights and folder rights
+    /// were added.
+    async fn copy_operator_access(&self, from: i64, to: i64, audit: &AuditEvent) -> StoreResult<(u64, u64)>;
     /// Removes the operator, its memberships, direct and folder rights and sessions, with its
     /// audit line, in one transaction. Its usage evidence stays.
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()>;

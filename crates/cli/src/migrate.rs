@@ -12,7 +12,7 @@ use ims_identity::developer::{IO_MANAGEMENT_SERVICE, USER_MANAGEMENT_SERVICE};
 use ims_identity::Now;
 use ims_migration::assess;
 use ims_migration::client::{ImsClient, InstanceClient};
-use ims_migration::{finalize, prepare, report, users};
+use ims_migration::{finalize, prepare, report, technical, users};
 use ims_wire::migration::{EmailAssignment, EmailOutcome, MAX_EMAILS};
 
 use crate::config::Config;
@@ -50,6 +50,10 @@ pub struct Target {
     /// CA certificate (PEM) to trust for both services.
     #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
+    /// Where integration kits are written; default: migration-kits beside up.json with
+    /// --data-dir, else ./migration-kits.
+    #[arg(long, global = true)]
+    pub kit_dir: Option<PathBuf>,
     /// The engine's journal (sqlite://... or postgres://...); default: beside up.json with
     /// --data-dir, else ./ims-migration.db.
     #[arg(long, global = true, env = "IMS_MIGRATE_JOURNAL")]
@@ -129,6 +133,14 @@ pub enum PlanCommand {
     /// profiles of its groups, and is linked and moved to IMS sign-in.
     Users {
         /// Where to write the plan (JSON); its summary goes to standard output.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The technical operators: each program that signs in with a password gets an OAuth
+    /// Server-to-Server credential with the profiles of its groups, proved by a token and a
+    /// SOAP call; its technical account operator gets the legacy operator's rights; a kit is
+    /// written for its integrator.
+    Technical {
         #[arg(long)]
         out: PathBuf,
     },
@@ -773,6 +785,80 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                     Blocked("a verification probe failed: the migration is not marked complete".into())
                         .into(),
                 )
+            }
+        }
+        MigrateCommand::Plan(PlanCommand::Technical { out }) => {
+            let services = connect(target, &config).await?;
+            let ims = need_ims(&services)?;
+            let facts = services.instance.facts().await?;
+            let ops = services.instance.operators(progress("operators read")).await?;
+            let profiles: Vec<String> = ims.profiles().await?.into_iter().map(|p| p.name).collect();
+            let plan = technical::plan_technical(&facts, &ops, &profiles, Now::system());
+            crate::files::write_private(&out, &serde_json::to_vec_pretty(&plan)?)?;
+            print!("{}", plan.summary());
+            println!("written to {}", out.display());
+            Ok(())
+        }
+        MigrateCommand::Apply {
+            plan, dry_run, json, ..
+        } if plan_phase(&plan)? == "technical" => {
+            let text = std::fs::read_to_string(&plan)?;
+            let plan: technical::TechnicalPlan =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a plan", plan.display()))?;
+            let services = connect(target, &config).await?;
+            let ims = need_ims(&services)?;
+            let journal = open_journal(target).await?;
+            let kit_dir = match (&target.kit_dir, &target.data_dir) {
+                (Some(k), _) => k.clone(),
+                (None, Some(d)) => d.join("migration-kits"),
+                (None, None) => PathBuf::from("migration-kits"),
+            };
+            let opts = users::ApplyOptions {
+                dry_run,
+                ..users::ApplyOptions::default()
+            };
+            let outcome = technical::apply_technical(
+                &plan,
+                &journal,
+                &services.instance,
+                ims,
+                &kit_dir,
+                &opts,
+                Now::system,
+            )
+            .await;
+            journal.close().await;
+            let report = match outcome {
+                Ok(r) => r,
+                Err(users::ApplyError::Drift(items)) => {
+                    for i in &items {
+                        eprintln!("drifted: {}: {}", i.login, i.reason);
+                    }
+                    return Err(Blocked(format!(
+                        "{} operator(s) changed since the plan was made: nothing was applied; plan again",
+                        items.len()
+                    ))
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for (legacy, ta, kit) in &report.moved {
+                    println!("{legacy}: now {ta}; kit in {kit}");
+                }
+                for l in &report.already {
+                    println!("{l}: done earlier");
+                }
+                for f in &report.failed {
+                    println!("failed: {}: {}", f.login, f.reason);
+                }
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Blocked(format!("{} program(s) not moved", report.failed.len())).into())
             }
         }
         MigrateCommand::Apply {

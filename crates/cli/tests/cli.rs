@@ -2109,3 +2109,126 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     assert!(!text(&out).contains("staging twin"), "{}", text(&out));
     server.stop();
 }
+
+#[test]
+fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let migrate = |args: &[&str]| {
+        let mut c = ims();
+        c.arg("migrate")
+            .args(args)
+            .args(["--data-dir", d, "--instance", "marketing"]);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    migrate(&["prepare", "--rights"]);
+    migrate(&["prepare", "--profiles"]);
+    let plan = tmp.path().join("tech.json");
+    let p = plan.to_str().unwrap();
+    let summary = migrate(&["plan", "technical", "--out", p]);
+    for login in ["crm-sync", "web-forms", "bi-export"] {
+        assert!(
+            summary.contains(&format!("  {login}: credential \"marketing {login}\"")),
+            "{summary}"
+        );
+    }
+    let out = migrate(&["apply", p]);
+    assert_eq!(out.matches(": now ").count(), 3, "{out}");
+
+    // Each program's technical account operator exists (made by its first call) and holds the
+    // legacy operator's direct rights; the legacy operator still works until retired.
+    let kits = dir.join("migration-kits").join("marketing");
+    for login in ["crm-sync", "web-forms", "bi-export"] {
+        let kit = kits.join(login);
+        let cred: Value =
+            serde_json::from_str(&std::fs::read_to_string(kit.join("credential.json")).unwrap()).unwrap();
+        assert!(
+            cred["client_secret"].as_str().unwrap().starts_with("imscs_"),
+            "{cred}"
+        );
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(kit.join("credential.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        for f in [
+            "README.md",
+            "before.sh",
+            "after.sh",
+            "after.py",
+            "After.java",
+            "after.mjs",
+        ] {
+            assert!(kit.join(f).exists(), "{f}");
+        }
+        let readme = std::fs::read_to_string(kit.join("README.md")).unwrap();
+        assert!(readme.contains(&format!(
+            "{}/nl/jsp/soaprouter.jsp",
+            upj["instances"][0]["url"].as_str().unwrap()
+        )));
+        // The kit's "after" sample runs as given and answers as the technical account.
+        let run = Command::new("sh")
+            .arg("after.sh")
+            .current_dir(&kit)
+            .env("CURL_CA_BUNDLE", upj["ca_cert"].as_str().unwrap())
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            answer.contains("GetUserInfoResponse"),
+            "{answer}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            answer.contains(cred["technical_account_email"].as_str().unwrap()),
+            "{answer}"
+        );
+    }
+    let assessed = ims()
+        .args([
+            "migrate",
+            "assess",
+            "--json",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+        ])
+        .output()
+        .unwrap();
+    let a: Value = serde_json::from_slice(&assessed.stdout).unwrap();
+    let tas: Vec<&Value> = a["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["auth_type"] == "technical_account")
+        .collect();
+    assert_eq!(tas.len(), 3);
+    for ta in &tas {
+        assert!(
+            ta["rights"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::String("export".into())),
+            "{ta}"
+        );
+    }
+    // Applied again: nothing more happens anywhere.
+    let audit = || run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]));
+    let before = audit();
+    assert_eq!(migrate(&["apply", p]).matches("done earlier").count(), 3);
+    assert_eq!(audit(), before);
+    server.stop();
+}

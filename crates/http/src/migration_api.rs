@@ -15,8 +15,8 @@ use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
 use ims_wire::migration::{
-    Completion, EmailRequest, GroupRequest, LockdownRequest, RowProblem, SwitchRequest, VerifyRequest,
-    MAX_PAGE,
+    Completion, CopyAccessRequest, EmailRequest, GroupRequest, LockdownRequest, RowProblem, SwitchRequest,
+    VerifyRequest, MAX_PAGE,
 };
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
@@ -32,6 +32,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/lockdown", post(lockdown))
         .route("/nl/migration/v1/verify", post(verify))
         .route("/nl/migration/v1/completion", put(completion))
+        .route("/nl/migration/v1/copy-access", post(copy_access))
 }
 
 /// A fault as problem details; the status says what kind of refusal it is.
@@ -274,6 +275,25 @@ async fn completion(
     };
     match run.await {
         Ok(facts) => no_store(Json(facts).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn copy_access(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, caller) = caller(&st, &meta, &headers, "migration#CopyAccess").await?;
+        let req: CopyAccessRequest = body_of(&body, "a copy-access request")?;
+        st.instance
+            .migration_copy_access(&op, &req, meta.now, &caller)
+            .await
+    };
+    match run.await {
+        Ok(done) => no_store(Json(done).into_response()),
         Err(f) => ApiFault(f).into_response(),
     }
 }

@@ -5,9 +5,9 @@
 use std::sync::Mutex;
 
 use ims_wire::migration::{
-    Completion, EmailAssignment, EmailOutcome, EmailRequest, GroupOutcome, GroupRequest, InstanceFacts,
-    LockdownRequest, OperatorFacts, OperatorPage, ProbeFacts, RowProblem, SwitchItem, SwitchRequest,
-    SwitchResponse, VerifyRequest, BASE_PATH, MAX_PAGE,
+    Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailOutcome, EmailRequest,
+    GroupOutcome, GroupRequest, InstanceFacts, LockdownRequest, OperatorFacts, OperatorPage, ProbeFacts,
+    RowProblem, SwitchItem, SwitchRequest, SwitchResponse, VerifyRequest, BASE_PATH, MAX_PAGE,
 };
 use ims_wire::soap::{self, Limits};
 use serde::de::DeserializeOwned;
@@ -291,6 +291,59 @@ impl InstanceClient {
             .await
     }
 
+    /// The instance's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A real SOAP call with an access token (`GetUserInfo`): the instance creates a technical
+    /// account's operator at its first call.
+    pub async fn bearer_call(&self, token: &str) -> Result<(), Error> {
+        let url = format!("{}/nl/jsp/soaprouter.jsp", self.base);
+        let envelope = concat!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ns="urn:xtk:session">"#,
+            "<SOAP-ENV:Body><ns:GetUserInfo><ns:sessiontoken/></ns:GetUserInfo></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+        );
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "xtk:session#GetUserInfo")
+            .body(envelope)
+            .send()
+            .await
+            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        let text = resp.text().await.unwrap_or_default();
+        let env = soap::parse_envelope(&text, Limits::default()).map_err(|e| Error::Protocol {
+            service: INSTANCE,
+            what: "GetUserInfo".into(),
+            detail: e.0,
+        })?;
+        if env.method.name == "Fault" {
+            return Err(Error::Refused {
+                service: INSTANCE,
+                what: "a call with the new credential's token".into(),
+                detail: env
+                    .method
+                    .element("faultstring")
+                    .map(|e| e.text())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives the technical account operator `to` the direct and folder rights of `from`.
+    pub async fn copy_access(&self, from: &str, to: &str) -> Result<CopyAccessOutcome, Error> {
+        let body = CopyAccessRequest {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        self.send_json(reqwest::Method::POST, "/copy-access", &body, "the copy of rights")
+            .await
+    }
+
     /// Moves operators to `to` (`ims` or `native`), each only from the state it was planned in.
     pub async fn switch(&self, to: &str, operators: &[SwitchItem]) -> Result<SwitchResponse, Error> {
         let body = SwitchRequest {
@@ -338,6 +391,17 @@ pub struct ProfileFacts {
     pub product_context: Option<String>,
     #[serde(rename = "memberCount", default)]
     pub members: i64,
+}
+
+/// An OAuth Server-to-Server credential the engine made, as the integration kit gives it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Credential {
+    pub client_id: String,
+    /// Known only when just shown (once) or read back from the kit.
+    pub client_secret: Option<String>,
+    pub technical_account_id: String,
+    pub technical_account_email: String,
+    pub org_id: String,
 }
 
 /// A person of the organisation, as the User Management API lists them.
@@ -466,6 +530,198 @@ impl ImsClient {
     async fn umapi_get(&self, path: &str, what: &str) -> Result<serde_json::Value, Error> {
         let resp = self.umapi(reqwest::Method::GET, path, None).await?;
         read_json(IMS, what, resp).await
+    }
+
+    /// A Developer Console API call (`/console/...`) with the engine's token.
+    async fn console(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<serde_json::Value, Error> {
+        let url = format!("{}/console{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.token().await?)
+            .header("x-api-key", &self.client_id);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| unreachable(IMS, &url, &e))?;
+        read_json(IMS, what, resp).await
+    }
+
+    /// The organisation's numeric id, which the console API names it by.
+    async fn console_org(&self) -> Result<String, Error> {
+        let orgs = self
+            .console(reqwest::Method::GET, "/organizations", None, "the organisations")
+            .await?;
+        orgs.as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["code"] == self.org_id.as_str())
+            .and_then(|o| o["id"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Protocol {
+                service: IMS,
+                what: "the organisations".into(),
+                detail: format!("{} is not among them", self.org_id),
+            })
+    }
+
+    /// The credential named `name`, made (with its own project, the Campaign API holding
+    /// `profiles` and the I/O Management API) unless an earlier run made it. Its secret comes
+    /// with it unless `have_secret` (a kit holds it already): the first one, shown once, or a
+    /// new one when that was shown before.
+    pub async fn ensure_credential(
+        &self,
+        name: &str,
+        description: &str,
+        profiles: &[String],
+        have_secret: bool,
+    ) -> Result<Credential, Error> {
+        use reqwest::Method;
+        let org = self.console_org().await?;
+        let mut found = None;
+        for page in 0.. {
+            let listing = self
+                .console(
+                    Method::GET,
+                    &format!("/organizations/{org}/integrations?page={page}&size=50"),
+                    None,
+                    "the credentials",
+                )
+                .await?;
+            let content = listing["content"].as_array().cloned().unwrap_or_default();
+            found = content.into_iter().find(|i| i["name"] == name);
+            let pages = listing["pages"].as_u64().unwrap_or(0);
+            if found.is_some() || page + 1 >= pages {
+                break;
+            }
+        }
+        let id = match found {
+            Some(i) => i["id"].as_str().unwrap_or_default().to_owned(),
+            None => {
+                let services = self
+                    .console(
+                        Method::GET,
+                        &format!("/organizations/{org}/services"),
+                        None,
+                        "the services",
+                    )
+                    .await?;
+                let configs: Vec<serde_json::Value> = services
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["code"] == "CampaignSDK")
+                    .flat_map(|s| {
+                        s["properties"]["licenseConfigs"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter(|c| profiles.iter().any(|p| c["name"] == p.as_str()))
+                    .map(|c| serde_json::json!({"id": c["id"], "productId": c["productId"], "op": "add"}))
+                    .collect();
+                if configs.len() != profiles.len() {
+                    return Err(Error::Refused {
+                        service: IMS,
+                        what: format!("the credential {name:?}"),
+                        detail: format!(
+                            "not every profile of [{}] is offered to the Campaign API",
+                            profiles.join(", ")
+                        ),
+                    });
+                }
+                let body = serde_json::json!({
+                    "name": name,
+                    "description": description,
+                    "services": [
+                        {"sdkCode": "CampaignSDK", "licenseConfigs": configs},
+                        {"sdkCode": "AdobeIOManagementAPISDK"},
+                    ],
+                });
+                let made = self
+                    .console(
+                        Method::POST,
+                        &format!("/organizations/{org}/credentials/oauth-server-to-server"),
+                        Some(&body),
+                        "the new credential",
+                    )
+                    .await?;
+                made["id"].as_str().unwrap_or_default().to_owned()
+            }
+        };
+        let detail = self
+            .console(
+                Method::GET,
+                &format!("/organizations/{org}/integrations/{id}"),
+                None,
+                "the credential",
+            )
+            .await?;
+        let mut cred = Credential {
+            client_id: id.clone(),
+            client_secret: None,
+            technical_account_id: detail["technicalAccountId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            technical_account_email: detail["technicalAccountEmail"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            org_id: self.org_id.clone(),
+        };
+        if !have_secret {
+            let listed = self
+                .console(
+                    Method::GET,
+                    &format!("/organizations/{org}/integrations/{id}/secrets"),
+                    None,
+                    "the credential's secrets",
+                )
+                .await?;
+            cred.client_secret = listed["client_secrets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|s| s["client_secret"].as_str().map(str::to_owned));
+            if cred.client_secret.is_none() {
+                let added = self
+                    .console(
+                        Method::POST,
+                        &format!("/organizations/{org}/credentials/{id}/secrets"),
+                        None,
+                        "a new secret",
+                    )
+                    .await?;
+                cred.client_secret = added["client_secret"].as_str().map(str::to_owned);
+            }
+        }
+        Ok(cred)
+    }
+
+    /// An access token of `cred` (`client_credentials`).
+    pub async fn token_of(&self, cred: &Credential) -> Result<String, Error> {
+        let url = format!("{}/ims/token/v3", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", cred.client_id.as_str()),
+                ("client_secret", cred.client_secret.as_deref().unwrap_or_default()),
+            ])
+            .send()
+            .await
+            .map_err(|e| unreachable(IMS, &url, &e))?;
+        let token: ims_wire::TokenResponse =
+            read_json(IMS, &format!("a token of {}", cred.client_id), resp).await?;
+        Ok(token.access_token)
     }
 
     /// Every user of the organisation: email, id, status and every group it belongs to (profiles

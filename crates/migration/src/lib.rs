@@ -10,6 +10,7 @@ pub mod prepare;
 pub mod reconcile;
 pub mod report;
 pub mod status;
+pub mod technical;
 pub mod users;
 
 #[cfg(test)]

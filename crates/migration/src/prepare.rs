@@ -302,9 +302,10 @@ mod profile_tests {
     }
 }
 
-/// Groups that carry the named rights people hold directly beyond their groups, one per set of
-/// such rights (`rights-export-sql`), with those people as members: once the groups exist, their
-/// profiles give the rights back after the move, as every other right comes back.
+/// Groups that carry the named rights operators (people and programs) hold directly beyond their
+/// groups, one per set of such rights (`rights-export-sql`), with those operators as members:
+/// once the groups exist, their profiles give the rights back after the move, as every other
+/// right comes back.
 pub fn right_groups(
     facts: &ims_wire::migration::InstanceFacts,
     ops: &[ims_wire::migration::OperatorFacts],
@@ -317,8 +318,9 @@ pub fn right_groups(
         .collect();
     let mut sets: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     for op in ops {
+        // People and programs alike: a technical account's rights come from its profiles too.
         let (class, _) = crate::assess::classify(op);
-        if class != crate::assess::Class::Person || op.auth_type != "native" || op.disabled {
+        if class == crate::assess::Class::BuiltIn || op.auth_type != "native" || op.disabled {
             continue;
         }
         let from_groups: BTreeSet<&str> = op
@@ -379,7 +381,7 @@ mod right_group_tests {
     }
 
     #[test]
-    fn people_holding_the_same_rights_beyond_their_groups_share_one_group() {
+    fn operators_holding_the_same_rights_beyond_their_groups_share_one_group() {
         let facts = crate::testing::facts(&[("admin", &["admin"])]);
         let mut program = op("crm-sync", &[], &["export"]);
         program.usage = vec![UsageFacts {
@@ -411,7 +413,7 @@ mod right_group_tests {
         assert_eq!(
             got,
             [
-                ("rights-export", vec!["lee"]),
+                ("rights-export", vec!["lee", "crm-sync"]),
                 ("rights-export-sql", vec!["ana", "bo"])
             ]
         );

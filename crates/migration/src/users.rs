@@ -273,6 +273,8 @@ pub enum ApplyError {
     Service(#[from] Error),
     #[error("the journal: {0}")]
     Journal(#[from] ims_identity::error::StoreError),
+    #[error("the integration kit could not be written: {0}")]
+    Kit(String),
 }
 
 fn describe(items: &[Skipped]) -> String {

@@ -480,6 +480,40 @@ impl OperatorStore for SqlInstanceStore {
         Ok(true)
     }
 
+    async fn copy_operator_access(&self, from: i64, to: i64, audit: &AuditEvent) -> StoreResult<(u64, u64)> {
+        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let rights = sqlx::query(
+            "INSERT INTO operator_rights (operator_id, right_name)
+             SELECT $2, right_name FROM operator_rights WHERE operator_id = $1
+               AND right_name NOT IN (SELECT right_name FROM operator_rights WHERE operator_id = $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected();
+        let folders = sqlx::query(
+            "INSERT INTO folder_rights (folder_id, grantee_type, grantee_id, can_read, can_write)
+             SELECT f.folder_id, 'operator', $2, f.can_read, f.can_write FROM folder_rights f
+              WHERE f.grantee_type = 'operator' AND f.grantee_id = $1
+                AND NOT EXISTS (SELECT 1 FROM folder_rights g WHERE g.folder_id = f.folder_id
+                                AND g.grantee_type = 'operator' AND g.grantee_id = $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected();
+        if rights + folders == 0 {
+            return Ok((0, 0));
+        }
+        crate::audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok((rights, folders))
+    }
+
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, self.backend).await?;
         for sql in [

@@ -283,3 +283,17 @@ pub struct GroupOutcome {
     /// Problems that stopped everything (HTTP 422 then; nothing is written).
     pub problems: Vec<RowProblem>,
 }
+
+/// `POST /nl/migration/v1/copy-access`: a technical account operator given the direct named
+/// rights and folder rights of the native operator it replaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyAccessRequest {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyAccessOutcome {
+    pub rights_added: u64,
+    pub folder_rights_added: u64,
+}
