@@ -65,6 +65,14 @@ impl Instance {
             tracing::error!(error = %e, "lock-down not written");
             Fault::unavailable(format!("the lock-down could not be written: {e}"))
         })?;
+        // The file's own audit line names the process that wrote it; this one, who asked.
+        let audit = ims_identity::model::Context::new(now, format!("operator:{}", actor.login)).event(
+            "instance.lockdown",
+            &self.info().name,
+            "success",
+            serde_json::json!({"allow_list": allow}),
+        );
+        self.store().append_audit(&audit).await?;
         self.migration_facts(actor, now).await
     }
 
@@ -296,7 +304,13 @@ impl Instance {
                     &a.login,
                     "a technical account's email is its technical account's".into(),
                 )),
-                Some(op) => targets.push((op, email)),
+                Some(op) => match self
+                    .restrictions()
+                    .check_operator_change(Some(&op), op.auth_type == AuthType::Native)
+                {
+                    Err(f) => out.problems.push(problem(&a.login, f.message)),
+                    Ok(()) => targets.push((op, email)),
+                },
             }
         }
         let new_key: HashMap<i64, String> = targets.iter().map(|(op, e)| (op.id, email_key(e))).collect();
@@ -401,7 +415,13 @@ impl Instance {
             problem,
         };
         let mut members: Vec<(Operator, String)> = Vec::new();
+        let mut named = HashSet::new();
         for g in &req.groups {
+            if !named.insert(g.name.as_str()) {
+                out.problems
+                    .push(problem(&g.name, "named twice in the request".into()));
+                continue;
+            }
             let name_ok = !g.name.is_empty()
                 && g.name.len() <= 64
                 && g.name
@@ -461,11 +481,14 @@ impl Instance {
                 continue;
             }
             if !dry_run {
+                let mut rights = g.rights.clone();
+                rights.sort();
+                rights.dedup();
                 let group = OperatorGroup {
                     id: 0,
                     name: g.name.clone(),
                     label: g.label.clone(),
-                    rights: g.rights.clone(),
+                    rights,
                 };
                 let audit = ctx.event(
                     "group.create",

@@ -240,13 +240,13 @@ impl Instance {
         Ok(true)
     }
 
-    /// Accepts access tokens of this IMS (`Authorization: Bearer`, `BearerTokenLogon`).
     /// Lets the migration API lock the instance down by writing its configuration files.
     pub fn with_config_files(mut self, files: Arc<dyn crate::migration::ConfigFiles>) -> Self {
         self.config_files = Some(files);
         self
     }
 
+    /// Accepts access tokens of this IMS (`Authorization: Bearer`, `BearerTokenLogon`).
     pub fn with_bearer(mut self, issuer: Arc<TrustedIssuer>) -> Self {
         self.bearer = Some(issuer);
         self

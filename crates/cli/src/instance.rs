@@ -460,7 +460,6 @@ pub enum InstanceCommand {
         #[arg(long)]
         operators: u64,
     },
-    /// The instance's audit log (operator and configuration changes), newest first.
     /// Declare the instance's environment (and a production instance's staging twin, which
     /// must finish its migration first).
     Environment {
@@ -472,6 +471,7 @@ pub enum InstanceCommand {
         #[arg(long)]
         staging_twin: Option<String>,
     },
+    /// The instance's audit log (operator and configuration changes), newest first.
     Audit {
         #[arg(long)]
         instance: String,

@@ -107,6 +107,9 @@ pub enum MigrateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// After the technical phase: watch the legacy operators, then retire them.
+    #[command(subcommand)]
+    Technical(TechnicalCommand),
     /// Per phase what is done, in progress or blocked (from the journal), the operators by
     /// authentication type, and the reconciliation of both sides. Exit 1 when they differ.
     Status {
@@ -150,13 +153,296 @@ pub enum PlanCommand {
     Finalize {
         #[arg(long)]
         out: PathBuf,
-        /// Replaces the allow-list (repeatable; default: the vendor's).
+        /// Replaces the allow-list (repeatable; default: the instance's stays).
         #[arg(long = "allow", value_name = "LOGIN")]
         allow: Vec<String>,
         /// Carry on past the blockers; the plan, the journal and the instance record it.
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TechnicalCommand {
+    /// Each legacy operator's native traffic since its move: who, from where, last seen, and
+    /// whether it has been quiet for the whole period.
+    Watch {
+        /// How long without native traffic makes an operator quiet (`7d`, `12h`, `30m`, `90s`).
+        #[arg(long, default_value = "7d")]
+        quiet_after: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable legacy operators that are quiet (or, with --force and a --reason, any).
+    Disable(RetireArgs),
+    /// Delete legacy operators that are disabled and quiet (or, with --force and a --reason, any).
+    Delete(RetireArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetireArgs {
+    /// A legacy operator (repeatable).
+    #[arg(long = "operator", required = true)]
+    operators: Vec<String>,
+    #[arg(long, default_value = "7d")]
+    quiet_after: String,
+    /// Act although the operator is not ready; recorded with who and why.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// The legacy operators the technical phase moved: technical account and when (its kit step).
+async fn moved_programs(
+    journal: &ims_store::journal::SqlJournal,
+    instance: &str,
+) -> Result<std::collections::HashMap<String, (String, i64)>> {
+    use ims_migration::journal::{Journal as _, StepState};
+    let mut moved = std::collections::HashMap::new();
+    for plan in journal.plans(instance).await? {
+        if plan.phase != "technical" {
+            continue;
+        }
+        let steps = journal.steps(&plan.plan_id).await?;
+        for s in steps
+            .iter()
+            .filter(|s| s.key.action == technical::KIT && s.state == StepState::Done)
+        {
+            let ta = steps
+                .iter()
+                .find(|c| c.key.action == technical::CREDENTIAL && c.key.operator == s.key.operator)
+                .and_then(|c| c.detail.split_once(' ').map(|(_, email)| email.to_owned()))
+                .unwrap_or_default();
+            let at = s.finished_at.map_or(0, |t| t.millis());
+            moved.insert(s.key.operator.clone(), (ta, at));
+        }
+    }
+    Ok(moved)
+}
+
+async fn technical_command(cmd: TechnicalCommand, target: &Target, config: &Config) -> Result<()> {
+    use ims_migration::journal::{Journal as _, PlanRecord, StepEnd, StepKey, StepState};
+    let services = connect(target, config).await?;
+    let facts = services.instance.facts().await?;
+    let journal = open_journal(target).await?;
+    let moved = moved_programs(&journal, &facts.name).await?;
+    let ops = services.instance.operators(|_| {}).await?;
+    let period = |text: &str| {
+        ims_migration::watch::parse_period(text)
+            .with_context(|| format!("--quiet-after {text:?}: a number and a unit (s, m, h, d)"))
+    };
+    let now = Now::system();
+    let outcome = match cmd {
+        TechnicalCommand::Watch { quiet_after, json } => {
+            let watched = ims_migration::watch::watch(&moved, &ops, now.millis(), period(&quiet_after)?);
+            // Quiet ones are marked so in the record.
+            let retire_id = format!("retire-{}", facts.name);
+            let quiet: Vec<&ims_migration::watch::Watched> =
+                watched.iter().filter(|w| w.state == "quiet").collect();
+            if !quiet.is_empty() {
+                journal
+                    .put_plan(&PlanRecord {
+                        plan_id: retire_id.clone(),
+                        instance: facts.name.clone(),
+                        phase: "retire".into(),
+                        created_at: now,
+                        body: "{}".into(),
+                        applied_at: None,
+                    })
+                    .await?;
+                let keys: Vec<StepKey> = quiet
+                    .iter()
+                    .map(|w| StepKey {
+                        operator: w.legacy.clone(),
+                        action: "quiet".into(),
+                    })
+                    .collect();
+                let already: std::collections::HashSet<String> = journal
+                    .steps(&retire_id)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.key.action == "quiet")
+                    .map(|s| s.key.operator)
+                    .collect();
+                let new: Vec<StepKey> = keys
+                    .into_iter()
+                    .filter(|k| !already.contains(&k.operator))
+                    .collect();
+                if !new.is_empty() {
+                    journal.begin_steps(&retire_id, &new, now).await?;
+                    let ends: Vec<StepEnd> = new
+                        .into_iter()
+                        .map(|key| StepEnd {
+                            key,
+                            state: StepState::Done,
+                            detail: format!("quiet for {quiet_after}"),
+                        })
+                        .collect();
+                    journal.end_steps(&retire_id, &ends, now).await?;
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&watched)?);
+            } else {
+                for w in &watched {
+                    let last = w
+                        .last_native
+                        .map(|t| ims_campaign::time::iso8601(Now::from_millis(t)))
+                        .unwrap_or_else(|| "none since the move".into());
+                    println!(
+                        "{}: {} (now {}; native calls since the move {}, last {}{})",
+                        w.legacy,
+                        w.state,
+                        w.technical_account,
+                        w.calls_since,
+                        last,
+                        if w.sources.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", from {}", w.sources.join(", "))
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
+        TechnicalCommand::Disable(args) => {
+            retire(false, args, &services, &journal, &facts.name, &moved, &ops).await
+        }
+        TechnicalCommand::Delete(args) => {
+            retire(true, args, &services, &journal, &facts.name, &moved, &ops).await
+        }
+    };
+    journal.close().await;
+    outcome
+}
+
+/// Disables (or deletes) legacy operators that are ready: quiet (and, to delete, disabled), or
+/// forced with a reason; the journal records who did what and, when forced, in what state.
+async fn retire(
+    delete: bool,
+    args: RetireArgs,
+    services: &Services,
+    journal: &ims_store::journal::SqlJournal,
+    instance: &str,
+    moved: &std::collections::HashMap<String, (String, i64)>,
+    ops: &[ims_wire::migration::OperatorFacts],
+) -> Result<()> {
+    use ims_migration::journal::{Journal as _, PlanRecord, StepEnd, StepKey, StepState};
+    let unknown: Vec<&str> = args
+        .operators
+        .iter()
+        .filter(|o| !moved.contains_key(*o))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Blocked(format!(
+            "no technical plan moved {}: retire only what the migration replaced",
+            unknown.join(", ")
+        ))
+        .into());
+    }
+    let now = Now::system();
+    let quiet_after = ims_migration::watch::parse_period(&args.quiet_after).with_context(|| {
+        format!(
+            "--quiet-after {:?}: a number and a unit (s, m, h, d)",
+            args.quiet_after
+        )
+    })?;
+    let watched = ims_migration::watch::watch(moved, ops, now.millis(), quiet_after);
+    let retire_id = format!("retire-{instance}");
+    journal
+        .put_plan(&PlanRecord {
+            plan_id: retire_id.clone(),
+            instance: instance.to_owned(),
+            phase: "retire".into(),
+            created_at: now,
+            body: "{}".into(),
+            applied_at: None,
+        })
+        .await?;
+    let who = format!(
+        "{} as {}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        services.instance.login()
+    );
+    let action = if delete { "delete" } else { "disable" };
+    let mut refused = Vec::new();
+    for login in &args.operators {
+        let Some(w) = watched.iter().find(|w| &w.legacy == login) else {
+            continue;
+        };
+        let ready = if delete {
+            w.quiet && w.state == "disabled"
+        } else {
+            w.quiet
+        };
+        if w.state == "deleted" || (!delete && w.state == "disabled") {
+            println!("{login}: {} already", w.state);
+            continue;
+        }
+        if !ready && !args.force {
+            refused.push(format!(
+                "{login} is {}{}",
+                w.state,
+                if delete && w.state != "disabled" {
+                    " (disable it first)"
+                } else {
+                    ""
+                }
+            ));
+            continue;
+        }
+        let detail = if ready {
+            format!("{action}d by {who}: quiet")
+        } else {
+            format!(
+                "{action}d by {who}, forced while {} (last native {:?}, from [{}]): {}",
+                w.state,
+                w.last_native,
+                w.sources.join(", "),
+                args.reason.clone().unwrap_or_default()
+            )
+        };
+        let key = StepKey {
+            operator: login.clone(),
+            action: action.into(),
+        };
+        journal
+            .begin_steps(&retire_id, std::slice::from_ref(&key), now)
+            .await?;
+        let name = ims_wire::soap::escape(login);
+        let doc = if delete {
+            format!(r#"<operator xtkschema="xtk:operator" _operation="delete" _key="@name" name="{name}"/>"#)
+        } else {
+            format!(
+                r#"<operator xtkschema="xtk:operator" _operation="update" _key="@name" name="{name}" disabled="1"/>"#
+            )
+        };
+        services.instance.write_operator(&doc).await?;
+        journal
+            .end_steps(
+                &retire_id,
+                &[StepEnd {
+                    key,
+                    state: StepState::Done,
+                    detail: detail.clone(),
+                }],
+                now,
+            )
+            .await?;
+        println!("{login}: {detail}");
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Blocked(format!(
+            "not ready: {} (watch it, or --force with a --reason)",
+            refused.join("; ")
+        ))
+        .into())
+    }
 }
 
 /// The command ran and refused to go on (blockers, unusable input); the output says why.
@@ -652,7 +938,16 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             )
             .await;
             journal.close().await;
-            let report = outcome?;
+            let report = match outcome {
+                Ok(r) => r,
+                Err(users::ApplyError::Drift(items)) => {
+                    for i in &items {
+                        eprintln!("{}: {}", i.login, i.reason);
+                    }
+                    return Err(Blocked("nobody was put back".into()).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -673,6 +968,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 Err(Blocked(format!("{} operator(s) not put back", report.failed.len())).into())
             }
         }
+        MigrateCommand::Technical(cmd) => technical_command(cmd, target, &config).await,
         MigrateCommand::Status { json } => {
             use ims_migration::journal::Journal as _;
             let services = connect(target, &config).await?;
@@ -738,8 +1034,13 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 dry_run,
                 ..users::ApplyOptions::default()
             };
+            let twin = match plan.staging_twin.as_deref() {
+                Some(name) => twin_facts(target, name).await,
+                None => None,
+            };
             let outcome = finalize::apply_finalize(
                 &plan,
+                twin.as_ref(),
                 &journal,
                 &services.instance,
                 services.ims.as_ref(),

@@ -2056,6 +2056,22 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("--force"));
 
+    // Staging moves its people first.
+    let users_plan = tmp.path().join("stage-users.json");
+    for args in [
+        vec!["prepare", "--profiles"],
+        vec!["plan", "users", "--out", users_plan.to_str().unwrap()],
+        vec!["apply", users_plan.to_str().unwrap()],
+    ] {
+        let out = migrate("marketing-stage", &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    let moved_one = serde_json::from_str::<Value>(&std::fs::read_to_string(&users_plan).unwrap()).unwrap()
+        ["people"][0]["login"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     // The rehearsal on staging, forced past its blockers: locked down, every probe passing,
     // complete, and the force recorded.
     let out = migrate("marketing-stage", &["plan", "finalize", "--out", p, "--force"]);
@@ -2100,6 +2116,26 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     assert!(
         text(&out).contains("lock-down on")
             && text(&out).contains("migration complete (forced) by operator:admin"),
+        "{}",
+        text(&out)
+    );
+
+    // Locked down, nobody goes back, and the IMS is not touched trying.
+    let ims_audit = || run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]));
+    let ims_before = ims_audit();
+    let out = migrate("marketing-stage", &["rollback", "--operator", &moved_one]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("the instance is locked down"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ims_audit(), ims_before);
+    // A plan made for another instance is refused.
+    let out = migrate("marketing", &["apply", p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("the plan is for the instance marketing-stage, not marketing"),
         "{}",
         text(&out)
     );
@@ -2230,5 +2266,69 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
     let before = audit();
     assert_eq!(migrate(&["apply", p]).matches("done earlier").count(), 3);
     assert_eq!(audit(), before);
+
+    // Watched: no native traffic since the move, but not for the whole period yet.
+    let watch = migrate(&["technical", "watch", "--quiet-after", "1d"]);
+    assert_eq!(watch.matches(": watching (now ").count(), 3, "{watch}");
+    let retire = |args: &[&str]| {
+        let mut c = ims();
+        c.args(["migrate", "technical"])
+            .args(args)
+            .args(["--data-dir", d, "--instance", "marketing"]);
+        c.output().unwrap()
+    };
+    let out = retire(&["disable", "--operator", "crm-sync", "--quiet-after", "1d"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not ready: crm-sync is watching"));
+    assert_eq!(
+        retire(&["disable", "--operator", "crm-sync", "--force"])
+            .status
+            .code(),
+        Some(2),
+        "a forced act needs a reason"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        migrate(&["technical", "watch", "--quiet-after", "1s"])
+            .matches(": quiet (now ")
+            .count(),
+        3
+    );
+    // Deleting needs the operator disabled first; then it goes.
+    let out = retire(&["delete", "--operator", "crm-sync", "--quiet-after", "1s"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crm-sync is quiet (disable it first)"));
+    let out = retire(&["disable", "--operator", "crm-sync", "--quiet-after", "1s"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("crm-sync: disabled by"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = retire(&["delete", "--operator", "crm-sync", "--quiet-after", "1s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Forced, the record says by whom, in what state, and why.
+    let out = retire(&[
+        "disable",
+        "--operator",
+        "web-forms",
+        "--force",
+        "--reason",
+        "the vendor switched",
+        "--quiet-after",
+        "1d",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("web-forms: disabled by")
+            && said.contains("forced while watching")
+            && said.contains("the vendor switched"),
+        "{said}"
+    );
+    let watch = migrate(&["technical", "watch", "--quiet-after", "1d"]);
+    assert!(
+        watch.contains("crm-sync: deleted") && watch.contains("web-forms: disabled"),
+        "{watch}"
+    );
+    let out = retire(&["disable", "--operator", "admin"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no technical plan moved admin"));
     server.stop();
 }

@@ -87,10 +87,10 @@ async fn read_json<T: DeserializeOwned>(
 }
 
 /// A signed-in administrator of an instance.
-#[derive(Debug)]
 pub struct InstanceClient {
     http: reqwest::Client,
     base: String,
+    login: String,
     session: String,
     security: String,
 }
@@ -149,6 +149,7 @@ impl InstanceClient {
                 .ok_or_else(|| protocol(format!("no {name} in the answer")))
         };
         Ok(InstanceClient {
+            login: login.to_owned(),
             session: param("pstrSessionToken")?,
             security: param("pstrSecurityToken")?,
             http,
@@ -291,39 +292,57 @@ impl InstanceClient {
             .await
     }
 
-    /// The instance's base URL.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The operator the engine signed in as.
+    pub fn login(&self) -> &str {
+        &self.login
     }
 
-    /// A real SOAP call with an access token (`GetUserInfo`): the instance creates a technical
-    /// account's operator at its first call.
-    pub async fn bearer_call(&self, token: &str) -> Result<(), Error> {
-        let url = format!("{}/nl/jsp/soaprouter.jsp", self.base);
-        let envelope = concat!(
-            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ns="urn:xtk:session">"#,
-            "<SOAP-ENV:Body><ns:GetUserInfo><ns:sessiontoken/></ns:GetUserInfo></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    /// `xtk:session#Write` of one `xtk:operator` document, as the vendor's clients change
+    /// operators (`_operation` update or delete).
+    pub async fn write_operator(&self, doc: &str) -> Result<(), Error> {
+        let envelope = format!(
+            concat!(
+                r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ns="urn:xtk:session">"#,
+                "<SOAP-ENV:Body><ns:Write><ns:sessiontoken/><ns:domDoc>{}</ns:domDoc></ns:Write></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+            ),
+            doc
         );
-        let resp = self
+        self.soap_call("xtk:session#Write", envelope, None, "an operator change")
+            .await
+    }
+
+    /// A SOAP call with the session (or `bearer`); a fault is a refusal in its own words.
+    async fn soap_call(
+        &self,
+        action: &str,
+        envelope: String,
+        bearer: Option<&str>,
+        what: &str,
+    ) -> Result<(), Error> {
+        let url = format!("{}/nl/jsp/soaprouter.jsp", self.base);
+        let mut req = self
             .http
             .post(&url)
-            .bearer_auth(token)
             .header("content-type", "text/xml; charset=utf-8")
-            .header("soapaction", "xtk:session#GetUserInfo")
-            .body(envelope)
-            .send()
-            .await
-            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+            .header("soapaction", action)
+            .body(envelope);
+        req = match bearer {
+            Some(token) => req.bearer_auth(token),
+            None => req
+                .header("x-session-token", &self.session)
+                .header("x-security-token", &self.security),
+        };
+        let resp = req.send().await.map_err(|e| unreachable(INSTANCE, &url, &e))?;
         let text = resp.text().await.unwrap_or_default();
         let env = soap::parse_envelope(&text, Limits::default()).map_err(|e| Error::Protocol {
             service: INSTANCE,
-            what: "GetUserInfo".into(),
+            what: action.to_owned(),
             detail: e.0,
         })?;
         if env.method.name == "Fault" {
             return Err(Error::Refused {
                 service: INSTANCE,
-                what: "a call with the new credential's token".into(),
+                what: what.to_owned(),
                 detail: env
                     .method
                     .element("faultstring")
@@ -332,6 +351,27 @@ impl InstanceClient {
             });
         }
         Ok(())
+    }
+
+    /// The instance's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A real SOAP call with an access token (`GetUserInfo`): the instance creates a technical
+    /// account's operator at its first call.
+    pub async fn bearer_call(&self, token: &str) -> Result<(), Error> {
+        let envelope = concat!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ns="urn:xtk:session">"#,
+            "<SOAP-ENV:Body><ns:GetUserInfo><ns:sessiontoken/></ns:GetUserInfo></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+        );
+        self.soap_call(
+            "xtk:session#GetUserInfo",
+            envelope.to_owned(),
+            Some(token),
+            "a call with the new credential's token",
+        )
+        .await
     }
 
     /// Gives the technical account operator `to` the direct and folder rights of `from`.
@@ -372,7 +412,6 @@ impl InstanceClient {
 
 /// The IMS as the engine uses it: an OAuth Server-to-Server credential of the organisation that
 /// holds the User Management API (and the I/O Management API, for technical operators).
-#[derive(Debug)]
 pub struct ImsClient {
     http: reqwest::Client,
     base: String,
@@ -394,7 +433,7 @@ pub struct ProfileFacts {
 }
 
 /// An OAuth Server-to-Server credential the engine made, as the integration kit gives it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct Credential {
     pub client_id: String,
     /// Known only when just shown (once) or read back from the kit.
@@ -402,6 +441,48 @@ pub struct Credential {
     pub technical_account_id: String,
     pub technical_account_email: String,
     pub org_id: String,
+}
+
+// Session tokens and secrets stay out of debug output.
+impl std::fmt::Debug for InstanceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceClient")
+            .field("base", &self.base)
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ImsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImsClient")
+            .field("base", &self.base)
+            .field("org_id", &self.org_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("client_id", &self.client_id)
+            .field("technical_account_email", &self.technical_account_email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A field the console's answer must carry.
+fn field(v: &serde_json::Value, name: &str, what: &str) -> Result<String, Error> {
+    v[name]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Protocol {
+            service: IMS,
+            what: what.to_owned(),
+            detail: format!("no {name} in the answer"),
+        })
 }
 
 /// A person of the organisation, as the User Management API lists them.
@@ -602,7 +683,7 @@ impl ImsClient {
             }
         }
         let id = match found {
-            Some(i) => i["id"].as_str().unwrap_or_default().to_owned(),
+            Some(i) => field(&i, "id", "the credentials")?,
             None => {
                 let services = self
                     .console(
@@ -652,7 +733,7 @@ impl ImsClient {
                         "the new credential",
                     )
                     .await?;
-                made["id"].as_str().unwrap_or_default().to_owned()
+                field(&made, "id", "the new credential")?
             }
         };
         let detail = self
@@ -666,14 +747,8 @@ impl ImsClient {
         let mut cred = Credential {
             client_id: id.clone(),
             client_secret: None,
-            technical_account_id: detail["technicalAccountId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            technical_account_email: detail["technicalAccountEmail"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            technical_account_id: field(&detail, "technicalAccountId", "the credential")?,
+            technical_account_email: field(&detail, "technicalAccountEmail", "the credential")?,
             org_id: self.org_id.clone(),
         };
         if !have_secret {
@@ -699,7 +774,7 @@ impl ImsClient {
                         "a new secret",
                     )
                     .await?;
-                cred.client_secret = added["client_secret"].as_str().map(str::to_owned);
+                cred.client_secret = Some(field(&added, "client_secret", "a new secret")?);
             }
         }
         Ok(cred)

@@ -21,7 +21,8 @@ pub struct FinalizePlan {
     pub created_at: i64,
     pub environment: String,
     pub staging_twin: Option<String>,
-    /// The allow-list the lock-down sets (empty: the vendor's default).
+    /// The allow-list the lock-down sets (empty: the one the instance has, the vendor's default
+    /// unless configured).
     pub allow: Vec<String>,
     /// Operators who sign in natively now and cannot once locked down (allow-list aside).
     pub losing_native_sign_in: Vec<String>,
@@ -38,7 +39,7 @@ impl FinalizePlan {
             self.instance,
             self.environment,
             if self.allow.is_empty() {
-                "the default".to_owned()
+                "the instance's".to_owned()
             } else {
                 self.allow.join(", ")
             }
@@ -51,19 +52,13 @@ impl FinalizePlan {
     }
 }
 
-/// Operators that sign in natively and are not on the allow-list: locked out by finalisation.
-pub fn losing_native(ops: &[OperatorFacts], allow: &[String]) -> Vec<String> {
-    let list: Vec<String> = if allow.is_empty() {
-        ims_campaign::restrictions::DEFAULT_ALLOW_LIST
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect()
-    } else {
-        allow.to_vec()
-    };
+/// Operators that sign in natively and are not on the allow-list the lock-down will have (`allow`
+/// when it names operators, else the instance's own, `current`): locked out by finalisation.
+pub fn losing_native(ops: &[OperatorFacts], allow: &[String], current: &[String]) -> Vec<String> {
+    let list = if allow.is_empty() { current } else { allow };
     ops.iter()
         .filter(|o| o.auth_type == "native" && !o.disabled)
-        .filter(|o| !ims_campaign::restrictions::allow_listed(&list, &o.login))
+        .filter(|o| !ims_campaign::restrictions::allow_listed(list, &o.login))
         .map(|o| o.login.clone())
         .collect()
 }
@@ -91,7 +86,7 @@ pub fn plan_finalize(
             None => blockers.push(format!("its staging twin {name} could not be asked")),
         }
     }
-    let losing = losing_native(ops, &allow);
+    let losing = losing_native(ops, &allow, &facts.restrictions.allow_list);
     let (mut people, mut programs) = (Vec::new(), Vec::new());
     for login in &losing {
         if let Some(op) = ops.iter().find(|o| &o.login == login) {
@@ -143,8 +138,10 @@ pub struct FinalizeReport {
 
 /// Applies a finalisation plan: refused while it has blockers and is not forced, or when the
 /// operators who would lose native sign-in are no longer those planned.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_finalize(
     plan: &FinalizePlan,
+    twin: Option<&InstanceFacts>,
     journal: &dyn Journal,
     instance: &InstanceClient,
     ims: Option<&ImsClient>,
@@ -168,18 +165,38 @@ pub async fn apply_finalize(
                 .collect(),
         ));
     }
+    let facts = instance.facts().await?;
+    crate::users::check_instance(&plan.instance, &facts)?;
     let stored = journal.plan(&plan.plan_id).await?;
+    crate::users::check_stored(stored.as_ref(), plan)?;
     if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
         report.locked_down = true;
         report.complete = true;
         return Ok(report);
     }
-    let facts = instance.facts().await?;
     let already_locked =
         facts.restrictions.native_api_disabled && facts.restrictions.operator_management_restricted;
     if !already_locked {
         let ops = instance.operators(|_| {}).await?;
-        let now_losing = losing_native(&ops, &plan.allow);
+        // The blockers as they are now: one the plan did not list (so was not forced past)
+        // stops it, whatever the file says.
+        let live = plan_finalize(&facts, &ops, twin, plan.allow.clone(), plan.forced, now());
+        let new: Vec<&String> = live
+            .blockers
+            .iter()
+            .filter(|b| !plan.blockers.contains(b))
+            .collect();
+        if !new.is_empty() {
+            return Err(ApplyError::Drift(
+                new.into_iter()
+                    .map(|b| Skipped {
+                        login: plan.instance.clone(),
+                        reason: format!("blocker not in the plan: {b}"),
+                    })
+                    .collect(),
+            ));
+        }
+        let now_losing = losing_native(&ops, &plan.allow, &facts.restrictions.allow_list);
         if now_losing != plan.losing_native_sign_in {
             return Err(ApplyError::Drift(vec![Skipped {
                 login: plan.instance.clone(),

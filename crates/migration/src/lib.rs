@@ -12,6 +12,7 @@ pub mod report;
 pub mod status;
 pub mod technical;
 pub mod users;
+pub mod watch;
 
 #[cfg(test)]
 mod testing;

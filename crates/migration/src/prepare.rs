@@ -302,6 +302,18 @@ mod profile_tests {
     }
 }
 
+/// `rights-<rights joined by ->`, or, past the instance's 64 characters, its first part and a
+/// digest of the whole (the same set always gets the same name).
+fn right_group_name(rights: &[String]) -> String {
+    let full = format!("rights-{}", rights.join("-"));
+    if full.len() <= 64 {
+        return full;
+    }
+    let digest = ims_identity::secret::digest_hex(&full);
+    let head: String = full.chars().take(64 - 13).collect();
+    format!("{head}-{}", &digest[..12])
+}
+
 /// Groups that carry the named rights operators (people and programs) hold directly beyond their
 /// groups, one per set of such rights (`rights-export-sql`), with those operators as members:
 /// once the groups exist, their profiles give the rights back after the move, as every other
@@ -349,7 +361,7 @@ pub fn right_groups(
                 .map(|r| ims_campaign::rights::right(r).map_or(r.as_str(), |n| n.label))
                 .collect();
             ims_wire::migration::NewGroup {
-                name: format!("rights-{}", rights.join("-")),
+                name: right_group_name(&rights),
                 label: format!("Direct rights: {}", labels.join(", ")),
                 rights,
                 members,
@@ -419,5 +431,12 @@ mod right_group_tests {
         );
         assert_eq!(req.groups[1].label, "Direct rights: EXPORT, SQL SCRIPT EXECUTION");
         assert_eq!(req.groups[1].rights, ["export", "sql"]);
+        let many: Vec<String> = ims_campaign::rights::NAMED_RIGHTS
+            .iter()
+            .map(|r| r.name.to_owned())
+            .collect();
+        let long = right_group_name(&many);
+        assert!(long.len() <= 64 && long.starts_with("rights-admin-"), "{long}");
+        assert_eq!(long, right_group_name(&many));
     }
 }

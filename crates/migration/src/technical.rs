@@ -94,6 +94,30 @@ pub fn plan_technical(
         if classify(op).0 != Class::Technical || op.auth_type != "native" || op.disabled {
             continue;
         }
+        // A technical account's rights come from its profiles (a copy alone does not last where
+        // the instance reads them): rights beyond its groups need a group first.
+        let from_groups: BTreeSet<&str> = facts
+            .groups
+            .iter()
+            .filter(|g| op.groups.contains(&g.name))
+            .flat_map(|g| g.rights.iter().map(String::as_str))
+            .collect();
+        let beyond: Vec<&str> = op
+            .rights
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !from_groups.contains(r))
+            .collect();
+        if !beyond.is_empty() {
+            skipped.push(Skipped {
+                login: op.login.clone(),
+                reason: format!(
+                    "holds rights none of its groups carries ({}): run `ims migrate prepare --rights`, then `--profiles`",
+                    beyond.join(", ")
+                ),
+            });
+            continue;
+        }
         let mut names = Vec::new();
         let mut missing = Vec::new();
         for g in &op.groups {
@@ -172,7 +196,9 @@ pub async fn apply_technical(
         dry_run: opts.dry_run,
         ..TechnicalReport::default()
     };
+    crate::users::check_instance(&plan.instance, &instance.facts().await?)?;
     let stored = journal.plan(&plan.plan_id).await?;
+    crate::users::check_stored(stored.as_ref(), plan)?;
     if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
         report.already = plan.programs.iter().map(|p| p.login.clone()).collect();
         report.complete = true;
@@ -245,14 +271,18 @@ pub async fn apply_technical(
             journal
                 .begin_steps(&plan.plan_id, &[key(CREDENTIAL, &p.login)], now())
                 .await?;
-            let cred = ims
-                .ensure_credential(
-                    &p.credential_name,
-                    &describe(p),
-                    &p.profiles,
-                    dir.join("credential.json").exists(),
-                )
+            // The kit's secret is used again only for that very credential.
+            let kept = read_credential(&dir).ok();
+            let found = ims
+                .ensure_credential(&p.credential_name, &describe(p), &p.profiles, kept.is_some())
                 .await?;
+            let cred = match kept {
+                Some(k) if k.client_id != found.client_id => {
+                    ims.ensure_credential(&p.credential_name, &describe(p), &p.profiles, false)
+                        .await?
+                }
+                _ => found,
+            };
             let detail = format!("{} {}", cred.client_id, cred.technical_account_email);
             journal
                 .end_steps(

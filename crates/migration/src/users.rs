@@ -314,7 +314,18 @@ pub async fn apply_users(
         dry_run: opts.dry_run,
         ..ApplyReport::default()
     };
+    check_instance(&plan.instance, &instance.facts().await?)?;
+    if plan.org_id != ims.org_id {
+        return Err(ApplyError::Drift(vec![Skipped {
+            login: plan.instance.clone(),
+            reason: format!(
+                "the plan is for the organisation {}, not {}",
+                plan.org_id, ims.org_id
+            ),
+        }]));
+    }
     let stored = journal.plan(&plan.plan_id).await?;
+    check_stored(stored.as_ref(), plan)?;
     if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
         report.already = plan.people.len();
         report.complete = true;
@@ -499,6 +510,32 @@ pub async fn apply_users(
     Ok(report)
 }
 
+/// Refuses a plan made for another instance (a staging plan applied to production, say).
+pub fn check_instance(planned: &str, facts: &InstanceFacts) -> Result<(), ApplyError> {
+    if planned == facts.name {
+        return Ok(());
+    }
+    Err(ApplyError::Drift(vec![Skipped {
+        login: planned.to_owned(),
+        reason: format!("the plan is for the instance {planned}, not {}", facts.name),
+    }]))
+}
+
+/// Refuses a plan file that differs from the one the journal holds under its id (applied
+/// plans are what was approved and what rollback reads).
+pub fn check_stored<T: Serialize>(stored: Option<&PlanRecord>, plan: &T) -> Result<(), ApplyError> {
+    let Some(stored) = stored else { return Ok(()) };
+    let same =
+        serde_json::from_str::<serde_json::Value>(&stored.body).ok() == serde_json::to_value(plan).ok();
+    if same {
+        return Ok(());
+    }
+    Err(ApplyError::Drift(vec![Skipped {
+        login: stored.plan_id.clone(),
+        reason: "this file differs from the plan of that id the journal holds: plan again".into(),
+    }]))
+}
+
 fn key(action: &str, login: &str) -> StepKey {
     StepKey {
         operator: login.to_owned(),
@@ -603,6 +640,16 @@ pub async fn rollback(
         dry_run: opts.dry_run,
         ..RollbackReport::default()
     };
+    // Once locked down, the instance refuses to put anyone back: refused here, before the IMS
+    // side is touched (a person left with neither way in).
+    let facts = instance.facts().await?;
+    if facts.restrictions.operator_management_restricted {
+        return Err(ApplyError::Drift(vec![Skipped {
+            login: instance_name.to_owned(),
+            reason: "the instance is locked down: operators can no longer go back to native sign-in".into(),
+        }]));
+    }
+    check_instance(instance_name, &facts)?;
     let current: HashMap<String, OperatorFacts> = instance
         .operators(|_| {})
         .await?

@@ -465,7 +465,13 @@ impl OperatorStore for SqlInstanceStore {
         .bind(read_at.millis())
         .execute(&mut *tx)
         .await
-        .map_err(backend_error)?;
+        .map_err(backend_error);
+        // Another switch linking the same identity at the same moment: the unique link decides,
+        // and this one reports it lost.
+        let done = match done {
+            Err(StoreError::Conflict(_)) => return Ok(false),
+            other => other?,
+        };
         if done.rows_affected() == 0 {
             return Ok(false);
         }

@@ -60,7 +60,7 @@ pub struct Completion {
 /// `POST /nl/migration/v1/lockdown`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockdownRequest {
-    /// Replaces the allow-list (empty: the vendor's default).
+    /// Replaces the allow-list (empty: the instance's stays).
     #[serde(default)]
     pub allow: Vec<String>,
 }

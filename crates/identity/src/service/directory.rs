@@ -182,7 +182,6 @@ impl Ims {
         Ok(Some(user_json(&user, &groups)))
     }
 
-    /// Groups of the organisation (profiles and user groups), one page.
     /// A product profile with its permission items (our extension of the API: the vendor's
     /// lists profiles without them). `None` when no product profile has that name.
     pub async fn umapi_profile(&self, org_id: &str, name: &str) -> Result<Option<Value>> {
@@ -240,6 +239,7 @@ impl Ims {
         Ok(profile_json(&g, 0, &instances))
     }
 
+    /// Groups of the organisation (profiles and user groups), one page.
     pub async fn umapi_groups(&self, org_id: &str, page: u32) -> Result<Page> {
         let size = self.umapi_page_size() as usize;
         let instances = self.store.product_instances(org_id).await?;
@@ -625,7 +625,6 @@ pub fn user_json(u: &User, groups: &[String]) -> Value {
     v
 }
 
-/// A group as the API shows it.
 /// What `POST /v2/usermanagement/profiles/{org}` takes.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -650,6 +649,7 @@ fn profile_json(g: &Group, members: i64, instances: &[ProductInstance]) -> Value
     v
 }
 
+/// A group as the API shows it.
 pub fn group_json(g: &Group, members: i64, instances: &[ProductInstance]) -> Value {
     let mut v = json!({
         "groupId": g.id,
