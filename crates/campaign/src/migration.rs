@@ -2,14 +2,16 @@
 //! administrator's API: the engine signs in as an operator holding ADMINISTRATION, like any
 //! other tool that works through the instance's API.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
 
 use ims_identity::Now;
 use ims_wire::migration::{
     state_digest, Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange,
-    EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, InstanceFacts, OperatorFacts,
-    OperatorPage, ProbeFacts, RestrictionFacts, RowProblem, SwitchOutcome, SwitchRequest, SwitchResponse,
-    UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
+    EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, InstanceFacts, JournalReport,
+    Notice, OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts, RowProblem, SwitchOutcome,
+    SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
 use crate::connect::email_key;
@@ -579,6 +581,270 @@ impl Instance {
             folder_rights_added,
         })
     }
+}
+
+pub const NOTICE_SETTING: &str = "migration.notice";
+pub const REPORT_SETTING: &str = "migration.report";
+
+/// How long without native API traffic makes a legacy credential quiet on the console's page.
+pub const QUIET_AFTER_MS: i64 = 7 * 86_400_000;
+
+impl Instance {
+    /// Reads the stored notice into memory (at start).
+    pub async fn load_notice(&self) -> Result<(), Fault> {
+        let stored = self
+            .store()
+            .setting(NOTICE_SETTING)
+            .await?
+            .and_then(|v| serde_json::from_str::<Notice>(&v).ok())
+            .filter(|n| !n.message.is_empty());
+        *self.notice.write().unwrap_or_else(|e| e.into_inner()) = stored;
+        Ok(())
+    }
+
+    /// The notice the console shows now, if any.
+    pub fn notice(&self, now: Now) -> Option<String> {
+        let n = self.notice.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+        n.until.is_none_or(|u| u > now.millis()).then_some(n.message)
+    }
+
+    /// Sets (or, with an empty message, removes) the migration window's notice.
+    pub async fn migration_set_notice(
+        &self,
+        actor: &Operator,
+        notice: &Notice,
+        now: Now,
+        caller: &Caller,
+    ) -> Result<(), Fault> {
+        self.require_administration(actor).await?;
+        if notice.message.chars().count() > 500 {
+            return Err(Fault::bad_request("a notice is at most 500 characters"));
+        }
+        let current = self.notice.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if current.as_ref() == Some(notice) || (current.is_none() && notice.message.is_empty()) {
+            return Ok(());
+        }
+        let ctx = ims_identity::model::Context {
+            now,
+            actor: format!("operator:{}", actor.login),
+            source: caller.source.clone(),
+            request_id: None,
+        };
+        let audit = ctx.event(
+            "instance.notice",
+            &self.info().name,
+            "success",
+            serde_json::json!({"message": notice.message, "until": notice.until}),
+        );
+        let value = serde_json::to_string(notice).map_err(|_| Fault::internal())?;
+        self.store().set_setting(NOTICE_SETTING, &value, &audit).await?;
+        *self.notice.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(notice.clone()).filter(|n| !n.message.is_empty());
+        Ok(())
+    }
+
+    /// Keeps the engine's latest report of its journal, for the console's page.
+    pub async fn migration_set_report(
+        &self,
+        actor: &Operator,
+        report: &JournalReport,
+        now: Now,
+    ) -> Result<(), Fault> {
+        self.require_administration(actor).await?;
+        // The same plans in the same states: nothing to write (a run that changes nothing
+        // writes nothing).
+        let stored: Option<JournalReport> = self
+            .store()
+            .setting(REPORT_SETTING)
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok());
+        let unchanged = match &stored {
+            Some(s) => s.plans == report.plans,
+            None => report.plans.is_empty(),
+        };
+        if unchanged {
+            return Ok(());
+        }
+        let audit = ims_identity::model::Context::new(now, format!("operator:{}", actor.login)).event(
+            "instance.migration_report",
+            &self.info().name,
+            "success",
+            serde_json::json!({"plans": report.plans.len()}),
+        );
+        let value = serde_json::to_string(report).map_err(|_| Fault::internal())?;
+        self.store().set_setting(REPORT_SETTING, &value, &audit).await?;
+        Ok(())
+    }
+
+    /// What the console's migration page shows.
+    pub async fn migration_dashboard(&self, actor: &Operator, now: Now) -> Result<Dashboard, Fault> {
+        self.require_administration(actor).await?;
+        let store = self.store();
+        let mut ops = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.operators_after(after, MAX_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            ops.extend(page);
+        }
+        let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
+        for op in &ops {
+            *by_type.entry(op.auth_type.as_str().to_owned()).or_default() += 1;
+        }
+        // Emails shared case-insensitively, among people still signing in natively.
+        let mut emails: HashMap<String, usize> = HashMap::new();
+        for op in &ops {
+            if let Some(e) = op.email.as_deref().filter(|e| !e.trim().is_empty()) {
+                *emails.entry(email_key(e)).or_default() += 1;
+            }
+        }
+        let mut blockers = Vec::new();
+        let mut legacy = Vec::new();
+        for op in ops
+            .iter()
+            .filter(|o| o.auth_type == AuthType::Native && !o.builtin && !o.disabled)
+        {
+            let usage = store.usage_of_operators(op.id, op.id).await?;
+            let console = usage
+                .iter()
+                .any(|u| u.key.action.starts_with("console#") && u.key.outcome == "success");
+            let api: Vec<&UsageSummary> = usage
+                .iter()
+                .filter(|u| {
+                    u.key.auth_path == AuthPath::Native
+                        && u.key.outcome == "success"
+                        && !u.key.action.starts_with("console#")
+                        && !u.key.action.starts_with("migration#")
+                })
+                .collect();
+            if !api.is_empty() && !console {
+                let last = api.iter().map(|u| u.counts.last_at.millis()).max().unwrap_or(0);
+                let sources: BTreeSet<&str> = api
+                    .iter()
+                    .map(|u| u.key.source.as_str())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                legacy.push(LegacyCredential {
+                    login: op.login.clone(),
+                    last_native: last,
+                    sources: sources.into_iter().collect::<Vec<_>>().join(", "),
+                    quiet: now.millis() - last >= QUIET_AFTER_MS,
+                });
+                continue;
+            }
+            match op.email.as_deref().map(str::trim) {
+                None | Some("") => blockers.push(format!("{} has no email", op.login)),
+                Some(e) if emails.get(&email_key(e)).copied().unwrap_or(0) > 1 => {
+                    blockers.push(format!("{} shares its email {e} with another operator", op.login))
+                }
+                _ => {}
+            }
+        }
+        let history = self.history(&ops, &by_type, now).await?;
+        let report = store
+            .setting(REPORT_SETTING)
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok());
+        let completion = store
+            .setting(COMPLETE_SETTING)
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok());
+        Ok(Dashboard {
+            by_type,
+            history,
+            blockers,
+            legacy,
+            report,
+            completion,
+        })
+    }
+
+    /// Operators by authentication type after each change of type, newest last, worked back
+    /// from today's counts through the audit log (moves between native and IMS, technical
+    /// accounts made at their first call).
+    async fn history(
+        &self,
+        ops: &[Operator],
+        now_counts: &BTreeMap<String, i64>,
+        now: Now,
+    ) -> Result<Vec<(i64, i64, i64, i64)>, Fault> {
+        use ims_identity::store::AuditQuery;
+        let store = self.store();
+        let technical: HashSet<&str> = ops
+            .iter()
+            .filter(|o| o.auth_type == AuthType::TechnicalAccount)
+            .map(|o| o.login.as_str())
+            .collect();
+        let mut events: Vec<(i64, &str, i64)> = Vec::new();
+        let moves = store
+            .audit(&AuditQuery {
+                action_prefix: Some("operator.migrate".into()),
+                limit: 10_000,
+            })
+            .await?;
+        for e in &moves {
+            let to_ims = e.details.get("to").and_then(|v| v.as_str()) == Some("ims");
+            events.push((e.at.millis(), if to_ims { "to_ims" } else { "to_native" }, 1));
+        }
+        let made = store
+            .audit(&AuditQuery {
+                action_prefix: Some("operator.create".into()),
+                limit: 10_000,
+            })
+            .await?;
+        for e in made.iter().filter(|e| technical.contains(e.target.as_str())) {
+            events.push((e.at.millis(), "technical", 1));
+        }
+        events.sort();
+        let count = |k: &str| now_counts.get(k).copied().unwrap_or(0);
+        let (mut native, mut ims, mut ta) = (count("native"), count("ims"), count("technical_account"));
+        let today = (now.millis(), native, ims, ta);
+        // Worked back from today: the counts right after each event, newest first.
+        let mut after = Vec::with_capacity(events.len());
+        for (at, kind, n) in events.iter().rev() {
+            after.push((*at, native, ims, ta));
+            match *kind {
+                "to_ims" => {
+                    ims -= n;
+                    native += n;
+                }
+                "to_native" => {
+                    native -= n;
+                    ims += n;
+                }
+                _ => ta -= n,
+            }
+        }
+        after.reverse();
+        let start = events.first().map_or(now.millis(), |e| e.0);
+        let mut out = vec![(start, native, ims, ta)];
+        out.extend(after);
+        out.push(today);
+        Ok(out)
+    }
+}
+
+/// A native operator calling the API without signing in to the console: a credential to
+/// replace, quiet once it has not been used natively for a week.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LegacyCredential {
+    pub login: String,
+    pub last_native: i64,
+    pub sources: String,
+    pub quiet: bool,
+}
+
+/// The console's migration page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dashboard {
+    pub by_type: BTreeMap<String, i64>,
+    /// `(time, native, ims, technical account)`, oldest first.
+    pub history: Vec<(i64, i64, i64, i64)>,
+    pub blockers: Vec<String>,
+    pub legacy: Vec<LegacyCredential>,
+    pub report: Option<JournalReport>,
+    pub completion: Option<Completion>,
 }
 
 fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {

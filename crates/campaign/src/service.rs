@@ -109,6 +109,8 @@ pub struct Instance {
     pub(crate) profiles_read: crate::signin::ProfileClock,
     /// Who writes the instance's configuration files, when the process that runs it does.
     pub(crate) config_files: Option<Arc<dyn crate::migration::ConfigFiles>>,
+    /// The migration window's notice, as stored (read on every console page).
+    pub(crate) notice: RwLock<Option<ims_wire::migration::Notice>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -132,6 +134,7 @@ impl Instance {
             ims_http: None,
             profiles_read: Default::default(),
             config_files: None,
+            notice: RwLock::new(None),
         }
     }
 

@@ -104,6 +104,7 @@ pub async fn open_embedded(
     }
     record_loaded(&instance, &loaded, "start").await?;
     let instance = instance.with_config_files(Arc::new(InstanceFiles { dir: dir.to_owned() }));
+    instance.load_notice().await.map_err(|f| anyhow::anyhow!("{f}"))?;
     Ok((instance, admin_password))
 }
 

@@ -314,6 +314,7 @@ async fn technical_command(cmd: TechnicalCommand, target: &Target, config: &Conf
             retire(true, args, &services, &journal, &facts.name, &moved, &ops).await
         }
     };
+    report_journal(&services.instance, &journal, &facts.name).await;
     journal.close().await;
     outcome
 }
@@ -632,6 +633,39 @@ async fn twin_facts(target: &Target, name: &str) -> Option<ims_wire::migration::
     client.facts().await.ok()
 }
 
+/// Hands the instance the journal's state of its plans, for its console's migration page. A
+/// failure is said, not fatal: the journal stays the record.
+async fn report_journal(instance: &InstanceClient, journal: &ims_store::journal::SqlJournal, name: &str) {
+    use ims_migration::journal::Journal as _;
+    let listed = match journal.plans(name).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("the journal could not be read for the console's report: {e}");
+            return;
+        }
+    };
+    let mut plans = Vec::new();
+    for p in listed {
+        let steps = journal.steps(&p.plan_id).await.unwrap_or_default();
+        let st = ims_migration::status::PlanStatus::of(&p, &steps);
+        plans.push(ims_wire::migration::ReportedPlan {
+            state: st.state().to_owned(),
+            plan_id: st.plan_id,
+            phase: st.phase,
+            done: st.done,
+            started: st.started,
+            failed: st.failed,
+        });
+    }
+    let report = ims_wire::migration::JournalReport {
+        at: Now::system().millis(),
+        plans,
+    };
+    if let Err(e) = instance.report_journal(&report).await {
+        eprintln!("the console's migration page was not updated: {e}");
+    }
+}
+
 fn need_ims(services: &Services) -> Result<&ImsClient> {
     services.ims.as_ref().context(
         "this step needs the IMS: --ims-url, --ims-org, --client-id and --client-secret-file (or --data-dir)",
@@ -937,6 +971,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 Now::system,
             )
             .await;
+            report_journal(&services.instance, &journal, &facts.name).await;
             journal.close().await;
             let report = match outcome {
                 Ok(r) => r,
@@ -1048,6 +1083,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 Now::system,
             )
             .await;
+            report_journal(&services.instance, &journal, &plan.instance).await;
             journal.close().await;
             let report = match outcome {
                 Ok(r) => r,
@@ -1128,6 +1164,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 Now::system,
             )
             .await;
+            report_journal(&services.instance, &journal, &plan.instance).await;
             journal.close().await;
             let report = match outcome {
                 Ok(r) => r,
@@ -1197,6 +1234,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             )
             .await;
             bars.finish();
+            report_journal(&services.instance, &journal, &plan.instance).await;
             journal.close().await;
             let report = match outcome {
                 Ok(r) => r,

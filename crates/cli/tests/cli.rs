@@ -191,6 +191,11 @@ fn introspect(http: &reqwest::blocking::Client, base: &str, cred: &Value, token:
         .unwrap()
 }
 
+/// A client trusting the CA of an `ims up`.
+fn http_client_for(upj: &Value) -> reqwest::blocking::Client {
+    client(Some(Path::new(upj["ca_cert"].as_str().unwrap())))
+}
+
 /// `xtk:session#Logon` on an instance; the raw answer.
 fn soap_logon(http: &reqwest::blocking::Client, instance_url: &str, login: &str, password: &str) -> String {
     let body = format!(
@@ -1925,6 +1930,21 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
             );
         }
     }
+
+    // The window was announced in the console, and is now over.
+    let login_page = http_client_for(&upj)
+        .get(format!(
+            "{}/console/login",
+            upj["instances"][0]["url"].as_str().unwrap()
+        ))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        login_page.contains("Sign-in has moved to the IMS"),
+        "{login_page}"
+    );
 
     // Status: the phase is done and both sides agree, operator by operator.
     let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"], &[]))).unwrap();

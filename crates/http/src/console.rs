@@ -62,6 +62,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/console/rights", get(rights))
         .route("/console/restrictions", get(restrictions))
         .route("/console/ims", get(ims_page))
+        .route("/console/migration", get(migration_page))
         .route("/console/static/console.css", get(stylesheet))
         .layer(axum::middleware::map_response(console_headers))
 }
@@ -75,10 +76,11 @@ struct Shell {
     admin: bool,
     csrf: String,
     notice: Option<String>,
+    /// The migration window's announcement, on every page.
+    window: Option<String>,
     /// Where people are managed once native operator management is restricted.
     admin_console: String,
 }
-
 impl Shell {
     fn anonymous(st: &InstanceState) -> Self {
         let info = st.instance.info();
@@ -90,6 +92,7 @@ impl Shell {
             admin: false,
             csrf: String::new(),
             notice: None,
+            window: st.instance.notice(Now::system()),
             admin_console: st
                 .instance
                 .ims_url()
@@ -1019,6 +1022,92 @@ async fn restrictions(State(st): State<InstanceState>, Administrator(who): Admin
             configured_native_api: r.switches.native_api_disabled,
             allow_list: r.allow_list.clone(),
             blocks: r.blocks(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/migration.html")]
+struct MigrationPage {
+    shell: Shell,
+    by_type: Vec<(String, i64)>,
+    /// The chart: one polyline per authentication type, in a 600 x 200 box.
+    lines: Vec<(&'static str, &'static str, String)>,
+    first: String,
+    last: String,
+    max: i64,
+    blockers: Vec<String>,
+    legacy: Vec<(String, String, String, bool)>,
+    plans: Vec<ims_wire::migration::ReportedPlan>,
+    reported_at: Option<String>,
+    completion: Option<String>,
+}
+
+/// Polyline points of one series over the history, scaled into 600 x 200.
+fn points(history: &[(i64, i64, i64, i64)], pick: fn(&(i64, i64, i64, i64)) -> i64, max: i64) -> String {
+    let n = history.len().max(2) - 1;
+    history
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let x = 600 * i as i64 / n as i64;
+            let y = 200 - 200 * pick(h) / max.max(1);
+            format!("{x},{y}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn migration_page(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    Administrator(who): Administrator,
+) -> Response {
+    let d = match st.instance.migration_dashboard(&who.op, meta.now).await {
+        Ok(d) => d,
+        Err(f) => return fault_page(Shell::of(&st, &who), &f),
+    };
+    let max = d.history.iter().map(|h| h.1.max(h.2).max(h.3)).max().unwrap_or(1);
+    let day = |ms: i64| {
+        ims_campaign::time::iso8601(Now::from_millis(ms))
+            .chars()
+            .take(16)
+            .collect::<String>()
+            .replace('T', " ")
+    };
+    render(
+        StatusCode::OK,
+        &MigrationPage {
+            shell: Shell::of(&st, &who),
+            by_type: d.by_type.into_iter().collect(),
+            lines: vec![
+                ("native", "#b03a2e", points(&d.history, |h| h.1, max)),
+                ("ims", "#1f618d", points(&d.history, |h| h.2, max)),
+                ("technical_account", "#1e8449", points(&d.history, |h| h.3, max)),
+            ],
+            first: d.history.first().map(|h| day(h.0)).unwrap_or_default(),
+            last: d.history.last().map(|h| day(h.0)).unwrap_or_default(),
+            max,
+            blockers: d.blockers,
+            legacy: d
+                .legacy
+                .into_iter()
+                .map(|l| (l.login, day(l.last_native), l.sources, l.quiet))
+                .collect(),
+            plans: d.report.as_ref().map(|r| r.plans.clone()).unwrap_or_default(),
+            reported_at: d.report.as_ref().map(|r| day(r.at)),
+            completion: d.completion.map(|c| {
+                format!(
+                    "complete since {} ({}{})",
+                    day(c.at),
+                    c.by,
+                    if c.forced {
+                        format!(", forced: {}", c.note)
+                    } else {
+                        String::new()
+                    }
+                )
+            }),
         },
     )
 }

@@ -15,8 +15,8 @@ use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
 use ims_wire::migration::{
-    Completion, CopyAccessRequest, EmailRequest, GroupRequest, LockdownRequest, RowProblem, SwitchRequest,
-    VerifyRequest, MAX_PAGE,
+    Completion, CopyAccessRequest, EmailRequest, GroupRequest, JournalReport, LockdownRequest, Notice,
+    RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
 };
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
@@ -33,6 +33,8 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/verify", post(verify))
         .route("/nl/migration/v1/completion", put(completion))
         .route("/nl/migration/v1/copy-access", post(copy_access))
+        .route("/nl/migration/v1/notice", put(notice))
+        .route("/nl/migration/v1/journal", put(journal))
 }
 
 /// A fault as problem details; the status says what kind of refusal it is.
@@ -294,6 +296,42 @@ async fn copy_access(
     };
     match run.await {
         Ok(done) => no_store(Json(done).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn notice(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, caller) = caller(&st, &meta, &headers, "migration#Notice").await?;
+        let req: Notice = body_of(&body, "a notice")?;
+        st.instance
+            .migration_set_notice(&op, &req, meta.now, &caller)
+            .await
+    };
+    match run.await {
+        Ok(()) => no_store(StatusCode::NO_CONTENT.into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
+async fn journal(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, _) = caller(&st, &meta, &headers, "migration#Journal").await?;
+        let req: JournalReport = body_of(&body, "a journal report")?;
+        st.instance.migration_set_report(&op, &req, meta.now).await
+    };
+    match run.await {
+        Ok(()) => no_store(StatusCode::NO_CONTENT.into_response()),
         Err(f) => ApiFault(f).into_response(),
     }
 }

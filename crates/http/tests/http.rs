@@ -8500,4 +8500,100 @@ mod migration_api {
             finish(cleanup).await;
         }
     }
+
+    #[tokio::test]
+    async fn the_console_announces_the_window_and_shows_the_migration_page() {
+        use super::instance::{console_sign_in, cookie_value, page, set_cookie, PASSWORD};
+        use ims_wire::migration::{state_digest, OperatorPage};
+        let Some((inst, _dir, cleanup)) = instance_on(Db::Sqlite, "7.4.1", InstanceKind::Marketing).await
+        else {
+            return;
+        };
+        let inst = Arc::new(inst);
+        add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+        add_like_jdoe(inst.store(), "kim", &[]).await;
+        let app = router(InstanceState {
+            instance: inst.clone(),
+            tls: false,
+        });
+        let boss = session_of(&app, "boss").await;
+        let put = |path: &'static str, body: Value| {
+            let mut b = Request::put(path).header("content-type", "application/json");
+            for (k, v) in &boss {
+                b = b.header(*k, v);
+            }
+            let app = app.clone();
+            async move { send(&app, b.body(Body::from(body.to_string())).unwrap()).await.0 }
+        };
+        // Moved: jdoe to the IMS (the chart's history comes from such moves).
+        let (_, _, body) = get(&app, "/nl/migration/v1/operators", &boss).await;
+        let page_of: OperatorPage = serde_json::from_value(body).unwrap();
+        let jdoe = page_of.operators.iter().find(|o| o.login == "jdoe").unwrap();
+        let mut b = Request::post("/nl/migration/v1/switch").header("content-type", "application/json");
+        for (k, v) in &boss {
+            b = b.header(*k, v);
+        }
+        let body = json!({"to": "ims", "operators": [{"login": "jdoe", "ims_id": "U1@AdobeID", "state": state_digest(jdoe)}]});
+        send(&app, b.body(Body::from(body.to_string())).unwrap()).await;
+
+        // The window's notice on every page, the sign-in page included; an empty one removes it.
+        assert_eq!(
+            put(
+                "/nl/migration/v1/notice",
+                json!({"message": "Sign-in is moving to the IMS"})
+            )
+            .await,
+            StatusCode::NO_CONTENT
+        );
+        let (_, _, html) = page(&app, "GET", "/console/login", "", &[]).await;
+        assert!(
+            html.contains(r#"id="window" role="status">Sign-in is moving to the IMS<"#),
+            "{html}"
+        );
+        assert_eq!(
+            put("/nl/migration/v1/journal", json!({"at": 1, "plans": [{"plan_id": "users-prod-1", "phase": "users", "state": "done", "done": 4, "started": 0, "failed": []}]})).await,
+            StatusCode::NO_CONTENT
+        );
+
+        // Administrators only.
+        let (_, headers, _) = console_sign_in(&app, "kim", PASSWORD).await;
+        let kim = format!(
+            "ims_console={}",
+            cookie_value(set_cookie(&headers, "ims_console").unwrap())
+        );
+        let (status, _, _) = page(&app, "GET", "/console/migration", &kim, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (_, headers, _) = console_sign_in(&app, "boss", PASSWORD).await;
+        let cookie = format!(
+            "ims_console={}",
+            cookie_value(set_cookie(&headers, "ims_console").unwrap())
+        );
+        let (status, _, html) = page(&app, "GET", "/console/migration", &cookie, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(
+            html.contains("<tr><td>ims</td><td>1</td></tr>")
+                && html.contains("<tr><td>native</td><td>2</td></tr>"),
+            "{html}"
+        );
+        // Three series, the IMS one rising at the move.
+        assert_eq!(html.matches("<polyline").count(), 3);
+        assert!(html.contains(r#"class="series-ims""#));
+        // kim and boss share jdoe's email (made alike): blockers.
+        assert!(
+            html.contains("kim shares its email jdoe@example.com with another operator"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>users-prod-1</td><td>users</td><td>done</td><td>4</td>"),
+            "{html}"
+        );
+        assert!(html.contains("Sign-in is moving to the IMS"));
+        assert_eq!(
+            put("/nl/migration/v1/notice", json!({"message": ""})).await,
+            StatusCode::NO_CONTENT
+        );
+        let (_, _, html) = page(&app, "GET", "/console/login", "", &[]).await;
+        assert!(!html.contains(r#"id="window""#));
+        finish(cleanup).await;
+    }
 }

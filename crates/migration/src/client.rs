@@ -6,8 +6,9 @@ use std::sync::Mutex;
 
 use ims_wire::migration::{
     Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailOutcome, EmailRequest,
-    GroupOutcome, GroupRequest, InstanceFacts, LockdownRequest, OperatorFacts, OperatorPage, ProbeFacts,
-    RowProblem, SwitchItem, SwitchRequest, SwitchResponse, VerifyRequest, BASE_PATH, MAX_PAGE,
+    GroupOutcome, GroupRequest, InstanceFacts, JournalReport, LockdownRequest, Notice, OperatorFacts,
+    OperatorPage, ProbeFacts, RowProblem, SwitchItem, SwitchRequest, SwitchResponse, VerifyRequest,
+    BASE_PATH, MAX_PAGE,
 };
 use ims_wire::soap::{self, Limits};
 use serde::de::DeserializeOwned;
@@ -284,6 +285,47 @@ impl InstanceClient {
             .send_json(reqwest::Method::POST, "/verify", &body, "the verification probes")
             .await?;
         Ok(p.probes)
+    }
+
+    /// Sets (or, with an empty message, removes) the console's migration notice.
+    pub async fn set_notice(&self, notice: &Notice) -> Result<(), Error> {
+        self.send_empty(reqwest::Method::PUT, "/notice", notice, "the notice")
+            .await
+    }
+
+    /// Hands the instance the engine's latest report of its journal (for its console page).
+    pub async fn report_journal(&self, report: &JournalReport) -> Result<(), Error> {
+        self.send_empty(reqwest::Method::PUT, "/journal", report, "the journal report")
+            .await
+    }
+
+    async fn send_empty(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &impl serde::Serialize,
+        what: &str,
+    ) -> Result<(), Error> {
+        let url = format!("{}{BASE_PATH}{path}", self.base);
+        let resp = self
+            .http
+            .request(method, &url)
+            .header("x-session-token", &self.session)
+            .header("x-security-token", &self.security)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Err(Error::Refused {
+            service: INSTANCE,
+            what: what.to_owned(),
+            detail: refusal_detail(status, &text),
+        })
     }
 
     /// Marks the instance's migration complete.

@@ -389,8 +389,13 @@ pub async fn apply_users(
             .await?;
     }
     opts.reach("plan-stored");
-
-    // Stage 1: identities, ten action entries per request (the API's limit).
+    // The window, announced on every page of the instance's console.
+    instance
+        .set_notice(&ims_wire::migration::Notice {
+            message: "Sign-in is moving to the IMS: people are being moved one by one; once moved, sign in with \"Connect with IMS\" (your IMS account uses your email). Passwords stored in this instance stop working as each person is moved.".into(),
+            until: None,
+        })
+        .await?; // Stage 1: identities, ten action entries per request (the API's limit).
     let todo: Vec<&PersonStep> = plan
         .people
         .iter()
@@ -505,12 +510,18 @@ pub async fn apply_users(
     }
     report.complete = report.failed.is_empty();
     if report.complete {
+        instance
+            .set_notice(&ims_wire::migration::Notice {
+                message: "Sign-in has moved to the IMS: sign in with \"Connect with IMS\".".into(),
+                until: Some(now().millis() + 7 * 86_400_000),
+            })
+            .await?;
         journal.mark_applied(&plan.plan_id, now()).await?;
     }
     Ok(report)
 }
 
-/// Refuses a plan made for another instance (a staging plan applied to production, say).
+/// Refuses a plan made for another instance(a staging plan applied to production, say).
 pub fn check_instance(planned: &str, facts: &InstanceFacts) -> Result<(), ApplyError> {
     if planned == facts.name {
         return Ok(());

@@ -297,3 +297,32 @@ pub struct CopyAccessOutcome {
     pub rights_added: u64,
     pub folder_rights_added: u64,
 }
+
+/// `PUT /nl/migration/v1/notice`: what the instance's console tells everyone during a
+/// migration window (an empty message removes it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub message: String,
+    /// Shown until then (milliseconds since the epoch); none: until removed.
+    #[serde(default)]
+    pub until: Option<i64>,
+}
+
+/// `PUT /nl/migration/v1/journal`: the engine's record as it last reported it, for the
+/// console's migration page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalReport {
+    pub at: i64,
+    pub plans: Vec<ReportedPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedPlan {
+    pub plan_id: String,
+    pub phase: String,
+    /// `done`, `in progress`, `blocked`.
+    pub state: String,
+    pub done: usize,
+    pub started: usize,
+    pub failed: Vec<(String, String)>,
+}
