@@ -349,12 +349,7 @@ impl Instance {
         if !out.problems.is_empty() {
             return Ok(out);
         }
-        let ctx = ims_identity::model::Context {
-            now,
-            actor: format!("operator:{}", actor.login),
-            source: caller.source.clone(),
-            request_id: None,
-        };
+        let ctx = context_of(actor, now, caller);
         let restrictions = self.restrictions();
         for (op, email) in targets {
             if op.email.as_deref() == Some(email.as_str()) {
@@ -471,12 +466,7 @@ impl Instance {
         if !out.problems.is_empty() {
             return Ok(out);
         }
-        let ctx = ims_identity::model::Context {
-            now,
-            actor: format!("operator:{}", actor.login),
-            source: caller.source.clone(),
-            request_id: None,
-        };
+        let ctx = context_of(actor, now, caller);
         for g in &req.groups {
             if existing.iter().any(|e| e.name == g.name) {
                 out.present.push(g.name.clone());
@@ -563,12 +553,7 @@ impl Instance {
                 to.login
             )));
         }
-        let ctx = ims_identity::model::Context {
-            now,
-            actor: format!("operator:{}", actor.login),
-            source: caller.source.clone(),
-            request_id: None,
-        };
+        let ctx = context_of(actor, now, caller);
         let audit = ctx.event(
             "operator.copy_access",
             &to.login,
@@ -624,12 +609,7 @@ impl Instance {
         if current.as_ref() == Some(notice) || (current.is_none() && notice.message.is_empty()) {
             return Ok(());
         }
-        let ctx = ims_identity::model::Context {
-            now,
-            actor: format!("operator:{}", actor.login),
-            source: caller.source.clone(),
-            request_id: None,
-        };
+        let ctx = context_of(actor, now, caller);
         let audit = ctx.event(
             "instance.notice",
             &self.info().name,
@@ -847,6 +827,16 @@ pub struct Dashboard {
     pub completion: Option<Completion>,
 }
 
+/// Who asks, when and from where, for the audit lines.
+fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_identity::model::Context {
+    ims_identity::model::Context {
+        now,
+        actor: format!("operator:{}", actor.login),
+        source: caller.source.clone(),
+        request_id: None,
+    }
+}
+
 fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
     OperatorFacts {
         usage,
@@ -890,12 +880,7 @@ impl Instance {
         }
         let store = self.store();
         let restrictions = self.restrictions();
-        let ctx = ims_identity::model::Context {
-            now,
-            actor: format!("operator:{}", actor.login),
-            source: caller.source.clone(),
-            request_id: None,
-        };
+        let ctx = context_of(actor, now, caller);
         let mut out = Vec::with_capacity(req.operators.len());
         for item in &req.operators {
             let outcome = |outcome: &str, detail: String, state: String| SwitchOutcome {

@@ -87,6 +87,14 @@ fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
     resp
 }
 
+/// The answer's JSON, or the fault as problem details.
+fn json_answer<T: serde::Serialize>(outcome: Result<T, Fault>) -> Response {
+    match outcome {
+        Ok(body) => no_store(Json(body).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
+}
+
 fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -124,10 +132,7 @@ async fn instance(State(st): State<InstanceState>, meta: Meta, headers: HeaderMa
         let (op, _) = caller(&st, &meta, &headers, "migration#Instance").await?;
         st.instance.migration_facts(&op, meta.now).await
     };
-    match run.await {
-        Ok(facts) => no_store(Json(facts).into_response()),
-        Err(f) => ApiFault(f).into_response(),
-    }
+    json_answer(run.await)
 }
 
 #[derive(Deserialize)]
@@ -152,10 +157,7 @@ async fn operators(
             .migration_operators(&op, q.after, q.limit.unwrap_or(MAX_PAGE))
             .await
     };
-    match run.await {
-        Ok(page) => no_store(Json(page).into_response()),
-        Err(f) => ApiFault(f).into_response(),
-    }
+    json_answer(run.await)
 }
 
 #[derive(Deserialize)]
@@ -197,10 +199,7 @@ async fn switch(
         let req: SwitchRequest = body_of(&body, "a switch request")?;
         st.instance.migration_switch(&op, &req, meta.now, &caller).await
     };
-    match run.await {
-        Ok(done) => no_store(Json(done).into_response()),
-        Err(f) => ApiFault(f).into_response(),
-    }
+    json_answer(run.await)
 }
 
 async fn groups(
@@ -241,10 +240,7 @@ async fn lockdown(
         let req: LockdownRequest = body_of(&body, "a lock-down request")?;
         st.instance.migration_lock_down(&op, &req.allow, meta.now).await
     };
-    match run.await {
-        Ok(facts) => no_store(Json(facts).into_response()),
-        Err(f) => ApiFault(f).into_response(),
-    }
+    json_answer(run.await)
 }
 
 async fn verify(
@@ -275,10 +271,7 @@ async fn completion(
         let req: Completion = body_of(&body, "a completion")?;
         st.instance.migration_complete(&op, &req, meta.now, &caller).await
     };
-    match run.await {
-        Ok(facts) => no_store(Json(facts).into_response()),
-        Err(f) => ApiFault(f).into_response(),
-    }
+    json_answer(run.await)
 }
 
 async fn copy_access(
@@ -294,10 +287,7 @@ async fn copy_access(
             .migration_copy_access(&op, &req, meta.now, &caller)
             .await
     };
-    match run.await {
-        Ok(done) => no_store(Json(done).into_response()),
-        Err(f) => ApiFault(f).into_response(),
-    }
+    json_answer(run.await)
 }
 
 async fn notice(
