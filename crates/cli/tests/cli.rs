@@ -2352,3 +2352,120 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no technical plan moved admin"));
     server.stop();
 }
+
+/// The crash matrix, small: one run stopped dead at every step boundary of the end-user phase in
+/// turn (each resuming the last), then the invariants: no operator lost, no identity twice, no
+/// right widened, every moved person reachable through the IMS, both sides agreeing.
+#[test]
+fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, _upj) = up(&dir, &[]);
+    let migrate = |args: &[&str], fail_at: Option<&str>| {
+        let mut c = ims();
+        c.arg("migrate")
+            .args(args)
+            .args(["--data-dir", d, "--instance", "marketing"]);
+        if let Some(f) = fail_at {
+            c.env("IMS_MIGRATE_FAIL_AT", f);
+        }
+        c.output().unwrap()
+    };
+    for args in [["prepare", "--rights"], ["prepare", "--profiles"]] {
+        assert!(migrate(&args, None).status.success());
+    }
+    let before: Value = serde_json::from_slice(&migrate(&["assess", "--json"], None).stdout).unwrap();
+    let plan = tmp.path().join("users.json");
+    let p = plan.to_str().unwrap();
+    assert!(migrate(&["plan", "users", "--out", p], None).status.success());
+    let people: Vec<String> = serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap())
+        .unwrap()["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["login"].as_str().unwrap().to_owned())
+        .collect();
+    for boundary in [
+        "plan-stored",
+        "identity-begun",
+        "identity-acted",
+        "identity-ended",
+        "users-read",
+        "switch-begun",
+        "switch-acted",
+        "switch-ended",
+    ] {
+        let out = migrate(&["apply", p, "--batch", "10"], Some(&format!("{boundary}:1")));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{boundary}: the run went through");
+        assert!(
+            err.contains(&format!("fail point {boundary} reached")),
+            "{boundary}: {err}"
+        );
+    }
+    let out = migrate(&["apply", p, "--batch", "10", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["complete"], true, "{report}");
+
+    let after: Value = serde_json::from_slice(&migrate(&["assess", "--json"], None).stdout).unwrap();
+    let by_login = |a: &Value| -> std::collections::HashMap<String, Value> {
+        a["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["login"].as_str().unwrap().to_owned(), o.clone()))
+            .collect()
+    };
+    let (was, now) = (by_login(&before), by_login(&after));
+    // No operator lost or added; exactly the planned people moved.
+    assert_eq!(was.len(), now.len());
+    let moved: Vec<&String> = now.keys().filter(|l| now[*l]["auth_type"] == "ims").collect();
+    assert_eq!(moved.len(), people.len());
+    for (login, o) in &now {
+        let w = &was[login];
+        // No right widened, no group gained, nothing else touched.
+        assert_eq!(o["groups"], w["groups"], "{login}");
+        assert_eq!(o["rights"], w["rights"], "{login}");
+        assert_eq!(o["email"], w["email"], "{login}");
+        assert_eq!(o["disabled"], w["disabled"], "{login}");
+    }
+    // Each moved person linked to its own identity, and both sides agree on each.
+    let status: Value = serde_json::from_slice(&migrate(&["status", "--json"], None).stdout).unwrap();
+    let r = &status["reconciliation"];
+    assert_eq!(r["linked_operators"].as_u64(), Some(people.len() as u64), "{r}");
+    assert_eq!(r["matching"].as_u64(), Some(people.len() as u64), "{r}");
+    assert_eq!(r["differences"], serde_json::json!([]));
+    assert_eq!(
+        r["not_linked_yet"],
+        serde_json::json!([]),
+        "no identity without its operator"
+    );
+    let digests: std::collections::HashSet<&str> = r["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[0].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), people.len(), "one record per operator");
+    // Each person moved once.
+    let migrated = run_ok(ims().args([
+        "instance",
+        "audit",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--action",
+        "operator.migrate",
+        "--limit",
+        "5000",
+    ]));
+    assert_eq!(
+        migrated.matches("\"action\": \"operator.migrate\"").count(),
+        people.len(),
+        "{migrated}"
+    );
+    server.stop();
+}
