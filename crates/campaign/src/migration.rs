@@ -681,11 +681,20 @@ impl Instance {
         }
         let mut blockers = Vec::new();
         let mut legacy = Vec::new();
+        // Everyone's recorded usage in one reading, not one per operator.
+        let mut usage_by: HashMap<i64, Vec<UsageSummary>> = HashMap::new();
+        if let (Some(first), Some(last)) = (ops.first(), ops.last()) {
+            for row in store.usage_of_operators(first.id, last.id).await? {
+                if let Some(id) = row.key.operator_id {
+                    usage_by.entry(id).or_default().push(row);
+                }
+            }
+        }
         for op in ops
             .iter()
             .filter(|o| o.auth_type == AuthType::Native && !o.builtin && !o.disabled)
         {
-            let usage = store.usage_of_operators(op.id, op.id).await?;
+            let usage = usage_by.remove(&op.id).unwrap_or_default();
             let console = usage
                 .iter()
                 .any(|u| u.key.action.starts_with("console#") && u.key.outcome == "success");

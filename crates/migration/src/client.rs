@@ -158,16 +158,27 @@ impl InstanceClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, Error> {
+    /// A call of the migration API with the session, answered whatever its status.
+    async fn api_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<reqwest::Response, Error> {
         let url = format!("{}{BASE_PATH}{path}", self.base);
-        let resp = self
+        let mut req = self
             .http
-            .get(&url)
+            .request(method, &url)
             .header("x-session-token", &self.session)
-            .header("x-security-token", &self.security)
-            .send()
-            .await
-            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+            .header("x-security-token", &self.security);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.map_err(|e| unreachable(INSTANCE, &url, &e))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, Error> {
+        let resp = self.api_send(reqwest::Method::GET, path, None::<&()>).await?;
         read_json(INSTANCE, what, resp).await
     }
 
@@ -190,16 +201,7 @@ impl InstanceClient {
         body: &impl serde::Serialize,
         what: &str,
     ) -> Result<Result<T, Vec<RowProblem>>, Error> {
-        let url = format!("{}{BASE_PATH}{path}", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .header("x-session-token", &self.session)
-            .header("x-security-token", &self.security)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        let resp = self.api_send(reqwest::Method::POST, path, Some(body)).await?;
         if resp.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
             #[derive(serde::Deserialize)]
             struct Refused {
@@ -252,16 +254,7 @@ impl InstanceClient {
         body: &impl serde::Serialize,
         what: &str,
     ) -> Result<T, Error> {
-        let url = format!("{}{BASE_PATH}{path}", self.base);
-        let resp = self
-            .http
-            .request(method, &url)
-            .header("x-session-token", &self.session)
-            .header("x-security-token", &self.security)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        let resp = self.api_send(method, path, Some(body)).await?;
         read_json(INSTANCE, what, resp).await
     }
 
@@ -306,16 +299,7 @@ impl InstanceClient {
         body: &impl serde::Serialize,
         what: &str,
     ) -> Result<(), Error> {
-        let url = format!("{}{BASE_PATH}{path}", self.base);
-        let resp = self
-            .http
-            .request(method, &url)
-            .header("x-session-token", &self.session)
-            .header("x-security-token", &self.security)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(INSTANCE, &url, &e))?;
+        let resp = self.api_send(method, path, Some(body)).await?;
         if resp.status().is_success() {
             return Ok(());
         }

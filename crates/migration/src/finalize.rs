@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::assess::{classify, Class};
 use crate::client::{ImsClient, InstanceClient};
-use crate::journal::{Journal, PlanRecord, StepEnd, StepKey, StepState};
-use crate::users::{ApplyError, ApplyOptions, Skipped};
+use crate::journal::{Journal, StepState};
+use crate::users::{end, key, record_plan, ApplyError, ApplyOptions, Skipped};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalizePlan {
@@ -213,26 +213,18 @@ pub async fn apply_finalize(
         return Ok(report);
     }
     if stored.is_none() {
-        journal
-            .put_plan(&PlanRecord {
-                plan_id: plan.plan_id.clone(),
-                instance: plan.instance.clone(),
-                phase: plan.phase.clone(),
-                created_at: Now::from_millis(plan.created_at),
-                body: serde_json::to_string(plan).unwrap_or_default(),
-                applied_at: None,
-            })
-            .await?;
+        record_plan(
+            journal,
+            &plan.plan_id,
+            &plan.instance,
+            &plan.phase,
+            plan.created_at,
+            plan,
+        )
+        .await?;
     }
-    let step = |action: &str| StepKey {
-        operator: plan.instance.clone(),
-        action: action.to_owned(),
-    };
-    let ended = |action: &str, state: StepState, detail: String| StepEnd {
-        key: step(action),
-        state,
-        detail,
-    };
+    let step = |action: &str| key(action, &plan.instance);
+    let ended = |action: &str, state: StepState, detail: String| end(action, &plan.instance, state, detail);
     journal
         .begin_steps(&plan.plan_id, &[step(LOCKDOWN)], now())
         .await?;

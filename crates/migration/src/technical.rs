@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::assess::{classify, Class};
 use crate::client::{Credential, ImsClient, InstanceClient};
-use crate::journal::{Journal, PlanRecord, StepEnd, StepKey, StepState};
+use crate::journal::{Journal, StepState};
 use crate::prepare::{mask_for, profile_name};
-use crate::users::{ApplyError, ApplyOptions, Skipped};
+use crate::users::{end, key, record_plan, ApplyError, ApplyOptions, Skipped};
 
 pub const CREDENTIAL: &str = "credential";
 pub const FIRST_CALL: &str = "first-call";
@@ -245,21 +245,16 @@ pub async fn apply_technical(
         return Ok(report);
     }
     if stored.is_none() {
-        journal
-            .put_plan(&PlanRecord {
-                plan_id: plan.plan_id.clone(),
-                instance: plan.instance.clone(),
-                phase: plan.phase.clone(),
-                created_at: Now::from_millis(plan.created_at),
-                body: serde_json::to_string(plan).unwrap_or_default(),
-                applied_at: None,
-            })
-            .await?;
+        record_plan(
+            journal,
+            &plan.plan_id,
+            &plan.instance,
+            &plan.phase,
+            plan.created_at,
+            plan,
+        )
+        .await?;
     }
-    let key = |action: &str, login: &str| StepKey {
-        operator: login.to_owned(),
-        action: action.to_owned(),
-    };
     for p in &plan.programs {
         if done.contains_key(&(KIT.to_owned(), p.login.clone())) {
             report.already.push(p.login.clone());
@@ -369,17 +364,6 @@ pub async fn apply_technical(
         journal.mark_applied(&plan.plan_id, now()).await?;
     }
     Ok(report)
-}
-
-fn end(action: &str, login: &str, state: StepState, detail: String) -> StepEnd {
-    StepEnd {
-        key: StepKey {
-            operator: login.to_owned(),
-            action: action.to_owned(),
-        },
-        state,
-        detail,
-    }
 }
 
 fn describe(p: &ProgramStep) -> String {

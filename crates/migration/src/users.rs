@@ -376,17 +376,15 @@ pub async fn apply_users(
         return Ok(report);
     }
     if stored.is_none() {
-        let body = serde_json::to_string(plan).unwrap_or_default();
-        journal
-            .put_plan(&PlanRecord {
-                plan_id: plan.plan_id.clone(),
-                instance: plan.instance.clone(),
-                phase: plan.phase.clone(),
-                created_at: Now::from_millis(plan.created_at),
-                body,
-                applied_at: None,
-            })
-            .await?;
+        record_plan(
+            journal,
+            &plan.plan_id,
+            &plan.instance,
+            &plan.phase,
+            plan.created_at,
+            plan,
+        )
+        .await?;
     }
     opts.reach("plan-stored");
     // The window, announced on every page of the instance's console.
@@ -521,6 +519,28 @@ pub async fn apply_users(
     Ok(report)
 }
 
+/// Stores a plan in the journal as it is about to be applied (its body: the reviewable JSON).
+pub(crate) async fn record_plan<T: Serialize>(
+    journal: &dyn Journal,
+    plan_id: &str,
+    instance: &str,
+    phase: &str,
+    created_at: i64,
+    plan: &T,
+) -> Result<(), ApplyError> {
+    journal
+        .put_plan(&PlanRecord {
+            plan_id: plan_id.to_owned(),
+            instance: instance.to_owned(),
+            phase: phase.to_owned(),
+            created_at: Now::from_millis(created_at),
+            body: serde_json::to_string(plan).unwrap_or_default(),
+            applied_at: None,
+        })
+        .await?;
+    Ok(())
+}
+
 /// Refuses a plan made for another instance(a staging plan applied to production, say).
 pub fn check_instance(planned: &str, facts: &InstanceFacts) -> Result<(), ApplyError> {
     if planned == facts.name {
@@ -547,14 +567,15 @@ pub fn check_stored<T: Serialize>(stored: Option<&PlanRecord>, plan: &T) -> Resu
     }]))
 }
 
-fn key(action: &str, login: &str) -> StepKey {
+/// The step `action` of `login` (or of the instance, for instance-wide steps).
+pub(crate) fn key(action: &str, login: &str) -> StepKey {
     StepKey {
         operator: login.to_owned(),
         action: action.to_owned(),
     }
 }
 
-fn end(action: &str, login: &str, state: StepState, detail: String) -> StepEnd {
+pub(crate) fn end(action: &str, login: &str, state: StepState, detail: String) -> StepEnd {
     StepEnd {
         key: key(action, login),
         state,

@@ -77,14 +77,7 @@ impl SqlInstanceStore {
     }
 
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        if self.backend != Backend::Postgres || !crate::valid_schema_name(schema) {
-            return Err(StoreError::Backend("not a PostgreSQL schema".into()));
-        }
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+        crate::drop_pg_schema(&self.pool, self.backend, schema).await
     }
 
     /// Folders where `operator_id` holds `right`, directly or through one of its groups.

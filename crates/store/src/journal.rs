@@ -3,26 +3,19 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row as _};
+use sqlx::AnyPool;
 
 use ims_identity::error::StoreError;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
 use ims_migration::journal::{Journal, PlanRecord, StepEnd, StepKey, StepRecord, StepState};
 
-use crate::{backend_error, begin_write, connect, migrate, Backend, Connected, Options};
+use crate::{backend_error, begin_write, connect, get, migrate, Backend, Connected, Options};
 
 #[derive(Clone, Debug)]
 pub struct SqlJournal {
     pool: AnyPool,
     backend: Backend,
-}
-
-fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get::<T, _>(col).map_err(backend_error)
 }
 
 impl SqlJournal {
@@ -36,14 +29,7 @@ impl SqlJournal {
     }
 
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        if self.backend != Backend::Postgres || !crate::valid_schema_name(schema) {
-            return Err(StoreError::Backend("not a PostgreSQL schema".into()));
-        }
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+        crate::drop_pg_schema(&self.pool, self.backend, schema).await
     }
 }
 

@@ -294,14 +294,7 @@ impl SqlStore {
 
     /// Drops the PostgreSQL schema this store lives in (tests clean up after themselves).
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        if self.backend != Backend::Postgres || !valid_schema_name(schema) {
-            return Err(StoreError::Backend("not a PostgreSQL schema".into()));
-        }
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+        crate::drop_pg_schema(&self.pool, self.backend, schema).await
     }
 
     /// Table and column names of the live schema, for the test that both backends' migrations
@@ -351,6 +344,19 @@ where
     .execute(exec)
     .await
     .map_err(backend_error)?;
+    Ok(())
+}
+
+/// Drops a PostgreSQL schema (tests clean up after themselves); refused on SQLite and for a
+/// name that is not one of ours.
+pub(crate) async fn drop_pg_schema(pool: &AnyPool, backend: Backend, schema: &str) -> Result<(), StoreError> {
+    if backend != Backend::Postgres || !valid_schema_name(schema) {
+        return Err(StoreError::Backend("not a PostgreSQL schema".into()));
+    }
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(pool)
+        .await
+        .map_err(backend_error)?;
     Ok(())
 }
 
