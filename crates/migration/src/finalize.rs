@@ -26,6 +26,10 @@ pub struct FinalizePlan {
     pub allow: Vec<String>,
     /// Operators who sign in natively now and cannot once locked down (allow-list aside).
     pub losing_native_sign_in: Vec<String>,
+    /// Built-in operators among them: the vendor's service accounts, which the allow-list alone
+    /// decides on (said in the summary, never a blocker).
+    #[serde(default)]
+    pub builtins_outside_allow_list: Vec<String>,
     /// What would stop finalisation; `forced` carries on regardless.
     pub blockers: Vec<String>,
     pub forced: bool,
@@ -44,6 +48,12 @@ impl FinalizePlan {
                 self.allow.join(", ")
             }
         );
+        if !self.builtins_outside_allow_list.is_empty() {
+            out.push_str(&format!(
+                "  note: built-in operators outside the allow-list stop signing in natively: {} (--allow keeps one)\n",
+                self.builtins_outside_allow_list.join(", ")
+            ));
+        }
         for b in &self.blockers {
             let how = if self.forced { "forced past" } else { "blocker" };
             out.push_str(&format!("  {how}: {b}\n"));
@@ -87,12 +97,15 @@ pub fn plan_finalize(
         }
     }
     let losing = losing_native(ops, &allow, &facts.restrictions.allow_list);
-    let (mut people, mut programs) = (Vec::new(), Vec::new());
+    let (mut people, mut programs, mut builtins) = (Vec::new(), Vec::new(), Vec::new());
     for login in &losing {
         if let Some(op) = ops.iter().find(|o| &o.login == login) {
             match classify(op).0 {
                 Class::Technical => programs.push(login.clone()),
-                _ => people.push(login.clone()),
+                Class::Person => people.push(login.clone()),
+                // Service accounts no phase moves: the allow-list alone decides whether one keeps
+                // signing in natively (`webapp` is outside the vendor's default list).
+                Class::BuiltIn => builtins.push(login.clone()),
             }
         }
     }
@@ -117,6 +130,7 @@ pub fn plan_finalize(
         staging_twin: facts.staging_twin.clone().filter(|t| !t.is_empty()),
         allow,
         losing_native_sign_in: losing,
+        builtins_outside_allow_list: builtins,
         blockers,
         forced,
     }
@@ -292,4 +306,46 @@ pub async fn apply_finalize(
     journal.mark_applied(&plan.plan_id, now()).await?;
     report.complete = true;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn native(login: &str, builtin: bool) -> OperatorFacts {
+        OperatorFacts {
+            id: 1,
+            login: login.into(),
+            label: login.into(),
+            email: None,
+            auth_type: "native".into(),
+            disabled: false,
+            builtin,
+            groups: vec![],
+            rights: vec![],
+            ims_id: None,
+            usage: vec![],
+        }
+    }
+
+    #[test]
+    fn built_in_operators_outside_the_allow_list_are_said_but_block_nothing() {
+        let facts = crate::testing::facts(&[]);
+        let ops = vec![native("admin", true), native("webapp", true)];
+        let plan = plan_finalize(&facts, &ops, None, vec![], false, Now::from_millis(0));
+        assert_eq!(plan.losing_native_sign_in, ["webapp"]);
+        assert_eq!(plan.builtins_outside_allow_list, ["webapp"]);
+        assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
+        assert!(plan
+            .summary()
+            .contains("note: built-in operators outside the allow-list stop signing in natively: webapp"));
+
+        // A person who still signs in natively blocks, named as a person.
+        let ops = vec![native("webapp", true), native("ana", false)];
+        let plan = plan_finalize(&facts, &ops, None, vec![], false, Now::from_millis(0));
+        assert_eq!(
+            plan.blockers,
+            ["these people still sign in natively and would lose it: ana (move them with `plan users`, or disable them)"]
+        );
+    }
 }
