@@ -19,6 +19,7 @@ use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator, OperatorGroup};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
+use crate::store::SwitchStep;
 use crate::usage::UsageSummary;
 use crate::version::{Build, NativeAuth};
 
@@ -864,8 +865,8 @@ fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
 
 impl Instance {
     /// Moves operators to IMS sign-in (linked to their identity; native sessions end) or back
-    /// to native sign-in (link cleared; IMS sessions end). Each operator alone, in its own
-    /// transaction, only if it is still in the state the migration planned from (`state`) and
+    /// to native sign-in (link cleared; IMS sessions end). Each operator decided alone (the
+    /// request's switches share transactions, not outcomes), only if it is still in the state the migration planned from (`state`) and
     /// still was when read here (compare-and-set on its modification time); one already where
     /// it is asked to go is left alone. Going back is refused once native operators can no
     /// longer be managed (the instance is locked down).
@@ -890,7 +891,18 @@ impl Instance {
         let store = self.store();
         let restrictions = self.restrictions();
         let ctx = context_of(actor, now, caller);
+        let logins: Vec<String> = req.operators.iter().map(|i| i.login.clone()).collect();
+        let mut found: HashMap<String, Operator> = store
+            .operators_by_logins(&logins)
+            .await?
+            .into_iter()
+            .map(|op| (op.login.clone(), op))
+            .collect();
         let mut out = Vec::with_capacity(req.operators.len());
+        // The switches to make, with their answer's place and its state once switched.
+        let mut steps = Vec::new();
+        let mut pending = Vec::new();
+        let mut named = HashSet::new();
         for item in &req.operators {
             let outcome = |outcome: &str, detail: String, state: String| SwitchOutcome {
                 login: item.login.clone(),
@@ -898,7 +910,15 @@ impl Instance {
                 detail,
                 state,
             };
-            let Some(op) = store.operator_by_login(&item.login).await? else {
+            if !named.insert(item.login.as_str()) {
+                out.push(outcome(
+                    "refused",
+                    "named twice in this request".into(),
+                    String::new(),
+                ));
+                continue;
+            }
+            let Some(op) = found.remove(&item.login) else {
                 out.push(outcome(
                     "missing",
                     "no operator has this login".into(),
@@ -908,7 +928,7 @@ impl Instance {
             };
             let read_at = op.modified_at;
             let (id, from) = (op.id, op.auth_type);
-            let facts = facts_of(op, Vec::new());
+            let mut facts = facts_of(op, Vec::new());
             let state = state_digest(&facts);
             let link = match to {
                 AuthType::Ims => item.ims_id.clone(),
@@ -962,22 +982,30 @@ impl Instance {
                 "success",
                 serde_json::json!({"from": from.as_str(), "to": to.as_str(), "ims_id": link, "before": facts.ims_id}),
             );
-            if store
-                .switch_operator(id, read_at, from, to, link.as_deref(), end_path, &audit)
-                .await?
-            {
-                let now_state = store
-                    .operator(id)
-                    .await?
-                    .map(|op| state_digest(&facts_of(op, Vec::new())))
-                    .unwrap_or_default();
-                out.push(outcome("switched", String::new(), now_state));
+            steps.push(SwitchStep {
+                id,
+                read_at,
+                from,
+                to,
+                link: link.clone(),
+                end_path,
+                audit,
+            });
+            // Only the type and the link change: the state once switched needs no reading.
+            facts.auth_type = to.as_str().to_owned();
+            facts.ims_id = link;
+            pending.push((out.len(), state_digest(&facts)));
+            out.push(outcome("conflict", String::new(), state));
+        }
+        let done = store.switch_operators(&steps).await?;
+        for ((at, switched_state), done) in pending.into_iter().zip(done) {
+            let o = &mut out[at];
+            if done {
+                o.outcome = "switched".into();
+                o.state = switched_state;
             } else {
-                out.push(outcome(
-                    "conflict",
-                    "changed while being switched, or the identity is linked to another operator".into(),
-                    state,
-                ));
+                o.detail =
+                    "changed while being switched, or the identity is linked to another operator".into();
             }
         }
         Ok(SwitchResponse { operators: out })

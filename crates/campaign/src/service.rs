@@ -384,18 +384,24 @@ impl Instance {
                 "this operator may not use the console (rich-client access is forbidden)",
             ));
         }
-        let tokens = self.open_session(&op, AuthPath::Native, remember_me, now).await?;
+        let Some(tokens) = self.open_session(&op, AuthPath::Native, remember_me, now).await? else {
+            // Switched to the IMS while its password was being checked.
+            self.record(&call, Some(&op), &op.login, "refused").await;
+            return Err(Fault::invalid_login());
+        };
         self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op))
     }
 
+    /// Opens a session for `op` through `path`; `None` when `op` no longer signs in that way
+    /// (switched meanwhile: nothing is opened).
     pub(crate) async fn open_session(
         &self,
         op: &Operator,
         path: AuthPath,
         remember_me: bool,
         now: Now,
-    ) -> Result<SessionTokens, Fault> {
+    ) -> Result<Option<SessionTokens>, Fault> {
         let tokens = SessionTokens {
             session: secret::generate(SESSION_PREFIX),
             security: secret::generate(SECURITY_PREFIX),
@@ -413,8 +419,11 @@ impl Instance {
             created_at: now,
             expires_at: now.plus_secs(life),
         };
-        self.store.insert_session(&session).await?;
-        Ok(tokens)
+        match self.store.insert_session(&session).await {
+            Ok(()) => Ok(Some(tokens)),
+            Err(ims_identity::error::StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The operator behind a session token (and, when given, its security token). A session of
@@ -644,7 +653,10 @@ impl Instance {
         let op = self
             .bearer_operator(token, "xtk:session#BearerTokenLogon", now, caller)
             .await?;
-        let tokens = self.open_session(&op, AuthPath::Bearer, false, now).await?;
+        let tokens = self
+            .open_session(&op, AuthPath::Bearer, false, now)
+            .await?
+            .ok_or_else(Fault::session_expired)?;
         Ok((tokens, op))
     }
 

@@ -372,7 +372,22 @@ impl Instance {
         let (op, report) = self
             .operator_for_identity(&conn, &who, &profiles, now, caller)
             .await?;
-        let tokens = self.open_session(&op, AuthPath::Ims, false, now).await?;
+        let Some(tokens) = self.open_session(&op, AuthPath::Ims, false, now).await? else {
+            // Put back to native sign-in (a rollback) while the sign-in ran.
+            self.record_usage(
+                now,
+                CONSOLE_IMS_LOGON,
+                AuthPath::Ims,
+                caller,
+                Some(&op),
+                &op.login,
+                "refused",
+            )
+            .await;
+            return Err(Fault::forbidden(
+                "This operator no longer signs in through the IMS.",
+            ));
+        };
         self.record_usage(
             now,
             CONSOLE_IMS_LOGON,

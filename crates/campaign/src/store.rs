@@ -14,6 +14,15 @@ use crate::usage::UsageSummary;
 pub trait OperatorStore: Send + Sync {
     async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>>;
     async fn operator(&self, id: i64) -> StoreResult<Option<Operator>>;
+    /// The operators with these logins (those that exist, in no particular order): one reading
+    /// for a batch instead of one per login.
+    async fn operators_by_logins(&self, logins: &[String]) -> StoreResult<Vec<Operator>> {
+        let mut out = Vec::with_capacity(logins.len());
+        for login in logins {
+            out.extend(self.operator_by_login(login).await?);
+        }
+        Ok(out)
+    }
     /// The operator linked to an IMS identity (user id or technical account id).
     async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>>;
     /// Operators whose email equals `email` case-insensitively (a few at most).
@@ -57,6 +66,27 @@ pub trait OperatorStore: Send + Sync {
         end_path: AuthPath,
         audit: &AuditEvent,
     ) -> StoreResult<bool>;
+    /// Several switches (see `switch_operator`), each deciding alone (one's conflict does not
+    /// stop the others), in as few transactions as the store can: the migration moves thousands
+    /// of operators and a transaction each would bound it. One answer per step, in order.
+    async fn switch_operators(&self, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {
+        let mut out = Vec::with_capacity(steps.len());
+        for s in steps {
+            out.push(
+                self.switch_operator(
+                    s.id,
+                    s.read_at,
+                    s.from,
+                    s.to,
+                    s.link.as_deref(),
+                    s.end_path,
+                    &s.audit,
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
     /// Gives operator `to` every direct named right and folder right operator `from` holds that
     /// `to` lacks (nothing `to` holds is taken or narrowed), in one transaction with the audit
     /// line, written only when something is added. Returns how many rights and folder rights
@@ -87,6 +117,8 @@ pub trait OperatorStore: Send + Sync {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
+    /// Opens the session, provided its operator still exists and still signs in the way the
+    /// session was opened (native or IMS): a conflict otherwise.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn session(&self, session_digest: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, session_digest: &str) -> StoreResult<bool>;
@@ -205,4 +237,19 @@ impl<T> InstanceStore for T where
         + EventStore
         + ims_identity::store::AuditStore
 {
+}
+
+/// One operator's switch of authentication type, as `OperatorStore::switch_operator` takes it.
+#[derive(Clone, Debug)]
+pub struct SwitchStep {
+    pub id: i64,
+    /// Its modification time when read: the compare-and-set.
+    pub read_at: Now,
+    pub from: AuthType,
+    pub to: AuthType,
+    /// The IMS identity it is linked to (`None` clears the link).
+    pub link: Option<String>,
+    /// Its sessions opened this way end.
+    pub end_path: AuthPath,
+    pub audit: AuditEvent,
 }

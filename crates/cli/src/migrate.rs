@@ -1189,6 +1189,11 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 for l in &report.already {
                     println!("{l}: done earlier");
                 }
+                for l in &report.would_move {
+                    println!(
+                        "{l}: would move to a technical account (project, credential, first call, rights, kit)"
+                    );
+                }
                 for f in &report.failed {
                     println!("failed: {}: {}", f.login, f.reason);
                 }

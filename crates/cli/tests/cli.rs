@@ -2469,3 +2469,524 @@ fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
     );
     server.stop();
 }
+
+#[test]
+fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+
+    /// An integration's call: who, what, when (since the start), and why it failed.
+    type Call = (String, &'static str, Duration, Duration, Option<String>);
+    /// A person's sign-in: who, when, the password's outcome, then the IMS's if it was tried.
+    #[derive(Clone, Debug)]
+    struct Attempt {
+        login: String,
+        start: Duration,
+        end: Duration,
+        native: String,
+        ims: Option<String>,
+    }
+    impl Attempt {
+        fn ok(&self) -> bool {
+            self.native == "ok" || self.ims.as_deref() == Some("ok")
+        }
+    }
+
+    /// A browser: cookies per origin, each redirect read by hand, and the bench's deadline on
+    /// every call (an integration's client gives up after 5 s).
+    struct Browser {
+        http: reqwest::blocking::Client,
+        jar: HashMap<String, HashMap<String, String>>,
+    }
+    impl Browser {
+        fn new(ca: &Path) -> Self {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let pem = std::fs::read(ca).unwrap();
+            let http = reqwest::blocking::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            Browser {
+                http,
+                jar: HashMap::new(),
+            }
+        }
+
+        /// Status, `Location` made absolute, body.
+        fn send(
+            &mut self,
+            url: &str,
+            form: Option<&[(&str, &str)]>,
+            headers: &[(&str, &str)],
+            body: Option<String>,
+        ) -> Result<(u16, String, String), String> {
+            let url = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+            let origin = url.origin().ascii_serialization();
+            let jar = self.jar.entry(origin).or_default();
+            let mut req = match (form, &body) {
+                (None, None) => self.http.get(url.clone()),
+                _ => self.http.post(url.clone()),
+            };
+            if !jar.is_empty() {
+                let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                req = req.header("cookie", cookies.join("; "));
+            }
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(f) = form {
+                req = req.form(f);
+            }
+            if let Some(b) = body {
+                req = req.body(b);
+            }
+            let resp = req.send().map_err(|e| format!("{}: {e}", url.path()))?;
+            for line in resp.headers().get_all("set-cookie") {
+                let line = line.to_str().unwrap_or_default();
+                let first = line.split(';').next().unwrap_or_default();
+                if let Some((k, v)) = first.split_once('=') {
+                    if v.is_empty() || line.contains("Max-Age=0") {
+                        jar.remove(k.trim());
+                    } else {
+                        jar.insert(k.trim().to_owned(), v.to_owned());
+                    }
+                }
+            }
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .map(|l| l.to_string())
+                .unwrap_or_default();
+            let text = resp.text().map_err(|e| format!("{}: {e}", url.path()))?;
+            Ok((status, location, text))
+        }
+
+        /// One SOAP call on the instance, with a session when given; a fault is an error.
+        fn soap(
+            &mut self,
+            base: &str,
+            action: &str,
+            params: &str,
+            session: Option<&(String, String)>,
+        ) -> Result<String, String> {
+            let (ns, method) = action.rsplit_once('#').unwrap();
+            let ns = ns.rsplit('|').next().unwrap();
+            let envelope = format!(
+                r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:{method} xmlns:m="urn:{ns}"><sessiontoken/>{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+            );
+            let mut headers = vec![
+                ("SOAPAction", action),
+                ("content-type", "text/xml; charset=utf-8"),
+            ];
+            if let Some((s, sec)) = session {
+                headers.extend([
+                    ("X-Session-Token", s.as_str()),
+                    ("X-Security-Token", sec.as_str()),
+                ]);
+            }
+            let (status, _, text) = self.send(
+                &format!("{base}/nl/jsp/soaprouter.jsp"),
+                None,
+                &headers,
+                Some(envelope),
+            )?;
+            if status != 200 || text.contains("Fault>") {
+                return Err(format!("{action}: HTTP {status}: {text}"));
+            }
+            Ok(text)
+        }
+
+        fn logon(&mut self, base: &str, login: &str, password: &str) -> Result<(String, String), String> {
+            let text = self.soap(
+                base,
+                "xtk:session#Logon",
+                &format!("<login>{login}</login><password>{password}</password><parameters/>"),
+                None,
+            )?;
+            let token = |name: &str| {
+                text.split(&format!("<{name}"))
+                    .nth(1)
+                    .and_then(|t| t.split_once('>'))
+                    .and_then(|(_, t)| t.split('<').next())
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("Logon: no {name}: {text}"))
+            };
+            Ok((token("pstrSessionToken")?, token("pstrSecurityToken")?))
+        }
+    }
+    fn csrf(page: &str) -> Result<&str, String> {
+        page.split(r#"name="csrf" value=""#)
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .ok_or_else(|| "no csrf field".to_owned())
+    }
+    /// The console's sign-in form: "ok" once the home page opens with the session, "refused"
+    /// when the password is refused or its session does not open the console.
+    fn native(b: &mut Browser, url: &str, login: &str, password: &str) -> Result<String, String> {
+        let (_, _, page) = b.send(&format!("{url}/console/login"), None, &[], None)?;
+        let form = [("csrf", csrf(&page)?), ("login", login), ("password", password)];
+        let (status, location, text) = b.send(&format!("{url}/console/login"), Some(&form), &[], None)?;
+        match status {
+            401 => return Ok("refused".into()),
+            303 if location.ends_with("/console/") => {}
+            _ => return Err(format!("POST /console/login: {status}: {text}")),
+        }
+        let (status, _, home) = b.send(&location, None, &[], None)?;
+        Ok(match status {
+            200 if home.contains(login) => "ok".into(),
+            303 => "refused".into(),
+            _ => return Err(format!("GET /console/: {status}")),
+        })
+    }
+    /// "Connect with IMS": to the IMS's sign-in form and back to the instance's callback.
+    fn through_ims(
+        b: &mut Browser,
+        url: &str,
+        email: &str,
+        password: &str,
+        login: &str,
+    ) -> Result<String, String> {
+        let (_, authorize, _) = b.send(&format!("{url}/console/ims/login"), None, &[], None)?;
+        let (_, page_url, _) = b.send(&authorize, None, &[], None)?;
+        let mut next = String::new();
+        for (field, value) in [("email", email), ("password", password)] {
+            let (status, _, page) = b.send(&page_url, None, &[], None)?;
+            let form = [
+                ("csrf", csrf(&page).map_err(|e| format!("{status} {e}: {page}"))?),
+                (field, value),
+            ];
+            let (status, location, text) = b.send(&page_url, Some(&form), &[], None)?;
+            if status != 303 {
+                return Err(format!("the IMS's sign-in ({field}): {status}: {text}"));
+            }
+            next = location;
+        }
+        let (status, location, text) = b.send(&next, None, &[], None)?;
+        match status {
+            403 => {
+                return Ok(format!(
+                    "refused: {}",
+                    text.split("role=\"alert\">").nth(1).unwrap_or(&text)
+                ))
+            }
+            303 if location.ends_with("/console/") => {}
+            _ => return Err(format!("the callback: {status}: {text}")),
+        }
+        let (status, _, home) = b.send(&location, None, &[], None)?;
+        if status == 200 && home.contains(login) {
+            Ok("ok".into())
+        } else {
+            Err(format!(
+                "signed in through the IMS, but GET /console/ answered {status}"
+            ))
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap().to_owned();
+    let (server, upj) = up(&dir, &[]);
+    let url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
+    let ca = PathBuf::from(upj["ca_cert"].as_str().unwrap());
+    run_ok(ims().args([
+        "instance",
+        "seed",
+        "--data-dir",
+        &d,
+        "--instance",
+        "marketing",
+        "--operators",
+        "300",
+    ]));
+    run_ok(ims().args([
+        "instance",
+        "--data-dir",
+        &d,
+        "ims-config",
+        "--instance",
+        "marketing",
+        "--register",
+    ]));
+    let migrate = |args: &[&str]| {
+        run_ok(
+            ims()
+                .arg("migrate")
+                .args(args)
+                .args(["--data-dir", &d, "--instance", "marketing"]),
+        )
+    };
+
+    // Known passwords, set by the administrator through the API: the integrations', and those
+    // of a few people spread over the population, who also have IMS accounts already.
+    // (Exit code 1: the demo's blockers, people without an email among them.)
+    let assessed = ims()
+        .args([
+            "migrate",
+            "assess",
+            "--json",
+            "--data-dir",
+            &d,
+            "--instance",
+            "marketing",
+        ])
+        .output()
+        .unwrap();
+    let assessed: Value = serde_json::from_slice(&assessed.stdout).unwrap();
+    let generated: Vec<(String, String)> = assessed["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| Some((o["login"].as_str()?.to_owned(), o["email"].as_str()?.to_owned())))
+        .filter(|(_, e)| e.ends_with("@scale.example.com"))
+        .collect();
+    let people: Vec<(String, String, String, String)> = (0..6)
+        .map(|i| {
+            let (login, email) = generated[i * generated.len() / 6 + 7].clone();
+            (
+                login.clone(),
+                email,
+                format!("native {login} 1"),
+                format!("ims {login} passphrase"),
+            )
+        })
+        .collect();
+    let integrations: Vec<(String, String)> = ["crm-sync", "web-forms", "bi-export"]
+        .iter()
+        .map(|l| ((*l).to_owned(), format!("{l} password 1")))
+        .collect();
+    let mut admin = Browser::new(&ca);
+    let s = admin
+        .logon(
+            &url,
+            "admin",
+            upj["instances"][0]["admin_password"].as_str().unwrap(),
+        )
+        .unwrap();
+    let pw_file = tmp.path().join("pw");
+    for (login, password) in integrations
+        .iter()
+        .map(|(l, p)| (l, p))
+        .chain(people.iter().map(|p| (&p.0, &p.2)))
+    {
+        let doc = format!(
+            r#"<operator xtkschema="xtk:operator" _operation="update" _key="@name" name="{login}" password="{password}"/>"#
+        );
+        admin
+            .soap(
+                &url,
+                "xtk:persist|xtk:session#Write",
+                &format!("<domDoc>{doc}</domDoc>"),
+                Some(&s),
+            )
+            .unwrap();
+    }
+    for (_, email, _, ims_password) in &people {
+        std::fs::write(&pw_file, ims_password).unwrap();
+        run_ok(
+            ims()
+                .args([
+                    "user",
+                    "create",
+                    "--data-dir",
+                    &d,
+                    "--email",
+                    email,
+                    "--type",
+                    "enterpriseID",
+                ])
+                .arg("--password-file")
+                .arg(&pw_file),
+        );
+    }
+
+    // The load: per integration, a scheduled job (sign in, two calls, sign off, again) and a
+    // connector keeping one session; people signing in to the console, the password first.
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+    let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let mut threads = Vec::new();
+    for (login, password) in integrations.clone() {
+        for long in [false, true] {
+            let (stop, calls, url, ca, login, password) = (
+                stop.clone(),
+                calls.clone(),
+                url.clone(),
+                ca.clone(),
+                login.clone(),
+                password.clone(),
+            );
+            threads.push(thread::spawn(move || {
+                let mut b = Browser::new(&ca);
+                let record = |what: &'static str, start: Duration, r: Result<String, String>| {
+                    calls
+                        .lock()
+                        .unwrap()
+                        .push((login.clone(), what, start, t0.elapsed(), r.err()));
+                };
+                let mut kept = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let start = t0.elapsed();
+                    let session = match kept.clone() {
+                        Some(s) => s,
+                        None => match b.logon(&url, &login, &password) {
+                            Ok(s) => {
+                                record("Logon", start, Ok(String::new()));
+                                s
+                            }
+                            Err(e) => {
+                                record("Logon", start, Err(e));
+                                thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                        },
+                    };
+                    let start = t0.elapsed();
+                    let r = b.soap(&url, "xtk:session#GetServerTime", "", Some(&session));
+                    record("GetServerTime", start, r);
+                    let start = t0.elapsed();
+                    let query = r#"<entity><queryDef schema="nms:recipient" operation="count"/></entity>"#;
+                    let r = b
+                        .soap(&url, "xtk:queryDef#ExecuteQuery", query, Some(&session))
+                        .and_then(|t| if t.contains("count=") { Ok(t) } else { Err(t) });
+                    record("ExecuteQuery", start, r);
+                    if long {
+                        kept = Some(session);
+                    } else {
+                        let start = t0.elapsed();
+                        let r = b.soap(&url, "xtk:session#Logoff", "", Some(&session));
+                        record("Logoff", start, r);
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }));
+        }
+    }
+    for half in [0, 1] {
+        let (stop, attempts, url, ca) = (stop.clone(), attempts.clone(), url.clone(), ca.clone());
+        let mine: Vec<_> = people.iter().skip(half).step_by(2).cloned().collect();
+        threads.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for (login, email, native_pw, ims_pw) in &mine {
+                    let start = t0.elapsed();
+                    let mut a = Attempt {
+                        login: login.clone(),
+                        start,
+                        end: start,
+                        native: String::new(),
+                        ims: None,
+                    };
+                    a.native = native(&mut Browser::new(&ca), &url, login, native_pw)
+                        .unwrap_or_else(|e| format!("error: {e}"));
+                    if a.native == "refused" {
+                        a.ims = Some(
+                            through_ims(&mut Browser::new(&ca), &url, email, ims_pw, login)
+                                .unwrap_or_else(|e| format!("error: {e}")),
+                        );
+                    }
+                    a.end = t0.elapsed();
+                    attempts.lock().unwrap().push(a);
+                }
+            }
+        }));
+    }
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(
+        "every integration and person works natively before the migration",
+        &|| {
+            let (c, a) = (calls.lock().unwrap(), attempts.lock().unwrap());
+            integrations
+                .iter()
+                .all(|(l, _)| c.iter().any(|c| &c.0 == l && c.4.is_none()))
+                && people
+                    .iter()
+                    .all(|p| a.iter().any(|a| a.login == p.0 && a.native == "ok"))
+        },
+    );
+
+    // The end-user phase, in small batches so that the load meets many of them.
+    migrate(&["prepare", "--profiles"]);
+    let plan_file = tmp.path().join("users.json");
+    migrate(&["plan", "users", "--out", plan_file.to_str().unwrap()]);
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let apply_start = t0.elapsed();
+    let out = migrate(&["apply", plan_file.to_str().unwrap(), "--batch", "20"]);
+    let apply_end = t0.elapsed();
+    assert!(out.contains("failed 0, complete"), "{out}");
+    wait_for("every person signs in through the IMS after the phase", &|| {
+        let a = attempts.lock().unwrap();
+        people.iter().all(|p| {
+            a.iter()
+                .any(|a| a.login == p.0 && a.start > apply_end && a.ims.as_deref() == Some("ok"))
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    // Not one integration call failed, and some were made while the phase ran.
+    let calls = calls.lock().unwrap();
+    let failed: Vec<&Call> = calls.iter().filter(|c| c.4.is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} integration calls failed: {failed:?}",
+        failed.len(),
+        calls.len()
+    );
+    let during = calls
+        .iter()
+        .filter(|c| c.2 >= apply_start && c.3 <= apply_end)
+        .count();
+    assert!(
+        during > 0,
+        "no integration call fell inside the apply ({apply_start:?}..{apply_end:?})"
+    );
+
+    // Each person: the password worked until the move, the IMS from then on. A sign-in that
+    // failed both ways counts only inside the window from the first refused password to the
+    // first IMS success; after that success the password never works again.
+    let attempts = attempts.lock().unwrap();
+    for (login, ..) in &people {
+        assert!(
+            plan["people"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["login"] == login.as_str()),
+            "{login} is in the plan"
+        );
+        let mine: Vec<&Attempt> = attempts.iter().filter(|a| &a.login == login).collect();
+        let first_refused = mine.iter().find(|a| a.native != "ok").unwrap();
+        let first_ims = mine.iter().find(|a| a.ims.as_deref() == Some("ok")).unwrap();
+        assert!(
+            first_refused.start >= apply_start,
+            "{login}: the password was refused before the phase began: {first_refused:?}"
+        );
+        for a in &mine {
+            let inside = a.start >= first_refused.start && a.end <= first_ims.end;
+            assert!(
+                a.ok() || inside,
+                "{login}: a failed sign-in outside its window: {a:?}"
+            );
+            assert!(
+                a.start < first_ims.end || a.native != "ok",
+                "{login}: the password signed in after the person had moved: {a:?}"
+            );
+        }
+    }
+    server.stop();
+}

@@ -1021,7 +1021,7 @@ async fn everyone(
     Ok(app
         .ims
         .store()
-        .users_page(org, group, direct_only, 0, u32::MAX - 1)
+        .users_page(org, group, direct_only, None, 0, u32::MAX - 1)
         .await?
         .map(|(users, _)| users)
         .unwrap_or_default())

@@ -197,6 +197,8 @@ pub struct Ims {
     forced_reloads: std::sync::atomic::AtomicU64,
     reload: tokio::sync::Mutex<()>,
     umapi_budget: crate::throttle::RateLimiter,
+    /// Where recent user listings' pages start (see `PageStarts`).
+    page_starts: directory::PageStarts,
     /// Tells clients that a person signed out (OpenID Connect back-channel logout).
     logout_notifier: RwLock<Option<Arc<dyn LogoutNotifier>>>,
 }
@@ -240,6 +242,7 @@ impl Ims {
             umapi_budget,
             reload: tokio::sync::Mutex::new(()),
             logout_notifier: RwLock::new(None),
+            page_starts: directory::PageStarts::default(),
         };
         ims.reload_keys(ctx.now, true).await?;
         for alg in [ims.settings.signing_alg, ims.settings.id_token_alg] {

@@ -294,12 +294,15 @@ pub trait DirectoryStore: Send + Sync {
     /// One page of the organisation's users (removed ones aside) by email, each with the names
     /// of its groups (direct ones, and with `!direct_only` the profiles it holds through user
     /// groups); only members of `group` when given (`None`: no such group). The flag says
-    /// whether more pages follow.
+    /// whether more pages follow. The page starts after the email `after` (lower-cased) when
+    /// given, else `offset` users in: a listing read page by page stays linear that way.
+    #[allow(clippy::too_many_arguments)]
     async fn users_page(
         &self,
         org_id: &str,
         group: Option<&str>,
         direct_only: bool,
+        after: Option<&str>,
         offset: u32,
         limit: u32,
     ) -> StoreResult<Option<UsersPage>>;

@@ -86,7 +86,7 @@ pub trait Journal: Send + Sync {
     async fn mark_applied(&self, plan_id: &str, at: Now) -> StoreResult<()>;
     /// Records, in one transaction, that these steps are about to act.
     async fn begin_steps(&self, plan_id: &str, keys: &[StepKey], at: Now) -> StoreResult<()>;
-    /// Records, in one transaction, how these steps ended.
+    /// Records, in one transaction, how these steps (each begun before) ended.
     async fn end_steps(&self, plan_id: &str, ends: &[StepEnd], at: Now) -> StoreResult<()>;
     async fn steps(&self, plan_id: &str) -> StoreResult<Vec<StepRecord>>;
 }

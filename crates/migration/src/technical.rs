@@ -176,6 +176,8 @@ pub struct TechnicalReport {
     /// `(legacy login, technical account operator, kit directory)`.
     pub moved: Vec<(String, String, String)>,
     pub already: Vec<String>,
+    /// With `dry_run`: the programs a run would move now.
+    pub would_move: Vec<String>,
     pub failed: Vec<Skipped>,
     pub complete: bool,
 }
@@ -242,6 +244,13 @@ pub async fn apply_technical(
         return Err(ApplyError::Drift(drifted));
     }
     if opts.dry_run {
+        for p in &plan.programs {
+            if done.contains_key(&(KIT.to_owned(), p.login.clone())) {
+                report.already.push(p.login.clone());
+            } else {
+                report.would_move.push(p.login.clone());
+            }
+        }
         return Ok(report);
     }
     if stored.is_none() {

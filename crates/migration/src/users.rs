@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use futures_util::StreamExt as _;
 use ims_campaign::connect::email_key;
 use ims_identity::Now;
 use ims_wire::migration::{state_digest, InstanceFacts, OperatorFacts, SwitchItem, MAX_SWITCH};
@@ -21,6 +22,8 @@ use crate::journal::{Journal, PlanRecord, StepEnd, StepKey, StepState};
 use crate::prepare::{mask_for, profile_name};
 
 pub const IDENTITY: &str = "identity";
+/// User Management API requests the end-user phase keeps in flight at once.
+const IN_FLIGHT: usize = 4;
 pub const SWITCH: &str = "switch";
 
 /// A person the plan moves.
@@ -255,8 +258,9 @@ impl ApplyOptions {
 pub struct ApplyReport {
     pub plan_id: String,
     pub dry_run: bool,
-    /// Identities created or updated now.
+    /// Identities created or updated now (with `dry_run`: that a run would make now).
     pub identities: usize,
+    /// Operators switched now (with `dry_run`: that a run would switch).
     pub switched: usize,
     /// Already done by an earlier run (journal) or found done on the instance.
     pub already: usize,
@@ -372,7 +376,14 @@ pub async fn apply_users(
         return Err(ApplyError::Drift(drifted));
     }
     if opts.dry_run {
+        // What a run would do now: the identities not made yet, the switches not made yet.
         report.already = plan.people.iter().filter(|p| is_done(SWITCH, &p.login)).count();
+        report.identities = plan
+            .people
+            .iter()
+            .filter(|p| !is_done(IDENTITY, &p.login) && !is_done(SWITCH, &p.login))
+            .count();
+        report.switched = plan.people.len() - report.already;
         return Ok(report);
     }
     if stored.is_none() {
@@ -407,9 +418,18 @@ pub async fn apply_users(
         journal.begin_steps(&plan.plan_id, &keys, now()).await?;
         opts.reach("identity-begun");
         let mut ends = Vec::with_capacity(chunk.len());
-        for ten in chunk.chunks(10) {
-            let entries: Vec<serde_json::Value> = ten.iter().map(|p| identity_entry(p)).collect();
-            let errors: HashMap<usize, String> = ims.action(&entries).await?.into_iter().collect();
+        // Several requests in flight: the IMS overlaps their reading and checking with its
+        // writes. Answers come back in order.
+        let answers: Vec<Result<Vec<(usize, String)>, Error>> = futures_util::stream::iter(chunk.chunks(10))
+            .map(|ten| {
+                let entries: Vec<serde_json::Value> = ten.iter().map(|p| identity_entry(p)).collect();
+                async move { ims.action(&entries).await }
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (ten, answer) in chunk.chunks(10).zip(answers) {
+            let errors: HashMap<usize, String> = answer?.into_iter().collect();
             for (i, p) in ten.iter().enumerate() {
                 match errors.get(&i) {
                     None => ends.push(end(IDENTITY, &p.login, StepState::Done, String::new())),

@@ -119,7 +119,7 @@ pub(crate) async fn set_profile(
 #[async_trait]
 impl DeveloperStore for SqlStore {
     async fn create_project(&self, p: &Project, w: &Workspace, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         insert_project(&mut tx, p, w).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -149,7 +149,7 @@ impl DeveloperStore for SqlStore {
     }
 
     async fn create_workspace(&self, w: &Workspace, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         insert_workspace(&mut tx, w).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -168,7 +168,7 @@ impl DeveloperStore for SqlStore {
 
     async fn create_technical_account(&self, new: &NewTechnicalAccount<'_>) -> StoreResult<()> {
         let client = new.client;
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         if let Some((project, workspace)) = new.new_project {
             insert_project(&mut tx, project, workspace).await?;
         }
@@ -250,7 +250,7 @@ impl DeveloperStore for SqlStore {
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let now = audit.at;
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         lock_client(&mut tx, self.backend, client_id).await?;
         let row = sqlx::query("SELECT scopes FROM oauth_clients WHERE client_id = $1")
             .bind(client_id.to_owned())
@@ -311,7 +311,7 @@ impl DeveloperStore for SqlStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let mut taken = Vec::new();
         for row in &rows {
             let secret_id: String = get(row, "secret_id")?;
@@ -349,7 +349,7 @@ impl DeveloperStore for SqlStore {
     }
 
     async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let held: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM workspace_credentials c JOIN workspaces w ON w.workspace_id = c.workspace_id
              WHERE w.project_id = $1",
@@ -390,7 +390,7 @@ impl DeveloperStore for SqlStore {
     }
 
     async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         for table in [
             "client_secrets",
             "credential_services",

@@ -3,7 +3,7 @@
 //! profiles, and administrator roles. Changes planned by the User Management API are applied one
 //! entry per transaction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -20,7 +20,8 @@ use ims_identity::Now;
 
 use crate::people::write_user;
 use crate::{
-    audit_in, backend_error, begin_write, get, insert_user, user_from, words, SqlStore, USER_COLUMNS,
+    audit_in, audit_many, backend_error, begin_write, get, insert_user, user_from, words, SqlStore,
+    USER_COLUMNS,
 };
 
 const GROUP_COLUMNS: &str = "g.group_id, g.org_id, g.name, g.kind, g.description, g.instance_id, \
@@ -81,12 +82,64 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreResult<()> {
+/// What a run of changes learnt and owes: group ids read once, and the members each group
+/// gained, counted (against its licence quota) once at the end instead of at every member.
+#[derive(Default)]
+struct Applied {
+    ids: HashMap<String, i64>,
+    added: BTreeMap<i64, (String, i64)>,
+}
+
+impl Applied {
+    async fn group_id(&mut self, tx: &mut AnyConnection, org_id: &str, name: &str) -> StoreResult<i64> {
+        if let Some(id) = self.ids.get(name) {
+            return Ok(*id);
+        }
+        let id = group_id(tx, org_id, name).await?;
+        self.ids.insert(name.to_owned(), id);
+        Ok(id)
+    }
+
+    /// Names may change meaning (a group renamed or deleted): read them again; a deleted
+    /// group's count is owed no more.
+    fn forget(&mut self, deleted: Option<i64>) {
+        self.ids.clear();
+        if let Some(id) = deleted {
+            self.added.remove(&id);
+        }
+    }
+
+    async fn count_members(&mut self, tx: &mut AnyConnection) -> StoreResult<()> {
+        for (id, (name, n)) in std::mem::take(&mut self.added) {
+            // The quota holds even against a concurrent request planned on the same count.
+            let counted = sqlx::query(
+                "UPDATE directory_groups SET member_count = member_count + $1
+                 WHERE group_id = $2 AND (license_quota IS NULL OR member_count + $1 <= license_quota)",
+            )
+            .bind(n)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+            if counted.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("{name:?} has no licence left")));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn apply(
+    tx: &mut AnyConnection,
+    org_id: &str,
+    change: &Change,
+    applied: &mut Applied,
+) -> StoreResult<()> {
     match change {
         Change::CreateUser(u) => insert_user(&mut *tx, u).await?,
         Change::UpdateUser { user, end_sessions } => write_user(tx, user, *end_sessions).await?,
         Change::AddMember { group, user_id } => {
-            let id = group_id(tx, org_id, group).await?;
+            let id = applied.group_id(tx, org_id, group).await?;
             let added = sqlx::query(
                 "INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)
                  ON CONFLICT (group_id, user_id) DO NOTHING",
@@ -98,18 +151,7 @@ async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreRe
             .await
             .map_err(backend_error)?;
             if added.rows_affected() == 1 {
-                // The quota holds even against a concurrent request planned on the same count.
-                let counted = sqlx::query(
-                    "UPDATE directory_groups SET member_count = member_count + 1
-                     WHERE group_id = $1 AND (license_quota IS NULL OR member_count < license_quota)",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-                if counted.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!("{group:?} has no licence left")));
-                }
+                applied.added.entry(id).or_insert_with(|| (group.clone(), 0)).1 += 1;
             }
         }
         Change::RemoveMember { group, user_id } => {
@@ -135,6 +177,7 @@ async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreRe
         }
         Change::UpdateGroup { name, group } => {
             let id = group_id(tx, org_id, name).await?;
+            applied.forget(None);
             sqlx::query(
                 "UPDATE directory_groups SET name = $1, name_lower = $2, description = $3, license_quota = $4,
                  permissions = $5, updated_at = $6 WHERE group_id = $7",
@@ -152,6 +195,7 @@ async fn apply(tx: &mut AnyConnection, org_id: &str, change: &Change) -> StoreRe
         }
         Change::DeleteGroup { name } => {
             let id = group_id(tx, org_id, name).await?;
+            applied.forget(Some(id));
             // Explicit deletes: SQLite enforces no cascades unless told to.
             for sql in [
                 "DELETE FROM group_members WHERE group_id = $1",
@@ -330,19 +374,20 @@ impl DirectoryStore for SqlStore {
         names: &BTreeSet<String>,
     ) -> StoreResult<Snapshot> {
         // One transaction: the users, their groups and the counts are read as of one moment.
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let mut users = BTreeMap::new();
-        for email in emails {
-            let row = sqlx::query(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND email_lower = $2"
-            ))
-            .bind(org_id)
-            .bind(email.clone())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-            if let Some(r) = row {
-                users.insert(email.clone(), user_from(&r)?);
+        if !emails.is_empty() {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND email_lower IN ({})",
+                placeholders(2, emails.len())
+            );
+            let mut q = sqlx::query(&sql).bind(org_id);
+            for email in emails {
+                q = q.bind(email.clone());
+            }
+            for r in q.fetch_all(&mut *tx).await.map_err(backend_error)? {
+                let user = user_from(&r)?;
+                users.insert(user.email.to_lowercase(), user);
             }
         }
         let ids: Vec<String> = users.values().map(|u| u.user_id.clone()).collect();
@@ -452,13 +497,13 @@ impl DirectoryStore for SqlStore {
     }
 
     async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        let mut applied = Applied::default();
         for change in changes {
-            apply(&mut tx, org_id, change).await?;
+            apply(&mut tx, org_id, change, &mut applied).await?;
         }
-        for a in audit {
-            audit_in(&mut *tx, a).await?;
-        }
+        applied.count_members(&mut tx).await?;
+        audit_many(&mut tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
 
@@ -467,6 +512,7 @@ impl DirectoryStore for SqlStore {
         org_id: &str,
         group: Option<&str>,
         direct_only: bool,
+        after: Option<&str>,
         offset: u32,
         limit: u32,
     ) -> StoreResult<Option<UsersPage>> {
@@ -494,7 +540,11 @@ impl DirectoryStore for SqlStore {
             filter.push(')');
         }
         // Placeholders in ascending order of appearance: SQLite numbers them that way.
-        let next = if group_key.is_some() { 3 } else { 2 };
+        let mut next = if group_key.is_some() { 3 } else { 2 };
+        if after.is_some() {
+            filter.push_str(&format!(" AND u.email_lower > ${next}"));
+            next += 1;
+        }
         let columns = USER_COLUMNS
             .split(", ")
             .map(|c| format!("u.{}", c.trim()))
@@ -508,9 +558,12 @@ impl DirectoryStore for SqlStore {
         if let Some(g) = group_key {
             q = q.bind(g);
         }
+        if let Some(a) = after {
+            q = q.bind(a.to_owned());
+        }
         let rows = q
             .bind(i64::from(limit) + 1)
-            .bind(i64::from(offset))
+            .bind(i64::from(if after.is_some() { 0 } else { offset }))
             .fetch_all(&self.pool)
             .await
             .map_err(backend_error)?;
@@ -618,7 +671,7 @@ impl DirectoryStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let id = group_id(&mut tx, org_id, profile).await?;
         crate::developer::set_profile(&mut tx, client_id, id, held, now).await?;
         audit_in(&mut *tx, audit).await?;
@@ -692,7 +745,7 @@ impl DirectoryStore for SqlStore {
     }
 
     async fn set_role(&self, grant: &RoleGrant, held: bool, now: Now, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let q = if held {
             sqlx::query(
                 "INSERT INTO admin_roles (user_id, role, target, granted_at) VALUES ($1, $2, $3, $4)

@@ -12,7 +12,8 @@ use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup, Session, 
 use ims_campaign::query::{Sql, SqlValue};
 use ims_campaign::store::RecipientKey;
 use ims_campaign::store::{
-    EventStore, OperatorStore, QueryStore, RecipientStore, SessionStore, SettingsStore, UsageStore,
+    EventStore, OperatorStore, QueryStore, RecipientStore, SessionStore, SettingsStore, SwitchStep,
+    UsageStore,
 };
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
 use ims_identity::error::StoreError;
@@ -20,7 +21,7 @@ use ims_identity::model::AuditEvent;
 use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
 use ims_identity::Now;
 
-use crate::{backend_error, begin_write, connect, migrate, Backend, Connected, Options};
+use crate::{backend_error, begin_write, connect, migrate, Backend, Connected, Options, WriteTx, Writer};
 
 #[derive(Clone, Copy)]
 enum FolderRight {
@@ -38,6 +39,7 @@ enum Key<'a> {
 pub struct SqlInstanceStore {
     pool: AnyPool,
     backend: Backend,
+    writer: Writer,
 }
 
 fn get<T>(row: &AnyRow, col: &str) -> StoreResult<T>
@@ -52,8 +54,17 @@ const OPERATOR_COLUMNS: &str = "operator_id, login, label, email, auth_type, dis
 
 impl SqlInstanceStore {
     pub async fn open(opts: &Options, now: Now) -> Result<Self, StoreError> {
-        let Connected { pool, backend, .. } = connect(opts, now, migrate::INSTANCE_MIGRATIONS).await?;
-        Ok(SqlInstanceStore { pool, backend })
+        let Connected {
+            pool,
+            backend,
+            writer,
+            ..
+        } = connect(opts, now, migrate::INSTANCE_MIGRATIONS).await?;
+        Ok(SqlInstanceStore {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -204,11 +215,7 @@ fn names_by_operator(rows: &[AnyRow], column: &str) -> StoreResult<HashMap<i64, 
 }
 
 /// Adds the operator's groups (which must exist) and direct rights.
-async fn insert_memberships(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: i64,
-    op: &Operator,
-) -> StoreResult<()> {
+async fn insert_memberships(tx: &mut WriteTx, id: i64, op: &Operator) -> StoreResult<()> {
     for group in &op.groups {
         let done = sqlx::query(
             "INSERT INTO operator_group_members (operator_id, group_id)
@@ -234,6 +241,48 @@ async fn insert_memberships(
     Ok(())
 }
 
+/// One switch inside `tx` (see `OperatorStore::switch_operator`): false, with nothing written,
+/// when the operator changed since it was read, is gone, or the identity links another one.
+async fn switch_in(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
+    // An identity links one operator at most: a link held elsewhere refuses the switch.
+    if let Some(ims_id) = &step.link {
+        let taken =
+            sqlx::query("SELECT COUNT(*) AS n FROM operators WHERE ims_id = $1 AND operator_id <> $2")
+                .bind(ims_id.as_str())
+                .bind(step.id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(backend_error)?;
+        if get::<i64>(&taken, "n")? > 0 {
+            return Ok(false);
+        }
+    }
+    let done = sqlx::query(
+        "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3
+         WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6",
+    )
+    .bind(step.to.as_str())
+    .bind(step.link.clone())
+    .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
+    .bind(step.id)
+    .bind(step.from.as_str())
+    .bind(step.read_at.millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend_error)?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
+        .bind(step.id)
+        .bind(step.end_path.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend_error)?;
+    crate::audit_in(&mut **tx, &step.audit).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl OperatorStore for SqlInstanceStore {
     async fn operator_by_login(&self, login: &str) -> StoreResult<Option<Operator>> {
@@ -242,6 +291,58 @@ impl OperatorStore for SqlInstanceStore {
 
     async fn operator(&self, id: i64) -> StoreResult<Option<Operator>> {
         self.operator_where("operator_id", Key::Int(id)).await
+    }
+
+    async fn operators_by_logins(&self, logins: &[String]) -> StoreResult<Vec<Operator>> {
+        let mut out = Vec::with_capacity(logins.len());
+        // Well under every backend's limit on parameters per statement.
+        for chunk in logins.chunks(500) {
+            let marks = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE login IN ({marks})");
+            let mut q = sqlx::query(&sql);
+            for login in chunk {
+                q = q.bind(login.as_str());
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(backend_error)?;
+            let ids = rows
+                .iter()
+                .map(|r| get::<i64>(r, "operator_id").map(|id| id.to_string()))
+                .collect::<StoreResult<Vec<_>>>()?;
+            if ids.is_empty() {
+                continue;
+            }
+            // Ids are integers read from the store: inlined, they need no placeholders.
+            let ids = ids.join(", ");
+            let groups = sqlx::query(&format!(
+                "SELECT m.operator_id, g.name FROM operator_group_members m
+                 JOIN operator_groups g ON g.group_id = m.group_id
+                 WHERE m.operator_id IN ({ids}) ORDER BY m.operator_id, g.name"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+            let rights = sqlx::query(&format!(
+                "SELECT operator_id, right_name FROM operator_rights
+                 WHERE operator_id IN ({ids}) ORDER BY operator_id, right_name"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+            let mut groups = names_by_operator(&groups, "name")?;
+            let mut rights = names_by_operator(&rights, "right_name")?;
+            for row in &rows {
+                let id: i64 = get(row, "operator_id")?;
+                out.push(operator_of(
+                    row,
+                    groups.remove(&id).unwrap_or_default(),
+                    rights.remove(&id).unwrap_or_default(),
+                )?);
+            }
+        }
+        Ok(out)
     }
 
     async fn operator_by_ims_id(&self, ims_id: &str) -> StoreResult<Option<Operator>> {
@@ -266,7 +367,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn create_operator(&self, op: &Operator, audit: &AuditEvent) -> StoreResult<i64> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let row = sqlx::query(
             "INSERT INTO operators (login, label, email, auth_type, disabled, forbid_rich_client, trusted_ip_mask,
              security_zone, password_hash, ims_id, builtin, created_at, modified_at)
@@ -301,7 +402,7 @@ impl OperatorStore for SqlInstanceStore {
         end_sessions: bool,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let taken = sqlx::query("SELECT operator_id FROM operators WHERE login = $1 AND operator_id <> $2")
             .bind(&op.login)
             .bind(op.id)
@@ -370,7 +471,7 @@ impl OperatorStore for SqlInstanceStore {
         end_ims_sessions: bool,
         audit: &AuditEvent,
     ) -> StoreResult<Operator> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let done = match link {
             Some(ims_id) => sqlx::query(
                 "UPDATE operators SET ims_id = $1, modified_at = $2
@@ -432,55 +533,65 @@ impl OperatorStore for SqlInstanceStore {
         end_path: AuthPath,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
-        // An identity links one operator at most: a link held elsewhere refuses the switch.
-        if let Some(ims_id) = link {
-            let taken =
-                sqlx::query("SELECT COUNT(*) AS n FROM operators WHERE ims_id = $1 AND operator_id <> $2")
-                    .bind(ims_id)
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend_error)?;
-            if get::<i64>(&taken, "n")? > 0 {
-                return Ok(false);
-            }
-        }
-        let done = sqlx::query(
-            "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3
-             WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6",
-        )
-        .bind(to.as_str())
-        .bind(link.map(str::to_owned))
-        .bind(audit.at.millis().max(read_at.millis() + 1))
-        .bind(id)
-        .bind(from.as_str())
-        .bind(read_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error);
-        // Another switch linking the same identity at the same moment: the unique link decides,
-        // and this one reports it lost.
-        let done = match done {
+        let step = SwitchStep {
+            id,
+            read_at,
+            from,
+            to,
+            link: link.map(str::to_owned),
+            end_path,
+            audit: audit.clone(),
+        };
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        let done = match switch_in(&mut tx, &step).await {
+            // Another switch linking the same identity at the same moment: the unique link
+            // decides, and this one reports it lost.
             Err(StoreError::Conflict(_)) => return Ok(false),
             other => other?,
         };
-        if done.rows_affected() == 0 {
-            return Ok(false);
+        if done {
+            tx.commit().await.map_err(backend_error)?;
         }
-        sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
-            .bind(id)
-            .bind(end_path.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        crate::audit_in(&mut *tx, audit).await?;
+        Ok(done)
+    }
+
+    async fn switch_operators(&self, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        let mut out = Vec::with_capacity(steps.len());
+        for step in steps {
+            match switch_in(&mut tx, step).await {
+                Ok(done) => out.push(done),
+                // A link taken between the check and the update (a concurrent switch): on
+                // PostgreSQL the error spoils the whole transaction, so the batch is given up
+                // and each step runs again alone, the lost one reporting false.
+                Err(StoreError::Conflict(_)) => {
+                    drop(tx);
+                    let mut out = Vec::with_capacity(steps.len());
+                    for s in steps {
+                        out.push(
+                            self.switch_operator(
+                                s.id,
+                                s.read_at,
+                                s.from,
+                                s.to,
+                                s.link.as_deref(),
+                                s.end_path,
+                                &s.audit,
+                            )
+                            .await?,
+                        );
+                    }
+                    return Ok(out);
+                }
+                Err(other) => return Err(other),
+            }
+        }
         tx.commit().await.map_err(backend_error)?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn copy_operator_access(&self, from: i64, to: i64, audit: &AuditEvent) -> StoreResult<(u64, u64)> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let rights = sqlx::query(
             "INSERT INTO operator_rights (operator_id, right_name)
              SELECT $2, right_name FROM operator_rights WHERE operator_id = $1
@@ -514,7 +625,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn delete_operator(&self, id: i64, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         for sql in [
             "DELETE FROM sessions WHERE operator_id = $1",
             "DELETE FROM operator_group_members WHERE operator_id = $1",
@@ -662,7 +773,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn create_group(&self, group: &OperatorGroup, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let inserted = sqlx::query(
             "INSERT INTO operator_groups (name, label) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
@@ -691,7 +802,7 @@ impl OperatorStore for SqlInstanceStore {
     }
 
     async fn ensure_group(&self, name: &str, label: &str, rights: &[&str]) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let inserted = sqlx::query(
             "INSERT INTO operator_groups (name, label) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
@@ -720,10 +831,19 @@ impl OperatorStore for SqlInstanceStore {
 #[async_trait]
 impl SessionStore for SqlInstanceStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query(
+        // The operator was read before the password check, which takes a while: a migration
+        // may have switched it meanwhile. The session is written only if the operator still
+        // signs in the way it was opened, in the same statement, so none outlives a switch.
+        let still = match s.auth_path {
+            AuthPath::Native => "AND auth_type = 'native'",
+            AuthPath::Ims => "AND auth_type = 'ims'",
+            AuthPath::Bearer => "",
+        };
+        let done = sqlx::query(&format!(
             "INSERT INTO sessions (session_digest, security_digest, operator_id, auth_path, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS
+               (SELECT 1 FROM operators WHERE operator_id = $3 {still})"
+        ))
         .bind(&s.session_digest)
         .bind(&s.security_digest)
         .bind(s.operator_id)
@@ -733,6 +853,12 @@ impl SessionStore for SqlInstanceStore {
         .execute(&self.pool)
         .await
         .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "operator {} no longer signs in this way",
+                s.operator_id
+            )));
+        }
         Ok(())
     }
 
@@ -812,7 +938,7 @@ impl UsageStore for SqlInstanceStore {
     }
 
     async fn add_usage(&self, rows: &[UsageSummary]) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         for r in rows {
             let k = &r.key;
             sqlx::query(
@@ -1009,7 +1135,7 @@ impl RecipientStore for SqlInstanceStore {
         write: bool,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let done = sqlx::query(
             "INSERT INTO folder_rights (folder_id, grantee_type, grantee_id, can_read, can_write)
              SELECT $1, 'group', group_id, $2, $3 FROM operator_groups WHERE name = $4
@@ -1136,7 +1262,7 @@ impl SettingsStore for SqlInstanceStore {
     }
 
     async fn set_setting(&self, key: &str, value: &str, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query(
             "INSERT INTO instance_settings (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -10,18 +10,28 @@ use ims_identity::store::StoreResult;
 use ims_identity::Now;
 use ims_migration::journal::{Journal, PlanRecord, StepEnd, StepKey, StepRecord, StepState};
 
-use crate::{backend_error, begin_write, connect, get, migrate, Backend, Connected, Options};
+use crate::{backend_error, begin_write, connect, get, migrate, Backend, Connected, Options, Writer};
 
 #[derive(Clone, Debug)]
 pub struct SqlJournal {
     pool: AnyPool,
     backend: Backend,
+    writer: Writer,
 }
 
 impl SqlJournal {
     pub async fn open(opts: &Options, now: Now) -> Result<Self, StoreError> {
-        let Connected { pool, backend, .. } = connect(opts, now, migrate::JOURNAL_MIGRATIONS).await?;
-        Ok(SqlJournal { pool, backend })
+        let Connected {
+            pool,
+            backend,
+            writer,
+            ..
+        } = connect(opts, now, migrate::JOURNAL_MIGRATIONS).await?;
+        Ok(SqlJournal {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     pub async fn close(&self) {
@@ -101,43 +111,27 @@ impl Journal for SqlJournal {
     }
 
     async fn begin_steps(&self, plan_id: &str, keys: &[StepKey], at: Now) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
-        for k in keys {
-            sqlx::query(
-                "INSERT INTO migration_steps (plan_id, operator, action, state, detail, started_at, finished_at)
-                 VALUES ($1, $2, $3, 'started', '', $4, NULL)
-                 ON CONFLICT (plan_id, action, operator)
-                 DO UPDATE SET state = 'started', detail = '', started_at = $4, finished_at = NULL",
-            )
-            .bind(plan_id.to_owned())
-            .bind(k.operator.clone())
-            .bind(k.action.clone())
-            .bind(at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        }
-        tx.commit().await.map_err(backend_error)
+        let rows: Vec<StepRow> = keys
+            .iter()
+            .map(|k| StepRow {
+                key: k,
+                state: "started",
+                detail: "",
+            })
+            .collect();
+        self.write_steps(plan_id, &rows, at, Upsert::Begin).await
     }
 
     async fn end_steps(&self, plan_id: &str, ends: &[StepEnd], at: Now) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
-        for e in ends {
-            sqlx::query(
-                "UPDATE migration_steps SET state = $1, detail = $2, finished_at = $3
-                 WHERE plan_id = $4 AND action = $5 AND operator = $6",
-            )
-            .bind(e.state.as_str())
-            .bind(e.detail.clone())
-            .bind(at.millis())
-            .bind(plan_id.to_owned())
-            .bind(e.key.action.clone())
-            .bind(e.key.operator.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        }
-        tx.commit().await.map_err(backend_error)
+        let rows: Vec<StepRow> = ends
+            .iter()
+            .map(|e| StepRow {
+                key: &e.key,
+                state: e.state.as_str(),
+                detail: &e.detail,
+            })
+            .collect();
+        self.write_steps(plan_id, &rows, at, Upsert::End).await
     }
 
     async fn steps(&self, plan_id: &str) -> StoreResult<Vec<StepRecord>> {
@@ -165,5 +159,77 @@ impl Journal for SqlJournal {
                 })
             })
             .collect()
+    }
+}
+
+/// One step as written: its key, state and detail.
+struct StepRow<'a> {
+    key: &'a StepKey,
+    state: &'a str,
+    detail: &'a str,
+}
+
+/// What writing a step does to one already recorded: a beginning starts it again; an end
+/// keeps when it started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upsert {
+    Begin,
+    End,
+}
+
+/// Steps per statement: a batch of a thousand operators is a handful of statements, not a
+/// thousand, and stays under every backend's limit on parameters.
+const STEPS_PER_STATEMENT: usize = 200;
+
+impl SqlJournal {
+    async fn write_steps(
+        &self,
+        plan_id: &str,
+        rows: &[StepRow<'_>],
+        at: Now,
+        how: Upsert,
+    ) -> StoreResult<()> {
+        let on_conflict = match how {
+            Upsert::Begin => {
+                "DO UPDATE SET state = excluded.state, detail = excluded.detail,
+                 started_at = excluded.started_at, finished_at = NULL"
+            }
+            Upsert::End => {
+                "DO UPDATE SET state = excluded.state, detail = excluded.detail, finished_at = excluded.finished_at"
+            }
+        };
+        let finished = match how {
+            Upsert::Begin => None,
+            Upsert::End => Some(at.millis()),
+        };
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        for chunk in rows.chunks(STEPS_PER_STATEMENT) {
+            // Each row its own placeholders, numbered in the order they appear: SQLite numbers
+            // them that way whatever their digits say.
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let marks: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO migration_steps (plan_id, operator, action, state, detail, started_at, finished_at)
+                 VALUES {values} ON CONFLICT (plan_id, action, operator) {on_conflict}"
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(plan_id.to_owned())
+                    .bind(r.key.operator.clone())
+                    .bind(r.key.action.clone())
+                    .bind(r.state.to_owned())
+                    .bind(r.detail.to_owned())
+                    .bind(at.millis())
+                    .bind(finished);
+            }
+            q.execute(&mut *tx).await.map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
     }
 }

@@ -86,19 +86,82 @@ pub(crate) fn backend_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Starts a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
-/// IMMEDIATE`): a transaction that reads first and writes later cannot wait for another writer
-/// (its snapshot may be stale, and SQLite answers "database is locked" at once), while one that
-/// starts with the lock waits its turn (`busy_timeout`).
-pub(crate) async fn begin_write(
-    pool: &AnyPool,
+/// Who may write next. SQLite has one writer at a time per database, and a writer that finds
+/// the lock taken waits in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms and more) instead
+/// of being woken: under concurrent writes most of the time goes to sleeping. On SQLite this
+/// process's writers therefore queue here first, in order, each woken as the one before it
+/// ends; another process on the same file still waits in the busy handler. PostgreSQL needs
+/// no queue.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
     backend: Backend,
-) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-    match backend {
+    turn: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Writer {
+    pub(crate) fn new(backend: Backend) -> Self {
+        let turn = match backend {
+            Backend::Sqlite => Some(Arc::new(tokio::sync::Semaphore::new(1))),
+            Backend::Postgres => None,
+        };
+        Writer { backend, turn }
+    }
+}
+
+/// A write transaction, holding its writer's turn (see `Writer`) until it ends. Statements run
+/// on `&mut *tx` as on a plain transaction.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    // Dropped after `tx` (fields drop in order): the rollback of an abandoned transaction is
+    // under way before the next writer starts.
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// Starts a transaction that will write. On SQLite it waits for this process's turn (see
+/// `Writer`), then takes the write lock at once (`BEGIN IMMEDIATE`): a transaction that reads
+/// first and writes later cannot wait for another writer (its snapshot may be stale, and SQLite
+/// answers "database is locked" at once), while one that starts with the lock waits its turn
+/// (`busy_timeout`, for writers of other processes).
+pub(crate) async fn begin_write(pool: &AnyPool, writer: &Writer) -> StoreResult<WriteTx> {
+    let turn = match &writer.turn {
+        // Bounded like SQLite's own wait (`busy_timeout`): a writer stuck for that long is an
+        // error to report, not a queue to hang in.
+        Some(t) => match tokio::time::timeout(Duration::from_secs(10), Arc::clone(t).acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(e)) => return Err(StoreError::Backend(e.to_string())),
+            Err(_) => {
+                return Err(StoreError::Backend(
+                    "database is locked: no turn to write within 10 s".into(),
+                ))
+            }
+        },
+        None => None,
+    };
+    let tx = match writer.backend {
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => pool.begin().await,
     }
-    .map_err(backend_error)
+    .map_err(backend_error)?;
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 pub(crate) fn valid_schema_name(s: &str) -> bool {
@@ -113,6 +176,7 @@ pub(crate) fn valid_schema_name(s: &str) -> bool {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    writer: Writer,
     signal: Arc<signal::Signal>,
     listener: Option<Arc<tokio::task::JoinHandle<()>>>,
 }
@@ -132,6 +196,7 @@ impl Drop for SqlStore {
 pub(crate) struct Connected {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    pub(crate) writer: Writer,
     /// The URL as connected (SQLite: with its open mode).
     pub(crate) url: String,
     pub(crate) schema: Option<String>,
@@ -214,6 +279,7 @@ pub(crate) async fn connect(
     Ok(Connected {
         pool,
         backend,
+        writer: Writer::new(backend),
         url,
         schema,
     })
@@ -224,6 +290,7 @@ impl SqlStore {
         let Connected {
             pool,
             backend,
+            writer,
             url,
             schema,
         } = connect(opts, now, migrate::MIGRATIONS).await?;
@@ -246,6 +313,7 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             backend,
+            writer,
             signal: Arc::new(signal),
             listener,
         })
@@ -344,6 +412,46 @@ where
     .execute(exec)
     .await
     .map_err(backend_error)?;
+    Ok(())
+}
+
+/// Several audit lines in as few statements as the backends' parameter limits allow.
+pub(crate) async fn audit_many(tx: &mut AnyConnection, events: &[AuditEvent]) -> StoreResult<()> {
+    for chunk in events.chunks(100) {
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let b = i * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO audit_log (at, actor, action, target, outcome, source, request_id, details) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.at.millis())
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.outcome)
+                .bind(e.source.clone())
+                .bind(e.request_id.clone())
+                .bind(e.details.to_string());
+        }
+        q.execute(&mut *tx).await.map_err(backend_error)?;
+    }
     Ok(())
 }
 
@@ -571,7 +679,7 @@ async fn insert_client(tx: &mut sqlx::AnyConnection, c: &OAuthClient) -> StoreRe
 #[async_trait]
 impl OrgStore for SqlStore {
     async fn bootstrap(&self, org: &Organization, admin: &User, audit: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let existing = sqlx::query("SELECT org_id FROM organizations LIMIT 1")
             .fetch_optional(&mut *tx)
             .await
@@ -624,7 +732,7 @@ impl ClientStore for SqlStore {
         secret: Option<&ClientSecretRecord>,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         insert_client(&mut tx, c).await?;
         if let Some(secret) = secret {
             insert_secret(&mut *tx, secret, None).await?;
@@ -708,7 +816,7 @@ impl ClientStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let done =
             sqlx::query("UPDATE oauth_clients SET disabled = $1, updated_at = $2 WHERE client_id = $3")
                 .bind(i64::from(disabled))
@@ -740,7 +848,7 @@ impl ClientStore for SqlStore {
     }
 
     async fn add_secret(&self, secret: &ClientSecretRecord, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         insert_secret(&mut *tx, secret, None).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
@@ -765,7 +873,7 @@ impl SqlStore {
         keep_one_live_at: Option<Now>,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         if keep_one_live_at.is_some() {
             lock_client(&mut tx, self.backend, client_id).await?;
         }
@@ -826,7 +934,7 @@ pub(crate) async fn lock_client(
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn insert_key(&self, k: &StoredKey, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, public_jwk, sealed_private, created_at, activates_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -856,7 +964,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn delete_keys(&self, kids: &[String], audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         for kid in kids {
             sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
                 .bind(kid)
@@ -879,7 +987,7 @@ impl RevocationStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (token_id, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (token_id) DO NOTHING",

@@ -115,14 +115,14 @@ impl UserStore for SqlStore {
     }
 
     async fn create_user(&self, user: &User, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         insert_user(&mut *tx, user).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
 
     async fn update_user(&self, u: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         write_user(&mut tx, u, end_sessions).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -136,7 +136,7 @@ impl UserStore for SqlStore {
         expires_at: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query("INSERT INTO password_resets (token_digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_digest)
             .bind(user_id)
@@ -169,7 +169,7 @@ impl UserStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let mut done = true;
         if let Some(step) = totp_step {
             done &= sqlx::query(
@@ -207,7 +207,7 @@ impl UserStore for SqlStore {
     }
 
     async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let won = sqlx::query(
             "UPDATE password_resets SET used_at = $1 WHERE token_digest = $2 AND used_at IS NULL AND expires_at > $1",
         )
@@ -280,7 +280,7 @@ impl ThrottleStore for SqlStore {
                last_failure = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
                                    THEN sign_in_failures.last_failure ELSE $3 END"
         );
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query(&sql)
             .bind(org_id)
             .bind(email_lower)
@@ -542,7 +542,7 @@ impl GrantStore for SqlStore {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query(
             "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
@@ -581,7 +581,7 @@ impl GrantStore for SqlStore {
     }
 
     async fn delete_browser_session(&self, session_digest: &str) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         for table in ["browser_sessions", "session_clients"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE session_digest = $1"))
                 .bind(session_digest)
@@ -645,7 +645,7 @@ impl GrantStore for SqlStore {
         uri: Option<&str>,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let done = sqlx::query("UPDATE oauth_clients SET backchannel_logout_uri = $1 WHERE client_id = $2")
             .bind(uri.map(str::to_owned))
             .bind(client_id)
@@ -681,7 +681,7 @@ impl GrantStore for SqlStore {
         audit: &AuditEvent,
         finished: Option<(&str, &AuthorizationCode)>,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query("DELETE FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2")
             .bind(org_id)
             .bind(email_lower)
@@ -708,7 +708,7 @@ impl GrantStore for SqlStore {
         refresh: Option<&RefreshToken>,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query("UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2")
             .bind(access_token_id)
             .bind(code_digest)
@@ -758,7 +758,7 @@ impl GrantStore for SqlStore {
         code_digest: &str,
         now: Now,
     ) -> StoreResult<Option<(AuthorizationCode, bool)>> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         // The conditional update is the arbiter: only one transaction sees a null consumed_at.
         let won = sqlx::query(
             "UPDATE authorization_codes SET consumed_at = $1 WHERE code_digest = $2 AND consumed_at IS NULL",
@@ -793,7 +793,7 @@ impl GrantStore for SqlStore {
         next: &RefreshToken,
         now: Now,
     ) -> StoreResult<Rotation> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         let won = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1
              WHERE token_digest = $2 AND used_at IS NULL AND revoked_at IS NULL AND family_expires_at > $1",
@@ -834,7 +834,7 @@ impl GrantStore for SqlStore {
     }
 
     async fn revoke_family(&self, family_id: &str, now: Now) -> StoreResult<Vec<(String, Now)>> {
-        let mut tx = begin_write(&self.pool, self.backend).await?;
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
             .bind(now.millis())
             .bind(family_id)

@@ -785,7 +785,7 @@ mod instance {
     use ims_campaign::model::{AuthPath, AuthType, Operator, UsageEvent};
     use ims_campaign::rights::DEFAULT_GROUPS;
     use ims_campaign::service::{Caller, Instance, InstanceInfo, InstanceKind};
-    use ims_campaign::store::{OperatorStore, SessionStore, UsageStore};
+    use ims_campaign::store::{OperatorStore, SessionStore, SwitchStep, UsageStore};
     use ims_campaign::Build;
     use ims_identity::secret::Secret;
     use ims_store::instance::SqlInstanceStore;
@@ -865,6 +865,85 @@ mod instance {
             builtin: false,
             created_at: now(),
             modified_at: now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_switches_decides_each_operator_alone_on_both_backends() {
+        let ev = |action: &str| {
+            ims_identity::model::Context::new(ims_identity::Now::from_millis(5), "test").event(
+                action,
+                "t",
+                "success",
+                serde_json::json!({}),
+            )
+        };
+        for i in each().await {
+            for login in ["ana", "bob", "cy"] {
+                let op = operator(login, Some("pw-1234567"), &["deliveryOperators"]).await;
+                i.store
+                    .create_operator(&op, &ev("operator.create"))
+                    .await
+                    .unwrap();
+            }
+            let logins: Vec<String> = ["cy", "ana", "nobody", "bob"].map(String::from).to_vec();
+            let mut found = i.store.operators_by_logins(&logins).await.unwrap();
+            found.sort_by(|a, b| a.login.cmp(&b.login));
+            assert_eq!(
+                found.iter().map(|o| o.login.as_str()).collect::<Vec<_>>(),
+                ["ana", "bob", "cy"]
+            );
+            assert_eq!(found[0], i.store.operator_by_login("ana").await.unwrap().unwrap());
+            let step = |op: &Operator, read_at: ims_identity::Now, link: &str| SwitchStep {
+                id: op.id,
+                read_at,
+                from: AuthType::Native,
+                to: AuthType::Ims,
+                link: Some(link.to_owned()),
+                end_path: AuthPath::Native,
+                audit: ev("operator.migrate"),
+            };
+            let stale = ims_identity::Now::from_millis(found[1].modified_at.millis() - 1);
+            let done = i
+                .store
+                .switch_operators(&[
+                    step(&found[0], found[0].modified_at, "ims-ana"),
+                    // Read before a change made meanwhile: refused.
+                    step(&found[1], stale, "ims-bob"),
+                    // The identity ana was just linked to: refused, ana keeps it.
+                    step(&found[2], found[2].modified_at, "ims-ana"),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(done, [true, false, false]);
+            let ana = i.store.operator_by_login("ana").await.unwrap().unwrap();
+            assert_eq!(
+                (ana.auth_type, ana.ims_id.as_deref()),
+                (AuthType::Ims, Some("ims-ana"))
+            );
+            // A native sign-in that read ana before the switch cannot open its session after.
+            let session = |digest: &str, auth_path| ims_campaign::model::Session {
+                session_digest: digest.into(),
+                security_digest: format!("{digest}-security"),
+                operator_id: ana.id,
+                auth_path,
+                created_at: now(),
+                expires_at: now().plus_secs(60),
+            };
+            assert!(matches!(
+                i.store.insert_session(&session("late", AuthPath::Native)).await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(i.store.session("late").await.unwrap().is_none());
+            i.store
+                .insert_session(&session("ims", AuthPath::Ims))
+                .await
+                .unwrap();
+            for login in ["bob", "cy"] {
+                let op = i.store.operator_by_login(login).await.unwrap().unwrap();
+                assert_eq!((op.auth_type, op.ims_id), (AuthType::Native, None), "{login}");
+            }
+            i.cleanup().await;
         }
     }
 
@@ -1623,9 +1702,19 @@ async fn directory_on_both_backends() {
         assert_eq!(reloaded.users.len(), snap.users.len());
 
         // Paging by email, removed users aside; 8 users (the admin and p0..p6).
-        let (first, more) = f.store.users_page(o, None, true, 0, 5).await.unwrap().unwrap();
+        let (first, more) = f
+            .store
+            .users_page(o, None, true, None, 0, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(more && first.len() == 5);
-        let (rest, more) = f.store.users_page(o, None, true, 5, 5).await.unwrap().unwrap();
+        let (rest, more) = f
+            .store
+            .users_page(o, None, true, None, 5, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!more && rest.len() == 3);
         let emails: Vec<String> = first
             .iter()
@@ -1635,13 +1724,31 @@ async fn directory_on_both_backends() {
         let mut sorted = emails.clone();
         sorted.sort();
         assert_eq!(emails, sorted);
+        // The next page read from where the first ended, not counted from the start: the same.
+        let last = first[4].0.email.to_lowercase();
+        let (after, more) = f
+            .store
+            .users_page(o, None, true, Some(&last), 99, 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!more);
+        let ids = |page: &[(ims_identity::model::User, Vec<String>)]| -> Vec<String> {
+            page.iter().map(|(u, _)| u.user_id.clone()).collect()
+        };
+        assert_eq!(ids(&after), ids(&rest));
         let p1 = first
             .iter()
             .chain(&rest)
             .find(|(u, _)| u.email == "p1@example.com")
             .unwrap();
         assert_eq!(p1.1, vec!["Marketers".to_owned()], "direct memberships only");
-        let (inherited, _) = f.store.users_page(o, None, false, 0, 10).await.unwrap().unwrap();
+        let (inherited, _) = f
+            .store
+            .users_page(o, None, false, None, 0, 10)
+            .await
+            .unwrap()
+            .unwrap();
         let p1 = inherited
             .iter()
             .find(|(u, _)| u.email == "p1@example.com")
@@ -1653,21 +1760,21 @@ async fn directory_on_both_backends() {
         // Members of the profile: p0 directly; with inheritance p1 and p2 too.
         let (direct, _) = f
             .store
-            .users_page(o, Some("Campaign - Marketing - Admin"), true, 0, 10)
+            .users_page(o, Some("Campaign - Marketing - Admin"), true, None, 0, 10)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(direct.len(), 1);
         let (all, _) = f
             .store
-            .users_page(o, Some("campaign - marketing - admin"), false, 0, 10)
+            .users_page(o, Some("campaign - marketing - admin"), false, None, 0, 10)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(all.len(), 3);
         assert!(f
             .store
-            .users_page(o, Some("nobody"), true, 0, 10)
+            .users_page(o, Some("nobody"), true, None, 0, 10)
             .await
             .unwrap()
             .is_none());
@@ -1726,6 +1833,16 @@ async fn directory_on_both_backends() {
             .await
             .unwrap();
         let p2_id = snap.users["p2@example.com"].user_id.clone();
+        // Members added in one run are counted together: past the quota, none is added (the
+        // additions one by one below would find them otherwise).
+        let both = [p1_id.clone(), p2_id.clone()].map(|user_id| Change::AddMember {
+            group: "tight".into(),
+            user_id,
+        });
+        assert!(matches!(
+            f.store.apply_changes(o, &both, &[]).await,
+            Err(StoreError::Conflict(_))
+        ));
         f.store
             .apply_changes(
                 o,

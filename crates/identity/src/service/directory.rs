@@ -148,13 +148,24 @@ impl Ims {
     ) -> Result<Option<Page>> {
         let size = self.umapi_page_size();
         let offset = page.saturating_mul(size);
+        let listing = PageKey {
+            org_id: org_id.to_owned(),
+            group: group.map(str::to_lowercase),
+            direct_only,
+            size,
+        };
+        let after = self.page_starts.start_of(&listing, page);
         let Some((users, more)) = self
             .store
-            .users_page(org_id, group, direct_only, offset, size)
+            .users_page(org_id, group, direct_only, after.as_deref(), offset, size)
             .await?
         else {
             return Ok(None);
         };
+        if let (true, Some((last, _))) = (more, users.last()) {
+            self.page_starts
+                .remember(listing, page + 1, last.email.to_lowercase());
+        }
         Ok(Some((
             users.iter().map(|(u, g)| user_json(u, g)).collect(),
             !more,
@@ -255,8 +266,8 @@ impl Ims {
     }
 
     /// Runs an action request for `admin`: each entry planned against the directory as the
-    /// entries before it left it, and (unless `test_only`) applied in its own transaction with
-    /// its audit line. The body is the API's result document; a request refused whole is the
+    /// entries before it left it, and (unless `test_only`) applied with its audit line, all in
+    /// one transaction, or each in its own when the directory changed meanwhile. The body is the API's result document; a request refused whole is the
     /// inner error, a failure of the store the outer one.
     pub async fn umapi_action(
         &self,
@@ -275,6 +286,35 @@ impl Ims {
             .store
             .directory_snapshot(&admin.org_id, &emails, &groups)
             .await?;
+        if !test_only {
+            // Every entry planned in turn, then all written in one transaction: a request's
+            // worth of users in one commit rather than ten. Should the directory have changed
+            // meanwhile, nothing was written and the entries run again one by one below.
+            let mut outcomes = Vec::with_capacity(entries.len());
+            let mut changes = Vec::new();
+            let mut audit = Vec::new();
+            for (index, entry) in entries.iter().enumerate() {
+                match umapi::plan_entry(&mut snap, entry, ctx.now) {
+                    Err(e) => outcomes.push(EntryOutcome::Failed(e)),
+                    Ok(planned) => {
+                        audit.push(entry_audit(ctx, entry, index, &planned));
+                        changes.extend(planned);
+                        outcomes.push(EntryOutcome::Done);
+                    }
+                }
+            }
+            match self.store.apply_changes(&admin.org_id, &changes, &audit).await {
+                Ok(()) => return Ok(Ok(umapi::response(&entries, &outcomes, test_only))),
+                Err(crate::error::StoreError::Conflict(e)) => {
+                    tracing::warn!(error = %e, "action request not applied whole: its entries run one by one");
+                }
+                Err(other) => return Err(other.into()),
+            }
+            snap = self
+                .store
+                .directory_snapshot(&admin.org_id, &emails, &groups)
+                .await?;
+        }
         let mut outcomes = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
             let outcome = match umapi::plan_entry(&mut snap, entry, ctx.now) {
@@ -674,4 +714,49 @@ pub fn group_json(g: &Group, members: i64, instances: &[ProductInstance]) -> Val
         }
     }
     v
+}
+
+/// A listing of users, as a client pages through it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PageKey {
+    org_id: String,
+    group: Option<String>,
+    direct_only: bool,
+    size: u32,
+}
+
+/// Where the pages of recent listings start: the email the page before ended with. A client
+/// reading page after page (the User Management API numbers pages) then costs one index step
+/// per page instead of counting past every user before it, which made a whole listing grow
+/// with the square of the organisation. A page not remembered is counted from the start; what
+/// is remembered is bounded, kept by this node only, and a hint: both ways read the same users
+/// unless the directory changed in between, and then the remembered start skips or repeats
+/// no one.
+#[derive(Debug, Default)]
+pub(crate) struct PageStarts {
+    starts: std::sync::Mutex<std::collections::HashMap<PageKey, std::collections::BTreeMap<u32, String>>>,
+}
+
+/// Listings remembered at once; one more and everything is forgotten (and learnt again).
+const LISTINGS_REMEMBERED: usize = 64;
+/// Page starts remembered per listing (a million users in pages of 200 is 5,000).
+const PAGES_REMEMBERED: usize = 50_000;
+
+impl PageStarts {
+    fn start_of(&self, key: &PageKey, page: u32) -> Option<String> {
+        let starts = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        starts.get(key).and_then(|pages| pages.get(&page).cloned())
+    }
+
+    fn remember(&self, key: PageKey, page: u32, after: String) {
+        let mut starts = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        if !starts.contains_key(&key) && starts.len() >= LISTINGS_REMEMBERED {
+            starts.clear();
+        }
+        let pages = starts.entry(key).or_default();
+        if pages.len() >= PAGES_REMEMBERED {
+            pages.clear();
+        }
+        pages.insert(page, after);
+    }
 }
