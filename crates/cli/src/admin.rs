@@ -56,7 +56,7 @@ impl Target {
         let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("ims-data"));
         let up = up::read_up_file(&dir)?;
         config.database_url = Some(up.database_url);
-        config.database_schema = None;
+        config.database_schema = up.database_schema;
         if config.master_key.is_none() {
             let key = dir.join("master.key");
             if key.exists() {

@@ -16,22 +16,43 @@ use ims_identity::Now;
 use ims_store::instance::SqlInstanceStore;
 use ims_store::Options;
 
+/// Where an instance of `ims up` keeps its data: a SQLite file in the data directory, or, when
+/// `up` runs on PostgreSQL (`database_url`), the schema named after the IMS's and the instance.
+pub fn store_options(dir: &Path, name: &str, database_url: &str, schema: Option<&str>) -> Options {
+    if database_url.starts_with("postgres") {
+        let mut opts = Options::new(database_url.to_owned());
+        let base = schema.unwrap_or("ims_up");
+        opts.schema = Some(format!("{base}_{}", name.replace('-', "_")));
+        return opts;
+    }
+    Options::new(format!(
+        "sqlite://{}",
+        dir.join(format!("instance-{name}.db")).display()
+    ))
+}
+
 /// Opens (creating on first start) an instance under `dir`. Returns it with the `admin`
 /// operator's password when this start created it.
 pub async fn open_embedded(
     dir: &Path,
+    config: &crate::config::Config,
     name: &str,
     kind: InstanceKind,
     build: Build,
     technical_account_groups: Vec<String>,
     ims_http: Option<Arc<dyn ims_campaign::connect::ImsHttp>>,
-    profile_refresh_secs: i64,
 ) -> Result<(Instance, Option<Secret>)> {
     let conf_dir = dir.join("conf");
-    let url = format!("sqlite://{}", dir.join(format!("instance-{name}.db")).display());
     let now = Now::system();
+    let profile_refresh_secs = config.instance_profile_refresh_secs;
+    let opts = store_options(
+        dir,
+        name,
+        config.database_url.as_deref().unwrap_or_default(),
+        config.database_schema.as_deref(),
+    );
     let store = Arc::new(
-        SqlInstanceStore::open(&Options::new(url), now)
+        SqlInstanceStore::open(&opts, now)
             .await
             .with_context(|| format!("instance {name}"))?,
     );
@@ -542,11 +563,7 @@ pub async fn open_store(data_dir: &Path, name: &str) -> Result<SqlInstanceStore>
                 .join(", ")
         );
     }
-    let url = format!(
-        "sqlite://{}",
-        data_dir.join(format!("instance-{name}.db")).display()
-    );
-    let mut opts = Options::new(url);
+    let mut opts = store_options(data_dir, name, &up.database_url, up.database_schema.as_deref());
     opts.migrate = false;
     Ok(SqlInstanceStore::open(&opts, Now::system()).await?)
 }

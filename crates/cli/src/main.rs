@@ -230,7 +230,28 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Output piped into a reader that stops early (`ims migrate assess | head`) is the reader's
+/// choice, not a failure: `print!` panics on the closed pipe (Rust ignores SIGPIPE), so that one
+/// panic ends the process quietly with the status a shell expects from a closed pipe. Any other
+/// panic is reported as usual.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -50,11 +50,25 @@ fn master_key(dir: &Path) -> Result<String> {
     Ok(key)
 }
 
+/// The IMS's schema when `up` runs on PostgreSQL and none is configured.
+const DEFAULT_SCHEMA: &str = "ims_up";
+
 /// The configuration `up` runs with: the user's, with the data directory's pieces filled in.
 pub fn embedded_config(mut config: Config, dir: &Path) -> Result<Config> {
-    let db = dir.join("ims.db");
-    config.database_url = Some(format!("sqlite://{}", db.display()));
-    config.database_schema = None;
+    match config.database_url.as_deref() {
+        // PostgreSQL when given one (`IMS_DATABASE_URL`): the IMS and each instance in a schema
+        // of their own, so that several data directories can share a database.
+        Some(url) if url.starts_with("postgres") => {
+            config
+                .database_schema
+                .get_or_insert_with(|| DEFAULT_SCHEMA.to_owned());
+        }
+        _ => {
+            let db = dir.join("ims.db");
+            config.database_url = Some(format!("sqlite://{}", db.display()));
+            config.database_schema = None;
+        }
+    }
     if config.master_key.is_none() {
         config.master_key = Some(master_key(dir)?);
     }
@@ -153,6 +167,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         admin_password,
         ca_cert: pki.ca_cert.display().to_string(),
         database_url: config.database_url.clone().unwrap_or_default(),
+        database_schema: config.database_schema.clone(),
         pid: std::process::id(),
         instances: started.iter().map(|s| s.up.clone()).collect(),
     };
@@ -279,12 +294,12 @@ async fn start_instance(
         std::sync::Arc::new(crate::connect::HttpIms::new(Some(ca_pem))?);
     let (instance, created_admin) = crate::instance::open_embedded(
         dir,
+        config,
         spec.name,
         spec.kind,
         build,
         tech_groups,
         Some(http.clone()),
-        config.instance_profile_refresh_secs,
     )
     .await?;
     crate::instance::declare_environment(&instance, spec.environment, spec.staging_twin).await?;

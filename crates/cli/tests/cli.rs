@@ -1112,6 +1112,107 @@ fn two_nodes_share_one_postgres_database() {
         .output();
 }
 
+/// `ims up` on PostgreSQL: the IMS and each instance in a schema of their own, the data
+/// directory's commands finding them through up.json, and the end-user phase moving people with
+/// both sides agreeing afterwards. Restarted, it finds everything where it left it.
+#[test]
+fn up_runs_on_postgres_and_migrates_people() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: ims up on PostgreSQL (TEST_POSTGRES_URL=skip)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let schema = format!("n_{}", ims_identity::secret::random_hex(8));
+    let env = [
+        ("IMS_DATABASE_URL", url.as_str()),
+        ("IMS_DATABASE_SCHEMA", schema.as_str()),
+    ];
+    let (server, upj) = up(&dir, &env);
+    assert_eq!(upj["database_url"].as_str(), Some(url.as_str()));
+    assert_eq!(upj["database_schema"].as_str(), Some(schema.as_str()));
+    assert!(!dir.join("ims.db").exists() && !dir.join("instance-marketing.db").exists());
+    let run = |args: &[&str]| {
+        let out = ims().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "instance",
+        "seed",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--operators",
+        "40",
+    ]);
+    let m = ["--data-dir", d, "--instance", "marketing"];
+    for args in [&["prepare", "--rights"][..], &["prepare", "--profiles"]] {
+        run(&[&["migrate"][..], args, &m].concat());
+    }
+    let plan = tmp.path().join("users.json");
+    let p = plan.to_str().unwrap();
+    run(&[&["migrate", "plan", "users", "--out", p][..], &m].concat());
+    let people = serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap()["people"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(people >= 40, "{people}");
+    run(&[&["migrate", "apply", p][..], &m].concat());
+    let status: Value =
+        serde_json::from_slice(&run(&[&["migrate", "status", "--json"][..], &m].concat())).unwrap();
+    let r = &status["reconciliation"];
+    assert_eq!(r["matching"].as_u64(), Some(people as u64), "{r}");
+    assert_eq!(r["differences"], serde_json::json!([]));
+    // Its own schemas on the database, one per service.
+    let listed = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-Atc",
+            &format!("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '{schema}%' ORDER BY 1"),
+        ])
+        .output()
+        .unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            schema.clone(),
+            format!("{schema}_marketing"),
+            format!("{schema}_marketing_stage"),
+            format!("{schema}_mc")
+        ]
+    );
+    server.stop();
+    // Started again: the same organisation and the moved people where they were.
+    let (server, again) = up(&dir, &env);
+    assert_eq!(again["org_id"], upj["org_id"]);
+    let status: Value =
+        serde_json::from_slice(&run(&[&["migrate", "status", "--json"][..], &m].concat())).unwrap();
+    assert_eq!(status["reconciliation"]["matching"].as_u64(), Some(people as u64));
+    server.stop();
+    for name in names {
+        let _ = Command::new("psql")
+            .args([
+                url.as_str(),
+                "-qc",
+                &format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+            ])
+            .output();
+    }
+}
+
 fn base64_url(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -95,6 +95,9 @@ pub struct UpFile {
     pub ca_cert: String,
     /// Database URL of the embedded store.
     pub database_url: String,
+    /// On PostgreSQL: the IMS's schema (each instance's is named after it and the instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_schema: Option<String>,
     /// Process id of the `ims up` that wrote the file.
     pub pid: u32,
     /// The Campaign instances `ims up` runs.
