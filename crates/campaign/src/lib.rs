@@ -7,6 +7,7 @@ pub mod connect;
 pub mod diagnose;
 pub mod fault;
 pub mod migration;
+pub mod migration_emails;
 pub mod model;
 pub mod operators;
 pub mod probe;

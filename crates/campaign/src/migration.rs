@@ -9,9 +9,9 @@ use serde::Serialize;
 use ims_identity::Now;
 use ims_wire::migration::{
     state_digest, Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange,
-    EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, InstanceFacts, JournalReport,
-    Notice, OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts, RowProblem, SwitchOutcome,
-    SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
+    EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, ImsAccountRequest, InstanceFacts,
+    JournalReport, Notice, OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts, RowProblem,
+    SwitchOutcome, SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
 use crate::connect::email_key;
@@ -36,6 +36,13 @@ pub trait ConfigFiles: Send + Sync {
     /// Switches both restrictions on in the instance's own configuration file (the allow-list
     /// replaced when `allow` names operators), then has `instance` read it again.
     async fn lock_down(&self, instance: &Instance, allow: &[String]) -> Result<(), String>;
+    /// Writes the instance's IMS configuration (its client secret sealed), checked by the rules
+    /// a start applies, then has `instance` read it again. Returns what was set, secret aside.
+    async fn set_ims_account(
+        &self,
+        instance: &Instance,
+        req: &ImsAccountRequest,
+    ) -> Result<serde_json::Value, String>;
 }
 
 impl Instance {
@@ -77,6 +84,71 @@ impl Instance {
         );
         self.store().append_audit(&audit).await?;
         self.migration_facts(actor, now).await
+    }
+
+    /// Configures how people sign in to the instance through the IMS (the migration's
+    /// `prepare`), through its configuration file like `ims instance ims-config`, in effect at
+    /// once. Everything the instance can check alone is checked before anything is written.
+    pub async fn migration_set_ims_account(
+        &self,
+        actor: &Operator,
+        req: &ImsAccountRequest,
+        now: Now,
+    ) -> Result<serde_json::Value, Fault> {
+        use crate::connect::{
+            check_account, AssociationMask, ImsAccount, CALLBACK_PATH, DEFAULT_PRODUCT_CONTEXT,
+            DEFAULT_SCOPES,
+        };
+        self.require_administration(actor).await?;
+        if req.client_id.trim().is_empty() || req.client_secret.is_empty() {
+            return Err(Fault::bad_request("the client id and its secret are both needed"));
+        }
+        let name = self.info().name.clone();
+        let mask = req
+            .association_mask
+            .clone()
+            .unwrap_or_else(|| format!("campaign - {name} - (.*)"));
+        let checked = ImsAccount {
+            url: req.ims_url.clone(),
+            org_id: req.org_id.clone(),
+            client_id: Some(req.client_id.clone()),
+            sealed_secret: Some("enc:unchecked".into()),
+            // Left out, the callback is the instance's own address, which the file writer
+            // knows; a well-formed stand-in lets the other rules be checked here.
+            callback_url: req
+                .callback_url
+                .clone()
+                .unwrap_or_else(|| format!("https://localhost{CALLBACK_PATH}")),
+            mask: AssociationMask::parse(&mask)
+                .map_err(|e| Fault::bad_request(format!("associationMask: {e}")))?,
+            product_context: req
+                .product_context
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PRODUCT_CONTEXT.to_owned()),
+            scopes: if req.scopes.is_empty() {
+                DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
+            } else {
+                req.scopes.clone()
+            },
+        };
+        check_account(&checked).map_err(|(key, m)| Fault::bad_request(format!("{key}: {m}")))?;
+        let files = self
+            .config_files
+            .clone()
+            .ok_or_else(|| Fault::unavailable("this instance's configuration files are not written by the process serving it; configure it with `ims instance ims-config`"))?;
+        let set = files.set_ims_account(self, req).await.map_err(|e| {
+            tracing::error!(error = %e, "IMS configuration not written");
+            Fault::unavailable(format!("the IMS configuration could not be written: {e}"))
+        })?;
+        // The reload's audit line names the process; this one, who asked (no secret in it).
+        let audit = ims_identity::model::Context::new(now, format!("operator:{}", actor.login)).event(
+            "instance.ims_account",
+            &name,
+            "success",
+            set.clone(),
+        );
+        self.store().append_audit(&audit).await?;
+        Ok(set)
     }
 
     /// Runs the lock-down probes against the instance as it is (nothing is written).

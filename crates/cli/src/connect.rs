@@ -204,8 +204,55 @@ pub struct ImsConfigArgs {
     pub json: bool,
 }
 
-/// Writes the instance's IMS configuration (or removes it); returns what the audit line says.
+/// Writes the instance's IMS configuration (or removes it) and says what it set; returns what
+/// the audit line says.
 pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::Value> {
+    let client = match (&args.client_id, &args.client_secret_file) {
+        (Some(id), Some(file)) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let secret = Secret::new(text.lines().next().unwrap_or_default());
+            if secret.is_empty() {
+                bail!("{} holds no secret", file.display());
+            }
+            Some((id.clone(), secret))
+        }
+        _ => None,
+    };
+    let json = args.json;
+    let summary = configure(args, client, dir).await?;
+    let name = summary["instance"].as_str().unwrap_or_default();
+    let path = summary["file"].as_str().unwrap_or_default();
+    if summary.get("removed").is_some() {
+        println!("{name}: sign-in through the IMS removed from {path}");
+    } else if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{name}: sign-in through the IMS configured in {path}");
+        println!(
+            "  client        {}",
+            summary["client_id"].as_str().unwrap_or_default()
+        );
+        println!(
+            "  callback URL  {}",
+            summary["callback_url"].as_str().unwrap_or_default()
+        );
+        println!(
+            "  mask          {}",
+            summary["association_mask"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(summary)
+}
+
+/// The instance's IMS configuration from `ims instance ims-config`'s options (with the client
+/// and its secret read already), or from the migration API: checked, registered when asked,
+/// written. Returns what was set, secret aside.
+pub async fn configure(
+    args: ImsConfigArgs,
+    client: Option<(String, Secret)>,
+    dir: &Path,
+) -> Result<serde_json::Value> {
     let up = crate::up::read_up_file(dir)?;
     let inst = up
         .instances
@@ -219,8 +266,11 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
     if args.remove {
         conf.account = None;
         crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
-        println!("{name}: sign-in through the IMS removed from {}", path.display());
-        return Ok(serde_json::json!({"removed": "imsAccount"}));
+        return Ok(serde_json::json!({
+            "instance": name,
+            "file": path.display().to_string(),
+            "removed": "imsAccount",
+        }));
     }
     let callback_url = args
         .callback_url
@@ -250,7 +300,7 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
         scopes,
     };
     // Checked before anything is registered or written.
-    let client_given = args.register || args.client_id.is_some();
+    let client_given = args.register || client.is_some();
     if !client_given && conf.oauth.is_none() {
         bail!("give --register, --client-id with --client-secret-file, or set -setimsoauth first");
     }
@@ -283,13 +333,7 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
         account.sealed_secret = Some(seal(&secret)?);
         true
     } else {
-        if let (Some(id), Some(file)) = (args.client_id, args.client_secret_file) {
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let secret = Secret::new(text.lines().next().unwrap_or_default());
-            if secret.is_empty() {
-                bail!("{} holds no secret", file.display());
-            }
+        if let Some((id, secret)) = client {
             account.client_id = Some(id);
             account.sealed_secret = Some(seal(&secret)?);
         }
@@ -297,6 +341,7 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
     };
     let summary = serde_json::json!({
         "instance": name,
+        "file": path.display().to_string(),
         "set": "imsAccount",
         "ims_url": account.url,
         "org_id": account.org_id,
@@ -309,27 +354,9 @@ pub async fn ims_config(args: ImsConfigArgs, dir: &Path) -> Result<serde_json::V
     });
     conf.account = Some(account);
     crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        println!("{name}: sign-in through the IMS configured in {}", path.display());
-        println!(
-            "  client        {}",
-            summary["client_id"].as_str().unwrap_or_default()
-        );
-        println!(
-            "  callback URL  {}",
-            summary["callback_url"].as_str().unwrap_or_default()
-        );
-        println!(
-            "  mask          {}",
-            summary["association_mask"].as_str().unwrap_or_default()
-        );
-    }
     Ok(summary)
 }
 
-/// Creates the instance's client at the data directory's IMS.
 /// Creates the instance's client at the data directory's IMS. A client this command registered
 /// for the instance before (`previous`, under the same name) is disabled: its secret is sealed
 /// in no file any more.

@@ -271,6 +271,46 @@ impl ims_campaign::migration::ConfigFiles for InstanceFiles {
         .map_err(|e| format!("{e:#}"))?;
         reload(&self.dir, instance).await.map_err(|e| format!("{e:#}"))
     }
+
+    async fn set_ims_account(
+        &self,
+        instance: &Instance,
+        req: &ims_wire::migration::ImsAccountRequest,
+    ) -> Result<serde_json::Value, String> {
+        let args = crate::connect::ImsConfigArgs {
+            instance: instance.info().name.clone(),
+            register: false,
+            client_id: Some(req.client_id.clone()),
+            client_secret_file: None,
+            ims_url: Some(req.ims_url.clone()),
+            org_id: Some(req.org_id.clone()),
+            callback_url: req.callback_url.clone(),
+            association_mask: req.association_mask.clone(),
+            product_context: req
+                .product_context
+                .clone()
+                .unwrap_or_else(|| ims_campaign::connect::DEFAULT_PRODUCT_CONTEXT.to_owned()),
+            scopes: req.scopes.clone(),
+            remove: false,
+            json: false,
+        };
+        let client = Some((req.client_id.clone(), Secret::new(&req.client_secret)));
+        let dir = self.dir.clone();
+        // As for the lock-down: the writer's futures are not `Send`.
+        let handle = tokio::runtime::Handle::current();
+        let mut set = tokio::task::spawn_blocking(move || {
+            handle.block_on(crate::connect::configure(args, client, &dir))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        reload(&self.dir, instance).await.map_err(|e| format!("{e:#}"))?;
+        // Where the file lies is the host's business, not the caller's.
+        if let Some(o) = set.as_object_mut() {
+            o.remove("file");
+        }
+        Ok(set)
+    }
 }
 
 /// Reads the instance's configuration again and applies it (`SIGHUP`, `ims instance reload`).

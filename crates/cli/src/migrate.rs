@@ -72,8 +72,27 @@ pub enum MigrateCommand {
     },
     /// Get the instance ready: emails from a CSV file (`login,email`), checked against every
     /// operator before any is written; one product profile per operator group at the IMS,
-    /// named by the association mask, carrying the group's named rights.
+    /// named by the association mask, carrying the group's named rights; the instance's IMS
+    /// sign-in configured through its API.
     Prepare {
+        /// Configure the instance's sign-in through the IMS (its client at the IMS, given by
+        /// --instance-client-id and --instance-client-secret-file), at the engine's IMS and
+        /// organisation.
+        #[arg(long, conflicts_with_all = ["emails", "rights", "profiles"], requires_all = ["instance_client_id", "instance_client_secret_file"])]
+        ims_connection: bool,
+        /// The instance's own client at the IMS (a web application whose redirect URI is the
+        /// instance's `/console/ims/callback`).
+        #[arg(long)]
+        instance_client_id: Option<String>,
+        /// File holding that client's secret (first line).
+        #[arg(long)]
+        instance_client_secret_file: Option<PathBuf>,
+        /// Default: the instance's address followed by /console/ims/callback.
+        #[arg(long)]
+        callback_url: Option<String>,
+        /// Default: `campaign - <instance> - (.*)`.
+        #[arg(long)]
+        association_mask: Option<String>,
         /// CSV file with a header naming the columns `login` and `email`.
         #[arg(long)]
         emails: Option<PathBuf>,
@@ -769,6 +788,55 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             }
         }
         MigrateCommand::Prepare {
+            ims_connection: true,
+            instance_client_id: Some(client_id),
+            instance_client_secret_file: Some(file),
+            callback_url,
+            association_mask,
+            dry_run,
+            json,
+            ..
+        } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let client_secret = text.lines().next().unwrap_or_default().to_owned();
+            if client_secret.is_empty() {
+                bail!("{} holds no secret", file.display());
+            }
+            let services = connect(target, &config).await?;
+            let ims = need_ims(&services)?;
+            let req = ims_wire::migration::ImsAccountRequest {
+                ims_url: ims.base().to_owned(),
+                org_id: ims.org_id.clone(),
+                client_id,
+                client_secret,
+                callback_url,
+                association_mask,
+                product_context: None,
+                scopes: Vec::new(),
+            };
+            if dry_run {
+                println!(
+                    "would configure sign-in through {} ({}) with the client {}",
+                    req.ims_url, req.org_id, req.client_id
+                );
+                return Ok(());
+            }
+            let set = services.instance.set_ims_account(&req).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&set)?);
+            } else {
+                println!(
+                    "{}: sign-in through the IMS configured: client {}, callback {}, mask {}",
+                    set["instance"].as_str().unwrap_or_default(),
+                    set["client_id"].as_str().unwrap_or_default(),
+                    set["callback_url"].as_str().unwrap_or_default(),
+                    set["association_mask"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        MigrateCommand::Prepare {
             profiles: true,
             dry_run,
             json,
@@ -901,7 +969,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             }
         }
         MigrateCommand::Prepare { .. } => {
-            bail!("say what to prepare: --emails FILE.csv, --rights or --profiles")
+            bail!("say what to prepare: --emails FILE.csv, --rights, --profiles or --ims-connection")
         }
         MigrateCommand::Plan(PlanCommand::Users { out }) => {
             let services = connect(target, &config).await?;

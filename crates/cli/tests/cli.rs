@@ -1112,6 +1112,128 @@ fn two_nodes_share_one_postgres_database() {
         .output();
 }
 
+/// `ims migrate prepare --ims-connection`: the instance's IMS sign-in configured through its
+/// migration API with a client the IMS's administrator registered; checked before anything is
+/// written, in effect at once, the secret sealed in the instance's file.
+#[test]
+fn prepare_configures_the_instance_ims_sign_in_through_its_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, upj) = up(&dir, &[]);
+    let instance_url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
+    let callback = format!("{instance_url}/console/ims/callback");
+    let mut create = ims();
+    create.args([
+        "client",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "Campaign marketing",
+    ]);
+    create.args(["--redirect-uri", &callback, "--first-party", "--json"]);
+    for scope in [
+        "openid",
+        "AdobeID",
+        "email",
+        "profile",
+        "additional_info.projectedProductContext",
+    ] {
+        create.args(["--scope", scope]);
+    }
+    let out = create.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let client: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret_file = tmp.path().join("client.secret");
+    std::fs::write(&secret_file, client["client_secret"].as_str().unwrap()).unwrap();
+    let client_id = client["client_id"].as_str().unwrap();
+    let prepare = |extra: &[&str]| {
+        let mut c = ims();
+        c.args([
+            "migrate",
+            "prepare",
+            "--ims-connection",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+        ]);
+        c.args(["--instance-client-id", client_id, "--instance-client-secret-file"])
+            .arg(&secret_file)
+            .args(extra);
+        c.output().unwrap()
+    };
+    let conf = dir.join("conf/config-marketing.xml");
+    let read_conf = || std::fs::read_to_string(&conf).unwrap_or_default();
+    // A mask without its capture group is refused by the instance before anything is written.
+    let out = prepare(&["--association-mask", "campaign - marketing - x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("associationMask"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!read_conf().contains("<imsAccount"));
+
+    let out = prepare(&["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set["client_id"], client_id);
+    assert_eq!(set["callback_url"], callback.as_str());
+    assert_eq!(set["association_mask"], "campaign - marketing - (.*)");
+    assert!(set.get("file").is_none() && !out.stdout.windows(6).any(|w| w == b"secret"));
+    let file = read_conf();
+    assert!(
+        file.contains("<imsAccount") && file.contains("clientSecret=\"enc:"),
+        "{file}"
+    );
+    assert!(!file.contains(client["client_secret"].as_str().unwrap()));
+    // In effect at once: the sign-in page offers the IMS.
+    let page = no_redirect_client(&upj)
+        .get(format!("{instance_url}/console/login"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("Connect with IMS"));
+    // With the profiles prepared too, every rule of the IMS sign-in checklist holds.
+    let out = ims()
+        .args([
+            "migrate",
+            "prepare",
+            "--profiles",
+            "--data-dir",
+            d,
+            "--instance",
+            "marketing",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ims()
+        .args([
+            "instance",
+            "--data-dir",
+            d,
+            "ims-check",
+            "--instance",
+            "marketing",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failing: Vec<&Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert!(failing.is_empty(), "{failing:?}");
+    server.stop();
+}
+
 /// `ims up` on PostgreSQL: the IMS and each instance in a schema of their own, the data
 /// directory's commands finding them through up.json, and the end-user phase moving people with
 /// both sides agreeing afterwards. Restarted, it finds everything where it left it.

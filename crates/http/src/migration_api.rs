@@ -15,8 +15,8 @@ use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
 use ims_wire::migration::{
-    Completion, CopyAccessRequest, EmailRequest, GroupRequest, JournalReport, LockdownRequest, Notice,
-    RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
+    Completion, CopyAccessRequest, EmailRequest, GroupRequest, ImsAccountRequest, JournalReport,
+    LockdownRequest, Notice, RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
 };
 
 use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
@@ -30,6 +30,7 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/switch", post(switch))
         .route("/nl/migration/v1/groups", post(groups))
         .route("/nl/migration/v1/lockdown", post(lockdown))
+        .route("/nl/migration/v1/ims-account", put(ims_account))
         .route("/nl/migration/v1/verify", post(verify))
         .route("/nl/migration/v1/completion", put(completion))
         .route("/nl/migration/v1/copy-access", post(copy_access))
@@ -241,6 +242,23 @@ async fn lockdown(
         st.instance.migration_lock_down(&op, &req.allow, meta.now).await
     };
     json_answer(run.await)
+}
+
+async fn ims_account(
+    State(st): State<InstanceState>,
+    meta: Meta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let (op, _) = caller(&st, &meta, &headers, "migration#ImsAccount").await?;
+        let req: ImsAccountRequest = body_of(&body, "an IMS configuration")?;
+        st.instance.migration_set_ims_account(&op, &req, meta.now).await
+    };
+    match run.await {
+        Ok(set) => no_store(Json(set).into_response()),
+        Err(f) => ApiFault(f).into_response(),
+    }
 }
 
 async fn verify(

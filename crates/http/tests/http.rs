@@ -8596,4 +8596,243 @@ mod migration_api {
         assert!(!html.contains(r#"id="window""#));
         finish(cleanup).await;
     }
+
+    /// Signs `login` in to the console; the cookie header that carries its session.
+    async fn console_cookie(app: &Router, login: &str) -> String {
+        use super::instance::{console_sign_in, cookie_value, set_cookie, PASSWORD};
+        let (_, headers, _) = console_sign_in(app, login, PASSWORD).await;
+        format!(
+            "ims_console={}",
+            cookie_value(set_cookie(&headers, "ims_console").unwrap())
+        )
+    }
+
+    /// The row of `login` in the emails page's table (empty when it is not listed).
+    fn email_row<'a>(html: &'a str, login: &str) -> &'a str {
+        let Some(at) = html.find(&format!(r#"<tr id="op-{login}""#)) else {
+            return "";
+        };
+        let rest = &html[at..];
+        &rest[..rest.find("</tr>").unwrap()]
+    }
+
+    #[tokio::test]
+    async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
+        use super::instance::{csrf_in, page};
+        use ims_identity::store::AuditQuery;
+        const PATH: &str = "/console/migration/emails";
+        for db in [Db::Sqlite, Db::Postgres] {
+            let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+                continue;
+            };
+            let inst = Arc::new(inst);
+            // boss and kim are made like jdoe, its email included: the three share it.
+            add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+            add_like_jdoe(inst.store(), "kim", &[]).await;
+            let mut lee = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+            lee.login = "lee".into();
+            lee.label = "<b>Lee</b>".into();
+            lee.email = None;
+            let ctx = ims_identity::model::Context::new(Now::from_millis(0), "test");
+            inst.store()
+                .create_operator(&lee, &ctx.event("operator.create", "lee", "success", json!({})))
+                .await
+                .unwrap();
+            let app = router(InstanceState {
+                instance: inst.clone(),
+                tls: false,
+            });
+            let email_of = |login: &'static str| {
+                let inst = inst.clone();
+                async move {
+                    inst.store()
+                        .operator_by_login(login)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .email
+                }
+            };
+            // The operator changes boss made: (target, changed fields).
+            let changes_by_boss = || {
+                let inst = inst.clone();
+                async move {
+                    let mut out: Vec<(String, Value)> = inst
+                        .store()
+                        .audit(&AuditQuery {
+                            action_prefix: Some("operator.update".into()),
+                            limit: 100,
+                        })
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .filter(|e| e.actor == "operator:boss")
+                        .map(|e| (e.target, e.details["fields"].clone()))
+                        .collect();
+                    out.sort_by(|a, b| a.0.cmp(&b.0));
+                    out
+                }
+            };
+
+            // Someone without ADMINISTRATION can neither read nor post.
+            let kim = console_cookie(&app, "kim").await;
+            let (status, _, _) = page(&app, "GET", PATH, &kim, &[]).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            let kim_csrf = csrf_in(&page(&app, "GET", "/console/", &kim, &[]).await.2);
+            let (status, _, _) = page(
+                &app,
+                "POST",
+                PATH,
+                &kim,
+                &[
+                    ("csrf", &kim_csrf),
+                    ("login", "lee"),
+                    ("email", "lee@example.com"),
+                    ("action", "save"),
+                ],
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(email_of("lee").await, None);
+
+            // The administrator reaches it from the migration page: who blocks and why, markup
+            // shown as text.
+            let boss = console_cookie(&app, "boss").await;
+            let (_, _, html) = page(&app, "GET", "/console/migration", &boss, &[]).await;
+            assert!(html.contains(r#"href="/console/migration/emails""#), "{html}");
+            let (status, headers, html) = page(&app, "GET", PATH, &boss, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{html}");
+            assert!(headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("form-action 'self'"));
+            let lee_row = email_row(&html, "lee");
+            assert!(lee_row.contains("<td>missing</td>"), "{html}");
+            assert!(
+                lee_row.contains("&#60;b&#62;Lee") || lee_row.contains("&lt;b&gt;Lee"),
+                "{lee_row}"
+            );
+            assert!(!html.contains("<b>Lee</b>"));
+            assert!(
+                email_row(&html, "kim").contains("<td>shared with jdoe, boss</td>"),
+                "{html}"
+            );
+            let csrf = csrf_in(&html);
+            // The rows as the browser posts them, in the page's order.
+            let rows = |csrf: &str, action: &str, typed: [&str; 4]| -> Vec<(String, String)> {
+                let mut f = vec![("csrf".to_owned(), csrf.to_owned())];
+                for (login, email) in ["jdoe", "boss", "kim", "lee"].into_iter().zip(typed) {
+                    f.push(("login".into(), login.into()));
+                    f.push(("email".into(), email.into()));
+                }
+                f.push(("action".into(), action.into()));
+                f
+            };
+            let post = |form: Vec<(String, String)>| {
+                let (app, boss) = (app.clone(), boss.clone());
+                async move {
+                    let pairs: Vec<(&str, &str)> =
+                        form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    page(&app, "POST", PATH, &boss, &pairs).await
+                }
+            };
+
+            // Without the form's token, or with another's, nothing is written.
+            let good = ["", "", "kim@example.com", "lee@example.com"];
+            let mut forged = rows("", "save", good);
+            forged.remove(0);
+            let (status, _, _) = post(forged).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            let (status, _, _) = post(rows(&kim_csrf, "save", good)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(email_of("lee").await, None);
+
+            // A check: an address the IMS refuses, markup, and jdoe's email in another case. Every
+            // problem at its row, what was typed kept (escaped), nothing written.
+            let typed = [
+                "",
+                r#""><script>alert(1)</script>"#,
+                "JDOE@Example.com",
+                "lee@example",
+            ];
+            let (status, _, html) = post(rows(&csrf, "check", typed)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+            assert!(html.contains("3 problem(s): nothing was written."), "{html}");
+            let lee_row = email_row(&html, "lee");
+            assert!(
+                lee_row.contains("is not an email address the IMS accepts")
+                    && lee_row.contains(r#"value="lee@example""#),
+                "{lee_row}"
+            );
+            let kim_row = email_row(&html, "kim");
+            assert!(
+                kim_row.contains("JDOE@Example.com would also be the email of jdoe")
+                    && kim_row.contains(r#"value="JDOE@Example.com""#),
+                "{kim_row}"
+            );
+            assert!(
+                email_row(&html, "boss").contains("is not an email address"),
+                "{html}"
+            );
+            assert!(!html.contains("<script>"), "escaped: {html}");
+            assert!(!email_row(&html, "jdoe").contains(r#"class="error""#));
+            // Two rows given one email, in different case: both refused.
+            let (status, _, html) = post(rows(
+                &csrf,
+                "save",
+                ["", "", "Lee@Example.com", "lee@example.com"],
+            ))
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+            assert!(
+                email_row(&html, "kim").contains("would also be the email of lee"),
+                "{html}"
+            );
+            assert!(
+                email_row(&html, "lee").contains("would also be the email of kim"),
+                "{html}"
+            );
+            assert_eq!(email_of("kim").await.as_deref(), Some("jdoe@example.com"));
+            assert_eq!(email_of("lee").await, None);
+            // A check that passes says what saving would change, and still writes nothing.
+            let (status, _, html) = post(rows(&csrf, "check", good)).await;
+            assert_eq!(status, StatusCode::OK, "{html}");
+            assert!(
+                html.contains("Saving would change")
+                    && html.contains("<td>lee</td><td>none</td><td>lee@example.com</td>")
+                    && email_row(&html, "lee").contains(r#"value="lee@example.com""#),
+                "{html}"
+            );
+            assert_eq!(email_of("lee").await, None);
+            assert_eq!(changes_by_boss().await, vec![]);
+
+            // Saved: written through the operators' path and audited as the API does; the page
+            // shows what changed and who still blocks (jdoe and boss still share an email).
+            let (status, _, html) = post(rows(&csrf, "save", good)).await;
+            assert_eq!(status, StatusCode::OK, "{html}");
+            assert!(html.contains("Saved: 2 email(s) changed."), "{html}");
+            assert!(
+                html.contains("<td>kim</td><td>jdoe@example.com</td><td>kim@example.com</td>")
+                    && html.contains("<td>lee</td><td>none</td><td>lee@example.com</td>"),
+                "{html}"
+            );
+            assert!(html.contains("Remaining blockers"));
+            assert!(email_row(&html, "kim").is_empty() && email_row(&html, "lee").is_empty());
+            assert!(
+                email_row(&html, "jdoe").contains("<td>shared with boss</td>")
+                    && email_row(&html, "jdoe").contains(r#"value="""#),
+                "{html}"
+            );
+            assert_eq!(email_of("lee").await.as_deref(), Some("lee@example.com"));
+            assert_eq!(email_of("kim").await.as_deref(), Some("kim@example.com"));
+            assert_eq!(
+                changes_by_boss().await,
+                vec![
+                    ("kim".to_owned(), json!(["email"])),
+                    ("lee".to_owned(), json!(["email"]))
+                ]
+            );
+            finish(cleanup).await;
+        }
+    }
 }

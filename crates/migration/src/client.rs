@@ -258,6 +258,16 @@ impl InstanceClient {
         read_json(INSTANCE, what, resp).await
     }
 
+    /// Configures how people sign in to the instance through the IMS; what was set comes back
+    /// (the secret aside).
+    pub async fn set_ims_account(
+        &self,
+        req: &ims_wire::migration::ImsAccountRequest,
+    ) -> Result<serde_json::Value, Error> {
+        self.send_json(reqwest::Method::PUT, "/ims-account", req, "the IMS configuration")
+            .await
+    }
+
     /// Switches both restrictions on (the allow-list replaced when `allow` names operators).
     pub async fn lock_down(&self, allow: &[String]) -> Result<InstanceFacts, Error> {
         let body = LockdownRequest {

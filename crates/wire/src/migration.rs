@@ -57,6 +57,38 @@ pub struct Completion {
     pub note: String,
 }
 
+/// `PUT /nl/migration/v1/ims-account`: how people sign in to the instance through the IMS
+/// (the vendor's IMS external account). What is left out takes the instance's defaults: the
+/// callback at the instance's own address, the mask `campaign - <instance> - (.*)`, the
+/// Campaign product context and the default scopes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImsAccountRequest {
+    pub ims_url: String,
+    pub org_id: String,
+    /// The instance's client at the IMS and its secret (sealed by the instance when stored).
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub association_mask: Option<String>,
+    #[serde(default)]
+    pub product_context: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for ImsAccountRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImsAccountRequest")
+            .field("ims_url", &self.ims_url)
+            .field("org_id", &self.org_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
 /// `POST /nl/migration/v1/lockdown`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockdownRequest {
