@@ -920,8 +920,13 @@ fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_identity::mode
 }
 
 fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
+    let credential = op
+        .password_hash
+        .as_deref()
+        .map(|h| ims_identity::secret::digest_hex(h)[..16].to_owned());
     OperatorFacts {
         usage,
+        credential,
         id: op.id,
         login: op.login,
         label: op.label,
@@ -1061,6 +1066,7 @@ impl Instance {
                 to,
                 link: link.clone(),
                 end_path,
+                reset_password: to == AuthType::Native && item.reset_password,
                 audit,
             });
             // Only the type and the link change: the state once switched needs no reading.

@@ -72,6 +72,11 @@ pub trait OperatorStore: Send + Sync {
     async fn switch_operators(&self, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {
         let mut out = Vec::with_capacity(steps.len());
         for s in steps {
+            // A store without batches has no password reset either: refused, not half done.
+            if s.reset_password {
+                out.push(false);
+                continue;
+            }
             out.push(
                 self.switch_operator(
                     s.id,
@@ -251,5 +256,7 @@ pub struct SwitchStep {
     pub link: Option<String>,
     /// Its sessions opened this way end.
     pub end_path: AuthPath,
+    /// Its stored password is cleared too (an administrator sets a new one).
+    pub reset_password: bool,
     pub audit: AuditEvent,
 }

@@ -1056,7 +1056,13 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             } else {
                 let verb = if dry_run { "would put back" } else { "put back" };
                 for l in &report.restored {
-                    println!("{verb} {l} to native sign-in");
+                    if report.password_reset.contains(l) {
+                        println!(
+                            "{verb} {l} to native sign-in; its password changed meanwhile, so it is cleared: an administrator sets a new one (xtk:session#Write of its password)"
+                        );
+                    } else {
+                        println!("{verb} {l} to native sign-in");
+                    }
                 }
                 for l in &report.already {
                     println!("{l} signs in natively already");

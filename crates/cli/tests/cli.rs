@@ -210,6 +210,41 @@ fn soap_logon(http: &reqwest::blocking::Client, instance_url: &str, login: &str,
         .unwrap()
 }
 
+/// An administrator sets `login`'s password through `xtk:session#Write`; the raw answer.
+fn soap_set_password(
+    http: &reqwest::blocking::Client,
+    instance_url: &str,
+    admin_password: &str,
+    login: &str,
+    password: &str,
+) -> String {
+    let answer = soap_logon(http, instance_url, "admin", admin_password);
+    let token = |name: &str| {
+        answer
+            .split(&format!("<{name}"))
+            .nth(1)
+            .and_then(|t| t.split_once('>'))
+            .and_then(|(_, t)| t.split('<').next())
+            .unwrap_or_else(|| panic!("no {name} in {answer}"))
+            .to_owned()
+    };
+    let doc = format!(
+        r#"<operator xtkschema="xtk:operator" _operation="update" _key="@name" name="{login}" password="{password}"/>"#
+    );
+    let body = format!(
+        r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Write xmlns:m="urn:xtk:session"><sessiontoken/><domDoc>{doc}</domDoc></m:Write></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+    );
+    http.post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
+        .header("SOAPAction", "xtk:persist|xtk:session#Write")
+        .header("X-Session-Token", token("pstrSessionToken"))
+        .header("X-Security-Token", token("pstrSecurityToken"))
+        .body(body)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 fn json_of(out: &str) -> Value {
     serde_json::from_str(out).unwrap()
 }
@@ -2202,10 +2237,37 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
         out.contains(&format!("put back {back} to native sign-in")),
         "{out}"
     );
+    // Its password did not change meanwhile: kept, not cleared.
+    assert!(!out.contains("changed meanwhile"), "{out}");
     assert!(ok(migrate(&["rollback", "--operator", &back], &[]))
         .contains(&format!("{back} signs in natively already")));
     let out = migrate(&["rollback", "--operator", "crm-sync"], &[]);
     assert_eq!(out.status.code(), Some(1));
+    // Moved again by a new plan, with its password set by an administrator after that plan was
+    // made: put back, the password is cleared (a forced reset), since its person may not know
+    // it; neither it nor any other signs in until an administrator sets a new one.
+    let again = tmp.path().join("again.json");
+    let again = again.to_str().unwrap();
+    ok(migrate(&["plan", "users", "--out", again], &[]));
+    let inst = &upj["instances"][0];
+    let (inst_url, admin_pw) = (
+        inst["url"].as_str().unwrap(),
+        inst["admin_password"].as_str().unwrap(),
+    );
+    let soap = http_client_for(&upj);
+    let written = soap_set_password(&soap, inst_url, admin_pw, &back, "set meanwhile 1");
+    assert!(!written.contains("Fault"), "{written}");
+    assert!(ok(migrate(&["apply", again], &[])).contains("switched 1"));
+    let out = ok(migrate(&["rollback", "--operator", &back], &[]));
+    assert!(
+        out.contains(&format!(
+            "put back {back} to native sign-in; its password changed meanwhile"
+        )),
+        "{out}"
+    );
+    assert!(soap_logon(&soap, inst_url, &back, "set meanwhile 1").contains("XSV-350024"));
+    soap_set_password(&soap, inst_url, admin_pw, &back, "chosen anew 1");
+    assert!(soap_logon(&soap, inst_url, &back, "chosen anew 1").contains("pstrSessionToken"));
     let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"], &[]))).unwrap();
     let r = &status["reconciliation"];
     assert_eq!(r["linked_operators"].as_u64(), Some(people as u64 - 1), "{r}");

@@ -467,6 +467,7 @@ mod tests {
             groups: vec!["deliveryOperators".into()],
             rights: vec![],
             ims_id: None,
+            credential: None,
             usage: vec![],
         }
     }

@@ -324,6 +324,7 @@ mod tests {
             groups: vec![],
             rights: vec![],
             ims_id: None,
+            credential: None,
             usage: vec![],
         }
     }

@@ -388,6 +388,7 @@ mod right_group_tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             rights: rights.iter().map(|r| r.to_string()).collect(),
             ims_id: None,
+            credential: None,
             usage: Vec::new(),
         }
     }

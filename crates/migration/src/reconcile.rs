@@ -220,6 +220,7 @@ mod tests {
             groups: vec!["rights-export".into(), "deliveryOperators".into()],
             rights: vec!["export".into()],
             ims_id: Some("U1".into()),
+            credential: None,
             usage: vec![],
         };
         let mut user = ImsUser {

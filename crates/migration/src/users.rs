@@ -38,6 +38,9 @@ pub struct PersonStep {
     pub ims_user: Option<String>,
     /// The operator's state digest when planned: apply refuses any other.
     pub state: String,
+    /// Its native credential's fingerprint when planned (see `OperatorFacts::credential`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// An operator the plan leaves as it is, and why.
@@ -172,6 +175,7 @@ pub fn plan_users(
             groups: op.groups.clone(),
             profiles: names,
             state: state_digest(op),
+            credential: op.credential.clone(),
         });
     }
     UsersPlan {
@@ -482,6 +486,7 @@ pub async fn apply_users(
                         login: p.login.clone(),
                         ims_id: Some(id.clone()),
                         state: p.state.clone(),
+                        reset_password: false,
                     }),
                     other => {
                         let why = match other {
@@ -626,6 +631,9 @@ pub struct RollbackStep {
     pub profiles: Vec<String>,
     /// The plan that moved it.
     pub moved_by: String,
+    /// Its native credential's fingerprint when that plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// What a rollback did.
@@ -634,6 +642,9 @@ pub struct RollbackReport {
     pub rollback_id: String,
     pub dry_run: bool,
     pub restored: Vec<String>,
+    /// Among them, those whose password changed while they signed in through the IMS: it was
+    /// cleared, and an administrator sets a new one before they can sign in natively.
+    pub password_reset: Vec<String>,
     pub already: Vec<String>,
     pub failed: Vec<Skipped>,
 }
@@ -652,6 +663,7 @@ pub fn rollback_targets(plans: &[UsersPlan], logins: &[String]) -> Result<Vec<Ro
                         email: p.email.clone(),
                         profiles: p.profiles.clone(),
                         moved_by: plan.plan_id.clone(),
+                        credential: p.credential.clone(),
                     },
                 );
             }
@@ -716,7 +728,13 @@ pub async fn rollback(
                 reason: "no longer exists".into(),
             }),
             Some(op) if op.auth_type == "native" => report.already.push(t.login.clone()),
-            Some(op) if op.auth_type == "ims" => todo.push((t, state_digest(op))),
+            // A password set while it signed in through the IMS is not one its person knows:
+            // cleared on the way back (a forced reset). Plans older than the fingerprint say
+            // nothing, and nothing is cleared for them.
+            Some(op) if op.auth_type == "ims" => {
+                let reset = t.credential.is_some() && op.credential != t.credential;
+                todo.push((t, state_digest(op), reset));
+            }
             Some(op) => report.failed.push(Skipped {
                 login: t.login.clone(),
                 reason: format!("a {} operator is not put back", op.auth_type),
@@ -725,7 +743,12 @@ pub async fn rollback(
     }
     if opts.dry_run {
         // What would be put back.
-        report.restored = todo.iter().map(|(t, _)| t.login.clone()).collect();
+        report.restored = todo.iter().map(|(t, _, _)| t.login.clone()).collect();
+        report.password_reset = todo
+            .iter()
+            .filter(|(_, _, reset)| *reset)
+            .map(|(t, _, _)| t.login.clone())
+            .collect();
         return Ok(report);
     }
     if todo.is_empty() {
@@ -746,17 +769,17 @@ pub async fn rollback(
     let batch = opts.batch.clamp(10, MAX_SWITCH);
     for chunk in todo.chunks(batch) {
         // The IMS side first: the user leaves the instance's profiles.
-        let keys: Vec<StepKey> = chunk.iter().map(|(t, _)| key(UNASSIGN, &t.login)).collect();
+        let keys: Vec<StepKey> = chunk.iter().map(|(t, _, _)| key(UNASSIGN, &t.login)).collect();
         journal.begin_steps(rollback_id, &keys, now()).await?;
         let mut ends = Vec::new();
         let mut unassigned = Vec::new();
         for ten in chunk.chunks(10) {
             let entries: Vec<serde_json::Value> = ten
                 .iter()
-                .map(|(t, _)| serde_json::json!({"user": t.email, "do": [{"remove": {"group": t.profiles}}]}))
+                .map(|(t, _, _)| serde_json::json!({"user": t.email, "do": [{"remove": {"group": t.profiles}}]}))
                 .collect();
             let errors: HashMap<usize, String> = ims.action(&entries).await?.into_iter().collect();
-            for (i, (t, state)) in ten.iter().enumerate() {
+            for (i, (t, state, reset)) in ten.iter().enumerate() {
                 match errors.get(&i) {
                     // A user that is gone holds no profile either.
                     Some(e) if !e.starts_with("error.user.nonexistent") => {
@@ -772,6 +795,7 @@ pub async fn rollback(
                             login: t.login.clone(),
                             ims_id: None,
                             state: state.clone(),
+                            reset_password: *reset,
                         });
                     }
                 }
@@ -783,9 +807,17 @@ pub async fn rollback(
         let keys: Vec<StepKey> = unassigned.iter().map(|i| key(NATIVE, &i.login)).collect();
         journal.begin_steps(rollback_id, &keys, now()).await?;
         let answer = instance.switch("native", &unassigned).await?;
+        let reset: HashSet<&str> = unassigned
+            .iter()
+            .filter(|i| i.reset_password)
+            .map(|i| i.login.as_str())
+            .collect();
         let mut ends = Vec::new();
         for o in answer.operators {
             if o.outcome == "switched" || o.outcome == "already" {
+                if o.outcome == "switched" && reset.contains(o.login.as_str()) {
+                    report.password_reset.push(o.login.clone());
+                }
                 report.restored.push(o.login.clone());
                 ends.push(end(NATIVE, &o.login, StepState::Done, o.outcome));
             } else {

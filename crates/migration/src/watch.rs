@@ -124,6 +124,7 @@ mod tests {
             groups: vec![],
             rights: vec![],
             ims_id: None,
+            credential: None,
             usage: usage
                 .iter()
                 .map(|(at, source)| UsageFacts {

@@ -257,10 +257,16 @@ async fn switch_in(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
             return Ok(false);
         }
     }
-    let done = sqlx::query(
-        "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3
-         WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6",
-    )
+    // Cleared, the password no longer signs in: an administrator sets a new one.
+    let password = if step.reset_password {
+        ", password_hash = NULL"
+    } else {
+        ""
+    };
+    let done = sqlx::query(&format!(
+        "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3{password}
+         WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6"
+    ))
     .bind(step.to.as_str())
     .bind(step.link.clone())
     .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
@@ -540,6 +546,7 @@ impl OperatorStore for SqlInstanceStore {
             to,
             link: link.map(str::to_owned),
             end_path,
+            reset_password: false,
             audit: audit.clone(),
         };
         let mut tx = begin_write(&self.pool, &self.writer).await?;

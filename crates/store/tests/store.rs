@@ -901,6 +901,7 @@ mod instance {
                 to: AuthType::Ims,
                 link: Some(link.to_owned()),
                 end_path: AuthPath::Native,
+                reset_password: false,
                 audit: ev("operator.migrate"),
             };
             let stale = ims_identity::Now::from_millis(found[1].modified_at.millis() - 1);

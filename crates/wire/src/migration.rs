@@ -167,6 +167,11 @@ pub struct OperatorFacts {
     pub rights: Vec<String>,
     #[serde(default)]
     pub ims_id: Option<String>,
+    /// A fingerprint of the operator's native credential (a digest of its stored password
+    /// hash, which it reveals nothing of), `None` without one: a rollback tells from it whether
+    /// the password changed while the operator signed in through the IMS.
+    #[serde(default)]
+    pub credential: Option<String>,
     /// Sign-ins and calls, summed per action, path, source and client.
     pub usage: Vec<UsageFacts>,
 }
@@ -247,6 +252,10 @@ pub struct SwitchItem {
     pub ims_id: Option<String>,
     /// The operator's state digest when the change was planned: any other state is drift.
     pub state: String,
+    /// Going back to native sign-in: the stored password is cleared too, so that an
+    /// administrator sets a new one (its credential changed while it signed in through the IMS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_password: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
