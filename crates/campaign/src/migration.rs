@@ -729,18 +729,24 @@ impl Instance {
         Ok(())
     }
 
-    /// What the console's migration page shows.
-    pub async fn migration_dashboard(&self, actor: &Operator, now: Now) -> Result<Dashboard, Fault> {
-        self.require_administration(actor).await?;
-        let store = self.store();
+    /// Every operator, read page by page in id order.
+    pub(crate) async fn all_operators(&self) -> Result<Vec<Operator>, Fault> {
         let mut ops = Vec::new();
         let mut after = 0;
         loop {
-            let page = store.operators_after(after, MAX_PAGE).await?;
+            let page = self.store().operators_after(after, MAX_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
             ops.extend(page);
         }
+        Ok(ops)
+    }
+
+    /// What the console's migration page shows.
+    pub async fn migration_dashboard(&self, actor: &Operator, now: Now) -> Result<Dashboard, Fault> {
+        self.require_administration(actor).await?;
+        let store = self.store();
+        let ops = self.all_operators().await?;
         let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
         for op in &ops {
             *by_type.entry(op.auth_type.as_str().to_owned()).or_default() += 1;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use ims_identity::Now;
-use ims_wire::migration::{EmailAssignment, EmailOutcome, RowProblem, MAX_PAGE};
+use ims_wire::migration::{EmailAssignment, EmailOutcome, RowProblem};
 
 use crate::connect::email_key;
 use crate::fault::Fault;
@@ -118,14 +118,7 @@ impl Instance {
             ));
         }
         let store = self.store();
-        let mut ops = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = store.operators_after(after, MAX_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            ops.extend(page);
-        }
+        let ops = self.all_operators().await?;
         // Everyone's usage in one reading, as the migration page does.
         let usage = match (ops.first(), ops.last()) {
             (Some(first), Some(last)) => store.usage_of_operators(first.id, last.id).await?,

@@ -125,6 +125,21 @@ impl SqlInstanceStore {
         }
     }
 
+    /// One switch in a transaction of its own (see `OperatorStore::switch_operator`).
+    async fn switch_alone(&self, step: &SwitchStep) -> StoreResult<bool> {
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        let done = match switch_in(&mut tx, step).await {
+            // Another switch linking the same identity at the same moment: the unique link
+            // decides, and this one reports it lost.
+            Err(StoreError::Conflict(_)) => return Ok(false),
+            other => other?,
+        };
+        if done {
+            tx.commit().await.map_err(backend_error)?;
+        }
+        Ok(done)
+    }
+
     async fn complete(&self, row: &AnyRow) -> StoreResult<Operator> {
         let id: i64 = get(row, "operator_id")?;
         let groups = sqlx::query(
@@ -549,17 +564,7 @@ impl OperatorStore for SqlInstanceStore {
             reset_password: false,
             audit: audit.clone(),
         };
-        let mut tx = begin_write(&self.pool, &self.writer).await?;
-        let done = match switch_in(&mut tx, &step).await {
-            // Another switch linking the same identity at the same moment: the unique link
-            // decides, and this one reports it lost.
-            Err(StoreError::Conflict(_)) => return Ok(false),
-            other => other?,
-        };
-        if done {
-            tx.commit().await.map_err(backend_error)?;
-        }
-        Ok(done)
+        self.switch_alone(&step).await
     }
 
     async fn switch_operators(&self, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {
@@ -575,18 +580,7 @@ impl OperatorStore for SqlInstanceStore {
                     drop(tx);
                     let mut out = Vec::with_capacity(steps.len());
                     for s in steps {
-                        out.push(
-                            self.switch_operator(
-                                s.id,
-                                s.read_at,
-                                s.from,
-                                s.to,
-                                s.link.as_deref(),
-                                s.end_path,
-                                &s.audit,
-                            )
-                            .await?,
-                        );
+                        out.push(self.switch_alone(s).await?);
                     }
                     return Ok(out);
                 }
