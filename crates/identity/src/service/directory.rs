@@ -267,8 +267,9 @@ impl Ims {
 
     /// Runs an action request for `admin`: each entry planned against the directory as the
     /// entries before it left it, and (unless `test_only`) applied with its audit line, all in
-    /// one transaction, or each in its own when the directory changed meanwhile. The body is the API's result document; a request refused whole is the
-    /// inner error, a failure of the store the outer one.
+    /// one transaction, or each in its own when the directory changed meanwhile. The body is
+    /// the API's result document; a request refused whole is the inner error, a failure of the
+    /// store the outer one.
     pub async fn umapi_action(
         &self,
         admin: &Administrator,
