@@ -906,10 +906,19 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             }
             if outcome.problems.is_empty() {
                 Ok(())
-            } else {
+            } else if outcome.changed.is_empty() {
                 Err(Blocked(format!(
                     "{} problem(s): nothing was written",
                     outcome.problems.len()
+                ))
+                .into())
+            } else {
+                // Every row was checked first; a change made meanwhile stopped a later batch of
+                // the write, and the batches before it stand.
+                Err(Blocked(format!(
+                    "{} problem(s) met while writing: the {} change(s) listed were written, the rest was not; fix and run the file again",
+                    outcome.problems.len(),
+                    outcome.changed.len()
                 ))
                 .into())
             }
@@ -1472,7 +1481,13 @@ async fn set_emails(
         let o = instance.set_emails(batch, false).await?;
         done.changed.extend(o.changed);
         done.unchanged.extend(o.unchanged);
+        // A batch refused whole (changed meanwhile) ends the write: what follows stays as it
+        // is, so that the file can be run again once fixed.
+        let refused = !o.problems.is_empty();
         done.problems.extend(o.problems);
+        if refused {
+            break;
+        }
     }
     Ok(done)
 }
