@@ -382,11 +382,7 @@ async fn retire(
             applied_at: None,
         })
         .await?;
-    let who = format!(
-        "{} as {}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-        services.instance.login()
-    );
+    let who = format!("{} as {}", local_user(), services.instance.login());
     let action = if delete { "delete" } else { "disable" };
     let mut refused = Vec::new();
     for login in &args.operators {
@@ -738,6 +734,21 @@ impl Bars {
             bar.finish();
         }
     }
+}
+
+/// Who runs this command on this machine, for the record of what was forced: the login name
+/// when the environment gives one (cron and containers often do not), else the user id.
+fn local_user() -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(|| {
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid {}", m.uid()))
+        })
+        .unwrap_or_else(|| "an unnamed local user".into())
 }
 
 /// Counts on standard error while a long read runs, when it is a terminal.

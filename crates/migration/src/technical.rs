@@ -417,7 +417,8 @@ The native operator `{login}` ({label}) is replaced by the technical account `{t
 - technical account id: `{taid}`\n- technical account email: `{ta}`\n- organisation: `{org}`\n\
 - token endpoint: `{token_url}` (`grant_type=client_credentials`; the token lasts 24 hours: fetch a new one before it ends)\n\
 - SOAP endpoint: `{soap}`\n- profiles: {profiles}\n\n\
-Before: sign in with `xtk:session#Logon` and the operator's password, then send the session token.\n\
+Before (`before.sh`): sign in with `xtk:session#Logon` and the operator's password; later calls send\n\
+the session and security tokens it returns.\n\
 After: fetch a token with the credential and send it as `Authorization: Bearer <token>` on every call;\n\
 no `Logon`. The legacy operator keeps working until it is retired; its traffic is watched.\n\n\
 Samples: `before.sh`/`after.sh` (curl), `after.py` (Python), `After.java` (Java 11+), `after.mjs` (Node, @adobe/acc-js-sdk).\n",
