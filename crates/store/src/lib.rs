@@ -156,10 +156,20 @@ pub(crate) async fn begin_write(pool: &AnyPool, writer: &Writer) -> StoreResult<
         },
         None => None,
     };
-    let tx = match writer.backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => pool.begin().await,
-    }
+    // The begin runs as a task of its own, so that it finishes even when the caller's future is
+    // dropped halfway (a request whose client went away): dropped between sqlx running `BEGIN
+    // IMMEDIATE` and handing back the transaction, nothing would roll it back, and the
+    // connection would return to the pool holding the write lock, stopping every later write.
+    // Finished, an unclaimed transaction is dropped and rolled back like any other.
+    let (pool, backend) = (pool.clone(), writer.backend);
+    let tx = tokio::spawn(async move {
+        match backend {
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => pool.begin().await,
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("the transaction did not start: {e}")))?
     .map_err(backend_error)?;
     Ok(WriteTx { tx, _turn: turn })
 }
