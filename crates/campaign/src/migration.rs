@@ -986,6 +986,13 @@ impl Instance {
         let mut steps = Vec::new();
         let mut pending = Vec::new();
         let mut named = HashSet::new();
+        // Groups given back on the way to native sign-in must still exist: one deleted meanwhile
+        // is left out (and said in the audit line).
+        let existing: HashSet<String> = if req.operators.iter().any(|i| i.restore.is_some()) {
+            store.groups().await?.into_iter().map(|g| g.name).collect()
+        } else {
+            HashSet::new()
+        };
         for item in &req.operators {
             let outcome = |outcome: &str, detail: String, state: String| SwitchOutcome {
                 login: item.login.clone(),
@@ -1059,12 +1066,29 @@ impl Instance {
                 AuthType::Ims => AuthPath::Native,
                 _ => AuthPath::Ims,
             };
-            let audit = ctx.event(
-                "operator.migrate",
-                &facts.login,
-                "success",
-                serde_json::json!({"from": from.as_str(), "to": to.as_str(), "ims_id": link, "before": facts.ims_id}),
-            );
+            let mut details = serde_json::json!({"from": from.as_str(), "to": to.as_str(), "ims_id": link, "before": facts.ims_id});
+            let access = match (to, &item.restore) {
+                (AuthType::Native, Some(given)) => {
+                    let (mut groups, gone): (Vec<String>, Vec<String>) =
+                        given.groups.iter().cloned().partition(|g| existing.contains(g));
+                    groups.sort();
+                    groups.dedup();
+                    let mut rights = given.rights.clone();
+                    rights.sort();
+                    rights.dedup();
+                    let access = ims_wire::migration::Access { groups, rights };
+                    if (&access.groups, &access.rights) != (&facts.groups, &facts.rights) {
+                        details["restored"] = serde_json::json!({
+                            "groups": access.groups, "rights": access.rights,
+                            "had": {"groups": facts.groups, "rights": facts.rights},
+                            "groups_gone": gone,
+                        });
+                    }
+                    Some(access)
+                }
+                _ => None,
+            };
+            let audit = ctx.event("operator.migrate", &facts.login, "success", details);
             steps.push(SwitchStep {
                 id,
                 read_at,
@@ -1073,11 +1097,17 @@ impl Instance {
                 link: link.clone(),
                 end_path,
                 reset_password: to == AuthType::Native && item.reset_password,
+                access: access.clone(),
                 audit,
             });
-            // Only the type and the link change: the state once switched needs no reading.
+            // Only the type, the link and the access given back change: the state once switched
+            // needs no reading.
             facts.auth_type = to.as_str().to_owned();
             facts.ims_id = link;
+            if let Some(a) = access {
+                facts.groups = a.groups;
+                facts.rights = a.rights;
+            }
             pending.push((out.len(), state_digest(&facts)));
             out.push(outcome("conflict", String::new(), state));
         }

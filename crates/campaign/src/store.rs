@@ -258,5 +258,7 @@ pub struct SwitchStep {
     pub end_path: AuthPath,
     /// Its stored password is cleared too (an administrator sets a new one).
     pub reset_password: bool,
+    /// Its groups and direct named rights become these (every group exists).
+    pub access: Option<ims_wire::migration::Access>,
     pub audit: AuditEvent,
 }

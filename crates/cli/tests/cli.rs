@@ -2755,9 +2755,203 @@ fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
     server.stop();
 }
 
+/// A browser: cookies per origin, each redirect read by hand, and the bench's deadline on
+/// every call (an integration's client gives up after 5 s).
+struct Browser {
+    http: reqwest::blocking::Client,
+    jar: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
+}
+impl Browser {
+    fn new(ca: &Path) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let pem = std::fs::read(ca).unwrap();
+        let http = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        Browser {
+            http,
+            jar: Default::default(),
+        }
+    }
+
+    /// Status, `Location` made absolute, body.
+    fn send(
+        &mut self,
+        url: &str,
+        form: Option<&[(&str, &str)]>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<(u16, String, String), String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        let origin = url.origin().ascii_serialization();
+        let jar = self.jar.entry(origin).or_default();
+        let mut req = match (form, &body) {
+            (None, None) => self.http.get(url.clone()),
+            _ => self.http.post(url.clone()),
+        };
+        if !jar.is_empty() {
+            let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header("cookie", cookies.join("; "));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(f) = form {
+            req = req.form(f);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().map_err(|e| format!("{}: {e}", url.path()))?;
+        for line in resp.headers().get_all("set-cookie") {
+            let line = line.to_str().unwrap_or_default();
+            let first = line.split(';').next().unwrap_or_default();
+            if let Some((k, v)) = first.split_once('=') {
+                if v.is_empty() || line.contains("Max-Age=0") {
+                    jar.remove(k.trim());
+                } else {
+                    jar.insert(k.trim().to_owned(), v.to_owned());
+                }
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+            .map(|l| l.to_string())
+            .unwrap_or_default();
+        let text = resp.text().map_err(|e| format!("{}: {e}", url.path()))?;
+        Ok((status, location, text))
+    }
+
+    /// One SOAP call on the instance, with a session when given; a fault is an error.
+    fn soap(
+        &mut self,
+        base: &str,
+        action: &str,
+        params: &str,
+        session: Option<&(String, String)>,
+    ) -> Result<String, String> {
+        let (ns, method) = action.rsplit_once('#').unwrap();
+        let ns = ns.rsplit('|').next().unwrap();
+        let envelope = format!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:{method} xmlns:m="urn:{ns}"><sessiontoken/>{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        );
+        let mut headers = vec![
+            ("SOAPAction", action),
+            ("content-type", "text/xml; charset=utf-8"),
+        ];
+        if let Some((s, sec)) = session {
+            headers.extend([
+                ("X-Session-Token", s.as_str()),
+                ("X-Security-Token", sec.as_str()),
+            ]);
+        }
+        let (status, _, text) = self.send(
+            &format!("{base}/nl/jsp/soaprouter.jsp"),
+            None,
+            &headers,
+            Some(envelope),
+        )?;
+        if status != 200 || text.contains("Fault>") {
+            return Err(format!("{action}: HTTP {status}: {text}"));
+        }
+        Ok(text)
+    }
+
+    fn logon(&mut self, base: &str, login: &str, password: &str) -> Result<(String, String), String> {
+        let text = self.soap(
+            base,
+            "xtk:session#Logon",
+            &format!("<login>{login}</login><password>{password}</password><parameters/>"),
+            None,
+        )?;
+        let token = |name: &str| {
+            text.split(&format!("<{name}"))
+                .nth(1)
+                .and_then(|t| t.split_once('>'))
+                .and_then(|(_, t)| t.split('<').next())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("Logon: no {name}: {text}"))
+        };
+        Ok((token("pstrSessionToken")?, token("pstrSecurityToken")?))
+    }
+}
+fn csrf(page: &str) -> Result<&str, String> {
+    page.split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .ok_or_else(|| "no csrf field".to_owned())
+}
+/// The console's sign-in form: "ok" once the home page opens with the session, "refused"
+/// when the password is refused or its session does not open the console.
+fn native(b: &mut Browser, url: &str, login: &str, password: &str) -> Result<String, String> {
+    let (_, _, page) = b.send(&format!("{url}/console/login"), None, &[], None)?;
+    let form = [("csrf", csrf(&page)?), ("login", login), ("password", password)];
+    let (status, location, text) = b.send(&format!("{url}/console/login"), Some(&form), &[], None)?;
+    match status {
+        401 => return Ok("refused".into()),
+        303 if location.ends_with("/console/") => {}
+        _ => return Err(format!("POST /console/login: {status}: {text}")),
+    }
+    let (status, _, home) = b.send(&location, None, &[], None)?;
+    Ok(match status {
+        200 if home.contains(login) => "ok".into(),
+        303 => "refused".into(),
+        _ => return Err(format!("GET /console/: {status}")),
+    })
+}
+/// "Connect with IMS": to the IMS's sign-in form and back to the instance's callback.
+fn through_ims(
+    b: &mut Browser,
+    url: &str,
+    email: &str,
+    password: &str,
+    login: &str,
+) -> Result<String, String> {
+    let (_, authorize, _) = b.send(&format!("{url}/console/ims/login"), None, &[], None)?;
+    let (_, page_url, _) = b.send(&authorize, None, &[], None)?;
+    let mut next = String::new();
+    for (field, value) in [("email", email), ("password", password)] {
+        let (status, _, page) = b.send(&page_url, None, &[], None)?;
+        let form = [
+            ("csrf", csrf(&page).map_err(|e| format!("{status} {e}: {page}"))?),
+            (field, value),
+        ];
+        let (status, location, text) = b.send(&page_url, Some(&form), &[], None)?;
+        if status != 303 {
+            return Err(format!("the IMS's sign-in ({field}): {status}: {text}"));
+        }
+        next = location;
+    }
+    let (status, location, text) = b.send(&next, None, &[], None)?;
+    match status {
+        403 => {
+            return Ok(format!(
+                "refused: {}",
+                text.split("role=\"alert\">").nth(1).unwrap_or(&text)
+            ))
+        }
+        303 if location.ends_with("/console/") => {}
+        _ => return Err(format!("the callback: {status}: {text}")),
+    }
+    let (status, _, home) = b.send(&location, None, &[], None)?;
+    if status == 200 && home.contains(login) {
+        Ok("ok".into())
+    } else {
+        Err(format!(
+            "signed in through the IMS, but GET /console/ answered {status}"
+        ))
+    }
+}
+
 #[test]
 fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::thread;
@@ -2776,201 +2970,6 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
     impl Attempt {
         fn ok(&self) -> bool {
             self.native == "ok" || self.ims.as_deref() == Some("ok")
-        }
-    }
-
-    /// A browser: cookies per origin, each redirect read by hand, and the bench's deadline on
-    /// every call (an integration's client gives up after 5 s).
-    struct Browser {
-        http: reqwest::blocking::Client,
-        jar: HashMap<String, HashMap<String, String>>,
-    }
-    impl Browser {
-        fn new(ca: &Path) -> Self {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let pem = std::fs::read(ca).unwrap();
-            let http = reqwest::blocking::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            Browser {
-                http,
-                jar: HashMap::new(),
-            }
-        }
-
-        /// Status, `Location` made absolute, body.
-        fn send(
-            &mut self,
-            url: &str,
-            form: Option<&[(&str, &str)]>,
-            headers: &[(&str, &str)],
-            body: Option<String>,
-        ) -> Result<(u16, String, String), String> {
-            let url = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
-            let origin = url.origin().ascii_serialization();
-            let jar = self.jar.entry(origin).or_default();
-            let mut req = match (form, &body) {
-                (None, None) => self.http.get(url.clone()),
-                _ => self.http.post(url.clone()),
-            };
-            if !jar.is_empty() {
-                let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                req = req.header("cookie", cookies.join("; "));
-            }
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            if let Some(f) = form {
-                req = req.form(f);
-            }
-            if let Some(b) = body {
-                req = req.body(b);
-            }
-            let resp = req.send().map_err(|e| format!("{}: {e}", url.path()))?;
-            for line in resp.headers().get_all("set-cookie") {
-                let line = line.to_str().unwrap_or_default();
-                let first = line.split(';').next().unwrap_or_default();
-                if let Some((k, v)) = first.split_once('=') {
-                    if v.is_empty() || line.contains("Max-Age=0") {
-                        jar.remove(k.trim());
-                    } else {
-                        jar.insert(k.trim().to_owned(), v.to_owned());
-                    }
-                }
-            }
-            let status = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get("location")
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| url.join(l).ok())
-                .map(|l| l.to_string())
-                .unwrap_or_default();
-            let text = resp.text().map_err(|e| format!("{}: {e}", url.path()))?;
-            Ok((status, location, text))
-        }
-
-        /// One SOAP call on the instance, with a session when given; a fault is an error.
-        fn soap(
-            &mut self,
-            base: &str,
-            action: &str,
-            params: &str,
-            session: Option<&(String, String)>,
-        ) -> Result<String, String> {
-            let (ns, method) = action.rsplit_once('#').unwrap();
-            let ns = ns.rsplit('|').next().unwrap();
-            let envelope = format!(
-                r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:{method} xmlns:m="urn:{ns}"><sessiontoken/>{params}</m:{method}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
-            );
-            let mut headers = vec![
-                ("SOAPAction", action),
-                ("content-type", "text/xml; charset=utf-8"),
-            ];
-            if let Some((s, sec)) = session {
-                headers.extend([
-                    ("X-Session-Token", s.as_str()),
-                    ("X-Security-Token", sec.as_str()),
-                ]);
-            }
-            let (status, _, text) = self.send(
-                &format!("{base}/nl/jsp/soaprouter.jsp"),
-                None,
-                &headers,
-                Some(envelope),
-            )?;
-            if status != 200 || text.contains("Fault>") {
-                return Err(format!("{action}: HTTP {status}: {text}"));
-            }
-            Ok(text)
-        }
-
-        fn logon(&mut self, base: &str, login: &str, password: &str) -> Result<(String, String), String> {
-            let text = self.soap(
-                base,
-                "xtk:session#Logon",
-                &format!("<login>{login}</login><password>{password}</password><parameters/>"),
-                None,
-            )?;
-            let token = |name: &str| {
-                text.split(&format!("<{name}"))
-                    .nth(1)
-                    .and_then(|t| t.split_once('>'))
-                    .and_then(|(_, t)| t.split('<').next())
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("Logon: no {name}: {text}"))
-            };
-            Ok((token("pstrSessionToken")?, token("pstrSecurityToken")?))
-        }
-    }
-    fn csrf(page: &str) -> Result<&str, String> {
-        page.split(r#"name="csrf" value=""#)
-            .nth(1)
-            .and_then(|t| t.split('"').next())
-            .ok_or_else(|| "no csrf field".to_owned())
-    }
-    /// The console's sign-in form: "ok" once the home page opens with the session, "refused"
-    /// when the password is refused or its session does not open the console.
-    fn native(b: &mut Browser, url: &str, login: &str, password: &str) -> Result<String, String> {
-        let (_, _, page) = b.send(&format!("{url}/console/login"), None, &[], None)?;
-        let form = [("csrf", csrf(&page)?), ("login", login), ("password", password)];
-        let (status, location, text) = b.send(&format!("{url}/console/login"), Some(&form), &[], None)?;
-        match status {
-            401 => return Ok("refused".into()),
-            303 if location.ends_with("/console/") => {}
-            _ => return Err(format!("POST /console/login: {status}: {text}")),
-        }
-        let (status, _, home) = b.send(&location, None, &[], None)?;
-        Ok(match status {
-            200 if home.contains(login) => "ok".into(),
-            303 => "refused".into(),
-            _ => return Err(format!("GET /console/: {status}")),
-        })
-    }
-    /// "Connect with IMS": to the IMS's sign-in form and back to the instance's callback.
-    fn through_ims(
-        b: &mut Browser,
-        url: &str,
-        email: &str,
-        password: &str,
-        login: &str,
-    ) -> Result<String, String> {
-        let (_, authorize, _) = b.send(&format!("{url}/console/ims/login"), None, &[], None)?;
-        let (_, page_url, _) = b.send(&authorize, None, &[], None)?;
-        let mut next = String::new();
-        for (field, value) in [("email", email), ("password", password)] {
-            let (status, _, page) = b.send(&page_url, None, &[], None)?;
-            let form = [
-                ("csrf", csrf(&page).map_err(|e| format!("{status} {e}: {page}"))?),
-                (field, value),
-            ];
-            let (status, location, text) = b.send(&page_url, Some(&form), &[], None)?;
-            if status != 303 {
-                return Err(format!("the IMS's sign-in ({field}): {status}: {text}"));
-            }
-            next = location;
-        }
-        let (status, location, text) = b.send(&next, None, &[], None)?;
-        match status {
-            403 => {
-                return Ok(format!(
-                    "refused: {}",
-                    text.split("role=\"alert\">").nth(1).unwrap_or(&text)
-                ))
-            }
-            303 if location.ends_with("/console/") => {}
-            _ => return Err(format!("the callback: {status}: {text}")),
-        }
-        let (status, _, home) = b.send(&location, None, &[], None)?;
-        if status == 200 && home.contains(login) {
-            Ok("ok".into())
-        } else {
-            Err(format!(
-                "signed in through the IMS, but GET /console/ answered {status}"
-            ))
         }
     }
 
@@ -3272,6 +3271,590 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
                 "{login}: the password signed in after the person had moved: {a:?}"
             );
         }
+    }
+    server.stop();
+}
+
+/// One operator of a generated legacy population, before its case names it.
+#[derive(Clone, Debug)]
+struct Legacy {
+    login: String,
+    email: LegacyEmail,
+    /// A space either side of the address, as imports leave them.
+    padded: bool,
+    disabled: bool,
+    /// Indexes into the instance's groups.
+    groups: Vec<usize>,
+    /// Rights held directly: indexes into those its groups carry, or into every right on offer
+    /// when `beyond` (some then none of its groups carries).
+    rights: Vec<usize>,
+    beyond: bool,
+    /// Signs in and calls the API, never the console: a program, which the end-user phase
+    /// leaves alone.
+    program: bool,
+}
+
+#[derive(Clone, Debug)]
+enum LegacyEmail {
+    None,
+    /// `local@` the case's domain: short locals collide now and then, as real ones do.
+    Local(String),
+    /// An earlier operator's address, upper-cased: the same person case-insensitively.
+    CaseOf(usize),
+    /// An earlier operator's very address.
+    SameAs(usize),
+    /// At the IMS's limits (a 64-byte local part, 254 bytes in all), or one byte over.
+    Longest {
+        fits: bool,
+    },
+    Invalid(&'static str),
+}
+
+fn legacy_population(groups: usize) -> impl proptest::strategy::Strategy<Value = Vec<Legacy>> {
+    use proptest::prelude::*;
+    let login = prop_oneof![
+        "[a-z][a-z0-9._-]{0,12}",
+        "\\p{L}{1,16}",
+        "[a-zA-Z0-9]{64}",
+        "\\p{L}{120,200}",
+    ];
+    let email = prop_oneof![
+        2 => Just(LegacyEmail::None),
+        6 => "[a-z]{1,2}".prop_map(LegacyEmail::Local),
+        3 => "\\p{L}{1,8}".prop_map(LegacyEmail::Local),
+        2 => (0..64usize).prop_map(LegacyEmail::CaseOf),
+        1 => (0..64usize).prop_map(LegacyEmail::SameAs),
+        1 => any::<bool>().prop_map(|fits| LegacyEmail::Longest { fits }),
+        1 => prop_oneof![Just("no-at-sign"), Just("two words@example.com"), Just("a@nodot"), Just("@example.com")]
+            .prop_map(LegacyEmail::Invalid),
+    ];
+    let one = (
+        login,
+        email,
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.15),
+        prop_oneof![1 => Just(std::collections::BTreeSet::new()), 6 => prop::collection::btree_set(0..groups, 1..3)],
+        prop::collection::btree_set(0..64usize, 0..3),
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(login, email, padded, disabled, groups, rights, beyond, program)| Legacy {
+            login,
+            email,
+            padded,
+            disabled,
+            groups: groups.into_iter().collect(),
+            rights: rights.into_iter().collect(),
+            beyond,
+            program,
+        });
+    prop::collection::vec(one, 1..14)
+}
+
+/// An operator as a case creates it.
+#[derive(Clone, Debug)]
+struct Made {
+    login: String,
+    email: Option<String>,
+    disabled: bool,
+    groups: Vec<String>,
+    rights: Vec<String>,
+    program: bool,
+}
+
+/// The population of case `tag`, with logins and addresses no other case uses. `groups` are the
+/// instance's, with the rights each carries; `rights`, every right on offer.
+fn made(tag: u32, population: &[Legacy], groups: &[(String, Vec<String>)], rights: &[String]) -> Vec<Made> {
+    let domain = format!("case{tag}.example.com");
+    let mut emails: Vec<Option<String>> = Vec::new();
+    let mut out = Vec::new();
+    for (i, g) in population.iter().enumerate() {
+        let mut login = format!("p{tag}x{i}-{}", g.login);
+        if login.is_ascii() {
+            // The longest login the instance accepts today.
+            login.truncate(64);
+        }
+        let email = match &g.email {
+            LegacyEmail::None => None,
+            LegacyEmail::Local(l) => Some(format!("{l}@{domain}")),
+            LegacyEmail::CaseOf(j) if i > 0 => emails[j % i].as_ref().map(|e: &String| e.to_uppercase()),
+            LegacyEmail::SameAs(j) if i > 0 => emails[j % i].clone(),
+            LegacyEmail::CaseOf(_) | LegacyEmail::SameAs(_) => None,
+            LegacyEmail::Longest { fits } => {
+                let local = format!("{i}{}", "l".repeat(63 - i.to_string().len()));
+                let pad = 254 - local.len() - 1 - domain.len() - 1 + usize::from(!fits);
+                Some(format!("{local}@{}.{domain}", "d".repeat(pad)))
+            }
+            LegacyEmail::Invalid(s) => Some(format!("{s}{tag}x{i}")),
+        };
+        emails.push(email.clone());
+        let carried: Vec<&String> = g
+            .groups
+            .iter()
+            .flat_map(|&k| &groups[k].1)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let offer: Vec<&String> = if g.beyond {
+            rights.iter().collect()
+        } else {
+            carried
+        };
+        let mut held: Vec<String> = g
+            .rights
+            .iter()
+            .filter(|_| !offer.is_empty())
+            .map(|&k| offer[k % offer.len()].clone())
+            .collect();
+        held.sort();
+        held.dedup();
+        out.push(Made {
+            login,
+            email: email.map(|e| if g.padded { format!(" {e} ") } else { e }),
+            disabled: g.disabled,
+            groups: g.groups.iter().map(|&k| groups[k].0.clone()).collect(),
+            rights: held,
+            program: g.program,
+        });
+    }
+    out
+}
+
+/// A GET on the instance's migration API as its administrator.
+fn migration_api(b: &mut Browser, url: &str, session: &(String, String), path: &str) -> Value {
+    let (status, _, text) = b
+        .send(
+            &format!("{url}/nl/migration/v1{path}"),
+            None,
+            &[
+                ("X-Session-Token", session.0.as_str()),
+                ("X-Security-Token", session.1.as_str()),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 200, "GET {path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn all_operators(
+    b: &mut Browser,
+    url: &str,
+    session: &(String, String),
+) -> Vec<ims_wire::migration::OperatorFacts> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: ims_wire::migration::OperatorPage = serde_json::from_value(migration_api(
+            b,
+            url,
+            session,
+            &format!("/operators?after={after}&limit=5000"),
+        ))
+        .unwrap();
+        out.extend(page.operators);
+        match page.next_after {
+            Some(next) if next > after => after = next,
+            _ => return out,
+        }
+    }
+}
+
+/// Every user of the organisation, through the User Management API.
+fn org_users(upj: &Value, cred: &Value) -> Vec<Value> {
+    let http = http_client_for(upj);
+    let ims_url = upj["ims_url"].as_str().unwrap();
+    let t = token(&http, ims_url, cred);
+    let mut users = Vec::new();
+    for page in 0.. {
+        let v: Value = http
+            .get(format!(
+                "{ims_url}/v2/usermanagement/users/{}/{page}",
+                upj["org_id"].as_str().unwrap()
+            ))
+            .bearer_auth(&t)
+            .header("x-api-key", cred["client_id"].as_str().unwrap())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        users.extend(v["users"].as_array().cloned().unwrap_or_default());
+        if v["lastPage"] != false {
+            break;
+        }
+    }
+    users
+}
+
+/// Property test over legacy populations: Unicode and extreme-length logins, addresses shared
+/// exactly or case-insensitively, padded, at the IMS's length limits or invalid, disabled
+/// operators, rights held directly (within and beyond their groups), programs among people.
+/// Each case plans and applies the end-user phase, then rolls it back, and checks the
+/// invariants each time: no operator lost or changed, exactly the eligible people moved, one
+/// identity per address linked by one operator, no right widened, every person signing in as
+/// before (through the IMS once moved), both sides reconciled. Cases share one `ims up`; each
+/// uses logins and addresses of its own (`IMS_PROPTEST_CASES`, default 12).
+#[test]
+fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_rollback() {
+    use ims_campaign::store::{OperatorStore as _, UsageStore as _};
+    use proptest::test_runner::{Config, TestRunner};
+    use std::collections::{BTreeSet, HashMap};
+
+    const PASSWORD: &str = "a legacy passphrase";
+    const IMS_PASSWORD: &str = "an ims passphrase";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap().to_owned();
+    let (server, upj) = up(&dir, &[]);
+    let url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
+    let admin_pw = upj["instances"][0]["admin_password"].as_str().unwrap().to_owned();
+    let ca = PathBuf::from(upj["ca_cert"].as_str().unwrap());
+    run_ok(ims().args([
+        "instance",
+        "--data-dir",
+        &d,
+        "ims-config",
+        "--instance",
+        "marketing",
+        "--register",
+    ]));
+    let migrate = |args: &[&str]| {
+        ims()
+            .arg("migrate")
+            .args(args)
+            .args(["--data-dir", &d, "--instance", "marketing"])
+            .output()
+            .unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(migrate(&["prepare", "--profiles"]));
+    let cred: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("migration-credential.json")).unwrap())
+            .unwrap();
+    let pw_file = tmp.path().join("ims-password");
+    std::fs::write(&pw_file, IMS_PASSWORD).unwrap();
+
+    // The legacy state is written straight into the instance's database, as older builds left
+    // it: today's write rules (ASCII logins of 64 characters at most) would refuse some of it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut opts = ims_store::Options::new(format!(
+        "sqlite://{}",
+        dir.join("instance-marketing.db").display()
+    ));
+    opts.migrate = false;
+    let store = rt
+        .block_on(ims_store::instance::SqlInstanceStore::open(
+            &opts,
+            ims_identity::Now::system(),
+        ))
+        .unwrap();
+    let hash = rt
+        .block_on(ims_identity::password::hash(&ims_identity::secret::Secret::new(
+            PASSWORD,
+        )))
+        .unwrap();
+
+    let mut admin = Browser::new(&ca);
+    let session = admin.logon(&url, "admin", &admin_pw).unwrap();
+    let facts = migration_api(&mut admin, &url, &session, "/instance");
+    let carried: std::collections::BTreeMap<String, BTreeSet<String>> = facts["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let rights = g["rights"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned());
+            (g["name"].as_str().unwrap().to_owned(), rights.collect())
+        })
+        .collect();
+    let groups: Vec<(String, Vec<String>)> = carried
+        .iter()
+        .map(|(g, r)| (g.clone(), r.iter().cloned().collect()))
+        .collect();
+    let mut rights: Vec<String> = carried
+        .values()
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    rights.extend(["export".to_owned(), "sql".to_owned()]);
+    rights.sort();
+    rights.dedup();
+    let mask = |g: &str| format!("campaign - marketing - {g}");
+    let key = |e: &str| e.trim().to_lowercase();
+
+    let cases = std::env::var("IMS_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        max_shrink_iters: 16,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let tag = std::cell::Cell::new(0u32);
+    let result = runner.run(&legacy_population(groups.len()), |population| {
+        tag.set(tag.get() + 1);
+        let made = made(tag.get(), &population, &groups, &rights);
+        let now = ims_identity::Now::system();
+        for m in &made {
+            let mut op = ims_campaign::model::Operator::native(
+                &m.login,
+                m.email.clone(),
+                m.groups.clone(),
+                Some(hash.clone()),
+                now,
+            );
+            op.disabled = m.disabled;
+            op.rights = m.rights.clone();
+            let event = ims_identity::model::Context::new(now, "system:import").event(
+                "operator.create",
+                &m.login,
+                "success",
+                serde_json::json!({"reason": "legacy population"}),
+            );
+            let id = rt.block_on(store.create_operator(&op, &event)).unwrap();
+            if m.program {
+                let key = ims_campaign::usage::UsageKey {
+                    login: m.login.clone(),
+                    operator_id: Some(id),
+                    action: "xtk:queryDef#ExecuteQuery".into(),
+                    auth_path: ims_campaign::model::AuthPath::Native,
+                    source: "10.1.2.3".into(),
+                    client: "a nightly job".into(),
+                    outcome: "success".into(),
+                };
+                let counts = ims_campaign::usage::UsageCounts {
+                    calls: 12,
+                    first_at: now.plus_secs(-86_400),
+                    last_at: now.plus_secs(-60),
+                };
+                rt.block_on(store.add_usage(&[ims_campaign::usage::UsageSummary { key, counts }]))
+                    .unwrap();
+            }
+        }
+        // How each signs in before: people at the console, programs through the API.
+        let signs_in = |m: &Made| -> String {
+            let mut b = Browser::new(&ca);
+            if m.program {
+                b.logon(&url, &m.login, PASSWORD)
+                    .map(|_| "ok".to_owned())
+                    .unwrap_or_else(|e| e)
+            } else {
+                native(&mut b, &url, &m.login, PASSWORD).unwrap()
+            }
+        };
+        let was: Vec<String> = made.iter().map(signs_in).collect();
+        for (m, w) in made.iter().zip(&was) {
+            if !m.program {
+                assert_eq!(w, if m.disabled { "refused" } else { "ok" }, "{m:?}");
+            }
+        }
+        let mut b = Browser::new(&ca);
+        let session = b.logon(&url, "admin", &admin_pw).unwrap();
+        let before = all_operators(&mut b, &url, &session);
+        let users_before = org_users(&upj, &cred);
+
+        // Who moves, by the rules and nothing else: people (not programs), enabled, with an
+        // address the IMS takes that no other operator shares, in a group at least (a profile
+        // is what lets a person in through the IMS), holding no right beyond their groups.
+        let mut holders: HashMap<String, usize> = HashMap::new();
+        for o in &before {
+            if let Some(e) = o.email.as_deref().filter(|e| !e.trim().is_empty()) {
+                *holders.entry(key(e)).or_default() += 1;
+            }
+        }
+        let eligible = |m: &Made| {
+            let from_groups: BTreeSet<&String> = m.groups.iter().flat_map(|g| &carried[g]).collect();
+            !m.program
+                && !m.disabled
+                && m.email.as_deref().is_some_and(|e| {
+                    ims_identity::people::check_email(e.trim()).is_ok() && holders[&key(e)] == 1
+                })
+                && m.rights.iter().all(|r| from_groups.contains(r))
+                && !m.groups.is_empty()
+        };
+        let plan_file = tmp.path().join(format!("users-{}.json", tag.get()));
+        let p = plan_file.to_str().unwrap();
+        ok(migrate(&["plan", "users", "--out", p]));
+        let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+        let planned: BTreeSet<String> = plan["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["login"].as_str().unwrap().to_owned())
+            .collect();
+        let skipped: BTreeSet<String> = plan["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["login"].as_str().unwrap().to_owned())
+            .collect();
+        for m in &made {
+            assert_eq!(planned.contains(&m.login), eligible(m), "{m:?}\n{plan}");
+            assert_eq!(
+                skipped.contains(&m.login),
+                !m.program && !eligible(m),
+                "{m:?}\n{plan}"
+            );
+        }
+        ok(migrate(&["apply", p]));
+
+        // Nothing lost or changed but the way the planned people sign in.
+        let same = |now: &[ims_wire::migration::OperatorFacts], moved: &BTreeSet<String>| {
+            let was: HashMap<&str, &ims_wire::migration::OperatorFacts> =
+                before.iter().map(|o| (o.login.as_str(), o)).collect();
+            assert_eq!(now.len(), before.len(), "operators lost or added");
+            for o in now {
+                let w = was
+                    .get(o.login.as_str())
+                    .unwrap_or_else(|| panic!("{} appeared", o.login));
+                assert_eq!(
+                    (&o.email, o.disabled, &o.groups, &o.rights),
+                    (&w.email, w.disabled, &w.groups, &w.rights),
+                    "{}",
+                    o.login
+                );
+                if moved.contains(&o.login) {
+                    assert!(o.auth_type == "ims" && o.ims_id.is_some(), "{o:?}");
+                } else {
+                    assert_eq!(
+                        (&o.auth_type, &o.ims_id),
+                        (&w.auth_type, &w.ims_id),
+                        "{}",
+                        o.login
+                    );
+                }
+            }
+        };
+        // One identity per address, each linked by one operator and holding exactly the profiles
+        // of its operator's groups; the others hold what they held.
+        let identities = |now: &[ims_wire::migration::OperatorFacts]| {
+            let users = org_users(&upj, &cred);
+            let mut seen = BTreeSet::new();
+            for u in &users {
+                assert!(
+                    seen.insert(key(u["email"].as_str().unwrap())),
+                    "two users for {u}"
+                );
+            }
+            let of_instance = |u: &Value| -> BTreeSet<String> {
+                u["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str())
+                    .filter(|g| g.starts_with("campaign - marketing - "))
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let mut linked: HashMap<&str, &str> = HashMap::new();
+            for o in now.iter().filter(|o| o.auth_type == "ims") {
+                let id = o.ims_id.as_deref().unwrap();
+                assert!(linked.insert(id, &o.login).is_none(), "{id} linked twice");
+                let u = users
+                    .iter()
+                    .find(|u| u["id"] == id)
+                    .unwrap_or_else(|| panic!("{o:?}: no such user"));
+                assert_eq!(
+                    key(u["email"].as_str().unwrap()),
+                    key(o.email.as_deref().unwrap()),
+                    "{o:?}"
+                );
+                let want: BTreeSet<String> = o.groups.iter().map(|g| mask(g)).collect();
+                assert_eq!(of_instance(u), want, "{o:?}: {u}");
+            }
+            for u in users
+                .iter()
+                .filter(|u| !linked.contains_key(u["id"].as_str().unwrap()))
+            {
+                let w = users_before.iter().find(|w| w["id"] == u["id"]);
+                assert_eq!(of_instance(u), w.map(of_instance).unwrap_or_default(), "{u}");
+            }
+        };
+        let now_ops = all_operators(&mut b, &url, &session);
+        same(&now_ops, &planned);
+        identities(&now_ops);
+        for m in made.iter().filter(|m| planned.contains(&m.login)) {
+            let email = m.email.as_deref().unwrap().trim();
+            run_ok(
+                ims()
+                    .args(["user", "set-password", "--data-dir", &d, "--email", email])
+                    .arg("--password-file")
+                    .arg(&pw_file),
+            );
+        }
+        // Every person signs in as before: the moved ones through the IMS, and no longer with
+        // the password.
+        for (m, w) in made.iter().zip(&was) {
+            if planned.contains(&m.login) {
+                let mut b = Browser::new(&ca);
+                let email = m.email.as_deref().unwrap().trim();
+                assert_eq!(
+                    through_ims(&mut b, &url, email, IMS_PASSWORD, &m.login).unwrap(),
+                    "ok",
+                    "{m:?}"
+                );
+                assert_eq!(
+                    native(&mut Browser::new(&ca), &url, &m.login, PASSWORD).unwrap(),
+                    "refused"
+                );
+            } else {
+                assert_eq!(&signs_in(m), w, "{m:?}");
+            }
+        }
+        let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"]))).unwrap();
+        let r = &status["reconciliation"];
+        assert_eq!(
+            (&r["differences"], &r["not_linked_yet"]),
+            (&serde_json::json!([]), &serde_json::json!([])),
+            "{r}"
+        );
+
+        // Rolled back: everyone as before, signing in as before, the profiles left.
+        ok(migrate(&[
+            "rollback",
+            "--plan",
+            plan["plan_id"].as_str().unwrap(),
+        ]));
+        let now_ops = all_operators(&mut b, &url, &session);
+        same(&now_ops, &BTreeSet::new());
+        identities(&now_ops);
+        for (m, w) in made.iter().zip(&was) {
+            assert_eq!(&signs_in(m), w, "{m:?} after the rollback");
+        }
+        let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"]))).unwrap();
+        let r = &status["reconciliation"];
+        let linked_before = before.iter().filter(|o| o.ims_id.is_some()).count() as u64;
+        assert_eq!(
+            (&r["differences"], r["linked_operators"].as_u64()),
+            (&serde_json::json!([]), Some(linked_before)),
+            "{r}"
+        );
+        let ours = made.iter().filter(|m| planned.contains(&m.login)).count();
+        eprintln!(
+            "case {}: {} operators, {ours} moved and back, {} in the plan",
+            tag.get(),
+            made.len(),
+            planned.len()
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
     server.stop();
 }

@@ -315,9 +315,17 @@ pub fn assess(
             }
             if op.disabled {
                 warnings.push(format!(
-                    "{} is disabled: it is migrated disabled and stays unable to sign in",
+                    "{} is disabled: the end-user phase leaves it native and unable to sign in",
                     op.login
                 ));
+            } else if op.groups.is_empty() {
+                blockers.push(Blocker {
+                    phase: Phase::Users,
+                    operator: Some(op.login.clone()),
+                    problem: format!("{} belongs to no operator group", op.login),
+                    fix: "add it to one: a product profile, one per group, is what lets a person in through the IMS"
+                        .into(),
+                });
             }
         }
         if !migrated && class == Class::Technical {
@@ -612,6 +620,20 @@ mod tests {
         assert_eq!(a.admin_profiles, ["Campaign Admins"]);
         let a = assess(&facts("7.4.1", true, true), &[], None, 0);
         assert!(a.warnings.iter().any(|w| w.contains("not asked")));
+    }
+
+    #[test]
+    fn a_person_in_no_group_blocks_and_a_disabled_one_is_only_a_warning() {
+        let mut alone = op("solo", Some("solo@example.com"));
+        alone.groups.clear();
+        let mut off = op("off", Some("off@example.com"));
+        off.groups.clear();
+        off.disabled = true;
+        let a = assess(&facts("7.4.1", true, true), &[alone, off], Some(&[]), 0);
+        let who: Vec<Option<&str>> = a.blockers.iter().map(|b| b.operator.as_deref()).collect();
+        assert_eq!(who, [Some("solo")]);
+        assert!(a.blockers[0].problem.contains("belongs to no operator group"));
+        assert!(a.warnings.iter().any(|w| w.starts_with("off is disabled")));
     }
 
     fn population() -> impl Strategy<Value = Vec<OperatorFacts>> {

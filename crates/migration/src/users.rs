@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use futures_util::StreamExt as _;
 use ims_campaign::connect::email_key;
 use ims_identity::Now;
-use ims_wire::migration::{state_digest, InstanceFacts, OperatorFacts, SwitchItem, MAX_SWITCH};
+use ims_wire::migration::{state_digest, Access, InstanceFacts, OperatorFacts, SwitchItem, MAX_SWITCH};
 use serde::{Deserialize, Serialize};
 
 use crate::assess::{classify, email_statuses, Class, EmailStatus};
@@ -32,6 +32,10 @@ pub struct PersonStep {
     pub login: String,
     pub email: String,
     pub groups: Vec<String>,
+    /// Its direct named rights when planned (all carried by its groups); with its groups, what
+    /// a rollback gives back. Absent from plans made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rights: Option<Vec<String>>,
     /// The product profiles of its groups, which its IMS user is added to.
     pub profiles: Vec<String>,
     /// The IMS user with that email when planned (`None`: it is created).
@@ -132,6 +136,15 @@ pub fn plan_users(
             )));
             continue;
         }
+        // The IMS lets a person into an instance through a product profile of it: with no
+        // group there is no profile to give, and the person could not sign in at all.
+        if op.groups.is_empty() {
+            skipped.push(skip(
+                "belongs to no group: no product profile would let it in through the IMS; give it a group"
+                    .into(),
+            ));
+            continue;
+        }
         let from_groups: BTreeSet<&str> = op
             .groups
             .iter()
@@ -173,6 +186,7 @@ pub fn plan_users(
             ims_user: users.get(&email_key(&email)).cloned(),
             email,
             groups: op.groups.clone(),
+            rights: Some(op.rights.clone()),
             profiles: names,
             state: state_digest(op),
             credential: op.credential.clone(),
@@ -408,7 +422,9 @@ pub async fn apply_users(
             message: "Sign-in is moving to the IMS: people are being moved one by one; once moved, sign in with \"Connect with IMS\" (your IMS account uses your email). Passwords stored in this instance stop working as each person is moved.".into(),
             until: None,
         })
-        .await?; // Stage 1: identities, ten action entries per request (the API's limit).
+        .await?;
+
+    // Stage 1: identities, ten action entries per request (the API's limit).
     let todo: Vec<&PersonStep> = plan
         .people
         .iter()
@@ -487,6 +503,7 @@ pub async fn apply_users(
                         ims_id: Some(id.clone()),
                         state: p.state.clone(),
                         reset_password: false,
+                        restore: None,
                     }),
                     other => {
                         let why = match other {
@@ -634,6 +651,9 @@ pub struct RollbackStep {
     /// Its native credential's fingerprint when that plan was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// Its groups and direct rights when that plan was made, given back with native sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
 }
 
 /// What a rollback did.
@@ -664,6 +684,10 @@ pub fn rollback_targets(plans: &[UsersPlan], logins: &[String]) -> Result<Vec<Ro
                         profiles: p.profiles.clone(),
                         moved_by: plan.plan_id.clone(),
                         credential: p.credential.clone(),
+                        access: p.rights.as_ref().map(|rights| Access {
+                            groups: p.groups.clone(),
+                            rights: rights.clone(),
+                        }),
                     },
                 );
             }
@@ -796,6 +820,7 @@ pub async fn rollback(
                             ims_id: None,
                             state: state.clone(),
                             reset_password: *reset,
+                            restore: t.access.clone(),
                         });
                     }
                 }

@@ -256,6 +256,21 @@ async fn insert_memberships(tx: &mut WriteTx, id: i64, op: &Operator) -> StoreRe
     Ok(())
 }
 
+/// Replaces an operator's memberships and direct rights with `op`'s.
+async fn replace_memberships(tx: &mut WriteTx, id: i64, op: &Operator) -> StoreResult<()> {
+    for sql in [
+        "DELETE FROM operator_group_members WHERE operator_id = $1",
+        "DELETE FROM operator_rights WHERE operator_id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    insert_memberships(tx, id, op).await
+}
+
 /// One switch inside `tx` (see `OperatorStore::switch_operator`): false, with nothing written,
 /// when the operator changed since it was read, is gone, or the identity links another one.
 async fn switch_in(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
@@ -300,6 +315,14 @@ async fn switch_in(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
         .execute(&mut **tx)
         .await
         .map_err(backend_error)?;
+    if let Some(access) = &step.access {
+        let given = Operator {
+            groups: access.groups.clone(),
+            rights: access.rights.clone(),
+            ..Operator::native("", None, Vec::new(), None, step.audit.at)
+        };
+        replace_memberships(tx, step.id, &given).await?;
+    }
     crate::audit_in(&mut **tx, &step.audit).await?;
     Ok(true)
 }
@@ -463,21 +486,14 @@ impl OperatorStore for SqlInstanceStore {
                 op.id
             )));
         }
-        let mut clear = vec![
-            "DELETE FROM operator_group_members WHERE operator_id = $1",
-            "DELETE FROM operator_rights WHERE operator_id = $1",
-        ];
         if end_sessions {
-            clear.push("DELETE FROM sessions WHERE operator_id = $1");
-        }
-        for sql in clear {
-            sqlx::query(sql)
+            sqlx::query("DELETE FROM sessions WHERE operator_id = $1")
                 .bind(op.id)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend_error)?;
         }
-        insert_memberships(&mut tx, op.id, op).await?;
+        replace_memberships(&mut tx, op.id, op).await?;
         crate::audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         Ok(())
@@ -513,16 +529,6 @@ impl OperatorStore for SqlInstanceStore {
                 "operator {id} no longer exists or is linked to another identity"
             )));
         }
-        for sql in [
-            "DELETE FROM operator_group_members WHERE operator_id = $1",
-            "DELETE FROM operator_rights WHERE operator_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-        }
         if end_ims_sessions {
             sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
                 .bind(id)
@@ -536,7 +542,7 @@ impl OperatorStore for SqlInstanceStore {
             rights: rights.to_vec(),
             ..Operator::native("", None, Vec::new(), None, audit.at)
         };
-        insert_memberships(&mut tx, id, &access).await?;
+        replace_memberships(&mut tx, id, &access).await?;
         crate::audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         self.operator(id)
@@ -562,6 +568,7 @@ impl OperatorStore for SqlInstanceStore {
             link: link.map(str::to_owned),
             end_path,
             reset_password: false,
+            access: None,
             audit: audit.clone(),
         };
         self.switch_alone(&step).await

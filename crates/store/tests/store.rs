@@ -902,6 +902,7 @@ mod instance {
                 link: Some(link.to_owned()),
                 end_path: AuthPath::Native,
                 reset_password: false,
+                access: None,
                 audit: ev("operator.migrate"),
             };
             let stale = ims_identity::Now::from_millis(found[1].modified_at.millis() - 1);

@@ -256,6 +256,18 @@ pub struct SwitchItem {
     /// administrator sets a new one (its credential changed while it signed in through the IMS).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reset_password: bool,
+    /// Going back to native sign-in: the groups and direct named rights it held before it
+    /// moved, which it holds again. What its product profiles gave it meanwhile (an IMS sign-in
+    /// writes them onto the operator) would otherwise stay with it for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Access>,
+}
+
+/// An operator's groups (internal names) and direct named rights.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    pub groups: Vec<String>,
+    pub rights: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
