@@ -1023,8 +1023,9 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             let ims = need_ims(&services)?;
             let facts = services.instance.facts().await?;
             let journal = open_journal(target).await?;
+            let recorded = journal.plans(&facts.name).await?;
             let mut plans = Vec::new();
-            for p in journal.plans(&facts.name).await? {
+            for p in &recorded {
                 if p.phase == "users" && plan.as_ref().is_none_or(|id| *id == p.plan_id) {
                     plans.push(serde_json::from_str::<users::UsersPlan>(&p.body)?);
                 }
@@ -1045,7 +1046,14 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                     .ok()
                     .map(|s| users::FailPoint::parse(&s)),
             };
-            let id = format!("rollback-{}-{}", facts.name, Now::system().millis());
+            // A rollback of these very people that a crash or a refusal left unfinished is
+            // resumed under its own id rather than left "in progress" beside a new one.
+            let body = serde_json::to_string(&targets)?;
+            let id = recorded
+                .iter()
+                .find(|p| p.phase == "rollback" && p.applied_at.is_none() && p.body == body)
+                .map(|p| p.plan_id.clone())
+                .unwrap_or_else(|| format!("rollback-{}-{}", facts.name, Now::system().millis()));
             let outcome = users::rollback(
                 &id,
                 &facts.name,

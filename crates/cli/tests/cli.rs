@@ -2752,6 +2752,38 @@ fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
         people.len(),
         "{migrated}"
     );
+
+    // A rollback stopped dead between the IMS and the instance is finished by running it again,
+    // under its own id: one rollback in the journal, done, everyone back as they were.
+    let plan_id = serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap()["plan_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = migrate(&["rollback", "--plan", &plan_id], Some("unassign-ended:1"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fail point unassign-ended reached"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = migrate(&["rollback", "--plan", &plan_id], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&migrate(&["status", "--json"], None).stdout).unwrap();
+    let rollbacks: Vec<&Value> = status["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["phase"] == "rollback")
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "{status}");
+    assert!(rollbacks[0]["applied_at"].is_i64(), "{status}");
+    let back: Value = serde_json::from_slice(&migrate(&["assess", "--json"], None).stdout).unwrap();
+    let back = by_login(&back);
+    for (login, o) in &back {
+        let w = &was[login];
+        for field in ["auth_type", "groups", "rights", "email", "disabled"] {
+            assert_eq!(o[field], w[field], "{login}: {field}");
+        }
+    }
     server.stop();
 }
 

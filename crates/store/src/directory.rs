@@ -20,7 +20,7 @@ use ims_identity::Now;
 
 use crate::people::write_user;
 use crate::{
-    audit_in, audit_many, backend_error, begin_write, get, insert_user, user_from, words, SqlStore,
+    audit_in, audit_many, backend_error, begin_write, get, insert_user, user_from, words, Backend, SqlStore,
     USER_COLUMNS,
 };
 
@@ -262,34 +262,36 @@ async fn insert_group(tx: &mut AnyConnection, g: &Group) -> StoreResult<i64> {
     get(&row, "group_id")
 }
 
-impl SqlStore {
-    /// `(user id, group name)` pairs for the users of `ids`: direct memberships, and with
-    /// `inherited` the profiles their user groups are linked to.
-    async fn group_names_of(&self, ids: &[String], inherited: bool) -> StoreResult<Vec<(String, String)>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = placeholders(1, ids.len());
-        let mut sql = format!(
-            "SELECT m.user_id, g.name FROM group_members m JOIN directory_groups g ON g.group_id = m.group_id
-             WHERE m.user_id IN ({list})"
-        );
-        if inherited {
-            sql.push_str(&format!(
-                " UNION SELECT m.user_id, p.name FROM group_members m
-                 JOIN group_links l ON l.user_group_id = m.group_id
-                 JOIN directory_groups p ON p.group_id = l.profile_id WHERE m.user_id IN ({list})"
-            ));
-        }
-        let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(id.clone());
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(backend_error)?;
-        rows.iter()
-            .map(|r| Ok((get(r, "user_id")?, get(r, "name")?)))
-            .collect()
+/// `(user id, group name)` pairs for the users of `ids`: direct memberships, and with
+/// `inherited` the profiles their user groups are linked to (a pair may come twice).
+async fn group_names_of(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    inherited: bool,
+) -> StoreResult<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
+    let list = placeholders(1, ids.len());
+    let mut sql = format!(
+        "SELECT m.user_id, g.name FROM group_members m JOIN directory_groups g ON g.group_id = m.group_id
+         WHERE m.user_id IN ({list})"
+    );
+    if inherited {
+        sql.push_str(&format!(
+            " UNION ALL SELECT m.user_id, p.name FROM group_members m
+             JOIN group_links l ON l.user_group_id = m.group_id
+             JOIN directory_groups p ON p.group_id = l.profile_id WHERE m.user_id IN ({list})"
+        ));
+    }
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(id.clone());
+    }
+    let rows = q.fetch_all(&mut *conn).await.map_err(backend_error)?;
+    rows.iter()
+        .map(|r| Ok((get(r, "user_id")?, get(r, "name")?)))
+        .collect()
 }
 
 #[async_trait]
@@ -381,7 +383,10 @@ impl DirectoryStore for SqlStore {
                 "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND email_lower IN ({})",
                 placeholders(2, emails.len())
             );
-            let mut q = sqlx::query(&sql).bind(org_id);
+            // Planned with its values each time, not once per connection: a plan cached while
+            // the table was small (as when a migration starts) reads every user of the
+            // organisation to find ten, and the requests slow down as the directory grows.
+            let mut q = sqlx::query(&sql).persistent(false).bind(org_id);
             for email in emails {
                 q = q.bind(email.clone());
             }
@@ -561,12 +566,27 @@ impl DirectoryStore for SqlStore {
         if let Some(a) = after {
             q = q.bind(a.to_owned());
         }
-        let rows = q
+        let q = q
             .bind(i64::from(limit) + 1)
-            .bind(i64::from(if after.is_some() { 0 } else { offset }))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_error)?;
+            .bind(i64::from(if after.is_some() { 0 } else { offset }));
+        // The page and its users' groups as of one moment.
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        if self.backend == Backend::Postgres {
+            // A page reads its page: the indexes hold the users in this order, and their
+            // memberships by user. Without statistics (autovacuum off, or a directory that
+            // just grew by a bulk load) PostgreSQL's guesses read and sort every user after the
+            // key and every membership instead, once per page: a full listing would grow with
+            // the square of its size. (The cost such a setting adds would otherwise have the
+            // plans compiled, which takes longer than running them.)
+            for sql in [
+                "SET LOCAL enable_sort = off",
+                "SET LOCAL enable_seqscan = off",
+                "SET LOCAL jit = off",
+            ] {
+                sqlx::query(sql).execute(&mut *tx).await.map_err(backend_error)?;
+            }
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(backend_error)?;
         let more = rows.len() > limit as usize;
         let users = rows
             .iter()
@@ -575,9 +595,10 @@ impl DirectoryStore for SqlStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let ids: Vec<String> = users.iter().map(|u| u.user_id.clone()).collect();
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (user, group) in self.group_names_of(&ids, !direct_only).await? {
+        for (user, group) in group_names_of(&mut tx, &ids, !direct_only).await? {
             names.entry(user).or_default().insert(group);
         }
+        tx.commit().await.map_err(backend_error)?;
         Ok(Some((
             users
                 .into_iter()

@@ -128,11 +128,11 @@ impl SqlInstanceStore {
     /// One switch in a transaction of its own (see `OperatorStore::switch_operator`).
     async fn switch_alone(&self, step: &SwitchStep) -> StoreResult<bool> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        let done = match switch_in(&mut tx, step).await {
+        let done = match switch_in(&mut tx, std::slice::from_ref(step)).await {
             // Another switch linking the same identity at the same moment: the unique link
             // decides, and this one reports it lost.
             Err(StoreError::Conflict(_)) => return Ok(false),
-            other => other?,
+            other => other?[0],
         };
         if done {
             tx.commit().await.map_err(backend_error)?;
@@ -271,60 +271,98 @@ async fn replace_memberships(tx: &mut WriteTx, id: i64, op: &Operator) -> StoreR
     insert_memberships(tx, id, op).await
 }
 
-/// One switch inside `tx` (see `OperatorStore::switch_operator`): false, with nothing written,
-/// when the operator changed since it was read, is gone, or the identity links another one.
-async fn switch_in(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
+/// Switches inside `tx` (see `OperatorStore::switch_operators`): per step, true when it was
+/// made; false, with nothing of it written, when the operator changed since it was read, is gone,
+/// or the identity links another one. The statements common to the steps (the links held, the
+/// sessions ended, the audit lines) run once for the whole batch: on PostgreSQL each statement
+/// is a round trip.
+async fn switch_in(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {
     // An identity links one operator at most: a link held elsewhere refuses the switch.
-    if let Some(ims_id) = &step.link {
-        let taken =
-            sqlx::query("SELECT COUNT(*) AS n FROM operators WHERE ims_id = $1 AND operator_id <> $2")
-                .bind(ims_id.as_str())
-                .bind(step.id)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-        if get::<i64>(&taken, "n")? > 0 {
-            return Ok(false);
+    let links: Vec<&str> = steps.iter().filter_map(|s| s.link.as_deref()).collect();
+    let mut holder: HashMap<String, i64> = HashMap::new();
+    for chunk in links.chunks(500) {
+        let marks = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT ims_id, operator_id FROM operators WHERE ims_id IN ({marks})");
+        let mut q = sqlx::query(&sql);
+        for link in chunk {
+            q = q.bind(*link);
+        }
+        for r in q.fetch_all(&mut **tx).await.map_err(backend_error)? {
+            holder.insert(get(&r, "ims_id")?, get(&r, "operator_id")?);
         }
     }
-    // Cleared, the password no longer signs in: an administrator sets a new one.
-    let password = if step.reset_password {
-        ", password_hash = NULL"
-    } else {
-        ""
-    };
-    let done = sqlx::query(&format!(
-        "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3{password}
-         WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6"
-    ))
-    .bind(step.to.as_str())
-    .bind(step.link.clone())
-    .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
-    .bind(step.id)
-    .bind(step.from.as_str())
-    .bind(step.read_at.millis())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend_error)?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND auth_path = $2")
+    let mut out = Vec::with_capacity(steps.len());
+    let mut made: Vec<&SwitchStep> = Vec::with_capacity(steps.len());
+    for step in steps {
+        if let Some(link) = &step.link {
+            if holder.get(link).is_some_and(|id| *id != step.id) {
+                out.push(false);
+                continue;
+            }
+        }
+        // Cleared, the password no longer signs in: an administrator sets a new one.
+        let password = if step.reset_password {
+            ", password_hash = NULL"
+        } else {
+            ""
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3{password}
+             WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6"
+        ))
+        .bind(step.to.as_str())
+        .bind(step.link.clone())
+        .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
         .bind(step.id)
-        .bind(step.end_path.as_str())
+        .bind(step.from.as_str())
+        .bind(step.read_at.millis())
         .execute(&mut **tx)
         .await
         .map_err(backend_error)?;
-    if let Some(access) = &step.access {
-        let given = Operator {
-            groups: access.groups.clone(),
-            rights: access.rights.clone(),
-            ..Operator::native("", None, Vec::new(), None, step.audit.at)
-        };
-        replace_memberships(tx, step.id, &given).await?;
+        if done.rows_affected() == 0 {
+            out.push(false);
+            continue;
+        }
+        // What this batch linked and unlinked counts for its later steps.
+        holder.retain(|_, id| *id != step.id);
+        if let Some(link) = &step.link {
+            holder.insert(link.clone(), step.id);
+        }
+        if let Some(access) = &step.access {
+            let given = Operator {
+                groups: access.groups.clone(),
+                rights: access.rights.clone(),
+                ..Operator::native("", None, Vec::new(), None, step.audit.at)
+            };
+            replace_memberships(tx, step.id, &given).await?;
+        }
+        out.push(true);
+        made.push(step);
     }
-    crate::audit_in(&mut **tx, &step.audit).await?;
-    Ok(true)
+    let mut paths: Vec<AuthPath> = made.iter().map(|s| s.end_path).collect();
+    paths.sort_by_key(|p| p.as_str());
+    paths.dedup();
+    for path in paths {
+        let ids: Vec<i64> = made.iter().filter(|s| s.end_path == path).map(|s| s.id).collect();
+        for chunk in ids.chunks(500) {
+            let marks = (2..chunk.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("DELETE FROM sessions WHERE auth_path = $1 AND operator_id IN ({marks})");
+            let mut q = sqlx::query(&sql).bind(path.as_str());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **tx).await.map_err(backend_error)?;
+        }
+    }
+    let events: Vec<AuditEvent> = made.iter().map(|s| s.audit.clone()).collect();
+    crate::audit_many(tx, &events).await?;
+    Ok(out)
 }
 
 #[async_trait]
@@ -576,26 +614,24 @@ impl OperatorStore for SqlInstanceStore {
 
     async fn switch_operators(&self, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        let mut out = Vec::with_capacity(steps.len());
-        for step in steps {
-            match switch_in(&mut tx, step).await {
-                Ok(done) => out.push(done),
-                // A link taken between the check and the update (a concurrent switch): on
-                // PostgreSQL the error spoils the whole transaction, so the batch is given up
-                // and each step runs again alone, the lost one reporting false.
-                Err(StoreError::Conflict(_)) => {
-                    drop(tx);
-                    let mut out = Vec::with_capacity(steps.len());
-                    for s in steps {
-                        out.push(self.switch_alone(s).await?);
-                    }
-                    return Ok(out);
-                }
-                Err(other) => return Err(other),
+        match switch_in(&mut tx, steps).await {
+            Ok(out) => {
+                tx.commit().await.map_err(backend_error)?;
+                Ok(out)
             }
+            // A link taken between the check and the update (a concurrent switch): on
+            // PostgreSQL the error spoils the whole transaction, so the batch is given up and
+            // each step runs again alone, the lost one reporting false.
+            Err(StoreError::Conflict(_)) => {
+                drop(tx);
+                let mut out = Vec::with_capacity(steps.len());
+                for s in steps {
+                    out.push(self.switch_alone(s).await?);
+                }
+                Ok(out)
+            }
+            Err(other) => Err(other),
         }
-        tx.commit().await.map_err(backend_error)?;
-        Ok(out)
     }
 
     async fn copy_operator_access(&self, from: i64, to: i64, audit: &AuditEvent) -> StoreResult<(u64, u64)> {

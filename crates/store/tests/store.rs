@@ -906,6 +906,15 @@ mod instance {
                 audit: ev("operator.migrate"),
             };
             let stale = ims_identity::Now::from_millis(found[1].modified_at.millis() - 1);
+            let native_session = ims_campaign::model::Session {
+                session_digest: "before".into(),
+                security_digest: "before-security".into(),
+                operator_id: found[0].id,
+                auth_path: AuthPath::Native,
+                created_at: now(),
+                expires_at: now().plus_secs(60),
+            };
+            i.store.insert_session(&native_session).await.unwrap();
             let done = i
                 .store
                 .switch_operators(&[
@@ -923,6 +932,17 @@ mod instance {
                 (ana.auth_type, ana.ims_id.as_deref()),
                 (AuthType::Ims, Some("ims-ana"))
             );
+            // Its native sessions ended with the switch, which alone was audited.
+            assert!(i.store.session("before").await.unwrap().is_none());
+            let audited = i
+                .store
+                .audit(&AuditQuery {
+                    action_prefix: Some("operator.migrate".into()),
+                    limit: 100,
+                })
+                .await
+                .unwrap();
+            assert_eq!(audited.len(), 1);
             // A native sign-in that read ana before the switch cannot open its session after.
             let session = |digest: &str, auth_path| ims_campaign::model::Session {
                 session_digest: digest.into(),
