@@ -16,6 +16,7 @@ use ims_wire::migration::{
 
 use crate::connect::email_key;
 use crate::fault::Fault;
+use crate::migration_emails::{email_blockers, EmailStatus};
 use crate::model::{AuthPath, AuthType, Operator, OperatorGroup};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
@@ -751,22 +752,34 @@ impl Instance {
         for op in &ops {
             *by_type.entry(op.auth_type.as_str().to_owned()).or_default() += 1;
         }
-        // Emails shared case-insensitively, among people still signing in natively.
-        let mut emails: HashMap<String, usize> = HashMap::new();
-        for op in &ops {
-            if let Some(e) = op.email.as_deref().filter(|e| !e.trim().is_empty()) {
-                *emails.entry(email_key(e)).or_default() += 1;
-            }
-        }
-        let mut blockers = Vec::new();
         let mut legacy = Vec::new();
         // Everyone's recorded usage in one reading, not one per operator.
+        let usage = match (ops.first(), ops.last()) {
+            (Some(first), Some(last)) => store.usage_of_operators(first.id, last.id).await?,
+            _ => Vec::new(),
+        };
+        // The people an email keeps from moving, by the rule the emails page applies; and those
+        // in no group, whom no product profile would let in.
+        let mut blockers: Vec<String> = email_blockers(&ops, &usage)
+            .into_iter()
+            .map(|b| match b.status {
+                EmailStatus::Missing => format!("{} has no email", b.login),
+                EmailStatus::Invalid => format!(
+                    "{} has an email the IMS does not take: {}",
+                    b.login,
+                    b.email.unwrap_or_default()
+                ),
+                EmailStatus::Shared => format!(
+                    "{} shares its email {} with another operator",
+                    b.login,
+                    b.email.unwrap_or_default().trim()
+                ),
+            })
+            .collect();
         let mut usage_by: HashMap<i64, Vec<UsageSummary>> = HashMap::new();
-        if let (Some(first), Some(last)) = (ops.first(), ops.last()) {
-            for row in store.usage_of_operators(first.id, last.id).await? {
-                if let Some(id) = row.key.operator_id {
-                    usage_by.entry(id).or_default().push(row);
-                }
+        for row in usage {
+            if let Some(id) = row.key.operator_id {
+                usage_by.entry(id).or_default().push(row);
             }
         }
         for op in ops
@@ -801,12 +814,8 @@ impl Instance {
                 });
                 continue;
             }
-            match op.email.as_deref().map(str::trim) {
-                None | Some("") => blockers.push(format!("{} has no email", op.login)),
-                Some(e) if emails.get(&email_key(e)).copied().unwrap_or(0) > 1 => {
-                    blockers.push(format!("{} shares its email {e} with another operator", op.login))
-                }
-                _ => {}
+            if op.groups.is_empty() {
+                blockers.push(format!("{} belongs to no operator group", op.login));
             }
         }
         let history = self.history(&ops, &by_type, now).await?;

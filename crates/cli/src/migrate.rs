@@ -652,7 +652,7 @@ async fn twin_facts(target: &Target, name: &str) -> Option<ims_wire::migration::
 /// failure is said, not fatal: the journal stays the record.
 async fn report_journal(instance: &InstanceClient, journal: &ims_store::journal::SqlJournal, name: &str) {
     use ims_migration::journal::Journal as _;
-    let listed = match journal.plans(name).await {
+    let listed = match journal.progress(name).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("the journal could not be read for the console's report: {e}");
@@ -661,8 +661,7 @@ async fn report_journal(instance: &InstanceClient, journal: &ims_store::journal:
     };
     let mut plans = Vec::new();
     for p in listed {
-        let steps = journal.steps(&p.plan_id).await.unwrap_or_default();
-        let st = ims_migration::status::PlanStatus::of(&p, &steps);
+        let st = ims_migration::status::PlanStatus::of(p);
         plans.push(ims_wire::migration::ReportedPlan {
             state: st.state().to_owned(),
             plan_id: st.plan_id,
@@ -1112,11 +1111,12 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
             let facts = services.instance.facts().await?;
             let ops = services.instance.operators(progress("operators read")).await?;
             let journal = open_journal(target).await?;
-            let mut plans = Vec::new();
-            for p in journal.plans(&facts.name).await? {
-                let steps = journal.steps(&p.plan_id).await?;
-                plans.push(ims_migration::status::PlanStatus::of(&p, &steps));
-            }
+            let plans: Vec<_> = journal
+                .progress(&facts.name)
+                .await?
+                .into_iter()
+                .map(ims_migration::status::PlanStatus::of)
+                .collect();
             journal.close().await;
             let reconciliation = match &services.ims {
                 Some(ims) => Some(reconciliation(ims, &facts, &ops).await?),

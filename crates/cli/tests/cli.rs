@@ -109,6 +109,15 @@ fn up(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, Value) {
     }
 }
 
+/// The logins of a plan's list (`people`, `skipped`).
+fn logins_in(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["login"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn rand_u32() -> u32 {
     u32::from_str_radix(&ims_identity::secret::random_hex(4), 16).unwrap()
 }
@@ -2037,12 +2046,7 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     let p = plan_file.to_str().unwrap();
     let summary = ok(migrate(&["plan", "users", "--out", p], &[]));
     let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-    let people: Vec<String> = plan["people"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["login"].as_str().unwrap().to_owned())
-        .collect();
+    let people = logins_in(&plan["people"]);
     // Left as they are, each with its reason: no email, a shared email, disabled, rights no
     // group carries; the programs and built-in operators are not in the plan at all.
     let skipped = |login: &str| {
@@ -2664,13 +2668,9 @@ fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
     let plan = tmp.path().join("users.json");
     let p = plan.to_str().unwrap();
     assert!(migrate(&["plan", "users", "--out", p], None).status.success());
-    let people: Vec<String> = serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap())
-        .unwrap()["people"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["login"].as_str().unwrap().to_owned())
-        .collect();
+    let people = logins_in(
+        &serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap()["people"],
+    );
     for boundary in [
         "plan-stored",
         "identity-begun",
@@ -3723,18 +3723,8 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
         let p = plan_file.to_str().unwrap();
         ok(migrate(&["plan", "users", "--out", p]));
         let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-        let planned: BTreeSet<String> = plan["people"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["login"].as_str().unwrap().to_owned())
-            .collect();
-        let skipped: BTreeSet<String> = plan["skipped"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["login"].as_str().unwrap().to_owned())
-            .collect();
+        let planned: BTreeSet<String> = logins_in(&plan["people"]).into_iter().collect();
+        let skipped: BTreeSet<String> = logins_in(&plan["skipped"]).into_iter().collect();
         for m in &made {
             assert_eq!(planned.contains(&m.login), eligible(m), "{m:?}\n{plan}");
             assert_eq!(

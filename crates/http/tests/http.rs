@@ -8512,6 +8512,22 @@ mod migration_api {
         let inst = Arc::new(inst);
         add_like_jdoe(inst.store(), "boss", &["admin"]).await;
         add_like_jdoe(inst.store(), "kim", &[]).await;
+        let lee = add_like_jdoe(inst.store(), "lee", &["deliveryOperators"]).await;
+        let mut op = inst.store().operator(lee).await.unwrap().unwrap();
+        op.email = Some("lee at example.com".into());
+        inst.store()
+            .update_operator(
+                &op,
+                false,
+                &ims_identity::model::Context::new(ims_identity::Now::from_millis(1), "test").event(
+                    "operator.update",
+                    "lee",
+                    "success",
+                    json!({}),
+                ),
+            )
+            .await
+            .unwrap();
         let app = router(InstanceState {
             instance: inst.clone(),
             tls: false,
@@ -8572,7 +8588,7 @@ mod migration_api {
         assert_eq!(status, StatusCode::OK, "{html}");
         assert!(
             html.contains("<tr><td>ims</td><td>1</td></tr>")
-                && html.contains("<tr><td>native</td><td>2</td></tr>"),
+                && html.contains("<tr><td>native</td><td>3</td></tr>"),
             "{html}"
         );
         // Three series, the IMS one rising at the move.
@@ -8583,6 +8599,13 @@ mod migration_api {
             html.contains("kim shares its email jdoe@example.com with another operator"),
             "{html}"
         );
+        // The rule of the emails page: an address the IMS refuses blocks too; and a person in
+        // no group, whom no profile would let in.
+        assert!(
+            html.contains("lee has an email the IMS does not take: lee at example.com"),
+            "{html}"
+        );
+        assert!(html.contains("kim belongs to no operator group"), "{html}");
         assert!(
             html.contains("<td>users-prod-1</td><td>users</td><td>done</td><td>4</td>"),
             "{html}"

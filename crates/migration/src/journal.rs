@@ -76,6 +76,20 @@ pub struct StepEnd {
     pub detail: String,
 }
 
+/// A plan's record without its body, with its steps counted by state and the failed ones
+/// listed: what `status` and the console show, read without loading a large plan's body or its
+/// steps (a million people make two million).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanProgress {
+    pub plan_id: String,
+    pub phase: String,
+    pub created_at: Now,
+    pub applied_at: Option<Now>,
+    pub done: usize,
+    pub started: usize,
+    pub failed: Vec<StepRecord>,
+}
+
 #[async_trait]
 pub trait Journal: Send + Sync {
     /// Stores the plan unless one with its id is stored already.
@@ -89,4 +103,6 @@ pub trait Journal: Send + Sync {
     /// Records, in one transaction, how these steps (each begun before) ended.
     async fn end_steps(&self, plan_id: &str, ends: &[StepEnd], at: Now) -> StoreResult<()>;
     async fn steps(&self, plan_id: &str) -> StoreResult<Vec<StepRecord>>;
+    /// The instance's plans, oldest first, each with its steps counted.
+    async fn progress(&self, instance: &str) -> StoreResult<Vec<PlanProgress>>;
 }

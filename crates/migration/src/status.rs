@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ims_wire::migration::{InstanceFacts, OperatorFacts};
 use serde::Serialize;
 
-use crate::journal::{PlanRecord, StepRecord, StepState};
+use crate::journal::PlanProgress;
 use crate::reconcile::Reconciliation;
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,18 +22,18 @@ pub struct PlanStatus {
 }
 
 impl PlanStatus {
-    pub fn of(plan: &PlanRecord, steps: &[StepRecord]) -> Self {
+    pub fn of(plan: PlanProgress) -> Self {
         PlanStatus {
-            plan_id: plan.plan_id.clone(),
-            phase: plan.phase.clone(),
+            plan_id: plan.plan_id,
+            phase: plan.phase,
             created_at: plan.created_at.millis(),
             applied_at: plan.applied_at.map(|a| a.millis()),
-            done: steps.iter().filter(|s| s.state == StepState::Done).count(),
-            started: steps.iter().filter(|s| s.state == StepState::Started).count(),
-            failed: steps
-                .iter()
-                .filter(|s| s.state == StepState::Failed)
-                .map(|s| (format!("{} {}", s.key.action, s.key.operator), s.detail.clone()))
+            done: plan.done,
+            started: plan.started,
+            failed: plan
+                .failed
+                .into_iter()
+                .map(|s| (format!("{} {}", s.key.action, s.key.operator), s.detail))
                 .collect(),
         }
     }

@@ -20,8 +20,8 @@ use ims_identity::Now;
 
 use crate::people::write_user;
 use crate::{
-    audit_in, audit_many, backend_error, begin_write, get, insert_user, user_from, words, Backend, SqlStore,
-    USER_COLUMNS,
+    audit_in, audit_many, backend_error, begin_write, get, insert_user, placeholders, user_from, words,
+    Backend, SqlStore, USER_COLUMNS,
 };
 
 const GROUP_COLUMNS: &str = "g.group_id, g.org_id, g.name, g.kind, g.description, g.instance_id, \
@@ -72,14 +72,6 @@ async fn group_id(tx: &mut AnyConnection, org_id: &str, name: &str) -> StoreResu
         Some(r) => get(&r, "group_id"),
         None => Err(StoreError::Conflict(format!("group {name:?} no longer exists"))),
     }
-}
-
-/// `$first, $first+1, ...`: placeholders for a list bound one value each.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What a run of changes learnt and owes: group ids read once, and the members each group

@@ -281,10 +281,7 @@ async fn switch_in(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<Vec<bo
     let links: Vec<&str> = steps.iter().filter_map(|s| s.link.as_deref()).collect();
     let mut holder: HashMap<String, i64> = HashMap::new();
     for chunk in links.chunks(500) {
-        let marks = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let marks = crate::placeholders(1, chunk.len());
         let sql = format!("SELECT ims_id, operator_id FROM operators WHERE ims_id IN ({marks})");
         let mut q = sqlx::query(&sql);
         for link in chunk {
@@ -348,10 +345,7 @@ async fn switch_in(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<Vec<bo
     for path in paths {
         let ids: Vec<i64> = made.iter().filter(|s| s.end_path == path).map(|s| s.id).collect();
         for chunk in ids.chunks(500) {
-            let marks = (2..chunk.len() + 2)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let marks = crate::placeholders(2, chunk.len());
             let sql = format!("DELETE FROM sessions WHERE auth_path = $1 AND operator_id IN ({marks})");
             let mut q = sqlx::query(&sql).bind(path.as_str());
             for id in chunk {
@@ -379,10 +373,7 @@ impl OperatorStore for SqlInstanceStore {
         let mut out = Vec::with_capacity(logins.len());
         // Well under every backend's limit on parameters per statement.
         for chunk in logins.chunks(500) {
-            let marks = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let marks = crate::placeholders(1, chunk.len());
             let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE login IN ({marks})");
             let mut q = sqlx::query(&sql);
             for login in chunk {

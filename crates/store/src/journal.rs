@@ -8,7 +8,7 @@ use sqlx::AnyPool;
 use ims_identity::error::StoreError;
 use ims_identity::store::StoreResult;
 use ims_identity::Now;
-use ims_migration::journal::{Journal, PlanRecord, StepEnd, StepKey, StepRecord, StepState};
+use ims_migration::journal::{Journal, PlanProgress, PlanRecord, StepEnd, StepKey, StepRecord, StepState};
 
 use crate::{backend_error, begin_write, connect, get, migrate, Backend, Connected, Options, Writer};
 
@@ -143,23 +143,87 @@ impl Journal for SqlJournal {
         .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                let state: String = get(r, "state")?;
-                Ok(StepRecord {
-                    key: StepKey {
-                        operator: get(r, "operator")?,
-                        action: get(r, "action")?,
-                    },
-                    state: StepState::parse(&state)
-                        .ok_or_else(|| StoreError::Backend(format!("unknown step state {state:?}")))?,
-                    detail: get(r, "detail")?,
-                    started_at: Now::from_millis(get(r, "started_at")?),
-                    finished_at: get::<Option<i64>>(r, "finished_at")?.map(Now::from_millis),
-                })
-            })
-            .collect()
+        rows.iter().map(step_of).collect()
     }
+
+    async fn progress(&self, instance: &str) -> StoreResult<Vec<PlanProgress>> {
+        let mut plans: Vec<PlanProgress> = sqlx::query(
+            "SELECT plan_id, phase, created_at, applied_at FROM migration_plans
+             WHERE instance = $1 ORDER BY created_at, plan_id",
+        )
+        .bind(instance.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?
+        .iter()
+        .map(|r| {
+            Ok(PlanProgress {
+                plan_id: get(r, "plan_id")?,
+                phase: get(r, "phase")?,
+                created_at: Now::from_millis(get(r, "created_at")?),
+                applied_at: get::<Option<i64>>(r, "applied_at")?.map(Now::from_millis),
+                done: 0,
+                started: 0,
+                failed: Vec::new(),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        let counts = sqlx::query(
+            "SELECT s.plan_id, s.state, COUNT(*) AS n FROM migration_steps s
+             JOIN migration_plans p ON p.plan_id = s.plan_id
+             WHERE p.instance = $1 GROUP BY s.plan_id, s.state",
+        )
+        .bind(instance.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let failed = sqlx::query(
+            "SELECT s.plan_id, s.operator, s.action, s.state, s.detail, s.started_at, s.finished_at
+             FROM migration_steps s JOIN migration_plans p ON p.plan_id = s.plan_id
+             WHERE p.instance = $1 AND s.state = 'failed' ORDER BY s.started_at, s.action, s.operator",
+        )
+        .bind(instance.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let mut at: std::collections::HashMap<String, usize> = plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.plan_id.clone(), i))
+            .collect();
+        for r in &counts {
+            let Some(p) = at.get_mut(&get::<String>(r, "plan_id")?).map(|i| &mut plans[*i]) else {
+                continue;
+            };
+            let n = usize::try_from(get::<i64>(r, "n")?).unwrap_or(0);
+            match get::<String>(r, "state")?.as_str() {
+                "done" => p.done = n,
+                "started" => p.started = n,
+                _ => {}
+            }
+        }
+        for r in &failed {
+            if let Some(i) = at.get(&get::<String>(r, "plan_id")?) {
+                plans[*i].failed.push(step_of(r)?);
+            }
+        }
+        Ok(plans)
+    }
+}
+
+fn step_of(r: &AnyRow) -> StoreResult<StepRecord> {
+    let state: String = get(r, "state")?;
+    Ok(StepRecord {
+        key: StepKey {
+            operator: get(r, "operator")?,
+            action: get(r, "action")?,
+        },
+        state: StepState::parse(&state)
+            .ok_or_else(|| StoreError::Backend(format!("unknown step state {state:?}")))?,
+        detail: get(r, "detail")?,
+        started_at: Now::from_millis(get(r, "started_at")?),
+        finished_at: get::<Option<i64>>(r, "finished_at")?.map(Now::from_millis),
+    })
 }
 
 /// One step as written: its key, state and detail.

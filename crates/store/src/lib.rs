@@ -426,6 +426,14 @@ where
 }
 
 /// Several audit lines in as few statements as the backends' parameter limits allow.
+/// `$first, $first+1, ...`: placeholders for a list bound one value each.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) async fn audit_many(tx: &mut AnyConnection, events: &[AuditEvent]) -> StoreResult<()> {
     for chunk in events.chunks(100) {
         let rows = (0..chunk.len())

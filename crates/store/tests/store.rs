@@ -2282,6 +2282,36 @@ async fn the_migration_journal_records_plans_and_steps() {
             "the first finish stays"
         );
         assert!(j.plans("mc").await.unwrap().is_empty());
+        // Counted per state, the failed ones listed, without the plan's body or its steps read.
+        j.end_steps(
+            &plan.plan_id,
+            &[StepEnd {
+                key: key("bo", "switch"),
+                state: StepState::Failed,
+                detail: "drifted".into(),
+            }],
+            Now::from_millis(12),
+        )
+        .await
+        .unwrap();
+        j.begin_steps(&plan.plan_id, &[key("cy", "switch")], Now::from_millis(13))
+            .await
+            .unwrap();
+        let p = j.progress("marketing").await.unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].plan_id.as_str(), p[0].done, p[0].started, p[0].applied_at),
+            (plan.plan_id.as_str(), 1, 1, Some(Now::from_millis(10)))
+        );
+        assert_eq!(p[0].failed.len(), 1);
+        assert_eq!(
+            (
+                p[0].failed[0].key.operator.as_str(),
+                p[0].failed[0].detail.as_str()
+            ),
+            ("bo", "drifted")
+        );
+        assert!(j.progress("mc").await.unwrap().is_empty());
         if let Some(s) = schema {
             j.drop_schema(&s).await.unwrap();
         }
