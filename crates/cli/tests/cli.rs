@@ -2784,6 +2784,41 @@ fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
             assert_eq!(o[field], w[field], "{login}: {field}");
         }
     }
+
+    // An apply stopped after its first batch of identities (profiles given, nobody switched),
+    // then rolled back: those users leave the profiles too, or an IMS sign-in would make them a
+    // second operator. Run again, the rollback writes nothing at the IMS.
+    let again = tmp.path().join("again.json");
+    let a = again.to_str().unwrap();
+    assert!(migrate(&["plan", "users", "--out", a], None).status.success());
+    let out = migrate(&["apply", a, "--batch", "10"], Some("identity-ended:1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fail point identity-ended reached"));
+    let again_id = serde_json::from_str::<Value>(&std::fs::read_to_string(&again).unwrap()).unwrap()
+        ["plan_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status: Value = serde_json::from_slice(&migrate(&["status", "--json"], None).stdout).unwrap();
+    assert_eq!(
+        status["reconciliation"]["not_linked_yet"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10,
+        "{status}"
+    );
+    let out = migrate(&["rollback", "--plan", &again_id], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&migrate(&["status", "--json"], None).stdout).unwrap();
+    assert_eq!(
+        status["reconciliation"]["not_linked_yet"],
+        serde_json::json!([]),
+        "{status}"
+    );
+    let ims_audit = || run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]));
+    let before_again = ims_audit();
+    assert!(migrate(&["rollback", "--plan", &again_id], None).status.success());
+    assert_eq!(ims_audit(), before_again);
     server.stop();
 }
 

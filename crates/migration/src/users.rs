@@ -744,6 +744,21 @@ pub async fn rollback(
         .into_iter()
         .map(|o| (o.login.clone(), o))
         .collect();
+    // People a stopped apply gave their profiles but never switched: signing in through the
+    // IMS they would get a second operator. Their user leaves the profiles too; those holding
+    // none of them are left alone, so that a rollback run again writes nothing.
+    let holding: HashMap<String, Vec<String>> = if targets
+        .iter()
+        .any(|t| current.get(&t.login).is_some_and(|o| o.auth_type == "native"))
+    {
+        ims.users()
+            .await?
+            .into_iter()
+            .map(|u| (email_key(&u.email), u.groups))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let mut todo = Vec::new();
     for t in targets {
         match current.get(&t.login) {
@@ -751,13 +766,24 @@ pub async fn rollback(
                 login: t.login.clone(),
                 reason: "no longer exists".into(),
             }),
-            Some(op) if op.auth_type == "native" => report.already.push(t.login.clone()),
+            Some(op) if op.auth_type == "native" => {
+                let held = holding.get(&email_key(&t.email)).is_some_and(|groups| {
+                    groups
+                        .iter()
+                        .any(|g| t.profiles.iter().any(|p| p.eq_ignore_ascii_case(g)))
+                });
+                if held {
+                    todo.push((t, None, false));
+                } else {
+                    report.already.push(t.login.clone());
+                }
+            }
             // A password set while it signed in through the IMS is not one its person knows:
             // cleared on the way back (a forced reset). Plans older than the fingerprint say
             // nothing, and nothing is cleared for them.
             Some(op) if op.auth_type == "ims" => {
                 let reset = t.credential.is_some() && op.credential != t.credential;
-                todo.push((t, state_digest(op), reset));
+                todo.push((t, Some(state_digest(op)), reset));
             }
             Some(op) => report.failed.push(Skipped {
                 login: t.login.clone(),
@@ -766,8 +792,17 @@ pub async fn rollback(
         }
     }
     if opts.dry_run {
-        // What would be put back.
-        report.restored = todo.iter().map(|(t, _, _)| t.login.clone()).collect();
+        // What would be put back (those never switched: out of the profiles only).
+        report.restored = todo
+            .iter()
+            .filter(|(_, state, _)| state.is_some())
+            .map(|(t, _, _)| t.login.clone())
+            .collect();
+        report.already.extend(
+            todo.iter()
+                .filter(|(_, state, _)| state.is_none())
+                .map(|(t, _, _)| t.login.clone()),
+        );
         report.password_reset = todo
             .iter()
             .filter(|(_, _, reset)| *reset)
@@ -815,19 +850,26 @@ pub async fn rollback(
                     }
                     _ => {
                         ends.push(end(UNASSIGN, &t.login, StepState::Done, String::new()));
-                        unassigned.push(SwitchItem {
-                            login: t.login.clone(),
-                            ims_id: None,
-                            state: state.clone(),
-                            reset_password: *reset,
-                            restore: t.access.clone(),
-                        });
+                        match state {
+                            Some(state) => unassigned.push(SwitchItem {
+                                login: t.login.clone(),
+                                ims_id: None,
+                                state: state.clone(),
+                                reset_password: *reset,
+                                restore: t.access.clone(),
+                            }),
+                            // Native already: out of the profiles was all it needed.
+                            None => report.already.push(t.login.clone()),
+                        }
                     }
                 }
             }
         }
         journal.end_steps(rollback_id, &ends, now()).await?;
         opts.reach("unassign-ended");
+        if unassigned.is_empty() {
+            continue;
+        }
         // Then the instance: back to native sign-in.
         let keys: Vec<StepKey> = unassigned.iter().map(|i| key(NATIVE, &i.login)).collect();
         journal.begin_steps(rollback_id, &keys, now()).await?;
