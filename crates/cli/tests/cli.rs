@@ -109,6 +109,31 @@ fn up(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, Value) {
     }
 }
 
+/// The standard output of a command that must have succeeded (else its output is the failure).
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Registers the `marketing` instance's IMS sign-in (its client at the IMS, the instance's
+/// configuration, reloaded): "Connect with IMS" works from then on.
+fn register_ims_sign_in(data_dir: &str) {
+    run_ok(ims().args([
+        "instance",
+        "--data-dir",
+        data_dir,
+        "ims-config",
+        "--instance",
+        "marketing",
+        "--register",
+    ]));
+}
+
 /// The logins of a plan's list (`people`, `skipped`).
 fn logins_in(list: &Value) -> Vec<String> {
     list.as_array()
@@ -2032,15 +2057,6 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
         }
         c.output().unwrap()
     };
-    let ok = |out: Output| {
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
     ok(migrate(&["prepare", "--profiles"], &[]));
     let plan_file = tmp.path().join("users.json");
     let p = plan_file.to_str().unwrap();
@@ -2151,17 +2167,7 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
             .unwrap();
     let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
     let t = token(&http, &ims_url, &cred);
-    let users: Value = http
-        .get(format!(
-            "{ims_url}/v2/usermanagement/users/{}/0",
-            upj["org_id"].as_str().unwrap()
-        ))
-        .bearer_auth(&t)
-        .header("x-api-key", cred["client_id"].as_str().unwrap())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let users = org_users(&upj, &cred);
     let moved: Vec<&Value> = a["operators"]
         .as_array()
         .unwrap()
@@ -2170,9 +2176,7 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
         .collect();
     assert_eq!(moved.len(), people);
     for o in &moved {
-        let user = users["users"]
-            .as_array()
-            .unwrap()
+        let user = users
             .iter()
             .find(|u| {
                 u["email"]
@@ -3056,15 +3060,7 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
         "--operators",
         "300",
     ]));
-    run_ok(ims().args([
-        "instance",
-        "--data-dir",
-        &d,
-        "ims-config",
-        "--instance",
-        "marketing",
-        "--register",
-    ]));
+    register_ims_sign_in(&d);
     let migrate = |args: &[&str]| {
         run_ok(
             ims()
@@ -3576,15 +3572,7 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     let url = upj["instances"][0]["url"].as_str().unwrap().to_owned();
     let admin_pw = upj["instances"][0]["admin_password"].as_str().unwrap().to_owned();
     let ca = PathBuf::from(upj["ca_cert"].as_str().unwrap());
-    run_ok(ims().args([
-        "instance",
-        "--data-dir",
-        &d,
-        "ims-config",
-        "--instance",
-        "marketing",
-        "--register",
-    ]));
+    register_ims_sign_in(&d);
     let migrate = |args: &[&str]| {
         ims()
             .arg("migrate")
@@ -3592,15 +3580,6 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
             .args(["--data-dir", &d, "--instance", "marketing"])
             .output()
             .unwrap()
-    };
-    let ok = |out: Output| {
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
     };
     ok(migrate(&["prepare", "--profiles"]));
     let cred: Value =
