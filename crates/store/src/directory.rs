@@ -568,8 +568,9 @@ impl DirectoryStore for SqlStore {
             // memberships by user. Without statistics (autovacuum off, or a directory that
             // just grew by a bulk load) PostgreSQL's guesses read and sort every user after the
             // key and every membership instead, once per page: a full listing would grow with
-            // the square of its size. (The cost such a setting adds would otherwise have the
-            // plans compiled, which takes longer than running them.)
+            // the square of its size. JIT is off as well: the penalty these settings put on the
+            // plans they discourage lifts estimates past the JIT threshold, and compiling a
+            // query took longer than running it.
             for sql in [
                 "SET LOCAL enable_sort = off",
                 "SET LOCAL enable_seqscan = off",
