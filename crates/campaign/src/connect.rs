@@ -227,7 +227,8 @@ pub struct Mapping {
     pub matched: Vec<String>,
     /// Operator groups (internal names), sorted.
     pub groups: Vec<String>,
-    /// Named rights from the matching profiles' permission items, sorted.
+    /// Named rights from the matching profiles' permission items that none of `groups`
+    /// carries (those the operator holds directly), sorted.
     pub rights: Vec<String>,
     /// Matching profiles whose captured name is no operator group here: (profile, captured).
     pub unknown_groups: Vec<(String, String)>,
@@ -283,6 +284,16 @@ pub fn map_profiles(mask: &AssociationMask, profiles: &[HeldProfile], groups: &[
         v.sort();
         v.dedup();
     }
+    // A right a mapped group carries is not held directly as well: the operator's rights are
+    // the same either way, and a profile made from a group (its rights as items) then maps to
+    // the group alone, so a moved person's first sign-in changes nothing, and neither does a
+    // sign-in after a rollback gave back what it held.
+    let carried: std::collections::HashSet<&str> = groups
+        .iter()
+        .filter(|g| m.groups.contains(&g.name))
+        .flat_map(|g| g.rights.iter().map(String::as_str))
+        .collect();
+    m.rights.retain(|r| !carried.contains(r.as_str()));
     m
 }
 
@@ -477,7 +488,21 @@ mod tests {
         ];
         let m = map_profiles(&mask, &held, &groups());
         assert_eq!(m.groups, vec!["admin", "deliveryOperators"]);
-        assert_eq!(m.rights, vec!["admin", "export"]);
+        // `admin` comes with the admin group; `export` no mapped group carries: held directly.
+        assert_eq!(m.rights, vec!["export"]);
+        let own = map_profiles(
+            &mask,
+            &[profile(
+                "campaign - marketing - reportAccess",
+                &["admin", "reports"],
+            )],
+            &groups(),
+        );
+        assert_eq!(
+            own.rights,
+            vec!["admin"],
+            "an item the profile's own group does not carry is held directly"
+        );
         assert_eq!(m.matched.len(), 3);
         assert_eq!(
             m.unknown_groups,
