@@ -16,7 +16,7 @@ use ims_wire::migration::{
 
 use crate::connect::email_key;
 use crate::fault::Fault;
-use crate::migration_emails::{email_blockers, EmailStatus};
+use crate::migration_emails::{email_blockers, is_console_sign_in, is_native_api_call, EmailStatus};
 use crate::model::{AuthPath, AuthType, Operator, OperatorGroup};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
@@ -787,19 +787,8 @@ impl Instance {
             .filter(|o| o.auth_type == AuthType::Native && !o.builtin && !o.disabled)
         {
             let usage = usage_by.remove(&op.id).unwrap_or_default();
-            let console = usage
-                .iter()
-                .any(|u| u.key.action.starts_with("console#") && u.key.outcome == "success");
-            let api: Vec<&UsageSummary> = usage
-                .iter()
-                .filter(|u| {
-                    u.key.auth_path == AuthPath::Native
-                        && u.key.outcome == "success"
-                        && !u.key.action.starts_with("console#")
-                        && !u.key.action.starts_with("migration#")
-                })
-                .collect();
-            if !api.is_empty() && !console {
+            let api: Vec<&UsageSummary> = usage.iter().filter(|u| is_native_api_call(u)).collect();
+            if !api.is_empty() && !usage.iter().any(is_console_sign_in) {
                 let last = api.iter().map(|u| u.counts.last_at.millis()).max().unwrap_or(0);
                 let sources: BTreeSet<&str> = api
                     .iter()

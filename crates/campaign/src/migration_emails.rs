@@ -7,7 +7,7 @@
 //! IMS's rule, which is stricter than the instance's: an address only the instance accepts would
 //! still keep its operator from moving.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ims_identity::Now;
 use ims_wire::migration::{EmailAssignment, EmailOutcome, RowProblem};
@@ -54,6 +54,35 @@ pub fn ims_accepts(email: &str) -> bool {
     ims_identity::people::check_email(email.trim()).is_ok()
 }
 
+/// A console sign-in that succeeded: a person's evidence.
+pub fn is_console_sign_in(u: &UsageSummary) -> bool {
+    u.key.outcome == "success" && u.key.action.starts_with("console#")
+}
+
+/// A native API sign-in or call that succeeded (not the migration's own calls): a program's
+/// evidence, unless the operator also signs in to the console.
+pub fn is_native_api_call(u: &UsageSummary) -> bool {
+    u.key.outcome == "success"
+        && u.key.auth_path == AuthPath::Native
+        && !u.key.action.starts_with("console#")
+        && !u.key.action.starts_with("migration#")
+}
+
+/// The operators `usage` shows to be programs: native API calls, never a console sign-in.
+pub fn programs(usage: &[UsageSummary]) -> HashSet<i64> {
+    let console: HashSet<i64> = usage
+        .iter()
+        .filter(|u| is_console_sign_in(u))
+        .filter_map(|u| u.key.operator_id)
+        .collect();
+    usage
+        .iter()
+        .filter(|u| is_native_api_call(u))
+        .filter_map(|u| u.key.operator_id)
+        .filter(|id| !console.contains(id))
+        .collect()
+}
+
 /// The people whose email blocks the move, in id order: native operators that are neither
 /// built in nor disabled (a disabled one stays native) nor programs (native API calls without a
 /// console sign-in: they move as technical accounts, without an email), with no email, one the
@@ -66,20 +95,9 @@ pub fn email_blockers(ops: &[Operator], usage: &[UsageSummary]) -> Vec<EmailBloc
             holders.entry(email_key(e)).or_default().push(&op.login);
         }
     }
-    let mut console: HashMap<i64, bool> = HashMap::new();
-    let mut api: HashMap<i64, bool> = HashMap::new();
-    for u in usage.iter().filter(|u| u.key.outcome == "success") {
-        let Some(id) = u.key.operator_id else { continue };
-        let action = u.key.action.as_str();
-        if action.starts_with("console#") {
-            console.insert(id, true);
-        } else if u.key.auth_path == AuthPath::Native && !action.starts_with("migration#") {
-            api.insert(id, true);
-        }
-    }
-    let program = |id: i64| api.contains_key(&id) && !console.contains_key(&id);
+    let programs = programs(usage);
     ops.iter()
-        .filter(|o| o.auth_type == AuthType::Native && !o.builtin && !o.disabled && !program(o.id))
+        .filter(|o| o.auth_type == AuthType::Native && !o.builtin && !o.disabled && !programs.contains(&o.id))
         .filter_map(|op| {
             let (status, shared_with) = match op.email.as_deref().map(str::trim) {
                 None | Some("") => (EmailStatus::Missing, Vec::new()),

@@ -186,15 +186,16 @@ impl Journal for SqlJournal {
         .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
-        let mut at: std::collections::HashMap<String, usize> = plans
+        let at: std::collections::HashMap<String, usize> = plans
             .iter()
             .enumerate()
             .map(|(i, p)| (p.plan_id.clone(), i))
             .collect();
         for r in &counts {
-            let Some(p) = at.get_mut(&get::<String>(r, "plan_id")?).map(|i| &mut plans[*i]) else {
+            let Some(&i) = at.get(&get::<String>(r, "plan_id")?) else {
                 continue;
             };
+            let p = &mut plans[i];
             let n = usize::try_from(get::<i64>(r, "n")?).unwrap_or(0);
             match get::<String>(r, "state")?.as_str() {
                 "done" => p.done = n,
