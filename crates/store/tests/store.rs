@@ -906,15 +906,19 @@ mod instance {
                 audit: ev("operator.migrate"),
             };
             let stale = ims_identity::Now::from_millis(found[1].modified_at.millis() - 1);
-            let native_session = ims_campaign::model::Session {
-                session_digest: "before".into(),
-                security_digest: "before-security".into(),
+            // A session of ana's (the first found).
+            let session = |digest: &str, auth_path| ims_campaign::model::Session {
+                session_digest: digest.into(),
+                security_digest: format!("{digest}-security"),
                 operator_id: found[0].id,
-                auth_path: AuthPath::Native,
+                auth_path,
                 created_at: now(),
                 expires_at: now().plus_secs(60),
             };
-            i.store.insert_session(&native_session).await.unwrap();
+            i.store
+                .insert_session(&session("before", AuthPath::Native))
+                .await
+                .unwrap();
             let done = i
                 .store
                 .switch_operators(&[
@@ -944,14 +948,6 @@ mod instance {
                 .unwrap();
             assert_eq!(audited.len(), 1);
             // A native sign-in that read ana before the switch cannot open its session after.
-            let session = |digest: &str, auth_path| ims_campaign::model::Session {
-                session_digest: digest.into(),
-                security_digest: format!("{digest}-security"),
-                operator_id: ana.id,
-                auth_path,
-                created_at: now(),
-                expires_at: now().plus_secs(60),
-            };
             assert!(matches!(
                 i.store.insert_session(&session("late", AuthPath::Native)).await,
                 Err(StoreError::Conflict(_))
