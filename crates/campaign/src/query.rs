@@ -17,8 +17,14 @@
 
 use std::fmt;
 
-/// Most nodes in one expression tree.
+/// Most nodes in one expression tree, and in all the conditions of one `queryDef` together: it
+/// bounds how deep the tree, its SQL and SQLite's own expression tree can grow (the writer recurses
+/// once per node).
 pub const MAX_NODES: usize = 256;
+/// Most `<condition>` elements in one `<where>`; each becomes one more level of the chained tree.
+pub const MAX_CONDITIONS: usize = 64;
+/// Most `<node>` elements in a `<select>` or an `<orderBy>`.
+pub const MAX_SELECT_NODES: usize = 64;
 /// Longest expression text.
 pub const MAX_LEN: usize = 4096;
 
@@ -299,6 +305,12 @@ impl Parser {
 
 /// Parses one `where` expression.
 pub fn parse(input: &str) -> Result<Expr, QueryError> {
+    parse_counted(input, 0).map(|(e, _)| e)
+}
+
+/// Parses one expression whose nodes add to `used` already spent by earlier conditions of the
+/// same query; the total is what [`MAX_NODES`] bounds. Returns the new total.
+fn parse_counted(input: &str, used: usize) -> Result<(Expr, usize), QueryError> {
     let toks = lex(input)?;
     if toks.is_empty() {
         return Err(qerr("empty expression"));
@@ -306,13 +318,13 @@ pub fn parse(input: &str) -> Result<Expr, QueryError> {
     let mut p = Parser {
         toks,
         pos: 0,
-        nodes: 0,
+        nodes: used,
     };
     let e = p.or()?;
     if p.pos != p.toks.len() {
         return Err(qerr(format!("unexpected {:?}", p.toks[p.pos])));
     }
-    Ok(e)
+    Ok((e, p.nodes))
 }
 
 /// A value bound to a SQL parameter.
@@ -550,6 +562,24 @@ fn attr_of(expr: &str) -> Result<&str, QueryError> {
     Ok(name)
 }
 
+/// The children of `parent` named `name`, refused whole when there are more than `max` (counted
+/// before any is read, so the refusal costs the same whatever follows).
+fn bounded<'a>(
+    parent: &'a ims_wire::soap::Element,
+    name: &str,
+    max: usize,
+    what: &str,
+) -> Result<Vec<&'a ims_wire::soap::Element>, QueryError> {
+    let children: Vec<_> = parent.elements().filter(|c| c.name == name).collect();
+    if children.len() > max {
+        return Err(qerr(format!(
+            "too many {what}: {} (at most {max})",
+            children.len()
+        )));
+    }
+    Ok(children)
+}
+
 impl QueryDef {
     /// Reads a `<queryDef>` element.
     pub fn from_element(el: &ims_wire::soap::Element) -> Result<Self, QueryError> {
@@ -577,7 +607,7 @@ impl QueryDef {
         };
         let mut select = Vec::new();
         if let Some(sel) = el.element("select") {
-            for node in sel.elements().filter(|n| n.name == "node") {
+            for node in bounded(sel, "node", MAX_SELECT_NODES, "select nodes")? {
                 let attr = attr_of(node.attr("expr").unwrap_or_default())?;
                 let column = schema
                     .column(attr)
@@ -595,8 +625,14 @@ impl QueryDef {
         }
         let mut filter: Option<Expr> = None;
         if let Some(w) = el.element("where") {
-            for cond in w.elements().filter(|c| c.name == "condition") {
-                let expr = parse(cond.attr("expr").unwrap_or_default())?;
+            let mut nodes = 0;
+            for cond in bounded(w, "condition", MAX_CONDITIONS, "conditions")? {
+                // Conditions chain into one tree: the joining node counts like any other.
+                let (expr, used) = parse_counted(
+                    cond.attr("expr").unwrap_or_default(),
+                    nodes + usize::from(filter.is_some()),
+                )?;
+                nodes = used;
                 filter = Some(
                     match (
                         filter,
@@ -611,7 +647,7 @@ impl QueryDef {
         }
         let mut order = Vec::new();
         if let Some(o) = el.element("orderBy") {
-            for node in o.elements().filter(|n| n.name == "node") {
+            for node in bounded(o, "node", MAX_SELECT_NODES, "orderBy nodes")? {
                 let attr = attr_of(node.attr("expr").unwrap_or_default())?;
                 let column = schema
                     .column(attr)
@@ -682,5 +718,41 @@ mod folder_tests {
             vec![SqlValue::Text("a".into()), SqlValue::Int(3), SqlValue::Int(7)]
         );
         assert_eq!(and_in(None, "folder_id", &[]).text, "(1 = 0)");
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+
+    fn query_def(xml: &str) -> Result<QueryDef, QueryError> {
+        let el = ims_wire::soap::parse_document(xml, ims_wire::soap::Limits::default()).unwrap();
+        QueryDef::from_element(&el)
+    }
+
+    fn with_conditions(n: usize, expr: &str) -> String {
+        let conds = format!("<condition expr=\"{expr}\"/>").repeat(n);
+        format!(r#"<queryDef schema="nms:recipient" operation="count"><where>{conds}</where></queryDef>"#)
+    }
+
+    #[test]
+    fn conditions_are_bounded_in_number_and_in_nodes_together() {
+        let q = query_def(&with_conditions(MAX_CONDITIONS, "1=1")).unwrap();
+        let sql = q.where_sql().unwrap().unwrap();
+        assert_eq!(sql.params.len(), 2 * MAX_CONDITIONS);
+        for n in [MAX_CONDITIONS + 1, 10 * MAX_CONDITIONS, 40_000] {
+            let e = query_def(&with_conditions(n, "1=1")).unwrap_err();
+            assert!(e.0.contains("too many conditions"), "{n}: {e}");
+        }
+        // Few conditions, each near the node limit: the total is what counts.
+        let big = vec!["@id=1"; 60].join(" or ");
+        assert!(parse(&big).is_ok());
+        let e = query_def(&with_conditions(5, &big)).unwrap_err();
+        assert_eq!(e.0, "expression too complex");
+        let nodes = "<node expr=\"@email\"/>".repeat(MAX_SELECT_NODES + 1);
+        for part in ["select", "orderBy"] {
+            let xml = format!(r#"<queryDef schema="nms:recipient"><{part}>{nodes}</{part}></queryDef>"#);
+            assert!(query_def(&xml).unwrap_err().0.contains("too many"), "{part}");
+        }
     }
 }

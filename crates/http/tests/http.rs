@@ -1823,6 +1823,81 @@ mod instance {
         out
     }
 
+    /// Every tree a SOAP request makes the instance build, sent at ten times its limit (and the
+    /// attack that overflowed the stack: tens of thousands of conditions under 1 MiB): a clean
+    /// fault each time, and the instance still answers afterwards.
+    #[tokio::test]
+    async fn no_request_shape_can_stop_the_instance() {
+        use ims_campaign::query::{MAX_CONDITIONS, MAX_NODES, MAX_SELECT_NODES};
+        let (app, _dir) = instance_app().await;
+        let jdoe = session_of(&app, "jdoe").await;
+        let recipients = |inner: String| {
+            query(&format!(
+                r#"<queryDef schema="nms:recipient" operation="count">{inner}</queryDef>"#
+            ))
+        };
+        let conditions = |n: usize, expr: &str| {
+            recipients(format!(
+                "<where>{}</where>",
+                format!("<condition expr=\"{expr}\"/>").repeat(n)
+            ))
+        };
+        let nested = format!(
+            "{}@email='a'{}",
+            "(".repeat(10 * MAX_NODES),
+            ")".repeat(10 * MAX_NODES)
+        );
+        // As long a chain as the text limit lets through: four times the node limit.
+        let chained = vec!["1=1"; 499].join(" and ");
+        let select_nodes = "<node expr=\"@email\"/>".repeat(10 * MAX_SELECT_NODES);
+        let attack = conditions(40_000, "1=1");
+        assert!(
+            attack.len() < ims_http::campaign::MAX_SOAP_BODY,
+            "{}",
+            attack.len()
+        );
+        let shapes = [
+            ("the attack", attack),
+            ("conditions x10", conditions(10 * MAX_CONDITIONS, "1=1")),
+            ("parentheses x10", conditions(1, &nested)),
+            ("one long chain", conditions(1, &chained)),
+            (
+                "nodes spread over conditions",
+                conditions(MAX_CONDITIONS, &["@email='a'"; 8].join(" or ")),
+            ),
+            (
+                "select nodes x10",
+                recipients(format!("<select>{select_nodes}</select>")),
+            ),
+            (
+                "orderBy nodes x10",
+                recipients(format!("<orderBy>{select_nodes}</orderBy>")),
+            ),
+            (
+                "XML depth x10",
+                query(&format!("{}{}", "<a>".repeat(640), "</a>".repeat(640))),
+            ),
+        ];
+        for (what, body) in shapes {
+            let (status, xml) = call(&app, "xtk:queryDef#ExecuteQuery", body, &jdoe).await;
+            assert_eq!(status, StatusCode::OK, "{what}: faults travel with 200");
+            let code = fault_code(&xml).unwrap_or_else(|| panic!("{what}: {xml}"));
+            assert_ne!(
+                code, "XSV-350000",
+                "{what}: a client error, not a server one: {xml}"
+            );
+            assert!(!xml.contains("Expression tree"), "{what}: {xml}");
+            let (_, xml) = call(
+                &app,
+                "xtk:queryDef#ExecuteQuery",
+                recipients(String::new()),
+                &jdoe,
+            )
+            .await;
+            assert_eq!(output(&xml).attr("count"), Some("3"), "{what}: still answering");
+        }
+    }
+
     #[tokio::test]
     async fn schemas_and_queries_with_rights() {
         let (inst, _dir) = instance_with("7.4.1").await;
