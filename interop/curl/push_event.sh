@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The vendor's documented PushEvent calls with curl, before and after the migration: first with a
 # session token from Logon, then with an IMS access token in Authorization: Bearer and an empty
-# sessiontoken parameter. Then mcPing. Needs INTEROP_UP_JSON and INTEROP_CREDENTIAL.
+# sessiontoken parameter. Then mcPing. Needs INTEROP_UP_JSON and INTEROP_CAMPAIGN_CREDENTIAL
+# (a credential subscribed to the Campaign API).
 set -euo pipefail
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 up="$INTEROP_UP_JSON"
@@ -28,9 +29,9 @@ before=$(push "$session" -H "X-Security-Token: $security" -H "Cookie: __sessiont
 grep -q "<plId xsi:type='xsd:long'>[0-9]" <<<"$before" || fail "PushEvent with a session token: $before"
 echo "PushEvent with a session token: ok"
 
-client_id=$(json "$INTEROP_CREDENTIAL" 'd["client_id"]')
-client_secret=$(json "$INTEROP_CREDENTIAL" 'd["client_secret"]')
-token=$(curl -s --cacert "$ca" "$ims/ims/token/v3" -d grant_type=client_credentials -d client_id="$client_id" -d client_secret="$client_secret" -d scope=openid | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+client_id=$(json "$INTEROP_CAMPAIGN_CREDENTIAL" 'd["client_id"]')
+client_secret=$(json "$INTEROP_CAMPAIGN_CREDENTIAL" 'd["client_secret"]')
+token=$(curl -s --cacert "$ca" "$ims/ims/token/v3" -d grant_type=client_credentials -d client_id="$client_id" -d client_secret="$client_secret" -d scope=openid,AdobeID,additional_info.projectedProductContext | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 after=$(push "" -H "Authorization: Bearer $token")
 grep -q "<plId xsi:type='xsd:long'>[0-9]" <<<"$after" || fail "PushEvent with a bearer token: $after"
 echo "PushEvent with Authorization: Bearer: ok"

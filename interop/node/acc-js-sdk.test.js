@@ -41,8 +41,8 @@ test('a wrong password is the SDK structured error with the code', async () => {
 })
 
 test('bearer logon with a token from the IMS token service', async () => {
-  const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CREDENTIAL, 'utf8'))
-  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid' })
+  const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CAMPAIGN_CREDENTIAL, 'utf8'))
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid,AdobeID,additional_info.projectedProductContext' })
   const res = await fetch(`${up.ims_url}/ims/token/v3`, { method: 'POST', body: form })
   assert.equal(res.status, 200)
   const token = (await res.json()).access_token
@@ -121,8 +121,8 @@ test('queries on xtk:operator, signed in with a password, then with the session 
 })
 
 test('IMS bearer mode, with and without sessionInfo: every call carries the token', async () => {
-  const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CREDENTIAL, 'utf8'))
-  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid' })
+  const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CAMPAIGN_CREDENTIAL, 'utf8'))
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid,AdobeID,additional_info.projectedProductContext' })
   const token = (await (await fetch(`${up.ims_url}/ims/token/v3`, { method: 'POST', body: form })).json()).access_token
   for (const options of [{}, { sessionInfo: true }]) {
     const client = await sdk.init(sdk.ConnectionParameters.ofImsBearerToken(instance.url, token, options))

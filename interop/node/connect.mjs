@@ -99,7 +99,7 @@ test('people connect with IMS; their groups follow their product profiles', asyn
 async function token (cred) {
   const resp = await fetch(`${up.ims_url}/ims/token/v3`, {
     method: 'POST',
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid' })
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid,AdobeID,additional_info.projectedProductContext' })
   })
   assert.equal(resp.status, 200)
   return (await resp.json()).access_token

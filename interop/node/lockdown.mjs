@@ -11,7 +11,7 @@ import sdk from '@adobe/acc-js-sdk'
 import { chromium } from 'playwright-core'
 
 const up = JSON.parse(fs.readFileSync(process.env.INTEROP_UP_JSON, 'utf8'))
-const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CREDENTIAL, 'utf8'))
+const cred = JSON.parse(fs.readFileSync(process.env.INTEROP_CAMPAIGN_CREDENTIAL, 'utf8'))
 const native = JSON.parse(fs.readFileSync(process.env.INTEROP_NATIVE_OPERATOR, 'utf8'))
 const instance = up.instances.find((i) => i.name === 'marketing')
 
@@ -32,7 +32,7 @@ test('admin, on the allow-list, still signs in natively', async () => {
 })
 
 test('bearer tokens keep working', async () => {
-  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid' })
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret, scope: 'openid,AdobeID,additional_info.projectedProductContext' })
   const res = await fetch(`${up.ims_url}/ims/token/v3`, { method: 'POST', body: form })
   assert.equal(res.status, 200)
   const client = await sdk.init(sdk.ConnectionParameters.ofBearerToken(instance.url, (await res.json()).access_token))

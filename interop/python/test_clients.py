@@ -66,10 +66,10 @@ def test_zeep_reads_the_wsdl_and_pushes_an_event_with_a_bearer_token():
     from zeep.transports import Transport
 
     mc = next(i for i in UP["instances"] if i["name"] == "mc")
-    cred = json.load(open(os.environ["INTEROP_CREDENTIAL"]))
+    cred = json.load(open(os.environ["INTEROP_CAMPAIGN_CREDENTIAL"]))
     token = requests.post(
         UP["ims_url"] + "/ims/token/v3",
-        data={"grant_type": "client_credentials", "client_id": cred["client_id"], "client_secret": cred["client_secret"], "scope": "openid"},
+        data={"grant_type": "client_credentials", "client_id": cred["client_id"], "client_secret": cred["client_secret"], "scope": "openid,AdobeID,additional_info.projectedProductContext"},
         verify=CA,
     ).json()["access_token"]
     session = requests.Session()

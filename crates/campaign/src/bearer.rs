@@ -25,6 +25,51 @@ pub trait JwksSource: Send + Sync {
     async fn fetch(&self) -> Result<Value, String>;
 }
 
+/// The scope a credential subscribed to the Campaign API is granted (the vendor's name): a
+/// technical account's token without it was not obtained for this API.
+pub const CAMPAIGN_API_SCOPE: &str = ims_identity::service::directory::PROFILE_SCOPE;
+
+/// Who sent a token, as far as an instance is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer {
+    TechnicalAccount,
+    Person,
+}
+
+/// Whether a verified access token was meant for this instance (the rule written in the
+/// security model): a technical account's token must carry the Campaign API's scope; a
+/// person's token must have been issued to the instance's own IMS client (`own_client`, known
+/// only with an IMS sign-in configuration) with `openid`. A person's token minted for any other
+/// application, even of the same organisation and with a valid signature, is refused, so that an
+/// application the person allowed to read their profile cannot act as them here.
+pub fn meant_for_instance(claims: &Map<String, Value>, own_client: Option<&str>) -> Result<Bearer, String> {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
+    let scopes: Vec<&str> = text("scope")
+        .split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .collect();
+    if text("user_id").contains("@techacct.") {
+        if !scopes.contains(&CAMPAIGN_API_SCOPE) {
+            return Err(format!(
+                "the token lacks the Campaign API's scope {CAMPAIGN_API_SCOPE}: subscribe the credential to the Campaign API and ask for that scope"
+            ));
+        }
+        return Ok(Bearer::TechnicalAccount);
+    }
+    let Some(own) = own_client else {
+        return Err(
+            "this instance accepts people's tokens only once sign-in through the IMS is configured".into(),
+        );
+    };
+    if !ims_identity::secret::equal_ct(text("client_id"), own) {
+        return Err("the token was issued to another application than this instance's".into());
+    }
+    if !scopes.contains(&"openid") {
+        return Err("the token lacks the openid scope".into());
+    }
+    Ok(Bearer::Person)
+}
+
 /// Reread the keys this often even when every kid is known.
 pub const REFRESH_SECS: i64 = 300;
 /// At most one reread for an unknown kid in this many seconds.
@@ -189,5 +234,53 @@ impl TrustedIssuer {
             other => other,
         }
         .map_err(|e| BearerError::Refused(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn tokens_are_accepted_only_where_they_were_meant_for() {
+        let tech = |scope: &str| {
+            claims(json!({"user_id": "ABC@techacct.example.com", "client_id": "cred", "scope": scope}))
+        };
+        let person = |client: &str, scope: &str| {
+            claims(json!({"user_id": "P1@AdobeID", "client_id": client, "scope": scope}))
+        };
+        let campaign = "openid,AdobeID,additional_info.projectedProductContext";
+        assert_eq!(
+            meant_for_instance(&tech(campaign), None),
+            Ok(Bearer::TechnicalAccount)
+        );
+        assert_eq!(
+            meant_for_instance(&tech(campaign), Some("inst")),
+            Ok(Bearer::TechnicalAccount)
+        );
+        for scope in [
+            "openid",
+            "openid,AdobeID,read_organizations",
+            "",
+            "additional_info.projectedProductContext.x",
+        ] {
+            assert!(meant_for_instance(&tech(scope), Some("inst")).is_err(), "{scope}");
+        }
+        assert_eq!(
+            meant_for_instance(&person("inst", "openid AdobeID"), Some("inst")),
+            Ok(Bearer::Person)
+        );
+        assert!(
+            meant_for_instance(&person("inst", "openid"), None).is_err(),
+            "no configuration, no people"
+        );
+        assert!(meant_for_instance(&person("third-party", "openid"), Some("inst")).is_err());
+        assert!(meant_for_instance(&person("inst", "AdobeID"), Some("inst")).is_err());
+        assert!(meant_for_instance(&person("INST", "openid"), Some("inst")).is_err());
     }
 }

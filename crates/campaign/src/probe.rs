@@ -222,6 +222,20 @@ impl SessionStore for ProbeStore {
     async fn purge_sessions(&self, _now: Now) -> StoreResult<u64> {
         Ok(0)
     }
+    /// A probe's sign-in counts nowhere: it must neither lock nor unlock anyone.
+    async fn admit_sign_in(
+        &self,
+        _login_key: &str,
+        _now: Now,
+        _reset_secs: i64,
+        _lock_ms: &[i64],
+        _attempt_id: &str,
+    ) -> StoreResult<(bool, u32)> {
+        Ok((true, 0))
+    }
+    async fn clear_sign_in_failures(&self, _login_key: &str) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 #[async_trait]

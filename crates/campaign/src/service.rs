@@ -356,6 +356,19 @@ impl Instance {
             path: AuthPath::Native,
             caller,
         };
+        // Counted before the password is checked (the IMS's lock-out model): a lock in force
+        // refuses the right password too, with the same fault and the same work.
+        let key = ims_identity::service::account_key(login);
+        let (admitted, _) = self
+            .store
+            .admit_sign_in(
+                &key,
+                now,
+                ims_identity::service::FAILURE_RESET_SECS,
+                &ims_identity::service::lock_schedule_ms(),
+                &ims_identity::model::uuid_like(),
+            )
+            .await?;
         let found = self.store.operator_by_login(login).await?;
         let hash = match found.as_ref().and_then(|o| o.password_hash.clone()) {
             Some(h) => h,
@@ -367,6 +380,7 @@ impl Instance {
         let op = match found {
             Some(op)
                 if password_ok
+                    && admitted
                     && !op.disabled
                     && op.auth_type == AuthType::Native
                     && self.native_allowed(&op) =>
@@ -389,6 +403,7 @@ impl Instance {
             self.record(&call, Some(&op), &op.login, "refused").await;
             return Err(Fault::invalid_login());
         };
+        self.store.clear_sign_in_failures(&key).await?;
         self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op))
     }
@@ -519,6 +534,12 @@ impl Instance {
         let user_id = claim("user_id").ok_or_else(Fault::session_expired)?;
         // Read once for the whole call.
         let conn = self.connection();
+        let own_client = conn.as_ref().map(|c| c.client_id.as_str());
+        if let Err(why) = crate::bearer::meant_for_instance(&claims, own_client) {
+            tracing::info!(%why, "a bearer token meant for another application was refused");
+            self.record(&call, None, &user_id, "refused").await;
+            return Err(Fault::forbidden(why));
+        }
         // An instance serves one organisation: another's tokens do not reach its operators.
         if let Some(conn) = &conn {
             if claim("org").as_deref() != Some(conn.account.org_id.as_str()) {

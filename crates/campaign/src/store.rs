@@ -130,6 +130,19 @@ pub trait SessionStore: Send + Sync {
     /// Ends the operator's sessions opened through `path`; returns how many.
     async fn delete_operator_sessions(&self, operator_id: i64, path: AuthPath) -> StoreResult<u64>;
     async fn purge_sessions(&self, now: Now) -> StoreResult<u64>;
+    /// Counts a native sign-in attempt for `login_key` unless a lock is in force (the IMS's
+    /// lock-out model: `lock_ms[n - 1]` is the lock the `n`th failure sets, counters start over
+    /// after `reset_secs` without an attempt); whether this attempt was let in, and the count.
+    async fn admit_sign_in(
+        &self,
+        login_key: &str,
+        now: Now,
+        reset_secs: i64,
+        lock_ms: &[i64],
+        attempt_id: &str,
+    ) -> StoreResult<(bool, u32)>;
+    /// A successful sign-in forgets the count.
+    async fn clear_sign_in_failures(&self, login_key: &str) -> StoreResult<()>;
 }
 
 #[async_trait]

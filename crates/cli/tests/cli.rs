@@ -1459,6 +1459,8 @@ fn restrictions_are_switched_reloaded_and_verified() {
             d,
             "--name",
             "probe",
+            "--service",
+            "campaign",
             "--json",
         ])),
     )

@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::StatusCode;
 use serde::Deserialize;
 
-use ims_identity::admin::{self, SystemAdmin};
+use ims_identity::admin::SystemAdmin;
 use ims_identity::credentials::{Credentials, NewSecret};
 use ims_identity::developer::Service;
 use ims_identity::model::{ClientSecretRecord, OAuthClient};
@@ -33,7 +33,12 @@ impl FromRequestParts<AppState> for Admin {
             .ok_or(Error::InvalidClient { basic: true })?;
         let (email, password) = crate::params::basic_credentials(header.as_bytes())?
             .ok_or(Error::InvalidClient { basic: true })?;
-        let admin = admin::authenticate(state.ims.store().as_ref(), &email, &password).await?;
+        let meta = match Meta::from_request_parts(parts, state).await {
+            Ok(meta) => meta,
+            Err(never) => match never {},
+        };
+        let ctx = meta.context(format!("admin:{email}"));
+        let admin = state.ims.authenticate_admin(&email, &password, &ctx).await?;
         Ok(Admin(admin))
     }
 }

@@ -44,6 +44,9 @@ enum Db {
     Postgres,
 }
 
+/// The scopes a Campaign API integration asks for.
+const CAMPAIGN_SCOPES: &str = "openid,AdobeID,additional_info.projectedProductContext";
+
 fn settings(alg: Algorithm) -> Settings {
     let mut s = Settings::new(ISSUER);
     s.signing_alg = alg;
@@ -136,6 +139,18 @@ impl Harness {
                 &[],
                 &ctx,
             )
+            .await
+            .unwrap()
+    }
+
+    /// A credential subscribed to the Campaign API, as an instance requires of technical
+    /// accounts (tokens asked with [`CAMPAIGN_SCOPES`]).
+    async fn campaign_credential(&self) -> NewSecret {
+        let ctx = Context::new(Now::system(), "test");
+        let campaign =
+            ims_identity::developer::Service::by_code(ims_identity::developer::CAMPAIGN_SERVICE).unwrap();
+        self.creds
+            .create_credential(&self.org_id, "integration", vec![], &[campaign], &ctx)
             .await
             .unwrap()
     }
@@ -1096,12 +1111,15 @@ async fn admin_api_denies_by_default_and_administers_credentials() {
         ("POST", "/admin/v1/credentials/x/secrets"),
         ("DELETE", "/admin/v1/credentials/x/secrets/y"),
     ];
-    for (method, path) in routes {
-        for auth in [
-            None,
-            Some(("admin@acme.test", "wrong")),
-            Some(("nobody@acme.test", ADMIN_PASSWORD)),
-        ] {
+    // (A wrong password for the administrator on one route only: guesses count towards its
+    // lock-out, which `the_administration_api_shares_the_sign_in_lock_out` covers.)
+    for (i, (method, path)) in routes.into_iter().enumerate() {
+        let wrong = if i == 0 {
+            ("admin@acme.test", "wrong")
+        } else {
+            ("someone.else@acme.test", "wrong")
+        };
+        for auth in [None, Some(wrong), Some(("nobody@acme.test", ADMIN_PASSWORD))] {
             let (status, headers, body) =
                 send(&admin, admin_req(method, path, auth, Some(json!({"name": "n"})))).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} {auth:?}");
@@ -1222,6 +1240,79 @@ async fn admin_api_denies_by_default_and_administers_credentials() {
         .iter()
         .any(|e| e.actor == "admin:admin@acme.test" && e.action == "credential.create"));
     assert!(events.iter().all(|e| !e.details.to_string().contains("imscs_")));
+}
+
+/// The attack: twenty wrong passwords in a burst, then the right one. The administration API
+/// counts guesses with the sign-in pages' counter (case variants of the email included), refuses
+/// the right password while locked, and refuses a disabled administrator at once.
+#[tokio::test]
+async fn the_administration_api_shares_the_sign_in_lock_out() {
+    let h = harness().await;
+    let admin = admin_router(&h);
+    let list = |email: &'static str, password: &'static str| {
+        admin_req("GET", "/admin/v1/credentials", Some((email, password)), None)
+    };
+    let (status, _, body) = send(&admin, list("admin@acme.test", ADMIN_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..20 {
+        let email = if i % 2 == 0 {
+            "admin@acme.test"
+        } else {
+            "ADMIN@Acme.Test"
+        };
+        let (status, _, _) = send(&admin, list(email, "wrong guess")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, body) = send(&admin, list("admin@acme.test", ADMIN_PASSWORD)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "locked: the right password is refused too"
+    );
+    assert_eq!(
+        body["code"], "invalid_client",
+        "the same answer as a wrong password"
+    );
+    let failures = h.audit("user.sign_in").await;
+    assert!(
+        failures.iter().any(|e| e.outcome == "failure"
+            && e.details["factor"] == "admin_api"
+            && e.details["was_locked"] == true),
+        "{failures:?}"
+    );
+    let h2 = harness().await;
+    let admin2 = admin_router(&h2);
+    let user =
+        ims_identity::store::UserStore::user_by_email(h2.store.as_ref(), &h2.org_id, "admin@acme.test")
+            .await
+            .unwrap()
+            .unwrap();
+    let ctx = Context::new(Now::system(), "test");
+    ims_identity::people::change_user(
+        h2.store.as_ref(),
+        &user.user_id,
+        ims_identity::people::UserChange::SetStatus(ims_identity::model::UserStatus::Disabled),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    let (status, _, _) = send(&admin2, list("admin@acme.test", ADMIN_PASSWORD)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a disabled administrator is refused"
+    );
+    let (status, _, _) = send(
+        &admin2,
+        admin_req(
+            "POST",
+            "/admin/v1/credentials",
+            Some(("admin@acme.test", ADMIN_PASSWORD)),
+            Some(json!({"name": "n"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "and creates nothing");
 }
 
 #[tokio::test]
@@ -1796,7 +1887,7 @@ mod instance {
         assert!(xml.contains("either a bearer token or a session token"), "{xml}");
     }
 
-    fn query(def: &str) -> String {
+    pub(super) fn query(def: &str) -> String {
         envelope(
             "ExecuteQuery",
             "xtk:queryDef",
@@ -2566,6 +2657,56 @@ mod instance {
     }
 
     /// SECURITY 27: the console's sign-in and sessions follow the same decisions as SOAP `Logon`.
+    /// The attack: thirty wrong `Logon`s in a burst, then the right password. Native sign-in
+    /// counts failures per folded login (case and compatibility forms alike) with the IMS's
+    /// lock-out numbers, `Logon` and the console together; while locked the right password gets
+    /// the wrong password's fault; a success clears the count.
+    #[tokio::test]
+    async fn native_sign_in_is_locked_out_like_the_ims() {
+        let (app, _dir) = instance_app().await;
+        let (_, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        assert!(xml.contains("pstrSessionToken"), "{xml}");
+        // Four misses, then the right one: let in, and the count starts over.
+        for _ in 0..4 {
+            let (_, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", "wrong"), &[]).await;
+            assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
+        }
+        let (_, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        assert!(xml.contains("pstrSessionToken"), "under the threshold: {xml}");
+        let wrong_fault = {
+            let (_, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", "wrong"), &[]).await;
+            xml
+        };
+        for i in 0..29 {
+            // Case and full-width variants count as the same login.
+            let login = ["jdoe", "JDoe", "\u{ff4a}\u{ff44}\u{ff4f}\u{ff45}"][i % 3];
+            let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, "wrong"), &[]).await;
+            assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
+        }
+        let (_, xml) = call(&app, "xtk:session#Logon", logon_body("jdoe", PASSWORD), &[]).await;
+        assert!(
+            !xml.contains("pstrSessionToken"),
+            "locked: the right password is refused: {xml}"
+        );
+        assert_eq!(xml, wrong_fault, "the very answer a wrong password gets");
+        let (status, headers, _) = console_sign_in(&app, "jdoe", PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "the console shares the lock");
+        assert!(set_cookie(&headers, "ims_console").is_none());
+        // Another operator is not affected.
+        let (inst, _dir2) = instance_with("7.4.1").await;
+        let store = inst.store().clone();
+        add_like_jdoe(&store, "other", &["deliveryOperators"]).await;
+        let app2 = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        for _ in 0..10 {
+            call(&app2, "xtk:session#Logon", logon_body("jdoe", "wrong"), &[]).await;
+        }
+        let (_, xml) = call(&app2, "xtk:session#Logon", logon_body("other", PASSWORD), &[]).await;
+        assert!(xml.contains("pstrSessionToken"), "{xml}");
+    }
+
     #[tokio::test]
     async fn console_sign_in_applies_the_same_decisions_as_logon() {
         // 8.6: native sign-in only for the allow-list, on both paths.
@@ -2763,8 +2904,8 @@ mod bearer {
     #[tokio::test]
     async fn a_technical_account_operator_is_created_at_its_first_call() {
         let h = harness().await;
-        let c = h.credential(&["openid"]).await;
-        let token = h.token(&c, "openid").await;
+        let c = h.campaign_credential().await;
+        let token = h.token(&c, CAMPAIGN_SCOPES).await;
         let (app, inst, _dir) = bearer_app(&h, "7.4.1").await;
         let ta = c.client.technical_account_id.clone();
         assert!(
@@ -2848,8 +2989,8 @@ mod bearer {
     #[tokio::test]
     async fn bad_tokens_are_refused_with_a_fault() {
         let h = harness().await;
-        let c = h.credential(&["openid"]).await;
-        let good = h.token(&c, "openid").await;
+        let c = h.campaign_credential().await;
+        let good = h.token(&c, CAMPAIGN_SCOPES).await;
         let (app, _inst, _dir) = bearer_app(&h, "7.4.1").await;
         let now = Now::system();
         // Signed by a key the IMS never published.
@@ -2909,8 +3050,8 @@ mod bearer {
     #[tokio::test]
     async fn an_unreachable_ims_is_a_server_fault_not_an_expired_session() {
         let h = harness().await;
-        let c = h.credential(&["openid"]).await;
-        let token = h.token(&c, "openid").await;
+        let c = h.campaign_credential().await;
+        let token = h.token(&c, CAMPAIGN_SCOPES).await;
         let (inst, _dir) = super::instance::instance_with("7.4.1").await;
         let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(DownKeys));
         let app = ims_http::campaign::router(ims_http::campaign::InstanceState {
@@ -2926,8 +3067,8 @@ mod bearer {
     #[tokio::test]
     async fn bearer_tokens_follow_the_build_matrix() {
         let h = harness().await;
-        let c = h.credential(&["openid"]).await;
-        let token = h.token(&c, "openid").await;
+        let c = h.campaign_credential().await;
+        let token = h.token(&c, CAMPAIGN_SCOPES).await;
         for (build, accepted) in [
             ("7.3.1", false),
             ("7.3.2.IMS", true),
@@ -3086,6 +3227,7 @@ mod people {
                         "email".into(),
                         "profile".into(),
                         "AdobeID".into(),
+                        "additional_info.projectedProductContext".into(),
                     ],
                     first_party,
                     &Context::new(Now::system(), "test"),
@@ -4372,8 +4514,8 @@ mod restrictions {
     #[tokio::test]
     async fn the_switches_take_effect_on_reload_through_the_soap_api() {
         let h = harness().await;
-        let c = h.credential(&["openid"]).await;
-        let token = h.token(&c, "openid").await;
+        let c = h.campaign_credential().await;
+        let token = h.token(&c, CAMPAIGN_SCOPES).await;
         let bearer = vec![("authorization", format!("Bearer {token}"))];
         for db in [Db::Sqlite, Db::Postgres] {
             let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
@@ -4653,7 +4795,7 @@ mod restrictions {
     #[tokio::test]
     async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing() {
         let h = harness().await;
-        let c = h.credential(&["openid"]).await;
+        let c = h.campaign_credential().await;
         for db in [Db::Sqlite, Db::Postgres] {
             let Some((_app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
                 continue;
@@ -4672,7 +4814,7 @@ mod restrictions {
                 .len()
             };
             let audited = audit_len().await;
-            let token = h.token(&c, "openid").await;
+            let token = h.token(&c, CAMPAIGN_SCOPES).await;
             let run = |on: bool| {
                 let store = inst.store().clone();
                 let token = Secret::new(token.clone());
@@ -4756,7 +4898,15 @@ mod umapi {
     pub(super) async fn person_token(h: &Harness, email: &str, password: &str) -> (String, String) {
         let client = h.app_client().await;
         let mut b = Browser::default();
-        let (status, to) = sign_in(h, &mut b, &client, email, password).await;
+        // A first-party application that also reads the person's product profiles.
+        let path = authorize_path(
+            &client,
+            &[(
+                "scope",
+                "openid email profile additional_info.projectedProductContext",
+            )],
+        );
+        let (status, to) = sign_in_at(h, &mut b, &path, email, password).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
         let q = query_of(&to);
         let (status, body) = redeem(h, &client, &q["code"]).await;
@@ -5074,6 +5224,26 @@ mod umapi {
         assert_eq!(ctx0["through"], json!(["Marketers"]));
         let (_, _, out) = get("?product_context=another_product", jane).await;
         assert_eq!(out["projectedProductContext"], json!([]));
+        // An application that asked only `openid` learns nothing of the person's access.
+        let third = h.people_client(true).await;
+        let mut b = Browser::default();
+        let (status, to) = sign_in_at(
+            &h,
+            &mut b,
+            &authorize_path(&third, &[("scope", "openid")]),
+            "jane@acme.test",
+            PASSWORD,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+        let (status, body) = redeem(&h, &third, &query_of(&to)["code"]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, headers, out) = get("", body["access_token"].as_str().unwrap().to_owned()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+        assert!(
+            format!("{headers:?}").contains("insufficient_scope"),
+            "{headers:?}"
+        );
         // A technical account holds profiles through its credential.
         let profile = ims_identity::store::DirectoryStore::groups(h.store.as_ref(), &h.org_id)
             .await
@@ -5082,9 +5252,23 @@ mod umapi {
             .map(|(g, _)| g)
             .find(|g| g.name == "campaign - marketing - admin")
             .unwrap();
-        let machine = h.credential(&["openid"]).await;
-        let machine_token = h.token(&machine, "openid").await;
-        let (_, _, out) = get("?product_context=dma_campaign_classic", machine_token.clone()).await;
+        // ... once its credential is subscribed to the Campaign API or holds one: the scope
+        // alone (the I/O Management API brings it too) reads nothing.
+        let machine = h
+            .credential(&["openid", "additional_info.projectedProductContext"])
+            .await;
+        let machine_token = h
+            .token(&machine, "openid,additional_info.projectedProductContext")
+            .await;
+        let (status, _, out) = get("?product_context=dma_campaign_classic", machine_token.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+        let subscribed = h.campaign_credential().await;
+        let (status, _, out) = get(
+            "?product_context=dma_campaign_classic",
+            h.token(&subscribed, CAMPAIGN_SCOPES).await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
         assert_eq!(out["projectedProductContext"], json!([]), "{out}");
         h.state
             .ims
@@ -7479,6 +7663,95 @@ mod connect {
         }
     }
 
+    /// The attack: an application the person allowed to sign them in sends the person's access
+    /// token (valid, same issuer and organisation, `openid`) to the instance. Every path that
+    /// takes a bearer token refuses it, and the operator keeps everything it had.
+    #[tokio::test]
+    async fn a_persons_token_minted_for_another_application_is_refused_everywhere() {
+        let h = harness().await;
+        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
+            .await
+            .unwrap();
+        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
+        let jane = h.person("jane@acme.test").await;
+        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        let mut b = Browser::default();
+        let (status, _, body) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let before = c
+            .inst
+            .store()
+            .operator_by_ims_id(&jane.user_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(before.groups, vec!["admin"]);
+        // A token the person gave another application of the organisation.
+        let (token, other_client) = super::umapi::person_token(&h, "jane@acme.test", PASSWORD).await;
+        assert_ne!(other_client, c.client_id);
+        let bearer = vec![("authorization", format!("Bearer {token}"))];
+        let read = query(
+            r#"<queryDef schema="xtk:operator" operation="select"><select><node expr="@name"/></select></queryDef>"#,
+        );
+        let write = envelope(
+            "Write",
+            "xtk:persist|xtk:session",
+            r#"<sessiontoken/><domDoc><operator xtkschema="xtk:operator" _operation="insert" name="planted" password="planted password 1"><operatorGroup name="admin"/></operator></domDoc>"#,
+        );
+        for (action, body) in [
+            ("xtk:queryDef#ExecuteQuery", read),
+            ("xtk:persist|xtk:session#Write", write),
+            (
+                "xtk:session#GetUserInfo",
+                envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
+            ),
+            (
+                "xtk:session#BearerTokenLogon",
+                envelope(
+                    "BearerTokenLogon",
+                    "xtk:session",
+                    &format!("<sessiontoken/><bearerToken xsi:type=\"xsd:string\">{token}</bearerToken>"),
+                ),
+            ),
+        ] {
+            let (_, xml) = call(&c.app, action, body, &bearer).await;
+            assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350122"), "{action}: {xml}");
+            assert!(xml.contains("another application"), "{action}: {xml}");
+        }
+        let (status, _, out) = send(
+            &c.app,
+            Request::get("/nl/migration/v1/instance")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+        assert!(c
+            .inst
+            .store()
+            .operator_by_login("planted")
+            .await
+            .unwrap()
+            .is_none());
+        let after = c
+            .inst
+            .store()
+            .operator_by_ims_id(&jane.user_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((after.groups, after.rights), (before.groups, before.rights));
+        // The refusals are recorded as usage, with who tried.
+        let refused = c.inst.store().usage(None, 100).await.unwrap();
+        assert!(
+            refused
+                .iter()
+                .any(|e| e.outcome == "refused" && e.login == jane.user_id),
+            "{refused:?}"
+        );
+    }
+
     #[tokio::test]
     async fn forged_or_mixed_up_callbacks_and_other_organisations_are_refused() {
         let h = harness().await;
@@ -7677,8 +7950,8 @@ mod connect {
             .map(|(g, _)| g)
             .find(|g| g.name == "campaign - prod - messagecenter")
             .unwrap();
-        let with = h.credential(&["openid"]).await;
-        let without = h.credential(&["openid"]).await;
+        let with = h.campaign_credential().await;
+        let without = h.campaign_credential().await;
         let ctx = Context::new(Now::system(), "test");
         h.state
             .ims
@@ -7692,7 +7965,7 @@ mod connect {
                 call(&app, "nms:rtEvent#PushEvent", body, &headers).await.1
             }
         };
-        let with_token = h.token(&with, "openid").await;
+        let with_token = h.token(&with, CAMPAIGN_SCOPES).await;
         let xml = push(with_token.clone()).await;
         assert!(
             xml.contains("<plId"),
@@ -7706,7 +7979,7 @@ mod connect {
             .unwrap()
             .unwrap();
         assert_eq!(op.groups, vec!["messageCenterAgents"]);
-        let without_token = h.token(&without, "openid").await;
+        let without_token = h.token(&without, CAMPAIGN_SCOPES).await;
         let xml = push(without_token.clone()).await;
         assert_eq!(
             fault_code(&xml).as_deref(),

@@ -21,7 +21,10 @@ pub mod directory;
 mod signin;
 
 pub use code_flow::UserInfo;
-pub use signin::{Authorized, PostLogout, SignInPage, SignInStep, StepOutcome, FREE_FAILURES};
+pub use signin::{
+    account_key, lock_schedule_ms, Authorized, PostLogout, SignInPage, SignInStep, StepOutcome,
+    FAILURE_RESET_SECS, FREE_FAILURES,
+};
 
 /// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.
 pub const AUTHORITY: &str = "ims-na1";

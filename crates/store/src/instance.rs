@@ -949,7 +949,35 @@ impl SessionStore for SqlInstanceStore {
             .map_err(backend_error)?
             .rows_affected())
     }
+
+    async fn admit_sign_in(
+        &self,
+        login_key: &str,
+        now: Now,
+        reset_secs: i64,
+        lock_ms: &[i64],
+        attempt_id: &str,
+    ) -> StoreResult<(bool, u32)> {
+        crate::lockout::admit(
+            &self.pool,
+            &self.writer,
+            &crate::lockout::OPERATORS,
+            (NATIVE_REALM, login_key),
+            now,
+            reset_secs,
+            lock_ms,
+            attempt_id,
+        )
+        .await
+    }
+
+    async fn clear_sign_in_failures(&self, login_key: &str) -> StoreResult<()> {
+        crate::lockout::clear(&self.pool, &crate::lockout::OPERATORS, (NATIVE_REALM, login_key)).await
+    }
 }
+
+/// The realm of native sign-in counters (`Logon` and the console count together).
+const NATIVE_REALM: &str = "native";
 
 #[async_trait]
 impl UsageStore for SqlInstanceStore {

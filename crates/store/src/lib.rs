@@ -10,6 +10,7 @@ mod developer;
 mod directory;
 pub mod instance;
 pub mod journal;
+mod lockout;
 pub mod migrate;
 mod people;
 pub mod signal;

@@ -59,6 +59,7 @@ pub const INSTANCE_MIGRATIONS: &[Migration] = &[
     step!(7, "folder_rights", "instance/", "0007_folder_rights"),
     step!(8, "operator_email", "instance/", "0008_operator_email"),
     step!(9, "usage_by_operator", "instance/", "0009_usage_by_operator"),
+    step!(10, "sign_in_failures", "instance/", "0010_sign_in_failures"),
 ];
 
 /// The migrations of the migration engine's journal (its own database).

@@ -242,66 +242,17 @@ impl ThrottleStore for SqlStore {
         lock_ms: &[i64],
         attempt_id: &str,
     ) -> StoreResult<(bool, u32)> {
-        // The lock an attempt that brings the count to n sets (an instant, as a CASE over numbers
-        // of ours). A free attempt sets none (0, not "now"): requests read the clock when they
-        // start, so a later one may carry an earlier instant than one already counted, and a
-        // lock "until now" would refuse it.
-        let until = |ms: i64| {
-            if ms == 0 {
-                "0".to_owned()
-            } else {
-                format!("$3 + {ms}")
-            }
-        };
-        let mut lock = String::from("CASE sign_in_failures.failures + 1");
-        for (i, ms) in lock_ms.iter().enumerate() {
-            lock.push_str(&format!(" WHEN {} THEN {}", i + 1, until(*ms)));
-        }
-        lock.push_str(&format!(
-            " ELSE {} END",
-            until(lock_ms.last().copied().unwrap_or(0))
-        ));
-        let first = until(lock_ms.first().copied().unwrap_or(0));
-        // $3 now, $4 the oldest last attempt that still counts, $5 this attempt. Every right-hand
-        // side reads the row as it was: stale counters start over, a lock in force refuses and
-        // changes nothing, otherwise the attempt counts and sets its lock.
-        let sql = format!(
-            "INSERT INTO sign_in_failures (org_id, email_lower, failures, last_failure, locked_until, admitted)
-             VALUES ($1, $2, 1, $3, {first}, $5)
-             ON CONFLICT (org_id, email_lower) DO UPDATE SET
-               failures = CASE WHEN sign_in_failures.last_failure < $4 THEN 1
-                               WHEN sign_in_failures.locked_until > $3 THEN sign_in_failures.failures
-                               ELSE sign_in_failures.failures + 1 END,
-               locked_until = CASE WHEN sign_in_failures.last_failure < $4 THEN {first}
-                                   WHEN sign_in_failures.locked_until > $3 THEN sign_in_failures.locked_until
-                                   ELSE {lock} END,
-               admitted = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
-                               THEN sign_in_failures.admitted ELSE $5 END,
-               last_failure = CASE WHEN sign_in_failures.last_failure >= $4 AND sign_in_failures.locked_until > $3
-                                   THEN sign_in_failures.last_failure ELSE $3 END"
-        );
-        let mut tx = begin_write(&self.pool, &self.writer).await?;
-        sqlx::query(&sql)
-            .bind(org_id)
-            .bind(email_lower)
-            .bind(now.millis())
-            .bind(now.millis().saturating_sub(reset_secs.saturating_mul(1000)))
-            .bind(attempt_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        let row = sqlx::query(
-            "SELECT failures, admitted FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2",
+        crate::lockout::admit(
+            &self.pool,
+            &self.writer,
+            &crate::lockout::PEOPLE,
+            (org_id, email_lower),
+            now,
+            reset_secs,
+            lock_ms,
+            attempt_id,
         )
-        .bind(org_id)
-        .bind(email_lower)
-        .fetch_one(&mut *tx)
         .await
-        .map_err(backend_error)?;
-        tx.commit().await.map_err(backend_error)?;
-        let n: i64 = get(&row, "failures")?;
-        let admitted: String = get(&row, "admitted")?;
-        Ok((admitted == attempt_id, u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
     async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>> {
@@ -325,13 +276,7 @@ impl ThrottleStore for SqlStore {
     }
 
     async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2")
-            .bind(org_id)
-            .bind(email_lower)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+        crate::lockout::clear(&self.pool, &crate::lockout::PEOPLE, (org_id, email_lower)).await
     }
 }
 

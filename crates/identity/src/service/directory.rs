@@ -16,6 +16,9 @@ use crate::Now;
 /// How far back the audit API pages (older lines stay in the database and in `ims audit`).
 pub const MAX_AUDIT_DEPTH: u64 = 100_000;
 
+/// The scope under which `/ims/profile/v1` projects a caller's product profiles.
+pub const PROFILE_SCOPE: &str = "additional_info.projectedProductContext";
+
 /// The name of the Admin Console's client in each organisation.
 pub const ADMIN_CONSOLE_CLIENT: &str = "Admin Console";
 
@@ -418,9 +421,45 @@ impl Ims {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::InvalidToken("token names no user".into()))?
             .to_owned();
+        // The profiles a token reads are the ones the vendor projects under this scope: an
+        // application a person allowed only `openid` learns nothing of their access.
+        let scope = valid
+            .claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !scope.split([',', ' ']).any(|s| s == PROFILE_SCOPE) {
+            return Err(Error::InsufficientScope(PROFILE_SCOPE.into()));
+        }
         let person = self.store.user(&user_id).await?;
         if person.as_ref().is_some_and(|u| u.status != UserStatus::Active) {
             return Err(Error::InvalidToken("the person cannot sign in".into()));
+        }
+        // A technical account reads its profiles only when its credential was subscribed to
+        // an API of that product context or holds some of its profiles: the I/O Management
+        // API's scope alone does not open an instance.
+        if person.is_none() {
+            let subscribed = self
+                .store
+                .credential_services(&valid.client_id)
+                .await?
+                .iter()
+                .filter_map(|code| crate::developer::Service::by_code(code))
+                .any(|s| {
+                    s.product_context
+                        .is_some_and(|c| product_context.is_none_or(|p| p == c))
+                });
+            if !subscribed
+                && self
+                    .store
+                    .credential_profiles(&valid.client_id, product_context)
+                    .await?
+                    .is_empty()
+            {
+                return Err(Error::Forbidden(
+                    "the credential is not subscribed to an API of this product context".into(),
+                ));
+            }
         }
         // A person holds profiles through memberships; a technical account through its
         // credential.

@@ -40,6 +40,22 @@ pub fn lock_secs(failures: u32) -> i64 {
     FIRST_LOCK_SECS.saturating_mul(1 << doublings).min(MAX_LOCK_SECS)
 }
 
+/// The lock each counted failure sets, in milliseconds (`[n - 1]` for the `n`th; the last
+/// repeats): what every password path hands its counter.
+pub fn lock_schedule_ms() -> Vec<i64> {
+    (1..=FREE_FAILURES + 6)
+        .map(|n| lock_secs(n).saturating_mul(1000))
+        .collect()
+}
+
+/// The key a failure counter files an account name under: compatibility forms folded (NFKC, so
+/// full-width and other look-alike spellings of a name count as one) and lower-cased, whatever
+/// the case or normal form an attacker types.
+pub fn account_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    name.trim().nfkc().collect::<String>().to_lowercase()
+}
+
 /// What an RP-initiated logout request names, once checked.
 #[derive(Debug, Clone)]
 pub struct PostLogout {
@@ -353,7 +369,7 @@ impl Ims {
         ctx: &Context,
     ) -> Result<User> {
         let org = &client.org_id;
-        let email_lower = email.to_lowercase();
+        let email_lower = account_key(email);
         let (admitted, failures) = self.admit(org, &email_lower, ctx).await?;
         let user = self.store.user_by_email(org, email).await?;
         let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
@@ -393,7 +409,7 @@ impl Ims {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(Error::InvalidCredentials)?;
-        let email_lower = user.email.to_lowercase();
+        let email_lower = account_key(&user.email);
         let (admitted, failures) = self.admit(&client.org_id, &email_lower, ctx).await?;
         let code = code.trim().replace(' ', "");
         let step = match &user.totp_sealed {
@@ -434,11 +450,64 @@ impl Ims {
         Ok(user)
     }
 
+    /// The administration API's Basic authentication (an administrator's email and password):
+    /// the same counter, lock-out and answer as the sign-in pages, so that a password locked
+    /// there is locked here too and guesses here count there. Unknown emails, wrong passwords,
+    /// locks, accounts that are disabled, locked or removed, and people who are not system
+    /// administrators all get [`Error::InvalidClient`] after the same work.
+    pub async fn authenticate_admin(
+        &self,
+        email: &str,
+        password: &Secret,
+        ctx: &Context,
+    ) -> Result<crate::admin::SystemAdmin> {
+        let mut found = None;
+        for org in self.store.orgs().await? {
+            if let Some(u) = self.store.user_by_email(&org.org_id, email).await? {
+                found = Some(u);
+                break;
+            }
+        }
+        // An unknown email is counted under the first organisation, like a known one.
+        let org = match &found {
+            Some(u) => u.org_id.clone(),
+            None => self
+                .store
+                .orgs()
+                .await?
+                .first()
+                .map(|o| o.org_id.clone())
+                .unwrap_or_default(),
+        };
+        let email_lower = account_key(email);
+        let (admitted, failures) = self.admit(&org, &email_lower, ctx).await?;
+        let hash = match found.as_ref().and_then(|u| u.password_hash.clone()) {
+            Some(h) => h,
+            None => crate::password::decoy_hash().await?,
+        };
+        let matches = crate::password::verify(password, &hash).await?;
+        match found {
+            Some(user)
+                if matches
+                    && admitted
+                    && user.system_admin
+                    && user.status == UserStatus::Active
+                    && user.identity_type != IdentityType::FederatedId =>
+            {
+                self.store.clear_failures(&org, &email_lower).await?;
+                Ok(crate::admin::SystemAdmin::new(user))
+            }
+            other => {
+                self.refused(&email_lower, other.as_ref(), "admin_api", failures, admitted, ctx)
+                    .await?;
+                Err(Error::InvalidClient { basic: true })
+            }
+        }
+    }
+
     /// Lets one attempt in unless a lock is in force (see the module's lock-out numbers).
     async fn admit(&self, org: &str, email_lower: &str, ctx: &Context) -> Result<(bool, u32)> {
-        let schedule: Vec<i64> = (1..=FREE_FAILURES + 6)
-            .map(|n| lock_secs(n).saturating_mul(1000))
-            .collect();
+        let schedule = lock_schedule_ms();
         let attempt = crate::model::uuid_like();
         Ok(self
             .store
@@ -492,7 +561,7 @@ impl Ims {
             "success",
             json!({"client_id": req.client_id, "amr": session.amr}),
         );
-        let email_lower = user.email.to_lowercase();
+        let email_lower = account_key(&user.email);
         if !self.consented(client, user, req).await? {
             self.store
                 .complete_sign_in(&user.org_id, &email_lower, &session, &event, None)
@@ -641,7 +710,7 @@ impl Ims {
             .live_session(session, ctx.now)
             .await?
             .ok_or_else(|| Error::NotFound("you are not signed in".into()))?;
-        let email_lower = user.email.to_lowercase();
+        let email_lower = account_key(&user.email);
         let (admitted, failures) = self.admit(&user.org_id, &email_lower, ctx).await?;
         let hash = match &user.password_hash {
             Some(h) => h.clone(),
