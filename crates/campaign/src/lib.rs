@@ -22,5 +22,6 @@ pub mod time;
 pub mod usage;
 pub mod version;
 pub mod wsdl;
+pub mod zones;
 
 pub use version::{Build, NativeAuth};

@@ -130,9 +130,23 @@ impl OperatorEdit {
         }
         if let Some(Some(mask)) = &self.trusted_ip_mask {
             check_text("trustedIpMask", mask, 1024)?;
+            // Enforced at every sign-in and call: one that does not read would lock the
+            // operator out, so it is refused here with the reason.
+            if crate::zones::parse_mask_list(mask).is_none() {
+                return Err(Fault::bad_request(format!(
+                    "trustedIpMask {mask:?}: give addresses or CIDR blocks separated by commas"
+                )));
+            }
         }
         if let Some(Some(zone)) = &self.security_zone {
             check_text("securityZone", zone, 64)?;
+            let known = crate::zones::default_tree().names();
+            if !known.contains(&zone.trim()) {
+                return Err(Fault::bad_request(format!(
+                    "securityZone {zone:?} is not a security zone of this instance ({})",
+                    known.join(", ")
+                )));
+            }
         }
         for right in self.rights.iter().flatten() {
             if rights::right(right).is_none() {
@@ -540,6 +554,28 @@ mod tests {
         }
         assert!(check_password(&Secret::new("12345678")).is_ok());
         assert!(check_password(&Secret::new("1234567")).is_err());
+    }
+
+    #[test]
+    fn masks_and_zones_that_would_lock_an_operator_out_are_refused() {
+        let with = |mask: Option<&str>, zone: Option<&str>| OperatorEdit {
+            trusted_ip_mask: mask.map(|m| Some(m.to_owned())),
+            security_zone: zone.map(|z| Some(z.to_owned())),
+            ..OperatorEdit::default()
+        };
+        assert!(with(Some("10.99.0.0/16, 127.0.0.1"), Some("lan")).check().is_ok());
+        assert!(with(None, Some("public")).check().is_ok());
+        for (mask, zone) in [
+            (Some("10.99.0.0/40"), None),
+            (Some("intranet"), None),
+            (None, Some("moon")),
+        ] {
+            let e = with(mask, zone).check().unwrap_err();
+            assert!(
+                e.message.contains("trustedIpMask") || e.message.contains("securityZone"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -459,7 +459,7 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
             expires_at: now.plus_secs(3600),
         };
         let _ = probe_store.insert_session(&session).await;
-        let r = instance.session_operator(token.expose(), None, now).await;
+        let r = instance.session_operator(token.expose(), None, None, now).await;
         record(
             "existing native session, operator outside the allow-list",
             "refused",

@@ -111,6 +111,8 @@ pub struct Instance {
     pub(crate) config_files: Option<Arc<dyn crate::migration::ConfigFiles>>,
     /// The migration window's notice, as stored (read on every console page).
     pub(crate) notice: RwLock<Option<ims_wire::migration::Notice>>,
+    /// The security zones operators are tied to.
+    zones: crate::zones::Zone,
 }
 
 impl std::fmt::Debug for Instance {
@@ -135,6 +137,24 @@ impl Instance {
             profiles_read: Default::default(),
             config_files: None,
             notice: RwLock::new(None),
+            zones: crate::zones::default_tree(),
+        }
+    }
+
+    /// Whether `op` may connect from `source` (its trusted IP mask and security zone); a
+    /// refusal is logged with its reason and answered like any other.
+    fn connects_from(&self, op: &Operator, source: Option<&str>) -> bool {
+        match crate::zones::check(
+            &self.zones,
+            op.trusted_ip_mask.as_deref(),
+            op.security_zone.as_deref(),
+            source,
+        ) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!(operator = %op.login, source = source.unwrap_or("?"), %why, "connection refused by address");
+                false
+            }
         }
     }
 
@@ -381,6 +401,7 @@ impl Instance {
             Some(op)
                 if password_ok
                     && admitted
+                    && self.connects_from(&op, caller.source.as_deref())
                     && !op.disabled
                     && op.auth_type == AuthType::Native
                     && self.native_allowed(&op) =>
@@ -448,6 +469,7 @@ impl Instance {
         &self,
         session_token: &str,
         security_token: Option<&str>,
+        source: Option<&str>,
         now: Now,
     ) -> Result<(Operator, Session), Fault> {
         let digest = secret::digest_hex(session_token);
@@ -475,7 +497,7 @@ impl Instance {
             AuthPath::Ims => op.auth_type == AuthType::Ims,
             AuthPath::Bearer => true,
         };
-        if op.disabled || !still_allowed {
+        if op.disabled || !still_allowed || !self.connects_from(&op, source) {
             return Err(Fault::session_expired());
         }
         Ok((op, session))

@@ -450,7 +450,7 @@ pub(crate) async fn authenticated(
     }
     let session = creds.session.as_deref().ok_or_else(Fault::session_expired)?;
     let (op, session) = inst
-        .session_operator(session, creds.security.as_deref(), now)
+        .session_operator(session, creds.security.as_deref(), caller.source.as_deref(), now)
         .await?;
     inst.note_call(&op, operation, session.auth_path, caller, now);
     Ok(op)

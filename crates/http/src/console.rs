@@ -209,7 +209,7 @@ impl FromRequestParts<InstanceState> for SignedIn {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
         let inst = &st.instance;
         let (op, session) = inst
-            .session_operator(&token, None, meta.now)
+            .session_operator(&token, None, meta.source.as_deref(), meta.now)
             .await
             .map_err(|_| to_login())?;
         // Forbidding rich-client access takes effect on open console sessions too.

@@ -2707,6 +2707,81 @@ mod instance {
         assert!(xml.contains("pstrSessionToken"), "{xml}");
     }
 
+    /// A SOAP call as if it came from `source`.
+    async fn call_from(
+        app: &Router,
+        source: &str,
+        action: &str,
+        body: String,
+        extra: &[(&str, String)],
+    ) -> String {
+        let mut b = soap_req(action);
+        for (k, v) in extra {
+            b = b.header(*k, v);
+        }
+        let mut req = b.body(Body::from(body)).unwrap();
+        let addr: std::net::SocketAddr = format!("{source}:40000").parse().unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    /// The attack: an operator limited to `10.99.0.0/16` signed in from 127.0.0.1. Its trusted IP
+    /// mask and its security zone now hold on native sign-in and on every call with a session.
+    #[tokio::test]
+    async fn trusted_ip_masks_and_security_zones_hold_on_sign_in_and_every_call() {
+        let (inst, _dir) = instance_with("7.4.1").await;
+        let store = inst.store().clone();
+        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        for (login, mask, zone) in [
+            ("masked", Some("10.99.0.0/16"), None),
+            ("zoned", None, Some("lan")),
+        ] {
+            let mut op = store.operator_by_login("jdoe").await.unwrap().unwrap();
+            op.login = login.into();
+            op.email = None;
+            op.trusted_ip_mask = mask.map(str::to_owned);
+            op.security_zone = zone.map(str::to_owned);
+            store
+                .create_operator(&op, &ctx.event("operator.create", login, "success", json!({})))
+                .await
+                .unwrap();
+        }
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let logon = |login: &str| logon_body(login, PASSWORD);
+        let info = envelope("GetUserInfo", "xtk:session", "<sessiontoken/>");
+        for (login, inside, outside) in [
+            ("masked", "10.99.3.4", "127.0.0.1"),
+            ("zoned", "192.168.1.9", "203.0.113.7"),
+        ] {
+            let xml = call_from(&app, outside, "xtk:session#Logon", logon(login), &[]).await;
+            assert_eq!(
+                fault_code(&xml).as_deref(),
+                Some("XSV-350024"),
+                "{login} from {outside}: {xml}"
+            );
+            let xml = call_from(&app, inside, "xtk:session#Logon", logon(login), &[]).await;
+            assert!(xml.contains("pstrSessionToken"), "{login} from {inside}: {xml}");
+            let session = vec![("x-session-token", value(&xml, "pstrSessionToken"))];
+            let xml = call_from(&app, inside, "xtk:session#GetUserInfo", info.clone(), &session).await;
+            assert!(xml.contains("<GetUserInfoResponse"), "{login} inside: {xml}");
+            let xml = call_from(&app, outside, "xtk:session#GetUserInfo", info.clone(), &session).await;
+            assert!(
+                fault_code(&xml).is_some() && !xml.contains("<GetUserInfoResponse"),
+                "{login}: the session from outside: {xml}"
+            );
+            // An unknown address cannot be inside anything.
+            let (_, xml) = call(&app, "xtk:session#GetUserInfo", info.clone(), &session).await;
+            assert!(fault_code(&xml).is_some(), "{login}: {xml}");
+        }
+        // jdoe has neither: signs in from anywhere.
+        let xml = call_from(&app, "203.0.113.7", "xtk:session#Logon", logon("jdoe"), &[]).await;
+        assert!(xml.contains("pstrSessionToken"), "{xml}");
+    }
+
     #[tokio::test]
     async fn console_sign_in_applies_the_same_decisions_as_logon() {
         // 8.6: native sign-in only for the allow-list, on both paths.

@@ -1188,14 +1188,19 @@ mod instance {
             let rights = inst.effective_rights(&op).await.unwrap();
             assert!(rights.contains(&"export".to_owned()) && rights.contains(&"startDelivery".to_owned()));
             // The session works with and without its security token; a wrong one is refused.
-            inst.session_operator(tokens.session.expose(), Some(tokens.security.expose()), now())
-                .await
-                .unwrap();
-            inst.session_operator(tokens.session.expose(), None, now())
+            inst.session_operator(
+                tokens.session.expose(),
+                Some(tokens.security.expose()),
+                None,
+                now(),
+            )
+            .await
+            .unwrap();
+            inst.session_operator(tokens.session.expose(), None, None, now())
                 .await
                 .unwrap();
             assert_eq!(
-                inst.session_operator(tokens.session.expose(), Some("@ims_wrong"), now())
+                inst.session_operator(tokens.session.expose(), Some("@ims_wrong"), None, now())
                     .await
                     .unwrap_err()
                     .code,
@@ -1204,7 +1209,7 @@ mod instance {
             // Expiry.
             let later = now().plus_secs(24 * 3600);
             assert_eq!(
-                inst.session_operator(tokens.session.expose(), None, later)
+                inst.session_operator(tokens.session.expose(), None, None, later)
                     .await
                     .unwrap_err()
                     .code,
@@ -1215,7 +1220,7 @@ mod instance {
             // Logoff ends it.
             inst.logoff(tokens.session.expose()).await.unwrap();
             assert!(inst
-                .session_operator(tokens.session.expose(), None, now())
+                .session_operator(tokens.session.expose(), None, None, now())
                 .await
                 .is_err());
             // Wrong password and unknown login: the same fault.
@@ -1244,7 +1249,7 @@ mod instance {
                 .logon("jdoe", &Secret::new("right password"), true, now(), &caller)
                 .await
                 .unwrap();
-            inst.session_operator(long.session.expose(), None, later)
+            inst.session_operator(long.session.expose(), None, None, later)
                 .await
                 .unwrap();
             // Past every expiry the remaining (rememberMe) session is purged; the other ended at Logoff.
@@ -1501,7 +1506,7 @@ mod instance {
             .await
             .unwrap();
         assert!(instance(&i.store, "8.6.0")
-            .session_operator(tokens.session.expose(), None, now())
+            .session_operator(tokens.session.expose(), None, None, now())
             .await
             .is_err());
         i.cleanup().await;
