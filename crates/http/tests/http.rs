@@ -6297,6 +6297,117 @@ mod developer {
             .to_string()
     }
 
+    /// The attack: a person holding only the developer role gave a credential the instance's
+    /// administrators' profile, and its token wrote operators. A developer now gives ordinary
+    /// profiles only; one that can carry ADMINISTRATION (an `admin` permission item, or "admin"
+    /// in its name) takes a system administrator, on creation and on a later subscription.
+    #[tokio::test]
+    async fn a_developer_cannot_give_a_credential_administration() {
+        let h = harness().await;
+        let (instance, ordinary) = marketing(
+            &h,
+            Some(("campaign - marketing - delivery", vec!["export".into()], None)),
+        )
+        .await;
+        let ordinary = ordinary.unwrap();
+        let ctx = Context::new(Now::system(), "test");
+        let mut privileged = Vec::new();
+        for (name, items) in [
+            ("campaign - marketing - Admin", vec![]),
+            ("campaign - marketing - ops", vec!["ADMIN".to_owned()]),
+        ] {
+            ims_identity::service::directory::create_product_profile(
+                h.store.as_ref(),
+                &instance,
+                name,
+                items,
+                None,
+                &ctx,
+            )
+            .await
+            .unwrap();
+            let id = ims_identity::store::DirectoryStore::groups(h.store.as_ref(), &h.org_id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(g, _)| g)
+                .find(|g| g.name == name)
+                .unwrap()
+                .id;
+            privileged.push(id);
+        }
+        let (token, key) = developer(&h, "dev@acme.test").await;
+        let org = numeric_org(&h).await;
+        let dev = Api {
+            h: &h,
+            token,
+            key,
+            org: org.clone(),
+        };
+        let with = |id: i64| json!([{"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": id.to_string(), "op": "add"}]}]);
+        let create = |services: Value| json!({"name": "Sync", "services": services});
+        for id in &privileged {
+            let (status, body) = dev
+                .call(
+                    "POST",
+                    "/console/organizations/{org}/credentials/oauth-server-to-server",
+                    Some(create(with(*id))),
+                )
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            assert!(body.to_string().contains("ADMINISTRATION"), "{body}");
+        }
+        let made = dev
+            .ok(
+                "POST",
+                "/console/organizations/{org}/credentials/oauth-server-to-server",
+                Some(create(with(ordinary.id))),
+            )
+            .await;
+        let id = made["id"].as_str().unwrap().to_owned();
+        let services =
+            format!("/console/organizations/{{org}}/credentials/oauth-server-to-server/{id}/services");
+        let (status, body) = dev.call("PUT", &services, Some(with(privileged[0]))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let held = h.store.credential_profiles(&id, None).await.unwrap();
+        assert_eq!(
+            held.iter().map(|p| p.profile.as_str()).collect::<Vec<_>>(),
+            ["campaign - marketing - delivery"]
+        );
+        // A technical account using the console API does not either, unless a system
+        // administrator opened the User Management API to it (the migration engine's).
+        for (scopes, allowed) in [
+            (vec!["openid", "adobeio_api"], false),
+            (vec!["openid", "adobeio_api", ims_identity::service::directory::UMAPI_SCOPE], true),
+        ] {
+            let machine = h.credential(&scopes).await;
+            let machine = Api {
+                h: &h,
+                token: h.token(&machine, &scopes.join(",")).await,
+                key: machine.client.client_id.clone(),
+                org: org.clone(),
+            };
+            let (status, body) = machine.call("PUT", &services, Some(with(privileged[1]))).await;
+            let expected = if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN };
+            assert_eq!(status, expected, "{scopes:?}: {body}");
+        }
+        // A system administrator gives it.
+        let (admin_token, admin_key) = person_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let admin = Api {
+            h: &h,
+            token: admin_token,
+            key: admin_key,
+            org,
+        };
+        let (status, body) = admin.call("PUT", &services, Some(with(privileged[0]))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let held = h.store.credential_profiles(&id, None).await.unwrap();
+        assert!(
+            held.iter().any(|p| p.profile == "campaign - marketing - Admin"),
+            "{held:?}"
+        );
+    }
+
     #[tokio::test]
     async fn projects_credentials_subscriptions_secrets_and_deletion() {
         for db in [Db::Sqlite, Db::Postgres] {
@@ -6773,7 +6884,9 @@ mod developer {
         let h = harness().await;
         let (_, profile) = marketing(
             &h,
-            Some(("campaign - marketing - Administrator", vec!["admin".into()], None)),
+            // An ordinary profile: one that can carry ADMINISTRATION takes a system administrator
+            // (`a_developer_cannot_give_a_credential_administration`).
+            Some(("campaign - marketing - delivery", vec!["export".into()], None)),
         )
         .await;
         let profile = profile.unwrap();
@@ -6827,7 +6940,7 @@ mod developer {
         let project = location(&headers);
         let (_, _, html) = page_as(&h, "GET", &project, Some(&dev), "").await;
         assert!(
-            html.contains("campaign - marketing - Administrator") && html.contains("OAuth Server-to-Server"),
+            html.contains("campaign - marketing - delivery") && html.contains("OAuth Server-to-Server"),
             "{html}"
         );
         assert!(
@@ -6889,7 +7002,7 @@ mod developer {
             .await;
         assert_eq!(
             profile_body["projectedProductContext"][0]["prodCtx"]["label"],
-            json!("campaign - marketing - Administrator")
+            json!("campaign - marketing - delivery")
         );
         let text = html
             .replace("&#x27;", "'")

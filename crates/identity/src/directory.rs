@@ -75,6 +75,16 @@ pub struct Group {
 }
 
 impl Group {
+    /// Whether the profile may carry ADMINISTRATION on its product instance: a permission item
+    /// `admin`, or "admin" anywhere in its name (a profile named after an instance's
+    /// Administrator group grants ADMINISTRATION through the group, and the vendor treats any
+    /// profile whose name holds "admin" as administrative). Checked case-insensitively; only a
+    /// system administrator attaches such a profile to a credential.
+    pub fn carries_administration(&self) -> bool {
+        self.permissions.iter().any(|p| p.eq_ignore_ascii_case("admin"))
+            || self.name.to_lowercase().contains("admin")
+    }
+
     pub fn user_group(org_id: &str, name: &str, description: &str, now: Now) -> Self {
         Group {
             id: 0,

@@ -44,6 +44,10 @@ pub struct ConsoleCaller {
     system_admin: bool,
     /// A technical account: what it may do with secrets follows its scopes.
     technical_scopes: Option<Vec<String>>,
+    /// May give a credential a profile that can carry ADMINISTRATION: a system administrator,
+    /// or a technical account a system administrator opened the User Management API to (it
+    /// can already give anyone any profile; the migration engine's is one).
+    grants_administration: bool,
 }
 
 impl ConsoleCaller {
@@ -62,6 +66,7 @@ impl ConsoleCaller {
             actor: admin.actor.clone(),
             system_admin,
             technical_scopes: None,
+            grants_administration: system_admin,
         })
     }
 
@@ -164,6 +169,9 @@ impl Ims {
                 actor: format!("client:{}", valid.client_id),
                 system_admin: false,
                 technical_scopes: Some(valid.scopes().map(str::to_owned).collect()),
+                grants_administration: valid
+                    .scopes()
+                    .any(|s| s == crate::service::directory::UMAPI_SCOPE),
             });
         }
         let user_id = valid
@@ -365,7 +373,18 @@ impl Ims {
                             op.product_id.as_deref().unwrap_or_default()
                         )));
                     }
-                    profiles.push((config.clone(), op.adds()?));
+                    let adds = op.adds()?;
+                    // Roles bound their reach: a developer (or a technical account using the
+                    // console API) gives a credential ordinary profiles only; one that can carry
+                    // ADMINISTRATION needs a system administrator (or a credential holding the
+                    // User Management API). Taking one away is allowed.
+                    if adds && !caller.grants_administration && config.profile.carries_administration() {
+                        return Err(Error::Forbidden(format!(
+                            "the product profile {:?} can carry ADMINISTRATION: only a system administrator may give it to a credential",
+                            config.profile.name
+                        )));
+                    }
+                    profiles.push((config.clone(), adds));
                 }
             }
             if !services.contains(&service) {
@@ -930,6 +949,7 @@ mod tests {
             actor: "client:x".into(),
             system_admin: false,
             technical_scopes: Some(vec![CONSOLE_API_SCOPE.into(), READ_SECRETS_SCOPE.into()]),
+            grants_administration: false,
         };
         tech.may(READ_SECRETS_SCOPE).unwrap();
         assert!(matches!(
@@ -942,6 +962,7 @@ mod tests {
             actor: "admin:dev@example.com".into(),
             system_admin: false,
             technical_scopes: None,
+            grants_administration: false,
         };
         person.may(MANAGE_SECRETS_SCOPE).unwrap();
     }
