@@ -218,7 +218,9 @@ impl Instance {
         self.migration_facts(actor, now).await
     }
 
-    async fn require_administration(&self, actor: &Operator) -> Result<(), Fault> {
+    /// The migration API's one rule of access; its handlers apply it before reading a body, so
+    /// that a caller without the right learns nothing from how its request would be read.
+    pub async fn require_administration(&self, actor: &Operator) -> Result<(), Fault> {
         if holds(&self.effective_rights(actor).await?, ADMINISTRATION) {
             Ok(())
         } else {

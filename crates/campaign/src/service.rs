@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, RwLock};
 
+use ims_identity::error::StoreError;
 use ims_identity::secret::{self, Secret};
+use ims_identity::store::StoreResult;
 use ims_identity::Now;
 
 use crate::bearer::{BearerError, TrustedIssuer};
@@ -1021,6 +1023,15 @@ impl Instance {
             },
         };
         let text = |name: &str, old: Option<String>| doc.attr(name).map(str::to_owned).or(old);
+        // The database refuses a folder that does not exist (a foreign key): that is the
+        // caller's mistake, said as such, not a server fault.
+        let written = |r: StoreResult<()>| match r {
+            Err(StoreError::Conflict(_)) => Err(Fault::bad_request(format!(
+                "folder-id {} is not a folder of this instance",
+                folder.map(|f| f.to_string()).unwrap_or_default()
+            ))),
+            other => other.map_err(Fault::from),
+        };
         let operation = doc.attr("_operation").unwrap_or("insertOrUpdate");
         match (operation, existing) {
             ("delete", Some(r)) => {
@@ -1042,7 +1053,7 @@ impl Instance {
                     modified_at: now,
                     ..r
                 };
-                self.store.update_recipient(&updated).await?;
+                written(self.store.update_recipient(&updated).await)?;
             }
             ("update", None) => return Err(Fault::not_found("No recipient matches the key")),
             ("insert" | "insertOrUpdate", _) => {
@@ -1053,17 +1064,20 @@ impl Instance {
                 if email.is_some_and(|e| e.len() > 320 || !e.contains('@')) {
                     return Err(Fault::bad_request("email is not an email address"));
                 }
-                self.store
-                    .create_recipient(&Recipient {
-                        id: 0,
-                        email: email.map(str::to_owned),
-                        first_name: doc.attr("firstName").map(str::to_owned),
-                        last_name: doc.attr("lastName").map(str::to_owned),
-                        folder_id: folder,
-                        created_at: now,
-                        modified_at: now,
-                    })
-                    .await?;
+                written(
+                    self.store
+                        .create_recipient(&Recipient {
+                            id: 0,
+                            email: email.map(str::to_owned),
+                            first_name: doc.attr("firstName").map(str::to_owned),
+                            last_name: doc.attr("lastName").map(str::to_owned),
+                            folder_id: folder,
+                            created_at: now,
+                            modified_at: now,
+                        })
+                        .await
+                        .map(drop),
+                )?;
             }
             (other, _) => return Err(Fault::bad_request(format!("unsupported _operation {other:?}"))),
         }

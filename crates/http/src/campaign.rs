@@ -89,11 +89,13 @@ pub fn router(state: InstanceState) -> Router {
         .merge(crate::console::routes())
         .merge(crate::migration_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
+        .layer(axum::Extension(crate::BodyLimit(MAX_SOAP_BODY)))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn(normalise_slashes))
+        .layer(axum::middleware::map_response(crate::strict_transport))
 }
 
 async fn r_test(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {

@@ -38,6 +38,11 @@ pub use metrics::Metrics;
 /// Largest request body the IMS reads (token requests are a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The body limit a router sets when it is not [`MAX_BODY`] (an extension beside its
+/// `DefaultBodyLimit`), so that the refusal names the limit in effect.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub ims: Arc<Ims>,
@@ -98,10 +103,11 @@ where
     type Rejection = E;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().map_or(MAX_BODY, |l| l.0);
         match bytes::Bytes::from_request(req, state).await {
             Ok(b) => Ok(Body(b, std::marker::PhantomData)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(E::from(
-                ims_identity::Error::TooLarge(format!("the request body exceeds {MAX_BODY} bytes")),
+                ims_identity::Error::TooLarge(format!("the request body exceeds {limit} bytes")),
             )),
             Err(_) => Err(E::from(ims_identity::Error::invalid_request(
                 "the request body could not be read",
@@ -208,7 +214,18 @@ pub fn public_router(state: AppState) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(strict_transport))
         .with_state(state)
+}
+
+/// HSTS on every answer: a browser that reached the server over HTTPS once keeps to HTTPS for a
+/// year (browsers ignore the header on plain HTTP, which only loopback serves).
+pub async fn strict_transport(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        http::header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    resp
 }
 
 /// Operations: liveness, readiness, metrics.

@@ -125,6 +125,7 @@ async fn caller(
         client: client_headers(headers),
     };
     let op = authenticated(&st.instance, &creds, action, meta.now, &caller).await?;
+    st.instance.require_administration(&op).await?;
     Ok((op, caller))
 }
 

@@ -70,6 +70,13 @@ fn add_urlencoded(params: &mut Params, raw: &[u8]) -> Result<(), Error> {
 pub async fn collect(headers: &HeaderMap, query: Option<&str>, body: bytes::Bytes) -> Result<Params, Error> {
     let mut params = Params::default();
     if let Some(q) = query {
+        // RFC 6749 section 2.3.1: a client secret never travels in the URL, which proxies,
+        // access logs and histories keep. Refused before anything is read.
+        if url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "client_secret") {
+            return Err(Error::invalid_request(
+                "client_secret must be sent in the request body or with HTTP Basic, never in the URL",
+            ));
+        }
         add_urlencoded(&mut params, q.as_bytes())?;
     }
     if body.is_empty() {

@@ -337,17 +337,28 @@ async fn every_token_path_and_encoding_is_accepted() {
         .unwrap();
     let (status, _, b) = h.call(req).await;
     assert_eq!(status, StatusCode::OK, "{b}");
-    // Query string.
+    // Parameters in the query string, but never the secret (RFC 6749 section 2.3.1).
+    let q = encode(&[("grant_type", "client_credentials"), ("scope", "openid")]);
+    let req = Request::post(format!("/ims/token/v3?{q}"))
+        .header("authorization", basic(id, secret))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.call(req).await.0, StatusCode::OK);
     let q = encode(&[
         ("grant_type", "client_credentials"),
         ("client_id", id),
         ("client_secret", secret),
         ("scope", "openid"),
     ]);
-    let req = Request::post(format!("/ims/token/v3?{q}"))
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(h.call(req).await.0, StatusCode::OK);
+    for path in ["/ims/token/v3", "/ims/revoke/v1", "/ims/introspect/v1"] {
+        let req = Request::post(format!("{path}?{q}")).body(Body::empty()).unwrap();
+        let (status, _, body) = h.call(req).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{path}: {body}"
+        );
+    }
     // Space-separated scopes.
     let (status, _, body) = h.cc(id, secret, &[("scope", "openid openid")]).await;
     assert_eq!(status, StatusCode::OK);
@@ -961,6 +972,15 @@ async fn discovery_health_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(d["issuer"], ISSUER);
     assert_eq!(d["jwks_uri"], format!("{ISSUER}/ims/keys"));
+    // HSTS on every answer, unknown paths included.
+    for path in [
+        "/.well-known/openid-configuration",
+        "/no/such/path",
+        "/ims/authorize/v2",
+    ] {
+        let (_, headers, _) = h.call(Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(headers["strict-transport-security"], "max-age=31536000", "{path}");
+    }
     assert_eq!(d["token_endpoint"], format!("{ISSUER}/ims/token/v3"));
     let c = h.credential(&["openid"]).await;
     h.token(&c, "openid").await;
@@ -2124,6 +2144,11 @@ mod instance {
             let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(bad), &boss_s).await;
             assert!(fault_code(&xml).is_some(), "{bad}: {xml}");
         }
+        // A folder that does not exist is the caller's mistake, not a server fault.
+        let nowhere = r#"<recipient xtkschema="nms:recipient" _operation="insert" email="n@example.com" folder-id="999999"/>"#;
+        let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(nowhere), &boss_s).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("SOP-330011"), "{xml}");
+        assert!(xml.contains("folder-id 999999 is not a folder"), "{xml}");
         // Operators are readable with the admin right only.
         let (_, xml) = call(
             &app,
@@ -2953,6 +2978,10 @@ mod instance {
         let (status, xml) = call(&app, "xtk:session#Logon", big, &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert!(fault_code(&xml).is_some());
+        assert!(
+            xml.contains(&format!("exceeds {} bytes", ims_http::campaign::MAX_SOAP_BODY)),
+            "the fault names the limit in effect: {xml}"
+        );
         let mut latin1 = logon.clone().into_bytes();
         latin1.push(0xE9);
         let resp = app
@@ -6378,7 +6407,14 @@ mod developer {
         // administrator opened the User Management API to it (the migration engine's).
         for (scopes, allowed) in [
             (vec!["openid", "adobeio_api"], false),
-            (vec!["openid", "adobeio_api", ims_identity::service::directory::UMAPI_SCOPE], true),
+            (
+                vec![
+                    "openid",
+                    "adobeio_api",
+                    ims_identity::service::directory::UMAPI_SCOPE,
+                ],
+                true,
+            ),
         ] {
             let machine = h.credential(&scopes).await;
             let machine = Api {
@@ -6388,7 +6424,11 @@ mod developer {
                 org: org.clone(),
             };
             let (status, body) = machine.call("PUT", &services, Some(with(privileged[1]))).await;
-            let expected = if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN };
+            let expected = if allowed {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
             assert_eq!(status, expected, "{scopes:?}: {body}");
         }
         // A system administrator gives it.
@@ -8641,6 +8681,34 @@ mod migration_api {
                 let (status, _, body) = get(&app, path, &jdoe).await;
                 assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
                 assert_eq!(body["code"], "XSV-350122");
+            }
+            // Rights come before the body: a broken body from someone without the right is a
+            // 403, never a 400 that tells how it would have been read.
+            for path in [
+                "emails",
+                "switch",
+                "groups",
+                "lockdown",
+                "ims-account",
+                "verify",
+                "completion",
+                "copy-access",
+                "notice",
+                "journal",
+            ] {
+                let method = if ["ims-account", "completion", "notice", "journal"].contains(&path) {
+                    "PUT"
+                } else {
+                    "POST"
+                };
+                let mut b = Request::builder()
+                    .method(method)
+                    .uri(format!("/nl/migration/v1/{path}"));
+                for (k, v) in &jdoe {
+                    b = b.header(*k, v);
+                }
+                let (status, _, body) = send(&app, b.body(Body::from("{not json")).unwrap()).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
             }
 
             let boss = session_of(&app, "boss").await;

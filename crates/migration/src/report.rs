@@ -66,7 +66,19 @@ pub fn table(a: &Assessment) -> String {
     out
 }
 
-/// One CSV row per operator, lists joined with `;`.
+/// A cell a spreadsheet will not run: text that starts like a formula (`=`, `+`, `-`, `@`, or a
+/// tab or carriage return before one) gets a leading `'`, which spreadsheets show as text.
+/// Logins, labels and emails come from the instance, where anyone who can name an operator
+/// could plant `=HYPERLINK(...)` for the administrator who opens the report.
+pub fn csv_cell(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+/// One CSV row per operator, lists joined with `;`, every cell through [`csv_cell`].
 pub fn csv(a: &Assessment) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -94,26 +106,29 @@ pub fn csv(a: &Assessment) -> Result<String, csv::Error> {
             .unwrap_or_default()
     };
     for o in &a.operators {
-        w.write_record([
-            o.login.clone(),
-            o.label.clone(),
-            o.class.as_str().to_owned(),
-            o.auth_type.clone(),
-            o.disabled.to_string(),
-            o.email.clone().unwrap_or_default(),
-            o.email_status.as_str().to_owned(),
-            o.groups.join(";"),
-            o.rights.join(";"),
-            o.rights_beyond_groups.join(";"),
-            time(o.last_native_sign_in),
-            time(o.last_ims_sign_in),
-            o.api.calls.to_string(),
-            o.api.actions.join(";"),
-            o.api.sources.join(";"),
-            o.api.clients.join(";"),
-            time(o.api.last_seen),
-            o.evidence.clone(),
-        ])?;
+        w.write_record(
+            [
+                o.login.clone(),
+                o.label.clone(),
+                o.class.as_str().to_owned(),
+                o.auth_type.clone(),
+                o.disabled.to_string(),
+                o.email.clone().unwrap_or_default(),
+                o.email_status.as_str().to_owned(),
+                o.groups.join(";"),
+                o.rights.join(";"),
+                o.rights_beyond_groups.join(";"),
+                time(o.last_native_sign_in),
+                time(o.last_ims_sign_in),
+                o.api.calls.to_string(),
+                o.api.actions.join(";"),
+                o.api.sources.join(";"),
+                o.api.clients.join(";"),
+                time(o.api.last_seen),
+                o.evidence.clone(),
+            ]
+            .map(csv_cell),
+        )?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
