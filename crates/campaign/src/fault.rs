@@ -33,6 +33,11 @@ impl Fault {
         )
     }
 
+    /// The session fault (clients sign in again on its code), saying what was missing.
+    pub fn session_expired_because(why: &str) -> Self {
+        Fault::client("XSV-350008", format!("Session has expired or is invalid: {why}."))
+    }
+
     pub fn unknown_method(method: &str, urn: &str) -> Self {
         Fault::client(
             "SOP-330006",

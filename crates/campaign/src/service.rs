@@ -46,6 +46,9 @@ pub struct InstanceInfo {
     /// With an IMS configuration, a technical account's groups and rights follow its
     /// credential's product profiles, read again at its first call after this many seconds.
     pub profile_refresh_secs: i64,
+    /// The address clients reach the instance at (`https://host:port`), which the WSDL gives
+    /// as the SOAP router's location; never taken from a request's `Host` header.
+    pub public_url: Option<String>,
 }
 
 impl InstanceInfo {
@@ -59,6 +62,7 @@ impl InstanceInfo {
             remember_me_secs: 30 * 24 * 3600,
             technical_account_groups: Vec::new(),
             profile_refresh_secs: crate::signin::PROFILE_REFRESH_SECS,
+            public_url: None,
         }
     }
 }
@@ -158,6 +162,12 @@ impl Instance {
                 false
             }
         }
+    }
+
+    /// The address clients reach the instance at (see [`InstanceInfo::public_url`]).
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.info.public_url = Some(url.to_owned());
+        self
     }
 
     /// Reaches the IMS through `http` (sign-in, product profiles).

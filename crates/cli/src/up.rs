@@ -292,6 +292,11 @@ async fn start_instance(
         .collect();
     let http: std::sync::Arc<dyn ims_campaign::connect::ImsHttp> =
         std::sync::Arc::new(crate::connect::HttpIms::new(Some(ca_pem))?);
+    let url = format!(
+        "{}://{}",
+        if config.tls { "https" } else { "http" },
+        listener.local_addr()?
+    );
     let (instance, created_admin) = crate::instance::open_embedded(
         dir,
         config,
@@ -302,6 +307,7 @@ async fn start_instance(
         Some(http.clone()),
     )
     .await?;
+    let instance = instance.with_public_url(&url);
     crate::instance::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
     // Bearer tokens of this IMS, verified against its published keys.
     let jwks = ims_campaign::connect::HttpKeys {
@@ -310,11 +316,6 @@ async fn start_instance(
     };
     let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, std::sync::Arc::new(jwks));
     let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(trusted)));
-    let url = format!(
-        "{}://{}",
-        if config.tls { "https" } else { "http" },
-        listener.local_addr()?
-    );
     let admin_password = match (created_admin, previous_instance) {
         (Some(p), _) => p.expose().to_owned(),
         (None, Some(prev)) => prev.admin_password,

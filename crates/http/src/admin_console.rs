@@ -419,8 +419,16 @@ async fn callback(
     }
 }
 
-async fn logout(State(app): State<AppState>, who: Signed, body: bytes::Bytes) -> Response {
+async fn logout(State(app): State<AppState>, meta: Meta, who: Signed, body: bytes::Bytes) -> Response {
     if let Err(e) = who.check_form(&FormData::parse(&body)) {
+        return error_page(Some(who.shell()), &e);
+    }
+    // The cookie holds the console's access token: revoked at the IMS, so that a copy of the
+    // cookie (or the token in it) opens nothing any more, pages and APIs alike.
+    let auth = ClientAuth::None {
+        client_id: who.admin.client_id.clone(),
+    };
+    if let Err(e) = app.ims.revoke(&auth, &who.token, &who.context(&meta)).await {
         return error_page(Some(who.shell()), &e);
     }
     let clear = cookie_line(COOKIE, "", PATH, secure(&app), Some(0));

@@ -158,8 +158,10 @@ async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: Heade
                 .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_default();
+    let cookie_session = cookie(&headers, "__sessiontoken");
     let creds = Presented {
-        session: header(&headers, "x-session-token").or_else(|| cookie(&headers, "__sessiontoken")),
+        from_cookie: header(&headers, "x-session-token").is_none() && cookie_session.is_some(),
+        session: header(&headers, "x-session-token").or(cookie_session),
         security: header(&headers, "x-security-token"),
         bearer: bearer_of(&headers),
     };
@@ -167,15 +169,25 @@ async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: Heade
         source: meta.source.clone(),
         client: client_headers(&headers),
     };
+    if creds.bearer.is_some() && creds.session.is_some() {
+        return SoapFault(Fault::bad_request(
+            "send either a bearer token or a session token, not both",
+        ))
+        .into_response();
+    }
     if let Err(fault) = authenticated(&st.instance, &creds, "schemawsdl.jsp", meta.now, &caller).await {
         return SoapFault(fault).into_response();
     }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    // The router's address as configured: a `Host` header is the caller's to choose, and a WSDL
+    // naming the caller's host would send the next client's calls (and tokens) there.
     let scheme = if st.tls { "https" } else { "http" };
-    let location = format!("{scheme}://{host}/nl/jsp/soaprouter.jsp");
+    let base = st
+        .instance
+        .info()
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://localhost"));
+    let location = format!("{}/nl/jsp/soaprouter.jsp", base.trim_end_matches('/'));
     match ims_campaign::wsdl::wsdl(&schema, &location) {
         Some(doc) => xml(doc),
         None => {
@@ -201,6 +213,9 @@ pub(crate) fn bearer_of(headers: &HeaderMap) -> Option<String> {
 /// Credentials a request carries, from wherever the reference client puts them.
 #[derive(Debug, Default)]
 pub(crate) struct Presented {
+    /// The session came from the HTTP `Cookie` header, which a browser adds by itself to a
+    /// request another site makes it send: then the security token must come too.
+    pub(crate) from_cookie: bool,
     pub(crate) session: Option<String>,
     pub(crate) security: Option<String>,
     pub(crate) bearer: Option<String>,
@@ -228,6 +243,8 @@ fn presented(headers: &HeaderMap, env: &Envelope) -> Presented {
         .map(|p| p.text());
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     Presented {
+        from_cookie: non_empty(header(headers, "x-session-token")).is_none()
+            && non_empty(cookie(headers, "__sessiontoken")).is_some(),
         session: non_empty(header(headers, "x-session-token"))
             .or_else(|| non_empty(cookie(headers, "__sessiontoken")))
             .or_else(|| non_empty(soap_cookie))
@@ -451,6 +468,14 @@ pub(crate) async fn authenticated(
         return inst.bearer_operator(token, operation, now, caller).await;
     }
     let session = creds.session.as_deref().ok_or_else(Fault::session_expired)?;
+    // The vendor pairs the session cookie with `X-Security-Token`; we require the pair when the
+    // session rides on the cookie (cross-site requests carry cookies, never headers), and take
+    // a session token sent explicitly (header, SOAP header, first parameter) alone.
+    if creds.from_cookie && creds.security.is_none() {
+        return Err(Fault::session_expired_because(
+            "a session sent as the __sessiontoken cookie needs its security token (X-Security-Token)",
+        ));
+    }
     let (op, session) = inst
         .session_operator(session, creds.security.as_deref(), caller.source.as_deref(), now)
         .await?;

@@ -111,6 +111,7 @@ async fn caller(
     action: &str,
 ) -> Result<(Operator, Caller), Fault> {
     let creds = Presented {
+        from_cookie: false,
         session: header(headers, "x-session-token"),
         security: header(headers, "x-security-token"),
         bearer: bearer_of(headers),

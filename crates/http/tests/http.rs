@@ -1746,7 +1746,10 @@ mod instance {
                 ("x-session-token", session.clone()),
                 ("x-security-token", security.clone()),
             ],
-            vec![("cookie", format!("other=1; __sessiontoken={session}"))],
+            vec![
+                ("cookie", format!("other=1; __sessiontoken={session}")),
+                ("x-security-token", security.clone()),
+            ],
         ];
         for extra in ways {
             let (_, xml) = call(&app, "xtk:session#GetUserInfo", info.clone(), &extra).await;
@@ -1755,6 +1758,17 @@ mod instance {
                 "{extra:?}: {xml}"
             );
         }
+        // The cookie alone is what a browser sends for another site (cross-site request
+        // forgery): it needs its security token.
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            info.clone(),
+            &[("cookie", format!("__sessiontoken={session}"))],
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        assert!(xml.contains("X-Security-Token"), "{xml}");
         // In the SOAP Header, and as the first parameter.
         let in_header = info.replace("<SOAP-ENV:Body>", &format!("<SOAP-ENV:Header><Cookie>__sessiontoken={session}</Cookie><X-Security-Token>{security}</X-Security-Token></SOAP-ENV:Header><SOAP-ENV:Body>"));
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", in_header, &[]).await;
@@ -2917,6 +2931,31 @@ mod instance {
             "{doc}"
         );
         assert_eq!(fault_code(&wsdl(None).await).as_deref(), Some("XSV-350008"));
+        // The address is the instance's, whatever Host the caller sends; a bearer token and a
+        // session together are a fault here too.
+        let mut req = Request::get("/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent")
+            .header("x-session-token", agent_s[0].1.clone())
+            .header("host", "attacker.example");
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let doc = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(
+            !doc.contains("attacker.example") && doc.contains("soaprouter.jsp"),
+            "{doc}"
+        );
+        req = Request::get("/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent")
+            .header("x-session-token", agent_s[0].1.clone())
+            .header("authorization", "Bearer a.b.c");
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let doc = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(doc.contains("not both"), "{doc}");
         // mcPing reports the queue.
         let resp = app
             .clone()
@@ -5266,6 +5305,35 @@ mod umapi {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The attack: signing out of the Admin Console only cleared the cookie; the old cookie
+    /// still opened the pages and the User Management API. Sign-out now revokes the token.
+    #[tokio::test]
+    async fn admin_console_sign_out_ends_the_token_server_side() {
+        let h = harness().await;
+        let admin = console_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+        let (status, _, html) = page_as(&h, "GET", "/admin/", Some(&admin), "").await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        let csrf = csrf_in(&html);
+        let (status, headers, _) =
+            page_as(&h, "POST", "/admin/logout", Some(&admin), &format!("csrf={csrf}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(format!("{headers:?}").contains("ims_admin=;"), "{headers:?}");
+        // The old cookie, replayed.
+        let (status, headers, _) = page_as(&h, "GET", "/admin/", Some(&admin), "").await;
+        assert_eq!(
+            (status, location(&headers).as_str()),
+            (StatusCode::SEE_OTHER, "/admin/login")
+        );
+        let (status, _, _) = page_as(&h, "GET", "/admin/users", Some(&admin), "").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (status, _, _) = h
+            .call(get_bearer("/ims/userinfo/v2", &format!("Bearer {admin}")))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "the token itself is dead");
+        let audit = h.audit("token.revoke").await;
+        assert!(!audit.is_empty());
     }
 
     #[tokio::test]
