@@ -73,7 +73,7 @@ pub async fn serve(
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            answered(app.clone().oneshot(req.map(axum::body::Body::new)), peer)
         });
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
@@ -114,6 +114,34 @@ pub async fn serve(
         tracing::warn!("connections still open after 10 s; closing them");
     }
     Ok(())
+}
+
+/// A panic boundary around one request: a handler that panics (a bug: server code denies
+/// panics by lint) costs that request a 500, not the connection, the listener or the process.
+/// A stack overflow cannot be caught; the bounds on what a request may build prevent it.
+async fn answered<F>(
+    request: F,
+    peer: SocketAddr,
+) -> Result<axum::response::Response, std::convert::Infallible>
+where
+    F: Future<Output = Result<axum::response::Response, std::convert::Infallible>>,
+{
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(request).catch_unwind().await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::error!(%peer, "a request handler panicked; answered 500");
+            let mut resp = axum::response::Response::new(axum::body::Body::from(
+                r#"{"error":"server_error","error_description":"internal error"}"#,
+            ));
+            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok(resp)
+        }
+    }
 }
 
 /// Whether plain HTTP may be served on this address (loopback only).

@@ -9531,3 +9531,44 @@ mod migration_api {
         }
     }
 }
+
+/// A handler that panics costs its request a 500; the connection's next request, other
+/// connections and the listener go on.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    #[allow(clippy::panic)]
+    async fn broken() -> &'static str {
+        panic!("a bug in a handler")
+    }
+    let app = Router::new()
+        .route("/broken", axum::routing::get(broken))
+        .route("/fine", axum::routing::get(|| async { "fine" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ims_http::serve::serve(listener, app, None, async {
+        let _ = stopped.await;
+    }));
+    let ask = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    for _ in 0..3 {
+        let answer = ask("/broken").await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains("server_error"), "{answer}");
+        let answer = ask("/fine").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("fine"),
+            "{answer}"
+        );
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
