@@ -42,7 +42,7 @@ const KEYS: &[(&str, Kind, bool)] = &[
 ];
 
 /// Environment variables of ours that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["IMS_CONFIG"];
+const ENV_NOT_KEYS: &[&str] = &["IMS_CONFIG", "IMS_WEDGE_INSTANCE"];
 
 /// Variables of `ims migrate`'s own options (a separate tool's, not the services'
 /// configuration).

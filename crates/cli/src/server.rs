@@ -134,16 +134,23 @@ pub async fn run(p: Prepared) -> Result<()> {
     run_with(p, Vec::new()).await
 }
 
+/// A listener served beside the IMS (an instance), on its own runtime when given one.
+pub struct Served {
+    pub listener: TcpListener,
+    pub router: axum::Router,
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
 /// Serves the IMS and the `extra` listeners (instances) until SIGINT or SIGTERM.
-pub async fn run_with(p: Prepared, extra: Vec<(TcpListener, axum::Router)>) -> Result<()> {
+pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
     let mut extra_tasks = Vec::new();
-    for (listener, router) in extra {
-        extra_tasks.push(tokio::spawn(ims_http::serve::serve(
-            listener,
-            router,
-            p.tls.clone(),
-            shutdown_signal(),
-        )));
+    for served in extra {
+        let serving =
+            ims_http::serve::serve(served.listener, served.router, p.tls.clone(), shutdown_signal());
+        extra_tasks.push(match served.runtime {
+            Some(runtime) => runtime.spawn(serving),
+            None => tokio::spawn(serving),
+        });
     }
     let public = ims_http::public_router(p.state.clone());
     // Administration and operations share the private listener when there is one.
@@ -157,8 +164,15 @@ pub async fn run_with(p: Prepared, extra: Vec<(TcpListener, axum::Router)>) -> R
         }
         None => ims_http::serve::serve(p.listener, public.merge(ops), p.tls, shutdown_signal()).await?,
     }
+    // An instance that does not finish its requests in time (wedged) does not hold the
+    // process: its runtime is let go.
     for task in extra_tasks {
-        let _ = task.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(15), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("an instance did not stop in time; leaving it");
+        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -119,19 +119,36 @@ pub async fn run(args: UpArgs) -> Result<()> {
     // The instances, on the next ports (or free ones, kept across restarts).
     let ca_pem = std::fs::read(&pki.ca_cert)?;
     let mut started = Vec::new();
+    let mut runtimes = Runtimes(Vec::new());
     for (offset, spec) in (1u16..).zip(DEMO_INSTANCES) {
         let bind_port = if port == 0 { 0 } else { port.saturating_add(offset) };
-        started.push(
-            start_instance(
+        // Everything of the instance (listener, database pool, HTTP client, background tasks)
+        // is made on its own runtime, so that it is driven there.
+        runtimes.0.push(instance_runtime(spec.name)?);
+        let runtime = runtimes.0.last().context("the runtime just made")?;
+        let (dir, previous, config, issuer, ca_pem) = (
+            dir.clone(),
+            previous.clone(),
+            config.clone(),
+            prepared.issuer.clone(),
+            ca_pem.clone(),
+        );
+        let handle = runtime.handle().clone();
+        let start = tokio::task::spawn_blocking(move || {
+            handle.block_on(start_instance(
                 spec,
                 &dir,
                 bind_port,
                 previous.as_ref(),
                 &config,
-                &prepared.issuer,
+                &issuer,
                 &ca_pem,
-            )
-            .await?,
+            ))
+        });
+        started.push(
+            start
+                .await
+                .with_context(|| format!("instance {} did not start", spec.name))??,
         );
     }
     let org = match &created {
@@ -198,24 +215,84 @@ pub async fn run(args: UpArgs) -> Result<()> {
     );
     let mut serving = Vec::new();
     let mut instances = Vec::new();
-    for s in started {
-        spawn_usage_flush(s.instance.clone());
+    let wedge = std::env::var(WEDGE_VAR).ok();
+    for (s, runtime) in started.into_iter().zip(&runtimes.0) {
+        let handle = runtime.handle().clone();
+        handle.spawn(usage_flush(s.instance.clone()));
+        if wedge.as_deref() == Some(s.up.name.as_str()) {
+            wedge_runtime(&handle, &s.up.name);
+        }
         let router = ims_http::campaign::router(ims_http::campaign::InstanceState {
             instance: s.instance.clone(),
             tls: config.tls,
         });
-        serving.push((s.listener, router));
+        serving.push(server::Served {
+            listener: s.listener,
+            router,
+            runtime: Some(handle),
+        });
         instances.push(s.instance);
     }
     spawn_reload_on_hangup(hangups, dir.clone(), instances.clone());
     let served = server::run_with(prepared, serving).await;
-    // What was counted since the last flush is written before the process ends.
+    // What was counted since the last flush is written before the process ends (an instance
+    // that does not answer in time keeps it).
     for instance in instances {
-        if let Err(e) = instance.flush_usage().await {
-            tracing::warn!(error = %e, "usage could not be flushed at shutdown");
+        match tokio::time::timeout(std::time::Duration::from_secs(5), instance.flush_usage()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
+            Err(_) => {
+                tracing::warn!(instance = %instance.info().name, "usage not flushed at shutdown: the instance does not answer")
+            }
+            Ok(Ok(_)) => {}
         }
     }
+    drop(runtimes);
     served
+}
+
+/// The instances' runtimes, let go without waiting when `ims up` ends (or fails to start): a
+/// runtime may not be dropped, which waits, from async code, and a wedged one would never end.
+struct Runtimes(Vec<tokio::runtime::Runtime>);
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        for runtime in self.0.drain(..) {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Names an instance whose runtime `ims up` wedges at start (every worker blocked), so that the
+/// suite can prove the IMS and the other instances keep answering. Fault injection, like the
+/// migration engine's fail points; never set in production.
+const WEDGE_VAR: &str = "IMS_WEDGE_INSTANCE";
+
+/// Each instance runs on a runtime of its own (its requests, database work and background
+/// tasks on threads of their own): an instance that wedges (a blocking call, a runaway loop)
+/// cannot starve the IMS or another instance. A stack overflow aborts the process whatever the
+/// runtime; the bounds on what a request may build are what prevent it.
+fn instance_runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(format!("instance-{name}"))
+        .enable_all()
+        .build()?)
+}
+
+/// Blocks every worker of `runtime` for good (see [`WEDGE_VAR`]).
+fn wedge_runtime(runtime: &tokio::runtime::Handle, name: &str) {
+    tracing::warn!(instance = %name, "{WEDGE_VAR} is set: this instance is wedged on purpose");
+    let workers = runtime.metrics().num_workers();
+    for _ in 0..workers {
+        runtime.spawn(async {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        });
+    }
 }
 
 /// An instance `ims up` runs: name, type, and the groups its technical account operators get
@@ -356,24 +433,22 @@ fn spawn_reload_on_hangup(
 /// How often counted calls are written to the instance's usage summary.
 const USAGE_FLUSH_SECS: u64 = 5;
 
-fn spawn_usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
-        let mut ticks: u64 = 0;
-        loop {
-            tick.tick().await;
-            if let Err(e) = instance.flush_usage().await {
-                tracing::warn!(error = %e, "usage flush failed; kept for the next one");
-            }
-            // About hourly: expired sessions are of no use to anyone.
-            ticks += 1;
-            if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
-                if let Err(e) = instance.purge_expired_sessions(ims_identity::Now::system()).await {
-                    tracing::warn!(error = %e, "purging expired sessions failed");
-                }
+async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
+    let mut ticks: u64 = 0;
+    loop {
+        tick.tick().await;
+        if let Err(e) = instance.flush_usage().await {
+            tracing::warn!(error = %e, "usage flush failed; kept for the next one");
+        }
+        // About hourly: expired sessions are of no use to anyone.
+        ticks += 1;
+        if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
+            if let Err(e) = instance.purge_expired_sessions(ims_identity::Now::system()).await {
+                tracing::warn!(error = %e, "purging expired sessions failed");
             }
         }
-    });
+    }
 }
 
 /// The demo marketing instance `ims up` runs.

@@ -876,6 +876,87 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     server.stop();
 }
 
+/// In `ims up` each instance runs on a runtime of its own: an instance wedged for good (every
+/// worker of its runtime blocked) leaves the IMS and the other instances answering, its own
+/// listener silent, and the process still stops on SIGTERM.
+#[test]
+fn a_wedged_instance_does_not_stop_the_ims_or_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (mut server, upj) = up(&dir, &[("IMS_WEDGE_INSTANCE", "mc")]);
+    let ca = upj["ca_cert"].as_str().unwrap();
+    let pem = std::fs::read(ca).unwrap();
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let url_of = |name: &str| {
+        upj["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ims_url = upj["ims_url"].as_str().unwrap();
+    for _ in 0..5 {
+        for url in [
+            format!("{ims_url}/health/ready"),
+            format!("{ims_url}/.well-known/openid-configuration"),
+            format!("{}/r/test", url_of("marketing")),
+            format!("{}/r/test", url_of("marketing-stage")),
+        ] {
+            let resp = quick.get(&url).send().unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        }
+        // A password sign-in runs through the IMS's own work too.
+        let logon = soap_logon(
+            &quick,
+            &url_of("marketing"),
+            "admin",
+            upj["instances"][0]["admin_password"].as_str().unwrap(),
+        );
+        assert!(logon.contains("pstrSessionToken"), "{logon}");
+    }
+    let wedged = quick.get(format!("{}/r/test", url_of("mc"))).send();
+    assert!(wedged.is_err(), "the wedged instance answers nothing: {wedged:?}");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "ims up did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Instance requests have their access log lines, like the IMS's.
+    let raw = std::fs::read_to_string(&server.log).unwrap();
+    // (Colour escapes aside: the text format still writes them off a terminal.)
+    let mut log = String::with_capacity(raw.len());
+    let mut rest = raw.as_str();
+    while let Some(at) = rest.find('\u{1b}') {
+        log.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or("", |(_, after)| after);
+    }
+    log.push_str(rest);
+    assert!(
+        log.lines().any(|l| l.contains("ims::access")
+            && l.contains("instance=marketing")
+            && l.contains("path=/r/test")),
+        "{log}"
+    );
+}
+
 #[test]
 fn logs_hold_no_secrets() {
     let tmp = tempfile::tempdir().unwrap();

@@ -90,12 +90,20 @@ pub fn router(state: InstanceState) -> Router {
         .merge(crate::migration_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .layer(axum::Extension(crate::BodyLimit(MAX_SOAP_BODY)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn(normalise_slashes))
         .layer(axum::middleware::map_response(crate::strict_transport))
+}
+
+/// One access log line per instance request (route template, status, time, request id), like
+/// the IMS's; calls are also known through usage evidence.
+async fn access_log(State(st): State<InstanceState>, req: Request, next: axum::middleware::Next) -> Response {
+    let name = st.instance.info().name.clone();
+    crate::observed(None, Some(&name), req, next).await
 }
 
 async fn r_test(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {

@@ -124,7 +124,18 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
 /// Assigns the request id, echoes it, logs one line per request and feeds the metrics. The line
 /// names the route's template (`/ims/signin/{flow}`), never the path as sent: query strings and
 /// path segments may hold secrets (flow tokens, reset links).
-pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    observed(Some(&metrics), None, req, next).await
+}
+
+/// The access log line of one request, and its metrics when the router keeps them (the IMS's;
+/// an instance's line names the instance instead).
+pub(crate) async fn observed(
+    metrics: Option<&Metrics>,
+    instance: Option<&str>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -145,16 +156,20 @@ pub(crate) async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Reques
     };
     let mut resp = next.run(req).await;
     let elapsed = started.elapsed();
-    metrics.observe_request(&route, &method, resp.status().as_u16(), elapsed);
-    tracing::info!(
-        target: "ims::access",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        micros = elapsed.as_micros() as u64,
-        "request"
-    );
+    if let Some(metrics) = metrics {
+        metrics.observe_request(&route, &method, resp.status().as_u16(), elapsed);
+    }
+    let (status, micros) = (resp.status().as_u16(), elapsed.as_micros() as u64);
+    match instance {
+        Some(instance) => tracing::info!(
+            target: "ims::access",
+            request_id = %id, %instance, %method, %path, status, micros, "request"
+        ),
+        None => tracing::info!(
+            target: "ims::access",
+            request_id = %id, %method, %path, status, micros, "request"
+        ),
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
