@@ -225,7 +225,8 @@ impl SessionStore for ProbeStore {
     /// A probe's sign-in counts nowhere: it must neither lock nor unlock anyone.
     async fn admit_sign_in(
         &self,
-        _login_key: &str,
+        _realm: &str,
+        _key: &str,
         _now: Now,
         _reset_secs: i64,
         _lock_ms: &[i64],
@@ -234,6 +235,9 @@ impl SessionStore for ProbeStore {
         Ok((true, 0))
     }
     async fn clear_sign_in_failures(&self, _login_key: &str) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn forgive_sign_in_attempt(&self, _realm: &str, _key: &str, _free: u32) -> StoreResult<()> {
         Ok(())
     }
 }

@@ -388,19 +388,41 @@ impl Instance {
             path: AuthPath::Native,
             caller,
         };
-        // Counted before the password is checked (the IMS's lock-out model): a lock in force
-        // refuses the right password too, with the same fault and the same work.
+        // Counted before the password is checked, per folded login and per client address (the
+        // IMS's lock-out model): a lock in force refuses the right password too, with the same
+        // fault and the same work.
+        use crate::store::{ADDRESS_REALM, LOGIN_REALM};
+        use ims_identity::service::{address_lock_schedule_ms, lock_schedule_ms, FAILURE_RESET_SECS};
         let key = ims_identity::service::account_key(login);
-        let (admitted, _) = self
+        let attempt = ims_identity::model::uuid_like();
+        let (login_admitted, _) = self
             .store
             .admit_sign_in(
+                LOGIN_REALM,
                 &key,
                 now,
-                ims_identity::service::FAILURE_RESET_SECS,
-                &ims_identity::service::lock_schedule_ms(),
-                &ims_identity::model::uuid_like(),
+                FAILURE_RESET_SECS,
+                &lock_schedule_ms(),
+                &attempt,
             )
             .await?;
+        let address_admitted = match &caller.source {
+            Some(source) => {
+                self.store
+                    .admit_sign_in(
+                        ADDRESS_REALM,
+                        source,
+                        now,
+                        FAILURE_RESET_SECS,
+                        &address_lock_schedule_ms(),
+                        &attempt,
+                    )
+                    .await?
+                    .0
+            }
+            None => true,
+        };
+        let admitted = login_admitted && address_admitted;
         let found = self.store.operator_by_login(login).await?;
         let hash = match found.as_ref().and_then(|o| o.password_hash.clone()) {
             Some(h) => h,
@@ -437,6 +459,15 @@ impl Instance {
             return Err(Fault::invalid_login());
         };
         self.store.clear_sign_in_failures(&key).await?;
+        if let Some(source) = &caller.source {
+            self.store
+                .forgive_sign_in_attempt(
+                    ADDRESS_REALM,
+                    source,
+                    ims_identity::service::ADDRESS_FREE_FAILURES,
+                )
+                .await?;
+        }
         self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op))
     }

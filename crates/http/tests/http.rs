@@ -1335,6 +1335,32 @@ async fn the_administration_api_shares_the_sign_in_lock_out() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "and creates nothing");
 }
 
+/// The administration API counts failures per client address too: guesses spread over many
+/// emails from one address lock that address, not others.
+#[tokio::test]
+async fn the_administration_api_counts_failures_per_address() {
+    let h = harness().await;
+    let admin = admin_router(&h);
+    let from = |source: &str, email: &str, password: &str| {
+        let mut req = admin_req("GET", "/admin/v1/credentials", Some((email, password)), None);
+        let addr: std::net::SocketAddr = format!("{source}:50000").parse().unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    for i in 0..=ims_identity::service::ADDRESS_FREE_FAILURES {
+        let (status, _, _) = send(
+            &admin,
+            from("203.0.113.9", &format!("guess{i}@acme.test"), "wrong"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = send(&admin, from("203.0.113.9", "admin@acme.test", ADMIN_PASSWORD)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the address is locked");
+    let (status, _, body) = send(&admin, from("203.0.113.10", "admin@acme.test", ADMIN_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn a_change_made_elsewhere_reaches_the_token_endpoint() {
     for db in [Db::Sqlite, Db::Postgres] {
@@ -2819,6 +2845,63 @@ mod instance {
         // jdoe has neither: signs in from anywhere.
         let xml = call_from(&app, "203.0.113.7", "xtk:session#Logon", logon("jdoe"), &[]).await;
         assert!(xml.contains("pstrSessionToken"), "{xml}");
+    }
+
+    /// Spraying: one password tried across many logins from one address. Past a hundred
+    /// failures the address is locked (whatever login it names, the right password included); another
+    /// address is not; successes take their attempt back, so people sharing an address who
+    /// sign in do not lock it.
+    #[tokio::test]
+    async fn native_sign_in_counts_failures_per_address_too() {
+        let (app, _dir) = instance_app().await;
+        let (sprayer, office) = ("198.51.100.7", "198.51.100.8");
+        for _ in 0..ims_identity::service::ADDRESS_FREE_FAILURES + 20 {
+            let xml = call_from(
+                &app,
+                office,
+                "xtk:session#Logon",
+                logon_body("jdoe", PASSWORD),
+                &[],
+            )
+            .await;
+            assert!(
+                xml.contains("pstrSessionToken"),
+                "successes never lock an address: {xml}"
+            );
+        }
+        for i in 0..=ims_identity::service::ADDRESS_FREE_FAILURES {
+            let xml = call_from(
+                &app,
+                sprayer,
+                "xtk:session#Logon",
+                logon_body(&format!("user{i}"), "Summer2026!"),
+                &[],
+            )
+            .await;
+            assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
+        }
+        let xml = call_from(
+            &app,
+            sprayer,
+            "xtk:session#Logon",
+            logon_body("jdoe", PASSWORD),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            fault_code(&xml).as_deref(),
+            Some("XSV-350024"),
+            "the address is locked: {xml}"
+        );
+        let xml = call_from(
+            &app,
+            office,
+            "xtk:session#Logon",
+            logon_body("jdoe", PASSWORD),
+            &[],
+        )
+        .await;
+        assert!(xml.contains("pstrSessionToken"), "another address is not: {xml}");
     }
 
     #[tokio::test]

@@ -22,8 +22,8 @@ mod signin;
 
 pub use code_flow::UserInfo;
 pub use signin::{
-    account_key, lock_schedule_ms, Authorized, PostLogout, SignInPage, SignInStep, StepOutcome,
-    FAILURE_RESET_SECS, FREE_FAILURES,
+    account_key, address_lock_schedule_ms, lock_schedule_ms, Authorized, PostLogout, SignInPage, SignInStep,
+    StepOutcome, ADDRESS_FREE_FAILURES, FAILURE_RESET_SECS, FREE_FAILURES,
 };
 
 /// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.

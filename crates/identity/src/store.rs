@@ -82,6 +82,9 @@ pub trait ThrottleStore: Send + Sync {
     /// Failures so far and the lock in force, if any failures are recorded.
     async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>>;
     async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()>;
+    /// Takes one admitted attempt back (a success on a shared counter); below `free` attempts no
+    /// lock stands.
+    async fn forgive_attempt(&self, org_id: &str, key: &str, free: u32) -> StoreResult<()>;
 }
 
 /// Sign-in flows, browser sessions, codes and refresh tokens (see [`crate::grants`]).

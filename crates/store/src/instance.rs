@@ -952,7 +952,8 @@ impl SessionStore for SqlInstanceStore {
 
     async fn admit_sign_in(
         &self,
-        login_key: &str,
+        realm: &str,
+        key: &str,
         now: Now,
         reset_secs: i64,
         lock_ms: &[i64],
@@ -962,7 +963,7 @@ impl SessionStore for SqlInstanceStore {
             &self.pool,
             &self.writer,
             &crate::lockout::OPERATORS,
-            (NATIVE_REALM, login_key),
+            (realm, key),
             now,
             reset_secs,
             lock_ms,
@@ -972,12 +973,18 @@ impl SessionStore for SqlInstanceStore {
     }
 
     async fn clear_sign_in_failures(&self, login_key: &str) -> StoreResult<()> {
-        crate::lockout::clear(&self.pool, &crate::lockout::OPERATORS, (NATIVE_REALM, login_key)).await
+        crate::lockout::clear(
+            &self.pool,
+            &crate::lockout::OPERATORS,
+            (ims_campaign::store::LOGIN_REALM, login_key),
+        )
+        .await
+    }
+
+    async fn forgive_sign_in_attempt(&self, realm: &str, key: &str, free: u32) -> StoreResult<()> {
+        crate::lockout::forgive(&self.pool, &crate::lockout::OPERATORS, (realm, key), free).await
     }
 }
-
-/// The realm of native sign-in counters (`Logon` and the console count together).
-const NATIVE_REALM: &str = "native";
 
 #[async_trait]
 impl UsageStore for SqlInstanceStore {

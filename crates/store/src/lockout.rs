@@ -112,6 +112,30 @@ pub(crate) async fn admit(
     Ok((admitted == attempt_id, u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
+/// Takes one attempt back (a success from a shared counter, such as an address's, which a
+/// success must not clear for everyone); below `free` attempts no lock stands.
+pub(crate) async fn forgive(
+    pool: &AnyPool,
+    c: &Counter,
+    (scope, subject): (&str, &str),
+    free: u32,
+) -> StoreResult<()> {
+    let t = c.table;
+    sqlx::query(&format!(
+        "UPDATE {t} SET failures = {t}.failures - 1,
+                        locked_until = CASE WHEN {t}.failures - 1 < $3 THEN 0 ELSE {t}.locked_until END
+         WHERE {} = $1 AND {} = $2 AND {t}.failures > 0",
+        c.scope, c.subject
+    ))
+    .bind(scope)
+    .bind(subject)
+    .bind(i64::from(free))
+    .execute(pool)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
 /// Forgets a counter (a success).
 pub(crate) async fn clear(pool: &AnyPool, c: &Counter, (scope, subject): (&str, &str)) -> StoreResult<()> {
     sqlx::query(&format!(

@@ -278,6 +278,10 @@ impl ThrottleStore for SqlStore {
     async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()> {
         crate::lockout::clear(&self.pool, &crate::lockout::PEOPLE, (org_id, email_lower)).await
     }
+
+    async fn forgive_attempt(&self, org_id: &str, key: &str, free: u32) -> StoreResult<()> {
+        crate::lockout::forgive(&self.pool, &crate::lockout::PEOPLE, (org_id, key), free).await
+    }
 }
 
 const FLOW_COLUMNS: &str =

@@ -31,20 +31,44 @@ pub const FAILURE_RESET_SECS: i64 = 12 * 3600;
 /// Codes live at most this long (SECURITY.md 10).
 pub const CODE_SECS: i64 = 60;
 
+/// Failures from one client address, net of its successes, before it is locked: far more than
+/// an account's, since everyone behind an office's NAT or a proxy shares an address (and a
+/// migration sends people who still try their old passwords), few enough that spraying one
+/// password across many accounts stops after a hundred tries and then crawls (one try per lock,
+/// the lock doubling to 15 minutes). Every password path counts addresses too.
+pub const ADDRESS_FREE_FAILURES: u32 = 100;
+/// The organisation column of an address's counter in the IMS's table (no organisation id
+/// starts with `@`).
+pub const ADDRESS_SCOPE: &str = "@address";
+
 /// How long the `n`th failure locks sign-in.
 pub fn lock_secs(failures: u32) -> i64 {
-    if failures < FREE_FAILURES {
+    lock_after(failures, FREE_FAILURES)
+}
+
+/// How long the `n`th failure locks when `free` failures are let through.
+fn lock_after(failures: u32, free: u32) -> i64 {
+    if failures < free {
         return 0;
     }
-    let doublings = (failures - FREE_FAILURES).min(16);
+    let doublings = (failures - free).min(16);
     FIRST_LOCK_SECS.saturating_mul(1 << doublings).min(MAX_LOCK_SECS)
 }
 
 /// The lock each counted failure sets, in milliseconds (`[n - 1]` for the `n`th; the last
 /// repeats): what every password path hands its counter.
 pub fn lock_schedule_ms() -> Vec<i64> {
-    (1..=FREE_FAILURES + 6)
-        .map(|n| lock_secs(n).saturating_mul(1000))
+    schedule(FREE_FAILURES)
+}
+
+/// The same for a client address (see [`ADDRESS_FREE_FAILURES`]).
+pub fn address_lock_schedule_ms() -> Vec<i64> {
+    schedule(ADDRESS_FREE_FAILURES)
+}
+
+fn schedule(free: u32) -> Vec<i64> {
+    (1..=free + 6)
+        .map(|n| lock_after(n, free).saturating_mul(1000))
         .collect()
 }
 
@@ -392,6 +416,7 @@ impl Ims {
                 return Err(Error::InvalidCredentials);
             }
         };
+        self.forgive_address(ctx).await?;
         Ok(user)
     }
 
@@ -447,6 +472,7 @@ impl Ims {
                 .await?;
             return Err(Error::InvalidCredentials);
         }
+        self.forgive_address(ctx).await?;
         Ok(user)
     }
 
@@ -495,6 +521,7 @@ impl Ims {
                     && user.identity_type != IdentityType::FederatedId =>
             {
                 self.store.clear_failures(&org, &email_lower).await?;
+                self.forgive_address(ctx).await?;
                 Ok(crate::admin::SystemAdmin::new(user))
             }
             other => {
@@ -505,14 +532,49 @@ impl Ims {
         }
     }
 
-    /// Lets one attempt in unless a lock is in force (see the module's lock-out numbers).
+    /// Lets one attempt in unless a lock is in force on the account or on the caller's address
+    /// (see the module's lock-out numbers); the attempt counts on both.
     async fn admit(&self, org: &str, email_lower: &str, ctx: &Context) -> Result<(bool, u32)> {
-        let schedule = lock_schedule_ms();
         let attempt = crate::model::uuid_like();
-        Ok(self
+        let (account, failures) = self
             .store
-            .admit_attempt(org, email_lower, ctx.now, FAILURE_RESET_SECS, &schedule, &attempt)
-            .await?)
+            .admit_attempt(
+                org,
+                email_lower,
+                ctx.now,
+                FAILURE_RESET_SECS,
+                &lock_schedule_ms(),
+                &attempt,
+            )
+            .await?;
+        let address = match &ctx.source {
+            Some(source) => {
+                self.store
+                    .admit_attempt(
+                        ADDRESS_SCOPE,
+                        source,
+                        ctx.now,
+                        FAILURE_RESET_SECS,
+                        &address_lock_schedule_ms(),
+                        &attempt,
+                    )
+                    .await?
+                    .0
+            }
+            None => true,
+        };
+        Ok((account && address, failures))
+    }
+
+    /// A success takes its attempt back from the caller's address (the account's counter is
+    /// cleared with the success itself).
+    async fn forgive_address(&self, ctx: &Context) -> Result<()> {
+        if let Some(source) = &ctx.source {
+            self.store
+                .forgive_attempt(ADDRESS_SCOPE, source, ADDRESS_FREE_FAILURES)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Audits a refused attempt (the attempt was counted when it was let in).
@@ -729,6 +791,7 @@ impl Ims {
             return Err(Error::InvalidCredentials);
         }
         self.store.clear_failures(&user.org_id, &email_lower).await?;
+        self.forgive_address(ctx).await?;
         crate::people::change_user(
             self.store.as_ref(),
             &user.user_id,
