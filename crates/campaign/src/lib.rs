@@ -13,6 +13,7 @@ pub mod operators;
 pub mod probe;
 pub mod query;
 pub mod restrictions;
+pub mod revalidate;
 pub mod rights;
 pub mod schemas;
 pub mod service;

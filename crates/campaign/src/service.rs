@@ -119,6 +119,8 @@ pub struct Instance {
     pub(crate) notice: RwLock<Option<ims_wire::migration::Notice>>,
     /// The security zones operators are tied to.
     zones: crate::zones::Zone,
+    /// What the IMS last said about bearer tokens (see [`crate::revalidate`]).
+    revalidation: crate::revalidate::Revalidation,
 }
 
 impl std::fmt::Debug for Instance {
@@ -144,6 +146,57 @@ impl Instance {
             config_files: None,
             notice: RwLock::new(None),
             zones: crate::zones::default_tree(),
+            revalidation: Default::default(),
+        }
+    }
+
+    /// Whether the IMS still stands behind a bearer token whose signature and claims were
+    /// checked offline (see [`crate::revalidate`]): asked at most once a minute per token, and
+    /// only where no IMS sign-in configuration reads profiles with it anyway.
+    async fn still_valid(
+        &self,
+        token: &str,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        now: Now,
+    ) -> bool {
+        let (Some(http), Some(issuer)) = (&self.ims_http, &self.bearer) else {
+            return true;
+        };
+        if self.connection().is_some() {
+            return true;
+        }
+        let Some(id) = claims
+            .get("jti")
+            .or_else(|| claims.get("id"))
+            .and_then(|v| v.as_str())
+        else {
+            return false;
+        };
+        if let Some(valid) = self.revalidation.recent(id, now, self.info.profile_refresh_secs) {
+            return valid;
+        }
+        let url = format!("{}/ims/validate_token/v1", issuer.issuer().trim_end_matches('/'));
+        match http
+            .post_form(&url, None, &[("type", "access_token"), ("token", token)])
+            .await
+        {
+            Ok((status, body)) => match crate::revalidate::verdict_of(status, &body) {
+                Some(valid) => {
+                    self.revalidation.record(id, valid, now);
+                    valid
+                }
+                None => {
+                    tracing::warn!(
+                        status,
+                        "the IMS gave no verdict on a bearer token; accepted as it stands"
+                    );
+                    true
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "the IMS could not be asked about a bearer token; accepted as it stands");
+                true
+            }
         }
     }
 
@@ -543,6 +596,21 @@ impl Instance {
         if op.disabled || !still_allowed || !self.connects_from(&op, source) {
             return Err(Fault::session_expired());
         }
+        // A session `BearerTokenLogon` opened lives no longer than its token, nor past the
+        // IMS's revoking it (while this process remembers the token).
+        if session.auth_path == AuthPath::Bearer {
+            if let (Some(token), Some(issuer)) = (self.revalidation.session_token(&digest), &self.bearer) {
+                let valid = match issuer.verify(&token, now).await {
+                    Ok(claims) => self.still_valid(&token, &claims, now).await,
+                    Err(BearerError::Unavailable(_)) => true,
+                    Err(BearerError::Refused(_)) => false,
+                };
+                if !valid {
+                    self.revalidation.forget_session(&digest);
+                    return Err(Fault::session_expired());
+                }
+            }
+        }
         Ok((op, session))
     }
 
@@ -604,6 +672,11 @@ impl Instance {
             tracing::info!(%why, "a bearer token meant for another application was refused");
             self.record(&call, None, &user_id, "refused").await;
             return Err(Fault::forbidden(why));
+        }
+        if !self.still_valid(token, &claims, now).await {
+            tracing::info!("a bearer token the IMS no longer stands behind was refused");
+            self.record(&call, None, &user_id, "refused").await;
+            return Err(Fault::session_expired());
         }
         // An instance serves one organisation: another's tokens do not reach its operators.
         if let Some(conn) = &conn {
@@ -743,14 +816,17 @@ impl Instance {
             .open_session(&op, AuthPath::Bearer, false, now)
             .await?
             .ok_or_else(Fault::session_expired)?;
+        // Kept in memory only, to ask the IMS about it again during the session.
+        self.revalidation
+            .remember_session(&secret::digest_hex(tokens.session.expose()), token);
         Ok((tokens, op))
     }
 
     /// `xtk:session#Logoff`: ends the session; an unknown token is not an error.
     pub async fn logoff(&self, session_token: &str) -> Result<(), Fault> {
-        self.store
-            .delete_session(&secret::digest_hex(session_token))
-            .await?;
+        let digest = secret::digest_hex(session_token);
+        self.store.delete_session(&digest).await?;
+        self.revalidation.forget_session(&digest);
         Ok(())
     }
 

@@ -8131,6 +8131,89 @@ mod connect {
         );
     }
 
+    /// The attack: a revoked token, and a token of a disabled credential, kept working at an
+    /// instance without an IMS sign-in configuration until they expired (24 h). The instance
+    /// now asks the IMS about each token every `profile_refresh_secs` (0 here: every call), on
+    /// direct bearer calls and on the sessions `BearerTokenLogon` opened.
+    #[tokio::test]
+    async fn revoked_tokens_stop_working_at_an_instance_without_configuration() {
+        let h = harness().await;
+        let (inst, _dir, _) = instance_on(Db::Sqlite, "7.4.1", InstanceKind::Marketing)
+            .await
+            .unwrap();
+        let mut info = InstanceInfo::new("prod", InstanceKind::Marketing, "7.4.1".parse().unwrap());
+        info.profile_refresh_secs = 0;
+        let http: Arc<dyn ImsHttp> = Arc::new(InProcessIms(h.app.clone()));
+        let keys = HttpKeys {
+            http: http.clone(),
+            url: format!("{ISSUER}/ims/keys"),
+        };
+        let inst = Instance::new(inst.store().clone(), info)
+            .with_bearer(Arc::new(ims_campaign::bearer::TrustedIssuer::new(
+                ISSUER,
+                Arc::new(keys),
+            )))
+            .with_ims_http(http);
+        assert!(inst.connection().is_none());
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let info_call = envelope("GetUserInfo", "xtk:session", "<sessiontoken/>");
+        let bearer = |t: &str| vec![("authorization", format!("Bearer {t}"))];
+        let works = |xml: &str| xml.contains("<GetUserInfoResponse");
+        // Revoked at the IMS: refused at the next call.
+        let c = h.campaign_credential().await;
+        let token = h.token(&c, CAMPAIGN_SCOPES).await;
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            info_call.clone(),
+            &bearer(&token),
+        )
+        .await;
+        assert!(works(&xml), "{xml}");
+        let (status, _, _) = h
+            .call(form(
+                "/ims/revoke/v1",
+                &[
+                    ("token", token.as_str()),
+                    ("client_id", c.client.client_id.as_str()),
+                    ("client_secret", c.secret.expose()),
+                ],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            info_call.clone(),
+            &bearer(&token),
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        // A session opened with a token ends when its credential is disabled.
+        let c = h.campaign_credential().await;
+        let token = h.token(&c, CAMPAIGN_SCOPES).await;
+        let logon = envelope(
+            "BearerTokenLogon",
+            "xtk:session",
+            &format!("<sessiontoken/><bearerToken xsi:type=\"xsd:string\">{token}</bearerToken>"),
+        );
+        let (_, xml) = call(&app, "xtk:session#BearerTokenLogon", logon, &[]).await;
+        let session = vec![("x-session-token", value(&xml, "pstrSessionToken"))];
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", info_call.clone(), &session).await;
+        assert!(works(&xml), "{xml}");
+        h.creds
+            .set_credential_disabled(&c.client.client_id, true, &Context::new(Now::system(), "test"))
+            .await
+            .unwrap();
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", info_call.clone(), &session).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        let (_, xml) = call(&app, "xtk:session#GetUserInfo", info_call, &bearer(&token)).await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+    }
+
     #[tokio::test]
     async fn forged_or_mixed_up_callbacks_and_other_organisations_are_refused() {
         let h = harness().await;
