@@ -518,7 +518,7 @@ async fn engine_credential(dir: &Path, config: &Config) -> Result<EngineCredenti
         url: Some(up.ims_url.clone()),
         ca_cert: Some(up.ca_cert.clone().into()),
     };
-    let admin = crate::remote::Remote::new(&up.ims_url, &target, config)?;
+    let admin = crate::remote::Remote::new(up.admin_url(), &target, config)?;
     if let Ok(text) = std::fs::read_to_string(&path) {
         let kept: EngineCredential =
             serde_json::from_str(&text).with_context(|| format!("{} is not readable", path.display()))?;

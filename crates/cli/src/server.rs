@@ -153,16 +153,23 @@ pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
         });
     }
     let public = ims_http::public_router(p.state.clone());
-    // Administration and operations share the private listener when there is one.
-    let ops = ims_http::ops_router(p.state.clone()).merge(ims_http::admin::router(p.state.clone()));
     spawn_housekeeping(p.state.clone());
     match p.ops_listener {
+        // The administration API is served on the operations listener only (loopback, never the
+        // public port), beside health and metrics.
         Some(ops_listener) => {
+            let ops = ims_http::ops_router(p.state.clone()).merge(ims_http::admin::router(p.state.clone()));
             let ops_task = tokio::spawn(ims_http::serve::serve(ops_listener, ops, None, shutdown_signal()));
+            let public = public.merge(ims_http::health_router(p.state.clone()));
             ims_http::serve::serve(p.listener, public, p.tls, shutdown_signal()).await?;
             ops_task.abort();
         }
-        None => ims_http::serve::serve(p.listener, public.merge(ops), p.tls, shutdown_signal()).await?,
+        // Without one, health and metrics answer on the public port and there is no
+        // administration API (the CLI administers through the database).
+        None => {
+            let ops = ims_http::ops_router(p.state.clone());
+            ims_http::serve::serve(p.listener, public.merge(ops), p.tls, shutdown_signal()).await?
+        }
     }
     // An instance that does not finish its requests in time (wedged) does not hold the
     // process: its runtime is let go.

@@ -105,9 +105,24 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
     config.listen = listener.local_addr()?.to_string();
 
+    // The operations listener (health, metrics, the administration API) on loopback, on the
+    // previous run's port while it is free.
+    let ops_port = previous
+        .as_ref()
+        .and_then(|p| p.ops_url.as_deref())
+        .and_then(url_port)
+        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap_or(0);
+    config.ops_listen = Some(format!("127.0.0.1:{ops_port}"));
+
     let store = server::open_store(&config).await?;
     let created = server::bootstrap(&store, &config).await?;
     let prepared = server::prepare(&config, store.clone(), listener).await?;
+    let ops_url = prepared
+        .ops_listener
+        .as_ref()
+        .map(|l| l.local_addr().map(|a| format!("http://{a}")))
+        .transpose()?;
     // Sign-outs reach the instances (back-channel logout) over HTTPS trusting this CA.
     prepared
         .state
@@ -186,6 +201,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         database_url: config.database_url.clone().unwrap_or_default(),
         database_schema: config.database_schema.clone(),
         pid: std::process::id(),
+        ops_url,
         instances: started.iter().map(|s| s.up.clone()).collect(),
     };
     // Listening for SIGHUP before up.json names this process: a reload sent as soon as the file

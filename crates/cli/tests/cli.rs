@@ -631,12 +631,24 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     assert_eq!(usage[0]["outcome"], "success");
     assert!(usage[0]["client"].as_str().unwrap().contains("UserPassword jdoe"));
 
-    // The same administration through the running IMS's API.
+    // The same administration through the running IMS's API, on the operations listener
+    // (loopback) only: the public port does not serve it.
+    let ops = upj["ops_url"].as_str().unwrap().to_owned();
+    assert!(ops.starts_with("http://127.0.0.1:"), "{ops}");
+    let public_admin = http
+        .get(format!("{base}/admin/v1/credentials"))
+        .basic_auth(
+            upj["admin_email"].as_str().unwrap(),
+            upj["admin_password"].as_str(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(public_admin.status().as_u16(), 404);
     let remote = json_of(&run_ok(ims().args([
         "credential",
         "create",
         "--url",
-        &base,
+        &ops,
         "--data-dir",
         d,
         "--name",
@@ -646,14 +658,14 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "--json",
     ])));
     token(&http, &base, &remote);
-    let listed = run_ok(ims().args(["credential", "list", "--url", &base, "--data-dir", d, "--json"]));
+    let listed = run_ok(ims().args(["credential", "list", "--url", &ops, "--data-dir", d, "--json"]));
     assert!(listed.contains(remote["client_id"].as_str().unwrap()));
     let out = ims()
         .args([
             "credential",
             "list",
             "--url",
-            &base,
+            &ops,
             "--ca-cert",
             upj["ca_cert"].as_str().unwrap(),
         ])

@@ -245,13 +245,21 @@ pub async fn strict_transport(mut resp: Response) -> Response {
 
 /// Operations: liveness, readiness, metrics.
 pub fn ops_router(state: AppState) -> Router {
+    health_router(state.clone()).merge(
+        Router::new()
+            .route("/metrics", get(render_metrics))
+            .with_state(state),
+    )
+}
+
+/// Liveness and readiness, which a balancer probes on the public port too.
+pub fn health_router(state: AppState) -> Router {
     Router::new()
         .route(
             "/health/live",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/health/ready", get(ready))
-        .route("/metrics", get(render_metrics))
         .with_state(state)
 }
 

@@ -100,9 +100,20 @@ pub struct UpFile {
     pub database_schema: Option<String>,
     /// Process id of the `ims up` that wrote the file.
     pub pid: u32,
+    /// The operations listener (loopback, plain HTTP): health, metrics and the administration
+    /// API, which the public port does not serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_url: Option<String>,
     /// The Campaign instances `ims up` runs.
     #[serde(default)]
     pub instances: Vec<UpInstance>,
+}
+
+impl UpFile {
+    /// Where the administration API answers: the operations listener (older files: the IMS).
+    pub fn admin_url(&self) -> &str {
+        self.ops_url.as_deref().unwrap_or(&self.ims_url)
+    }
 }
 
 /// One instance in `up.json`.
