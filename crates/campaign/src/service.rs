@@ -151,8 +151,9 @@ impl Instance {
     }
 
     /// Whether the IMS still stands behind a bearer token whose signature and claims were
-    /// checked offline (see [`crate::revalidate`]): asked at most once a minute per token, and
-    /// only where no IMS sign-in configuration reads profiles with it anyway.
+    /// checked offline (see [`crate::revalidate`]): asked at most once every
+    /// `profile_refresh_secs` per token, and only where no IMS sign-in configuration reads
+    /// profiles with it anyway.
     async fn still_valid(
         &self,
         token: &str,

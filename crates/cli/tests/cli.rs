@@ -2132,6 +2132,32 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         ),
         "{mc}"
     );
+    // A label planted to run in the administrator's spreadsheet stays text.
+    let planted_pw = tmp.path().join("planted.pw");
+    std::fs::write(&planted_pw, "planted password 1\n").unwrap();
+    run_ok(ims().args([
+        "instance",
+        "--data-dir",
+        d,
+        "operator",
+        "create",
+        "--instance",
+        "marketing",
+        "--login",
+        "planted",
+        "--password-file",
+        planted_pw.to_str().unwrap(),
+        "--label",
+        "=HYPERLINK(\"http://attacker.example\",\"open\")",
+    ]));
+    let csv =
+        String::from_utf8(assess(&["--data-dir", d, "--instance", "marketing", "--csv"]).stdout).unwrap();
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("planted,"))
+        .expect("the planted operator");
+    assert!(row.contains("\"'=HYPERLINK("), "{row}");
+    assert!(!row.contains(",=") && !row.contains(",\"="), "{row}");
     server.stop();
 }
 

@@ -5419,6 +5419,62 @@ mod umapi {
         assert!(!audit.is_empty());
     }
 
+    /// Every shape a User Management API request can make the server walk, at ten times its
+    /// limit (entries, steps, names, JSON nesting): refused whole in the API's convention, and
+    /// the API answers the next request.
+    #[tokio::test]
+    async fn action_requests_at_ten_times_their_limits_are_refused_cleanly() {
+        use ims_identity::umapi::{MAX_ENTRIES, MAX_NAMES_PER_STEP, MAX_STEPS};
+        let h = harness().await;
+        h.person("jane@acme.test").await;
+        let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let token = h.token(&um, UMAPI_SCOPE).await;
+        let action = format!("/v2/usermanagement/action/{}", h.org_id);
+        let post = |body: String| {
+            let (h, token, key, action) = (&h, token.clone(), um.client.client_id.clone(), action.clone());
+            async move {
+                h.call(req("POST", &action, Some(&token), Some(&key), Some(&body)))
+                    .await
+            }
+        };
+        let entry = r#"{"user":"jane@acme.test","do":[{"update":{"firstname":"Jane"}}]}"#;
+        let entries = format!("[{}]", vec![entry; 10 * MAX_ENTRIES].join(","));
+        let step = r#"{"update":{"firstname":"Jane"}}"#;
+        let steps = format!(
+            r#"[{{"user":"jane@acme.test","do":[{}]}}]"#,
+            vec![step; 10 * MAX_STEPS].join(",")
+        );
+        let names: Vec<String> = (0..10 * MAX_NAMES_PER_STEP)
+            .map(|i| format!("\"g{i}\""))
+            .collect();
+        let many_names = format!(
+            r#"[{{"user":"jane@acme.test","do":[{{"add":{{"group":[{}]}}}}]}}]"#,
+            names.join(",")
+        );
+        let deep = format!("{}{}", "[".repeat(1280), "]".repeat(1280));
+        for (what, body) in [
+            ("entries", entries),
+            ("steps", steps),
+            ("names", many_names),
+            ("nesting", deep),
+        ] {
+            // Refused whole (a client error), or the entry failed at its step (the API's
+            // per-entry error), never a server error and never applied.
+            let (status, _, out) = post(body).await;
+            let refused = status.is_client_error()
+                || (status == StatusCode::OK
+                    && out["result"] != "success"
+                    && out["errors"].as_array().is_some_and(|e| !e.is_empty()));
+            assert!(refused, "{what}: {status} {out}");
+            let (status, _, out) = post(format!("[{entry}]")).await;
+            assert_eq!(
+                (status, out["result"].as_str()),
+                (StatusCode::OK, Some("success")),
+                "{what}: then {out}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_token_shows_the_profiles_held_for_a_product_context() {
         let h = harness().await;
@@ -7772,6 +7828,17 @@ mod connect {
         }
     }
 
+    /// A connected instance (on SQLite) and jane, who holds its administrators' profile.
+    async fn with_an_administrator(h: &Harness) -> (Connected, ims_identity::model::User) {
+        let c = connected(h, Db::Sqlite, InstanceKind::Marketing, 60)
+            .await
+            .unwrap();
+        profile(h, "campaign - prod - Administrator", &["admin"]).await;
+        let jane = h.person("jane@acme.test").await;
+        membership(h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        (c, jane)
+    }
+
     async fn profile(h: &Harness, name: &str, permissions: &[&str]) {
         let (instance, _) = marketing(h, None).await;
         ims_identity::service::directory::create_product_profile(
@@ -8048,12 +8115,7 @@ mod connect {
     #[tokio::test]
     async fn a_persons_token_minted_for_another_application_is_refused_everywhere() {
         let h = harness().await;
-        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
-            .await
-            .unwrap();
-        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
-        let jane = h.person("jane@acme.test").await;
-        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        let (c, jane) = with_an_administrator(&h).await;
         let mut b = Browser::default();
         let (status, _, body) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
@@ -8217,12 +8279,7 @@ mod connect {
     #[tokio::test]
     async fn forged_or_mixed_up_callbacks_and_other_organisations_are_refused() {
         let h = harness().await;
-        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
-            .await
-            .unwrap();
-        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
-        let jane = h.person("jane@acme.test").await;
-        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        let (c, _) = with_an_administrator(&h).await;
         // No flow started in this browser, or another state: refused before any exchange.
         let mut b = Browser::default();
         let (status, _, html) = b.get(&c.app, "/console/ims/callback?code=x&state=y").await;
@@ -8656,12 +8713,7 @@ mod connect {
     #[tokio::test]
     async fn signing_out_at_the_ims_ends_the_instance_session() {
         let h = harness().await;
-        let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
-            .await
-            .unwrap();
-        profile(&h, "campaign - prod - Administrator", &["admin"]).await;
-        let jane = h.person("jane@acme.test").await;
-        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
+        let (c, _) = with_an_administrator(&h).await;
         let mut b = Browser::default();
         connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
         home(&c, &mut b).await;
