@@ -2,8 +2,11 @@
 //! revoked token (or one of a disabled or deleted credential) would otherwise work until it
 //! expires. With an IMS sign-in configuration, the caller's profiles are read again with its
 //! token every `profile_refresh_secs`, and a refused token is refused here. Without one, the
-//! instance asks the IMS's `validate_token` endpoint about each token at most every
-//! `profile_refresh_secs` as well (60 s by default); the same holds for the sessions `BearerTokenLogon` opened, whose token
+//! instance asks the IMS for the token's Campaign profiles (`/ims/profile/v1`) at most every
+//! `profile_refresh_secs` as well (60 s by default): the IMS refuses a revoked token, a
+//! disabled or deleted credential's, and a credential not subscribed to the Campaign API (the
+//! scope alone, which the I/O Management API grants too, does not open an instance). The same
+//! holds for the sessions `BearerTokenLogon` opened, whose token
 //! is kept in memory (never stored) for that purpose. An IMS that cannot answer leaves the
 //! token as it was (availability first); a restart forgets the sessions' tokens, which then end
 //! with their token's expiry at the latest.
@@ -89,11 +92,14 @@ impl Revalidation {
     }
 }
 
-/// The IMS's answer to `validate_token`: `Some(valid)`, or `None` when it said nothing usable.
+/// The IMS's answer about a token's profiles: `Some(true)` when it answered them, `Some(false)`
+/// when it refused the token (401, 403), `None` when it said nothing usable (an outage).
 pub fn verdict_of(status: u16, body: &Value) -> Option<bool> {
-    (status == 200)
-        .then(|| body.get("valid").and_then(Value::as_bool))
-        .flatten()
+    match status {
+        200 => body.get("projectedProductContext").map(|_| true),
+        401 | 403 => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -117,9 +123,11 @@ mod tests {
         assert_eq!(r.session_token("s").as_deref(), Some("tok"));
         r.forget_session("s");
         assert_eq!(r.session_token("s"), None);
-        assert_eq!(verdict_of(200, &serde_json::json!({"valid": false})), Some(false));
-        assert_eq!(verdict_of(200, &serde_json::json!({"valid": true})), Some(true));
-        assert_eq!(verdict_of(500, &serde_json::json!({"valid": true})), None);
+        let profiles = serde_json::json!({"projectedProductContext": []});
+        assert_eq!(verdict_of(200, &profiles), Some(true));
+        assert_eq!(verdict_of(401, &serde_json::json!({})), Some(false));
+        assert_eq!(verdict_of(403, &serde_json::json!({})), Some(false));
+        assert_eq!(verdict_of(500, &profiles), None);
         assert_eq!(verdict_of(200, &serde_json::json!({})), None);
     }
 }

@@ -153,7 +153,9 @@ impl Instance {
     /// Whether the IMS still stands behind a bearer token whose signature and claims were
     /// checked offline (see [`crate::revalidate`]): asked at most once every
     /// `profile_refresh_secs` per token, and only where no IMS sign-in configuration reads
-    /// profiles with it anyway.
+    /// profiles with it anyway. The question is the one a configured instance asks, the
+    /// token's Campaign profiles: the IMS refuses a revoked token, a disabled or deleted
+    /// credential's, and a credential not subscribed to the Campaign API.
     async fn still_valid(
         &self,
         token: &str,
@@ -176,11 +178,15 @@ impl Instance {
         if let Some(valid) = self.revalidation.recent(id, now, self.info.profile_refresh_secs) {
             return valid;
         }
-        let url = format!("{}/ims/validate_token/v1", issuer.issuer().trim_end_matches('/'));
-        match http
-            .post_form(&url, None, &[("type", "access_token"), ("token", token)])
-            .await
-        {
+        let url = format!(
+            "{}?product_context={}",
+            crate::connect::endpoint(
+                issuer.issuer().trim_end_matches('/'),
+                crate::connect::Endpoint::Profile
+            ),
+            crate::connect::DEFAULT_PRODUCT_CONTEXT
+        );
+        match http.get(&url, Some(token)).await {
             Ok((status, body)) => match crate::revalidate::verdict_of(status, &body) {
                 Some(valid) => {
                     self.revalidation.record(id, valid, now);

@@ -8195,8 +8195,8 @@ mod connect {
 
     /// The attack: a revoked token, and a token of a disabled credential, kept working at an
     /// instance without an IMS sign-in configuration until they expired (24 h). The instance
-    /// now asks the IMS about each token every `profile_refresh_secs` (0 here: every call), on
-    /// direct bearer calls and on the sessions `BearerTokenLogon` opened.
+    /// now asks the IMS for each token's Campaign profiles every `profile_refresh_secs` (0 here:
+    /// every call), on direct bearer calls and on the sessions `BearerTokenLogon` opened.
     #[tokio::test]
     async fn revoked_tokens_stop_working_at_an_instance_without_configuration() {
         let h = harness().await;
@@ -8272,6 +8272,21 @@ mod connect {
             .unwrap();
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", info_call.clone(), &session).await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        let (_, xml) = call(
+            &app,
+            "xtk:session#GetUserInfo",
+            info_call.clone(),
+            &bearer(&token),
+        )
+        .await;
+        assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
+        // The Campaign scope alone (which the I/O Management API grants too) does not open the
+        // instance: the credential must be subscribed to the Campaign API.
+        let scope = "openid,additional_info.projectedProductContext";
+        let io = h
+            .credential(&["openid", "additional_info.projectedProductContext"])
+            .await;
+        let token = h.token(&io, scope).await;
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", info_call, &bearer(&token)).await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
     }
