@@ -382,6 +382,22 @@ impl Instance {
     }
 
     async fn record(&self, call: &Call<'_>, op: Option<&Operator>, login: &str, outcome: &str) {
+        // A bearer token refused before it names an operator costs its sender no password work:
+        // counted in memory like calls (bounded keys, flushed as totals), never a row each, so
+        // a flood of garbage tokens cannot fill the database.
+        if op.is_none() && call.path == AuthPath::Bearer {
+            let key = UsageKey {
+                login: login.chars().take(128).collect(),
+                operator_id: None,
+                action: call.action.chars().take(128).collect(),
+                auth_path: call.path,
+                source: call.caller.source.clone().unwrap_or_default(),
+                client: call.caller.client.clone().unwrap_or_default(),
+                outcome: outcome.to_owned(),
+            };
+            self.usage.record(key, call.now);
+            return;
+        }
         let event = UsageEvent {
             at: call.now,
             operator_id: op.map(|o| o.id),
