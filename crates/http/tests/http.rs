@@ -3477,6 +3477,8 @@ mod people {
                         "profile".into(),
                         "AdobeID".into(),
                         "additional_info.projectedProductContext".into(),
+                        "user_management_sdk".into(),
+                        "adobeio_api".into(),
                     ],
                     first_party,
                     &Context::new(Now::system(), "test"),
@@ -5152,7 +5154,7 @@ mod umapi {
             &client,
             &[(
                 "scope",
-                "openid email profile additional_info.projectedProductContext",
+                "openid email profile additional_info.projectedProductContext user_management_sdk adobeio_api",
             )],
         );
         let (status, to) = sign_in_at(h, &mut b, &path, email, password).await;
@@ -5440,6 +5442,59 @@ mod umapi {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "the token itself is dead");
         let audit = h.audit("token.revoke").await;
         assert!(!audit.is_empty());
+    }
+
+    /// A system administrator's token held by a first-party application that signs people in
+    /// for something else (an instance's own client asks `openid`, `AdobeID`, the profile
+    /// scope...) reaches neither administration API: each needs its own scope.
+    #[tokio::test]
+    async fn a_first_party_token_without_the_api_scope_administers_nothing() {
+        let h = harness().await;
+        let (client, _) = h
+            .creds
+            .create_people_client(
+                &h.org_id,
+                "Campaign instance",
+                ims_identity::model::ClientType::Public,
+                vec![REDIRECT.into()],
+                [
+                    "openid",
+                    "AdobeID",
+                    "email",
+                    "profile",
+                    "additional_info.projectedProductContext",
+                ]
+                .map(String::from)
+                .to_vec(),
+                true,
+                &Context::new(Now::system(), "test"),
+            )
+            .await
+            .unwrap();
+        let mut b = Browser::default();
+        let path = authorize_path(
+            &client.client_id,
+            &[("scope", "openid AdobeID additional_info.projectedProductContext")],
+        );
+        let (status, to) = sign_in_at(&h, &mut b, &path, "admin@acme.test", ADMIN_PASSWORD).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{to}");
+        let (status, body) = redeem(&h, &client.client_id, &query_of(&to)["code"]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["access_token"].as_str().unwrap();
+        for path in [
+            format!("/v2/usermanagement/users/{}/0", h.org_id),
+            "/console/organizations".to_owned(),
+        ] {
+            let (status, headers, out) = h
+                .call(req("GET", &path, Some(token), Some(&client.client_id), None))
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {out}");
+            assert!(
+                format!("{headers:?}{out}").contains("insufficient_scope")
+                    || out.to_string().contains("scope"),
+                "{path}: {out}"
+            );
+        }
     }
 
     /// Every shape a User Management API request can make the server walk, at ten times its

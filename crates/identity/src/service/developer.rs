@@ -186,6 +186,8 @@ impl Ims {
                 "people use the Developer Console through a first-party application".into(),
             ));
         }
+        // ... and one the token was granted the console API for (see `umapi_caller`).
+        valid.require_scope(CONSOLE_API_SCOPE)?;
         let admin = self.administrator(user_id, &valid.client_id).await?;
         ConsoleCaller::from_administrator(&admin)
     }

@@ -96,6 +96,10 @@ impl Ims {
                 "people use the User Management API through a first-party application".into(),
             ));
         }
+        // ... and one the person's token was granted this API for: a first-party application
+        // that signs people in for something else (an instance's own client, say) holds their
+        // tokens without reaching their administration.
+        valid.require_scope(UMAPI_SCOPE)?;
         let admin = self.administrator(user_id, &valid.client_id).await?;
         if !admin.holds(AdminRole::SystemAdmin) {
             return Err(Error::Forbidden(
