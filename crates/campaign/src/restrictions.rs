@@ -1,4 +1,4 @@
-//! The lock-down (DESIGN.md section 4, step 5): what the `imsConfig` switches of `serverConf.xml`
+//! The lock-down (the migration's last step): what the `imsConfig` switches of `serverConf.xml`
 //! turn off once they take effect on a build. Every refusal that comes from the restrictions is
 //! decided here, so the SOAP API, the console and the command line refuse the same things.
 //!

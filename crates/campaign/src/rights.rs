@@ -1,4 +1,4 @@
-//! Named rights and the default operator groups of an instance (DESIGN.md section 3). Rights are
+//! Named rights and the default operator groups of an instance. Rights are
 //! identified by their internal name (what `GetUserInfo` reports as `login-right`); the label is
 //! what the console shows.
 

@@ -1,6 +1,6 @@
-//! Build versions of an instance and what each allows (DESIGN.md section 3, the vendor's
-//! compatibility list). Every decision about bearer tokens, restrictions and native sign-in is
-//! taken here, from the build alone.
+//! Build versions of an instance and what each allows (the vendor's compatibility list; the
+//! tests hold one row per line of it). Every decision about bearer tokens, restrictions and
+//! native sign-in is taken here, from the build alone.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

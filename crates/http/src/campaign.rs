@@ -1,6 +1,6 @@
 //! The instance's HTTP surface: the SOAP router, `/r/test` and `ping.jsp`. Faults are sent with
 //! HTTP 200, the choice that lets the reference client parse them into errors with their codes
-//! (protocols/campaign-soap.md, "Faults").
+//! (the reference client reads `faultcode` and `faultstring` only when the status is 200).
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};

@@ -1,5 +1,5 @@
 //! The Developer Console API at `/console`, shaped as `@adobe/aio-lib-console` expects
-//! (protocols/ims.md): bearer token plus `x-api-key`, organisations named in paths by their
+//! (the wire notes are in the README): bearer token plus `x-api-key`, organisations named in paths by their
 //! numeric id, projects and workspaces, OAuth Server-to-Server credentials, their services and
 //! license configs (product profiles), their secrets, the workspace download.
 

@@ -1,5 +1,5 @@
 //! The User Management API at `/v2/usermanagement`, shaped as the vendor's clients expect
-//! (protocols/ims.md): bearer token plus `x-api-key`, JSON results with a `result` field, a 404
+//! (the wire notes are in the README): bearer token plus `x-api-key`, JSON results with a `result` field, a 404
 //! that means "not found" on queries, 429 with `Retry-After` when a client exceeds its budget.
 
 use axum::extract::{FromRequestParts, Path, Query, State};

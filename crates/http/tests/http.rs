@@ -3058,7 +3058,8 @@ mod instance {
         assert_eq!(fault_code(&xml).as_deref(), Some("SOP-330006"));
     }
 
-    /// SECURITY.md item 33, against the real router.
+    /// The XML attack battery (entities, external entities, depth, namespaces, sizes, a slow
+    /// body, mismatched or doubled operations, split credentials), against the real router.
     #[tokio::test]
     async fn the_xml_battery() {
         let (app, _dir) = instance_app().await;
@@ -3660,7 +3661,8 @@ mod people {
     }
 }
 
-/// SECURITY.md 1-11, 16, 18, 21, 23-26 through raw HTTP (and the domain where time must move).
+/// The authorization endpoint, codes, the token endpoint, refresh tokens, ID tokens and sign-in
+/// throttling through raw HTTP (and the domain where time must move).
 mod people_security {
     use super::people::*;
     use super::*;

@@ -3,7 +3,7 @@
 //! started it; failures counted per organisation and email with growing lock-outs; an IMS browser
 //! session at the end, so the next client signs in without a prompt.
 //!
-//! Lock-out numbers (SECURITY.md 24): attempts are counted per organisation and lower-cased
+//! Lock-out numbers (`docs/SECURITY.md`, "Password sign-in and lock-out"): attempts are counted per organisation and lower-cased
 //! email (case variants share one counter, unknown emails are counted like known ones) before the
 //! password or code is checked, so that concurrent attempts cannot slip past the count; a success
 //! clears the counter, and it starts over after [`FAILURE_RESET_SECS`] without an attempt. From
@@ -28,7 +28,7 @@ pub const FIRST_LOCK_SECS: i64 = 30;
 pub const MAX_LOCK_SECS: i64 = 15 * 60;
 /// A counter starts over after this long without a failure.
 pub const FAILURE_RESET_SECS: i64 = 12 * 3600;
-/// Codes live at most this long (SECURITY.md 10).
+/// Codes live at most this long (a minute: long enough for a redirect, short for a thief).
 pub const CODE_SECS: i64 = 60;
 
 /// Failures from one client address, net of its successes, before it is locked: far more than
