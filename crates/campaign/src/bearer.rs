@@ -27,7 +27,7 @@ pub trait JwksSource: Send + Sync {
 
 /// The scope a credential subscribed to the Campaign API is granted (the vendor's name): a
 /// technical account's token without it was not obtained for this API.
-pub const CAMPAIGN_API_SCOPE: &str = ims_identity::service::directory::PROFILE_SCOPE;
+pub const CAMPAIGN_API_SCOPE: &str = ims_wire::names::PROFILE_SCOPE;
 
 /// Who sent a token, as far as an instance is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +181,7 @@ impl TrustedIssuer {
         let claims = self.verify_signed(token, Some(client_id), now).await?;
         let event = claims
             .get("events")
-            .and_then(|e| e.get(ims_identity::service::BACKCHANNEL_LOGOUT_EVENT));
+            .and_then(|e| e.get(ims_wire::names::BACKCHANNEL_LOGOUT_EVENT));
         if claims.get("type").and_then(Value::as_str) != Some("logout_token")
             || !event.is_some_and(Value::is_object)
         {

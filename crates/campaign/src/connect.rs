@@ -16,7 +16,7 @@ pub const CALLBACK_PATH: &str = "/console/ims/callback";
 pub const BACKCHANNEL_LOGOUT_PATH: &str = "/console/ims/backchannel-logout";
 
 /// The product context of the instance's product profiles, unless the configuration says otherwise.
-pub const DEFAULT_PRODUCT_CONTEXT: &str = ims_identity::directory::CAMPAIGN_PRODUCT_CONTEXT;
+pub const DEFAULT_PRODUCT_CONTEXT: &str = ims_wire::names::CAMPAIGN_PRODUCT_CONTEXT;
 
 /// Scopes asked for at sign-in unless the configuration says otherwise: the ID token with the
 /// email (and whether it is verified), and the product profiles.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Now;
 
 /// The product context of the Campaign instances (a wire value clients check).
-pub const CAMPAIGN_PRODUCT_CONTEXT: &str = "dma_campaign_classic";
+pub const CAMPAIGN_PRODUCT_CONTEXT: &str = ims_wire::names::CAMPAIGN_PRODUCT_CONTEXT;
 
 /// A product's instance that profiles grant access to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

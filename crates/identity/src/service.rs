@@ -214,7 +214,7 @@ pub trait LogoutNotifier: Send + Sync {
 }
 
 /// The event a logout token carries (OpenID Connect Back-Channel Logout 1.0).
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = ims_wire::names::BACKCHANNEL_LOGOUT_EVENT;
 
 impl std::fmt::Debug for Ims {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

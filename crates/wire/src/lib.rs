@@ -2,6 +2,7 @@
 //! tests. Field names are the wire names the vendor's clients expect.
 
 pub mod migration;
+pub mod names;
 pub mod soap;
 
 use serde::{Deserialize, Serialize};

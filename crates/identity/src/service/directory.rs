@@ -17,7 +17,7 @@ use crate::Now;
 pub const MAX_AUDIT_DEPTH: u64 = 100_000;
 
 /// The scope under which `/ims/profile/v1` projects a caller's product profiles.
-pub const PROFILE_SCOPE: &str = "additional_info.projectedProductContext";
+pub const PROFILE_SCOPE: &str = ims_wire::names::PROFILE_SCOPE;
 
 /// The name of the Admin Console's client in each organisation.
 pub const ADMIN_CONSOLE_CLIENT: &str = "Admin Console";

@@ -1,0 +1,13 @@
+//! Names both services and the engine use on the wire, defined once: the product context of the
+//! Campaign instances, the scope under which a token's product profiles are projected, the
+//! back-channel logout event. Values the vendor's clients and instances already know.
+
+/// The product context of Campaign instances (their product profiles belong to it).
+pub const CAMPAIGN_PRODUCT_CONTEXT: &str = "dma_campaign_classic";
+
+/// The scope under which the IMS projects a token's product profiles (`/ims/profile/v1`); the
+/// Campaign API grants it, and instances require it of technical accounts.
+pub const PROFILE_SCOPE: &str = "additional_info.projectedProductContext";
+
+/// The event of an OpenID Connect back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
