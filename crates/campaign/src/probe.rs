@@ -222,10 +222,14 @@ impl SessionStore for ProbeStore {
     async fn purge_sessions(&self, _now: Now) -> StoreResult<u64> {
         Ok(0)
     }
-    /// A probe's sign-in counts nowhere: it must neither lock nor unlock anyone.
-    async fn admit_sign_in(
+}
+
+/// A probe's sign-in counts nowhere: it must neither lock nor unlock anyone.
+#[async_trait]
+impl ims_identity::store::ThrottleStore for ProbeStore {
+    async fn admit_attempt(
         &self,
-        _realm: &str,
+        _scope: &str,
         _key: &str,
         _now: Now,
         _reset_secs: i64,
@@ -234,10 +238,13 @@ impl SessionStore for ProbeStore {
     ) -> StoreResult<(bool, u32)> {
         Ok((true, 0))
     }
-    async fn clear_sign_in_failures(&self, _login_key: &str) -> StoreResult<()> {
+    async fn failures(&self, _scope: &str, _key: &str) -> StoreResult<Option<(u32, Now, Now)>> {
+        Ok(None)
+    }
+    async fn clear_failures(&self, _scope: &str, _key: &str) -> StoreResult<()> {
         Ok(())
     }
-    async fn forgive_sign_in_attempt(&self, _realm: &str, _key: &str, _free: u32) -> StoreResult<()> {
+    async fn forgive_attempt(&self, _scope: &str, _key: &str, _free: u32) -> StoreResult<()> {
         Ok(())
     }
 }

@@ -33,7 +33,18 @@ pub struct Revalidation {
     /// By token id (`jti`).
     verdicts: Mutex<HashMap<String, Verdict>>,
     /// The token behind each `BearerTokenLogon` session, by session digest.
-    sessions: Mutex<HashMap<String, String>>,
+    sessions: Mutex<HashMap<String, SessionToken>>,
+}
+
+/// What a `BearerTokenLogon` session keeps of its token: enough to ask the IMS about it and to
+/// end with it, without verifying its signature again on every call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionToken {
+    pub token: String,
+    /// Its id (`jti`).
+    pub id: String,
+    /// When it expires (`exp`, seconds).
+    pub expires_at: i64,
 }
 
 impl std::fmt::Debug for Revalidation {
@@ -75,13 +86,13 @@ impl Revalidation {
         );
     }
 
-    pub fn remember_session(&self, session_digest: &str, token: &str) {
+    pub fn remember_session(&self, session_digest: &str, token: SessionToken) {
         let mut m = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         bounded(&mut m);
-        m.insert(session_digest.to_owned(), token.to_owned());
+        m.insert(session_digest.to_owned(), token);
     }
 
-    pub fn session_token(&self, session_digest: &str) -> Option<String> {
+    pub fn session_token(&self, session_digest: &str) -> Option<SessionToken> {
         let m = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         m.get(session_digest).cloned()
     }
@@ -119,8 +130,13 @@ mod tests {
             r.record(&i.to_string(), true, t0);
         }
         assert!(r.verdicts.lock().unwrap().len() <= MAX_REMEMBERED);
-        r.remember_session("s", "tok");
-        assert_eq!(r.session_token("s").as_deref(), Some("tok"));
+        let kept = SessionToken {
+            token: "tok".into(),
+            id: "t1".into(),
+            expires_at: 5,
+        };
+        r.remember_session("s", kept.clone());
+        assert_eq!(r.session_token("s"), Some(kept));
         r.forget_session("s");
         assert_eq!(r.session_token("s"), None);
         let profiles = serde_json::json!({"projectedProductContext": []});

@@ -156,25 +156,17 @@ impl Instance {
     /// profiles with it anyway. The question is the one a configured instance asks, the
     /// token's Campaign profiles: the IMS refuses a revoked token, a disabled or deleted
     /// credential's, and a credential not subscribed to the Campaign API.
-    async fn still_valid(
-        &self,
-        token: &str,
-        claims: &serde_json::Map<String, serde_json::Value>,
-        now: Now,
-    ) -> bool {
+    async fn still_valid(&self, token: &str, id: &str, now: Now) -> bool {
         let (Some(http), Some(issuer)) = (&self.ims_http, &self.bearer) else {
             return true;
         };
         if self.connection().is_some() {
             return true;
         }
-        let Some(id) = claims
-            .get("jti")
-            .or_else(|| claims.get("id"))
-            .and_then(|v| v.as_str())
-        else {
+        if id.is_empty() {
+            // Every token of the IMS names itself; one that does not is not one of its own.
             return false;
-        };
+        }
         if let Some(valid) = self.revalidation.recent(id, now, self.info.profile_refresh_secs) {
             return valid;
         }
@@ -467,38 +459,11 @@ impl Instance {
         // Counted before the password is checked, per folded login and per client address (the
         // IMS's lock-out model): a lock in force refuses the right password too, with the same
         // fault and the same work.
-        use crate::store::{ADDRESS_REALM, LOGIN_REALM};
-        use ims_identity::service::{address_lock_schedule_ms, lock_schedule_ms, FAILURE_RESET_SECS};
-        let key = ims_identity::service::account_key(login);
-        let attempt = ims_identity::model::uuid_like();
-        let (login_admitted, _) = self
-            .store
-            .admit_sign_in(
-                LOGIN_REALM,
-                &key,
-                now,
-                FAILURE_RESET_SECS,
-                &lock_schedule_ms(),
-                &attempt,
-            )
-            .await?;
-        let address_admitted = match &caller.source {
-            Some(source) => {
-                self.store
-                    .admit_sign_in(
-                        ADDRESS_REALM,
-                        source,
-                        now,
-                        FAILURE_RESET_SECS,
-                        &address_lock_schedule_ms(),
-                        &attempt,
-                    )
-                    .await?
-                    .0
-            }
-            None => true,
-        };
-        let admitted = login_admitted && address_admitted;
+        let key = ims_identity::lockout::account_key(login);
+        let source = caller.source.as_deref();
+        let (admitted, _) =
+            ims_identity::lockout::admit(self.store.as_ref(), crate::store::LOGIN_REALM, &key, source, now)
+                .await?;
         let found = self.store.operator_by_login(login).await?;
         let hash = match found.as_ref().and_then(|o| o.password_hash.clone()) {
             Some(h) => h,
@@ -534,16 +499,8 @@ impl Instance {
             self.record(&call, Some(&op), &op.login, "refused").await;
             return Err(Fault::invalid_login());
         };
-        self.store.clear_sign_in_failures(&key).await?;
-        if let Some(source) = &caller.source {
-            self.store
-                .forgive_sign_in_attempt(
-                    ADDRESS_REALM,
-                    source,
-                    ims_identity::service::ADDRESS_FREE_FAILURES,
-                )
-                .await?;
-        }
+        self.store.clear_failures(crate::store::LOGIN_REALM, &key).await?;
+        ims_identity::lockout::forgive_address(self.store.as_ref(), source).await?;
         self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op))
     }
@@ -622,12 +579,9 @@ impl Instance {
         // A session `BearerTokenLogon` opened lives no longer than its token, nor past the
         // IMS's revoking it (while this process remembers the token).
         if session.auth_path == AuthPath::Bearer {
-            if let (Some(token), Some(issuer)) = (self.revalidation.session_token(&digest), &self.bearer) {
-                let valid = match issuer.verify(&token, now).await {
-                    Ok(claims) => self.still_valid(&token, &claims, now).await,
-                    Err(BearerError::Unavailable(_)) => true,
-                    Err(BearerError::Refused(_)) => false,
-                };
+            if let Some(kept) = self.revalidation.session_token(&digest) {
+                let valid =
+                    now.secs() < kept.expires_at && self.still_valid(&kept.token, &kept.id, now).await;
                 if !valid {
                     self.revalidation.forget_session(&digest);
                     return Err(Fault::session_expired());
@@ -696,7 +650,8 @@ impl Instance {
             self.record(&call, None, &user_id, "refused").await;
             return Err(Fault::forbidden(why));
         }
-        if !self.still_valid(token, &claims, now).await {
+        let token_id = claim("jti").or_else(|| claim("id")).unwrap_or_default();
+        if !self.still_valid(token, &token_id, now).await {
             tracing::info!("a bearer token the IMS no longer stands behind was refused");
             self.record(&call, None, &user_id, "refused").await;
             return Err(Fault::session_expired());
@@ -839,9 +794,20 @@ impl Instance {
             .open_session(&op, AuthPath::Bearer, false, now)
             .await?
             .ok_or_else(Fault::session_expired)?;
-        // Kept in memory only, to ask the IMS about it again during the session.
-        self.revalidation
-            .remember_session(&secret::digest_hex(tokens.session.expose()), token);
+        // Kept in memory only, to ask the IMS about it again during the session and to end the
+        // session with it; its signature was verified just now.
+        if let Some(issuer) = &self.bearer {
+            if let Ok(claims) = issuer.verify(token, now).await {
+                let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+                let kept = crate::revalidate::SessionToken {
+                    token: token.to_owned(),
+                    id: text("jti").or_else(|| text("id")).unwrap_or_default().to_owned(),
+                    expires_at: claims.get("exp").and_then(serde_json::Value::as_i64).unwrap_or(0),
+                };
+                self.revalidation
+                    .remember_session(&secret::digest_hex(tokens.session.expose()), kept);
+            }
+        }
         Ok((tokens, op))
     }
 

@@ -120,10 +120,9 @@ pub trait OperatorStore: Send + Sync {
     async fn create_group(&self, group: &OperatorGroup, audit: &AuditEvent) -> StoreResult<bool>;
 }
 
-/// The realm of native sign-in counters per folded login (`Logon` and the console together).
+/// The scope of an instance's native sign-in counters per folded login (`Logon` and the console
+/// together; addresses are counted under the IMS's common address scope).
 pub const LOGIN_REALM: &str = "native";
-/// The realm of native sign-in counters per client address.
-pub const ADDRESS_REALM: &str = "address";
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -135,23 +134,6 @@ pub trait SessionStore: Send + Sync {
     /// Ends the operator's sessions opened through `path`; returns how many.
     async fn delete_operator_sessions(&self, operator_id: i64, path: AuthPath) -> StoreResult<u64>;
     async fn purge_sessions(&self, now: Now) -> StoreResult<u64>;
-    /// Counts a native sign-in attempt for `login_key` unless a lock is in force (the IMS's
-    /// lock-out model: `lock_ms[n - 1]` is the lock the `n`th failure sets, counters start over
-    /// after `reset_secs` without an attempt); whether this attempt was let in, and the count.
-    /// `realm` is `native` for logins, `address` for client addresses.
-    async fn admit_sign_in(
-        &self,
-        realm: &str,
-        key: &str,
-        now: Now,
-        reset_secs: i64,
-        lock_ms: &[i64],
-        attempt_id: &str,
-    ) -> StoreResult<(bool, u32)>;
-    /// A successful sign-in forgets the login's count.
-    async fn clear_sign_in_failures(&self, login_key: &str) -> StoreResult<()>;
-    /// A successful sign-in takes its attempt back from a shared count (an address's).
-    async fn forgive_sign_in_attempt(&self, realm: &str, key: &str, free: u32) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -251,6 +233,7 @@ pub trait InstanceStore:
     + SettingsStore
     + EventStore
     + ims_identity::store::AuditStore
+    + ims_identity::store::ThrottleStore
 {
 }
 
@@ -263,6 +246,7 @@ impl<T> InstanceStore for T where
         + SettingsStore
         + EventStore
         + ims_identity::store::AuditStore
+        + ims_identity::store::ThrottleStore
 {
 }
 

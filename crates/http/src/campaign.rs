@@ -166,13 +166,7 @@ async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: Heade
                 .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_default();
-    let cookie_session = cookie(&headers, "__sessiontoken");
-    let creds = Presented {
-        from_cookie: header(&headers, "x-session-token").is_none() && cookie_session.is_some(),
-        session: header(&headers, "x-session-token").or(cookie_session),
-        security: header(&headers, "x-security-token"),
-        bearer: bearer_of(&headers),
-    };
+    let creds = Presented::from_headers(&headers);
     let caller = Caller {
         source: meta.source.clone(),
         client: client_headers(&headers),
@@ -229,6 +223,21 @@ pub(crate) struct Presented {
     pub(crate) bearer: Option<String>,
 }
 
+impl Presented {
+    /// What the HTTP headers carry: a session (`X-Session-Token`, else the `__sessiontoken`
+    /// cookie, noted as such), its security token, a bearer token.
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let explicit = header(headers, "x-session-token");
+        let cookie = cookie(headers, "__sessiontoken").filter(|s| !s.trim().is_empty());
+        Presented {
+            from_cookie: explicit.is_none() && cookie.is_some(),
+            session: explicit.or(cookie),
+            security: header(headers, "x-security-token"),
+            bearer: bearer_of(headers),
+        }
+    }
+}
+
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -250,16 +259,16 @@ fn presented(headers: &HeaderMap, env: &Envelope) -> Presented {
         .filter(|p| p.name.eq_ignore_ascii_case("sessiontoken"))
         .map(|p| p.text());
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let from_http = Presented::from_headers(headers);
     Presented {
-        from_cookie: non_empty(header(headers, "x-session-token")).is_none()
-            && non_empty(cookie(headers, "__sessiontoken")).is_some(),
-        session: non_empty(header(headers, "x-session-token"))
-            .or_else(|| non_empty(cookie(headers, "__sessiontoken")))
+        session: from_http
+            .session
             .or_else(|| non_empty(soap_cookie))
             .or_else(|| non_empty(first_param)),
-        security: non_empty(header(headers, "x-security-token"))
+        security: from_http
+            .security
             .or_else(|| non_empty(env.header_text("X-Security-Token"))),
-        bearer: bearer_of(headers),
+        ..from_http
     }
 }
 

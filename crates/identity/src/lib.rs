@@ -12,6 +12,7 @@ pub mod grants;
 pub mod import;
 pub mod jose;
 pub mod keys;
+pub mod lockout;
 pub mod model;
 pub mod oidc;
 pub mod password;

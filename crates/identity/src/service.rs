@@ -20,11 +20,9 @@ pub mod developer;
 pub mod directory;
 mod signin;
 
+pub use crate::lockout::{ADDRESS_FREE_FAILURES, FREE_FAILURES};
 pub use code_flow::UserInfo;
-pub use signin::{
-    account_key, address_lock_schedule_ms, lock_schedule_ms, Authorized, PostLogout, SignInPage, SignInStep,
-    StepOutcome, ADDRESS_FREE_FAILURES, FAILURE_RESET_SECS, FREE_FAILURES,
-};
+pub use signin::{Authorized, PostLogout, SignInPage, SignInStep, StepOutcome};
 
 /// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.
 pub const AUTHORITY: &str = "ims-na1";

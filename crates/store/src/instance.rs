@@ -949,21 +949,27 @@ impl SessionStore for SqlInstanceStore {
             .map_err(backend_error)?
             .rows_affected())
     }
+}
 
-    async fn admit_sign_in(
+/// Native sign-in counters (see `ims_identity::lockout`): per login realm and folded login, and
+/// per client address, in the instance's own database.
+#[async_trait]
+impl ims_identity::store::ThrottleStore for SqlInstanceStore {
+    async fn admit_attempt(
         &self,
-        realm: &str,
+        scope: &str,
         key: &str,
         now: Now,
         reset_secs: i64,
         lock_ms: &[i64],
         attempt_id: &str,
     ) -> StoreResult<(bool, u32)> {
+        let counter = (scope, key);
         crate::lockout::admit(
             &self.pool,
             &self.writer,
             &crate::lockout::OPERATORS,
-            (realm, key),
+            counter,
             now,
             reset_secs,
             lock_ms,
@@ -972,17 +978,16 @@ impl SessionStore for SqlInstanceStore {
         .await
     }
 
-    async fn clear_sign_in_failures(&self, login_key: &str) -> StoreResult<()> {
-        crate::lockout::clear(
-            &self.pool,
-            &crate::lockout::OPERATORS,
-            (ims_campaign::store::LOGIN_REALM, login_key),
-        )
-        .await
+    async fn failures(&self, scope: &str, key: &str) -> StoreResult<Option<(u32, Now, Now)>> {
+        crate::lockout::failures(&self.pool, &crate::lockout::OPERATORS, (scope, key)).await
     }
 
-    async fn forgive_sign_in_attempt(&self, realm: &str, key: &str, free: u32) -> StoreResult<()> {
-        crate::lockout::forgive(&self.pool, &crate::lockout::OPERATORS, (realm, key), free).await
+    async fn clear_failures(&self, scope: &str, key: &str) -> StoreResult<()> {
+        crate::lockout::clear(&self.pool, &crate::lockout::OPERATORS, (scope, key)).await
+    }
+
+    async fn forgive_attempt(&self, scope: &str, key: &str, free: u32) -> StoreResult<()> {
+        crate::lockout::forgive(&self.pool, &crate::lockout::OPERATORS, (scope, key), free).await
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) const PEOPLE: Counter = Counter {
     subject: "email_lower",
 };
 
-/// Operators of an instance, per realm (`native`) and folded login.
+/// Operators of an instance, per realm (`native`, or the common address scope) and key.
 pub(crate) const OPERATORS: Counter = Counter {
     table: "sign_in_failures",
     scope: "realm",
@@ -134,6 +134,34 @@ pub(crate) async fn forgive(
     .await
     .map_err(backend_error)?;
     Ok(())
+}
+
+/// The count, the last attempt and the lock in force of a counter, if it has one.
+pub(crate) async fn failures(
+    pool: &AnyPool,
+    c: &Counter,
+    (scope, subject): (&str, &str),
+) -> StoreResult<Option<(u32, Now, Now)>> {
+    let row = sqlx::query(&format!(
+        "SELECT failures, last_failure, locked_until FROM {} WHERE {} = $1 AND {} = $2",
+        c.table, c.scope, c.subject
+    ))
+    .bind(scope)
+    .bind(subject)
+    .fetch_optional(pool)
+    .await
+    .map_err(backend_error)?;
+    row.map(|r| {
+        let n: i64 = get(&r, "failures")?;
+        let last: i64 = get(&r, "last_failure")?;
+        let locked: i64 = get(&r, "locked_until")?;
+        Ok((
+            u32::try_from(n).unwrap_or(u32::MAX),
+            Now::from_millis(last),
+            Now::from_millis(locked),
+        ))
+    })
+    .transpose()
 }
 
 /// Forgets a counter (a success).

@@ -256,23 +256,7 @@ impl ThrottleStore for SqlStore {
     }
 
     async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>> {
-        let row = sqlx::query(
-            "SELECT failures, last_failure, locked_until FROM sign_in_failures WHERE org_id = $1 AND email_lower = $2",
-        )
-        .bind(org_id)
-        .bind(email_lower)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        row.map(|r| {
-            let n: i64 = get(&r, "failures")?;
-            Ok((
-                u32::try_from(n).unwrap_or(u32::MAX),
-                time(&r, "last_failure")?,
-                time(&r, "locked_until")?,
-            ))
-        })
-        .transpose()
+        crate::lockout::failures(&self.pool, &crate::lockout::PEOPLE, (org_id, email_lower)).await
     }
 
     async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()> {

@@ -3,13 +3,10 @@
 //! started it; failures counted per organisation and email with growing lock-outs; an IMS browser
 //! session at the end, so the next client signs in without a prompt.
 //!
-//! Lock-out numbers (`docs/SECURITY.md`, "Password sign-in and lock-out"): attempts are counted per organisation and lower-cased
-//! email (case variants share one counter, unknown emails are counted like known ones) before the
-//! password or code is checked, so that concurrent attempts cannot slip past the count; a success
-//! clears the counter, and it starts over after [`FAILURE_RESET_SECS`] without an attempt. From
-//! the [`FREE_FAILURES`]th failure on, sign-in is locked for 30 s, doubling with each further
-//! failure up to [`MAX_LOCK_SECS`]. While locked, even the right password is refused, with the
-//! same answer as a wrong one, and the refused attempt changes nothing.
+//! Passwords and one-time codes are checked under the lock-out of every password path
+//! ([`crate::lockout`], numbers in `docs/SECURITY.md`): counted per organisation and folded
+//! email and per address before the check; while locked, even the right password is refused,
+//! with the same answer as a wrong one, and the refused attempt changes nothing.
 
 use serde_json::json;
 
@@ -17,68 +14,13 @@ use super::Ims;
 use crate::clock::Now;
 use crate::error::{Error, Result};
 use crate::grants::{AuthorizationCode, BrowserSession, FlowStage, SignInFlow};
+use crate::lockout::{self, account_key, lock_secs};
 use crate::model::{ClientType, Context, IdentityType, OAuthClient, User, UserStatus};
 use crate::oidc::{self, AuthorizationRequest, AuthorizeError, Prompt};
 use crate::secret::{self, Secret};
 
-/// Failures before the first lock.
-pub const FREE_FAILURES: u32 = 5;
-/// The first lock; each further failure doubles it.
-pub const FIRST_LOCK_SECS: i64 = 30;
-pub const MAX_LOCK_SECS: i64 = 15 * 60;
-/// A counter starts over after this long without a failure.
-pub const FAILURE_RESET_SECS: i64 = 12 * 3600;
 /// Codes live at most this long (a minute: long enough for a redirect, short for a thief).
 pub const CODE_SECS: i64 = 60;
-
-/// Failures from one client address, net of its successes, before it is locked: far more than
-/// an account's, since everyone behind an office's NAT or a proxy shares an address (and a
-/// migration sends people who still try their old passwords), few enough that spraying one
-/// password across many accounts stops after a hundred tries and then crawls (one try per lock,
-/// the lock doubling to 15 minutes). Every password path counts addresses too.
-pub const ADDRESS_FREE_FAILURES: u32 = 100;
-/// The organisation column of an address's counter in the IMS's table (no organisation id
-/// starts with `@`).
-pub const ADDRESS_SCOPE: &str = "@address";
-
-/// How long the `n`th failure locks sign-in.
-pub fn lock_secs(failures: u32) -> i64 {
-    lock_after(failures, FREE_FAILURES)
-}
-
-/// How long the `n`th failure locks when `free` failures are let through.
-fn lock_after(failures: u32, free: u32) -> i64 {
-    if failures < free {
-        return 0;
-    }
-    let doublings = (failures - free).min(16);
-    FIRST_LOCK_SECS.saturating_mul(1 << doublings).min(MAX_LOCK_SECS)
-}
-
-/// The lock each counted failure sets, in milliseconds (`[n - 1]` for the `n`th; the last
-/// repeats): what every password path hands its counter.
-pub fn lock_schedule_ms() -> Vec<i64> {
-    schedule(FREE_FAILURES)
-}
-
-/// The same for a client address (see [`ADDRESS_FREE_FAILURES`]).
-pub fn address_lock_schedule_ms() -> Vec<i64> {
-    schedule(ADDRESS_FREE_FAILURES)
-}
-
-fn schedule(free: u32) -> Vec<i64> {
-    (1..=free + 6)
-        .map(|n| lock_after(n, free).saturating_mul(1000))
-        .collect()
-}
-
-/// The key a failure counter files an account name under: compatibility forms folded (NFKC, so
-/// full-width and other look-alike spellings of a name count as one) and lower-cased, whatever
-/// the case or normal form an attacker types.
-pub fn account_key(name: &str) -> String {
-    use unicode_normalization::UnicodeNormalization as _;
-    name.trim().nfkc().collect::<String>().to_lowercase()
-}
 
 /// What an RP-initiated logout request names, once checked.
 #[derive(Debug, Clone)]
@@ -532,49 +474,21 @@ impl Ims {
         }
     }
 
-    /// Lets one attempt in unless a lock is in force on the account or on the caller's address
-    /// (see the module's lock-out numbers); the attempt counts on both.
+    /// Lets one attempt in unless a lock is in force (see [`crate::lockout`]).
     async fn admit(&self, org: &str, email_lower: &str, ctx: &Context) -> Result<(bool, u32)> {
-        let attempt = crate::model::uuid_like();
-        let (account, failures) = self
-            .store
-            .admit_attempt(
-                org,
-                email_lower,
-                ctx.now,
-                FAILURE_RESET_SECS,
-                &lock_schedule_ms(),
-                &attempt,
-            )
-            .await?;
-        let address = match &ctx.source {
-            Some(source) => {
-                self.store
-                    .admit_attempt(
-                        ADDRESS_SCOPE,
-                        source,
-                        ctx.now,
-                        FAILURE_RESET_SECS,
-                        &address_lock_schedule_ms(),
-                        &attempt,
-                    )
-                    .await?
-                    .0
-            }
-            None => true,
-        };
-        Ok((account && address, failures))
+        Ok(lockout::admit(
+            self.store.as_ref(),
+            org,
+            email_lower,
+            ctx.source.as_deref(),
+            ctx.now,
+        )
+        .await?)
     }
 
-    /// A success takes its attempt back from the caller's address (the account's counter is
-    /// cleared with the success itself).
+    /// A success takes its attempt back from the caller's address.
     async fn forgive_address(&self, ctx: &Context) -> Result<()> {
-        if let Some(source) = &ctx.source {
-            self.store
-                .forgive_attempt(ADDRESS_SCOPE, source, ADDRESS_FREE_FAILURES)
-                .await?;
-        }
-        Ok(())
+        Ok(lockout::forgive_address(self.store.as_ref(), ctx.source.as_deref()).await?)
     }
 
     /// Audits a refused attempt (the attempt was counted when it was let in).
@@ -909,17 +823,5 @@ impl Ims {
             redirect,
             hint_subject,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_out_numbers() {
-        let got: Vec<i64> = (1..=12).map(lock_secs).collect();
-        assert_eq!(got, vec![0, 0, 0, 0, 30, 60, 120, 240, 480, 900, 900, 900]);
-        assert_eq!(lock_secs(u32::MAX), MAX_LOCK_SECS);
     }
 }
