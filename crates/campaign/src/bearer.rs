@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use ims_identity::jose::{self, Expectations, JwtError, PublicKeys};
-use ims_identity::Now;
+use ims_core::jose::{self, Expectations, JwtError, PublicKeys};
+use ims_core::Now;
 
 /// Why a bearer token was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub fn meant_for_instance(claims: &Map<String, Value>, own_client: Option<&str>)
             "this instance accepts people's tokens only once sign-in through the IMS is configured".into(),
         );
     };
-    if !ims_identity::secret::equal_ct(text("client_id"), own) {
+    if !ims_core::secret::equal_ct(text("client_id"), own) {
         return Err("the token was issued to another application than this instance's".into());
     }
     if !scopes.contains(&"openid") {
@@ -162,7 +162,7 @@ impl TrustedIssuer {
             return Err(BearerError::Refused("not an ID token".into()));
         }
         let sent = claims.get("nonce").and_then(Value::as_str).unwrap_or_default();
-        if !ims_identity::secret::equal_ct(sent, nonce) {
+        if !ims_core::secret::equal_ct(sent, nonce) {
             return Err(BearerError::Refused(
                 "the ID token answers another sign-in (nonce)".into(),
             ));

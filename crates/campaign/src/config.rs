@@ -4,11 +4,12 @@
 //! that is not what the key takes, or broken XML is an error naming the file, the line and the key,
 //! and the instance does not start on a guess.
 
-use ims_identity::secret::Secret;
+use ims_core::secret::Secret;
 use ims_wire::soap::{escape, line_of, parse_document, Element, Limits};
 
-use crate::connect::{AssociationMask, ImsAccount};
+use crate::connect::ImsAccount;
 use crate::version::Build;
+use ims_wire::association::AssociationMask;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}: {key}: {message}")]
@@ -172,7 +173,7 @@ fn read_switch_elements(
             let apath = format!("{path}/allowOperator");
             r.only_attrs(allow, &apath, &["name"])?;
             let name = allow.attr("name").map(str::trim).unwrap_or_default();
-            if !crate::restrictions::valid_allow_entry(name) {
+            if !ims_wire::operators::valid_allow_entry(name) {
                 return Err(r.error(
                     allow,
                     &format!("{apath}/@name"),
@@ -373,7 +374,7 @@ fn switch_xml(elements: &SwitchElements) -> String {
     if let Some((disabled, allow_list)) = &elements.native_api {
         out.push_str(&format!("      <nonIMSAuthnAPI disableAPI=\"{disabled}\">\n"));
         let entries: Vec<&str> = if allow_list.is_empty() {
-            crate::restrictions::DEFAULT_ALLOW_LIST.to_vec()
+            ims_wire::operators::DEFAULT_ALLOW_LIST.to_vec()
         } else {
             allow_list.iter().map(String::as_str).collect()
         };

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{AuthType, Operator, OperatorGroup};
-use crate::rights::{NAMED_RIGHTS, PROFILE_GROUP_ALIASES};
+use ims_wire::association::{group_named, right_named, AssociationMask};
+use ims_wire::email::email_key;
 
 /// Where the IMS sends people back after signing in: the instance serves it at this path.
 pub const CALLBACK_PATH: &str = "/console/ims/callback";
@@ -31,59 +32,6 @@ pub const DEFAULT_SCOPES: &[&str] = &[
 /// The vendor's refusal when none of a person's product profiles matches the association mask;
 /// kept word for word because administrators search their documentation for it.
 pub const NO_MATCHING_RIGHT: &str = "Login does not have any right matching the expression";
-
-/// The association mask: a regular expression over product profile names whose one capture
-/// group names the operator group the profile grants (`campaign - marketing - (.*)`). It must
-/// match a whole name.
-#[derive(Clone, Debug)]
-pub struct AssociationMask {
-    source: String,
-    re: regex_lite::Regex,
-}
-
-impl PartialEq for AssociationMask {
-    fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
-    }
-}
-
-impl Eq for AssociationMask {}
-
-impl AssociationMask {
-    pub fn parse(source: &str) -> Result<Self, String> {
-        if source.trim().is_empty() {
-            return Err("the association mask is empty".into());
-        }
-        if source.len() > 512 {
-            return Err("the association mask is longer than 512 characters".into());
-        }
-        // Anchored: a mask for one instance must not match a longer name naming another.
-        let re = regex_lite::Regex::new(&format!("^(?:{source})$"))
-            .map_err(|e| format!("the association mask is not a regular expression: {e}"))?;
-        if re.captures_len() != 2 {
-            return Err(format!(
-                "the association mask needs exactly one capture group naming the operator group, \
-                 such as `campaign - <instance> - (.*)`; it has {}",
-                re.captures_len() - 1
-            ));
-        }
-        Ok(AssociationMask {
-            source: source.to_owned(),
-            re,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
-    /// What the capture group names in `profile`, when the mask matches it whole.
-    pub fn captured<'a>(&self, profile: &'a str) -> Option<&'a str> {
-        let caps = self.re.captures(profile)?;
-        let name = caps.get(1)?.as_str().trim();
-        (!name.is_empty()).then_some(name)
-    }
-}
 
 /// The instance's IMS configuration as its file states it (`imsAccount` in
 /// `config-<instance>.xml`).
@@ -150,10 +98,7 @@ fn parse_url(u: &str) -> Result<url::Url, String> {
 }
 
 fn https_or_loopback(u: &url::Url) -> Result<(), String> {
-    let loopback = u
-        .host()
-        .as_ref()
-        .is_some_and(ims_identity::oidc::is_loopback_host);
+    let loopback = u.host().as_ref().is_some_and(ims_core::net::is_loopback_host);
     match u.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
@@ -236,32 +181,6 @@ pub struct Mapping {
     pub unknown_rights: Vec<String>,
 }
 
-/// The operator group a captured name stands for: its internal name or its label, compared
-/// case-insensitively, or one of the vendor's fixed profile names.
-pub fn group_named<'g>(captured: &str, groups: &'g [OperatorGroup]) -> Option<&'g OperatorGroup> {
-    let find = |n: &str| {
-        groups
-            .iter()
-            .find(|g| g.name.eq_ignore_ascii_case(n))
-            .or_else(|| groups.iter().find(|g| g.label.eq_ignore_ascii_case(n)))
-    };
-    find(captured).or_else(|| {
-        PROFILE_GROUP_ALIASES
-            .iter()
-            .find(|(alias, _)| alias.eq_ignore_ascii_case(captured))
-            .and_then(|(_, group)| find(group))
-    })
-}
-
-/// The named right a permission item names (its internal name or label, case-insensitively).
-pub fn right_named(item: &str) -> Option<&'static str> {
-    let item = item.trim();
-    NAMED_RIGHTS
-        .iter()
-        .find(|r| r.name.eq_ignore_ascii_case(item) || r.label.eq_ignore_ascii_case(item))
-        .map(|r| r.name)
-}
-
 pub fn map_profiles(mask: &AssociationMask, profiles: &[HeldProfile], groups: &[OperatorGroup]) -> Mapping {
     let mut m = Mapping::default();
     for p in profiles {
@@ -317,11 +236,6 @@ pub enum Resolution {
     Create,
     /// Refused: the message for the person (the audit line says the same).
     Refused(String),
-}
-
-/// Lower-cased for comparison: emails are compared case-insensitively everywhere.
-pub fn email_key(email: &str) -> String {
-    email.trim().to_lowercase()
 }
 
 /// Decides which operator `who` becomes. `linked` is the operator linked to the identity;
@@ -431,10 +345,10 @@ pub enum Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ims_identity::Now;
+    use ims_core::Now;
 
     fn groups() -> Vec<OperatorGroup> {
-        crate::rights::DEFAULT_GROUPS
+        ims_wire::rights::DEFAULT_GROUPS
             .iter()
             .enumerate()
             .map(|(i, g)| OperatorGroup {

@@ -331,7 +331,7 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
         .collect();
     let unmapped: Vec<String> = matched
         .iter()
-        .filter(|(_, captured)| connect::group_named(captured, groups).is_none())
+        .filter(|(_, captured)| ims_wire::association::group_named(captured, groups).is_none())
         .map(|(n, c)| format!("{n:?} names group {c:?}"))
         .collect();
     checks.push(check(

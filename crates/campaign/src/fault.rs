@@ -1,7 +1,7 @@
 //! Errors of the instance, as SOAP faults with the vendor's codes (clients take the
 //! `ABC-123456` prefix of the fault string as the error code).
 
-use ims_identity::error::StoreError;
+use ims_core::error::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {message}")]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
-use ims_identity::Now;
+use ims_core::Now;
 use ims_wire::migration::{
     state_digest, Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange,
     EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, ImsAccountRequest, InstanceFacts,
@@ -14,7 +14,6 @@ use ims_wire::migration::{
     SwitchOutcome, SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
 };
 
-use crate::connect::email_key;
 use crate::fault::Fault;
 use crate::migration_emails::{email_blockers, is_console_sign_in, is_native_api_call, EmailStatus};
 use crate::model::{AuthPath, AuthType, Operator, OperatorGroup};
@@ -23,6 +22,7 @@ use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
 use crate::store::SwitchStep;
 use crate::usage::UsageSummary;
 use crate::version::{Build, NativeAuth};
+use ims_wire::email::email_key;
 
 /// The instance's environment (`staging`, `production`), its staging twin, and when its
 /// migration was marked complete: instance settings.
@@ -56,7 +56,7 @@ impl Instance {
         now: Now,
     ) -> Result<InstanceFacts, Fault> {
         self.require_administration(actor).await?;
-        if let Some(bad) = allow.iter().find(|a| !crate::restrictions::valid_allow_entry(a)) {
+        if let Some(bad) = allow.iter().find(|a| !ims_wire::operators::valid_allow_entry(a)) {
             return Err(Fault::bad_request(format!(
                 "{bad:?} is not an allow-list entry (an operator name, or names separated by |)"
             )));
@@ -77,7 +77,7 @@ impl Instance {
             Fault::unavailable(format!("the lock-down could not be written: {e}"))
         })?;
         // The file's own audit line names the process that wrote it; this one, who asked.
-        let audit = ims_identity::model::Context::new(now, format!("operator:{}", actor.login)).event(
+        let audit = ims_core::audit::Context::new(now, format!("operator:{}", actor.login)).event(
             "instance.lockdown",
             &self.info().name,
             "success",
@@ -97,9 +97,9 @@ impl Instance {
         now: Now,
     ) -> Result<serde_json::Value, Fault> {
         use crate::connect::{
-            check_account, AssociationMask, ImsAccount, CALLBACK_PATH, DEFAULT_PRODUCT_CONTEXT,
-            DEFAULT_SCOPES,
+            check_account, ImsAccount, CALLBACK_PATH, DEFAULT_PRODUCT_CONTEXT, DEFAULT_SCOPES,
         };
+        use ims_wire::association::AssociationMask;
         self.require_administration(actor).await?;
         if req.client_id.trim().is_empty() || req.client_secret.is_empty() {
             return Err(Fault::bad_request("the client id and its secret are both needed"));
@@ -142,7 +142,7 @@ impl Instance {
             Fault::unavailable(format!("the IMS configuration could not be written: {e}"))
         })?;
         // The reload's audit line names the process; this one, who asked (no secret in it).
-        let audit = ims_identity::model::Context::new(now, format!("operator:{}", actor.login)).event(
+        let audit = ims_core::audit::Context::new(now, format!("operator:{}", actor.login)).event(
             "instance.ims_account",
             &name,
             "success",
@@ -160,7 +160,7 @@ impl Instance {
     ) -> Result<Vec<ProbeFacts>, Fault> {
         self.require_administration(actor).await?;
         let bearer = match (self.bearer.clone(), bearer_token) {
-            (Some(issuer), Some(token)) => Some((issuer, ims_identity::secret::Secret::new(token))),
+            (Some(issuer), Some(token)) => Some((issuer, ims_core::secret::Secret::new(token))),
             _ => None,
         };
         let input = crate::probe::ProbeInput {
@@ -201,7 +201,7 @@ impl Instance {
             forced: req.forced,
             note: req.note.clone(),
         };
-        let ctx = ims_identity::model::Context {
+        let ctx = ims_core::audit::Context {
             now,
             actor: done.by.clone(),
             source: caller.source.clone(),
@@ -507,7 +507,7 @@ impl Instance {
                 ));
                 continue;
             }
-            if let Some(r) = g.rights.iter().find(|r| crate::rights::right(r).is_none()) {
+            if let Some(r) = g.rights.iter().find(|r| ims_wire::rights::right(r).is_none()) {
                 out.problems
                     .push(problem(&g.name, format!("{r:?} is not a named right")));
                 continue;
@@ -721,7 +721,7 @@ impl Instance {
         if unchanged {
             return Ok(());
         }
-        let audit = ims_identity::model::Context::new(now, format!("operator:{}", actor.login)).event(
+        let audit = ims_core::audit::Context::new(now, format!("operator:{}", actor.login)).event(
             "instance.migration_report",
             &self.info().name,
             "success",
@@ -837,7 +837,7 @@ impl Instance {
         now_counts: &BTreeMap<String, i64>,
         now: Now,
     ) -> Result<Vec<(i64, i64, i64, i64)>, Fault> {
-        use ims_identity::store::AuditQuery;
+        use ims_core::audit::AuditQuery;
         let store = self.store();
         let technical: HashSet<&str> = ops
             .iter()
@@ -916,8 +916,8 @@ pub struct Dashboard {
 }
 
 /// Who asks, when and from where, for the audit lines.
-fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_identity::model::Context {
-    ims_identity::model::Context {
+fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_core::audit::Context {
+    ims_core::audit::Context {
         now,
         actor: format!("operator:{}", actor.login),
         source: caller.source.clone(),
@@ -929,7 +929,7 @@ fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
     let credential = op
         .password_hash
         .as_deref()
-        .map(|h| ims_identity::secret::digest_hex(h)[..16].to_owned());
+        .map(|h| ims_core::secret::digest_hex(h)[..16].to_owned());
     OperatorFacts {
         usage,
         credential,

@@ -9,14 +9,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ims_identity::Now;
+use ims_core::Now;
 use ims_wire::migration::{EmailAssignment, EmailOutcome, RowProblem};
 
-use crate::connect::email_key;
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator};
 use crate::service::{holds, Caller, Instance, ADMINISTRATION};
 use crate::usage::UsageSummary;
+use ims_wire::email::email_key;
 
 /// Why an operator's email keeps it from moving to the IMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct EmailBlocker {
 
 /// Whether the IMS accepts `email` as an identity's address.
 pub fn ims_accepts(email: &str) -> bool {
-    ims_identity::people::check_email(email.trim()).is_ok()
+    ims_wire::email::is_email(email.trim())
 }
 
 /// A console sign-in that succeeded: a person's evidence.

@@ -1,6 +1,6 @@
 //! What an instance keeps about the people and programs that sign in to it.
 
-use ims_identity::Now;
+use ims_core::Now;
 use serde::{Deserialize, Serialize};
 
 /// How an operator signs in.
@@ -107,6 +107,15 @@ pub struct OperatorGroup {
     pub name: String,
     pub label: String,
     pub rights: Vec<String>,
+}
+
+impl ims_wire::association::NamedGroup for OperatorGroup {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label(&self) -> &str {
+        &self.label
+    }
 }
 
 /// How a session or a call was authenticated.

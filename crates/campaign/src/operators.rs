@@ -2,14 +2,14 @@
 //! console and the command line, so every rule (validation, built-in operators, rights, and the
 //! lock-down restrictions that come later) is decided in one place.
 
-use ims_identity::model::Context;
-use ims_identity::secret::Secret;
+use ims_core::audit::Context;
+use ims_core::secret::Secret;
 
 use crate::fault::Fault;
 use crate::model::{AuthType, Operator};
 use crate::restrictions::Restrictions;
-use crate::rights;
 use crate::store::InstanceStore;
+use ims_wire::rights;
 
 /// Which operator a change is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,7 +269,7 @@ async fn create(
         .password
         .as_ref()
         .ok_or_else(|| Fault::bad_request("a new operator needs a password"))?;
-    let hash = ims_identity::password::hash(password)
+    let hash = ims_core::password::hash(password)
         .await
         .map_err(|_| Fault::internal())?;
     let mut op = Operator::native(
@@ -293,7 +293,7 @@ async fn create(
     );
     match store.create_operator(&op, &audit).await {
         Ok(id) => Ok(Written::Created(id)),
-        Err(ims_identity::error::StoreError::Conflict(_)) => Err(Fault::bad_request(format!(
+        Err(ims_core::error::StoreError::Conflict(_)) => Err(Fault::bad_request(format!(
             "an operator named {:?} already exists",
             op.login
         ))),
@@ -331,11 +331,7 @@ async fn update(
     let fields = edit.changed_fields();
     let target = op.login.clone();
     let new_hash = match &edit.password {
-        Some(p) => Some(
-            ims_identity::password::hash(p)
-                .await
-                .map_err(|_| Fault::internal())?,
-        ),
+        Some(p) => Some(ims_core::password::hash(p).await.map_err(|_| Fault::internal())?),
         None => None,
     };
     // Sessions end when what they were opened on no longer holds.
@@ -391,7 +387,7 @@ async fn update(
     );
     match store.update_operator(&op, end_sessions, &audit).await {
         Ok(()) => Ok(Written::Updated(op.id)),
-        Err(ims_identity::error::StoreError::Conflict(m)) => Err(Fault::bad_request(m)),
+        Err(ims_core::error::StoreError::Conflict(m)) => Err(Fault::bad_request(m)),
         Err(e) => Err(e.into()),
     }
 }

@@ -7,20 +7,22 @@ use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ims_identity::error::StoreError;
-use ims_identity::model::AuditEvent;
-use ims_identity::secret::{self, Secret};
-use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
-use ims_identity::Now;
+use ims_core::audit::AuditEvent;
+use ims_core::audit::{AuditQuery, AuditStore};
+use ims_core::error::StoreError;
+use ims_core::secret::{self, Secret};
+use ims_core::Now;
+use ims_core::StoreResult;
 
 use crate::config::ImsSwitches;
 use crate::model::{AuthPath, AuthType, Operator, OperatorGroup, Recipient, Session, UsageEvent};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::query::Sql;
-use crate::restrictions::{allow_listed, RESTRICTED_CODE};
+use crate::restrictions::RESTRICTED_CODE;
 use crate::service::{Caller, Instance, InstanceInfo};
 use crate::store::*;
 use crate::usage::UsageSummary;
+use ims_wire::operators::allow_listed;
 
 /// Writes a probe made, kept here and dropped with it.
 #[derive(Default)]
@@ -97,7 +99,7 @@ impl OperatorStore for ProbeStore {
         Ok(self.seen(self.inner.operator_by_ims_id(ims_id).await?))
     }
     async fn operators_by_email(&self, email: &str) -> StoreResult<Vec<Operator>> {
-        let key = crate::connect::email_key(email);
+        let key = ims_wire::email::email_key(email);
         let stored = self.inner.operators_by_email(email).await?;
         let o = self.overlay();
         // The probe's own versions (created or changed) replace the stored ones.
@@ -110,7 +112,7 @@ impl OperatorStore for ProbeStore {
                 .values()
                 .filter(|op| {
                     !o.deleted.contains(&op.id)
-                        && op.email.as_deref().map(crate::connect::email_key) == Some(key.clone())
+                        && op.email.as_deref().map(ims_wire::email::email_key) == Some(key.clone())
                 })
                 .cloned(),
         );
@@ -226,7 +228,7 @@ impl SessionStore for ProbeStore {
 
 /// A probe's sign-in counts nowhere: it must neither lock nor unlock anyone.
 #[async_trait]
-impl ims_identity::store::ThrottleStore for ProbeStore {
+impl ims_core::lockout::ThrottleStore for ProbeStore {
     async fn admit_attempt(
         &self,
         _scope: &str,
@@ -411,7 +413,7 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
         client: None,
     };
     let password = secret::generate("probe-");
-    let hash = match ims_identity::password::hash(&password).await {
+    let hash = match ims_core::password::hash(&password).await {
         Ok(h) => h,
         Err(e) => {
             return vec![ProbeResult {
@@ -431,7 +433,7 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
             passed,
         })
     };
-    let ctx = ims_identity::model::Context::new(now, "system:probe");
+    let ctx = ims_core::audit::Context::new(now, "system:probe");
 
     // A native operator outside the allow-list, known only to the probe.
     let outsider = if allow_listed(&restrictions.allow_list, PROBE_LOGIN) {

@@ -11,30 +11,7 @@ use crate::config::ImsSwitches;
 use crate::fault::Fault;
 use crate::model::{AuthType, Operator};
 use crate::version::{Build, NativeAuth};
-
-/// Operators that may still sign in natively where native sign-in is otherwise refused (the
-/// default allow-list; `internal|monitoring` is one entry listing two operators).
-pub const DEFAULT_ALLOW_LIST: &[&str] = &[
-    "admin",
-    "aemserver",
-    "campaign-loginmonitor",
-    "internal|monitoring",
-];
-
-/// Whether `login` is one of the names of `entries` (each entry possibly `a|b`).
-pub fn allow_listed<S: AsRef<str>>(entries: &[S], login: &str) -> bool {
-    entries
-        .iter()
-        .any(|entry| entry.as_ref().split('|').any(|name| name == login))
-}
-
-/// Whether an `allowOperator/@name` value (already trimmed) is well formed.
-pub fn valid_allow_entry(entry: &str) -> bool {
-    !entry.is_empty()
-        && entry
-            .split('|')
-            .all(|n| !n.is_empty() && !n.chars().any(char::is_whitespace))
-}
+use ims_wire::operators::{allow_listed, DEFAULT_ALLOW_LIST};
 
 /// The restrictions in effect: the file's switches as the build applies them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +115,7 @@ mod tests {
     }
 
     fn native(login: &str) -> Operator {
-        Operator::native(login, None, Vec::new(), None, ims_identity::Now::from_millis(0))
+        Operator::native(login, None, Vec::new(), None, ims_core::Now::from_millis(0))
     }
 
     #[test]
@@ -193,7 +170,7 @@ mod tests {
             let build: Build = "7.4.1".parse().unwrap();
             let read = read_server_conf("serverConf.xml", &conf(std::slice::from_ref(&entry)), &build);
             let trimmed = entry.trim();
-            let well_formed = valid_allow_entry(trimmed);
+            let well_formed = ims_wire::operators::valid_allow_entry(trimmed);
             prop_assert_eq!(read.is_ok(), well_formed, "{:?}", read);
             if let Ok(switches) = read {
                 let r = Restrictions::effective(&build, &switches);

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use ims_identity::Now;
+use ims_core::Now;
 
 /// Most tokens (and sessions' tokens) remembered; beyond, the oldest are forgotten.
 const MAX_REMEMBERED: usize = 10_000;

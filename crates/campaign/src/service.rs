@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use ims_identity::error::StoreError;
-use ims_identity::secret::{self, Secret};
-use ims_identity::store::StoreResult;
-use ims_identity::Now;
+use ims_core::error::StoreError;
+use ims_core::secret::{self, Secret};
+use ims_core::Now;
+use ims_core::StoreResult;
 
 use crate::bearer::{BearerError, TrustedIssuer};
 use crate::config::ImsSwitches;
@@ -67,8 +67,7 @@ impl InstanceInfo {
     }
 }
 
-/// The usage action of a sign-in to the instance console.
-pub const CONSOLE_LOGON: &str = "console#Logon";
+use ims_wire::names::CONSOLE_LOGON;
 
 /// Where a native sign-in comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,7 +248,7 @@ impl Instance {
     pub async fn set_connection(
         &self,
         next: Option<Connection>,
-        ctx: &ims_identity::model::Context,
+        ctx: &ims_core::audit::Context,
     ) -> Result<bool, Fault> {
         let before = self.connection().map(|c| c.describe());
         let after = next.as_ref().map(Connection::describe);
@@ -293,7 +292,7 @@ impl Instance {
     pub async fn apply_switches(
         &self,
         switches: &ImsSwitches,
-        ctx: &ims_identity::model::Context,
+        ctx: &ims_core::audit::Context,
     ) -> Result<bool, Fault> {
         let next = Restrictions::effective(&self.info.build, switches);
         let before = self.restrictions();
@@ -459,17 +458,17 @@ impl Instance {
         // Counted before the password is checked, per folded login and per client address (the
         // IMS's lock-out model): a lock in force refuses the right password too, with the same
         // fault and the same work.
-        let key = ims_identity::lockout::account_key(login);
+        let key = ims_core::lockout::account_key(login);
         let source = caller.source.as_deref();
         let (admitted, _) =
-            ims_identity::lockout::admit(self.store.as_ref(), crate::store::LOGIN_REALM, &key, source, now)
+            ims_core::lockout::admit(self.store.as_ref(), crate::store::LOGIN_REALM, &key, source, now)
                 .await?;
         let found = self.store.operator_by_login(login).await?;
         let hash = match found.as_ref().and_then(|o| o.password_hash.clone()) {
             Some(h) => h,
             None => decoy_hash().await?,
         };
-        let password_ok = ims_identity::password::verify(password, &hash)
+        let password_ok = ims_core::password::verify(password, &hash)
             .await
             .map_err(|_| Fault::internal())?;
         let op = match found {
@@ -500,7 +499,7 @@ impl Instance {
             return Err(Fault::invalid_login());
         };
         self.store.clear_failures(crate::store::LOGIN_REALM, &key).await?;
-        ims_identity::lockout::forgive_address(self.store.as_ref(), source).await?;
+        ims_core::lockout::forgive_address(self.store.as_ref(), source).await?;
         self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op))
     }
@@ -533,7 +532,7 @@ impl Instance {
         };
         match self.store.insert_session(&session).await {
             Ok(()) => Ok(Some(tokens)),
-            Err(ims_identity::error::StoreError::Conflict(_)) => Ok(None),
+            Err(ims_core::error::StoreError::Conflict(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -762,7 +761,7 @@ impl Instance {
             created_at: now,
             modified_at: now,
         };
-        let audit = ims_identity::model::Context::new(now, format!("technical-account:{ims_id}")).event(
+        let audit = ims_core::audit::Context::new(now, format!("technical-account:{ims_id}")).event(
             "operator.create",
             login,
             "success",
@@ -771,7 +770,7 @@ impl Instance {
         match self.store.create_operator(&op, &audit).await {
             Ok(_) => {}
             // Two first calls at once: the other one created it.
-            Err(ims_identity::error::StoreError::Conflict(_)) => {}
+            Err(ims_core::error::StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
         self.store
@@ -843,7 +842,7 @@ pub fn holds(rights: &[String], right: &str) -> bool {
 }
 
 async fn decoy_hash() -> Result<String, Fault> {
-    ims_identity::password::decoy_hash()
+    ims_core::password::decoy_hash()
         .await
         .map_err(|_| Fault::internal())
 }
@@ -1208,7 +1207,7 @@ impl Instance {
                 "managing operators needs the ADMINISTRATION right",
             ));
         }
-        let ctx = ims_identity::model::Context {
+        let ctx = ims_core::audit::Context {
             now,
             actor: format!("operator:{}", actor.login),
             source: caller.source.clone(),

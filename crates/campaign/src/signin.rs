@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use ims_identity::model::Context;
-use ims_identity::secret::{self, Secret};
-use ims_identity::Now;
+use ims_core::audit::Context;
+use ims_core::secret::{self, Secret};
+use ims_core::Now;
 use serde_json::{json, Value};
 
 use crate::bearer::{BearerError, TrustedIssuer};
@@ -53,8 +53,7 @@ impl ProfileClock {
     }
 }
 
-/// The usage action of a console sign-in through the IMS.
-pub const CONSOLE_IMS_LOGON: &str = "console#ImsLogon";
+use ims_wire::names::CONSOLE_IMS_LOGON;
 
 /// The instance's IMS configuration in effect: the file's, with the client secret unsealed and
 /// the IMS's keys for checking ID tokens.
@@ -123,7 +122,7 @@ impl Connection {
         let state = secret::generate("").expose().to_owned();
         let nonce = secret::generate("").expose().to_owned();
         let verifier = secret::generate("").expose().to_owned();
-        let challenge = ims_identity::oidc::pkce_challenge(&verifier);
+        let challenge = ims_core::secret::pkce_challenge(&verifier);
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", &self.client_id)
             .append_pair("response_type", "code")
@@ -489,7 +488,7 @@ impl Instance {
                     .await
                 {
                     Ok(now_is) => now_is,
-                    Err(ims_identity::error::StoreError::Conflict(_)) => {
+                    Err(ims_core::error::StoreError::Conflict(_)) => {
                         let why = "The operator is linked to another identity; it is not taken over.";
                         return Err(self.refuse_identity(who, why, now, caller).await);
                     }
@@ -544,7 +543,7 @@ impl Instance {
         );
         match self.store().create_operator(&new, &audit).await {
             Ok(id) => Ok(Operator { id, ..new }),
-            Err(ims_identity::error::StoreError::Conflict(_)) => {
+            Err(ims_core::error::StoreError::Conflict(_)) => {
                 // Two first sign-ins at once: the other one created it.
                 if let Some(op) = self.store().operator_by_ims_id(&who.user_id).await? {
                     return Ok(op);

@@ -2,9 +2,9 @@
 //! in the instance's own database.
 
 use async_trait::async_trait;
-use ims_identity::model::AuditEvent;
-use ims_identity::store::StoreResult;
-use ims_identity::Now;
+use ims_core::audit::AuditEvent;
+use ims_core::Now;
+use ims_core::StoreResult;
 
 use crate::model::{AuthPath, AuthType, Operator, OperatorGroup, Recipient, Session, UsageEvent};
 use crate::query::Sql;
@@ -232,8 +232,8 @@ pub trait InstanceStore:
     + RecipientStore
     + SettingsStore
     + EventStore
-    + ims_identity::store::AuditStore
-    + ims_identity::store::ThrottleStore
+    + ims_core::audit::AuditStore
+    + ims_core::lockout::ThrottleStore
 {
 }
 
@@ -245,8 +245,8 @@ impl<T> InstanceStore for T where
         + RecipientStore
         + SettingsStore
         + EventStore
-        + ims_identity::store::AuditStore
-        + ims_identity::store::ThrottleStore
+        + ims_core::audit::AuditStore
+        + ims_core::lockout::ThrottleStore
 {
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ims_identity::Now;
+use ims_core::Now;
 
 use crate::model::AuthPath;
 

@@ -5,13 +5,14 @@ use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ims_core::audit::Context;
+use ims_core::Now;
 use ims_http::admin::{secret_body, summary, DEFAULT_SCOPES};
 use ims_identity::credentials::Credentials;
 use ims_identity::developer::Service;
-use ims_identity::model::{Context, Organization};
+use ims_identity::model::Organization;
 use ims_identity::service::Ims;
 use ims_identity::store::{AuditQuery, OrgStore as _};
-use ims_identity::Now;
 use ims_store::SqlStore;
 use ims_wire::{CredentialSecret, CredentialSummary};
 
@@ -343,7 +344,7 @@ pub async fn keys(cmd: KeysCommand, target: &Target, config: Config) -> Result<(
             let alg = alg
                 .map(|a| a.parse())
                 .transpose()
-                .map_err(|e: ims_identity::Error| anyhow!("{e}"))?;
+                .map_err(|e: ims_core::Error| anyhow!("{e}"))?;
             let kid = ims.rotate_key(alg, immediate, &ctx).await?;
             println!("new signing key {kid}");
         }
@@ -384,7 +385,7 @@ pub async fn audit(
 ) -> Result<()> {
     let config = target.config(config)?;
     let store = server::open_store(&config).await?;
-    let events = ims_identity::store::AuditStore::audit(
+    let events = ims_core::audit::AuditStore::audit(
         &*store,
         &AuditQuery {
             action_prefix: action,

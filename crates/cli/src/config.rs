@@ -224,7 +224,7 @@ impl Config {
             bail!("log_format must be text or json");
         }
         self.signing_alg
-            .parse::<ims_identity::keys::Algorithm>()
+            .parse::<ims_core::keys::Algorithm>()
             .map_err(|e| anyhow!("signing_alg: {e}"))?;
         Ok(())
     }

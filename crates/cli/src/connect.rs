@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ims_campaign::config::InstanceConf;
-use ims_campaign::connect::{self, AssociationMask, ImsAccount, ImsHttp};
+use ims_campaign::connect::{self, ImsAccount, ImsHttp};
 use ims_campaign::signin::Connection;
-use ims_identity::keys::MasterKey;
-use ims_identity::secret::Secret;
+use ims_core::keys::MasterKey;
+use ims_core::secret::Secret;
+use ims_wire::association::AssociationMask;
 
 /// HTTPS to the IMS, trusting the deployment's CA when one is given.
 pub struct HttpIms {

@@ -6,15 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ims_campaign::model::Operator;
-use ims_campaign::rights::{BUILTIN_OPERATORS, DEFAULT_GROUPS};
 use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
 use ims_campaign::store::OperatorStore as _;
 use ims_campaign::Build;
-use ims_identity::model::Context;
-use ims_identity::secret::{self, Secret};
-use ims_identity::Now;
+use ims_core::audit::Context;
+use ims_core::secret::{self, Secret};
+use ims_core::Now;
 use ims_store::instance::SqlInstanceStore;
 use ims_store::Options;
+use ims_wire::operators::BUILTIN_OPERATORS;
+use ims_wire::rights::DEFAULT_GROUPS;
 
 /// Where an instance of `ims up` keeps its data: a SQLite file in the data directory, or, when
 /// `up` runs on PostgreSQL (`database_url`), the schema named after the IMS's and the instance.
@@ -70,7 +71,7 @@ pub async fn open_embedded(
             // credentials an administrator sets when the service is installed.
             let (hash, groups) = if *login == "admin" {
                 let password = secret::generate("");
-                let hash = ims_identity::password::hash(&password).await?;
+                let hash = ims_core::password::hash(&password).await?;
                 admin_password = Some(password);
                 (Some(hash), vec!["admin".to_owned()])
             } else {
@@ -385,7 +386,7 @@ pub fn config_command(data_dir: &Path, args: &[String]) -> Result<String> {
     }
     let master_text = std::fs::read_to_string(data_dir.join("master.key"))
         .context("the data directory has no master.key")?;
-    let master = ims_identity::keys::MasterKey::parse(&master_text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let master = ims_core::keys::MasterKey::parse(&master_text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let label = format!("imsoauth:{name}");
     let sealed = format!(
         "enc:{}",
@@ -428,7 +429,7 @@ pub fn read_instance_file(path: &Path) -> Result<ims_campaign::config::InstanceC
 
 /// Records a configuration change made outside the database in the instance's audit log.
 pub async fn audit_config_change(data_dir: &Path, name: &str, details: serde_json::Value) -> Result<()> {
-    use ims_identity::store::AuditStore as _;
+    use ims_core::audit::AuditStore as _;
     let store = open_store(data_dir, name).await?;
     store
         .append_audit(&crate::admin::cli_context().event("instance.config", name, "success", details))
@@ -651,10 +652,10 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
             action,
             limit,
         } => {
-            use ims_identity::store::AuditStore as _;
+            use ims_core::audit::AuditStore as _;
             let store = open_store(data_dir, &instance).await?;
             let events = store
-                .audit(&ims_identity::store::AuditQuery {
+                .audit(&ims_core::audit::AuditQuery {
                     action_prefix: action,
                     limit,
                 })
@@ -759,8 +760,8 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
                 for r in rows {
                     println!(
                         "{} .. {} {:>8} calls {:<32} {:<7} {} from {} [{}]",
-                        ims_campaign::time::iso8601(r.counts.first_at),
-                        ims_campaign::time::iso8601(r.counts.last_at),
+                        ims_core::time::iso8601(r.counts.first_at),
+                        ims_core::time::iso8601(r.counts.last_at),
                         r.counts.calls,
                         r.key.action,
                         r.key.auth_path.as_str(),
@@ -788,7 +789,7 @@ pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
                 for e in events {
                     println!(
                         "{} {:<32} {:<7} {:<8} {} from {} [{}]",
-                        ims_campaign::time::iso8601(e.at),
+                        ims_core::time::iso8601(e.at),
                         e.action,
                         e.auth_path.as_str(),
                         e.outcome,

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 
+use ims_core::Now;
 use ims_identity::developer::{IO_MANAGEMENT_SERVICE, USER_MANAGEMENT_SERVICE};
-use ims_identity::Now;
 use ims_migration::assess;
 use ims_migration::client::{ImsClient, InstanceClient};
 use ims_migration::{finalize, prepare, report, technical, users};
@@ -307,7 +307,7 @@ async fn technical_command(cmd: TechnicalCommand, target: &Target, config: &Conf
                 for w in &watched {
                     let last = w
                         .last_native
-                        .map(|t| ims_campaign::time::iso8601(Now::from_millis(t)))
+                        .map(|t| ims_core::time::iso8601(Now::from_millis(t)))
                         .unwrap_or_else(|| "none since the move".into());
                     println!(
                         "{}: {} (now {}; native calls since the move {}, last {}{})",
@@ -612,7 +612,7 @@ async fn reconciliation(
         &facts.name,
         facts.ims_account.as_ref().map(|a| a.association_mask.as_str()),
     );
-    let mask = ims_campaign::connect::AssociationMask::parse(&mask_text).map_err(anyhow::Error::msg)?;
+    let mask = ims_wire::association::AssociationMask::parse(&mask_text).map_err(anyhow::Error::msg)?;
     let mut profiles = std::collections::HashMap::new();
     for p in ims.profiles().await? {
         if mask.captured(&p.name).is_some() {
@@ -1000,7 +1000,7 @@ pub async fn command(cmd: MigrateCommand, target: &Target, config: Config) -> Re
                 .users()
                 .await?
                 .into_iter()
-                .map(|u| (ims_campaign::connect::email_key(&u.email), u.id))
+                .map(|u| (ims_wire::email::email_key(&u.email), u.id))
                 .collect();
             let plan = users::plan_users(&facts, &ops, &profiles, &users, &ims.org_id, Now::system());
             crate::files::write_private(&out, &serde_json::to_vec_pretty(&plan)?)?;

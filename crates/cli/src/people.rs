@@ -5,10 +5,10 @@ use anyhow::{anyhow, Context as _, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ims_core::secret::Secret;
 use ims_identity::credentials::Credentials;
 use ims_identity::model::{ClientType, IdentityType, UserStatus};
 use ims_identity::people::{self, NewUser, UserChange};
-use ims_identity::secret::Secret;
 use ims_identity::store::{Store, UserStore as _};
 
 use crate::admin::{cli_context, org, Target};
@@ -286,7 +286,7 @@ pub async fn set_backchannel_logout_uri(
     store: &dyn Store,
     client_id: &str,
     uri: &str,
-    ctx: &ims_identity::model::Context,
+    ctx: &ims_core::audit::Context,
 ) -> Result<()> {
     ims_identity::oidc::check_redirect_uri_registration(uri)?;
     let audit = ctx.event(

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ims_campaign::config::{self, ImsSwitches, SwitchElements};
-use ims_campaign::restrictions::{valid_allow_entry, Restrictions};
+use ims_campaign::restrictions::Restrictions;
 use ims_campaign::service::{InstanceInfo, InstanceKind};
 use ims_campaign::store::SettingsStore as _;
 use ims_campaign::Build;
-use ims_identity::secret::Secret;
-use ims_identity::Now;
+use ims_core::secret::Secret;
+use ims_core::Now;
+use ims_wire::operators::valid_allow_entry;
 
 use crate::instance::{conf_paths, open_store, read_configuration, read_instance_file, LOADED_SETTING};
 

@@ -5,8 +5,8 @@ use anyhow::Result;
 use ims_campaign::model::{AuthPath, Operator, UsageEvent};
 use ims_campaign::store::{OperatorStore as _, UsageStore as _};
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
-use ims_identity::secret::{self};
-use ims_identity::Now;
+use ims_core::secret::{self};
+use ims_core::Now;
 use ims_store::instance::SqlInstanceStore;
 
 const FIRST: &[&str] = &[
@@ -27,8 +27,8 @@ fn operator(login: String, email: Option<String>, groups: Vec<String>, hash: &st
 }
 
 /// The audit line of a generated operator.
-fn seeded(login: &str, now: Now) -> ims_identity::model::AuditEvent {
-    ims_identity::model::Context::new(now, "system:seed").event(
+fn seeded(login: &str, now: Now) -> ims_core::audit::AuditEvent {
+    ims_core::audit::Context::new(now, "system:seed").event(
         "operator.create",
         login,
         "success",
@@ -41,7 +41,7 @@ fn seeded(login: &str, now: Now) -> ims_identity::model::AuditEvent {
 /// few, and three technical operators with recorded API usage. Their passwords are random and
 /// shown to no one: the demo signs in as `admin`.
 pub async fn legacy_population(store: &SqlInstanceStore, now: Now) -> Result<()> {
-    let hash = ims_identity::password::hash(&secret::generate("")).await?;
+    let hash = ims_core::password::hash(&secret::generate("")).await?;
     let mut n = 0;
     for (i, first) in FIRST.iter().enumerate() {
         for last in LAST.iter().skip(i % 3).step_by(3).take(2) {
@@ -153,7 +153,7 @@ pub async fn legacy_population(store: &SqlInstanceStore, now: Now) -> Result<()>
 /// spread over the default groups, every tenth without email. They share one random password
 /// hash that no one knows (hashing each would take hours at Argon2id's cost).
 pub async fn scale_population(store: &SqlInstanceStore, count: u64, now: Now) -> Result<u64> {
-    let hash = ims_identity::password::hash(&secret::generate("")).await?;
+    let hash = ims_core::password::hash(&secret::generate("")).await?;
     let start = store.operator_count().await?;
     for i in 0..count {
         let login = format!("op{:06}", start as u64 + i + 1);

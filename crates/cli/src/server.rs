@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+use ims_core::audit::Context;
+use ims_core::keys::MasterKey;
+use ims_core::secret::Secret;
+use ims_core::Now;
 use ims_http::{AppState, Metrics};
-use ims_identity::keys::MasterKey;
-use ims_identity::model::{Context, Organization};
-use ims_identity::secret::Secret;
+use ims_identity::model::Organization;
 use ims_identity::service::{self, Ims, Settings};
-use ims_identity::Now;
 use ims_store::{Options, SqlStore};
 
 use crate::config::Config;

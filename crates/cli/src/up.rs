@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ims_campaign::service::InstanceKind;
 use ims_campaign::Build;
-use ims_identity::keys::MasterKey;
+use ims_core::keys::MasterKey;
 use ims_wire::{UpFile, UpInstance};
 
 use crate::config::Config;
@@ -183,7 +183,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             &s.up.name,
             &format!("Campaign ({})", s.up.name),
             &s.up.url,
-            ims_identity::Now::system(),
+            ims_core::Now::system(),
         )
         .await?;
     }
@@ -460,7 +460,7 @@ async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) 
         // About hourly: expired sessions are of no use to anyone.
         ticks += 1;
         if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
-            if let Err(e) = instance.purge_expired_sessions(ims_identity::Now::system()).await {
+            if let Err(e) = instance.purge_expired_sessions(ims_core::Now::system()).await {
                 tracing::warn!(error = %e, "purging expired sessions failed");
             }
         }

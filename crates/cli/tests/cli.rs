@@ -144,7 +144,7 @@ fn logins_in(list: &Value) -> Vec<String> {
 }
 
 fn rand_u32() -> u32 {
-    u32::from_str_radix(&ims_identity::secret::random_hex(4), 16).unwrap()
+    u32::from_str_radix(&ims_core::secret::random_hex(4), 16).unwrap()
 }
 
 fn client(ca: Option<&Path>) -> reqwest::blocking::Client {
@@ -1132,7 +1132,7 @@ fn configuration_is_validated() {
     // Plain HTTP off loopback is refused.
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("mk");
-    std::fs::write(&key, ims_identity::keys::MasterKey::generate().to_base64()).unwrap();
+    std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
     let out = ims()
         .arg("serve")
         .env(
@@ -1175,9 +1175,9 @@ fn two_nodes_share_one_postgres_database() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let schema = format!("n_{}", ims_identity::secret::random_hex(8));
+    let schema = format!("n_{}", ims_core::secret::random_hex(8));
     let key = tmp.path().join("master.key");
-    std::fs::write(&key, ims_identity::keys::MasterKey::generate().to_base64()).unwrap();
+    std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
     let ports = [free_port(), free_port()];
     let issuer = "http://ims.cluster.test";
     let node = |i: usize| {
@@ -1410,7 +1410,7 @@ fn up_runs_on_postgres_and_migrates_people() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap();
-    let schema = format!("n_{}", ims_identity::secret::random_hex(8));
+    let schema = format!("n_{}", ims_core::secret::random_hex(8));
     let env = [
         ("IMS_DATABASE_URL", url.as_str()),
         ("IMS_DATABASE_SCHEMA", schema.as_str()),
@@ -3720,13 +3720,11 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     let store = rt
         .block_on(ims_store::instance::SqlInstanceStore::open(
             &opts,
-            ims_identity::Now::system(),
+            ims_core::Now::system(),
         ))
         .unwrap();
     let hash = rt
-        .block_on(ims_identity::password::hash(&ims_identity::secret::Secret::new(
-            PASSWORD,
-        )))
+        .block_on(ims_core::password::hash(&ims_core::secret::Secret::new(PASSWORD)))
         .unwrap();
 
     let mut admin = Browser::new(&ca);
@@ -3776,7 +3774,7 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     let result = runner.run(&legacy_population(groups.len()), |population| {
         tag.set(tag.get() + 1);
         let made = made(tag.get(), &population, &groups, &rights);
-        let now = ims_identity::Now::system();
+        let now = ims_core::Now::system();
         for m in &made {
             let mut op = ims_campaign::model::Operator::native(
                 &m.login,
@@ -3787,7 +3785,7 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
             );
             op.disabled = m.disabled;
             op.rights = m.rights.clone();
-            let event = ims_identity::model::Context::new(now, "system:import").event(
+            let event = ims_core::audit::Context::new(now, "system:import").event(
                 "operator.create",
                 &m.login,
                 "success",

@@ -10,11 +10,11 @@ use http::request::Parts;
 use http::StatusCode;
 use serde::Deserialize;
 
+use ims_core::Error;
 use ims_identity::admin::SystemAdmin;
 use ims_identity::credentials::{Credentials, NewSecret};
 use ims_identity::developer::Service;
 use ims_identity::model::{ClientSecretRecord, OAuthClient};
-use ims_identity::Error;
 use ims_wire::{CredentialSecret, CredentialSummary, SecretSummary};
 
 use crate::error::Problem;

@@ -16,13 +16,14 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use ims_core::audit::AuditQuery;
+use ims_core::audit::Context;
+use ims_core::Error;
 use ims_identity::directory::{AdminRole, Group, GroupKind, RoleGrant};
-use ims_identity::model::{Context, UserStatus};
+use ims_identity::model::UserStatus;
 use ims_identity::people::{self, UserChange};
 use ims_identity::service::directory::{self as dir, Administrator};
 use ims_identity::service::{ClientAuth, TokenRequest};
-use ims_identity::store::AuditQuery;
-use ims_identity::Error;
 
 use crate::pages::{self, cookie, cookie_line, form_token, render, see_other, FormData};
 use crate::signin::secure;
@@ -147,7 +148,7 @@ impl Signed {
 
     fn check_form(&self, form: &FormData) -> Result<(), Error> {
         let expected = form_token("admin", &[&self.token]);
-        if ims_identity::secret::equal_ct(form.get("csrf").unwrap_or_default(), &expected) {
+        if ims_core::secret::equal_ct(form.get("csrf").unwrap_or_default(), &expected) {
             Ok(())
         } else {
             Err(Error::Forbidden(
@@ -204,7 +205,7 @@ impl FromRequestParts<AppState> for Signed {
         let Some(token) = cookie(&parts.headers, COOKIE).filter(|t| !t.is_empty()) else {
             return Err(NotSigned::SignIn);
         };
-        let now = ims_identity::Now::system();
+        let now = ims_core::Now::system();
         let valid = match app.ims.validate_access_token(&token, now).await {
             Ok(v) => v,
             Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
@@ -314,9 +315,9 @@ async fn login(State(app): State<AppState>, meta: Meta) -> Response {
         Ok(c) => c,
         Err(e) => return error_page(None, &e),
     };
-    let state = ims_identity::secret::random_hex(16);
-    let verifier = ims_identity::secret::random_hex(32);
-    let challenge = ims_identity::oidc::pkce_challenge(&verifier);
+    let state = ims_core::secret::random_hex(16);
+    let verifier = ims_core::secret::random_hex(32);
+    let challenge = ims_core::secret::pkce_challenge(&verifier);
     let redirect = format!("{}/admin/callback", app.ims.settings().issuer);
     let query = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
@@ -368,7 +369,7 @@ async fn callback(
     let state_ok = q
         .state
         .as_deref()
-        .is_some_and(|s| ims_identity::secret::equal_ct(s, state));
+        .is_some_and(|s| ims_core::secret::equal_ct(s, state));
     let Some(code) = q.code.filter(|_| state_ok) else {
         return message(
             StatusCode::BAD_REQUEST,
@@ -1632,7 +1633,7 @@ async fn audit(
             rows: events
                 .into_iter()
                 .map(|e| AuditRow {
-                    at: ims_campaign::time::iso8601(e.at),
+                    at: ims_core::time::iso8601(e.at),
                     actor: e.actor,
                     action: e.action,
                     target: e.target,

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::{Caller, Instance};
-use ims_campaign::time;
-use ims_identity::secret::Secret;
-use ims_identity::Now;
+use ims_core::secret::Secret;
+use ims_core::time;
+use ims_core::Now;
 use ims_wire::soap::{self, Envelope, Limits, Value};
 
 use crate::pages::cookie;
@@ -34,8 +34,8 @@ pub struct InstanceState {
 #[derive(Debug)]
 pub struct SoapFault(pub Fault);
 
-impl From<ims_identity::Error> for SoapFault {
-    fn from(e: ims_identity::Error) -> Self {
+impl From<ims_core::Error> for SoapFault {
+    fn from(e: ims_core::Error) -> Self {
         SoapFault(Fault::bad_request(e.to_string()))
     }
 }

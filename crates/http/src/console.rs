@@ -23,11 +23,11 @@ use ims_campaign::fault::Fault;
 use ims_campaign::model::{AuthPath, AuthType, Operator};
 use ims_campaign::operators::{OperatorEdit, OperatorKey, WriteMode, Written};
 use ims_campaign::restrictions::RESTRICTED_CODE;
-use ims_campaign::rights::NAMED_RIGHTS;
 use ims_campaign::service::{holds, Caller, InstanceKind, ADMINISTRATION};
-use ims_identity::secret::{self, Secret};
-use ims_identity::Now;
+use ims_core::secret::{self, Secret};
+use ims_core::Now;
 use ims_wire::migration::EmailAssignment;
+use ims_wire::rights::NAMED_RIGHTS;
 
 use crate::campaign::{client_headers, InstanceState};
 use crate::pages::{self, cookie, render, see_other, stylesheet, FormData};
@@ -518,7 +518,7 @@ async fn home(State(st): State<InstanceState>, headers: HeaderMap, who: SignedIn
 }
 
 fn right_label(name: &str) -> &str {
-    ims_campaign::rights::right(name).map_or(name, |r| r.label)
+    ims_wire::rights::right(name).map_or(name, |r| r.label)
 }
 
 struct OperatorRow {
@@ -697,8 +697,8 @@ async fn operator_form(
                     checked: rights_on.iter().any(|n| n == r.name),
                 })
                 .collect(),
-            created: ims_campaign::time::iso8601(op.created_at),
-            modified: ims_campaign::time::iso8601(op.modified_at),
+            created: ims_core::time::iso8601(op.created_at),
+            modified: ims_core::time::iso8601(op.modified_at),
             error,
             locked: restrictions
                 .check_operator_change(stored, op.auth_type == AuthType::Native)
@@ -1075,7 +1075,7 @@ async fn migration_page(
     };
     let max = d.history.iter().map(|h| h.1.max(h.2).max(h.3)).max().unwrap_or(1);
     let day = |ms: i64| {
-        ims_campaign::time::iso8601(Now::from_millis(ms))
+        ims_core::time::iso8601(Now::from_millis(ms))
             .chars()
             .take(16)
             .collect::<String>()

@@ -12,13 +12,13 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use ims_campaign::time::iso8601;
+use ims_core::time::iso8601;
+use ims_core::Error;
 use ims_identity::developer::{Project, Service, ServiceRequest, Workspace};
 use ims_identity::model::Organization;
 use ims_identity::service::developer::{
     ConsoleCaller, CreatedCredential, Integration, LicenseConfig, ListedSecret,
 };
-use ims_identity::Error;
 
 use crate::error::{bearer_challenge, no_store};
 use crate::{AppState, Body, Meta};
@@ -200,7 +200,7 @@ impl Caller {
         Ok(app.ims.console_org(&self.0, named).await?)
     }
 
-    fn ctx(&self) -> ims_identity::model::Context {
+    fn ctx(&self) -> ims_core::audit::Context {
         self.1.context(self.0.actor())
     }
 }

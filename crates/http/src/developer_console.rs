@@ -12,11 +12,11 @@ use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
 
+use ims_core::Error;
 use ims_identity::developer::{LicenseConfigOp, Project, Service, ServiceRequest, CAMPAIGN_SERVICE};
 use ims_identity::directory::AdminRole;
 use ims_identity::model::Organization;
 use ims_identity::service::developer::{ConsoleCaller, Integration, ListedSecret};
-use ims_identity::Error;
 
 use crate::admin_console::{error_page, Developer, Shell};
 use crate::pages::{self, render, see_other};
@@ -92,7 +92,7 @@ async fn home(State(app): State<AppState>, dev: Developer) -> Response {
             projects: projects
                 .into_iter()
                 .map(|p| ProjectRow {
-                    created: ims_campaign::time::iso8601(p.created_at),
+                    created: ims_core::time::iso8601(p.created_at),
                     id: p.id,
                     name: p.name,
                     title: p.title,
@@ -424,7 +424,7 @@ async fn credential_page(
                     uuid: s.record.secret_id.clone(),
                     value: s.value.map(|v| v.expose().to_owned()),
                     hint: s.record.hint.clone(),
-                    created: ims_campaign::time::iso8601(s.record.created_at),
+                    created: ims_core::time::iso8601(s.record.created_at),
                 })
                 .collect(),
             token_curl,

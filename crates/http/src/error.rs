@@ -7,7 +7,7 @@ use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
-use ims_identity::Error;
+use ims_core::Error;
 
 /// Realm in our `WWW-Authenticate` challenges.
 pub const REALM: &str = "ims";

@@ -29,9 +29,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ims_identity::model::Context;
+use ims_core::audit::Context;
+use ims_core::Now;
 use ims_identity::service::Ims;
-use ims_identity::Now;
 
 pub use metrics::Metrics;
 
@@ -82,7 +82,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
             .extensions
             .get::<RequestId>()
             .map(|r| r.0.clone())
-            .unwrap_or_else(ims_identity::model::uuid_like);
+            .unwrap_or_else(ims_core::secret::uuid_like);
         Ok(Meta {
             now: Now::system(),
             source,
@@ -98,7 +98,7 @@ pub struct Body<E>(pub bytes::Bytes, std::marker::PhantomData<E>);
 impl<S, E> axum::extract::FromRequest<S> for Body<E>
 where
     S: Send + Sync,
-    E: From<ims_identity::Error> + IntoResponse,
+    E: From<ims_core::Error> + IntoResponse,
 {
     type Rejection = E;
 
@@ -107,9 +107,9 @@ where
         match bytes::Bytes::from_request(req, state).await {
             Ok(b) => Ok(Body(b, std::marker::PhantomData)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(E::from(
-                ims_identity::Error::TooLarge(format!("the request body exceeds {limit} bytes")),
+                ims_core::Error::TooLarge(format!("the request body exceeds {limit} bytes")),
             )),
-            Err(_) => Err(E::from(ims_identity::Error::invalid_request(
+            Err(_) => Err(E::from(ims_core::Error::invalid_request(
                 "the request body could not be read",
             ))),
         }
@@ -141,7 +141,7 @@ pub(crate) async fn observed(
         .headers()
         .get("x-request-id")
         .and_then(sane_request_id)
-        .unwrap_or_else(ims_identity::model::uuid_like);
+        .unwrap_or_else(ims_core::secret::uuid_like);
     req.extensions_mut().insert(RequestId(id.clone()));
     let route = req
         .extensions()

@@ -9,8 +9,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Uri};
 use serde_json::{json, Value};
 
+use ims_core::Error;
 use ims_identity::service::{ClientAuth, TokenRequest};
-use ims_identity::Error;
 use ims_wire::{ImsOrganization, OrgRef, TokenResponse};
 
 use crate::error::{no_store, BearerError, OAuthError};
@@ -338,7 +338,7 @@ pub(crate) async fn organizations(
 
 pub(crate) async fn discovery(State(app): State<AppState>) -> Response {
     let iss = app.ims.settings().issuer.trim_end_matches('/').to_owned();
-    let algs: Vec<&str> = ims_identity::keys::Algorithm::ALL
+    let algs: Vec<&str> = ims_core::keys::Algorithm::ALL
         .iter()
         .map(|a| a.as_str())
         .collect();

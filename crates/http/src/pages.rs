@@ -79,7 +79,7 @@ pub(crate) fn form_token(purpose: &str, parts: &[&str]) -> String {
         text.push('\u{0}');
         text.push_str(p);
     }
-    ims_identity::secret::digest_hex(&text)
+    ims_core::secret::digest_hex(&text)
 }
 
 /// A `Set-Cookie` line: HttpOnly, SameSite=Lax, Secure when served over TLS.

@@ -7,9 +7,9 @@ use base64::Engine as _;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 
-use ims_identity::secret::Secret;
+use ims_core::secret::Secret;
+use ims_core::Error;
 use ims_identity::service::ClientAuth;
-use ims_identity::Error;
 
 /// Most parameters we accept in one request.
 pub const MAX_PARAMS: usize = 64;

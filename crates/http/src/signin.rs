@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
-use ims_identity::secret::{self, Secret};
+use ims_core::secret::{self, Secret};
+use ims_core::Error;
 use ims_identity::service::{Authorized, SignInStep, StepOutcome};
-use ims_identity::Error;
 
 use crate::error::{no_store, BearerError};
 use crate::pages::{self, cookie, render, see_other, FormData};
@@ -165,7 +165,7 @@ async fn show(
     browser: &str,
     status: StatusCode,
     error: Option<String>,
-    now: ims_identity::Now,
+    now: ims_core::Now,
 ) -> Response {
     match app.ims.sign_in_page(flow, browser, now).await {
         Ok(page) => render(

@@ -11,8 +11,8 @@ use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use ims_core::Error;
 use ims_identity::service::directory::Administrator;
-use ims_identity::Error;
 
 use crate::error::{bearer_challenge, no_store};
 use crate::{AppState, Body, Meta};

@@ -13,14 +13,14 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt as _;
 
+use ims_core::audit::Context;
+use ims_core::keys::{Algorithm, MasterKey};
+use ims_core::secret::Secret;
+use ims_core::Now;
 use ims_http::{ops_router, public_router, AppState, Metrics};
 use ims_identity::credentials::{Credentials, NewSecret};
-use ims_identity::keys::{Algorithm, MasterKey};
-use ims_identity::model::Context;
-use ims_identity::secret::Secret;
 use ims_identity::service::{self, Ims, Settings};
 use ims_identity::store::{AuditQuery, Store};
-use ims_identity::Now;
 use ims_store::{Options, SqlStore};
 
 const ISSUER: &str = "https://ims.test";
@@ -69,7 +69,7 @@ fn db_options(db: Db, dir: &std::path::Path) -> Option<(Options, Option<String>)
                 eprintln!("!!! SKIPPED: PostgreSQL variant (TEST_POSTGRES_URL=skip)");
                 return None;
             }
-            let schema = format!("h_{}", ims_identity::secret::random_hex(8));
+            let schema = format!("h_{}", ims_core::secret::random_hex(8));
             let mut o = Options::new(url);
             o.schema = Some(schema.clone());
             o.max_connections = 4;
@@ -183,7 +183,7 @@ impl Harness {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
-    async fn audit(&self, prefix: &str) -> Vec<ims_identity::model::AuditEvent> {
+    async fn audit(&self, prefix: &str) -> Vec<ims_core::audit::AuditEvent> {
         self.state
             .ims
             .audit(&AuditQuery {
@@ -1417,15 +1417,15 @@ async fn unknown_kids_trigger_a_rate_limited_reread() {
     // A token signed by a key this IMS never had, with a kid it does not know.
     let master = MasterKey::generate();
     let now = Now::system();
-    let foreign = ims_identity::keys::KeyRing::load(
-        vec![ims_identity::keys::generate(Algorithm::ES256, &master, now, now).unwrap()],
+    let foreign = ims_core::keys::KeyRing::load(
+        vec![ims_core::keys::generate(Algorithm::ES256, &master, now, now).unwrap()],
         &master,
         None,
     )
     .unwrap();
     let claims =
         json!({"iss": ISSUER, "type": "access_token", "id": "x", "client_id": "c", "exp": now.secs() + 600});
-    let forged = ims_identity::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
+    let forged = ims_core::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
     let before = h.state.ims.forced_key_reloads();
     for _ in 0..20 {
         let err = h
@@ -1524,11 +1524,11 @@ fn token_endpoint_answers_any_input_in_the_oauth_shape() {
 mod instance {
     use super::*;
     use ims_campaign::model::{AuthType, Operator};
-    use ims_campaign::rights::DEFAULT_GROUPS;
     use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
     use ims_campaign::store::OperatorStore as _;
     use ims_http::campaign::{router, InstanceState};
     use ims_store::instance::SqlInstanceStore;
+    use ims_wire::rights::DEFAULT_GROUPS;
 
     pub(super) const PASSWORD: &str = "operator password 1";
 
@@ -1608,17 +1608,13 @@ mod instance {
                     security_zone: None,
                     rights: vec![],
                     groups: vec!["deliveryOperators".into()],
-                    password_hash: Some(
-                        ims_identity::password::hash(&Secret::new(PASSWORD))
-                            .await
-                            .unwrap(),
-                    ),
+                    password_hash: Some(ims_core::password::hash(&Secret::new(PASSWORD)).await.unwrap()),
                     ims_id: None,
                     builtin: false,
                     created_at: now,
                     modified_at: now,
                 },
-                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                     "operator.create",
                     "t",
                     "success",
@@ -1639,7 +1635,7 @@ mod instance {
                     "deliveryOperators",
                     true,
                     false,
-                    &ims_identity::model::Context::new(now, "test").event(
+                    &ims_core::audit::Context::new(now, "test").event(
                         "folder.grant",
                         "nmsRootRecipient",
                         "success",
@@ -1681,7 +1677,7 @@ mod instance {
         let mut op = store.operator_by_login("jdoe").await.unwrap().unwrap();
         op.login = login.into();
         op.groups = groups.iter().map(|g| g.to_string()).collect();
-        let ctx = ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test");
+        let ctx = ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test");
         store
             .create_operator(
                 &op,
@@ -2143,7 +2139,7 @@ mod instance {
         store
             .create_operator(
                 &outsider,
-                &ims_identity::model::Context::new(Now::system(), "test").event(
+                &ims_core::audit::Context::new(Now::system(), "test").event(
                     "operator.create",
                     "outsider",
                     "success",
@@ -2207,7 +2203,7 @@ mod instance {
         let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
         boss.login = "boss".into();
         boss.groups = vec!["admin".into()];
-        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        let ctx = ims_core::audit::Context::new(Now::system(), "test");
         let boss_id = store
             .create_operator(&boss, &ctx.event("operator.create", "boss", "success", json!({})))
             .await
@@ -2361,7 +2357,7 @@ mod instance {
         );
         assert!(!store.usage(Some("newbie"), 10).await.unwrap().is_empty());
         let audit = store
-            .audit(&ims_identity::store::AuditQuery {
+            .audit(&ims_core::audit::AuditQuery {
                 action_prefix: Some("operator.".into()),
                 limit: 50,
             })
@@ -2460,7 +2456,7 @@ mod instance {
     async fn the_console_signs_operators_in_and_lets_administrators_manage_operators() {
         let (inst, _dir) = instance_with("7.4.1").await;
         let store = inst.store().clone();
-        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        let ctx = ims_core::audit::Context::new(Now::system(), "test");
         let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
         boss.login = "boss".into();
         boss.label = "Boss".into();
@@ -2797,7 +2793,7 @@ mod instance {
     async fn trusted_ip_masks_and_security_zones_hold_on_sign_in_and_every_call() {
         let (inst, _dir) = instance_with("7.4.1").await;
         let store = inst.store().clone();
-        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        let ctx = ims_core::audit::Context::new(Now::system(), "test");
         for (login, mask, zone) in [
             ("masked", Some("10.99.0.0/16"), None),
             ("zoned", None, Some("lan")),
@@ -2936,7 +2932,7 @@ mod instance {
         );
         let mut jdoe = store.operator_by_login("jdoe").await.unwrap().unwrap();
         jdoe.disabled = true;
-        let ctx = ims_identity::model::Context::new(Now::system(), "test");
+        let ctx = ims_core::audit::Context::new(Now::system(), "test");
         store
             .update_operator(
                 &jdoe,
@@ -3152,7 +3148,7 @@ mod bearer {
             op.login, c.client.technical_account_email,
             "named by the technical account email"
         );
-        let created = ims_identity::store::AuditStore::audit(
+        let created = ims_core::audit::AuditStore::audit(
             inst.store().as_ref(),
             &AuditQuery {
                 action_prefix: Some("operator.create".into()),
@@ -3245,17 +3241,17 @@ mod bearer {
         let now = Now::system();
         // Signed by a key the IMS never published.
         let master = MasterKey::generate();
-        let foreign = ims_identity::keys::KeyRing::load(
-            vec![ims_identity::keys::generate(Algorithm::ES256, &master, now, now).unwrap()],
+        let foreign = ims_core::keys::KeyRing::load(
+            vec![ims_core::keys::generate(Algorithm::ES256, &master, now, now).unwrap()],
             &master,
             None,
         )
         .unwrap();
         let mut claims = claims(&good);
         let other_key =
-            ims_identity::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
+            ims_core::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
         // Re-signed with the IMS's own key, claims altered.
-        let ring = ims_identity::keys::KeyRing::load(
+        let ring = ims_core::keys::KeyRing::load(
             ims_identity::store::KeyStore::keys(&*h.store).await.unwrap(),
             &h.master,
             None,
@@ -3263,13 +3259,13 @@ mod bearer {
         .unwrap();
         let signer = ring.signer(Algorithm::ES256, now).unwrap();
         claims["exp"] = json!(now.secs() - 3600);
-        let expired = ims_identity::jose::sign(&claims, signer).unwrap();
+        let expired = ims_core::jose::sign(&claims, signer).unwrap();
         let mut c2 = super::claims(&good);
         c2["iss"] = json!("https://evil.example");
-        let wrong_issuer = ims_identity::jose::sign(&c2, signer).unwrap();
+        let wrong_issuer = ims_core::jose::sign(&c2, signer).unwrap();
         let mut c3 = super::claims(&good);
         c3["type"] = json!("id_token");
-        let other_type = ims_identity::jose::sign(&c3, signer).unwrap();
+        let other_type = ims_core::jose::sign(&c3, signer).unwrap();
         for (what, token) in [
             ("other key", other_key),
             ("expired", expired),
@@ -3666,8 +3662,8 @@ mod people {
 mod people_security {
     use super::people::*;
     use super::*;
+    use ims_core::lockout::ThrottleStore as _;
     use ims_identity::service::{ClientAuth, TokenRequest};
-    use ims_identity::store::ThrottleStore as _;
 
     use super::people::claims;
     use ims_identity::service::FREE_FAILURES;
@@ -3887,10 +3883,7 @@ mod people_security {
             .ims
             .token(&code_request(&client, &code), &ctx_at(61))
             .await;
-        assert!(
-            matches!(late, Err(ims_identity::Error::InvalidGrant(_))),
-            "{late:?}"
-        );
+        assert!(matches!(late, Err(ims_core::Error::InvalidGrant(_))), "{late:?}");
         let (status, body) = redeem(&h, &client, &code).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         // SECURITY 11: 256-bit codes, recognisable prefix.
@@ -4041,10 +4034,7 @@ mod people_security {
                 ..code_request(&client, "")
             };
             let late = h.state.ims.token(&req, &ctx_at(31 * 86_400)).await;
-            assert!(
-                matches!(late, Err(ims_identity::Error::InvalidGrant(_))),
-                "{late:?}"
-            );
+            assert!(matches!(late, Err(ims_core::Error::InvalidGrant(_))), "{late:?}");
             h.cleanup().await;
         }
     }
@@ -4791,7 +4781,7 @@ mod restrictions {
                 !inst.apply_switches(&switches(true, true), &ctx).await.unwrap(),
                 "the same switches again change nothing"
             );
-            let audit = ims_identity::store::AuditStore::audit(
+            let audit = ims_core::audit::AuditStore::audit(
                 inst.store().as_ref(),
                 &AuditQuery {
                     action_prefix: Some("instance.restrictions".into()),
@@ -5055,7 +5045,7 @@ mod restrictions {
             };
             let count = inst.store().operator_count().await.unwrap();
             let audit_len = || async {
-                ims_identity::store::AuditStore::audit(
+                ims_core::audit::AuditStore::audit(
                     inst.store().as_ref(),
                     &AuditQuery {
                         action_prefix: None,
@@ -5123,12 +5113,9 @@ mod restrictions {
             );
             let admin = inst.store().operator_by_login("admin").await.unwrap().unwrap();
             assert!(
-                ims_identity::password::verify(
-                    &Secret::new(PASSWORD),
-                    admin.password_hash.as_deref().unwrap()
-                )
-                .await
-                .unwrap(),
+                ims_core::password::verify(&Secret::new(PASSWORD), admin.password_hash.as_deref().unwrap())
+                    .await
+                    .unwrap(),
                 "admin's password is untouched"
             );
             finish(cleanup).await;
@@ -5348,7 +5335,7 @@ mod umapi {
         // The creation is audited with who made it.
         let events = h
             .store
-            .audit(&ims_identity::store::AuditQuery {
+            .audit(&ims_core::audit::AuditQuery {
                 action_prefix: Some("profile.create".into()),
                 limit: 10,
             })
@@ -7701,7 +7688,7 @@ mod developer {
             }
         }
         assert!(
-            matches!(refused, Some(ims_identity::Error::Conflict(_))),
+            matches!(refused, Some(ims_core::Error::Conflict(_))),
             "{refused:?}"
         );
         let held = h.store.client_with_secrets(id).await.unwrap().unwrap().1.len();
@@ -7717,9 +7704,7 @@ mod connect {
     use super::restrictions::finish;
     use super::umapi::marketing;
     use super::*;
-    use ims_campaign::connect::{
-        AssociationMask, HttpKeys, ImsAccount, ImsHttp, DEFAULT_SCOPES, NO_MATCHING_RIGHT,
-    };
+    use ims_campaign::connect::{HttpKeys, ImsAccount, ImsHttp, DEFAULT_SCOPES, NO_MATCHING_RIGHT};
     use ims_campaign::model::AuthType;
     use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
     use ims_campaign::signin::Connection;
@@ -7727,6 +7712,7 @@ mod connect {
     use ims_identity::model::ClientType;
     use ims_identity::store::{DirectoryStore as _, GrantStore as _};
     use ims_identity::umapi::Change;
+    use ims_wire::association::AssociationMask;
 
     /// Where the test instance says it is.
     const INSTANCE: &str = "https://127.0.0.1:1";
@@ -7988,8 +7974,8 @@ mod connect {
         html
     }
 
-    async fn audit(inst: &Instance, prefix: &str) -> Vec<ims_identity::model::AuditEvent> {
-        ims_identity::store::AuditStore::audit(
+    async fn audit(inst: &Instance, prefix: &str) -> Vec<ims_core::audit::AuditEvent> {
+        ims_core::audit::AuditStore::audit(
             inst.store().as_ref(),
             &AuditQuery {
                 action_prefix: Some(prefix.into()),
@@ -8911,7 +8897,7 @@ mod connect {
     /// (which it publishes) with `email_verified: false`, the real IMS behind it.
     struct UnverifiedEmails {
         inner: InProcessIms,
-        ring: ims_identity::keys::KeyRing,
+        ring: ims_core::keys::KeyRing,
         /// Re-signed access token -> the real one (for the profile endpoint).
         originals: std::sync::Mutex<std::collections::HashMap<String, String>>,
     }
@@ -8920,10 +8906,10 @@ mod connect {
         fn new(app: Router) -> Self {
             let master = MasterKey::generate();
             let now = Now::system();
-            let key = ims_identity::keys::generate(Algorithm::RS256, &master, now, now).unwrap();
+            let key = ims_core::keys::generate(Algorithm::RS256, &master, now, now).unwrap();
             UnverifiedEmails {
                 inner: InProcessIms(app),
-                ring: ims_identity::keys::KeyRing::load(vec![key], &master, None).unwrap(),
+                ring: ims_core::keys::KeyRing::load(vec![key], &master, None).unwrap(),
                 originals: Default::default(),
             }
         }
@@ -8932,7 +8918,7 @@ mod connect {
             let mut claims = super::people::claims(token);
             change(&mut claims);
             let signer = self.ring.signer(Algorithm::RS256, Now::system()).unwrap();
-            ims_identity::jose::sign(&claims, signer).unwrap()
+            ims_core::jose::sign(&claims, signer).unwrap()
         }
     }
 
@@ -9397,7 +9383,7 @@ mod migration_api {
                     native_api_disabled: false,
                     allow_list: vec![],
                 },
-                &ims_identity::model::Context::new(Now::system(), "test"),
+                &ims_core::audit::Context::new(Now::system(), "test"),
             )
             .await
             .unwrap();
@@ -9408,7 +9394,7 @@ mod migration_api {
             assert!(out[0].2.contains("locked down"), "{out:?}");
             let migrated: Vec<String> = {
                 inst.store()
-                    .audit(&ims_identity::store::AuditQuery {
+                    .audit(&ims_core::audit::AuditQuery {
                         action_prefix: Some("operator.migrate".into()),
                         limit: 10,
                     })
@@ -9515,7 +9501,7 @@ mod migration_api {
             .update_operator(
                 &op,
                 false,
-                &ims_identity::model::Context::new(ims_identity::Now::from_millis(1), "test").event(
+                &ims_core::audit::Context::new(ims_core::Now::from_millis(1), "test").event(
                     "operator.update",
                     "lee",
                     "success",
@@ -9638,7 +9624,7 @@ mod migration_api {
     #[tokio::test]
     async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
         use super::instance::{csrf_in, page};
-        use ims_identity::store::AuditQuery;
+        use ims_core::audit::AuditQuery;
         const PATH: &str = "/console/migration/emails";
         for db in [Db::Sqlite, Db::Postgres] {
             let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
@@ -9652,7 +9638,7 @@ mod migration_api {
             lee.login = "lee".into();
             lee.label = "<b>Lee</b>".into();
             lee.email = None;
-            let ctx = ims_identity::model::Context::new(Now::from_millis(0), "test");
+            let ctx = ims_core::audit::Context::new(Now::from_millis(0), "test");
             inst.store()
                 .create_operator(&lee, &ctx.event("operator.create", "lee", "success", json!({})))
                 .await

@@ -3,7 +3,7 @@
 //! `taskset -c 0 cargo run --release -p ims-identity --example argon2_rate [seconds]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ims_identity::secret::Secret;
+use ims_core::secret::Secret;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -17,11 +17,11 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let password = Secret::new("a benchmark passphrase");
-        let hash = ims_identity::password::hash(&password).await.unwrap();
+        let hash = ims_core::password::hash(&password).await.unwrap();
         let start = Instant::now();
         let mut n = 0u64;
         while start.elapsed() < Duration::from_secs_f64(secs) {
-            assert!(ims_identity::password::verify(&password, &hash).await.unwrap());
+            assert!(ims_core::password::verify(&password, &hash).await.unwrap());
             n += 1;
         }
         println!(

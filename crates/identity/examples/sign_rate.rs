@@ -2,8 +2,8 @@
 //! Run pinned to one core: `taskset -c 0 cargo run --release -p ims-identity --example sign_rate`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ims_identity::keys::{generate, Algorithm, KeyRing, MasterKey};
-use ims_identity::Now;
+use ims_core::keys::{generate, Algorithm, KeyRing, MasterKey};
+use ims_core::Now;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -21,7 +21,7 @@ fn main() {
         let mut n = 0u64;
         while start.elapsed() < Duration::from_secs_f64(secs) {
             for _ in 0..50 {
-                std::hint::black_box(ims_identity::jose::sign(&claims, key).unwrap());
+                std::hint::black_box(ims_core::jose::sign(&claims, key).unwrap());
             }
             n += 50;
         }

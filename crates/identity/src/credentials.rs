@@ -4,12 +4,14 @@
 use serde_json::json;
 use std::sync::Arc;
 
-use crate::clock::Now;
 use crate::developer::{self, Service};
-use crate::error::{Error, Result};
-use crate::model::{uuid_like, ClientSecretRecord, Context, OAuthClient};
-use crate::secret::{self, Secret, CLIENT_SECRET_PREFIX};
+use crate::model::{ClientSecretRecord, OAuthClient};
 use crate::store::{NewTechnicalAccount, Store};
+use ims_core::audit::Context;
+use ims_core::clock::Now;
+use ims_core::error::{Error, Result};
+use ims_core::secret::uuid_like;
+use ims_core::secret::{self, Secret, CLIENT_SECRET_PREFIX};
 
 /// A credential just created or a secret just added: the only time the secret is seen.
 #[derive(Clone, Debug)]

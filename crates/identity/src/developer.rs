@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Now;
-use crate::error::{Error, Result};
+use ims_core::clock::Now;
+use ims_core::error::{Error, Result};
 
 /// The Campaign API: its credentials' technical accounts call instances with bearer tokens;
 /// what they may do comes from the product profiles they hold ("license configs").
@@ -146,7 +146,7 @@ pub const UNSHOWN_SECRET_SECS: i64 = 24 * 3600;
 
 /// A new numeric id: 18 digits, never starting with 0.
 pub fn new_id() -> String {
-    let n = u64::from_be_bytes(crate::secret::random_bytes::<8>());
+    let n = u64::from_be_bytes(ims_core::secret::random_bytes::<8>());
     (100_000_000_000_000_000 + n % 900_000_000_000_000_000).to_string()
 }
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Now;
+use ims_core::Now;
 
 /// The product context of the Campaign instances (a wire value clients check).
 pub const CAMPAIGN_PRODUCT_CONTEXT: &str = ims_wire::names::CAMPAIGN_PRODUCT_CONTEXT;

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::error::Error;
+use ims_core::error::Error;
 
 /// Most rows one import takes.
 pub const MAX_ROWS: usize = 1000;

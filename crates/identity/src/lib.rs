@@ -3,27 +3,17 @@
 //! through the HTTP crate.
 
 pub mod admin;
-pub mod clock;
 pub mod credentials;
 pub mod developer;
 pub mod directory;
-pub mod error;
 pub mod grants;
 pub mod import;
-pub mod jose;
-pub mod keys;
-pub mod lockout;
 pub mod model;
 pub mod oidc;
-pub mod password;
 pub mod people;
 pub mod scope;
-pub mod secret;
 pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod totp;
 pub mod umapi;
-
-pub use clock::Now;
-pub use error::{Error, Result, StoreError};

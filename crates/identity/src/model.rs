@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Now;
-use crate::error::{Error, Result};
-use crate::secret::random_hex_upper;
+use ims_core::clock::Now;
+use ims_core::error::{Error, Result};
+use ims_core::secret::random_hex_upper;
 
 /// Suffix of organisation ids. A wire value the vendor's clients check, kept for compatibility.
 pub const ORG_SUFFIX: &str = "@AdobeOrg";
@@ -23,7 +23,7 @@ pub struct Organization {
 
 impl Organization {
     pub fn new(name: &str, now: Now) -> Self {
-        let digits = u64::from_be_bytes(crate::secret::random_bytes::<8>());
+        let digits = u64::from_be_bytes(ims_core::secret::random_bytes::<8>());
         Organization {
             org_id: format!("{}{ORG_SUFFIX}", random_hex_upper(12)),
             numeric_id: i64::try_from(100_000 + digits % 900_000).unwrap_or(100_000),
@@ -141,11 +141,11 @@ impl OAuthClient {
         }
         let ta = random_hex_upper(12);
         Ok(OAuthClient {
-            client_id: crate::secret::random_hex(16),
+            client_id: ims_core::secret::random_hex(16),
             org_id: org_id.to_owned(),
             name: name.to_owned(),
             technical_account_id: format!("{ta}@techacct.{domain}"),
-            technical_account_email: format!("{}@techacct.{domain}", uuid_like()),
+            technical_account_email: format!("{}@techacct.{domain}", ims_core::secret::uuid_like()),
             scopes,
             grant_types: vec![GrantType::ClientCredentials],
             disabled: false,
@@ -330,72 +330,6 @@ impl User {
             updated_at: now,
         }
     }
-}
-
-/// One line of the audit log. Never holds secret material.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    pub at: Now,
-    /// Who acted: `cli:<unix user>`, `admin:<email>`, `client:<client id>`, `system`.
-    pub actor: String,
-    /// Stable code, e.g. `credential.create`, `token.client_credentials`.
-    pub action: String,
-    pub target: String,
-    /// `success` or `failure`.
-    pub outcome: String,
-    /// Source address, when the change came over the network.
-    pub source: Option<String>,
-    pub request_id: Option<String>,
-    pub details: serde_json::Value,
-}
-
-/// Who is acting and from where: the part of a request the audit log needs.
-#[derive(Clone, Debug)]
-pub struct Context {
-    pub now: Now,
-    pub actor: String,
-    pub source: Option<String>,
-    pub request_id: Option<String>,
-}
-
-impl Context {
-    pub fn new(now: Now, actor: impl Into<String>) -> Self {
-        Context {
-            now,
-            actor: actor.into(),
-            source: None,
-            request_id: None,
-        }
-    }
-
-    pub fn event(&self, action: &str, target: &str, outcome: &str, details: serde_json::Value) -> AuditEvent {
-        AuditEvent {
-            at: self.now,
-            actor: self.actor.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            outcome: outcome.to_owned(),
-            source: self.source.clone(),
-            request_id: self.request_id.clone(),
-            details,
-        }
-    }
-}
-
-/// 128 random bits in the 8-4-4-4-12 layout (version 4 bits set), for ids that look like UUIDs.
-pub fn uuid_like() -> String {
-    let mut b = crate::secret::random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::secret::hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::model::{ClientType, OAuthClient};
+use ims_core::error::{Error, Result};
+use ims_core::net::is_loopback_host;
 
 /// Longest redirect URI, state, nonce or login hint we keep.
 pub const MAX_PARAM: usize = 2048;
@@ -48,15 +49,6 @@ pub enum AuthorizeError {
         description: String,
         state: Option<String>,
     },
-}
-
-/// Whether `host` is the local machine (127.0.0.0/8, ::1, `localhost`).
-pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-    }
 }
 
 /// What a client may register: an absolute URI without fragment or user information; https, or
@@ -132,17 +124,11 @@ pub fn valid_challenge(c: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
-/// The S256 challenge of a verifier (for the IMS's own clients).
-pub fn pkce_challenge(verifier: &str) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
+pub use ims_core::secret::pkce_challenge;
 
 /// Whether `verifier` answers `challenge` (S256), in constant time.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    valid_verifier(verifier) && crate::secret::equal_ct(&pkce_challenge(verifier), challenge)
+    valid_verifier(verifier) && ims_core::secret::equal_ct(&pkce_challenge(verifier), challenge)
 }
 
 /// The request's parameters, each at most once.
@@ -335,7 +321,7 @@ mod tests {
             uris.iter().map(|u| u.to_string()).collect(),
             vec!["openid".into(), "email".into(), "profile".into()],
             "ims.test",
-            crate::Now::from_millis(0),
+            ims_core::Now::from_millis(0),
         )
         .unwrap()
     }

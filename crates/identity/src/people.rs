@@ -5,10 +5,11 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use crate::error::{Error, Result, StoreError};
-use crate::model::{Context, IdentityType, User, UserStatus};
-use crate::secret::Secret;
+use crate::model::{IdentityType, User, UserStatus};
 use crate::store::Store;
+use ims_core::audit::Context;
+use ims_core::error::{Error, Result, StoreError};
+use ims_core::secret::Secret;
 
 /// The password policy (NIST SP 800-63B, OWASP ASVS): at least 8 characters (15 recommended),
 /// long passphrases welcome, no composition rules, never truncated, and not one of the common
@@ -57,16 +58,7 @@ pub fn check_password(password: &Secret, email: &str) -> Result<()> {
 
 /// An email address as people type it: one `@`, text either side, a dot in the domain, no spaces.
 pub fn check_email(email: &str) -> Result<()> {
-    let ok = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && local.len() <= 64
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-        });
+    let ok = ims_wire::email::is_email(email);
     if ok {
         Ok(())
     } else {
@@ -136,7 +128,7 @@ pub async fn create_user(store: &dyn Store, org_id: &str, new: NewUser, ctx: &Co
         }
         (Some(p), _) => {
             check_password(p, email)?;
-            user.password_hash = Some(crate::password::hash(p).await?);
+            user.password_hash = Some(ims_core::password::hash(p).await?);
         }
         (None, _) => {}
     }
@@ -193,7 +185,7 @@ pub async fn change_user(
                 ));
             }
             check_password(p, &user.email)?;
-            user.password_hash = Some(crate::password::hash(p).await?);
+            user.password_hash = Some(ims_core::password::hash(p).await?);
             ("user.password", json!({}), true)
         }
         UserChange::EndSessions => ("user.end_sessions", json!({}), true),
@@ -222,7 +214,7 @@ pub async fn password_reset_link(store: &dyn Store, user_id: &str, ctx: &Context
             "a federated identity has no password here",
         ));
     }
-    let token = crate::secret::generate("imspr_");
+    let token = ims_core::secret::generate("imspr_");
     let event = ctx.event(
         "user.password_reset_link",
         &user.user_id,
@@ -231,7 +223,7 @@ pub async fn password_reset_link(store: &dyn Store, user_id: &str, ctx: &Context
     );
     store
         .insert_password_reset(
-            &crate::secret::digest_hex(token.expose()),
+            &ims_core::secret::digest_hex(token.expose()),
             &user.user_id,
             ctx.now,
             ctx.now.plus_secs(RESET_LINK_SECS),
@@ -246,7 +238,7 @@ pub async fn reset_link_user(store: &dyn Store, token: &str, ctx: &Context) -> R
     let expired =
         || Error::NotFound("this link has expired or was used; ask your administrator for a new one".into());
     let user_id = store
-        .password_reset(&crate::secret::digest_hex(token), ctx.now)
+        .password_reset(&ims_core::secret::digest_hex(token), ctx.now)
         .await?
         .ok_or_else(expired)?;
     store.user(&user_id).await?.ok_or_else(expired)
@@ -258,7 +250,7 @@ pub async fn reset_password(store: &dyn Store, token: &str, password: Secret, ct
     let user = reset_link_user(store, token, ctx).await?;
     check_password(&password, &user.email)?;
     store
-        .take_password_reset(&crate::secret::digest_hex(token), ctx.now)
+        .take_password_reset(&ims_core::secret::digest_hex(token), ctx.now)
         .await?
         .ok_or_else(|| {
             Error::NotFound("this link has expired or was used; ask your administrator for a new one".into())
@@ -278,7 +270,7 @@ pub struct TotpEnrolment {
 /// new recovery codes (the old ones stop working).
 pub async fn enrol_totp(
     store: &dyn Store,
-    master: &crate::keys::MasterKey,
+    master: &ims_core::keys::MasterKey,
     user_id: &str,
     issuer_name: &str,
     ctx: &Context,

@@ -1,7 +1,7 @@
 //! Scope lists. The vendor's clients send them comma-separated (`openid,AdobeID`), standard clients
 //! space-separated; both are accepted, mixed too. Output uses commas, as the vendor's tokens do.
 
-use crate::error::{Error, Result};
+use ims_core::error::{Error, Result};
 
 /// Longest scope list accepted, in bytes.
 pub const MAX_SCOPE_LEN: usize = 4096;

@@ -7,21 +7,23 @@ use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::clock::Now;
-use crate::error::{Error, Result};
-use crate::jose::{self, Expectations, JwtError};
-use crate::keys::{self, Algorithm, KeyRing, MasterKey};
-use crate::model::{uuid_like, Context, GrantType, OAuthClient, Organization, User};
-use crate::secret::{self, Secret};
+use crate::model::{GrantType, OAuthClient, Organization, User};
 use crate::store::{AuditQuery, Store};
+use ims_core::audit::Context;
+use ims_core::clock::Now;
+use ims_core::error::{Error, Result};
+use ims_core::jose::{self, Expectations, JwtError};
+use ims_core::keys::{self, Algorithm, KeyRing, MasterKey};
+use ims_core::secret::uuid_like;
+use ims_core::secret::{self, Secret};
 
 mod code_flow;
 pub mod developer;
 pub mod directory;
 mod signin;
 
-pub use crate::lockout::{ADDRESS_FREE_FAILURES, FREE_FAILURES};
 pub use code_flow::UserInfo;
+pub use ims_core::lockout::{ADDRESS_FREE_FAILURES, FREE_FAILURES};
 pub use signin::{Authorized, PostLogout, SignInPage, SignInStep, StepOutcome};
 
 /// The `as` claim. A wire value aio-lib-ims checks (`ims-na1` or `ims-na1-stg1`), kept as is.
@@ -733,7 +735,7 @@ impl Ims {
         Ok(out)
     }
 
-    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<crate::model::AuditEvent>> {
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<ims_core::audit::AuditEvent>> {
         Ok(self.store.audit(query).await?)
     }
 }
@@ -753,7 +755,7 @@ pub async fn bootstrap(
     let org = Organization::new(org_name, ctx.now);
     let password = admin_password.unwrap_or_else(|| secret::generate(""));
     let mut admin = User::new(&org.org_id, admin_email, "System", "Administrator", ctx.now);
-    admin.password_hash = Some(crate::password::hash(&password).await?);
+    admin.password_hash = Some(ims_core::password::hash(&password).await?);
     admin.system_admin = true;
     let event = ctx.event(
         "org.bootstrap",

@@ -7,16 +7,18 @@
 use async_trait::async_trait;
 use std::collections::BTreeSet;
 
-use crate::clock::Now;
 use crate::developer::{Placement, Project, Workspace};
 use crate::directory::{Group, HeldProfile, Membership, ProductInstance, RoleGrant};
-use crate::error::StoreError;
 use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
-use crate::keys::StoredKey;
-use crate::model::{AuditEvent, ClientSecretRecord, OAuthClient, Organization, User};
+use crate::model::{ClientSecretRecord, OAuthClient, Organization, User};
 use crate::umapi::{Change, Snapshot};
+use ims_core::audit::AuditEvent;
+use ims_core::clock::Now;
+use ims_core::keys::StoredKey;
 
-pub type StoreResult<T> = std::result::Result<T, StoreError>;
+pub use ims_core::audit::{AuditQuery, AuditStore};
+pub use ims_core::error::StoreResult;
+pub use ims_core::lockout::ThrottleStore;
 
 #[async_trait]
 pub trait OrgStore: Send + Sync {
@@ -60,31 +62,6 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Uses up a reset link: of concurrent calls one gets the user id.
     async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
-}
-
-/// Failed sign-ins, counted per organisation and lower-cased email.
-#[async_trait]
-pub trait ThrottleStore: Send + Sync {
-    /// Lets one sign-in attempt in unless a lock is in force, in one statement, so that
-    /// concurrent attempts are decided one at a time. An admitted attempt counts as a failure
-    /// until a success clears the counter, and locks for `lock_ms[count - 1]` from now (the last
-    /// entry beyond); a refused one changes nothing. A counter starts over after `reset_secs`
-    /// without attempts. Returns whether this attempt (`attempt_id`) was let in, and the count.
-    async fn admit_attempt(
-        &self,
-        org_id: &str,
-        email_lower: &str,
-        now: Now,
-        reset_secs: i64,
-        lock_ms: &[i64],
-        attempt_id: &str,
-    ) -> StoreResult<(bool, u32)>;
-    /// Failures so far and the lock in force, if any failures are recorded.
-    async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>>;
-    async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()>;
-    /// Takes one admitted attempt back (a success on a shared counter); below `free` attempts no
-    /// lock stands.
-    async fn forgive_attempt(&self, org_id: &str, key: &str, free: u32) -> StoreResult<()>;
 }
 
 /// Sign-in flows, browser sessions, codes and refresh tokens (see [`crate::grants`]).
@@ -227,19 +204,6 @@ pub trait RevocationStore: Send + Sync {
     ) -> StoreResult<()>;
     async fn is_revoked(&self, token_id: &str) -> StoreResult<bool>;
     async fn purge_revocations(&self, now: Now) -> StoreResult<u64>;
-}
-
-/// A query over the audit log, newest first.
-#[derive(Clone, Debug, Default)]
-pub struct AuditQuery {
-    pub action_prefix: Option<String>,
-    pub limit: u32,
-}
-
-#[async_trait]
-pub trait AuditStore: Send + Sync {
-    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
-    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
 }
 
 /// Schema state, for readiness.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::Now;
+use ims_core::Now;
 
 /// Most keys remembered; past it, keys whose bucket is full again are forgotten first.
 const MAX_KEYS: usize = 10_000;

@@ -3,8 +3,8 @@
 
 use aws_lc_rs::hmac;
 
-use crate::clock::Now;
-use crate::secret::{self, Secret};
+use ims_core::clock::Now;
+use ims_core::secret::{self, Secret};
 
 pub const STEP_SECS: i64 = 30;
 pub const DIGITS: u32 = 6;

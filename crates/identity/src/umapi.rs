@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::directory::{check_group_name, Group, GroupKind};
 use crate::model::{IdentityType, User, UserStatus};
-use crate::Now;
+use ims_core::Now;
 
 /// Most entries in one request, and steps in one entry (the vendor's limits).
 pub const MAX_ENTRIES: usize = 10;

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ims_campaign::connect::email_key;
-use ims_campaign::rights::BUILTIN_OPERATORS;
-use ims_campaign::service::CONSOLE_LOGON;
-use ims_campaign::signin::CONSOLE_IMS_LOGON;
+use ims_wire::email::email_key;
 use ims_wire::migration::{InstanceFacts, OperatorFacts, UsageFacts};
+use ims_wire::names::CONSOLE_IMS_LOGON;
+use ims_wire::names::CONSOLE_LOGON;
+use ims_wire::operators::BUILTIN_OPERATORS;
 use serde::{Deserialize, Serialize};
 
 /// What an operator is, for the migration.
@@ -224,7 +224,7 @@ fn api_usage(usage: &[UsageFacts]) -> ApiUsage {
 
 /// Whether `email` can name an IMS identity (the IMS's own rule).
 pub fn email_syntax_ok(email: &str) -> bool {
-    ims_identity::people::check_email(email.trim()).is_ok()
+    ims_wire::email::is_email(email.trim())
 }
 
 /// Each operator's email status; duplicates are counted over every operator, whatever its type.

@@ -4,7 +4,7 @@
 //! it. Either is a blocker that only `--force` overrides, and the plan, the journal and the
 //! instance record that it was forced and why.
 
-use ims_identity::Now;
+use ims_core::Now;
 use ims_wire::migration::{Completion, InstanceFacts, OperatorFacts};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,7 @@ pub fn losing_native(ops: &[OperatorFacts], allow: &[String], current: &[String]
     let list = if allow.is_empty() { current } else { allow };
     ops.iter()
         .filter(|o| o.auth_type == "native" && !o.disabled)
-        .filter(|o| !ims_campaign::restrictions::allow_listed(list, &o.login))
+        .filter(|o| !ims_wire::operators::allow_listed(list, &o.login))
         .map(|o| o.login.clone())
         .collect()
 }

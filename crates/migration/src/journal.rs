@@ -5,8 +5,8 @@
 //! operations tolerate (each is idempotent or conditional).
 
 use async_trait::async_trait;
-use ims_identity::store::StoreResult;
-use ims_identity::Now;
+use ims_core::Now;
+use ims_core::StoreResult;
 use serde::{Deserialize, Serialize};
 
 /// A plan as stored: its body is the reviewable JSON the administrator saw.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ims_campaign::connect::email_key;
+use ims_wire::email::email_key;
 use ims_wire::migration::EmailAssignment;
 
 use crate::assess::email_syntax_ok;
@@ -199,7 +199,7 @@ pub fn profile_name(mask: &str, group: &str) -> Option<String> {
             }
         }
     }
-    let parsed = ims_campaign::connect::AssociationMask::parse(mask).ok()?;
+    let parsed = ims_wire::association::AssociationMask::parse(mask).ok()?;
     (replaced && parsed.captured(&out) == Some(group)).then_some(out)
 }
 
@@ -234,7 +234,7 @@ pub fn profiles_for(
         }
     }
     if kind == "message_center" {
-        for (alias, group) in ims_campaign::rights::PROFILE_GROUP_ALIASES {
+        for (alias, group) in ims_wire::rights::PROFILE_GROUP_ALIASES {
             if let Some(g) = groups.iter().find(|g| g.name == *group) {
                 specs.push(ProfileSpec {
                     name: format!("campaign - {instance} - {alias}"),
@@ -309,7 +309,7 @@ fn right_group_name(rights: &[String]) -> String {
     if full.len() <= 64 {
         return full;
     }
-    let digest = ims_identity::secret::digest_hex(&full);
+    let digest = ims_core::secret::digest_hex(&full);
     let head: String = full.chars().take(64 - 13).collect();
     format!("{head}-{}", &digest[..12])
 }
@@ -358,7 +358,7 @@ pub fn right_groups(
         .map(|(rights, members)| {
             let labels: Vec<&str> = rights
                 .iter()
-                .map(|r| ims_campaign::rights::right(r).map_or(r.as_str(), |n| n.label))
+                .map(|r| ims_wire::rights::right(r).map_or(r.as_str(), |n| n.label))
                 .collect();
             ims_wire::migration::NewGroup {
                 name: right_group_name(&rights),
@@ -432,7 +432,7 @@ mod right_group_tests {
         );
         assert_eq!(req.groups[1].label, "Direct rights: EXPORT, SQL SCRIPT EXECUTION");
         assert_eq!(req.groups[1].rights, ["export", "sql"]);
-        let many: Vec<String> = ims_campaign::rights::NAMED_RIGHTS
+        let many: Vec<String> = ims_wire::rights::NAMED_RIGHTS
             .iter()
             .map(|r| r.name.to_owned())
             .collect();

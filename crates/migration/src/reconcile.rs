@@ -7,8 +7,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use ims_campaign::connect::{email_key, right_named, AssociationMask};
+use ims_wire::association::AssociationMask;
+use ims_wire::email::email_key;
 use ims_wire::migration::{InstanceFacts, OperatorFacts};
+use ims_wire::rights::right_named;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ImsUser, ProfileDetail};
@@ -26,7 +28,7 @@ impl Record {
     /// The per-operator digest compared across the two sides.
     pub fn digest(&self) -> String {
         let text = serde_json::to_string(self).unwrap_or_default();
-        ims_identity::secret::digest_hex(&text)[..16].to_owned()
+        ims_core::secret::digest_hex(&text)[..16].to_owned()
     }
 }
 
@@ -80,16 +82,6 @@ pub fn ims_record(
     mask: &AssociationMask,
     facts: &InstanceFacts,
 ) -> Record {
-    let instance_groups: Vec<ims_campaign::model::OperatorGroup> = facts
-        .groups
-        .iter()
-        .map(|g| ims_campaign::model::OperatorGroup {
-            id: 0,
-            name: g.name.clone(),
-            label: g.label.clone(),
-            rights: g.rights.clone(),
-        })
-        .collect();
     let mut groups = Vec::new();
     let mut rights = Vec::new();
     for name in &user.groups {
@@ -97,7 +89,7 @@ pub fn ims_record(
         let Some(captured) = mask.captured(&p.name) else {
             continue;
         };
-        if let Some(g) = ims_campaign::connect::group_named(captured, &instance_groups) {
+        if let Some(g) = ims_wire::association::group_named(captured, &facts.groups) {
             groups.push(g.name.clone());
             rights.extend(g.rights.iter().cloned());
         }

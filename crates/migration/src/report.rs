@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::assess::Assessment;
 
 fn day(ms: Option<i64>) -> String {
-    ms.map(|m| ims_campaign::time::iso8601(ims_identity::Now::from_millis(m))[..10].to_owned())
+    ms.map(|m| ims_core::time::iso8601(ims_core::Now::from_millis(m))[..10].to_owned())
         .unwrap_or_else(|| "-".into())
 }
 
@@ -102,7 +102,7 @@ pub fn csv(a: &Assessment) -> Result<String, csv::Error> {
         "evidence",
     ])?;
     let time = |ms: Option<i64>| {
-        ms.map(|m| ims_campaign::time::iso8601(ims_identity::Now::from_millis(m)))
+        ms.map(|m| ims_core::time::iso8601(ims_core::Now::from_millis(m)))
             .unwrap_or_default()
     };
     for o in &a.operators {

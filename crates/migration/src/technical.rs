@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use ims_identity::Now;
+use ims_core::Now;
 use ims_wire::migration::{state_digest, InstanceFacts, OperatorFacts};
 use serde::{Deserialize, Serialize};
 

@@ -11,8 +11,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures_util::StreamExt as _;
-use ims_campaign::connect::email_key;
-use ims_identity::Now;
+use ims_core::Now;
+use ims_wire::email::email_key;
 use ims_wire::migration::{state_digest, Access, InstanceFacts, OperatorFacts, SwitchItem, MAX_SWITCH};
 use serde::{Deserialize, Serialize};
 
@@ -294,7 +294,7 @@ pub enum ApplyError {
     #[error(transparent)]
     Service(#[from] Error),
     #[error("the journal: {0}")]
-    Journal(#[from] ims_identity::error::StoreError),
+    Journal(#[from] ims_core::error::StoreError),
     #[error("the integration kit could not be written: {0}")]
     Kit(String),
 }

@@ -5,11 +5,11 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
+use ims_core::audit::AuditEvent;
+use ims_core::error::StoreError;
+use ims_core::Now;
 use ims_identity::developer::{Placement, Project, Workspace};
-use ims_identity::error::StoreError;
-use ims_identity::model::AuditEvent;
 use ims_identity::store::{DeveloperStore, NewTechnicalAccount, StoreResult};
-use ims_identity::Now;
 
 use crate::{
     audit_in, backend_error, begin_write, get, insert_client, insert_secret, lock_client, words, SqlStore,

@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
+use ims_core::audit::AuditEvent;
+use ims_core::error::StoreError;
+use ims_core::Now;
 use ims_identity::directory::{
     AdminRole, Group, GroupKind, HeldProfile, Membership, ProductInstance, RoleGrant,
 };
-use ims_identity::error::StoreError;
-use ims_identity::model::AuditEvent;
 use ims_identity::store::{DirectoryStore, StoreResult, UsersPage};
 use ims_identity::umapi::{Change, GroupState, Snapshot};
-use ims_identity::Now;
 
 use crate::people::write_user;
 use crate::{

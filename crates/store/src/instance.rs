@@ -16,10 +16,10 @@ use ims_campaign::store::{
     UsageStore,
 };
 use ims_campaign::usage::{UsageCounts, UsageKey, UsageSummary};
-use ims_identity::error::StoreError;
-use ims_identity::model::AuditEvent;
+use ims_core::audit::AuditEvent;
+use ims_core::error::StoreError;
+use ims_core::Now;
 use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
-use ims_identity::Now;
 
 use crate::{backend_error, begin_write, connect, migrate, Backend, Connected, Options, WriteTx, Writer};
 
@@ -951,10 +951,10 @@ impl SessionStore for SqlInstanceStore {
     }
 }
 
-/// Native sign-in counters (see `ims_identity::lockout`): per login realm and folded login, and
+/// Native sign-in counters (see `ims_core::lockout`): per login realm and folded login, and
 /// per client address, in the instance's own database.
 #[async_trait]
-impl ims_identity::store::ThrottleStore for SqlInstanceStore {
+impl ims_core::lockout::ThrottleStore for SqlInstanceStore {
     async fn admit_attempt(
         &self,
         scope: &str,

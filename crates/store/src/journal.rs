@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
-use ims_identity::error::StoreError;
-use ims_identity::store::StoreResult;
-use ims_identity::Now;
+use ims_core::error::StoreError;
+use ims_core::Now;
+use ims_core::StoreResult;
 use ims_migration::journal::{Journal, PlanProgress, PlanRecord, StepEnd, StepKey, StepRecord, StepState};
 
 use crate::{backend_error, begin_write, connect, get, migrate, Backend, Connected, Options, Writer};

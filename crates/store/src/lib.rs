@@ -22,17 +22,17 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ims_identity::error::StoreError;
-use ims_identity::keys::StoredKey;
+use ims_core::audit::AuditEvent;
+use ims_core::error::StoreError;
+use ims_core::keys::StoredKey;
+use ims_core::Now;
 use ims_identity::model::{
-    AuditEvent, ClientSecretRecord, ClientType, GrantType, IdentityType, OAuthClient, Organization, User,
-    UserStatus,
+    ClientSecretRecord, ClientType, GrantType, IdentityType, OAuthClient, Organization, User, UserStatus,
 };
 use ims_identity::store::{
     AuditQuery, AuditStore, ClientChangeSignal, ClientStore, KeyStore, OrgStore, RevocationStore,
     SchemaStore, StoreResult,
 };
-use ims_identity::Now;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -4,8 +4,8 @@
 
 use sqlx::AnyPool;
 
-use ims_identity::store::StoreResult;
-use ims_identity::Now;
+use ims_core::Now;
+use ims_core::StoreResult;
 
 use crate::{backend_error, begin_write, get, Writer};
 

@@ -5,7 +5,7 @@
 use sqlx::{AnyConnection, Connection as _, Row as _};
 
 use crate::{backend_error, Backend};
-use ims_identity::error::StoreError;
+use ims_core::error::StoreError;
 
 /// One numbered step, with its text for each backend.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +110,7 @@ fn is_missing_table(message: &str) -> bool {
 pub(crate) async fn run_to(
     pool: &sqlx::AnyPool,
     backend: Backend,
-    now: ims_identity::Now,
+    now: ims_core::Now,
     set: &[Migration],
     version: i64,
 ) -> Result<Vec<i64>, StoreError> {

@@ -4,13 +4,14 @@
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use ims_identity::error::StoreError;
+use ims_core::audit::AuditEvent;
+use ims_core::error::StoreError;
+use ims_core::Now;
 use ims_identity::grants::{
     AuthorizationCode, BrowserSession, FlowStage, RefreshToken, Rotation, SignInFlow,
 };
-use ims_identity::model::{AuditEvent, User};
+use ims_identity::model::User;
 use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
-use ims_identity::Now;
 
 use crate::{
     audit_in, backend_error, begin_write, get, insert_user, user_from, words, SqlStore, USER_COLUMNS,

@@ -3,13 +3,14 @@
 //! the local test database; set it to `skip` to skip PostgreSQL loudly). Each PostgreSQL run gets a
 //! schema of its own, so parallel runs do not collide.
 
-use ims_identity::error::StoreError;
-use ims_identity::keys::{self, Algorithm, MasterKey};
-use ims_identity::model::{AuditEvent, ClientSecretRecord, Context, OAuthClient, Organization, User};
+use ims_core::audit::{AuditEvent, Context};
+use ims_core::error::StoreError;
+use ims_core::keys::{self, Algorithm, MasterKey};
+use ims_core::Now;
+use ims_identity::model::{ClientSecretRecord, OAuthClient, Organization, User};
 use ims_identity::store::{
     AuditQuery, AuditStore, ClientStore, KeyStore, OrgStore, RevocationStore, SchemaStore, UserStore,
 };
-use ims_identity::Now;
 use ims_store::{migrate, Backend, Options, SqlStore};
 use serde_json::json;
 
@@ -73,7 +74,7 @@ async fn sqlite() -> Fixture {
 }
 
 fn fresh_schema() -> String {
-    format!("t_{}", ims_identity::secret::random_hex(8))
+    format!("t_{}", ims_core::secret::random_hex(8))
 }
 
 async fn postgres() -> Option<Fixture> {
@@ -783,12 +784,12 @@ async fn client_changes_by_another_connection_move_the_signal() {
 mod instance {
     use super::*;
     use ims_campaign::model::{AuthPath, AuthType, Operator, UsageEvent};
-    use ims_campaign::rights::DEFAULT_GROUPS;
     use ims_campaign::service::{Caller, Instance, InstanceInfo, InstanceKind};
     use ims_campaign::store::{OperatorStore, SessionStore, SwitchStep, UsageStore};
     use ims_campaign::Build;
-    use ims_identity::secret::Secret;
+    use ims_core::secret::Secret;
     use ims_store::instance::SqlInstanceStore;
+    use ims_wire::rights::DEFAULT_GROUPS;
     use std::sync::Arc;
 
     struct Inst {
@@ -845,7 +846,7 @@ mod instance {
 
     async fn operator(login: &str, password: Option<&str>, groups: &[&str]) -> Operator {
         let hash = match password {
-            Some(p) => Some(ims_identity::password::hash(&Secret::new(p)).await.unwrap()),
+            Some(p) => Some(ims_core::password::hash(&Secret::new(p)).await.unwrap()),
             None => None,
         };
         Operator {
@@ -871,7 +872,7 @@ mod instance {
     #[tokio::test]
     async fn a_batch_of_switches_decides_each_operator_alone_on_both_backends() {
         let ev = |action: &str| {
-            ims_identity::model::Context::new(ims_identity::Now::from_millis(5), "test").event(
+            ims_core::audit::Context::new(ims_core::Now::from_millis(5), "test").event(
                 action,
                 "t",
                 "success",
@@ -894,7 +895,7 @@ mod instance {
                 ["ana", "bob", "cy"]
             );
             assert_eq!(found[0], i.store.operator_by_login("ana").await.unwrap().unwrap());
-            let step = |op: &Operator, read_at: ims_identity::Now, link: &str| SwitchStep {
+            let step = |op: &Operator, read_at: ims_core::Now, link: &str| SwitchStep {
                 id: op.id,
                 read_at,
                 from: AuthType::Native,
@@ -905,7 +906,7 @@ mod instance {
                 access: None,
                 audit: ev("operator.migrate"),
             };
-            let stale = ims_identity::Now::from_millis(found[1].modified_at.millis() - 1);
+            let stale = ims_core::Now::from_millis(found[1].modified_at.millis() - 1);
             // A session of ana's (the first found).
             let session = |digest: &str, auth_path| ims_campaign::model::Session {
                 session_digest: digest.into(),
@@ -973,7 +974,7 @@ mod instance {
                 .store
                 .create_operator(
                     &op,
-                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                         "operator.create",
                         "t",
                         "success",
@@ -994,7 +995,7 @@ mod instance {
                 .store
                 .create_operator(
                     &op,
-                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                         "operator.create",
                         "t",
                         "success",
@@ -1009,7 +1010,7 @@ mod instance {
                 i.store
                     .create_operator(
                         &ghost,
-                        &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                        &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                             "operator.create",
                             "t",
                             "success",
@@ -1040,7 +1041,7 @@ mod instance {
         use ims_campaign::store::RecipientStore as _;
         for i in each().await {
             let audit = |action: &str| {
-                ims_identity::model::Context::new(now(), "test").event(
+                ims_core::audit::Context::new(now(), "test").event(
                     action,
                     "t",
                     "success",
@@ -1162,7 +1163,7 @@ mod instance {
             i.store
                 .create_operator(
                     &operator("jdoe", Some("right password"), &["deliveryOperators"]).await,
-                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                         "operator.create",
                         "t",
                         "success",
@@ -1322,7 +1323,7 @@ mod instance {
 
     #[tokio::test]
     async fn instance_audit_log_is_append_only() {
-        use ims_identity::store::AuditStore as _;
+        use ims_core::audit::AuditStore as _;
         for i in each().await {
             i.store
                 .create_operator(&operator("audited", None, &[]).await, &event("operator.create"))
@@ -1403,7 +1404,7 @@ mod instance {
         i.store
             .create_operator(
                 &disabled,
-                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                     "operator.create",
                     "t",
                     "success",
@@ -1417,7 +1418,7 @@ mod instance {
         i.store
             .create_operator(
                 &ims_op,
-                &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                     "operator.create",
                     "t",
                     "success",
@@ -1450,7 +1451,7 @@ mod instance {
             i.store
                 .create_operator(
                     &operator(login, Some("pw-pw-pw-pw"), &[]).await,
-                    &ims_identity::model::Context::new(ims_identity::Now::from_millis(0), "test").event(
+                    &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
                         "operator.create",
                         "t",
                         "success",
@@ -2090,7 +2091,7 @@ async fn developer_console_on_both_backends() {
             .is_empty());
         let lines = f
             .store
-            .audit(&ims_identity::store::AuditQuery {
+            .audit(&ims_core::audit::AuditQuery {
                 action_prefix: Some("credential.secret.show".into()),
                 limit: 10,
             })

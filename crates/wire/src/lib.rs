@@ -1,8 +1,12 @@
 //! Request and response bodies of the IMS's public APIs, shared by the servers, the CLI and the
 //! tests. Field names are the wire names the vendor's clients expect.
 
+pub mod association;
+pub mod email;
 pub mod migration;
 pub mod names;
+pub mod operators;
+pub mod rights;
 pub mod soap;
 
 use serde::{Deserialize, Serialize};

@@ -138,6 +138,15 @@ pub struct GroupFacts {
     pub rights: Vec<String>,
 }
 
+impl crate::association::NamedGroup for GroupFacts {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
+
 /// `GET /nl/migration/v1/operators?after=ID&limit=N`: operators in id order, with the evidence
 /// of how each signs in and calls.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

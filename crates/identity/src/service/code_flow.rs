@@ -7,12 +7,13 @@ use serde_json::{json, Map, Value};
 
 use super::Ims;
 use super::{ClientAuth, IssuedToken, TokenRequest, AUTHORITY};
-use crate::clock::Now;
-use crate::error::{Error, Result};
 use crate::grants::{RefreshToken, Rotation};
-use crate::jose::{self, Expectations};
-use crate::model::{ClientType, Context, GrantType, OAuthClient, User, UserStatus};
-use crate::secret::{self, Secret};
+use crate::model::{ClientType, GrantType, OAuthClient, User, UserStatus};
+use ims_core::audit::Context;
+use ims_core::clock::Now;
+use ims_core::error::{Error, Result};
+use ims_core::jose::{self, Expectations};
+use ims_core::secret::{self, Secret};
 
 /// Why a family is revoked when a code or refresh token comes back.
 const REUSED: &str = "a code or refresh token was used twice";
@@ -239,7 +240,7 @@ impl Ims {
     ) -> Result<Issued> {
         let now = ctx.now;
         let life = self.settings.people_access_token_secs;
-        let token_id = format!("{}_{}", now.millis(), crate::model::uuid_like());
+        let token_id = format!("{}_{}", now.millis(), ims_core::secret::uuid_like());
         let claims = json!({
             "id": token_id,
             "type": "access_token",

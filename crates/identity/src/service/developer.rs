@@ -26,12 +26,13 @@ use crate::developer::{
     MANAGE_SECRETS_SCOPE, READ_SECRETS_SCOPE, UNSHOWN_SECRET_SECS,
 };
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance};
-use crate::error::Error;
-use crate::model::{ClientSecretRecord, ClientType, Context, OAuthClient, Organization};
-use crate::secret::Secret;
+use crate::model::{ClientSecretRecord, ClientType, OAuthClient, Organization};
 use crate::service::directory::Administrator;
 use crate::store::NewTechnicalAccount;
-use crate::Now;
+use ims_core::audit::Context;
+use ims_core::error::Error;
+use ims_core::secret::Secret;
+use ims_core::Now;
 
 /// Who calls the Developer Console (API or pages). Only [`Ims::console_caller`] and
 /// [`ConsoleCaller::from_administrator`] make one.
@@ -884,7 +885,7 @@ fn hints(integration: &Integration) -> Vec<ListedSecret> {
 }
 
 /// A project's first workspace, and the audit line of the project's creation.
-fn default_workspace(project: &Project, ctx: &Context) -> Result<(Workspace, crate::model::AuditEvent)> {
+fn default_workspace(project: &Project, ctx: &Context) -> Result<(Workspace, ims_core::audit::AuditEvent)> {
     let workspace = Workspace::new(&project.id, DEFAULT_WORKSPACE, DEFAULT_WORKSPACE, "", ctx.now)?;
     let event = ctx.event(
         "project.create",
@@ -915,12 +916,12 @@ fn project_name_for(credential: &str) -> String {
     } else {
         stem
     };
-    format!("{stem}-{}", crate::secret::random_hex(3))
+    format!("{stem}-{}", ims_core::secret::random_hex(3))
 }
 
-fn conflict_as(e: crate::error::StoreError, message: String) -> Error {
+fn conflict_as(e: ims_core::error::StoreError, message: String) -> Error {
     match e {
-        crate::error::StoreError::Conflict(_) => Error::Conflict(message),
+        ims_core::error::StoreError::Conflict(_) => Error::Conflict(message),
         other => other.into(),
     }
 }

@@ -7,11 +7,12 @@ use serde_json::{json, Value};
 
 use super::{Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance, RoleGrant};
-use crate::error::Error;
-use crate::model::{ClientType, Context, User, UserStatus};
+use crate::model::{ClientType, User, UserStatus};
 use crate::store::Store;
 use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
-use crate::Now;
+use ims_core::audit::Context;
+use ims_core::error::Error;
+use ims_core::Now;
 
 /// How far back the audit API pages (older lines stay in the database and in `ims audit`).
 pub const MAX_AUDIT_DEPTH: u64 = 100_000;
@@ -313,7 +314,7 @@ impl Ims {
             }
             match self.store.apply_changes(&admin.org_id, &changes, &audit).await {
                 Ok(()) => return Ok(Ok(umapi::response(&entries, &outcomes, test_only))),
-                Err(crate::error::StoreError::Conflict(e)) => {
+                Err(ims_core::error::StoreError::Conflict(e)) => {
                     tracing::warn!(error = %e, "action request not applied whole: its entries run one by one");
                 }
                 Err(other) => return Err(other.into()),
@@ -332,7 +333,7 @@ impl Ims {
                     let audit = entry_audit(ctx, entry, index, &changes);
                     match self.store.apply_changes(&admin.org_id, &changes, &[audit]).await {
                         Ok(()) => EntryOutcome::Done,
-                        Err(e @ crate::error::StoreError::Conflict(_)) => {
+                        Err(e @ ims_core::error::StoreError::Conflict(_)) => {
                             // Someone else changed the directory in between: this entry is
                             // refused whole and the next ones plan against what is stored.
                             tracing::warn!(error = %e, index, "action entry not applied");
@@ -394,7 +395,7 @@ impl Ims {
         let wanted = page.saturating_add(1).saturating_mul(size).saturating_add(1);
         let events = self
             .store
-            .audit(&crate::store::AuditQuery {
+            .audit(&ims_core::audit::AuditQuery {
                 action_prefix: action_prefix.map(str::to_owned),
                 limit: wanted,
             })
@@ -623,7 +624,7 @@ pub async fn create_product_profile(
         .apply_changes(&instance.org_id, &[Change::CreateGroup(g.clone())], &[audit])
         .await
         .map_err(|e| match e {
-            crate::error::StoreError::Conflict(_) => {
+            ims_core::error::StoreError::Conflict(_) => {
                 Error::Conflict(format!("a group named {name:?} exists"))
             }
             other => other.into(),
@@ -668,7 +669,12 @@ pub async fn update_product_profile(
     Ok(())
 }
 
-fn entry_audit(ctx: &Context, entry: &Entry, index: usize, changes: &[Change]) -> crate::model::AuditEvent {
+fn entry_audit(
+    ctx: &Context,
+    entry: &Entry,
+    index: usize,
+    changes: &[Change],
+) -> ims_core::audit::AuditEvent {
     let (action, target) = match &entry.target {
         Target::User(u) => ("umapi.user", u.as_str()),
         Target::UserGroup(g) => ("umapi.usergroup", g.as_str()),

@@ -4,20 +4,21 @@
 //! session at the end, so the next client signs in without a prompt.
 //!
 //! Passwords and one-time codes are checked under the lock-out of every password path
-//! ([`crate::lockout`], numbers in `docs/SECURITY.md`): counted per organisation and folded
+//! ([`ims_core::lockout`], numbers in `docs/SECURITY.md`): counted per organisation and folded
 //! email and per address before the check; while locked, even the right password is refused,
 //! with the same answer as a wrong one, and the refused attempt changes nothing.
 
 use serde_json::json;
 
 use super::Ims;
-use crate::clock::Now;
-use crate::error::{Error, Result};
 use crate::grants::{AuthorizationCode, BrowserSession, FlowStage, SignInFlow};
-use crate::lockout::{self, account_key, lock_secs};
-use crate::model::{ClientType, Context, IdentityType, OAuthClient, User, UserStatus};
+use crate::model::{ClientType, IdentityType, OAuthClient, User, UserStatus};
 use crate::oidc::{self, AuthorizationRequest, AuthorizeError, Prompt};
-use crate::secret::{self, Secret};
+use ims_core::audit::Context;
+use ims_core::clock::Now;
+use ims_core::error::{Error, Result};
+use ims_core::lockout::{self, account_key, lock_secs};
+use ims_core::secret::{self, Secret};
 
 /// Codes live at most this long (a minute: long enough for a redirect, short for a thief).
 pub const CODE_SECS: i64 = 60;
@@ -340,9 +341,9 @@ impl Ims {
         let user = self.store.user_by_email(org, email).await?;
         let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
             Some(h) => h,
-            None => crate::password::decoy_hash().await?,
+            None => ims_core::password::decoy_hash().await?,
         };
-        let matches = crate::password::verify(password, &hash).await?;
+        let matches = ims_core::password::verify(password, &hash).await?;
         let user = match user {
             Some(u)
                 if matches
@@ -451,9 +452,9 @@ impl Ims {
         let (admitted, failures) = self.admit(&org, &email_lower, ctx).await?;
         let hash = match found.as_ref().and_then(|u| u.password_hash.clone()) {
             Some(h) => h,
-            None => crate::password::decoy_hash().await?,
+            None => ims_core::password::decoy_hash().await?,
         };
-        let matches = crate::password::verify(password, &hash).await?;
+        let matches = ims_core::password::verify(password, &hash).await?;
         match found {
             Some(user)
                 if matches
@@ -474,7 +475,7 @@ impl Ims {
         }
     }
 
-    /// Lets one attempt in unless a lock is in force (see [`crate::lockout`]).
+    /// Lets one attempt in unless a lock is in force (see [`ims_core::lockout`]).
     async fn admit(&self, org: &str, email_lower: &str, ctx: &Context) -> Result<(bool, u32)> {
         Ok(lockout::admit(
             self.store.as_ref(),
@@ -665,7 +666,7 @@ impl Ims {
             created_at: ctx.now,
             expires_at: ctx.now.plus_secs(CODE_SECS),
             consumed_at: None,
-            grant_id: crate::model::uuid_like(),
+            grant_id: ims_core::secret::uuid_like(),
             access_token_id: None,
             replayed_at: None,
         };
@@ -679,7 +680,7 @@ impl Ims {
         &self,
         session: Option<&str>,
         current: &Secret,
-        new: crate::secret::Secret,
+        new: ims_core::secret::Secret,
         ctx: &Context,
     ) -> Result<User> {
         let (user, _) = self
@@ -690,9 +691,9 @@ impl Ims {
         let (admitted, failures) = self.admit(&user.org_id, &email_lower, ctx).await?;
         let hash = match &user.password_hash {
             Some(h) => h.clone(),
-            None => crate::password::decoy_hash().await?,
+            None => ims_core::password::decoy_hash().await?,
         };
-        if !admitted || !crate::password::verify(current, &hash).await? || user.password_hash.is_none() {
+        if !admitted || !ims_core::password::verify(current, &hash).await? || user.password_hash.is_none() {
             self.refused(
                 &email_lower,
                 Some(&user),
@@ -757,7 +758,7 @@ impl Ims {
                 "sub": user_id,
                 "iat": now.secs(),
                 "exp": now.secs() + 120,
-                "jti": crate::model::uuid_like(),
+                "jti": ims_core::secret::uuid_like(),
                 "events": {super::BACKCHANNEL_LOGOUT_EVENT: {}},
                 "type": "logout_token",
             });

@@ -1,7 +1,7 @@
 //! Dates as the instance's clients read them, computed from epoch milliseconds (no time zone
 //! database needed: everything is UTC).
 
-use ims_identity::Now;
+use crate::clock::Now;
 
 /// Civil date from days since 1970-01-01 (proleptic Gregorian).
 fn civil(days: i64) -> (i64, u32, u32) {

@@ -105,3 +105,5 @@ impl From<StoreError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;

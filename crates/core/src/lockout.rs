@@ -6,8 +6,35 @@
 //! account's counter (its caller does, with the success) and takes its attempt back from the
 //! address's.
 
+use async_trait::async_trait;
+
 use crate::clock::Now;
-use crate::store::{StoreResult, ThrottleStore};
+use crate::error::StoreResult;
+
+/// Failed sign-ins, counted per organisation and lower-cased email.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Lets one sign-in attempt in unless a lock is in force, in one statement, so that
+    /// concurrent attempts are decided one at a time. An admitted attempt counts as a failure
+    /// until a success clears the counter, and locks for `lock_ms[count - 1]` from now (the last
+    /// entry beyond); a refused one changes nothing. A counter starts over after `reset_secs`
+    /// without attempts. Returns whether this attempt (`attempt_id`) was let in, and the count.
+    async fn admit_attempt(
+        &self,
+        org_id: &str,
+        email_lower: &str,
+        now: Now,
+        reset_secs: i64,
+        lock_ms: &[i64],
+        attempt_id: &str,
+    ) -> StoreResult<(bool, u32)>;
+    /// Failures so far and the lock in force, if any failures are recorded.
+    async fn failures(&self, org_id: &str, email_lower: &str) -> StoreResult<Option<(u32, Now, Now)>>;
+    async fn clear_failures(&self, org_id: &str, email_lower: &str) -> StoreResult<()>;
+    /// Takes one admitted attempt back (a success on a shared counter); below `free` attempts no
+    /// lock stands.
+    async fn forgive_attempt(&self, org_id: &str, key: &str, free: u32) -> StoreResult<()>;
+}
 
 /// Failures before the first lock.
 pub const FREE_FAILURES: u32 = 5;
@@ -76,7 +103,7 @@ pub async fn admit<S: ThrottleStore + ?Sized>(
     source: Option<&str>,
     now: Now,
 ) -> StoreResult<(bool, u32)> {
-    let attempt = crate::model::uuid_like();
+    let attempt = crate::secret::uuid_like();
     let (account_admitted, failures) = store
         .admit_attempt(
             scope,

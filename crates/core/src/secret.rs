@@ -117,6 +117,28 @@ pub fn hint(secret: &str) -> String {
     format!("{head}_...{tail}")
 }
 
+/// 128 random bits in the 8-4-4-4-12 layout (version 4 bits set), for ids that look like UUIDs.
+pub fn uuid_like() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The S256 PKCE challenge of a verifier (RFC 7636 section 4.2).
+pub fn pkce_challenge(verifier: &str) -> String {
+    let digest = digest::digest(&digest::SHA256, verifier.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,15 +117,14 @@ pub const DEFAULT_GROUPS: &[DefaultGroup] = &[
 /// instance's technical accounts hold `campaign - <instance> - messagecenter`.
 pub const PROFILE_GROUP_ALIASES: &[(&str, &str)] = &[("messagecenter", "messageCenterAgents")];
 
-/// Operators that exist from installation, and what they are for.
-pub const BUILTIN_OPERATORS: &[(&str, &str)] = &[
-    ("admin", "Administrator"),
-    ("webapp", "Web applications agent"),
-    ("aemserver", "Content management server"),
-    ("campaign-loginmonitor", "Sign-in monitoring"),
-    ("internal", "Internal"),
-    ("monitoring", "Monitoring"),
-];
+/// The named right a permission item names (its internal name or label, case-insensitively).
+pub fn right_named(item: &str) -> Option<&'static str> {
+    let item = item.trim();
+    NAMED_RIGHTS
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(item) || r.label.eq_ignore_ascii_case(item))
+        .map(|r| r.name)
+}
 
 #[cfg(test)]
 mod tests {
