@@ -214,7 +214,7 @@ pub struct RetireArgs {
 
 /// The legacy operators the technical phase moved: technical account and when (its kit step).
 async fn moved_programs(
-    journal: &ims_store::journal::SqlJournal,
+    journal: &ims_journal::SqlJournal,
     instance: &str,
 ) -> Result<std::collections::HashMap<String, (String, i64)>> {
     use ims_migration::journal::{Journal as _, StepState};
@@ -344,7 +344,7 @@ async fn retire(
     delete: bool,
     args: RetireArgs,
     services: &Services,
-    journal: &ims_store::journal::SqlJournal,
+    journal: &ims_journal::SqlJournal,
     instance: &str,
     moved: &std::collections::HashMap<String, (String, i64)>,
     ops: &[ims_wire::migration::OperatorFacts],
@@ -650,7 +650,7 @@ async fn twin_facts(target: &Target, name: &str) -> Option<ims_wire::migration::
 
 /// Hands the instance the journal's state of its plans, for its console's migration page. A
 /// failure is said, not fatal: the journal stays the record.
-async fn report_journal(instance: &InstanceClient, journal: &ims_store::journal::SqlJournal, name: &str) {
+async fn report_journal(instance: &InstanceClient, journal: &ims_journal::SqlJournal, name: &str) {
     use ims_migration::journal::Journal as _;
     let listed = match journal.progress(name).await {
         Ok(p) => p,
@@ -687,14 +687,14 @@ fn need_ims(services: &Services) -> Result<&ImsClient> {
 }
 
 /// The engine's journal: `--journal`, else beside up.json, else in the working directory.
-async fn open_journal(target: &Target) -> Result<ims_store::journal::SqlJournal> {
+async fn open_journal(target: &Target) -> Result<ims_journal::SqlJournal> {
     let url = match (&target.journal, &target.data_dir) {
         (Some(url), _) => url.clone(),
         (None, Some(dir)) => format!("sqlite://{}", dir.join("migration-journal.db").display()),
         (None, None) => "sqlite://ims-migration.db".to_owned(),
     };
     let opts = ims_store::Options::new(url);
-    Ok(ims_store::journal::SqlJournal::open(&opts, Now::system()).await?)
+    Ok(ims_journal::SqlJournal::open(&opts, Now::system()).await?)
 }
 
 /// A progress bar per stage, with rate and time left, on standard error when it is a terminal

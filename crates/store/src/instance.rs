@@ -21,7 +21,8 @@ use ims_core::error::StoreError;
 use ims_core::Now;
 use ims_identity::store::{AuditQuery, AuditStore, StoreResult};
 
-use crate::{backend_error, begin_write, connect, migrate, Backend, Connected, Options, WriteTx, Writer};
+use crate::migrate;
+use ims_sql::{backend_error, begin_write, connect, Backend, Connected, Options, WriteTx, Writer};
 
 #[derive(Clone, Copy)]
 enum FolderRight {
@@ -73,7 +74,7 @@ impl SqlInstanceStore {
 
     /// Applies the instance's pending migrations up to `version` (see `SqlStore::migrate_to`).
     pub async fn migrate_to(&self, version: i64, now: Now) -> Result<Vec<i64>, StoreError> {
-        migrate::run_to(
+        ims_sql::migrate::run_to(
             &self.pool,
             self.backend,
             now,
@@ -88,7 +89,7 @@ impl SqlInstanceStore {
     }
 
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        crate::drop_pg_schema(&self.pool, self.backend, schema).await
+        ims_sql::drop_pg_schema(&self.pool, self.backend, schema).await
     }
 
     /// Folders where `operator_id` holds `right`, directly or through one of its groups.

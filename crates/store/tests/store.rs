@@ -2200,9 +2200,9 @@ async fn developer_console_on_both_backends() {
 /// and after they act, a restarted step started again.
 #[tokio::test]
 async fn the_migration_journal_records_plans_and_steps() {
+    use ims_journal::SqlJournal;
     use ims_migration::journal::{Journal as _, PlanRecord, StepEnd, StepKey, StepState};
-    use ims_store::journal::SqlJournal;
-    for m in migrate::JOURNAL_MIGRATIONS {
+    for m in ims_journal::JOURNAL_MIGRATIONS {
         assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
     }
     for backend in [Backend::Sqlite, Backend::Postgres] {

@@ -1,5 +1,6 @@
 //! The migration engine's journal (`ims_migration::journal::Journal`) on SQLite or PostgreSQL,
-//! in its own database.
+//! in a database of its own. Kept beside the engine rather than in the services' storage: no
+//! server links the engine, and the engine's crate stays free of SQL.
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -10,7 +11,16 @@ use ims_core::Now;
 use ims_core::StoreResult;
 use ims_migration::journal::{Journal, PlanProgress, PlanRecord, StepEnd, StepKey, StepRecord, StepState};
 
-use crate::{backend_error, begin_write, connect, get, migrate, Backend, Connected, Options, Writer};
+use ims_sql::migrate::Migration;
+use ims_sql::{backend_error, begin_write, connect, get, Backend, Connected, Options, Writer};
+
+/// The journal's schema steps. Append only; never edit a released step.
+pub const JOURNAL_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "journal",
+    sqlite: include_str!("../migrations/sqlite/0001_journal.sql"),
+    postgres: include_str!("../migrations/postgres/0001_journal.sql"),
+}];
 
 #[derive(Clone, Debug)]
 pub struct SqlJournal {
@@ -26,7 +36,7 @@ impl SqlJournal {
             backend,
             writer,
             ..
-        } = connect(opts, now, migrate::JOURNAL_MIGRATIONS).await?;
+        } = connect(opts, now, JOURNAL_MIGRATIONS).await?;
         Ok(SqlJournal {
             pool,
             backend,
@@ -39,7 +49,7 @@ impl SqlJournal {
     }
 
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        crate::drop_pg_schema(&self.pool, self.backend, schema).await
+        ims_sql::drop_pg_schema(&self.pool, self.backend, schema).await
     }
 }
 

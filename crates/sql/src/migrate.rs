@@ -1,0 +1,142 @@
+//! Forward-only schema migrations. Both backends carry the same numbered steps (a test checks the
+//! two sets match and yield the same tables and columns); each step runs in its own transaction,
+//! and a database whose schema is newer than this build is refused rather than touched.
+
+use sqlx::{AnyConnection, Connection as _, Row as _};
+
+use crate::{backend_error, Backend};
+use ims_core::error::StoreError;
+
+/// One numbered step, with its text for each backend.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+impl Migration {
+    pub fn sql(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Sqlite => self.sqlite,
+            Backend::Postgres => self.postgres,
+        }
+    }
+}
+
+/// Serialises concurrent migrators on PostgreSQL (several nodes starting at once).
+const PG_LOCK_KEY: i64 = 0x1a5_0001;
+
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// Versions applied so far; none when the ledger does not exist yet.
+pub async fn applied<'c, E>(conn: E) -> Result<Vec<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(conn)
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        // No ledger yet means nothing applied; any other failure is a real error.
+        Err(sqlx::Error::Database(e)) if is_missing_table(e.message()) => return Ok(Vec::new()),
+        Err(e) => return Err(backend_error(e)),
+    };
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>(0).map_err(backend_error))
+        .collect()
+}
+
+/// Refuses a database that has steps this build does not know.
+pub fn check_not_newer(applied: &[i64], set: &[Migration]) -> Result<(), StoreError> {
+    let known = set.last().map_or(0, |m| m.version);
+    match applied.iter().max() {
+        Some(&newest) if newest > known => Err(StoreError::Schema(format!(
+            "the database schema is at version {newest}, newer than this build knows ({known}); upgrade ims"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn is_missing_table(message: &str) -> bool {
+    message.contains("no such table") || message.contains("does not exist")
+}
+
+/// Applies the pending steps of `set` up to `version` (tests prove each step on data written
+/// under the one before).
+pub async fn run_to(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+    now: ims_core::Now,
+    set: &[Migration],
+    version: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let upto = set.iter().take_while(|m| m.version <= version).count();
+    let mut conn = pool.acquire().await.map_err(backend_error)?;
+    run(&mut conn, backend, now.millis(), &set[..upto]).await
+}
+
+/// Applies every pending step on a dedicated connection; returns the versions applied. On
+/// PostgreSQL a session lock makes concurrent migrators (several nodes starting) take turns.
+pub async fn run(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+    set: &[Migration],
+) -> Result<Vec<i64>, StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(PG_LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_error)?;
+    }
+    let result = run_locked(conn, backend, now_ms, set).await;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(PG_LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_error)?;
+    }
+    result
+}
+
+async fn run_locked(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+    set: &[Migration],
+) -> Result<Vec<i64>, StoreError> {
+    sqlx::query(CREATE_LEDGER)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_error)?;
+    let before = applied(&mut *conn).await?;
+    check_not_newer(&before, set)?;
+    let mut done = Vec::new();
+    for m in set {
+        if before.contains(&m.version) {
+            continue;
+        }
+        let mut tx = conn.begin().await.map_err(backend_error)?;
+        sqlx::raw_sql(m.sql(backend))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::Schema(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+        done.push(m.version);
+    }
+    Ok(done)
+}
