@@ -9,6 +9,7 @@ pub mod fault;
 pub mod migration;
 pub mod migration_emails;
 pub mod model;
+pub mod operator_admin;
 pub mod operators;
 pub mod probe;
 pub mod query;

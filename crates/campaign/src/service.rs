@@ -99,7 +99,7 @@ pub struct Caller {
 }
 
 pub struct Instance {
-    store: Arc<dyn InstanceStore>,
+    pub(crate) store: Arc<dyn InstanceStore>,
     info: InstanceInfo,
     pub(crate) bearer: Option<Arc<TrustedIssuer>>,
     usage: UsageRecorder,
@@ -1187,37 +1187,5 @@ impl Instance {
             (other, _) => return Err(Fault::bad_request(format!("unsupported _operation {other:?}"))),
         }
         Ok(())
-    }
-}
-
-impl Instance {
-    /// Creates, changes (`mode`) or deletes (`None`) an operator on behalf of `actor`, who needs
-    /// the ADMINISTRATION right. The one path the SOAP API and the console share.
-    pub async fn change_operator(
-        &self,
-        actor: &Operator,
-        key: &crate::operators::OperatorKey,
-        mode: Option<crate::operators::WriteMode>,
-        edit: crate::operators::OperatorEdit,
-        now: Now,
-        caller: &Caller,
-    ) -> Result<crate::operators::Written, Fault> {
-        if !holds(&self.effective_rights(actor).await?, ADMINISTRATION) {
-            return Err(Fault::forbidden(
-                "managing operators needs the ADMINISTRATION right",
-            ));
-        }
-        let ctx = ims_core::audit::Context {
-            now,
-            actor: format!("operator:{}", actor.login),
-            source: caller.source.clone(),
-            request_id: None,
-        };
-        let store = self.store.as_ref();
-        let restrictions = self.restrictions();
-        match mode {
-            Some(mode) => crate::operators::save(store, &restrictions, key, mode, edit, &ctx).await,
-            None => crate::operators::delete(store, &restrictions, key, Some(actor.id), &ctx).await,
-        }
     }
 }

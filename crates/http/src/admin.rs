@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 fn credentials(app: &AppState, admin: &SystemAdmin) -> Credentials {
-    admin.credentials(app.ims.store().clone(), &app.ims.settings().domain)
+    app.ims.credentials(admin)
 }
 
 pub fn secret_body(n: &NewSecret) -> CredentialSecret {

@@ -19,9 +19,10 @@ use serde_json::{json, Value};
 use ims_core::audit::AuditQuery;
 use ims_core::audit::Context;
 use ims_core::Error;
-use ims_identity::directory::{AdminRole, Group, GroupKind, RoleGrant};
+use ims_identity::directory::{AdminRole, Group, GroupKind};
 use ims_identity::model::UserStatus;
-use ims_identity::people::{self, UserChange};
+use ims_identity::people::UserChange;
+use ims_identity::service::administration::{Administration, ProfileSettings, SystemAdministration};
 use ims_identity::service::directory::{self as dir, Administrator};
 use ims_identity::service::{ClientAuth, TokenRequest};
 
@@ -122,15 +123,14 @@ pub struct Signed {
 
 impl Signed {
     pub(crate) fn shell(&self) -> Shell {
-        let mut roles: Vec<&'static str> = self.admin.roles.iter().map(|g| g.role.label()).collect();
+        let mut roles: Vec<&'static str> = self.admin.roles().iter().map(|g| g.role.label()).collect();
         roles.sort_unstable();
         roles.dedup();
         Shell {
             who: self
                 .admin
-                .person
-                .as_ref()
-                .map_or_else(|| self.admin.actor.clone(), |p| p.email.clone()),
+                .person()
+                .map_or_else(|| self.admin.actor().to_owned(), |p| p.email.clone()),
             roles,
             system: self.admin.holds(AdminRole::SystemAdmin),
             developer: self.admin.holds(AdminRole::SystemAdmin) || self.admin.holds(AdminRole::Developer),
@@ -158,28 +158,17 @@ impl Signed {
     }
 
     pub(crate) fn context(&self, meta: &Meta) -> Context {
-        meta.context(self.admin.actor.clone())
+        meta.context(self.admin.actor().to_owned())
     }
 
-    /// May manage the members and permission items of `profile`.
-    fn may_manage_profile(&self, profile: &Group, product_context: &str) -> bool {
-        let id = profile.id.to_string();
-        self.admin.roles.iter().any(|g| match g.role {
-            AdminRole::SystemAdmin => true,
-            AdminRole::ProductAdmin => g.target == product_context,
-            AdminRole::ProfileAdmin => g.target == id,
-            _ => false,
-        })
+    /// The directory as this administrator may see it.
+    pub(crate) fn administration<'a>(&'a self, app: &'a AppState) -> Administration<'a> {
+        app.ims.administration(&self.admin)
     }
 
-    /// May manage the members and links of user group `group`.
-    fn may_manage_group(&self, group: &Group) -> bool {
-        let id = group.id.to_string();
-        self.admin.roles.iter().any(|g| match g.role {
-            AdminRole::SystemAdmin => true,
-            AdminRole::UserGroupAdmin => g.target == id,
-            _ => false,
-        })
+    /// The system administrator's part of it (the extractor has checked the role).
+    pub(crate) fn system<'a>(&'a self, app: &'a AppState) -> Result<SystemAdministration<'a>, Error> {
+        self.administration(app).system()
     }
 }
 
@@ -226,7 +215,7 @@ impl FromRequestParts<AppState> for Signed {
             Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
             Err(e) => return Err(NotSigned::Refused(e)),
         };
-        if admin.roles.is_empty() {
+        if admin.roles().is_empty() {
             return Err(NotSigned::Refused(Error::Forbidden(
                 "you hold no administrator role in this organisation".into(),
             )));
@@ -248,7 +237,7 @@ macro_rules! role_extractor {
                 let signed = Signed::from_request_parts(parts, app).await?;
                 let ok = signed
                     .admin
-                    .roles
+                    .roles()
                     .iter()
                     .any(|g| g.role == AdminRole::SystemAdmin $(|| g.role == $role)+);
                 if ok {
@@ -295,9 +284,9 @@ impl Developer {
 // ----- signing in ----------------------------------------------------------------------------
 
 async fn login(State(app): State<AppState>, meta: Meta) -> Response {
-    let org = match app.ims.store().orgs().await {
-        Ok(orgs) => orgs.into_iter().next(),
-        Err(e) => return error_page(None, &e.into()),
+    let org = match app.ims.admin_console_org().await {
+        Ok(org) => org,
+        Err(e) => return error_page(None, &e),
     };
     let Some(org) = org else {
         return message(
@@ -427,7 +416,7 @@ async fn logout(State(app): State<AppState>, meta: Meta, who: Signed, body: byte
     // The cookie holds the console's access token: revoked at the IMS, so that a copy of the
     // cookie (or the token in it) opens nothing any more, pages and APIs alike.
     let auth = ClientAuth::None {
-        client_id: who.admin.client_id.clone(),
+        client_id: who.admin.client_id().to_owned(),
     };
     if let Err(e) = app.ims.revoke(&auth, &who.token, &who.context(&meta)).await {
         return error_page(Some(who.shell()), &e);
@@ -456,10 +445,11 @@ struct HomePage {
 }
 
 async fn home(State(app): State<AppState>, who: Signed) -> Response {
-    let org = who.admin.org_id.clone();
+    let org = who.admin.org_id().to_owned();
+    let directory = who.administration(&app);
     let counts = async {
-        let groups = app.ims.store().groups(&org).await?;
-        let users = everyone(&app, &org, None, true).await?;
+        let groups = directory.groups().await?;
+        let users = directory.everyone(None, true).await?;
         Ok::<_, Error>((
             users.len(),
             groups
@@ -569,7 +559,7 @@ async fn users(
     let page = q.page.unwrap_or(0);
     let search = q.q.clone().unwrap_or_default().trim().to_lowercase();
     // Search filters the organisation's users by email or name.
-    let all = or_page!(everyone(&app, &who.admin.org_id, None, true).await, who);
+    let all = or_page!(who.administration(&app).everyone(None, true).await, who);
     let matching: Vec<_> = all
         .into_iter()
         .filter(|(u, _)| {
@@ -679,16 +669,16 @@ async fn user_view(
     shell: Shell,
     reset_link: Option<String>,
 ) -> Response {
-    let store = app.ims.store();
-    let user = match store.user_by_email(&who.admin.org_id, email).await {
-        Ok(Some(u)) if u.status != UserStatus::Removed => u,
-        Ok(_) => return error_page(Some(shell), &Error::NotFound(format!("no user {email}"))),
-        Err(e) => return error_page(Some(shell), &e.into()),
+    let people = or_page!(who.system(app), who);
+    let user = match people.user(email).await {
+        Ok(u) => u,
+        Err(e) => return error_page(Some(shell), &e),
     };
-    let memberships = or_page!(store.memberships(&user.user_id).await, who);
-    let groups = match store.groups(&who.admin.org_id).await {
+    let directory = people.administration();
+    let memberships = or_page!(directory.memberships(&user).await, who);
+    let groups = match directory.groups().await {
         Ok(g) => g.into_iter().map(|(g, _)| g.name).collect(),
-        Err(e) => return error_page(Some(shell), &e.into()),
+        Err(e) => return error_page(Some(shell), &e),
     };
     render(
         StatusCode::OK,
@@ -726,11 +716,10 @@ async fn user_change(
 ) -> Response {
     let form = or_page!(who.form(&body), who);
     let here = format!("/admin/users/{}", enc(&email));
-    let store = app.ims.store();
-    let user = match store.user_by_email(&who.admin.org_id, &email).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return error_page(Some(who.shell()), &Error::NotFound(format!("no user {email}"))),
-        Err(e) => return error_page(Some(who.shell()), &e.into()),
+    let people = or_page!(who.system(&app), who);
+    let user = match people.any_user(&email).await {
+        Ok(u) => u,
+        Err(e) => return error_page(Some(who.shell()), &e),
     };
     let ctx = who.context(&meta);
     let entry = |steps: Value| json!([{"user": email, "do": steps}]);
@@ -782,15 +771,17 @@ async fn user_change(
             } else {
                 UserStatus::Active
             };
-            people::change_user(store.as_ref(), &user.user_id, UserChange::SetStatus(status), &ctx)
+            people
+                .change_user(&user, UserChange::SetStatus(status), &ctx)
                 .await
                 .map(|_| "Saved.")
         }
-        "end_sessions" => people::change_user(store.as_ref(), &user.user_id, UserChange::EndSessions, &ctx)
+        "end_sessions" => people
+            .change_user(&user, UserChange::EndSessions, &ctx)
             .await
             .map(|_| "Sessions ended."),
         "reset" => {
-            return match people::password_reset_link(store.as_ref(), &user.user_id, &ctx).await {
+            return match people.password_reset_link(&user, &ctx).await {
                 Ok(token) => {
                     let link = format!("{}/ims/reset/{}", app.ims.settings().issuer, token.expose());
                     let mut shell = who.shell();
@@ -852,12 +843,9 @@ async fn profiles(
     ProfileAdministrator(who): ProfileAdministrator,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let store = app.ims.store();
+    let directory = who.administration(&app);
     let (instances, groups) = or_page!(
-        tokio::try_join!(
-            store.product_instances(&who.admin.org_id),
-            store.groups(&who.admin.org_id)
-        ),
+        tokio::try_join!(directory.product_instances(), directory.groups()),
         who
     );
     let context_of = |g: &Group| {
@@ -874,7 +862,9 @@ async fn profiles(
     };
     let rows = groups
         .iter()
-        .filter(|(g, _)| g.kind == GroupKind::ProductProfile && who.may_manage_profile(g, &context_of(g).0))
+        .filter(|(g, _)| {
+            g.kind == GroupKind::ProductProfile && who.admin.may_manage_profile(g, &context_of(g).0)
+        })
         .map(|(g, n)| ProfileRow {
             name: g.name.clone(),
             link: format!("/admin/profiles/{}", enc(&g.name)),
@@ -935,37 +925,17 @@ async fn profile_create(
     body: bytes::Bytes,
 ) -> Response {
     let form = or_page!(who.form(&body), who);
-    let instances = or_page!(app.ims.store().product_instances(&who.admin.org_id).await, who);
-    let Some(instance) = instances
-        .iter()
-        .find(|i| i.id.to_string() == form.text("instance"))
-    else {
-        return error_page(
-            Some(who.shell()),
-            &Error::invalid_request("choose a product instance"),
-        );
-    };
-    if !who.admin.administers_product(&instance.product_context) {
-        return error_page(
-            Some(who.shell()),
-            &Error::Forbidden(format!(
-                "creating profiles of {} needs its product administrator role",
-                instance.product_context
-            )),
-        );
-    }
     let name = form.text("name").trim().to_owned();
     let created = match quota_of(&form) {
-        Ok(quota) => {
-            dir::create_product_profile(
-                app.ims.store().as_ref(),
-                instance,
-                &name,
-                permissions_of(&form),
-                quota,
-                &who.context(&meta),
-            )
-            .await
+        Ok(license_quota) => {
+            let settings = ProfileSettings {
+                name: &name,
+                permissions: permissions_of(&form),
+                license_quota,
+            };
+            who.administration(&app)
+                .create_profile(&form.text("instance"), settings, &who.context(&meta))
+                .await
         }
         Err(e) => Err(e),
     };
@@ -999,69 +969,6 @@ struct ProfilePage {
     credentials: Vec<String>,
 }
 
-/// The group of that name (case-insensitively) and its product context, if it is a profile.
-async fn find_group(app: &AppState, org: &str, name: &str) -> Result<(Group, String), Error> {
-    let store = app.ims.store();
-    let group = store
-        .group(org, name)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no group named {name:?}")))?;
-    let context = match group.product_instance_id {
-        Some(id) => store
-            .product_instances(org)
-            .await?
-            .into_iter()
-            .find(|i| i.id == id)
-            .map(|i| i.product_context)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    Ok((group, context))
-}
-
-/// Every user of the organisation (members of `group` when given; an unknown group has none),
-/// with their groups.
-async fn everyone(
-    app: &AppState,
-    org: &str,
-    group: Option<&str>,
-    direct_only: bool,
-) -> Result<Vec<(ims_identity::model::User, Vec<String>)>, Error> {
-    Ok(app
-        .ims
-        .store()
-        .users_page(org, group, direct_only, None, 0, u32::MAX - 1)
-        .await?
-        .map(|(users, _)| users)
-        .unwrap_or_default())
-}
-
-/// The product profile of that name, if `who` administers it.
-async fn managed_profile(app: &AppState, who: &Signed, name: &str) -> Result<Group, Error> {
-    let (profile, context) = find_group(app, &who.admin.org_id, name).await?;
-    if profile.kind != GroupKind::ProductProfile {
-        return Err(Error::NotFound(format!("{name:?} is not a product profile")));
-    }
-    if !who.may_manage_profile(&profile, &context) {
-        return Err(Error::Forbidden(
-            "you do not administer this product profile".into(),
-        ));
-    }
-    Ok(profile)
-}
-
-/// The user group of that name, if `who` administers it.
-async fn managed_user_group(app: &AppState, who: &Signed, name: &str) -> Result<Group, Error> {
-    let (group, _) = find_group(app, &who.admin.org_id, name).await?;
-    if group.kind != GroupKind::UserGroup {
-        return Err(Error::NotFound(format!("{name:?} is not a user group")));
-    }
-    if !who.may_manage_group(&group) {
-        return Err(Error::Forbidden("you do not administer this user group".into()));
-    }
-    Ok(group)
-}
-
 async fn profile_page(
     State(app): State<AppState>,
     ProfileAdministrator(who): ProfileAdministrator,
@@ -1069,22 +976,19 @@ async fn profile_page(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let shell = with_notice(who.shell(), &q);
-    let profile = or_page!(managed_profile(&app, &who, &name).await, who);
-    let store = app.ims.store();
-    let members = or_page!(
-        everyone(&app, &who.admin.org_id, Some(&profile.name), false).await,
-        who
-    );
+    let profile = or_page!(who.administration(&app).managed_profile(&name).await, who);
+    let directory = who.administration(&app);
+    let members = or_page!(directory.everyone(Some(&profile.name), false).await, who);
     let mut rows = Vec::new();
     for (u, _) in members {
-        let through = match store.memberships(&u.user_id).await {
+        let through = match directory.memberships(&u).await {
             Ok(ms) => ms
                 .into_iter()
                 .filter(|m| m.group == profile.name)
                 .map(|m| m.through.unwrap_or_else(|| "direct".into()))
                 .collect::<Vec<_>>()
                 .join(", "),
-            Err(e) => return error_page(Some(shell), &e.into()),
+            Err(e) => return error_page(Some(shell), &e),
         };
         rows.push(MemberRow {
             link: format!("/admin/users/{}", enc(&u.email)),
@@ -1092,19 +996,16 @@ async fn profile_page(
             through,
         });
     }
-    let linked_groups = or_page!(store.linked(&who.admin.org_id, &profile.name).await, who);
-    let instance = match store.product_instances(&who.admin.org_id).await {
+    let linked_groups = or_page!(directory.linked(&profile).await, who);
+    let instance = match directory.product_instances().await {
         Ok(i) => i
             .into_iter()
             .find(|i| Some(i.id) == profile.product_instance_id)
             .map(|i| format!("{} ({} / {})", i.label, i.product_context, i.name))
             .unwrap_or_default(),
-        Err(e) => return error_page(Some(shell), &e.into()),
+        Err(e) => return error_page(Some(shell), &e),
     };
-    let credentials = or_page!(
-        store.profile_credentials(&who.admin.org_id, &profile.name).await,
-        who
-    );
+    let credentials = or_page!(directory.profile_credentials(&profile).await, who);
     render(
         StatusCode::OK,
         &ProfilePage {
@@ -1129,20 +1030,22 @@ async fn profile_change(
     body: bytes::Bytes,
 ) -> Response {
     let form = or_page!(who.form(&body), who);
-    let profile = or_page!(managed_profile(&app, &who, &name).await, who);
+    let profile = or_page!(who.administration(&app).managed_profile(&name).await, who);
     let here = format!("/admin/profiles/{}", enc(&profile.name));
     let member = form.text("email").trim().to_owned();
     let outcome = match form.text("action").as_str() {
         "permissions" => match quota_of(&form) {
-            Ok(quota) => dir::update_product_profile(
-                app.ims.store().as_ref(),
-                &profile,
-                permissions_of(&form),
-                quota,
-                &who.context(&meta),
-            )
-            .await
-            .map(|()| "Saved."),
+            Ok(license_quota) => {
+                let settings = ProfileSettings {
+                    name: &profile.name,
+                    permissions: permissions_of(&form),
+                    license_quota,
+                };
+                who.administration(&app)
+                    .update_profile(&profile, settings, &who.context(&meta))
+                    .await
+                    .map(|()| "Saved.")
+            }
             Err(e) => Err(e),
         },
         "add_member" => {
@@ -1168,7 +1071,7 @@ async fn profile_change(
         action @ ("add_credential" | "remove_credential") => app
             .ims
             .set_profile_credential(
-                &who.admin.org_id,
+                who.admin.org_id(),
                 &profile,
                 form.text("client_id").trim(),
                 action == "add_credential",
@@ -1205,10 +1108,10 @@ async fn groups(
     GroupAdministrator(who): GroupAdministrator,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let groups = or_page!(app.ims.store().groups(&who.admin.org_id).await, who);
+    let groups = or_page!(who.administration(&app).groups().await, who);
     let rows = groups
         .iter()
-        .filter(|(g, _)| g.kind == GroupKind::UserGroup && who.may_manage_group(g))
+        .filter(|(g, _)| g.kind == GroupKind::UserGroup && who.admin.may_manage_group(g))
         .map(|(g, n)| GroupRow {
             name: g.name.clone(),
             link: format!("/admin/groups/{}", enc(&g.name)),
@@ -1260,14 +1163,11 @@ async fn group_page(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let shell = with_notice(who.shell(), &q);
-    let group = or_page!(managed_user_group(&app, &who, &name).await, who);
-    let store = app.ims.store();
-    let members = or_page!(
-        everyone(&app, &who.admin.org_id, Some(&group.name), true).await,
-        who
-    );
-    let profiles = or_page!(store.linked(&who.admin.org_id, &group.name).await, who);
-    let all_profiles = or_page!(store.groups(&who.admin.org_id).await, who)
+    let group = or_page!(who.administration(&app).managed_user_group(&name).await, who);
+    let directory = who.administration(&app);
+    let members = or_page!(directory.everyone(Some(&group.name), true).await, who);
+    let profiles = or_page!(directory.linked(&group).await, who);
+    let all_profiles = or_page!(directory.groups().await, who)
         .into_iter()
         .filter(|(g, _)| g.kind == GroupKind::ProductProfile)
         .map(|(g, _)| g.name)
@@ -1301,7 +1201,7 @@ async fn group_change(
     body: bytes::Bytes,
 ) -> Response {
     let form = or_page!(who.form(&body), who);
-    let group = or_page!(managed_user_group(&app, &who, &name).await, who);
+    let group = or_page!(who.administration(&app).managed_user_group(&name).await, who);
     let here = format!("/admin/groups/{}", enc(&group.name));
     let step = match form.text("action").as_str() {
         "add_member" => json!({"add": {"user": [form.text("email").trim()]}}),
@@ -1384,9 +1284,9 @@ async fn roles(
     SystemAdministrator(who): SystemAdministrator,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let store = app.ims.store();
-    let users = or_page!(everyone(&app, &who.admin.org_id, None, true).await, who);
-    let groups = or_page!(store.groups(&who.admin.org_id).await, who);
+    let people = or_page!(who.system(&app), who);
+    let users = or_page!(people.administration().everyone(None, true).await, who);
+    let groups = or_page!(people.administration().groups().await, who);
     let mut rows = Vec::new();
     for (u, _) in &users {
         if u.system_admin {
@@ -1398,7 +1298,7 @@ async fn roles(
                 target_key: String::new(),
             });
         }
-        let grants = or_page!(store.role_grants(&u.user_id).await, who);
+        let grants = or_page!(people.role_grants(u).await, who);
         for g in grants {
             let target = match g.role {
                 AdminRole::ProfileAdmin | AdminRole::UserGroupAdmin => groups
@@ -1440,7 +1340,7 @@ async fn role_change(
 ) -> Response {
     let form = or_page!(who.form(&body), who);
     let outcome = async {
-        let store = app.ims.store();
+        let people = who.system(&app)?;
         let held = match form.text("action").as_str() {
             "grant" => true,
             "revoke" => false,
@@ -1448,11 +1348,7 @@ async fn role_change(
         };
         let role =
             AdminRole::parse(&form.text("role")).ok_or_else(|| Error::invalid_request("choose a role"))?;
-        let user = store
-            .user_by_email(&who.admin.org_id, form.text("email").trim())
-            .await?
-            .filter(|u| u.status != UserStatus::Removed)
-            .ok_or_else(|| Error::NotFound(format!("no user {}", form.text("email"))))?;
+        let user = people.user(form.text("email").trim()).await?;
         let raw_target = form.text("target").trim().to_owned();
         let target = match role {
             AdminRole::SystemAdmin | AdminRole::Developer => String::new(),
@@ -1463,7 +1359,7 @@ async fn role_change(
             }
             AdminRole::ProductAdmin => raw_target,
             AdminRole::ProfileAdmin | AdminRole::UserGroupAdmin if held => {
-                let (g, _) = find_group(&app, &who.admin.org_id, &raw_target).await?;
+                let (g, _) = people.administration().group(&raw_target).await?;
                 let kind = if role == AdminRole::ProfileAdmin {
                     GroupKind::ProductProfile
                 } else {
@@ -1480,19 +1376,9 @@ async fn role_change(
             // Revoking names the stored target as listed.
             _ => raw_target,
         };
-        let grant = RoleGrant {
-            user_id: user.user_id.clone(),
-            role,
-            target,
-        };
-        let ctx = who.context(&meta);
-        let audit = ctx.event(
-            if held { "role.grant" } else { "role.revoke" },
-            &user.email,
-            "success",
-            json!({"role": role.as_str(), "target": grant.target}),
-        );
-        store.set_role(&grant, held, ctx.now, &audit).await?;
+        people
+            .set_role(&user, role, target, held, &who.context(&meta))
+            .await?;
         Ok(if held { "Role granted." } else { "Role revoked." })
     };
     match outcome.await {
@@ -1616,14 +1502,14 @@ async fn audit(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let action = q.action.clone().unwrap_or_default().trim().to_owned();
-    let events = app
-        .ims
-        .store()
-        .audit(&AuditQuery {
-            action_prefix: (!action.is_empty()).then(|| action.clone()),
-            limit: 200,
-        })
-        .await;
+    let query = AuditQuery {
+        action_prefix: (!action.is_empty()).then(|| action.clone()),
+        limit: 200,
+    };
+    let events = match who.system(&app) {
+        Ok(people) => people.audit(&query).await,
+        Err(e) => Err(e),
+    };
     let events = or_page!(events, who);
     render(
         StatusCode::OK,

@@ -20,7 +20,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 
 use ims_campaign::fault::Fault;
-use ims_campaign::model::{AuthPath, AuthType, Operator};
+use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup};
 use ims_campaign::operators::{OperatorEdit, OperatorKey, WriteMode, Written};
 use ims_campaign::restrictions::RESTRICTED_CODE;
 use ims_campaign::service::{holds, Caller, InstanceKind, ADMINISTRATION};
@@ -562,14 +562,17 @@ async fn operators(
     let search = q.q.unwrap_or_default().trim().to_owned();
     let page = q.page.unwrap_or(1).max(1);
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
-    let found = st
-        .instance
-        .store()
-        .operators_page((!search.is_empty()).then_some(search.as_str()), offset, PAGE_SIZE)
-        .await;
+    let found = match st.instance.operator_admin(&who.op).await {
+        Ok(admin) => {
+            admin
+                .operators_page((!search.is_empty()).then_some(search.as_str()), offset, PAGE_SIZE)
+                .await
+        }
+        Err(f) => Err(f),
+    };
     let (ops, total) = match found {
         Ok(r) => r,
-        Err(e) => return fault_page(Shell::of(&st, &who), &Fault::from(e)),
+        Err(e) => return fault_page(Shell::of(&st, &who), &e),
     };
     let pages = u32::try_from(
         u64::try_from(total.max(1))
@@ -643,14 +646,15 @@ struct OperatorPage {
 /// The operator form: from the stored operator, or (after a refused change) from what was sent.
 async fn operator_form(
     st: &InstanceState,
+    who: &SignedIn,
     shell: Shell,
     stored: Option<&Operator>,
     sent: Option<&FormData>,
     error: Option<String>,
 ) -> Response {
-    let all_groups = match st.instance.store().groups().await {
+    let all_groups = match operator_groups(st, who).await {
         Ok(g) => g,
-        Err(e) => return fault_page(shell, &Fault::from(e)),
+        Err(f) => return fault_page(shell, &f),
     };
     let blank = Operator::native("", None, Vec::new(), None, Now::from_millis(0));
     let restrictions = st.instance.restrictions();
@@ -727,7 +731,7 @@ fn edit_from(form: &FormData, native: bool) -> OperatorEdit {
 }
 
 async fn operator_new(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
-    operator_form(&st, Shell::of(&st, &who), None, None, None).await
+    operator_form(&st, &who, Shell::of(&st, &who), None, None, None).await
 }
 
 async fn operator_create(
@@ -757,7 +761,15 @@ async fn operator_create(
         Ok(Written::Created(id)) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
         Ok(_) => see_other("/console/operators", vec![]),
         Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
-            operator_form(&st, Shell::of(&st, &who), None, Some(&form), Some(f.message)).await
+            operator_form(
+                &st,
+                &who,
+                Shell::of(&st, &who),
+                None,
+                Some(&form),
+                Some(f.message),
+            )
+            .await
         }
         Err(f) => fault_page(Shell::of(&st, &who), &f),
     }
@@ -768,14 +780,23 @@ struct ShowQuery {
     saved: Option<String>,
 }
 
+/// The operator groups, as the signed-in administrator may read them.
+async fn operator_groups(st: &InstanceState, who: &SignedIn) -> Result<Vec<OperatorGroup>, Fault> {
+    st.instance.operator_admin(&who.op).await?.groups().await
+}
+
 async fn stored_operator(st: &InstanceState, who: &SignedIn, id: i64) -> Result<Operator, Response> {
-    match st.instance.store().operator(id).await {
+    let found = match st.instance.operator_admin(&who.op).await {
+        Ok(admin) => admin.operator(id).await,
+        Err(f) => Err(f),
+    };
+    match found {
         Ok(Some(op)) => Ok(op),
         Ok(None) => Err(fault_page(
             Shell::of(st, who),
             &Fault::not_found(format!("There is no operator {id}.")),
         )),
-        Err(e) => Err(fault_page(Shell::of(st, who), &Fault::from(e))),
+        Err(f) => Err(fault_page(Shell::of(st, who), &f)),
     }
 }
 
@@ -790,7 +811,7 @@ async fn operator_show(
         Err(resp) => return resp,
     };
     let shell = Shell::of(&st, &who).with_notice(q.saved.is_some().then_some("Saved."));
-    operator_form(&st, shell, Some(&op), None, None).await
+    operator_form(&st, &who, shell, Some(&op), None, None).await
 }
 
 async fn operator_update(
@@ -823,7 +844,15 @@ async fn operator_update(
     match result {
         Ok(_) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
         Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
-            operator_form(&st, Shell::of(&st, &who), Some(&op), Some(&form), Some(f.message)).await
+            operator_form(
+                &st,
+                &who,
+                Shell::of(&st, &who),
+                Some(&op),
+                Some(&form),
+                Some(f.message),
+            )
+            .await
         }
         Err(f) => fault_page(Shell::of(&st, &who), &f),
     }
@@ -878,9 +907,9 @@ struct GroupsPage {
 }
 
 async fn groups(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
-    let all = match st.instance.store().groups().await {
+    let all = match operator_groups(&st, &who).await {
         Ok(g) => g,
-        Err(e) => return fault_page(Shell::of(&st, &who), &Fault::from(e)),
+        Err(f) => return fault_page(Shell::of(&st, &who), &f),
     };
     let rows = all
         .into_iter()
@@ -918,9 +947,9 @@ struct RightsPage {
 }
 
 async fn rights(State(st): State<InstanceState>, Administrator(who): Administrator) -> Response {
-    let all = match st.instance.store().groups().await {
+    let all = match operator_groups(&st, &who).await {
         Ok(g) => g,
-        Err(e) => return fault_page(Shell::of(&st, &who), &Fault::from(e)),
+        Err(f) => return fault_page(Shell::of(&st, &who), &f),
     };
     let rows = NAMED_RIGHTS
         .iter()
@@ -984,9 +1013,9 @@ async fn ims_page(State(st): State<InstanceState>, Administrator(who): Administr
     let name = st.instance.info().name.clone();
     let (configured, report) = match st.instance.connection() {
         Some(conn) => {
-            let groups = match st.instance.store().groups().await {
+            let groups = match operator_groups(&st, &who).await {
                 Ok(g) => g,
-                Err(e) => return fault_page(Shell::of(&st, &who), &e.into()),
+                Err(f) => return fault_page(Shell::of(&st, &who), &f),
             };
             let a = &conn.account;
             let settings = ImsSettings {

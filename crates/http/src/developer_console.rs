@@ -53,7 +53,7 @@ fn caller(dev: &Developer) -> Result<ConsoleCaller, Error> {
 }
 
 async fn org(app: &AppState, dev: &Developer) -> Result<Organization, Error> {
-    app.ims.organization(&dev.signed().admin.org_id).await
+    app.ims.organization(dev.signed().admin.org_id()).await
 }
 
 /// The value, or (from the handler) the error page for the failure.

@@ -272,7 +272,7 @@ async fn not_found() -> Response {
 }
 
 async fn ready(State(app): State<AppState>) -> Response {
-    match app.ims.store().pending_migrations().await {
+    match app.ims.pending_migrations().await {
         Ok(pending) if pending.is_empty() => Json(serde_json::json!({"status": "ready"})).into_response(),
         Ok(pending) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -462,8 +462,7 @@ pub(crate) async fn reset(
 ) -> Response {
     let (browser, new_cookie) = browser(&app, &headers);
     let ctx = meta.context("anonymous");
-    let store = app.ims.store().as_ref();
-    let user = match ims_identity::people::reset_link_user(store, &token, &ctx).await {
+    let user = match app.ims.reset_link_user(&token, &ctx).await {
         Ok(u) => u,
         Err(e) => return error_page(&e),
     };
@@ -472,7 +471,7 @@ pub(crate) async fn reset(
     let mut resp = if method == Method::POST {
         match new_password(&FormData::parse(&body), &csrf) {
             Err((status, why)) => password_page(status, true, action, csrf, user.email, Some(why)),
-            Ok(p) => match ims_identity::people::reset_password(store, &token, p, &ctx).await {
+            Ok(p) => match app.ims.reset_password(&token, p, &ctx).await {
                 Ok(_) => message(
                     StatusCode::OK,
                     "Password saved",

@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for Caller {
         let (token, api_key) = crate::oauth::bearer_and_api_key(parts)?;
         let admin = app.ims.umapi_caller(&token, api_key, meta.now).await?;
         app.ims
-            .umapi_admit(&admin.client_id, meta.now)
+            .umapi_admit(admin.client_id(), meta.now)
             .map_err(UmapiError::Throttled)?;
         Ok(Caller(admin))
     }
@@ -151,7 +151,7 @@ impl FromRequestParts<AppState> for Caller {
 impl Caller {
     /// The caller's own organisation, as the path names it.
     async fn org(&self, app: &AppState, org: &str) -> Result<(), UmapiError> {
-        if org == self.0.org_id {
+        if org == self.0.org_id() {
             return Ok(());
         }
         if app.ims.org_exists(org).await? {
@@ -284,7 +284,7 @@ async fn action(
             ))
         }
     };
-    let ctx = meta.context(caller.0.actor.clone());
+    let ctx = meta.context(caller.0.actor().to_owned());
     let result = app.ims.umapi_action(&caller.0, &body, test_only, &ctx).await??;
     let mut resp = Json(result).into_response();
     no_store(&mut resp);
@@ -350,7 +350,7 @@ async fn profile_create(
     caller.org(&app, &org).await?;
     let req: ims_identity::service::directory::ProfileRequest = serde_json::from_slice(&body)
         .map_err(|e| UmapiError::Request("error.request.malformed", format!("not a profile: {e}")))?;
-    let ctx = meta.context(caller.0.actor.clone());
+    let ctx = meta.context(caller.0.actor().to_owned());
     let created = app.ims.umapi_create_profile(&caller.0, &req, &ctx).await?;
     let mut resp = (
         StatusCode::CREATED,

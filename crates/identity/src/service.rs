@@ -17,6 +17,7 @@ use ims_core::keys::{self, Algorithm, KeyRing, MasterKey};
 use ims_core::secret::uuid_like;
 use ims_core::secret::{self, Secret};
 
+pub mod administration;
 mod code_flow;
 pub mod developer;
 pub mod directory;

@@ -62,9 +62,9 @@ impl ConsoleCaller {
             ));
         }
         Ok(ConsoleCaller {
-            org_id: admin.org_id.clone(),
-            client_id: admin.client_id.clone(),
-            actor: admin.actor.clone(),
+            org_id: admin.org_id().to_owned(),
+            client_id: admin.client_id().to_owned(),
+            actor: admin.actor().to_owned(),
             system_admin,
             technical_scopes: None,
             grants_administration: system_admin,

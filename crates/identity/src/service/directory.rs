@@ -27,18 +27,65 @@ pub const ADMIN_CONSOLE_CLIENT: &str = "Admin Console";
 pub const UMAPI_SCOPE: &str = "user_management_sdk";
 
 /// An authenticated administrator: a technical account or a person, with the roles it holds.
+/// Made only by the token service from a valid token (no public constructor), so holding one
+/// proves who is asking; the services an administrator may use are obtained from it.
 #[derive(Clone, Debug)]
 pub struct Administrator {
-    pub org_id: String,
+    org_id: String,
     /// `client:<client id>` or `admin:<email>`, for the audit log.
-    pub actor: String,
-    pub client_id: String,
+    actor: String,
+    client_id: String,
     /// The person, when a person is calling.
-    pub person: Option<User>,
-    pub roles: Vec<RoleGrant>,
+    person: Option<User>,
+    roles: Vec<RoleGrant>,
 }
 
 impl Administrator {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// Who acts, for the audit log.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The client the administrator's token was issued to.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The person, when a person is calling (a technical account is not one).
+    pub fn person(&self) -> Option<&User> {
+        self.person.as_ref()
+    }
+
+    pub fn roles(&self) -> &[RoleGrant] {
+        &self.roles
+    }
+
+    /// May manage the members and permission items of `profile`, whose product context is
+    /// `product_context`.
+    pub fn may_manage_profile(&self, profile: &Group, product_context: &str) -> bool {
+        let id = profile.id.to_string();
+        self.roles.iter().any(|g| match g.role {
+            AdminRole::SystemAdmin => true,
+            AdminRole::ProductAdmin => g.target == product_context,
+            AdminRole::ProfileAdmin => g.target == id,
+            _ => false,
+        })
+    }
+
+    /// May manage the members and links of user group `group`.
+    pub fn may_manage_group(&self, group: &Group) -> bool {
+        let id = group.id.to_string();
+        self.roles.iter().any(|g| match g.role {
+            AdminRole::SystemAdmin => true,
+            AdminRole::UserGroupAdmin => g.target == id,
+            _ => false,
+        })
+    }
+
     /// Manages the profiles of `product_context`: a system administrator, or that product's.
     pub fn administers_product(&self, product_context: &str) -> bool {
         self.roles.iter().any(|g| {
