@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
-use ims_campaign::service::{Caller, Instance};
+use ims_campaign::service::{Caller, Instance, SessionTokens};
 use ims_core::secret::Secret;
 use ims_core::time;
 use ims_core::Now;
 use ims_wire::soap::{self, Envelope, Limits, Value};
+use ims_wire::soap_ops::{self, Operation};
 
 use crate::pages::cookie;
 use crate::{Body, Meta};
@@ -337,138 +338,129 @@ async fn handle(
         client: client_headers(headers),
     };
     let operation = env.operation();
-    let inst = &st.instance;
-    let params = env.params();
-    match operation.as_str() {
-        "xtk:session#Logon" => {
-            let login = params.get(1).map(|p| p.text()).unwrap_or_default();
-            let password = Secret::new(params.get(2).map(|p| p.text()).unwrap_or_default());
-            let remember = params
-                .get(3)
-                .and_then(|p| p.attr("rememberMe"))
-                .is_some_and(|v| v == "true");
-            if params.len() > 4 {
-                return Err(Fault::bad_request("Logon takes at most four parameters"));
-            }
-            let (tokens, op) = inst.logon(&login, &password, remember, meta.now, &caller).await?;
-            logon_response(
-                "Logon",
-                inst,
-                &op,
-                tokens.session.expose(),
-                tokens.security.expose(),
-            )
-            .await
+    let op = Operation::parse(&env).map_err(|e| Fault::bad_request(e.0))?;
+    let call = Call {
+        inst: &st.instance,
+        creds: &creds,
+        operation: &operation,
+        now: meta.now,
+        caller: &caller,
+    };
+    match op {
+        Operation::Logon {
+            login,
+            password,
+            remember,
+        } => {
+            let password = Secret::new(password);
+            let (tokens, who) = call
+                .inst
+                .logon(&login, &password, remember, call.now, &caller)
+                .await?;
+            logon_response("Logon", call.inst, &who, &tokens).await
         }
-        "xtk:session#BearerTokenLogon" => {
-            let token = params.get(1).map(|p| p.text()).unwrap_or_default();
-            if params.len() > 2 {
-                return Err(Fault::bad_request("BearerTokenLogon takes two parameters"));
-            }
-            let (tokens, op) = inst.bearer_logon(token.trim(), meta.now, &caller).await?;
-            logon_response(
-                "BearerTokenLogon",
-                inst,
-                &op,
-                tokens.session.expose(),
-                tokens.security.expose(),
-            )
-            .await
+        Operation::BearerTokenLogon { token } => {
+            let (tokens, who) = call.inst.bearer_logon(token.trim(), call.now, &caller).await?;
+            logon_response("BearerTokenLogon", call.inst, &who, &tokens).await
         }
-        "xtk:session#Logoff" => {
+        Operation::Logoff => {
             if let Some(session) = &creds.session {
-                inst.logoff(session).await?;
+                call.inst.logoff(session).await?;
             }
             Ok(soap::response("Logoff", "urn:xtk:session", &[]))
         }
-        "xtk:session#GetServerTime" => {
-            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            Ok(soap::response(
+        Operation::Unknown { name, ns } => {
+            call.operator().await?;
+            Err(Fault::unknown_method(&name, &ns))
+        }
+        op => call.run(op, &env.method.ns).await,
+    }
+}
+
+/// A document argument, or the client fault that says why it is missing.
+fn argument(d: soap_ops::Document<'_>) -> Result<&soap::Element, Fault> {
+    d.map_err(|e| Fault::bad_request(e.0))
+}
+
+/// An authenticated call's context: who presents what, to which instance, when.
+struct Call<'a> {
+    inst: &'a Instance,
+    creds: &'a Presented,
+    operation: &'a str,
+    now: Now,
+    caller: &'a Caller,
+}
+
+impl Call<'_> {
+    async fn operator(&self) -> Result<Operator, Fault> {
+        authenticated(self.inst, self.creds, self.operation, self.now, self.caller).await
+    }
+
+    /// Runs an operation that needs an authenticated operator; `ns` is the envelope's
+    /// namespace, which a `Write` answers in.
+    async fn run(&self, op: Operation<'_>, ns: &str) -> Result<String, Fault> {
+        let who = self.operator().await?;
+        let inst = self.inst;
+        match op {
+            Operation::GetServerTime => Ok(soap::response(
                 "GetServerTime",
                 "urn:xtk:session",
-                &[("pdtTime", Value::DateTime(time::iso8601(meta.now)))],
-            ))
-        }
-        "xtk:session#GetOption" => {
-            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            let name = params.get(1).map(|p| p.text()).unwrap_or_default();
-            // Unknown options answer an empty value of type 0, as the vendor's server does.
-            let (value, kind) = inst.option(&name).map_or((String::new(), 0), |v| (v, 6));
-            Ok(soap::response(
-                "GetOption",
-                "urn:xtk:session",
-                &[
-                    ("pstrValue", Value::String(value)),
-                    ("pbtType", Value::Byte(kind)),
-                ],
-            ))
-        }
-        "xtk:session#GetUserInfo" => {
-            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            let info = inst.user_info_xml(&op).await?;
-            Ok(soap::response(
+                &[("pdtTime", Value::DateTime(time::iso8601(self.now)))],
+            )),
+            Operation::GetOption { name } => {
+                // Unknown options answer an empty value of type 0, as the vendor's server does.
+                let (value, kind) = inst.option(&name).map_or((String::new(), 0), |v| (v, 6));
+                Ok(soap::response(
+                    "GetOption",
+                    "urn:xtk:session",
+                    &[
+                        ("pstrValue", Value::String(value)),
+                        ("pbtType", Value::Byte(kind)),
+                    ],
+                ))
+            }
+            Operation::GetUserInfo => Ok(soap::response(
                 "GetUserInfo",
                 "urn:xtk:session",
-                &[("pUserInfo", Value::Element(info))],
-            ))
-        }
-        "xtk:persist#GetEntityIfMoreRecent" => {
-            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            let pk = params.get(1).map(|p| p.text()).unwrap_or_default();
-            let doc = match pk.split_once('|') {
-                Some(("xtk:schema", id)) => ims_campaign::schemas::compiled(id).unwrap_or_default(),
-                _ => "",
-            };
-            Ok(soap::response(
-                "GetEntityIfMoreRecent",
-                "urn:wpp:default",
-                &[("pdomDoc", Value::Element(doc.to_owned()))],
-            ))
-        }
-        "xtk:session#Write" | "xtk:persist#Write" | "xtk:persist|xtk:session#Write" => {
-            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            let doc = params
-                .get(1)
-                .and_then(|p| p.elements().next())
-                .ok_or_else(|| Fault::bad_request("Write needs a document"))?;
-            inst.write(&op, doc, meta.now, &caller).await?;
-            Ok(soap::response("Write", &env.method.ns, &[]))
-        }
-        "nms:rtEvent#PushEvent" => {
-            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            let event = params
-                .get(1)
-                .and_then(|p| {
-                    if p.name == "rtEvent" {
-                        Some(*p)
-                    } else {
-                        p.elements().next()
-                    }
-                })
-                .ok_or_else(|| Fault::bad_request("PushEvent needs an rtEvent element"))?;
-            let id = inst.push_event(&op, event, meta.now).await?;
-            Ok(soap::response(
-                "PushEvent",
-                "urn:nms:rtEvent",
-                &[("plId", Value::Int64(id))],
-            ))
-        }
-        "xtk:queryDef#ExecuteQuery" => {
-            let op = authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            let doc = params
-                .get(1)
-                .and_then(|p| p.elements().next())
-                .ok_or_else(|| Fault::bad_request("ExecuteQuery needs a queryDef document"))?;
-            let output = inst.execute_query(&op, doc).await?;
-            Ok(soap::response(
-                "ExecuteQuery",
-                "urn:xtk:queryDef",
-                &[("pdomOutput", Value::Element(output))],
-            ))
-        }
-        _ => {
-            authenticated(inst, &creds, &operation, meta.now, &caller).await?;
-            Err(Fault::unknown_method(&env.method.name, &env.method.ns))
+                &[("pUserInfo", Value::Element(inst.user_info_xml(&who).await?))],
+            )),
+            Operation::GetEntityIfMoreRecent { pk } => {
+                let doc = match pk.split_once('|') {
+                    Some(("xtk:schema", id)) => ims_campaign::schemas::compiled(id).unwrap_or_default(),
+                    _ => "",
+                };
+                Ok(soap::response(
+                    "GetEntityIfMoreRecent",
+                    "urn:wpp:default",
+                    &[("pdomDoc", Value::Element(doc.to_owned()))],
+                ))
+            }
+            Operation::Write { document } => {
+                inst.write(&who, argument(document)?, self.now, self.caller)
+                    .await?;
+                Ok(soap::response("Write", ns, &[]))
+            }
+            Operation::PushEvent { event } => {
+                let id = inst.push_event(&who, argument(event)?, self.now).await?;
+                Ok(soap::response(
+                    "PushEvent",
+                    "urn:nms:rtEvent",
+                    &[("plId", Value::Int64(id))],
+                ))
+            }
+            Operation::ExecuteQuery { query } => {
+                let output = inst.execute_query(&who, argument(query)?).await?;
+                Ok(soap::response(
+                    "ExecuteQuery",
+                    "urn:xtk:queryDef",
+                    &[("pdomOutput", Value::Element(output))],
+                ))
+            }
+            // Logons, Logoff and unknown methods are answered before authentication.
+            Operation::Logon { .. }
+            | Operation::BearerTokenLogon { .. }
+            | Operation::Logoff
+            | Operation::Unknown { .. } => Err(Fault::bad_request("this operation is not run here")),
         }
     }
 }
@@ -504,16 +496,21 @@ async fn logon_response(
     method: &str,
     inst: &Instance,
     op: &Operator,
-    session: &str,
-    security: &str,
+    tokens: &SessionTokens,
 ) -> Result<String, Fault> {
     Ok(soap::response(
         method,
         "urn:xtk:session",
         &[
-            ("pstrSessionToken", Value::String(session.to_owned())),
+            (
+                "pstrSessionToken",
+                Value::String(tokens.session.expose().to_owned()),
+            ),
             ("pSessionInfo", Value::Element(inst.session_info_xml(op).await?)),
-            ("pstrSecurityToken", Value::String(security.to_owned())),
+            (
+                "pstrSecurityToken",
+                Value::String(tokens.security.expose().to_owned()),
+            ),
         ],
     ))
 }

@@ -8,6 +8,7 @@ pub mod names;
 pub mod operators;
 pub mod rights;
 pub mod soap;
+pub mod soap_ops;
 
 use serde::{Deserialize, Serialize};
 
