@@ -115,13 +115,33 @@ fn skip_rest(checks: &mut Vec<Check>, why: &str) {
 }
 
 /// Runs the checklist for the configuration in effect; `instance` is this instance's name,
-/// `groups` its operator groups.
+/// `groups` its operator groups. Each step adds its checks; a step that fails in a way that
+/// makes the later ones meaningless marks them skipped and ends the run.
 pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup]) -> Report {
+    let mut checks = vec![check("configuration", true, "one imsAccount", None)];
+    let registration = match reach(conn, &mut checks).await {
+        Some(reg) => reg,
+        None => {
+            return Report {
+                checks,
+                admin_profiles: Vec::new(),
+            }
+        }
+    };
+    let here = product_context(conn, instance, &registration, &mut checks);
+    callback_and_scopes(conn, &registration, &mut checks);
+    let admin_profiles = mask(conn, &registration, here.as_deref(), groups, &mut checks);
+    Report {
+        checks,
+        admin_profiles,
+    }
+}
+
+/// The IMS and its issuer, then the client and its secret: the client's registration, or
+/// `None` once a failure made the rest skipped.
+async fn reach(conn: &Connection, checks: &mut Vec<Check>) -> Option<Value> {
     let a = &conn.account;
     let http = conn.http();
-    let mut checks = vec![check("configuration", true, "one imsAccount", None)];
-    let mut admin_profiles = Vec::new();
-
     // The IMS and its issuer.
     let discovery = endpoint(&a.url, Endpoint::Discovery);
     match http.get(&discovery, None).await {
@@ -137,11 +157,8 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
                 )),
             ));
             if !ok {
-                skip_rest(&mut checks, "the IMS URL is not the issuer");
-                return Report {
-                    checks,
-                    admin_profiles,
-                };
+                skip_rest(checks, "the IMS URL is not the issuer");
+                return None;
             }
         }
         other => {
@@ -155,11 +172,8 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
                 found,
                 Some("check the IMS URL, the network between the instance and the IMS, and the CA the instance trusts".into()),
             ));
-            skip_rest(&mut checks, "the IMS cannot be reached");
-            return Report {
-                checks,
-                admin_profiles,
-            };
+            skip_rest(checks, "the IMS cannot be reached");
+            return None;
         }
     }
 
@@ -169,7 +183,7 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
         endpoint(&a.url, Endpoint::Client),
         url::form_urlencoded::byte_serialize(a.product_context.as_bytes()).collect::<String>()
     );
-    let registration = match http
+    match http
         .get_basic(&registration_url, &conn.client_id, conn.secret().expose())
         .await
     {
@@ -180,7 +194,7 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
                 format!("client {} accepted", conn.client_id),
                 None,
             ));
-            reg
+            Some(reg)
         }
         other => {
             let found = match other {
@@ -194,21 +208,21 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
                 found,
                 Some("check the client id and set its current secret (ims instance ims-config --client-id ... --client-secret-file ...)".into()),
             ));
-            skip_rest(&mut checks, "the client is not accepted");
-            return Report {
-                checks,
-                admin_profiles,
-            };
+            skip_rest(checks, "the client is not accepted");
+            None
         }
-    };
-    let listed = |k: &str| -> Vec<String> {
-        registration
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|v| v.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default()
-    };
+    }
+}
 
+/// Whether the IMS knows this instance as a product instance of its product context; the name
+/// it knows it by.
+fn product_context(
+    conn: &Connection,
+    instance: &str,
+    registration: &Value,
+    checks: &mut Vec<Check>,
+) -> Option<String> {
+    let a = &conn.account;
     // The product context.
     let profiles = registration.get("product_profiles").and_then(Value::as_array);
     let instances: Vec<(String, String)> = registration
@@ -258,7 +272,19 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
             None,
         )),
     }
+    here.map(|(name, _)| name.clone())
+}
 
+/// The callback URL is registered and safe; the client may ask for the scopes configured.
+fn callback_and_scopes(conn: &Connection, registration: &Value, checks: &mut Vec<Check>) {
+    let a = &conn.account;
+    let listed = |k: &str| -> Vec<String> {
+        registration
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
     // The callback URL.
     let redirects = listed("redirect_uris");
     let registered = redirects.iter().any(|r| r == &a.callback_url);
@@ -304,7 +330,19 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
         },
         Some("remove those scopes (ims instance ims-config --scope ...) or allow them for the client at the IMS".into()),
     ));
+}
 
+/// The association mask matches profiles that name operator groups here; the profiles to warn
+/// about (this instance's whose name says "admin").
+fn mask(
+    conn: &Connection,
+    registration: &Value,
+    here: Option<&str>,
+    groups: &[OperatorGroup],
+    checks: &mut Vec<Check>,
+) -> Vec<String> {
+    let a = &conn.account;
+    let profiles = registration.get("product_profiles").and_then(Value::as_array);
     // The association mask.
     let names: Vec<String> = profiles
         .map(|p| {
@@ -314,8 +352,8 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
         })
         .unwrap_or_default();
     // Warned about: this instance's profiles (by the IMS's product instance, or by the mask).
-    let this_instance = here.map(|(name, _)| name.as_str());
-    admin_profiles = profiles
+    let this_instance = here;
+    let admin_profiles = profiles
         .into_iter()
         .flatten()
         .filter_map(|p| {
@@ -354,8 +392,5 @@ pub async fn diagnose(conn: &Connection, instance: &str, groups: &[OperatorGroup
             "create those operator groups in the instance, or rename the profiles".to_owned()
         }),
     ));
-    Report {
-        checks,
-        admin_profiles,
-    }
+    admin_profiles
 }

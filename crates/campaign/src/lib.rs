@@ -8,6 +8,7 @@ pub mod diagnose;
 pub mod fault;
 pub mod migration;
 pub mod migration_emails;
+mod migration_switch;
 pub mod model;
 pub mod operator_admin;
 pub mod operators;

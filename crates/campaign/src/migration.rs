@@ -8,18 +8,16 @@ use serde::Serialize;
 
 use ims_core::Now;
 use ims_wire::migration::{
-    state_digest, Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange,
-    EmailOutcome, GroupFacts, GroupOutcome, GroupRequest, ImsAccountFacts, ImsAccountRequest, InstanceFacts,
-    JournalReport, Notice, OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts, RowProblem,
-    SwitchOutcome, SwitchRequest, SwitchResponse, UsageFacts, MAX_EMAILS, MAX_PAGE, MAX_SWITCH,
+    Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange, EmailOutcome, GroupFacts,
+    GroupOutcome, GroupRequest, ImsAccountFacts, ImsAccountRequest, InstanceFacts, JournalReport, Notice,
+    OperatorFacts, OperatorPage, ProbeFacts, RestrictionFacts, RowProblem, UsageFacts, MAX_EMAILS, MAX_PAGE,
 };
 
 use crate::fault::Fault;
 use crate::migration_emails::{email_blockers, is_console_sign_in, is_native_api_call, EmailStatus};
-use crate::model::{AuthPath, AuthType, Operator, OperatorGroup};
+use crate::model::{AuthType, Operator, OperatorGroup};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
 use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
-use crate::store::SwitchStep;
 use crate::usage::UsageSummary;
 use crate::version::{Build, NativeAuth};
 use ims_wire::email::email_key;
@@ -916,7 +914,7 @@ pub struct Dashboard {
 }
 
 /// Who asks, when and from where, for the audit lines.
-fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_core::audit::Context {
+pub(crate) fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_core::audit::Context {
     ims_core::audit::Context {
         now,
         actor: format!("operator:{}", actor.login),
@@ -925,7 +923,7 @@ fn context_of(actor: &Operator, now: Now, caller: &Caller) -> ims_core::audit::C
     }
 }
 
-fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
+pub(crate) fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
     let credential = op
         .password_hash
         .as_deref()
@@ -943,186 +941,6 @@ fn facts_of(op: Operator, usage: Vec<UsageFacts>) -> OperatorFacts {
         groups: op.groups,
         rights: op.rights,
         ims_id: op.ims_id,
-    }
-}
-
-impl Instance {
-    /// Moves operators to IMS sign-in (linked to their identity; native sessions end) or back
-    /// to native sign-in (link cleared; IMS sessions end). Each operator decided alone (the
-    /// request's switches share transactions, not outcomes), only if it is still in the state the migration planned from (`state`) and
-    /// still was when read here (compare-and-set on its modification time); one already where
-    /// it is asked to go is left alone. Going back is refused once native operators can no
-    /// longer be managed (the instance is locked down).
-    pub async fn migration_switch(
-        &self,
-        actor: &Operator,
-        req: &SwitchRequest,
-        now: Now,
-        caller: &Caller,
-    ) -> Result<SwitchResponse, Fault> {
-        self.require_administration(actor).await?;
-        let to = match req.to.as_str() {
-            "ims" => AuthType::Ims,
-            "native" => AuthType::Native,
-            other => return Err(Fault::bad_request(format!("to is ims or native, not {other:?}"))),
-        };
-        if req.operators.len() > MAX_SWITCH {
-            return Err(Fault::bad_request(format!(
-                "at most {MAX_SWITCH} operators per request"
-            )));
-        }
-        let store = self.store();
-        let restrictions = self.restrictions();
-        let ctx = context_of(actor, now, caller);
-        let logins: Vec<String> = req.operators.iter().map(|i| i.login.clone()).collect();
-        let mut found: HashMap<String, Operator> = store
-            .operators_by_logins(&logins)
-            .await?
-            .into_iter()
-            .map(|op| (op.login.clone(), op))
-            .collect();
-        let mut out = Vec::with_capacity(req.operators.len());
-        // The switches to make, with their answer's place and its state once switched.
-        let mut steps = Vec::new();
-        let mut pending = Vec::new();
-        let mut named = HashSet::new();
-        // Groups given back on the way to native sign-in must still exist: one deleted meanwhile
-        // is left out (and said in the audit line).
-        let existing: HashSet<String> = if req.operators.iter().any(|i| i.restore.is_some()) {
-            store.groups().await?.into_iter().map(|g| g.name).collect()
-        } else {
-            HashSet::new()
-        };
-        for item in &req.operators {
-            let outcome = |outcome: &str, detail: String, state: String| SwitchOutcome {
-                login: item.login.clone(),
-                outcome: outcome.to_owned(),
-                detail,
-                state,
-            };
-            if !named.insert(item.login.as_str()) {
-                out.push(outcome(
-                    "refused",
-                    "named twice in this request".into(),
-                    String::new(),
-                ));
-                continue;
-            }
-            let Some(op) = found.remove(&item.login) else {
-                out.push(outcome(
-                    "missing",
-                    "no operator has this login".into(),
-                    String::new(),
-                ));
-                continue;
-            };
-            let read_at = op.modified_at;
-            let (id, from) = (op.id, op.auth_type);
-            let mut facts = facts_of(op, Vec::new());
-            let state = state_digest(&facts);
-            let link = match to {
-                AuthType::Ims => item.ims_id.clone(),
-                _ => None,
-            };
-            if from == to && facts.ims_id == link {
-                out.push(outcome("already", String::new(), state));
-                continue;
-            }
-            if state != item.state {
-                out.push(outcome(
-                    "drifted",
-                    format!(
-                        "changed since planned: type {}, email {}, groups [{}], rights [{}], {}",
-                        facts.auth_type,
-                        facts.email.as_deref().unwrap_or("none"),
-                        facts.groups.join(", "),
-                        facts.rights.join(", "),
-                        if facts.disabled { "disabled" } else { "enabled" }
-                    ),
-                    state,
-                ));
-                continue;
-            }
-            let refusal = match (from, to, &link) {
-                (AuthType::Native, AuthType::Ims, None) => {
-                    Some("switching to IMS sign-in needs the identity to link".to_owned())
-                }
-                (AuthType::Native, AuthType::Ims, Some(_)) => None,
-                (AuthType::Ims, AuthType::Native, _) if restrictions.operator_management => Some(
-                    "the instance is locked down: operators can no longer go back to native sign-in"
-                        .to_owned(),
-                ),
-                (AuthType::Ims, AuthType::Native, _) => None,
-                _ => Some(format!(
-                    "a {} operator is not moved by the migration",
-                    facts.auth_type
-                )),
-            };
-            if let Some(r) = refusal {
-                out.push(outcome("refused", r, state));
-                continue;
-            }
-            let end_path = match to {
-                AuthType::Ims => AuthPath::Native,
-                _ => AuthPath::Ims,
-            };
-            let mut details = serde_json::json!({"from": from.as_str(), "to": to.as_str(), "ims_id": link, "before": facts.ims_id});
-            let access = match (to, &item.restore) {
-                (AuthType::Native, Some(given)) => {
-                    let (mut groups, gone): (Vec<String>, Vec<String>) =
-                        given.groups.iter().cloned().partition(|g| existing.contains(g));
-                    groups.sort();
-                    groups.dedup();
-                    let mut rights = given.rights.clone();
-                    rights.sort();
-                    rights.dedup();
-                    let access = ims_wire::migration::Access { groups, rights };
-                    if (&access.groups, &access.rights) != (&facts.groups, &facts.rights) {
-                        details["restored"] = serde_json::json!({
-                            "groups": access.groups, "rights": access.rights,
-                            "had": {"groups": facts.groups, "rights": facts.rights},
-                            "groups_gone": gone,
-                        });
-                    }
-                    Some(access)
-                }
-                _ => None,
-            };
-            let audit = ctx.event("operator.migrate", &facts.login, "success", details);
-            steps.push(SwitchStep {
-                id,
-                read_at,
-                from,
-                to,
-                link: link.clone(),
-                end_path,
-                reset_password: to == AuthType::Native && item.reset_password,
-                access: access.clone(),
-                audit,
-            });
-            // Only the type, the link and the access given back change: the state once switched
-            // needs no reading.
-            facts.auth_type = to.as_str().to_owned();
-            facts.ims_id = link;
-            if let Some(a) = access {
-                facts.groups = a.groups;
-                facts.rights = a.rights;
-            }
-            pending.push((out.len(), state_digest(&facts)));
-            out.push(outcome("conflict", String::new(), state));
-        }
-        let done = store.switch_operators(&steps).await?;
-        for ((at, switched_state), done) in pending.into_iter().zip(done) {
-            let o = &mut out[at];
-            if done {
-                o.outcome = "switched".into();
-                o.state = switched_state;
-            } else {
-                o.detail =
-                    "changed while being switched, or the identity is linked to another operator".into();
-            }
-        }
-        Ok(SwitchResponse { operators: out })
     }
 }
 

@@ -406,12 +406,7 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
         }
         None => None,
     };
-    let restrictions = instance.restrictions();
     let now = Now::system();
-    let caller = Caller {
-        source: Some("verification probe".into()),
-        client: None,
-    };
     let password = secret::generate("probe-");
     let hash = match ims_core::password::hash(&password).await {
         Ok(h) => h,
@@ -424,44 +419,94 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
             }]
         }
     };
-    let mut out = Vec::new();
-    let mut record = |probe: &str, expected: &str, observed: String, passed: bool| {
-        out.push(ProbeResult {
+    let mut probe = Probe {
+        restrictions: instance.restrictions(),
+        instance,
+        store: probe_store,
+        password,
+        hash,
+        now,
+        caller: Caller {
+            source: Some("verification probe".into()),
+            client: None,
+        },
+        ctx: ims_core::audit::Context::new(now, "system:probe"),
+        out: Vec::new(),
+    };
+    let outsider = probe.native_outsider().await;
+    if let Ok(id) = outsider {
+        probe.outsider_session(id).await;
+    }
+    let allowed = probe.allow_listed_operator().await;
+    probe.bearer(bearer_token.as_ref()).await;
+    probe.management(allowed, outsider.ok()).await;
+    probe.out
+}
+
+/// The probes' instance (over the probe store) and what they record.
+struct Probe {
+    instance: Instance,
+    restrictions: Arc<crate::restrictions::Restrictions>,
+    store: Arc<ProbeStore>,
+    /// A password only the probes know, and its hash.
+    password: Secret,
+    hash: String,
+    now: Now,
+    caller: Caller,
+    ctx: ims_core::audit::Context,
+    out: Vec<ProbeResult>,
+}
+
+impl Probe {
+    fn record(&mut self, probe: &str, expected: &str, observed: String, passed: bool) {
+        self.out.push(ProbeResult {
             probe: probe.into(),
             expected: expected.into(),
             observed,
             passed,
-        })
-    };
-    let ctx = ims_core::audit::Context::new(now, "system:probe");
+        });
+    }
 
-    // A native operator outside the allow-list, known only to the probe.
-    let outsider = if allow_listed(&restrictions.allow_list, PROBE_LOGIN) {
-        Err(format!("not probed: {PROBE_LOGIN} is on the allow-list"))
-    } else {
-        let op = Operator::native(PROBE_LOGIN, None, Vec::new(), Some(hash.clone()), now);
-        probe_store
-            .create_operator(
-                &op,
-                &ctx.event("probe", PROBE_LOGIN, "success", serde_json::json!({})),
-            )
-            .await
-            .map_err(|e| format!("not probed: {e}"))
-    };
-    let observed = match &outsider {
-        Ok(_) => outcome(&instance.logon(PROBE_LOGIN, &password, false, now, &caller).await),
-        Err(why) => why.clone(),
-    };
-    let refused_it = observed.starts_with("refused");
-    record(
-        "native Logon, operator outside the allow-list",
-        "refused",
-        observed,
-        refused_it,
-    );
+    /// A native operator outside the allow-list, known only to the probe, cannot sign in; its
+    /// id, when it could be made.
+    async fn native_outsider(&mut self) -> Result<i64, String> {
+        let now = self.now;
+        let outsider = if allow_listed(&self.restrictions.allow_list, PROBE_LOGIN) {
+            Err(format!("not probed: {PROBE_LOGIN} is on the allow-list"))
+        } else {
+            let op = Operator::native(PROBE_LOGIN, None, Vec::new(), Some(self.hash.clone()), now);
+            self.store
+                .create_operator(
+                    &op,
+                    &self
+                        .ctx
+                        .event("probe", PROBE_LOGIN, "success", serde_json::json!({})),
+                )
+                .await
+                .map_err(|e| format!("not probed: {e}"))
+        };
+        let observed = match &outsider {
+            Ok(_) => outcome(
+                &self
+                    .instance
+                    .logon(PROBE_LOGIN, &self.password, false, now, &self.caller)
+                    .await,
+            ),
+            Err(why) => why.clone(),
+        };
+        let refused_it = observed.starts_with("refused");
+        self.record(
+            "native Logon, operator outside the allow-list",
+            "refused",
+            observed,
+            refused_it,
+        );
+        outsider
+    }
 
-    // An existing native session of that operator stops working.
-    if let Ok(id) = outsider {
+    /// An existing native session of that operator stops working.
+    async fn outsider_session(&mut self, id: i64) {
+        let now = self.now;
         let token = secret::generate(crate::service::SESSION_PREFIX);
         let session = Session {
             session_digest: secret::digest_hex(token.expose()),
@@ -471,9 +516,12 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
             created_at: now,
             expires_at: now.plus_secs(3600),
         };
-        let _ = probe_store.insert_session(&session).await;
-        let r = instance.session_operator(token.expose(), None, None, now).await;
-        record(
+        let _ = self.store.insert_session(&session).await;
+        let r = self
+            .instance
+            .session_operator(token.expose(), None, None, now)
+            .await;
+        self.record(
             "existing native session, operator outside the allow-list",
             "refused",
             outcome(&r),
@@ -481,136 +529,157 @@ pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<Pro
         );
     }
 
-    // An allow-listed operator still signs in: the first that exists, signs in natively and is
-    // enabled, with a password only the probe knows.
-    let mut allowed = None;
-    for name in restrictions.allow_list.iter().flat_map(|e| e.split('|')) {
-        if let Ok(Some(op)) = probe_store.operator_by_login(name).await {
-            if op.auth_type == AuthType::Native && !op.disabled {
-                allowed = Some(op);
-                break;
+    /// An allow-listed operator still signs in: the first that exists, signs in natively and
+    /// is enabled, with a password only the probe knows. That operator, when there is one.
+    async fn allow_listed_operator(&mut self) -> Option<Operator> {
+        let mut allowed = None;
+        for name in self.restrictions.allow_list.iter().flat_map(|e| e.split('|')) {
+            if let Ok(Some(op)) = self.store.operator_by_login(name).await {
+                if op.auth_type == AuthType::Native && !op.disabled {
+                    allowed = Some(op);
+                    break;
+                }
             }
         }
-    }
-    match &allowed {
-        Some(op) => {
-            let with_probe_password = Operator {
-                password_hash: Some(hash.clone()),
-                ..op.clone()
-            };
-            let _ = probe_store
-                .update_operator(
-                    &with_probe_password,
-                    false,
-                    &ctx.event("probe", &op.login, "success", serde_json::json!({})),
-                )
-                .await;
-            let r = instance.logon(&op.login, &password, false, now, &caller).await;
-            record(
-                &format!("native Logon, allow-listed operator {}", op.login),
+        let Some(op) = &allowed else {
+            self.record(
+                "native Logon, allow-listed operator",
                 "signed in",
-                if r.is_ok() {
-                    "signed in".into()
-                } else {
-                    outcome(&r)
-                },
-                r.is_ok(),
+                "no enabled native operator of the allow-list exists".into(),
+                false,
             );
-        }
-        None => record(
-            "native Logon, allow-listed operator",
+            return None;
+        };
+        let with_probe_password = Operator {
+            password_hash: Some(self.hash.clone()),
+            ..op.clone()
+        };
+        let _ = self
+            .store
+            .update_operator(
+                &with_probe_password,
+                false,
+                &self
+                    .ctx
+                    .event("probe", &op.login, "success", serde_json::json!({})),
+            )
+            .await;
+        let r = self
+            .instance
+            .logon(&op.login, &self.password, false, self.now, &self.caller)
+            .await;
+        let observed = if r.is_ok() {
+            "signed in".into()
+        } else {
+            outcome(&r)
+        };
+        self.record(
+            &format!("native Logon, allow-listed operator {}", op.login),
             "signed in",
-            "no enabled native operator of the allow-list exists".into(),
-            false,
-        ),
+            observed,
+            r.is_ok(),
+        );
+        allowed
     }
 
-    // Bearer tokens keep working.
-    match &bearer_token {
-        Some(token) => {
-            let r = instance
-                .bearer_operator(token.expose(), "xtk:session#GetUserInfo", now, &caller)
-                .await;
-            record(
+    /// Bearer tokens keep working.
+    async fn bearer(&mut self, token: Option<&Secret>) {
+        let Some(token) = token else {
+            self.record(
                 "IMS access token (Authorization: Bearer)",
                 "accepted",
-                match &r {
-                    Ok(op) => format!("accepted as {}", op.login),
-                    Err(f) => format!("refused ({} {})", f.code, f.message),
-                },
-                r.is_ok(),
+                "not probed: no credential given".into(),
+                false,
             );
-        }
-        None => record(
+            return;
+        };
+        let r = self
+            .instance
+            .bearer_operator(token.expose(), "xtk:session#GetUserInfo", self.now, &self.caller)
+            .await;
+        let observed = match &r {
+            Ok(op) => format!("accepted as {}", op.login),
+            Err(f) => format!("refused ({} {})", f.code, f.message),
+        };
+        self.record(
             "IMS access token (Authorization: Bearer)",
             "accepted",
-            "not probed: no credential given".into(),
-            false,
-        ),
+            observed,
+            r.is_ok(),
+        );
     }
 
-    // Operator management, as an administrator would try it.
-    let actor = match &allowed {
-        Some(op) => Some(op.clone()),
-        None => probe_store.operator_by_login("admin").await.ok().flatten(),
-    };
-    let Some(actor) = actor else {
-        record(
-            "operator management",
-            "refused",
-            "not probed: no administrator operator exists".into(),
-            false,
-        );
-        return out;
-    };
-    let expect_restricted = |r: &Result<crate::operators::Written, crate::fault::Fault>| matches!(r, Err(f) if f.code == RESTRICTED_CODE);
-    let create = instance
-        .change_operator(
+    /// Operator management, as an administrator would try it: the allow-listed operator, else
+    /// `admin`; the outsider is the one edited and deleted, when there is one.
+    async fn management(&mut self, allowed: Option<Operator>, outsider: Option<i64>) {
+        let actor = match allowed {
+            Some(op) => Some(op),
+            None => self.store.operator_by_login("admin").await.ok().flatten(),
+        };
+        let Some(actor) = actor else {
+            self.record(
+                "operator management",
+                "refused",
+                "not probed: no administrator operator exists".into(),
+                false,
+            );
+            return;
+        };
+        let create = OperatorEdit {
+            password: Some(secret::generate("probe-")),
+            ..OperatorEdit::default()
+        };
+        let new_login = OperatorKey::Login(format!("{PROBE_LOGIN}-new"));
+        self.restricted_change(
             &actor,
-            &OperatorKey::Login(format!("{PROBE_LOGIN}-new")),
+            "create a native operator",
+            &new_login,
             Some(WriteMode::Insert),
-            OperatorEdit {
-                password: Some(secret::generate("probe-")),
-                ..OperatorEdit::default()
-            },
-            now,
-            &caller,
+            create,
         )
         .await;
-    record(
-        "create a native operator",
-        &format!("refused ({RESTRICTED_CODE})"),
-        outcome(&create),
-        expect_restricted(&create),
-    );
-    let target = outsider.map(OperatorKey::Id).unwrap_or(OperatorKey::Id(actor.id));
-    let edit = instance
-        .change_operator(
+        let target = OperatorKey::Id(outsider.unwrap_or(actor.id));
+        let edit = OperatorEdit {
+            label: Some("changed by a probe".into()),
+            ..OperatorEdit::default()
+        };
+        self.restricted_change(
             &actor,
+            "edit a native operator",
             &target,
             Some(WriteMode::Update),
-            OperatorEdit {
-                label: Some("changed by a probe".into()),
-                ..OperatorEdit::default()
-            },
-            now,
-            &caller,
+            edit,
         )
         .await;
-    record(
-        "edit a native operator",
-        &format!("refused ({RESTRICTED_CODE})"),
-        outcome(&edit),
-        expect_restricted(&edit),
-    );
-    let delete = instance
-        .change_operator(&actor, &target, None, OperatorEdit::default(), now, &caller)
+        self.restricted_change(
+            &actor,
+            "delete a native operator",
+            &target,
+            None,
+            OperatorEdit::default(),
+        )
         .await;
-    record(
-        "delete a native operator",
-        &format!("refused ({RESTRICTED_CODE})"),
-        outcome(&delete),
-        expect_restricted(&delete),
-    );
-    out
+    }
+
+    /// One operator change that the restrictions must refuse.
+    async fn restricted_change(
+        &mut self,
+        actor: &Operator,
+        probe: &str,
+        key: &OperatorKey,
+        mode: Option<WriteMode>,
+        edit: OperatorEdit,
+    ) {
+        let r = self
+            .instance
+            .change_operator(actor, key, mode, edit, self.now, &self.caller)
+            .await;
+        let restricted = matches!(&r, Err(f) if f.code == RESTRICTED_CODE);
+        self.record(
+            probe,
+            &format!("refused ({RESTRICTED_CODE})"),
+            outcome(&r),
+            restricted,
+        );
+    }
 }

@@ -43,21 +43,8 @@ pub enum Groups {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    CreateUser {
-        kind: IdentityType,
-        email: String,
-        option: IfExists,
-        first_name: Option<String>,
-        last_name: Option<String>,
-        country: Option<String>,
-    },
-    Update {
-        email: Option<String>,
-        username: Option<String>,
-        first_name: Option<String>,
-        last_name: Option<String>,
-        country: Option<String>,
-    },
+    CreateUser(NewUser),
+    Update(UserUpdate),
     AddGroups(Vec<String>),
     RemoveGroups(Groups),
     RemoveFromOrg {
@@ -82,6 +69,27 @@ pub enum Step {
         code: &'static str,
         message: String,
     },
+}
+
+/// `createEnterpriseID`, `createFederatedID`, `addAdobeID`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    pub kind: IdentityType,
+    pub email: String,
+    pub option: IfExists,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub country: Option<String>,
+}
+
+/// `update`: what it names changes, the rest stays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserUpdate {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub country: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,23 +172,23 @@ fn parse_step(raw: &Value, user_entry: bool) -> Step {
                 "createFederatedID" => IdentityType::FederatedId,
                 _ => IdentityType::AdobeId,
             };
-            Ok(Step::CreateUser {
+            Ok(Step::CreateUser(NewUser {
                 kind,
                 email: text(args, "email")?.ok_or("email is required")?,
                 option: if_exists(args)?,
                 first_name: text(args, "firstname")?,
                 last_name: text(args, "lastname")?,
                 country: text(args, "country")?,
-            })
+            }))
         })(),
         (true, "update") => (|| {
-            Ok(Step::Update {
+            Ok(Step::Update(UserUpdate {
                 email: text(args, "email")?,
                 username: text(args, "username")?,
                 first_name: text(args, "firstname")?,
                 last_name: text(args, "lastname")?,
                 country: text(args, "country")?,
-            })
+            }))
         })(),
         (true, "add") => names(args, "group").map(Step::AddGroups),
         (true, "remove") if args.as_str() == Some("all") => Ok(Step::RemoveGroups(Groups::All)),
@@ -361,12 +369,12 @@ impl Snapshot {
                     Step::AddUsers(us) | Step::RemoveUsers(us) => {
                         out.extend(us.iter().map(|u| u.to_lowercase()));
                     }
-                    Step::CreateUser { email, .. } => {
+                    Step::CreateUser(NewUser { email, .. }) => {
                         out.insert(email.to_lowercase());
                     }
-                    Step::Update {
+                    Step::Update(UserUpdate {
                         email: Some(email), ..
-                    } => {
+                    }) => {
                         out.insert(email.to_lowercase());
                     }
                     _ => {}
@@ -527,154 +535,16 @@ impl Planner<'_> {
             self.step = i;
             match step {
                 Step::Invalid { code, message } => return Err(self.fail(code, message.clone())),
-                Step::CreateUser {
-                    kind,
-                    email: new_email,
-                    option,
-                    first_name,
-                    last_name,
-                    country,
-                } => {
-                    if !new_email.eq_ignore_ascii_case(email) {
-                        return Err(self.fail(
-                            "error.user.email_mismatch",
-                            format!("the step creates {new_email:?} in an entry for {email:?}"),
-                        ));
-                    }
-                    crate::people::check_email(new_email)
-                        .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
-                    let country = normalise_country(country.as_deref(), *kind)
-                        .map_err(|m| self.fail("error.user.invalid_country", m))?;
-                    if let Some(existing) = self.live_user(email).cloned() {
-                        match option {
-                            IfExists::Error => {
-                                return Err(
-                                    self.fail("error.user.already_exists", format!("{email} already exists"))
-                                )
-                            }
-                            IfExists::Ignore => continue,
-                            IfExists::Update => {
-                                let mut u = existing;
-                                if let Some(f) = first_name {
-                                    u.first_name = f.clone();
-                                }
-                                if let Some(l) = last_name {
-                                    u.last_name = l.clone();
-                                }
-                                if country.is_some() {
-                                    u.country = country;
-                                }
-                                self.update_user(u, false);
-                                continue;
-                            }
-                        }
-                    }
-                    // Someone removed from the organisation comes back as the same identity
-                    // (emails are unique in an organisation), active again with no groups.
-                    if let Some(removed) = self.snap.users.get(&email.to_lowercase()).cloned() {
-                        let mut u = removed;
-                        u.status = UserStatus::Active;
-                        u.identity_type = *kind;
-                        u.first_name = first_name.clone().unwrap_or_default();
-                        u.last_name = last_name.clone().unwrap_or_default();
-                        u.country = country;
-                        self.update_user(u, false);
-                        continue;
-                    }
-                    let mut u = User::new(
-                        &self.snap.org_id,
-                        new_email,
-                        first_name.as_deref().unwrap_or_default(),
-                        last_name.as_deref().unwrap_or_default(),
-                        self.now,
-                    );
-                    u.identity_type = *kind;
-                    u.country = country;
-                    self.snap.users.insert(email.to_lowercase(), u.clone());
-                    self.changes.push(Change::CreateUser(u));
-                }
-                Step::Update {
-                    email: new_email,
-                    username,
-                    first_name,
-                    last_name,
-                    country,
-                } => {
-                    let mut u = self.existing(email)?;
-                    if let Some(n) = username.as_deref().filter(|n| !n.eq_ignore_ascii_case(&u.email)) {
-                        return Err(self.fail(
-                            "error.update.username_not_supported",
-                            format!("usernames are emails here; {n:?} is not {}", u.email),
-                        ));
-                    }
-                    if let Some(e) = new_email {
-                        crate::people::check_email(e)
-                            .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
-                        if !e.eq_ignore_ascii_case(&u.email) && self.live_user(e).is_some() {
-                            return Err(self.fail(
-                                "error.user.already_exists",
-                                format!("{e} is another user's email"),
-                            ));
-                        }
-                        u.email = e.clone();
-                    }
-                    if let Some(f) = first_name {
-                        u.first_name = f.clone();
-                    }
-                    if let Some(l) = last_name {
-                        u.last_name = l.clone();
-                    }
-                    if let Some(c) = country {
-                        u.country = normalise_country(Some(c), u.identity_type)
-                            .map_err(|m| self.fail("error.user.invalid_country", m))?;
-                    }
-                    self.update_user(u, false);
-                }
+                Step::CreateUser(new) => self.create_user(email, new)?,
+                Step::Update(update) => self.update_user_step(email, update)?,
                 Step::AddGroups(groups) => {
                     let u = self.existing(email)?;
                     for g in groups {
                         self.add_member(g, &u.user_id)?;
                     }
                 }
-                Step::RemoveGroups(which) => {
-                    let u = self.existing(email)?;
-                    let names: Vec<String> = match which {
-                        Groups::Named(names) => names.clone(),
-                        Groups::All => self
-                            .snap
-                            .groups
-                            .values()
-                            .filter(|s| s.members.contains(&u.user_id))
-                            .map(|s| s.group.name.clone())
-                            .collect(),
-                    };
-                    for g in names {
-                        self.remove_member(&g, &u.user_id)?;
-                    }
-                }
-                Step::RemoveFromOrg { delete_account } => {
-                    let mut u = self.existing(email)?;
-                    let groups: Vec<String> = self
-                        .snap
-                        .groups
-                        .values()
-                        .filter(|s| s.members.contains(&u.user_id))
-                        .map(|s| s.group.name.clone())
-                        .collect();
-                    for g in groups {
-                        self.remove_member(&g, &u.user_id)?;
-                    }
-                    u.status = UserStatus::Removed;
-                    u.sessions_valid_after = self.now;
-                    if *delete_account {
-                        // The account's secrets go with it; the row stays so its id is never
-                        // reused and the audit log keeps meaning.
-                        u.password_hash = None;
-                        u.totp_sealed = None;
-                        u.recovery_codes.clear();
-                    }
-                    self.update_user(u, true);
-                }
+                Step::RemoveGroups(which) => self.remove_groups(email, which)?,
+                Step::RemoveFromOrg { delete_account } => self.remove_from_org(email, *delete_account)?,
                 other => {
                     return Err(self.fail(
                         "error.command.unknown",
@@ -683,6 +553,158 @@ impl Planner<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Creates `email`'s user, or (as the step's option says) refuses, ignores or updates an
+    /// existing one.
+    fn create_user(&mut self, email: &str, new: &NewUser) -> Result<(), StepError> {
+        let NewUser {
+            kind,
+            email: new_email,
+            option,
+            first_name,
+            last_name,
+            country,
+        } = new;
+        if !new_email.eq_ignore_ascii_case(email) {
+            return Err(self.fail(
+                "error.user.email_mismatch",
+                format!("the step creates {new_email:?} in an entry for {email:?}"),
+            ));
+        }
+        crate::people::check_email(new_email)
+            .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
+        let country = normalise_country(country.as_deref(), *kind)
+            .map_err(|m| self.fail("error.user.invalid_country", m))?;
+        if let Some(existing) = self.live_user(email).cloned() {
+            match option {
+                IfExists::Error => {
+                    return Err(self.fail("error.user.already_exists", format!("{email} already exists")))
+                }
+                IfExists::Ignore => return Ok(()),
+                IfExists::Update => {
+                    let mut u = existing;
+                    if let Some(f) = first_name {
+                        u.first_name = f.clone();
+                    }
+                    if let Some(l) = last_name {
+                        u.last_name = l.clone();
+                    }
+                    if country.is_some() {
+                        u.country = country;
+                    }
+                    self.update_user(u, false);
+                    return Ok(());
+                }
+            }
+        }
+        // Someone removed from the organisation comes back as the same identity
+        // (emails are unique in an organisation), active again with no groups.
+        if let Some(removed) = self.snap.users.get(&email.to_lowercase()).cloned() {
+            let mut u = removed;
+            u.status = UserStatus::Active;
+            u.identity_type = *kind;
+            u.first_name = first_name.clone().unwrap_or_default();
+            u.last_name = last_name.clone().unwrap_or_default();
+            u.country = country;
+            self.update_user(u, false);
+            return Ok(());
+        }
+        let mut u = User::new(
+            &self.snap.org_id,
+            new_email,
+            first_name.as_deref().unwrap_or_default(),
+            last_name.as_deref().unwrap_or_default(),
+            self.now,
+        );
+        u.identity_type = *kind;
+        u.country = country;
+        self.snap.users.insert(email.to_lowercase(), u.clone());
+        self.changes.push(Change::CreateUser(u));
+        Ok(())
+    }
+
+    fn update_user_step(&mut self, email: &str, update: &UserUpdate) -> Result<(), StepError> {
+        let UserUpdate {
+            email: new_email,
+            username,
+            first_name,
+            last_name,
+            country,
+        } = update;
+        let mut u = self.existing(email)?;
+        if let Some(n) = username.as_deref().filter(|n| !n.eq_ignore_ascii_case(&u.email)) {
+            return Err(self.fail(
+                "error.update.username_not_supported",
+                format!("usernames are emails here; {n:?} is not {}", u.email),
+            ));
+        }
+        if let Some(e) = new_email {
+            crate::people::check_email(e)
+                .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
+            if !e.eq_ignore_ascii_case(&u.email) && self.live_user(e).is_some() {
+                return Err(self.fail(
+                    "error.user.already_exists",
+                    format!("{e} is another user's email"),
+                ));
+            }
+            u.email = e.clone();
+        }
+        if let Some(f) = first_name {
+            u.first_name = f.clone();
+        }
+        if let Some(l) = last_name {
+            u.last_name = l.clone();
+        }
+        if let Some(c) = country {
+            u.country = normalise_country(Some(c), u.identity_type)
+                .map_err(|m| self.fail("error.user.invalid_country", m))?;
+        }
+        self.update_user(u, false);
+        Ok(())
+    }
+
+    fn remove_groups(&mut self, email: &str, which: &Groups) -> Result<(), StepError> {
+        let u = self.existing(email)?;
+        let names: Vec<String> = match which {
+            Groups::Named(names) => names.clone(),
+            Groups::All => self
+                .snap
+                .groups
+                .values()
+                .filter(|s| s.members.contains(&u.user_id))
+                .map(|s| s.group.name.clone())
+                .collect(),
+        };
+        for g in names {
+            self.remove_member(&g, &u.user_id)?;
+        }
+        Ok(())
+    }
+
+    fn remove_from_org(&mut self, email: &str, delete_account: bool) -> Result<(), StepError> {
+        let mut u = self.existing(email)?;
+        let groups: Vec<String> = self
+            .snap
+            .groups
+            .values()
+            .filter(|s| s.members.contains(&u.user_id))
+            .map(|s| s.group.name.clone())
+            .collect();
+        for g in groups {
+            self.remove_member(&g, &u.user_id)?;
+        }
+        u.status = UserStatus::Removed;
+        u.sessions_valid_after = self.now;
+        if delete_account {
+            // The account's secrets go with it; the row stays so its id is never
+            // reused and the audit log keeps meaning.
+            u.password_hash = None;
+            u.totp_sealed = None;
+            u.recovery_codes.clear();
+        }
+        self.update_user(u, true);
         Ok(())
     }
 
