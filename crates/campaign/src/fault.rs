@@ -3,18 +3,70 @@
 
 use ims_core::error::StoreError;
 
+/// The vendor's fault codes we answer with. Clients branch on the code (a session fault makes
+/// them sign in again), so each kind of refusal has exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultCode {
+    /// `XSV-350024`: wrong login or password, or an account that cannot sign in.
+    InvalidLogin,
+    /// `XSV-350008`: no session, or one that has ended.
+    SessionExpired,
+    /// `SOP-330006`: the method is not part of the service.
+    UnknownMethod,
+    /// `SOP-330011`: the request is malformed or names something that cannot be.
+    BadRequest,
+    /// `XSV-350122`: authenticated, but without the right this needs.
+    Forbidden,
+    /// `XSV-350260`: refused by the lock-down restrictions.
+    Restricted,
+    /// `XSV-350123`: nothing by that key.
+    NotFound,
+    /// `XSV-350001`: the instance cannot serve right now.
+    Unavailable,
+    /// `XSV-350000`: anything else (details are logged, never sent).
+    Internal,
+}
+
+impl FaultCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FaultCode::InvalidLogin => "XSV-350024",
+            FaultCode::SessionExpired => "XSV-350008",
+            FaultCode::UnknownMethod => "SOP-330006",
+            FaultCode::BadRequest => "SOP-330011",
+            FaultCode::Forbidden => "XSV-350122",
+            FaultCode::Restricted => "XSV-350260",
+            FaultCode::NotFound => "XSV-350123",
+            FaultCode::Unavailable => "XSV-350001",
+            FaultCode::Internal => "XSV-350000",
+        }
+    }
+}
+
+impl std::fmt::Display for FaultCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A code compares equal to its wire text, as clients see it.
+impl PartialEq<&str> for FaultCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {message}")]
 pub struct Fault {
-    /// `XSV-350024`, `SOP-330006`, ...
-    pub code: &'static str,
+    pub code: FaultCode,
     pub message: String,
     /// Client-side fault (`SOAP-ENV:Client`) or server-side.
     pub client: bool,
 }
 
 impl Fault {
-    fn client(code: &'static str, message: impl Into<String>) -> Self {
+    fn client(code: FaultCode, message: impl Into<String>) -> Self {
         Fault {
             code,
             message: message.into(),
@@ -23,49 +75,51 @@ impl Fault {
     }
 
     pub fn invalid_login() -> Self {
-        Fault::client("XSV-350024", "Invalid login or password")
+        Fault::client(FaultCode::InvalidLogin, "Invalid login or password")
     }
 
     pub fn session_expired() -> Self {
         Fault::client(
-            "XSV-350008",
+            FaultCode::SessionExpired,
             "Session has expired or is invalid. Please reconnect.",
         )
     }
 
     /// The session fault (clients sign in again on its code), saying what was missing.
     pub fn session_expired_because(why: &str) -> Self {
-        Fault::client("XSV-350008", format!("Session has expired or is invalid: {why}."))
+        Fault::client(
+            FaultCode::SessionExpired,
+            format!("Session has expired or is invalid: {why}."),
+        )
     }
 
     pub fn unknown_method(method: &str, urn: &str) -> Self {
         Fault::client(
-            "SOP-330006",
+            FaultCode::UnknownMethod,
             format!("The method '{method}' is not defined in SOAP service '{urn}'."),
         )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Fault::client("SOP-330011", message)
+        Fault::client(FaultCode::BadRequest, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Fault::client("XSV-350122", message)
+        Fault::client(FaultCode::Forbidden, message)
     }
 
-    /// A change or sign-in the lock-down restrictions refuse
-    /// ([`crate::restrictions::RESTRICTED_CODE`]).
+    /// A change or sign-in the lock-down restrictions refuse.
     pub fn restricted(message: impl Into<String>) -> Self {
-        Fault::client(crate::restrictions::RESTRICTED_CODE, message)
+        Fault::client(FaultCode::Restricted, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Fault::client("XSV-350123", message)
+        Fault::client(FaultCode::NotFound, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Fault {
-            code: "XSV-350001",
+            code: FaultCode::Unavailable,
             message: message.into(),
             client: false,
         }
@@ -73,7 +127,7 @@ impl Fault {
 
     pub fn internal() -> Self {
         Fault {
-            code: "XSV-350000",
+            code: FaultCode::Internal,
             message: "The server could not complete the request".into(),
             client: false,
         }

@@ -30,7 +30,7 @@ pub struct Restrictions {
 
 /// The stable code of every refusal that comes from the restrictions, so scripts can tell it
 /// from a rights or validation problem.
-pub const RESTRICTED_CODE: &str = "XSV-350260";
+pub const RESTRICTED_CODE: &str = crate::fault::FaultCode::Restricted.as_str();
 
 impl Restrictions {
     pub fn effective(build: &Build, switches: &ImsSwitches) -> Self {

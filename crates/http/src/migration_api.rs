@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use ims_campaign::fault::Fault;
+use ims_campaign::fault::{Fault, FaultCode};
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
 use ims_wire::migration::{
@@ -45,10 +45,10 @@ impl IntoResponse for ApiFault {
     fn into_response(self) -> Response {
         let f = self.0;
         let status = match f.code {
-            "XSV-350008" | "XSV-350024" => StatusCode::UNAUTHORIZED,
-            "XSV-350122" | ims_campaign::restrictions::RESTRICTED_CODE => StatusCode::FORBIDDEN,
-            "XSV-350123" => StatusCode::NOT_FOUND,
-            "XSV-350001" => StatusCode::SERVICE_UNAVAILABLE,
+            FaultCode::SessionExpired | FaultCode::InvalidLogin => StatusCode::UNAUTHORIZED,
+            FaultCode::Forbidden | FaultCode::Restricted => StatusCode::FORBIDDEN,
+            FaultCode::NotFound => StatusCode::NOT_FOUND,
+            FaultCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ if f.client => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -57,7 +57,7 @@ impl IntoResponse for ApiFault {
             "title": status.canonical_reason().unwrap_or("error"),
             "status": status.as_u16(),
             "detail": f.message,
-            "code": f.code,
+            "code": f.code.as_str(),
         });
         problem_response(status, body)
     }

@@ -265,7 +265,7 @@ pub(super) async fn migration_emails_submit(
             shown.problems = o.problems;
             emails_page(&st, &who, shell, StatusCode::UNPROCESSABLE_ENTITY, shown).await
         }
-        Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
+        Err(f) if f.client && !matches!(f.code, FaultCode::Forbidden | FaultCode::Restricted) => {
             shown.error = Some(format!("{} Nothing was written.", f.message));
             emails_page(&st, &who, shell, StatusCode::UNPROCESSABLE_ENTITY, shown).await
         }

@@ -19,10 +19,9 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use ims_campaign::fault::Fault;
+use ims_campaign::fault::{Fault, FaultCode};
 use ims_campaign::model::{AuthPath, AuthType, Operator, OperatorGroup};
 use ims_campaign::operators::{OperatorEdit, OperatorKey, WriteMode, Written};
-use ims_campaign::restrictions::RESTRICTED_CODE;
 use ims_campaign::service::{holds, Caller, InstanceKind, ADMINISTRATION};
 use ims_core::secret::{self, Secret};
 use ims_core::Now;
@@ -137,10 +136,10 @@ struct ErrorPage {
 /// details in the log.
 fn fault_page(shell: Shell, fault: &Fault) -> Response {
     let (status, heading) = match fault.code {
-        "XSV-350122" => (StatusCode::FORBIDDEN, "Not allowed"),
-        RESTRICTED_CODE => (StatusCode::FORBIDDEN, "Restricted"),
-        "XSV-350123" => (StatusCode::NOT_FOUND, "Not found"),
-        "XSV-350008" => (StatusCode::UNAUTHORIZED, "Signed out"),
+        FaultCode::Forbidden => (StatusCode::FORBIDDEN, "Not allowed"),
+        FaultCode::Restricted => (StatusCode::FORBIDDEN, "Restricted"),
+        FaultCode::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        FaultCode::SessionExpired => (StatusCode::UNAUTHORIZED, "Signed out"),
         _ if fault.client => (StatusCode::UNPROCESSABLE_ENTITY, "Not saved"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
     };
@@ -325,7 +324,7 @@ async fn login_submit(
             ],
         ),
         Err(f) => {
-            let status = if f.code == "XSV-350024" {
+            let status = if f.code == FaultCode::InvalidLogin {
                 StatusCode::UNAUTHORIZED
             } else {
                 StatusCode::FORBIDDEN

@@ -244,7 +244,7 @@ pub(super) async fn operator_create(
     match result {
         Ok(Written::Created(id)) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
         Ok(_) => see_other("/console/operators", vec![]),
-        Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
+        Err(f) if f.client && !matches!(f.code, FaultCode::Forbidden | FaultCode::Restricted) => {
             operator_form(
                 &st,
                 &who,
@@ -322,7 +322,7 @@ pub(super) async fn operator_update(
         .await;
     match result {
         Ok(_) => see_other(&format!("/console/operators/{id}?saved=1"), vec![]),
-        Err(f) if f.client && !matches!(f.code, "XSV-350122" | RESTRICTED_CODE) => {
+        Err(f) if f.client && !matches!(f.code, FaultCode::Forbidden | FaultCode::Restricted) => {
             operator_form(
                 &st,
                 &who,
