@@ -26,8 +26,8 @@ use ims_identity::service::administration::{Administration, ProfileSettings, Sys
 use ims_identity::service::directory::{self as dir, Administrator};
 use ims_identity::service::{ClientAuth, TokenRequest};
 
+use crate::ims::signin::secure;
 use crate::pages::{self, cookie, cookie_line, form_token, render, see_other, FormData};
-use crate::signin::secure;
 use crate::{AppState, Meta};
 
 use audit::audit;

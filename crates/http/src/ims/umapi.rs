@@ -139,7 +139,7 @@ impl FromRequestParts<AppState> for Caller {
         let meta = Meta::from_request_parts(parts, app)
             .await
             .unwrap_or_else(|never| match never {});
-        let (token, api_key) = crate::oauth::bearer_and_api_key(parts)?;
+        let (token, api_key) = crate::ims::oauth::bearer_and_api_key(parts)?;
         let admin = app.ims.umapi_caller(&token, api_key, meta.now).await?;
         app.ims
             .umapi_admit(admin.client_id(), meta.now)

@@ -28,7 +28,7 @@ use ims_core::Now;
 use ims_wire::migration::EmailAssignment;
 use ims_wire::rights::NAMED_RIGHTS;
 
-use crate::campaign::{client_headers, InstanceState};
+use crate::instance::soap::{client_headers, InstanceState};
 use crate::pages::{self, cookie, render, see_other, stylesheet, FormData};
 use crate::Meta;
 

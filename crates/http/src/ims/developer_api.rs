@@ -185,7 +185,7 @@ impl FromRequestParts<AppState> for Caller {
         let meta = Meta::from_request_parts(parts, app)
             .await
             .unwrap_or_else(|never| match never {});
-        let (token, api_key) = crate::oauth::bearer_and_api_key(parts)?;
+        let (token, api_key) = crate::ims::oauth::bearer_and_api_key(parts)?;
         let caller = app.ims.console_caller(&token, api_key, meta.now).await?;
         // One budget per client for the vendor's APIs (this one and the User Management API).
         app.ims

@@ -87,8 +87,8 @@ pub fn router(state: InstanceState) -> Router {
         .route("/nl/jsp/ping.jsp", get(ping))
         .route("/nl/jsp/mcPing.jsp", get(mc_ping))
         .route("/nl/jsp/schemawsdl.jsp", get(schema_wsdl).post(schema_wsdl))
-        .merge(crate::console::routes())
-        .merge(crate::migration_api::routes())
+        .merge(crate::instance::console::routes())
+        .merge(crate::instance::migration_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .layer(axum::Extension(crate::BodyLimit(MAX_SOAP_BODY)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
@@ -97,14 +97,14 @@ pub fn router(state: InstanceState) -> Router {
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn(normalise_slashes))
-        .layer(axum::middleware::map_response(crate::strict_transport))
+        .layer(axum::middleware::map_response(crate::ims::strict_transport))
 }
 
 /// One access log line per instance request (route template, status, time, request id), like
 /// the IMS's; calls are also known through usage evidence.
 async fn access_log(State(st): State<InstanceState>, req: Request, next: axum::middleware::Next) -> Response {
     let name = st.instance.info().name.clone();
-    crate::observed(None, Some(&name), req, next).await
+    crate::request::observed(None, Some(&name), req, next).await
 }
 
 async fn r_test(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {

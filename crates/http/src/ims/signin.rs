@@ -290,7 +290,7 @@ pub(crate) async fn userinfo(
     uri: Uri,
 ) -> Response {
     let result = async {
-        let token = crate::oauth::bearer_token(&headers, &uri)?;
+        let token = crate::ims::oauth::bearer_token(&headers, &uri)?;
         app.ims.userinfo(&token, meta.now).await
     }
     .await;

@@ -19,7 +19,7 @@ use ims_wire::migration::{
     LockdownRequest, Notice, RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
 };
 
-use crate::campaign::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
+use crate::instance::soap::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
 
 pub fn routes() -> Router<InstanceState> {

@@ -18,7 +18,7 @@ use ims_identity::directory::AdminRole;
 use ims_identity::model::Organization;
 use ims_identity::service::developer::{ConsoleCaller, Integration, ListedSecret};
 
-use crate::admin_console::{error_page, Developer, Shell};
+use crate::ims::admin_console::{error_page, Developer, Shell};
 use crate::pages::{self, render, see_other};
 use crate::{AppState, Meta};
 
@@ -43,7 +43,7 @@ pub(crate) async fn copy_script() -> Response {
             (http::header::CONTENT_TYPE, "text/javascript;charset=utf-8"),
             (http::header::CACHE_CONTROL, "max-age=3600"),
         ],
-        include_str!("../static/copy.js"),
+        include_str!("../../static/copy.js"),
     )
         .into_response()
 }
