@@ -153,16 +153,7 @@ impl OperatorStore for ProbeStore {
     ) -> StoreResult<Operator> {
         Self::refuse("synchronising an operator from product profiles")
     }
-    async fn switch_operator(
-        &self,
-        _id: i64,
-        _read_at: Now,
-        _from: AuthType,
-        _to: AuthType,
-        _link: Option<&str>,
-        _end_path: AuthPath,
-        _audit: &AuditEvent,
-    ) -> StoreResult<bool> {
+    async fn switch_operator(&self, _step: &crate::store::SwitchStep) -> StoreResult<bool> {
         Self::refuse("switching an operator's authentication type")
     }
     async fn copy_operator_access(

@@ -84,11 +84,11 @@ pub struct SessionTokens {
 }
 
 /// One sign-in attempt or call, as the usage record describes it.
-struct Call<'a> {
-    now: Now,
-    action: &'a str,
-    path: AuthPath,
-    caller: &'a Caller,
+pub(crate) struct Call<'a> {
+    pub(crate) now: Now,
+    pub(crate) action: &'a str,
+    pub(crate) path: AuthPath,
+    pub(crate) caller: &'a Caller,
 }
 
 /// Who made a request, from where, with which client.
@@ -351,28 +351,8 @@ impl Instance {
         &self.store
     }
 
-    /// Records one sign-in attempt or refusal as usage evidence.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn record_usage(
-        &self,
-        now: Now,
-        action: &str,
-        path: AuthPath,
-        caller: &Caller,
-        op: Option<&Operator>,
-        login: &str,
-        outcome: &str,
-    ) {
-        let call = Call {
-            now,
-            action,
-            path,
-            caller,
-        };
-        self.record(&call, op, login, outcome).await;
-    }
-
-    async fn record(&self, call: &Call<'_>, op: Option<&Operator>, login: &str, outcome: &str) {
+    /// Records one sign-in attempt, call or refusal as usage evidence.
+    pub(crate) async fn record(&self, call: &Call<'_>, op: Option<&Operator>, login: &str, outcome: &str) {
         // A bearer token refused before it names an operator costs its sender no password work:
         // counted in memory like calls (bounded keys, flushed as totals), never a row each, so
         // a flood of garbage tokens cannot fill the database.

@@ -16,7 +16,7 @@ use crate::connect::{
 };
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator};
-use crate::service::{Caller, Instance, SessionTokens};
+use crate::service::{Call, Caller, Instance, SessionTokens};
 
 /// How long a technical account's rights read from its product profiles stand before the next
 /// call reads them again: a profile given or taken in the Admin or Developer Console reaches
@@ -361,10 +361,15 @@ impl Instance {
         caller: &Caller,
     ) -> Result<(SessionTokens, Operator, SyncReport), Fault> {
         let conn = self.require_connection()?;
+        let call = Call {
+            now,
+            action: CONSOLE_IMS_LOGON,
+            path: AuthPath::Ims,
+            caller,
+        };
         // RFC 9207: an answer naming another issuer is a mix-up, whatever it carries.
         if iss.is_some_and(|i| i != conn.account.url) {
-            self.record_usage(now, CONSOLE_IMS_LOGON, AuthPath::Ims, caller, None, "", "refused")
-                .await;
+            self.record(&call, None, "", "refused").await;
             return Err(Fault::forbidden("The answer came from another identity service."));
         }
         let (who, profiles) = conn.redeem(code, verifier, nonce, now).await?;
@@ -373,40 +378,24 @@ impl Instance {
             .await?;
         let Some(tokens) = self.open_session(&op, AuthPath::Ims, false, now).await? else {
             // Put back to native sign-in (a rollback) while the sign-in ran.
-            self.record_usage(
-                now,
-                CONSOLE_IMS_LOGON,
-                AuthPath::Ims,
-                caller,
-                Some(&op),
-                &op.login,
-                "refused",
-            )
-            .await;
+            self.record(&call, Some(&op), &op.login, "refused").await;
             return Err(Fault::forbidden(
                 "This operator no longer signs in through the IMS.",
             ));
         };
-        self.record_usage(
-            now,
-            CONSOLE_IMS_LOGON,
-            AuthPath::Ims,
-            caller,
-            Some(&op),
-            &op.login,
-            "success",
-        )
-        .await;
+        self.record(&call, Some(&op), &op.login, "success").await;
         Ok((tokens, op, report))
     }
 
     async fn refuse_identity(&self, who: &Identity, why: &str, now: Now, caller: &Caller) -> Fault {
         let login = who.email.clone().unwrap_or_else(|| who.user_id.clone());
-        self.record_usage(
-            now,
-            CONSOLE_IMS_LOGON,
-            AuthPath::Ims,
-            caller,
+        self.record(
+            &Call {
+                now,
+                action: CONSOLE_IMS_LOGON,
+                path: AuthPath::Ims,
+                caller,
+            },
             None,
             &login,
             "refused",

@@ -50,22 +50,12 @@ pub trait OperatorStore: Send + Sync {
         end_ims_sessions: bool,
         audit: &AuditEvent,
     ) -> StoreResult<Operator>;
-    /// Switches an operator's authentication type from `from` to `to` and sets its IMS link
-    /// (`None` clears it), provided it is still as the caller read it (`read_at`, its
+    /// Switches an operator's authentication type from `step.from` to `step.to` and sets its IMS
+    /// link (`None` clears it), provided it is still as the caller read it (`read_at`, its
     /// `modified_at`): the migration's compare-and-set. Its sessions opened through `end_path`
     /// end in the same transaction as the change and its audit line. False when the operator
     /// changed meanwhile, is gone, or the identity is linked to another operator.
-    #[allow(clippy::too_many_arguments)]
-    async fn switch_operator(
-        &self,
-        id: i64,
-        read_at: Now,
-        from: AuthType,
-        to: AuthType,
-        link: Option<&str>,
-        end_path: AuthPath,
-        audit: &AuditEvent,
-    ) -> StoreResult<bool>;
+    async fn switch_operator(&self, step: &SwitchStep) -> StoreResult<bool>;
     /// Several switches (see `switch_operator`), each deciding alone (one's conflict does not
     /// stop the others), in as few transactions as the store can: the migration moves thousands
     /// of operators and a transaction each would bound it. One answer per step, in order.
@@ -77,18 +67,7 @@ pub trait OperatorStore: Send + Sync {
                 out.push(false);
                 continue;
             }
-            out.push(
-                self.switch_operator(
-                    s.id,
-                    s.read_at,
-                    s.from,
-                    s.to,
-                    s.link.as_deref(),
-                    s.end_path,
-                    &s.audit,
-                )
-                .await?,
-            );
+            out.push(self.switch_operator(s).await?);
         }
         Ok(out)
     }

@@ -31,20 +31,32 @@ pub(crate) const OPERATORS: Counter = Counter {
     subject: "login_key",
 };
 
+/// One attempt to count: when, under which policy, and its id (how the caller learns whether
+/// it was this attempt that got in).
+pub(crate) struct Attempt<'a> {
+    pub(crate) now: Now,
+    /// A counter whose last attempt is older than this starts over.
+    pub(crate) reset_secs: i64,
+    /// `lock_ms[n - 1]` is the lock the `n`th counted attempt sets (the last one repeats).
+    pub(crate) lock_ms: &'a [i64],
+    pub(crate) id: &'a str,
+}
+
 /// Counts one attempt unless a lock is in force; returns whether this attempt was let in and the
-/// count. `lock_ms[n - 1]` is the lock the `n`th counted attempt sets (the last one repeats);
-/// a counter whose last attempt is older than `reset_secs` starts over.
-#[allow(clippy::too_many_arguments)]
+/// count.
 pub(crate) async fn admit(
     pool: &AnyPool,
     writer: &Writer,
     c: &Counter,
     (scope, subject): (&str, &str),
-    now: Now,
-    reset_secs: i64,
-    lock_ms: &[i64],
-    attempt_id: &str,
+    attempt: &Attempt<'_>,
 ) -> StoreResult<(bool, u32)> {
+    let Attempt {
+        now,
+        reset_secs,
+        lock_ms,
+        id: attempt_id,
+    } = *attempt;
     let Counter {
         table: t,
         scope: sc,

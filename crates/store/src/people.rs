@@ -248,10 +248,12 @@ impl ThrottleStore for SqlStore {
             &self.writer,
             &crate::lockout::PEOPLE,
             (org_id, email_lower),
-            now,
-            reset_secs,
-            lock_ms,
-            attempt_id,
+            &crate::lockout::Attempt {
+                now,
+                reset_secs,
+                lock_ms,
+                id: attempt_id,
+            },
         )
         .await
     }

@@ -17,7 +17,7 @@ use ims_core::Error;
 use ims_identity::developer::{Project, Service, ServiceRequest, Workspace};
 use ims_identity::model::Organization;
 use ims_identity::service::developer::{
-    ConsoleCaller, CreatedCredential, Integration, LicenseConfig, ListedSecret,
+    ConsoleCaller, CreatedCredential, Integration, LicenseConfig, ListedSecret, NewConsoleCredential,
 };
 
 use crate::error::{bearer_challenge, no_store};
@@ -536,10 +536,12 @@ async fn create_credential(
         .create_console_credential(
             &caller.0,
             org,
-            placement,
-            &req.name,
-            req.description.as_deref().unwrap_or_default(),
-            req.services.as_deref().unwrap_or_default(),
+            NewConsoleCredential {
+                placement,
+                name: &req.name,
+                description: req.description.as_deref().unwrap_or_default(),
+                requests: req.services.as_deref().unwrap_or_default(),
+            },
             &caller.ctx(),
         )
         .await?)

@@ -16,7 +16,7 @@ use ims_core::Error;
 use ims_identity::developer::{LicenseConfigOp, Project, Service, ServiceRequest, CAMPAIGN_SERVICE};
 use ims_identity::directory::AdminRole;
 use ims_identity::model::Organization;
-use ims_identity::service::developer::{ConsoleCaller, Integration, ListedSecret};
+use ims_identity::service::developer::{ConsoleCaller, Integration, ListedSecret, NewConsoleCredential};
 
 use crate::ims::admin_console::{error_page, Developer, Shell};
 use crate::pages::{self, render, see_other};
@@ -283,10 +283,12 @@ async fn add_api(
             .create_console_credential(
                 &or_page!(caller(&dev), dev),
                 &org,
-                Some((project, workspace)),
-                &name,
-                &form.text("description"),
-                &requests,
+                NewConsoleCredential {
+                    placement: Some((project, workspace)),
+                    name: &name,
+                    description: &form.text("description"),
+                    requests: &requests,
+                },
                 &dev.signed().context(&meta),
             )
             .await,
@@ -342,16 +344,26 @@ fn sh(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a credential's page shows besides the credential: its secrets, a test token just made,
+/// a notice.
+struct Shown {
+    listed: Vec<ListedSecret>,
+    test_token: Option<String>,
+    notice: Option<String>,
+}
+
 async fn credential_page(
     app: &AppState,
     dev: &Developer,
     org: &Organization,
     i: Integration,
-    listed: Vec<ListedSecret>,
-    test_token: Option<String>,
-    notice: Option<String>,
+    shown: Shown,
 ) -> Response {
+    let Shown {
+        listed,
+        test_token,
+        notice,
+    } = shown;
     let issuer = &app.ims.settings().issuer;
     let shown = listed
         .iter()
@@ -462,7 +474,18 @@ async fn credential(
             .await,
         dev
     );
-    credential_page(&app, &dev, &org, i, listed, None, None).await
+    credential_page(
+        &app,
+        &dev,
+        &org,
+        i,
+        Shown {
+            listed,
+            test_token: None,
+            notice: None,
+        },
+    )
+    .await
 }
 
 async fn credential_change(
@@ -487,7 +510,12 @@ async fn credential_change(
             } else {
                 "The secret was shown already (or waited more than a day): add a new one."
             };
-            return credential_page(&app, &dev, &org, i, listed, None, Some(notice.to_owned())).await;
+            let shown = Shown {
+                listed,
+                test_token: None,
+                notice: Some(notice.to_owned()),
+            };
+            return credential_page(&app, &dev, &org, i, shown).await;
         }
         "token" => {
             let issued = or_page!(app.ims.console_test_token(&who, &org, &id, &ctx).await, dev);
@@ -558,5 +586,10 @@ async fn credential_change(
             s.value = Some(new.secret.clone());
         }
     }
-    credential_page(&app, &dev, &org, i, listed, token, Some(notice)).await
+    let shown = Shown {
+        listed,
+        test_token: token,
+        notice: Some(notice),
+    };
+    credential_page(&app, &dev, &org, i, shown).await
 }

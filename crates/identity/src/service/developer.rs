@@ -126,6 +126,16 @@ pub struct ListedSecret {
     pub value: Option<Secret>,
 }
 
+/// What a new console credential is: where it goes (`None`: a project of its own), its name
+/// and description, and the services it is subscribed to.
+#[derive(Debug)]
+pub struct NewConsoleCredential<'a> {
+    pub placement: Option<(Project, Workspace)>,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub requests: &'a [ServiceRequest],
+}
+
 /// A credential just created, and where.
 #[derive(Clone, Debug)]
 pub struct CreatedCredential {
@@ -399,18 +409,20 @@ impl Ims {
 
     /// An OAuth Server-to-Server credential in a workspace (or, with `placement` `None`, in a
     /// new project of its own, as the vendor's organisation-level form does), subscribed to
-    /// `requests`.
-    #[allow(clippy::too_many_arguments)]
+    /// its requested services.
     pub async fn create_console_credential(
         &self,
         caller: &ConsoleCaller,
         org: &Organization,
-        placement: Option<(Project, Workspace)>,
-        name: &str,
-        description: &str,
-        requests: &[ServiceRequest],
+        new: NewConsoleCredential<'_>,
         ctx: &Context,
     ) -> Result<CreatedCredential> {
+        let NewConsoleCredential {
+            placement,
+            name,
+            description,
+            requests,
+        } = new;
         developer::check_text("a credential description", description, 1000)?;
         let sub = self.resolve(caller, org, requests).await?;
         let scopes = developer::scopes_with(&[], &sub.services);

@@ -222,28 +222,8 @@ impl OperatorStore for SqlInstanceStore {
             .ok_or_else(|| StoreError::Conflict(format!("operator {id} no longer exists")))
     }
 
-    async fn switch_operator(
-        &self,
-        id: i64,
-        read_at: Now,
-        from: AuthType,
-        to: AuthType,
-        link: Option<&str>,
-        end_path: AuthPath,
-        audit: &AuditEvent,
-    ) -> StoreResult<bool> {
-        let step = SwitchStep {
-            id,
-            read_at,
-            from,
-            to,
-            link: link.map(str::to_owned),
-            end_path,
-            reset_password: false,
-            access: None,
-            audit: audit.clone(),
-        };
-        self.switch_alone(&step).await
+    async fn switch_operator(&self, step: &SwitchStep) -> StoreResult<bool> {
+        self.switch_alone(step).await
     }
 
     async fn switch_operators(&self, steps: &[SwitchStep]) -> StoreResult<Vec<bool>> {

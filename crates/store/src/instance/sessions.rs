@@ -109,10 +109,12 @@ impl ims_core::lockout::ThrottleStore for SqlInstanceStore {
             &self.writer,
             &crate::lockout::OPERATORS,
             counter,
-            now,
-            reset_secs,
-            lock_ms,
-            attempt_id,
+            &crate::lockout::Attempt {
+                now,
+                reset_secs,
+                lock_ms,
+                id: attempt_id,
+            },
         )
         .await
     }
