@@ -166,7 +166,7 @@ impl Instance {
             switches: self.restrictions().switches.clone(),
             bearer,
         };
-        Ok(crate::probe::verify(self.store().clone(), input)
+        Ok(crate::probe::verify(std::sync::Arc::clone(self.store()), input)
             .await
             .into_iter()
             .map(|r| ProbeFacts {

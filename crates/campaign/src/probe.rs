@@ -153,7 +153,7 @@ impl OperatorStore for ProbeStore {
     ) -> StoreResult<Operator> {
         Self::refuse("synchronising an operator from product profiles")
     }
-    async fn switch_operator(&self, _step: &crate::store::SwitchStep) -> StoreResult<bool> {
+    async fn switch_operator(&self, _step: &SwitchStep) -> StoreResult<bool> {
         Self::refuse("switching an operator's authentication type")
     }
     async fn copy_operator_access(
@@ -389,7 +389,8 @@ const PROBE_LOGIN: &str = "ims-restrictions-probe";
 /// Runs every probe against `store` (read only) with the restrictions `input` describes.
 pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<ProbeResult> {
     let probe_store = Arc::new(ProbeStore::new(store));
-    let mut instance = Instance::new(probe_store.clone(), input.info).with_switches(&input.switches);
+    let mut instance =
+        Instance::new(Arc::<ProbeStore>::clone(&probe_store), input.info).with_switches(&input.switches);
     let bearer_token = match input.bearer {
         Some((issuer, token)) => {
             instance = instance.with_bearer(issuer);

@@ -512,7 +512,7 @@ impl Instance {
         };
         match self.store.insert_session(&session).await {
             Ok(()) => Ok(Some(tokens)),
-            Err(ims_core::error::StoreError::Conflict(_)) => Ok(None),
+            Err(StoreError::Conflict(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -750,7 +750,7 @@ impl Instance {
         match self.store.create_operator(&op, &audit).await {
             Ok(_) => {}
             // Two first calls at once: the other one created it.
-            Err(ims_core::error::StoreError::Conflict(_)) => {}
+            Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
         self.store

@@ -85,7 +85,7 @@ impl Connection {
         let keys = TrustedIssuer::new(
             account.url.clone(),
             Arc::new(HttpKeys {
-                http: http.clone(),
+                http: Arc::clone(&http),
                 url: endpoint(&account.url, Endpoint::Keys),
             }),
         );
@@ -122,7 +122,7 @@ impl Connection {
         let state = secret::generate("").expose().to_owned();
         let nonce = secret::generate("").expose().to_owned();
         let verifier = secret::generate("").expose().to_owned();
-        let challenge = ims_core::secret::pkce_challenge(&verifier);
+        let challenge = secret::pkce_challenge(&verifier);
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", &self.client_id)
             .append_pair("response_type", "code")

@@ -419,7 +419,7 @@ mod tests {
         #[test]
         fn any_json_header_and_payload_is_handled(h in any::<std::collections::HashMap<String, String>>(), alg in "(none|HS256|RS256|ES256|EdDSA|PS256)") {
             let r = ring_cached();
-            let mut header = serde_json::Map::new();
+            let mut header = Map::new();
             for (k, v) in h { header.insert(k, Value::String(v)); }
             header.insert("alg".into(), Value::String(alg));
             let tok = forge(Value::Object(header), &claims(), b"sig");

@@ -544,7 +544,7 @@ mod tests {
         assert_eq!(ring.signer(Algorithm::ES256, t(700)).unwrap().kid, new.kid);
         assert!(kids(t(700 + 3599)).contains(&old.kid));
         assert!(!kids(t(700 + 3600)).contains(&old.kid));
-        assert_eq!(ring.expired(t(700 + 3600), 3600), vec![old.kid.clone()]);
+        assert_eq!(ring.expired(t(700 + 3600), 3600), vec![old.kid]);
     }
 
     #[test]

@@ -271,7 +271,7 @@ pub fn validate(
         }
     };
     Ok(AuthorizationRequest {
-        client_id: client.client_id.clone(),
+        client_id: client.client_id,
         redirect_uri: redirect_uri.clone(),
         scope,
         state: state.clone(),
@@ -508,7 +508,7 @@ mod tests {
         fn only_the_registered_string_or_a_loopback_port_change_matches(path in "[a-z/]{0,12}", port in 1024u16..65535, noise in "[a-zA-Z0-9/?#:@.%-]{1,6}") {
             let https = format!("https://app.example/{path}");
             let loopback = format!("http://127.0.0.1/{path}");
-            let reg = vec![https.clone(), loopback.clone()];
+            let reg = vec![https.clone(), loopback];
             prop_assert!(redirect_uri_matches(&reg, &https));
             let moved = format!("http://127.0.0.1:{port}/{path}");
             prop_assert!(redirect_uri_matches(&reg, &moved));

@@ -121,7 +121,7 @@ impl Journal for SqlJournal {
     }
 
     async fn begin_steps(&self, plan_id: &str, keys: &[StepKey], at: Now) -> StoreResult<()> {
-        let rows: Vec<StepRow> = keys
+        let rows: Vec<StepRow<'_>> = keys
             .iter()
             .map(|k| StepRow {
                 key: k,
@@ -133,7 +133,7 @@ impl Journal for SqlJournal {
     }
 
     async fn end_steps(&self, plan_id: &str, ends: &[StepEnd], at: Now) -> StoreResult<()> {
-        let rows: Vec<StepRow> = ends
+        let rows: Vec<StepRow<'_>> = ends
             .iter()
             .map(|e| StepRow {
                 key: &e.key,

@@ -181,7 +181,7 @@ pub struct Connected {
 pub async fn connect(
     opts: &Options,
     now: Now,
-    set: &'static [crate::migrate::Migration],
+    set: &'static [migrate::Migration],
 ) -> Result<Connected, StoreError> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(&opts.url)?;
@@ -231,7 +231,7 @@ pub async fn connect(
                 .await
                 .map_err(backend_error)?;
         }
-        crate::migrate::run(&mut conn, backend, now.millis(), set).await?;
+        migrate::run(&mut conn, backend, now.millis(), set).await?;
         conn.close().await.map_err(backend_error)?;
     }
     let init_for_pool = init.clone();
@@ -250,7 +250,7 @@ pub async fn connect(
         .connect_with(connect)
         .await
         .map_err(backend_error)?;
-    crate::migrate::check_not_newer(&crate::migrate::applied(&pool).await?, set)?;
+    migrate::check_not_newer(&migrate::applied(&pool).await?, set)?;
     Ok(Connected {
         pool,
         backend,

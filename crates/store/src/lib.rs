@@ -72,7 +72,7 @@ impl SqlStore {
             }
             Backend::Postgres => {
                 let pg = Arc::new(signal::PgSignal::default());
-                let task = tokio::spawn(Arc::clone(&pg).listen(opts.url.clone(), schema.clone()));
+                let task = tokio::spawn(Arc::clone(&pg).listen(opts.url.clone(), schema));
                 (signal::Signal::Postgres(pg), Some(Arc::new(task)))
             }
         };
@@ -391,7 +391,7 @@ where
 }
 
 /// Inserts a client with its redirect URIs inside `tx`.
-async fn insert_client(tx: &mut sqlx::AnyConnection, c: &OAuthClient) -> StoreResult<()> {
+async fn insert_client(tx: &mut AnyConnection, c: &OAuthClient) -> StoreResult<()> {
     let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
     sqlx::query(&format!(
             "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

@@ -283,7 +283,7 @@ pub(crate) async fn client_registration(
 ) -> Response {
     let result = async {
         // Credentials in the header only: a secret in a query string ends up in logs.
-        if !headers.contains_key(http::header::AUTHORIZATION) {
+        if !headers.contains_key(AUTHORIZATION) {
             return Err(Error::InvalidClient { basic: true });
         }
         let auth = params::client_auth(&headers, &params::Params::default())?;

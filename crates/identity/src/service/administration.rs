@@ -37,7 +37,7 @@ impl Ims {
 
     /// Credential administration within `admin`'s organisation (the administration API).
     pub fn credentials(&self, admin: &crate::admin::SystemAdmin) -> crate::credentials::Credentials {
-        admin.credentials(self.store.clone(), &self.settings.domain)
+        admin.credentials(std::sync::Arc::clone(&self.store), &self.settings.domain)
     }
 
     /// Schema steps this build knows that the database has not applied yet (readiness).

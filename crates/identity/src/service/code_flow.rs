@@ -240,7 +240,7 @@ impl Ims {
     ) -> Result<Issued> {
         let now = ctx.now;
         let life = self.settings.people_access_token_secs;
-        let token_id = format!("{}_{}", now.millis(), ims_core::secret::uuid_like());
+        let token_id = format!("{}_{}", now.millis(), secret::uuid_like());
         let claims = json!({
             "id": token_id,
             "type": "access_token",

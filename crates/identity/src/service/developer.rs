@@ -770,9 +770,13 @@ impl Ims {
                 "a credential holds {MAX_SECRETS} secrets at most: remove one first"
             )));
         }
-        crate::credentials::Credentials::for_org(self.store.clone(), &self.settings.domain, &org.org_id)
-            .add_secret(client_id, None, ctx)
-            .await
+        crate::credentials::Credentials::for_org(
+            std::sync::Arc::clone(&self.store),
+            &self.settings.domain,
+            &org.org_id,
+        )
+        .add_secret(client_id, None, ctx)
+        .await
     }
 
     /// Removes a secret: the token endpoint refuses it at once. The last live secret stays: a

@@ -418,7 +418,8 @@ impl Ims {
         if let Some(c) = existing {
             return Ok(c.client_id);
         }
-        let creds = crate::credentials::Credentials::new(self.store.clone(), &self.settings.domain);
+        let creds =
+            crate::credentials::Credentials::new(std::sync::Arc::clone(&self.store), &self.settings.domain);
         let (client, _) = creds
             .create_people_client(
                 org_id,
@@ -559,8 +560,7 @@ impl Ims {
             "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
             "backchannel_logout_uri": self.store.backchannel_logout_uri(&client.client_id).await?,
         });
-        let people_app =
-            client.first_party && client.client_type != crate::model::ClientType::TechnicalAccount;
+        let people_app = client.first_party && client.client_type != ClientType::TechnicalAccount;
         if let (Some(context), true, Some(obj)) = (product_context, people_app, out.as_object_mut()) {
             let instances = self.store.product_instances(&client.org_id).await?;
             let profiles: Vec<Value> = self

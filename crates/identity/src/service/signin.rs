@@ -666,7 +666,7 @@ impl Ims {
             created_at: ctx.now,
             expires_at: ctx.now.plus_secs(CODE_SECS),
             consumed_at: None,
-            grant_id: ims_core::secret::uuid_like(),
+            grant_id: secret::uuid_like(),
             access_token_id: None,
             replayed_at: None,
         };
@@ -680,7 +680,7 @@ impl Ims {
         &self,
         session: Option<&str>,
         current: &Secret,
-        new: ims_core::secret::Secret,
+        new: Secret,
         ctx: &Context,
     ) -> Result<User> {
         let (user, _) = self
@@ -758,7 +758,7 @@ impl Ims {
                 "sub": user_id,
                 "iat": now.secs(),
                 "exp": now.secs() + 120,
-                "jti": ims_core::secret::uuid_like(),
+                "jti": secret::uuid_like(),
                 "events": {super::BACKCHANNEL_LOGOUT_EVENT: {}},
                 "type": "logout_token",
             });
@@ -770,7 +770,7 @@ impl Ims {
                     continue;
                 }
             };
-            let notifier = notifier.clone();
+            let notifier = std::sync::Arc::clone(&notifier);
             deliveries.spawn(async move {
                 let outcome = notifier.deliver(&uri, &token).await;
                 (client_id, outcome)
