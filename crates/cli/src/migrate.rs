@@ -16,6 +16,7 @@ use ims_migration::{finalize, prepare, report, technical, users};
 use ims_wire::migration::{EmailAssignment, EmailOutcome, MAX_EMAILS};
 
 use crate::config::Config;
+use crate::context::Blocked;
 
 /// Where the instance and the IMS are, and how the engine signs in to each.
 #[derive(Debug, Args)]
@@ -461,12 +462,6 @@ async fn retire(
     }
 }
 
-/// The command ran and refused to go on (blockers, unusable input); the output says why.
-/// Exit code 1, as failed checks elsewhere.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Blocked(pub String);
-
 /// The two services, signed in.
 pub struct Services {
     pub instance: InstanceClient,
@@ -507,18 +502,15 @@ const ENGINE_CREDENTIAL_FILE: &str = "migration-credential.json";
 const ENGINE_CREDENTIAL_NAME: &str = "ims migrate";
 
 async fn engine_credential(dir: &Path, config: &Config) -> Result<EngineCredential> {
-    use crate::admin::CredentialAdmin as _;
+    use crate::remote::CredentialAdmin as _;
     let path = dir.join(ENGINE_CREDENTIAL_FILE);
-    let up = crate::up::read_up_file(dir)?;
-    let target = crate::admin::Target {
-        data_dir: Some(dir.to_owned()),
-        database_url: None,
-        database_schema: None,
-        org: None,
+    let up = crate::context::read_up_file(dir)?;
+    let target = crate::context::Target {
         url: Some(up.ims_url.clone()),
         ca_cert: Some(up.ca_cert.clone().into()),
+        ..crate::context::Target::data_dir(dir)
     };
-    let admin = crate::remote::Remote::new(up.admin_url(), &target, config)?;
+    let admin = target.remote(up.admin_url(), config)?;
     if let Ok(text) = std::fs::read_to_string(&path) {
         let kept: EngineCredential =
             serde_json::from_str(&text).with_context(|| format!("{} is not readable", path.display()))?;
@@ -548,7 +540,7 @@ async fn engine_credential(dir: &Path, config: &Config) -> Result<EngineCredenti
 /// Signs in to the instance and prepares the IMS client, from up.json or the explicit options.
 pub async fn connect(target: &Target, config: &Config) -> Result<Services> {
     if let Some(dir) = &target.data_dir {
-        let up = crate::up::read_up_file(dir)?;
+        let up = crate::context::read_up_file(dir)?;
         let name = target
             .instance
             .as_deref()
@@ -639,7 +631,7 @@ fn plan_phase(path: &Path) -> Result<String> {
 /// cannot be asked.
 async fn twin_facts(target: &Target, name: &str) -> Option<ims_wire::migration::InstanceFacts> {
     let dir = target.data_dir.as_ref()?;
-    let up = crate::up::read_up_file(dir).ok()?;
+    let up = crate::context::read_up_file(dir).ok()?;
     let inst = up.instances.iter().find(|i| i.name == name)?;
     let http = http_client(Some(Path::new(&up.ca_cert))).ok()?;
     let client = InstanceClient::sign_in(http, &inst.url, &inst.admin_login, &inst.admin_password)

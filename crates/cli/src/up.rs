@@ -11,6 +11,8 @@ use ims_core::keys::MasterKey;
 use ims_wire::{UpFile, UpInstance};
 
 use crate::config::Config;
+use crate::context::{read_up_file, up_file, MARKETING_INSTANCE, MESSAGE_CENTER_INSTANCE, STAGING_INSTANCE};
+use crate::https::HttpIms;
 use crate::{files, pki, server};
 
 pub struct UpArgs {
@@ -23,22 +25,6 @@ pub struct UpArgs {
 }
 
 pub const DEFAULT_PORT_BASE: u16 = 8443;
-
-pub fn up_file(dir: &Path) -> PathBuf {
-    dir.join("up.json")
-}
-
-pub fn read_up_file(dir: &Path) -> Result<UpFile> {
-    let path = up_file(dir);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (has `ims up --data-dir {}` run?)",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a valid up.json", path.display()))
-}
 
 fn master_key(dir: &Path) -> Result<String> {
     let path = dir.join("master.key");
@@ -115,7 +101,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .unwrap_or(0);
     config.ops_listen = Some(format!("127.0.0.1:{ops_port}"));
 
-    let store = server::open_store(&config).await?;
+    let store = crate::context::open_store(&config).await?;
     let created = server::bootstrap(&store, &config).await?;
     let prepared = server::prepare(&config, store.clone(), listener).await?;
     let ops_url = prepared
@@ -127,9 +113,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     prepared
         .state
         .ims
-        .set_logout_notifier(std::sync::Arc::new(crate::connect::HttpIms::new(Some(
-            &std::fs::read(&pki.ca_cert)?,
-        ))?));
+        .set_logout_notifier(std::sync::Arc::new(HttpIms::new(Some(&std::fs::read(
+            &pki.ca_cert,
+        )?))?));
 
     // The instances, on the next ports (or free ones, kept across restarts).
     let ca_pem = std::fs::read(&pki.ca_cert)?;
@@ -384,13 +370,13 @@ async fn start_instance(
         .map(|g| g.to_string())
         .collect();
     let http: std::sync::Arc<dyn ims_campaign::connect::ImsHttp> =
-        std::sync::Arc::new(crate::connect::HttpIms::new(Some(ca_pem))?);
+        std::sync::Arc::new(HttpIms::new(Some(ca_pem))?);
     let url = format!(
         "{}://{}",
         if config.tls { "https" } else { "http" },
         listener.local_addr()?
     );
-    let (instance, created_admin) = crate::instance::open_embedded(
+    let (instance, created_admin) = crate::host::open_embedded(
         dir,
         config,
         spec.name,
@@ -401,7 +387,7 @@ async fn start_instance(
     )
     .await?;
     let instance = instance.with_public_url(&url);
-    crate::instance::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
+    crate::host::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
     // Bearer tokens of this IMS, verified against its published keys.
     let jwks = ims_campaign::connect::HttpKeys {
         http,
@@ -438,7 +424,7 @@ fn spawn_reload_on_hangup(
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             for instance in &instances {
-                if let Err(e) = crate::instance::reload(&dir, instance).await {
+                if let Err(e) = crate::host::reload(&dir, instance).await {
                     tracing::error!(instance = %instance.info().name, error = %format!("{e:#}"), "reload failed");
                 }
             }
@@ -467,12 +453,6 @@ async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) 
     }
 }
 
-/// The demo marketing instance `ims up` runs.
-pub const MARKETING_INSTANCE: &str = "marketing";
-/// Its Message Center instance.
-pub const MESSAGE_CENTER_INSTANCE: &str = "mc";
-/// The marketing instance's staging twin.
-pub const STAGING_INSTANCE: &str = "marketing-stage";
 /// Its build: the one the vendor recommends migrating from.
 pub const DEMO_BUILD: &str = "7.4.1";
 
