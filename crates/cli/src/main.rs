@@ -122,7 +122,7 @@ enum Command {
     /// Move an instance's operators from native sign-in to the IMS (assess, ...).
     Migrate {
         #[command(flatten)]
-        target: migrate::Target,
+        target: context::MigrationTarget,
         #[command(subcommand)]
         command: migrate::MigrateCommand,
     },

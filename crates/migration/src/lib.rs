@@ -5,10 +5,16 @@
 pub mod assess;
 pub mod client;
 pub mod finalize;
+pub mod inspect;
 pub mod journal;
+pub mod plan;
 pub mod prepare;
 pub mod reconcile;
 pub mod report;
+pub mod retire;
+pub mod rollback;
+pub mod run;
+pub mod setup;
 pub mod status;
 pub mod technical;
 pub mod users;
