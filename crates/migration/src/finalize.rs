@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::assess::{classify, Class};
 use crate::journal::StepState;
-use crate::plan::{Checked, Phase, Plan};
 use crate::run::{ApplyError, ApplyOptions, Engine, Run, Skipped};
+use crate::run::{Checked, Phase, Plan};
 
 /// The finalisation's plan (in its envelope, `Plan<Finalize>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! the IMS and to the instance only through their public APIs (`client`), exactly as a
 //! separately deployed tool would; what it decides is pure (`assess`) and shown by `report`.
 
+pub mod apply;
 pub mod assess;
 pub mod client;
 pub mod finalize;

@@ -1,118 +1,12 @@
-//! What every phase's plan has in common: the envelope (its id, its phase, the instance it is
-//! for, when it was made) around the phase's own body, and the `Phase` trait through which the
-//! runner (`run`) plans, applies and summarises any of them. A plan file names its phase, and
-//! `read_plan` is the one place that decides which phase reads it.
+//! Plan files: a plan names its phase, and `read_plan` is the one place that decides which
+//! phase reads it. The envelope and the `Phase` trait are the runner's (`run`), named here too.
 
-use std::future::Future;
-
-use ims_core::Now;
-use ims_wire::migration::InstanceFacts;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::finalize::Finalize;
-use crate::run::{ApplyError, ApplyOptions, Engine, Run};
+pub use crate::run::{Checked, Phase, Plan};
 use crate::technical::Technical;
 use crate::users::Users;
-
-/// A reviewable plan: the envelope every phase shares and the phase's body. The body is
-/// flattened, so the JSON is one object with the envelope's fields first, as plans have always
-/// been written (and as the journal holds them).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan<P> {
-    pub plan_id: String,
-    pub phase: String,
-    pub instance: String,
-    pub created_at: i64,
-    #[serde(flatten)]
-    pub body: P,
-}
-
-impl<P: Phase> Plan<P> {
-    /// A new plan of phase `P` for `instance`, named after the phase, the instance and the time.
-    pub fn new(instance: &str, now: Now, body: P) -> Self {
-        Plan {
-            plan_id: format!("{}-{instance}-{}", P::NAME, now.millis()),
-            phase: P::NAME.to_owned(),
-            instance: instance.to_owned(),
-            created_at: now.millis(),
-            body,
-        }
-    }
-
-    /// The human summary.
-    pub fn summary(&self) -> String {
-        P::summary(self)
-    }
-}
-
-/// What the runner found when it compared a plan with the live state.
-pub enum Checked<P: Phase> {
-    /// This is left to do.
-    Work(P::Work),
-    /// Nothing is left to do; this is the answer (and the journal is not written).
-    Nothing(P::Report),
-}
-
-/// A phase of the migration: how it is planned from the services, summarised for review, and
-/// applied step by step. The runner (`Engine::apply`) does what every phase's application has
-/// in common and calls these in order: `admit`, `check`, then `preview` (dry run) or `apply`.
-pub trait Phase: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// The phase's name in plans and in the journal (`users`, `technical`, ...).
-    const NAME: &'static str;
-    /// Whether planning and applying need the IMS (refused before anything is read without it).
-    const NEEDS_IMS: bool;
-    /// What planning is given beyond what it reads from the services.
-    type Args: Send;
-    /// What checking found left to do, handed to `preview` or `apply`.
-    type Work: Send;
-    /// What applying answers.
-    type Report: Serialize + Send;
-
-    /// Reads what the phase needs from the services (and the journal) and plans it.
-    fn plan(
-        engine: &Engine<'_>,
-        args: Self::Args,
-        now: Now,
-    ) -> impl Future<Output = Result<Plan<Self>, ApplyError>> + Send;
-
-    /// What each operator's part of the plan changes on each side, for review.
-    fn summary(plan: &Plan<Self>) -> String;
-
-    /// What the journal keeps of the plan (JSON): the plan itself unless the phase says
-    /// otherwise.
-    fn record(plan: &Plan<Self>) -> String {
-        serde_json::to_string(plan).unwrap_or_default()
-    }
-
-    /// Refusals that need only the plan, the instance's facts and the services, asked before
-    /// the plan is compared with the instance or the journal.
-    fn admit(_plan: &Plan<Self>, _facts: &InstanceFacts, _engine: &Engine<'_>) -> Result<(), ApplyError> {
-        Ok(())
-    }
-
-    /// The answer for a plan the journal records as applied already.
-    fn finished(plan: &Plan<Self>, opts: &ApplyOptions) -> Self::Report;
-
-    /// Compares the plan with the live state: refused when it drifted, else what is left.
-    fn check(
-        plan: &Plan<Self>,
-        run: &Run<'_>,
-    ) -> impl Future<Output = Result<Checked<Self>, ApplyError>> + Send;
-
-    /// What a dry run answers: what applying would do now.
-    fn preview(plan: &Plan<Self>, work: Self::Work, run: &Run<'_>) -> Self::Report;
-
-    /// Does the work, each step journaled before it acts and after.
-    fn apply(
-        plan: &Plan<Self>,
-        work: Self::Work,
-        run: &Run<'_>,
-    ) -> impl Future<Output = Result<Self::Report, ApplyError>> + Send;
-
-    /// Whether the answer finishes the plan (the journal then records it applied).
-    fn complete(report: &Self::Report) -> bool;
-}
 
 /// A plan file of any phase that is applied from a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +61,7 @@ pub fn read_plan(text: &str) -> Result<AnyPlan, PlanFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ims_core::Now;
 
     /// A finalisation plan as `plan finalize` has always written it.
     const FINALIZE: &str = r#"{

@@ -10,7 +10,7 @@ use ims_wire::migration::OperatorFacts;
 use serde::Serialize;
 
 use crate::journal::{PlanRecord, StepEnd, StepKey, StepState};
-use crate::plan::Phase as _;
+use crate::run::Phase as _;
 use crate::run::{ApplyError, Engine};
 use crate::technical::{CREDENTIAL, KIT};
 use crate::watch::Watched;

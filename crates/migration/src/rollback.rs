@@ -13,8 +13,8 @@ use ims_wire::migration::{state_digest, Access, InstanceFacts, SwitchItem};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{StepKey, StepState};
-use crate::plan::{Checked, Phase, Plan};
 use crate::run::{end, key, same_json, ApplyError, ApplyOptions, Engine, Run, Skipped};
+use crate::run::{Checked, Phase, Plan};
 use crate::users::{batch, UsersPlan};
 
 pub const UNASSIGN: &str = "unassign";

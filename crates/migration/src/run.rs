@@ -1,3 +1,7 @@
+//! What every phase's plan has in common: the envelope (its id, its phase, the instance it is
+//! for, when it was made) around the phase's own body, and the `Phase` trait through which the
+//! runner plans, applies and summarises any of them.
+//!
 //! The runner: what applying any phase's plan has in common. The plan must be for the instance
 //! it is applied to and, when the journal holds a plan under its id, be that very plan; a plan
 //! recorded applied is answered as done without a call; what is left is checked against the
@@ -7,117 +11,114 @@
 //! cut short anywhere is finished by the next.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::future::Future;
 
 use ims_core::Now;
 use ims_wire::migration::{InstanceFacts, OperatorFacts};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+pub use crate::apply::{ApplyError, ApplyOptions, FailPoint, Skipped, BOUNDARIES};
 use crate::client::{Error, ImsClient, InstanceClient};
 use crate::journal::{Journal, PlanRecord, StepEnd, StepKey, StepState};
-use crate::plan::{Checked, Phase, Plan};
 
-/// An operator (or the instance) a step or a check is about, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Skipped {
-    pub login: String,
-    pub reason: String,
+/// A reviewable plan: the envelope every phase shares and the phase's body. The body is
+/// flattened, so the JSON is one object with the envelope's fields first, as plans have always
+/// been written (and as the journal holds them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan<P> {
+    pub plan_id: String,
+    pub phase: String,
+    pub instance: String,
+    pub created_at: i64,
+    #[serde(flatten)]
+    pub body: P,
 }
 
-/// Why planning or applying did not start, or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("the state drifted since the plan was made; plan again. {}", describe(.0))]
-    Drift(Vec<Skipped>),
-    #[error(transparent)]
-    Service(#[from] Error),
-    #[error("the journal: {0}")]
-    Journal(#[from] ims_core::error::StoreError),
-    #[error("the integration kit could not be written: {0}")]
-    Kit(String),
-    #[error("this step needs the IMS, and none was given")]
-    NoIms,
-    #[error("no end-user plan {plan} in the journal of {instance}")]
-    NoSuchPlan { plan: String, instance: String },
-    #[error("no applied plan moved {}: nothing was done", .0.join(", "))]
-    NotMoved(Vec<String>),
-    #[error("the association mask {0:?} does not read: {1}")]
-    Mask(String, String),
-    #[error("the journal holds a plan {0} that does not read: {1}")]
-    Unreadable(String, String),
-}
-
-fn describe(items: &[Skipped]) -> String {
-    items
-        .iter()
-        .map(|s| format!("{}: {}", s.login, s.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Where a test may stop the engine dead (`std::process::abort`, as a `kill -9` would): at a
-/// named boundary, the `nth` time it is reached.
-#[derive(Clone, Debug, Default)]
-pub struct FailPoint {
-    pub name: String,
-    pub nth: u32,
-    reached: std::sync::Arc<std::sync::atomic::AtomicU32>,
-}
-
-impl FailPoint {
-    /// `name` or `name:nth` (`IMS_MIGRATE_FAIL_AT`).
-    pub fn parse(spec: &str) -> Self {
-        let (name, nth) = match spec.split_once(':') {
-            Some((n, k)) => (n, k.parse().unwrap_or(1)),
-            None => (spec, 1),
-        };
-        FailPoint {
-            name: name.to_owned(),
-            nth: nth.max(1),
-            reached: Default::default(),
+impl<P: Phase> Plan<P> {
+    /// A new plan of phase `P` for `instance`, named after the phase, the instance and the time.
+    pub fn new(instance: &str, now: Now, body: P) -> Self {
+        Plan {
+            plan_id: format!("{}-{instance}-{}", P::NAME, now.millis()),
+            phase: P::NAME.to_owned(),
+            instance: instance.to_owned(),
+            created_at: now.millis(),
+            body,
         }
     }
 
-    fn reach(&self, name: &str) {
-        if self.name == name {
-            let n = self.reached.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            if n == self.nth {
-                eprintln!("fail point {name} reached: stopping dead");
-                std::process::abort();
-            }
-        }
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        P::summary(self)
     }
 }
 
-/// The step boundaries of applying, in order (for fail points and the crash matrix).
-pub const BOUNDARIES: &[&str] = &[
-    "plan-stored",
-    "identity-begun",
-    "identity-acted",
-    "identity-ended",
-    "users-read",
-    "switch-begun",
-    "switch-acted",
-    "switch-ended",
-    "unassign-ended",
-];
-
-#[derive(Clone, Debug, Default)]
-pub struct ApplyOptions {
-    pub dry_run: bool,
-    /// Operators per journaled batch on the instance side.
-    pub batch: usize,
-    pub fail_at: Option<FailPoint>,
-    /// Where the technical phase writes integration kits (`<kit_dir>/<instance>/<login>/`).
-    pub kit_dir: PathBuf,
+/// What the runner found when it compared a plan with the live state.
+pub enum Checked<P: Phase> {
+    /// This is left to do.
+    Work(P::Work),
+    /// Nothing is left to do; this is the answer (and the journal is not written).
+    Nothing(P::Report),
 }
 
-impl ApplyOptions {
-    pub(crate) fn reach(&self, name: &str) {
-        if let Some(f) = &self.fail_at {
-            f.reach(name);
-        }
+/// A phase of the migration: how it is planned from the services, summarised for review, and
+/// applied step by step. The runner (`Engine::apply`) does what every phase's application has
+/// in common and calls these in order: `admit`, `check`, then `preview` (dry run) or `apply`.
+pub trait Phase: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The phase's name in plans and in the journal (`users`, `technical`, ...).
+    const NAME: &'static str;
+    /// Whether planning and applying need the IMS (refused before anything is read without it).
+    const NEEDS_IMS: bool;
+    /// What planning is given beyond what it reads from the services.
+    type Args: Send;
+    /// What checking found left to do, handed to `preview` or `apply`.
+    type Work: Send;
+    /// What applying answers.
+    type Report: Serialize + Send;
+
+    /// Reads what the phase needs from the services (and the journal) and plans it.
+    fn plan(
+        engine: &Engine<'_>,
+        args: Self::Args,
+        now: Now,
+    ) -> impl Future<Output = Result<Plan<Self>, ApplyError>> + Send;
+
+    /// What each operator's part of the plan changes on each side, for review.
+    fn summary(plan: &Plan<Self>) -> String;
+
+    /// What the journal keeps of the plan (JSON): the plan itself unless the phase says
+    /// otherwise.
+    fn record(plan: &Plan<Self>) -> String {
+        serde_json::to_string(plan).unwrap_or_default()
     }
+
+    /// Refusals that need only the plan, the instance's facts and the services, asked before
+    /// the plan is compared with the instance or the journal.
+    fn admit(_plan: &Plan<Self>, _facts: &InstanceFacts, _engine: &Engine<'_>) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    /// The answer for a plan the journal records as applied already.
+    fn finished(plan: &Plan<Self>, opts: &ApplyOptions) -> Self::Report;
+
+    /// Compares the plan with the live state: refused when it drifted, else what is left.
+    fn check(
+        plan: &Plan<Self>,
+        run: &Run<'_>,
+    ) -> impl Future<Output = Result<Checked<Self>, ApplyError>> + Send;
+
+    /// What a dry run answers: what applying would do now.
+    fn preview(plan: &Plan<Self>, work: Self::Work, run: &Run<'_>) -> Self::Report;
+
+    /// Does the work, each step journaled before it acts and after.
+    fn apply(
+        plan: &Plan<Self>,
+        work: Self::Work,
+        run: &Run<'_>,
+    ) -> impl Future<Output = Result<Self::Report, ApplyError>> + Send;
+
+    /// Whether the answer finishes the plan (the journal then records it applied).
+    fn complete(report: &Self::Report) -> bool;
 }
 
 /// How the engine asks another instance for its facts (a production instance's staging twin):
@@ -126,16 +127,6 @@ impl ApplyOptions {
 pub trait Twins: Send + Sync {
     /// `None` when it cannot be asked.
     async fn facts(&self, name: &str) -> Option<InstanceFacts>;
-}
-
-/// No other instance can be asked.
-pub struct NoTwins;
-
-#[async_trait::async_trait]
-impl Twins for NoTwins {
-    async fn facts(&self, _name: &str) -> Option<InstanceFacts> {
-        None
-    }
 }
 
 /// Where progress is shown: a stage, how far it is, out of how many (0: not known).

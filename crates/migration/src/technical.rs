@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::assess::{classify, Class};
 use crate::client::Credential;
 use crate::journal::StepState;
-use crate::plan::{Checked, Phase, Plan};
 use crate::prepare::{mask_for, profile_name};
 use crate::run::{ApplyError, ApplyOptions, Engine, Run, Skipped};
+use crate::run::{Checked, Phase, Plan};
 
 pub const CREDENTIAL: &str = "credential";
 pub const FIRST_CALL: &str = "first-call";

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::assess::{classify, email_statuses, Class, EmailStatus};
 use crate::client::Error;
 use crate::journal::{StepKey, StepState};
-use crate::plan::{Checked, Phase, Plan};
 use crate::prepare::{mask_for, profile_name};
 use crate::run::{end, key, ApplyError, ApplyOptions, Engine, Run, Skipped};
+use crate::run::{Checked, Phase, Plan};
 
 pub const IDENTITY: &str = "identity";
 /// User Management API requests the end-user phase keeps in flight at once.
