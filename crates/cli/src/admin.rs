@@ -1,8 +1,7 @@
 //! Administration commands that act on a deployment's store directly: credentials, keys, audit
 //! log, schema. They work while the servers run (SQLite in WAL mode, PostgreSQL as usual).
 
-use anyhow::{anyhow, bail, Result};
-use std::path::PathBuf;
+use anyhow::{anyhow, Result};
 use std::sync::Arc;
 
 use ims_core::audit::Context;
@@ -10,86 +9,13 @@ use ims_core::Now;
 use ims_http::admin::{secret_body, summary, DEFAULT_SCOPES};
 use ims_identity::credentials::Credentials;
 use ims_identity::developer::Service;
-use ims_identity::model::Organization;
 use ims_identity::service::Ims;
-use ims_identity::store::{AuditQuery, OrgStore as _};
-use ims_store::SqlStore;
+use ims_identity::store::AuditQuery;
 use ims_wire::{CredentialSecret, CredentialSummary};
 
 use crate::config::Config;
-use crate::{server, up};
-
-/// Where an administration command finds the deployment.
-#[derive(Clone, Debug, clap::Args)]
-pub struct Target {
-    /// Data directory of `ims up` (default ./ims-data unless --database-url or --config is given).
-    #[arg(long, global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// Database of a deployment (sqlite://... or postgres://...).
-    #[arg(long, global = true)]
-    pub database_url: Option<String>,
-    /// PostgreSQL schema, with --database-url.
-    #[arg(long, global = true)]
-    pub database_schema: Option<String>,
-    /// Organisation id (default: the only one).
-    #[arg(long, global = true)]
-    pub org: Option<String>,
-    /// Base URL of a running IMS: administer it through its API (administrator email and password
-    /// from `admin_email` / `admin_password` in the configuration, or from --data-dir's up.json).
-    #[arg(long, global = true)]
-    pub url: Option<String>,
-    /// CA certificate (PEM) to trust for --url.
-    #[arg(long, global = true)]
-    pub ca_cert: Option<PathBuf>,
-}
-
-impl Target {
-    pub fn config(&self, base: Config) -> Result<Config> {
-        let mut config = base;
-        if let Some(url) = &self.database_url {
-            config.database_url = Some(url.clone());
-            config.database_schema = self.database_schema.clone();
-            return Ok(config);
-        }
-        if config.database_url.is_some() && self.data_dir.is_none() {
-            return Ok(config);
-        }
-        let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("ims-data"));
-        let up = up::read_up_file(&dir)?;
-        config.database_url = Some(up.database_url);
-        config.database_schema = up.database_schema;
-        if config.master_key.is_none() {
-            let key = dir.join("master.key");
-            if key.exists() {
-                config.master_key = Some(std::fs::read_to_string(key)?.trim().to_owned());
-            }
-        }
-        Ok(config)
-    }
-}
-
-pub async fn org(store: &SqlStore, wanted: Option<&str>) -> Result<Organization> {
-    let orgs = store.orgs().await?;
-    match wanted {
-        Some(id) => orgs
-            .into_iter()
-            .find(|o| o.org_id == id)
-            .ok_or_else(|| anyhow!("no organisation {id}")),
-        None => match orgs.len() {
-            0 => bail!("the store has no organisation yet: start the IMS once"),
-            1 => Ok(orgs
-                .into_iter()
-                .next()
-                .ok_or_else(|| anyhow!("no organisation"))?),
-            _ => bail!("several organisations: choose one with --org"),
-        },
-    }
-}
-
-pub fn cli_context() -> Context {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    Context::new(Now::system(), format!("cli:{user}"))
-}
+use crate::context::{cli_context, open_store, org, Target};
+use crate::remote::CredentialAdmin;
 
 fn print_secret(out: &CredentialSecret, json: bool) -> Result<()> {
     if json {
@@ -184,21 +110,6 @@ pub enum SecretCommand {
     },
 }
 
-/// Credential administration as the CLI drives it: on the database, or through a running IMS.
-#[async_trait::async_trait]
-pub trait CredentialAdmin: Send + Sync {
-    async fn create(
-        &self,
-        name: &str,
-        scopes: Option<Vec<String>>,
-        services: &[Service],
-    ) -> Result<CredentialSecret>;
-    async fn list(&self) -> Result<Vec<CredentialSummary>>;
-    async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()>;
-    async fn add_secret(&self, client_id: &str, expires_in_days: Option<u32>) -> Result<CredentialSecret>;
-    async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()>;
-}
-
 /// On the database directly, as the local operator.
 struct Local {
     creds: Credentials,
@@ -249,11 +160,11 @@ impl CredentialAdmin for Local {
 
 pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config) -> Result<()> {
     if let Some(url) = &target.url {
-        let remote = crate::remote::Remote::new(url, target, &config)?;
+        let remote = target.remote(url, &config)?;
         return run_credential(cmd, &remote).await;
     }
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let org = org(&store, target.org.as_deref()).await?;
     let local = Local {
         creds: Credentials::new(
@@ -330,15 +241,9 @@ pub enum KeysCommand {
 
 pub async fn keys(cmd: KeysCommand, target: &Target, config: Config) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let ctx = cli_context();
-    let ims = Ims::start(
-        store.clone(),
-        server::master_key(&config)?,
-        server::settings(&config, "")?,
-        &ctx,
-    )
-    .await?;
+    let ims = Ims::start(store.clone(), config.master_key()?, config.settings("")?, &ctx).await?;
     match cmd {
         KeysCommand::Rotate { alg, immediate } => {
             let alg = alg
@@ -384,7 +289,7 @@ pub async fn audit(
     json: bool,
 ) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let events = ims_core::audit::AuditStore::audit(
         &*store,
         &AuditQuery {
@@ -417,7 +322,7 @@ pub async fn audit(
 pub async fn db(migrate: bool, target: &Target, config: Config) -> Result<()> {
     let mut config = target.config(config)?;
     config.auto_migrate = false;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let pending = ims_identity::store::SchemaStore::pending_migrations(&*store).await?;
     if migrate {
         let done = store.migrate(Now::system()).await?;
@@ -433,7 +338,7 @@ pub async fn db(migrate: bool, target: &Target, config: Config) -> Result<()> {
 
 pub async fn backup(target: &Target, config: Config, to: &std::path::Path) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let path = to
         .to_str()
         .ok_or_else(|| anyhow!("the backup path must be UTF-8"))?;

@@ -153,6 +153,30 @@ fn read_secret_file(path: &str, origin: &str) -> Result<toml::Value> {
 }
 
 impl Config {
+    /// The key that encrypts signing keys (and seals secrets) at rest.
+    pub fn master_key(&self) -> Result<ims_core::keys::MasterKey> {
+        let text = self.master_key.as_deref().ok_or_else(|| {
+            anyhow!("master_key is not set (IMS_MASTER_KEY or IMS_MASTER_KEY_FILE); it encrypts signing keys")
+        })?;
+        ims_core::keys::MasterKey::parse(text).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The token service's settings, for the IMS whose issuer is `issuer`.
+    pub fn settings(&self, issuer: &str) -> Result<ims_identity::service::Settings> {
+        let mut s = ims_identity::service::Settings::new(issuer);
+        s.access_token_secs = self.access_token_secs;
+        s.signing_alg = self
+            .signing_alg
+            .parse()
+            .map_err(|e| anyhow!("signing_alg: {e}"))?;
+        s.key_publish_secs = self.key_publish_secs;
+        s.key_refresh_secs = self.key_refresh_secs;
+        s.domain = self.domain.clone();
+        s.umapi_page_size = self.umapi_page_size;
+        s.umapi_requests_per_minute = self.umapi_requests_per_minute;
+        Ok(s)
+    }
+
     /// Resolves the configuration from an optional file and the given environment.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
         let mut table = toml::Table::new();

@@ -6,9 +6,8 @@ use anyhow::{anyhow, Result};
 use ims_identity::directory::{AdminRole, RoleGrant, CAMPAIGN_PRODUCT_CONTEXT};
 use ims_identity::store::{DirectoryStore as _, UserStore as _};
 
-use crate::admin::{cli_context, org, Target};
 use crate::config::Config;
-use crate::server;
+use crate::context::{cli_context, open_store, org, Target};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProfileCommand {
@@ -57,7 +56,7 @@ pub struct RoleArgs {
 
 pub async fn profile(cmd: ProfileCommand, target: &Target, config: Config) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let org = org(&store, target.org.as_deref()).await?;
     match cmd {
         ProfileCommand::Create {
@@ -117,7 +116,7 @@ pub async fn profile(cmd: ProfileCommand, target: &Target, config: Config) -> Re
 
 pub async fn role(cmd: RoleCommand, target: &Target, config: Config) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let org = org(&store, target.org.as_deref()).await?;
     let (args, held) = match cmd {
         RoleCommand::Grant(a) => (a, true),

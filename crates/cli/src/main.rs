@@ -1,17 +1,20 @@
 //! `ims`: runs the IMS (alone against a database, or everything embedded with `ims up`) and
 //! administers it.
 
+mod account;
 mod admin;
+mod conf;
 mod config;
-mod connect;
+mod context;
 mod directory;
 mod files;
+mod host;
+mod https;
 mod instance;
 mod migrate;
 mod people;
 mod pki;
 mod remote;
-mod restrictions;
 mod seed;
 mod server;
 mod up;
@@ -58,49 +61,49 @@ enum Command {
     /// Technical accounts (OAuth server-to-server credentials).
     Credential {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: admin::CredentialCommand,
     },
     /// People of the organisation.
     User {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: people::UserCommand,
     },
     /// Product profiles of the product instances (and user groups, listed with them).
     Profile {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: directory::ProfileCommand,
     },
     /// Administrator roles of people.
     Role {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: directory::RoleCommand,
     },
     /// Applications that sign people in (OpenID Connect clients).
     Client {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: people::ClientCommand,
     },
     /// Signing keys.
     Keys {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: admin::KeysCommand,
     },
     /// Read the audit log, newest first.
     Audit {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         /// Only actions starting with this (e.g. credential.)
         #[arg(long)]
         action: Option<String>,
@@ -119,14 +122,14 @@ enum Command {
     /// Move an instance's operators from native sign-in to the IMS (assess, ...).
     Migrate {
         #[command(flatten)]
-        target: migrate::Target,
+        target: context::MigrationTarget,
         #[command(subcommand)]
         command: migrate::MigrateCommand,
     },
     /// Database schema.
     Db {
         #[command(flatten)]
-        target: admin::Target,
+        target: context::Target,
         #[command(subcommand)]
         command: DbCommand,
     },
@@ -192,7 +195,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Serve => {
-            let store = server::open_store(&config).await?;
+            let store = context::open_store(&config).await?;
             if let Some((org, password)) = server::bootstrap(&store, &config).await? {
                 // Shown once on the terminal, never logged.
                 println!(
@@ -264,9 +267,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ims: {e:#}");
-            if e.downcast_ref::<restrictions::ProbesFailed>().is_some()
-                || e.downcast_ref::<connect::ChecksFailed>().is_some()
-                || e.downcast_ref::<migrate::Blocked>().is_some()
+            if e.downcast_ref::<instance::ProbesFailed>().is_some()
+                || e.downcast_ref::<instance::ChecksFailed>().is_some()
+                || e.downcast_ref::<context::Blocked>().is_some()
             {
                 ExitCode::from(1)
             } else {

@@ -11,9 +11,8 @@ use ims_identity::model::{ClientType, IdentityType, UserStatus};
 use ims_identity::people::{self, NewUser, UserChange};
 use ims_identity::store::{Store, UserStore as _};
 
-use crate::admin::{cli_context, org, Target};
 use crate::config::Config;
-use crate::server;
+use crate::context::{cli_context, open_store, org, Target};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCommand {
@@ -105,7 +104,7 @@ fn read_password(path: &PathBuf) -> Result<Secret> {
 
 pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let org = org(&store, target.org.as_deref()).await?;
     let ctx = cli_context();
     let dyn_store: &dyn Store = store.as_ref();
@@ -190,7 +189,7 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
                 (None, Some(_)) => None,
             };
             let base = data_dir
-                .and_then(|dir| crate::up::read_up_file(&dir).ok().map(|up| up.ims_url))
+                .and_then(|dir| crate::context::read_up_file(&dir).ok().map(|up| up.ims_url))
                 .or_else(|| config.public_url.clone())
                 .unwrap_or_default();
             println!("{}/ims/reset/{}", base.trim_end_matches('/'), token.expose());
@@ -201,7 +200,7 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
         }
         UserCommand::EnrolTotp { email, json } => {
             let u = find(email).await?;
-            let master = server::master_key(&config)?;
+            let master = config.master_key()?;
             let e = people::enrol_totp(dyn_store, &master, &u.user_id, &org.name, &ctx).await?;
             let codes: Vec<&str> = e.recovery_codes.iter().map(|c| c.expose()).collect();
             if json {
@@ -223,7 +222,7 @@ pub const DEFAULT_PEOPLE_SCOPES: &[&str] = &["openid", "email", "profile", "Adob
 
 pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Result<()> {
     let config = target.config(config)?;
-    let store = server::open_store(&config).await?;
+    let store = open_store(&config).await?;
     let org = org(&store, target.org.as_deref()).await?;
     let ctx = cli_context();
     match cmd {
@@ -254,7 +253,8 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
                 .create_people_client(&org.org_id, &name, kind, redirect_uris, scopes, first_party, &ctx)
                 .await?;
             if let Some(uri) = &backchannel_logout_uri {
-                set_backchannel_logout_uri(store.as_ref(), &client.client_id, uri, &ctx).await?;
+                crate::context::set_backchannel_logout_uri(store.as_ref(), &client.client_id, uri, &ctx)
+                    .await?;
             }
             let mut out = serde_json::json!({
                 "client_id": client.client_id,
@@ -278,25 +278,5 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
         }
     }
     store.close().await;
-    Ok(())
-}
-
-/// Registers where a client hears that a person signed out.
-pub async fn set_backchannel_logout_uri(
-    store: &dyn Store,
-    client_id: &str,
-    uri: &str,
-    ctx: &ims_core::audit::Context,
-) -> Result<()> {
-    ims_identity::oidc::check_redirect_uri_registration(uri)?;
-    let audit = ctx.event(
-        "client.update",
-        client_id,
-        "success",
-        serde_json::json!({"backchannel_logout_uri": uri}),
-    );
-    store
-        .set_backchannel_logout_uri(client_id, Some(uri), &audit)
-        .await?;
     Ok(())
 }

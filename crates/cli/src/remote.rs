@@ -1,15 +1,30 @@
 //! `ims credential --url`: the same administration through a running IMS's `/admin/v1` API,
-//! authenticated as a system administrator.
+//! authenticated as a system administrator. The engine's credential at an `ims up` IMS is made
+//! through it too.
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use serde_json::json;
+use std::path::Path;
 
 use ims_identity::developer::Service;
 use ims_wire::{CredentialSecret, CredentialSummary};
 
-use crate::admin::{CredentialAdmin, Target};
-use crate::config::Config;
+/// Credential administration as the CLI drives it: on the database, or through a running IMS.
+#[async_trait::async_trait]
+pub trait CredentialAdmin: Send + Sync {
+    async fn create(
+        &self,
+        name: &str,
+        scopes: Option<Vec<String>>,
+        services: &[Service],
+    ) -> Result<CredentialSecret>;
+    async fn list(&self) -> Result<Vec<CredentialSummary>>;
+    async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()>;
+    async fn add_secret(&self, client_id: &str, expires_in_days: Option<u32>) -> Result<CredentialSecret>;
+    async fn remove_secret(&self, client_id: &str, secret_id: &str) -> Result<()>;
+}
 
+/// The administration API of a running IMS, signed in as a system administrator.
 pub struct Remote {
     http: reqwest::Client,
     base: String,
@@ -18,31 +33,12 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub fn new(url: &str, target: &Target, config: &Config) -> Result<Self> {
-        let up = target
-            .data_dir
-            .as_deref()
-            .map(crate::up::read_up_file)
-            .transpose()?;
-        let email = up
-            .as_ref()
-            .map(|u| u.admin_email.clone())
-            .unwrap_or_else(|| config.admin_email.clone());
-        let password = match (&up, &config.admin_password) {
-            (_, Some(p)) => p.clone(),
-            (Some(u), None) => u.admin_password.clone(),
-            (None, None) => {
-                bail!("--url needs the administrator's password: set IMS_ADMIN_PASSWORD_FILE (or --data-dir)")
-            }
-        };
-        let ca = target
-            .ca_cert
-            .clone()
-            .or_else(|| up.as_ref().map(|u| u.ca_cert.clone().into()));
+    /// `ca`: the CA certificate (PEM) to trust, when the IMS's is not a public one.
+    pub fn new(url: &str, email: String, password: String, ca: Option<&Path>) -> Result<Self> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
         if let Some(ca) = ca {
-            let pem = std::fs::read(&ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
         }
         Ok(Remote {

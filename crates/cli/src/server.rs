@@ -1,62 +1,20 @@
 //! Starting the IMS from a resolved configuration: open the store, bootstrap the first organisation,
 //! load the keys, bind, serve until a signal. Dependencies are wired here explicitly.
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use ims_core::audit::Context;
-use ims_core::keys::MasterKey;
 use ims_core::secret::Secret;
 use ims_core::Now;
 use ims_http::{AppState, Metrics};
 use ims_identity::model::Organization;
-use ims_identity::service::{self, Ims, Settings};
-use ims_store::{Options, SqlStore};
+use ims_identity::service::{self, Ims};
+use ims_store::SqlStore;
 
 use crate::config::Config;
-
-pub fn store_options(config: &Config) -> Result<Options> {
-    let url = config
-        .database_url
-        .clone()
-        .ok_or_else(|| anyhow!("database_url is not set (IMS_DATABASE_URL)"))?;
-    let mut opts = Options::new(url);
-    opts.schema = config.database_schema.clone();
-    opts.max_connections = config.database_max_connections;
-    opts.migrate = config.auto_migrate;
-    Ok(opts)
-}
-
-pub async fn open_store(config: &Config) -> Result<Arc<SqlStore>> {
-    let store = SqlStore::open(&store_options(config)?, Now::system())
-        .await
-        .context("opening the store")?;
-    Ok(Arc::new(store))
-}
-
-pub fn settings(config: &Config, issuer: &str) -> Result<Settings> {
-    let mut s = Settings::new(issuer);
-    s.access_token_secs = config.access_token_secs;
-    s.signing_alg = config
-        .signing_alg
-        .parse()
-        .map_err(|e| anyhow!("signing_alg: {e}"))?;
-    s.key_publish_secs = config.key_publish_secs;
-    s.key_refresh_secs = config.key_refresh_secs;
-    s.domain = config.domain.clone();
-    s.umapi_page_size = config.umapi_page_size;
-    s.umapi_requests_per_minute = config.umapi_requests_per_minute;
-    Ok(s)
-}
-
-pub fn master_key(config: &Config) -> Result<MasterKey> {
-    let text = config.master_key.as_deref().ok_or_else(|| {
-        anyhow!("master_key is not set (IMS_MASTER_KEY or IMS_MASTER_KEY_FILE); it encrypts signing keys")
-    })?;
-    MasterKey::parse(text).map_err(|e| anyhow!("{e}"))
-}
 
 /// Creates the first organisation and administrator when the store has none.
 pub async fn bootstrap(store: &SqlStore, config: &Config) -> Result<Option<(Organization, Secret)>> {
@@ -114,9 +72,9 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
         None => None,
     };
     let ctx = Context::new(Now::system(), "system");
-    let ims = Ims::start(store, master_key(config)?, settings(config, &issuer)?, &ctx).await?;
+    let ims = Ims::start(store, config.master_key()?, config.settings(&issuer)?, &ctx).await?;
     // Sign-outs reach the clients that asked (back-channel logout); `ims up` adds its CA.
-    ims.set_logout_notifier(Arc::new(crate::connect::HttpIms::new(None)?));
+    ims.set_logout_notifier(Arc::new(crate::https::HttpIms::new(None)?));
     let state = AppState {
         ims: Arc::new(ims),
         metrics: Arc::new(Metrics::default()),

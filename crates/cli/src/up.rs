@@ -11,6 +11,8 @@ use ims_core::keys::MasterKey;
 use ims_wire::{UpFile, UpInstance};
 
 use crate::config::Config;
+use crate::context::{read_up_file, up_file, MARKETING_INSTANCE, MESSAGE_CENTER_INSTANCE, STAGING_INSTANCE};
+use crate::https::HttpIms;
 use crate::{files, pki, server};
 
 pub struct UpArgs {
@@ -23,22 +25,6 @@ pub struct UpArgs {
 }
 
 pub const DEFAULT_PORT_BASE: u16 = 8443;
-
-pub fn up_file(dir: &Path) -> PathBuf {
-    dir.join("up.json")
-}
-
-pub fn read_up_file(dir: &Path) -> Result<UpFile> {
-    let path = up_file(dir);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (has `ims up --data-dir {}` run?)",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a valid up.json", path.display()))
-}
 
 fn master_key(dir: &Path) -> Result<String> {
     let path = dir.join("master.key");
@@ -90,19 +76,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
         (None, Some(base)) => base,
         (None, None) => DEFAULT_PORT_BASE,
     };
-    let listener = if port == 0 {
-        // Keep the previous run's port when free: the issuer, and so every token, stays valid.
-        let previous_port = previous.as_ref().and_then(|p| url_port(&p.ims_url));
-        match previous_port {
-            Some(p) => match server::bind(&format!("127.0.0.1:{p}"), config.tls).await {
-                Ok(l) => l,
-                Err(_) => server::bind("127.0.0.1:0", config.tls).await?,
-            },
-            None => server::bind("127.0.0.1:0", config.tls).await?,
-        }
-    } else {
-        server::bind(&format!("127.0.0.1:{port}"), config.tls).await?
-    };
+    // Keep the previous run's port when free: the issuer, and so every token, stays valid.
+    let previous_port = previous.as_ref().and_then(|p| url_port(&p.ims_url));
+    let listener = bind_port(port, previous_port, config.tls).await?;
     config.listen = listener.local_addr()?.to_string();
 
     // The operations listener (health, metrics, the administration API) on loopback, on the
@@ -115,7 +91,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .unwrap_or(0);
     config.ops_listen = Some(format!("127.0.0.1:{ops_port}"));
 
-    let store = server::open_store(&config).await?;
+    let store = crate::context::open_store(&config).await?;
     let created = server::bootstrap(&store, &config).await?;
     let prepared = server::prepare(&config, store.clone(), listener).await?;
     let ops_url = prepared
@@ -124,69 +100,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .map(|l| l.local_addr().map(|a| format!("http://{a}")))
         .transpose()?;
     // Sign-outs reach the instances (back-channel logout) over HTTPS trusting this CA.
+    let ca_pem = std::fs::read(&pki.ca_cert)?;
     prepared
         .state
         .ims
-        .set_logout_notifier(std::sync::Arc::new(crate::connect::HttpIms::new(Some(
-            &std::fs::read(&pki.ca_cert)?,
-        ))?));
+        .set_logout_notifier(std::sync::Arc::new(HttpIms::new(Some(&ca_pem))?));
 
-    // The instances, on the next ports (or free ones, kept across restarts).
-    let ca_pem = std::fs::read(&pki.ca_cert)?;
-    let mut started = Vec::new();
-    let mut runtimes = Runtimes(Vec::new());
-    for (offset, spec) in (1u16..).zip(DEMO_INSTANCES) {
-        let bind_port = if port == 0 { 0 } else { port.saturating_add(offset) };
-        // Everything of the instance (listener, database pool, HTTP client, background tasks)
-        // is made on its own runtime, so that it is driven there.
-        runtimes.0.push(instance_runtime(spec.name)?);
-        let runtime = runtimes.0.last().context("the runtime just made")?;
-        let (dir, previous, config, issuer, ca_pem) = (
-            dir.clone(),
-            previous.clone(),
-            config.clone(),
-            prepared.issuer.clone(),
-            ca_pem.clone(),
-        );
-        let handle = runtime.handle().clone();
-        let start = tokio::task::spawn_blocking(move || {
-            handle.block_on(start_instance(
-                spec,
-                &dir,
-                bind_port,
-                previous.as_ref(),
-                &config,
-                &issuer,
-                &ca_pem,
-            ))
-        });
-        started.push(
-            start
-                .await
-                .with_context(|| format!("instance {} did not start", spec.name))??,
-        );
-    }
-    let org = match &created {
-        Some((org, _)) => org.clone(),
-        None => ims_identity::store::OrgStore::orgs(&*store)
-            .await?
-            .into_iter()
-            .next()
-            .context("the store has no organisation")?,
+    let start = Start {
+        dir: &dir,
+        port,
+        previous: previous.as_ref(),
+        config: &config,
+        issuer: &prepared.issuer,
+        ca_pem: &ca_pem,
     };
-    // Each instance is a product instance of the Campaign product context: profiles grant it.
-    for s in &started {
-        ims_identity::store::DirectoryStore::ensure_product_instance(
-            store.as_ref(),
-            &org.org_id,
-            ims_identity::directory::CAMPAIGN_PRODUCT_CONTEXT,
-            &s.up.name,
-            &format!("Campaign ({})", s.up.name),
-            &s.up.url,
-            ims_core::Now::system(),
-        )
-        .await?;
-    }
+    let (started, runtimes) = start_instances(&start).await?;
+    let org = register_instances(&store, created.as_ref().map(|(org, _)| org), &started).await?;
     let admin_password = match (&created, &previous) {
         (Some((_, pw)), _) => pw.expose().to_owned(),
         (None, Some(prev)) => prev.admin_password.clone(),
@@ -209,19 +138,121 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot listen for SIGHUP")?;
     files::write_private(&up_file(&dir), serde_json::to_string_pretty(&up)?.as_bytes())?;
+    announce(&up, &org, &dir);
+    serve(prepared, started, runtimes, &config, &dir, hangups).await
+}
+
+/// Binds `port` on loopback; port 0 takes the previous run's port when it is still free, else
+/// any free one.
+async fn bind_port(port: u16, previous: Option<u16>, tls: bool) -> Result<tokio::net::TcpListener> {
+    if port != 0 {
+        return server::bind(&format!("127.0.0.1:{port}"), tls).await;
+    }
+    match previous {
+        Some(p) => match server::bind(&format!("127.0.0.1:{p}"), tls).await {
+            Ok(l) => Ok(l),
+            Err(_) => server::bind("127.0.0.1:0", tls).await,
+        },
+        None => server::bind("127.0.0.1:0", tls).await,
+    }
+}
+
+/// What every instance starts from: the data directory, the IMS's port (the instances take the
+/// next ones), the previous run, the configuration, the IMS they trust and its CA.
+struct Start<'a> {
+    dir: &'a Path,
+    port: u16,
+    previous: Option<&'a UpFile>,
+    config: &'a Config,
+    issuer: &'a str,
+    ca_pem: &'a [u8],
+}
+
+/// The instances, on the next ports (or free ones, kept across restarts), each on its own
+/// runtime.
+async fn start_instances(start: &Start<'_>) -> Result<(Vec<StartedInstance>, Runtimes)> {
+    let mut started = Vec::new();
+    let mut runtimes = Runtimes(Vec::new());
+    for (offset, spec) in (1u16..).zip(DEMO_INSTANCES) {
+        let bind_port = if start.port == 0 {
+            0
+        } else {
+            start.port.saturating_add(offset)
+        };
+        // Everything of the instance (listener, database pool, HTTP client, background tasks)
+        // is made on its own runtime, so that it is driven there.
+        runtimes.0.push(instance_runtime(spec.name)?);
+        let runtime = runtimes.0.last().context("the runtime just made")?;
+        let (dir, previous, config, issuer, ca_pem) = (
+            start.dir.to_owned(),
+            start.previous.cloned(),
+            start.config.clone(),
+            start.issuer.to_owned(),
+            start.ca_pem.to_vec(),
+        );
+        let handle = runtime.handle().clone();
+        let starting = tokio::task::spawn_blocking(move || {
+            handle.block_on(start_instance(
+                spec,
+                &dir,
+                bind_port,
+                previous.as_ref(),
+                &config,
+                &issuer,
+                &ca_pem,
+            ))
+        });
+        started.push(
+            starting
+                .await
+                .with_context(|| format!("instance {} did not start", spec.name))??,
+        );
+    }
+    Ok((started, runtimes))
+}
+
+/// Each instance is a product instance of the Campaign product context of the organisation
+/// (the one just created, or the store's): profiles grant it. Returns the organisation.
+async fn register_instances(
+    store: &ims_store::SqlStore,
+    created: Option<&ims_identity::model::Organization>,
+    started: &[StartedInstance],
+) -> Result<ims_identity::model::Organization> {
+    let org = match created {
+        Some(org) => org.clone(),
+        None => ims_identity::store::OrgStore::orgs(store)
+            .await?
+            .into_iter()
+            .next()
+            .context("the store has no organisation")?,
+    };
+    for s in started {
+        ims_identity::store::DirectoryStore::ensure_product_instance(
+            store,
+            &org.org_id,
+            ims_identity::directory::CAMPAIGN_PRODUCT_CONTEXT,
+            &s.up.name,
+            &format!("Campaign ({})", s.up.name),
+            &s.up.url,
+            ims_core::Now::system(),
+        )
+        .await?;
+    }
+    Ok(org)
+}
+
+/// Says what runs where.
+fn announce(up: &UpFile, org: &ims_identity::model::Organization, dir: &Path) {
     println!("ims is up");
     println!("  IMS            {}", up.ims_url);
     println!("  organisation   {} ({})", org.org_id, org.name);
     println!(
         "  administrator  {} (password in {})",
         up.admin_email,
-        up_file(&dir).display()
+        up_file(dir).display()
     );
-    for s in &started {
-        println!(
-            "  instance       {} (build {}) at {}",
-            s.up.name, s.up.build, s.up.url
-        );
+    for i in &up.instances {
+        println!("  instance       {} (build {}) at {}", i.name, i.build, i.url);
     }
     println!("  CA certificate {}", up.ca_cert);
     println!("  data           {}", dir.display());
@@ -229,6 +260,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
         "Create a technical account: ims credential create --data-dir {} --name NAME",
         dir.display()
     );
+}
+
+/// Serves the IMS and the instances until a signal, then writes what the instances counted
+/// since their last flush (an instance that does not answer in time keeps it).
+async fn serve(
+    prepared: server::Prepared,
+    started: Vec<StartedInstance>,
+    runtimes: Runtimes,
+    config: &Config,
+    dir: &Path,
+    hangups: tokio::signal::unix::Signal,
+) -> Result<()> {
     let mut serving = Vec::new();
     let mut instances = Vec::new();
     let wedge = std::env::var(WEDGE_VAR).ok();
@@ -249,10 +292,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         });
         instances.push(s.instance);
     }
-    spawn_reload_on_hangup(hangups, dir.clone(), instances.clone());
+    spawn_reload_on_hangup(hangups, dir.to_owned(), instances.clone());
     let served = server::run_with(prepared, serving).await;
-    // What was counted since the last flush is written before the process ends (an instance
-    // that does not answer in time keeps it).
     for instance in instances {
         match tokio::time::timeout(std::time::Duration::from_secs(5), instance.flush_usage()).await {
             Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
@@ -366,17 +407,12 @@ async fn start_instance(
     ca_pem: &[u8],
 ) -> Result<StartedInstance> {
     let previous_instance = previous.and_then(|p| p.instances.iter().find(|i| i.name == spec.name).cloned());
-    let listener = if port == 0 {
-        match previous_instance.as_ref().and_then(|i| url_port(&i.url)) {
-            Some(p) => match server::bind(&format!("127.0.0.1:{p}"), config.tls).await {
-                Ok(l) => l,
-                Err(_) => server::bind("127.0.0.1:0", config.tls).await?,
-            },
-            None => server::bind("127.0.0.1:0", config.tls).await?,
-        }
-    } else {
-        server::bind(&format!("127.0.0.1:{port}"), config.tls).await?
-    };
+    let listener = bind_port(
+        port,
+        previous_instance.as_ref().and_then(|i| url_port(&i.url)),
+        config.tls,
+    )
+    .await?;
     let build: Build = DEMO_BUILD.parse()?;
     let tech_groups: Vec<String> = spec
         .technical_account_groups
@@ -384,13 +420,13 @@ async fn start_instance(
         .map(|g| g.to_string())
         .collect();
     let http: std::sync::Arc<dyn ims_campaign::connect::ImsHttp> =
-        std::sync::Arc::new(crate::connect::HttpIms::new(Some(ca_pem))?);
+        std::sync::Arc::new(HttpIms::new(Some(ca_pem))?);
     let url = format!(
         "{}://{}",
         if config.tls { "https" } else { "http" },
         listener.local_addr()?
     );
-    let (instance, created_admin) = crate::instance::open_embedded(
+    let (instance, created_admin) = crate::host::open_embedded(
         dir,
         config,
         spec.name,
@@ -401,7 +437,7 @@ async fn start_instance(
     )
     .await?;
     let instance = instance.with_public_url(&url);
-    crate::instance::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
+    crate::host::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
     // Bearer tokens of this IMS, verified against its published keys.
     let jwks = ims_campaign::connect::HttpKeys {
         http,
@@ -438,7 +474,7 @@ fn spawn_reload_on_hangup(
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             for instance in &instances {
-                if let Err(e) = crate::instance::reload(&dir, instance).await {
+                if let Err(e) = crate::host::reload(&dir, instance).await {
                     tracing::error!(instance = %instance.info().name, error = %format!("{e:#}"), "reload failed");
                 }
             }
@@ -467,12 +503,6 @@ async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) 
     }
 }
 
-/// The demo marketing instance `ims up` runs.
-pub const MARKETING_INSTANCE: &str = "marketing";
-/// Its Message Center instance.
-pub const MESSAGE_CENTER_INSTANCE: &str = "mc";
-/// The marketing instance's staging twin.
-pub const STAGING_INSTANCE: &str = "marketing-stage";
 /// Its build: the one the vendor recommends migrating from.
 pub const DEMO_BUILD: &str = "7.4.1";
 

@@ -9,16 +9,13 @@ use ims_wire::migration::{Completion, InstanceFacts, OperatorFacts};
 use serde::{Deserialize, Serialize};
 
 use crate::assess::{classify, Class};
-use crate::client::{ImsClient, InstanceClient};
-use crate::journal::{Journal, StepState};
-use crate::users::{end, key, record_plan, ApplyError, ApplyOptions, Skipped};
+use crate::journal::StepState;
+use crate::run::{ApplyError, ApplyOptions, Engine, Run, Skipped};
+use crate::run::{Checked, Phase, Plan};
 
+/// The finalisation's plan (in its envelope, `Plan<Finalize>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinalizePlan {
-    pub plan_id: String,
-    pub phase: String,
-    pub instance: String,
-    pub created_at: i64,
+pub struct Finalize {
     pub environment: String,
     pub staging_twin: Option<String>,
     /// The allow-list the lock-down sets (empty: the one the instance has, the vendor's default
@@ -35,31 +32,40 @@ pub struct FinalizePlan {
     pub forced: bool,
 }
 
-impl FinalizePlan {
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "plan {} (finalise {}, {}): switch both restrictions on (allow-list: {}), run the lock-down probes, mark the migration complete\n",
-            self.plan_id,
-            self.instance,
-            self.environment,
-            if self.allow.is_empty() {
-                "the instance's".to_owned()
-            } else {
-                self.allow.join(", ")
-            }
-        );
-        if !self.builtins_outside_allow_list.is_empty() {
-            out.push_str(&format!(
-                "  note: built-in operators outside the allow-list stop signing in natively: {} (--allow keeps one)\n",
-                self.builtins_outside_allow_list.join(", ")
-            ));
+pub type FinalizePlan = Plan<Finalize>;
+
+/// Lock-down options: the allow-list it sets (empty: the instance's stays) and whether the
+/// blockers are forced past.
+#[derive(Clone, Debug, Default)]
+pub struct FinalizeArgs {
+    pub allow: Vec<String>,
+    pub force: bool,
+}
+
+fn summary(plan: &FinalizePlan) -> String {
+    let body = &plan.body;
+    let mut out = format!(
+        "plan {} (finalise {}, {}): switch both restrictions on (allow-list: {}), run the lock-down probes, mark the migration complete\n",
+        plan.plan_id,
+        plan.instance,
+        body.environment,
+        if body.allow.is_empty() {
+            "the instance's".to_owned()
+        } else {
+            body.allow.join(", ")
         }
-        for b in &self.blockers {
-            let how = if self.forced { "forced past" } else { "blocker" };
-            out.push_str(&format!("  {how}: {b}\n"));
-        }
-        out
+    );
+    if !body.builtins_outside_allow_list.is_empty() {
+        out.push_str(&format!(
+            "  note: built-in operators outside the allow-list stop signing in natively: {} (--allow keeps one)\n",
+            body.builtins_outside_allow_list.join(", ")
+        ));
     }
+    for b in &body.blockers {
+        let how = if body.forced { "forced past" } else { "blocker" };
+        out.push_str(&format!("  {how}: {b}\n"));
+    }
+    out
 }
 
 /// Operators that sign in natively and are not on the allow-list the lock-down will have (`allow`
@@ -121,11 +127,7 @@ pub fn plan_finalize(
             programs.join(", ")
         ));
     }
-    FinalizePlan {
-        plan_id: format!("finalize-{}-{}", facts.name, now.millis()),
-        phase: "finalize".into(),
-        instance: facts.name.clone(),
-        created_at: now.millis(),
+    let body = Finalize {
         environment: facts.environment.clone(),
         staging_twin: facts.staging_twin.clone().filter(|t| !t.is_empty()),
         allow,
@@ -133,7 +135,8 @@ pub fn plan_finalize(
         builtins_outside_allow_list: builtins,
         blockers,
         forced,
-    }
+    };
+    Plan::new(&facts.name, now, body)
 }
 
 pub const LOCKDOWN: &str = "lockdown";
@@ -150,55 +153,103 @@ pub struct FinalizeReport {
     pub forced: bool,
 }
 
-/// Applies a finalisation plan: refused while it has blockers and is not forced, or when the
-/// operators who would lose native sign-in are no longer those planned.
-#[allow(clippy::too_many_arguments)]
-pub async fn apply_finalize(
-    plan: &FinalizePlan,
-    twin: Option<&InstanceFacts>,
-    journal: &dyn Journal,
-    instance: &InstanceClient,
-    ims: Option<&ImsClient>,
-    opts: &ApplyOptions,
-    now: impl Fn() -> Now,
-) -> Result<FinalizeReport, ApplyError> {
-    let mut report = FinalizeReport {
-        plan_id: plan.plan_id.clone(),
-        dry_run: opts.dry_run,
-        forced: plan.forced,
-        ..FinalizeReport::default()
-    };
-    if !plan.blockers.is_empty() && !plan.forced {
-        return Err(ApplyError::Drift(
-            plan.blockers
+impl FinalizeReport {
+    fn new(plan: &FinalizePlan, opts: &ApplyOptions) -> Self {
+        FinalizeReport {
+            plan_id: plan.plan_id.clone(),
+            dry_run: opts.dry_run,
+            forced: plan.body.forced,
+            ..FinalizeReport::default()
+        }
+    }
+}
+
+/// What checking found: whether the instance is locked down already.
+pub struct Locked(bool);
+
+impl Phase for Finalize {
+    const NAME: &'static str = "finalize";
+    const NEEDS_IMS: bool = false;
+    type Args = FinalizeArgs;
+    type Work = Locked;
+    type Report = FinalizeReport;
+
+    /// Plans from the instance and, when it names one, its staging twin.
+    async fn plan(engine: &Engine<'_>, args: FinalizeArgs, now: Now) -> Result<FinalizePlan, ApplyError> {
+        let facts = engine.instance.facts().await?;
+        let ops = engine.operators().await?;
+        let twin = match facts.staging_twin.as_deref().filter(|t| !t.is_empty()) {
+            Some(name) => engine.twins.facts(name).await,
+            None => None,
+        };
+        Ok(plan_finalize(
+            &facts,
+            &ops,
+            twin.as_ref(),
+            args.allow,
+            args.force,
+            now,
+        ))
+    }
+
+    fn summary(plan: &FinalizePlan) -> String {
+        summary(plan)
+    }
+
+    /// Refused while the plan has blockers and is not forced.
+    fn admit(plan: &FinalizePlan, _facts: &InstanceFacts, _engine: &Engine<'_>) -> Result<(), ApplyError> {
+        if plan.body.blockers.is_empty() || plan.body.forced {
+            return Ok(());
+        }
+        Err(ApplyError::Drift(
+            plan.body
+                .blockers
                 .iter()
                 .map(|b| Skipped {
                     login: plan.instance.clone(),
                     reason: format!("blocker: {b} (plan again with --force to carry on regardless)"),
                 })
                 .collect(),
-        ));
+        ))
     }
-    let facts = instance.facts().await?;
-    crate::users::check_instance(&plan.instance, &facts)?;
-    let stored = journal.plan(&plan.plan_id).await?;
-    crate::users::check_stored(stored.as_ref(), plan)?;
-    if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
-        report.locked_down = true;
-        report.complete = true;
-        return Ok(report);
+
+    fn finished(plan: &FinalizePlan, opts: &ApplyOptions) -> FinalizeReport {
+        FinalizeReport {
+            locked_down: true,
+            complete: true,
+            ..FinalizeReport::new(plan, opts)
+        }
     }
-    let already_locked =
-        facts.restrictions.native_api_disabled && facts.restrictions.operator_management_restricted;
-    if !already_locked {
-        let ops = instance.operators(|_| {}).await?;
-        // The blockers as they are now: one the plan did not list (so was not forced past)
-        // stops it, whatever the file says.
-        let live = plan_finalize(&facts, &ops, twin, plan.allow.clone(), plan.forced, now());
+
+    /// Unless locked down already: refused when a blocker the plan did not list (so was not
+    /// forced past) appeared, or when the operators who would lose native sign-in are no
+    /// longer those planned.
+    async fn check(plan: &FinalizePlan, run: &Run<'_>) -> Result<Checked<Self>, ApplyError> {
+        let facts = &run.facts;
+        let body = &plan.body;
+        let already_locked =
+            facts.restrictions.native_api_disabled && facts.restrictions.operator_management_restricted;
+        if already_locked {
+            return Ok(Checked::Work(Locked(true)));
+        }
+        let ops = run.engine.instance.operators(|_| {}).await?;
+        let twin = match body.staging_twin.as_deref() {
+            Some(name) => run.engine.twins.facts(name).await,
+            None => None,
+        };
+        let live = plan_finalize(
+            facts,
+            &ops,
+            twin.as_ref(),
+            body.allow.clone(),
+            body.forced,
+            run.now(),
+        );
         let new: Vec<&String> = live
+            .body
             .blockers
             .iter()
-            .filter(|b| !plan.blockers.contains(b))
+            .filter(|b| !body.blockers.contains(b))
             .collect();
         if !new.is_empty() {
             return Err(ApplyError::Drift(
@@ -210,102 +261,86 @@ pub async fn apply_finalize(
                     .collect(),
             ));
         }
-        let now_losing = losing_native(&ops, &plan.allow, &facts.restrictions.allow_list);
-        if now_losing != plan.losing_native_sign_in {
+        let now_losing = losing_native(&ops, &body.allow, &facts.restrictions.allow_list);
+        if now_losing != body.losing_native_sign_in {
             return Err(ApplyError::Drift(vec![Skipped {
                 login: plan.instance.clone(),
                 reason: format!(
                     "operators losing native sign-in are now [{}], not the planned [{}]",
                     now_losing.join(", "),
-                    plan.losing_native_sign_in.join(", ")
+                    body.losing_native_sign_in.join(", ")
                 ),
             }]));
         }
+        Ok(Checked::Work(Locked(false)))
     }
-    if opts.dry_run {
-        report.locked_down = already_locked;
-        return Ok(report);
-    }
-    if stored.is_none() {
-        record_plan(
-            journal,
-            &plan.plan_id,
-            &plan.instance,
-            &plan.phase,
-            plan.created_at,
-            plan,
-        )
-        .await?;
-    }
-    let step = |action: &str| key(action, &plan.instance);
-    let ended = |action: &str, state: StepState, detail: String| end(action, &plan.instance, state, detail);
-    journal
-        .begin_steps(&plan.plan_id, &[step(LOCKDOWN)], now())
-        .await?;
-    if !already_locked {
-        instance.lock_down(&plan.allow).await?;
-    }
-    report.locked_down = true;
-    journal
-        .end_steps(
-            &plan.plan_id,
-            &[ended(LOCKDOWN, StepState::Done, String::new())],
-            now(),
-        )
-        .await?;
 
-    journal.begin_steps(&plan.plan_id, &[step(VERIFY)], now()).await?;
-    let token = match ims {
-        Some(ims) => Some(ims.token().await?),
-        None => None,
-    };
-    report.probes = instance.verify(token).await?;
-    let failed: Vec<String> = report
-        .probes
-        .iter()
-        .filter(|p| !p.passed)
-        .map(|p| format!("{}: expected {}, observed {}", p.probe, p.expected, p.observed))
-        .collect();
-    if !failed.is_empty() {
-        journal
-            .end_steps(
-                &plan.plan_id,
-                &[ended(VERIFY, StepState::Failed, failed.join("; "))],
-                now(),
-            )
+    fn preview(plan: &FinalizePlan, Locked(already): Locked, run: &Run<'_>) -> FinalizeReport {
+        FinalizeReport {
+            locked_down: already,
+            ..FinalizeReport::new(plan, run.opts)
+        }
+    }
+
+    /// Lock down, run the probes, mark complete: each step journaled. A probe that fails stops
+    /// before completion (the plan stays unfinished; run it again once fixed).
+    async fn apply(
+        plan: &FinalizePlan,
+        Locked(already): Locked,
+        run: &Run<'_>,
+    ) -> Result<FinalizeReport, ApplyError> {
+        let instance = run.engine.instance;
+        let here = plan.instance.as_str();
+        let mut report = FinalizeReport::new(plan, run.opts);
+        run.begin_one(LOCKDOWN, here).await?;
+        if !already {
+            instance.lock_down(&plan.body.allow).await?;
+        }
+        report.locked_down = true;
+        run.end_one(LOCKDOWN, here, StepState::Done, String::new())
             .await?;
-        return Ok(report);
-    }
-    journal
-        .end_steps(
-            &plan.plan_id,
-            &[ended(VERIFY, StepState::Done, String::new())],
-            now(),
-        )
-        .await?;
 
-    journal
-        .begin_steps(&plan.plan_id, &[step(COMPLETE)], now())
-        .await?;
-    let note = if plan.forced {
-        format!("forced past: {}", plan.blockers.join("; "))
-    } else {
-        String::new()
-    };
-    instance
-        .complete(&Completion {
-            at: 0,
-            by: String::new(),
-            forced: plan.forced,
-            note: note.clone(),
-        })
-        .await?;
-    journal
-        .end_steps(&plan.plan_id, &[ended(COMPLETE, StepState::Done, note)], now())
-        .await?;
-    journal.mark_applied(&plan.plan_id, now()).await?;
-    report.complete = true;
-    Ok(report)
+        run.begin_one(VERIFY, here).await?;
+        let token = match run.engine.ims {
+            Some(ims) => Some(ims.token().await?),
+            None => None,
+        };
+        report.probes = instance.verify(token).await?;
+        let failed: Vec<String> = report
+            .probes
+            .iter()
+            .filter(|p| !p.passed)
+            .map(|p| format!("{}: expected {}, observed {}", p.probe, p.expected, p.observed))
+            .collect();
+        if !failed.is_empty() {
+            run.end_one(VERIFY, here, StepState::Failed, failed.join("; "))
+                .await?;
+            return Ok(report);
+        }
+        run.end_one(VERIFY, here, StepState::Done, String::new()).await?;
+
+        run.begin_one(COMPLETE, here).await?;
+        let note = if plan.body.forced {
+            format!("forced past: {}", plan.body.blockers.join("; "))
+        } else {
+            String::new()
+        };
+        instance
+            .complete(&Completion {
+                at: 0,
+                by: String::new(),
+                forced: plan.body.forced,
+                note: note.clone(),
+            })
+            .await?;
+        run.end_one(COMPLETE, here, StepState::Done, note).await?;
+        report.complete = true;
+        Ok(report)
+    }
+
+    fn complete(report: &FinalizeReport) -> bool {
+        report.complete
+    }
 }
 
 #[cfg(test)]
@@ -334,9 +369,9 @@ mod tests {
         let facts = crate::testing::facts(&[]);
         let ops = vec![native("admin", true), native("webapp", true)];
         let plan = plan_finalize(&facts, &ops, None, vec![], false, Now::from_millis(0));
-        assert_eq!(plan.losing_native_sign_in, ["webapp"]);
-        assert_eq!(plan.builtins_outside_allow_list, ["webapp"]);
-        assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
+        assert_eq!(plan.body.losing_native_sign_in, ["webapp"]);
+        assert_eq!(plan.body.builtins_outside_allow_list, ["webapp"]);
+        assert!(plan.body.blockers.is_empty(), "{:?}", plan.body.blockers);
         assert!(plan
             .summary()
             .contains("note: built-in operators outside the allow-list stop signing in natively: webapp"));
@@ -345,7 +380,7 @@ mod tests {
         let ops = vec![native("webapp", true), native("ana", false)];
         let plan = plan_finalize(&facts, &ops, None, vec![], false, Now::from_millis(0));
         assert_eq!(
-            plan.blockers,
+            plan.body.blockers,
             ["these people still sign in natively and would lose it: ana (move them with `plan users`, or disable them)"]
         );
     }

@@ -5,7 +5,7 @@
 //! new operator is given the legacy operator's direct and folder rights, and the integrator an
 //! integration kit. The legacy operator keeps working until it is watched quiet and retired.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use ims_core::Now;
@@ -13,10 +13,11 @@ use ims_wire::migration::{state_digest, InstanceFacts, OperatorFacts};
 use serde::{Deserialize, Serialize};
 
 use crate::assess::{classify, Class};
-use crate::client::{Credential, ImsClient, InstanceClient};
-use crate::journal::{Journal, StepState};
+use crate::client::Credential;
+use crate::journal::StepState;
 use crate::prepare::{mask_for, profile_name};
-use crate::users::{end, key, record_plan, ApplyError, ApplyOptions, Skipped};
+use crate::run::{ApplyError, ApplyOptions, Engine, Run, Skipped};
+use crate::run::{Checked, Phase, Plan};
 
 pub const CREDENTIAL: &str = "credential";
 pub const FIRST_CALL: &str = "first-call";
@@ -38,41 +39,39 @@ pub struct ProgramStep {
     pub state: String,
 }
 
+/// The technical phase's plan (in its envelope, `Plan<Technical>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TechnicalPlan {
-    pub plan_id: String,
-    pub phase: String,
-    pub instance: String,
-    pub created_at: i64,
+pub struct Technical {
     pub programs: Vec<ProgramStep>,
     pub skipped: Vec<Skipped>,
 }
 
-impl TechnicalPlan {
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "plan {} (technical operators of {}): {} to move, {} left as they are\n",
-            self.plan_id,
-            self.instance,
-            self.programs.len(),
-            self.skipped.len()
-        );
-        for p in &self.programs {
-            out.push_str(&format!(
-                "  {}: credential {:?} (Campaign API with [{}], I/O Management API); token and a SOAP call create its technical account operator, which gets its rights [{}] and folder rights; kit written; {} keeps working until retired (calls from {})\n",
-                p.login,
-                p.credential_name,
-                p.profiles.join(", "),
-                p.rights.join(", "),
-                p.login,
-                p.sources.join(", ")
-            ));
-        }
-        for s in &self.skipped {
-            out.push_str(&format!("  {}: left as it is: {}\n", s.login, s.reason));
-        }
-        out
+pub type TechnicalPlan = Plan<Technical>;
+
+fn summary(plan: &TechnicalPlan) -> String {
+    let body = &plan.body;
+    let mut out = format!(
+        "plan {} (technical operators of {}): {} to move, {} left as they are\n",
+        plan.plan_id,
+        plan.instance,
+        body.programs.len(),
+        body.skipped.len()
+    );
+    for p in &body.programs {
+        out.push_str(&format!(
+            "  {}: credential {:?} (Campaign API with [{}], I/O Management API); token and a SOAP call create its technical account operator, which gets its rights [{}] and folder rights; kit written; {} keeps working until retired (calls from {})\n",
+            p.login,
+            p.credential_name,
+            p.profiles.join(", "),
+            p.rights.join(", "),
+            p.login,
+            p.sources.join(", ")
+        ));
     }
+    for s in &body.skipped {
+        out.push_str(&format!("  {}: left as it is: {}\n", s.login, s.reason));
+    }
+    out
 }
 
 /// Plans the technical phase: every native program (classified from its usage) whose groups
@@ -159,14 +158,7 @@ pub fn plan_technical(
             state: state_digest(op),
         });
     }
-    TechnicalPlan {
-        plan_id: format!("technical-{}-{}", facts.name, now.millis()),
-        phase: "technical".into(),
-        instance: facts.name.clone(),
-        created_at: now.millis(),
-        programs,
-        skipped,
-    }
+    Plan::new(&facts.name, now, Technical { programs, skipped })
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -182,197 +174,173 @@ pub struct TechnicalReport {
     pub complete: bool,
 }
 
-/// Applies a technical plan; kits go under `kit_dir/<instance>/<login>/`, readable by the
-/// owner only.
-pub async fn apply_technical(
-    plan: &TechnicalPlan,
-    journal: &dyn Journal,
-    instance: &InstanceClient,
-    ims: &ImsClient,
-    kit_dir: &Path,
-    opts: &ApplyOptions,
-    now: impl Fn() -> Now,
-) -> Result<TechnicalReport, ApplyError> {
-    let mut report = TechnicalReport {
-        plan_id: plan.plan_id.clone(),
-        dry_run: opts.dry_run,
-        ..TechnicalReport::default()
-    };
-    crate::users::check_instance(&plan.instance, &instance.facts().await?)?;
-    let stored = journal.plan(&plan.plan_id).await?;
-    crate::users::check_stored(stored.as_ref(), plan)?;
-    if stored.as_ref().is_some_and(|p| p.applied_at.is_some()) {
-        report.already = plan.programs.iter().map(|p| p.login.clone()).collect();
-        report.complete = true;
-        return Ok(report);
+impl TechnicalReport {
+    fn new(plan: &TechnicalPlan, opts: &ApplyOptions) -> Self {
+        TechnicalReport {
+            plan_id: plan.plan_id.clone(),
+            dry_run: opts.dry_run,
+            ..TechnicalReport::default()
+        }
     }
-    let steps = journal.steps(&plan.plan_id).await?;
-    let done: HashMap<(String, String), String> = steps
-        .iter()
-        .filter(|s| s.state == StepState::Done)
-        .map(|s| ((s.key.action.clone(), s.key.operator.clone()), s.detail.clone()))
-        .collect();
-    let current: HashMap<String, OperatorFacts> = instance
-        .operators(|_| {})
-        .await?
-        .into_iter()
-        .map(|o| (o.login.clone(), o))
-        .collect();
-    let drifted: Vec<Skipped> = plan
-        .programs
-        .iter()
-        .filter(|p| !done.contains_key(&(KIT.to_owned(), p.login.clone())))
-        .filter_map(|p| match current.get(&p.login) {
-            None => Some(Skipped {
-                login: p.login.clone(),
-                reason: "no longer exists".into(),
-            }),
-            Some(op) if state_digest(op) != p.state => Some(Skipped {
-                login: p.login.clone(),
-                reason: format!(
-                    "now type {}, groups [{}], rights [{}]{}",
-                    op.auth_type,
-                    op.groups.join(", "),
-                    op.rights.join(", "),
-                    if op.disabled { ", disabled" } else { "" }
-                ),
-            }),
-            Some(_) => None,
-        })
-        .collect();
-    if !drifted.is_empty() {
-        return Err(ApplyError::Drift(drifted));
+}
+
+/// Kits go under `kit_dir/<instance>/<login>/`, readable by the owner only.
+impl Phase for Technical {
+    const NAME: &'static str = "technical";
+    const NEEDS_IMS: bool = true;
+    type Args = ();
+    type Work = ();
+    type Report = TechnicalReport;
+
+    async fn plan(engine: &Engine<'_>, (): (), now: Now) -> Result<TechnicalPlan, ApplyError> {
+        let facts = engine.instance.facts().await?;
+        let ops = engine.operators().await?;
+        let profiles = engine.profile_names().await?;
+        Ok(plan_technical(&facts, &ops, &profiles, now))
     }
-    if opts.dry_run {
-        for p in &plan.programs {
-            if done.contains_key(&(KIT.to_owned(), p.login.clone())) {
+
+    fn summary(plan: &TechnicalPlan) -> String {
+        summary(plan)
+    }
+
+    fn finished(plan: &TechnicalPlan, opts: &ApplyOptions) -> TechnicalReport {
+        TechnicalReport {
+            already: plan.body.programs.iter().map(|p| p.login.clone()).collect(),
+            complete: true,
+            ..TechnicalReport::new(plan, opts)
+        }
+    }
+
+    /// Drift: every program not moved yet must be as planned.
+    async fn check(plan: &TechnicalPlan, run: &Run<'_>) -> Result<Checked<Self>, ApplyError> {
+        let current = run.operators_by_login().await?;
+        let drifted: Vec<Skipped> = plan
+            .body
+            .programs
+            .iter()
+            .filter(|p| !run.is_done(KIT, &p.login))
+            .filter_map(|p| match current.get(&p.login) {
+                None => Some(Skipped {
+                    login: p.login.clone(),
+                    reason: "no longer exists".into(),
+                }),
+                Some(op) if state_digest(op) != p.state => Some(Skipped {
+                    login: p.login.clone(),
+                    reason: format!(
+                        "now type {}, groups [{}], rights [{}]{}",
+                        op.auth_type,
+                        op.groups.join(", "),
+                        op.rights.join(", "),
+                        if op.disabled { ", disabled" } else { "" }
+                    ),
+                }),
+                Some(_) => None,
+            })
+            .collect();
+        if drifted.is_empty() {
+            Ok(Checked::Work(()))
+        } else {
+            Err(ApplyError::Drift(drifted))
+        }
+    }
+
+    fn preview(plan: &TechnicalPlan, (): (), run: &Run<'_>) -> TechnicalReport {
+        let mut report = TechnicalReport::new(plan, run.opts);
+        for p in &plan.body.programs {
+            if run.is_done(KIT, &p.login) {
                 report.already.push(p.login.clone());
             } else {
                 report.would_move.push(p.login.clone());
             }
         }
-        return Ok(report);
+        report
     }
-    if stored.is_none() {
-        record_plan(
-            journal,
-            &plan.plan_id,
-            &plan.instance,
-            &plan.phase,
-            plan.created_at,
-            plan,
-        )
-        .await?;
-    }
-    for p in &plan.programs {
-        if done.contains_key(&(KIT.to_owned(), p.login.clone())) {
-            report.already.push(p.login.clone());
-            continue;
-        }
-        let dir = kit_dir.join(&plan.instance).join(&p.login);
-        let result = async {
-            // The credential: found by name when an earlier run made it.
-            journal
-                .begin_steps(&plan.plan_id, &[key(CREDENTIAL, &p.login)], now())
-                .await?;
-            // The kit's secret is used again only for that very credential.
-            let kept = read_credential(&dir).ok();
-            let found = ims
-                .ensure_credential(&p.credential_name, &describe(p), &p.profiles, kept.is_some())
-                .await?;
-            let cred = match kept {
-                Some(k) if k.client_id != found.client_id => {
-                    ims.ensure_credential(&p.credential_name, &describe(p), &p.profiles, false)
-                        .await?
-                }
-                _ => found,
-            };
-            let detail = format!("{} {}", cred.client_id, cred.technical_account_email);
-            journal
-                .end_steps(
-                    &plan.plan_id,
-                    &[end(CREDENTIAL, &p.login, StepState::Done, detail)],
-                    now(),
-                )
-                .await?;
-            let cred = match cred.client_secret {
-                Some(_) => {
-                    write_private(
-                        &dir,
-                        "credential.json",
-                        &serde_json::to_vec_pretty(&cred).unwrap_or_default(),
-                    )
-                    .map_err(|e| ApplyError::Kit(e.to_string()))?;
-                    cred
-                }
-                None => read_credential(&dir).map_err(|e| ApplyError::Kit(e.to_string()))?,
-            };
-            // Proved by a token and a real call, which creates the technical account operator.
-            journal
-                .begin_steps(&plan.plan_id, &[key(FIRST_CALL, &p.login)], now())
-                .await?;
-            let token = ims.token_of(&cred).await?;
-            instance.bearer_call(&token).await?;
-            journal
-                .end_steps(
-                    &plan.plan_id,
-                    &[end(FIRST_CALL, &p.login, StepState::Done, String::new())],
-                    now(),
-                )
-                .await?;
-            journal
-                .begin_steps(&plan.plan_id, &[key(ACCESS, &p.login)], now())
-                .await?;
-            let copied = instance
-                .copy_access(&p.login, &cred.technical_account_email)
-                .await?;
-            journal
-                .end_steps(
-                    &plan.plan_id,
-                    &[end(
-                        ACCESS,
-                        &p.login,
-                        StepState::Done,
-                        format!(
-                            "{} rights, {} folder rights",
-                            copied.rights_added, copied.folder_rights_added
-                        ),
-                    )],
-                    now(),
-                )
-                .await?;
-            journal
-                .begin_steps(&plan.plan_id, &[key(KIT, &p.login)], now())
-                .await?;
-            for (name, text) in kit(p, &cred, ims.base(), instance.base()) {
-                write_private(&dir, &name, text.as_bytes()).map_err(|e| ApplyError::Kit(e.to_string()))?;
+
+    /// One program after the other; a service's refusal fails that program alone.
+    async fn apply(plan: &TechnicalPlan, (): (), run: &Run<'_>) -> Result<TechnicalReport, ApplyError> {
+        let mut report = TechnicalReport::new(plan, run.opts);
+        for p in &plan.body.programs {
+            if run.is_done(KIT, &p.login) {
+                report.already.push(p.login.clone());
+                continue;
             }
-            journal
-                .end_steps(
-                    &plan.plan_id,
-                    &[end(KIT, &p.login, StepState::Done, dir.display().to_string())],
-                    now(),
-                )
-                .await?;
-            Ok::<_, ApplyError>(cred.technical_account_email)
+            let dir = run.opts.kit_dir.join(&plan.instance).join(&p.login);
+            match move_program(p, &dir, run).await {
+                Ok(ta) => report
+                    .moved
+                    .push((p.login.clone(), ta, dir.display().to_string())),
+                Err(ApplyError::Service(e)) => report.failed.push(Skipped {
+                    login: p.login.clone(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
         }
-        .await;
-        match result {
-            Ok(ta) => report
-                .moved
-                .push((p.login.clone(), ta, dir.display().to_string())),
-            Err(ApplyError::Service(e)) => report.failed.push(Skipped {
-                login: p.login.clone(),
-                reason: e.to_string(),
-            }),
-            Err(e) => return Err(e),
+        report.complete = report.failed.is_empty();
+        Ok(report)
+    }
+
+    fn complete(report: &TechnicalReport) -> bool {
+        report.complete
+    }
+}
+
+/// Moves one program, each step journaled: its credential, proved by a token and a real call
+/// (which creates the technical account operator), its access copied, its kit written.
+/// Returns the technical account's email.
+async fn move_program(p: &ProgramStep, dir: &Path, run: &Run<'_>) -> Result<String, ApplyError> {
+    let ims = run.engine.ims()?;
+    let instance = run.engine.instance;
+    // The credential: found by name when an earlier run made it.
+    run.begin_one(CREDENTIAL, &p.login).await?;
+    // The kit's secret is used again only for that very credential.
+    let kept = read_credential(dir).ok();
+    let found = ims
+        .ensure_credential(&p.credential_name, &describe(p), &p.profiles, kept.is_some())
+        .await?;
+    let cred = match kept {
+        Some(k) if k.client_id != found.client_id => {
+            ims.ensure_credential(&p.credential_name, &describe(p), &p.profiles, false)
+                .await?
         }
+        _ => found,
+    };
+    let detail = format!("{} {}", cred.client_id, cred.technical_account_email);
+    run.end_one(CREDENTIAL, &p.login, StepState::Done, detail).await?;
+    let cred = match cred.client_secret {
+        Some(_) => {
+            write_private(
+                dir,
+                "credential.json",
+                &serde_json::to_vec_pretty(&cred).unwrap_or_default(),
+            )
+            .map_err(|e| ApplyError::Kit(e.to_string()))?;
+            cred
+        }
+        None => read_credential(dir).map_err(|e| ApplyError::Kit(e.to_string()))?,
+    };
+    // Proved by a token and a real call, which creates the technical account operator.
+    run.begin_one(FIRST_CALL, &p.login).await?;
+    let token = ims.token_of(&cred).await?;
+    instance.bearer_call(&token).await?;
+    run.end_one(FIRST_CALL, &p.login, StepState::Done, String::new())
+        .await?;
+    run.begin_one(ACCESS, &p.login).await?;
+    let copied = instance
+        .copy_access(&p.login, &cred.technical_account_email)
+        .await?;
+    let detail = format!(
+        "{} rights, {} folder rights",
+        copied.rights_added, copied.folder_rights_added
+    );
+    run.end_one(ACCESS, &p.login, StepState::Done, detail).await?;
+    run.begin_one(KIT, &p.login).await?;
+    for (name, text) in kit(p, &cred, ims.base(), instance.base()) {
+        write_private(dir, &name, text.as_bytes()).map_err(|e| ApplyError::Kit(e.to_string()))?;
     }
-    report.complete = report.failed.is_empty();
-    if report.complete {
-        journal.mark_applied(&plan.plan_id, now()).await?;
-    }
-    Ok(report)
+    run.end_one(KIT, &p.login, StepState::Done, dir.display().to_string())
+        .await?;
+    Ok(cred.technical_account_email)
 }
 
 fn describe(p: &ProgramStep) -> String {

@@ -1,21 +1,21 @@
-//! `ims instance restrictions ...` and `ims instance reload`: the lock-down switches of an
-//! instance, edited in its configuration files, applied by the running `ims up` on reload, shown,
-//! and verified by probes that change nothing.
+//! `ims instance restrictions ...` and the reload `ims instance` asks of the running `ims up`:
+//! the lock-down switches of an instance, edited in its configuration files, applied by the
+//! running `ims up` on reload, shown, and verified by probes that change nothing.
 
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ims_campaign::config::{self, ImsSwitches, SwitchElements};
+use ims_campaign::config::{ImsSwitches, SwitchElements};
 use ims_campaign::restrictions::Restrictions;
 use ims_campaign::service::{InstanceInfo, InstanceKind};
 use ims_campaign::store::SettingsStore as _;
-use ims_campaign::Build;
 use ims_core::secret::Secret;
 use ims_core::Now;
 use ims_wire::operators::valid_allow_entry;
 
-use crate::instance::{conf_paths, open_store, read_configuration, read_instance_file, LOADED_SETTING};
+use crate::conf::{read_configuration, stored_build, write_switches, LOADED_SETTING};
+use crate::context::{instance_names, open_instance_store, read_up_file, MESSAGE_CENTER_INSTANCE};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RestrictionsCommand {
@@ -67,119 +67,6 @@ pub struct SwitchArgs {
 #[error("{0} verification probe(s) failed")]
 pub struct ProbesFailed(pub usize);
 
-/// The restrictions an instance applies with its files as they are now.
-pub async fn effective(data_dir: &Path, name: &str) -> Result<Restrictions> {
-    let build = stored_build(data_dir, name).await?;
-    let loaded = read_configuration(data_dir, name, &build)?;
-    Ok(Restrictions::effective(&build, &loaded.switches))
-}
-
-/// Build recorded for an instance.
-pub async fn stored_build(data_dir: &Path, name: &str) -> Result<Build> {
-    let store = open_store(data_dir, name).await?;
-    let build = store
-        .setting("build")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("instance {name} has no recorded build"))?
-        .parse()?;
-    store.close().await;
-    Ok(build)
-}
-
-pub fn instance_names(data_dir: &Path) -> Result<Vec<String>> {
-    Ok(crate::up::read_up_file(data_dir)?
-        .instances
-        .into_iter()
-        .map(|i| i.name)
-        .collect())
-}
-
-/// Edits the switches (both files' forms checked against every instance's build before
-/// anything is written) and audits the change; what runs is not told. Returns the file written
-/// and the instances it applies to.
-pub async fn write_switches(
-    data_dir: &Path,
-    instance: Option<&str>,
-    on: bool,
-    (ui, api): (bool, bool),
-    allow: Vec<String>,
-) -> Result<(std::path::PathBuf, Vec<String>)> {
-    let args = SwitchArgs {
-        instance: instance.map(str::to_owned),
-        ui,
-        api,
-        allow: allow.clone(),
-    };
-    let targets = match &args.instance {
-        Some(name) => vec![name.clone()],
-        None => instance_names(data_dir)?,
-    };
-    let (server_conf, _) = conf_paths(data_dir, "");
-    let shared_text =
-        std::fs::read_to_string(&server_conf).unwrap_or_else(|_| config::DEFAULT_SERVER_CONF.to_owned());
-    let shared = config::read_server_conf(&server_conf.display().to_string(), &shared_text, &Build::NEWEST)?;
-    let change = |current: &ImsSwitches| {
-        let mut next = current.clone();
-        if ui {
-            next.operator_management_restricted = on;
-        }
-        if api {
-            next.native_api_disabled = on;
-        }
-        if !allow.is_empty() {
-            next.allow_list = allow.clone();
-        }
-        next
-    };
-    // What to write, checked against the build of every instance it applies to before anything
-    // is written.
-    let (path, text, private) = match &args.instance {
-        None => (
-            server_conf.clone(),
-            config::write_server_conf(&change(&shared)),
-            false,
-        ),
-        Some(name) => {
-            let (_, path) = conf_paths(data_dir, name);
-            let mut conf = read_instance_file(&path)?;
-            let next = change(&conf.switches.over(&shared));
-            let mut elements = conf.switches.clone();
-            if ui {
-                elements.operator_management_restricted = Some(next.operator_management_restricted);
-            }
-            if api || !allow.is_empty() {
-                elements.native_api = Some((next.native_api_disabled, next.allow_list.clone()));
-            }
-            conf.switches = elements;
-            (path, config::write_instance_conf(&conf), true)
-        }
-    };
-    for name in &targets {
-        let build = stored_build(data_dir, name).await?;
-        let check = match &args.instance {
-            None => config::read_server_conf(&path.display().to_string(), &text, &build).map(drop),
-            Some(_) => config::read_instance_conf(&path.display().to_string(), &text, &build).map(drop),
-        };
-        check.map_err(|e| anyhow::anyhow!("instance {name} (build {build}): {}", e.message))?;
-    }
-    if private {
-        crate::files::write_private(&path, text.as_bytes())?;
-    } else {
-        crate::files::write_public(&path, text.as_bytes())?;
-    }
-    let what = serde_json::json!({
-        "file": path.file_name().map(|f| f.to_string_lossy().into_owned()),
-        "restrictions": if on { "enable" } else { "disable" },
-        "operator_management": ui,
-        "native_api": api,
-        "allow_list": allow,
-    });
-    for name in &targets {
-        crate::instance::audit_config_change(data_dir, name, what.clone()).await?;
-    }
-    Ok((path, targets))
-}
-
 /// Edits the switches and reloads what runs.
 async fn switch(data_dir: &Path, args: SwitchArgs, on: bool) -> Result<()> {
     let both = !args.ui && !args.api;
@@ -208,7 +95,7 @@ async fn switch(data_dir: &Path, args: SwitchArgs, on: bool) -> Result<()> {
 
 /// The `ims up` that wrote `up.json`, when it still runs.
 fn running_pid(data_dir: &Path) -> Result<Option<rustix::process::Pid>> {
-    let up = crate::up::read_up_file(data_dir)?;
+    let up = read_up_file(data_dir)?;
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", up.pid)).unwrap_or_default();
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     let is_ims = Path::new(&*String::from_utf8_lossy(argv0))
@@ -236,7 +123,7 @@ pub async fn reload_running(data_dir: &Path, names: &[String]) -> Result<()> {
     for name in names {
         let build = stored_build(data_dir, name).await?;
         let expected = read_configuration(data_dir, name, &build).ok().map(|l| l.digest);
-        let store = open_store(data_dir, name).await?;
+        let store = open_instance_store(data_dir, name).await?;
         let started = std::time::Instant::now();
         loop {
             let loaded: serde_json::Value = store
@@ -291,7 +178,7 @@ async fn status_of(data_dir: &Path, name: &str) -> Result<Status> {
     let running = if running_pid(data_dir)?.is_none() {
         "not running (applies at the next start)".to_owned()
     } else {
-        let store = open_store(data_dir, name).await?;
+        let store = open_instance_store(data_dir, name).await?;
         let applied: serde_json::Value = store
             .setting(LOADED_SETTING)
             .await?
@@ -369,7 +256,7 @@ async fn credential_token(data_dir: &Path, path: &Path) -> Result<Secret> {
             .map(str::to_owned)
             .ok_or_else(|| anyhow::anyhow!("{} has no {k}", path.display()))
     };
-    let up = crate::up::read_up_file(data_dir)?;
+    let up = read_up_file(data_dir)?;
     let http = https_client(&up)?;
     let resp = http
         .post(format!("{}/ims/token/v3", up.ims_url))
@@ -400,13 +287,13 @@ fn https_client(up: &ims_wire::UpFile) -> Result<reqwest::Client> {
 async fn verify(data_dir: &Path, name: &str, credential: Option<&Path>, json: bool) -> Result<()> {
     let build = stored_build(data_dir, name).await?;
     let loaded = read_configuration(data_dir, name, &build)?;
-    let up = crate::up::read_up_file(data_dir)?;
+    let up = read_up_file(data_dir)?;
     let bearer = match credential {
         Some(path) => {
             let token = credential_token(data_dir, path).await?;
             let ca = std::fs::read(&up.ca_cert)?;
             let jwks = ims_campaign::connect::HttpKeys {
-                http: Arc::new(crate::connect::HttpIms::new(Some(&ca))?),
+                http: Arc::new(crate::https::HttpIms::new(Some(&ca))?),
                 url: format!("{}/ims/keys", up.ims_url),
             };
             let issuer = ims_campaign::bearer::TrustedIssuer::new(&up.ims_url, Arc::new(jwks));
@@ -414,12 +301,12 @@ async fn verify(data_dir: &Path, name: &str, credential: Option<&Path>, json: bo
         }
         None => None,
     };
-    let kind = if name == crate::up::MESSAGE_CENTER_INSTANCE {
+    let kind = if name == MESSAGE_CENTER_INSTANCE {
         InstanceKind::MessageCenter
     } else {
         InstanceKind::Marketing
     };
-    let store = Arc::new(open_store(data_dir, name).await?);
+    let store = Arc::new(open_instance_store(data_dir, name).await?);
     let mut results = ims_campaign::probe::verify(
         store.clone(),
         ims_campaign::probe::ProbeInput {
