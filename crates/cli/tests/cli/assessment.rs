@@ -1,6 +1,9 @@
 //! `ims migrate assess` and the preparation it leads to: emails and product profiles.
 
 use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+use tempfile::TempDir;
 
 use crate::harness::*;
 
@@ -10,26 +13,44 @@ fn migration_assessment_reads_both_services_through_their_apis() {
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap();
     let (server, upj) = up(&dir, &[]);
-    let audit = || {
-        run_ok(ims().args([
-            "instance",
-            "audit",
-            "--data-dir",
-            d,
-            "--instance",
-            "marketing",
-            "--limit",
-            "1000",
-        ]))
-    };
-    let audit_before = audit();
-    let assess = |extra: &[&str]| {
-        let mut c = ims();
-        c.args(["migrate", "assess"]).args(extra);
-        c.output().unwrap()
-    };
+    let audit_before = instance_audit(d);
+    let a = the_demo_population_has_blockers(d);
+    the_engine_credential_and_the_csv(&dir, d, &a);
+    explicit_addresses_without_the_ims(&tmp, &upj, &a);
 
-    // The demo population: blockers (missing and case-variant duplicate emails) exit 1.
+    // Reading changed nothing on the instance.
+    assert_eq!(instance_audit(d), audit_before);
+
+    emails_from_a_csv_file(&tmp, d, &audit_before);
+    one_profile_per_operator_group(d);
+    a_planted_label_stays_text(&tmp, d);
+    server.stop();
+}
+
+/// The instance's audit log (its last 1000 lines).
+fn instance_audit(d: &str) -> String {
+    run_ok(ims().args([
+        "instance",
+        "audit",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--limit",
+        "1000",
+    ]))
+}
+
+/// `ims migrate assess <extra>`: its output, whatever the exit code.
+fn assess(extra: &[&str]) -> Output {
+    let mut c = ims();
+    c.args(["migrate", "assess"]).args(extra);
+    c.output().unwrap()
+}
+
+/// The demo population: blockers (missing and case-variant duplicate emails) exit 1. The
+/// assessment, as JSON.
+fn the_demo_population_has_blockers(d: &str) -> Value {
     let out = assess(&["--data-dir", d, "--instance", "marketing", "--json"]);
     assert_eq!(
         out.status.code(),
@@ -74,8 +95,12 @@ fn migration_assessment_reads_both_services_through_their_apis() {
     assert_eq!(find("dara.abe")["disabled"], true);
     assert_eq!(find("monitoring")["class"], "builtin");
     assert_eq!(a["rights_no_group_carries"], serde_json::json!(["export", "sql"]));
+    a
+}
 
-    // The engine's IMS credential is made once, kept owner-only, and used again.
+/// The engine's IMS credential is made once, kept owner-only, and used again; the CSV has one
+/// row per operator of the assessment `a`.
+fn the_engine_credential_and_the_csv(dir: &Path, d: &str, a: &Value) {
     let cred_file = dir.join("migration-credential.json");
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -102,8 +127,11 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         String::from_utf8(assess(&["--data-dir", d, "--instance", "marketing", "--csv"]).stdout).unwrap();
     assert!(csv.starts_with("login,label,class,auth_type,disabled,email,email_status"));
     assert_eq!(csv.lines().count(), 1 + a["operators"].as_array().unwrap().len());
+}
 
-    // Explicit addresses and an operator's password, without the IMS: profiles not checked.
+/// Explicit addresses and an operator's password, without the IMS: profiles not checked; the
+/// counts those of `a`.
+fn explicit_addresses_without_the_ims(tmp: &TempDir, upj: &Value, a: &Value) {
     let inst = &upj["instances"][0];
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, inst["admin_password"].as_str().unwrap()).unwrap();
@@ -129,12 +157,11 @@ fn migration_assessment_reads_both_services_through_their_apis() {
     let out = assess(&explicit);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("XSV-350024"));
+}
 
-    // Reading changed nothing on the instance.
-    assert_eq!(audit(), audit_before);
-
-    // Emails from a CSV file: a file with a problem, or one clashing with another operator's
-    // email (in another case), writes nothing.
+/// Emails from a CSV file: a file with a problem, or one clashing with another operator's
+/// email (in another case), writes nothing; a good one sets them, once.
+fn emails_from_a_csv_file(tmp: &TempDir, d: &str, audit_before: &str) {
     let csv_file = tmp.path().join("emails.csv");
     let prepare = |extra: &[&str]| {
         let mut c = ims();
@@ -177,7 +204,7 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("would change 5, already set 0"));
-    assert_eq!(audit(), audit_before, "a dry run writes nothing");
+    assert_eq!(instance_audit(d), audit_before, "a dry run writes nothing");
     let out = prepare(&["--json"]);
     assert_eq!(
         out.status.code(),
@@ -212,9 +239,11 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         "operator.update",
     ]));
     assert_eq!(changes.matches("operator:admin").count(), 5, "{changes}");
+}
 
-    // One product profile per operator group, named by the default mask, with the group's
-    // rights; an administrator's own version of one is left as it is.
+/// One product profile per operator group, named by the default mask, with the group's
+/// rights; an administrator's own version of one is left as it is.
+fn one_profile_per_operator_group(d: &str) {
     run_ok(ims().args([
         "profile",
         "create",
@@ -273,7 +302,10 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         ),
         "{mc}"
     );
-    // A label planted to run in the administrator's spreadsheet stays text.
+}
+
+/// A label planted to run in the administrator's spreadsheet stays text.
+fn a_planted_label_stays_text(tmp: &TempDir, d: &str) {
     let planted_pw = tmp.path().join("planted.pw");
     std::fs::write(&planted_pw, "planted password 1\n").unwrap();
     run_ok(ims().args([
@@ -299,5 +331,4 @@ fn migration_assessment_reads_both_services_through_their_apis() {
         .expect("the planted operator");
     assert!(row.contains("\"'=HYPERLINK("), "{row}");
     assert!(!row.contains(",=") && !row.contains(",\"="), "{row}");
-    server.stop();
 }

@@ -1,7 +1,13 @@
 //! Generated legacy populations through the end-user phase and its rollback.
 
+use ims_campaign::store::{OperatorStore as _, UsageStore as _};
+use ims_store::instance::SqlInstanceStore;
+use ims_wire::migration::OperatorFacts;
+use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 
 use crate::harness::*;
 
@@ -160,12 +166,6 @@ fn made(tag: u32, population: &[Legacy], groups: &[(String, Vec<String>)], right
 /// uses logins and addresses of its own (`IMS_PROPTEST_CASES`, default 12).
 #[test]
 fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_rollback() {
-    use ims_campaign::store::{OperatorStore as _, UsageStore as _};
-    use proptest::test_runner::{Config, TestRunner};
-    use std::collections::{BTreeSet, HashMap};
-
-    const PASSWORD: &str = "a legacy passphrase";
-    const IMS_PASSWORD: &str = "an ims passphrase";
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap().to_owned();
@@ -174,15 +174,9 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     let admin_pw = upj["instances"][0]["admin_password"].as_str().unwrap().to_owned();
     let ca = PathBuf::from(upj["ca_cert"].as_str().unwrap());
     register_ims_sign_in(&d);
-    let migrate = |args: &[&str]| {
-        ims()
-            .arg("migrate")
-            .args(args)
-            .args(["--data-dir", &d, "--instance", "marketing"])
-            .output()
-            .unwrap()
-    };
-    ok(migrate(&["prepare", "--profiles"]));
+    ok(migrate_cmd(&d, "marketing", &["prepare", "--profiles"])
+        .output()
+        .unwrap());
     let cred: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("migration-credential.json")).unwrap())
             .unwrap();
@@ -206,23 +200,7 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     let hash = rt
         .block_on(ims_core::password::hash(&ims_core::secret::Secret::new(PASSWORD)))
         .unwrap();
-
-    let mut admin = Browser::new(&ca);
-    let session = admin.logon(&url, "admin", &admin_pw).unwrap();
-    let facts = migration_api(&mut admin, &url, &session, "/instance");
-    let carried: std::collections::BTreeMap<String, BTreeSet<String>> = facts["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let rights = g["rights"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r.as_str().unwrap().to_owned());
-            (g["name"].as_str().unwrap().to_owned(), rights.collect())
-        })
-        .collect();
+    let carried = carried_rights(&url, &ca, &admin_pw);
     let groups: Vec<(String, Vec<String>)> = carried
         .iter()
         .map(|(g, r)| (g.clone(), r.iter().cloned().collect()))
@@ -237,8 +215,20 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     rights.extend(["export".to_owned(), "sql".to_owned()]);
     rights.sort();
     rights.dedup();
-    let mask = |g: &str| format!("campaign - marketing - {g}");
-    let key = |e: &str| e.trim().to_lowercase();
+    let bench = Bench {
+        tmp: &tmp,
+        d: &d,
+        upj: &upj,
+        url: &url,
+        admin_pw: &admin_pw,
+        ca: &ca,
+        cred: &cred,
+        pw_file: &pw_file,
+        rt: &rt,
+        store: &store,
+        hash: &hash,
+        carried: &carried,
+    };
 
     let cases = std::env::var("IMS_PROPTEST_CASES")
         .ok()
@@ -254,242 +244,359 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     let result = runner.run(&legacy_population(groups.len()), |population| {
         tag.set(tag.get() + 1);
         let made = made(tag.get(), &population, &groups, &rights);
-        let now = ims_core::Now::system();
-        for m in &made {
-            let mut op = ims_campaign::model::Operator::native(
-                &m.login,
-                m.email.clone(),
-                m.groups.clone(),
-                Some(hash.clone()),
-                now,
-            );
-            op.disabled = m.disabled;
-            op.rights = m.rights.clone();
-            let event = ims_core::audit::Context::new(now, "system:import").event(
-                "operator.create",
-                &m.login,
-                "success",
-                serde_json::json!({"reason": "legacy population"}),
-            );
-            let id = rt.block_on(store.create_operator(&op, &event)).unwrap();
-            if m.program {
-                let key = ims_campaign::usage::UsageKey {
-                    login: m.login.clone(),
-                    operator_id: Some(id),
-                    action: "xtk:queryDef#ExecuteQuery".into(),
-                    auth_path: ims_campaign::model::AuthPath::Native,
-                    source: "10.1.2.3".into(),
-                    client: "a nightly job".into(),
-                    outcome: "success".into(),
-                };
-                let counts = ims_campaign::usage::UsageCounts {
-                    calls: 12,
-                    first_at: now.plus_secs(-86_400),
-                    last_at: now.plus_secs(-60),
-                };
-                rt.block_on(store.add_usage(&[ims_campaign::usage::UsageSummary { key, counts }]))
-                    .unwrap();
-            }
-        }
-        // How each signs in before: people at the console, programs through the API.
-        let signs_in = |m: &Made| -> String {
-            let mut b = Browser::new(&ca);
-            if m.program {
-                b.logon(&url, &m.login, PASSWORD)
-                    .map(|_| "ok".to_owned())
-                    .unwrap_or_else(|e| e)
-            } else {
-                native(&mut b, &url, &m.login, PASSWORD).unwrap()
-            }
-        };
-        let was: Vec<String> = made.iter().map(signs_in).collect();
-        for (m, w) in made.iter().zip(&was) {
-            if !m.program {
-                assert_eq!(w, if m.disabled { "refused" } else { "ok" }, "{m:?}");
-            }
-        }
-        let mut b = Browser::new(&ca);
-        let session = b.logon(&url, "admin", &admin_pw).unwrap();
-        let before = all_operators(&mut b, &url, &session);
-        let users_before = org_users(&upj, &cred);
-
-        // Who moves, by the rules and nothing else: people (not programs), enabled, with an
-        // address the IMS takes that no other operator shares, in a group at least (a profile
-        // is what lets a person in through the IMS), holding no right beyond their groups.
-        let mut holders: HashMap<String, usize> = HashMap::new();
-        for o in &before {
-            if let Some(e) = o.email.as_deref().filter(|e| !e.trim().is_empty()) {
-                *holders.entry(key(e)).or_default() += 1;
-            }
-        }
-        let eligible = |m: &Made| {
-            let from_groups: BTreeSet<&String> = m.groups.iter().flat_map(|g| &carried[g]).collect();
-            !m.program
-                && !m.disabled
-                && m.email.as_deref().is_some_and(|e| {
-                    ims_identity::people::check_email(e.trim()).is_ok() && holders[&key(e)] == 1
-                })
-                && m.rights.iter().all(|r| from_groups.contains(r))
-                && !m.groups.is_empty()
-        };
-        let plan_file = tmp.path().join(format!("users-{}.json", tag.get()));
-        let p = plan_file.to_str().unwrap();
-        ok(migrate(&["plan", "users", "--out", p]));
-        let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-        let planned: BTreeSet<String> = logins_in(&plan["people"]).into_iter().collect();
-        let skipped: BTreeSet<String> = logins_in(&plan["skipped"]).into_iter().collect();
-        for m in &made {
-            assert_eq!(planned.contains(&m.login), eligible(m), "{m:?}\n{plan}");
-            assert_eq!(
-                skipped.contains(&m.login),
-                !m.program && !eligible(m),
-                "{m:?}\n{plan}"
-            );
-        }
-        ok(migrate(&["apply", p]));
-
-        // Nothing lost or changed but the way the planned people sign in.
-        let same = |now: &[ims_wire::migration::OperatorFacts], moved: &BTreeSet<String>| {
-            let was: HashMap<&str, &ims_wire::migration::OperatorFacts> =
-                before.iter().map(|o| (o.login.as_str(), o)).collect();
-            assert_eq!(now.len(), before.len(), "operators lost or added");
-            for o in now {
-                let w = was
-                    .get(o.login.as_str())
-                    .unwrap_or_else(|| panic!("{} appeared", o.login));
-                assert_eq!(
-                    (&o.email, o.disabled, &o.groups, &o.rights),
-                    (&w.email, w.disabled, &w.groups, &w.rights),
-                    "{}",
-                    o.login
-                );
-                if moved.contains(&o.login) {
-                    assert!(o.auth_type == "ims" && o.ims_id.is_some(), "{o:?}");
-                } else {
-                    assert_eq!(
-                        (&o.auth_type, &o.ims_id),
-                        (&w.auth_type, &w.ims_id),
-                        "{}",
-                        o.login
-                    );
-                }
-            }
-        };
-        // One identity per address, each linked by one operator and holding exactly the profiles
-        // of its operator's groups; the others hold what they held.
-        let identities = |now: &[ims_wire::migration::OperatorFacts]| {
-            let users = org_users(&upj, &cred);
-            let mut seen = BTreeSet::new();
-            for u in &users {
-                assert!(
-                    seen.insert(key(u["email"].as_str().unwrap())),
-                    "two users for {u}"
-                );
-            }
-            let of_instance = |u: &Value| -> BTreeSet<String> {
-                u["groups"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|g| g.as_str())
-                    .filter(|g| g.starts_with("campaign - marketing - "))
-                    .map(str::to_owned)
-                    .collect()
-            };
-            let mut linked: HashMap<&str, &str> = HashMap::new();
-            for o in now.iter().filter(|o| o.auth_type == "ims") {
-                let id = o.ims_id.as_deref().unwrap();
-                assert!(linked.insert(id, &o.login).is_none(), "{id} linked twice");
-                let u = users
-                    .iter()
-                    .find(|u| u["id"] == id)
-                    .unwrap_or_else(|| panic!("{o:?}: no such user"));
-                assert_eq!(
-                    key(u["email"].as_str().unwrap()),
-                    key(o.email.as_deref().unwrap()),
-                    "{o:?}"
-                );
-                let want: BTreeSet<String> = o.groups.iter().map(|g| mask(g)).collect();
-                assert_eq!(of_instance(u), want, "{o:?}: {u}");
-            }
-            for u in users
-                .iter()
-                .filter(|u| !linked.contains_key(u["id"].as_str().unwrap()))
-            {
-                let w = users_before.iter().find(|w| w["id"] == u["id"]);
-                assert_eq!(of_instance(u), w.map(of_instance).unwrap_or_default(), "{u}");
-            }
-        };
-        let now_ops = all_operators(&mut b, &url, &session);
-        same(&now_ops, &planned);
-        identities(&now_ops);
-        for m in made.iter().filter(|m| planned.contains(&m.login)) {
-            let email = m.email.as_deref().unwrap().trim();
-            run_ok(
-                ims()
-                    .args(["user", "set-password", "--data-dir", &d, "--email", email])
-                    .arg("--password-file")
-                    .arg(&pw_file),
-            );
-        }
-        // Every person signs in as before: the moved ones through the IMS, and no longer with
-        // the password.
-        for (m, w) in made.iter().zip(&was) {
-            if planned.contains(&m.login) {
-                let mut b = Browser::new(&ca);
-                let email = m.email.as_deref().unwrap().trim();
-                assert_eq!(
-                    through_ims(&mut b, &url, email, IMS_PASSWORD, &m.login).unwrap(),
-                    "ok",
-                    "{m:?}"
-                );
-                assert_eq!(
-                    native(&mut Browser::new(&ca), &url, &m.login, PASSWORD).unwrap(),
-                    "refused"
-                );
-            } else {
-                assert_eq!(&signs_in(m), w, "{m:?}");
-            }
-        }
-        let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"]))).unwrap();
-        let r = &status["reconciliation"];
-        assert_eq!(
-            (&r["differences"], &r["not_linked_yet"]),
-            (&serde_json::json!([]), &serde_json::json!([])),
-            "{r}"
-        );
-
-        // Rolled back: everyone as before, signing in as before, the profiles left.
-        ok(migrate(&[
-            "rollback",
-            "--plan",
-            plan["plan_id"].as_str().unwrap(),
-        ]));
-        let now_ops = all_operators(&mut b, &url, &session);
-        same(&now_ops, &BTreeSet::new());
-        identities(&now_ops);
-        for (m, w) in made.iter().zip(&was) {
-            assert_eq!(&signs_in(m), w, "{m:?} after the rollback");
-        }
-        let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"]))).unwrap();
-        let r = &status["reconciliation"];
-        let linked_before = before.iter().filter(|o| o.ims_id.is_some()).count() as u64;
-        assert_eq!(
-            (&r["differences"], r["linked_operators"].as_u64()),
-            (&serde_json::json!([]), Some(linked_before)),
-            "{r}"
-        );
-        let ours = made.iter().filter(|m| planned.contains(&m.login)).count();
-        eprintln!(
-            "case {}: {} operators, {ours} moved and back, {} in the plan",
-            tag.get(),
-            made.len(),
-            planned.len()
-        );
+        one_case(&bench, tag.get(), &made);
         Ok(())
     });
     if let Err(e) = result {
         panic!("{e}");
     }
     server.stop();
+}
+
+/// The password every generated operator has at the instance.
+const PASSWORD: &str = "a legacy passphrase";
+/// The password of every moved person at the IMS.
+const IMS_PASSWORD: &str = "an ims passphrase";
+
+/// The rights each of the instance's groups carries, by group.
+type Carried = BTreeMap<String, BTreeSet<String>>;
+
+/// What every case works with: the running `ims up`, the engine's credential, the IMS password
+/// in a file, the instance's database opened directly with the legacy password's hash, and the
+/// rights each of the instance's groups carries.
+#[derive(Clone, Copy)]
+struct Bench<'a> {
+    tmp: &'a TempDir,
+    d: &'a str,
+    upj: &'a Value,
+    url: &'a str,
+    admin_pw: &'a str,
+    ca: &'a Path,
+    cred: &'a Value,
+    pw_file: &'a Path,
+    rt: &'a tokio::runtime::Runtime,
+    store: &'a SqlInstanceStore,
+    hash: &'a String,
+    carried: &'a Carried,
+}
+
+/// The instance's groups with the rights each carries, read through its migration API.
+fn carried_rights(url: &str, ca: &Path, admin_pw: &str) -> Carried {
+    let mut admin = Browser::new(ca);
+    let session = admin.logon(url, "admin", admin_pw).unwrap();
+    let facts = migration_api(&mut admin, url, &session, "/instance");
+    let carried: Carried = facts["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let rights = g["rights"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned());
+            (g["name"].as_str().unwrap().to_owned(), rights.collect())
+        })
+        .collect();
+    carried
+}
+
+/// The product profile the default mask names for group `g`.
+fn mask(g: &str) -> String {
+    format!("campaign - marketing - {g}")
+}
+
+/// An email address as the IMS matches it.
+fn key(e: &str) -> String {
+    e.trim().to_lowercase()
+}
+
+/// One case: the population `made` (case `tag`) written as older builds left it, the end-user
+/// phase planned and applied, then rolled back, the invariants checked after each.
+fn one_case(bench: &Bench, tag: u32, made: &[Made]) {
+    let Bench {
+        tmp,
+        d,
+        upj,
+        url,
+        admin_pw,
+        ca,
+        cred,
+        ..
+    } = *bench;
+    let migrate = |args: &[&str]| migrate_cmd(d, "marketing", args).output().unwrap();
+    write_legacy(bench, made);
+    // How each signs in before: people at the console, programs through the API.
+    let was: Vec<String> = made.iter().map(|m| signs_in(ca, url, m)).collect();
+    for (m, w) in made.iter().zip(&was) {
+        if !m.program {
+            assert_eq!(w, if m.disabled { "refused" } else { "ok" }, "{m:?}");
+        }
+    }
+    let mut b = Browser::new(ca);
+    let session = b.logon(url, "admin", admin_pw).unwrap();
+    let before = all_operators(&mut b, url, &session);
+    let users_before = org_users(upj, cred);
+
+    let plan_file = tmp.path().join(format!("users-{tag}.json"));
+    let p = plan_file.to_str().unwrap();
+    ok(migrate(&["plan", "users", "--out", p]));
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let planned = the_plan_follows_the_rules(bench, made, &before, &plan);
+    ok(migrate(&["apply", p]));
+
+    let now_ops = all_operators(&mut b, url, &session);
+    same(&before, &now_ops, &planned);
+    identities(upj, cred, &users_before, &now_ops);
+    moved_people_sign_in_through_the_ims(bench, made, &was, &planned);
+
+    // Rolled back: everyone as before, signing in as before, the profiles left.
+    ok(migrate(&[
+        "rollback",
+        "--plan",
+        plan["plan_id"].as_str().unwrap(),
+    ]));
+    let now_ops = all_operators(&mut b, url, &session);
+    same(&before, &now_ops, &BTreeSet::new());
+    identities(upj, cred, &users_before, &now_ops);
+    for (m, w) in made.iter().zip(&was) {
+        assert_eq!(&signs_in(ca, url, m), w, "{m:?} after the rollback");
+    }
+    let status: Value = serde_json::from_str(&ok(migrate(&["status", "--json"]))).unwrap();
+    let r = &status["reconciliation"];
+    let linked_before = before.iter().filter(|o| o.ims_id.is_some()).count() as u64;
+    assert_eq!(
+        (&r["differences"], r["linked_operators"].as_u64()),
+        (&serde_json::json!([]), Some(linked_before)),
+        "{r}"
+    );
+    let ours = made.iter().filter(|m| planned.contains(&m.login)).count();
+    eprintln!(
+        "case {}: {} operators, {ours} moved and back, {} in the plan",
+        tag,
+        made.len(),
+        planned.len()
+    );
+}
+
+/// The population written straight into the instance's database, with API usage recorded for
+/// the programs.
+fn write_legacy(bench: &Bench, made: &[Made]) {
+    let Bench { rt, store, hash, .. } = *bench;
+    let now = ims_core::Now::system();
+    for m in made {
+        let mut op = ims_campaign::model::Operator::native(
+            &m.login,
+            m.email.clone(),
+            m.groups.clone(),
+            Some(hash.clone()),
+            now,
+        );
+        op.disabled = m.disabled;
+        op.rights = m.rights.clone();
+        let event = ims_core::audit::Context::new(now, "system:import").event(
+            "operator.create",
+            &m.login,
+            "success",
+            serde_json::json!({"reason": "legacy population"}),
+        );
+        let id = rt.block_on(store.create_operator(&op, &event)).unwrap();
+        if m.program {
+            let key = ims_campaign::usage::UsageKey {
+                login: m.login.clone(),
+                operator_id: Some(id),
+                action: "xtk:queryDef#ExecuteQuery".into(),
+                auth_path: ims_campaign::model::AuthPath::Native,
+                source: "10.1.2.3".into(),
+                client: "a nightly job".into(),
+                outcome: "success".into(),
+            };
+            let counts = ims_campaign::usage::UsageCounts {
+                calls: 12,
+                first_at: now.plus_secs(-86_400),
+                last_at: now.plus_secs(-60),
+            };
+            rt.block_on(store.add_usage(&[ims_campaign::usage::UsageSummary { key, counts }]))
+                .unwrap();
+        }
+    }
+}
+
+/// How `m` signs in: a person at the console, a program through the API.
+fn signs_in(ca: &Path, url: &str, m: &Made) -> String {
+    let mut b = Browser::new(ca);
+    if m.program {
+        b.logon(url, &m.login, PASSWORD)
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|e| e)
+    } else {
+        native(&mut b, url, &m.login, PASSWORD).unwrap()
+    }
+}
+
+/// Who moves, by the rules and nothing else: people (not programs), enabled, with an address
+/// the IMS takes that no other operator shares (among the operators `before`), in a group at
+/// least (a profile is what lets a person in through the IMS), holding no right beyond their
+/// groups. The plan moves exactly those and says why it leaves the other people; the logins it
+/// moves.
+fn the_plan_follows_the_rules(
+    bench: &Bench,
+    made: &[Made],
+    before: &[OperatorFacts],
+    plan: &Value,
+) -> BTreeSet<String> {
+    let carried = bench.carried;
+    let mut holders: HashMap<String, usize> = HashMap::new();
+    for o in before {
+        if let Some(e) = o.email.as_deref().filter(|e| !e.trim().is_empty()) {
+            *holders.entry(key(e)).or_default() += 1;
+        }
+    }
+    let eligible = |m: &Made| {
+        let from_groups: BTreeSet<&String> = m.groups.iter().flat_map(|g| &carried[g]).collect();
+        !m.program
+            && !m.disabled
+            && m.email
+                .as_deref()
+                .is_some_and(|e| ims_identity::people::check_email(e.trim()).is_ok() && holders[&key(e)] == 1)
+            && m.rights.iter().all(|r| from_groups.contains(r))
+            && !m.groups.is_empty()
+    };
+    let planned: BTreeSet<String> = logins_in(&plan["people"]).into_iter().collect();
+    let skipped: BTreeSet<String> = logins_in(&plan["skipped"]).into_iter().collect();
+    for m in made {
+        assert_eq!(planned.contains(&m.login), eligible(m), "{m:?}\n{plan}");
+        assert_eq!(
+            skipped.contains(&m.login),
+            !m.program && !eligible(m),
+            "{m:?}\n{plan}"
+        );
+    }
+    planned
+}
+
+/// Nothing lost or changed but the way the `moved` people sign in: the operators `now` are
+/// those `before`.
+fn same(before: &[OperatorFacts], now: &[OperatorFacts], moved: &BTreeSet<String>) {
+    let was: HashMap<&str, &ims_wire::migration::OperatorFacts> =
+        before.iter().map(|o| (o.login.as_str(), o)).collect();
+    assert_eq!(now.len(), before.len(), "operators lost or added");
+    for o in now {
+        let w = was
+            .get(o.login.as_str())
+            .unwrap_or_else(|| panic!("{} appeared", o.login));
+        assert_eq!(
+            (&o.email, o.disabled, &o.groups, &o.rights),
+            (&w.email, w.disabled, &w.groups, &w.rights),
+            "{}",
+            o.login
+        );
+        if moved.contains(&o.login) {
+            assert!(o.auth_type == "ims" && o.ims_id.is_some(), "{o:?}");
+        } else {
+            assert_eq!(
+                (&o.auth_type, &o.ims_id),
+                (&w.auth_type, &w.ims_id),
+                "{}",
+                o.login
+            );
+        }
+    }
+}
+
+/// One identity per address, each linked by one of the operators `now` and holding exactly the
+/// profiles of its operator's groups; the others hold what they held (`users_before`).
+fn identities(upj: &Value, cred: &Value, users_before: &[Value], now: &[OperatorFacts]) {
+    let users = org_users(upj, cred);
+    let mut seen = BTreeSet::new();
+    for u in &users {
+        assert!(
+            seen.insert(key(u["email"].as_str().unwrap())),
+            "two users for {u}"
+        );
+    }
+    let of_instance = |u: &Value| -> BTreeSet<String> {
+        u["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str())
+            .filter(|g| g.starts_with("campaign - marketing - "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut linked: HashMap<&str, &str> = HashMap::new();
+    for o in now.iter().filter(|o| o.auth_type == "ims") {
+        let id = o.ims_id.as_deref().unwrap();
+        assert!(linked.insert(id, &o.login).is_none(), "{id} linked twice");
+        let u = users
+            .iter()
+            .find(|u| u["id"] == id)
+            .unwrap_or_else(|| panic!("{o:?}: no such user"));
+        assert_eq!(
+            key(u["email"].as_str().unwrap()),
+            key(o.email.as_deref().unwrap()),
+            "{o:?}"
+        );
+        let want: BTreeSet<String> = o.groups.iter().map(|g| mask(g)).collect();
+        assert_eq!(of_instance(u), want, "{o:?}: {u}");
+    }
+    for u in users
+        .iter()
+        .filter(|u| !linked.contains_key(u["id"].as_str().unwrap()))
+    {
+        let w = users_before.iter().find(|w| w["id"] == u["id"]);
+        assert_eq!(of_instance(u), w.map(of_instance).unwrap_or_default(), "{u}");
+    }
+}
+
+/// The `planned` people get their IMS password; then every person signs in as before (`was`):
+/// the moved ones through the IMS, and no longer with the password. Both sides agree.
+fn moved_people_sign_in_through_the_ims(
+    bench: &Bench,
+    made: &[Made],
+    was: &[String],
+    planned: &BTreeSet<String>,
+) {
+    let Bench {
+        d, url, ca, pw_file, ..
+    } = *bench;
+    for m in made.iter().filter(|m| planned.contains(&m.login)) {
+        let email = m.email.as_deref().unwrap().trim();
+        run_ok(
+            ims()
+                .args(["user", "set-password", "--data-dir", d, "--email", email])
+                .arg("--password-file")
+                .arg(pw_file),
+        );
+    }
+    // Every person signs in as before: the moved ones through the IMS, and no longer with
+    // the password.
+    for (m, w) in made.iter().zip(was) {
+        if planned.contains(&m.login) {
+            let mut b = Browser::new(ca);
+            let email = m.email.as_deref().unwrap().trim();
+            assert_eq!(
+                through_ims(&mut b, url, email, IMS_PASSWORD, &m.login).unwrap(),
+                "ok",
+                "{m:?}"
+            );
+            assert_eq!(
+                native(&mut Browser::new(ca), url, &m.login, PASSWORD).unwrap(),
+                "refused"
+            );
+        } else {
+            assert_eq!(&signs_in(ca, url, m), w, "{m:?}");
+        }
+    }
+    let status: Value = serde_json::from_str(&ok(migrate_cmd(d, "marketing", &["status", "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let r = &status["reconciliation"];
+    assert_eq!(
+        (&r["differences"], &r["not_linked_yet"]),
+        (&serde_json::json!([]), &serde_json::json!([])),
+        "{r}"
+    );
 }

@@ -571,3 +571,33 @@ pub(crate) fn org_users(upj: &Value, cred: &Value) -> Vec<Value> {
     }
     users
 }
+
+/// `ims instance --data-dir <d> <args>`: its output, whatever the exit code.
+pub(crate) fn instance_cmd(d: &str, args: &[&str]) -> Output {
+    let mut c = ims();
+    c.args(["instance", "--data-dir", d]).args(args);
+    c.output().unwrap()
+}
+
+/// `ims migrate <args>` on the instance `instance` of the data directory `d`, to run.
+pub(crate) fn migrate_cmd(d: &str, instance: &str, args: &[&str]) -> Command {
+    let mut c = ims();
+    c.arg("migrate")
+        .args(args)
+        .args(["--data-dir", d, "--instance", instance]);
+    c
+}
+
+/// A command's standard output then its standard error, as text.
+pub(crate) fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The IMS's audit log (its last 5000 lines), as `ims audit` prints it.
+pub(crate) fn ims_audit(d: &str) -> String {
+    run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]))
+}

@@ -2,6 +2,7 @@
 //! instance down.
 
 use serde_json::Value;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -13,36 +14,62 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap();
     let (server, upj) = up(&dir, &[]);
-    let migrate = |args: &[&str]| {
-        let mut c = ims();
-        c.arg("migrate")
-            .args(args)
-            .args(["--data-dir", d, "--instance", "marketing"]);
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    migrate(&["prepare", "--rights"]);
-    migrate(&["prepare", "--profiles"]);
+    migrate(d, &["prepare", "--rights"]);
+    migrate(d, &["prepare", "--profiles"]);
     let plan = tmp.path().join("tech.json");
     let p = plan.to_str().unwrap();
-    let summary = migrate(&["plan", "technical", "--out", p]);
+    planned_and_applied(d, p);
+    each_kit_works_as_its_technical_account(&dir, &upj);
+    the_technical_accounts_hold_the_legacy_rights(d);
+
+    // Applied again: nothing more happens anywhere.
+    let before = ims_audit(d);
+    assert_eq!(migrate(d, &["apply", p]).matches("done earlier").count(), 3);
+    assert_eq!(ims_audit(d), before);
+
+    watched_then_retired(d);
+    server.stop();
+}
+
+/// `ims migrate <args>` on marketing, which must succeed: its output.
+fn migrate(d: &str, args: &[&str]) -> String {
+    let out = migrate_cmd(d, "marketing", args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `ims migrate technical <args>` on marketing: its output, whatever the exit code.
+fn retire(d: &str, args: &[&str]) -> Output {
+    let mut c = ims();
+    c.args(["migrate", "technical"])
+        .args(args)
+        .args(["--data-dir", d, "--instance", "marketing"]);
+    c.output().unwrap()
+}
+
+/// The technical plan `p` names a credential for each program; applied, each program is now a
+/// technical account.
+fn planned_and_applied(d: &str, p: &str) {
+    let summary = migrate(d, &["plan", "technical", "--out", p]);
     for login in ["crm-sync", "web-forms", "bi-export"] {
         assert!(
             summary.contains(&format!("  {login}: credential \"marketing {login}\"")),
             "{summary}"
         );
     }
-    let out = migrate(&["apply", p]);
+    let out = migrate(d, &["apply", p]);
     assert_eq!(out.matches(": now ").count(), 3, "{out}");
+}
 
-    // Each program's technical account operator exists (made by its first call) and holds the
-    // legacy operator's direct rights; the legacy operator still works until retired.
+/// Each program's technical account operator exists (made by its first call) and holds the
+/// legacy operator's direct rights; the legacy operator still works until retired. The kit's
+/// "after" sample answers as the technical account.
+fn each_kit_works_as_its_technical_account(dir: &Path, upj: &Value) {
     let kits = dir.join("migration-kits").join("marketing");
     for login in ["crm-sync", "web-forms", "bi-export"] {
         let kit = kits.join(login);
@@ -93,6 +120,10 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
             "{answer}"
         );
     }
+}
+
+/// The assessment lists the three technical accounts, each holding the legacy `export` right.
+fn the_technical_accounts_hold_the_legacy_rights(d: &str) {
     let assessed = ims()
         .args([
             "migrate",
@@ -122,27 +153,18 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
             "{ta}"
         );
     }
-    // Applied again: nothing more happens anywhere.
-    let audit = || run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]));
-    let before = audit();
-    assert_eq!(migrate(&["apply", p]).matches("done earlier").count(), 3);
-    assert_eq!(audit(), before);
+}
 
-    // Watched: no native traffic since the move, but not for the whole period yet.
-    let watch = migrate(&["technical", "watch", "--quiet-after", "1d"]);
+/// Watched: no native traffic since the move, but not for the whole period yet; the legacy
+/// operators are disabled and deleted only once quiet (or forced, with a reason).
+fn watched_then_retired(d: &str) {
+    let watch = migrate(d, &["technical", "watch", "--quiet-after", "1d"]);
     assert_eq!(watch.matches(": watching (now ").count(), 3, "{watch}");
-    let retire = |args: &[&str]| {
-        let mut c = ims();
-        c.args(["migrate", "technical"])
-            .args(args)
-            .args(["--data-dir", d, "--instance", "marketing"]);
-        c.output().unwrap()
-    };
-    let out = retire(&["disable", "--operator", "crm-sync", "--quiet-after", "1d"]);
+    let out = retire(d, &["disable", "--operator", "crm-sync", "--quiet-after", "1d"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not ready: crm-sync is watching"));
     assert_eq!(
-        retire(&["disable", "--operator", "crm-sync", "--force"])
+        retire(d, &["disable", "--operator", "crm-sync", "--force"])
             .status
             .code(),
         Some(2),
@@ -150,33 +172,36 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
     );
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(
-        migrate(&["technical", "watch", "--quiet-after", "1s"])
+        migrate(d, &["technical", "watch", "--quiet-after", "1s"])
             .matches(": quiet (now ")
             .count(),
         3
     );
     // Deleting needs the operator disabled first; then it goes.
-    let out = retire(&["delete", "--operator", "crm-sync", "--quiet-after", "1s"]);
+    let out = retire(d, &["delete", "--operator", "crm-sync", "--quiet-after", "1s"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("crm-sync is quiet (disable it first)"));
-    let out = retire(&["disable", "--operator", "crm-sync", "--quiet-after", "1s"]);
+    let out = retire(d, &["disable", "--operator", "crm-sync", "--quiet-after", "1s"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("crm-sync: disabled by"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = retire(&["delete", "--operator", "crm-sync", "--quiet-after", "1s"]);
+    let out = retire(d, &["delete", "--operator", "crm-sync", "--quiet-after", "1s"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Forced, the record says by whom, in what state, and why.
-    let out = retire(&[
-        "disable",
-        "--operator",
-        "web-forms",
-        "--force",
-        "--reason",
-        "the vendor switched",
-        "--quiet-after",
-        "1d",
-    ]);
+    let out = retire(
+        d,
+        &[
+            "disable",
+            "--operator",
+            "web-forms",
+            "--force",
+            "--reason",
+            "the vendor switched",
+            "--quiet-after",
+            "1d",
+        ],
+    );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("web-forms: disabled by")
@@ -184,14 +209,13 @@ fn programs_move_to_technical_accounts_with_their_rights_and_a_working_kit() {
             && said.contains("the vendor switched"),
         "{said}"
     );
-    let watch = migrate(&["technical", "watch", "--quiet-after", "1d"]);
+    let watch = migrate(d, &["technical", "watch", "--quiet-after", "1d"]);
     assert!(
         watch.contains("crm-sync: deleted") && watch.contains("web-forms: disabled"),
         "{watch}"
     );
-    let out = retire(&["disable", "--operator", "admin"]);
+    let out = retire(d, &["disable", "--operator", "admin"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no technical plan moved admin"));
-    server.stop();
 }
 
 #[test]
@@ -207,27 +231,14 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
         .map(|i| i["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["marketing", "mc", "marketing-stage"]);
-    let migrate = |instance: &str, args: &[&str]| {
-        let mut c = ims();
-        c.arg("migrate")
-            .args(args)
-            .args(["--data-dir", d, "--instance", instance]);
-        c.output().unwrap()
-    };
-    let text = |o: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
+    let migrate = |instance: &str, args: &[&str]| migrate_cmd(d, instance, args).output().unwrap();
     let plan = tmp.path().join("fin.json");
     let p = plan.to_str().unwrap();
 
     // Production waits for its staging twin; people and programs would lose native sign-in.
     let out = migrate("marketing", &["plan", "finalize", "--out", p]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let t = output_text(&out);
     assert!(
         t.contains("blocker: its staging twin marketing-stage has not finished its migration"),
         "{t}"
@@ -241,7 +252,7 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     // An unforced plan with blockers cannot be applied.
     let out = migrate("marketing", &["apply", p]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("--force"));
+    assert!(output_text(&out).contains("--force"));
 
     // Staging moves its people first.
     let users_plan = tmp.path().join("stage-users.json");
@@ -251,7 +262,7 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
         vec!["apply", users_plan.to_str().unwrap()],
     ] {
         let out = migrate("marketing-stage", &args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(out.status.success(), "{args:?}: {}", output_text(&out));
     }
     let moved_one = serde_json::from_str::<Value>(&std::fs::read_to_string(&users_plan).unwrap()).unwrap()
         ["people"][0]["login"]
@@ -262,11 +273,11 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     // The rehearsal on staging, forced past its blockers: locked down, every probe passing,
     // complete, and the force recorded.
     let out = migrate("marketing-stage", &["plan", "finalize", "--out", p, "--force"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("forced past: these people still sign in natively"));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains("forced past: these people still sign in natively"));
     let out = migrate("marketing-stage", &["apply", p]);
-    assert!(out.status.success(), "{}", text(&out));
-    let t = text(&out);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let t = output_text(&out);
     assert!(!t.contains("FAIL "), "{t}");
     assert!(
         t.contains("PASS ") && t.contains("locked down true, complete true (forced)"),
@@ -299,36 +310,39 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     // Locked down (the probes showed native sign-in refused outside the allow-list), the engine
     // still works through it as admin, who is on the allow-list.
     let out = migrate("marketing-stage", &["status"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("lock-down on")
-            && text(&out).contains("migration complete (forced) by operator:admin"),
+        output_text(&out).contains("lock-down on")
+            && output_text(&out).contains("migration complete (forced) by operator:admin"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // Locked down, nobody goes back, and the IMS is not touched trying.
-    let ims_audit = || run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]));
-    let ims_before = ims_audit();
+    let ims_before = ims_audit(d);
     let out = migrate("marketing-stage", &["rollback", "--operator", &moved_one]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("the instance is locked down"),
+        output_text(&out).contains("the instance is locked down"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    assert_eq!(ims_audit(), ims_before);
+    assert_eq!(ims_audit(d), ims_before);
     // A plan made for another instance is refused.
     let out = migrate("marketing", &["apply", p]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("the plan is for the instance marketing-stage, not marketing"),
+        output_text(&out).contains("the plan is for the instance marketing-stage, not marketing"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // Production no longer waits for its twin.
     let out = migrate("marketing", &["plan", "finalize", "--out", p]);
-    assert!(!text(&out).contains("staging twin"), "{}", text(&out));
+    assert!(
+        !output_text(&out).contains("staging twin"),
+        "{}",
+        output_text(&out)
+    );
     server.stop();
 }

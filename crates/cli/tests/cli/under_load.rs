@@ -1,34 +1,51 @@
 //! Integrations and people keep working while the end-user phase runs.
 
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 use crate::harness::*;
 
+/// An integration's call: who, what, when (since the start), and why it failed.
+type Call = (String, &'static str, Duration, Duration, Option<String>);
+
+/// A person's sign-in: who, when, the password's outcome, then the IMS's if it was tried.
+#[derive(Clone, Debug)]
+struct Attempt {
+    login: String,
+    start: Duration,
+    end: Duration,
+    native: String,
+    ims: Option<String>,
+}
+
+impl Attempt {
+    fn ok(&self) -> bool {
+        self.native == "ok" || self.ims.as_deref() == Some("ok")
+    }
+}
+
+/// A person: login, email, password at the instance, password at the IMS.
+type Person = (String, String, String, String);
+
+/// An integration: login and password.
+type Integration = (String, String);
+
+/// The load running on the instance: what it records, and how to end it.
+struct Load {
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
 #[test]
 fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::thread;
-
-    /// An integration's call: who, what, when (since the start), and why it failed.
-    type Call = (String, &'static str, Duration, Duration, Option<String>);
-    /// A person's sign-in: who, when, the password's outcome, then the IMS's if it was tried.
-    #[derive(Clone, Debug)]
-    struct Attempt {
-        login: String,
-        start: Duration,
-        end: Duration,
-        native: String,
-        ims: Option<String>,
-    }
-    impl Attempt {
-        fn ok(&self) -> bool {
-            self.native == "ok" || self.ims.as_deref() == Some("ok")
-        }
-    }
-
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap().to_owned();
@@ -46,17 +63,63 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
         "300",
     ]));
     register_ims_sign_in(&d);
-    let migrate = |args: &[&str]| {
-        run_ok(
-            ims()
-                .arg("migrate")
-                .args(args)
-                .args(["--data-dir", &d, "--instance", "marketing"]),
-        )
-    };
+    let migrate = |args: &[&str]| run_ok(&mut migrate_cmd(&d, "marketing", args));
+    let (people, integrations) = known_passwords_and_ims_accounts(&tmp, &d, &upj, &url, &ca);
+    let Load {
+        t0,
+        stop,
+        calls,
+        attempts,
+        threads,
+    } = start_the_load(&url, &ca, &integrations, &people);
+    wait_for(
+        "every integration and person works natively before the migration",
+        &|| {
+            let (c, a) = (calls.lock().unwrap(), attempts.lock().unwrap());
+            integrations
+                .iter()
+                .all(|(l, _)| c.iter().any(|c| &c.0 == l && c.4.is_none()))
+                && people
+                    .iter()
+                    .all(|p| a.iter().any(|a| a.login == p.0 && a.native == "ok"))
+        },
+    );
 
-    // Known passwords, set by the administrator through the API: the integrations', and those
-    // of a few people spread over the population, who also have IMS accounts already.
+    // The end-user phase, in small batches so that the load meets many of them.
+    migrate(&["prepare", "--profiles"]);
+    let plan_file = tmp.path().join("users.json");
+    migrate(&["plan", "users", "--out", plan_file.to_str().unwrap()]);
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let apply_start = t0.elapsed();
+    let out = migrate(&["apply", plan_file.to_str().unwrap(), "--batch", "20"]);
+    let apply_end = t0.elapsed();
+    assert!(out.contains("failed 0, complete"), "{out}");
+    wait_for("every person signs in through the IMS after the phase", &|| {
+        let a = attempts.lock().unwrap();
+        people.iter().all(|p| {
+            a.iter()
+                .any(|a| a.login == p.0 && a.start > apply_end && a.ims.as_deref() == Some("ok"))
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    no_integration_call_failed(&calls.lock().unwrap(), apply_start, apply_end);
+    each_person_moved_at_its_turn(&attempts.lock().unwrap(), &people, &plan, apply_start);
+    server.stop();
+}
+
+/// Known passwords, set by the administrator through the API: the integrations', and those
+/// of a few people spread over the population, who also have IMS accounts already.
+fn known_passwords_and_ims_accounts(
+    tmp: &TempDir,
+    d: &str,
+    upj: &Value,
+    url: &str,
+    ca: &Path,
+) -> (Vec<Person>, Vec<Integration>) {
     // (Exit code 1: the demo's blockers, people without an email among them.)
     let assessed = ims()
         .args([
@@ -64,7 +127,7 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
             "assess",
             "--json",
             "--data-dir",
-            &d,
+            d,
             "--instance",
             "marketing",
         ])
@@ -93,10 +156,10 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
         .iter()
         .map(|l| ((*l).to_owned(), format!("{l} password 1")))
         .collect();
-    let mut admin = Browser::new(&ca);
+    let mut admin = Browser::new(ca);
     let s = admin
         .logon(
-            &url,
+            url,
             "admin",
             upj["instances"][0]["admin_password"].as_str().unwrap(),
         )
@@ -112,7 +175,7 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
         );
         admin
             .soap(
-                &url,
+                url,
                 "xtk:persist|xtk:session#Write",
                 &format!("<domDoc>{doc}</domDoc>"),
                 Some(&s),
@@ -127,7 +190,7 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
                     "user",
                     "create",
                     "--data-dir",
-                    &d,
+                    d,
                     "--email",
                     email,
                     "--type",
@@ -137,21 +200,24 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
                 .arg(&pw_file),
         );
     }
+    (people, integrations)
+}
 
-    // The load: per integration, a scheduled job (sign in, two calls, sign off, again) and a
-    // connector keeping one session; people signing in to the console, the password first.
+/// The load: per integration, a scheduled job (sign in, two calls, sign off, again) and a
+/// connector keeping one session; people signing in to the console, the password first.
+fn start_the_load(url: &str, ca: &Path, integrations: &[Integration], people: &[Person]) -> Load {
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
     let mut threads = Vec::new();
-    for (login, password) in integrations.clone() {
+    for (login, password) in integrations {
         for long in [false, true] {
             let (stop, calls, url, ca, login, password) = (
                 stop.clone(),
                 calls.clone(),
-                url.clone(),
-                ca.clone(),
+                url.to_owned(),
+                ca.to_owned(),
                 login.clone(),
                 password.clone(),
             );
@@ -202,7 +268,7 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
         }
     }
     for half in [0, 1] {
-        let (stop, attempts, url, ca) = (stop.clone(), attempts.clone(), url.clone(), ca.clone());
+        let (stop, attempts, url, ca) = (stop.clone(), attempts.clone(), url.to_owned(), ca.to_owned());
         let mine: Vec<_> = people.iter().skip(half).step_by(2).cloned().collect();
         threads.push(thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -229,49 +295,27 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
             }
         }));
     }
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(Instant::now() < deadline, "{what}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_for(
-        "every integration and person works natively before the migration",
-        &|| {
-            let (c, a) = (calls.lock().unwrap(), attempts.lock().unwrap());
-            integrations
-                .iter()
-                .all(|(l, _)| c.iter().any(|c| &c.0 == l && c.4.is_none()))
-                && people
-                    .iter()
-                    .all(|p| a.iter().any(|a| a.login == p.0 && a.native == "ok"))
-        },
-    );
-
-    // The end-user phase, in small batches so that the load meets many of them.
-    migrate(&["prepare", "--profiles"]);
-    let plan_file = tmp.path().join("users.json");
-    migrate(&["plan", "users", "--out", plan_file.to_str().unwrap()]);
-    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-    let apply_start = t0.elapsed();
-    let out = migrate(&["apply", plan_file.to_str().unwrap(), "--batch", "20"]);
-    let apply_end = t0.elapsed();
-    assert!(out.contains("failed 0, complete"), "{out}");
-    wait_for("every person signs in through the IMS after the phase", &|| {
-        let a = attempts.lock().unwrap();
-        people.iter().all(|p| {
-            a.iter()
-                .any(|a| a.login == p.0 && a.start > apply_end && a.ims.as_deref() == Some("ok"))
-        })
-    });
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
+    Load {
+        t0,
+        stop,
+        calls,
+        attempts,
+        threads,
     }
+}
 
-    // Not one integration call failed, and some were made while the phase ran.
-    let calls = calls.lock().unwrap();
+/// Waits for `done`, up to 30 seconds; `what` says what was awaited.
+fn wait_for(what: &str, done: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Not one integration call failed, and some were made while the phase ran (from `apply_start`
+/// to `apply_end`).
+fn no_integration_call_failed(calls: &[Call], apply_start: Duration, apply_end: Duration) {
     let failed: Vec<&Call> = calls.iter().filter(|c| c.4.is_some()).collect();
     assert!(
         failed.is_empty(),
@@ -287,12 +331,18 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
         during > 0,
         "no integration call fell inside the apply ({apply_start:?}..{apply_end:?})"
     );
+}
 
-    // Each person: the password worked until the move, the IMS from then on. A sign-in that
-    // failed both ways counts only inside the window from the first refused password to the
-    // first IMS success; after that success the password never works again.
-    let attempts = attempts.lock().unwrap();
-    for (login, ..) in &people {
+/// Each person: the password worked until the move, the IMS from then on. A sign-in that
+/// failed both ways counts only inside the window from the first refused password to the
+/// first IMS success; after that success the password never works again.
+fn each_person_moved_at_its_turn(
+    attempts: &[Attempt],
+    people: &[Person],
+    plan: &Value,
+    apply_start: Duration,
+) {
+    for (login, ..) in people {
         assert!(
             plan["people"]
                 .as_array()
@@ -320,5 +370,4 @@ fn technical_operators_and_people_keep_working_during_the_end_user_phase() {
             );
         }
     }
-    server.stop();
 }

@@ -1,8 +1,11 @@
 //! `ims up`: its contract file, the administration commands against the running services, restarts,
 //! configuration errors and upgrades.
 
+use reqwest::blocking::Client;
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use tempfile::TempDir;
 
 use crate::harness::*;
 
@@ -11,6 +14,39 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let (server, upj) = up(&dir, &[]);
+    let base = the_contract_file(&dir, &upj);
+    let d = dir.to_str().unwrap();
+    let (cred, http, t) = credentials_from_the_cli(d, &upj, &base);
+
+    // Restart: same port, same keys, the token still validates.
+    server.stop();
+    let (server, upj2) = up(&dir, &[]);
+    assert_eq!(upj2["ims_url"], upj["ims_url"]);
+    assert_eq!(upj2["admin_password"], upj["admin_password"]);
+    assert_eq!(
+        upj2["instances"], upj["instances"],
+        "the instance keeps its port and admin password"
+    );
+    assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
+
+    the_legacy_population(d);
+    // People and their applications, created from the CLI while the IMS runs.
+    let base = upj2["ims_url"].as_str().unwrap().to_owned();
+    people_from_the_cli(&tmp, d);
+    clients_and_reset_links_from_the_cli(d, &upj, &base);
+    let instance_url = upj2["instances"][0]["url"].as_str().unwrap().to_owned();
+    a_native_operator_signs_in_and_is_recorded(&tmp, d, &http, &instance_url);
+    administration_through_the_operations_listener(d, &upj, &http, &base);
+    rotation_and_disabling_from_the_cli(d, &http, &base, &cred, &t);
+    server.stop();
+
+    the_instance_credential_is_stored_sealed(&dir, d, &upj);
+    configuration_errors_and_the_api_restriction(&dir, d, &http, &instance_url);
+    upgrades_move_forward_and_apply_at_the_next_start(&dir, d, &http, &instance_url);
+}
+
+/// up.json names what was started, readable by its owner only; the IMS's address.
+fn the_contract_file(dir: &Path, upj: &Value) -> String {
     for key in ["ims_url", "org_id", "admin_email", "admin_password", "ca_cert"] {
         assert!(
             upj[key].as_str().is_some_and(|s| !s.is_empty()),
@@ -32,7 +68,6 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     assert!(inst["url"].as_str().unwrap().starts_with("https://127.0.0.1:"));
     assert!(!inst["admin_password"].as_str().unwrap().is_empty());
     assert!(Path::new(upj["ca_cert"].as_str().unwrap()).is_absolute());
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(dir.join("up.json"))
             .unwrap()
@@ -41,9 +76,12 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
             & 0o777,
         0o600
     );
+    base
+}
 
-    // The CLI works against the running service.
-    let d = dir.to_str().unwrap();
+/// The CLI works against the running service: a credential, its token (with the HTTP client
+/// that got it) and the listing.
+fn credentials_from_the_cli(d: &str, upj: &Value, base: &str) -> (Value, Client, String) {
     let cred = json_of(&run_ok(ims().args([
         "credential",
         "create",
@@ -66,7 +104,7 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     }
     assert_eq!(cred["org_id"], upj["org_id"]);
     let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
-    let t = token(&http, &base, &cred);
+    let t = token(&http, base, &cred);
     let listed = json_of(&run_ok(ims().args([
         "credential",
         "list",
@@ -97,7 +135,7 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     ])));
     let console = |cred: &Value| {
         http.get(format!("{base}/console/organizations"))
-            .bearer_auth(token(&http, &base, cred))
+            .bearer_auth(token(&http, base, cred))
             .header("x-api-key", cred["client_id"].as_str().unwrap())
             .send()
             .unwrap()
@@ -105,19 +143,11 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     let orgs: Value = console(&io).json().unwrap();
     assert_eq!(orgs[0]["code"], upj["org_id"]);
     assert_eq!(console(&cred).status(), 403);
+    (cred, http, t)
+}
 
-    // Restart: same port, same keys, the token still validates.
-    server.stop();
-    let (server, upj2) = up(&dir, &[]);
-    assert_eq!(upj2["ims_url"], upj["ims_url"]);
-    assert_eq!(upj2["admin_password"], upj["admin_password"]);
-    assert_eq!(
-        upj2["instances"], upj["instances"],
-        "the instance keeps its port and admin password"
-    );
-    assert_eq!(introspect(&http, &base, &cred, &t)["active"], true);
-
-    // The legacy population: technical operators with recorded API usage.
+/// The legacy population: technical operators with recorded API usage.
+fn the_legacy_population(d: &str) {
     let crm = json_of(&run_ok(ims().args([
         "instance",
         "usage",
@@ -157,9 +187,10 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "200",
     ]));
     assert!(seeded.contains("200 operators added"), "{seeded}");
+}
 
-    // People and their applications, created from the CLI while the IMS runs.
-    let base = upj2["ims_url"].as_str().unwrap().to_owned();
+/// People created from the CLI; an email twice (in another case) or a common password refused.
+fn people_from_the_cli(tmp: &TempDir, d: &str) {
     let ppw = tmp.path().join("person-pw");
     std::fs::write(&ppw, "a person's long passphrase\n").unwrap();
     let person = json_of(&run_ok(ims().args([
@@ -217,6 +248,11 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "{}",
         String::from_utf8_lossy(&weak.stderr)
     );
+}
+
+/// Applications registered from the CLI, a reset link, and the running IMS knowing the new
+/// client at once.
+fn clients_and_reset_links_from_the_cli(d: &str, upj: &Value, base: &str) {
     let web = json_of(&run_ok(ims().args([
         "client",
         "create",
@@ -276,16 +312,18 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "{reset}"
     );
     // The running IMS knows the new client at once.
-    let no_redirect = no_redirect_client(&upj);
-    let authorize = authorize(&no_redirect, &base, web["client_id"].as_str().unwrap());
+    let no_redirect = no_redirect_client(upj);
+    let authorize = authorize(&no_redirect, base, web["client_id"].as_str().unwrap());
     assert_eq!(authorize.status(), 303);
     assert!(authorize.headers()["location"]
         .to_str()
         .unwrap()
         .starts_with("/ims/signin/"));
+}
 
-    // A native operator created from the CLI signs in to the running instance, and the sign-in is
-    // recorded as usage evidence.
+/// A native operator created from the CLI signs in to the running instance, and the sign-in is
+/// recorded as usage evidence.
+fn a_native_operator_signs_in_and_is_recorded(tmp: &TempDir, d: &str, http: &Client, instance_url: &str) {
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, "jdoe's password 1\n").unwrap();
     let created = json_of(&run_ok(ims().args([
@@ -326,7 +364,6 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
-    let instance_url = upj2["instances"][0]["url"].as_str().unwrap().to_owned();
     let logon = r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:Logon xmlns:m="urn:xtk:session"><sessiontoken/><login>jdoe</login><password>jdoe's password 1</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>"#;
     let answer = http
         .post(format!("{instance_url}/nl/jsp/soaprouter.jsp"))
@@ -353,9 +390,11 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     assert_eq!(usage[0]["action"], "xtk:session#Logon");
     assert_eq!(usage[0]["outcome"], "success");
     assert!(usage[0]["client"].as_str().unwrap().contains("UserPassword jdoe"));
+}
 
-    // The same administration through the running IMS's API, on the operations listener
-    // (loopback) only: the public port does not serve it.
+/// The same administration through the running IMS's API, on the operations listener
+/// (loopback) only: the public port does not serve it.
+fn administration_through_the_operations_listener(d: &str, upj: &Value, http: &Client, base: &str) {
     let ops = upj["ops_url"].as_str().unwrap().to_owned();
     assert!(ops.starts_with("http://127.0.0.1:"), "{ops}");
     let public_admin = http
@@ -380,7 +419,7 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "openid",
         "--json",
     ])));
-    token(&http, &base, &remote);
+    token(http, base, &remote);
     let listed = run_ok(ims().args(["credential", "list", "--url", &ops, "--data-dir", d, "--json"]));
     assert!(listed.contains(remote["client_id"].as_str().unwrap()));
     let out = ims()
@@ -397,8 +436,11 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
 
-    // Rotation from the CLI: a second secret works beside the first, then the first is removed.
+/// Rotation from the CLI: a second secret works beside the first, then the first is removed;
+/// disabling the credential ends its tokens, and the audit log names the CLI.
+fn rotation_and_disabling_from_the_cli(d: &str, http: &Client, base: &str, cred: &Value, t: &str) {
     let added = json_of(&run_ok(ims().args([
         "credential",
         "secret",
@@ -409,8 +451,8 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         cred["client_id"].as_str().unwrap(),
         "--json",
     ])));
-    token(&http, &base, &added);
-    token(&http, &base, &cred);
+    token(http, base, &added);
+    token(http, base, cred);
     run_ok(ims().args([
         "credential",
         "secret",
@@ -441,7 +483,7 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         "observer",
         "--json",
     ])));
-    assert_eq!(introspect(&http, &base, &observer, &t)["active"], true);
+    assert_eq!(introspect(http, base, &observer, t)["active"], true);
     run_ok(ims().args([
         "credential",
         "disable",
@@ -451,7 +493,7 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         cred["client_id"].as_str().unwrap(),
     ]));
     assert_eq!(
-        introspect(&http, &base, &observer, &t)["active"],
+        introspect(http, base, &observer, t)["active"],
         false,
         "a disabled credential's tokens die at once"
     );
@@ -466,9 +508,10 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         assert!(audit.contains(action), "audit lacks {action}");
     }
     assert!(audit.contains("cli:"), "the CLI is named as the actor");
-    server.stop();
+}
 
-    // The instance's own IMS credential, in the vendor's syntax: stored sealed, never in clear.
+/// The instance's own IMS credential, in the vendor's syntax: stored sealed, never in clear.
+fn the_instance_credential_is_stored_sealed(dir: &Path, d: &str, upj: &Value) {
     run_ok(ims().args([
         "instance",
         "--data-dir",
@@ -518,8 +561,11 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
 
-    // A configuration error stops the start and names file, line and key.
+/// A configuration error stops the start and names file, line and key; the API restriction
+/// switched on leaves native sign-in to the allow-list.
+fn configuration_errors_and_the_api_restriction(dir: &Path, d: &str, http: &Client, instance_url: &str) {
     let server_conf = dir.join("conf").join("serverConf.xml");
     let original = std::fs::read_to_string(&server_conf).unwrap();
     std::fs::write(
@@ -543,15 +589,15 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         original.replace("disableAPI=\"false\"", "disableAPI=\"true\""),
     )
     .unwrap();
-    let (server, upj_r) = up(&dir, &[]);
+    let (server, upj_r) = up(dir, &[]);
     assert!(
-        soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
+        soap_logon(http, instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
         "disableAPI refuses jdoe"
     );
     assert!(
         soap_logon(
-            &http,
-            &instance_url,
+            http,
+            instance_url,
             "admin",
             upj_r["instances"][0]["admin_password"].as_str().unwrap()
         )
@@ -560,9 +606,11 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
     );
     server.stop();
     std::fs::write(&server_conf, &original).unwrap();
+}
 
-    // Upgrades move forward only, say what changes, and apply at the next start: on 8.6 native
-    // sign-in is refused outside the allow-list.
+/// Upgrades move forward only, say what changes, and apply at the next start: on 8.6 native
+/// sign-in is refused outside the allow-list.
+fn upgrades_move_forward_and_apply_at_the_next_start(dir: &Path, d: &str, http: &Client, instance_url: &str) {
     let back = ims()
         .args([
             "instance",
@@ -592,16 +640,16 @@ fn up_writes_its_contract_and_tokens_survive_a_restart() {
         said.contains("7.4.1 -> 8.6.0") && said.contains("allow-list"),
         "{said}"
     );
-    let (server, upj3) = up(&dir, &[]);
+    let (server, upj3) = up(dir, &[]);
     assert_eq!(upj3["instances"][0]["build"], "8.6.0");
     assert!(
-        soap_logon(&http, &instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
+        soap_logon(http, instance_url, "jdoe", "jdoe's password 1").contains("XSV-350024"),
         "jdoe is not on the allow-list"
     );
     assert!(
         soap_logon(
-            &http,
-            &instance_url,
+            http,
+            instance_url,
             "admin",
             upj3["instances"][0]["admin_password"].as_str().unwrap()
         )
