@@ -357,7 +357,16 @@ async fn sessions_password_change_and_reset_links() {
     let user = h.person("jane@example.com").await;
     let client = h.app_client().await;
     let mut b = Browser::default();
-    let (_, headers, _) = b.get(&h.app, &authorize_path(&client, &[])).await;
+    session_cookies_and_a_new_session_at_each_sign_in(&h, &client, &mut b).await;
+    the_password_change_page(&h, &client, &mut b).await;
+    an_administrators_reset_link(&h, &client, &user).await;
+    h.cleanup().await;
+}
+
+/// The browser's cookie and the session's are Secure, HttpOnly and SameSite=Lax; each sign-in
+/// opens a new session.
+async fn session_cookies_and_a_new_session_at_each_sign_in(h: &Harness, client: &str, b: &mut Browser) {
+    let (_, headers, _) = b.get(&h.app, &authorize_path(client, &[])).await;
     let line = headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         line.starts_with("ims_browser=")
@@ -372,10 +381,10 @@ async fn sessions_password_change_and_reset_links() {
             .find(|(k, _)| k == "ims_sid")
             .map(|(_, v)| v.clone())
     };
-    sign_in(&h, &mut b, &client, "jane@example.com", PASSWORD).await;
-    let first = sid(&b).unwrap();
+    sign_in(h, b, client, "jane@example.com", PASSWORD).await;
+    let first = sid(b).unwrap();
     let (_, headers, _) = b
-        .get(&h.app, &authorize_path(&client, &[("prompt", "login")]))
+        .get(&h.app, &authorize_path(client, &[("prompt", "login")]))
         .await;
     let page = location(&headers);
     let (_, _, html) = b.get(&h.app, &page).await;
@@ -403,8 +412,12 @@ async fn sessions_password_change_and_reset_links() {
         set.contains("Secure") && set.contains("HttpOnly") && set.contains("SameSite=Lax"),
         "{set}"
     );
-    assert_ne!(sid(&b).unwrap(), first, "a new session at each sign-in");
-    // The password change page: the current password is checked, then the policy.
+    assert_ne!(sid(b).unwrap(), first, "a new session at each sign-in");
+}
+
+/// The password change page, for the person signed in with `b`: the current password is
+/// checked, then the policy; a change ends every session.
+async fn the_password_change_page(h: &Harness, client: &str, b: &mut Browser) {
     let (status, _, html) = b.get(&h.app, "/ims/account/password").await;
     assert_eq!(status, StatusCode::OK);
     let csrf = csrf_in(&html);
@@ -438,9 +451,12 @@ async fn sessions_password_change_and_reset_links() {
     let (status, _, html) = b.post(&h.app, "/ims/account/password", &pairs).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(!b.has("ims_sid"), "every session ended");
-    let (status, _) = sign_in(&h, &mut Browser::default(), &client, "jane@example.com", PASSWORD).await;
+    let (status, _) = sign_in(h, &mut Browser::default(), client, "jane@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the old password is gone");
-    // A reset link: policy failures keep it usable, success uses it up.
+}
+
+/// A reset link: policy failures keep it usable, success uses it up.
+async fn an_administrators_reset_link(h: &Harness, client: &str, user: &ims_identity::model::User) {
     let token = ims_identity::people::password_reset_link(
         h.store.as_ref(),
         &user.user_id,
@@ -498,13 +514,12 @@ async fn sessions_password_change_and_reset_links() {
     );
     assert_eq!(b.get(&h.app, &path).await.0, StatusCode::BAD_REQUEST, "used up");
     let (status, _) = sign_in(
-        &h,
+        h,
         &mut Browser::default(),
-        &client,
+        client,
         "jane@example.com",
         "a reset passphrase",
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    h.cleanup().await;
 }

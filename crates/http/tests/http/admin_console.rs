@@ -3,7 +3,7 @@
 use http::StatusCode;
 use ims_core::audit::Context;
 use ims_core::Now;
-use ims_identity::directory::AdminRole;
+use ims_identity::directory::{AdminRole, ProductInstance};
 use ims_identity::service::directory::UMAPI_SCOPE;
 use ims_identity::store::UserStore as _;
 use serde_json::json;
@@ -213,53 +213,78 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
     let admin = console_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
     let (_, _, html) = page_as(&h, "GET", "/admin/profiles", Some(&admin), "").await;
     let csrf = csrf_in(&html);
-    let post = |path: &'static str, pairs: Vec<(&'static str, String)>| {
-        let h = &h;
-        let admin = admin.clone();
-        let csrf = csrf.clone();
-        async move {
-            let mut all = vec![("csrf", csrf)];
-            all.extend(pairs);
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(all)
-                .finish();
-            page_as(h, "POST", path, Some(&admin), &body).await
-        }
-    };
-    let (status, headers, body) = post(
-        "/admin/profiles",
-        vec![
-            ("instance", marketing.id.to_string()),
-            ("name", "campaign - marketing - ops".into()),
-            ("permissions", "export admin".into()),
-            ("quota", "3".into()),
-        ],
-    )
-    .await;
+    let c = Console { h: &h, admin, csrf };
+    a_profile_created_with_a_member(&c, &marketing).await;
+    a_credential_holds_it_and_a_refused_change_says_why(&c).await;
+    a_csv_import_previews_then_applies(&c).await;
+    roles_and_the_audit_log(&c).await;
+    let _ = ctx;
+}
+
+/// The Admin Console as an administrator signed in to it (`admin`, the cookie's value); a form
+/// posted carries the CSRF token of a page.
+struct Console<'a> {
+    h: &'a Harness,
+    admin: String,
+    csrf: String,
+}
+
+impl Console<'_> {
+    async fn post(
+        &self,
+        path: &str,
+        pairs: Vec<(&'static str, String)>,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let mut all = vec![("csrf", self.csrf.clone())];
+        all.extend(pairs);
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(all)
+            .finish();
+        page_as(self.h, "POST", path, Some(&self.admin), &body).await
+    }
+}
+
+/// A product profile of `marketing` created through the console, which shows it; a user
+/// created and added to it holds it.
+async fn a_profile_created_with_a_member(c: &Console<'_>, marketing: &ProductInstance) {
+    let h = c.h;
+    let (status, headers, body) = c
+        .post(
+            "/admin/profiles",
+            vec![
+                ("instance", marketing.id.to_string()),
+                ("name", "campaign - marketing - ops".into()),
+                ("permissions", "export admin".into()),
+                ("quota", "3".into()),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let location = headers["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with("/admin/profiles/campaign%20"), "{location}");
-    let (status, _, html) = page_as(&h, "GET", &location, Some(&admin), "").await;
+    let (status, _, html) = page_as(h, "GET", &location, Some(&c.admin), "").await;
     assert_eq!(status, StatusCode::OK, "the page the console sends to exists");
     assert!(
         html.contains("<h1>campaign - marketing - ops</h1>") && html.contains("Product profile created."),
         "{html}"
     );
-    let (status, _, _) = post(
-        "/admin/users",
-        vec![
-            ("email", "ops@acme.test".into()),
-            ("firstname", "O".into()),
-            ("type", "enterpriseID".into()),
-        ],
-    )
-    .await;
+    let (status, _, _) = c
+        .post(
+            "/admin/users",
+            vec![
+                ("email", "ops@acme.test".into()),
+                ("firstname", "O".into()),
+                ("type", "enterpriseID".into()),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let (status, _, _) = post(
-        "/admin/profiles/campaign%20-%20marketing%20-%20ops",
-        vec![("action", "add_member".into()), ("email", "ops@acme.test".into())],
-    )
-    .await;
+    let (status, _, _) = c
+        .post(
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            vec![("action", "add_member".into()), ("email", "ops@acme.test".into())],
+        )
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let ops = h
         .store
@@ -276,22 +301,28 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
     .unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].permissions, vec!["admin".to_owned(), "export".to_owned()]);
-    // A technical account's credential holds the profile too.
+}
+
+/// A technical account's credential holds the profile too; a refused change says why and
+/// changes nothing.
+async fn a_credential_holds_it_and_a_refused_change_says_why(c: &Console<'_>) {
+    let h = c.h;
     let machine = h.credential(&["openid"]).await;
-    let (status, _, _) = post(
-        "/admin/profiles/campaign%20-%20marketing%20-%20ops",
-        vec![
-            ("action", "add_credential".into()),
-            ("client_id", machine.client.client_id.clone()),
-        ],
-    )
-    .await;
+    let (status, _, _) = c
+        .post(
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            vec![
+                ("action", "add_credential".into()),
+                ("client_id", machine.client.client_id.clone()),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, _, html) = page_as(
-        &h,
+        h,
         "GET",
         "/admin/profiles/campaign%20-%20marketing%20-%20ops",
-        Some(&admin),
+        Some(&c.admin),
         "",
     )
     .await;
@@ -300,19 +331,26 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
         "{html}"
     );
     // A refused change says why and changes nothing.
-    let (status, _, body) = post(
-        "/admin/profiles/campaign%20-%20marketing%20-%20ops",
-        vec![
-            ("action", "add_member".into()),
-            ("email", "nobody@acme.test".into()),
-        ],
-    )
-    .await;
+    let (status, _, body) = c
+        .post(
+            "/admin/profiles/campaign%20-%20marketing%20-%20ops",
+            vec![
+                ("action", "add_member".into()),
+                ("email", "nobody@acme.test".into()),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body.contains("error.user.nonexistent"), "{body}");
-    // CSV import: a preview changes nothing, then the import applies.
+}
+
+/// CSV import: a preview changes nothing, then the import applies.
+async fn a_csv_import_previews_then_applies(c: &Console<'_>) {
+    let h = c.h;
     let csv = "email,firstname,lastname,country,type,groups\nbulk1@acme.test,B,One,FR,enterpriseID,campaign - marketing - ops\nbad-address,X,Y,,enterpriseID,\n".to_owned();
-    let (status, _, body) = post("/admin/import", vec![("csv", csv.clone()), ("apply", "0".into())]).await;
+    let (status, _, body) = c
+        .post("/admin/import", vec![("csv", csv.clone()), ("apply", "0".into())])
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains("will be imported") && body.contains("error.user.invalid_email"),
@@ -326,7 +364,9 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
             .is_none(),
         "a preview changes nothing"
     );
-    let (_, _, body) = post("/admin/import", vec![("csv", csv), ("apply", "1".into())]).await;
+    let (_, _, body) = c
+        .post("/admin/import", vec![("csv", csv), ("apply", "1".into())])
+        .await;
     assert!(body.contains("1 row(s) imported, 1 refused"), "{body}");
     assert!(h
         .store
@@ -334,19 +374,24 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
         .await
         .unwrap()
         .is_some());
-    // Roles, then the audit log page and its API.
-    let (status, _, body) = post(
-        "/admin/roles",
-        vec![
-            ("action", "grant".into()),
-            ("email", "ops@acme.test".into()),
-            ("role", "profile_admin".into()),
-            ("target", "campaign - marketing - ops".into()),
-        ],
-    )
-    .await;
+}
+
+/// Roles, then the audit log page and its API.
+async fn roles_and_the_audit_log(c: &Console<'_>) {
+    let h = c.h;
+    let (status, _, body) = c
+        .post(
+            "/admin/roles",
+            vec![
+                ("action", "grant".into()),
+                ("email", "ops@acme.test".into()),
+                ("role", "profile_admin".into()),
+                ("target", "campaign - marketing - ops".into()),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-    let (_, _, html) = page_as(&h, "GET", "/admin/audit", Some(&admin), "").await;
+    let (_, _, html) = page_as(h, "GET", "/admin/audit", Some(&c.admin), "").await;
     for action in ["profile.create", "umapi.user", "role.grant"] {
         assert!(html.contains(action), "{action} is on the audit page");
     }
@@ -377,5 +422,4 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
         )
     );
     assert!(event["request_id"].as_str().is_some_and(|r| !r.is_empty()));
-    let _ = ctx;
 }

@@ -12,6 +12,7 @@ use ims_core::audit::Context;
 use ims_core::keys::{Algorithm, MasterKey};
 use ims_core::secret::Secret;
 use ims_core::Now;
+use ims_identity::model::User;
 use ims_identity::store::DirectoryStore as _;
 use ims_identity::umapi::Change;
 use serde_json::{json, Value};
@@ -47,166 +48,179 @@ async fn people_sign_in_through_the_ims_with_groups_from_their_profiles() {
             "{html}"
         );
 
-        // First sign-in: the operator is created, of type IMS, in the matched groups.
-        let mut b = Browser::default();
-        let (status, headers, body) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
-        assert_eq!(
-            (status, location(&headers)),
-            (StatusCode::SEE_OTHER, "/console/".into()),
-            "{body}"
-        );
-        let html = home(&c, &mut b).await;
-        assert!(
-            html.contains("Signed in through the IMS: operator created"),
-            "{html}"
-        );
-        assert!(html.contains("ADMINISTRATION"), "{html}");
-        let op = c
-            .inst
-            .store()
-            .operator_by_ims_id(&jane.user_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (op.login.as_str(), op.auth_type, op.email.as_deref()),
-            ("jane@acme.test", AuthType::Ims, Some("jane@acme.test"))
-        );
-        assert_eq!(
-            op.groups,
-            vec!["admin", "deliveryOperators"],
-            "the other instance's profile grants nothing here"
-        );
-        assert_eq!(
-            op.rights,
-            vec!["export"],
-            "held directly: the permission items no mapped group carries (admin comes with its group)"
-        );
-        let created = audit(&c.inst, "operator.create").await;
-        assert!(created
-            .iter()
-            .any(|e| e.target == "jane@acme.test" && e.details["auth_type"] == "ims"));
-        // An administrator: the operator pages open.
-        let (status, _, _) = b.get(&c.app, "/console/operators").await;
-        assert_eq!(status, StatusCode::OK);
-        // The notice is shown once.
-        assert!(!home(&c, &mut b).await.contains("Signed in through the IMS"));
-
-        // The profile taken away: the group goes at the next sign-in, and the change is said.
-        membership(&h, &jane.user_id, "campaign - prod - Administrator", false).await;
-        let mut b = Browser::default();
-        let (status, _, _) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-        let html = home(&c, &mut b).await;
-        assert!(
-            html.contains("groups removed: admin") && !html.contains("rights removed"),
-            "{html}"
-        );
-        let op = c
-            .inst
-            .store()
-            .operator_by_ims_id(&jane.user_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (op.groups.clone(), op.rights.clone()),
-            (vec!["deliveryOperators".to_owned()], vec!["export".to_owned()])
-        );
-        let (status, _, _) = b.get(&c.app, "/console/operators").await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "no longer an administrator");
-        let synced = audit(&c.inst, "operator.ims_sync").await;
-        assert_eq!(synced[0].details["changes"]["groups_removed"], json!(["admin"]));
-        assert_eq!(synced[0].actor, format!("ims:{}", jane.user_id));
-
-        // Signing out offers the IMS's sign-out for this client.
-        let (_, _, html) = b.get(&c.app, "/console/").await;
-        let (status, headers, html) = b
-            .post(&c.app, "/console/logout", &[("csrf", &csrf_in(&html))])
-            .await;
-        assert_eq!(status, StatusCode::OK, "{html}");
-        assert!(
-            html.contains(&format!("{ISSUER}/ims/logout/v1?client_id={}", c.client_id)),
-            "{html}"
-        );
-        assert!(headers
-            .get_all("set-cookie")
-            .iter()
-            .any(|v| v.to_str().unwrap().starts_with("ims_console=;")));
-        let (status, headers, _) = b.get(&c.app, "/console/").await;
-        assert_eq!(
-            (status, location(&headers)),
-            (StatusCode::SEE_OTHER, "/console/login".into())
-        );
-
-        // No matching profile left: refused with the vendor's message, audited, no session.
-        membership(&h, &jane.user_id, "campaign - prod - deliveryOperators", false).await;
-        let mut b = Browser::default();
-        let (status, _, html) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(html.contains(NO_MATCHING_RIGHT), "{html}");
-        assert!(!b.has("ims_console"));
-        let refused = audit(&c.inst, "operator.ims_sign_in").await;
-        assert_eq!(
-            (refused[0].outcome.as_str(), refused[0].details["reason"].as_str()),
-            ("failure", Some(NO_MATCHING_RIGHT))
-        );
-        let op = c
-            .inst
-            .store()
-            .operator_by_ims_id(&jane.user_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            op.groups.is_empty() && op.rights.is_empty(),
-            "what profiles gave is gone: {op:?}"
-        );
-        // Usage evidence records both outcomes on the IMS path.
-        let usage =
-            ims_campaign::store::UsageStore::usage(c.inst.store().as_ref(), Some("jane@acme.test"), 10)
-                .await
-                .unwrap();
-        assert!(usage.iter().any(|u| u.action == "console#ImsLogon"
-            && u.outcome == "success"
-            && u.auth_path == ims_campaign::model::AuthPath::Ims));
-        assert!(usage.iter().any(|u| u.outcome == "refused"));
-
-        // Switched back to native sign-in, the IMS session stops counting.
-        membership(&h, &jane.user_id, "campaign - prod - Administrator", true).await;
-        let mut b = Browser::default();
-        connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
-        home(&c, &mut b).await;
-        let op = c
-            .inst
-            .store()
-            .operator_by_ims_id(&jane.user_id)
-            .await
-            .unwrap()
-            .unwrap();
-        let native = ims_campaign::model::Operator {
-            auth_type: AuthType::Native,
-            ..op
-        };
-        let ctx = Context::new(Now::system(), "test");
-        c.inst
-            .store()
-            .update_operator(
-                &native,
-                false,
-                &ctx.event("operator.update", "jane", "success", json!({})),
-            )
-            .await
-            .unwrap();
-        let (status, _, _) = b.get(&c.app, "/console/").await;
-        assert_eq!(
-            status,
-            StatusCode::SEE_OTHER,
-            "the IMS session no longer opens the console"
-        );
+        the_first_sign_in_creates_the_operator(&h, &c, &jane).await;
+        a_profile_taken_away_goes_at_the_next_sign_in(&h, &c, &jane).await;
+        no_matching_profile_left_is_refused(&h, &c, &jane).await;
+        switched_back_to_native_sign_in(&h, &c, &jane).await;
         finish(c.cleanup).await;
         h.cleanup().await;
     }
+}
+
+/// First sign-in: the operator is created, of type IMS, in the matched groups.
+async fn the_first_sign_in_creates_the_operator(h: &Harness, c: &Connected, jane: &User) {
+    let mut b = Browser::default();
+    let (status, headers, body) = connect_with_ims(h, c, &mut b, "jane@acme.test").await;
+    assert_eq!(
+        (status, location(&headers)),
+        (StatusCode::SEE_OTHER, "/console/".into()),
+        "{body}"
+    );
+    let html = home(c, &mut b).await;
+    assert!(
+        html.contains("Signed in through the IMS: operator created"),
+        "{html}"
+    );
+    assert!(html.contains("ADMINISTRATION"), "{html}");
+    let op = c
+        .inst
+        .store()
+        .operator_by_ims_id(&jane.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (op.login.as_str(), op.auth_type, op.email.as_deref()),
+        ("jane@acme.test", AuthType::Ims, Some("jane@acme.test"))
+    );
+    assert_eq!(
+        op.groups,
+        vec!["admin", "deliveryOperators"],
+        "the other instance's profile grants nothing here"
+    );
+    assert_eq!(
+        op.rights,
+        vec!["export"],
+        "held directly: the permission items no mapped group carries (admin comes with its group)"
+    );
+    let created = audit(&c.inst, "operator.create").await;
+    assert!(created
+        .iter()
+        .any(|e| e.target == "jane@acme.test" && e.details["auth_type"] == "ims"));
+    // An administrator: the operator pages open.
+    let (status, _, _) = b.get(&c.app, "/console/operators").await;
+    assert_eq!(status, StatusCode::OK);
+    // The notice is shown once.
+    assert!(!home(c, &mut b).await.contains("Signed in through the IMS"));
+}
+
+/// The profile taken away: the group goes at the next sign-in, and the change is said; signing
+/// out then offers the IMS's sign-out for this client.
+async fn a_profile_taken_away_goes_at_the_next_sign_in(h: &Harness, c: &Connected, jane: &User) {
+    membership(h, &jane.user_id, "campaign - prod - Administrator", false).await;
+    let mut b = Browser::default();
+    let (status, _, _) = connect_with_ims(h, c, &mut b, "jane@acme.test").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let html = home(c, &mut b).await;
+    assert!(
+        html.contains("groups removed: admin") && !html.contains("rights removed"),
+        "{html}"
+    );
+    let op = c
+        .inst
+        .store()
+        .operator_by_ims_id(&jane.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (op.groups.clone(), op.rights.clone()),
+        (vec!["deliveryOperators".to_owned()], vec!["export".to_owned()])
+    );
+    let (status, _, _) = b.get(&c.app, "/console/operators").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no longer an administrator");
+    let synced = audit(&c.inst, "operator.ims_sync").await;
+    assert_eq!(synced[0].details["changes"]["groups_removed"], json!(["admin"]));
+    assert_eq!(synced[0].actor, format!("ims:{}", jane.user_id));
+
+    // Signing out offers the IMS's sign-out for this client.
+    let (_, _, html) = b.get(&c.app, "/console/").await;
+    let (status, headers, html) = b
+        .post(&c.app, "/console/logout", &[("csrf", &csrf_in(&html))])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains(&format!("{ISSUER}/ims/logout/v1?client_id={}", c.client_id)),
+        "{html}"
+    );
+    assert!(headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("ims_console=;")));
+    let (status, headers, _) = b.get(&c.app, "/console/").await;
+    assert_eq!(
+        (status, location(&headers)),
+        (StatusCode::SEE_OTHER, "/console/login".into())
+    );
+}
+
+/// No matching profile left: refused with the vendor's message, audited, no session.
+async fn no_matching_profile_left_is_refused(h: &Harness, c: &Connected, jane: &User) {
+    membership(h, &jane.user_id, "campaign - prod - deliveryOperators", false).await;
+    let mut b = Browser::default();
+    let (status, _, html) = connect_with_ims(h, c, &mut b, "jane@acme.test").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains(NO_MATCHING_RIGHT), "{html}");
+    assert!(!b.has("ims_console"));
+    let refused = audit(&c.inst, "operator.ims_sign_in").await;
+    assert_eq!(
+        (refused[0].outcome.as_str(), refused[0].details["reason"].as_str()),
+        ("failure", Some(NO_MATCHING_RIGHT))
+    );
+    let op = c
+        .inst
+        .store()
+        .operator_by_ims_id(&jane.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        op.groups.is_empty() && op.rights.is_empty(),
+        "what profiles gave is gone: {op:?}"
+    );
+    // Usage evidence records both outcomes on the IMS path.
+    let usage = ims_campaign::store::UsageStore::usage(c.inst.store().as_ref(), Some("jane@acme.test"), 10)
+        .await
+        .unwrap();
+    assert!(usage.iter().any(|u| u.action == "console#ImsLogon"
+        && u.outcome == "success"
+        && u.auth_path == ims_campaign::model::AuthPath::Ims));
+    assert!(usage.iter().any(|u| u.outcome == "refused"));
+}
+
+/// Switched back to native sign-in, the IMS session stops counting.
+async fn switched_back_to_native_sign_in(h: &Harness, c: &Connected, jane: &User) {
+    membership(h, &jane.user_id, "campaign - prod - Administrator", true).await;
+    let mut b = Browser::default();
+    connect_with_ims(h, c, &mut b, "jane@acme.test").await;
+    home(c, &mut b).await;
+    let op = c
+        .inst
+        .store()
+        .operator_by_ims_id(&jane.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let native = ims_campaign::model::Operator {
+        auth_type: AuthType::Native,
+        ..op
+    };
+    let ctx = Context::new(Now::system(), "test");
+    c.inst
+        .store()
+        .update_operator(
+            &native,
+            false,
+            &ctx.event("operator.update", "jane", "success", json!({})),
+        )
+        .await
+        .unwrap();
+    let (status, _, _) = b.get(&c.app, "/console/").await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the IMS session no longer opens the console"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use http::StatusCode;
 use ims_core::audit::Context;
 use ims_core::keys::Algorithm;
 use ims_core::Now;
+use ims_identity::directory::Group;
 use ims_identity::store::{ClientStore as _, DirectoryStore as _};
 use serde_json::{json, Value};
 
@@ -155,308 +156,15 @@ async fn projects_credentials_subscriptions_secrets_and_deletion() {
             org: org.clone(),
         };
 
-        // Who may call: no token, another key, a person without the role.
-        let (status, _, _) = h
-            .call(req("GET", "/console/organizations", None, None, None))
-            .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{db:?}");
-        let (status, _, _) = h
-            .call(req(
-                "GET",
-                "/console/organizations",
-                Some(&dev.token),
-                Some("someone-else"),
-                None,
-            ))
-            .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        h.person("nobody@acme.test").await;
-        let (plain, plain_key) = person_token(&h, "nobody@acme.test", PASSWORD).await;
-        let (status, _, body) = h
-            .call(req(
-                "GET",
-                "/console/organizations",
-                Some(&plain),
-                Some(&plain_key),
-                None,
-            ))
-            .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-
-        let orgs = dev.ok("GET", "/console/organizations", None).await;
-        assert_eq!(orgs[0]["id"], json!(org));
-        assert_eq!(orgs[0]["code"], json!(h.org_id));
-        let (status, _) = dev.call("GET", "/console/organizations/999/projects", None).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "another organisation's path");
-
-        // A project with its default workspace; names are checked and unique.
-        let (status, made) = dev
-                .call(
-                    "POST",
-                    "/console/organizations/{org}/projects",
-                    Some(json!({"name": "sync-job", "title": "Sync job", "description": "nightly", "type": "default"})),
-                )
-                .await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
-        let (p, w) = (
-            made["projectId"].as_str().unwrap().to_owned(),
-            made["workspaceId"].as_str().unwrap().to_owned(),
-        );
-        let (status, _) = dev
-            .call(
-                "POST",
-                "/console/organizations/{org}/projects",
-                Some(json!({"name": "sync-job", "title": "again"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CONFLICT);
-        let (status, body) = dev
-            .call(
-                "POST",
-                "/console/organizations/{org}/projects",
-                Some(json!({"name": "no spaces please"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        let listed = dev.ok("GET", "/console/organizations/{org}/projects", None).await;
-        assert_eq!(listed.as_array().unwrap().len(), 1);
-        assert_eq!(listed[0]["who_created"], json!("admin:dev@acme.test"));
-        let spaces = dev
-            .ok(
-                "GET",
-                &format!("/console/organizations/{{org}}/projects/{p}/workspaces"),
-                None,
-            )
-            .await;
-        assert_eq!(spaces[0]["id"], json!(w));
-        assert_eq!(spaces[0]["name"], json!("Production"));
-
-        // The services offer the Campaign profiles as license configs.
-        let services = dev.ok("GET", "/console/organizations/{org}/services", None).await;
-        let campaign = services
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["code"] == "CampaignSDK")
-            .unwrap();
-        let config = &campaign["properties"]["licenseConfigs"][0];
-        assert_eq!(config["name"], json!("campaign - marketing - messagecenter"));
-        assert_eq!(config["id"], json!(profile.id.to_string()));
-
-        // A credential in the workspace, then subscribed with the profile.
+        who_may_call(&dev, &org, db).await;
+        let (p, w) = a_project_with_its_default_workspace(&dev).await;
+        let config = the_services_offer_the_campaign_profiles(&dev, &profile).await;
         let base = format!("/console/organizations/{{org}}/projects/{p}/workspaces/{w}");
-        let cred = dev
-            .ok(
-                "POST",
-                &format!("{base}/credentials/oauth-server-to-server"),
-                Some(json!({"name": "Sync job", "description": "pushes events"})),
-            )
-            .await;
-        let id = cred["id"].as_str().unwrap().to_owned();
-        assert_eq!(cred["apiKey"], json!(id));
-        let creds = dev.ok("GET", &format!("{base}/credentials"), None).await;
-        assert_eq!(creds[0]["id_integration"], json!(id));
-        assert_eq!(creds[0]["integration_type"], json!("oauth_server_to_server"));
-        let subscription = json!([
-            {"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": config["id"], "productId": config["productId"], "op": "add"}], "roles": null},
-            {"sdkCode": "AdobeIOManagementAPISDK", "licenseConfigs": null, "roles": null},
-        ]);
-        let (status, body) = dev
-            .call(
-                "PUT",
-                &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
-                Some(subscription),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["sdkList"], json!(["AdobeIOManagementAPISDK", "CampaignSDK"]));
-        // A developer cannot open the User Management API; an unknown profile is refused whole.
-        let (status, _) = dev
-            .call(
-                "PUT",
-                &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
-                Some(json!([{"sdkCode": "UserMgmtSDK"}])),
-            )
-            .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _) = dev
-            .call(
-                "PUT",
-                &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
-                Some(json!([{"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": "424242", "op": "add"}]}])),
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-
-        let detail = dev
-            .ok(
-                "GET",
-                &format!("/console/organizations/{{org}}/integrations/{id}"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            detail["technicalAccountId"].as_str().unwrap().split('@').nth(1),
-            Some("techacct.ims.local")
-        );
-        let campaign_props = detail["serviceProperties"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["sdkCode"] == "CampaignSDK")
-            .unwrap();
-        assert_eq!(
-            campaign_props["licenseConfigs"][0]["name"],
-            json!("campaign - marketing - messagecenter")
-        );
-        assert!(detail["scopes"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("adobeio_api")));
-
-        // The first secret is shown once, to one reader.
-        let secrets_path = format!("/console/organizations/{{org}}/integrations/{id}/secrets");
-        let first = dev.ok("GET", &secrets_path, None).await;
-        let secret = first["client_secrets"][0]["client_secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let first_uuid = first["client_secrets"][0]["uuid"].as_str().unwrap().to_owned();
-        assert!(secret.starts_with("imscs_") && secret.len() > 40, "{first}");
-        let again = dev.ok("GET", &secrets_path, None).await;
-        assert_eq!(again["client_secrets"][0]["client_secret"], Value::Null);
-        assert!(again["client_secrets"][0]["hint"]
-            .as_str()
-            .unwrap()
-            .starts_with("imscs_..."));
-        assert!(!again.to_string().contains(&secret));
-
-        // The secret works; the token carries the profile.
-        let (status, _, t) = h
-            .cc(
-                &id,
-                &secret,
-                &[("scope", "openid,AdobeID,additional_info.projectedProductContext")],
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{t}");
-        let ta_token = t["access_token"].as_str().unwrap().to_owned();
-        let (_, _, profile_body) = h
-            .call(get_bearer("/ims/profile/v1", &format!("Bearer {ta_token}")))
-            .await;
-        assert_eq!(
-            profile_body["projectedProductContext"][0]["prodCtx"]["label"],
-            json!("campaign - marketing - messagecenter"),
-            "{profile_body}"
-        );
-
-        // Rotation: two secrets at once, the removed one fails at once, the last one stays.
-        let added = dev
-            .ok(
-                "POST",
-                &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
-                None,
-            )
-            .await;
-        let second = added["client_secret"].as_str().unwrap().to_owned();
-        for s in [&secret, &second] {
-            let (status, _, body) = h.cc(&id, s, &[]).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-        }
-        dev.ok(
-            "DELETE",
-            &format!("/console/organizations/{{org}}/credentials/{id}/secrets/{first_uuid}"),
-            None,
-        )
-        .await;
-        let (status, _, _) = h.cc(&id, &secret, &[]).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "a removed secret fails at once");
-        let (status, _, _) = h.cc(&id, &second, &[]).await;
-        assert_eq!(status, StatusCode::OK);
-        let second_uuid = added["uuid"].as_str().unwrap();
-        let (status, _) = dev
-            .call(
-                "DELETE",
-                &format!("/console/organizations/{{org}}/credentials/{id}/secrets/{second_uuid}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::CONFLICT, "the last secret stays");
-
-        // The workspace download names the credential; its secret is no longer shown.
-        let download = dev.ok("GET", &format!("{base}/download"), None).await;
-        let c = &download["project"]["workspace"]["details"]["credentials"][0]["oauth_server_to_server"];
-        assert_eq!(c["client_id"], json!(id));
-        assert_eq!(download["project"]["org"]["ims_org_id"], json!(h.org_id));
-        assert!(!download.to_string().contains(&second));
-
-        // The credential's own token (I/O Management API) drives the console too.
-        let own = Api {
-            h: &h,
-            token: h
-                .cc(
-                    &id,
-                    &second,
-                    &[("scope", "openid,adobeio_api,read_client_secret")],
-                )
-                .await
-                .2["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            key: id.clone(),
-            org: org.clone(),
-        };
-        own.ok("GET", "/console/organizations/{org}/projects", None).await;
-        let (status, _) = own
-            .call(
-                "POST",
-                &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::FORBIDDEN,
-            "adding secrets needs manage_client_secrets"
-        );
-
-        // A project holding a credential stays; deleting the credential stops the token
-        // endpoint at once and issued tokens stop validating; then the project goes.
-        let (status, _) = dev
-            .call(
-                "DELETE",
-                &format!("/console/organizations/{{org}}/projects/{p}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::CONFLICT);
-        dev.ok("DELETE", &format!("{base}/credentials/{id}"), None).await;
-        let (status, _, _) = h.cc(&id, &second, &[]).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (_, _, v) = h
-            .call(form(
-                "/ims/validate_token/v1",
-                &[("type", "access_token"), ("client_id", &id), ("token", &ta_token)],
-            ))
-            .await;
-        assert_eq!(v["valid"], json!(false), "{v}");
-        let (status, _) = dev
-            .call(
-                "GET",
-                &format!("/console/organizations/{{org}}/integrations/{id}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        dev.ok(
-            "DELETE",
-            &format!("/console/organizations/{{org}}/projects/{p}"),
-            None,
-        )
-        .await;
-        let (status, _) = dev.call("GET", &format!("{base}/credentials"), None).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "its workspaces are gone with it");
+        let id = a_credential_subscribed_with_the_profile(&dev, &base, &config).await;
+        let (secret, first_uuid, ta_token) = the_first_secret_is_shown_once_and_works(&dev, &id).await;
+        let second = rotation_keeps_the_last_secret(&dev, &id, &secret, &first_uuid).await;
+        the_download_and_the_credentials_own_token(&dev, &base, &id, &second, &org).await;
+        deleting_the_credential_then_the_project(&dev, &p, &base, &id, &second, &ta_token).await;
 
         let audit = serde_json::to_string(&h.audit("").await).unwrap();
         assert!(
@@ -478,6 +186,351 @@ async fn projects_credentials_subscriptions_secrets_and_deletion() {
         }
         h.cleanup().await;
     }
+}
+
+/// Who may call: no token, another key, a person without the role; the developer sees its own
+/// organisation (`org`) only.
+async fn who_may_call(dev: &Api<'_>, org: &str, db: Db) {
+    let h = dev.h;
+    let (status, _, _) = h
+        .call(req("GET", "/console/organizations", None, None, None))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{db:?}");
+    let (status, _, _) = h
+        .call(req(
+            "GET",
+            "/console/organizations",
+            Some(&dev.token),
+            Some("someone-else"),
+            None,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    h.person("nobody@acme.test").await;
+    let (plain, plain_key) = person_token(h, "nobody@acme.test", PASSWORD).await;
+    let (status, _, body) = h
+        .call(req(
+            "GET",
+            "/console/organizations",
+            Some(&plain),
+            Some(&plain_key),
+            None,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let orgs = dev.ok("GET", "/console/organizations", None).await;
+    assert_eq!(orgs[0]["id"], json!(org));
+    assert_eq!(orgs[0]["code"], json!(h.org_id));
+    let (status, _) = dev.call("GET", "/console/organizations/999/projects", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another organisation's path");
+}
+
+/// A project with its default workspace; names are checked and unique. The project's and the
+/// workspace's ids.
+async fn a_project_with_its_default_workspace(dev: &Api<'_>) -> (String, String) {
+    let (status, made) = dev
+        .call(
+            "POST",
+            "/console/organizations/{org}/projects",
+            Some(
+                json!({"name": "sync-job", "title": "Sync job", "description": "nightly", "type": "default"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (p, w) = (
+        made["projectId"].as_str().unwrap().to_owned(),
+        made["workspaceId"].as_str().unwrap().to_owned(),
+    );
+    let (status, _) = dev
+        .call(
+            "POST",
+            "/console/organizations/{org}/projects",
+            Some(json!({"name": "sync-job", "title": "again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = dev
+        .call(
+            "POST",
+            "/console/organizations/{org}/projects",
+            Some(json!({"name": "no spaces please"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let listed = dev.ok("GET", "/console/organizations/{org}/projects", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["who_created"], json!("admin:dev@acme.test"));
+    let spaces = dev
+        .ok(
+            "GET",
+            &format!("/console/organizations/{{org}}/projects/{p}/workspaces"),
+            None,
+        )
+        .await;
+    assert_eq!(spaces[0]["id"], json!(w));
+    assert_eq!(spaces[0]["name"], json!("Production"));
+    (p, w)
+}
+
+/// The services offer the Campaign profiles as license configs: the config of `profile`.
+async fn the_services_offer_the_campaign_profiles(dev: &Api<'_>, profile: &Group) -> Value {
+    let services = dev.ok("GET", "/console/organizations/{org}/services", None).await;
+    let campaign = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["code"] == "CampaignSDK")
+        .unwrap();
+    let config = &campaign["properties"]["licenseConfigs"][0];
+    assert_eq!(config["name"], json!("campaign - marketing - messagecenter"));
+    assert_eq!(config["id"], json!(profile.id.to_string()));
+    config.clone()
+}
+
+/// A credential in the workspace at `base`, then subscribed with the profile of `config`; the
+/// credential's id.
+async fn a_credential_subscribed_with_the_profile(dev: &Api<'_>, base: &str, config: &Value) -> String {
+    let cred = dev
+        .ok(
+            "POST",
+            &format!("{base}/credentials/oauth-server-to-server"),
+            Some(json!({"name": "Sync job", "description": "pushes events"})),
+        )
+        .await;
+    let id = cred["id"].as_str().unwrap().to_owned();
+    assert_eq!(cred["apiKey"], json!(id));
+    let creds = dev.ok("GET", &format!("{base}/credentials"), None).await;
+    assert_eq!(creds[0]["id_integration"], json!(id));
+    assert_eq!(creds[0]["integration_type"], json!("oauth_server_to_server"));
+    let subscription = json!([
+        {"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": config["id"], "productId": config["productId"], "op": "add"}], "roles": null},
+        {"sdkCode": "AdobeIOManagementAPISDK", "licenseConfigs": null, "roles": null},
+    ]);
+    let (status, body) = dev
+        .call(
+            "PUT",
+            &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
+            Some(subscription),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sdkList"], json!(["AdobeIOManagementAPISDK", "CampaignSDK"]));
+    // A developer cannot open the User Management API; an unknown profile is refused whole.
+    let (status, _) = dev
+        .call(
+            "PUT",
+            &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
+            Some(json!([{"sdkCode": "UserMgmtSDK"}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = dev
+        .call(
+            "PUT",
+            &format!("{base}/credentials/oauth_server_to_server/{id}/services"),
+            Some(json!([{"sdkCode": "CampaignSDK", "licenseConfigs": [{"id": "424242", "op": "add"}]}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let detail = dev
+        .ok(
+            "GET",
+            &format!("/console/organizations/{{org}}/integrations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        detail["technicalAccountId"].as_str().unwrap().split('@').nth(1),
+        Some("techacct.ims.local")
+    );
+    let campaign_props = detail["serviceProperties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sdkCode"] == "CampaignSDK")
+        .unwrap();
+    assert_eq!(
+        campaign_props["licenseConfigs"][0]["name"],
+        json!("campaign - marketing - messagecenter")
+    );
+    assert!(detail["scopes"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("adobeio_api")));
+    id
+}
+
+/// The first secret is shown once, to one reader; it works, and the token carries the profile.
+/// The secret, its id and the token.
+async fn the_first_secret_is_shown_once_and_works(dev: &Api<'_>, id: &str) -> (String, String, String) {
+    let h = dev.h;
+    let secrets_path = format!("/console/organizations/{{org}}/integrations/{id}/secrets");
+    let first = dev.ok("GET", &secrets_path, None).await;
+    let secret = first["client_secrets"][0]["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first_uuid = first["client_secrets"][0]["uuid"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("imscs_") && secret.len() > 40, "{first}");
+    let again = dev.ok("GET", &secrets_path, None).await;
+    assert_eq!(again["client_secrets"][0]["client_secret"], Value::Null);
+    assert!(again["client_secrets"][0]["hint"]
+        .as_str()
+        .unwrap()
+        .starts_with("imscs_..."));
+    assert!(!again.to_string().contains(&secret));
+
+    // The secret works; the token carries the profile.
+    let (status, _, t) = h
+        .cc(
+            id,
+            &secret,
+            &[("scope", "openid,AdobeID,additional_info.projectedProductContext")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let ta_token = t["access_token"].as_str().unwrap().to_owned();
+    let (_, _, profile_body) = h
+        .call(get_bearer("/ims/profile/v1", &format!("Bearer {ta_token}")))
+        .await;
+    assert_eq!(
+        profile_body["projectedProductContext"][0]["prodCtx"]["label"],
+        json!("campaign - marketing - messagecenter"),
+        "{profile_body}"
+    );
+    (secret, first_uuid, ta_token)
+}
+
+/// Rotation: two secrets at once, the removed one (`first_uuid`, of `secret`) fails at once,
+/// the last one stays. The second secret.
+async fn rotation_keeps_the_last_secret(dev: &Api<'_>, id: &str, secret: &str, first_uuid: &str) -> String {
+    let h = dev.h;
+    let added = dev
+        .ok(
+            "POST",
+            &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+            None,
+        )
+        .await;
+    let second = added["client_secret"].as_str().unwrap().to_owned();
+    for s in [secret, second.as_str()] {
+        let (status, _, body) = h.cc(id, s, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    dev.ok(
+        "DELETE",
+        &format!("/console/organizations/{{org}}/credentials/{id}/secrets/{first_uuid}"),
+        None,
+    )
+    .await;
+    let (status, _, _) = h.cc(id, secret, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a removed secret fails at once");
+    let (status, _, _) = h.cc(id, &second, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let second_uuid = added["uuid"].as_str().unwrap();
+    let (status, _) = dev
+        .call(
+            "DELETE",
+            &format!("/console/organizations/{{org}}/credentials/{id}/secrets/{second_uuid}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the last secret stays");
+    second
+}
+
+/// The workspace download names the credential; its secret is no longer shown. The
+/// credential's own token (I/O Management API) drives the console too.
+async fn the_download_and_the_credentials_own_token(
+    dev: &Api<'_>,
+    base: &str,
+    id: &str,
+    second: &str,
+    org: &str,
+) {
+    let h = dev.h;
+    let download = dev.ok("GET", &format!("{base}/download"), None).await;
+    let c = &download["project"]["workspace"]["details"]["credentials"][0]["oauth_server_to_server"];
+    assert_eq!(c["client_id"], json!(id));
+    assert_eq!(download["project"]["org"]["ims_org_id"], json!(h.org_id));
+    assert!(!download.to_string().contains(second));
+
+    // The credential's own token (I/O Management API) drives the console too.
+    let own = Api {
+        h,
+        token: h
+            .cc(id, second, &[("scope", "openid,adobeio_api,read_client_secret")])
+            .await
+            .2["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        key: id.to_owned(),
+        org: org.to_owned(),
+    };
+    own.ok("GET", "/console/organizations/{org}/projects", None).await;
+    let (status, _) = own
+        .call(
+            "POST",
+            &format!("/console/organizations/{{org}}/credentials/{id}/secrets"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "adding secrets needs manage_client_secrets"
+    );
+}
+
+/// A project holding a credential stays; deleting the credential stops the token endpoint at
+/// once and issued tokens stop validating; then the project goes.
+async fn deleting_the_credential_then_the_project(
+    dev: &Api<'_>,
+    p: &str,
+    base: &str,
+    id: &str,
+    second: &str,
+    ta_token: &str,
+) {
+    let h = dev.h;
+    let (status, _) = dev
+        .call(
+            "DELETE",
+            &format!("/console/organizations/{{org}}/projects/{p}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    dev.ok("DELETE", &format!("{base}/credentials/{id}"), None).await;
+    let (status, _, _) = h.cc(id, second, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, _, v) = h
+        .call(form(
+            "/ims/validate_token/v1",
+            &[("type", "access_token"), ("client_id", id), ("token", ta_token)],
+        ))
+        .await;
+    assert_eq!(v["valid"], json!(false), "{v}");
+    let (status, _) = dev
+        .call(
+            "GET",
+            &format!("/console/organizations/{{org}}/integrations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    dev.ok(
+        "DELETE",
+        &format!("/console/organizations/{{org}}/projects/{p}"),
+        None,
+    )
+    .await;
+    let (status, _) = dev.call("GET", &format!("{base}/credentials"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "its workspaces are gone with it");
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Operators written through the SOAP API and the instance's console.
 
+use axum::Router;
 use http::StatusCode;
-use ims_campaign::model::AuthType;
+use ims_campaign::model::{AuthType, Operator};
+use ims_campaign::store::InstanceStore;
 use ims_core::Now;
 use ims_http::campaign::{router, InstanceState};
 use ims_wire::rights::DEFAULT_GROUPS;
@@ -26,41 +28,71 @@ async fn operators_are_written_through_the_api_by_administrators_only() {
         instance: Arc::new(inst),
         tls: false,
     });
-    let logon = |login: &'static str, password: &'static str| {
-        let app = app.clone();
-        async move {
-            let (_, xml) = call(&app, "xtk:session#Logon", logon_body(login, password), &[]).await;
-            (
-                fault_code(&xml),
-                vec![("x-session-token", value(&xml, "pstrSessionToken"))],
-            )
-        }
-    };
-    let write = |doc: String| {
-        envelope(
-            "Write",
-            "xtk:persist|xtk:session",
-            &format!("<sessiontoken/><domDoc>{doc}</domDoc>"),
-        )
-    };
-    let (_, boss_s) = logon("boss", OPERATOR_PASSWORD).await;
-    let (_, jdoe_s) = logon("jdoe", OPERATOR_PASSWORD).await;
-    let w = |doc: String, s: Vec<(&'static str, String)>| {
-        let app = app.clone();
-        async move {
-            let (_, xml) = call(&app, "xtk:persist|xtk:session#Write", write(doc), &s).await;
-            fault_code(&xml)
-        }
-    };
+    let (_, boss_s) = logon_as(&app, "boss", OPERATOR_PASSWORD).await;
+    let (_, jdoe_s) = logon_as(&app, "jdoe", OPERATOR_PASSWORD).await;
+    let (created, newbie_s) = an_administrator_creates_an_operator(&app, &store, &jdoe_s, &boss_s).await;
+    let changed =
+        disabled_then_enabled_with_a_new_password(&app, &store, &boss_s, &newbie_s, created.id).await;
+    refused_changes_leave_it_as_it_was(&app, &store, &boss_s, &changed, boss_id).await;
+    // groups are queryable by administrators.
+    let (_, xml) = call(
+        &app,
+        "xtk:queryDef#ExecuteQuery",
+        query(r#"<queryDef schema="xtk:group" operation="count"/>"#),
+        &boss_s,
+    )
+    .await;
+    assert_eq!(
+        output(&xml).attr("count"),
+        Some(DEFAULT_GROUPS.len().to_string().as_str())
+    );
+    deleted_with_its_usage_evidence_kept(&app, &store, &boss_s).await;
+}
+
+/// The header that carries an operator's session.
+type Session = [(&'static str, String)];
+
+/// Signs in with `password`: the fault, if any, and the header that carries the session.
+async fn logon_as(
+    app: &Router,
+    login: &str,
+    password: &str,
+) -> (Option<String>, Vec<(&'static str, String)>) {
+    let (_, xml) = call(app, "xtk:session#Logon", logon_body(login, password), &[]).await;
+    (
+        fault_code(&xml),
+        vec![("x-session-token", value(&xml, "pstrSessionToken"))],
+    )
+}
+
+/// Writes `doc` with the session in `s`: the fault, if any.
+async fn write_as(app: &Router, doc: String, s: &[(&str, String)]) -> Option<String> {
+    let body = envelope(
+        "Write",
+        "xtk:persist|xtk:session",
+        &format!("<sessiontoken/><domDoc>{doc}</domDoc>"),
+    );
+    let (_, xml) = call(app, "xtk:persist|xtk:session#Write", body, s).await;
+    fault_code(&xml)
+}
+
+/// An operator created by an administrator (`boss_s`), not by jdoe (`jdoe_s`), stored as
+/// written; it signs in. The operator and its session.
+async fn an_administrator_creates_an_operator(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    jdoe_s: &Session,
+    boss_s: &Session,
+) -> (Operator, Vec<(&'static str, String)>) {
     let newbie = r#"<operator xtkschema="xtk:operator" _operation="insert" name="newbie" label="New Bie" email="New@Example.com" password="first-pass-1"><group name="reportAccess"/><right name="export"/></operator>"#;
     assert_eq!(
-        w(newbie.into(), jdoe_s.clone()).await.as_deref(),
+        write_as(app, newbie.into(), jdoe_s).await.as_deref(),
         Some("XSV-350122"),
         "jdoe holds no ADMINISTRATION"
     );
-    assert_eq!(w(newbie.into(), boss_s.clone()).await, None);
+    assert_eq!(write_as(app, newbie.into(), boss_s).await, None);
     assert_eq!(
-        w(newbie.into(), boss_s.clone()).await.as_deref(),
+        write_as(app, newbie.into(), boss_s).await.as_deref(),
         Some("SOP-330011"),
         "insert of an existing name"
     );
@@ -78,34 +110,55 @@ async fn operators_are_written_through_the_api_by_administrators_only() {
         .password_hash
         .as_deref()
         .is_some_and(|h| h.starts_with("$argon2id$")));
-    let (fault, newbie_s) = logon("newbie", "first-pass-1").await;
+    let (fault, newbie_s) = logon_as(app, "newbie", "first-pass-1").await;
     assert_eq!(fault, None);
-    // Disabling ends its sessions and refuses sign-in.
+    (created, newbie_s)
+}
+
+/// Disabling ends its sessions (`newbie_s`) and refuses sign-in; enabled again with a new
+/// password (by `id`), its groups are replaced and rights emptied. The operator then.
+async fn disabled_then_enabled_with_a_new_password(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    boss_s: &Session,
+    newbie_s: &Session,
+    id: i64,
+) -> Operator {
     let disable = r#"<operator xtkschema="xtk:operator" _operation="update" name="newbie" disabled="true"/>"#;
-    assert_eq!(w(disable.into(), boss_s.clone()).await, None);
+    assert_eq!(write_as(app, disable.into(), boss_s).await, None);
     let info = envelope("GetUserInfo", "xtk:session", "<sessiontoken/>");
-    let (_, xml) = call(&app, "xtk:session#GetUserInfo", info.clone(), &newbie_s).await;
+    let (_, xml) = call(app, "xtk:session#GetUserInfo", info.clone(), newbie_s).await;
     assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
     assert_eq!(
-        logon("newbie", "first-pass-1").await.0.as_deref(),
+        logon_as(app, "newbie", "first-pass-1").await.0.as_deref(),
         Some("XSV-350024")
     );
     // Enable again with a new password (by id); groups replaced, rights emptied.
-    let id = created.id;
     let change = format!(
         r#"<operator xtkschema="xtk:operator" _key="@id" id="{id}" disabled="false" password="second-pass-2"><group name="campaignManagers"/><rights/></operator>"#
     );
-    assert_eq!(w(change, boss_s.clone()).await, None);
+    assert_eq!(write_as(app, change, boss_s).await, None);
     assert_eq!(
-        logon("newbie", "first-pass-1").await.0.as_deref(),
+        logon_as(app, "newbie", "first-pass-1").await.0.as_deref(),
         Some("XSV-350024")
     );
-    assert_eq!(logon("newbie", "second-pass-2").await.0, None);
+    assert_eq!(logon_as(app, "newbie", "second-pass-2").await.0, None);
     let changed = store.operator_by_login("newbie").await.unwrap().unwrap();
     assert_eq!(changed.groups, vec!["campaignManagers"]);
     assert!(changed.rights.is_empty());
     assert_eq!(changed.label, "New Bie", "fields not named stay");
-    // Refused changes leave the operator as it was.
+    changed
+}
+
+/// Refused changes leave the operator (as `changed`) as it was.
+async fn refused_changes_leave_it_as_it_was(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    boss_s: &Session,
+    changed: &Operator,
+    boss_id: i64,
+) {
+    let id = changed.id;
     for (bad, code) in [
         (
             r#"<operator xtkschema="xtk:operator" name="newbie"><group name="nope"/></operator>"#.to_owned(),
@@ -138,30 +191,29 @@ async fn operators_are_written_through_the_api_by_administrators_only() {
         ),
     ] {
         assert_eq!(
-            w(bad.clone(), boss_s.clone()).await.as_deref(),
+            write_as(app, bad.clone(), boss_s).await.as_deref(),
             Some(code),
             "{bad}"
         );
     }
-    assert_eq!(store.operator_by_login("newbie").await.unwrap().unwrap(), changed);
-    // groups are queryable by administrators.
-    let (_, xml) = call(
-        &app,
-        "xtk:queryDef#ExecuteQuery",
-        query(r#"<queryDef schema="xtk:group" operation="count"/>"#),
-        &boss_s,
-    )
-    .await;
     assert_eq!(
-        output(&xml).attr("count"),
-        Some(DEFAULT_GROUPS.len().to_string().as_str())
+        store.operator_by_login("newbie").await.unwrap().unwrap(),
+        *changed
     );
-    // Delete: sign-in refused, the operator gone, its usage evidence kept.
+}
+
+/// Delete: sign-in refused, the operator gone, its usage evidence kept; the audit log has each
+/// change by the administrator and no password.
+async fn deleted_with_its_usage_evidence_kept(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    boss_s: &Session,
+) {
     let delete = r#"<operator xtkschema="xtk:operator" _operation="delete" name="newbie"/>"#;
-    assert_eq!(w(delete.into(), boss_s.clone()).await, None);
+    assert_eq!(write_as(app, delete.into(), boss_s).await, None);
     assert!(store.operator_by_login("newbie").await.unwrap().is_none());
     assert_eq!(
-        logon("newbie", "second-pass-2").await.0.as_deref(),
+        logon_as(app, "newbie", "second-pass-2").await.0.as_deref(),
         Some("XSV-350024")
     );
     assert!(!store.usage(Some("newbie"), 10).await.unwrap().is_empty());
@@ -216,12 +268,23 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         instance: Arc::new(inst),
         tls: false,
     });
+    the_sign_in_page_and_what_it_refuses(&app).await;
+    let (boss_c, csrf) = the_administrator_signs_in_and_lists_operators(&app).await;
+    let web1 = an_operator_created_through_the_form(&app, &store, &boss_c, &csrf).await;
+    an_operator_edited_disabled_and_deleted(&app, &store, &boss_c, &csrf, &web1).await;
+    an_operator_without_administration_has_a_home_page_only(&app, &store).await;
+    the_cookie_is_no_soap_credential_and_signing_out_ends_it(&app, &store, &boss_c, &csrf).await;
+}
+
+/// Not signed in: to the sign-in page, which is hardened and asks for a double-submit token;
+/// forged, wrong and rich-client sign-ins are refused.
+async fn the_sign_in_page_and_what_it_refuses(app: &Router) {
     // Not signed in: to the sign-in page.
-    let (status, headers, _) = page(&app, "GET", "/console/operators", "", &[]).await;
+    let (status, headers, _) = page(app, "GET", "/console/operators", "", &[]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/console/login");
     // The sign-in page: hardened headers, a double-submit token.
-    let (status, headers, html) = page(&app, "GET", "/console/login", "", &[]).await;
+    let (status, headers, html) = page(app, "GET", "/console/login", "", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-security-policy"]
         .to_str()
@@ -237,7 +300,7 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
     assert_eq!(csrf_in(&html), cookie_value(pre));
     // A forged sign-in (no matching token) is refused before any password check.
     let (status, headers, _) = page(
-        &app,
+        app,
         "POST",
         "/console/login",
         "ims_console_login=abc",
@@ -250,24 +313,28 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(set_cookie(&headers, "ims_console").is_none());
-    let (status, _, html) = console_sign_in(&app, "boss", "wrong password").await;
+    let (status, _, html) = console_sign_in(app, "boss", "wrong password").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(html.contains("Invalid login or password"), "{html}");
     // Rich-client access forbidden: no console, though the API still signs it in.
-    let (status, headers, html) = console_sign_in(&app, "api-only", OPERATOR_PASSWORD).await;
+    let (status, headers, html) = console_sign_in(app, "api-only", OPERATOR_PASSWORD).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
     assert!(html.contains("rich-client access is forbidden"));
     assert!(set_cookie(&headers, "ims_console").is_none());
     let (_, xml) = call(
-        &app,
+        app,
         "xtk:session#Logon",
         logon_body("api-only", OPERATOR_PASSWORD),
         &[],
     )
     .await;
     assert_eq!(fault_code(&xml), None, "{xml}");
-    // The administrator signs in.
-    let (status, headers, _) = console_sign_in(&app, "boss", OPERATOR_PASSWORD).await;
+}
+
+/// The administrator signs in and lists the operators, searching them. The console cookie and
+/// a page's CSRF token.
+async fn the_administrator_signs_in_and_lists_operators(app: &Router) -> (String, String) {
+    let (status, headers, _) = console_sign_in(app, "boss", OPERATOR_PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/console/");
     let line = set_cookie(&headers, "ims_console").unwrap();
@@ -276,7 +343,7 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         "{line}"
     );
     let boss_c = format!("ims_console={}", cookie_value(line));
-    let (status, _, html) = page(&app, "GET", "/console/operators", &boss_c, &[]).await;
+    let (status, _, html) = page(app, "GET", "/console/operators", &boss_c, &[]).await;
     assert_eq!(status, StatusCode::OK);
     for column in [
         "Authentication Type",
@@ -289,14 +356,23 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
     }
     let csrf = csrf_in(&html);
     // Search narrows the list.
-    let (_, _, html) = page(&app, "GET", "/console/operators?q=JDO", &boss_c, &[]).await;
+    let (_, _, html) = page(app, "GET", "/console/operators?q=JDO", &boss_c, &[]).await;
     assert!(
         html.contains(">jdoe</a>") && !html.contains(">boss</a>"),
         "{html}"
     );
-    // Create through the form; markup in a label is shown, never run.
+    (boss_c, csrf)
+}
+
+/// Created through the form (not without its token); markup in a label is shown, never run.
+async fn an_operator_created_through_the_form(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    boss_c: &str,
+    csrf: &str,
+) -> Operator {
     let form = [
-        ("csrf", csrf.as_str()),
+        ("csrf", csrf),
         ("login", "web1"),
         ("label", "<script>alert(1)</script>"),
         ("email", "web1@example.com"),
@@ -304,14 +380,14 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         ("group", "reportAccess"),
         ("right", "export"),
     ];
-    let (status, _, _) = page(&app, "POST", "/console/operators", &boss_c, &form[1..]).await;
+    let (status, _, _) = page(app, "POST", "/console/operators", boss_c, &form[1..]).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "a form without its token changes nothing"
     );
     assert!(store.operator_by_login("web1").await.unwrap().is_none());
-    let (status, headers, html) = page(&app, "POST", "/console/operators", &boss_c, &form).await;
+    let (status, headers, html) = page(app, "POST", "/console/operators", boss_c, &form).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
     let web1 = store.operator_by_login("web1").await.unwrap().unwrap();
     assert_eq!(
@@ -323,10 +399,10 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         (&["reportAccess".to_owned()][..], &["export".to_owned()][..])
     );
     let (_, _, html) = page(
-        &app,
+        app,
         "GET",
         &format!("/console/operators/{}?saved=1", web1.id),
-        &boss_c,
+        boss_c,
         &[],
     )
     .await;
@@ -335,10 +411,21 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         "{html}"
     );
     assert!(!html.contains("<script>"), "escaped");
-    // A refused change shows the form again with what was typed and why.
+    web1
+}
+
+/// A refused change shows the form again with what was typed and why; disabled, its rights
+/// are the form's; the groups and named rights pages; then deleted.
+async fn an_operator_edited_disabled_and_deleted(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    boss_c: &str,
+    csrf: &str,
+    web1: &Operator,
+) {
     let edit = |email: &'static str, disabled: bool| {
         let mut f = vec![
-            ("csrf", csrf.clone()),
+            ("csrf", csrf.to_owned()),
             ("login", "web1".into()),
             ("label", "Web One".into()),
             ("email", email.into()),
@@ -352,7 +439,7 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
     let path = format!("/console/operators/{}", web1.id);
     let f = edit("not an email", false);
     let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, _, html) = page(&app, "POST", &path, &boss_c, &pairs).await;
+    let (status, _, html) = page(app, "POST", &path, boss_c, &pairs).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         html.contains("is not an email address") && html.contains(r#"value="not an email""#),
@@ -365,47 +452,46 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
     // Disable it: the list says so; its rights are replaced by the form's.
     let f = edit("web1@example.com", true);
     let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, _, _) = page(&app, "POST", &path, &boss_c, &pairs).await;
+    let (status, _, _) = page(app, "POST", &path, boss_c, &pairs).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let changed = store.operator_by_login("web1").await.unwrap().unwrap();
     assert!(changed.disabled && changed.rights.is_empty() && changed.label == "Web One");
-    let (_, _, html) = page(&app, "GET", "/console/operators?q=web1", &boss_c, &[]).await;
+    let (_, _, html) = page(app, "GET", "/console/operators?q=web1", boss_c, &[]).await;
     assert!(
         html.contains(r#"<tr class="disabled">"#) && html.contains("<td>Yes</td>"),
         "{html}"
     );
     // Groups and named rights pages.
-    let (_, _, html) = page(&app, "GET", "/console/groups", &boss_c, &[]).await;
+    let (_, _, html) = page(app, "GET", "/console/groups", boss_c, &[]).await;
     assert!(
         html.contains("deliveryOperators") && html.contains("PREPARE DELIVERIES"),
         "{html}"
     );
-    let (_, _, html) = page(&app, "GET", "/console/rights", &boss_c, &[]).await;
+    let (_, _, html) = page(app, "GET", "/console/rights", boss_c, &[]).await;
     assert!(
         html.contains("MESSAGE CENTER") && html.contains("messageCenterAgents"),
         "{html}"
     );
     // Delete.
-    let (status, headers, _) = page(
-        &app,
-        "POST",
-        &format!("{path}/delete"),
-        &boss_c,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (status, headers, _) = page(app, "POST", &format!("{path}/delete"), boss_c, &[("csrf", csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/console/operators?deleted=web1");
     assert!(store.operator_by_login("web1").await.unwrap().is_none());
-    let (status, _, _) = page(&app, "GET", &path, &boss_c, &[]).await;
+    let (status, _, _) = page(app, "GET", &path, boss_c, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // An operator without ADMINISTRATION has a home page and nothing more.
-    let (_, headers, _) = console_sign_in(&app, "jdoe", OPERATOR_PASSWORD).await;
+}
+
+/// An operator without ADMINISTRATION has a home page and nothing more.
+async fn an_operator_without_administration_has_a_home_page_only(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+) {
+    let (_, headers, _) = console_sign_in(app, "jdoe", OPERATOR_PASSWORD).await;
     let jdoe_c = format!(
         "ims_console={}",
         cookie_value(set_cookie(&headers, "ims_console").unwrap())
     );
-    let (status, _, html) = page(&app, "GET", "/console/", &jdoe_c, &[]).await;
+    let (status, _, html) = page(app, "GET", "/console/", &jdoe_c, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("PREPARE DELIVERIES") && !html.contains("/console/operators"),
@@ -417,12 +503,12 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         "/console/rights",
         "/console/operators/new",
     ] {
-        let (status, _, _) = page(&app, "GET", path, &jdoe_c, &[]).await;
+        let (status, _, _) = page(app, "GET", path, &jdoe_c, &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
-    let jdoe_csrf = csrf_in(&page(&app, "GET", "/console/", &jdoe_c, &[]).await.2);
+    let jdoe_csrf = csrf_in(&page(app, "GET", "/console/", &jdoe_c, &[]).await.2);
     let (status, _, _) = page(
-        &app,
+        app,
         "POST",
         "/console/operators",
         &jdoe_c,
@@ -435,12 +521,21 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(store.operator_by_login("sneaky").await.unwrap().is_none());
-    // The console cookie is no SOAP credential.
+}
+
+/// The console cookie is no SOAP credential; sign-ins are recorded as console sign-ins
+/// (evidence of a person); signing out ends the session.
+async fn the_cookie_is_no_soap_credential_and_signing_out_ends_it(
+    app: &Router,
+    store: &Arc<dyn InstanceStore>,
+    boss_c: &str,
+    csrf: &str,
+) {
     let (_, xml) = call(
-        &app,
+        app,
         "xtk:session#GetUserInfo",
         envelope("GetUserInfo", "xtk:session", "<sessiontoken/>"),
-        &[("cookie", boss_c.clone())],
+        &[("cookie", boss_c.to_owned())],
     )
     .await;
     assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
@@ -453,9 +548,9 @@ async fn the_console_signs_operators_in_and_lets_administrators_manage_operators
         "{usage:?}"
     );
     // Signing out ends the session.
-    let (status, _, _) = page(&app, "POST", "/console/logout", &boss_c, &[("csrf", &csrf)]).await;
+    let (status, _, _) = page(app, "POST", "/console/logout", boss_c, &[("csrf", csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let (status, headers, _) = page(&app, "GET", "/console/", &boss_c, &[]).await;
+    let (status, headers, _) = page(app, "GET", "/console/", boss_c, &[]).await;
     assert_eq!(
         (status, headers["location"].to_str().unwrap()),
         (StatusCode::SEE_OTHER, "/console/login")

@@ -3,7 +3,8 @@
 use axum::body::Body;
 use axum::Router;
 use http::{Request, StatusCode};
-use ims_campaign::service::InstanceKind;
+use ims_campaign::service::{Instance, InstanceKind};
+use ims_core::audit::AuditQuery;
 use ims_core::Now;
 use ims_http::campaign::{router, InstanceState};
 use ims_wire::migration::{InstanceFacts, OperatorPage};
@@ -601,8 +602,6 @@ fn email_row<'a>(html: &'a str, login: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
-    use ims_core::audit::AuditQuery;
-    const PATH: &str = "/console/migration/emails";
     for db in [Db::Sqlite, Db::Postgres] {
         let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
             continue;
@@ -624,195 +623,220 @@ async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
             instance: inst.clone(),
             tls: false,
         });
-        let email_of = |login: &'static str| {
-            let inst = inst.clone();
-            async move {
-                inst.store()
-                    .operator_by_login(login)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .email
-            }
-        };
-        // The operator changes boss made: (target, changed fields).
-        let changes_by_boss = || {
-            let inst = inst.clone();
-            async move {
-                let mut out: Vec<(String, Value)> = inst
-                    .store()
-                    .audit(&AuditQuery {
-                        action_prefix: Some("operator.update".into()),
-                        limit: 100,
-                    })
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .filter(|e| e.actor == "operator:boss")
-                    .map(|e| (e.target, e.details["fields"].clone()))
-                    .collect();
-                out.sort_by(|a, b| a.0.cmp(&b.0));
-                out
-            }
-        };
 
-        // Someone without ADMINISTRATION can neither read nor post.
-        let kim = console_cookie(&app, "kim").await;
-        let (status, _, _) = page(&app, "GET", PATH, &kim, &[]).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        let kim_csrf = csrf_in(&page(&app, "GET", "/console/", &kim, &[]).await.2);
-        let (status, _, _) = page(
-            &app,
-            "POST",
-            PATH,
-            &kim,
-            &[
-                ("csrf", &kim_csrf),
-                ("login", "lee"),
-                ("email", "lee@example.com"),
-                ("action", "save"),
-            ],
-        )
-        .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(email_of("lee").await, None);
-
-        // The administrator reaches it from the migration page: who blocks and why, markup
-        // shown as text.
-        let boss = console_cookie(&app, "boss").await;
-        let (_, _, html) = page(&app, "GET", "/console/migration", &boss, &[]).await;
-        assert!(html.contains(r#"href="/console/migration/emails""#), "{html}");
-        let (status, headers, html) = page(&app, "GET", PATH, &boss, &[]).await;
-        assert_eq!(status, StatusCode::OK, "{html}");
-        assert!(headers["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("form-action 'self'"));
-        let lee_row = email_row(&html, "lee");
-        assert!(lee_row.contains("<td>missing</td>"), "{html}");
-        assert!(
-            lee_row.contains("&#60;b&#62;Lee") || lee_row.contains("&lt;b&gt;Lee"),
-            "{lee_row}"
-        );
-        assert!(!html.contains("<b>Lee</b>"));
-        assert!(
-            email_row(&html, "kim").contains("<td>shared with jdoe, boss</td>"),
-            "{html}"
-        );
-        let csrf = csrf_in(&html);
-        // The rows as the browser posts them, in the page's order.
-        let rows = |csrf: &str, action: &str, typed: [&str; 4]| -> Vec<(String, String)> {
-            let mut f = vec![("csrf".to_owned(), csrf.to_owned())];
-            for (login, email) in ["jdoe", "boss", "kim", "lee"].into_iter().zip(typed) {
-                f.push(("login".into(), login.into()));
-                f.push(("email".into(), email.into()));
-            }
-            f.push(("action".into(), action.into()));
-            f
-        };
-        let post = |form: Vec<(String, String)>| {
-            let (app, boss) = (app.clone(), boss.clone());
-            async move {
-                let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                page(&app, "POST", PATH, &boss, &pairs).await
-            }
-        };
-
-        // Without the form's token, or with another's, nothing is written.
-        let good = ["", "", "kim@example.com", "lee@example.com"];
-        let mut forged = rows("", "save", good);
-        forged.remove(0);
-        let (status, _, _) = post(forged).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _, _) = post(rows(&kim_csrf, "save", good)).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(email_of("lee").await, None);
-
-        // A check: an address the IMS refuses, markup, and jdoe's email in another case. Every
-        // problem at its row, what was typed kept (escaped), nothing written.
-        let typed = [
-            "",
-            r#""><script>alert(1)</script>"#,
-            "JDOE@Example.com",
-            "lee@example",
-        ];
-        let (status, _, html) = post(rows(&csrf, "check", typed)).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
-        assert!(html.contains("3 problem(s): nothing was written."), "{html}");
-        let lee_row = email_row(&html, "lee");
-        assert!(
-            lee_row.contains("is not an email address the IMS accepts")
-                && lee_row.contains(r#"value="lee@example""#),
-            "{lee_row}"
-        );
-        let kim_row = email_row(&html, "kim");
-        assert!(
-            kim_row.contains("JDOE@Example.com would also be the email of jdoe")
-                && kim_row.contains(r#"value="JDOE@Example.com""#),
-            "{kim_row}"
-        );
-        assert!(
-            email_row(&html, "boss").contains("is not an email address"),
-            "{html}"
-        );
-        assert!(!html.contains("<script>"), "escaped: {html}");
-        assert!(!email_row(&html, "jdoe").contains(r#"class="error""#));
-        // Two rows given one email, in different case: both refused.
-        let (status, _, html) = post(rows(
-            &csrf,
-            "save",
-            ["", "", "Lee@Example.com", "lee@example.com"],
-        ))
-        .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
-        assert!(
-            email_row(&html, "kim").contains("would also be the email of lee"),
-            "{html}"
-        );
-        assert!(
-            email_row(&html, "lee").contains("would also be the email of kim"),
-            "{html}"
-        );
-        assert_eq!(email_of("kim").await.as_deref(), Some("jdoe@example.com"));
-        assert_eq!(email_of("lee").await, None);
-        // A check that passes says what saving would change, and still writes nothing.
-        let (status, _, html) = post(rows(&csrf, "check", good)).await;
-        assert_eq!(status, StatusCode::OK, "{html}");
-        assert!(
-            html.contains("Saving would change")
-                && html.contains("<td>lee</td><td>none</td><td>lee@example.com</td>")
-                && email_row(&html, "lee").contains(r#"value="lee@example.com""#),
-            "{html}"
-        );
-        assert_eq!(email_of("lee").await, None);
-        assert_eq!(changes_by_boss().await, vec![]);
-
-        // Saved: written through the operators' path and audited as the API does; the page
-        // shows what changed and who still blocks (jdoe and boss still share an email).
-        let (status, _, html) = post(rows(&csrf, "save", good)).await;
-        assert_eq!(status, StatusCode::OK, "{html}");
-        assert!(html.contains("Saved: 2 email(s) changed."), "{html}");
-        assert!(
-            html.contains("<td>kim</td><td>jdoe@example.com</td><td>kim@example.com</td>")
-                && html.contains("<td>lee</td><td>none</td><td>lee@example.com</td>"),
-            "{html}"
-        );
-        assert!(html.contains("Remaining blockers"));
-        assert!(email_row(&html, "kim").is_empty() && email_row(&html, "lee").is_empty());
-        assert!(
-            email_row(&html, "jdoe").contains("<td>shared with boss</td>")
-                && email_row(&html, "jdoe").contains(r#"value="""#),
-            "{html}"
-        );
-        assert_eq!(email_of("lee").await.as_deref(), Some("lee@example.com"));
-        assert_eq!(email_of("kim").await.as_deref(), Some("kim@example.com"));
-        assert_eq!(
-            changes_by_boss().await,
-            vec![
-                ("kim".to_owned(), json!(["email"])),
-                ("lee".to_owned(), json!(["email"]))
-            ]
-        );
+        let kim_csrf = someone_without_administration_can_neither_read_nor_post(&app, &inst).await;
+        let (boss, csrf) = the_page_says_who_blocks_and_why(&app).await;
+        forged_forms_write_nothing(&app, &inst, &boss, &kim_csrf).await;
+        checks_say_each_problem_and_write_nothing(&app, &inst, &boss, &csrf).await;
+        saved_through_the_operators_path(&app, &inst, &boss, &csrf).await;
         finish(cleanup).await;
     }
+}
+
+/// The console page that sets the emails a migration needs.
+const EMAILS_PATH: &str = "/console/migration/emails";
+
+/// The emails that unblock kim and lee, in the page's order (jdoe, boss, kim, lee).
+const GOOD: [&str; 4] = ["", "", "kim@example.com", "lee@example.com"];
+
+/// The email `login` has at the instance.
+async fn email_of(inst: &Instance, login: &str) -> Option<String> {
+    inst.store()
+        .operator_by_login(login)
+        .await
+        .unwrap()
+        .unwrap()
+        .email
+}
+
+/// The operator changes boss made: (target, changed fields).
+async fn changes_by_boss(inst: &Instance) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = inst
+        .store()
+        .audit(&AuditQuery {
+            action_prefix: Some("operator.update".into()),
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == "operator:boss")
+        .map(|e| (e.target, e.details["fields"].clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The rows as the browser posts them, in the page's order.
+fn rows(csrf: &str, action: &str, typed: [&str; 4]) -> Vec<(String, String)> {
+    let mut f = vec![("csrf".to_owned(), csrf.to_owned())];
+    for (login, email) in ["jdoe", "boss", "kim", "lee"].into_iter().zip(typed) {
+        f.push(("login".into(), login.into()));
+        f.push(("email".into(), email.into()));
+    }
+    f.push(("action".into(), action.into()));
+    f
+}
+
+/// Posts `form` to the emails page with the console cookie `boss`.
+async fn post_as(
+    app: &Router,
+    boss: &str,
+    form: Vec<(String, String)>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    page(app, "POST", EMAILS_PATH, boss, &pairs).await
+}
+
+/// Someone without ADMINISTRATION can neither read nor post. That operator's CSRF token.
+async fn someone_without_administration_can_neither_read_nor_post(app: &Router, inst: &Instance) -> String {
+    let kim = console_cookie(app, "kim").await;
+    let (status, _, _) = page(app, "GET", EMAILS_PATH, &kim, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let kim_csrf = csrf_in(&page(app, "GET", "/console/", &kim, &[]).await.2);
+    let (status, _, _) = page(
+        app,
+        "POST",
+        EMAILS_PATH,
+        &kim,
+        &[
+            ("csrf", &kim_csrf),
+            ("login", "lee"),
+            ("email", "lee@example.com"),
+            ("action", "save"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(email_of(inst, "lee").await, None);
+    kim_csrf
+}
+
+/// The administrator reaches it from the migration page: who blocks and why, markup shown as
+/// text. The administrator's console cookie and the page's CSRF token.
+async fn the_page_says_who_blocks_and_why(app: &Router) -> (String, String) {
+    let boss = console_cookie(app, "boss").await;
+    let (_, _, html) = page(app, "GET", "/console/migration", &boss, &[]).await;
+    assert!(html.contains(r#"href="/console/migration/emails""#), "{html}");
+    let (status, headers, html) = page(app, "GET", EMAILS_PATH, &boss, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("form-action 'self'"));
+    let lee_row = email_row(&html, "lee");
+    assert!(lee_row.contains("<td>missing</td>"), "{html}");
+    assert!(
+        lee_row.contains("&#60;b&#62;Lee") || lee_row.contains("&lt;b&gt;Lee"),
+        "{lee_row}"
+    );
+    assert!(!html.contains("<b>Lee</b>"));
+    assert!(
+        email_row(&html, "kim").contains("<td>shared with jdoe, boss</td>"),
+        "{html}"
+    );
+    let csrf = csrf_in(&html);
+    (boss, csrf)
+}
+
+/// Without the form's token, or with another's (`kim_csrf`), nothing is written.
+async fn forged_forms_write_nothing(app: &Router, inst: &Instance, boss: &str, kim_csrf: &str) {
+    let mut forged = rows("", "save", GOOD);
+    forged.remove(0);
+    let (status, _, _) = post_as(app, boss, forged).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = post_as(app, boss, rows(kim_csrf, "save", GOOD)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(email_of(inst, "lee").await, None);
+}
+
+/// A check: an address the IMS refuses, markup, and jdoe's email in another case. Every
+/// problem at its row, what was typed kept (escaped), nothing written; two rows given one
+/// email are both refused; a check that passes says what saving would change.
+async fn checks_say_each_problem_and_write_nothing(app: &Router, inst: &Instance, boss: &str, csrf: &str) {
+    let typed = [
+        "",
+        r#""><script>alert(1)</script>"#,
+        "JDOE@Example.com",
+        "lee@example",
+    ];
+    let (status, _, html) = post_as(app, boss, rows(csrf, "check", typed)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("3 problem(s): nothing was written."), "{html}");
+    let lee_row = email_row(&html, "lee");
+    assert!(
+        lee_row.contains("is not an email address the IMS accepts")
+            && lee_row.contains(r#"value="lee@example""#),
+        "{lee_row}"
+    );
+    let kim_row = email_row(&html, "kim");
+    assert!(
+        kim_row.contains("JDOE@Example.com would also be the email of jdoe")
+            && kim_row.contains(r#"value="JDOE@Example.com""#),
+        "{kim_row}"
+    );
+    assert!(
+        email_row(&html, "boss").contains("is not an email address"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "escaped: {html}");
+    assert!(!email_row(&html, "jdoe").contains(r#"class="error""#));
+    // Two rows given one email, in different case: both refused.
+    let (status, _, html) = post_as(
+        app,
+        boss,
+        rows(csrf, "save", ["", "", "Lee@Example.com", "lee@example.com"]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        email_row(&html, "kim").contains("would also be the email of lee"),
+        "{html}"
+    );
+    assert!(
+        email_row(&html, "lee").contains("would also be the email of kim"),
+        "{html}"
+    );
+    assert_eq!(email_of(inst, "kim").await.as_deref(), Some("jdoe@example.com"));
+    assert_eq!(email_of(inst, "lee").await, None);
+    // A check that passes says what saving would change, and still writes nothing.
+    let (status, _, html) = post_as(app, boss, rows(csrf, "check", GOOD)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("Saving would change")
+            && html.contains("<td>lee</td><td>none</td><td>lee@example.com</td>")
+            && email_row(&html, "lee").contains(r#"value="lee@example.com""#),
+        "{html}"
+    );
+    assert_eq!(email_of(inst, "lee").await, None);
+    assert_eq!(changes_by_boss(inst).await, vec![]);
+}
+
+/// Saved: written through the operators' path and audited as the API does; the page shows
+/// what changed and who still blocks (jdoe and boss still share an email).
+async fn saved_through_the_operators_path(app: &Router, inst: &Instance, boss: &str, csrf: &str) {
+    let (status, _, html) = post_as(app, boss, rows(csrf, "save", GOOD)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Saved: 2 email(s) changed."), "{html}");
+    assert!(
+        html.contains("<td>kim</td><td>jdoe@example.com</td><td>kim@example.com</td>")
+            && html.contains("<td>lee</td><td>none</td><td>lee@example.com</td>"),
+        "{html}"
+    );
+    assert!(html.contains("Remaining blockers"));
+    assert!(email_row(&html, "kim").is_empty() && email_row(&html, "lee").is_empty());
+    assert!(
+        email_row(&html, "jdoe").contains("<td>shared with boss</td>")
+            && email_row(&html, "jdoe").contains(r#"value="""#),
+        "{html}"
+    );
+    assert_eq!(email_of(inst, "lee").await.as_deref(), Some("lee@example.com"));
+    assert_eq!(email_of(inst, "kim").await.as_deref(), Some("kim@example.com"));
+    assert_eq!(
+        changes_by_boss(inst).await,
+        vec![
+            ("kim".to_owned(), json!(["email"])),
+            ("lee".to_owned(), json!(["email"]))
+        ]
+    );
 }
