@@ -8,7 +8,7 @@ use ims_core::Now;
 use ims_identity::service::directory::UMAPI_SCOPE;
 use ims_identity::store::AuditQuery;
 use ims_identity::store::AuditStore as _;
-use serde_json::json;
+use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
 use crate::harness::*;
@@ -449,13 +449,8 @@ async fn listing_paging_not_found_and_the_request_id() {
     let um = h.credential(&["openid", UMAPI_SCOPE]).await;
     let token = h.token(&um, UMAPI_SCOPE).await;
     let id = um.client.client_id.clone();
-    let call = |method: &'static str, path: String, body: Option<&'static str>| {
-        let h = &h;
-        let token = token.clone();
-        let id = id.clone();
-        async move { h.call(req(method, &path, Some(&token), Some(&id), body)).await }
-    };
-    let (status, _, out) = call(
+    let c = Caller { h: &h, token, id };
+    let (status, _, out) = c.call(
             "POST",
             format!("/v2/usermanagement/action/{org}"),
             Some(r#"[{"user":"b@acme.test","do":[{"createEnterpriseID":{"email":"b@acme.test","firstname":"B","country":"de"}}]},
@@ -469,9 +464,39 @@ async fn listing_paging_not_found_and_the_request_id() {
         (StatusCode::OK, Some("success"), Some(4)),
         "{out}"
     );
+    pages_lookups_and_what_is_not_found(&c, &org).await;
+    whole_request_refusals(&c, &org).await;
+    the_request_id_is_echoed_and_audited(&c, &org).await;
+}
+
+/// The User Management API as a credential calls it.
+struct Caller<'a> {
+    h: &'a Harness,
+    token: String,
+    id: String,
+}
+
+impl Caller<'_> {
+    async fn call(
+        &self,
+        method: &str,
+        path: String,
+        body: Option<&str>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        self.h
+            .call(req(method, &path, Some(&self.token), Some(&self.id), body))
+            .await
+    }
+}
+
+/// Users listed page by page (two a page), past the end, one by one, by group; what is not
+/// there is not found.
+async fn pages_lookups_and_what_is_not_found(c: &Caller<'_>, org: &str) {
     let mut seen = Vec::new();
     for page in 0.. {
-        let (status, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/{page}"), None).await;
+        let (status, _, out) = c
+            .call("GET", format!("/v2/usermanagement/users/{org}/{page}"), None)
+            .await;
         assert_eq!(status, StatusCode::OK);
         let users = out["users"].as_array().unwrap();
         assert!(users.len() <= 2);
@@ -484,46 +509,58 @@ async fn listing_paging_not_found_and_the_request_id() {
         seen,
         ["admin@acme.test", "b@acme.test", "c@acme.test", "d@acme.test"]
     );
-    let (_, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/9"), None).await;
+    let (_, _, out) = c
+        .call("GET", format!("/v2/usermanagement/users/{org}/9"), None)
+        .await;
     assert_eq!(
         (out["lastPage"].as_bool(), out["users"].as_array().map(Vec::len)),
         (Some(true), Some(0)),
         "past the end: an empty last page"
     );
-    let (status, _, out) = call(
-        "GET",
-        format!("/v2/usermanagement/organizations/{org}/users/B@ACME.test"),
-        None,
-    )
-    .await;
+    let (status, _, out) = c
+        .call(
+            "GET",
+            format!("/v2/usermanagement/organizations/{org}/users/B@ACME.test"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(out["user"]["type"], "enterpriseID");
     assert_eq!(out["user"]["country"], "DE");
     assert_eq!(out["user"]["groups"], json!(["Team"]));
-    let (status, _, _) = call(
-        "GET",
-        format!("/v2/usermanagement/organizations/{org}/users/zz@acme.test"),
-        None,
-    )
-    .await;
+    let (status, _, _) = c
+        .call(
+            "GET",
+            format!("/v2/usermanagement/organizations/{org}/users/zz@acme.test"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = call(
-        "GET",
-        format!("/v2/usermanagement/users/{org}/0/NoSuchGroup"),
-        None,
-    )
-    .await;
+    let (status, _, _) = c
+        .call(
+            "GET",
+            format!("/v2/usermanagement/users/{org}/0/NoSuchGroup"),
+            None,
+        )
+        .await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "an unknown group is not found, which the client reads as empty"
     );
-    let (_, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/0/team"), None).await;
+    let (_, _, out) = c
+        .call("GET", format!("/v2/usermanagement/users/{org}/0/team"), None)
+        .await;
     assert_eq!(out["users"].as_array().unwrap().len(), 2);
-    let (status, _, out) = call("GET", format!("/v2/usermanagement/users/{org}/x"), None).await;
+    let (status, _, out) = c
+        .call("GET", format!("/v2/usermanagement/users/{org}/x"), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+}
 
-    // Whole-request refusals, in the API's convention.
+/// Whole-request refusals, in the API's convention.
+async fn whole_request_refusals(c: &Caller<'_>, org: &str) {
+    let (h, token, id) = (c.h, c.token.as_str(), c.id.as_str());
     for (body, code) in [
         ("{", "error.request.malformed"),
         ("{}", "error.request.malformed"),
@@ -534,8 +571,8 @@ async fn listing_paging_not_found_and_the_request_id() {
             .call(req(
                 "POST",
                 &format!("/v2/usermanagement/action/{org}"),
-                Some(&token),
-                Some(&id),
+                Some(token),
+                Some(id),
                 Some(body),
             ))
             .await;
@@ -550,8 +587,8 @@ async fn listing_paging_not_found_and_the_request_id() {
         .call(req(
             "POST",
             &format!("/v2/usermanagement/action/{org}"),
-            Some(&token),
-            Some(&id),
+            Some(token),
+            Some(id),
             Some(&eleven),
         ))
         .await;
@@ -559,8 +596,11 @@ async fn listing_paging_not_found_and_the_request_id() {
         (status, out["result"].as_str()),
         (StatusCode::BAD_REQUEST, Some("error.request.too_many_entries"))
     );
+}
 
-    // The request id is echoed and lands in the audit log with the change.
+/// The request id is echoed and lands in the audit log with the change.
+async fn the_request_id_is_echoed_and_audited(c: &Caller<'_>, org: &str) {
+    let (h, token, id) = (c.h, c.token.as_str(), c.id.as_str());
     let resp = h
         .app
         .clone()
@@ -568,8 +608,8 @@ async fn listing_paging_not_found_and_the_request_id() {
             let mut r = req(
                 "POST",
                 &format!("/v2/usermanagement/action/{org}"),
-                Some(&token),
-                Some(&id),
+                Some(token),
+                Some(id),
                 Some(r#"[{"user":"d@acme.test","requestID":"r-1","do":[{"update":{"firstname":"Dee"}}]}]"#),
             );
             r.headers_mut()
