@@ -1,0 +1,496 @@
+//! Running the services: isolation between instances, logs free of secrets, configuration
+//! refusals, and PostgreSQL shared by two nodes or by `ims up`.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// In `ims up` each instance runs on a runtime of its own: an instance wedged for good (every
+/// worker of its runtime blocked) leaves the IMS and the other instances answering, its own
+/// listener silent, and the process still stops on SIGTERM.
+#[test]
+fn a_wedged_instance_does_not_stop_the_ims_or_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (mut server, upj) = up(&dir, &[("IMS_WEDGE_INSTANCE", "mc")]);
+    let ca = upj["ca_cert"].as_str().unwrap();
+    let pem = std::fs::read(ca).unwrap();
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let url_of = |name: &str| {
+        upj["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ims_url = upj["ims_url"].as_str().unwrap();
+    for _ in 0..5 {
+        for url in [
+            format!("{ims_url}/health/ready"),
+            format!("{ims_url}/.well-known/openid-configuration"),
+            format!("{}/r/test", url_of("marketing")),
+            format!("{}/r/test", url_of("marketing-stage")),
+        ] {
+            let resp = quick.get(&url).send().unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        }
+        // A password sign-in runs through the IMS's own work too.
+        let logon = soap_logon(
+            &quick,
+            &url_of("marketing"),
+            "admin",
+            upj["instances"][0]["admin_password"].as_str().unwrap(),
+        );
+        assert!(logon.contains("pstrSessionToken"), "{logon}");
+    }
+    let wedged = quick.get(format!("{}/r/test", url_of("mc"))).send();
+    assert!(wedged.is_err(), "the wedged instance answers nothing: {wedged:?}");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "ims up did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Instance requests have their access log lines, like the IMS's.
+    let raw = std::fs::read_to_string(&server.log).unwrap();
+    // (Colour escapes aside: the text format still writes them off a terminal.)
+    let mut log = String::with_capacity(raw.len());
+    let mut rest = raw.as_str();
+    while let Some(at) = rest.find('\u{1b}') {
+        log.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or("", |(_, after)| after);
+    }
+    log.push_str(rest);
+    assert!(
+        log.lines().any(|l| l.contains("ims::access")
+            && l.contains("instance=marketing")
+            && l.contains("path=/r/test")),
+        "{log}"
+    );
+}
+
+#[test]
+fn logs_hold_no_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (server, upj) = up(&dir, &[("IMS_LOG", "trace")]);
+    let base = upj["ims_url"].as_str().unwrap().to_owned();
+    let d = dir.to_str().unwrap();
+    let cred = json_of(&run_ok(ims().args([
+        "credential",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "planted",
+        "--json",
+    ])));
+    let http = client(Some(Path::new(upj["ca_cert"].as_str().unwrap())));
+    let t = token(&http, &base, &cred);
+    let planted = "imscs_PLANTEDsecretVALUE0000000000000000000000";
+    let id = cred["client_id"].as_str().unwrap();
+    // Secrets in bodies, query strings, Basic headers and bearer tokens, good and bad.
+    let _ = http
+        .post(format!("{base}/ims/token/v3"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", planted),
+        ])
+        .send();
+    let _ = http
+        .post(format!(
+            "{base}/ims/token/v3?client_secret={planted}&client_id={id}&grant_type=client_credentials"
+        ))
+        .send();
+    let _ = http
+        .post(format!("{base}/ims/token/v3"))
+        .basic_auth(id, Some(planted))
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    let _ = http
+        .get(format!("{base}/ims/organizations/v6"))
+        .bearer_auth(&t)
+        .send();
+    let _ = http
+        .get(format!("{base}/ims/organizations/v6?access_token={t}"))
+        .send();
+    let _ = http
+        .get(format!("{base}/ims/organizations/v6"))
+        .bearer_auth(format!("{t}x"))
+        .send();
+    let _ = http
+        .post(format!("{base}/ims/revoke/v1"))
+        .basic_auth(id, cred["client_secret"].as_str())
+        .form(&[("token", &t)])
+        .send();
+    // People: a password posted to the sign-in page, a reset link and a sign-in flow in paths.
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "a person's planted passphrase\n").unwrap();
+    run_ok(ims().args([
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "p@example.com",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]));
+    let reset = run_ok(ims().args(["user", "reset-link", "--data-dir", d, "--email", "p@example.com"]));
+    let reset = reset.trim().to_owned();
+    let _ = http.get(&reset).send();
+    let app = json_of(&run_ok(ims().args([
+        "client",
+        "create",
+        "--data-dir",
+        d,
+        "--name",
+        "a",
+        "--first-party",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--json",
+    ])));
+    let no_redirect = no_redirect_client(&upj);
+    let authorize = authorize(&no_redirect, &base, app["client_id"].as_str().unwrap());
+    let flow = authorize.headers()["location"].to_str().unwrap().to_owned();
+    let browser = authorize.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = no_redirect
+        .get(format!("{base}{flow}"))
+        .header("cookie", &browser)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _ = no_redirect
+        .post(format!("{base}{flow}"))
+        .header("cookie", &browser)
+        .form(&[("csrf", csrf.as_str()), ("email", "p@example.com")])
+        .send();
+    let _ = no_redirect
+        .post(format!("{base}{flow}"))
+        .header("cookie", &browser)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("password", "a person's planted passphrase"),
+        ])
+        .send();
+    let logs = server.stop();
+    assert!(logs.contains("request"), "the server did log requests: {logs}");
+    assert!(
+        logs.contains("/ims/signin/{flow}"),
+        "routes are logged by their template"
+    );
+    let reset_token = reset.rsplit('/').next().unwrap();
+    let flow_token = flow.rsplit('/').next().unwrap();
+    for (what, secret) in [
+        ("reset link", reset_token),
+        ("sign-in flow", flow_token),
+        ("person's password", "planted passphrase"),
+    ] {
+        assert!(!logs.contains(secret), "the log holds the {what}");
+    }
+    let admin_password = upj["admin_password"].as_str().unwrap();
+    let audit = run_ok(ims().args(["audit", "--data-dir", d, "--json"]));
+    for (what, secret) in [
+        ("planted secret", planted),
+        ("client secret", cred["client_secret"].as_str().unwrap()),
+        ("access token", &t),
+        ("admin password", admin_password),
+    ] {
+        assert!(!logs.contains(secret), "the log holds the {what}");
+        assert!(!audit.contains(secret), "the audit log holds the {what}");
+    }
+    // Not even the signature part of the token.
+    assert!(!logs.contains(t.rsplit('.').next().unwrap()));
+}
+
+#[test]
+fn configuration_is_validated() {
+    let out = ims()
+        .args(["credential", "list"])
+        .env("IMS_LISTNE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMS_LISTNE"));
+    // Plain HTTP off loopback is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("mk");
+    std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
+    let out = ims()
+        .arg("serve")
+        .env(
+            "IMS_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("x.db").display()),
+        )
+        .env("IMS_MASTER_KEY_FILE", &key)
+        .env("IMS_TLS", "false")
+        .env("IMS_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No master key, no start.
+    let out = ims()
+        .arg("serve")
+        .env(
+            "IMS_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("y.db").display()),
+        )
+        .env("IMS_TLS", "false")
+        .env("IMS_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master_key"));
+}
+
+/// Two `ims serve` nodes on one PostgreSQL database.
+#[test]
+fn two_nodes_share_one_postgres_database() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: two nodes on PostgreSQL (TEST_POSTGRES_URL=skip)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = format!("n_{}", ims_core::secret::random_hex(8));
+    let key = tmp.path().join("master.key");
+    std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
+    let ports = [free_port(), free_port()];
+    let issuer = "http://ims.cluster.test";
+    let node = |i: usize| {
+        let mut cmd = ims();
+        cmd.arg("serve")
+            .env("IMS_DATABASE_URL", &url)
+            .env("IMS_DATABASE_SCHEMA", &schema)
+            .env("IMS_MASTER_KEY_FILE", &key)
+            .env("IMS_TLS", "false")
+            .env("IMS_LISTEN", format!("127.0.0.1:{}", ports[i]))
+            .env("IMS_PUBLIC_URL", issuer)
+            .env("IMS_SIGNING_ALG", "ES256")
+            .env("IMS_KEY_REFRESH_SECS", "2");
+        spawn(cmd, &tmp.path().join(format!("node{i}.log")))
+    };
+    let a = node(0);
+    let http = client(None);
+    let base_a = format!("http://127.0.0.1:{}", ports[0]);
+    let base_b = format!("http://127.0.0.1:{}", ports[1]);
+    wait_ready(&http, &base_a);
+    let b = node(1);
+    wait_ready(&http, &base_b);
+    let target = [
+        "--database-url",
+        url.as_str(),
+        "--database-schema",
+        schema.as_str(),
+    ];
+    let cred = json_of(&run_ok(
+        ims()
+            .args(["credential", "create", "--name", "n", "--json"])
+            .args(target),
+    ));
+    let observer = json_of(&run_ok(
+        ims()
+            .args(["credential", "create", "--name", "o", "--json"])
+            .args(target),
+    ));
+
+    // Issued on A, valid on B.
+    let t = token(&http, &base_a, &cred);
+    assert_eq!(introspect(&http, &base_b, &observer, &t)["active"], true);
+    // Revoked on A, dead on B.
+    let r = http
+        .post(format!("{base_a}/ims/revoke/v1"))
+        .basic_auth(
+            cred["client_id"].as_str().unwrap(),
+            cred["client_secret"].as_str(),
+        )
+        .form(&[("token", &t)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(introspect(&http, &base_b, &observer, &t)["active"], false);
+    // A rotation made from the CLI: A starts signing with the new key at its next reread of the key
+    // table; B, which has not reread yet, learns the kid when it first meets it.
+    let rotated = run_ok(
+        ims()
+            .args(["keys", "rotate", "--immediate"])
+            .args(target)
+            .env("IMS_MASTER_KEY_FILE", &key)
+            .env("IMS_SIGNING_ALG", "ES256"),
+    );
+    let kid = rotated.trim().rsplit(' ').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let fresh = loop {
+        let t = token(&http, &base_a, &cred);
+        if t.split('.')
+            .next()
+            .map(|h| String::from_utf8(base64_url(h)).unwrap().contains(&kid))
+            .unwrap_or(false)
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "node A never signed with {kid}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(introspect(&http, &base_b, &observer, &fresh)["active"], true);
+    let jwks: Value = http
+        .get(format!("{base_b}/ims/keys"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(jwks.to_string().contains(&kid));
+    a.stop();
+    b.stop();
+    let _ = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .output();
+}
+
+/// `ims up` on PostgreSQL: the IMS and each instance in a schema of their own, the data
+/// directory's commands finding them through up.json, and the end-user phase moving people with
+/// both sides agreeing afterwards. Restarted, it finds everything where it left it.
+#[test]
+fn up_runs_on_postgres_and_migrates_people() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: ims up on PostgreSQL (TEST_POSTGRES_URL=skip)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let schema = format!("n_{}", ims_core::secret::random_hex(8));
+    let env = [
+        ("IMS_DATABASE_URL", url.as_str()),
+        ("IMS_DATABASE_SCHEMA", schema.as_str()),
+    ];
+    let (server, upj) = up(&dir, &env);
+    assert_eq!(upj["database_url"].as_str(), Some(url.as_str()));
+    assert_eq!(upj["database_schema"].as_str(), Some(schema.as_str()));
+    assert!(!dir.join("ims.db").exists() && !dir.join("instance-marketing.db").exists());
+    let run = |args: &[&str]| {
+        let out = ims().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "instance",
+        "seed",
+        "--data-dir",
+        d,
+        "--instance",
+        "marketing",
+        "--operators",
+        "40",
+    ]);
+    let m = ["--data-dir", d, "--instance", "marketing"];
+    for args in [&["prepare", "--rights"][..], &["prepare", "--profiles"]] {
+        run(&[&["migrate"][..], args, &m].concat());
+    }
+    let plan = tmp.path().join("users.json");
+    let p = plan.to_str().unwrap();
+    run(&[&["migrate", "plan", "users", "--out", p][..], &m].concat());
+    let people = serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap()["people"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(people >= 40, "{people}");
+    run(&[&["migrate", "apply", p][..], &m].concat());
+    let status: Value =
+        serde_json::from_slice(&run(&[&["migrate", "status", "--json"][..], &m].concat())).unwrap();
+    let r = &status["reconciliation"];
+    assert_eq!(r["matching"].as_u64(), Some(people as u64), "{r}");
+    assert_eq!(r["differences"], serde_json::json!([]));
+    // Its own schemas on the database, one per service.
+    let listed = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-Atc",
+            &format!("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '{schema}%' ORDER BY 1"),
+        ])
+        .output()
+        .unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            schema.clone(),
+            format!("{schema}_marketing"),
+            format!("{schema}_marketing_stage"),
+            format!("{schema}_mc")
+        ]
+    );
+    server.stop();
+    // Started again: the same organisation and the moved people where they were.
+    let (server, again) = up(&dir, &env);
+    assert_eq!(again["org_id"], upj["org_id"]);
+    let status: Value =
+        serde_json::from_slice(&run(&[&["migrate", "status", "--json"][..], &m].concat())).unwrap();
+    assert_eq!(status["reconciliation"]["matching"].as_u64(), Some(people as u64));
+    server.stop();
+    for name in names {
+        let _ = Command::new("psql")
+            .args([
+                url.as_str(),
+                "-qc",
+                &format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+            ])
+            .output();
+    }
+}

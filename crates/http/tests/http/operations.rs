@@ -1,0 +1,163 @@
+//! Discovery, health, readiness and metrics, and a handler that panics.
+
+use axum::body::Body;
+use axum::Router;
+use http::{Request, StatusCode};
+use ims_core::audit::Context;
+use ims_core::keys::{Algorithm, MasterKey};
+use ims_core::Now;
+use ims_http::{ops_router, AppState, Metrics};
+use ims_identity::service::{self, Ims};
+use ims_store::{Options, SqlStore};
+use serde_json::json;
+use std::sync::Arc;
+use tower::ServiceExt as _;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn discovery_health_and_metrics() {
+    let h = harness().await;
+    let (status, _, d) = h
+        .call(
+            Request::get("/.well-known/openid-configuration")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["issuer"], ISSUER);
+    assert_eq!(d["jwks_uri"], format!("{ISSUER}/ims/keys"));
+    // HSTS on every answer, unknown paths included.
+    for path in [
+        "/.well-known/openid-configuration",
+        "/no/such/path",
+        "/ims/authorize/v2",
+    ] {
+        let (_, headers, _) = h.call(Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(headers["strict-transport-security"], "max-age=31536000", "{path}");
+    }
+    assert_eq!(d["token_endpoint"], format!("{ISSUER}/ims/token/v3"));
+    let c = h.credential(&["openid"]).await;
+    h.token(&c, "openid").await;
+    let _ = h.cc("x", "y", &[]).await;
+    let (status, _, _) = send(&h.ops, Request::get("/health/live").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(&h.ops, Request::get("/health/ready").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let (_, _, metrics) = send(&h.ops, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("ims_tokens_issued_total{grant_type=\"client_credentials\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("ims_token_failures_total{error=\"invalid_client\"} 1"));
+    assert!(
+        text.contains("ims_http_requests_total{route=\"/ims/token/v3\",method=\"POST\",status=\"200\"} 1")
+    );
+    // Unknown paths are a JSON 404; request ids are echoed.
+    let req = Request::get("/nope")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let req = Request::get("/ims/keys")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn readiness_fails_while_migrations_are_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ims.db").display());
+    let migrated = Arc::new(
+        SqlStore::open(&Options::new(url.clone()), Now::system())
+            .await
+            .unwrap(),
+    );
+    let ctx = Context::new(Now::system(), "test");
+    service::bootstrap(&*migrated, "Acme", "a@b.c", None, &ctx)
+        .await
+        .unwrap();
+    let ims = Ims::start(
+        migrated.clone(),
+        MasterKey::generate(),
+        settings(Algorithm::ES256),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    // Forget the applied step: the service now sees its schema as behind.
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM schema_migrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let state = AppState {
+        ims: Arc::new(ims),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let (status, _, body) = send(
+        &ops_router(state),
+        Request::get("/health/ready").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body["pending_migrations"],
+        json!([
+            "0001_foundation",
+            "0002_people",
+            "0003_directory",
+            "0004_developer",
+            "0005_backchannel_logout"
+        ])
+    );
+}
+
+/// A handler that panics costs its request a 500; the connection's next request, other
+/// connections and the listener go on.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    #[allow(clippy::panic)]
+    async fn broken() -> &'static str {
+        panic!("a bug in a handler")
+    }
+    let app = Router::new()
+        .route("/broken", axum::routing::get(broken))
+        .route("/fine", axum::routing::get(|| async { "fine" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ims_http::serve::serve(listener, app, None, async {
+        let _ = stopped.await;
+    }));
+    let ask = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    for _ in 0..3 {
+        let answer = ask("/broken").await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains("server_error"), "{answer}");
+        let answer = ask("/fine").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("fine"),
+            "{answer}"
+        );
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
