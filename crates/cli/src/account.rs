@@ -216,7 +216,7 @@ async fn register_client(
     let store = crate::context::open_store(&config).await?;
     let org = crate::context::org(&store, None).await?;
     let creds = ims_identity::credentials::Credentials::new(
-        store.clone() as Arc<dyn ims_identity::store::Store>,
+        Arc::<ims_store::SqlStore>::clone(&store),
         config.domain.clone(),
     );
     let created = async {

@@ -167,10 +167,7 @@ pub async fn credential(cmd: CredentialCommand, target: &Target, config: Config)
     let store = open_store(&config).await?;
     let org = org(&store, target.org.as_deref()).await?;
     let local = Local {
-        creds: Credentials::new(
-            store.clone() as Arc<dyn ims_identity::store::Store>,
-            config.domain.clone(),
-        ),
+        creds: Credentials::new(Arc::<ims_store::SqlStore>::clone(&store), config.domain.clone()),
         org_id: org.org_id,
         ctx: cli_context(),
     };
@@ -243,7 +240,13 @@ pub async fn keys(cmd: KeysCommand, target: &Target, config: Config) -> Result<(
     let config = target.config(config)?;
     let store = open_store(&config).await?;
     let ctx = cli_context();
-    let ims = Ims::start(store.clone(), config.master_key()?, config.settings("")?, &ctx).await?;
+    let ims = Ims::start(
+        Arc::<ims_store::SqlStore>::clone(&store),
+        config.master_key()?,
+        config.settings("")?,
+        &ctx,
+    )
+    .await?;
     match cmd {
         KeysCommand::Rotate { alg, immediate } => {
             let alg = alg

@@ -17,7 +17,7 @@ use crate::context::{cli_context, instance_names, open_instance_store};
 /// The configuration of one instance as read from its files.
 pub struct Loaded {
     /// `serverConf.xml` with `config-<name>.xml` laid over it.
-    pub switches: config::ImsSwitches,
+    pub switches: ImsSwitches,
     /// The instance file alone.
     pub instance: InstanceConf,
     /// Digest of both files' text: what a reload reports having applied.
@@ -154,7 +154,7 @@ pub async fn write_switches(
                 elements.operator_management_restricted = Some(next.operator_management_restricted);
             }
             if api || !allow.is_empty() {
-                elements.native_api = Some((next.native_api_disabled, next.allow_list.clone()));
+                elements.native_api = Some((next.native_api_disabled, next.allow_list));
             }
             conf.switches = elements;
             (path, config::write_instance_conf(&conf), true)

@@ -110,7 +110,7 @@ pub async fn open_embedded(
     let loaded = read_configuration(dir, name, &build)?;
     let mut instance = Instance::new(store, info).with_switches(&loaded.switches);
     if let Some(http) = ims_http {
-        let connection = connection_of(dir, name, &loaded.instance, http.clone())?;
+        let connection = connection_of(dir, name, &loaded.instance, Arc::clone(&http))?;
         instance = instance.with_ims_http(http).with_connection(connection);
     }
     record_loaded(&instance, &loaded, "start").await?;
@@ -252,7 +252,7 @@ pub async fn reload(dir: &Path, instance: &Instance) -> Result<()> {
     let now = Now::system();
     let read = read_configuration(dir, &name, &instance.info().build).and_then(|loaded| {
         let connection = match instance.ims_http() {
-            Some(http) => connection_of(dir, &name, &loaded.instance, http.clone())?,
+            Some(http) => connection_of(dir, &name, &loaded.instance, Arc::clone(http))?,
             None => None,
         };
         Ok((loaded, connection))

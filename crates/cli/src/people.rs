@@ -109,7 +109,7 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
     let ctx = cli_context();
     let dyn_store: &dyn Store = store.as_ref();
     let find = |email: String| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let org_id = org.org_id.clone();
         async move {
             store
@@ -238,7 +238,7 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
             if let Some(uri) = &backchannel_logout_uri {
                 ims_identity::oidc::check_redirect_uri_registration(uri)?;
             }
-            let creds = Credentials::new(store.clone() as Arc<dyn Store>, config.domain.clone());
+            let creds = Credentials::new(Arc::<ims_store::SqlStore>::clone(&store), config.domain.clone());
             let scopes = if scopes.is_empty() {
                 DEFAULT_PEOPLE_SCOPES.iter().map(|s| s.to_string()).collect()
             } else {

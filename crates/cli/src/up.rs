@@ -93,7 +93,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     let store = crate::context::open_store(&config).await?;
     let created = server::bootstrap(&store, &config).await?;
-    let prepared = server::prepare(&config, store.clone(), listener).await?;
+    let prepared = server::prepare(&config, std::sync::Arc::clone(&store), listener).await?;
     let ops_url = prepared
         .ops_listener
         .as_ref()
@@ -277,12 +277,12 @@ async fn serve(
     let wedge = std::env::var(WEDGE_VAR).ok();
     for (s, runtime) in started.into_iter().zip(&runtimes.0) {
         let handle = runtime.handle().clone();
-        handle.spawn(usage_flush(s.instance.clone()));
+        handle.spawn(usage_flush(std::sync::Arc::clone(&s.instance)));
         if wedge.as_deref() == Some(s.up.name.as_str()) {
             wedge_runtime(&handle, &s.up.name);
         }
         let router = ims_http::campaign::router(ims_http::campaign::InstanceState {
-            instance: s.instance.clone(),
+            instance: std::sync::Arc::clone(&s.instance),
             tls: config.tls,
         });
         serving.push(server::Served {
@@ -433,7 +433,7 @@ async fn start_instance(
         spec.kind,
         build,
         tech_groups,
-        Some(http.clone()),
+        Some(std::sync::Arc::clone(&http)),
     )
     .await?;
     let instance = instance.with_public_url(&url);

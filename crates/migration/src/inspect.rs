@@ -47,8 +47,7 @@ pub async fn reconciliation(
         &facts.name,
         facts.ims_account.as_ref().map(|a| a.association_mask.as_str()),
     );
-    let mask =
-        AssociationMask::parse(&mask_text).map_err(|e| ApplyError::Mask(mask_text.clone(), e.to_string()))?;
+    let mask = AssociationMask::parse(&mask_text).map_err(|e| ApplyError::Mask(mask_text.clone(), e))?;
     let mut profiles = HashMap::new();
     for p in ims.profiles().await? {
         if mask.captured(&p.name).is_some() {

@@ -130,7 +130,7 @@ mod tests {
         let plan = Plan::new(
             "prod",
             Now::from_millis(42),
-            crate::technical::Technical {
+            Technical {
                 programs: vec![],
                 skipped: vec![],
             },

@@ -234,7 +234,7 @@ mod tests {
         let r = reconcile(
             &f,
             std::slice::from_ref(&op),
-            &[user.clone(), newcomer.clone()],
+            &[user.clone(), newcomer],
             &profiles,
             &mask,
         );

@@ -308,7 +308,7 @@ async fn verify(data_dir: &Path, name: &str, credential: Option<&Path>, json: bo
     };
     let store = Arc::new(open_instance_store(data_dir, name).await?);
     let mut results = ims_campaign::probe::verify(
-        store.clone(),
+        Arc::<ims_store::instance::SqlInstanceStore>::clone(&store),
         ims_campaign::probe::ProbeInput {
             info: InstanceInfo::new(name, kind, build),
             switches: loaded.switches.clone(),

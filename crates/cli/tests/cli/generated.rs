@@ -69,21 +69,23 @@ fn legacy_population(groups: usize) -> impl proptest::strategy::Strategy<Value =
         email,
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.15),
-        prop_oneof![1 => Just(std::collections::BTreeSet::new()), 6 => prop::collection::btree_set(0..groups, 1..3)],
+        prop_oneof![1 => Just(BTreeSet::new()), 6 => prop::collection::btree_set(0..groups, 1..3)],
         prop::collection::btree_set(0..64usize, 0..3),
         prop::bool::weighted(0.2),
         prop::bool::weighted(0.15),
     )
-        .prop_map(|(login, email, padded, disabled, groups, rights, beyond, program)| Legacy {
-            login,
-            email,
-            padded,
-            disabled,
-            groups: groups.into_iter().collect(),
-            rights: rights.into_iter().collect(),
-            beyond,
-            program,
-        });
+        .prop_map(
+            |(login, email, padded, disabled, groups, rights, beyond, program)| Legacy {
+                login,
+                email,
+                padded,
+                disabled,
+                groups: groups.into_iter().collect(),
+                rights: rights.into_iter().collect(),
+                beyond,
+                program,
+            },
+        );
     prop::collection::vec(one, 1..14)
 }
 
@@ -128,7 +130,7 @@ fn made(tag: u32, population: &[Legacy], groups: &[(String, Vec<String>)], right
             .groups
             .iter()
             .flat_map(|&k| &groups[k].1)
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         let offer: Vec<&String> = if g.beyond {
@@ -192,10 +194,7 @@ fn generated_populations_keep_the_invariants_through_the_end_user_phase_and_its_
     ));
     opts.migrate = false;
     let store = rt
-        .block_on(ims_store::instance::SqlInstanceStore::open(
-            &opts,
-            ims_core::Now::system(),
-        ))
+        .block_on(SqlInstanceStore::open(&opts, ims_core::Now::system()))
         .unwrap();
     let hash = rt
         .block_on(ims_core::password::hash(&ims_core::secret::Secret::new(PASSWORD)))
@@ -313,7 +312,7 @@ fn key(e: &str) -> String {
 
 /// One case: the population `made` (case `tag`) written as older builds left it, the end-user
 /// phase planned and applied, then rolled back, the invariants checked after each.
-fn one_case(bench: &Bench, tag: u32, made: &[Made]) {
+fn one_case(bench: &Bench<'_>, tag: u32, made: &[Made]) {
     let Bench {
         tmp,
         d,
@@ -381,7 +380,7 @@ fn one_case(bench: &Bench, tag: u32, made: &[Made]) {
 
 /// The population written straight into the instance's database, with API usage recorded for
 /// the programs.
-fn write_legacy(bench: &Bench, made: &[Made]) {
+fn write_legacy(bench: &Bench<'_>, made: &[Made]) {
     let Bench { rt, store, hash, .. } = *bench;
     let now = ims_core::Now::system();
     for m in made {
@@ -440,7 +439,7 @@ fn signs_in(ca: &Path, url: &str, m: &Made) -> String {
 /// groups. The plan moves exactly those and says why it leaves the other people; the logins it
 /// moves.
 fn the_plan_follows_the_rules(
-    bench: &Bench,
+    bench: &Bench<'_>,
     made: &[Made],
     before: &[OperatorFacts],
     plan: &Value,
@@ -478,8 +477,7 @@ fn the_plan_follows_the_rules(
 /// Nothing lost or changed but the way the `moved` people sign in: the operators `now` are
 /// those `before`.
 fn same(before: &[OperatorFacts], now: &[OperatorFacts], moved: &BTreeSet<String>) {
-    let was: HashMap<&str, &ims_wire::migration::OperatorFacts> =
-        before.iter().map(|o| (o.login.as_str(), o)).collect();
+    let was: HashMap<&str, &OperatorFacts> = before.iter().map(|o| (o.login.as_str(), o)).collect();
     assert_eq!(now.len(), before.len(), "operators lost or added");
     for o in now {
         let w = was
@@ -553,7 +551,7 @@ fn identities(upj: &Value, cred: &Value, users_before: &[Value], now: &[Operator
 /// The `planned` people get their IMS password; then every person signs in as before (`was`):
 /// the moved ones through the IMS, and no longer with the password. Both sides agree.
 fn moved_people_sign_in_through_the_ims(
-    bench: &Bench,
+    bench: &Bench<'_>,
     made: &[Made],
     was: &[String],
     planned: &BTreeSet<String>,

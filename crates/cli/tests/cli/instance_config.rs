@@ -263,7 +263,7 @@ impl<'a> Restrictions<'a> {
 
 /// Switched on, the running instance applies the restrictions at once; the status and the
 /// probes report them, and the probes change nothing.
-fn switched_on_at_once_and_verified(r: &Restrictions) {
+fn switched_on_at_once_and_verified(r: &Restrictions<'_>) {
     let on = r.instance(&["restrictions", "enable", "--instance", "marketing"]);
     assert!(on.status.success(), "{}", output_text(&on));
     assert!(
@@ -323,7 +323,7 @@ fn switched_on_at_once_and_verified(r: &Restrictions) {
 }
 
 /// A file that does not read: the reload is refused and the running state stays.
-fn a_broken_file_keeps_the_running_state(r: &Restrictions, dir: &Path) {
+fn a_broken_file_keeps_the_running_state(r: &Restrictions<'_>, dir: &Path) {
     let conf = dir.join("conf").join("config-marketing.xml");
     let good = std::fs::read_to_string(&conf).unwrap();
     std::fs::write(&conf, good.replace("disableAPI=\"true\"", "disableAPI=\"maybe\"")).unwrap();
@@ -341,7 +341,7 @@ fn a_broken_file_keeps_the_running_state(r: &Restrictions, dir: &Path) {
 
 /// Without --instance the shared serverConf.xml changes; switched off, native sign-in and
 /// operator creation are back.
-fn the_shared_file_and_switching_off(r: &Restrictions) {
+fn the_shared_file_and_switching_off(r: &Restrictions<'_>) {
     let bad_allow = r.instance(&["restrictions", "enable", "--api", "--allow", "two words"]);
     assert_eq!(bad_allow.status.code(), Some(2));
     // Without --instance the shared serverConf.xml changes: mc, which sets nothing itself,

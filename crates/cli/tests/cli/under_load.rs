@@ -214,8 +214,8 @@ fn start_the_load(url: &str, ca: &Path, integrations: &[Integration], people: &[
     for (login, password) in integrations {
         for long in [false, true] {
             let (stop, calls, url, ca, login, password) = (
-                stop.clone(),
-                calls.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&calls),
                 url.to_owned(),
                 ca.to_owned(),
                 login.clone(),
@@ -268,7 +268,12 @@ fn start_the_load(url: &str, ca: &Path, integrations: &[Integration], people: &[
         }
     }
     for half in [0, 1] {
-        let (stop, attempts, url, ca) = (stop.clone(), attempts.clone(), url.to_owned(), ca.to_owned());
+        let (stop, attempts, url, ca) = (
+            Arc::clone(&stop),
+            Arc::clone(&attempts),
+            url.to_owned(),
+            ca.to_owned(),
+        );
         let mine: Vec<_> = people.iter().skip(half).step_by(2).cloned().collect();
         threads.push(thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {

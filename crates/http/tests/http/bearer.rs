@@ -15,11 +15,12 @@ use crate::harness::*;
 /// An instance of `build` that trusts the harness's IMS.
 async fn bearer_app(h: &Harness, build: &str) -> (Router, Arc<Instance>, tempfile::TempDir) {
     let (inst, dir) = instance_with(build).await;
-    let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(h.state.ims.clone())));
+    let issuer =
+        ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(Arc::clone(&h.state.ims))));
     let inst = Arc::new(inst.with_bearer(Arc::new(issuer)));
     (
         router(InstanceState {
-            instance: inst.clone(),
+            instance: Arc::clone(&inst),
             tls: false,
         }),
         inst,
@@ -208,7 +209,7 @@ async fn an_unreachable_ims_is_a_server_fault_not_an_expired_session() {
     let token = h.token(&c, CAMPAIGN_SCOPES).await;
     let (inst, _dir) = instance_with("7.4.1").await;
     let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(DownKeys));
-    let app = ims_http::campaign::router(ims_http::campaign::InstanceState {
+    let app = router(InstanceState {
         instance: Arc::new(inst.with_bearer(Arc::new(issuer))),
         tls: false,
     });

@@ -298,7 +298,7 @@ async fn forged_or_mixed_up_callbacks_and_other_organisations_are_refused() {
         },
         other.client_id.clone(),
         other.secret().clone(),
-        other.http().clone(),
+        Arc::clone(other.http()),
     );
     c.inst.set_connection(Some(conn), &ctx).await.unwrap();
     let mut b = Browser::default();
@@ -326,10 +326,10 @@ async fn emails_link_case_variants_but_never_take_over_an_operator() {
         .await
         .unwrap();
     profile(&h, "campaign - prod - deliveryOperators", &[]).await;
-    let store = c.inst.store().clone();
+    let store = Arc::clone(c.inst.store());
     let ctx = Context::new(Now::system(), "test");
     let add = |login: &'static str, email: &'static str, auth: AuthType, ims_id: Option<&'static str>| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let ctx = ctx.clone();
         async move {
             let op = ims_campaign::model::Operator {
@@ -410,7 +410,7 @@ async fn the_checklist_says_which_rule_fails_and_how_to_fix_it() {
             a,
             conn.client_id.clone(),
             secret.map_or_else(|| conn.secret().clone(), Secret::new),
-            conn.http().clone(),
+            Arc::clone(conn.http()),
         )
     };
     let failing = |r: &ims_campaign::diagnose::Report| -> Vec<&'static str> {
@@ -694,7 +694,7 @@ async fn an_unverified_email_never_links_an_operator() {
         .await
         .unwrap();
     profile(&h, "campaign - prod - deliveryOperators", &[]).await;
-    let store = c.inst.store().clone();
+    let store = Arc::clone(c.inst.store());
     let ctx = Context::new(Now::system(), "test");
     let waiting = ims_campaign::model::Operator {
         auth_type: AuthType::Ims,

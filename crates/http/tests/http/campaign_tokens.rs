@@ -123,10 +123,10 @@ async fn revoked_tokens_stop_working_at_an_instance_without_configuration() {
     info.profile_refresh_secs = 0;
     let http: Arc<dyn ImsHttp> = Arc::new(InProcessIms(h.app.clone()));
     let keys = HttpKeys {
-        http: http.clone(),
+        http: Arc::clone(&http),
         url: format!("{ISSUER}/ims/keys"),
     };
-    let inst = Instance::new(inst.store().clone(), info)
+    let inst = Instance::new(Arc::clone(inst.store()), info)
         .with_bearer(Arc::new(ims_campaign::bearer::TrustedIssuer::new(
             ISSUER,
             Arc::new(keys),
@@ -330,7 +330,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
         },
         conn.client_id.clone(),
         conn.secret().clone(),
-        conn.http().clone(),
+        Arc::clone(conn.http()),
     );
     c.inst.set_connection(Some(other), &ctx).await.unwrap();
     let xml = push(with_token).await;

@@ -8,7 +8,6 @@ use ims_core::Now;
 use ims_http::{public_router, AppState, Metrics};
 use ims_identity::credentials::{Credentials, NewSecret};
 use ims_identity::service::Ims;
-use ims_identity::store::Store;
 use ims_store::{Options, SqlStore};
 use serde_json::json;
 use std::sync::Arc;
@@ -179,7 +178,7 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
         // A new service on the same store and master key (a restart, or another node).
         let ctx = Context::new(Now::system(), "test");
         let other = Ims::start(
-            h.store.clone(),
+            Arc::<SqlStore>::clone(&h.store),
             h.master.clone(),
             settings(Algorithm::ES256),
             &ctx,
@@ -228,7 +227,7 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
         }
         // A wrong master key cannot load the keys.
         let wrong = Ims::start(
-            h.store.clone(),
+            Arc::<SqlStore>::clone(&h.store),
             MasterKey::generate(),
             settings(Algorithm::ES256),
             &ctx,
@@ -257,7 +256,7 @@ async fn a_change_made_elsewhere_reaches_the_token_endpoint() {
         let mut opts = Options::new(url);
         opts.schema = h.schema.clone();
         let elsewhere = Arc::new(SqlStore::open(&opts, Now::system()).await.unwrap());
-        let creds = Credentials::new(elsewhere.clone() as Arc<dyn Store>, "ims.test");
+        let creds = Credentials::new(Arc::<SqlStore>::clone(&elsewhere), "ims.test");
         creds
             .set_credential_disabled(
                 &c.client.client_id,

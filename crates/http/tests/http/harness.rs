@@ -31,7 +31,7 @@ use ims_core::Now;
 use ims_http::{ops_router, public_router, AppState, Metrics};
 use ims_identity::credentials::{Credentials, NewSecret};
 use ims_identity::service::{self, Ims, Settings};
-use ims_identity::store::{AuditQuery, Store};
+use ims_identity::store::AuditQuery;
 use ims_store::{Options, SqlStore};
 
 pub(crate) const ISSUER: &str = "https://ims.test";
@@ -110,7 +110,7 @@ pub(crate) async fn harness_with(db: Db, settings: Settings) -> Option<Harness> 
     .unwrap()
     .unwrap();
     let master = MasterKey::generate();
-    let ims = Ims::start(store.clone(), master.clone(), settings, &ctx)
+    let ims = Ims::start(Arc::<SqlStore>::clone(&store), master.clone(), settings, &ctx)
         .await
         .unwrap();
     let state = AppState {
@@ -121,7 +121,7 @@ pub(crate) async fn harness_with(db: Db, settings: Settings) -> Option<Harness> 
         app: public_router(state.clone()),
         ops: ops_router(state.clone()),
         state,
-        creds: Credentials::new(store.clone() as Arc<dyn Store>, "ims.test"),
+        creds: Credentials::new(Arc::<SqlStore>::clone(&store), "ims.test"),
         store,
         org_id: org.org_id,
         master,

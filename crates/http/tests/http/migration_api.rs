@@ -34,7 +34,7 @@ async fn administrators_read_the_instance_and_every_operator_with_its_evidence()
         let inst = Arc::new(inst);
         add_like_jdoe(inst.store(), "boss", &["admin"]).await;
         let app = router(InstanceState {
-            instance: inst.clone(),
+            instance: Arc::clone(&inst),
             tls: false,
         });
 
@@ -163,12 +163,12 @@ async fn emails_are_checked_whole_against_every_operator_before_any_is_written()
         add_like_jdoe(inst.store(), "boss", &["admin"]).await;
         add_like_jdoe(inst.store(), "kim", &[]).await;
         let app = router(InstanceState {
-            instance: inst.clone(),
+            instance: Arc::clone(&inst),
             tls: false,
         });
         let boss = session_of(&app, "boss").await;
         let email_of = |login: &'static str| {
-            let inst = inst.clone();
+            let inst = Arc::clone(&inst);
             async move {
                 inst.store()
                     .operator_by_login(login)
@@ -269,7 +269,7 @@ async fn operators_switch_only_from_the_planned_state_and_back_until_locked_down
         add_like_jdoe(inst.store(), "boss", &["admin"]).await;
         add_like_jdoe(inst.store(), "kim", &[]).await;
         let app = router(InstanceState {
-            instance: inst.clone(),
+            instance: Arc::clone(&inst),
             tls: false,
         });
         let boss = session_of(&app, "boss").await;
@@ -376,7 +376,7 @@ async fn operators_switch_only_from_the_planned_state_and_back_until_locked_down
         assert!(out[0].2.contains("locked down"), "{out:?}");
         let migrated: Vec<String> = {
             inst.store()
-                .audit(&ims_core::audit::AuditQuery {
+                .audit(&AuditQuery {
                     action_prefix: Some("operator.migrate".into()),
                     limit: 10,
                 })
@@ -400,7 +400,7 @@ async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
         let inst = Arc::new(inst);
         add_like_jdoe(inst.store(), "boss", &["admin"]).await;
         let app = router(InstanceState {
-            instance: inst.clone(),
+            instance: Arc::clone(&inst),
             tls: false,
         });
         let boss = session_of(&app, "boss").await;
@@ -481,7 +481,7 @@ async fn the_console_announces_the_window_and_shows_the_migration_page() {
         .update_operator(
             &op,
             false,
-            &ims_core::audit::Context::new(ims_core::Now::from_millis(1), "test").event(
+            &ims_core::audit::Context::new(Now::from_millis(1), "test").event(
                 "operator.update",
                 "lee",
                 "success",
@@ -491,7 +491,7 @@ async fn the_console_announces_the_window_and_shows_the_migration_page() {
         .await
         .unwrap();
     let app = router(InstanceState {
-        instance: inst.clone(),
+        instance: Arc::clone(&inst),
         tls: false,
     });
     let boss = session_of(&app, "boss").await;
@@ -620,7 +620,7 @@ async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
             .await
             .unwrap();
         let app = router(InstanceState {
-            instance: inst.clone(),
+            instance: Arc::clone(&inst),
             tls: false,
         });
 

@@ -68,7 +68,7 @@ async fn native_sign_in_is_locked_out_like_the_ims() {
     assert!(set_cookie(&headers, "ims_console").is_none());
     // Another operator is not affected.
     let (inst, _dir2) = instance_with("7.4.1").await;
-    let store = inst.store().clone();
+    let store = Arc::clone(inst.store());
     add_like_jdoe(&store, "other", &["deliveryOperators"]).await;
     let app2 = router(InstanceState {
         instance: Arc::new(inst),
@@ -111,7 +111,7 @@ async fn call_from(
 #[tokio::test]
 async fn trusted_ip_masks_and_security_zones_hold_on_sign_in_and_every_call() {
     let (inst, _dir) = instance_with("7.4.1").await;
-    let store = inst.store().clone();
+    let store = Arc::clone(inst.store());
     let ctx = ims_core::audit::Context::new(Now::system(), "test");
     for (login, mask, zone) in [
         ("masked", Some("10.99.0.0/16"), None),
@@ -240,7 +240,7 @@ async fn console_sign_in_applies_the_same_decisions_as_logon() {
     assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
     // 7.4.1: signed in, then disabled: the console session is refused at once.
     let (inst, _dir) = instance_with("7.4.1").await;
-    let store = inst.store().clone();
+    let store = Arc::clone(inst.store());
     let app = router(InstanceState {
         instance: Arc::new(inst),
         tls: false,

@@ -84,7 +84,7 @@ async fn readiness_fails_while_migrations_are_pending() {
         .await
         .unwrap();
     let ims = Ims::start(
-        migrated.clone(),
+        Arc::<SqlStore>::clone(&migrated),
         MasterKey::generate(),
         settings(Algorithm::ES256),
         &ctx,

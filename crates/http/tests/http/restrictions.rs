@@ -32,12 +32,13 @@ async fn restricted(
     build: &str,
 ) -> Option<(Router, Arc<Instance>, tempfile::TempDir, Cleanup)> {
     let (inst, dir, cleanup) = instance_on(db, build, InstanceKind::Marketing).await?;
-    let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(h.state.ims.clone())));
+    let issuer =
+        ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(Arc::clone(&h.state.ims))));
     let inst = Arc::new(inst.with_bearer(Arc::new(issuer)));
     add_like_jdoe(inst.store(), "admin", &["admin"]).await;
     add_like_jdoe(inst.store(), "svc-b", &[]).await;
     let app = router(InstanceState {
-        instance: inst.clone(),
+        instance: Arc::clone(&inst),
         tls: false,
     });
     Some((app, inst, dir, cleanup))
@@ -379,9 +380,9 @@ async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing(
         let audited = audit_len().await;
         let token = h.token(&c, CAMPAIGN_SCOPES).await;
         let run = |on: bool| {
-            let store = inst.store().clone();
+            let store = Arc::clone(inst.store());
             let token = Secret::new(token.clone());
-            let ims = h.state.ims.clone();
+            let ims = Arc::clone(&h.state.ims);
             async move {
                 let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(ims)));
                 ims_campaign::probe::verify(

@@ -114,7 +114,7 @@ async fn product_profiles_are_created_and_read_with_their_permission_items() {
     // The creation is audited with who made it.
     let events = h
         .store
-        .audit(&ims_core::audit::AuditQuery {
+        .audit(&AuditQuery {
             action_prefix: Some("profile.create".into()),
             limit: 10,
         })

@@ -98,8 +98,8 @@ async fn people_planned_as_the_api_plans_them(f: &Fixture, o: &str) -> Snapshot 
         .store
         .directory_snapshot(
             o,
-            &ims_identity::umapi::Snapshot::emails_named(&entries),
-            &ims_identity::umapi::Snapshot::groups_named(&entries),
+            &Snapshot::emails_named(&entries),
+            &Snapshot::groups_named(&entries),
         )
         .await
         .unwrap();
@@ -121,7 +121,7 @@ async fn people_planned_as_the_api_plans_them(f: &Fixture, o: &str) -> Snapshot 
         .await
         .unwrap();
     // Ids of new groups are the database's to give.
-    let without_ids = |s: &ims_identity::umapi::Snapshot| {
+    let without_ids = |s: &Snapshot| {
         let mut g = s.groups.clone();
         g.values_mut().for_each(|state| state.group.id = 0);
         g

@@ -299,7 +299,7 @@ async fn operator_updates_deletes_and_pages_on_both_backends() {
             session_digest: digest.into(),
             security_digest: "s".into(),
             operator_id: op,
-            auth_path: ims_campaign::model::AuthPath::Native,
+            auth_path: AuthPath::Native,
             created_at: now(),
             expires_at: now().plus_secs(60),
         };
@@ -370,7 +370,7 @@ async fn operator_updates_deletes_and_pages_on_both_backends() {
 
 fn instance(store: &Arc<SqlInstanceStore>, build: &str) -> Instance {
     Instance::new(
-        store.clone(),
+        Arc::<SqlInstanceStore>::clone(store),
         InstanceInfo::new("prod", InstanceKind::Marketing, build.parse::<Build>().unwrap()),
     )
 }

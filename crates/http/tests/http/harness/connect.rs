@@ -86,7 +86,7 @@ impl ImsHttp for InProcessIms {
 struct InProcessInstance(Router);
 
 #[async_trait::async_trait]
-impl ims_identity::service::LogoutNotifier for InProcessInstance {
+impl service::LogoutNotifier for InProcessInstance {
     async fn deliver(&self, uri: &str, logout_token: &str) -> Result<(), String> {
         let path = uri.strip_prefix(INSTANCE).ok_or("not the test instance")?;
         let req = Request::post(path)
@@ -149,15 +149,15 @@ pub(crate) async fn connected_via(
     let mut info = InstanceInfo::new("prod", kind, "7.4.1".parse().unwrap());
     info.profile_refresh_secs = refresh_secs;
     let keys = HttpKeys {
-        http: http.clone(),
+        http: Arc::clone(&http),
         url: format!("{ISSUER}/ims/keys"),
     };
-    let inst = Instance::new(inst.store().clone(), info)
+    let inst = Instance::new(Arc::clone(inst.store()), info)
         .with_bearer(Arc::new(ims_campaign::bearer::TrustedIssuer::new(
             ISSUER,
             Arc::new(keys),
         )))
-        .with_ims_http(http.clone());
+        .with_ims_http(Arc::clone(&http));
     let conn = Connection::new(
         account(&h.org_id, &client.client_id),
         client.client_id.clone(),
@@ -167,7 +167,7 @@ pub(crate) async fn connected_via(
     assert!(inst.set_connection(Some(conn), &ctx).await.unwrap(), "a change");
     let inst = Arc::new(inst);
     let app = router(InstanceState {
-        instance: inst.clone(),
+        instance: Arc::clone(&inst),
         tls: false,
     });
     // Sign-outs at the IMS reach the instance (back-channel logout).
@@ -220,7 +220,7 @@ pub(crate) async fn with_an_administrator(h: &Harness) -> (Connected, ims_identi
 
 pub(crate) async fn profile(h: &Harness, name: &str, permissions: &[&str]) {
     let (instance, _) = marketing(h, None).await;
-    ims_identity::service::directory::create_product_profile(
+    service::directory::create_product_profile(
         h.store.as_ref(),
         &instance,
         name,

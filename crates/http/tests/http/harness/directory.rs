@@ -71,7 +71,7 @@ pub(crate) async fn marketing(
     .unwrap();
     let group = match profile {
         Some((name, permissions, quota)) => Some(
-            ims_identity::service::directory::create_product_profile(
+            service::directory::create_product_profile(
                 h.store.as_ref(),
                 &instance,
                 name,

@@ -69,7 +69,7 @@ pub(crate) async fn instance_on(
                 created_at: now,
                 modified_at: now,
             },
-            &ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test").event(
+            &Context::new(ims_core::Now::from_millis(0), "test").event(
                 "operator.create",
                 "t",
                 "success",
@@ -90,7 +90,7 @@ pub(crate) async fn instance_on(
                 "deliveryOperators",
                 true,
                 false,
-                &ims_core::audit::Context::new(now, "test").event(
+                &Context::new(now, "test").event(
                     "folder.grant",
                     "nmsRootRecipient",
                     "success",
@@ -118,7 +118,7 @@ pub(crate) async fn instance_on(
                 .unwrap();
         }
     }
-    let cleanup = schema.map(|s| (store.clone(), s));
+    let cleanup = schema.map(|s| (Arc::clone(&store), s));
     let inst = Instance::new(store, InstanceInfo::new("prod", kind, build.parse().unwrap()));
     Some((inst, dir, cleanup))
 }
@@ -132,7 +132,7 @@ pub(crate) async fn add_like_jdoe(
     let mut op = store.operator_by_login("jdoe").await.unwrap().unwrap();
     op.login = login.into();
     op.groups = groups.iter().map(|g| g.to_string()).collect();
-    let ctx = ims_core::audit::Context::new(ims_core::Now::from_millis(0), "test");
+    let ctx = Context::new(ims_core::Now::from_millis(0), "test");
     store
         .create_operator(
             &op,
