@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ims_core::audit::Context;
 use ims_core::Now;
-use ims_http::admin::{secret_body, summary, DEFAULT_SCOPES};
+use ims_http::ims::admin::{secret_body, summary, DEFAULT_SCOPES};
 use ims_identity::credentials::Credentials;
 use ims_identity::developer::Service;
 use ims_identity::service::Ims;

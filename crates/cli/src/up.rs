@@ -281,7 +281,7 @@ async fn serve(
         if wedge.as_deref() == Some(s.up.name.as_str()) {
             wedge_runtime(&handle, &s.up.name);
         }
-        let router = ims_http::campaign::router(ims_http::campaign::InstanceState {
+        let router = ims_http::instance::soap::router(ims_http::instance::soap::InstanceState {
             instance: std::sync::Arc::clone(&s.instance),
             tls: config.tls,
         });

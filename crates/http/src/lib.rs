@@ -12,7 +12,6 @@ pub mod params;
 pub mod request;
 pub mod serve;
 
-pub use ims::{admin, health_router, ops_router, public_router, AppState};
-pub use instance::soap as campaign;
+pub use ims::{health_router, ops_router, public_router, AppState};
 pub use metrics::Metrics;
 pub use request::{observe, Body, BodyLimit, Meta, RequestId, MAX_BODY};

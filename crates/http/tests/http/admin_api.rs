@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 fn admin_router(h: &Harness) -> Router {
-    ims_http::admin::router(h.state.clone())
+    ims_http::ims::admin::router(h.state.clone())
 }
 
 fn admin_req(method: &str, path: &str, auth: Option<(&str, &str)>, body: Option<Value>) -> Request<Body> {

@@ -5,7 +5,7 @@ use http::StatusCode;
 use ims_campaign::service::Instance;
 use ims_core::keys::{Algorithm, MasterKey};
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_identity::store::AuditQuery;
 use serde_json::{json, Value};
 use std::sync::Arc;

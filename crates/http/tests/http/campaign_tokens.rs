@@ -7,7 +7,7 @@ use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
 use ims_campaign::signin::Connection;
 use ims_core::audit::Context;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_identity::store::DirectoryStore as _;
 use serde_json::json;
 use std::sync::Arc;

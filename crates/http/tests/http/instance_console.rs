@@ -5,7 +5,7 @@ use http::StatusCode;
 use ims_campaign::model::{AuthType, Operator};
 use ims_campaign::store::InstanceStore;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_wire::rights::DEFAULT_GROUPS;
 use serde_json::json;
 use std::sync::Arc;

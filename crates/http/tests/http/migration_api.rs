@@ -6,7 +6,7 @@ use http::{Request, StatusCode};
 use ims_campaign::service::{Instance, InstanceKind};
 use ims_core::audit::AuditQuery;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_wire::migration::{InstanceFacts, OperatorPage};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use axum::Router;
 use http::StatusCode;
 use http_body_util::BodyExt as _;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use serde_json::json;
 use std::sync::Arc;
 use tower::ServiceExt as _;

@@ -9,7 +9,7 @@ use ims_campaign::service::{Instance, InstanceKind};
 use ims_core::audit::Context;
 use ims_core::secret::Secret;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_identity::store::AuditQuery;
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use ims_campaign::service::InstanceKind;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use serde_json::json;
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -258,7 +258,7 @@ async fn no_request_shape_can_stop_the_instance() {
     let select_nodes = "<node expr=\"@email\"/>".repeat(10 * MAX_SELECT_NODES);
     let attack = conditions(40_000, "1=1");
     assert!(
-        attack.len() < ims_http::campaign::MAX_SOAP_BODY,
+        attack.len() < ims_http::instance::soap::MAX_SOAP_BODY,
         "{}",
         attack.len()
     );
@@ -601,7 +601,7 @@ async fn the_xml_battery() {
     assert_eq!(status, StatusCode::OK);
     assert!(fault_code(&xml).is_some());
     assert!(
-        xml.contains(&format!("exceeds {} bytes", ims_http::campaign::MAX_SOAP_BODY)),
+        xml.contains(&format!("exceeds {} bytes", ims_http::instance::soap::MAX_SOAP_BODY)),
         "the fault names the limit in effect: {xml}"
     );
     let mut latin1 = logon.clone().into_bytes();

@@ -9,7 +9,7 @@ use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
 use ims_campaign::signin::Connection;
 use ims_core::audit::Context;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_identity::model::ClientType;
 use ims_identity::store::AuditQuery;
 use ims_identity::store::{DirectoryStore as _, GrantStore as _};

@@ -9,7 +9,7 @@ use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
 use ims_campaign::store::OperatorStore as _;
 use ims_core::secret::Secret;
 use ims_core::Now;
-use ims_http::campaign::{router, InstanceState};
+use ims_http::instance::soap::{router, InstanceState};
 use ims_store::instance::SqlInstanceStore;
 use ims_wire::rights::DEFAULT_GROUPS;
 use std::sync::Arc;
