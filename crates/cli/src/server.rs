@@ -117,7 +117,8 @@ pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
         // The administration API is served on the operations listener only (loopback, never the
         // public port), beside health and metrics.
         Some(ops_listener) => {
-            let ops = ims_http::ops_router(p.state.clone()).merge(ims_http::ims::admin::router(p.state.clone()));
+            let ops =
+                ims_http::ops_router(p.state.clone()).merge(ims_http::ims::admin::router(p.state.clone()));
             let ops_task = tokio::spawn(ims_http::serve::serve(ops_listener, ops, None, shutdown_signal()));
             let public = public.merge(ims_http::health_router(p.state.clone()));
             ims_http::serve::serve(p.listener, public, p.tls, shutdown_signal()).await?;

@@ -295,38 +295,7 @@ pub fn assess(
             *counts.entry("disabled".into()).or_default() += 1;
         }
         if !migrated && class == Class::Person {
-            *counts.entry("people_to_migrate".into()).or_default() += 1;
-            if status != EmailStatus::Ok {
-                *counts.entry(format!("email_{}", status.as_str())).or_default() += 1;
-                let (problem, fix) = match status {
-                    EmailStatus::Missing => ("has no email", "give it one"),
-                    EmailStatus::Invalid => ("has an email that is not an address", "correct it"),
-                    _ => (
-                        "shares its email with another operator (compared case-insensitively)",
-                        "give each operator its own (or delete the spare account)",
-                    ),
-                };
-                blockers.push(Blocker {
-                    phase: Phase::Users,
-                    operator: Some(op.login.clone()),
-                    problem: format!("{} {problem}", op.login),
-                    fix: format!("{fix}: `ims migrate prepare --emails FILE.csv`"),
-                });
-            }
-            if op.disabled {
-                warnings.push(format!(
-                    "{} is disabled: the end-user phase leaves it native and unable to sign in",
-                    op.login
-                ));
-            } else if op.groups.is_empty() {
-                blockers.push(Blocker {
-                    phase: Phase::Users,
-                    operator: Some(op.login.clone()),
-                    problem: format!("{} belongs to no operator group", op.login),
-                    fix: "add it to one: a product profile, one per group, is what lets a person in through the IMS"
-                        .into(),
-                });
-            }
+            person_findings(op, status, &mut counts, &mut blockers, &mut warnings);
         }
         if !migrated && class == Class::Technical {
             *counts.entry("technical_to_migrate".into()).or_default() += 1;
@@ -360,6 +329,71 @@ pub fn assess(
         });
     }
     let build_verdict = build_verdict(facts, &mut blockers, &counts);
+    let admin_profiles = profile_warnings(profiles, &rights_no_group_carries, &mut warnings);
+    Assessment {
+        instance: facts.name.clone(),
+        build: facts.build.clone(),
+        build_verdict,
+        counts,
+        operators: out,
+        admin_profiles,
+        rights_no_group_carries: rights_no_group_carries.into_iter().collect(),
+        blockers,
+        warnings,
+        assessed_at: now,
+    }
+}
+
+/// What a person still to migrate needs first: an email of its own (a blocker otherwise) and,
+/// unless disabled, an operator group.
+fn person_findings(
+    op: &OperatorFacts,
+    status: EmailStatus,
+    counts: &mut BTreeMap<String, usize>,
+    blockers: &mut Vec<Blocker>,
+    warnings: &mut Vec<String>,
+) {
+    *counts.entry("people_to_migrate".into()).or_default() += 1;
+    if status != EmailStatus::Ok {
+        *counts.entry(format!("email_{}", status.as_str())).or_default() += 1;
+        let (problem, fix) = match status {
+            EmailStatus::Missing => ("has no email", "give it one"),
+            EmailStatus::Invalid => ("has an email that is not an address", "correct it"),
+            _ => (
+                "shares its email with another operator (compared case-insensitively)",
+                "give each operator its own (or delete the spare account)",
+            ),
+        };
+        blockers.push(Blocker {
+            phase: Phase::Users,
+            operator: Some(op.login.clone()),
+            problem: format!("{} {problem}", op.login),
+            fix: format!("{fix}: `ims migrate prepare --emails FILE.csv`"),
+        });
+    }
+    if op.disabled {
+        warnings.push(format!(
+            "{} is disabled: the end-user phase leaves it native and unable to sign in",
+            op.login
+        ));
+    } else if op.groups.is_empty() {
+        blockers.push(Blocker {
+            phase: Phase::Users,
+            operator: Some(op.login.clone()),
+            problem: format!("{} belongs to no operator group", op.login),
+            fix: "add it to one: a product profile, one per group, is what lets a person in through the IMS"
+                .into(),
+        });
+    }
+}
+
+/// Warnings about product profiles and rights: profiles named with "admin", an IMS that was not
+/// asked, direct rights no group carries. Returns the "admin" profiles.
+fn profile_warnings(
+    profiles: Option<&[String]>,
+    rights_no_group_carries: &BTreeSet<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
     let admin_profiles: Vec<String> = profiles
         .unwrap_or_default()
         .iter()
@@ -385,18 +419,7 @@ pub fn assess(
                 .join(", ")
         ));
     }
-    Assessment {
-        instance: facts.name.clone(),
-        build: facts.build.clone(),
-        build_verdict,
-        counts,
-        operators: out,
-        admin_profiles,
-        rights_no_group_carries: rights_no_group_carries.into_iter().collect(),
-        blockers,
-        warnings,
-        assessed_at: now,
-    }
+    admin_profiles
 }
 
 /// What the build allows, with a blocker for each phase it cannot carry.

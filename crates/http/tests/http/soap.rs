@@ -601,7 +601,10 @@ async fn the_xml_battery() {
     assert_eq!(status, StatusCode::OK);
     assert!(fault_code(&xml).is_some());
     assert!(
-        xml.contains(&format!("exceeds {} bytes", ims_http::instance::soap::MAX_SOAP_BODY)),
+        xml.contains(&format!(
+            "exceeds {} bytes",
+            ims_http::instance::soap::MAX_SOAP_BODY
+        )),
         "the fault names the limit in effect: {xml}"
     );
     let mut latin1 = logon.clone().into_bytes();
