@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use ims_campaign::fault::{Fault, FaultCode};
+use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
 use ims_campaign::service::Caller;
 use ims_wire::migration::{
@@ -19,6 +19,7 @@ use ims_wire::migration::{
     LockdownRequest, Notice, RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
 };
 
+use crate::error::problem_fault::{problem_response, ApiFault};
 use crate::instance::soap::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
 
@@ -38,31 +39,6 @@ pub fn routes() -> Router<InstanceState> {
         .route("/nl/migration/v1/journal", put(journal))
 }
 
-/// A fault as problem details; the status says what kind of refusal it is.
-struct ApiFault(Fault);
-
-impl IntoResponse for ApiFault {
-    fn into_response(self) -> Response {
-        let f = self.0;
-        let status = match f.code {
-            FaultCode::SessionExpired | FaultCode::InvalidLogin => StatusCode::UNAUTHORIZED,
-            FaultCode::Forbidden | FaultCode::Restricted => StatusCode::FORBIDDEN,
-            FaultCode::NotFound => StatusCode::NOT_FOUND,
-            FaultCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ if f.client => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let body = json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": f.message,
-            "code": f.code.as_str(),
-        });
-        problem_response(status, body)
-    }
-}
-
 /// A request refused whole: problem details listing every problem (nothing was written).
 fn refused_whole(problems: &[RowProblem]) -> Response {
     let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -75,17 +51,6 @@ fn refused_whole(problems: &[RowProblem]) -> Response {
         "problems": problems,
     });
     problem_response(status, body)
-}
-
-fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut resp = (status, Json(body)).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// The answer's JSON, or the fault as problem details.

@@ -18,6 +18,7 @@ use ims_core::Now;
 use ims_wire::soap::{self, Envelope, Limits, Value};
 use ims_wire::soap_ops::{self, Operation};
 
+use crate::error::soap::{xml, SoapFault};
 use crate::pages::cookie;
 use crate::{Body, Meta};
 
@@ -29,33 +30,6 @@ pub struct InstanceState {
     pub instance: Arc<Instance>,
     /// Served over HTTPS (for the addresses the WSDL gives).
     pub tls: bool,
-}
-
-/// A fault as an HTTP response.
-#[derive(Debug)]
-pub struct SoapFault(pub Fault);
-
-impl From<ims_core::Error> for SoapFault {
-    fn from(e: ims_core::Error) -> Self {
-        SoapFault(Fault::bad_request(e.to_string()))
-    }
-}
-
-impl IntoResponse for SoapFault {
-    fn into_response(self) -> Response {
-        xml(soap::fault(self.0.client, &self.0.to_string(), &self.0.message))
-    }
-}
-
-fn xml(body: String) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/xml;charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// Collapses repeated slashes: the reference client concatenates its endpoint and paths, so a

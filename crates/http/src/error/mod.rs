@@ -1,5 +1,13 @@
 //! The one mapping from domain errors to each HTTP protocol's error shape: OAuth JSON for the token
-//! family, Bearer challenges for resource endpoints. Internal details are logged, never sent.
+//! family, Bearer challenges for resource endpoints and problem details for the administration
+//! API here; the vendor APIs' conventions in their own modules (User Management API, Developer
+//! Console API, SOAP faults, the migration API's problem details). Internal details are logged,
+//! never sent.
+
+pub mod console;
+pub(crate) mod problem_fault;
+pub mod soap;
+pub mod umapi;
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;

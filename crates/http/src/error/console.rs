@@ -1,0 +1,93 @@
+//! The Developer Console API's error convention: the status and `{"error_code", "message"}`, as
+//! its client library reads them.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use serde_json::json;
+
+use ims_core::Error;
+
+use super::{bearer_challenge, no_store};
+
+/// An error in the console API's convention: the status and a JSON body naming it.
+#[derive(Debug)]
+pub enum ConsoleError {
+    Domain(Error),
+    /// Over the client's budget: wait this many seconds.
+    Throttled(u64),
+}
+
+impl From<Error> for ConsoleError {
+    fn from(e: Error) -> Self {
+        ConsoleError::Domain(e)
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let e = match self {
+            ConsoleError::Domain(e) => e,
+            ConsoleError::Throttled(secs) => {
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error_code": "429050", "message": "Too many requests"})),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+                return resp;
+            }
+        };
+        let (status, code) = match &e {
+            Error::InvalidToken(reason) => {
+                tracing::debug!(%reason, "console call refused");
+                let mut resp = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
+                no_store(&mut resp);
+                return resp;
+            }
+            Error::InsufficientScope(scope) => {
+                let mut resp = (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({"error_code": "403003", "message": e.to_string()})),
+                )
+                    .into_response();
+                let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+                if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                }
+                no_store(&mut resp);
+                return resp;
+            }
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "403003"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "404001"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "409001"),
+            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "400001"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "413001"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "503001"),
+            other => {
+                tracing::error!(error = %other, "console call failed");
+                let mut resp = (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error_code": "500001", "message": "the server could not complete the request"})),
+                )
+                    .into_response();
+                no_store(&mut resp);
+                return resp;
+            }
+        };
+        let mut resp = (
+            status,
+            Json(json!({"error_code": code, "message": e.to_string()})),
+        )
+            .into_response();
+        no_store(&mut resp);
+        resp
+    }
+}
