@@ -222,15 +222,7 @@ async fn register_client(
     let created = async {
         let client_name = format!("Campaign instance {name}");
         let (client, secret) = creds
-            .create_people_client(
-                &org.org_id,
-                &client_name,
-                ims_identity::model::ClientType::Confidential,
-                vec![callback_url.to_owned()],
-                scopes.to_vec(),
-                true,
-                &cli_context(),
-            )
+            .create_people_client(&org.org_id, ims_identity::credentials::NewPeopleClient { name: &client_name, client_type: ims_identity::model::ClientType::Confidential, redirect_uris: vec![callback_url.to_owned()], scopes: scopes.to_vec(), first_party: true }, &cli_context())
             .await?;
         // The instance hears of sign-outs at the IMS beside its callback.
         let logout_uri = callback_url.replace(connect::CALLBACK_PATH, connect::BACKCHANNEL_LOGOUT_PATH);

@@ -250,7 +250,17 @@ pub async fn client(cmd: ClientCommand, target: &Target, config: Config) -> Resu
                 ClientType::Confidential
             };
             let (client, secret) = creds
-                .create_people_client(&org.org_id, &name, kind, redirect_uris, scopes, first_party, &ctx)
+                .create_people_client(
+                    &org.org_id,
+                    ims_identity::credentials::NewPeopleClient {
+                        name: &name,
+                        client_type: kind,
+                        redirect_uris,
+                        scopes,
+                        first_party,
+                    },
+                    &ctx,
+                )
                 .await?;
             if let Some(uri) = &backchannel_logout_uri {
                 crate::context::set_backchannel_logout_uri(store.as_ref(), &client.client_id, uri, &ctx)

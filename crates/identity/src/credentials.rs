@@ -113,17 +113,19 @@ impl Credentials {
 
     /// Registers an application that signs people in. A confidential client gets its first
     /// secret (returned once); a public one has none.
-    #[allow(clippy::too_many_arguments)]
     pub async fn create_people_client(
         &self,
         org_id: &str,
-        name: &str,
-        client_type: crate::model::ClientType,
-        redirect_uris: Vec<String>,
-        scopes: Vec<String>,
-        first_party: bool,
+        new: NewPeopleClient<'_>,
         ctx: &Context,
     ) -> Result<(OAuthClient, Option<Secret>)> {
+        let NewPeopleClient {
+            name,
+            client_type,
+            redirect_uris,
+            scopes,
+            first_party,
+        } = new;
         self.store
             .org(org_id)
             .await?
@@ -247,4 +249,15 @@ pub(crate) fn new_secret_record(
         expires_at,
     };
     (secret, record)
+}
+
+/// An application that signs people in, as it is registered.
+#[derive(Debug)]
+pub struct NewPeopleClient<'a> {
+    pub name: &'a str,
+    pub client_type: crate::model::ClientType,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    /// One of the IMS's own applications (no consent asked; may read product profiles).
+    pub first_party: bool,
 }

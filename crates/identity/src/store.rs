@@ -222,6 +222,21 @@ pub trait ClientChangeSignal: Send + Sync {
     fn client_generation(&self) -> Option<u64>;
 }
 
+/// Which of an organisation's users a listing page holds.
+#[derive(Clone, Copy, Debug)]
+pub struct UsersQuery<'a> {
+    /// Only members of this group, when given.
+    pub group: Option<&'a str>,
+    /// Group names listed and members counted directly only; otherwise the profiles held
+    /// through user groups count too.
+    pub direct_only: bool,
+    /// The page starts after this email (lower-cased) when given, else `offset` users in: a
+    /// listing read page by page stays linear that way.
+    pub after: Option<&'a str>,
+    pub offset: u32,
+    pub limit: u32,
+}
+
 /// Users with the names of their groups, and whether more pages follow.
 pub type UsersPage = (Vec<(User, Vec<String>)>, bool);
 
@@ -259,20 +274,9 @@ pub trait DirectoryStore: Send + Sync {
     /// Applies one entry's changes and audit lines in one transaction: all or nothing.
     async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()>;
     /// One page of the organisation's users (removed ones aside) by email, each with the names
-    /// of its groups (direct ones, and with `!direct_only` the profiles it holds through user
-    /// groups); only members of `group` when given (`None`: no such group). The flag says
-    /// whether more pages follow. The page starts after the email `after` (lower-cased) when
-    /// given, else `offset` users in: a listing read page by page stays linear that way.
-    #[allow(clippy::too_many_arguments)]
-    async fn users_page(
-        &self,
-        org_id: &str,
-        group: Option<&str>,
-        direct_only: bool,
-        after: Option<&str>,
-        offset: u32,
-        limit: u32,
-    ) -> StoreResult<Option<UsersPage>>;
+    /// of its groups (see [`UsersQuery`]); `None` when the query names a group that does not
+    /// exist. The flag says whether more pages follow.
+    async fn users_page(&self, org_id: &str, query: &UsersQuery<'_>) -> StoreResult<Option<UsersPage>>;
     /// A user's memberships, direct and through user groups.
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
     /// The product profiles a user holds (directly or through user groups), for one product

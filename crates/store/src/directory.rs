@@ -15,7 +15,7 @@ use ims_core::Now;
 use ims_identity::directory::{
     AdminRole, Group, GroupKind, HeldProfile, Membership, ProductInstance, RoleGrant,
 };
-use ims_identity::store::{DirectoryStore, StoreResult, UsersPage};
+use ims_identity::store::{DirectoryStore, StoreResult, UsersPage, UsersQuery};
 use ims_identity::umapi::{Change, GroupState, Snapshot};
 
 use crate::people::write_user;
@@ -504,15 +504,14 @@ impl DirectoryStore for SqlStore {
         tx.commit().await.map_err(backend_error)
     }
 
-    async fn users_page(
-        &self,
-        org_id: &str,
-        group: Option<&str>,
-        direct_only: bool,
-        after: Option<&str>,
-        offset: u32,
-        limit: u32,
-    ) -> StoreResult<Option<UsersPage>> {
+    async fn users_page(&self, org_id: &str, query: &UsersQuery<'_>) -> StoreResult<Option<UsersPage>> {
+        let UsersQuery {
+            group,
+            direct_only,
+            after,
+            offset,
+            limit,
+        } = *query;
         let mut filter = String::from("u.org_id = $1 AND u.status <> 'removed'");
         let mut group_key = None;
         if let Some(name) = group {

@@ -134,19 +134,21 @@ async fn a_first_party_token_without_the_api_scope_administers_nothing() {
         .creds
         .create_people_client(
             &h.org_id,
-            "Campaign instance",
-            ims_identity::model::ClientType::Public,
-            vec![REDIRECT.into()],
-            [
-                "openid",
-                "AdobeID",
-                "email",
-                "profile",
-                "additional_info.projectedProductContext",
-            ]
-            .map(String::from)
-            .to_vec(),
-            true,
+            ims_identity::credentials::NewPeopleClient {
+                name: "Campaign instance",
+                client_type: ims_identity::model::ClientType::Public,
+                redirect_uris: vec![REDIRECT.into()],
+                scopes: [
+                    "openid",
+                    "AdobeID",
+                    "email",
+                    "profile",
+                    "additional_info.projectedProductContext",
+                ]
+                .map(String::from)
+                .to_vec(),
+                first_party: true,
+            },
             &Context::new(Now::system(), "test"),
         )
         .await

@@ -12,6 +12,7 @@ use super::{Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, Membership, ProductInstance, RoleGrant};
 use crate::model::{Organization, User, UserStatus};
 use crate::people::{self, UserChange};
+use crate::store::UsersQuery;
 use ims_core::audit::{AuditEvent, AuditQuery, Context};
 use ims_core::error::Error;
 use ims_core::secret::Secret;
@@ -97,7 +98,16 @@ impl<'a> Administration<'a> {
         Ok(self
             .ims
             .store
-            .users_page(self.org(), group, direct_only, None, 0, u32::MAX - 1)
+            .users_page(
+                self.org(),
+                &UsersQuery {
+                    group,
+                    direct_only,
+                    after: None,
+                    offset: 0,
+                    limit: u32::MAX - 1,
+                },
+            )
             .await?
             .map(|(users, _)| users)
             .unwrap_or_default())

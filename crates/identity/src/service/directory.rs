@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance, RoleGrant};
 use crate::model::{ClientType, User, UserStatus};
-use crate::store::Store;
+use crate::store::{Store, UsersQuery};
 use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
 use ims_core::audit::Context;
 use ims_core::error::Error;
@@ -212,7 +212,16 @@ impl Ims {
         let after = self.page_starts.start_of(&listing, page);
         let Some((users, more)) = self
             .store
-            .users_page(org_id, group, direct_only, after.as_deref(), offset, size)
+            .users_page(
+                org_id,
+                &UsersQuery {
+                    group,
+                    direct_only,
+                    after: after.as_deref(),
+                    offset,
+                    limit: size,
+                },
+            )
             .await?
         else {
             return Ok(None);
@@ -423,11 +432,13 @@ impl Ims {
         let (client, _) = creds
             .create_people_client(
                 org_id,
-                ADMIN_CONSOLE_CLIENT,
-                ClientType::Public,
-                vec![redirect],
-                vec!["openid".into(), "email".into(), "profile".into()],
-                true,
+                crate::credentials::NewPeopleClient {
+                    name: ADMIN_CONSOLE_CLIENT,
+                    client_type: ClientType::Public,
+                    redirect_uris: vec![redirect],
+                    scopes: vec!["openid".into(), "email".into(), "profile".into()],
+                    first_party: true,
+                },
                 ctx,
             )
             .await?;

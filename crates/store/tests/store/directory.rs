@@ -4,7 +4,7 @@ use ims_core::error::StoreError;
 use ims_identity::directory::{
     AdminRole, Group, GroupKind, ProductInstance, RoleGrant, CAMPAIGN_PRODUCT_CONTEXT,
 };
-use ims_identity::store::DirectoryStore;
+use ims_identity::store::{DirectoryStore, UsersQuery};
 use ims_identity::umapi::{parse_request, plan_entry, Change, Snapshot};
 
 use crate::harness::*;
@@ -136,14 +136,32 @@ async fn users_paged_by_email(f: &Fixture, o: &str) {
     // Paging by email, removed users aside; 8 users (the admin and p0..p6).
     let (first, more) = f
         .store
-        .users_page(o, None, true, None, 0, 5)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: None,
+                direct_only: true,
+                after: None,
+                offset: 0,
+                limit: 5,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert!(more && first.len() == 5);
     let (rest, more) = f
         .store
-        .users_page(o, None, true, None, 5, 5)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: None,
+                direct_only: true,
+                after: None,
+                offset: 5,
+                limit: 5,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -160,7 +178,16 @@ async fn users_paged_by_email(f: &Fixture, o: &str) {
     let last = first[4].0.email.to_lowercase();
     let (after, more) = f
         .store
-        .users_page(o, None, true, Some(&last), 99, 5)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: None,
+                direct_only: true,
+                after: Some(&last),
+                offset: 99,
+                limit: 5,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -177,7 +204,16 @@ async fn users_paged_by_email(f: &Fixture, o: &str) {
     assert_eq!(p1.1, vec!["Marketers".to_owned()], "direct memberships only");
     let (inherited, _) = f
         .store
-        .users_page(o, None, false, None, 0, 10)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: None,
+                direct_only: false,
+                after: None,
+                offset: 0,
+                limit: 10,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -192,21 +228,48 @@ async fn users_paged_by_email(f: &Fixture, o: &str) {
     // Members of the profile: p0 directly; with inheritance p1 and p2 too.
     let (direct, _) = f
         .store
-        .users_page(o, Some("Campaign - Marketing - Admin"), true, None, 0, 10)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: Some("Campaign - Marketing - Admin"),
+                direct_only: true,
+                after: None,
+                offset: 0,
+                limit: 10,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(direct.len(), 1);
     let (all, _) = f
         .store
-        .users_page(o, Some("campaign - marketing - admin"), false, None, 0, 10)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: Some("campaign - marketing - admin"),
+                direct_only: false,
+                after: None,
+                offset: 0,
+                limit: 10,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(all.len(), 3);
     assert!(f
         .store
-        .users_page(o, Some("nobody"), true, None, 0, 10)
+        .users_page(
+            o,
+            &UsersQuery {
+                group: Some("nobody"),
+                direct_only: true,
+                after: None,
+                offset: 0,
+                limit: 10
+            }
+        )
         .await
         .unwrap()
         .is_none());

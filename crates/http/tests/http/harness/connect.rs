@@ -137,11 +137,13 @@ pub(crate) async fn connected_via(
         .creds
         .create_people_client(
             &h.org_id,
-            "Campaign instance prod",
-            ClientType::Confidential,
-            vec![CALLBACK.into()],
-            DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
-            true,
+            ims_identity::credentials::NewPeopleClient {
+                name: "Campaign instance prod",
+                client_type: ClientType::Confidential,
+                redirect_uris: vec![CALLBACK.into()],
+                scopes: DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
+                first_party: true,
+            },
             &ctx,
         )
         .await

@@ -125,19 +125,21 @@ impl Harness {
             .creds
             .create_people_client(
                 &self.org_id,
-                "Example app",
-                ClientType::Public,
-                vec![REDIRECT.into(), "http://127.0.0.1/native".into()],
-                vec![
-                    "openid".into(),
-                    "email".into(),
-                    "profile".into(),
-                    "AdobeID".into(),
-                    "additional_info.projectedProductContext".into(),
-                    "user_management_sdk".into(),
-                    "adobeio_api".into(),
-                ],
-                first_party,
+                ims_identity::credentials::NewPeopleClient {
+                    name: "Example app",
+                    client_type: ClientType::Public,
+                    redirect_uris: vec![REDIRECT.into(), "http://127.0.0.1/native".into()],
+                    scopes: vec![
+                        "openid".into(),
+                        "email".into(),
+                        "profile".into(),
+                        "AdobeID".into(),
+                        "additional_info.projectedProductContext".into(),
+                        "user_management_sdk".into(),
+                        "adobeio_api".into(),
+                    ],
+                    first_party,
+                },
                 &Context::new(Now::system(), "test"),
             )
             .await
