@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{AuthType, Operator, OperatorGroup};
-use ims_wire::association::{group_named, right_named, AssociationMask};
+use ims_wire::association::{group_named, AssociationMask};
 use ims_wire::email::email_key;
+use ims_wire::rights::right_named;
 
 /// Where the IMS sends people back after signing in: the instance serves it at this path.
 pub const CALLBACK_PATH: &str = "/console/ims/callback";

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{ClientType, OAuthClient};
 use ims_core::error::{Error, Result};
 use ims_core::net::is_loopback_host;
+use ims_core::secret::pkce_challenge;
 
 /// Longest redirect URI, state, nonce or login hint we keep.
 pub const MAX_PARAM: usize = 2048;
@@ -123,8 +124,6 @@ pub fn valid_challenge(c: &str) -> bool {
         && c.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
-
-pub use ims_core::secret::pkce_challenge;
 
 /// Whether `verifier` answers `challenge` (S256), in constant time.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {

@@ -2,7 +2,6 @@
 //! that reads a group's name out of a profile's name, and the lookups both the instance (at
 //! sign-in) and the migration engine (when it plans and reconciles) must make the same way.
 
-pub use crate::rights::right_named;
 use crate::rights::PROFILE_GROUP_ALIASES;
 
 /// The association mask: a regular expression over product profile names whose one capture

@@ -172,12 +172,9 @@ impl IntoResponse for Problem {
             },
             "code": e.code(),
         });
-        let mut resp = (status, Json(body)).into_response();
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        no_store(&mut resp);
+        let mut resp = problem_response(status, body);
+        resp.headers_mut()
+            .insert(PRAGMA, HeaderValue::from_static("no-cache"));
         if matches!(e, Error::InvalidClient { .. }) {
             resp.headers_mut().insert(
                 WWW_AUTHENTICATE,
@@ -186,4 +183,16 @@ impl IntoResponse for Problem {
         }
         resp
     }
+}
+
+/// Problem details with `status`, never cached.
+pub(crate) fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }

@@ -2,11 +2,12 @@
 //! what kind of refusal it is, `code` carries the fault code.
 
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 
 use ims_campaign::fault::{Fault, FaultCode};
+
+use super::problem_response;
 
 /// A fault as problem details.
 pub(crate) struct ApiFault(pub(crate) Fault);
@@ -31,16 +32,4 @@ impl IntoResponse for ApiFault {
         });
         problem_response(status, body)
     }
-}
-
-/// Problem details with `status`, never cached.
-pub(crate) fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut resp = (status, Json(body)).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }

@@ -19,7 +19,8 @@ use ims_wire::migration::{
     LockdownRequest, Notice, RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
 };
 
-use crate::error::problem_fault::{problem_response, ApiFault};
+use crate::error::problem_fault::ApiFault;
+use crate::error::problem_response;
 use crate::instance::soap::{authenticated, bearer_of, client_headers, header, InstanceState, Presented};
 use crate::Meta;
 

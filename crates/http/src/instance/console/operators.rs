@@ -1,6 +1,7 @@
 //! The operator pages: list, create, show, change and delete operators.
 
 use super::*;
+use ims_campaign::operator_admin::OperatorAdmin;
 
 struct OperatorRow {
     id: i64,
@@ -127,13 +128,13 @@ struct OperatorPage {
 /// The operator form: from the stored operator, or (after a refused change) from what was sent.
 async fn operator_form(
     st: &InstanceState,
-    who: &SignedIn,
+    admin: &OperatorAdmin<'_>,
     shell: Shell,
     stored: Option<&Operator>,
     sent: Option<&FormData>,
     error: Option<String>,
 ) -> Response {
-    let all_groups = match operator_groups(st, who).await {
+    let all_groups = match admin.groups().await {
         Ok(g) => g,
         Err(f) => return fault_page(shell, &f),
     };
@@ -215,7 +216,11 @@ pub(super) async fn operator_new(
     State(st): State<InstanceState>,
     Administrator(who): Administrator,
 ) -> Response {
-    operator_form(&st, &who, Shell::of(&st, &who), None, None, None).await
+    let admin = match admin_of(&st, &who).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    operator_form(&st, &admin, Shell::of(&st, &who), None, None, None).await
 }
 
 pub(super) async fn operator_create(
@@ -229,11 +234,13 @@ pub(super) async fn operator_create(
     if let Err(f) = who.check_form(&form) {
         return fault_page(Shell::of(&st, &who), &f);
     }
+    let admin = match admin_of(&st, &who).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
     let login = form.text("login").trim().to_owned();
-    let result = st
-        .instance
-        .change_operator(
-            &who.op,
+    let result = admin
+        .change(
             &OperatorKey::Login(login),
             Some(WriteMode::Insert),
             edit_from(&form, true),
@@ -247,7 +254,7 @@ pub(super) async fn operator_create(
         Err(f) if f.client && !matches!(f.code, FaultCode::Forbidden | FaultCode::Restricted) => {
             operator_form(
                 &st,
-                &who,
+                &admin,
                 Shell::of(&st, &who),
                 None,
                 Some(&form),
@@ -264,12 +271,22 @@ pub(super) struct ShowQuery {
     saved: Option<String>,
 }
 
-async fn stored_operator(st: &InstanceState, who: &SignedIn, id: i64) -> Result<Operator, Response> {
-    let found = match st.instance.operator_admin(&who.op).await {
-        Ok(admin) => admin.operator(id).await,
-        Err(f) => Err(f),
-    };
-    match found {
+/// Operator management for the signed-in administrator, read once per request; the fault page
+/// when the rights in the store no longer carry ADMINISTRATION.
+async fn admin_of<'a>(st: &'a InstanceState, who: &'a SignedIn) -> Result<OperatorAdmin<'a>, Response> {
+    st.instance
+        .operator_admin(&who.op)
+        .await
+        .map_err(|f| fault_page(Shell::of(st, who), &f))
+}
+
+async fn stored_operator(
+    st: &InstanceState,
+    who: &SignedIn,
+    admin: &OperatorAdmin<'_>,
+    id: i64,
+) -> Result<Operator, Response> {
+    match admin.operator(id).await {
         Ok(Some(op)) => Ok(op),
         Ok(None) => Err(fault_page(
             Shell::of(st, who),
@@ -285,12 +302,16 @@ pub(super) async fn operator_show(
     Path(id): Path<i64>,
     Query(q): Query<ShowQuery>,
 ) -> Response {
-    let op = match stored_operator(&st, &who, id).await {
+    let admin = match admin_of(&st, &who).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let op = match stored_operator(&st, &who, &admin, id).await {
         Ok(op) => op,
         Err(resp) => return resp,
     };
     let shell = Shell::of(&st, &who).with_notice(q.saved.is_some().then_some("Saved."));
-    operator_form(&st, &who, shell, Some(&op), None, None).await
+    operator_form(&st, &admin, shell, Some(&op), None, None).await
 }
 
 pub(super) async fn operator_update(
@@ -305,14 +326,16 @@ pub(super) async fn operator_update(
     if let Err(f) = who.check_form(&form) {
         return fault_page(Shell::of(&st, &who), &f);
     }
-    let op = match stored_operator(&st, &who, id).await {
+    let admin = match admin_of(&st, &who).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let op = match stored_operator(&st, &who, &admin, id).await {
         Ok(op) => op,
         Err(resp) => return resp,
     };
-    let result = st
-        .instance
-        .change_operator(
-            &who.op,
+    let result = admin
+        .change(
             &OperatorKey::Id(id),
             Some(WriteMode::Update),
             edit_from(&form, op.auth_type == AuthType::Native),
@@ -325,7 +348,7 @@ pub(super) async fn operator_update(
         Err(f) if f.client && !matches!(f.code, FaultCode::Forbidden | FaultCode::Restricted) => {
             operator_form(
                 &st,
-                &who,
+                &admin,
                 Shell::of(&st, &who),
                 Some(&op),
                 Some(&form),
@@ -348,14 +371,16 @@ pub(super) async fn operator_delete(
     if let Err(f) = who.check_form(&FormData::parse(&body)) {
         return fault_page(Shell::of(&st, &who), &f);
     }
-    let op = match stored_operator(&st, &who, id).await {
+    let admin = match admin_of(&st, &who).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let op = match stored_operator(&st, &who, &admin, id).await {
         Ok(op) => op,
         Err(resp) => return resp,
     };
-    let result = st
-        .instance
-        .change_operator(
-            &who.op,
+    let result = admin
+        .change(
             &OperatorKey::Id(id),
             None,
             OperatorEdit::default(),
