@@ -253,11 +253,11 @@ pub async fn keys(cmd: KeysCommand, target: &Target, config: Config) -> Result<(
                 .map(|a| a.parse())
                 .transpose()
                 .map_err(|e: ims_core::Error| anyhow!("{e}"))?;
-            let kid = ims.rotate_key(alg, immediate, &ctx).await?;
+            let kid = ims.tokens().rotate_key(alg, immediate, &ctx).await?;
             println!("new signing key {kid}");
         }
         KeysCommand::List { json } => {
-            let states = ims.key_states(ctx.now).await?;
+            let states = ims.tokens().key_states(ctx.now).await?;
             if json {
                 let v: Vec<serde_json::Value> = states
                     .iter()

@@ -74,7 +74,8 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
     let ctx = Context::new(Now::system(), "system");
     let ims = Ims::start(store, config.master_key()?, config.settings(&issuer)?, &ctx).await?;
     // Sign-outs reach the clients that asked (back-channel logout); `ims up` adds its CA.
-    ims.set_logout_notifier(Arc::new(crate::https::HttpIms::new(None)?));
+    ims.sign_in()
+        .set_logout_notifier(Arc::new(crate::https::HttpIms::new(None)?));
     let state = AppState {
         ims: Arc::new(ims),
         metrics: Arc::new(Metrics::default()),
@@ -152,13 +153,13 @@ fn spawn_housekeeping(state: AppState) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let store = state.ims.store();
-            match store.purge_revocations(Now::system()).await {
+            let tokens = state.ims.tokens();
+            match tokens.purge_revocations(Now::system()).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired revocation records removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging revocation records failed"),
             }
-            match store.purge_grants(Now::system()).await {
+            match tokens.purge_grants(Now::system()).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired sign-in records removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired sign-in records failed"),

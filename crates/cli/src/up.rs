@@ -104,6 +104,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     prepared
         .state
         .ims
+        .sign_in()
         .set_logout_notifier(std::sync::Arc::new(HttpIms::new(Some(&ca_pem))?));
 
     let start = Start {

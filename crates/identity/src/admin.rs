@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::credentials::Credentials;
 use crate::model::User;
-use crate::store::Store;
+use crate::store::CredentialStorage;
 
 /// Proof that the caller signed in as a system administrator. No public constructor.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ impl SystemAdmin {
     }
 
     /// Credential administration within the administrator's organisation.
-    pub fn credentials(&self, store: Arc<dyn Store>, domain: &str) -> Credentials {
+    pub fn credentials(&self, store: Arc<dyn CredentialStorage>, domain: &str) -> Credentials {
         Credentials::for_org(store, domain, &self.user.org_id)
     }
 }

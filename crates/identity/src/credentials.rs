@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::developer::{self, Service};
 use crate::model::{ClientSecretRecord, OAuthClient};
-use crate::store::{NewTechnicalAccount, Store};
+use crate::store::{CredentialStorage, NewTechnicalAccount};
 use ims_core::audit::Context;
 use ims_core::clock::Now;
 use ims_core::error::{Error, Result};
@@ -22,7 +22,7 @@ pub struct NewSecret {
 }
 
 pub struct Credentials {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CredentialStorage>,
     /// Domain of technical account emails: `<id>@techacct.<domain>`.
     domain: String,
     /// When set, only this organisation's credentials exist for the caller.
@@ -38,7 +38,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    pub fn new(store: Arc<dyn Store>, domain: impl Into<String>) -> Self {
+    pub fn new(store: Arc<dyn CredentialStorage>, domain: impl Into<String>) -> Self {
         Credentials {
             store,
             domain: domain.into(),
@@ -47,7 +47,7 @@ impl Credentials {
     }
 
     /// Credentials of one organisation only: others answer "not found".
-    pub fn for_org(store: Arc<dyn Store>, domain: impl Into<String>, org_id: &str) -> Self {
+    pub fn for_org(store: Arc<dyn CredentialStorage>, domain: impl Into<String>, org_id: &str) -> Self {
         Credentials {
             org: Some(org_id.to_owned()),
             ..Credentials::new(store, domain)

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use crate::model::{IdentityType, User, UserStatus};
-use crate::store::Store;
+use crate::store::UserStore;
 use ims_core::audit::Context;
 use ims_core::error::{Error, Result, StoreError};
 use ims_core::secret::Secret;
@@ -105,7 +105,7 @@ pub struct NewUser {
 
 /// Creates a person in `org_id`. The email is kept as entered and must be unused in the
 /// organisation whatever its case.
-pub async fn create_user(store: &dyn Store, org_id: &str, new: NewUser, ctx: &Context) -> Result<User> {
+pub async fn create_user(store: &dyn UserStore, org_id: &str, new: NewUser, ctx: &Context) -> Result<User> {
     let email = new.email.trim();
     check_email(email)?;
     check_name("first name", &new.first_name)?;
@@ -160,7 +160,7 @@ pub enum UserChange {
 /// Applies a change; disabling, locking, removing, a new password and "end sessions" end the
 /// person's browser sessions and refresh tokens in the same transaction.
 pub async fn change_user(
-    store: &dyn Store,
+    store: &dyn UserStore,
     user_id: &str,
     change: UserChange,
     ctx: &Context,
@@ -204,7 +204,7 @@ pub const RESET_LINK_SECS: i64 = 24 * 3600;
 
 /// A one-time password reset link for a person (no email is sent: the administrator hands it
 /// over). Returns the token that goes in `/ims/reset/{token}`.
-pub async fn password_reset_link(store: &dyn Store, user_id: &str, ctx: &Context) -> Result<Secret> {
+pub async fn password_reset_link(store: &dyn UserStore, user_id: &str, ctx: &Context) -> Result<Secret> {
     let user = store
         .user(user_id)
         .await?
@@ -234,7 +234,7 @@ pub async fn password_reset_link(store: &dyn Store, user_id: &str, ctx: &Context
 }
 
 /// The person a reset link is for, while it works.
-pub async fn reset_link_user(store: &dyn Store, token: &str, ctx: &Context) -> Result<User> {
+pub async fn reset_link_user(store: &dyn UserStore, token: &str, ctx: &Context) -> Result<User> {
     let expired =
         || Error::NotFound("this link has expired or was used; ask your administrator for a new one".into());
     let user_id = store
@@ -246,7 +246,12 @@ pub async fn reset_link_user(store: &dyn Store, token: &str, ctx: &Context) -> R
 
 /// Sets a new password through a reset link. A password the policy refuses leaves the link
 /// usable; a good one uses it up and ends every session.
-pub async fn reset_password(store: &dyn Store, token: &str, password: Secret, ctx: &Context) -> Result<User> {
+pub async fn reset_password(
+    store: &dyn UserStore,
+    token: &str,
+    password: Secret,
+    ctx: &Context,
+) -> Result<User> {
     let user = reset_link_user(store, token, ctx).await?;
     check_password(&password, &user.email)?;
     store
@@ -269,7 +274,7 @@ pub struct TotpEnrolment {
 /// Enrols (or re-enrols) a person in TOTP: a new secret, sealed under the master key, and ten
 /// new recovery codes (the old ones stop working).
 pub async fn enrol_totp(
-    store: &dyn Store,
+    store: &dyn UserStore,
     master: &ims_core::keys::MasterKey,
     user_id: &str,
     issuer_name: &str,

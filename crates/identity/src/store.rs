@@ -397,35 +397,56 @@ pub trait DeveloperStore: Send + Sync {
     async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 }
 
-/// Everything the IMS token service uses.
-pub trait Store:
-    OrgStore
-    + UserStore
-    + ThrottleStore
-    + GrantStore
-    + ClientStore
-    + KeyStore
-    + RevocationStore
-    + AuditStore
-    + SchemaStore
-    + ClientChangeSignal
-    + DirectoryStore
-    + DeveloperStore
+/// What the token service reads and writes: keys, clients and revocations for every token;
+/// codes, refresh families and their people for the grants that sign people in.
+pub trait TokenStorage:
+    KeyStore + ClientStore + ClientChangeSignal + RevocationStore + GrantStore + UserStore + OrgStore + AuditStore
 {
 }
 
-impl<T> Store for T where
-    T: OrgStore
-        + UserStore
-        + ThrottleStore
-        + GrantStore
+impl<T> TokenStorage for T where
+    T: KeyStore
         + ClientStore
-        + KeyStore
-        + RevocationStore
-        + AuditStore
-        + SchemaStore
         + ClientChangeSignal
-        + DirectoryStore
-        + DeveloperStore
+        + RevocationStore
+        + GrantStore
+        + UserStore
+        + OrgStore
+        + AuditStore
 {
 }
+
+/// What the sign-in service reads and writes: flows and browser sessions, the people signing
+/// in, and the lock-out counters that slow guessing down.
+pub trait SignInStorage: GrantStore + UserStore + OrgStore + ThrottleStore + AuditStore {}
+
+impl<T> SignInStorage for T where T: GrantStore + UserStore + OrgStore + ThrottleStore + AuditStore {}
+
+/// What credential administration reads and writes: clients, their secrets and placement, and
+/// the organisation they belong to (see `crate::credentials`).
+pub trait CredentialStorage: ClientStore + DeveloperStore + OrgStore {}
+
+impl<T> CredentialStorage for T where T: ClientStore + DeveloperStore + OrgStore {}
+
+/// What the directory service (User Management API and Admin Console) reads and writes: people,
+/// groups, profiles and roles, the clients it registers and what their credentials are
+/// subscribed to (which decides the product profiles a token carries).
+pub trait DirectoryStorage: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore {}
+
+impl<T> DirectoryStorage for T where
+    T: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore
+{
+}
+
+/// What the Developer Console service reads and writes: projects, workspaces and the
+/// credentials placed in them, with the product profiles those hold, and the people (with their
+/// roles) who may use it.
+pub trait DeveloperStorage: CredentialStorage + DirectoryStore + UserStore + AuditStore {}
+
+impl<T> DeveloperStorage for T where T: CredentialStorage + DirectoryStore + UserStore + AuditStore {}
+
+/// Everything the IMS keeps: the union of what its services use. Only the process that opens the
+/// database holds it; each service is handed its own narrow view of it (see `crate::service`).
+pub trait Store: TokenStorage + SignInStorage + DirectoryStorage + DeveloperStorage + SchemaStore {}
+
+impl<T> Store for T where T: TokenStorage + SignInStorage + DirectoryStorage + DeveloperStorage + SchemaStore {}

@@ -38,7 +38,11 @@ impl FromRequestParts<AppState> for Admin {
             Err(never) => match never {},
         };
         let ctx = meta.context(format!("admin:{email}"));
-        let admin = state.ims.authenticate_admin(&email, &password, &ctx).await?;
+        let admin = state
+            .ims
+            .sign_in()
+            .authenticate_admin(&email, &password, &ctx)
+            .await?;
         Ok(Admin(admin))
     }
 }

@@ -105,9 +105,14 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .unwrap_or_else(|never| match never {});
         let (token, api_key) = crate::ims::oauth::bearer_and_api_key(parts)?;
-        let caller = app.ims.console_caller(&token, api_key, meta.now).await?;
+        let caller = app
+            .ims
+            .developer()
+            .console_caller(&token, api_key, meta.now)
+            .await?;
         // One budget per client for the vendor's APIs (this one and the User Management API).
         app.ims
+            .directory()
             .umapi_admit(caller.client_id(), meta.now)
             .map_err(ConsoleError::Throttled)?;
         Ok(Caller(caller, meta))
@@ -116,7 +121,7 @@ impl FromRequestParts<AppState> for Caller {
 
 impl Caller {
     async fn org(&self, app: &AppState, named: &str) -> Result<Organization, ConsoleError> {
-        Ok(app.ims.console_org(&self.0, named).await?)
+        Ok(app.ims.developer().console_org(&self.0, named).await?)
     }
 
     fn ctx(&self) -> ims_core::audit::Context {
@@ -237,13 +242,13 @@ pub fn secret_json(s: &ListedSecret) -> Value {
 // ----- organisations, projects, workspaces ------------------------------------------------------
 
 async fn organizations(State(app): State<AppState>, caller: Caller) -> Answer {
-    let org = app.ims.organization(caller.0.org_id()).await?;
+    let org = app.ims.tokens().organization(caller.0.org_id()).await?;
     ok(StatusCode::OK, json!([org_json(&org, &caller.0)]))
 }
 
 async fn projects(State(app): State<AppState>, caller: Caller, Path(org): Path<String>) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let list = app.ims.console_projects(&org).await?;
+    let list = app.ims.developer().console_projects(&org).await?;
     ok(
         StatusCode::OK,
         json!(list.iter().map(|p| project_json(&org, p)).collect::<Vec<_>>()),
@@ -278,7 +283,7 @@ async fn create_project(
         caller.0.actor(),
         caller.1.now,
     )?;
-    let (project, workspace) = app.ims.create_project(project, &caller.ctx()).await?;
+    let (project, workspace) = app.ims.developer().create_project(project, &caller.ctx()).await?;
     ok(
         StatusCode::CREATED,
         json!({"projectId": project.id, "workspaceId": workspace.id, "projectType": project.project_type}),
@@ -291,7 +296,7 @@ async fn project(
     Path((org, project)): Path<(String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let project = app.ims.console_project(&org, &project).await?;
+    let project = app.ims.developer().console_project(&org, &project).await?;
     ok(StatusCode::OK, project_json(&org, &project))
 }
 
@@ -301,7 +306,10 @@ async fn delete_project(
     Path((org, project)): Path<(String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    app.ims.delete_project(&org, &project, &caller.ctx()).await?;
+    app.ims
+        .developer()
+        .delete_project(&org, &project, &caller.ctx())
+        .await?;
     ok(StatusCode::OK, json!({"projectId": project}))
 }
 
@@ -311,8 +319,8 @@ async fn workspaces(
     Path((org, project)): Path<(String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let project = app.ims.console_project(&org, &project).await?;
-    let list = app.ims.console_workspaces(&project).await?;
+    let project = app.ims.developer().console_project(&org, &project).await?;
+    let list = app.ims.developer().console_workspaces(&project).await?;
     ok(
         StatusCode::OK,
         json!(list.iter().map(workspace_json).collect::<Vec<_>>()),
@@ -338,6 +346,7 @@ async fn create_workspace(
     let req: NewWorkspace = json_body(&body)?;
     let w = app
         .ims
+        .developer()
         .create_workspace(
             &org,
             &project,
@@ -359,7 +368,11 @@ async fn workspace(
     Path((org, project, workspace)): Path<(String, String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let (_, w) = app.ims.console_workspace(&org, &project, &workspace).await?;
+    let (_, w) = app
+        .ims
+        .developer()
+        .console_workspace(&org, &project, &workspace)
+        .await?;
     ok(StatusCode::OK, workspace_json(&w))
 }
 
@@ -371,8 +384,12 @@ async fn credentials(
     Path((org, project, workspace)): Path<(String, String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let (_, w) = app.ims.console_workspace(&org, &project, &workspace).await?;
-    let list = app.ims.workspace_integrations(&org, &w).await?;
+    let (_, w) = app
+        .ims
+        .developer()
+        .console_workspace(&org, &project, &workspace)
+        .await?;
+    let list = app.ims.developer().workspace_integrations(&org, &w).await?;
     ok(
         StatusCode::OK,
         json!(list
@@ -409,7 +426,11 @@ async fn create_in_workspace(
     Body(body, _): Body<ConsoleError>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let placement = app.ims.console_workspace(&org, &project, &workspace).await?;
+    let placement = app
+        .ims
+        .developer()
+        .console_workspace(&org, &project, &workspace)
+        .await?;
     let made = create_credential(&app, &caller, &org, Some(placement), &body).await?;
     let id = &made.integration.client.client_id;
     ok(
@@ -452,6 +473,7 @@ async fn create_credential(
     let req: NewCredential = json_body(body)?;
     Ok(app
         .ims
+        .developer()
         .create_console_credential(
             &caller.0,
             org,
@@ -476,6 +498,7 @@ async fn subscribe_body(
     let requests: Vec<ServiceRequest> = json_body(body)?;
     let list = app
         .ims
+        .developer()
         .subscribe_credential(&caller.0, org, credential, &requests, &caller.ctx())
         .await?;
     ok(StatusCode::OK, json!({"sdkList": list}))
@@ -517,8 +540,11 @@ async fn in_workspace(
     workspace: &str,
     credential: &str,
 ) -> Result<Integration, ConsoleError> {
-    app.ims.console_workspace(org, project, workspace).await?;
-    let i = app.ims.integration(org, credential).await?;
+    app.ims
+        .developer()
+        .console_workspace(org, project, workspace)
+        .await?;
+    let i = app.ims.developer().integration(org, credential).await?;
     match &i.placement {
         Some(p) if p.project_id == project && p.workspace_id == workspace => Ok(i),
         _ => Err(Error::NotFound(format!("no credential {credential:?} in this workspace")).into()),
@@ -533,6 +559,7 @@ async fn delete_in_workspace(
     let org = caller.org(&app, &org).await?;
     in_workspace(&app, &org, &project, &workspace, &credential).await?;
     app.ims
+        .developer()
         .delete_console_credential(&caller.0, &org, &credential, &caller.ctx())
         .await?;
     ok(
@@ -548,6 +575,7 @@ async fn delete_integration(
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
     app.ims
+        .developer()
         .delete_console_credential(&caller.0, &org, &credential, &caller.ctx())
         .await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -561,7 +589,7 @@ async fn placement(
     Path((org, credential)): Path<(String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let i = app.ims.integration(&org, &credential).await?;
+    let i = app.ims.developer().integration(&org, &credential).await?;
     let Some(p) = i.placement else {
         return Err(Error::NotFound("this credential sits in no project".into()).into());
     };
@@ -587,7 +615,7 @@ async fn integrations(
     Query(q): Query<PageQuery>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let all = app.ims.integrations(&org).await?;
+    let all = app.ims.developer().integrations(&org).await?;
     let size = q.size.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let page = q.page.unwrap_or(0);
     let shown: Vec<_> = all
@@ -598,6 +626,7 @@ async fn integrations(
         .collect();
     let content: Vec<Value> = app
         .ims
+        .developer()
         .describe_integrations(&org, shown)
         .await?
         .iter()
@@ -615,7 +644,7 @@ async fn integration(
     Path((org, credential)): Path<(String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let i = app.ims.integration(&org, &credential).await?;
+    let i = app.ims.developer().integration(&org, &credential).await?;
     ok(StatusCode::OK, integration_json(&org, &i))
 }
 
@@ -623,7 +652,7 @@ async fn services(State(app): State<AppState>, caller: Caller, Path(org): Path<S
     let org = caller.org(&app, &org).await?;
     let mut out = Vec::new();
     for s in Service::ALL {
-        let configs = app.ims.license_configs(&org, s).await?;
+        let configs = app.ims.developer().license_configs(&org, s).await?;
         out.push(json!({
             "name": s.name,
             "code": s.code,
@@ -663,6 +692,7 @@ async fn list_secrets(app: &AppState, caller: &Caller, org: &str, credential: &s
     let org = caller.org(app, org).await?;
     let (integration, listed) = app
         .ims
+        .developer()
         .credential_secrets(&caller.0, &org, credential, show, &caller.ctx())
         .await?;
     ok(
@@ -682,6 +712,7 @@ async fn add_secret(
     let org = caller.org(&app, &org).await?;
     let added = app
         .ims
+        .developer()
         .add_credential_secret(&caller.0, &org, &credential, &caller.ctx())
         .await?;
     // The vendor's answer also names the expiry as `expires_at_str`.
@@ -700,6 +731,7 @@ async fn remove_secret(
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
     app.ims
+        .developer()
         .remove_credential_secret(&caller.0, &org, &credential, &secret, &caller.ctx())
         .await?;
     ok(StatusCode::OK, json!({}))
@@ -711,11 +743,16 @@ async fn download(
     Path((org, project, workspace)): Path<(String, String, String)>,
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
-    let (project, workspace) = app.ims.console_workspace(&org, &project, &workspace).await?;
+    let (project, workspace) = app
+        .ims
+        .developer()
+        .console_workspace(&org, &project, &workspace)
+        .await?;
     let mut credentials = Vec::new();
     let mut services: Vec<Service> = Vec::new();
     for (i, listed) in app
         .ims
+        .developer()
         .workspace_download(&caller.0, &org, &workspace, &caller.ctx())
         .await?
     {

@@ -53,7 +53,7 @@ fn caller(dev: &Developer) -> Result<ConsoleCaller, Error> {
 }
 
 async fn org(app: &AppState, dev: &Developer) -> Result<Organization, Error> {
-    app.ims.organization(dev.signed().admin.org_id()).await
+    app.ims.tokens().organization(dev.signed().admin.org_id()).await
 }
 
 /// The value, or (from the handler) the error page for the failure.
@@ -84,7 +84,7 @@ struct HomePage {
 
 async fn home(State(app): State<AppState>, dev: Developer) -> Response {
     let org = or_page!(org(&app, &dev).await, dev);
-    let projects = or_page!(app.ims.console_projects(&org).await, dev);
+    let projects = or_page!(app.ims.developer().console_projects(&org).await, dev);
     render(
         StatusCode::OK,
         &HomePage {
@@ -125,6 +125,7 @@ async fn create_project(
     );
     let (project, _) = or_page!(
         app.ims
+            .developer()
             .create_project(project, &dev.signed().context(&meta))
             .await,
         dev
@@ -177,11 +178,11 @@ struct ProjectPage {
 
 async fn project(State(app): State<AppState>, dev: Developer, Path(id): Path<String>) -> Response {
     let org = or_page!(org(&app, &dev).await, dev);
-    let project = or_page!(app.ims.console_project(&org, &id).await, dev);
-    let workspaces = or_page!(app.ims.console_workspaces(&project).await, dev);
+    let project = or_page!(app.ims.developer().console_project(&org, &id).await, dev);
+    let workspaces = or_page!(app.ims.developer().console_workspaces(&project).await, dev);
     let mut credentials = Vec::new();
     for w in &workspaces {
-        for i in or_page!(app.ims.workspace_integrations(&org, w).await, dev) {
+        for i in or_page!(app.ims.developer().workspace_integrations(&org, w).await, dev) {
             credentials.push(CredentialRow {
                 services: i.services.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
                 id: i.client.client_id,
@@ -192,7 +193,7 @@ async fn project(State(app): State<AppState>, dev: Developer, Path(id): Path<Str
     let system = dev.signed().admin.holds(AdminRole::SystemAdmin);
     let campaign = Service::by_code(CAMPAIGN_SERVICE).ok_or(Error::internal("no Campaign service"));
     let campaign = or_page!(campaign, dev);
-    let configs = or_page!(app.ims.license_configs(&org, campaign).await, dev);
+    let configs = or_page!(app.ims.developer().license_configs(&org, campaign).await, dev);
     render(
         StatusCode::OK,
         &ProjectPage {
@@ -264,8 +265,8 @@ async fn add_api(
             &Error::invalid_request("choose an API to add"),
         );
     }
-    let project = or_page!(app.ims.console_project(&org, &id).await, dev);
-    let workspaces = or_page!(app.ims.console_workspaces(&project).await, dev);
+    let project = or_page!(app.ims.developer().console_project(&org, &id).await, dev);
+    let workspaces = or_page!(app.ims.developer().console_workspaces(&project).await, dev);
     let Some(workspace) = workspaces.into_iter().next() else {
         return error_page(
             Some(dev.signed().shell()),
@@ -280,6 +281,7 @@ async fn add_api(
     };
     let made = or_page!(
         app.ims
+            .developer()
             .create_console_credential(
                 &or_page!(caller(&dev), dev),
                 &org,
@@ -388,10 +390,13 @@ async fn credential_page(
     };
     let system = dev.signed().admin.holds(AdminRole::SystemAdmin);
     let configs = match Service::by_code(CAMPAIGN_SERVICE) {
-        Some(c) => or_page!(app.ims.license_configs(org, c).await, dev),
+        Some(c) => or_page!(app.ims.developer().license_configs(org, c).await, dev),
         None => Vec::new(),
     };
-    let unshown = or_page!(app.ims.has_unshown_secret(&i.client.client_id).await, dev);
+    let unshown = or_page!(
+        app.ims.developer().has_unshown_secret(&i.client.client_id).await,
+        dev
+    );
     // The instances its profiles grant, else every Campaign instance; addresses as they said.
     let granted = if i.profiles.is_empty() {
         &configs
@@ -470,6 +475,7 @@ async fn credential(
     // make a browser send must not use it up).
     let (i, listed) = or_page!(
         app.ims
+            .developer()
             .credential_secrets(&who, &org, &id, false, &dev.signed().context(&meta))
             .await,
         dev
@@ -504,7 +510,13 @@ async fn credential_change(
     let mut added = None;
     let notice = match form.text("action").as_str() {
         "show" => {
-            let (i, listed) = or_page!(app.ims.credential_secrets(&who, &org, &id, true, &ctx).await, dev);
+            let (i, listed) = or_page!(
+                app.ims
+                    .developer()
+                    .credential_secrets(&who, &org, &id, true, &ctx)
+                    .await,
+                dev
+            );
             let notice = if listed.iter().any(|s| s.value.is_some()) {
                 "Copy the secret now: it is not shown again."
             } else {
@@ -518,7 +530,13 @@ async fn credential_change(
             return credential_page(&app, &dev, &org, i, shown).await;
         }
         "token" => {
-            let issued = or_page!(app.ims.console_test_token(&who, &org, &id, &ctx).await, dev);
+            let issued = or_page!(
+                app.ims
+                    .developer()
+                    .console_test_token(&who, &org, &id, &ctx)
+                    .await,
+                dev
+            );
             token = Some(issued.access_token.expose().to_owned());
             format!(
                 "Test access token generated; it expires in {} s.",
@@ -527,7 +545,10 @@ async fn credential_change(
         }
         "add_secret" => {
             added = Some(or_page!(
-                app.ims.add_credential_secret(&who, &org, &id, &ctx).await,
+                app.ims
+                    .developer()
+                    .add_credential_secret(&who, &org, &id, &ctx)
+                    .await,
                 dev
             ));
             "Secret added: copy it now, it is not shown again.".to_owned()
@@ -535,6 +556,7 @@ async fn credential_change(
         "remove_secret" => {
             or_page!(
                 app.ims
+                    .developer()
                     .remove_credential_secret(&who, &org, &id, &form.text("uuid"), &ctx)
                     .await,
                 dev
@@ -544,6 +566,7 @@ async fn credential_change(
         "subscribe" => {
             or_page!(
                 app.ims
+                    .developer()
                     .subscribe_credential(&who, &org, &id, &requests_of(&form), &ctx)
                     .await,
                 dev
@@ -552,7 +575,10 @@ async fn credential_change(
         }
         "delete" => {
             let placement = or_page!(
-                app.ims.delete_console_credential(&who, &org, &id, &ctx).await,
+                app.ims
+                    .developer()
+                    .delete_console_credential(&who, &org, &id, &ctx)
+                    .await,
                 dev
             );
             return see_other(
@@ -575,7 +601,10 @@ async fn credential_change(
     };
     // Listed by their hints: the page shows at most the secret just added.
     let (i, mut listed) = or_page!(
-        app.ims.credential_secrets(&who, &org, &id, false, &ctx).await,
+        app.ims
+            .developer()
+            .credential_secrets(&who, &org, &id, false, &ctx)
+            .await,
         dev
     );
     if let Some(new) = added {

@@ -152,7 +152,7 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
     text.push_str("# TYPE ims_key_forced_reloads_total counter\n");
     text.push_str(&format!(
         "ims_key_forced_reloads_total {}\n",
-        app.ims.forced_key_reloads()
+        app.ims.tokens().forced_key_reloads()
     ));
     (
         [(

@@ -52,9 +52,15 @@ pub(crate) async fn token(
     }
     .await;
     let result = match parsed {
-        Ok(req) => app.ims.token(&req, &meta.context(actor_of(&req.auth))).await,
+        Ok(req) => {
+            app.ims
+                .tokens()
+                .token(&req, &meta.context(actor_of(&req.auth)))
+                .await
+        }
         Err(e) => {
             app.ims
+                .tokens()
                 .record_token_failure(&meta.context("anonymous"), None, None, &e)
                 .await;
             Err(e)
@@ -138,7 +144,7 @@ pub(crate) async fn validate_token(
             },
             Err(e) => return Err(OAuthError(e)),
         };
-        let valid = match app.ims.validate_access_token(&token, meta.now).await {
+        let valid = match app.ims.tokens().validate_access_token(&token, meta.now).await {
             Ok(v) => v,
             Err(Error::InvalidToken(reason)) => return Ok(json!({"valid": false, "reason": reason})),
             Err(e) => return Err(OAuthError(e)),
@@ -178,6 +184,7 @@ pub(crate) async fn introspect(
         let auth = params::client_auth(&headers, &params)?;
         let token = params.get("token")?.unwrap_or_default().to_owned();
         app.ims
+            .tokens()
             .introspect(&auth, &token, &meta.context(actor_of(&auth)))
             .await
     }
@@ -198,6 +205,7 @@ async fn revoke_common(app: &AppState, meta: &Meta, headers: &HeaderMap, uri: &U
         let auth = params::client_auth(headers, &params)?;
         let token = params.get("token")?.unwrap_or_default().to_owned();
         app.ims
+            .tokens()
             .revoke(&auth, &token, &meta.context(actor_of(&auth)))
             .await
     }
@@ -254,6 +262,7 @@ pub(crate) async fn profile(
     let result = async {
         let token = bearer_token(&headers, &uri)?;
         app.ims
+            .directory()
             .product_profile_claims(
                 &token,
                 q.product_context.as_deref().filter(|c| !c.is_empty()),
@@ -287,8 +296,9 @@ pub(crate) async fn client_registration(
             return Err(Error::InvalidClient { basic: true });
         }
         let auth = params::client_auth(&headers, &params::Params::default())?;
-        let client = app.ims.authenticate_client(&auth, meta.now).await?;
+        let client = app.ims.tokens().authenticate_client(&auth, meta.now).await?;
         app.ims
+            .directory()
             .client_registration(&client, q.product_context.as_deref().filter(|c| !c.is_empty()))
             .await
     }
@@ -311,9 +321,9 @@ pub(crate) async fn organizations(
 ) -> Response {
     let result = async {
         let token = bearer_token(&headers, &uri)?;
-        let valid = app.ims.validate_access_token(&token, meta.now).await?;
+        let valid = app.ims.tokens().validate_access_token(&token, meta.now).await?;
         valid.require_scope(ORGANIZATIONS_SCOPE)?;
-        let org = app.ims.organization(&valid.org_id).await?;
+        let org = app.ims.tokens().organization(&valid.org_id).await?;
         Ok::<_, Error>(vec![ImsOrganization {
             org_name: org.name.clone(),
             org_ref: OrgRef {
@@ -377,7 +387,7 @@ pub(crate) async fn discovery(State(app): State<AppState>) -> Response {
 /// Published keys. Cached by clients for at most five minutes: less than the delay between
 /// publishing a new key and signing with it, so no verifier meets a kid it has not seen.
 pub(crate) async fn jwks(State(app): State<AppState>, meta: Meta) -> Response {
-    match app.ims.jwks(meta.now).await {
+    match app.ims.tokens().jwks(meta.now).await {
         Ok(doc) => {
             let mut resp = Json(doc).into_response();
             resp.headers_mut().insert(

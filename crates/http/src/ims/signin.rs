@@ -123,6 +123,7 @@ pub(crate) async fn authorize(
     let session = cookie(&headers, SESSION_COOKIE);
     let result = app
         .ims
+        .sign_in()
         .authorize(&params, &browser, session.as_deref(), &meta.context("anonymous"))
         .await;
     let cookies: Vec<HeaderValue> = new_cookie.into_iter().collect();
@@ -167,7 +168,7 @@ async fn show(
     error: Option<String>,
     now: ims_core::Now,
 ) -> Response {
-    match app.ims.sign_in_page(flow, browser, now).await {
+    match app.ims.sign_in().sign_in_page(flow, browser, now).await {
         Ok(page) => render(
             status,
             &SignInPageView {
@@ -250,6 +251,7 @@ pub(crate) async fn signin_submit(
         |s: &Secret| pages::cookie_line(SESSION_COOKIE, s.expose(), "/ims", secure(&app), None);
     match app
         .ims
+        .sign_in()
         .sign_in_step(&flow, &browser, session.as_deref(), step, &ctx)
         .await
     {
@@ -291,7 +293,7 @@ pub(crate) async fn userinfo(
 ) -> Response {
     let result = async {
         let token = crate::ims::oauth::bearer_token(&headers, &uri)?;
-        app.ims.userinfo(&token, meta.now).await
+        app.ims.tokens().userinfo(&token, meta.now).await
     }
     .await;
     match result {
@@ -334,6 +336,7 @@ pub(crate) async fn logout(
     let hint = param("id_token_hint");
     let checked = match app
         .ims
+        .sign_in()
         .post_logout_redirect(
             hint.as_deref(),
             param("client_id").as_deref(),
@@ -347,7 +350,7 @@ pub(crate) async fn logout(
     };
     let redirect = checked.redirect.clone();
     let session = cookie(&headers, SESSION_COOKIE);
-    let signed_in = match app.ims.live_session(session.as_deref(), meta.now).await {
+    let signed_in = match app.ims.sign_in().live_session(session.as_deref(), meta.now).await {
         Ok(s) => s.map(|(user, _)| user.user_id),
         Err(e) => return error_page(&e),
     };
@@ -380,6 +383,7 @@ pub(crate) async fn logout(
     if let Some(session) = session {
         if let Err(e) = app
             .ims
+            .sign_in()
             .end_browser_session(&session, &meta.context("anonymous"))
             .await
         {
@@ -462,7 +466,7 @@ pub(crate) async fn reset(
 ) -> Response {
     let (browser, new_cookie) = browser(&app, &headers);
     let ctx = meta.context("anonymous");
-    let user = match app.ims.reset_link_user(&token, &ctx).await {
+    let user = match app.ims.sign_in().reset_link_user(&token, &ctx).await {
         Ok(u) => u,
         Err(e) => return error_page(&e),
     };
@@ -471,7 +475,7 @@ pub(crate) async fn reset(
     let mut resp = if method == Method::POST {
         match new_password(&FormData::parse(&body), &csrf) {
             Err((status, why)) => password_page(status, true, action, csrf, user.email, Some(why)),
-            Ok(p) => match app.ims.reset_password(&token, p, &ctx).await {
+            Ok(p) => match app.ims.sign_in().reset_password(&token, p, &ctx).await {
                 Ok(_) => message(
                     StatusCode::OK,
                     "Password saved",
@@ -501,7 +505,7 @@ pub(crate) async fn change_password(
     body: bytes::Bytes,
 ) -> Response {
     let session = cookie(&headers, SESSION_COOKIE);
-    let Ok(Some((user, _))) = app.ims.live_session(session.as_deref(), meta.now).await else {
+    let Ok(Some((user, _))) = app.ims.sign_in().live_session(session.as_deref(), meta.now).await else {
         return message(
             StatusCode::UNAUTHORIZED,
             "Not signed in",
@@ -523,6 +527,7 @@ pub(crate) async fn change_password(
     let current = Secret::new(form.text("current"));
     match app
         .ims
+        .sign_in()
         .change_own_password(
             Some(&token),
             &current,

@@ -44,8 +44,13 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .unwrap_or_else(|never| match never {});
         let (token, api_key) = crate::ims::oauth::bearer_and_api_key(parts)?;
-        let admin = app.ims.umapi_caller(&token, api_key, meta.now).await?;
+        let admin = app
+            .ims
+            .directory()
+            .umapi_caller(&token, api_key, meta.now)
+            .await?;
         app.ims
+            .directory()
             .umapi_admit(admin.client_id(), meta.now)
             .map_err(UmapiError::Throttled)?;
         Ok(Caller(admin))
@@ -58,7 +63,7 @@ impl Caller {
         if org == self.0.org_id() {
             return Ok(());
         }
-        if app.ims.org_exists(org).await? {
+        if app.ims.directory().org_exists(org).await? {
             return Err(Error::Forbidden("this organisation is not the caller's".into()).into());
         }
         Err(UmapiError::BadOrg)
@@ -107,7 +112,12 @@ async fn list_users(
 ) -> Result<Response, UmapiError> {
     caller.org(app, org).await?;
     let page = page_number(page)?;
-    match app.ims.umapi_users(org, page, group, direct_only(q)?).await? {
+    match app
+        .ims
+        .directory()
+        .umapi_users(org, page, group, direct_only(q)?)
+        .await?
+    {
         Some((users, last)) => Ok(success("users", users, last)),
         None => Err(UmapiError::NotFound(
             "error.group.not_found",
@@ -140,7 +150,11 @@ async fn groups(
     Path((org, page)): Path<(String, String)>,
 ) -> Result<Response, UmapiError> {
     caller.org(&app, &org).await?;
-    let (groups, last) = app.ims.umapi_groups(&org, page_number(&page)?).await?;
+    let (groups, last) = app
+        .ims
+        .directory()
+        .umapi_groups(&org, page_number(&page)?)
+        .await?;
     Ok(success("groups", groups, last))
 }
 
@@ -150,7 +164,7 @@ async fn user(
     Path((org, email)): Path<(String, String)>,
 ) -> Result<Response, UmapiError> {
     caller.org(&app, &org).await?;
-    match app.ims.umapi_user(&org, &email).await? {
+    match app.ims.directory().umapi_user(&org, &email).await? {
         Some(u) => {
             let mut resp = Json(json!({"result": "success", "user": u})).into_response();
             no_store(&mut resp);
@@ -189,7 +203,11 @@ async fn action(
         }
     };
     let ctx = meta.context(caller.0.actor().to_owned());
-    let result = app.ims.umapi_action(&caller.0, &body, test_only, &ctx).await??;
+    let result = app
+        .ims
+        .directory()
+        .umapi_action(&caller.0, &body, test_only, &ctx)
+        .await??;
     let mut resp = Json(result).into_response();
     no_store(&mut resp);
     Ok(resp)
@@ -210,9 +228,10 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, UmapiError> {
     caller.org(&app, &org).await?;
-    let size = app.ims.umapi_page_size();
+    let size = app.ims.directory().umapi_page_size();
     let (events, last) = app
         .ims
+        .directory()
         .audit_page(
             q.action.as_deref().filter(|a| !a.is_empty()),
             page_number(&page)?,
@@ -229,7 +248,7 @@ async fn profile(
     Path((org, name)): Path<(String, String)>,
 ) -> Result<Response, UmapiError> {
     caller.org(&app, &org).await?;
-    match app.ims.umapi_profile(&org, &name).await? {
+    match app.ims.directory().umapi_profile(&org, &name).await? {
         Some(p) => {
             let mut resp = Json(json!({"result": "success", "profile": p})).into_response();
             no_store(&mut resp);
@@ -255,7 +274,11 @@ async fn profile_create(
     let req: ims_identity::service::directory::ProfileRequest = serde_json::from_slice(&body)
         .map_err(|e| UmapiError::Request("error.request.malformed", format!("not a profile: {e}")))?;
     let ctx = meta.context(caller.0.actor().to_owned());
-    let created = app.ims.umapi_create_profile(&caller.0, &req, &ctx).await?;
+    let created = app
+        .ims
+        .directory()
+        .umapi_create_profile(&caller.0, &req, &ctx)
+        .await?;
     let mut resp = (
         StatusCode::CREATED,
         Json(json!({"result": "success", "profile": created})),

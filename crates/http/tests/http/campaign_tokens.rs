@@ -233,6 +233,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
     let ctx = Context::new(Now::system(), "test");
     h.state
         .ims
+        .directory()
         .set_profile_credential(&h.org_id, &mc, &with.client.client_id, true, &ctx)
         .await
         .unwrap();
@@ -279,6 +280,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
     // it, the instance still goes by what it read.
     h.state
         .ims
+        .directory()
         .set_profile_credential(&h.org_id, &mc, &without.client.client_id, true, &ctx)
         .await
         .unwrap();
@@ -298,6 +300,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
     // Taken away again: refused after the bound.
     h.state
         .ims
+        .directory()
         .set_profile_credential(&h.org_id, &mc, &without.client.client_id, false, &ctx)
         .await
         .unwrap();

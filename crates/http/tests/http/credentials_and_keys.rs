@@ -124,7 +124,7 @@ async fn jwks_publishes_public_keys_only_and_rotation_keeps_old_tokens_valid() {
     assert_eq!(header(&before)["alg"], "RS256");
     let ctx = Context::new(Now::system(), "test");
     // A scheduled rotation publishes first and keeps signing with the old key.
-    let next = h.state.ims.rotate_key(None, false, &ctx).await.unwrap();
+    let next = h.state.ims.tokens().rotate_key(None, false, &ctx).await.unwrap();
     let (_, _, jwks) = h
         .call(Request::get("/ims/keys").body(Body::empty()).unwrap())
         .await;
@@ -140,6 +140,7 @@ async fn jwks_publishes_public_keys_only_and_rotation_keeps_old_tokens_valid() {
     let now_kid = h
         .state
         .ims
+        .tokens()
         .rotate_key(Some(Algorithm::ES256), true, &ctx)
         .await
         .unwrap();
@@ -161,6 +162,7 @@ async fn jwks_publishes_public_keys_only_and_rotation_keeps_old_tokens_valid() {
     assert!(h
         .state
         .ims
+        .tokens()
         .validate_access_token(&before, Now::system())
         .await
         .is_ok());
@@ -185,9 +187,13 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
         )
         .await
         .unwrap();
-        assert!(other.validate_access_token(&t, Now::system()).await.is_ok());
+        assert!(other
+            .tokens()
+            .validate_access_token(&t, Now::system())
+            .await
+            .is_ok());
         // The second node rotates; the first sees the new kid on first contact.
-        let kid = other.rotate_key(None, true, &ctx).await.unwrap();
+        let kid = other.tokens().rotate_key(None, true, &ctx).await.unwrap();
         let other_state = AppState {
             ims: Arc::new(other),
             metrics: Arc::new(Metrics::default()),
@@ -206,7 +212,13 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
         .await;
         let t2 = body["access_token"].as_str().unwrap();
         assert_eq!(header(t2)["kid"], kid.as_str());
-        assert!(h.state.ims.validate_access_token(t2, Now::system()).await.is_ok());
+        assert!(h
+            .state
+            .ims
+            .tokens()
+            .validate_access_token(t2, Now::system())
+            .await
+            .is_ok());
         // A backup restored into an empty place validates the tokens issued before it.
         if matches!(db, Db::Sqlite) {
             let copy = h._dir.path().join("backup.db");
@@ -222,8 +234,16 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
             let ims = Ims::start(restored, h.master.clone(), settings(Algorithm::ES256), &ctx)
                 .await
                 .unwrap();
-            assert!(ims.validate_access_token(&t, Now::system()).await.is_ok());
-            assert!(ims.validate_access_token(t2, Now::system()).await.is_ok());
+            assert!(ims
+                .tokens()
+                .validate_access_token(&t, Now::system())
+                .await
+                .is_ok());
+            assert!(ims
+                .tokens()
+                .validate_access_token(t2, Now::system())
+                .await
+                .is_ok());
         }
         // A wrong master key cannot load the keys.
         let wrong = Ims::start(
@@ -303,18 +323,19 @@ async fn unknown_kids_trigger_a_rate_limited_reread() {
     let claims =
         json!({"iss": ISSUER, "type": "access_token", "id": "x", "client_id": "c", "exp": now.secs() + 600});
     let forged = ims_core::jose::sign(&claims, foreign.signer(Algorithm::ES256, now).unwrap()).unwrap();
-    let before = h.state.ims.forced_key_reloads();
+    let before = h.state.ims.tokens().forced_key_reloads();
     for _ in 0..20 {
         let err = h
             .state
             .ims
+            .tokens()
             .validate_access_token(&forged, Now::system())
             .await
             .unwrap_err();
         assert_eq!(err.code(), "invalid_token");
     }
     assert_eq!(
-        h.state.ims.forced_key_reloads() - before,
+        h.state.ims.tokens().forced_key_reloads() - before,
         1,
         "at most one reread a second"
     );

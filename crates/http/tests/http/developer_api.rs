@@ -744,14 +744,21 @@ async fn the_api_budget_and_the_secret_cap_hold() {
     let caller = h
         .state
         .ims
+        .developer()
         .console_caller(&dev.token, Some(&dev.key), Now::system())
         .await
         .unwrap();
-    let org = h.state.ims.organization(&h.org_id).await.unwrap();
+    let org = h.state.ims.tokens().organization(&h.org_id).await.unwrap();
     let ctx = Context::new(Now::system(), "test");
     let mut refused = None;
     for _ in 0..ims_identity::service::developer::MAX_SECRETS {
-        if let Err(e) = h.state.ims.add_credential_secret(&caller, &org, id, &ctx).await {
+        if let Err(e) = h
+            .state
+            .ims
+            .developer()
+            .add_credential_secret(&caller, &org, id, &ctx)
+            .await
+        {
             refused = Some(e);
             break;
         }

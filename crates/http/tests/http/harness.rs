@@ -31,7 +31,7 @@ use ims_core::Now;
 use ims_http::{ops_router, public_router, AppState, Metrics};
 use ims_identity::credentials::{Credentials, NewSecret};
 use ims_identity::service::{self, Ims, Settings};
-use ims_identity::store::AuditQuery;
+use ims_identity::store::{AuditQuery, AuditStore};
 use ims_store::{Options, SqlStore};
 
 pub(crate) const ISSUER: &str = "https://ims.test";
@@ -196,8 +196,7 @@ impl Harness {
     }
 
     pub(crate) async fn audit(&self, prefix: &str) -> Vec<ims_core::audit::AuditEvent> {
-        self.state
-            .ims
+        self.store
             .audit(&AuditQuery {
                 action_prefix: Some(prefix.into()),
                 limit: 1000,
@@ -256,7 +255,11 @@ pub(crate) struct ImsKeys(pub(crate) Arc<Ims>);
 #[async_trait::async_trait]
 impl ims_campaign::bearer::JwksSource for ImsKeys {
     async fn fetch(&self) -> Result<Value, String> {
-        self.0.jwks(Now::system()).await.map_err(|e| e.to_string())
+        self.0
+            .tokens()
+            .jwks(Now::system())
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

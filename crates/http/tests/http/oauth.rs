@@ -417,12 +417,14 @@ async fn expired_tokens_are_inactive() {
     let t = h.token(&c, "openid").await;
     let ims = &h.state.ims;
     assert!(
-        ims.validate_access_token(&t, Now::system().plus_secs(3600 + 59))
+        ims.tokens()
+            .validate_access_token(&t, Now::system().plus_secs(3600 + 59))
             .await
             .is_ok(),
         "leeway"
     );
     let err = ims
+        .tokens()
         .validate_access_token(&t, Now::system().plus_secs(3600 + 61))
         .await
         .unwrap_err();

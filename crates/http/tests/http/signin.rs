@@ -300,6 +300,7 @@ async fn pkce_codes_and_their_bindings() {
     let late = h
         .state
         .ims
+        .tokens()
         .token(&code_request(&client, &code), &ctx_at(61))
         .await;
     assert!(matches!(late, Err(ims_core::Error::InvalidGrant(_))), "{late:?}");
@@ -452,7 +453,7 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
             code_verifier: None,
             ..code_request(&client, "")
         };
-        let late = h.state.ims.token(&req, &ctx_at(31 * 86_400)).await;
+        let late = h.state.ims.tokens().token(&req, &ctx_at(31 * 86_400)).await;
         assert!(matches!(late, Err(ims_core::Error::InvalidGrant(_))), "{late:?}");
         h.cleanup().await;
     }

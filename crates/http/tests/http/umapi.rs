@@ -342,6 +342,7 @@ async fn a_token_shows_the_profiles_held_for_a_product_context() {
     assert_eq!(out["projectedProductContext"], json!([]), "{out}");
     h.state
         .ims
+        .directory()
         .set_profile_credential(&h.org_id, &profile, &machine.client.client_id, true, &ctx)
         .await
         .unwrap();
@@ -353,6 +354,7 @@ async fn a_token_shows_the_profiles_held_for_a_product_context() {
     assert!(h
         .state
         .ims
+        .directory()
         .set_profile_credential(&h.org_id, &profile, "no-such-client", true, &ctx)
         .await
         .is_err());

@@ -8,9 +8,9 @@
 use serde_json::json;
 
 use super::directory::Administrator;
-use super::{Ims, Result};
+use super::{Directory, Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, Membership, ProductInstance, RoleGrant};
-use crate::model::{Organization, User, UserStatus};
+use crate::model::{User, UserStatus};
 use crate::people::{self, UserChange};
 use crate::store::UsersQuery;
 use ims_core::audit::{AuditEvent, AuditQuery, Context};
@@ -20,7 +20,7 @@ use ims_core::secret::Secret;
 /// One administrator's view of their organisation's directory.
 #[derive(Clone, Copy)]
 pub struct Administration<'a> {
-    ims: &'a Ims,
+    directory: &'a Directory,
     admin: &'a Administrator,
 }
 
@@ -33,33 +33,15 @@ pub struct SystemAdministration<'a> {
 impl Ims {
     /// The directory as `admin` may see it.
     pub fn administration<'a>(&'a self, admin: &'a Administrator) -> Administration<'a> {
-        Administration { ims: self, admin }
+        Administration {
+            directory: self.directory(),
+            admin,
+        }
     }
 
     /// Credential administration within `admin`'s organisation (the administration API).
     pub fn credentials(&self, admin: &crate::admin::SystemAdmin) -> crate::credentials::Credentials {
-        admin.credentials(std::sync::Arc::clone(&self.store), &self.settings.domain)
-    }
-
-    /// Schema steps this build knows that the database has not applied yet (readiness).
-    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
-        Ok(self.store.pending_migrations().await?)
-    }
-
-    /// The person a password reset link is for, while the link holds.
-    pub async fn reset_link_user(&self, token: &str, ctx: &Context) -> Result<User> {
-        people::reset_link_user(self.store.as_ref(), token, ctx).await
-    }
-
-    /// Sets the password of the reset link's person, and spends the link.
-    pub async fn reset_password(&self, token: &str, password: Secret, ctx: &Context) -> Result<User> {
-        people::reset_password(self.store.as_ref(), token, password, ctx).await
-    }
-
-    /// The organisation the Admin Console signs people in to (the first one: an IMS serves one
-    /// organisation per deployment), if there is one yet.
-    pub async fn admin_console_org(&self) -> Result<Option<Organization>> {
-        Ok(self.store.orgs().await?.into_iter().next())
+        self.developer().credentials(admin)
     }
 }
 
@@ -85,18 +67,18 @@ impl<'a> Administration<'a> {
 
     /// The organisation's groups (profiles and user groups) with their member counts.
     pub async fn groups(&self) -> Result<Vec<(Group, i64)>> {
-        Ok(self.ims.store.groups(self.org()).await?)
+        Ok(self.directory.store.groups(self.org()).await?)
     }
 
     pub async fn product_instances(&self) -> Result<Vec<ProductInstance>> {
-        Ok(self.ims.store.product_instances(self.org()).await?)
+        Ok(self.directory.store.product_instances(self.org()).await?)
     }
 
     /// Every user of the organisation (members of `group` when given; an unknown group has
     /// none), with the names of their groups.
     pub async fn everyone(&self, group: Option<&str>, direct_only: bool) -> Result<Vec<(User, Vec<String>)>> {
         Ok(self
-            .ims
+            .directory
             .store
             .users_page(
                 self.org(),
@@ -118,13 +100,13 @@ impl<'a> Administration<'a> {
         if user.org_id != self.org() {
             return Err(Error::NotFound(format!("no user {}", user.email)));
         }
-        Ok(self.ims.store.memberships(&user.user_id).await?)
+        Ok(self.directory.store.memberships(&user.user_id).await?)
     }
 
     /// The group of that name (case-insensitively) and, for a profile, its product context.
     pub async fn group(&self, name: &str) -> Result<(Group, String)> {
         let group = self
-            .ims
+            .directory
             .store
             .group(self.org(), name)
             .await?
@@ -170,13 +152,13 @@ impl<'a> Administration<'a> {
 
     /// The groups linked to `group` (a profile's user groups, a user group's profiles).
     pub async fn linked(&self, group: &Group) -> Result<Vec<String>> {
-        Ok(self.ims.store.linked(self.org(), &group.name).await?)
+        Ok(self.directory.store.linked(self.org(), &group.name).await?)
     }
 
     /// The technical accounts' credentials (client ids) holding `profile`.
     pub async fn profile_credentials(&self, profile: &Group) -> Result<Vec<String>> {
         Ok(self
-            .ims
+            .directory
             .store
             .profile_credentials(self.org(), &profile.name)
             .await?)
@@ -202,7 +184,7 @@ impl<'a> Administration<'a> {
             )));
         }
         super::directory::create_product_profile(
-            self.ims.store.as_ref(),
+            self.directory.store.as_ref(),
             instance,
             profile.name,
             profile.permissions,
@@ -223,7 +205,7 @@ impl<'a> Administration<'a> {
             return Err(Error::NotFound(format!("no group named {:?}", profile.name)));
         }
         super::directory::update_product_profile(
-            self.ims.store.as_ref(),
+            self.directory.store.as_ref(),
             profile,
             settings.permissions,
             settings.license_quota,
@@ -249,7 +231,7 @@ impl<'a> SystemAdministration<'a> {
     /// The organisation's user with that email, unless removed.
     pub async fn user(&self, email: &str) -> Result<User> {
         self.of
-            .ims
+            .directory
             .store
             .user_by_email(self.of.org(), email)
             .await?
@@ -260,7 +242,7 @@ impl<'a> SystemAdministration<'a> {
     /// The organisation's user with that email, whatever their status.
     pub async fn any_user(&self, email: &str) -> Result<User> {
         self.of
-            .ims
+            .directory
             .store
             .user_by_email(self.of.org(), email)
             .await?
@@ -269,18 +251,18 @@ impl<'a> SystemAdministration<'a> {
 
     pub async fn change_user(&self, user: &User, change: UserChange, ctx: &Context) -> Result<User> {
         self.check(user)?;
-        people::change_user(self.of.ims.store.as_ref(), &user.user_id, change, ctx).await
+        people::change_user(self.of.directory.store.as_ref(), &user.user_id, change, ctx).await
     }
 
     /// A one-time link that lets `user` choose a new password.
     pub async fn password_reset_link(&self, user: &User, ctx: &Context) -> Result<Secret> {
         self.check(user)?;
-        people::password_reset_link(self.of.ims.store.as_ref(), &user.user_id, ctx).await
+        people::password_reset_link(self.of.directory.store.as_ref(), &user.user_id, ctx).await
     }
 
     pub async fn role_grants(&self, user: &User) -> Result<Vec<RoleGrant>> {
         self.check(user)?;
-        Ok(self.of.ims.store.role_grants(&user.user_id).await?)
+        Ok(self.of.directory.store.role_grants(&user.user_id).await?)
     }
 
     /// Grants (`held`) or revokes a role of `user`, with its audit line.
@@ -304,12 +286,17 @@ impl<'a> SystemAdministration<'a> {
             "success",
             json!({"role": role.as_str(), "target": grant.target}),
         );
-        Ok(self.of.ims.store.set_role(&grant, held, ctx.now, &audit).await?)
+        Ok(self
+            .of
+            .directory
+            .store
+            .set_role(&grant, held, ctx.now, &audit)
+            .await?)
     }
 
     /// The newest lines of the audit log.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        Ok(self.of.ims.store.audit(query).await?)
+        Ok(self.of.directory.store.audit(query).await?)
     }
 
     fn check(&self, user: &User) -> Result<()> {

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::Ims;
+use super::Tokens;
 use super::{ClientAuth, IssuedToken, TokenRequest, AUTHORITY};
 use crate::grants::{RefreshToken, Rotation};
 use crate::model::{ClientType, GrantType, OAuthClient, User, UserStatus};
@@ -21,7 +21,7 @@ const REUSED: &str = "a code or refresh token was used twice";
 /// What userinfo answers: the claims of the scopes the token carries.
 pub type UserInfo = Map<String, Value>;
 
-impl Ims {
+impl Tokens {
     /// Client authentication for the people grants: a confidential client proves itself with its
     /// secret; a public one names itself (its proof is the PKCE verifier or the refresh token).
     pub(super) async fn authenticate_people_client(

@@ -19,7 +19,9 @@
 
 use serde_json::json;
 
-use super::{Ims, IssuedToken, Result};
+use std::sync::Arc;
+
+use super::{IssuedToken, Result, Tokens};
 use crate::credentials::{new_secret_record, NewSecret};
 use crate::developer::{
     self, Placement, Project, Service, ServiceRequest, Workspace, CONSOLE_API_SCOPE, DEFAULT_WORKSPACE,
@@ -28,7 +30,7 @@ use crate::developer::{
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance};
 use crate::model::{ClientSecretRecord, ClientType, OAuthClient, Organization};
 use crate::service::directory::Administrator;
-use crate::store::NewTechnicalAccount;
+use crate::store::{DeveloperStorage, NewTechnicalAccount};
 use ims_core::audit::Context;
 use ims_core::error::Error;
 use ims_core::secret::Secret;
@@ -158,7 +160,32 @@ fn unshown_label(secret_id: &str) -> String {
     format!("client-secret:{secret_id}")
 }
 
-impl Ims {
+/// The Developer Console service: projects, workspaces, and the technical account credentials
+/// placed in them with their services, product profiles and secrets.
+pub struct Developer {
+    store: Arc<dyn DeveloperStorage>,
+    tokens: Arc<Tokens>,
+}
+
+impl std::fmt::Debug for Developer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Developer").finish_non_exhaustive()
+    }
+}
+
+impl Developer {
+    pub(super) fn new(store: Arc<dyn DeveloperStorage>, tokens: Arc<Tokens>) -> Self {
+        Developer { store, tokens }
+    }
+
+    /// Credential administration within `admin`'s organisation (the administration API).
+    pub fn credentials(&self, admin: &crate::admin::SystemAdmin) -> crate::credentials::Credentials {
+        admin.credentials(
+            Arc::<dyn DeveloperStorage>::clone(&self.store),
+            &self.tokens.settings().domain,
+        )
+    }
+
     /// Who is calling the Developer Console API with this token and `x-api-key`.
     pub async fn console_caller(
         &self,
@@ -166,7 +193,7 @@ impl Ims {
         api_key: Option<&str>,
         now: Now,
     ) -> Result<ConsoleCaller> {
-        let valid = self.validate_access_token(token, now).await?;
+        let valid = self.tokens.validate_access_token(token, now).await?;
         if api_key != Some(valid.client_id.as_str()) {
             return Err(Error::Forbidden(
                 "x-api-key must be the client id the access token was issued to".into(),
@@ -199,13 +226,13 @@ impl Ims {
         }
         // ... and one the token was granted the console API for (see `umapi_caller`).
         valid.require_scope(CONSOLE_API_SCOPE)?;
-        let admin = self.administrator(user_id, &valid.client_id).await?;
+        let admin = super::directory::administrator(self.store.as_ref(), user_id, &valid.client_id).await?;
         ConsoleCaller::from_administrator(&admin)
     }
 
     /// The caller's organisation, named in a path by its numeric id or its `...@AdobeOrg` code.
     pub async fn console_org(&self, caller: &ConsoleCaller, named: &str) -> Result<Organization> {
-        let org = self.organization(&caller.org_id).await?;
+        let org = self.tokens.organization(&caller.org_id).await?;
         if org.numeric_id.to_string() == named || org.org_id == named {
             return Ok(org);
         }
@@ -426,8 +453,13 @@ impl Ims {
         developer::check_text("a credential description", description, 1000)?;
         let sub = self.resolve(caller, org, requests).await?;
         let scopes = developer::scopes_with(&[], &sub.services);
-        let client =
-            OAuthClient::new_technical_account(&org.org_id, name, scopes, &self.settings.domain, ctx.now)?;
+        let client = OAuthClient::new_technical_account(
+            &org.org_id,
+            name,
+            scopes,
+            &self.tokens.settings().domain,
+            ctx.now,
+        )?;
         // The organisation-level form gives the credential a project of its own, made in the
         // same transaction.
         let (project, workspace, project_event) = match placement {
@@ -450,6 +482,7 @@ impl Ims {
         };
         let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
         let sealed = self
+            .tokens
             .master
             .seal(&unshown_label(&record.secret_id), secret.expose().as_bytes())?;
         drop(secret);
@@ -715,7 +748,7 @@ impl Ims {
         for record in &integration.secrets {
             let value = match taken.iter().find(|(id, _)| *id == record.secret_id) {
                 Some((id, sealed)) => {
-                    let plain = self.master.open(&unshown_label(id), sealed)?;
+                    let plain = self.tokens.master.open(&unshown_label(id), sealed)?;
                     Some(Secret::new(String::from_utf8_lossy(&plain).into_owned()))
                 }
                 None => None,
@@ -771,8 +804,8 @@ impl Ims {
             )));
         }
         crate::credentials::Credentials::for_org(
-            std::sync::Arc::clone(&self.store),
-            &self.settings.domain,
+            Arc::<dyn DeveloperStorage>::clone(&self.store),
+            &self.tokens.settings().domain,
             &org.org_id,
         )
         .add_secret(client_id, None, ctx)
@@ -854,6 +887,7 @@ impl Ims {
             return Err(Error::Conflict("the credential is disabled".into()));
         }
         let issued = self
+            .tokens
             .issue_access_token(
                 &client,
                 &client.technical_account_id,

@@ -5,10 +5,12 @@
 
 use serde_json::{json, Value};
 
-use super::{Ims, Result};
+use std::sync::Arc;
+
+use super::{Result, Tokens};
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance, RoleGrant};
 use crate::model::{ClientType, User, UserStatus};
-use crate::store::{Store, UsersQuery};
+use crate::store::{DirectoryStorage, DirectoryStore, UserStore, UsersQuery};
 use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
 use ims_core::audit::Context;
 use ims_core::error::Error;
@@ -102,14 +104,73 @@ impl Administrator {
     }
 }
 
+/// A person as an administrator, with their roles (the bootstrap administrator holds the
+/// system administrator role). Only active people count.
+pub(super) async fn administrator<S>(store: &S, user_id: &str, client_id: &str) -> Result<Administrator>
+where
+    S: UserStore + DirectoryStore + ?Sized,
+{
+    let user = store
+        .user(user_id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or_else(|| Error::InvalidToken("the person cannot sign in".into()))?;
+    let mut roles = store.role_grants(user_id).await?;
+    if user.system_admin {
+        roles.push(RoleGrant {
+            user_id: user_id.to_owned(),
+            role: AdminRole::SystemAdmin,
+            target: String::new(),
+        });
+    }
+    Ok(Administrator {
+        org_id: user.org_id.clone(),
+        actor: format!("admin:{}", user.email),
+        client_id: client_id.to_owned(),
+        person: Some(user),
+        roles,
+    })
+}
+
 /// A listing page: items, and whether it is the last.
 pub type Page = (Vec<Value>, bool);
 
-impl Ims {
+/// The directory service: the User Management API, the administrators it and the Admin Console
+/// serve, and the product profiles tokens and instances read.
+pub struct Directory {
+    pub(super) store: Arc<dyn DirectoryStorage>,
+    tokens: Arc<Tokens>,
+    umapi_budget: crate::throttle::RateLimiter,
+    /// Where recent user listings' pages start (see `PageStarts`).
+    page_starts: PageStarts,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    pub(super) fn new(store: Arc<dyn DirectoryStorage>, tokens: Arc<Tokens>) -> Self {
+        Directory {
+            umapi_budget: crate::throttle::RateLimiter::new(tokens.settings().umapi_requests_per_minute),
+            page_starts: PageStarts::default(),
+            store,
+            tokens,
+        }
+    }
+
+    /// The organisation the Admin Console signs people in to (the first one: an IMS serves one
+    /// organisation per deployment), if there is one yet.
+    pub async fn admin_console_org(&self) -> Result<Option<crate::model::Organization>> {
+        Ok(self.store.orgs().await?.into_iter().next())
+    }
+
     /// Who is calling the User Management API with this bearer token and `x-api-key`.
     /// Technical accounts need the API's scope; people need the system administrator role.
     pub async fn umapi_caller(&self, token: &str, api_key: Option<&str>, now: Now) -> Result<Administrator> {
-        let valid = self.validate_access_token(token, now).await?;
+        let valid = self.tokens.validate_access_token(token, now).await?;
         if api_key != Some(valid.client_id.as_str()) {
             return Err(Error::Forbidden(
                 "x-api-key must be the client id the access token was issued to".into(),
@@ -160,27 +221,7 @@ impl Ims {
     /// A person as an administrator, with their roles (the bootstrap administrator holds the
     /// system administrator role). Only active people count.
     pub async fn administrator(&self, user_id: &str, client_id: &str) -> Result<Administrator> {
-        let user = self
-            .store
-            .user(user_id)
-            .await?
-            .filter(|u| u.status == UserStatus::Active)
-            .ok_or_else(|| Error::InvalidToken("the person cannot sign in".into()))?;
-        let mut roles = self.store.role_grants(user_id).await?;
-        if user.system_admin {
-            roles.push(RoleGrant {
-                user_id: user_id.to_owned(),
-                role: AdminRole::SystemAdmin,
-                target: String::new(),
-            });
-        }
-        Ok(Administrator {
-            org_id: user.org_id.clone(),
-            actor: format!("admin:{}", user.email),
-            client_id: client_id.to_owned(),
-            person: Some(user),
-            roles,
-        })
+        administrator(self.store.as_ref(), user_id, client_id).await
     }
 
     /// Takes one call from the client's budget, or says how many seconds to wait.
@@ -189,7 +230,7 @@ impl Ims {
     }
 
     pub fn umapi_page_size(&self) -> u32 {
-        self.settings.umapi_page_size.max(1)
+        self.tokens.settings().umapi_page_size.max(1)
     }
 
     /// Users of the organisation, one page, optionally members of one group; `None` when the
@@ -417,7 +458,7 @@ impl Ims {
     /// The Admin Console's own client in `org_id` (first-party, public, PKCE), created on first
     /// use: the console signs administrators in through the IMS like any application.
     pub async fn admin_console_client(&self, org_id: &str, ctx: &Context) -> Result<String> {
-        let redirect = format!("{}/admin/callback", self.settings.issuer);
+        let redirect = format!("{}/admin/callback", self.tokens.settings().issuer);
         let existing = self.store.clients(org_id).await?.into_iter().find(|c| {
             c.name == ADMIN_CONSOLE_CLIENT
                 && c.first_party
@@ -427,8 +468,10 @@ impl Ims {
         if let Some(c) = existing {
             return Ok(c.client_id);
         }
-        let creds =
-            crate::credentials::Credentials::new(std::sync::Arc::clone(&self.store), &self.settings.domain);
+        let creds = crate::credentials::Credentials::new(
+            Arc::<dyn DirectoryStorage>::clone(&self.store),
+            &self.tokens.settings().domain,
+        );
         let (client, _) = creds
             .create_people_client(
                 org_id,
@@ -478,7 +521,7 @@ impl Ims {
         product_context: Option<&str>,
         now: Now,
     ) -> Result<Value> {
-        let valid = self.validate_access_token(token, now).await?;
+        let valid = self.tokens.validate_access_token(token, now).await?;
         let user_id = valid
             .claims
             .get("user_id")
@@ -660,7 +703,7 @@ fn check_quota(quota: Option<i64>) -> Result<()> {
 
 /// A product profile, created by an administrator (the API creates user groups only).
 pub async fn create_product_profile(
-    store: &dyn Store,
+    store: &dyn DirectoryStorage,
     instance: &ProductInstance,
     name: &str,
     permissions: Vec<String>,
@@ -696,7 +739,7 @@ pub async fn create_product_profile(
 
 /// Changes a product profile's permission items and licence quota.
 pub async fn update_product_profile(
-    store: &dyn Store,
+    store: &dyn DirectoryStorage,
     profile: &Group,
     permissions: Vec<String>,
     license_quota: Option<i64>,

@@ -10,10 +10,14 @@
 
 use serde_json::json;
 
-use super::Ims;
+use std::sync::{Arc, RwLock};
+
+use super::{LogoutNotifier, Tokens};
 use crate::grants::{AuthorizationCode, BrowserSession, FlowStage, SignInFlow};
 use crate::model::{ClientType, IdentityType, OAuthClient, User, UserStatus};
 use crate::oidc::{self, AuthorizationRequest, AuthorizeError, Prompt};
+use crate::people;
+use crate::store::SignInStorage;
 use ims_core::audit::Context;
 use ims_core::clock::Now;
 use ims_core::error::{Error, Result};
@@ -82,7 +86,46 @@ pub enum StepOutcome {
     Consent { session: Secret },
 }
 
-impl Ims {
+/// The sign-in service: authorization requests, the sign-in pages and their lock-outs, browser
+/// sessions and sign-out, and what a person does with their own password.
+pub struct SignIn {
+    store: Arc<dyn SignInStorage>,
+    tokens: Arc<Tokens>,
+    /// Tells clients that a person signed out (OpenID Connect back-channel logout).
+    logout_notifier: RwLock<Option<Arc<dyn LogoutNotifier>>>,
+}
+
+impl SignIn {
+    pub(super) fn new(store: Arc<dyn SignInStorage>, tokens: Arc<Tokens>) -> Self {
+        SignIn {
+            store,
+            tokens,
+            logout_notifier: RwLock::new(None),
+        }
+    }
+
+    /// Clients with a back-channel logout URI hear through `notifier` when a person signs out.
+    pub fn set_logout_notifier(&self, notifier: Arc<dyn LogoutNotifier>) {
+        *self.logout_notifier.write().unwrap_or_else(|e| e.into_inner()) = Some(notifier);
+    }
+
+    fn logout_notifier(&self) -> Option<Arc<dyn LogoutNotifier>> {
+        self.logout_notifier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The person a password reset link is for, while the link holds.
+    pub async fn reset_link_user(&self, token: &str, ctx: &Context) -> Result<User> {
+        people::reset_link_user(self.store.as_ref(), token, ctx).await
+    }
+
+    /// Sets the password of the reset link's person, and spends the link.
+    pub async fn reset_password(&self, token: &str, password: Secret, ctx: &Context) -> Result<User> {
+        people::reset_password(self.store.as_ref(), token, password, ctx).await
+    }
+
     /// `GET|POST /ims/authorize/*`. `browser` is the browser's binding token; `session` its IMS
     /// session cookie, if any.
     pub async fn authorize(
@@ -98,7 +141,7 @@ impl Ims {
             .map(|(_, v)| v.as_str())
             .collect();
         let client = match ids.as_slice() {
-            [one] => self.client_entry(one).await?.map(|e| e.0.clone()),
+            [one] => self.tokens.client_entry(one).await?.map(|e| e.0.clone()),
             _ => None,
         };
         let req = match oidc::validate(params, |_| client.clone()) {
@@ -112,7 +155,7 @@ impl Ims {
             }) => {
                 return Ok(Authorized::Redirect(oidc::response_uri(
                     &redirect_uri,
-                    &self.settings.issuer,
+                    &self.tokens.settings().issuer,
                     &[("error", error), ("error_description", &description)],
                     state.as_deref(),
                 )))
@@ -134,7 +177,7 @@ impl Ims {
                     if req.prompt == Some(Prompt::None) {
                         return Ok(Authorized::Redirect(oidc::response_uri(
                             &req.redirect_uri,
-                            &self.settings.issuer,
+                            &self.tokens.settings().issuer,
                             &[
                                 ("error", "consent_required"),
                                 (
@@ -154,7 +197,7 @@ impl Ims {
         if req.prompt == Some(Prompt::None) {
             return Ok(Authorized::Redirect(oidc::response_uri(
                 &req.redirect_uri,
-                &self.settings.issuer,
+                &self.tokens.settings().issuer,
                 &[
                     ("error", "login_required"),
                     ("error_description", "nobody is signed in"),
@@ -183,7 +226,7 @@ impl Ims {
             email: user.map(|u| u.email.clone()).or_else(|| req.login_hint.clone()),
             user_id: user.map(|u| u.user_id.clone()),
             created_at: ctx.now,
-            expires_at: ctx.now.plus_secs(self.settings.sign_in_flow_secs),
+            expires_at: ctx.now.plus_secs(self.tokens.settings().sign_in_flow_secs),
         };
         self.store.insert_flow(&flow).await?;
         Ok(Authorized::SignIn(token))
@@ -247,6 +290,7 @@ impl Ims {
     pub async fn sign_in_page(&self, flow_token: &str, browser: &str, now: Now) -> Result<SignInPage> {
         let (flow, req) = self.open_flow(flow_token, browser, now).await?;
         let client_name = self
+            .tokens
             .client_entry(&req.client_id)
             .await?
             .map(|e| e.0.name.clone())
@@ -270,6 +314,7 @@ impl Ims {
     ) -> Result<StepOutcome> {
         let (mut flow, req) = self.open_flow(flow_token, browser, ctx.now).await?;
         let client = self
+            .tokens
             .client_entry(&req.client_id)
             .await?
             .map(|e| e.0.clone())
@@ -383,6 +428,7 @@ impl Ims {
         let step = match &user.totp_sealed {
             Some(sealed) => {
                 let key = self
+                    .tokens
                     .master
                     .open(&crate::totp::seal_label(&user.user_id), sealed)?;
                 crate::totp::verify(&key, &code, ctx.now, user.totp_last_step)
@@ -530,7 +576,7 @@ impl Ims {
             auth_time: ctx.now,
             amr,
             created_at: ctx.now,
-            expires_at: ctx.now.plus_secs(self.settings.browser_session_secs),
+            expires_at: ctx.now.plus_secs(self.tokens.settings().browser_session_secs),
         };
         let event = ctx.event(
             "user.sign_in",
@@ -595,7 +641,7 @@ impl Ims {
             self.store.append_audit(&event).await?;
             let redirect = oidc::response_uri(
                 &req.redirect_uri,
-                &self.settings.issuer,
+                &self.tokens.settings().issuer,
                 &[
                     ("error", "access_denied"),
                     ("error_description", "the person declined"),
@@ -638,7 +684,7 @@ impl Ims {
     fn code_redirect(&self, req: &AuthorizationRequest, code: &Secret) -> String {
         oidc::response_uri(
             &req.redirect_uri,
-            &self.settings.issuer,
+            &self.tokens.settings().issuer,
             &[("code", code.expose())],
             req.state.as_deref(),
         )
@@ -707,10 +753,10 @@ impl Ims {
         }
         self.store.clear_failures(&user.org_id, &email_lower).await?;
         self.forgive_address(ctx).await?;
-        crate::people::change_user(
+        people::change_user(
             self.store.as_ref(),
             &user.user_id,
-            crate::people::UserChange::SetPassword(new),
+            people::UserChange::SetPassword(new),
             ctx,
         )
         .await
@@ -753,7 +799,7 @@ impl Ims {
         let mut deliveries = tokio::task::JoinSet::new();
         for (client_id, user_id, uri) in targets {
             let claims = json!({
-                "iss": self.settings.issuer,
+                "iss": self.tokens.settings().issuer,
                 "aud": client_id,
                 "sub": user_id,
                 "iat": now.secs(),
@@ -762,7 +808,11 @@ impl Ims {
                 "events": {super::BACKCHANNEL_LOGOUT_EVENT: {}},
                 "type": "logout_token",
             });
-            let token = match self.sign_with(&claims, self.settings.id_token_alg, now).await {
+            let token = match self
+                .tokens
+                .sign_with(&claims, self.tokens.settings().id_token_alg, now)
+                .await
+            {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(client_id, error = %e, "no logout token could be signed");
@@ -770,7 +820,7 @@ impl Ims {
                     continue;
                 }
             };
-            let notifier = std::sync::Arc::clone(&notifier);
+            let notifier = Arc::clone(&notifier);
             deliveries.spawn(async move {
                 let outcome = notifier.deliver(&uri, &token).await;
                 (client_id, outcome)
@@ -803,13 +853,14 @@ impl Ims {
     ) -> Result<PostLogout> {
         let hinted = match id_token_hint.filter(|h| !h.is_empty()) {
             // An expired ID token still names its client and person; its signature must hold.
-            Some(hint) => self.id_token_parties(hint, now).await,
+            Some(hint) => self.tokens.id_token_parties(hint, now).await,
             None => None,
         };
         let hint_subject = hinted.as_ref().map(|(_, sub)| sub.clone());
         let client_id = hinted.as_ref().map(|(aud, _)| aud.as_str()).or(client_id);
         let redirect = match (uri.filter(|u| !u.is_empty()), client_id) {
             (Some(uri), Some(client_id)) => self
+                .tokens
                 .client_entry(client_id)
                 .await?
                 .map(|e| e.0.clone())

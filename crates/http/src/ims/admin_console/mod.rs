@@ -202,7 +202,7 @@ impl FromRequestParts<AppState> for Signed {
             return Err(NotSigned::SignIn);
         };
         let now = ims_core::Now::system();
-        let valid = match app.ims.validate_access_token(&token, now).await {
+        let valid = match app.ims.tokens().validate_access_token(&token, now).await {
             Ok(v) => v,
             Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
             Err(e) => return Err(NotSigned::Refused(e)),
@@ -217,7 +217,7 @@ impl FromRequestParts<AppState> for Signed {
             .get("user_id")
             .and_then(Value::as_str)
             .ok_or(NotSigned::SignIn)?;
-        let admin = match app.ims.administrator(user_id, &valid.client_id).await {
+        let admin = match app.ims.directory().administrator(user_id, &valid.client_id).await {
             Ok(a) => a,
             Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
             Err(e) => return Err(NotSigned::Refused(e)),
@@ -291,7 +291,7 @@ impl Developer {
 // ----- signing in ----------------------------------------------------------------------------
 
 async fn login(State(app): State<AppState>, meta: Meta) -> Response {
-    let org = match app.ims.admin_console_org().await {
+    let org = match app.ims.directory().admin_console_org().await {
         Ok(org) => org,
         Err(e) => return error_page(None, &e),
     };
@@ -305,6 +305,7 @@ async fn login(State(app): State<AppState>, meta: Meta) -> Response {
     };
     let client = match app
         .ims
+        .directory()
         .admin_console_client(&org.org_id, &meta.context("system:admin-console"))
         .await
     {
@@ -388,6 +389,7 @@ async fn callback(
     };
     match app
         .ims
+        .tokens()
         .token(&req, &meta.context(format!("client:{client}")))
         .await
     {
@@ -425,7 +427,12 @@ async fn logout(State(app): State<AppState>, meta: Meta, who: Signed, body: byte
     let auth = ClientAuth::None {
         client_id: who.admin.client_id().to_owned(),
     };
-    if let Err(e) = app.ims.revoke(&auth, &who.token, &who.context(&meta)).await {
+    if let Err(e) = app
+        .ims
+        .tokens()
+        .revoke(&auth, &who.token, &who.context(&meta))
+        .await
+    {
         return error_page(Some(who.shell()), &e);
     }
     let clear = cookie_line(COOKIE, "", PATH, secure(&app), Some(0));
@@ -496,6 +503,7 @@ async fn act(
 ) -> Result<Value, Error> {
     let body = entries.to_string();
     app.ims
+        .directory()
         .umapi_action(&who.admin, body.as_bytes(), test_only, &who.context(meta))
         .await?
         .map_err(|e| Error::InvalidRequest(e.message))

@@ -251,6 +251,7 @@ pub(super) async fn profile_change(
         }
         action @ ("add_credential" | "remove_credential") => app
             .ims
+            .directory()
             .set_profile_credential(
                 who.admin.org_id(),
                 &profile,

@@ -186,6 +186,7 @@ pub(crate) async fn connected_via(
         .unwrap();
     h.state
         .ims
+        .sign_in()
         .set_logout_notifier(Arc::new(InProcessInstance(app.clone())));
     Some(Connected {
         app,
@@ -290,7 +291,7 @@ pub(crate) async fn home(c: &Connected, b: &mut Browser) -> String {
 }
 
 pub(crate) async fn audit(inst: &Instance, prefix: &str) -> Vec<ims_core::audit::AuditEvent> {
-    ims_core::audit::AuditStore::audit(
+    AuditStore::audit(
         inst.store().as_ref(),
         &AuditQuery {
             action_prefix: Some(prefix.into()),

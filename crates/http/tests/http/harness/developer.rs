@@ -62,6 +62,7 @@ impl Api<'_> {
 pub(crate) async fn numeric_org(h: &Harness) -> String {
     h.state
         .ims
+        .tokens()
         .organization(&h.org_id)
         .await
         .unwrap()
