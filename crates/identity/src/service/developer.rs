@@ -36,7 +36,7 @@ use ims_core::error::Error;
 use ims_core::secret::Secret;
 use ims_core::Now;
 
-/// Who calls the Developer Console (API or pages). Only [`Ims::console_caller`] and
+/// Who calls the Developer Console (API or pages). Only [`Developer::console_caller`] and
 /// [`ConsoleCaller::from_administrator`] make one.
 #[derive(Clone, Debug)]
 pub struct ConsoleCaller {
