@@ -15,4 +15,4 @@ pub mod secret;
 pub mod time;
 
 pub use clock::Now;
-pub use error::{Error, Result, StoreError, StoreResult};
+pub use error::{Error, ErrorKind, Result, StoreError, StoreResult};

@@ -163,28 +163,26 @@ pub fn client_auth(headers: &HeaderMap, params: &Params) -> Result<ClientAuth, E
 /// Parses `Basic base64(urlencode(id):urlencode(secret))`. `Ok(None)` when the header uses
 /// another scheme; malformed Basic credentials are a client authentication failure.
 pub fn basic_credentials(header: &[u8]) -> Result<Option<(String, Secret)>, Error> {
-    let text = std::str::from_utf8(header).map_err(|_| Error::InvalidClient { basic: true })?;
+    let text = std::str::from_utf8(header).map_err(|_| Error::invalid_client(true))?;
     let (scheme, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("basic") {
         return Ok(None);
     }
     let decoded = STANDARD
         .decode(rest.trim())
-        .map_err(|_| Error::InvalidClient { basic: true })?;
-    let decoded = String::from_utf8(decoded).map_err(|_| Error::InvalidClient { basic: true })?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or(Error::InvalidClient { basic: true })?;
+        .map_err(|_| Error::invalid_client(true))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| Error::invalid_client(true))?;
+    let (id, secret) = decoded.split_once(':').ok_or(Error::invalid_client(true))?;
     // RFC 6749 section 2.3.1: both parts are form-urlencoded before being joined.
     let unescape = |s: &str| -> Result<String, Error> {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8()
             .map(|c| c.into_owned())
-            .map_err(|_| Error::InvalidClient { basic: true })
+            .map_err(|_| Error::invalid_client(true))
     };
     let id = unescape(id)?;
     if id.is_empty() {
-        return Err(Error::InvalidClient { basic: true });
+        return Err(Error::invalid_client(true));
     }
     Ok(Some((id, Secret::new(unescape(secret)?))))
 }
@@ -229,7 +227,10 @@ mod tests {
             "scope=b".into(),
         ))
         .unwrap();
-        assert!(matches!(p.get("scope"), Err(Error::InvalidRequest(_))));
+        assert_eq!(
+            p.get("scope").map_err(|e| e.kind()),
+            Err(ims_core::ErrorKind::InvalidRequest)
+        );
     }
 
     #[test]
@@ -271,7 +272,10 @@ mod tests {
         );
         let mut p = Params::default();
         p.push("client_secret".into(), "s".into()).unwrap();
-        assert!(matches!(client_auth(&h, &p), Err(Error::InvalidRequest(_))));
+        assert_eq!(
+            client_auth(&h, &p).map_err(|e| e.kind()),
+            Err(ims_core::ErrorKind::InvalidRequest)
+        );
         let mut p = Params::default();
         p.push("client_id".into(), "c".into()).unwrap();
         assert!(matches!(client_auth(&h, &p), Ok(ClientAuth::Basic { .. })));

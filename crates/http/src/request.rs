@@ -81,7 +81,7 @@ where
         match bytes::Bytes::from_request(req, state).await {
             Ok(b) => Ok(Body(b, std::marker::PhantomData)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(E::from(
-                ims_core::Error::TooLarge(format!("the request body exceeds {limit} bytes")),
+                ims_core::Error::too_large(format!("the request body exceeds {limit} bytes")),
             )),
             Err(_) => Err(E::from(ims_core::Error::invalid_request(
                 "the request body could not be read",

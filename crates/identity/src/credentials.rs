@@ -64,7 +64,7 @@ impl Credentials {
             .client(client_id)
             .await?
             .filter(|c| self.visible(&c.org_id))
-            .ok_or_else(|| Error::NotFound(format!("no credential with client id {client_id}")))
+            .ok_or_else(|| Error::not_found(format!("no credential with client id {client_id}")))
     }
 
     /// A new technical account with its first secret, subscribed to `services` (their scopes are
@@ -81,7 +81,7 @@ impl Credentials {
             .org(org_id)
             .await?
             .filter(|o| self.visible(&o.org_id))
-            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))?;
+            .ok_or_else(|| Error::not_found(format!("organisation {org_id}")))?;
         let scopes = developer::scopes_with(&scopes, services);
         let client = OAuthClient::new_technical_account(org_id, name, scopes, &self.domain, ctx.now)?;
         let (secret, record) = new_secret_record(&client.client_id, None, ctx.now);
@@ -130,7 +130,7 @@ impl Credentials {
             .org(org_id)
             .await?
             .filter(|o| self.visible(&o.org_id))
-            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))?;
+            .ok_or_else(|| Error::not_found(format!("organisation {org_id}")))?;
         let mut client = OAuthClient::new_people_client(
             org_id,
             name,
@@ -157,7 +157,7 @@ impl Credentials {
 
     pub async fn credentials(&self, org_id: &str) -> Result<Vec<(OAuthClient, Vec<ClientSecretRecord>)>> {
         if !self.visible(org_id) {
-            return Err(Error::NotFound(format!("organisation {org_id}")));
+            return Err(Error::not_found(format!("organisation {org_id}")));
         }
         let mut out = Vec::new();
         for client in self.store.clients(org_id).await? {
@@ -185,7 +185,7 @@ impl Credentials {
             .set_client_disabled(client_id, disabled, ctx.now, &event)
             .await?
         {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "no credential with client id {client_id}"
             )));
         }
@@ -226,7 +226,7 @@ impl Credentials {
             json!({"secret_id": secret_id}),
         );
         if !self.store.remove_secret(client_id, secret_id, &event).await? {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "credential {client_id} has no secret {secret_id}"
             )));
         }

@@ -133,7 +133,7 @@ pub async fn create_user(store: &dyn UserStore, org_id: &str, new: NewUser, ctx:
         (None, _) => {}
     }
     if store.user_by_email(org_id, email).await?.is_some() {
-        return Err(Error::Conflict(format!("a user with email {email} exists")));
+        return Err(Error::conflict(format!("a user with email {email} exists")));
     }
     let event = ctx.event(
         "user.create",
@@ -143,7 +143,7 @@ pub async fn create_user(store: &dyn UserStore, org_id: &str, new: NewUser, ctx:
     );
     match store.create_user(&user, &event).await {
         Ok(()) => Ok(user),
-        Err(StoreError::Conflict(_)) => Err(Error::Conflict(format!("a user with email {email} exists"))),
+        Err(StoreError::Conflict(_)) => Err(Error::conflict(format!("a user with email {email} exists"))),
         Err(e) => Err(e.into()),
     }
 }
@@ -168,7 +168,7 @@ pub async fn change_user(
     let mut user = store
         .user(user_id)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
     let (action, details, end) = match &change {
         UserChange::SetStatus(status) => {
             user.status = *status;
@@ -208,7 +208,7 @@ pub async fn password_reset_link(store: &dyn UserStore, user_id: &str, ctx: &Con
     let user = store
         .user(user_id)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
     if user.identity_type == IdentityType::FederatedId {
         return Err(Error::invalid_request(
             "a federated identity has no password here",
@@ -236,7 +236,7 @@ pub async fn password_reset_link(store: &dyn UserStore, user_id: &str, ctx: &Con
 /// The person a reset link is for, while it works.
 pub async fn reset_link_user(store: &dyn UserStore, token: &str, ctx: &Context) -> Result<User> {
     let expired =
-        || Error::NotFound("this link has expired or was used; ask your administrator for a new one".into());
+        || Error::not_found("this link has expired or was used; ask your administrator for a new one");
     let user_id = store
         .password_reset(&ims_core::secret::digest_hex(token), ctx.now)
         .await?
@@ -258,7 +258,7 @@ pub async fn reset_password(
         .take_password_reset(&ims_core::secret::digest_hex(token), ctx.now)
         .await?
         .ok_or_else(|| {
-            Error::NotFound("this link has expired or was used; ask your administrator for a new one".into())
+            Error::not_found("this link has expired or was used; ask your administrator for a new one")
         })?;
     change_user(store, &user.user_id, UserChange::SetPassword(password), ctx).await
 }
@@ -283,7 +283,7 @@ pub async fn enrol_totp(
     let mut user = store
         .user(user_id)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("user {user_id}")))?;
+        .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
     let e = crate::totp::enrol();
     user.totp_sealed = Some(master.seal(&crate::totp::seal_label(&user.user_id), &e.key)?);
     user.recovery_codes = e

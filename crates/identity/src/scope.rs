@@ -16,14 +16,14 @@ pub fn validate_token(s: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidScope(format!("malformed scope {s:?}")))
+        Err(Error::invalid_scope(format!("malformed scope {s:?}")))
     }
 }
 
 /// Parses a requested scope list; order kept, duplicates dropped.
 pub fn parse(list: &str) -> Result<Vec<String>> {
     if list.len() > MAX_SCOPE_LEN {
-        return Err(Error::InvalidScope("scope list too long".into()));
+        return Err(Error::invalid_scope("scope list too long"));
     }
     let mut out: Vec<String> = Vec::new();
     for tok in list.split([',', ' ']).filter(|t| !t.is_empty()) {
@@ -46,7 +46,7 @@ pub fn grant(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>>
         return Ok(allowed.to_vec());
     }
     if let Some(extra) = requested.iter().find(|s| !allowed.contains(s)) {
-        return Err(Error::InvalidScope(format!(
+        return Err(Error::invalid_scope(format!(
             "scope {extra:?} is not allowed for this client"
         )));
     }
@@ -77,10 +77,10 @@ mod tests {
         let allowed = v(&["openid", "AdobeID"]);
         assert_eq!(grant(None, &allowed).unwrap(), allowed);
         assert_eq!(grant(Some("AdobeID"), &allowed).unwrap(), v(&["AdobeID"]));
-        assert!(matches!(
-            grant(Some("openid,admin"), &allowed),
-            Err(Error::InvalidScope(_))
-        ));
+        assert_eq!(
+            grant(Some("openid,admin"), &allowed).map_err(|e| e.kind()),
+            Err(ims_core::ErrorKind::InvalidScope)
+        );
     }
 
     proptest! {

@@ -179,11 +179,11 @@ impl ValidToken {
             .filter(|s| !s.is_empty())
     }
 
-    pub fn require_scope(&self, scope: &str) -> Result<()> {
+    pub fn require_scope(&self, scope: &'static str) -> Result<()> {
         if self.scopes().any(|s| s == scope) {
             Ok(())
         } else {
-            Err(Error::InsufficientScope(scope.to_owned()))
+            Err(Error::insufficient_scope(scope))
         }
     }
 }

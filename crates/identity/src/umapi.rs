@@ -66,7 +66,7 @@ pub enum Step {
     /// A step this API does not know, or knows with a shape it cannot take: the entry fails at
     /// this step with `code`.
     Invalid {
-        code: &'static str,
+        code: ResultCode,
         message: String,
     },
 }
@@ -99,15 +99,106 @@ pub struct Entry {
     pub steps: Vec<Step>,
 }
 
+/// The codes the API answers with (`result`, and `errorCode` per failed step), as its clients
+/// branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResultCode {
+    /// A step of a known command with a shape it cannot take.
+    CommandMalformed,
+    /// A step this API does not know.
+    CommandUnknown,
+    /// The entry changed something another entry of the request changed meanwhile.
+    EntryConflict,
+    /// The group named is a user group where a product profile is needed.
+    GroupNotAProductProfile,
+    /// No group by that name.
+    GroupNotFound,
+    /// The product profile holds as many people as its licence quota allows.
+    GroupQuotaExceeded,
+    /// The request is not what the API reads.
+    RequestMalformed,
+    /// More entries than one request may carry.
+    RequestTooManyEntries,
+    /// More steps than one entry may carry.
+    RequestTooManySteps,
+    /// A username change, which this directory does not keep apart from the email.
+    UsernameNotSupported,
+    /// The email is taken.
+    UserAlreadyExists,
+    /// The email of the entry and of the step differ.
+    UserEmailMismatch,
+    /// Not a country code.
+    UserInvalidCountry,
+    /// Not an email address.
+    UserInvalidEmail,
+    /// No user with that email.
+    UserNonexistent,
+    /// The user group name is taken.
+    UserGroupAlreadyExists,
+    /// Not a name a user group may have.
+    UserGroupInvalidName,
+    /// The group named is a product profile where a user group is needed.
+    UserGroupNotAUserGroup,
+    /// No user group by that name.
+    UserGroupNotFound,
+    /// The body is larger than the API reads.
+    RequestTooLarge,
+    /// The product or product profile does not exist.
+    ProductNotFound,
+    /// The group name is taken.
+    GroupExists,
+    /// The server failed; nothing is said about why.
+    Internal,
+    /// The organisation in the path is not the caller's or does not exist.
+    InvalidOrganization,
+}
+
+impl ResultCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResultCode::CommandMalformed => "error.command.malformed",
+            ResultCode::CommandUnknown => "error.command.unknown",
+            ResultCode::EntryConflict => "error.entry.conflict",
+            ResultCode::GroupNotAProductProfile => "error.group.not_a_product_profile",
+            ResultCode::GroupNotFound => "error.group.not_found",
+            ResultCode::GroupQuotaExceeded => "error.group.quota_exceeded",
+            ResultCode::RequestMalformed => "error.request.malformed",
+            ResultCode::RequestTooManyEntries => "error.request.too_many_entries",
+            ResultCode::RequestTooManySteps => "error.request.too_many_steps",
+            ResultCode::UsernameNotSupported => "error.update.username_not_supported",
+            ResultCode::UserAlreadyExists => "error.user.already_exists",
+            ResultCode::UserEmailMismatch => "error.user.email_mismatch",
+            ResultCode::UserInvalidCountry => "error.user.invalid_country",
+            ResultCode::UserInvalidEmail => "error.user.invalid_email",
+            ResultCode::UserNonexistent => "error.user.nonexistent",
+            ResultCode::UserGroupAlreadyExists => "error.usergroup.already_exists",
+            ResultCode::UserGroupInvalidName => "error.usergroup.invalid_name",
+            ResultCode::UserGroupNotAUserGroup => "error.usergroup.not_a_user_group",
+            ResultCode::UserGroupNotFound => "error.usergroup.not_found",
+            ResultCode::RequestTooLarge => "error.request.too_large",
+            ResultCode::ProductNotFound => "error.product.not_found",
+            ResultCode::GroupExists => "error.group.exists",
+            ResultCode::Internal => "error.internal",
+            ResultCode::InvalidOrganization => "error.organization.invalid_id",
+        }
+    }
+}
+
+impl std::fmt::Display for ResultCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A request the API refuses whole (HTTP 400), before any entry runs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct RequestError {
-    pub code: &'static str,
+    pub code: ResultCode,
     pub message: String,
 }
 
-fn request_error(code: &'static str, message: impl Into<String>) -> RequestError {
+fn request_error(code: ResultCode, message: impl Into<String>) -> RequestError {
     RequestError {
         code,
         message: message.into(),
@@ -153,10 +244,10 @@ fn if_exists(v: &Value) -> Result<IfExists, String> {
 }
 
 fn parse_step(raw: &Value, user_entry: bool) -> Step {
-    let invalid = |code: &'static str, message: String| Step::Invalid { code, message };
+    let invalid = |code: ResultCode, message: String| Step::Invalid { code, message };
     let Some(obj) = raw.as_object().filter(|o| o.len() == 1) else {
         return invalid(
-            "error.command.malformed",
+            ResultCode::CommandMalformed,
             "a step is an object with one command".into(),
         );
     };
@@ -235,7 +326,7 @@ fn parse_step(raw: &Value, user_entry: bool) -> Step {
         }
         _ => {
             return invalid(
-                "error.command.unknown",
+                ResultCode::CommandUnknown,
                 format!(
                     "unknown command {command:?} for a {} entry",
                     if user_entry { "user" } else { "user group" }
@@ -243,29 +334,29 @@ fn parse_step(raw: &Value, user_entry: bool) -> Step {
             )
         }
     };
-    parsed.unwrap_or_else(|m| invalid("error.command.malformed", format!("{command}: {m}")))
+    parsed.unwrap_or_else(|m| invalid(ResultCode::CommandMalformed, format!("{command}: {m}")))
 }
 
 /// Parses a request body. Structural problems refuse the whole request; a step that cannot be
 /// understood fails its entry only, at that step.
 pub fn parse_request(body: &[u8]) -> Result<Vec<Entry>, RequestError> {
     let v: Value = serde_json::from_slice(body)
-        .map_err(|e| request_error("error.request.malformed", format!("the body is not JSON: {e}")))?;
+        .map_err(|e| request_error(ResultCode::RequestMalformed, format!("the body is not JSON: {e}")))?;
     let Value::Array(items) = v else {
         return Err(request_error(
-            "error.request.malformed",
+            ResultCode::RequestMalformed,
             "the body must be a JSON array of entries",
         ));
     };
     if items.is_empty() {
         return Err(request_error(
-            "error.request.malformed",
+            ResultCode::RequestMalformed,
             "the request has no entries",
         ));
     }
     if items.len() > MAX_ENTRIES {
         return Err(request_error(
-            "error.request.too_many_entries",
+            ResultCode::RequestTooManyEntries,
             format!("at most {MAX_ENTRIES} entries per request, got {}", items.len()),
         ));
     }
@@ -274,7 +365,10 @@ pub fn parse_request(body: &[u8]) -> Result<Vec<Entry>, RequestError> {
         .enumerate()
         .map(|(i, item)| {
             let obj = item.as_object().ok_or_else(|| {
-                request_error("error.request.malformed", format!("entry {i} is not an object"))
+                request_error(
+                    ResultCode::RequestMalformed,
+                    format!("entry {i} is not an object"),
+                )
             })?;
             let request_id = obj.get("requestID").and_then(Value::as_str).map(str::to_owned);
             let (target, user_entry) = match (obj.get("user"), obj.get("usergroup")) {
@@ -282,20 +376,20 @@ pub fn parse_request(body: &[u8]) -> Result<Vec<Entry>, RequestError> {
                 (None, Some(Value::String(g))) => (Target::UserGroup(g.trim().to_owned()), false),
                 _ => {
                     return Err(request_error(
-                        "error.request.malformed",
+                        ResultCode::RequestMalformed,
                         format!("entry {i} names neither one user nor one usergroup"),
                     ))
                 }
             };
             let Some(Value::Array(steps)) = obj.get("do") else {
                 return Err(request_error(
-                    "error.request.malformed",
+                    ResultCode::RequestMalformed,
                     format!("entry {i} has no \"do\" list"),
                 ));
             };
             if steps.len() > MAX_STEPS {
                 return Err(request_error(
-                    "error.request.too_many_steps",
+                    ResultCode::RequestTooManySteps,
                     format!("entry {i} has {} steps; at most {MAX_STEPS}", steps.len()),
                 ));
             }
@@ -450,7 +544,7 @@ impl Change {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepError {
     pub step: usize,
-    pub code: &'static str,
+    pub code: ResultCode,
     pub message: String,
 }
 
@@ -465,7 +559,7 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn fail(&self, code: &'static str, message: impl Into<String>) -> StepError {
+    fn fail(&self, code: ResultCode, message: impl Into<String>) -> StepError {
         StepError {
             step: self.step,
             code,
@@ -484,7 +578,7 @@ impl Planner<'_> {
         self.snap
             .groups
             .get(&name.to_lowercase())
-            .ok_or_else(|| self.fail("error.group.not_found", format!("no group named {name:?}")))
+            .ok_or_else(|| self.fail(ResultCode::GroupNotFound, format!("no group named {name:?}")))
     }
 
     fn add_member(&mut self, group: &str, user_id: &str) -> Result<(), StepError> {
@@ -495,7 +589,7 @@ impl Planner<'_> {
         if let Some(quota) = state.group.license_quota {
             if state.member_count >= quota {
                 return Err(self.fail(
-                    "error.group.quota_exceeded",
+                    ResultCode::GroupQuotaExceeded,
                     format!("{group:?} has no licence left (quota {quota})"),
                 ));
             }
@@ -534,7 +628,7 @@ impl Planner<'_> {
         for (i, step) in steps.iter().enumerate() {
             self.step = i;
             match step {
-                Step::Invalid { code, message } => return Err(self.fail(code, message.clone())),
+                Step::Invalid { code, message } => return Err(self.fail(*code, message.clone())),
                 Step::CreateUser(new) => self.create_user(email, new)?,
                 Step::Update(update) => self.update_user_step(email, update)?,
                 Step::AddGroups(groups) => {
@@ -547,7 +641,7 @@ impl Planner<'_> {
                 Step::RemoveFromOrg { delete_account } => self.remove_from_org(email, *delete_account)?,
                 other => {
                     return Err(self.fail(
-                        "error.command.unknown",
+                        ResultCode::CommandUnknown,
                         format!("{other:?} applies to user groups, not users"),
                     ))
                 }
@@ -569,18 +663,18 @@ impl Planner<'_> {
         } = new;
         if !new_email.eq_ignore_ascii_case(email) {
             return Err(self.fail(
-                "error.user.email_mismatch",
+                ResultCode::UserEmailMismatch,
                 format!("the step creates {new_email:?} in an entry for {email:?}"),
             ));
         }
         crate::people::check_email(new_email)
-            .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
+            .map_err(|e| self.fail(ResultCode::UserInvalidEmail, e.to_string()))?;
         let country = normalise_country(country.as_deref(), *kind)
-            .map_err(|m| self.fail("error.user.invalid_country", m))?;
+            .map_err(|m| self.fail(ResultCode::UserInvalidCountry, m))?;
         if let Some(existing) = self.live_user(email).cloned() {
             match option {
                 IfExists::Error => {
-                    return Err(self.fail("error.user.already_exists", format!("{email} already exists")))
+                    return Err(self.fail(ResultCode::UserAlreadyExists, format!("{email} already exists")))
                 }
                 IfExists::Ignore => return Ok(()),
                 IfExists::Update => {
@@ -636,16 +730,16 @@ impl Planner<'_> {
         let mut u = self.existing(email)?;
         if let Some(n) = username.as_deref().filter(|n| !n.eq_ignore_ascii_case(&u.email)) {
             return Err(self.fail(
-                "error.update.username_not_supported",
+                ResultCode::UsernameNotSupported,
                 format!("usernames are emails here; {n:?} is not {}", u.email),
             ));
         }
         if let Some(e) = new_email {
             crate::people::check_email(e)
-                .map_err(|e| self.fail("error.user.invalid_email", e.to_string()))?;
+                .map_err(|e| self.fail(ResultCode::UserInvalidEmail, e.to_string()))?;
             if !e.eq_ignore_ascii_case(&u.email) && self.live_user(e).is_some() {
                 return Err(self.fail(
-                    "error.user.already_exists",
+                    ResultCode::UserAlreadyExists,
                     format!("{e} is another user's email"),
                 ));
             }
@@ -659,7 +753,7 @@ impl Planner<'_> {
         }
         if let Some(c) = country {
             u.country = normalise_country(Some(c), u.identity_type)
-                .map_err(|m| self.fail("error.user.invalid_country", m))?;
+                .map_err(|m| self.fail(ResultCode::UserInvalidCountry, m))?;
         }
         self.update_user(u, false);
         Ok(())
@@ -711,7 +805,7 @@ impl Planner<'_> {
     fn existing(&self, email: &str) -> Result<User, StepError> {
         self.live_user(email)
             .cloned()
-            .ok_or_else(|| self.fail("error.user.nonexistent", format!("no user {email}")))
+            .ok_or_else(|| self.fail(ResultCode::UserNonexistent, format!("no user {email}")))
     }
 
     fn update_user(&mut self, mut u: User, end_sessions: bool) {
@@ -735,13 +829,13 @@ impl Planner<'_> {
     fn user_group(&self, name: &str) -> Result<&GroupState, StepError> {
         let g = self.group(name).map_err(|_| {
             self.fail(
-                "error.usergroup.not_found",
+                ResultCode::UserGroupNotFound,
                 format!("no user group named {name:?}"),
             )
         })?;
         if g.group.kind != GroupKind::UserGroup {
             return Err(self.fail(
-                "error.usergroup.not_a_user_group",
+                ResultCode::UserGroupNotAUserGroup,
                 format!("{name:?} is a product profile, not a user group"),
             ));
         }
@@ -753,20 +847,20 @@ impl Planner<'_> {
         for (i, step) in steps.iter().enumerate() {
             self.step = i;
             match step {
-                Step::Invalid { code, message } => return Err(self.fail(code, message.clone())),
+                Step::Invalid { code, message } => return Err(self.fail(*code, message.clone())),
                 Step::CreateUserGroup { option, description } => {
-                    check_group_name(&current).map_err(|m| self.fail("error.usergroup.invalid_name", m))?;
+                    check_group_name(&current).map_err(|m| self.fail(ResultCode::UserGroupInvalidName, m))?;
                     if let Some(existing) = self.snap.groups.get(&current.to_lowercase()) {
                         if existing.group.kind != GroupKind::UserGroup {
                             return Err(self.fail(
-                                "error.usergroup.already_exists",
+                                ResultCode::UserGroupAlreadyExists,
                                 format!("{current:?} is a product profile"),
                             ));
                         }
                         match option {
                             IfExists::Error => {
                                 return Err(self.fail(
-                                    "error.usergroup.already_exists",
+                                    ResultCode::UserGroupAlreadyExists,
                                     format!("{current:?} already exists"),
                                 ))
                             }
@@ -804,12 +898,12 @@ impl Planner<'_> {
                 } => {
                     let mut g = self.user_group(&current)?.group.clone();
                     if let Some(n) = new_name {
-                        check_group_name(n).map_err(|m| self.fail("error.usergroup.invalid_name", m))?;
+                        check_group_name(n).map_err(|m| self.fail(ResultCode::UserGroupInvalidName, m))?;
                         let taken = self.snap.groups.contains_key(&n.to_lowercase())
                             && !n.eq_ignore_ascii_case(&current);
                         if taken {
                             return Err(self.fail(
-                                "error.usergroup.already_exists",
+                                ResultCode::UserGroupAlreadyExists,
                                 format!("{n:?} is another group's name"),
                             ));
                         }
@@ -846,7 +940,7 @@ impl Planner<'_> {
                         let profile = self.group(p)?;
                         if profile.group.kind != GroupKind::ProductProfile {
                             return Err(self.fail(
-                                "error.group.not_a_product_profile",
+                                ResultCode::GroupNotAProductProfile,
                                 format!("{p:?} is not a product profile"),
                             ));
                         }
@@ -857,7 +951,7 @@ impl Planner<'_> {
                                 .get_mut(&group.to_lowercase())
                                 .ok_or_else(|| StepError {
                                     step: i,
-                                    code: "error.usergroup.not_found",
+                                    code: ResultCode::UserGroupNotFound,
                                     message: format!("no user group named {group:?}"),
                                 })?;
                         let changed = if add {
@@ -882,7 +976,7 @@ impl Planner<'_> {
                 }
                 other => {
                     return Err(self.fail(
-                        "error.command.unknown",
+                        ResultCode::CommandUnknown,
                         format!("{other:?} applies to users, not user groups"),
                     ))
                 }
@@ -955,7 +1049,7 @@ pub fn response(entries: &[Entry], outcomes: &[EntryOutcome], test_only: bool) -
                 let mut err = json!({
                     "index": index,
                     "step": e.step,
-                    "errorCode": e.code,
+                    "errorCode": e.code.as_str(),
                     "message": e.message,
                 });
                 if let Some(r) = &entry.request_id {
@@ -1028,7 +1122,7 @@ mod tests {
             r#"[{"user":"b@example.com","do":[{"createEnterpriseID":{"email":"b@example.com"}},{"add":{"group":["campaign users"]}}]}]"#,
         );
         let e = plan_entry(&mut s, &over_quota, Now::from_millis(3)).unwrap_err();
-        assert_eq!((e.step, e.code), (1, "error.group.quota_exceeded"));
+        assert_eq!((e.step, e.code), (1, ResultCode::GroupQuotaExceeded));
         assert_eq!(s, before, "the created user is not kept");
     }
 
@@ -1054,13 +1148,13 @@ mod tests {
         let eleven = format!("[{}]", [r#"{"user":"a@example.com","do":[]}"#; 11].join(","));
         assert_eq!(
             parse_request(eleven.as_bytes()).unwrap_err().code,
-            "error.request.too_many_entries"
+            ResultCode::RequestTooManyEntries
         );
         let steps = [r#"{"removeFromOrg":{}}"#; 11].join(",");
         let long = format!(r#"[{{"user":"a@example.com","do":[{steps}]}}]"#);
         assert_eq!(
             parse_request(long.as_bytes()).unwrap_err().code,
-            "error.request.too_many_steps"
+            ResultCode::RequestTooManySteps
         );
         assert!(parse_request(b"{").is_err() && parse_request(b"{}").is_err());
         let mut s = snap();
@@ -1070,7 +1164,7 @@ mod tests {
             Now::from_millis(1),
         )
         .unwrap_err();
-        assert_eq!((e.step, e.code), (1, "error.command.unknown"));
+        assert_eq!((e.step, e.code), (1, ResultCode::CommandUnknown));
         assert!(!s.groups.contains_key("g"));
     }
 }

@@ -6,9 +6,9 @@ use axum::Json;
 use http::StatusCode;
 use serde_json::json;
 
-use ims_core::Error;
+use ims_core::{Error, ErrorKind};
 
-use super::{bearer_challenge, no_store};
+use super::{bearer_challenge, no_store, public_description};
 
 /// An error in the console API's convention: the status and a JSON body naming it.
 #[derive(Debug)]
@@ -39,9 +39,9 @@ impl IntoResponse for ConsoleError {
                 return resp;
             }
         };
-        let (status, code) = match &e {
-            Error::InvalidToken(reason) => {
-                tracing::debug!(%reason, "console call refused");
+        let (status, code) = match e.kind() {
+            ErrorKind::InvalidToken => {
+                public_description(&e);
                 let mut resp = (
                     StatusCode::UNAUTHORIZED,
                     Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
@@ -52,7 +52,7 @@ impl IntoResponse for ConsoleError {
                 no_store(&mut resp);
                 return resp;
             }
-            Error::InsufficientScope(scope) => {
+            ErrorKind::InsufficientScope { scope } => {
                 let mut resp = (
                     StatusCode::FORBIDDEN,
                     Json(json!({"error_code": "403003", "message": e.to_string()})),
@@ -65,14 +65,14 @@ impl IntoResponse for ConsoleError {
                 no_store(&mut resp);
                 return resp;
             }
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "403003"),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "404001"),
-            Error::Conflict(_) => (StatusCode::CONFLICT, "409001"),
-            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "400001"),
-            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "413001"),
-            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "503001"),
-            other => {
-                tracing::error!(error = %other, "console call failed");
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "403003"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "404001"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "409001"),
+            ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "400001"),
+            ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "413001"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "503001"),
+            _ => {
+                tracing::error!(error = ?e, "console call failed");
                 let mut resp = (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Json(json!({"error_code": "500001", "message": "the server could not complete the request"})),
@@ -84,7 +84,7 @@ impl IntoResponse for ConsoleError {
         };
         let mut resp = (
             status,
-            Json(json!({"error_code": code, "message": e.to_string()})),
+            Json(json!({"error_code": code, "message": public_description(&e)})),
         )
             .into_response();
         no_store(&mut resp);

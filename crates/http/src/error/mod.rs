@@ -15,47 +15,41 @@ use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
-use ims_core::Error;
+use ims_core::{Error, ErrorKind};
 
 /// Realm in our `WWW-Authenticate` challenges.
 pub const REALM: &str = "ims";
 
-fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::InvalidRequest(_)
-        | Error::UnauthorizedClient(_)
-        | Error::UnsupportedGrantType(_)
-        | Error::InvalidScope(_)
-        | Error::InvalidGrant(_) => StatusCode::BAD_REQUEST,
-        Error::InvalidClient { .. } | Error::InvalidToken(_) | Error::InvalidCredentials => {
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidRequest
+        | ErrorKind::UnauthorizedClient
+        | ErrorKind::UnsupportedGrantType
+        | ErrorKind::InvalidScope
+        | ErrorKind::InvalidGrant => StatusCode::BAD_REQUEST,
+        ErrorKind::InvalidClient { .. } | ErrorKind::InvalidToken | ErrorKind::InvalidCredentials => {
             StatusCode::UNAUTHORIZED
         }
-        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::InsufficientScope(_) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::InsufficientScope { .. } | ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-/// The description a caller may see.
-fn public_description(e: &Error) -> String {
-    match e {
-        Error::Internal(detail) => {
-            tracing::error!(error = %detail, "internal error");
-            "the server could not complete the request".to_owned()
+/// Logs what only the logs may hold, at the level the kind deserves, and returns the
+/// description a caller may read. Every protocol's mapping answers through this.
+pub(crate) fn public_description(e: &Error) -> &str {
+    if let Some(detail) = e.debug() {
+        match e.kind() {
+            ErrorKind::Internal => tracing::error!(error = %detail, "internal error"),
+            ErrorKind::Unavailable => tracing::warn!(error = %detail, "service unavailable"),
+            _ => tracing::debug!(code = e.code(), reason = %detail, "request refused"),
         }
-        Error::Unavailable(detail) => {
-            tracing::warn!(error = %detail, "service unavailable");
-            "the service is not ready; retry later".to_owned()
-        }
-        Error::InvalidToken(detail) => {
-            tracing::debug!(reason = %detail, "token refused");
-            "the access token is invalid, expired or revoked".to_owned()
-        }
-        other => other.to_string(),
     }
+    e.description()
 }
 
 /// OAuth 2.0 error response (RFC 6749 section 5.2), with `no-store` caching.
@@ -71,20 +65,20 @@ impl From<Error> for OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = status_of(&e);
+        let kind = e.kind();
         let body = json!({ "error": e.code(), "error_description": public_description(&e) });
-        let mut resp = (status, Json(body)).into_response();
+        let mut resp = (status_of(kind), Json(body)).into_response();
         no_store(&mut resp);
-        match &e {
-            Error::InvalidClient { basic: true } => {
+        match kind {
+            ErrorKind::InvalidClient { basic: true } => {
                 resp.headers_mut()
                     .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ims\""));
             }
-            Error::InvalidToken(_) => {
+            ErrorKind::InvalidToken => {
                 resp.headers_mut()
                     .insert(WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
             }
-            Error::Unavailable(_) => {
+            ErrorKind::Unavailable => {
                 resp.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
@@ -106,9 +100,9 @@ impl From<Error> for BearerError {
 
 impl IntoResponse for BearerError {
     fn into_response(self) -> Response {
-        match self.0 {
-            Error::InvalidToken(_) | Error::InvalidClient { .. } => {
-                let e = Error::InvalidToken(self.0.to_string());
+        match self.0.kind() {
+            ErrorKind::InvalidToken | ErrorKind::InvalidClient { .. } => {
+                let e = Error::invalid_token(format!("{:?}", self.0));
                 let body = json!({ "error": "invalid_token", "error_description": public_description(&e) });
                 let mut resp = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
                 resp.headers_mut()
@@ -116,8 +110,9 @@ impl IntoResponse for BearerError {
                 no_store(&mut resp);
                 resp
             }
-            Error::InsufficientScope(scope) => {
-                let body = json!({ "error": "insufficient_scope", "error_description": format!("this resource needs the {scope} scope") });
+            ErrorKind::InsufficientScope { scope } => {
+                let body =
+                    json!({ "error": "insufficient_scope", "error_description": self.0.description() });
                 let mut resp = (StatusCode::FORBIDDEN, Json(body)).into_response();
                 let challenge =
                     format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\"");
@@ -127,7 +122,7 @@ impl IntoResponse for BearerError {
                 no_store(&mut resp);
                 resp
             }
-            other => OAuthError(other).into_response(),
+            _ => OAuthError(self.0).into_response(),
         }
     }
 }
@@ -157,25 +152,21 @@ impl From<Error> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = match &e {
-            Error::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
-            // Within the admin API a malformed scope is a bad request like any other field.
-            other => status_of(other),
-        };
+        let status = status_of(e.kind());
         let body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("error"),
             "status": status.as_u16(),
-            "detail": match &e {
-                Error::InvalidClient { .. } => "administrator authentication failed".to_owned(),
-                other => public_description(other),
+            "detail": match e.kind() {
+                ErrorKind::InvalidClient { .. } => "administrator authentication failed",
+                _ => public_description(&e),
             },
             "code": e.code(),
         });
         let mut resp = problem_response(status, body);
         resp.headers_mut()
             .insert(PRAGMA, HeaderValue::from_static("no-cache"));
-        if matches!(e, Error::InvalidClient { .. }) {
+        if matches!(e.kind(), ErrorKind::InvalidClient { .. }) {
             resp.headers_mut().insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"ims-admin\""),

@@ -7,9 +7,10 @@ use axum::Json;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
-use ims_core::Error;
+use ims_core::{Error, ErrorKind};
+use ims_identity::umapi::ResultCode;
 
-use super::{bearer_challenge, no_store};
+use super::{bearer_challenge, no_store, public_description};
 
 /// An error in the API's convention.
 #[derive(Debug)]
@@ -19,9 +20,9 @@ pub enum UmapiError {
     /// The organisation in the path is not the caller's, or does not exist.
     BadOrg,
     /// A query found nothing.
-    NotFound(&'static str, String),
+    NotFound(ResultCode, String),
     /// The request was refused whole (`result` carries the code).
-    Request(&'static str, String),
+    Request(ResultCode, String),
     /// Over budget: wait this many seconds.
     Throttled(u64),
 }
@@ -41,55 +42,52 @@ impl From<ims_identity::umapi::RequestError> for UmapiError {
 impl IntoResponse for UmapiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            UmapiError::Domain(Error::InvalidToken(reason)) => {
-                tracing::debug!(%reason, "user management call refused");
-                let mut resp = (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
-                )
-                    .into_response();
-                resp.headers_mut()
-                    .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
-                no_store(&mut resp);
-                return resp;
-            }
-            UmapiError::Domain(e @ (Error::Forbidden(_) | Error::InsufficientScope(_))) => (
-                StatusCode::FORBIDDEN,
-                json!({"error_code": "403003", "message": e.to_string()}),
-            ),
-            UmapiError::Domain(Error::TooLarge(m)) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"result": "error.request.too_large", "message": m}),
-            ),
-            UmapiError::Domain(Error::NotFound(m)) => (
-                StatusCode::NOT_FOUND,
-                json!({"result": "error.product.not_found", "message": m}),
-            ),
-            UmapiError::Domain(Error::Conflict(m)) => (
-                StatusCode::CONFLICT,
-                json!({"result": "error.group.exists", "message": m}),
-            ),
-            UmapiError::Domain(Error::InvalidRequest(m)) => (
-                StatusCode::BAD_REQUEST,
-                json!({"result": "error.request.malformed", "message": m}),
-            ),
             UmapiError::Domain(e) => {
-                tracing::error!(error = %e, "user management call failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"result": "error.internal", "message": "the server could not complete the request"}),
-                )
+                let (status, result) = match e.kind() {
+                    ErrorKind::InvalidToken => {
+                        public_description(&e);
+                        let mut resp = (
+                            StatusCode::UNAUTHORIZED,
+                            Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
+                        )
+                            .into_response();
+                        resp.headers_mut()
+                            .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
+                        no_store(&mut resp);
+                        return resp;
+                    }
+                    ErrorKind::Forbidden | ErrorKind::InsufficientScope { .. } => {
+                        let body = json!({"error_code": "403003", "message": public_description(&e)});
+                        let mut resp = (StatusCode::FORBIDDEN, Json(body)).into_response();
+                        no_store(&mut resp);
+                        return resp;
+                    }
+                    ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ResultCode::RequestTooLarge),
+                    ErrorKind::NotFound => (StatusCode::NOT_FOUND, ResultCode::ProductNotFound),
+                    ErrorKind::Conflict => (StatusCode::CONFLICT, ResultCode::GroupExists),
+                    ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, ResultCode::RequestMalformed),
+                    _ => {
+                        tracing::error!(error = ?e, "user management call failed");
+                        (StatusCode::INTERNAL_SERVER_ERROR, ResultCode::Internal)
+                    }
+                };
+                let message = match result {
+                    ResultCode::Internal => "the server could not complete the request",
+                    _ => public_description(&e),
+                };
+                (status, json!({"result": result.as_str(), "message": message}))
             }
             UmapiError::BadOrg => (
                 StatusCode::BAD_REQUEST,
-                json!({"result": "error.organization.invalid_id", "message": "Bad organization Id"}),
+                json!({"result": ResultCode::InvalidOrganization.as_str(), "message": "Bad organization Id"}),
             ),
-            UmapiError::NotFound(code, message) => {
-                (StatusCode::NOT_FOUND, json!({"result": code, "message": message}))
-            }
+            UmapiError::NotFound(code, message) => (
+                StatusCode::NOT_FOUND,
+                json!({"result": code.as_str(), "message": message}),
+            ),
             UmapiError::Request(code, message) => (
                 StatusCode::BAD_REQUEST,
-                json!({"result": code, "message": message}),
+                json!({"result": code.as_str(), "message": message}),
             ),
             UmapiError::Throttled(secs) => {
                 let mut resp = (

@@ -30,9 +30,9 @@ impl FromRequestParts<AppState> for Admin {
         let header = parts
             .headers
             .get(http::header::AUTHORIZATION)
-            .ok_or(Error::InvalidClient { basic: true })?;
-        let (email, password) = crate::params::basic_credentials(header.as_bytes())?
-            .ok_or(Error::InvalidClient { basic: true })?;
+            .ok_or(Error::invalid_client(true))?;
+        let (email, password) =
+            crate::params::basic_credentials(header.as_bytes())?.ok_or(Error::invalid_client(true))?;
         let meta = match Meta::from_request_parts(parts, state).await {
             Ok(meta) => meta,
             Err(never) => match never {},

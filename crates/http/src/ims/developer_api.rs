@@ -547,7 +547,7 @@ async fn in_workspace(
     let i = app.ims.developer().integration(org, credential).await?;
     match &i.placement {
         Some(p) if p.project_id == project && p.workspace_id == workspace => Ok(i),
-        _ => Err(Error::NotFound(format!("no credential {credential:?} in this workspace")).into()),
+        _ => Err(Error::not_found(format!("no credential {credential:?} in this workspace")).into()),
     }
 }
 
@@ -591,7 +591,7 @@ async fn placement(
     let org = caller.org(&app, &org).await?;
     let i = app.ims.developer().integration(&org, &credential).await?;
     let Some(p) = i.placement else {
-        return Err(Error::NotFound("this credential sits in no project".into()).into());
+        return Err(Error::not_found("this credential sits in no project").into());
     };
     ok(
         StatusCode::OK,

@@ -270,7 +270,7 @@ async fn add_api(
     let Some(workspace) = workspaces.into_iter().next() else {
         return error_page(
             Some(dev.signed().shell()),
-            &Error::NotFound("the project has no workspace".into()),
+            &Error::not_found("the project has no workspace"),
         );
     };
     let name = form.text("name");

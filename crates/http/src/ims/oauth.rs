@@ -9,7 +9,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Uri};
 use serde_json::{json, Value};
 
-use ims_core::Error;
+use ims_core::{Error, ErrorKind};
 use ims_identity::service::{ClientAuth, TokenRequest};
 use ims_wire::{ImsOrganization, OrgRef, TokenResponse};
 
@@ -113,13 +113,13 @@ pub(crate) fn bearer_token(headers: &HeaderMap, uri: &Uri) -> Result<String, Err
     let value = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::InvalidToken("missing bearer token".into()))?;
+        .ok_or_else(|| Error::invalid_token("missing bearer token"))?;
     let (scheme, token) = value
         .trim()
         .split_once(' ')
-        .ok_or_else(|| Error::InvalidToken("malformed Authorization header".into()))?;
+        .ok_or_else(|| Error::invalid_token("malformed Authorization header"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Error::InvalidToken("expected a Bearer token".into()));
+        return Err(Error::invalid_token("expected a Bearer token"));
     }
     Ok(token.trim().to_owned())
 }
@@ -138,7 +138,7 @@ pub(crate) async fn validate_token(
             .map_err(OAuthError)?;
         let token = match bearer_token(&headers, &uri) {
             Ok(t) => t,
-            Err(Error::InvalidToken(_)) => match params.get("token").map_err(OAuthError)? {
+            Err(e) if e.kind() == ErrorKind::InvalidToken => match params.get("token").map_err(OAuthError)? {
                 Some(t) => t.to_owned(),
                 None => return Ok(json!({"valid": false, "reason": "no token"})),
             },
@@ -146,7 +146,10 @@ pub(crate) async fn validate_token(
         };
         let valid = match app.ims.tokens().validate_access_token(&token, meta.now).await {
             Ok(v) => v,
-            Err(Error::InvalidToken(reason)) => return Ok(json!({"valid": false, "reason": reason})),
+            // The vendor's endpoint says why a token is not valid (expired, revoked, ...).
+            Err(e) if e.kind() == ErrorKind::InvalidToken => {
+                return Ok(json!({"valid": false, "reason": e.debug().unwrap_or(e.description())}))
+            }
             Err(e) => return Err(OAuthError(e)),
         };
         if let Some(t) = params.get("type").map_err(OAuthError)? {
@@ -293,7 +296,7 @@ pub(crate) async fn client_registration(
     let result = async {
         // Credentials in the header only: a secret in a query string ends up in logs.
         if !headers.contains_key(AUTHORIZATION) {
-            return Err(Error::InvalidClient { basic: true });
+            return Err(Error::invalid_client(true));
         }
         let auth = params::client_auth(&headers, &params::Params::default())?;
         let client = app.ims.tokens().authenticate_client(&auth, meta.now).await?;
@@ -341,7 +344,7 @@ pub(crate) async fn organizations(
             no_store(&mut resp);
             resp
         }
-        Err(e @ Error::InvalidRequest(_)) => OAuthError(e).into_response(),
+        Err(e) if e.kind() == ErrorKind::InvalidRequest => OAuthError(e).into_response(),
         Err(e) => BearerError(e).into_response(),
     }
 }

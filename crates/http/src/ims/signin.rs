@@ -13,7 +13,7 @@ use axum::Json;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use ims_core::secret::{self, Secret};
-use ims_core::Error;
+use ims_core::{Error, ErrorKind};
 use ims_identity::service::{Authorized, SignInStep, StepOutcome};
 
 use crate::error::{no_store, BearerError};
@@ -69,18 +69,17 @@ fn message(status: StatusCode, heading: &str, text: &str) -> Response {
 }
 
 fn error_page(e: &Error) -> Response {
-    match e {
-        Error::NotFound(m) => message(StatusCode::BAD_REQUEST, "Sign-in expired", m),
-        Error::InvalidRequest(m) => message(StatusCode::BAD_REQUEST, "Cannot sign in", m),
-        Error::Internal(detail) => {
-            tracing::error!(error = %detail, "sign-in failed");
+    match e.kind() {
+        ErrorKind::NotFound => message(StatusCode::BAD_REQUEST, "Sign-in expired", e.description()),
+        ErrorKind::Internal => {
+            tracing::error!(error = ?e, "sign-in failed");
             message(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
                 "The sign-in could not be completed; try again.",
             )
         }
-        other => message(StatusCode::BAD_REQUEST, "Cannot sign in", &other.to_string()),
+        _ => message(StatusCode::BAD_REQUEST, "Cannot sign in", e.description()),
     }
 }
 
@@ -193,8 +192,8 @@ pub(crate) async fn signin_page(
     headers: HeaderMap,
 ) -> Response {
     let Some(browser) = cookie(&headers, BROWSER_COOKIE) else {
-        return error_page(&Error::NotFound(
-            "this sign-in has expired; start again from the application".into(),
+        return error_page(&Error::not_found(
+            "this sign-in has expired; start again from the application",
         ));
     };
     show(&app, &flow, &browser, StatusCode::OK, None, meta.now).await
@@ -209,8 +208,8 @@ pub(crate) async fn signin_submit(
     body: bytes::Bytes,
 ) -> Response {
     let Some(browser) = cookie(&headers, BROWSER_COOKIE) else {
-        return error_page(&Error::NotFound(
-            "this sign-in has expired; start again from the application".into(),
+        return error_page(&Error::not_found(
+            "this sign-in has expired; start again from the application",
         ));
     };
     let form = FormData::parse(&body);
@@ -266,7 +265,7 @@ pub(crate) async fn signin_submit(
             }
             see_other(&redirect, session.iter().map(session_cookie).collect())
         }
-        Err(e @ Error::InvalidCredentials) => {
+        Err(e) if e.kind() == ErrorKind::InvalidCredentials => {
             show(
                 &app,
                 &flow,
@@ -277,7 +276,8 @@ pub(crate) async fn signin_submit(
             )
             .await
         }
-        Err(Error::InvalidRequest(m)) => {
+        Err(e) if e.kind() == ErrorKind::InvalidRequest => {
+            let m = e.to_string();
             show(&app, &flow, &browser, StatusCode::BAD_REQUEST, Some(m), meta.now).await
         }
         Err(e) => error_page(&e),
@@ -481,7 +481,8 @@ pub(crate) async fn reset(
                     "Password saved",
                     "Your password is set. Sign in from your application.",
                 ),
-                Err(Error::InvalidRequest(why)) => {
+                Err(e) if e.kind() == ErrorKind::InvalidRequest => {
+                    let why = e.to_string();
                     password_page(StatusCode::BAD_REQUEST, true, action, csrf, user.email, Some(why))
                 }
                 Err(e) => error_page(&e),
@@ -546,7 +547,7 @@ pub(crate) async fn change_password(
             resp.headers_mut().append(http::header::SET_COOKIE, clear);
             resp
         }
-        Err(e @ Error::InvalidCredentials) => password_page(
+        Err(e) if e.kind() == ErrorKind::InvalidCredentials => password_page(
             StatusCode::UNAUTHORIZED,
             false,
             action,
@@ -554,13 +555,13 @@ pub(crate) async fn change_password(
             user.email,
             Some(e.to_string()),
         ),
-        Err(Error::InvalidRequest(why)) => password_page(
+        Err(e) if e.kind() == ErrorKind::InvalidRequest => password_page(
             StatusCode::BAD_REQUEST,
             false,
             action,
             csrf,
             user.email,
-            Some(why),
+            Some(e.to_string()),
         ),
         Err(e) => error_page(&e),
     }

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::request::Parts;
 use http::StatusCode;
+use ims_identity::umapi::ResultCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -64,15 +65,19 @@ impl Caller {
             return Ok(());
         }
         if app.ims.directory().org_exists(org).await? {
-            return Err(Error::Forbidden("this organisation is not the caller's".into()).into());
+            return Err(Error::forbidden("this organisation is not the caller's").into());
         }
         Err(UmapiError::BadOrg)
     }
 }
 
 fn page_number(raw: &str) -> Result<u32, UmapiError> {
-    raw.parse::<u32>()
-        .map_err(|_| UmapiError::Request("error.request.malformed", format!("{raw:?} is not a page number")))
+    raw.parse::<u32>().map_err(|_| {
+        UmapiError::Request(
+            ResultCode::RequestMalformed,
+            format!("{raw:?} is not a page number"),
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +95,7 @@ fn direct_only(q: &UsersQuery) -> Result<bool, UmapiError> {
         None | Some("true") => Ok(true),
         Some("false") => Ok(false),
         Some(other) => Err(UmapiError::Request(
-            "error.request.malformed",
+            ResultCode::RequestMalformed,
             format!("directOnly is true or false, not {other:?}"),
         )),
     }
@@ -120,7 +125,7 @@ async fn list_users(
     {
         Some((users, last)) => Ok(success("users", users, last)),
         None => Err(UmapiError::NotFound(
-            "error.group.not_found",
+            ResultCode::GroupNotFound,
             format!("no group named {:?}", group.unwrap_or_default()),
         )),
     }
@@ -171,7 +176,7 @@ async fn user(
             Ok(resp)
         }
         None => Err(UmapiError::NotFound(
-            "error.user.nonexistent",
+            ResultCode::UserNonexistent,
             format!("no user {email}"),
         )),
     }
@@ -197,7 +202,7 @@ async fn action(
         Some("true") => true,
         Some(other) => {
             return Err(UmapiError::Request(
-                "error.request.malformed",
+                ResultCode::RequestMalformed,
                 format!("testOnly is true or false, not {other:?}"),
             ))
         }
@@ -255,7 +260,7 @@ async fn profile(
             Ok(resp)
         }
         None => Err(UmapiError::NotFound(
-            "error.group.not_found",
+            ResultCode::GroupNotFound,
             format!("no product profile named {name:?}"),
         )),
     }
@@ -272,7 +277,7 @@ async fn profile_create(
 ) -> Result<Response, UmapiError> {
     caller.org(&app, &org).await?;
     let req: ims_identity::service::directory::ProfileRequest = serde_json::from_slice(&body)
-        .map_err(|e| UmapiError::Request("error.request.malformed", format!("not a profile: {e}")))?;
+        .map_err(|e| UmapiError::Request(ResultCode::RequestMalformed, format!("not a profile: {e}")))?;
     let ctx = meta.context(caller.0.actor().to_owned());
     let created = app
         .ims

@@ -59,9 +59,7 @@ impl<'a> Administration<'a> {
         if self.admin.holds(AdminRole::SystemAdmin) {
             Ok(SystemAdministration { of: self })
         } else {
-            Err(Error::Forbidden(
-                "this needs the system administrator role".into(),
-            ))
+            Err(Error::forbidden("this needs the system administrator role"))
         }
     }
 
@@ -98,7 +96,7 @@ impl<'a> Administration<'a> {
     /// How `user`, one of [`Self::everyone`], holds each of their groups.
     pub async fn memberships(&self, user: &User) -> Result<Vec<Membership>> {
         if user.org_id != self.org() {
-            return Err(Error::NotFound(format!("no user {}", user.email)));
+            return Err(Error::not_found(format!("no user {}", user.email)));
         }
         Ok(self.directory.store.memberships(&user.user_id).await?)
     }
@@ -110,7 +108,7 @@ impl<'a> Administration<'a> {
             .store
             .group(self.org(), name)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no group named {name:?}")))?;
+            .ok_or_else(|| Error::not_found(format!("no group named {name:?}")))?;
         let context = match group.product_instance_id {
             Some(id) => self
                 .product_instances()
@@ -128,12 +126,10 @@ impl<'a> Administration<'a> {
     pub async fn managed_profile(&self, name: &str) -> Result<Group> {
         let (profile, context) = self.group(name).await?;
         if profile.kind != GroupKind::ProductProfile {
-            return Err(Error::NotFound(format!("{name:?} is not a product profile")));
+            return Err(Error::not_found(format!("{name:?} is not a product profile")));
         }
         if !self.admin.may_manage_profile(&profile, &context) {
-            return Err(Error::Forbidden(
-                "you do not administer this product profile".into(),
-            ));
+            return Err(Error::forbidden("you do not administer this product profile"));
         }
         Ok(profile)
     }
@@ -142,10 +138,10 @@ impl<'a> Administration<'a> {
     pub async fn managed_user_group(&self, name: &str) -> Result<Group> {
         let (group, _) = self.group(name).await?;
         if group.kind != GroupKind::UserGroup {
-            return Err(Error::NotFound(format!("{name:?} is not a user group")));
+            return Err(Error::not_found(format!("{name:?} is not a user group")));
         }
         if !self.admin.may_manage_group(&group) {
-            return Err(Error::Forbidden("you do not administer this user group".into()));
+            return Err(Error::forbidden("you do not administer this user group"));
         }
         Ok(group)
     }
@@ -178,7 +174,7 @@ impl<'a> Administration<'a> {
             .find(|i| i.id.to_string() == instance_id)
             .ok_or_else(|| Error::invalid_request("choose a product instance"))?;
         if !self.admin.administers_product(&instance.product_context) {
-            return Err(Error::Forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "creating profiles of {} needs its product administrator role",
                 instance.product_context
             )));
@@ -202,7 +198,7 @@ impl<'a> Administration<'a> {
         ctx: &Context,
     ) -> Result<()> {
         if profile.org_id != self.org() {
-            return Err(Error::NotFound(format!("no group named {:?}", profile.name)));
+            return Err(Error::not_found(format!("no group named {:?}", profile.name)));
         }
         super::directory::update_product_profile(
             self.directory.store.as_ref(),
@@ -236,7 +232,7 @@ impl<'a> SystemAdministration<'a> {
             .user_by_email(self.of.org(), email)
             .await?
             .filter(|u| u.status != UserStatus::Removed)
-            .ok_or_else(|| Error::NotFound(format!("no user {email}")))
+            .ok_or_else(|| Error::not_found(format!("no user {email}")))
     }
 
     /// The organisation's user with that email, whatever their status.
@@ -246,7 +242,7 @@ impl<'a> SystemAdministration<'a> {
             .store
             .user_by_email(self.of.org(), email)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no user {email}")))
+            .ok_or_else(|| Error::not_found(format!("no user {email}")))
     }
 
     pub async fn change_user(&self, user: &User, change: UserChange, ctx: &Context) -> Result<User> {
@@ -303,7 +299,7 @@ impl<'a> SystemAdministration<'a> {
         if user.org_id == self.of.org() {
             Ok(())
         } else {
-            Err(Error::NotFound(format!("no user {}", user.email)))
+            Err(Error::not_found(format!("no user {}", user.email)))
         }
     }
 }

@@ -33,13 +33,13 @@ impl Tokens {
             let entry = self.client_entry(client_id).await?;
             return match entry.map(|e| e.0.clone()) {
                 Some(c) if c.client_type == ClientType::Public && !c.disabled => Ok(c),
-                _ => Err(Error::InvalidClient { basic: false }),
+                _ => Err(Error::invalid_client(false)),
             };
         }
         let client = self.authenticate_client(auth, now).await?;
         if client.client_type == ClientType::Public {
             // A public client has no secret; one that sends something is confused or forged.
-            return Err(Error::InvalidClient { basic: false });
+            return Err(Error::invalid_client(false));
         }
         Ok(client)
     }
@@ -57,10 +57,10 @@ impl Tokens {
         let verifier = req
             .code_verifier
             .as_deref()
-            .ok_or_else(|| Error::InvalidGrant("PKCE: code_verifier is required".into()))?;
+            .ok_or_else(|| Error::invalid_grant("PKCE: code_verifier is required"))?;
         let digest = secret::digest_hex(code);
         let refused =
-            || Error::InvalidGrant("the code is invalid, expired, used, or not issued to this client".into());
+            || Error::invalid_grant("the code is invalid, expired, used, or not issued to this client");
         let Some(seen) = self.store.code(&digest).await? else {
             return Err(refused());
         };
@@ -132,7 +132,7 @@ impl Tokens {
             .refresh_token
             .as_deref()
             .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
-        let refused = || Error::InvalidGrant("the refresh token is invalid, expired, revoked or used".into());
+        let refused = || Error::invalid_grant("the refresh token is invalid, expired, revoked or used");
         let digest = secret::digest_hex(token);
         let Some(current) = self.store.refresh_token(&digest).await? else {
             return Err(refused());
@@ -174,7 +174,7 @@ impl Tokens {
     async fn active_user(&self, user_id: &str, since: Now) -> Result<User> {
         match self.store.user(user_id).await? {
             Some(u) if u.holds_since(since) => Ok(u),
-            _ => Err(Error::InvalidGrant("the account can no longer sign in".into())),
+            _ => Err(Error::invalid_grant("the account can no longer sign in")),
         }
     }
 
@@ -286,9 +286,9 @@ impl Tokens {
                     Rotation::Spent(t) => {
                         self.revoke_grant(&t.family_id, Some(&token_id), REUSED, ctx)
                             .await?;
-                        return Err(Error::InvalidGrant("the refresh token was already used".into()));
+                        return Err(Error::invalid_grant("the refresh token was already used"));
                     }
-                    Rotation::Unknown => return Err(Error::InvalidGrant("unknown refresh token".into())),
+                    Rotation::Unknown => return Err(Error::invalid_grant("unknown refresh token")),
                 },
                 // Stored with the rest of the redemption, below.
                 Persist::Redemption(_) => first_refresh = Some(next),
@@ -364,12 +364,10 @@ impl Tokens {
             .user(user_id)
             .await?
             .filter(|u| u.status == UserStatus::Active)
-            .ok_or_else(|| {
-                Error::InvalidToken("the token does not stand for a person who can sign in".into())
-            })?;
+            .ok_or_else(|| Error::invalid_token("the token does not stand for a person who can sign in"))?;
         let scopes: Vec<String> = valid.scopes().map(str::to_owned).collect();
         if !scopes.iter().any(|s| s == "openid") {
-            return Err(Error::InsufficientScope("openid".into()));
+            return Err(Error::insufficient_scope("openid"));
         }
         let mut out = Map::new();
         out.insert("sub".into(), json!(user.user_id));

@@ -32,7 +32,7 @@ use crate::model::{ClientSecretRecord, ClientType, OAuthClient, Organization};
 use crate::service::directory::Administrator;
 use crate::store::{DeveloperStorage, NewTechnicalAccount};
 use ims_core::audit::Context;
-use ims_core::error::Error;
+use ims_core::error::{Error, ErrorKind};
 use ims_core::secret::Secret;
 use ims_core::Now;
 
@@ -59,8 +59,8 @@ impl ConsoleCaller {
     pub fn from_administrator(admin: &Administrator) -> Result<Self> {
         let system_admin = admin.holds(AdminRole::SystemAdmin);
         if !(system_admin || admin.holds(AdminRole::Developer)) {
-            return Err(Error::Forbidden(
-                "the Developer Console needs the developer or system administrator role".into(),
+            return Err(Error::forbidden(
+                "the Developer Console needs the developer or system administrator role",
             ));
         }
         Ok(ConsoleCaller {
@@ -92,11 +92,9 @@ impl ConsoleCaller {
         self.system_admin
     }
 
-    fn may(&self, scope: &str) -> Result<()> {
+    fn may(&self, scope: &'static str) -> Result<()> {
         match &self.technical_scopes {
-            Some(scopes) if !scopes.iter().any(|s| s == scope) => {
-                Err(Error::InsufficientScope(scope.to_owned()))
-            }
+            Some(scopes) if !scopes.iter().any(|s| s == scope) => Err(Error::insufficient_scope(scope)),
             _ => Ok(()),
         }
     }
@@ -195,8 +193,8 @@ impl Developer {
     ) -> Result<ConsoleCaller> {
         let valid = self.tokens.validate_access_token(token, now).await?;
         if api_key != Some(valid.client_id.as_str()) {
-            return Err(Error::Forbidden(
-                "x-api-key must be the client id the access token was issued to".into(),
+            return Err(Error::forbidden(
+                "x-api-key must be the client id the access token was issued to",
             ));
         }
         if valid.client.client_type == ClientType::TechnicalAccount {
@@ -216,12 +214,12 @@ impl Developer {
             .claims
             .get("user_id")
             .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| Error::InvalidToken("token names no user".into()))?;
+            .ok_or_else(|| Error::invalid_token("token names no user"))?;
         // A person acts here only through our own applications: a third-party application the
         // person consented to (for `openid`, say) does not get to create credentials.
         if !valid.client.first_party {
-            return Err(Error::Forbidden(
-                "people use the Developer Console through a first-party application".into(),
+            return Err(Error::forbidden(
+                "people use the Developer Console through a first-party application",
             ));
         }
         // ... and one the token was granted the console API for (see `umapi_caller`).
@@ -236,7 +234,7 @@ impl Developer {
         if org.numeric_id.to_string() == named || org.org_id == named {
             return Ok(org);
         }
-        Err(Error::Forbidden(format!(
+        Err(Error::forbidden(format!(
             "organisation {:?} is not the caller's",
             named.chars().take(64).collect::<String>()
         )))
@@ -250,7 +248,7 @@ impl Developer {
         self.store
             .project(&org.org_id, project_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no project {project_id:?} in this organisation")))
+            .ok_or_else(|| Error::not_found(format!("no project {project_id:?} in this organisation")))
     }
 
     /// A workspace of a project of the organisation.
@@ -267,7 +265,7 @@ impl Developer {
             .await?
             .into_iter()
             .find(|w| w.id == workspace_id)
-            .ok_or_else(|| Error::NotFound(format!("no workspace {workspace_id:?} in this project")))?;
+            .ok_or_else(|| Error::not_found(format!("no workspace {workspace_id:?} in this project")))?;
         Ok((project, workspace))
     }
 
@@ -329,7 +327,7 @@ impl Developer {
             .delete_project(&org.org_id, &project.id, &event)
             .await?
         {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "no project {project_id:?} in this organisation"
             )));
         }
@@ -376,7 +374,7 @@ impl Developer {
         for req in requests {
             let service = req.service()?;
             if service.system_admin_only && !caller.system_admin {
-                return Err(Error::Forbidden(format!(
+                return Err(Error::forbidden(format!(
                     "only a system administrator may subscribe a credential to the {}",
                     service.name
                 )));
@@ -419,7 +417,7 @@ impl Developer {
                     // ADMINISTRATION needs a system administrator (or a credential holding the
                     // User Management API). Taking one away is allowed.
                     if adds && !caller.grants_administration && config.profile.carries_administration() {
-                        return Err(Error::Forbidden(format!(
+                        return Err(Error::forbidden(format!(
                             "the product profile {:?} can carry ADMINISTRATION: only a system administrator may give it to a credential",
                             config.profile.name
                         )));
@@ -565,7 +563,7 @@ impl Developer {
             .client(client_id)
             .await?
             .filter(|c| c.org_id == org.org_id && c.client_type == ClientType::TechnicalAccount)
-            .ok_or_else(|| Error::NotFound(format!("no credential {client_id:?} in this organisation")))?;
+            .ok_or_else(|| Error::not_found(format!("no credential {client_id:?} in this organisation")))?;
         self.describe(client, &self.offered(org).await?).await
     }
 
@@ -633,14 +631,13 @@ impl Developer {
             return Ok(integration);
         }
         if integration.placement.is_none() {
-            return Err(Error::Forbidden(
-                "this credential was not made in the Developer Console: a system administrator manages it"
-                    .into(),
+            return Err(Error::forbidden(
+                "this credential was not made in the Developer Console: a system administrator manages it",
             ));
         }
         if opens_admin_api(&integration.client, &integration.services) {
-            return Err(Error::Forbidden(
-                "this credential opens an API only system administrators manage".into(),
+            return Err(Error::forbidden(
+                "this credential opens an API only system administrators manage",
             ));
         }
         Ok(integration)
@@ -683,7 +680,7 @@ impl Developer {
             .iter()
             .find(|s| s.system_admin_only && !integration.services.contains(s))
         {
-            return Err(Error::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "the {} is added when a credential is created: create a new credential for it",
                 s.name
             )));
@@ -779,7 +776,12 @@ impl Developer {
         for client_id in self.store.workspace_credentials(&workspace.id).await? {
             match self.credential_secrets(caller, org, &client_id, true, ctx).await {
                 Ok(found) => out.push(found),
-                Err(Error::Forbidden(_) | Error::InsufficientScope(_)) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Forbidden | ErrorKind::InsufficientScope { .. }
+                    ) =>
+                {
                     out.push((self.integration(org, &client_id).await?, Vec::new()));
                 }
                 Err(e) => return Err(e),
@@ -799,7 +801,7 @@ impl Developer {
         caller.may(MANAGE_SECRETS_SCOPE)?;
         let integration = self.managed(caller, org, client_id).await?;
         if integration.secrets.len() >= MAX_SECRETS {
-            return Err(Error::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "a credential holds {MAX_SECRETS} secrets at most: remove one first"
             )));
         }
@@ -835,7 +837,7 @@ impl Developer {
             .remove_secret_keeping_one(client_id, secret_id, ctx.now, &event)
             .await?
         {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "the credential has no secret {secret_id:?}"
             )));
         }
@@ -865,7 +867,7 @@ impl Developer {
             }),
         );
         if !self.store.delete_client(client_id, &event).await? {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "no credential {client_id:?} in this organisation"
             )));
         }
@@ -884,7 +886,7 @@ impl Developer {
         let integration = self.managed(caller, org, client_id).await?;
         let client = integration.client;
         if client.disabled {
-            return Err(Error::Conflict("the credential is disabled".into()));
+            return Err(Error::conflict("the credential is disabled"));
         }
         let issued = self
             .tokens
@@ -971,7 +973,7 @@ fn project_name_for(credential: &str) -> String {
 
 fn conflict_as(e: ims_core::error::StoreError, message: String) -> Error {
     match e {
-        ims_core::error::StoreError::Conflict(_) => Error::Conflict(message),
+        ims_core::error::StoreError::Conflict(_) => Error::conflict(message),
         other => other.into(),
     }
 }
@@ -1005,10 +1007,12 @@ mod tests {
             grants_administration: false,
         };
         tech.may(READ_SECRETS_SCOPE).unwrap();
-        assert!(matches!(
-            tech.may(MANAGE_SECRETS_SCOPE),
-            Err(Error::InsufficientScope(_))
-        ));
+        assert_eq!(
+            tech.may(MANAGE_SECRETS_SCOPE).map_err(|e| e.kind()),
+            Err(ErrorKind::InsufficientScope {
+                scope: MANAGE_SECRETS_SCOPE
+            })
+        );
         let person = ConsoleCaller {
             org_id: "O".into(),
             client_id: "console".into(),

@@ -3,6 +3,7 @@
 //! system administrator role), listing users and groups, and running action requests one entry
 //! at a time, each applied whole or not at all.
 
+use crate::umapi::ResultCode;
 use serde_json::{json, Value};
 
 use std::sync::Arc;
@@ -114,7 +115,7 @@ where
         .user(user_id)
         .await?
         .filter(|u| u.status == UserStatus::Active)
-        .ok_or_else(|| Error::InvalidToken("the person cannot sign in".into()))?;
+        .ok_or_else(|| Error::invalid_token("the person cannot sign in"))?;
     let mut roles = store.role_grants(user_id).await?;
     if user.system_admin {
         roles.push(RoleGrant {
@@ -172,8 +173,8 @@ impl Directory {
     pub async fn umapi_caller(&self, token: &str, api_key: Option<&str>, now: Now) -> Result<Administrator> {
         let valid = self.tokens.validate_access_token(token, now).await?;
         if api_key != Some(valid.client_id.as_str()) {
-            return Err(Error::Forbidden(
-                "x-api-key must be the client id the access token was issued to".into(),
+            return Err(Error::forbidden(
+                "x-api-key must be the client id the access token was issued to",
             ));
         }
         let client = &valid.client;
@@ -197,12 +198,12 @@ impl Directory {
             .claims
             .get("user_id")
             .and_then(Value::as_str)
-            .ok_or_else(|| Error::InvalidToken("token names no user".into()))?;
+            .ok_or_else(|| Error::invalid_token("token names no user"))?;
         // A person administers only through our own applications, not through a third-party
         // application they consented to.
         if !client.first_party {
-            return Err(Error::Forbidden(
-                "people use the User Management API through a first-party application".into(),
+            return Err(Error::forbidden(
+                "people use the User Management API through a first-party application",
             ));
         }
         // ... and one the person's token was granted this API for: a first-party application
@@ -211,8 +212,8 @@ impl Directory {
         valid.require_scope(UMAPI_SCOPE)?;
         let admin = self.administrator(user_id, &valid.client_id).await?;
         if !admin.holds(AdminRole::SystemAdmin) {
-            return Err(Error::Forbidden(
-                "the User Management API needs the system administrator role".into(),
+            return Err(Error::forbidden(
+                "the User Management API needs the system administrator role",
             ));
         }
         Ok(admin)
@@ -332,13 +333,13 @@ impl Directory {
             .iter()
             .find(|i| i.product_context == req.product_context && i.name == req.instance)
             .ok_or_else(|| {
-                Error::NotFound(format!(
+                Error::not_found(format!(
                     "no product instance {:?} of {:?} in this organisation",
                     req.instance, req.product_context
                 ))
             })?;
         if !admin.administers_product(&instance.product_context) {
-            return Err(Error::Forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "creating profiles of {} needs its product administrator role",
                 instance.product_context
             )));
@@ -440,7 +441,7 @@ impl Directory {
                                 .await?;
                             EntryOutcome::Failed(StepError {
                                 step: entry.steps.len().saturating_sub(1),
-                                code: "error.entry.conflict",
+                                code: ResultCode::EntryConflict,
                                 message:
                                     "the directory changed while the entry ran; nothing of it was applied"
                                         .into(),
@@ -526,7 +527,7 @@ impl Directory {
             .claims
             .get("user_id")
             .and_then(Value::as_str)
-            .ok_or_else(|| Error::InvalidToken("token names no user".into()))?
+            .ok_or_else(|| Error::invalid_token("token names no user"))?
             .to_owned();
         // The profiles a token reads are the ones the vendor projects under this scope: an
         // application a person allowed only `openid` learns nothing of their access.
@@ -536,11 +537,11 @@ impl Directory {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if !scope.split([',', ' ']).any(|s| s == PROFILE_SCOPE) {
-            return Err(Error::InsufficientScope(PROFILE_SCOPE.into()));
+            return Err(Error::insufficient_scope(PROFILE_SCOPE));
         }
         let person = self.store.user(&user_id).await?;
         if person.as_ref().is_some_and(|u| u.status != UserStatus::Active) {
-            return Err(Error::InvalidToken("the person cannot sign in".into()));
+            return Err(Error::invalid_token("the person cannot sign in"));
         }
         // A technical account reads its profiles only when its credential was subscribed to
         // an API of that product context or holds some of its profiles: the I/O Management
@@ -563,8 +564,8 @@ impl Directory {
                     .await?
                     .is_empty()
             {
-                return Err(Error::Forbidden(
-                    "the credential is not subscribed to an API of this product context".into(),
+                return Err(Error::forbidden(
+                    "the credential is not subscribed to an API of this product context",
                 ));
             }
         }
@@ -657,7 +658,7 @@ impl Directory {
             .await?
             .filter(|c| c.org_id == org_id && c.client_type == ClientType::TechnicalAccount)
             .ok_or_else(|| {
-                Error::NotFound(format!(
+                Error::not_found(format!(
                     "no technical account credential {client_id:?} in this organisation"
                 ))
             })?;
@@ -710,7 +711,7 @@ pub async fn create_product_profile(
     license_quota: Option<i64>,
     ctx: &Context,
 ) -> Result<Group> {
-    crate::directory::check_group_name(name).map_err(Error::InvalidRequest)?;
+    crate::directory::check_group_name(name).map_err(Error::invalid_request)?;
     check_quota(license_quota)?;
     let mut g = Group::product_profile(&instance.org_id, name, instance, ctx.now);
     g.permissions = permissions;
@@ -726,7 +727,7 @@ pub async fn create_product_profile(
         .await
         .map_err(|e| match e {
             ims_core::error::StoreError::Conflict(_) => {
-                Error::Conflict(format!("a group named {name:?} exists"))
+                Error::conflict(format!("a group named {name:?} exists"))
             }
             other => other.into(),
         })?;

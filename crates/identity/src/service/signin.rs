@@ -273,7 +273,7 @@ impl SignIn {
         browser: &str,
         now: Now,
     ) -> Result<(SignInFlow, AuthorizationRequest)> {
-        let expired = || Error::NotFound("this sign-in has expired; start again from the application".into());
+        let expired = || Error::not_found("this sign-in has expired; start again from the application");
         let flow = self
             .store
             .flow(&secret::digest_hex(flow_token))
@@ -319,7 +319,7 @@ impl SignIn {
             .await?
             .map(|e| e.0.clone())
             .filter(|c| !c.disabled)
-            .ok_or_else(|| Error::NotFound("the application is no longer available".into()))?;
+            .ok_or_else(|| Error::not_found("the application is no longer available"))?;
         match (flow.stage, step) {
             (_, SignInStep::Restart) => {
                 flow.stage = FlowStage::Email;
@@ -372,7 +372,7 @@ impl SignIn {
     }
 
     /// Checks an email and password under the lock-out rules. Every refusal is
-    /// [`Error::InvalidCredentials`] after an Argon2id verification, whatever the reason.
+    /// [`Error::invalid_credentials()`] after an Argon2id verification, whatever the reason.
     async fn check_password(
         &self,
         client: &OAuthClient,
@@ -401,7 +401,7 @@ impl SignIn {
             other => {
                 self.refused(&email_lower, other.as_ref(), "password", failures, admitted, ctx)
                     .await?;
-                return Err(Error::InvalidCredentials);
+                return Err(Error::invalid_credentials());
             }
         };
         self.forgive_address(ctx).await?;
@@ -421,7 +421,7 @@ impl SignIn {
             .user(user_id)
             .await?
             .filter(|u| u.status == UserStatus::Active)
-            .ok_or(Error::InvalidCredentials)?;
+            .ok_or(Error::invalid_credentials())?;
         let email_lower = account_key(&user.email);
         let (admitted, failures) = self.admit(&client.org_id, &email_lower, ctx).await?;
         let code = code.trim().replace(' ', "");
@@ -459,7 +459,7 @@ impl SignIn {
         if !recorded {
             self.refused(&email_lower, Some(&user), "totp", failures, admitted, ctx)
                 .await?;
-            return Err(Error::InvalidCredentials);
+            return Err(Error::invalid_credentials());
         }
         self.forgive_address(ctx).await?;
         Ok(user)
@@ -516,7 +516,7 @@ impl SignIn {
             other => {
                 self.refused(&email_lower, other.as_ref(), "admin_api", failures, admitted, ctx)
                     .await?;
-                Err(Error::InvalidClient { basic: true })
+                Err(Error::invalid_client(true))
             }
         }
     }
@@ -629,8 +629,8 @@ impl SignIn {
         let (user, session) = match self.live_session(session, ctx.now).await? {
             Some((user, s)) if user.user_id == user_id => (user, s),
             _ => {
-                return Err(Error::NotFound(
-                    "you are no longer signed in; start again from the application".into(),
+                return Err(Error::not_found(
+                    "you are no longer signed in; start again from the application",
                 ))
             }
         };
@@ -732,7 +732,7 @@ impl SignIn {
         let (user, _) = self
             .live_session(session, ctx.now)
             .await?
-            .ok_or_else(|| Error::NotFound("you are not signed in".into()))?;
+            .ok_or_else(|| Error::not_found("you are not signed in"))?;
         let email_lower = account_key(&user.email);
         let (admitted, failures) = self.admit(&user.org_id, &email_lower, ctx).await?;
         let hash = match &user.password_hash {
@@ -749,7 +749,7 @@ impl SignIn {
                 ctx,
             )
             .await?;
-            return Err(Error::InvalidCredentials);
+            return Err(Error::invalid_credentials());
         }
         self.store.clear_failures(&user.org_id, &email_lower).await?;
         self.forgive_address(ctx).await?;

@@ -211,10 +211,10 @@ impl Tokens {
             ClientAuth::Basic { client_id, secret } | ClientAuth::Post { client_id, secret } => {
                 (client_id, secret)
             }
-            ClientAuth::None { .. } | ClientAuth::Missing => return Err(Error::InvalidClient { basic }),
+            ClientAuth::None { .. } | ClientAuth::Missing => return Err(Error::invalid_client(basic)),
         };
         let Some(entry) = self.client_entry(client_id).await? else {
-            return Err(Error::InvalidClient { basic });
+            return Err(Error::invalid_client(basic));
         };
         let (client, secrets) = entry.as_ref();
         let digest = secret::digest_hex(presented.expose());
@@ -225,7 +225,7 @@ impl Tokens {
             .filter(|s| s.is_live(now))
             .fold(false, |acc, s| secret::equal_ct(&s.digest, &digest) | acc);
         if !matched || client.disabled {
-            return Err(Error::InvalidClient { basic });
+            return Err(Error::invalid_client(basic));
         }
         Ok(client.clone())
     }
@@ -277,13 +277,13 @@ impl Tokens {
             _ => self.authenticate_client(&req.auth, ctx.now).await?,
         };
         match parsed {
-            Some(g) if !client.grant_types.contains(&g) => Err(Error::UnauthorizedClient(format!(
+            Some(g) if !client.grant_types.contains(&g) => Err(Error::unauthorized_client(format!(
                 "this client may not use the {grant} grant"
             ))),
             Some(GrantType::ClientCredentials) => self.client_credentials(&client, req, ctx).await,
             Some(GrantType::AuthorizationCode) => self.authorization_code(&client, req, ctx).await,
             Some(GrantType::RefreshToken) => self.refresh(&client, req, ctx).await,
-            None => Err(Error::UnsupportedGrantType(format!(
+            None => Err(Error::unsupported_grant_type(format!(
                 "grant type {:?} is not supported",
                 grant.chars().take(64).collect::<String>()
             ))),
@@ -357,20 +357,20 @@ impl Tokens {
         let claims = self
             .verify_signed(token, now)
             .await
-            .map_err(|e| Error::InvalidToken(e.to_string()))?;
+            .map_err(|e| Error::invalid_token(e.to_string()))?;
         if claims.get("type").and_then(Value::as_str) != Some("access_token") {
-            return Err(Error::InvalidToken("not an access token".into()));
+            return Err(Error::invalid_token("not an access token"));
         }
         let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let (Some(token_id), Some(client_id)) = (str_claim("id"), str_claim("client_id")) else {
-            return Err(Error::InvalidToken("token lacks id or client_id".into()));
+            return Err(Error::invalid_token("token lacks id or client_id"));
         };
         if self.store.is_revoked(&token_id).await? {
-            return Err(Error::InvalidToken("token revoked".into()));
+            return Err(Error::invalid_token("token revoked"));
         }
         let entry = self.client_entry(&client_id).await?;
         let Some(client) = entry.map(|e| e.0.clone()).filter(|c| !c.disabled) else {
-            return Err(Error::InvalidToken("client disabled or removed".into()));
+            return Err(Error::invalid_token("client disabled or removed"));
         };
         Ok(ValidToken {
             claims,
@@ -485,7 +485,7 @@ impl Tokens {
         self.store
             .org(org_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("organisation {org_id}")))
+            .ok_or_else(|| Error::not_found(format!("organisation {org_id}")))
     }
 
     // ----- administration ---------------------------------------------------------------------

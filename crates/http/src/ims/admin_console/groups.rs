@@ -123,7 +123,7 @@ pub(super) async fn group_change(
         "link" | "unlink" if !who.admin.holds(AdminRole::SystemAdmin) => {
             return error_page(
                 Some(who.shell()),
-                &Error::Forbidden("linking product profiles needs the system administrator role".into()),
+                &Error::forbidden("linking product profiles needs the system administrator role"),
             )
         }
         "link" => json!({"add": {"productConfiguration": [form.text("profile")]}}),
@@ -131,7 +131,7 @@ pub(super) async fn group_change(
         "delete" if !who.admin.holds(AdminRole::SystemAdmin) => {
             return error_page(
                 Some(who.shell()),
-                &Error::Forbidden("deleting user groups needs the system administrator role".into()),
+                &Error::forbidden("deleting user groups needs the system administrator role"),
             )
         }
         "delete" => {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use ims_core::audit::AuditQuery;
 use ims_core::audit::Context;
-use ims_core::Error;
+use ims_core::{Error, ErrorKind};
 use ims_identity::directory::{AdminRole, Group, GroupKind};
 use ims_identity::model::UserStatus;
 use ims_identity::people::UserChange;
@@ -94,13 +94,13 @@ pub(crate) fn message(status: StatusCode, shell: Option<Shell>, heading: &str, m
 
 /// A refusal or failure as a page; server errors keep their detail in the log.
 pub(crate) fn error_page(shell: Option<Shell>, e: &Error) -> Response {
-    let (status, heading) = match e {
-        Error::Forbidden(_) | Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "Not allowed"),
-        Error::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-        Error::InvalidRequest(_) | Error::Conflict(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Not saved"),
-        Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "Signed out"),
-        other => {
-            tracing::error!(error = %other, "admin console failure");
+    let (status, heading) = match e.kind() {
+        ErrorKind::Forbidden | ErrorKind::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "Not allowed"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        ErrorKind::InvalidRequest | ErrorKind::Conflict => (StatusCode::UNPROCESSABLE_ENTITY, "Not saved"),
+        ErrorKind::InvalidToken => (StatusCode::UNAUTHORIZED, "Signed out"),
+        _ => {
+            tracing::error!(error = ?e, "admin console failure");
             return message(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 shell,
@@ -158,8 +158,8 @@ impl Signed {
         if ims_core::secret::equal_ct(form.get("csrf").unwrap_or_default(), &expected) {
             Ok(())
         } else {
-            Err(Error::Forbidden(
-                "this form has expired or did not come from this console; reload the page".into(),
+            Err(Error::forbidden(
+                "this form has expired or did not come from this console; reload the page",
             ))
         }
     }
@@ -204,7 +204,7 @@ impl FromRequestParts<AppState> for Signed {
         let now = ims_core::Now::system();
         let valid = match app.ims.tokens().validate_access_token(&token, now).await {
             Ok(v) => v,
-            Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
+            Err(e) if e.kind() == ErrorKind::InvalidToken => return Err(NotSigned::SignIn),
             Err(e) => return Err(NotSigned::Refused(e)),
         };
         // Only a token issued to the console itself: an access token another application holds
@@ -219,12 +219,12 @@ impl FromRequestParts<AppState> for Signed {
             .ok_or(NotSigned::SignIn)?;
         let admin = match app.ims.directory().administrator(user_id, &valid.client_id).await {
             Ok(a) => a,
-            Err(Error::InvalidToken(_)) => return Err(NotSigned::SignIn),
+            Err(e) if e.kind() == ErrorKind::InvalidToken => return Err(NotSigned::SignIn),
             Err(e) => return Err(NotSigned::Refused(e)),
         };
         if admin.roles().is_empty() {
-            return Err(NotSigned::Refused(Error::Forbidden(
-                "you hold no administrator role in this organisation".into(),
+            return Err(NotSigned::Refused(Error::forbidden(
+                "you hold no administrator role in this organisation",
             )));
         }
         Ok(Signed { admin, token })
@@ -250,7 +250,7 @@ macro_rules! role_extractor {
                 if ok {
                     Ok($name(signed))
                 } else {
-                    Err(NotSigned::Refused(Error::Forbidden(format!(
+                    Err(NotSigned::Refused(Error::forbidden(format!(
                         "this page needs one of these roles: {}",
                         [AdminRole::SystemAdmin $(, $role)+].map(AdminRole::label).join(", ")
                     ))))
@@ -506,7 +506,7 @@ async fn act(
         .directory()
         .umapi_action(&who.admin, body.as_bytes(), test_only, &who.context(meta))
         .await?
-        .map_err(|e| Error::InvalidRequest(e.message))
+        .map_err(|e| Error::invalid_request(e.message))
 }
 
 /// Runs action entries and answers with `done`, or the first entry's error.
@@ -520,7 +520,7 @@ async fn run_entry(
     let r = act(app, who, meta, entries, false).await?;
     match first_error(&r) {
         None => Ok(done),
-        Some(e) => Err(Error::InvalidRequest(e)),
+        Some(e) => Err(Error::invalid_request(e)),
     }
 }
 

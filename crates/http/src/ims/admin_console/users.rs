@@ -96,7 +96,7 @@ pub(super) async fn user_create(
     match act(&app, &who, &meta, json!([{"user": email, "do": steps}]), false).await {
         Ok(r) => match first_error(&r) {
             None => back(&format!("/admin/users/{}", enc(&email)), "User created."),
-            Some(e) => error_page(Some(who.shell()), &Error::InvalidRequest(e)),
+            Some(e) => error_page(Some(who.shell()), &Error::invalid_request(e)),
         },
         Err(e) => error_page(Some(who.shell()), &e),
     }
