@@ -66,7 +66,10 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let e = self.0;
         let kind = e.kind();
-        let body = json!({ "error": e.code(), "error_description": public_description(&e) });
+        let mut body = json!({ "error": e.code(), "error_description": public_description(&e) });
+        if let (Some(hint), Some(obj)) = (e.hint(), body.as_object_mut()) {
+            obj.insert("error_hint".into(), json!(hint));
+        }
         let mut resp = (status_of(kind), Json(body)).into_response();
         no_store(&mut resp);
         match kind {
@@ -153,7 +156,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let e = self.0;
         let status = status_of(e.kind());
-        let body = json!({
+        let mut body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("error"),
             "status": status.as_u16(),
@@ -163,6 +166,9 @@ impl IntoResponse for Problem {
             },
             "code": e.code(),
         });
+        if let (Some(hint), Some(obj)) = (e.hint(), body.as_object_mut()) {
+            obj.insert("hint".into(), json!(hint));
+        }
         let mut resp = problem_response(status, body);
         resp.headers_mut()
             .insert(PRAGMA, HeaderValue::from_static("no-cache"));
