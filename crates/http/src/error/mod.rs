@@ -114,8 +114,11 @@ impl IntoResponse for BearerError {
                 resp
             }
             ErrorKind::InsufficientScope { scope } => {
-                let body =
-                    json!({ "error": "insufficient_scope", "error_description": self.0.description() });
+                let body = json!({
+                    "error": "insufficient_scope",
+                    "error_description": self.0.description(),
+                    "error_hint": self.0.hint(),
+                });
                 let mut resp = (StatusCode::FORBIDDEN, Json(body)).into_response();
                 let challenge =
                     format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\"");

@@ -494,6 +494,13 @@ async fn validate_token_and_organizations_speak_the_vendor_shape() {
             && challenge.contains("scope=\"read_organizations\""),
         "{challenge}"
     );
+    // ... and the body says how to get in.
+    assert!(
+        body["error_hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("read_organizations")),
+        "{body}"
+    );
     // Tokens in the query string are refused.
     let (status, _, body) = h
         .call(
