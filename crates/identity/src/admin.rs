@@ -1,5 +1,5 @@
 //! Who may administer: a [`SystemAdmin`] is obtained only by proving an administrator's password
-//! (`Ims::authenticate_admin`, under the same lock-out as the sign-in pages), and the
+//! (`SignIn::authenticate_admin`, under the same lock-out as the sign-in pages), and the
 //! administration it unlocks is scoped to that administrator's organisation.
 
 use std::sync::Arc;
