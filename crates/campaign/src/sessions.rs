@@ -472,7 +472,7 @@ impl Sessions {
         Ok(op)
     }
 
-    /// Counts a successful call as usage evidence (written by [`Instance::flush_usage`]).
+    /// Counts a successful call as usage evidence (written by [`Sessions::flush_usage`]).
     pub fn note_call(&self, op: &Operator, action: &str, path: AuthPath, caller: &Caller, now: Now) {
         let key = UsageKey {
             login: op.login.clone(),

@@ -167,7 +167,7 @@ async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: Heade
         .clone()
         .unwrap_or_else(|| format!("{scheme}://localhost"));
     let location = format!("{}/nl/jsp/soaprouter.jsp", base.trim_end_matches('/'));
-    match ims_campaign::wsdl::wsdl(&schema, &location) {
+    match crate::instance::wsdl::wsdl(&schema, &location) {
         Some(doc) => xml(doc),
         None => {
             let mut resp = (StatusCode::NOT_FOUND, format!("no schema {schema:?}")).into_response();
