@@ -3,9 +3,11 @@
 //! other tool that works through the instance's API.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+use ims_core::audit::AuditStore;
 use ims_core::Now;
 use ims_wire::migration::{
     Completion, CopyAccessOutcome, CopyAccessRequest, EmailAssignment, EmailChange, EmailOutcome, GroupFacts,
@@ -17,7 +19,8 @@ use crate::fault::Fault;
 use crate::migration_emails::{email_blockers, is_console_sign_in, is_native_api_call, EmailStatus};
 use crate::model::{AuthType, Operator, OperatorGroup};
 use crate::operators::{OperatorEdit, OperatorKey, WriteMode};
-use crate::service::{holds, Caller, Instance, InstanceKind, ADMINISTRATION};
+use crate::service::{effective_rights, holds, Caller, Configuration, InstanceKind, Shared, ADMINISTRATION};
+use crate::store::{OperatorStore, SettingsStore, UsageStore};
 use crate::usage::UsageSummary;
 use crate::version::{Build, NativeAuth};
 use ims_wire::email::email_key;
@@ -34,17 +37,65 @@ pub const COMPLETE_SETTING: &str = "migration.complete";
 pub trait ConfigFiles: Send + Sync {
     /// Switches both restrictions on in the instance's own configuration file (the allow-list
     /// replaced when `allow` names operators), then has `instance` read it again.
-    async fn lock_down(&self, instance: &Instance, allow: &[String]) -> Result<(), String>;
+    async fn lock_down(&self, instance: &Configuration, allow: &[String]) -> Result<(), String>;
     /// Writes the instance's IMS configuration (its client secret sealed), checked by the rules
     /// a start applies, then has `instance` read it again. Returns what was set, secret aside.
     async fn set_ims_account(
         &self,
-        instance: &Instance,
+        instance: &Configuration,
         req: &ImsAccountRequest,
     ) -> Result<serde_json::Value, String>;
 }
 
-impl Instance {
+/// The migration API's use cases and the console's migration page: facts about the instance and
+/// its operators, the changes the engine asks for (emails, groups, access, switches), the
+/// lock-down and its verification, the window's notice and the engine's report.
+pub struct Migration {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) operators: Arc<dyn OperatorStore>,
+    pub(crate) settings: Arc<dyn SettingsStore>,
+    pub(crate) usage: Arc<dyn UsageStore>,
+    pub(crate) audit: Arc<dyn AuditStore>,
+    /// Runs the lock-down probes over the instance's data (read only).
+    verifier: crate::probe::Verifier,
+    /// The lock-down and the IMS configuration are written to the instance's files, then read
+    /// again through it.
+    pub(crate) configuration: Configuration,
+    /// Who writes the instance's configuration files, when the process that runs it does.
+    pub(crate) config_files: Option<Arc<dyn ConfigFiles>>,
+    /// The migration window's notice, as stored (read on every console page).
+    notice: RwLock<Option<Notice>>,
+}
+
+/// The stores the migration reads and writes.
+pub(crate) struct MigrationStores {
+    pub(crate) operators: Arc<dyn OperatorStore>,
+    pub(crate) settings: Arc<dyn SettingsStore>,
+    pub(crate) usage: Arc<dyn UsageStore>,
+    pub(crate) audit: Arc<dyn AuditStore>,
+}
+
+impl Migration {
+    pub(crate) fn new(
+        stores: MigrationStores,
+        verifier: crate::probe::Verifier,
+        configuration: Configuration,
+    ) -> Self {
+        Migration {
+            shared: Arc::clone(&configuration.shared),
+            operators: stores.operators,
+            settings: stores.settings,
+            usage: stores.usage,
+            audit: stores.audit,
+            verifier,
+            configuration,
+            config_files: None,
+            notice: RwLock::new(None),
+        }
+    }
+}
+
+impl Migration {
     /// Locks the instance down: both restrictions on, through its configuration file, in effect
     /// at once.
     pub async fn migration_lock_down(
@@ -59,10 +110,10 @@ impl Instance {
                 "{bad:?} is not an allow-list entry (an operator name, or names separated by |)"
             )));
         }
-        if !self.info().build.supports_restrictions() {
+        if !self.shared.info.build.supports_restrictions() {
             return Err(Fault::bad_request(format!(
                 "build {} has no lock-down switches; builds that have them: {}",
-                self.info().build,
+                self.shared.info.build,
                 Build::RESTRICTION_BUILDS
             )));
         }
@@ -70,18 +121,18 @@ impl Instance {
             .config_files
             .clone()
             .ok_or_else(|| Fault::unavailable("this instance's configuration files are not written by the process serving it; lock it down with `ims instance restrictions enable`"))?;
-        files.lock_down(self, allow).await.map_err(|e| {
+        files.lock_down(&self.configuration, allow).await.map_err(|e| {
             tracing::error!(error = %e, "lock-down not written");
             Fault::unavailable(format!("the lock-down could not be written: {e}"))
         })?;
         // The file's own audit line names the process that wrote it; this one, who asked.
         let audit = ims_core::audit::Context::new(now, format!("operator:{}", actor.login)).event(
             "instance.lockdown",
-            &self.info().name,
+            &self.shared.info.name,
             "success",
             serde_json::json!({"allow_list": allow}),
         );
-        self.store().append_audit(&audit).await?;
+        self.audit.append_audit(&audit).await?;
         self.migration_facts(actor, now).await
     }
 
@@ -102,7 +153,7 @@ impl Instance {
         if req.client_id.trim().is_empty() || req.client_secret.is_empty() {
             return Err(Fault::bad_request("the client id and its secret are both needed"));
         }
-        let name = self.info().name.clone();
+        let name = self.shared.info.name.clone();
         let mask = req
             .association_mask
             .clone()
@@ -135,10 +186,13 @@ impl Instance {
             .config_files
             .clone()
             .ok_or_else(|| Fault::unavailable("this instance's configuration files are not written by the process serving it; configure it with `ims instance ims-config`"))?;
-        let set = files.set_ims_account(self, req).await.map_err(|e| {
-            tracing::error!(error = %e, "IMS configuration not written");
-            Fault::unavailable(format!("the IMS configuration could not be written: {e}"))
-        })?;
+        let set = files
+            .set_ims_account(&self.configuration, req)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "IMS configuration not written");
+                Fault::unavailable(format!("the IMS configuration could not be written: {e}"))
+            })?;
         // The reload's audit line names the process; this one, who asked (no secret in it).
         let audit = ims_core::audit::Context::new(now, format!("operator:{}", actor.login)).event(
             "instance.ims_account",
@@ -146,7 +200,7 @@ impl Instance {
             "success",
             set.clone(),
         );
-        self.store().append_audit(&audit).await?;
+        self.audit.append_audit(&audit).await?;
         Ok(set)
     }
 
@@ -157,16 +211,18 @@ impl Instance {
         bearer_token: Option<String>,
     ) -> Result<Vec<ProbeFacts>, Fault> {
         self.require_administration(actor).await?;
-        let bearer = match (self.bearer.clone(), bearer_token) {
+        let bearer = match (self.shared.bearer.clone(), bearer_token) {
             (Some(issuer), Some(token)) => Some((issuer, ims_core::secret::Secret::new(token))),
             _ => None,
         };
         let input = crate::probe::ProbeInput {
-            info: self.info().clone(),
-            switches: self.restrictions().switches.clone(),
+            info: self.shared.info.clone(),
+            switches: self.shared.restrictions().switches.clone(),
             bearer,
         };
-        Ok(crate::probe::verify(std::sync::Arc::clone(self.store()), input)
+        Ok(self
+            .verifier
+            .verify(input)
             .await
             .into_iter()
             .map(|r| ProbeFacts {
@@ -187,7 +243,7 @@ impl Instance {
         caller: &Caller,
     ) -> Result<InstanceFacts, Fault> {
         self.require_administration(actor).await?;
-        let r = self.restrictions();
+        let r = self.shared.restrictions();
         if !(r.operator_management && r.native_api) {
             return Err(Fault::bad_request(
                 "the instance is not locked down: switch the restrictions on first",
@@ -207,19 +263,24 @@ impl Instance {
         };
         let audit = ctx.event(
             "instance.migration_complete",
-            &self.info().name,
+            &self.shared.info.name,
             "success",
             serde_json::json!({"forced": req.forced, "note": req.note}),
         );
         let value = serde_json::to_string(&done).map_err(|_| Fault::internal())?;
-        self.store().set_setting(COMPLETE_SETTING, &value, &audit).await?;
+        self.settings
+            .set_setting(COMPLETE_SETTING, &value, &audit)
+            .await?;
         self.migration_facts(actor, now).await
     }
 
     /// The migration API's one rule of access; its handlers apply it before reading a body, so
     /// that a caller without the right learns nothing from how its request would be read.
     pub async fn require_administration(&self, actor: &Operator) -> Result<(), Fault> {
-        if holds(&self.effective_rights(actor).await?, ADMINISTRATION) {
+        if holds(
+            &effective_rights(self.operators.as_ref(), actor).await?,
+            ADMINISTRATION,
+        ) {
             Ok(())
         } else {
             Err(Fault::forbidden(
@@ -232,10 +293,10 @@ impl Instance {
     /// groups with their rights.
     pub async fn migration_facts(&self, actor: &Operator, now: Now) -> Result<InstanceFacts, Fault> {
         self.require_administration(actor).await?;
-        let store = self.store();
-        let build = self.info().build;
-        let restrictions = self.restrictions();
-        let groups = store
+        let build = self.shared.info.build;
+        let restrictions = self.shared.restrictions();
+        let groups = self
+            .operators
             .groups()
             .await?
             .into_iter()
@@ -246,8 +307,8 @@ impl Instance {
             })
             .collect();
         Ok(InstanceFacts {
-            name: self.info().name.clone(),
-            kind: match self.info().kind {
+            name: self.shared.info.name.clone(),
+            kind: match self.shared.info.kind {
                 InstanceKind::Marketing => "marketing",
                 InstanceKind::MessageCenter => "message_center",
             }
@@ -269,7 +330,7 @@ impl Instance {
                 native_api_disabled: restrictions.native_api,
                 allow_list: restrictions.allow_list.clone(),
             },
-            ims_account: self.connection().map(|c| ImsAccountFacts {
+            ims_account: self.shared.connection().map(|c| ImsAccountFacts {
                 ims_url: c.account.url.clone(),
                 org_id: c.account.org_id.clone(),
                 client_id: c.client_id.clone(),
@@ -277,14 +338,16 @@ impl Instance {
                 product_context: c.account.product_context.clone(),
             }),
             groups,
-            operator_count: store.operator_count().await?,
+            operator_count: self.operators.operator_count().await?,
             now: now.millis(),
-            environment: store
+            environment: self
+                .settings
                 .setting(ENVIRONMENT_SETTING)
                 .await?
                 .unwrap_or_else(|| "production".into()),
-            staging_twin: store.setting(STAGING_TWIN_SETTING).await?,
-            migration_complete: store
+            staging_twin: self.settings.setting(STAGING_TWIN_SETTING).await?,
+            migration_complete: self
+                .settings
                 .setting(COMPLETE_SETTING)
                 .await?
                 .and_then(|v| serde_json::from_str(&v).ok()),
@@ -300,8 +363,7 @@ impl Instance {
     ) -> Result<OperatorPage, Fault> {
         self.require_administration(actor).await?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let store = self.store();
-        let page = store.operators_after(after, limit).await?;
+        let page = self.operators.operators_after(after, limit).await?;
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
             return Ok(OperatorPage {
                 operators: Vec::new(),
@@ -309,7 +371,7 @@ impl Instance {
             });
         };
         let mut usage: HashMap<i64, Vec<UsageFacts>> = HashMap::new();
-        for row in store.usage_of_operators(first.id, last.id).await? {
+        for row in self.usage.usage_of_operators(first.id, last.id).await? {
             if let Some(id) = row.key.operator_id {
                 usage.entry(id).or_default().push(usage_facts(row));
             }
@@ -328,7 +390,7 @@ impl Instance {
     }
 }
 
-impl Instance {
+impl Migration {
     /// Gives operators their emails. Every assignment is checked first (the operator exists and
     /// is not a technical account, the address reads as one, no two operators end up sharing an
     /// email, compared case-insensitively); with any problem nothing is written. Each change is
@@ -348,7 +410,6 @@ impl Instance {
                 "at most {MAX_EMAILS} emails per request"
             )));
         }
-        let store = self.store();
         let mut out = EmailOutcome {
             dry_run,
             ..EmailOutcome::default()
@@ -372,7 +433,7 @@ impl Instance {
                 out.problems.push(problem(&a.login, f.message));
                 continue;
             }
-            match store.operator_by_login(&a.login).await? {
+            match self.operators.operator_by_login(&a.login).await? {
                 None => out
                     .problems
                     .push(problem(&a.login, "no operator has this login".into())),
@@ -381,6 +442,7 @@ impl Instance {
                     "a technical account's email is its technical account's".into(),
                 )),
                 Some(op) => match self
+                    .shared
                     .restrictions()
                     .check_operator_change(Some(&op), op.auth_type == AuthType::Native)
                 {
@@ -394,7 +456,8 @@ impl Instance {
         for (op, email) in &targets {
             let key = email_key(email);
             if !holders.contains_key(&key) {
-                let stay = store
+                let stay = self
+                    .operators
                     .operators_by_email(email)
                     .await?
                     .into_iter()
@@ -424,7 +487,7 @@ impl Instance {
             return Ok(out);
         }
         let ctx = context_of(actor, now, caller);
-        let restrictions = self.restrictions();
+        let restrictions = self.shared.restrictions();
         for (op, email) in targets {
             if op.email.as_deref() == Some(email.as_str()) {
                 out.unchanged.push(op.login);
@@ -436,7 +499,7 @@ impl Instance {
                     ..OperatorEdit::default()
                 };
                 crate::operators::save(
-                    store.as_ref(),
+                    self.operators.as_ref(),
                     &restrictions,
                     &OperatorKey::Id(op.id),
                     WriteMode::Update,
@@ -455,7 +518,7 @@ impl Instance {
     }
 }
 
-impl Instance {
+impl Migration {
     /// Creates operator groups carrying named rights that operators hold directly, and adds
     /// those operators to them (their other groups stay). Everything is checked first (a name of
     /// letters, digits, `-` and `_`; known rights; a group of that name, if any, carrying exactly
@@ -475,8 +538,7 @@ impl Instance {
                 "at most 100 groups and {MAX_EMAILS} members per request"
             )));
         }
-        let store = self.store();
-        let existing = store.groups().await?;
+        let existing = self.operators.groups().await?;
         let mut out = GroupOutcome {
             dry_run,
             ..GroupOutcome::default()
@@ -525,7 +587,7 @@ impl Instance {
                 }
             }
             for login in &g.members {
-                match store.operator_by_login(login).await? {
+                match self.operators.operator_by_login(login).await? {
                     None => out
                         .problems
                         .push(problem(login, "no operator has this login".into())),
@@ -562,17 +624,17 @@ impl Instance {
                     "success",
                     serde_json::json!({"label": g.label, "rights": g.rights}),
                 );
-                if !store.create_group(&group, &audit).await? {
+                if !self.operators.create_group(&group, &audit).await? {
                     out.present.push(g.name.clone());
                     continue;
                 }
             }
             out.created.push(g.name.clone());
         }
-        let restrictions = self.restrictions();
+        let restrictions = self.shared.restrictions();
         // Memberships one operator at a time; re-read so two groups for one operator add up.
         for (op, group) in members {
-            let current = store.operator(op.id).await?.unwrap_or(op);
+            let current = self.operators.operator(op.id).await?.unwrap_or(op);
             if current.groups.contains(&group) {
                 continue;
             }
@@ -584,7 +646,7 @@ impl Instance {
                     ..OperatorEdit::default()
                 };
                 crate::operators::save(
-                    store.as_ref(),
+                    self.operators.as_ref(),
                     &restrictions,
                     &OperatorKey::Id(current.id),
                     WriteMode::Update,
@@ -599,7 +661,7 @@ impl Instance {
     }
 }
 
-impl Instance {
+impl Migration {
     /// Gives a technical account operator what the native operator it replaces holds directly:
     /// named rights and folder rights (adding only; run again, it adds nothing).
     pub async fn migration_copy_access(
@@ -610,12 +672,12 @@ impl Instance {
         caller: &Caller,
     ) -> Result<CopyAccessOutcome, Fault> {
         self.require_administration(actor).await?;
-        let store = self.store();
-        let from = store
+        let from = self
+            .operators
             .operator_by_login(&req.from)
             .await?
             .ok_or_else(|| Fault::not_found(format!("no operator {:?}", req.from)))?;
-        let to = store.operator_by_login(&req.to).await?.ok_or_else(|| {
+        let to = self.operators.operator_by_login(&req.to).await?.ok_or_else(|| {
             Fault::not_found(format!(
                 "no operator {:?} (has the technical account made its first call?)",
                 req.to
@@ -634,7 +696,10 @@ impl Instance {
             "success",
             serde_json::json!({"from": from.login, "rights": from.rights}),
         );
-        let (rights_added, folder_rights_added) = store.copy_operator_access(from.id, to.id, &audit).await?;
+        let (rights_added, folder_rights_added) = self
+            .operators
+            .copy_operator_access(from.id, to.id, &audit)
+            .await?;
         Ok(CopyAccessOutcome {
             rights_added,
             folder_rights_added,
@@ -648,11 +713,11 @@ pub const REPORT_SETTING: &str = "migration.report";
 /// How long without native API traffic makes a legacy credential quiet on the console's page.
 pub const QUIET_AFTER_MS: i64 = 7 * 86_400_000;
 
-impl Instance {
+impl Migration {
     /// Reads the stored notice into memory (at start).
     pub async fn load_notice(&self) -> Result<(), Fault> {
         let stored = self
-            .store()
+            .settings
             .setting(NOTICE_SETTING)
             .await?
             .and_then(|v| serde_json::from_str::<Notice>(&v).ok())
@@ -686,12 +751,12 @@ impl Instance {
         let ctx = context_of(actor, now, caller);
         let audit = ctx.event(
             "instance.notice",
-            &self.info().name,
+            &self.shared.info.name,
             "success",
             serde_json::json!({"message": notice.message, "until": notice.until}),
         );
         let value = serde_json::to_string(notice).map_err(|_| Fault::internal())?;
-        self.store().set_setting(NOTICE_SETTING, &value, &audit).await?;
+        self.settings.set_setting(NOTICE_SETTING, &value, &audit).await?;
         *self.notice.write().unwrap_or_else(|e| e.into_inner()) =
             Some(notice.clone()).filter(|n| !n.message.is_empty());
         Ok(())
@@ -708,7 +773,7 @@ impl Instance {
         // The same plans in the same states: nothing to write (a run that changes nothing
         // writes nothing).
         let stored: Option<JournalReport> = self
-            .store()
+            .settings
             .setting(REPORT_SETTING)
             .await?
             .and_then(|v| serde_json::from_str(&v).ok());
@@ -721,12 +786,12 @@ impl Instance {
         }
         let audit = ims_core::audit::Context::new(now, format!("operator:{}", actor.login)).event(
             "instance.migration_report",
-            &self.info().name,
+            &self.shared.info.name,
             "success",
             serde_json::json!({"plans": report.plans.len()}),
         );
         let value = serde_json::to_string(report).map_err(|_| Fault::internal())?;
-        self.store().set_setting(REPORT_SETTING, &value, &audit).await?;
+        self.settings.set_setting(REPORT_SETTING, &value, &audit).await?;
         Ok(())
     }
 
@@ -735,7 +800,7 @@ impl Instance {
         let mut ops = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.store().operators_after(after, MAX_PAGE).await?;
+            let page = self.operators.operators_after(after, MAX_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
             ops.extend(page);
@@ -746,7 +811,6 @@ impl Instance {
     /// What the console's migration page shows.
     pub async fn migration_dashboard(&self, actor: &Operator, now: Now) -> Result<Dashboard, Fault> {
         self.require_administration(actor).await?;
-        let store = self.store();
         let ops = self.all_operators().await?;
         let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
         for op in &ops {
@@ -755,7 +819,7 @@ impl Instance {
         let mut legacy = Vec::new();
         // Everyone's recorded usage in one reading, not one per operator.
         let usage = match (ops.first(), ops.last()) {
-            (Some(first), Some(last)) => store.usage_of_operators(first.id, last.id).await?,
+            (Some(first), Some(last)) => self.usage.usage_of_operators(first.id, last.id).await?,
             _ => Vec::new(),
         };
         // The people an email keeps from moving, by the rule the emails page applies; and those
@@ -808,11 +872,13 @@ impl Instance {
             }
         }
         let history = self.history(&ops, &by_type, now).await?;
-        let report = store
+        let report = self
+            .settings
             .setting(REPORT_SETTING)
             .await?
             .and_then(|v| serde_json::from_str(&v).ok());
-        let completion = store
+        let completion = self
+            .settings
             .setting(COMPLETE_SETTING)
             .await?
             .and_then(|v| serde_json::from_str(&v).ok());
@@ -836,14 +902,14 @@ impl Instance {
         now: Now,
     ) -> Result<Vec<(i64, i64, i64, i64)>, Fault> {
         use ims_core::audit::AuditQuery;
-        let store = self.store();
         let technical: HashSet<&str> = ops
             .iter()
             .filter(|o| o.auth_type == AuthType::TechnicalAccount)
             .map(|o| o.login.as_str())
             .collect();
         let mut events: Vec<(i64, &str, i64)> = Vec::new();
-        let moves = store
+        let moves = self
+            .audit
             .audit(&AuditQuery {
                 action_prefix: Some("operator.migrate".into()),
                 limit: 10_000,
@@ -853,7 +919,8 @@ impl Instance {
             let to_ims = e.details.get("to").and_then(|v| v.as_str()) == Some("ims");
             events.push((e.at.millis(), if to_ims { "to_ims" } else { "to_native" }, 1));
         }
-        let made = store
+        let made = self
+            .audit
             .audit(&AuditQuery {
                 action_prefix: Some("operator.create".into()),
                 limit: 10_000,

@@ -1,7 +1,7 @@
 //! The emails a migration needs, as the instance console's page works with them: which people
 //! still signing in natively have an email the move cannot use, and giving them theirs.
 //!
-//! Setting goes through `Instance::migration_set_emails`, the migration API's own check and
+//! Setting goes through `Migration::migration_set_emails`, the migration API's own check and
 //! write path, so the console and `ims migrate prepare --emails` refuse the same rows and leave
 //! the same audit lines. Like the engine does with a CSV file, addresses are first held to the
 //! IMS's rule, which is stricter than the instance's: an address only the instance accepts would
@@ -13,8 +13,9 @@ use ims_core::Now;
 use ims_wire::migration::{EmailAssignment, EmailOutcome, RowProblem};
 
 use crate::fault::Fault;
+use crate::migration::Migration;
 use crate::model::{AuthPath, AuthType, Operator};
-use crate::service::{holds, Caller, Instance, ADMINISTRATION};
+use crate::service::{effective_rights, holds, Caller, ADMINISTRATION};
 use crate::usage::UsageSummary;
 use ims_wire::email::email_key;
 
@@ -127,19 +128,21 @@ pub fn email_blockers(ops: &[Operator], usage: &[UsageSummary]) -> Vec<EmailBloc
         .collect()
 }
 
-impl Instance {
+impl Migration {
     /// The people whose email blocks their move (see [`email_blockers`]), for an administrator.
     pub async fn migration_email_blockers(&self, actor: &Operator) -> Result<Vec<EmailBlocker>, Fault> {
-        if !holds(&self.effective_rights(actor).await?, ADMINISTRATION) {
+        if !holds(
+            &effective_rights(self.operators.as_ref(), actor).await?,
+            ADMINISTRATION,
+        ) {
             return Err(Fault::forbidden(
                 "the migration's emails need the ADMINISTRATION right",
             ));
         }
-        let store = self.store();
         let ops = self.all_operators().await?;
         // Everyone's usage in one reading, as the migration page does.
         let usage = match (ops.first(), ops.last()) {
-            (Some(first), Some(last)) => store.usage_of_operators(first.id, last.id).await?,
+            (Some(first), Some(last)) => self.usage.usage_of_operators(first.id, last.id).await?,
             _ => Vec::new(),
         };
         Ok(email_blockers(&ops, &usage))

@@ -10,9 +10,10 @@ use ims_wire::migration::{
 };
 
 use crate::fault::Fault;
+use crate::migration::Migration;
 use crate::migration::{context_of, facts_of};
 use crate::model::{AuthPath, AuthType, Operator};
-use crate::service::{Caller, Instance};
+use crate::service::Caller;
 use crate::store::SwitchStep;
 
 /// What one item of a request comes to before anything is written: an answer already, or a
@@ -32,7 +33,7 @@ struct Rules<'a> {
     ctx: &'a Context,
 }
 
-impl Instance {
+impl Migration {
     /// Moves operators to IMS sign-in (linked to their identity; native sessions end) or back
     /// to native sign-in (link cleared; IMS sessions end). Each operator decided alone (the
     /// request's switches share transactions, not outcomes), only if it is still in the state
@@ -57,10 +58,10 @@ impl Instance {
                 "at most {MAX_SWITCH} operators per request"
             )));
         }
-        let store = self.store();
         let ctx = context_of(actor, now, caller);
         let logins: Vec<String> = req.operators.iter().map(|i| i.login.clone()).collect();
-        let mut found: HashMap<String, Operator> = store
+        let mut found: HashMap<String, Operator> = self
+            .operators
             .operators_by_logins(&logins)
             .await?
             .into_iter()
@@ -69,13 +70,18 @@ impl Instance {
         // Groups given back on the way to native sign-in must still exist: one deleted meanwhile
         // is left out (and said in the audit line).
         let existing: HashSet<String> = if req.operators.iter().any(|i| i.restore.is_some()) {
-            store.groups().await?.into_iter().map(|g| g.name).collect()
+            self.operators
+                .groups()
+                .await?
+                .into_iter()
+                .map(|g| g.name)
+                .collect()
         } else {
             HashSet::new()
         };
         let rules = Rules {
             to,
-            locked: self.restrictions().operator_management,
+            locked: self.shared.restrictions().operator_management,
             existing: &existing,
             ctx: &ctx,
         };
@@ -112,7 +118,7 @@ impl Instance {
                 }
             }
         }
-        let done = store.switch_operators(&steps).await?;
+        let done = self.operators.switch_operators(&steps).await?;
         for ((at, switched_state), done) in pending.into_iter().zip(done) {
             let o = &mut out[at];
             if done {

@@ -8,7 +8,7 @@ use ims_core::secret::Secret;
 use crate::fault::Fault;
 use crate::model::{AuthType, Operator};
 use crate::restrictions::Restrictions;
-use crate::store::InstanceStore;
+use crate::store::OperatorStore;
 use ims_wire::rights;
 
 /// Which operator a change is about.
@@ -193,14 +193,14 @@ impl OperatorEdit {
     }
 }
 
-async fn find(store: &dyn InstanceStore, key: &OperatorKey) -> Result<Option<Operator>, Fault> {
+async fn find(store: &dyn OperatorStore, key: &OperatorKey) -> Result<Option<Operator>, Fault> {
     Ok(match key {
         OperatorKey::Id(id) => store.operator(*id).await?,
         OperatorKey::Login(login) => store.operator_by_login(login).await?,
     })
 }
 
-async fn check_groups(store: &dyn InstanceStore, groups: &[String]) -> Result<(), Fault> {
+async fn check_groups(store: &dyn OperatorStore, groups: &[String]) -> Result<(), Fault> {
     if groups.is_empty() {
         return Ok(());
     }
@@ -217,7 +217,7 @@ async fn check_groups(store: &dyn InstanceStore, groups: &[String]) -> Result<()
 /// operators; this decides whether the change itself is allowed, the lock-down restrictions
 /// first.
 pub async fn save(
-    store: &dyn InstanceStore,
+    store: &dyn OperatorStore,
     restrictions: &Restrictions,
     key: &OperatorKey,
     mode: WriteMode,
@@ -250,7 +250,7 @@ pub async fn save(
 }
 
 async fn create(
-    store: &dyn InstanceStore,
+    store: &dyn OperatorStore,
     key: &OperatorKey,
     edit: OperatorEdit,
     ctx: &Context,
@@ -302,7 +302,7 @@ async fn create(
 }
 
 async fn update(
-    store: &dyn InstanceStore,
+    store: &dyn OperatorStore,
     mut op: Operator,
     edit: OperatorEdit,
     ctx: &Context,
@@ -395,7 +395,7 @@ async fn update(
 /// Deletes an operator and everything that is only its (memberships, rights, sessions). Built-in
 /// operators and the actor itself cannot be deleted.
 pub async fn delete(
-    store: &dyn InstanceStore,
+    store: &dyn OperatorStore,
     restrictions: &Restrictions,
     key: &OperatorKey,
     actor_id: Option<i64>,

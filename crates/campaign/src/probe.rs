@@ -386,6 +386,25 @@ fn outcome<T>(r: &Result<T, crate::fault::Fault>) -> String {
 /// A login for the probes' own native operator, unlikely to exist and never allow-listed.
 const PROBE_LOGIN: &str = "ims-restrictions-probe";
 
+/// Runs the probes over an instance's data. The probes drive a whole instance (sign-in,
+/// sessions, operator changes) over a [`ProbeStore`], which reads through to every part of the
+/// real store: this is the one holder of the whole store besides the process that opened it,
+/// and all it can do with it is read.
+pub struct Verifier {
+    store: Arc<dyn InstanceStore>,
+}
+
+impl Verifier {
+    pub(crate) fn new(store: Arc<dyn InstanceStore>) -> Self {
+        Verifier { store }
+    }
+
+    /// Runs every probe (read only) with the restrictions `input` describes.
+    pub async fn verify(&self, input: ProbeInput) -> Vec<ProbeResult> {
+        verify(Arc::clone(&self.store), input).await
+    }
+}
+
 /// Runs every probe against `store` (read only) with the restrictions `input` describes.
 pub async fn verify(store: Arc<dyn InstanceStore>, input: ProbeInput) -> Vec<ProbeResult> {
     let probe_store = Arc::new(ProbeStore::new(store));
@@ -481,6 +500,7 @@ impl Probe {
             Ok(_) => outcome(
                 &self
                     .instance
+                    .sessions()
                     .logon(PROBE_LOGIN, &self.password, false, now, &self.caller)
                     .await,
             ),
@@ -511,6 +531,7 @@ impl Probe {
         let _ = self.store.insert_session(&session).await;
         let r = self
             .instance
+            .sessions()
             .session_operator(token.expose(), None, None, now)
             .await;
         self.record(
@@ -558,6 +579,7 @@ impl Probe {
             .await;
         let r = self
             .instance
+            .sessions()
             .logon(&op.login, &self.password, false, self.now, &self.caller)
             .await;
         let observed = if r.is_ok() {
@@ -587,6 +609,7 @@ impl Probe {
         };
         let r = self
             .instance
+            .sessions()
             .bearer_operator(token.expose(), "xtk:session#GetUserInfo", self.now, &self.caller)
             .await;
         let observed = match &r {
@@ -664,6 +687,7 @@ impl Probe {
     ) {
         let r = self
             .instance
+            .operators()
             .change_operator(actor, key, mode, edit, self.now, &self.caller)
             .await;
         let restricted = matches!(&r, Err(f) if f.code == RESTRICTED_CODE);

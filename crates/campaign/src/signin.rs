@@ -16,7 +16,8 @@ use crate::connect::{
 };
 use crate::fault::Fault;
 use crate::model::{AuthPath, AuthType, Operator};
-use crate::service::{Call, Caller, Instance, SessionTokens};
+use crate::service::{Call, Caller, SessionTokens};
+use crate::sessions::Sessions;
 
 /// How long a technical account's rights read from its product profiles stand before the next
 /// call reads them again: a profile given or taken in the Admin or Developer Console reaches
@@ -337,14 +338,15 @@ impl SyncReport {
     }
 }
 
-impl Instance {
+impl Sessions {
     /// Starts a console sign-in through the IMS.
     pub fn start_ims_sign_in(&self) -> Result<SignInStart, Fault> {
         Ok(self.require_connection()?.start())
     }
 
     fn require_connection(&self) -> Result<Arc<Connection>, Fault> {
-        self.connection()
+        self.shared
+            .connection()
             .ok_or_else(|| Fault::forbidden("sign-in through the IMS is not configured on this instance"))
     }
 
@@ -407,7 +409,7 @@ impl Instance {
             "failure",
             json!({"reason": why, "user_id": who.user_id}),
         );
-        if let Err(e) = self.store().append_audit(&audit).await {
+        if let Err(e) = self.audit.append_audit(&audit).await {
             tracing::warn!(error = %e, "a refused sign-in could not be audited");
         }
         Fault::forbidden(why)
@@ -423,9 +425,9 @@ impl Instance {
         now: Now,
         caller: &Caller,
     ) -> Result<(Operator, SyncReport), Fault> {
-        let groups = self.store().groups().await?;
+        let groups = self.operators.groups().await?;
         let mapping = connect::map_profiles(&conn.account.mask, profiles, &groups);
-        let linked = self.store().operator_by_ims_id(&who.user_id).await?;
+        let linked = self.operators.operator_by_ims_id(&who.user_id).await?;
         if mapping.matched.is_empty() {
             // No right left: what the operator held through profiles goes now, with its
             // console sessions, rather than at a sign-in that will never succeed.
@@ -437,14 +439,14 @@ impl Instance {
                     "success",
                     json!({"profiles": [], "changes": report.to_json(), "user_id": who.user_id, "reason": NO_MATCHING_RIGHT}),
                 );
-                self.store()
+                self.operators
                     .set_operator_access(op.id, &[], &[], None, true, &audit)
                     .await?;
             }
             return Err(self.refuse_identity(who, NO_MATCHING_RIGHT, now, caller).await);
         }
         let same_email = match (&linked, who.email.as_deref()) {
-            (None, Some(email)) => self.store().operators_by_email(email).await?,
+            (None, Some(email)) => self.operators.operators_by_email(email).await?,
             _ => Vec::new(),
         };
         let actor = format!("ims:{}", who.user_id);
@@ -465,7 +467,7 @@ impl Instance {
                 // Only groups, rights and the link are written: an administrator's change made
                 // meanwhile (disabling, say) stays. The link holds only if nobody took it first.
                 match self
-                    .store()
+                    .operators
                     .set_operator_access(
                         op.id,
                         &mapping.groups,
@@ -530,11 +532,11 @@ impl Instance {
             "success",
             json!({"auth_type": "ims", "reason": "first sign-in through the IMS", "sync": details}),
         );
-        match self.store().create_operator(&new, &audit).await {
+        match self.operators.create_operator(&new, &audit).await {
             Ok(id) => Ok(Operator { id, ..new }),
             Err(ims_core::error::StoreError::Conflict(_)) => {
                 // Two first sign-ins at once: the other one created it.
-                if let Some(op) = self.store().operator_by_ims_id(&who.user_id).await? {
+                if let Some(op) = self.operators.operator_by_ims_id(&who.user_id).await? {
                     return Ok(op);
                 }
                 let why = format!(
@@ -563,7 +565,7 @@ impl Instance {
     ) -> Result<Operator, Fault> {
         if !self
             .profiles_read
-            .due(op.id, now, self.info().profile_refresh_secs)
+            .due(op.id, now, self.shared.info.profile_refresh_secs)
         {
             return Ok(op);
         }
@@ -577,7 +579,7 @@ impl Instance {
                 return Ok(op);
             }
         };
-        let groups = self.store().groups().await?;
+        let groups = self.operators.groups().await?;
         let mapping = connect::map_profiles(&conn.account.mask, &profiles, &groups);
         let report = SyncReport::between(Some(&op), &mapping);
         let op = if report.changed() {
@@ -593,7 +595,7 @@ impl Instance {
                     json!({"profiles": mapping.matched, "changes": report.to_json()}),
                 );
             let next = self
-                .store()
+                .operators
                 .set_operator_access(op.id, &mapping.groups, &mapping.rights, None, false, &audit)
                 .await?;
             tracing::info!(operator = %op.login, changes = %report.summary(), "operator synchronised from product profiles");
@@ -631,11 +633,11 @@ impl Instance {
             }
         };
         let user_id = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
-        let Some(op) = self.store().operator_by_ims_id(user_id).await? else {
+        let Some(op) = self.operators.operator_by_ims_id(user_id).await? else {
             return Ok(0);
         };
         let ended = self
-            .store()
+            .sessions
             .delete_operator_sessions(op.id, AuthPath::Ims)
             .await?;
         let audit = Context::new(now, format!("ims:{user_id}")).event(
@@ -644,7 +646,7 @@ impl Instance {
             "success",
             json!({"sessions_ended": ended, "reason": "signed out at the IMS"}),
         );
-        self.store().append_audit(&audit).await?;
+        self.audit.append_audit(&audit).await?;
         tracing::info!(operator = %op.login, ended, "signed out at the IMS: console sessions ended");
         Ok(ended)
     }

@@ -1,7 +1,7 @@
 //! Usage evidence of calls, kept bounded: calls are counted in memory per (operator, action,
 //! authentication path, source, client, outcome) and flushed now and then as running totals with
 //! first and last times. Sign-ins and refusals are rare and telling, so they are written one by
-//! one as events instead (see `Instance::record`).
+//! one as events instead (see `Sessions::record`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -1,8 +1,32 @@
-//! WSDL 1.1 of a schema's methods (`/nl/jsp/schemawsdl.jsp?schema=...`): what SOAP toolkits
-//! (zeep, the vendor's console generators) read to build their calls. Generated from the compiled
-//! schema the instance serves, so the description and the router cannot disagree.
+//! What a schema's methods look like to SOAP toolkits (zeep, the vendor's console generators):
+//! each method's input and output parts with their XML Schema types, read from the compiled
+//! schema the instance serves, so the description and the router cannot disagree. The WSDL
+//! document that carries it (`/nl/jsp/schemawsdl.jsp?schema=...`) is written at the HTTP edge.
 
-use ims_wire::soap::{escape, parse_document, Element, Limits};
+use ims_wire::soap::{parse_document, Element, Limits};
+
+/// The methods of one served schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaService {
+    /// The schema (`nms:rtEvent`): its URN is `urn:<id>`.
+    pub id: String,
+    pub methods: Vec<MethodParts>,
+}
+
+/// One method's call: what it takes and what it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodParts {
+    pub name: String,
+    pub inputs: Vec<Part>,
+    pub outputs: Vec<Part>,
+}
+
+/// A parameter of a call and its XML Schema type (`xsd:string`, or `tns:Element` for a DOM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    pub xsd_type: &'static str,
+}
 
 fn xsd_type(t: &str) -> &'static str {
     match t {
@@ -19,75 +43,49 @@ fn xsd_type(t: &str) -> &'static str {
     }
 }
 
-/// The WSDL document of schema `id`, whose router is at `location`; `None` for schemas we do not serve.
-pub fn wsdl(id: &str, location: &str) -> Option<String> {
+/// The methods of schema `id`; `None` for schemas we do not serve. Every call takes the session
+/// token first and, unless the method is static, the document it applies to.
+pub fn describe(id: &str) -> Option<SchemaService> {
     let compiled = crate::schemas::compiled(id)?;
     let schema = parse_document(compiled, Limits::default()).ok()?;
-    let urn = format!("urn:{id}");
-    let service = id.replace(':', "_");
     let methods: Vec<&Element> = schema
         .element("methods")
         .map(|m| m.elements().filter(|e| e.name == "method").collect())
         .unwrap_or_default();
-    let mut messages = String::new();
-    let mut port_ops = String::new();
-    let mut binding_ops = String::new();
-    for m in &methods {
-        let name = m.attr("name").unwrap_or_default();
-        let params: Vec<&Element> = m
-            .element("parameters")
-            .map(|p| p.elements().collect())
-            .unwrap_or_default();
-        let mut input = String::from(r#"<wsdl:part name="sessiontoken" type="xsd:string"/>"#);
-        if m.attr("static") != Some("true") {
-            input.push_str(r#"<wsdl:part name="document" type="tns:Element"/>"#);
-        }
-        let mut output = String::new();
-        for p in &params {
-            let part = format!(
-                r#"<wsdl:part name="{}" type="{}"/>"#,
-                escape(p.attr("name").unwrap_or_default()),
-                xsd_type(p.attr("type").unwrap_or_default())
-            );
-            if p.attr("inout") == Some("out") {
-                output.push_str(&part);
-            } else {
-                input.push_str(&part);
+    let part = |name: &str, xsd_type: &'static str| Part {
+        name: name.to_owned(),
+        xsd_type,
+    };
+    let methods = methods
+        .iter()
+        .map(|m| {
+            let mut inputs = vec![part("sessiontoken", "xsd:string")];
+            if m.attr("static") != Some("true") {
+                inputs.push(part("document", "tns:Element"));
             }
-        }
-        messages.push_str(&format!(
-            r#"<wsdl:message name="{name}In">{input}</wsdl:message><wsdl:message name="{name}Out">{output}</wsdl:message>"#
-        ));
-        port_ops.push_str(&format!(
-            r#"<wsdl:operation name="{name}"><wsdl:input message="tns:{name}In"/><wsdl:output message="tns:{name}Out"/></wsdl:operation>"#
-        ));
-        let body = format!(
-            r#"<soap:body use="encoded" namespace="{urn}" encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"/>"#
-        );
-        binding_ops.push_str(&format!(
-            r#"<wsdl:operation name="{name}"><soap:operation soapAction="{id}#{name}" style="rpc"/><wsdl:input>{body}</wsdl:input><wsdl:output>{body}</wsdl:output></wsdl:operation>"#
-        ));
-    }
-    Some(format!(
-        concat!(
-            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
-            r#"<wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" "#,
-            r#"xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:tns="{urn}" targetNamespace="{urn}" name="{service}">"#,
-            r#"<wsdl:types><xsd:schema targetNamespace="{urn}"><xsd:complexType name="Element"><xsd:sequence>"#,
-            r#"<xsd:any processContents="lax" minOccurs="0" maxOccurs="unbounded"/></xsd:sequence>"#,
-            r#"<xsd:anyAttribute processContents="lax"/></xsd:complexType></xsd:schema></wsdl:types>"#,
-            r#"{messages}<wsdl:portType name="{service}PortType">{port_ops}</wsdl:portType>"#,
-            r#"<wsdl:binding name="{service}Binding" type="tns:{service}PortType"><soap:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>{binding_ops}</wsdl:binding>"#,
-            r#"<wsdl:service name="{service}"><wsdl:port name="{service}Port" binding="tns:{service}Binding"><soap:address location="{location}"/></wsdl:port></wsdl:service>"#,
-            r#"</wsdl:definitions>"#
-        ),
-        urn = escape(&urn),
-        service = escape(&service),
-        messages = messages,
-        port_ops = port_ops,
-        binding_ops = binding_ops,
-        location = escape(location)
-    ))
+            let mut outputs = Vec::new();
+            for p in m.element("parameters").iter().flat_map(|p| p.elements()) {
+                let typed = part(
+                    p.attr("name").unwrap_or_default(),
+                    xsd_type(p.attr("type").unwrap_or_default()),
+                );
+                if p.attr("inout") == Some("out") {
+                    outputs.push(typed);
+                } else {
+                    inputs.push(typed);
+                }
+            }
+            MethodParts {
+                name: m.attr("name").unwrap_or_default().to_owned(),
+                inputs,
+                outputs,
+            }
+        })
+        .collect();
+    Some(SchemaService {
+        id: id.to_owned(),
+        methods,
+    })
 }
 
 #[cfg(test)]
@@ -95,24 +93,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wsdl_of_rt_event_describes_push_event() {
-        let doc = wsdl("nms:rtEvent", "https://mc.example/nl/jsp/soaprouter.jsp").unwrap();
-        let root = parse_document(&doc, Limits::default()).unwrap();
-        assert_eq!(root.name, "definitions");
-        assert_eq!(root.attr("targetNamespace"), Some("urn:nms:rtEvent"));
-        let binding = root.element("binding").unwrap();
-        let op = binding.element("operation").unwrap();
-        assert_eq!(op.attr("name"), Some("PushEvent"));
-        assert_eq!(
-            op.element("operation").unwrap().attr("soapAction"),
-            Some("nms:rtEvent#PushEvent")
-        );
-        let input = root
-            .elements()
-            .find(|e| e.attr("name") == Some("PushEventIn"))
-            .unwrap();
-        let parts: Vec<_> = input.elements().filter_map(|p| p.attr("name")).collect();
-        assert_eq!(parts, vec!["sessiontoken", "domEvent"]);
-        assert!(wsdl("nms:nothing", "x").is_none());
+    fn rt_event_describes_push_event() {
+        let service = describe("nms:rtEvent").unwrap();
+        assert_eq!(service.id, "nms:rtEvent");
+        let push = &service.methods[0];
+        assert_eq!(push.name, "PushEvent");
+        let inputs: Vec<_> = push.inputs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(inputs, vec!["sessiontoken", "domEvent"]);
+        assert!(describe("nms:nothing").is_none());
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ims_campaign::model::Operator;
-use ims_campaign::service::{Instance, InstanceInfo, InstanceKind};
-use ims_campaign::store::OperatorStore as _;
+use ims_campaign::service::{Configuration, Instance, InstanceInfo, InstanceKind};
+use ims_campaign::store::{OperatorStore as _, SettingsStore};
 use ims_campaign::Build;
 use ims_core::audit::Context;
 use ims_core::secret::{self, Secret};
@@ -21,8 +21,16 @@ use crate::account::{configure, connection_of, AccountChange};
 use crate::conf::{read_configuration, write_switches, Loaded, LOADED_SETTING};
 use crate::context::instance_store_options;
 
-/// Opens (creating on first start) an instance under `dir`. Returns it with the `admin`
-/// operator's password when this start created it.
+/// An instance this process runs, with the store it opened for it: the host writes the
+/// instance's own settings (the configuration it read, its environment) through that store.
+pub struct Embedded {
+    pub instance: Instance,
+    pub store: Arc<SqlInstanceStore>,
+    /// The `admin` operator's password, when this start created it.
+    pub admin_password: Option<Secret>,
+}
+
+/// Opens (creating on first start) an instance under `dir`.
 pub async fn open_embedded(
     dir: &Path,
     config: &crate::config::Config,
@@ -31,7 +39,7 @@ pub async fn open_embedded(
     build: Build,
     technical_account_groups: Vec<String>,
     ims_http: Option<Arc<dyn ims_campaign::connect::ImsHttp>>,
-) -> Result<(Instance, Option<Secret>)> {
+) -> Result<Embedded> {
     let conf_dir = dir.join("conf");
     let now = Now::system();
     let profile_refresh_secs = config.instance_profile_refresh_secs;
@@ -108,28 +116,39 @@ pub async fn open_embedded(
         crate::files::write_public(&server_conf, ims_campaign::config::DEFAULT_SERVER_CONF.as_bytes())?;
     }
     let loaded = read_configuration(dir, name, &build)?;
-    let mut instance = Instance::new(store, info).with_switches(&loaded.switches);
+    let mut instance =
+        Instance::new(Arc::<SqlInstanceStore>::clone(&store), info).with_switches(&loaded.switches);
     if let Some(http) = ims_http {
         let connection = connection_of(dir, name, &loaded.instance, Arc::clone(&http))?;
         instance = instance.with_ims_http(http).with_connection(connection);
     }
-    record_loaded(&instance, &loaded, "start").await?;
-    let instance = instance.with_config_files(Arc::new(InstanceFiles { dir: dir.to_owned() }));
-    instance.load_notice().await.map_err(|f| anyhow::anyhow!("{f}"))?;
-    Ok((instance, admin_password))
+    record_loaded(store.as_ref(), name, &loaded, "start").await?;
+    let instance = instance.with_config_files(Arc::new(InstanceFiles {
+        dir: dir.to_owned(),
+        settings: Arc::<SqlInstanceStore>::clone(&store),
+    }));
+    instance
+        .migration()
+        .load_notice()
+        .await
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    Ok(Embedded {
+        instance,
+        store,
+        admin_password,
+    })
 }
 
-async fn record_loaded(instance: &Instance, loaded: &Loaded, how: &str) -> Result<()> {
+async fn record_loaded(settings: &dyn SettingsStore, name: &str, loaded: &Loaded, how: &str) -> Result<()> {
     let value =
         serde_json::json!({"digest": loaded.digest, "at": Now::system().millis(), "by": how, "error": null});
     let audit = Context::new(Now::system(), "system").event(
         "instance.reload",
-        &instance.info().name,
+        name,
         "success",
         serde_json::json!({"by": how, "digest": loaded.digest}),
     );
-    instance
-        .store()
+    settings
         .set_setting(LOADED_SETTING, &value.to_string(), &audit)
         .await?;
     Ok(())
@@ -138,27 +157,20 @@ async fn record_loaded(instance: &Instance, loaded: &Loaded, how: &str) -> Resul
 /// Records the instance's environment and staging twin unless they are recorded already (an
 /// administrator's later choice stays).
 pub async fn declare_environment(
-    instance: &Instance,
+    store: &dyn SettingsStore,
+    name: &str,
     environment: &str,
     staging_twin: Option<&str>,
 ) -> Result<()> {
     use ims_campaign::migration::ENVIRONMENT_SETTING;
-    let store = instance.store();
     if store.setting(ENVIRONMENT_SETTING).await?.is_some() {
         return Ok(());
     }
-    set_environment(
-        store.as_ref(),
-        &instance.info().name,
-        environment,
-        staging_twin,
-        "system",
-    )
-    .await
+    set_environment(store, name, environment, staging_twin, "system").await
 }
 
 pub async fn set_environment(
-    store: &dyn ims_campaign::store::InstanceStore,
+    store: &dyn SettingsStore,
     name: &str,
     environment: &str,
     staging_twin: Option<&str>,
@@ -190,11 +202,13 @@ pub async fn set_environment(
 /// down through the instance's API, then has the instance read them again.
 pub struct InstanceFiles {
     pub dir: std::path::PathBuf,
+    /// The instance's store, which its host opened: the reload is recorded in its settings.
+    pub settings: Arc<dyn SettingsStore>,
 }
 
 #[async_trait::async_trait]
 impl ims_campaign::migration::ConfigFiles for InstanceFiles {
-    async fn lock_down(&self, instance: &Instance, allow: &[String]) -> Result<(), String> {
+    async fn lock_down(&self, instance: &Configuration, allow: &[String]) -> Result<(), String> {
         let (dir, name, allow) = (self.dir.clone(), instance.info().name.clone(), allow.to_vec());
         // The file writer's futures are not `Send` (sqlx's generic executors), which this
         // trait's are: it runs on a blocking thread of its own, driven by the runtime's handle.
@@ -205,12 +219,14 @@ impl ims_campaign::migration::ConfigFiles for InstanceFiles {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("{e:#}"))?;
-        reload(&self.dir, instance).await.map_err(|e| format!("{e:#}"))
+        reload(&self.dir, instance, self.settings.as_ref())
+            .await
+            .map_err(|e| format!("{e:#}"))
     }
 
     async fn set_ims_account(
         &self,
-        instance: &Instance,
+        instance: &Configuration,
         req: &ims_wire::migration::ImsAccountRequest,
     ) -> Result<serde_json::Value, String> {
         let change = AccountChange {
@@ -235,7 +251,9 @@ impl ims_campaign::migration::ConfigFiles for InstanceFiles {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{e:#}"))?;
-        reload(&self.dir, instance).await.map_err(|e| format!("{e:#}"))?;
+        reload(&self.dir, instance, self.settings.as_ref())
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         // Where the file lies is the host's business, not the caller's.
         if let Some(o) = set.as_object_mut() {
             o.remove("file");
@@ -247,7 +265,7 @@ impl ims_campaign::migration::ConfigFiles for InstanceFiles {
 /// Reads the instance's configuration again and applies it (`SIGHUP`, `ims instance reload`).
 /// A file that does not read leaves the running state as it was; the error is recorded for the
 /// command that asked and logged.
-pub async fn reload(dir: &Path, instance: &Instance) -> Result<()> {
+pub async fn reload(dir: &Path, instance: &Configuration, settings: &dyn SettingsStore) -> Result<()> {
     let name = instance.info().name.clone();
     let now = Now::system();
     let read = read_configuration(dir, &name, &instance.info().build).and_then(|loaded| {
@@ -270,7 +288,7 @@ pub async fn reload(dir: &Path, instance: &Instance) -> Result<()> {
                     .await
                     .map_err(|f| anyhow::anyhow!("{f}"))?;
             }
-            record_loaded(instance, &loaded, "reload").await?;
+            record_loaded(settings, &name, &loaded, "reload").await?;
             tracing::info!(instance = %name, "configuration reloaded");
         }
         Err(e) => {
@@ -282,8 +300,7 @@ pub async fn reload(dir: &Path, instance: &Instance) -> Result<()> {
                 "failure",
                 serde_json::json!({"error": format!("{e:#}")}),
             );
-            instance
-                .store()
+            settings
                 .set_setting(LOADED_SETTING, &value.to_string(), &audit)
                 .await?;
         }

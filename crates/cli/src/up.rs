@@ -291,12 +291,17 @@ async fn serve(
             router,
             runtime: Some(handle),
         });
-        instances.push(s.instance);
+        instances.push((s.instance, s.store));
     }
     spawn_reload_on_hangup(hangups, dir.to_owned(), instances.clone());
     let served = server::run_with(prepared, serving).await;
-    for instance in instances {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), instance.flush_usage()).await {
+    for (instance, _) in instances {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            instance.sessions().flush_usage(),
+        )
+        .await
+        {
             Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
             Err(_) => {
                 tracing::warn!(instance = %instance.info().name, "usage not flushed at shutdown: the instance does not answer")
@@ -395,6 +400,8 @@ const DEMO_INSTANCES: &[InstanceSpec] = &[
 struct StartedInstance {
     listener: tokio::net::TcpListener,
     instance: std::sync::Arc<ims_campaign::service::Instance>,
+    /// The store the host opened for it (the reload records itself there).
+    store: std::sync::Arc<ims_store::instance::SqlInstanceStore>,
     up: UpInstance,
 }
 
@@ -427,7 +434,11 @@ async fn start_instance(
         if config.tls { "https" } else { "http" },
         listener.local_addr()?
     );
-    let (instance, created_admin) = crate::host::open_embedded(
+    let crate::host::Embedded {
+        instance,
+        store,
+        admin_password: created_admin,
+    } = crate::host::open_embedded(
         dir,
         config,
         spec.name,
@@ -438,7 +449,7 @@ async fn start_instance(
     )
     .await?;
     let instance = instance.with_public_url(&url);
-    crate::host::declare_environment(&instance, spec.environment, spec.staging_twin).await?;
+    crate::host::declare_environment(store.as_ref(), spec.name, spec.environment, spec.staging_twin).await?;
     // Bearer tokens of this IMS, verified against its published keys.
     let jwks = ims_campaign::connect::HttpKeys {
         http,
@@ -461,6 +472,7 @@ async fn start_instance(
     Ok(StartedInstance {
         listener,
         instance,
+        store,
         up,
     })
 }
@@ -470,12 +482,15 @@ async fn start_instance(
 fn spawn_reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
     dir: PathBuf,
-    instances: Vec<std::sync::Arc<ims_campaign::service::Instance>>,
+    instances: Vec<(
+        std::sync::Arc<ims_campaign::service::Instance>,
+        std::sync::Arc<ims_store::instance::SqlInstanceStore>,
+    )>,
 ) {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            for instance in &instances {
-                if let Err(e) = crate::host::reload(&dir, instance).await {
+            for (instance, store) in &instances {
+                if let Err(e) = crate::host::reload(&dir, instance.configuration(), store.as_ref()).await {
                     tracing::error!(instance = %instance.info().name, error = %format!("{e:#}"), "reload failed");
                 }
             }
@@ -491,13 +506,17 @@ async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) 
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = instance.flush_usage().await {
+        if let Err(e) = instance.sessions().flush_usage().await {
             tracing::warn!(error = %e, "usage flush failed; kept for the next one");
         }
         // About hourly: expired sessions are of no use to anyone.
         ticks += 1;
         if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
-            if let Err(e) = instance.purge_expired_sessions(ims_core::Now::system()).await {
+            if let Err(e) = instance
+                .sessions()
+                .purge_expired_sessions(ims_core::Now::system())
+                .await
+            {
                 tracing::warn!(error = %e, "purging expired sessions failed");
             }
         }

@@ -92,14 +92,14 @@ async fn caller(
         client: client_headers(headers),
     };
     let op = authenticated(&st.instance, &creds, action, meta.now, &caller).await?;
-    st.instance.require_administration(&op).await?;
+    st.instance.migration().require_administration(&op).await?;
     Ok((op, caller))
 }
 
 async fn instance(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {
     let run = async {
         let (op, _) = caller(&st, &meta, &headers, "migration#Instance").await?;
-        st.instance.migration_facts(&op, meta.now).await
+        st.instance.migration().migration_facts(&op, meta.now).await
     };
     json_answer(run.await)
 }
@@ -123,6 +123,7 @@ async fn operators(
         })?;
         let (op, _) = caller(&st, &meta, &headers, "migration#Operators").await?;
         st.instance
+            .migration()
             .migration_operators(&op, q.after, q.limit.unwrap_or(MAX_PAGE))
             .await
     };
@@ -147,6 +148,7 @@ async fn emails(
         let (op, caller) = caller(&st, &meta, &headers, "migration#Emails").await?;
         let req: EmailRequest = body_of(&body, "an email request")?;
         st.instance
+            .migration()
             .migration_set_emails(&op, &req.emails, q.dry_run, meta.now, &caller)
             .await
     };
@@ -166,7 +168,10 @@ async fn switch(
     let run = async {
         let (op, caller) = caller(&st, &meta, &headers, "migration#Switch").await?;
         let req: SwitchRequest = body_of(&body, "a switch request")?;
-        st.instance.migration_switch(&op, &req, meta.now, &caller).await
+        st.instance
+            .migration()
+            .migration_switch(&op, &req, meta.now, &caller)
+            .await
     };
     json_answer(run.await)
 }
@@ -183,6 +188,7 @@ async fn groups(
         let (op, caller) = caller(&st, &meta, &headers, "migration#Groups").await?;
         let req: GroupRequest = body_of(&body, "a group request")?;
         st.instance
+            .migration()
             .migration_groups(&op, &req, q.dry_run, meta.now, &caller)
             .await
     };
@@ -207,7 +213,10 @@ async fn lockdown(
     let run = async {
         let (op, _) = caller(&st, &meta, &headers, "migration#Lockdown").await?;
         let req: LockdownRequest = body_of(&body, "a lock-down request")?;
-        st.instance.migration_lock_down(&op, &req.allow, meta.now).await
+        st.instance
+            .migration()
+            .migration_lock_down(&op, &req.allow, meta.now)
+            .await
     };
     json_answer(run.await)
 }
@@ -221,7 +230,10 @@ async fn ims_account(
     let run = async {
         let (op, _) = caller(&st, &meta, &headers, "migration#ImsAccount").await?;
         let req: ImsAccountRequest = body_of(&body, "an IMS configuration")?;
-        st.instance.migration_set_ims_account(&op, &req, meta.now).await
+        st.instance
+            .migration()
+            .migration_set_ims_account(&op, &req, meta.now)
+            .await
     };
     match run.await {
         Ok(set) => no_store(Json(set).into_response()),
@@ -238,7 +250,10 @@ async fn verify(
     let run = async {
         let (op, _) = caller(&st, &meta, &headers, "migration#Verify").await?;
         let req: VerifyRequest = body_of(&body, "a verify request")?;
-        st.instance.migration_verify(&op, req.bearer_token).await
+        st.instance
+            .migration()
+            .migration_verify(&op, req.bearer_token)
+            .await
     };
     match run.await {
         Ok(probes) => no_store(Json(json!({"probes": probes})).into_response()),
@@ -255,7 +270,10 @@ async fn completion(
     let run = async {
         let (op, caller) = caller(&st, &meta, &headers, "migration#Completion").await?;
         let req: Completion = body_of(&body, "a completion")?;
-        st.instance.migration_complete(&op, &req, meta.now, &caller).await
+        st.instance
+            .migration()
+            .migration_complete(&op, &req, meta.now, &caller)
+            .await
     };
     json_answer(run.await)
 }
@@ -270,6 +288,7 @@ async fn copy_access(
         let (op, caller) = caller(&st, &meta, &headers, "migration#CopyAccess").await?;
         let req: CopyAccessRequest = body_of(&body, "a copy-access request")?;
         st.instance
+            .migration()
             .migration_copy_access(&op, &req, meta.now, &caller)
             .await
     };
@@ -286,6 +305,7 @@ async fn notice(
         let (op, caller) = caller(&st, &meta, &headers, "migration#Notice").await?;
         let req: Notice = body_of(&body, "a notice")?;
         st.instance
+            .migration()
             .migration_set_notice(&op, &req, meta.now, &caller)
             .await
     };
@@ -304,7 +324,10 @@ async fn journal(
     let run = async {
         let (op, _) = caller(&st, &meta, &headers, "migration#Journal").await?;
         let req: JournalReport = body_of(&body, "a journal report")?;
-        st.instance.migration_set_report(&op, &req, meta.now).await
+        st.instance
+            .migration()
+            .migration_set_report(&op, &req, meta.now)
+            .await
     };
     match run.await {
         Ok(()) => no_store(StatusCode::NO_CONTENT.into_response()),

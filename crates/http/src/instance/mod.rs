@@ -4,3 +4,4 @@
 pub mod console;
 mod migration_api;
 pub mod soap;
+mod wsdl;

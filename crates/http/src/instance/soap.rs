@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
+use ims_campaign::records::{QueryAnswer, QueryRow};
 use ims_campaign::service::{Caller, Instance, SessionTokens};
+use ims_campaign::sessions::{ServerInfo, SessionInfo, UserInfo};
 use ims_core::secret::Secret;
 use ims_core::time;
 use ims_core::Now;
@@ -113,7 +115,7 @@ async fn ping(meta: Meta) -> Response {
 
 /// The Message Center queue: `Ok`, the time and the pending events, or `Error` when full.
 async fn mc_ping(State(st): State<InstanceState>, meta: Meta) -> Response {
-    let text = match st.instance.mc_ping().await {
+    let text = match st.instance.records().mc_ping().await {
         Ok((pending, size)) if pending < size => {
             format!(
                 "Ok\n{}\n{pending}/{size} pending events\n",
@@ -165,7 +167,7 @@ async fn schema_wsdl(State(st): State<InstanceState>, meta: Meta, headers: Heade
         .clone()
         .unwrap_or_else(|| format!("{scheme}://localhost"));
     let location = format!("{}/nl/jsp/soaprouter.jsp", base.trim_end_matches('/'));
-    match ims_campaign::wsdl::wsdl(&schema, &location) {
+    match crate::instance::wsdl::wsdl(&schema, &location) {
         Some(doc) => xml(doc),
         None => {
             let mut resp = (StatusCode::NOT_FOUND, format!("no schema {schema:?}")).into_response();
@@ -329,17 +331,22 @@ async fn handle(
             let password = Secret::new(password);
             let (tokens, who) = call
                 .inst
+                .sessions()
                 .logon(&login, &password, remember, call.now, &caller)
                 .await?;
             logon_response("Logon", call.inst, &who, &tokens).await
         }
         Operation::BearerTokenLogon { token } => {
-            let (tokens, who) = call.inst.bearer_logon(token.trim(), call.now, &caller).await?;
+            let (tokens, who) = call
+                .inst
+                .sessions()
+                .bearer_logon(token.trim(), call.now, &caller)
+                .await?;
             logon_response("BearerTokenLogon", call.inst, &who, &tokens).await
         }
         Operation::Logoff => {
             if let Some(session) = &creds.session {
-                call.inst.logoff(session).await?;
+                call.inst.sessions().logoff(session).await?;
             }
             Ok(soap::response("Logoff", "urn:xtk:session", &[]))
         }
@@ -383,7 +390,10 @@ impl Call<'_> {
             )),
             Operation::GetOption { name } => {
                 // Unknown options answer an empty value of type 0, as the vendor's server does.
-                let (value, kind) = inst.option(&name).map_or((String::new(), 0), |v| (v, 6));
+                let (value, kind) = inst
+                    .sessions()
+                    .option(&name)
+                    .map_or((String::new(), 0), |v| (v, 6));
                 Ok(soap::response(
                     "GetOption",
                     "urn:xtk:session",
@@ -396,7 +406,10 @@ impl Call<'_> {
             Operation::GetUserInfo => Ok(soap::response(
                 "GetUserInfo",
                 "urn:xtk:session",
-                &[("pUserInfo", Value::Element(inst.user_info_xml(&who).await?))],
+                &[(
+                    "pUserInfo",
+                    Value::Element(user_info_xml(&inst.sessions().user_info(&who).await?)),
+                )],
             )),
             Operation::GetEntityIfMoreRecent { pk } => {
                 let doc = match pk.split_once('|') {
@@ -410,12 +423,16 @@ impl Call<'_> {
                 ))
             }
             Operation::Write { document } => {
-                inst.write(&who, argument(document)?, self.now, self.caller)
+                inst.records()
+                    .write(&who, argument(document)?, self.now, self.caller)
                     .await?;
                 Ok(soap::response("Write", ns, &[]))
             }
             Operation::PushEvent { event } => {
-                let id = inst.push_event(&who, argument(event)?, self.now).await?;
+                let id = inst
+                    .records()
+                    .push_event(&who, argument(event)?, self.now)
+                    .await?;
                 Ok(soap::response(
                     "PushEvent",
                     "urn:nms:rtEvent",
@@ -423,11 +440,11 @@ impl Call<'_> {
                 ))
             }
             Operation::ExecuteQuery { query } => {
-                let output = inst.execute_query(&who, argument(query)?).await?;
+                let output = inst.records().execute_query(&who, argument(query)?).await?;
                 Ok(soap::response(
                     "ExecuteQuery",
                     "urn:xtk:queryDef",
-                    &[("pdomOutput", Value::Element(output))],
+                    &[("pdomOutput", Value::Element(query_xml(&output)))],
                 ))
             }
             // Logons, Logoff and unknown methods are answered before authentication.
@@ -448,7 +465,10 @@ pub(crate) async fn authenticated(
     caller: &Caller,
 ) -> Result<Operator, Fault> {
     if let Some(token) = &creds.bearer {
-        return inst.bearer_operator(token, operation, now, caller).await;
+        return inst
+            .sessions()
+            .bearer_operator(token, operation, now, caller)
+            .await;
     }
     let session = creds.session.as_deref().ok_or_else(Fault::session_expired)?;
     // The vendor pairs the session cookie with `X-Security-Token`; we require the pair when the
@@ -460,9 +480,11 @@ pub(crate) async fn authenticated(
         ));
     }
     let (op, session) = inst
+        .sessions()
         .session_operator(session, creds.security.as_deref(), caller.source.as_deref(), now)
         .await?;
-    inst.note_call(&op, operation, session.auth_path, caller, now);
+    inst.sessions()
+        .note_call(&op, operation, session.auth_path, caller, now);
     Ok(op)
 }
 
@@ -480,11 +502,98 @@ async fn logon_response(
                 "pstrSessionToken",
                 Value::String(tokens.session.expose().to_owned()),
             ),
-            ("pSessionInfo", Value::Element(inst.session_info_xml(op).await?)),
+            (
+                "pSessionInfo",
+                Value::Element(session_info_xml(&inst.sessions().session_info(op).await?)),
+            ),
             (
                 "pstrSecurityToken",
                 Value::String(tokens.security.expose().to_owned()),
             ),
         ],
     ))
+}
+
+/// `<serverInfo .../>` of the session information.
+fn server_info_xml(s: &ServerInfo) -> String {
+    format!(
+        "<serverInfo buildNumber=\"{}\" majNumber=\"{}\" minNumber=\"{}\" servicePack=\"{}\" instanceName=\"{}\"/>",
+        s.build_number,
+        s.build.major,
+        s.build.minor,
+        s.build.patch,
+        soap::escape(&s.instance_name)
+    )
+}
+
+/// `<userInfo .../>`: the operator, its groups, effective rights and the installed packages.
+fn user_info_xml(u: &UserInfo) -> String {
+    use soap::escape;
+    let mut xml = format!(
+        "<userInfo login=\"{}\" loginId=\"{}\" loginCS=\"{} ({})\" timezone=\"UTC\" instanceLocale=\"en\" locale=\"en\">",
+        escape(&u.login),
+        u.id,
+        escape(&u.label),
+        escape(&u.login)
+    );
+    for g in &u.groups {
+        xml.push_str(&format!(
+            "<login-group id=\"{}\" name=\"{}\" label=\"{}\"/>",
+            g.id,
+            escape(&g.name),
+            escape(&g.label)
+        ));
+    }
+    for r in &u.rights {
+        xml.push_str(&format!("<login-right right=\"{}\"/>", escape(r)));
+    }
+    for p in &u.packages {
+        xml.push_str(&format!(
+            "<installed-package name=\"{}\" namespace=\"{}\"/>",
+            escape(p.name),
+            escape(p.namespace)
+        ));
+    }
+    xml.push_str("</userInfo>");
+    xml
+}
+
+/// `<sessionInfo>` returned by `Logon` and `BearerTokenLogon`.
+fn session_info_xml(s: &SessionInfo) -> String {
+    format!(
+        "<sessionInfo>{}{}</sessionInfo>",
+        server_info_xml(&s.server),
+        user_info_xml(&s.user)
+    )
+}
+
+/// A query's answer document: rows as elements named after the schema, their attributes in the
+/// order asked, absent values left out.
+fn query_xml(answer: &QueryAnswer) -> String {
+    let row_xml = |element: &str, row: &QueryRow| {
+        let mut xml = format!("<{element}");
+        for (attr, value) in &row.fields {
+            if let Some(v) = value {
+                xml.push_str(&format!(" {attr}=\"{}\"", soap::escape(v)));
+            }
+        }
+        xml.push_str("/>");
+        xml
+    };
+    match answer {
+        QueryAnswer::Count { element, count } => format!("<{element} count=\"{count}\"/>"),
+        QueryAnswer::One {
+            element,
+            row: Some(row),
+        } => row_xml(element, row),
+        QueryAnswer::One { element, row: None } => format!("<{element}/>"),
+        QueryAnswer::Many { element, rows } => {
+            let mut xml = format!("<{element}-collection>");
+            for row in rows {
+                xml.push_str(&row_xml(element, row));
+            }
+            xml.push_str(&format!("</{element}-collection>"));
+            xml
+        }
+    }
 }

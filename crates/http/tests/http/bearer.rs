@@ -13,8 +13,8 @@ use std::sync::Arc;
 use crate::harness::*;
 
 /// An instance of `build` that trusts the harness's IMS.
-async fn bearer_app(h: &Harness, build: &str) -> (Router, Arc<Instance>, tempfile::TempDir) {
-    let (inst, dir) = instance_with(build).await;
+async fn bearer_app(h: &Harness, build: &str) -> (Router, Arc<Instance>, Store, tempfile::TempDir) {
+    let (inst, store, dir) = instance_with(build).await;
     let issuer =
         ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(Arc::clone(&h.state.ims))));
     let inst = Arc::new(inst.with_bearer(Arc::new(issuer)));
@@ -24,6 +24,7 @@ async fn bearer_app(h: &Harness, build: &str) -> (Router, Arc<Instance>, tempfil
             tls: false,
         }),
         inst,
+        store,
         dir,
     )
 }
@@ -40,17 +41,16 @@ async fn a_technical_account_operator_is_created_at_its_first_call() {
     let h = harness().await;
     let c = h.campaign_credential().await;
     let token = h.token(&c, CAMPAIGN_SCOPES).await;
-    let (app, inst, _dir) = bearer_app(&h, "7.4.1").await;
+    let (app, inst, store, _dir) = bearer_app(&h, "7.4.1").await;
     let ta = c.client.technical_account_id.clone();
     assert!(
-        inst.store().operator_by_ims_id(&ta).await.unwrap().is_none(),
+        store.operator_by_ims_id(&ta).await.unwrap().is_none(),
         "no operator before the first call"
     );
     let (body, headers) = user_info(&token);
     let (_, xml) = call(&app, "xtk:session#GetUserInfo", body.clone(), &headers).await;
     assert!(xml.contains("<GetUserInfoResponse"), "{xml}");
-    let op = inst
-        .store()
+    let op = store
         .operator_by_ims_id(&ta)
         .await
         .unwrap()
@@ -60,7 +60,7 @@ async fn a_technical_account_operator_is_created_at_its_first_call() {
         "named by the technical account email"
     );
     let created = ims_core::audit::AuditStore::audit(
-        inst.store().as_ref(),
+        store.as_ref(),
         &AuditQuery {
             action_prefix: Some("operator.create".into()),
             limit: 10,
@@ -80,9 +80,9 @@ async fn a_technical_account_operator_is_created_at_its_first_call() {
     let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
     assert!(xml.contains(&format!("loginId=\"{}\"", op.id)));
     // Calls are counted, not written one by one; a flush writes the running total.
-    assert!(inst.store().usage(Some(&op.login), 10).await.unwrap().is_empty());
-    assert_eq!(inst.flush_usage().await.unwrap(), 1);
-    let summary = inst.store().usage_summary(Some(&op.login), 10).await.unwrap();
+    assert!(store.usage(Some(&op.login), 10).await.unwrap().is_empty());
+    assert_eq!(inst.sessions().flush_usage().await.unwrap(), 1);
+    let summary = store.usage_summary(Some(&op.login), 10).await.unwrap();
     assert_eq!(summary.len(), 1);
     assert_eq!(summary[0].counts.calls, 2);
     assert_eq!(summary[0].key.action, "xtk:session#GetUserInfo");
@@ -90,9 +90,9 @@ async fn a_technical_account_operator_is_created_at_its_first_call() {
     // The next calls add to the same total.
     let (body, headers) = user_info(&token);
     call(&app, "xtk:session#GetUserInfo", body, &headers).await;
-    inst.flush_usage().await.unwrap();
+    inst.sessions().flush_usage().await.unwrap();
     assert_eq!(
-        inst.store().usage_summary(Some(&op.login), 10).await.unwrap()[0]
+        store.usage_summary(Some(&op.login), 10).await.unwrap()[0]
             .counts
             .calls,
         3
@@ -124,16 +124,16 @@ async fn a_technical_account_operator_is_created_at_its_first_call() {
 #[tokio::test]
 async fn a_flood_of_refused_tokens_writes_totals_not_rows() {
     let h = harness().await;
-    let (app, inst, _dir) = bearer_app(&h, "7.4.1").await;
-    let before = inst.store().usage(None, 10_000).await.unwrap().len();
+    let (app, inst, store, _dir) = bearer_app(&h, "7.4.1").await;
+    let before = store.usage(None, 10_000).await.unwrap().len();
     for i in 0..200 {
         let (body, headers) = user_info(&format!("garbage.{i}.token"));
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
         assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"));
     }
-    assert_eq!(inst.store().usage(None, 10_000).await.unwrap().len(), before);
-    inst.flush_usage().await.unwrap();
-    let totals = inst.store().usage_summary(None, 100).await.unwrap();
+    assert_eq!(store.usage(None, 10_000).await.unwrap().len(), before);
+    inst.sessions().flush_usage().await.unwrap();
+    let totals = store.usage_summary(None, 100).await.unwrap();
     let refused: i64 = totals
         .iter()
         .filter(|u| u.key.outcome == "refused")
@@ -147,7 +147,7 @@ async fn bad_tokens_are_refused_with_a_fault() {
     let h = harness().await;
     let c = h.campaign_credential().await;
     let good = h.token(&c, CAMPAIGN_SCOPES).await;
-    let (app, _inst, _dir) = bearer_app(&h, "7.4.1").await;
+    let (app, _inst, _store, _dir) = bearer_app(&h, "7.4.1").await;
     let now = Now::system();
     // Signed by a key the IMS never published.
     let master = MasterKey::generate();
@@ -207,7 +207,7 @@ async fn an_unreachable_ims_is_a_server_fault_not_an_expired_session() {
     let h = harness().await;
     let c = h.campaign_credential().await;
     let token = h.token(&c, CAMPAIGN_SCOPES).await;
-    let (inst, _dir) = instance_with("7.4.1").await;
+    let (inst, _, _dir) = instance_with("7.4.1").await;
     let issuer = ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(DownKeys));
     let app = router(InstanceState {
         instance: Arc::new(inst.with_bearer(Arc::new(issuer))),
@@ -233,7 +233,7 @@ async fn bearer_tokens_follow_the_build_matrix() {
         ("8.5.2", true),
         ("8.6.0", true),
     ] {
-        let (app, _inst, _dir) = bearer_app(&h, build).await;
+        let (app, _inst, _store, _dir) = bearer_app(&h, build).await;
         let (body, headers) = user_info(&token);
         let (_, xml) = call(&app, "xtk:session#GetUserInfo", body, &headers).await;
         assert_eq!(xml.contains("<GetUserInfoResponse"), accepted, "{build}: {xml}");

@@ -72,13 +72,7 @@ async fn the_first_sign_in_creates_the_operator(h: &Harness, c: &Connected, jane
         "{html}"
     );
     assert!(html.contains("ADMINISTRATION"), "{html}");
-    let op = c
-        .inst
-        .store()
-        .operator_by_ims_id(&jane.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let op = c.store.operator_by_ims_id(&jane.user_id).await.unwrap().unwrap();
     assert_eq!(
         (op.login.as_str(), op.auth_type, op.email.as_deref()),
         ("jane@acme.test", AuthType::Ims, Some("jane@acme.test"))
@@ -93,7 +87,7 @@ async fn the_first_sign_in_creates_the_operator(h: &Harness, c: &Connected, jane
         vec!["export"],
         "held directly: the permission items no mapped group carries (admin comes with its group)"
     );
-    let created = audit(&c.inst, "operator.create").await;
+    let created = audit(&c.store, "operator.create").await;
     assert!(created
         .iter()
         .any(|e| e.target == "jane@acme.test" && e.details["auth_type"] == "ims"));
@@ -116,20 +110,14 @@ async fn a_profile_taken_away_goes_at_the_next_sign_in(h: &Harness, c: &Connecte
         html.contains("groups removed: admin") && !html.contains("rights removed"),
         "{html}"
     );
-    let op = c
-        .inst
-        .store()
-        .operator_by_ims_id(&jane.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let op = c.store.operator_by_ims_id(&jane.user_id).await.unwrap().unwrap();
     assert_eq!(
         (op.groups.clone(), op.rights.clone()),
         (vec!["deliveryOperators".to_owned()], vec!["export".to_owned()])
     );
     let (status, _, _) = b.get(&c.app, "/console/operators").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no longer an administrator");
-    let synced = audit(&c.inst, "operator.ims_sync").await;
+    let synced = audit(&c.store, "operator.ims_sync").await;
     assert_eq!(synced[0].details["changes"]["groups_removed"], json!(["admin"]));
     assert_eq!(synced[0].actor, format!("ims:{}", jane.user_id));
 
@@ -162,24 +150,18 @@ async fn no_matching_profile_left_is_refused(h: &Harness, c: &Connected, jane: &
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(html.contains(NO_MATCHING_RIGHT), "{html}");
     assert!(!b.has("ims_console"));
-    let refused = audit(&c.inst, "operator.ims_sign_in").await;
+    let refused = audit(&c.store, "operator.ims_sign_in").await;
     assert_eq!(
         (refused[0].outcome.as_str(), refused[0].details["reason"].as_str()),
         ("failure", Some(NO_MATCHING_RIGHT))
     );
-    let op = c
-        .inst
-        .store()
-        .operator_by_ims_id(&jane.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let op = c.store.operator_by_ims_id(&jane.user_id).await.unwrap().unwrap();
     assert!(
         op.groups.is_empty() && op.rights.is_empty(),
         "what profiles gave is gone: {op:?}"
     );
     // Usage evidence records both outcomes on the IMS path.
-    let usage = ims_campaign::store::UsageStore::usage(c.inst.store().as_ref(), Some("jane@acme.test"), 10)
+    let usage = ims_campaign::store::UsageStore::usage(c.store.as_ref(), Some("jane@acme.test"), 10)
         .await
         .unwrap();
     assert!(usage.iter().any(|u| u.action == "console#ImsLogon"
@@ -194,20 +176,13 @@ async fn switched_back_to_native_sign_in(h: &Harness, c: &Connected, jane: &User
     let mut b = Browser::default();
     connect_with_ims(h, c, &mut b, "jane@acme.test").await;
     home(c, &mut b).await;
-    let op = c
-        .inst
-        .store()
-        .operator_by_ims_id(&jane.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let op = c.store.operator_by_ims_id(&jane.user_id).await.unwrap().unwrap();
     let native = ims_campaign::model::Operator {
         auth_type: AuthType::Native,
         ..op
     };
     let ctx = Context::new(Now::system(), "test");
-    c.inst
-        .store()
+    c.store
         .update_operator(
             &native,
             false,
@@ -300,19 +275,23 @@ async fn forged_or_mixed_up_callbacks_and_other_organisations_are_refused() {
         other.secret().clone(),
         Arc::clone(other.http()),
     );
-    c.inst.set_connection(Some(conn), &ctx).await.unwrap();
+    c.inst
+        .configuration()
+        .set_connection(Some(conn), &ctx)
+        .await
+        .unwrap();
     let mut b = Browser::default();
     let (status, _, html) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(html.contains("another organisation"), "{html}");
-    let changed = audit(&c.inst, "instance.ims_account").await;
+    let changed = audit(&c.store, "instance.ims_account").await;
     assert_eq!(changed[0].details["after"]["org_id"], "0THER0RG@AdobeOrg");
     assert!(
         !changed[0].details.to_string().contains(other.secret().expose()),
         "no secret in the audit"
     );
     // Without a configuration, no sign-in through the IMS is offered.
-    c.inst.set_connection(None, &ctx).await.unwrap();
+    c.inst.configuration().set_connection(None, &ctx).await.unwrap();
     let (_, _, html) = Browser::default().get(&c.app, "/console/login").await;
     assert!(!html.contains("Connect with IMS"));
     let (status, _, _) = Browser::default().get(&c.app, "/console/ims/login").await;
@@ -326,11 +305,11 @@ async fn emails_link_case_variants_but_never_take_over_an_operator() {
         .await
         .unwrap();
     profile(&h, "campaign - prod - deliveryOperators", &[]).await;
-    let store = Arc::clone(c.inst.store());
+    let store = Arc::clone(&c.store);
     let ctx = Context::new(Now::system(), "test");
     let add = |login: &'static str, email: &'static str, auth: AuthType, ims_id: Option<&'static str>| {
-        let store = Arc::clone(&store);
         let ctx = ctx.clone();
+        let store = Arc::clone(&store);
         async move {
             let op = ims_campaign::model::Operator {
                 auth_type: auth,
@@ -401,7 +380,7 @@ async fn the_checklist_says_which_rule_fails_and_how_to_fix_it() {
     let c = connected(&h, Db::Sqlite, InstanceKind::Marketing, 60)
         .await
         .unwrap();
-    let groups = c.inst.store().groups().await.unwrap();
+    let groups = c.store.groups().await.unwrap();
     let conn = c.inst.connection().unwrap();
     let with = |f: &dyn Fn(&mut ImsAccount), secret: Option<&str>| {
         let mut a = conn.account.clone();
@@ -556,7 +535,7 @@ async fn signing_out_at_the_ims_ends_the_instance_session() {
         told[0].details["clients_told"],
         json!({c.client_id.clone(): "delivered"})
     );
-    let ended = audit(&c.inst, "operator.ims_logout").await;
+    let ended = audit(&c.store, "operator.ims_logout").await;
     assert_eq!(
         (
             ended[0].target.as_str(),
@@ -694,7 +673,7 @@ async fn an_unverified_email_never_links_an_operator() {
         .await
         .unwrap();
     profile(&h, "campaign - prod - deliveryOperators", &[]).await;
-    let store = Arc::clone(c.inst.store());
+    let store = Arc::clone(&c.store);
     let ctx = Context::new(Now::system(), "test");
     let waiting = ims_campaign::model::Operator {
         auth_type: AuthType::Ims,

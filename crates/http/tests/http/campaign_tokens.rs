@@ -24,13 +24,7 @@ async fn a_persons_token_minted_for_another_application_is_refused_everywhere() 
     let mut b = Browser::default();
     let (status, _, body) = connect_with_ims(&h, &c, &mut b, "jane@acme.test").await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-    let before = c
-        .inst
-        .store()
-        .operator_by_ims_id(&jane.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let before = c.store.operator_by_ims_id(&jane.user_id).await.unwrap().unwrap();
     assert_eq!(before.groups, vec!["admin"]);
     // A token the person gave another application of the organisation.
     let (token, other_client) = person_token(&h, "jane@acme.test", PASSWORD).await;
@@ -73,34 +67,21 @@ async fn a_persons_token_minted_for_another_application_is_refused_everywhere() 
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
-    assert!(c
-        .inst
-        .store()
-        .operator_by_login("planted")
-        .await
-        .unwrap()
-        .is_none());
-    let after = c
-        .inst
-        .store()
-        .operator_by_ims_id(&jane.user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(c.store.operator_by_login("planted").await.unwrap().is_none());
+    let after = c.store.operator_by_ims_id(&jane.user_id).await.unwrap().unwrap();
     assert_eq!((after.groups, after.rights), (before.groups, before.rights));
     // The refusals are recorded as usage, with who tried.
     // (Counted in memory, as totals, like calls: a flood of refused tokens writes no row
     // each.)
     assert!(c
-        .inst
-        .store()
+        .store
         .usage(None, 100)
         .await
         .unwrap()
         .iter()
         .all(|e| e.login != jane.user_id));
-    c.inst.flush_usage().await.unwrap();
-    let refused = c.inst.store().usage_summary(None, 100).await.unwrap();
+    c.inst.sessions().flush_usage().await.unwrap();
+    let refused = c.store.usage_summary(None, 100).await.unwrap();
     let tries: i64 = refused
         .iter()
         .filter(|u| u.key.outcome == "refused" && u.key.login == jane.user_id)
@@ -116,7 +97,7 @@ async fn a_persons_token_minted_for_another_application_is_refused_everywhere() 
 #[tokio::test]
 async fn revoked_tokens_stop_working_at_an_instance_without_configuration() {
     let h = harness().await;
-    let (inst, _dir, _) = instance_on(Db::Sqlite, "7.4.1", InstanceKind::Marketing)
+    let (_, store, _dir, _) = instance_on(Db::Sqlite, "7.4.1", InstanceKind::Marketing)
         .await
         .unwrap();
     let mut info = InstanceInfo::new("prod", InstanceKind::Marketing, "7.4.1".parse().unwrap());
@@ -126,7 +107,7 @@ async fn revoked_tokens_stop_working_at_an_instance_without_configuration() {
         http: Arc::clone(&http),
         url: format!("{ISSUER}/ims/keys"),
     };
-    let inst = Instance::new(Arc::clone(inst.store()), info)
+    let inst = Instance::new(Arc::clone(&store), info)
         .with_bearer(Arc::new(ims_campaign::bearer::TrustedIssuer::new(
             ISSUER,
             Arc::new(keys),
@@ -251,8 +232,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
         "the Message Center profile grants PushEvent: {xml}"
     );
     let op = c
-        .inst
-        .store()
+        .store
         .operator_by_ims_id(&with.client.technical_account_id)
         .await
         .unwrap()
@@ -266,8 +246,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
         "a rights fault: {xml}"
     );
     let op = c
-        .inst
-        .store()
+        .store
         .operator_by_ims_id(&without.client.technical_account_id)
         .await
         .unwrap()
@@ -293,7 +272,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let xml = push(without_token.clone()).await;
     assert!(xml.contains("<plId"), "{xml}");
-    let synced = audit(&c.inst, "operator.ims_sync").await;
+    let synced = audit(&c.store, "operator.ims_sync").await;
     assert!(synced.iter().any(|e| e.actor
         == format!("technical-account:{}", without.client.technical_account_id)
         && e.details["changes"]["groups_added"] == json!(["messageCenterAgents"])));
@@ -317,8 +296,7 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
     let xml = push(with_token.clone()).await;
     assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350008"), "{xml}");
     let op = c
-        .inst
-        .store()
+        .store
         .operator_by_ims_id(&with.client.technical_account_id)
         .await
         .unwrap()
@@ -335,7 +313,11 @@ async fn technical_accounts_get_their_rights_from_their_credential_profiles() {
         conn.secret().clone(),
         Arc::clone(conn.http()),
     );
-    c.inst.set_connection(Some(other), &ctx).await.unwrap();
+    c.inst
+        .configuration()
+        .set_connection(Some(other), &ctx)
+        .await
+        .unwrap();
     let xml = push(with_token).await;
     assert!(xml.contains("another organisation"), "{xml}");
 }

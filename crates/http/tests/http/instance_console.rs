@@ -14,8 +14,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn operators_are_written_through_the_api_by_administrators_only() {
-    let (inst, _dir) = instance_with("7.4.1").await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir) = instance_with("7.4.1").await;
     let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
     boss.login = "boss".into();
     boss.groups = vec!["admin".into()];
@@ -241,8 +240,7 @@ async fn deleted_with_its_usage_evidence_kept(
 
 #[tokio::test]
 async fn the_console_signs_operators_in_and_lets_administrators_manage_operators() {
-    let (inst, _dir) = instance_with("7.4.1").await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir) = instance_with("7.4.1").await;
     let ctx = ims_core::audit::Context::new(Now::system(), "test");
     let mut boss = store.operator_by_login("jdoe").await.unwrap().unwrap();
     boss.login = "boss".into();

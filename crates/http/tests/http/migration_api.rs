@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::Router;
 use http::{Request, StatusCode};
-use ims_campaign::service::{Instance, InstanceKind};
+use ims_campaign::service::InstanceKind;
 use ims_core::audit::AuditQuery;
 use ims_core::Now;
 use ims_http::instance::soap::{router, InstanceState};
@@ -28,11 +28,12 @@ async fn get(
 #[tokio::test]
 async fn administrators_read_the_instance_and_every_operator_with_its_evidence() {
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+        let Some((inst, store, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await
+        else {
             continue;
         };
         let inst = Arc::new(inst);
-        add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+        add_like_jdoe(&store, "boss", &["admin"]).await;
         let app = router(InstanceState {
             instance: Arc::clone(&inst),
             tls: false,
@@ -156,27 +157,21 @@ async fn post_emails(
 #[tokio::test]
 async fn emails_are_checked_whole_against_every_operator_before_any_is_written() {
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+        let Some((inst, store, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await
+        else {
             continue;
         };
         let inst = Arc::new(inst);
-        add_like_jdoe(inst.store(), "boss", &["admin"]).await;
-        add_like_jdoe(inst.store(), "kim", &[]).await;
+        add_like_jdoe(&store, "boss", &["admin"]).await;
+        add_like_jdoe(&store, "kim", &[]).await;
         let app = router(InstanceState {
             instance: Arc::clone(&inst),
             tls: false,
         });
         let boss = session_of(&app, "boss").await;
         let email_of = |login: &'static str| {
-            let inst = Arc::clone(&inst);
-            async move {
-                inst.store()
-                    .operator_by_login(login)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .email
-            }
+            let store = Arc::clone(&store);
+            async move { store.operator_by_login(login).await.unwrap().unwrap().email }
         };
 
         let jdoe = session_of(&app, "jdoe").await;
@@ -262,12 +257,13 @@ async fn emails_are_checked_whole_against_every_operator_before_any_is_written()
 async fn operators_switch_only_from_the_planned_state_and_back_until_locked_down() {
     use ims_wire::migration::{state_digest, OperatorPage};
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+        let Some((inst, store, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await
+        else {
             continue;
         };
         let inst = Arc::new(inst);
-        add_like_jdoe(inst.store(), "boss", &["admin"]).await;
-        add_like_jdoe(inst.store(), "kim", &[]).await;
+        add_like_jdoe(&store, "boss", &["admin"]).await;
+        add_like_jdoe(&store, "kim", &[]).await;
         let app = router(InstanceState {
             instance: Arc::clone(&inst),
             tls: false,
@@ -360,22 +356,23 @@ async fn operators_switch_only_from_the_planned_state_and_back_until_locked_down
         // Locked down: no way back.
         let jdoe_state = states().await["jdoe"].0.clone();
         switch(json!({"to": "ims", "operators": [{"login": "jdoe", "ims_id": "U1@AdobeID", "state": jdoe_state}]})).await;
-        inst.apply_switches(
-            &ims_campaign::config::ImsSwitches {
-                operator_management_restricted: true,
-                native_api_disabled: false,
-                allow_list: vec![],
-            },
-            &ims_core::audit::Context::new(Now::system(), "test"),
-        )
-        .await
-        .unwrap();
+        inst.configuration()
+            .apply_switches(
+                &ims_campaign::config::ImsSwitches {
+                    operator_management_restricted: true,
+                    native_api_disabled: false,
+                    allow_list: vec![],
+                },
+                &ims_core::audit::Context::new(Now::system(), "test"),
+            )
+            .await
+            .unwrap();
         let jdoe_now = states().await["jdoe"].0.clone();
         let out = switch(json!({"to": "native", "operators": [{"login": "jdoe", "state": jdoe_now}]})).await;
         assert_eq!(out[0].1, "refused");
         assert!(out[0].2.contains("locked down"), "{out:?}");
         let migrated: Vec<String> = {
-            inst.store()
+            store
                 .audit(&AuditQuery {
                     action_prefix: Some("operator.migrate".into()),
                     limit: 10,
@@ -394,11 +391,12 @@ async fn operators_switch_only_from_the_planned_state_and_back_until_locked_down
 #[tokio::test]
 async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+        let Some((inst, store, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await
+        else {
             continue;
         };
         let inst = Arc::new(inst);
-        add_like_jdoe(inst.store(), "boss", &["admin"]).await;
+        add_like_jdoe(&store, "boss", &["admin"]).await;
         let app = router(InstanceState {
             instance: Arc::clone(&inst),
             tls: false,
@@ -431,8 +429,7 @@ async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
             .map(|p| p["login"].as_str().unwrap())
             .collect();
         assert_eq!(who, ["bad name", "rights-x", "admin", "ghost"]);
-        assert!(!inst
-            .store()
+        assert!(!store
             .groups()
             .await
             .unwrap()
@@ -445,8 +442,7 @@ async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
             (status, out["created"].clone()),
             (StatusCode::OK, json!(["rights-export"]))
         );
-        assert!(!inst
-            .store()
+        assert!(!store
             .groups()
             .await
             .unwrap()
@@ -454,7 +450,7 @@ async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
             .any(|g| g.name == "rights-export"));
         let (_, out) = post("", good.clone()).await;
         assert_eq!(out["added"], json!([["jdoe", "rights-export"]]));
-        let jdoe = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+        let jdoe = store.operator_by_login("jdoe").await.unwrap().unwrap();
         assert_eq!(jdoe.groups, ["deliveryOperators", "rights-export"]);
         let (_, out) = post("", good).await;
         assert_eq!(
@@ -468,16 +464,17 @@ async fn groups_for_direct_rights_are_checked_whole_then_created_once() {
 #[tokio::test]
 async fn the_console_announces_the_window_and_shows_the_migration_page() {
     use ims_wire::migration::{state_digest, OperatorPage};
-    let Some((inst, _dir, cleanup)) = instance_on(Db::Sqlite, "7.4.1", InstanceKind::Marketing).await else {
+    let Some((inst, store, _dir, cleanup)) = instance_on(Db::Sqlite, "7.4.1", InstanceKind::Marketing).await
+    else {
         return;
     };
     let inst = Arc::new(inst);
-    add_like_jdoe(inst.store(), "boss", &["admin"]).await;
-    add_like_jdoe(inst.store(), "kim", &[]).await;
-    let lee = add_like_jdoe(inst.store(), "lee", &["deliveryOperators"]).await;
-    let mut op = inst.store().operator(lee).await.unwrap().unwrap();
+    add_like_jdoe(&store, "boss", &["admin"]).await;
+    add_like_jdoe(&store, "kim", &[]).await;
+    let lee = add_like_jdoe(&store, "lee", &["deliveryOperators"]).await;
+    let mut op = store.operator(lee).await.unwrap().unwrap();
     op.email = Some("lee at example.com".into());
-    inst.store()
+    store
         .update_operator(
             &op,
             false,
@@ -603,19 +600,20 @@ fn email_row<'a>(html: &'a str, login: &str) -> &'a str {
 #[tokio::test]
 async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((inst, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await else {
+        let Some((inst, store, _dir, cleanup)) = instance_on(db, "7.4.1", InstanceKind::Marketing).await
+        else {
             continue;
         };
         let inst = Arc::new(inst);
         // boss and kim are made like jdoe, its email included: the three share it.
-        add_like_jdoe(inst.store(), "boss", &["admin"]).await;
-        add_like_jdoe(inst.store(), "kim", &[]).await;
-        let mut lee = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+        add_like_jdoe(&store, "boss", &["admin"]).await;
+        add_like_jdoe(&store, "kim", &[]).await;
+        let mut lee = store.operator_by_login("jdoe").await.unwrap().unwrap();
         lee.login = "lee".into();
         lee.label = "<b>Lee</b>".into();
         lee.email = None;
         let ctx = ims_core::audit::Context::new(Now::from_millis(0), "test");
-        inst.store()
+        store
             .create_operator(&lee, &ctx.event("operator.create", "lee", "success", json!({})))
             .await
             .unwrap();
@@ -624,11 +622,11 @@ async fn the_console_sets_the_emails_a_migration_needs_through_the_apis_path() {
             tls: false,
         });
 
-        let kim_csrf = someone_without_administration_can_neither_read_nor_post(&app, &inst).await;
+        let kim_csrf = someone_without_administration_can_neither_read_nor_post(&app, &store).await;
         let (boss, csrf) = the_page_says_who_blocks_and_why(&app).await;
-        forged_forms_write_nothing(&app, &inst, &boss, &kim_csrf).await;
-        checks_say_each_problem_and_write_nothing(&app, &inst, &boss, &csrf).await;
-        saved_through_the_operators_path(&app, &inst, &boss, &csrf).await;
+        forged_forms_write_nothing(&app, &store, &boss, &kim_csrf).await;
+        checks_say_each_problem_and_write_nothing(&app, &store, &boss, &csrf).await;
+        saved_through_the_operators_path(&app, &store, &boss, &csrf).await;
         finish(cleanup).await;
     }
 }
@@ -640,19 +638,13 @@ const EMAILS_PATH: &str = "/console/migration/emails";
 const GOOD: [&str; 4] = ["", "", "kim@example.com", "lee@example.com"];
 
 /// The email `login` has at the instance.
-async fn email_of(inst: &Instance, login: &str) -> Option<String> {
-    inst.store()
-        .operator_by_login(login)
-        .await
-        .unwrap()
-        .unwrap()
-        .email
+async fn email_of(store: &Store, login: &str) -> Option<String> {
+    store.operator_by_login(login).await.unwrap().unwrap().email
 }
 
 /// The operator changes boss made: (target, changed fields).
-async fn changes_by_boss(inst: &Instance) -> Vec<(String, Value)> {
-    let mut out: Vec<(String, Value)> = inst
-        .store()
+async fn changes_by_boss(store: &Store) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = store
         .audit(&AuditQuery {
             action_prefix: Some("operator.update".into()),
             limit: 100,
@@ -689,7 +681,7 @@ async fn post_as(
 }
 
 /// Someone without ADMINISTRATION can neither read nor post. That operator's CSRF token.
-async fn someone_without_administration_can_neither_read_nor_post(app: &Router, inst: &Instance) -> String {
+async fn someone_without_administration_can_neither_read_nor_post(app: &Router, store: &Store) -> String {
     let kim = console_cookie(app, "kim").await;
     let (status, _, _) = page(app, "GET", EMAILS_PATH, &kim, &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -708,7 +700,7 @@ async fn someone_without_administration_can_neither_read_nor_post(app: &Router, 
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(email_of(inst, "lee").await, None);
+    assert_eq!(email_of(store, "lee").await, None);
     kim_csrf
 }
 
@@ -740,20 +732,20 @@ async fn the_page_says_who_blocks_and_why(app: &Router) -> (String, String) {
 }
 
 /// Without the form's token, or with another's (`kim_csrf`), nothing is written.
-async fn forged_forms_write_nothing(app: &Router, inst: &Instance, boss: &str, kim_csrf: &str) {
+async fn forged_forms_write_nothing(app: &Router, store: &Store, boss: &str, kim_csrf: &str) {
     let mut forged = rows("", "save", GOOD);
     forged.remove(0);
     let (status, _, _) = post_as(app, boss, forged).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = post_as(app, boss, rows(kim_csrf, "save", GOOD)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(email_of(inst, "lee").await, None);
+    assert_eq!(email_of(store, "lee").await, None);
 }
 
 /// A check: an address the IMS refuses, markup, and jdoe's email in another case. Every
 /// problem at its row, what was typed kept (escaped), nothing written; two rows given one
 /// email are both refused; a check that passes says what saving would change.
-async fn checks_say_each_problem_and_write_nothing(app: &Router, inst: &Instance, boss: &str, csrf: &str) {
+async fn checks_say_each_problem_and_write_nothing(app: &Router, store: &Store, boss: &str, csrf: &str) {
     let typed = [
         "",
         r#""><script>alert(1)</script>"#,
@@ -797,8 +789,8 @@ async fn checks_say_each_problem_and_write_nothing(app: &Router, inst: &Instance
         email_row(&html, "lee").contains("would also be the email of kim"),
         "{html}"
     );
-    assert_eq!(email_of(inst, "kim").await.as_deref(), Some("jdoe@example.com"));
-    assert_eq!(email_of(inst, "lee").await, None);
+    assert_eq!(email_of(store, "kim").await.as_deref(), Some("jdoe@example.com"));
+    assert_eq!(email_of(store, "lee").await, None);
     // A check that passes says what saving would change, and still writes nothing.
     let (status, _, html) = post_as(app, boss, rows(csrf, "check", GOOD)).await;
     assert_eq!(status, StatusCode::OK, "{html}");
@@ -808,13 +800,13 @@ async fn checks_say_each_problem_and_write_nothing(app: &Router, inst: &Instance
             && email_row(&html, "lee").contains(r#"value="lee@example.com""#),
         "{html}"
     );
-    assert_eq!(email_of(inst, "lee").await, None);
-    assert_eq!(changes_by_boss(inst).await, vec![]);
+    assert_eq!(email_of(store, "lee").await, None);
+    assert_eq!(changes_by_boss(store).await, vec![]);
 }
 
 /// Saved: written through the operators' path and audited as the API does; the page shows
 /// what changed and who still blocks (jdoe and boss still share an email).
-async fn saved_through_the_operators_path(app: &Router, inst: &Instance, boss: &str, csrf: &str) {
+async fn saved_through_the_operators_path(app: &Router, store: &Store, boss: &str, csrf: &str) {
     let (status, _, html) = post_as(app, boss, rows(csrf, "save", GOOD)).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("Saved: 2 email(s) changed."), "{html}");
@@ -830,10 +822,10 @@ async fn saved_through_the_operators_path(app: &Router, inst: &Instance, boss: &
             && email_row(&html, "jdoe").contains(r#"value="""#),
         "{html}"
     );
-    assert_eq!(email_of(inst, "lee").await.as_deref(), Some("lee@example.com"));
-    assert_eq!(email_of(inst, "kim").await.as_deref(), Some("kim@example.com"));
+    assert_eq!(email_of(store, "lee").await.as_deref(), Some("lee@example.com"));
+    assert_eq!(email_of(store, "kim").await.as_deref(), Some("kim@example.com"));
     assert_eq!(
-        changes_by_boss(inst).await,
+        changes_by_boss(store).await,
         vec![
             ("kim".to_owned(), json!(["email"])),
             ("lee".to_owned(), json!(["email"]))

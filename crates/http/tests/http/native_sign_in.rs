@@ -67,8 +67,7 @@ async fn native_sign_in_is_locked_out_like_the_ims() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the console shares the lock");
     assert!(set_cookie(&headers, "ims_console").is_none());
     // Another operator is not affected.
-    let (inst, _dir2) = instance_with("7.4.1").await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir2) = instance_with("7.4.1").await;
     add_like_jdoe(&store, "other", &["deliveryOperators"]).await;
     let app2 = router(InstanceState {
         instance: Arc::new(inst),
@@ -110,8 +109,7 @@ async fn call_from(
 /// mask and its security zone now hold on native sign-in and on every call with a session.
 #[tokio::test]
 async fn trusted_ip_masks_and_security_zones_hold_on_sign_in_and_every_call() {
-    let (inst, _dir) = instance_with("7.4.1").await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir) = instance_with("7.4.1").await;
     let ctx = ims_core::audit::Context::new(Now::system(), "test");
     for (login, mask, zone) in [
         ("masked", Some("10.99.0.0/16"), None),
@@ -222,7 +220,7 @@ async fn native_sign_in_counts_failures_per_address_too() {
 #[tokio::test]
 async fn console_sign_in_applies_the_same_decisions_as_logon() {
     // 8.6: native sign-in only for the allow-list, on both paths.
-    let (inst, _dir) = instance_with("8.6.0").await;
+    let (inst, _, _dir) = instance_with("8.6.0").await;
     let app = router(InstanceState {
         instance: Arc::new(inst),
         tls: false,
@@ -239,8 +237,7 @@ async fn console_sign_in_applies_the_same_decisions_as_logon() {
     .await;
     assert_eq!(fault_code(&xml).as_deref(), Some("XSV-350024"));
     // 7.4.1: signed in, then disabled: the console session is refused at once.
-    let (inst, _dir) = instance_with("7.4.1").await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir) = instance_with("7.4.1").await;
     let app = router(InstanceState {
         instance: Arc::new(inst),
         tls: false,

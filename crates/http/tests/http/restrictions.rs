@@ -30,18 +30,18 @@ async fn restricted(
     h: &Harness,
     db: Db,
     build: &str,
-) -> Option<(Router, Arc<Instance>, tempfile::TempDir, Cleanup)> {
-    let (inst, dir, cleanup) = instance_on(db, build, InstanceKind::Marketing).await?;
+) -> Option<(Router, Arc<Instance>, Store, tempfile::TempDir, Cleanup)> {
+    let (inst, store, dir, cleanup) = instance_on(db, build, InstanceKind::Marketing).await?;
     let issuer =
         ims_campaign::bearer::TrustedIssuer::new(ISSUER, Arc::new(ImsKeys(Arc::clone(&h.state.ims))));
     let inst = Arc::new(inst.with_bearer(Arc::new(issuer)));
-    add_like_jdoe(inst.store(), "admin", &["admin"]).await;
-    add_like_jdoe(inst.store(), "svc-b", &[]).await;
+    add_like_jdoe(&store, "admin", &["admin"]).await;
+    add_like_jdoe(&store, "svc-b", &[]).await;
     let app = router(InstanceState {
         instance: Arc::clone(&inst),
         tls: false,
     });
-    Some((app, inst, dir, cleanup))
+    Some((app, inst, store, dir, cleanup))
 }
 
 async fn logon(app: &Router, login: &str) -> (Option<String>, Vec<(&'static str, String)>) {
@@ -81,28 +81,35 @@ async fn the_switches_take_effect_on_reload_through_the_soap_api() {
     let token = h.token(&c, CAMPAIGN_SCOPES).await;
     let bearer = vec![("authorization", format!("Bearer {token}"))];
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
+        let Some((app, inst, store, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
             continue;
         };
         let (none, jdoe_session) = logon(&app, "jdoe").await;
         assert_eq!(none, None, "{db:?}: native sign-in works before the lock-down");
         let (_, admin) = logon(&app, "admin").await;
         assert_eq!(user_info(&app, &bearer).await, None, "{db:?}");
-        let ta = inst
-            .store()
+        let ta = store
             .operator_by_ims_id(&c.client.technical_account_id)
             .await
             .unwrap()
             .unwrap();
 
         let ctx = Context::new(Now::system(), "test:reload");
-        assert!(inst.apply_switches(&switches(true, true), &ctx).await.unwrap());
+        assert!(inst
+            .configuration()
+            .apply_switches(&switches(true, true), &ctx)
+            .await
+            .unwrap());
         assert!(
-            !inst.apply_switches(&switches(true, true), &ctx).await.unwrap(),
+            !inst
+                .configuration()
+                .apply_switches(&switches(true, true), &ctx)
+                .await
+                .unwrap(),
             "the same switches again change nothing"
         );
         let audit = ims_core::audit::AuditStore::audit(
-            inst.store().as_ref(),
+            store.as_ref(),
             &AuditQuery {
                 action_prefix: Some("instance.restrictions".into()),
                 limit: 10,
@@ -143,7 +150,7 @@ async fn the_switches_take_effect_on_reload_through_the_soap_api() {
         assert_eq!(user_info(&app, &bearer).await, None, "{db:?}: bearer unaffected");
 
         // Native operators: not created, changed or deleted; others still managed.
-        let jdoe_before = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+        let jdoe_before = store.operator_by_login("jdoe").await.unwrap().unwrap();
         for (doc, what) in [
             (
                 r#"<operator xtkschema="xtk:operator" _operation="insert" name="newbie" password="first-pass-1"/>"#,
@@ -181,11 +188,11 @@ async fn the_switches_take_effect_on_reload_through_the_soap_api() {
             );
         }
         assert_eq!(
-            inst.store().operator_by_login("jdoe").await.unwrap().unwrap(),
+            store.operator_by_login("jdoe").await.unwrap().unwrap(),
             jdoe_before,
             "{db:?}: nothing changed"
         );
-        assert!(inst.store().operator_by_login("newbie").await.unwrap().is_none());
+        assert!(store.operator_by_login("newbie").await.unwrap().is_none());
         let ta_doc = format!(
             r#"<operator xtkschema="xtk:operator" _operation="update" name="{}"><group name="reportAccess"/></operator>"#,
             ta.login
@@ -197,7 +204,10 @@ async fn the_switches_take_effect_on_reload_through_the_soap_api() {
         );
 
         // The management restriction alone leaves native sign-in as it was.
-        inst.apply_switches(&switches(true, false), &ctx).await.unwrap();
+        inst.configuration()
+            .apply_switches(&switches(true, false), &ctx)
+            .await
+            .unwrap();
         assert_eq!(logon(&app, "jdoe").await.0, None, "{db:?}");
         let create = r#"<operator xtkschema="xtk:operator" _operation="insert" name="newbie" password="first-pass-1"/>"#;
         assert_eq!(
@@ -205,7 +215,10 @@ async fn the_switches_take_effect_on_reload_through_the_soap_api() {
             Some(RESTRICTED_CODE)
         );
         // Both off: everything is back.
-        inst.apply_switches(&switches(false, false), &ctx).await.unwrap();
+        inst.configuration()
+            .apply_switches(&switches(false, false), &ctx)
+            .await
+            .unwrap();
         assert_eq!(write(&app, &admin, create).await, None, "{db:?}");
         finish(cleanup).await;
     }
@@ -215,7 +228,7 @@ async fn the_switches_take_effect_on_reload_through_the_soap_api() {
 async fn builds_from_8_6_keep_both_restrictions_on_whatever_the_file_says() {
     let h = harness().await;
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "8.6.0").await else {
+        let Some((app, inst, _store, _dir, cleanup)) = restricted(&h, db, "8.6.0").await else {
             continue;
         };
         let r = inst.restrictions();
@@ -231,7 +244,10 @@ async fn builds_from_8_6_keep_both_restrictions_on_whatever_the_file_says() {
         assert_eq!(write(&app, &admin, doc).await.as_deref(), Some(RESTRICTED_CODE));
         // An allow-list in the file still applies.
         let ctx = Context::new(Now::system(), "test");
-        inst.apply_switches(&switches(false, false), &ctx).await.unwrap();
+        inst.configuration()
+            .apply_switches(&switches(false, false), &ctx)
+            .await
+            .unwrap();
         assert!(inst.restrictions().native_api, "{db:?}: still forced");
         assert_eq!(logon(&app, "svc-b").await.0, None, "{db:?}");
         assert_eq!(logon(&app, "jdoe").await.0.as_deref(), Some("XSV-350024"));
@@ -243,7 +259,7 @@ async fn builds_from_8_6_keep_both_restrictions_on_whatever_the_file_says() {
 async fn the_console_shows_the_restrictions_and_refuses_what_they_block() {
     let h = harness().await;
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
+        let Some((app, inst, store, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
             continue;
         };
         let (_, headers, _) = console_sign_in(&app, "admin", OPERATOR_PASSWORD).await;
@@ -251,7 +267,7 @@ async fn the_console_shows_the_restrictions_and_refuses_what_they_block() {
             "ims_console={}",
             cookie_value(set_cookie(&headers, "ims_console").unwrap())
         );
-        let jdoe = inst.store().operator_by_login("jdoe").await.unwrap().unwrap();
+        let jdoe = store.operator_by_login("jdoe").await.unwrap().unwrap();
         let (_, _, html) = page(
             &app,
             "GET",
@@ -264,7 +280,10 @@ async fn the_console_shows_the_restrictions_and_refuses_what_they_block() {
         let csrf = csrf_in(&html);
 
         let ctx = Context::new(Now::system(), "test");
-        inst.apply_switches(&switches(true, true), &ctx).await.unwrap();
+        inst.configuration()
+            .apply_switches(&switches(true, true), &ctx)
+            .await
+            .unwrap();
         let (status, _, html) = page(&app, "GET", "/console/operators", &cookie, &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
@@ -324,11 +343,8 @@ async fn the_console_shows_the_restrictions_and_refuses_what_they_block() {
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(
-            inst.store().operator_by_login("jdoe").await.unwrap().unwrap(),
-            jdoe
-        );
-        assert!(inst.store().operator_by_login("newbie").await.unwrap().is_none());
+        assert_eq!(store.operator_by_login("jdoe").await.unwrap().unwrap(), jdoe);
+        assert!(store.operator_by_login("newbie").await.unwrap().is_none());
         // The state, the allow-list and what is blocked.
         let (_, _, html) = page(&app, "GET", "/console/restrictions", &cookie, &[]).await;
         assert!(
@@ -343,7 +359,7 @@ async fn the_console_shows_the_restrictions_and_refuses_what_they_block() {
         finish(cleanup).await;
     }
     // On 8.6 the console says the build keeps the restrictions on.
-    let (app, _inst, _dir, _) = restricted(&h, Db::Sqlite, "8.6.0").await.unwrap();
+    let (app, _inst, _store, _dir, _) = restricted(&h, Db::Sqlite, "8.6.0").await.unwrap();
     let (_, headers, _) = console_sign_in(&app, "admin", OPERATOR_PASSWORD).await;
     let cookie = format!(
         "ims_console={}",
@@ -361,13 +377,13 @@ async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing(
     let h = harness().await;
     let c = h.campaign_credential().await;
     for db in [Db::Sqlite, Db::Postgres] {
-        let Some((_app, inst, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
+        let Some((_app, _inst, store, _dir, cleanup)) = restricted(&h, db, "7.4.1").await else {
             continue;
         };
-        let count = inst.store().operator_count().await.unwrap();
+        let count = store.operator_count().await.unwrap();
         let audit_len = || async {
             ims_core::audit::AuditStore::audit(
-                inst.store().as_ref(),
+                store.as_ref(),
                 &AuditQuery {
                     action_prefix: None,
                     limit: 1000,
@@ -380,7 +396,7 @@ async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing(
         let audited = audit_len().await;
         let token = h.token(&c, CAMPAIGN_SCOPES).await;
         let run = |on: bool| {
-            let store = Arc::clone(inst.store());
+            let store = Arc::clone(&store);
             let token = Secret::new(token.clone());
             let ims = Arc::clone(&h.state.ims);
             async move {
@@ -415,12 +431,12 @@ async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing(
             "{db:?}: every restriction probe fails on an open instance: {open:#?}"
         );
         assert_eq!(
-            inst.store().operator_count().await.unwrap(),
+            store.operator_count().await.unwrap(),
             count,
             "{db:?}: no operator created"
         );
         assert!(
-            inst.store()
+            store
                 .operator_by_ims_id(&c.client.technical_account_id)
                 .await
                 .unwrap()
@@ -432,7 +448,7 @@ async fn verification_probes_pass_when_locked_fail_when_open_and_change_nothing(
             audited,
             "{db:?}: nothing audited, nothing written"
         );
-        let admin = inst.store().operator_by_login("admin").await.unwrap().unwrap();
+        let admin = store.operator_by_login("admin").await.unwrap().unwrap();
         assert!(
             ims_core::password::verify(
                 &Secret::new(OPERATOR_PASSWORD),

@@ -306,8 +306,7 @@ async fn no_request_shape_can_stop_the_instance() {
 
 #[tokio::test]
 async fn schemas_and_queries_with_rights() {
-    let (inst, _dir) = instance_with("7.4.1").await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir) = instance_with("7.4.1").await;
     // An administrator besides jdoe (who holds delivery rights only).
     add_like_jdoe(&store, "boss", &["admin"]).await;
     let app = router(InstanceState {
@@ -458,8 +457,7 @@ async fn schemas_and_queries_with_rights() {
 
 #[tokio::test]
 async fn message_center_events() {
-    let (inst, _dir) = instance_of("7.4.1", InstanceKind::MessageCenter).await;
-    let store = Arc::clone(inst.store());
+    let (inst, store, _dir) = instance_of("7.4.1", InstanceKind::MessageCenter).await;
     add_like_jdoe(&store, "agent", &["messageCenterAgents"]).await;
     let app = router(InstanceState {
         instance: Arc::new(inst),

@@ -396,6 +396,7 @@ async fn native_logon_sessions_and_logoff() {
             client: Some("ACC-SDK-Auth: UserPassword jdoe".into()),
         };
         let (tokens, op) = inst
+            .sessions()
             .logon("jdoe", &Secret::new("right password"), false, now(), &caller)
             .await
             .unwrap();
@@ -403,22 +404,25 @@ async fn native_logon_sessions_and_logoff() {
             tokens.session.expose().starts_with("___ims_") && tokens.security.expose().starts_with("@ims_")
         );
         assert_eq!(op.login, "jdoe");
-        let rights = inst.effective_rights(&op).await.unwrap();
+        let rights = inst.sessions().effective_rights(&op).await.unwrap();
         assert!(rights.contains(&"export".to_owned()) && rights.contains(&"startDelivery".to_owned()));
         // The session works with and without its security token; a wrong one is refused.
-        inst.session_operator(
-            tokens.session.expose(),
-            Some(tokens.security.expose()),
-            None,
-            now(),
-        )
-        .await
-        .unwrap();
-        inst.session_operator(tokens.session.expose(), None, None, now())
+        inst.sessions()
+            .session_operator(
+                tokens.session.expose(),
+                Some(tokens.security.expose()),
+                None,
+                now(),
+            )
+            .await
+            .unwrap();
+        inst.sessions()
+            .session_operator(tokens.session.expose(), None, None, now())
             .await
             .unwrap();
         assert_eq!(
-            inst.session_operator(tokens.session.expose(), Some("@ims_wrong"), None, now())
+            inst.sessions()
+                .session_operator(tokens.session.expose(), Some("@ims_wrong"), None, now())
                 .await
                 .unwrap_err()
                 .code,
@@ -427,7 +431,8 @@ async fn native_logon_sessions_and_logoff() {
         // Expiry.
         let later = now().plus_secs(24 * 3600);
         assert_eq!(
-            inst.session_operator(tokens.session.expose(), None, None, later)
+            inst.sessions()
+                .session_operator(tokens.session.expose(), None, None, later)
                 .await
                 .unwrap_err()
                 .code,
@@ -436,17 +441,20 @@ async fn native_logon_sessions_and_logoff() {
         // Stored as digests only.
         assert!(i.store.session(tokens.session.expose()).await.unwrap().is_none());
         // Logoff ends it.
-        inst.logoff(tokens.session.expose()).await.unwrap();
+        inst.sessions().logoff(tokens.session.expose()).await.unwrap();
         assert!(inst
+            .sessions()
             .session_operator(tokens.session.expose(), None, None, now())
             .await
             .is_err());
         // Wrong password and unknown login: the same fault.
         let bad = inst
+            .sessions()
             .logon("jdoe", &Secret::new("wrong"), false, now(), &caller)
             .await
             .unwrap_err();
         let unknown = inst
+            .sessions()
             .logon("nobody", &Secret::new("wrong"), false, now(), &caller)
             .await
             .unwrap_err();
@@ -464,15 +472,18 @@ async fn native_logon_sessions_and_logoff() {
         assert_eq!(usage[1].source.as_deref(), Some("127.0.0.1"));
         // rememberMe lasts longer.
         let (long, _) = inst
+            .sessions()
             .logon("jdoe", &Secret::new("right password"), true, now(), &caller)
             .await
             .unwrap();
-        inst.session_operator(long.session.expose(), None, None, later)
+        inst.sessions()
+            .session_operator(long.session.expose(), None, None, later)
             .await
             .unwrap();
         // Past every expiry the remaining (rememberMe) session is purged; the other ended at Logoff.
         assert_eq!(
-            inst.purge_expired_sessions(now().plus_secs(31 * 86_400))
+            inst.sessions()
+                .purge_expired_sessions(now().plus_secs(31 * 86_400))
                 .await
                 .unwrap(),
             1
@@ -647,6 +658,7 @@ async fn disabled_and_non_native_operators_cannot_logon_and_lose_their_sessions(
     let inst = instance(&i.store, "7.4.1");
     for login in ["gone", "person"] {
         let err = inst
+            .sessions()
             .logon(
                 login,
                 &Secret::new("pw-pw-pw-pw"),
@@ -687,6 +699,7 @@ async fn native_logon_follows_the_build_matrix() {
     ] {
         let inst = instance(&i.store, build);
         let jdoe = inst
+            .sessions()
             .logon(
                 "jdoe",
                 &Secret::new("pw-pw-pw-pw"),
@@ -699,21 +712,23 @@ async fn native_logon_follows_the_build_matrix() {
         // The allow-list (`internal|monitoring` names two operators) still signs in.
         for listed in ["admin", "internal"] {
             assert!(
-                inst.logon(
-                    listed,
-                    &Secret::new("pw-pw-pw-pw"),
-                    false,
-                    now(),
-                    &Caller::default()
-                )
-                .await
-                .is_ok(),
+                inst.sessions()
+                    .logon(
+                        listed,
+                        &Secret::new("pw-pw-pw-pw"),
+                        false,
+                        now(),
+                        &Caller::default()
+                    )
+                    .await
+                    .is_ok(),
                 "{build}: {listed}"
             );
         }
     }
     // A session opened on 8.5 stops working once the instance runs 8.6.
     let (tokens, _) = instance(&i.store, "8.5.2")
+        .sessions()
         .logon(
             "jdoe",
             &Secret::new("pw-pw-pw-pw"),
@@ -724,6 +739,7 @@ async fn native_logon_follows_the_build_matrix() {
         .await
         .unwrap();
     assert!(instance(&i.store, "8.6.0")
+        .sessions()
         .session_operator(tokens.session.expose(), None, None, now())
         .await
         .is_err());

@@ -39,7 +39,12 @@ pub(super) async fn migration_page(
     meta: Meta,
     Administrator(who): Administrator,
 ) -> Response {
-    let d = match st.instance.migration_dashboard(&who.op, meta.now).await {
+    let d = match st
+        .instance
+        .migration()
+        .migration_dashboard(&who.op, meta.now)
+        .await
+    {
         Ok(d) => d,
         Err(f) => return fault_page(Shell::of(&st, &who), &f),
     };
@@ -138,7 +143,7 @@ async fn emails_page(
     status: StatusCode,
     shown: EmailsShown,
 ) -> Response {
-    let blockers = match st.instance.migration_email_blockers(&who.op).await {
+    let blockers = match st.instance.migration().migration_email_blockers(&who.op).await {
         Ok(b) => b,
         Err(f) => return fault_page(shell, &f),
     };
@@ -236,6 +241,7 @@ pub(super) async fn migration_emails_submit(
     }
     let outcome = st
         .instance
+        .migration()
         .migration_set_emails_checked(&who.op, &assignments, !save, meta.now, &caller(&meta, &headers))
         .await;
     let mut shown = EmailsShown {

@@ -101,7 +101,7 @@ impl Shell {
             admin: false,
             csrf: String::new(),
             notice: None,
-            window: st.instance.notice(Now::system()),
+            window: st.instance.migration().notice(Now::system()),
             admin_console: st
                 .instance
                 .ims_url()
@@ -212,6 +212,7 @@ impl FromRequestParts<InstanceState> for SignedIn {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
         let inst = &st.instance;
         let (op, session) = inst
+            .sessions()
             .session_operator(&token, None, meta.source.as_deref(), meta.now)
             .await
             .map_err(|_| to_login())?;
@@ -221,10 +222,11 @@ impl FromRequestParts<InstanceState> for SignedIn {
             return Err(to_login());
         }
         let rights = inst
+            .sessions()
             .effective_rights(&op)
             .await
             .map_err(|f| fault_page(Shell::anonymous(st), &f))?;
-        inst.note_call(
+        inst.sessions().note_call(
             &op,
             "console",
             session.auth_path,
@@ -313,6 +315,7 @@ async fn login_submit(
     let password = Secret::new(form.text("password"));
     match st
         .instance
+        .sessions()
         .console_logon(&login, &password, meta.now, &caller(&meta, &headers))
         .await
     {
@@ -345,7 +348,7 @@ async fn logout(State(st): State<InstanceState>, who: SignedIn, body: bytes::Byt
     if let Err(f) = who.check_form(&FormData::parse(&body)) {
         return fault_page(Shell::of(&st, &who), &f);
     }
-    if let Err(f) = st.instance.logoff(&who.token).await {
+    if let Err(f) = st.instance.sessions().logoff(&who.token).await {
         return fault_page(Shell::of(&st, &who), &f);
     }
     let clear = set_cookie(&st, SESSION_COOKIE, "", Some(0));
@@ -376,7 +379,7 @@ async fn backchannel_logout(State(st): State<InstanceState>, meta: Meta, body: b
     let result = if token.is_empty() {
         Err(Fault::bad_request("logout_token is missing"))
     } else {
-        st.instance.backchannel_logout(token, meta.now).await
+        st.instance.sessions().backchannel_logout(token, meta.now).await
     };
     let (status, body) = match result {
         Ok(_) => (StatusCode::OK, serde_json::json!({})),
@@ -397,7 +400,7 @@ async fn backchannel_logout(State(st): State<InstanceState>, meta: Meta, body: b
 
 /// `GET /console/ims/login`: off to the IMS, with the state, nonce and verifier kept here.
 async fn ims_login(State(st): State<InstanceState>) -> Response {
-    match st.instance.start_ims_sign_in() {
+    match st.instance.sessions().start_ims_sign_in() {
         Ok(start) => {
             let kept = format!("{}.{}.{}", start.state, start.nonce, start.verifier);
             see_other(
@@ -457,6 +460,7 @@ async fn ims_callback(
     };
     match st
         .instance
+        .sessions()
         .finish_ims_sign_in(
             code,
             verifier,
@@ -526,7 +530,12 @@ fn right_label(name: &str) -> &str {
 
 /// The operator groups, as the signed-in administrator may read them.
 async fn operator_groups(st: &InstanceState, who: &SignedIn) -> Result<Vec<OperatorGroup>, Fault> {
-    st.instance.operator_admin(&who.op).await?.groups().await
+    st.instance
+        .operators()
+        .operator_admin(&who.op)
+        .await?
+        .groups()
+        .await
 }
 
 mod migration;

@@ -44,7 +44,7 @@ pub(super) async fn operators(
     let search = q.q.unwrap_or_default().trim().to_owned();
     let page = q.page.unwrap_or(1).max(1);
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
-    let found = match st.instance.operator_admin(&who.op).await {
+    let found = match st.instance.operators().operator_admin(&who.op).await {
         Ok(admin) => {
             admin
                 .operators_page((!search.is_empty()).then_some(search.as_str()), offset, PAGE_SIZE)
@@ -275,6 +275,7 @@ pub(super) struct ShowQuery {
 /// when the rights in the store no longer carry ADMINISTRATION.
 async fn admin_of<'a>(st: &'a InstanceState, who: &'a SignedIn) -> Result<OperatorAdmin<'a>, Response> {
     st.instance
+        .operators()
         .operator_admin(&who.op)
         .await
         .map_err(|f| fault_page(Shell::of(st, who), &f))

@@ -104,6 +104,8 @@ impl service::LogoutNotifier for InProcessInstance {
 pub(crate) struct Connected {
     pub(crate) app: Router,
     pub(crate) inst: Arc<Instance>,
+    /// The store the instance was built over.
+    pub(crate) store: Store,
     pub(crate) client_id: String,
     pub(crate) cleanup: Cleanup,
     pub(crate) _dir: tempfile::TempDir,
@@ -129,7 +131,7 @@ pub(crate) async fn connected_via(
     refresh_secs: i64,
     http: Arc<dyn ImsHttp>,
 ) -> Option<Connected> {
-    let (inst, dir, cleanup) = instance_on(db, "7.4.1", kind).await?;
+    let (_, store, dir, cleanup) = instance_on(db, "7.4.1", kind).await?;
     let ctx = Context::new(Now::system(), "test");
     // The product instance the IMS knows this instance as (at its address).
     marketing(h, None).await;
@@ -154,7 +156,7 @@ pub(crate) async fn connected_via(
         http: Arc::clone(&http),
         url: format!("{ISSUER}/ims/keys"),
     };
-    let inst = Instance::new(Arc::clone(inst.store()), info)
+    let inst = Instance::new(Arc::clone(&store), info)
         .with_bearer(Arc::new(ims_campaign::bearer::TrustedIssuer::new(
             ISSUER,
             Arc::new(keys),
@@ -166,7 +168,13 @@ pub(crate) async fn connected_via(
         secret.unwrap(),
         http,
     );
-    assert!(inst.set_connection(Some(conn), &ctx).await.unwrap(), "a change");
+    assert!(
+        inst.configuration()
+            .set_connection(Some(conn), &ctx)
+            .await
+            .unwrap(),
+        "a change"
+    );
     let inst = Arc::new(inst);
     let app = router(InstanceState {
         instance: Arc::clone(&inst),
@@ -191,6 +199,7 @@ pub(crate) async fn connected_via(
     Some(Connected {
         app,
         inst,
+        store,
         client_id: client.client_id,
         cleanup,
         _dir: dir,
@@ -290,9 +299,9 @@ pub(crate) async fn home(c: &Connected, b: &mut Browser) -> String {
     html
 }
 
-pub(crate) async fn audit(inst: &Instance, prefix: &str) -> Vec<ims_core::audit::AuditEvent> {
+pub(crate) async fn audit(store: &Store, prefix: &str) -> Vec<ims_core::audit::AuditEvent> {
     AuditStore::audit(
-        inst.store().as_ref(),
+        store.as_ref(),
         &AuditQuery {
             action_prefix: Some(prefix.into()),
             limit: 50,

@@ -19,13 +19,17 @@ use super::*;
 
 pub(crate) const OPERATOR_PASSWORD: &str = "operator password 1";
 
-pub(crate) async fn instance_with(build: &str) -> (Instance, tempfile::TempDir) {
+/// The store an instance was built over, kept by the test that built it (the instance does not
+/// hand it out).
+pub(crate) type Store = Arc<dyn ims_campaign::store::InstanceStore>;
+
+pub(crate) async fn instance_with(build: &str) -> (Instance, Store, tempfile::TempDir) {
     instance_of(build, InstanceKind::Marketing).await
 }
 
-pub(crate) async fn instance_of(build: &str, kind: InstanceKind) -> (Instance, tempfile::TempDir) {
-    let (inst, dir, _) = instance_on(Db::Sqlite, build, kind).await.unwrap();
-    (inst, dir)
+pub(crate) async fn instance_of(build: &str, kind: InstanceKind) -> (Instance, Store, tempfile::TempDir) {
+    let (inst, store, dir, _) = instance_on(Db::Sqlite, build, kind).await.unwrap();
+    (inst, store, dir)
 }
 
 /// A PostgreSQL schema to drop when a test is done.
@@ -37,7 +41,7 @@ pub(crate) async fn instance_on(
     db: Db,
     build: &str,
     kind: InstanceKind,
-) -> Option<(Instance, tempfile::TempDir, Cleanup)> {
+) -> Option<(Instance, Store, tempfile::TempDir, Cleanup)> {
     let dir = tempfile::tempdir().unwrap();
     let (opts, schema) = db_options(db, dir.path())?;
     let store = Arc::new(SqlInstanceStore::open(&opts, Now::system()).await.unwrap());
@@ -119,8 +123,12 @@ pub(crate) async fn instance_on(
         }
     }
     let cleanup = schema.map(|s| (Arc::clone(&store), s));
-    let inst = Instance::new(store, InstanceInfo::new("prod", kind, build.parse().unwrap()));
-    Some((inst, dir, cleanup))
+    let store: Store = store;
+    let inst = Instance::new(
+        Arc::clone(&store),
+        InstanceInfo::new("prod", kind, build.parse().unwrap()),
+    );
+    Some((inst, store, dir, cleanup))
 }
 
 /// Adds an operator like jdoe (same password and profile) under another login and groups.
@@ -303,7 +311,7 @@ pub(crate) async fn finish(cleanup: Cleanup) {
 }
 
 pub(crate) async fn instance_app() -> (Router, tempfile::TempDir) {
-    let (inst, dir) = instance_with("7.4.1").await;
+    let (inst, _, dir) = instance_with("7.4.1").await;
     (
         router(InstanceState {
             instance: Arc::new(inst),
