@@ -56,6 +56,9 @@ impl PartialEq<&str> for FaultCode {
     }
 }
 
+/// The instance's domain error: a code clients branch on, a message any caller may read, and a
+/// debug text (what the database or the system said) that the edge answering the fault logs
+/// and never sends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {message}")]
 pub struct Fault {
@@ -63,6 +66,7 @@ pub struct Fault {
     pub message: String,
     /// Client-side fault (`SOAP-ENV:Client`) or server-side.
     pub client: bool,
+    debug: Option<String>,
 }
 
 impl Fault {
@@ -71,7 +75,20 @@ impl Fault {
             code,
             message: message.into(),
             client: true,
+            debug: None,
         }
+    }
+
+    /// Adds what an operator needs to know (logged, never sent).
+    #[must_use]
+    pub fn with_debug(mut self, debug: impl std::fmt::Display) -> Self {
+        self.debug = Some(debug.to_string());
+        self
+    }
+
+    /// What only the logs may hold.
+    pub fn debug(&self) -> Option<&str> {
+        self.debug.as_deref()
     }
 
     pub fn invalid_login() -> Self {
@@ -122,6 +139,7 @@ impl Fault {
             code: FaultCode::Unavailable,
             message: message.into(),
             client: false,
+            debug: None,
         }
     }
 
@@ -130,14 +148,61 @@ impl Fault {
             code: FaultCode::Internal,
             message: "The server could not complete the request".into(),
             client: false,
+            debug: None,
         }
     }
 }
 
 impl From<StoreError> for Fault {
-    /// The database's words are logged, never sent.
+    /// The database's words go to the debug text: logged, never sent.
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "instance store failure");
-        Fault::internal()
+        Fault::internal().with_debug(format!("instance store failure: {e}"))
+    }
+}
+
+impl From<ims_core::Error> for Fault {
+    /// A domain error of the layers below the instance (a request body refused, say), in the
+    /// instance's terms; its debug text carries over.
+    fn from(e: ims_core::Error) -> Self {
+        use ims_core::ErrorKind;
+        let fault = match e.kind() {
+            ErrorKind::Internal => Fault::internal(),
+            ErrorKind::Unavailable => Fault::unavailable(e.description()),
+            ErrorKind::Forbidden | ErrorKind::InsufficientScope { .. } => Fault::forbidden(e.description()),
+            ErrorKind::NotFound => Fault::not_found(e.description()),
+            _ => Fault::bad_request(e.description()),
+        };
+        match e.debug() {
+            Some(debug) => fault.with_debug(debug),
+            None => fault,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_keeps_the_databases_words_out_of_the_fault_string() {
+        let f = Fault::from(StoreError::Backend(
+            "relation \"operators\" does not exist".into(),
+        ));
+        assert_eq!(f.code, FaultCode::Internal);
+        assert!(!f.client);
+        assert!(!f.to_string().contains("relation"));
+        assert!(!f.message.contains("relation"));
+        assert!(f.debug().unwrap().contains("relation \"operators\""));
+    }
+
+    #[test]
+    fn domain_errors_below_keep_their_kind_and_their_debug_text() {
+        let f = Fault::from(ims_core::Error::too_large("the request body exceeds 10 bytes"));
+        assert_eq!((f.code, f.client), (FaultCode::BadRequest, true));
+        assert_eq!(f.message, "the request body exceeds 10 bytes");
+        let f = Fault::from(ims_core::Error::internal("disk full"));
+        assert_eq!((f.code, f.client), (FaultCode::Internal, false));
+        assert!(!f.message.contains("disk"));
+        assert_eq!(f.debug(), Some("disk full"));
     }
 }

@@ -562,3 +562,12 @@ impl Twins for UpTwins {
         client.facts().await.ok()
     }
 }
+
+/// An instance's fault as a command's error: the code and message its clients would read, and
+/// what only an operator may (the debug text), since the person running the command is one.
+pub(crate) fn fault(f: ims_campaign::fault::Fault) -> anyhow::Error {
+    match f.debug() {
+        Some(debug) => anyhow::anyhow!("{f} ({debug})"),
+        None => anyhow::anyhow!("{f}"),
+    }
+}

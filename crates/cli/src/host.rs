@@ -19,7 +19,7 @@ use ims_wire::rights::DEFAULT_GROUPS;
 
 use crate::account::{configure, connection_of, AccountChange};
 use crate::conf::{read_configuration, write_switches, Loaded, LOADED_SETTING};
-use crate::context::instance_store_options;
+use crate::context::{fault, instance_store_options};
 
 /// An instance this process runs, with the store it opened for it: the host writes the
 /// instance's own settings (the configuration it read, its environment) through that store.
@@ -127,11 +127,7 @@ pub async fn open_embedded(
         dir: dir.to_owned(),
         settings: Arc::<SqlInstanceStore>::clone(&store),
     }));
-    instance
-        .migration()
-        .load_notice()
-        .await
-        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    instance.migration().load_notice().await.map_err(fault)?;
     Ok(Embedded {
         instance,
         store,
@@ -281,12 +277,9 @@ pub async fn reload(dir: &Path, instance: &Configuration, settings: &dyn Setting
             instance
                 .apply_switches(&loaded.switches, &ctx)
                 .await
-                .map_err(|f| anyhow::anyhow!("{f}"))?;
+                .map_err(fault)?;
             if instance.ims_http().is_some() {
-                instance
-                    .set_connection(connection, &ctx)
-                    .await
-                    .map_err(|f| anyhow::anyhow!("{f}"))?;
+                instance.set_connection(connection, &ctx).await.map_err(fault)?;
             }
             record_loaded(settings, &name, &loaded, "reload").await?;
             tracing::info!(instance = %name, "configuration reloaded");

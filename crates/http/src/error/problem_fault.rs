@@ -15,6 +15,7 @@ pub(crate) struct ApiFault(pub(crate) Fault);
 impl IntoResponse for ApiFault {
     fn into_response(self) -> Response {
         let f = self.0;
+        super::soap::log_fault(&f);
         let status = match f.code {
             FaultCode::SessionExpired | FaultCode::InvalidLogin => StatusCode::UNAUTHORIZED,
             FaultCode::Forbidden | FaultCode::Restricted => StatusCode::FORBIDDEN,

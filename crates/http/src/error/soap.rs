@@ -13,13 +13,26 @@ pub struct SoapFault(pub Fault);
 
 impl From<ims_core::Error> for SoapFault {
     fn from(e: ims_core::Error) -> Self {
-        SoapFault(Fault::bad_request(e.to_string()))
+        SoapFault(Fault::from(e))
     }
 }
 
 impl IntoResponse for SoapFault {
     fn into_response(self) -> Response {
+        log_fault(&self.0);
         xml(soap::fault(self.0.client, &self.0.to_string(), &self.0.message))
+    }
+}
+
+/// Logs what only the logs may hold of a fault about to be answered: every edge that answers
+/// an instance's fault (SOAP, console pages, the migration API) calls this.
+pub(crate) fn log_fault(f: &Fault) {
+    if let Some(detail) = f.debug() {
+        if f.client {
+            tracing::debug!(code = %f.code, reason = %detail, "request refused");
+        } else {
+            tracing::error!(code = %f.code, error = %detail, "instance failure");
+        }
     }
 }
 

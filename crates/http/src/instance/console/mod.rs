@@ -135,6 +135,7 @@ struct ErrorPage {
 /// A refusal as a page, with the status that says what kind it is. Server faults keep their
 /// details in the log.
 fn fault_page(shell: Shell, fault: &Fault) -> Response {
+    crate::error::soap::log_fault(fault);
     let (status, heading) = match fault.code {
         FaultCode::Forbidden => (StatusCode::FORBIDDEN, "Not allowed"),
         FaultCode::Restricted => (StatusCode::FORBIDDEN, "Restricted"),
