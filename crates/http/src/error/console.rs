@@ -8,7 +8,7 @@ use serde_json::json;
 
 use ims_core::{Error, ErrorKind};
 
-use super::{bearer_challenge, no_store, public_description};
+use super::{no_store, public_description, vendor_token_refused};
 
 /// An error in the console API's convention: the status and a JSON body naming it.
 #[derive(Debug)]
@@ -40,18 +40,7 @@ impl IntoResponse for ConsoleError {
             }
         };
         let (status, code) = match e.kind() {
-            ErrorKind::InvalidToken => {
-                public_description(&e);
-                let mut resp = (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
-                )
-                    .into_response();
-                resp.headers_mut()
-                    .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
-                no_store(&mut resp);
-                return resp;
-            }
+            ErrorKind::InvalidToken => return vendor_token_refused(&e),
             ErrorKind::InsufficientScope { scope } => {
                 let mut resp = (
                     StatusCode::FORBIDDEN,

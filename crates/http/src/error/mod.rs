@@ -133,6 +133,21 @@ impl IntoResponse for BearerError {
     }
 }
 
+/// A refused token as the vendor's APIs (User Management, Developer Console) answer it: their
+/// clients read `error_code` 401013; why it was refused is only logged.
+pub(crate) fn vendor_token_refused(e: &Error) -> Response {
+    public_description(e);
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
+    no_store(&mut resp);
+    resp
+}
+
 pub fn bearer_challenge(error: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("Bearer realm=\"{REALM}\", error=\"{error}\""))
         .unwrap_or(HeaderValue::from_static("Bearer realm=\"ims\""))

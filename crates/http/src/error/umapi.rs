@@ -10,7 +10,7 @@ use serde_json::json;
 use ims_core::{Error, ErrorKind};
 use ims_identity::umapi::ResultCode;
 
-use super::{bearer_challenge, no_store, public_description};
+use super::{no_store, public_description, vendor_token_refused};
 
 /// An error in the API's convention.
 #[derive(Debug)]
@@ -44,18 +44,7 @@ impl IntoResponse for UmapiError {
         let (status, body) = match self {
             UmapiError::Domain(e) => {
                 let (status, result) = match e.kind() {
-                    ErrorKind::InvalidToken => {
-                        public_description(&e);
-                        let mut resp = (
-                            StatusCode::UNAUTHORIZED,
-                            Json(json!({"error_code": "401013", "message": "Oauth token is not valid"})),
-                        )
-                            .into_response();
-                        resp.headers_mut()
-                            .insert(http::header::WWW_AUTHENTICATE, bearer_challenge("invalid_token"));
-                        no_store(&mut resp);
-                        return resp;
-                    }
+                    ErrorKind::InvalidToken => return vendor_token_refused(&e),
                     ErrorKind::Forbidden | ErrorKind::InsufficientScope { .. } => {
                         let body = json!({"error_code": "403003", "message": public_description(&e)});
                         let mut resp = (StatusCode::FORBIDDEN, Json(body)).into_response();
