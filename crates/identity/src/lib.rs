@@ -8,6 +8,7 @@ pub mod developer;
 pub mod directory;
 pub mod grants;
 pub mod import;
+pub mod mail;
 pub mod model;
 pub mod oidc;
 pub mod people;

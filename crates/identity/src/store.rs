@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use crate::developer::{Placement, Project, Workspace};
 use crate::directory::{Group, HeldProfile, Membership, ProductInstance, RoleGrant};
 use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
+use crate::mail::Mail;
 use crate::model::{ClientSecretRecord, OAuthClient, Organization, User};
 use crate::umapi::{Change, Snapshot};
 use ims_core::audit::AuditEvent;
@@ -397,6 +398,31 @@ pub trait DeveloperStore: Send + Sync {
     async fn delete_client(&self, client_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 }
 
+/// The outbox (see [`crate::mail`]). A message caused by another change is written by that
+/// change's own call, in its transaction; these calls queue a message on its own and move
+/// messages through delivery.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues a message with its audit line.
+    async fn queue_mail(&self, mail: &Mail, audit: &AuditEvent) -> StoreResult<()>;
+    /// Takes up to `limit` queued messages due at `now`, oldest first, for one delivery attempt
+    /// each: each taken message counts the attempt and is not due again before `now` plus
+    /// `lease_secs`, so that concurrent senders (other nodes) each take different messages, and
+    /// a sender that stops mid-delivery leaves it due again after the lease.
+    async fn take_due_mail(&self, now: Now, lease_secs: i64, limit: u32) -> StoreResult<Vec<Mail>>;
+    /// The message was accepted by the mail server.
+    async fn mail_sent(&self, mail_id: &str, now: Now) -> StoreResult<()>;
+    /// The attempt failed with the server's `answer`: the message is due again at `retry_at`, or
+    /// failed for good when there is none.
+    async fn mail_failed(&self, mail_id: &str, answer: &str, retry_at: Option<Now>) -> StoreResult<()>;
+    async fn mail(&self, mail_id: &str) -> StoreResult<Option<Mail>>;
+    /// An organisation's messages, newest first.
+    async fn outbox(&self, org_id: &str, offset: u32, limit: u32) -> StoreResult<Vec<Mail>>;
+    /// Queues a message again, due at `now` with its attempts counted afresh (an administrator's
+    /// resend), with its audit line. False when no such message exists.
+    async fn resend_mail(&self, mail_id: &str, now: Now, audit: &AuditEvent) -> StoreResult<bool>;
+}
+
 /// What the token service reads and writes: keys, clients and revocations for every token;
 /// codes, refresh families and their people for the grants that sign people in.
 pub trait TokenStorage:
@@ -447,6 +473,12 @@ impl<T> DeveloperStorage for T where T: CredentialStorage + DirectoryStore + Use
 
 /// Everything the IMS keeps: the union of what its services use. Only the process that opens the
 /// database holds it; each service is handed its own narrow view of it (see `crate::service`).
-pub trait Store: TokenStorage + SignInStorage + DirectoryStorage + DeveloperStorage + SchemaStore {}
+pub trait Store:
+    TokenStorage + SignInStorage + DirectoryStorage + DeveloperStorage + SchemaStore + OutboxStore
+{
+}
 
-impl<T> Store for T where T: TokenStorage + SignInStorage + DirectoryStorage + DeveloperStorage + SchemaStore {}
+impl<T> Store for T where
+    T: TokenStorage + SignInStorage + DirectoryStorage + DeveloperStorage + SchemaStore + OutboxStore
+{
+}

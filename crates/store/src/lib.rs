@@ -8,6 +8,7 @@ mod directory;
 pub mod instance;
 mod lockout;
 pub mod migrate;
+mod outbox;
 mod people;
 pub mod signal;
 

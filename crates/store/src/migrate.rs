@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
     step!(3, "directory", "", "0003_directory"),
     step!(4, "developer", "", "0004_developer"),
     step!(5, "backchannel_logout", "", "0005_backchannel_logout"),
+    step!(6, "outbox", "", "0006_outbox"),
 ];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).

@@ -10,4 +10,5 @@ mod harness;
 mod instance;
 mod journal;
 mod migrations;
+mod outbox;
 mod people;

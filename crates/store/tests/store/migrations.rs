@@ -135,7 +135,8 @@ async fn unmigrated_store_reports_pending_steps() {
             "0002_people".to_owned(),
             "0003_directory".to_owned(),
             "0004_developer".to_owned(),
-            "0005_backchannel_logout".to_owned()
+            "0005_backchannel_logout".to_owned(),
+            "0006_outbox".to_owned()
         ]
     );
     store.migrate(now()).await.unwrap();
