@@ -139,6 +139,67 @@ pub fn next_attempt(attempts: u32, now: Now) -> Option<Now> {
     (attempts < MAX_ATTEMPTS).then(|| now.plus_secs(retry_delay_secs(attempts)))
 }
 
+/// Why a delivery attempt failed, as the server (or the folder) answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Worth trying again later (a 4xx answer, a server that cannot be reached).
+    Transient(String),
+    /// Never worth trying again (a 5xx answer: no such mailbox, refused sender).
+    Permanent(String),
+}
+
+/// Where messages go: an SMTP server, or a folder of `.eml` files when none is configured.
+#[async_trait::async_trait]
+pub trait MailTransport: Send + Sync {
+    /// Hands one message over; `Ok` once the server (or the folder) holds it.
+    async fn deliver(&self, mail: &Mail) -> Result<(), Refusal>;
+}
+
+/// What one round of delivery did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub sent: usize,
+    pub deferred: usize,
+    pub failed: usize,
+}
+
+/// Messages taken per round.
+pub const ROUND_SIZE: u32 = 50;
+
+/// One round of delivery: takes the messages due at `now` and hands each to `transport`,
+/// recording what became of it. A message whose outcome cannot be recorded (the database gone
+/// meanwhile) stays taken until its lease ends and is then tried again: delivered at least once.
+pub async fn deliver_due(
+    store: &dyn crate::store::OutboxStore,
+    transport: &dyn MailTransport,
+    now: Now,
+) -> ims_core::error::StoreResult<Round> {
+    let mut round = Round::default();
+    for mail in store.take_due_mail(now, LEASE_SECS, ROUND_SIZE).await? {
+        match transport.deliver(&mail).await {
+            Ok(()) => {
+                store.mail_sent(&mail.mail_id, now).await?;
+                round.sent += 1;
+            }
+            Err(Refusal::Transient(answer)) => match next_attempt(mail.attempts, now) {
+                Some(at) => {
+                    store.mail_failed(&mail.mail_id, &answer, Some(at)).await?;
+                    round.deferred += 1;
+                }
+                None => {
+                    store.mail_failed(&mail.mail_id, &answer, None).await?;
+                    round.failed += 1;
+                }
+            },
+            Err(Refusal::Permanent(answer)) => {
+                store.mail_failed(&mail.mail_id, &answer, None).await?;
+                round.failed += 1;
+            }
+        }
+    }
+    Ok(round)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,10 @@
 //! The outbox: queued with its audit line, taken once per lease however many senders ask,
 //! retried, sent, failed for good, resent.
 
-use ims_identity::mail::{Compose, Mail, MailKind, MailStatus};
+use ims_identity::mail::{
+    deliver_due, retry_delay_secs, Compose, Mail, MailKind, MailStatus, MailTransport, Refusal, Round,
+    MAX_ATTEMPTS,
+};
 use ims_identity::store::{AuditQuery, AuditStore, OutboxStore};
 
 use crate::harness::*;
@@ -117,6 +120,86 @@ async fn mail_moves_through_the_outbox_on_both_backends() {
         );
         assert_eq!(s.outbox("O1", 1, 10).await.unwrap().len(), 1);
         assert_eq!(s.outbox("O2", 0, 10).await.unwrap().len(), 1);
+        f.cleanup().await;
+    }
+}
+
+/// A mail server that answers by recipient: `later@` is refused for now, `nobody@` for good,
+/// and the rest are taken. It counts what it was handed.
+#[derive(Default)]
+struct Server {
+    handed: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl MailTransport for Server {
+    async fn deliver(&self, mail: &Mail) -> Result<(), Refusal> {
+        self.handed.lock().unwrap().push(mail.to.clone());
+        match mail.to.split('@').next() {
+            Some("later") => Err(Refusal::Transient("451 4.4.1 no answer from host".into())),
+            Some("nobody") => Err(Refusal::Permanent("550 5.1.1 no such user".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn delivery_rounds_send_defer_and_give_up_on_both_backends() {
+    for f in each_backend().await {
+        let s = &f.store;
+        let mails: Vec<Mail> = ["jane@example.com", "later@example.com", "nobody@example.com"]
+            .into_iter()
+            .map(|to| Mail::new(compose("O1", to), now()))
+            .collect();
+        for m in &mails {
+            s.queue_mail(m, &event("mail.queue")).await.unwrap();
+        }
+        let server = Server::default();
+        let round = deliver_due(s, &server, now()).await.unwrap();
+        assert_eq!(
+            round,
+            Round {
+                sent: 1,
+                deferred: 1,
+                failed: 1
+            }
+        );
+        let state = |i: usize| {
+            let id = mails[i].mail_id.clone();
+            async move { s.mail(&id).await.unwrap().unwrap() }
+        };
+        assert_eq!(state(0).await.status, MailStatus::Sent);
+        let deferred = state(1).await;
+        assert_eq!(deferred.status, MailStatus::Queued);
+        assert_eq!(deferred.next_attempt_at, now().plus_secs(retry_delay_secs(1)));
+        assert_eq!(state(2).await.status, MailStatus::Failed);
+        assert_eq!(
+            state(2).await.last_error.as_deref(),
+            Some("550 5.1.1 no such user")
+        );
+
+        // Nothing due before the retry; then the deferred one alone, until its attempts run out.
+        assert_eq!(
+            deliver_due(s, &server, now().plus_secs(30)).await.unwrap(),
+            Round::default()
+        );
+        let mut at = now();
+        for _ in 1..MAX_ATTEMPTS {
+            at = s.mail(&mails[1].mail_id).await.unwrap().unwrap().next_attempt_at;
+            deliver_due(s, &server, at).await.unwrap();
+        }
+        let given_up = state(1).await;
+        assert_eq!(
+            (given_up.status, given_up.attempts),
+            (MailStatus::Failed, MAX_ATTEMPTS)
+        );
+        assert!(deliver_due(s, &server, at.plus_secs(86_400)).await.unwrap() == Round::default());
+        let handed = server.handed.lock().unwrap().clone();
+        assert_eq!(
+            handed.iter().filter(|t| t.starts_with("later@")).count(),
+            MAX_ATTEMPTS as usize
+        );
+        assert_eq!(handed.iter().filter(|t| t.starts_with("jane@")).count(), 1);
         f.cleanup().await;
     }
 }
