@@ -11,6 +11,7 @@ mod files;
 mod host;
 mod https;
 mod instance;
+mod mail;
 mod migrate;
 mod people;
 mod pki;

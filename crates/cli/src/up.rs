@@ -107,6 +107,17 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .sign_in()
         .set_logout_notifier(std::sync::Arc::new(HttpIms::new(Some(&ca_pem))?));
 
+    // No SMTP server is configured for `ims up`: its mail is written where people can read it.
+    let mail_dir = dir.join("mail");
+    let from: lettre::message::Mailbox = format!("IMS <no-reply@{}>", config.domain)
+        .parse()
+        .with_context(|| format!("domain {:?} gives no sender address", config.domain))?;
+    let folder = crate::mail::EmlFolder::new(&mail_dir, from, &config.domain)?;
+    crate::mail::spawn_sender(
+        std::sync::Arc::<ims_store::SqlStore>::clone(&store),
+        std::sync::Arc::new(folder),
+    );
+
     let start = Start {
         dir: &dir,
         port,
@@ -132,6 +143,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         database_schema: config.database_schema.clone(),
         pid: std::process::id(),
         ops_url,
+        mail_dir: Some(mail_dir.display().to_string()),
         instances: started.iter().map(|s| s.up.clone()).collect(),
     };
     // Listening for SIGHUP before up.json names this process: a reload sent as soon as the file
@@ -256,6 +268,11 @@ fn announce(up: &UpFile, org: &ims_identity::model::Organization, dir: &Path) {
         println!("  instance       {} (build {}) at {}", i.name, i.build, i.url);
     }
     println!("  CA certificate {}", up.ca_cert);
+    if let Some(mail) = &up.mail_dir {
+        println!(
+            "  mail           no SMTP server configured: each message is written to {mail}/ as an .eml file"
+        );
+    }
     println!("  data           {}", dir.display());
     println!(
         "Create a technical account: ims credential create --data-dir {} --name NAME",

@@ -110,6 +110,9 @@ pub struct UpFile {
     /// API, which the public port does not serve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ops_url: Option<String>,
+    /// Where the IMS's mail goes as `.eml` files when no SMTP server is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_dir: Option<String>,
     /// The Campaign instances `ims up` runs.
     #[serde(default)]
     pub instances: Vec<UpInstance>,

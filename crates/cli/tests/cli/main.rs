@@ -7,6 +7,7 @@ mod end_users;
 mod generated;
 mod harness;
 mod instance_config;
+mod mail;
 mod operations;
 mod technical_and_finalisation;
 mod under_load;
