@@ -182,7 +182,6 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
         }
         UserCommand::ResetLink { email } => {
             let u = find(email).await?;
-            let token = people::password_reset_link(dyn_store, &u.user_id, &ctx).await?;
             let data_dir = match (&target.data_dir, &target.database_url) {
                 (Some(dir), _) => Some(dir.clone()),
                 (None, None) => Some(PathBuf::from("ims-data")),
@@ -192,11 +191,17 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
                 .and_then(|dir| crate::context::read_up_file(&dir).ok().map(|up| up.ims_url))
                 .or_else(|| config.public_url.clone())
                 .unwrap_or_default();
+            // Only a link that leads somewhere is mailed.
+            let mailed = (!base.is_empty()).then_some(base.as_str());
+            let token = people::password_reset_link(dyn_store, &u.user_id, mailed, &ctx).await?;
             println!("{}/ims/reset/{}", base.trim_end_matches('/'), token.expose());
-            eprintln!(
-                "(works once, for 24 hours; it is not sent anywhere: hand it to {})",
-                u.email
-            );
+            match mailed {
+                Some(_) => eprintln!("(works once, for 24 hours; also mailed to {})", u.email),
+                None => eprintln!(
+                    "(works once, for 24 hours; not mailed, since the IMS's address is unknown: hand it to {})",
+                    u.email
+                ),
+            }
         }
         UserCommand::EnrolTotp { email, json } => {
             let u = find(email).await?;

@@ -118,6 +118,47 @@ impl Mail {
     }
 }
 
+/// The message that carries an administrator's password reset link to the person.
+pub fn reset_link_mail(org_id: &str, to: &str, link: &str, valid_hours: i64, now: Now) -> Mail {
+    let text = format!(
+        "Hello,\n\nAn administrator created a link for you to choose a new password:\n\n{link}\n\n\
+         It works once, within {valid_hours} hours. If you did not expect it, tell your administrator.\n"
+    );
+    let html = format!(
+        "<p>Hello,</p><p>An administrator created a link for you to choose a new password:</p>\
+         <p><a href=\"{link}\">Choose a new password</a></p><p>It works once, within {valid_hours} hours. \
+         If you did not expect it, tell your administrator.</p>",
+        link = escape_html(link)
+    );
+    Mail::new(
+        Compose {
+            org_id,
+            kind: MailKind::PasswordReset,
+            to,
+            subject: "Choose a new password",
+            text: &text,
+            html: &html,
+        },
+        now,
+    )
+}
+
+/// Text made safe to put in HTML, in an element or a quoted attribute.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Attempts before a message that keeps failing is given up (with the delays below, about three
 /// days of trying).
 pub const MAX_ATTEMPTS: u32 = 20;
@@ -215,6 +256,25 @@ mod tests {
         assert_eq!(next_attempt(MAX_ATTEMPTS, now), None);
         let total: i64 = (1..MAX_ATTEMPTS).map(retry_delay_secs).sum();
         assert!((2 * 86_400..4 * 86_400).contains(&total), "{total}");
+    }
+
+    #[test]
+    fn the_reset_mail_carries_the_link_escaped_in_html() {
+        let m = reset_link_mail(
+            "O",
+            "jane@example.com",
+            "https://ims/x?a=1&b=\"2\"",
+            24,
+            Now::from_millis(1),
+        );
+        assert_eq!(m.kind, MailKind::PasswordReset);
+        assert!(m.text.contains("https://ims/x?a=1&b=\"2\""));
+        assert!(
+            m.html.contains("href=\"https://ims/x?a=1&amp;b=&quot;2&quot;\""),
+            "{}",
+            m.html
+        );
+        assert!(m.text.contains("24 hours"));
     }
 
     #[test]

@@ -202,9 +202,16 @@ pub async fn change_user(
 /// How long an administrator's password reset link works.
 pub const RESET_LINK_SECS: i64 = 24 * 3600;
 
-/// A one-time password reset link for a person (no email is sent: the administrator hands it
-/// over). Returns the token that goes in `/ims/reset/{token}`.
-pub async fn password_reset_link(store: &dyn UserStore, user_id: &str, ctx: &Context) -> Result<Secret> {
+/// A one-time password reset link for a person. Returns the token that goes in
+/// `/ims/reset/{token}`. With the IMS's address (`base_url`), the link is also mailed to the
+/// person, queued in the same transaction as the link; without it the administrator hands the
+/// link over.
+pub async fn password_reset_link(
+    store: &dyn UserStore,
+    user_id: &str,
+    base_url: Option<&str>,
+    ctx: &Context,
+) -> Result<Secret> {
     let user = store
         .user(user_id)
         .await?
@@ -221,12 +228,16 @@ pub async fn password_reset_link(store: &dyn UserStore, user_id: &str, ctx: &Con
         "success",
         json!({"expires_in_secs": RESET_LINK_SECS}),
     );
+    let mail = base_url.map(|base| {
+        let link = format!("{}/ims/reset/{}", base.trim_end_matches('/'), token.expose());
+        crate::mail::reset_link_mail(&user.org_id, &user.email, &link, RESET_LINK_SECS / 3600, ctx.now)
+    });
     store
         .insert_password_reset(
             &ims_core::secret::digest_hex(token.expose()),
             &user.user_id,
-            ctx.now,
-            ctx.now.plus_secs(RESET_LINK_SECS),
+            (ctx.now, ctx.now.plus_secs(RESET_LINK_SECS)),
+            mail.as_ref(),
             &event,
         )
         .await?;

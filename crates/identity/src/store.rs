@@ -39,13 +39,14 @@ pub trait UserStore: Send + Sync {
     /// Replaces the user's record (found by id). With `end_sessions`, its browser sessions and
     /// refresh tokens end in the same transaction.
     async fn update_user(&self, user: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()>;
-    /// Stores a one-time password reset link (its digest) with its audit line.
+    /// Stores a one-time password reset link (its digest) with its audit line and, when given,
+    /// the message that carries it to the person, in one transaction.
     async fn insert_password_reset(
         &self,
         token_digest: &str,
         user_id: &str,
-        now: Now,
-        expires_at: Now,
+        (now, expires_at): (Now, Now),
+        mail: Option<&Mail>,
         audit: &AuditEvent,
     ) -> StoreResult<()>;
     /// The user a reset link is for, while it is unused and unexpired.

@@ -10,6 +10,7 @@ use ims_core::Now;
 use ims_identity::grants::{
     AuthorizationCode, BrowserSession, FlowStage, RefreshToken, Rotation, SignInFlow,
 };
+use ims_identity::mail::Mail;
 use ims_identity::model::User;
 use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
 
@@ -133,8 +134,8 @@ impl UserStore for SqlStore {
         &self,
         token_digest: &str,
         user_id: &str,
-        now: Now,
-        expires_at: Now,
+        (now, expires_at): (Now, Now),
+        mail: Option<&Mail>,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
@@ -146,6 +147,9 @@ impl UserStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend_error)?;
+        if let Some(mail) = mail {
+            crate::outbox::insert_mail(&mut *tx, mail).await?;
+        }
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }

@@ -311,6 +311,24 @@ fn clients_and_reset_links_from_the_cli(d: &str, upj: &Value, base: &str) {
         reset.trim().starts_with(&format!("{base}/ims/reset/imspr_")),
         "{reset}"
     );
+    // ... and mailed: the running IMS writes the message where up.json says.
+    let mail_dir = Path::new(upj["mail_dir"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let found = loop {
+        let found = std::fs::read_dir(mail_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|eml| eml.to_lowercase().contains("to: ana.lima@example.com"));
+        if found.is_some() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let eml = found.expect("the reset link was not mailed");
+    // The text part is quoted-printable: long lines are folded with a soft break (`=` at the end).
+    let unfolded = eml.replace("=\r\n", "").replace("=\n", "");
+    assert!(unfolded.contains(reset.trim()), "{eml}");
     // The running IMS knows the new client at once.
     let no_redirect = no_redirect_client(upj);
     let authorize = authorize(&no_redirect, base, web["client_id"].as_str().unwrap());

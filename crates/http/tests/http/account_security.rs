@@ -460,10 +460,21 @@ async fn an_administrators_reset_link(h: &Harness, client: &str, user: &ims_iden
     let token = ims_identity::people::password_reset_link(
         h.store.as_ref(),
         &user.user_id,
+        Some("https://ims.test"),
         &Context::new(Now::system(), "test"),
     )
     .await
     .unwrap();
+    // The person gets the link by mail, queued with it.
+    let mailed = ims_identity::store::OutboxStore::outbox(h.store.as_ref(), &user.org_id, 0, 10)
+        .await
+        .unwrap();
+    assert!(
+        mailed.iter().any(|m| m.to == user.email
+            && m.text
+                .contains(&format!("https://ims.test/ims/reset/{}", token.expose()))),
+        "{mailed:?}"
+    );
     let path = format!("/ims/reset/{}", token.expose());
     let mut b = Browser::default();
     let (status, _, html) = b.get(&h.app, &path).await;

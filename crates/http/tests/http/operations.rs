@@ -116,7 +116,8 @@ async fn readiness_fails_while_migrations_are_pending() {
             "0002_people",
             "0003_directory",
             "0004_developer",
-            "0005_backchannel_logout"
+            "0005_backchannel_logout",
+            "0006_outbox"
         ])
     );
 }

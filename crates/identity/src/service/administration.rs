@@ -250,10 +250,11 @@ impl<'a> SystemAdministration<'a> {
         people::change_user(self.of.directory.store.as_ref(), &user.user_id, change, ctx).await
     }
 
-    /// A one-time link that lets `user` choose a new password.
+    /// A one-time link that lets `user` choose a new password, also mailed to them.
     pub async fn password_reset_link(&self, user: &User, ctx: &Context) -> Result<Secret> {
         self.check(user)?;
-        people::password_reset_link(self.of.directory.store.as_ref(), &user.user_id, ctx).await
+        let base = &self.of.directory.tokens.settings().issuer;
+        people::password_reset_link(self.of.directory.store.as_ref(), &user.user_id, Some(base), ctx).await
     }
 
     pub async fn role_grants(&self, user: &User) -> Result<Vec<RoleGrant>> {

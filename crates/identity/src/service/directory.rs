@@ -140,7 +140,7 @@ pub type Page = (Vec<Value>, bool);
 /// serve, and the product profiles tokens and instances read.
 pub struct Directory {
     pub(super) store: Arc<dyn DirectoryStorage>,
-    tokens: Arc<Tokens>,
+    pub(super) tokens: Arc<Tokens>,
     umapi_budget: crate::throttle::RateLimiter,
     /// Where recent user listings' pages start (see `PageStarts`).
     page_starts: PageStarts,

@@ -3,7 +3,7 @@
 use ims_core::error::StoreError;
 use ims_identity::grants::{AuthorizationCode, RefreshToken, Rotation};
 use ims_identity::model::{Organization, User};
-use ims_identity::store::{GrantStore, OrgStore, ThrottleStore, UserStore};
+use ims_identity::store::{GrantStore, OrgStore, OutboxStore, ThrottleStore, UserStore};
 
 use crate::harness::*;
 
@@ -226,17 +226,20 @@ async fn codes_and_refresh_tokens(f: &Fixture, u: &User) {
 /// `u`'s password reset link and consents; then everything that ended is purged (the code and
 /// refresh tokens of [`codes_and_refresh_tokens`] among them).
 async fn reset_links_consents_and_purging(f: &Fixture, u: &User) {
-    // Reset links: once, and not after expiry.
+    // Reset links: once, and not after expiry; the message that carries one is queued with it.
+    let mail =
+        ims_identity::mail::reset_link_mail(&u.org_id, &u.email, "https://ims/ims/reset/p1", 24, now());
     f.store
         .insert_password_reset(
             "p1",
             &u.user_id,
-            now(),
-            now().plus_secs(60),
+            (now(), now().plus_secs(60)),
+            Some(&mail),
             &event("user.password_reset_link"),
         )
         .await
         .unwrap();
+    assert_eq!(f.store.mail(&mail.mail_id).await.unwrap(), Some(mail));
     assert!(f
         .store
         .password_reset("p1", now().plus_secs(61))

@@ -258,7 +258,7 @@ pub(super) async fn user_change(
                 Ok(token) => {
                     let link = format!("{}/ims/reset/{}", app.ims.settings().issuer, token.expose());
                     let mut shell = who.shell();
-                    shell.notice = Some("Reset link created: give it to the person; it works once.".into());
+                    shell.notice = Some("Reset link created and mailed to the person; it works once.".into());
                     user_view(&app, &who, &email, shell, Some(link)).await
                 }
                 Err(e) => error_page(Some(who.shell()), &e),
