@@ -39,6 +39,10 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("admin_password", Kind::Str, true),
     ("log", Kind::Str, false),
     ("log_format", Kind::Str, false),
+    ("smtp_url", Kind::Str, true),
+    ("smtp_password", Kind::Str, true),
+    ("smtp_ca_cert", Kind::Str, false),
+    ("mail_from", Kind::Str, false),
 ];
 
 /// Environment variables of ours that are not configuration keys.
@@ -90,6 +94,17 @@ pub struct Config {
     pub log: String,
     /// `text` or `json`.
     pub log_format: String,
+    /// Where mail goes: `smtp://[user@]host[:port]` (STARTTLS required),
+    /// `smtps://[user@]host[:port]` (TLS from the start). Without it, `ims up` writes each
+    /// message as an `.eml` file and `ims serve` keeps mail queued.
+    pub smtp_url: Option<String>,
+    /// The SMTP user's password (the user is the URL's).
+    pub smtp_password: Option<String>,
+    /// A PEM file of the certificate authority the SMTP server's certificate comes from, when it
+    /// is not one the system trusts.
+    pub smtp_ca_cert: Option<PathBuf>,
+    /// The sender of every message; `IMS <no-reply@DOMAIN>` when unset.
+    pub mail_from: Option<String>,
 }
 
 impl Default for Config {
@@ -119,6 +134,10 @@ impl Default for Config {
             admin_password: None,
             log: "info".into(),
             log_format: "text".into(),
+            smtp_url: None,
+            smtp_password: None,
+            smtp_ca_cert: None,
+            mail_from: None,
         }
     }
 }

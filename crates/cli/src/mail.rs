@@ -8,7 +8,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::Message;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
 use ims_core::Now;
 use ims_identity::mail::{deliver_due, Mail, MailTransport, Refusal};
@@ -72,6 +74,121 @@ impl MailTransport for EmlFolder {
             .await
             .map_err(|e| Refusal::Transient(format!("cannot write {}: {e}", path.display())))
     }
+}
+
+/// Hands each message to an SMTP server: `smtp://` upgrades with STARTTLS (required: a server
+/// that does not offer it is refused, so no message goes out in clear), `smtps://` speaks TLS
+/// from the start.
+pub struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    domain: String,
+}
+
+/// How the sender reaches its SMTP server (configuration).
+pub struct SmtpSettings<'a> {
+    pub url: &'a str,
+    pub password: Option<&'a str>,
+    /// PEM of the authority behind the server's certificate, beside the system's.
+    pub ca_pem: Option<&'a [u8]>,
+    pub from: Mailbox,
+    pub domain: &'a str,
+}
+
+impl Smtp {
+    pub fn new(s: SmtpSettings<'_>) -> Result<Self> {
+        let url = url::Url::parse(s.url).with_context(|| "smtp_url is not a URL".to_owned())?;
+        let host = url
+            .host_str()
+            .context("smtp_url names no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let implicit = match url.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => anyhow::bail!("smtp_url: {other}:// is not smtp:// or smtps://"),
+        };
+        let mut tls = TlsParameters::builder(host.clone());
+        if let Some(pem) = s.ca_pem {
+            tls = tls.add_root_certificate(
+                Certificate::from_pem(pem).context("smtp_ca_cert holds no certificate")?,
+            );
+        }
+        let tls = tls.build_rustls().context("smtp TLS settings")?;
+        let port = url.port().unwrap_or(if implicit { 465 } else { 587 });
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(Duration::from_secs(30)))
+            .tls(if implicit {
+                Tls::Wrapper(tls)
+            } else {
+                Tls::Required(tls)
+            });
+        if !url.username().is_empty() {
+            let user = percent_decoded(url.username());
+            let password = s
+                .password
+                .map(str::to_owned)
+                .or_else(|| url.password().map(percent_decoded))
+                .context("smtp_url names a user but no smtp_password is set")?;
+            builder = builder.credentials(Credentials::new(user, password));
+        }
+        Ok(Smtp {
+            transport: builder.build(),
+            from: s.from,
+            domain: s.domain.to_owned(),
+        })
+    }
+}
+
+fn percent_decoded(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl MailTransport for Smtp {
+    async fn deliver(&self, mail: &Mail) -> Result<(), Refusal> {
+        let message = message(mail, &self.from, &self.domain)?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            // A 5xx answer will not change; anything else (4xx, no connection, TLS, timeouts) may.
+            Err(e) if e.is_permanent() => Err(Refusal::Permanent(e.to_string())),
+            Err(e) => Err(Refusal::Transient(e.to_string())),
+        }
+    }
+}
+
+/// The sender address: `mail_from`, else `IMS <no-reply@DOMAIN>`.
+pub fn sender(config: &crate::config::Config) -> Result<Mailbox> {
+    let from = config
+        .mail_from
+        .clone()
+        .unwrap_or_else(|| format!("IMS <no-reply@{}>", config.domain));
+    from.parse()
+        .with_context(|| format!("mail_from {from:?} is not a mailbox"))
+}
+
+/// The SMTP transport the configuration names, if it names one.
+pub fn smtp_from_config(config: &crate::config::Config) -> Result<Option<Smtp>> {
+    let Some(url) = config.smtp_url.as_deref() else {
+        return Ok(None);
+    };
+    let ca_pem = match &config.smtp_ca_cert {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
+        None => None,
+    };
+    Smtp::new(SmtpSettings {
+        url,
+        password: config.smtp_password.as_deref(),
+        ca_pem: ca_pem.as_deref(),
+        from: sender(config)?,
+        domain: &config.domain,
+    })
+    .map(Some)
 }
 
 /// Delivers what is due, every couple of seconds, for as long as the server runs.

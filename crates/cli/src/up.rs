@@ -107,16 +107,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .sign_in()
         .set_logout_notifier(std::sync::Arc::new(HttpIms::new(Some(&ca_pem))?));
 
-    // No SMTP server is configured for `ims up`: its mail is written where people can read it.
-    let mail_dir = dir.join("mail");
-    let from: lettre::message::Mailbox = format!("IMS <no-reply@{}>", config.domain)
-        .parse()
-        .with_context(|| format!("domain {:?} gives no sender address", config.domain))?;
-    let folder = crate::mail::EmlFolder::new(&mail_dir, from, &config.domain)?;
-    crate::mail::spawn_sender(
-        std::sync::Arc::<ims_store::SqlStore>::clone(&store),
-        std::sync::Arc::new(folder),
-    );
+    // Without an SMTP server, `ims up` writes its mail where people can read it.
+    let (transport, mail_dir): (std::sync::Arc<dyn ims_identity::mail::MailTransport>, _) =
+        match crate::mail::smtp_from_config(&config)? {
+            Some(smtp) => (std::sync::Arc::new(smtp), None),
+            None => {
+                let mail_dir = dir.join("mail");
+                let folder =
+                    crate::mail::EmlFolder::new(&mail_dir, crate::mail::sender(&config)?, &config.domain)?;
+                (std::sync::Arc::new(folder), Some(mail_dir))
+            }
+        };
+    crate::mail::spawn_sender(std::sync::Arc::<ims_store::SqlStore>::clone(&store), transport);
 
     let start = Start {
         dir: &dir,
@@ -143,7 +145,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         database_schema: config.database_schema.clone(),
         pid: std::process::id(),
         ops_url,
-        mail_dir: Some(mail_dir.display().to_string()),
+        mail_dir: mail_dir.map(|d| d.display().to_string()),
         instances: started.iter().map(|s| s.up.clone()).collect(),
     };
     // Listening for SIGHUP before up.json names this process: a reload sent as soon as the file

@@ -100,3 +100,145 @@ fn without_smtp_up_writes_each_message_as_an_eml_file_once() {
     let log = server.stop();
     assert!(log.contains("no SMTP server configured"), "{log}");
 }
+
+/// The SMTP server of the mail tests: aiosmtpd (PyPI), from the interpreter the test command
+/// installs it in (`IMS_TEST_SMTPD_PYTHON`).
+struct Smtpd(std::process::Child);
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts aiosmtpd on `port`, offering STARTTLS with `pki`'s server certificate and refusing
+/// mail before it, storing what it receives in the maildir `maildir`.
+fn smtpd(python: &Path, port: u16, maildir: &Path, pki: &Path) -> Smtpd {
+    let child = std::process::Command::new(python)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .arg("--tlscert")
+        .arg(pki.join("server.pem"))
+        .arg("--tlskey")
+        .arg(pki.join("server.key"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Smtpd(child)
+}
+
+/// The messages the SMTP server received, quoted-printable soft breaks undone.
+fn received(maildir: &Path) -> Vec<String> {
+    std::fs::read_dir(maildir.join("new"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|m| m.replace("=\r\n", "").replace("=\n", ""))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for(maildir: &Path, count: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = received(maildir);
+        if got.len() >= count {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} messages received",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn reset_link(d: &str, email: &str) -> String {
+    run_ok(ims().args(["user", "reset-link", "--data-dir", d, "--email", email]))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn smtp_delivery_over_starttls_survives_the_server_and_the_ims_going_down() {
+    let Some(python) = std::env::var_os("IMS_TEST_SMTPD_PYTHON").map(std::path::PathBuf::from) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "IMS_TEST_SMTPD_PYTHON is not set: the test command installs aiosmtpd for this test"
+        );
+        eprintln!("!!! SKIPPED: no SMTP server for the mail test (run it through scripts/test)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    // A first start makes the PKI whose server certificate the SMTP server presents.
+    let (server, upj) = up(&dir, &[]);
+    server.stop();
+    let ca = Path::new(upj["ca_cert"].as_str().unwrap()).to_owned();
+    let pki = ca.parent().unwrap().to_owned();
+    let port = free_port();
+    let maildir = tmp.path().join("maildir");
+    let mut smtp = Some(smtpd(&python, port, &maildir, &pki));
+    let url = format!("smtp://127.0.0.1:{port}");
+    let env = [
+        ("IMS_SMTP_URL", url.as_str()),
+        ("IMS_SMTP_CA_CERT", ca.to_str().unwrap()),
+        ("IMS_MAIL_FROM", "Acme IMS <ims@acme.example>"),
+    ];
+    let (server, upj) = up(&dir, &env);
+    assert!(upj["mail_dir"].is_null(), "with SMTP, no mail folder: {upj}");
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "a long enough password 1\n").unwrap();
+    for email in ["jane.doe@example.com", "joe.bloggs@example.com"] {
+        run_ok(
+            ims()
+                .args([
+                    "user",
+                    "create",
+                    "--data-dir",
+                    d,
+                    "--email",
+                    email,
+                    "--password-file",
+                ])
+                .arg(&pw),
+        );
+    }
+
+    let first = reset_link(d, "jane.doe@example.com");
+    let got = wait_for(&maildir, 1, Duration::from_secs(30));
+    assert!(got[0].contains(&first), "{}", got[0]);
+    assert!(
+        got[0].contains("From: \"Acme IMS\" <ims@acme.example>"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("Subject: Choose a new password"), "{}", got[0]);
+
+    // The SMTP server goes down: the message waits. The IMS restarts meanwhile; the server comes
+    // back; the message arrives, once (the first retry is a minute after the failed attempt).
+    drop(smtp.take());
+    let second = reset_link(d, "joe.bloggs@example.com");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(received(&maildir).len(), 1);
+    server.stop();
+    let (server, _) = up(&dir, &env);
+    smtp = Some(smtpd(&python, port, &maildir, &pki));
+    let got = wait_for(&maildir, 2, Duration::from_secs(120));
+    assert!(got.iter().any(|m| m.contains(&second)), "{got:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(received(&maildir).len(), 2, "nothing twice");
+    server.stop();
+    drop(smtp);
+}
