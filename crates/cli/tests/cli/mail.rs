@@ -102,7 +102,7 @@ fn without_smtp_up_writes_each_message_as_an_eml_file_once() {
 }
 
 /// The SMTP server of the mail tests: aiosmtpd (PyPI), from the interpreter the test command
-/// installs it in (`IMS_TEST_SMTPD_PYTHON`).
+/// installs it in (`TEST_SMTPD_PYTHON`).
 struct Smtpd(std::process::Child);
 
 impl Drop for Smtpd {
@@ -171,10 +171,10 @@ fn reset_link(d: &str, email: &str) -> String {
 
 #[test]
 fn smtp_delivery_over_starttls_survives_the_server_and_the_ims_going_down() {
-    let Some(python) = std::env::var_os("IMS_TEST_SMTPD_PYTHON").map(std::path::PathBuf::from) else {
+    let Some(python) = std::env::var_os("TEST_SMTPD_PYTHON").map(std::path::PathBuf::from) else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "IMS_TEST_SMTPD_PYTHON is not set: the test command installs aiosmtpd for this test"
+            "TEST_SMTPD_PYTHON is not set: the test command installs aiosmtpd for this test"
         );
         eprintln!("!!! SKIPPED: no SMTP server for the mail test (run it through scripts/test)");
         return;
