@@ -457,11 +457,15 @@ impl<T> CredentialStorage for T where T: ClientStore + DeveloperStore + OrgStore
 
 /// What the directory service (User Management API and Admin Console) reads and writes: people,
 /// groups, profiles and roles, the clients it registers and what their credentials are
-/// subscribed to (which decides the product profiles a token carries).
-pub trait DirectoryStorage: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore {}
+/// subscribed to (which decides the product profiles a token carries), and the organisation's
+/// mail.
+pub trait DirectoryStorage:
+    CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore + OutboxStore
+{
+}
 
 impl<T> DirectoryStorage for T where
-    T: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore
+    T: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore + OutboxStore
 {
 }
 

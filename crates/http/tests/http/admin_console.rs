@@ -39,6 +39,8 @@ fn console_routes() -> Vec<(&'static str, &'static str, Option<AdminRole>)> {
         ("GET", "/admin/import", Some(AdminRole::SystemAdmin)),
         ("POST", "/admin/import", Some(AdminRole::SystemAdmin)),
         ("GET", "/admin/audit", Some(AdminRole::SystemAdmin)),
+        ("GET", "/admin/mail", Some(AdminRole::SystemAdmin)),
+        ("POST", "/admin/mail", Some(AdminRole::SystemAdmin)),
         ("POST", "/admin/logout", None),
     ]
 }
@@ -218,7 +220,58 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
     a_credential_holds_it_and_a_refused_change_says_why(&c).await;
     a_csv_import_previews_then_applies(&c).await;
     roles_and_the_audit_log(&c).await;
+    the_mail_page_shows_and_resends_the_organisations_messages(&c).await;
     let _ = ctx;
+}
+
+/// The organisation's messages with their state and the server's answer; a refused one is
+/// queued again from the page. Another organisation's message is neither shown nor resent.
+async fn the_mail_page_shows_and_resends_the_organisations_messages(c: &Console<'_>) {
+    use ims_identity::mail::{Compose, Mail, MailKind, MailStatus};
+    use ims_identity::store::OutboxStore as _;
+    let h = c.h;
+    let compose = |org_id, to| Compose {
+        org_id,
+        kind: MailKind::Invitation,
+        to,
+        subject: "You are invited",
+        text: "t",
+        html: "<p>t</p>",
+    };
+    let ours = Mail::new(compose(h.org_id.as_str(), "ana@acme.test"), Now::system());
+    let theirs = Mail::new(compose("OTHER@AdobeOrg", "bob@other.test"), Now::system());
+    for m in [&ours, &theirs] {
+        h.store
+            .queue_mail(
+                m,
+                &Context::new(Now::system(), "test").event("mail.queue", "t", "success", json!({})),
+            )
+            .await
+            .unwrap();
+    }
+    h.store.take_due_mail(Now::system(), 120, 10).await.unwrap();
+    h.store
+        .mail_failed(&ours.mail_id, "550 5.1.1 no such user", None)
+        .await
+        .unwrap();
+    let (status, _, html) = page_as(h, "GET", "/admin/mail", Some(&c.admin), "").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("ana@acme.test") && html.contains("550 5.1.1 no such user"),
+        "{html}"
+    );
+    assert!(!html.contains("bob@other.test"), "{html}");
+    let (status, _, body) = c
+        .post("/admin/mail", vec![("mail_id", theirs.mail_id.clone())])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _, body) = c
+        .post("/admin/mail", vec![("mail_id", ours.mail_id.clone())])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let again = h.store.mail(&ours.mail_id).await.unwrap().unwrap();
+    assert_eq!((again.status, again.attempts), (MailStatus::Queued, 0));
+    assert_eq!(h.audit("mail.resend").await.len(), 1);
 }
 
 /// The Admin Console as an administrator signed in to it (`admin`, the cookie's value); a form

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::directory::Administrator;
 use super::{Directory, Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, Membership, ProductInstance, RoleGrant};
+use crate::mail::Mail;
 use crate::model::{User, UserStatus};
 use crate::people::{self, UserChange};
 use crate::store::UsersQuery;
@@ -294,6 +295,38 @@ impl<'a> SystemAdministration<'a> {
     /// The newest lines of the audit log.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
         Ok(self.of.directory.store.audit(query).await?)
+    }
+
+    /// The organisation's mail, newest first.
+    pub async fn outbox(&self, offset: u32, limit: u32) -> Result<Vec<Mail>> {
+        Ok(self
+            .of
+            .directory
+            .store
+            .outbox(self.of.org(), offset, limit)
+            .await?)
+    }
+
+    /// Queues one of the organisation's messages again, due at once with its attempts counted
+    /// afresh (after the server refused it, or for a person who lost it).
+    pub async fn resend_mail(&self, mail_id: &str, ctx: &Context) -> Result<Mail> {
+        let missing = || Error::not_found("no such message in this organisation");
+        let store = &self.of.directory.store;
+        let mail = store
+            .mail(mail_id)
+            .await?
+            .filter(|m| m.org_id == self.of.org())
+            .ok_or_else(missing)?;
+        let audit = ctx.event(
+            "mail.resend",
+            &mail.mail_id,
+            "success",
+            json!({"to": mail.to, "kind": mail.kind.as_str()}),
+        );
+        if !store.resend_mail(&mail.mail_id, ctx.now, &audit).await? {
+            return Err(missing());
+        }
+        Ok(mail)
     }
 
     fn check(&self, user: &User) -> Result<()> {

@@ -33,6 +33,7 @@ use crate::{AppState, Meta};
 use audit::audit;
 use groups::{group_change, group_create, group_page, groups};
 use import::{import_page, import_run};
+use mail::{mail, mail_resend};
 use profiles::{profile_change, profile_create, profile_page, profiles};
 use roles::{role_change, roles};
 use users::{user_change, user_create, user_page, users};
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/roles", get(roles).post(role_change))
         .route("/admin/import", get(import_page).post(import_run))
         .route("/admin/audit", get(audit))
+        .route("/admin/mail", get(mail).post(mail_resend))
         .layer(axum::middleware::map_response(|r: Response| async move {
             pages::harden(r, "form-action 'self'; ")
         }))
@@ -568,6 +570,7 @@ fn enc(s: &str) -> String {
 mod audit;
 mod groups;
 mod import;
+mod mail;
 mod profiles;
 mod roles;
 mod users;
