@@ -142,8 +142,10 @@ impl Smtp {
     }
 }
 
+/// A URL's user or password as written, percent-decoded (a `+` there is a plus, not a space as in
+/// a form).
 fn percent_decoded(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
@@ -211,4 +213,36 @@ pub fn spawn_sender(store: Arc<dyn OutboxStore>, transport: Arc<dyn MailTranspor
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_credentials_in_the_url_are_percent_decoded_literally() {
+        let url = url::Url::parse("smtp://ops%40acme+mail:p%2Fw+d@mail.example:2525").unwrap();
+        assert_eq!(percent_decoded(url.username()), "ops@acme+mail");
+        assert_eq!(percent_decoded(url.password().unwrap()), "p/w+d");
+    }
+
+    #[test]
+    fn only_smtp_and_smtps_are_taken() {
+        let settings = |url| SmtpSettings {
+            url,
+            password: None,
+            ca_pem: None,
+            from: "IMS <no-reply@ims.local>".parse().unwrap(),
+            domain: "ims.local",
+        };
+        assert!(Smtp::new(settings("smtp://127.0.0.1:2525")).is_ok());
+        assert!(Smtp::new(settings("smtps://mail.example")).is_ok());
+        let refused = Smtp::new(settings("http://mail.example")).err().unwrap();
+        assert!(
+            refused.to_string().contains("not smtp:// or smtps://"),
+            "{refused}"
+        );
+        let no_password = Smtp::new(settings("smtp://ops@mail.example")).err().unwrap();
+        assert!(no_password.to_string().contains("smtp_password"), "{no_password}");
+    }
 }
