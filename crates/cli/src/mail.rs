@@ -145,10 +145,9 @@ impl Smtp {
 /// A URL's user or password as written, percent-decoded (a `+` there is a plus, not a space as in
 /// a form).
 fn percent_decoded(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[async_trait::async_trait]
@@ -165,7 +164,7 @@ impl MailTransport for Smtp {
 }
 
 /// The sender address: `mail_from`, else `IMS <no-reply@DOMAIN>`.
-pub fn sender(config: &crate::config::Config) -> Result<Mailbox> {
+fn sender(config: &crate::config::Config) -> Result<Mailbox> {
     let from = config
         .mail_from
         .clone()
@@ -175,7 +174,7 @@ pub fn sender(config: &crate::config::Config) -> Result<Mailbox> {
 }
 
 /// The SMTP transport the configuration names, if it names one.
-pub fn smtp_from_config(config: &crate::config::Config) -> Result<Option<Smtp>> {
+fn smtp_from_config(config: &crate::config::Config) -> Result<Option<Smtp>> {
     let Some(url) = config.smtp_url.as_deref() else {
         return Ok(None);
     };
@@ -193,8 +192,31 @@ pub fn smtp_from_config(config: &crate::config::Config) -> Result<Option<Smtp>> 
     .map(Some)
 }
 
+/// Starts the sender: to the configured SMTP server, else to `.eml` files under `eml_dir` when
+/// given (`ims up`); with neither, mail stays queued and a warning says so (`ims serve`).
+/// Returns the folder the mail is written to, if it is one.
+pub fn start(
+    config: &crate::config::Config,
+    store: Arc<dyn OutboxStore>,
+    eml_dir: Option<&Path>,
+) -> Result<Option<PathBuf>> {
+    let (transport, folder): (Arc<dyn MailTransport>, _) = match (smtp_from_config(config)?, eml_dir) {
+        (Some(smtp), _) => (Arc::new(smtp), None),
+        (None, Some(dir)) => (
+            Arc::new(EmlFolder::new(dir, sender(config)?, &config.domain)?),
+            Some(dir.to_owned()),
+        ),
+        (None, None) => {
+            tracing::warn!("no smtp_url: mail stays in the outbox until one is configured");
+            return Ok(None);
+        }
+    };
+    spawn_sender(store, transport);
+    Ok(folder)
+}
+
 /// Delivers what is due, every couple of seconds, for as long as the server runs.
-pub fn spawn_sender(store: Arc<dyn OutboxStore>, transport: Arc<dyn MailTransport>) {
+fn spawn_sender(store: Arc<dyn OutboxStore>, transport: Arc<dyn MailTransport>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         loop {

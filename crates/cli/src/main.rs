@@ -207,13 +207,11 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("administrator password (shown once): {}", password.expose());
                 }
             }
-            match mail::smtp_from_config(&config)? {
-                Some(smtp) => mail::spawn_sender(
-                    std::sync::Arc::<ims_store::SqlStore>::clone(&store),
-                    std::sync::Arc::new(smtp),
-                ),
-                None => tracing::warn!("no smtp_url: mail stays in the outbox until one is configured"),
-            }
+            mail::start(
+                &config,
+                std::sync::Arc::<ims_store::SqlStore>::clone(&store),
+                None,
+            )?;
             let listener = server::bind(&config.listen, config.tls).await?;
             let prepared = server::prepare(&config, store, listener).await?;
             tracing::info!(issuer = %prepared.issuer, "IMS listening");

@@ -108,17 +108,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .set_logout_notifier(std::sync::Arc::new(HttpIms::new(Some(&ca_pem))?));
 
     // Without an SMTP server, `ims up` writes its mail where people can read it.
-    let (transport, mail_dir): (std::sync::Arc<dyn ims_identity::mail::MailTransport>, _) =
-        match crate::mail::smtp_from_config(&config)? {
-            Some(smtp) => (std::sync::Arc::new(smtp), None),
-            None => {
-                let mail_dir = dir.join("mail");
-                let folder =
-                    crate::mail::EmlFolder::new(&mail_dir, crate::mail::sender(&config)?, &config.domain)?;
-                (std::sync::Arc::new(folder), Some(mail_dir))
-            }
-        };
-    crate::mail::spawn_sender(std::sync::Arc::<ims_store::SqlStore>::clone(&store), transport);
+    let mail_dir = crate::mail::start(
+        &config,
+        std::sync::Arc::<ims_store::SqlStore>::clone(&store),
+        Some(&dir.join("mail")),
+    )?;
 
     let start = Start {
         dir: &dir,

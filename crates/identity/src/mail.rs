@@ -128,7 +128,8 @@ pub fn reset_link_mail(org_id: &str, to: &str, link: &str, valid_hours: i64, now
         "<p>Hello,</p><p>An administrator created a link for you to choose a new password:</p>\
          <p><a href=\"{link}\">Choose a new password</a></p><p>It works once, within {valid_hours} hours. \
          If you did not expect it, tell your administrator.</p>",
-        link = escape_html(link)
+        // The SOAP writer's escaper covers element text and quoted attributes, as HTML needs.
+        link = ims_wire::soap::escape(link)
     );
     Mail::new(
         Compose {
@@ -141,22 +142,6 @@ pub fn reset_link_mail(org_id: &str, to: &str, link: &str, valid_hours: i64, now
         },
         now,
     )
-}
-
-/// Text made safe to put in HTML, in an element or a quoted attribute.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Attempts before a message that keeps failing is given up (with the delays below, about three

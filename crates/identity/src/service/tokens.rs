@@ -74,9 +74,7 @@ impl Tokens {
         }
         Ok(tokens)
     }
-}
 
-impl Tokens {
     /// Makes sure a key of `alg` signs or is about to.
     pub(super) async fn ensure_signing_key(&self, alg: Algorithm, ctx: &Context) -> Result<()> {
         let ims = self;
