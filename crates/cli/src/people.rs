@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ims_core::secret::Secret;
 use ims_identity::credentials::Credentials;
+use ims_identity::links::LinkPurpose;
 use ims_identity::model::{ClientType, IdentityType, UserStatus};
 use ims_identity::people::{self, NewUser, UserChange};
 use ims_identity::store::{Store, UserStore as _};
@@ -192,8 +193,11 @@ pub async fn user(cmd: UserCommand, target: &Target, config: Config) -> Result<(
                 .or_else(|| config.public_url.clone())
                 .unwrap_or_default();
             // Only a link that leads somewhere is mailed.
-            let mailed = (!base.is_empty()).then_some(base.as_str());
-            let token = people::password_reset_link(dyn_store, &u.user_id, mailed, &ctx).await?;
+            let mailed = (!base.is_empty()).then_some(people::Mailed {
+                base_url: &base,
+                org_name: &org.name,
+            });
+            let token = people::password_link(dyn_store, &u, LinkPurpose::Reset, mailed, &ctx).await?;
             println!("{}/ims/reset/{}", base.trim_end_matches('/'), token.expose());
             match mailed {
                 Some(_) => eprintln!("(works once, for 24 hours; also mailed to {})", u.email),

@@ -8,6 +8,8 @@ pub mod developer;
 pub mod directory;
 pub mod grants;
 pub mod import;
+pub mod invitations;
+pub mod links;
 pub mod mail;
 pub mod model;
 pub mod oidc;

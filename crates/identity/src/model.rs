@@ -300,6 +300,9 @@ pub struct User {
     /// Browser sessions and refresh tokens issued before this time are void.
     pub sessions_valid_after: Now,
     pub updated_at: Now,
+    /// The first time the person signed in to an application (the migration reports who has
+    /// come in). Written only by the sign-in, never by a change to the person.
+    pub first_sign_in_at: Option<Now>,
 }
 
 impl User {
@@ -328,6 +331,7 @@ impl User {
             recovery_codes: Vec::new(),
             sessions_valid_after: Now::from_millis(0),
             updated_at: now,
+            first_sign_in_at: None,
         }
     }
 }

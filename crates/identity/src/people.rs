@@ -5,6 +5,8 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
+use crate::links::{AccountLink, LinkPurpose};
+use crate::mail::messages::Recipient;
 use crate::model::{IdentityType, User, UserStatus};
 use crate::store::UserStore;
 use ims_core::audit::Context;
@@ -199,79 +201,118 @@ pub async fn change_user(
     Ok(user)
 }
 
-/// How long an administrator's password reset link works.
-pub const RESET_LINK_SECS: i64 = 24 * 3600;
+/// What a mailed link needs besides the person: where the IMS answers and whose it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Mailed<'a> {
+    pub base_url: &'a str,
+    pub org_name: &'a str,
+}
 
-/// A one-time password reset link for a person. Returns the token that goes in
-/// `/ims/reset/{token}`. With the IMS's address (`base_url`), the link is also mailed to the
-/// person, queued in the same transaction as the link; without it the administrator hands the
-/// link over.
-pub async fn password_reset_link(
+/// A one-time link that lets a person choose a new password: an administrator's reset or the
+/// person's own recovery. Returns the token that goes in `/ims/reset/{token}`. With `mailed`,
+/// the link is also mailed to the person, queued in the same transaction as the link; without
+/// it the administrator hands the link over.
+pub async fn password_link(
     store: &dyn UserStore,
-    user_id: &str,
-    base_url: Option<&str>,
+    user: &User,
+    purpose: LinkPurpose,
+    mailed: Option<Mailed<'_>>,
     ctx: &Context,
 ) -> Result<Secret> {
-    let user = store
-        .user(user_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
     if user.identity_type == IdentityType::FederatedId {
         return Err(Error::invalid_request(
             "a federated identity has no password here",
         ));
     }
-    let token = ims_core::secret::generate("imspr_");
+    let (token, link) = AccountLink::new(purpose, &user.user_id, ctx.now, None);
+    let action = match purpose {
+        LinkPurpose::Recovery => "user.recovery_link",
+        LinkPurpose::Invitation => "user.invite",
+        LinkPurpose::Reset => "user.password_reset_link",
+    };
     let event = ctx.event(
-        "user.password_reset_link",
+        action,
         &user.user_id,
         "success",
-        json!({"expires_in_secs": RESET_LINK_SECS}),
+        json!({"expires_in_secs": purpose.lifetime_secs(), "mailed": mailed.is_some()}),
     );
-    let mail = base_url.map(|base| {
-        let link = format!("{}/ims/reset/{}", base.trim_end_matches('/'), token.expose());
-        crate::mail::reset_link_mail(&user.org_id, &user.email, &link, RESET_LINK_SECS / 3600, ctx.now)
+    let mail = mailed.map(|m| {
+        let url = format!(
+            "{}{}",
+            m.base_url.trim_end_matches('/'),
+            purpose.path(token.expose())
+        );
+        let to = Recipient {
+            org_id: &user.org_id,
+            org_name: m.org_name,
+            email: &user.email,
+            name: &user.first_name,
+        };
+        crate::mail::messages::password(&to, &url, purpose, ctx.now)
     });
-    store
-        .insert_password_reset(
-            &ims_core::secret::digest_hex(token.expose()),
-            &user.user_id,
-            (ctx.now, ctx.now.plus_secs(RESET_LINK_SECS)),
-            mail.as_ref(),
-            &event,
-        )
-        .await?;
+    store.insert_account_link(&link, mail.as_ref(), &event).await?;
     Ok(token)
 }
 
-/// The person a reset link is for, while it works.
-pub async fn reset_link_user(store: &dyn UserStore, token: &str, ctx: &Context) -> Result<User> {
-    let expired =
-        || Error::not_found("this link has expired or was used; ask your administrator for a new one");
-    let user_id = store
-        .password_reset(&ims_core::secret::digest_hex(token), ctx.now)
-        .await?
-        .ok_or_else(expired)?;
-    store.user(&user_id).await?.ok_or_else(expired)
-}
-
-/// Sets a new password through a reset link. A password the policy refuses leaves the link
-/// usable; a good one uses it up and ends every session.
-pub async fn reset_password(
+/// The person a link is for and the link, while it works; `purposes` are those the page that
+/// opens it takes. A link that is unknown, used or expired is refused with what to do next.
+pub async fn link_user(
     store: &dyn UserStore,
     token: &str,
+    purposes: &[LinkPurpose],
+    ctx: &Context,
+) -> Result<(User, AccountLink)> {
+    let dead = |p: Option<LinkPurpose>| Error::not_found(crate::links::dead_link_message(p));
+    let link = store
+        .account_link(&ims_core::secret::digest_hex(token))
+        .await?
+        .filter(|l| purposes.contains(&l.purpose))
+        .ok_or_else(|| dead(purposes.first().copied()))?;
+    if link.used_at.is_some() || link.expires_at <= ctx.now {
+        return Err(dead(Some(link.purpose)));
+    }
+    let user = store
+        .user(&link.user_id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active && u.identity_type != IdentityType::FederatedId)
+        .ok_or_else(|| dead(Some(link.purpose)))?;
+    Ok((user, link))
+}
+
+/// Sets a new password through a link. A password the policy refuses leaves the link usable; a
+/// good one uses it up (with every other link of the person's) and ends every session, in one
+/// transaction.
+pub async fn set_password_by_link(
+    store: &dyn UserStore,
+    token: &str,
+    purposes: &[LinkPurpose],
     password: Secret,
     ctx: &Context,
-) -> Result<User> {
-    let user = reset_link_user(store, token, ctx).await?;
+) -> Result<(User, AccountLink)> {
+    let (mut user, link) = link_user(store, token, purposes, ctx).await?;
     check_password(&password, &user.email)?;
-    store
-        .take_password_reset(&ims_core::secret::digest_hex(token), ctx.now)
+    user.password_hash = Some(ims_core::password::hash(&password).await?);
+    user.updated_at = ctx.now;
+    user.sessions_valid_after = ctx.now;
+    let action = match link.purpose {
+        LinkPurpose::Invitation => "user.invitation_accept",
+        LinkPurpose::Reset | LinkPurpose::Recovery => "user.password",
+    };
+    let event = ctx.event(
+        action,
+        &user.user_id,
+        "success",
+        json!({"through": link.purpose.as_str()}),
+    );
+    if !store
+        .use_account_link(&link.token_digest, &user, ctx.now, &event)
         .await?
-        .ok_or_else(|| {
-            Error::not_found("this link has expired or was used; ask your administrator for a new one")
-        })?;
-    change_user(store, &user.user_id, UserChange::SetPassword(password), ctx).await
+    {
+        return Err(Error::not_found(crate::links::dead_link_message(Some(
+            link.purpose,
+        ))));
+    }
+    Ok((user, link))
 }
 
 /// What a TOTP enrolment hands to the person, once.

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use crate::developer::{Placement, Project, Workspace};
 use crate::directory::{Group, HeldProfile, Membership, ProductInstance, RoleGrant};
 use crate::grants::{AuthorizationCode, BrowserSession, RefreshToken, Rotation, SignInFlow};
+use crate::links::AccountLink;
 use crate::mail::Mail;
 use crate::model::{ClientSecretRecord, OAuthClient, Organization, User};
 use crate::umapi::{Change, Snapshot};
@@ -39,18 +40,32 @@ pub trait UserStore: Send + Sync {
     /// Replaces the user's record (found by id). With `end_sessions`, its browser sessions and
     /// refresh tokens end in the same transaction.
     async fn update_user(&self, user: &User, end_sessions: bool, audit: &AuditEvent) -> StoreResult<()>;
-    /// Stores a one-time password reset link (its digest) with its audit line and, when given,
-    /// the message that carries it to the person, in one transaction.
-    async fn insert_password_reset(
+    /// Stores a one-time link (its digest) with its audit line and, when given, the message
+    /// that carries it to the person, in one transaction.
+    async fn insert_account_link(
         &self,
-        token_digest: &str,
-        user_id: &str,
-        (now, expires_at): (Now, Now),
+        link: &AccountLink,
         mail: Option<&Mail>,
         audit: &AuditEvent,
     ) -> StoreResult<()>;
-    /// The user a reset link is for, while it is unused and unexpired.
-    async fn password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
+    /// A stored link, whatever its state.
+    async fn account_link(&self, token_digest: &str) -> StoreResult<Option<AccountLink>>;
+    /// Uses up a link of `user`'s, unused and unexpired at `now`, and stores `user` as it
+    /// becomes (its new password), ending its sessions, in one transaction: of concurrent calls
+    /// one wins. Returns whether this one did.
+    async fn use_account_link(
+        &self,
+        token_digest: &str,
+        user: &User,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// The person's latest invitation.
+    async fn latest_invitation(&self, user_id: &str) -> StoreResult<Option<AccountLink>>;
+    /// Every invitation of the organisation, oldest first.
+    async fn invitations(&self, org_id: &str) -> StoreResult<Vec<AccountLink>>;
+    /// Notes the first time the person signed in to an application (later calls change nothing).
+    async fn record_first_sign_in(&self, user_id: &str, now: Now) -> StoreResult<()>;
     /// Records the use of a second factor unless it was used meanwhile: the one-time code's time
     /// step (only if later than the stored one) or the remaining recovery codes (only if they are
     /// still `before`). Returns whether it was recorded.
@@ -62,8 +77,6 @@ pub trait UserStore: Send + Sync {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool>;
-    /// Uses up a reset link: of concurrent calls one gets the user id.
-    async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>>;
 }
 
 /// Sign-in flows, browser sessions, codes and refresh tokens (see [`crate::grants`]).

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::directory::{check_group_name, Group, GroupKind};
+use crate::links::AccountLink;
+use crate::mail::Mail;
 use crate::model::{IdentityType, User, UserStatus};
 use ims_core::Now;
 
@@ -80,6 +82,9 @@ pub struct NewUser {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub country: Option<String>,
+    /// Whether a new Enterprise ID is sent an invitation (`"invite": false` opts out; the
+    /// vendor's API has no such field, and its clients never send it).
+    pub invite: bool,
 }
 
 /// `update`: what it names changes, the rest stays.
@@ -270,6 +275,11 @@ fn parse_step(raw: &Value, user_entry: bool) -> Step {
                 first_name: text(args, "firstname")?,
                 last_name: text(args, "lastname")?,
                 country: text(args, "country")?,
+                invite: match args.get("invite") {
+                    None => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err("invite must be true or false".into()),
+                },
             }))
         })(),
         (true, "update") => (|| {
@@ -514,6 +524,19 @@ pub enum Change {
         user_group: String,
         profile: String,
     },
+    /// An invitation: the one-time link (its digest only) and the message that carries it.
+    Invite {
+        link: AccountLink,
+        mail: Mail,
+    },
+    /// The person was given a product instance. The first time for this person and instance,
+    /// `mail` ("you now have access") goes out; `None` when the person hears of it otherwise
+    /// (their invitation names it).
+    AccessNotice {
+        user_id: String,
+        product_instance_id: i64,
+        mail: Option<Mail>,
+    },
 }
 
 impl Change {
@@ -536,6 +559,12 @@ impl Change {
             Change::DeleteGroup { name } => format!("delete {name}"),
             Change::Link { user_group, profile } => format!("link {user_group} to {profile}"),
             Change::Unlink { user_group, profile } => format!("unlink {user_group} from {profile}"),
+            Change::Invite { link, mail } => format!("invite {} ({})", mail.to, link.user_id),
+            Change::AccessNotice {
+                user_id,
+                product_instance_id,
+                ..
+            } => format!("access to product instance {product_instance_id} for {user_id}"),
         }
     }
 }
@@ -660,6 +689,7 @@ impl Planner<'_> {
             first_name,
             last_name,
             country,
+            invite: _,
         } = new;
         if !new_email.eq_ignore_ascii_case(email) {
             return Err(self.fail(

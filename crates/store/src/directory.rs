@@ -219,6 +219,34 @@ async fn apply(
                 .await
                 .map_err(backend_error)?;
         }
+        Change::Invite { link, mail } => {
+            crate::people::insert_link(&mut *tx, link).await?;
+            crate::outbox::insert_mail(&mut *tx, mail).await?;
+        }
+        Change::AccessNotice {
+            user_id,
+            product_instance_id,
+            mail,
+        } => {
+            let first = sqlx::query(
+                "INSERT INTO access_notices (user_id, product_instance_id, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (user_id, product_instance_id) DO NOTHING",
+            )
+            .bind(user_id.clone())
+            .bind(*product_instance_id)
+            .bind(
+                mail.as_ref()
+                    .map_or_else(|| Now::system().millis(), |m| m.created_at.millis()),
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected()
+                == 1;
+            if let (true, Some(mail)) = (first, mail) {
+                crate::outbox::insert_mail(&mut *tx, mail).await?;
+            }
+        }
     }
     Ok(())
 }

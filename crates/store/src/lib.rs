@@ -240,7 +240,7 @@ fn org_from(row: &AnyRow) -> StoreResult<Organization> {
 
 pub(crate) const USER_COLUMNS: &str = "user_id, org_id, email, first_name, last_name, password_hash, system_admin, \
      created_at, identity_type, status, country, totp_sealed, recovery_codes, sessions_valid_after, updated_at, \
-     totp_last_step";
+     totp_last_step, first_sign_in_at";
 
 pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
     let identity: String = get(row, "identity_type")?;
@@ -264,6 +264,7 @@ pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
         recovery_codes: words(&get::<String>(row, "recovery_codes")?),
         sessions_valid_after: Now::from_millis(get(row, "sessions_valid_after")?),
         updated_at: Now::from_millis(get(row, "updated_at")?),
+        first_sign_in_at: get::<Option<i64>>(row, "first_sign_in_at")?.map(Now::from_millis),
     })
 }
 
@@ -274,7 +275,7 @@ where
 {
     sqlx::query(&format!(
         "INSERT INTO users ({USER_COLUMNS}, email_lower)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     ))
     .bind(&u.user_id)
     .bind(&u.org_id)
@@ -292,6 +293,7 @@ where
     .bind(u.sessions_valid_after.millis())
     .bind(u.updated_at.millis())
     .bind(u.totp_last_step)
+    .bind(u.first_sign_in_at.map(Now::millis))
     .bind(u.email.to_lowercase())
     .execute(exec)
     .await

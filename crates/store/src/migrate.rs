@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     step!(4, "developer", "", "0004_developer"),
     step!(5, "backchannel_logout", "", "0005_backchannel_logout"),
     step!(6, "outbox", "", "0006_outbox"),
+    step!(7, "invitations", "", "0007_invitations"),
 ];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).

@@ -10,6 +10,7 @@ use ims_core::Now;
 use ims_identity::grants::{
     AuthorizationCode, BrowserSession, FlowStage, RefreshToken, Rotation, SignInFlow,
 };
+use ims_identity::links::{AccountLink, LinkPurpose};
 use ims_identity::mail::Mail;
 use ims_identity::model::User;
 use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
@@ -130,23 +131,14 @@ impl UserStore for SqlStore {
         tx.commit().await.map_err(backend_error)
     }
 
-    async fn insert_password_reset(
+    async fn insert_account_link(
         &self,
-        token_digest: &str,
-        user_id: &str,
-        (now, expires_at): (Now, Now),
+        link: &AccountLink,
         mail: Option<&Mail>,
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        sqlx::query("INSERT INTO password_resets (token_digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_digest)
-            .bind(user_id)
-            .bind(now.millis())
-            .bind(expires_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
+        insert_link(&mut *tx, link).await?;
         if let Some(mail) = mail {
             crate::outbox::insert_mail(&mut *tx, mail).await?;
         }
@@ -154,16 +146,93 @@ impl UserStore for SqlStore {
         tx.commit().await.map_err(backend_error)
     }
 
-    async fn password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
-        let row = sqlx::query(
-            "SELECT user_id FROM password_resets WHERE token_digest = $1 AND used_at IS NULL AND expires_at > $2",
-        )
+    async fn account_link(&self, token_digest: &str) -> StoreResult<Option<AccountLink>> {
+        let row = sqlx::query(&format!(
+            "SELECT {LINK_COLUMNS} FROM password_resets WHERE token_digest = $1"
+        ))
         .bind(token_digest)
-        .bind(now.millis())
         .fetch_optional(&self.pool)
         .await
         .map_err(backend_error)?;
-        row.map(|r| get(&r, "user_id")).transpose()
+        row.as_ref().map(link_from).transpose()
+    }
+
+    async fn use_account_link(
+        &self,
+        token_digest: &str,
+        user: &User,
+        now: Now,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        let won = sqlx::query(
+            "UPDATE password_resets SET used_at = $1
+             WHERE token_digest = $2 AND user_id = $3 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now.millis())
+        .bind(token_digest)
+        .bind(&user.user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected()
+            == 1;
+        if !won {
+            return Ok(false);
+        }
+        // A password set through one link supersedes every other link still out for the person.
+        sqlx::query("UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+            .bind(now.millis())
+            .bind(&user.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        write_user(&mut tx, user, true).await?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+
+    async fn latest_invitation(&self, user_id: &str) -> StoreResult<Option<AccountLink>> {
+        let row = sqlx::query(&format!(
+            "SELECT {LINK_COLUMNS} FROM password_resets WHERE user_id = $1 AND purpose = 'invitation'
+             ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(link_from).transpose()
+    }
+
+    async fn invitations(&self, org_id: &str) -> StoreResult<Vec<AccountLink>> {
+        // Every invitation of the organisation, newest last: the caller keeps each person's
+        // latest (a resend makes a new one; an accepted one stays accepted).
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM password_resets r JOIN users u ON u.user_id = r.user_id
+             WHERE u.org_id = $1 AND r.purpose = 'invitation' ORDER BY r.created_at",
+            LINK_COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(link_from).collect()
+    }
+
+    async fn record_first_sign_in(&self, user_id: &str, now: Now) -> StoreResult<()> {
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        sqlx::query("UPDATE users SET first_sign_in_at = $1 WHERE user_id = $2 AND first_sign_in_at IS NULL")
+            .bind(now.millis())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)
     }
 
     async fn use_second_factor(
@@ -209,30 +278,6 @@ impl UserStore for SqlStore {
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         Ok(true)
-    }
-
-    async fn take_password_reset(&self, token_digest: &str, now: Now) -> StoreResult<Option<String>> {
-        let mut tx = begin_write(&self.pool, &self.writer).await?;
-        let won = sqlx::query(
-            "UPDATE password_resets SET used_at = $1 WHERE token_digest = $2 AND used_at IS NULL AND expires_at > $1",
-        )
-        .bind(now.millis())
-        .bind(token_digest)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?
-        .rows_affected()
-            == 1;
-        if !won {
-            return Ok(None);
-        }
-        let row = sqlx::query("SELECT user_id FROM password_resets WHERE token_digest = $1")
-            .bind(token_digest)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        tx.commit().await.map_err(backend_error)?;
-        Ok(Some(get(&row, "user_id")?))
     }
 }
 
@@ -812,4 +857,41 @@ impl GrantStore for SqlStore {
         }
         Ok(n)
     }
+}
+
+const LINK_COLUMNS: &str = "token_digest, user_id, purpose, created_at, expires_at, used_at, return_to";
+
+fn link_from(row: &AnyRow) -> StoreResult<AccountLink> {
+    let purpose: String = get(row, "purpose")?;
+    Ok(AccountLink {
+        token_digest: get(row, "token_digest")?,
+        user_id: get(row, "user_id")?,
+        purpose: LinkPurpose::parse(&purpose)
+            .ok_or_else(|| StoreError::Backend(format!("unknown link purpose {purpose:?}")))?,
+        created_at: Now::from_millis(get(row, "created_at")?),
+        expires_at: Now::from_millis(get(row, "expires_at")?),
+        used_at: get::<Option<i64>>(row, "used_at")?.map(Now::from_millis),
+        return_to: get(row, "return_to")?,
+    })
+}
+
+/// Stores a one-time link (its digest only).
+pub(crate) async fn insert_link<'c, E>(exec: E, link: &AccountLink) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(&format!(
+        "INSERT INTO password_resets ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
+    .bind(&link.token_digest)
+    .bind(&link.user_id)
+    .bind(link.purpose.as_str())
+    .bind(link.created_at.millis())
+    .bind(link.expires_at.millis())
+    .bind(link.used_at.map(Now::millis))
+    .bind(link.return_to.clone())
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
 }

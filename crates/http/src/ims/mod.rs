@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admin_console;
 pub mod developer_api;
 pub mod developer_console;
+mod links;
 mod oauth;
 mod signin;
 pub mod umapi;
@@ -61,7 +62,15 @@ pub fn public_router(state: AppState) -> Router {
             get(signin::signin_page).post(signin::signin_submit),
         )
         .route("/ims/logout/v1", get(signin::logout).post(signin::logout))
-        .route("/ims/reset/{token}", get(signin::reset).post(signin::reset))
+        .route(
+            "/ims/signin/{flow}/forgot",
+            get(links::forgot).post(links::forgot),
+        )
+        .route("/ims/reset/{token}", get(links::reset).post(links::reset))
+        .route(
+            "/ims/invitation/{token}",
+            get(links::invitation).post(links::invitation),
+        )
         .route(
             "/ims/account/password",
             get(signin::change_password).post(signin::change_password),

@@ -20,8 +20,8 @@ use crate::error::{no_store, BearerError};
 use crate::pages::{self, cookie, render, see_other, FormData};
 use crate::{AppState, Meta};
 
-const BROWSER_COOKIE: &str = "ims_browser";
-const SESSION_COOKIE: &str = "ims_sid";
+pub(super) const BROWSER_COOKIE: &str = "ims_browser";
+pub(super) const SESSION_COOKIE: &str = "ims_sid";
 /// The browser binding outlives sessions; a year, renewed when it is set again.
 const BROWSER_COOKIE_SECS: i64 = 365 * 86_400;
 
@@ -36,7 +36,7 @@ pub(crate) fn secure(app: &AppState) -> bool {
 }
 
 /// The browser's binding token, and the cookie to set when it had none.
-fn browser(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub(super) fn browser(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookie(headers, BROWSER_COOKIE).filter(|b| b.len() >= 32 && b.len() <= 128) {
         Some(b) => (b, None),
         None => {
@@ -47,7 +47,7 @@ fn browser(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>)
     }
 }
 
-fn csrf_for(purpose: &str, key: &str, browser: &str) -> String {
+pub(super) fn csrf_for(purpose: &str, key: &str, browser: &str) -> String {
     pages::form_token(purpose, &[key, browser])
 }
 
@@ -58,7 +58,7 @@ struct MessagePage {
     message: String,
 }
 
-fn message(status: StatusCode, heading: &str, text: &str) -> Response {
+pub(super) fn message(status: StatusCode, heading: &str, text: &str) -> Response {
     render(
         status,
         &MessagePage {
@@ -68,7 +68,7 @@ fn message(status: StatusCode, heading: &str, text: &str) -> Response {
     )
 }
 
-fn error_page(e: &Error) -> Response {
+pub(super) fn error_page(e: &Error) -> Response {
     match e.kind() {
         ErrorKind::NotFound => message(StatusCode::BAD_REQUEST, "Sign-in expired", e.description()),
         ErrorKind::Internal => {
@@ -413,7 +413,9 @@ pub(crate) async fn logout(
 #[derive(Template)]
 #[template(path = "ims/password.html")]
 struct PasswordPage {
-    reset: bool,
+    /// `change` (a signed-in person), `reset` (a reset or recovery link), `invite` (an
+    /// invitation).
+    mode: &'static str,
     action: String,
     csrf: String,
     email: String,
@@ -421,7 +423,7 @@ struct PasswordPage {
 }
 
 /// Checks a password form's token and its two copies of the new password.
-fn new_password(form: &FormData, expected_csrf: &str) -> Result<Secret, (StatusCode, String)> {
+pub(super) fn new_password(form: &FormData, expected_csrf: &str) -> Result<Secret, (StatusCode, String)> {
     if !secret::equal_ct(form.get("csrf").unwrap_or_default(), expected_csrf) {
         return Err((
             StatusCode::FORBIDDEN,
@@ -435,9 +437,9 @@ fn new_password(form: &FormData, expected_csrf: &str) -> Result<Secret, (StatusC
     Ok(Secret::new(p))
 }
 
-fn password_page(
+pub(super) fn password_page(
     status: StatusCode,
-    reset: bool,
+    mode: &'static str,
     action: String,
     csrf: String,
     email: String,
@@ -446,55 +448,13 @@ fn password_page(
     render(
         status,
         &PasswordPage {
-            reset,
+            mode,
             action,
             csrf,
             email,
             error,
         },
     )
-}
-
-/// `GET|POST /ims/reset/{token}`: a one-time link an administrator handed over.
-pub(crate) async fn reset(
-    State(app): State<AppState>,
-    meta: Meta,
-    method: Method,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-) -> Response {
-    let (browser, new_cookie) = browser(&app, &headers);
-    let ctx = meta.context("anonymous");
-    let user = match app.ims.sign_in().reset_link_user(&token, &ctx).await {
-        Ok(u) => u,
-        Err(e) => return error_page(&e),
-    };
-    let csrf = csrf_for("reset", &token, &browser);
-    let action = format!("/ims/reset/{token}");
-    let mut resp = if method == Method::POST {
-        match new_password(&FormData::parse(&body), &csrf) {
-            Err((status, why)) => password_page(status, true, action, csrf, user.email, Some(why)),
-            Ok(p) => match app.ims.sign_in().reset_password(&token, p, &ctx).await {
-                Ok(_) => message(
-                    StatusCode::OK,
-                    "Password saved",
-                    "Your password is set. Sign in from your application.",
-                ),
-                Err(e) if e.kind() == ErrorKind::InvalidRequest => {
-                    let why = e.to_string();
-                    password_page(StatusCode::BAD_REQUEST, true, action, csrf, user.email, Some(why))
-                }
-                Err(e) => error_page(&e),
-            },
-        }
-    } else {
-        password_page(StatusCode::OK, true, action, csrf, user.email, None)
-    };
-    if let Some(c) = new_cookie {
-        resp.headers_mut().append(http::header::SET_COOKIE, c);
-    }
-    resp
 }
 
 /// `GET|POST /ims/account/password`: a signed-in person changes their password.
@@ -518,12 +478,12 @@ pub(crate) async fn change_password(
     let csrf = csrf_for("password", &token, &browser);
     let action = "/ims/account/password".to_owned();
     if method != Method::POST {
-        return password_page(StatusCode::OK, false, action, csrf, user.email, None);
+        return password_page(StatusCode::OK, "change", action, csrf, user.email, None);
     }
     let form = FormData::parse(&body);
     let new = match new_password(&form, &csrf) {
         Ok(p) => p,
-        Err((status, why)) => return password_page(status, false, action, csrf, user.email, Some(why)),
+        Err((status, why)) => return password_page(status, "change", action, csrf, user.email, Some(why)),
     };
     let current = Secret::new(form.text("current"));
     match app
@@ -549,7 +509,7 @@ pub(crate) async fn change_password(
         }
         Err(e) if e.kind() == ErrorKind::InvalidCredentials => password_page(
             StatusCode::UNAUTHORIZED,
-            false,
+            "change",
             action,
             csrf,
             user.email,
@@ -557,7 +517,7 @@ pub(crate) async fn change_password(
         ),
         Err(e) if e.kind() == ErrorKind::InvalidRequest => password_page(
             StatusCode::BAD_REQUEST,
-            false,
+            "change",
             action,
             csrf,
             user.email,

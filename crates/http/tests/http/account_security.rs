@@ -457,10 +457,14 @@ async fn the_password_change_page(h: &Harness, client: &str, b: &mut Browser) {
 
 /// A reset link: policy failures keep it usable, success uses it up.
 async fn an_administrators_reset_link(h: &Harness, client: &str, user: &ims_identity::model::User) {
-    let token = ims_identity::people::password_reset_link(
+    let token = ims_identity::people::password_link(
         h.store.as_ref(),
-        &user.user_id,
-        Some("https://ims.test"),
+        user,
+        ims_identity::links::LinkPurpose::Reset,
+        Some(ims_identity::people::Mailed {
+            base_url: "https://ims.test",
+            org_name: "Acme",
+        }),
         &Context::new(Now::system(), "test"),
     )
     .await
@@ -523,7 +527,7 @@ async fn an_administrators_reset_link(h: &Harness, client: &str, user: &ims_iden
         .0,
         StatusCode::OK
     );
-    assert_eq!(b.get(&h.app, &path).await.0, StatusCode::BAD_REQUEST, "used up");
+    assert_eq!(b.get(&h.app, &path).await.0, StatusCode::GONE, "used up");
     let (status, _) = sign_in(
         h,
         &mut Browser::default(),

@@ -221,6 +221,7 @@ async fn console_changes_land_in_the_directory_and_the_audit_log() {
     a_csv_import_previews_then_applies(&c).await;
     roles_and_the_audit_log(&c).await;
     the_mail_page_shows_and_resends_the_organisations_messages(&c).await;
+    invitations_from_the_console(&c).await;
     let _ = ctx;
 }
 
@@ -427,6 +428,75 @@ async fn a_csv_import_previews_then_applies(c: &Console<'_>) {
         .await
         .unwrap()
         .is_some());
+    assert!(
+        invitations_to(h, "bulk1@acme.test").await.is_empty(),
+        "the box was not ticked"
+    );
+    let csv = "email,type\nbulk2@acme.test,enterpriseID\n".to_owned();
+    let (_, _, body) = c
+        .post(
+            "/admin/import",
+            vec![("csv", csv), ("apply", "1".into()), ("invite", "1".into())],
+        )
+        .await;
+    assert!(body.contains("1 row(s) imported, 0 refused"), "{body}");
+    assert_eq!(invitations_to(h, "bulk2@acme.test").await.len(), 1);
+}
+
+async fn invitations_to(h: &Harness, to: &str) -> Vec<ims_identity::mail::Mail> {
+    use ims_identity::store::OutboxStore as _;
+    h.store
+        .outbox(&h.org_id, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to == to && m.kind == ims_identity::mail::MailKind::Invitation)
+        .collect()
+}
+
+/// A user created with the box ticked is invited; the user page shows where the invitation
+/// stands and sends another; without the box, the page offers to send the first.
+async fn invitations_from_the_console(c: &Console<'_>) {
+    let h = c.h;
+    for (email, invite) in [("inv1@acme.test", true), ("inv2@acme.test", false)] {
+        let mut form = vec![("email", email.to_owned()), ("type", "enterpriseID".into())];
+        if invite {
+            form.push(("invite", "1".into()));
+        }
+        let (status, _, body) = c.post("/admin/users", form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    }
+    assert_eq!(invitations_to(h, "inv1@acme.test").await.len(), 1);
+    assert!(invitations_to(h, "inv2@acme.test").await.is_empty());
+    let (_, _, html) = page_as(h, "GET", "/admin/users/inv1%40acme.test", Some(&c.admin), "").await;
+    assert!(html.contains("Invitation: <strong>invited</strong>"), "{html}");
+    assert!(html.contains("Resend the invitation"), "{html}");
+    let (_, _, html) = page_as(h, "GET", "/admin/users/inv2%40acme.test", Some(&c.admin), "").await;
+    assert!(!html.contains("id=\"invitation\""), "{html}");
+    assert!(html.contains("Send an invitation"), "{html}");
+    let (status, _, body) = c
+        .post("/admin/users/inv2%40acme.test", vec![("action", "invite".into())])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(invitations_to(h, "inv2@acme.test").await.len(), 1);
+    assert!(h
+        .audit("user.invite")
+        .await
+        .iter()
+        .any(|e| e.details["resend"] == true));
+    // An Adobe ID is not invited here.
+    c.post(
+        "/admin/users",
+        vec![("email", "adobe1@acme.test".into()), ("type", "adobeID".into())],
+    )
+    .await;
+    let (status, _, _) = c
+        .post(
+            "/admin/users/adobe1%40acme.test",
+            vec![("action", "invite".into())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 /// Roles, then the audit log page and its API.

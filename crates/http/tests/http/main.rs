@@ -14,6 +14,7 @@ mod developer_api;
 mod developer_console;
 mod harness;
 mod instance_console;
+mod invitations;
 mod migration_api;
 mod native_sign_in;
 mod oauth;

@@ -10,8 +10,9 @@ use serde_json::json;
 use super::directory::Administrator;
 use super::{Directory, Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, Membership, ProductInstance, RoleGrant};
+use crate::links::{AccountLink, LinkPurpose};
 use crate::mail::Mail;
-use crate::model::{User, UserStatus};
+use crate::model::{IdentityType, User, UserStatus};
 use crate::people::{self, UserChange};
 use crate::store::UsersQuery;
 use ims_core::audit::{AuditEvent, AuditQuery, Context};
@@ -254,8 +255,56 @@ impl<'a> SystemAdministration<'a> {
     /// A one-time link that lets `user` choose a new password, also mailed to them.
     pub async fn password_reset_link(&self, user: &User, ctx: &Context) -> Result<Secret> {
         self.check(user)?;
-        let base = &self.of.directory.tokens.settings().issuer;
-        people::password_reset_link(self.of.directory.store.as_ref(), &user.user_id, Some(base), ctx).await
+        let store = self.of.directory.store.as_ref();
+        let org = store.org(&user.org_id).await?;
+        let mailed = people::Mailed {
+            base_url: &self.of.directory.tokens.settings().issuer,
+            org_name: org.as_ref().map_or("", |o| o.name.as_str()),
+        };
+        people::password_link(store, user, LinkPurpose::Reset, Some(mailed), ctx).await
+    }
+
+    /// The person's latest invitation, if they were ever invited.
+    pub async fn invitation(&self, user: &User) -> Result<Option<AccountLink>> {
+        self.check(user)?;
+        Ok(self.of.directory.store.latest_invitation(&user.user_id).await?)
+    }
+
+    /// Sends the person a new invitation naming the product instances they hold (the earlier
+    /// links keep working until they expire or one is used).
+    pub async fn resend_invitation(&self, user: &User, ctx: &Context) -> Result<()> {
+        self.check(user)?;
+        if user.identity_type != IdentityType::EnterpriseId || user.status != UserStatus::Active {
+            return Err(Error::invalid_request(
+                "only an active Enterprise ID is invited; others sign in another way",
+            ));
+        }
+        let store = self.of.directory.store.as_ref();
+        let org = store
+            .org(&user.org_id)
+            .await?
+            .ok_or_else(|| Error::not_found("the organisation"))?;
+        let instances = store.product_instances(&user.org_id).await?;
+        let held: Vec<i64> = store
+            .held_profiles(&user.user_id, None)
+            .await?
+            .iter()
+            .filter_map(|h| {
+                instances
+                    .iter()
+                    .find(|i| i.product_context == h.product_context && i.name == h.instance)
+                    .map(|i| i.id)
+            })
+            .collect();
+        let notifier = crate::invitations::Notifier {
+            org: &org,
+            instances: &instances,
+            base_url: &self.of.directory.tokens.settings().issuer,
+        };
+        let (_, invite) = notifier.invitation(user, &held, ctx.now);
+        let event = ctx.event("user.invite", &user.user_id, "success", json!({"resend": true}));
+        store.apply_changes(&user.org_id, &[invite], &[event]).await?;
+        Ok(())
     }
 
     pub async fn role_grants(&self, user: &User) -> Result<Vec<RoleGrant>> {

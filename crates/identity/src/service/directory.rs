@@ -6,6 +6,7 @@
 use crate::umapi::ResultCode;
 use serde_json::{json, Value};
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{Result, Tokens};
@@ -410,6 +411,10 @@ impl Directory {
                     }
                 }
             }
+            let not_invited = not_invited(&entries);
+            let changes = self
+                .with_notices(&admin.org_id, &snap, changes, &not_invited, ctx.now)
+                .await?;
             match self.store.apply_changes(&admin.org_id, &changes, &audit).await {
                 Ok(()) => return Ok(Ok(umapi::response(&entries, &outcomes, test_only))),
                 Err(ims_core::error::StoreError::Conflict(e)) => {
@@ -429,6 +434,9 @@ impl Directory {
                 Ok(_) if test_only => EntryOutcome::Done,
                 Ok(changes) => {
                     let audit = entry_audit(ctx, entry, index, &changes);
+                    let changes = self
+                        .with_notices(&admin.org_id, &snap, changes, &not_invited(&entries), ctx.now)
+                        .await?;
                     match self.store.apply_changes(&admin.org_id, &changes, &[audit]).await {
                         Ok(()) => EntryOutcome::Done,
                         Err(e @ ims_core::error::StoreError::Conflict(_)) => {
@@ -454,6 +462,35 @@ impl Directory {
             outcomes.push(outcome);
         }
         Ok(Ok(umapi::response(&entries, &outcomes, test_only)))
+    }
+
+    /// `changes` followed by the invitations and "you now have access" notices they call for.
+    async fn with_notices(
+        &self,
+        org_id: &str,
+        snap: &Snapshot,
+        mut changes: Vec<Change>,
+        not_invited: &BTreeSet<String>,
+        now: Now,
+    ) -> Result<Vec<Change>> {
+        let tells = |c: &Change| matches!(c, Change::CreateUser(_) | Change::AddMember { .. });
+        if !changes.iter().any(tells) {
+            return Ok(changes);
+        }
+        let org = self
+            .store
+            .org(org_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("organisation {org_id}")))?;
+        let instances = self.store.product_instances(org_id).await?;
+        let notifier = crate::invitations::Notifier {
+            org: &org,
+            instances: &instances,
+            base_url: &self.tokens.settings().issuer,
+        };
+        let notices = notifier.notices(snap, &changes, not_invited, now);
+        changes.extend(notices);
+        Ok(changes)
     }
 
     /// The Admin Console's own client in `org_id` (first-party, public, PKCE), created on first
@@ -911,4 +948,16 @@ impl PageStarts {
         }
         pages.insert(page, after);
     }
+}
+
+/// The lower-cased emails a request creates with `"invite": false`.
+fn not_invited(entries: &[Entry]) -> BTreeSet<String> {
+    entries
+        .iter()
+        .flat_map(|e| &e.steps)
+        .filter_map(|s| match s {
+            umapi::Step::CreateUser(n) if !n.invite => Some(n.email.to_lowercase()),
+            _ => None,
+        })
+        .collect()
 }

@@ -14,6 +14,10 @@ use std::sync::{Arc, RwLock};
 
 use super::{LogoutNotifier, Tokens};
 use crate::grants::{AuthorizationCode, BrowserSession, FlowStage, SignInFlow};
+use crate::links::{
+    recovery_schedule_ms, LinkPurpose, RECOVERY_ADDRESS_SCOPE, RECOVERY_EMAIL_SCOPE, RECOVERY_PER_ADDRESS,
+    RECOVERY_PER_EMAIL, RECOVERY_WINDOW_SECS,
+};
 use crate::model::{ClientType, IdentityType, OAuthClient, User, UserStatus};
 use crate::oidc::{self, AuthorizationRequest, AuthorizeError, Prompt};
 use crate::people;
@@ -116,14 +120,137 @@ impl SignIn {
             .clone()
     }
 
-    /// The person a password reset link is for, while the link holds.
-    pub async fn reset_link_user(&self, token: &str, ctx: &Context) -> Result<User> {
-        people::reset_link_user(self.store.as_ref(), token, ctx).await
+    /// The person a link is for, while the link holds; `purposes` are those the page takes.
+    pub async fn link_user(&self, token: &str, purposes: &[LinkPurpose], ctx: &Context) -> Result<User> {
+        Ok(people::link_user(self.store.as_ref(), token, purposes, ctx)
+            .await?
+            .0)
     }
 
-    /// Sets the password of the reset link's person, and spends the link.
+    /// Sets the password of a reset or recovery link's person, and spends the link.
     pub async fn reset_password(&self, token: &str, password: Secret, ctx: &Context) -> Result<User> {
-        people::reset_password(self.store.as_ref(), token, password, ctx).await
+        let purposes = [LinkPurpose::Reset, LinkPurpose::Recovery];
+        Ok(
+            people::set_password_by_link(self.store.as_ref(), token, &purposes, password, ctx)
+                .await?
+                .0,
+        )
+    }
+
+    /// Accepts an invitation: the person's first password, then an IMS browser session (the
+    /// link proved the mailbox, the password was just chosen), so that the product the person
+    /// was invited to signs them in without asking again. Returns the session's token and where
+    /// the person goes next.
+    pub async fn accept_invitation(
+        &self,
+        token: &str,
+        password: Secret,
+        ctx: &Context,
+    ) -> Result<(Secret, User, Option<String>)> {
+        let (user, link) = people::set_password_by_link(
+            self.store.as_ref(),
+            token,
+            &[LinkPurpose::Invitation],
+            password,
+            ctx,
+        )
+        .await?;
+        let session = secret::generate("imsid_");
+        let record = BrowserSession {
+            session_digest: secret::digest_hex(session.expose()),
+            user_id: user.user_id.clone(),
+            auth_time: ctx.now,
+            amr: vec!["pwd".into()],
+            created_at: ctx.now,
+            expires_at: ctx.now.plus_secs(self.tokens.settings().browser_session_secs),
+        };
+        let event = ctx.event(
+            "user.session",
+            &user.user_id,
+            "success",
+            json!({"through": "invitation"}),
+        );
+        self.store
+            .complete_sign_in(&user.org_id, &account_key(&user.email), &record, &event, None)
+            .await?;
+        Ok((session, user, link.return_to))
+    }
+
+    /// "Forgot password?" on a flow's sign-in page: mails a recovery link to `email` when it is
+    /// a person of the flow's organisation who signs in with a password here, within the
+    /// limits per email and per address. The caller answers the same whatever happened (and
+    /// should not wait for this to finish: its duration depends on the email).
+    pub async fn request_recovery(
+        &self,
+        flow_token: &str,
+        browser: &str,
+        email: &str,
+        ctx: &Context,
+    ) -> Result<()> {
+        let (_, req) = self.open_flow(flow_token, browser, ctx.now).await?;
+        let Some(entry) = self.tokens.client_entry(&req.client_id).await? else {
+            return Ok(());
+        };
+        let org_id = entry.0.org_id.clone();
+        let email_lower = account_key(email.trim());
+        let attempt = secret::uuid_like();
+        let (by_email, _) = self
+            .store
+            .admit_attempt(
+                RECOVERY_EMAIL_SCOPE,
+                &email_lower,
+                ctx.now,
+                RECOVERY_WINDOW_SECS,
+                &recovery_schedule_ms(RECOVERY_PER_EMAIL),
+                &attempt,
+            )
+            .await?;
+        let by_address = match ctx.source.as_deref() {
+            Some(source) => {
+                self.store
+                    .admit_attempt(
+                        RECOVERY_ADDRESS_SCOPE,
+                        source,
+                        ctx.now,
+                        RECOVERY_WINDOW_SECS,
+                        &recovery_schedule_ms(RECOVERY_PER_ADDRESS),
+                        &attempt,
+                    )
+                    .await?
+                    .0
+            }
+            None => true,
+        };
+        let user = self
+            .store
+            .user_by_email(&org_id, email.trim())
+            .await?
+            .filter(|u| u.status == UserStatus::Active && u.identity_type != IdentityType::FederatedId);
+        let outcome = match (&user, by_email && by_address) {
+            (_, false) => "limited",
+            (None, true) => "unknown",
+            (Some(_), true) => "sent",
+        };
+        let target = user.as_ref().map_or(email_lower.as_str(), |u| u.user_id.as_str());
+        self.store
+            .append_audit(&ctx.event("user.recovery_request", target, outcome, json!({})))
+            .await?;
+        if let (Some(user), "sent") = (user, outcome) {
+            let org = self.store.org(&org_id).await?;
+            let mailed = people::Mailed {
+                base_url: &self.tokens.settings().issuer,
+                org_name: org.as_ref().map_or("", |o| o.name.as_str()),
+            };
+            people::password_link(
+                self.store.as_ref(),
+                &user,
+                LinkPurpose::Recovery,
+                Some(mailed),
+                ctx,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// `GET|POST /ims/authorize/*`. `browser` is the browser's binding token; `session` its IMS
@@ -608,6 +735,7 @@ impl SignIn {
         self.store
             .note_session_client(&session.session_digest, &req.client_id, &user.user_id, ctx.now)
             .await?;
+        self.note_first_sign_in(user, ctx).await?;
         Ok(StepOutcome::Done {
             session: Some(token),
             redirect: self.code_redirect(req, &code),
@@ -677,7 +805,17 @@ impl SignIn {
         self.store
             .note_session_client(&session.session_digest, &req.client_id, &user.user_id, ctx.now)
             .await?;
+        self.note_first_sign_in(user, ctx).await?;
         Ok(self.code_redirect(req, &code))
+    }
+
+    /// The first code a person is issued marks their first sign-in to an application (written
+    /// once: later sign-ins cost nothing here).
+    async fn note_first_sign_in(&self, user: &User, ctx: &Context) -> Result<()> {
+        if user.first_sign_in_at.is_none() {
+            self.store.record_first_sign_in(&user.user_id, ctx.now).await?;
+        }
+        Ok(())
     }
 
     /// The redirect that carries a code to the client.

@@ -2,6 +2,8 @@
 
 use ims_core::error::StoreError;
 use ims_identity::grants::{AuthorizationCode, RefreshToken, Rotation};
+use ims_identity::links::{AccountLink, LinkPurpose};
+use ims_identity::mail::messages::{self, Recipient};
 use ims_identity::model::{Organization, User};
 use ims_identity::store::{GrantStore, OrgStore, OutboxStore, ThrottleStore, UserStore};
 
@@ -226,31 +228,88 @@ async fn codes_and_refresh_tokens(f: &Fixture, u: &User) {
 /// `u`'s password reset link and consents; then everything that ended is purged (the code and
 /// refresh tokens of [`codes_and_refresh_tokens`] among them).
 async fn reset_links_consents_and_purging(f: &Fixture, u: &User) {
-    // Reset links: once, and not after expiry; the message that carries one is queued with it.
-    let mail =
-        ims_identity::mail::reset_link_mail(&u.org_id, &u.email, "https://ims/ims/reset/p1", 24, now());
+    // Links: stored as digests with their message, used once, not after expiry; a password
+    // set through one spends every other link of the person's.
+    let to = Recipient {
+        org_id: &u.org_id,
+        org_name: "Acme",
+        email: &u.email,
+        name: &u.first_name,
+    };
+    let mail = messages::password(&to, "https://ims/ims/reset/p1", LinkPurpose::Reset, now());
+    let (_, reset) = AccountLink::new(LinkPurpose::Reset, &u.user_id, now(), None);
     f.store
-        .insert_password_reset(
-            "p1",
-            &u.user_id,
-            (now(), now().plus_secs(60)),
-            Some(&mail),
-            &event("user.password_reset_link"),
-        )
+        .insert_account_link(&reset, Some(&mail), &event("user.password_reset_link"))
         .await
         .unwrap();
     assert_eq!(f.store.mail(&mail.mail_id).await.unwrap(), Some(mail));
+    assert_eq!(
+        f.store.account_link(&reset.token_digest).await.unwrap(),
+        Some(reset.clone())
+    );
+    let (_, invite) = AccountLink::new(
+        LinkPurpose::Invitation,
+        &u.user_id,
+        now().plus_secs(1),
+        Some("https://mkt/console/".into()),
+    );
+    f.store
+        .insert_account_link(&invite, None, &event("user.invite"))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.latest_invitation(&u.user_id).await.unwrap(),
+        Some(invite.clone())
+    );
+    assert_eq!(
+        f.store.invitations(&u.org_id).await.unwrap(),
+        vec![invite.clone()]
+    );
+    let mut changed = f.store.user(&u.user_id).await.unwrap().unwrap();
+    changed.password_hash = Some("$argon2id$new".into());
+    let late = now().plus_secs(LinkPurpose::Reset.lifetime_secs() + 1);
+    assert!(!f
+        .store
+        .use_account_link(&reset.token_digest, &changed, late, &event("user.password"))
+        .await
+        .unwrap());
     assert!(f
         .store
-        .password_reset("p1", now().plus_secs(61))
+        .use_account_link(&reset.token_digest, &changed, now(), &event("user.password"))
         .await
-        .unwrap()
-        .is_none());
+        .unwrap());
+    assert!(!f
+        .store
+        .use_account_link(&reset.token_digest, &changed, now(), &event("user.password"))
+        .await
+        .unwrap());
     assert_eq!(
-        f.store.take_password_reset("p1", now()).await.unwrap(),
-        Some(u.user_id.clone())
+        f.store
+            .user(&u.user_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$new")
     );
-    assert_eq!(f.store.take_password_reset("p1", now()).await.unwrap(), None);
+    let spent = f.store.latest_invitation(&u.user_id).await.unwrap().unwrap();
+    assert_eq!(spent.used_at, Some(now()), "the invitation went with the reset");
+    assert!(!f
+        .store
+        .use_account_link(&invite.token_digest, &changed, now(), &event("user.password"))
+        .await
+        .unwrap());
+    // The first sign-in is written once.
+    f.store.record_first_sign_in(&u.user_id, now()).await.unwrap();
+    f.store
+        .record_first_sign_in(&u.user_id, now().plus_secs(99))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.user(&u.user_id).await.unwrap().unwrap().first_sign_in_at,
+        Some(now())
+    );
     // Consents are replaced, not added to.
     f.store
         .set_consent(

@@ -17,6 +17,8 @@ struct ImportPage {
     rows: Vec<ImportRow>,
     applied: bool,
     ready: bool,
+    /// Whether new Enterprise IDs are sent an invitation.
+    invite: bool,
 }
 
 pub(super) async fn import_page(SystemAdministrator(who): SystemAdministrator) -> Response {
@@ -28,6 +30,7 @@ pub(super) async fn import_page(SystemAdministrator(who): SystemAdministrator) -
             rows: Vec::new(),
             applied: false,
             ready: false,
+            invite: true,
         },
     )
 }
@@ -41,7 +44,17 @@ pub(super) async fn import_run(
     let form = or_page!(who.form(&body), who);
     let csv = form.text("csv");
     let apply = form.text("apply") == "1";
-    let entries = or_page!(ims_identity::import::parse_users_csv(&csv), who);
+    let invite = form.checked("invite");
+    let mut entries = or_page!(ims_identity::import::parse_users_csv(&csv), who);
+    if !invite {
+        for row in &mut entries {
+            for step in row.entry["do"].as_array_mut().into_iter().flatten() {
+                if let Some(create) = step.get_mut("createEnterpriseID") {
+                    create["invite"] = Value::Bool(false);
+                }
+            }
+        }
+    }
     let mut rows = Vec::new();
     // Ten entries per request, as the API takes them; the preview runs in test mode.
     for chunk in entries.chunks(ims_identity::umapi::MAX_ENTRIES) {
@@ -84,6 +97,7 @@ pub(super) async fn import_run(
             csv,
             rows,
             applied: apply,
+            invite,
         },
     )
 }

@@ -1,6 +1,10 @@
 //! The people of the organisation: list, create, change, remove, reset links.
 
 use super::*;
+use ims_core::time::iso8601;
+use ims_core::Now;
+use ims_identity::links::InvitationState;
+use ims_identity::model::IdentityType;
 
 struct UserRow {
     email: String,
@@ -85,6 +89,9 @@ pub(super) async fn user_create(
     };
     let mut args =
         json!({"email": email, "firstname": form.text("firstname"), "lastname": form.text("lastname")});
+    if command == "createEnterpriseID" && !form.checked("invite") {
+        args["invite"] = json!(false);
+    }
     if !form.text("country").trim().is_empty() {
         args["country"] = json!(form.text("country"));
     }
@@ -124,6 +131,10 @@ struct UserPage {
     memberships: Vec<MembershipRow>,
     groups: Vec<String>,
     reset_link: Option<String>,
+    /// The latest invitation's state and when it was sent.
+    invitation: Option<(&'static str, String)>,
+    /// An active Enterprise ID that has not accepted an invitation can be sent one.
+    invitable: bool,
 }
 
 pub(super) async fn user_page(
@@ -153,6 +164,11 @@ pub(super) async fn user_view(
         Ok(g) => g.into_iter().map(|(g, _)| g.name).collect(),
         Err(e) => return error_page(Some(shell), &e),
     };
+    let invitation = or_page!(people.invitation(&user).await, who);
+    let state = invitation.as_ref().map(|i| i.invitation_state(Now::system()));
+    let invitable = user.identity_type == IdentityType::EnterpriseId
+        && user.status == UserStatus::Active
+        && state != Some(InvitationState::Accepted);
     render(
         StatusCode::OK,
         &UserPage {
@@ -176,6 +192,10 @@ pub(super) async fn user_view(
                 .collect(),
             groups,
             reset_link,
+            invitation: invitation
+                .zip(state)
+                .map(|(i, s)| (s.as_str(), iso8601(i.created_at))),
+            invitable,
         },
     )
 }
@@ -264,6 +284,10 @@ pub(super) async fn user_change(
                 Err(e) => error_page(Some(who.shell()), &e),
             }
         }
+        "invite" => people
+            .resend_invitation(&user, &ctx)
+            .await
+            .map(|_| "Invitation sent."),
         other => Err(Error::invalid_request(format!("unknown action {other:?}"))),
     };
     match outcome {

@@ -6,6 +6,8 @@
 //! later, with a growing delay, across restarts, until the server refuses it for good or the
 //! attempts run out; an administrator can queue it again.
 
+pub mod messages;
+
 use ims_core::secret::uuid_like;
 use ims_core::Now;
 
@@ -118,32 +120,6 @@ impl Mail {
     }
 }
 
-/// The message that carries an administrator's password reset link to the person.
-pub fn reset_link_mail(org_id: &str, to: &str, link: &str, valid_hours: i64, now: Now) -> Mail {
-    let text = format!(
-        "Hello,\n\nAn administrator created a link for you to choose a new password:\n\n{link}\n\n\
-         It works once, within {valid_hours} hours. If you did not expect it, tell your administrator.\n"
-    );
-    let html = format!(
-        "<p>Hello,</p><p>An administrator created a link for you to choose a new password:</p>\
-         <p><a href=\"{link}\">Choose a new password</a></p><p>It works once, within {valid_hours} hours. \
-         If you did not expect it, tell your administrator.</p>",
-        // The SOAP writer's escaper covers element text and quoted attributes, as HTML needs.
-        link = ims_wire::soap::escape(link)
-    );
-    Mail::new(
-        Compose {
-            org_id,
-            kind: MailKind::PasswordReset,
-            to,
-            subject: "Choose a new password",
-            text: &text,
-            html: &html,
-        },
-        now,
-    )
-}
-
 /// Attempts before a message that keeps failing is given up (with the delays below, about three
 /// days of trying).
 pub const MAX_ATTEMPTS: u32 = 20;
@@ -241,25 +217,6 @@ mod tests {
         assert_eq!(next_attempt(MAX_ATTEMPTS, now), None);
         let total: i64 = (1..MAX_ATTEMPTS).map(retry_delay_secs).sum();
         assert!((2 * 86_400..4 * 86_400).contains(&total), "{total}");
-    }
-
-    #[test]
-    fn the_reset_mail_carries_the_link_escaped_in_html() {
-        let m = reset_link_mail(
-            "O",
-            "jane@example.com",
-            "https://ims/x?a=1&b=\"2\"",
-            24,
-            Now::from_millis(1),
-        );
-        assert_eq!(m.kind, MailKind::PasswordReset);
-        assert!(m.text.contains("https://ims/x?a=1&b=\"2\""));
-        assert!(
-            m.html.contains("href=\"https://ims/x?a=1&amp;b=&quot;2&quot;\""),
-            "{}",
-            m.html
-        );
-        assert!(m.text.contains("24 hours"));
     }
 
     #[test]
