@@ -16,6 +16,9 @@ pub enum FlowStage {
     Password,
     /// Password accepted; asking for the one-time code.
     Totp,
+    /// Password accepted in an organisation that requires one-time codes, by a person not
+    /// enrolled yet: enrolling.
+    Enrol,
     /// Signed in; asking a third-party application's permissions.
     Consent,
 }
@@ -26,6 +29,7 @@ impl FlowStage {
             FlowStage::Email => "email",
             FlowStage::Password => "password",
             FlowStage::Totp => "totp",
+            FlowStage::Enrol => "enrol",
             FlowStage::Consent => "consent",
         }
     }
@@ -35,6 +39,7 @@ impl FlowStage {
             "email" => Some(FlowStage::Email),
             "password" => Some(FlowStage::Password),
             "totp" => Some(FlowStage::Totp),
+            "enrol" => Some(FlowStage::Enrol),
             "consent" => Some(FlowStage::Consent),
             _ => None,
         }

@@ -19,6 +19,9 @@ pub struct Organization {
     pub numeric_id: i64,
     pub name: String,
     pub created_at: Now,
+    /// Every person signs in with a one-time code after the password; one not enrolled yet
+    /// enrols at the next sign-in (or on accepting an invitation).
+    pub require_totp: bool,
 }
 
 impl Organization {
@@ -29,6 +32,7 @@ impl Organization {
             numeric_id: i64::try_from(100_000 + digits % 900_000).unwrap_or(100_000),
             name: name.to_owned(),
             created_at: now,
+            require_totp: false,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::store::UserStore;
 use ims_core::audit::Context;
 use ims_core::error::{Error, Result, StoreError};
 use ims_core::secret::Secret;
+use ims_core::Now;
 
 /// The password policy (NIST SP 800-63B, OWASP ASVS): at least 8 characters (15 recommended),
 /// long passphrases welcome, no composition rules, never truncated, and not one of the common
@@ -313,6 +314,128 @@ pub async fn set_password_by_link(
         ))));
     }
     Ok((user, link))
+}
+
+/// A one-time-code enrolment shown to the person and not stored yet: the secret and the
+/// recovery codes, and the same sealed under the master key (bound to the person and dated) for
+/// the form to bring back with the first code. Nothing is stored until that code matches.
+#[derive(Debug)]
+pub struct PendingEnrolment {
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+    pub recovery_codes: Vec<Secret>,
+    pub sealed: String,
+}
+
+/// How long an enrolment page may wait for its first code.
+pub const ENROLMENT_SECS: i64 = 3600;
+
+fn enrolment_label(user_id: &str) -> String {
+    format!("totp-enrolment:{user_id}")
+}
+
+/// A new enrolment for `user`, to show.
+pub fn start_enrolment(
+    master: &ims_core::keys::MasterKey,
+    user: &User,
+    issuer_name: &str,
+    now: Now,
+) -> Result<PendingEnrolment> {
+    let e = crate::totp::enrol();
+    let codes: Vec<&str> = e.recovery_codes.iter().map(Secret::expose).collect();
+    let mut plain = zeroize::Zeroizing::new(now.millis().to_be_bytes().to_vec());
+    plain.extend_from_slice(&e.key);
+    plain.extend_from_slice(codes.join(" ").as_bytes());
+    Ok(PendingEnrolment {
+        secret_base32: crate::totp::base32(&e.key),
+        otpauth_uri: crate::totp::otpauth_uri(issuer_name, &user.email, &e.key),
+        sealed: master.seal(&enrolment_label(&user.user_id), &plain)?,
+        recovery_codes: e.recovery_codes,
+    })
+}
+
+/// What a sealed pending enrolment holds: the key and the recovery codes, while it is this
+/// person's and not older than [`ENROLMENT_SECS`].
+fn open_enrolment(
+    master: &ims_core::keys::MasterKey,
+    user_id: &str,
+    sealed: &str,
+    now: Now,
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<String>)> {
+    let stale =
+        || Error::invalid_request("this enrolment page is out of date; reload it and scan the new code");
+    let plain = master
+        .open(&enrolment_label(user_id), sealed)
+        .map_err(|_| stale())?;
+    if plain.len() < 28 {
+        return Err(stale());
+    }
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&plain[..8]);
+    if Now::from_millis(i64::from_be_bytes(at)).plus_secs(ENROLMENT_SECS) <= now {
+        return Err(stale());
+    }
+    let (key, codes) = plain[8..].split_at(20);
+    let codes = String::from_utf8_lossy(codes)
+        .split(' ')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok((zeroize::Zeroizing::new(key.to_vec()), codes))
+}
+
+/// The pending enrolment a page showed, to show again (after a mistyped code the person has
+/// scanned it already).
+pub fn reopen_enrolment(
+    master: &ims_core::keys::MasterKey,
+    user: &User,
+    issuer_name: &str,
+    sealed: &str,
+    now: Now,
+) -> Result<PendingEnrolment> {
+    let (key, codes) = open_enrolment(master, &user.user_id, sealed, now)?;
+    Ok(PendingEnrolment {
+        secret_base32: crate::totp::base32(&key),
+        otpauth_uri: crate::totp::otpauth_uri(issuer_name, &user.email, &key),
+        recovery_codes: codes.into_iter().map(Secret::new).collect(),
+        sealed: sealed.to_owned(),
+    })
+}
+
+/// Stores a pending enrolment once the person typed a code it produces. A page that is not
+/// this person's, or is older than [`ENROLMENT_SECS`], is refused; a wrong code leaves nothing
+/// changed.
+pub async fn confirm_enrolment(
+    store: &dyn UserStore,
+    master: &ims_core::keys::MasterKey,
+    user_id: &str,
+    sealed: &str,
+    code: &str,
+    ctx: &Context,
+) -> Result<User> {
+    let (key, codes) = open_enrolment(master, user_id, sealed, ctx.now)?;
+    let code = code.trim().replace(' ', "");
+    let step = crate::totp::verify(&key, &code, ctx.now, 0).ok_or_else(|| {
+        Error::invalid_request(
+            "that code does not match; check the time on your device and type the newest code",
+        )
+    })?;
+    let mut user = store
+        .user(user_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
+    user.totp_sealed = Some(master.seal(&crate::totp::seal_label(&user.user_id), &key)?);
+    user.totp_last_step = step;
+    user.recovery_codes = codes.iter().map(|c| crate::totp::recovery_digest(c)).collect();
+    user.updated_at = ctx.now;
+    let event = ctx.event(
+        "user.totp_enrol",
+        &user.user_id,
+        "success",
+        json!({"self_service": true}),
+    );
+    store.update_user(&user, false, &event).await?;
+    Ok(user)
 }
 
 /// What a TOTP enrolment hands to the person, once.

@@ -29,6 +29,8 @@ pub trait OrgStore: Send + Sync {
     async fn bootstrap(&self, org: &Organization, admin: &User, audit: &AuditEvent) -> StoreResult<bool>;
     async fn org(&self, org_id: &str) -> StoreResult<Option<Organization>>;
     async fn orgs(&self) -> StoreResult<Vec<Organization>>;
+    /// Sets whether the organisation requires one-time codes, with its audit line.
+    async fn set_require_totp(&self, org_id: &str, required: bool, audit: &AuditEvent) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -235,6 +235,7 @@ fn org_from(row: &AnyRow) -> StoreResult<Organization> {
         numeric_id: get(row, "numeric_id")?,
         name: get(row, "name")?,
         created_at: Now::from_millis(get(row, "created_at")?),
+        require_totp: get::<i64>(row, "require_totp")? != 0,
     })
 }
 
@@ -453,23 +454,36 @@ impl OrgStore for SqlStore {
     }
 
     async fn org(&self, org_id: &str) -> StoreResult<Option<Organization>> {
-        let row =
-            sqlx::query("SELECT org_id, numeric_id, name, created_at FROM organizations WHERE org_id = $1")
-                .bind(org_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend_error)?;
+        let row = sqlx::query(
+            "SELECT org_id, numeric_id, name, created_at, require_totp FROM organizations WHERE org_id = $1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
         row.as_ref().map(org_from).transpose()
     }
 
     async fn orgs(&self) -> StoreResult<Vec<Organization>> {
         let rows = sqlx::query(
-            "SELECT org_id, numeric_id, name, created_at FROM organizations ORDER BY created_at, org_id",
+            "SELECT org_id, numeric_id, name, created_at, require_totp FROM organizations ORDER BY created_at, org_id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
         rows.iter().map(org_from).collect()
+    }
+
+    async fn set_require_totp(&self, org_id: &str, required: bool, audit: &AuditEvent) -> StoreResult<()> {
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        sqlx::query("UPDATE organizations SET require_totp = $1 WHERE org_id = $2")
+            .bind(i64::from(required))
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)
     }
 }
 

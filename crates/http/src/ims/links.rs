@@ -13,7 +13,7 @@ use ims_core::{Error, ErrorKind};
 use ims_identity::links::LinkPurpose;
 
 use super::signin::{
-    browser, csrf_for, error_page, message, new_password, password_page, secure, BROWSER_COOKIE,
+    browser, csrf_for, error_page, message, new_password, password_page, secure, signed_next, BROWSER_COOKIE,
     SESSION_COOKIE,
 };
 use crate::pages::{self, cookie, render, see_other, FormData};
@@ -111,7 +111,20 @@ pub(crate) async fn invitation(
     match app.ims.sign_in().accept_invitation(&token, password, &ctx).await {
         Ok((session, user, return_to)) => {
             app.metrics.token_issued("sign_in");
-            let session = pages::cookie_line(SESSION_COOKIE, session.expose(), "/ims", secure(&app), None);
+            let cookie = pages::cookie_line(SESSION_COOKIE, session.expose(), "/ims", secure(&app), None);
+            // An organisation that requires one-time codes has the person enrol before going on.
+            match app.ims.sign_in().must_enrol(&user).await {
+                Ok(true) => {
+                    let to = match &return_to {
+                        Some(next) => signed_next(next, session.expose()),
+                        None => "/ims/account/totp".to_owned(),
+                    };
+                    return see_other(&to, vec![cookie]);
+                }
+                Ok(false) => {}
+                Err(e) => return error_page(&e),
+            }
+            let session = cookie;
             match return_to {
                 Some(to) => see_other(&to, vec![session]),
                 None => with_cookie(
@@ -167,7 +180,12 @@ pub(crate) async fn forgot(
             "this sign-in has expired; start again from the application",
         ));
     };
-    let page = match app.ims.sign_in().sign_in_page(&flow, &browser, meta.now).await {
+    let page = match app
+        .ims
+        .sign_in()
+        .sign_in_page(&flow, &browser, None, meta.now)
+        .await
+    {
         Ok(p) => p,
         Err(e) => return error_page(&e),
     };

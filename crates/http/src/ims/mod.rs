@@ -71,6 +71,7 @@ pub fn public_router(state: AppState) -> Router {
             "/ims/invitation/{token}",
             get(links::invitation).post(links::invitation),
         )
+        .route("/ims/account/totp", get(signin::enrol).post(signin::enrol))
         .route(
             "/ims/account/password",
             get(signin::change_password).post(signin::change_password),

@@ -144,7 +144,28 @@ struct SignInPageView {
     client_name: String,
     /// The consent page's list: what each requested scope lets the application do.
     permissions: Vec<&'static str>,
+    /// At the enrolment stage.
+    enrolment: Option<EnrolView>,
     error: Option<String>,
+}
+
+/// A pending one-time-code enrolment as its page shows it.
+pub(super) struct EnrolView {
+    secret: String,
+    otpauth: String,
+    codes: Vec<String>,
+    sealed: String,
+}
+
+impl From<ims_identity::people::PendingEnrolment> for EnrolView {
+    fn from(e: ims_identity::people::PendingEnrolment) -> Self {
+        EnrolView {
+            secret: e.secret_base32,
+            otpauth: e.otpauth_uri,
+            codes: e.recovery_codes.iter().map(|c| c.expose().to_owned()).collect(),
+            sealed: e.sealed,
+        }
+    }
 }
 
 /// What a scope lets an application do, in words a person reads on the consent page.
@@ -167,7 +188,20 @@ async fn show(
     error: Option<String>,
     now: ims_core::Now,
 ) -> Response {
-    match app.ims.sign_in().sign_in_page(flow, browser, now).await {
+    show_again(app, flow, browser, status, error, None, now).await
+}
+
+/// The flow's page; at the enrolment stage, the enrolment sealed in `again` when it holds.
+async fn show_again(
+    app: &AppState,
+    flow: &str,
+    browser: &str,
+    status: StatusCode,
+    error: Option<String>,
+    again: Option<&str>,
+    now: ims_core::Now,
+) -> Response {
+    match app.ims.sign_in().sign_in_page(flow, browser, again, now).await {
         Ok(page) => render(
             status,
             &SignInPageView {
@@ -177,6 +211,7 @@ async fn show(
                 email: page.email.unwrap_or_default(),
                 client_name: page.client_name,
                 permissions: page.scopes.iter().map(|s| permission(s)).collect(),
+                enrolment: page.enrolment.map(EnrolView::from),
                 error,
             },
         ),
@@ -229,6 +264,11 @@ pub(crate) async fn signin_submit(
         SignInStep::Consent(answer == "allow")
     } else if let Some(e) = form.get("email") {
         SignInStep::Email(e.to_owned())
+    } else if let Some(sealed) = form.get("sealed") {
+        SignInStep::Enrol {
+            sealed: sealed.to_owned(),
+            code: form.text("code"),
+        }
     } else if let Some(p) = form.get("password") {
         SignInStep::Password(Secret::new(p))
     } else if let Some(c) = form.get("code") {
@@ -278,7 +318,17 @@ pub(crate) async fn signin_submit(
         }
         Err(e) if e.kind() == ErrorKind::InvalidRequest => {
             let m = e.to_string();
-            show(&app, &flow, &browser, StatusCode::BAD_REQUEST, Some(m), meta.now).await
+            let again = form.get("sealed");
+            show_again(
+                &app,
+                &flow,
+                &browser,
+                StatusCode::BAD_REQUEST,
+                Some(m),
+                again,
+                meta.now,
+            )
+            .await
         }
         Err(e) => error_page(&e),
     }
@@ -523,6 +573,120 @@ pub(crate) async fn change_password(
             user.email,
             Some(e.to_string()),
         ),
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ims/enrol.html")]
+struct EnrolPage {
+    action: String,
+    csrf: String,
+    email: String,
+    enrolment: Option<EnrolView>,
+    error: Option<String>,
+}
+
+/// Where a page sends the person next, signed with their session so that no one else can
+/// make the IMS redirect a person anywhere.
+pub(super) fn signed_next(next: &str, session: &str) -> String {
+    let sig = pages::form_token("next", &[next, session]);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", next)
+        .append_pair("sig", &sig)
+        .finish();
+    format!("/ims/account/totp?{q}")
+}
+
+/// `GET|POST /ims/account/totp`: a signed-in person turns on one-time codes (an invited person
+/// of an organisation that requires them comes here, with where to go afterwards).
+pub(crate) async fn enrol(
+    State(app): State<AppState>,
+    meta: Meta,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let session = cookie(&headers, SESSION_COOKIE);
+    let Ok(Some((user, _))) = app.ims.sign_in().live_session(session.as_deref(), meta.now).await else {
+        return message(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in",
+            "Sign in from your application first.",
+        );
+    };
+    let token = session.unwrap_or_default();
+    let (browser, _) = browser(&app, &headers);
+    let query = FormData::parse(uri.query().unwrap_or_default().as_bytes());
+    let next = query
+        .get("next")
+        .filter(|n| {
+            secret::equal_ct(
+                query.get("sig").unwrap_or_default(),
+                &pages::form_token("next", &[n, &token]),
+            )
+        })
+        .map(str::to_owned);
+    let action = match &next {
+        Some(n) => signed_next(n, &token),
+        None => "/ims/account/totp".to_owned(),
+    };
+    let csrf = csrf_for("enrol", &token, &browser);
+    let page = |status: StatusCode, error: Option<String>, enrolment| {
+        render(
+            status,
+            &EnrolPage {
+                action: action.clone(),
+                csrf: csrf.clone(),
+                email: user.email.clone(),
+                enrolment,
+                error,
+            },
+        )
+    };
+    if method != Method::POST {
+        return match app.ims.sign_in().start_enrolment(&user, None, meta.now).await {
+            Ok(e) => page(StatusCode::OK, None, Some(e.into())),
+            Err(e) => error_page(&e),
+        };
+    }
+    let form = FormData::parse(&body);
+    if !secret::equal_ct(form.get("csrf").unwrap_or_default(), &csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Cannot turn on one-time codes",
+            "The form is out of date; reload the page.",
+        );
+    }
+    let ctx = meta.context(format!("user:{}", user.user_id));
+    match app
+        .ims
+        .sign_in()
+        .confirm_own_enrolment(Some(&token), &form.text("sealed"), &form.text("code"), &ctx)
+        .await
+    {
+        Ok(_) => match next {
+            Some(to) => see_other(&to, vec![]),
+            None => message(
+                StatusCode::OK,
+                "One-time codes are on",
+                "From now on, sign in with your password and a code from your authenticator app.",
+            ),
+        },
+        // A wrong code shows the same enrolment again (the person scanned it already).
+        Err(e) if e.kind() == ErrorKind::InvalidRequest => {
+            let sealed = form.text("sealed");
+            match app
+                .ims
+                .sign_in()
+                .start_enrolment(&user, Some(&sealed), meta.now)
+                .await
+            {
+                Ok(same) => page(StatusCode::BAD_REQUEST, Some(e.to_string()), Some(same.into())),
+                Err(e) => error_page(&e),
+            }
+        }
         Err(e) => error_page(&e),
     }
 }

@@ -268,7 +268,7 @@ async fn one_time_codes_after_the_password() {
     h.cleanup().await;
 }
 
-fn base32_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
     for c in s.bytes() {
         let v = match c {

@@ -41,6 +41,7 @@ fn console_routes() -> Vec<(&'static str, &'static str, Option<AdminRole>)> {
         ("GET", "/admin/audit", Some(AdminRole::SystemAdmin)),
         ("GET", "/admin/mail", Some(AdminRole::SystemAdmin)),
         ("POST", "/admin/mail", Some(AdminRole::SystemAdmin)),
+        ("POST", "/admin/settings", Some(AdminRole::SystemAdmin)),
         ("POST", "/admin/logout", None),
     ]
 }

@@ -336,3 +336,164 @@ async fn forgot_password_answers_the_same_for_every_email_and_mails_a_thirty_min
         h.cleanup().await;
     }
 }
+
+/// The secret an enrolment page shows, and a code it produces now.
+fn enrolment_code(html: &str) -> (String, String) {
+    let start = html.find(r#"<code id="totp-secret">"#).expect(html) + r#"<code id="totp-secret">"#.len();
+    let secret = html[start..].split('<').next().unwrap().to_owned();
+    let key = crate::account_security::base32_decode(&secret);
+    let step = ims_core::Now::system().secs() / ims_identity::totp::STEP_SECS;
+    (secret, ims_identity::totp::code_at(&key, step))
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker).expect(html) + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_organisation_that_requires_one_time_codes_has_people_enrol_before_going_on() {
+    let h = harness().await;
+    instance(&h).await;
+    // A system administrator requires them from the Admin Console.
+    let admin = console_token(&h, "admin@acme.test", ADMIN_PASSWORD).await;
+    let (_, _, html) = page_as(&h, "GET", "/admin/", Some(&admin), "").await;
+    assert!(html.contains("Require a one-time code"), "{html}");
+    let body = format!("csrf={}&require_totp=1", csrf_in(&html));
+    let (status, _, _) = page_as(&h, "POST", "/admin/settings", Some(&admin), &body).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        h.state
+            .ims
+            .directory()
+            .org(&h.org_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .require_totp
+    );
+    assert_eq!(h.audit("org.require_totp").await.len(), 1);
+
+    // An invited person sets a password, then enrols, then goes on to the instance.
+    action(
+        &h,
+        json!([{"user": "jane@example.com", "do": [
+            {"createEnterpriseID": {"email": "jane@example.com"}},
+            {"add": {"group": ["Campaign Users"]}}
+        ]}]),
+    )
+    .await;
+    let link = link_in(
+        mails_to(&outbox(&h).await, "jane@example.com", MailKind::Invitation)[0],
+        "/ims/invitation/",
+    );
+    let mut b = Browser::default();
+    let (_, _, html) = b.get(&h.app, &link).await;
+    let (status, headers, _) = b
+        .post(
+            &h.app,
+            &link,
+            &[
+                ("csrf", &csrf_in(&html)),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let enrol = location(&headers);
+    assert!(enrol.starts_with("/ims/account/totp?next="), "{enrol}");
+    let (status, _, html) = b.get(&h.app, &enrol).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(
+        html.matches("<li><code>").count(),
+        10,
+        "ten recovery codes: {html}"
+    );
+    let (secret, code) = enrolment_code(&html);
+    let sealed = hidden(&html, "sealed");
+    let jane_sealed = sealed.clone();
+    let (status, _, again) = b
+        .post(
+            &h.app,
+            &enrol,
+            &[("csrf", &csrf_in(&html)), ("sealed", &sealed), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        enrolment_code(&again).0,
+        secret,
+        "a mistyped code shows the same secret again"
+    );
+    let (status, headers, html) = b
+        .post(
+            &h.app,
+            &enrol,
+            &[("csrf", &csrf_in(&html)), ("sealed", &sealed), ("code", &code)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    assert_eq!(location(&headers), "https://127.0.0.1:1/console/");
+    let jane = h
+        .store
+        .user_by_email(&h.org_id, "jane@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(jane.totp_sealed.is_some() && jane.recovery_codes.len() == 10);
+    // A forged destination is ignored.
+    let (_, _, html) = b
+        .get(&h.app, "/ims/account/totp?next=https%3A%2F%2Fevil.test%2F&sig=00")
+        .await;
+    assert!(!html.contains("evil.test"), "{html}");
+
+    // A person not enrolled enrols at the next sign-in, within the flow.
+    h.person("bob@example.com").await;
+    let client = h.app_client().await;
+    let mut b = Browser::default();
+    let (status, page) = sign_in(&h, &mut b, &client, "bob@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = b.get(&h.app, &page).await;
+    assert!(html.contains("Set up one-time codes"), "{html}");
+    let (secret, code) = enrolment_code(&html);
+    let sealed = hidden(&html, "sealed");
+    let (status, _, again) = b
+        .post(
+            &h.app,
+            &page,
+            &[("csrf", &csrf_in(&html)), ("sealed", &sealed), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(enrolment_code(&again).0, secret);
+    // Another person's enrolment page does not enrol this one.
+    let (status, _, _) = b
+        .post(
+            &h.app,
+            &page,
+            &[
+                ("csrf", &csrf_in(&html)),
+                ("sealed", &jane_sealed),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, headers, html) = b
+        .post(
+            &h.app,
+            &page,
+            &[("csrf", &csrf_in(&html)), ("sealed", &sealed), ("code", &code)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let (status, tokens) = redeem(&h, &client, &query_of(&location(&headers))["code"]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["amr"],
+        json!(["pwd", "otp", "mfa"])
+    );
+    h.cleanup().await;
+}

@@ -346,6 +346,30 @@ impl<'a> SystemAdministration<'a> {
         Ok(self.of.directory.store.audit(query).await?)
     }
 
+    /// The organisation, with its settings.
+    pub async fn organization(&self) -> Result<crate::model::Organization> {
+        let org = self.of.org();
+        self.of
+            .directory
+            .store
+            .org(org)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("organisation {org}")))
+    }
+
+    /// Requires (or stops requiring) one-time codes of every person of the organisation: those
+    /// not enrolled enrol at their next sign-in.
+    pub async fn set_require_totp(&self, required: bool, ctx: &Context) -> Result<()> {
+        let org = self.of.org();
+        let event = ctx.event("org.require_totp", org, "success", json!({"required": required}));
+        Ok(self
+            .of
+            .directory
+            .store
+            .set_require_totp(org, required, &event)
+            .await?)
+    }
+
     /// The organisation's mail, newest first.
     pub async fn outbox(&self, offset: u32, limit: u32) -> Result<Vec<Mail>> {
         Ok(self

@@ -493,6 +493,11 @@ impl Directory {
         Ok(changes)
     }
 
+    /// An organisation and its settings.
+    pub async fn org(&self, org_id: &str) -> Result<Option<crate::model::Organization>> {
+        Ok(self.store.org(org_id).await?)
+    }
+
     /// The Admin Console's own client in `org_id` (first-party, public, PKCE), created on first
     /// use: the console signs administrators in through the IMS like any application.
     pub async fn admin_console_client(&self, org_id: &str, ctx: &Context) -> Result<String> {

@@ -53,13 +53,15 @@ pub enum Authorized {
 }
 
 /// What a sign-in page shows.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SignInPage {
     pub stage: FlowStage,
     pub email: Option<String>,
     pub client_name: String,
     /// What the application asks (shown on the consent page).
     pub scopes: Vec<String>,
+    /// At the enrolment stage: the secret and recovery codes to show.
+    pub enrolment: Option<people::PendingEnrolment>,
 }
 
 /// One submitted step.
@@ -68,6 +70,11 @@ pub enum SignInStep {
     Email(String),
     Password(Secret),
     Code(String),
+    /// A first one-time code with the enrolment page it answers.
+    Enrol {
+        sealed: String,
+        code: String,
+    },
     /// The answer to a third-party application's request: allow or deny.
     Consent(bool),
     /// Start again with another email.
@@ -174,6 +181,60 @@ impl SignIn {
             .complete_sign_in(&user.org_id, &account_key(&user.email), &record, &event, None)
             .await?;
         Ok((session, user, link.return_to))
+    }
+
+    /// Whether `user` has to enrol in one-time codes before signing in: their organisation
+    /// requires them and they have none.
+    pub async fn must_enrol(&self, user: &User) -> Result<bool> {
+        if user.totp_sealed.is_some() {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .org(&user.org_id)
+            .await?
+            .is_some_and(|o| o.require_totp))
+    }
+
+    /// A one-time-code enrolment for `user` to show (nothing stored yet): the one sealed in
+    /// `again` while it holds (the page shown again after a mistyped code), else a new one.
+    pub async fn start_enrolment(
+        &self,
+        user: &User,
+        again: Option<&str>,
+        now: Now,
+    ) -> Result<people::PendingEnrolment> {
+        let org = self.store.org(&user.org_id).await?;
+        let issuer = org.as_ref().map_or("IMS", |o| o.name.as_str());
+        if let Some(Ok(same)) =
+            again.map(|s| people::reopen_enrolment(&self.tokens.master, user, issuer, s, now))
+        {
+            return Ok(same);
+        }
+        people::start_enrolment(&self.tokens.master, user, issuer, now)
+    }
+
+    /// The person signed in through `session` enrols with a page from
+    /// [`SignIn::start_enrolment`] and its first code.
+    pub async fn confirm_own_enrolment(
+        &self,
+        session: Option<&str>,
+        sealed: &str,
+        code: &str,
+        ctx: &Context,
+    ) -> Result<User> {
+        let (user, _) = self.live_session(session, ctx.now).await?.ok_or_else(|| {
+            Error::not_found("you are no longer signed in; start again from the application")
+        })?;
+        people::confirm_enrolment(
+            self.store.as_ref(),
+            &self.tokens.master,
+            &user.user_id,
+            sealed,
+            code,
+            ctx,
+        )
+        .await
     }
 
     /// "Forgot password?" on a flow's sign-in page: mails a recovery link to `email` when it is
@@ -414,7 +475,14 @@ impl SignIn {
     }
 
     /// What the sign-in page of a flow shows.
-    pub async fn sign_in_page(&self, flow_token: &str, browser: &str, now: Now) -> Result<SignInPage> {
+    /// `again`: the enrolment a page showed, to show it again.
+    pub async fn sign_in_page(
+        &self,
+        flow_token: &str,
+        browser: &str,
+        again: Option<&str>,
+        now: Now,
+    ) -> Result<SignInPage> {
         let (flow, req) = self.open_flow(flow_token, browser, now).await?;
         let client_name = self
             .tokens
@@ -422,11 +490,19 @@ impl SignIn {
             .await?
             .map(|e| e.0.name.clone())
             .unwrap_or_default();
+        let enrolment = match (flow.stage, &flow.user_id) {
+            (FlowStage::Enrol, Some(user_id)) => match self.store.user(user_id).await? {
+                Some(user) => Some(self.start_enrolment(&user, again, now).await?),
+                None => None,
+            },
+            _ => None,
+        };
         Ok(SignInPage {
             stage: flow.stage,
             email: flow.email,
             client_name,
             scopes: req.scope,
+            enrolment,
         })
     }
 
@@ -467,8 +543,12 @@ impl SignIn {
             (FlowStage::Password, SignInStep::Password(password)) => {
                 let email = flow.email.clone().unwrap_or_default();
                 let user = self.check_password(&client, &email, &password, ctx).await?;
-                if user.totp_sealed.is_some() {
-                    flow.stage = FlowStage::Totp;
+                if user.totp_sealed.is_some() || self.must_enrol(&user).await? {
+                    flow.stage = if user.totp_sealed.is_some() {
+                        FlowStage::Totp
+                    } else {
+                        FlowStage::Enrol
+                    };
                     flow.user_id = Some(user.user_id.clone());
                     self.store.update_flow(&flow).await?;
                     return Ok(StepOutcome::Next);
@@ -479,6 +559,27 @@ impl SignIn {
             (FlowStage::Totp, SignInStep::Code(code)) => {
                 let user_id = flow.user_id.clone().unwrap_or_default();
                 let user = self.check_second_factor(&client, &user_id, &code, ctx).await?;
+                self.finish(
+                    &mut flow,
+                    &req,
+                    &client,
+                    &user,
+                    vec!["pwd".into(), "otp".into(), "mfa".into()],
+                    ctx,
+                )
+                .await
+            }
+            (FlowStage::Enrol, SignInStep::Enrol { sealed, code }) => {
+                let user_id = flow.user_id.clone().unwrap_or_default();
+                let user = people::confirm_enrolment(
+                    self.store.as_ref(),
+                    &self.tokens.master,
+                    &user_id,
+                    &sealed,
+                    &code,
+                    ctx,
+                )
+                .await?;
                 self.finish(
                     &mut flow,
                     &req,

@@ -59,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/import", get(import_page).post(import_run))
         .route("/admin/audit", get(audit))
         .route("/admin/mail", get(mail).post(mail_resend))
+        .route("/admin/settings", post(settings))
         .layer(axum::middleware::map_response(|r: Response| async move {
             pages::harden(r, "form-action 'self'; ")
         }))
@@ -458,9 +459,10 @@ struct HomePage {
     users: usize,
     profiles: usize,
     groups: usize,
+    require_totp: bool,
 }
 
-async fn home(State(app): State<AppState>, who: Signed) -> Response {
+async fn home(State(app): State<AppState>, who: Signed, Query(q): Query<ListQuery>) -> Response {
     let org = who.admin.org_id().to_owned();
     let directory = who.administration(&app);
     let counts = async {
@@ -478,19 +480,45 @@ async fn home(State(app): State<AppState>, who: Signed) -> Response {
                 .count(),
         ))
     };
+    let require_totp = match app.ims.directory().org(&org).await {
+        Ok(o) => o.is_some_and(|o| o.require_totp),
+        Err(e) => return error_page(Some(who.shell()), &e),
+    };
     match counts.await {
         Ok((users, profiles, groups)) => render(
             StatusCode::OK,
             &HomePage {
-                shell: who.shell(),
+                shell: with_notice(who.shell(), &q),
                 org,
                 users,
                 profiles,
                 groups,
+                require_totp,
             },
         ),
         Err(e) => error_page(Some(who.shell()), &e),
     }
+}
+
+/// `POST /admin/settings`: the organisation's sign-in rules (system administrators).
+async fn settings(
+    State(app): State<AppState>,
+    SystemAdministrator(who): SystemAdministrator,
+    meta: Meta,
+    body: bytes::Bytes,
+) -> Response {
+    let form = or_page!(who.form(&body), who);
+    let people = or_page!(who.system(&app), who);
+    let required = form.checked("require_totp");
+    or_page!(people.set_require_totp(required, &who.context(&meta)).await, who);
+    back(
+        "/admin/",
+        if required {
+            "One-time codes are required: people not enrolled enrol at their next sign-in."
+        } else {
+            "One-time codes are optional."
+        },
+    )
 }
 
 // ----- shared: run UMAPI-style entries as the signed-in administrator -------------------------
