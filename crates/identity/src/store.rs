@@ -64,8 +64,8 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// The person's latest invitation.
     async fn latest_invitation(&self, user_id: &str) -> StoreResult<Option<AccountLink>>;
-    /// Every invitation of the organisation, oldest first.
-    async fn invitations(&self, org_id: &str) -> StoreResult<Vec<AccountLink>>;
+    /// Every invitation of these people, oldest first.
+    async fn invitations_of(&self, user_ids: &[String]) -> StoreResult<Vec<AccountLink>>;
     /// Notes the first time the person signed in to an application (later calls change nothing).
     async fn record_first_sign_in(&self, user_id: &str, now: Now) -> StoreResult<()>;
     /// Records the use of a second factor unless it was used meanwhile: the one-time code's time

@@ -205,23 +205,30 @@ impl UserStore for SqlStore {
         row.as_ref().map(link_from).transpose()
     }
 
-    async fn invitations(&self, org_id: &str) -> StoreResult<Vec<AccountLink>> {
-        // Every invitation of the organisation, newest last: the caller keeps each person's
-        // latest (a resend makes a new one; an accepted one stays accepted).
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM password_resets r JOIN users u ON u.user_id = r.user_id
-             WHERE u.org_id = $1 AND r.purpose = 'invitation' ORDER BY r.created_at",
-            LINK_COLUMNS
-                .split(", ")
-                .map(|c| format!("r.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .bind(org_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter().map(link_from).collect()
+    async fn invitations_of(&self, user_ids: &[String]) -> StoreResult<Vec<AccountLink>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        // A listing's page at a time; well under either backend's limit on parameters.
+        for chunk in user_ids.chunks(1000) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM password_resets WHERE purpose = 'invitation' AND user_id IN ({})
+                 ORDER BY created_at",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(backend_error)?;
+            for row in &rows {
+                out.push(link_from(row)?);
+            }
+        }
+        out.sort_by_key(|l| l.created_at);
+        Ok(out)
     }
 
     async fn record_first_sign_in(&self, user_id: &str, now: Now) -> StoreResult<()> {

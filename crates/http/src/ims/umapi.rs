@@ -31,6 +31,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/usermanagement/action/{org}", post(action))
         .route("/v2/usermanagement/audit/{org}/{page}", get(audit))
         .route("/v2/usermanagement/profiles/{org}", post(profile_create))
+        .route(
+            "/v2/usermanagement/invitations/{org}/resend",
+            post(invitations_resend),
+        )
+        .route("/v2/usermanagement/invitations/{org}/{page}", get(invitations))
         .route("/v2/usermanagement/profiles/{org}/{name}", get(profile))
 }
 
@@ -289,6 +294,61 @@ async fn profile_create(
         Json(json!({"result": "success", "profile": created})),
     )
         .into_response();
+    no_store(&mut resp);
+    Ok(resp)
+}
+
+/// Our extension: where each user's invitation stands, a listing page at a time.
+async fn invitations(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: Meta,
+    Path((org, page)): Path<(String, String)>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    let (items, last) = app
+        .ims
+        .directory()
+        .umapi_invitations(&org, page_number(&page)?, meta.now)
+        .await?;
+    Ok(success("users", items, last))
+}
+
+/// People one resend takes at most.
+const MAX_RESEND: usize = 1000;
+
+/// Our extension: `{"users": [email, ...]}` are sent a new invitation each.
+async fn invitations_resend(
+    State(app): State<AppState>,
+    caller: Caller,
+    meta: Meta,
+    Path(org): Path<String>,
+    Body(body, _): Body<UmapiError>,
+) -> Result<Response, UmapiError> {
+    caller.org(&app, &org).await?;
+    #[derive(Deserialize)]
+    struct Resend {
+        users: Vec<String>,
+    }
+    let req: Resend = serde_json::from_slice(&body).map_err(|e| {
+        UmapiError::Request(
+            ResultCode::RequestMalformed,
+            format!("expected {{\"users\": [email, ...]}}: {e}"),
+        )
+    })?;
+    if req.users.len() > MAX_RESEND {
+        return Err(UmapiError::Request(
+            ResultCode::RequestMalformed,
+            format!("at most {MAX_RESEND} users per request"),
+        ));
+    }
+    let ctx = meta.context(caller.0.actor().to_owned());
+    let answer = app
+        .ims
+        .directory()
+        .umapi_resend_invitations(&caller.0, &req.users, &ctx)
+        .await?;
+    let mut resp = Json(answer).into_response();
     no_store(&mut resp);
     Ok(resp)
 }

@@ -497,3 +497,105 @@ async fn an_organisation_that_requires_one_time_codes_has_people_enrol_before_go
     );
     h.cleanup().await;
 }
+
+async fn invitations_page(h: &Harness, token: &str, key: Option<&str>) -> Value {
+    let path = format!("/v2/usermanagement/invitations/{}/0", h.org_id);
+    let (status, _, body) = h.call(req("GET", &path, Some(token), key, None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn the_invitations_listing_and_resend_extend_the_user_management_api() {
+    let h = harness().await;
+    instance(&h).await;
+    action(
+        &h,
+        json!([
+            {"user": "jane@example.com", "do": [{"createEnterpriseID": {"email": "jane@example.com"}}]},
+            {"user": "adobe@example.com", "do": [{"addAdobeID": {"email": "adobe@example.com"}}]}
+        ]),
+    )
+    .await;
+    let um = h.credential(&["openid", UMAPI_SCOPE]).await;
+    let token = h.token(&um, UMAPI_SCOPE).await;
+    let key = Some(um.client.client_id.as_str());
+    let body = invitations_page(&h, &token, key).await;
+    let of = |body: &Value, email: &str| {
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        of(&body, "jane@example.com")["invitation"]["state"],
+        "invited",
+        "{body}"
+    );
+    assert!(of(&body, "adobe@example.com")["invitation"].is_null());
+    assert!(of(&body, "jane@example.com")["firstSignInAt"].is_null());
+
+    let (status, _, answer) = h
+        .call(req(
+            "POST",
+            &format!("/v2/usermanagement/invitations/{}/resend", h.org_id),
+            Some(&token),
+            key,
+            Some(r#"{"users":["jane@example.com","adobe@example.com","ghost@example.com"]}"#),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["sent"], json!(["jane@example.com"]));
+    assert_eq!(answer["skipped"].as_array().unwrap().len(), 2);
+    let mails = outbox(&h).await;
+    let sent = mails_to(&mails, "jane@example.com", MailKind::Invitation);
+    assert_eq!(sent.len(), 2, "resent");
+
+    // Accepted through the newest link, then the first sign-in to an application.
+    let link = link_in(
+        sent.iter().max_by_key(|m| m.created_at).unwrap(),
+        "/ims/invitation/",
+    );
+    let mut b = Browser::default();
+    let (_, _, html) = b.get(&h.app, &link).await;
+    b.post(
+        &h.app,
+        &link,
+        &[
+            ("csrf", &csrf_in(&html)),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ],
+    )
+    .await;
+    let client = h.app_client().await;
+    b.get(&h.app, &authorize_path(&client, &[])).await;
+    let jane = of(&invitations_page(&h, &token, key).await, "jane@example.com");
+    assert_eq!(jane["invitation"]["state"], "accepted", "{jane}");
+    assert!(jane["firstSignInAt"].is_string(), "{jane}");
+
+    // Bad requests are the API's errors; other organisations are not reached.
+    let (status, _, _) = h
+        .call(req(
+            "POST",
+            &format!("/v2/usermanagement/invitations/{}/resend", h.org_id),
+            Some(&token),
+            key,
+            Some("[1]"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = h
+        .call(req(
+            "GET",
+            "/v2/usermanagement/invitations/0000000000000000000000AA@AdobeOrg/0",
+            Some(&token),
+            key,
+            None,
+        ))
+        .await;
+    assert!(status.is_client_error(), "{status}");
+}

@@ -279,32 +279,7 @@ impl<'a> SystemAdministration<'a> {
                 "only an active Enterprise ID is invited; others sign in another way",
             ));
         }
-        let store = self.of.directory.store.as_ref();
-        let org = store
-            .org(&user.org_id)
-            .await?
-            .ok_or_else(|| Error::not_found("the organisation"))?;
-        let instances = store.product_instances(&user.org_id).await?;
-        let held: Vec<i64> = store
-            .held_profiles(&user.user_id, None)
-            .await?
-            .iter()
-            .filter_map(|h| {
-                instances
-                    .iter()
-                    .find(|i| i.product_context == h.product_context && i.name == h.instance)
-                    .map(|i| i.id)
-            })
-            .collect();
-        let notifier = crate::invitations::Notifier {
-            org: &org,
-            instances: &instances,
-            base_url: &self.of.directory.tokens.settings().issuer,
-        };
-        let (_, invite) = notifier.invitation(user, &held, ctx.now);
-        let event = ctx.event("user.invite", &user.user_id, "success", json!({"resend": true}));
-        store.apply_changes(&user.org_id, &[invite], &[event]).await?;
-        Ok(())
+        self.of.directory.invite_again(user, ctx).await
     }
 
     pub async fn role_grants(&self, user: &User) -> Result<Vec<RoleGrant>> {

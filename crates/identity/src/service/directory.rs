@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Result, Tokens};
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance, RoleGrant};
-use crate::model::{ClientType, User, UserStatus};
+use crate::model::{ClientType, IdentityType, User, UserStatus};
 use crate::store::{DirectoryStorage, DirectoryStore, UserStore, UsersQuery};
 use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
 use ims_core::audit::Context;
@@ -277,6 +277,113 @@ impl Directory {
             users.iter().map(|(u, g)| user_json(u, g)).collect(),
             !more,
         )))
+    }
+
+    /// Our extension: for each user of a listing page, where its latest invitation stands and
+    /// when it first signed in to an application (what the migration reports per person).
+    pub async fn umapi_invitations(&self, org_id: &str, page: u32, now: Now) -> Result<Page> {
+        let size = self.umapi_page_size();
+        let Some((users, more)) = self
+            .store
+            .users_page(
+                org_id,
+                &UsersQuery {
+                    group: None,
+                    direct_only: true,
+                    after: None,
+                    offset: page.saturating_mul(size),
+                    limit: size,
+                },
+            )
+            .await?
+        else {
+            return Ok((Vec::new(), true));
+        };
+        let ids: Vec<String> = users.iter().map(|(u, _)| u.user_id.clone()).collect();
+        let mut latest = std::collections::HashMap::new();
+        for link in self.store.invitations_of(&ids).await? {
+            latest.insert(link.user_id.clone(), link);
+        }
+        let iso = |n: Now| ims_core::time::iso8601(n);
+        let items = users
+            .iter()
+            .map(|(u, _)| {
+                let invitation = latest.get(&u.user_id).map(|l| {
+                    json!({
+                        "state": l.invitation_state(now).as_str(),
+                        "sentAt": iso(l.created_at),
+                        "expiresAt": iso(l.expires_at),
+                        "acceptedAt": l.used_at.map(iso),
+                    })
+                });
+                json!({
+                    "id": u.user_id,
+                    "email": u.email,
+                    "type": u.identity_type.as_str(),
+                    "status": u.status.as_str(),
+                    "invitation": invitation,
+                    "firstSignInAt": u.first_sign_in_at.map(iso),
+                })
+            })
+            .collect();
+        Ok((items, !more))
+    }
+
+    /// Our extension: sends a new invitation to each of `emails` that is an active Enterprise ID
+    /// of the organisation; says per email what was done.
+    pub async fn umapi_resend_invitations(
+        &self,
+        admin: &Administrator,
+        emails: &[String],
+        ctx: &Context,
+    ) -> Result<Value> {
+        let mut sent = Vec::new();
+        let mut skipped = Vec::new();
+        for email in emails {
+            let user = self.store.user_by_email(&admin.org_id, email).await?;
+            match user {
+                Some(u)
+                    if u.status == UserStatus::Active && u.identity_type == IdentityType::EnterpriseId =>
+                {
+                    self.invite_again(&u, ctx).await?;
+                    sent.push(u.email);
+                }
+                Some(u) => skipped.push(json!({"email": u.email, "reason": "not an active Enterprise ID"})),
+                None => skipped.push(json!({"email": email, "reason": "no such user"})),
+            }
+        }
+        Ok(json!({"result": "success", "sent": sent, "skipped": skipped}))
+    }
+
+    /// A new invitation for `user`, naming the product instances it holds (earlier links keep
+    /// working until they expire or one is used).
+    pub(super) async fn invite_again(&self, user: &User, ctx: &Context) -> Result<()> {
+        let store = self.store.as_ref();
+        let org = store
+            .org(&user.org_id)
+            .await?
+            .ok_or_else(|| Error::not_found("the organisation"))?;
+        let instances = store.product_instances(&user.org_id).await?;
+        let held: Vec<i64> = store
+            .held_profiles(&user.user_id, None)
+            .await?
+            .iter()
+            .filter_map(|h| {
+                instances
+                    .iter()
+                    .find(|i| i.product_context == h.product_context && i.name == h.instance)
+                    .map(|i| i.id)
+            })
+            .collect();
+        let notifier = crate::invitations::Notifier {
+            org: &org,
+            instances: &instances,
+            base_url: &self.tokens.settings().issuer,
+        };
+        let (_, invite) = notifier.invitation(user, &held, ctx.now);
+        let event = ctx.event("user.invite", &user.user_id, "success", json!({"resend": true}));
+        store.apply_changes(&user.org_id, &[invite], &[event]).await?;
+        Ok(())
     }
 
     /// One user by email, with its direct groups; `None` when there is none (or it was removed).

@@ -262,9 +262,13 @@ async fn reset_links_consents_and_purging(f: &Fixture, u: &User) {
         Some(invite.clone())
     );
     assert_eq!(
-        f.store.invitations(&u.org_id).await.unwrap(),
+        f.store
+            .invitations_of(&[u.user_id.clone(), "nobody".into()])
+            .await
+            .unwrap(),
         vec![invite.clone()]
     );
+    assert!(f.store.invitations_of(&[]).await.unwrap().is_empty());
     let mut changed = f.store.user(&u.user_id).await.unwrap().unwrap();
     changed.password_hash = Some("$argon2id$new".into());
     let late = now().plus_secs(LinkPurpose::Reset.lifetime_secs() + 1);
