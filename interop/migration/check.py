@@ -175,7 +175,23 @@ def status(path, users_plan_path, instance):
     )
 
 
+def people(path, users_plan_path):
+    """After the end-user phase: every person the plan created was invited and accepted, and
+    every moved person signed in to the instance through the IMS; `status` counts them."""
+    p = load(path)["people"]
+    expect(p is not None, "the status says nothing of the people (the IMS was not asked)")
+    plan = load(users_plan_path)["people"]
+    created = sum(1 for x in plan if not x.get("ims_user"))
+    expect(p["moved"] == len(plan), f"{p['moved']} moved, the plan moved {len(plan)}")
+    expect(p["invited"] >= created, f"{p['invited']} invited, the plan created {created}")
+    expect(p["accepted"] == p["invited"], f"{p['accepted']} accepted of {p['invited']} invited")
+    expect(p["signed_in"] == len(plan), f"{p['signed_in']} signed in through the IMS of {len(plan)} moved")
+    expect(p["waiting"] == [], f"not come in: {p['waiting']}")
+    return f"people: {p['moved']} moved, {p['invited']} invited, {p['accepted']} accepted, {p['signed_in']} signed in"
+
+
 COMMANDS = {
+    "people": people,
     "assess": assess,
     "emails": emails,
     "clear": clear,

@@ -8,7 +8,10 @@
 //           session it had is over;
 //   after   after finalisation: native sign-in is refused (a SOAP fault) to everyone outside the
 //           allow-list, admin still signs in, and each integration's new credential works through
-//           the SDK's bearer-token mode.
+//           the SDK's bearer-token mode;
+//   come-in INSTANCE PLAN MAIL_DIR: every person the end-user plan created at the IMS opens the
+//           invitation mailed to them (an .eml file of MAIL_DIR), chooses a password, and lands
+//           in the instance's console through "Connect with IMS".
 //
 // Environment: MIGRATION_UP_JSON (up.json), MIGRATION_SECRETS (a JSON file, owner-only, holding
 // the passwords the integrations' owners know), MIGRATION_KITS (the integration kits of the
@@ -201,7 +204,132 @@ async function after () {
   }
 }
 
-const phases = { before, moved, after }
+// A browser's cookies, per origin, for fetch with redirects read by hand.
+class Browser {
+  constructor () { this.jar = new Map() }
+
+  async go (url, form) {
+    const origin = new URL(url).origin
+    const cookies = this.jar.get(origin) || new Map()
+    const headers = {}
+    if (cookies.size) headers.Cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ')
+    const init = { redirect: 'manual', headers }
+    if (form) {
+      init.method = 'POST'
+      headers['Content-Type'] = 'application/x-www-form-urlencoded'
+      init.body = new URLSearchParams(form)
+    }
+    const res = await fetch(url, init)
+    for (const line of res.headers.getSetCookie()) {
+      const [pair] = line.split(';')
+      const at = pair.indexOf('=')
+      const [k, v] = [pair.slice(0, at).trim(), pair.slice(at + 1)]
+      if (!v || /Max-Age=0/i.test(line)) cookies.delete(k)
+      else cookies.set(k, v)
+    }
+    this.jar.set(origin, cookies)
+    const location = res.headers.get('location')
+    return { status: res.status, location: location && new URL(location, url).toString(), text: await res.text() }
+  }
+}
+
+// The newest invitation link mailed to `email` among the .eml files of `dir`.
+function invitationLink (dir, email) {
+  let found = null
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.eml'))) {
+    const file = path.join(dir, name)
+    const text = fs.readFileSync(file, 'utf8').replace(/=\r?\n/g, '')
+    if (!text.split(/\r?\n/).some((l) => l.toLowerCase() === `to: ${email.toLowerCase()}`)) continue
+    const link = text.match(/https:\/\/[^\s"<>]+\/ims\/invitation\/[A-Za-z0-9_-]+/)
+    const at = fs.statSync(file).mtimeMs
+    if (link && (!found || at > found.at)) found = { at, link: link[0] }
+  }
+  return found && found.link
+}
+
+// The first message to `email` whose subject says it, among the .eml files of `dir`.
+function mailWithSubject (dir, email, subject) {
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.eml'))) {
+    const text = fs.readFileSync(path.join(dir, name), 'utf8')
+    const lines = text.split(/\r?\n/)
+    if (lines.some((l) => l.toLowerCase() === `to: ${email.toLowerCase()}`) && lines.includes(`Subject: ${subject}`)) return text
+  }
+  return null
+}
+
+async function waitFor (what, fn) {
+  for (let i = 0; i < 100; i++) {
+    const found = fn()
+    if (found) return found
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  assert.fail(`${what} never arrived`)
+}
+
+// "Connect with IMS" from the instance's console to its home page: through the IMS's sign-in
+// form when `password` is given, without a form (an IMS session already) otherwise.
+async function connect (b, target, login, email, password) {
+  const start = await b.go(`${target.url}/console/ims/login`)
+  assert.equal(start.status, 303, start.text)
+  let back = await b.go(start.location)
+  if (password) {
+    assert.match(back.location, /\/ims\/signin\//, 'the IMS asks who signs in')
+    const page = back.location
+    for (const [field, value] of [['email', email], ['password', password]]) {
+      const form = await b.go(page)
+      const csrf = form.text.match(/name="csrf" value="([^"]+)"/)[1]
+      back = await b.go(page, { csrf, [field]: value })
+      assert.equal(back.status, 303, back.text)
+    }
+  }
+  assert.equal(back.status, 303, back.text)
+  assert.match(back.location, /\/console\/ims\/callback\?/, `back to the instance: ${back.location}`)
+  const callback = await b.go(back.location)
+  assert.equal(callback.status, 303, callback.text)
+  const home = await b.go(callback.location)
+  assert.equal(home.status, 200)
+  assert.ok(home.text.includes(login), `the console opens as ${login}`)
+}
+
+async function comeIn () {
+  const [name, planFile, mailDir] = process.argv.slice(3)
+  const target = up.instances.find((i) => i.name === name)
+  const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'))
+  const secrets = readSecrets()
+  secrets.people = secrets.people || {}
+  const created = plan.people.filter((p) => !p.ims_user)
+  say(`${created.length} people created at the IMS by the plan; ${plan.people.length - created.length} held an account already`)
+  for (const person of plan.people) {
+    if (!person.ims_user) {
+      await check(`${person.login} opens the invitation mailed to ${person.email}, chooses a password and lands in the console`, async () => {
+        const link = await waitFor(`an invitation to ${person.email}`, () => invitationLink(mailDir, person.email))
+        const b = new Browser()
+        const page = await b.go(link)
+        assert.equal(page.status, 200, page.text)
+        const csrf = page.text.match(/name="csrf" value="([^"]+)"/)[1]
+        const password = `pw-${crypto.randomBytes(18).toString('base64url')}`
+        const set = await b.go(link, { csrf, password, confirm: password })
+        assert.equal(set.status, 303, set.text)
+        assert.equal(set.location, `${target.url}/console/`, 'sent on to the instance')
+        secrets.people[person.email.toLowerCase()] = password
+        await connect(b, target, person.login, person.email)
+        const again = await b.go(link)
+        assert.equal(again.status, 410, 'the link works once')
+      })
+    } else {
+      await check(`${person.login}, who holds an account, is told of ${name} by mail and signs in to it with the password`, async () => {
+        await waitFor(`"you now have access" to ${person.email}`, () =>
+          mailWithSubject(mailDir, person.email, `You now have access to Campaign (${name})`))
+        const password = secrets.people[person.email.toLowerCase()]
+        assert.ok(password, `the demo knows no password of ${person.email}`)
+        await connect(new Browser(), target, person.login, person.email, password)
+      })
+    }
+  }
+  writeSecrets(secrets)
+}
+
+const phases = { before, moved, after, 'come-in': comeIn }
 const phase = phases[process.argv[2]]
 if (!phase) {
   console.error(`usage: clients.mjs ${Object.keys(phases).join('|')}`)

@@ -56,6 +56,20 @@ pub enum MigrateCommand {
     Status {
         #[arg(long)]
         json: bool,
+        /// Name the people who have not come in this many days after their invitation.
+        #[arg(long, default_value_t = 3)]
+        after_days: i64,
+    },
+    /// Invite again the moved people who have not accepted their invitation this many days
+    /// after it was sent (a new link each; the old ones keep working until they expire).
+    Remind {
+        #[arg(long, default_value_t = 3)]
+        after_days: i64,
+        /// Say whom it would invite, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Carry out a plan, journaled step by step; refused when the state drifted since it was
     /// made. Run it again to resume after an interruption (a finished plan writes nothing).
@@ -89,6 +103,13 @@ pub async fn command(cmd: MigrateCommand, target: &MigrationTarget, config: Conf
             json,
         } => phases::rollback(operators, plan, dry_run, json, target, &config).await,
         MigrateCommand::Technical(cmd) => legacy::technical(cmd, target, &config).await,
-        MigrateCommand::Status { json } => status::status(target, &config, json).await,
+        MigrateCommand::Status { json, after_days } => {
+            status::status(target, &config, json, after_days).await
+        }
+        MigrateCommand::Remind {
+            after_days,
+            dry_run,
+            json,
+        } => status::remind(target, &config, after_days, dry_run, json).await,
     }
 }

@@ -96,6 +96,16 @@ impl Notifier<'_> {
                         invited.push(u);
                     }
                 }
+                // Brought back from removal without ever having set a password: as good as new.
+                Change::UpdateUser { user: u, .. }
+                    if snap.reactivated.contains(&u.user_id)
+                        && u.identity_type == IdentityType::EnterpriseId
+                        && u.password_hash.is_none()
+                        && !not_invited.contains(&u.email.to_lowercase()) =>
+                {
+                    people.insert(&u.user_id, u);
+                    invited.push(u);
+                }
                 Change::AddMember { group, user_id } => {
                     let Some(state) = snap.groups.get(&group.to_lowercase()) else {
                         continue;

@@ -434,6 +434,9 @@ pub struct Snapshot {
     pub users: BTreeMap<String, User>,
     /// By lower-cased name.
     pub groups: BTreeMap<String, GroupState>,
+    /// Users a request brought back from removal (ids): an Enterprise ID among them with no
+    /// password is invited like a new one.
+    pub reactivated: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -726,6 +729,7 @@ impl Planner<'_> {
         // Someone removed from the organisation comes back as the same identity
         // (emails are unique in an organisation), active again with no groups.
         if let Some(removed) = self.snap.users.get(&email.to_lowercase()).cloned() {
+            self.snap.reactivated.insert(removed.user_id.clone());
             let mut u = removed;
             u.status = UserStatus::Active;
             u.identity_type = *kind;

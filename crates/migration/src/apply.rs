@@ -27,6 +27,10 @@ pub enum ApplyError {
     Kit(String),
     #[error("this step needs the IMS, and none was given")]
     NoIms,
+    #[error(
+        "{0} does not sign people in through the IMS yet: people moved now could not get in; configure it first (`ims migrate prepare --ims-connection`, or `ims instance ims-config --register` on `ims up`)"
+    )]
+    NoWayIn(String),
     #[error("no end-user plan {plan} in the journal of {instance}")]
     NoSuchPlan { plan: String, instance: String },
     #[error("no applied plan moved {}: nothing was done", .0.join(", "))]

@@ -106,6 +106,9 @@ pub struct OperatorAssessment {
     pub evidence: String,
     /// Already moved off native sign-in (IMS or technical account).
     pub migrated: bool,
+    /// For a person not moved yet, with the IMS asked: how they will get in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<crate::people::Access>,
 }
 
 /// Something that stops a phase until it is fixed.
@@ -326,9 +329,13 @@ pub fn assess(
             class,
             evidence,
             migrated,
+            access: None,
         });
     }
     let build_verdict = build_verdict(facts, &mut blockers, &counts);
+    if let Some(b) = no_way_in(facts, &counts) {
+        blockers.push(b);
+    }
     let admin_profiles = profile_warnings(profiles, &rights_no_group_carries, &mut warnings);
     Assessment {
         instance: facts.name.clone(),
@@ -423,6 +430,17 @@ fn profile_warnings(
 }
 
 /// What the build allows, with a blocker for each phase it cannot carry.
+/// People moved before the instance signs anyone in through the IMS would be locked out.
+fn no_way_in(facts: &InstanceFacts, counts: &BTreeMap<String, usize>) -> Option<Blocker> {
+    let waiting = counts.get("people_to_migrate").copied().unwrap_or(0);
+    (facts.accepts_ims_signin && facts.ims_account.is_none() && waiting > 0).then(|| Blocker {
+        phase: Phase::Users,
+        operator: None,
+        problem: "the instance does not sign people in through the IMS yet: people moved now could not get in".into(),
+        fix: "configure it first: `ims migrate prepare --ims-connection` (or `ims instance ims-config --register` on `ims up`)".into(),
+    })
+}
+
 fn build_verdict(
     facts: &InstanceFacts,
     blockers: &mut Vec<Blocker>,
@@ -483,7 +501,32 @@ mod tests {
         f.build = build.into();
         f.accepts_bearer_tokens = bearer;
         f.supports_restrictions = restrictions;
+        // Signing people in through the IMS, as an instance ready for its people is.
+        f.ims_account = Some(ims_wire::migration::ImsAccountFacts {
+            ims_url: "https://ims.test".into(),
+            org_id: "O@AdobeOrg".into(),
+            client_id: "c".into(),
+            association_mask: String::new(),
+            product_context: "dma_campaign_classic".into(),
+        });
         f
+    }
+
+    #[test]
+    fn people_wait_until_the_instance_signs_them_in_through_the_ims() {
+        let mut f = facts("7.4.1", true, true);
+        f.ims_account = None;
+        let a = assess(&f, &[op("ana", Some("ana@example.com"))], Some(&[]), 0);
+        let b = a
+            .blockers
+            .iter()
+            .find(|b| b.problem.contains("does not sign people in through the IMS yet"))
+            .expect("a blocker");
+        assert_eq!((b.phase, b.operator.as_deref()), (Phase::Users, None));
+        assert!(b.fix.contains("--ims-connection"));
+        // Nobody left to move: nothing to block.
+        let a = assess(&f, &[], Some(&[]), 0);
+        assert!(a.blockers.is_empty(), "{:?}", a.blockers);
     }
 
     fn op(login: &str, email: Option<&str>) -> OperatorFacts {

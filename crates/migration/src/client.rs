@@ -531,6 +531,44 @@ pub struct ImsUser {
     pub groups: Vec<String>,
 }
 
+/// Where a person's invitation stands and when they first signed in to an application (our
+/// extension of the User Management API).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ImsInvitation {
+    pub id: String,
+    pub email: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    #[serde(default)]
+    pub invitation: Option<InvitationFacts>,
+    #[serde(rename = "firstSignInAt", default)]
+    pub first_sign_in_at: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct InvitationFacts {
+    /// `invited`, `accepted` or `expired`.
+    pub state: String,
+    #[serde(rename = "sentAt")]
+    pub sent_at: String,
+    #[serde(rename = "acceptedAt", default)]
+    pub accepted_at: Option<String>,
+}
+
+/// What a resend did: who was sent a new invitation, and who was skipped with why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Resent {
+    pub sent: Vec<String>,
+    pub skipped: Vec<ResendSkipped>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ResendSkipped {
+    pub email: String,
+    pub reason: String,
+}
+
 /// A product profile with what it grants (our extension of the User Management API).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct ProfileDetail {
@@ -858,6 +896,42 @@ impl ImsClient {
             }
         }
         Ok(out)
+    }
+
+    /// Where every person's invitation stands (our extension of the User Management API).
+    pub async fn invitations(&self) -> Result<Vec<ImsInvitation>, Error> {
+        let mut out = Vec::new();
+        for page in 0.. {
+            let what = "the invitations";
+            let v = self
+                .umapi_get(&format!("/invitations/{}/{page}", self.org_id), what)
+                .await?;
+            for u in v["users"].as_array().into_iter().flatten() {
+                out.push(serde_json::from_value(u.clone()).map_err(|e| Error::Protocol {
+                    service: IMS,
+                    what: what.into(),
+                    detail: e.to_string(),
+                })?);
+            }
+            if v["lastPage"].as_bool() != Some(false) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends these people a new invitation each.
+    pub async fn resend_invitations(&self, emails: &[String]) -> Result<Resent, Error> {
+        let mut all = Resent::default();
+        for chunk in emails.chunks(500) {
+            let path = format!("/invitations/{}/resend", self.org_id);
+            let body = serde_json::json!({ "users": chunk });
+            let resp = self.umapi(reqwest::Method::POST, &path, Some(&body)).await?;
+            let r: Resent = read_json(IMS, "the invitations sent again", resp).await?;
+            all.sent.extend(r.sent);
+            all.skipped.extend(r.skipped);
+        }
+        Ok(all)
     }
 
     /// Sends up to 10 action entries; the errors by entry index (an entry not named succeeded

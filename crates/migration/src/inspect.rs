@@ -34,7 +34,24 @@ pub async fn assessment(
         ),
         None => None,
     };
-    Ok(crate::assess::assess(&facts, &ops, profiles.as_deref(), now))
+    let mut assessment = crate::assess::assess(&facts, &ops, profiles.as_deref(), now);
+    if let Some(ims) = ims {
+        let users = ims.users().await?;
+        let by_email = crate::people::users_by_email(&users);
+        for op in &mut assessment.operators {
+            if op.class == crate::assess::Class::Person && !op.migrated {
+                let access = crate::people::access(op, &by_email);
+                let key = match &access {
+                    crate::people::Access::Invited => "access:invited",
+                    crate::people::Access::HasAccount => "access:has_account",
+                    crate::people::Access::Blocked(_) => "access:blocked",
+                };
+                *assessment.counts.entry(key.into()).or_default() += 1;
+                op.access = Some(access);
+            }
+        }
+    }
+    Ok(assessment)
 }
 
 /// Both sides of every linked operator, compared (the instance's profiles found by its mask).
@@ -62,7 +79,9 @@ pub async fn reconciliation(
 
 /// Per phase what is done, in progress or blocked (from the journal), the operators by
 /// authentication type, and, with the IMS, the reconciliation of both sides.
-pub async fn status(engine: &Engine<'_>) -> Result<Status, ApplyError> {
+/// `after_days`: from how many days after their invitation a person who has not come in is
+/// named.
+pub async fn status(engine: &Engine<'_>, after_days: i64) -> Result<Status, ApplyError> {
     let facts = engine.instance.facts().await?;
     let ops = engine.operators().await?;
     let plans: Vec<PlanStatus> = engine
@@ -76,7 +95,22 @@ pub async fn status(engine: &Engine<'_>) -> Result<Status, ApplyError> {
         Some(ims) => Some(reconciliation(ims, &facts, &ops).await?),
         None => None,
     };
-    Ok(Status::of(&facts, &ops, plans, reconciliation))
+    let people = match engine.ims {
+        Some(ims) => Some(people_progress(ims, &ops, (engine.now)().millis(), after_days).await?),
+        None => None,
+    };
+    Ok(Status::of(&facts, &ops, plans, reconciliation, people))
+}
+
+/// Where the people moved to IMS sign-in stand: invited, accepted, signed in.
+pub async fn people_progress(
+    ims: &ImsClient,
+    ops: &[OperatorFacts],
+    now: i64,
+    after_days: i64,
+) -> Result<crate::people::PeopleProgress, Error> {
+    let invitations = ims.invitations().await?;
+    Ok(crate::people::progress(ops, &invitations, now, after_days))
 }
 
 /// Hands the instance the journal's state of its plans, for its console's migration page.

@@ -8,6 +8,7 @@ pub mod client;
 pub mod finalize;
 pub mod inspect;
 pub mod journal;
+pub mod people;
 pub mod plan;
 pub mod prepare;
 pub mod reconcile;

@@ -28,13 +28,13 @@ pub fn table(a: &Assessment) -> String {
     let _ = writeln!(out, "{}\n", counts.join("  "));
     let _ = writeln!(
         out,
-        "{:<24} {:<10} {:<18} {:<5} {:<30} {:<10} {:<24} {:<10} {:<10} {:<10} EVIDENCE",
-        "LOGIN", "CLASS", "AUTH", "DIS", "EMAIL", "EMAIL?", "GROUPS", "NATIVE", "IMS", "API LAST"
+        "{:<24} {:<10} {:<18} {:<5} {:<30} {:<10} {:<24} {:<10} {:<10} {:<10} {:<14} EVIDENCE",
+        "LOGIN", "CLASS", "AUTH", "DIS", "EMAIL", "EMAIL?", "GROUPS", "NATIVE", "IMS", "API LAST", "GETS IN"
     );
     for o in &a.operators {
         let _ = writeln!(
             out,
-            "{:<24} {:<10} {:<18} {:<5} {:<30} {:<10} {:<24} {:<10} {:<10} {:<10} {}",
+            "{:<24} {:<10} {:<18} {:<5} {:<30} {:<10} {:<24} {:<10} {:<10} {:<10} {:<14} {}",
             cut(&o.login, 24),
             o.class.as_str(),
             o.auth_type,
@@ -45,6 +45,7 @@ pub fn table(a: &Assessment) -> String {
             day(o.last_native_sign_in),
             day(o.last_ims_sign_in),
             day(o.api.last_seen),
+            o.access.as_ref().map_or_else(|| "-".to_owned(), |a| a.label()),
             o.evidence
         );
     }
@@ -100,6 +101,7 @@ pub fn csv(a: &Assessment) -> Result<String, csv::Error> {
         "api_clients",
         "api_last_seen",
         "evidence",
+        "access",
     ])?;
     let time = |ms: Option<i64>| {
         ms.map(|m| ims_core::time::iso8601(ims_core::Now::from_millis(m)))
@@ -126,6 +128,7 @@ pub fn csv(a: &Assessment) -> Result<String, csv::Error> {
                 o.api.clients.join(";"),
                 time(o.api.last_seen),
                 o.evidence.clone(),
+                o.access.as_ref().map(|a| a.label()).unwrap_or_default(),
             ]
             .map(csv_cell),
         )?;

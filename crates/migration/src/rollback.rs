@@ -422,6 +422,7 @@ mod tests {
                 mask: "campaign - prod - (.*)".into(),
                 people,
                 skipped: vec![],
+                invite: true,
             },
         );
         plan.plan_id = plan_id.into();

@@ -61,6 +61,8 @@ pub struct Status {
     pub completion: Option<ims_wire::migration::Completion>,
     pub plans: Vec<PlanStatus>,
     pub reconciliation: Option<Reconciliation>,
+    /// With the IMS: the moved people's invitations and first sign-ins.
+    pub people: Option<crate::people::PeopleProgress>,
 }
 
 impl Status {
@@ -69,6 +71,7 @@ impl Status {
         ops: &[OperatorFacts],
         plans: Vec<PlanStatus>,
         reconciliation: Option<Reconciliation>,
+        people: Option<crate::people::PeopleProgress>,
     ) -> Self {
         let mut by_auth_type = BTreeMap::new();
         for op in ops {
@@ -85,6 +88,7 @@ impl Status {
             completion: facts.migration_complete.clone(),
             plans,
             reconciliation,
+            people,
         }
     }
 
@@ -167,6 +171,9 @@ impl Status {
                 }
             }
             None => out.push_str("reconciliation: the IMS was not asked\n"),
+        }
+        if let Some(p) = &self.people {
+            out.push_str(&p.text());
         }
         out
     }

@@ -58,6 +58,28 @@ pub struct Users {
     pub mask: String,
     pub people: Vec<PersonStep>,
     pub skipped: Vec<Skipped>,
+    /// Whether the people the plan creates at the IMS are mailed an invitation (plans made
+    /// before this was recorded did invite).
+    #[serde(default = "invite_by_default")]
+    pub invite: bool,
+}
+
+fn invite_by_default() -> bool {
+    true
+}
+
+/// What `plan users` is told.
+#[derive(Clone, Copy, Debug)]
+pub struct UsersArgs {
+    /// Mail each created person an invitation (`--no-invitations` turns it off: the
+    /// administrator hands out access some other way).
+    pub invite: bool,
+}
+
+impl Default for UsersArgs {
+    fn default() -> Self {
+        UsersArgs { invite: true }
+    }
 }
 
 pub type UsersPlan = Plan<Users>;
@@ -75,7 +97,8 @@ fn summary(plan: &UsersPlan) -> String {
     for p in &body.people {
         let user = match &p.ims_user {
             Some(id) => format!("IMS user {} ({id}, exists)", p.email),
-            None => format!("IMS user {} (created)", p.email),
+            None if body.invite => format!("IMS user {} (created, invited by mail)", p.email),
+            None => format!("IMS user {} (created, not invited)", p.email),
         };
         out.push_str(&format!(
             "  {}: {user} added to [{}]; operator linked, switched to IMS sign-in, native sessions ended\n",
@@ -97,6 +120,7 @@ pub fn plan_users(
     profiles: &[String],
     users: &HashMap<String, String>,
     org_id: &str,
+    args: UsersArgs,
     now: Now,
 ) -> UsersPlan {
     let account = facts.ims_account.as_ref();
@@ -194,6 +218,7 @@ pub fn plan_users(
         mask,
         people,
         skipped,
+        invite: args.invite,
     };
     Plan::new(&facts.name, now, body)
 }
@@ -226,13 +251,16 @@ impl UsersReport {
 impl Phase for Users {
     const NAME: &'static str = "users";
     const NEEDS_IMS: bool = true;
-    type Args = ();
+    type Args = UsersArgs;
     type Work = ();
     type Report = UsersReport;
 
-    async fn plan(engine: &Engine<'_>, (): (), now: Now) -> Result<UsersPlan, ApplyError> {
+    async fn plan(engine: &Engine<'_>, args: UsersArgs, now: Now) -> Result<UsersPlan, ApplyError> {
         let ims = engine.ims()?;
         let facts = engine.instance.facts().await?;
+        if facts.ims_account.is_none() {
+            return Err(ApplyError::NoWayIn(facts.name));
+        }
         let ops = engine.operators().await?;
         let profiles = engine.profile_names().await?;
         let users = ims
@@ -241,16 +269,28 @@ impl Phase for Users {
             .into_iter()
             .map(|u| (email_key(&u.email), u.id))
             .collect();
-        Ok(plan_users(&facts, &ops, &profiles, &users, &ims.org_id, now))
+        Ok(plan_users(
+            &facts,
+            &ops,
+            &profiles,
+            &users,
+            &ims.org_id,
+            args,
+            now,
+        ))
     }
 
     fn summary(plan: &UsersPlan) -> String {
         summary(plan)
     }
 
-    /// The plan's organisation must be the engine's.
-    fn admit(plan: &UsersPlan, _facts: &InstanceFacts, engine: &Engine<'_>) -> Result<(), ApplyError> {
+    /// The plan's organisation must be the engine's, and the instance must sign people in
+    /// through the IMS.
+    fn admit(plan: &UsersPlan, facts: &InstanceFacts, engine: &Engine<'_>) -> Result<(), ApplyError> {
         let ims = engine.ims()?;
+        if facts.ims_account.is_none() {
+            return Err(ApplyError::NoWayIn(facts.name.clone()));
+        }
         if plan.body.org_id == ims.org_id {
             return Ok(());
         }
@@ -373,7 +413,7 @@ async fn identities(
         // The entries are made before the requests: the requests then own what they send.
         let requests: Vec<Vec<serde_json::Value>> = chunk
             .chunks(10)
-            .map(|ten| ten.iter().map(|p| identity_entry(p)).collect())
+            .map(|ten| ten.iter().map(|p| identity_entry(p, plan.body.invite)).collect())
             .collect();
         let answers: Vec<Result<Vec<(usize, String)>, Error>> = futures_util::stream::iter(requests)
             .map(|entries| async move { ims.action(&entries).await })
@@ -495,11 +535,14 @@ pub(crate) fn batch(opts: &ApplyOptions) -> usize {
 }
 
 /// The action entry that makes sure a person's IMS user exists and holds its profiles; both
-/// steps change nothing when already so.
-fn identity_entry(p: &PersonStep) -> serde_json::Value {
-    let mut steps = vec![serde_json::json!({
-        "createEnterpriseID": {"email": p.email, "option": "ignoreIfAlreadyExists"}
-    })];
+/// steps change nothing when already so. A user it creates is invited unless `invite` is off
+/// (a user that exists is not invited again).
+fn identity_entry(p: &PersonStep, invite: bool) -> serde_json::Value {
+    let mut create = serde_json::json!({"email": p.email, "option": "ignoreIfAlreadyExists"});
+    if !invite {
+        create["invite"] = serde_json::json!(false);
+    }
+    let mut steps = vec![serde_json::json!({ "createEnterpriseID": create })];
     if !p.profiles.is_empty() {
         steps.push(serde_json::json!({"add": {"group": p.profiles}}));
     }

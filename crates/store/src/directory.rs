@@ -497,6 +497,7 @@ impl DirectoryStore for SqlStore {
             org_id: org_id.to_owned(),
             users,
             groups,
+            reactivated: BTreeSet::new(),
         })
     }
 

@@ -11,7 +11,7 @@ use ims_migration::plan::{read_plan, AnyPlan, Phase, Plan};
 use ims_migration::rollback::{Rollback, RollbackArgs, RollbackReport};
 use ims_migration::run::{ApplyError, ApplyOptions, Engine, FailPoint, Skipped};
 use ims_migration::technical::{Technical, TechnicalReport};
-use ims_migration::users::{Users, UsersReport};
+use ims_migration::users::{Users, UsersArgs, UsersReport};
 
 use super::progress::Display;
 use crate::config::Config;
@@ -25,6 +25,10 @@ pub enum PlanCommand {
         /// Where to write the plan (JSON); its summary goes to standard output.
         #[arg(long)]
         out: PathBuf,
+        /// Do not mail the people it creates at the IMS an invitation (hand out access some
+        /// other way; `ims user reset-link` makes a link per person).
+        #[arg(long)]
+        no_invitations: bool,
     },
     /// The technical operators: each program that signs in with a password gets an OAuth
     /// Server-to-Server credential with the profiles of its groups, proved by a token and a
@@ -242,7 +246,12 @@ async fn services<P: Phase>(target: &MigrationTarget, config: &Config) -> Result
 
 pub async fn plan(cmd: PlanCommand, target: &MigrationTarget, config: &Config) -> Result<()> {
     match cmd {
-        PlanCommand::Users { out } => write_plan::<Users>((), &out, target, config).await,
+        PlanCommand::Users { out, no_invitations } => {
+            let args = UsersArgs {
+                invite: !no_invitations,
+            };
+            write_plan::<Users>(args, &out, target, config).await
+        }
         PlanCommand::Technical { out } => write_plan::<Technical>((), &out, target, config).await,
         PlanCommand::Finalize { out, allow, force } => {
             write_plan::<Finalize>(FinalizeArgs { allow, force }, &out, target, config).await

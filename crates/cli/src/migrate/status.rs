@@ -38,12 +38,12 @@ pub async fn assess(target: &MigrationTarget, config: &Config, json: bool, csv: 
     .into())
 }
 
-pub async fn status(target: &MigrationTarget, config: &Config, json: bool) -> Result<()> {
+pub async fn status(target: &MigrationTarget, config: &Config, json: bool, after_days: i64) -> Result<()> {
     let services = connect(target, config).await?;
     let journal = target.journal();
     let display = Display::new();
     let progress = |s: &str, d, t| display.show(s, d, t);
-    let status = inspect::status(&services.engine(&journal, &progress)).await;
+    let status = inspect::status(&services.engine(&journal, &progress), after_days).await;
     journal.close().await;
     let status = status?;
     if json {
@@ -59,4 +59,62 @@ pub async fn status(target: &MigrationTarget, config: &Config, json: bool) -> Re
         .into()),
         _ => Ok(()),
     }
+}
+
+pub async fn remind(
+    target: &MigrationTarget,
+    config: &Config,
+    after_days: i64,
+    dry_run: bool,
+    json: bool,
+) -> Result<()> {
+    let services = connect(target, config).await?;
+    let Some(ims) = services.ims.as_ref() else {
+        return Err(anyhow::anyhow!(
+            "reminding people needs the IMS: give its credential (see `ims migrate --help`)"
+        ));
+    };
+    let display = Display::new();
+    let ops = services
+        .instance
+        .operators(|n| display.show("operators read", n, 0))
+        .await?;
+    display.end_count();
+    let people = inspect::people_progress(ims, &ops, Now::system().millis(), after_days).await?;
+    let emails = people.to_remind();
+    let resent = if dry_run || emails.is_empty() {
+        ims_migration::client::Resent::default()
+    } else {
+        ims.resend_invitations(&emails).await?
+    };
+    if json {
+        let v = serde_json::json!({
+            "after_days": after_days,
+            "dry_run": dry_run,
+            "to_remind": emails,
+            "sent": resent.sent,
+            "skipped": resent.skipped,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if emails.is_empty() {
+        println!(
+            "nobody to remind: every person invited {after_days} or more day(s) ago has come in or accepted"
+        );
+        return Ok(());
+    }
+    if dry_run {
+        println!("would invite again ({}): {}", emails.len(), emails.join(", "));
+        return Ok(());
+    }
+    println!(
+        "invited again ({}): {}",
+        resent.sent.len(),
+        resent.sent.join(", ")
+    );
+    for s in &resent.skipped {
+        println!("  skipped {}: {}", s.email, s.reason);
+    }
+    Ok(())
 }

@@ -16,6 +16,8 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     let d = dir.to_str().unwrap();
     let (server, upj) = up(&dir, &[]);
     let ims_url = upj["ims_url"].as_str().unwrap().to_owned();
+    the_plan_waits_for_sign_in_through_the_ims(&tmp, d);
+    register_ims_sign_in(d);
     ok(migrate(d, &["prepare", "--profiles"], &[]));
     let plan_file = tmp.path().join("users.json");
     let p = plan_file.to_str().unwrap();
@@ -25,6 +27,7 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     a_crash_after_the_switch_is_resumed(d, p, people);
     let (moved, cred, http, t) = both_sides_agree_person_by_person(&dir, d, &upj, &ims_url, people);
     the_window_is_over_and_the_status_agrees(d, &upj, people);
+    moved_people_come_in_through_their_mailed_links(&dir, d, &upj, people);
 
     // A finished plan applied again writes nothing anywhere.
     let (instance_before, ims_before) = (instance_audit(d), audit(d, &["audit", "--limit", "5000"]));
@@ -36,6 +39,28 @@ fn end_users_move_by_plan_and_apply_resuming_after_a_crash() {
     one_person_put_back_to_native_sign_in(&tmp, d, &upj, &moved, people);
     a_profile_taken_away_shows_as_a_difference(d, &upj, &ims_url, &http, &t, &cred, &moved);
     server.stop();
+}
+
+/// Before the instance signs people in through the IMS, moving them would lock them out: the
+/// assessment says so and the plan is refused.
+fn the_plan_waits_for_sign_in_through_the_ims(tmp: &TempDir, d: &str) {
+    let a: Value = serde_json::from_slice(&migrate(d, &["assess", "--json"], &[]).stdout).unwrap();
+    assert!(
+        a["blockers"]
+            .to_string()
+            .contains("does not sign people in through the IMS yet"),
+        "{}",
+        a["blockers"]
+    );
+    let p = tmp.path().join("early.json");
+    let out = migrate(d, &["plan", "users", "--out", p.to_str().unwrap()], &[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("configure it first"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!p.exists());
 }
 
 /// `ims migrate <args>` on marketing with `env` set: its output, whatever the exit code.
@@ -88,7 +113,7 @@ fn the_plan_says_who_moves_and_why(d: &str, plan_file: &Path) {
         assert!(!people.contains(&login.to_owned()) && skipped(login).is_empty());
     }
     assert!(people.contains(&"ana.abe".to_owned()));
-    assert!(summary.contains("ana.abe: IMS user ana.abe@example.com (created) added to [campaign - marketing - campaignManagers]"), "{summary}");
+    assert!(summary.contains("ana.abe: IMS user ana.abe@example.com (created, invited by mail) added to [campaign - marketing - campaignManagers]"), "{summary}");
 }
 
 /// Rights held beyond groups get a group of their own, with a profile, so they come back.
@@ -258,6 +283,93 @@ fn the_window_is_over_and_the_status_agrees(d: &str, upj: &Value, people: usize)
     assert!(text.contains("phase technical: not started"));
 }
 
+/// The people created at the IMS were mailed an invitation each: one opens theirs, chooses a
+/// password and lands in the console; the status counts them, and `remind` invites the others
+/// again.
+fn moved_people_come_in_through_their_mailed_links(dir: &Path, d: &str, upj: &Value, people: usize) {
+    let status: Value = serde_json::from_str(&ok(migrate(d, &["status", "--json"], &[]))).unwrap();
+    let p = &status["people"];
+    assert_eq!(p["moved"].as_u64(), Some(people as u64), "{p}");
+    let invited = p["invited"].as_u64().unwrap() as usize;
+    assert!(invited > 20, "the people created were invited: {p}");
+    assert_eq!(
+        (p["accepted"].as_u64(), p["signed_in"].as_u64()),
+        (Some(0), Some(0)),
+        "{p}"
+    );
+    let person = p["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["invitation"] == "invited")
+        .unwrap()
+        .clone();
+    let (login, email) = (
+        person["login"].as_str().unwrap(),
+        person["email"].as_str().unwrap(),
+    );
+    let mail_dir = dir.join("mail");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let link = loop {
+        if let Some(l) = mailed_links(&mail_dir, email, "/ims/invitation/").pop() {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no invitation mailed to {email}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut b = Browser::new(Path::new(upj["ca_cert"].as_str().unwrap()));
+    let url = upj["instances"][0]["url"].as_str().unwrap();
+    let next = accept_invitation(&mut b, &link, "a passphrase of my own").unwrap();
+    assert_eq!(next, format!("{url}/console/"), "on to the instance");
+    assert_eq!(connect_signed_in(&mut b, url, login), Ok("ok".into()));
+
+    let status: Value = serde_json::from_str(&ok(migrate(d, &["status", "--json"], &[]))).unwrap();
+    let p = &status["people"];
+    assert_eq!(
+        (p["accepted"].as_u64(), p["signed_in"].as_u64()),
+        (Some(1), Some(1)),
+        "{p}"
+    );
+    let text = ok(migrate(d, &["status", "--after-days", "0"], &[]));
+    assert!(
+        text.contains(&format!("people: {people} moved, {invited} invited, 1 accepted")),
+        "{text}"
+    );
+    assert!(text.contains("not in 0 day(s) after their invitation"), "{text}");
+
+    // The others are invited again (a dry run first); the one who came in is not.
+    let dry: Value = serde_json::from_str(&ok(migrate(
+        d,
+        &["remind", "--after-days", "0", "--dry-run", "--json"],
+        &[],
+    )))
+    .unwrap();
+    let to_remind = dry["to_remind"].as_array().unwrap();
+    assert_eq!(to_remind.len(), invited - 1, "{dry}");
+    assert!(!to_remind.contains(&Value::String(email.to_owned())));
+    assert_eq!(dry["sent"], serde_json::json!([]));
+    let other = to_remind[0].as_str().unwrap().to_owned();
+    let before = mailed_links(&mail_dir, &other, "/ims/invitation/").len();
+    let out = ok(migrate(d, &["remind", "--after-days", "0"], &[]));
+    assert!(out.contains(&format!("invited again ({})", invited - 1)), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mailed_links(&mail_dir, &other, "/ims/invitation/").len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second invitation for {other}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let nobody = ok(migrate(d, &["remind"], &[]));
+    assert!(
+        nobody.contains("nobody to remind"),
+        "three days have not passed: {nobody}"
+    );
+}
+
 /// One person put back to native sign-in: unlinked, out of the instance's profiles; again:
 /// nothing to do. Everyone else still agrees on both sides.
 fn one_person_put_back_to_native_sign_in(
@@ -366,6 +478,7 @@ fn an_end_user_phase_stopped_at_every_boundary_resumes_without_loss() {
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap();
     let (server, _upj) = up(&dir, &[]);
+    register_ims_sign_in(d);
     for args in [["prepare", "--rights"], ["prepare", "--profiles"]] {
         assert!(migrate_until(d, &args, None).status.success());
     }

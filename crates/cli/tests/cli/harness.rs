@@ -122,13 +122,18 @@ pub(crate) fn ok(out: Output) -> String {
 /// Registers the `marketing` instance's IMS sign-in (its client at the IMS, the instance's
 /// configuration, reloaded): "Connect with IMS" works from then on.
 pub(crate) fn register_ims_sign_in(data_dir: &str) {
+    register_ims_sign_in_of(data_dir, "marketing");
+}
+
+/// `ims instance ims-config --register` for `instance`: it signs people in through the IMS.
+pub(crate) fn register_ims_sign_in_of(data_dir: &str, instance: &str) {
     run_ok(ims().args([
         "instance",
         "--data-dir",
         data_dir,
         "ims-config",
         "--instance",
-        "marketing",
+        instance,
         "--register",
     ]));
 }
@@ -600,4 +605,73 @@ pub(crate) fn output_text(o: &Output) -> String {
 /// The IMS's audit log (its last 5000 lines), as `ims audit` prints it.
 pub(crate) fn ims_audit(d: &str) -> String {
     run_ok(ims().args(["audit", "--data-dir", d, "--limit", "5000"]))
+}
+
+/// The links to `path` (`/ims/invitation/`, `/ims/reset/`) in the messages to `to` written
+/// under `mail_dir`, oldest message first.
+pub(crate) fn mailed_links(mail_dir: &Path, to: &str, path: &str) -> Vec<String> {
+    let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
+    for entry in std::fs::read_dir(mail_dir).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        // Quoted-printable soft line breaks would cut a link in two.
+        let text = text.replace("=\r\n", "").replace("=\n", "");
+        if !text.lines().any(|l| l.eq_ignore_ascii_case(&format!("To: {to}"))) {
+            continue;
+        }
+        let link = text
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+            .find(|w| w.starts_with("https://") && w.contains(path));
+        if let Some(link) = link {
+            let at = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            found.push((at, link.to_owned()));
+        }
+    }
+    found.sort();
+    found.into_iter().map(|(_, l)| l).collect()
+}
+
+/// Opens an invitation link and chooses `password`: where the IMS sends the person next.
+pub(crate) fn accept_invitation(b: &mut Browser, link: &str, password: &str) -> Result<String, String> {
+    let (status, _, page) = b.send(link, None, &[], None)?;
+    if status != 200 {
+        return Err(format!("GET the invitation: {status}: {page}"));
+    }
+    let form = [
+        ("csrf", csrf(&page)?),
+        ("password", password),
+        ("confirm", password),
+    ];
+    let (status, location, text) = b.send(link, Some(&form), &[], None)?;
+    if status != 303 {
+        return Err(format!("POST the invitation: {status}: {text}"));
+    }
+    Ok(location)
+}
+
+/// "Connect with IMS" for a browser that holds an IMS session already: no form on the way;
+/// "ok" once the console's home opens as `login`.
+pub(crate) fn connect_signed_in(b: &mut Browser, url: &str, login: &str) -> Result<String, String> {
+    let (status, authorize, text) = b.send(&format!("{url}/console/ims/login"), None, &[], None)?;
+    if status != 303 {
+        return Err(format!("Connect with IMS: {status}: {text}"));
+    }
+    let (status, callback, text) = b.send(&authorize, None, &[], None)?;
+    if status != 303 || !callback.contains("/console/ims/callback") {
+        return Err(format!("the IMS asked again: {status} {callback}: {text}"));
+    }
+    let (status, home, text) = b.send(&callback, None, &[], None)?;
+    if status != 303 {
+        return Err(format!("the callback: {status}: {text}"));
+    }
+    let (status, _, page) = b.send(&home, None, &[], None)?;
+    if status == 200 && page.contains(login) {
+        Ok("ok".into())
+    } else {
+        Err(format!("GET /console/ answered {status}"))
+    }
 }

@@ -437,6 +437,7 @@ fn up_runs_on_postgres_and_migrates_people() {
         "40",
     ]);
     let m = ["--data-dir", d, "--instance", "marketing"];
+    register_ims_sign_in(d);
     for args in [&["prepare", "--rights"][..], &["prepare", "--profiles"]] {
         run(&[&["migrate"][..], args, &m].concat());
     }

@@ -254,7 +254,8 @@ fn finalisation_locks_down_the_staging_twin_first_and_records_what_was_forced() 
     assert_eq!(out.status.code(), Some(1));
     assert!(output_text(&out).contains("--force"));
 
-    // Staging moves its people first.
+    // Staging moves its people first (signing them in through the IMS from now on).
+    register_ims_sign_in_of(d, "marketing-stage");
     let users_plan = tmp.path().join("stage-users.json");
     for args in [
         vec!["prepare", "--profiles"],
