@@ -24,6 +24,9 @@ struct UsersPage {
     page: u32,
     previous: Option<u32>,
     next: Option<u32>,
+    /// Groups and profiles a new user can be put in at once (an invitation then names the
+    /// product instances and leads to the first one's console).
+    groups: Vec<String>,
 }
 
 const PAGE: u32 = 50;
@@ -46,6 +49,10 @@ pub(super) async fn users(
                     .to_lowercase()
                     .contains(&search)
         })
+        .collect();
+    let groups = or_page!(who.administration(&app).groups().await, who)
+        .into_iter()
+        .map(|(g, _)| g.name)
         .collect();
     let total = matching.len() as u32;
     let rows = matching
@@ -70,6 +77,7 @@ pub(super) async fn users(
             page,
             previous: page.checked_sub(1),
             next: ((page + 1) * PAGE < total).then_some(page + 1),
+            groups,
         },
     )
 }
