@@ -777,9 +777,17 @@ impl Migration {
             .setting(REPORT_SETTING)
             .await?
             .and_then(|v| serde_json::from_str(&v).ok());
+        // A report without people keeps the people last reported.
+        let mut report = report.clone();
+        if report.people.is_none() {
+            report.people = stored.as_ref().and_then(|s| s.people.clone());
+        }
+        if let Some(p) = &mut report.people {
+            p.waiting.truncate(ims_wire::migration::MAX_REPORTED_WAITING);
+        }
         let unchanged = match &stored {
-            Some(s) => s.plans == report.plans,
-            None => report.plans.is_empty(),
+            Some(s) => s.plans == report.plans && s.people == report.people,
+            None => report.plans.is_empty() && report.people.is_none(),
         };
         if unchanged {
             return Ok(());
@@ -790,7 +798,7 @@ impl Migration {
             "success",
             serde_json::json!({"plans": report.plans.len()}),
         );
-        let value = serde_json::to_string(report).map_err(|_| Fault::internal())?;
+        let value = serde_json::to_string(&report).map_err(|_| Fault::internal())?;
         self.settings.set_setting(REPORT_SETTING, &value, &audit).await?;
         Ok(())
     }

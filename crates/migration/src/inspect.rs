@@ -116,6 +116,15 @@ pub async fn people_progress(
 /// Hands the instance the journal's state of its plans, for its console's migration page.
 /// The caller says a failure rather than stopping on it: the journal stays the record.
 pub async fn report_journal(engine: &Engine<'_>, instance: &str) -> Result<(), String> {
+    report_with_people(engine, instance, None).await
+}
+
+/// As [`report_journal`], with the moved people's progress (`status` and `remind` have it).
+pub async fn report_with_people(
+    engine: &Engine<'_>,
+    instance: &str,
+    people: Option<&crate::people::PeopleProgress>,
+) -> Result<(), String> {
     let listed = engine
         .journal
         .progress(instance)
@@ -138,6 +147,7 @@ pub async fn report_journal(engine: &Engine<'_>, instance: &str) -> Result<(), S
     let report = JournalReport {
         at: (engine.now)().millis(),
         plans,
+        people: people.map(crate::people::PeopleProgress::report),
     };
     engine
         .instance

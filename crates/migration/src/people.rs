@@ -179,6 +179,25 @@ impl PeopleProgress {
             .collect()
     }
 
+    /// What the instance's console shows of it.
+    pub fn report(&self) -> ims_wire::migration::PeopleReport {
+        ims_wire::migration::PeopleReport {
+            moved: self.moved,
+            invited: self.invited,
+            accepted: self.accepted,
+            expired: self.expired,
+            signed_in: self.signed_in,
+            after_days: self.after_days,
+            waiting: self
+                .waiting
+                .iter()
+                .take(ims_wire::migration::MAX_REPORTED_WAITING)
+                .cloned()
+                .collect(),
+            waiting_count: self.waiting.len(),
+        }
+    }
+
     /// The human report.
     pub fn text(&self) -> String {
         let mut out = format!(

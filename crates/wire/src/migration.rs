@@ -376,7 +376,29 @@ pub struct Notice {
 pub struct JournalReport {
     pub at: i64,
     pub plans: Vec<ReportedPlan>,
+    /// How the moved people are coming in, when the engine asked the IMS (`status`, `remind`);
+    /// absent, the instance keeps what it was told last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub people: Option<PeopleReport>,
 }
+
+/// The moved people's progress in total, and who has not come in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeopleReport {
+    pub moved: usize,
+    pub invited: usize,
+    pub accepted: usize,
+    pub expired: usize,
+    pub signed_in: usize,
+    pub after_days: i64,
+    /// Logins of people not in `after_days` after their invitation (at most
+    /// [`MAX_REPORTED_WAITING`]; `waiting_count` says how many in all).
+    pub waiting: Vec<String>,
+    pub waiting_count: usize,
+}
+
+/// Names of people waiting a report carries at most: the engine's `status` lists them all.
+pub const MAX_REPORTED_WAITING: usize = 200;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportedPlan {

@@ -3,6 +3,7 @@
 use anyhow::Result;
 
 use ims_core::Now;
+use ims_migration::status::Status;
 use ims_migration::{inspect, report};
 
 use super::progress::Display;
@@ -43,7 +44,19 @@ pub async fn status(target: &MigrationTarget, config: &Config, json: bool, after
     let journal = target.journal();
     let display = Display::new();
     let progress = |s: &str, d, t| display.show(s, d, t);
-    let status = inspect::status(&services.engine(&journal, &progress), after_days).await;
+    let engine = services.engine(&journal, &progress);
+    let status = inspect::status(&engine, after_days).await;
+    // The console's migration page shows the same counts of people.
+    if let Ok(Status {
+        people: Some(people),
+        instance,
+        ..
+    }) = &status
+    {
+        if let Err(e) = inspect::report_with_people(&engine, instance, Some(people)).await {
+            eprintln!("{e}");
+        }
+    }
     journal.close().await;
     let status = status?;
     if json {

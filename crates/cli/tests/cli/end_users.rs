@@ -339,6 +339,23 @@ fn moved_people_come_in_through_their_mailed_links(dir: &Path, d: &str, upj: &Va
         "{text}"
     );
     assert!(text.contains("not in 0 day(s) after their invitation"), "{text}");
+    // The console's migration page shows the same, as `status` reported it.
+    let mut admin = Browser::new(Path::new(upj["ca_cert"].as_str().unwrap()));
+    let password = upj["instances"][0]["admin_password"].as_str().unwrap();
+    assert_eq!(native(&mut admin, url, "admin", password), Ok("ok".into()));
+    let (_, _, page) = admin
+        .send(&format!("{url}/console/migration"), None, &[], None)
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "<td>{people}</td><td>{invited}</td><td>1</td><td>0</td><td>1</td>"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<p id="waiting">Not in 0 day(s) after their invitation"#),
+        "{page}"
+    );
 
     // The others are invited again (a dry run first); the one who came in is not.
     let dry: Value = serde_json::from_str(&ok(migrate(

@@ -16,6 +16,8 @@ struct MigrationPage {
     legacy: Vec<(String, String, String, bool)>,
     plans: Vec<ims_wire::migration::ReportedPlan>,
     reported_at: Option<String>,
+    /// How the moved people are coming in, as the engine last reported it.
+    people: Option<ims_wire::migration::PeopleReport>,
     completion: Option<String>,
 }
 
@@ -77,6 +79,7 @@ pub(super) async fn migration_page(
                 .collect(),
             plans: d.report.as_ref().map(|r| r.plans.clone()).unwrap_or_default(),
             reported_at: d.report.as_ref().map(|r| day(r.at)),
+            people: d.report.as_ref().and_then(|r| r.people.clone()),
             completion: d.completion.map(|c| {
                 format!(
                     "complete since {} ({}{})",
