@@ -215,23 +215,33 @@ pub fn start(
     Ok(folder)
 }
 
-/// Delivers what is due, every couple of seconds, for as long as the server runs.
+/// Delivers what is due, every couple of seconds, for as long as the server runs; a full round
+/// is followed by the next at once (a migration's invitations are due together).
 fn spawn_sender(store: Arc<dyn OutboxStore>, transport: Arc<dyn MailTransport>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;
-            match deliver_due(store.as_ref(), transport.as_ref(), Now::system()).await {
-                Ok(round) if round.sent + round.deferred + round.failed > 0 => {
-                    tracing::info!(
-                        sent = round.sent,
-                        deferred = round.deferred,
-                        failed = round.failed,
-                        "mail delivered"
-                    );
+            loop {
+                match deliver_due(store.as_ref(), transport.as_ref(), Now::system()).await {
+                    Ok(round) => {
+                        if round.sent + round.deferred + round.failed > 0 {
+                            tracing::info!(
+                                sent = round.sent,
+                                deferred = round.deferred,
+                                failed = round.failed,
+                                "mail delivered"
+                            );
+                        }
+                        if !round.full() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mail delivery round failed");
+                        break;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "mail delivery round failed"),
             }
         }
     });

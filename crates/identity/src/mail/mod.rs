@@ -166,19 +166,41 @@ pub struct Round {
 }
 
 /// Messages taken per round.
-pub const ROUND_SIZE: u32 = 50;
+pub const ROUND_SIZE: u32 = 200;
 
-/// One round of delivery: takes the messages due at `now` and hands each to `transport`,
-/// recording what became of it. A message whose outcome cannot be recorded (the database gone
-/// meanwhile) stays taken until its lease ends and is then tried again: delivered at least once.
+/// Messages handed to the transport at once within a round (an SMTP transport keeps a pool of
+/// connections: one per message in flight).
+pub const IN_FLIGHT: usize = 8;
+
+impl Round {
+    /// Whether the round took all it could: more may be due at once.
+    pub fn full(&self) -> bool {
+        self.sent + self.deferred + self.failed >= ROUND_SIZE as usize
+    }
+}
+
+/// One round of delivery: takes the messages due at `now` and hands them to `transport`, a few
+/// at a time, recording what became of each. A message whose outcome cannot be recorded (the
+/// database gone meanwhile) stays taken until its lease ends and is then tried again: delivered
+/// at least once.
 pub async fn deliver_due(
     store: &dyn crate::store::OutboxStore,
     transport: &dyn MailTransport,
     now: Now,
 ) -> ims_core::error::StoreResult<Round> {
+    use futures_util::StreamExt as _;
+    let taken = store.take_due_mail(now, LEASE_SECS, ROUND_SIZE).await?;
+    let outcomes: Vec<_> = futures_util::stream::iter(taken)
+        .map(|mail| async move {
+            let outcome = transport.deliver(&mail).await;
+            (mail, outcome)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     let mut round = Round::default();
-    for mail in store.take_due_mail(now, LEASE_SECS, ROUND_SIZE).await? {
-        match transport.deliver(&mail).await {
+    for (mail, outcome) in outcomes {
+        match outcome {
             Ok(()) => {
                 store.mail_sent(&mail.mail_id, now).await?;
                 round.sent += 1;
