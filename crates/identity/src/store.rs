@@ -125,8 +125,9 @@ pub trait GrantStore: Send + Sync {
     ) -> StoreResult<()>;
     async fn backchannel_logout_uri(&self, client_id: &str) -> StoreResult<Option<String>>;
     /// The end of a successful sign-in, in one transaction: the email's failure counter cleared,
-    /// the new browser session and its audit line, and, when the flow is over, the flow closed
-    /// and the client's code stored.
+    /// the new browser session and its audit line, and, when the flow is over, the flow closed,
+    /// the client's code stored and the client noted as one the session signed in to (as
+    /// `note_session_client` does).
     async fn complete_sign_in(
         &self,
         org_id: &str,

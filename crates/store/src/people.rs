@@ -595,18 +595,7 @@ impl GrantStore for SqlStore {
         user_id: &str,
         now: Now,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO session_clients (session_digest, client_id, user_id, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (session_digest, client_id) DO NOTHING",
-        )
-        .bind(session_digest)
-        .bind(client_id)
-        .bind(user_id)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(())
+        note_client(&self.pool, session_digest, client_id, user_id, now).await
     }
 
     async fn logout_targets(&self, session_digest: &str) -> StoreResult<Vec<(String, String, String)>> {
@@ -689,6 +678,14 @@ impl GrantStore for SqlStore {
                 .await
                 .map_err(backend_error)?;
             insert_code(&mut *tx, code).await?;
+            note_client(
+                &mut *tx,
+                &s.session_digest,
+                &code.client_id,
+                &s.user_id,
+                s.created_at,
+            )
+            .await?;
         }
         tx.commit().await.map_err(backend_error)
     }
@@ -897,6 +894,31 @@ where
     .bind(link.expires_at.millis())
     .bind(link.used_at.map(Now::millis))
     .bind(link.return_to.clone())
+    .execute(exec)
+    .await
+    .map_err(backend_error)?;
+    Ok(())
+}
+
+/// Records that a browser session signed in to a client (for back-channel logout).
+async fn note_client<'c, E>(
+    exec: E,
+    session_digest: &str,
+    client_id: &str,
+    user_id: &str,
+    now: Now,
+) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO session_clients (session_digest, client_id, user_id, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (session_digest, client_id) DO NOTHING",
+    )
+    .bind(session_digest.to_owned())
+    .bind(client_id.to_owned())
+    .bind(user_id.to_owned())
+    .bind(now.millis())
     .execute(exec)
     .await
     .map_err(backend_error)?;

@@ -23,6 +23,9 @@ use ims_core::secret::Secret;
 #[derive(Clone, Copy)]
 pub struct Administration<'a> {
     directory: &'a Directory,
+    /// Told when the organisation's sign-in settings change, so that this node applies them at
+    /// once (others within `signin::ORG_SETTINGS_SECS`).
+    sign_in: &'a super::SignIn,
     admin: &'a Administrator,
 }
 
@@ -37,6 +40,7 @@ impl Ims {
     pub fn administration<'a>(&'a self, admin: &'a Administrator) -> Administration<'a> {
         Administration {
             directory: self.directory(),
+            sign_in: self.sign_in(),
             admin,
         }
     }
@@ -337,12 +341,13 @@ impl<'a> SystemAdministration<'a> {
     pub async fn set_require_totp(&self, required: bool, ctx: &Context) -> Result<()> {
         let org = self.of.org();
         let event = ctx.event("org.require_totp", org, "success", json!({"required": required}));
-        Ok(self
-            .of
+        self.of
             .directory
             .store
             .set_require_totp(org, required, &event)
-            .await?)
+            .await?;
+        self.of.sign_in.forget_org_settings(org);
+        Ok(())
     }
 
     /// The organisation's mail, newest first.

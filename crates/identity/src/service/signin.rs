@@ -104,7 +104,14 @@ pub struct SignIn {
     tokens: Arc<Tokens>,
     /// Tells clients that a person signed out (OpenID Connect back-channel logout).
     logout_notifier: RwLock<Option<Arc<dyn LogoutNotifier>>>,
+    /// Whether each organisation requires one-time codes, as read at most
+    /// [`ORG_SETTINGS_SECS`] ago: a password sign-in asks without a database read.
+    requires_totp: std::sync::Mutex<std::collections::HashMap<String, (bool, Now)>>,
 }
+
+/// How long a node goes on with an organisation's sign-in settings before reading them again
+/// (a change reaches every node within this).
+pub const ORG_SETTINGS_SECS: i64 = 5;
 
 impl SignIn {
     pub(super) fn new(store: Arc<dyn SignInStorage>, tokens: Arc<Tokens>) -> Self {
@@ -112,6 +119,7 @@ impl SignIn {
             store,
             tokens,
             logout_notifier: RwLock::new(None),
+            requires_totp: Default::default(),
         }
     }
 
@@ -183,17 +191,41 @@ impl SignIn {
         Ok((session, user, link.return_to))
     }
 
+    /// Reads the organisation's sign-in settings again at its next sign-in.
+    pub fn forget_org_settings(&self, org_id: &str) {
+        self.requires_totp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(org_id);
+    }
+
     /// Whether `user` has to enrol in one-time codes before signing in: their organisation
     /// requires them and they have none.
     pub async fn must_enrol(&self, user: &User) -> Result<bool> {
         if user.totp_sealed.is_some() {
             return Ok(false);
         }
-        Ok(self
+        let now = Now::system();
+        let cached = self
+            .requires_totp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user.org_id)
+            .filter(|(_, at)| at.plus_secs(ORG_SETTINGS_SECS) > now)
+            .map(|(required, _)| *required);
+        if let Some(required) = cached {
+            return Ok(required);
+        }
+        let required = self
             .store
             .org(&user.org_id)
             .await?
-            .is_some_and(|o| o.require_totp))
+            .is_some_and(|o| o.require_totp);
+        self.requires_totp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.org_id.clone(), (required, now));
+        Ok(required)
     }
 
     /// A one-time-code enrolment for `user` to show (nothing stored yet): the one sealed in
@@ -832,9 +864,6 @@ impl SignIn {
                 &event,
                 Some((&flow.flow_digest, &record)),
             )
-            .await?;
-        self.store
-            .note_session_client(&session.session_digest, &req.client_id, &user.user_id, ctx.now)
             .await?;
         self.note_first_sign_in(user, ctx).await?;
         Ok(StepOutcome::Done {
