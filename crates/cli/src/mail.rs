@@ -258,8 +258,9 @@ mod tests {
         assert_eq!(percent_decoded(url.password().unwrap()), "p/w+d");
     }
 
-    #[test]
-    fn only_smtp_and_smtps_are_taken() {
+    // Within a runtime: the pooled transport closes its connections on the runtime when dropped.
+    #[tokio::test]
+    async fn only_smtp_and_smtps_are_taken() {
         let settings = |url| SmtpSettings {
             url,
             password: None,
