@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
 use ims_core::Now;
@@ -120,6 +121,8 @@ impl Smtp {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .timeout(Some(Duration::from_secs(30)))
+            // As many connections as messages the sender has in flight.
+            .pool_config(PoolConfig::new().max_size(ims_identity::mail::IN_FLIGHT as u32))
             .tls(if implicit {
                 Tls::Wrapper(tls)
             } else {

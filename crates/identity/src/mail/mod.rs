@@ -170,7 +170,7 @@ pub const ROUND_SIZE: u32 = 200;
 
 /// Messages handed to the transport at once within a round (an SMTP transport keeps a pool of
 /// connections: one per message in flight).
-pub const IN_FLIGHT: usize = 8;
+pub const IN_FLIGHT: usize = 32;
 
 impl Round {
     /// Whether the round took all it could: more may be due at once.
