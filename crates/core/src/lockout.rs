@@ -93,11 +93,22 @@ pub fn account_key(name: &str) -> String {
     name.trim().nfkc().collect::<String>().to_lowercase()
 }
 
+/// How attempts are counted: when a counter starts over, and the lock schedules of the account
+/// and of the caller's address (kept under `address_scope`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits<'a> {
+    pub reset_secs: i64,
+    pub account_ms: &'a [i64],
+    pub address_scope: &'a str,
+    pub address_ms: &'a [i64],
+}
+
 /// Lets one attempt on `scope`'s `account` in unless a lock is in force on the account or on
 /// `source`, the caller's address; the attempt counts on both. Returns whether it was let in and
-/// the account's count.
-pub async fn admit<S: ThrottleStore + ?Sized>(
+/// the account's count. Password attempts use [`admit`].
+pub async fn admit_under<S: ThrottleStore + ?Sized>(
     store: &S,
+    limits: &Limits<'_>,
     scope: &str,
     account: &str,
     source: Option<&str>,
@@ -109,8 +120,8 @@ pub async fn admit<S: ThrottleStore + ?Sized>(
             scope,
             account,
             now,
-            FAILURE_RESET_SECS,
-            &lock_schedule_ms(),
+            limits.reset_secs,
+            limits.account_ms,
             &attempt,
         )
         .await?;
@@ -118,11 +129,11 @@ pub async fn admit<S: ThrottleStore + ?Sized>(
         Some(source) => {
             store
                 .admit_attempt(
-                    ADDRESS_SCOPE,
+                    limits.address_scope,
                     source,
                     now,
-                    FAILURE_RESET_SECS,
-                    &address_lock_schedule_ms(),
+                    limits.reset_secs,
+                    limits.address_ms,
                     &attempt,
                 )
                 .await?
@@ -131,6 +142,24 @@ pub async fn admit<S: ThrottleStore + ?Sized>(
         None => true,
     };
     Ok((account_admitted && address_admitted, failures))
+}
+
+/// [`admit_under`] the password limits: every password path counts this way.
+pub async fn admit<S: ThrottleStore + ?Sized>(
+    store: &S,
+    scope: &str,
+    account: &str,
+    source: Option<&str>,
+    now: Now,
+) -> StoreResult<(bool, u32)> {
+    let (account_ms, address_ms) = (lock_schedule_ms(), address_lock_schedule_ms());
+    let limits = Limits {
+        reset_secs: FAILURE_RESET_SECS,
+        account_ms: &account_ms,
+        address_scope: ADDRESS_SCOPE,
+        address_ms: &address_ms,
+    };
+    admit_under(store, &limits, scope, account, source, now).await
 }
 
 /// A success takes its attempt back from the caller's address (the account's counter is cleared

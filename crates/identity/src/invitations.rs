@@ -21,6 +21,12 @@ pub struct Notifier<'a> {
     pub base_url: &'a str,
 }
 
+/// Whether `user` is one an invitation is for: an active Enterprise ID (others sign in another
+/// way: with their own account, or at their company's provider).
+pub fn invitable(user: &User) -> bool {
+    user.identity_type == IdentityType::EnterpriseId && user.status == UserStatus::Active
+}
+
 /// Where a product instance's people go: its console, when the instance said where it answers.
 pub fn console_url(instance: &ProductInstance) -> Option<String> {
     let url = instance.url.trim_end_matches('/');

@@ -171,9 +171,10 @@ impl PeopleProgress {
     /// The emails `ims migrate remind` invites again: people waiting who have not accepted
     /// (someone who set a password but never came in hears nothing new from an invitation).
     pub fn to_remind(&self) -> Vec<String> {
+        let waiting: std::collections::HashSet<&str> = self.waiting.iter().map(String::as_str).collect();
         self.people
             .iter()
-            .filter(|p| self.waiting.contains(&p.login))
+            .filter(|p| waiting.contains(p.login.as_str()))
             .filter(|p| p.invitation.as_deref() != Some("accepted"))
             .map(|p| p.email.clone())
             .collect()

@@ -12,7 +12,7 @@ use super::{Directory, Ims, Result};
 use crate::directory::{AdminRole, Group, GroupKind, Membership, ProductInstance, RoleGrant};
 use crate::links::{AccountLink, LinkPurpose};
 use crate::mail::Mail;
-use crate::model::{IdentityType, User, UserStatus};
+use crate::model::{User, UserStatus};
 use crate::people::{self, UserChange};
 use crate::store::UsersQuery;
 use ims_core::audit::{AuditEvent, AuditQuery, Context};
@@ -278,12 +278,13 @@ impl<'a> SystemAdministration<'a> {
     /// links keep working until they expire or one is used).
     pub async fn resend_invitation(&self, user: &User, ctx: &Context) -> Result<()> {
         self.check(user)?;
-        if user.identity_type != IdentityType::EnterpriseId || user.status != UserStatus::Active {
+        if !crate::invitations::invitable(user) {
             return Err(Error::invalid_request(
                 "only an active Enterprise ID is invited; others sign in another way",
             ));
         }
-        self.of.directory.invite_again(user, ctx).await
+        let facts = self.of.directory.mail_facts(&user.org_id).await?;
+        self.of.directory.invite_again(user, &facts, ctx).await
     }
 
     pub async fn role_grants(&self, user: &User) -> Result<Vec<RoleGrant>> {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::{Result, Tokens};
 use crate::directory::{AdminRole, Group, GroupKind, ProductInstance, RoleGrant};
-use crate::model::{ClientType, IdentityType, User, UserStatus};
+use crate::invitations::Notifier;
+use crate::model::{ClientType, Organization, User, UserStatus};
 use crate::store::{DirectoryStorage, DirectoryStore, UserStore, UsersQuery};
 use crate::umapi::{self, Change, Entry, EntryOutcome, RequestError, Snapshot, StepError, Target};
 use ims_core::audit::Context;
@@ -165,7 +166,7 @@ impl Directory {
 
     /// The organisation the Admin Console signs people in to (the first one: an IMS serves one
     /// organisation per deployment), if there is one yet.
-    pub async fn admin_console_org(&self) -> Result<Option<crate::model::Organization>> {
+    pub async fn admin_console_org(&self) -> Result<Option<Organization>> {
         Ok(self.store.orgs().await?.into_iter().next())
     }
 
@@ -244,6 +245,22 @@ impl Directory {
         group: Option<&str>,
         direct_only: bool,
     ) -> Result<Option<Page>> {
+        Ok(self
+            .users_at(org_id, page, group, direct_only)
+            .await?
+            .map(|(users, last)| (users.iter().map(|(u, g)| user_json(u, g)).collect(), last)))
+    }
+
+    /// One page of a users listing with each user's groups, and whether it is the last; where
+    /// the next page starts is remembered, so that reading a listing page by page never scans
+    /// what came before. `None` when the group does not exist.
+    async fn users_at(
+        &self,
+        org_id: &str,
+        page: u32,
+        group: Option<&str>,
+        direct_only: bool,
+    ) -> Result<Option<(Vec<(User, Vec<String>)>, bool)>> {
         let size = self.umapi_page_size();
         let offset = page.saturating_mul(size);
         let listing = PageKey {
@@ -273,30 +290,13 @@ impl Directory {
             self.page_starts
                 .remember(listing, page + 1, last.email.to_lowercase());
         }
-        Ok(Some((
-            users.iter().map(|(u, g)| user_json(u, g)).collect(),
-            !more,
-        )))
+        Ok(Some((users, !more)))
     }
 
     /// Our extension: for each user of a listing page, where its latest invitation stands and
     /// when it first signed in to an application (what the migration reports per person).
     pub async fn umapi_invitations(&self, org_id: &str, page: u32, now: Now) -> Result<Page> {
-        let size = self.umapi_page_size();
-        let Some((users, more)) = self
-            .store
-            .users_page(
-                org_id,
-                &UsersQuery {
-                    group: None,
-                    direct_only: true,
-                    after: None,
-                    offset: page.saturating_mul(size),
-                    limit: size,
-                },
-            )
-            .await?
-        else {
+        let Some((users, last)) = self.users_at(org_id, page, None, true).await? else {
             return Ok((Vec::new(), true));
         };
         let ids: Vec<String> = users.iter().map(|(u, _)| u.user_id.clone()).collect();
@@ -326,7 +326,7 @@ impl Directory {
                 })
             })
             .collect();
-        Ok((items, !more))
+        Ok((items, last))
     }
 
     /// Our extension: sends a new invitation to each of `emails` that is an active Enterprise ID
@@ -337,15 +337,13 @@ impl Directory {
         emails: &[String],
         ctx: &Context,
     ) -> Result<Value> {
+        let facts = self.mail_facts(&admin.org_id).await?;
         let mut sent = Vec::new();
         let mut skipped = Vec::new();
         for email in emails {
-            let user = self.store.user_by_email(&admin.org_id, email).await?;
-            match user {
-                Some(u)
-                    if u.status == UserStatus::Active && u.identity_type == IdentityType::EnterpriseId =>
-                {
-                    self.invite_again(&u, ctx).await?;
+            match self.store.user_by_email(&admin.org_id, email).await? {
+                Some(u) if crate::invitations::invitable(&u) => {
+                    self.invite_again(&u, &facts, ctx).await?;
                     sent.push(u.email);
                 }
                 Some(u) => skipped.push(json!({"email": u.email, "reason": "not an active Enterprise ID"})),
@@ -355,16 +353,34 @@ impl Directory {
         Ok(json!({"result": "success", "sent": sent, "skipped": skipped}))
     }
 
-    /// A new invitation for `user`, naming the product instances it holds (earlier links keep
-    /// working until they expire or one is used).
-    pub(super) async fn invite_again(&self, user: &User, ctx: &Context) -> Result<()> {
-        let store = self.store.as_ref();
-        let org = store
-            .org(&user.org_id)
+    /// What invitations and notices say of an organisation: read once per request.
+    pub(super) async fn mail_facts(&self, org_id: &str) -> Result<(Organization, Vec<ProductInstance>)> {
+        let org = self
+            .store
+            .org(org_id)
             .await?
-            .ok_or_else(|| Error::not_found("the organisation"))?;
-        let instances = store.product_instances(&user.org_id).await?;
-        let held: Vec<i64> = store
+            .ok_or_else(|| Error::not_found(format!("organisation {org_id}")))?;
+        Ok((org, self.store.product_instances(org_id).await?))
+    }
+
+    fn notifier<'a>(&'a self, org: &'a Organization, instances: &'a [ProductInstance]) -> Notifier<'a> {
+        Notifier {
+            org,
+            instances,
+            base_url: &self.tokens.settings().issuer,
+        }
+    }
+
+    /// A new invitation for `user` (one [`crate::invitations::invitable`]), naming the product
+    /// instances it holds; earlier links keep working until they expire or one is used.
+    pub(super) async fn invite_again(
+        &self,
+        user: &User,
+        (org, instances): &(Organization, Vec<ProductInstance>),
+        ctx: &Context,
+    ) -> Result<()> {
+        let held: Vec<i64> = self
+            .store
             .held_profiles(&user.user_id, None)
             .await?
             .iter()
@@ -375,14 +391,11 @@ impl Directory {
                     .map(|i| i.id)
             })
             .collect();
-        let notifier = crate::invitations::Notifier {
-            org: &org,
-            instances: &instances,
-            base_url: &self.tokens.settings().issuer,
-        };
-        let (_, invite) = notifier.invitation(user, &held, ctx.now);
+        let (_, invite) = self.notifier(org, instances).invitation(user, &held, ctx.now);
         let event = ctx.event("user.invite", &user.user_id, "success", json!({"resend": true}));
-        store.apply_changes(&user.org_id, &[invite], &[event]).await?;
+        self.store
+            .apply_changes(&user.org_id, &[invite], &[event])
+            .await?;
         Ok(())
     }
 
@@ -581,27 +594,18 @@ impl Directory {
         now: Now,
     ) -> Result<Vec<Change>> {
         let tells = |c: &Change| matches!(c, Change::CreateUser(_) | Change::AddMember { .. });
-        if !changes.iter().any(tells) {
+        if !changes.iter().any(tells) && snap.reactivated.is_empty() {
             return Ok(changes);
         }
-        let org = self
-            .store
-            .org(org_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("organisation {org_id}")))?;
-        let instances = self.store.product_instances(org_id).await?;
-        let notifier = crate::invitations::Notifier {
-            org: &org,
-            instances: &instances,
-            base_url: &self.tokens.settings().issuer,
-        };
+        let (org, instances) = self.mail_facts(org_id).await?;
+        let notifier = self.notifier(&org, &instances);
         let notices = notifier.notices(snap, &changes, not_invited, now);
         changes.extend(notices);
         Ok(changes)
     }
 
     /// An organisation and its settings.
-    pub async fn org(&self, org_id: &str) -> Result<Option<crate::model::Organization>> {
+    pub async fn org(&self, org_id: &str) -> Result<Option<Organization>> {
         Ok(self.store.org(org_id).await?)
     }
 

@@ -286,40 +286,31 @@ impl SignIn {
         };
         let org_id = entry.0.org_id.clone();
         let email_lower = account_key(email.trim());
-        let attempt = secret::uuid_like();
-        let (by_email, _) = self
-            .store
-            .admit_attempt(
-                RECOVERY_EMAIL_SCOPE,
-                &email_lower,
-                ctx.now,
-                RECOVERY_WINDOW_SECS,
-                &recovery_schedule_ms(RECOVERY_PER_EMAIL),
-                &attempt,
-            )
-            .await?;
-        let by_address = match ctx.source.as_deref() {
-            Some(source) => {
-                self.store
-                    .admit_attempt(
-                        RECOVERY_ADDRESS_SCOPE,
-                        source,
-                        ctx.now,
-                        RECOVERY_WINDOW_SECS,
-                        &recovery_schedule_ms(RECOVERY_PER_ADDRESS),
-                        &attempt,
-                    )
-                    .await?
-                    .0
-            }
-            None => true,
+        let (email_ms, address_ms) = (
+            recovery_schedule_ms(RECOVERY_PER_EMAIL),
+            recovery_schedule_ms(RECOVERY_PER_ADDRESS),
+        );
+        let limits = lockout::Limits {
+            reset_secs: RECOVERY_WINDOW_SECS,
+            account_ms: &email_ms,
+            address_scope: RECOVERY_ADDRESS_SCOPE,
+            address_ms: &address_ms,
         };
+        let (admitted, _) = lockout::admit_under(
+            self.store.as_ref(),
+            &limits,
+            RECOVERY_EMAIL_SCOPE,
+            &email_lower,
+            ctx.source.as_deref(),
+            ctx.now,
+        )
+        .await?;
         let user = self
             .store
             .user_by_email(&org_id, email.trim())
             .await?
             .filter(|u| u.status == UserStatus::Active && u.identity_type != IdentityType::FederatedId);
-        let outcome = match (&user, by_email && by_address) {
+        let outcome = match (&user, admitted) {
             (_, false) => "limited",
             (None, true) => "unknown",
             (Some(_), true) => "sent",

@@ -4,7 +4,6 @@ use super::*;
 use ims_core::time::iso8601;
 use ims_core::Now;
 use ims_identity::links::InvitationState;
-use ims_identity::model::IdentityType;
 
 struct UserRow {
     email: String,
@@ -174,9 +173,7 @@ pub(super) async fn user_view(
     };
     let invitation = or_page!(people.invitation(&user).await, who);
     let state = invitation.as_ref().map(|i| i.invitation_state(Now::system()));
-    let invitable = user.identity_type == IdentityType::EnterpriseId
-        && user.status == UserStatus::Active
-        && state != Some(InvitationState::Accepted);
+    let invitable = ims_identity::invitations::invitable(&user) && state != Some(InvitationState::Accepted);
     render(
         StatusCode::OK,
         &UserPage {
