@@ -149,12 +149,8 @@ pub trait GrantStore: Send + Sync {
     async fn code(&self, code_digest: &str) -> StoreResult<Option<AuthorizationCode>>;
     async fn mark_code_replayed(&self, code_digest: &str, now: Now) -> StoreResult<()>;
     /// Marks the code consumed unless it already was, atomically: of concurrent calls exactly one
-    /// gets `true`. Returns the code as it was before this call.
-    async fn consume_code(
-        &self,
-        code_digest: &str,
-        now: Now,
-    ) -> StoreResult<Option<(AuthorizationCode, bool)>>;
+    /// gets the code (as it was before); the others, and a call for an unknown code, get `None`.
+    async fn consume_code(&self, code_digest: &str, now: Now) -> StoreResult<Option<AuthorizationCode>>;
 
     /// Marks `token_digest` used and stores `next`, in one transaction, if the token is live;
     /// otherwise says what it found. Of concurrent rotations of one token exactly one succeeds.
@@ -427,8 +423,8 @@ pub trait OutboxStore: Send + Sync {
     /// `lease_secs`, so that concurrent senders (other nodes) each take different messages, and
     /// a sender that stops mid-delivery leaves it due again after the lease.
     async fn take_due_mail(&self, now: Now, lease_secs: i64, limit: u32) -> StoreResult<Vec<Mail>>;
-    /// The message was accepted by the mail server.
-    async fn mail_sent(&self, mail_id: &str, now: Now) -> StoreResult<()>;
+    /// The messages were accepted by the mail server.
+    async fn mails_sent(&self, mail_ids: &[String], now: Now) -> StoreResult<()>;
     /// The attempt failed with the server's `answer`: the message is due again at `retry_at`, or
     /// failed for good when there is none.
     async fn mail_failed(&self, mail_id: &str, answer: &str, retry_at: Option<Now>) -> StoreResult<()>;

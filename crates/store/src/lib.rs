@@ -28,7 +28,9 @@ use ims_identity::store::{
     AuditQuery, AuditStore, ClientChangeSignal, ClientStore, KeyStore, OrgStore, RevocationStore,
     SchemaStore, StoreResult,
 };
-use ims_sql::{backend_error, begin_write, connect, get, placeholders, Connected, Writer};
+use ims_sql::{
+    backend_error, begin_write, connect, get, placeholders, value_rows, Connected, Writer, ROWS_PER_STATEMENT,
+};
 pub use ims_sql::{Backend, Options};
 
 /// The one store implementation (see the module docs).
@@ -270,35 +272,37 @@ pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
 }
 
 /// Inserts a user; a taken email (case-insensitively, within the organisation) is a conflict.
-pub(crate) async fn insert_user<'c, E>(exec: E, u: &User) -> StoreResult<()>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    sqlx::query(&format!(
-        "INSERT INTO users ({USER_COLUMNS}, email_lower)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-    ))
-    .bind(&u.user_id)
-    .bind(&u.org_id)
-    .bind(&u.email)
-    .bind(&u.first_name)
-    .bind(&u.last_name)
-    .bind(u.password_hash.clone())
-    .bind(i64::from(u.system_admin))
-    .bind(u.created_at.millis())
-    .bind(u.identity_type.as_str())
-    .bind(u.status.as_str())
-    .bind(u.country.clone())
-    .bind(u.totp_sealed.clone())
-    .bind(u.recovery_codes.join(" "))
-    .bind(u.sessions_valid_after.millis())
-    .bind(u.updated_at.millis())
-    .bind(u.totp_last_step)
-    .bind(u.first_sign_in_at.map(Now::millis))
-    .bind(u.email.to_lowercase())
-    .execute(exec)
-    .await
-    .map_err(backend_error)?;
+/// Inserts users, several to a statement.
+pub(crate) async fn insert_users(tx: &mut AnyConnection, users: &[&User]) -> StoreResult<()> {
+    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO users ({USER_COLUMNS}, email_lower) VALUES {}",
+            value_rows(chunk.len(), 18)
+        );
+        let mut q = sqlx::query(&sql);
+        for u in chunk {
+            q = q
+                .bind(&u.user_id)
+                .bind(&u.org_id)
+                .bind(&u.email)
+                .bind(&u.first_name)
+                .bind(&u.last_name)
+                .bind(u.password_hash.clone())
+                .bind(i64::from(u.system_admin))
+                .bind(u.created_at.millis())
+                .bind(u.identity_type.as_str())
+                .bind(u.status.as_str())
+                .bind(u.country.clone())
+                .bind(u.totp_sealed.clone())
+                .bind(u.recovery_codes.join(" "))
+                .bind(u.sessions_valid_after.millis())
+                .bind(u.updated_at.millis())
+                .bind(u.totp_last_step)
+                .bind(u.first_sign_in_at.map(Now::millis))
+                .bind(u.email.to_lowercase());
+        }
+        q.execute(&mut *tx).await.map_err(backend_error)?;
+    }
     Ok(())
 }
 
@@ -447,7 +451,7 @@ impl OrgStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
-        insert_user(&mut *tx, admin).await?;
+        insert_users(&mut tx, &[admin]).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)?;
         Ok(true)
@@ -524,12 +528,19 @@ impl ClientStore for SqlStore {
         &self,
         client_id: &str,
     ) -> StoreResult<Option<(OAuthClient, Vec<ClientSecretRecord>)>> {
-        // One statement: the client row repeated for each of its secrets (or once, with nulls).
+        // One statement: the client row repeated for each of its secrets (or once, with nulls),
+        // then once for each of its redirect URIs.
         let rows = sqlx::query(
             "SELECT c.client_id, c.org_id, c.name, c.technical_account_id, c.technical_account_email, c.scopes,
                     c.grant_types, c.disabled, c.created_at, c.updated_at, c.client_type, c.first_party,
-                    s.secret_id, s.digest, s.hint, s.created_at AS s_created_at, s.expires_at
+                    s.secret_id, s.digest, s.hint, s.created_at AS s_created_at, s.expires_at, NULL AS uri
              FROM oauth_clients c LEFT JOIN client_secrets s ON s.client_id = c.client_id
+             WHERE c.client_id = $1
+             UNION ALL
+             SELECT c.client_id, c.org_id, c.name, c.technical_account_id, c.technical_account_email, c.scopes,
+                    c.grant_types, c.disabled, c.created_at, c.updated_at, c.client_type, c.first_party,
+                    NULL, NULL, NULL, NULL, NULL, r.uri
+             FROM oauth_clients c JOIN client_redirect_uris r ON r.client_id = c.client_id
              WHERE c.client_id = $1",
         )
         .bind(client_id)
@@ -539,9 +550,15 @@ impl ClientStore for SqlStore {
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let client = self.with_redirect_uris(client_from(first)?).await?;
+        let mut client = client_from(first)?;
         let mut secrets = Vec::with_capacity(rows.len());
         for row in &rows {
+            if let Some(uri) = get::<Option<String>>(row, "uri")? {
+                if client.client_type != ClientType::TechnicalAccount {
+                    client.redirect_uris.push(uri);
+                }
+                continue;
+            }
             let Some(secret_id) = get::<Option<String>>(row, "secret_id")? else {
                 continue;
             };
@@ -554,6 +571,7 @@ impl ClientStore for SqlStore {
                 expires_at: get::<Option<i64>>(row, "expires_at")?.map(Now::from_millis),
             });
         }
+        client.redirect_uris.sort();
         Ok(Some((client, secrets)))
     }
 

@@ -7,7 +7,7 @@ use sqlx::AnyPool;
 use ims_core::Now;
 use ims_core::StoreResult;
 
-use crate::{backend_error, begin_write, get, Writer};
+use crate::{backend_error, get, Writer};
 
 /// Where a counter lives: its table and the two columns that key it (a scope, such as the
 /// organisation, and the folded account name).
@@ -100,25 +100,18 @@ pub(crate) async fn admit(
            last_failure = CASE WHEN {t}.last_failure >= $4 AND {t}.locked_until > $3
                                THEN {t}.last_failure ELSE $3 END"
     );
-    let mut tx = begin_write(pool, writer).await?;
-    sqlx::query(&sql)
+    // One statement, with the count as it wrote it: on SQLite it runs within this process's
+    // turn to write (see `Writer`), on PostgreSQL the row lock orders concurrent attempts.
+    let _turn = writer.turn().await?;
+    let row = sqlx::query(&format!("{sql} RETURNING failures, admitted"))
         .bind(scope)
         .bind(subject)
         .bind(now.millis())
         .bind(now.millis().saturating_sub(reset_secs.saturating_mul(1000)))
         .bind(attempt_id)
-        .execute(&mut *tx)
+        .fetch_one(pool)
         .await
         .map_err(backend_error)?;
-    let row = sqlx::query(&format!(
-        "SELECT failures, admitted FROM {t} WHERE {sc} = $1 AND {su} = $2"
-    ))
-    .bind(scope)
-    .bind(subject)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(backend_error)?;
-    tx.commit().await.map_err(backend_error)?;
     let n: i64 = get(&row, "failures")?;
     let admitted: String = get(&row, "admitted")?;
     Ok((admitted == attempt_id, u32::try_from(n).unwrap_or(u32::MAX)))

@@ -10,6 +10,10 @@ use ims_core::Now;
 use ims_identity::mail::{Mail, MailKind, MailStatus};
 use ims_identity::store::{OutboxStore, StoreResult};
 
+use sqlx::AnyConnection;
+
+use ims_sql::{value_rows, ROWS_PER_STATEMENT};
+
 use crate::{audit_in, backend_error, begin_write, get, SqlStore};
 
 const MAIL_COLUMNS: &str = "mail_id, org_id, kind, recipient, subject, body_text, body_html, created_at, \
@@ -44,54 +48,46 @@ fn unknown(column: &str, value: &str) -> ims_core::error::StoreError {
 impl OutboxStore for SqlStore {
     async fn queue_mail(&self, mail: &Mail, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        insert_mail(&mut *tx, mail).await?;
+        insert_mails(&mut tx, &[mail]).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
 
     async fn take_due_mail(&self, now: Now, lease_secs: i64, limit: u32) -> StoreResult<Vec<Mail>> {
-        let candidates = sqlx::query(&format!(
-            "SELECT {MAIL_COLUMNS} FROM mail_outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, created_at LIMIT $2"
+        // One statement takes the round: the due messages, each only if it is still due when the
+        // update reaches it (on PostgreSQL a concurrent sender's update is waited for, and the
+        // condition read again on what it wrote), so two senders never take the same message.
+        let rows = sqlx::query(&format!(
+            "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $1 \
+             WHERE mail_id IN (SELECT mail_id FROM mail_outbox WHERE status = 'queued' \
+               AND next_attempt_at <= $2 ORDER BY next_attempt_at, created_at LIMIT $3) \
+             AND status = 'queued' AND next_attempt_at <= $2 \
+             RETURNING {MAIL_COLUMNS}"
         ))
+        .bind(now.plus_secs(lease_secs).millis())
         .bind(now.millis())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(backend_error)?;
-        let lease_until = now.plus_secs(lease_secs);
-        let mut taken = Vec::new();
-        for row in &candidates {
-            let mut mail = mail_from(row)?;
-            // Taken only if nobody took it since it was read: the update decides.
-            let done = sqlx::query(
-                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $1 \
-                 WHERE mail_id = $2 AND status = 'queued' AND next_attempt_at = $3",
-            )
-            .bind(lease_until.millis())
-            .bind(&mail.mail_id)
-            .bind(mail.next_attempt_at.millis())
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-            if done.rows_affected() == 1 {
-                mail.attempts = mail.attempts.saturating_add(1);
-                mail.next_attempt_at = lease_until;
-                taken.push(mail);
-            }
-        }
+        let mut taken = rows.iter().map(mail_from).collect::<StoreResult<Vec<_>>>()?;
+        taken.sort_by(|a, b| (a.created_at, &a.mail_id).cmp(&(b.created_at, &b.mail_id)));
         Ok(taken)
     }
 
-    async fn mail_sent(&self, mail_id: &str, now: Now) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE mail_outbox SET status = 'sent', sent_at = $1, last_error = NULL WHERE mail_id = $2",
-        )
-        .bind(now.millis())
-        .bind(mail_id)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
+    async fn mails_sent(&self, mail_ids: &[String], now: Now) -> StoreResult<()> {
+        for chunk in mail_ids.chunks(ROWS_PER_STATEMENT * 4) {
+            let sql = format!(
+                "UPDATE mail_outbox SET status = 'sent', sent_at = $1, last_error = NULL \
+                 WHERE mail_id IN ({})",
+                ims_sql::placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(now.millis());
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await.map_err(backend_error)?;
+        }
         Ok(())
     }
 
@@ -165,28 +161,30 @@ impl OutboxStore for SqlStore {
 
 /// Writes a queued message inside the caller's transaction: the changes that cause mail queue
 /// it with themselves.
-pub(crate) async fn insert_mail<'c, E>(exec: E, mail: &Mail) -> StoreResult<()>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    sqlx::query(&format!(
-        "INSERT INTO mail_outbox ({MAIL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(&mail.mail_id)
-    .bind(&mail.org_id)
-    .bind(mail.kind.as_str())
-    .bind(&mail.to)
-    .bind(&mail.subject)
-    .bind(&mail.text)
-    .bind(&mail.html)
-    .bind(mail.created_at.millis())
-    .bind(mail.status.as_str())
-    .bind(i64::from(mail.attempts))
-    .bind(mail.next_attempt_at.millis())
-    .bind(mail.last_error.clone())
-    .bind(mail.sent_at.map(Now::millis))
-    .execute(exec)
-    .await
-    .map_err(backend_error)?;
+pub(crate) async fn insert_mails(tx: &mut AnyConnection, mails: &[&Mail]) -> StoreResult<()> {
+    for chunk in mails.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO mail_outbox ({MAIL_COLUMNS}) VALUES {}",
+            value_rows(chunk.len(), 13)
+        );
+        let mut q = sqlx::query(&sql);
+        for mail in chunk {
+            q = q
+                .bind(&mail.mail_id)
+                .bind(&mail.org_id)
+                .bind(mail.kind.as_str())
+                .bind(&mail.to)
+                .bind(&mail.subject)
+                .bind(&mail.text)
+                .bind(&mail.html)
+                .bind(mail.created_at.millis())
+                .bind(mail.status.as_str())
+                .bind(i64::from(mail.attempts))
+                .bind(mail.next_attempt_at.millis())
+                .bind(mail.last_error.clone())
+                .bind(mail.sent_at.map(Now::millis));
+        }
+        q.execute(&mut *tx).await.map_err(backend_error)?;
+    }
     Ok(())
 }

@@ -15,8 +15,12 @@ use ims_identity::mail::Mail;
 use ims_identity::model::User;
 use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
 
+use sqlx::AnyConnection;
+
+use ims_sql::{value_rows, ROWS_PER_STATEMENT};
+
 use crate::{
-    audit_in, backend_error, begin_write, get, insert_user, user_from, words, SqlStore, USER_COLUMNS,
+    audit_in, backend_error, begin_write, get, insert_users, user_from, words, SqlStore, USER_COLUMNS,
 };
 
 /// The one row whose key column (in `sql`, as `$1`) equals `key`.
@@ -41,11 +45,7 @@ fn time(row: &AnyRow, col: &str) -> StoreResult<Now> {
 
 /// Writes every field of a user (found by id) inside `tx`; with `end_sessions`, its browser
 /// sessions and refresh tokens end in the same transaction.
-pub(crate) async fn write_user(
-    tx: &mut sqlx::AnyConnection,
-    u: &User,
-    end_sessions: bool,
-) -> StoreResult<()> {
+pub(crate) async fn write_user(tx: &mut AnyConnection, u: &User, end_sessions: bool) -> StoreResult<()> {
     let done = sqlx::query(
         "UPDATE users SET email = $1, email_lower = $2, first_name = $3, last_name = $4, password_hash = $5,
          system_admin = $6, identity_type = $7, status = $8, country = $9, totp_sealed = $10,
@@ -119,7 +119,7 @@ impl UserStore for SqlStore {
 
     async fn create_user(&self, user: &User, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        insert_user(&mut *tx, user).await?;
+        insert_users(&mut tx, &[user]).await?;
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
     }
@@ -138,9 +138,9 @@ impl UserStore for SqlStore {
         audit: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        insert_link(&mut *tx, link).await?;
+        insert_links(&mut tx, &[link]).await?;
         if let Some(mail) = mail {
-            crate::outbox::insert_mail(&mut *tx, mail).await?;
+            crate::outbox::insert_mails(&mut tx, &[mail]).await?;
         }
         audit_in(&mut *tx, audit).await?;
         tx.commit().await.map_err(backend_error)
@@ -698,21 +698,20 @@ impl GrantStore for SqlStore {
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
-        sqlx::query("UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2")
-            .bind(access_token_id)
-            .bind(code_digest)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
+        // Whether a replay was seen meanwhile, as of this update (which, on PostgreSQL, a replay
+        // marked after it waits for until this transaction ends).
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET access_token_id = $1 WHERE code_digest = $2 RETURNING replayed_at",
+        )
+        .bind(access_token_id)
+        .bind(code_digest)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_error)?;
         if let Some(t) = refresh {
             insert_refresh(&mut *tx, t).await?;
         }
         audit_in(&mut *tx, audit).await?;
-        let row = sqlx::query("SELECT replayed_at FROM authorization_codes WHERE code_digest = $1")
-            .bind(code_digest)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend_error)?;
         tx.commit().await.map_err(backend_error)?;
         Ok(match row {
             Some(r) => opt_time(&r, "replayed_at")?.is_some(),
@@ -742,38 +741,25 @@ impl GrantStore for SqlStore {
         Ok(())
     }
 
-    async fn consume_code(
-        &self,
-        code_digest: &str,
-        now: Now,
-    ) -> StoreResult<Option<(AuthorizationCode, bool)>> {
-        let mut tx = begin_write(&self.pool, &self.writer).await?;
-        // The conditional update is the arbiter: only one transaction sees a null consumed_at.
-        let won = sqlx::query(
-            "UPDATE authorization_codes SET consumed_at = $1 WHERE code_digest = $2 AND consumed_at IS NULL",
-        )
+    async fn consume_code(&self, code_digest: &str, now: Now) -> StoreResult<Option<AuthorizationCode>> {
+        // The conditional update is the arbiter: only one redemption sees a null consumed_at,
+        // and it gets the code as it was; the others get nothing.
+        let _turn = self.writer.turn().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE authorization_codes SET consumed_at = $1 WHERE code_digest = $2 AND consumed_at IS NULL
+             RETURNING {CODE_COLUMNS}"
+        ))
         .bind(now.millis())
         .bind(code_digest)
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(backend_error)?
-        .rows_affected()
-            == 1;
-        let row = row_by(
-            &mut *tx,
-            &format!("SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_digest = $1"),
-            code_digest,
-        )
-        .await?;
-        tx.commit().await.map_err(backend_error)?;
+        .map_err(backend_error)?;
         let Some(row) = row else {
             return Ok(None);
         };
         let mut code = code_from(&row)?;
-        if won {
-            code.consumed_at = None;
-        }
-        Ok(Some((code, won)))
+        code.consumed_at = None;
+        Ok(Some(code))
     }
 
     async fn rotate_refresh_token(
@@ -880,23 +866,26 @@ fn link_from(row: &AnyRow) -> StoreResult<AccountLink> {
 }
 
 /// Stores a one-time link (its digest only).
-pub(crate) async fn insert_link<'c, E>(exec: E, link: &AccountLink) -> StoreResult<()>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    sqlx::query(&format!(
-        "INSERT INTO password_resets ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    ))
-    .bind(&link.token_digest)
-    .bind(&link.user_id)
-    .bind(link.purpose.as_str())
-    .bind(link.created_at.millis())
-    .bind(link.expires_at.millis())
-    .bind(link.used_at.map(Now::millis))
-    .bind(link.return_to.clone())
-    .execute(exec)
-    .await
-    .map_err(backend_error)?;
+/// Inserts account links, several to a statement.
+pub(crate) async fn insert_links(tx: &mut AnyConnection, links: &[&AccountLink]) -> StoreResult<()> {
+    for chunk in links.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO password_resets ({LINK_COLUMNS}) VALUES {}",
+            value_rows(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(&sql);
+        for link in chunk {
+            q = q
+                .bind(&link.token_digest)
+                .bind(&link.user_id)
+                .bind(link.purpose.as_str())
+                .bind(link.created_at.millis())
+                .bind(link.expires_at.millis())
+                .bind(link.used_at.map(Now::millis))
+                .bind(link.return_to.clone());
+        }
+        q.execute(&mut *tx).await.map_err(backend_error)?;
+    }
     Ok(())
 }
 

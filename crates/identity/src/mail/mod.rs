@@ -199,12 +199,10 @@ pub async fn deliver_due(
         .collect()
         .await;
     let mut round = Round::default();
+    let mut sent = Vec::with_capacity(outcomes.len());
     for (mail, outcome) in outcomes {
         match outcome {
-            Ok(()) => {
-                store.mail_sent(&mail.mail_id, now).await?;
-                round.sent += 1;
-            }
+            Ok(()) => sent.push(mail.mail_id),
             Err(Refusal::Transient(answer)) => match next_attempt(mail.attempts, now) {
                 Some(at) => {
                     store.mail_failed(&mail.mail_id, &answer, Some(at)).await?;
@@ -221,6 +219,9 @@ pub async fn deliver_due(
             }
         }
     }
+    // The round's deliveries recorded together (refusals are few and each has its own answer).
+    store.mails_sent(&sent, now).await?;
+    round.sent = sent.len();
     Ok(round)
 }
 

@@ -79,7 +79,7 @@ impl Tokens {
             return Err(refused());
         }
         // The conditional update decides between concurrent redemptions.
-        let Some((found, true)) = self.store.consume_code(&digest, ctx.now).await? else {
+        let Some(found) = self.store.consume_code(&digest, ctx.now).await? else {
             self.code_replayed(&seen, ctx).await?;
             return Err(refused());
         };

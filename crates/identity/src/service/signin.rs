@@ -97,6 +97,17 @@ pub enum StepOutcome {
     Consent { session: Secret },
 }
 
+/// What a sign-in flow keeps of its start: the request as validated, and the client's name for
+/// its pages (so that showing a page reads no client).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FlowRequest {
+    #[serde(flatten)]
+    req: AuthorizationRequest,
+    /// Absent from flows started before it was kept.
+    #[serde(default)]
+    client_name: Option<String>,
+}
+
 /// The sign-in service: authorization requests, the sign-in pages and their lock-outs, browser
 /// sessions and sign-out, and what a person does with their own password.
 pub struct SignIn {
@@ -280,8 +291,8 @@ impl SignIn {
         email: &str,
         ctx: &Context,
     ) -> Result<()> {
-        let (_, req) = self.open_flow(flow_token, browser, ctx.now).await?;
-        let Some(entry) = self.tokens.client_entry(&req.client_id).await? else {
+        let (_, kept) = self.open_flow(flow_token, browser, ctx.now).await?;
+        let Some(entry) = self.tokens.client_entry(&kept.req.client_id).await? else {
             return Ok(());
         };
         let org_id = entry.0.org_id.clone();
@@ -400,7 +411,7 @@ impl SignIn {
                         )));
                     }
                     return self
-                        .start_flow(&req, browser, FlowStage::Consent, Some(&user), ctx)
+                        .start_flow(&req, &client, browser, FlowStage::Consent, Some(&user), ctx)
                         .await;
                 }
             }
@@ -416,23 +427,29 @@ impl SignIn {
                 req.state.as_deref(),
             )));
         }
-        self.start_flow(&req, browser, FlowStage::Email, None, ctx).await
+        self.start_flow(&req, &client, browser, FlowStage::Email, None, ctx)
+            .await
     }
 
     /// Opens a sign-in flow for `req`, bound to `browser`, at `stage`.
     async fn start_flow(
         &self,
         req: &AuthorizationRequest,
+        client: &OAuthClient,
         browser: &str,
         stage: FlowStage,
         user: Option<&User>,
         ctx: &Context,
     ) -> Result<Authorized> {
         let token = secret::generate("imsfl_");
+        let kept = FlowRequest {
+            req: req.clone(),
+            client_name: Some(client.name.clone()),
+        };
         let flow = SignInFlow {
             flow_digest: secret::digest_hex(token.expose()),
             browser_digest: secret::digest_hex(browser),
-            request: serde_json::to_string(req).map_err(Error::internal)?,
+            request: serde_json::to_string(&kept).map_err(Error::internal)?,
             stage,
             email: user.map(|u| u.email.clone()).or_else(|| req.login_hint.clone()),
             user_id: user.map(|u| u.user_id.clone()),
@@ -483,7 +500,7 @@ impl SignIn {
         flow_token: &str,
         browser: &str,
         now: Now,
-    ) -> Result<(SignInFlow, AuthorizationRequest)> {
+    ) -> Result<(SignInFlow, FlowRequest)> {
         let expired = || Error::not_found("this sign-in has expired; start again from the application");
         let flow = self
             .store
@@ -493,8 +510,8 @@ impl SignIn {
         if flow.expires_at <= now || !secret::equal_ct(&flow.browser_digest, &secret::digest_hex(browser)) {
             return Err(expired());
         }
-        let req: AuthorizationRequest = serde_json::from_str(&flow.request).map_err(Error::internal)?;
-        Ok((flow, req))
+        let kept: FlowRequest = serde_json::from_str(&flow.request).map_err(Error::internal)?;
+        Ok((flow, kept))
     }
 
     /// What the sign-in page of a flow shows.
@@ -506,13 +523,17 @@ impl SignIn {
         again: Option<&str>,
         now: Now,
     ) -> Result<SignInPage> {
-        let (flow, req) = self.open_flow(flow_token, browser, now).await?;
-        let client_name = self
-            .tokens
-            .client_entry(&req.client_id)
-            .await?
-            .map(|e| e.0.name.clone())
-            .unwrap_or_default();
+        let (flow, FlowRequest { req, client_name }) = self.open_flow(flow_token, browser, now).await?;
+        // Noted when the flow started; a flow from before that was noted reads it.
+        let client_name = match client_name {
+            Some(name) => name,
+            None => self
+                .tokens
+                .client_entry(&req.client_id)
+                .await?
+                .map(|e| e.0.name.clone())
+                .unwrap_or_default(),
+        };
         let enrolment = match (flow.stage, &flow.user_id) {
             (FlowStage::Enrol, Some(user_id)) => match self.store.user(user_id).await? {
                 Some(user) => Some(self.start_enrolment(&user, again, now).await?),
@@ -538,14 +559,17 @@ impl SignIn {
         step: SignInStep,
         ctx: &Context,
     ) -> Result<StepOutcome> {
-        let (mut flow, req) = self.open_flow(flow_token, browser, ctx.now).await?;
-        let client = self
-            .tokens
-            .client_entry(&req.client_id)
-            .await?
-            .map(|e| e.0.clone())
-            .filter(|c| !c.disabled)
-            .ok_or_else(|| Error::not_found("the application is no longer available"))?;
+        let (mut flow, FlowRequest { req, .. }) = self.open_flow(flow_token, browser, ctx.now).await?;
+        // Read by the steps that sign in (email and restart only move the flow on): a client
+        // disabled meanwhile is refused before a code is issued.
+        let client = || async {
+            self.tokens
+                .client_entry(&req.client_id)
+                .await?
+                .map(|e| e.0.clone())
+                .filter(|c| !c.disabled)
+                .ok_or_else(|| Error::not_found("the application is no longer available"))
+        };
         match (flow.stage, step) {
             (_, SignInStep::Restart) => {
                 flow.stage = FlowStage::Email;
@@ -564,6 +588,7 @@ impl SignIn {
                 Ok(StepOutcome::Next)
             }
             (FlowStage::Password, SignInStep::Password(password)) => {
+                let client = client().await?;
                 let email = flow.email.clone().unwrap_or_default();
                 let user = self.check_password(&client, &email, &password, ctx).await?;
                 if user.totp_sealed.is_some() || self.must_enrol(&user).await? {
@@ -580,6 +605,7 @@ impl SignIn {
                     .await
             }
             (FlowStage::Totp, SignInStep::Code(code)) => {
+                let client = client().await?;
                 let user_id = flow.user_id.clone().unwrap_or_default();
                 let user = self.check_second_factor(&client, &user_id, &code, ctx).await?;
                 self.finish(
@@ -593,6 +619,7 @@ impl SignIn {
                 .await
             }
             (FlowStage::Enrol, SignInStep::Enrol { sealed, code }) => {
+                let client = client().await?;
                 let user_id = flow.user_id.clone().unwrap_or_default();
                 let user = people::confirm_enrolment(
                     self.store.as_ref(),
@@ -614,6 +641,7 @@ impl SignIn {
                 .await
             }
             (FlowStage::Consent, SignInStep::Consent(allow)) => {
+                let client = client().await?;
                 self.answer_consent(&flow, &req, &client, session, allow, ctx)
                     .await
             }

@@ -56,7 +56,9 @@ async fn mail_moves_through_the_outbox_on_both_backends() {
             .unwrap()
             .is_empty());
 
-        s.mail_sent(&first.mail_id, at.plus_secs(1)).await.unwrap();
+        s.mails_sent(&[first.mail_id.clone()], at.plus_secs(1))
+            .await
+            .unwrap();
         s.mail_failed(
             &second.mail_id,
             "451 4.3.0 try again later",

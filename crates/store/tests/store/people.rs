@@ -158,8 +158,8 @@ async fn codes_and_refresh_tokens(f: &Fixture, u: &User) {
     };
     f.store.insert_code(&code).await.unwrap();
     assert_eq!(f.store.code("c1").await.unwrap().unwrap(), code);
-    assert!(f.store.consume_code("c1", now()).await.unwrap().unwrap().1);
-    assert!(!f.store.consume_code("c1", now()).await.unwrap().unwrap().1);
+    assert!(f.store.consume_code("c1", now()).await.unwrap().is_some());
+    assert!(f.store.consume_code("c1", now()).await.unwrap().is_none());
     // Refresh tokens: a redemption stores the first, rotation wins once, the family revokes.
     let rt = |digest: &str, access: &str| RefreshToken {
         token_digest: digest.into(),
