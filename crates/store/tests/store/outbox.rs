@@ -56,7 +56,7 @@ async fn mail_moves_through_the_outbox_on_both_backends() {
             .unwrap()
             .is_empty());
 
-        s.mails_sent(&[first.mail_id.clone()], at.plus_secs(1))
+        s.mails_sent(std::slice::from_ref(&first.mail_id), at.plus_secs(1))
             .await
             .unwrap();
         s.mail_failed(
