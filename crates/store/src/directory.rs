@@ -89,12 +89,45 @@ struct Applied {
 
 impl Applied {
     async fn group_id(&mut self, tx: &mut AnyConnection, org_id: &str, name: &str) -> StoreResult<i64> {
-        if let Some(id) = self.ids.get(name) {
+        if let Some(id) = self.ids.get(&name.to_lowercase()) {
             return Ok(*id);
         }
         let id = group_id(tx, org_id, name).await?;
-        self.ids.insert(name.to_owned(), id);
+        self.ids.insert(name.to_lowercase(), id);
         Ok(id)
+    }
+
+    /// Reads the ids of the groups `changes` add members to, in one statement. A name not found
+    /// is left to [`Applied::group_id`], which reports it.
+    async fn learn_ids(
+        &mut self,
+        tx: &mut AnyConnection,
+        org_id: &str,
+        changes: &[Change],
+    ) -> StoreResult<()> {
+        let names: BTreeSet<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::AddMember { group, .. } => Some(group.to_lowercase()),
+                _ => None,
+            })
+            .filter(|n| !self.ids.contains_key(n))
+            .collect();
+        let names: Vec<String> = names.into_iter().collect();
+        for chunk in names.chunks(ROWS_PER_STATEMENT * 4) {
+            let sql = format!(
+                "SELECT group_id, name_lower FROM directory_groups WHERE org_id = $1 AND name_lower IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(org_id);
+            for name in chunk {
+                q = q.bind(name);
+            }
+            for row in q.fetch_all(&mut *tx).await.map_err(backend_error)? {
+                self.ids.insert(get(&row, "name_lower")?, get(&row, "group_id")?);
+            }
+        }
+        Ok(())
     }
 
     /// Names may change meaning (a group renamed or deleted): read them again; a deleted
@@ -106,19 +139,41 @@ impl Applied {
         }
     }
 
+    /// Adds the new members to their groups' counts, in one statement for all the groups; the
+    /// quota holds even against a concurrent request planned on the same count.
     async fn count_members(&mut self, tx: &mut AnyConnection) -> StoreResult<()> {
-        for (id, (name, n)) in std::mem::take(&mut self.added) {
-            // The quota holds even against a concurrent request planned on the same count.
-            let counted = sqlx::query(
-                "UPDATE directory_groups SET member_count = member_count + $1
-                 WHERE group_id = $2 AND (license_quota IS NULL OR member_count + $1 <= license_quota)",
-            )
-            .bind(n)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-            if counted.rows_affected() == 0 {
+        let added = std::mem::take(&mut self.added);
+        let groups: Vec<(&i64, &(String, i64))> = added.iter().collect();
+        for chunk in groups.chunks(ROWS_PER_STATEMENT) {
+            // $2k+1 a group, $2k+2 its new members.
+            let gained = format!(
+                "CASE group_id {} END",
+                (0..chunk.len())
+                    .map(|k| format!("WHEN ${} THEN ${}", 2 * k + 1, 2 * k + 2))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let ids = (0..chunk.len())
+                .map(|k| format!("${}", 2 * k + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE directory_groups SET member_count = member_count + {gained}
+                 WHERE group_id IN ({ids}) AND (license_quota IS NULL OR member_count + {gained} <= license_quota)
+                 RETURNING group_id"
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, (_, n)) in chunk {
+                q = q.bind(**id).bind(*n);
+            }
+            let counted: BTreeSet<i64> = q
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend_error)?
+                .iter()
+                .map(|r| get(r, "group_id"))
+                .collect::<StoreResult<_>>()?;
+            if let Some((_, (name, _))) = chunk.iter().find(|(id, _)| !counted.contains(id)) {
                 return Err(StoreError::Conflict(format!("{name:?} has no licence left")));
             }
         }
@@ -598,6 +653,7 @@ impl DirectoryStore for SqlStore {
     async fn apply_changes(&self, org_id: &str, changes: &[Change], audit: &[AuditEvent]) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
         let mut applied = Applied::default();
+        applied.learn_ids(&mut tx, org_id, changes).await?;
         let mut held = Held::default();
         for change in changes {
             if !held.hold(&mut tx, org_id, change, &mut applied).await? {
