@@ -1,7 +1,7 @@
 //! An instance's database: the campaign domain's store traits on SQLite and PostgreSQL, with the
 //! same one-implementation approach as the IMS store (see the crate docs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -294,33 +294,29 @@ async fn switch_in(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<Vec<bo
     }
     let mut out = Vec::with_capacity(steps.len());
     let mut made: Vec<&SwitchStep> = Vec::with_capacity(steps.len());
+    // Steps that cannot affect one another (the common case: a migration gives each operator an
+    // identity of their own) switch in one statement; otherwise one at a time, in order.
+    let together = if independent(steps, &holder) {
+        Some(switch_together(tx, steps).await?)
+    } else {
+        None
+    };
     for step in steps {
-        if let Some(link) = &step.link {
-            if holder.get(link).is_some_and(|id| *id != step.id) {
-                out.push(false);
-                continue;
+        let done = match &together {
+            Some(switched) => switched.contains(&step.id),
+            None => {
+                if step
+                    .link
+                    .as_ref()
+                    .is_some_and(|link| holder.get(link).is_some_and(|id| *id != step.id))
+                {
+                    false
+                } else {
+                    switch_one(tx, step).await?
+                }
             }
-        }
-        // Cleared, the password no longer signs in: an administrator sets a new one.
-        let password = if step.reset_password {
-            ", password_hash = NULL"
-        } else {
-            ""
         };
-        let done = sqlx::query(&format!(
-            "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3{password}
-             WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6"
-        ))
-        .bind(step.to.as_str())
-        .bind(step.link.clone())
-        .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
-        .bind(step.id)
-        .bind(step.from.as_str())
-        .bind(step.read_at.millis())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
+        if !done {
             out.push(false);
             continue;
         }
@@ -358,6 +354,77 @@ async fn switch_in(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<Vec<bo
     let events: Vec<AuditEvent> = made.iter().map(|s| s.audit.clone()).collect();
     crate::audit_many(tx, &events).await?;
     Ok(out)
+}
+
+/// Whether no step of a batch can change what another may do: each operator and each identity
+/// appears once, and no identity a step links is held by another operator.
+fn independent(steps: &[SwitchStep], holder: &HashMap<String, i64>) -> bool {
+    let mut ids = HashSet::new();
+    let mut links = HashSet::new();
+    steps.iter().all(|s| {
+        ids.insert(s.id)
+            && s.link.as_ref().is_none_or(|link| {
+                links.insert(link.as_str()) && holder.get(link).is_none_or(|id| *id == s.id)
+            })
+    })
+}
+
+/// The switch of a step's operator, made only if the operator is still as the step read it.
+/// Cleared, the password no longer signs in: an administrator sets a new one.
+async fn switch_one(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
+    let password = if step.reset_password {
+        ", password_hash = NULL"
+    } else {
+        ""
+    };
+    let done = sqlx::query(&format!(
+        "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3{password}
+         WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6"
+    ))
+    .bind(step.to.as_str())
+    .bind(step.link.clone())
+    .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
+    .bind(step.id)
+    .bind(step.from.as_str())
+    .bind(step.read_at.millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// [`switch_one`] for many steps, a statement for up to `ROWS_PER_STATEMENT` of them; returns
+/// the operators switched.
+async fn switch_together(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<HashSet<i64>> {
+    let mut switched = HashSet::new();
+    for chunk in steps.chunks(ims_sql::ROWS_PER_STATEMENT) {
+        // A VALUES list's columns are column1, column2, ... on both backends: the operator, the
+        // new type, identity and time, the type and time read, whether the password goes.
+        let sql = format!(
+            "UPDATE operators SET auth_type = v.column2, ims_id = v.column3, modified_at = v.column4,
+               password_hash = CASE WHEN v.column7 = 1 THEN NULL ELSE operators.password_hash END
+             FROM (VALUES {}) AS v
+             WHERE operators.operator_id = v.column1 AND operators.auth_type = v.column5
+               AND operators.modified_at = v.column6
+             RETURNING operator_id",
+            ims_sql::value_rows(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(&sql);
+        for step in chunk {
+            q = q
+                .bind(step.id)
+                .bind(step.to.as_str())
+                .bind(step.link.clone())
+                .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
+                .bind(step.from.as_str())
+                .bind(step.read_at.millis())
+                .bind(i64::from(step.reset_password));
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(backend_error)? {
+            switched.insert(get::<i64>(&row, "operator_id")?);
+        }
+    }
+    Ok(switched)
 }
 
 mod data;

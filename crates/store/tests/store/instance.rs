@@ -185,6 +185,26 @@ async fn a_batch_of_switches_decides_each_operator_alone_on_both_backends() {
             let op = i.store.operator_by_login(login).await.unwrap().unwrap();
             assert_eq!((op.auth_type, op.ims_id), (AuthType::Native, None), "{login}");
         }
+        // Steps that cannot affect one another are made by one statement: each still only if
+        // its operator is as it was read.
+        let bob = i.store.operator_by_login("bob").await.unwrap().unwrap();
+        let cy = i.store.operator_by_login("cy").await.unwrap().unwrap();
+        let cy_stale = ims_core::Now::from_millis(cy.modified_at.millis() - 1);
+        let mut fresh = step(&bob, bob.modified_at, "ims-bob");
+        fresh.reset_password = true;
+        let done = i
+            .store
+            .switch_operators(&[fresh, step(&cy, cy_stale, "ims-cy")])
+            .await
+            .unwrap();
+        assert_eq!(done, [true, false]);
+        let bob = i.store.operator_by_login("bob").await.unwrap().unwrap();
+        assert_eq!(
+            (bob.auth_type, bob.ims_id.as_deref(), bob.password_hash.is_none()),
+            (AuthType::Ims, Some("ims-bob"), true)
+        );
+        let cy = i.store.operator_by_login("cy").await.unwrap().unwrap();
+        assert_eq!((cy.auth_type, cy.ims_id), (AuthType::Native, None));
         i.cleanup().await;
     }
 }
