@@ -1,7 +1,7 @@
 //! The directory on both backends: product instances, product profiles and user groups (one
 //! table, one namespace of names per organisation), direct memberships, user groups linked to
-//! profiles, and administrator roles. Changes planned by the User Management API are applied one
-//! entry per transaction.
+//! profiles, and administrator roles. Changes planned by the User Management API are applied a
+//! request (or, after a conflict, an entry) per transaction, their inserts a table at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

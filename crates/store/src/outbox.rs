@@ -1,5 +1,5 @@
-//! The outbox (`OutboxStore`): messages queued with their audit lines, taken for delivery by a
-//! conditional update per message (so that senders on several nodes never take the same one
+//! The outbox (`OutboxStore`): messages queued with their audit lines, taken for delivery a round
+//! at a time by one conditional update (so that senders on several nodes never take the same one
 //! while its lease runs), and moved to sent or failed.
 
 use async_trait::async_trait;
