@@ -105,6 +105,11 @@ pub struct Config {
     pub smtp_ca_cert: Option<PathBuf>,
     /// The sender of every message; `IMS <no-reply@DOMAIN>` when unset.
     pub mail_from: Option<String>,
+    /// What loading noticed and let pass (an `IMS_*` variable that is none of ours, such as one
+    /// a container platform sets for a service named `ims`; a `RUST_LOG` this logger cannot
+    /// read), to be logged as warnings once logging is up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -138,6 +143,7 @@ impl Default for Config {
             smtp_password: None,
             smtp_ca_cert: None,
             mail_from: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -216,7 +222,13 @@ impl Config {
             resolve_secret_files(&mut table, &path.display().to_string())?;
         }
         let mut from_env = toml::Table::new();
+        let mut warnings = Vec::new();
+        let mut rust_log = None;
         for (name, raw) in env {
+            if name == "RUST_LOG" {
+                rust_log = Some(raw);
+                continue;
+            }
             let Some(rest) = name.strip_prefix("IMS_") else {
                 continue;
             };
@@ -232,7 +244,19 @@ impl Config {
                 continue;
             }
             let Some((kind, _)) = kind_of(&key) else {
-                bail!("environment variable {name} is not a configuration key of ims");
+                if let Some(base) = key.strip_suffix("_file").filter(|b| kind_of(b).is_some()) {
+                    bail!("environment variable {name}: {base} is not read from a file");
+                }
+                // Not ours: a platform's (Kubernetes gives a service named `ims` IMS_PORT and
+                // IMS_SERVICE_HOST) or someone's own (IMS_TOKEN). Said, not fatal; a near miss of
+                // one of our keys is named.
+                let hint = nearest_key(&key)
+                    .map(|k| format!(" (did you mean IMS_{}?)", k.to_ascii_uppercase()))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "environment variable {name} is not a configuration key of ims: ignored{hint}"
+                ));
+                continue;
             };
             from_env.insert(key.clone(), env_value(&name, &key, kind, &raw)?);
         }
@@ -240,10 +264,20 @@ impl Config {
         for (k, v) in from_env {
             table.insert(k, v);
         }
-        let config: Config = toml::Value::Table(table)
+        // `log` (file or IMS_LOG) first, then RUST_LOG as Rust programs read it, then `info`.
+        if let (false, Some(directives)) = (table.contains_key("log"), rust_log) {
+            match directives.parse::<tracing_subscriber::filter::Targets>() {
+                Ok(_) => {
+                    table.insert("log".into(), toml::Value::String(directives));
+                }
+                Err(e) => warnings.push(format!("RUST_LOG is not a filter ims reads ({e}): ignored")),
+            }
+        }
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e| anyhow!("configuration: {e}"))?;
         config.validate()?;
+        config.warnings = warnings;
         Ok(config)
     }
 
@@ -263,6 +297,9 @@ impl Config {
         if self.key_refresh_secs > self.key_publish_secs.max(1) {
             tracing::warn!("key_refresh_secs exceeds key_publish_secs: other nodes may meet a new key late");
         }
+        self.log
+            .parse::<tracing_subscriber::filter::Targets>()
+            .map_err(|e| anyhow!("log: {e} (levels are error, warn, info, debug, trace)"))?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format must be text or json");
         }
@@ -271,6 +308,29 @@ impl Config {
             .map_err(|e| anyhow!("signing_alg: {e}"))?;
         Ok(())
     }
+}
+
+/// Our key closest to `key` by edit distance, when it is within two edits (a typo).
+fn nearest_key(key: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substitution = diagonal + usize::from(ca != *cb);
+                diagonal = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+            }
+        }
+        row[b.len()]
+    }
+    KEYS.iter()
+        .map(|(k, _, _)| (distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// Replaces `<key>_file` entries by the file's content; both forms at once is an error.
@@ -327,11 +387,58 @@ mod tests {
         std::fs::write(&f, "listne = \"x\"\n").unwrap();
         let err = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
         assert!(err.contains("listne"), "{err}");
-        let err = Config::load(None, env(&[("IMS_LISTNE", "x")]))
+        assert!(Config::load(None, env(&[("IMS_TLS", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn foreign_variables_are_ignored_with_a_warning() {
+        // What Kubernetes gives a service named `ims`, a shell's own token, and a typo.
+        let c = Config::load(
+            None,
+            env(&[
+                ("IMS_PORT", "tcp://10.0.0.7:443"),
+                ("IMS_SERVICE_HOST", "10.0.0.7"),
+                ("IMS_TOKEN", "eyJ..."),
+                ("IMS_LISTNE", "0.0.0.0:1"),
+                ("IMS_ACCESS_TOKEN_SECS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.access_token_secs, 3600);
+        assert_eq!(c.listen, Config::default().listen, "a typo sets nothing");
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        for name in ["IMS_PORT", "IMS_SERVICE_HOST", "IMS_TOKEN", "IMS_LISTNE"] {
+            assert!(
+                c.warnings.iter().any(|w| w.contains(name)),
+                "{name}: {:?}",
+                c.warnings
+            );
+        }
+        let typo = c.warnings.iter().find(|w| w.contains("IMS_LISTNE")).unwrap();
+        assert!(typo.contains("did you mean IMS_LISTEN?"), "{typo}");
+        let token = c.warnings.iter().find(|w| w.contains("IMS_TOKEN")).unwrap();
+        assert!(!token.contains("did you mean"), "{token}");
+        // Ours, wrongly given, still stops.
+        assert!(Config::load(None, env(&[("IMS_TLS", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn the_log_filter_is_checked_and_rust_log_is_honoured() {
+        let err = Config::load(None, env(&[("IMS_LOG", "ims=loud")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("IMS_LISTNE"), "{err}");
-        assert!(Config::load(None, env(&[("IMS_TLS", "maybe")])).is_err());
+        assert!(err.contains("log"), "{err}");
+        let c = Config::load(None, env(&[("RUST_LOG", "debug,sqlx=warn")])).unwrap();
+        assert_eq!(c.log, "debug,sqlx=warn");
+        let c = Config::load(None, env(&[("RUST_LOG", "debug"), ("IMS_LOG", "warn")])).unwrap();
+        assert_eq!(c.log, "warn", "IMS_LOG before RUST_LOG");
+        let c = Config::load(None, env(&[("RUST_LOG", "ims=loud")])).unwrap();
+        assert_eq!(c.log, Config::default().log);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("RUST_LOG")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

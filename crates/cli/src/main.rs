@@ -170,9 +170,18 @@ fn init_logging(config: &Config) {
             )
             .init();
     } else {
+        // Colour escapes only for a person at a terminal, never into a file or a log collector.
+        use std::io::IsTerminal as _;
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .init();
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
     }
 }
 

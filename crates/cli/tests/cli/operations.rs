@@ -242,13 +242,34 @@ fn logs_hold_no_secrets() {
 
 #[test]
 fn configuration_is_validated() {
+    // A wrong value of one of ours stops every command, naming it.
     let out = ims()
         .args(["credential", "list"])
-        .env("IMS_LISTNE", "x")
+        .env("IMS_TLS", "maybe")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("IMS_LISTNE"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMS_TLS"));
+    // A variable that is none of ours (a platform's, a typo) is warned about and changes nothing:
+    // the command ends as it does without it.
+    let plain = ims().args(["credential", "list"]).output().unwrap();
+    let out = ims()
+        .args(["credential", "list"])
+        .env("IMS_LISTNE", "x")
+        .env("IMS_PORT", "tcp://10.0.0.7:443")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), plain.status.code());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("IMS_LISTNE") && stderr.contains("did you mean IMS_LISTEN?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("IMS_PORT"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour escapes when not on a terminal: {stderr}"
+    );
     // Plain HTTP off loopback is refused.
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("mk");
