@@ -47,6 +47,12 @@ impl Metrics {
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
+        // A client may send any token as its method: one series each would let it grow the
+        // metrics without bound, so methods beyond the standard ones count together.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE" => method,
+            _ => "other",
+        };
         self.with(|m| {
             *m.requests
                 .entry((route.to_owned(), method.to_owned(), status))
@@ -124,5 +130,19 @@ mod tests {
         );
         assert!(text.contains("ims_tokens_issued_total{grant_type=\"client_credentials\"} 1"));
         assert!(text.contains("ims_token_failures_total{error=\"invalid_client\"} 1"));
+    }
+
+    #[test]
+    fn methods_a_client_invents_share_one_series() {
+        let m = Metrics::default();
+        for method in ["BREW", "WHEN", "X-ANYTHING-0001", "GET"] {
+            m.observe_request("unmatched", method, 405, Duration::from_millis(1));
+        }
+        let text = m.render();
+        assert!(
+            text.contains("ims_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 3")
+        );
+        assert!(text.contains("ims_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"405\"} 1"));
+        assert!(!text.contains("BREW"), "{text}");
     }
 }
