@@ -153,6 +153,8 @@ struct SignInPageView {
 pub(super) struct EnrolView {
     secret: String,
     otpauth: String,
+    /// The `otpauth` URI as a QR code (SVG markup we generate), for a phone's camera.
+    qr: String,
     codes: Vec<String>,
     sealed: String,
 }
@@ -161,10 +163,32 @@ impl From<ims_identity::people::PendingEnrolment> for EnrolView {
     fn from(e: ims_identity::people::PendingEnrolment) -> Self {
         EnrolView {
             secret: e.secret_base32,
+            qr: qr_svg(&e.otpauth_uri),
             otpauth: e.otpauth_uri,
             codes: e.recovery_codes.iter().map(|c| c.expose().to_owned()).collect(),
             sealed: e.sealed,
         }
+    }
+}
+
+/// `text` as a QR code in SVG, ready to sit in a page: no XML declaration, an image role and a
+/// name for screen readers. Empty when the text does not fit a QR code (the page still shows the
+/// link and the key).
+pub fn qr_svg(text: &str) -> String {
+    let Ok(code) = qrcode::QrCode::new(text.as_bytes()) else {
+        return String::new();
+    };
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    match svg.find("<svg") {
+        Some(start) => svg[start..].replacen(
+            "<svg",
+            r#"<svg role="img" aria-label="QR code of the account to add to your authenticator app""#,
+            1,
+        ),
+        None => String::new(),
     }
 }
 

@@ -346,6 +346,30 @@ fn enrolment_code(html: &str) -> (String, String) {
     (secret, ims_identity::totp::code_at(&key, step))
 }
 
+/// The page's QR code is the `otpauth` link it shows, module for module.
+fn assert_qr_of_the_link(html: &str) {
+    let marker = r#"Or open in the app: <a href=""#;
+    let start = html.find(marker).expect(html) + marker.len();
+    let link = html[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#39;", "'")
+        .replace("&#34;", "\"")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&");
+    assert!(link.starts_with("otpauth://totp/"), "{link}");
+    let expected = qrcode::QrCode::new(link.as_bytes())
+        .unwrap()
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    let modules = expected.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(html.contains(r#"<svg role="img" aria-label="#), "{html}");
+    assert!(html.contains(modules), "the QR code is not the link's");
+}
+
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!(r#"name="{name}" value=""#);
     let start = html.find(&marker).expect(html) + marker.len();
@@ -412,6 +436,7 @@ async fn an_organisation_that_requires_one_time_codes_has_people_enrol_before_go
         "ten recovery codes: {html}"
     );
     let (secret, code) = enrolment_code(&html);
+    assert_qr_of_the_link(&html);
     let sealed = hidden(&html, "sealed");
     let jane_sealed = sealed.clone();
     let (status, _, again) = b
