@@ -15,15 +15,14 @@ use ims_core::Now;
 use ims_identity::directory::{
     AdminRole, Group, GroupKind, HeldProfile, Membership, ProductInstance, RoleGrant,
 };
-use ims_identity::store::{DirectoryStore, StoreResult, UsersPage, UsersQuery};
-use ims_identity::umapi::{Change, GroupState, Snapshot};
-
-use crate::people::write_user;
 use ims_identity::links::AccountLink;
 use ims_identity::mail::Mail;
 use ims_identity::model::User;
+use ims_identity::store::{DirectoryStore, StoreResult, UsersPage, UsersQuery};
+use ims_identity::umapi::{Change, GroupState, Snapshot};
 use ims_sql::{value_rows, ROWS_PER_STATEMENT};
 
+use crate::people::write_user;
 use crate::{
     audit_in, audit_many, backend_error, begin_write, get, insert_users, placeholders, user_from, words,
     Backend, SqlStore, USER_COLUMNS,
