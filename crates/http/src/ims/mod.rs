@@ -136,8 +136,23 @@ async fn not_found() -> Response {
 }
 
 async fn ready(State(app): State<AppState>) -> Response {
+    let unavailable = |status: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": status })),
+        )
+            .into_response()
+    };
     match app.ims.pending_migrations().await {
-        Ok(pending) if pending.is_empty() => Json(serde_json::json!({"status": "ready"})).into_response(),
+        // The database answers and is current: ready when a token can be signed too.
+        Ok(pending) if pending.is_empty() => match app.ims.tokens().can_sign(ims_core::Now::system()).await {
+            Ok(true) => Json(serde_json::json!({"status": "ready"})).into_response(),
+            Ok(false) => unavailable("no signing key"),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: the key ring cannot be read");
+                unavailable("key ring unavailable")
+            }
+        },
         Ok(pending) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "migrations pending", "pending_migrations": pending})),

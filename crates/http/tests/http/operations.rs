@@ -8,6 +8,7 @@ use ims_core::keys::{Algorithm, MasterKey};
 use ims_core::Now;
 use ims_http::{ops_router, AppState, Metrics};
 use ims_identity::service::{self, Ims};
+use ims_identity::store::KeyStore as _;
 use ims_store::{Options, SqlStore};
 use serde_json::json;
 use std::sync::Arc;
@@ -68,6 +69,50 @@ async fn discovery_health_and_metrics() {
         .unwrap();
     let resp = h.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn readiness_needs_a_key_to_sign_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ims.db").display());
+    let store = Arc::new(SqlStore::open(&Options::new(url), Now::system()).await.unwrap());
+    let ctx = Context::new(Now::system(), "test");
+    service::bootstrap(&*store, "Acme", "a@b.c", None, &ctx)
+        .await
+        .unwrap();
+    let mut s = settings(Algorithm::ES256);
+    s.key_refresh_secs = 1;
+    let ims = Arc::new(
+        Ims::start(Arc::<SqlStore>::clone(&store), MasterKey::generate(), s, &ctx)
+            .await
+            .unwrap(),
+    );
+    let ops = ops_router(AppState {
+        ims: Arc::clone(&ims),
+        metrics: Arc::new(Metrics::default()),
+    });
+    let ready = || async {
+        let (status, _, body) = send(&ops, Request::get("/health/ready").body(Body::empty()).unwrap()).await;
+        (status, body["status"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(ready().await, (StatusCode::OK, "ready".to_owned()));
+    // Every key gone from the database: once this node's ring is reread it cannot sign.
+    let kids: Vec<String> = store.keys().await.unwrap().into_iter().map(|k| k.kid).collect();
+    store
+        .delete_keys(&kids, &ctx.event("key.delete", "all", "success", json!({})))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        ready().await,
+        (StatusCode::SERVICE_UNAVAILABLE, "no signing key".to_owned())
+    );
+    // Keys again (as another node's rotation would make them): ready at the next probe.
+    let now = Context::new(Now::system(), "test");
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        ims.tokens().rotate_key(Some(alg), true, &now).await.unwrap();
+    }
+    assert_eq!(ready().await, (StatusCode::OK, "ready".to_owned()));
 }
 
 #[tokio::test]

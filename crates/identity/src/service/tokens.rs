@@ -107,6 +107,19 @@ impl Tokens {
         &self.settings
     }
 
+    /// Whether this node can sign tokens now with each algorithm it issues (readiness). A node
+    /// that holds no such key rereads the key table once before saying no: another node may just
+    /// have rotated.
+    pub async fn can_sign(&self, now: Now) -> Result<bool> {
+        let algs = [self.settings.signing_alg, self.settings.id_token_alg];
+        let has_all = |ring: &KeyRing| algs.iter().all(|alg| ring.signer(*alg, now).is_some());
+        if has_all(self.ring(now).await?.as_ref()) {
+            return Ok(true);
+        }
+        self.reload_keys(now, true).await?;
+        Ok(has_all(self.current_ring().as_ref()))
+    }
+
     fn current_ring(&self) -> Arc<KeyRing> {
         match self.ring.read() {
             Ok(g) => Arc::clone(&g),
