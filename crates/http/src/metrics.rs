@@ -110,6 +110,103 @@ impl Metrics {
     }
 }
 
+/// The process's own figures in the Prometheus client libraries' names, read from `/proc`
+/// (nothing where there is none), and the build as an info series.
+pub fn process_text() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP ims_build_info The running build.");
+    let _ = writeln!(out, "# TYPE ims_build_info gauge");
+    let _ = writeln!(
+        out,
+        "ims_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let Some(p) = Process::read() else {
+        return out;
+    };
+    let series: [(&str, &str, &str, f64); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent.",
+            p.cpu_secs,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory.",
+            p.resident_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory.",
+            p.virtual_bytes,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time since the Unix epoch.",
+            p.start_secs,
+        ),
+        ("process_open_fds", "gauge", "Open file descriptors.", p.open_fds),
+        (
+            "process_max_fds",
+            "gauge",
+            "The limit of open file descriptors.",
+            p.max_fds,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
+struct Process {
+    cpu_secs: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    start_secs: f64,
+    open_fds: f64,
+    max_fds: f64,
+}
+
+impl Process {
+    fn read() -> Option<Process> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        // Field n of proc(5) is fields[n - 3] here.
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })?;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<f64>().ok()))
+            .unwrap_or(0.0);
+        Some(Process {
+            cpu_secs: (field(14)? + field(15)?) / ticks,
+            start_secs: boot + field(22)? / ticks,
+            virtual_bytes: field(23)?,
+            resident_bytes: field(24)? * rustix::param::page_size() as f64,
+            open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as f64,
+            max_fds,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +227,36 @@ mod tests {
         );
         assert!(text.contains("ims_tokens_issued_total{grant_type=\"client_credentials\"} 1"));
         assert!(text.contains("ims_token_failures_total{error=\"invalid_client\"} 1"));
+    }
+
+    #[test]
+    fn process_and_build_series() {
+        let text = process_text();
+        assert!(text.contains(&format!(
+            "ims_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        let value = |name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing: {text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        // This test process: some CPU, some memory, started in the last day, files open.
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+        let now = ims_core::Now::system().millis() as f64 / 1000.0;
+        let started = value("process_start_time_seconds");
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "{started} vs {now}"
+        );
+        let fd = std::fs::File::open("/proc/self/stat").unwrap();
+        let open = value("process_open_fds");
+        drop(fd);
+        assert!(open >= 3.0 && open <= value("process_max_fds"));
     }
 
     #[test]

@@ -171,6 +171,7 @@ async fn ready(State(app): State<AppState>) -> Response {
 
 async fn render_metrics(State(app): State<AppState>) -> Response {
     let mut text = app.metrics.render();
+    text.push_str(&crate::metrics::process_text());
     text.push_str(
         "# HELP ims_key_forced_reloads_total Key table rereads caused by tokens naming an unknown key.\n",
     );

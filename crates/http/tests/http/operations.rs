@@ -53,6 +53,13 @@ async fn discovery_health_and_metrics() {
         "{text}"
     );
     assert!(text.contains("ims_token_failures_total{error=\"invalid_client\"} 1"));
+    for series in [
+        "ims_build_info{version=",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(text.contains(series), "{series}: {text}");
+    }
     assert!(
         text.contains("ims_http_requests_total{route=\"/ims/token/v3\",method=\"POST\",status=\"200\"} 1")
     );
