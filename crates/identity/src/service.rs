@@ -248,6 +248,11 @@ impl Ims {
     pub async fn pending_migrations(&self) -> Result<Vec<String>> {
         Ok(self.schema.pending_migrations().await?)
     }
+
+    /// This node's database connections (for metrics).
+    pub fn connections(&self) -> crate::store::Connections {
+        self.schema.connections()
+    }
 }
 
 /// Delivers logout tokens to clients' back-channel logout URIs (over HTTPS in the server).

@@ -225,6 +225,18 @@ pub trait RevocationStore: Send + Sync {
 pub trait SchemaStore: Send + Sync {
     /// Migrations this build knows that the database has not applied yet.
     async fn pending_migrations(&self) -> StoreResult<Vec<String>>;
+    /// The connection pool as it stands: for metrics.
+    fn connections(&self) -> Connections;
+}
+
+/// A node's database connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Open now, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// The pool's bound.
+    pub max: u32,
 }
 
 /// How a node learns, without a query, that clients or their secrets may have changed, whoever

@@ -863,6 +863,14 @@ impl SchemaStore for SqlStore {
             .map(|m| format!("{:04}_{}", m.version, m.name))
             .collect())
     }
+
+    fn connections(&self) -> ims_identity::store::Connections {
+        ims_identity::store::Connections {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
 }
 
 impl ClientChangeSignal for SqlStore {

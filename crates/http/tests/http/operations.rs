@@ -63,6 +63,23 @@ async fn discovery_health_and_metrics() {
     assert!(
         text.contains("ims_http_requests_total{route=\"/ims/token/v3\",method=\"POST\",status=\"200\"} 1")
     );
+    // The token requests above looked their clients up; the pool has connections, within bound.
+    let value = |series: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("{series}: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let lookups = value("ims_client_cache_lookups_total{result=\"hit\"}")
+        + value("ims_client_cache_lookups_total{result=\"miss\"}");
+    assert!(lookups >= 2, "{text}");
+    let (idle, in_use, max) = (
+        value("ims_db_connections{state=\"idle\"}"),
+        value("ims_db_connections{state=\"in_use\"}"),
+        value("ims_db_connections_max "),
+    );
+    assert!(idle + in_use >= 1 && idle + in_use <= max && max >= 1, "{text}");
     // Unknown paths are a JSON 404; request ids are echoed.
     let req = Request::get("/nope")
         .header("x-request-id", "abc-123")

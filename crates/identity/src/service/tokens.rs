@@ -38,6 +38,9 @@ pub struct Tokens {
     ring_loaded_at: AtomicI64,
     last_forced_reload: AtomicI64,
     forced_reloads: AtomicU64,
+    /// Client look-ups answered from memory, and from the database.
+    client_hits: AtomicU64,
+    client_misses: AtomicU64,
     reload: tokio::sync::Mutex<()>,
 }
 
@@ -66,6 +69,8 @@ impl Tokens {
             ring_loaded_at: AtomicI64::new(i64::MIN),
             last_forced_reload: AtomicI64::new(i64::MIN),
             forced_reloads: AtomicU64::new(0),
+            client_hits: AtomicU64::new(0),
+            client_misses: AtomicU64::new(0),
             reload: tokio::sync::Mutex::new(()),
         };
         tokens.reload_keys(ctx.now, true).await?;
@@ -165,6 +170,14 @@ impl Tokens {
         self.forced_reloads.load(Ordering::Relaxed)
     }
 
+    /// Client look-ups answered from memory and from the database, since start.
+    pub fn client_lookups(&self) -> (u64, u64) {
+        (
+            self.client_hits.load(Ordering::Relaxed),
+            self.client_misses.load(Ordering::Relaxed),
+        )
+    }
+
     /// Published keys (the JWKS document).
     pub async fn jwks(&self, now: Now) -> Result<Value> {
         Ok(self
@@ -196,8 +209,10 @@ impl Tokens {
             c.entries.get(client_id).cloned()
         });
         if hit.is_some() {
+            self.client_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        self.client_misses.fetch_add(1, Ordering::Relaxed);
         let Some(found) = self.store.client_with_secrets(client_id).await? else {
             return Ok(None);
         };
