@@ -198,32 +198,15 @@ struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
-    /// Holds `change` back when it is an insert; false for any other change.
-    async fn hold(
-        &mut self,
-        tx: &mut AnyConnection,
-        org_id: &str,
-        change: &'a Change,
-        applied: &mut Applied,
-    ) -> StoreResult<bool> {
-        match change {
-            Change::CreateUser(u) => self.users.push(u),
-            Change::AddMember { group, user_id } => {
-                let id = applied.group_id(tx, org_id, group).await?;
-                self.members.push((id, group, user_id));
-            }
-            Change::Invite { link, mail } => {
-                self.links.push(link);
-                self.mails.push(mail);
-            }
-            Change::AccessNotice {
-                user_id,
-                product_instance_id,
-                mail,
-            } => self.notices.push((user_id, *product_instance_id, mail.as_ref())),
-            _ => return Ok(false),
-        }
-        Ok(true)
+    /// Whether `change` is an insert held back here rather than made at once.
+    fn holds(change: &Change) -> bool {
+        matches!(
+            change,
+            Change::CreateUser(_)
+                | Change::AddMember { .. }
+                | Change::Invite { .. }
+                | Change::AccessNotice { .. }
+        )
     }
 
     /// Writes what is held, and holds nothing more.
@@ -285,13 +268,33 @@ impl<'a> Held<'a> {
     }
 }
 
-async fn apply(
+/// Makes `change`, or holds it back in `held` when it is an insert; what is held is written
+/// before any other change.
+async fn apply<'a>(
     tx: &mut AnyConnection,
     org_id: &str,
-    change: &Change,
+    change: &'a Change,
     applied: &mut Applied,
+    held: &mut Held<'a>,
 ) -> StoreResult<()> {
+    if !Held::holds(change) {
+        held.write(tx, applied).await?;
+    }
     match change {
+        Change::CreateUser(u) => held.users.push(u),
+        Change::AddMember { group, user_id } => {
+            let id = applied.group_id(tx, org_id, group).await?;
+            held.members.push((id, group, user_id));
+        }
+        Change::Invite { link, mail } => {
+            held.links.push(link);
+            held.mails.push(mail);
+        }
+        Change::AccessNotice {
+            user_id,
+            product_instance_id,
+            mail,
+        } => held.notices.push((user_id, *product_instance_id, mail.as_ref())),
         Change::UpdateUser { user, end_sessions } => write_user(tx, user, *end_sessions).await?,
         Change::RemoveMember { group, user_id } => {
             let id = group_id(tx, org_id, group).await?;
@@ -365,14 +368,6 @@ async fn apply(
                 .execute(&mut *tx)
                 .await
                 .map_err(backend_error)?;
-        }
-        Change::CreateUser(_)
-        | Change::AddMember { .. }
-        | Change::Invite { .. }
-        | Change::AccessNotice { .. } => {
-            let mut held = Held::default();
-            held.hold(tx, org_id, change, applied).await?;
-            held.write(tx, applied).await?;
         }
     }
     Ok(())
@@ -655,10 +650,7 @@ impl DirectoryStore for SqlStore {
         applied.learn_ids(&mut tx, org_id, changes).await?;
         let mut held = Held::default();
         for change in changes {
-            if !held.hold(&mut tx, org_id, change, &mut applied).await? {
-                held.write(&mut tx, &mut applied).await?;
-                apply(&mut tx, org_id, change, &mut applied).await?;
-            }
+            apply(&mut tx, org_id, change, &mut applied, &mut held).await?;
         }
         held.write(&mut tx, &mut applied).await?;
         applied.count_members(&mut tx).await?;

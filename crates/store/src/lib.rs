@@ -162,66 +162,57 @@ impl SqlStore {
     }
 }
 
+/// A statement being bound.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Inserts `rows` into `into` (`table (columns)`), `width` values each as `bind` binds them, up
+/// to [`ROWS_PER_STATEMENT`] rows to a statement.
+pub(crate) async fn insert_rows<T>(
+    tx: &mut AnyConnection,
+    into: &str,
+    width: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> StoreResult<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("INSERT INTO {into} VALUES {}", value_rows(chunk.len(), width));
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            q = bind(q, row);
+        }
+        q.execute(&mut *tx).await.map_err(backend_error)?;
+    }
+    Ok(())
+}
+
+const AUDIT_INTO: &str = "audit_log (at, actor, action, target, outcome, source, request_id, details)";
+
+fn bind_audit<'q>(q: AnyQuery<'q>, e: &'q AuditEvent) -> AnyQuery<'q> {
+    q.bind(e.at.millis())
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.outcome)
+        .bind(e.source.clone())
+        .bind(e.request_id.clone())
+        .bind(e.details.to_string())
+}
+
 pub(crate) async fn audit_in<'c, E>(exec: E, e: &AuditEvent) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, target, outcome, source, request_id, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.at.millis())
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(&e.outcome)
-    .bind(e.source.clone())
-    .bind(e.request_id.clone())
-    .bind(e.details.to_string())
-    .execute(exec)
-    .await
-    .map_err(backend_error)?;
+    let sql = format!("INSERT INTO {AUDIT_INTO} VALUES {}", value_rows(1, 8));
+    bind_audit(sqlx::query(&sql), e)
+        .execute(exec)
+        .await
+        .map_err(backend_error)?;
     Ok(())
 }
 
 /// Several audit lines in as few statements as the backends' parameter limits allow.
 pub(crate) async fn audit_many(tx: &mut AnyConnection, events: &[AuditEvent]) -> StoreResult<()> {
-    for chunk in events.chunks(100) {
-        let rows = (0..chunk.len())
-            .map(|i| {
-                let b = i * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO audit_log (at, actor, action, target, outcome, source, request_id, details) VALUES {rows}"
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(e.at.millis())
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.outcome)
-                .bind(e.source.clone())
-                .bind(e.request_id.clone())
-                .bind(e.details.to_string());
-        }
-        q.execute(&mut *tx).await.map_err(backend_error)?;
-    }
-    Ok(())
+    insert_rows(tx, AUDIT_INTO, 8, events, bind_audit).await
 }
 
 pub(crate) fn words(s: &str) -> Vec<String> {
@@ -274,36 +265,28 @@ pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
 /// Inserts a user; a taken email (case-insensitively, within the organisation) is a conflict.
 /// Inserts users, several to a statement.
 pub(crate) async fn insert_users(tx: &mut AnyConnection, users: &[&User]) -> StoreResult<()> {
-    for chunk in users.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}, email_lower) VALUES {}",
-            value_rows(chunk.len(), 18)
-        );
-        let mut q = sqlx::query(&sql);
-        for u in chunk {
-            q = q
-                .bind(&u.user_id)
-                .bind(&u.org_id)
-                .bind(&u.email)
-                .bind(&u.first_name)
-                .bind(&u.last_name)
-                .bind(u.password_hash.clone())
-                .bind(i64::from(u.system_admin))
-                .bind(u.created_at.millis())
-                .bind(u.identity_type.as_str())
-                .bind(u.status.as_str())
-                .bind(u.country.clone())
-                .bind(u.totp_sealed.clone())
-                .bind(u.recovery_codes.join(" "))
-                .bind(u.sessions_valid_after.millis())
-                .bind(u.updated_at.millis())
-                .bind(u.totp_last_step)
-                .bind(u.first_sign_in_at.map(Now::millis))
-                .bind(u.email.to_lowercase());
-        }
-        q.execute(&mut *tx).await.map_err(backend_error)?;
-    }
-    Ok(())
+    let into = format!("users ({USER_COLUMNS}, email_lower)");
+    insert_rows(tx, &into, 18, users, |q, u| {
+        q.bind(&u.user_id)
+            .bind(&u.org_id)
+            .bind(&u.email)
+            .bind(&u.first_name)
+            .bind(&u.last_name)
+            .bind(u.password_hash.clone())
+            .bind(i64::from(u.system_admin))
+            .bind(u.created_at.millis())
+            .bind(u.identity_type.as_str())
+            .bind(u.status.as_str())
+            .bind(u.country.clone())
+            .bind(u.totp_sealed.clone())
+            .bind(u.recovery_codes.join(" "))
+            .bind(u.sessions_valid_after.millis())
+            .bind(u.updated_at.millis())
+            .bind(u.totp_last_step)
+            .bind(u.first_sign_in_at.map(Now::millis))
+            .bind(u.email.to_lowercase())
+    })
+    .await
 }
 
 const CLIENT_COLUMNS: &str =

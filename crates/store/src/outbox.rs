@@ -4,15 +4,13 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 use ims_core::audit::AuditEvent;
 use ims_core::Now;
 use ims_identity::mail::{Mail, MailKind, MailStatus};
 use ims_identity::store::{OutboxStore, StoreResult};
-
-use sqlx::AnyConnection;
-
-use ims_sql::{value_rows, ROWS_PER_STATEMENT};
+use ims_sql::ROWS_PER_STATEMENT;
 
 use crate::{audit_in, backend_error, begin_write, get, SqlStore};
 
@@ -162,29 +160,21 @@ impl OutboxStore for SqlStore {
 /// Writes a queued message inside the caller's transaction: the changes that cause mail queue
 /// it with themselves.
 pub(crate) async fn insert_mails(tx: &mut AnyConnection, mails: &[&Mail]) -> StoreResult<()> {
-    for chunk in mails.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO mail_outbox ({MAIL_COLUMNS}) VALUES {}",
-            value_rows(chunk.len(), 13)
-        );
-        let mut q = sqlx::query(&sql);
-        for mail in chunk {
-            q = q
-                .bind(&mail.mail_id)
-                .bind(&mail.org_id)
-                .bind(mail.kind.as_str())
-                .bind(&mail.to)
-                .bind(&mail.subject)
-                .bind(&mail.text)
-                .bind(&mail.html)
-                .bind(mail.created_at.millis())
-                .bind(mail.status.as_str())
-                .bind(i64::from(mail.attempts))
-                .bind(mail.next_attempt_at.millis())
-                .bind(mail.last_error.clone())
-                .bind(mail.sent_at.map(Now::millis));
-        }
-        q.execute(&mut *tx).await.map_err(backend_error)?;
-    }
-    Ok(())
+    let into = format!("mail_outbox ({MAIL_COLUMNS})");
+    crate::insert_rows(tx, &into, 13, mails, |q, mail| {
+        q.bind(&mail.mail_id)
+            .bind(&mail.org_id)
+            .bind(mail.kind.as_str())
+            .bind(&mail.to)
+            .bind(&mail.subject)
+            .bind(&mail.text)
+            .bind(&mail.html)
+            .bind(mail.created_at.millis())
+            .bind(mail.status.as_str())
+            .bind(i64::from(mail.attempts))
+            .bind(mail.next_attempt_at.millis())
+            .bind(mail.last_error.clone())
+            .bind(mail.sent_at.map(Now::millis))
+    })
+    .await
 }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 use ims_core::audit::AuditEvent;
 use ims_core::error::StoreError;
@@ -14,10 +15,6 @@ use ims_identity::links::{AccountLink, LinkPurpose};
 use ims_identity::mail::Mail;
 use ims_identity::model::User;
 use ims_identity::store::{GrantStore, StoreResult, ThrottleStore, UserStore};
-
-use sqlx::AnyConnection;
-
-use ims_sql::{value_rows, ROWS_PER_STATEMENT};
 
 use crate::{
     audit_in, backend_error, begin_write, get, insert_users, user_from, words, SqlStore, USER_COLUMNS,
@@ -868,25 +865,17 @@ fn link_from(row: &AnyRow) -> StoreResult<AccountLink> {
 /// Stores a one-time link (its digest only).
 /// Inserts account links, several to a statement.
 pub(crate) async fn insert_links(tx: &mut AnyConnection, links: &[&AccountLink]) -> StoreResult<()> {
-    for chunk in links.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO password_resets ({LINK_COLUMNS}) VALUES {}",
-            value_rows(chunk.len(), 7)
-        );
-        let mut q = sqlx::query(&sql);
-        for link in chunk {
-            q = q
-                .bind(&link.token_digest)
-                .bind(&link.user_id)
-                .bind(link.purpose.as_str())
-                .bind(link.created_at.millis())
-                .bind(link.expires_at.millis())
-                .bind(link.used_at.map(Now::millis))
-                .bind(link.return_to.clone());
-        }
-        q.execute(&mut *tx).await.map_err(backend_error)?;
-    }
-    Ok(())
+    let into = format!("password_resets ({LINK_COLUMNS})");
+    crate::insert_rows(tx, &into, 7, links, |q, link| {
+        q.bind(&link.token_digest)
+            .bind(&link.user_id)
+            .bind(link.purpose.as_str())
+            .bind(link.created_at.millis())
+            .bind(link.expires_at.millis())
+            .bind(link.used_at.map(Now::millis))
+            .bind(link.return_to.clone())
+    })
+    .await
 }
 
 /// Records that a browser session signed in to a client (for back-channel logout).

@@ -312,7 +312,9 @@ async fn switch_in(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<Vec<bo
                 {
                     false
                 } else {
-                    switch_one(tx, step).await?
+                    switch_together(tx, std::slice::from_ref(step))
+                        .await?
+                        .contains(&step.id)
                 }
             }
         };
@@ -369,32 +371,9 @@ fn independent(steps: &[SwitchStep], holder: &HashMap<String, i64>) -> bool {
     })
 }
 
-/// The switch of a step's operator, made only if the operator is still as the step read it.
-/// Cleared, the password no longer signs in: an administrator sets a new one.
-async fn switch_one(tx: &mut WriteTx, step: &SwitchStep) -> StoreResult<bool> {
-    let password = if step.reset_password {
-        ", password_hash = NULL"
-    } else {
-        ""
-    };
-    let done = sqlx::query(&format!(
-        "UPDATE operators SET auth_type = $1, ims_id = $2, modified_at = $3{password}
-         WHERE operator_id = $4 AND auth_type = $5 AND modified_at = $6"
-    ))
-    .bind(step.to.as_str())
-    .bind(step.link.clone())
-    .bind(step.audit.at.millis().max(step.read_at.millis() + 1))
-    .bind(step.id)
-    .bind(step.from.as_str())
-    .bind(step.read_at.millis())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend_error)?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// [`switch_one`] for many steps, a statement for up to `ROWS_PER_STATEMENT` of them; returns
-/// the operators switched.
+/// Switches the steps' operators, each only if it is still as its step read it, a statement for
+/// up to `ROWS_PER_STATEMENT` steps; returns the operators switched. Cleared, a password no
+/// longer signs in: an administrator sets a new one.
 async fn switch_together(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<HashSet<i64>> {
     let mut switched = HashSet::new();
     for chunk in steps.chunks(ims_sql::ROWS_PER_STATEMENT) {
