@@ -279,15 +279,7 @@ impl SqlJournal {
         };
         let mut tx = begin_write(&self.pool, &self.writer).await?;
         for chunk in rows.chunks(STEPS_PER_STATEMENT) {
-            // Each row its own placeholders, numbered in the order they appear: SQLite numbers
-            // them that way whatever their digits say.
-            let values = (0..chunk.len())
-                .map(|i| {
-                    let marks: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
-                    format!("({})", marks.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = ims_sql::value_rows(self.backend, chunk.len(), 7);
             let sql = format!(
                 "INSERT INTO migration_steps (plan_id, operator, action, state, detail, started_at, finished_at)
                  VALUES {values} ON CONFLICT (plan_id, action, operator) {on_conflict}"

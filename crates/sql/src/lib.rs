@@ -78,24 +78,40 @@ pub fn backend_error(e: sqlx::Error) -> StoreError {
 /// process's writers therefore queue here first, in order, each woken as the one before it
 /// ends; another process on the same file still waits in the busy handler. PostgreSQL needs
 /// no queue.
+///
+/// On a SQLite file the writes also go through a connection of their own. SQLite empties a
+/// connection's page cache whenever another connection has written since it last read, so with
+/// writes spread over the pool every write starts cold and reads its index pages again from the
+/// file; the one connection that does all the writing keeps them warm.
 #[derive(Clone, Debug)]
 pub struct Writer {
     backend: Backend,
     turn: Option<Arc<tokio::sync::Semaphore>>,
+    pool: Option<AnyPool>,
 }
 
 impl Writer {
+    /// A writer without a connection of its own: writes run on the pool they are given.
     pub fn new(backend: Backend) -> Self {
         let turn = match backend {
             Backend::Sqlite => Some(Arc::new(tokio::sync::Semaphore::new(1))),
             Backend::Postgres => None,
         };
-        Writer { backend, turn }
+        Writer {
+            backend,
+            turn,
+            pool: None,
+        }
+    }
+
+    /// The pool a write runs on: the writer's own connection where it has one, else `pool`.
+    pub fn pool<'a>(&'a self, pool: &'a AnyPool) -> &'a AnyPool {
+        self.pool.as_ref().unwrap_or(pool)
     }
 
     /// Waits for this process's turn to write (nothing to wait for on PostgreSQL): a write
     /// transaction takes it in [`begin_write`]; a single statement that writes outside one holds
-    /// it while it runs.
+    /// it while it runs, on [`Writer::pool`].
     pub async fn turn(&self) -> StoreResult<Option<tokio::sync::OwnedSemaphorePermit>> {
         let Some(t) = &self.turn else {
             return Ok(None);
@@ -152,7 +168,7 @@ pub async fn begin_write(pool: &AnyPool, writer: &Writer) -> StoreResult<WriteTx
     // IMMEDIATE` and handing back the transaction, nothing would roll it back, and the
     // connection would return to the pool holding the write lock, stopping every later write.
     // Finished, an unclaimed transaction is dropped and rolled back like any other.
-    let (pool, backend) = (pool.clone(), writer.backend);
+    let (pool, backend) = (writer.pool(pool).clone(), writer.backend);
     let tx = tokio::spawn(async move {
         match backend {
             Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
@@ -214,7 +230,9 @@ pub async fn connect(
     // SQLite: statement journals (a multi-row insert's undo) in memory rather than temporary
     // files; and the WAL copied back into the database every 10,000 pages (about 40 MB) instead
     // of every 1,000: each checkpoint writes and syncs, and a page changed by many commits in
-    // between is copied once.
+    // between is copied once. Pages are read through a memory map of the file instead of copied
+    // into each connection's cache: a connection's cache is emptied whenever another one has
+    // written, and the map is shared by all of them.
     let init: Vec<String> = match backend {
         Backend::Sqlite => vec![
             "PRAGMA journal_mode = WAL".into(),
@@ -223,6 +241,7 @@ pub async fn connect(
             "PRAGMA synchronous = NORMAL".into(),
             "PRAGMA temp_store = MEMORY".into(),
             "PRAGMA wal_autocheckpoint = 10000".into(),
+            format!("PRAGMA mmap_size = {SQLITE_MAP_BYTES}"),
         ],
         Backend::Postgres => match &schema {
             Some(s) => vec![
@@ -245,9 +264,52 @@ pub async fn connect(
         migrate::run(&mut conn, backend, now.millis(), set).await?;
         conn.close().await.map_err(backend_error)?;
     }
-    let init_for_pool = init.clone();
-    let pool = AnyPoolOptions::new()
-        .max_connections(opts.max_connections.max(1))
+    let pool = pool_options(opts.max_connections.max(1), backend, init.clone())
+        .connect_with(connect.clone())
+        .await
+        .map_err(backend_error)?;
+    migrate::check_not_newer(&migrate::applied(&pool).await?, set)?;
+    let mut writer = Writer::new(backend);
+    if backend == Backend::Sqlite && sqlite_file(&url).is_some() {
+        // The writes' own connection (see `Writer`), kept open for good so its cache stays: a
+        // larger cache than the pool's connections get, as it is the one that uses it.
+        let mut init = init;
+        init.push(format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"));
+        let own = pool_options(1, backend, init)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect)
+            .await
+            .map_err(backend_error)?;
+        writer.pool = Some(own);
+    }
+    Ok(Connected {
+        pool,
+        backend,
+        writer,
+        url,
+        schema,
+    })
+}
+
+/// How much of a SQLite database file is read through a memory map.
+const SQLITE_MAP_BYTES: u64 = 1 << 30;
+
+/// The page cache of SQLite's writing connection, in KiB (the others keep SQLite's 2 MiB).
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+
+/// The file a SQLite URL names; `None` for a database in memory, which a second pool or another
+/// process would not share.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
+}
+
+fn pool_options(max: u32, backend: Backend, init: Vec<String>) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
         // A pooled PostgreSQL connection may have been closed by the server or the network
         // meanwhile: it is pinged before use. A SQLite connection is a file handle of this
@@ -255,7 +317,7 @@ pub async fn connect(
         // its thread and back on every statement.
         .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _meta| {
-            let init = init_for_pool.clone();
+            let init = init.clone();
             Box::pin(async move {
                 for stmt in &init {
                     sqlx::query(stmt).execute(&mut *conn).await?;
@@ -263,17 +325,6 @@ pub async fn connect(
                 Ok(())
             })
         })
-        .connect_with(connect)
-        .await
-        .map_err(backend_error)?;
-    migrate::check_not_newer(&migrate::applied(&pool).await?, set)?;
-    Ok(Connected {
-        pool,
-        backend,
-        writer: Writer::new(backend),
-        url,
-        schema,
-    })
 }
 
 /// `$first, $first+1, ...`: placeholders for a list bound one value each.
@@ -284,18 +335,33 @@ pub fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// `($1, .., $width), ($width+1, ..), ..`: the placeholders of `rows` rows of a multi-row
-/// `VALUES`, bound row after row.
-pub fn value_rows(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The placeholders of `rows` rows of a multi-row `VALUES`, bound row after row, for a statement
+/// whose only parameters they are: `($1, .., $width), ($width+1, ..), ..` on PostgreSQL, `(?, ..),
+/// ..` on SQLite. SQLite keeps numbered and named parameters in a list it walks from the start for
+/// each one sqlx binds, so a statement of n numbered parameters costs n² steps to bind (the
+/// largest cost of a 1,000-row insert); parameters without a number cost nothing to find.
+pub fn value_rows(backend: Backend, rows: usize, width: usize) -> String {
+    let row = |r: usize| match backend {
+        Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
+        Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+impl Backend {
+    /// The backend a connection talks to.
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
 }
 
 /// Rows written by one multi-row statement at most. Each statement is a round trip (on SQLite a
-/// hand-off to the connection's thread and back), so rows go together; binding costs grow with
-/// the square of a statement's parameters on SQLite, so not too many together.
+/// hand-off to the connection's thread and back), so rows go together, well within both backends'
+/// limits on parameters per statement.
 pub const ROWS_PER_STATEMENT: usize = 50;
 
 /// Drops a PostgreSQL schema (tests clean up after themselves); refused on SQLite and for a

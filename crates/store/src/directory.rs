@@ -224,7 +224,7 @@ impl<'a> Held<'a> {
             let sql = format!(
                 "INSERT INTO group_members (group_id, user_id, added_at) VALUES {}
                  ON CONFLICT (group_id, user_id) DO NOTHING RETURNING group_id",
-                value_rows(chunk.len(), 3)
+                value_rows(Backend::of(tx), chunk.len(), 3)
             );
             let mut q = sqlx::query(&sql);
             for (id, _, user_id) in chunk {
@@ -245,7 +245,7 @@ impl<'a> Held<'a> {
                 "INSERT INTO access_notices (user_id, product_instance_id, created_at) VALUES {}
                  ON CONFLICT (user_id, product_instance_id) DO NOTHING
                  RETURNING user_id, product_instance_id",
-                value_rows(chunk.len(), 3)
+                value_rows(Backend::of(tx), chunk.len(), 3)
             );
             let mut q = sqlx::query(&sql);
             for (user_id, instance, mail) in chunk {

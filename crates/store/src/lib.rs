@@ -64,15 +64,10 @@ impl SqlStore {
             schema,
         } = connect(opts, now, migrate::MIGRATIONS).await?;
         let (signal, listener) = match backend {
-            Backend::Sqlite => {
-                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-                let path = path.split('?').next().unwrap_or_default();
-                if path.is_empty() || path.contains(":memory:") {
-                    (signal::Signal::None, None)
-                } else {
-                    (signal::Signal::Sqlite(signal::SqliteSignal::new(path)), None)
-                }
-            }
+            Backend::Sqlite => match ims_sql::sqlite_file(&url) {
+                Some(path) => (signal::Signal::Sqlite(signal::SqliteSignal::new(path)), None),
+                None => (signal::Signal::None, None),
+            },
             Backend::Postgres => {
                 let pg = Arc::new(signal::PgSignal::default());
                 let task = tokio::spawn(Arc::clone(&pg).listen(opts.url.clone(), schema));
@@ -175,7 +170,10 @@ pub(crate) async fn insert_rows<T>(
     bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
 ) -> StoreResult<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!("INSERT INTO {into} VALUES {}", value_rows(chunk.len(), width));
+        let sql = format!(
+            "INSERT INTO {into} VALUES {}",
+            value_rows(Backend::of(tx), chunk.len(), width)
+        );
         let mut q = sqlx::query(&sql);
         for row in chunk {
             q = bind(q, row);
@@ -202,7 +200,7 @@ pub(crate) async fn audit_in<'c, E>(exec: E, e: &AuditEvent) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let sql = format!("INSERT INTO {AUDIT_INTO} VALUES {}", value_rows(1, 8));
+    let sql = format!("INSERT INTO {AUDIT_INTO} VALUES ({})", placeholders(1, 8));
     bind_audit(sqlx::query(&sql), e)
         .execute(exec)
         .await

@@ -109,7 +109,7 @@ pub(crate) async fn admit(
         .bind(now.millis())
         .bind(now.millis().saturating_sub(reset_secs.saturating_mul(1000)))
         .bind(attempt_id)
-        .fetch_one(pool)
+        .fetch_one(writer.pool(pool))
         .await
         .map_err(backend_error)?;
     let n: i64 = get(&row, "failures")?;

@@ -748,7 +748,7 @@ impl GrantStore for SqlStore {
         ))
         .bind(now.millis())
         .bind(code_digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer.pool(&self.pool))
         .await
         .map_err(backend_error)?;
         let Some(row) = row else {

@@ -386,7 +386,7 @@ async fn switch_together(tx: &mut WriteTx, steps: &[SwitchStep]) -> StoreResult<
              WHERE operators.operator_id = v.column1 AND operators.auth_type = v.column5
                AND operators.modified_at = v.column6
              RETURNING operator_id",
-            ims_sql::value_rows(chunk.len(), 7)
+            ims_sql::value_rows(Backend::of(tx), chunk.len(), 7)
         );
         let mut q = sqlx::query(&sql);
         for step in chunk {
