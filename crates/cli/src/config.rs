@@ -21,6 +21,9 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("auto_migrate", Kind::Bool, false),
     ("listen", Kind::Str, false),
     ("ops_listen", Kind::Str, false),
+    ("ops_allow", Kind::Str, false),
+    ("trusted_proxies", Kind::Str, false),
+    ("proxy_protocol", Kind::Bool, false),
     ("public_url", Kind::Str, false),
     ("tls", Kind::Bool, false),
     ("tls_cert", Kind::Str, false),
@@ -63,8 +66,20 @@ pub struct Config {
     /// Apply pending schema migrations at start (otherwise readiness fails until `ims db migrate`).
     pub auto_migrate: bool,
     pub listen: String,
-    /// Separate listener for health and metrics; on the main listener when unset.
+    /// Separate listener for health and metrics; on the main listener when unset. On loopback it
+    /// also serves the administration API; anywhere else only health and metrics, to the
+    /// networks `ops_allow` names.
     pub ops_listen: Option<String>,
+    /// Networks (`10.0.0.0/8 192.0.2.7`, commas or spaces) that may reach an operations listener
+    /// bound off loopback; loopback always may.
+    pub ops_allow: String,
+    /// Networks of the proxies that stand in front (a TLS-terminating balancer): their
+    /// `Forwarded` / `X-Forwarded-For` headers and PROXY protocol headers name the client, and
+    /// with `tls = false` the listener may be bound off loopback, admitting only them.
+    pub trusted_proxies: String,
+    /// Connections from the trusted proxies begin with a PROXY protocol header (v1 or v2), as
+    /// HAProxy's `send-proxy` writes.
+    pub proxy_protocol: bool,
     /// Base URL clients use; the issuer of every token. Derived from the bound address when unset.
     pub public_url: Option<String>,
     pub tls: bool,
@@ -121,6 +136,9 @@ impl Default for Config {
             auto_migrate: true,
             listen: "127.0.0.1:8443".into(),
             ops_listen: None,
+            ops_allow: String::new(),
+            trusted_proxies: String::new(),
+            proxy_protocol: false,
             public_url: None,
             tls: true,
             tls_cert: None,
@@ -306,7 +324,34 @@ impl Config {
         self.signing_alg
             .parse::<ims_core::keys::Algorithm>()
             .map_err(|e| anyhow!("signing_alg: {e}"))?;
+        let edge = self.edge()?;
+        if self.proxy_protocol && edge.trusted.is_empty() {
+            bail!("proxy_protocol needs trusted_proxies: the networks whose PROXY headers are read");
+        }
+        self.ops_edge()?;
         Ok(())
+    }
+
+    /// Who may connect to the public listener and whose word on the client is taken. With TLS,
+    /// anyone may connect (a balancer may pass TLS through); without it, off loopback, only the
+    /// trusted proxies.
+    pub fn edge(&self) -> Result<ims_http::edge::Edge> {
+        let trusted = ims_http::edge::parse_networks(&self.trusted_proxies)
+            .map_err(|e| anyhow!("trusted_proxies: {e}"))?;
+        Ok(ims_http::edge::Edge {
+            allow: if self.tls { Vec::new() } else { trusted.clone() },
+            trusted,
+            proxy_protocol: self.proxy_protocol,
+        })
+    }
+
+    /// Who may reach the operations listener: loopback and the `ops_allow` networks.
+    pub fn ops_edge(&self) -> Result<ims_http::edge::Edge> {
+        let allow = ims_http::edge::parse_networks(&self.ops_allow).map_err(|e| anyhow!("ops_allow: {e}"))?;
+        Ok(ims_http::edge::Edge {
+            allow,
+            ..ims_http::edge::Edge::default()
+        })
     }
 }
 

@@ -221,7 +221,8 @@ async fn run(cli: Cli) -> Result<()> {
                 std::sync::Arc::<ims_store::SqlStore>::clone(&store),
                 None,
             )?;
-            let listener = server::bind(&config.listen, config.tls).await?;
+            let listener =
+                server::bind(&config.listen, config.tls, &config.edge()?, "trusted_proxies").await?;
             let prepared = server::prepare(&config, store, listener).await?;
             tracing::info!(issuer = %prepared.issuer, "IMS listening");
             server::run(prepared).await

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use ims_core::audit::Context;
 use ims_core::secret::Secret;
 use ims_core::Now;
+use ims_http::edge::Edge;
 use ims_http::{AppState, Metrics};
 use ims_identity::model::Organization;
 use ims_identity::service::{self, Ims};
@@ -30,21 +31,27 @@ pub async fn bootstrap(store: &SqlStore, config: &Config) -> Result<Option<(Orga
     Ok(created.map(|(org, _admin, password)| (org, password)))
 }
 
-/// Binds `addr`, refusing plain HTTP off loopback.
-pub async fn bind(addr: &str, tls: bool) -> Result<TcpListener> {
+/// Binds `addr`, refusing plain HTTP off loopback unless the listener admits only the networks
+/// its edge names.
+pub async fn bind(addr: &str, tls: bool, edge: &Edge, setting: &str) -> Result<TcpListener> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    if !tls && !ims_http::serve::plain_http_allowed(&local) {
-        bail!("plain HTTP is allowed on loopback only; {local} is not (set tls = true with a certificate)");
+    if !tls && !ims_http::serve::plain_http_allowed(&local, edge) {
+        bail!(
+            "plain HTTP off loopback ({local}) needs {setting}: the networks that may connect \
+             (or set tls = true with a certificate)"
+        );
     }
     Ok(listener)
 }
 
 pub struct Prepared {
     pub listener: TcpListener,
+    pub edge: Arc<Edge>,
     pub ops_listener: Option<TcpListener>,
+    pub ops_edge: Arc<Edge>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub issuer: String,
     pub state: AppState,
@@ -63,12 +70,19 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
         None
     };
     let local: SocketAddr = listener.local_addr()?;
+    let edge = config.edge()?;
+    // Behind a balancer the address bound is not the one clients use: the URLs the IMS issues
+    // come from configuration, never from a request's Host header.
     let issuer = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
+        None if tls.is_none() && !local.ip().is_loopback() => {
+            bail!("plain HTTP behind a proxy needs public_url: the address clients use (https://...)")
+        }
         None => format!("{}://{}", if tls.is_some() { "https" } else { "http" }, local),
     };
+    let ops_edge = config.ops_edge()?;
     let ops_listener = match &config.ops_listen {
-        Some(addr) => Some(bind(addr, false).await?),
+        Some(addr) => Some(bind(addr, false, &ops_edge, "ops_allow").await?),
         None => None,
     };
     let ctx = Context::new(Now::system(), "system");
@@ -82,7 +96,9 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
     };
     Ok(Prepared {
         listener,
+        edge: Arc::new(edge),
         ops_listener,
+        ops_edge: Arc::new(ops_edge),
         tls,
         issuer,
         state,
@@ -105,8 +121,13 @@ pub struct Served {
 pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
     let mut extra_tasks = Vec::new();
     for served in extra {
-        let serving =
-            ims_http::serve::serve(served.listener, served.router, p.tls.clone(), shutdown_signal());
+        let serving = ims_http::serve::serve(
+            served.listener,
+            served.router,
+            p.tls.clone(),
+            Arc::default(),
+            shutdown_signal(),
+        );
         extra_tasks.push(match served.runtime {
             Some(runtime) => runtime.spawn(serving),
             None => tokio::spawn(serving),
@@ -115,21 +136,30 @@ pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
     let public = ims_http::public_router(p.state.clone());
     spawn_housekeeping(p.state.clone());
     match p.ops_listener {
-        // The administration API is served on the operations listener only (loopback, never the
-        // public port), beside health and metrics.
+        // Health and metrics on the operations listener; the administration API too when that
+        // is on loopback (it takes an administrator's password, which is not to cross a network
+        // in clear), never on the public port.
         Some(ops_listener) => {
-            let ops =
-                ims_http::ops_router(p.state.clone()).merge(ims_http::ims::admin::router(p.state.clone()));
-            let ops_task = tokio::spawn(ims_http::serve::serve(ops_listener, ops, None, shutdown_signal()));
+            let mut ops = ims_http::ops_router(p.state.clone());
+            if ops_listener.local_addr()?.ip().is_loopback() {
+                ops = ops.merge(ims_http::ims::admin::router(p.state.clone()));
+            }
+            let ops_task = tokio::spawn(ims_http::serve::serve(
+                ops_listener,
+                ops,
+                None,
+                p.ops_edge,
+                shutdown_signal(),
+            ));
             let public = public.merge(ims_http::health_router(p.state.clone()));
-            ims_http::serve::serve(p.listener, public, p.tls, shutdown_signal()).await?;
+            ims_http::serve::serve(p.listener, public, p.tls, p.edge, shutdown_signal()).await?;
             ops_task.abort();
         }
         // Without one, health and metrics answer on the public port and there is no
         // administration API (the CLI administers through the database).
         None => {
             let ops = ims_http::ops_router(p.state.clone());
-            ims_http::serve::serve(p.listener, public.merge(ops), p.tls, shutdown_signal()).await?
+            ims_http::serve::serve(p.listener, public.merge(ops), p.tls, p.edge, shutdown_signal()).await?
         }
     }
     // An instance that does not finish its requests in time (wedged) does not hold the

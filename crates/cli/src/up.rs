@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ims_campaign::service::InstanceKind;
 use ims_campaign::Build;
 use ims_core::keys::MasterKey;
+use ims_http::edge::Edge;
 use ims_wire::{UpFile, UpInstance};
 
 use crate::config::Config;
@@ -154,15 +155,25 @@ pub async fn run(args: UpArgs) -> Result<()> {
 /// Binds `port` on loopback; port 0 takes the previous run's port when it is still free, else
 /// any free one.
 async fn bind_port(port: u16, previous: Option<u16>, tls: bool) -> Result<tokio::net::TcpListener> {
+    // Loopback only: nothing in front, nobody else's word on the client taken.
+    let bind = |p: u16| async move {
+        server::bind(
+            &format!("127.0.0.1:{p}"),
+            tls,
+            &Edge::default(),
+            "trusted_proxies",
+        )
+        .await
+    };
     if port != 0 {
-        return server::bind(&format!("127.0.0.1:{port}"), tls).await;
+        return bind(port).await;
     }
     match previous {
-        Some(p) => match server::bind(&format!("127.0.0.1:{p}"), tls).await {
+        Some(p) => match bind(p).await {
             Ok(l) => Ok(l),
-            Err(_) => server::bind("127.0.0.1:0", tls).await,
+            Err(_) => bind(0).await,
         },
-        None => server::bind("127.0.0.1:0", tls).await,
+        None => bind(0).await,
     }
 }
 

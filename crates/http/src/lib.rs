@@ -3,6 +3,7 @@
 //! each own their state; what every request carries (clock reading, peer, request id, body
 //! limits, the access log line) is in [`request`].
 
+pub mod edge;
 pub mod error;
 pub mod ims;
 pub mod instance;

@@ -15,20 +15,33 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
+use crate::edge::Edge;
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds the TLS configuration from PEM text of a certificate chain and its private key.
 pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<rustls::ServerConfig>> {
-    let certs = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>()?;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unreadable = |what: &str, e: rustls::pki_types::pem::Error| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable("certificate", e))?;
     if certs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "no certificate in the PEM file",
         ));
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no private key in the PEM file"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            io::Error::new(io::ErrorKind::InvalidData, "no private key in the PEM file")
+        }
+        e => unreadable("private key", e),
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -41,10 +54,14 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<rustls::Ser
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for open requests to finish.
+/// `edge` says who may connect and whose word on the client's address is taken: each request
+/// carries its client's address (`ConnectInfo`), the proxy's only when no trusted proxy named
+/// another.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    edge: Arc<Edge>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -57,7 +74,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -69,16 +86,29 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        if !edge.admits(peer.ip()) {
+            tracing::debug!(%peer, "connection refused: not an address this listener admits");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            answered(app.clone().oneshot(req.map(axum::body::Body::new)), peer)
-        });
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
+        let edge = Arc::clone(&edge);
         tokio::spawn(async move {
+            let peer = match edge.proxy_header(&mut stream, peer).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection dropped: PROXY protocol header");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let client = edge.client(peer, req.headers());
+                req.extensions_mut().insert(ConnectInfo(client));
+                answered(app.clone().oneshot(req.map(axum::body::Body::new)), peer)
+            });
             match acceptor {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -144,7 +174,8 @@ where
     }
 }
 
-/// Whether plain HTTP may be served on this address (loopback only).
-pub fn plain_http_allowed(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+/// Whether plain HTTP may be served on this address: on loopback, or where the listener admits
+/// only the networks its edge names (a balancer that terminates TLS, a monitoring network).
+pub fn plain_http_allowed(addr: &SocketAddr, edge: &Edge) -> bool {
+    addr.ip().is_loopback() || !edge.allow.is_empty()
 }

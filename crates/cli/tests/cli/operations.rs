@@ -286,11 +286,66 @@ fn configuration_is_validated() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("loopback"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("loopback") && stderr.contains("trusted_proxies"),
+        "{stderr}"
     );
+    // Behind a proxy: the URLs it issues must come from configuration.
+    let behind = |db: &str| {
+        let mut c = ims();
+        c.arg("serve")
+            .env(
+                "IMS_DATABASE_URL",
+                format!("sqlite://{}", tmp.path().join(db).display()),
+            )
+            .env("IMS_MASTER_KEY_FILE", &key)
+            .env("IMS_TLS", "false")
+            .env("IMS_LISTEN", "0.0.0.0:0")
+            .env("IMS_TRUSTED_PROXIES", "10.0.0.0/8");
+        c
+    };
+    let out = behind("p.db").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("public_url"), "{stderr}");
+    let out = behind("q.db")
+        .env("IMS_TRUSTED_PROXIES", "10.0.0.0/33")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("trusted_proxies") && stderr.contains("10.0.0.0/33"),
+        "{stderr}"
+    );
+    let out = ims()
+        .args(["credential", "list"])
+        .env("IMS_PROXY_PROTOCOL", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("proxy_protocol needs trusted_proxies"),
+        "{stderr}"
+    );
+    // An operations listener off loopback names who may reach it.
+    let out = ims()
+        .arg("serve")
+        .env(
+            "IMS_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("r.db").display()),
+        )
+        .env("IMS_MASTER_KEY_FILE", &key)
+        .env("IMS_TLS", "false")
+        .env("IMS_LISTEN", "127.0.0.1:0")
+        .env("IMS_OPS_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ops_allow"), "{stderr}");
     // No master key, no start.
     let out = ims()
         .arg("serve")

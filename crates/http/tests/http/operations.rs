@@ -207,9 +207,15 @@ async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ims_http::serve::serve(listener, app, None, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(ims_http::serve::serve(
+        listener,
+        app,
+        None,
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let ask = |path: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
@@ -231,4 +237,127 @@ async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
     }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+/// Sends `bytes` on a new connection and reads until the server closes it.
+async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A listener that answers each request with the client address it settled on.
+async fn who_server(edge: ims_http::edge::Edge) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    async fn who(meta: ims_http::Meta) -> String {
+        meta.source.unwrap_or_default()
+    }
+    let app = Router::new().route("/who", axum::routing::get(who));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ims_http::serve::serve(
+        listener,
+        app,
+        None,
+        Arc::new(edge),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop)
+}
+
+const WHO: &str = "GET /who HTTP/1.1\r\nhost: x\r\nconnection: close\r\n";
+
+fn body(answer: &str) -> &str {
+    answer.split("\r\n\r\n").nth(1).unwrap_or_default()
+}
+
+/// The client's address comes from a trusted proxy's forwarding headers, and only from a trusted
+/// proxy: from anyone else they are the client's own words and change nothing.
+#[tokio::test]
+async fn forwarding_headers_name_the_client_only_from_a_trusted_proxy() {
+    let trusting = ims_http::edge::Edge {
+        trusted: ims_http::edge::parse_networks("127.0.0.0/8").unwrap(),
+        ..Default::default()
+    };
+    let (addr, _stop) = who_server(trusting).await;
+    let answer = exchange(
+        addr,
+        format!("{WHO}x-forwarded-for: 203.0.113.9\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(body(&answer), "203.0.113.9", "{answer}");
+    let answer = exchange(
+        addr,
+        format!("{WHO}forwarded: for=\"[2001:db8::5]:443\"\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(body(&answer), "2001:db8::5", "{answer}");
+    let answer = exchange(addr, format!("{WHO}\r\n").as_bytes()).await;
+    assert_eq!(body(&answer), "127.0.0.1", "{answer}");
+
+    let elsewhere = ims_http::edge::Edge {
+        trusted: ims_http::edge::parse_networks("10.0.0.0/8").unwrap(),
+        ..Default::default()
+    };
+    let (addr, _stop) = who_server(elsewhere).await;
+    let answer = exchange(
+        addr,
+        format!("{WHO}x-forwarded-for: 203.0.113.9\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        body(&answer),
+        "127.0.0.1",
+        "a header from an untrusted peer was believed: {answer}"
+    );
+}
+
+/// With the PROXY protocol on, a trusted proxy's connection must start with its header, whose
+/// source is the client; a connection that does not is dropped unanswered.
+#[tokio::test]
+async fn proxy_protocol_headers_name_the_client_and_are_required_from_the_proxy() {
+    let edge = ims_http::edge::Edge {
+        trusted: ims_http::edge::parse_networks("127.0.0.1").unwrap(),
+        proxy_protocol: true,
+        ..Default::default()
+    };
+    let (addr, _stop) = who_server(edge).await;
+    let v1 = format!("PROXY TCP4 198.51.100.23 127.0.0.1 40000 443\r\n{WHO}\r\n");
+    let answer = exchange(addr, v1.as_bytes()).await;
+    assert_eq!(body(&answer), "198.51.100.23", "{answer}");
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend([
+        0x21, 0x11, 0, 12, 192, 0, 2, 44, 127, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb,
+    ]);
+    v2.extend(format!("{WHO}\r\n").as_bytes());
+    let answer = exchange(addr, &v2).await;
+    assert_eq!(body(&answer), "192.0.2.44", "{answer}");
+    // The header's client is not a proxy: what it forwards is its own say.
+    let spoof =
+        format!("PROXY TCP4 198.51.100.23 127.0.0.1 40000 443\r\n{WHO}x-forwarded-for: 10.9.9.9\r\n\r\n");
+    let answer = exchange(addr, spoof.as_bytes()).await;
+    assert_eq!(body(&answer), "198.51.100.23", "{answer}");
+    let answer = exchange(addr, format!("{WHO}\r\n").as_bytes()).await;
+    assert_eq!(answer, "", "a connection without its PROXY header was served");
+    // The shortest header, the request right behind it: nothing of the request is taken.
+    let answer = exchange(addr, format!("PROXY UNKNOWN\r\n{WHO}\r\n").as_bytes()).await;
+    assert_eq!(body(&answer), "127.0.0.1", "{answer}");
+    // A header that arrives in pieces is waited for.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PROXY TCP4 198.51.100.").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        s.write_all(format!("24 127.0.0.1 40000 443\r\n{WHO}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert_eq!(body(&out), "198.51.100.24", "{out}");
+    }
 }
