@@ -10,6 +10,7 @@ use ims_core::audit::Context;
 use ims_core::secret::Secret;
 use ims_core::Now;
 use ims_http::edge::Edge;
+use ims_http::serve::Certificate;
 use ims_http::{AppState, Metrics};
 use ims_identity::model::Organization;
 use ims_identity::service::{self, Ims};
@@ -53,21 +54,32 @@ pub struct Prepared {
     pub ops_listener: Option<TcpListener>,
     pub ops_edge: Arc<Edge>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate `tls` presents and the files it comes from, read again on `SIGHUP` and
+    /// when they change.
+    pub certificate: Option<(Arc<Certificate>, CertificateFiles)>,
     pub issuer: String,
     pub state: AppState,
 }
 
 /// Everything up to serving: store, keys, listeners.
 pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListener) -> Result<Prepared> {
-    let tls = if config.tls {
+    let certificate = if config.tls {
         let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
             bail!("tls is on but tls_cert / tls_key are not set (or set tls = false on loopback)");
         };
-        let cert_pem = std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
-        let key_pem = std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
-        Some(ims_http::serve::tls_config(&cert_pem, &key_pem).context("TLS configuration")?)
+        let files = CertificateFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let (cert_pem, key_pem) = files.read()?;
+        let certificate = Certificate::from_pem(&cert_pem, &key_pem).context("TLS configuration")?;
+        Some((Arc::new(certificate), files))
     } else {
         None
+    };
+    let tls = match &certificate {
+        Some((c, _)) => Some(c.server_config().context("TLS configuration")?),
+        None => None,
     };
     let local: SocketAddr = listener.local_addr()?;
     let edge = config.edge()?;
@@ -100,6 +112,7 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
         ops_listener,
         ops_edge: Arc::new(ops_edge),
         tls,
+        certificate,
         issuer,
         state,
     })
@@ -135,6 +148,9 @@ pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
     }
     let public = ims_http::public_router(p.state.clone());
     spawn_housekeeping(p.state.clone());
+    if let Some((certificate, files)) = p.certificate {
+        tokio::spawn(reload_certificate(certificate, files));
+    }
     match p.ops_listener {
         // Health and metrics on the operations listener; the administration API too when that
         // is on loopback (it takes an administrator's password, which is not to cross a network
@@ -174,6 +190,70 @@ pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where the listener's certificate and key are read from.
+#[derive(Clone, Debug)]
+pub struct CertificateFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl CertificateFiles {
+    fn read(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let cert =
+            std::fs::read(&self.cert).with_context(|| format!("cannot read {}", self.cert.display()))?;
+        let key = std::fs::read(&self.key).with_context(|| format!("cannot read {}", self.key.display()))?;
+        Ok((cert, key))
+    }
+
+    /// When either file last changed (a renewal replaces them, often by renaming a new file in).
+    fn stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((modified(&self.cert)?, modified(&self.key)?))
+    }
+}
+
+/// Takes up a renewed certificate without a restart: on `SIGHUP`, and when the files change
+/// (looked at every 30 s, for renewals that send no signal). A certificate that cannot be read
+/// or does not match its key is reported and the one in use stays; connections already open
+/// keep theirs.
+async fn reload_certificate(certificate: Arc<Certificate>, files: CertificateFiles) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: the certificate is reloaded when its files change only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    tick.tick().await;
+    let mut seen = files.stamp();
+    loop {
+        let asked = tokio::select! {
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
+            _ = tick.tick() => false,
+        };
+        let stamp = files.stamp();
+        if !asked && stamp == seen {
+            continue;
+        }
+        seen = stamp;
+        let outcome = files.read().and_then(|(cert, key)| {
+            certificate
+                .reload(&cert, &key)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        });
+        match outcome {
+            Ok(()) => tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded"),
+            Err(e) => tracing::error!(
+                cert = %files.cert.display(),
+                error = %e,
+                "TLS certificate not reloaded; the previous one stays in use"
+            ),
+        }
+    }
 }
 
 /// Drops what has expired anyway: revocation records of dead tokens, and sign-in flows, browser

@@ -22,6 +22,71 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds the TLS configuration from PEM text of a certificate chain and its private key.
 pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<rustls::ServerConfig>> {
+    let resolver = Arc::new(Certificate::from_pem(cert_pem, key_pem)?);
+    server_config(resolver)
+}
+
+fn server_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> io::Result<Arc<rustls::ServerConfig>> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The certificate a listener presents, which can be replaced while it serves: a certificate
+/// renewed on disk (by an ACME client, cert-manager, an operator) is taken up by [`reload`]
+/// without a restart; connections already open keep the one they began with.
+///
+/// [`reload`]: Certificate::reload
+#[derive(Debug)]
+pub struct Certificate {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl Certificate {
+    /// Reads a PEM certificate chain and its private key, which must match.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Self> {
+        Ok(Certificate {
+            current: std::sync::RwLock::new(Arc::new(certified_key(cert_pem, key_pem)?)),
+        })
+    }
+
+    /// Replaces the certificate with the files' content; on any error the one in use stays.
+    pub fn reload(&self, cert_pem: &[u8], key_pem: &[u8]) -> io::Result<()> {
+        let next = Arc::new(certified_key(cert_pem, key_pem)?);
+        match self.current.write() {
+            Ok(mut guard) => *guard = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        Ok(())
+    }
+
+    /// The TLS configuration that presents this certificate, whatever it is at each handshake.
+    pub fn server_config(self: &Arc<Self>) -> io::Result<Arc<rustls::ServerConfig>> {
+        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = Arc::<Certificate>::clone(self);
+        server_config(resolver)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        })
+    }
+}
+
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<rustls::sign::CertifiedKey> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let unreadable = |what: &str, e: rustls::pki_types::pem::Error| {
@@ -42,15 +107,8 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<rustls::Ser
         }
         e => unreadable("private key", e),
     })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for open requests to finish.

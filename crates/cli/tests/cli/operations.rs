@@ -571,3 +571,82 @@ fn up_runs_on_postgres_and_migrates_people() {
             .output();
     }
 }
+
+/// `ims serve` takes up a renewed certificate without a restart (on SIGHUP here), and keeps the
+/// one in use when the new files cannot be read.
+#[test]
+fn the_tls_certificate_is_reloaded_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("mk");
+    std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
+    // Two certificates for the same address, each its own authority.
+    let issue = |name: &str| {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = tmp.path().join(format!("{name}.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(
+            tmp.path().join(format!("{name}.key")),
+            made.key_pair.serialize_pem(),
+        )
+        .unwrap();
+        cert
+    };
+    let (first, second) = (issue("first"), issue("second"));
+    let live_cert = tmp.path().join("server.pem");
+    let live_key = tmp.path().join("server.key");
+    let install = |name: &str| {
+        std::fs::copy(tmp.path().join(format!("{name}.pem")), &live_cert).unwrap();
+        std::fs::copy(tmp.path().join(format!("{name}.key")), &live_key).unwrap();
+    };
+    install("first");
+    let port = free_port();
+    let mut cmd = ims();
+    cmd.arg("serve")
+        .env(
+            "IMS_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("ims.db").display()),
+        )
+        .env("IMS_MASTER_KEY_FILE", &key)
+        .env("IMS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IMS_TLS_CERT", &live_cert)
+        .env("IMS_TLS_KEY", &live_key);
+    let server = spawn(cmd, &tmp.path().join("serve.log"));
+    let base = format!("https://127.0.0.1:{port}");
+    // A new client each time: a new connection, a new handshake.
+    let trusted_by = |ca: &Path| client(Some(ca)).get(format!("{base}/health/live")).send().is_ok();
+    wait_ready(&client(Some(&first)), &base);
+    assert!(trusted_by(&first) && !trusted_by(&second));
+
+    install("second");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !trusted_by(&second) {
+        assert!(Instant::now() < deadline, "the new certificate was not taken up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!trusted_by(&first), "the old certificate is still presented");
+
+    // A broken renewal: reported, and the certificate in use stays.
+    std::fs::write(&live_cert, "not a certificate").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(tmp.path().join("serve.log"))
+        .unwrap_or_default()
+        .contains("TLS certificate not reloaded")
+    {
+        assert!(Instant::now() < deadline, "the failed reload was not reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(trusted_by(&second));
+    let log = server.stop();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
+}
