@@ -59,6 +59,10 @@ enum Command {
     },
     /// Run the IMS alone against the configured database (several nodes may share PostgreSQL).
     Serve,
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on standard output.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) on standard output: `ims manual | man -l -`.
+    Manual,
     /// Technical accounts (OAuth server-to-server credentials).
     Credential {
         #[command(flatten)]
@@ -227,6 +231,8 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!(issuer = %prepared.issuer, "IMS listening");
             server::run(prepared).await
         }
+        // Answered in `main`, before the configuration is read.
+        Command::Completions { .. } | Command::Manual => Ok(()),
         Command::Credential { target, command } => admin::credential(command, &target, config).await,
         Command::User { target, command } => people::user(command, &target, config).await,
         Command::Client { target, command } => people::client(command, &target, config).await,
@@ -272,6 +278,39 @@ fn quiet_on_closed_pipe() {
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
     let cli = Cli::parse();
+    // Generated from the command line's own definition, before any configuration is read: a
+    // package build runs these with nothing set up.
+    let generated = match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "ims",
+                &mut out,
+            );
+            Some(Ok(out))
+        }
+        Command::Manual => {
+            let mut out = Vec::new();
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            Some(page.render(&mut out).map(|()| out))
+        }
+        _ => None,
+    };
+    if let Some(text) = generated {
+        use std::io::Write as _;
+        let written = text.and_then(|t| std::io::stdout().write_all(&t));
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            // A reader that stopped early (`| head`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ims: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -650,3 +650,71 @@ fn the_tls_certificate_is_reloaded_without_a_restart() {
     let log = server.stop();
     assert!(log.contains("TLS certificate reloaded"), "{log}");
 }
+
+/// What a package installs, laid out by `scripts/dist` from the built binary: completions that
+/// the shell reads, a manual page, and a systemd unit that `systemd-analyze verify` accepts with
+/// that binary and that manual page in place.
+#[test]
+fn packaging_lays_out_completions_a_manual_page_and_a_unit_that_verifies() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("dist");
+    let laid = Command::new(root.join("scripts/dist"))
+        .arg(env!("CARGO_BIN_EXE_ims"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(laid.status.success(), "{}", String::from_utf8_lossy(&laid.stderr));
+    let bash = out.join("share/bash-completion/completions/ims");
+    let checked = Command::new("bash").arg("-n").arg(&bash).output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let completions = std::fs::read_to_string(&bash).unwrap();
+    for word in ["serve", "migrate", "credential", "--data-dir"] {
+        assert!(completions.contains(word), "bash completion lacks {word}");
+    }
+    assert!(std::fs::read_to_string(out.join("share/zsh/site-functions/_ims"))
+        .unwrap()
+        .starts_with("#compdef ims"));
+    assert!(
+        std::fs::read_to_string(out.join("share/fish/vendor_completions.d/ims.fish"))
+            .unwrap()
+            .contains("complete -c ims")
+    );
+    let manual = std::fs::read_to_string(out.join("share/man/man1/ims.1")).unwrap();
+    assert!(
+        manual.contains(".TH ims 1") && manual.contains("serve"),
+        "{manual}"
+    );
+
+    // The unit as installed, its ExecStart pointed at this build.
+    let unit = std::fs::read_to_string(out.join("lib/systemd/system/ims.service"))
+        .unwrap()
+        .replace("/usr/local/bin/ims", &out.join("bin/ims").display().to_string());
+    let units = tmp.path().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("ims.service"), unit).unwrap();
+    let verified = Command::new("systemd-analyze")
+        .args(["verify", "ims.service"])
+        .current_dir(&units)
+        .env("MANPATH", out.join("share/man"))
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; the test command installs it)");
+    let said = String::from_utf8_lossy(&verified.stderr).into_owned();
+    assert!(verified.status.success() && said.trim().is_empty(), "{said}");
+    // And it is not a check that passes anything: a unit naming a missing program fails.
+    std::fs::write(
+        units.join("broken.service"),
+        "[Service]\nExecStart=/nonexistent/ims serve\n",
+    )
+    .unwrap();
+    let broken = Command::new("systemd-analyze")
+        .args(["verify", "broken.service"])
+        .current_dir(&units)
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+}
