@@ -18,6 +18,8 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("database_url", Kind::Str, true),
     ("database_schema", Kind::Str, false),
     ("database_max_connections", Kind::Int, false),
+    ("database_listen_url", Kind::Str, true),
+    ("change_poll_ms", Kind::Int, false),
     ("auto_migrate", Kind::Bool, false),
     ("listen", Kind::Str, false),
     ("ops_listen", Kind::Str, false),
@@ -63,6 +65,13 @@ pub struct Config {
     /// PostgreSQL schema (created if missing).
     pub database_schema: Option<String>,
     pub database_max_connections: u32,
+    /// PostgreSQL: where to listen for change notifications when `database_url` goes through a
+    /// pooler in transaction mode (PgBouncer), which does not deliver them; `database_url` when
+    /// unset.
+    pub database_listen_url: Option<String>,
+    /// PostgreSQL: how often each node reads the client change counter. A disabled client or a
+    /// revoked secret is refused on every node within twice this, whatever the notifications do.
+    pub change_poll_ms: u64,
     /// Apply pending schema migrations at start (otherwise readiness fails until `ims db migrate`).
     pub auto_migrate: bool,
     pub listen: String,
@@ -95,7 +104,7 @@ pub struct Config {
     /// Users or groups per page of the User Management API.
     pub umapi_page_size: u32,
     /// Calls a minute each client may make to the User Management API (0: no limit); over it the
-    /// API answers 429 with `Retry-After`. Counted per node.
+    /// API answers 429 with `Retry-After`. On PostgreSQL one budget shared by every node.
     pub umapi_requests_per_minute: u32,
     /// How long an instance goes by a technical account's product profiles before reading them
     /// again (the bound on how late a profile given or taken reaches the instance).
@@ -133,6 +142,8 @@ impl Default for Config {
             database_url: None,
             database_schema: None,
             database_max_connections: 16,
+            database_listen_url: None,
+            change_poll_ms: 1000,
             auto_migrate: true,
             listen: "127.0.0.1:8443".into(),
             ops_listen: None,
@@ -305,6 +316,9 @@ impl Config {
         }
         if !(1..=86_400).contains(&self.instance_profile_refresh_secs) {
             bail!("instance_profile_refresh_secs must be between 1 and 86400");
+        }
+        if !(50..=60_000).contains(&self.change_poll_ms) {
+            bail!("change_poll_ms must be between 50 and 60000");
         }
         if !(1..=2000).contains(&self.umapi_page_size) {
             bail!("umapi_page_size must be between 1 and 2000");

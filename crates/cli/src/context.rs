@@ -189,6 +189,8 @@ pub fn store_options(config: &Config) -> Result<Options> {
     opts.schema = config.database_schema.clone();
     opts.max_connections = config.database_max_connections;
     opts.migrate = config.auto_migrate;
+    opts.listen_url = config.database_listen_url.clone();
+    opts.change_poll = std::time::Duration::from_millis(config.change_poll_ms);
     Ok(opts)
 }
 

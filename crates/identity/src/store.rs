@@ -479,17 +479,32 @@ pub trait CredentialStorage: ClientStore + DeveloperStore + OrgStore {}
 
 impl<T> CredentialStorage for T where T: ClientStore + DeveloperStore + OrgStore {}
 
+/// API budgets held where every node sees them, so that several nodes share one budget per
+/// caller.
+#[async_trait]
+pub trait BudgetStore: Send + Sync {
+    /// Takes one call from `bucket`'s token bucket (`per_minute` calls a minute, up to that many
+    /// at once): `Ok(())`, or after how many seconds one is available. `None` from a store that
+    /// holds no budgets (a single node's, which keeps them in memory).
+    async fn take_budget(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        now: Now,
+    ) -> StoreResult<Option<Result<(), u64>>>;
+}
+
 /// What the directory service (User Management API and Admin Console) reads and writes: people,
 /// groups, profiles and roles, the clients it registers and what their credentials are
 /// subscribed to (which decides the product profiles a token carries), and the organisation's
 /// mail.
 pub trait DirectoryStorage:
-    CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore + OutboxStore
+    CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore + OutboxStore + BudgetStore
 {
 }
 
 impl<T> DirectoryStorage for T where
-    T: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore + OutboxStore
+    T: CredentialStorage + DirectoryStore + UserStore + GrantStore + AuditStore + OutboxStore + BudgetStore
 {
 }
 

@@ -1,6 +1,6 @@
 //! Per-caller request budgets: a token bucket per key (a client id), refilled continuously. A
-//! refused call learns how long to wait. Held in memory per node: with several nodes the budget
-//! is per node.
+//! refused call learns how long to wait. This one is held in memory, for a store that holds no
+//! budgets (SQLite: one node); on PostgreSQL the nodes share the store's (`BudgetStore`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -50,6 +50,13 @@ pub struct Options {
     /// Apply pending migrations on open. When false, open still succeeds and readiness reports
     /// the pending steps.
     pub migrate: bool,
+    /// PostgreSQL, the IMS's store: where to listen for change notifications, when `url` goes
+    /// through a pooler that does not deliver them (PgBouncer in transaction mode); `url` when
+    /// unset.
+    pub listen_url: Option<String>,
+    /// PostgreSQL, the IMS's store: how often the change counter is read, whatever the
+    /// notifications do. What a node keeps in memory is at most twice this old.
+    pub change_poll: Duration,
 }
 
 impl Options {
@@ -59,6 +66,8 @@ impl Options {
             schema: None,
             max_connections: 16,
             migrate: true,
+            listen_url: None,
+            change_poll: Duration::from_secs(1),
         }
     }
 }

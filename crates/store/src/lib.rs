@@ -3,6 +3,7 @@
 //! PostgreSQL (shared by several nodes), over the plumbing of `ims-sql`. The DDL of each database
 //! is in its numbered migrations (see [`migrate`]).
 
+mod budget;
 mod developer;
 mod directory;
 pub mod instance;
@@ -69,8 +70,13 @@ impl SqlStore {
                 None => (signal::Signal::None, None),
             },
             Backend::Postgres => {
-                let pg = Arc::new(signal::PgSignal::default());
-                let task = tokio::spawn(Arc::clone(&pg).listen(opts.url.clone(), schema));
+                let pg = Arc::new(signal::PgSignal::new(opts.change_poll));
+                let listen_url = opts.listen_url.clone().unwrap_or_else(|| opts.url.clone());
+                let listening = Arc::clone(&pg).listen(listen_url, schema);
+                let polling = Arc::clone(&pg).poll(pool.clone());
+                let task = tokio::spawn(async move {
+                    tokio::join!(listening, polling);
+                });
                 (signal::Signal::Postgres(pg), Some(Arc::new(task)))
             }
         };

@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     step!(5, "backchannel_logout", "", "0005_backchannel_logout"),
     step!(6, "outbox", "", "0006_outbox"),
     step!(7, "invitations", "", "0007_invitations"),
+    step!(8, "shared_state", "", "0008_shared_state"),
 ];
 
 /// The migrations of an instance's database (its own database: no part reads another's tables).

@@ -5,18 +5,23 @@
 //!   last committed frame, checksums). Reading those 48 bytes costs one `pread`, so the header
 //!   itself is the generation. Writes we do not care about (audit lines) also change it: that only
 //!   costs a reread.
-//! - **PostgreSQL**: triggers on the client tables `NOTIFY ims_client_changes` with the schema name;
-//!   each node listens on a connection of its own and bumps a counter per notification. While that
-//!   connection is down the signal answers `None`, so nothing is cached until it is back (and the
-//!   counter moves on reconnect, since notifications may have been missed meanwhile).
+//! - **PostgreSQL**: triggers on the client tables bump a counter row (`change_counters`) and
+//!   `NOTIFY ims_client_changes` with the schema name. Each node listens on a connection of its
+//!   own (`listen_url`, direct to PostgreSQL when the pool goes through a pooler) and moves its
+//!   generation at each notification: a change is seen at once where notifications arrive. It
+//!   also reads the counter every `change_poll`, whatever the notifications do: a pooler in
+//!   transaction mode accepts LISTEN and delivers nothing, a listener may be down. The generation
+//!   is `None`, and nothing is served from memory, while the last successful read is older than
+//!   twice `change_poll`: what a node serves from memory is never older than that.
 
+use sqlx::{AnyPool, Row as _};
 use std::fs::File;
 use std::hash::{Hash as _, Hasher as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Size of one copy of the WAL-index header.
 const WAL_INDEX_HEADER: usize = 48;
@@ -83,21 +88,82 @@ impl SqliteSignal {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PgSignal {
-    connected: AtomicBool,
-    generation: AtomicU64,
+    /// Notifications heard (and reconnections of the listener, after which some may be lost).
+    notified: AtomicU64,
+    /// The counter as last read.
+    polled: AtomicU64,
+    /// When it was last read, in milliseconds since `epoch`; 0: never.
+    polled_at: AtomicU64,
+    epoch: Instant,
+    poll: Duration,
 }
 
 impl PgSignal {
+    pub fn new(poll: Duration) -> Self {
+        PgSignal {
+            notified: AtomicU64::new(0),
+            polled: AtomicU64::new(0),
+            polled_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+            poll: poll.max(Duration::from_millis(10)),
+        }
+    }
+
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
     fn generation(&self) -> Option<u64> {
-        self.connected
-            .load(Ordering::Acquire)
-            .then(|| self.generation.load(Ordering::Acquire))
+        let at = self.polled_at.load(Ordering::Acquire);
+        let stale = 2 * u64::try_from(self.poll.as_millis()).unwrap_or(u64::MAX / 4);
+        if at == 0 || self.since_epoch().saturating_sub(at) > stale {
+            return None;
+        }
+        // Both only grow, so their sum moves whenever either does.
+        Some(
+            self.notified
+                .load(Ordering::Acquire)
+                .wrapping_add(self.polled.load(Ordering::Acquire)),
+        )
     }
 
     fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.notified.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Reads the change counter every `poll` until the task is aborted.
+    pub async fn poll(self: Arc<Self>, pool: AnyPool) {
+        let mut tick = tokio::time::interval(self.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let read = sqlx::query("SELECT value FROM change_counters WHERE name = 'clients'")
+                .fetch_one(&pool)
+                .await
+                .and_then(|row| row.try_get::<i64, _>("value"));
+            match read {
+                Ok(v) => {
+                    self.polled
+                        .store(u64::try_from(v).unwrap_or(0), Ordering::Release);
+                    self.polled_at.store(self.since_epoch(), Ordering::Release);
+                    if failing {
+                        tracing::info!("client change counter readable again");
+                        failing = false;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "client change counter unreadable; clients are read from the database until it is back");
+                        failing = true;
+                    }
+                }
+            }
+        }
     }
 
     /// Listens until the task is aborted, reconnecting after failures.
@@ -107,7 +173,6 @@ impl PgSignal {
                 Ok(mut listener) => {
                     if listener.listen(PG_CHANNEL).await.is_ok() {
                         self.bump();
-                        self.connected.store(true, Ordering::Release);
                         // `None` or an error: the connection dropped and notifications may be lost.
                         while let Ok(Some(n)) = listener.try_recv().await {
                             if schema.as_deref().is_none_or(|s| s == n.payload()) {
@@ -115,9 +180,11 @@ impl PgSignal {
                             }
                         }
                     }
-                    self.connected.store(false, Ordering::Release);
+                    self.bump();
                 }
-                Err(e) => tracing::warn!(error = %e, "client change listener cannot connect; caching is off"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "client change listener cannot connect; changes reach this node by polling only")
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -114,6 +114,7 @@ impl FromRequestParts<AppState> for Caller {
         app.ims
             .directory()
             .umapi_admit(caller.client_id(), meta.now)
+            .await?
             .map_err(ConsoleError::Throttled)?;
         Ok(Caller(caller, meta))
     }

@@ -58,6 +58,7 @@ impl FromRequestParts<AppState> for Caller {
         app.ims
             .directory()
             .umapi_admit(admin.client_id(), meta.now)
+            .await?
             .map_err(UmapiError::Throttled)?;
         Ok(Caller(admin))
     }

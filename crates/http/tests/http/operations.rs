@@ -187,7 +187,8 @@ async fn readiness_fails_while_migrations_are_pending() {
             "0004_developer",
             "0005_backchannel_logout",
             "0006_outbox",
-            "0007_invitations"
+            "0007_invitations",
+            "0008_shared_state"
         ])
     );
 }

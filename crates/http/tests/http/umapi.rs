@@ -642,31 +642,38 @@ async fn the_request_id_is_echoed_and_audited(c: &Caller<'_>, org: &str) {
     assert_eq!(line.details["requestID"], "r-1");
 }
 
+/// Over its budget a client gets 429 with `Retry-After`, on both backends: in memory on SQLite,
+/// in the database (shared by the nodes) on PostgreSQL.
 #[tokio::test]
 async fn a_client_over_its_budget_gets_429_with_retry_after() {
-    let mut settings = settings(Algorithm::ES256);
-    settings.umapi_requests_per_minute = 5;
-    let h = harness_with(Db::Sqlite, settings).await.unwrap();
-    let a = h.credential(&["openid", UMAPI_SCOPE]).await;
-    let b = h.credential(&["openid", UMAPI_SCOPE]).await;
-    let path = format!("/v2/usermanagement/groups/{}/0", h.org_id);
-    let ta = h.token(&a, UMAPI_SCOPE).await;
-    let tb = h.token(&b, UMAPI_SCOPE).await;
-    for _ in 0..5 {
-        let (status, _, _) = h
+    for db in [Db::Sqlite, Db::Postgres] {
+        let mut settings = settings(Algorithm::ES256);
+        settings.umapi_requests_per_minute = 5;
+        let Some(h) = harness_with(db, settings).await else {
+            continue;
+        };
+        let a = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let b = h.credential(&["openid", UMAPI_SCOPE]).await;
+        let path = format!("/v2/usermanagement/groups/{}/0", h.org_id);
+        let ta = h.token(&a, UMAPI_SCOPE).await;
+        let tb = h.token(&b, UMAPI_SCOPE).await;
+        for _ in 0..5 {
+            let (status, _, _) = h
+                .call(req("GET", &path, Some(&ta), Some(&a.client.client_id), None))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, headers, out) = h
             .call(req("GET", &path, Some(&ta), Some(&a.client.client_id), None))
             .await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=12).contains(&wait), "{wait}");
+        assert_eq!(out["error_code"], "429050");
+        let (status, _, _) = h
+            .call(req("GET", &path, Some(&tb), Some(&b.client.client_id), None))
+            .await;
+        assert_eq!(status, StatusCode::OK, "budgets are per client");
+        h.cleanup().await;
     }
-    let (status, headers, out) = h
-        .call(req("GET", &path, Some(&ta), Some(&a.client.client_id), None))
-        .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=12).contains(&wait), "{wait}");
-    assert_eq!(out["error_code"], "429050");
-    let (status, _, _) = h
-        .call(req("GET", &path, Some(&tb), Some(&b.client.client_id), None))
-        .await;
-    assert_eq!(status, StatusCode::OK, "budgets are per client");
 }

@@ -227,9 +227,19 @@ impl Directory {
         administrator(self.store.as_ref(), user_id, client_id).await
     }
 
-    /// Takes one call from the client's budget, or says how many seconds to wait.
-    pub fn umapi_admit(&self, client_id: &str, now: Now) -> std::result::Result<(), u64> {
-        self.umapi_budget.admit(client_id, now)
+    /// Takes one call from the client's budget, or says how many seconds to wait. The budget is
+    /// the store's where it holds one (PostgreSQL: every node takes from the same), this
+    /// process's otherwise.
+    pub async fn umapi_admit(&self, client_id: &str, now: Now) -> Result<std::result::Result<(), u64>> {
+        let per_minute = self.tokens.settings().umapi_requests_per_minute;
+        if per_minute == 0 {
+            return Ok(Ok(()));
+        }
+        let bucket = format!("umapi:{client_id}");
+        match self.store.take_budget(&bucket, per_minute, now).await? {
+            Some(taken) => Ok(taken),
+            None => Ok(self.umapi_budget.admit(client_id, now)),
+        }
     }
 
     pub fn umapi_page_size(&self) -> u32 {

@@ -213,3 +213,92 @@ async fn client_changes_by_another_connection_move_the_signal() {
         f.cleanup().await;
     }
 }
+
+/// A node whose notifications never arrive (as behind PgBouncer in transaction mode, which
+/// accepts LISTEN and delivers nothing; here its listener is on another database, where no
+/// notification of ours is sent) still sees a client change within twice its poll interval,
+/// through the change counter.
+#[tokio::test]
+async fn client_changes_reach_a_node_that_hears_no_notifications_within_the_poll_bound() {
+    for f in each_backend().await {
+        if !f.url.starts_with("postgres") {
+            continue;
+        }
+        let (_, client, _) = seeded(&f.store).await;
+        let poll = std::time::Duration::from_millis(200);
+        let mut opts = Options::new(f.url.clone());
+        opts.schema = f.schema.clone();
+        opts.max_connections = 2;
+        opts.change_poll = poll;
+        let (base, _) = f.url.rsplit_once('/').unwrap();
+        opts.listen_url = Some(format!("{base}/postgres"));
+        let deaf = SqlStore::open(&opts, now()).await.unwrap();
+        let before = signal_until(&deaf, |g| g.is_some()).await;
+        // Quiet: the generation holds while nothing changes.
+        tokio::time::sleep(3 * poll).await;
+        assert_eq!(
+            ims_identity::store::ClientChangeSignal::client_generation(&deaf),
+            before
+        );
+        let changed = std::time::Instant::now();
+        f.store
+            .set_client_disabled(&client.client_id, true, now(), &event("credential.disable"))
+            .await
+            .unwrap();
+        signal_until(&deaf, |g| g.is_some() && g != before).await;
+        let seen = changed.elapsed();
+        assert!(
+            seen <= 2 * poll,
+            "seen after {seen:?}, beyond twice the poll interval"
+        );
+        deaf.close().await;
+        f.cleanup().await;
+    }
+}
+
+/// On PostgreSQL the nodes take from one budget per key: five calls a minute are five between
+/// two nodes, not five each; the budget refills with time. SQLite holds none (one node keeps
+/// its own in memory).
+#[tokio::test]
+async fn api_budgets_are_shared_by_the_nodes_of_one_database() {
+    use ims_identity::store::BudgetStore as _;
+    for f in each_backend().await {
+        let t0 = now();
+        if !f.url.starts_with("postgres") {
+            assert_eq!(f.store.take_budget("umapi:c", 5, t0).await.unwrap(), None);
+            continue;
+        }
+        let mut opts = Options::new(f.url.clone());
+        opts.schema = f.schema.clone();
+        opts.max_connections = 2;
+        let other = SqlStore::open(&opts, t0).await.unwrap();
+        for node in [&f.store, &other, &f.store, &other, &other] {
+            assert_eq!(node.take_budget("umapi:c", 5, t0).await.unwrap(), Some(Ok(())));
+        }
+        // Spent, on both nodes; a minute a call at five a minute is twelve seconds.
+        assert_eq!(
+            f.store.take_budget("umapi:c", 5, t0).await.unwrap(),
+            Some(Err(12))
+        );
+        assert_eq!(other.take_budget("umapi:c", 5, t0).await.unwrap(), Some(Err(12)));
+        // Another key has its own; time refills.
+        assert_eq!(other.take_budget("umapi:d", 5, t0).await.unwrap(), Some(Ok(())));
+        let later = ims_core::Now::from_millis(t0.millis() + 12_000);
+        assert_eq!(
+            f.store.take_budget("umapi:c", 5, later).await.unwrap(),
+            Some(Ok(()))
+        );
+        assert!(matches!(
+            other.take_budget("umapi:c", 5, later).await.unwrap(),
+            Some(Err(_))
+        ));
+        // A node whose clock is behind neither refills nor drains anything by it.
+        let behind = ims_core::Now::from_millis(t0.millis() - 60_000);
+        assert!(matches!(
+            other.take_budget("umapi:c", 5, behind).await.unwrap(),
+            Some(Err(_))
+        ));
+        other.close().await;
+        f.cleanup().await;
+    }
+}

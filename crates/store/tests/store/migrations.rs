@@ -137,7 +137,8 @@ async fn unmigrated_store_reports_pending_steps() {
             "0004_developer".to_owned(),
             "0005_backchannel_logout".to_owned(),
             "0006_outbox".to_owned(),
-            "0007_invitations".to_owned()
+            "0007_invitations".to_owned(),
+            "0008_shared_state".to_owned()
         ]
     );
     store.migrate(now()).await.unwrap();
