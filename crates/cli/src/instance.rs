@@ -72,6 +72,10 @@ fn config_command(data_dir: &Path, args: &[String]) -> Result<String> {
 /// `ims instance ...`: administration of the instances of an `ims up` data directory.
 #[derive(Debug, clap::Subcommand)]
 pub enum InstanceCommand {
+    /// Run one instance as a service of its own, from configuration (`listen`, `database_url`,
+    /// `tls`, `trusted_proxies`, ...) and the configuration files under --data-dir; several
+    /// nodes of one instance may share its PostgreSQL schema. SIGHUP reads the files again.
+    Serve(crate::instance_serve::ServeArgs),
     /// Operators of an instance.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -176,6 +180,8 @@ pub enum OperatorCommand {
 
 pub async fn command(cmd: InstanceCommand, data_dir: &Path) -> Result<()> {
     match cmd {
+        // Run from `main`, with the configuration.
+        InstanceCommand::Serve(_) => {}
         InstanceCommand::Config { args } => {
             let name = config_command(data_dir, &args)?;
             audit_config_change(data_dir, &name, serde_json::json!({"set": "imsOAuth"})).await?;

@@ -11,6 +11,7 @@ mod files;
 mod host;
 mod https;
 mod instance;
+mod instance_serve;
 mod mail;
 mod migrate;
 mod people;
@@ -245,6 +246,10 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
             json,
         } => admin::audit(&target, config, action, limit, json).await,
+        Command::Instance {
+            data_dir,
+            command: instance::InstanceCommand::Serve(args),
+        } => instance_serve::serve(args, &data_dir, &config).await,
         Command::Instance { data_dir, command } => instance::command(command, &data_dir).await,
         Command::Migrate { target, command } => migrate::command(command, &target, config).await,
         Command::Db { target, command } => match command {

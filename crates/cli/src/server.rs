@@ -48,6 +48,24 @@ pub async fn bind(addr: &str, tls: bool, edge: &Edge, setting: &str) -> Result<T
     Ok(listener)
 }
 
+/// The listener's certificate from `tls_cert` / `tls_key` when `tls` is on, with the files it
+/// comes from (see [`reload_certificate`]).
+pub fn certificate(config: &Config) -> Result<Option<(Arc<Certificate>, CertificateFiles)>> {
+    if !config.tls {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        bail!("tls is on but tls_cert / tls_key are not set (or set tls = false on loopback)");
+    };
+    let files = CertificateFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let (cert_pem, key_pem) = files.read()?;
+    let certificate = Certificate::from_pem(&cert_pem, &key_pem).context("TLS configuration")?;
+    Ok(Some((Arc::new(certificate), files)))
+}
+
 pub struct Prepared {
     pub listener: TcpListener,
     pub edge: Arc<Edge>,
@@ -63,20 +81,7 @@ pub struct Prepared {
 
 /// Everything up to serving: store, keys, listeners.
 pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListener) -> Result<Prepared> {
-    let certificate = if config.tls {
-        let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
-            bail!("tls is on but tls_cert / tls_key are not set (or set tls = false on loopback)");
-        };
-        let files = CertificateFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        };
-        let (cert_pem, key_pem) = files.read()?;
-        let certificate = Certificate::from_pem(&cert_pem, &key_pem).context("TLS configuration")?;
-        Some((Arc::new(certificate), files))
-    } else {
-        None
-    };
+    let certificate = certificate(config)?;
     let tls = match &certificate {
         Some((c, _)) => Some(c.server_config().context("TLS configuration")?),
         None => None,
@@ -218,7 +223,7 @@ impl CertificateFiles {
 /// (looked at every 30 s, for renewals that send no signal). A certificate that cannot be read
 /// or does not match its key is reported and the one in use stays; connections already open
 /// keep theirs.
-async fn reload_certificate(certificate: Arc<Certificate>, files: CertificateFiles) {
+pub async fn reload_certificate(certificate: Arc<Certificate>, files: CertificateFiles) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -278,7 +283,7 @@ fn spawn_housekeeping(state: AppState) {
     });
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

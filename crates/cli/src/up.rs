@@ -503,7 +503,7 @@ async fn start_instance(
 
 /// `SIGHUP` reads every instance's configuration files again and applies them, as the vendor's
 /// `config -reload` does; `ims instance reload` sends it.
-fn spawn_reload_on_hangup(
+pub(crate) fn spawn_reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
     dir: PathBuf,
     instances: Vec<(
@@ -525,7 +525,7 @@ fn spawn_reload_on_hangup(
 /// How often counted calls are written to the instance's usage summary.
 const USAGE_FLUSH_SECS: u64 = 5;
 
-async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
+pub(crate) async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
     let mut ticks: u64 = 0;
     loop {

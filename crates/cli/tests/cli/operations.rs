@@ -718,3 +718,106 @@ fn packaging_lays_out_completions_a_manual_page_and_a_unit_that_verifies() {
         .unwrap();
     assert!(!broken.status.success());
 }
+
+/// The text of the first `<tag ...>text</tag>` in `xml`.
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}"))?;
+    let open_end = start + xml[start..].find('>')? + 1;
+    let close = open_end + xml[open_end..].find(&format!("</{tag}>"))?;
+    Some(&xml[open_end..close])
+}
+
+/// `ims instance serve`: one instance as a service of its own, two nodes sharing its PostgreSQL
+/// schema. The first node creates it (and its `admin` operator); a session opened on one node
+/// works on the other; SIGHUP reads the configuration files again without a restart.
+#[test]
+fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: instance nodes on PostgreSQL (TEST_POSTGRES_URL=skip)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base_schema = format!("n_{}", ims_core::secret::random_hex(8));
+    let ports = [free_port(), free_port()];
+    let node = |i: usize| {
+        let mut cmd = ims();
+        cmd.args(["instance", "serve", "--name", "solo", "--data-dir"])
+            .arg(tmp.path().join(format!("node{i}")))
+            .env("IMS_DATABASE_URL", &url)
+            .env("IMS_DATABASE_SCHEMA", &base_schema)
+            .env("IMS_TLS", "false")
+            .env("IMS_LISTEN", format!("127.0.0.1:{}", ports[i]));
+        spawn(cmd, &tmp.path().join(format!("node{i}.log")))
+    };
+    let http = client(None);
+    let a = node(0);
+    let base_a = format!("http://127.0.0.1:{}", ports[0]);
+    let base_b = format!("http://127.0.0.1:{}", ports[1]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base_a}/r/test")).send().is_err() {
+        assert!(Instant::now() < deadline, "node A did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = node(1);
+    while http.get(format!("{base_b}/r/test")).send().is_err() {
+        assert!(Instant::now() < deadline, "node B did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started_a = std::fs::read_to_string(tmp.path().join("node0.log")).unwrap();
+    let password = started_a
+        .lines()
+        .find_map(|l| l.split("password (shown once): ").nth(1))
+        .expect("the first node shows the admin password")
+        .trim()
+        .to_owned();
+
+    let logon = soap_logon(&http, &base_a, "admin", &password);
+    let session = element(&logon, "pstrSessionToken").expect(&logon).to_owned();
+    let security = element(&logon, "pstrSecurityToken").expect(&logon).to_owned();
+    let info = http
+        .post(format!("{base_b}/nl/jsp/soaprouter.jsp"))
+        .header("SOAPAction", "xtk:session#GetUserInfo")
+        .header("X-Session-Token", &session)
+        .header("X-Security-Token", &security)
+        .body(r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:GetUserInfo xmlns:m="urn:xtk:session"><sessiontoken/></m:GetUserInfo></SOAP-ENV:Body></SOAP-ENV:Envelope>"#)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !info.contains("Fault>") && info.contains("login=\"admin\""),
+        "the session of node A on node B: {info}"
+    );
+
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(tmp.path().join("node1.log"))
+        .unwrap_or_default()
+        .contains("configuration reloaded")
+    {
+        assert!(Instant::now() < deadline, "node B did not reload on SIGHUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(http
+        .get(format!("{base_b}/r/test"))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    a.stop();
+    b.stop();
+    let _ = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS {base_schema}_solo CASCADE"),
+        ])
+        .output();
+}

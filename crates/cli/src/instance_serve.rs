@@ -1,0 +1,129 @@
+//! `ims instance serve`: one Campaign instance as a service of its own, from configuration, the
+//! way `ims serve` runs the IMS. Several nodes of one instance share its PostgreSQL schema
+//! (sessions, operators and settings live there) behind a balancer; each node reads the
+//! configuration files of its own directory and reads them again on `SIGHUP`.
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ims_campaign::service::InstanceKind;
+use ims_campaign::Build;
+
+use crate::config::Config;
+use crate::https::HttpIms;
+use crate::server;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The instance's name (its configuration file is conf/config-NAME.xml under --data-dir).
+    #[arg(long)]
+    pub name: String,
+    /// marketing or message-center.
+    #[arg(long, default_value = "marketing", value_parser = ["marketing", "message-center"])]
+    pub kind: String,
+    /// The build it runs at its first start (afterwards the stored one, moved by `upgrade`).
+    #[arg(long, default_value = crate::up::DEMO_BUILD)]
+    pub build: String,
+    /// The IMS whose access tokens the instance accepts (`Authorization: Bearer`): its issuer.
+    #[arg(long)]
+    pub ims_url: Option<String>,
+    /// A PEM file of the authority behind the IMS's certificate, when the system does not trust it.
+    #[arg(long)]
+    pub ims_ca_cert: Option<PathBuf>,
+    /// Operator groups given to technical accounts of the IMS (repeatable).
+    #[arg(long = "technical-account-group")]
+    pub technical_account_groups: Vec<String>,
+}
+
+pub async fn serve(args: ServeArgs, dir: &Path, config: &Config) -> Result<()> {
+    crate::files::private_dir(dir)?;
+    let kind = match args.kind.as_str() {
+        "message-center" => InstanceKind::MessageCenter,
+        _ => InstanceKind::Marketing,
+    };
+    let build: Build = args.build.parse()?;
+    let ca_pem = match &args.ims_ca_cert {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => None,
+    };
+    let http: Arc<dyn ims_campaign::connect::ImsHttp> = Arc::new(HttpIms::new(ca_pem.as_deref())?);
+    let edge = config.edge()?;
+    let listener = server::bind(&config.listen, config.tls, &edge, "trusted_proxies").await?;
+    let local = listener.local_addr()?;
+    let url = match &config.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("{}://{local}", if config.tls { "https" } else { "http" }),
+    };
+    let crate::host::Embedded {
+        instance,
+        store,
+        admin_password,
+    } = crate::host::open_embedded(
+        dir,
+        config,
+        &args.name,
+        kind,
+        build,
+        args.technical_account_groups.clone(),
+        Some(Arc::clone(&http)),
+    )
+    .await?;
+    if let Some(p) = admin_password {
+        // Shown once on the terminal, never logged: the first node to start creates it.
+        println!(
+            "instance {}: operator admin created; password (shown once): {}",
+            args.name,
+            p.expose()
+        );
+    }
+    let mut instance = instance.with_public_url(&url);
+    if let Some(issuer) = &args.ims_url {
+        let issuer = issuer.trim_end_matches('/');
+        let jwks = ims_campaign::connect::HttpKeys {
+            http,
+            url: format!("{issuer}/ims/keys"),
+        };
+        let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, Arc::new(jwks));
+        instance = instance.with_bearer(Arc::new(trusted));
+    }
+    let instance = Arc::new(instance);
+    tokio::spawn(crate::up::usage_flush(Arc::clone(&instance)));
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    crate::up::spawn_reload_on_hangup(
+        hangups,
+        dir.to_owned(),
+        vec![(Arc::clone(&instance), Arc::clone(&store))],
+    );
+    let certificate = server::certificate(config)?;
+    let tls = match &certificate {
+        Some((c, _)) => Some(c.server_config().context("TLS configuration")?),
+        None => None,
+    };
+    if let Some((certificate, files)) = certificate {
+        tokio::spawn(server::reload_certificate(certificate, files));
+    }
+    let router = ims_http::instance::soap::router(ims_http::instance::soap::InstanceState {
+        instance: Arc::clone(&instance),
+        tls: config.tls,
+    });
+    tracing::info!(instance = %args.name, %url, "instance listening");
+    let served =
+        ims_http::serve::serve(listener, router, tls, Arc::new(edge), server::shutdown_signal()).await;
+    // Calls counted since the last flush are written before the process ends.
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        instance.sessions().flush_usage(),
+    )
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
+        Err(_) => tracing::warn!("usage not flushed at shutdown: the database does not answer"),
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(served?)
+}
