@@ -79,33 +79,57 @@ pub async fn run_to(
     run(&mut conn, backend, now.millis(), &set[..upto]).await
 }
 
-/// Applies every pending step on a dedicated connection; returns the versions applied. On
-/// PostgreSQL a session lock makes concurrent migrators (several nodes starting) take turns.
+/// Applies every pending step on a dedicated connection; returns the versions applied.
+///
+/// On PostgreSQL every pending step runs in one transaction that first takes a transaction-level
+/// advisory lock: nodes starting together take turns, the second finds the steps applied, and a
+/// step that fails leaves the schema as it was. Held by the transaction rather than the session,
+/// the lock also holds through a pooler in transaction mode (PgBouncer), where consecutive
+/// statements of one session may run on different server connections. On SQLite each step is a
+/// transaction of its own.
 pub async fn run(
     conn: &mut AnyConnection,
     backend: Backend,
     now_ms: i64,
     set: &[Migration],
 ) -> Result<Vec<i64>, StoreError> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(PG_LOCK_KEY)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_error)?;
+    match backend {
+        Backend::Postgres => {
+            let mut tx = conn.begin().await.map_err(backend_error)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_LOCK_KEY)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            let done = apply_pending(&mut tx, backend, now_ms, set).await?;
+            tx.commit().await.map_err(backend_error)?;
+            for m in set.iter().filter(|m| done.contains(&m.version)) {
+                tracing::info!(version = m.version, name = m.name, "applied schema migration");
+            }
+            Ok(done)
+        }
+        Backend::Sqlite => {
+            sqlx::query(CREATE_LEDGER)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend_error)?;
+            let before = applied(&mut *conn).await?;
+            check_not_newer(&before, set)?;
+            let mut done = Vec::new();
+            for m in set.iter().filter(|m| !before.contains(&m.version)) {
+                let mut tx = conn.begin().await.map_err(backend_error)?;
+                apply(&mut tx, backend, now_ms, m).await?;
+                tx.commit().await.map_err(backend_error)?;
+                tracing::info!(version = m.version, name = m.name, "applied schema migration");
+                done.push(m.version);
+            }
+            Ok(done)
+        }
     }
-    let result = run_locked(conn, backend, now_ms, set).await;
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(PG_LOCK_KEY)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_error)?;
-    }
-    result
 }
 
-async fn run_locked(
+/// Within one transaction: the ledger, then every step it does not hold.
+async fn apply_pending(
     conn: &mut AnyConnection,
     backend: Backend,
     now_ms: i64,
@@ -118,25 +142,25 @@ async fn run_locked(
     let before = applied(&mut *conn).await?;
     check_not_newer(&before, set)?;
     let mut done = Vec::new();
-    for m in set {
-        if before.contains(&m.version) {
-            continue;
-        }
-        let mut tx = conn.begin().await.map_err(backend_error)?;
-        sqlx::raw_sql(m.sql(backend))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::Schema(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        tx.commit().await.map_err(backend_error)?;
-        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+    for m in set.iter().filter(|m| !before.contains(&m.version)) {
+        apply(conn, backend, now_ms, m).await?;
         done.push(m.version);
     }
     Ok(done)
+}
+
+/// One step and its line in the ledger.
+async fn apply(conn: &mut AnyConnection, backend: Backend, now_ms: i64, m: &Migration) -> Result<(), StoreError> {
+    sqlx::raw_sql(m.sql(backend))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Schema(format!("migration {} ({}) failed: {e}", m.version, m.name)))?;
+    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_error)?;
+    Ok(())
 }
