@@ -253,10 +253,7 @@ pub async fn connect(
             format!("PRAGMA mmap_size = {SQLITE_MAP_BYTES}"),
         ],
         Backend::Postgres => match &schema {
-            Some(s) => vec![
-                format!("CREATE SCHEMA IF NOT EXISTS {s}"),
-                format!("SET search_path TO {s}"),
-            ],
+            Some(s) => vec![format!("SET search_path TO {s}")],
             None => Vec::new(),
         },
     };

@@ -79,6 +79,40 @@ pub async fn run_to(
     run(&mut conn, backend, now.millis(), &set[..upto]).await
 }
 
+/// Creates the schema the session's search path names first when it does not exist (a
+/// deployment's own schema, set by `connect`), under the migrations' lock: `CREATE SCHEMA IF NOT
+/// EXISTS` alone is not safe against another node running it at the same moment (one of them
+/// fails on the catalogue's unique index).
+async fn create_own_schema(tx: &mut AnyConnection) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "SELECT CASE WHEN current_schema() IS NULL THEN 1 ELSE 0 END AS missing,
+                current_setting('search_path') AS path",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend_error)?;
+    let missing: i32 = row.try_get("missing").map_err(backend_error)?;
+    let path: String = row.try_get("path").map_err(backend_error)?;
+    let first = path.split(',').next().unwrap_or_default().trim().trim_matches('"');
+    if missing == 1 && crate::valid_schema_name(first) {
+        sqlx::query(&format!("CREATE SCHEMA {first}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(())
+}
+
+/// The migrations' lock on PostgreSQL, held until the transaction ends.
+async fn take_turn(tx: &mut AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PG_LOCK_KEY)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    Ok(())
+}
+
 /// Applies every pending step on a dedicated connection; returns the versions applied.
 ///
 /// On PostgreSQL every pending step runs in one transaction that first takes a transaction-level
@@ -96,11 +130,8 @@ pub async fn run(
     match backend {
         Backend::Postgres => {
             let mut tx = conn.begin().await.map_err(backend_error)?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(PG_LOCK_KEY)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
+            take_turn(&mut tx).await?;
+            create_own_schema(&mut tx).await?;
             let done = apply_pending(&mut tx, backend, now_ms, set).await?;
             tx.commit().await.map_err(backend_error)?;
             for m in set.iter().filter(|m| done.contains(&m.version)) {

@@ -165,3 +165,33 @@ async fn backend_is_chosen_by_url() {
     assert_eq!(Backend::of_url("postgres://x").unwrap(), Backend::Postgres);
     assert!(Backend::of_url("mysql://x").is_err());
 }
+
+/// Nodes starting together on a new PostgreSQL schema take turns at the migrations: every one
+/// opens, and each step is applied once.
+#[tokio::test]
+async fn nodes_starting_together_apply_each_migration_once() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: concurrent migrators on PostgreSQL (TEST_POSTGRES_URL=skip)");
+        return;
+    }
+    let schema = format!("t_{}", ims_core::secret::random_hex(8));
+    let mut opts = Options::new(url);
+    opts.schema = Some(schema.clone());
+    opts.max_connections = 2;
+    let (a, b, c) = tokio::join!(
+        SqlStore::open(&opts, now()),
+        SqlStore::open(&opts, now()),
+        SqlStore::open(&opts, now())
+    );
+    let (a, b, c) = (a.expect("a"), b.expect("b"), c.expect("c"));
+    // Had two applied the same step, one would have failed ("already exists") and not opened.
+    for s in [&a, &b, &c] {
+        assert!(s.pending_migrations().await.unwrap().is_empty());
+    }
+    b.close().await;
+    c.close().await;
+    a.drop_schema(&schema).await.unwrap();
+    a.close().await;
+}
