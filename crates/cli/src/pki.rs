@@ -58,8 +58,9 @@ pub fn ensure(dir: &Path) -> Result<Pki> {
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.not_before = rcgen::date_time_ymd(2025, 1, 1);
     server.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_keypair);
     let server_cert = server
-        .signed_by(&server_keypair, &ca_cert, &ca_keypair)
+        .signed_by(&server_keypair, &issuer)
         .context("signing the server certificate")?;
 
     crate::files::write_private(&ca_key, ca_keypair.serialize_pem().as_bytes())?;

@@ -93,7 +93,12 @@ async fn create_own_schema(tx: &mut AnyConnection) -> Result<(), StoreError> {
     .map_err(backend_error)?;
     let missing: i32 = row.try_get("missing").map_err(backend_error)?;
     let path: String = row.try_get("path").map_err(backend_error)?;
-    let first = path.split(',').next().unwrap_or_default().trim().trim_matches('"');
+    let first = path
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_matches('"');
     if missing == 1 && crate::valid_schema_name(first) {
         sqlx::query(&format!("CREATE SCHEMA {first}"))
             .execute(&mut *tx)
@@ -181,7 +186,12 @@ async fn apply_pending(
 }
 
 /// One step and its line in the ledger.
-async fn apply(conn: &mut AnyConnection, backend: Backend, now_ms: i64, m: &Migration) -> Result<(), StoreError> {
+async fn apply(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+    m: &Migration,
+) -> Result<(), StoreError> {
     sqlx::raw_sql(m.sql(backend))
         .execute(&mut *conn)
         .await

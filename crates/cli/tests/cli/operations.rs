@@ -586,7 +586,7 @@ fn the_tls_certificate_is_reloaded_without_a_restart() {
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(
             tmp.path().join(format!("{name}.key")),
-            made.key_pair.serialize_pem(),
+            made.signing_key.serialize_pem(),
         )
         .unwrap();
         cert
