@@ -120,48 +120,34 @@ async fn take_turn(tx: &mut AnyConnection) -> Result<(), StoreError> {
 
 /// Applies every pending step on a dedicated connection; returns the versions applied.
 ///
-/// On PostgreSQL every pending step runs in one transaction that first takes a transaction-level
-/// advisory lock: nodes starting together take turns, the second finds the steps applied, and a
-/// step that fails leaves the schema as it was. Held by the transaction rather than the session,
+/// Every pending step runs in one transaction: a step that fails leaves the schema as it was. On
+/// PostgreSQL it first takes a transaction-level advisory lock: nodes starting together take
+/// turns, the second finds the steps applied. Held by the transaction rather than the session,
 /// the lock also holds through a pooler in transaction mode (PgBouncer), where consecutive
-/// statements of one session may run on different server connections. On SQLite each step is a
-/// transaction of its own.
+/// statements of one session may run on different server connections.
 pub async fn run(
     conn: &mut AnyConnection,
     backend: Backend,
     now_ms: i64,
     set: &[Migration],
 ) -> Result<Vec<i64>, StoreError> {
-    match backend {
-        Backend::Postgres => {
-            let mut tx = conn.begin().await.map_err(backend_error)?;
-            take_turn(&mut tx).await?;
-            create_own_schema(&mut tx).await?;
-            let done = apply_pending(&mut tx, backend, now_ms, set).await?;
-            tx.commit().await.map_err(backend_error)?;
-            for m in set.iter().filter(|m| done.contains(&m.version)) {
-                tracing::info!(version = m.version, name = m.name, "applied schema migration");
-            }
-            Ok(done)
-        }
-        Backend::Sqlite => {
-            sqlx::query(CREATE_LEDGER)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_error)?;
-            let before = applied(&mut *conn).await?;
-            check_not_newer(&before, set)?;
-            let mut done = Vec::new();
-            for m in set.iter().filter(|m| !before.contains(&m.version)) {
-                let mut tx = conn.begin().await.map_err(backend_error)?;
-                apply(&mut tx, backend, now_ms, m).await?;
-                tx.commit().await.map_err(backend_error)?;
-                tracing::info!(version = m.version, name = m.name, "applied schema migration");
-                done.push(m.version);
-            }
-            Ok(done)
-        }
+    // SQLite: the write lock from the start, so that no other writer can slip in between the
+    // ledger's read and the first step (SQLite would refuse the upgrade at once).
+    let mut tx = match backend {
+        Backend::Postgres => conn.begin().await,
+        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
     }
+    .map_err(backend_error)?;
+    if backend == Backend::Postgres {
+        take_turn(&mut tx).await?;
+        create_own_schema(&mut tx).await?;
+    }
+    let done = apply_pending(&mut tx, backend, now_ms, set).await?;
+    tx.commit().await.map_err(backend_error)?;
+    for m in set.iter().filter(|m| done.contains(&m.version)) {
+        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+    }
+    Ok(done)
 }
 
 /// Within one transaction: the ledger, then every step it does not hold.

@@ -270,95 +270,60 @@ fn configuration_is_validated() {
         !stderr.contains('\u{1b}'),
         "no colour escapes when not on a terminal: {stderr}"
     );
-    // Plain HTTP off loopback is refused.
+    // `ims serve` refusing to start: exit code 2, and the message names what to set.
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("mk");
     std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
-    let out = ims()
-        .arg("serve")
-        .env(
-            "IMS_DATABASE_URL",
-            format!("sqlite://{}", tmp.path().join("x.db").display()),
-        )
-        .env("IMS_MASTER_KEY_FILE", &key)
-        .env("IMS_TLS", "false")
-        .env("IMS_LISTEN", "0.0.0.0:0")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("loopback") && stderr.contains("trusted_proxies"),
-        "{stderr}"
-    );
-    // Behind a proxy: the URLs it issues must come from configuration.
-    let behind = |db: &str| {
-        let mut c = ims();
-        c.arg("serve")
+    let refused = |env: &[(&str, &str)], says: &[&str]| {
+        let mut cmd = ims();
+        cmd.arg("serve")
             .env(
                 "IMS_DATABASE_URL",
-                format!("sqlite://{}", tmp.path().join(db).display()),
+                format!("sqlite://{}", tmp.path().join("x.db").display()),
             )
             .env("IMS_MASTER_KEY_FILE", &key)
-            .env("IMS_TLS", "false")
-            .env("IMS_LISTEN", "0.0.0.0:0")
-            .env("IMS_TRUSTED_PROXIES", "10.0.0.0/8");
-        c
+            .env("IMS_TLS", "false");
+        // An empty value leaves the variable out.
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+        for word in says {
+            assert!(stderr.contains(word), "{env:?}: {stderr}");
+        }
     };
-    let out = behind("p.db").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("public_url"), "{stderr}");
-    let out = behind("q.db")
-        .env("IMS_TRUSTED_PROXIES", "10.0.0.0/33")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("trusted_proxies") && stderr.contains("10.0.0.0/33"),
-        "{stderr}"
+    // Plain HTTP off loopback without proxies in front.
+    refused(&[("IMS_LISTEN", "0.0.0.0:0")], &["loopback", "trusted_proxies"]);
+    // Behind a proxy: the URLs it issues must come from configuration.
+    let behind = [("IMS_LISTEN", "0.0.0.0:0"), ("IMS_TRUSTED_PROXIES", "10.0.0.0/8")];
+    refused(&behind, &["public_url"]);
+    refused(
+        &[
+            ("IMS_LISTEN", "0.0.0.0:0"),
+            ("IMS_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ],
+        &["trusted_proxies", "10.0.0.0/33"],
     );
-    let out = ims()
-        .args(["credential", "list"])
-        .env("IMS_PROXY_PROTOCOL", "true")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("proxy_protocol needs trusted_proxies"),
-        "{stderr}"
+    refused(
+        &[("IMS_LISTEN", "127.0.0.1:0"), ("IMS_PROXY_PROTOCOL", "true")],
+        &["proxy_protocol needs trusted_proxies"],
     );
     // An operations listener off loopback names who may reach it.
-    let out = ims()
-        .arg("serve")
-        .env(
-            "IMS_DATABASE_URL",
-            format!("sqlite://{}", tmp.path().join("r.db").display()),
-        )
-        .env("IMS_MASTER_KEY_FILE", &key)
-        .env("IMS_TLS", "false")
-        .env("IMS_LISTEN", "127.0.0.1:0")
-        .env("IMS_OPS_LISTEN", "0.0.0.0:0")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ops_allow"), "{stderr}");
+    refused(
+        &[("IMS_LISTEN", "127.0.0.1:0"), ("IMS_OPS_LISTEN", "0.0.0.0:0")],
+        &["ops_allow"],
+    );
     // No master key, no start.
-    let out = ims()
-        .arg("serve")
-        .env(
-            "IMS_DATABASE_URL",
-            format!("sqlite://{}", tmp.path().join("y.db").display()),
-        )
-        .env("IMS_TLS", "false")
-        .env("IMS_LISTEN", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("master_key"));
+    refused(
+        &[("IMS_LISTEN", "127.0.0.1:0"), ("IMS_MASTER_KEY_FILE", "")],
+        &["master_key"],
+    );
 }
 
 /// Two `ims serve` nodes on one PostgreSQL database.
