@@ -28,6 +28,11 @@ impl HttpIms {
 
 /// Sends `req`; the status and the body as JSON (`Null` when it is not).
 async fn answer(url: &str, req: reqwest::RequestBuilder) -> Result<(u16, serde_json::Value), String> {
+    // The request this call is made for, followed into the other service's access log.
+    let req = match ims_core::audit::serving_request() {
+        Some(id) => req.header("x-request-id", id),
+        None => req,
+    };
     // The error names the address only: a request error may quote the request.
     let resp = req
         .send()
@@ -104,4 +109,40 @@ impl ims_identity::service::LogoutNotifier for HttpIms {
 /// RFC 6749 section 2.3.1: client id and secret are form-encoded before Basic encoding.
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A call made while a request is served carries that request's id; one made outside any
+    /// request carries none.
+    #[tokio::test]
+    async fn calls_made_while_serving_a_request_carry_its_id() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = tokio::spawn(async move {
+            let mut heads = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap();
+                heads.push(String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase());
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await
+                    .unwrap();
+            }
+            heads
+        });
+        let http = HttpIms::new(None).unwrap();
+        let url = format!("http://{addr}/ims/keys");
+        let served = ims_core::audit::serving("req-42".into(), http.get(&url, None)).await;
+        assert_eq!(served.unwrap().0, 200);
+        assert_eq!(http.get(&url, None).await.unwrap().0, 200);
+        let heads = heads.await.unwrap();
+        assert!(heads[0].contains("\r\nx-request-id: req-42\r\n"), "{}", heads[0]);
+        assert!(!heads[1].contains("x-request-id"), "{}", heads[1]);
+    }
 }

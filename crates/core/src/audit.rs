@@ -69,3 +69,19 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
 }
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Runs `work` as the serving of request `id`: the calls it makes to other services (an instance
+/// asking the IMS, the IMS telling a client of a sign-out) carry the same `X-Request-Id`, so one
+/// request can be followed through every service's access log.
+pub async fn serving<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// The id of the request being served by this task, if any.
+pub fn serving_request() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}

@@ -128,7 +128,7 @@ pub(crate) async fn observed(
     } else {
         route.clone()
     };
-    let mut resp = next.run(req).await;
+    let mut resp = ims_core::audit::serving(id.clone(), next.run(req)).await;
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         metrics.observe_request(&route, &method, resp.status().as_u16(), elapsed);
