@@ -617,10 +617,10 @@ fn the_tls_certificate_is_reloaded_without_a_restart() {
 }
 
 /// What a package installs, laid out by `scripts/dist` from the built binary: completions that
-/// the shell reads, a manual page, and a systemd unit that `systemd-analyze verify` accepts with
+/// the shell reads, a manual page, and systemd units that `systemd-analyze verify` accepts with
 /// that binary and that manual page in place.
 #[test]
-fn packaging_lays_out_completions_a_manual_page_and_a_unit_that_verifies() {
+fn packaging_lays_out_completions_a_manual_page_and_units_that_verify() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("dist");
@@ -655,21 +655,30 @@ fn packaging_lays_out_completions_a_manual_page_and_a_unit_that_verifies() {
         "{manual}"
     );
 
-    // The unit as installed, its ExecStart pointed at this build.
-    let unit = std::fs::read_to_string(out.join("lib/systemd/system/ims.service"))
-        .unwrap()
-        .replace("/usr/local/bin/ims", &out.join("bin/ims").display().to_string());
+    // The units as installed, their ExecStart pointed at this build: the IMS's, and one
+    // instance of the instances' template.
     let units = tmp.path().join("units");
     std::fs::create_dir_all(&units).unwrap();
-    std::fs::write(units.join("ims.service"), unit).unwrap();
-    let verified = Command::new("systemd-analyze")
-        .args(["verify", "ims.service"])
-        .current_dir(&units)
-        .env("MANPATH", out.join("share/man"))
-        .output()
-        .expect("systemd-analyze (Debian's systemd package; the test command installs it)");
-    let said = String::from_utf8_lossy(&verified.stderr).into_owned();
-    assert!(verified.status.success() && said.trim().is_empty(), "{said}");
+    for (file, verify) in [
+        ("ims.service", "ims.service"),
+        ("ims-instance@.service", "ims-instance@marketing.service"),
+    ] {
+        let unit = std::fs::read_to_string(out.join("lib/systemd/system").join(file))
+            .unwrap()
+            .replace("/usr/local/bin/ims", &out.join("bin/ims").display().to_string());
+        std::fs::write(units.join(file), unit).unwrap();
+        let verified = Command::new("systemd-analyze")
+            .args(["verify", verify])
+            .current_dir(&units)
+            .env("MANPATH", out.join("share/man"))
+            .output()
+            .expect("systemd-analyze (Debian's systemd package; the test command installs it)");
+        let said = String::from_utf8_lossy(&verified.stderr).into_owned();
+        assert!(
+            verified.status.success() && said.trim().is_empty(),
+            "{verify}: {said}"
+        );
+    }
     // And it is not a check that passes anything: a unit naming a missing program fails.
     std::fs::write(
         units.join("broken.service"),
