@@ -52,8 +52,12 @@ pub async fn serve(args: ServeArgs, dir: &Path, config: &Config) -> Result<()> {
     let edge = config.edge()?;
     let listener = server::bind(&config.listen, config.tls, &edge, "trusted_proxies").await?;
     let local = listener.local_addr()?;
+    // Behind a balancer the address bound is not the one clients use (as for the IMS).
     let url = match &config.public_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
+        None if !config.tls && !local.ip().is_loopback() => {
+            anyhow::bail!("plain HTTP behind a proxy needs public_url: the address clients use (https://...)")
+        }
         None => format!("{}://{local}", if config.tls { "https" } else { "http" }),
     };
     let crate::host::Embedded {

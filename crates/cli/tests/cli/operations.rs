@@ -319,6 +319,20 @@ fn configuration_is_validated() {
         &[("IMS_LISTEN", "127.0.0.1:0"), ("IMS_OPS_LISTEN", "0.0.0.0:0")],
         &["ops_allow"],
     );
+    // The same for an instance served alone.
+    let out = ims()
+        .args(["instance", "serve", "--name", "solo", "--data-dir"])
+        .arg(tmp.path().join("solo"))
+        .env("IMS_TLS", "false")
+        .env("IMS_LISTEN", "0.0.0.0:0")
+        .env("IMS_TRUSTED_PROXIES", "10.0.0.0/8")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && stderr.contains("public_url"),
+        "{stderr}"
+    );
     // No master key, no start.
     refused(
         &[("IMS_LISTEN", "127.0.0.1:0"), ("IMS_MASTER_KEY_FILE", "")],
