@@ -345,3 +345,56 @@ async fn unknown_kids_trigger_a_rate_limited_reread() {
         .unwrap()
         .contains("ims_key_forced_reloads_total 1"));
 }
+
+/// Tokens of a key another node just added, arriving together: one reread serves them all, and
+/// none is taken for invalid while it runs (a node once answered `active: false` to a fresh
+/// token that came in during the reread another one had started).
+#[tokio::test]
+async fn tokens_of_a_new_key_arriving_together_all_validate_after_one_reread() {
+    let h = harness().await;
+    let c = h.credential(&["openid"]).await;
+    let ctx = Context::new(Now::system(), "test");
+    let other = Ims::start(
+        Arc::<SqlStore>::clone(&h.store),
+        h.master.clone(),
+        settings(Algorithm::ES256),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    let kid = other.tokens().rotate_key(None, true, &ctx).await.unwrap();
+    let other_state = AppState {
+        ims: Arc::new(other),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        let (_, _, body) = send(
+            &public_router(other_state.clone()),
+            form(
+                "/ims/token/v3",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &c.client.client_id),
+                    ("client_secret", c.secret.expose()),
+                ],
+            ),
+        )
+        .await;
+        let t = body["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(header(&t)["kid"], kid.as_str());
+        tokens.push(t);
+    }
+    let before = h.state.ims.tokens().forced_key_reloads();
+    let checks = tokens
+        .iter()
+        .map(|t| h.state.ims.tokens().validate_access_token(t, Now::system()));
+    for (i, checked) in futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(checked.is_ok(), "token {i}: {checked:?}");
+    }
+    assert_eq!(h.state.ims.tokens().forced_key_reloads() - before, 1);
+}

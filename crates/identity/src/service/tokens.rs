@@ -423,10 +423,16 @@ impl Tokens {
             .map_err(|_| JwtError::Malformed("key ring unavailable"))?;
         match jose::verify(token, ring.as_ref(), &expect) {
             Err(JwtError::UnknownKey(kid)) => {
-                // Another node may have rotated; reread at most once a second.
+                // Another node may have rotated; reread at most once a second. Within that
+                // second a reread may still be under way (the tokens of a new key arrive
+                // together): wait for it to end and look again, without reading once more.
                 let last = self.last_forced_reload.load(Ordering::Relaxed);
                 if now.millis().saturating_sub(last) < 1000 {
-                    return Err(JwtError::UnknownKey(kid));
+                    drop(self.reload.lock().await);
+                    return match jose::verify(token, self.current_ring().as_ref(), &expect) {
+                        Err(JwtError::UnknownKey(_)) => Err(JwtError::UnknownKey(kid)),
+                        other => other,
+                    };
                 }
                 self.last_forced_reload.store(now.millis(), Ordering::Relaxed);
                 self.forced_reloads.fetch_add(1, Ordering::Relaxed);
