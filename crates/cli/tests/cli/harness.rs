@@ -675,3 +675,18 @@ pub(crate) fn connect_signed_in(b: &mut Browser, url: &str, login: &str) -> Resu
         Err(format!("GET /console/ answered {status}"))
     }
 }
+
+/// Sends SIGHUP to `child` and waits, 10 s at most, until its log at `log` says `text`.
+pub(crate) fn hang_up_until_logged(child: &Child, log: &Path, text: &str) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(text) {
+        assert!(Instant::now() < deadline, "{text:?} never logged after SIGHUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

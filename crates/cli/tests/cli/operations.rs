@@ -612,19 +612,11 @@ fn the_tls_certificate_is_reloaded_without_a_restart() {
 
     // A broken renewal: reported, and the certificate in use stays.
     std::fs::write(&live_cert, "not a certificate").unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(tmp.path().join("serve.log"))
-        .unwrap_or_default()
-        .contains("TLS certificate not reloaded")
-    {
-        assert!(Instant::now() < deadline, "the failed reload was not reported");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    hang_up_until_logged(
+        &server.child,
+        &tmp.path().join("serve.log"),
+        "TLS certificate not reloaded",
+    );
     assert!(trusted_by(&second));
     let log = server.stop();
     assert!(log.contains("TLS certificate reloaded"), "{log}");
@@ -779,20 +771,7 @@ fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
         "the session of node A on node B: {info}"
     );
 
-    let pid = b.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(tmp.path().join("node1.log"))
-        .unwrap_or_default()
-        .contains("configuration reloaded")
-    {
-        assert!(Instant::now() < deadline, "node B did not reload on SIGHUP");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    hang_up_until_logged(&b.child, &tmp.path().join("node1.log"), "configuration reloaded");
     assert!(http
         .get(format!("{base_b}/r/test"))
         .send()
