@@ -348,3 +348,71 @@ async fn seed_recipients(store: &SqlInstanceStore, now: Now) -> Result<()> {
     }
     Ok(())
 }
+
+/// `SIGHUP` reads every instance's configuration files again and applies them, as the vendor's
+/// `config -reload` does; `ims instance reload` sends it.
+pub fn spawn_reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    dir: std::path::PathBuf,
+    instances: Vec<(Arc<Instance>, Arc<SqlInstanceStore>)>,
+) {
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            for (instance, store) in &instances {
+                if let Err(e) = reload(&dir, instance.configuration(), store.as_ref()).await {
+                    tracing::error!(instance = %instance.info().name, error = %format!("{e:#}"), "reload failed");
+                }
+            }
+        }
+    });
+}
+
+/// How often counted calls are written to the instance's usage summary.
+const USAGE_FLUSH_SECS: u64 = 5;
+
+pub async fn usage_flush(instance: Arc<Instance>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
+    let mut ticks: u64 = 0;
+    loop {
+        tick.tick().await;
+        if let Err(e) = instance.sessions().flush_usage().await {
+            tracing::warn!(error = %e, "usage flush failed; kept for the next one");
+        }
+        // About hourly: expired sessions are of no use to anyone.
+        ticks += 1;
+        if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
+            if let Err(e) = instance.sessions().purge_expired_sessions(Now::system()).await {
+                tracing::warn!(error = %e, "purging expired sessions failed");
+            }
+        }
+    }
+}
+
+/// Writes what an instance counted since its last flush, as the process ends; an instance that
+/// does not answer within 5 s keeps it.
+pub async fn flush_usage_at_shutdown(instance: &Instance) {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        instance.sessions().flush_usage(),
+    )
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
+        Err(_) => {
+            tracing::warn!(instance = %instance.info().name, "usage not flushed at shutdown: the instance does not answer")
+        }
+    }
+}
+
+/// The instance accepting the access tokens of the IMS whose issuer is `issuer`, checked against
+/// the keys it publishes.
+pub fn trusting(instance: Instance, http: Arc<dyn ims_campaign::connect::ImsHttp>, issuer: &str) -> Instance {
+    let issuer = issuer.trim_end_matches('/');
+    let jwks = ims_campaign::connect::HttpKeys {
+        http,
+        url: format!("{issuer}/ims/keys"),
+    };
+    let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, Arc::new(jwks));
+    instance.with_bearer(Arc::new(trusted))
+}

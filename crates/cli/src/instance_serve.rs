@@ -51,15 +51,7 @@ pub async fn serve(args: ServeArgs, dir: &Path, config: &Config) -> Result<()> {
     let http: Arc<dyn ims_campaign::connect::ImsHttp> = Arc::new(HttpIms::new(ca_pem.as_deref())?);
     let edge = config.edge()?;
     let listener = server::bind(&config.listen, config.tls, &edge, "trusted_proxies").await?;
-    let local = listener.local_addr()?;
-    // Behind a balancer the address bound is not the one clients use (as for the IMS).
-    let url = match &config.public_url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None if !config.tls && !local.ip().is_loopback() => {
-            anyhow::bail!("plain HTTP behind a proxy needs public_url: the address clients use (https://...)")
-        }
-        None => format!("{}://{local}", if config.tls { "https" } else { "http" }),
-    };
+    let url = server::public_url(config, listener.local_addr()?)?;
     let crate::host::Embedded {
         instance,
         store,
@@ -84,31 +76,18 @@ pub async fn serve(args: ServeArgs, dir: &Path, config: &Config) -> Result<()> {
     }
     let mut instance = instance.with_public_url(&url);
     if let Some(issuer) = &args.ims_url {
-        let issuer = issuer.trim_end_matches('/');
-        let jwks = ims_campaign::connect::HttpKeys {
-            http,
-            url: format!("{issuer}/ims/keys"),
-        };
-        let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, Arc::new(jwks));
-        instance = instance.with_bearer(Arc::new(trusted));
+        instance = crate::host::trusting(instance, http, issuer);
     }
     let instance = Arc::new(instance);
-    tokio::spawn(crate::up::usage_flush(Arc::clone(&instance)));
+    tokio::spawn(crate::host::usage_flush(Arc::clone(&instance)));
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
-    crate::up::spawn_reload_on_hangup(
+    crate::host::spawn_reload_on_hangup(
         hangups,
         dir.to_owned(),
         vec![(Arc::clone(&instance), Arc::clone(&store))],
     );
-    let certificate = server::certificate(config)?;
-    let tls = match &certificate {
-        Some((c, _)) => Some(c.server_config().context("TLS configuration")?),
-        None => None,
-    };
-    if let Some((certificate, files)) = certificate {
-        tokio::spawn(server::reload_certificate(certificate, files));
-    }
+    let tls = server::serving_tls(config)?;
     let router = ims_http::instance::soap::router(ims_http::instance::soap::InstanceState {
         instance: Arc::clone(&instance),
         tls: config.tls,
@@ -117,16 +96,7 @@ pub async fn serve(args: ServeArgs, dir: &Path, config: &Config) -> Result<()> {
     let served =
         ims_http::serve::serve(listener, router, tls, Arc::new(edge), server::shutdown_signal()).await;
     // Calls counted since the last flush are written before the process ends.
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        instance.sessions().flush_usage(),
-    )
-    .await
-    {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
-        Err(_) => tracing::warn!("usage not flushed at shutdown: the database does not answer"),
-    }
+    crate::host::flush_usage_at_shutdown(&instance).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(served?)

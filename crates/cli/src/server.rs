@@ -48,9 +48,9 @@ pub async fn bind(addr: &str, tls: bool, edge: &Edge, setting: &str) -> Result<T
     Ok(listener)
 }
 
-/// The listener's certificate from `tls_cert` / `tls_key` when `tls` is on, with the files it
-/// comes from (see [`reload_certificate`]).
-pub fn certificate(config: &Config) -> Result<Option<(Arc<Certificate>, CertificateFiles)>> {
+/// The TLS configuration of a listener when `tls` is on: the certificate of `tls_cert` /
+/// `tls_key`, taken up again whenever it is renewed (see [`reload_certificate`], started here).
+pub fn serving_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
     if !config.tls {
         return Ok(None);
     }
@@ -62,8 +62,23 @@ pub fn certificate(config: &Config) -> Result<Option<(Arc<Certificate>, Certific
         key: key.clone(),
     };
     let (cert_pem, key_pem) = files.read()?;
-    let certificate = Certificate::from_pem(&cert_pem, &key_pem).context("TLS configuration")?;
-    Ok(Some((Arc::new(certificate), files)))
+    let certificate = Arc::new(Certificate::from_pem(&cert_pem, &key_pem).context("TLS configuration")?);
+    let tls = certificate.server_config().context("TLS configuration")?;
+    tokio::spawn(reload_certificate(certificate, files));
+    Ok(Some(tls))
+}
+
+/// The base URL clients use: `public_url`, else the address bound. Behind a balancer the address
+/// bound is not the one clients use, and the URLs issued come from configuration, never from a
+/// request's Host header: plain HTTP off loopback requires `public_url`.
+pub fn public_url(config: &Config, local: SocketAddr) -> Result<String> {
+    Ok(match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if !config.tls && !local.ip().is_loopback() => {
+            bail!("plain HTTP behind a proxy needs public_url: the address clients use (https://...)")
+        }
+        None => format!("{}://{local}", if config.tls { "https" } else { "http" }),
+    })
 }
 
 pub struct Prepared {
@@ -72,31 +87,15 @@ pub struct Prepared {
     pub ops_listener: Option<TcpListener>,
     pub ops_edge: Arc<Edge>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The certificate `tls` presents and the files it comes from, read again on `SIGHUP` and
-    /// when they change.
-    pub certificate: Option<(Arc<Certificate>, CertificateFiles)>,
     pub issuer: String,
     pub state: AppState,
 }
 
 /// Everything up to serving: store, keys, listeners.
 pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListener) -> Result<Prepared> {
-    let certificate = certificate(config)?;
-    let tls = match &certificate {
-        Some((c, _)) => Some(c.server_config().context("TLS configuration")?),
-        None => None,
-    };
-    let local: SocketAddr = listener.local_addr()?;
+    let tls = serving_tls(config)?;
     let edge = config.edge()?;
-    // Behind a balancer the address bound is not the one clients use: the URLs the IMS issues
-    // come from configuration, never from a request's Host header.
-    let issuer = match &config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None if tls.is_none() && !local.ip().is_loopback() => {
-            bail!("plain HTTP behind a proxy needs public_url: the address clients use (https://...)")
-        }
-        None => format!("{}://{}", if tls.is_some() { "https" } else { "http" }, local),
-    };
+    let issuer = public_url(config, listener.local_addr()?)?;
     let ops_edge = config.ops_edge()?;
     let ops_listener = match &config.ops_listen {
         Some(addr) => Some(bind(addr, false, &ops_edge, "ops_allow").await?),
@@ -117,7 +116,6 @@ pub async fn prepare(config: &Config, store: Arc<SqlStore>, listener: TcpListene
         ops_listener,
         ops_edge: Arc::new(ops_edge),
         tls,
-        certificate,
         issuer,
         state,
     })
@@ -153,9 +151,6 @@ pub async fn run_with(p: Prepared, extra: Vec<Served>) -> Result<()> {
     }
     let public = ims_http::public_router(p.state.clone());
     spawn_housekeeping(p.state.clone());
-    if let Some((certificate, files)) = p.certificate {
-        tokio::spawn(reload_certificate(certificate, files));
-    }
     match p.ops_listener {
         // Health and metrics on the operations listener; the administration API too when that
         // is on loopback (it takes an administrator's password, which is not to cross a network
@@ -223,7 +218,7 @@ impl CertificateFiles {
 /// (looked at every 30 s, for renewals that send no signal). A certificate that cannot be read
 /// or does not match its key is reported and the one in use stays; connections already open
 /// keep theirs.
-pub async fn reload_certificate(certificate: Arc<Certificate>, files: CertificateFiles) {
+async fn reload_certificate(certificate: Arc<Certificate>, files: CertificateFiles) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),

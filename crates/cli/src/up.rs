@@ -302,7 +302,7 @@ async fn serve(
     let wedge = std::env::var(WEDGE_VAR).ok();
     for (s, runtime) in started.into_iter().zip(&runtimes.0) {
         let handle = runtime.handle().clone();
-        handle.spawn(usage_flush(std::sync::Arc::clone(&s.instance)));
+        handle.spawn(crate::host::usage_flush(std::sync::Arc::clone(&s.instance)));
         if wedge.as_deref() == Some(s.up.name.as_str()) {
             wedge_runtime(&handle, &s.up.name);
         }
@@ -317,21 +317,10 @@ async fn serve(
         });
         instances.push((s.instance, s.store));
     }
-    spawn_reload_on_hangup(hangups, dir.to_owned(), instances.clone());
+    crate::host::spawn_reload_on_hangup(hangups, dir.to_owned(), instances.clone());
     let served = server::run_with(prepared, serving).await;
     for (instance, _) in instances {
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            instance.sessions().flush_usage(),
-        )
-        .await
-        {
-            Ok(Err(e)) => tracing::warn!(error = %e, "usage could not be flushed at shutdown"),
-            Err(_) => {
-                tracing::warn!(instance = %instance.info().name, "usage not flushed at shutdown: the instance does not answer")
-            }
-            Ok(Ok(_)) => {}
-        }
+        crate::host::flush_usage_at_shutdown(&instance).await;
     }
     drop(runtimes);
     served
@@ -475,12 +464,7 @@ async fn start_instance(
     let instance = instance.with_public_url(&url);
     crate::host::declare_environment(store.as_ref(), spec.name, spec.environment, spec.staging_twin).await?;
     // Bearer tokens of this IMS, verified against its published keys.
-    let jwks = ims_campaign::connect::HttpKeys {
-        http,
-        url: format!("{issuer}/ims/keys"),
-    };
-    let trusted = ims_campaign::bearer::TrustedIssuer::new(issuer, std::sync::Arc::new(jwks));
-    let instance = std::sync::Arc::new(instance.with_bearer(std::sync::Arc::new(trusted)));
+    let instance = std::sync::Arc::new(crate::host::trusting(instance, http, issuer));
     let admin_password = match (created_admin, previous_instance) {
         (Some(p), _) => p.expose().to_owned(),
         (None, Some(prev)) => prev.admin_password,
@@ -499,52 +483,6 @@ async fn start_instance(
         store,
         up,
     })
-}
-
-/// `SIGHUP` reads every instance's configuration files again and applies them, as the vendor's
-/// `config -reload` does; `ims instance reload` sends it.
-pub(crate) fn spawn_reload_on_hangup(
-    mut hangups: tokio::signal::unix::Signal,
-    dir: PathBuf,
-    instances: Vec<(
-        std::sync::Arc<ims_campaign::service::Instance>,
-        std::sync::Arc<ims_store::instance::SqlInstanceStore>,
-    )>,
-) {
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            for (instance, store) in &instances {
-                if let Err(e) = crate::host::reload(&dir, instance.configuration(), store.as_ref()).await {
-                    tracing::error!(instance = %instance.info().name, error = %format!("{e:#}"), "reload failed");
-                }
-            }
-        }
-    });
-}
-
-/// How often counted calls are written to the instance's usage summary.
-const USAGE_FLUSH_SECS: u64 = 5;
-
-pub(crate) async fn usage_flush(instance: std::sync::Arc<ims_campaign::service::Instance>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(USAGE_FLUSH_SECS));
-    let mut ticks: u64 = 0;
-    loop {
-        tick.tick().await;
-        if let Err(e) = instance.sessions().flush_usage().await {
-            tracing::warn!(error = %e, "usage flush failed; kept for the next one");
-        }
-        // About hourly: expired sessions are of no use to anyone.
-        ticks += 1;
-        if ticks % (3600 / USAGE_FLUSH_SECS) == 1 {
-            if let Err(e) = instance
-                .sessions()
-                .purge_expired_sessions(ims_core::Now::system())
-                .await
-            {
-                tracing::warn!(error = %e, "purging expired sessions failed");
-            }
-        }
-    }
 }
 
 /// Its build: the one the vendor recommends migrating from.

@@ -20,12 +20,6 @@ use crate::edge::Edge;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Builds the TLS configuration from PEM text of a certificate chain and its private key.
-pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<rustls::ServerConfig>> {
-    let resolver = Arc::new(Certificate::from_pem(cert_pem, key_pem)?);
-    server_config(resolver)
-}
-
 fn server_config(
     resolver: Arc<dyn rustls::server::ResolvesServerCert>,
 ) -> io::Result<Arc<rustls::ServerConfig>> {

@@ -26,6 +26,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend a connection talks to.
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
     pub fn of_url(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             Ok(Backend::Sqlite)
@@ -347,22 +356,12 @@ pub fn placeholders(first: usize, n: usize) -> String {
 /// each one sqlx binds, so a statement of n numbered parameters costs n² steps to bind (the
 /// largest cost of a 1,000-row insert); parameters without a number cost nothing to find.
 pub fn value_rows(backend: Backend, rows: usize, width: usize) -> String {
+    let unnumbered = format!("({})", vec!["?"; width].join(", "));
     let row = |r: usize| match backend {
         Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
-        Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
+        Backend::Sqlite => unnumbered.clone(),
     };
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
-}
-
-impl Backend {
-    /// The backend a connection talks to.
-    pub fn of(conn: &AnyConnection) -> Self {
-        if conn.backend_name() == "PostgreSQL" {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        }
-    }
 }
 
 /// Rows written by one multi-row statement at most. Each statement is a round trip (on SQLite a

@@ -266,8 +266,8 @@ pub(crate) fn user_from(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
-/// Inserts a user; a taken email (case-insensitively, within the organisation) is a conflict.
-/// Inserts users, several to a statement.
+/// Inserts users, several to a statement; a taken email (case-insensitively, within the
+/// organisation) is a conflict.
 pub(crate) async fn insert_users(tx: &mut AnyConnection, users: &[&User]) -> StoreResult<()> {
     let into = format!("users ({USER_COLUMNS}, email_lower)");
     insert_rows(tx, &into, 18, users, |q, u| {

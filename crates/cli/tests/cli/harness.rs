@@ -676,14 +676,30 @@ pub(crate) fn connect_signed_in(b: &mut Browser, url: &str, login: &str) -> Resu
     }
 }
 
-/// Sends SIGHUP to `child` and waits, 10 s at most, until its log at `log` says `text`.
-pub(crate) fn hang_up_until_logged(child: &Child, log: &Path, text: &str) {
+/// The PostgreSQL database of the suite, `None` (said loudly) when it is to be skipped.
+pub(crate) fn postgres_url(what: &str) -> Option<String> {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "skip" {
+        eprintln!("!!! SKIPPED: {what} (TEST_POSTGRES_URL=skip)");
+        return None;
+    }
+    Some(url)
+}
+
+/// Sends `signal` (`-HUP`, `-TERM`) to `child`.
+pub(crate) fn signal(child: &Child, signal: &str) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
-        .args(["-HUP", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
+}
+
+/// Sends SIGHUP to `child` and waits, 10 s at most, until its log at `log` says `text`.
+pub(crate) fn hang_up_until_logged(child: &Child, log: &Path, text: &str) {
+    signal(child, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(log).unwrap_or_default().contains(text) {
         assert!(Instant::now() < deadline, "{text:?} never logged after SIGHUP");

@@ -56,12 +56,7 @@ fn a_wedged_instance_does_not_stop_the_ims_or_the_others() {
     }
     let wedged = quick.get(format!("{}/r/test", url_of("mc"))).send();
     assert!(wedged.is_err(), "the wedged instance answers nothing: {wedged:?}");
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&server.child, "-TERM");
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -343,12 +338,9 @@ fn configuration_is_validated() {
 /// Two `ims serve` nodes on one PostgreSQL database.
 #[test]
 fn two_nodes_share_one_postgres_database() {
-    let url = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if url == "skip" {
-        eprintln!("!!! SKIPPED: two nodes on PostgreSQL (TEST_POSTGRES_URL=skip)");
+    let Some(url) = postgres_url("two nodes on PostgreSQL") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let schema = format!("n_{}", ims_core::secret::random_hex(8));
     let key = tmp.path().join("master.key");
@@ -454,12 +446,9 @@ fn two_nodes_share_one_postgres_database() {
 /// both sides agreeing afterwards. Restarted, it finds everything where it left it.
 #[test]
 fn up_runs_on_postgres_and_migrates_people() {
-    let url = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if url == "skip" {
-        eprintln!("!!! SKIPPED: ims up on PostgreSQL (TEST_POSTGRES_URL=skip)");
+    let Some(url) = postgres_url("ims up on PostgreSQL") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let d = dir.to_str().unwrap();
@@ -597,12 +586,7 @@ fn the_tls_certificate_is_reloaded_without_a_restart() {
     assert!(trusted_by(&first) && !trusted_by(&second));
 
     install("second");
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&server.child, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !trusted_by(&second) {
         assert!(Instant::now() < deadline, "the new certificate was not taken up");
@@ -712,12 +696,9 @@ fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 /// works on the other; SIGHUP reads the configuration files again without a restart.
 #[test]
 fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
-    let url = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if url == "skip" {
-        eprintln!("!!! SKIPPED: instance nodes on PostgreSQL (TEST_POSTGRES_URL=skip)");
+    let Some(url) = postgres_url("instance nodes on PostgreSQL") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let base_schema = format!("n_{}", ims_core::secret::random_hex(8));
     let ports = [free_port(), free_port()];

@@ -198,19 +198,7 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
             ims: Arc::new(other),
             metrics: Arc::new(Metrics::default()),
         };
-        let (_, _, body) = send(
-            &public_router(other_state),
-            form(
-                "/ims/token/v3",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &c.client.client_id),
-                    ("client_secret", c.secret.expose()),
-                ],
-            ),
-        )
-        .await;
-        let t2 = body["access_token"].as_str().unwrap();
+        let t2 = &token_from(&other_state, &c).await;
         assert_eq!(header(t2)["kid"], kid.as_str());
         assert!(h
             .state
@@ -369,19 +357,7 @@ async fn tokens_of_a_new_key_arriving_together_all_validate_after_one_reread() {
     };
     let mut tokens = Vec::new();
     for _ in 0..8 {
-        let (_, _, body) = send(
-            &public_router(other_state.clone()),
-            form(
-                "/ims/token/v3",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &c.client.client_id),
-                    ("client_secret", c.secret.expose()),
-                ],
-            ),
-        )
-        .await;
-        let t = body["access_token"].as_str().unwrap().to_owned();
+        let t = token_from(&other_state, &c).await;
         assert_eq!(header(&t)["kid"], kid.as_str());
         tokens.push(t);
     }
@@ -397,4 +373,21 @@ async fn tokens_of_a_new_key_arriving_together_all_validate_after_one_reread() {
         assert!(checked.is_ok(), "token {i}: {checked:?}");
     }
     assert_eq!(h.state.ims.tokens().forced_key_reloads() - before, 1);
+}
+
+/// A client-credentials token of `c` issued by the node whose state is `state`.
+async fn token_from(state: &AppState, c: &NewSecret) -> String {
+    let (_, _, body) = send(
+        &public_router(state.clone()),
+        form(
+            "/ims/token/v3",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.client.client_id),
+                ("client_secret", c.secret.expose()),
+            ],
+        ),
+    )
+    .await;
+    body["access_token"].as_str().unwrap().to_owned()
 }
