@@ -217,6 +217,7 @@ impl ims_campaign::migration::ConfigFiles for InstanceFiles {
         .map_err(|e| format!("{e:#}"))?;
         reload(&self.dir, instance, self.settings.as_ref())
             .await
+            .map(drop)
             .map_err(|e| format!("{e:#}"))
     }
 
@@ -258,10 +259,14 @@ impl ims_campaign::migration::ConfigFiles for InstanceFiles {
     }
 }
 
-/// Reads the instance's configuration again and applies it (`SIGHUP`, `ims instance reload`).
-/// A file that does not read leaves the running state as it was; the error is recorded for the
-/// command that asked and logged.
-pub async fn reload(dir: &Path, instance: &Configuration, settings: &dyn SettingsStore) -> Result<()> {
+/// Reads the instance's configuration again and applies it (`SIGHUP`, `ims instance reload`,
+/// the operations call). A file that does not read leaves the running state as it was; the error
+/// is recorded for the command that asked, logged, and returned as `Some`.
+pub async fn reload(
+    dir: &Path,
+    instance: &Configuration,
+    settings: &dyn SettingsStore,
+) -> Result<Option<String>> {
     let name = instance.info().name.clone();
     let now = Now::system();
     let read = read_configuration(dir, &name, &instance.info().build).and_then(|loaded| {
@@ -296,9 +301,10 @@ pub async fn reload(dir: &Path, instance: &Configuration, settings: &dyn Setting
             settings
                 .set_setting(LOADED_SETTING, &value.to_string(), &audit)
                 .await?;
+            return Ok(Some(format!("{e:#}")));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Demo recipients of a new instance, in the default recipients folder.
@@ -365,6 +371,32 @@ pub fn spawn_reload_on_hangup(
             }
         }
     });
+}
+
+/// An instance served on its own, as its operations listener sees it.
+pub struct ServedInstance {
+    pub dir: std::path::PathBuf,
+    pub instance: Arc<Instance>,
+    pub store: Arc<SqlInstanceStore>,
+}
+
+#[async_trait::async_trait]
+impl ims_http::instance::ops::InstanceHost for ServedInstance {
+    async fn pending_migrations(&self) -> Result<Vec<String>, String> {
+        self.store.pending_migrations().await.map_err(|e| e.to_string())
+    }
+
+    fn connections(&self) -> ims_identity::store::Connections {
+        self.store.connections()
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        match reload(&self.dir, self.instance.configuration(), self.store.as_ref()).await {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
 }
 
 /// How often counted calls are written to the instance's usage summary.

@@ -88,13 +88,54 @@ pub async fn serve(args: ServeArgs, dir: &Path, config: &Config) -> Result<()> {
         vec![(Arc::clone(&instance), Arc::clone(&store))],
     );
     let tls = server::serving_tls(config)?;
-    let router = ims_http::instance::soap::router(ims_http::instance::soap::InstanceState {
+    let metrics = Arc::new(ims_http::metrics::Metrics::default());
+    let router = ims_http::instance::soap::measured_router(
+        ims_http::instance::soap::InstanceState {
+            instance: Arc::clone(&instance),
+            tls: config.tls,
+        },
+        Some(Arc::clone(&metrics)),
+    );
+    let ops = ims_http::instance::ops::OpsState {
         instance: Arc::clone(&instance),
-        tls: config.tls,
-    });
+        host: Arc::new(crate::host::ServedInstance {
+            dir: dir.to_owned(),
+            instance: Arc::clone(&instance),
+            store: Arc::clone(&store),
+        }),
+        metrics,
+    };
     tracing::info!(instance = %args.name, %url, "instance listening");
-    let served =
-        ims_http::serve::serve(listener, router, tls, Arc::new(edge), server::shutdown_signal()).await;
+    let served = match &config.ops_listen {
+        // Health and metrics on the operations listener, and the reload call when that is on
+        // loopback (it takes an operator's token, which is not to cross a network in clear);
+        // health on the public port too, for the balancer's probes.
+        Some(addr) => {
+            let ops_edge = config.ops_edge()?;
+            let ops_listener = server::bind(addr, false, &ops_edge, "ops_allow").await?;
+            let admin = ops_listener.local_addr()?.ip().is_loopback();
+            tracing::info!(instance = %args.name, address = %ops_listener.local_addr()?, "operations listening");
+            let ops_task = tokio::spawn(ims_http::serve::serve(
+                ops_listener,
+                ims_http::instance::ops::router(ops.clone(), admin),
+                None,
+                Arc::new(ops_edge),
+                server::shutdown_signal(),
+            ));
+            let public = router.merge(ims_http::instance::ops::health_router(ops));
+            let served =
+                ims_http::serve::serve(listener, public, tls, Arc::new(edge), server::shutdown_signal())
+                    .await;
+            ops_task.abort();
+            served
+        }
+        // Without one, health and metrics answer on the public port, and there is no reload
+        // call (SIGHUP remains).
+        None => {
+            let public = router.merge(ims_http::instance::ops::router(ops, false));
+            ims_http::serve::serve(listener, public, tls, Arc::new(edge), server::shutdown_signal()).await
+        }
+    };
     // Calls counted since the last flush are written before the process ends.
     crate::host::flush_usage_at_shutdown(&instance).await;
     store.close().await;

@@ -50,6 +50,16 @@ where
         .collect()
 }
 
+/// The steps of `set` the database has not applied, named `NNNN_name` (readiness).
+pub async fn pending(pool: &sqlx::AnyPool, set: &[Migration]) -> Result<Vec<String>, StoreError> {
+    let applied = applied(pool).await?;
+    Ok(set
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{:04}_{}", m.version, m.name))
+        .collect())
+}
+
 /// Refuses a database that has steps this build does not know.
 pub fn check_not_newer(applied: &[i64], set: &[Migration]) -> Result<(), StoreError> {
     let known = set.last().map_or(0, |m| m.version);

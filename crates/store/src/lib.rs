@@ -843,20 +843,20 @@ pub(crate) async fn audit_query(pool: &AnyPool, q: &AuditQuery) -> StoreResult<V
 #[async_trait]
 impl SchemaStore for SqlStore {
     async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
-        let applied = ims_sql::migrate::applied(&self.pool).await?;
-        Ok(migrate::MIGRATIONS
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{:04}_{}", m.version, m.name))
-            .collect())
+        Ok(ims_sql::migrate::pending(&self.pool, migrate::MIGRATIONS).await?)
     }
 
     fn connections(&self) -> ims_identity::store::Connections {
-        ims_identity::store::Connections {
-            open: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-        }
+        connections_of(&self.pool)
+    }
+}
+
+/// A pool's connections, for metrics.
+pub(crate) fn connections_of(pool: &AnyPool) -> ims_identity::store::Connections {
+    ims_identity::store::Connections {
+        open: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
     }
 }
 

@@ -693,7 +693,8 @@ fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 
 /// `ims instance serve`: one instance as a service of its own, two nodes sharing its PostgreSQL
 /// schema. The first node creates it (and its `admin` operator); a session opened on one node
-/// works on the other; SIGHUP reads the configuration files again without a restart.
+/// works on the other; SIGHUP reads the configuration files again without a restart, and so does
+/// an administrator's call on the operations listener, which also serves health and metrics.
 #[test]
 fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
     let Some(url) = postgres_url("instance nodes on PostgreSQL") else {
@@ -702,6 +703,7 @@ fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     let base_schema = format!("n_{}", ims_core::secret::random_hex(8));
     let ports = [free_port(), free_port()];
+    let ops_port = free_port();
     let node = |i: usize| {
         let mut cmd = ims();
         cmd.args(["instance", "serve", "--name", "solo", "--data-dir"])
@@ -710,6 +712,9 @@ fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
             .env("IMS_DATABASE_SCHEMA", &base_schema)
             .env("IMS_TLS", "false")
             .env("IMS_LISTEN", format!("127.0.0.1:{}", ports[i]));
+        if i == 1 {
+            cmd.env("IMS_OPS_LISTEN", format!("127.0.0.1:{ops_port}"));
+        }
         spawn(cmd, &tmp.path().join(format!("node{i}.log")))
     };
     let http = client(None);
@@ -759,6 +764,55 @@ fn an_instance_runs_alone_on_two_nodes_sharing_postgres() {
         .unwrap()
         .status()
         .is_success());
+
+    // Node B's operations listener: readiness from its database, metrics of its routes and pool.
+    let ops = format!("http://127.0.0.1:{ops_port}");
+    for base in [&ops, &base_b] {
+        let ready = http.get(format!("{base}/health/ready")).send().unwrap();
+        assert_eq!(ready.status().as_u16(), 200, "{base}");
+        assert!(ready.text().unwrap().contains("\"ready\""));
+    }
+    let metrics = http.get(format!("{ops}/metrics")).send().unwrap().text().unwrap();
+    for series in [
+        "ims_http_requests_total{route=\"/nl/jsp/soaprouter.jsp\",method=\"POST\",status=\"200\"}",
+        "ims_db_connections_max ",
+        "process_resident_memory_bytes ",
+        "ims_build_info{",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from:\n{metrics}");
+    }
+    // The reload call: only there, only for an administrator, and it says when the files did not
+    // apply.
+    let reload = |session: Option<(&str, &str)>, base: &str| {
+        let mut req = http.post(format!("{base}/admin/v1/reload"));
+        if let Some((s, t)) = session {
+            req = req.header("X-Session-Token", s).header("X-Security-Token", t);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    assert_eq!(
+        reload(Some((&session, &security)), &base_b).0,
+        404,
+        "not on the public port"
+    );
+    let (status, body) = reload(None, &ops);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"status\":401"), "problem details: {body}");
+    let (status, body) = reload(Some((&session, &security)), &ops);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("reloaded"), "{body}");
+    let conf = tmp.path().join("node1/conf/config-solo.xml");
+    let good = std::fs::read_to_string(&conf).ok();
+    std::fs::write(&conf, "<serverconf><broken").unwrap();
+    let (status, body) = reload(Some((&session, &security)), &ops);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("not applied"), "{body}");
+    match good {
+        Some(text) => std::fs::write(&conf, text).unwrap(),
+        None => std::fs::remove_file(&conf).unwrap(),
+    }
+    assert_eq!(reload(Some((&session, &security)), &ops).0, 200);
     a.stop();
     b.stop();
     let _ = Command::new("psql")

@@ -70,7 +70,7 @@ fn no_store(mut resp: Response) -> Response {
 
 /// The operator calling, authenticated as for a SOAP call and recorded as usage under
 /// `action`, with where the call comes from.
-async fn caller(
+pub(crate) async fn caller(
     st: &InstanceState,
     meta: &Meta,
     headers: &HeaderMap,

@@ -3,5 +3,6 @@
 
 pub mod console;
 mod migration_api;
+pub mod ops;
 pub mod soap;
 mod wsdl;

@@ -21,6 +21,7 @@ use ims_wire::soap::{self, Envelope, Limits, Value};
 use ims_wire::soap_ops::{self, Operation};
 
 use crate::error::soap::{xml, SoapFault};
+use crate::metrics::Metrics;
 use crate::pages::cookie;
 use crate::{Body, Meta};
 
@@ -57,6 +58,19 @@ async fn normalise_slashes(mut req: Request, next: axum::middleware::Next) -> Re
 }
 
 pub fn router(state: InstanceState) -> Router {
+    measured_router(state, None)
+}
+
+/// The instance's routes, each request counted in `metrics` when given (an instance served on
+/// its own has metrics of its own; inside `ims up` the access log alone).
+pub fn measured_router(state: InstanceState, metrics: Option<Arc<Metrics>>) -> Router {
+    let name: Arc<str> = Arc::from(state.instance.info().name.as_str());
+    // One access log line per instance request (route template, status, time, request id), like
+    // the IMS's; calls are also known through usage evidence.
+    let access_log = move |req: Request, next: axum::middleware::Next| {
+        let (metrics, name) = (metrics.clone(), Arc::clone(&name));
+        async move { crate::request::observed(metrics.as_deref(), Some(&name), req, next).await }
+    };
     let inner = Router::new()
         .route("/nl/jsp/soaprouter.jsp", post(soap_router))
         .route("/r/test", get(r_test))
@@ -67,20 +81,13 @@ pub fn router(state: InstanceState) -> Router {
         .merge(crate::instance::migration_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SOAP_BODY))
         .layer(axum::Extension(crate::BodyLimit(MAX_SOAP_BODY)))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(state);
     // Slashes are normalised before routing, so this layer wraps the whole router.
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn(normalise_slashes))
         .layer(axum::middleware::map_response(crate::ims::strict_transport))
-}
-
-/// One access log line per instance request (route template, status, time, request id), like
-/// the IMS's; calls are also known through usage evidence.
-async fn access_log(State(st): State<InstanceState>, req: Request, next: axum::middleware::Next) -> Response {
-    let name = st.instance.info().name.clone();
-    crate::request::observed(None, Some(&name), req, next).await
 }
 
 async fn r_test(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {

@@ -88,6 +88,16 @@ impl SqlInstanceStore {
         self.pool.close().await;
     }
 
+    /// Schema steps this build knows that the database has not applied yet (readiness).
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        ims_sql::migrate::pending(&self.pool, migrate::INSTANCE_MIGRATIONS).await
+    }
+
+    /// This node's connections to the instance's database (for metrics).
+    pub fn connections(&self) -> ims_identity::store::Connections {
+        crate::connections_of(&self.pool)
+    }
+
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
         ims_sql::drop_pg_schema(&self.pool, self.backend, schema).await
     }
