@@ -325,6 +325,7 @@ impl Migration {
             .to_owned(),
             bearer_builds: Build::BEARER_BUILDS.to_owned(),
             restriction_builds: Build::RESTRICTION_BUILDS.to_owned(),
+            people_builds: Build::PEOPLE_BUILDS.to_owned(),
             restrictions: RestrictionFacts {
                 operator_management_restricted: restrictions.operator_management,
                 native_api_disabled: restrictions.native_api,

@@ -49,9 +49,16 @@ impl Build {
         }
     }
 
-    /// People may sign in through the IMS (every build of the list).
+    /// The end-user phase is supported: people's operators may be moved to sign-in through the
+    /// IMS (the vendor's end-user migration: 7.4.1 and later 7.x, 8.5.2 and later). Earlier
+    /// builds carry technical accounts at most.
     pub fn accepts_ims_signin(&self) -> bool {
-        true
+        let v = self.triple();
+        match self.major {
+            7 => v >= (7, 4, 1),
+            8 => v >= (8, 5, 2),
+            m => m > 8,
+        }
     }
 
     /// The `imsConfig` restriction switches exist (7.4.1 and later 7.x, 8.5 and later).
@@ -110,6 +117,7 @@ impl Build {
     /// Builds to name when a feature is missing.
     pub const BEARER_BUILDS: &'static str = "7.3.2.IMS, 7.3.3.IMS, 7.3.5, 7.4.1 and later 7.x, 8.5 and later";
     pub const RESTRICTION_BUILDS: &'static str = "7.4.1 and later 7.x, 8.5 and later";
+    pub const PEOPLE_BUILDS: &'static str = "7.4.1 and later 7.x, 8.5.2 and later";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,20 +203,21 @@ mod tests {
     /// One line per row of the matrix, with its edges.
     #[test]
     fn the_compatibility_matrix() {
-        // (build, IMS sign-in, bearer tokens, restrictions switch, native auth)
+        // (build, end-user phase, bearer tokens, restrictions switch, native auth)
         let rows = [
-            ("7.2.0", true, false, false, NativeAuth::Allowed),
-            ("7.3.1", true, false, false, NativeAuth::Allowed),
-            ("7.3.2", true, false, false, NativeAuth::Allowed),
-            ("7.3.2.IMS", true, true, false, NativeAuth::Allowed),
-            ("7.3.3.IMS", true, true, false, NativeAuth::Allowed),
-            ("7.3.4", true, false, false, NativeAuth::Allowed),
-            ("7.3.5", true, true, false, NativeAuth::Allowed),
-            ("7.4.0", true, false, false, NativeAuth::Allowed),
+            ("7.2.0", false, false, false, NativeAuth::Allowed),
+            ("7.3.1", false, false, false, NativeAuth::Allowed),
+            ("7.3.2", false, false, false, NativeAuth::Allowed),
+            ("7.3.2.IMS", false, true, false, NativeAuth::Allowed),
+            ("7.3.3.IMS", false, true, false, NativeAuth::Allowed),
+            ("7.3.4", false, false, false, NativeAuth::Allowed),
+            ("7.3.5", false, true, false, NativeAuth::Allowed),
+            ("7.4.0", false, false, false, NativeAuth::Allowed),
             ("7.4.1", true, true, true, NativeAuth::Allowed),
             ("7.4.2", true, true, true, NativeAuth::Allowed),
-            ("8.4.0", true, false, false, NativeAuth::Allowed),
-            ("8.5.0", true, true, true, NativeAuth::Allowed),
+            ("8.4.0", false, false, false, NativeAuth::Allowed),
+            ("8.5.0", false, true, true, NativeAuth::Allowed),
+            ("8.5.1", false, true, true, NativeAuth::Allowed),
             ("8.5.2", true, true, true, NativeAuth::Allowed),
             ("8.6.0", true, true, true, NativeAuth::AllowListOnly),
             ("8.7.1", true, true, true, NativeAuth::AllowListOnly),

@@ -31,6 +31,12 @@ pub enum ApplyError {
         "{0} does not sign people in through the IMS yet: people moved now could not get in; configure it first (`ims migrate prepare --ims-connection`, or `ims instance ims-config --register` on `ims up`)"
     )]
     NoWayIn(String),
+    #[error("build {build} of {instance} cannot move people to sign-in through the IMS; upgrade to one of: {builds}")]
+    Build {
+        instance: String,
+        build: String,
+        builds: String,
+    },
     #[error("no end-user plan {plan} in the journal of {instance}")]
     NoSuchPlan { plan: String, instance: String },
     #[error("no applied plan moved {}: nothing was done", .0.join(", "))]

@@ -441,6 +441,16 @@ fn no_way_in(facts: &InstanceFacts, counts: &BTreeMap<String, usize>) -> Option<
     })
 }
 
+/// The builds that carry the end-user phase as the instance named them, or as this engine knows
+/// them when it named none.
+pub(crate) fn builds(named: &str) -> &str {
+    if named.is_empty() {
+        "7.4.1 and later 7.x, 8.5.2 and later"
+    } else {
+        named
+    }
+}
+
 fn build_verdict(
     facts: &InstanceFacts,
     blockers: &mut Vec<Blocker>,
@@ -448,12 +458,15 @@ fn build_verdict(
 ) -> String {
     let mut missing = Vec::new();
     if !facts.accepts_ims_signin {
-        missing.push("IMS sign-in");
+        missing.push("the end-user phase");
         blockers.push(Blocker {
             phase: Phase::Users,
             operator: None,
-            problem: format!("build {} has no IMS sign-in", facts.build),
-            fix: "upgrade the instance (`ims instance upgrade`)".into(),
+            problem: format!(
+                "build {} cannot move people to sign-in through the IMS",
+                facts.build
+            ),
+            fix: format!("upgrade to one of: {}", builds(&facts.people_builds)),
         });
     }
     if !facts.accepts_bearer_tokens {
@@ -479,11 +492,12 @@ fn build_verdict(
     if missing.is_empty() {
         format!("build {} carries every phase", facts.build)
     } else {
+        // The end-user phase asks the most of a build: what carries it carries every phase.
         format!(
             "build {} lacks {}; builds that carry every phase: {}",
             facts.build,
             missing.join(", "),
-            facts.restriction_builds
+            builds(&facts.people_builds)
         )
     }
 }
@@ -662,11 +676,20 @@ mod tests {
         let mut program = op("crm-sync", None);
         program.usage = vec![used("xtk:session#Logon", 1, "10.0.0.9", 1)];
         let ops = [program];
-        let a = assess(&facts("7.3.1", false, false), &ops, Some(&[]), 0);
+        let mut old = facts("7.3.1", false, false);
+        old.accepts_ims_signin = false;
+        let a = assess(&old, &ops, Some(&[]), 0);
         let phases: Vec<Phase> = a.blockers.iter().map(|b| b.phase).collect();
-        assert_eq!(phases, [Phase::Technical, Phase::Finalize]);
-        assert!(a.blockers[0].fix.contains("7.3.2.IMS"), "{:?}", a.blockers[0]);
+        assert_eq!(phases, [Phase::Users, Phase::Technical, Phase::Finalize]);
+        assert!(a.blockers[0].fix.contains("8.5.2"), "{:?}", a.blockers[0]);
+        assert!(a.blockers[1].fix.contains("7.3.2.IMS"), "{:?}", a.blockers[1]);
         assert!(a.build_verdict.contains("lacks"), "{}", a.build_verdict);
+        // 7.3.5 carries technical accounts, not people.
+        let mut technical_only = facts("7.3.5", true, false);
+        technical_only.accepts_ims_signin = false;
+        let a = assess(&technical_only, &ops, Some(&[]), 0);
+        let phases: Vec<Phase> = a.blockers.iter().map(|b| b.phase).collect();
+        assert_eq!(phases, [Phase::Users, Phase::Finalize]);
         let a = assess(&facts("7.4.1", true, true), &ops, Some(&[]), 0);
         assert!(a.blockers.is_empty());
         assert_eq!(a.build_verdict, "build 7.4.1 carries every phase");

@@ -112,6 +112,19 @@ fn summary(plan: &UsersPlan) -> String {
     out
 }
 
+/// Refuses an instance whose build does not carry the end-user phase: at planning, and again
+/// before applying, from the facts read then.
+fn carries_people(facts: &InstanceFacts) -> Result<(), ApplyError> {
+    if facts.accepts_ims_signin {
+        return Ok(());
+    }
+    Err(ApplyError::Build {
+        instance: facts.name.clone(),
+        build: facts.build.clone(),
+        builds: crate::assess::builds(&facts.people_builds).to_owned(),
+    })
+}
+
 /// Plans the end-user phase from the instance's operators, the organisation's profile names
 /// and users (email key -> id).
 pub fn plan_users(
@@ -258,6 +271,7 @@ impl Phase for Users {
     async fn plan(engine: &Engine<'_>, args: UsersArgs, now: Now) -> Result<UsersPlan, ApplyError> {
         let ims = engine.ims()?;
         let facts = engine.instance.facts().await?;
+        carries_people(&facts)?;
         if facts.ims_account.is_none() {
             return Err(ApplyError::NoWayIn(facts.name));
         }
@@ -288,6 +302,7 @@ impl Phase for Users {
     /// through the IMS.
     fn admit(plan: &UsersPlan, facts: &InstanceFacts, engine: &Engine<'_>) -> Result<(), ApplyError> {
         let ims = engine.ims()?;
+        carries_people(facts)?;
         if facts.ims_account.is_none() {
             return Err(ApplyError::NoWayIn(facts.name.clone()));
         }

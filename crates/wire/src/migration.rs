@@ -13,6 +13,7 @@ pub struct InstanceFacts {
     /// `marketing` or `message_center`.
     pub kind: String,
     pub build: String,
+    /// The end-user phase is supported (people's operators moved to sign-in through the IMS).
     pub accepts_ims_signin: bool,
     pub accepts_bearer_tokens: bool,
     pub supports_restrictions: bool,
@@ -22,6 +23,9 @@ pub struct InstanceFacts {
     /// Builds that carry each phase, for the refusal message.
     pub bearer_builds: String,
     pub restriction_builds: String,
+    /// Builds that carry the end-user phase (empty from an instance that does not say).
+    #[serde(default)]
+    pub people_builds: String,
     pub restrictions: RestrictionFacts,
     /// The IMS configuration in effect, if any (no secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -230,7 +230,7 @@ impl Shown for Rollback {
 fn failure<P: Shown>(e: ApplyError) -> anyhow::Error {
     match e {
         ApplyError::Drift(items) => P::drifted(&items).into(),
-        ApplyError::NotMoved(_) => Blocked(e.to_string()).into(),
+        ApplyError::NotMoved(_) | ApplyError::Build { .. } => Blocked(e.to_string()).into(),
         e => e.into(),
     }
 }

@@ -25,6 +25,37 @@ async fn get(
     send(app, b.body(Body::empty()).unwrap()).await
 }
 
+/// The end-user phase is carried from 7.4.1 (7.x) and 8.5.2: an instance of an earlier build says
+/// so in its facts, with the builds that carry it, and the engine refuses to plan it there.
+#[tokio::test]
+async fn the_facts_say_which_builds_carry_the_end_user_phase() {
+    for (build, people) in [
+        ("7.3.5", false),
+        ("7.4.0", false),
+        ("7.4.1", true),
+        ("8.5.1", false),
+        ("8.5.2", true),
+    ] {
+        let Some((inst, store, _dir, cleanup)) =
+            instance_on(Db::Sqlite, build, InstanceKind::Marketing).await
+        else {
+            continue;
+        };
+        add_like_jdoe(&store, "boss", &["admin"]).await;
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let boss = session_of(&app, "boss").await;
+        let (status, _, body) = get(&app, "/nl/migration/v1/instance", &boss).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let facts: InstanceFacts = serde_json::from_value(body).unwrap();
+        assert_eq!(facts.accepts_ims_signin, people, "{build}");
+        assert_eq!(facts.people_builds, "7.4.1 and later 7.x, 8.5.2 and later");
+        finish(cleanup).await;
+    }
+}
+
 #[tokio::test]
 async fn administrators_read_the_instance_and_every_operator_with_its_evidence() {
     for db in [Db::Sqlite, Db::Postgres] {
