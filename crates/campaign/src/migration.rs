@@ -673,6 +673,13 @@ impl Migration {
         caller: &Caller,
     ) -> Result<CopyAccessOutcome, Fault> {
         self.require_administration(actor).await?;
+        // The vendor copies a technical operator's access on marketing instances only: on a
+        // Message Center instance the technical account's rights come from its product profile.
+        if self.shared.info.kind == InstanceKind::MessageCenter {
+            return Err(Fault::bad_request(
+                "access is copied on marketing instances only: on a Message Center instance the technical account's rights come from its product profile (campaign - <marketing instance> - messagecenter)",
+            ));
+        }
         let from = self
             .operators
             .operator_by_login(&req.from)

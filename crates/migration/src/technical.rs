@@ -259,13 +259,16 @@ impl Phase for Technical {
     /// One program after the other; a service's refusal fails that program alone.
     async fn apply(plan: &TechnicalPlan, (): (), run: &Run<'_>) -> Result<TechnicalReport, ApplyError> {
         let mut report = TechnicalReport::new(plan, run.opts);
+        // Access is copied on marketing instances only (see `move_program`).
+        let copies_access =
+            !plan.body.programs.is_empty() && run.engine.instance.facts().await?.kind != "message_center";
         for p in &plan.body.programs {
             if run.is_done(KIT, &p.login) {
                 report.already.push(p.login.clone());
                 continue;
             }
             let dir = run.opts.kit_dir.join(&plan.instance).join(&p.login);
-            match move_program(p, &dir, run).await {
+            match move_program(p, &dir, copies_access, run).await {
                 Ok(ta) => report
                     .moved
                     .push((p.login.clone(), ta, dir.display().to_string())),
@@ -286,9 +289,15 @@ impl Phase for Technical {
 }
 
 /// Moves one program, each step journaled: its credential, proved by a token and a real call
-/// (which creates the technical account operator), its access copied, its kit written.
-/// Returns the technical account's email.
-async fn move_program(p: &ProgramStep, dir: &Path, run: &Run<'_>) -> Result<String, ApplyError> {
+/// (which creates the technical account operator), its access copied (on a marketing instance;
+/// on a Message Center instance the account's rights come from its product profile, as the
+/// vendor documents), its kit written. Returns the technical account's email.
+async fn move_program(
+    p: &ProgramStep,
+    dir: &Path,
+    copies_access: bool,
+    run: &Run<'_>,
+) -> Result<String, ApplyError> {
     let ims = run.engine.ims()?;
     let instance = run.engine.instance;
     // The credential: found by name when an earlier run made it.
@@ -326,13 +335,17 @@ async fn move_program(p: &ProgramStep, dir: &Path, run: &Run<'_>) -> Result<Stri
     run.end_one(FIRST_CALL, &p.login, StepState::Done, String::new())
         .await?;
     run.begin_one(ACCESS, &p.login).await?;
-    let copied = instance
-        .copy_access(&p.login, &cred.technical_account_email)
-        .await?;
-    let detail = format!(
-        "{} rights, {} folder rights",
-        copied.rights_added, copied.folder_rights_added
-    );
+    let detail = if copies_access {
+        let copied = instance
+            .copy_access(&p.login, &cred.technical_account_email)
+            .await?;
+        format!(
+            "{} rights, {} folder rights",
+            copied.rights_added, copied.folder_rights_added
+        )
+    } else {
+        "not copied: on a Message Center instance the rights come from the product profile".to_owned()
+    };
     run.end_one(ACCESS, &p.login, StepState::Done, detail).await?;
     run.begin_one(KIT, &p.login).await?;
     for (name, text) in kit(p, &cred, ims.base(), instance.base()) {

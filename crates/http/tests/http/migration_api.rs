@@ -56,6 +56,42 @@ async fn the_facts_say_which_builds_carry_the_end_user_phase() {
     }
 }
 
+/// Access is copied on marketing instances only: a Message Center instance refuses the request
+/// before looking at its operators (a marketing instance looks, and finds none by that name).
+#[tokio::test]
+async fn access_is_copied_on_marketing_instances_only() {
+    for (kind, status, says) in [
+        (InstanceKind::Marketing, StatusCode::NOT_FOUND, "no operator"),
+        (
+            InstanceKind::MessageCenter,
+            StatusCode::BAD_REQUEST,
+            "marketing instances only",
+        ),
+    ] {
+        let Some((inst, store, _dir, cleanup)) = instance_on(Db::Sqlite, "7.4.1", kind).await else {
+            continue;
+        };
+        add_like_jdoe(&store, "boss", &["admin"]).await;
+        let app = router(InstanceState {
+            instance: Arc::new(inst),
+            tls: false,
+        });
+        let boss = session_of(&app, "boss").await;
+        let mut b = Request::post("/nl/migration/v1/copy-access").header("content-type", "application/json");
+        for (k, v) in &boss {
+            b = b.header(*k, v);
+        }
+        let body = json!({"from": "crm-sync", "to": "ta@techacct.adobe.com"}).to_string();
+        let (got, _, body) = send(&app, b.body(Body::from(body)).unwrap()).await;
+        assert_eq!(got, status, "{kind:?}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(says),
+            "{kind:?}: {body}"
+        );
+        finish(cleanup).await;
+    }
+}
+
 #[tokio::test]
 async fn administrators_read_the_instance_and_every_operator_with_its_evidence() {
     for db in [Db::Sqlite, Db::Postgres] {
