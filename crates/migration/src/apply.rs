@@ -37,6 +37,9 @@ pub enum ApplyError {
         build: String,
         builds: String,
     },
+    /// A pilot wave naming groups or logins the instance does not have.
+    #[error("{0}")]
+    Wave(String),
     #[error("no end-user plan {plan} in the journal of {instance}")]
     NoSuchPlan { plan: String, instance: String },
     #[error("no applied plan moved {}: nothing was done", .0.join(", "))]

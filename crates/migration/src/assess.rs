@@ -545,18 +545,9 @@ mod tests {
 
     fn op(login: &str, email: Option<&str>) -> OperatorFacts {
         OperatorFacts {
-            id: 0,
-            login: login.into(),
-            label: login.into(),
             email: email.map(str::to_owned),
-            auth_type: "native".into(),
-            disabled: false,
-            builtin: false,
             groups: vec!["deliveryOperators".into()],
-            rights: vec![],
-            ims_id: None,
-            credential: None,
-            usage: vec![],
+            ..crate::testing::operator(login)
         }
     }
 

@@ -21,6 +21,7 @@ pub mod status;
 pub mod technical;
 pub mod users;
 pub mod watch;
+pub mod wave;
 
 #[cfg(test)]
 mod testing;

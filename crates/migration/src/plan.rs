@@ -133,6 +133,8 @@ mod tests {
             Technical {
                 programs: vec![],
                 skipped: vec![],
+                wave: Default::default(),
+                outside_wave: 0,
             },
         );
         assert_eq!(plan.plan_id, "technical-prod-42");

@@ -423,6 +423,8 @@ mod tests {
                 people,
                 skipped: vec![],
                 invite: true,
+                wave: Default::default(),
+                outside_wave: 0,
             },
         );
         plan.plan_id = plan_id.into();

@@ -19,11 +19,15 @@ pub struct PlanStatus {
     /// Begun and never recorded as ended: a run stopped there (resumed by the next apply).
     pub started: usize,
     pub failed: Vec<(String, String)>,
+    /// The pilot wave the plan was limited to, described (none: everyone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
 }
 
 impl PlanStatus {
     pub fn of(plan: PlanProgress) -> Self {
         PlanStatus {
+            wave: None,
             plan_id: plan.plan_id,
             phase: plan.phase,
             created_at: plan.created_at.millis(),
@@ -133,9 +137,13 @@ impl Status {
             }
             for p in of_phase {
                 out.push_str(&format!(
-                    "phase {phase}: {} {} ({} steps done, {} begun and not ended, {} failed)\n",
+                    "phase {phase}: {} {}{} ({} steps done, {} begun and not ended, {} failed)\n",
                     p.plan_id,
                     p.state(),
+                    p.wave
+                        .as_ref()
+                        .map(|w| format!(", wave: {w}"))
+                        .unwrap_or_default(),
                     p.done,
                     p.started,
                     p.failed.len()

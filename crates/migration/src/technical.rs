@@ -18,6 +18,7 @@ use crate::journal::StepState;
 use crate::prepare::{mask_for, profile_name};
 use crate::run::{ApplyError, ApplyOptions, Engine, Run, Skipped};
 use crate::run::{Checked, Phase, Plan};
+use crate::wave::Wave;
 
 pub const CREDENTIAL: &str = "credential";
 pub const FIRST_CALL: &str = "first-call";
@@ -44,6 +45,12 @@ pub struct ProgramStep {
 pub struct Technical {
     pub programs: Vec<ProgramStep>,
     pub skipped: Vec<Skipped>,
+    /// The pilot wave the plan is limited to (none: every program).
+    #[serde(default, skip_serializing_if = "Wave::is_everyone")]
+    pub wave: Wave,
+    /// Programs left out because they are outside the wave.
+    #[serde(default)]
+    pub outside_wave: usize,
 }
 
 pub type TechnicalPlan = Plan<Technical>;
@@ -51,11 +58,13 @@ pub type TechnicalPlan = Plan<Technical>;
 fn summary(plan: &TechnicalPlan) -> String {
     let body = &plan.body;
     let mut out = format!(
-        "plan {} (technical operators of {}): {} to move, {} left as they are\n",
+        "plan {} (technical operators of {}{}): {} to move, {} left as they are{}\n",
         plan.plan_id,
         plan.instance,
+        body.wave.scope(),
         body.programs.len(),
-        body.skipped.len()
+        body.skipped.len(),
+        body.wave.left_out(body.outside_wave)
     );
     for p in &body.programs {
         out.push_str(&format!(
@@ -80,6 +89,7 @@ pub fn plan_technical(
     facts: &InstanceFacts,
     ops: &[OperatorFacts],
     profiles: &[String],
+    wave: Wave,
     now: Now,
 ) -> TechnicalPlan {
     let mask = mask_for(
@@ -89,8 +99,13 @@ pub fn plan_technical(
     let known: HashSet<&str> = profiles.iter().map(String::as_str).collect();
     let mut programs = Vec::new();
     let mut skipped = Vec::new();
+    let mut outside_wave = 0;
     for op in ops {
         if classify(op).0 != Class::Technical || op.auth_type != "native" || op.disabled {
+            continue;
+        }
+        if !wave.takes(op) {
+            outside_wave += 1;
             continue;
         }
         // A technical account's rights come from its profiles (a copy alone does not last where
@@ -158,7 +173,16 @@ pub fn plan_technical(
             state: state_digest(op),
         });
     }
-    Plan::new(&facts.name, now, Technical { programs, skipped })
+    Plan::new(
+        &facts.name,
+        now,
+        Technical {
+            programs,
+            skipped,
+            wave,
+            outside_wave,
+        },
+    )
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -188,15 +212,16 @@ impl TechnicalReport {
 impl Phase for Technical {
     const NAME: &'static str = "technical";
     const NEEDS_IMS: bool = true;
-    type Args = ();
+    type Args = Wave;
     type Work = ();
     type Report = TechnicalReport;
 
-    async fn plan(engine: &Engine<'_>, (): (), now: Now) -> Result<TechnicalPlan, ApplyError> {
+    async fn plan(engine: &Engine<'_>, wave: Wave, now: Now) -> Result<TechnicalPlan, ApplyError> {
         let facts = engine.instance.facts().await?;
         let ops = engine.operators().await?;
+        wave.check(&facts, &ops).map_err(ApplyError::Wave)?;
         let profiles = engine.profile_names().await?;
-        Ok(plan_technical(&facts, &ops, &profiles, now))
+        Ok(plan_technical(&facts, &ops, &profiles, wave, now))
     }
 
     fn summary(plan: &TechnicalPlan) -> String {

@@ -1,6 +1,6 @@
 //! Fixtures of the unit tests.
 
-use ims_wire::migration::{GroupFacts, InstanceFacts, RestrictionFacts};
+use ims_wire::migration::{GroupFacts, InstanceFacts, OperatorFacts, RestrictionFacts};
 
 /// A 7.4.1 marketing instance named `prod` with these groups (`name`, rights).
 pub fn facts(groups: &[(&str, &[&str])]) -> InstanceFacts {
@@ -34,5 +34,23 @@ pub fn facts(groups: &[(&str, &[&str])]) -> InstanceFacts {
         environment: "production".into(),
         staging_twin: None,
         migration_complete: None,
+    }
+}
+
+/// A native operator of no group, without email, rights or usage.
+pub fn operator(login: &str) -> OperatorFacts {
+    OperatorFacts {
+        id: 0,
+        login: login.into(),
+        label: login.into(),
+        email: None,
+        auth_type: "native".into(),
+        disabled: false,
+        builtin: false,
+        groups: vec![],
+        rights: vec![],
+        ims_id: None,
+        credential: None,
+        usage: vec![],
     }
 }

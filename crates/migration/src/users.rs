@@ -22,6 +22,7 @@ use crate::journal::{StepKey, StepState};
 use crate::prepare::{mask_for, profile_name};
 use crate::run::{end, key, ApplyError, ApplyOptions, Engine, Run, Skipped};
 use crate::run::{Checked, Phase, Plan};
+use crate::wave::Wave;
 
 pub const IDENTITY: &str = "identity";
 /// User Management API requests the end-user phase keeps in flight at once.
@@ -62,6 +63,12 @@ pub struct Users {
     /// before this was recorded did invite).
     #[serde(default = "invite_by_default")]
     pub invite: bool,
+    /// The pilot wave the plan is limited to (none: everyone).
+    #[serde(default, skip_serializing_if = "Wave::is_everyone")]
+    pub wave: Wave,
+    /// People left out because they are outside the wave (not listed one by one).
+    #[serde(default)]
+    pub outside_wave: usize,
 }
 
 fn invite_by_default() -> bool {
@@ -69,16 +76,21 @@ fn invite_by_default() -> bool {
 }
 
 /// What `plan users` is told.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct UsersArgs {
     /// Mail each created person an invitation (`--no-invitations` turns it off: the
     /// administrator hands out access some other way).
     pub invite: bool,
+    /// Only these operators (a pilot wave); default, everyone.
+    pub wave: Wave,
 }
 
 impl Default for UsersArgs {
     fn default() -> Self {
-        UsersArgs { invite: true }
+        UsersArgs {
+            invite: true,
+            wave: Wave::default(),
+        }
     }
 }
 
@@ -88,11 +100,13 @@ pub type UsersPlan = Plan<Users>;
 fn summary(plan: &UsersPlan) -> String {
     let body = &plan.body;
     let mut out = format!(
-        "plan {} (end users of {}): {} to move, {} left as they are\n",
+        "plan {} (end users of {}{}): {} to move, {} left as they are{}\n",
         plan.plan_id,
         plan.instance,
+        body.wave.scope(),
         body.people.len(),
-        body.skipped.len()
+        body.skipped.len(),
+        body.wave.left_out(body.outside_wave)
     );
     for p in &body.people {
         let user = match &p.ims_user {
@@ -146,9 +160,14 @@ pub fn plan_users(
         .collect();
     let mut people = Vec::new();
     let mut skipped = Vec::new();
+    let mut outside_wave = 0;
     for (op, status) in ops.iter().zip(email_statuses(ops)) {
         let (class, _) = classify(op);
         if class != Class::Person || op.auth_type != "native" {
+            continue;
+        }
+        if !args.wave.takes(op) {
+            outside_wave += 1;
             continue;
         }
         let skip = |reason: String| Skipped {
@@ -232,6 +251,8 @@ pub fn plan_users(
         people,
         skipped,
         invite: args.invite,
+        wave: args.wave,
+        outside_wave,
     };
     Plan::new(&facts.name, now, body)
 }
@@ -276,6 +297,7 @@ impl Phase for Users {
             return Err(ApplyError::NoWayIn(facts.name));
         }
         let ops = engine.operators().await?;
+        args.wave.check(&facts, &ops).map_err(ApplyError::Wave)?;
         let profiles = engine.profile_names().await?;
         let users = ims
             .users()

@@ -12,6 +12,7 @@ use ims_migration::rollback::{Rollback, RollbackArgs, RollbackReport};
 use ims_migration::run::{ApplyError, ApplyOptions, Engine, FailPoint, Skipped};
 use ims_migration::technical::{Technical, TechnicalReport};
 use ims_migration::users::{Users, UsersArgs, UsersReport};
+use ims_migration::wave::Wave;
 
 use super::progress::Display;
 use crate::config::Config;
@@ -29,6 +30,8 @@ pub enum PlanCommand {
         /// other way; `ims user reset-link` makes a link per person).
         #[arg(long)]
         no_invitations: bool,
+        #[command(flatten)]
+        wave: WaveArgs,
     },
     /// The technical operators: each program that signs in with a password gets an OAuth
     /// Server-to-Server credential with the profiles of its groups, proved by a token and a
@@ -37,6 +40,8 @@ pub enum PlanCommand {
     Technical {
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        wave: WaveArgs,
     },
     /// The lock-down: both restrictions on, the probes run, the migration marked complete. A
     /// production instance waits for its staging twin; nobody may lose native sign-in. Exit 1
@@ -51,6 +56,36 @@ pub enum PlanCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// A pilot wave: the plan covers only these operators (all given together add up); none given,
+/// everyone.
+#[derive(Debug, clap::Args)]
+pub struct WaveArgs {
+    /// Operators of this group (internal name; repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// This operator, by login (repeatable). (`--login` names the administrator the engine
+    /// signs in as.)
+    #[arg(long = "operator", value_name = "LOGIN")]
+    logins: Vec<String>,
+    /// The operators whose logins this file lists, one per line (`#` starts a comment).
+    #[arg(long = "operators-file", value_name = "FILE")]
+    logins_file: Option<PathBuf>,
+}
+
+impl WaveArgs {
+    fn wave(self) -> Result<Wave> {
+        let mut logins = self.logins;
+        if let Some(f) = &self.logins_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            logins.extend(ims_migration::wave::logins_from(&text));
+        }
+        Ok(Wave {
+            groups: self.groups,
+            logins,
+        })
+    }
 }
 
 /// How the command line shows a phase's answers.
@@ -246,13 +281,20 @@ async fn services<P: Phase>(target: &MigrationTarget, config: &Config) -> Result
 
 pub async fn plan(cmd: PlanCommand, target: &MigrationTarget, config: &Config) -> Result<()> {
     match cmd {
-        PlanCommand::Users { out, no_invitations } => {
+        PlanCommand::Users {
+            out,
+            no_invitations,
+            wave,
+        } => {
             let args = UsersArgs {
                 invite: !no_invitations,
+                wave: wave.wave()?,
             };
             write_plan::<Users>(args, &out, target, config).await
         }
-        PlanCommand::Technical { out } => write_plan::<Technical>((), &out, target, config).await,
+        PlanCommand::Technical { out, wave } => {
+            write_plan::<Technical>(wave.wave()?, &out, target, config).await
+        }
         PlanCommand::Finalize { out, allow, force } => {
             write_plan::<Finalize>(FinalizeArgs { allow, force }, &out, target, config).await
         }

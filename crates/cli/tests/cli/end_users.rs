@@ -698,3 +698,153 @@ fn a_rollback_after_the_first_identities_writes_nothing_again(tmp: &TempDir, d: 
         .success());
     assert_eq!(ims_audit(d), before_again);
 }
+
+/// A pilot wave: `plan users --group` moves that group's people and nobody else; the rest stay
+/// native, `status` names the wave, and both sides agree. A wave naming a group or a login the
+/// instance does not have is refused before anything is planned.
+#[test]
+fn a_pilot_wave_moves_one_group_and_leaves_the_rest_native() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    let (server, _upj) = up(&dir, &[]);
+    register_ims_sign_in(d);
+    ok(migrate(d, &["prepare", "--profiles"], &[]));
+    let everyone = tmp.path().join("everyone.json");
+    ok(migrate(
+        d,
+        &["plan", "users", "--out", everyone.to_str().unwrap()],
+        &[],
+    ));
+    let everyone: Value = serde_json::from_str(&std::fs::read_to_string(&everyone).unwrap()).unwrap();
+    let all = logins_in(&everyone["people"]);
+
+    for (args, says) in [
+        (vec!["--group", "nosuchgroup"], "no group nosuchgroup"),
+        (vec!["--operator", "nobody.here"], "no operator nobody.here"),
+    ] {
+        let p = tmp.path().join("refused.json");
+        let mut cmd = vec!["plan", "users", "--out", p.to_str().unwrap()];
+        cmd.extend(args);
+        let out = migrate(d, &cmd, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!p.exists());
+    }
+
+    // The wave: the campaign managers, and one more person named in a file.
+    let extra = everyone["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| !p["groups"].to_string().contains("campaignManagers"))
+        .expect("someone outside the group")["login"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = tmp.path().join("pilot.txt");
+    std::fs::write(&file, format!("# the pilot's extra person\n{extra}\n")).unwrap();
+    let plan_file = tmp.path().join("wave.json");
+    let summary = ok(migrate(
+        d,
+        &[
+            "plan",
+            "users",
+            "--out",
+            plan_file.to_str().unwrap(),
+            "--group",
+            "campaignManagers",
+            "--operators-file",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let wave = logins_in(&plan["people"]);
+    assert!(wave.contains(&extra), "{summary}");
+    for p in plan["people"].as_array().unwrap() {
+        assert!(
+            p["login"] == extra.as_str() || p["groups"].to_string().contains("campaignManagers"),
+            "{p}"
+        );
+    }
+    assert!(wave.len() < all.len(), "the wave is not everyone: {summary}");
+    assert!(
+        summary.contains("wave: groups campaignManagers; logins ") && summary.contains("outside the wave"),
+        "{summary}"
+    );
+    ok(migrate(d, &["apply", plan_file.to_str().unwrap()], &[]));
+
+    let status: Value = serde_json::from_str(&ok(migrate(d, &["status", "--json"], &[]))).unwrap();
+    assert_eq!(status["by_auth_type"]["ims"], wave.len(), "{status}");
+    assert!(status["by_auth_type"]["native"].as_u64().unwrap() > 0, "{status}");
+    let r = &status["reconciliation"];
+    assert_eq!(r["differences"], serde_json::json!([]), "{r}");
+    assert_eq!(r["matching"].as_u64(), Some(wave.len() as u64), "{r}");
+    let text = ok(migrate(d, &["status"], &[]));
+    assert!(
+        text.contains(", wave: groups campaignManagers; logins "),
+        "{text}"
+    );
+
+    // The next plan takes the others, and only them.
+    let rest_file = tmp.path().join("rest.json");
+    ok(migrate(
+        d,
+        &["plan", "users", "--out", rest_file.to_str().unwrap()],
+        &[],
+    ));
+    let rest: Value = serde_json::from_str(&std::fs::read_to_string(&rest_file).unwrap()).unwrap();
+    let rest = logins_in(&rest["people"]);
+    assert_eq!(rest.len() + wave.len(), all.len());
+    assert!(rest.iter().all(|l| !wave.contains(l)));
+
+    // The same on the technical phase: one program named, the others outside the wave.
+    let tech_file = tmp.path().join("tech.json");
+    let summary = ok(migrate(
+        d,
+        &[
+            "plan",
+            "technical",
+            "--out",
+            tech_file.to_str().unwrap(),
+            "--operator",
+            "crm-sync",
+        ],
+        &[],
+    ));
+    let tech: Value = serde_json::from_str(&std::fs::read_to_string(&tech_file).unwrap()).unwrap();
+    // (crm-sync holds a right beyond its groups here, so it is planned as left as it is.)
+    let mut considered = logins_in(&tech["programs"]);
+    considered.extend(logins_in(&tech["skipped"]));
+    assert_eq!(considered, ["crm-sync"], "{summary}");
+    assert!(tech["outside_wave"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(tech["wave"]["logins"], serde_json::json!(["crm-sync"]));
+    assert!(
+        summary.contains("wave: logins crm-sync") && summary.contains("outside the wave"),
+        "{summary}"
+    );
+    let out = migrate(
+        d,
+        &[
+            "plan",
+            "technical",
+            "--out",
+            tech_file.to_str().unwrap(),
+            "--group",
+            "nosuchgroup",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    server.stop();
+}
