@@ -207,6 +207,35 @@ impl Process {
     }
 }
 
+/// A database pool's connections as exposition lines; `whose` says which pool in the help text.
+pub fn pool_text(whose: &str, c: &ims_identity::store::Connections) -> String {
+    format!(
+        "# HELP ims_db_connections The {whose} database pool's connections.\n\
+         # TYPE ims_db_connections gauge\n\
+         ims_db_connections{{state=\"idle\"}} {}\n\
+         ims_db_connections{{state=\"in_use\"}} {}\n\
+         # HELP ims_db_connections_max The bound of the {whose} database pool.\n\
+         # TYPE ims_db_connections_max gauge\n\
+         ims_db_connections_max {}\n",
+        c.idle,
+        c.open.saturating_sub(c.idle),
+        c.max
+    )
+}
+
+/// The answer of a `/metrics` route: the text exposition format.
+pub fn exposition(text: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,17 +225,9 @@ mod tests {
     fn op(login: &str, auth: &str, email: &str) -> OperatorFacts {
         OperatorFacts {
             id: 1,
-            login: login.into(),
-            label: login.into(),
             email: Some(email.into()),
             auth_type: auth.into(),
-            disabled: false,
-            builtin: false,
-            groups: vec![],
-            rights: vec![],
-            ims_id: None,
-            credential: None,
-            usage: vec![],
+            ..crate::testing::operator(login)
         }
     }
 

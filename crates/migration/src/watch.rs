@@ -115,16 +115,6 @@ mod tests {
     fn legacy(login: &str, usage: &[(i64, &str)]) -> OperatorFacts {
         OperatorFacts {
             id: 1,
-            login: login.into(),
-            label: login.into(),
-            email: None,
-            auth_type: "native".into(),
-            disabled: false,
-            builtin: false,
-            groups: vec![],
-            rights: vec![],
-            ims_id: None,
-            credential: None,
             usage: usage
                 .iter()
                 .map(|(at, source)| UsageFacts {
@@ -138,6 +128,7 @@ mod tests {
                     last_at: *at,
                 })
                 .collect(),
+            ..crate::testing::operator(login)
         }
     }
 

@@ -186,24 +186,8 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
         "# HELP ims_client_cache_lookups_total Client look-ups, answered from memory (hit) or the database (miss).\n\
          # TYPE ims_client_cache_lookups_total counter\n\
          ims_client_cache_lookups_total{{result=\"hit\"}} {hits}\n\
-         ims_client_cache_lookups_total{{result=\"miss\"}} {misses}\n\
-         # HELP ims_db_connections The IMS database pool's connections.\n\
-         # TYPE ims_db_connections gauge\n\
-         ims_db_connections{{state=\"idle\"}} {}\n\
-         ims_db_connections{{state=\"in_use\"}} {}\n\
-         # HELP ims_db_connections_max The bound of the IMS database pool.\n\
-         # TYPE ims_db_connections_max gauge\n\
-         ims_db_connections_max {}\n",
-        c.idle,
-        c.open.saturating_sub(c.idle),
-        c.max
+         ims_client_cache_lookups_total{{result=\"miss\"}} {misses}\n"
     ));
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    text.push_str(&crate::metrics::pool_text("IMS", &c));
+    crate::metrics::exposition(text)
 }

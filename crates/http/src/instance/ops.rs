@@ -80,27 +80,8 @@ async fn ready(State(st): State<OpsState>) -> Response {
 async fn metrics(State(st): State<OpsState>) -> Response {
     let mut text = st.metrics.render();
     text.push_str(&crate::metrics::process_text());
-    let c = st.host.connections();
-    text.push_str(&format!(
-        "# HELP ims_db_connections The instance database pool's connections.\n\
-         # TYPE ims_db_connections gauge\n\
-         ims_db_connections{{state=\"idle\"}} {}\n\
-         ims_db_connections{{state=\"in_use\"}} {}\n\
-         # HELP ims_db_connections_max The bound of the instance database pool.\n\
-         # TYPE ims_db_connections_max gauge\n\
-         ims_db_connections_max {}\n",
-        c.idle,
-        c.open.saturating_sub(c.idle),
-        c.max
-    ));
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    text.push_str(&crate::metrics::pool_text("instance", &st.host.connections()));
+    crate::metrics::exposition(text)
 }
 
 async fn reload(State(st): State<OpsState>, meta: Meta, headers: HeaderMap) -> Response {

@@ -25,6 +25,22 @@ async fn get(
     send(app, b.body(Body::empty()).unwrap()).await
 }
 
+/// An instance on SQLite of `build` and `kind`, its router, and the session of `boss`, an
+/// operator holding ADMINISTRATION.
+async fn as_boss(
+    build: &str,
+    kind: InstanceKind,
+) -> Option<(Router, Vec<(&'static str, String)>, tempfile::TempDir, Cleanup)> {
+    let (inst, store, dir, cleanup) = instance_on(Db::Sqlite, build, kind).await?;
+    add_like_jdoe(&store, "boss", &["admin"]).await;
+    let app = router(InstanceState {
+        instance: Arc::new(inst),
+        tls: false,
+    });
+    let boss = session_of(&app, "boss").await;
+    Some((app, boss, dir, cleanup))
+}
+
 /// The end-user phase is carried from 7.4.1 (7.x) and 8.5.2: an instance of an earlier build says
 /// so in its facts, with the builds that carry it, and the engine refuses to plan it there.
 #[tokio::test]
@@ -36,17 +52,9 @@ async fn the_facts_say_which_builds_carry_the_end_user_phase() {
         ("8.5.1", false),
         ("8.5.2", true),
     ] {
-        let Some((inst, store, _dir, cleanup)) =
-            instance_on(Db::Sqlite, build, InstanceKind::Marketing).await
-        else {
+        let Some((app, boss, _dir, cleanup)) = as_boss(build, InstanceKind::Marketing).await else {
             continue;
         };
-        add_like_jdoe(&store, "boss", &["admin"]).await;
-        let app = router(InstanceState {
-            instance: Arc::new(inst),
-            tls: false,
-        });
-        let boss = session_of(&app, "boss").await;
         let (status, _, body) = get(&app, "/nl/migration/v1/instance", &boss).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let facts: InstanceFacts = serde_json::from_value(body).unwrap();
@@ -68,15 +76,9 @@ async fn access_is_copied_on_marketing_instances_only() {
             "marketing instances only",
         ),
     ] {
-        let Some((inst, store, _dir, cleanup)) = instance_on(Db::Sqlite, "7.4.1", kind).await else {
+        let Some((app, boss, _dir, cleanup)) = as_boss("7.4.1", kind).await else {
             continue;
         };
-        add_like_jdoe(&store, "boss", &["admin"]).await;
-        let app = router(InstanceState {
-            instance: Arc::new(inst),
-            tls: false,
-        });
-        let boss = session_of(&app, "boss").await;
         let mut b = Request::post("/nl/migration/v1/copy-access").header("content-type", "application/json");
         for (k, v) in &boss {
             b = b.header(*k, v);
