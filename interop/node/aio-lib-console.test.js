@@ -53,6 +53,12 @@ test('a project, an OAuth Server-to-Server credential with a product profile, an
   const { projectId, workspaceId } = created.body
   const project = (await sdk.getProject(org.id, projectId)).body
   assert.equal(project.name, name)
+  // editProject: a new name and title, kept; a title alone is refused.
+  const edited = await sdk.editProject(org.id, projectId, { name: `${name}-renamed`, title: 'Renamed interop project' })
+  assert.equal(edited.status, 200)
+  const renamed = (await sdk.getProject(org.id, projectId)).body
+  assert.deepEqual([renamed.name, renamed.title, renamed.description], [`${name}-renamed`, 'Renamed interop project', 'made by aio-lib-console'])
+  await assert.rejects(sdk.editProject(org.id, projectId, { title: 'no name' }), /400|name and title/)
   const workspaces = (await sdk.getWorkspacesForProject(org.id, projectId)).body
   assert.equal(workspaces[0].id, workspaceId)
 

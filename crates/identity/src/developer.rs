@@ -226,6 +226,21 @@ impl Project {
     }
 }
 
+impl Project {
+    /// The project renamed (name and title; the description too when given), checked as a new
+    /// one is.
+    pub fn renamed(&self, name: &str, title: &str, description: Option<&str>) -> Result<Project> {
+        let description = description.unwrap_or(&self.description);
+        let title = checked("project", name, title, description)?;
+        Ok(Project {
+            name: name.to_owned(),
+            title: title.to_owned(),
+            description: description.to_owned(),
+            ..self.clone()
+        })
+    }
+}
+
 impl Workspace {
     pub fn new(project_id: &str, name: &str, title: &str, description: &str, now: Now) -> Result<Self> {
         let title = checked("workspace", name, title, description)?;

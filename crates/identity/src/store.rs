@@ -414,6 +414,9 @@ pub trait DeveloperStore: Send + Sync {
         now: Now,
         audit: &AuditEvent,
     ) -> StoreResult<bool>;
+    /// Writes a project's name, title and description. False when no such project exists in the
+    /// organisation; another project of that name is a conflict.
+    async fn update_project(&self, p: &Project, audit: &AuditEvent) -> StoreResult<bool>;
     /// Deletes a project with its workspaces. A project that still holds credentials is a
     /// conflict (they are deleted one by one, each stopping an integration); false when no such
     /// project exists in the organisation.

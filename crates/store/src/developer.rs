@@ -348,6 +348,28 @@ impl DeveloperStore for SqlStore {
         self.delete_secret(client_id, secret_id, Some(now), audit).await
     }
 
+    async fn update_project(&self, p: &Project, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = begin_write(&self.pool, &self.writer).await?;
+        let changed = sqlx::query(
+            "UPDATE projects SET name = $1, title = $2, description = $3 WHERE org_id = $4 AND project_id = $5",
+        )
+        .bind(p.name.clone())
+        .bind(p.title.clone())
+        .bind(p.description.clone())
+        .bind(p.org_id.clone())
+        .bind(p.id.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        audit_in(&mut *tx, audit).await?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
+    }
+
     async fn delete_project(&self, org_id: &str, project_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = begin_write(&self.pool, &self.writer).await?;
         let held: i64 = sqlx::query(

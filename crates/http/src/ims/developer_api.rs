@@ -31,7 +31,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/organizations", get(organizations))
         .route(&r("/projects"), get(projects).post(create_project))
-        .route(&r("/projects/{project}"), get(project).delete(delete_project))
+        .route(
+            &r("/projects/{project}"),
+            get(project).patch(edit_project).delete(delete_project),
+        )
         .route(
             &r("/projects/{project}/workspaces"),
             get(workspaces).post(create_workspace),
@@ -298,6 +301,54 @@ async fn project(
 ) -> Answer {
     let org = caller.org(&app, &org).await?;
     let project = app.ims.developer().console_project(&org, &project).await?;
+    ok(StatusCode::OK, project_json(&org, &project))
+}
+
+/// `editProject`: name and title together (the description too when given), or only
+/// `notifications_enabled`, which this console keeps no setting for and so changes nothing.
+#[derive(Debug, Deserialize)]
+struct ProjectEdit {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    notifications_enabled: Option<bool>,
+}
+
+async fn edit_project(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+    Body(body, _): Body<ConsoleError>,
+) -> Answer {
+    let org = caller.org(&app, &org).await?;
+    let edit: ProjectEdit = json_body(&body)?;
+    let project =
+        match (&edit.name, &edit.title) {
+            (Some(name), Some(title)) => {
+                app.ims
+                    .developer()
+                    .rename_project(
+                        &org,
+                        &project,
+                        name,
+                        title,
+                        edit.description.as_deref(),
+                        &caller.ctx(),
+                    )
+                    .await?
+            }
+            (None, None) if edit.notifications_enabled.is_some() && edit.description.is_none() => {
+                app.ims.developer().console_project(&org, &project).await?
+            }
+            _ => return Err(Error::invalid_request(
+                "send name and title together (and a description if it changes), or notifications_enabled",
+            )
+            .into()),
+        };
     ok(StatusCode::OK, project_json(&org, &project))
 }
 

@@ -8,7 +8,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use http::StatusCode;
 
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/developer", get(home).post(create_project))
         .route("/admin/developer/projects/{project}", get(project).post(add_api))
+        .route("/admin/developer/projects/{project}/rename", post(rename_project))
         .route(
             "/admin/developer/credentials/{credential}",
             get(credential).post(credential_change),
@@ -303,6 +304,33 @@ async fn add_api(
         ),
         vec![],
     )
+}
+
+/// The project's name, title and description changed; back to its page.
+async fn rename_project(
+    State(app): State<AppState>,
+    meta: Meta,
+    dev: Developer,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> Response {
+    let form = or_page!(dev.signed().form(&body), dev);
+    let org = or_page!(org(&app, &dev).await, dev);
+    let renamed = or_page!(
+        app.ims
+            .developer()
+            .rename_project(
+                &org,
+                &id,
+                form.text("name").trim(),
+                &form.text("title"),
+                Some(&form.text("description")),
+                &dev.signed().context(&meta),
+            )
+            .await,
+        dev
+    );
+    see_other(&format!("/admin/developer/projects/{}", renamed.id), vec![])
 }
 
 // ----- a credential ----------------------------------------------------------------------------

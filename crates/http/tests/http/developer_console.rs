@@ -190,6 +190,7 @@ async fn the_console_pages_create_a_project_an_api_credential_and_a_token() {
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let project = location(&headers);
+    a_project_is_renamed_from_its_page(&h, &dev, &csrf, &project).await;
     let (_, _, html) = page_as(&h, "GET", &project, Some(&dev), "").await;
     assert!(
         html.contains("campaign - marketing - delivery") && html.contains("OAuth Server-to-Server"),
@@ -281,6 +282,52 @@ async fn the_console_pages_create_a_project_an_api_credential_and_a_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Renamed from its page: a forged form changes nothing, the right one is kept, and a name
+/// another project holds is refused.
+async fn a_project_is_renamed_from_its_page(h: &Harness, dev: &str, csrf: &str, project: &str) {
+    let rename = format!("{project}/rename");
+    let (status, _, _) = page_as(h, "POST", &rename, Some(dev), "csrf=forged&name=x").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, headers, body) = page_as(
+        h,
+        "POST",
+        &rename,
+        Some(dev),
+        &format!("csrf={csrf}&name=nightly-sync-2&title=Nightly+sync+two&description=Every+night"),
+    )
+    .await;
+    assert_eq!(
+        (status, location(&headers)),
+        (StatusCode::SEE_OTHER, project.to_owned()),
+        "{body}"
+    );
+    let (_, _, html) = page_as(h, "GET", project, Some(dev), "").await;
+    assert!(
+        html.contains("<h1>Nightly sync two</h1>")
+            && html.contains("<code>nightly-sync-2</code>")
+            && html.contains("Every night"),
+        "{html}"
+    );
+    page_as(
+        h,
+        "POST",
+        "/admin/developer",
+        Some(dev),
+        &format!("csrf={csrf}&name=taken&title=Taken"),
+    )
+    .await;
+    let (status, _, html) = page_as(
+        h,
+        "POST",
+        &rename,
+        Some(dev),
+        &format!("csrf={csrf}&name=taken&title=T"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("exists already"), "{html}");
+}
+
 /// Every route of the Developer Console API, with a harmless request for each.
 fn console_routes(org: &str) -> Vec<(&'static str, String)> {
     let o = format!("/console/organizations/{org}");
@@ -290,6 +337,7 @@ fn console_routes(org: &str) -> Vec<(&'static str, String)> {
         ("GET", format!("{o}/projects")),
         ("POST", format!("{o}/projects")),
         ("GET", format!("{o}/projects/1")),
+        ("PATCH", format!("{o}/projects/1")),
         ("DELETE", format!("{o}/projects/1")),
         ("GET", format!("{o}/projects/1/workspaces")),
         ("POST", format!("{o}/projects/1/workspaces")),

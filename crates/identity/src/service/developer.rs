@@ -314,6 +314,37 @@ impl Developer {
     }
 
     /// Deletes a project and its workspaces once it holds no credential.
+    /// Renames a project (`editProject`): name and title, and the description when given.
+    pub async fn rename_project(
+        &self,
+        org: &Organization,
+        project_id: &str,
+        name: &str,
+        title: &str,
+        description: Option<&str>,
+        ctx: &Context,
+    ) -> Result<Project> {
+        let project = self.console_project(org, project_id).await?;
+        let renamed = project.renamed(name, title, description)?;
+        let event = ctx.event(
+            "project.rename",
+            &project.id,
+            "success",
+            json!({"from": project.name, "name": renamed.name, "title": renamed.title}),
+        );
+        let found = self
+            .store
+            .update_project(&renamed, &event)
+            .await
+            .map_err(|e| conflict_as(e, format!("a project named {:?} exists already", renamed.name)))?;
+        if !found {
+            return Err(Error::not_found(format!(
+                "no project {project_id:?} in this organisation"
+            )));
+        }
+        Ok(renamed)
+    }
+
     pub async fn delete_project(&self, org: &Organization, project_id: &str, ctx: &Context) -> Result<()> {
         let project = self.console_project(org, project_id).await?;
         let event = ctx.event(
