@@ -477,6 +477,9 @@ pub struct Credential {
     pub technical_account_id: String,
     pub technical_account_email: String,
     pub org_id: String,
+    /// The Developer Console project the credential sits in, as the IMS says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
 }
 
 // Session tokens and secrets stay out of debug output.
@@ -730,12 +733,71 @@ impl ImsClient {
     /// `profiles` and the I/O Management API) unless an earlier run made it. Its secret comes
     /// with it unless `have_secret` (a kit holds it already): the first one, shown once, or a
     /// new one when that was shown before.
+    /// The Developer Console project named `name` and its first workspace, created when there
+    /// is none (the credentials of a wave or an instance may share one).
+    pub async fn ensure_project(&self, name: &str, description: &str) -> Result<(String, String), Error> {
+        use reqwest::Method;
+        let org = self.console_org().await?;
+        let listed = self
+            .console(
+                Method::GET,
+                &format!("/organizations/{org}/projects"),
+                None,
+                "the projects",
+            )
+            .await?;
+        let found = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .map(|p| field(p, "id", "the projects"))
+            .transpose()?;
+        let Some(project) = found else {
+            let body = serde_json::json!({"name": name, "title": name, "description": description, "type": "default"});
+            let made = self
+                .console(
+                    Method::POST,
+                    &format!("/organizations/{org}/projects"),
+                    Some(&body),
+                    "the new project",
+                )
+                .await?;
+            return Ok((
+                field(&made, "projectId", "the new project")?,
+                field(&made, "workspaceId", "the new project")?,
+            ));
+        };
+        let workspaces = self
+            .console(
+                Method::GET,
+                &format!("/organizations/{org}/projects/{project}/workspaces"),
+                None,
+                "the project's workspaces",
+            )
+            .await?;
+        let workspace = workspaces
+            .as_array()
+            .and_then(|w| w.first())
+            .map(|w| field(w, "id", "the project's workspaces"))
+            .transpose()?
+            .ok_or_else(|| Error::Refused {
+                service: IMS,
+                what: format!("the project {name:?}"),
+                detail: "it has no workspace".into(),
+            })?;
+        Ok((project, workspace))
+    }
+
+    /// The credential named `name`, found or created: in `placement` (a project and its
+    /// workspace) when given, else in a project of its own.
     pub async fn ensure_credential(
         &self,
         name: &str,
         description: &str,
         profiles: &[String],
         have_secret: bool,
+        placement: Option<&(String, String)>,
     ) -> Result<Credential, Error> {
         use reqwest::Method;
         let org = self.console_org().await?;
@@ -759,57 +821,25 @@ impl ImsClient {
         let id = match found {
             Some(i) => field(&i, "id", "the credentials")?,
             None => {
-                let services = self
-                    .console(
-                        Method::GET,
-                        &format!("/organizations/{org}/services"),
-                        None,
-                        "the services",
-                    )
-                    .await?;
-                let configs: Vec<serde_json::Value> = services
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| s["code"] == "CampaignSDK")
-                    .flat_map(|s| {
-                        s["properties"]["licenseConfigs"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default()
-                    })
-                    .filter(|c| profiles.iter().any(|p| c["name"] == p.as_str()))
-                    .map(|c| serde_json::json!({"id": c["id"], "productId": c["productId"], "op": "add"}))
-                    .collect();
-                if configs.len() != profiles.len() {
-                    return Err(Error::Refused {
-                        service: IMS,
-                        what: format!("the credential {name:?}"),
-                        detail: format!(
-                            "not every profile of [{}] is offered to the Campaign API",
-                            profiles.join(", ")
-                        ),
-                    });
-                }
-                let body = serde_json::json!({
-                    "name": name,
-                    "description": description,
-                    "services": [
-                        {"sdkCode": "CampaignSDK", "licenseConfigs": configs},
-                        {"sdkCode": "AdobeIOManagementAPISDK"},
-                    ],
-                });
-                let made = self
-                    .console(
-                        Method::POST,
-                        &format!("/organizations/{org}/credentials/oauth-server-to-server"),
-                        Some(&body),
-                        "the new credential",
-                    )
-                    .await?;
-                field(&made, "id", "the new credential")?
+                self.create_credential(&org, name, description, profiles, placement)
+                    .await?
             }
         };
+        // Where it sits, as the IMS says.
+        let placed = self
+            .console(
+                Method::GET,
+                &format!("/organizations/{org}/projects_workspaces/credentials/{id}"),
+                None,
+                "the credential's project",
+            )
+            .await?;
+        let project_id = placed
+            .as_array()
+            .and_then(|p| p.first())
+            .or(Some(&placed))
+            .and_then(|p| p["projectId"].as_str())
+            .map(str::to_owned);
         let detail = self
             .console(
                 Method::GET,
@@ -824,6 +854,7 @@ impl ImsClient {
             technical_account_id: field(&detail, "technicalAccountId", "the credential")?,
             technical_account_email: field(&detail, "technicalAccountEmail", "the credential")?,
             org_id: self.org_id.clone(),
+            project_id,
         };
         if !have_secret {
             let listed = self
@@ -852,6 +883,94 @@ impl ImsClient {
             }
         }
         Ok(cred)
+    }
+
+    /// A new credential subscribed to the Campaign API with `profiles` and to the I/O Management
+    /// API: in `placement` when given (the credential, then its services), else through the
+    /// console's one-call form, which makes a project of its own. Its id.
+    async fn create_credential(
+        &self,
+        org: &str,
+        name: &str,
+        description: &str,
+        profiles: &[String],
+        placement: Option<&(String, String)>,
+    ) -> Result<String, Error> {
+        use reqwest::Method;
+        let services = self
+            .console(
+                Method::GET,
+                &format!("/organizations/{org}/services"),
+                None,
+                "the services",
+            )
+            .await?;
+        let configs: Vec<serde_json::Value> = services
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["code"] == "CampaignSDK")
+            .flat_map(|s| {
+                s["properties"]["licenseConfigs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|c| profiles.iter().any(|p| c["name"] == p.as_str()))
+            .map(|c| serde_json::json!({"id": c["id"], "productId": c["productId"], "op": "add"}))
+            .collect();
+        if configs.len() != profiles.len() {
+            return Err(Error::Refused {
+                service: IMS,
+                what: format!("the credential {name:?}"),
+                detail: format!(
+                    "not every profile of [{}] is offered to the Campaign API",
+                    profiles.join(", ")
+                ),
+            });
+        }
+        let services = serde_json::json!([
+            {"sdkCode": "CampaignSDK", "licenseConfigs": configs},
+            {"sdkCode": "AdobeIOManagementAPISDK"},
+        ]);
+        match placement {
+            // In the given project: the credential, then its services.
+            Some((project, workspace)) => {
+                let at =
+                    format!("/organizations/{org}/projects/{project}/workspaces/{workspace}/credentials");
+                let body = serde_json::json!({"name": name, "description": description});
+                let made = self
+                    .console(
+                        Method::POST,
+                        &format!("{at}/oauth-server-to-server"),
+                        Some(&body),
+                        "the new credential",
+                    )
+                    .await?;
+                let id = field(&made, "id", "the new credential")?;
+                self.console(
+                    Method::PUT,
+                    &format!("{at}/oauth_server_to_server/{id}/services"),
+                    Some(&services),
+                    "the new credential's services",
+                )
+                .await?;
+                Ok(id)
+            }
+            None => {
+                let body =
+                    serde_json::json!({"name": name, "description": description, "services": services});
+                let made = self
+                    .console(
+                        Method::POST,
+                        &format!("/organizations/{org}/credentials/oauth-server-to-server"),
+                        Some(&body),
+                        "the new credential",
+                    )
+                    .await?;
+                field(&made, "id", "the new credential")
+            }
+        }
     }
 
     /// An access token of `cred` (`client_credentials`).

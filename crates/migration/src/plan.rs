@@ -135,6 +135,7 @@ mod tests {
                 skipped: vec![],
                 wave: Default::default(),
                 outside_wave: 0,
+                project: None,
             },
         );
         assert_eq!(plan.plan_id, "technical-prod-42");

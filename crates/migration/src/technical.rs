@@ -51,6 +51,17 @@ pub struct Technical {
     /// Programs left out because they are outside the wave.
     #[serde(default)]
     pub outside_wave: usize,
+    /// The Developer Console project every credential goes into (found or created); none, a
+    /// project of its own for each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// What `plan technical` is told.
+#[derive(Clone, Debug, Default)]
+pub struct TechnicalArgs {
+    pub wave: Wave,
+    pub project: Option<String>,
 }
 
 pub type TechnicalPlan = Plan<Technical>;
@@ -66,6 +77,11 @@ fn summary(plan: &TechnicalPlan) -> String {
         body.skipped.len(),
         body.wave.left_out(body.outside_wave)
     );
+    if let Some(project) = &body.project {
+        out.push_str(&format!(
+            "  every credential in the Developer Console project {project:?} (found, or created)\n"
+        ));
+    }
     for p in &body.programs {
         out.push_str(&format!(
             "  {}: credential {:?} (Campaign API with [{}], I/O Management API); token and a SOAP call create its technical account operator, which gets its rights [{}] and folder rights; kit written; {} keeps working until retired (calls from {})\n",
@@ -89,9 +105,10 @@ pub fn plan_technical(
     facts: &InstanceFacts,
     ops: &[OperatorFacts],
     profiles: &[String],
-    wave: Wave,
+    args: TechnicalArgs,
     now: Now,
 ) -> TechnicalPlan {
+    let TechnicalArgs { wave, project } = args;
     let mask = mask_for(
         &facts.name,
         facts.ims_account.as_ref().map(|a| a.association_mask.as_str()),
@@ -181,6 +198,7 @@ pub fn plan_technical(
             skipped,
             wave,
             outside_wave,
+            project,
         },
     )
 }
@@ -212,16 +230,16 @@ impl TechnicalReport {
 impl Phase for Technical {
     const NAME: &'static str = "technical";
     const NEEDS_IMS: bool = true;
-    type Args = Wave;
+    type Args = TechnicalArgs;
     type Work = ();
     type Report = TechnicalReport;
 
-    async fn plan(engine: &Engine<'_>, wave: Wave, now: Now) -> Result<TechnicalPlan, ApplyError> {
+    async fn plan(engine: &Engine<'_>, args: TechnicalArgs, now: Now) -> Result<TechnicalPlan, ApplyError> {
         let facts = engine.instance.facts().await?;
         let ops = engine.operators().await?;
-        wave.check(&facts, &ops).map_err(ApplyError::Wave)?;
+        args.wave.check(&facts, &ops).map_err(ApplyError::Wave)?;
         let profiles = engine.profile_names().await?;
-        Ok(plan_technical(&facts, &ops, &profiles, wave, now))
+        Ok(plan_technical(&facts, &ops, &profiles, args, now))
     }
 
     fn summary(plan: &TechnicalPlan) -> String {
@@ -287,13 +305,23 @@ impl Phase for Technical {
         // Access is copied on marketing instances only (see `move_program`).
         let copies_access =
             !plan.body.programs.is_empty() && run.engine.instance.facts().await?.kind != "message_center";
+        // One project for every credential, when the plan names one.
+        let placement = match &plan.body.project {
+            Some(name) if !plan.body.programs.is_empty() => Some(
+                run.engine
+                    .ims()?
+                    .ensure_project(name, &format!("Technical accounts of {}", plan.instance))
+                    .await?,
+            ),
+            _ => None,
+        };
         for p in &plan.body.programs {
             if run.is_done(KIT, &p.login) {
                 report.already.push(p.login.clone());
                 continue;
             }
             let dir = run.opts.kit_dir.join(&plan.instance).join(&p.login);
-            match move_program(p, &dir, copies_access, run).await {
+            match move_program(p, &dir, copies_access, placement.as_ref(), run).await {
                 Ok(ta) => report
                     .moved
                     .push((p.login.clone(), ta, dir.display().to_string())),
@@ -321,6 +349,7 @@ async fn move_program(
     p: &ProgramStep,
     dir: &Path,
     copies_access: bool,
+    placement: Option<&(String, String)>,
     run: &Run<'_>,
 ) -> Result<String, ApplyError> {
     let ims = run.engine.ims()?;
@@ -330,16 +359,28 @@ async fn move_program(
     // The kit's secret is used again only for that very credential.
     let kept = read_credential(dir).ok();
     let found = ims
-        .ensure_credential(&p.credential_name, &describe(p), &p.profiles, kept.is_some())
+        .ensure_credential(
+            &p.credential_name,
+            &describe(p),
+            &p.profiles,
+            kept.is_some(),
+            placement,
+        )
         .await?;
     let cred = match kept {
         Some(k) if k.client_id != found.client_id => {
-            ims.ensure_credential(&p.credential_name, &describe(p), &p.profiles, false)
+            ims.ensure_credential(&p.credential_name, &describe(p), &p.profiles, false, placement)
                 .await?
         }
         _ => found,
     };
-    let detail = format!("{} {}", cred.client_id, cred.technical_account_email);
+    let detail = match &cred.project_id {
+        Some(project) => format!(
+            "{} {} in project {project}",
+            cred.client_id, cred.technical_account_email
+        ),
+        None => format!("{} {}", cred.client_id, cred.technical_account_email),
+    };
     run.end_one(CREDENTIAL, &p.login, StepState::Done, detail).await?;
     let cred = match cred.client_secret {
         Some(_) => {
@@ -422,7 +463,7 @@ The native operator `{login}` ({label}) is replaced by the technical account `{t
 - client id: `{client}`\n- client secret: in `credential.json` beside this file (kept by the owner only)\n\
 - technical account id: `{taid}`\n- technical account email: `{ta}`\n- organisation: `{org}`\n\
 - token endpoint: `{token_url}` (`grant_type=client_credentials`; the token lasts 24 hours: fetch a new one before it ends)\n\
-- SOAP endpoint: `{soap}`\n- profiles: {profiles}\n\n\
+- SOAP endpoint: `{soap}`\n- profiles: {profiles}\n{project}\n\
 Before (`before.sh`): sign in with `xtk:session#Logon` and the operator's password; later calls send\n\
 the session and security tokens it returns.\n\
 After: fetch a token with the credential and send it as `Authorization: Bearer <token>` on every call;\n\
@@ -435,6 +476,11 @@ Samples: `before.sh`/`after.sh` (curl), `after.py` (Python), `After.java` (Java 
         client = c.client_id,
         org = c.org_id,
         profiles = p.profiles.join(", "),
+        project = c
+            .project_id
+            .as_ref()
+            .map(|id| format!("- Developer Console project: `{id}`\n"))
+            .unwrap_or_default(),
     );
     let before = format!(
         "#!/bin/sh\n# The legacy way: a password, a session.\ncurl -s -X POST '{soap}' -H 'SOAPAction: xtk:session#Logon' -H 'Content-Type: text/xml' \\\n  --data '<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Body><m:Logon xmlns:m=\"urn:xtk:session\"><sessiontoken/><login>{login}</login><password>'\"$PASSWORD\"'</password><parameters/></m:Logon></SOAP-ENV:Body></SOAP-ENV:Envelope>'\n",

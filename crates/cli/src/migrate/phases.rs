@@ -10,7 +10,7 @@ use ims_migration::inspect::report_journal;
 use ims_migration::plan::{read_plan, AnyPlan, Phase, Plan};
 use ims_migration::rollback::{Rollback, RollbackArgs, RollbackReport};
 use ims_migration::run::{ApplyError, ApplyOptions, Engine, FailPoint, Skipped};
-use ims_migration::technical::{Technical, TechnicalReport};
+use ims_migration::technical::{Technical, TechnicalArgs, TechnicalReport};
 use ims_migration::users::{Users, UsersArgs, UsersReport};
 use ims_migration::wave::Wave;
 
@@ -42,6 +42,10 @@ pub enum PlanCommand {
         out: PathBuf,
         #[command(flatten)]
         wave: WaveArgs,
+        /// Put every credential in this Developer Console project (found by name, or created)
+        /// instead of a project of its own each.
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
     },
     /// The lock-down: both restrictions on, the probes run, the migration marked complete. A
     /// production instance waits for its staging twin; nobody may lose native sign-in. Exit 1
@@ -292,8 +296,12 @@ pub async fn plan(cmd: PlanCommand, target: &MigrationTarget, config: &Config) -
             };
             write_plan::<Users>(args, &out, target, config).await
         }
-        PlanCommand::Technical { out, wave } => {
-            write_plan::<Technical>(wave.wave()?, &out, target, config).await
+        PlanCommand::Technical { out, wave, project } => {
+            let args = TechnicalArgs {
+                wave: wave.wave()?,
+                project,
+            };
+            write_plan::<Technical>(args, &out, target, config).await
         }
         PlanCommand::Finalize { out, allow, force } => {
             write_plan::<Finalize>(FinalizeArgs { allow, force }, &out, target, config).await

@@ -52,10 +52,24 @@ fn retire(d: &str, args: &[&str]) -> Output {
     c.output().unwrap()
 }
 
-/// The technical plan `p` names a credential for each program; applied, each program is now a
-/// technical account.
+/// The technical plan `p` names a credential for each program, all in one Developer Console
+/// project; applied, each program is now a technical account.
 fn planned_and_applied(d: &str, p: &str) {
-    let summary = migrate(d, &["plan", "technical", "--out", p]);
+    let summary = migrate(
+        d,
+        &[
+            "plan",
+            "technical",
+            "--out",
+            p,
+            "--project",
+            "marketing-integrations",
+        ],
+    );
+    assert!(
+        summary.contains("every credential in the Developer Console project \"marketing-integrations\""),
+        "{summary}"
+    );
     for login in ["crm-sync", "web-forms", "bi-export"] {
         assert!(
             summary.contains(&format!("  {login}: credential \"marketing {login}\"")),
@@ -71,10 +85,20 @@ fn planned_and_applied(d: &str, p: &str) {
 /// "after" sample answers as the technical account.
 fn each_kit_works_as_its_technical_account(dir: &Path, upj: &Value) {
     let kits = dir.join("migration-kits").join("marketing");
+    let mut projects = std::collections::BTreeSet::new();
     for login in ["crm-sync", "web-forms", "bi-export"] {
         let kit = kits.join(login);
         let cred: Value =
             serde_json::from_str(&std::fs::read_to_string(kit.join("credential.json")).unwrap()).unwrap();
+        // The project the IMS places the credential in, named in the kit too.
+        let project = cred["project_id"]
+            .as_str()
+            .expect("the credential's project")
+            .to_owned();
+        assert!(std::fs::read_to_string(kit.join("README.md"))
+            .unwrap()
+            .contains(&format!("- Developer Console project: `{project}`")));
+        projects.insert(project);
         assert!(
             cred["client_secret"].as_str().unwrap().starts_with("imscs_"),
             "{cred}"
@@ -120,6 +144,11 @@ fn each_kit_works_as_its_technical_account(dir: &Path, upj: &Value) {
             "{answer}"
         );
     }
+    assert_eq!(
+        projects.len(),
+        1,
+        "the three credentials share one project: {projects:?}"
+    );
 }
 
 /// The assessment lists the three technical accounts, each holding the legacy `export` right.
