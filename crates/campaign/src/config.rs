@@ -1,8 +1,11 @@
 //! The instance's configuration in the vendor's form: `serverConf.xml` (shared by the instances
 //! of a server: the `imsConfig` switches) and `config-<instance>.xml` (one instance: its own IMS
-//! credential, set with `-setimsoauth`). Read strictly: an unknown element or attribute, a value
-//! that is not what the key takes, or broken XML is an error naming the file, the line and the key,
-//! and the instance does not start on a guess.
+//! credential, set with `-setimsoauth`). A real file carries much more (`dataStore`, `web`,
+//! `module`, `mta`, ...): elements outside `shared/imsConfig` are not read, and are kept as they
+//! are when the file is written (only the `imsConfig` element is replaced). Inside `imsConfig`
+//! reading is strict: an unknown element or attribute, a value that is not what the key takes, or
+//! broken XML is an error naming the file, the line and the key, and the instance does not start
+//! on a guess.
 
 use ims_core::secret::Secret;
 use ims_wire::soap::{escape, line_of, parse_document, Element, Limits};
@@ -187,21 +190,39 @@ fn read_switch_elements(
     Ok(out)
 }
 
-/// The `imsConfig` element of a configuration file, if any.
+/// The vendor spells the root both ways in its samples.
+fn is_root(el: &Element) -> bool {
+    el.name == "serverConf" || el.name == "serverconf"
+}
+
+/// The `imsConfig` element of a configuration file, if any. What else the file holds is named
+/// in a notice and left alone.
 fn ims_config<'e>(
     r: &Reader<'_>,
     root: &'e Element,
     allowed: &[&str],
 ) -> Result<Option<&'e Element>, ConfigError> {
-    if root.name != "serverConf" {
+    if !is_root(root) {
         return Err(r.error(root, &root.name, "the root element must be serverConf"));
     }
-    r.only_children(root, "serverConf", &["shared"])?;
-    let Some(shared) = root.element("shared") else {
-        return Ok(None);
-    };
-    r.only_children(shared, "serverConf/shared", &["imsConfig"])?;
-    let Some(ims) = shared.element("imsConfig") else {
+    let shared = root.element("shared");
+    let mut kept: Vec<String> = root
+        .elements()
+        .filter(|c| c.name != "shared")
+        .map(|c| c.name.clone())
+        .collect();
+    kept.extend(
+        shared
+            .into_iter()
+            .flat_map(Element::elements)
+            .filter(|c| c.name != "imsConfig")
+            .map(|c| format!("shared/{}", c.name)),
+    );
+    if !kept.is_empty() {
+        kept.dedup();
+        tracing::info!(file = r.file, kept = %kept.join(", "), "configuration elements kept as they are, not read here");
+    }
+    let Some(ims) = shared.and_then(|s| s.element("imsConfig")) else {
         return Ok(None);
     };
     r.only_attrs(ims, IMS_CONFIG, &[])?;
@@ -390,8 +411,68 @@ fn conf_file(ims_config: &str) -> String {
     format!("<serverConf>\n  <shared>\n    <imsConfig>\n{ims_config}    </imsConfig>\n  </shared>\n</serverConf>\n")
 }
 
-/// `config-<instance>.xml` holding `conf`.
-pub fn write_instance_conf(conf: &InstanceConf) -> String {
+/// `existing` (a configuration file as it stands) with its `shared/imsConfig` element replaced
+/// by one holding `inner`, or added where it is missing; every other byte kept. A new file when
+/// there is none, or when it is not one this reader reads (then writing it whole is what the
+/// caller asked for anyway: such a file would not have been read).
+fn with_ims_config(existing: Option<&str>, inner: &str) -> String {
+    let spliced = existing.and_then(|text| {
+        let root = parse_document(text, Limits::default()).ok().filter(is_root)?;
+        let element = format!("<imsConfig>\n{inner}    </imsConfig>");
+        let Some(shared) = root.element("shared") else {
+            let close = text.rfind(&format!("</{}", root.name))?;
+            return Some(format!(
+                "{}  <shared>\n    {element}\n  </shared>\n{}",
+                &text[..close],
+                &text[close..]
+            ));
+        };
+        if let Some(ims) = shared.element("imsConfig") {
+            let end = element_end(text, ims.offset, "imsConfig")?;
+            return Some(format!("{}{element}{}", &text[..ims.offset], &text[end..]));
+        }
+        let tag_end = start_tag_end(text, shared.offset)?;
+        if text[..tag_end].ends_with("/>") {
+            return Some(format!(
+                "{}>\n    {element}\n  </shared>{}",
+                text[..tag_end - 2].trim_end(),
+                &text[tag_end..]
+            ));
+        }
+        let close = tag_end + text[tag_end..].find("</shared")?;
+        Some(format!("{}  {element}\n  {}", &text[..close], &text[close..]))
+    });
+    spliced.unwrap_or_else(|| conf_file(inner))
+}
+
+/// Just after the `>` of the start tag that begins at `start`, quotes respected.
+fn start_tag_end(text: &str, start: usize) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in text.get(start..)?.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return Some(start + i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Just after the end of element `name` that begins at `start` (its own end tag, or the start
+/// tag itself when it closes itself). The elements we replace never nest in themselves.
+fn element_end(text: &str, start: usize, name: &str) -> Option<usize> {
+    let tag_end = start_tag_end(text, start)?;
+    if text[..tag_end].ends_with("/>") {
+        return Some(tag_end);
+    }
+    let close = tag_end + text[tag_end..].find(&format!("</{name}"))?;
+    Some(close + text[close..].find('>')? + 1)
+}
+
+/// `config-<instance>.xml` holding `conf`: `existing` (the file as it stands, if any) with its
+/// `imsConfig` element replaced.
+pub fn write_instance_conf(existing: Option<&str>, conf: &InstanceConf) -> String {
     let mut inner = String::new();
     if let Some(oauth) = &conf.oauth {
         inner.push_str(&format!(
@@ -421,13 +502,14 @@ pub fn write_instance_conf(conf: &InstanceConf) -> String {
         inner.push_str("/>\n");
     }
     inner.push_str(&switch_xml(&conf.switches));
-    conf_file(&inner)
+    with_ims_config(existing, &inner)
 }
 
-/// `serverConf.xml` holding `switches` (the file holds nothing else the reader accepts, so it is
-/// written whole). An empty allow-list is written as the default one, which it stands for.
-pub fn write_server_conf(switches: &ImsSwitches) -> String {
-    conf_file(&switch_xml(&SwitchElements::all(switches)))
+/// `serverConf.xml` holding `switches`: `existing` (the file as it stands, if any) with its
+/// `imsConfig` element replaced. An empty allow-list is written as the default one, which it
+/// stands for.
+pub fn write_server_conf(existing: Option<&str>, switches: &ImsSwitches) -> String {
+    with_ims_config(existing, &switch_xml(&SwitchElements::all(switches)))
 }
 
 /// Parses the vendor's `-setimsoauth:<org-id>/<client-id>/<technical-account-id>/<client-secret>`.
@@ -490,13 +572,16 @@ mod tests {
 
     #[test]
     fn written_switches_read_back() {
-        assert_eq!(write_server_conf(&ImsSwitches::default()), DEFAULT_SERVER_CONF);
+        assert_eq!(
+            write_server_conf(None, &ImsSwitches::default()),
+            DEFAULT_SERVER_CONF
+        );
         let switches = ImsSwitches {
             operator_management_restricted: true,
             native_api_disabled: true,
             allow_list: vec!["admin".into(), "svc-a|svc-b".into()],
         };
-        let text = write_server_conf(&switches);
+        let text = write_server_conf(None, &switches);
         assert_eq!(
             read_server_conf("serverConf.xml", &text, &b("8.5.2")).unwrap(),
             switches
@@ -521,9 +606,152 @@ mod tests {
         let broken = DEFAULT_SERVER_CONF.replace("</imsConfig>", "");
         let e = read_server_conf("serverConf.xml", &broken, &b("7.4.1")).unwrap_err();
         assert!(e.to_string().starts_with("serverConf.xml:"), "{e}");
-        let unknown = DEFAULT_SERVER_CONF.replace("<shared>", "<shared>\n    <mystery/>");
+        // Inside imsConfig, what we act on, an unknown element is an error; outside it, a
+        // vendor file's own elements are kept (`a_vendor_shaped_server_conf_...`).
+        let unknown = DEFAULT_SERVER_CONF.replace("<imsConfig>", "<imsConfig>\n      <mystery/>");
         let e = read_server_conf("serverConf.xml", &unknown, &b("7.4.1")).unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (3, "serverConf/shared/mystery"));
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (4, "serverConf/shared/imsConfig/mystery")
+        );
+    }
+
+    /// A `serverConf.xml` shaped like the vendor's: prolog, comments, the lower-case root, the
+    /// shared parameters and the process sections with attributes of their own (`_autoStart`
+    /// as the vendor's samples use to disable a process), and the switches switched on.
+    const VENDOR_SERVER_CONF: &str = r#"<?xml version='1.0'?>
+<!-- Configuration of the server: shared parameters, then one section per process. -->
+<serverconf>
+  <shared>
+    <authentication checkIPConsistent="false" defaultMode="nl" longSessionTimeOutSec="1296000"
+                    securityTimeOutSec="86400" sessionCacheSec="600" sessionTimeOutSec="86400">
+      <xtk internalPassword="@ZBcK7uX0e2Tfe" internalSecurityZone="lan"/>
+    </authentication>
+    <dataStore hosts="*" lang="en_US" uploadAllowlist=".+">
+      <mapping logical="*" physical="default"/>
+      <dataSource name="default">
+        <dbcnx provider="PostgreSQL" server="db.internal" login="neolane:campaign" password="@XYZ" dbSchema="public"/>
+        <pool aliveTestDelaySec="600" freeCnx="5" maxCnx="50"/>
+      </dataSource>
+      <virtualDir name="images" path="/usr/local/neolane/nl6/var/res/$(INSTANCE_NAME)/img/"/>
+    </dataStore>
+    <proxyConfig enabled="false" override="localhost*"/>
+    <threadPool maxThreadCount="50"/>
+    <urlPermission action="blocking" debugTrace="false">
+      <url dnsSuffix="example.com" urlRegEx=".*"/>
+    </urlPermission>
+    <securityZone name="public" label="Public Network" allowDebug="false" allowHTTP="false">
+      <subNetwork name="all" label="All addresses" mask="*" proxy="127.0.0.1, ::1"/>
+    </securityZone>
+    <imsConfig>
+      <nonIMSOperatorMgmtInClientConsole nonIMSOperatorMgmtInClientConsoleRestricted="true"/>
+      <nonIMSAuthnAPI disableAPI="true">
+        <allowOperator name="admin"/>
+        <allowOperator name="crm-sync"/>
+      </nonIMSAuthnAPI>
+    </imsConfig>
+  </shared>
+  <web httpAllowed="false"><jsp classpath="..." maxThreads="75"/></web>
+  <module defaultNameSpace="cus"/>
+  <mta _autoStart="true" statServerAddress="localhost"><child maxMsgPerSession="1000"/></mta>
+  <wfserver autoStart="true"/>
+  <inMail autoStart="false"/>
+  <stat autoStart="true"/>
+  <syslogd maxNumberOfLoggingThreads="5"/>
+  <trackinglogd autoStart="true"/>
+  <watchdog autoStart="true"/>
+  <exec user="neolane"/>
+</serverconf>
+"#;
+
+    #[test]
+    fn a_vendor_shaped_server_conf_is_read_and_written_without_losing_anything() {
+        let s = read_server_conf("serverConf.xml", VENDOR_SERVER_CONF, &b("7.4.1")).unwrap();
+        assert!(s.operator_management_restricted && s.native_api_disabled);
+        assert_eq!(s.allow_list, ["admin", "crm-sync"]);
+
+        // Written back with other switches: only the imsConfig element changes.
+        let off = ImsSwitches {
+            operator_management_restricted: false,
+            native_api_disabled: false,
+            allow_list: vec!["admin".into()],
+        };
+        let written = write_server_conf(Some(VENDOR_SERVER_CONF), &off);
+        assert_eq!(
+            read_server_conf("serverConf.xml", &written, &b("7.4.1")).unwrap(),
+            off
+        );
+        let start = VENDOR_SERVER_CONF.find("<imsConfig>").unwrap();
+        let end = VENDOR_SERVER_CONF.find("</imsConfig>").unwrap() + "</imsConfig>".len();
+        assert!(written.starts_with(&VENDOR_SERVER_CONF[..start]), "{written}");
+        assert!(written.ends_with(&VENDOR_SERVER_CONF[end..]), "{written}");
+
+        // Without an imsConfig element, one is added inside shared; without shared, a shared.
+        let none = format!("{}{}", &VENDOR_SERVER_CONF[..start], &VENDOR_SERVER_CONF[end..]);
+        assert_eq!(
+            read_server_conf("serverConf.xml", &none, &b("7.4.1")).unwrap(),
+            ImsSwitches::default()
+        );
+        let added = write_server_conf(Some(&none), &off);
+        assert_eq!(
+            read_server_conf("serverConf.xml", &added, &b("7.4.1")).unwrap(),
+            off
+        );
+        assert!(added.contains("<web httpAllowed=\"false\">") && added.contains("<exec user=\"neolane\"/>"));
+        let bare = "<serverconf>\n  <web httpAllowed=\"false\"/>\n</serverconf>\n";
+        let added = write_server_conf(Some(bare), &off);
+        assert_eq!(
+            read_server_conf("serverConf.xml", &added, &b("7.4.1")).unwrap(),
+            off
+        );
+        assert!(added.contains("<web httpAllowed=\"false\"/>"), "{added}");
+        let empty_shared = "<serverConf><shared/><web/></serverConf>";
+        let added = write_server_conf(Some(empty_shared), &off);
+        assert_eq!(
+            read_server_conf("serverConf.xml", &added, &b("7.4.1")).unwrap(),
+            off
+        );
+
+        // A broken vendor file still names file, line and key.
+        let bad = VENDOR_SERVER_CONF.replace("disableAPI=\"true\"", "disableAPI=\"maybe\"");
+        let e = read_server_conf("serverConf.xml", &bad, &b("7.4.1")).unwrap_err();
+        let line = VENDOR_SERVER_CONF
+            .lines()
+            .position(|l| l.contains("<nonIMSAuthnAPI"))
+            .unwrap()
+            + 1;
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (line, "serverConf/shared/imsConfig/nonIMSAuthnAPI/@disableAPI"),
+            "{e}"
+        );
+        let broken = VENDOR_SERVER_CONF.replace("</dataStore>", "");
+        let e = read_server_conf("serverConf.xml", &broken, &b("7.4.1")).unwrap_err();
+        assert!(e.to_string().starts_with("serverConf.xml:"), "{e}");
+    }
+
+    #[test]
+    fn an_instance_file_keeps_what_it_holds_beside_the_ims_configuration() {
+        let existing = "<serverConf>\n  <shared>\n    <dataStore lang=\"fr_FR\"/>\n  </shared>\n  <web/>\n</serverConf>\n";
+        let conf = InstanceConf {
+            oauth: None,
+            account: None,
+            switches: SwitchElements {
+                operator_management_restricted: Some(true),
+                native_api: None,
+            },
+        };
+        let written = write_instance_conf(Some(existing), &conf);
+        assert!(
+            written.contains("<dataStore lang=\"fr_FR\"/>") && written.contains("<web/>"),
+            "{written}"
+        );
+        assert_eq!(
+            read_instance_conf("config-x.xml", &written, &b("7.4.1"))
+                .unwrap()
+                .switches,
+            conf.switches
+        );
     }
 
     #[test]
@@ -560,17 +788,20 @@ mod tests {
         };
         let build = b("7.4.1");
         assert_eq!(
-            read_instance_conf("config-x.xml", &write_instance_conf(&conf), &build).unwrap(),
+            read_instance_conf("config-x.xml", &write_instance_conf(None, &conf), &build).unwrap(),
             conf
         );
-        let plain = write_instance_conf(&InstanceConf {
-            oauth: Some(ImsOAuth {
-                sealed_secret: "plain".into(),
-                ..o
-            }),
-            account: None,
-            switches: SwitchElements::default(),
-        });
+        let plain = write_instance_conf(
+            None,
+            &InstanceConf {
+                oauth: Some(ImsOAuth {
+                    sealed_secret: "plain".into(),
+                    ..o
+                }),
+                account: None,
+                switches: SwitchElements::default(),
+            },
+        );
         assert!(
             read_instance_conf("config-x.xml", &plain, &build).is_err(),
             "secrets are stored sealed"
@@ -592,7 +823,7 @@ mod tests {
                 native_api: Some((true, vec!["ops|svc".into()])),
             },
         };
-        let text = write_instance_conf(&conf);
+        let text = write_instance_conf(None, &conf);
         let read = read_instance_conf("config-x.xml", &text, &b("8.5.2")).unwrap();
         assert_eq!(read, conf);
         let effective = read.switches.over(&shared);
@@ -619,7 +850,7 @@ mod tests {
             account: Some(account),
             switches: SwitchElements::default(),
         };
-        let text = write_instance_conf(&conf);
+        let text = write_instance_conf(None, &conf);
         let build = b("7.4.1");
         assert_eq!(read_instance_conf("config-acc.xml", &text, &build).unwrap(), conf);
         // Defaults: the product context and scopes; client from -setimsoauth.

@@ -110,7 +110,7 @@ pub async fn configure(
     let mut conf = read_instance_file(&path)?;
     if args.remove {
         conf.account = None;
-        crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
+        crate::conf::write_instance_file(&path, &conf)?;
         return Ok(serde_json::json!({
             "instance": name,
             "file": path.display().to_string(),
@@ -198,7 +198,7 @@ pub async fn configure(
         "scopes": account.scopes,
     });
     conf.account = Some(account);
-    crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
+    crate::conf::write_instance_file(&path, &conf)?;
     Ok(summary)
 }
 

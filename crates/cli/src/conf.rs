@@ -76,6 +76,20 @@ pub fn read_instance_file(path: &Path) -> Result<InstanceConf> {
     }
 }
 
+/// Writes `conf` into the instance's file at `path` (owner-only): its `imsConfig` element
+/// replaced, everything else in the file kept.
+pub fn write_instance_file(path: &Path, conf: &InstanceConf) -> Result<()> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    crate::files::write_private(
+        path,
+        config::write_instance_conf(existing.as_deref(), conf).as_bytes(),
+    )
+}
+
 /// Records a configuration change made outside the database in the instance's audit log.
 pub async fn audit_config_change(data_dir: &Path, name: &str, details: serde_json::Value) -> Result<()> {
     use ims_core::audit::AuditStore as _;
@@ -142,7 +156,7 @@ pub async fn write_switches(
     let (path, text, private) = match instance {
         None => (
             server_conf.clone(),
-            config::write_server_conf(&change(&shared)),
+            config::write_server_conf(Some(&shared_text), &change(&shared)),
             false,
         ),
         Some(name) => {
@@ -157,7 +171,12 @@ pub async fn write_switches(
                 elements.native_api = Some((next.native_api_disabled, next.allow_list));
             }
             conf.switches = elements;
-            (path, config::write_instance_conf(&conf), true)
+            let existing = std::fs::read_to_string(&path).ok();
+            (
+                path,
+                config::write_instance_conf(existing.as_deref(), &conf),
+                true,
+            )
         }
     };
     for name in &targets {

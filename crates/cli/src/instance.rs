@@ -61,7 +61,7 @@ fn config_command(data_dir: &Path, args: &[String]) -> Result<String> {
     // The file's restriction elements stay as they are.
     let mut conf = read_instance_file(&path)?;
     conf.oauth = Some(oauth);
-    crate::files::write_private(&path, ims_campaign::config::write_instance_conf(&conf).as_bytes())?;
+    crate::conf::write_instance_file(&path, &conf)?;
     println!(
         "IMS credential of {name} stored in {} (secret sealed)",
         path.display()

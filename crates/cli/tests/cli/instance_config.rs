@@ -344,9 +344,31 @@ fn a_broken_file_keeps_the_running_state(r: &Restrictions<'_>, dir: &Path) {
 fn the_shared_file_and_switching_off(r: &Restrictions<'_>) {
     let bad_allow = r.instance(&["restrictions", "enable", "--api", "--allow", "two words"]);
     assert_eq!(bad_allow.status.code(), Some(2));
+    // The shared file as an installation of the vendor's has it, with sections of its own: they
+    // are kept when the switches are written.
+    let file = Path::new(r.d).join("conf").join("serverConf.xml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen(
+            "<shared>",
+            "<shared>\n    <dataStore hosts=\"*\" lang=\"en_US\"><dataSource name=\"default\"/></dataStore>",
+            1,
+        )
+        .replacen(
+            "</serverConf>",
+            "  <web httpAllowed=\"false\"/>\n  <mta _autoStart=\"true\"/>\n</serverConf>",
+            1,
+        );
+    std::fs::write(&file, &text).unwrap();
     // Without --instance the shared serverConf.xml changes: mc, which sets nothing itself,
     // follows; marketing keeps what its own file says.
     let shared = r.instance(&["restrictions", "enable", "--api"]);
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains("<dataSource name=\"default\"/></dataStore>")
+            && written.contains("<mta _autoStart=\"true\"/>"),
+        "{written}"
+    );
     assert!(
         output_text(&shared).contains("mc: reloaded") && output_text(&shared).contains("marketing: reloaded"),
         "{}",
