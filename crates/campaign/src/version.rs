@@ -117,7 +117,7 @@ impl Build {
     /// Builds to name when a feature is missing.
     pub const BEARER_BUILDS: &'static str = "7.3.2.IMS, 7.3.3.IMS, 7.3.5, 7.4.1 and later 7.x, 8.5 and later";
     pub const RESTRICTION_BUILDS: &'static str = "7.4.1 and later 7.x, 8.5 and later";
-    pub const PEOPLE_BUILDS: &'static str = "7.4.1 and later 7.x, 8.5.2 and later";
+    pub const PEOPLE_BUILDS: &'static str = ims_wire::migration::PEOPLE_BUILDS;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,12 +15,20 @@ use ims_sql::migrate::Migration;
 use ims_sql::{backend_error, begin_write, connect, get, Backend, Connected, Options, Writer};
 
 /// The journal's schema steps. Append only; never edit a released step.
-pub const JOURNAL_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "journal",
-    sqlite: include_str!("../migrations/sqlite/0001_journal.sql"),
-    postgres: include_str!("../migrations/postgres/0001_journal.sql"),
-}];
+pub const JOURNAL_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "journal",
+        sqlite: include_str!("../migrations/sqlite/0001_journal.sql"),
+        postgres: include_str!("../migrations/postgres/0001_journal.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "plan_scope",
+        sqlite: include_str!("../migrations/sqlite/0002_plan_scope.sql"),
+        postgres: include_str!("../migrations/postgres/0002_plan_scope.sql"),
+    },
+];
 
 #[derive(Clone, Debug)]
 pub struct SqlJournal {
@@ -61,23 +69,25 @@ fn plan_of(r: &AnyRow) -> StoreResult<PlanRecord> {
         created_at: Now::from_millis(get(r, "created_at")?),
         body: get(r, "body")?,
         applied_at: get::<Option<i64>>(r, "applied_at")?.map(Now::from_millis),
+        scope: get(r, "scope")?,
     })
 }
 
-const PLAN_COLUMNS: &str = "plan_id, instance, phase, created_at, body, applied_at";
+const PLAN_COLUMNS: &str = "plan_id, instance, phase, created_at, body, applied_at, scope";
 
 #[async_trait]
 impl Journal for SqlJournal {
     async fn put_plan(&self, plan: &PlanRecord) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO migration_plans (plan_id, instance, phase, created_at, body, applied_at)
-             VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (plan_id) DO NOTHING",
+            "INSERT INTO migration_plans (plan_id, instance, phase, created_at, body, applied_at, scope)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6) ON CONFLICT (plan_id) DO NOTHING",
         )
         .bind(plan.plan_id.clone())
         .bind(plan.instance.clone())
         .bind(plan.phase.clone())
         .bind(plan.created_at.millis())
         .bind(plan.body.clone())
+        .bind(plan.scope.clone())
         .execute(&self.pool)
         .await
         .map_err(backend_error)?;
@@ -158,7 +168,7 @@ impl Journal for SqlJournal {
 
     async fn progress(&self, instance: &str) -> StoreResult<Vec<PlanProgress>> {
         let mut plans: Vec<PlanProgress> = sqlx::query(
-            "SELECT plan_id, phase, created_at, applied_at FROM migration_plans
+            "SELECT plan_id, phase, created_at, applied_at, scope FROM migration_plans
              WHERE instance = $1 ORDER BY created_at, plan_id",
         )
         .bind(instance.to_owned())
@@ -172,6 +182,7 @@ impl Journal for SqlJournal {
                 phase: get(r, "phase")?,
                 created_at: Now::from_millis(get(r, "created_at")?),
                 applied_at: get::<Option<i64>>(r, "applied_at")?.map(Now::from_millis),
+                scope: get(r, "scope")?,
                 done: 0,
                 started: 0,
                 failed: Vec::new(),

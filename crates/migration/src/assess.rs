@@ -445,7 +445,7 @@ fn no_way_in(facts: &InstanceFacts, counts: &BTreeMap<String, usize>) -> Option<
 /// them when it named none.
 pub(crate) fn builds(named: &str) -> &str {
     if named.is_empty() {
-        "7.4.1 and later 7.x, 8.5.2 and later"
+        ims_wire::migration::PEOPLE_BUILDS
     } else {
         named
     }

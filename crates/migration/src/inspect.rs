@@ -84,24 +84,13 @@ pub async fn reconciliation(
 pub async fn status(engine: &Engine<'_>, after_days: i64) -> Result<Status, ApplyError> {
     let facts = engine.instance.facts().await?;
     let ops = engine.operators().await?;
-    let mut plans: Vec<PlanStatus> = engine
+    let plans: Vec<PlanStatus> = engine
         .journal
         .progress(&facts.name)
         .await?
         .into_iter()
         .map(PlanStatus::of)
         .collect();
-    // Pilot waves: what each plan was limited to, from the plan the journal keeps (its body is
-    // flattened into the plan object).
-    for p in &mut plans {
-        if let Some(record) = engine.journal.plan(&p.plan_id).await? {
-            p.wave = serde_json::from_str::<serde_json::Value>(&record.body)
-                .ok()
-                .and_then(|v| serde_json::from_value::<crate::wave::Wave>(v["wave"].clone()).ok())
-                .filter(|w| !w.is_everyone())
-                .map(|w| w.describe());
-        }
-    }
     let reconciliation = match engine.ims {
         Some(ims) => Some(reconciliation(ims, &facts, &ops).await?),
         None => None,

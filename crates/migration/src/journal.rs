@@ -19,6 +19,9 @@ pub struct PlanRecord {
     pub body: String,
     /// When applying it finished with every step done.
     pub applied_at: Option<Now>,
+    /// What the plan was limited to (a pilot wave, described); none, everyone.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// Where a step stands.
@@ -85,6 +88,8 @@ pub struct PlanProgress {
     pub phase: String,
     pub created_at: Now,
     pub applied_at: Option<Now>,
+    /// As [`PlanRecord::scope`].
+    pub scope: Option<String>,
     pub done: usize,
     pub started: usize,
     pub failed: Vec<StepRecord>,

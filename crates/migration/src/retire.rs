@@ -94,6 +94,7 @@ async fn record_retire_plan(engine: &Engine<'_>, legacy: &Legacy, now: Now) -> R
             created_at: now,
             body: "{}".into(),
             applied_at: None,
+            scope: None,
         })
         .await?;
     Ok(())

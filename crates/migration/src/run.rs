@@ -92,6 +92,11 @@ pub trait Phase: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
         serde_json::to_string(plan).unwrap_or_default()
     }
 
+    /// What the plan is limited to (a pilot wave, described), kept in the journal beside it.
+    fn scope(_plan: &Plan<Self>) -> Option<String> {
+        None
+    }
+
     /// Refusals that need only the plan, the instance's facts and the services, asked before
     /// the plan is compared with the instance or the journal.
     fn admit(_plan: &Plan<Self>, _facts: &InstanceFacts, _engine: &Engine<'_>) -> Result<(), ApplyError> {
@@ -226,6 +231,7 @@ impl<'a> Engine<'a> {
                     created_at: Now::from_millis(plan.created_at),
                     body: record,
                     applied_at: None,
+                    scope: P::scope(plan),
                 })
                 .await?;
         }

@@ -27,7 +27,7 @@ pub struct PlanStatus {
 impl PlanStatus {
     pub fn of(plan: PlanProgress) -> Self {
         PlanStatus {
-            wave: None,
+            wave: plan.scope,
             plan_id: plan.plan_id,
             phase: plan.phase,
             created_at: plan.created_at.millis(),

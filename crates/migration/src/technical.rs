@@ -246,6 +246,10 @@ impl Phase for Technical {
         summary(plan)
     }
 
+    fn scope(plan: &TechnicalPlan) -> Option<String> {
+        plan.body.wave.described()
+    }
+
     fn finished(plan: &TechnicalPlan, opts: &ApplyOptions) -> TechnicalReport {
         TechnicalReport {
             already: plan.body.programs.iter().map(|p| p.login.clone()).collect(),
@@ -303,11 +307,12 @@ impl Phase for Technical {
     async fn apply(plan: &TechnicalPlan, (): (), run: &Run<'_>) -> Result<TechnicalReport, ApplyError> {
         let mut report = TechnicalReport::new(plan, run.opts);
         // Access is copied on marketing instances only (see `move_program`).
-        let copies_access =
-            !plan.body.programs.is_empty() && run.engine.instance.facts().await?.kind != "message_center";
-        // One project for every credential, when the plan names one.
+        let copies_access = run.facts.kind != "message_center";
+        // One project for every credential, when the plan names one and a credential is still
+        // to be made.
+        let to_move = plan.body.programs.iter().any(|p| !run.is_done(KIT, &p.login));
         let placement = match &plan.body.project {
-            Some(name) if !plan.body.programs.is_empty() => Some(
+            Some(name) if to_move => Some(
                 run.engine
                     .ims()?
                     .ensure_project(name, &format!("Technical accounts of {}", plan.instance))

@@ -14,7 +14,7 @@ pub fn facts(groups: &[(&str, &[&str])]) -> InstanceFacts {
         native_auth: "until_switched_off".into(),
         bearer_builds: "7.3.2.IMS and later".into(),
         restriction_builds: "7.4.1 and later".into(),
-        people_builds: "7.4.1 and later 7.x, 8.5.2 and later".into(),
+        people_builds: ims_wire::migration::PEOPLE_BUILDS.into(),
         restrictions: RestrictionFacts {
             operator_management_restricted: false,
             native_api_disabled: false,

@@ -320,6 +320,10 @@ impl Phase for Users {
         summary(plan)
     }
 
+    fn scope(plan: &UsersPlan) -> Option<String> {
+        plan.body.wave.described()
+    }
+
     /// The plan's organisation must be the engine's, and the instance must sign people in
     /// through the IMS.
     fn admit(plan: &UsersPlan, facts: &InstanceFacts, engine: &Engine<'_>) -> Result<(), ApplyError> {

@@ -70,13 +70,16 @@ impl Wave {
         }
     }
 
+    /// The wave described, `None` for everyone (what the journal keeps beside the plan).
+    pub fn described(&self) -> Option<String> {
+        (!self.is_everyone()).then(|| self.describe())
+    }
+
     /// For a plan's summary line: `, wave: ...` after the instance, nothing for everyone.
     pub fn scope(&self) -> String {
-        if self.is_everyone() {
-            String::new()
-        } else {
-            format!(", wave: {}", self.describe())
-        }
+        self.described()
+            .map(|w| format!(", wave: {w}"))
+            .unwrap_or_default()
     }
 
     /// For a plan's summary line: how many were left out, nothing for everyone.

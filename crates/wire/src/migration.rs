@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The builds that carry the end-user phase (the vendor's end-user migration), as an instance
+/// names them in its facts.
+pub const PEOPLE_BUILDS: &str = "7.4.1 and later 7.x, 8.5.2 and later";
+
 /// The path prefix of the API on an instance.
 pub const BASE_PATH: &str = "/nl/migration/v1";
 

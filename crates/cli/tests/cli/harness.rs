@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 const IMS: &str = env!("CARGO_BIN_EXE_ims");
 
+/// `ims serve` on `database_url` with the master key in `master_key`.
+pub(crate) fn ims_serve(database_url: &str, master_key: &Path) -> Command {
+    let mut c = ims();
+    c.arg("serve")
+        .env("IMS_DATABASE_URL", database_url)
+        .env("IMS_MASTER_KEY_FILE", master_key);
+    c
+}
+
 pub(crate) fn ims() -> Command {
     let mut c = Command::new(IMS);
     // Tests choose their configuration; nothing leaks in from the environment running them.

@@ -270,14 +270,8 @@ fn configuration_is_validated() {
     let key = tmp.path().join("mk");
     std::fs::write(&key, ims_core::keys::MasterKey::generate().to_base64()).unwrap();
     let refused = |env: &[(&str, &str)], says: &[&str]| {
-        let mut cmd = ims();
-        cmd.arg("serve")
-            .env(
-                "IMS_DATABASE_URL",
-                format!("sqlite://{}", tmp.path().join("x.db").display()),
-            )
-            .env("IMS_MASTER_KEY_FILE", &key)
-            .env("IMS_TLS", "false");
+        let mut cmd = ims_serve(&format!("sqlite://{}", tmp.path().join("x.db").display()), &key);
+        cmd.env("IMS_TLS", "false");
         // An empty value leaves the variable out.
         for (k, v) in env {
             if v.is_empty() {
@@ -348,11 +342,8 @@ fn two_nodes_share_one_postgres_database() {
     let ports = [free_port(), free_port()];
     let issuer = "http://ims.cluster.test";
     let node = |i: usize| {
-        let mut cmd = ims();
-        cmd.arg("serve")
-            .env("IMS_DATABASE_URL", &url)
-            .env("IMS_DATABASE_SCHEMA", &schema)
-            .env("IMS_MASTER_KEY_FILE", &key)
+        let mut cmd = ims_serve(&url, &key);
+        cmd.env("IMS_DATABASE_SCHEMA", &schema)
             .env("IMS_TLS", "false")
             .env("IMS_LISTEN", format!("127.0.0.1:{}", ports[i]))
             .env("IMS_PUBLIC_URL", issuer)
@@ -568,14 +559,8 @@ fn the_tls_certificate_is_reloaded_without_a_restart() {
     };
     install("first");
     let port = free_port();
-    let mut cmd = ims();
-    cmd.arg("serve")
-        .env(
-            "IMS_DATABASE_URL",
-            format!("sqlite://{}", tmp.path().join("ims.db").display()),
-        )
-        .env("IMS_MASTER_KEY_FILE", &key)
-        .env("IMS_LISTEN", format!("127.0.0.1:{port}"))
+    let mut cmd = ims_serve(&format!("sqlite://{}", tmp.path().join("ims.db").display()), &key);
+    cmd.env("IMS_LISTEN", format!("127.0.0.1:{port}"))
         .env("IMS_TLS_CERT", &live_cert)
         .env("IMS_TLS_KEY", &live_key);
     let server = spawn(cmd, &tmp.path().join("serve.log"));

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use ims_campaign::fault::Fault;
 use ims_campaign::model::Operator;
-use ims_campaign::service::Caller;
+use ims_campaign::service::{Caller, Instance};
 use ims_wire::migration::{
     Completion, CopyAccessRequest, EmailRequest, GroupRequest, ImsAccountRequest, JournalReport,
     LockdownRequest, Notice, RowProblem, SwitchRequest, VerifyRequest, MAX_PAGE,
@@ -71,7 +71,7 @@ fn no_store(mut resp: Response) -> Response {
 /// The operator calling, authenticated as for a SOAP call and recorded as usage under
 /// `action`, with where the call comes from.
 pub(crate) async fn caller(
-    st: &InstanceState,
+    instance: &Instance,
     meta: &Meta,
     headers: &HeaderMap,
     action: &str,
@@ -91,14 +91,14 @@ pub(crate) async fn caller(
         source: meta.source.clone(),
         client: client_headers(headers),
     };
-    let op = authenticated(&st.instance, &creds, action, meta.now, &caller).await?;
-    st.instance.migration().require_administration(&op).await?;
+    let op = authenticated(instance, &creds, action, meta.now, &caller).await?;
+    instance.migration().require_administration(&op).await?;
     Ok((op, caller))
 }
 
 async fn instance(State(st): State<InstanceState>, meta: Meta, headers: HeaderMap) -> Response {
     let run = async {
-        let (op, _) = caller(&st, &meta, &headers, "migration#Instance").await?;
+        let (op, _) = caller(&st.instance, &meta, &headers, "migration#Instance").await?;
         st.instance.migration().migration_facts(&op, meta.now).await
     };
     json_answer(run.await)
@@ -121,7 +121,7 @@ async fn operators(
         let Query(q) = query.map_err(|_| {
             Fault::bad_request("after and limit must be whole numbers (a page holds at most 5000 operators)")
         })?;
-        let (op, _) = caller(&st, &meta, &headers, "migration#Operators").await?;
+        let (op, _) = caller(&st.instance, &meta, &headers, "migration#Operators").await?;
         st.instance
             .migration()
             .migration_operators(&op, q.after, q.limit.unwrap_or(MAX_PAGE))
@@ -145,7 +145,7 @@ async fn emails(
 ) -> Response {
     let run = async {
         let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
-        let (op, caller) = caller(&st, &meta, &headers, "migration#Emails").await?;
+        let (op, caller) = caller(&st.instance, &meta, &headers, "migration#Emails").await?;
         let req: EmailRequest = body_of(&body, "an email request")?;
         st.instance
             .migration()
@@ -166,7 +166,7 @@ async fn switch(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, caller) = caller(&st, &meta, &headers, "migration#Switch").await?;
+        let (op, caller) = caller(&st.instance, &meta, &headers, "migration#Switch").await?;
         let req: SwitchRequest = body_of(&body, "a switch request")?;
         st.instance
             .migration()
@@ -185,7 +185,7 @@ async fn groups(
 ) -> Response {
     let run = async {
         let Query(q) = query.map_err(|_| Fault::bad_request("dry_run is true or false"))?;
-        let (op, caller) = caller(&st, &meta, &headers, "migration#Groups").await?;
+        let (op, caller) = caller(&st.instance, &meta, &headers, "migration#Groups").await?;
         let req: GroupRequest = body_of(&body, "a group request")?;
         st.instance
             .migration()
@@ -211,7 +211,7 @@ async fn lockdown(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, _) = caller(&st, &meta, &headers, "migration#Lockdown").await?;
+        let (op, _) = caller(&st.instance, &meta, &headers, "migration#Lockdown").await?;
         let req: LockdownRequest = body_of(&body, "a lock-down request")?;
         st.instance
             .migration()
@@ -228,7 +228,7 @@ async fn ims_account(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, _) = caller(&st, &meta, &headers, "migration#ImsAccount").await?;
+        let (op, _) = caller(&st.instance, &meta, &headers, "migration#ImsAccount").await?;
         let req: ImsAccountRequest = body_of(&body, "an IMS configuration")?;
         st.instance
             .migration()
@@ -248,7 +248,7 @@ async fn verify(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, _) = caller(&st, &meta, &headers, "migration#Verify").await?;
+        let (op, _) = caller(&st.instance, &meta, &headers, "migration#Verify").await?;
         let req: VerifyRequest = body_of(&body, "a verify request")?;
         st.instance
             .migration()
@@ -268,7 +268,7 @@ async fn completion(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, caller) = caller(&st, &meta, &headers, "migration#Completion").await?;
+        let (op, caller) = caller(&st.instance, &meta, &headers, "migration#Completion").await?;
         let req: Completion = body_of(&body, "a completion")?;
         st.instance
             .migration()
@@ -285,7 +285,7 @@ async fn copy_access(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, caller) = caller(&st, &meta, &headers, "migration#CopyAccess").await?;
+        let (op, caller) = caller(&st.instance, &meta, &headers, "migration#CopyAccess").await?;
         let req: CopyAccessRequest = body_of(&body, "a copy-access request")?;
         st.instance
             .migration()
@@ -302,7 +302,7 @@ async fn notice(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, caller) = caller(&st, &meta, &headers, "migration#Notice").await?;
+        let (op, caller) = caller(&st.instance, &meta, &headers, "migration#Notice").await?;
         let req: Notice = body_of(&body, "a notice")?;
         st.instance
             .migration()
@@ -322,7 +322,7 @@ async fn journal(
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
-        let (op, _) = caller(&st, &meta, &headers, "migration#Journal").await?;
+        let (op, _) = caller(&st.instance, &meta, &headers, "migration#Journal").await?;
         let req: JournalReport = body_of(&body, "a journal report")?;
         st.instance
             .migration()

@@ -17,7 +17,6 @@ use ims_campaign::service::Instance;
 use ims_identity::store::Connections;
 
 use crate::error::problem_fault::ApiFault;
-use crate::instance::soap::InstanceState;
 use crate::metrics::Metrics;
 use crate::Meta;
 
@@ -85,11 +84,8 @@ async fn metrics(State(st): State<OpsState>) -> Response {
 }
 
 async fn reload(State(st): State<OpsState>, meta: Meta, headers: HeaderMap) -> Response {
-    let instance = InstanceState {
-        instance: Arc::clone(&st.instance),
-        tls: false,
-    };
-    let op = match crate::instance::migration_api::caller(&instance, &meta, &headers, "admin#Reload").await {
+    let op = match crate::instance::migration_api::caller(&st.instance, &meta, &headers, "admin#Reload").await
+    {
         Ok((op, _)) => op,
         Err(f) => return ApiFault(f).into_response(),
     };

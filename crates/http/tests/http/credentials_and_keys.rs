@@ -169,6 +169,18 @@ async fn jwks_publishes_public_keys_only_and_rotation_keeps_old_tokens_valid() {
     assert!(h.audit("key.").await.iter().any(|e| e.action == "key.rotate"));
 }
 
+/// A new service on the harness's store and master key: a restart, or another node.
+async fn another_node(h: &Harness, ctx: &Context) -> Ims {
+    Ims::start(
+        Arc::<SqlStore>::clone(&h.store),
+        h.master.clone(),
+        settings(Algorithm::ES256),
+        ctx,
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
     for db in [Db::Sqlite, Db::Postgres] {
@@ -179,14 +191,7 @@ async fn keys_and_tokens_survive_a_restart_and_a_second_node_agrees() {
         let t = h.token(&c, "openid").await;
         // A new service on the same store and master key (a restart, or another node).
         let ctx = Context::new(Now::system(), "test");
-        let other = Ims::start(
-            Arc::<SqlStore>::clone(&h.store),
-            h.master.clone(),
-            settings(Algorithm::ES256),
-            &ctx,
-        )
-        .await
-        .unwrap();
+        let other = another_node(&h, &ctx).await;
         assert!(other
             .tokens()
             .validate_access_token(&t, Now::system())
@@ -342,14 +347,7 @@ async fn tokens_of_a_new_key_arriving_together_all_validate_after_one_reread() {
     let h = harness().await;
     let c = h.credential(&["openid"]).await;
     let ctx = Context::new(Now::system(), "test");
-    let other = Ims::start(
-        Arc::<SqlStore>::clone(&h.store),
-        h.master.clone(),
-        settings(Algorithm::ES256),
-        &ctx,
-    )
-    .await
-    .unwrap();
+    let other = another_node(&h, &ctx).await;
     let kid = other.tokens().rotate_key(None, true, &ctx).await.unwrap();
     let other_state = AppState {
         ims: Arc::new(other),

@@ -37,6 +37,7 @@ async fn the_migration_journal_records_plans_and_steps() {
             created_at: Now::from_millis(1),
             body: "{}".into(),
             applied_at: None,
+            scope: Some("groups delivery".into()),
         };
         j.put_plan(&plan).await.unwrap();
         // Stored once: a second put keeps the first body.
@@ -114,6 +115,8 @@ async fn the_migration_journal_records_plans_and_steps() {
             (p[0].plan_id.as_str(), p[0].done, p[0].started, p[0].applied_at),
             (plan.plan_id.as_str(), 1, 1, Some(Now::from_millis(10)))
         );
+        // The plan's scope (its pilot wave) comes with its progress, without its body.
+        assert_eq!(p[0].scope.as_deref(), Some("groups delivery"));
         assert_eq!(p[0].failed.len(), 1);
         assert_eq!(
             (
